@@ -1,0 +1,26 @@
+/**
+ * Time comes into stratacache only through a `Clock`. The system clock is the one place
+ * that touches real time (see system-clock.ts); tests inject a `ManualClock` and advance it,
+ * so no unit test sleeps.
+ */
+
+/** An opaque handle returned by `Clock.setTimeout`. */
+export type TimerHandle = { readonly __timer: unique symbol } | object
+
+export interface TimerOptions {
+  /**
+   * When true, a pending timer does not keep the Node.js process alive (housekeeping
+   * timers such as the expiry sweep). User-facing waits keep it alive.
+   * @default false
+   */
+  unref?: boolean
+}
+
+export interface Clock {
+  /** Milliseconds since the Unix epoch (may be fractional). Must never go backwards. */
+  now(): number
+  /** Runs `fn` once after `ms` milliseconds. */
+  setTimeout(fn: () => void, ms: number, options?: TimerOptions): TimerHandle
+  /** Cancels a timer; unknown or already-fired handles are ignored. */
+  clearTimeout(handle: TimerHandle): void
+}

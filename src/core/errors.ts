@@ -1,0 +1,156 @@
+/**
+ * Every failure stratacache reports is a `CacheError` with a stable string `code`.
+ *
+ * Codes are the contract: they are never renamed or reused. Each code has exactly one
+ * subclass, created from the table below, and a test pins that every code is exported
+ * and documented in the README's error table.
+ */
+
+/** The table of error codes and what each means. Add, never rename or reuse. */
+export const ERROR_CODES = {
+  ERR_INVALID_OPTIONS: 'An option passed to a constructor or call is invalid; the message names it.',
+  ERR_INVALID_KEY: 'A key is not usable (wrong type, empty, or too long).',
+  ERR_INVALID_VALUE: '`undefined` cannot be stored: it means "absent".',
+  ERR_WAIT_TIMEOUT: '`waitFor` gave up before the key was stored.',
+  ERR_ABORTED: 'The caller aborted the operation through its AbortSignal.',
+  ERR_CLOSED: 'The cache was closed; no further operations are accepted.',
+  ERR_INVALID_TAG: 'A dependency tag is malformed (empty segment, bad character, too long or too deep).',
+  ERR_LEADER_FAILED: 'The single-flight leader computing this key failed; `cause` is its error.',
+  ERR_FLIGHT_TIMEOUT: 'A follower waited longer than `flight.timeout` for the leader.',
+  ERR_RECURSIVE_FLIGHT: 'A factory asked for its own key (directly or through a cycle); it would deadlock.',
+  ERR_FACTORY_TIMEOUT: 'A factory ran past its hard timeout.',
+} as const
+
+export type ErrorCode = keyof typeof ERROR_CODES
+
+export interface CacheErrorOptions {
+  cause?: unknown
+}
+
+/** Base class of every error stratacache throws or reports. */
+export class CacheError extends Error {
+  /** Stable machine-readable code, e.g. `ERR_WAIT_TIMEOUT`. */
+  readonly code: ErrorCode
+
+  constructor(code: ErrorCode, message: string, options?: CacheErrorOptions) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause })
+    this.code = code
+    this.name = new.target.name
+  }
+}
+
+/** An option is invalid. Raised at construction (or at the call that took the option). */
+export class InvalidOptionsError extends CacheError {
+  /** The dotted path of the offending option, e.g. `memory.maxEntries`. */
+  readonly option: string
+  constructor(option: string, message: string, options?: CacheErrorOptions) {
+    super('ERR_INVALID_OPTIONS', `Invalid option "${option}": ${message}`, options)
+    this.option = option
+  }
+}
+
+export class InvalidKeyError extends CacheError {
+  constructor(message: string, options?: CacheErrorOptions) {
+    super('ERR_INVALID_KEY', message, options)
+  }
+}
+
+export class InvalidValueError extends CacheError {
+  constructor(message: string, options?: CacheErrorOptions) {
+    super('ERR_INVALID_VALUE', message, options)
+  }
+}
+
+export class WaitTimeoutError extends CacheError {
+  readonly key: unknown
+  readonly timeoutMs: number
+  constructor(key: unknown, timeoutMs: number) {
+    super('ERR_WAIT_TIMEOUT', `Timed out after ${timeoutMs} ms waiting for key ${describeKey(key)}`)
+    this.key = key
+    this.timeoutMs = timeoutMs
+  }
+}
+
+export class AbortedError extends CacheError {
+  constructor(message: string, options?: CacheErrorOptions) {
+    super('ERR_ABORTED', message, options)
+  }
+}
+
+export class ClosedError extends CacheError {
+  constructor(message = 'The cache is closed') {
+    super('ERR_CLOSED', message)
+  }
+}
+
+export class InvalidTagError extends CacheError {
+  readonly tag: unknown
+  constructor(tag: unknown, message: string) {
+    super('ERR_INVALID_TAG', `Invalid tag ${JSON.stringify(tag)}: ${message}`)
+    this.tag = tag
+  }
+}
+
+export class LeaderFailedError extends CacheError {
+  readonly key: unknown
+  constructor(key: unknown, cause: unknown) {
+    super('ERR_LEADER_FAILED', `The leader computing key ${describeKey(key)} failed`, { cause })
+    this.key = key
+  }
+}
+
+export class FlightTimeoutError extends CacheError {
+  readonly key: unknown
+  readonly timeoutMs: number
+  constructor(key: unknown, timeoutMs: number) {
+    super('ERR_FLIGHT_TIMEOUT', `Waited ${timeoutMs} ms for the leader computing key ${describeKey(key)}`)
+    this.key = key
+    this.timeoutMs = timeoutMs
+  }
+}
+
+export class RecursiveFlightError extends CacheError {
+  readonly key: unknown
+  /** The keys being computed in this async context, outermost first, ending with `key`. */
+  readonly path: readonly unknown[]
+  constructor(key: unknown, path: readonly unknown[]) {
+    super('ERR_RECURSIVE_FLIGHT', `Factory for key ${describeKey(key)} depends on itself: ${path.map(describeKey).join(' -> ')}`)
+    this.key = key
+    this.path = path
+  }
+}
+
+export class FactoryTimeoutError extends CacheError {
+  readonly key: unknown
+  readonly timeoutMs: number
+  constructor(key: unknown, timeoutMs: number) {
+    super('ERR_FACTORY_TIMEOUT', `Factory for key ${describeKey(key)} ran past its hard timeout of ${timeoutMs} ms`)
+    this.key = key
+    this.timeoutMs = timeoutMs
+  }
+}
+
+/** Map from code to the class that carries it; a test checks the two stay in step. */
+export const ERROR_CLASSES: { readonly [C in ErrorCode]: abstract new (...args: never[]) => CacheError } = {
+  ERR_INVALID_OPTIONS: InvalidOptionsError,
+  ERR_INVALID_KEY: InvalidKeyError,
+  ERR_INVALID_VALUE: InvalidValueError,
+  ERR_WAIT_TIMEOUT: WaitTimeoutError,
+  ERR_ABORTED: AbortedError,
+  ERR_CLOSED: ClosedError,
+  ERR_INVALID_TAG: InvalidTagError,
+  ERR_LEADER_FAILED: LeaderFailedError,
+  ERR_FLIGHT_TIMEOUT: FlightTimeoutError,
+  ERR_RECURSIVE_FLIGHT: RecursiveFlightError,
+  ERR_FACTORY_TIMEOUT: FactoryTimeoutError,
+}
+
+/** True when `err` is a CacheError, optionally with the given code. */
+export function isCacheError(err: unknown, code?: ErrorCode): err is CacheError {
+  return err instanceof CacheError && (code === undefined || err.code === code)
+}
+
+export function describeKey(key: unknown): string {
+  if (typeof key === 'string') return JSON.stringify(key.length > 80 ? `${key.slice(0, 77)}...` : key)
+  return String(key)
+}

@@ -1,0 +1,27 @@
+/**
+ * Randomness comes in through `Random`, so that jitter and admission decisions are
+ * reproducible in tests.
+ */
+export interface Random {
+  /** A float in [0, 1). */
+  next(): number
+}
+
+export const mathRandom: Random = { next: () => Math.random() }
+
+/**
+ * A small seeded generator (mulberry32): fast, 32-bit state, good enough for jitter,
+ * sampling and tests. Not for cryptography.
+ */
+export class SeededRandom implements Random {
+  #state: number
+  constructor(seed = 0x9e3779b9) {
+    this.#state = seed >>> 0
+  }
+  next(): number {
+    let t = (this.#state = (this.#state + 0x6d2b79f5) >>> 0)
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}

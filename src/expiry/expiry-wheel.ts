@@ -1,0 +1,126 @@
+/**
+ * Reclaims expired entries without a timer per entry.
+ *
+ * Design: a hashed timing wheel with unbounded buckets (a "calendar queue"; Varghese &
+ * Lauck, "Hashed and Hierarchical Timing Wheels", 1987). Time is cut into ticks of
+ * `resolution` ms; a slot whose deadline falls in tick b is linked into bucket b, a doubly
+ * linked list over typed arrays. Only non-empty buckets exist (a Map from tick to list
+ * head), so any TTL from 1 ms to years costs the same O(1) to schedule and unschedule.
+ *
+ * `advance(now)` empties every bucket whose whole tick lies before `now`'s tick, handing
+ * each slot to the owner, which either expires it or schedules it again (time-to-idle
+ * extends deadlines without touching the wheel on reads: the slot is found a little early
+ * and moved to its new bucket, as Caffeine does for variable expiry). A deadline is thus
+ * reclaimed at most one tick after it passes, plus the owner's sweep period.
+ *
+ * Reads never depend on the wheel: the engine checks deadlines on every read.
+ */
+import { growFloat64, growInt32 } from '../policies/eviction-policy.js'
+
+export class ExpiryWheel {
+  readonly #resolution: number
+  readonly #base: number
+  #next: Int32Array
+  #prev: Int32Array
+  /** Bucket (tick) of each slot, or -1 when not scheduled. */
+  #bucketOf: Float64Array
+  #buckets = new Map<number, number>()
+  /** Every tick before this one has been emptied. */
+  #cursor: number
+  #count = 0
+
+  constructor(resolution: number, capacity: number, now: number) {
+    this.#resolution = resolution
+    this.#base = Math.floor(now / resolution)
+    this.#cursor = 0
+    this.#next = new Int32Array(capacity).fill(-1)
+    this.#prev = new Int32Array(capacity).fill(-1)
+    this.#bucketOf = new Float64Array(capacity).fill(-1)
+  }
+
+  /** Number of scheduled slots. */
+  get size(): number {
+    return this.#count
+  }
+
+  grow(capacity: number): void {
+    this.#next = growInt32(this.#next, capacity)
+    this.#prev = growInt32(this.#prev, capacity)
+    this.#bucketOf = growFloat64(this.#bucketOf, capacity, -1)
+  }
+
+  schedule(slot: number, deadline: number): void {
+    let bucket = Math.floor(deadline / this.#resolution) - this.#base
+    if (bucket < this.#cursor) bucket = this.#cursor
+    const current = this.#bucketOf[slot]
+    if (current === bucket) return
+    if (current !== -1) this.#unlink(slot, current)
+    const head = this.#buckets.get(bucket)
+    this.#prev[slot] = -1
+    if (head === undefined) {
+      this.#next[slot] = -1
+    } else {
+      this.#next[slot] = head
+      this.#prev[head] = slot
+    }
+    this.#buckets.set(bucket, slot)
+    this.#bucketOf[slot] = bucket
+    this.#count++
+  }
+
+  unschedule(slot: number): void {
+    const current = this.#bucketOf[slot]
+    if (current !== -1) this.#unlink(slot, current)
+  }
+
+  /**
+   * Hands every slot in a tick that ended at or before `now` to `onDue`, unscheduled.
+   * `onDue` may schedule the slot again (into a later tick) or remove it.
+   */
+  advance(now: number, onDue: (slot: number) => void): void {
+    const limit = Math.floor(now / this.#resolution) - this.#base
+    const from = this.#cursor
+    if (limit <= from) return
+    // Move the cursor first: a slot scheduled again while draining lands at or after it.
+    this.#cursor = limit
+    if (limit - from <= this.#buckets.size) {
+      for (let b = from; b < limit; b++) this.#drain(b, onDue)
+    } else {
+      // A long jump (idle process, manual clock): visit only the buckets that exist.
+      const due: number[] = []
+      for (const b of this.#buckets.keys()) if (b < limit) due.push(b)
+      due.sort((x, y) => x - y)
+      for (const b of due) this.#drain(b, onDue)
+    }
+  }
+
+  clear(): void {
+    this.#buckets.clear()
+    this.#next.fill(-1)
+    this.#prev.fill(-1)
+    this.#bucketOf.fill(-1)
+    this.#count = 0
+  }
+
+  #drain(bucket: number, onDue: (slot: number) => void): void {
+    for (let slot = this.#buckets.get(bucket); slot !== undefined; slot = this.#buckets.get(bucket)) {
+      this.#unlink(slot, bucket)
+      onDue(slot)
+    }
+  }
+
+  #unlink(slot: number, bucket: number): void {
+    const p = this.#prev[slot]
+    const n = this.#next[slot]
+    if (p === -1) {
+      if (n === -1) this.#buckets.delete(bucket)
+      else this.#buckets.set(bucket, n)
+    } else {
+      this.#next[p] = n
+    }
+    if (n !== -1) this.#prev[n] = p
+    this.#next[slot] = this.#prev[slot] = -1
+    this.#bucketOf[slot] = -1
+    this.#count--
+  }
+}

@@ -1,0 +1,12 @@
+// Public entry point of `stratacache`. Everything a user may import is re-exported here.
+export * from './core/errors.js'
+export type { Clock, TimerHandle, TimerOptions } from './core/clock.js'
+export { systemClock } from './core/system-clock.js'
+export { ManualClock } from './core/manual-clock.js'
+export { SeededRandom, mathRandom } from './core/random.js'
+export type { Random } from './core/random.js'
+export { toMs, toBytes } from './core/duration.js'
+export type { Duration, DurationUnit, ByteSize, ByteUnit } from './core/duration.js'
+export { MemoryCache } from './memory/memory-cache.js'
+export { estimateSize } from './memory/estimate-size.js'
+export type * from './memory/types.js'

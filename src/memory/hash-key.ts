@@ -1,0 +1,36 @@
+/**
+ * A 32-bit hash of a cache key for the frequency sketch (TinyLFU). Computed once per
+ * insert, never per read: the policy keeps it per slot. Strings use a Murmur-style mix
+ * over their UTF-16 units; numbers their bits; objects an identity number.
+ */
+const objectIds = new WeakMap<object, number>()
+let nextObjectId = 1
+
+export function hashKey(key: unknown): number {
+  if (typeof key === 'string') return hashString(key)
+  if (typeof key === 'number') {
+    if (Number.isInteger(key) && Math.abs(key) < 2 ** 31) return mix(key | 0)
+    return hashString(String(key))
+  }
+  if ((typeof key === 'object' && key !== null) || typeof key === 'function') {
+    let id = objectIds.get(key)
+    if (id === undefined) objectIds.set(key, (id = nextObjectId++))
+    return mix(id)
+  }
+  return hashString(String(key))
+}
+
+function hashString(s: string): number {
+  let h = 0x811c9dc5 ^ s.length
+  for (let i = 0; i < s.length; i++) {
+    h = Math.imul(h ^ s.charCodeAt(i), 0x5bd1e995)
+    h ^= h >>> 15
+  }
+  return mix(h)
+}
+
+function mix(x: number): number {
+  let h = Math.imul(x ^ (x >>> 16), 0x85ebca6b)
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35)
+  return (h ^ (h >>> 16)) | 0
+}

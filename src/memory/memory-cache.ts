@@ -1,0 +1,698 @@
+/**
+ * MemoryCache: the synchronous in-process engine (L1).
+ *
+ * Layout (after lru-cache): an entry is a slot index. Keys and values live in two plain
+ * arrays, everything else in typed arrays indexed by slot; a `Map<key, slot>` finds slots.
+ * No object is allocated per entry or per read. Features cost only when used:
+ * - the deadline array and the expiry wheel are created on the first entry with a
+ *   deadline; a read of an entry without one never looks at the clock;
+ * - idle-time arrays exist only once a time-to-idle is used;
+ * - size arrays exist only when `maxBytes` bounds the cache;
+ * - per-entry extras (onEvent, AbortSignal) live in a sparse side array;
+ * - event objects are built only when somebody listens.
+ *
+ * Invariants:
+ * - `#count <= maxEntries` and `#bytes <= maxBytes` after every public call returns;
+ * - a read never returns an entry whose deadline (TTL or idle) is <= clock.now();
+ * - every entry that leaves is reported once, as `expire` if its deadline had passed,
+ *   otherwise with the reason of what removed it; overwrites report only `store`;
+ * - user callbacks run after the engine's state is consistent, and their exceptions are
+ *   caught (counted, warned once), so they cannot corrupt the cache.
+ */
+import type { Clock, TimerHandle } from '../core/clock.js'
+import { toBytes, toMs } from '../core/duration.js'
+import { AbortedError, ClosedError, InvalidOptionsError, InvalidValueError, WaitTimeoutError } from '../core/errors.js'
+import { mathRandom, type Random } from '../core/random.js'
+import { systemClock } from '../core/system-clock.js'
+import { ExpiryWheel } from '../expiry/expiry-wheel.js'
+import type { EvictionPolicy } from '../policies/eviction-policy.js'
+import { growFloat64 } from '../policies/eviction-policy.js'
+import { LruPolicy } from '../policies/lru-policy.js'
+import { TinyLfuPolicy } from '../policies/tinylfu-policy.js'
+import { estimateSize } from './estimate-size.js'
+import { hashKey } from './hash-key.js'
+import type {
+  CacheEvent,
+  CacheEventType,
+  CacheListener,
+  EntrySnapshot,
+  MemoryCacheOptions,
+  MemoryCacheStats,
+  PolicyName,
+  SetOptions,
+  WaitForOptions,
+} from './types.js'
+
+type RemovalReason = 'expire' | 'evict' | 'erase' | 'flush'
+
+interface Extra<K, V> {
+  onEvent: CacheListener<K, V> | undefined
+  signal: AbortSignal | undefined
+  onAbort: (() => void) | undefined
+}
+
+interface Waiter<V> {
+  resolve: (value: V) => void
+  reject: (err: unknown) => void
+  timer: TimerHandle | undefined
+  signal: AbortSignal | undefined
+  onAbort: (() => void) | undefined
+}
+
+const EVENT_TYPES: readonly CacheEventType[] = ['store', 'expire', 'evict', 'erase', 'flush', 'timeout']
+const INITIAL_CAPACITY = 1024
+const NO_DEADLINE = Infinity
+
+export class MemoryCache<K = string, V = unknown> {
+  readonly maxEntries: number
+  readonly maxBytes: number
+  readonly maxEntrySize: number
+  readonly policy: PolicyName
+
+  readonly #clock: Clock
+  readonly #random: Random
+  readonly #sizeOf: ((value: V, key: K) => number) | undefined
+  readonly #defaultTtl: number
+  readonly #defaultTti: number
+  readonly #jitter: number
+  readonly #sweepInterval: number
+  readonly #waitTimeout: number
+  readonly #sized: boolean
+  readonly #weighByBytes: boolean
+  readonly #hashed: boolean
+
+  #map = new Map<K, number>()
+  #keys: (K | undefined)[] = []
+  #values: (V | undefined)[] = []
+  #policy: EvictionPolicy
+  #capacity: number
+  #nextSlot = 0
+  #free: number[] = []
+  #count = 0
+  #bytes = 0
+  #sizes: Float64Array | undefined
+  /** Earliest of TTL and idle deadline per slot; NO_DEADLINE when none. Created on first use. */
+  #deadline: Float64Array | undefined
+  /** TTL deadline per slot, kept apart from #deadline once idle times are in use. */
+  #expireAt: Float64Array | undefined
+  /** Time-to-idle per slot in ms; 0 when none. */
+  #idle: Float64Array | undefined
+  #wheel: ExpiryWheel | undefined
+  #sweepTimer: TimerHandle | undefined
+  #extras: (Extra<K, V> | undefined)[] | undefined
+  #listeners: Record<CacheEventType, CacheListener<K, V>[]>
+  #listening = false
+  #waiters: Map<K, Set<Waiter<V>>> | undefined
+  #closed = false
+  #warnedListenerError = false
+
+  #hits = 0
+  #misses = 0
+  #stores = 0
+  #rejected = 0
+  #expired = 0
+  #evicted = 0
+  #erased = 0
+  #flushed = 0
+  #waitTimeouts = 0
+  #listenerErrors = 0
+
+  constructor(options: MemoryCacheOptions<K, V>) {
+    if (options === null || typeof options !== 'object') {
+      throw new InvalidOptionsError('options', 'expected an object with maxEntries and/or maxBytes')
+    }
+    const { maxEntries, maxBytes } = options
+    if (maxEntries === undefined && maxBytes === undefined) {
+      throw new InvalidOptionsError('maxEntries', 'a cache needs a bound: set maxEntries, maxBytes or both (an unbounded cache is a memory leak)')
+    }
+    if (maxEntries !== undefined && (!Number.isSafeInteger(maxEntries) || maxEntries < 1)) {
+      throw new InvalidOptionsError('maxEntries', `expected a positive integer, got ${String(maxEntries)}`)
+    }
+    this.maxEntries = maxEntries ?? Infinity
+    this.maxBytes = maxBytes === undefined ? Infinity : toBytes(maxBytes, 'maxBytes')
+    this.maxEntrySize = options.maxEntrySize === undefined ? this.maxBytes : toBytes(options.maxEntrySize, 'maxEntrySize')
+    if (options.sizeOf !== undefined && typeof options.sizeOf !== 'function') {
+      throw new InvalidOptionsError('sizeOf', 'expected a function (value, key) => bytes')
+    }
+    this.#sized = maxBytes !== undefined
+    this.#sizeOf = this.#sized ? (options.sizeOf ?? ((v: V) => estimateSize(v))) : undefined
+    const policy = options.policy ?? 'tinylfu'
+    if (policy !== 'lru' && policy !== 'tinylfu') {
+      throw new InvalidOptionsError('policy', `expected 'lru' or 'tinylfu', got ${JSON.stringify(policy)}`)
+    }
+    this.policy = policy
+    this.#defaultTtl = options.ttl === undefined ? Infinity : positiveDuration(options.ttl, 'ttl')
+    this.#defaultTti = options.tti === undefined ? Infinity : positiveDuration(options.tti, 'tti')
+    const jitter = options.ttlJitter ?? 0
+    if (typeof jitter !== 'number' || !(jitter >= 0 && jitter <= 1)) {
+      throw new InvalidOptionsError('ttlJitter', `expected a fraction in [0, 1], got ${String(jitter)}`)
+    }
+    this.#jitter = jitter
+    this.#sweepInterval = options.sweepInterval === undefined ? 1000 : positiveDuration(options.sweepInterval, 'sweepInterval')
+    if (this.#sweepInterval === Infinity) throw new InvalidOptionsError('sweepInterval', 'must be finite')
+    this.#waitTimeout = options.waitTimeout === undefined ? 5000 : positiveDuration(options.waitTimeout, 'waitTimeout')
+    const clock = options.clock ?? systemClock
+    if (typeof clock?.now !== 'function' || typeof clock.setTimeout !== 'function' || typeof clock.clearTimeout !== 'function') {
+      throw new InvalidOptionsError('clock', 'expected a Clock with now(), setTimeout() and clearTimeout()')
+    }
+    this.#clock = clock
+    const random = options.random ?? mathRandom
+    if (typeof random?.next !== 'function') throw new InvalidOptionsError('random', 'expected a Random with next()')
+    this.#random = random
+
+    // The policy works in entries when maxEntries is set, else in bytes.
+    this.#weighByBytes = maxEntries === undefined
+    this.#capacity = Math.min(this.maxEntries, INITIAL_CAPACITY)
+    if (this.#sized) this.#sizes = new Float64Array(this.#capacity)
+    this.#hashed = policy === 'tinylfu'
+    this.#policy =
+      policy === 'lru'
+        ? new LruPolicy(this.#capacity)
+        : new TinyLfuPolicy(
+            this.#capacity,
+            this.#weighByBytes ? this.maxBytes : this.maxEntries,
+            random,
+            Math.min(this.maxEntries, 1 << 20),
+          )
+    this.#listeners = { store: [], expire: [], evict: [], erase: [], flush: [], timeout: [] }
+  }
+
+  /** Entries held, including expired ones not yet reclaimed (see `count()` for live ones). */
+  get size(): number {
+    return this.#count
+  }
+
+  /** Bytes held (sum of entry sizes); 0 when the cache has no byte bound. */
+  get bytes(): number {
+    return this.#bytes
+  }
+
+  /** The value for `key`, or `undefined`. Counts as a use (recency, frequency, idle time). */
+  get(key: K): V | undefined {
+    const slot = this.#map.get(key)
+    if (slot === undefined) {
+      this.#misses++
+      return undefined
+    }
+    const deadline = this.#deadline
+    if (deadline !== undefined && deadline[slot] !== NO_DEADLINE) {
+      const now = this.#clock.now()
+      if (deadline[slot] <= now) {
+        this.#remove(slot, 'expire')
+        this.#misses++
+        return undefined
+      }
+      const idle = this.#idle
+      if (idle !== undefined && idle[slot] !== 0) {
+        const idleAt = now + idle[slot]
+        const expireAt = this.#expireAt![slot]
+        deadline[slot] = idleAt < expireAt ? idleAt : expireAt
+      }
+    }
+    this.#policy.onAccess(slot)
+    this.#hits++
+    return this.#values[slot]
+  }
+
+  /** The value for `key` without counting a use: no recency change, no idle extension. */
+  peek(key: K): V | undefined {
+    const slot = this.#liveSlot(key)
+    return slot === -1 ? undefined : this.#values[slot]
+  }
+
+  /** Whether a live entry exists for `key`. Not a use. */
+  has(key: K): boolean {
+    return this.#liveSlot(key) !== -1
+  }
+
+  /**
+   * Stores `value` under `key`. Returns false when the entry was not stored: larger than
+   * `maxEntrySize` (an older value under the key is erased), or its signal already aborted.
+   */
+  set(key: K, value: V, options?: SetOptions<K, V>): boolean {
+    if (value === undefined) throw new InvalidValueError('Cannot store undefined: it means "absent" (store null instead)')
+    if (this.#closed) throw new ClosedError()
+    let ttl = this.#defaultTtl
+    let tti = this.#defaultTti
+    let size = 0
+    let signal: AbortSignal | undefined
+    let onEvent: CacheListener<K, V> | undefined
+    if (options !== undefined) {
+      if (options.ttl !== undefined) ttl = positiveDuration(options.ttl, 'ttl')
+      if (options.tti !== undefined) tti = positiveDuration(options.tti, 'tti')
+      signal = options.signal
+      onEvent = options.onEvent
+      if (onEvent !== undefined && typeof onEvent !== 'function') throw new InvalidOptionsError('onEvent', 'expected a function')
+      if (this.#sized && options.size !== undefined) size = validSize(options.size)
+    }
+    if (this.#sized && (options === undefined || options.size === undefined)) size = validSize(this.#sizeOf!(value, key))
+
+    let slot = this.#map.get(key)
+    if (size > this.maxEntrySize || signal?.aborted === true) {
+      if (slot !== undefined) this.#remove(slot, this.#isExpired(slot) ? 'expire' : 'erase')
+      this.#rejected++
+      return false
+    }
+    if (ttl !== Infinity && this.#jitter !== 0) ttl *= 1 - this.#jitter * this.#random.next()
+
+    if (slot !== undefined && this.#isExpired(slot)) {
+      this.#remove(slot, 'expire')
+      slot = undefined
+    }
+    const isNew = slot === undefined
+    if (slot === undefined) {
+      slot = this.#allocate()
+      this.#keys[slot] = key
+      this.#map.set(key, slot)
+      this.#count++
+    } else {
+      this.#dropExtra(slot)
+      if (this.#sized) this.#bytes -= this.#sizes![slot]
+    }
+    this.#values[slot] = value
+    if (this.#sized) {
+      this.#sizes![slot] = size
+      this.#bytes += size
+    }
+    this.#setDeadline(slot, ttl, tti)
+    if (onEvent !== undefined || signal !== undefined) this.#attach(slot, key, onEvent, signal)
+    const weight = this.#weighByBytes ? size : 1
+    if (isNew) this.#policy.onInsert(slot, this.#hashed ? hashKey(key) : 0, weight)
+    else this.#policy.onUpdate(slot, weight)
+    this.#stores++
+
+    if (this.#listening || onEvent !== undefined) this.#emit('store', key, value, onEvent)
+    if (this.#count > this.maxEntries || this.#bytes > this.maxBytes) this.#evict()
+    if (this.#waiters !== undefined) this.#wake(key, value)
+    return true
+  }
+
+  /** Erases `key`. True if a live entry was erased (an expired one is reported as `expire`). */
+  delete(key: K): boolean {
+    const slot = this.#map.get(key)
+    if (slot === undefined) return false
+    const expired = this.#isExpired(slot)
+    this.#remove(slot, expired ? 'expire' : 'erase')
+    return !expired
+  }
+
+  /** Removes every entry (`flush`, or `expire` for those already past their deadline). */
+  clear(): void {
+    if (!this.#listening && this.#extras === undefined) {
+      this.#flushed += this.#count
+      this.#resetStorage()
+      return
+    }
+    // Listeners may change the cache while we walk: act only on entries still in place.
+    for (const [key, slot] of [...this.#map]) {
+      if (this.#map.get(key) === slot) this.#remove(slot, this.#isExpired(slot) ? 'expire' : 'flush')
+    }
+  }
+
+  /** Subscribes to one kind of event; returns the function that unsubscribes. */
+  on(type: CacheEventType, listener: CacheListener<K, V>): () => void {
+    if (!EVENT_TYPES.includes(type)) throw new InvalidOptionsError('type', `unknown event type ${JSON.stringify(type)}`)
+    if (typeof listener !== 'function') throw new InvalidOptionsError('listener', 'expected a function')
+    // Copy on write: an emit in progress keeps iterating the list it started with.
+    this.#listeners[type] = [...this.#listeners[type], listener]
+    this.#listening = true
+    let active = true
+    return () => {
+      if (!active) return
+      active = false
+      const list = this.#listeners[type]
+      const i = list.indexOf(listener)
+      if (i >= 0) this.#listeners[type] = [...list.slice(0, i), ...list.slice(i + 1)]
+      this.#listening = EVENT_TYPES.some((t) => this.#listeners[t].length > 0)
+    }
+  }
+
+  /**
+   * Resolves with the value of `key` as soon as it is stored (at once if it is live now).
+   * Rejects with `ERR_WAIT_TIMEOUT` after `timeout` (firing a `timeout` event), with
+   * `ERR_ABORTED` if `signal` aborts, and with `ERR_CLOSED` if the cache closes.
+   */
+  waitFor(key: K, options?: WaitForOptions): Promise<V> {
+    if (this.#closed) return Promise.reject(new ClosedError())
+    const timeout = options?.timeout === undefined ? this.#waitTimeout : positiveDuration(options.timeout, 'timeout')
+    const slot = this.#liveSlot(key)
+    if (slot !== -1) return Promise.resolve(this.#values[slot] as V)
+    const signal = options?.signal
+    if (signal?.aborted === true) return Promise.reject(new AbortedError('waitFor aborted', { cause: signal.reason }))
+    return new Promise<V>((resolve, reject) => {
+      const waiter: Waiter<V> = { resolve, reject, timer: undefined, signal, onAbort: undefined }
+      this.#waiters ??= new Map()
+      let set = this.#waiters.get(key)
+      if (set === undefined) this.#waiters.set(key, (set = new Set()))
+      set.add(waiter)
+      if (timeout !== Infinity) {
+        waiter.timer = this.#clock.setTimeout(() => {
+          waiter.timer = undefined
+          this.#forgetWaiter(key, waiter)
+          this.#waitTimeouts++
+          reject(new WaitTimeoutError(key, timeout))
+          if (this.#listening) this.#emit('timeout', key, undefined, undefined)
+        }, timeout)
+      }
+      if (signal !== undefined) {
+        waiter.onAbort = () => {
+          this.#forgetWaiter(key, waiter)
+          reject(new AbortedError('waitFor aborted', { cause: signal.reason }))
+        }
+        signal.addEventListener('abort', waiter.onAbort, { once: true })
+      }
+    })
+  }
+
+  /** Keys of live entries, most valuable (recently used) first. */
+  *keys(): IterableIterator<K> {
+    for (const [key] of this.entries()) yield key
+  }
+
+  /** Values of live entries, most valuable first. */
+  *values(): IterableIterator<V> {
+    for (const [, value] of this.entries()) yield value
+  }
+
+  /** [key, value] pairs of live entries, most valuable first. Safe to mutate the cache meanwhile. */
+  *entries(): IterableIterator<[K, V]> {
+    const slots: number[] = []
+    const keys: K[] = []
+    this.#policy.forEach((slot) => {
+      slots.push(slot)
+      keys.push(this.#keys[slot] as K)
+    })
+    for (let i = 0; i < slots.length; i++) {
+      const slot = slots[i]
+      // Skip entries removed or replaced since the walk began.
+      if (this.#map.get(keys[i]) !== slot || this.#isExpired(slot)) continue
+      yield [keys[i], this.#values[slot] as V]
+    }
+  }
+
+  /** Live entries for which `predicate(key, value)` is true. */
+  filter(predicate: (key: K, value: V) => boolean): Array<[K, V]> {
+    const out: Array<[K, V]> = []
+    for (const entry of this.entries()) if (predicate(entry[0], entry[1])) out.push(entry)
+    return out
+  }
+
+  /** Erases the live entries for which `predicate(key, value)` is true; returns how many. */
+  filterErase(predicate: (key: K, value: V) => boolean): number {
+    let n = 0
+    for (const [key] of this.filter(predicate)) if (this.delete(key)) n++
+    return n
+  }
+
+  /** Number of live entries, or of those matching `predicate`. */
+  count(predicate?: (key: K, value: V) => boolean): number {
+    let n = 0
+    for (const [key, value] of this.entries()) if (predicate === undefined || predicate(key, value)) n++
+    return n
+  }
+
+  /** Snapshots of the live entries, most valuable first. */
+  dump(): Array<EntrySnapshot<K, V>> {
+    const now = this.#clock.now()
+    const out: Array<EntrySnapshot<K, V>> = []
+    for (const [key, value] of this.entries()) {
+      const slot = this.#map.get(key)!
+      const d = this.#deadline === undefined ? NO_DEADLINE : this.#deadline[slot]
+      out.push({ key, value, size: this.#sized ? this.#sizes![slot] : 0, remainingTtl: d === NO_DEADLINE ? Infinity : d - now })
+    }
+    return out
+  }
+
+  /** Milliseconds until `key` expires (`Infinity` if never), or undefined when absent. */
+  remainingTtl(key: K): number | undefined {
+    const slot = this.#liveSlot(key)
+    if (slot === -1) return undefined
+    const d = this.#deadline === undefined ? NO_DEADLINE : this.#deadline[slot]
+    return d === NO_DEADLINE ? Infinity : d - this.#clock.now()
+  }
+
+  /** Reclaims every expired entry now; returns how many. */
+  purgeExpired(): number {
+    const deadline = this.#deadline
+    if (deadline === undefined) return 0
+    const now = this.#clock.now()
+    let n = 0
+    for (const [key, slot] of [...this.#map]) {
+      if (this.#map.get(key) === slot && this.#deadline![slot] <= now) {
+        this.#remove(slot, 'expire')
+        n++
+      }
+    }
+    return n
+  }
+
+  stats(): MemoryCacheStats {
+    return {
+      size: this.#count,
+      bytes: this.#bytes,
+      hits: this.#hits,
+      misses: this.#misses,
+      stores: this.#stores,
+      rejected: this.#rejected,
+      expired: this.#expired,
+      evicted: this.#evicted,
+      erased: this.#erased,
+      flushed: this.#flushed,
+      waitTimeouts: this.#waitTimeouts,
+      listenerErrors: this.#listenerErrors,
+    }
+  }
+
+  /**
+   * Empties the cache (reporting `flush`), stops its timer and rejects pending waits with
+   * `ERR_CLOSED`. Later `set` and `waitFor` calls fail with `ERR_CLOSED`. Idempotent.
+   */
+  close(): void {
+    if (this.#closed) return
+    this.clear()
+    this.#closed = true
+    if (this.#sweepTimer !== undefined) this.#clock.clearTimeout(this.#sweepTimer)
+    this.#sweepTimer = undefined
+    if (this.#waiters !== undefined) {
+      for (const [key, set] of [...this.#waiters]) {
+        for (const w of [...set]) {
+          this.#forgetWaiter(key, w)
+          w.reject(new ClosedError('The cache was closed while waiting'))
+        }
+      }
+    }
+  }
+
+  // ---- internals -------------------------------------------------------------------
+
+  /** Slot of the live entry for `key`, or -1. Reclaims the entry if it has expired. */
+  #liveSlot(key: K): number {
+    const slot = this.#map.get(key)
+    if (slot === undefined) return -1
+    if (this.#isExpired(slot)) {
+      this.#remove(slot, 'expire')
+      return -1
+    }
+    return slot
+  }
+
+  #isExpired(slot: number): boolean {
+    const deadline = this.#deadline
+    return deadline !== undefined && deadline[slot] !== NO_DEADLINE && deadline[slot] <= this.#clock.now()
+  }
+
+  #allocate(): number {
+    const reused = this.#free.pop()
+    if (reused !== undefined) return reused
+    const slot = this.#nextSlot++
+    if (slot >= this.#capacity) this.#grow()
+    this.#keys.push(undefined)
+    this.#values.push(undefined)
+    return slot
+  }
+
+  #grow(): void {
+    const capacity = Math.min(this.maxEntries, this.#capacity * 2)
+    this.#capacity = capacity === this.#capacity ? capacity + 1 : capacity
+    this.#policy.grow(this.#capacity)
+    if (this.#sizes !== undefined) this.#sizes = growFloat64(this.#sizes, this.#capacity)
+    if (this.#deadline !== undefined) this.#deadline = growFloat64(this.#deadline, this.#capacity, NO_DEADLINE)
+    if (this.#expireAt !== undefined) this.#expireAt = growFloat64(this.#expireAt, this.#capacity, NO_DEADLINE)
+    if (this.#idle !== undefined) this.#idle = growFloat64(this.#idle, this.#capacity)
+    this.#wheel?.grow(this.#capacity)
+  }
+
+  #setDeadline(slot: number, ttl: number, tti: number): void {
+    if (ttl === Infinity && tti === Infinity) {
+      if (this.#deadline !== undefined && this.#deadline[slot] !== NO_DEADLINE) {
+        this.#deadline[slot] = NO_DEADLINE
+        if (this.#expireAt !== undefined) this.#expireAt[slot] = NO_DEADLINE
+        if (this.#idle !== undefined) this.#idle[slot] = 0
+        this.#wheel!.unschedule(slot)
+      }
+      return
+    }
+    const now = this.#clock.now()
+    if (this.#deadline === undefined) {
+      this.#deadline = new Float64Array(this.#capacity).fill(NO_DEADLINE)
+      this.#wheel = new ExpiryWheel(this.#sweepInterval, this.#capacity, now)
+    }
+    const expireAt = ttl === Infinity ? NO_DEADLINE : now + ttl
+    let d = expireAt
+    if (tti !== Infinity || this.#idle !== undefined) {
+      if (this.#idle === undefined) {
+        this.#idle = new Float64Array(this.#capacity)
+        this.#expireAt = new Float64Array(this.#capacity).fill(NO_DEADLINE)
+      }
+      this.#expireAt![slot] = expireAt
+      this.#idle[slot] = tti === Infinity ? 0 : tti
+      if (tti !== Infinity && now + tti < d) d = now + tti
+    }
+    this.#deadline[slot] = d
+    this.#wheel!.schedule(slot, d)
+    if (this.#sweepTimer === undefined) this.#scheduleSweep()
+  }
+
+  #scheduleSweep(): void {
+    this.#sweepTimer = this.#clock.setTimeout(() => this.#sweep(), this.#sweepInterval, { unref: true })
+  }
+
+  #sweep(): void {
+    this.#sweepTimer = undefined
+    const wheel = this.#wheel
+    const deadline = this.#deadline
+    if (wheel === undefined || deadline === undefined || this.#closed) return
+    const now = this.#clock.now()
+    wheel.advance(now, (slot) => {
+      if (deadline[slot] <= now) this.#remove(slot, 'expire')
+      else wheel.schedule(slot, deadline[slot]) // idle time was extended by reads
+    })
+    if (wheel.size > 0) this.#scheduleSweep()
+  }
+
+  #evict(): void {
+    while (this.#count > this.maxEntries || this.#bytes > this.maxBytes) {
+      const victim = this.#policy.victim()
+      if (victim === -1) break
+      this.#remove(victim, this.#isExpired(victim) ? 'expire' : 'evict')
+    }
+  }
+
+  #remove(slot: number, reason: RemovalReason): void {
+    const key = this.#keys[slot] as K
+    const value = this.#values[slot] as V
+    this.#map.delete(key)
+    this.#policy.onRemove(slot)
+    if (this.#deadline !== undefined && this.#deadline[slot] !== NO_DEADLINE) {
+      this.#deadline[slot] = NO_DEADLINE
+      this.#wheel!.unschedule(slot)
+    }
+    if (this.#sized) {
+      this.#bytes -= this.#sizes![slot]
+      this.#sizes![slot] = 0
+    }
+    this.#keys[slot] = undefined
+    this.#values[slot] = undefined
+    this.#free.push(slot)
+    this.#count--
+    if (reason === 'expire') this.#expired++
+    else if (reason === 'evict') this.#evicted++
+    else if (reason === 'erase') this.#erased++
+    else this.#flushed++
+    const onEvent = this.#dropExtra(slot)
+    if (this.#listening || onEvent !== undefined) this.#emit(reason, key, value, onEvent)
+  }
+
+  #resetStorage(): void {
+    this.#map.clear()
+    this.#keys = []
+    this.#values = []
+    this.#free = []
+    this.#nextSlot = 0
+    this.#count = 0
+    this.#bytes = 0
+    this.#policy.reset()
+    this.#sizes?.fill(0)
+    this.#deadline?.fill(NO_DEADLINE)
+    this.#wheel?.clear()
+  }
+
+  #attach(slot: number, key: K, onEvent: CacheListener<K, V> | undefined, signal: AbortSignal | undefined): void {
+    this.#extras ??= []
+    const extra: Extra<K, V> = { onEvent, signal, onAbort: undefined }
+    if (signal !== undefined) {
+      // The entry lives as long as the signal; the listener goes when the entry goes.
+      extra.onAbort = () => {
+        if (this.#map.get(key) === slot && this.#extras?.[slot] === extra) this.#remove(slot, this.#isExpired(slot) ? 'expire' : 'erase')
+      }
+      signal.addEventListener('abort', extra.onAbort, { once: true })
+    }
+    while (this.#extras.length <= slot) this.#extras.push(undefined)
+    this.#extras[slot] = extra
+  }
+
+  /** Detaches a slot's extras (removing its abort listener); returns its onEvent. */
+  #dropExtra(slot: number): CacheListener<K, V> | undefined {
+    const extras = this.#extras
+    if (extras === undefined) return undefined
+    const extra = extras[slot]
+    if (extra === undefined) return undefined
+    extras[slot] = undefined
+    if (extra.signal !== undefined && extra.onAbort !== undefined) extra.signal.removeEventListener('abort', extra.onAbort)
+    return extra.onEvent
+  }
+
+  #emit(type: CacheEventType, key: K, value: V | undefined, onEvent: CacheListener<K, V> | undefined): void {
+    const event: CacheEvent<K, V> = { type, key, value }
+    if (onEvent !== undefined) this.#call(onEvent, event)
+    const list = this.#listeners[type]
+    for (let i = 0; i < list.length; i++) this.#call(list[i], event)
+  }
+
+  #call(listener: CacheListener<K, V>, event: CacheEvent<K, V>): void {
+    try {
+      listener(event)
+    } catch (err) {
+      // A listener's failure is its own: count it, warn once, keep going.
+      this.#listenerErrors++
+      if (!this.#warnedListenerError) {
+        this.#warnedListenerError = true
+        process.emitWarning(`A stratacache '${event.type}' listener threw: ${String(err)}`, { code: 'STRATACACHE_LISTENER_ERROR' })
+      }
+    }
+  }
+
+  #wake(key: K, value: V): void {
+    const set = this.#waiters!.get(key)
+    if (set === undefined) return
+    for (const w of [...set]) {
+      this.#forgetWaiter(key, w)
+      w.resolve(value)
+    }
+  }
+
+  #forgetWaiter(key: K, waiter: Waiter<V>): void {
+    if (waiter.timer !== undefined) {
+      this.#clock.clearTimeout(waiter.timer)
+      waiter.timer = undefined
+    }
+    if (waiter.signal !== undefined && waiter.onAbort !== undefined) waiter.signal.removeEventListener('abort', waiter.onAbort)
+    const set = this.#waiters?.get(key)
+    if (set === undefined) return
+    set.delete(waiter)
+    if (set.size === 0) this.#waiters!.delete(key)
+  }
+}
+
+function positiveDuration(value: unknown, option: string): number {
+  const ms = toMs(value, option)
+  if (ms <= 0) throw new InvalidOptionsError(option, `expected a duration > 0, got ${String(value)}`)
+  return ms
+}
+
+function validSize(size: unknown): number {
+  if (typeof size !== 'number' || !Number.isFinite(size) || size < 0) {
+    throw new InvalidOptionsError('size', `expected a finite number of bytes >= 0, got ${String(size)}`)
+  }
+  return size
+}

@@ -1,0 +1,52 @@
+/**
+ * An eviction policy orders the engine's slots and names the next victim. It never holds
+ * keys or values: the engine (src/memory/memory-cache.ts) owns those in parallel arrays
+ * and identifies entries by slot index. Policies keep their own typed-array links, so an
+ * access is a few integer writes and no allocation.
+ */
+export interface EvictionPolicy {
+  readonly name: 'lru' | 'tinylfu'
+  /** Makes room for slots [0, capacity). Called before any slot >= the old capacity is used. */
+  grow(capacity: number): void
+  /** A new entry took `slot`. `hash` is the key's 32-bit hash, `weight` its bound unit (1 or bytes). */
+  onInsert(slot: number, hash: number, weight: number): void
+  /** The entry in `slot` was read by `get`. */
+  onAccess(slot: number): void
+  /** The entry in `slot` was overwritten; its weight may have changed. Counts as an access. */
+  onUpdate(slot: number, weight: number): void
+  /** The entry in `slot` left the cache, whatever the reason. */
+  onRemove(slot: number): void
+  /**
+   * The slot to evict next while the cache is over a bound, or -1 if empty. May reorder
+   * slots (TinyLFU moves an admitted candidate into its main space).
+   */
+  victim(): number
+  /** Calls `fn` for every slot, most valuable (most recently used) first. */
+  forEach(fn: (slot: number) => void): void
+  /** Forgets every slot (the engine cleared). */
+  reset(): void
+}
+
+/** Grows an Int32Array to `capacity`, keeping its contents and filling new cells with `fill`. */
+export function growInt32(a: Int32Array, capacity: number, fill = -1): Int32Array {
+  if (capacity <= a.length) return a
+  const b = new Int32Array(capacity)
+  b.set(a)
+  if (fill !== 0) b.fill(fill, a.length)
+  return b
+}
+
+export function growFloat64(a: Float64Array, capacity: number, fill = 0): Float64Array {
+  if (capacity <= a.length) return a
+  const b = new Float64Array(capacity)
+  b.set(a)
+  if (fill !== 0) b.fill(fill, a.length)
+  return b
+}
+
+export function growUint32(a: Uint32Array, capacity: number): Uint32Array {
+  if (capacity <= a.length) return a
+  const b = new Uint32Array(capacity)
+  b.set(a)
+  return b
+}
