@@ -43,10 +43,3 @@ export function growFloat64(a: Float64Array, capacity: number, fill = 0): Float6
   if (fill !== 0) b.fill(fill, a.length)
   return b
 }
-
-export function growUint32(a: Uint32Array, capacity: number): Uint32Array {
-  if (capacity <= a.length) return a
-  const b = new Uint32Array(capacity)
-  b.set(a)
-  return b
-}

@@ -1,4 +1,4 @@
-import { type EvictionPolicy, growInt32, growUint32 } from './eviction-policy.js'
+import type { EvictionPolicy } from './eviction-policy.js'
 
 /** Lists shorter than this are kept in exact LRU order. */
 const SKIP_MIN = 1024
@@ -16,24 +16,22 @@ const SKIP_MIN = 1024
  */
 export class LruPolicy implements EvictionPolicy {
   readonly name = 'lru'
-  #next: Int32Array
-  #prev: Int32Array
-  #ticket: Uint32Array
+  /** Per-slot record of STRIDE int32s: next, prev, bump ticket (one cache line for a hit). */
+  #meta: Int32Array
   #head = -1
   #tail = -1
   #counter = 0
   #count = 0
 
   constructor(capacity: number) {
-    this.#next = new Int32Array(capacity).fill(-1)
-    this.#prev = new Int32Array(capacity).fill(-1)
-    this.#ticket = new Uint32Array(capacity)
+    this.#meta = emptyRecords(capacity)
   }
 
   grow(capacity: number): void {
-    this.#next = growInt32(this.#next, capacity)
-    this.#prev = growInt32(this.#prev, capacity)
-    this.#ticket = growUint32(this.#ticket, capacity)
+    if (capacity * STRIDE <= this.#meta.length) return
+    const meta = emptyRecords(capacity)
+    meta.set(this.#meta)
+    this.#meta = meta
   }
 
   onInsert(slot: number): void {
@@ -44,7 +42,7 @@ export class LruPolicy implements EvictionPolicy {
   onAccess(slot: number): void {
     const count = this.#count
     // Uint32 arithmetic: correct across counter wrap-around.
-    if (count >= SKIP_MIN && ((this.#counter - this.#ticket[slot]) >>> 0) < count >>> 4) return
+    if (count >= SKIP_MIN && ((this.#counter - this.#meta[slot * STRIDE + TICKET]) >>> 0) < count >>> 4) return
     if (slot === this.#head) return
     this.#unlink(slot)
     this.#linkHead(slot)
@@ -64,33 +62,47 @@ export class LruPolicy implements EvictionPolicy {
   }
 
   forEach(fn: (slot: number) => void): void {
-    for (let s = this.#head; s !== -1; s = this.#next[s]) fn(s)
+    for (let s = this.#head; s !== -1; s = this.#meta[s * STRIDE + NEXT]) fn(s)
   }
 
   reset(): void {
-    this.#next.fill(-1)
-    this.#prev.fill(-1)
+    this.#meta = emptyRecords(this.#meta.length / STRIDE)
     this.#head = this.#tail = -1
     this.#count = 0
   }
 
   #linkHead(slot: number): void {
+    const meta = this.#meta
+    const r = slot * STRIDE
     const head = this.#head
-    this.#prev[slot] = -1
-    this.#next[slot] = head
+    meta[r + PREV] = -1
+    meta[r + NEXT] = head
     if (head === -1) this.#tail = slot
-    else this.#prev[head] = slot
+    else meta[head * STRIDE + PREV] = slot
     this.#head = slot
-    this.#ticket[slot] = this.#counter = (this.#counter + 1) >>> 0
+    meta[r + TICKET] = this.#counter = (this.#counter + 1) >>> 0
   }
 
   #unlink(slot: number): void {
-    const p = this.#prev[slot]
-    const n = this.#next[slot]
+    const meta = this.#meta
+    const r = slot * STRIDE
+    const p = meta[r + PREV]
+    const n = meta[r + NEXT]
     if (p === -1) this.#head = n
-    else this.#next[p] = n
+    else meta[p * STRIDE + NEXT] = n
     if (n === -1) this.#tail = p
-    else this.#prev[n] = p
-    this.#next[slot] = this.#prev[slot] = -1
+    else meta[n * STRIDE + PREV] = p
+    meta[r + NEXT] = meta[r + PREV] = -1
   }
+}
+
+const STRIDE = 4
+const NEXT = 0
+const PREV = 1
+const TICKET = 2
+
+function emptyRecords(capacity: number): Int32Array {
+  const meta = new Int32Array(capacity * STRIDE)
+  for (let r = 0; r < meta.length; r += STRIDE) meta[r + NEXT] = meta[r + PREV] = -1
+  return meta
 }

@@ -19,25 +19,32 @@
  * 1% window is Caffeine's starting point and does well on the traces in bench/).
  */
 import type { Random } from '../core/random.js'
-import { type EvictionPolicy, growFloat64, growInt32, growUint32 } from './eviction-policy.js'
+import { type EvictionPolicy, growFloat64 } from './eviction-policy.js'
 import { FrequencySketch } from './frequency-sketch.js'
 
 const WINDOW = 0
 const PROBATION = 1
 const PROTECTED = 2
 const NONE = 255
+// Fields of a slot's record in #meta.
+const STRIDE = 8
+const HASH = 0
+const TICKET = 1
+const SEG = 2
+const NEXT = 3
+const PREV = 4
 const HASHDOS_THRESHOLD = 6
 /** Segments shorter than this keep exact LRU order. */
 const SKIP_MIN = 1024
 
 export class TinyLfuPolicy implements EvictionPolicy {
   readonly name = 'tinylfu'
-  #next: Int32Array
-  #prev: Int32Array
-  #hash: Int32Array
+  /**
+   * Per-slot record of STRIDE int32s: key hash, bump ticket, segment, next, prev. One
+   * record per 32 bytes keeps everything a hit reads in one cache line.
+   */
+  #meta: Int32Array
   #weight: Float64Array
-  #segment: Uint8Array
-  #ticket: Uint32Array
   #counter = 0
   #counts = new Int32Array(3)
   // head (most recent) and tail (victim end) of the three segments
@@ -55,12 +62,8 @@ export class TinyLfuPolicy implements EvictionPolicy {
    * @param maximum   the bound in weight units (entries, or bytes when only maxBytes is set)
    */
   constructor(capacity: number, maximum: number, random: Random, sketchCapacity: number) {
-    this.#next = new Int32Array(capacity).fill(-1)
-    this.#prev = new Int32Array(capacity).fill(-1)
-    this.#hash = new Int32Array(capacity)
+    this.#meta = emptyRecords(capacity)
     this.#weight = new Float64Array(capacity)
-    this.#segment = new Uint8Array(capacity).fill(NONE)
-    this.#ticket = new Uint32Array(capacity)
     this.#windowMax = Math.max(1, Math.floor(maximum * 0.01))
     this.#mainMax = Math.max(0, maximum - this.#windowMax)
     this.#protectedMax = Math.floor(this.#mainMax * 0.8)
@@ -69,21 +72,16 @@ export class TinyLfuPolicy implements EvictionPolicy {
   }
 
   grow(capacity: number): void {
-    const old = this.#segment.length
-    if (capacity <= old) return
-    this.#next = growInt32(this.#next, capacity)
-    this.#prev = growInt32(this.#prev, capacity)
-    this.#hash = growInt32(this.#hash, capacity, 0)
+    if (capacity * STRIDE <= this.#meta.length) return
+    const meta = emptyRecords(capacity)
+    meta.set(this.#meta)
+    this.#meta = meta
     this.#weight = growFloat64(this.#weight, capacity)
-    const seg = new Uint8Array(capacity).fill(NONE)
-    seg.set(this.#segment)
-    this.#segment = seg
-    this.#ticket = growUint32(this.#ticket, capacity)
     this.#sketch.ensureCapacity(capacity)
   }
 
   onInsert(slot: number, hash: number, weight: number): void {
-    this.#hash[slot] = hash
+    this.#meta[slot * STRIDE + HASH] = hash
     this.#weight[slot] = weight
     this.#sketch.increment(hash)
     this.#linkHead(WINDOW, slot)
@@ -97,8 +95,10 @@ export class TinyLfuPolicy implements EvictionPolicy {
   }
 
   onAccess(slot: number): void {
-    this.#sketch.increment(this.#hash[slot])
-    const seg = this.#segment[slot]
+    const meta = this.#meta
+    const r = slot * STRIDE
+    this.#sketch.increment(meta[r + HASH])
+    const seg = meta[r + SEG]
     if (seg === PROBATION) {
       this.#unlink(slot)
       this.#linkHead(PROTECTED, slot)
@@ -111,14 +111,14 @@ export class TinyLfuPolicy implements EvictionPolicy {
     } else if (this.#heads[seg] !== slot) {
       // Bump skipping as in LruPolicy: an entry in the most recent 1/16 of its segment stays put.
       const count = this.#counts[seg]
-      if (count >= SKIP_MIN && ((this.#counter - this.#ticket[slot]) >>> 0) < count >>> 4) return
+      if (count >= SKIP_MIN && ((this.#counter - meta[r + TICKET]) >>> 0) < count >>> 4) return
       this.#unlink(slot)
       this.#linkHead(seg, slot)
     }
   }
 
   onUpdate(slot: number, weight: number): void {
-    const seg = this.#segment[slot]
+    const seg = this.#meta[slot * STRIDE + SEG]
     this.#weights[seg] += weight - this.#weight[slot]
     this.#weight[slot] = weight
     this.onAccess(slot)
@@ -133,7 +133,7 @@ export class TinyLfuPolicy implements EvictionPolicy {
     const mainVictim = this.#tails[PROBATION] !== -1 ? this.#tails[PROBATION] : this.#tails[PROTECTED]
     if (cand !== -1 && this.#weights[WINDOW] > this.#windowMax) {
       if (mainVictim === -1) return cand
-      if (this.#admit(this.#hash[cand], this.#hash[mainVictim])) {
+      if (this.#admit(this.#meta[cand * STRIDE + HASH], this.#meta[mainVictim * STRIDE + HASH])) {
         this.#unlink(cand)
         this.#linkHead(PROBATION, cand)
         return mainVictim
@@ -146,14 +146,12 @@ export class TinyLfuPolicy implements EvictionPolicy {
   forEach(fn: (slot: number) => void): void {
     // Most valuable first: protected, then window, then probation.
     for (const seg of [PROTECTED, WINDOW, PROBATION]) {
-      for (let s = this.#heads[seg]; s !== -1; s = this.#next[s]) fn(s)
+      for (let s = this.#heads[seg]; s !== -1; s = this.#meta[s * STRIDE + NEXT]) fn(s)
     }
   }
 
   reset(): void {
-    this.#next.fill(-1)
-    this.#prev.fill(-1)
-    this.#segment.fill(NONE)
+    this.#meta = emptyRecords(this.#weight.length)
     this.#heads.fill(-1)
     this.#tails.fill(-1)
     this.#weights.fill(0)
@@ -169,30 +167,43 @@ export class TinyLfuPolicy implements EvictionPolicy {
   }
 
   #linkHead(seg: number, slot: number): void {
+    const meta = this.#meta
+    const r = slot * STRIDE
     const head = this.#heads[seg]
-    this.#segment[slot] = seg
-    this.#prev[slot] = -1
-    this.#next[slot] = head
+    meta[r + SEG] = seg
+    meta[r + PREV] = -1
+    meta[r + NEXT] = head
     if (head === -1) this.#tails[seg] = slot
-    else this.#prev[head] = slot
+    else meta[head * STRIDE + PREV] = slot
     this.#heads[seg] = slot
     this.#weights[seg] += this.#weight[slot]
     this.#counts[seg]++
-    this.#ticket[slot] = this.#counter = (this.#counter + 1) >>> 0
+    meta[r + TICKET] = this.#counter = (this.#counter + 1) >>> 0
   }
 
   #unlink(slot: number): void {
-    const seg = this.#segment[slot]
+    const meta = this.#meta
+    const r = slot * STRIDE
+    const seg = meta[r + SEG]
     if (seg === NONE) return
-    const p = this.#prev[slot]
-    const n = this.#next[slot]
+    const p = meta[r + PREV]
+    const n = meta[r + NEXT]
     if (p === -1) this.#heads[seg] = n
-    else this.#next[p] = n
+    else meta[p * STRIDE + NEXT] = n
     if (n === -1) this.#tails[seg] = p
-    else this.#prev[n] = p
-    this.#next[slot] = this.#prev[slot] = -1
-    this.#segment[slot] = NONE
+    else meta[n * STRIDE + PREV] = p
+    meta[r + NEXT] = meta[r + PREV] = -1
+    meta[r + SEG] = NONE
     this.#weights[seg] -= this.#weight[slot]
     this.#counts[seg]--
   }
+}
+
+function emptyRecords(capacity: number): Int32Array {
+  const meta = new Int32Array(capacity * STRIDE)
+  for (let r = 0; r < meta.length; r += STRIDE) {
+    meta[r + SEG] = NONE
+    meta[r + NEXT] = meta[r + PREV] = -1
+  }
+  return meta
 }
