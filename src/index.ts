@@ -10,3 +10,8 @@ export type { Duration, DurationUnit, ByteSize, ByteUnit } from './core/duration
 export { MemoryCache } from './memory/memory-cache.js'
 export { estimateSize } from './memory/estimate-size.js'
 export type * from './memory/types.js'
+export { SingleFlight } from './singleflight/index.js'
+export type * from './singleflight/index.js'
+export { Cache, createCache } from './cache/cache.js'
+export type * from './cache/types.js'
+export type { TagIndex, TagState } from './cache/tag-index.js'

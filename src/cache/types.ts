@@ -1,0 +1,103 @@
+import type { Clock } from '../core/clock.js'
+import type { Duration } from '../core/duration.js'
+import type { Random } from '../core/random.js'
+import type { CacheEventType, MemoryCacheOptions } from '../memory/types.js'
+
+/**
+ * How a miss is computed (kz_cache's strategies):
+ * - `none`: every caller runs the factory; the store is awaited;
+ * - `async`: every caller runs the factory; the store happens in the background;
+ * - `stampede`: concurrent callers share one factory run; the store is awaited;
+ * - `stampede-async`: shared run; the winner stores in the background, the others never store.
+ */
+export type Strategy = 'none' | 'async' | 'stampede' | 'stampede-async'
+
+/** Tags of an entry: fixed, or computed from the factory's result. */
+export type TagsOption<V> = readonly string[] | ((value: V) => readonly string[])
+
+export interface EntryOptions<V = unknown> {
+  /** Time-to-live: how long the value is fresh. @default '5m' */
+  ttl?: Duration
+  /** Time-to-idle: an entry not read for this long expires. @default Infinity */
+  tti?: Duration
+  /** Dependency tags (`org:1:user:42`); see `invalidateTags`. @default none */
+  tags?: TagsOption<V>
+  /**
+   * Fail-safe window: for this long past its TTL a value is kept as a fallback, served when
+   * the factory throws or passes its soft timeout. @default 0 (no fallback)
+   */
+  grace?: Duration
+  /**
+   * While a stale fallback is being served after a factory failure, the factory is retried
+   * no more often than this (doubling per consecutive failure, up to 32x). @default '1s'
+   */
+  graceBackoff?: Duration
+  /**
+   * `soft`: with a fallback available, answer with it once the factory has run this long
+   * (the factory goes on and stores its result). `hard`: fail with `ERR_FACTORY_TIMEOUT`
+   * (and abort the factory's signal) once it has run this long. @default none
+   */
+  timeout?: { soft?: Duration; hard?: Duration }
+  /**
+   * A hit after this fraction of the TTL starts one background refresh, so hot keys never
+   * expire under their readers. In (0, 1). @default off
+   */
+  refreshAhead?: number
+  /** How misses are computed. @default 'stampede' */
+  strategy?: Strategy
+  /** Aborting detaches this caller from a shared computation (`ERR_ABORTED`). */
+  signal?: AbortSignal
+}
+
+export interface FactoryContext<V> {
+  readonly key: string
+  /** The stale value kept for fail-safe, if any. */
+  readonly stale: V | undefined
+  /** Aborted when the hard timeout passes or nobody waits for the result any more. */
+  readonly signal: AbortSignal
+  /** Changes this entry's TTL. */
+  setTtl(ttl: Duration): void
+  /** Changes this entry's tags. */
+  setTags(tags: readonly string[]): void
+  /** Returns the value without caching it. */
+  skip(): void
+}
+
+export type Factory<V> = (ctx: FactoryContext<V>) => V | PromiseLike<V>
+
+export interface CacheOptions {
+  /** The in-process tier. @default { maxEntries: 10_000, policy: 'tinylfu' } */
+  memory?: Omit<MemoryCacheOptions<string, unknown>, 'clock' | 'random' | 'ttl' | 'tti'>
+  /** Defaults for every call; per-call options override them. */
+  defaults?: Omit<EntryOptions, 'signal'>
+  /** Single-flight: how long a follower waits for the leader. @default { timeout: '60s' } */
+  flight?: { timeout?: Duration }
+  /** Longest key accepted. @default 1024 */
+  maxKeyLength?: number
+  /** @default systemClock */
+  clock?: Clock
+  /** @default mathRandom */
+  random?: Random
+}
+
+export interface CacheEventPayload<V = unknown> {
+  readonly type: CacheEventType
+  readonly key: string
+  readonly value: V | undefined
+}
+
+export interface CacheStats {
+  readonly size: number
+  readonly hits: number
+  readonly misses: number
+  /** Stale values served by fail-safe (factory failure, soft timeout, retry backoff). */
+  readonly staleHits: number
+  readonly factoryCalls: number
+  readonly factoryErrors: number
+  readonly factoryTimeouts: number
+  readonly refreshes: number
+  /** Calls that joined a computation already in flight. */
+  readonly flightJoins: number
+  readonly tagInvalidations: number
+  readonly evictions: { readonly expire: number; readonly evict: number; readonly erase: number; readonly flush: number }
+}

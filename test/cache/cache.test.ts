@@ -1,0 +1,398 @@
+import assert from 'node:assert/strict'
+import { describe, test } from 'node:test'
+import { type CacheOptions, createCache, type FactoryContext, isCacheError, ManualClock } from '../../src/index.js'
+
+/** Lets promise callbacks and setImmediate-queued work run (no timers, no sleeping). */
+const flush = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
+
+function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void; reject: (e: unknown) => void } {
+  let resolve!: (v: T) => void
+  let reject!: (e: unknown) => void
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res
+    reject = rej
+  })
+  return { promise, resolve, reject }
+}
+
+function make<V = unknown>(options: CacheOptions = {}): { cache: ReturnType<typeof createCache<V>>; clock: ManualClock } {
+  const clock = new ManualClock(0)
+  return { cache: createCache<V>({ clock, ...options }), clock }
+}
+
+describe('getOrSet basics', () => {
+  test('a miss runs the factory and stores; a hit does not', async () => {
+    const { cache } = make<number>()
+    let calls = 0
+    assert.equal(await cache.getOrSet('k', () => ++calls), 1)
+    assert.equal(await cache.getOrSet('k', () => ++calls), 1)
+    assert.equal(calls, 1)
+    assert.equal(await cache.get('k'), 1)
+    assert.equal(await cache.has('k'), true)
+    const s = cache.stats()
+    assert.equal(s.hits, 2)
+    assert.equal(s.misses, 1)
+    assert.equal(s.factoryCalls, 1)
+  })
+
+  test('ttl ends freshness; defaults apply and per-call options override them', async () => {
+    const { cache, clock } = make<string>({ defaults: { ttl: '1m' } })
+    await cache.getOrSet('a', () => 'a1')
+    await cache.getOrSet('b', () => 'b1', { ttl: '2m' })
+    clock.advance(60_000)
+    assert.equal(await cache.get('a'), undefined)
+    assert.equal(await cache.get('b'), 'b1')
+    assert.equal(await cache.getOrSet('a', () => 'a2'), 'a2')
+  })
+
+  test('set, peek, delete, clear', async () => {
+    const { cache } = make<number>()
+    await cache.set('x', 1)
+    assert.equal(await cache.peek('x'), 1)
+    assert.equal(await cache.delete('x'), true)
+    assert.equal(await cache.peek('x'), undefined)
+    await cache.set('y', 2)
+    await cache.clear()
+    assert.equal(await cache.get('y'), undefined)
+  })
+
+  test('bad input is rejected with typed errors, and the cache keeps working', async () => {
+    const { cache } = make<number>()
+    await assert.rejects(cache.getOrSet('', () => 1), (e: unknown) => isCacheError(e, 'ERR_INVALID_KEY'))
+    await assert.rejects(cache.getOrSet(42 as unknown as string, () => 1), (e: unknown) => isCacheError(e, 'ERR_INVALID_KEY'))
+    await assert.rejects(cache.getOrSet('x'.repeat(2000), () => 1), (e: unknown) => isCacheError(e, 'ERR_INVALID_KEY'))
+    await assert.rejects(cache.getOrSet('k', () => 1, { ttl: 'soon' as never }), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && /ttl/.test(e.message))
+    await assert.rejects(cache.getOrSet('k', () => 1, { strategy: 'yolo' as never }), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && /strategy/.test(e.message))
+    await assert.rejects(cache.getOrSet('k', () => 1, { refreshAhead: 1.5 }), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS'))
+    await assert.rejects(cache.getOrSet('k', 'not a function' as never), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS'))
+    assert.throws(() => createCache({ defaults: { grace: -1 } }), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && /defaults\.grace/.test(e.message))
+    assert.equal(await cache.getOrSet('k', () => 7), 7)
+  })
+
+  test('close refuses further work', async () => {
+    const { cache } = make<number>()
+    await cache.set('a', 1)
+    await cache.close()
+    await cache.close()
+    await assert.rejects(cache.getOrSet('a', () => 2), (e: unknown) => isCacheError(e, 'ERR_CLOSED'))
+    await assert.rejects(cache.set('a', 2), (e: unknown) => isCacheError(e, 'ERR_CLOSED'))
+  })
+})
+
+describe('single-flight through the facade', () => {
+  test('1,000 concurrent callers on one missing key: one factory call, all get the value', async () => {
+    const { cache } = make<string>()
+    const d = deferred<string>()
+    let calls = 0
+    const all = Array.from({ length: 1000 }, () =>
+      cache.getOrSet('hot', () => {
+        calls++
+        return d.promise
+      }),
+    )
+    d.resolve('v')
+    assert.deepEqual(new Set(await Promise.all(all)), new Set(['v']))
+    assert.equal(calls, 1)
+    assert.equal(cache.stats().flightJoins, 999)
+  })
+
+  test('10 keys x 100 callers: 10 factory calls', async () => {
+    const { cache } = make<string>()
+    let calls = 0
+    const all: Array<Promise<string>> = []
+    for (let c = 0; c < 100; c++) {
+      for (let k = 0; k < 10; k++) {
+        all.push(
+          cache.getOrSet(`k${k}`, async () => {
+            calls++
+            await flush()
+            return `v${k}`
+          }),
+        )
+      }
+    }
+    const values = await Promise.all(all)
+    assert.equal(calls, 10)
+    assert.equal(values[0], 'v0')
+    assert.equal(values[999], 'v9')
+  })
+
+  test('leader failure: followers fail at once with ERR_LEADER_FAILED carrying the cause', async () => {
+    const { cache } = make<string>()
+    const d = deferred<string>()
+    let calls = 0
+    const leader = cache.getOrSet('k', () => {
+      calls++
+      return d.promise
+    })
+    const followers = Array.from({ length: 5 }, () => cache.getOrSet('k', () => 'never'))
+    const boom = new Error('db down')
+    d.reject(boom)
+    await assert.rejects(leader, (e: unknown) => e === boom)
+    for (const f of followers) await assert.rejects(f, (e: unknown) => isCacheError(e, 'ERR_LEADER_FAILED') && e.cause === boom)
+    assert.equal(calls, 1)
+    assert.equal(cache.stats().factoryErrors, 1)
+  })
+
+  test('a follower times out after flight.timeout; the leader still stores', async () => {
+    const { cache, clock } = make<string>({ flight: { timeout: '2s' } })
+    const d = deferred<string>()
+    const leader = cache.getOrSet('k', () => d.promise)
+    const follower = cache.getOrSet('k', () => 'x')
+    clock.advance(2000)
+    await assert.rejects(follower, (e: unknown) => isCacheError(e, 'ERR_FLIGHT_TIMEOUT'))
+    d.resolve('late')
+    assert.equal(await leader, 'late')
+    assert.equal(await cache.get('k'), 'late')
+  })
+
+  test('aborting a follower detaches only it', async () => {
+    const { cache } = make<string>()
+    const d = deferred<string>()
+    const leader = cache.getOrSet('k', () => d.promise)
+    const ac = new AbortController()
+    const quitter = cache.getOrSet('k', () => 'x', { signal: ac.signal })
+    const stayer = cache.getOrSet('k', () => 'x')
+    ac.abort()
+    await assert.rejects(quitter, (e: unknown) => isCacheError(e, 'ERR_ABORTED'))
+    d.resolve('v')
+    assert.equal(await leader, 'v')
+    assert.equal(await stayer, 'v')
+    assert.equal(await cache.get('k'), 'v')
+  })
+
+  test('a factory asking for its own key fails with ERR_RECURSIVE_FLIGHT, directly or through a cycle', async () => {
+    const { cache } = make<unknown>()
+    await assert.rejects(
+      cache.getOrSet('self', () => cache.getOrSet('self', () => 1)),
+      (e: unknown) => isCacheError(e, 'ERR_RECURSIVE_FLIGHT'),
+    )
+    const a = (): Promise<unknown> => cache.getOrSet('a', () => b())
+    const b = (): Promise<unknown> => cache.getOrSet('b', () => a())
+    await assert.rejects(a(), (e: unknown) => isCacheError(e, 'ERR_RECURSIVE_FLIGHT'))
+  })
+})
+
+describe('strategies', () => {
+  test('none and async run the factory for every concurrent caller; stampede strategies once', async () => {
+    for (const [strategy, expected] of [['none', 3], ['async', 3], ['stampede', 1], ['stampede-async', 1]] as const) {
+      const { cache } = make<number>()
+      let calls = 0
+      const d = deferred<void>()
+      const run = (): Promise<number> =>
+        cache.getOrSet(
+          'k',
+          async () => {
+            calls++
+            await d.promise
+            return calls
+          },
+          { strategy },
+        )
+      const all = [run(), run(), run()]
+      d.resolve()
+      await Promise.all(all)
+      await flush()
+      assert.equal(calls, expected, strategy)
+      assert.notEqual(await cache.get('k'), undefined, `${strategy} stored the value`)
+    }
+  })
+
+  test('async strategies store in the background, after the caller has its value', async () => {
+    const { cache } = make<number>()
+    const p = cache.getOrSet('k', () => 1, { strategy: 'async' })
+    assert.equal(await p, 1)
+    await flush()
+    assert.equal(await cache.get('k'), 1)
+  })
+})
+
+describe('fail-safe', () => {
+  test('with grace, a failing factory serves the stale value and backs off before retrying', async () => {
+    const { cache, clock } = make<string>({ defaults: { ttl: '1m', grace: '1h', graceBackoff: '10s' } })
+    await cache.getOrSet('k', () => 'v1')
+    clock.advance(60_000)
+    let calls = 0
+    const failing = (ctx: FactoryContext<string>): string => {
+      calls++
+      assert.equal(ctx.stale, 'v1')
+      throw new Error('source down')
+    }
+    assert.equal(await cache.getOrSet('k', failing), 'v1')
+    assert.equal(calls, 1)
+    clock.advance(5_000)
+    assert.equal(await cache.getOrSet('k', failing), 'v1')
+    assert.equal(calls, 1, 'no retry within the backoff')
+    clock.advance(5_000)
+    assert.equal(await cache.getOrSet('k', failing), 'v1')
+    assert.equal(calls, 2, 'retried after the backoff')
+    clock.advance(10_000)
+    assert.equal(await cache.getOrSet('k', failing), 'v1')
+    assert.equal(calls, 2, 'the backoff doubled')
+    clock.advance(10_000)
+    assert.equal(await cache.getOrSet('k', () => 'v2'), 'v2')
+    assert.ok(cache.stats().staleHits >= 4)
+  })
+
+  test('without grace a failure propagates and nothing stale is served', async () => {
+    const { cache, clock } = make<string>({ defaults: { ttl: '1m' } })
+    await cache.getOrSet('k', () => 'v1')
+    clock.advance(60_000)
+    await assert.rejects(cache.getOrSet('k', () => Promise.reject(new Error('down'))), /down/)
+  })
+
+  test('grace ends: past ttl + grace there is no fallback', async () => {
+    const { cache, clock } = make<string>({ defaults: { ttl: '1m', grace: '1m' } })
+    await cache.getOrSet('k', () => 'v1')
+    clock.advance(120_000)
+    await assert.rejects(cache.getOrSet('k', () => Promise.reject(new Error('down'))), /down/)
+  })
+
+  test('soft timeout answers with the stale value; the factory goes on and stores its result', async () => {
+    const { cache, clock } = make<string>({ defaults: { ttl: '1m', grace: '1h' } })
+    await cache.getOrSet('k', () => 'v1')
+    clock.advance(60_000)
+    const d = deferred<string>()
+    const p = cache.getOrSet('k', () => d.promise, { timeout: { soft: '200ms' } })
+    clock.advance(200)
+    assert.equal(await p, 'v1')
+    d.resolve('v2')
+    await flush()
+    assert.equal(await cache.get('k'), 'v2')
+  })
+
+  test('hard timeout fails with ERR_FACTORY_TIMEOUT and aborts the factory signal', async () => {
+    const { cache, clock } = make<string>()
+    let signal: AbortSignal | undefined
+    const p = cache.getOrSet('k', (ctx) => {
+      signal = ctx.signal
+      return new Promise<string>(() => {})
+    }, { timeout: { hard: '2s' } })
+    clock.advance(2000)
+    await assert.rejects(p, (e: unknown) => isCacheError(e, 'ERR_FACTORY_TIMEOUT'))
+    assert.equal(signal?.aborted, true)
+    assert.equal(cache.stats().factoryTimeouts, 1)
+    assert.equal(clock.pendingTimers, 0)
+  })
+
+  test('a fast factory clears its timeout timers', async () => {
+    // No TTL, so the engine has no sweep timer and any pending timer would be a leak.
+    const { cache, clock } = make<string>({ defaults: { ttl: Infinity } })
+    await cache.getOrSet('k', () => 'v', { timeout: { soft: '1s', hard: '5s' } })
+    assert.equal(clock.pendingTimers, 0)
+  })
+})
+
+describe('refresh-ahead and the factory context', () => {
+  test('a hit after refreshAhead x ttl starts one background refresh', async () => {
+    const { cache, clock } = make<number>({ defaults: { ttl: 1000, refreshAhead: 0.8 } })
+    let calls = 0
+    const refreshed = deferred<number>()
+    const factory = (): number | Promise<number> => (++calls === 1 ? 1 : refreshed.promise)
+    await cache.getOrSet('k', factory)
+    clock.advance(799)
+    assert.equal(await cache.getOrSet('k', factory), 1)
+    assert.equal(calls, 1)
+    clock.advance(1)
+    assert.equal(await cache.getOrSet('k', factory), 1, 'the current value is served during the refresh')
+    assert.equal(await cache.getOrSet('k', factory), 1)
+    assert.equal(calls, 2, 'one refresh, however many hits')
+    refreshed.resolve(2)
+    await flush()
+    assert.equal(await cache.get('k'), 2)
+    assert.equal(cache.stats().refreshes, 1)
+  })
+
+  test('ctx.setTtl changes the entry ttl; ctx.skip returns without caching', async () => {
+    const { cache, clock } = make<string>({ defaults: { ttl: '1h' } })
+    await cache.getOrSet('short', (ctx) => {
+      ctx.setTtl('1s')
+      return 'v'
+    })
+    clock.advance(1000)
+    assert.equal(await cache.get('short'), undefined)
+    assert.equal(
+      await cache.getOrSet('skipped', (ctx) => {
+        ctx.skip()
+        return 'v'
+      }),
+      'v',
+    )
+    assert.equal(await cache.get('skipped'), undefined)
+  })
+})
+
+describe('batch and wrap', () => {
+  test('getOrSetMany calls the batch factory once with the missing keys only', async () => {
+    const { cache } = make<string>()
+    await cache.set('b', 'cached-b')
+    const seen: string[][] = []
+    const values = await cache.getOrSetMany(['a', 'b', 'c', 'a'], async (missing) => {
+      seen.push(missing)
+      return new Map(missing.map((k) => [k, `v-${k}`]))
+    })
+    assert.deepEqual(values, ['v-a', 'cached-b', 'v-c', 'v-a'])
+    assert.deepEqual(seen, [['a', 'c']])
+    assert.equal(await cache.get('c'), 'v-c')
+  })
+
+  test('getOrSetMany joins keys already in flight and accepts arrays and objects', async () => {
+    const { cache } = make<string>()
+    const d = deferred<string>()
+    const single = cache.getOrSet('x', () => d.promise)
+    const seen: string[][] = []
+    const many = cache.getOrSetMany(['x', 'y', 'z'], (missing) => {
+      seen.push(missing)
+      return missing.map((k) => `arr-${k}`)
+    })
+    d.resolve('single-x')
+    assert.deepEqual(await many, ['single-x', 'arr-y', 'arr-z'])
+    assert.equal(await single, 'single-x')
+    assert.deepEqual(seen, [['y', 'z']])
+    const obj = await cache.getOrSetMany(['p', 'q'], () => ({ p: 'P' }))
+    assert.deepEqual(obj, ['P', undefined])
+    assert.equal(await cache.has('q'), false)
+  })
+
+  test('getOrSetMany: a failing batch fails every missing key', async () => {
+    const { cache } = make<string>()
+    await assert.rejects(cache.getOrSetMany(['a', 'b'], () => Promise.reject(new Error('batch down'))), /batch down/)
+  })
+
+  test('wrap caches by the key function', async () => {
+    const { cache } = make<{ id: number }>()
+    let calls = 0
+    const load = async (id: number): Promise<{ id: number }> => {
+      calls++
+      return { id }
+    }
+    const getUser = cache.wrap(load, { key: (id) => `user:${id}`, ttl: '1m' })
+    assert.deepEqual(await getUser(1), { id: 1 })
+    assert.deepEqual(await getUser(1), { id: 1 })
+    assert.deepEqual(await getUser(2), { id: 2 })
+    assert.equal(calls, 2)
+    assert.deepEqual(await cache.get('user:2'), { id: 2 })
+  })
+})
+
+describe('events and waitFor', () => {
+  test('listeners receive the cached value, not the internal envelope', async () => {
+    const { cache } = make<string>()
+    const seen: unknown[] = []
+    const off = cache.on('store', (e) => seen.push([e.type, e.key, e.value]))
+    await cache.getOrSet('k', () => 'v')
+    off()
+    await cache.set('k2', 'w')
+    assert.deepEqual(seen, [['store', 'k', 'v']])
+  })
+
+  test('waitFor resolves when another caller stores the key', async () => {
+    const { cache, clock } = make<string>()
+    const waiting = cache.waitFor('k', { timeout: '1s' })
+    await cache.set('k', 'v')
+    assert.equal(await waiting, 'v')
+    const never = cache.waitFor('nope', { timeout: '1s' })
+    clock.advance(1000)
+    await assert.rejects(never, (e: unknown) => isCacheError(e, 'ERR_WAIT_TIMEOUT'))
+  })
+})
