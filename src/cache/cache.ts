@@ -22,6 +22,7 @@ import { systemClock } from '../core/system-clock.js'
 import { MemoryCache } from '../memory/memory-cache.js'
 import type { CacheEventType } from '../memory/types.js'
 import { SingleFlight } from '../singleflight/single-flight.js'
+import { TagTrie } from '../tags/tag-trie.js'
 import type { TagIndex, TagState } from './tag-index.js'
 import type { CacheEventPayload, CacheOptions, CacheStats, EntryOptions, Factory, FactoryContext, Strategy, TagsOption } from './types.js'
 
@@ -33,6 +34,8 @@ interface Envelope<V> {
   /** When the engine drops the entry (freshUntil + grace). */
   readonly keepUntil: number
   readonly tags: unknown
+  /** Signature of the tag definition the entry was written under (see `tagSignature`). */
+  readonly tagSig: string
   /** Earliest time the factory may run again after a failure (fail-safe backoff). */
   retryAt: number
   failures: number
@@ -43,6 +46,7 @@ interface Resolved<V> {
   ttl: number
   tti: number
   tags: TagsOption<V> | undefined
+  tagSig: string
   grace: number
   graceBackoff: number
   soft: number
@@ -60,7 +64,7 @@ export class Cache<V = unknown> {
   readonly #clock: Clock
   readonly #l1: MemoryCache<string, Envelope<V>>
   readonly #flight: SingleFlight<string, V>
-  readonly #tags: TagIndex | undefined
+  readonly #tags: TagIndex
   readonly #defaults: Resolved<V>
   readonly #maxKeyLength: number
   #closed = false
@@ -74,13 +78,13 @@ export class Cache<V = unknown> {
   #refreshes = 0
   #tagInvalidations = 0
 
-  constructor(options: CacheOptions = {}, tags?: TagIndex) {
+  constructor(options: CacheOptions = {}) {
     if (options === null || typeof options !== 'object') throw new InvalidOptionsError('options', 'expected an object')
     this.#clock = options.clock ?? systemClock
     const memory = options.memory ?? { maxEntries: 10_000 }
     this.#l1 = new MemoryCache<string, Envelope<V>>({ ...memory, clock: this.#clock, random: options.random ?? mathRandom })
     this.#flight = new SingleFlight<string, V>({ clock: this.#clock, timeout: options.flight?.timeout ?? '60s' })
-    this.#tags = tags
+    this.#tags = new TagTrie({ clock: this.#clock, ...options.tags })
     this.#defaults = resolve<V>(options.defaults ?? {}, undefined, 'defaults.')
     const maxKeyLength = options.maxKeyLength ?? 1024
     if (!Number.isSafeInteger(maxKeyLength) || maxKeyLength < 1) throw new InvalidOptionsError('maxKeyLength', `expected a positive integer, got ${String(maxKeyLength)}`)
@@ -101,7 +105,9 @@ export class Cache<V = unknown> {
       let stale: Envelope<V> | undefined
       if (env !== undefined) {
         const now = this.#clock.now()
-        const state = this.#state(key, env, now)
+        // An entry written under another tag definition (a deploy changed the tags) is a
+        // miss: otherwise it could never be invalidated through the new tags.
+        const state = env.tagSig === o.tagSig ? this.#state(key, env, now) : 'invalid'
         if (state === 'valid' && now < env.freshUntil) {
           this.#hits++
           if (o.refreshAhead !== 0 && now >= env.createdAt + o.refreshAhead * env.ttl) this.#refresh(key, factory, o, env)
@@ -207,10 +213,13 @@ export class Cache<V = unknown> {
     if (typeof fn !== 'function') throw new InvalidOptionsError('fn', 'expected a function')
     if (typeof options?.key !== 'function') throw new InvalidOptionsError('key', 'expected a function (...args) => string')
     const { key, tags, ...rest } = options
+    const signature = tagSignature(tags)
     return (...args: A) => {
-      const entry: EntryOptions<V> = { ...(rest as EntryOptions<V>) }
-      if (typeof tags === 'function') entry.tags = (result: V) => tags(...args, result as R)
-      else if (tags !== undefined) entry.tags = tags
+      const entry: EntryOptions<V> & Signed = { ...(rest as EntryOptions<V>) }
+      if (typeof tags === 'function') {
+        entry.tags = (result: V) => tags(...args, result as R)
+        entry[TAG_SIG] = signature
+      } else if (tags !== undefined) entry.tags = tags
       return this.getOrSet(key(...args), () => fn(...args), entry) as Promise<R>
     }
   }
@@ -296,13 +305,13 @@ export class Cache<V = unknown> {
     if (this.#closed) return
     this.#closed = true
     this.#l1.close()
-    this.#tags?.close()
+    this.#tags.close()
   }
 
   // ---- internals ---------------------------------------------------------------------
 
   #state(key: string, env: Envelope<V>, _now: number): TagState {
-    if (env.tags === undefined || this.#tags === undefined) return 'valid'
+    if (env.tags === undefined) return 'valid'
     const state = this.#tags.check(env.tags)
     if (state === 'invalid') this.#l1.delete(key)
     return state
@@ -441,7 +450,7 @@ export class Cache<V = unknown> {
     const snapshot = tags === undefined || tags.length === 0 ? undefined : this.#requireTags().snapshot(tags)
     const freshUntil = now + ttl
     const keepUntil = freshUntil + o.grace
-    const env: Envelope<V> = { value, createdAt: now, freshUntil, ttl, keepUntil, tags: snapshot, retryAt: 0, failures: 0 }
+    const env: Envelope<V> = { value, createdAt: now, freshUntil, ttl, keepUntil, tags: snapshot, tagSig: o.tagSig, retryAt: 0, failures: 0 }
     this.#l1.set(key, env, { ttl: keepUntil === Infinity ? Infinity : Math.max(1, keepUntil - now), tti: o.tti })
   }
 
@@ -455,7 +464,6 @@ export class Cache<V = unknown> {
   }
 
   #requireTags(): TagIndex {
-    if (this.#tags === undefined) throw new InvalidOptionsError('tags', 'this cache was created without a tag index')
     return this.#tags
   }
 
@@ -493,7 +501,9 @@ function resolve<V>(options: EntryOptions<V>, defaults: Resolved<V> | undefined,
   const soft = timeout?.soft === undefined ? (d?.soft ?? Infinity) : positive(toMs(timeout.soft, `${prefix}timeout.soft`), `${prefix}timeout.soft`)
   const hard = timeout?.hard === undefined ? (d?.hard ?? Infinity) : positive(toMs(timeout.hard, `${prefix}timeout.hard`), `${prefix}timeout.hard`)
   if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw new InvalidOptionsError(`${prefix}signal`, 'expected an AbortSignal')
+  const signed = (options as Signed)[TAG_SIG]
   return {
+    tagSig: signed ?? (options.tags === undefined && d !== undefined ? d.tagSig : tagSignature(tags)),
     ttl: options.ttl === undefined ? (d?.ttl ?? DEFAULT_TTL) : positive(toMs(options.ttl, `${prefix}ttl`), `${prefix}ttl`),
     tti: options.tti === undefined ? (d?.tti ?? Infinity) : positive(toMs(options.tti, `${prefix}tti`), `${prefix}tti`),
     tags,
@@ -508,6 +518,28 @@ function resolve<V>(options: EntryOptions<V>, defaults: Resolved<V> | undefined,
 }
 
 /** Creates a cache with the embedded defaults, overridden by `options`. */
-export function createCache<V = unknown>(options: CacheOptions = {}, tags?: TagIndex): Cache<V> {
-  return new Cache<V>(options, tags)
+export function createCache<V = unknown>(options: CacheOptions = {}): Cache<V> {
+  return new Cache<V>(options)
+}
+
+/** Lets `wrap` pass the signature of the user's tag function through a per-call closure. */
+const TAG_SIG = Symbol('stratacache.tagSig')
+interface Signed {
+  [TAG_SIG]?: string
+}
+
+const functionSignatures = new WeakMap<object, string>()
+
+/**
+ * A short string identifying a tag definition: the tags themselves for a fixed list, the
+ * source text of a tag function. Computed once per function.
+ */
+function tagSignature(tags: unknown): string {
+  if (tags === undefined) return ''
+  if (typeof tags === 'function') {
+    let sig = functionSignatures.get(tags)
+    if (sig === undefined) functionSignatures.set(tags, (sig = `fn:${String(tags)}`))
+    return sig
+  }
+  return (tags as readonly string[]).join(',')
 }

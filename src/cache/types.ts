@@ -72,6 +72,8 @@ export interface CacheOptions {
   defaults?: Omit<EntryOptions, 'signal'>
   /** Single-flight: how long a follower waits for the leader. @default { timeout: '60s' } */
   flight?: { timeout?: Duration }
+  /** Dependency-tag trie: idle-node pruning. @default { pruneAge: '1h', pruneInterval: '10m' } */
+  tags?: { pruneAge?: Duration; pruneInterval?: Duration }
   /** Longest key accepted. @default 1024 */
   maxKeyLength?: number
   /** @default systemClock */

@@ -1,0 +1,107 @@
+import assert from 'node:assert/strict'
+import { describe, test } from 'node:test'
+import { type CachedMethod, cached, createCache, isCacheError, ManualClock, stableKey } from '../../src/index.js'
+
+describe('stableKey', () => {
+  test('equal values give equal keys; types and order are told apart', () => {
+    assert.equal(stableKey([{ b: 1, a: [1, 'x'] }]), stableKey([{ a: [1, 'x'], b: 1 }]))
+    assert.notEqual(stableKey([1]), stableKey(['1']))
+    assert.notEqual(stableKey([1, 2]), stableKey([2, 1]))
+    assert.notEqual(stableKey([undefined]), stableKey([null]))
+    assert.notEqual(stableKey([0]), stableKey([-0]))
+    assert.equal(stableKey([new Map([['b', 1], ['a', 2]])]), stableKey([new Map([['a', 2], ['b', 1]])]))
+    assert.equal(stableKey([new Set([2, 1])]), stableKey([new Set([1, 2])]))
+    assert.equal(stableKey([new Date(0)]), 'Date(1970-01-01T00:00:00.000Z)')
+    assert.equal(stableKey([10n]), '10n')
+    assert.notEqual(stableKey([new Uint8Array([1, 2])]), stableKey([new Uint8Array([2, 1])]))
+    class Money {
+      constructor(readonly cents: number) {}
+      toJSON(): number {
+        return this.cents
+      }
+    }
+    assert.equal(stableKey([new Money(5)]), stableKey([new Money(5)]))
+    assert.notEqual(stableKey([new Money(5)]), stableKey([new Money(6)]))
+  })
+
+  test('long keys become a digest; unkeyable arguments get ERR_INVALID_KEY naming them', () => {
+    const long = stableKey(['x'.repeat(1000)])
+    assert.ok(long.startsWith('#') && long.length < 60)
+    assert.notEqual(long, stableKey(['x'.repeat(1001)]))
+    const cyclic: Record<string, unknown> = {}
+    cyclic.self = cyclic
+    class Opaque {}
+    for (const [bad, where] of [[() => 1, 'argument 0'], [Symbol('s'), 'argument 0'], [cyclic, 'cyclic'], [new Opaque(), 'Opaque'], [new Date(NaN), 'invalid Date']] as const) {
+      assert.throws(() => stableKey([bad]), (e: unknown) => isCacheError(e, 'ERR_INVALID_KEY') && e.message.includes(where))
+    }
+    assert.throws(() => stableKey([1, { deep: [() => 2] }]), (e: unknown) => isCacheError(e, 'ERR_INVALID_KEY') && e.message.includes('argument 1.deep[0]'))
+  })
+})
+
+describe('@cached', () => {
+  test('caches per class, method and arguments; invalidate drops one call', async () => {
+    const cache = createCache({ clock: new ManualClock(0) })
+    let calls = 0
+    class Users {
+      @cached({ cache, ttl: '1m' })
+      async find(id: string, opts?: { full: boolean }): Promise<string> {
+        calls++
+        return `${id}:${opts?.full === true ? 'full' : 'short'}:${calls}`
+      }
+    }
+    const users = new Users()
+    assert.equal(await users.find('1'), '1:short:1')
+    assert.equal(await users.find('1'), '1:short:1')
+    assert.equal(await users.find('1', { full: true }), '1:full:2')
+    assert.equal(await new Users().find('1'), '1:short:1', 'instances share entries for equal arguments')
+    assert.equal(await cache.get('Users.find("1")'), '1:short:1')
+    const find = users.find as unknown as CachedMethod<[string, { full: boolean }?], string>
+    assert.equal(await find.invalidate('1'), true)
+    assert.equal(await users.find('1'), '1:short:3')
+  })
+
+  test('works without arguments and with a custom key', async () => {
+    const cache = createCache({ clock: new ManualClock(0) })
+    let calls = 0
+    class Config {
+      @cached({ cache })
+      async load(): Promise<number> {
+        return ++calls
+      }
+      @cached({ cache, key: (n: number) => `square:${n}` })
+      async square(n: number): Promise<number> {
+        return n * n
+      }
+    }
+    const c = new Config()
+    assert.equal(await c.load(), 1)
+    assert.equal(await c.load(), 1)
+    assert.equal(await c.square(4), 16)
+    assert.equal(await cache.get('square:4'), 16)
+  })
+
+  test('arguments that cannot be keyed are refused, not collided', async () => {
+    const cache = createCache({ clock: new ManualClock(0) })
+    class Svc {
+      @cached({ cache })
+      async run(fn: () => void): Promise<number> {
+        fn()
+        return 1
+      }
+    }
+    await assert.rejects(new Svc().run(() => {}), (e: unknown) => isCacheError(e, 'ERR_INVALID_KEY'))
+  })
+
+  test('with no options it uses the process-wide default cache', async () => {
+    let calls = 0
+    class Plain {
+      @cached()
+      async value(): Promise<number> {
+        return ++calls
+      }
+    }
+    const p = new Plain()
+    assert.equal(await p.value(), 1)
+    assert.equal(await p.value(), 1)
+  })
+})
