@@ -1,209 +1,376 @@
 /**
- * `npm run bench`: stratacache's engine against its peers, in one run, with ratios.
+ * `npm run bench [-- --quick] [--passes N] [suite...]`: stratacache's L1 engine against its peers, all in
+ * one run, with ratios. Suites: get-hits, set-evict, heap, hit-ratio (default: all).
  *
- * Every speed figure is measured in a fresh child process per subject (so no competitor
- * inherits another's JIT feedback or heap), repeated over several rounds, best round kept;
- * the whole subject sequence is run `passes` times interleaved and the best is reported,
- * which filters out noise from other work on a shared machine. Hit ratios are exact and
- * computed in-process. Usage: `npm run bench [-- --quick] [suite...]` with suites
- * get-hits, set-evict, heap, hit-ratio.
+ * Method:
+ * - Speed (get-hits, set-evict): each figure comes from a fresh child process per subject
+ *   (bench/child.ts): precomputed inputs, an untimed warm-up, then several timed rounds; the
+ *   subjects are run one after another, and the whole sequence is repeated `passes` times
+ *   (interleaved, so a burst of load from other work on a shared machine hits every subject
+ *   alike). The figure is the median over all rounds of all passes; "±" is half the
+ *   min-max range of those rounds relative to the median.
+ * - Heap: one child per subject; keys and values are allocated first, then the cache is
+ *   filled; the growth of the JS heap *and* of typed-array backing stores (which V8 keeps
+ *   outside the heap, and which both lru-cache and stratacache use) is charged to the cache.
+ * - Hit ratio: exact, in-process, on deterministic traces; see bench/traces.ts.
+ *
+ * Output: Markdown tables on stdout; bench/results/latest.json and latest.md
+ * (latest-quick.* with --quick). A run of some suites only updates those suites in the files.
  */
-import { execFileSync } from 'node:child_process'
-import { mkdirSync, writeFileSync } from 'node:fs'
-import { cpus } from 'node:os'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { LRUCache } from 'lru-cache'
-import QuickLRU from 'quick-lru'
-import { MemoryCache } from '../src/memory/memory-cache.js'
-import { beladyHits } from './belady.js'
-import { loopHeavyTrace, scanMixedTrace, type Trace, zipfStream } from './traces.js'
+import { HIT_RATIO_SUBJECTS, hitRatios } from './hit-ratio.js'
+import {
+  fmtCount,
+  fmtOps,
+  fmtPct,
+  fmtRatio,
+  type GetHitsJob,
+  type HeapJob,
+  type HeapResult,
+  type Machine,
+  machine,
+  median,
+  renderTable,
+  runChild,
+  type SetEvictJob,
+  type SpeedResult,
+  spread,
+  type Subject,
+  type Table,
+} from './harness.js'
+import { loopHeavyTrace, scanMixedTrace, type Trace } from './traces.js'
 
-type Subject = 'stratacache-lru' | 'stratacache-tinylfu' | 'lru-cache' | 'Map'
-interface Getter {
-  get(key: string): unknown
-  set(key: string, value: unknown): unknown
+const SUITES = ['get-hits', 'set-evict', 'heap', 'hit-ratio'] as const
+type SuiteName = (typeof SUITES)[number]
+
+interface SuiteReport {
+  readonly date: string
+  readonly quick: boolean
+  readonly seconds: number
+  readonly params: Readonly<Record<string, unknown>>
+  readonly results: unknown
+  readonly tables: readonly Table[]
 }
 
-const HOUR = 3_600_000
-const args = process.argv.slice(2)
-const quick = args.includes('--quick')
-
-function makeCache(subject: Subject, max: number, ttl: boolean): Getter {
-  switch (subject) {
-    case 'stratacache-lru':
-    case 'stratacache-tinylfu':
-      return new MemoryCache<string, unknown>({ maxEntries: max, policy: subject === 'stratacache-lru' ? 'lru' : 'tinylfu', ...(ttl ? { ttl: HOUR } : {}) })
-    case 'lru-cache':
-      return new LRUCache<string, object | string | number>({ max, ...(ttl ? { ttl: HOUR } : {}) }) as unknown as Getter
-    case 'Map':
-      return new Map<string, unknown>()
-  }
+interface Config {
+  readonly quick: boolean
+  readonly passes: number
+  readonly getHits: Omit<GetHitsJob, 'kind' | 'subject' | 'ttl'>
+  readonly setEvict: Omit<SetEvictJob, 'kind' | 'subject' | 'ttl'>
+  readonly heap: Omit<HeapJob, 'kind' | 'subject' | 'ttl'>
+  readonly traceLength: { readonly scanMixed: number; readonly loopHeavy: number }
 }
 
-// ---- child-side measurements --------------------------------------------------------
-
-function measureGetHits(subject: Subject): number {
-  const n = 100_000
-  const keys = Array.from({ length: n }, (_, i) => `key:${i}`)
-  const stream = zipfStream(n, 0.99, quick ? 200_000 : 1_000_000, 42)
-  const cache = makeCache(subject, n, true)
-  for (let i = 0; i < n; i++) cache.set(keys[i], i)
-  let best = 0
-  let sink = 0
-  for (let round = 0; round < (quick ? 3 : 8); round++) {
-    const t = performance.now()
-    for (let i = 0; i < stream.length; i++) if (cache.get(keys[stream[i]]) !== undefined) sink++
-    best = Math.max(best, stream.length / ((performance.now() - t) / 1000))
-  }
-  if (sink === 0) throw new Error('no hits: the benchmark is broken')
-  return best
+const FULL: Config = {
+  quick: false,
+  passes: 5,
+  getHits: { keys: 100_000, zipf: 0.99, streamLength: 1_000_000, seed: 42, rounds: 4, roundMs: 150, warmupMs: 300 },
+  setEvict: { bound: 10_000, keys: 1_000_000, rounds: 3, warmupRounds: 2 },
+  heap: { entries: 1_000_000, valueChars: 100 },
+  traceLength: { scanMixed: 1_400_000, loopHeavy: 1_000_000 },
 }
 
-function measureSetEvict(subject: Subject, ttl: boolean): number {
-  const total = quick ? 200_000 : 1_000_000
-  const keys = Array.from({ length: total }, (_, i) => `key:${i}`)
-  let best = 0
-  for (let round = 0; round < 3; round++) {
-    const cache = makeCache(subject, 10_000, ttl)
-    const t = performance.now()
-    for (let i = 0; i < total; i++) cache.set(keys[i], i)
-    best = Math.max(best, total / ((performance.now() - t) / 1000))
-  }
-  return best
+const QUICK: Config = {
+  quick: true,
+  passes: 1,
+  getHits: { keys: 100_000, zipf: 0.99, streamLength: 200_000, seed: 42, rounds: 3, roundMs: 40, warmupMs: 60 },
+  setEvict: { bound: 10_000, keys: 200_000, rounds: 3, warmupRounds: 1 },
+  heap: { entries: 100_000, valueChars: 100 },
+  traceLength: { scanMixed: 280_000, loopHeavy: 200_000 },
 }
 
-function measureHeap(subject: Subject): number {
-  const n = quick ? 200_000 : 1_000_000
-  const gc = (globalThis as { gc?: () => void }).gc
-  if (gc === undefined) throw new Error('run with --expose-gc')
-  // Keys and 100-byte values exist before the measurement, so only the cache's own
-  // structure is counted.
-  const keys = Array.from({ length: n }, (_, i) => `key:${i}`)
-  const values = Array.from({ length: n }, (_, i) => `${i}`.padStart(100, 'v'))
-  gc()
-  const before = process.memoryUsage().heapUsed
-  const cache = makeCache(subject, n, true)
-  for (let i = 0; i < n; i++) cache.set(keys[i], values[i])
-  gc()
-  const after = process.memoryUsage().heapUsed
-  if (cache.get(keys[n - 1]) !== values[n - 1]) throw new Error('lost an entry')
-  return (after - before) / n
+/** Cache sizes of the hit-ratio tables; the loop-heavy loop (12k keys) is just above 10k. */
+const SCAN_MIXED_SIZES = [1_000, 4_000, 16_000, 64_000]
+const LOOP_HEAVY_SIZES = [2_500, 5_000, 10_000, 15_000]
+
+const SPEED_SUBJECTS: readonly Subject[] = ['stratacache-lru', 'stratacache-tinylfu', 'lru-cache', 'Map']
+const ENGINES: readonly Subject[] = ['stratacache-lru', 'stratacache-tinylfu', 'lru-cache']
+
+/** Everything every child returned, summed, printed at the end (keeps the work observable). */
+let sink = 0
+
+// ---- speed -----------------------------------------------------------------------------------
+
+interface SpeedFigure {
+  readonly median: number
+  readonly spread: number
+  readonly best: number
+  readonly rounds: readonly number[]
 }
 
-// ---- orchestration --------------------------------------------------------------------
+type SpeedVariants = Record<string, Partial<Record<Subject, SpeedFigure>>>
 
-function child(...params: string[]): number {
-  const out = execFileSync(process.execPath, ['--expose-gc', fileURLToPath(import.meta.url), '--child', ...params, ...(quick ? ['--quick'] : [])], { encoding: 'utf8' })
-  return Number(out.trim().split('\n').at(-1))
-}
-
-function bestOf(passes: number, subjects: readonly Subject[], params: (s: Subject) => string[], pick: (a: number, b: number) => number): Map<Subject, number> {
-  const best = new Map<Subject, number>()
+/** Runs every (variant, subject) child `passes` times, interleaved, and pools the rounds. */
+async function speed(passes: number, variants: readonly string[], subjects: readonly Subject[], job: (variant: string, subject: Subject) => GetHitsJob | SetEvictJob): Promise<SpeedVariants> {
+  const pooled = new Map<string, number[]>()
   for (let p = 0; p < passes; p++) {
-    for (const s of subjects) {
-      const v = child(...params(s))
-      best.set(s, best.has(s) ? pick(best.get(s)!, v) : v)
-    }
-  }
-  return best
-}
-
-const fmt = (n: number): string => (n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}k` : n.toFixed(1))
-const results: Record<string, unknown> = {}
-
-function speedTable(title: string, best: Map<Subject, number>, unit: string, targets: Partial<Record<Subject, number>>): void {
-  const base = best.get('lru-cache')!
-  console.log(`\n## ${title}`)
-  console.log(`| subject | ${unit} | vs lru-cache | target |`)
-  console.log('|---|---:|---:|---|')
-  for (const [s, v] of best) {
-    const t = targets[s]
-    const ratio = v / base
-    console.log(`| ${s} | ${fmt(v)} | ${ratio.toFixed(2)}x | ${t === undefined ? '' : `>= ${t}x ${ratio >= t ? 'met' : 'NOT met'}`} |`)
-  }
-  results[title] = Object.fromEntries([...best].map(([s, v]) => [s, { value: v, ratio: v / base }]))
-}
-
-function hitRatios(trace: Trace, sizes: readonly number[]): void {
-  console.log(`\n## hit ratio — ${trace.name}: ${trace.description}`)
-  console.log('| cache size | stratacache-lru | stratacache-tinylfu | lru-cache | quick-lru | Belady OPT |')
-  console.log('|---:|---:|---:|---:|---:|---:|')
-  const rows: Record<string, Record<string, number>> = {}
-  for (const size of sizes) {
-    const row: Record<string, number> = {}
-    const simulate = (c: { get(k: number): unknown; set(k: number, v: number): unknown }): number => {
-      let hits = 0
-      for (let i = 0; i < trace.keys.length; i++) {
-        const k = trace.keys[i]
-        if (c.get(k) !== undefined) hits++
-        else c.set(k, k)
+    for (const variant of variants) {
+      for (const subject of subjects) {
+        const r = await runChild<SpeedResult>(job(variant, subject), 'speed')
+        sink += r.sink
+        const id = `${variant}\u0000${subject}`
+        pooled.set(id, [...(pooled.get(id) ?? []), ...r.rounds])
+        process.stderr.write('.')
       }
-      return hits / trace.keys.length
     }
-    row['stratacache-lru'] = simulate(new MemoryCache<number, number>({ maxEntries: size, policy: 'lru' }))
-    row['stratacache-tinylfu'] = simulate(new MemoryCache<number, number>({ maxEntries: size, policy: 'tinylfu', random: { next: seeded(7) } }))
-    row['lru-cache'] = simulate(new LRUCache<number, number>({ max: size }))
-    // quick-lru holds between maxSize and 2 x maxSize entries; maxSize = size / 2 caps it at `size`.
-    row['quick-lru'] = simulate(new QuickLRU<number, number>({ maxSize: Math.max(1, Math.floor(size / 2)) }))
-    row['Belady OPT'] = beladyHits(trace.keys, size) / trace.keys.length
-    rows[size] = row
-    const pct = (x: number): string => `${(100 * x).toFixed(2)}%`
-    console.log(`| ${size} | ${Object.values(row).map(pct).join(' | ')} |`)
   }
-  if (trace.name === 'scan-mixed') {
-    const ok = sizes.every((s) => rows[s]['stratacache-tinylfu'] > rows[s]['lru-cache'] && rows[s]['stratacache-tinylfu'] > rows[s]['quick-lru'])
-    console.log(`target: tinylfu beats lru-cache and quick-lru at every size — ${ok ? 'met' : 'NOT met'}`)
+  process.stderr.write('\n')
+  const out: SpeedVariants = {}
+  for (const variant of variants) {
+    out[variant] = {}
+    for (const subject of subjects) {
+      const rounds = pooled.get(`${variant}\u0000${subject}`) ?? []
+      out[variant][subject] = { median: median(rounds), spread: spread(rounds), best: Math.max(...rounds), rounds }
+    }
   }
-  results[`hit ratio ${trace.name}`] = rows
+  return out
 }
 
-function seeded(seed: number): () => number {
-  let s = seed >>> 0
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0
-    return s / 4294967296
+/** Rounds spread beyond this (±, relative to the median) flag a table as noisy. */
+const NOISY = 0.25
+
+function speedTable(title: string, unit: string, figures: Partial<Record<Subject, SpeedFigure>>, targets: Partial<Record<Subject, number>>): Table {
+  const noisy = Object.values(figures).some((f) => f !== undefined && f.spread > NOISY)
+  const of = (s: Subject): number => figures[s]?.median ?? NaN
+  const rows = Object.entries(figures).map(([name, f]) => {
+    const s = name as Subject
+    const v = f?.median ?? NaN
+    const target = targets[s]
+    const ratio = v / of('lru-cache')
+    return [
+      s,
+      fmtOps(v),
+      `±${fmtPct(f?.spread ?? 0, 0)}`,
+      fmtOps(f?.best ?? NaN),
+      fmtRatio(ratio),
+      fmtRatio(v / of('stratacache-lru')),
+      fmtRatio(v / of('stratacache-tinylfu')),
+      target === undefined ? '' : `>= ${target.toFixed(1)}x vs lru-cache: ${ratio >= target ? 'met' : 'NOT met'}`,
+    ]
+  })
+  return {
+    title,
+    columns: ['subject', `${unit} (median)`, '±', 'best round', 'vs lru-cache', 'vs stratacache-lru', 'vs stratacache-tinylfu', 'target'],
+    align: 'lrrrrrrl',
+    rows,
+    notes: noisy ? [`Noisy: some subject's rounds ranged over more than ±${fmtPct(NOISY, 0)} of its median (other load on the machine); compare ratios, or rerun when the machine is quiet.`] : [],
   }
 }
 
-function main(): void {
-  if (args[0] === '--child') {
-    const [, suite, subject, extra] = args
-    const s = subject as Subject
-    const v = suite === 'get-hits' ? measureGetHits(s) : suite === 'set-evict' ? measureSetEvict(s, extra === 'ttl') : measureHeap(s)
-    console.log(v)
+async function getHitsSuite(c: Config): Promise<Omit<SuiteReport, 'date' | 'quick' | 'seconds'>> {
+  const variants = ['ttl', 'no-ttl']
+  const figures = await speed(c.passes, variants, SPEED_SUBJECTS, (variant, subject) => ({ kind: 'get-hits' as const, subject, ttl: variant === 'ttl', ...c.getHits }))
+  const g = c.getHits
+  const what = `${fmtCount(g.keys)} keys \`key:<i>\`, all held (sized to ${fmtCount(g.keys)}), Zipf(${g.zipf}) stream of ${fmtCount(g.streamLength)} gets, seed ${g.seed}`
+  const ttlTable = speedTable(`get hits: ${what}, TTL 1 h on every entry`, 'gets/s', figures.ttl, { 'stratacache-lru': 1.5, 'stratacache-tinylfu': 1.0 })
+  const noTtlTable = speedTable(`get hits: same, no TTL (for reference)`, 'gets/s', figures['no-ttl'], {})
+  const mapNote = 'Map: a plain Map.get loop, no TTL and no bound: the ceiling.'
+  ttlTable.notes = [mapNote, ...(ttlTable.notes ?? [])]
+  return { params: { ...g, passes: c.passes }, results: figures, tables: [ttlTable, noTtlTable] }
+}
+
+async function setEvictSuite(c: Config): Promise<Omit<SuiteReport, 'date' | 'quick' | 'seconds'>> {
+  const variants = ['no-ttl', 'ttl']
+  const figures = await speed(c.passes, variants, ENGINES, (variant, subject) => ({ kind: 'set-evict' as const, subject, ttl: variant === 'ttl', ...c.setEvict }))
+  const s = c.setEvict
+  const what = `bound ${fmtCount(s.bound)} entries, ${fmtCount(s.keys)} distinct keys set in sequence, every set a new key`
+  const targets = { 'stratacache-lru': 1.0, 'stratacache-tinylfu': 1.0 }
+  return {
+    params: { ...s, passes: c.passes },
+    results: figures,
+    tables: [speedTable(`set with eviction: ${what}`, 'sets/s', figures['no-ttl'], targets), speedTable(`set with eviction: ${what}, TTL 1 h`, 'sets/s', figures.ttl, targets)],
+  }
+}
+
+// ---- heap --------------------------------------------------------------------------------
+
+async function heapSuite(c: Config): Promise<Omit<SuiteReport, 'date' | 'quick' | 'seconds'>> {
+  const runs: Array<{ subject: Subject; ttl: boolean; r: HeapResult }> = []
+  for (const ttl of [false, true]) {
+    for (const subject of [...ENGINES, 'Map'] as const) {
+      if (subject === 'Map' && ttl) continue
+      const r = await runChild<HeapResult>({ kind: 'heap', subject, ttl, ...c.heap }, 'heap')
+      sink += r.sink
+      runs.push({ subject, ttl, r })
+      process.stderr.write('.')
+    }
+  }
+  process.stderr.write('\n')
+  const total = (r: HeapResult): number => r.heapUsed + r.arrayBuffers
+  const base = (ttl: boolean): number => {
+    const b = runs.find((x) => x.subject === 'lru-cache' && x.ttl === ttl)
+    return b === undefined ? NaN : total(b.r)
+  }
+  const rows = runs.map(({ subject, ttl, r }) => {
+    const ratio = total(r) / base(ttl)
+    return [
+      subject,
+      subject === 'Map' ? '-' : ttl ? '1 h' : 'none',
+      total(r).toFixed(1),
+      r.heapUsed.toFixed(1),
+      r.arrayBuffers.toFixed(1),
+      fmtRatio(ratio),
+      subject.startsWith('stratacache') ? `<= 1.0x: ${ratio <= 1 ? 'met' : 'NOT met'}` : '',
+    ]
+  })
+  const payload = median(runs.map((x) => x.r.payload))
+  const n = fmtCount(c.heap.entries)
+  return {
+    params: { ...c.heap, value: `a distinct flat string of ${c.heap.valueChars} ASCII characters per entry; keys "key:<i>"` },
+    results: runs.map(({ subject, ttl, r }) => ({ subject, ttl, ...r, total: total(r) })),
+    tables: [
+      {
+        title: `heap bytes per entry: ${n} entries, each value a distinct ${c.heap.valueChars}-char ASCII string; cache sized to hold all`,
+        columns: ['subject', 'TTL', 'bytes/entry', 'JS heap', 'typed arrays', 'vs lru-cache (same TTL)', 'target'],
+        align: 'llrrrrl',
+        rows,
+        notes: [
+          `Bytes/entry = growth of heapUsed + arrayBuffers after a full GC, divided by ${n}; the keys and values are ` +
+            `allocated before the cache and not charged (they took ${payload.toFixed(0)} B/entry of heap, including the arrays holding them).`,
+        ],
+      },
+    ],
+  }
+}
+
+// ---- hit ratio -------------------------------------------------------------------------------
+
+function hitRatioTable(trace: Trace, sizes: readonly number[], mark: boolean): { table: Table; rows: ReturnType<typeof hitRatios>; allBeat: boolean } {
+  const rows = hitRatios(trace, sizes)
+  const names = [...HIT_RATIO_SUBJECTS, 'Belady OPT']
+  const beats = rows.map((r) => r.ratios['stratacache-tinylfu'] > r.ratios['lru-cache'] && r.ratios['stratacache-tinylfu'] > r.ratios['quick-lru'])
+  const tableRows = names.map((name) => [name === 'quick-lru' ? 'quick-lru (maxSize = size/2)' : name, ...rows.map((r) => fmtPct(r.ratios[name]))])
+  tableRows.push(['tinylfu beats lru-cache and quick-lru', ...beats.map((b) => (b ? 'yes' : 'NO'))])
+  const allBeat = beats.every(Boolean)
+  const notes = [`Trace: ${trace.description}.`]
+  if (mark) notes.push(`Target: tinylfu beats lru-cache and quick-lru at every size: ${allBeat ? 'met' : 'NOT met'}.`)
+  return {
+    table: { title: `hit ratio, ${trace.name} (cache size in entries)`, columns: ['policy', ...sizes.map((s) => fmtCount(s))], align: `l${'r'.repeat(sizes.length)}`, rows: tableRows, notes },
+    rows,
+    allBeat,
+  }
+}
+
+async function hitRatioSuite(c: Config): Promise<Omit<SuiteReport, 'date' | 'quick' | 'seconds'>> {
+  const scan = scanMixedTrace({ length: c.traceLength.scanMixed })
+  const scanResult = hitRatioTable(scan, SCAN_MIXED_SIZES, true)
+  const loop = loopHeavyTrace({ length: c.traceLength.loopHeavy })
+  const loopResult = hitRatioTable(loop, LOOP_HEAVY_SIZES, false)
+  const common = [
+    'Each policy is run as a read-through cache (get; on a miss, set) over the whole trace, cold start included.',
+    'quick-lru keeps between maxSize and 2 x maxSize - 1 entries, so it gets maxSize = ceil(size / 2) and never holds more than `size` entries.',
+    "stratacache-tinylfu draws admission randomness from SeededRandom(7). Belady OPT is the offline optimum with bypass (bench/belady.ts).",
+  ]
+  return {
+    params: { scanMixed: { ...scan.params, sizes: SCAN_MIXED_SIZES }, loopHeavy: { ...loop.params, sizes: LOOP_HEAVY_SIZES } },
+    results: { scanMixed: scanResult.rows, loopHeavy: loopResult.rows, tinylfuBeatsOnScanMixed: scanResult.allBeat },
+    tables: [{ ...scanResult.table, notes: [...(scanResult.table.notes ?? []), ...common] }, loopResult.table],
+  }
+}
+
+// ---- main --------------------------------------------------------------------------------------
+
+const RUNNERS: Record<SuiteName, (c: Config) => Promise<Omit<SuiteReport, 'date' | 'quick' | 'seconds'>>> = {
+  'get-hits': getHitsSuite,
+  'set-evict': setEvictSuite,
+  heap: heapSuite,
+  'hit-ratio': hitRatioSuite,
+}
+
+interface ResultsFile {
+  machine: Machine
+  suites: Partial<Record<SuiteName, SuiteReport & { machine: Machine }>>
+}
+
+function isResultsFile(x: unknown): x is ResultsFile {
+  return typeof x === 'object' && x !== null && 'machine' in x && 'suites' in x && typeof x.suites === 'object' && x.suites !== null
+}
+
+function usage(): string {
+  return [
+    'usage: npm run bench -- [--quick] [--passes N] [suite...]',
+    `suites: ${SUITES.join(', ')} (default: all)`,
+    '--quick      small op counts: a smoke test (results go to bench/results/latest-quick.*)',
+    `--passes N   repeat every speed child N times, interleaved (default ${FULL.passes}, quick ${QUICK.passes}); more passes, steadier medians`,
+  ].join('\n')
+}
+
+function header(m: Machine, quick: boolean): string {
+  return `Measured ${m.date.slice(0, 16).replace('T', ' ')} UTC: ${m.cpu} x${m.cores}, ${m.memoryGb} GB, node ${m.node} (V8 ${m.v8}), ${m.platform}, load ${m.loadavg.join(' ')}${quick ? ' (--quick: small op counts, a smoke test)' : ''}`
+}
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2)
+  if (args.includes('--help') || args.includes('-h')) {
+    console.log(usage())
     return
   }
-  const suites = args.filter((a) => !a.startsWith('--'))
-  const want = (s: string): boolean => suites.length === 0 || suites.includes(s)
-  const passes = quick ? 1 : 3
-  console.log(`# stratacache bench — ${new Date().toISOString().slice(0, 10)}, ${cpus()[0]?.model ?? 'unknown cpu'} x${cpus().length}, node ${process.version}${quick ? ' (quick)' : ''}`)
-  const all: Subject[] = ['stratacache-lru', 'stratacache-tinylfu', 'lru-cache', 'Map']
-  const engines: Subject[] = ['stratacache-lru', 'stratacache-tinylfu', 'lru-cache']
-  if (want('get-hits')) {
-    speedTable('get hits: 100k keys, Zipf(0.99), TTL 1 h', bestOf(passes, all, (s) => ['get-hits', s], Math.max), 'gets/s', { 'stratacache-lru': 1.5, 'stratacache-tinylfu': 1.0 })
+  const passesAt = args.indexOf('--passes')
+  const passesArg = passesAt === -1 ? undefined : Number(args[passesAt + 1])
+  if (passesArg !== undefined && !(Number.isInteger(passesArg) && passesArg >= 1)) {
+    console.error(`--passes needs a positive integer\n${usage()}`)
+    process.exitCode = 2
+    return
   }
-  if (want('set-evict')) {
-    for (const ttl of [false, true]) {
-      speedTable(`set with eviction: bound 10k, 1M distinct keys${ttl ? ', TTL 1 h' : ''}`, bestOf(passes, engines, (s) => ['set-evict', s, ttl ? 'ttl' : 'none'], Math.max), 'sets/s', { 'stratacache-lru': 1.0, 'stratacache-tinylfu': 1.0 })
+  const rest = passesAt === -1 ? args : [...args.slice(0, passesAt), ...args.slice(passesAt + 2)]
+  const unknownFlags = rest.filter((a) => a.startsWith('-') && a !== '--quick')
+  const names = rest.filter((a) => !a.startsWith('-'))
+  const bad = names.filter((n) => !SUITES.some((s) => s === n))
+  if (unknownFlags.length > 0 || bad.length > 0) {
+    console.error(`unknown ${[...unknownFlags, ...bad].join(', ')}\n${usage()}`)
+    process.exitCode = 2
+    return
+  }
+  if (globalThis.gc === undefined) {
+    console.error('run with --expose-gc (npm run bench does)')
+    process.exitCode = 2
+    return
+  }
+  const preset = args.includes('--quick') ? QUICK : FULL
+  const config: Config = passesArg === undefined ? preset : { ...preset, passes: passesArg }
+  const selected = SUITES.filter((s) => names.length === 0 || names.includes(s))
+  const m = machine()
+  console.log(`# stratacache bench\n\n${header(m, config.quick)}\n`)
+
+  const dir = fileURLToPath(new URL('../../bench/results/', import.meta.url))
+  const base = `${dir}latest${config.quick ? '-quick' : ''}`
+  let file: ResultsFile = { machine: m, suites: {} }
+  if (existsSync(`${base}.json`)) {
+    try {
+      const old: unknown = JSON.parse(readFileSync(`${base}.json`, 'utf8'))
+      if (isResultsFile(old) && names.length > 0) file = { machine: m, suites: old.suites }
+    } catch {
+      // an unreadable old file is replaced
     }
   }
-  if (want('heap')) {
-    const best = bestOf(1, all, (s) => ['heap', s], Math.min)
-    console.log('\n## heap bytes per entry: 1M entries, 100-byte string values (keys and values allocated beforehand), TTL set')
-    console.log('| subject | bytes/entry | vs lru-cache | target |')
-    console.log('|---|---:|---:|---|')
-    const base = best.get('lru-cache')!
-    for (const [s, v] of best) console.log(`| ${s} | ${v.toFixed(1)} | ${(v / base).toFixed(2)}x | ${s.startsWith('stratacache') ? `<= 1.0x ${v <= base ? 'met' : 'NOT met'}` : ''} |`)
-    results['heap bytes per entry'] = Object.fromEntries(best)
+  const started = performance.now()
+  for (const name of selected) {
+    const t0 = performance.now()
+    process.stderr.write(`${name} `)
+    const report = await RUNNERS[name](config)
+    const full: SuiteReport & { machine: Machine } = { date: new Date().toISOString(), quick: config.quick, seconds: Math.round((performance.now() - t0) / 100) / 10, machine: m, ...report }
+    file.suites[name] = full
+    for (const t of report.tables) console.log(`${renderTable(t)}\n`)
   }
-  if (want('hit-ratio')) {
-    const sizes = quick ? [1000, 5000] : [500, 1000, 2500, 5000, 10000]
-    hitRatios(scanMixedTrace(), sizes)
-    hitRatios(loopHeavyTrace(), sizes)
-  }
-  const dir = fileURLToPath(new URL('../../bench/results/', import.meta.url))
+  console.log(`total ${((performance.now() - started) / 1000).toFixed(1)} s; sink ${sink.toFixed(3)}`)
+
   mkdirSync(dir, { recursive: true })
-  writeFileSync(`${dir}latest${quick ? '-quick' : ''}.json`, JSON.stringify({ date: new Date().toISOString(), node: process.version, cpu: cpus()[0]?.model, results }, null, 2))
+  const ordered: ResultsFile = { machine: m, suites: {} }
+  for (const s of SUITES) if (file.suites[s] !== undefined) ordered.suites[s] = file.suites[s]
+  writeFileSync(`${base}.json`, `${JSON.stringify(ordered, null, 2)}\n`)
+  const md = [`${header(m, config.quick)}`, '']
+  for (const s of SUITES) {
+    const r = ordered.suites[s]
+    if (r === undefined) continue
+    if (r.machine.date !== m.date) md.push(`(${s}: from an earlier run, ${r.date.slice(0, 16).replace('T', ' ')} UTC)`, '')
+    for (const t of r.tables) md.push(renderTable(t), '')
+  }
+  writeFileSync(`${base}.md`, md.join('\n'))
+  console.log(`wrote ${base}.json and ${base}.md`)
 }
 
-main()
+main().catch((err: unknown) => {
+  console.error(err)
+  process.exitCode = 1
+})
