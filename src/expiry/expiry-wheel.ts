@@ -15,15 +15,17 @@
  *
  * Reads never depend on the wheel: the engine checks deadlines on every read.
  */
-import { growFloat64, growInt32 } from '../policies/eviction-policy.js'
+import { growInt32 } from '../policies/eviction-policy.js'
+
+const MAX_TICK = 2 ** 31 - 1
 
 export class ExpiryWheel {
   readonly #resolution: number
   readonly #base: number
   #next: Int32Array
   #prev: Int32Array
-  /** Bucket (tick) of each slot, or -1 when not scheduled. */
-  #bucketOf: Float64Array
+  /** Bucket (tick since `base`) of each slot, or -1 when not scheduled. */
+  #bucketOf: Int32Array
   #buckets = new Map<number, number>()
   /** Every tick before this one has been emptied. */
   #cursor: number
@@ -35,7 +37,7 @@ export class ExpiryWheel {
     this.#cursor = 0
     this.#next = new Int32Array(capacity).fill(-1)
     this.#prev = new Int32Array(capacity).fill(-1)
-    this.#bucketOf = new Float64Array(capacity).fill(-1)
+    this.#bucketOf = new Int32Array(capacity).fill(-1)
   }
 
   /** Number of scheduled slots. */
@@ -46,12 +48,14 @@ export class ExpiryWheel {
   grow(capacity: number): void {
     this.#next = growInt32(this.#next, capacity)
     this.#prev = growInt32(this.#prev, capacity)
-    this.#bucketOf = growFloat64(this.#bucketOf, capacity, -1)
+    this.#bucketOf = growInt32(this.#bucketOf, capacity)
   }
 
   schedule(slot: number, deadline: number): void {
     let bucket = Math.floor(deadline / this.#resolution) - this.#base
     if (bucket < this.#cursor) bucket = this.#cursor
+    // Deadlines past 2^31 ticks (decades) wait in the last tick and are rescheduled from there.
+    if (bucket > MAX_TICK) bucket = MAX_TICK
     const current = this.#bucketOf[slot]
     if (current === bucket) return
     if (current !== -1) this.#unlink(slot, current)

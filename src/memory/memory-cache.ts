@@ -173,6 +173,7 @@ export class MemoryCache<K = string, V = unknown> {
             this.#weighByBytes ? this.maxBytes : this.maxEntries,
             random,
             Math.min(this.maxEntries, 1 << 20),
+            this.#weighByBytes,
           )
     this.#listeners = { store: [], expire: [], evict: [], erase: [], flush: [], timeout: [] }
   }
@@ -505,15 +506,20 @@ export class MemoryCache<K = string, V = unknown> {
     const reused = this.#free.pop()
     if (reused !== undefined) return reused
     const slot = this.#nextSlot++
-    if (slot >= this.#capacity) this.#grow()
-    this.#keys.push(undefined)
-    this.#values.push(undefined)
+    if (slot >= this.#keys.length) this.#grow()
     return slot
   }
 
   #grow(): void {
-    const capacity = Math.min(this.maxEntries, this.#capacity * 2)
-    this.#capacity = capacity === this.#capacity ? capacity + 1 : capacity
+    // Keys and values grow in step with the typed arrays, to the exact capacity.
+    if (this.#nextSlot > this.#capacity) {
+      const capacity = Math.min(this.maxEntries, this.#capacity * 2)
+      this.#capacity = capacity === this.#capacity ? capacity + 1 : capacity
+    }
+    for (let i = this.#keys.length; i < this.#capacity; i++) {
+      this.#keys.push(undefined)
+      this.#values.push(undefined)
+    }
     this.#policy.grow(this.#capacity)
     if (this.#sizes !== undefined) this.#sizes = growFloat64(this.#sizes, this.#capacity)
     if (this.#deadline !== undefined) this.#deadline = growFloat64(this.#deadline, this.#capacity, NO_DEADLINE)

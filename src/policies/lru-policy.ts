@@ -96,7 +96,7 @@ export class LruPolicy implements EvictionPolicy {
   }
 }
 
-const STRIDE = 4
+const STRIDE = 3
 const NEXT = 0
 const PREV = 1
 const TICKET = 2

@@ -27,7 +27,7 @@ const PROBATION = 1
 const PROTECTED = 2
 const NONE = 255
 // Fields of a slot's record in #meta.
-const STRIDE = 8
+const STRIDE = 5
 const HASH = 0
 const TICKET = 1
 const SEG = 2
@@ -40,11 +40,13 @@ const SKIP_MIN = 1024
 export class TinyLfuPolicy implements EvictionPolicy {
   readonly name = 'tinylfu'
   /**
-   * Per-slot record of STRIDE int32s: key hash, bump ticket, segment, next, prev. One
-   * record per 32 bytes keeps everything a hit reads in one cache line.
+   * Per-slot record of STRIDE int32s: key hash, bump ticket, segment, next, prev — what a
+   * hit reads, side by side (20 bytes: one cache line, occasionally two).
    */
   #meta: Int32Array
-  #weight: Float64Array
+  /** Per-slot weight, only when the policy counts bytes; every entry weighs 1 otherwise. */
+  #weight: Float64Array | undefined
+  #capacity: number
   #counter = 0
   #counts = new Int32Array(3)
   // head (most recent) and tail (victim end) of the three segments
@@ -61,9 +63,10 @@ export class TinyLfuPolicy implements EvictionPolicy {
    * @param capacity  slots to allocate now
    * @param maximum   the bound in weight units (entries, or bytes when only maxBytes is set)
    */
-  constructor(capacity: number, maximum: number, random: Random, sketchCapacity: number) {
+  constructor(capacity: number, maximum: number, random: Random, sketchCapacity: number, weighted: boolean) {
     this.#meta = emptyRecords(capacity)
-    this.#weight = new Float64Array(capacity)
+    this.#capacity = capacity
+    this.#weight = weighted ? new Float64Array(capacity) : undefined
     this.#windowMax = Math.max(1, Math.floor(maximum * 0.01))
     this.#mainMax = Math.max(0, maximum - this.#windowMax)
     this.#protectedMax = Math.floor(this.#mainMax * 0.8)
@@ -76,19 +79,20 @@ export class TinyLfuPolicy implements EvictionPolicy {
     const meta = emptyRecords(capacity)
     meta.set(this.#meta)
     this.#meta = meta
-    this.#weight = growFloat64(this.#weight, capacity)
+    this.#capacity = capacity
+    if (this.#weight !== undefined) this.#weight = growFloat64(this.#weight, capacity)
     this.#sketch.ensureCapacity(capacity)
   }
 
   onInsert(slot: number, hash: number, weight: number): void {
     this.#meta[slot * STRIDE + HASH] = hash
-    this.#weight[slot] = weight
+    if (this.#weight !== undefined) this.#weight[slot] = weight
     this.#sketch.increment(hash)
     this.#linkHead(WINDOW, slot)
     // While the main space has room, window overflow moves there without any eviction.
     while (this.#weights[WINDOW] > this.#windowMax) {
       const cand = this.#tails[WINDOW]
-      if (cand === slot || this.#weights[PROBATION] + this.#weights[PROTECTED] + this.#weight[cand] > this.#mainMax) break
+      if (cand === slot || this.#weights[PROBATION] + this.#weights[PROTECTED] + this.#weightOf(cand) > this.#mainMax) break
       this.#unlink(cand)
       this.#linkHead(PROBATION, cand)
     }
@@ -119,8 +123,10 @@ export class TinyLfuPolicy implements EvictionPolicy {
 
   onUpdate(slot: number, weight: number): void {
     const seg = this.#meta[slot * STRIDE + SEG]
-    this.#weights[seg] += weight - this.#weight[slot]
-    this.#weight[slot] = weight
+    if (this.#weight !== undefined) {
+      this.#weights[seg] += weight - this.#weight[slot]
+      this.#weight[slot] = weight
+    }
     this.onAccess(slot)
   }
 
@@ -151,12 +157,16 @@ export class TinyLfuPolicy implements EvictionPolicy {
   }
 
   reset(): void {
-    this.#meta = emptyRecords(this.#weight.length)
+    this.#meta = emptyRecords(this.#capacity)
     this.#heads.fill(-1)
     this.#tails.fill(-1)
     this.#weights.fill(0)
     this.#counts.fill(0)
     this.#sketch.reset()
+  }
+
+  #weightOf(slot: number): number {
+    return this.#weight === undefined ? 1 : this.#weight[slot]
   }
 
   #admit(candidateHash: number, victimHash: number): boolean {
@@ -176,7 +186,7 @@ export class TinyLfuPolicy implements EvictionPolicy {
     if (head === -1) this.#tails[seg] = slot
     else meta[head * STRIDE + PREV] = slot
     this.#heads[seg] = slot
-    this.#weights[seg] += this.#weight[slot]
+    this.#weights[seg] += this.#weightOf(slot)
     this.#counts[seg]++
     meta[r + TICKET] = this.#counter = (this.#counter + 1) >>> 0
   }
@@ -194,7 +204,7 @@ export class TinyLfuPolicy implements EvictionPolicy {
     else meta[n * STRIDE + PREV] = p
     meta[r + NEXT] = meta[r + PREV] = -1
     meta[r + SEG] = NONE
-    this.#weights[seg] -= this.#weight[slot]
+    this.#weights[seg] -= this.#weightOf(slot)
     this.#counts[seg]--
   }
 }
