@@ -19,6 +19,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
+import { facadeSuite } from './facade.js'
 import { HIT_RATIO_SUBJECTS, hitRatios } from './hit-ratio.js'
 import {
   fmtCount,
@@ -41,7 +42,7 @@ import {
 } from './harness.js'
 import { loopHeavyTrace, scanMixedTrace, type Trace } from './traces.js'
 
-const SUITES = ['get-hits', 'set-evict', 'heap', 'hit-ratio'] as const
+const SUITES = ['get-hits', 'set-evict', 'heap', 'hit-ratio', 'facade'] as const
 type SuiteName = (typeof SUITES)[number]
 
 interface SuiteReport {
@@ -276,6 +277,7 @@ const RUNNERS: Record<SuiteName, (c: Config) => Promise<Omit<SuiteReport, 'date'
   'set-evict': setEvictSuite,
   heap: heapSuite,
   'hit-ratio': hitRatioSuite,
+  facade: facadeSuite,
 }
 
 interface ResultsFile {

@@ -70,8 +70,15 @@ export interface CacheOptions {
   memory?: Omit<MemoryCacheOptions<string, unknown>, 'clock' | 'random' | 'ttl' | 'tti'>
   /** Defaults for every call; per-call options override them. */
   defaults?: Omit<EntryOptions, 'signal'>
-  /** Single-flight: how long a follower waits for the leader. @default { timeout: '60s' } */
-  flight?: { timeout?: Duration }
+  /**
+   * Single-flight. `timeout`: how long a follower waits for the leader. `detectRecursion`:
+   * refuse a factory that asks for its own key (`ERR_RECURSIVE_FLIGHT`) instead of letting
+   * it wait for itself until `timeout`. Detection uses AsyncLocalStorage, which on Node 20
+   * enables async-hook promise hooks for the whole process (every promise then costs more;
+   * see the README's performance section); `false` avoids that cost.
+   * @default { timeout: '60s', detectRecursion: true }
+   */
+  flight?: { timeout?: Duration; detectRecursion?: boolean }
   /** Dependency-tag trie: idle-node pruning. @default { pruneAge: '1h', pruneInterval: '10m' } */
   tags?: { pruneAge?: Duration; pruneInterval?: Duration }
   /** Longest key accepted. @default 1024 */

@@ -13,6 +13,7 @@ export type ByteUnit = 'b' | 'kb' | 'mb' | 'gb'
 
 const DURATION_UNITS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
 const BYTE_UNITS: Readonly<Record<string, number>> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 }
+const parsed = new Map<string, number>()
 const DURATION_RE = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$/i
 const BYTES_RE = /^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)\s*$/i
 
@@ -27,9 +28,16 @@ export function toMs(value: unknown, option: string): number {
     throw new InvalidOptionsError(option, `expected a duration >= 0 in ms, got ${String(value)}`)
   }
   if (typeof value === 'string') {
+    // Per-call options repeat a few duration strings: parse each once.
+    const known = parsed.get(value)
+    if (known !== undefined) return known
     if (value.trim() === 'Infinity') return Infinity
     const m = DURATION_RE.exec(value)
-    if (m !== null) return Number(m[1]) * DURATION_UNITS[m[2].toLowerCase()]
+    if (m !== null) {
+      const ms = Number(m[1]) * DURATION_UNITS[m[2].toLowerCase()]
+      if (parsed.size < 1024) parsed.set(value, ms)
+      return ms
+    }
     throw new InvalidOptionsError(option, `expected a duration like '500ms', '30s', '5m', '2h', '1d', got ${JSON.stringify(value)}`)
   }
   throw new InvalidOptionsError(option, `expected a duration (number of ms or string like '30s'), got ${typeof value}`)
