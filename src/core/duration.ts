@@ -34,7 +34,8 @@ export function toMs(value: unknown, option: string): number {
     if (value.trim() === 'Infinity') return Infinity
     const m = DURATION_RE.exec(value)
     if (m !== null) {
-      const ms = Number(m[1]) * DURATION_UNITS[m[2].toLowerCase()]
+      // Rounded to the microsecond: '1.1h' is 3,960,000 ms, not 3,960,000.0000000005.
+      const ms = Math.round(Number(m[1]) * DURATION_UNITS[m[2].toLowerCase()] * 1000) / 1000
       if (parsed.size < 1024) parsed.set(value, ms)
       return ms
     }

@@ -131,6 +131,9 @@ export class MemoryCache<K = string, V = unknown> {
     this.maxEntries = maxEntries ?? Infinity
     this.maxBytes = maxBytes === undefined ? Infinity : toBytes(maxBytes, 'maxBytes')
     this.maxEntrySize = options.maxEntrySize === undefined ? this.maxBytes : toBytes(options.maxEntrySize, 'maxEntrySize')
+    if (this.maxEntrySize > this.maxBytes) {
+      throw new InvalidOptionsError('maxEntrySize', `must not exceed maxBytes (${this.maxBytes}): such an entry could never be kept`)
+    }
     if (options.sizeOf !== undefined && typeof options.sizeOf !== 'function') {
       throw new InvalidOptionsError('sizeOf', 'expected a function (value, key) => bytes')
     }
@@ -244,9 +247,10 @@ export class MemoryCache<K = string, V = unknown> {
       signal = options.signal
       onEvent = options.onEvent
       if (onEvent !== undefined && typeof onEvent !== 'function') throw new InvalidOptionsError('onEvent', 'expected a function')
-      if (this.#sized && options.size !== undefined) size = validSize(options.size)
+      if (signal !== undefined && !(signal instanceof AbortSignal)) throw new InvalidOptionsError('signal', 'expected an AbortSignal')
+      if (this.#sized && options.size !== undefined) size = validSize(options.size, 'size')
     }
-    if (this.#sized && (options === undefined || options.size === undefined)) size = validSize(this.#sizeOf!(value, key))
+    if (this.#sized && (options === undefined || options.size === undefined)) size = validSize(this.#sizeOf!(value, key), 'sizeOf')
 
     let slot = this.#map.get(key)
     if (size > this.maxEntrySize || signal?.aborted === true) {
@@ -335,10 +339,16 @@ export class MemoryCache<K = string, V = unknown> {
    */
   waitFor(key: K, options?: WaitForOptions): Promise<V> {
     if (this.#closed) return Promise.reject(new ClosedError())
-    const timeout = options?.timeout === undefined ? this.#waitTimeout : positiveDuration(options.timeout, 'timeout')
+    let timeout: number
+    try {
+      timeout = options?.timeout === undefined ? this.#waitTimeout : positiveDuration(options.timeout, 'timeout')
+    } catch (err) {
+      return Promise.reject(err)
+    }
     const slot = this.#liveSlot(key)
     if (slot !== -1) return Promise.resolve(this.#values[slot] as V)
     const signal = options?.signal
+    if (signal !== undefined && !(signal instanceof AbortSignal)) return Promise.reject(new InvalidOptionsError('signal', 'expected an AbortSignal'))
     if (signal?.aborted === true) return Promise.reject(new AbortedError('waitFor aborted', { cause: signal.reason }))
     return new Promise<V>((resolve, reject) => {
       const waiter: Waiter<V> = { resolve, reject, timer: undefined, signal, onAbort: undefined }
@@ -696,9 +706,9 @@ function positiveDuration(value: unknown, option: string): number {
   return ms
 }
 
-function validSize(size: unknown): number {
+function validSize(size: unknown, option: string): number {
   if (typeof size !== 'number' || !Number.isFinite(size) || size < 0) {
-    throw new InvalidOptionsError('size', `expected a finite number of bytes >= 0, got ${String(size)}`)
+    throw new InvalidOptionsError(option, `expected a finite number of bytes >= 0, got ${String(size)}`)
   }
   return size
 }
