@@ -528,18 +528,19 @@ interface Signed {
   [TAG_SIG]?: string
 }
 
-const functionSignatures = new WeakMap<object, string>()
+const signatures = new WeakMap<object, string>()
 
 /**
- * A short string identifying a tag definition: the tags themselves for a fixed list, the
- * source text of a tag function. Computed once per function.
+ * A string identifying a tag definition: the tags themselves for a fixed list, the source
+ * text of a tag function. Cached per array or function, so a definition reused across
+ * calls costs one lookup, however many tags it has.
  */
 function tagSignature(tags: unknown): string {
   if (tags === undefined) return ''
-  if (typeof tags === 'function') {
-    let sig = functionSignatures.get(tags)
-    if (sig === undefined) functionSignatures.set(tags, (sig = `fn:${String(tags)}`))
-    return sig
+  let sig = signatures.get(tags as object)
+  if (sig === undefined) {
+    sig = typeof tags === 'function' ? `fn:${String(tags)}` : (tags as readonly string[]).join(',')
+    signatures.set(tags as object, sig)
   }
-  return (tags as readonly string[]).join(',')
+  return sig
 }
