@@ -1,252 +1,481 @@
 /**
- * Dependency tags in a versioned prefix trie (Zoocache's design, with its gaps closed).
+ * Dependency tags in a versioned prefix trie — Zoocache's design (its `PrefixTrie`, see
+ * seeds/000 "Memory Management" and "Passive Resync"), with its pruning gap closed.
  *
- * Tags are `:`-separated paths. Invalidating T affects every entry depending on T or on a
- * tag below T: an entry tag E is affected iff T is E or an ancestor of E. So an entry only
- * has to look at the nodes on its own tags' paths:
- * - `invalidate(T)` stamps T's node with a fresh version: O(depth), not O(entries);
- * - an entry stores a snapshot `{ tags, version }` taken when written; it is invalid when a
- *   node on one of its paths carries a hard version newer than the snapshot, stale when
- *   only soft ones are newer;
- * - `check` is O(1) while no invalidation happened since the snapshot was last checked:
- *   the snapshot's `checkedAt` is moved forward after a successful walk (Zoocache's lazy
- *   self-healing), so a read pays the O(sum of depths) walk once per invalidation.
+ * Semantics. Tags are `:`-separated paths, coarse to fine. Invalidating tag T affects an
+ * entry iff one of the entry's tags E is T or lies below T (T is a path prefix of E,
+ * segment-wise: `org:1` is a prefix of `org:1:user:42`, not of `org:10`). So invalidating
+ * `org:1` reaches entries tagged `org:1`, `org:1:user:42`, …; invalidating `org` reaches
+ * them too; invalidating `org:1:user:42` does NOT reach an entry tagged only `org:1` — a
+ * parent tag is a coarser dependency ("something in org 1"), and it is the writer's job to
+ * tag an entry with the finest tags it depends on. (An entry tagged both `org:1` and
+ * `org:1:user:42` is, in effect, tagged only with the latter.)
  *
- * Pruning must never make a stale entry look valid again. When a node is pruned, the
- * newest versions in its subtree are folded into its parent's `childFloor`; a path that
- * ends at a missing child is judged by that floor, and a child created again later
- * inherits it (it might be the pruned node reborn). The price is conservatism: after a
- * prune, old entries under that parent may be judged invalid (a forgotten entry, never a
- * stale one).
+ * Why a trie. The tags an entry depends on are a path each; an invalidation must reach
+ * every entry below a tag without touching them. Stamping the tag's trie node with a
+ * version costs O(depth) whatever the number of entries, and an entry only needs to look
+ * at the nodes on its own paths.
+ *
+ * Versions. Every invalidation gets a version from a hybrid logical clock
+ * (hybrid-clock.ts): strictly increasing in this process, ratcheted past every version
+ * seen from elsewhere, close to wall-clock time so versions from different processes
+ * compare sensibly. A node keeps the newest hard and the newest soft version stamped on
+ * it. Unlike Zoocache, which stores the versions of every node on every path with the
+ * entry, a snapshot holds a single `version` — the clock reading when the entry was
+ * written (or when its data was read, see `snapshot(tags, at)`). The entry is invalid iff
+ * a node on one of its paths has a hard version > `version`, stale iff only soft ones
+ * are. One number per entry, comparable across processes, and nothing to allocate per tag.
+ *
+ * The fast path. Most reads happen when nothing was invalidated since the entry was last
+ * checked. The trie counts the invalidations it applies that can change an answer
+ * (`#changes`: a node's version moved, or a pruned path was recreated from its floor, see
+ * `#apply`); a snapshot found valid is stamped in place with that count and the trie's
+ * random id (`checkedAt`, `checkedBy`). `check` then answers 'valid' after two number
+ * comparisons, allocation-free, until the next such invalidation; after one, it walks the
+ * entry's paths once — O(sum of tag depths) — and re-stamps (Zoocache's lazy self-healing,
+ * its ADR 0006). A change counter is used rather than "the newest invalidation version"
+ * because remote invalidations arrive late and may carry versions older than a stamp:
+ * comparing versions would let such an invalidation slip past the fast path. The id makes
+ * stamps from another process or trie instance (snapshots shipped through Redis, LMDB or
+ * a peer) never match, so those are walked once. Prunes do not count as changes: a stamp
+ * vouches that the entry was valid, and forgetting old invalidations cannot make a valid
+ * entry invalid, so the periodic prune costs the fast path nothing.
+ *
+ * Pruning. Nodes idle (neither checked through nor invalidated) for `pruneAge` are removed
+ * by a periodic, unref'd timer; `prune(0)` removes every node (the facade calls it when
+ * storage evicts). Zoocache simply drops pruned nodes, and a missing node reads as "never
+ * invalidated" — so a pruned invalidation makes old entries valid again. Here a parent
+ * keeps a floor: the newest hard and soft versions anywhere in the subtrees pruned beneath
+ * it. A path that reaches a missing child is judged by the parent's floor, and a child
+ * created again later starts from that floor (it may be the pruned node reborn). The floor
+ * is an upper bound of what was forgotten, so a pruned node can never make a stale entry
+ * look valid; the price is conservatism confined to that parent: an entry older than the
+ * floor whose path was pruned there may be judged invalid (a miss, never a lie). A floor
+ * holds only versions pruned beneath its node: a parent with nothing pruned beneath keeps
+ * floor 0, and forgetting invalidations older than an entry never costs that entry. Per-
+ * parent floors keep the cost local where one global floor would hit every entry — but
+ * `prune(0)` empties the trie into the root's floor, after which every entry older than
+ * the newest invalidation is a miss; the facade should run it rarely (it is also O(nodes)).
+ * (Refinements if that bites: hash each parent's floor into a few buckets by child
+ * segment; or let the facade report the oldest live entry's version, below which pruned
+ * versions need not be kept in floors at all.)
+ *
+ * Bounds. Within a process: exact (no entry is served after an invalidation that affects
+ * it, none is dropped except through a floor). Across processes, an invalidation is
+ * ordered after a write iff its version is greater: true whenever the invalidating
+ * process has seen the writer's version, or their clocks differ by less than the time
+ * between the two — the stale bound is the clock skew between processes.
+ *
+ * Reads racing invalidations: take `v = trie.currentVersion()` before computing a value
+ * and store `trie.snapshot(tags, v)`; an invalidation that lands while the value is being
+ * computed then makes the new entry invalid at once instead of being missed.
  */
-import type { Clock } from '../core/clock.js'
-import type { TimerHandle } from '../core/clock.js'
-import { toMs } from '../core/duration.js'
-import type { Duration } from '../core/duration.js'
-import { InvalidOptionsError, InvalidTagError } from '../core/errors.js'
+import { randomInt } from 'node:crypto'
+import type { Clock, TimerHandle } from '../core/clock.js'
+import { type Duration, toMs } from '../core/duration.js'
+import { InvalidOptionsError } from '../core/errors.js'
 import { systemClock } from '../core/system-clock.js'
-import { HybridClock } from './hybrid-clock.js'
+import { HybridClock, isVersion } from './hybrid-clock.js'
+import type { TagSnapshot } from './tag-snapshot.js'
+import { normalizeTags, TAG_SEPARATOR, validateTag } from './validate-tag.js'
 
+/** `hard`: dependent entries are invalid. `soft`: they are stale, usable as a grace fallback. */
 export type TagMode = 'hard' | 'soft'
+/** What `check` says about an entry. Same values as the facade's `TagState`. */
 export type TagCheck = 'valid' | 'stale' | 'invalid'
 
-/** Stored with an entry; plain data, safe to serialise. `checkedAt` is updated in place. */
-export interface TagSnapshot {
-  readonly tags: readonly string[]
+/** One invalidation as shipped between processes (bus message, resync dump). */
+export interface TagInvalidation {
+  readonly tag: string
   readonly version: number
-  checkedAt: number
+  readonly mode: TagMode
 }
 
 export interface TagTrieOptions {
-  /** @default systemClock */
+  /** Source of time, for versions and for idle tracking. @default systemClock */
   clock?: Clock
-  /** Nodes not touched for this long are pruned by the periodic prune. @default '1h' */
+  /**
+   * The hybrid clock versions come from. Pass one to share it with other parts of the
+   * process (the bus stamps messages with it). @default new HybridClock(clock, { maxDrift })
+   */
+  hybridClock?: HybridClock
+  /** How far ahead of local time a remote version may be (see `HybridClockOptions`). @default '1m' */
+  maxDrift?: Duration
+  /** The periodic prune removes nodes idle for this long. @default '1h' */
   pruneAge?: Duration
-  /** How often the periodic prune runs (only while nodes exist). @default '10m' */
+  /**
+   * How often the periodic prune runs. It is armed only while the trie holds nodes and
+   * never keeps the process alive. `Infinity` turns it off. @default '10m'
+   */
   pruneInterval?: Duration
 }
 
 export interface TagTrieStats {
+  /** Nodes held (the root not counted). */
   readonly nodes: number
+  /** Local `invalidate` calls. */
   readonly invalidations: number
-  readonly pruned: number
+  /** Remote invalidations (`observe`, `importInvalidations`) that changed a node. */
+  readonly remoteInvalidations: number
+  /** Prune runs, periodic and explicit. */
+  readonly prunes: number
+  /** Nodes removed by prunes. */
+  readonly prunedNodes: number
+  /** Checks answered by the O(1) fast path. */
+  readonly fastChecks: number
+  /** Checks that walked the trie. */
+  readonly slowChecks: number
+  /** Trie nodes visited by slow checks (a debug counter: the fast path visits none). */
+  readonly nodeVisits: number
+  /** The hybrid clock's latest version. */
+  readonly version: number
 }
 
-const MAX_TAG_LENGTH = 256
-const MAX_DEPTH = 32
-const SEGMENT = /^[A-Za-z0-9_\-.@/+=]+$/
+const VALID = 0
+const STALE = 1
+const INVALID = 2
 
 class TagNode {
-  children: Map<string, TagNode> | undefined
-  hard = 0
-  soft = 0
-  /** Versions this node may have had before it was pruned and created again. */
-  ownHard: number
-  ownSoft: number
-  /** Newest versions of pruned children's subtrees: applies to any missing child. */
-  childHard: number
-  childSoft: number
+  children: Map<string, TagNode> | undefined = undefined
+  /** Newest hard / soft invalidation of this tag (or what it inherited when recreated). */
+  hard: number
+  soft: number
+  /** Newest hard / soft versions anywhere in subtrees pruned beneath this node. */
+  floorHard: number
+  floorSoft: number
+  /** Clock time this node was last invalidated or checked through. */
   touched: number
 
-  constructor(inheritHard: number, inheritSoft: number, now: number) {
-    this.ownHard = this.childHard = inheritHard
-    this.ownSoft = this.childSoft = inheritSoft
-    this.touched = now
+  constructor(hard: number, soft: number, touched: number) {
+    this.hard = this.floorHard = hard
+    this.soft = this.floorSoft = soft
+    this.touched = touched
   }
-}
-
-/** Throws `ERR_INVALID_TAG` unless `tag` is a well-formed tag. */
-export function validateTag(tag: unknown): asserts tag is string {
-  if (typeof tag !== 'string') throw new InvalidTagError(tag, `expected a string, got ${typeof tag}`)
-  if (tag.length === 0) throw new InvalidTagError(tag, 'empty')
-  if (tag.length > MAX_TAG_LENGTH) throw new InvalidTagError(tag, `longer than ${MAX_TAG_LENGTH} characters`)
-  const segments = tag.split(':')
-  if (segments.length > MAX_DEPTH) throw new InvalidTagError(tag, `deeper than ${MAX_DEPTH} segments`)
-  for (const s of segments) {
-    if (s.length === 0) throw new InvalidTagError(tag, 'empty segment')
-    if (!SEGMENT.test(s)) throw new InvalidTagError(tag, `segment ${JSON.stringify(s)} has characters outside A-Z a-z 0-9 _ - . @ / + =`)
-  }
-}
-
-/** Validates, dedupes and sorts tags (a stable snapshot shape). */
-export function normalizeTags(tags: readonly unknown[]): string[] {
-  if (!Array.isArray(tags)) throw new InvalidTagError(tags, 'expected an array of tags')
-  for (const t of tags) validateTag(t)
-  return [...new Set(tags as string[])].sort()
 }
 
 export class TagTrie {
+  /** Random, never 0: tells this trie's fast-path stamps from any other's. */
+  readonly id: number
   readonly #clock: Clock
   readonly #hlc: HybridClock
   readonly #root: TagNode
   readonly #pruneAge: number
   readonly #pruneInterval: number
-  #timer: TimerHandle | undefined
-  /** Version of the newest invalidation applied. */
-  #lastInvalidation = 0
+  #timer: TimerHandle | undefined = undefined
+  #closed = false
+  /** Bumped by every applied change that can turn a valid entry stale or invalid. */
+  #changes = 0
+  /** Newest version stamped on any node. */
+  #newest = 0
   #nodes = 0
   #invalidations = 0
-  #pruned = 0
-  #closed = false
+  #remoteInvalidations = 0
+  #prunes = 0
+  #prunedNodes = 0
+  #fastChecks = 0
+  #slowChecks = 0
+  #nodeVisits = 0
 
   constructor(options: TagTrieOptions = {}) {
-    this.#clock = options.clock ?? systemClock
-    this.#hlc = new HybridClock(this.#clock)
-    this.#root = new TagNode(0, 0, this.#clock.now())
+    if (options === null || typeof options !== 'object') throw new InvalidOptionsError('options', 'expected an object')
+    const clock = options.clock ?? systemClock
+    if (clock === null || typeof clock !== 'object' || typeof clock.now !== 'function' || typeof clock.setTimeout !== 'function') {
+      throw new InvalidOptionsError('clock', 'expected a Clock with now(), setTimeout() and clearTimeout()')
+    }
+    this.#clock = clock
+    if (options.hybridClock !== undefined) {
+      if (!(options.hybridClock instanceof HybridClock)) throw new InvalidOptionsError('hybridClock', 'expected a HybridClock')
+      if (options.maxDrift !== undefined) throw new InvalidOptionsError('maxDrift', 'set maxDrift on the HybridClock passed as hybridClock')
+      this.#hlc = options.hybridClock
+    } else {
+      this.#hlc = new HybridClock(clock, { maxDrift: options.maxDrift })
+    }
     this.#pruneAge = toMs(options.pruneAge ?? '1h', 'pruneAge')
     this.#pruneInterval = toMs(options.pruneInterval ?? '10m', 'pruneInterval')
-    if (this.#pruneInterval <= 0) throw new InvalidOptionsError('pruneInterval', 'expected a duration > 0')
+    if (this.#pruneInterval <= 0) throw new InvalidOptionsError('pruneInterval', 'expected a duration > 0 (Infinity turns the periodic prune off)')
+    this.id = randomInt(1, 2 ** 48)
+    this.#root = new TagNode(0, 0, clock.now())
   }
 
+  /** Throws `InvalidTagError` (ERR_INVALID_TAG) unless `tag` is a well-formed tag. */
   validate(tag: unknown): void {
     validateTag(tag)
   }
 
-  /** A snapshot for an entry written now with `tags`. */
-  snapshot(tags: readonly string[]): TagSnapshot {
+  /** The hybrid clock this trie stamps versions with (share it with the bus). */
+  get hybridClock(): HybridClock {
+    return this.#hlc
+  }
+
+  /**
+   * The current version (not unique, consumes nothing). Taken before computing a value
+   * and passed to `snapshot(tags, at)`, it closes the read/invalidate race.
+   */
+  currentVersion(): number {
+    return this.#hlc.now()
+  }
+
+  /**
+   * A snapshot for an entry depending on `tags` (validated, deduplicated, sorted), as
+   * fresh as version `at` (default: now). Throws ERR_INVALID_TAG for a bad tag. Costs
+   * O(total tag length) for validation and creates no trie node.
+   */
+  snapshot(tags: readonly string[], at?: number): TagSnapshot {
     const normalized = normalizeTags(tags)
-    const version = this.#hlc.next()
-    return { tags: normalized, version, checkedAt: version }
-  }
-
-  check(snapshot: unknown): TagCheck {
-    const snap = snapshot as TagSnapshot
-    if (snap.checkedAt >= this.#lastInvalidation) return 'valid'
-    const now = this.#clock.now()
-    let result: TagCheck = 'valid'
-    for (const tag of snap.tags) {
-      const r = this.#checkPath(tag, snap.version, now)
-      if (r === 'invalid') return 'invalid'
-      if (r === 'stale') result = 'stale'
+    if (at === undefined) {
+      // Every version applied so far is <= now(): the entry is valid as of this change count.
+      return { tags: normalized, version: this.#hlc.now(), checkedAt: this.#changes, checkedBy: this.id }
     }
-    // Nothing newer on any path: the next read is O(1) until the next invalidation.
-    if (result === 'valid') snap.checkedAt = this.#lastInvalidation
-    return result
+    if (!isVersion(at)) throw new InvalidOptionsError('at', `expected a version (safe integer >= 0), got ${typeof at === 'number' ? String(at) : typeof at}`)
+    const version = this.#hlc.observe(at)
+    // Something newer than `at` may already affect it: let the first check walk.
+    const fresh = version >= this.#newest
+    return { tags: normalized, version, checkedAt: fresh ? this.#changes : 0, checkedBy: fresh ? this.id : 0 }
   }
 
+  /**
+   * Whether an entry written with `snapshot` is valid, stale (soft-invalidated) or invalid.
+   * O(1) and allocation-free when this trie found it valid and applied no change since;
+   * otherwise O(sum of tag depths), after which a valid snapshot is re-stamped in place.
+   * A snapshot from elsewhere ratchets the hybrid clock past its version; one further
+   * ahead than `maxDrift` is judged invalid. Pass only snapshots made by `snapshot` or
+   * `parseTagSnapshot`.
+   */
+  check(snapshot: TagSnapshot): TagCheck {
+    if (snapshot.checkedAt === this.#changes && snapshot.checkedBy === this.id) {
+      this.#fastChecks++
+      return 'valid'
+    }
+    return this.#slowCheck(snapshot)
+  }
+
+  /**
+   * Invalidates `tag` and every tag below it, now. Returns the invalidation's version
+   * (publish `{ tag, version, mode }` so other processes can `observe` it).
+   * O(depth of tag). Throws ERR_INVALID_TAG / ERR_INVALID_OPTIONS for a bad tag or mode.
+   */
   invalidate(tag: string, mode: TagMode = 'hard'): number {
     validateTag(tag)
+    checkMode(mode)
     const version = this.#hlc.next()
     this.#apply(tag, version, mode)
+    this.#invalidations++
     return version
   }
 
   /**
-   * Applies an invalidation made elsewhere with its version (idempotent; an older version
-   * than the node already has changes nothing). Ratchets this process's clock past it.
+   * Applies an invalidation made elsewhere, with its version: idempotent, and a no-op
+   * when the node already has that version or a newer one. Ratchets the hybrid clock past
+   * `version` (clamped to `maxDrift` ahead). Returns whether anything changed.
    */
-  observe(tag: string, version: number, mode: TagMode = 'hard'): void {
+  observe(tag: string, version: number, mode: TagMode = 'hard'): boolean {
     validateTag(tag)
-    if (!Number.isSafeInteger(version) || version <= 0) throw new InvalidOptionsError('version', `expected a positive safe integer, got ${String(version)}`)
-    this.#hlc.observe(version)
-    this.#apply(tag, version, mode)
+    checkMode(mode)
+    const accepted = this.#hlc.observe(version)
+    if (accepted === 0) return false
+    const changed = this.#apply(tag, accepted, mode)
+    if (changed) this.#remoteInvalidations++
+    return changed
   }
 
-  /** Removes nodes not touched for `maxIdleMs` (0: every prunable node). Returns how many. */
-  prune(maxIdleMs = 0): number {
-    const cutoff = this.#clock.now() - maxIdleMs
-    const before = this.#pruned
-    this.#pruneChildren(this.#root, cutoff)
-    return this.#pruned - before
+  /**
+   * Applies a batch of remote invalidations (a resync dump, a replayed log). Every record
+   * is validated before any is applied. Returns how many changed something.
+   */
+  importInvalidations(records: Iterable<TagInvalidation>): number {
+    if (records === null || typeof records !== 'object' || typeof (records as Iterable<unknown>)[Symbol.iterator] !== 'function') {
+      throw new InvalidOptionsError('records', 'expected an iterable of { tag, version, mode }')
+    }
+    const list: TagInvalidation[] = []
+    for (const r of records) {
+      if (r === null || typeof r !== 'object') throw new InvalidOptionsError('records', 'expected objects { tag, version, mode }')
+      validateTag(r.tag)
+      checkMode(r.mode)
+      if (!isVersion(r.version)) throw new InvalidOptionsError('version', `expected a safe integer >= 0, got ${typeof r.version === 'number' ? String(r.version) : typeof r.version}`)
+      list.push(r)
+    }
+    let changed = 0
+    for (const r of list) if (this.observe(r.tag, r.version, r.mode)) changed++
+    return changed
+  }
+
+  /**
+   * The invalidations this trie remembers, one record per node and mode that carries a
+   * version (a soft one only when newer than the node's hard one). What was pruned is not
+   * listed: a receiver learns no more than this trie still knows.
+   */
+  exportInvalidations(): TagInvalidation[] {
+    const out: TagInvalidation[] = []
+    const visit = (node: TagNode, path: string): void => {
+      if (node.children === undefined) return
+      for (const [segment, child] of node.children) {
+        const tag = path === '' ? segment : `${path}${TAG_SEPARATOR}${segment}`
+        if (child.hard > 0) out.push({ tag, version: child.hard, mode: 'hard' })
+        if (child.soft > child.hard) out.push({ tag, version: child.soft, mode: 'soft' })
+        visit(child, tag)
+      }
+    }
+    visit(this.#root, '')
+    return out
+  }
+
+  /**
+   * Removes nodes neither invalidated nor checked through for `maxIdle` (a Duration:
+   * ms or `'10m'`); `0` removes every node. What a removed subtree knew is folded into
+   * its parent's floor, so no entry is ever judged fresher for it. Returns how many
+   * nodes were removed. O(nodes).
+   */
+  prune(maxIdle: Duration): number {
+    const ms = toMs(maxIdle, 'maxIdle')
+    this.#prunes++
+    if (ms === Infinity) return 0
+    const removed = this.#pruneBelow(this.#root, this.#clock.now() - ms)
+    this.#nodes -= removed
+    this.#prunedNodes += removed
+    return removed
   }
 
   stats(): TagTrieStats {
-    return { nodes: this.#nodes, invalidations: this.#invalidations, pruned: this.#pruned }
+    return {
+      nodes: this.#nodes,
+      invalidations: this.#invalidations,
+      remoteInvalidations: this.#remoteInvalidations,
+      prunes: this.#prunes,
+      prunedNodes: this.#prunedNodes,
+      fastChecks: this.#fastChecks,
+      slowChecks: this.#slowChecks,
+      nodeVisits: this.#nodeVisits,
+      version: this.#hlc.current(),
+    }
   }
 
+  /** Stops the periodic prune. Idempotent. The trie still answers afterwards. */
   close(): void {
     this.#closed = true
     if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer)
     this.#timer = undefined
   }
 
-  #apply(tag: string, version: number, mode: TagMode): void {
-    const now = this.#clock.now()
-    let node = this.#root
-    for (const segment of tag.split(':')) {
-      node.touched = now
-      let child = node.children?.get(segment)
-      if (child === undefined) {
-        child = new TagNode(node.childHard, node.childSoft, now)
-        ;(node.children ??= new Map()).set(segment, child)
-        this.#nodes++
-      }
-      node = child
+  // ---- internals ---------------------------------------------------------------------
+
+  #slowCheck(snapshot: TagSnapshot): TagCheck {
+    this.#slowChecks++
+    const version = snapshot.version
+    if (version > this.#hlc.current()) {
+      // Passive resync: the writer had seen this version; our later ones must exceed it.
+      // A version beyond maxDrift cannot be trusted to order anything: treat as invalid.
+      if (this.#hlc.observe(version) < version) return 'invalid'
     }
-    node.touched = now
-    if (mode === 'hard') node.hard = Math.max(node.hard, version)
-    else node.soft = Math.max(node.soft, version)
-    if (version > this.#lastInvalidation) this.#lastInvalidation = version
-    this.#invalidations++
-    if (this.#timer === undefined && !this.#closed) this.#schedulePrune()
+    const now = this.#clock.now()
+    const tags = snapshot.tags
+    let result = VALID
+    for (let i = 0; i < tags.length; i++) {
+      const r = this.#walk(tags[i], version, now)
+      if (r === INVALID) return 'invalid'
+      if (r === STALE) result = STALE
+    }
+    if (result === STALE) return 'stale'
+    snapshot.checkedAt = this.#changes
+    snapshot.checkedBy = this.id
+    return 'valid'
   }
 
-  #checkPath(tag: string, version: number, now: number): TagCheck {
+  /** The state of one entry tag written at `version`: the worst mark on its path. */
+  #walk(tag: string, version: number, now: number): number {
     let node = this.#root
-    let stale = false
+    let result = VALID
     let start = 0
     for (;;) {
-      const end = tag.indexOf(':', start)
-      const segment = end === -1 ? tag.slice(start) : tag.slice(start, end)
-      const child = node.children?.get(segment)
+      const end = tag.indexOf(TAG_SEPARATOR, start)
+      const child = node.children?.get(end === -1 ? tag.slice(start) : tag.slice(start, end))
       if (child === undefined) {
-        // Unknown below here: judged by what was pruned beneath `node`.
-        if (node.childHard > version) return 'invalid'
-        return stale || node.childSoft > version ? 'stale' : 'valid'
+        // Nothing is known below here but what was pruned beneath `node`.
+        if (node.floorHard > version) return INVALID
+        return node.floorSoft > version ? STALE : result
       }
+      this.#nodeVisits++
+      child.touched = now
+      if (child.hard > version) return INVALID
+      if (child.soft > version) result = STALE
+      if (end === -1) return result
       node = child
-      node.touched = now
-      if (node.hard > version || node.ownHard > version) return 'invalid'
-      if (node.soft > version || node.ownSoft > version) stale = true
-      if (end === -1) return stale ? 'stale' : 'valid'
       start = end + 1
     }
   }
 
-  #pruneChildren(node: TagNode, cutoff: number): void {
-    if (node.children === undefined) return
-    for (const [segment, child] of node.children) {
-      this.#pruneChildren(child, cutoff)
-      if (child.children === undefined && child.touched <= cutoff) {
-        node.childHard = Math.max(node.childHard, child.hard, child.ownHard, child.childHard)
-        node.childSoft = Math.max(node.childSoft, child.soft, child.ownSoft, child.childSoft)
-        node.children.delete(segment)
-        this.#nodes--
-        this.#pruned++
+  /** Stamps `version` on `tag`'s node, creating the path. Returns whether it changed. */
+  #apply(tag: string, version: number, mode: TagMode): boolean {
+    const now = this.#clock.now()
+    let node = this.#root
+    let start = 0
+    let reborn = false
+    for (;;) {
+      const end = tag.indexOf(TAG_SEPARATOR, start)
+      const segment = end === -1 ? tag.slice(start) : tag.slice(start, end)
+      let child = node.children?.get(segment)
+      if (child === undefined) {
+        // It may be a pruned node reborn: start from what was forgotten beneath the parent.
+        if (node.floorHard !== 0 || node.floorSoft !== 0) reborn = true
+        child = new TagNode(node.floorHard, node.floorSoft, now)
+        ;(node.children ??= new Map()).set(segment, child)
+        this.#nodes++
+      } else {
+        child.touched = now
       }
+      node = child
+      if (end === -1) break
+      start = end + 1
     }
-    if (node.children.size === 0) node.children = undefined
+    let changed = false
+    if (mode === 'hard') {
+      if (version > node.hard) {
+        node.hard = version
+        changed = true
+      }
+    } else if (version > node.soft) {
+      node.soft = version
+      changed = true
+    }
+    if (changed && version > this.#newest) this.#newest = version
+    // A reborn path may absorb this invalidation into the floor it inherited (a late remote
+    // version at or below it): no version moves, yet entries stamped before the prune that
+    // raised the floor never saw it. Count it as a change so they are walked again.
+    if (changed || reborn) this.#changes++
+    if (this.#timer === undefined) this.#armPrune()
+    return changed
   }
 
-  #schedulePrune(): void {
-    this.#timer = this.#clock.setTimeout(
-      () => {
-        this.#timer = undefined
-        this.prune(this.#pruneAge)
-        if (this.#nodes > 0 && !this.#closed) this.#schedulePrune()
-      },
-      this.#pruneInterval,
-      { unref: true },
-    )
+  /** Removes idle leaves bottom-up beneath `node`, folding them into its floor. */
+  #pruneBelow(node: TagNode, cutoff: number): number {
+    const children = node.children
+    if (children === undefined) return 0
+    let removed = 0
+    for (const [segment, child] of children) {
+      if (child.children !== undefined) removed += this.#pruneBelow(child, cutoff)
+      if (child.children === undefined && child.touched <= cutoff) {
+        node.floorHard = Math.max(node.floorHard, child.hard, child.floorHard)
+        node.floorSoft = Math.max(node.floorSoft, child.soft, child.floorSoft)
+        children.delete(segment)
+        removed++
+      }
+    }
+    if (children.size === 0) node.children = undefined
+    return removed
   }
+
+  #armPrune(): void {
+    if (this.#closed || this.#pruneInterval === Infinity) return
+    this.#timer = this.#clock.setTimeout(this.#onPruneTimer, this.#pruneInterval, { unref: true })
+  }
+
+  readonly #onPruneTimer = (): void => {
+    this.#timer = undefined
+    this.prune(this.#pruneAge)
+    // Re-armed only while there is something to prune; the next invalidation re-arms it.
+    if (this.#nodes > 0) this.#armPrune()
+  }
+}
+
+function checkMode(mode: unknown): asserts mode is TagMode {
+  if (mode !== 'hard' && mode !== 'soft') throw new InvalidOptionsError('mode', `expected 'hard' or 'soft', got ${typeof mode === 'string' ? JSON.stringify(mode) : typeof mode}`)
 }

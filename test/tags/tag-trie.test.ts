@@ -1,44 +1,41 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import fc from 'fast-check'
-import { isCacheError, ManualClock } from '../../src/index.js'
-import { HybridClock, normalizeTags, type TagSnapshot, TagTrie, validateTag } from '../../src/tags/index.js'
+import { type Clock, type Duration, isCacheError, ManualClock, type TagIndex, type TimerHandle, type TimerOptions } from '../../src/index.js'
+import { HybridClock, parseTagSnapshot, type TagSnapshot, TagTrie, versionFromMs } from '../../src/tags/index.js'
 
-describe('tag syntax', () => {
-  test('valid tags pass; malformed ones raise ERR_INVALID_TAG', () => {
-    for (const ok of ['org', 'org:1', 'org:1:user:42', 'a-b.c@d/e+f=g_h', 'x:'.repeat(31) + 'x']) validateTag(ok)
-    for (const bad of ['', ':', 'org:', ':org', 'org::1', 'has space', 'star*', 'x'.repeat(257), 'x:'.repeat(32) + 'x', 42, null, undefined]) {
-      assert.throws(() => validateTag(bad), (e: unknown) => isCacheError(e, 'ERR_INVALID_TAG'), String(bad))
-    }
-    assert.deepEqual(normalizeTags(['b', 'a', 'b']), ['a', 'b'])
-  })
-})
+const isTagError = (e: unknown): boolean => isCacheError(e, 'ERR_INVALID_TAG')
+const isOptionsError = (e: unknown): boolean => isCacheError(e, 'ERR_INVALID_OPTIONS')
 
-describe('HybridClock', () => {
-  test('strictly increasing when the clock stalls or steps back; observe ratchets', () => {
-    const clock = new ManualClock(1000)
-    const hlc = new HybridClock(clock)
-    const a = hlc.next()
-    const b = hlc.next()
-    assert.ok(b > a)
-    hlc.observe(b + 1_000_000)
-    assert.ok(hlc.next() > b + 1_000_000)
-    clock.advance(10_000)
-    const c = hlc.next()
-    assert.ok(c > b + 1_000_000)
-    assert.ok(Number.isSafeInteger(new HybridClock(new ManualClock(Date.UTC(2100, 0, 1))).next()))
-  })
-})
+function make(start = 1_000_000, options: { pruneAge?: Duration; pruneInterval?: Duration } = {}): { trie: TagTrie; clock: ManualClock } {
+  const clock = new ManualClock(start)
+  return { trie: new TagTrie({ clock, ...options }), clock }
+}
 
-describe('TagTrie', () => {
-  test('hierarchy: an ancestor invalidates descendants, not the other way round', () => {
-    const trie = new TagTrie({ clock: new ManualClock(0) })
+/** A ManualClock that records the options timers were scheduled with. */
+class RecordingClock implements Clock {
+  readonly inner = new ManualClock(0)
+  readonly scheduled: Array<{ ms: number; options: TimerOptions | undefined }> = []
+  now(): number {
+    return this.inner.now()
+  }
+  setTimeout(fn: () => void, ms: number, options?: TimerOptions): TimerHandle {
+    this.scheduled.push({ ms, options })
+    return this.inner.setTimeout(fn, ms)
+  }
+  clearTimeout(handle: TimerHandle): void {
+    this.inner.clearTimeout(handle)
+  }
+}
+
+describe('TagTrie: hierarchy', () => {
+  test('an ancestor reaches its descendants; a descendant does not reach its parent', () => {
+    const { trie } = make()
     const user = trie.snapshot(['org:1:user:42'])
     const org = trie.snapshot(['org:1'])
     const other = trie.snapshot(['org:2:user:42'])
     trie.invalidate('org:1:user:42')
     assert.equal(trie.check(user), 'invalid')
-    assert.equal(trie.check(org), 'valid', 'a descendant does not invalidate its parent tag')
+    assert.equal(trie.check(org), 'valid', 'a finer tag does not invalidate the coarser one')
     const user2 = trie.snapshot(['org:1:user:42'])
     trie.invalidate('org:1')
     assert.equal(trie.check(org), 'invalid')
@@ -48,135 +45,425 @@ describe('TagTrie', () => {
     assert.equal(trie.check(other), 'invalid')
   })
 
-  test('entries written after an invalidation are valid', () => {
-    const trie = new TagTrie({ clock: new ManualClock(0) })
+  test('prefixes are matched by segment, not by characters', () => {
+    const { trie } = make()
+    const ten = trie.snapshot(['org:10'])
+    const oneX = trie.snapshot(['org:1x:user'])
+    trie.invalidate('org:1')
+    assert.equal(trie.check(ten), 'valid')
+    assert.equal(trie.check(oneX), 'valid')
+  })
+
+  test('an entry with several tags is invalid when any of them is; no tags: always valid', () => {
+    const { trie } = make()
+    const s = trie.snapshot(['a:1', 'b:2', 'c'])
+    const none = trie.snapshot([])
+    trie.invalidate('b')
+    assert.equal(trie.check(s), 'invalid')
+    assert.equal(trie.check(none), 'valid')
+    assert.deepEqual(s.tags, ['a:1', 'b:2', 'c'])
+  })
+
+  test('entries written after an invalidation are valid, even within the same millisecond', () => {
+    const { trie } = make()
     trie.invalidate('a:b')
     const s = trie.snapshot(['a:b'])
     assert.equal(trie.check(s), 'valid')
+    trie.invalidate('a:b')
+    assert.equal(trie.check(s), 'invalid')
   })
 
-  test('soft marks stale; hard after soft is invalid; soft after hard stays invalid', () => {
-    const trie = new TagTrie({ clock: new ManualClock(0) })
+  test('invalidate returns increasing versions; snapshot versions sit between them', () => {
+    const { trie } = make()
+    const v1 = trie.invalidate('t')
+    const s = trie.snapshot(['t'])
+    const v2 = trie.invalidate('t')
+    assert.ok(v1 <= s.version && s.version < v2)
+  })
+})
+
+describe('TagTrie: soft and hard', () => {
+  test('soft marks stale; hard after soft is invalid; soft after hard stays invalid for older entries', () => {
+    const { trie } = make()
     const s = trie.snapshot(['t'])
     trie.invalidate('t', 'soft')
     assert.equal(trie.check(s), 'stale')
     trie.invalidate('t', 'hard')
     assert.equal(trie.check(s), 'invalid')
-    const s2 = trie.snapshot(['t'])
+    const between = trie.snapshot(['t'])
     trie.invalidate('t', 'soft')
-    assert.equal(trie.check(s2), 'stale')
+    assert.equal(trie.check(s), 'invalid', 'soft after hard: still invalid')
+    assert.equal(trie.check(between), 'stale')
   })
 
-  test('the fast path: a checked snapshot is not walked again until the next invalidation', () => {
-    const trie = new TagTrie({ clock: new ManualClock(0) })
-    const s = trie.snapshot(['a:b'])
-    trie.invalidate('x')
-    assert.ok(s.checkedAt < s.version + 10)
-    assert.equal(trie.check(s), 'valid')
-    const checked = s.checkedAt
-    assert.ok(checked >= s.version)
-    assert.equal(trie.check(s), 'valid')
-    assert.equal(s.checkedAt, checked)
-  })
-
-  test('a pruned node never makes a stale entry valid again, even when recreated', () => {
-    const clock = new ManualClock(0)
-    const trie = new TagTrie({ clock })
-    const old = trie.snapshot(['a:b:c'])
-    const sibling = trie.snapshot(['a:z'])
-    trie.invalidate('a:b')
-    clock.advance(1000)
-    assert.ok(trie.prune(500) > 0)
-    assert.equal(trie.stats().nodes, 0)
-    assert.equal(trie.check(old), 'invalid')
-    trie.invalidate('a:b:other') // recreates a and a:b
-    assert.equal(trie.check(old), 'invalid')
-    assert.equal(trie.check({ tags: ['a:b'], version: old.version, checkedAt: 0 } as TagSnapshot), 'invalid')
-    // Conservative: an old entry under the same pruned parent may be forgotten, never kept stale.
-    assert.notEqual(trie.check(sibling), 'stale')
-    const fresh = trie.snapshot(['a:b:c'])
-    assert.equal(trie.check(fresh), 'valid')
-  })
-
-  test('pruning only takes idle nodes; the periodic prune runs on the clock and stops on close', () => {
-    const clock = new ManualClock(0)
-    const trie = new TagTrie({ clock, pruneAge: '1m', pruneInterval: '10s' })
-    trie.invalidate('idle:x')
-    clock.advance(30_000)
-    trie.invalidate('busy:y')
-    clock.advance(40_000)
-    assert.equal(trie.stats().nodes, 2, 'busy:y and its parent are younger than a minute')
-    clock.advance(60_000)
-    assert.equal(trie.stats().nodes, 0)
-    trie.invalidate('z')
-    trie.close()
-    assert.equal(clock.pendingTimers, 0)
-  })
-
-  test('remote invalidations apply with their version, idempotently, and ratchet the clock', () => {
-    const trie = new TagTrie({ clock: new ManualClock(0) })
-    const s = trie.snapshot(['t'])
-    const remote = s.version + 5_000_000
-    trie.observe('t', remote)
-    trie.observe('t', remote)
-    trie.observe('t', remote - 1, 'soft') // older than what the node has: no effect beyond it
+  test('a soft ancestor and a hard descendant: the worst wins', () => {
+    const { trie } = make()
+    const s = trie.snapshot(['a:b:c', 'x:y'])
+    trie.invalidate('a', 'soft')
+    assert.equal(trie.check(s), 'stale')
+    trie.invalidate('x:y', 'hard')
     assert.equal(trie.check(s), 'invalid')
-    assert.ok(trie.snapshot(['t']).version > remote)
-    assert.throws(() => trie.observe('t', -1), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS'))
   })
 
-  test('snapshots survive a JSON round trip', () => {
-    const trie = new TagTrie({ clock: new ManualClock(0) })
-    const s = trie.snapshot(['a:1', 'b'])
-    const copy = JSON.parse(JSON.stringify(s)) as TagSnapshot
-    trie.invalidate('b')
-    assert.equal(trie.check(copy), 'invalid')
+  test('bad modes and tags are refused', () => {
+    const { trie } = make()
+    assert.throws(() => trie.invalidate('a', 'medium' as 'hard'), isOptionsError)
+    assert.throws(() => trie.invalidate('a::b'), isTagError)
+    assert.throws(() => trie.invalidate(7 as unknown as string), isTagError)
+    assert.throws(() => trie.snapshot(['ok', 'bad tag']), isTagError)
+    assert.throws(() => trie.snapshot('a' as unknown as string[]), isTagError)
+    assert.throws(() => trie.validate('a b'), isTagError)
+    assert.equal(trie.stats().nodes, 0, 'nothing was created by refused calls')
   })
 })
 
-describe('TagTrie agrees with a reference model', () => {
-  type Op = { t: 'write'; tags: string[] } | { t: 'inv'; tag: string; mode: 'hard' | 'soft' } | { t: 'prune'; age: number } | { t: 'tick'; ms: number }
-  const tagArb = fc.array(fc.constantFrom('a', 'b', 'c'), { minLength: 1, maxLength: 3 }).map((s) => s.join(':'))
-  const opArb: fc.Arbitrary<Op> = fc.oneof(
-    { weight: 4, arbitrary: fc.record({ t: fc.constant('write' as const), tags: fc.array(tagArb, { maxLength: 4 }) }) },
-    { weight: 3, arbitrary: fc.record({ t: fc.constant('inv' as const), tag: tagArb, mode: fc.constantFrom('hard' as const, 'soft' as const) }) },
-    { weight: 1, arbitrary: fc.record({ t: fc.constant('prune' as const), age: fc.integer({ min: 0, max: 50 }) }) },
-    { weight: 2, arbitrary: fc.record({ t: fc.constant('tick' as const), ms: fc.integer({ min: 0, max: 30 }) }) },
-  )
+describe('TagTrie: the O(1) fast path', () => {
+  test('no invalidation since the snapshot: check walks nothing', () => {
+    const { trie } = make()
+    trie.invalidate('a:b:c') // the trie is not empty
+    const s = trie.snapshot(['a:b:c', 'a:b:d', 'e'])
+    const before = trie.stats()
+    for (let i = 0; i < 1_000; i++) assert.equal(trie.check(s), 'valid')
+    const after = trie.stats()
+    assert.equal(after.nodeVisits, before.nodeVisits)
+    assert.equal(after.slowChecks, before.slowChecks)
+    assert.equal(after.fastChecks, before.fastChecks + 1_000)
+  })
 
-  // After a prune, an entry whose path was forgotten is judged by the pruned versions:
-  // conservatively stale or invalid (a fallback or a miss), never fresh when it should not be.
-  test('no stale read ever; no valid entry lost unless a prune forgot its path', () => {
-    fc.assert(
-      fc.property(fc.array(opArb, { minLength: 10, maxLength: 120, size: 'max' }), (ops) => {
-        const clock = new ManualClock(0)
-        const trie = new TagTrie({ clock, pruneInterval: '1h' })
-        const entries: Array<{ snap: TagSnapshot; tags: string[]; at: number }> = []
-        const history: Array<{ tag: string; mode: 'hard' | 'soft'; at: number }> = []
-        let step = 0
-        let lastPrune = -1
-        for (const op of ops) {
-          step++
-          if (op.t === 'write') entries.push({ snap: trie.snapshot(op.tags), tags: op.tags, at: step })
-          else if (op.t === 'inv') {
-            trie.invalidate(op.tag, op.mode)
-            history.push({ tag: op.tag, mode: op.mode, at: step })
-          } else if (op.t === 'prune') {
-            if (trie.prune(op.age) > 0) lastPrune = step
-          } else clock.advance(op.ms)
-          for (const e of entries) {
-            // T affects E iff T is E or an ancestor of E.
-            const hits = history.filter((h) => h.at > e.at && e.tags.some((t) => t === h.tag || t.startsWith(`${h.tag}:`)))
-            const expected = hits.some((h) => h.mode === 'hard') ? 'invalid' : hits.length > 0 ? 'stale' : 'valid'
-            const got = trie.check(e.snap)
-            if (expected === 'invalid') assert.equal(got, 'invalid')
-            else if (expected === 'stale') assert.notEqual(got, 'valid', 'never valid when stale')
-            else if (lastPrune === -1 || e.at > lastPrune) assert.equal(got, 'valid', 'a valid entry is not lost')
-          }
-        }
-        trie.close()
-      }),
-      { numRuns: 200, seed: 7 },
+  test('after an invalidation: one walk of O(sum of depths), then O(1) again (self-healing)', () => {
+    const { trie } = make()
+    trie.invalidate('a:b:c')
+    const s = trie.snapshot(['a:b:c'])
+    trie.invalidate('x') // unrelated
+    const v0 = trie.stats().nodeVisits
+    assert.equal(trie.check(s), 'valid')
+    assert.equal(trie.stats().nodeVisits - v0, 3, 'the path a, a:b, a:b:c')
+    const stamp = s.checkedAt
+    for (let i = 0; i < 100; i++) assert.equal(trie.check(s), 'valid')
+    assert.equal(trie.stats().nodeVisits - v0, 3)
+    assert.equal(s.checkedAt, stamp)
+    assert.deepEqual(Object.keys(s), ['tags', 'version', 'checkedAt', 'checkedBy'], 'updated in place, same shape')
+  })
+
+  test('a stale entry is walked on every check (it is not stamped)', () => {
+    const { trie } = make()
+    const s = trie.snapshot(['t'])
+    trie.invalidate('t', 'soft')
+    const v0 = trie.stats().slowChecks
+    assert.equal(trie.check(s), 'stale')
+    assert.equal(trie.check(s), 'stale')
+    assert.equal(trie.stats().slowChecks - v0, 2)
+  })
+
+  test('a late remote invalidation older than the last local one still reaches stamped entries', () => {
+    const { trie, clock } = make()
+    const s = trie.snapshot(['t'])
+    clock.advance(10)
+    trie.invalidate('unrelated')
+    assert.equal(trie.check(s), 'valid') // walked and stamped
+    // A message from a peer, issued 5 ms before the local invalidation, arrives only now.
+    trie.observe('t', s.version + versionFromMs(5))
+    assert.equal(trie.check(s), 'invalid')
+  })
+
+  test('a stamp from another trie never passes the fast path', () => {
+    const clock = new ManualClock(1_000)
+    const a = new TagTrie({ clock })
+    const b = new TagTrie({ clock })
+    const s = a.snapshot(['t']) // stamped by a, at change count 0
+    clock.advance(1)
+    b.invalidate('t') // b's first change; its counter is 1
+    const copy = JSON.parse(JSON.stringify(s)) as TagSnapshot
+    assert.equal(b.check(copy), 'invalid')
+    assert.equal(b.check({ ...s, checkedAt: 1 }), 'invalid', 'a foreign stamp equal to our counter is ignored')
+    const fresh = a.snapshot(['u'])
+    const before = b.stats().slowChecks
+    assert.equal(b.check({ ...fresh, checkedAt: 1 }), 'valid', 'same counter value, other id')
+    assert.equal(b.stats().slowChecks, before + 1)
+  })
+
+  test('snapshot(tags, at) closes the read/invalidate race', () => {
+    const { trie } = make()
+    const at = trie.currentVersion() // before reading the data
+    trie.invalidate('t') // the data changes while the value is being computed
+    const s = trie.snapshot(['t'], at)
+    assert.equal(trie.check(s), 'invalid')
+    const at2 = trie.currentVersion()
+    const s2 = trie.snapshot(['t'], at2)
+    assert.equal(s2.version, at2)
+    const visits = trie.stats().nodeVisits
+    assert.equal(trie.check(s2), 'valid')
+    assert.equal(trie.stats().nodeVisits, visits, 'nothing newer than at: stamped at once')
+    assert.throws(() => trie.snapshot(['t'], -1), isOptionsError)
+  })
+})
+
+describe('TagTrie: remote invalidations', () => {
+  test('observe applies with its version, idempotently; older versions are no-ops', () => {
+    const { trie } = make()
+    const s = trie.snapshot(['t:1'])
+    const remote = s.version + 5_000
+    assert.equal(trie.observe('t', remote), true)
+    assert.equal(trie.observe('t', remote), false, 'idempotent')
+    assert.equal(trie.observe('t', remote - 1), false, 'older than the node: no-op')
+    assert.equal(trie.observe('t', 0), false)
+    assert.equal(trie.check(s), 'invalid')
+    assert.equal(trie.stats().remoteInvalidations, 1)
+    assert.equal(trie.stats().invalidations, 0)
+  })
+
+  test('observe ratchets the clock: later local versions and snapshots are newer', () => {
+    const { trie } = make()
+    const remote = trie.currentVersion() + versionFromMs(20_000) // a peer 20 s ahead
+    trie.observe('t', remote, 'soft')
+    const s = trie.snapshot(['t'])
+    assert.ok(s.version >= remote)
+    assert.equal(trie.check(s), 'valid', 'written after the invalidation was seen')
+    assert.ok(trie.invalidate('t') > remote)
+    assert.equal(trie.check(s), 'invalid')
+  })
+
+  test('a remote soft after a local hard leaves older entries invalid', () => {
+    const { trie } = make()
+    const s = trie.snapshot(['t'])
+    const v = trie.invalidate('t')
+    trie.observe('t', v + 1, 'soft')
+    assert.equal(trie.check(s), 'invalid')
+  })
+
+  test('far-future versions are clamped to maxDrift; a far-future snapshot is not trusted', () => {
+    const { trie, clock } = make(1_000_000)
+    const old = trie.snapshot(['t'])
+    trie.observe('t', Number.MAX_SAFE_INTEGER)
+    const limit = versionFromMs(clock.now() + 60_000)
+    assert.equal(trie.stats().version, limit)
+    assert.equal(trie.check(old), 'invalid', 'the invalidation still applies, at the clamp')
+    const future = parseTagSnapshot({ tags: ['u'], version: limit + versionFromMs(3_600_000) })
+    assert.equal(trie.check(future), 'invalid')
+    assert.throws(() => trie.observe('t', -5), isOptionsError)
+    assert.throws(() => trie.observe('t', 1.5), isOptionsError)
+    assert.throws(() => trie.observe('t t', 5), isTagError)
+  })
+
+  test('export / import carries invalidations to another process', () => {
+    const clockA = new ManualClock(1_000_000)
+    const clockB = new ManualClock(1_000_000)
+    const a = new TagTrie({ clock: clockA })
+    const b = new TagTrie({ clock: clockB })
+    const onB = { user: b.snapshot(['org:1:user:7']), other: b.snapshot(['org:2']), soft: b.snapshot(['s:1']) }
+    clockA.advance(5)
+    clockB.advance(5)
+    a.invalidate('org:1')
+    a.invalidate('s', 'soft')
+    a.invalidate('org:1:user:9', 'soft')
+    const dump = a.exportInvalidations()
+    assert.deepEqual(
+      dump.map((r) => `${r.tag}/${r.mode}`).sort(),
+      ['org:1/hard', 'org:1:user:9/soft', 's/soft'],
     )
+    const wire = JSON.parse(JSON.stringify(dump)) as typeof dump
+    assert.equal(b.importInvalidations(wire), 3)
+    assert.equal(b.importInvalidations(wire), 0, 'idempotent')
+    assert.equal(b.check(onB.user), 'invalid')
+    assert.equal(b.check(onB.other), 'valid')
+    assert.equal(b.check(onB.soft), 'stale')
+  })
+
+  test('import validates every record before applying any', () => {
+    const { trie } = make()
+    const s = trie.snapshot(['a'])
+    const v = trie.currentVersion() + 10
+    assert.throws(() => trie.importInvalidations([{ tag: 'a', version: v, mode: 'hard' }, { tag: 'b b', version: v, mode: 'hard' }]), isTagError)
+    assert.throws(() => trie.importInvalidations([{ tag: 'a', version: v, mode: 'hard' }, { tag: 'b', version: -1, mode: 'hard' }]), isOptionsError)
+    assert.throws(() => trie.importInvalidations([{ tag: 'a', version: v, mode: 'x' as 'hard' }]), isOptionsError)
+    assert.throws(() => trie.importInvalidations(5 as unknown as []), isOptionsError)
+    assert.equal(trie.check(s), 'valid')
+    assert.equal(trie.stats().nodes, 0)
+  })
+})
+
+describe('TagTrie: snapshots as plain data', () => {
+  test('JSON round trip: the copy is judged like the original', () => {
+    const { trie } = make()
+    const s = trie.snapshot(['b', 'a:1', 'a:1'])
+    const text = JSON.stringify(s)
+    const raw = JSON.parse(text) as TagSnapshot
+    const parsed = parseTagSnapshot(JSON.parse(text))
+    assert.deepEqual(parsed.tags, ['a:1', 'b'])
+    assert.equal(parsed.version, s.version)
+    assert.equal(trie.check(raw), 'valid')
+    assert.equal(trie.check(parsed), 'valid')
+    trie.invalidate('b')
+    assert.equal(trie.check(raw), 'invalid')
+    assert.equal(trie.check(parsed), 'invalid')
+    assert.equal(trie.check(s), 'invalid')
+  })
+
+  test('parseTagSnapshot refuses malformed data with typed errors', () => {
+    assert.throws(() => parseTagSnapshot(null), isOptionsError)
+    assert.throws(() => parseTagSnapshot({ tags: 'a', version: 1 }), isOptionsError)
+    assert.throws(() => parseTagSnapshot({ tags: ['a'], version: -1 }), isOptionsError)
+    assert.throws(() => parseTagSnapshot({ tags: ['a'] }), isOptionsError)
+    assert.throws(() => parseTagSnapshot({ tags: ['a b'], version: 1 }), isTagError)
+    const p = parseTagSnapshot({ tags: ['a'], version: 1, checkedAt: 99, checkedBy: 99 })
+    assert.equal(p.checkedAt, 0, 'the fast-path stamp is not trusted from outside')
+  })
+
+  test('a snapshot from a peer ahead of us ratchets our clock (passive resync)', () => {
+    const { trie } = make()
+    const peerVersion = trie.currentVersion() + versionFromMs(2_000)
+    const s = parseTagSnapshot({ tags: ['t'], version: peerVersion })
+    assert.equal(trie.check(s), 'valid')
+    assert.ok(trie.invalidate('t') > peerVersion, 'a later local invalidation reaches the peer entry')
+    assert.equal(trie.check(s), 'invalid')
+  })
+})
+
+describe('TagTrie: pruning', () => {
+  test('prune(age) takes only idle nodes; checks keep nodes alive', () => {
+    const { trie, clock } = make(0)
+    trie.invalidate('idle:x')
+    trie.invalidate('read:y')
+    const s = trie.snapshot(['read:y'])
+    clock.advance(30_000)
+    trie.invalidate('busy:z')
+    trie.invalidate('other') // forces the next check of s to walk and touch read, read:y
+    assert.equal(trie.check(s), 'valid')
+    clock.advance(40_000)
+    assert.equal(trie.prune('1m'), 2, 'idle and idle:x')
+    assert.equal(trie.stats().nodes, 5)
+    assert.equal(trie.prune(Infinity), 0)
+    assert.equal(trie.prune(0), 5)
+    assert.equal(trie.stats().nodes, 0)
+    const st = trie.stats()
+    assert.equal(st.prunes, 3)
+    assert.equal(st.prunedNodes, 7)
+    assert.throws(() => trie.prune(-1), isOptionsError)
+  })
+
+  test('the periodic prune runs on the injected clock, unref\'d, only while nodes exist, until close', () => {
+    const clock = new RecordingClock()
+    const trie = new TagTrie({ clock, pruneAge: '1m', pruneInterval: '10s' })
+    assert.equal(clock.inner.pendingTimers, 0, 'an empty trie has no timer')
+    trie.invalidate('idle:x')
+    assert.equal(clock.inner.pendingTimers, 1)
+    assert.deepEqual(clock.scheduled[0], { ms: 10_000, options: { unref: true } })
+    clock.inner.advance(30_000)
+    trie.invalidate('busy:y')
+    clock.inner.advance(40_000)
+    assert.equal(trie.stats().nodes, 2, 'idle:x went at 70 s; busy:y is younger than a minute')
+    clock.inner.advance(60_000)
+    assert.equal(trie.stats().nodes, 0)
+    assert.equal(clock.inner.pendingTimers, 0, 'not re-armed once empty')
+    trie.invalidate('z')
+    assert.equal(clock.inner.pendingTimers, 1, 're-armed by the next invalidation')
+    trie.close()
+    trie.close()
+    assert.equal(clock.inner.pendingTimers, 0)
+    trie.invalidate('w')
+    assert.equal(clock.inner.pendingTimers, 0, 'closed: no timer again')
+    assert.ok(clock.scheduled.every((t) => t.options?.unref === true))
+  })
+
+  test('pruneInterval Infinity turns the periodic prune off; bad options are refused', () => {
+    const clock = new ManualClock(0)
+    const trie = new TagTrie({ clock, pruneInterval: Infinity })
+    trie.invalidate('a')
+    assert.equal(clock.pendingTimers, 0)
+    assert.throws(() => new TagTrie({ clock, pruneInterval: 0 }), isOptionsError)
+    assert.throws(() => new TagTrie({ clock, pruneAge: 'soon' as '1s' }), isOptionsError)
+    assert.throws(() => new TagTrie({ clock: {} as Clock }), isOptionsError)
+    assert.throws(() => new TagTrie({ clock, hybridClock: {} as HybridClock }), isOptionsError)
+  })
+
+  test('a pruned invalidation never makes an older entry valid again, nor stale when it was invalid', () => {
+    const { trie } = make()
+    const hard = trie.snapshot(['a:b:c'])
+    trie.invalidate('a:b')
+    assert.equal(trie.prune(0), 2)
+    assert.equal(trie.check(hard), 'invalid')
+    const { trie: t2 } = make()
+    const soft = t2.snapshot(['s:t'])
+    t2.invalidate('s', 'soft')
+    t2.prune(0)
+    assert.equal(t2.check(soft), 'stale', 'a pruned soft invalidation still marks stale')
+    t2.invalidate('s', 'hard')
+    assert.equal(t2.check(soft), 'invalid')
+    t2.prune(0)
+    t2.invalidate('s', 'soft') // recreated from the floor, which holds the hard version
+    assert.equal(t2.check(soft), 'invalid', 'never back from invalid to stale')
+  })
+
+  test('a pruned node created again starts from its parent\'s floor', () => {
+    const { trie } = make()
+    const deep = trie.snapshot(['a:b:c'])
+    const exact = trie.snapshot(['a:b'])
+    trie.invalidate('a:b')
+    trie.prune(0)
+    trie.invalidate('a:b:other') // recreates a and a:b, without a:b's own version
+    assert.equal(trie.check(deep), 'invalid')
+    assert.equal(trie.check(exact), 'invalid')
+    assert.equal(trie.check(parseTagSnapshot({ tags: ['a:b'], version: exact.version })), 'invalid')
+    const fresh = trie.snapshot(['a:b:c'])
+    assert.equal(trie.check(fresh), 'valid', 'entries newer than the floor are not affected')
+  })
+
+  test('a late remote invalidation absorbed by a floor still reaches entries stamped before the prune', () => {
+    const { trie, clock } = make()
+    const s = trie.snapshot(['b:c'])
+    clock.advance(4)
+    const v = trie.invalidate('a')
+    assert.equal(trie.check(s), 'valid') // walked and stamped
+    trie.prune(0) // the root's floor is now v
+    // A peer invalidated b:c before our invalidation of a; the message arrives only now.
+    // Its path is recreated from the floor (already >= its version), so no version moves.
+    assert.equal(trie.observe('b:c', v - 1), false)
+    assert.equal(trie.check(s), 'invalid')
+  })
+
+  test('entries written after a pruned invalidation stay valid (the floor is not above them)', () => {
+    const { trie } = make()
+    trie.invalidate('a:b')
+    trie.invalidate('z', 'soft')
+    const after = trie.snapshot(['a:b', 'a:c', 'z:1'])
+    trie.prune(0)
+    assert.equal(trie.check(after), 'valid')
+  })
+
+  test('floors are per parent: a prune under one subtree does not touch another', () => {
+    const { trie, clock } = make(0)
+    const old = { org3: trie.snapshot(['org:3']), team: trie.snapshot(['team:5']), org2: trie.snapshot(['org:2:x']) }
+    trie.invalidate('org:1:user:1') // will go idle and be pruned
+    clock.advance(120_000)
+    trie.invalidate('org:2:y') // keeps org and org:2 alive
+    assert.equal(trie.prune('1m'), 3, 'org:1, org:1:user, org:1:user:1')
+    assert.notEqual(trie.check(old.org3), 'valid', 'conservative under org: a miss, never a lie')
+    assert.equal(trie.check(old.team), 'valid', 'nothing was pruned at the root')
+    assert.equal(trie.check(old.org2), 'valid', 'org:2 still exists and knows its own versions')
+  })
+
+  test('a floor holds only what was pruned beneath it: parents with nothing pruned keep floor 0', () => {
+    const { trie, clock } = make(0)
+    const ancient = { px: trie.snapshot(['p:x']), r: trie.snapshot(['r']), pqz: trie.snapshot(['p:q:zz']) }
+    trie.invalidate('p:q:r:s') // old, goes idle
+    const entry = trie.snapshot(['p:q', 'p:x', 'r', 'p:q:r:s:t'])
+    clock.advance(120_000)
+    trie.invalidate('p:q:other') // keeps p and p:q alive
+    assert.equal(trie.prune('1m'), 2, 'p:q:r and p:q:r:s')
+    assert.equal(trie.check(entry), 'valid', 'the floor on p:q is older than the entry')
+    assert.equal(trie.check(ancient.px), 'valid', 'nothing was pruned beneath p itself: floor 0')
+    assert.equal(trie.check(ancient.r), 'valid', 'nor beneath the root')
+    assert.equal(trie.check(ancient.pqz), 'invalid', 'conservative: under p:q an older entry is a miss')
+  })
+})
+
+describe('TagTrie: facade contract', () => {
+  test('TagTrie is a TagIndex; stats and close', () => {
+    const index: TagIndex = new TagTrie({ clock: new ManualClock(0), hybridClock: new HybridClock(new ManualClock(0)) })
+    const s = index.snapshot(['a'])
+    index.invalidate('a', 'soft')
+    assert.equal(index.check(s), 'stale')
+    assert.throws(() => index.validate(''), isTagError)
+    index.close()
   })
 })
