@@ -183,7 +183,7 @@ export class Cache<V = unknown> {
     const mode = options?.mode ?? 'hard'
     if (mode !== 'hard' && mode !== 'soft') throw new InvalidOptionsError('mode', `expected 'hard' or 'soft', got ${JSON.stringify(mode)}`)
     if (!Array.isArray(tags)) throw new InvalidOptionsError('tags', 'expected an array of tags')
-    const index = this.#requireTags()
+    const index = this.#tags
     for (const tag of tags) index.validate(tag)
     for (const tag of tags) index.invalidate(tag, mode)
     this.#tagInvalidations += tags.length
@@ -351,7 +351,7 @@ export class Cache<V = unknown> {
       },
       setTags: (t) => {
         if (!Array.isArray(t)) throw new InvalidOptionsError('tags', 'expected an array of tags')
-        for (const tag of t) this.#requireTags().validate(tag)
+        for (const tag of t) this.#tags.validate(tag)
         tags = t
       },
       skip: () => {
@@ -359,6 +359,9 @@ export class Cache<V = unknown> {
       },
     }
     this.#factoryCalls++
+    // Taken before the factory reads its source: an invalidation that lands while it runs
+    // must invalidate what it returns.
+    const tagVersion = this.#tags.currentVersion()
     let produced: Promise<V>
     try {
       produced = Promise.resolve(factory(ctx))
@@ -368,8 +371,8 @@ export class Cache<V = unknown> {
     const stored = produced.then(
       (value) => {
         if (!skipped && !this.#closed) {
-          if (background) queueMicrotask(() => this.#storeQuietly(key, value, o, ttl, tags))
-          else this.#store(key, value, o, ttl, tags)
+          if (background) queueMicrotask(() => this.#storeQuietly(key, value, o, ttl, tags, tagVersion))
+          else this.#store(key, value, o, ttl, tags, tagVersion)
         }
         return value
       },
@@ -442,29 +445,25 @@ export class Cache<V = unknown> {
     })
   }
 
-  #store(key: string, value: V, o: Resolved<V>, ttl: number, tagsOverride: readonly string[] | undefined): void {
+  #store(key: string, value: V, o: Resolved<V>, ttl: number, tagsOverride: readonly string[] | undefined, tagVersion?: number): void {
     if (value === undefined) return
     const now = this.#clock.now()
     let tags: readonly string[] | undefined = tagsOverride
     if (tags === undefined && o.tags !== undefined) tags = typeof o.tags === 'function' ? o.tags(value) : o.tags
-    const snapshot = tags === undefined || tags.length === 0 ? undefined : this.#requireTags().snapshot(tags)
+    const snapshot = tags === undefined || tags.length === 0 ? undefined : this.#tags.snapshot(tags, tagVersion)
     const freshUntil = now + ttl
     const keepUntil = freshUntil + o.grace
     const env: Envelope<V> = { value, createdAt: now, freshUntil, ttl, keepUntil, tags: snapshot, tagSig: o.tagSig, retryAt: 0, failures: 0 }
     this.#l1.set(key, env, { ttl: keepUntil === Infinity ? Infinity : Math.max(1, keepUntil - now), tti: o.tti })
   }
 
-  #storeQuietly(key: string, value: V, o: Resolved<V>, ttl: number, tags: readonly string[] | undefined): void {
+  #storeQuietly(key: string, value: V, o: Resolved<V>, ttl: number, tags: readonly string[] | undefined, tagVersion: number): void {
     try {
-      this.#store(key, value, o, ttl, tags)
+      this.#store(key, value, o, ttl, tags, tagVersion)
     } catch {
       // A background store that fails (closed cache, bad tags) loses only a cache fill.
       this.#factoryErrors++
     }
-  }
-
-  #requireTags(): TagIndex {
-    return this.#tags
   }
 
   #checkKey(key: unknown): asserts key is string {

@@ -7,8 +7,14 @@ export type TagState = 'valid' | 'stale' | 'invalid'
 export interface TagIndex {
   /** Throws `ERR_INVALID_TAG` for a malformed tag. */
   validate(tag: unknown): void
-  /** A snapshot of the current versions of `tags`, stored with an entry written now. */
-  snapshot(tags: readonly string[]): unknown
+  /** The newest version so far: taken before a value is computed, passed to `snapshot`. */
+  currentVersion(): number
+  /**
+   * A snapshot for an entry whose data was read at version `at` (default: now): any
+   * invalidation after `at`, even one that landed while the value was being computed,
+   * makes it invalid.
+   */
+  snapshot(tags: readonly string[], at?: number): unknown
   /** Whether an entry written with `snapshot` is still valid, soft-invalidated, or invalid. */
   check(snapshot: unknown): TagState
   invalidate(tag: string, mode: 'hard' | 'soft'): void

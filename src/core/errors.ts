@@ -86,7 +86,7 @@ export class ClosedError extends CacheError {
 export class InvalidTagError extends CacheError {
   readonly tag: unknown
   constructor(tag: unknown, message: string) {
-    super('ERR_INVALID_TAG', `Invalid tag ${JSON.stringify(tag)}: ${message}`)
+    super('ERR_INVALID_TAG', `Invalid tag ${describeKey(tag)}: ${message}`)
     this.tag = tag
   }
 }
@@ -150,7 +150,10 @@ export function isCacheError(err: unknown, code?: ErrorCode): err is CacheError 
   return err instanceof CacheError && (code === undefined || err.code === code)
 }
 
+/** A short, never-throwing description of a key or tag for error messages. */
 export function describeKey(key: unknown): string {
   if (typeof key === 'string') return JSON.stringify(key.length > 80 ? `${key.slice(0, 77)}...` : key)
+  if (typeof key === 'bigint') return `${key}n`
+  if (typeof key === 'object' && key !== null) return Object.prototype.toString.call(key)
   return String(key)
 }

@@ -83,3 +83,17 @@ describe('tags through the facade', () => {
     assert.equal(await repo.count(), n, 'the other method keeps its entry')
   })
 })
+
+describe('reads racing invalidations', () => {
+  test('an invalidation that lands while the factory runs invalidates what it returns', async () => {
+    const cache = createCache<string>({ clock: new ManualClock(0) })
+    let release!: (v: string) => void
+    const computing = cache.getOrSet('k', () => new Promise<string>((r) => (release = r)), { tags: ['doc:1'] })
+    await Promise.resolve()
+    await cache.invalidateTags(['doc:1']) // the source changed after the factory read it
+    release('old data')
+    assert.equal(await computing, 'old data', 'the caller still gets its answer')
+    assert.equal(await cache.get('k'), undefined, 'but it is not served from the cache')
+    assert.equal(await cache.getOrSet('k', () => 'new data', { tags: ['doc:1'] }), 'new data')
+  })
+})
