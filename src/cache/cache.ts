@@ -85,6 +85,18 @@ export class Cache<V = unknown> {
     this.#l1 = new MemoryCache<string, Envelope<V>>({ ...memory, clock: this.#clock, random: options.random ?? mathRandom })
     this.#flight = new SingleFlight<string, V>({ clock: this.#clock, timeout: options.flight?.timeout ?? '60s', detectRecursion: options.flight?.detectRecursion ?? true })
     this.#tags = new TagTrie({ clock: this.#clock, ...options.tags })
+    // Eviction means memory pressure: also prune idle tag nodes then, at most every
+    // pruneInterval / 10 (an age-based prune; a full prune would turn every older entry
+    // into a miss).
+    const pruneAge = toMs(options.tags?.pruneAge ?? '1h', 'tags.pruneAge')
+    const pruneEvery = toMs(options.tags?.pruneInterval ?? '10m', 'tags.pruneInterval') / 10
+    let nextPrune = -Infinity
+    this.#l1.on('evict', () => {
+      const now = this.#clock.now()
+      if (now < nextPrune) return
+      nextPrune = now + pruneEvery
+      this.#tags.prune(pruneAge)
+    })
     this.#defaults = resolve<V>(options.defaults ?? {}, undefined, 'defaults.')
     const maxKeyLength = options.maxKeyLength ?? 1024
     if (!Number.isSafeInteger(maxKeyLength) || maxKeyLength < 1) throw new InvalidOptionsError('maxKeyLength', `expected a positive integer, got ${String(maxKeyLength)}`)
@@ -296,6 +308,7 @@ export class Cache<V = unknown> {
       refreshes: this.#refreshes,
       flightJoins: this.#flight.stats().joins,
       tagInvalidations: this.#tagInvalidations,
+      tagNodes: this.#tags.stats().nodes,
       evictions: { expire: l1.expired, evict: l1.evicted, erase: l1.erased, flush: l1.flushed },
     }
   }

@@ -18,6 +18,9 @@ export interface TagIndex {
   /** Whether an entry written with `snapshot` is still valid, soft-invalidated, or invalid. */
   check(snapshot: unknown): TagState
   invalidate(tag: string, mode: 'hard' | 'soft'): void
+  /** Removes nodes idle for `maxIdleMs`; returns how many. */
+  prune(maxIdleMs: number): number
+  stats(): { readonly nodes: number }
   /** Stops background work (pruning timers). */
   close(): void
 }

@@ -108,5 +108,7 @@ export interface CacheStats {
   /** Calls that joined a computation already in flight. */
   readonly flightJoins: number
   readonly tagInvalidations: number
+  /** Nodes in the dependency-tag trie. */
+  readonly tagNodes: number
   readonly evictions: { readonly expire: number; readonly evict: number; readonly erase: number; readonly flush: number }
 }

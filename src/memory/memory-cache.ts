@@ -286,7 +286,7 @@ export class MemoryCache<K = string, V = unknown> {
     else this.#policy.onUpdate(slot, weight)
     this.#stores++
 
-    if (this.#listening || onEvent !== undefined) this.#emit('store', key, value, onEvent)
+    if (this.#listeners.store.length > 0 || onEvent !== undefined) this.#emit('store', key, value, onEvent)
     if (this.#count > this.maxEntries || this.#bytes > this.maxBytes) this.#evict()
     if (this.#waiters !== undefined) this.#wake(key, value)
     return true
@@ -362,7 +362,7 @@ export class MemoryCache<K = string, V = unknown> {
           this.#forgetWaiter(key, waiter)
           this.#waitTimeouts++
           reject(new WaitTimeoutError(key, timeout))
-          if (this.#listening) this.#emit('timeout', key, undefined, undefined)
+          if (this.#listeners.timeout.length > 0) this.#emit('timeout', key, undefined, undefined)
         }, timeout)
       }
       if (signal !== undefined) {
@@ -616,7 +616,8 @@ export class MemoryCache<K = string, V = unknown> {
     else if (reason === 'erase') this.#erased++
     else this.#flushed++
     const onEvent = this.#dropExtra(slot)
-    if (this.#listening || onEvent !== undefined) this.#emit(reason, key, value, onEvent)
+    // Event objects are built only for kinds somebody listens to.
+    if (this.#listeners[reason].length > 0 || onEvent !== undefined) this.#emit(reason, key, value, onEvent)
   }
 
   #resetStorage(): void {

@@ -97,3 +97,26 @@ describe('reads racing invalidations', () => {
     assert.equal(await cache.getOrSet('k', () => 'new data', { tags: ['doc:1'] }), 'new data')
   })
 })
+
+describe('tag trie pruning', () => {
+  test('eviction prunes idle tag nodes (age-based, at most every pruneInterval / 10), without a periodic prune', async () => {
+    const clock = new ManualClock(0)
+    // pruneInterval 1h: the periodic prune never comes due here; evictions prune at most every 6 min.
+    const cache = createCache<number>({ clock, memory: { maxEntries: 2, policy: 'lru' }, defaults: { ttl: Infinity }, tags: { pruneAge: '1m', pruneInterval: '1h' } })
+    await cache.invalidateTags(['old:x:y'])
+    assert.equal(cache.stats().tagNodes, 3)
+    clock.advance(120_000) // t = 2 min: old:x:y idle for 2 min > pruneAge
+    await cache.set('a', 1)
+    await cache.set('b', 2)
+    assert.equal(cache.stats().tagNodes, 3, 'no eviction yet')
+    await cache.set('c', 3) // evicts a: prune
+    assert.equal(cache.stats().tagNodes, 0)
+    await cache.invalidateTags(['new:z'])
+    clock.advance(120_000) // t = 4 min: new:z idle for 2 min, but the last prune was 2 min ago
+    await cache.set('d', 4)
+    assert.equal(cache.stats().tagNodes, 2, 'throttled')
+    clock.advance(300_000) // t = 9 min: more than 6 min since the last prune
+    await cache.set('e', 5)
+    assert.equal(cache.stats().tagNodes, 0)
+  })
+})
