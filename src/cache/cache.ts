@@ -119,7 +119,7 @@ export class Cache<V = unknown> {
         const now = this.#clock.now()
         // An entry written under another tag definition (a deploy changed the tags) is a
         // miss: otherwise it could never be invalidated through the new tags.
-        const state = env.tagSig === o.tagSig ? this.#state(key, env, now) : 'invalid'
+        const state = env.tagSig === o.tagSig ? this.#state(key, env) : 'invalid'
         if (state === 'valid' && now < env.freshUntil) {
           this.#hits++
           if (o.refreshAhead !== 0 && now >= env.createdAt + o.refreshAhead * env.ttl) this.#refresh(key, factory, o, env)
@@ -149,7 +149,7 @@ export class Cache<V = unknown> {
       this.#misses++
       return undefined
     }
-    if (this.#state(key, env, this.#clock.now()) !== 'valid' || this.#clock.now() >= env.freshUntil) {
+    if (this.#state(key, env) !== 'valid' || this.#clock.now() >= env.freshUntil) {
       this.#misses++
       return undefined
     }
@@ -163,7 +163,7 @@ export class Cache<V = unknown> {
     const env = this.#l1.peek(key)
     if (env === undefined) return undefined
     const now = this.#clock.now()
-    return this.#state(key, env, now) === 'valid' && now < env.freshUntil ? env.value : undefined
+    return this.#state(key, env) === 'valid' && now < env.freshUntil ? env.value : undefined
   }
 
   async has(key: string): Promise<boolean> {
@@ -257,26 +257,22 @@ export class Cache<V = unknown> {
       fail = reject
     })
     batch.catch(() => {})
-    const results = keys.map((key) =>
+    const results: Array<Promise<V | undefined>> = keys.map((key) =>
       this.getOrSet(
         key,
-        async () => {
+        async (ctx) => {
           missing.push(key)
           const values = await batch
           const v = values.get(key)
-          // Not returned by the batch: answer undefined without caching it.
-          if (v === undefined) throw new MissingFromBatch()
-          return v
+          // Not returned by the batch: answer undefined, cache nothing.
+          if (v === undefined) ctx.skip()
+          return v as V
         },
         options,
-      ).catch((err: unknown) => {
-        if (err instanceof MissingFromBatch || (err instanceof Error && err.cause instanceof MissingFromBatch)) return undefined
-        throw err
-      }),
+      ),
     )
-    // Every leader has registered its key synchronously by now (single-flight calls the
-    // leader's function at once); followers and hits did not.
-    await Promise.resolve()
+    // Each key that needs computing has pushed itself by now: a leader's factory is called
+    // synchronously; hits and followers of flights already running never call it.
     if (missing.length > 0) {
       try {
         const out = await factory([...missing])
@@ -323,7 +319,7 @@ export class Cache<V = unknown> {
 
   // ---- internals ---------------------------------------------------------------------
 
-  #state(key: string, env: Envelope<V>, _now: number): TagState {
+  #state(key: string, env: Envelope<V>): TagState {
     if (env.tags === undefined) return 'valid'
     const state = this.#tags.check(env.tags)
     if (state === 'invalid') this.#l1.delete(key)
@@ -489,8 +485,6 @@ export class Cache<V = unknown> {
     if (this.#closed) throw new ClosedError()
   }
 }
-
-class MissingFromBatch extends Error {}
 
 function positive(ms: number, option: string): number {
   if (ms <= 0) throw new InvalidOptionsError(option, 'expected a duration > 0')

@@ -352,6 +352,7 @@ describe('batch and wrap', () => {
     const obj = await cache.getOrSetMany(['p', 'q'], () => ({ p: 'P' }))
     assert.deepEqual(obj, ['P', undefined])
     assert.equal(await cache.has('q'), false)
+    assert.equal(cache.stats().factoryErrors, 0, 'a key left out of the batch is not an error')
   })
 
   test('getOrSetMany: a failing batch fails every missing key', async () => {
