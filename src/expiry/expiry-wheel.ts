@@ -17,15 +17,18 @@
  */
 import { growInt32 } from '../policies/eviction-policy.js'
 
-const MAX_TICK = 2 ** 31 - 1
+/** Largest tick; -(tick + 2) must fit an int32 (see the `prev` encoding below). */
+const MAX_TICK = 2 ** 31 - 3
 
 export class ExpiryWheel {
   readonly #resolution: number
   readonly #base: number
   #next: Int32Array
+  /**
+   * Previous slot in the bucket list; for a bucket's head, `-(bucket + 2)` (so no per-slot
+   * bucket array is needed to unlink a head); -1 when the slot is not scheduled.
+   */
   #prev: Int32Array
-  /** Bucket (tick since `base`) of each slot, or -1 when not scheduled. */
-  #bucketOf: Int32Array
   #buckets = new Map<number, number>()
   /** Every tick before this one has been emptied. */
   #cursor: number
@@ -37,7 +40,6 @@ export class ExpiryWheel {
     this.#cursor = 0
     this.#next = new Int32Array(capacity).fill(-1)
     this.#prev = new Int32Array(capacity).fill(-1)
-    this.#bucketOf = new Int32Array(capacity).fill(-1)
   }
 
   /** Number of scheduled slots. */
@@ -48,7 +50,6 @@ export class ExpiryWheel {
   grow(capacity: number): void {
     this.#next = growInt32(this.#next, capacity)
     this.#prev = growInt32(this.#prev, capacity)
-    this.#bucketOf = growInt32(this.#bucketOf, capacity)
   }
 
   schedule(slot: number, deadline: number): void {
@@ -56,25 +57,17 @@ export class ExpiryWheel {
     if (bucket < this.#cursor) bucket = this.#cursor
     // Deadlines past 2^31 ticks (decades) wait in the last tick and are rescheduled from there.
     if (bucket > MAX_TICK) bucket = MAX_TICK
-    const current = this.#bucketOf[slot]
-    if (current === bucket) return
-    if (current !== -1) this.#unlink(slot, current)
+    if (this.#prev[slot] !== -1) this.#unlink(slot)
     const head = this.#buckets.get(bucket)
-    this.#prev[slot] = -1
-    if (head === undefined) {
-      this.#next[slot] = -1
-    } else {
-      this.#next[slot] = head
-      this.#prev[head] = slot
-    }
+    this.#next[slot] = head ?? -1
+    if (head !== undefined) this.#prev[head] = slot
+    this.#prev[slot] = -(bucket + 2)
     this.#buckets.set(bucket, slot)
-    this.#bucketOf[slot] = bucket
     this.#count++
   }
 
   unschedule(slot: number): void {
-    const current = this.#bucketOf[slot]
-    if (current !== -1) this.#unlink(slot, current)
+    if (this.#prev[slot] !== -1) this.#unlink(slot)
   }
 
   /**
@@ -102,29 +95,32 @@ export class ExpiryWheel {
     this.#buckets.clear()
     this.#next.fill(-1)
     this.#prev.fill(-1)
-    this.#bucketOf.fill(-1)
     this.#count = 0
   }
 
   #drain(bucket: number, onDue: (slot: number) => void): void {
     for (let slot = this.#buckets.get(bucket); slot !== undefined; slot = this.#buckets.get(bucket)) {
-      this.#unlink(slot, bucket)
+      this.#unlink(slot)
       onDue(slot)
     }
   }
 
-  #unlink(slot: number, bucket: number): void {
+  #unlink(slot: number): void {
     const p = this.#prev[slot]
     const n = this.#next[slot]
-    if (p === -1) {
+    if (p <= -2) {
+      // The head of its bucket: the next slot (if any) becomes head and takes the encoding.
+      const bucket = -p - 2
       if (n === -1) this.#buckets.delete(bucket)
-      else this.#buckets.set(bucket, n)
+      else {
+        this.#buckets.set(bucket, n)
+        this.#prev[n] = p
+      }
     } else {
       this.#next[p] = n
+      if (n !== -1) this.#prev[n] = p
     }
-    if (n !== -1) this.#prev[n] = p
     this.#next[slot] = this.#prev[slot] = -1
-    this.#bucketOf[slot] = -1
     this.#count--
   }
 }

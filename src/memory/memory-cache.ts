@@ -526,10 +526,9 @@ export class MemoryCache<K = string, V = unknown> {
       const capacity = Math.min(this.maxEntries, this.#capacity * 2)
       this.#capacity = capacity === this.#capacity ? capacity + 1 : capacity
     }
-    for (let i = this.#keys.length; i < this.#capacity; i++) {
-      this.#keys.push(undefined)
-      this.#values.push(undefined)
-    }
+    // Exact-size arrays: growth by push over-allocates the backing store by half.
+    this.#keys = resized(this.#keys, this.#capacity)
+    this.#values = resized(this.#values, this.#capacity)
     this.#policy.grow(this.#capacity)
     if (this.#sizes !== undefined) this.#sizes = growFloat64(this.#sizes, this.#capacity)
     if (this.#deadline !== undefined) this.#deadline = growFloat64(this.#deadline, this.#capacity, NO_DEADLINE)
@@ -699,6 +698,13 @@ export class MemoryCache<K = string, V = unknown> {
     set.delete(waiter)
     if (set.size === 0) this.#waiters!.delete(key)
   }
+}
+
+function resized<T>(a: (T | undefined)[], capacity: number): (T | undefined)[] {
+  const b = new Array<T | undefined>(capacity)
+  for (let i = 0; i < a.length; i++) b[i] = a[i]
+  for (let i = a.length; i < capacity; i++) b[i] = undefined
+  return b
 }
 
 function positiveDuration(value: unknown, option: string): number {
