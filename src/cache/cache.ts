@@ -16,11 +16,12 @@
  */
 import type { Clock, TimerHandle } from '../core/clock.js'
 import { toMs } from '../core/duration.js'
+import { neverAbortedSignal } from '../core/never-aborted-signal.js'
 import { ClosedError, FactoryTimeoutError, InvalidKeyError, InvalidOptionsError } from '../core/errors.js'
 import { mathRandom } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
 import { MemoryCache } from '../memory/memory-cache.js'
-import type { CacheEventType } from '../memory/types.js'
+import type { CacheEventType, WaitForOptions } from '../memory/types.js'
 import { SingleFlight } from '../singleflight/single-flight.js'
 import { TagTrie } from '../tags/tag-trie.js'
 import type { TagIndex, TagState } from './tag-index.js'
@@ -85,18 +86,8 @@ export class Cache<V = unknown> {
     this.#l1 = new MemoryCache<string, Envelope<V>>({ ...memory, clock: this.#clock, random: options.random ?? mathRandom })
     this.#flight = new SingleFlight<string, V>({ clock: this.#clock, timeout: options.flight?.timeout ?? '60s', detectRecursion: options.flight?.detectRecursion ?? true })
     this.#tags = new TagTrie({ clock: this.#clock, ...options.tags })
-    // Eviction means memory pressure: also prune idle tag nodes then, at most every
-    // pruneInterval / 10 (an age-based prune; a full prune would turn every older entry
-    // into a miss).
-    const pruneAge = toMs(options.tags?.pruneAge ?? '1h', 'tags.pruneAge')
-    const pruneEvery = toMs(options.tags?.pruneInterval ?? '10m', 'tags.pruneInterval') / 10
-    let nextPrune = -Infinity
-    this.#l1.on('evict', () => {
-      const now = this.#clock.now()
-      if (now < nextPrune) return
-      nextPrune = now + pruneEvery
-      this.#tags.prune(pruneAge)
-    })
+    // Eviction means memory pressure: let the trie shed idle nodes too (it throttles).
+    this.#l1.on('evict', () => this.#tags.pruneUnderPressure())
     this.#defaults = resolve<V>(options.defaults ?? {}, undefined, 'defaults.')
     const maxKeyLength = options.maxKeyLength ?? 1024
     if (!Number.isSafeInteger(maxKeyLength) || maxKeyLength < 1) throw new InvalidOptionsError('maxKeyLength', `expected a positive integer, got ${String(maxKeyLength)}`)
@@ -149,7 +140,7 @@ export class Cache<V = unknown> {
       this.#misses++
       return undefined
     }
-    if (this.#state(key, env) !== 'valid' || this.#clock.now() >= env.freshUntil) {
+    if (!this.#isFresh(key, env)) {
       this.#misses++
       return undefined
     }
@@ -161,9 +152,7 @@ export class Cache<V = unknown> {
   async peek(key: string): Promise<V | undefined> {
     this.#checkKey(key)
     const env = this.#l1.peek(key)
-    if (env === undefined) return undefined
-    const now = this.#clock.now()
-    return this.#state(key, env) === 'valid' && now < env.freshUntil ? env.value : undefined
+    return env !== undefined && this.#isFresh(key, env) ? env.value : undefined
   }
 
   async has(key: string): Promise<boolean> {
@@ -202,7 +191,7 @@ export class Cache<V = unknown> {
   }
 
   /** Resolves with the value of `key` once it is stored (at once if fresh now). */
-  async waitFor(key: string, options?: { timeout?: import('../core/duration.js').Duration; signal?: AbortSignal }): Promise<V> {
+  async waitFor(key: string, options?: WaitForOptions): Promise<V> {
     this.#checkKey(key)
     const env = await this.#l1.waitFor(key, options)
     return env.value
@@ -319,6 +308,10 @@ export class Cache<V = unknown> {
 
   // ---- internals ---------------------------------------------------------------------
 
+  #isFresh(key: string, env: Envelope<V>): boolean {
+    return this.#state(key, env) === 'valid' && this.#clock.now() < env.freshUntil
+  }
+
   #state(key: string, env: Envelope<V>): TagState {
     if (env.tags === undefined) return 'valid'
     const state = this.#tags.check(env.tags)
@@ -329,12 +322,14 @@ export class Cache<V = unknown> {
   #compute(key: string, factory: Factory<V>, o: Resolved<V>, stale: Envelope<V> | undefined): Promise<V> {
     switch (o.strategy) {
       case 'none':
-        return this.#run(key, factory, o, stale, undefined, false)
+        return this.#run(key, factory, o, stale, false)
       case 'async':
-        return this.#run(key, factory, o, stale, undefined, true)
+        return this.#run(key, factory, o, stale, true)
       case 'stampede':
       case 'stampede-async':
-        return this.#flight.run(key, (signal) => this.#run(key, factory, o, stale, signal, o.strategy === 'stampede-async'), {
+        // keepAlive: callers who leave never cancel the factory; its result is stored for
+        // the others and the next readers (so the flight's own signal never aborts).
+        return this.#flight.run(key, () => this.#run(key, factory, o, stale, o.strategy === 'stampede-async'), {
           signal: o.signal,
           keepAlive: true,
         })
@@ -342,19 +337,16 @@ export class Cache<V = unknown> {
   }
 
   /** Runs the factory once with timeouts and fail-safe; stores its result. */
-  #run(key: string, factory: Factory<V>, o: Resolved<V>, stale: Envelope<V> | undefined, outer: AbortSignal | undefined, background: boolean): Promise<V> {
-    const controller = new AbortController()
-    if (outer !== undefined) {
-      if (outer.aborted) controller.abort(outer.reason)
-      else outer.addEventListener('abort', () => controller.abort(outer.reason), { once: true })
-    }
+  #run(key: string, factory: Factory<V>, o: Resolved<V>, stale: Envelope<V> | undefined, background: boolean): Promise<V> {
+    // Only a hard timeout can abort a factory; creating a controller costs microseconds.
+    const controller = o.hard === Infinity ? undefined : new AbortController()
     let ttl = o.ttl
     let tags: readonly string[] | undefined
     let skipped = false
     const ctx: FactoryContext<V> = {
       key,
       stale: stale?.value,
-      signal: controller.signal,
+      signal: controller?.signal ?? neverAbortedSignal(),
       setTtl: (d) => {
         ttl = positive(toMs(d, 'ttl'), 'ttl')
       },
@@ -426,7 +418,7 @@ export class Cache<V = unknown> {
             if (!finish()) return
             this.#factoryTimeouts++
             const err = new FactoryTimeoutError(key, o.hard)
-            controller.abort(err)
+            controller?.abort(err)
             if (stale === undefined) reject(err)
             else resolve(this.#fallBack(key, stale, o))
           }, o.hard),
@@ -449,7 +441,7 @@ export class Cache<V = unknown> {
   #refresh(key: string, factory: Factory<V>, o: Resolved<V>, env: Envelope<V>): void {
     if (this.#flight.inFlight(key)) return
     this.#refreshes++
-    this.#flight.run(key, (signal) => this.#run(key, factory, o, env, signal, false), { keepAlive: true }).catch(() => {
+    this.#flight.run(key, () => this.#run(key, factory, o, env, false), { keepAlive: true }).catch(() => {
       // Counted as a factory error; the current value stays until it expires.
     })
   }

@@ -18,8 +18,8 @@ export interface TagIndex {
   /** Whether an entry written with `snapshot` is still valid, soft-invalidated, or invalid. */
   check(snapshot: unknown): TagState
   invalidate(tag: string, mode: 'hard' | 'soft'): void
-  /** Removes nodes idle for `maxIdleMs`; returns how many. */
-  prune(maxIdleMs: number): number
+  /** The cache evicted (memory is short): prune idle nodes, throttled by the index. */
+  pruneUnderPressure(): number
   stats(): { readonly nodes: number }
   /** Stops background work (pruning timers). */
   close(): void

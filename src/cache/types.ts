@@ -53,7 +53,7 @@ export interface FactoryContext<V> {
   readonly key: string
   /** The stale value kept for fail-safe, if any. */
   readonly stale: V | undefined
-  /** Aborted when the hard timeout passes or nobody waits for the result any more. */
+  /** Aborted when the hard timeout passes (the result of a factory is stored even if its callers left). */
   readonly signal: AbortSignal
   /** Changes this entry's TTL. */
   setTtl(ttl: Duration): void

@@ -67,7 +67,7 @@
  * (SingleFlight, fail-fast followers, 60 s follower timeout, follower cancellation).
  */
 import { AsyncLocalStorage } from 'node:async_hooks'
-import { setMaxListeners } from 'node:events'
+import { neverAbortedSignal } from '../core/never-aborted-signal.js'
 import type { Clock, TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { AbortedError, describeKey, FlightTimeoutError, InvalidOptionsError, LeaderFailedError, RecursiveFlightError } from '../core/errors.js'
@@ -171,22 +171,6 @@ interface Frame {
 const computing = new AsyncLocalStorage<Frame>()
 
 const DEFAULT_TIMEOUT_MS = 60_000
-const SHARED_SIGNAL_USES = 1024
-
-let sharedSignal: AbortSignal | undefined
-let sharedSignalUses = 0
-
-/** A signal nobody can abort (its controller is dropped), for flights that cannot be cancelled. */
-function neverAbortedSignal(): AbortSignal {
-  if (sharedSignal === undefined || ++sharedSignalUses > SHARED_SIGNAL_USES) {
-    sharedSignal = new AbortController().signal
-    // Many concurrent fns may listen on it; a warning at 11 listeners would be noise.
-    setMaxListeners(0, sharedSignal)
-    sharedSignalUses = 1
-  }
-  return sharedSignal
-}
-
 class Flight<K, V> implements Frame {
   readonly key: K
   readonly parent: Frame | undefined

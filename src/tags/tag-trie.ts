@@ -161,6 +161,7 @@ export class TagTrie {
   readonly #root: TagNode
   readonly #pruneAge: number
   readonly #pruneInterval: number
+  #nextPressurePrune = -Infinity
   #timer: TimerHandle | undefined = undefined
   #closed = false
   /** Bumped by every applied change that can turn a valid entry stale or invalid. */
@@ -347,6 +348,18 @@ export class TagTrie {
       nodeVisits: this.#nodeVisits,
       version: this.#hlc.current(),
     }
+  }
+
+  /**
+   * Prunes nodes idle for `pruneAge` because memory is short (the owner's cache evicted), at
+   * most every `pruneInterval / 10`. Age-based on purpose: a full prune would turn every
+   * entry older than the newest invalidation into a miss. Returns how many nodes went.
+   */
+  pruneUnderPressure(): number {
+    const now = this.#clock.now()
+    if (now < this.#nextPressurePrune) return 0
+    this.#nextPressurePrune = now + this.#pruneInterval / 10
+    return this.prune(this.#pruneAge)
   }
 
   /** Stops the periodic prune. Idempotent. The trie still answers afterwards. */
