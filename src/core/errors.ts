@@ -19,6 +19,13 @@ export const ERROR_CODES = {
   ERR_FLIGHT_TIMEOUT: 'A follower waited longer than `flight.timeout` for the leader.',
   ERR_RECURSIVE_FLIGHT: 'A factory asked for its own key (directly or through a cycle); it would deadlock.',
   ERR_FACTORY_TIMEOUT: 'A factory ran past its hard timeout.',
+  ERR_STORE_FULL: 'An L2 store has no room left (LMDB map full); nothing was written.',
+  ERR_STORE_TIMEOUT: 'An L2 store operation ran past its timeout.',
+  ERR_STORE_UNAVAILABLE: 'An L2 store failed or its circuit breaker is open; `cause` is the failure.',
+  ERR_DECODE: 'A stored value could not be decoded (corrupt, truncated or an unknown wire-format version).',
+  ERR_DECRYPT: 'A stored value failed authentication or decryption (tampered, wrong key, unknown key id or bound to another cache key).',
+  ERR_VALUE_TOO_LARGE: 'An encoded value is larger than the configured limit.',
+  ERR_LOCK_LOST: 'A distributed lock expired or was taken over while its holder still worked.',
 } as const
 
 export type ErrorCode = keyof typeof ERROR_CODES
@@ -130,6 +137,58 @@ export class FactoryTimeoutError extends CacheError {
   }
 }
 
+export class StoreFullError extends CacheError {
+  constructor(message: string, options?: CacheErrorOptions) {
+    super('ERR_STORE_FULL', message, options)
+  }
+}
+
+export class StoreTimeoutError extends CacheError {
+  readonly operation: string
+  readonly timeoutMs: number
+  constructor(operation: string, timeoutMs: number) {
+    super('ERR_STORE_TIMEOUT', `Store operation ${operation} ran past its timeout of ${timeoutMs} ms`)
+    this.operation = operation
+    this.timeoutMs = timeoutMs
+  }
+}
+
+export class StoreUnavailableError extends CacheError {
+  constructor(message: string, options?: CacheErrorOptions) {
+    super('ERR_STORE_UNAVAILABLE', message, options)
+  }
+}
+
+export class DecodeError extends CacheError {
+  constructor(message: string, options?: CacheErrorOptions) {
+    super('ERR_DECODE', message, options)
+  }
+}
+
+export class DecryptError extends CacheError {
+  constructor(message: string, options?: CacheErrorOptions) {
+    super('ERR_DECRYPT', message, options)
+  }
+}
+
+export class ValueTooLargeError extends CacheError {
+  readonly size: number
+  readonly limit: number
+  constructor(size: number, limit: number, what = 'value') {
+    super('ERR_VALUE_TOO_LARGE', `The encoded ${what} is ${size} bytes, over the limit of ${limit}`)
+    this.size = size
+    this.limit = limit
+  }
+}
+
+export class LockLostError extends CacheError {
+  readonly key: unknown
+  constructor(key: unknown, message = 'lost its lease') {
+    super('ERR_LOCK_LOST', `The lock on key ${describeKey(key)} ${message}`)
+    this.key = key
+  }
+}
+
 /** Map from code to the class that carries it; a test checks the two stay in step. */
 export const ERROR_CLASSES: { readonly [C in ErrorCode]: abstract new (...args: never[]) => CacheError } = {
   ERR_INVALID_OPTIONS: InvalidOptionsError,
@@ -143,6 +202,13 @@ export const ERROR_CLASSES: { readonly [C in ErrorCode]: abstract new (...args: 
   ERR_FLIGHT_TIMEOUT: FlightTimeoutError,
   ERR_RECURSIVE_FLIGHT: RecursiveFlightError,
   ERR_FACTORY_TIMEOUT: FactoryTimeoutError,
+  ERR_STORE_FULL: StoreFullError,
+  ERR_STORE_TIMEOUT: StoreTimeoutError,
+  ERR_STORE_UNAVAILABLE: StoreUnavailableError,
+  ERR_DECODE: DecodeError,
+  ERR_DECRYPT: DecryptError,
+  ERR_VALUE_TOO_LARGE: ValueTooLargeError,
+  ERR_LOCK_LOST: LockLostError,
 }
 
 /** True when `err` is a CacheError, optionally with the given code. */

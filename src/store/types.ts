@@ -1,0 +1,71 @@
+/**
+ * The L2 store contract. A store keeps opaque bytes under string keys with an absolute
+ * expiry; the facade encodes values (codec, compression, encryption) before they reach a
+ * store, so every adapter is a byte store and one conformance suite covers them all.
+ *
+ * Invariants every adapter keeps (the conformance suite checks each):
+ * - `get` never returns an entry past its expiry (checked on read, not only by a sweeper).
+ * - `ttlMs` is a positive number of milliseconds or `Infinity` (no expiry); `touch` sets a
+ *   new expiry of now + ttlMs on an existing entry and returns false for a missing one.
+ * - Bytes read back equal the bytes written (adapters copy; a caller may reuse its buffer).
+ * - `clear(prefix)` removes exactly the keys that start with `prefix` ('' = everything the
+ *   store owns) and nothing else.
+ * - Failures are thrown as errors (`ERR_STORE_FULL` where the store has a size limit);
+ *   timeouts, retries and the circuit breaker live above the store, not in it.
+ */
+export interface Store {
+  /** A short name for errors, events and metrics (`'redis'`, `'lmdb'`, `'memory'`). */
+  readonly name: string
+  get(key: string): Promise<Uint8Array | undefined>
+  /** One entry per key, in order; `undefined` where absent. One round trip where the backend allows. */
+  getMany(keys: readonly string[]): Promise<(Uint8Array | undefined)[]>
+  set(key: string, value: Uint8Array, ttlMs: number): Promise<void>
+  setMany(entries: readonly StoreEntry[]): Promise<void>
+  /** True when the key existed. */
+  delete(key: string): Promise<boolean>
+  /** Number of keys that existed. */
+  deleteMany(keys: readonly string[]): Promise<number>
+  /** Resets the expiry of an existing entry to now + ttlMs. True when the key existed. */
+  touch(key: string, ttlMs: number): Promise<boolean>
+  /** Removes every key starting with `prefix`. */
+  clear(prefix: string): Promise<void>
+  /** Releases connections and handles. Idempotent. */
+  close(): Promise<void>
+  /** Cross-process locks, where the backend supports them. */
+  readonly locks?: StoreLocks
+}
+
+export interface StoreEntry {
+  readonly key: string
+  readonly value: Uint8Array
+  readonly ttlMs: number
+}
+
+/** A granted lock: the holder's token and a fencing number that grows with every grant on the key. */
+export interface LockGrant {
+  readonly token: string
+  readonly fence: number
+}
+
+/**
+ * Leases with fencing (cachekit / Kleppmann): each grant on a key carries a fence larger than
+ * any earlier grant's on the same key, and `setFenced` refuses a write whose fence is lower
+ * than the highest fence already written for that key, so a holder that paused past its
+ * lease cannot overwrite a newer value.
+ */
+export interface StoreLocks {
+  /** Takes the lease if free; `undefined` when another holder has it. */
+  acquire(key: string, token: string, leaseMs: number): Promise<LockGrant | undefined>
+  /** Extends the lease if `token` still holds it. */
+  extend(key: string, token: string, leaseMs: number): Promise<boolean>
+  /** Releases the lease if `token` still holds it, and wakes the key's waiters. */
+  release(key: string, token: string): Promise<boolean>
+  /** Writes only if `fence` >= the highest fence written for `key`; false when refused. */
+  setFenced(key: string, value: Uint8Array, ttlMs: number, fence: number): Promise<boolean>
+  /**
+   * Resolves when the key's lock is released (or the value written) by any process, or after
+   * `timeoutMs`, whichever comes first; never rejects for a timeout. Backends with
+   * notifications (Redis pub/sub) wake at once; others may poll.
+   */
+  waitForRelease(key: string, timeoutMs: number, signal?: AbortSignal): Promise<void>
+}
