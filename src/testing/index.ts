@@ -1,3 +1,14 @@
 // `stratacache/testing`: helpers for users' own tests. Nothing in src/ imports this folder.
 export { ManualClock } from '../core/manual-clock.js'
 export { SeededRandom } from '../core/random.js'
+
+/** A promise with its resolve and reject exposed, for tests that settle work by hand. */
+export function deferred<T>(): { promise: Promise<T>; resolve: (value: T) => void; reject: (reason: unknown) => void } {
+  let resolve!: (value: T) => void
+  let reject!: (reason: unknown) => void
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res
+    reject = rej
+  })
+  return { promise, resolve, reject }
+}

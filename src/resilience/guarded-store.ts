@@ -1,0 +1,376 @@
+/**
+ * A `Store` seen through timeouts, retries, a circuit breaker and a write queue: what the
+ * facade talks to, so that a slow or dead L2 never makes a caller wait past its timeouts.
+ *
+ * - Every operation races a timer (`timeout`): past it the caller gets `ERR_STORE_TIMEOUT`
+ *   (the operation itself may still land; nothing waits for it).
+ * - Reads are idempotent: a failure other than a timeout is retried with full-jitter
+ *   exponential backoff (`retry`). A timeout is not retried: a server that does not answer
+ *   within the timeout will not answer the retry either, and the caller's budget is spent.
+ * - The breaker sees every outcome; while it is open, calls fail at once
+ *   (`ERR_STORE_UNAVAILABLE`) without touching the store.
+ * - Writes, deletes and clears that fail are queued, one slot per key (the newest operation
+ *   on a key wins) in the order they happened, and replayed in that order once the store
+ *   answers again. While the queue holds anything, new writes join it instead of going
+ *   direct, so a replayed older operation can never land after a newer one; and reads of a
+ *   key with a queued operation are answered from the queue, so a value that a queued
+ *   delete removed is never read back. The queue is bounded (`writeQueue`); when full, the
+ *   oldest operation is dropped and counted.
+ *
+ * Invariant: no method of this class returns a promise that can stay pending longer than
+ * its timeout (plus retry delays for reads), whatever the store does.
+ */
+import type { Clock, TimerHandle } from '../core/clock.js'
+import { toMs, type Duration } from '../core/duration.js'
+import { CacheError, InvalidOptionsError, StoreTimeoutError, StoreUnavailableError } from '../core/errors.js'
+import type { Random } from '../core/random.js'
+import type { LockGrant, Store } from '../store/types.js'
+import { CircuitBreaker, type BreakerStats, type CircuitBreakerOptions } from './circuit-breaker.js'
+
+export interface RetryOptions {
+  /** Extra attempts for a failed read. @default 2 */
+  attempts?: number
+  /** First backoff; it doubles per attempt, with full jitter. @default '20ms' */
+  baseDelay?: Duration
+  /** Longest backoff. @default '200ms' */
+  maxDelay?: Duration
+}
+
+export interface GuardedStoreOptions {
+  /** Per-operation timeout. @default '500ms' */
+  timeout?: Duration
+  retry?: RetryOptions
+  breaker?: CircuitBreakerOptions
+  /** Failed writes kept for replay (one per key). @default 10_000 */
+  writeQueue?: number
+}
+
+export type StoreOperation = 'get' | 'getMany' | 'set' | 'delete' | 'touch' | 'clear' | 'lock' | 'replay'
+
+export interface GuardedStoreStats {
+  readonly breaker: BreakerStats
+  readonly timeouts: number
+  readonly failures: number
+  readonly retries: number
+  /** Operations waiting in the write queue. */
+  readonly queued: number
+  /** Queued operations written once the store came back. */
+  readonly replayed: number
+  /** Queued operations dropped because the queue was full. */
+  readonly queueDropped: number
+}
+
+type QueuedOp = { readonly kind: 'set'; readonly value: Uint8Array; readonly expiresAt: number } | { readonly kind: 'delete' } | { readonly kind: 'clear'; readonly prefix: string }
+
+const CLEAR_SLOT = '\u0000clear\u0000'
+
+export class GuardedStore {
+  readonly store: Store
+  readonly #clock: Clock
+  readonly #random: Random
+  readonly #timeout: number
+  readonly #attempts: number
+  readonly #baseDelay: number
+  readonly #maxDelay: number
+  readonly #maxQueue: number
+  readonly breaker: CircuitBreaker
+  /** Insertion-ordered: replay order is the order the operations happened. */
+  readonly #queue = new Map<string, QueuedOp>()
+  #replayTimer: TimerHandle | undefined
+  #replaying = false
+  #closed = false
+  #timeouts = 0
+  #failures = 0
+  #retries = 0
+  #replayed = 0
+  #queueDropped = 0
+  /** Reports every failure (the facade forwards them to its 'error' listeners). */
+  onError: ((error: CacheError, operation: StoreOperation, key: string | undefined) => void) | undefined
+
+  constructor(store: Store, clock: Clock, random: Random, options: GuardedStoreOptions = {}, prefix = 'l2.') {
+    this.store = store
+    this.#clock = clock
+    this.#random = random
+    this.#timeout = toMs(options.timeout ?? '500ms', `${prefix}timeout`)
+    if (!(this.#timeout > 0)) throw new InvalidOptionsError(`${prefix}timeout`, 'expected a duration > 0')
+    const attempts = options.retry?.attempts ?? 2
+    if (!Number.isSafeInteger(attempts) || attempts < 0) throw new InvalidOptionsError(`${prefix}retry.attempts`, `expected an integer >= 0, got ${String(attempts)}`)
+    this.#attempts = attempts
+    this.#baseDelay = toMs(options.retry?.baseDelay ?? '20ms', `${prefix}retry.baseDelay`)
+    this.#maxDelay = toMs(options.retry?.maxDelay ?? '200ms', `${prefix}retry.maxDelay`)
+    const maxQueue = options.writeQueue ?? 10_000
+    if (!Number.isSafeInteger(maxQueue) || maxQueue < 0) throw new InvalidOptionsError(`${prefix}writeQueue`, `expected an integer >= 0, got ${String(maxQueue)}`)
+    this.#maxQueue = maxQueue
+    this.breaker = new CircuitBreaker(clock, options.breaker, `${prefix}breaker.`)
+    this.breaker.onChange = (state) => {
+      if (state === 'closed' && this.#queue.size > 0) this.#scheduleReplay(0)
+    }
+  }
+
+  get timeoutMs(): number {
+    return this.#timeout
+  }
+
+  async get(key: string): Promise<Uint8Array | undefined> {
+    const queued = this.#queued(key)
+    if (queued !== null) return queued
+    return this.#read('get', key, () => this.store.get(key))
+  }
+
+  async getMany(keys: readonly string[]): Promise<(Uint8Array | undefined)[]> {
+    if (keys.length === 0) return []
+    const out = await this.#read('getMany', undefined, () => this.store.getMany(keys))
+    if (this.#queue.size > 0) for (let i = 0; i < keys.length; i++) {
+      const queued = this.#queued(keys[i] as string)
+      if (queued !== null) out[i] = queued
+    }
+    return out
+  }
+
+  /** Writes, or queues the write when the store fails. Never rejects. */
+  async set(key: string, value: Uint8Array, ttlMs: number): Promise<void> {
+    const op: QueuedOp = { kind: 'set', value, expiresAt: this.#clock.now() + ttlMs }
+    if (this.#queue.size > 0) return this.#enqueue(key, op)
+    try {
+      await this.#call('set', key, () => this.store.set(key, value, ttlMs))
+    } catch {
+      this.#enqueue(key, op)
+    }
+  }
+
+  /** Deletes, or queues the delete when the store fails. Never rejects. */
+  async delete(key: string): Promise<void> {
+    if (this.#queue.size > 0) return this.#enqueue(key, { kind: 'delete' })
+    try {
+      await this.#call('delete', key, () => this.store.delete(key))
+    } catch {
+      this.#enqueue(key, { kind: 'delete' })
+    }
+  }
+
+  /** Clears a prefix, or queues the clear when the store fails. Never rejects. */
+  async clear(prefix: string): Promise<void> {
+    const op: QueuedOp = { kind: 'clear', prefix }
+    if (this.#queue.size > 0) return this.#enqueue(CLEAR_SLOT + prefix, op)
+    try {
+      await this.#call('clear', undefined, () => this.store.clear(prefix))
+    } catch {
+      this.#enqueue(CLEAR_SLOT + prefix, op)
+    }
+  }
+
+  /** Best effort: a touch that fails is dropped (the entry keeps its older expiry). */
+  async touch(key: string, ttlMs: number): Promise<boolean> {
+    try {
+      return await this.#call('touch', key, () => this.store.touch(key, ttlMs))
+    } catch {
+      return false
+    }
+  }
+
+  get hasLocks(): boolean {
+    return this.store.locks !== undefined
+  }
+
+  /** Lock calls go through the breaker and the timeout; they throw on failure. */
+  acquire(key: string, token: string, leaseMs: number): Promise<LockGrant | undefined> {
+    return this.#call('lock', key, () => this.#locks().acquire(key, token, leaseMs))
+  }
+
+  extend(key: string, token: string, leaseMs: number): Promise<boolean> {
+    return this.#call('lock', key, () => this.#locks().extend(key, token, leaseMs))
+  }
+
+  release(key: string, token: string): Promise<boolean> {
+    return this.#call('lock', key, () => this.#locks().release(key, token))
+  }
+
+  setFenced(key: string, value: Uint8Array, ttlMs: number, fence: number): Promise<boolean> {
+    return this.#call('set', key, () => this.#locks().setFenced(key, value, ttlMs, fence))
+  }
+
+  /** Waits for a release or `timeoutMs`; a failing store ends the wait early, never rejects. */
+  async waitForRelease(key: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    if (!this.breaker.tryAcquire()) return
+    try {
+      await this.#race('lock', () => this.#locks().waitForRelease(key, timeoutMs, signal), timeoutMs + this.#timeout)
+      this.breaker.success()
+    } catch (err) {
+      this.#fail(err, 'lock', key)
+      if (signal?.aborted) throw err
+    }
+  }
+
+  stats(): GuardedStoreStats {
+    return {
+      breaker: this.breaker.stats(),
+      timeouts: this.#timeouts,
+      failures: this.#failures,
+      retries: this.#retries,
+      queued: this.#queue.size,
+      replayed: this.#replayed,
+      queueDropped: this.#queueDropped,
+    }
+  }
+
+  /** Stops replaying; queued operations are dropped (the store is closed by its owner). */
+  close(): void {
+    this.#closed = true
+    if (this.#replayTimer !== undefined) this.#clock.clearTimeout(this.#replayTimer)
+    this.#replayTimer = undefined
+  }
+
+  // ---- internals ---------------------------------------------------------------------
+
+  #locks(): NonNullable<Store['locks']> {
+    const locks = this.store.locks
+    if (locks === undefined) throw new StoreUnavailableError(`Store ${this.store.name} has no locks`)
+    return locks
+  }
+
+  /** The queue's answer for `key`: bytes, `undefined` (deleted or cleared), or null (no say). */
+  #queued(key: string): Uint8Array | undefined | null {
+    if (this.#queue.size === 0) return null
+    const op = this.#queue.get(key)
+    if (op !== undefined) {
+      if (op.kind === 'set') return op.expiresAt > this.#clock.now() ? op.value : undefined
+      return undefined
+    }
+    for (const queued of this.#queue.values()) if (queued.kind === 'clear' && key.startsWith(queued.prefix)) return undefined
+    return null
+  }
+
+  async #read<T>(operation: StoreOperation, key: string | undefined, fn: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.#call(operation, key, fn)
+      } catch (err) {
+        const retryable = attempt < this.#attempts && !(err instanceof StoreTimeoutError) && this.breaker.state === 'closed' && !this.#closed
+        if (!retryable) throw err
+        this.#retries++
+        const delay = this.#random.next() * Math.min(this.#maxDelay, this.#baseDelay * 2 ** attempt)
+        await new Promise<void>((resolve) => this.#clock.setTimeout(resolve, delay))
+      }
+    }
+  }
+
+  /** One guarded call: breaker, timeout, outcome recorded. Rejects with a CacheError. */
+  async #call<T>(operation: StoreOperation, key: string | undefined, fn: () => Promise<T>): Promise<T> {
+    if (!this.breaker.tryAcquire()) throw new StoreUnavailableError(`Store ${this.store.name} is unavailable (circuit open)`)
+    try {
+      const result = await this.#race(operation, fn, this.#timeout)
+      this.breaker.success()
+      return result
+    } catch (err) {
+      throw this.#fail(err, operation, key)
+    }
+  }
+
+  #race<T>(operation: StoreOperation, fn: () => Promise<T>, timeoutMs: number): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const timer = this.#clock.setTimeout(() => reject(new StoreTimeoutError(`${this.store.name}.${operation}`, timeoutMs)), timeoutMs)
+      let pending: Promise<T>
+      try {
+        pending = fn()
+      } catch (err) {
+        pending = Promise.reject(err)
+      }
+      pending.then(
+        (v) => {
+          this.#clock.clearTimeout(timer)
+          resolve(v)
+        },
+        (err: unknown) => {
+          this.#clock.clearTimeout(timer)
+          reject(err)
+        },
+      )
+    })
+  }
+
+  #fail(err: unknown, operation: StoreOperation, key: string | undefined): CacheError {
+    this.breaker.failure()
+    if (err instanceof StoreTimeoutError) this.#timeouts++
+    else this.#failures++
+    const error = err instanceof CacheError ? err : new StoreUnavailableError(`Store ${this.store.name} failed on ${operation}: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
+    try {
+      this.onError?.(error, operation, key)
+    } catch {
+      // A throwing listener must not turn a handled failure into an unhandled one.
+    }
+    return error
+  }
+
+  #enqueue(slot: string, op: QueuedOp): void {
+    if (this.#closed || this.#maxQueue === 0) {
+      this.#queueDropped++
+      return
+    }
+    if (op.kind === 'clear') {
+      // A queued clear supersedes every queued operation on the keys it clears.
+      for (const [k, queued] of this.#queue) if (queued.kind !== 'clear' && k.startsWith(op.prefix)) this.#queue.delete(k)
+    }
+    // Re-inserting moves the slot to the end: replay order follows the newest operation.
+    this.#queue.delete(slot)
+    this.#queue.set(slot, op)
+    while (this.#queue.size > this.#maxQueue) {
+      const oldest = this.#queue.keys().next().value as string
+      this.#queue.delete(oldest)
+      this.#queueDropped++
+    }
+    this.#scheduleReplay(this.breaker.state === 'open' ? this.#untilHalfOpen() : 0)
+  }
+
+  #untilHalfOpen(): number {
+    // The breaker does not expose its clock arithmetic; probing every timeout is cheap and
+    // the breaker refuses early probes without touching the store.
+    return Math.max(this.#timeout, 50)
+  }
+
+  #scheduleReplay(delay: number): void {
+    if (this.#closed || this.#replaying || this.#replayTimer !== undefined) return
+    this.#replayTimer = this.#clock.setTimeout(
+      () => {
+        this.#replayTimer = undefined
+        void this.#replay()
+      },
+      delay,
+      { unref: true },
+    )
+  }
+
+  async #replay(): Promise<void> {
+    if (this.#replaying || this.#closed) return
+    this.#replaying = true
+    try {
+      while (this.#queue.size > 0 && !this.#closed) {
+        const [slot, op] = this.#queue.entries().next().value as [string, QueuedOp]
+        try {
+          await this.#call('replay', slot, () => this.#apply(slot, op))
+        } catch {
+          break
+        }
+        // A newer operation on the same slot may have replaced this one meanwhile.
+        if (this.#queue.get(slot) === op) this.#queue.delete(slot)
+        this.#replayed++
+      }
+    } finally {
+      this.#replaying = false
+    }
+    if (this.#queue.size > 0) this.#scheduleReplay(this.#untilHalfOpen())
+  }
+
+  #apply(slot: string, op: QueuedOp): Promise<unknown> {
+    switch (op.kind) {
+      case 'set': {
+        const ttl = op.expiresAt - this.#clock.now()
+        // Expired while queued: make sure no older value survives instead.
+        return ttl > 0 ? this.store.set(slot, op.value, ttl) : this.store.delete(slot)
+      }
+      case 'delete':
+        return this.store.delete(slot)
+      case 'clear':
+        return this.store.clear(op.prefix)
+    }
+  }
+}

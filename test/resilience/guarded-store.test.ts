@@ -1,0 +1,216 @@
+import assert from 'node:assert/strict'
+import { describe, test } from 'node:test'
+import { isCacheError } from '../../src/core/errors.js'
+import { ManualClock } from '../../src/core/manual-clock.js'
+import { SeededRandom } from '../../src/core/random.js'
+import { CircuitBreaker } from '../../src/resilience/circuit-breaker.js'
+import { GuardedStore } from '../../src/resilience/guarded-store.js'
+import { FlakyStore } from '../support/flaky-store.js'
+
+const flush = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
+const bytes = (s: string): Uint8Array => new TextEncoder().encode(s)
+const text = (b: Uint8Array | undefined): string | undefined => (b === undefined ? undefined : new TextDecoder().decode(b))
+
+/** Settles a promise while advancing the clock in small steps (timers fire, no sleeping). */
+async function settle<T>(clock: ManualClock, p: Promise<T>, stepMs = 10, maxMs = 60_000): Promise<{ value?: T; error?: unknown; elapsed: number }> {
+  let out: { value?: T; error?: unknown } | undefined
+  p.then(
+    (value) => (out = { value }),
+    (error: unknown) => (out = { error }),
+  )
+  const start = clock.now()
+  for (let t = 0; t <= maxMs; t += stepMs) {
+    await flush()
+    if (out !== undefined) return { ...out, elapsed: clock.now() - start }
+    clock.advance(stepMs)
+  }
+  throw new Error(`did not settle within ${maxMs} ms of clock time`)
+}
+
+function setup(options: ConstructorParameters<typeof GuardedStore>[3] = {}) {
+  const clock = new ManualClock(0)
+  const raw = new FlakyStore(clock)
+  const store = new GuardedStore(raw, clock, new SeededRandom(7), { timeout: '100ms', ...options })
+  const errors: string[] = []
+  store.onError = (e) => errors.push(e.code)
+  return { clock, raw, store, errors }
+}
+
+describe('CircuitBreaker', () => {
+  test('opens after 5 consecutive failures, probes after 30s, closes after 3 successes', () => {
+    const clock = new ManualClock(0)
+    const b = new CircuitBreaker(clock)
+    for (let i = 0; i < 4; i++) {
+      assert.ok(b.tryAcquire())
+      b.failure()
+    }
+    assert.equal(b.state, 'closed')
+    b.success() // a success resets the consecutive count
+    for (let i = 0; i < 4; i++) b.failure()
+    assert.equal(b.state, 'closed')
+    b.failure()
+    assert.equal(b.state, 'open')
+    assert.equal(b.tryAcquire(), false)
+    clock.advance(29_999)
+    assert.equal(b.tryAcquire(), false)
+    clock.advance(1)
+    assert.equal(b.state, 'half-open')
+    assert.equal(b.tryAcquire(), true)
+    assert.equal(b.tryAcquire(), false, 'one probe at a time')
+    b.success()
+    for (let i = 0; i < 2; i++) {
+      assert.ok(b.tryAcquire())
+      b.success()
+    }
+    assert.equal(b.state, 'closed')
+    assert.deepEqual(b.stats(), { state: 'closed', opened: 1, rejected: 3 })
+  })
+
+  test('a failed probe opens the circuit again for a full period', () => {
+    const clock = new ManualClock(0)
+    const b = new CircuitBreaker(clock, { failureThreshold: 1, openFor: '1s' })
+    b.failure()
+    clock.advance(1000)
+    assert.ok(b.tryAcquire())
+    b.failure()
+    assert.equal(b.state, 'open')
+    clock.advance(999)
+    assert.equal(b.state, 'open')
+    clock.advance(1)
+    assert.equal(b.state, 'half-open')
+  })
+
+  test('invalid options name the option', () => {
+    assert.throws(() => new CircuitBreaker(new ManualClock(), { failureThreshold: 0 }), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && e.message.includes('breaker.failureThreshold'))
+    assert.throws(() => new CircuitBreaker(new ManualClock(), { openFor: "soon" as "1s" }), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && e.message.includes('breaker.openFor'))
+  })
+})
+
+describe('GuardedStore', () => {
+  test('a hung store: every call gives up at its timeout with ERR_STORE_TIMEOUT', async () => {
+    const { clock, raw, store, errors } = setup()
+    raw.health = 'hung'
+    const r = await settle(clock, store.get('k'))
+    assert.ok(isCacheError(r.error, 'ERR_STORE_TIMEOUT'))
+    assert.ok(r.elapsed >= 100 && r.elapsed <= 110, `gave up after ${r.elapsed} ms`)
+    assert.equal(raw.calls.filter((c) => c === 'get').length, 1, 'a timeout is not retried')
+    // Writes never reject: they are queued.
+    const w = await settle(clock, store.set('k', bytes('v'), 60_000))
+    assert.equal(w.error, undefined)
+    assert.equal(store.stats().queued, 1)
+    assert.deepEqual(errors, ['ERR_STORE_TIMEOUT', 'ERR_STORE_TIMEOUT'])
+  })
+
+  test('reads retry a refused connection with backoff, then fail with ERR_STORE_UNAVAILABLE', async () => {
+    const { clock, raw, store } = setup({ retry: { attempts: 2, baseDelay: '20ms', maxDelay: '200ms' } })
+    raw.health = 'down'
+    const r = await settle(clock, store.get('k'), 1)
+    assert.ok(isCacheError(r.error, 'ERR_STORE_UNAVAILABLE'))
+    assert.ok(r.error instanceof Error && r.error.cause instanceof Error && r.error.cause.message.includes('ECONNREFUSED'))
+    assert.equal(raw.calls.length, 3)
+    assert.equal(store.stats().retries, 2)
+    assert.ok(r.elapsed <= 20 + 40, `backoff stays within the jittered bound, took ${r.elapsed} ms`)
+  })
+
+  test('a retry that succeeds answers the read', async () => {
+    const { clock, raw, store } = setup()
+    await store.set('k', bytes('v'), 60_000)
+    raw.health = 'down'
+    const p = store.get('k')
+    await flush()
+    raw.health = 'up'
+    const r = await settle(clock, p, 1)
+    assert.equal(text(r.value as Uint8Array), 'v')
+  })
+
+  test('the breaker opens after 5 failures; calls then fail at once without touching the store', async () => {
+    const { clock, raw, store } = setup({ retry: { attempts: 0 } })
+    raw.health = 'down'
+    for (let i = 0; i < 5; i++) await settle(clock, store.get('k'))
+    assert.equal(store.stats().breaker.state, 'open')
+    const before = raw.calls.length
+    const r = await settle(clock, store.get('k'))
+    assert.ok(isCacheError(r.error, 'ERR_STORE_UNAVAILABLE'))
+    assert.equal(r.elapsed, 0)
+    assert.equal(raw.calls.length, before)
+  })
+
+  test('writes and deletes made while down are replayed in order once the store is back; newest wins per key', async () => {
+    const { clock, raw, store } = setup({ retry: { attempts: 0 }, breaker: { openFor: '1s', successThreshold: 1 } })
+    await store.set('a', bytes('a0'), 60_000)
+    await store.set('gone', bytes('x'), 60_000)
+    raw.health = 'down'
+    await settle(clock, store.set('a', bytes('a1'), 60_000))
+    await settle(clock, store.set('a', bytes('a2'), 60_000))
+    await settle(clock, store.delete('gone'))
+    await settle(clock, store.set('b', bytes('b1'), 60_000))
+    assert.equal(store.stats().queued, 3, 'one slot per key')
+    // Reads of queued keys are answered from the queue: a deleted value is never read back.
+    assert.equal(text(await store.get('a')), 'a2')
+    assert.equal(await store.get('gone'), undefined)
+    raw.health = 'up'
+    for (let i = 0; i < 200 && store.stats().queued > 0; i++) {
+      clock.advance(50)
+      await flush()
+    }
+    assert.equal(store.stats().queued, 0)
+    assert.equal(text(raw.data.get('a')?.value), 'a2')
+    assert.equal(raw.data.has('gone'), false)
+    assert.equal(text(raw.data.get('b')?.value), 'b1')
+    assert.equal(store.stats().replayed, 3)
+  })
+
+  test('a queued clear drops queued writes under its prefix and is replayed before later writes', async () => {
+    const { clock, raw, store } = setup({ retry: { attempts: 0 } })
+    await store.set('ns:old', bytes('o'), 60_000)
+    await store.set('other', bytes('keep'), 60_000)
+    raw.health = 'down'
+    await settle(clock, store.set('ns:x', bytes('x'), 60_000))
+    await settle(clock, store.clear('ns:'))
+    await settle(clock, store.set('ns:y', bytes('y'), 60_000))
+    assert.equal(store.stats().queued, 2)
+    assert.equal(await store.get('ns:old'), undefined, 'a pending clear hides what it will remove')
+    raw.health = 'up'
+    for (let i = 0; i < 2000 && store.stats().queued > 0; i++) {
+      clock.advance(50)
+      await flush()
+    }
+    assert.equal(store.stats().queued, 0)
+    assert.deepEqual([...raw.data.keys()].sort(), ['ns:y', 'other'])
+  })
+
+  test('a full write queue drops the oldest operation and counts it', async () => {
+    const { clock, raw, store } = setup({ retry: { attempts: 0 }, writeQueue: 2 })
+    raw.health = 'down'
+    for (const k of ['a', 'b', 'c']) await settle(clock, store.set(k, bytes(k), 60_000))
+    const s = store.stats()
+    assert.equal(s.queued, 2)
+    assert.equal(s.queueDropped, 1)
+  })
+
+  test('a queued write that expired before replay deletes instead of writing', async () => {
+    const { clock, raw, store } = setup({ retry: { attempts: 0 } })
+    await store.set('k', bytes('old'), 60_000)
+    raw.health = 'down'
+    await settle(clock, store.set('k', bytes('new'), 1_000))
+    clock.advance(2_000)
+    assert.equal(await store.get('k'), undefined)
+    raw.health = 'up'
+    for (let i = 0; i < 2000 && store.stats().queued > 0; i++) {
+      clock.advance(50)
+      await flush()
+    }
+    assert.equal(raw.data.has('k'), false)
+  })
+
+  test('invalid options name the option', () => {
+    const clock = new ManualClock(0)
+    const raw = new FlakyStore(clock)
+    const bad = (o: ConstructorParameters<typeof GuardedStore>[3], name: string): void =>
+      assert.throws(() => new GuardedStore(raw, clock, new SeededRandom(1), o), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && e.message.includes(name))
+    bad({ timeout: 0 }, 'l2.timeout')
+    bad({ retry: { attempts: -1 } }, 'l2.retry.attempts')
+    bad({ writeQueue: 1.5 }, 'l2.writeQueue')
+    bad({ breaker: { successThreshold: 0 } }, 'l2.breaker.successThreshold')
+  })
+})

@@ -1,0 +1,77 @@
+/**
+ * A byte store over a Map whose health a test sets: 'up', 'down' (every call rejects at
+ * once, like a refused connection) or 'hung' (every call stays pending, like a frozen
+ * server). A test double of our own Store contract; real servers are tested elsewhere.
+ */
+import type { Clock } from '../../src/core/clock.js'
+import type { Store, StoreEntry } from '../../src/store/types.js'
+
+export type Health = 'up' | 'down' | 'hung'
+
+export class FlakyStore implements Store {
+  readonly name = 'flaky'
+  health: Health = 'up'
+  readonly data = new Map<string, { value: Uint8Array; expiresAt: number }>()
+  readonly calls: string[] = []
+  readonly #clock: Clock
+
+  constructor(clock: Clock) {
+    this.#clock = clock
+  }
+
+  #op<T>(name: string, fn: () => T): Promise<T> {
+    this.calls.push(name)
+    if (this.health === 'down') return Promise.reject(new Error('connect ECONNREFUSED'))
+    if (this.health === 'hung') return new Promise<T>(() => {})
+    return Promise.resolve(fn())
+  }
+
+  #live(key: string): Uint8Array | undefined {
+    const e = this.data.get(key)
+    if (e === undefined) return undefined
+    if (e.expiresAt <= this.#clock.now()) {
+      this.data.delete(key)
+      return undefined
+    }
+    return e.value
+  }
+
+  get(key: string): Promise<Uint8Array | undefined> {
+    return this.#op('get', () => this.#live(key))
+  }
+  getMany(keys: readonly string[]): Promise<(Uint8Array | undefined)[]> {
+    return this.#op('getMany', () => keys.map((k) => this.#live(k)))
+  }
+  set(key: string, value: Uint8Array, ttlMs: number): Promise<void> {
+    return this.#op('set', () => {
+      this.data.set(key, { value: value.slice(), expiresAt: this.#clock.now() + ttlMs })
+    })
+  }
+  setMany(entries: readonly StoreEntry[]): Promise<void> {
+    return this.#op('setMany', () => {
+      for (const e of entries) this.data.set(e.key, { value: e.value.slice(), expiresAt: this.#clock.now() + e.ttlMs })
+    })
+  }
+  delete(key: string): Promise<boolean> {
+    return this.#op('delete', () => this.data.delete(key))
+  }
+  deleteMany(keys: readonly string[]): Promise<number> {
+    return this.#op('deleteMany', () => keys.filter((k) => this.data.delete(k)).length)
+  }
+  touch(key: string, ttlMs: number): Promise<boolean> {
+    return this.#op('touch', () => {
+      const e = this.data.get(key)
+      if (e === undefined || this.#live(key) === undefined) return false
+      e.expiresAt = this.#clock.now() + ttlMs
+      return true
+    })
+  }
+  clear(prefix: string): Promise<void> {
+    return this.#op('clear', () => {
+      for (const k of [...this.data.keys()]) if (k.startsWith(prefix)) this.data.delete(k)
+    })
+  }
+  close(): Promise<void> {
+    return Promise.resolve()
+  }
+}
