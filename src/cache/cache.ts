@@ -17,30 +17,21 @@
 import type { Clock, TimerHandle } from '../core/clock.js'
 import { toMs } from '../core/duration.js'
 import { neverAbortedSignal } from '../core/never-aborted-signal.js'
-import { ClosedError, FactoryTimeoutError, InvalidKeyError, InvalidOptionsError } from '../core/errors.js'
+import { randomUUID } from 'node:crypto'
+import { CacheError, ClosedError, FactoryTimeoutError, InvalidKeyError, InvalidOptionsError, LockLostError } from '../core/errors.js'
 import { mathRandom } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
 import { MemoryCache } from '../memory/memory-cache.js'
 import type { CacheEventType, WaitForOptions } from '../memory/types.js'
 import { SingleFlight } from '../singleflight/single-flight.js'
 import { TagTrie } from '../tags/tag-trie.js'
-import type { TagIndex, TagState } from './tag-index.js'
-import type { CacheEventPayload, CacheOptions, CacheStats, EntryOptions, Factory, FactoryContext, Strategy, TagsOption } from './types.js'
-
-interface Envelope<V> {
-  readonly value: V
-  readonly createdAt: number
-  readonly freshUntil: number
-  readonly ttl: number
-  /** When the engine drops the entry (freshUntil + grace). */
-  readonly keepUntil: number
-  readonly tags: unknown
-  /** Signature of the tag definition the entry was written under (see `tagSignature`). */
-  readonly tagSig: string
-  /** Earliest time the factory may run again after a failure (fail-safe backoff). */
-  retryAt: number
-  failures: number
-}
+import type { TagSnapshot } from '../tags/tag-snapshot.js'
+import type { TagState } from './tag-index.js'
+import type { CacheErrorEvent, CacheEventPayload, CacheOptions, CacheStats, EntryOptions, Factory, FactoryContext, Strategy, TagsOption } from './types.js'
+import { Envelope } from './envelope.js'
+import { GuardedStore } from '../resilience/guarded-store.js'
+import { L2Tier } from '../tier/l2-tier.js'
+import { resolveCodec } from '../tier/resolve-codec.js'
 
 /** Options merged with the defaults, validated and converted once. */
 interface Resolved<V> {
@@ -55,6 +46,8 @@ interface Resolved<V> {
   refreshAhead: number
   strategy: Strategy
   signal: AbortSignal | undefined
+  lockLease: number
+  lockWait: number
 }
 
 const STRATEGIES: readonly Strategy[] = ['none', 'async', 'stampede', 'stampede-async']
@@ -63,11 +56,16 @@ const MAX_BACKOFF_FACTOR = 32
 
 export class Cache<V = unknown> {
   readonly #clock: Clock
-  readonly #l1: MemoryCache<string, Envelope<V>>
+  /** Bare values where nothing more is needed, envelopes otherwise (see envelope.ts). */
+  readonly #l1: MemoryCache<string, V | Envelope<V>>
   readonly #flight: SingleFlight<string, V>
-  readonly #tags: TagIndex
+  readonly #tags: TagTrie
   readonly #defaults: Resolved<V>
   readonly #maxKeyLength: number
+  /** The second tier, when a store is configured. */
+  readonly #l2: L2Tier<V> | undefined
+  readonly #distributedLock: boolean
+  readonly #errorListeners = new Set<(event: CacheErrorEvent) => void>()
   #closed = false
 
   #hits = 0
@@ -78,12 +76,14 @@ export class Cache<V = unknown> {
   #factoryTimeouts = 0
   #refreshes = 0
   #tagInvalidations = 0
+  #lockWaits = 0
+  #lockDegraded = 0
 
   constructor(options: CacheOptions = {}) {
     if (options === null || typeof options !== 'object') throw new InvalidOptionsError('options', 'expected an object')
     this.#clock = options.clock ?? systemClock
     const memory = options.memory ?? { maxEntries: 10_000 }
-    this.#l1 = new MemoryCache<string, Envelope<V>>({ ...memory, clock: this.#clock, random: options.random ?? mathRandom })
+    this.#l1 = new MemoryCache<string, V | Envelope<V>>({ ...memory, clock: this.#clock, random: options.random ?? mathRandom })
     this.#flight = new SingleFlight<string, V>({ clock: this.#clock, timeout: options.flight?.timeout ?? '60s', detectRecursion: options.flight?.detectRecursion ?? true })
     this.#tags = new TagTrie({ clock: this.#clock, ...options.tags })
     // Eviction means memory pressure: let the trie shed idle nodes too (it throttles).
@@ -92,6 +92,36 @@ export class Cache<V = unknown> {
     const maxKeyLength = options.maxKeyLength ?? 1024
     if (!Number.isSafeInteger(maxKeyLength) || maxKeyLength < 1) throw new InvalidOptionsError('maxKeyLength', `expected a positive integer, got ${String(maxKeyLength)}`)
     this.#maxKeyLength = maxKeyLength
+    const lock = typeof options.lock === 'string' ? { mode: options.lock } : (options.lock ?? {})
+    if (lock.mode !== undefined && lock.mode !== 'local' && lock.mode !== 'distributed') throw new InvalidOptionsError('lock', `expected 'local' or 'distributed', got ${JSON.stringify(lock.mode)}`)
+    this.#distributedLock = lock.mode === 'distributed'
+    if (lock.lease !== undefined) this.#defaults.lockLease = positive(toMs(lock.lease, 'lock.lease'), 'lock.lease')
+    if (lock.wait !== undefined) this.#defaults.lockWait = toMs(lock.wait, 'lock.wait')
+    if (options.store !== undefined) {
+      const store = options.store
+      if (store === null || typeof store !== 'object' || typeof store.get !== 'function') throw new InvalidOptionsError('store', 'expected a Store (memoryStore(), lmdbStore(...), redisStore(...))')
+      if (this.#distributedLock && store.locks === undefined) throw new InvalidOptionsError('lock', `store ${store.name} has no locks; 'distributed' needs one that has`)
+      const l2 = options.l2 ?? {}
+      const guarded = new GuardedStore(store, this.#clock, options.random ?? mathRandom, l2)
+      guarded.onError = (error, _operation, key) => this.#emitError(error, key)
+      const namespace = options.namespace ?? 'cache'
+      if (typeof namespace !== 'string' || namespace.length === 0 || /[:#]/.test(namespace)) throw new InvalidOptionsError('namespace', 'expected a non-empty string without ":" or "#"')
+      const touchQueue = l2.touchQueue ?? 10_000
+      if (!Number.isSafeInteger(touchQueue) || touchQueue < 0) throw new InvalidOptionsError('l2.touchQueue', `expected an integer >= 0, got ${String(touchQueue)}`)
+      this.#l2 = new L2Tier<V>(guarded, {
+        namespace,
+        clock: this.#clock,
+        codec: resolveCodec(options.codec),
+        tags: this.#tags,
+        touchInterval: positive(toMs(l2.touchInterval ?? '30s', 'l2.touchInterval'), 'l2.touchInterval'),
+        touchQueueSize: touchQueue,
+        onError: (error, key) => this.#emitError(error, key),
+      })
+    } else {
+      if (this.#distributedLock) throw new InvalidOptionsError('lock', "'distributed' needs a store with locks")
+      if (options.codec !== undefined) throw new InvalidOptionsError('codec', 'a codec applies to an L2 store; pass `store` too')
+      this.#l2 = undefined
+    }
   }
 
   /**
@@ -104,15 +134,17 @@ export class Cache<V = unknown> {
       this.#checkKey(key)
       if (typeof factory !== 'function') throw new InvalidOptionsError('factory', 'expected a function')
       const o = options === undefined ? this.#defaults : resolve(options, this.#defaults, '')
-      const env = this.#l1.get(key)
+      const hit = this.#l1.get(key)
       let stale: Envelope<V> | undefined
-      if (env !== undefined) {
+      if (hit instanceof Envelope) {
+        const env = hit as Envelope<V>
         const now = this.#clock.now()
         // An entry written under another tag definition (a deploy changed the tags) is a
         // miss: otherwise it could never be invalidated through the new tags.
         const state = env.tagSig === o.tagSig ? this.#state(key, env) : 'invalid'
         if (state === 'valid' && now < env.freshUntil) {
           this.#hits++
+          if (env.tti !== Infinity && this.#l2 !== undefined) this.#l2.touched(key, env, now)
           if (o.refreshAhead !== 0 && now >= env.createdAt + o.refreshAhead * env.ttl) this.#refresh(key, factory, o, env)
           return Promise.resolve(env.value)
         }
@@ -124,6 +156,11 @@ export class Cache<V = unknown> {
           }
           stale = env
         }
+      } else if (hit !== undefined && o.tagSig === '') {
+        // A bare value: fresh while the engine holds it. (Asked for with tags, it was written
+        // under another tag definition: a miss.)
+        this.#hits++
+        return Promise.resolve(hit as V)
       }
       this.#misses++
       return this.#compute(key, factory, o, stale)
@@ -132,27 +169,40 @@ export class Cache<V = unknown> {
     }
   }
 
-  /** The fresh value of `key`, or undefined. */
+  /** The fresh value of `key` (from L1, else L2), or undefined. */
   async get(key: string): Promise<V | undefined> {
     this.#checkKey(key)
-    const env = this.#l1.get(key)
-    if (env === undefined) {
-      this.#misses++
-      return undefined
+    const hit = this.#l1.get(key)
+    if (hit !== undefined) {
+      if (!(hit instanceof Envelope)) {
+        this.#hits++
+        return hit as V
+      }
+      const env = hit as Envelope<V>
+      if (this.#isFresh(key, env)) {
+        this.#hits++
+        if (env.tti !== Infinity && this.#l2 !== undefined) this.#l2.touched(key, env, this.#clock.now())
+        return env.value
+      }
     }
-    if (!this.#isFresh(key, env)) {
-      this.#misses++
-      return undefined
+    if (this.#l2 !== undefined) {
+      const found = await this.#l2.read(key)
+      if (found !== undefined && this.#adopt(key, found, undefined)) {
+        this.#hits++
+        return found.value
+      }
     }
-    this.#hits++
-    return env.value
+    this.#misses++
+    return undefined
   }
 
   /** Like `get`, without counting a use (no recency or idle-time change). */
   async peek(key: string): Promise<V | undefined> {
     this.#checkKey(key)
-    const env = this.#l1.peek(key)
-    return env !== undefined && this.#isFresh(key, env) ? env.value : undefined
+    const hit = this.#l1.peek(key)
+    if (!(hit instanceof Envelope)) return hit as V | undefined
+    const env = hit as Envelope<V>
+    return this.#isFresh(key, env) ? env.value : undefined
   }
 
   async has(key: string): Promise<boolean> {
@@ -163,16 +213,21 @@ export class Cache<V = unknown> {
     this.#checkOpen()
     this.#checkKey(key)
     const o = options === undefined ? this.#defaults : resolve(options, this.#defaults, '')
-    this.#store(key, value, o, o.ttl, undefined)
+    await this.#store(key, value, o, o.ttl, undefined)
   }
 
+  /** Deletes `key` from both tiers; true when L1 held it. */
   async delete(key: string): Promise<boolean> {
     this.#checkKey(key)
-    return this.#l1.delete(key)
+    const had = this.#l1.delete(key)
+    if (this.#l2 !== undefined) await this.#l2.delete(key)
+    return had
   }
 
+  /** Empties L1 and this cache's namespace in L2 (tag versions are kept). */
   async clear(): Promise<void> {
     this.#l1.clear()
+    if (this.#l2 !== undefined) await this.#l2.clear()
   }
 
   /**
@@ -186,21 +241,38 @@ export class Cache<V = unknown> {
     if (!Array.isArray(tags)) throw new InvalidOptionsError('tags', 'expected an array of tags')
     const index = this.#tags
     for (const tag of tags) index.validate(tag)
-    for (const tag of tags) index.invalidate(tag, mode)
+    const versions = tags.map((tag) => index.invalidate(tag, mode))
     this.#tagInvalidations += tags.length
+    if (this.#l2 !== undefined) {
+      const l2 = this.#l2
+      await Promise.all(tags.map((tag, i) => l2.publishInvalidation(tag, mode, versions[i] as number)))
+    }
   }
 
   /** Resolves with the value of `key` once it is stored (at once if fresh now). */
   async waitFor(key: string, options?: WaitForOptions): Promise<V> {
     this.#checkKey(key)
-    const env = await this.#l1.waitFor(key, options)
-    return env.value
+    return unwrap(await this.#l1.waitFor(key, options))
   }
 
-  /** Subscribes to entry events; the payload carries the cached value. Returns `off`. */
-  on(type: CacheEventType, listener: (event: CacheEventPayload<V>) => void): () => void {
+  /**
+   * Subscribes to L1 entry events (the payload carries the cached value), or to `error`:
+   * failures the cache handled without failing a call (L2 down or slow, a record that did
+   * not decode or decrypt, a lock lost). Returns `off`.
+   */
+  on(type: 'error', listener: (event: CacheErrorEvent) => void): () => void
+  on(type: CacheEventType, listener: (event: CacheEventPayload<V>) => void): () => void
+  on(type: CacheEventType | 'error', listener: ((event: CacheEventPayload<V>) => void) | ((event: CacheErrorEvent) => void)): () => void {
     if (typeof listener !== 'function') throw new InvalidOptionsError('listener', 'expected a function')
-    return this.#l1.on(type, (e) => listener({ type: e.type, key: e.key, value: e.value?.value }))
+    if (type === 'error') {
+      const fn = listener as (event: CacheErrorEvent) => void
+      this.#errorListeners.add(fn)
+      return () => {
+        this.#errorListeners.delete(fn)
+      }
+    }
+    const fn = listener as (event: CacheEventPayload<V>) => void
+    return this.#l1.on(type, (e) => fn({ type: e.type, key: e.key, value: e.value === undefined ? undefined : unwrap(e.value) }))
   }
 
   /**
@@ -295,6 +367,7 @@ export class Cache<V = unknown> {
       tagInvalidations: this.#tagInvalidations,
       tagNodes: this.#tags.stats().nodes,
       evictions: { expire: l1.expired, evict: l1.evicted, erase: l1.erased, flush: l1.flushed },
+      l2: this.#l2Stats(),
     }
   }
 
@@ -304,6 +377,8 @@ export class Cache<V = unknown> {
     this.#closed = true
     this.#l1.close()
     this.#tags.close()
+    // The store belongs to its creator, who closes it; the tier only stops its background work.
+    this.#l2?.close()
   }
 
   // ---- internals ---------------------------------------------------------------------
@@ -314,30 +389,157 @@ export class Cache<V = unknown> {
 
   #state(key: string, env: Envelope<V>): TagState {
     if (env.tags === undefined) return 'valid'
-    const state = this.#tags.check(env.tags)
+    const state = this.#tags.check(env.tags as TagSnapshot)
     if (state === 'invalid') this.#l1.delete(key)
     return state
   }
 
   #compute(key: string, factory: Factory<V>, o: Resolved<V>, stale: Envelope<V> | undefined): Promise<V> {
+    const run = this.#l2 === undefined ? this.#run : this.#load
     switch (o.strategy) {
       case 'none':
-        return this.#run(key, factory, o, stale, false)
+        return run.call(this, key, factory, o, stale, false)
       case 'async':
-        return this.#run(key, factory, o, stale, true)
+        return run.call(this, key, factory, o, stale, true)
       case 'stampede':
       case 'stampede-async':
         // keepAlive: callers who leave never cancel the factory; its result is stored for
         // the others and the next readers (so the flight's own signal never aborts).
-        return this.#flight.run(key, () => this.#run(key, factory, o, stale, o.strategy === 'stampede-async'), {
+        return this.#flight.run(key, () => run.call(this, key, factory, o, stale, o.strategy === 'stampede-async'), {
           signal: o.signal,
           keepAlive: true,
         })
     }
   }
 
+  /**
+   * A miss in L1 with a second tier: read L2 first (one read per key across concurrent
+   * callers under `stampede`); compute only if L2 has no fresh, valid value, under the
+   * distributed lock when configured. An L2 value past its freshness but within grace
+   * becomes the fail-safe fallback.
+   */
+  async #load(key: string, factory: Factory<V>, o: Resolved<V>, stale: Envelope<V> | undefined, background: boolean): Promise<V> {
+    const l2 = this.#l2 as L2Tier<V>
+    const found = await l2.read(key)
+    if (found !== undefined) {
+      if (this.#adopt(key, found, o)) return found.value
+      if (stale === undefined && found.tagSig === o.tagSig && this.#state(key, found) !== 'invalid') stale = found
+    }
+    if (this.#distributedLock) return this.#runLocked(key, factory, o, stale)
+    return this.#run(key, factory, o, stale, background)
+  }
+
+  /**
+   * One process in the cluster computes: the lock holder runs the factory and writes with
+   * its fence; the others wait to be told the lock was released (not only by polling),
+   * re-read L2, and take their turn at the lock if the value is not there. A waiter whose
+   * `lock.wait` runs out (or whose store fails) computes without the lock: the degrade path,
+   * counted in `stats().lock.degraded`. Under the lock the result is written before the
+   * lock is released (even for the async strategies), so a woken waiter finds it.
+   */
+  async #runLocked(key: string, factory: Factory<V>, o: Resolved<V>, stale: Envelope<V> | undefined): Promise<V> {
+    const l2 = this.#l2 as L2Tier<V>
+    const store = l2.store
+    const lockKey = l2.lockKey(key)
+    const token = randomUUID()
+    const deadline = this.#clock.now() + o.lockWait
+    for (;;) {
+      let grant
+      try {
+        grant = await store.acquire(lockKey, token, o.lockLease)
+      } catch {
+        break
+      }
+      if (grant !== undefined) return this.#runHolding(key, factory, o, stale, lockKey, token, grant.fence)
+      const remaining = deadline - this.#clock.now()
+      if (remaining <= 0) break
+      this.#lockWaits++
+      await store.waitForRelease(lockKey, remaining)
+      const found = await l2.read(key)
+      if (found !== undefined && this.#adopt(key, found, o)) return found.value
+      if (this.#clock.now() >= deadline) break
+    }
+    this.#lockDegraded++
+    return this.#run(key, factory, o, stale, false)
+  }
+
+  async #runHolding(key: string, factory: Factory<V>, o: Resolved<V>, stale: Envelope<V> | undefined, lockKey: string, token: string, fence: number): Promise<V> {
+    const store = (this.#l2 as L2Tier<V>).store
+    let lost = false
+    let timer: TimerHandle | undefined
+    // Extend the lease while the factory runs, a third of a lease before it ends.
+    const extend = (): void => {
+      timer = this.#clock.setTimeout(
+        () => {
+          store.extend(lockKey, token, o.lockLease).then(
+            (held) => {
+              if (held) extend()
+              else if (!lost) {
+                lost = true
+                this.#emitError(new LockLostError(key), key)
+              }
+            },
+            () => extend(),
+          )
+        },
+        Math.max(1, o.lockLease / 3),
+        { unref: true },
+      )
+    }
+    extend()
+    try {
+      return await this.#run(key, factory, o, stale, false, fence)
+    } finally {
+      if (timer !== undefined) this.#clock.clearTimeout(timer)
+      timer = undefined
+      lost = true
+      store.release(lockKey, token).catch(() => {
+        // Released by expiry if not now; the failure is reported on the error channel.
+      })
+    }
+  }
+
+  /**
+   * Puts an envelope read from L2 into L1 if it is fresh and valid for these options (or for
+   * any options when `o` is undefined, as `get` has none). Never outlives L2: same absolute
+   * deadline, and an idle deadline shortened by the touch debounce (see L2Tier.l1Tti).
+   */
+  #adopt(key: string, env: Envelope<V>, o: Resolved<V> | undefined): boolean {
+    const now = this.#clock.now()
+    if ((o !== undefined && env.tagSig !== o.tagSig) || now >= env.freshUntil || env.keepUntil <= now) return false
+    if (env.tags !== undefined && this.#tags.check(env.tags as TagSnapshot) !== 'valid') return false
+    const l2 = this.#l2 as L2Tier<V>
+    if (env.tags === undefined && env.tagSig === '' && env.keepUntil === env.freshUntil && env.tti === Infinity && (o === undefined || o.refreshAhead === 0)) {
+      this.#l1.set(key, env.value, { ttl: env.freshUntil === Infinity ? Infinity : Math.max(1, env.freshUntil - now) })
+      return true
+    }
+    this.#l1.set(key, env, { ttl: env.keepUntil === Infinity ? Infinity : Math.max(1, env.keepUntil - now), tti: l2.l1Tti(env.tti) })
+    if (env.tti !== Infinity) {
+      env.touchedAt = -Infinity
+      l2.touched(key, env, now)
+    }
+    return true
+  }
+
+  #emitError(error: CacheError, key: string | undefined): void {
+    for (const listener of this.#errorListeners) {
+      try {
+        listener({ type: 'error', error, key })
+      } catch {
+        // A throwing listener never breaks the cache or the other listeners.
+      }
+    }
+  }
+
+  #l2Stats(): CacheStats['l2'] {
+    if (this.#l2 === undefined) return undefined
+    const tier = this.#l2.stats()
+    const store = this.#l2.store.stats()
+    return { ...tier, ...store, lock: { waits: this.#lockWaits, degraded: this.#lockDegraded } }
+  }
+
   /** Runs the factory once with timeouts and fail-safe; stores its result. */
-  #run(key: string, factory: Factory<V>, o: Resolved<V>, stale: Envelope<V> | undefined, background: boolean): Promise<V> {
+  #run(key: string, factory: Factory<V>, o: Resolved<V>, stale: Envelope<V> | undefined, background: boolean, fence?: number): Promise<V> {
     // Only a hard timeout can abort a factory; creating a controller costs microseconds.
     const controller = o.hard === Infinity ? undefined : new AbortController()
     let ttl = o.ttl
@@ -373,7 +575,11 @@ export class Cache<V = unknown> {
       (value) => {
         if (!skipped && !this.#closed) {
           if (background) queueMicrotask(() => this.#storeQuietly(key, value, o, ttl, tags, tagVersion))
-          else this.#store(key, value, o, ttl, tags, tagVersion)
+          else {
+            // With L2 the store is awaited (it never rejects: L2 failures are queued).
+            const written = this.#store(key, value, o, ttl, tags, tagVersion, fence)
+            if (written !== undefined) return written.then(() => value)
+          }
         }
         return value
       },
@@ -446,21 +652,34 @@ export class Cache<V = unknown> {
     })
   }
 
-  #store(key: string, value: V, o: Resolved<V>, ttl: number, tagsOverride: readonly string[] | undefined, tagVersion?: number): void {
-    if (value === undefined) return
+  /** Stores in L1 and, with a second tier, in L2 (the returned promise; it never rejects). */
+  #store(key: string, value: V, o: Resolved<V>, ttl: number, tagsOverride: readonly string[] | undefined, tagVersion?: number, fence?: number): Promise<unknown> | undefined {
+    if (value === undefined) return undefined
     const now = this.#clock.now()
     let tags: readonly string[] | undefined = tagsOverride
     if (tags === undefined && o.tags !== undefined) tags = typeof o.tags === 'function' ? o.tags(value) : o.tags
     const snapshot = tags === undefined || tags.length === 0 ? undefined : this.#tags.snapshot(tags, tagVersion)
     const freshUntil = now + ttl
     const keepUntil = freshUntil + o.grace
-    const env: Envelope<V> = { value, createdAt: now, freshUntil, ttl, keepUntil, tags: snapshot, tagSig: o.tagSig, retryAt: 0, failures: 0 }
-    this.#l1.set(key, env, { ttl: keepUntil === Infinity ? Infinity : Math.max(1, keepUntil - now), tti: o.tti })
+    const l2 = this.#l2
+    if (snapshot === undefined && o.tagSig === '' && o.grace === 0 && o.refreshAhead === 0 && (l2 === undefined || o.tti === Infinity)) {
+      // Nothing beyond the engine's TTL and TTI: store the value bare (no envelope to read on a hit).
+      this.#l1.set(key, value, { ttl, tti: o.tti })
+      return l2 === undefined ? undefined : this.#write(l2, key, new Envelope(value, now, freshUntil, ttl, keepUntil, o.tti, undefined, ''), fence)
+    }
+    const env = new Envelope(value, now, freshUntil, ttl, keepUntil, o.tti, snapshot, o.tagSig)
+    this.#l1.set(key, env, { ttl: keepUntil === Infinity ? Infinity : Math.max(1, keepUntil - now), tti: l2 === undefined ? o.tti : l2.l1Tti(o.tti) })
+    if (l2 === undefined) return undefined
+    return this.#write(l2, key, env, fence)
+  }
+
+  #write(l2: L2Tier<V>, key: string, env: Envelope<V>, fence: number | undefined): Promise<unknown> {
+    return fence === undefined ? l2.write(key, env) : l2.writeFenced(key, env, fence)
   }
 
   #storeQuietly(key: string, value: V, o: Resolved<V>, ttl: number, tags: readonly string[] | undefined, tagVersion: number): void {
     try {
-      this.#store(key, value, o, ttl, tags, tagVersion)
+      void this.#store(key, value, o, ttl, tags, tagVersion)
     } catch {
       // A background store that fails (closed cache, bad tags) loses only a cache fill.
       this.#factoryErrors++
@@ -512,7 +731,13 @@ function resolve<V>(options: EntryOptions<V>, defaults: Resolved<V> | undefined,
     refreshAhead,
     strategy,
     signal: options.signal,
+    lockLease: options.lock?.lease === undefined ? (d?.lockLease ?? 10_000) : positive(toMs(options.lock.lease, `${prefix}lock.lease`), `${prefix}lock.lease`),
+    lockWait: options.lock?.wait === undefined ? (d?.lockWait ?? 5_000) : toMs(options.lock.wait, `${prefix}lock.wait`),
   }
+}
+
+function unwrap<V>(stored: V | Envelope<V>): V {
+  return stored instanceof Envelope ? (stored as Envelope<V>).value : stored
 }
 
 /** Creates a cache with the embedded defaults, overridden by `options`. */

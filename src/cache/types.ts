@@ -2,6 +2,11 @@ import type { Clock } from '../core/clock.js'
 import type { Duration } from '../core/duration.js'
 import type { Random } from '../core/random.js'
 import type { CacheEventType, MemoryCacheOptions } from '../memory/types.js'
+import type { CacheError } from '../core/errors.js'
+import type { CodecOptions } from '../tier/resolve-codec.js'
+import type { GuardedStoreOptions, GuardedStoreStats } from '../resilience/guarded-store.js'
+import type { Store } from '../store/types.js'
+import type { L2TierStats, ValueCodec } from '../tier/l2-tier.js'
 
 /**
  * How a miss is computed (kz_cache's strategies):
@@ -47,6 +52,15 @@ export interface EntryOptions<V = unknown> {
   strategy?: Strategy
   /** Aborting detaches this caller from a shared computation (`ERR_ABORTED`). */
   signal?: AbortSignal
+  /** Distributed-lock timings for this call (see `CacheOptions.lock`). */
+  lock?: LockTimings
+}
+
+export interface LockTimings {
+  /** How long a lock grant lasts; extended every third of it while the factory runs. @default '10s' */
+  lease?: Duration
+  /** How long a process waits for another's lock before computing without it (the degrade path). @default '5s' */
+  wait?: Duration
 }
 
 export interface FactoryContext<V> {
@@ -83,6 +97,28 @@ export interface CacheOptions {
   tags?: { pruneAge?: Duration; pruneInterval?: Duration }
   /** Longest key accepted. @default 1024 */
   maxKeyLength?: number
+  /** The shared second tier (L2): `memoryStore()`, `lmdbStore({ path })`, `redisStore({ url })`. @default none (L1 only) */
+  store?: Store
+  /**
+   * How values are encoded for L2: serializer, compression, encryption (see the README's
+   * codec table), or a ready codec. @default msgpack, gzip above 1 KB, no encryption
+   */
+  codec?: CodecOptions | ValueCodec
+  /**
+   * `local`: concurrent misses of one process share one factory run. `distributed`: one
+   * process in the whole cluster runs the factory (needs a store with locks).
+   * @default 'local'
+   */
+  lock?: 'local' | 'distributed' | (LockTimings & { mode?: 'local' | 'distributed' })
+  /** Prefix of this cache's keys in L2 (`<namespace>:<key>`). @default 'cache' */
+  namespace?: string
+  /** L2 resilience and time-to-idle de-bouncing. */
+  l2?: GuardedStoreOptions & {
+    /** At most one L2 touch per key per this interval (and per half its TTI). @default '30s' */
+    touchInterval?: Duration
+    /** Touches waiting to be written; a full queue drops them (counted). @default 10_000 */
+    touchQueue?: number
+  }
   /** @default systemClock */
   clock?: Clock
   /** @default mathRandom */
@@ -111,4 +147,14 @@ export interface CacheStats {
   /** Nodes in the dependency-tag trie. */
   readonly tagNodes: number
   readonly evictions: { readonly expire: number; readonly evict: number; readonly erase: number; readonly flush: number }
+  /** The second tier, when configured. */
+  readonly l2: (L2TierStats & GuardedStoreStats & { readonly lock: { readonly waits: number; readonly degraded: number } }) | undefined
+}
+
+/** A failure the cache handled without failing a call. */
+export interface CacheErrorEvent {
+  readonly type: 'error'
+  readonly error: CacheError
+  /** The key concerned, when there is one. */
+  readonly key: string | undefined
 }

@@ -22,7 +22,7 @@ interface StatsSource {
   stats(): CacheStats
 }
 
-type CounterField = Exclude<keyof CacheStats, 'size' | 'evictions'>
+type CounterField = Exclude<keyof CacheStats, 'size' | 'evictions' | 'l2'>
 
 const COUNTERS: ReadonlyArray<[CounterField, string, string]> = [
   ['hits', 'hits_total', 'Reads answered with a fresh value.'],
@@ -35,6 +35,25 @@ const COUNTERS: ReadonlyArray<[CounterField, string, string]> = [
   ['flightJoins', 'flight_joins_total', 'Calls that joined a computation already in flight.'],
   ['tagInvalidations', 'tag_invalidations_total', 'Tags invalidated.'],
 ]
+
+type L2Stats = NonNullable<CacheStats['l2']>
+
+/** L2 figures: counters, then gauges. Registered only for a cache with a store. */
+const L2_COUNTERS: ReadonlyArray<[string, string, (s: L2Stats) => number]> = [
+  ['l2_hits_total', 'Reads answered from L2.', (s) => s.hits],
+  ['l2_misses_total', 'L2 reads that found nothing usable (absent, expired, invalid, undecodable or failed).', (s) => s.misses],
+  ['l2_decode_errors_total', 'L2 records that failed to decode or decrypt.', (s) => s.decodeErrors],
+  ['l2_writes_total', 'Records written to L2.', (s) => s.writes],
+  ['l2_timeouts_total', 'L2 operations past their timeout.', (s) => s.timeouts],
+  ['l2_failures_total', 'L2 operations that failed (other than timeouts).', (s) => s.failures],
+  ['l2_replayed_total', 'Queued writes replayed once L2 came back.', (s) => s.replayed],
+  ['l2_queue_dropped_total', 'Queued writes dropped because the write queue was full.', (s) => s.queueDropped],
+  ['l2_touches_dropped_total', 'Time-to-idle touches dropped because the touch queue was full.', (s) => s.touches.dropped],
+  ['l2_breaker_opened_total', 'Times the L2 circuit breaker opened.', (s) => s.breaker.opened],
+  ['lock_waits_total', 'Times a process waited for another process holding the distributed lock.', (s) => s.lock.waits],
+  ['lock_degraded_total', 'Computations run without the distributed lock after the wait ran out (the degrade path).', (s) => s.lock.degraded],
+]
+const BREAKER_STATES = ['closed', 'open', 'half-open'] as const
 
 /** Registers the cache's metrics and returns the registry (`await registry.metrics()` to scrape). */
 export function registerMetrics(cache: StatsSource, options: MetricsOptions = {}): Registry {
@@ -66,6 +85,40 @@ export function registerMetrics(cache: StatsSource, options: MetricsOptions = {}
       for (const reason of ['expire', 'evict', 'erase', 'flush'] as const) this.inc({ cache: name, reason }, e[reason])
     },
   })
+  if (cache.stats().l2 !== undefined) {
+    const l2 = (): L2Stats => cache.stats().l2 as L2Stats
+    for (const [suffix, help, read] of L2_COUNTERS) {
+      new Counter({
+        name: prefix + suffix,
+        help,
+        labelNames: ['cache'],
+        registers: [registry],
+        collect() {
+          this.reset()
+          this.inc({ cache: name }, read(l2()))
+        },
+      })
+    }
+    new Gauge({
+      name: `${prefix}l2_write_queue`,
+      help: 'Failed L2 writes waiting for replay.',
+      labelNames: ['cache'],
+      registers: [registry],
+      collect() {
+        this.set({ cache: name }, l2().queued)
+      },
+    })
+    new Gauge({
+      name: `${prefix}l2_breaker_state`,
+      help: 'L2 circuit breaker: 1 for the current state, 0 for the others.',
+      labelNames: ['cache', 'state'],
+      registers: [registry],
+      collect() {
+        const state = l2().breaker.state
+        for (const s of BREAKER_STATES) this.set({ cache: name, state: s }, s === state ? 1 : 0)
+      },
+    })
+  }
   new Gauge({
     name: `${prefix}entries`,
     help: 'Entries held in the in-process tier.',

@@ -14,6 +14,13 @@ import {
   ERROR_CODES,
   type ErrorCode,
   FactoryTimeoutError,
+  StoreFullError,
+  StoreTimeoutError,
+  StoreUnavailableError,
+  DecodeError,
+  DecryptError,
+  ValueTooLargeError,
+  LockLostError,
   FlightTimeoutError,
   InvalidKeyError,
   InvalidOptionsError,
@@ -310,6 +317,13 @@ function sampleErrors(cause: Error): Record<string, CacheError> {
     ERR_FLIGHT_TIMEOUT: new FlightTimeoutError('user:1', 100),
     ERR_RECURSIVE_FLIGHT: new RecursiveFlightError('a', ['a', 'b', 'a']),
     ERR_FACTORY_TIMEOUT: new FactoryTimeoutError('user:1', 100),
+    ERR_STORE_FULL: new StoreFullError('map full', { cause }),
+    ERR_STORE_TIMEOUT: new StoreTimeoutError('redis.get', 500),
+    ERR_STORE_UNAVAILABLE: new StoreUnavailableError('circuit open', { cause }),
+    ERR_DECODE: new DecodeError('truncated', { cause }),
+    ERR_DECRYPT: new DecryptError('bad tag', { cause }),
+    ERR_VALUE_TOO_LARGE: new ValueTooLargeError(20, 10),
+    ERR_LOCK_LOST: new LockLostError('user:1'),
   }
 }
 

@@ -126,6 +126,13 @@ describe('errors', () => {
       new api.FlightTimeoutError('k', 1),
       new api.RecursiveFlightError('k', ['k']),
       new api.FactoryTimeoutError('k', 1),
+      new api.StoreFullError('m'),
+      new api.StoreTimeoutError('get', 1),
+      new api.StoreUnavailableError('m'),
+      new api.DecodeError('m'),
+      new api.DecryptError('m'),
+      new api.ValueTooLargeError(2, 1),
+      new api.LockLostError('k'),
     ]
     assert.deepEqual(samples.map((e) => e.code).sort(), Object.keys(ERROR_CODES).sort())
     for (const e of samples) assert.equal(ERROR_CLASSES[e.code], e.constructor)

@@ -1,0 +1,287 @@
+/**
+ * The facade's view of its second tier: records, tag versions, time-to-idle touches and
+ * the lock protocol on top of a guarded store.
+ *
+ * Keys. A cache key K lives at `<namespace>:K`; the versions of tag T at
+ * `<namespace>#h:T` (hard) and `<namespace>#s:T` (soft). `clear()` removes the
+ * `<namespace>:` prefix only, so tag versions survive a clear (an entry another process
+ * still holds in its L1 must stay judged by them).
+ *
+ * Records. An L2 value is the codec's encoding of a fixed-position array
+ * `[RECORD_V1, value, createdAt, freshUntil, keepUntil, ttl, tti, tags, version, tagSig]`
+ * (`Infinity` is written as null, so a JSON serializer keeps it). The codec adds its own
+ * wire-format version, compression and encryption around it.
+ *
+ * Passive resync (Zoocache). Invalidations write the tag's new version to L2. A tagged
+ * record read from L2 brings its tags' versions with it (one `getMany` of every tag and
+ * ancestor path): they are observed into the local trie, which ratchets its hybrid clock
+ * and node versions forward, and only then is the record's snapshot checked. So a process
+ * that never saw an invalidation message still never serves an entry that an invalidation
+ * recorded in L2 made stale. Concurrent invalidations of one tag by two processes are
+ * last-writer-wins in L2 (a generic store has no compare-and-set); the lower version can
+ * win only when both happened within the clock skew of each other.
+ */
+import type { Clock } from '../core/clock.js'
+import { DecodeError, isCacheError, type CacheError } from '../core/errors.js'
+import { Envelope } from '../cache/envelope.js'
+import type { GuardedStore } from '../resilience/guarded-store.js'
+import { parseTagSnapshot, type TagSnapshot } from '../tags/tag-snapshot.js'
+import type { TagTrie } from '../tags/tag-trie.js'
+import { TAG_SEPARATOR } from '../tags/validate-tag.js'
+import { TouchQueue, type TouchQueueStats } from './touch-queue.js'
+
+/** What the tier needs from a codec (`createCodec` returns one). */
+export interface ValueCodec {
+  encode(value: unknown, key: string): Uint8Array
+  decode(bytes: Uint8Array, key: string): unknown
+}
+
+export interface L2TierOptions {
+  namespace: string
+  clock: Clock
+  codec: ValueCodec
+  tags: TagTrie
+  /** At most one L2 touch per key per this interval. */
+  touchInterval: number
+  touchQueueSize: number
+  onError: (error: CacheError, key: string | undefined) => void
+}
+
+export interface L2TierStats {
+  readonly hits: number
+  readonly misses: number
+  /** Records that failed to decode or decrypt (each counted as a miss too). */
+  readonly decodeErrors: number
+  readonly writes: number
+  /** Fenced writes refused because a newer lock holder had written. */
+  readonly fencedRefused: number
+  readonly touches: TouchQueueStats
+}
+
+const RECORD_V1 = 1
+const enc = new TextEncoder()
+const dec = new TextDecoder()
+
+export class L2Tier<V> {
+  readonly store: GuardedStore
+  readonly #ns: string
+  readonly #clock: Clock
+  readonly #codec: ValueCodec
+  readonly #tags: TagTrie
+  readonly #touchInterval: number
+  readonly #touches: TouchQueue
+  readonly #onError: (error: CacheError, key: string | undefined) => void
+  #hits = 0
+  #misses = 0
+  #decodeErrors = 0
+  #writes = 0
+  #fencedRefused = 0
+
+  constructor(store: GuardedStore, options: L2TierOptions) {
+    this.store = store
+    this.#ns = options.namespace
+    this.#clock = options.clock
+    this.#codec = options.codec
+    this.#tags = options.tags
+    this.#touchInterval = options.touchInterval
+    this.#onError = options.onError
+    this.#touches = new TouchQueue(options.clock, options.touchQueueSize, (key, ttl) => this.store.touch(this.#key(key), ttl))
+  }
+
+  /** The L1 time-to-idle for an entry that also lives in L2 (see `touchDebounce`). */
+  l1Tti(tti: number): number {
+    return tti === Infinity ? tti : Math.max(1, tti - this.touchDebounce(tti))
+  }
+
+  /**
+   * How long a read may go without touching L2. At most half the TTI, so that L2 still
+   * holds the entry when L1's idle deadline (TTI minus this) passes.
+   */
+  touchDebounce(tti: number): number {
+    return Math.min(this.#touchInterval, tti / 2)
+  }
+
+  /** An L1 hit on an entry with a time-to-idle: touch L2 if it was not touched lately. */
+  touched(key: string, env: Envelope<V>, now: number): void {
+    if (now - env.touchedAt < this.touchDebounce(env.tti)) return
+    env.touchedAt = now
+    this.#touches.push(key, Math.max(1, Math.min(env.tti, env.keepUntil - now)))
+  }
+
+  /**
+   * The record under `key` as an envelope, with its tag versions observed; undefined when
+   * absent, expired, undecodable, or invalidated (hard). Never rejects.
+   */
+  async read(key: string): Promise<Envelope<V> | undefined> {
+    let bytes: Uint8Array | undefined
+    try {
+      bytes = await this.store.get(this.#key(key))
+    } catch {
+      this.#misses++
+      return undefined
+    }
+    const env = bytes === undefined ? undefined : this.#decode(key, bytes)
+    if (env === undefined || env.keepUntil <= this.#clock.now()) {
+      this.#misses++
+      return undefined
+    }
+    if (env.tags !== undefined && !(await this.#resync(env.tags as TagSnapshot, key))) {
+      this.#misses++
+      return undefined
+    }
+    this.#hits++
+    return env
+  }
+
+  /** Writes an envelope (queued by the guarded store if L2 is down). Never rejects. */
+  async write(key: string, env: Envelope<V>): Promise<void> {
+    const bytes = this.#encode(key, env)
+    if (bytes === undefined) return
+    this.#writes++
+    await this.store.set(this.#key(key), bytes, this.#ttl(env))
+  }
+
+  /** Writes under a lock's fence; false when a newer holder wrote first (or L2 failed). */
+  async writeFenced(key: string, env: Envelope<V>, fence: number): Promise<boolean> {
+    const bytes = this.#encode(key, env)
+    if (bytes === undefined) return false
+    try {
+      const ok = await this.store.setFenced(this.#key(key), bytes, this.#ttl(env), fence)
+      if (ok) this.#writes++
+      else this.#fencedRefused++
+      return ok
+    } catch {
+      return false
+    }
+  }
+
+  delete(key: string): Promise<void> {
+    return this.store.delete(this.#key(key))
+  }
+
+  clear(): Promise<void> {
+    return this.store.clear(`${this.#ns}:`)
+  }
+
+  /** Records an invalidation in L2 for processes that read entries from there. */
+  publishInvalidation(tag: string, mode: 'hard' | 'soft', version: number): Promise<void> {
+    return this.store.set(this.#tagKey(tag, mode), enc.encode(String(version)), Infinity)
+  }
+
+  lockKey(key: string): string {
+    return this.#key(key)
+  }
+
+  stats(): L2TierStats {
+    return {
+      hits: this.#hits,
+      misses: this.#misses,
+      decodeErrors: this.#decodeErrors,
+      writes: this.#writes,
+      fencedRefused: this.#fencedRefused,
+      touches: this.#touches.stats(),
+    }
+  }
+
+  close(): void {
+    this.#touches.close()
+    this.store.close()
+  }
+
+  // ---- internals ---------------------------------------------------------------------
+
+  #key(key: string): string {
+    return `${this.#ns}:${key}`
+  }
+
+  #tagKey(tag: string, mode: 'hard' | 'soft'): string {
+    return `${this.#ns}#${mode === 'hard' ? 'h' : 's'}:${tag}`
+  }
+
+  /** L2's lifetime for an entry: until keepUntil, or one idle period if shorter. */
+  #ttl(env: Envelope<V>): number {
+    const remaining = env.keepUntil - this.#clock.now()
+    return Math.max(1, Math.min(remaining, env.tti))
+  }
+
+  #encode(key: string, env: Envelope<V>): Uint8Array | undefined {
+    const snap = env.tags as TagSnapshot | undefined
+    const record = [RECORD_V1, env.value, env.createdAt, fin(env.freshUntil), fin(env.keepUntil), fin(env.ttl), fin(env.tti), snap?.tags ?? null, snap?.version ?? null, env.tagSig]
+    try {
+      return this.#codec.encode(record, key)
+    } catch (err) {
+      // A value the codec refuses (too large, unserializable) stays in L1 only.
+      this.#report(err, key)
+      return undefined
+    }
+  }
+
+  #decode(key: string, bytes: Uint8Array): Envelope<V> | undefined {
+    try {
+      const r = this.#codec.decode(bytes, key)
+      if (!Array.isArray(r) || r.length !== 10 || r[0] !== RECORD_V1) throw new DecodeError(`L2 record for ${JSON.stringify(key)} has an unknown layout`)
+      const [, value, createdAt, freshUntil, keepUntil, ttl, tti, tags, version, tagSig] = r as [number, V, number, number | null, number | null, number | null, number | null, string[] | null, number | null, string]
+      if (typeof createdAt !== 'number' || typeof tagSig !== 'string' || value === undefined) throw new DecodeError(`L2 record for ${JSON.stringify(key)} is malformed`)
+      let snapshot: TagSnapshot | undefined
+      if (tags !== null) {
+        try {
+          snapshot = parseTagSnapshot({ tags, version })
+        } catch (err) {
+          throw new DecodeError(`L2 record for ${JSON.stringify(key)} has a malformed tag snapshot`, { cause: err })
+        }
+      }
+      const env = new Envelope<V>(value, createdAt, inf(freshUntil), inf(ttl), inf(keepUntil), inf(tti), snapshot, tagSig)
+      env.touchedAt = this.#clock.now()
+      return env
+    } catch (err) {
+      this.#decodeErrors++
+      this.#report(err, key)
+      return undefined
+    }
+  }
+
+  /** Observes the L2 versions of every path of the entry's tags; false if it is now invalid. */
+  async #resync(snapshot: TagSnapshot, key: string): Promise<boolean> {
+    const paths = new Set<string>()
+    for (const tag of snapshot.tags) {
+      let at = tag.indexOf(TAG_SEPARATOR)
+      while (at !== -1) {
+        paths.add(tag.slice(0, at))
+        at = tag.indexOf(TAG_SEPARATOR, at + 1)
+      }
+      paths.add(tag)
+    }
+    const list = [...paths]
+    const keys = list.flatMap((p) => [this.#tagKey(p, 'hard'), this.#tagKey(p, 'soft')])
+    let versions: (Uint8Array | undefined)[]
+    try {
+      versions = await this.store.getMany(keys)
+    } catch {
+      // Without the versions the entry cannot be vouched for: a miss, never a lie.
+      return false
+    }
+    for (let i = 0; i < list.length; i++) {
+      for (const mode of ['hard', 'soft'] as const) {
+        const bytes = versions[2 * i + (mode === 'hard' ? 0 : 1)]
+        if (bytes === undefined) continue
+        const version = Number(dec.decode(bytes))
+        if (Number.isSafeInteger(version) && version > 0) this.#tags.observe(list[i] as string, version, mode)
+        else this.#report(new DecodeError(`Tag version of ${JSON.stringify(list[i])} in L2 is malformed`), key)
+      }
+    }
+    return this.#tags.check(snapshot) !== 'invalid'
+  }
+
+  #report(err: unknown, key: string): void {
+    const error = isCacheError(err) ? err : new DecodeError(`L2 record for ${JSON.stringify(key)} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
+    this.#onError(error, key)
+  }
+}
+
+function fin(n: number): number | null {
+  return n === Infinity ? null : n
+}
+
+function inf(n: number | null): number {
+  return n === null ? Infinity : n
+}

@@ -1,0 +1,350 @@
+/**
+ * The facade with a second tier. Two `Cache` instances over one store stand for two
+ * processes (each has its own L1 and tag trie). Time is a ManualClock; the store is the
+ * FlakyStore test double, whose health the tests set (real servers: test/store).
+ */
+import assert from 'node:assert/strict'
+import { describe, test } from 'node:test'
+import { type Cache, type CacheErrorEvent, type CacheOptions, createCache, isCacheError, ManualClock } from '../../src/index.js'
+import { deferred } from '../../src/testing/index.js'
+import { FlakyStore } from '../support/flaky-store.js'
+import { memoryStore } from '../../src/store/memory-store.js'
+
+const flush = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
+
+/** Lets background work (touches, replays) run while the clock moves in small steps. */
+async function run(clock: ManualClock, ms: number, step = 10): Promise<void> {
+  for (let t = 0; t < ms; t += step) {
+    clock.advance(Math.min(step, ms - t))
+    await flush()
+  }
+  await flush()
+}
+
+async function settle<T>(clock: ManualClock, p: Promise<T>, maxMs = 60_000, step = 10): Promise<{ value?: T; error?: unknown; elapsed: number }> {
+  let out: { value?: T; error?: unknown } | undefined
+  p.then(
+    (value) => (out = { value }),
+    (error: unknown) => (out = { error }),
+  )
+  const start = clock.now()
+  for (let t = 0; t <= maxMs; t += step) {
+    await flush()
+    if (out !== undefined) return { ...out, elapsed: clock.now() - start }
+    clock.advance(step)
+  }
+  throw new Error(`did not settle within ${maxMs} ms of clock time`)
+}
+
+function world(options: CacheOptions = {}) {
+  const clock = new ManualClock(1_000_000)
+  const store = new FlakyStore(clock)
+  const make = <V>(extra: CacheOptions = {}): Cache<V> => createCache<V>({ clock, store, l2: { timeout: '100ms' }, ...options, ...extra })
+  return { clock, store, make }
+}
+
+function errorsOf(cache: Cache<unknown>): CacheErrorEvent[] {
+  const seen: CacheErrorEvent[] = []
+  cache.on('error', (e) => seen.push(e))
+  return seen
+}
+
+describe('tiered reads and writes', () => {
+  test('a value computed by one process is read from L2 by another; the factory runs once', async () => {
+    const { make } = world()
+    const a = make<{ n: number }>()
+    const b = make<{ n: number }>()
+    let calls = 0
+    assert.deepEqual(await a.getOrSet('k', () => ({ n: ++calls })), { n: 1 })
+    assert.deepEqual(await b.getOrSet('k', () => ({ n: ++calls })), { n: 1 })
+    assert.equal(calls, 1)
+    assert.equal(b.stats().l2?.hits, 1)
+    // Now in B's L1: no second L2 read.
+    assert.deepEqual(await b.get('k'), { n: 1 })
+    assert.equal(b.stats().l2?.hits, 1)
+  })
+
+  test('types survive L2 exactly with the default codec (Date, Map, Set, BigInt, typed arrays, null)', async () => {
+    const { make } = world()
+    const value = { at: new Date(1_700_000_000_123), m: new Map([['a', 1n << 70n]]), s: new Set([1, 'x']), bytes: new Uint8Array([1, 2, 255]), none: null, nested: [{ f: 1.5 }] }
+    await make().set('k', value)
+    assert.deepStrictEqual(await make().get('k'), value)
+  })
+
+  test('an entry read from L2 into L1 never outlives its L2 expiry', async () => {
+    const { clock, make } = world()
+    const a = make<string>()
+    const b = make<string>()
+    await a.set('k', 'v', { ttl: '10s' })
+    clock.advance(6_000)
+    assert.equal(await b.get('k'), 'v')
+    clock.advance(3_999)
+    assert.equal(await b.get('k'), 'v')
+    clock.advance(1)
+    assert.equal(await b.get('k'), undefined, 'L1 copy ends with the writer\'s deadline')
+  })
+
+  test('set, delete and clear reach L2; clear keeps other namespaces', async () => {
+    const { store, make } = world()
+    const a = make<string>()
+    const other = make<string>({ namespace: 'other' })
+    await a.set('x', '1')
+    await a.set('y', '2')
+    await other.set('x', 'o')
+    assert.equal(await a.delete('x'), true)
+    assert.equal(await make<string>().get('x'), undefined)
+    await a.clear()
+    assert.equal(await make<string>().get('y'), undefined)
+    assert.equal(await make<string>({ namespace: 'other' }).get('x'), 'o')
+    assert.deepEqual([...store.data.keys()], ['other:x'])
+  })
+
+  test('a stale L2 value within grace is the fallback when the factory fails', async () => {
+    const { clock, make } = world()
+    await make<string>().getOrSet('k', () => 'old', { ttl: '1s', grace: '1h' })
+    clock.advance(5_000)
+    const b = make<string>()
+    assert.equal(
+      await b.getOrSet('k', () => {
+        throw new Error('source down')
+      }, { ttl: '1s', grace: '1h' }),
+      'old',
+    )
+    assert.equal(b.stats().staleHits, 1)
+  })
+})
+
+describe('tags across processes (passive resync)', () => {
+  test('an invalidation recorded in L2 keeps every other process from serving the entry from L2', async () => {
+    const { clock, make } = world()
+    const a = make<string>()
+    await a.getOrSet('user:1', () => 'alice', { tags: ['org:1:user:1'] })
+    // Across processes, order is by hybrid-clock version: one in the same millisecond as the
+    // write is a tie (documented: the stale bound is the clock skew).
+    clock.advance(1)
+    await make<string>().invalidateTags(['org:1'])
+    const c = make<string>()
+    let calls = 0
+    assert.equal(await c.getOrSet('user:1', () => `fresh${++calls}`, { tags: ['org:1:user:1'] }), 'fresh1')
+    assert.equal(await c.get('user:1'), 'fresh1')
+    // The fresh value was written after C observed the invalidation: others accept it.
+    assert.equal(await make<string>().getOrSet('user:1', () => 'never', { tags: ['org:1:user:1'] }), 'fresh1')
+  })
+
+  test('an invalidation of a sibling does not touch the entry', async () => {
+    const { make } = world()
+    await make<string>().getOrSet('u', () => 'v', { tags: ['org:1:user:1'] })
+    await make<string>().invalidateTags(['org:1:user:2', 'org:2'])
+    assert.equal(await make<string>().get('u'), 'v')
+  })
+
+  test('soft invalidation in L2 makes the entry a fallback, not fresh', async () => {
+    const { clock, make } = world()
+    await make<string>().getOrSet('u', () => 'old', { tags: ['t:1'], grace: '1h' })
+    clock.advance(1)
+    await make<string>().invalidateTags(['t:1'], { mode: 'soft' })
+    const c = make<string>()
+    assert.equal(await c.get('u'), undefined)
+    assert.equal(await c.getOrSet('u', () => Promise.reject(new Error('down')), { tags: ['t:1'], grace: '1h' }), 'old')
+  })
+})
+
+describe('time-to-idle across tiers', () => {
+  test('reads keep the L2 entry alive with at most one touch per key per debounce interval', async () => {
+    const { clock, store, make } = world()
+    const a = make<string>({ l2: { timeout: '100ms', touchInterval: '30s' } })
+    await a.getOrSet('k', () => 'v', { ttl: '1h', tti: '10s' })
+    store.calls.length = 0
+    // Read every second for a minute: L1 keeps it (TTI 10s - 5s debounce = 5s idle in L1 is enough).
+    for (let i = 0; i < 60; i++) {
+      assert.equal(await a.getOrSet('k', () => 'recomputed', { ttl: '1h', tti: '10s' }), 'v')
+      await run(clock, 1_000, 50)
+    }
+    const touches = store.calls.filter((c) => c === 'touch').length
+    assert.ok(touches >= 10 && touches <= 13, `touches: ${touches} (one per 5 s debounce)`)
+    assert.equal(a.stats().l2?.timeouts, 0)
+    // Another process still finds it in L2.
+    assert.equal(await make<string>().get('k'), 'v')
+    // Idle: both tiers let it go.
+    await run(clock, 11_000, 1_000)
+    assert.equal(await make<string>().get('k'), undefined)
+    assert.equal(await a.get('k'), undefined)
+  })
+
+  test('a full touch queue drops touches and counts them', async () => {
+    const { clock, store, make } = world()
+    const a = make<string>({ l2: { timeout: '100ms', touchQueue: 1 } })
+    // TTI 20 s: a touch at most every 10 s, and L1 lets an entry idle 10 s.
+    for (const k of ['a', 'b', 'c']) await a.set(k, k, { tti: '20s' })
+    await run(clock, 6_000, 1_000)
+    for (const k of ['a', 'b', 'c']) assert.equal(await a.get(k), k)
+    await run(clock, 5_000, 1_000)
+    store.health = 'hung'
+    // Three L1 hits in one burst each want a touch: the queue (size 1) keeps one.
+    for (const k of ['a', 'b', 'c']) assert.equal(await a.get(k), k)
+    const touches = a.stats().l2?.touches
+    assert.equal(touches?.dropped, 2)
+    assert.equal(touches?.queued, 1)
+  })
+})
+
+describe('a failing L2', () => {
+  test('a hung store: a getOrSet miss waits at most one L2 read and one L2 write timeout; the factory runs; the error is reported', async () => {
+    const { clock, store, make } = world()
+    const a = make<string>()
+    const errors = errorsOf(a as Cache<unknown>)
+    store.health = 'hung'
+    const r = await settle(clock, a.getOrSet('k', () => 'computed'))
+    assert.equal(r.value, 'computed')
+    assert.ok(r.elapsed >= 200 && r.elapsed <= 210, `took ${r.elapsed} ms`)
+    assert.ok(errors.some((e) => isCacheError(e.error, 'ERR_STORE_TIMEOUT')))
+    // And L1 answers from now on, without touching the store.
+    assert.equal((await settle(clock, a.getOrSet('k', () => 'again'))).value, 'computed')
+  })
+
+  test('a dead store opens the breaker; callers then never wait; writes land once it returns', async () => {
+    const { clock, store, make } = world()
+    const a = make<string>({ l2: { timeout: '100ms', retry: { attempts: 0 }, breaker: { openFor: '1s', successThreshold: 1 } } })
+    await a.set('gone', 'x')
+    store.health = 'down'
+    for (let i = 0; i < 5; i++) await settle(clock, a.getOrSet(`k${i}`, () => `v${i}`))
+    assert.equal(a.stats().l2?.breaker.state, 'open')
+    const r = await settle(clock, a.getOrSet('fast', () => 'f'))
+    assert.equal(r.value, 'f')
+    assert.equal(r.elapsed, 0)
+    await a.delete('gone')
+    assert.ok((a.stats().l2?.queued ?? 0) >= 6)
+    store.health = 'up'
+    await run(clock, 3_000, 100)
+    assert.equal(a.stats().l2?.queued, 0)
+    const b = make<string>()
+    assert.equal(await b.get('k3'), 'v3')
+    assert.equal(await b.get('fast'), 'f')
+    assert.equal(await b.get('gone'), undefined, 'a delete made while down is not undone by L2')
+  })
+
+  test('a record that fails to decode is a counted miss with ERR_DECODE on the error channel', async () => {
+    const { store, make } = world()
+    const a = make<string>()
+    const errors = errorsOf(a as Cache<unknown>)
+    store.data.set('cache:k', { value: new Uint8Array([1, 2, 3, 4, 5]), expiresAt: Infinity })
+    assert.equal(await a.getOrSet('k', () => 'rebuilt'), 'rebuilt')
+    assert.equal(a.stats().l2?.decodeErrors, 1)
+    assert.ok(errors.some((e) => isCacheError(e.error, 'ERR_DECODE') && e.key === 'k'))
+    assert.equal(await make<string>().get('k'), 'rebuilt', 'the rebuilt value replaced the corrupt record')
+  })
+
+  test('a record encrypted under another key is a miss with ERR_DECRYPT, never a wrong value', async () => {
+    const { make } = world()
+    const k1 = new Uint8Array(32).fill(1)
+    const k2 = new Uint8Array(32).fill(2)
+    await make<string>({ codec: { encryption: { keys: { a: k1 }, activeKeyId: 'a' } } }).set('k', 'secret')
+    const reader = make<string>({ codec: { encryption: { keys: { a: k2 }, activeKeyId: 'a' } } })
+    const errors = errorsOf(reader as Cache<unknown>)
+    assert.equal(await reader.get('k'), undefined)
+    assert.ok(errors.some((e) => isCacheError(e.error, 'ERR_DECRYPT')))
+    assert.equal(await make<string>({ codec: { encryption: { keys: { a: k1 }, activeKeyId: 'a' } } }).get('k'), 'secret')
+  })
+
+  test('options: distributed lock without a lockable store, bad namespace, codec without store', () => {
+    const clock = new ManualClock(0)
+    const store = new FlakyStore(clock)
+    assert.throws(() => createCache({ clock, store, lock: 'distributed' }), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && e.message.includes('"lock"'))
+    assert.throws(() => createCache({ clock, lock: 'distributed' }), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS'))
+    assert.throws(() => createCache({ clock, store, namespace: 'a:b' }), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && e.message.includes('namespace'))
+    assert.throws(() => createCache({ clock, codec: { serializer: 'json' } }), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && e.message.includes('codec'))
+    assert.throws(() => createCache({ clock, store, l2: { touchInterval: 0 } }), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && e.message.includes('l2.touchInterval'))
+  })
+})
+
+describe('distributed lock (one factory run across processes)', () => {
+  function lockWorld(extra: CacheOptions = {}) {
+    const clock = new ManualClock(1_000_000)
+    const store = memoryStore({ clock })
+    const make = <V>(more: CacheOptions = {}): Cache<V> => createCache<V>({ clock, store, lock: 'distributed', ...extra, ...more })
+    return { clock, store, make }
+  }
+
+  test('concurrent misses in several processes: the lock holder computes, the others are woken and read L2', async () => {
+    const { clock, make } = lockWorld()
+    const caches = [make<string>(), make<string>(), make<string>(), make<string>()]
+    const gate = deferred<string>()
+    let calls = 0
+    const factory = (): Promise<string> => {
+      calls++
+      return gate.promise
+    }
+    const results = caches.flatMap((c) => Array.from({ length: 25 }, () => c.getOrSet('k', factory)))
+    await run(clock, 100)
+    assert.equal(calls, 1, 'one factory run in the whole cluster')
+    gate.resolve('value')
+    const r = await settle(clock, Promise.all(results), 1_000)
+    assert.deepEqual(new Set(r.value), new Set(['value']))
+    assert.equal(calls, 1)
+    assert.ok(r.elapsed < 100, `waiters were woken by the release, not by polling (${r.elapsed} ms)`)
+    const waits = caches.reduce((n, c) => n + (c.stats().l2?.lock.waits ?? 0), 0)
+    assert.ok(waits >= 3, `waits: ${waits}`)
+  })
+
+  test('a holder that never finishes: waiters give up after lock.wait and compute without the lock (degrade path)', async () => {
+    const { clock, make } = lockWorld({ lock: { mode: 'distributed', wait: '2s', lease: '30s' } })
+    const a = make<string>()
+    const b = make<string>()
+    void a.getOrSet('k', () => new Promise<string>(() => {}))
+    await run(clock, 10)
+    const r = await settle(clock, b.getOrSet('k', () => 'b computed'), 10_000, 50)
+    assert.equal(r.value, 'b computed')
+    assert.ok(r.elapsed >= 2_000 && r.elapsed <= 2_500, `waited ${r.elapsed} ms`)
+    assert.equal(b.stats().l2?.lock.degraded, 1)
+  })
+
+  test('per-call lock timings override the cache defaults', async () => {
+    const { clock, make } = lockWorld({ lock: { mode: 'distributed', wait: '30s' } })
+    const a = make<string>()
+    const b = make<string>()
+    void a.getOrSet('k', () => new Promise<string>(() => {}))
+    await run(clock, 10)
+    const r = await settle(clock, b.getOrSet('k', () => 'mine', { lock: { wait: '500ms' } }), 10_000, 50)
+    assert.equal(r.value, 'mine')
+    assert.ok(r.elapsed <= 700, `waited ${r.elapsed} ms`)
+  })
+
+  test('the lease is extended while a slow factory runs, so no second process starts it', async () => {
+    const { clock, make } = lockWorld({ lock: { mode: 'distributed', lease: '1s', wait: '20s' } })
+    const a = make<string>()
+    const b = make<string>()
+    const gate = deferred<string>()
+    let calls = 0
+    const pa = a.getOrSet('k', () => (calls++, gate.promise))
+    await run(clock, 10)
+    const pb = b.getOrSet('k', () => (calls++, Promise.resolve('second')))
+    await run(clock, 5_000, 50)
+    assert.equal(calls, 1, 'the lease (1s) was extended for 5s')
+    gate.resolve('first')
+    assert.equal(await pa, 'first')
+    assert.equal((await settle(clock, pb, 1_000)).value, 'first')
+  })
+
+  test('fencing: a holder that paused past its lease cannot overwrite the newer holder\'s value', async () => {
+    const { clock, make } = lockWorld({ lock: { mode: 'distributed', lease: '1s', wait: '10s' } })
+    const a = make<string>()
+    const b = make<string>()
+    const paused = deferred<string>()
+    const errors = errorsOf(a as Cache<unknown>)
+    const pa = a.getOrSet('k', () => paused.promise)
+    await run(clock, 10)
+    // One clock jump of 1.5 leases with no event-loop turn in between: A's process was
+    // frozen, its pending extension could not re-arm, and the lease lapsed.
+    clock.advance(1_500)
+    const pb = b.getOrSet('k', () => 'newer')
+    assert.equal((await settle(clock, pb, 5_000)).value, 'newer')
+    // A's process runs again: its next extension finds the lock gone.
+    await run(clock, 1_000, 50)
+    paused.resolve('older')
+    assert.equal(await pa, 'older', 'the paused caller still gets its own result')
+    await run(clock, 10)
+    assert.equal(await make<string>().get('k'), 'newer', 'L2 keeps the newer holder\'s value')
+    assert.equal(a.stats().l2?.fencedRefused, 1)
+    assert.ok(errors.some((e) => isCacheError(e.error, 'ERR_LOCK_LOST') && e.key === 'k'), 'A learns it lost the lock')
+  })
+})
