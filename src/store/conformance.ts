@@ -1,0 +1,632 @@
+/**
+ * The conformance suite every `Store` adapter runs (memory, LMDB, Redis, ...): one set of
+ * `node:test` blocks that pins the contract of `types.ts` with real assertions.
+ *
+ * How time works here: the suite never reads a clock. It moves the store's notion of time
+ * with `target.advance(ms)` (a ManualClock for in-process stores, a real sleep for servers)
+ * and expresses every TTL and lease as a multiple of `unit = minTtlMs`, so the same test
+ * costs nothing on a ManualClock and a few hundred ms against Redis. No test depends on the
+ * exact expiry instant (backends differ on `<` vs `<=`): each one reads well before or well
+ * after it.
+ *
+ * Lock waits: `waitForRelease` is checked to settle within `WAKE_BUDGET_MS` of target time
+ * after the event, in `WAKE_STEP_MS` steps, which fits both pub/sub wake-ups and polling
+ * every 10-25 ms. An aborted signal makes it reject with `AbortedError` (`ERR_ABORTED`):
+ * the suite pins that choice for every adapter.
+ *
+ * This module imports `node:test`: import it from tests only, never from the library.
+ */
+import assert from 'node:assert/strict'
+import { describe, test } from 'node:test'
+import { isCacheError } from '../core/errors.js'
+import type { Store, StoreLocks } from './types.js'
+
+export interface ConformanceTarget {
+  /** Shown as the suite's describe() title. */
+  name: string
+  /**
+   * A new store over an empty namespace (a fresh directory, key prefix or database); the
+   * suite closes every store it opens. Tests may open several stores one after another.
+   */
+  open(): Promise<Store>
+  /** moves the store's notion of time forward: ManualClock.advance for memory/lmdb, a real sleep for servers */
+  advance(ms: number): Promise<void>
+  /** shortest TTL the backend honours precisely, e.g. 1 for memory, 50 for redis */
+  minTtlMs?: number
+}
+
+/** How long (target time) a woken `waitForRelease` may take to settle. */
+const WAKE_BUDGET_MS = 200
+const WAKE_STEP_MS = 5
+/** A TTL no test outlives: one hour. */
+const LONG_TTL = 3_600_000
+
+/** Lets queued promise callbacks and I/O callbacks run, without moving any clock. */
+function flush(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve))
+}
+
+interface Tracked<T> {
+  state: 'pending' | 'fulfilled' | 'rejected'
+  value: T | undefined
+  error: unknown
+}
+
+/** Records how a promise settles, so a test can look without awaiting (and without an unhandled rejection). */
+function track<T>(promise: Promise<T>): Tracked<T> {
+  const t: Tracked<T> = { state: 'pending', value: undefined, error: undefined }
+  promise.then(
+    (value) => {
+      t.state = 'fulfilled'
+      t.value = value
+    },
+    (error: unknown) => {
+      t.state = 'rejected'
+      t.error = error
+    },
+  )
+  return t
+}
+
+/** Same bytes, whatever the Uint8Array subclass (Buffer or plain) and offset. */
+function assertBytes(actual: Uint8Array | undefined, expected: Uint8Array, message?: string): void {
+  assert.ok(actual instanceof Uint8Array, message ?? `expected bytes, got ${String(actual)}`)
+  const a = Buffer.from(actual.buffer, actual.byteOffset, actual.byteLength)
+  const e = Buffer.from(expected.buffer, expected.byteOffset, expected.byteLength)
+  assert.ok(a.equals(e), message ?? `bytes differ: got ${a.length} bytes [${a.subarray(0, 16).toString('hex')}...], want ${e.length} bytes [${e.subarray(0, 16).toString('hex')}...]`)
+}
+
+const utf8 = new TextEncoder()
+const bytes = (text: string): Uint8Array => utf8.encode(text)
+
+/** A deterministic non-trivial pattern, so a shifted or truncated copy is detected. */
+function pattern(size: number, seed = 7): Uint8Array {
+  const out = new Uint8Array(size)
+  for (let i = 0; i < size; i++) out[i] = (i * 31 + seed + (i >>> 8)) & 0xff
+  return out
+}
+
+export function storeConformance(target: ConformanceTarget): void {
+  const unit = Math.max(1, target.minTtlMs ?? 1)
+  const advance = async (ms: number): Promise<void> => {
+    await target.advance(ms)
+    await flush()
+  }
+
+  /** Opens a store, runs `fn`, and always closes the store. */
+  async function withStore(fn: (store: Store) => Promise<void>): Promise<void> {
+    const store = await target.open()
+    try {
+      await fn(store)
+    } finally {
+      await store.close()
+    }
+  }
+
+  /** Advances time in small steps until `t` settles or the wake budget is spent; returns the time spent. */
+  async function advanceUntilSettled(t: Tracked<unknown>): Promise<number> {
+    await flush()
+    let spent = 0
+    while (t.state === 'pending' && spent < WAKE_BUDGET_MS) {
+      await advance(WAKE_STEP_MS)
+      spent += WAKE_STEP_MS
+    }
+    return spent
+  }
+
+  describe(`store conformance: ${target.name}`, () => {
+    describe('basic operations', () => {
+      test('name is a non-empty string', async () => {
+        await withStore(async (store) => {
+          assert.equal(typeof store.name, 'string')
+          assert.ok(store.name.length > 0)
+        })
+      })
+
+      test('get of a missing key is undefined; set then get returns the bytes', async () => {
+        await withStore(async (store) => {
+          assert.equal(await store.get('missing'), undefined)
+          assert.equal(await store.set('k', bytes('hello'), LONG_TTL), undefined)
+          assertBytes(await store.get('k'), bytes('hello'))
+        })
+      })
+
+      test('set overwrites the value and its TTL', async () => {
+        await withStore(async (store) => {
+          await store.set('k', bytes('first'), 4 * unit)
+          await store.set('k', bytes('second, longer'), LONG_TTL)
+          assertBytes(await store.get('k'), bytes('second, longer'))
+          await advance(6 * unit)
+          assertBytes(await store.get('k'), bytes('second, longer'), 'the overwrite replaced the short TTL')
+        })
+      })
+
+      test('delete returns whether the key existed, and removes it', async () => {
+        await withStore(async (store) => {
+          await store.set('k', bytes('v'), LONG_TTL)
+          assert.equal(await store.delete('k'), true)
+          assert.equal(await store.get('k'), undefined)
+          assert.equal(await store.delete('k'), false)
+          assert.equal(await store.delete('never-set'), false)
+        })
+      })
+
+      test('deleteMany counts the keys that existed (duplicates once, empty list 0)', async () => {
+        await withStore(async (store) => {
+          await store.set('a', bytes('1'), LONG_TTL)
+          await store.set('b', bytes('2'), LONG_TTL)
+          await store.set('c', bytes('3'), LONG_TTL)
+          assert.equal(await store.deleteMany(['a', 'b', 'missing']), 2)
+          assert.equal(await store.get('a'), undefined)
+          assert.equal(await store.get('b'), undefined)
+          assertBytes(await store.get('c'), bytes('3'), 'a key not listed is kept')
+          assert.equal(await store.deleteMany([]), 0)
+          assert.equal(await store.deleteMany(['c', 'c']), 1)
+          assert.equal(await store.get('c'), undefined)
+        })
+      })
+
+      test('getMany answers in order, undefined for misses, repeats duplicates, [] for []', async () => {
+        await withStore(async (store) => {
+          await store.set('a', bytes('A'), LONG_TTL)
+          await store.set('b', bytes('B'), LONG_TTL)
+          assert.deepEqual(await store.getMany([]), [])
+          const got = await store.getMany(['b', 'missing', 'a', 'b', 'also-missing'])
+          assert.equal(got.length, 5)
+          assertBytes(got[0], bytes('B'))
+          assert.equal(got[1], undefined)
+          assertBytes(got[2], bytes('A'))
+          assertBytes(got[3], bytes('B'))
+          assert.equal(got[4], undefined)
+        })
+      })
+
+      test('setMany writes every entry with its own TTL (mixed finite and Infinity)', async () => {
+        await withStore(async (store) => {
+          await store.setMany([])
+          await store.setMany([
+            { key: 'short', value: bytes('s'), ttlMs: 4 * unit },
+            { key: 'forever', value: bytes('f'), ttlMs: Infinity },
+            { key: 'long', value: bytes('l'), ttlMs: LONG_TTL },
+          ])
+          const before = await store.getMany(['short', 'forever', 'long'])
+          assertBytes(before[0], bytes('s'))
+          assertBytes(before[1], bytes('f'))
+          assertBytes(before[2], bytes('l'))
+          await advance(6 * unit)
+          assert.equal(await store.get('short'), undefined)
+          assertBytes(await store.get('forever'), bytes('f'))
+          assertBytes(await store.get('long'), bytes('l'))
+        })
+      })
+
+      test('setMany applies entries in order: the last entry for a key wins', async () => {
+        await withStore(async (store) => {
+          await store.setMany([
+            { key: 'k', value: bytes('old'), ttlMs: LONG_TTL },
+            { key: 'k', value: bytes('new'), ttlMs: LONG_TTL },
+          ])
+          assertBytes(await store.get('k'), bytes('new'))
+        })
+      })
+
+      test('close is idempotent', async () => {
+        const store = await target.open()
+        await store.set('k', bytes('v'), LONG_TTL)
+        await store.close()
+        await store.close()
+      })
+    })
+
+    describe('bytes', () => {
+      test('the stored bytes are a copy: mutating the caller buffer after set changes nothing', async () => {
+        await withStore(async (store) => {
+          const buf = bytes('original')
+          await store.set('k', buf, LONG_TTL)
+          buf.fill(0x21)
+          assertBytes(await store.get('k'), bytes('original'))
+
+          const many = bytes('many')
+          await store.setMany([{ key: 'm', value: many, ttlMs: LONG_TTL }])
+          many.fill(0x21)
+          assertBytes(await store.get('m'), bytes('many'))
+        })
+      })
+
+      test('a returned buffer is the caller\'s: mutating it does not change the store', async () => {
+        await withStore(async (store) => {
+          await store.set('k', bytes('stable'), LONG_TTL)
+          const first = await store.get('k')
+          assert.ok(first !== undefined)
+          first.fill(0x21)
+          assertBytes(await store.get('k'), bytes('stable'))
+          const [viaMany] = await store.getMany(['k'])
+          assert.ok(viaMany !== undefined)
+          viaMany.fill(0x21)
+          assertBytes(await store.get('k'), bytes('stable'))
+        })
+      })
+
+      test('only the view is stored: a subarray with an offset, and a Buffer', async () => {
+        await withStore(async (store) => {
+          const backing = pattern(64)
+          const view = backing.subarray(10, 20)
+          await store.set('view', view, LONG_TTL)
+          assertBytes(await store.get('view'), pattern(64).subarray(10, 20))
+          await store.set('buffer', Buffer.from('from a Buffer'), LONG_TTL)
+          assertBytes(await store.get('buffer'), bytes('from a Buffer'))
+        })
+      })
+
+      test('every byte value round-trips (0x00-0xff, not text)', async () => {
+        await withStore(async (store) => {
+          const all = new Uint8Array(256)
+          for (let i = 0; i < 256; i++) all[i] = i
+          await store.set('all', all, LONG_TTL)
+          assertBytes(await store.get('all'), all)
+        })
+      })
+
+      test('an empty value (0 bytes) is stored and read back as empty, not as a miss', async () => {
+        await withStore(async (store) => {
+          await store.set('empty', new Uint8Array(0), LONG_TTL)
+          const got = await store.get('empty')
+          assert.ok(got instanceof Uint8Array, 'an empty value is a hit')
+          assert.equal(got.byteLength, 0)
+          const [many] = await store.getMany(['empty'])
+          assert.ok(many instanceof Uint8Array)
+          assert.equal(many.byteLength, 0)
+          assert.equal(await store.delete('empty'), true)
+        })
+      })
+
+      test('a large value (1 MiB) round-trips exactly', async () => {
+        await withStore(async (store) => {
+          const big = pattern(1024 * 1024, 3)
+          await store.set('big', big, LONG_TTL)
+          assertBytes(await store.get('big'), big)
+        })
+      })
+    })
+
+    describe('keys', () => {
+      const odd = [
+        'unicode: ünïcödé ✓ 日本語 🚀',
+        '{hash}tag',
+        'a{b}c:{}',
+        'ns:with:colons',
+        'with spaces  and\ttab',
+        'glob*chars?[x]',
+        'nul\u0000inside',
+        '\\back\\slash\\',
+      ]
+
+      test('keys with unicode, braces, colons, spaces and glob characters are distinct, exact keys', async () => {
+        await withStore(async (store) => {
+          for (const [i, key] of odd.entries()) await store.set(key, bytes(`v${i}`), LONG_TTL)
+          for (const [i, key] of odd.entries()) assertBytes(await store.get(key), bytes(`v${i}`), `key ${JSON.stringify(key)}`)
+          const many = await store.getMany(odd)
+          for (const [i, got] of many.entries()) assertBytes(got, bytes(`v${i}`))
+          // Near misses are other keys.
+          assert.equal(await store.get('{hash}Tag'), undefined)
+          assert.equal(await store.get('ns:with:colons '), undefined)
+          assert.equal(await store.get('glob*'), undefined)
+          assert.equal(await store.get('nul'), undefined)
+          assert.equal(await store.deleteMany(odd), odd.length)
+        })
+      })
+
+      test('keys differing only in case or trailing space do not collide', async () => {
+        await withStore(async (store) => {
+          await store.set('key', bytes('lower'), LONG_TTL)
+          await store.set('KEY', bytes('upper'), LONG_TTL)
+          await store.set('key ', bytes('space'), LONG_TTL)
+          assertBytes(await store.get('key'), bytes('lower'))
+          assertBytes(await store.get('KEY'), bytes('upper'))
+          assertBytes(await store.get('key '), bytes('space'))
+        })
+      })
+    })
+
+    describe('expiry', () => {
+      test('an entry is there before its TTL and gone after, for every read path', async () => {
+        await withStore(async (store) => {
+          await store.set('k', bytes('v'), 4 * unit)
+          await advance(unit)
+          assertBytes(await store.get('k'), bytes('v'), 'still fresh before its TTL')
+          await advance(5 * unit)
+          assert.equal(await store.get('k'), undefined, 'get after expiry')
+          assert.deepEqual(await store.getMany(['k', 'k']), [undefined, undefined], 'getMany after expiry')
+          assert.equal(await store.touch('k', LONG_TTL), false, 'touch does not revive an expired entry')
+          assert.equal(await store.get('k'), undefined, 'still gone after touch')
+          assert.equal(await store.delete('k'), false, 'an expired entry did not exist for delete')
+        })
+      })
+
+      test('deleteMany does not count expired entries', async () => {
+        await withStore(async (store) => {
+          await store.set('short', bytes('s'), 4 * unit)
+          await store.set('long', bytes('l'), LONG_TTL)
+          await advance(6 * unit)
+          assert.equal(await store.deleteMany(['short', 'long']), 1)
+        })
+      })
+
+      test('an expired key can be set again and is fresh', async () => {
+        await withStore(async (store) => {
+          await store.set('k', bytes('old'), 4 * unit)
+          await advance(6 * unit)
+          await store.set('k', bytes('new'), LONG_TTL)
+          assertBytes(await store.get('k'), bytes('new'))
+        })
+      })
+
+      test('Infinity TTL never expires, while a finite TTL set alongside does', async () => {
+        await withStore(async (store) => {
+          await store.set('forever', bytes('f'), Infinity)
+          await store.set('finite', bytes('x'), 4 * unit)
+          await advance(20 * unit)
+          assert.equal(await store.get('finite'), undefined)
+          assertBytes(await store.get('forever'), bytes('f'))
+        })
+      })
+
+      test('touch extends: the entry survives past its original expiry, then expires at the new one', async () => {
+        await withStore(async (store) => {
+          await store.set('k', bytes('v'), 4 * unit)
+          await advance(2 * unit)
+          assert.equal(await store.touch('k', 8 * unit), true)
+          await advance(4 * unit) // 6 units in: past the original 4, before the new 2 + 8
+          assertBytes(await store.get('k'), bytes('v'), 'touch kept the bytes and moved the expiry')
+          await advance(6 * unit) // 12 units in: past the new expiry
+          assert.equal(await store.get('k'), undefined)
+        })
+      })
+
+      test('touch with Infinity makes an entry permanent; touch on a missing key is false', async () => {
+        await withStore(async (store) => {
+          await store.set('k', bytes('v'), 4 * unit)
+          assert.equal(await store.touch('k', Infinity), true)
+          await advance(20 * unit)
+          assertBytes(await store.get('k'), bytes('v'))
+          assert.equal(await store.touch('missing', LONG_TTL), false)
+          assert.equal(await store.get('missing'), undefined, 'touch does not create an entry')
+        })
+      })
+    })
+
+    describe('clear', () => {
+      test('clear(prefix) removes exactly the keys starting with prefix', async () => {
+        await withStore(async (store) => {
+          const removed = ['user:', 'user:1', 'user:2:profile', 'user:ü']
+          const kept = ['users', 'use', 'User:1', 'other', 'x user:1', 'usr:1']
+          for (const key of [...removed, ...kept]) await store.set(key, bytes(key), LONG_TTL)
+          assert.equal(await store.clear('user:'), undefined)
+          for (const key of removed) assert.equal(await store.get(key), undefined, `${JSON.stringify(key)} removed`)
+          for (const key of kept) assertBytes(await store.get(key), bytes(key), `${JSON.stringify(key)} kept`)
+        })
+      })
+
+      test('clear(prefix) takes the prefix literally (glob and brace characters are not patterns)', async () => {
+        await withStore(async (store) => {
+          const keys = ['a*', 'a*b', 'ab', 'a?', 'ax', 'a[b]', 'ab]', '{t}1', '{t}2', 't1']
+          for (const key of keys) await store.set(key, bytes(key), LONG_TTL)
+          await store.clear('a*')
+          await store.clear('a?')
+          await store.clear('a[')
+          await store.clear('{t}')
+          for (const key of ['a*', 'a*b', 'a?', 'a[b]', '{t}1', '{t}2']) assert.equal(await store.get(key), undefined, `${key} removed`)
+          for (const key of ['ab', 'ax', 'ab]', 't1']) assertBytes(await store.get(key), bytes(key), `${key} kept`)
+        })
+      })
+
+      test("clear('') removes everything, and the store stays usable", async () => {
+        await withStore(async (store) => {
+          for (const key of ['a', 'b:c', '{x}', 'ü']) await store.set(key, bytes(key), LONG_TTL)
+          await store.set('forever', bytes('f'), Infinity)
+          await store.clear('')
+          assert.deepEqual(await store.getMany(['a', 'b:c', '{x}', 'ü', 'forever']), [undefined, undefined, undefined, undefined, undefined])
+          await store.set('again', bytes('yes'), LONG_TTL)
+          assertBytes(await store.get('again'), bytes('yes'))
+        })
+      })
+
+      test('clear of a prefix nothing starts with is a no-op', async () => {
+        await withStore(async (store) => {
+          await store.set('k', bytes('v'), LONG_TTL)
+          await store.clear('zzz')
+          assertBytes(await store.get('k'), bytes('v'))
+        })
+      })
+    })
+
+    describe('locks (when store.locks exists)', () => {
+      /** Runs `fn` with the store's locks, or records a skip for stores without them. */
+      async function withLocks(t: { skip(message?: string): void }, fn: (locks: StoreLocks, store: Store) => Promise<void>): Promise<void> {
+        await withStore(async (store) => {
+          if (store.locks === undefined) {
+            t.skip(`${store.name} has no locks`)
+            return
+          }
+          await fn(store.locks, store)
+        })
+      }
+      const lease = 4 * unit
+
+      test('acquire grants with the caller token; a second acquire fails while held', async (t) => {
+        await withLocks(t, async (locks) => {
+          const grant = await locks.acquire('L', 'tok-a', lease * 100)
+          assert.ok(grant !== undefined)
+          assert.equal(grant.token, 'tok-a')
+          assert.equal(typeof grant.fence, 'number')
+          assert.ok(Number.isFinite(grant.fence))
+          assert.equal(await locks.acquire('L', 'tok-b', lease * 100), undefined)
+          // Another key is another lock.
+          assert.ok((await locks.acquire('L2', 'tok-b', lease * 100)) !== undefined)
+        })
+      })
+
+      test('release and extend act only for the holding token', async (t) => {
+        await withLocks(t, async (locks) => {
+          assert.equal(await locks.release('L', 'tok-a'), false, 'nothing to release')
+          assert.equal(await locks.extend('L', 'tok-a', lease), false, 'nothing to extend')
+          const a = await locks.acquire('L', 'tok-a', lease * 100)
+          assert.ok(a !== undefined)
+          assert.equal(await locks.release('L', 'tok-b'), false, 'wrong token cannot release')
+          assert.equal(await locks.extend('L', 'tok-b', lease), false, 'wrong token cannot extend')
+          assert.equal(await locks.acquire('L', 'tok-b', lease), undefined, 'still held by a')
+          assert.equal(await locks.extend('L', 'tok-a', lease * 100), true)
+          assert.equal(await locks.release('L', 'tok-a'), true)
+          assert.equal(await locks.release('L', 'tok-a'), false, 'released once')
+          const b = await locks.acquire('L', 'tok-b', lease)
+          assert.ok(b !== undefined, 'free after release')
+          assert.ok(b.fence > a.fence)
+        })
+      })
+
+      test('extend keeps the lease past its original expiry', async (t) => {
+        await withLocks(t, async (locks) => {
+          assert.ok((await locks.acquire('L', 'tok-a', lease)) !== undefined)
+          await advance(2 * unit)
+          assert.equal(await locks.extend('L', 'tok-a', 8 * unit), true)
+          await advance(4 * unit) // past the original lease, inside the extended one
+          assert.equal(await locks.acquire('L', 'tok-b', lease), undefined, 'extended lease still held')
+          await advance(8 * unit)
+          assert.ok((await locks.acquire('L', 'tok-b', lease)) !== undefined, 'extended lease ran out')
+        })
+      })
+
+      test('an expired lease lets another acquire; the old holder can then neither extend nor release', async (t) => {
+        await withLocks(t, async (locks) => {
+          const a = await locks.acquire('L', 'tok-a', lease)
+          assert.ok(a !== undefined)
+          await advance(6 * unit)
+          const b = await locks.acquire('L', 'tok-b', lease * 100)
+          assert.ok(b !== undefined, 'acquired after expiry')
+          assert.ok(b.fence > a.fence, 'the re-grant has a larger fence')
+          assert.equal(await locks.extend('L', 'tok-a', lease), false)
+          assert.equal(await locks.release('L', 'tok-a'), false)
+          assert.equal(await locks.acquire('L', 'tok-c', lease), undefined, 'b still holds it')
+        })
+      })
+
+      test('fences strictly increase across grants on a key (release, expiry, re-grant)', async (t) => {
+        await withLocks(t, async (locks) => {
+          const fences: number[] = []
+          for (let round = 0; round < 6; round++) {
+            const grant = await locks.acquire('F', `tok-${round}`, lease)
+            assert.ok(grant !== undefined, `round ${round} acquires`)
+            fences.push(grant.fence)
+            // Alternate how the lease ends: released, or left to expire.
+            if (round % 2 === 0) assert.equal(await locks.release('F', grant.token), true)
+            else await advance(6 * unit)
+          }
+          for (let i = 1; i < fences.length; i++) assert.ok(fences[i] > fences[i - 1], `fences ${fences.join(', ')} strictly increase`)
+        })
+      })
+
+      test('setFenced refuses a fence below the highest written and accepts equal or higher', async (t) => {
+        await withLocks(t, async (locks, store) => {
+          const a = await locks.acquire('K', 'tok-a', lease)
+          assert.ok(a !== undefined)
+          await advance(6 * unit) // a pauses past its lease
+          const b = await locks.acquire('K', 'tok-b', lease * 100)
+          assert.ok(b !== undefined)
+          assert.equal(await locks.setFenced('K', bytes('from b'), LONG_TTL, b.fence), true)
+          assertBytes(await store.get('K'), bytes('from b'))
+          assert.equal(await locks.setFenced('K', bytes('stale a'), LONG_TTL, a.fence), false, 'lower fence refused')
+          assertBytes(await store.get('K'), bytes('from b'), 'the refused write changed nothing')
+          assert.equal(await locks.setFenced('K', bytes('b again'), LONG_TTL, b.fence), true, 'equal fence accepted')
+          assertBytes(await store.get('K'), bytes('b again'))
+          assert.equal(await locks.setFenced('K', bytes('higher'), LONG_TTL, b.fence + 10), true, 'higher fence accepted')
+          assertBytes(await store.get('K'), bytes('higher'))
+          assert.equal(await locks.setFenced('K', bytes('b late'), LONG_TTL, b.fence), false, 'the high-water mark moved up')
+          // Fences are per key: another key has its own mark.
+          assert.equal(await locks.setFenced('other', bytes('o'), LONG_TTL, a.fence), true)
+        })
+      })
+
+      test('setFenced stores a copy and honours its TTL', async (t) => {
+        await withLocks(t, async (locks, store) => {
+          const grant = await locks.acquire('K', 'tok', lease)
+          assert.ok(grant !== undefined)
+          const buf = bytes('fenced')
+          assert.equal(await locks.setFenced('K', buf, 4 * unit, grant.fence), true)
+          buf.fill(0x21)
+          assertBytes(await store.get('K'), bytes('fenced'))
+          await advance(6 * unit)
+          assert.equal(await store.get('K'), undefined)
+        })
+      })
+
+      test('waitForRelease resolves promptly after release', async (t) => {
+        await withLocks(t, async (locks) => {
+          assert.ok((await locks.acquire('W', 'tok-a', LONG_TTL)) !== undefined)
+          const waiting = track(locks.waitForRelease('W', LONG_TTL))
+          await flush()
+          assert.equal(waiting.state, 'pending', 'waits while the lock is held')
+          assert.equal(await locks.release('W', 'tok-a'), true)
+          const spent = await advanceUntilSettled(waiting)
+          assert.equal(waiting.state, 'fulfilled', `resolved within ${WAKE_BUDGET_MS} ms of release`)
+          assert.ok(spent <= WAKE_BUDGET_MS)
+        })
+      })
+
+      test('waitForRelease resolves promptly when the value is written under the lock', async (t) => {
+        await withLocks(t, async (locks) => {
+          const grant = await locks.acquire('W', 'tok-a', LONG_TTL)
+          assert.ok(grant !== undefined)
+          const waiting = track(locks.waitForRelease('W', LONG_TTL))
+          await flush()
+          assert.equal(waiting.state, 'pending')
+          assert.equal(await locks.setFenced('W', bytes('v'), LONG_TTL, grant.fence), true)
+          await advanceUntilSettled(waiting)
+          assert.equal(waiting.state, 'fulfilled', 'a fenced write wakes the waiters')
+        })
+      })
+
+      test('waitForRelease on a key that is not locked resolves promptly (the release raced ahead)', async (t) => {
+        await withLocks(t, async (locks) => {
+          const waiting = track(locks.waitForRelease('free', LONG_TTL))
+          await advanceUntilSettled(waiting)
+          assert.equal(waiting.state, 'fulfilled')
+        })
+      })
+
+      test('waitForRelease resolves (never rejects) after its timeout when never released', async (t) => {
+        await withLocks(t, async (locks) => {
+          const timeout = Math.max(20 * unit, 4 * WAKE_BUDGET_MS)
+          assert.ok((await locks.acquire('W', 'tok-a', LONG_TTL)) !== undefined)
+          const waiting = track(locks.waitForRelease('W', timeout))
+          await advance(timeout / 2)
+          assert.equal(waiting.state, 'pending', 'still waiting halfway to the timeout')
+          await advance(timeout / 2 + 2 * unit)
+          await advanceUntilSettled(waiting)
+          assert.equal(waiting.state, 'fulfilled', 'resolved at the timeout, not rejected')
+          assert.equal(await locks.acquire('W', 'tok-b', lease), undefined, 'the lock itself is still held')
+        })
+      })
+
+      test('waitForRelease rejects with AbortedError for an aborted signal (already aborted, or aborted while waiting)', async (t) => {
+        await withLocks(t, async (locks) => {
+          assert.ok((await locks.acquire('W', 'tok-a', LONG_TTL)) !== undefined)
+          const pre = new AbortController()
+          pre.abort()
+          const early = track(locks.waitForRelease('W', LONG_TTL, pre.signal))
+          await advanceUntilSettled(early)
+          assert.equal(early.state, 'rejected')
+          assert.ok(isCacheError(early.error, 'ERR_ABORTED'), `expected ERR_ABORTED, got ${String(early.error)}`)
+
+          const ctl = new AbortController()
+          const late = track(locks.waitForRelease('W', LONG_TTL, ctl.signal))
+          await flush()
+          assert.equal(late.state, 'pending')
+          ctl.abort()
+          await advanceUntilSettled(late)
+          assert.equal(late.state, 'rejected')
+          assert.ok(isCacheError(late.error, 'ERR_ABORTED'), `expected ERR_ABORTED, got ${String(late.error)}`)
+        })
+      })
+    })
+  })
+}
