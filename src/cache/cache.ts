@@ -18,7 +18,7 @@ import type { Clock, TimerHandle } from '../core/clock.js'
 import { toMs } from '../core/duration.js'
 import { neverAbortedSignal } from '../core/never-aborted-signal.js'
 import { randomUUID } from 'node:crypto'
-import { CacheError, ClosedError, FactoryTimeoutError, InvalidKeyError, InvalidOptionsError, LockLostError } from '../core/errors.js'
+import { CacheError, ClosedError, FactoryTimeoutError, InvalidKeyError, InvalidOptionsError, InvalidValueError, isCacheError, LockLostError } from '../core/errors.js'
 import { mathRandom } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
 import { MemoryCache } from '../memory/memory-cache.js'
@@ -48,6 +48,8 @@ interface Resolved<V> {
   signal: AbortSignal | undefined
   lockLease: number
   lockWait: number
+  /** Internal: L2 was read for this key an instant ago (getOrSetMany's batch read). */
+  l2Checked?: boolean
 }
 
 const STRATEGIES: readonly Strategy[] = ['none', 'async', 'stampede', 'stampede-async']
@@ -133,7 +135,14 @@ export class Cache<V = unknown> {
       this.#checkOpen()
       this.#checkKey(key)
       if (typeof factory !== 'function') throw new InvalidOptionsError('factory', 'expected a function')
-      const o = options === undefined ? this.#defaults : resolve(options, this.#defaults, '')
+      return this.#getOrSet(key, factory, options === undefined ? this.#defaults : resolve(options, this.#defaults, ''))
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
+  #getOrSet(key: string, factory: Factory<V>, o: Resolved<V>): Promise<V> {
+    try {
       const hit = this.#l1.get(key)
       let stale: Envelope<V> | undefined
       if (hit instanceof Envelope) {
@@ -213,7 +222,7 @@ export class Cache<V = unknown> {
     this.#checkOpen()
     this.#checkKey(key)
     const o = options === undefined ? this.#defaults : resolve(options, this.#defaults, '')
-    await this.#store(key, value, o, o.ttl, undefined)
+    await this.#store(key, value, o, o.ttl, undefined, undefined, undefined, true)
   }
 
   /** Deletes `key` from both tiers; true when L1 held it. */
@@ -310,6 +319,20 @@ export class Cache<V = unknown> {
   ): Promise<Array<V | undefined>> {
     if (!Array.isArray(keys)) throw new InvalidOptionsError('keys', 'expected an array of keys')
     for (const key of keys) this.#checkKey(key)
+    this.#checkOpen()
+    let o = options === undefined ? this.#defaults : resolve(options, this.#defaults, '')
+    if (this.#l2 !== undefined) {
+      // One L2 round trip for every key L1 cannot answer; the misses then skip their own read.
+      const l2 = this.#l2
+      const unknown = keys.filter((k) => !this.#freshInL1(k, o) && !this.#flight.inFlight(k))
+      if (unknown.length > 0) {
+        const found = await l2.readMany(unknown)
+        found.forEach((env, i) => {
+          if (env !== undefined) this.#adopt(unknown[i] as string, env, o)
+        })
+        o = { ...o, l2Checked: true }
+      }
+    }
     const missing: string[] = []
     let release!: (values: Map<string, V | undefined>) => void
     let fail!: (err: unknown) => void
@@ -318,22 +341,42 @@ export class Cache<V = unknown> {
       fail = reject
     })
     batch.catch(() => {})
-    const results: Array<Promise<V | undefined>> = keys.map((key) =>
-      this.getOrSet(
+    // The batch factory runs once every key has either asked for a value (its flight's
+    // factory was called: a leader) or been answered without one (a hit, a follower of a
+    // flight already running, a value another process wrote while we waited for its lock).
+    // A duplicate key would follow its own batch and wait for itself: keys are deduplicated.
+    const unique = [...new Set(keys)]
+    let pending = unique.length
+    let ready!: () => void
+    const allArrived = new Promise<void>((resolve) => (ready = resolve))
+    const arrive = (): void => {
+      if (--pending === 0) ready()
+    }
+    const results = new Map<string, Promise<V | undefined>>()
+    for (const key of unique) {
+      let asked = false
+      const result = this.#getOrSet(
         key,
         async (ctx) => {
+          asked = true
           missing.push(key)
+          arrive()
           const values = await batch
           const v = values.get(key)
           // Not returned by the batch: answer undefined, cache nothing.
           if (v === undefined) ctx.skip()
           return v as V
         },
-        options,
-      ),
-    )
-    // Each key that needs computing has pushed itself by now: a leader's factory is called
-    // synchronously; hits and followers of flights already running never call it.
+        o,
+      )
+      const settled = (): void => {
+        if (!asked) arrive()
+      }
+      result.then(settled, settled)
+      results.set(key, result)
+    }
+    if (pending === 0) ready()
+    await allArrived
     if (missing.length > 0) {
       try {
         const out = await factory([...missing])
@@ -349,7 +392,7 @@ export class Cache<V = unknown> {
     } else {
       release(new Map())
     }
-    return Promise.all(results)
+    return Promise.all(keys.map((k) => results.get(k) as Promise<V | undefined>))
   }
 
   stats(): CacheStats {
@@ -382,6 +425,15 @@ export class Cache<V = unknown> {
   }
 
   // ---- internals ---------------------------------------------------------------------
+
+  /** Whether a getOrSet with these options would be an L1 hit (counts nothing, changes nothing). */
+  #freshInL1(key: string, o: Resolved<V>): boolean {
+    const hit = this.#l1.peek(key)
+    if (hit === undefined) return false
+    if (!(hit instanceof Envelope)) return o.tagSig === ''
+    const env = hit as Envelope<V>
+    return env.tagSig === o.tagSig && (env.tags === undefined || this.#tags.check(env.tags as TagSnapshot) === 'valid') && this.#clock.now() < env.freshUntil
+  }
 
   #isFresh(key: string, env: Envelope<V>): boolean {
     return this.#state(key, env) === 'valid' && this.#clock.now() < env.freshUntil
@@ -420,7 +472,8 @@ export class Cache<V = unknown> {
    */
   async #load(key: string, factory: Factory<V>, o: Resolved<V>, stale: Envelope<V> | undefined, background: boolean): Promise<V> {
     const l2 = this.#l2 as L2Tier<V>
-    const found = await l2.read(key)
+    // getOrSetMany has just read this key in its batch.
+    const found = o.l2Checked === true ? undefined : await l2.read(key)
     if (found !== undefined) {
       if (this.#adopt(key, found, o)) return found.value
       if (stale === undefined && found.tagSig === o.tagSig && this.#state(key, found) !== 'invalid') stale = found
@@ -652,8 +705,13 @@ export class Cache<V = unknown> {
     })
   }
 
-  /** Stores in L1 and, with a second tier, in L2 (the returned promise; it never rejects). */
-  #store(key: string, value: V, o: Resolved<V>, ttl: number, tagsOverride: readonly string[] | undefined, tagVersion?: number, fence?: number): Promise<unknown> | undefined {
+  /**
+   * Stores in L1 and, with a second tier, in L2 (the returned promise; it never rejects).
+   * A value the codec refuses (too large, not representable) is stored in L1 only and
+   * reported on the error channel — or, when `strict` (an explicit `set`), refused with a
+   * typed error before anything is written.
+   */
+  #store(key: string, value: V, o: Resolved<V>, ttl: number, tagsOverride: readonly string[] | undefined, tagVersion?: number, fence?: number, strict = false): Promise<unknown> | undefined {
     if (value === undefined) return undefined
     const now = this.#clock.now()
     let tags: readonly string[] | undefined = tagsOverride
@@ -662,19 +720,26 @@ export class Cache<V = unknown> {
     const freshUntil = now + ttl
     const keepUntil = freshUntil + o.grace
     const l2 = this.#l2
-    if (snapshot === undefined && o.tagSig === '' && o.grace === 0 && o.refreshAhead === 0 && (l2 === undefined || o.tti === Infinity)) {
-      // Nothing beyond the engine's TTL and TTI: store the value bare (no envelope to read on a hit).
-      this.#l1.set(key, value, { ttl, tti: o.tti })
-      return l2 === undefined ? undefined : this.#write(l2, key, new Envelope(value, now, freshUntil, ttl, keepUntil, o.tti, undefined, ''), fence)
+    // Nothing beyond the engine's TTL and TTI: the value is stored bare (no envelope to read on a hit).
+    const bare = snapshot === undefined && o.tagSig === '' && o.grace === 0 && o.refreshAhead === 0 && (l2 === undefined || o.tti === Infinity)
+    if (l2 === undefined) {
+      if (bare) this.#l1.set(key, value, { ttl, tti: o.tti })
+      else this.#l1.set(key, new Envelope(value, now, freshUntil, ttl, keepUntil, o.tti, snapshot, o.tagSig), { ttl: keepUntil === Infinity ? Infinity : Math.max(1, keepUntil - now), tti: o.tti })
+      return undefined
     }
     const env = new Envelope(value, now, freshUntil, ttl, keepUntil, o.tti, snapshot, o.tagSig)
-    this.#l1.set(key, env, { ttl: keepUntil === Infinity ? Infinity : Math.max(1, keepUntil - now), tti: l2 === undefined ? o.tti : l2.l1Tti(o.tti) })
-    if (l2 === undefined) return undefined
-    return this.#write(l2, key, env, fence)
-  }
-
-  #write(l2: L2Tier<V>, key: string, env: Envelope<V>, fence: number | undefined): Promise<unknown> {
-    return fence === undefined ? l2.write(key, env) : l2.writeFenced(key, env, fence)
+    let bytes: Uint8Array | undefined
+    try {
+      bytes = l2.encode(key, env)
+    } catch (err) {
+      const error = isCacheError(err) ? err : new InvalidValueError(`The value for key ${JSON.stringify(key)} cannot be encoded for L2: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
+      if (strict) throw error
+      this.#emitError(error, key)
+    }
+    if (bare) this.#l1.set(key, value, { ttl, tti: o.tti })
+    else this.#l1.set(key, env, { ttl: keepUntil === Infinity ? Infinity : Math.max(1, keepUntil - now), tti: l2.l1Tti(o.tti) })
+    if (bytes === undefined) return undefined
+    return fence === undefined ? l2.write(key, env, bytes) : l2.writeFenced(key, env, bytes, fence)
   }
 
   #storeQuietly(key: string, value: V, o: Resolved<V>, ttl: number, tags: readonly string[] | undefined, tagVersion: number): void {

@@ -125,7 +125,7 @@ export class L2Tier<V> {
       this.#misses++
       return undefined
     }
-    if (env.tags !== undefined && !(await this.#resync(env.tags as TagSnapshot, key))) {
+    if (env.tags !== undefined && !(await this.#resync([env.tags as TagSnapshot], key))) {
       this.#misses++
       return undefined
     }
@@ -133,18 +133,53 @@ export class L2Tier<V> {
     return env
   }
 
-  /** Writes an envelope (queued by the guarded store if L2 is down). Never rejects. */
-  async write(key: string, env: Envelope<V>): Promise<void> {
-    const bytes = this.#encode(key, env)
-    if (bytes === undefined) return
+  /**
+   * `read` for many keys: one `getMany` for the records and, if any is tagged, one more for
+   * all their tags' versions, whatever the number of keys.
+   */
+  async readMany(keys: readonly string[]): Promise<(Envelope<V> | undefined)[]> {
+    let all: (Uint8Array | undefined)[]
+    try {
+      all = await this.store.getMany(keys.map((k) => this.#key(k)))
+    } catch {
+      this.#misses += keys.length
+      return keys.map(() => undefined)
+    }
+    const now = this.#clock.now()
+    const out = keys.map((key, i) => {
+      const bytes = all[i]
+      const env = bytes === undefined ? undefined : this.#decode(key, bytes)
+      return env === undefined || env.keepUntil <= now ? undefined : env
+    })
+    const snapshots = out.flatMap((env) => (env?.tags === undefined ? [] : [env.tags as TagSnapshot]))
+    const resynced = snapshots.length === 0 || (await this.#resync(snapshots, undefined))
+    for (let i = 0; i < out.length; i++) {
+      const env = out[i]
+      if (env !== undefined && env.tags !== undefined && (!resynced || this.#tags.check(env.tags as TagSnapshot) === 'invalid')) out[i] = undefined
+      if (out[i] === undefined) this.#misses++
+      else this.#hits++
+    }
+    return out
+  }
+
+  /**
+   * Encodes an envelope as an L2 record. Throws what the codec throws (`ERR_VALUE_TOO_LARGE`,
+   * a serializer's error for a value it cannot represent).
+   */
+  encode(key: string, env: Envelope<V>): Uint8Array {
+    const snap = env.tags as TagSnapshot | undefined
+    const record = [RECORD_V1, env.value, env.createdAt, fin(env.freshUntil), fin(env.keepUntil), fin(env.ttl), fin(env.tti), snap?.tags ?? null, snap?.version ?? null, env.tagSig]
+    return this.#codec.encode(record, key)
+  }
+
+  /** Writes an encoded record (queued by the guarded store if L2 is down). Never rejects. */
+  async write(key: string, env: Envelope<V>, bytes: Uint8Array): Promise<void> {
     this.#writes++
     await this.store.set(this.#key(key), bytes, this.#ttl(env))
   }
 
   /** Writes under a lock's fence; false when a newer holder wrote first (or L2 failed). */
-  async writeFenced(key: string, env: Envelope<V>, fence: number): Promise<boolean> {
-    const bytes = this.#encode(key, env)
-    if (bytes === undefined) return false
+  async writeFenced(key: string, env: Envelope<V>, bytes: Uint8Array, fence: number): Promise<boolean> {
     try {
       const ok = await this.store.setFenced(this.#key(key), bytes, this.#ttl(env), fence)
       if (ok) this.#writes++
@@ -204,18 +239,6 @@ export class L2Tier<V> {
     return Math.max(1, Math.min(remaining, env.tti))
   }
 
-  #encode(key: string, env: Envelope<V>): Uint8Array | undefined {
-    const snap = env.tags as TagSnapshot | undefined
-    const record = [RECORD_V1, env.value, env.createdAt, fin(env.freshUntil), fin(env.keepUntil), fin(env.ttl), fin(env.tti), snap?.tags ?? null, snap?.version ?? null, env.tagSig]
-    try {
-      return this.#codec.encode(record, key)
-    } catch (err) {
-      // A value the codec refuses (too large, unserializable) stays in L1 only.
-      this.#report(err, key)
-      return undefined
-    }
-  }
-
   #decode(key: string, bytes: Uint8Array): Envelope<V> | undefined {
     try {
       const r = this.#codec.decode(bytes, key)
@@ -240,10 +263,14 @@ export class L2Tier<V> {
     }
   }
 
-  /** Observes the L2 versions of every path of the entry's tags; false if it is now invalid. */
-  async #resync(snapshot: TagSnapshot, key: string): Promise<boolean> {
+  /**
+   * Observes the L2 versions of every path of the snapshots' tags. False if a single
+   * snapshot is now invalid, or if the versions could not be read (then no entry can be
+   * vouched for: a miss, never a lie).
+   */
+  async #resync(snapshots: readonly TagSnapshot[], key: string | undefined): Promise<boolean> {
     const paths = new Set<string>()
-    for (const tag of snapshot.tags) {
+    for (const tag of snapshots.flatMap((s) => s.tags)) {
       let at = tag.indexOf(TAG_SEPARATOR)
       while (at !== -1) {
         paths.add(tag.slice(0, at))
@@ -257,7 +284,6 @@ export class L2Tier<V> {
     try {
       versions = await this.store.getMany(keys)
     } catch {
-      // Without the versions the entry cannot be vouched for: a miss, never a lie.
       return false
     }
     for (let i = 0; i < list.length; i++) {
@@ -269,11 +295,11 @@ export class L2Tier<V> {
         else this.#report(new DecodeError(`Tag version of ${JSON.stringify(list[i])} in L2 is malformed`), key)
       }
     }
-    return this.#tags.check(snapshot) !== 'invalid'
+    return snapshots.length !== 1 || this.#tags.check(snapshots[0] as TagSnapshot) !== 'invalid'
   }
 
-  #report(err: unknown, key: string): void {
-    const error = isCacheError(err) ? err : new DecodeError(`L2 record for ${JSON.stringify(key)} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
+  #report(err: unknown, key: string | undefined): void {
+    const error = isCacheError(err) ? err : new DecodeError(`L2 data for ${JSON.stringify(key ?? 'tag versions')} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
     this.#onError(error, key)
   }
 }

@@ -114,6 +114,72 @@ describe('tiered reads and writes', () => {
   })
 })
 
+describe('batches and limits', () => {
+  test('getOrSetMany of 100 keys: one L2 round trip for the records, one batch factory call for the rest', async () => {
+    const { store, make } = world()
+    const writer = make<number>()
+    for (let i = 0; i < 100; i += 2) await writer.set(`k${i}`, i)
+    const reader = make<number>()
+    store.calls.length = 0
+    const batches: string[][] = []
+    const keys = Array.from({ length: 100 }, (_, i) => `k${i}`)
+    const values = await reader.getOrSetMany(keys, (missing) => {
+      batches.push(missing)
+      return new Map(missing.map((k) => [k, -Number(k.slice(1))]))
+    })
+    assert.deepEqual(values, keys.map((_, i) => (i % 2 === 0 ? i : -i)))
+    assert.equal(batches.length, 1)
+    assert.equal(batches[0]?.length, 50)
+    assert.equal(store.calls.filter((c) => c === 'getMany').length, 1, 'one read for all 100 keys')
+    assert.equal(store.calls.filter((c) => c === 'get').length, 0, 'no per-key reads')
+    // The computed half was written for the next process.
+    assert.equal(await make<number>().get('k1'), -1)
+  })
+
+  test('getOrSetMany with repeated keys asks for each once and answers every position', async () => {
+    const { make } = world()
+    const c = make<string>()
+    const asked: string[][] = []
+    const out = await c.getOrSetMany(['a', 'b', 'a', 'a'], (missing) => (asked.push(missing), missing.map((k) => k.toUpperCase())))
+    assert.deepEqual(out, ['A', 'B', 'A', 'A'])
+    assert.deepEqual(asked, [['a', 'b']])
+  })
+
+  test('getOrSetMany under the distributed lock still makes one batch call', async () => {
+    const clock = new ManualClock(0)
+    const store = memoryStore({ clock })
+    const c = createCache<number>({ clock, store, lock: 'distributed' })
+    const asked: string[][] = []
+    const out = await c.getOrSetMany(['x', 'y'], (missing) => (asked.push(missing), missing.map((k) => k.length)))
+    assert.deepEqual(out, [1, 1])
+    assert.deepEqual(asked, [['x', 'y']])
+  })
+
+  test('set of a value over codec.maxValueBytes fails with ERR_VALUE_TOO_LARGE and stores nothing', async () => {
+    const { store, make } = world()
+    const c = make<string>({ codec: { maxValueBytes: 1024, compression: false } })
+    await assert.rejects(c.set('big', 'x'.repeat(5000)), (e: unknown) => isCacheError(e, 'ERR_VALUE_TOO_LARGE'))
+    assert.equal(await c.get('big'), undefined)
+    assert.equal(store.data.size, 0)
+  })
+
+  test('getOrSet of a value L2 refuses answers it, keeps it in L1 only and reports why', async () => {
+    const { store, make } = world()
+    const c = make<string>({ codec: { maxValueBytes: 1024, compression: false } })
+    const errors = errorsOf(c as Cache<unknown>)
+    assert.equal(await c.getOrSet('big', () => 'y'.repeat(5000)), 'y'.repeat(5000))
+    assert.equal(await c.get('big'), 'y'.repeat(5000))
+    assert.equal(store.data.size, 0)
+    assert.ok(errors.some((e) => isCacheError(e.error, 'ERR_VALUE_TOO_LARGE') && e.key === 'big'))
+  })
+
+  test('a value the serializer cannot represent: set fails with ERR_INVALID_VALUE naming the key', async () => {
+    const { make } = world()
+    const c = make<unknown>({ codec: { serializer: 'json' } })
+    await assert.rejects(c.set('n', { big: 1n }), (e: unknown) => isCacheError(e, 'ERR_INVALID_VALUE') && e.message.includes('"n"'))
+  })
+})
+
 describe('tags across processes (passive resync)', () => {
   test('an invalidation recorded in L2 keeps every other process from serving the entry from L2', async () => {
     const { clock, make } = world()
