@@ -1,0 +1,108 @@
+/**
+ * Lua scripts of the Redis store, registered with ioredis `defineCommand` (EVALSHA, with a
+ * fallback to EVAL when the server does not know the script yet).
+ *
+ * Cluster safety: every script touches only keys of one cache key (its lock key and fence
+ * key, sometimes its data key), which share a hash slot by construction (see the key mapping
+ * in redis-store.ts), and declares them all in KEYS. PUBLISH takes a channel, not a key,
+ * and Redis Cluster forwards it to every node.
+ *
+ * The fence key is a hash with two fields:
+ * - `seq`: the last fence granted on the key,
+ * - `hwm`: the high-water mark, the highest fence `setFenced` has written with.
+ * A grant is max(seq, hwm) + 1, so a grant is always above any fence already written, even
+ * one a caller made up. The hash expires `retentionMs` after its last use (it would
+ * otherwise live forever for every key ever locked); fencing thus protects against holders
+ * that pause for less than that.
+ */
+
+/** Script names on the client; prefixed so they cannot clash with a user's own commands. */
+export const SCRIPT_NAMES = {
+  acquire: 'stratacacheAcquire',
+  extend: 'stratacacheExtend',
+  release: 'stratacacheRelease',
+  setFenced: 'stratacacheSetFenced',
+  touchPersist: 'stratacacheTouchPersist',
+  lockState: 'stratacacheLockState',
+} as const
+
+export interface ScriptDefinition {
+  readonly numberOfKeys: number
+  readonly lua: string
+}
+
+/**
+ * KEYS: lock, fence. ARGV: token, leaseMs, retentionMs.
+ * Returns the fence of the grant, or nil when the lock is held.
+ */
+const acquire = `
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
+local h = redis.call('HMGET', KEYS[2], 'seq', 'hwm')
+local fence = math.max(tonumber(h[1]) or 0, tonumber(h[2]) or 0) + 1
+redis.call('HSET', KEYS[2], 'seq', string.format('%d', fence))
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+return fence
+`
+
+/** KEYS: lock. ARGV: token, leaseMs. Returns 1 when extended. */
+const extend = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+`
+
+/** KEYS: lock. ARGV: token, channel, message. Returns 1 when released (and waiters notified). */
+const release = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 1
+`
+
+/**
+ * KEYS: data, fence. ARGV: value, ttlMs ('' = no expiry), fence, retentionMs, channel, message.
+ * Returns 0 when `fence` is below the high-water mark (nothing written), else writes the
+ * value, raises the mark, notifies waiters and returns 1.
+ */
+const setFenced = `
+local fence = tonumber(ARGV[3])
+local hwm = tonumber(redis.call('HGET', KEYS[2], 'hwm')) or 0
+if fence < hwm then return 0 end
+if ARGV[2] == '' then
+  redis.call('SET', KEYS[1], ARGV[1])
+else
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+redis.call('HSET', KEYS[2], 'hwm', ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('PUBLISH', ARGV[5], ARGV[6])
+return 1
+`
+
+/**
+ * KEYS: data. Makes an existing entry permanent. PERSIST alone cannot say whether the key
+ * exists (it answers 0 both for a missing key and for one with no expiry), hence EXISTS.
+ */
+const touchPersist = `
+if redis.call('PERSIST', KEYS[1]) == 1 then return 1 end
+return redis.call('EXISTS', KEYS[1])
+`
+
+/**
+ * KEYS: lock, fence. Returns { held (1/0), token or '', high-water mark or '' }: what
+ * waitForRelease compares before and after subscribing, to see a release or a fenced write
+ * that happened in between.
+ */
+const lockState = `
+local token = redis.call('GET', KEYS[1])
+local hwm = redis.call('HGET', KEYS[2], 'hwm')
+return { token and 1 or 0, token or '', hwm or '' }
+`
+
+export const SCRIPTS: { readonly [K in keyof typeof SCRIPT_NAMES]: ScriptDefinition } = {
+  acquire: { numberOfKeys: 2, lua: acquire },
+  extend: { numberOfKeys: 1, lua: extend },
+  release: { numberOfKeys: 1, lua: release },
+  setFenced: { numberOfKeys: 2, lua: setFenced },
+  touchPersist: { numberOfKeys: 1, lua: touchPersist },
+  lockState: { numberOfKeys: 2, lua: lockState },
+}

@@ -1,0 +1,489 @@
+/**
+ * `redisStore`: the L2 `Store` on Redis (standalone, Sentinel or Cluster) through ioredis.
+ *
+ * Key mapping (cluster safety and exactness). A cache key K becomes
+ *
+ *   data key   prefix + '{' + tag(K) + '}'
+ *   lock key   prefix + '{' + tag(K) + '}:lock'
+ *   fence key  prefix + '{' + tag(K) + '}:fence'
+ *
+ * where tag(K) is K with `%`, `{`, `}` and every UTF-16 surrogate code unit escaped as
+ * `%XX` / `%uXXXX` (one code unit at a time), and tag('') = '%' (Redis ignores an empty
+ * `{}` hash tag, and a bare '%' is the escape of nothing else).
+ * - The three keys of K hash to one slot: the tag is the text between the first `{` and the
+ *   first `}`, and neither the prefix (validated) nor tag(K) (escaped) contains a brace.
+ *   Every Lua script thus touches one slot, as Redis Cluster requires.
+ * - Injective: the escaping is reversible, so distinct keys never share a Redis key; data
+ *   keys end in `}` and lock/fence keys do not, so the kinds never collide either.
+ * - Surrogates are escaped so that the Redis key (UTF-8) is exact for any JS string, lone
+ *   surrogates included; per code unit so that tag(A + B) = tag(A) + tag(B), which lets
+ *   `clear(p)` match exactly the data keys of keys starting with p: SCAN MATCH
+ *   prefix + '{' + tag(p) + '*}' (glob characters escaped).
+ *
+ * Pipelining: clients we create set `enableAutoPipelining`, so concurrent callers share
+ * round trips. Standalone batch calls are single commands (MGET, UNLINK, MULTI of SETs).
+ * On Cluster, batches are per-key commands that auto-pipelining groups per node: keys of a
+ * batch rarely share a slot (each key is its own hash tag), and MGET across slots is
+ * refused. (ioredis's slot function lives in `cluster-key-slot`, not a dependency of ours.)
+ *
+ * Errors propagate: no retries and no breaker here (GuardedStore does both, above the
+ * store); ioredis gets a small `maxRetriesPerRequest` so a dead server fails calls instead
+ * of queueing them for long.
+ */
+import { Cluster, Redis, type ClusterOptions, type RedisOptions, type SentinelAddress } from 'ioredis'
+import type { Clock, TimerHandle } from '../core/clock.js'
+import { toMs, type Duration } from '../core/duration.js'
+import { AbortedError, ClosedError, InvalidOptionsError } from '../core/errors.js'
+import { systemClock } from '../core/system-clock.js'
+import { SCRIPT_NAMES, SCRIPTS } from './redis-scripts.js'
+import type { LockGrant, Store, StoreEntry, StoreLocks } from './types.js'
+
+export interface RedisStoreOptions {
+  /** `redis://[user:pass@]host:port[/db]` or `rediss://...`: we create (and close) the client. */
+  url?: string
+  /** A client you own: used as is (your options win) and never closed by the store. */
+  client?: Redis | Cluster
+  /** Sentinel addresses (with `name`): we create a Sentinel-managed client. */
+  sentinels?: Partial<SentinelAddress>[]
+  /** The Sentinel master group name (with `sentinels`). */
+  name?: string
+  /** Startup nodes of a Redis Cluster: we create a Cluster client. */
+  cluster?: { nodes: readonly { host: string; port: number }[]; options?: ClusterOptions }
+  /** Prepended to every Redis key and to the notification channel; no braces. @default 'sc:' */
+  prefix?: string
+  /** ioredis `commandTimeout`: a command without a reply by then rejects. @default none */
+  commandTimeout?: Duration
+  /** ioredis `maxRetriesPerRequest`. @default 1 */
+  maxRetriesPerRequest?: number
+  /** Extra ioredis options for the connections we create (ours: auto-pipelining, offline queue). */
+  redisOptions?: RedisOptions
+  /** How long a key's fencing state lives after its last lock use. @default '1d' */
+  fenceRetention?: Duration
+  /** SCAN COUNT hint of `clear`. @default 1000 */
+  scanCount?: number
+  /** Time source for waits. @default systemClock */
+  clock?: Clock
+  /** Connection errors of the clients we create (commands reject on their own). @default ignored */
+  onError?: (error: Error) => void
+}
+
+/** The Redis keys of one cache key (see the mapping at the top of this file). */
+export interface RedisKeys {
+  readonly data: string
+  readonly lock: string
+  readonly fence: string
+}
+
+const ESCAPED = /[%{}\uD800-\uDFFF]/g
+const GLOB = /[*?[\]\\]/g
+/** Longest finite TTL sent to Redis (~4,460 years); longer ones would overflow its clock arithmetic. */
+const MAX_PX = 2 ** 47
+const QUIT_TIMEOUT_MS = 1_000
+
+/** tag(K) of the mapping: reversible, brace-free, well-formed UTF-16, per code unit. */
+export function keyTag(key: string): string {
+  if (key === '') return '%'
+  return key.replace(ESCAPED, (c) => {
+    const code = c.charCodeAt(0)
+    return code >= 0xd800 ? `%u${code.toString(16).toUpperCase()}` : `%${code.toString(16).toUpperCase()}`
+  })
+}
+
+export function redisKeys(prefix: string, key: string): RedisKeys {
+  const data = `${prefix}{${keyTag(key)}}`
+  return { data, lock: `${data}:lock`, fence: `${data}:fence` }
+}
+
+const globEscape = (text: string): string => text.replace(GLOB, (c) => `\\${c}`)
+
+/** A TTL or lease in whole ms for PX / PEXPIRE (rounded up: never shorter than asked). */
+function px(ms: number, what: string): number {
+  if (typeof ms !== 'number' || !(ms > 0) || !Number.isFinite(ms)) throw new InvalidOptionsError(what, `expected a finite number of ms > 0, got ${String(ms)}`)
+  return Math.min(MAX_PX, Math.ceil(ms))
+}
+
+function ttlArgs(ttlMs: number): [] | ['PX', number] {
+  return ttlMs === Infinity ? [] : ['PX', px(ttlMs, 'ttlMs')]
+}
+
+/** A plain copy: the parser's Buffer may be a view into a larger socket chunk. */
+const copyOut = (buf: Buffer | null): Uint8Array | undefined => (buf === null ? undefined : new Uint8Array(buf))
+/** A copy: the caller may reuse its buffer before auto-pipelining writes the command. */
+const copyIn = (value: Uint8Array): Buffer => Buffer.from(value)
+
+/** The commands `defineCommand` adds (typed here; ioredis adds them at run time). */
+interface ScriptCommands {
+  stratacacheAcquire(lock: string, fence: string, token: string, leaseMs: number, retentionMs: number): Promise<number | null>
+  stratacacheExtend(lock: string, token: string, leaseMs: number): Promise<number>
+  stratacacheRelease(lock: string, token: string, channel: string, message: string): Promise<number>
+  stratacacheSetFenced(data: string, fence: string, value: Buffer, ttlMs: string, fenceNo: string, retentionMs: number, channel: string, message: string): Promise<number>
+  stratacacheTouchPersist(data: string): Promise<number>
+  stratacacheLockState(lock: string, fence: string): Promise<[held: number, token: string, hwm: string]>
+}
+
+interface Waiter {
+  wake(): void
+}
+
+function validate(options: RedisStoreOptions): void {
+  if (typeof options !== 'object' || options === null) throw new InvalidOptionsError('redis', 'expected an options object')
+  const given = (['url', 'client', 'cluster', 'sentinels'] as const).filter((k) => options[k] !== undefined)
+  if (given.length !== 1) {
+    const option = given.length === 0 ? 'redis.url' : `redis.${given[1]}`
+    throw new InvalidOptionsError(option, `expected exactly one of url, client, cluster or sentinels, got ${given.length === 0 ? 'none' : given.join(' and ')}`)
+  }
+  if (options.url !== undefined && (typeof options.url !== 'string' || options.url === '')) throw new InvalidOptionsError('redis.url', 'expected a non-empty string')
+  if (options.client !== undefined) {
+    if (!(options.client instanceof Redis) && !(options.client instanceof Cluster)) throw new InvalidOptionsError('redis.client', 'expected an ioredis Redis or Cluster instance')
+    const c = options.client
+    const keyPrefix = c.options.keyPrefix ?? (c instanceof Cluster ? c.options.redisOptions?.keyPrefix : undefined)
+    // SCAN returns full names that a keyPrefix client would prefix again: use `prefix` instead.
+    if (keyPrefix !== undefined && keyPrefix !== '') throw new InvalidOptionsError('redis.client', 'a client with ioredis keyPrefix is not supported; use the store option prefix')
+  }
+  if (options.cluster !== undefined) {
+    const nodes: unknown = options.cluster.nodes
+    if (!Array.isArray(nodes) || nodes.length === 0) throw new InvalidOptionsError('redis.cluster.nodes', 'expected a non-empty array of { host, port }')
+  }
+  if (options.sentinels !== undefined && (!Array.isArray(options.sentinels) || options.sentinels.length === 0)) throw new InvalidOptionsError('redis.sentinels', 'expected a non-empty array of { host, port }')
+  if ((options.sentinels !== undefined) !== (options.name !== undefined)) throw new InvalidOptionsError('redis.name', 'sentinels and name go together')
+  if (options.name !== undefined && (typeof options.name !== 'string' || options.name === '')) throw new InvalidOptionsError('redis.name', 'expected a non-empty string')
+  const prefix: unknown = options.prefix
+  if (prefix !== undefined && (typeof prefix !== 'string' || /[{}]/.test(prefix))) throw new InvalidOptionsError('redis.prefix', 'expected a string without { or } (braces would change the hash slot of keys)')
+  const retries = options.maxRetriesPerRequest
+  if (retries !== undefined && (!Number.isSafeInteger(retries) || retries < 0)) throw new InvalidOptionsError('redis.maxRetriesPerRequest', `expected an integer >= 0, got ${String(retries)}`)
+  const scan = options.scanCount
+  if (scan !== undefined && (!Number.isSafeInteger(scan) || scan < 1)) throw new InvalidOptionsError('redis.scanCount', `expected an integer >= 1, got ${String(scan)}`)
+}
+
+/** Creates the client for url / sentinels / cluster options. */
+function createClient(options: RedisStoreOptions): Redis | Cluster {
+  const commandTimeout = options.commandTimeout === undefined ? undefined : toMs(options.commandTimeout, 'redis.commandTimeout')
+  if (commandTimeout !== undefined && !(commandTimeout > 0 && Number.isFinite(commandTimeout))) throw new InvalidOptionsError('redis.commandTimeout', 'expected a finite duration > 0')
+  const perConnection: RedisOptions = {
+    maxRetriesPerRequest: options.maxRetriesPerRequest ?? 1,
+    ...options.redisOptions,
+    ...(commandTimeout === undefined ? {} : { commandTimeout: Math.ceil(commandTimeout) }),
+    ...(options.maxRetriesPerRequest === undefined ? {} : { maxRetriesPerRequest: options.maxRetriesPerRequest }),
+  }
+  // The offline queue keeps commands sent while (re)connecting; the caller's timeout bounds them.
+  const ours = { enableAutoPipelining: true, enableOfflineQueue: true }
+  if (options.cluster !== undefined) {
+    return new Cluster(
+      options.cluster.nodes.map((n) => ({ host: n.host, port: n.port })),
+      { ...ours, ...options.cluster.options, redisOptions: { ...options.cluster.options?.redisOptions, ...perConnection } },
+    )
+  }
+  if (options.sentinels !== undefined) return new Redis({ ...ours, ...perConnection, sentinels: options.sentinels, name: options.name })
+  return new Redis(options.url as string, { ...ours, ...perConnection })
+}
+
+class RedisStore implements Store {
+  readonly name = 'redis'
+  readonly locks: StoreLocks
+  readonly #client: Redis | Cluster
+  readonly #owned: boolean
+  readonly #prefix: string
+  readonly #channel: string
+  readonly #clock: Clock
+  readonly #retentionMs: number
+  readonly #scanCount: number
+  readonly #onError: (error: Error) => void
+  readonly #scripts: ScriptCommands
+  /** Waiters of waitForRelease by key tag. */
+  readonly #waiters = new Map<string, Set<Waiter>>()
+  #subscriber: Redis | Cluster | undefined
+  #subscribed: Promise<void> | undefined
+  #closing: Promise<void> | undefined
+
+  constructor(options: RedisStoreOptions) {
+    validate(options)
+    this.#prefix = options.prefix ?? 'sc:'
+    this.#channel = `${this.#prefix}release`
+    this.#clock = options.clock ?? systemClock
+    const retention = toMs(options.fenceRetention ?? '1d', 'redis.fenceRetention')
+    if (!(retention > 0)) throw new InvalidOptionsError('redis.fenceRetention', 'expected a duration > 0')
+    this.#retentionMs = Math.min(MAX_PX, Math.ceil(retention))
+    this.#scanCount = options.scanCount ?? 1000
+    this.#onError = options.onError ?? (() => {})
+    this.#owned = options.client === undefined
+    this.#client = options.client ?? createClient(options)
+    // Without a listener ioredis logs every reconnect failure; commands still reject on their own.
+    if (this.#owned) this.#client.on('error', this.#onError)
+    for (const [method, name] of Object.entries(SCRIPT_NAMES) as [keyof typeof SCRIPT_NAMES, string][]) {
+      // Redefining is harmless when several stores share one client (same Lua, same name).
+      this.#client.defineCommand(name, SCRIPTS[method])
+    }
+    this.#scripts = this.#client as unknown as ScriptCommands
+    this.locks = {
+      acquire: (key, token, leaseMs) => this.#acquire(key, token, leaseMs),
+      extend: (key, token, leaseMs) => this.#extend(key, token, leaseMs),
+      release: (key, token) => this.#release(key, token),
+      setFenced: (key, value, ttlMs, fence) => this.#setFenced(key, value, ttlMs, fence),
+      waitForRelease: (key, timeoutMs, signal) => this.#waitForRelease(key, timeoutMs, signal),
+    }
+  }
+
+  /** The client: for tests and for users who need raw access. */
+  get client(): Redis | Cluster {
+    return this.#client
+  }
+
+  #keys(key: string): RedisKeys {
+    return redisKeys(this.#prefix, key)
+  }
+
+  #data(key: string): string {
+    return `${this.#prefix}{${keyTag(key)}}`
+  }
+
+  #open(): void {
+    if (this.#closing !== undefined) throw new ClosedError('The redis store is closed')
+  }
+
+  async get(key: string): Promise<Uint8Array | undefined> {
+    this.#open()
+    return copyOut(await this.#client.getBuffer(this.#data(key)))
+  }
+
+  async getMany(keys: readonly string[]): Promise<(Uint8Array | undefined)[]> {
+    this.#open()
+    if (keys.length === 0) return []
+    const client = this.#client
+    if (client instanceof Cluster) return Promise.all(keys.map((k) => this.get(k)))
+    const values = await client.mgetBuffer(keys.map((k) => this.#data(k)))
+    return values.map(copyOut)
+  }
+
+  async set(key: string, value: Uint8Array, ttlMs: number): Promise<void> {
+    this.#open()
+    const args = ttlArgs(ttlMs)
+    const data = this.#data(key)
+    const buf = copyIn(value)
+    await (args.length === 0 ? this.#client.set(data, buf) : this.#client.set(data, buf, args[0], args[1]))
+  }
+
+  async setMany(entries: readonly StoreEntry[]): Promise<void> {
+    this.#open()
+    if (entries.length === 0) return
+    const client = this.#client
+    if (client instanceof Cluster) {
+      // Per-key SETs; those of one key go to one node in order, so the last one wins.
+      await Promise.all(entries.map((e) => this.set(e.key, e.value, e.ttlMs)))
+      return
+    }
+    // One MULTI: one round trip, and no reader sees half a batch.
+    const multi = client.multi()
+    for (const e of entries) {
+      const args = ttlArgs(e.ttlMs)
+      if (args.length === 0) multi.set(this.#data(e.key), copyIn(e.value))
+      else multi.set(this.#data(e.key), copyIn(e.value), args[0], args[1])
+    }
+    const results = await multi.exec()
+    if (results === null) throw new Error('redis MULTI of setMany was discarded')
+    for (const [err] of results) if (err !== null) throw err
+  }
+
+  async delete(key: string): Promise<boolean> {
+    this.#open()
+    return (await this.#client.unlink(this.#data(key))) === 1
+  }
+
+  async deleteMany(keys: readonly string[]): Promise<number> {
+    this.#open()
+    // A key listed twice existed once.
+    const unique = [...new Set(keys)]
+    if (unique.length === 0) return 0
+    const client = this.#client
+    if (client instanceof Cluster) {
+      const counts = await Promise.all(unique.map((k) => client.unlink(this.#data(k))))
+      return counts.reduce((a, b) => a + b, 0)
+    }
+    return client.unlink(unique.map((k) => this.#data(k)))
+  }
+
+  async touch(key: string, ttlMs: number): Promise<boolean> {
+    this.#open()
+    const data = this.#data(key)
+    if (ttlMs === Infinity) return (await this.#scripts.stratacacheTouchPersist(data)) === 1
+    return (await this.#client.pexpire(data, px(ttlMs, 'ttlMs'))) === 1
+  }
+
+  /** SCAN (never KEYS) on every master, UNLINK per batch. Only data keys match: locks and fences stay. */
+  async clear(prefix: string): Promise<void> {
+    this.#open()
+    const pattern = `${globEscape(this.#prefix)}{${globEscape(prefix === '' ? '' : keyTag(prefix))}*}`
+    const client = this.#client
+    if (client instanceof Cluster) {
+      // The node list is empty until the cluster has loaded its slot map.
+      if (client.status !== 'ready') await client.ping()
+      await Promise.all(
+        client.nodes('master').map((node) =>
+          this.#scan(node, pattern, async (batch) => {
+            // Keys of one node span many slots: one UNLINK each, routed (and pipelined) by the cluster client.
+            await Promise.all(batch.map((k) => client.unlink(k)))
+          }),
+        ),
+      )
+      return
+    }
+    await this.#scan(client, pattern, async (batch) => {
+      await client.unlink(batch)
+    })
+  }
+
+  async #scan(node: Redis, pattern: string, onBatch: (keys: Buffer[]) => Promise<void>): Promise<void> {
+    let cursor = '0'
+    do {
+      // Buffers: a non-UTF-8 key would not survive a round trip through a JS string.
+      const [next, keys] = await node.scanBuffer(cursor, 'MATCH', pattern, 'COUNT', this.#scanCount)
+      cursor = next.toString()
+      if (keys.length > 0) await onBatch(keys)
+    } while (cursor !== '0')
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= this.#close()
+    return this.#closing
+  }
+
+  async #close(): Promise<void> {
+    // Waiters resolve (a wait never rejects for an ending); they will find the store closed.
+    for (const set of this.#waiters.values()) for (const w of [...set]) w.wake()
+    const subscriber = this.#subscriber
+    this.#subscriber = undefined
+    subscriber?.disconnect()
+    if (this.#owned) await this.#quit(this.#client)
+  }
+
+  /** QUIT (lets in-flight replies arrive), bounded: a frozen server must not hold close() up. */
+  async #quit(client: Redis | Cluster): Promise<void> {
+    if (client.status === 'end') return
+    let timer: TimerHandle | undefined
+    const bound = new Promise<void>((resolve) => {
+      timer = this.#clock.setTimeout(resolve, QUIT_TIMEOUT_MS, { unref: true })
+    })
+    // QUIT's reply comes before the socket closes: wait for 'end' so close() returns a closed client.
+    const ended = new Promise<void>((resolve) => client.once('end', () => resolve()))
+    try {
+      await Promise.race([Promise.all([client.quit(), ended]), bound])
+    } catch {
+      // Already closed or unreachable: disconnect below is all there is to do.
+    } finally {
+      if (timer !== undefined) this.#clock.clearTimeout(timer)
+      client.disconnect()
+    }
+  }
+
+  // Locks
+
+  async #acquire(key: string, token: string, leaseMs: number): Promise<LockGrant | undefined> {
+    this.#open()
+    const k = this.#keys(key)
+    const lease = px(leaseMs, 'leaseMs')
+    // The fencing state outlives the lease it was granted with.
+    const fence = await this.#scripts.stratacacheAcquire(k.lock, k.fence, token, lease, Math.max(this.#retentionMs, lease))
+    return fence === null ? undefined : { token, fence: Number(fence) }
+  }
+
+  async #extend(key: string, token: string, leaseMs: number): Promise<boolean> {
+    this.#open()
+    return (await this.#scripts.stratacacheExtend(this.#keys(key).lock, token, px(leaseMs, 'leaseMs'))) === 1
+  }
+
+  async #release(key: string, token: string): Promise<boolean> {
+    this.#open()
+    return (await this.#scripts.stratacacheRelease(this.#keys(key).lock, token, this.#channel, keyTag(key))) === 1
+  }
+
+  async #setFenced(key: string, value: Uint8Array, ttlMs: number, fence: number): Promise<boolean> {
+    this.#open()
+    if (typeof fence !== 'number' || !Number.isFinite(fence)) throw new InvalidOptionsError('fence', `expected a finite number, got ${String(fence)}`)
+    const k = this.#keys(key)
+    const ttl = ttlMs === Infinity ? '' : String(px(ttlMs, 'ttlMs'))
+    const done = await this.#scripts.stratacacheSetFenced(k.data, k.fence, copyIn(value), ttl, String(fence), this.#retentionMs, this.#channel, keyTag(key))
+    return done === 1
+  }
+
+  /**
+   * No lost wake-up: the waiter registers, reads the lock state (holder token, fence
+   * high-water mark), makes sure the subscriber listens, then reads the state again. A
+   * release or fenced write before the subscription took effect shows as a change (or a
+   * free lock); one after it arrives as a message. Comparing states, rather than asking
+   * "is there a value", keeps a waiter from spinning while a holder refreshes a value that
+   * already exists. Resolves on the timeout; rejects only for an abort or a Redis error.
+   */
+  #waitForRelease(key: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    this.#open()
+    if (signal?.aborted === true) return Promise.reject(new AbortedError('waitForRelease was aborted'))
+    const tag = keyTag(key)
+    const k = this.#keys(key)
+    return new Promise<void>((resolve, reject) => {
+      let done = false
+      let timer: TimerHandle | undefined
+      const finish = (error?: unknown): void => {
+        if (done) return
+        done = true
+        if (timer !== undefined) this.#clock.clearTimeout(timer)
+        signal?.removeEventListener('abort', onAbort)
+        const set = this.#waiters.get(tag)
+        set?.delete(waiter)
+        if (set?.size === 0) this.#waiters.delete(tag)
+        if (error === undefined) resolve()
+        else reject(error)
+      }
+      const onAbort = (): void => finish(new AbortedError('waitForRelease was aborted'))
+      const waiter: Waiter = { wake: () => finish() }
+      let set = this.#waiters.get(tag)
+      if (set === undefined) this.#waiters.set(tag, (set = new Set()))
+      set.add(waiter)
+      if (Number.isFinite(timeoutMs)) timer = this.#clock.setTimeout(() => finish(), Math.max(0, timeoutMs))
+      signal?.addEventListener('abort', onAbort, { once: true })
+      const state = (): Promise<string> => this.#scripts.stratacacheLockState(k.lock, k.fence).then(([held, token, hwm]) => (held === 1 ? `${hwm}|${token}` : ''))
+      // Sent now, so it is ordered before any release or write issued after this call.
+      const before = state()
+      Promise.all([before, this.#subscribe()])
+        .then(async ([was]) => {
+          if (done) return
+          // Free when the wait began, or changed before the subscription took effect.
+          if (was === '' || (await state()) !== was) finish()
+        })
+        .catch((err: unknown) => finish(err))
+    })
+  }
+
+  /** The shared subscriber connection, created on first use. */
+  #subscribe(): Promise<void> {
+    if (this.#subscribed !== undefined) return this.#subscribed
+    const client = this.#client
+    const sub: Redis | Cluster = client instanceof Cluster ? client.duplicate() : client.duplicate()
+    sub.on('error', this.#onError)
+    sub.on('message', (channel: string, message: string) => {
+      if (channel !== this.#channel) return
+      const set = this.#waiters.get(message)
+      if (set !== undefined) for (const w of [...set]) w.wake()
+    })
+    let connects = 0
+    sub.on('ready', () => {
+      // After a reconnect, releases sent while we were away are lost: wake every waiter so
+      // it checks again (a wait may end early; it never ends late).
+      if (++connects > 1) for (const set of this.#waiters.values()) for (const w of [...set]) w.wake()
+    })
+    this.#subscriber = sub
+    this.#subscribed = sub.subscribe(this.#channel).then(
+      () => undefined,
+      (err: unknown) => {
+        // Start over on the next wait.
+        this.#subscribed = undefined
+        if (this.#subscriber === sub) this.#subscriber = undefined
+        sub.disconnect()
+        throw err
+      },
+    )
+    return this.#subscribed
+  }
+}
+
+/** A Redis-backed `Store` (with locks). See the file comment for the key mapping. */
+export function redisStore(options: RedisStoreOptions): Store & { readonly locks: StoreLocks; readonly client: Redis | Cluster } {
+  return new RedisStore(options)
+}

@@ -1,0 +1,417 @@
+/**
+ * redisStore against real redis-server processes (started on free loopback ports by
+ * test/support/redis-server.ts; never the system Redis on 6379): the shared conformance
+ * suite, then what is specific to Redis (key mapping, auto-pipelining, cross-connection
+ * locks and wake-ups, options, ownership of the client), then faults (frozen, killed and
+ * restarted server).
+ */
+import assert from 'node:assert/strict'
+import { after, before, describe, test } from 'node:test'
+import fc from 'fast-check'
+import { Redis } from 'ioredis'
+import { isCacheError } from '../../src/core/errors.js'
+import { storeConformance } from '../../src/store/conformance.js'
+import { keyTag, redisKeys, redisStore } from '../../src/store/redis-store.js'
+import { RedisServer, startRedisSentinel, startRedisServer } from '../support/redis-server.js'
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+const bytes = (text: string): Uint8Array => new TextEncoder().encode(text)
+const text = (value: Uint8Array | undefined): string | undefined => (value === undefined ? undefined : new TextDecoder().decode(value))
+
+/** Inverse of keyTag, to prove the mapping reversible (hence injective). */
+function untag(tag: string): string {
+  if (tag === '%') return ''
+  return tag.replace(/%u([0-9A-F]{4})|%([0-9A-F]{2})/g, (_m, u: string | undefined, b: string | undefined) => String.fromCharCode(parseInt(u ?? b ?? '', 16)))
+}
+
+let server: RedisServer
+let prefixes = 0
+/** A fresh namespace per store, as the conformance suite asks. */
+const freshPrefix = (): string => `t${process.pid}-${++prefixes}:`
+
+before(async () => {
+  server = await startRedisServer()
+})
+after(async () => {
+  await server?.stop()
+})
+
+storeConformance({
+  name: 'redis (standalone)',
+  open: async () => redisStore({ url: server.url, prefix: freshPrefix() }),
+  advance: sleep,
+  minTtlMs: 50,
+})
+
+describe('redisStore: key mapping', () => {
+  const tricky = ['', '%', '%25', '%7B', '{', '}', '{}', '}{', '{a}', 'a{b}c:{}', '%u', '\uD83D', '\uDE00', '\uD83D\uDE00', '🚀', 'x\u0000y', '*', '\\']
+
+  test('tags are brace-free and reversible for tricky keys and for arbitrary strings', () => {
+    const tags = new Set<string>()
+    for (const key of tricky) {
+      const tag = keyTag(key)
+      assert.ok(!/[{}]/.test(tag), `tag of ${JSON.stringify(key)} has no brace`)
+      assert.ok(tag.length > 0, 'a tag is never empty (Redis ignores {})')
+      assert.equal(untag(tag), key)
+      tags.add(tag)
+    }
+    assert.equal(tags.size, tricky.length, 'distinct keys, distinct tags')
+    fc.assert(
+      fc.property(fc.string({ unit: 'binary' }), fc.string({ unit: 'binary' }), (a, b) => {
+        assert.equal(untag(keyTag(a)), a)
+        assert.ok(!/[{}\uD800-\uDFFF]/.test(keyTag(a)), 'no brace and no surrogate: the Redis key is exact UTF-8')
+        // Per code unit, so clear(prefix) can match by tag prefix.
+        if (a !== '' && b !== '') assert.equal(keyTag(a + b), keyTag(a) + keyTag(b))
+      }),
+      { numRuns: 500 },
+    )
+  })
+
+  test('data, lock and fence keys share one hash tag and never collide across keys or kinds', () => {
+    const all = new Set<string>()
+    for (const key of tricky) {
+      const k = redisKeys('sc:', key)
+      const tagOf = (name: string): string => name.slice(name.indexOf('{') + 1, name.indexOf('}'))
+      assert.equal(tagOf(k.lock), tagOf(k.data))
+      assert.equal(tagOf(k.fence), tagOf(k.data))
+      for (const name of [k.data, k.lock, k.fence]) all.add(name)
+    }
+    assert.equal(all.size, 3 * tricky.length)
+  })
+
+  test('the server holds exactly one data key per cache key, named by the mapping', async () => {
+    const prefix = freshPrefix()
+    const store = redisStore({ url: server.url, prefix })
+    const raw = new Redis(server.url)
+    try {
+      for (const [i, key] of tricky.entries()) await store.set(key, bytes(`v${i}`), 60_000)
+      const names = (await raw.keys(`${prefix}*`)).sort()
+      assert.deepEqual(names, tricky.map((k) => redisKeys(prefix, k).data).sort())
+      for (const [i, key] of tricky.entries()) assert.equal(text(await store.get(key)), `v${i}`)
+    } finally {
+      raw.disconnect()
+      await store.close()
+    }
+  })
+})
+
+describe('redisStore: Redis specifics', () => {
+  test('1000 concurrent gets share round trips (auto-pipelining): few server reads, right answers', async () => {
+    const store = redisStore({ url: server.url, prefix: freshPrefix() })
+    try {
+      await store.setMany(Array.from({ length: 100 }, (_, i) => ({ key: `k${i}`, value: bytes(`v${i}`), ttlMs: 60_000 })))
+      await store.get('warm-up') // connected and ready before we count
+      const readsBefore = await totalReads(server)
+      const pending = Array.from({ length: 1000 }, (_, i) => store.get(`k${i % 120}`))
+      assert.ok(store.client.autoPipelineQueueSize > 0, 'the gets wait in the auto-pipeline queue, not one write each')
+      const values = await Promise.all(pending)
+      const readsAfter = await totalReads(server)
+      values.forEach((v, i) => assert.equal(text(v), i % 120 < 100 ? `v${i % 120}` : undefined))
+      // INFO total_reads_processed counts read events on client sockets; the INFO calls add
+      // one each. 1000 commands sent one by one would show up as hundreds of reads.
+      const reads = readsAfter - readsBefore
+      assert.ok(reads <= 50, `1000 gets took ${reads} server read events`)
+    } finally {
+      await store.close()
+    }
+  })
+
+  test('getMany is one MGET and deleteMany one UNLINK on a standalone server', async () => {
+    const store = redisStore({ url: server.url, prefix: freshPrefix() })
+    try {
+      const keys = Array.from({ length: 50 }, (_, i) => `m${i}`)
+      await store.setMany(keys.map((key) => ({ key, value: bytes(key), ttlMs: 60_000 })))
+      const before = await commandCalls(server)
+      const got = await store.getMany(keys)
+      assert.deepEqual(got.map(text), keys)
+      assert.equal(await store.deleteMany(keys), 50)
+      const after = await commandCalls(server)
+      assert.equal((after.get('mget') ?? 0) - (before.get('mget') ?? 0), 1)
+      assert.equal((after.get('get') ?? 0) - (before.get('get') ?? 0), 0)
+      assert.equal((after.get('unlink') ?? 0) - (before.get('unlink') ?? 0), 1)
+    } finally {
+      await store.close()
+    }
+  })
+
+  test('TTLs reach Redis as PX (rounded up) and Infinity as no expiry; touch(Infinity) is true for a key that had none', async () => {
+    const prefix = freshPrefix()
+    const store = redisStore({ url: server.url, prefix })
+    const raw = new Redis(server.url)
+    try {
+      await store.set('finite', bytes('f'), 10_000.2)
+      const pttl = await raw.pttl(redisKeys(prefix, 'finite').data)
+      assert.ok(pttl > 9_000 && pttl <= 10_001, `pttl ${pttl}`)
+      await store.set('forever', bytes('p'), Infinity)
+      assert.equal(await raw.pttl(redisKeys(prefix, 'forever').data), -1)
+      assert.equal(await store.touch('forever', Infinity), true, 'PERSIST alone would answer 0 here')
+      assert.equal(await store.touch('finite', Infinity), true)
+      assert.equal(await raw.pttl(redisKeys(prefix, 'finite').data), -1)
+      assert.equal(await store.touch('nope', Infinity), false)
+      for (const bad of [0, -5, Number.NaN]) {
+        await assert.rejects(store.set('bad', bytes('x'), bad), (err: unknown) => isCacheError(err, 'ERR_INVALID_OPTIONS'))
+      }
+    } finally {
+      raw.disconnect()
+      await store.close()
+    }
+  })
+
+  test("clear('') removes this store's data keys only: other prefixes, foreign keys and fencing state stay", async () => {
+    const prefix = freshPrefix()
+    const store = redisStore({ url: server.url, prefix, scanCount: 7 })
+    const neighbour = redisStore({ url: server.url, prefix: freshPrefix() })
+    const raw = new Redis(server.url)
+    try {
+      await store.setMany(Array.from({ length: 120 }, (_, i) => ({ key: `k${i}`, value: bytes('x'), ttlMs: 60_000 })))
+      await neighbour.set('k1', bytes('neighbour'), 60_000)
+      await raw.set(`${prefix}foreign`, 'not ours')
+      const grant = await store.locks.acquire('k1', 'tok', 60_000)
+      assert.ok(grant !== undefined)
+      await store.clear('')
+      assert.deepEqual((await raw.keys(`${prefix}{*}`)).length, 0, 'no data key left (in batches of a small SCAN COUNT)')
+      assert.equal(text(await neighbour.get('k1')), 'neighbour')
+      assert.equal(await raw.get(`${prefix}foreign`), 'not ours')
+      assert.equal(await store.locks.acquire('k1', 'other', 60_000), undefined, 'the lock survived clear')
+      assert.equal(await store.locks.release('k1', 'tok'), true)
+      const next = await store.locks.acquire('k1', 'tok2', 60_000)
+      assert.ok(next !== undefined && next.fence > grant.fence, 'fences keep growing after clear')
+    } finally {
+      raw.disconnect()
+      await neighbour.close()
+      await store.close()
+    }
+  })
+
+  test('fencing across connections: a holder whose lease expired cannot overwrite the newer grant', async () => {
+    const prefix = freshPrefix()
+    const a = redisStore({ url: server.url, prefix })
+    const b = redisStore({ url: server.url, prefix })
+    try {
+      const grantA = await a.locks.acquire('job', 'A', 100)
+      assert.ok(grantA !== undefined)
+      assert.equal(await b.locks.acquire('job', 'B', 100), undefined, 'held by A')
+      await sleep(250) // A "pauses" past its lease
+      const grantB = await b.locks.acquire('job', 'B', 10_000)
+      assert.ok(grantB !== undefined && grantB.fence > grantA.fence)
+      assert.equal(await b.locks.setFenced('job', bytes('from B'), 60_000, grantB.fence), true)
+      assert.equal(await a.locks.setFenced('job', bytes('stale A'), 60_000, grantA.fence), false)
+      assert.equal(await a.locks.extend('job', 'A', 10_000), false)
+      assert.equal(text(await a.get('job')), 'from B')
+    } finally {
+      await a.close()
+      await b.close()
+    }
+  })
+
+  test('waitForRelease wakes within milliseconds when another connection releases or writes', async () => {
+    const prefix = freshPrefix()
+    const waiterStore = redisStore({ url: server.url, prefix })
+    const holder = redisStore({ url: server.url, prefix })
+    try {
+      const grant = await holder.locks.acquire('w', 'H', 30_000)
+      assert.ok(grant !== undefined)
+      // An older value exists while the holder refreshes it: that alone must not wake (no spinning waiter).
+      await holder.set('w', bytes('old value'), 60_000)
+      let woke = 0
+      const waiting = waiterStore.locks.waitForRelease('w', 30_000).then(() => (woke = performance.now()))
+      await sleep(150) // well subscribed by now
+      assert.equal(woke, 0, 'still waiting while held')
+      const released = performance.now()
+      assert.equal(await holder.locks.release('w', 'H'), true)
+      await waiting
+      assert.ok(woke - released < 500, `woke ${(woke - released).toFixed(1)} ms after the release`)
+
+      // A fenced write by the holder wakes waiters too.
+      const again = await holder.locks.acquire('w', 'H2', 30_000)
+      assert.ok(again !== undefined)
+      const t0 = performance.now()
+      const second = waiterStore.locks.waitForRelease('w', 30_000)
+      await sleep(100)
+      await holder.locks.setFenced('w', bytes('v'), 60_000, again.fence)
+      await second
+      assert.ok(performance.now() - t0 < 1_000, 'the setFenced notification woke the waiter')
+    } finally {
+      await waiterStore.close()
+      await holder.close()
+    }
+  })
+
+  test('close() resolves pending waiters, is idempotent, and later calls fail with ERR_CLOSED', async () => {
+    const store = redisStore({ url: server.url, prefix: freshPrefix() })
+    assert.ok((await store.locks.acquire('w', 't', 30_000)) !== undefined)
+    const waiting = store.locks.waitForRelease('w', 30_000)
+    await sleep(50)
+    const t0 = performance.now()
+    await Promise.all([store.close(), store.close()])
+    await waiting
+    assert.ok(performance.now() - t0 < 2_000)
+    assert.equal(store.client.status, 'end')
+    await assert.rejects(store.get('w'), (err: unknown) => isCacheError(err, 'ERR_CLOSED'))
+  })
+
+  test('a user-supplied client is used as is and left open by close()', async () => {
+    const client = new Redis(server.url)
+    try {
+      const store = redisStore({ client, prefix: freshPrefix() })
+      await store.set('k', bytes('v'), 60_000)
+      assert.equal(text(await store.get('k')), 'v')
+      assert.equal(store.client, client)
+      await store.close()
+      assert.equal(await client.ping(), 'PONG', 'still usable after the store closed')
+    } finally {
+      client.disconnect()
+    }
+  })
+
+  test('invalid options fail at construction with InvalidOptionsError naming the option', () => {
+    const expectOption = (option: string, fn: () => unknown): void => {
+      assert.throws(fn, (err: unknown) => isCacheError(err, 'ERR_INVALID_OPTIONS') && (err as { option?: string }).option === option)
+    }
+    expectOption('redis.url', () => redisStore({}))
+    expectOption('redis.url', () => redisStore({ url: '' }))
+    expectOption('redis.cluster', () => redisStore({ url: server.url, cluster: { nodes: [{ host: '127.0.0.1', port: server.port }] } }))
+    expectOption('redis.cluster.nodes', () => redisStore({ cluster: { nodes: [] } }))
+    expectOption('redis.name', () => redisStore({ sentinels: [{ host: '127.0.0.1', port: 26379 }] }))
+    expectOption('redis.prefix', () => redisStore({ url: server.url, prefix: 'a{b' }))
+    expectOption('redis.commandTimeout', () => redisStore({ url: server.url, commandTimeout: 'soon' as '1s' }))
+    expectOption('redis.maxRetriesPerRequest', () => redisStore({ url: server.url, maxRetriesPerRequest: -1 }))
+    expectOption('redis.scanCount', () => redisStore({ url: server.url, scanCount: 0 }))
+    expectOption('redis.client', () => redisStore({ client: {} as Redis }))
+    const prefixed = new Redis(server.url, { keyPrefix: 'app:', lazyConnect: true })
+    expectOption('redis.client', () => redisStore({ client: prefixed }))
+    prefixed.disconnect()
+  })
+})
+
+describe('redisStore: Sentinel', () => {
+  let sentinel: RedisServer
+  before(async () => {
+    sentinel = await startRedisSentinel(server, 'primary')
+  })
+  after(async () => {
+    await sentinel?.stop()
+  })
+
+  test('sentinels + name: the store finds the master through Sentinel; locks and wake-ups work', async () => {
+    const prefix = freshPrefix()
+    const viaSentinel = redisStore({ sentinels: [{ host: sentinel.host, port: sentinel.port }], name: 'primary', prefix })
+    const direct = redisStore({ url: server.url, prefix })
+    try {
+      await viaSentinel.set('k', bytes('through sentinel'), 60_000)
+      assert.equal(text(await direct.get('k')), 'through sentinel', 'it wrote to the monitored master')
+      const grant = await direct.locks.acquire('l', 'D', 30_000)
+      assert.ok(grant !== undefined)
+      const waiting = viaSentinel.locks.waitForRelease('l', 30_000)
+      await sleep(100)
+      const t0 = performance.now()
+      assert.equal(await direct.locks.release('l', 'D'), true)
+      await waiting
+      assert.ok(performance.now() - t0 < 1_000)
+    } finally {
+      await viaSentinel.close()
+      await direct.close()
+    }
+  })
+})
+
+describe('redisStore: faults (own server)', () => {
+  let faulty: RedisServer
+  before(async () => {
+    faulty = await startRedisServer()
+  })
+  after(async () => {
+    // Thaw first: a stopped process still dies on SIGKILL, but be explicit.
+    faulty?.thaw()
+    await faulty?.stop()
+  })
+
+  test('frozen server: a get rejects at commandTimeout instead of hanging; after thaw it works again', async () => {
+    const store = redisStore({ url: faulty.url, prefix: freshPrefix(), commandTimeout: 300 })
+    try {
+      await store.set('k', bytes('v'), 60_000)
+      faulty.freeze()
+      const t0 = performance.now()
+      await assert.rejects(store.get('k'), /timed out/i)
+      const spent = performance.now() - t0
+      assert.ok(spent >= 250 && spent < 2_000, `rejected after ${spent.toFixed(0)} ms`)
+      faulty.thaw()
+      assert.equal(text(await store.get('k')), 'v')
+    } finally {
+      faulty.thaw()
+      await store.close()
+    }
+  })
+
+  test('killed server: operations reject (not hang); after restart the same store works again', async () => {
+    const store = redisStore({ url: faulty.url, prefix: freshPrefix() })
+    try {
+      await store.set('k', bytes('v'), 60_000)
+      assert.ok((await store.locks.acquire('w', 't', 60_000)) !== undefined)
+      const waiting = store.locks.waitForRelease('w', 30_000)
+      await sleep(100)
+      await faulty.kill()
+      const t0 = performance.now()
+      await assert.rejects(withDeadline(store.get('k'), 5_000))
+      await assert.rejects(withDeadline(store.set('k', bytes('x'), 60_000), 5_000))
+      assert.ok(performance.now() - t0 < 5_000)
+      await faulty.restart()
+      // ioredis reconnects with backoff; the store is not recreated.
+      const deadline = performance.now() + 10_000
+      for (;;) {
+        try {
+          await store.set('k', bytes('after restart'), 60_000)
+          break
+        } catch (err) {
+          if (performance.now() > deadline) throw err
+          await sleep(100)
+        }
+      }
+      assert.equal(text(await store.get('k')), 'after restart', 'data did not survive (no persistence); new writes do')
+      // The waiter's release was lost with the server: the subscriber's reconnect wakes it.
+      await withDeadline(waiting, 10_000)
+    } finally {
+      await store.close()
+    }
+  })
+
+  test('close() of a store whose server is frozen returns promptly', async () => {
+    const store = redisStore({ url: faulty.url, prefix: freshPrefix() })
+    await store.set('k', bytes('v'), 60_000)
+    faulty.freeze()
+    try {
+      const t0 = performance.now()
+      await store.close()
+      assert.ok(performance.now() - t0 < 3_000)
+    } finally {
+      faulty.thaw()
+    }
+  })
+})
+
+/** Rejects if `promise` has not settled within `ms`: a hang fails the test instead of stalling it. */
+function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`still pending after ${ms} ms`)), ms)
+  })
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer))
+}
+
+async function info(s: RedisServer, section: string): Promise<string> {
+  const reply = await s.command('INFO', section)
+  assert.equal(typeof reply, 'string')
+  return reply as string
+}
+
+async function totalReads(s: RedisServer): Promise<number> {
+  const m = /total_reads_processed:(\d+)/.exec(await info(s, 'stats'))
+  assert.ok(m !== null)
+  return Number(m[1])
+}
+
+async function commandCalls(s: RedisServer): Promise<Map<string, number>> {
+  const out = new Map<string, number>()
+  for (const m of (await info(s, 'commandstats')).matchAll(/cmdstat_(\w+):calls=(\d+)/g)) out.set(m[1], Number(m[2]))
+  return out
+}
