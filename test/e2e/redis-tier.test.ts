@@ -1,0 +1,158 @@
+/**
+ * The facade over a real redis-server that the test starts, kills, restarts and freezes.
+ * Real time here (a real server), so timeouts are short and every wait is bounded.
+ */
+import assert from 'node:assert/strict'
+import { fork } from 'node:child_process'
+import { after, before, describe, test } from 'node:test'
+import { fileURLToPath } from 'node:url'
+import { createCache, isCacheError, type CacheErrorEvent } from '../../src/index.js'
+import { redisStore } from '../../src/store/redis-store.js'
+import { startRedisServer, type RedisServer } from '../support/redis-server.js'
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** Resolves with the elapsed ms of `p`, rejecting if it takes longer than `limitMs` (a hang). */
+async function timed<T>(p: Promise<T>, limitMs: number): Promise<{ value: T; ms: number }> {
+  const start = performance.now()
+  let timer: NodeJS.Timeout | undefined
+  const limit = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`still pending after ${limitMs} ms`)), limitMs)
+  })
+  try {
+    const value = await Promise.race([p, limit])
+    return { value, ms: performance.now() - start }
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+describe('facade over a real Redis: faults', () => {
+  let server: RedisServer
+  before(async () => {
+    server = await startRedisServer()
+  })
+  after(async () => {
+    await server?.stop()
+  })
+
+  test('frozen (SIGSTOP) under load: every call answers within its timeouts, the breaker opens, then closes after thaw', async () => {
+    const store = redisStore({ url: server.url, prefix: 'freeze:' })
+    const cache = createCache<string>({ store, l2: { timeout: '150ms', retry: { attempts: 0 }, breaker: { failureThreshold: 3, openFor: '500ms', successThreshold: 1 } } })
+    const errors: CacheErrorEvent[] = []
+    cache.on('error', (e) => errors.push(e))
+    try {
+      await cache.set('warm', 'w')
+      server.freeze()
+      // 40 callers on distinct keys while the server is frozen: the factory answers.
+      const { value, ms } = await timed(Promise.all(Array.from({ length: 40 }, (_, i) => cache.getOrSet(`k${i}`, () => `v${i}`))), 5_000)
+      assert.deepEqual(value, Array.from({ length: 40 }, (_, i) => `v${i}`))
+      assert.ok(ms < 1_000, `40 callers took ${ms.toFixed(0)} ms with a frozen server`)
+      assert.equal(cache.stats().l2?.breaker.state, 'open')
+      assert.ok(errors.some((e) => isCacheError(e.error, 'ERR_STORE_TIMEOUT')))
+      // Open: no wait at all.
+      const fast = await timed(cache.getOrSet('fast', () => 'f'), 1_000)
+      assert.ok(fast.ms < 50, `open breaker answered in ${fast.ms.toFixed(1)} ms`)
+      server.thaw()
+      // The breaker probes after 500 ms; queued writes land.
+      const deadline = performance.now() + 10_000
+      while ((cache.stats().l2?.queued ?? 1) > 0 && performance.now() < deadline) await sleep(50)
+      assert.equal(cache.stats().l2?.queued, 0)
+      assert.equal(cache.stats().l2?.breaker.state, 'closed')
+      const reader = createCache<string>({ store })
+      assert.equal(await reader.get('k7'), 'v7')
+      assert.equal(await reader.get('fast'), 'f')
+      await reader.close()
+    } finally {
+      server.thaw()
+      await cache.close()
+      await store.close()
+    }
+  })
+
+  test('killed under load, then restarted: every call is answered, no error escapes, writes made while down land after the restart', async () => {
+    const store = redisStore({ url: server.url, prefix: 'kill:' })
+    const cache = createCache<string>({ store, l2: { timeout: '200ms', breaker: { failureThreshold: 3, openFor: '300ms', successThreshold: 1 } } })
+    try {
+      await cache.set('doomed', 'old')
+      let stop = false
+      let served = 0
+      // Load: callers keep going through the kill and the restart.
+      const load = (async () => {
+        for (let i = 0; !stop; i++) {
+          const v = await cache.getOrSet(`load${i % 50}`, () => `x${i % 50}`)
+          assert.equal(v, `x${i % 50}`)
+          served++
+          if (i % 20 === 0) await sleep(1)
+        }
+      })()
+      await sleep(100)
+      await server.kill()
+      await cache.delete('doomed')
+      await cache.set('written-while-down', 'yes')
+      await sleep(300)
+      await server.restart()
+      const deadline = performance.now() + 10_000
+      while ((cache.stats().l2?.queued ?? 1) > 0 && performance.now() < deadline) await sleep(50)
+      stop = true
+      await timed(load, 5_000)
+      assert.ok(served > 0)
+      assert.equal(cache.stats().l2?.queued, 0, 'queued writes landed')
+      const reader = createCache<string>({ store })
+      assert.equal(await reader.get('written-while-down'), 'yes')
+      await reader.close()
+    } finally {
+      await cache.close()
+      await store.close()
+    }
+  })
+
+  test('a delete queued while Redis is down is replayed, so Redis never keeps the deleted value', async () => {
+    const store = redisStore({ url: server.url, prefix: 'del:' })
+    const cache = createCache<string>({ store, l2: { timeout: '150ms', breaker: { failureThreshold: 2, openFor: '200ms', successThreshold: 1 } } })
+    try {
+      await cache.set('k', 'v1')
+      server.freeze()
+      await timed(cache.delete('k'), 2_000)
+      assert.equal(cache.stats().l2?.queued, 1)
+      server.thaw()
+      const deadline = performance.now() + 10_000
+      while ((cache.stats().l2?.queued ?? 1) > 0 && performance.now() < deadline) await sleep(50)
+      const reader = createCache<string>({ store })
+      assert.equal(await reader.get('k'), undefined)
+      await reader.close()
+    } finally {
+      server.thaw()
+      await cache.close()
+      await store.close()
+    }
+  })
+})
+
+describe('distributed lock across real processes', () => {
+  let server: RedisServer
+  before(async () => {
+    server = await startRedisServer()
+  })
+  after(async () => {
+    await server?.stop()
+  })
+
+  test('4 processes x 250 callers on one key: exactly one factory call in total', async () => {
+    const worker = fileURLToPath(new URL('./fixtures/lock-worker.js', import.meta.url))
+    const children = Array.from({ length: 4 }, () => fork(worker, [server.url, 'hot', '250', '300'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }))
+    try {
+      await timed(Promise.all(children.map((c) => new Promise<void>((resolve) => c.once('message', () => resolve())))), 20_000)
+      const reports = children.map((c) => new Promise<{ calls: number; values: string[]; degraded: number }>((resolve) => c.once('message', (m) => resolve(m as { calls: number; values: string[]; degraded: number }))))
+      for (const c of children) c.send('go')
+      const { value } = await timed(Promise.all(reports), 30_000)
+      const calls = value.reduce((n, r) => n + r.calls, 0)
+      assert.equal(calls, 1, `factory calls across 4 processes: ${value.map((r) => r.calls).join(', ')}`)
+      const values = new Set(value.flatMap((r) => r.values))
+      assert.equal(values.size, 1, 'every caller in every process got the same value')
+      assert.equal(value.reduce((n, r) => n + r.degraded, 0), 0)
+    } finally {
+      for (const c of children) if (c.exitCode === null) c.kill()
+    }
+  })
+})
