@@ -20,6 +20,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { facadeSuite } from './facade.js'
+import { redisSuite } from './redis.js'
 import { HIT_RATIO_SUBJECTS, hitRatios } from './hit-ratio.js'
 import {
   fmtCount,
@@ -42,7 +43,7 @@ import {
 } from './harness.js'
 import { loopHeavyTrace, scanMixedTrace, type Trace } from './traces.js'
 
-const SUITES = ['get-hits', 'set-evict', 'heap', 'hit-ratio', 'facade'] as const
+const SUITES = ['get-hits', 'set-evict', 'heap', 'hit-ratio', 'facade', 'redis'] as const
 type SuiteName = (typeof SUITES)[number]
 
 interface SuiteReport {
@@ -278,6 +279,7 @@ const RUNNERS: Record<SuiteName, (c: Config) => Promise<Omit<SuiteReport, 'date'
   heap: heapSuite,
   'hit-ratio': hitRatioSuite,
   facade: facadeSuite,
+  redis: redisSuite,
 }
 
 interface ResultsFile {

@@ -48,8 +48,8 @@ interface Resolved<V> {
   signal: AbortSignal | undefined
   lockLease: number
   lockWait: number
-  /** Internal: L2 was read for this key an instant ago (getOrSetMany's batch read). */
-  l2Checked?: boolean
+  /** Internal: keys whose L2 record was read an instant ago (getOrSetMany's batch read). */
+  l2Checked?: ReadonlySet<string>
 }
 
 const STRATEGIES: readonly Strategy[] = ['none', 'async', 'stampede', 'stampede-async']
@@ -321,16 +321,30 @@ export class Cache<V = unknown> {
     for (const key of keys) this.#checkKey(key)
     this.#checkOpen()
     let o = options === undefined ? this.#defaults : resolve(options, this.#defaults, '')
+    // Keys answered up front, from L1 or by the batch read from L2 (not through L1 afterwards:
+    // it may be too small to keep them all).
+    const answered = new Map<string, V>()
     if (this.#l2 !== undefined) {
       // One L2 round trip for every key L1 cannot answer; the misses then skip their own read.
       const l2 = this.#l2
-      const unknown = keys.filter((k) => !this.#freshInL1(k, o) && !this.#flight.inFlight(k))
+      const unknown: string[] = []
+      for (const k of new Set(keys)) {
+        const hit = this.#freshInL1(k, o) ? this.#l1.get(k) : undefined
+        if (hit !== undefined) {
+          answered.set(k, unwrap(hit))
+          this.#hits++
+        } else if (!this.#flight.inFlight(k)) unknown.push(k)
+      }
       if (unknown.length > 0) {
         const found = await l2.readMany(unknown)
         found.forEach((env, i) => {
-          if (env !== undefined) this.#adopt(unknown[i] as string, env, o)
+          const key = unknown[i] as string
+          if (env !== undefined && this.#adopt(key, env, o)) {
+            answered.set(key, env.value)
+            this.#hits++
+          }
         })
-        o = { ...o, l2Checked: true }
+        o = { ...o, l2Checked: new Set(unknown) }
       }
     }
     const missing: string[] = []
@@ -345,7 +359,7 @@ export class Cache<V = unknown> {
     // factory was called: a leader) or been answered without one (a hit, a follower of a
     // flight already running, a value another process wrote while we waited for its lock).
     // A duplicate key would follow its own batch and wait for itself: keys are deduplicated.
-    const unique = [...new Set(keys)]
+    const unique = [...new Set(keys)].filter((k) => !answered.has(k))
     let pending = unique.length
     let ready!: () => void
     const allArrived = new Promise<void>((resolve) => (ready = resolve))
@@ -392,7 +406,7 @@ export class Cache<V = unknown> {
     } else {
       release(new Map())
     }
-    return Promise.all(keys.map((k) => results.get(k) as Promise<V | undefined>))
+    return Promise.all(keys.map((k) => (answered.has(k) ? answered.get(k) : results.get(k))))
   }
 
   stats(): CacheStats {
@@ -473,7 +487,7 @@ export class Cache<V = unknown> {
   async #load(key: string, factory: Factory<V>, o: Resolved<V>, stale: Envelope<V> | undefined, background: boolean): Promise<V> {
     const l2 = this.#l2 as L2Tier<V>
     // getOrSetMany has just read this key in its batch.
-    const found = o.l2Checked === true ? undefined : await l2.read(key)
+    const found = o.l2Checked?.has(key) === true ? undefined : await l2.read(key)
     if (found !== undefined) {
       if (this.#adopt(key, found, o)) return found.value
       if (stale === undefined && found.tagSig === o.tagSig && this.#state(key, found) !== 'invalid') stale = found

@@ -136,6 +136,17 @@ describe('batches and limits', () => {
     assert.equal(await make<number>().get('k1'), -1)
   })
 
+  test('getOrSetMany answers from L2 even when L1 is too small to keep what it read', async () => {
+    const { make } = world()
+    const writer = make<number>()
+    for (let i = 0; i < 20; i++) await writer.set(`k${i}`, i)
+    const tiny = make<number>({ memory: { maxEntries: 1, policy: 'lru' } })
+    const keys = Array.from({ length: 20 }, (_, i) => `k${i}`)
+    let asked = 0
+    assert.deepEqual(await tiny.getOrSetMany(keys, (missing) => ((asked += missing.length), new Map())), keys.map((_, i) => i))
+    assert.equal(asked, 0)
+  })
+
   test('getOrSetMany with repeated keys asks for each once and answers every position', async () => {
     const { make } = world()
     const c = make<string>()
