@@ -24,6 +24,8 @@ export { createCodec, msgpackSerializer, jsonSerializer } from './codec/index.js
 export type { Codec, CodecOptions, Serializer, CompressionAlgorithm, EncryptionOptions } from './codec/index.js'
 export type { Store, StoreEntry, StoreLocks, LockGrant } from './store/types.js'
 export { memoryStore } from './store/memory-store.js'
+export { redisStore } from './store/redis-store.js'
+export type { RedisStoreOptions } from './store/redis-store.js'
 export type { MemoryStoreOptions } from './store/memory-store.js'
 export { CircuitBreaker } from './resilience/circuit-breaker.js'
 export type { BreakerState, BreakerStats, CircuitBreakerOptions } from './resilience/circuit-breaker.js'
