@@ -91,6 +91,11 @@ export interface LmdbStore extends Store {
   readonly locks: StoreLocks
   /** Usage read from the store (committed values only) and this process's counters. */
   stats(): LmdbStoreStats
+  /**
+   * Runs one sweep lap now (it also runs every `sweepInterval`): removes expired entries and
+   * idle lock records; resolves with how many it removed.
+   */
+  sweep(): Promise<number>
 }
 
 const FORMAT = 1
@@ -668,6 +673,7 @@ class LmdbStoreImpl implements LmdbStore {
       () => {
         this.#sweepTimer = undefined
         this.#sweeping = this.sweep()
+          .then(() => undefined)
           .catch(() => {
             // A failed sweep is retried at the next interval; reads never depend on it.
           })
@@ -684,17 +690,19 @@ class LmdbStoreImpl implements LmdbStore {
   /**
    * One lap of the sweep: every entry and lock record examined once, in batches of
    * `sweepBatch` per write transaction, removing expired entries and lock records idle for
-   * longer than `fenceRetention`. Runs on its own timer; exposed for tests and for callers
-   * that want space back now. Resolves with nothing; `stats().swept` counts the removals.
+   * longer than `fenceRetention`.
    */
-  async sweep(): Promise<void> {
+  async sweep(): Promise<number> {
+    this.#open()
+    const before = this.#swept
     this.#sweepCursor = undefined
     this.#lockCursor = undefined
     for (;;) {
-      if (this.#closing !== undefined) return
+      if (this.#closing !== undefined) break
       const more = await this.#sweepStep()
-      if (!more) return
+      if (!more) break
     }
+    return this.#swept - before
   }
 
   /** One batch of the sweep; true while the lap has more to examine. */
