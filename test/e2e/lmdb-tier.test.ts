@@ -1,0 +1,145 @@
+/**
+ * lmdbStore shared by several real Node processes on one host (child_process.fork), and
+ * under the facade. Real time here (real processes); every wait is bounded.
+ */
+import assert from 'node:assert/strict'
+import { fork, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, describe, test } from 'node:test'
+import { fileURLToPath } from 'node:url'
+import { createCache } from '../../src/index.js'
+import { lmdbStore } from '../../src/store/lmdb-store.js'
+
+const worker = fileURLToPath(new URL('./fixtures/lmdb-worker.js', import.meta.url))
+const root = mkdtempSync(join(tmpdir(), 'stratacache-lmdb-e2e-'))
+after(() => rmSync(root, { recursive: true, force: true }))
+let n = 0
+const dir = (): string => join(root, `d${++n}`)
+
+/** Rejects if `p` takes longer than `limitMs` (a hang). */
+async function within<T>(p: Promise<T>, limitMs: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const limit = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: still pending after ${limitMs} ms`)), limitMs)
+  })
+  try {
+    return await Promise.race([p, limit])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** Starts the workers, waits until each is ready, says go, and collects one report from each. */
+async function run<R>(args: string[][]): Promise<R[]> {
+  const children: ChildProcess[] = args.map((a) => fork(worker, a, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }))
+  try {
+    await within(Promise.all(children.map((c) => new Promise<void>((resolve, reject) => {
+      c.once('message', () => resolve())
+      c.once('exit', (code) => reject(new Error(`worker exited with ${String(code)} before it was ready`)))
+    }))), 20_000, 'workers ready')
+    const reports = children.map((c) => new Promise<R>((resolve, reject) => {
+      c.once('message', (m) => resolve(m as R))
+      c.once('exit', (code) => reject(new Error(`worker exited with ${String(code)} before reporting`)))
+    }))
+    for (const c of children) c.send('go')
+    return await within(Promise.all(reports), 60_000, 'worker reports')
+  } finally {
+    for (const c of children) if (c.exitCode === null) c.kill()
+  }
+}
+
+function checkSelfChecking(bytes: Uint8Array, what: string): { writer: number; round: number } {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  assert.ok(bytes.length >= 16, `${what}: ${bytes.length} bytes`)
+  const size = view.getUint32(8)
+  assert.equal(bytes.length, size, `${what}: length field`)
+  let sum = 0
+  for (let i = 16; i < size; i++) sum = (sum + (bytes[i] as number)) >>> 0
+  assert.equal(view.getUint32(12), sum, `${what}: checksum`)
+  return { writer: view.getUint32(0), round: view.getUint32(4) }
+}
+
+describe('lmdbStore across real processes', () => {
+  test('4 processes x 250 callers with lock: distributed on one directory: exactly one factory call in total', async () => {
+    const path = dir()
+    const reports = await run<{ calls: number; values: string[]; degraded: number }>(Array.from({ length: 4 }, () => ['stampede', path, 'hot', '250', '300']))
+    const calls = reports.reduce((s, r) => s + r.calls, 0)
+    assert.equal(calls, 1, `factory calls across 4 processes: ${reports.map((r) => r.calls).join(', ')}`)
+    assert.equal(new Set(reports.flatMap((r) => r.values)).size, 1, 'every caller in every process got the same value')
+    assert.equal(reports.reduce((s, r) => s + r.degraded, 0), 0, 'nobody fell back to computing without the lock')
+  })
+
+  test('4 concurrent writer processes: no torn or lost value, exact usage counters, every fence distinct and growing', async () => {
+    const path = dir()
+    const rounds = 40
+    const reports = await run<{ fences: number[]; own: [string, { round: number; size: number }][] }>(Array.from({ length: 4 }, (_, id) => ['writers', path, String(id), String(rounds)]))
+    const store = lmdbStore({ path })
+    try {
+      // Own keys: exactly what each process last wrote, and nothing it deleted.
+      let expected = 0
+      for (const [id, report] of reports.entries()) {
+        const own = new Map(report.own)
+        expected += own.size
+        for (let k = 0; k < 40; k++) {
+          const key = `p${id}:k${k}`
+          const got = await store.get(key)
+          const want = own.get(key)
+          if (want === undefined) {
+            assert.equal(got, undefined, `${key} was deleted last`)
+            continue
+          }
+          assert.ok(got !== undefined, `${key} is there`)
+          assert.deepEqual(checkSelfChecking(got, key), { writer: id, round: want.round })
+          assert.equal(got.length, want.size)
+        }
+      }
+      // Shared keys: whole values from one writer's last round or another's, never a mix.
+      for (let j = 0; j < 5; j++) {
+        const got = await store.get(`shared:${j}`)
+        assert.ok(got !== undefined)
+        const { writer } = checkSelfChecking(got, `shared:${j}`)
+        assert.ok(writer < 4)
+      }
+      const fenced = await store.get('fenced')
+      assert.ok(fenced !== undefined)
+      checkSelfChecking(fenced, 'fenced')
+      expected += 5 + 1
+      assert.equal(store.stats().entries, expected, 'the shared entry counter matches what is stored')
+
+      // Fences: distinct across every process, increasing within each.
+      const all = reports.flatMap((r) => r.fences)
+      assert.ok(all.length >= rounds, `${all.length} grants`)
+      assert.equal(new Set(all).size, all.length, 'no fence was granted twice')
+      for (const r of reports) for (let i = 1; i < r.fences.length; i++) assert.ok((r.fences[i] as number) > (r.fences[i - 1] as number))
+    } finally {
+      await store.close()
+    }
+  })
+})
+
+describe('the facade over lmdbStore', () => {
+  test('a cache value survives a restart of the store; an expired one does not', async () => {
+    const path = dir()
+    const store = lmdbStore({ path })
+    const cache = createCache<{ at: Date; n: bigint; tags: Set<string> }>({ store })
+    const value = { at: new Date(1_700_000_000_000), n: 2n ** 70n, tags: new Set(['a', 'b']) }
+    await cache.set('kept', value, { ttl: '1h' })
+    await cache.set('brief', value, { ttl: '50ms' })
+    await cache.close()
+    await store.close()
+    await new Promise((resolve) => setTimeout(resolve, 120))
+
+    const reopened = lmdbStore({ path })
+    const fresh = createCache<{ at: Date; n: bigint; tags: Set<string> }>({ store: reopened })
+    try {
+      assert.deepEqual(await fresh.get('kept'), value, 'read back from disk, types intact')
+      assert.equal(await fresh.get('brief'), undefined)
+      assert.equal(fresh.stats().l2?.hits, 1)
+    } finally {
+      await fresh.close()
+      await reopened.close()
+    }
+  })
+})
