@@ -200,9 +200,9 @@ describe('lmdbStore specifics', () => {
     }
   })
 
-  test('expired entries still hold room until swept; the sweep gives it back', async () => {
+  test('expired entries hold room until swept; a refused write starts a sweep that gives it back', async () => {
     const c = new ManualClock()
-    const store = lmdbStore({ path: dir(), clock: c, mapSize: '32kb', sweepInterval: '10s', sweepBatch: 3 })
+    const store = lmdbStore({ path: dir(), clock: c, mapSize: '32kb', sweepInterval: '1h', sweepBatch: 3 })
     try {
       const value = new Uint8Array(1000)
       let i = 0
@@ -215,12 +215,16 @@ describe('lmdbStore specifics', () => {
         }
       }
       const entries = store.stats().entries
-      c.advance(2_000) // every entry has expired, none swept yet
-      await assert.rejects(store.set('new', value, 60_000), code('ERR_STORE_FULL'))
-      c.advance(8_000) // the sweep's timer fires; it runs in batches of 3, one transaction each
-      await until(() => store.stats().entries === 0, 'the timed sweep')
+      // That refusal started a sweep (nothing expired yet); ours queues behind its data batch.
+      assert.equal(await store.sweep(), 0)
+      c.advance(2_000) // every entry has expired; the timed sweep is an hour away
+      assert.equal(await store.get('old0'), undefined, 'expired: never served')
+      await assert.rejects(store.set('new', value, 60_000), code('ERR_STORE_FULL'), 'expired entries still hold their room')
+      // The refusal started a sweep lap (batches of 3, one transaction each).
+      await until(() => store.stats().swept === entries, 'the sweep started by the refusal')
+      assert.equal(store.stats().entries, 0)
       assert.equal(store.stats().bytes, 0)
-      assert.equal(store.stats().swept, entries)
+      assert.equal(store.stats().fullRefusals, 2)
       await store.set('new', value, 60_000)
       assert.equal((await store.get('new'))?.length, 1000)
     } finally {
