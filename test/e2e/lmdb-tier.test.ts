@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict'
 import { fork, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -120,6 +121,33 @@ describe('lmdbStore across real processes', () => {
 })
 
 describe('the facade over lmdbStore', () => {
+  test('a full store: writes are refused and reported, nothing queued, the breaker stays closed, earlier values still read', async () => {
+    const store = lmdbStore({ path: dir(), mapSize: '64kb' })
+    const cache = createCache<string>({ store })
+    const errors: string[] = []
+    cache.on('error', (e) => errors.push(e.error.code))
+    try {
+      // Incompressible, so the codec's deflate cannot shrink it below the map.
+      const big = randomBytes(3000).toString('base64')
+      for (let i = 0; i < 40; i++) await cache.set(`k${i}`, `${i}:${big}`)
+      assert.ok(errors.includes('ERR_STORE_FULL'), `errors: ${[...new Set(errors)].join(', ')}`)
+      const l2 = cache.stats().l2
+      assert.ok(l2 !== undefined)
+      assert.equal(l2.breaker.state, 'closed')
+      assert.equal(l2.queued, 0)
+      assert.ok(l2.refused > 0)
+      assert.equal(store.stats().fullRefusals, l2.refused)
+      // Another process (a fresh cache) still reads what fitted, from L2.
+      const reader = createCache<string>({ store })
+      assert.equal(await reader.get('k0'), `0:${big}`)
+      await reader.close()
+      assert.equal(await cache.get('k39'), `39:${big}`, 'the refused value is still served from L1 in its own process')
+    } finally {
+      await cache.close()
+      await store.close()
+    }
+  })
+
   test('a cache value survives a restart of the store; an expired one does not', async () => {
     const path = dir()
     const store = lmdbStore({ path })
