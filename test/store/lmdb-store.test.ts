@@ -7,7 +7,8 @@ import type { Clock } from '../../src/core/clock.js'
 import type { ByteSize, Duration } from '../../src/core/duration.js'
 import { InvalidOptionsError, isCacheError, StoreFullError } from '../../src/core/errors.js'
 import { ManualClock } from '../../src/core/manual-clock.js'
-import { storeConformance } from '../../src/store/conformance.js'
+// Through the public testing entry point (stratacache/testing), as a user's adapter would.
+import { storeConformance } from '../../src/testing/index.js'
 import { lmdbStore, type LmdbStoreOptions } from '../../src/store/lmdb-store.js'
 
 const root = mkdtempSync(join(tmpdir(), 'stratacache-lmdb-'))
