@@ -120,6 +120,65 @@ describe('lmdbStore across real processes', () => {
   })
 })
 
+describe('lmdbStore when a process dies', () => {
+  test('SIGKILL mid-write while holding a lock: every committed batch intact, counters exact, the lock free after its lease', async () => {
+    const path = dir()
+    const child = fork(worker, ['crash', path, '5000'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+    let fence: number | undefined
+    try {
+      await within(
+        new Promise<void>((resolve, reject) => {
+          child.on('message', (m) => {
+            if (typeof m === 'object' && m !== null && 'fence' in m) fence = (m as { fence: number }).fence
+            if (m === 'writing') resolve()
+          })
+          child.once('exit', (code) => reject(new Error(`crash worker exited early with ${String(code)}`)))
+        }),
+        20_000,
+        'crash worker writing',
+      )
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      child.kill('SIGKILL')
+      await within(new Promise((resolve) => child.once('exit', resolve)), 10_000, 'crash worker exit')
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+    }
+    assert.ok(fence !== undefined)
+    const killedAt = performance.now()
+
+    const store = lmdbStore({ path })
+    try {
+      // Batches commit whole: the keys present are a whole number of batches, all intact.
+      let present = 0
+      for (let from = 0; ; from += 1000) {
+        const got = await store.getMany(Array.from({ length: 1000 }, (_, i) => `c:${from + i}`))
+        let here = 0
+        for (const [i, bytes] of got.entries()) {
+          if (bytes === undefined) continue
+          here++
+          checkSelfChecking(bytes, `c:${from + i}`)
+        }
+        present += here
+        if (here < 1000) break
+      }
+      assert.ok(present >= 150, `${present} entries survived (at least the 3 batches reported)`)
+      assert.equal(present % 50, 0, 'no batch was half-written')
+      assert.equal(store.stats().entries, present, 'the entry counter matches what is stored')
+
+      // The dead holder never released; its lease runs out and the lock is taken with a larger fence.
+      assert.equal(await store.locks.acquire('crash-lock', 'survivor', 60_000), undefined, 'still leased right after the kill')
+      const waited = within(store.locks.waitForRelease('crash-lock', 10_000), 15_000, 'lease expiry')
+      await waited
+      const grant = await store.locks.acquire('crash-lock', 'survivor', 60_000)
+      assert.ok(grant !== undefined, 'free once the lease ran out')
+      assert.ok(grant.fence > fence)
+      assert.ok(performance.now() - killedAt < 10_000)
+    } finally {
+      await store.close()
+    }
+  })
+})
+
 describe('the facade over lmdbStore', () => {
   test('a full store: writes are refused and reported, nothing queued, the breaker stays closed, earlier values still read', async () => {
     const store = lmdbStore({ path: dir(), mapSize: '64kb' })
