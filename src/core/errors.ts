@@ -19,7 +19,7 @@ export const ERROR_CODES = {
   ERR_FLIGHT_TIMEOUT: 'A follower waited longer than `flight.timeout` for the leader.',
   ERR_RECURSIVE_FLIGHT: 'A factory asked for its own key (directly or through a cycle); it would deadlock.',
   ERR_FACTORY_TIMEOUT: 'A factory ran past its hard timeout.',
-  ERR_STORE_FULL: 'An L2 store has no room left (LMDB map full); nothing was written.',
+  ERR_STORE_FULL: 'An L2 store has no room left (lmdbStore mapSize reached, Redis past maxmemory); the write was refused.',
   ERR_STORE_TIMEOUT: 'An L2 store operation ran past its timeout.',
   ERR_STORE_UNAVAILABLE: 'An L2 store failed or its circuit breaker is open; `cause` is the failure.',
   ERR_DECODE: 'A stored value could not be decoded (corrupt, truncated or an unknown wire-format version).',

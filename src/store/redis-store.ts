@@ -33,7 +33,7 @@
 import { Cluster, Redis, type ClusterOptions, type RedisOptions, type SentinelAddress } from 'ioredis'
 import type { Clock, TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
-import { AbortedError, ClosedError, InvalidOptionsError } from '../core/errors.js'
+import { AbortedError, ClosedError, InvalidOptionsError, StoreFullError } from '../core/errors.js'
 import { systemClock } from '../core/system-clock.js'
 import { SCRIPT_NAMES, SCRIPTS } from './redis-scripts.js'
 import type { LockGrant, Store, StoreEntry, StoreLocks } from './types.js'
@@ -79,6 +79,18 @@ const GLOB = /[*?[\]\\]/g
 /** Longest finite TTL sent to Redis (~4,460 years); longer ones would overflow its clock arithmetic. */
 const MAX_PX = 2 ** 47
 const QUIT_TIMEOUT_MS = 1_000
+
+/**
+ * Redis past `maxmemory` (policy noeviction) answers writes with an OOM error, EXEC with
+ * EXECABORT carrying it: a refusal, reported as ERR_STORE_FULL so the layer above neither
+ * trips its breaker nor queues the write (reads and deletes still work).
+ */
+function refusedWhenFull(err: unknown): unknown {
+  const previous = (err as { previousErrors?: unknown } | null)?.previousErrors
+  const messages = [err, ...(Array.isArray(previous) ? previous : [])].map((e) => (e instanceof Error ? e.message : ''))
+  if (!messages.some((m) => /^OOM\b|\bOOM command not allowed/.test(m))) return err
+  return new StoreFullError(`redis is out of memory (maxmemory) and refused the write: ${messages.find((m) => m.includes('OOM')) ?? ''}`, { cause: err })
+}
 
 /** tag(K) of the mapping: reversible, brace-free, well-formed UTF-16, per code unit. */
 export function keyTag(key: string): string {
@@ -259,7 +271,11 @@ class RedisStore implements Store {
     const args = ttlArgs(ttlMs)
     const data = this.#data(key)
     const buf = copyIn(value)
-    await (args.length === 0 ? this.#client.set(data, buf) : this.#client.set(data, buf, args[0], args[1]))
+    try {
+      await (args.length === 0 ? this.#client.set(data, buf) : this.#client.set(data, buf, args[0], args[1]))
+    } catch (err) {
+      throw refusedWhenFull(err)
+    }
   }
 
   async setMany(entries: readonly StoreEntry[]): Promise<void> {
@@ -278,9 +294,14 @@ class RedisStore implements Store {
       if (args.length === 0) multi.set(this.#data(e.key), copyIn(e.value))
       else multi.set(this.#data(e.key), copyIn(e.value), args[0], args[1])
     }
-    const results = await multi.exec()
+    let results: [Error | null, unknown][] | null
+    try {
+      results = await multi.exec()
+    } catch (err) {
+      throw refusedWhenFull(err)
+    }
     if (results === null) throw new Error('redis MULTI of setMany was discarded')
-    for (const [err] of results) if (err !== null) throw err
+    for (const [err] of results) if (err !== null) throw refusedWhenFull(err)
   }
 
   async delete(key: string): Promise<boolean> {
@@ -381,7 +402,9 @@ class RedisStore implements Store {
     const k = this.#keys(key)
     const lease = px(leaseMs, 'leaseMs')
     // The fencing state outlives the lease it was granted with.
-    const fence = await this.#scripts.stratacacheAcquire(k.lock, k.fence, token, lease, Math.max(this.#retentionMs, lease))
+    const fence = await this.#scripts.stratacacheAcquire(k.lock, k.fence, token, lease, Math.max(this.#retentionMs, lease)).catch((err: unknown) => {
+      throw refusedWhenFull(err)
+    })
     return fence === null ? undefined : { token, fence: Number(fence) }
   }
 
@@ -400,7 +423,12 @@ class RedisStore implements Store {
     if (typeof fence !== 'number' || !Number.isFinite(fence)) throw new InvalidOptionsError('fence', `expected a finite number, got ${String(fence)}`)
     const k = this.#keys(key)
     const ttl = ttlMs === Infinity ? '' : String(px(ttlMs, 'ttlMs'))
-    const done = await this.#scripts.stratacacheSetFenced(k.data, k.fence, copyIn(value), ttl, String(fence), this.#retentionMs, this.#channel, keyTag(key))
+    let done: unknown
+    try {
+      done = await this.#scripts.stratacacheSetFenced(k.data, k.fence, copyIn(value), ttl, String(fence), this.#retentionMs, this.#channel, keyTag(key))
+    } catch (err) {
+      throw refusedWhenFull(err)
+    }
     return done === 1
   }
 

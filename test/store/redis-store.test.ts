@@ -415,3 +415,37 @@ async function commandCalls(s: RedisServer): Promise<Map<string, number>> {
   for (const m of (await info(s, 'commandstats')).matchAll(/cmdstat_(\w+):calls=(\d+)/g)) out.set(m[1], Number(m[2]))
   return out
 }
+
+describe('redisStore: out of memory (own server)', () => {
+  let small: RedisServer
+  before(async () => {
+    small = await startRedisServer()
+  })
+  after(async () => {
+    await small?.stop()
+  })
+
+  test('past maxmemory (noeviction) writes and lock grants are refused with ERR_STORE_FULL; reads and deletes still work', async () => {
+    const store = redisStore({ url: small.url, prefix: freshPrefix() })
+    try {
+      await store.set('early', bytes('kept'), 600_000)
+      const used = Number(/used_memory:(\d+)/.exec(String(await small.command('INFO', 'memory')))?.[1])
+      assert.equal(await small.command('CONFIG', 'SET', 'maxmemory', String(used + 512 * 1024)), 'OK')
+      assert.equal(await small.command('CONFIG', 'SET', 'maxmemory-policy', 'noeviction'), 'OK')
+      const chunk = new Uint8Array(64 * 1024).fill(1)
+      let full: unknown
+      for (let i = 0; i < 64 && full === undefined; i++) await store.set(`fill${i}`, chunk, 600_000).catch((err: unknown) => (full = err))
+      assert.ok(isCacheError(full, 'ERR_STORE_FULL'), `expected ERR_STORE_FULL, got ${String(full)}`)
+      await assert.rejects(store.setMany([{ key: 'm1', value: chunk, ttlMs: 600_000 }, { key: 'm2', value: chunk, ttlMs: 600_000 }]), (err: unknown) => isCacheError(err, 'ERR_STORE_FULL'))
+      assert.deepEqual(await store.getMany(['m1', 'm2']), [undefined, undefined], 'the refused batch wrote nothing')
+      // Lock grants write too (the lease and the fence counter): refused the same way.
+      await assert.rejects(store.locks.acquire('F', 'tok', 60_000), (err: unknown) => isCacheError(err, 'ERR_STORE_FULL'))
+      await assert.rejects(store.locks.setFenced('F', chunk, 600_000, 1), (err: unknown) => isCacheError(err, 'ERR_STORE_FULL'))
+      assert.equal(text(await store.get('early')), 'kept', 'reads still work')
+      assert.equal(await store.delete('fill0'), true, 'deletes still work')
+    } finally {
+      await small.command('CONFIG', 'SET', 'maxmemory', '0')
+      await store.close()
+    }
+  })
+})
