@@ -22,7 +22,8 @@
  *   it counts as a success for the breaker, is reported and counted (`refused`), is never
  *   retried and never queued (the same request would be refused again, and a queued head
  *   that never lands would hold every later write in the queue). A refused write deletes
- *   the key instead, so L2 keeps no older value than the one the write tried to replace.
+ *   the key instead, so L2 keeps no older value than the one the write tried to replace
+ *   (except for values that only move forward, such as tag versions: see `set`).
  *
  * Invariant: no method of this class returns a promise that can stay pending longer than
  * its timeout (plus retry delays for reads), whatever the store does.
@@ -69,7 +70,7 @@ export interface GuardedStoreStats {
   readonly refused: number
 }
 
-type QueuedOp = { readonly kind: 'set'; readonly value: Uint8Array; readonly expiresAt: number } | { readonly kind: 'delete' } | { readonly kind: 'clear'; readonly prefix: string }
+type QueuedOp = { readonly kind: 'set'; readonly value: Uint8Array; readonly expiresAt: number; readonly keepOnRefusal: boolean } | { readonly kind: 'delete' } | { readonly kind: 'clear'; readonly prefix: string }
 
 const CLEAR_SLOT = '\u0000clear\u0000'
 
@@ -144,15 +145,19 @@ export class GuardedStore {
     return out
   }
 
-  /** Writes, or queues the write when the store fails. Never rejects. */
-  async set(key: string, value: Uint8Array, ttlMs: number): Promise<void> {
-    const op: QueuedOp = { kind: 'set', value, expiresAt: this.#clock.now() + ttlMs }
+  /**
+   * Writes, or queues the write when the store fails. Never rejects. A refused write deletes
+   * the key, unless `keepOnRefusal`: for values that only move forward (tag versions), where
+   * the older value is better than none.
+   */
+  async set(key: string, value: Uint8Array, ttlMs: number, keepOnRefusal = false): Promise<void> {
+    const op: QueuedOp = { kind: 'set', value, expiresAt: this.#clock.now() + ttlMs, keepOnRefusal }
     if (this.#queue.size > 0) return this.#enqueue(key, op)
     try {
       await this.#call('set', key, () => this.store.set(key, value, ttlMs))
     } catch (err) {
       if (!isRefusal(err)) this.#enqueue(key, op)
-      else if (err.code !== 'ERR_INVALID_KEY') await this.delete(key)
+      else if (err.code !== 'ERR_INVALID_KEY' && !keepOnRefusal) await this.delete(key)
     }
   }
 
@@ -384,7 +389,7 @@ export class GuardedStore {
           // Refused for good: a refused write becomes a delete (no older value may survive), in
           // the same place in the queue; anything else is dropped.
           if (this.#queue.get(slot) === op) {
-            if (op.kind === 'set' && err.code !== 'ERR_INVALID_KEY') this.#queue.set(slot, { kind: 'delete' })
+            if (op.kind === 'set' && err.code !== 'ERR_INVALID_KEY' && !op.keepOnRefusal) this.#queue.set(slot, { kind: 'delete' })
             else this.#queue.delete(slot)
           }
           continue

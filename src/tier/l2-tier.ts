@@ -198,9 +198,13 @@ export class L2Tier<V> {
     return this.store.clear(`${this.#ns}:`)
   }
 
-  /** Records an invalidation in L2 for processes that read entries from there. */
+  /**
+   * Records an invalidation in L2 for processes that read entries from there. If the store
+   * refuses the write (full), the older version stays: deleting it would forget earlier
+   * invalidations too.
+   */
   publishInvalidation(tag: string, mode: 'hard' | 'soft', version: number): Promise<void> {
-    return this.store.set(this.#tagKey(tag, mode), enc.encode(String(version)), Infinity)
+    return this.store.set(this.#tagKey(tag, mode), enc.encode(String(version)), Infinity, true)
   }
 
   lockKey(key: string): string {

@@ -223,6 +223,16 @@ describe('GuardedStore', () => {
     assert.equal(text(raw.data.get('k')?.value), 'newer')
   })
 
+  test('a refused write that keeps on refusal (tag versions) leaves the older value in place', async () => {
+    const { clock, raw, store } = setup()
+    await store.set('v', bytes('1'), Infinity, true)
+    raw.health = 'full'
+    await settle(clock, store.set('v', bytes('2'), Infinity, true))
+    assert.equal(text(raw.data.get('v')?.value), '1', 'an older version beats none')
+    assert.equal(store.stats().refused, 1)
+    assert.equal(store.stats().queued, 0)
+  })
+
   test('a refused read is not retried and does not count against the breaker', async () => {
     const { clock, raw, store } = setup({ retry: { attempts: 3 } })
     raw.get = () => Promise.reject(new InvalidKeyError('bad key'))
