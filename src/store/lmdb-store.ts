@@ -288,23 +288,27 @@ class LmdbStoreImpl implements LmdbStore {
     this.#sweepBatch = options.sweepBatch ?? 1000
     this.#pollMax = positiveMs(options.lockPollInterval, '25ms', 'lmdb.lockPollInterval')
     this.#retention = positiveMs(options.fenceRetention, '1d', 'lmdb.fenceRetention')
+    let root: RootDatabase | undefined
     try {
       // noSubdir false: `path` is always a directory, whatever it looks like.
-      this.#root = open({ path: options.path, noSubdir: false, maxDbs: 4, maxReaders: options.maxReaders ?? 126 })
+      root = open({ path: options.path, noSubdir: false, maxDbs: 4, maxReaders: options.maxReaders ?? 126 })
       const binary = { encoding: 'binary', keyEncoding: 'binary' } as const
-      this.#data = this.#root.openDB<Buffer, Buffer>({ name: 'data', ...binary })
-      this.#locks = this.#root.openDB<Buffer, Buffer>({ name: 'locks', ...binary })
-      this.#meta = this.#root.openDB<Buffer, Buffer>({ name: 'meta', ...binary })
-      const format = this.#meta.get(META_FORMAT)
+      this.#data = root.openDB<Buffer, Buffer>({ name: 'data', ...binary })
+      this.#locks = root.openDB<Buffer, Buffer>({ name: 'locks', ...binary })
+      const meta = root.openDB<Buffer, Buffer>({ name: 'meta', ...binary })
+      this.#meta = meta
+      const format = meta.get(META_FORMAT)
       if (format === undefined) {
-        this.#meta.transactionSync(() => {
-          if (this.#meta.get(META_FORMAT) === undefined) this.#meta.putSync(META_FORMAT, Buffer.from([FORMAT]))
+        meta.transactionSync(() => {
+          if (meta.get(META_FORMAT) === undefined) meta.putSync(META_FORMAT, Buffer.from([FORMAT]))
         })
       } else if (format[0] !== FORMAT) {
-        void this.#root.close()
         throw new InvalidOptionsError('lmdb.path', `holds a store of format ${String(format[0])}; this version reads format ${FORMAT}`)
       }
+      this.#root = root
     } catch (err) {
+      // Whatever failed after the environment opened, do not leave it open.
+      root?.close().catch(() => {})
       if (err instanceof CacheError) throw err
       throw new StoreUnavailableError(`lmdb could not open ${JSON.stringify(options.path)}: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
     }
@@ -328,6 +332,7 @@ class LmdbStoreImpl implements LmdbStore {
 
   async getMany(keys: readonly string[]): Promise<(Uint8Array | undefined)[]> {
     this.#open()
+    checkArray(keys, 'keys')
     const encoded = keys.map((key) => encodeKey(utf8(key, 'key')))
     const now = this.#clock.now()
     return encoded.map((k) => this.#read(k, now))
@@ -349,7 +354,9 @@ class LmdbStoreImpl implements LmdbStore {
   async setMany(entries: readonly StoreEntry[]): Promise<void> {
     this.#open()
     // Validate and copy everything first: a bad entry must not leave the batch half written.
+    checkArray(entries, 'entries')
     const prepared = entries.map((e) => {
+      if (typeof e !== 'object' || e === null) throw new InvalidOptionsError('entries', 'expected { key, value, ttlMs } objects')
       const full = utf8(e.key, 'key')
       checkValue(e.value)
       checkTtl(e.ttlMs, 'ttlMs')
@@ -370,6 +377,7 @@ class LmdbStoreImpl implements LmdbStore {
 
   async deleteMany(keys: readonly string[]): Promise<number> {
     this.#open()
+    checkArray(keys, 'keys')
     const encoded = keys.map((key) => encodeKey(utf8(key, 'key')))
     if (encoded.length === 0) return 0
     return this.#mutate('deleteMany', (usage) => {
@@ -775,6 +783,10 @@ class LmdbStoreImpl implements LmdbStore {
       // Already closed by LMDB (process exit): nothing left to release.
     }
   }
+}
+
+function checkArray(list: unknown, name: string): void {
+  if (!Array.isArray(list)) throw new InvalidOptionsError(name, `expected an array, got ${typeof list}`)
 }
 
 function checkToken(token: unknown): asserts token is string {

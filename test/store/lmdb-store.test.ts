@@ -10,6 +10,7 @@ import { ManualClock } from '../../src/core/manual-clock.js'
 // Through the public testing entry point (stratacache/testing), as a user's adapter would.
 import { storeConformance } from '../../src/testing/index.js'
 import { lmdbStore, type LmdbStoreOptions } from '../../src/store/lmdb-store.js'
+import type { StoreEntry } from '../../src/store/types.js'
 
 const root = mkdtempSync(join(tmpdir(), 'stratacache-lmdb-'))
 after(() => rmSync(root, { recursive: true, force: true }))
@@ -89,6 +90,11 @@ describe('lmdbStore specifics', () => {
         code('ERR_INVALID_OPTIONS'),
       )
       assert.equal(await store.get('ok'), undefined, 'a bad batch writes nothing')
+      await assert.rejects(store.setMany([{ key: 'ok', value: bytes('v'), ttlMs: 10 }, null as unknown as StoreEntry]), code('ERR_INVALID_OPTIONS'))
+      await assert.rejects(store.setMany('nope' as unknown as StoreEntry[]), code('ERR_INVALID_OPTIONS'))
+      await assert.rejects(store.getMany('nope' as unknown as string[]), code('ERR_INVALID_OPTIONS'))
+      await assert.rejects(store.deleteMany(undefined as unknown as string[]), code('ERR_INVALID_OPTIONS'))
+      assert.equal(await store.get('ok'), undefined)
       await assert.rejects(store.locks.acquire('L', 't', 0), code('ERR_INVALID_OPTIONS'))
       await assert.rejects(store.locks.acquire('L', '', 1000), code('ERR_INVALID_OPTIONS'))
       for (const fence of [Number.NaN, Infinity]) await assert.rejects(store.locks.setFenced('K', bytes('v'), 1000, fence), code('ERR_INVALID_OPTIONS'))
