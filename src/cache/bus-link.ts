@@ -4,7 +4,10 @@
  * facade when L1 cannot be trusted.
  *
  * - A remote `delete` drops the keys from L1; `tags` observes the versions into the trie
- *   (ratcheting it, as a passive resync from L2 would); `clear` and every flush the Bus
+ *   (ratcheting it, as a passive resync from L2 would) and also invalidates the tags
+ *   locally: the message arrived after the change, so every entry held now is older than
+ *   it, whatever two clocks say (the sender's version may be lower than a local snapshot
+ *   taken in the same millisecond or within clock skew); `clear` and every flush the Bus
  *   decides (gap, lost or silent subscription, silent sender) empty L1.
  * - While the Bus is unhealthy, `bypass` is true and the facade serves nothing from L1
  *   (reads go to L2 or the factory); the Bus flushes again when it recovers.
@@ -91,13 +94,19 @@ export class BusLink implements BusListener {
   }
 
   clear(): void {
-    this.flush('gap')
+    this.#drop()
   }
 
-  flush(_reason: FlushReason): void {
+  flush(reason: FlushReason): void {
+    // The first flush, when the subscription starts, empties what was read before anyone
+    // listened; it is no loss and not counted.
+    this.#drop(reason !== 'started')
+  }
+
+  #drop(count = true): void {
     this.#floor = ++this.#gen
     this.#keyGen.clear()
-    this.#l1Flushes++
+    if (count) this.#l1Flushes++
     this.#hooks.clearL1()
   }
 

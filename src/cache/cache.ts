@@ -139,7 +139,12 @@ export class Cache<V = unknown> {
           for (const k of keys) this.#l1.delete(k)
         },
         clearL1: () => this.#l1.clear(),
-        observeTag: (tag, version, mode) => this.#tags.observe(tag, version, mode),
+        observeTag: (tag, version, mode) => {
+          // Ratchet past the sender's version, then invalidate with a local one: every entry
+          // held now predates the message, whatever the two clocks say (see bus-link.ts).
+          this.#tags.observe(tag, version, mode)
+          this.#tags.invalidate(tag, mode)
+        },
         bypass: (bypass) => {
           this.#bypassL1 = bypass
         },
