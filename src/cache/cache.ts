@@ -221,11 +221,17 @@ export class Cache<V = unknown> {
       }
     }
     if (this.#l2 !== undefined) {
-      const mark = this.#bus?.mark()
-      const found = await this.#l2.read(key)
-      if (found !== undefined && this.#unchanged(key, mark) && this.#adopt(key, found, undefined)) {
-        this.#hits++
-        return found.value
+      // An invalidation that arrives during the read may concern what was read: read again
+      // (once) rather than keep or return it (see bus-link.ts).
+      for (let attempt = 0; attempt < 2; attempt++) {
+        const mark = this.#bus?.mark()
+        const found = await this.#l2.read(key)
+        if (!this.#unchanged(key, mark)) continue
+        if (found !== undefined && this.#adopt(key, found, undefined)) {
+          this.#hits++
+          return found.value
+        }
+        break
       }
     }
     this.#misses++
