@@ -12,33 +12,38 @@ interface Pipe {
   held: Array<() => void>
 }
 
+interface State {
+  paused: boolean
+  readonly pipes: Set<Pipe>
+}
+
 export class TcpProxy {
   readonly port: number
   readonly #server: Server
-  readonly #pipes = new Set<Pipe>()
-  #paused = false
+  readonly #state: State
 
-  private constructor(server: Server, port: number) {
+  private constructor(server: Server, port: number, state: State) {
     this.#server = server
     this.port = port
+    this.#state = state
   }
 
   static async start(targetPort: number, host = '127.0.0.1'): Promise<TcpProxy> {
-    let proxy!: TcpProxy
+    const proxy: State = { paused: false, pipes: new Set() }
     const server = createServer((client) => {
       const upstream = createConnection({ host, port: targetPort })
       const pipe: Pipe = { client, upstream, held: [] }
-      proxy.#pipes.add(pipe)
+      proxy.pipes.add(pipe)
       const forward = (from: Socket, to: Socket): void => {
         from.on('data', (chunk: Buffer) => {
-          if (proxy.#paused) pipe.held.push(() => to.write(chunk))
+          if (proxy.paused) pipe.held.push(() => to.write(chunk))
           else to.write(chunk)
         })
       }
       forward(client, upstream)
       forward(upstream, client)
       const end = (): void => {
-        proxy.#pipes.delete(pipe)
+        proxy.pipes.delete(pipe)
         client.destroy()
         upstream.destroy()
       }
@@ -54,8 +59,7 @@ export class TcpProxy {
         resolve(typeof address === 'object' && address !== null ? address.port : 0)
       })
     })
-    proxy = new TcpProxy(server, port)
-    return proxy
+    return new TcpProxy(server, port, proxy)
   }
 
   get url(): string {
@@ -63,12 +67,12 @@ export class TcpProxy {
   }
 
   pause(): void {
-    this.#paused = true
+    this.#state.paused = true
   }
 
   resume(): void {
-    this.#paused = false
-    for (const pipe of this.#pipes) {
+    this.#state.paused = false
+    for (const pipe of this.#state.pipes) {
       const held = pipe.held
       pipe.held = []
       for (const send of held) send()
@@ -76,7 +80,7 @@ export class TcpProxy {
   }
 
   async close(): Promise<void> {
-    for (const pipe of this.#pipes) {
+    for (const pipe of this.#state.pipes) {
       pipe.client.destroy()
       pipe.upstream.destroy()
     }
