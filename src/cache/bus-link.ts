@@ -98,9 +98,9 @@ export class BusLink implements BusListener {
   }
 
   flush(reason: FlushReason): void {
-    // The first flush, when the subscription starts, empties what was read before anyone
-    // listened; it is no loss and not counted.
-    this.#drop(reason !== 'started')
+    // The flushes that start and end a subscription's warm-up are routine, not losses:
+    // not counted.
+    this.#drop(reason !== 'started' && reason !== 'warmed')
   }
 
   #drop(count = true): void {
