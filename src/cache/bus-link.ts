@@ -87,9 +87,20 @@ export class BusLink implements BusListener {
   tags(tags: readonly TagVersion[]): void {
     this.#floor = ++this.#gen
     this.#keyGen.clear()
+    let failure: unknown
     for (const t of tags) {
-      this.#hooks.observeTag(t.tag, t.version, t.mode)
-      this.#tagsObserved++
+      try {
+        this.#hooks.observeTag(t.tag, t.version, t.mode)
+        this.#tagsObserved++
+      } catch (err) {
+        failure ??= err
+      }
+    }
+    if (failure !== undefined) {
+      // A tag this process refuses (malformed, from a corrupt or foreign sender): what it
+      // invalidates is unknown, so nothing held can be trusted. The Bus reports the error.
+      this.#drop()
+      throw failure
     }
   }
 
