@@ -298,12 +298,44 @@ describe('Bus: dead subscriptions and silent senders', () => {
     assert.equal(b.rec.isHealthy, false, 'caches told to bypass L1')
     assert.equal(b.chaos.resubscribes, 1, 'the transport is asked to reconnect')
     assert.equal(b.bus.stats().silences, 1)
+    assert.deepEqual(b.rec.flushes, ['subscription-silent', 'subscription-lost'], 'the reconnect the Bus asked for is under way')
     b.chaos.silence = false
     await advance(1_000)
     assert.equal(b.bus.healthy, true)
     assert.equal(b.rec.isHealthy, true)
-    assert.deepEqual(b.rec.flushes, ['subscription-silent', 'subscription-silent'], 'flushed again on recovery')
+    assert.deepEqual(b.rec.flushes, ['subscription-silent', 'subscription-lost', 'reconnected'], 'flushed again on recovery')
     await close()
+  })
+
+  test('with a transport that cannot resubscribe, health returns (with a flush) when the Bus hears its own messages again', async () => {
+    const clock = new ManualClock()
+    const hub = new MemoryBusHub()
+    const plain = (): BusOptions['transport'] => {
+      const t = memoryTransport({ hub })
+      return { name: 'plain', publish: (c, p) => t.publish(c, p), subscribe: (c, m, s) => t.subscribe(c, m, s), close: () => t.close() }
+    }
+    const chaos = new ChaosTransport(plain())
+    const bus = createBus({ transport: chaos, clock })
+    const rec = new Recorder()
+    bus.attach('app', rec)
+    await bus.start()
+    const tick = async (ms: number): Promise<void> => {
+      for (let t = 0; t < ms; t += 100) {
+        clock.advance(100)
+        await settle()
+      }
+    }
+    await tick(2_000)
+    rec.flushes = []
+    chaos.silence = true
+    await tick(5_000)
+    assert.deepEqual(rec.flushes, ['subscription-silent'])
+    assert.equal(bus.healthy, false)
+    chaos.silence = false
+    await tick(1_000)
+    assert.equal(bus.healthy, true)
+    assert.deepEqual(rec.flushes, ['subscription-silent', 'subscription-silent'], 'flushed again when its own heartbeat came back')
+    await bus.close()
   })
 
   test('deadAfter and heartbeatInterval are honoured: 300 ms + 100 ms bound', async () => {
@@ -406,7 +438,8 @@ describe('Bus: the publish queue', () => {
   })
 
   test('a failing publish is retried with backoff 100 ms doubling to 5 s, without a reconnect event', async () => {
-    const { a, b, advance, clock, close } = await pair()
+    // A long deadAfter: A's own heartbeats fail too, and a silence would reconnect (and retry at once).
+    const { a, b, advance, clock, close } = await pair({ deadAfter: '60s' })
     a.chaos.failPublishes = true
     await a.bus.publish({ kind: 'delete', namespace: 'app', keys: ['k'] })
     const failures = (): number => a.bus.stats().publishFailures
