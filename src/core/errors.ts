@@ -26,6 +26,7 @@ export const ERROR_CODES = {
   ERR_DECRYPT: 'A stored value failed authentication or decryption (tampered, wrong key, unknown key id or bound to another cache key).',
   ERR_VALUE_TOO_LARGE: 'An encoded value is larger than the configured limit.',
   ERR_LOCK_LOST: 'A distributed lock expired or was taken over while its holder still worked.',
+  ERR_BROKER_UNAVAILABLE: 'A message broker (a bus transport or a change feed: NATS, RabbitMQ, PostgreSQL) cannot be reached or did not confirm in time; `cause` is the failure.',
 } as const
 
 export type ErrorCode = keyof typeof ERROR_CODES
@@ -189,6 +190,12 @@ export class LockLostError extends CacheError {
   }
 }
 
+export class BrokerUnavailableError extends CacheError {
+  constructor(message: string, options?: CacheErrorOptions) {
+    super('ERR_BROKER_UNAVAILABLE', message, options)
+  }
+}
+
 /** Map from code to the class that carries it; a test checks the two stay in step. */
 export const ERROR_CLASSES: { readonly [C in ErrorCode]: abstract new (...args: never[]) => CacheError } = {
   ERR_INVALID_OPTIONS: InvalidOptionsError,
@@ -209,6 +216,7 @@ export const ERROR_CLASSES: { readonly [C in ErrorCode]: abstract new (...args: 
   ERR_DECRYPT: DecryptError,
   ERR_VALUE_TOO_LARGE: ValueTooLargeError,
   ERR_LOCK_LOST: LockLostError,
+  ERR_BROKER_UNAVAILABLE: BrokerUnavailableError,
 }
 
 /** True when `err` is a CacheError, optionally with the given code. */

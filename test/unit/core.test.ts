@@ -21,6 +21,7 @@ import {
   DecryptError,
   ValueTooLargeError,
   LockLostError,
+  BrokerUnavailableError,
   FlightTimeoutError,
   InvalidKeyError,
   InvalidOptionsError,
@@ -324,6 +325,7 @@ function sampleErrors(cause: Error): Record<string, CacheError> {
     ERR_DECRYPT: new DecryptError('bad tag', { cause }),
     ERR_VALUE_TOO_LARGE: new ValueTooLargeError(20, 10),
     ERR_LOCK_LOST: new LockLostError('user:1'),
+    ERR_BROKER_UNAVAILABLE: new BrokerUnavailableError('nats: not connected', { cause }),
   }
 }
 
