@@ -70,9 +70,12 @@ export class AmqpLink {
   readonly #connectTimeoutMs: number
   readonly #backoff: ReconnectBackoff
   readonly #clock: Clock
-  readonly #prefix: string
+  /** Names the link in error messages (`amqp`, `amqp feed`). */
+  readonly #label: string
   readonly #consumers = new Set<Consumer>()
   readonly #exchanges = new Map<string, ExchangeSpec>()
+  /** Channels we close on purpose (a cancelled consumer): their 'close' is no failure. */
+  readonly #closing = new WeakSet<Channel>()
   #model: ChannelModel | undefined
   #publisher: ConfirmChannel | undefined
   #up = false
@@ -86,9 +89,10 @@ export class AmqpLink {
   /** The last connection failure, for error messages. */
   lastError: unknown
 
-  constructor(options: AmqpLinkOptions, prefix: string) {
+  /** `prefix`: how option names are reported (`bus`, `feed`); `label`: the link's name in errors. */
+  constructor(options: AmqpLinkOptions, prefix: string, label: string) {
     if (options === null || typeof options !== 'object') throw new InvalidOptionsError(prefix, 'expected an object')
-    this.#prefix = prefix
+    this.#label = label
     const url = options.url ?? 'amqp://guest:guest@127.0.0.1:5672'
     let parsed: URL
     try {
@@ -120,7 +124,7 @@ export class AmqpLink {
 
   /** Resolves once connected; rejects after `timeoutMs`. */
   whenUp(timeoutMs: number): Promise<void> {
-    if (this.#closed) return Promise.reject(new ClosedError(`The ${this.#prefix} link is closed`))
+    if (this.#closed) return Promise.reject(new ClosedError(`The ${this.#label} link is closed`))
     this.start()
     if (this.#up) return Promise.resolve()
     return this.#bounded(new Promise<void>((resolve) => this.#upWaiters.add(resolve)), timeoutMs, 'could not connect')
@@ -135,9 +139,9 @@ export class AmqpLink {
 
   /** Publishes with a broker confirm; rejects at once while disconnected. */
   publish(exchange: string, routingKey: string, payload: Uint8Array, timeoutMs: number): Promise<void> {
-    if (this.#closed) return Promise.reject(new ClosedError(`The ${this.#prefix} link is closed`))
+    if (this.#closed) return Promise.reject(new ClosedError(`The ${this.#label} link is closed`))
     const ch = this.#publisher
-    if (!this.#up || ch === undefined) return Promise.reject(new BrokerUnavailableError(`${this.#prefix}: not connected to the broker${this.#why()}`, { cause: this.lastError }))
+    if (!this.#up || ch === undefined) return Promise.reject(new BrokerUnavailableError(`${this.#label}: not connected to the broker${this.#why()}`, { cause: this.lastError }))
     const confirmed = new Promise<void>((resolve, reject) => {
       try {
         ch.publish(exchange, routingKey, Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength), {}, (err: unknown) => (err === null || err === undefined ? resolve() : reject(err instanceof Error ? err : new Error(String(err)))))
@@ -170,7 +174,10 @@ export class AmqpLink {
         this.#consumers.delete(consumer)
         const ch = consumer.channel
         consumer.channel = undefined
-        if (ch !== undefined) await ch.close().catch(() => {})
+        if (ch !== undefined) {
+          this.#closing.add(ch)
+          await ch.close().catch(() => {})
+        }
       },
     }
   }
@@ -246,23 +253,31 @@ export class AmqpLink {
     const ch = await model.createChannel()
     this.#watchChannel(model, ch)
     if (!c.active) {
+      this.#closing.add(ch)
       await ch.close().catch(() => {})
       return
     }
     c.channel = ch
     const ex = c.spec.exchange
-    await ch.assertExchange(ex.name, 'topic', { durable: ex.durable })
-    const { queue } = await ch.assertQueue('', { exclusive: true, autoDelete: true, durable: false })
-    for (const key of c.spec.bindings) await ch.bindQueue(queue, ex.name, key)
-    await ch.consume(
-      queue,
-      (msg: ConsumeMessage | null) => {
-        // null: the broker cancelled the consumer (queue deleted): recover like a loss.
-        if (msg === null) this.#fail(model, new Error('consumer cancelled by the broker'))
-        else if (c.active) c.spec.onMessage(msg.fields.routingKey, msg.content)
-      },
-      { noAck: true },
-    )
+    try {
+      await ch.assertExchange(ex.name, 'topic', { durable: ex.durable })
+      const { queue } = await ch.assertQueue('', { exclusive: true, autoDelete: true, durable: false })
+      for (const key of c.spec.bindings) await ch.bindQueue(queue, ex.name, key)
+      await ch.consume(
+        queue,
+        (msg: ConsumeMessage | null) => {
+          // null: the broker cancelled the consumer (queue deleted): recover like a loss.
+          if (msg === null) {
+            if (c.active && !this.#closing.has(ch)) this.#fail(model, new Error('consumer cancelled by the broker'))
+          } else if (c.active) c.spec.onMessage(msg.fields.routingKey, msg.content)
+        },
+        { noAck: true },
+      )
+    } catch (err) {
+      // Cancelled while being declared: its channel was closed under it, nothing failed.
+      if (!c.active) return
+      throw err
+    }
   }
 
   #consumerUp(c: Consumer): void {
@@ -278,7 +293,7 @@ export class AmqpLink {
       this.lastError = err
     })
     ch.on('close', () => {
-      if (!this.#closed && this.#model === model) this.#fail(model, this.lastError ?? new Error('channel closed'))
+      if (!this.#closed && this.#model === model && !this.#closing.has(ch)) this.#fail(model, this.lastError ?? new Error('channel closed'))
     })
   }
 
@@ -317,7 +332,7 @@ export class AmqpLink {
 
   #bounded(promise: Promise<void>, timeoutMs: number, what: string): Promise<void> {
     return new Promise((resolve, reject) => {
-      const timer = this.#clock.setTimeout(() => reject(new BrokerUnavailableError(`${this.#prefix}: ${what} within ${timeoutMs} ms${this.#why()}`, { cause: this.lastError })), timeoutMs)
+      const timer = this.#clock.setTimeout(() => reject(new BrokerUnavailableError(`${this.#label}: ${what} within ${timeoutMs} ms${this.#why()}`, { cause: this.lastError })), timeoutMs)
       promise.then(
         () => {
           this.#clock.clearTimeout(timer)
@@ -325,7 +340,7 @@ export class AmqpLink {
         },
         (err: unknown) => {
           this.#clock.clearTimeout(timer)
-          reject(new BrokerUnavailableError(`${this.#prefix}: ${what}: ${err instanceof Error ? err.message : String(err)}`, { cause: err }))
+          reject(new BrokerUnavailableError(`${this.#label}: ${what}: ${err instanceof Error ? err.message : String(err)}`, { cause: err }))
         },
       )
     })

@@ -45,14 +45,14 @@ export class AmqpTransport implements BusTransport {
   #closed = false
 
   constructor(options: AmqpTransportOptions = {}) {
-    if (options === null || typeof options !== 'object') throw new InvalidOptionsError('amqp', 'expected an object')
+    if (options === null || typeof options !== 'object') throw new InvalidOptionsError('bus', 'expected an object')
     this.#exchange = options.exchange ?? 'stratacache.bus'
-    if (typeof this.#exchange !== 'string' || !/^[A-Za-z0-9_.:-]{1,200}$/.test(this.#exchange)) throw new InvalidOptionsError('amqp.exchange', 'expected 1-200 characters of [A-Za-z0-9_.:-]')
+    if (typeof this.#exchange !== 'string' || !/^[A-Za-z0-9_.:-]{1,200}$/.test(this.#exchange)) throw new InvalidOptionsError('bus.exchange', 'expected 1-200 characters of [A-Za-z0-9_.:-]')
     this.#durable = options.durable ?? false
-    if (typeof this.#durable !== 'boolean') throw new InvalidOptionsError('amqp.durable', 'expected a boolean')
-    this.#timeoutMs = toMs(options.publishTimeout ?? '2s', 'amqp.publishTimeout')
-    if (!(this.#timeoutMs > 0 && Number.isFinite(this.#timeoutMs))) throw new InvalidOptionsError('amqp.publishTimeout', 'expected a finite duration > 0')
-    this.#link = new AmqpLink({ url: options.url, heartbeat: options.heartbeat, connectTimeout: options.connectTimeout, reconnect: options.reconnect, clock: options.clock }, 'amqp')
+    if (typeof this.#durable !== 'boolean') throw new InvalidOptionsError('bus.durable', 'expected a boolean')
+    this.#timeoutMs = toMs(options.publishTimeout ?? '2s', 'bus.publishTimeout')
+    if (!(this.#timeoutMs > 0 && Number.isFinite(this.#timeoutMs))) throw new InvalidOptionsError('bus.publishTimeout', 'expected a finite duration > 0')
+    this.#link = new AmqpLink({ url: options.url, heartbeat: options.heartbeat, connectTimeout: options.connectTimeout, reconnect: options.reconnect, clock: options.clock }, 'bus', 'amqp')
   }
 
   /** Connections lost since the first connect. */
@@ -93,6 +93,11 @@ export class AmqpTransport implements BusTransport {
       throw err
     }
     return () => consumer.cancel()
+  }
+
+  /** Drops and re-opens the connection (the Bus asks when its subscription went silent). */
+  resubscribe(): void {
+    if (!this.#closed) void this.#link.drop()
   }
 
   async close(): Promise<void> {

@@ -7,8 +7,8 @@
  *   share one flush (PING/PONG), so a burst costs one round trip. While disconnected it
  *   rejects at once (`ERR_BROKER_UNAVAILABLE`) instead of letting the client buffer:
  *   queuing is the Bus's job. A flush that takes longer than `publishTimeout` rejects.
- * - Reconnect is the client's, paced by our backoff (100 ms doubling to 5 s, reset on
- *   success, never giving up). A disconnect reports 'down' to every subscriber; after a
+ * - Reconnect is the client's, paced by our backoff (100 ms doubling per dial attempt to
+ *   5 s, reset on success, never giving up). A disconnect reports 'down' to every subscriber; after a
  *   reconnect the client re-sends its subscriptions and we flush once before reporting
  *   'up', so 'up' means "receiving again".
  * - If the client ever closes by itself (fatal error), we open a new connection with the
@@ -30,8 +30,10 @@ export interface NatsTransportOptions {
    * reconnect settings are the transport's own and cannot be overridden here. @default {}
    */
   connection?: Omit<ConnectionOptions, 'servers' | 'reconnect' | 'maxReconnectAttempts' | 'reconnectDelayHandler' | 'waitOnFirstConnect'>
-  /** How long a publish may wait for the server's confirmation (and the first connect may take). @default '2s' */
+  /** How long a publish (or a subscribe) may wait for the server's confirmation. @default '2s' */
   publishTimeout?: Duration
+  /** How long opening the connection may take. @default '5s' */
+  connectTimeout?: Duration
   /** Reconnect delays. @default { initial: '100ms', max: '5s' } */
   reconnect?: ReconnectOptions
   /** @default systemClock */
@@ -51,6 +53,7 @@ export class NatsTransport implements BusTransport {
   readonly #servers: string[]
   readonly #connection: NatsTransportOptions['connection']
   readonly #timeoutMs: number
+  readonly #connectTimeoutMs: number
   readonly #backoff: ReconnectBackoff
   readonly #clock: Clock
   readonly #subs = new Set<Sub>()
@@ -61,15 +64,17 @@ export class NatsTransport implements BusTransport {
   #batch: Promise<void> | undefined
 
   constructor(options: NatsTransportOptions = {}) {
-    if (options === null || typeof options !== 'object') throw new InvalidOptionsError('nats', 'expected an object')
+    if (options === null || typeof options !== 'object') throw new InvalidOptionsError('bus', 'expected an object')
     const servers = options.servers ?? 'nats://127.0.0.1:4222'
     this.#servers = typeof servers === 'string' ? [servers] : [...servers]
-    if (this.#servers.length === 0 || this.#servers.some((s) => typeof s !== 'string' || s.length === 0)) throw new InvalidOptionsError('nats.servers', 'expected a URL or a non-empty list of URLs')
-    if (options.connection !== undefined && (options.connection === null || typeof options.connection !== 'object')) throw new InvalidOptionsError('nats.connection', 'expected an object')
+    if (this.#servers.length === 0 || this.#servers.some((s) => typeof s !== 'string' || s.length === 0)) throw new InvalidOptionsError('bus.servers', 'expected a URL or a non-empty list of URLs')
+    if (options.connection !== undefined && (options.connection === null || typeof options.connection !== 'object')) throw new InvalidOptionsError('bus.connection', 'expected an object')
     this.#connection = options.connection
-    this.#timeoutMs = toMs(options.publishTimeout ?? '2s', 'nats.publishTimeout')
-    if (!(this.#timeoutMs > 0 && Number.isFinite(this.#timeoutMs))) throw new InvalidOptionsError('nats.publishTimeout', 'expected a finite duration > 0')
-    this.#backoff = new ReconnectBackoff(options.reconnect, 'nats.reconnect')
+    this.#timeoutMs = toMs(options.publishTimeout ?? '2s', 'bus.publishTimeout')
+    if (!(this.#timeoutMs > 0 && Number.isFinite(this.#timeoutMs))) throw new InvalidOptionsError('bus.publishTimeout', 'expected a finite duration > 0')
+    this.#connectTimeoutMs = toMs(options.connectTimeout ?? '5s', 'bus.connectTimeout')
+    if (!(this.#connectTimeoutMs > 0 && Number.isFinite(this.#connectTimeoutMs))) throw new InvalidOptionsError('bus.connectTimeout', 'expected a finite duration > 0')
+    this.#backoff = new ReconnectBackoff(options.reconnect, 'bus.reconnect')
     this.#clock = options.clock ?? systemClock
   }
 
@@ -108,6 +113,15 @@ export class NatsTransport implements BusTransport {
       this.#subs.delete(sub)
       sub.nats?.unsubscribe()
     }
+  }
+
+  /** Drops and re-opens the connection (the Bus asks when its subscription went silent). */
+  resubscribe(): void {
+    const nc = this.#nc
+    if (nc === undefined || this.#closed) return
+    nc.then((c) => c.reconnect()).catch(() => {
+      // Not connected now: the client is reconnecting anyway.
+    })
   }
 
   async close(): Promise<void> {
@@ -152,13 +166,15 @@ export class NatsTransport implements BusTransport {
     let nc: NatsConnection
     try {
       nc = await connect({
-        timeout: this.#timeoutMs,
+        timeout: this.#connectTimeoutMs,
         ...this.#connection,
         servers: this.#servers,
         reconnect: true,
         maxReconnectAttempts: -1,
         waitOnFirstConnect: false,
-        reconnectDelayHandler: () => this.#backoff.next(),
+        // The client asks for the delay on every turn of its dial loop, not once per dial:
+        // the delay doubles per dial attempt instead (its 'reconnecting' event, below).
+        reconnectDelayHandler: () => this.#backoff.current(),
       })
     } catch (err) {
       throw new BrokerUnavailableError(`nats: cannot connect to ${this.#servers.join(', ')}: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
@@ -180,6 +196,7 @@ export class NatsTransport implements BusTransport {
       for await (const status of nc.status()) {
         if (this.#closed) break
         if (status.type === 'disconnect') this.#down()
+        else if (status.type === 'reconnecting') this.#backoff.next()
         else if (status.type === 'reconnect') {
           this.#backoff.reset()
           // The client re-sent our SUBs on reconnect; a round trip proves they are active.

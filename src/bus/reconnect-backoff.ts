@@ -33,6 +33,11 @@ export class ReconnectBackoff {
     return delay
   }
 
+  /** The delay `next()` would return, without counting an attempt. */
+  current(): number {
+    return Math.min(this.max, this.initial * 2 ** Math.min(this.#attempt, 30))
+  }
+
   reset(): void {
     this.#attempt = 0
   }
