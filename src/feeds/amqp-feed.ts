@@ -24,7 +24,8 @@ export interface AmqpFeedOptions {
   durable?: boolean
   /**
    * Topic binding keys: which notices to hear. They also define the feed's scope (what is
-   * flushed on reconnect): `doc.accounts.#` covers db accounts only. @default ['doc.#']
+   * flushed on reconnect): `doc.accounts.#` covers db accounts only.
+   * @default ['doc.#', 'doc_created.#', 'doc_edited.#', 'doc_deleted.#'] (both routing-key forms)
    */
   bindings?: readonly string[]
   /** AMQP heartbeat (a silent broker is taken as lost after about twice this). @default '5s' */
@@ -37,6 +38,7 @@ export interface AmqpFeedOptions {
   clock?: Clock
 }
 
+const DEFAULT_BINDINGS = ['doc.#', 'doc_created.#', 'doc_edited.#', 'doc_deleted.#']
 const BINDING = /^(?:[^.*#\s]+|\*|#)(?:\.(?:[^.*#\s]+|\*|#))*$/
 
 export class AmqpFeed implements ChangeFeed {
@@ -57,7 +59,7 @@ export class AmqpFeed implements ChangeFeed {
     if (typeof this.#exchange !== 'string' || !/^[A-Za-z0-9_.:-]{1,200}$/.test(this.#exchange)) throw new InvalidOptionsError('feed.exchange', 'expected 1-200 characters of [A-Za-z0-9_.:-]')
     this.#durable = options.durable ?? false
     if (typeof this.#durable !== 'boolean') throw new InvalidOptionsError('feed.durable', 'expected a boolean')
-    const bindings = options.bindings ?? ['doc.#']
+    const bindings = options.bindings ?? DEFAULT_BINDINGS
     if (!Array.isArray(bindings) || bindings.length === 0 || bindings.some((b) => typeof b !== 'string' || b.length > 255 || !BINDING.test(b))) {
       throw new InvalidOptionsError('feed.bindings', 'expected a non-empty list of AMQP topic binding keys (words separated by dots, * and # as wildcards)')
     }
