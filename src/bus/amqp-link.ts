@@ -18,7 +18,7 @@ import amqp from 'amqplib'
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib'
 import type { Clock, TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
-import { BrokerUnavailableError, ClosedError, InvalidOptionsError } from '../core/errors.js'
+import { type CacheError, ClosedError, InvalidOptionsError } from '../core/errors.js'
 import { systemClock } from '../core/system-clock.js'
 import { ReconnectBackoff, type ReconnectOptions } from './reconnect-backoff.js'
 
@@ -72,6 +72,7 @@ export class AmqpLink {
   readonly #clock: Clock
   /** Names the link in error messages (`amqp`, `amqp feed`). */
   readonly #label: string
+  readonly #unavailable: (message: string, cause: unknown) => CacheError
   readonly #consumers = new Set<Consumer>()
   readonly #exchanges = new Map<string, ExchangeSpec>()
   /** Channels we close on purpose (a cancelled consumer): their 'close' is no failure. */
@@ -89,10 +90,14 @@ export class AmqpLink {
   /** The last connection failure, for error messages. */
   lastError: unknown
 
-  /** `prefix`: how option names are reported (`bus`, `feed`); `label`: the link's name in errors. */
-  constructor(options: AmqpLinkOptions, prefix: string, label: string) {
+  /**
+   * `prefix`: how option names are reported (`bus`, `feed`); `label`: the link's name in
+   * errors; `unavailable`: the error for "broker not reachable" (the bus's or the feed's code).
+   */
+  constructor(options: AmqpLinkOptions, prefix: string, label: string, unavailable: (message: string, cause: unknown) => CacheError) {
     if (options === null || typeof options !== 'object') throw new InvalidOptionsError(prefix, 'expected an object')
     this.#label = label
+    this.#unavailable = unavailable
     const url = options.url ?? 'amqp://guest:guest@127.0.0.1:5672'
     let parsed: URL
     try {
@@ -141,7 +146,7 @@ export class AmqpLink {
   publish(exchange: string, routingKey: string, payload: Uint8Array, timeoutMs: number): Promise<void> {
     if (this.#closed) return Promise.reject(new ClosedError(`The ${this.#label} link is closed`))
     const ch = this.#publisher
-    if (!this.#up || ch === undefined) return Promise.reject(new BrokerUnavailableError(`${this.#label}: not connected to the broker${this.#why()}`, { cause: this.lastError }))
+    if (!this.#up || ch === undefined) return Promise.reject(this.#unavailable(`${this.#label}: not connected to the broker${this.#why()}`, this.lastError))
     const confirmed = new Promise<void>((resolve, reject) => {
       try {
         ch.publish(exchange, routingKey, Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength), {}, (err: unknown) => (err === null || err === undefined ? resolve() : reject(err instanceof Error ? err : new Error(String(err)))))
@@ -325,14 +330,14 @@ export class AmqpLink {
     this.#retry = this.#clock.setTimeout(() => void this.#connect(), this.#backoff.next(), { unref: true })
   }
 
-  /** `promise`, or ERR_BROKER_UNAVAILABLE (saying `what` and the link's last failure) after `timeoutMs`. */
+  /** `promise`, or the unavailable error (saying `what` and the link's last failure) after `timeoutMs`. */
   within(promise: Promise<void>, timeoutMs: number, what: string): Promise<void> {
     return this.#bounded(promise, timeoutMs, what)
   }
 
   #bounded(promise: Promise<void>, timeoutMs: number, what: string): Promise<void> {
     return new Promise((resolve, reject) => {
-      const timer = this.#clock.setTimeout(() => reject(new BrokerUnavailableError(`${this.#label}: ${what} within ${timeoutMs} ms${this.#why()}`, { cause: this.lastError })), timeoutMs)
+      const timer = this.#clock.setTimeout(() => reject(this.#unavailable(`${this.#label}: ${what} within ${timeoutMs} ms${this.#why()}`, this.lastError)), timeoutMs)
       promise.then(
         () => {
           this.#clock.clearTimeout(timer)
@@ -340,7 +345,7 @@ export class AmqpLink {
         },
         (err: unknown) => {
           this.#clock.clearTimeout(timer)
-          reject(new BrokerUnavailableError(`${this.#label}: ${what}: ${err instanceof Error ? err.message : String(err)}`, { cause: err }))
+          reject(this.#unavailable(`${this.#label}: ${what}: ${err instanceof Error ? err.message : String(err)}`, err))
         },
       )
     })

@@ -5,16 +5,17 @@
  * confirms, heartbeats and reconnects (100 ms doubling to 5 s) are the `AmqpLink`'s.
  *
  * - `publish` resolves on the broker's confirm; rejects at once while disconnected
- *   (`ERR_BROKER_UNAVAILABLE`), after `publishTimeout` otherwise.
+ *   (`ERR_BUS_UNAVAILABLE`), after `publishTimeout` otherwise.
  * - A lost connection reports 'down' to every subscriber; once its queue is declared,
  *   bound and consumed again, 'up' (messages in between are lost: the Bus flushes).
  */
 import type { Clock } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
-import { ClosedError, InvalidOptionsError } from '../core/errors.js'
+import { BusUnavailableError, ClosedError, InvalidOptionsError } from '../core/errors.js'
 import { AmqpLink } from './amqp-link.js'
 import type { ReconnectOptions } from './reconnect-backoff.js'
 import type { BusTransport } from './types.js'
+import { createBus, pickBusSettings, type Bus, type BusSettings } from './bus.js'
 
 export interface AmqpTransportOptions {
   /** Broker URL. @default 'amqp://guest:guest@127.0.0.1:5672' */
@@ -52,7 +53,7 @@ export class AmqpTransport implements BusTransport {
     if (typeof this.#durable !== 'boolean') throw new InvalidOptionsError('bus.durable', 'expected a boolean')
     this.#timeoutMs = toMs(options.publishTimeout ?? '2s', 'bus.publishTimeout')
     if (!(this.#timeoutMs > 0 && Number.isFinite(this.#timeoutMs))) throw new InvalidOptionsError('bus.publishTimeout', 'expected a finite duration > 0')
-    this.#link = new AmqpLink({ url: options.url, heartbeat: options.heartbeat, connectTimeout: options.connectTimeout, reconnect: options.reconnect, clock: options.clock }, 'bus', 'amqp')
+    this.#link = new AmqpLink({ url: options.url, heartbeat: options.heartbeat, connectTimeout: options.connectTimeout, reconnect: options.reconnect, clock: options.clock }, 'bus', 'amqp', (message, cause) => new BusUnavailableError(message, { cause }))
   }
 
   /** Connections lost since the first connect. */
@@ -123,4 +124,19 @@ export class AmqpTransport implements BusTransport {
 /** A RabbitMQ bus transport (see AmqpTransportOptions). */
 export function amqpTransport(options?: AmqpTransportOptions): AmqpTransport {
   return new AmqpTransport(options)
+}
+
+export interface AmqpBusOptions extends BusSettings, AmqpTransportOptions {}
+
+/** `createCache({ bus: amqpBus({ url }) })`: a Bus on a RabbitMQ topic exchange. */
+export function amqpBus(options: AmqpBusOptions = {}): Bus {
+  if (options === null || typeof options !== 'object') throw new InvalidOptionsError('bus', 'expected an options object')
+  const transport = amqpTransport(options)
+  try {
+    return createBus({ ...pickBusSettings(options), transport })
+  } catch (err) {
+    // Invalid bus settings: do not leave the transport's connection behind.
+    void transport.close().catch(() => {})
+    throw err
+  }
 }

@@ -5,50 +5,86 @@
  * trusting delivery (Zoocache admits a node that misses a message stays stale until TTL):
  *
  * - Sequence. Each Bus stamps its data messages with its `epoch` and a `seq` (1, 2, …).
- *   A receiver tracks, per sender, the last seq it applied. A gap (seq jumps), or a
- *   heartbeat announcing a seq it never received, means a message was lost: every
- *   attached cache flushes its L1 (it cannot tell which keys the lost message named).
- *   Duplicates and late messages (seq already applied, or an older epoch) are discarded
- *   (LoomCache). A sender seen for the first time is trusted from that message on.
+ *   A receiver tracks, per sender, the highest seq it applied and which of the 32 seqs
+ *   below it arrived. A gap (seq jumps), or a heartbeat announcing a seq it never received,
+ *   means a message was lost: every attached cache flushes its L1 (it cannot tell which
+ *   keys the lost message named). Messages at or below the highest seq are discarded: a
+ *   duplicate if that seq already arrived, late otherwise (its gap was already flushed) —
+ *   LoomCache's rule. A message of an older epoch is late; a newer epoch (the same sender
+ *   id restarted) is trusted from seq 1, a later seq is a gap. A sender seen for the first
+ *   time is trusted from that message on (what it sent before we listened cannot concern
+ *   entries we hold: we flushed when our subscription started).
  * - Heartbeats. Every Bus publishes a heartbeat each `heartbeatInterval`, carrying its
- *   last data seq. It also hears its own messages (the transport delivers them back), so
- *   a Bus that has not heard its own heartbeat for `deadAfter` knows its subscription is
- *   silently dead: it flushes and reports itself unhealthy (the caches then bypass L1)
- *   until its own messages come back, when it flushes once more.
- * - Connection. The transport's 'down' (subscription may have missed messages) does the
- *   same at once; 'up' flushes again and restores health (kz_cache flushes on AMQP
- *   reconnect; Redis client-side caching flushes on connection loss).
- * - Publishing while the broker is down: messages wait in a bounded queue, merged per
- *   namespace (deletes and tag versions coalesce, a clear supersedes both), and are sent in
- *   order with backoff from 100 ms doubling to 5 s. Seq numbers are given at send time,
- *   so merging never looks like a gap. A queue that overflows is replaced by one clear per
- *   namespace: receivers flush instead of missing an invalidation silently.
+ *   last data seq, so a lost last message is noticed even when nothing follows it. It
+ *   also hears its own messages (the transport delivers them back): a Bus that has not
+ *   heard itself for `deadAfter` knows its subscription is silently dead — it flushes,
+ *   reports itself unhealthy (attached caches then bypass L1) and asks the transport to
+ *   reconnect; when its own messages flow again it flushes once more and is healthy. A
+ *   known sender not heard for `deadAfter` may have died right after a lost message: it is
+ *   forgotten with one flush (a sender that closes says goodbye and costs nothing).
+ * - Connection. The transport's 'down' flushes and makes the Bus unhealthy at once; 'up'
+ *   flushes again (what was published meanwhile is unknown) and restores health (kz_cache
+ *   flushes on AMQP reconnect; Redis client-side caching flushes on connection loss).
+ * - Publishing. `publish` applies the change at once to the other caches attached to this
+ *   Bus in this process, then queues it for the broker. The queue is merged per namespace
+ *   (keys and tag versions coalesce; a clear supersedes both — every message only drops
+ *   things, so order between them does not matter), sent one message at a time, and kept
+ *   while the broker is down (retried with backoff from 100 ms doubling to 5 s, and at once
+ *   on reconnect). Seq numbers are given at send time, so merging never looks like a gap.
+ *   A queue past `queueSize` keys and tags becomes one clear per namespace: receivers
+ *   flush instead of missing an invalidation silently.
  *
- * Stale-read bound: an L1 entry changed elsewhere is dropped when the message arrives
- * (measured on loopback: see the README); when messages are lost, within one
- * `heartbeatInterval` plus delivery; when the subscription dies silently, within
- * `deadAfter` plus one `heartbeatInterval`.
+ * Stale-read bounds (a value changed in process A, read from L1 in process B):
+ * - delivered: until the message arrives (measured on loopback: see the README);
+ * - message lost: until A's next heartbeat arrives, ≤ heartbeatInterval + delivery;
+ * - B's subscription lost visibly: none (flush and L1 bypass at once);
+ * - B's subscription silently dead: ≤ deadAfter + heartbeatInterval (defaults: 5 s);
+ * - A crashed after a lost message: ≤ deadAfter + heartbeatInterval;
+ * - broker down while A publishes: B's subscription is down too, so B bypasses L1 until it
+ *   is back, and flushes then.
  */
 import { randomBytes } from 'node:crypto'
 import type { Clock, TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
-import { ClosedError, InvalidOptionsError, type CacheError, isCacheError, StoreUnavailableError } from '../core/errors.js'
+import { BusUnavailableError, ClosedError, InvalidOptionsError, type CacheError, isCacheError } from '../core/errors.js'
+import { mathRandom, type Random } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
 import { decodeMessage, encodeMessage, type BusBody, type BusMessage, type TagVersion } from './message.js'
 import type { BusTransport } from './types.js'
 
-export interface BusOptions {
-  transport: BusTransport
+/** The Bus's own settings; every `xxxBus(options)` adapter factory accepts them too. */
+export interface BusSettings {
   /** The channel (subject, routing key) every process of one application shares. @default 'stratacache' */
   channel?: string
-  /** How often this process says it is alive. @default '1s' */
+  /** How often this process says it is alive (and announces its last seq). @default '1s' */
   heartbeatInterval?: Duration
-  /** Not hearing its own heartbeat this long, a process declares its subscription dead. @default '5s' */
+  /**
+   * Not hearing itself this long, a process declares its subscription dead; not hearing a
+   * known sender this long, it forgets the sender with one flush. Longer than
+   * `heartbeatInterval`. Silent-subscription bound: `deadAfter + heartbeatInterval`.
+   * @default '4s'
+   */
   deadAfter?: Duration
   /** Keys and tags waiting while the broker is down; past it, the queue becomes one clear per namespace. @default 10_000 */
   queueSize?: number
   /** @default systemClock */
   clock?: Clock
+  /** For the epoch's random fraction. @default mathRandom */
+  random?: Random
+}
+
+export interface BusOptions extends BusSettings {
+  /** Moves the bytes: `memoryTransport()`, `redisTransport({ url })`, or yours. Owned (closed) by the Bus. */
+  transport: BusTransport
+}
+
+const SETTING_NAMES = ['channel', 'heartbeatInterval', 'deadAfter', 'queueSize', 'clock', 'random'] as const
+
+/** The `BusSettings` fields of an adapter's options (the rest belongs to its transport). */
+export function pickBusSettings(options: BusSettings): BusSettings {
+  const out: Record<string, unknown> = {}
+  for (const name of SETTING_NAMES) if (options[name] !== undefined) out[name] = options[name]
+  return out as BusSettings
 }
 
 /** What an attached cache does with the messages of its namespace. */
@@ -62,34 +98,50 @@ export interface BusListener {
   health(healthy: boolean): void
 }
 
-export type FlushReason = 'gap' | 'subscription-lost' | 'subscription-silent' | 'reconnected' | 'sender-restarted'
+export type FlushReason = 'gap' | 'subscription-lost' | 'subscription-silent' | 'reconnected' | 'sender-restarted' | 'sender-silent' | 'started'
+
+/** A change to publish (the data messages). */
+export type BusChange = Exclude<BusBody, { kind: 'heartbeat' } | { kind: 'bye' }>
 
 export interface BusStats {
   readonly healthy: boolean
+  /** Data messages sent to the broker. */
   readonly published: number
+  /** Messages from other processes received (heartbeats included). */
   readonly received: number
   /** Lost messages noticed (seq gaps, heartbeats ahead of what was received). */
   readonly gaps: number
-  /** L1 flushes caused by the bus (gaps, subscription loss, reconnects). */
+  /** L1 flushes caused by the bus (gaps, subscription loss, reconnects, silent senders). */
   readonly flushes: number
   readonly duplicates: number
+  /** Messages older than what was already applied (out of order or an old epoch), discarded. */
   readonly late: number
   /** Payloads that were not bus messages. */
   readonly malformed: number
-  /** Keys and tags waiting in the publish queue. */
+  /** Keys and tags waiting in the publish queue now. */
   readonly queued: number
   /** Times the publish queue overflowed and became clears. */
   readonly overflows: number
   readonly publishFailures: number
+  /** Times the subscription was found silently dead (own heartbeats not coming back). */
+  readonly silences: number
 }
 
 interface SenderState {
   epoch: number
+  /** Highest seq applied. */
   seq: number
+  /** Bit i set: seq - 1 - i arrived (the 32 seqs below the highest). */
+  window: number
   seenAt: number
 }
 
-type Queued = { kind: 'delete'; namespace: string; keys: Set<string> } | { kind: 'tags'; namespace: string; tags: Map<string, TagVersion> } | { kind: 'clear'; namespace: string }
+type QueuedBody = { kind: 'delete'; namespace: string; keys: Set<string> } | { kind: 'tags'; namespace: string; tags: Map<string, TagVersion> } | { kind: 'clear'; namespace: string }
+type Queued = QueuedBody & { waiters: Array<() => void> }
+
+const WINDOW = 32
+const MIN_RETRY_MS = 100
+const MAX_RETRY_MS = 5_000
 
 export class Bus {
   /** This process's id on the bus. */
@@ -110,11 +162,15 @@ export class Bus {
   #inFlight: Queued | undefined
   #sending = false
   #retryTimer: TimerHandle | undefined
-  #retryDelay = 100
+  #retryDelay = MIN_RETRY_MS
   #heartbeatTimer: TimerHandle | undefined
+  #subscribeTimer: TimerHandle | undefined
+  #subscribeDelay = MIN_RETRY_MS
   #unsubscribe: (() => Promise<void>) | undefined
+  #subscribed = false
   #healthy = false
   #transportDown = false
+  #silent = false
   #ownSeenAt = 0
   #started: Promise<void> | undefined
   #closed = false
@@ -127,64 +183,83 @@ export class Bus {
   #malformed = 0
   #overflows = 0
   #publishFailures = 0
+  #silences = 0
 
   constructor(options: BusOptions) {
     if (options === null || typeof options !== 'object') throw new InvalidOptionsError('bus', 'expected an object')
     const t = options.transport
-    if (t === null || typeof t !== 'object' || typeof t.publish !== 'function' || typeof t.subscribe !== 'function') throw new InvalidOptionsError('bus.transport', 'expected a BusTransport')
+    if (t === null || typeof t !== 'object' || typeof t.publish !== 'function' || typeof t.subscribe !== 'function' || typeof t.close !== 'function') {
+      throw new InvalidOptionsError('bus.transport', 'expected a BusTransport')
+    }
     this.#transport = t
     this.#channel = options.channel ?? 'stratacache'
     if (typeof this.#channel !== 'string' || !/^[A-Za-z0-9_.-]{1,200}$/.test(this.#channel)) throw new InvalidOptionsError('bus.channel', 'expected 1-200 characters of [A-Za-z0-9_.-]')
     this.#clock = options.clock ?? systemClock
     this.#heartbeatMs = toMs(options.heartbeatInterval ?? '1s', 'bus.heartbeatInterval')
-    this.#deadAfterMs = toMs(options.deadAfter ?? '5s', 'bus.deadAfter')
+    this.#deadAfterMs = toMs(options.deadAfter ?? '4s', 'bus.deadAfter')
     if (!(this.#heartbeatMs > 0 && this.#heartbeatMs !== Infinity)) throw new InvalidOptionsError('bus.heartbeatInterval', 'expected a finite duration > 0')
-    if (!(this.#deadAfterMs > this.#heartbeatMs)) throw new InvalidOptionsError('bus.deadAfter', 'expected a duration longer than heartbeatInterval')
+    if (!(this.#deadAfterMs > this.#heartbeatMs && this.#deadAfterMs !== Infinity)) throw new InvalidOptionsError('bus.deadAfter', 'expected a finite duration longer than heartbeatInterval')
     const queueSize = options.queueSize ?? 10_000
     if (!Number.isSafeInteger(queueSize) || queueSize < 1) throw new InvalidOptionsError('bus.queueSize', `expected a positive integer, got ${String(queueSize)}`)
     this.#queueSize = queueSize
+    const random = options.random ?? mathRandom
+    if (typeof random?.next !== 'function') throw new InvalidOptionsError('bus.random', 'expected a Random')
     // Start time plus a random fraction: a restarted process has a larger epoch, and two
     // processes started in the same millisecond still differ.
-    this.#epoch = this.#clock.now() + Math.random()
+    this.#epoch = Math.floor(this.#clock.now()) + random.next()
   }
 
   get healthy(): boolean {
     return this.#healthy
   }
 
-  /** Subscribes and starts heartbeats; resolves when messages can flow. Idempotent. */
+  /** The transport's name (`'redis'`, `'memory'`, …). */
+  get transportName(): string {
+    return this.#transport.name
+  }
+
+  /**
+   * Subscribes and starts heartbeats. Resolves when messages can flow; while the broker
+   * cannot be reached it keeps retrying (backoff from 100 ms doubling to 5 s) and the
+   * returned promise waits. Idempotent. Never rejects, except `ERR_CLOSED` after `close()`.
+   */
   start(): Promise<void> {
-    this.#started ??= this.#start()
+    this.#started ??= new Promise<void>((resolve, reject) => this.#subscribe(resolve, reject))
     return this.#started
   }
 
   /** Receives the messages of `namespace`. Returns `detach`. */
   attach(namespace: string, listener: BusListener): () => void {
+    if (typeof namespace !== 'string') throw new InvalidOptionsError('namespace', 'expected a string')
     let set = this.#listeners.get(namespace)
     if (set === undefined) this.#listeners.set(namespace, (set = new Set()))
     set.add(listener)
     listener.health(this.#healthy)
     return () => {
       set.delete(listener)
-      if (set.size === 0) this.#listeners.delete(namespace)
+      if (set.size === 0 && this.#listeners.get(namespace) === set) this.#listeners.delete(namespace)
     }
   }
 
-  /** Failures the bus handled (publish retried, malformed payloads). */
+  /** Failures the bus handled (publishes retried, malformed payloads, listener errors). */
   onError(listener: (error: CacheError) => void): () => void {
     this.#errorListeners.add(listener)
     return () => void this.#errorListeners.delete(listener)
   }
 
   /**
-   * Sends a change to every other process. Resolves once the broker accepted it, or once
-   * it is queued because the broker is down (then it goes out on reconnect). Never rejects
-   * for a broker failure; rejects with `ERR_CLOSED` after `close()`.
+   * Sends a change to every other process, and applies it at once to the other caches
+   * attached here (not to `origin`, the cache that made it). Resolves once the broker
+   * accepted it, or once it waits in the queue because the broker is down (it goes out on
+   * reconnect). Never rejects for a broker failure; rejects with `ERR_CLOSED` after
+   * `close()`.
    */
-  async publish(body: Exclude<BusBody, { kind: 'heartbeat' }>): Promise<void> {
+  async publish(change: BusChange, origin?: BusListener): Promise<void> {
     if (this.#closed) throw new ClosedError('The bus is closed')
-    this.#enqueue(body)
-    await this.#drain()
+    this.#applyLocally(change, origin)
+    const waiter = new Promise<void>((resolve) => this.#enqueue(change, resolve))
+    if (this.#retryTimer === undefined) void this.#drain()
+    return waiter
   }
 
   stats(): BusStats {
@@ -200,31 +275,78 @@ export class Bus {
       queued: this.#queuedItems,
       overflows: this.#overflows,
       publishFailures: this.#publishFailures,
+      silences: this.#silences,
     }
   }
 
-  /** Stops heartbeats and the subscription; the transport is closed by its owner. Idempotent. */
+  /**
+   * Says goodbye (so nobody flushes for our silence), stops heartbeats and the
+   * subscription, releases publish waiters, and closes the transport. Idempotent.
+   */
   async close(): Promise<void> {
     if (this.#closed) return
+    if (this.#subscribed && !this.#transportDown) {
+      const bye = encodeMessage({ sender: this.id, epoch: this.#epoch, seq: this.#seq, body: { kind: 'bye' } })
+      await this.#transport.publish(this.#channel, bye).catch(() => {})
+    }
     this.#closed = true
-    if (this.#heartbeatTimer !== undefined) this.#clock.clearTimeout(this.#heartbeatTimer)
-    if (this.#retryTimer !== undefined) this.#clock.clearTimeout(this.#retryTimer)
+    for (const t of [this.#heartbeatTimer, this.#retryTimer, this.#subscribeTimer]) if (t !== undefined) this.#clock.clearTimeout(t)
+    this.#setHealthy(false)
+    for (const q of this.#queue) for (const w of q.waiters.splice(0)) w()
     const unsubscribe = this.#unsubscribe
     this.#unsubscribe = undefined
     if (unsubscribe !== undefined) await unsubscribe().catch(() => {})
+    await this.#transport.close().catch(() => {})
   }
 
   // ---- receiving ---------------------------------------------------------------------
 
-  async #start(): Promise<void> {
-    this.#unsubscribe = await this.#transport.subscribe(
-      this.#channel,
-      (payload) => this.#receive(payload),
-      (state) => this.#onState(state),
-    )
-    this.#ownSeenAt = this.#clock.now()
-    this.#setHealthy(true)
-    this.#scheduleHeartbeat()
+  #subscribe(resolve: () => void, reject: (err: unknown) => void): void {
+    if (this.#closed) {
+      reject(new ClosedError('The bus is closed'))
+      return
+    }
+    this.#transport
+      .subscribe(
+        this.#channel,
+        (payload) => this.#receive(payload),
+        (state) => this.#onState(state),
+      )
+      .then(
+        (unsubscribe) => {
+          if (this.#closed) {
+            void unsubscribe().catch(() => {})
+            reject(new ClosedError('The bus is closed'))
+            return
+          }
+          this.#unsubscribe = unsubscribe
+          this.#subscribed = true
+          this.#ownSeenAt = this.#clock.now()
+          // Whatever attached caches hold was read while nobody listened for changes.
+          this.#flush('started')
+          this.#setHealthy(true)
+          this.#tick()
+          void this.#drain()
+          resolve()
+        },
+        (err: unknown) => {
+          this.#report(err)
+          if (this.#closed) {
+            reject(new ClosedError('The bus is closed'))
+            return
+          }
+          const delay = this.#subscribeDelay
+          this.#subscribeDelay = Math.min(MAX_RETRY_MS, delay * 2)
+          this.#subscribeTimer = this.#clock.setTimeout(
+            () => {
+              this.#subscribeTimer = undefined
+              this.#subscribe(resolve, reject)
+            },
+            delay,
+            { unref: true },
+          )
+        },
+      )
   }
 
   #onState(state: 'up' | 'down'): void {
@@ -238,11 +360,18 @@ export class Bus {
     }
     if (!this.#transportDown) return
     this.#transportDown = false
-    // What arrived while we were away is unknown: start every sender afresh.
+    this.#silent = false
+    // What was published while we were away is unknown: start every sender afresh.
     this.#senders.clear()
     this.#ownSeenAt = this.#clock.now()
     this.#flush('reconnected')
     this.#setHealthy(true)
+    // The broker is back: send what waits now rather than at the next backoff step.
+    if (this.#retryTimer !== undefined) {
+      this.#clock.clearTimeout(this.#retryTimer)
+      this.#retryTimer = undefined
+    }
+    this.#retryDelay = MIN_RETRY_MS
     void this.#drain()
   }
 
@@ -259,19 +388,24 @@ export class Bus {
     const now = this.#clock.now()
     if (m.sender === this.id) {
       this.#ownSeenAt = now
-      if (!this.#healthy && !this.#transportDown) {
+      if (this.#silent && !this.#transportDown) {
         // Our own messages flow again after a silent spell: flush what may have gone stale.
+        this.#silent = false
+        this.#senders.clear()
         this.#flush('subscription-silent')
         this.#setHealthy(true)
       }
       return
     }
     this.#received++
-    const heartbeat = m.body.kind === 'heartbeat'
-    const st = this.#senders.get(m.sender)
+    const kind = m.body.kind
+    const control = kind === 'heartbeat' || kind === 'bye'
+    let st = this.#senders.get(m.sender)
     if (st === undefined) {
-      this.#senders.set(m.sender, { epoch: m.epoch, seq: m.seq, seenAt: now })
-      if (!heartbeat) this.#apply(m.body)
+      if (kind === 'bye') return
+      st = { epoch: m.epoch, seq: m.seq, window: 0, seenAt: now }
+      this.#senders.set(m.sender, st)
+      if (!control) this.#apply(m.body)
       return
     }
     st.seenAt = now
@@ -280,55 +414,75 @@ export class Bus {
       return
     }
     if (m.epoch > st.epoch) {
-      // The sender restarted. Its first data message is seq 1; anything later means we
-      // missed some of its new life.
-      const missed = heartbeat ? m.seq > 0 : m.seq !== 1
+      // The same sender id restarted. Its first data message is seq 1; anything later
+      // means we missed some of its new life.
+      const missed = control ? m.seq > 0 : m.seq !== 1
       st.epoch = m.epoch
       st.seq = m.seq
+      st.window = 0
       if (missed) {
         this.#gaps++
         this.#flush('sender-restarted')
       }
-      if (!heartbeat) this.#apply(m.body)
+      if (kind === 'bye') this.#senders.delete(m.sender)
+      else if (!control) this.#apply(m.body)
       return
     }
-    if (heartbeat) {
+    if (control) {
       if (m.seq > st.seq) {
+        // The heartbeat names a message we never received.
         this.#gaps++
+        st.window = shift(st.window, st.seq, m.seq, true)
         st.seq = m.seq
         this.#flush('gap')
       }
+      if (kind === 'bye') this.#senders.delete(m.sender)
       return
     }
     if (m.seq <= st.seq) {
-      this.#duplicates++
+      const bit = st.seq - m.seq - 1
+      if (m.seq === st.seq || (bit < WINDOW && (st.window & (1 << bit)) !== 0)) this.#duplicates++
+      else {
+        // Out of order: its gap was flushed when a later message arrived first.
+        this.#late++
+        if (bit < WINDOW) st.window |= 1 << bit
+      }
       return
     }
     if (m.seq > st.seq + 1) {
       this.#gaps++
       this.#flush('gap')
     }
+    st.window = shift(st.window, st.seq, m.seq, true)
     st.seq = m.seq
     this.#apply(m.body)
   }
 
   #apply(body: BusBody): void {
-    if (body.kind === 'heartbeat') return
+    if (body.kind === 'heartbeat' || body.kind === 'bye') return
     const listeners = this.#listeners.get(body.namespace)
     if (listeners === undefined) return
-    for (const l of listeners) {
-      try {
-        if (body.kind === 'delete') l.delete(body.keys)
-        else if (body.kind === 'tags') l.tags(body.tags)
-        else l.clear()
-      } catch (err) {
-        this.#report(err)
-      }
+    for (const l of listeners) this.#deliver(l, body)
+  }
+
+  #applyLocally(change: BusChange, origin: BusListener | undefined): void {
+    const listeners = this.#listeners.get(change.namespace)
+    if (listeners === undefined) return
+    for (const l of listeners) if (l !== origin) this.#deliver(l, change)
+  }
+
+  #deliver(l: BusListener, body: BusChange): void {
+    try {
+      if (body.kind === 'delete') l.delete(body.keys)
+      else if (body.kind === 'tags') l.tags(body.tags)
+      else l.clear()
+    } catch (err) {
+      this.#report(err)
     }
   }
 
   #flush(reason: FlushReason): void {
-    this.#flushes++
+    if (reason !== 'started') this.#flushes++
     for (const set of this.#listeners.values()) {
       for (const l of set) {
         try {
@@ -343,96 +497,151 @@ export class Bus {
   #setHealthy(healthy: boolean): void {
     if (this.#healthy === healthy) return
     this.#healthy = healthy
-    for (const set of this.#listeners.values()) for (const l of set) l.health(healthy)
+    for (const set of this.#listeners.values()) {
+      for (const l of set) {
+        try {
+          l.health(healthy)
+        } catch (err) {
+          this.#report(err)
+        }
+      }
+    }
   }
 
-  #scheduleHeartbeat(): void {
-    if (this.#closed) return
-    this.#heartbeatTimer = this.#clock.setTimeout(() => this.#tick(), this.#heartbeatMs, { unref: true })
-  }
-
+  /** Heartbeat: check our own subscription and the senders we know, then say we are alive. */
   #tick(): void {
+    this.#heartbeatTimer = undefined
     if (this.#closed) return
     const now = this.#clock.now()
-    if (this.#healthy && now - this.#ownSeenAt > this.#deadAfterMs) {
+    if (!this.#transportDown && !this.#silent && now - this.#ownSeenAt > this.#deadAfterMs) {
       // Our own heartbeats stopped coming back: the subscription is silently dead.
+      this.#silent = true
+      this.#silences++
       this.#flush('subscription-silent')
       this.#setHealthy(false)
+      try {
+        this.#transport.resubscribe?.()
+      } catch (err) {
+        this.#report(err)
+      }
     }
-    // Forget senders long gone (restarted processes leave their old ids behind).
-    for (const [id, st] of this.#senders) if (now - st.seenAt > 10 * this.#deadAfterMs) this.#senders.delete(id)
+    if (this.#healthy) {
+      // A sender gone quiet may have died right after a message we lost: forget it, once.
+      let silent = false
+      for (const [id, st] of this.#senders) {
+        if (now - st.seenAt > this.#deadAfterMs) {
+          this.#senders.delete(id)
+          silent = true
+        }
+      }
+      if (silent) this.#flush('sender-silent')
+    }
     const beat = encodeMessage({ sender: this.id, epoch: this.#epoch, seq: this.#seq, body: { kind: 'heartbeat' } })
     this.#transport.publish(this.#channel, beat).catch(() => {
       // A missed heartbeat is what heartbeats are for; the queue retries data messages.
     })
-    this.#scheduleHeartbeat()
+    this.#heartbeatTimer = this.#clock.setTimeout(() => this.#tick(), this.#heartbeatMs, { unref: true })
   }
 
   // ---- publishing --------------------------------------------------------------------
 
-  #enqueue(body: Exclude<BusBody, { kind: 'heartbeat' }>): void {
+  #enqueue(change: BusChange, waiter: () => void): void {
+    const ns = change.namespace
     // The message being sent right now is frozen: nothing merges into it or removes it.
-    const tail = this.#queue[this.#queue.length - 1]
-    const last = tail === this.#inFlight ? undefined : tail
-    if (body.kind === 'clear') {
-      // A clear supersedes every queued change of its namespace.
+    const open = (q: Queued): boolean => q !== this.#inFlight && q.namespace === ns
+    const clear = this.#queue.find((q) => open(q) && q.kind === 'clear')
+    if (clear !== undefined) {
+      // A queued clear already covers any change of its namespace.
+      clear.waiters.push(waiter)
+      return
+    }
+    if (change.kind === 'clear') {
+      const waiters = [waiter]
       for (let i = this.#queue.length - 1; i >= 0; i--) {
         const q = this.#queue[i] as Queued
-        if (q.namespace === body.namespace && q !== this.#inFlight) {
+        if (open(q)) {
           this.#queuedItems -= size(q)
+          waiters.push(...q.waiters)
           this.#queue.splice(i, 1)
         }
       }
-      this.#queue.push({ kind: 'clear', namespace: body.namespace })
+      this.#queue.push({ kind: 'clear', namespace: ns, waiters })
       this.#queuedItems += 1
-    } else if (body.kind === 'delete') {
-      if (last?.kind === 'delete' && last.namespace === body.namespace) {
-        const before = last.keys.size
-        for (const k of body.keys) last.keys.add(k)
-        this.#queuedItems += last.keys.size - before
+    } else if (change.kind === 'delete') {
+      const same = this.#queue.find((q): q is Queued & { kind: 'delete' } => open(q) && q.kind === 'delete')
+      if (same !== undefined) {
+        const before = same.keys.size
+        for (const k of change.keys) same.keys.add(k)
+        this.#queuedItems += same.keys.size - before
+        same.waiters.push(waiter)
       } else {
-        this.#queue.push({ kind: 'delete', namespace: body.namespace, keys: new Set(body.keys) })
-        this.#queuedItems += body.keys.length
+        const keys = new Set(change.keys)
+        this.#queue.push({ kind: 'delete', namespace: ns, keys, waiters: [waiter] })
+        this.#queuedItems += keys.size
       }
     } else {
-      if (last?.kind === 'tags' && last.namespace === body.namespace) {
-        const before = last.tags.size
-        for (const t of body.tags) {
-          const had = last.tags.get(t.tag)
-          if (had === undefined || had.version < t.version || (had.version === t.version && t.mode === 'hard')) last.tags.set(t.tag, t)
-        }
-        this.#queuedItems += last.tags.size - before
-      } else {
-        this.#queue.push({ kind: 'tags', namespace: body.namespace, tags: new Map(body.tags.map((t) => [t.tag, t])) })
-        this.#queuedItems += body.tags.length
+      let same = this.#queue.find((q): q is Queued & { kind: 'tags' } => open(q) && q.kind === 'tags')
+      if (same === undefined) {
+        same = { kind: 'tags', namespace: ns, tags: new Map(), waiters: [] }
+        this.#queue.push(same)
       }
+      const before = same.tags.size
+      for (const t of change.tags) {
+        // Per tag and mode, the newest version is all a receiver needs.
+        const id = `${t.mode}:${t.tag}`
+        const had = same.tags.get(id)
+        if (had === undefined || had.version < t.version) same.tags.set(id, t)
+      }
+      this.#queuedItems += same.tags.size - before
+      same.waiters.push(waiter)
     }
-    if (this.#queuedItems > this.#queueSize) {
-      // Too much to remember: tell everyone to flush instead of losing an invalidation.
-      this.#overflows++
-      const namespaces = [...new Set(this.#queue.map((q) => q.namespace))]
-      this.#queue.length = 0
-      for (const namespace of namespaces) this.#queue.push({ kind: 'clear', namespace })
-      this.#queuedItems = namespaces.length
+    if (this.#queuedItems > this.#queueSize) this.#overflow()
+  }
+
+  /** Too much to remember: tell everyone to flush instead of losing an invalidation. */
+  #overflow(): void {
+    this.#overflows++
+    const waiters: Array<() => void> = []
+    const namespaces = new Set<string>()
+    for (const q of this.#queue) {
+      if (q === this.#inFlight) continue
+      namespaces.add(q.namespace)
+      waiters.push(...q.waiters)
     }
+    const kept = this.#inFlight !== undefined && this.#queue.includes(this.#inFlight) ? [this.#inFlight] : []
+    this.#queue.length = 0
+    this.#queue.push(...kept)
+    this.#queuedItems = kept.reduce((n, q) => n + size(q), 0)
+    for (const namespace of namespaces) {
+      this.#queue.push({ kind: 'clear', namespace, waiters: [] })
+      this.#queuedItems += 1
+    }
+    // Their changes are now covered by the clears: the callers need not wait for them.
+    for (const w of waiters) w()
   }
 
   /** Sends queued messages in order; on failure keeps them and retries with backoff. */
   async #drain(): Promise<void> {
-    if (this.#sending) return this.#waitDrained()
+    if (this.#sending || this.#closed || !this.#subscribed) return
     this.#sending = true
     try {
       while (this.#queue.length > 0 && !this.#closed) {
         const q = this.#queue[0] as Queued
         this.#inFlight = q
         const seq = this.#seq + 1
-        const body: BusBody =
-          q.kind === 'delete' ? { kind: 'delete', namespace: q.namespace, keys: [...q.keys] } : q.kind === 'tags' ? { kind: 'tags', namespace: q.namespace, tags: [...q.tags.values()] } : q
+        const body: BusChange =
+          q.kind === 'delete'
+            ? { kind: 'delete', namespace: q.namespace, keys: [...q.keys] }
+            : q.kind === 'tags'
+              ? { kind: 'tags', namespace: q.namespace, tags: [...q.tags.values()] }
+              : { kind: 'clear', namespace: q.namespace }
         try {
           await this.#transport.publish(this.#channel, encodeMessage({ sender: this.id, epoch: this.#epoch, seq, body }))
         } catch (err) {
           this.#publishFailures++
           this.#report(err)
+          // Kept for later; callers are released: their change waits here, not in their call.
+          for (const item of this.#queue) for (const w of item.waiters.splice(0)) w()
           this.#scheduleRetry()
           return
         } finally {
@@ -440,33 +649,23 @@ export class Bus {
         }
         this.#seq = seq
         this.#published++
-        // By identity: an overflow may have replaced the queue while this one was out.
+        this.#retryDelay = MIN_RETRY_MS
         const at = this.#queue.indexOf(q)
         if (at !== -1) {
           this.#queue.splice(at, 1)
           this.#queuedItems -= size(q)
         }
-        this.#retryDelay = 100
+        for (const w of q.waiters.splice(0)) w()
       }
     } finally {
       this.#sending = false
-      const waiters = this.#drainWaiters
-      this.#drainWaiters = []
-      for (const w of waiters) w()
     }
-  }
-
-  #drainWaiters: Array<() => void> = []
-
-  /** A publish made while another drain runs resolves when that drain stops (sent or queued). */
-  #waitDrained(): Promise<void> {
-    return new Promise((resolve) => this.#drainWaiters.push(resolve))
   }
 
   #scheduleRetry(): void {
     if (this.#closed || this.#retryTimer !== undefined) return
     const delay = this.#retryDelay
-    this.#retryDelay = Math.min(5_000, this.#retryDelay * 2)
+    this.#retryDelay = Math.min(MAX_RETRY_MS, this.#retryDelay * 2)
     this.#retryTimer = this.#clock.setTimeout(
       () => {
         this.#retryTimer = undefined
@@ -478,7 +677,7 @@ export class Bus {
   }
 
   #report(err: unknown): void {
-    const error = isCacheError(err) ? err : new StoreUnavailableError(`Bus transport ${this.#transport.name} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
+    const error = isCacheError(err) ? err : new BusUnavailableError(`Bus transport ${this.#transport.name} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
     for (const l of this.#errorListeners) {
       try {
         l(error)
@@ -489,11 +688,20 @@ export class Bus {
   }
 }
 
-function size(q: Queued): number {
+/** Moves the arrival window from `from` to the new highest seq `to`, marking `from` as arrived or not. */
+function shift(window: number, from: number, to: number, fromArrived: boolean): number {
+  const by = to - from
+  if (by >= WINDOW) return 0
+  // After the shift, bit (by - 1) stands for `from`; the bits between stand for lost seqs.
+  const moved = by === 0 ? window : (window << by) | 0
+  return fromArrived && from > 0 ? moved | (1 << (by - 1)) : moved
+}
+
+function size(q: QueuedBody): number {
   return q.kind === 'delete' ? q.keys.size : q.kind === 'tags' ? q.tags.size : 1
 }
 
-/** Creates a bus; call `start()` (the cache does it) before publishing. */
+/** Creates a bus over any transport; the cache starts it (`start()`) when attached. */
 export function createBus(options: BusOptions): Bus {
   return new Bus(options)
 }

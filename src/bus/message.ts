@@ -10,7 +10,8 @@
  *   of the sender's last data message, so a receiver notices a lost message even when no
  *   other data message follows it;
  * - `kind` and `body`: `d` delete (body = keys), `t` tags (body = [tag, version, mode 0|1]
- *   triples), `c` clear (body = null), `h` heartbeat (namespace '' and body null).
+ *   triples), `c` clear (body = null), `h` heartbeat and `b` goodbye (a sender closing:
+ *   namespace '' and body null; both carry the seq of the sender's last data message).
  * Anything else (wrong magic, unknown version, malformed array) is refused with
  * `ERR_DECODE`; the Bus counts it and drops it.
  */
@@ -25,6 +26,7 @@ export type BusBody =
   | { readonly kind: 'tags'; readonly namespace: string; readonly tags: readonly TagVersion[] }
   | { readonly kind: 'clear'; readonly namespace: string }
   | { readonly kind: 'heartbeat' }
+  | { readonly kind: 'bye' }
 
 export interface TagVersion {
   readonly tag: string
@@ -63,6 +65,9 @@ export function encodeMessage(m: BusMessage): Uint8Array {
       break
     case 'heartbeat':
       kind = 'h'
+      break
+    case 'bye':
+      kind = 'b'
       break
   }
   const packed = packr.pack([m.sender, m.epoch, m.seq, kind, namespace, body])
@@ -104,6 +109,8 @@ export function decodeMessage(bytes: Uint8Array): BusMessage {
       return { ...head, body: { kind: 'clear', namespace } }
     case 'h':
       return { ...head, body: { kind: 'heartbeat' } }
+    case 'b':
+      return { ...head, body: { kind: 'bye' } }
     default:
       throw new DecodeError(`Unknown bus message kind ${JSON.stringify(kind)}`)
   }

@@ -5,7 +5,7 @@
  * - One connection per transport, opened on first use. A channel is a subject.
  * - `publish` resolves once the server has processed the message: publishes of one tick
  *   share one flush (PING/PONG), so a burst costs one round trip. While disconnected it
- *   rejects at once (`ERR_BROKER_UNAVAILABLE`) instead of letting the client buffer:
+ *   rejects at once (`ERR_BUS_UNAVAILABLE`) instead of letting the client buffer:
  *   queuing is the Bus's job. A flush that takes longer than `publishTimeout` rejects.
  * - Reconnect is the client's, paced by our backoff (100 ms doubling per dial attempt to
  *   5 s, reset on success, never giving up). A disconnect reports 'down' to every subscriber; after a
@@ -17,10 +17,11 @@
 import { connect, type ConnectionOptions, type NatsConnection, type Subscription } from 'nats'
 import type { Clock, TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
-import { BrokerUnavailableError, ClosedError, InvalidOptionsError } from '../core/errors.js'
+import { BusUnavailableError, ClosedError, InvalidOptionsError } from '../core/errors.js'
 import { systemClock } from '../core/system-clock.js'
 import { ReconnectBackoff, type ReconnectOptions } from './reconnect-backoff.js'
 import type { BusTransport } from './types.js'
+import { createBus, pickBusSettings, type Bus, type BusSettings } from './bus.js'
 
 export interface NatsTransportOptions {
   /** Server URL(s). @default 'nats://127.0.0.1:4222' */
@@ -80,11 +81,11 @@ export class NatsTransport implements BusTransport {
 
   async publish(channel: string, payload: Uint8Array): Promise<void> {
     const nc = await this.#connected()
-    if (!this.#up) throw new BrokerUnavailableError('nats: not connected (reconnecting)')
+    if (!this.#up) throw new BusUnavailableError('nats: not connected (reconnecting)')
     try {
       nc.publish(channel, payload)
     } catch (err) {
-      throw new BrokerUnavailableError(`nats: publish failed: ${String(err)}`, { cause: err })
+      throw new BusUnavailableError(`nats: publish failed: ${String(err)}`, { cause: err })
     }
     // One flush for every publish of this tick: the PING goes after all their PUBs.
     this.#batch ??= Promise.resolve().then(() => {
@@ -177,7 +178,7 @@ export class NatsTransport implements BusTransport {
         reconnectDelayHandler: () => this.#backoff.current(),
       })
     } catch (err) {
-      throw new BrokerUnavailableError(`nats: cannot connect to ${this.#servers.join(', ')}: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
+      throw new BusUnavailableError(`nats: cannot connect to ${this.#servers.join(', ')}: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
     }
     if (this.#closed) {
       await nc.close().catch(() => {})
@@ -255,7 +256,7 @@ export class NatsTransport implements BusTransport {
   /** Waits for `promise` at most publishTimeout. */
   #bounded(promise: Promise<void>, what: string): Promise<void> {
     return new Promise((resolve, reject) => {
-      const timer = this.#clock.setTimeout(() => reject(new BrokerUnavailableError(`nats: ${what} within ${this.#timeoutMs} ms`)), this.#timeoutMs)
+      const timer = this.#clock.setTimeout(() => reject(new BusUnavailableError(`nats: ${what} within ${this.#timeoutMs} ms`)), this.#timeoutMs)
       promise.then(
         () => {
           this.#clock.clearTimeout(timer)
@@ -263,7 +264,7 @@ export class NatsTransport implements BusTransport {
         },
         (err: unknown) => {
           this.#clock.clearTimeout(timer)
-          reject(new BrokerUnavailableError(`nats: ${what}: ${err instanceof Error ? err.message : String(err)}`, { cause: err }))
+          reject(new BusUnavailableError(`nats: ${what}: ${err instanceof Error ? err.message : String(err)}`, { cause: err }))
         },
       )
     })
@@ -281,4 +282,19 @@ function notify(sub: Sub, state: 'up' | 'down'): void {
 /** A NATS bus transport (see NatsTransportOptions). */
 export function natsTransport(options?: NatsTransportOptions): NatsTransport {
   return new NatsTransport(options)
+}
+
+export interface NatsBusOptions extends BusSettings, NatsTransportOptions {}
+
+/** `createCache({ bus: natsBus({ servers }) })`: a Bus on NATS core pub/sub. */
+export function natsBus(options: NatsBusOptions = {}): Bus {
+  if (options === null || typeof options !== 'object') throw new InvalidOptionsError('bus', 'expected an options object')
+  const transport = natsTransport(options)
+  try {
+    return createBus({ ...pickBusSettings(options), transport })
+  } catch (err) {
+    // Invalid bus settings: do not leave the transport's connection behind.
+    void transport.close().catch(() => {})
+    throw err
+  }
 }

@@ -420,7 +420,7 @@ export class Cache<V = unknown> {
   /**
    * Starts `feed` and erases the entries whose `origins` its change notices name (and the
    * feed's scope when its connection is lost and back, unless `flushOnReconnect: false`).
-   * Resolves once the feed listens; rejects (`ERR_BROKER_UNAVAILABLE`) if it cannot, with
+   * Resolves once the feed listens; rejects (`ERR_FEED_UNAVAILABLE`) if it cannot, with
    * nothing left running. The cache owns the feed: the returned `detach()` and `close()`
    * close it.
    */

@@ -26,7 +26,8 @@ export const ERROR_CODES = {
   ERR_DECRYPT: 'A stored value failed authentication or decryption (tampered, wrong key, unknown key id or bound to another cache key).',
   ERR_VALUE_TOO_LARGE: 'An encoded value is larger than the configured limit.',
   ERR_LOCK_LOST: 'A distributed lock expired or was taken over while its holder still worked.',
-  ERR_BROKER_UNAVAILABLE: 'A message broker (a bus transport or a change feed: NATS, RabbitMQ, PostgreSQL) cannot be reached or did not confirm in time; `cause` is the failure.',
+  ERR_BUS_UNAVAILABLE: 'The invalidation bus could not reach its broker (publish or subscribe failed or timed out); `cause` is the failure.',
+  ERR_FEED_UNAVAILABLE: 'A change feed could not reach its source (RabbitMQ, PostgreSQL) within its connect timeout; `cause` is the failure.',
 } as const
 
 export type ErrorCode = keyof typeof ERROR_CODES
@@ -190,9 +191,15 @@ export class LockLostError extends CacheError {
   }
 }
 
-export class BrokerUnavailableError extends CacheError {
+export class BusUnavailableError extends CacheError {
   constructor(message: string, options?: CacheErrorOptions) {
-    super('ERR_BROKER_UNAVAILABLE', message, options)
+    super('ERR_BUS_UNAVAILABLE', message, options)
+  }
+}
+
+export class FeedUnavailableError extends CacheError {
+  constructor(message: string, options?: CacheErrorOptions) {
+    super('ERR_FEED_UNAVAILABLE', message, options)
   }
 }
 
@@ -216,7 +223,8 @@ export const ERROR_CLASSES: { readonly [C in ErrorCode]: abstract new (...args: 
   ERR_DECRYPT: DecryptError,
   ERR_VALUE_TOO_LARGE: ValueTooLargeError,
   ERR_LOCK_LOST: LockLostError,
-  ERR_BROKER_UNAVAILABLE: BrokerUnavailableError,
+  ERR_BUS_UNAVAILABLE: BusUnavailableError,
+  ERR_FEED_UNAVAILABLE: FeedUnavailableError,
 }
 
 /** True when `err` is a CacheError, optionally with the given code. */

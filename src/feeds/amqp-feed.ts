@@ -8,7 +8,7 @@
  */
 import type { Clock } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
-import { ClosedError, InvalidOptionsError } from '../core/errors.js'
+import { ClosedError, FeedUnavailableError, InvalidOptionsError } from '../core/errors.js'
 import { AmqpLink, type AmqpConsumer } from '../bus/amqp-link.js'
 import type { ReconnectOptions } from '../bus/reconnect-backoff.js'
 import { parseRoutingKey, scopeOfBinding } from './notice.js'
@@ -67,7 +67,7 @@ export class AmqpFeed implements ChangeFeed {
     this.scope = this.#bindings.map(scopeOfBinding)
     this.#connectTimeoutMs = toMs(options.connectTimeout ?? '5s', 'feed.connectTimeout')
     if (!(this.#connectTimeoutMs > 0 && Number.isFinite(this.#connectTimeoutMs))) throw new InvalidOptionsError('feed.connectTimeout', 'expected a finite duration > 0')
-    this.#link = new AmqpLink({ url: options.url, heartbeat: options.heartbeat, connectTimeout: options.connectTimeout, reconnect: options.reconnect, clock: options.clock }, 'feed', 'amqp feed')
+    this.#link = new AmqpLink({ url: options.url, heartbeat: options.heartbeat, connectTimeout: options.connectTimeout, reconnect: options.reconnect, clock: options.clock }, 'feed', 'amqp feed', (message, cause) => new FeedUnavailableError(message, { cause }))
   }
 
   async start(sink: FeedSink): Promise<void> {

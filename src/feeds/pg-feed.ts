@@ -15,7 +15,7 @@ import pg from 'pg'
 import type { ClientConfig } from 'pg'
 import type { Clock, TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
-import { BrokerUnavailableError, ClosedError, InvalidOptionsError } from '../core/errors.js'
+import { FeedUnavailableError, ClosedError, InvalidOptionsError } from '../core/errors.js'
 import { systemClock } from '../core/system-clock.js'
 import { ReconnectBackoff, type ReconnectOptions } from '../bus/reconnect-backoff.js'
 import { descriptorList } from './origin-index.js'
@@ -91,7 +91,7 @@ export class PgFeed implements ChangeFeed {
       await this.#connect()
     } catch (err) {
       await this.close()
-      throw new BrokerUnavailableError(`postgres feed: cannot LISTEN on ${this.#channel}: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
+      throw new FeedUnavailableError(`postgres feed: cannot LISTEN on ${this.#channel}: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
     }
   }
 

@@ -82,7 +82,7 @@ export interface ChangeFeed {
   readonly scope: readonly ChangeNotice[]
   /**
    * Starts listening and delivering to `sink`. Resolves once listening; rejects
-   * (`ERR_BROKER_UNAVAILABLE`) when the source cannot be reached within the feed's connect
+   * (`ERR_FEED_UNAVAILABLE`) when the source cannot be reached within the feed's connect
    * timeout, leaving nothing running. Once started, a lost connection is re-established
    * with backoff (100 ms doubling to 5 s) and reported through `sink.state`.
    */

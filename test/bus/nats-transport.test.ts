@@ -6,7 +6,8 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import { busTransportConformance } from '../../src/bus/conformance.js'
-import { natsTransport } from '../../src/bus/nats-transport.js'
+import { natsBus, natsTransport } from '../../src/bus/nats-transport.js'
+import type { BusListener, FlushReason } from '../../src/bus/bus.js'
 import { isCacheError } from '../../src/core/errors.js'
 import { NatsServer } from '../support/nats-server.js'
 
@@ -60,18 +61,18 @@ describe('natsTransport: NATS specifics', () => {
     }
   })
 
-  test('a server that is not there: publish and subscribe reject with ERR_BROKER_UNAVAILABLE within the connect timeout', async () => {
+  test('a server that is not there: publish and subscribe reject with ERR_BUS_UNAVAILABLE within the connect timeout', async () => {
     const t = natsTransport({ servers: 'nats://127.0.0.1:1', connectTimeout: '500ms' })
     try {
       const started = Date.now()
-      await assert.rejects(t.publish('x', new Uint8Array([1])), (err: unknown) => isCacheError(err, 'ERR_BROKER_UNAVAILABLE'))
+      await assert.rejects(t.publish('x', new Uint8Array([1])), (err: unknown) => isCacheError(err, 'ERR_BUS_UNAVAILABLE'))
       await assert.rejects(
         t.subscribe(
           'x',
           () => {},
           () => {},
         ),
-        (err: unknown) => isCacheError(err, 'ERR_BROKER_UNAVAILABLE'),
+        (err: unknown) => isCacheError(err, 'ERR_BUS_UNAVAILABLE'),
       )
       assert.ok(Date.now() - started < 3_000)
     } finally {
@@ -112,6 +113,40 @@ describe('natsTransport: NATS specifics', () => {
       )
       await Promise.all(Array.from({ length: 1000 }, (_, i) => a.publish('burst', new Uint8Array(i % 50))))
       await until('1000 messages', 5_000, () => got.length === 1000)
+    } finally {
+      await a.close()
+      await b.close()
+    }
+  })
+
+  test('natsBus: a delete published by one process reaches another; the broker restarted, the other flushes', async () => {
+    assert.throws(
+      () => natsBus({ servers: server.url, heartbeatInterval: '5s', deadAfter: '1s' }),
+      (err: unknown) => isCacheError(err, 'ERR_INVALID_OPTIONS') && /bus\.deadAfter/.test((err as Error).message),
+    )
+    const a = natsBus({ servers: server.url, heartbeatInterval: '200ms', deadAfter: '1s' })
+    const b = natsBus({ servers: server.url, heartbeatInterval: '200ms', deadAfter: '1s' })
+    try {
+      const deleted: string[] = []
+      const flushes: FlushReason[] = []
+      const listener: BusListener = {
+        delete: (keys) => deleted.push(...keys),
+        tags: () => {},
+        clear: () => {},
+        flush: (reason) => flushes.push(reason),
+        health: () => {},
+      }
+      b.attach('ns', listener)
+      await Promise.all([a.start(), b.start()])
+      await a.publish({ kind: 'delete', namespace: 'ns', keys: ['user:1'] })
+      await until('the delete arrives', 5_000, () => deleted.includes('user:1'))
+      const before = flushes.length
+      await server.restart()
+      await until('a flush after the broker restart', 15_000, () => flushes.length > before)
+      await until('delivery again', 15_000, () => {
+        void a.publish({ kind: 'delete', namespace: 'ns', keys: ['user:2'] }).catch(() => {})
+        return deleted.includes('user:2')
+      })
     } finally {
       await a.close()
       await b.close()

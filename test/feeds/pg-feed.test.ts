@@ -128,10 +128,10 @@ describe('pgFeed (real PostgreSQL)', () => {
     await cache.close()
   })
 
-  test('no server there: attachFeed rejects with ERR_BROKER_UNAVAILABLE and leaves nothing running', async () => {
+  test('no server there: attachFeed rejects with ERR_FEED_UNAVAILABLE and leaves nothing running', async () => {
     const cache = createCache<string>()
     const feed = pgFeed({ url: 'postgres://postgres@127.0.0.1:1/postgres', connectTimeout: '1s' })
-    await assert.rejects(cache.attachFeed(feed), (err: unknown) => isCacheError(err, 'ERR_BROKER_UNAVAILABLE'))
+    await assert.rejects(cache.attachFeed(feed), (err: unknown) => isCacheError(err, 'ERR_FEED_UNAVAILABLE'))
     assert.equal(feed.stats().state, 'closed')
     await cache.close()
   })

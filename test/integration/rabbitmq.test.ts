@@ -8,7 +8,8 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import { busTransportConformance } from '../../src/bus/conformance.js'
-import { amqpTransport } from '../../src/bus/amqp-transport.js'
+import { amqpBus, amqpTransport } from '../../src/bus/amqp-transport.js'
+import type { BusListener, FlushReason } from '../../src/bus/bus.js'
 import { isCacheError } from '../../src/core/errors.js'
 import amqp from 'amqplib'
 import { createCache } from '../../src/index.js'
@@ -67,17 +68,17 @@ describe('amqpTransport: AMQP specifics', () => {
     }
   })
 
-  test('a broker that is not there: publish and subscribe reject with ERR_BROKER_UNAVAILABLE', async () => {
+  test('a broker that is not there: publish and subscribe reject with ERR_BUS_UNAVAILABLE', async () => {
     const t = amqpTransport({ url: 'amqp://guest:guest@127.0.0.1:1', publishTimeout: '500ms' })
     try {
-      await assert.rejects(t.publish('x', new Uint8Array([1])), (err: unknown) => isCacheError(err, 'ERR_BROKER_UNAVAILABLE'))
+      await assert.rejects(t.publish('x', new Uint8Array([1])), (err: unknown) => isCacheError(err, 'ERR_BUS_UNAVAILABLE'))
       await assert.rejects(
         t.subscribe(
           'x',
           () => {},
           () => {},
         ),
-        (err: unknown) => isCacheError(err, 'ERR_BROKER_UNAVAILABLE'),
+        (err: unknown) => isCacheError(err, 'ERR_BUS_UNAVAILABLE'),
       )
     } finally {
       await t.close()
@@ -122,6 +123,41 @@ describe('amqpTransport: AMQP specifics', () => {
       after = await listQueues()
     }
     assert.doesNotMatch(after, /amq\.gen-/, 'no queue left behind')
+  })
+
+  test('amqpBus: a delete published by one process reaches another; connections closed by the broker, the other flushes', async () => {
+    assert.throws(
+      () => amqpBus({ url: server.url, heartbeatInterval: '5s', deadAfter: '1s' }),
+      (err: unknown) => isCacheError(err, 'ERR_INVALID_OPTIONS') && /bus\.deadAfter/.test((err as Error).message),
+    )
+    const a = amqpBus({ url: server.url, heartbeatInterval: '200ms', deadAfter: '2s' })
+    const b = amqpBus({ url: server.url, heartbeatInterval: '200ms', deadAfter: '2s' })
+    try {
+      const deleted: string[] = []
+      const flushes: FlushReason[] = []
+      const listener: BusListener = {
+        delete: (keys) => deleted.push(...keys),
+        tags: () => {},
+        clear: () => {},
+        flush: (reason) => flushes.push(reason),
+        health: () => {},
+      }
+      b.attach('ns', listener)
+      await Promise.all([a.start(), b.start()])
+      await a.publish({ kind: 'delete', namespace: 'ns', keys: ['user:1'] })
+      await until('the delete arrives', 5_000, () => deleted.includes('user:1'))
+      const before = flushes.length
+      const closed = await server.ctl('close_all_connections', 'stratacache test')
+      assert.equal(closed.status, 0, closed.output)
+      await until('a flush after the connections were closed', 15_000, () => flushes.length > before)
+      await until('delivery again', 15_000, () => {
+        void a.publish({ kind: 'delete', namespace: 'ns', keys: ['user:2'] }).catch(() => {})
+        return deleted.includes('user:2')
+      })
+    } finally {
+      await a.close()
+      await b.close()
+    }
   })
 })
 
@@ -224,10 +260,10 @@ describe('amqpFeed (real RabbitMQ)', () => {
     }
   })
 
-  test('no broker there: attachFeed rejects with ERR_BROKER_UNAVAILABLE and leaves nothing running', async () => {
+  test('no broker there: attachFeed rejects with ERR_FEED_UNAVAILABLE and leaves nothing running', async () => {
     const cache = createCache<string>()
     const feed = amqpFeed({ url: 'amqp://guest:guest@127.0.0.1:1', connectTimeout: '500ms' })
-    await assert.rejects(cache.attachFeed(feed), (err: unknown) => isCacheError(err, 'ERR_BROKER_UNAVAILABLE'))
+    await assert.rejects(cache.attachFeed(feed), (err: unknown) => isCacheError(err, 'ERR_FEED_UNAVAILABLE'))
     assert.equal(feed.stats().state, 'closed')
     await cache.close()
   })

@@ -1,0 +1,308 @@
+/**
+ * `redisTransport` / `redisBus`: the invalidation bus on Redis pub/sub, through ioredis.
+ *
+ * Connections. One dedicated subscriber connection (a connection in subscribe mode can do
+ * nothing else) and one publishing connection, reused by every publish of the process's
+ * bus (auto-pipelined, so concurrent publishes share round trips). With `client`, the
+ * user's client publishes (never closed by us) and the subscriber is its `duplicate()`.
+ *
+ * Reconnects. Both connections reconnect with backoff from 100 ms doubling to 5 s. The
+ * subscriber does not let ioredis resubscribe silently: on a lost connection every
+ * subscription hears 'down' at once; once the connection is ready again we subscribe every
+ * channel ourselves and only then report 'up' — so the Bus flushes after, never before, the
+ * subscription is receiving again. (A silent resubscribe would hide the messages missed
+ * while disconnected, which is exactly what Redis pub/sub loses.)
+ *
+ * A publish never waits in ioredis's offline queue (disabled on the publishing connection
+ * we create): it is accepted by Redis now or fails, and the Bus keeps and retries it. With
+ * your own `client`, its offline queue may still send a publish that already failed here;
+ * the Bus's retry carries the same seq, so receivers discard the second copy.
+ *
+ * Timeouts. `publish` and `subscribe` race a clock timer (`publishTimeout`,
+ * `connectTimeout`) and reject with `ERR_BUS_UNAVAILABLE`: they never hang on a dead or
+ * frozen server, and the Bus keeps (and retries) what could not be sent.
+ */
+import { Redis, type RedisOptions } from 'ioredis'
+import type { Clock, TimerHandle } from '../core/clock.js'
+import { toMs, type Duration } from '../core/duration.js'
+import { BusUnavailableError, ClosedError, InvalidOptionsError } from '../core/errors.js'
+import { systemClock } from '../core/system-clock.js'
+import { createBus, pickBusSettings, type Bus, type BusSettings } from './bus.js'
+import type { BusTransport } from './types.js'
+
+export interface RedisTransportOptions {
+  /** `redis://[user:pass@]host:port[/db]` or `rediss://...`: we create (and close) both connections. */
+  url?: string
+  /** A standalone client you own: it publishes (and is never closed by us); its `duplicate()` subscribes. */
+  client?: Redis
+  /** Extra ioredis options for the connections we create. @default none */
+  redisOptions?: RedisOptions
+  /** How long a publish may wait for Redis before it fails (the Bus queues it). @default '2s' */
+  publishTimeout?: Duration
+  /** How long a subscribe may wait for the connection before it fails (the Bus retries). @default '5s' */
+  connectTimeout?: Duration
+  /** Time source of the timeouts. @default systemClock */
+  clock?: Clock
+  /** Connection errors (each reconnect failure); publishes and subscribes reject on their own. @default ignored */
+  onError?: (error: Error) => void
+}
+
+const MIN_BACKOFF_MS = 100
+const MAX_BACKOFF_MS = 5_000
+const QUIT_TIMEOUT_MS = 1_000
+
+/** ioredis retryStrategy: 100 ms, 200 ms, 400 ms, … capped at 5 s; never gives up. */
+export function reconnectDelay(attempt: number): number {
+  return Math.min(MAX_BACKOFF_MS, MIN_BACKOFF_MS * 2 ** Math.max(0, Math.min(16, attempt - 1)))
+}
+
+interface Listener {
+  readonly onMessage: (payload: Uint8Array) => void
+  readonly onState: (state: 'up' | 'down') => void
+}
+
+function positiveMs(d: Duration | undefined, fallback: Duration, option: string): number {
+  const ms = toMs(d ?? fallback, option)
+  if (!(ms > 0 && Number.isFinite(ms))) throw new InvalidOptionsError(option, 'expected a finite duration > 0')
+  return ms
+}
+
+class RedisTransport implements BusTransport {
+  readonly name = 'redis'
+  readonly #publisher: Redis
+  readonly #ownsPublisher: boolean
+  readonly #subscriber: Redis
+  readonly #clock: Clock
+  readonly #publishTimeoutMs: number
+  readonly #connectTimeoutMs: number
+  readonly #onError: (error: Error) => void
+  /** Active subscriptions per channel. */
+  readonly #channels = new Map<string, Set<Listener>>()
+  /** False from a lost connection until every channel is subscribed again. */
+  #up = true
+  #closed = false
+
+  constructor(options: RedisTransportOptions) {
+    if (options === null || typeof options !== 'object') throw new InvalidOptionsError('bus', 'expected an options object')
+    if ((options.url === undefined) === (options.client === undefined)) throw new InvalidOptionsError('bus.url', 'expected exactly one of url or client')
+    if (options.url !== undefined && (typeof options.url !== 'string' || options.url === '')) throw new InvalidOptionsError('bus.url', 'expected a non-empty string')
+    if (options.client !== undefined && !(options.client instanceof Redis)) throw new InvalidOptionsError('bus.client', 'expected an ioredis Redis instance (standalone)')
+    if (options.onError !== undefined && typeof options.onError !== 'function') throw new InvalidOptionsError('bus.onError', 'expected a function')
+    this.#clock = options.clock ?? systemClock
+    this.#publishTimeoutMs = positiveMs(options.publishTimeout, '2s', 'bus.publishTimeout')
+    this.#connectTimeoutMs = positiveMs(options.connectTimeout, '5s', 'bus.connectTimeout')
+    this.#onError = options.onError ?? (() => {})
+    const ours: RedisOptions = {
+      retryStrategy: reconnectDelay,
+      // A command waiting for a connection fails through our own timer, not ioredis retries.
+      maxRetriesPerRequest: null,
+      enableOfflineQueue: true,
+      lazyConnect: false,
+    }
+    if (options.client !== undefined) {
+      this.#publisher = options.client
+      this.#ownsPublisher = false
+      this.#subscriber = options.client.duplicate({ ...ours, autoResubscribe: false })
+    } else {
+      // No offline queue and no resend: a publish that failed or timed out must not be sent
+      // later behind the Bus's back (the Bus retries it, with the same seq).
+      this.#publisher = new Redis(options.url as string, {
+        ...ours,
+        enableAutoPipelining: true,
+        ...options.redisOptions,
+        enableOfflineQueue: false,
+        autoResendUnfulfilledCommands: false,
+        maxRetriesPerRequest: 0,
+      })
+      this.#ownsPublisher = true
+      this.#publisher.on('error', this.#onError)
+      this.#subscriber = new Redis(options.url as string, { ...options.redisOptions, ...ours, autoResubscribe: false })
+    }
+    this.#subscriber.on('error', this.#onError)
+    this.#subscriber.on('messageBuffer', (channel: Buffer, message: Buffer) => this.#deliver(channel.toString(), message))
+    this.#subscriber.on('close', () => this.#lost())
+    this.#subscriber.on('ready', () => void this.#resubscribe())
+  }
+
+  async publish(channel: string, payload: Uint8Array): Promise<void> {
+    if (this.#closed) throw new ClosedError('The redis bus transport is closed')
+    // A copy: the caller may reuse its buffer before auto-pipelining writes the command.
+    const data = Buffer.from(payload)
+    const publisher = this.#publisher
+    if (publisher.status === 'ready' || !this.#ownsPublisher) {
+      await this.#bounded(publisher.publish(channel, data), this.#publishTimeoutMs, 'publish')
+      return
+    }
+    // Not connected (yet): wait for the connection, within the timeout, and never send after
+    // the caller was told it failed.
+    let expired = false
+    const sent = this.#whenReady(publisher).then(() => {
+      if (expired) throw new BusUnavailableError('Redis bus publish timed out before the connection was ready')
+      return publisher.publish(channel, data)
+    })
+    try {
+      await this.#bounded(sent, this.#publishTimeoutMs, 'publish')
+    } finally {
+      expired = true
+    }
+  }
+
+  async subscribe(channel: string, onMessage: (payload: Uint8Array) => void, onState: (state: 'up' | 'down') => void): Promise<() => Promise<void>> {
+    if (this.#closed) throw new ClosedError('The redis bus transport is closed')
+    if (typeof channel !== 'string' || channel === '') throw new InvalidOptionsError('channel', 'expected a non-empty string')
+    // Always SUBSCRIBE (idempotent in Redis): it proves the connection is up now.
+    await this.#bounded(this.#subscriber.subscribe(channel), this.#connectTimeoutMs, 'subscribe')
+    if (this.#closed) throw new ClosedError('The redis bus transport is closed')
+    const listener: Listener = { onMessage, onState }
+    let set = this.#channels.get(channel)
+    if (set === undefined) this.#channels.set(channel, (set = new Set()))
+    set.add(listener)
+    let done = false
+    return async () => {
+      if (done) return
+      done = true
+      const current = this.#channels.get(channel)
+      if (current === undefined) return
+      current.delete(listener)
+      if (current.size > 0) return
+      this.#channels.delete(channel)
+      if (!this.#closed) await this.#bounded(this.#subscriber.unsubscribe(channel), this.#connectTimeoutMs, 'unsubscribe').catch(() => {})
+    }
+  }
+
+  /** Resolves at the connection's next 'ready' (the publish timeout bounds the wait). */
+  #whenReady(client: Redis): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const onReady = (): void => {
+        client.off('end', onEnd)
+        resolve()
+      }
+      const onEnd = (): void => {
+        client.off('ready', onReady)
+        reject(new ClosedError('The redis bus transport is closed'))
+      }
+      client.once('ready', onReady)
+      client.once('end', onEnd)
+    })
+  }
+
+  resubscribe(): void {
+    if (this.#closed) return
+    // Drop the connection (reported as 'down'); ioredis reconnects and 'ready' resubscribes.
+    this.#subscriber.disconnect(true)
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    this.#channels.clear()
+    await Promise.all([quit(this.#subscriber, this.#clock), this.#ownsPublisher ? quit(this.#publisher, this.#clock) : undefined])
+  }
+
+  #deliver(channel: string, message: Buffer): void {
+    const set = this.#channels.get(channel)
+    if (set === undefined || this.#closed) return
+    for (const l of set) {
+      // Each listener gets its own copy: the parser's Buffer may be a view of a larger chunk.
+      const copy = new Uint8Array(message)
+      try {
+        l.onMessage(copy)
+      } catch {
+        // A listener's failure is its own.
+      }
+    }
+  }
+
+  #lost(): void {
+    if (this.#closed || !this.#up) return
+    this.#up = false
+    this.#state('down')
+  }
+
+  async #resubscribe(): Promise<void> {
+    if (this.#closed || this.#up) return
+    const channels = [...this.#channels.keys()]
+    try {
+      if (channels.length > 0) await this.#bounded(this.#subscriber.subscribe(...channels), this.#connectTimeoutMs, 'subscribe')
+    } catch (err) {
+      // The connection failed again: its next 'ready' retries.
+      this.#onError(err instanceof Error ? err : new Error(String(err)))
+      return
+    }
+    if (this.#closed || this.#up) return
+    this.#up = true
+    this.#state('up')
+  }
+
+  #state(state: 'up' | 'down'): void {
+    for (const set of this.#channels.values()) {
+      for (const l of set) {
+        try {
+          l.onState(state)
+        } catch {
+          // A listener's failure is its own.
+        }
+      }
+    }
+  }
+
+  /** Races `op` against a timer; any failure becomes ERR_BUS_UNAVAILABLE. */
+  #bounded<T>(op: Promise<T>, ms: number, what: string): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      let timer: TimerHandle | undefined = this.#clock.setTimeout(
+        () => {
+          timer = undefined
+          reject(new BusUnavailableError(`Redis bus ${what} got no reply within ${ms} ms`))
+        },
+        ms,
+        { unref: true },
+      )
+      op.then(
+        (value) => {
+          if (timer === undefined) return
+          this.#clock.clearTimeout(timer)
+          resolve(value)
+        },
+        (err: unknown) => {
+          if (timer === undefined) return
+          this.#clock.clearTimeout(timer)
+          reject(this.#closed ? new ClosedError('The redis bus transport is closed') : new BusUnavailableError(`Redis bus ${what} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err }))
+        },
+      )
+    })
+  }
+}
+
+/** QUIT, or a hard disconnect when the server does not answer in time. */
+async function quit(client: Redis, clock: Clock): Promise<void> {
+  if (client.status === 'end') return
+  if (client.status !== 'ready') {
+    client.disconnect()
+    return
+  }
+  let timer: TimerHandle | undefined
+  const timeout = new Promise<void>((resolve) => (timer = clock.setTimeout(resolve, QUIT_TIMEOUT_MS, { unref: true })))
+  await Promise.race([client.quit().then(() => {}, () => {}), timeout])
+  if (timer !== undefined) clock.clearTimeout(timer)
+  client.disconnect()
+}
+
+/** A `BusTransport` on Redis pub/sub (see the top of this file). */
+export function redisTransport(options: RedisTransportOptions): BusTransport {
+  return new RedisTransport(options)
+}
+
+export interface RedisBusOptions extends BusSettings, RedisTransportOptions {}
+
+/** `createCache({ bus: redisBus({ url }) })`: a Bus on Redis pub/sub. */
+export function redisBus(options: RedisBusOptions): Bus {
+  if (options === null || typeof options !== 'object') throw new InvalidOptionsError('bus', 'expected an options object')
+  const transport = redisTransport(options)
+  try {
+    return createBus({ ...pickBusSettings(options), transport })
+  } catch (err) {
+    // Invalid bus settings: do not leave the transport's connections behind.
+    void transport.close().catch(() => {})
+    throw err
+  }
+}

@@ -1,0 +1,125 @@
+/**
+ * redisTransport against a real redis-server started on a free loopback port: the transport
+ * conformance suite (including kill and restart of the server), then what is specific to
+ * Redis: options, the user's own client, reconnect backoff, resubscribe().
+ */
+import assert from 'node:assert/strict'
+import { after, before, describe, test } from 'node:test'
+import { Redis } from 'ioredis'
+import { busTransportConformance } from '../../src/bus/conformance.js'
+import { reconnectDelay, redisBus, redisTransport } from '../../src/bus/redis-transport.js'
+import { isCacheError } from '../../src/core/errors.js'
+import { RedisServer, startRedisServer } from '../support/redis-server.js'
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+let server: RedisServer
+
+before(async () => {
+  server = await startRedisServer()
+})
+after(async () => {
+  await server?.stop()
+})
+
+busTransportConformance({
+  name: 'redis',
+  open: async () => redisTransport({ url: server.url, publishTimeout: '1s', connectTimeout: '1s' }),
+  kill: () => server.kill(),
+  restart: () => server.restart(),
+  downWithinMs: 5_000,
+  reconnectWithinMs: 15_000,
+  failWithinMs: 3_000,
+})
+
+async function until(what: string, ms: number, check: () => boolean): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!check()) {
+    if (Date.now() > deadline) assert.fail(`${what} within ${ms} ms`)
+    await sleep(5)
+  }
+}
+
+describe('redisTransport: Redis specifics', () => {
+  test('options are validated with ERR_INVALID_OPTIONS naming the option', () => {
+    const bad: Array<[unknown, RegExp]> = [
+      [{}, /bus\.url/],
+      [{ url: server.url, client: new Redis({ lazyConnect: true }) }, /bus\.url/],
+      [{ url: '' }, /bus\.url/],
+      [{ client: {} }, /bus\.client/],
+      [{ url: server.url, publishTimeout: 0 }, /bus\.publishTimeout/],
+      [{ url: server.url, connectTimeout: 'soon' }, /bus\.connectTimeout/],
+      [{ url: server.url, onError: 3 }, /bus\.onError/],
+      [null, /bus/],
+    ]
+    for (const [options, name] of bad) {
+      assert.throws(
+        () => redisTransport(options as Parameters<typeof redisTransport>[0]),
+        (err: unknown) => isCacheError(err, 'ERR_INVALID_OPTIONS') && name.test((err as Error).message),
+        `refused: ${JSON.stringify(options)}`,
+      )
+    }
+    assert.throws(
+      () => redisBus({ url: server.url, heartbeatInterval: '5s', deadAfter: '1s' }),
+      (err: unknown) => isCacheError(err, 'ERR_INVALID_OPTIONS') && /bus\.deadAfter/.test((err as Error).message),
+    )
+  })
+
+  test('reconnect backoff: 100 ms doubling to 5 s', () => {
+    assert.deepEqual(
+      [1, 2, 3, 4, 5, 6, 7, 8, 100].map(reconnectDelay),
+      [100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000],
+    )
+  })
+
+  test('with a client you own: it publishes and stays open after close; the subscriber is a duplicate', async () => {
+    const client = new Redis(server.url)
+    const t = redisTransport({ client })
+    const other = redisTransport({ url: server.url })
+    const got: string[] = []
+    await other.subscribe(
+      'own.client',
+      (m) => got.push(Buffer.from(m).toString()),
+      () => {},
+    )
+    await t.publish('own.client', new TextEncoder().encode('hi'))
+    await until('delivery', 5_000, () => got.length === 1)
+    await t.close()
+    assert.equal(await client.ping(), 'PONG', 'the user’s client is not closed')
+    await client.quit()
+    await other.close()
+  })
+
+  test("resubscribe() drops the subscriber connection: 'down', then 'up' once subscribed again, then delivery", async () => {
+    const t = redisTransport({ url: server.url })
+    const states: string[] = []
+    const got: string[] = []
+    await t.subscribe(
+      'resub',
+      (m) => got.push(Buffer.from(m).toString()),
+      (s) => states.push(s),
+    )
+    t.resubscribe?.()
+    await until("'down' then 'up'", 10_000, () => states.join(',') === 'down,up')
+    await t.publish('resub', new TextEncoder().encode('x'))
+    await until('delivery after resubscribe', 5_000, () => got.length === 1)
+    await t.close()
+  })
+
+  test('a frozen server: publish rejects with ERR_BUS_UNAVAILABLE within publishTimeout, never hangs', async () => {
+    const t = redisTransport({ url: server.url, publishTimeout: '300ms' })
+    try {
+      await t.publish('frozen', new Uint8Array([1]))
+      server.freeze()
+      try {
+        const started = Date.now()
+        await assert.rejects(t.publish('frozen', new Uint8Array([2])), (err: unknown) => isCacheError(err, 'ERR_BUS_UNAVAILABLE'))
+        assert.ok(Date.now() - started < 2_000, 'rejected near the timeout')
+      } finally {
+        server.thaw()
+      }
+    } finally {
+      await t.close()
+    }
+  })
+})
