@@ -13,12 +13,13 @@
  * epmd, removes its dirs). Names and ports are fresh per start, so nothing stale collides.
  */
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { tmpdir, userInfo } from 'node:os'
 import { join } from 'node:path'
 import { freePort, HOST, portOpen, requireBinary, run, spawnServer, waitUntil, type Spawned } from './server-process.js'
 
 const START_TIMEOUT_MS = 90_000
-const REGISTRY = join(tmpdir(), 'stratacache-rabbitmq-nodes')
+// Per OS user: another user's nodes are not ours to reap (and its dir not ours to write).
+const REGISTRY = join(tmpdir(), `stratacache-rabbitmq-nodes-${userInfo().uid}`)
 const SCRIPTS = '/usr/lib/rabbitmq/bin'
 
 interface Record {
