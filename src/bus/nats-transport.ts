@@ -27,8 +27,10 @@ export interface NatsTransportOptions {
   /** Server URL(s). @default 'nats://127.0.0.1:4222' */
   servers?: string | readonly string[]
   /**
-   * Further `nats` connection options (credentials, TLS, name, pingInterval, …). The
-   * reconnect settings are the transport's own and cannot be overridden here. @default {}
+   * Further `nats` connection options (credentials, TLS, name, …). The reconnect settings
+   * are the transport's own and cannot be overridden here. Unless given here, a server
+   * that stops answering is taken as lost after 2 unanswered pings 5 s apart (the client's
+   * own default would wait minutes). @default { pingInterval: 5000, maxPingOut: 2 }
    */
   connection?: Omit<ConnectionOptions, 'servers' | 'reconnect' | 'maxReconnectAttempts' | 'reconnectDelayHandler' | 'waitOnFirstConnect'>
   /** How long a publish (or a subscribe) may wait for the server's confirmation. @default '2s' */
@@ -168,6 +170,8 @@ export class NatsTransport implements BusTransport {
     try {
       nc = await connect({
         timeout: this.#connectTimeoutMs,
+        pingInterval: 5_000,
+        maxPingOut: 2,
         ...this.#connection,
         servers: this.#servers,
         reconnect: true,

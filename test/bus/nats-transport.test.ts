@@ -152,4 +152,33 @@ describe('natsTransport: NATS specifics', () => {
       await b.close()
     }
   })
+
+  test("a frozen server (SIGSTOP) is noticed by the pings: 'down'; thawed: 'up' and delivery again", async () => {
+    const a = natsTransport({ servers: server.url, connection: { pingInterval: 300, maxPingOut: 2 } })
+    const b = natsTransport({ servers: server.url, connection: { pingInterval: 300, maxPingOut: 2 } })
+    const states: string[] = []
+    const got: string[] = []
+    try {
+      await b.subscribe(
+        'frozen',
+        (m) => got.push(Buffer.from(m).toString()),
+        (s) => states.push(s),
+      )
+      server.freeze()
+      try {
+        await until("'down' while the server is frozen", 10_000, () => states.includes('down'))
+      } finally {
+        server.thaw()
+      }
+      await until("'up' after the thaw", 15_000, () => states.at(-1) === 'up')
+      await until('delivery after the thaw', 10_000, () => {
+        void a.publish('frozen', Buffer.from('back')).catch(() => {})
+        return got.includes('back')
+      })
+    } finally {
+      server.thaw()
+      await a.close()
+      await b.close()
+    }
+  })
 })

@@ -128,6 +128,28 @@ describe('pgFeed (real PostgreSQL)', () => {
     await cache.close()
   })
 
+  test('a frozen listening backend (SIGSTOP) is found by the ping: flushed, and a new connection listens', async () => {
+    const cache = createCache<string>()
+    const feed = pgFeed({ url: server.url, pingInterval: '300ms' })
+    await cache.attachFeed(feed)
+    const pid = feed.backendPid
+    assert.ok(typeof pid === 'number')
+    await cache.set('user:6', 'six', { origins: { db: 'accounts', type: 'user', id: '6' } })
+    process.kill(pid, 'SIGSTOP')
+    try {
+      await until('the ping timed out and the feed reconnected', 10_000, () => feed.stats().reconnects >= 1 && feed.stats().state === 'up')
+      assert.equal(await cache.peek('user:6'), undefined, 'flushed: the frozen connection may have missed notices')
+      assert.notEqual(feed.backendPid, pid)
+      await cache.set('user:8', 'eight', { origins: { db: 'accounts', type: 'user', id: '8' } })
+      await sql.query(`UPDATE users SET name = 'huit' WHERE id = 8`)
+      await until('notices on the new connection', 5_000, async () => (await cache.peek('user:8')) === undefined)
+    } finally {
+      process.kill(pid, 'SIGCONT')
+      await sql.query('SELECT pg_terminate_backend($1)', [pid]).catch(() => {})
+      await cache.close()
+    }
+  })
+
   test('no server there: attachFeed rejects with ERR_FEED_UNAVAILABLE and leaves nothing running', async () => {
     const cache = createCache<string>()
     const feed = pgFeed({ url: 'postgres://postgres@127.0.0.1:1/postgres', connectTimeout: '1s' })

@@ -78,6 +78,16 @@ export class NatsServer {
     await this.#spawn()
   }
 
+  /** SIGSTOP: the server keeps its sockets open but answers nothing, like a hung host. */
+  freeze(): void {
+    this.#proc?.child.kill('SIGSTOP')
+  }
+
+  /** SIGCONT: undoes `freeze()`. */
+  thaw(): void {
+    this.#proc?.child.kill('SIGCONT')
+  }
+
   /** Idempotent; safe in `after()` after a failure. */
   async stop(): Promise<void> {
     this.#stopped = true
