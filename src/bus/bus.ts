@@ -213,6 +213,13 @@ export class Bus {
     return this.#healthy
   }
 
+  /** How many listeners (caches) are attached. */
+  get attached(): number {
+    let n = 0
+    for (const set of this.#listeners.values()) n += set.size
+    return n
+  }
+
   /** The transport's name (`'redis'`, `'memory'`, …). */
   get transportName(): string {
     return this.#transport.name
@@ -257,8 +264,13 @@ export class Bus {
   async publish(change: BusChange, origin?: BusListener): Promise<void> {
     if (this.#closed) throw new ClosedError('The bus is closed')
     this.#applyLocally(change, origin)
-    const waiter = new Promise<void>((resolve) => this.#enqueue(change, resolve))
-    if (this.#retryTimer === undefined) void this.#drain()
+    let done!: () => void
+    const waiter = new Promise<void>((resolve) => (done = resolve))
+    this.#enqueue(change, done)
+    // The broker is known to be failing (a retry is scheduled) or we are not subscribed
+    // yet: the change waits in the queue, the caller does not.
+    if (this.#retryTimer !== undefined || !this.#subscribed) done()
+    else void this.#drain()
     return waiter
   }
 

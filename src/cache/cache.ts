@@ -32,6 +32,8 @@ import { Envelope } from './envelope.js'
 import { GuardedStore } from '../resilience/guarded-store.js'
 import { L2Tier } from '../tier/l2-tier.js'
 import { resolveCodec } from '../tier/resolve-codec.js'
+import { Bus } from '../bus/bus.js'
+import { BusLink } from './bus-link.js'
 import { descriptorList, OriginIndex } from '../feeds/origin-index.js'
 import { checkFeed, FeedAttachment, type AttachFeedOptions } from '../feeds/feed-attachment.js'
 import type { ChangeFeed, OriginDescriptor } from '../feeds/types.js'
@@ -73,6 +75,10 @@ export class Cache<V = unknown> {
   readonly #l2: L2Tier<V> | undefined
   readonly #distributedLock: boolean
   readonly #errorListeners = new Set<(event: CacheErrorEvent) => void>()
+  /** The invalidation bus, when configured (see bus-link.ts). */
+  readonly #bus: BusLink | undefined
+  /** True while the bus cannot be trusted: L1 is not read. */
+  #bypassL1 = false
   /** Origins -> keys, created when origins or a feed are first used (see src/feeds). */
   #origins: OriginIndex | undefined
   readonly #feeds = new Set<FeedAttachment>()
@@ -132,6 +138,26 @@ export class Cache<V = unknown> {
       if (options.codec !== undefined) throw new InvalidOptionsError('codec', 'a codec applies to an L2 store; pass `store` too')
       this.#l2 = undefined
     }
+    if (options.bus !== undefined) {
+      if (!(options.bus instanceof Bus)) throw new InvalidOptionsError('bus', 'expected a Bus (memoryBus(), redisBus({ url }), createBus({ transport }))')
+      const namespace = options.namespace ?? 'cache'
+      if (typeof namespace !== 'string' || namespace.length === 0 || /[:#]/.test(namespace)) throw new InvalidOptionsError('namespace', 'expected a non-empty string without ":" or "#"')
+      this.#bus = new BusLink(options.bus, namespace, {
+        deleteKeys: (keys) => {
+          for (const k of keys) this.#l1.delete(k)
+        },
+        clearL1: () => this.#l1.clear(),
+        observeTag: (tag, version, mode) => {
+          // Ratchet past the sender's version, then invalidate with a local one: every entry
+          // held now predates the message, whatever the two clocks say (see bus-link.ts).
+          this.#tags.observe(tag, version, mode)
+          this.#tags.invalidate(tag, mode)
+        },
+        bypass: (bypass) => {
+          this.#bypassL1 = bypass
+        },
+      })
+    } else this.#bus = undefined
   }
 
   /**
@@ -151,7 +177,7 @@ export class Cache<V = unknown> {
 
   #getOrSet(key: string, factory: Factory<V>, o: Resolved<V>): Promise<V> {
     try {
-      const hit = this.#l1.get(key)
+      const hit = this.#bypassL1 ? undefined : this.#l1.get(key)
       let stale: Envelope<V> | undefined
       if (hit instanceof Envelope) {
         const env = hit as Envelope<V>
@@ -189,7 +215,7 @@ export class Cache<V = unknown> {
   /** The fresh value of `key` (from L1, else L2), or undefined. */
   async get(key: string): Promise<V | undefined> {
     this.#checkKey(key)
-    const hit = this.#l1.get(key)
+    const hit = this.#bypassL1 ? undefined : this.#l1.get(key)
     if (hit !== undefined) {
       if (!(hit instanceof Envelope)) {
         this.#hits++
@@ -203,10 +229,17 @@ export class Cache<V = unknown> {
       }
     }
     if (this.#l2 !== undefined) {
-      const found = await this.#l2.read(key)
-      if (found !== undefined && this.#adopt(key, found, undefined)) {
-        this.#hits++
-        return found.value
+      // An invalidation that arrives during the read may concern what was read: read again
+      // (once) rather than keep or return it (see bus-link.ts).
+      for (let attempt = 0; attempt < 2; attempt++) {
+        const mark = this.#bus?.mark()
+        const found = await this.#l2.read(key)
+        if (!this.#unchanged(key, mark)) continue
+        if (found !== undefined && this.#adopt(key, found, undefined)) {
+          this.#hits++
+          return found.value
+        }
+        break
       }
     }
     this.#misses++
@@ -216,7 +249,7 @@ export class Cache<V = unknown> {
   /** Like `get`, without counting a use (no recency or idle-time change). */
   async peek(key: string): Promise<V | undefined> {
     this.#checkKey(key)
-    const hit = this.#l1.peek(key)
+    const hit = this.#bypassL1 ? undefined : this.#l1.peek(key)
     if (!(hit instanceof Envelope)) return hit as V | undefined
     const env = hit as Envelope<V>
     return this.#isFresh(key, env) ? env.value : undefined
@@ -231,6 +264,7 @@ export class Cache<V = unknown> {
     this.#checkKey(key)
     const o = options === undefined ? this.#defaults : resolve(options, this.#defaults, '')
     await this.#store(key, value, o, o.ttl, undefined, undefined, undefined, true)
+    await this.#bus?.deleted([key])
   }
 
   /** Deletes `key` from both tiers; true when L1 held it. */
@@ -238,6 +272,7 @@ export class Cache<V = unknown> {
     this.#checkKey(key)
     const had = this.#l1.delete(key)
     if (this.#l2 !== undefined) await this.#l2.delete(key)
+    await this.#bus?.deleted([key])
     return had
   }
 
@@ -245,6 +280,7 @@ export class Cache<V = unknown> {
   async clear(): Promise<void> {
     this.#l1.clear()
     if (this.#l2 !== undefined) await this.#l2.clear()
+    await this.#bus?.cleared()
   }
 
   /**
@@ -264,6 +300,7 @@ export class Cache<V = unknown> {
       const l2 = this.#l2
       await Promise.all(tags.map((tag, i) => l2.publishInvalidation(tag, mode, versions[i] as number)))
     }
+    await this.#bus?.invalidated(tags.map((tag, i) => ({ tag, version: versions[i] as number, mode })))
   }
 
   /** Resolves with the value of `key` once it is stored (at once if fresh now). */
@@ -344,10 +381,11 @@ export class Cache<V = unknown> {
         } else if (!this.#flight.inFlight(k)) unknown.push(k)
       }
       if (unknown.length > 0) {
+        const mark = this.#bus?.mark()
         const found = await l2.readMany(unknown)
         found.forEach((env, i) => {
           const key = unknown[i] as string
-          if (env !== undefined && this.#adopt(key, env, o)) {
+          if (env !== undefined && this.#unchanged(key, mark) && this.#adopt(key, env, o)) {
             answered.set(key, env.value)
             this.#hits++
           }
@@ -457,6 +495,7 @@ export class Cache<V = unknown> {
       evictions: { expire: l1.expired, evict: l1.evicted, erase: l1.erased, flush: l1.flushed },
       origins: this.#origins === undefined ? undefined : { keys: this.#origins.keys, descriptors: this.#origins.descriptors },
       l2: this.#l2Stats(),
+      ...(this.#bus === undefined ? {} : { bus: this.#bus.stats() }),
     }
   }
 
@@ -472,6 +511,8 @@ export class Cache<V = unknown> {
     this.#tags.close()
     // The store belongs to its creator, who closes it; the tier only stops its background work.
     this.#l2?.close()
+    // The bus closes with the last cache attached to it.
+    await this.#bus?.close()
   }
 
   // ---- internals ---------------------------------------------------------------------
@@ -506,6 +547,7 @@ export class Cache<V = unknown> {
 
   /** Whether a getOrSet with these options would be an L1 hit (counts nothing, changes nothing). */
   #freshInL1(key: string, o: Resolved<V>): boolean {
+    if (this.#bypassL1) return false
     const hit = this.#l1.peek(key)
     if (hit === undefined) return false
     if (!(hit instanceof Envelope)) return o.tagSig === ''
@@ -551,9 +593,10 @@ export class Cache<V = unknown> {
   async #load(key: string, factory: Factory<V>, o: Resolved<V>, stale: Envelope<V> | undefined, background: boolean): Promise<V> {
     const l2 = this.#l2 as L2Tier<V>
     // getOrSetMany has just read this key in its batch.
+    const mark = this.#bus?.mark()
     const found = o.l2Checked?.has(key) === true ? undefined : await l2.read(key)
     if (found !== undefined) {
-      if (this.#adopt(key, found, o)) return found.value
+      if (this.#unchanged(key, mark) && this.#adopt(key, found, o)) return found.value
       if (stale === undefined && found.tagSig === o.tagSig && this.#state(key, found) !== 'invalid') stale = found
     }
     if (this.#distributedLock) return this.#runLocked(key, factory, o, stale)
@@ -586,8 +629,9 @@ export class Cache<V = unknown> {
       if (remaining <= 0) break
       this.#lockWaits++
       await store.waitForRelease(lockKey, remaining)
+      const mark = this.#bus?.mark()
       const found = await l2.read(key)
-      if (found !== undefined && this.#adopt(key, found, o)) return found.value
+      if (found !== undefined && this.#unchanged(key, mark) && this.#adopt(key, found, o)) return found.value
       if (this.#clock.now() >= deadline) break
     }
     this.#lockDegraded++
@@ -652,6 +696,11 @@ export class Cache<V = unknown> {
     return true
   }
 
+  /** False when a bus message invalidated `key` after `mark` was taken (see bus-link.ts). */
+  #unchanged(key: string, mark: number | undefined): boolean {
+    return mark === undefined || (this.#bus as BusLink).unchanged(key, mark)
+  }
+
   #emitError(error: CacheError, key: string | undefined): void {
     for (const listener of this.#errorListeners) {
       try {
@@ -696,6 +745,7 @@ export class Cache<V = unknown> {
     // Taken before the factory reads its source: an invalidation that lands while it runs
     // must invalidate what it returns.
     const tagVersion = this.#tags.currentVersion()
+    const busMark = this.#bus?.mark()
     let produced: Promise<V>
     try {
       produced = Promise.resolve(factory(ctx))
@@ -704,7 +754,7 @@ export class Cache<V = unknown> {
     }
     const stored = produced.then(
       (value) => {
-        if (!skipped && !this.#closed) {
+        if (!skipped && !this.#closed && this.#unchanged(key, busMark)) {
           if (background) queueMicrotask(() => this.#storeQuietly(key, value, o, ttl, tags, tagVersion))
           else {
             // With L2 the store is awaited (it never rejects: L2 failures are queued).

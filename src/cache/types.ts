@@ -7,6 +7,8 @@ import type { CodecOptions } from '../tier/resolve-codec.js'
 import type { GuardedStoreOptions, GuardedStoreStats } from '../resilience/guarded-store.js'
 import type { Store } from '../store/types.js'
 import type { L2TierStats, ValueCodec } from '../tier/l2-tier.js'
+import type { Bus } from '../bus/bus.js'
+import type { CacheBusStats } from './bus-link.js'
 import type { OriginsOption } from '../feeds/types.js'
 
 /**
@@ -130,6 +132,12 @@ export interface CacheOptions {
   clock?: Clock
   /** @default mathRandom */
   random?: Random
+  /**
+   * The invalidation bus that keeps the L1 of every process coherent: `memoryBus()`,
+   * `redisBus({ url })`, `createBus({ transport })`. Several caches may share one; it
+   * closes with the last of them. See the README's "Invalidation bus". @default none
+   */
+  bus?: Bus
 }
 
 export interface CacheEventPayload<V = unknown> {
@@ -158,6 +166,8 @@ export interface CacheStats {
   readonly origins: { readonly keys: number; readonly descriptors: number } | undefined
   /** The second tier, when configured. */
   readonly l2: (L2TierStats & GuardedStoreStats & { readonly lock: { readonly waits: number; readonly degraded: number } }) | undefined
+  /** The invalidation bus, when configured. */
+  readonly bus?: CacheBusStats
 }
 
 /** A failure the cache handled without failing a call. */

@@ -22,7 +22,7 @@ interface StatsSource {
   stats(): CacheStats
 }
 
-type CounterField = Exclude<keyof CacheStats, 'size' | 'evictions' | 'l2' | 'origins'>
+type CounterField = Exclude<keyof CacheStats, 'size' | 'evictions' | 'l2' | 'bus' | 'origins'>
 
 const COUNTERS: ReadonlyArray<[CounterField, string, string]> = [
   ['hits', 'hits_total', 'Reads answered with a fresh value.'],
@@ -54,6 +54,24 @@ const L2_COUNTERS: ReadonlyArray<[string, string, (s: L2Stats) => number]> = [
   ['lock_degraded_total', 'Computations run without the distributed lock after the wait ran out (the degrade path).', (s) => s.lock.degraded],
 ]
 const BREAKER_STATES = ['closed', 'open', 'half-open'] as const
+
+type BusStats = NonNullable<CacheStats['bus']>
+
+/** Invalidation-bus figures (counters). Registered only for a cache with a bus. */
+const BUS_COUNTERS: ReadonlyArray<[string, string, (s: BusStats) => number]> = [
+  ['bus_published_total', 'Invalidation messages sent to the broker.', (s) => s.published],
+  ['bus_received_total', 'Bus messages received from other processes (heartbeats included).', (s) => s.received],
+  ['bus_gaps_total', 'Lost bus messages noticed (sequence gaps, heartbeats ahead of what arrived).', (s) => s.gaps],
+  ['bus_flushes_total', 'L1 flushes decided by the bus (gaps, lost or silent subscription, reconnects, silent senders).', (s) => s.flushes],
+  ['bus_duplicates_total', 'Duplicate bus messages discarded.', (s) => s.duplicates],
+  ['bus_late_total', 'Late or out-of-order bus messages discarded.', (s) => s.late],
+  ['bus_malformed_total', 'Payloads on the bus channel that were not bus messages.', (s) => s.malformed],
+  ['bus_overflows_total', 'Times the publish queue overflowed and became clears.', (s) => s.overflows],
+  ['bus_publish_failures_total', 'Publish attempts the broker refused or did not answer (kept and retried).', (s) => s.publishFailures],
+  ['bus_silences_total', 'Times the subscription was found silently dead.', (s) => s.silences],
+  ['bus_l1_flushes_total', "Times this cache's L1 was emptied by the bus.", (s) => s.l1Flushes],
+  ['bus_fills_skipped_total', 'L1 writes skipped because an invalidation arrived while the value was read.', (s) => s.fillsSkipped],
+]
 
 /** Registers the cache's metrics and returns the registry (`await registry.metrics()` to scrape). */
 export function registerMetrics(cache: StatsSource, options: MetricsOptions = {}): Registry {
@@ -116,6 +134,39 @@ export function registerMetrics(cache: StatsSource, options: MetricsOptions = {}
       collect() {
         const state = l2().breaker.state
         for (const s of BREAKER_STATES) this.set({ cache: name, state: s }, s === state ? 1 : 0)
+      },
+    })
+  }
+  if (cache.stats().bus !== undefined) {
+    const bus = (): BusStats => cache.stats().bus as BusStats
+    for (const [suffix, help, read] of BUS_COUNTERS) {
+      new Counter({
+        name: prefix + suffix,
+        help,
+        labelNames: ['cache'],
+        registers: [registry],
+        collect() {
+          this.reset()
+          this.inc({ cache: name }, read(bus()))
+        },
+      })
+    }
+    new Gauge({
+      name: `${prefix}bus_queued`,
+      help: 'Keys and tags waiting in the bus publish queue.',
+      labelNames: ['cache'],
+      registers: [registry],
+      collect() {
+        this.set({ cache: name }, bus().queued)
+      },
+    })
+    new Gauge({
+      name: `${prefix}bus_healthy`,
+      help: '1 while the bus subscription is trusted, 0 while L1 is bypassed.',
+      labelNames: ['cache'],
+      registers: [registry],
+      collect() {
+        this.set({ cache: name }, bus().healthy ? 1 : 0)
       },
     })
   }

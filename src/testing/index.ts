@@ -1,6 +1,8 @@
 // `stratacache/testing`: helpers for users' own tests. Nothing in src/ imports this folder.
 export { ManualClock } from '../core/manual-clock.js'
 export { SeededRandom } from '../core/random.js'
+export { ChaosTransport, chaosTransport } from '../bus/chaos-transport.js'
+export type { ChaosTransportOptions } from '../bus/chaos-transport.js'
 
 /** A promise with its resolve and reject exposed, for tests that settle work by hand. */
 export function deferred<T>(): { promise: Promise<T>; resolve: (value: T) => void; reject: (reason: unknown) => void } {

@@ -326,7 +326,7 @@ function sampleErrors(cause: Error): Record<string, CacheError> {
     ERR_DECRYPT: new DecryptError('bad tag', { cause }),
     ERR_VALUE_TOO_LARGE: new ValueTooLargeError(20, 10),
     ERR_LOCK_LOST: new LockLostError('user:1'),
-    ERR_BUS_UNAVAILABLE: new BusUnavailableError('nats: not connected', { cause }),
+    ERR_BUS_UNAVAILABLE: new BusUnavailableError('broker down', { cause }),
     ERR_FEED_UNAVAILABLE: new FeedUnavailableError('postgres feed: cannot LISTEN', { cause }),
   }
 }
