@@ -9,6 +9,8 @@ import { busTransportConformance } from '../../src/bus/conformance.js'
 import { natsBus, natsTransport } from '../../src/bus/nats-transport.js'
 import type { BusListener, FlushReason } from '../../src/bus/bus.js'
 import { isCacheError } from '../../src/core/errors.js'
+import { createCache } from '../../src/cache/cache.js'
+import { memoryStore } from '../../src/store/memory-store.js'
 import { NatsServer } from '../support/nats-server.js'
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
@@ -177,6 +179,26 @@ describe('natsTransport: NATS specifics', () => {
       })
     } finally {
       server.thaw()
+      await a.close()
+      await b.close()
+    }
+  })
+
+  test('two caches over natsBus sharing an L2: a set in A drops the old value from B’s L1', async () => {
+    const store = memoryStore()
+    const a = createCache<string>({ store, bus: natsBus({ servers: server.url, channel: 'coherence' }) })
+    const b = createCache<string>({ store, bus: natsBus({ servers: server.url, channel: 'coherence' }) })
+    try {
+      await until('both buses healthy', 5_000, () => a.stats().bus?.healthy === true && b.stats().bus?.healthy === true)
+      await a.set('k', 'v1')
+      await until('the first set’s message arrived in B', 5_000, () => b.stats().bus?.keysDropped === 1)
+      assert.equal(await b.get('k'), 'v1')
+      assert.equal(await b.peek('k'), 'v1', 'held in B’s L1')
+      await a.set('k', 'v2')
+      await until('B’s L1 drops v1', 5_000, () => b.stats().bus?.keysDropped === 2)
+      assert.equal(await b.peek('k'), undefined, 'dropped from B’s L1')
+      assert.equal(await b.get('k'), 'v2')
+    } finally {
       await a.close()
       await b.close()
     }

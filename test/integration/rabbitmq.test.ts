@@ -13,6 +13,7 @@ import type { BusListener, FlushReason } from '../../src/bus/bus.js'
 import { isCacheError } from '../../src/core/errors.js'
 import amqp from 'amqplib'
 import { createCache } from '../../src/index.js'
+import { memoryStore } from '../../src/store/memory-store.js'
 import { amqpFeed } from '../../src/feeds/amqp-feed.js'
 import { RabbitMqServer } from '../support/rabbitmq-server.js'
 
@@ -154,6 +155,26 @@ describe('amqpTransport: AMQP specifics', () => {
         void a.publish({ kind: 'delete', namespace: 'ns', keys: ['user:2'] }).catch(() => {})
         return deleted.includes('user:2')
       })
+    } finally {
+      await a.close()
+      await b.close()
+    }
+  })
+
+  test('two caches over amqpBus sharing an L2: a set in A drops the old value from B’s L1', async () => {
+    const store = memoryStore()
+    const a = createCache<string>({ store, bus: amqpBus({ url: server.url, channel: 'coherence' }) })
+    const b = createCache<string>({ store, bus: amqpBus({ url: server.url, channel: 'coherence' }) })
+    try {
+      await until('both buses healthy', 10_000, () => a.stats().bus?.healthy === true && b.stats().bus?.healthy === true)
+      await a.set('k', 'v1')
+      await until('the first set’s message arrived in B', 5_000, () => b.stats().bus?.keysDropped === 1)
+      assert.equal(await b.get('k'), 'v1')
+      assert.equal(await b.peek('k'), 'v1', 'held in B’s L1')
+      await a.set('k', 'v2')
+      await until('B’s L1 drops v1', 5_000, () => b.stats().bus?.keysDropped === 2)
+      assert.equal(await b.peek('k'), undefined, 'dropped from B’s L1')
+      assert.equal(await b.get('k'), 'v2')
     } finally {
       await a.close()
       await b.close()
