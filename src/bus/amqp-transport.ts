@@ -56,11 +56,6 @@ export class AmqpTransport implements BusTransport {
     this.#link = new AmqpLink({ url: options.url, heartbeat: options.heartbeat, connectTimeout: options.connectTimeout, reconnect: options.reconnect, clock: options.clock }, 'bus', 'amqp', (message, cause) => new BusUnavailableError(message, { cause }))
   }
 
-  /** Connections lost since the first connect. */
-  get reconnects(): number {
-    return this.#link.reconnects
-  }
-
   async publish(channel: string, payload: Uint8Array): Promise<void> {
     await this.#ready()
     await this.#link.publish(this.#exchange, channel, payload, this.#timeoutMs)

@@ -98,11 +98,6 @@ export class AmqpFeed implements ChangeFeed {
     return this.#counters.stats(this.#link.reconnects)
   }
 
-  /** Cuts the connection as a broker failure would (tests, and the bus's silent-subscription check). */
-  reconnect(): void {
-    void this.#link.drop()
-  }
-
   async close(): Promise<void> {
     if (this.#counters.state === 'closed') return
     this.#counters.close()
