@@ -186,8 +186,8 @@ export class AmqpLink {
       },
     }
   }
+
   /** Cuts the current connection; the link recovers as from a failure (the transport's resubscribe()). */
-  /** Cuts the current connection as a broker failure would (tests). */
   async drop(): Promise<void> {
     const model = this.#model
     if (model !== undefined) await model.close().catch(() => {})
