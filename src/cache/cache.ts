@@ -535,14 +535,30 @@ export class Cache<V = unknown> {
     else if (this.#l1.has(key)) this.#originIndex().assign(key, origins)
   }
 
-  /** A feed's erasure: from L1 now, from L2 in the background (its failure is reported). */
+  /**
+   * A feed's erasure: from L1 now; then from L2 and, with a bus, announced to the other
+   * processes (which may hold the entry without origins, read from L2), in the background.
+   */
   #eraseKeys(keys: readonly string[]): void {
-    for (const key of keys) {
-      this.#l1.delete(key)
-      this.#l2?.delete(key).catch((err: unknown) => {
-        if (isCacheError(err)) this.#emitError(err, key)
-      })
-    }
+    for (const key of keys) this.#l1.delete(key)
+    const l2 = this.#l2
+    const bus = this.#bus
+    if (l2 === undefined && bus === undefined) return
+    void (async () => {
+      if (l2 !== undefined) {
+        await Promise.all(
+          keys.map((key) =>
+            l2.delete(key).catch((err: unknown) => {
+              if (isCacheError(err)) this.#emitError(err, key)
+            }),
+          ),
+        )
+      }
+      // After L2: a process that re-reads on the message must not find the old value.
+      await bus?.deleted(keys)
+    })().catch(() => {
+      // Only a closed bus rejects; the erasure in L1 and L2 stands.
+    })
   }
 
   /** Whether a getOrSet with these options would be an L1 hit (counts nothing, changes nothing). */

@@ -8,6 +8,8 @@ import { describe, test } from 'node:test'
 import fc from 'fast-check'
 import { createCache, isCacheError, ManualClock } from '../../src/index.js'
 import { memoryStore } from '../../src/store/memory-store.js'
+import { createBus } from '../../src/bus/bus.js'
+import { MemoryBusHub, memoryTransport } from '../../src/bus/memory-transport.js'
 import { OriginIndex, validateDescriptor } from '../../src/feeds/origin-index.js'
 import { parseJsonNotice, parseRoutingKey, scopeOfBinding } from '../../src/feeds/notice.js'
 import { FeedCounters } from '../../src/feeds/feed-counters.js'
@@ -198,6 +200,34 @@ describe('cache origins and feeds', () => {
     }
     await cache.close()
     assert.equal(feed.closed, 1, 'closing the cache closes its feeds')
+  })
+
+  test('with a bus: a process that read the entry from L2 (no origins there) drops it too', async () => {
+    const settle = async (): Promise<void> => {
+      for (let i = 0; i < 10; i++) await new Promise((resolve) => setImmediate(resolve))
+    }
+    const clock = new ManualClock()
+    const store = memoryStore({ clock })
+    const hub = new MemoryBusHub()
+    const busA = createBus({ transport: memoryTransport({ hub }), clock })
+    const busB = createBus({ transport: memoryTransport({ hub }), clock })
+    const a = createCache<string>({ clock, store, bus: busA })
+    const b = createCache<string>({ clock, store, bus: busB })
+    await Promise.all([busA.start(), busB.start()])
+    await settle()
+    const feed = new TestFeed()
+    await a.attachFeed(feed)
+    await a.set('user:42', 'old', { origins: { db: 'accounts', type: 'user', id: '42' } })
+    await settle()
+    assert.equal(await b.get('user:42'), 'old', 'B reads it from L2')
+    assert.equal(await b.peek('user:42'), 'old', 'and holds it in L1, without origins')
+    feed.send('doc.accounts.user.42')
+    await settle()
+    assert.equal(await b.peek('user:42'), undefined, 'B dropped it on A’s bus message')
+    assert.equal(await store.get('cache:user:42'), undefined, 'gone from L2')
+    assert.equal(await b.get('user:42'), undefined)
+    await a.close()
+    await b.close()
   })
 
   test('getOrSet with origins computed from the value', async () => {
