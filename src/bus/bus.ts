@@ -12,8 +12,9 @@
  *   duplicate if that seq already arrived, late otherwise (its gap was already flushed) —
  *   LoomCache's rule. A message of an older epoch is late; a newer epoch (the same sender
  *   id restarted) is trusted from seq 1, a later seq is a gap. A sender seen for the first
- *   time is trusted from that message on (what it sent before we listened cannot concern
- *   entries we hold: we flushed when our subscription started).
+ *   time is trusted from that message on during a warm-up of 1.5 heartbeat intervals after
+ *   each (re)subscription, which ends with a flush; after it, a new sender first heard at
+ *   seq > 0 costs a flush (its earlier messages may be lost).
  * - Heartbeats. Every Bus publishes a heartbeat each `heartbeatInterval`, carrying its
  *   last data seq, so a lost last message is noticed even when nothing follows it. It
  *   also hears its own messages (the transport delivers them back): a Bus that has not
@@ -98,7 +99,7 @@ export interface BusListener {
   health(healthy: boolean): void
 }
 
-export type FlushReason = 'gap' | 'subscription-lost' | 'subscription-silent' | 'reconnected' | 'sender-restarted' | 'sender-silent' | 'started'
+export type FlushReason = 'gap' | 'subscription-lost' | 'subscription-silent' | 'reconnected' | 'sender-restarted' | 'sender-silent' | 'sender-joined' | 'started' | 'warmed'
 
 /** A change to publish (the data messages). */
 export type BusChange = Exclude<BusBody, { kind: 'heartbeat' } | { kind: 'bye' }>
@@ -164,6 +165,9 @@ export class Bus {
   #retryTimer: TimerHandle | undefined
   #retryDelay = MIN_RETRY_MS
   #heartbeatTimer: TimerHandle | undefined
+  #warmTimer: TimerHandle | undefined
+  /** Until then, senders heard for the first time are trusted without a flush (see #warm). */
+  #warmUntil = 0
   #subscribeTimer: TimerHandle | undefined
   #subscribeDelay = MIN_RETRY_MS
   #unsubscribe: (() => Promise<void>) | undefined
@@ -241,7 +245,11 @@ export class Bus {
     let set = this.#listeners.get(namespace)
     if (set === undefined) this.#listeners.set(namespace, (set = new Set()))
     set.add(listener)
-    listener.health(this.#healthy)
+    try {
+      listener.health(this.#healthy)
+    } catch (err) {
+      this.#report(err)
+    }
     return () => {
       set.delete(listener)
       if (set.size === 0 && this.#listeners.get(namespace) === set) this.#listeners.delete(namespace)
@@ -302,7 +310,7 @@ export class Bus {
       await this.#transport.publish(this.#channel, bye).catch(() => {})
     }
     this.#closed = true
-    for (const t of [this.#heartbeatTimer, this.#retryTimer, this.#subscribeTimer]) if (t !== undefined) this.#clock.clearTimeout(t)
+    for (const t of [this.#heartbeatTimer, this.#retryTimer, this.#subscribeTimer, this.#warmTimer]) if (t !== undefined) this.#clock.clearTimeout(t)
     this.#setHealthy(false)
     for (const q of this.#queue) for (const w of q.waiters.splice(0)) w()
     const unsubscribe = this.#unsubscribe
@@ -336,6 +344,7 @@ export class Bus {
           this.#ownSeenAt = this.#clock.now()
           // Whatever attached caches hold was read while nobody listened for changes.
           this.#flush('started')
+          this.#warm()
           this.#setHealthy(true)
           this.#tick()
           void this.#drain()
@@ -377,6 +386,7 @@ export class Bus {
     this.#senders.clear()
     this.#ownSeenAt = this.#clock.now()
     this.#flush('reconnected')
+    this.#warm()
     this.#setHealthy(true)
     // The broker is back: send what waits now rather than at the next backoff step.
     if (this.#retryTimer !== undefined) {
@@ -405,6 +415,7 @@ export class Bus {
         this.#silent = false
         this.#senders.clear()
         this.#flush('subscription-silent')
+        this.#warm()
         this.#setHealthy(true)
       }
       return
@@ -417,6 +428,9 @@ export class Bus {
       if (kind === 'bye') return
       st = { epoch: m.epoch, seq: m.seq, window: 0, seenAt: now }
       this.#senders.set(m.sender, st)
+      // Past the warm-up, a sender first heard at seq > 0 sent messages since we listen
+      // that we may have lost (its first heartbeat, at seq 0, was lost too).
+      if (now >= this.#warmUntil && m.seq > 0) this.#flush('sender-joined')
       if (!control) this.#apply(m.body)
       return
     }
@@ -493,8 +507,30 @@ export class Bus {
     }
   }
 
+  /**
+   * Warm-up after (re)subscribing: for 1.5 heartbeat intervals, every live sender is heard
+   * for the first time and trusted from there on — but a message it sent after we
+   * subscribed and before that first contact may have been lost unnoticed. So the warm-up
+   * ends with one flush, and a sender heard first after it, at seq > 0, costs one flush.
+   * An entry filled during the warm-up is thus served for at most the warm-up: inside the
+   * lost-message bound.
+   */
+  #warm(): void {
+    const ms = 1.5 * this.#heartbeatMs
+    this.#warmUntil = this.#clock.now() + ms
+    if (this.#warmTimer !== undefined) this.#clock.clearTimeout(this.#warmTimer)
+    this.#warmTimer = this.#clock.setTimeout(
+      () => {
+        this.#warmTimer = undefined
+        if (!this.#closed && this.#healthy) this.#flush('warmed')
+      },
+      ms,
+      { unref: true },
+    )
+  }
+
   #flush(reason: FlushReason): void {
-    if (reason !== 'started') this.#flushes++
+    if (reason !== 'started' && reason !== 'warmed') this.#flushes++
     for (const set of this.#listeners.values()) {
       for (const l of set) {
         try {

@@ -34,8 +34,9 @@ export class ChaosTransport implements BusTransport {
   readonly inner: BusTransport
   dropRate: number
   duplicateRate: number
-  /** Received payloads are dropped silently, with no state change (a half-dead subscription). */
-  silence = false
+  #silence = false
+  /** A state change of the inner transport that arrived while silent, delivered when not. */
+  #pendingState: 'up' | 'down' | undefined
   /** Publishes reject with ERR_BUS_UNAVAILABLE (and are not sent). */
   failPublishes = false
   /** Counters of what was injected. */
@@ -61,6 +62,23 @@ export class ChaosTransport implements BusTransport {
     this.dropRate = rate(options.dropRate, 'chaos.dropRate')
     this.duplicateRate = rate(options.duplicateRate, 'chaos.duplicateRate')
     this.#random = options.random ?? mathRandom
+  }
+
+  /**
+   * Received payloads are dropped silently, with no state change (a half-dead connection
+   * that a reconnect does not cure: the inner transport's 'up' is held back until the
+   * silence ends, like a reconnect through a stalled network).
+   */
+  get silence(): boolean {
+    return this.#silence
+  }
+
+  set silence(silent: boolean) {
+    this.#silence = silent
+    if (silent || this.#pendingState === undefined) return
+    const state = this.#pendingState
+    this.#pendingState = undefined
+    if (!this.#down) for (const s of this.#subs) s.onState(state)
   }
 
   /** Drops the next `n` received payloads. */
@@ -99,7 +117,12 @@ export class ChaosTransport implements BusTransport {
       channel,
       (payload) => this.#receive(sub, payload),
       (state) => {
-        if (!this.#down) onState(state)
+        if (this.#down) return
+        if (this.#silence && state === 'up') this.#pendingState = 'up'
+        else {
+          if (state === 'down') this.#pendingState = undefined
+          onState(state)
+        }
       },
     )
     this.#subs.add(sub)
@@ -120,7 +143,7 @@ export class ChaosTransport implements BusTransport {
   }
 
   #receive(sub: Sub, payload: Uint8Array): void {
-    if (this.#down || this.silence) return
+    if (this.#down || this.#silence) return
     if (this.#dropNext > 0) {
       this.#dropNext--
       this.dropped++

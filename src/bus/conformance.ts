@@ -267,6 +267,22 @@ export function busTransportConformance(target: BusTransportTarget): void {
       if (!s.ok) assert.ok(s.error instanceof Error)
     })
 
+    test("resubscribe(), where offered: 'down', then 'up' once receiving again, then delivery", async (t) => {
+      const a = await transport()
+      if (a.resubscribe === undefined) {
+        t.skip(`${target.name} offers no resubscribe()`)
+        return
+      }
+      const b = await transport()
+      const ch = channel()
+      const ra = await subscribe(a, ch)
+      a.resubscribe()
+      await waitFor("'down' then 'up' after resubscribe()", reconnectWithin, () => ra.states.join(',') === 'down,up')
+      await b.publish(ch, bytes('after resubscribe'))
+      await waitFor('delivery after resubscribe()', deliverWithin, () => ra.messages.length === 1)
+      assert.equal(text.decode(ra.messages[0]), 'after resubscribe')
+    })
+
     describe('broker faults (run last; the broker is always restarted)', () => {
       test("broker killed: 'down', publish rejects without hanging; restarted: 'up' and delivery resumes", async () => {
         const a = await transport()

@@ -119,6 +119,17 @@ class MemoryTransport implements BusTransport {
     }
   }
 
+  /** Like a dropped and re-established connection: 'down', then 'up' in a microtask. */
+  resubscribe(): void {
+    if (this.#closed) return
+    const subs = [...this.#subs]
+    for (const s of subs) notify(s, 'down')
+    queueMicrotask(() => {
+      if (this.#closed || this.#hub.down) return
+      for (const s of subs) notify(s, 'up')
+    })
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true

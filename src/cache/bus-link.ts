@@ -87,9 +87,20 @@ export class BusLink implements BusListener {
   tags(tags: readonly TagVersion[]): void {
     this.#floor = ++this.#gen
     this.#keyGen.clear()
+    let failure: unknown
     for (const t of tags) {
-      this.#hooks.observeTag(t.tag, t.version, t.mode)
-      this.#tagsObserved++
+      try {
+        this.#hooks.observeTag(t.tag, t.version, t.mode)
+        this.#tagsObserved++
+      } catch (err) {
+        failure ??= err
+      }
+    }
+    if (failure !== undefined) {
+      // A tag this process refuses (malformed, from a corrupt or foreign sender): what it
+      // invalidates is unknown, so nothing held can be trusted. The Bus reports the error.
+      this.#drop()
+      throw failure
     }
   }
 
@@ -98,9 +109,9 @@ export class BusLink implements BusListener {
   }
 
   flush(reason: FlushReason): void {
-    // The first flush, when the subscription starts, empties what was read before anyone
-    // listened; it is no loss and not counted.
-    this.#drop(reason !== 'started')
+    // The flushes that start and end a subscription's warm-up are routine, not losses:
+    // not counted.
+    this.#drop(reason !== 'started' && reason !== 'warmed')
   }
 
   #drop(count = true): void {

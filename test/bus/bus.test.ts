@@ -85,7 +85,7 @@ async function pair(options: Partial<BusOptions> = {}) {
   const w = world(options)
   const a = await w.node()
   const b = await w.node()
-  await w.advance(1_000)
+  await w.advance(2_000) // past the warm-up (1.5 heartbeats)
   for (const n of [a, b]) n.rec.flushes = []
   return { ...w, a, b }
 }
@@ -298,12 +298,44 @@ describe('Bus: dead subscriptions and silent senders', () => {
     assert.equal(b.rec.isHealthy, false, 'caches told to bypass L1')
     assert.equal(b.chaos.resubscribes, 1, 'the transport is asked to reconnect')
     assert.equal(b.bus.stats().silences, 1)
+    assert.deepEqual(b.rec.flushes, ['subscription-silent', 'subscription-lost'], 'the reconnect the Bus asked for is under way')
     b.chaos.silence = false
     await advance(1_000)
     assert.equal(b.bus.healthy, true)
     assert.equal(b.rec.isHealthy, true)
-    assert.deepEqual(b.rec.flushes, ['subscription-silent', 'subscription-silent'], 'flushed again on recovery')
+    assert.deepEqual(b.rec.flushes, ['subscription-silent', 'subscription-lost', 'reconnected'], 'flushed again on recovery')
     await close()
+  })
+
+  test('with a transport that cannot resubscribe, health returns (with a flush) when the Bus hears its own messages again', async () => {
+    const clock = new ManualClock()
+    const hub = new MemoryBusHub()
+    const plain = (): BusOptions['transport'] => {
+      const t = memoryTransport({ hub })
+      return { name: 'plain', publish: (c, p) => t.publish(c, p), subscribe: (c, m, s) => t.subscribe(c, m, s), close: () => t.close() }
+    }
+    const chaos = new ChaosTransport(plain())
+    const bus = createBus({ transport: chaos, clock })
+    const rec = new Recorder()
+    bus.attach('app', rec)
+    await bus.start()
+    const tick = async (ms: number): Promise<void> => {
+      for (let t = 0; t < ms; t += 100) {
+        clock.advance(100)
+        await settle()
+      }
+    }
+    await tick(2_000)
+    rec.flushes = []
+    chaos.silence = true
+    await tick(5_000)
+    assert.deepEqual(rec.flushes, ['subscription-silent'])
+    assert.equal(bus.healthy, false)
+    chaos.silence = false
+    await tick(1_000)
+    assert.equal(bus.healthy, true)
+    assert.deepEqual(rec.flushes, ['subscription-silent', 'subscription-silent'], 'flushed again when its own heartbeat came back')
+    await bus.close()
   })
 
   test('deadAfter and heartbeatInterval are honoured: 300 ms + 100 ms bound', async () => {
@@ -406,7 +438,8 @@ describe('Bus: the publish queue', () => {
   })
 
   test('a failing publish is retried with backoff 100 ms doubling to 5 s, without a reconnect event', async () => {
-    const { a, b, advance, clock, close } = await pair()
+    // A long deadAfter: A's own heartbeats fail too, and a silence would reconnect (and retry at once).
+    const { a, b, advance, clock, close } = await pair({ deadAfter: '60s' })
     a.chaos.failPublishes = true
     await a.bus.publish({ kind: 'delete', namespace: 'app', keys: ['k'] })
     const failures = (): number => a.bus.stats().publishFailures
@@ -520,5 +553,98 @@ describe('Bus: options and wire format', () => {
         (err: unknown) => isCacheError(err, 'ERR_DECODE'),
       )
     }
+  })
+})
+
+describe('Bus: robustness', () => {
+  test('a listener that throws is reported and does not stop delivery to the others or break the bus', async () => {
+    const { a, b, close } = await pair()
+    const errors: CacheError[] = []
+    b.bus.onError((e) => errors.push(e))
+    b.bus.attach('app', {
+      delete: () => {
+        throw new Error('listener bug')
+      },
+      tags: () => {},
+      clear: () => {},
+      flush: () => {
+        throw new Error('flush bug')
+      },
+      health: () => {
+        throw new Error('health bug')
+      },
+    })
+    await a.bus.publish({ kind: 'delete', namespace: 'app', keys: ['k'] })
+    await settle()
+    assert.deepEqual(b.rec.deletes, [['k']], 'the other listener still got it')
+    b.chaos.down()
+    b.chaos.up()
+    assert.deepEqual(b.rec.flushes, ['subscription-lost', 'reconnected'])
+    assert.ok(errors.length >= 3, `reported: ${errors.map((e) => e.message).join('; ')}`)
+    assert.ok(errors.every((e) => isCacheError(e, 'ERR_BUS_UNAVAILABLE')))
+    await a.bus.publish({ kind: 'delete', namespace: 'app', keys: ['k2'] })
+    await settle()
+    assert.deepEqual(b.rec.deletes, [['k'], ['k2']])
+    await close()
+  })
+
+  test('property: under any mix of drops, duplicates, reorders, down/up, silences and refused publishes, no key A deleted survives in B once the faults stop and the bounds have passed', async () => {
+    const fc = (await import('fast-check')).default
+    type Op = { t: 'del'; k: number } | { t: 'drop' } | { t: 'dup' } | { t: 'reorder' } | { t: 'downup' } | { t: 'silence' } | { t: 'refuse' } | { t: 'tick'; ms: number }
+    const op = fc.oneof(
+      fc.record({ t: fc.constant('del' as const), k: fc.integer({ min: 0, max: 9 }) }),
+      fc.constant({ t: 'drop' as const }),
+      fc.constant({ t: 'dup' as const }),
+      fc.constant({ t: 'reorder' as const }),
+      fc.constant({ t: 'downup' as const }),
+      fc.constant({ t: 'silence' as const }),
+      fc.constant({ t: 'refuse' as const }),
+      fc.record({ t: fc.constant('tick' as const), ms: fc.integer({ min: 1, max: 1500 }) }),
+    )
+    await fc.assert(
+      fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 40 }), async (ops: Op[]) => {
+        const { a, b, advance, close } = await pair()
+        // Model of B's L1: holds every key until a delete or a flush removes it.
+        const held = new Set<string>()
+        const deleted = new Set<string>()
+        b.bus.attach('app', {
+          delete: (keys) => keys.forEach((k) => held.delete(k)),
+          tags: () => {},
+          clear: () => held.clear(),
+          flush: () => held.clear(),
+          health: () => {},
+        })
+        try {
+          for (const o of ops) {
+            if (o.t === 'del') {
+              const key = `k${o.k}`
+              // B re-reads the key (it held the value before A's change) unless B is bypassing.
+              held.add(key)
+              deleted.add(key)
+              await a.bus.publish({ kind: 'delete', namespace: 'app', keys: [key] })
+              await settle()
+            } else if (o.t === 'drop') b.chaos.dropNext(1)
+            else if (o.t === 'dup') b.chaos.duplicateRate = b.chaos.duplicateRate === 0 ? 1 : 0
+            else if (o.t === 'reorder') b.chaos.reorderNext()
+            else if (o.t === 'silence') b.chaos.silence = !b.chaos.silence
+            else if (o.t === 'refuse') a.chaos.failPublishes = !a.chaos.failPublishes
+            else if (o.t === 'downup') {
+              b.chaos.down()
+              b.chaos.up()
+            } else await advance(o.ms)
+          }
+          b.chaos.duplicateRate = 0
+          b.chaos.silence = false
+          a.chaos.failPublishes = false
+          // A's queue retries within 5 s; a silent spell is found within deadAfter + heartbeat.
+          await advance(12_000)
+          const stale = [...held].filter((k) => deleted.has(k))
+          assert.deepEqual(stale, [], 'every deleted key was dropped by its message or a flush')
+        } finally {
+          await close()
+        }
+      }),
+      { numRuns: 40, seed: 4242 },
+    )
   })
 })

@@ -269,3 +269,24 @@ describe('cache + bus: options and metrics', () => {
     await w.close()
   })
 })
+
+describe('cache + bus: hostile input', () => {
+  test('a tags message with a tag this cache refuses flushes L1 (cannot tell what it meant) and is reported, not thrown', async () => {
+    const w = world(false)
+    const b = await w.proc()
+    await w.advance(2_000)
+    await b.cache.set('held', 'v')
+    const errors: unknown[] = []
+    b.bus.onError((e) => errors.push(e))
+    const { encodeMessage } = await import('../../src/bus/message.js')
+    const fake = memoryTransport({ hub: w.hub })
+    await fake.publish('stratacache', encodeMessage({ sender: 'x', epoch: 1, seq: 0, body: { kind: 'heartbeat' } }))
+    await fake.publish('stratacache', encodeMessage({ sender: 'x', epoch: 1, seq: 1, body: { kind: 'tags', namespace: 'cache', tags: [{ tag: 'ok', version: 5, mode: 'hard' }, { tag: 'bad::tag', version: 6, mode: 'hard' }] } }))
+    await settle()
+    assert.equal(await b.cache.get('held'), undefined, 'L1 flushed')
+    assert.ok(errors.some((e) => isCacheError(e, 'ERR_INVALID_TAG')), 'reported on the bus error channel')
+    assert.equal(b.cache.stats().bus?.tagsObserved, 1, 'the valid tag was still applied')
+    await fake.close()
+    await w.close()
+  })
+})

@@ -162,6 +162,7 @@ describe('bus chaos on real Redis', () => {
     const a = await proc(channel)
     const b = await proc(channel, proxy.url)
     try {
+      await sleep(2 * HEARTBEAT_MS) // past B's warm-up flush (1.5 heartbeats after subscribing)
       await warm(a, b, 'k', 'old')
       proxy.pause()
       await a.cache.set('k', 'new')
