@@ -16,10 +16,14 @@ import type { BusListener } from '../src/bus/bus.js'
 import { createBus } from '../src/bus/bus.js'
 import { MemoryBusHub, memoryTransport } from '../src/bus/memory-transport.js'
 import { redisTransport } from '../src/bus/redis-transport.js'
+import { natsTransport } from '../src/bus/nats-transport.js'
+import { amqpTransport } from '../src/bus/amqp-transport.js'
 import type { BusTransport } from '../src/bus/types.js'
 import { createCache } from '../src/cache/cache.js'
 import type { TagVersion } from '../src/bus/message.js'
 import { startRedisServer } from '../test/support/redis-server.js'
+import { NatsServer } from '../test/support/nats-server.js'
+import { RabbitMqServer } from '../test/support/rabbitmq-server.js'
 import { fmtOps, type Table } from './harness.js'
 
 interface BusUnderTest {
@@ -32,6 +36,8 @@ interface BusUnderTest {
 const BUSES: ReadonlyArray<readonly [string, () => Promise<BusUnderTest>]> = [
   ['memory', async () => ((hub) => ({ transport: () => memoryTransport({ hub }), close: async () => {} }))(new MemoryBusHub())],
   ['redis', async () => ((server) => ({ transport: () => redisTransport({ url: server.url }), close: () => server.stop() }))(await startRedisServer())],
+  ['nats', async () => ((server) => ({ transport: () => natsTransport({ servers: server.url }), close: () => server.stop() }))(await NatsServer.start())],
+  ['amqp', async () => ((server) => ({ transport: () => amqpTransport({ url: server.url }), close: () => server.stop() }))(await RabbitMqServer.start())],
 ]
 
 class Probe implements BusListener {

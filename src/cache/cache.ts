@@ -34,6 +34,9 @@ import { L2Tier } from '../tier/l2-tier.js'
 import { resolveCodec } from '../tier/resolve-codec.js'
 import { Bus } from '../bus/bus.js'
 import { BusLink } from './bus-link.js'
+import { descriptorList, OriginIndex } from '../feeds/origin-index.js'
+import { checkFeed, FeedAttachment, type AttachFeedOptions } from '../feeds/feed-attachment.js'
+import type { ChangeFeed, OriginDescriptor } from '../feeds/types.js'
 
 /** Options merged with the defaults, validated and converted once. */
 interface Resolved<V> {
@@ -50,6 +53,8 @@ interface Resolved<V> {
   signal: AbortSignal | undefined
   lockLease: number
   lockWait: number
+  /** Validated descriptors, or a function of the value (validated when called). */
+  origins: readonly OriginDescriptor[] | ((value: V) => unknown) | undefined
   /** Internal: keys whose L2 record was read an instant ago (getOrSetMany's batch read). */
   l2Checked?: ReadonlySet<string>
 }
@@ -74,6 +79,9 @@ export class Cache<V = unknown> {
   readonly #bus: BusLink | undefined
   /** True while the bus cannot be trusted: L1 is not read. */
   #bypassL1 = false
+  /** Origins -> keys, created when origins or a feed are first used (see src/feeds). */
+  #origins: OriginIndex | undefined
+  readonly #feeds = new Set<FeedAttachment>()
   #closed = false
 
   #hits = 0
@@ -447,6 +455,29 @@ export class Cache<V = unknown> {
     return Promise.all(keys.map((k) => (answered.has(k) ? answered.get(k) : results.get(k))))
   }
 
+  /**
+   * Starts `feed` and erases the entries whose `origins` its change notices name (and the
+   * feed's scope when its connection is lost and back, unless `flushOnReconnect: false`).
+   * Resolves once the feed listens; rejects (`ERR_FEED_UNAVAILABLE`) if it cannot, with
+   * nothing left running. The cache owns the feed: the returned `detach()` and `close()`
+   * close it.
+   */
+  async attachFeed(feed: ChangeFeed, options?: AttachFeedOptions): Promise<() => Promise<void>> {
+    this.#checkOpen()
+    const attachment = new FeedAttachment(feed, { index: () => this.#originIndex(), erase: (keys) => this.#eraseKeys(keys) }, checkFeed(feed, options))
+    this.#feeds.add(attachment)
+    try {
+      await feed.start(attachment)
+    } catch (err) {
+      this.#feeds.delete(attachment)
+      throw err
+    }
+    if (this.#closed) await feed.close()
+    return async () => {
+      if (this.#feeds.delete(attachment)) await feed.close()
+    }
+  }
+
   stats(): CacheStats {
     const l1 = this.#l1.stats()
     return {
@@ -462,6 +493,7 @@ export class Cache<V = unknown> {
       tagInvalidations: this.#tagInvalidations,
       tagNodes: this.#tags.stats().nodes,
       evictions: { expire: l1.expired, evict: l1.evicted, erase: l1.erased, flush: l1.flushed },
+      origins: this.#origins === undefined ? undefined : { keys: this.#origins.keys, descriptors: this.#origins.descriptors },
       l2: this.#l2Stats(),
       ...(this.#bus === undefined ? {} : { bus: this.#bus.stats() }),
     }
@@ -471,7 +503,11 @@ export class Cache<V = unknown> {
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    const feeds = [...this.#feeds]
+    this.#feeds.clear()
+    await Promise.all(feeds.map((a) => a.feed.close().catch(() => {})))
     this.#l1.close()
+    this.#origins?.clear()
     this.#tags.close()
     // The store belongs to its creator, who closes it; the tier only stops its background work.
     this.#l2?.close()
@@ -480,6 +516,50 @@ export class Cache<V = unknown> {
   }
 
   // ---- internals ---------------------------------------------------------------------
+
+  /** The origin index, created on first use with the L1 listeners that keep it in step. */
+  #originIndex(): OriginIndex {
+    if (this.#origins === undefined) {
+      const index = new OriginIndex()
+      // Every way an entry leaves L1 takes it out of the index (overwrites: see #store).
+      const drop = (e: { key: string }): void => index.remove(e.key)
+      for (const type of ['expire', 'evict', 'erase', 'flush'] as const) this.#l1.on(type, drop)
+      this.#origins = index
+    }
+    return this.#origins
+  }
+
+  /** Indexes a stored key under its origins (none: out of the index), if L1 kept it. */
+  #indexOrigins(key: string, origins: readonly OriginDescriptor[] | undefined): void {
+    if (origins === undefined) this.#origins?.remove(key)
+    else if (this.#l1.has(key)) this.#originIndex().assign(key, origins)
+  }
+
+  /**
+   * A feed's erasure: from L1 now; then from L2 and, with a bus, announced to the other
+   * processes (which may hold the entry without origins, read from L2), in the background.
+   */
+  #eraseKeys(keys: readonly string[]): void {
+    for (const key of keys) this.#l1.delete(key)
+    const l2 = this.#l2
+    const bus = this.#bus
+    if (l2 === undefined && bus === undefined) return
+    void (async () => {
+      if (l2 !== undefined) {
+        await Promise.all(
+          keys.map((key) =>
+            l2.delete(key).catch((err: unknown) => {
+              if (isCacheError(err)) this.#emitError(err, key)
+            }),
+          ),
+        )
+      }
+      // After L2: a process that re-reads on the message must not find the old value.
+      await bus?.deleted(keys)
+    })().catch(() => {
+      // Only a closed bus rejects; the erasure in L1 and L2 stands.
+    })
+  }
 
   /** Whether a getOrSet with these options would be an L1 hit (counts nothing, changes nothing). */
   #freshInL1(key: string, o: Resolved<V>): boolean {
@@ -777,6 +857,8 @@ export class Cache<V = unknown> {
    */
   #store(key: string, value: V, o: Resolved<V>, ttl: number, tagsOverride: readonly string[] | undefined, tagVersion?: number, fence?: number, strict = false): Promise<unknown> | undefined {
     if (value === undefined) return undefined
+    // Computed before anything is written: a bad origins function fails the store whole.
+    const origins = o.origins === undefined ? undefined : typeof o.origins === 'function' ? descriptorList(o.origins(value), 'origins') : o.origins
     const now = this.#clock.now()
     let tags: readonly string[] | undefined = tagsOverride
     if (tags === undefined && o.tags !== undefined) tags = typeof o.tags === 'function' ? o.tags(value) : o.tags
@@ -789,6 +871,7 @@ export class Cache<V = unknown> {
     if (l2 === undefined) {
       if (bare) this.#l1.set(key, value, { ttl, tti: o.tti })
       else this.#l1.set(key, new Envelope(value, now, freshUntil, ttl, keepUntil, o.tti, snapshot, o.tagSig), { ttl: keepUntil === Infinity ? Infinity : Math.max(1, keepUntil - now), tti: o.tti })
+      if (origins !== undefined || this.#origins !== undefined) this.#indexOrigins(key, origins)
       return undefined
     }
     const env = new Envelope(value, now, freshUntil, ttl, keepUntil, o.tti, snapshot, o.tagSig)
@@ -802,6 +885,7 @@ export class Cache<V = unknown> {
     }
     if (bare) this.#l1.set(key, value, { ttl, tti: o.tti })
     else this.#l1.set(key, env, { ttl: keepUntil === Infinity ? Infinity : Math.max(1, keepUntil - now), tti: l2.l1Tti(o.tti) })
+    if (origins !== undefined || this.#origins !== undefined) this.#indexOrigins(key, origins)
     if (bytes === undefined) return undefined
     return fence === undefined ? l2.write(key, env, bytes) : l2.writeFenced(key, env, bytes, fence)
   }
@@ -848,7 +932,9 @@ function resolve<V>(options: EntryOptions<V>, defaults: Resolved<V> | undefined,
   const hard = timeout?.hard === undefined ? (d?.hard ?? Infinity) : positive(toMs(timeout.hard, `${prefix}timeout.hard`), `${prefix}timeout.hard`)
   if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw new InvalidOptionsError(`${prefix}signal`, 'expected an AbortSignal')
   const signed = (options as Signed)[TAG_SIG]
+  const origins = options.origins === undefined ? d?.origins : typeof options.origins === 'function' ? options.origins : descriptorList(options.origins, `${prefix}origins`)
   return {
+    origins,
     tagSig: signed ?? (options.tags === undefined && d !== undefined ? d.tagSig : tagSignature(tags)),
     ttl: options.ttl === undefined ? (d?.ttl ?? DEFAULT_TTL) : positive(toMs(options.ttl, `${prefix}ttl`), `${prefix}ttl`),
     tti: options.tti === undefined ? (d?.tti ?? Infinity) : positive(toMs(options.tti, `${prefix}tti`), `${prefix}tti`),

@@ -9,6 +9,7 @@ import type { Store } from '../store/types.js'
 import type { L2TierStats, ValueCodec } from '../tier/l2-tier.js'
 import type { Bus } from '../bus/bus.js'
 import type { CacheBusStats } from './bus-link.js'
+import type { OriginsOption } from '../feeds/types.js'
 
 /**
  * How a miss is computed (kz_cache's strategies):
@@ -29,6 +30,12 @@ export interface EntryOptions<V = unknown> {
   tti?: Duration
   /** Dependency tags (`org:1:user:42`); see `invalidateTags`. @default none */
   tags?: TagsOption<V>
+  /**
+   * Where the value came from (`{ db: 'accounts', id: '42' }`, several, or computed from
+   * the value): an attached change feed erases the entry when its origin changes. See
+   * `attachFeed` and src/feeds/types.ts for the matching rules. @default none
+   */
+  origins?: OriginsOption<V>
   /**
    * Fail-safe window: for this long past its TTL a value is kept as a fallback, served when
    * the factory throws or passes its soft timeout. @default 0 (no fallback)
@@ -155,6 +162,8 @@ export interface CacheStats {
   /** Nodes in the dependency-tag trie. */
   readonly tagNodes: number
   readonly evictions: { readonly expire: number; readonly evict: number; readonly erase: number; readonly flush: number }
+  /** The origin index (keys held with origins, distinct descriptors), once origins are used. */
+  readonly origins: { readonly keys: number; readonly descriptors: number } | undefined
   /** The second tier, when configured. */
   readonly l2: (L2TierStats & GuardedStoreStats & { readonly lock: { readonly waits: number; readonly degraded: number } }) | undefined
   /** The invalidation bus, when configured. */

@@ -27,6 +27,7 @@ export const ERROR_CODES = {
   ERR_VALUE_TOO_LARGE: 'An encoded value is larger than the configured limit.',
   ERR_LOCK_LOST: 'A distributed lock expired or was taken over while its holder still worked.',
   ERR_BUS_UNAVAILABLE: 'The invalidation bus could not reach its broker (publish or subscribe failed or timed out); `cause` is the failure.',
+  ERR_FEED_UNAVAILABLE: 'A change feed could not reach its source (RabbitMQ, PostgreSQL) within its connect timeout; `cause` is the failure.',
 } as const
 
 export type ErrorCode = keyof typeof ERROR_CODES
@@ -196,6 +197,12 @@ export class BusUnavailableError extends CacheError {
   }
 }
 
+export class FeedUnavailableError extends CacheError {
+  constructor(message: string, options?: CacheErrorOptions) {
+    super('ERR_FEED_UNAVAILABLE', message, options)
+  }
+}
+
 /** Map from code to the class that carries it; a test checks the two stay in step. */
 export const ERROR_CLASSES: { readonly [C in ErrorCode]: abstract new (...args: never[]) => CacheError } = {
   ERR_INVALID_OPTIONS: InvalidOptionsError,
@@ -217,6 +224,7 @@ export const ERROR_CLASSES: { readonly [C in ErrorCode]: abstract new (...args: 
   ERR_VALUE_TOO_LARGE: ValueTooLargeError,
   ERR_LOCK_LOST: LockLostError,
   ERR_BUS_UNAVAILABLE: BusUnavailableError,
+  ERR_FEED_UNAVAILABLE: FeedUnavailableError,
 }
 
 /** True when `err` is a CacheError, optionally with the given code. */

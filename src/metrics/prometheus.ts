@@ -22,7 +22,7 @@ interface StatsSource {
   stats(): CacheStats
 }
 
-type CounterField = Exclude<keyof CacheStats, 'size' | 'evictions' | 'l2' | 'bus'>
+type CounterField = Exclude<keyof CacheStats, 'size' | 'evictions' | 'l2' | 'bus' | 'origins'>
 
 const COUNTERS: ReadonlyArray<[CounterField, string, string]> = [
   ['hits', 'hits_total', 'Reads answered with a fresh value.'],

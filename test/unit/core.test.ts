@@ -22,6 +22,7 @@ import {
   ValueTooLargeError,
   LockLostError,
   BusUnavailableError,
+  FeedUnavailableError,
   FlightTimeoutError,
   InvalidKeyError,
   InvalidOptionsError,
@@ -326,6 +327,7 @@ function sampleErrors(cause: Error): Record<string, CacheError> {
     ERR_VALUE_TOO_LARGE: new ValueTooLargeError(20, 10),
     ERR_LOCK_LOST: new LockLostError('user:1'),
     ERR_BUS_UNAVAILABLE: new BusUnavailableError('broker down', { cause }),
+    ERR_FEED_UNAVAILABLE: new FeedUnavailableError('postgres feed: cannot LISTEN', { cause }),
   }
 }
 

@@ -134,6 +134,7 @@ describe('errors', () => {
       new api.ValueTooLargeError(2, 1),
       new api.LockLostError('k'),
       new api.BusUnavailableError('m'),
+      new api.FeedUnavailableError('m'),
     ]
     assert.deepEqual(samples.map((e) => e.code).sort(), Object.keys(ERROR_CODES).sort())
     for (const e of samples) assert.equal(ERROR_CLASSES[e.code], e.constructor)

@@ -1,0 +1,96 @@
+/**
+ * A real `nats-server` (no JetStream) on a free loopback port, with `kill()` (SIGKILL, as
+ * a crash) and `restart()` on the same port, for the NATS bus transport tests.
+ */
+import { freePort, HOST, portOpen, requireBinary, spawnServer, waitUntil, type Spawned } from './server-process.js'
+
+const START_TIMEOUT_MS = 15_000
+
+export class NatsServer {
+  readonly host = HOST
+  readonly port: number
+  readonly #binary: string
+  #proc: Spawned | undefined
+  #stopped = false
+
+  private constructor(port: number, binary: string) {
+    this.port = port
+    this.#binary = binary
+  }
+
+  /** Starts a server on a free port (retried on a port race) and waits until it accepts connections. */
+  static async start(): Promise<NatsServer> {
+    const binary = requireBinary('nats-server', 'apt-get install nats-server')
+    let lastError: unknown
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const server = new NatsServer(await freePort(), binary)
+      try {
+        await server.#spawn()
+        return server
+      } catch (err) {
+        lastError = err
+        await server.stop()
+      }
+    }
+    throw lastError
+  }
+
+  get url(): string {
+    return `nats://${HOST}:${this.port}`
+  }
+
+  get running(): boolean {
+    return this.#proc !== undefined && this.#proc.exit() === undefined
+  }
+
+  async #spawn(): Promise<void> {
+    if (this.#stopped) throw new Error('this NatsServer was stopped')
+    const proc = spawnServer(this.#binary, ['-a', HOST, '-p', String(this.port), '--no_advertise'])
+    this.#proc = proc
+    try {
+      await waitUntil(
+        async () => {
+          const code = proc.exit()
+          if (code !== undefined) throw new Error(`nats-server exited (${code}): ${proc.logTail(5)}`)
+          return portOpen(this.port)
+        },
+        START_TIMEOUT_MS,
+        () => `nats-server on ${HOST}:${this.port} did not accept connections`,
+      )
+    } catch (err) {
+      await this.kill()
+      throw new Error(`${(err as Error).message}\n--- nats-server log ---\n${proc.logTail()}`, { cause: err })
+    }
+  }
+
+  /** SIGKILL, as a crash; the port stays reserved for `restart()`. */
+  async kill(): Promise<void> {
+    const proc = this.#proc
+    if (proc === undefined) return
+    proc.child.kill('SIGKILL')
+    await proc.exited
+    this.#proc = undefined
+  }
+
+  /** Starts again on the same port (killing first if running). */
+  async restart(): Promise<void> {
+    await this.kill()
+    await this.#spawn()
+  }
+
+  /** SIGSTOP: the server keeps its sockets open but answers nothing, like a hung host. */
+  freeze(): void {
+    this.#proc?.child.kill('SIGSTOP')
+  }
+
+  /** SIGCONT: undoes `freeze()`. */
+  thaw(): void {
+    this.#proc?.child.kill('SIGCONT')
+  }
+
+  /** Idempotent; safe in `after()` after a failure. */
+  async stop(): Promise<void> {
+    this.#stopped = true
+    await this.kill()
+  }
+}

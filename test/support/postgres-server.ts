@@ -1,0 +1,112 @@
+/**
+ * A throwaway PostgreSQL for tests: `initdb` into a temp dir, `postgres` on a free
+ * loopback port with its unix socket in that dir, trust auth, no fsync. PostgreSQL refuses
+ * to run as root, so when the test runs as root (CI does) the server runs as the
+ * `postgres` OS user, in a directory that user owns.
+ */
+import { chownSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir, userInfo } from 'node:os'
+import { join } from 'node:path'
+import { spawnSync } from 'node:child_process'
+import { freePort, HOST, portOpen, postgresBinDir, run, spawnServer, waitUntil, type Spawned } from './server-process.js'
+
+const START_TIMEOUT_MS = 30_000
+
+function osUser(name: string): { uid: number; gid: number } {
+  const uid = spawnSync('id', ['-u', name], { encoding: 'utf8' })
+  const gid = spawnSync('id', ['-g', name], { encoding: 'utf8' })
+  if (uid.status !== 0 || gid.status !== 0) throw new Error(`running as root, PostgreSQL needs the '${name}' OS user (created by the postgresql package)`)
+  return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) }
+}
+
+export class PostgresServer {
+  readonly host = HOST
+  readonly port: number
+  readonly dir: string
+  readonly #bin: string
+  readonly #asUser: string | undefined
+  #proc: Spawned | undefined
+  #stopped = false
+
+  private constructor(port: number, bin: string) {
+    this.port = port
+    this.#bin = bin
+    this.#asUser = userInfo().uid === 0 ? 'postgres' : undefined
+    this.dir = mkdtempSync(join(tmpdir(), 'stratacache-pg-'))
+    if (this.#asUser !== undefined) {
+      const { uid, gid } = osUser(this.#asUser)
+      chownSync(this.dir, uid, gid)
+    }
+  }
+
+  /** initdb + start on a free port; resolves once it accepts connections. */
+  static async start(): Promise<PostgresServer> {
+    const bin = postgresBinDir()
+    let lastError: unknown
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const server = new PostgresServer(await freePort(), bin)
+      try {
+        const init = await run(`${bin}/initdb`, ['-D', join(server.dir, 'data'), '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--no-sync'], { asUser: server.#asUser, timeoutMs: 60_000 })
+        if (init.status !== 0) throw new Error(`initdb failed (${init.status}):\n${init.output.slice(-2000)}`)
+        await server.#spawn()
+        return server
+      } catch (err) {
+        lastError = err
+        await server.stop()
+      }
+    }
+    throw lastError
+  }
+
+  /** A connection string for `pg` (user postgres, database postgres, trust auth). */
+  get url(): string {
+    return `postgres://postgres@${HOST}:${this.port}/postgres`
+  }
+
+  async #spawn(): Promise<void> {
+    if (this.#stopped) throw new Error('this PostgresServer was stopped')
+    const args = ['-D', join(this.dir, 'data'), '-p', String(this.port), '-k', this.dir, '-c', `listen_addresses=${HOST}`, '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off']
+    const proc = spawnServer(`${this.#bin}/postgres`, args, { asUser: this.#asUser })
+    this.#proc = proc
+    try {
+      await waitUntil(
+        async () => {
+          const code = proc.exit()
+          if (code !== undefined) throw new Error(`postgres exited (${code})`)
+          return proc.logTail(50).includes('ready to accept connections') && (await portOpen(this.port))
+        },
+        START_TIMEOUT_MS,
+        () => `postgres on ${HOST}:${this.port} did not accept connections`,
+      )
+    } catch (err) {
+      await this.kill()
+      throw new Error(`${(err as Error).message}\n--- postgres log ---\n${proc.logTail(20)}`, { cause: err })
+    }
+  }
+
+  /** Fast shutdown (SIGINT: sessions are cut, as a crash would from the clients' side); data stays for `restart()`. */
+  async kill(): Promise<void> {
+    const proc = this.#proc
+    if (proc === undefined) return
+    proc.child.kill('SIGINT')
+    const exited = await Promise.race([proc.exited.then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 10_000).unref())])
+    if (!exited) {
+      proc.child.kill('SIGKILL')
+      await proc.exited
+    }
+    this.#proc = undefined
+  }
+
+  /** Starts again on the same port with the same data. */
+  async restart(): Promise<void> {
+    await this.kill()
+    await this.#spawn()
+  }
+
+  /** Stops the server and removes its dir. Idempotent. */
+  async stop(): Promise<void> {
+    this.#stopped = true
+    await this.kill()
+    rmSync(this.dir, { recursive: true, force: true })
+  }
+}

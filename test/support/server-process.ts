@@ -1,0 +1,149 @@
+/**
+ * What the NATS, RabbitMQ and PostgreSQL harnesses share: finding binaries (a missing one
+ * fails the test with a clear message, never skips it), spawning children that die with
+ * this process, bounded waits with useful errors, and TCP readiness checks.
+ *
+ * No orphans: children are spawned under `setpriv --pdeathsig SIGKILL` (the kernel kills
+ * them if this process dies, even by SIGKILL), and an `exit` hook kills any still running.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { existsSync, readdirSync } from 'node:fs'
+import { createConnection } from 'node:net'
+
+export const HOST = '127.0.0.1'
+export { freePort } from './redis-server.js'
+
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+export function hasBinary(name: string): boolean {
+  return spawnSync('which', [name], { stdio: 'ignore' }).status === 0
+}
+
+/** The path of `name` on PATH, or a thrown error saying what to install. */
+export function requireBinary(name: string, install: string): string {
+  const found = spawnSync('which', [name], { encoding: 'utf8' })
+  if (found.status !== 0) throw new Error(`${name} is not installed: this test needs a real ${name} (${install}); .ci/run installs it with apt`)
+  return found.stdout.trim()
+}
+
+/** The newest `/usr/lib/postgresql/<major>/bin`, or a thrown error saying what to install. */
+export function postgresBinDir(): string {
+  const root = '/usr/lib/postgresql'
+  const majors = existsSync(root) ? readdirSync(root).filter((d) => /^\d+$/.test(d) && existsSync(`${root}/${d}/bin/initdb`)) : []
+  if (majors.length === 0) throw new Error(`PostgreSQL is not installed (no ${root}/*/bin/initdb): this test needs a real server (apt-get install postgresql); .ci/run installs it`)
+  majors.sort((a, b) => Number(b) - Number(a))
+  return `${root}/${majors[0]}/bin`
+}
+
+const SETPRIV = hasBinary('setpriv')
+
+const live = new Set<ChildProcess>()
+const killAll = (): void => {
+  for (const child of live) child.kill('SIGKILL')
+}
+process.once('exit', killAll)
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    killAll()
+    process.kill(process.pid, signal)
+  })
+}
+
+export interface Spawned {
+  readonly child: ChildProcess
+  /** Resolves when the child has exited (or failed to start). */
+  readonly exited: Promise<void>
+  /** The exit code or signal once exited. */
+  exit(): string | undefined
+  /** The last lines of its output. */
+  logTail(lines?: number): string
+}
+
+/**
+ * Spawns `command` so that it dies with this process. `asUser`: run as that OS user
+ * (setpriv --reuid), for servers that refuse root (PostgreSQL).
+ */
+export function spawnServer(command: string, args: readonly string[], options: { env?: NodeJS.ProcessEnv; asUser?: string; cwd?: string } = {}): Spawned {
+  const pre: string[] = []
+  if (options.asUser !== undefined) {
+    if (!SETPRIV) throw new Error(`setpriv (util-linux) is needed to run ${command} as ${options.asUser}`)
+    pre.push('--reuid', options.asUser, '--regid', options.asUser, '--init-groups')
+  }
+  const [cmd, argv] = SETPRIV ? ['setpriv', [...pre, '--pdeathsig', 'SIGKILL', '--', command, ...args]] : [command, [...args]]
+  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: options.env ?? process.env, cwd: options.cwd })
+  live.add(child)
+  let log: string[] = []
+  const onOutput = (chunk: Buffer): void => {
+    log.push(...chunk.toString().split('\n').filter((l) => l.trim() !== ''))
+    if (log.length > 400) log = log.slice(-200)
+  }
+  child.stdout?.on('data', onOutput)
+  child.stderr?.on('data', onOutput)
+  let code: string | undefined
+  const exited = new Promise<void>((resolve) => {
+    child.once('exit', (c, signal) => {
+      code = signal ?? String(c)
+      live.delete(child)
+      resolve()
+    })
+    child.once('error', (err) => {
+      code = err.message
+      live.delete(child)
+      resolve()
+    })
+  })
+  return { child, exited, exit: () => code, logTail: (lines = 20) => log.slice(-lines).join('\n') }
+}
+
+/** Polls `check` until it returns true; throws `describe()` after `timeoutMs`. */
+export async function waitUntil(check: () => Promise<boolean> | boolean, timeoutMs: number, describe: () => string, pollMs = 50): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  let lastError: unknown
+  for (;;) {
+    try {
+      if (await check()) return
+    } catch (err) {
+      lastError = err
+    }
+    if (Date.now() >= deadline) {
+      const why = lastError instanceof Error ? ` (last error: ${lastError.message})` : ''
+      throw new Error(`${describe()} after ${timeoutMs} ms${why}`)
+    }
+    await sleep(pollMs)
+  }
+}
+
+/** Whether something accepts TCP connections on HOST:port. */
+export function portOpen(port: number, timeoutMs = 1_000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ host: HOST, port })
+    const done = (open: boolean): void => {
+      clearTimeout(timer)
+      socket.destroy()
+      resolve(open)
+    }
+    const timer = setTimeout(() => done(false), timeoutMs)
+    socket.once('connect', () => done(true))
+    socket.once('error', () => done(false))
+  })
+}
+
+/** Runs a command to completion (bounded); resolves with its exit status and output. */
+export function run(command: string, args: readonly string[], options: { env?: NodeJS.ProcessEnv; timeoutMs?: number; asUser?: string } = {}): Promise<{ status: number | null; output: string }> {
+  return new Promise((resolve) => {
+    const [cmd, argv] = options.asUser === undefined ? [command, [...args]] : ['setpriv', ['--reuid', options.asUser, '--regid', options.asUser, '--init-groups', '--', command, ...args]]
+    const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: options.env ?? process.env })
+    let output = ''
+    child.stdout.on('data', (c: Buffer) => (output += c.toString()))
+    child.stderr.on('data', (c: Buffer) => (output += c.toString()))
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 30_000)
+    child.once('error', (err) => {
+      clearTimeout(timer)
+      resolve({ status: null, output: err.message })
+    })
+    child.once('exit', (status) => {
+      clearTimeout(timer)
+      resolve({ status, output })
+    })
+  })
+}
