@@ -15,5 +15,5 @@ export interface NodeLogger {
 
 /** A pino logger on stdout, written synchronously so the last lines before exit are not lost. */
 export function createLogger(level: LogLevel, name: string): NodeLogger {
-  return pino({ level, name: 'stratacache', base: { node: name } }, destination({ dest: 1, sync: true }))
+  return pino({ level, name }, destination({ dest: 1, sync: true }))
 }

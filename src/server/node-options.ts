@@ -21,6 +21,8 @@ export interface NodeOptions {
   dataDir?: string
   /** A store to persist into instead of the embedded one (the node closes it on shutdown). @default the embedded LMDB store in `dataDir` */
   store?: Store
+  /** Capacity of the embedded on-disk store (LMDB `mapSize`); past it writes fail with `507 ERR_STORE_FULL`. @default '1gb' */
+  disk?: ByteSize
   /** Bytes the in-process tier (L1) may hold. @default '128mb' */
   memory?: ByteSize
   /** Longest key, in UTF-8 bytes. @default 1024 */
@@ -80,6 +82,7 @@ export interface ResolvedNodeOptions {
   readonly port: number
   readonly dataDir: string
   readonly store: Store | undefined
+  readonly diskBytes: number
   readonly memoryBytes: number
   readonly maxKeyBytes: number
   readonly maxValueBytes: number
@@ -160,6 +163,7 @@ export function resolveNodeOptions(options: NodeOptions = {}): ResolvedNodeOptio
     port,
     dataDir,
     store: o.store,
+    diskBytes: toBytes(o.disk ?? '1gb', 'disk'),
     memoryBytes: toBytes(o.memory ?? '128mb', 'memory'),
     maxKeyBytes: int(o.maxKeyBytes ?? DEFAULT_MAX_KEY_BYTES, 'maxKeyBytes', 1, 65536),
     maxValueBytes,
