@@ -1,6 +1,6 @@
 /**
  * `npm run bench [-- --quick] [--passes N] [suite...]`: stratacache's L1 engine against its peers, all in
- * one run, with ratios. Suites: get-hits, set-evict, heap, hit-ratio, facade, redis, bus (default: all).
+ * one run, with ratios. Suites: get-hits, set-evict, heap, hit-ratio, facade, redis, bus, server (default: all).
  *
  * Method:
  * - Speed (get-hits, set-evict): each figure comes from a fresh child process per subject
@@ -22,6 +22,7 @@ import { fileURLToPath } from 'node:url'
 import { facadeSuite } from './facade.js'
 import { redisSuite } from './redis.js'
 import { busSuite } from './bus.js'
+import { serverSuite } from './server.js'
 import { HIT_RATIO_SUBJECTS, hitRatios } from './hit-ratio.js'
 import {
   fmtCount,
@@ -44,7 +45,7 @@ import {
 } from './harness.js'
 import { loopHeavyTrace, scanMixedTrace, type Trace } from './traces.js'
 
-const SUITES = ['get-hits', 'set-evict', 'heap', 'hit-ratio', 'facade', 'redis', 'bus'] as const
+const SUITES = ['get-hits', 'set-evict', 'heap', 'hit-ratio', 'facade', 'redis', 'bus', 'server'] as const
 type SuiteName = (typeof SUITES)[number]
 
 interface SuiteReport {
@@ -282,6 +283,7 @@ const RUNNERS: Record<SuiteName, (c: Config) => Promise<Omit<SuiteReport, 'date'
   facade: facadeSuite,
   redis: redisSuite,
   bus: busSuite,
+  server: serverSuite,
 }
 
 interface ResultsFile {

@@ -28,6 +28,16 @@ export const ERROR_CODES = {
   ERR_LOCK_LOST: 'A distributed lock expired or was taken over while its holder still worked.',
   ERR_BUS_UNAVAILABLE: 'The invalidation bus could not reach its broker (publish or subscribe failed or timed out); `cause` is the failure.',
   ERR_FEED_UNAVAILABLE: 'A change feed could not reach its source (RabbitMQ, PostgreSQL) within its connect timeout; `cause` is the failure.',
+  // Node HTTP API (docs/PROTOCOL.md): codes a node answers with, and a client raises.
+  ERR_BAD_REQUEST: 'A request to a node is malformed (header, query parameter, JSON body or encoding).',
+  ERR_UNAUTHORIZED: 'A node requires a bearer token and the request had none or a wrong one.',
+  ERR_NOT_FOUND: 'A node has no live entry under the key, or the route does not exist.',
+  ERR_METHOD_NOT_ALLOWED: 'The route exists on the node but not for this HTTP method.',
+  ERR_PRECONDITION_FAILED: 'An If-Match version did not match the entry on the node; nothing was written.',
+  ERR_TOO_LARGE: 'A key, value or request body sent to a node is over its size limit.',
+  ERR_RATE_LIMITED: "The client's request rate on a node is over its token-bucket limit; retry after Retry-After.",
+  ERR_BUSY: 'A node is saturated (concurrency bound) or draining for shutdown; retry after Retry-After.',
+  ERR_INTERNAL: 'A node failed unexpectedly while serving the request (a bug; the node logged it).',
 } as const
 
 export type ErrorCode = keyof typeof ERROR_CODES
@@ -203,6 +213,80 @@ export class FeedUnavailableError extends CacheError {
   }
 }
 
+// ---- Node HTTP API errors (docs/PROTOCOL.md) -------------------------------------------
+
+/** Base of the errors a node answers with; `status` is the HTTP status it maps to. */
+export class NodeRequestError extends CacheError {
+  readonly status: number
+  constructor(code: ErrorCode, status: number, message: string, options?: CacheErrorOptions) {
+    super(code, message, options)
+    this.status = status
+  }
+}
+
+export class BadRequestError extends NodeRequestError {
+  constructor(message: string, options?: CacheErrorOptions) {
+    super('ERR_BAD_REQUEST', 400, message, options)
+  }
+}
+
+export class UnauthorizedError extends NodeRequestError {
+  constructor(message = 'A valid bearer token is required') {
+    super('ERR_UNAUTHORIZED', 401, message)
+  }
+}
+
+export class NotFoundError extends NodeRequestError {
+  constructor(message: string) {
+    super('ERR_NOT_FOUND', 404, message)
+  }
+}
+
+export class MethodNotAllowedError extends NodeRequestError {
+  /** The methods the route accepts (the `Allow` header). */
+  readonly allow: readonly string[]
+  constructor(method: string, allow: readonly string[]) {
+    super('ERR_METHOD_NOT_ALLOWED', 405, `Method ${method.slice(0, 20)} not allowed here; allowed: ${allow.join(', ')}`)
+    this.allow = allow
+  }
+}
+
+export class PreconditionFailedError extends NodeRequestError {
+  constructor(message: string) {
+    super('ERR_PRECONDITION_FAILED', 412, message)
+  }
+}
+
+export class TooLargeError extends NodeRequestError {
+  constructor(message: string) {
+    super('ERR_TOO_LARGE', 413, message)
+  }
+}
+
+export class RateLimitedError extends NodeRequestError {
+  /** Seconds after which a retry may succeed. */
+  readonly retryAfter: number
+  constructor(retryAfter: number, message = 'Request rate over the limit') {
+    super('ERR_RATE_LIMITED', 429, message)
+    this.retryAfter = retryAfter
+  }
+}
+
+export class BusyError extends NodeRequestError {
+  /** Seconds after which a retry may succeed. */
+  readonly retryAfter: number
+  constructor(retryAfter: number, message = 'The node is busy') {
+    super('ERR_BUSY', 503, message)
+    this.retryAfter = retryAfter
+  }
+}
+
+export class InternalError extends NodeRequestError {
+  constructor(message = 'Internal error', options?: CacheErrorOptions) {
+    super('ERR_INTERNAL', 500, message, options)
+  }
+}
+
 /** Map from code to the class that carries it; a test checks the two stay in step. */
 export const ERROR_CLASSES: { readonly [C in ErrorCode]: abstract new (...args: never[]) => CacheError } = {
   ERR_INVALID_OPTIONS: InvalidOptionsError,
@@ -225,6 +309,15 @@ export const ERROR_CLASSES: { readonly [C in ErrorCode]: abstract new (...args: 
   ERR_LOCK_LOST: LockLostError,
   ERR_BUS_UNAVAILABLE: BusUnavailableError,
   ERR_FEED_UNAVAILABLE: FeedUnavailableError,
+  ERR_BAD_REQUEST: BadRequestError,
+  ERR_UNAUTHORIZED: UnauthorizedError,
+  ERR_NOT_FOUND: NotFoundError,
+  ERR_METHOD_NOT_ALLOWED: MethodNotAllowedError,
+  ERR_PRECONDITION_FAILED: PreconditionFailedError,
+  ERR_TOO_LARGE: TooLargeError,
+  ERR_RATE_LIMITED: RateLimitedError,
+  ERR_BUSY: BusyError,
+  ERR_INTERNAL: InternalError,
 }
 
 /** True when `err` is a CacheError, optionally with the given code. */

@@ -135,6 +135,15 @@ describe('errors', () => {
       new api.LockLostError('k'),
       new api.BusUnavailableError('m'),
       new api.FeedUnavailableError('m'),
+      new api.BadRequestError('m'),
+      new api.UnauthorizedError(),
+      new api.NotFoundError('m'),
+      new api.MethodNotAllowedError('PATCH', ['GET']),
+      new api.PreconditionFailedError('m'),
+      new api.TooLargeError('m'),
+      new api.RateLimitedError(1),
+      new api.BusyError(1),
+      new api.InternalError(),
     ]
     assert.deepEqual(samples.map((e) => e.code).sort(), Object.keys(ERROR_CODES).sort())
     for (const e of samples) assert.equal(ERROR_CLASSES[e.code], e.constructor)
