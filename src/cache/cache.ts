@@ -271,16 +271,23 @@ export class Cache<V = unknown> {
   async delete(key: string): Promise<boolean> {
     this.#checkKey(key)
     const had = this.#l1.delete(key)
-    if (this.#l2 !== undefined) await this.#l2.delete(key)
-    await this.#bus?.deleted([key])
+    try {
+      if (this.#l2 !== undefined) await this.#l2.delete(key)
+    } finally {
+      // Announced even when L2 failed (l2.strictWrites): other L1s must drop the key anyway.
+      await this.#bus?.deleted([key])
+    }
     return had
   }
 
   /** Empties L1 and this cache's namespace in L2 (tag versions are kept). */
   async clear(): Promise<void> {
     this.#l1.clear()
-    if (this.#l2 !== undefined) await this.#l2.clear()
-    await this.#bus?.cleared()
+    try {
+      if (this.#l2 !== undefined) await this.#l2.clear()
+    } finally {
+      await this.#bus?.cleared()
+    }
   }
 
   /**
@@ -296,11 +303,14 @@ export class Cache<V = unknown> {
     for (const tag of tags) index.validate(tag)
     const versions = tags.map((tag) => index.invalidate(tag, mode))
     this.#tagInvalidations += tags.length
-    if (this.#l2 !== undefined) {
-      const l2 = this.#l2
-      await Promise.all(tags.map((tag, i) => l2.publishInvalidation(tag, mode, versions[i] as number)))
+    try {
+      if (this.#l2 !== undefined) {
+        const l2 = this.#l2
+        await Promise.all(tags.map((tag, i) => l2.publishInvalidation(tag, mode, versions[i] as number)))
+      }
+    } finally {
+      await this.#bus?.invalidated(tags.map((tag, i) => ({ tag, version: versions[i] as number, mode })))
     }
-    await this.#bus?.invalidated(tags.map((tag, i) => ({ tag, version: versions[i] as number, mode })))
   }
 
   /** Resolves with the value of `key` once it is stored (at once if fresh now). */
@@ -850,7 +860,8 @@ export class Cache<V = unknown> {
   }
 
   /**
-   * Stores in L1 and, with a second tier, in L2 (the returned promise; it never rejects).
+   * Stores in L1 and, with a second tier, in L2 (the returned promise; it never rejects,
+   * except for an explicit `set` under `l2.strictWrites` whose L2 write did not land).
    * A value the codec refuses (too large, not representable) is stored in L1 only and
    * reported on the error channel — or, when `strict` (an explicit `set`), refused with a
    * typed error before anything is written.
@@ -887,7 +898,17 @@ export class Cache<V = unknown> {
     else this.#l1.set(key, env, { ttl: keepUntil === Infinity ? Infinity : Math.max(1, keepUntil - now), tti: l2.l1Tti(o.tti) })
     if (origins !== undefined || this.#origins !== undefined) this.#indexOrigins(key, origins)
     if (bytes === undefined) return undefined
-    return fence === undefined ? l2.write(key, env, bytes) : l2.writeFenced(key, env, bytes, fence)
+    if (fence !== undefined) return l2.writeFenced(key, env, bytes, fence)
+    const written = l2.write(key, env, bytes)
+    if (!l2.store.strictWrites) return written
+    // strictWrites: the write rejects when it did not land. An explicit `set` reports it and
+    // drops the L1 copy (the caller was told the value is not stored: reads go back to
+    // whatever L2 holds); a cache fill keeps its L1 copy, and the error went to 'error'.
+    return written.catch((err: unknown) => {
+      if (!strict) return
+      if (this.#l1.peek(key) === (bare ? value : env)) this.#l1.delete(key)
+      throw err
+    })
   }
 
   #storeQuietly(key: string, value: V, o: Resolved<V>, ttl: number, tags: readonly string[] | undefined, tagVersion: number): void {

@@ -25,6 +25,10 @@
  *   the key instead, so L2 keeps no older value than the one the write tried to replace
  *   (except for values that only move forward, such as tag versions: see `set`).
  *
+ * - `strictWrites`: for callers whose acknowledgement must mean "in L2" (the cache node),
+ *   writes, deletes and clears that do not land reject with their typed error instead of
+ *   being queued or turned into deletes; the queue then stays empty.
+ *
  * Invariant: no method of this class returns a promise that can stay pending longer than
  * its timeout (plus retry delays for reads), whatever the store does.
  */
@@ -51,6 +55,13 @@ export interface GuardedStoreOptions {
   breaker?: CircuitBreakerOptions
   /** Failed writes kept for replay (one per key). @default 10_000 */
   writeQueue?: number
+  /**
+   * A write, delete or clear that does not land (failure, timeout, open breaker, refusal)
+   * rejects with its typed error instead of being queued for replay (or turned into a
+   * delete on refusal), so a caller's acknowledgement means "in L2". For callers that
+   * promise durability, such as the cache node. @default false
+   */
+  strictWrites?: boolean
 }
 
 export type StoreOperation = 'get' | 'getMany' | 'set' | 'delete' | 'touch' | 'clear' | 'lock' | 'replay'
@@ -90,6 +101,8 @@ export class GuardedStore {
   readonly #baseDelay: number
   readonly #maxDelay: number
   readonly #maxQueue: number
+  /** See `GuardedStoreOptions.strictWrites`: nothing is ever queued when set. */
+  readonly strictWrites: boolean
   readonly breaker: CircuitBreaker
   /** Insertion-ordered: replay order is the order the operations happened. */
   readonly #queue = new Map<string, QueuedOp>()
@@ -119,6 +132,7 @@ export class GuardedStore {
     const maxQueue = options.writeQueue ?? 10_000
     if (!Number.isSafeInteger(maxQueue) || maxQueue < 0) throw new InvalidOptionsError(`${prefix}writeQueue`, `expected an integer >= 0, got ${String(maxQueue)}`)
     this.#maxQueue = maxQueue
+    this.strictWrites = options.strictWrites === true
     this.breaker = new CircuitBreaker(clock, options.breaker, `${prefix}breaker.`)
     this.breaker.onChange = (state) => {
       if (state === 'closed' && this.#queue.size > 0) this.#scheduleReplay(0)
@@ -146,7 +160,7 @@ export class GuardedStore {
   }
 
   /**
-   * Writes, or queues the write when the store fails. Never rejects. A refused write deletes
+   * Writes, or queues the write when the store fails. Never rejects (unless `strictWrites`). A refused write deletes
    * the key, unless `keepOnRefusal`: for values that only move forward (tag versions), where
    * the older value is better than none.
    */
@@ -156,28 +170,31 @@ export class GuardedStore {
     try {
       await this.#call('set', key, () => this.store.set(key, value, ttlMs))
     } catch (err) {
+      if (this.strictWrites) throw err
       if (!isRefusal(err)) this.#enqueue(key, op)
       else if (err.code !== 'ERR_INVALID_KEY' && !keepOnRefusal) await this.delete(key)
     }
   }
 
-  /** Deletes, or queues the delete when the store fails. Never rejects. */
+  /** Deletes, or queues the delete when the store fails. Never rejects (unless `strictWrites`). */
   async delete(key: string): Promise<void> {
     if (this.#queue.size > 0) return this.#enqueue(key, { kind: 'delete' })
     try {
       await this.#call('delete', key, () => this.store.delete(key))
     } catch (err) {
+      if (this.strictWrites) throw err
       if (!isRefusal(err)) this.#enqueue(key, { kind: 'delete' })
     }
   }
 
-  /** Clears a prefix, or queues the clear when the store fails. Never rejects. */
+  /** Clears a prefix, or queues the clear when the store fails. Never rejects (unless `strictWrites`). */
   async clear(prefix: string): Promise<void> {
     const op: QueuedOp = { kind: 'clear', prefix }
     if (this.#queue.size > 0) return this.#enqueue(CLEAR_SLOT + prefix, op)
     try {
       await this.#call('clear', undefined, () => this.store.clear(prefix))
     } catch (err) {
+      if (this.strictWrites) throw err
       if (!isRefusal(err)) this.#enqueue(CLEAR_SLOT + prefix, op)
     }
   }

@@ -12,8 +12,10 @@
  *   write are atomic, and the stored value always carries the highest version drawn;
  * - remaining TTL from the record's absolute expiry (the facade expires it at the same
  *   instant: both are computed from one `clock.now()`).
- * An acknowledged write has been awaited through L1 and the store write (the facade's
- * tier queues a failed store write for replay instead of failing it; see ARCHITECTURE).
+ * An acknowledged write has been awaited through L1 and the store write. The facade runs
+ * with `l2.strictWrites`: a store write that does not land (full, failed, timed out) fails
+ * the request with its typed error and drops the L1 copy, instead of being queued for a
+ * replay that a crash would lose.
  *
  * Clearing by prefix (`DELETE /v1/keys?prefix=`, what `clientStore.clear(prefix)` needs):
  * the store range is removed at once; the in-process tier cannot be scanned through the
@@ -123,7 +125,10 @@ export class NodeEngine {
       namespace: NAMESPACE,
       // Values are opaque bytes, usually already compact: compressing them costs CPU per write.
       codec: { compression: false, maxValueBytes: options.maxValueBytes + 64 * 1024 },
-      l2: { timeout: options.storeTimeoutMs },
+      // A 2xx must mean "on disk": a store write that does not land fails the request
+      // (507 ERR_STORE_FULL, 503 ERR_STORE_UNAVAILABLE / ERR_STORE_TIMEOUT) instead of being
+      // queued for a replay that a crash would lose.
+      l2: { timeout: options.storeTimeoutMs, strictWrites: true },
       maxKeyLength: 1 << 20,
       defaults: { strategy: 'none' },
     })

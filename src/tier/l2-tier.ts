@@ -172,7 +172,7 @@ export class L2Tier<V> {
     return this.#codec.encode(record, key)
   }
 
-  /** Writes an encoded record (queued by the guarded store if L2 is down). Never rejects. */
+  /** Writes an encoded record (queued by the guarded store if L2 is down). Never rejects, unless the store has `strictWrites`. */
   async write(key: string, env: Envelope<V>, bytes: Uint8Array): Promise<void> {
     this.#writes++
     await this.store.set(this.#key(key), bytes, this.#ttl(env))

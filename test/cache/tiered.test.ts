@@ -425,3 +425,52 @@ describe('distributed lock (one factory run across processes)', () => {
     assert.ok(errors.some((e) => isCacheError(e.error, 'ERR_LOCK_LOST') && e.key === 'k'), 'A learns it lost the lock')
   })
 })
+
+describe('l2.strictWrites', () => {
+  test('set rejects with the store error when L2 is down, and L1 does not keep the value it refused', async () => {
+    const { clock, store, make } = world()
+    const a = make<string>({ l2: { timeout: '100ms', retry: { attempts: 0 }, strictWrites: true } })
+    await a.set('k', 'old')
+    store.health = 'down'
+    const r = await settle(clock, a.set('k', 'new'))
+    assert.ok(isCacheError(r.error, 'ERR_STORE_UNAVAILABLE'), `got ${String(r.error)}`)
+    store.health = 'up'
+    assert.equal(await a.get('k'), 'old', 'the refused value is not served; L2 still holds the old one')
+    assert.equal(a.stats().l2?.queued, 0)
+  })
+
+  test('a full store: set rejects with ERR_STORE_FULL and the older value stays readable', async () => {
+    const { clock, store, make } = world()
+    const a = make<string>({ l2: { timeout: '100ms', strictWrites: true } })
+    await a.set('k', 'old')
+    store.health = 'full'
+    const r = await settle(clock, a.set('k', 'new'))
+    assert.ok(isCacheError(r.error, 'ERR_STORE_FULL'))
+    store.health = 'up'
+    const b = make<string>()
+    assert.equal(await b.get('k'), 'old')
+    assert.equal(await a.get('k'), 'old')
+  })
+
+  test('delete and clear reject when L2 is down; invalidateTags still invalidates locally', async () => {
+    const { clock, store, make } = world()
+    const a = make<string>({ l2: { timeout: '100ms', retry: { attempts: 0 }, strictWrites: true } })
+    await a.set('t', 'tagged', { tags: ['org:1'] })
+    store.health = 'down'
+    assert.ok(isCacheError((await settle(clock, a.delete('x'))).error, 'ERR_STORE_UNAVAILABLE'))
+    assert.ok(isCacheError((await settle(clock, a.invalidateTags(['org:1']))).error, 'ERR_STORE_UNAVAILABLE'))
+    assert.equal(await a.peek('t'), undefined, 'the local invalidation happened before the L2 write failed')
+    assert.ok(isCacheError((await settle(clock, a.clear())).error, 'ERR_STORE_UNAVAILABLE'))
+  })
+
+  test('a getOrSet fill never fails because of L2, even with strictWrites', async () => {
+    const { clock, store, make } = world()
+    const a = make<string>({ l2: { timeout: '100ms', retry: { attempts: 0 }, strictWrites: true } })
+    const errors = errorsOf(a as Cache<unknown>)
+    store.health = 'down'
+    const r = await settle(clock, a.getOrSet('k', () => 'computed'))
+    assert.equal(r.value, 'computed')
+    assert.ok(errors.some((e) => isCacheError(e.error, 'ERR_STORE_UNAVAILABLE')))
+    assert.equal(a.stats().l2?.queued, 0)
+  })
+})

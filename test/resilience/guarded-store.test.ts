@@ -273,3 +273,51 @@ describe('GuardedStore', () => {
     bad({ breaker: { successThreshold: 0 } }, 'l2.breaker.successThreshold')
   })
 })
+
+describe('GuardedStore with strictWrites', () => {
+  test('a write to a failing store rejects with ERR_STORE_UNAVAILABLE and nothing is queued', async () => {
+    const { clock, raw, store } = setup({ strictWrites: true })
+    raw.health = 'down'
+    const r = await settle(clock, store.set('k', bytes('v'), 60_000))
+    assert.ok(isCacheError(r.error) && r.error.code === 'ERR_STORE_UNAVAILABLE', `got ${String(r.error)}`)
+    const d = await settle(clock, store.delete('k'))
+    assert.ok(isCacheError(d.error) && d.error.code === 'ERR_STORE_UNAVAILABLE')
+    const c = await settle(clock, store.clear(''))
+    assert.ok(isCacheError(c.error) && c.error.code === 'ERR_STORE_UNAVAILABLE')
+    assert.equal(store.stats().queued, 0, 'a strict store never queues')
+    // Once the store is back, nothing old is replayed over newer data.
+    raw.health = 'up'
+    await store.set('k', bytes('new'), 60_000)
+    clock.advance(60_000)
+    await flush()
+    assert.equal(text(raw.data.get('k')?.value), 'new')
+  })
+
+  test('a hung store: the write rejects with ERR_STORE_TIMEOUT within the timeout', async () => {
+    const { clock, raw, store } = setup({ strictWrites: true })
+    raw.health = 'hung'
+    const r = await settle(clock, store.set('k', bytes('v'), 60_000))
+    assert.ok(isCacheError(r.error) && r.error.code === 'ERR_STORE_TIMEOUT')
+    assert.ok(r.elapsed <= 110, `settled after ${r.elapsed} ms`)
+    assert.equal(store.stats().queued, 0)
+  })
+
+  test('a refusal (full) rejects with ERR_STORE_FULL and keeps the older value instead of deleting it', async () => {
+    const { clock, raw, store } = setup({ strictWrites: true })
+    await store.set('k', bytes('old'), 60_000)
+    raw.health = 'full'
+    const r = await settle(clock, store.set('k', bytes('new'), 60_000))
+    assert.ok(isCacheError(r.error) && r.error.code === 'ERR_STORE_FULL')
+    assert.equal(text(raw.data.get('k')?.value), 'old')
+    assert.equal(store.breaker.state, 'closed', 'a refusal is not a failure')
+    assert.equal(store.stats().queued, 0)
+  })
+
+  test('strictWrites off (the default): the same failure is queued and the call resolves', async () => {
+    const { clock, raw, store } = setup()
+    raw.health = 'down'
+    const r = await settle(clock, store.set('k', bytes('v'), 60_000))
+    assert.equal(r.error, undefined)
+    assert.equal(store.stats().queued, 1)
+  })
+})

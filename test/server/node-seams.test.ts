@@ -8,7 +8,7 @@ import { InProcessNetwork, startNode, type PeerAddress, type WriteEvent } from '
 import { KeyedMutex } from '../../src/server/keyed-mutex.js'
 import { TokenBucketLimiter } from '../../src/server/token-bucket.js'
 import { VersionClock } from '../../src/server/version-clock.js'
-import { survivingStore } from '../support/node-fixtures.js'
+import { errorCode, survivingStore, tempDir } from '../support/node-fixtures.js'
 
 const peer = (id: string): PeerAddress => ({ id, host: '127.0.0.1', port: 1, region: 'r' })
 const silent = { info: () => undefined, warn: () => undefined, error: () => undefined }
@@ -72,6 +72,62 @@ describe('node seams', () => {
     const failing = { ...survivingStore(store), set: async () => { throw new Error('disk gone') } }
     const fresh = await VersionClock.open(failing, 'other', clock)
     await assert.rejects(fresh.next(), (err: unknown) => (err as { code?: string }).code === 'ERR_STORE_UNAVAILABLE' && (err as Error).cause instanceof Error)
+  })
+
+  test('a store write that fails is not acknowledged: 503 ERR_STORE_UNAVAILABLE, the old value is still served, nothing waits for a replay', async () => {
+    const inner = memoryStore()
+    let broken = false
+    const store: typeof inner = { ...survivingStore(inner), set: (k, v, t) => (broken && k.startsWith('node:') ? Promise.reject(new Error('disk gone')) : inner.set(k, v, t)) }
+    const node = await startNode({ port: 0, store, logger: silent })
+    try {
+      assert.equal((await node.inject({ method: 'PUT', url: '/v1/keys/a', body: 'old' })).status, 200)
+      broken = true
+      const failed = await node.inject({ method: 'PUT', url: '/v1/keys/a', body: 'new' })
+      assert.equal(failed.status, 503)
+      assert.equal(errorCode(failed.body), 'ERR_STORE_UNAVAILABLE')
+      const read = await node.inject({ method: 'GET', url: '/v1/keys/a' })
+      assert.equal(read.status, 200)
+      assert.equal(Buffer.from(read.body).toString(), 'old', 'the refused value is not served from memory')
+      broken = false
+      assert.equal((await node.inject({ method: 'PUT', url: '/v1/keys/a', body: 'newer' })).status, 200)
+      assert.equal(Buffer.from((await node.inject({ method: 'GET', url: '/v1/keys/a' })).body).toString(), 'newer')
+    } finally {
+      await node.close()
+      await inner.close()
+    }
+  })
+
+  test('a full disk: 507 ERR_STORE_FULL, earlier values intact, also after a restart', async () => {
+    const dir = tempDir()
+    const value = 'x'.repeat(100_000)
+    const open: Array<Awaited<ReturnType<typeof startNode>>> = []
+    try {
+      const first = await startNode({ port: 0, dataDir: dir.path, disk: '1mb', logger: silent })
+      open.push(first)
+      let stored = 0
+      let full: Awaited<ReturnType<typeof first.inject>> | undefined
+      for (let i = 0; i < 40 && full === undefined; i++) {
+        const r = await first.inject({ method: 'PUT', url: `/v1/keys/k${i}`, body: value })
+        if (r.status === 200) stored++
+        else full = r
+      }
+      assert.ok(full !== undefined, 'the store filled up')
+      assert.equal(full.status, 507)
+      assert.equal(errorCode(full.body), 'ERR_STORE_FULL')
+      assert.ok(stored > 0)
+      assert.equal((await first.inject({ method: 'GET', url: `/v1/keys/k${stored}` })).status, 404, 'the refused write is not served')
+      await open.pop()?.close()
+      const second = await startNode({ port: 0, dataDir: dir.path, disk: '1mb', logger: silent })
+      open.push(second)
+      for (let i = 0; i < stored; i++) {
+        const r = await second.inject({ method: 'GET', url: `/v1/keys/k${i}` })
+        assert.equal(r.status, 200, `k${i} survived`)
+        assert.equal(Buffer.from(r.body).length, value.length)
+      }
+    } finally {
+      for (const n of open) await n.close()
+      dir.remove()
+    }
   })
 
   test('KeyedMutex runs one task per key at a time and forgets idle keys', async () => {
