@@ -130,3 +130,39 @@ export function registerMetrics(cache: StatsSource, options: MetricsOptions = {}
   })
   return registry
 }
+
+/** A number read when the registry is scraped (server counters and gauges). */
+export interface Reading {
+  /** Full metric name, e.g. `stratacache_node_requests_total`. */
+  readonly name: string
+  readonly help: string
+  readonly type: 'counter' | 'gauge'
+  readonly read: () => number
+}
+
+/** Registers plain readings (no labels) in `registry`; each is read only when scraped. */
+export function registerReadings(registry: Registry, readings: readonly Reading[]): void {
+  for (const r of readings) {
+    if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(r.name)) throw new InvalidOptionsError('name', `not a valid Prometheus metric name: ${JSON.stringify(r.name)}`)
+    if (r.type === 'counter') {
+      new Counter({
+        name: r.name,
+        help: r.help,
+        registers: [registry],
+        collect() {
+          this.reset()
+          this.inc(r.read())
+        },
+      })
+    } else {
+      new Gauge({
+        name: r.name,
+        help: r.help,
+        registers: [registry],
+        collect() {
+          this.set(r.read())
+        },
+      })
+    }
+  }
+}

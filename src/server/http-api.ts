@@ -1,0 +1,339 @@
+/**
+ * The node's HTTP API (docs/PROTOCOL.md) as a function from a fully read request to a
+ * response — no sockets here. The node's socket layer (`node.ts`) reads bodies within
+ * limits, applies admission (auth, rate, concurrency, draining) and writes the answer;
+ * tests can call `handle` directly (`NodeHandle.inject`).
+ *
+ * Every failure becomes a typed JSON error `{ code, message }`: validation throws
+ * `CacheError`s with codes from `STATUS_OF_CODE`; anything else is a bug, answered
+ * `500 ERR_INTERNAL` and reported through `onInternalError`.
+ */
+import { BadRequestError, CacheError, InternalError, MethodNotAllowedError, NotFoundError, TooLargeError, type ErrorCode } from '../core/errors.js'
+import {
+  API_PREFIX,
+  CONFIRM_CLEAR,
+  HEADER_CONFIRM,
+  HEADER_TAGS,
+  HEADER_TTL,
+  STATUS_OF_CODE,
+  TTL_NONE,
+  type MgetResult,
+  type WireEntry,
+} from '../protocol/wire.js'
+import { checkKey, decodeBase64, formatEtag, parseIfMatch, parseJsonObject, parseKeySegment, parseTagsJson, parseTagsParam, parseTtlJson, parseTtlParam } from '../protocol/validate.js'
+import type { EngineWrite, EntryView, NodeEngine } from './node-engine.js'
+
+export type Headers = Readonly<Record<string, string | string[] | undefined>>
+
+/** A request with its body read. Header names are lower-case (as node:http gives them). */
+export interface ApiRequest {
+  readonly method: string
+  /** Path and query, as sent (`/v1/keys/a%2Fb?ttl=60`). */
+  readonly url: string
+  readonly headers: Headers
+  readonly body: Uint8Array
+}
+
+export interface ApiResponse {
+  readonly status: number
+  readonly headers: Readonly<Record<string, string>>
+  readonly body: Uint8Array | string
+}
+
+export interface ApiLimits {
+  readonly maxKeyBytes: number
+  readonly maxValueBytes: number
+  readonly maxBodyBytes: number
+  readonly maxBatch: number
+}
+
+/** What the API needs from the node around it. */
+export interface ApiHost {
+  readonly engine: NodeEngine
+  readonly limits: ApiLimits
+  ready(): boolean
+  stats(): unknown
+  metrics(): Promise<{ contentType: string; body: string }>
+  onInternalError(error: unknown, request: ApiRequest): void
+}
+
+/** Body limit of requests that carry no payload (GET, DELETE, HEAD…): a body is read and ignored up to this. */
+const NO_PAYLOAD_LIMIT = 64 * 1024
+const JSON_TYPE = 'application/json'
+const TEXT_TYPE = 'text/plain; charset=utf-8'
+const BYTES_TYPE = 'application/octet-stream'
+
+/** Routes that are not subject to auth, rate limits or the concurrency bound. */
+export function isProbe(method: string, path: string): boolean {
+  return method === 'GET' && (path === '/healthz' || path === '/readyz' || path === '/ping')
+}
+
+/** Splits `url` into its path and query string (without '?'). */
+export function splitUrl(url: string): { path: string; query: string } {
+  const q = url.indexOf('?')
+  return q === -1 ? { path: url, query: '' } : { path: url.slice(0, q), query: url.slice(q + 1) }
+}
+
+export function errorResponse(code: ErrorCode, message: string, status = STATUS_OF_CODE[code] ?? 500, extra?: Record<string, string>): ApiResponse {
+  return { status, headers: { 'content-type': JSON_TYPE, ...extra }, body: JSON.stringify({ code, message }) }
+}
+
+function json(value: unknown, extra?: Record<string, string>): ApiResponse {
+  return { status: 200, headers: { 'content-type': JSON_TYPE, ...extra }, body: JSON.stringify(value) }
+}
+
+function text(body: string, status = 200): ApiResponse {
+  return { status, headers: { 'content-type': TEXT_TYPE }, body }
+}
+
+function header(headers: Headers, name: string): string | undefined {
+  const v = headers[name]
+  if (v === undefined) return undefined
+  if (typeof v === 'string') return v
+  throw new BadRequestError(`Header ${name} given more than once`)
+}
+
+/** Query parameters, each at most once and only from `allowed`. */
+function queryParams(query: string, allowed: readonly string[]): Map<string, string> {
+  const out = new Map<string, string>()
+  if (query === '') return out
+  if (query.length > 32 * 1024) throw new BadRequestError('Query string too long')
+  let params: URLSearchParams
+  try {
+    params = new URLSearchParams(query)
+  } catch (err) {
+    throw new BadRequestError('Malformed query string', { cause: err })
+  }
+  for (const [name, value] of params) {
+    if (!allowed.includes(name)) throw new BadRequestError(`Unknown query parameter ${JSON.stringify(name.slice(0, 40))}; allowed: ${allowed.join(', ') || 'none'}`)
+    if (out.has(name)) throw new BadRequestError(`Query parameter ${name} given more than once`)
+    out.set(name, value)
+  }
+  return out
+}
+
+function toWire(key: string, e: EntryView): WireEntry {
+  return { key, value: Buffer.from(e.value.buffer, e.value.byteOffset, e.value.byteLength).toString('base64'), version: e.version, ttl: e.ttl, tags: e.tags }
+}
+
+function entryHeaders(e: EntryView): Record<string, string> {
+  const h: Record<string, string> = { etag: formatEtag(e.version), [HEADER_TTL]: e.ttl === null ? TTL_NONE : String(e.ttl) }
+  if (e.tags.length > 0) h[HEADER_TAGS] = e.tags.join(',')
+  return h
+}
+
+type Route =
+  | { kind: 'key'; key: string }
+  | { kind: 'keys' | 'mget' | 'mset' | 'invalidate' | 'stats' | 'healthz' | 'readyz' | 'metrics' | 'ping' }
+  | { kind: 'zerocache'; key: string }
+
+const ALLOW: Readonly<Record<Route['kind'], readonly string[]>> = {
+  key: ['GET', 'PUT', 'DELETE'],
+  keys: ['DELETE'],
+  mget: ['POST'],
+  mset: ['POST'],
+  invalidate: ['POST'],
+  stats: ['GET'],
+  healthz: ['GET'],
+  readyz: ['GET'],
+  metrics: ['GET'],
+  ping: ['GET'],
+  zerocache: ['GET', 'PUT', 'DELETE'],
+}
+
+const FIXED: Readonly<Record<string, Route['kind']>> = {
+  [`${API_PREFIX}/keys`]: 'keys',
+  [`${API_PREFIX}/mget`]: 'mget',
+  [`${API_PREFIX}/mset`]: 'mset',
+  [`${API_PREFIX}/invalidate`]: 'invalidate',
+  [`${API_PREFIX}/stats`]: 'stats',
+  '/healthz': 'healthz',
+  '/readyz': 'readyz',
+  '/metrics': 'metrics',
+  '/ping': 'ping',
+}
+
+const KEY_PREFIX = `${API_PREFIX}/keys/`
+
+function route(path: string, maxKeyBytes: number): Route {
+  const fixed = FIXED[path]
+  if (fixed !== undefined) return { kind: fixed } as Route
+  if (path.startsWith(KEY_PREFIX)) {
+    const segment = path.slice(KEY_PREFIX.length)
+    if (segment.includes('/')) throw new BadRequestError('A key in a path must be one percent-encoded segment (encode "/" as %2F)')
+    return { kind: 'key', key: parseKeySegment(segment, maxKeyBytes) }
+  }
+  if (path.startsWith(`${API_PREFIX}/`) || path === API_PREFIX) throw new NotFoundError(`No route ${JSON.stringify(path.slice(0, 80))}`)
+  // Zerocache: /{region}/{key}, two non-empty segments.
+  const parts = path.split('/')
+  if (parts.length === 3 && parts[0] === '' && parts[1] !== '' && parts[2] !== '') {
+    if (path.length > maxKeyBytes * 3 + 2) throw new TooLargeError(`Key is over the limit of ${maxKeyBytes} bytes`)
+    const region = parseKeySegment(parts[1], maxKeyBytes)
+    const key = `${region}/${parseKeySegment(parts[2], maxKeyBytes)}`
+    checkKey(key, maxKeyBytes)
+    return { kind: 'zerocache', key }
+  }
+  throw new NotFoundError(`No route ${JSON.stringify(path.slice(0, 80))}`)
+}
+
+export class HttpApi {
+  readonly #host: ApiHost
+  readonly #limits: ApiLimits
+
+  constructor(host: ApiHost) {
+    this.#host = host
+    this.#limits = host.limits
+  }
+
+  /** How many body bytes a request to this method and path may carry (checked before reading it). */
+  bodyLimit(method: string, path: string): number {
+    if (method === 'PUT') return this.#limits.maxValueBytes
+    if (method === 'POST') return this.#limits.maxBodyBytes
+    return NO_PAYLOAD_LIMIT
+  }
+
+  /** Answers one request; never rejects. */
+  async handle(request: ApiRequest): Promise<ApiResponse> {
+    try {
+      return await this.#dispatch(request)
+    } catch (err) {
+      if (err instanceof CacheError) {
+        const status = STATUS_OF_CODE[err.code]
+        if (status !== undefined) {
+          const extra: Record<string, string> | undefined = err instanceof MethodNotAllowedError ? { allow: err.allow.join(', ') } : undefined
+          return errorResponse(err.code, err.message, status, extra)
+        }
+      }
+      this.#host.onInternalError(err, request)
+      const internal = new InternalError('The node failed while serving this request', { cause: err })
+      return errorResponse(internal.code, internal.message)
+    }
+  }
+
+  async #dispatch(request: ApiRequest): Promise<ApiResponse> {
+    const { method } = request
+    const { path, query } = splitUrl(request.url)
+    const r = route(path, this.#limits.maxKeyBytes)
+    const allow = ALLOW[r.kind]
+    if (!allow.includes(method)) throw new MethodNotAllowedError(method, allow)
+    const engine = this.#host.engine
+    switch (r.kind) {
+      case 'key':
+        return this.#key(r.key, method, query, request)
+      case 'zerocache':
+        return this.#zerocache(r.key, method, query, request)
+      case 'mget':
+        queryParams(query, [])
+        return this.#mget(request.body)
+      case 'mset':
+        queryParams(query, [])
+        return this.#mset(request.body)
+      case 'invalidate': {
+        queryParams(query, [])
+        const body = parseJsonObject(request.body)
+        const tags = parseTagsJson(body.tags)
+        if (body.tags === undefined) throw new BadRequestError('Body must have "tags": an array of tags')
+        const mode = body.mode ?? 'hard'
+        if (mode !== 'hard' && mode !== 'soft') throw new BadRequestError('"mode" must be "hard" or "soft"')
+        return json({ invalidated: await engine.invalidate(tags, mode) })
+      }
+      case 'keys': {
+        queryParams(query, [])
+        if (header(request.headers, HEADER_CONFIRM) !== CONFIRM_CLEAR) throw new BadRequestError(`Clearing every key needs the header ${HEADER_CONFIRM}: ${CONFIRM_CLEAR}`)
+        await engine.clear()
+        return json({ cleared: true })
+      }
+      case 'stats':
+        queryParams(query, [])
+        return json(this.#host.stats())
+      case 'healthz':
+        return text('ok')
+      case 'readyz':
+        return this.#host.ready() ? text('ready') : errorResponse('ERR_BUSY', 'The node is not ready (starting or draining)', 503, { 'retry-after': '1' })
+      case 'ping':
+        return text('pong')
+      case 'metrics': {
+        const m = await this.#host.metrics()
+        return { status: 200, headers: { 'content-type': m.contentType }, body: m.body }
+      }
+    }
+  }
+
+  async #key(key: string, method: string, query: string, request: ApiRequest): Promise<ApiResponse> {
+    const engine = this.#host.engine
+    if (method === 'GET') {
+      queryParams(query, [])
+      const e = await engine.get(key)
+      if (e === undefined) throw new NotFoundError('No live entry under this key')
+      return { status: 200, headers: { 'content-type': BYTES_TYPE, ...entryHeaders(e) }, body: e.value }
+    }
+    const ifMatch = parseIfMatch(header(request.headers, 'if-match'))
+    if (method === 'PUT') {
+      const params = queryParams(query, ['ttl', 'tags'])
+      const ttl = parseTtlParam(params.get('ttl'), 'ttl')
+      const tags = parseTagsParam(params.get('tags'))
+      this.#checkValue(request.body.byteLength)
+      const r = await engine.put({ key, value: request.body, ttl, tags, ifMatch })
+      return json(r, { etag: formatEtag(r.version), [HEADER_TTL]: r.ttl === null ? TTL_NONE : String(r.ttl) })
+    }
+    queryParams(query, [])
+    return json({ deleted: await engine.delete(key, ifMatch) })
+  }
+
+  async #zerocache(key: string, method: string, query: string, request: ApiRequest): Promise<ApiResponse> {
+    const engine = this.#host.engine
+    if (method === 'GET') {
+      queryParams(query, [])
+      const e = await engine.get(key)
+      if (e === undefined) throw new NotFoundError('No live entry under this key')
+      return { status: 200, headers: { 'content-type': BYTES_TYPE, ...entryHeaders(e) }, body: e.value }
+    }
+    if (method === 'PUT') {
+      const params = queryParams(query, ['expiry'])
+      const ttl = parseTtlParam(params.get('expiry'), 'expiry')
+      this.#checkValue(request.body.byteLength)
+      const r = await engine.put({ key, value: request.body, ttl, tags: [] })
+      return { status: 200, headers: { 'content-type': TEXT_TYPE, etag: formatEtag(r.version) }, body: 'OK' }
+    }
+    queryParams(query, [])
+    await engine.delete(key)
+    return text('OK')
+  }
+
+  async #mget(body: Uint8Array): Promise<ApiResponse> {
+    const parsed = parseJsonObject(body)
+    const keys = parsed.keys
+    if (!Array.isArray(keys)) throw new BadRequestError('Body must have "keys": an array of keys')
+    if (keys.length > this.#limits.maxBatch) throw new TooLargeError(`mget of ${keys.length} keys is over the limit of ${this.#limits.maxBatch}`)
+    for (const key of keys as unknown[]) checkKey(key, this.#limits.maxKeyBytes)
+    const found = await this.#host.engine.getMany(keys as string[])
+    const result: MgetResult = { entries: found.map((e, i) => (e === undefined ? null : toWire(keys[i] as string, e))) }
+    return json(result)
+  }
+
+  async #mset(body: Uint8Array): Promise<ApiResponse> {
+    const parsed = parseJsonObject(body)
+    const entries = parsed.entries
+    if (!Array.isArray(entries)) throw new BadRequestError('Body must have "entries": an array of { key, value, ttl?, tags? }')
+    if (entries.length > this.#limits.maxBatch) throw new TooLargeError(`mset of ${entries.length} entries is over the limit of ${this.#limits.maxBatch}`)
+    // Validate everything before writing anything.
+    const writes: EngineWrite[] = []
+    for (let i = 0; i < entries.length; i++) {
+      const e: unknown = entries[i]
+      if (e === null || typeof e !== 'object' || Array.isArray(e)) throw new BadRequestError(`entries[${i}] must be an object`)
+      const entry = e as Record<string, unknown>
+      for (const name of Object.keys(entry)) {
+        if (name !== 'key' && name !== 'value' && name !== 'ttl' && name !== 'tags') throw new BadRequestError(`entries[${i}] has an unknown field ${JSON.stringify(name.slice(0, 40))}`)
+      }
+      checkKey(entry.key, this.#limits.maxKeyBytes)
+      const value = decodeBase64(entry.value, `entries[${i}].value`)
+      this.#checkValue(value.byteLength)
+      writes.push({ key: entry.key, value, ttl: parseTtlJson(entry.ttl, `entries[${i}].ttl`), tags: parseTagsJson(entry.tags, `entries[${i}].tags`) })
+    }
+    return json({ versions: await this.#host.engine.putMany(writes) })
+  }
+
+  #checkValue(bytes: number): void {
+    if (bytes > this.#limits.maxValueBytes) throw new TooLargeError(`Value of ${bytes} bytes is over the limit of ${this.#limits.maxValueBytes}`)
+  }
+}

@@ -1,0 +1,8 @@
+// The cache node: startNode and the seams the cluster builds on.
+export { startNode } from './node.js'
+export type { InjectRequest, NodeHandle } from './node.js'
+export type { NodeOptions, ResolvedNodeOptions } from './node-options.js'
+export type { ApiRequest, ApiResponse } from './http-api.js'
+export type { NodeLogger } from './logger.js'
+export { InProcessNetwork, noReplication, noTransport } from './transport.js'
+export type { PeerAddress, PeerMessage, Replicator, Transport, WriteEvent } from './transport.js'

@@ -1,0 +1,225 @@
+/**
+ * The node's keyspace: what the HTTP API reads and writes, independent of HTTP.
+ *
+ * Design. Entries are `NodeRecord`s (value bytes, version, absolute expiry, tags) kept by
+ * the library's own facade (`Cache`): L1 is the in-process engine bounded by bytes, L2 the
+ * node's persistent store (LMDB by default), tags and their invalidations are the
+ * facade's versioned trie with tag versions persisted in the store (so an invalidation
+ * survives a restart and a record read back from disk is checked against it). The node
+ * adds what a server needs on top:
+ * - versions from a `VersionClock` (node-wide, persisted high-water mark);
+ * - every write of a key runs under a per-key `KeyedMutex`, so `If-Match` checks and the
+ *   write are atomic, and the stored value always carries the highest version drawn;
+ * - remaining TTL from the record's absolute expiry (the facade expires it at the same
+ *   instant: both are computed from one `clock.now()`).
+ * An acknowledged write has been awaited through L1 and the store write (the facade's
+ * tier queues a failed store write for replay instead of failing it; see ARCHITECTURE).
+ */
+import type { Clock } from '../core/clock.js'
+import { PreconditionFailedError } from '../core/errors.js'
+import { Cache } from '../cache/cache.js'
+import type { Store } from '../store/types.js'
+import { KeyedMutex } from './keyed-mutex.js'
+import { noReplication, type Replicator } from './transport.js'
+import { VersionClock } from './version-clock.js'
+
+/** What the node stores per key (inside the facade's envelope). */
+export interface NodeRecord {
+  /** The value bytes. */
+  readonly v: Uint8Array
+  /** Version. */
+  readonly n: number
+  /** Absolute expiry in ms since the epoch; 0 = none. */
+  readonly e: number
+  /** Tags (validated). */
+  readonly t: readonly string[]
+}
+
+/** An entry as the API returns it. */
+export interface EntryView {
+  readonly value: Uint8Array
+  readonly version: number
+  /** Remaining TTL in whole seconds (rounded up), `null` for no expiry. */
+  readonly ttl: number | null
+  readonly tags: readonly string[]
+}
+
+export interface EngineWrite {
+  readonly key: string
+  readonly value: Uint8Array
+  /** Seconds; `null` for no expiry. */
+  readonly ttl: number | null
+  readonly tags: readonly string[]
+  /** Write only if the current version equals this (`'*'`: only if the key exists). */
+  readonly ifMatch?: number | '*'
+}
+
+export interface NodeEngineOptions {
+  readonly store: Store
+  readonly clock: Clock
+  /** Bytes the in-process tier may hold. */
+  readonly memoryBytes: number
+  /** Largest value, for the codec's bound. */
+  readonly maxValueBytes: number
+  /** Timeout of one store operation, ms. */
+  readonly storeTimeoutMs: number
+  readonly replicator?: Replicator
+}
+
+/** Namespace of entries in the store; the version mark lives outside it, so `clear` keeps it. */
+const NAMESPACE = 'node'
+const VERSION_MARK_KEY = 'node#version'
+const RECORD_OVERHEAD = 160
+
+function isRecord(value: unknown): value is NodeRecord {
+  return typeof value === 'object' && value !== null && 'v' in value && 'n' in value && 'e' in value
+}
+
+/** Bytes an L1 item costs: the facade stores either the record or an envelope around it. */
+function sizeOfItem(item: unknown): number {
+  const record = isRecord(item) ? item : typeof item === 'object' && item !== null && 'value' in item && isRecord(item.value) ? item.value : undefined
+  if (record === undefined) return RECORD_OVERHEAD
+  let size = RECORD_OVERHEAD + record.v.byteLength
+  for (const tag of record.t) size += 2 * tag.length + 16
+  return size
+}
+
+export class NodeEngine {
+  readonly #cache: Cache<NodeRecord>
+  readonly #store: Store
+  readonly #clock: Clock
+  readonly #versions: VersionClock
+  readonly #mutex = new KeyedMutex()
+  readonly #replicator: Replicator
+  #closed = false
+
+  private constructor(cache: Cache<NodeRecord>, options: NodeEngineOptions, versions: VersionClock) {
+    this.#cache = cache
+    this.#store = options.store
+    this.#clock = options.clock
+    this.#versions = versions
+    this.#replicator = options.replicator ?? noReplication
+  }
+
+  static async open(options: NodeEngineOptions): Promise<NodeEngine> {
+    const versions = await VersionClock.open(options.store, VERSION_MARK_KEY, options.clock)
+    const cache = new Cache<NodeRecord>({
+      clock: options.clock,
+      memory: { maxBytes: options.memoryBytes, sizeOf: sizeOfItem },
+      store: options.store,
+      namespace: NAMESPACE,
+      // Values are opaque bytes, usually already compact: compressing them costs CPU per write.
+      codec: { compression: false, maxValueBytes: options.maxValueBytes + 64 * 1024 },
+      l2: { timeout: options.storeTimeoutMs },
+      maxKeyLength: 1 << 20,
+      defaults: { strategy: 'none' },
+    })
+    return new NodeEngine(cache, options, versions)
+  }
+
+  /** The store's name (`lmdb`, `memory`, …). */
+  get storeName(): string {
+    return this.#store.name
+  }
+
+  /** The highest version handed out so far. */
+  get lastVersion(): number {
+    return this.#versions.last
+  }
+
+  async get(key: string): Promise<EntryView | undefined> {
+    const record = await this.#cache.get(key)
+    return record === undefined ? undefined : this.#view(record)
+  }
+
+  async getMany(keys: readonly string[]): Promise<(EntryView | undefined)[]> {
+    return Promise.all(keys.map((key) => this.get(key)))
+  }
+
+  /** Writes one entry; resolves with its version and TTL. `ERR_PRECONDITION_FAILED` when `ifMatch` fails. */
+  put(write: EngineWrite): Promise<{ version: number; ttl: number | null }> {
+    return this.#mutex.run(write.key, async () => {
+      if (write.ifMatch !== undefined) await this.#checkMatch(write.key, write.ifMatch)
+      const version = await this.#versions.next()
+      const now = this.#clock.now()
+      const ttlMs = write.ttl === null ? Infinity : write.ttl * 1000
+      const record: NodeRecord = { v: write.value, n: version, e: write.ttl === null ? 0 : now + ttlMs, t: write.tags }
+      await this.#cache.set(write.key, record, { ttl: ttlMs, tags: write.tags.length === 0 ? undefined : [...write.tags] })
+      this.#offer({ type: 'put', key: write.key, value: write.value, version, expiresAt: record.e === 0 ? null : record.e, tags: write.tags })
+      return { version, ttl: write.ttl }
+    })
+  }
+
+  /** Writes entries (each under its key's lock, in order for repeated keys); versions in order. */
+  async putMany(writes: readonly EngineWrite[]): Promise<number[]> {
+    const results = await Promise.all(writes.map((w) => this.put(w)))
+    return results.map((r) => r.version)
+  }
+
+  /** Deletes `key`; true when a live entry was there. */
+  delete(key: string, ifMatch?: number | '*'): Promise<boolean> {
+    return this.#mutex.run(key, async () => {
+      const current = await this.#cache.get(key)
+      if (ifMatch !== undefined) this.#match(key, current, ifMatch)
+      if (current === undefined) {
+        // Nothing live; still drop a dead copy the store may hold.
+        await this.#cache.delete(key)
+        return false
+      }
+      await this.#cache.delete(key)
+      this.#offer({ type: 'delete', key })
+      return true
+    })
+  }
+
+  async invalidate(tags: readonly string[], mode: 'hard' | 'soft'): Promise<number> {
+    await this.#cache.invalidateTags(tags, { mode })
+    for (const tag of tags) this.#offer({ type: 'invalidate', tags: [tag], mode })
+    return tags.length
+  }
+
+  async clear(): Promise<void> {
+    await this.#cache.clear()
+    this.#offer({ type: 'clear' })
+  }
+
+  cacheStats(): ReturnType<Cache['stats']> {
+    return this.#cache.stats()
+  }
+
+  /** The facade, for metrics registration. */
+  get cache(): Cache<NodeRecord> {
+    return this.#cache
+  }
+
+  /** Stops the tiers and closes the store (LMDB flushes on close). Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    await this.#replicator.close()
+    await this.#cache.close()
+    await this.#store.close()
+  }
+
+  async #checkMatch(key: string, ifMatch: number | '*'): Promise<void> {
+    this.#match(key, await this.#cache.get(key), ifMatch)
+  }
+
+  #match(key: string, current: NodeRecord | undefined, ifMatch: number | '*'): void {
+    if (current === undefined) throw new PreconditionFailedError(`If-Match ${ifMatch === '*' ? '*' : `"${ifMatch}"`}: key ${JSON.stringify(key.slice(0, 60))} has no live entry`)
+    if (ifMatch !== '*' && current.n !== ifMatch) throw new PreconditionFailedError(`If-Match "${ifMatch}": the current version is "${current.n}"`)
+  }
+
+  #view(record: NodeRecord): EntryView {
+    const ttl = record.e === 0 ? null : Math.max(1, Math.ceil((record.e - this.#clock.now()) / 1000))
+    return { value: record.v, version: record.n, ttl, tags: record.t }
+  }
+
+  #offer(event: Parameters<Replicator['onWrite']>[0]): void {
+    try {
+      this.#replicator.onWrite(event)
+    } catch {
+      // A replicator must not throw; if it does, the local write still stands.
+    }
+  }
+}

@@ -1,0 +1,481 @@
+/**
+ * `startNode(options)`: one cache node — the HTTP API of `http-api.ts` on node:http (or
+ * node:https), guarded, over a `NodeEngine`.
+ *
+ * Request path (admission before any work, LoomCache's order of defences):
+ *   connection → per-IP connection limit (503 + close)
+ *   request    → draining? (503 + close) → auth (401) → token bucket (429) →
+ *                concurrency bound (503, never queued) → body read within its limit (413)
+ *                → route → engine → response
+ * Probes (`/healthz`, `/readyz`, `/ping`) skip auth, the rate limit and the bound, so
+ * orchestrators see the truth under overload. Slow clients are cut by node:http's
+ * `headersTimeout` / `requestTimeout` (checked every second) with a JSON 408.
+ *
+ * Shutdown (`close()`): stop accepting, readiness off, requests on open connections get
+ * 503 + `Connection: close`, in-flight requests finish (or are cut at `drainTimeout`),
+ * then the engine closes the store (LMDB commits are durable when acknowledged; close
+ * releases the environment). A write answered 2xx was awaited through the store first.
+ *
+ * Nothing a client sends can throw out of a handler: every path ends in a typed JSON
+ * answer or a closed socket; unexpected exceptions are answered 500 and logged.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
+import type { AddressInfo, Socket } from 'node:net'
+import type { TimerHandle } from '../core/clock.js'
+import { BadRequestError, CacheError, InvalidOptionsError, StoreUnavailableError, TooLargeError } from '../core/errors.js'
+import { registerMetrics, registerReadings } from '../metrics/prometheus.js'
+import { HEADER_NODE, STATUS_OF_CODE, type NodeStats } from '../protocol/wire.js'
+import { lmdbStore } from '../store/lmdb-store.js'
+import type { Store } from '../store/types.js'
+import { errorResponse, HttpApi, isProbe, splitUrl, type ApiRequest, type ApiResponse, type Headers } from './http-api.js'
+import { createLogger, type NodeLogger } from './logger.js'
+import { NodeEngine } from './node-engine.js'
+import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './node-options.js'
+import { TokenBucketLimiter } from './token-bucket.js'
+import { noTransport, type Transport } from './transport.js'
+
+/** A request for `NodeHandle.inject`: everything but the socket. */
+export interface InjectRequest {
+  readonly method: string
+  readonly url: string
+  readonly headers?: Headers
+  readonly body?: Uint8Array | string
+  /** The client address the node sees. @default '127.0.0.1' */
+  readonly remoteAddress?: string
+}
+
+export interface NodeHandle {
+  /** `http://host:port` (or `https://`). */
+  readonly url: string
+  readonly host: string
+  readonly port: number
+  /** This node's id (`host:port` unless configured). */
+  readonly id: string
+  /** The resolved, frozen configuration (secrets included: do not print it as is). */
+  readonly options: ResolvedNodeOptions
+  /** The peer transport (cluster seam). */
+  readonly transport: Transport
+  /** Runs one request through admission and the API without a socket. */
+  inject(request: InjectRequest): Promise<ApiResponse>
+  stats(): NodeStats
+  /** Graceful shutdown: drain within `drainTimeout`, then flush and close the store. Idempotent. */
+  close(): Promise<void>
+}
+
+const EMPTY = new Uint8Array(0)
+
+/** The lines of a raw HTTP answer, for sockets that never became a request. */
+function rawResponse(status: number, reason: string, code: string, message: string): string {
+  const body = JSON.stringify({ code, message })
+  return `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
+}
+
+function digest(text: string): Buffer {
+  return createHash('sha256').update(text, 'utf8').digest()
+}
+
+/** Reads a request body up to `limit` bytes; `ERR_TOO_LARGE` past it, `ERR_BAD_REQUEST` if the client goes away. */
+function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array> {
+  const declared = req.headers['content-length']
+  if (declared !== undefined && Number(declared) > limit) return Promise.reject(new TooLargeError(`Body of ${declared} bytes is over the limit of ${limit}`))
+  if ((declared === undefined || declared === '0') && req.headers['transfer-encoding'] === undefined) {
+    if (req.complete) return Promise.resolve(EMPTY)
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let total = 0
+    let done = false
+    const finish = (err: Error | undefined): void => {
+      if (done) return
+      done = true
+      req.off('data', onData)
+      req.off('end', onEnd)
+      req.off('error', onError)
+      req.off('close', onClose)
+      if (err !== undefined) reject(err)
+      else resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, total))
+    }
+    const onData = (chunk: Buffer): void => {
+      total += chunk.byteLength
+      if (total > limit) finish(new TooLargeError(`Body is over the limit of ${limit} bytes`))
+      else chunks.push(chunk)
+    }
+    const onEnd = (): void => finish(undefined)
+    const onError = (err: Error): void => finish(new BadRequestError('The request body could not be read', { cause: err }))
+    const onClose = (): void => {
+      if (!req.complete) finish(new BadRequestError('The client closed the connection before the body was complete'))
+    }
+    req.on('data', onData)
+    req.on('end', onEnd)
+    req.on('error', onError)
+    req.on('close', onClose)
+  })
+}
+
+class Node implements NodeHandle {
+  readonly options: ResolvedNodeOptions
+  readonly transport: Transport
+  readonly #engine: NodeEngine
+  readonly #api: HttpApi
+  readonly #log: NodeLogger
+  readonly #limiter: TokenBucketLimiter | undefined
+  readonly #token: Buffer | undefined
+  readonly #server: Server
+  readonly #tls: boolean
+  readonly #connectionsByIp = new Map<string, number>()
+  readonly #registry: ReturnType<typeof registerMetrics>
+  readonly #startedAt: number
+  #id = ''
+  #host = ''
+  #port = 0
+  #ready = false
+  #draining = false
+  #closing: Promise<void> | undefined
+  #inFlight = 0
+  #connections = 0
+  #onIdle: (() => void) | undefined
+  // counters
+  #requests = 0
+  #busy = 0
+  #rateLimited = 0
+  #unauthorized = 0
+  #clientErrors = 0
+  #serverErrors = 0
+  #refused = 0
+
+  constructor(options: ResolvedNodeOptions, engine: NodeEngine, log: NodeLogger, server: Server, tls: boolean) {
+    this.options = options
+    this.transport = options.transport ?? noTransport
+    this.#engine = engine
+    this.#log = log
+    this.#server = server
+    this.#tls = tls
+    this.#startedAt = options.clock.now()
+    this.#limiter = options.rateLimit > 0 ? new TokenBucketLimiter(options.clock, options.rateLimit, options.rateBurst) : undefined
+    this.#token = options.authToken === undefined ? undefined : digest(options.authToken)
+    this.#registry = registerMetrics(engine.cache, { name: 'node' })
+    registerReadings(this.#registry, [
+      { name: 'stratacache_node_requests_total', help: 'HTTP requests received.', type: 'counter', read: () => this.#requests },
+      { name: 'stratacache_node_busy_total', help: 'Requests answered 503 ERR_BUSY (concurrency bound or draining).', type: 'counter', read: () => this.#busy },
+      { name: 'stratacache_node_rate_limited_total', help: 'Requests answered 429 (token bucket empty).', type: 'counter', read: () => this.#rateLimited },
+      { name: 'stratacache_node_unauthorized_total', help: 'Requests answered 401.', type: 'counter', read: () => this.#unauthorized },
+      { name: 'stratacache_node_client_errors_total', help: 'Requests answered 4xx.', type: 'counter', read: () => this.#clientErrors },
+      { name: 'stratacache_node_server_errors_total', help: 'Requests answered 5xx other than 503.', type: 'counter', read: () => this.#serverErrors },
+      { name: 'stratacache_node_connections_refused_total', help: 'Connections refused by the per-IP limit.', type: 'counter', read: () => this.#refused },
+      { name: 'stratacache_node_in_flight', help: 'Requests being processed.', type: 'gauge', read: () => this.#inFlight },
+      { name: 'stratacache_node_connections', help: 'Open client connections.', type: 'gauge', read: () => this.#connections },
+      { name: 'stratacache_node_last_version', help: 'Highest entry version handed out.', type: 'gauge', read: () => engine.lastVersion },
+    ])
+    this.#api = new HttpApi({
+      engine,
+      limits: options,
+      ready: () => this.#ready && !this.#draining,
+      stats: () => this.stats(),
+      metrics: async () => ({ contentType: this.#registry.contentType, body: await this.#registry.metrics() }),
+      onInternalError: (error, request) => {
+        this.#log.error({ err: error, method: request.method, url: request.url.slice(0, 200) }, 'request failed unexpectedly')
+      },
+    })
+    server.on('connection', (socket: Socket) => this.#onConnection(socket))
+    server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      this.#onRequest(req, res).catch((err: unknown) => {
+        // #onRequest answers every failure itself; reaching here is a bug worth a line.
+        this.#log.error({ err }, 'request handler failed')
+        res.destroy()
+      })
+    })
+    server.on('clientError', (err: Error & { code?: string }, socket: Socket) => this.#onClientError(err, socket))
+  }
+
+  get url(): string {
+    const host = this.#host.includes(':') ? `[${this.#host}]` : this.#host
+    return `${this.#tls ? 'https' : 'http'}://${host}:${this.#port}`
+  }
+
+  get host(): string {
+    return this.#host
+  }
+
+  get port(): number {
+    return this.#port
+  }
+
+  get id(): string {
+    return this.#id
+  }
+
+  async listen(): Promise<void> {
+    const { host, port } = this.options
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: Error): void => reject(err)
+      this.#server.once('error', onError)
+      this.#server.listen(port, host, () => {
+        this.#server.off('error', onError)
+        resolve()
+      })
+    })
+    const address = this.#server.address() as AddressInfo
+    this.#host = host
+    this.#port = address.port
+    this.#id = this.options.nodeId ?? `${host}:${address.port}`
+    this.#server.on('error', (err) => this.#log.error({ err }, 'server error'))
+    this.#ready = true
+  }
+
+  stats(): NodeStats {
+    const c = this.#engine.cacheStats()
+    return {
+      node: {
+        address: this.url,
+        uptimeSeconds: Math.floor((this.options.clock.now() - this.#startedAt) / 1000),
+        ready: this.#ready && !this.#draining,
+        draining: this.#draining,
+        inFlight: this.#inFlight,
+        connections: this.#connections,
+      },
+      requests: {
+        total: this.#requests,
+        busy: this.#busy,
+        rateLimited: this.#rateLimited,
+        unauthorized: this.#unauthorized,
+        clientErrors: this.#clientErrors,
+        serverErrors: this.#serverErrors,
+        connectionsRefused: this.#refused,
+      },
+      cache: { size: c.size, hits: c.hits, misses: c.misses, tagInvalidations: c.tagInvalidations },
+      store: this.#engine.storeName,
+    }
+  }
+
+  async inject(request: InjectRequest): Promise<ApiResponse> {
+    const method = request.method
+    const headers: Headers = Object.fromEntries(Object.entries(request.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v]))
+    const body = typeof request.body === 'string' ? Buffer.from(request.body, 'utf8') : (request.body ?? EMPTY)
+    const { path } = splitUrl(request.url)
+    this.#requests++
+    const denied = this.#admit(method, path, headers, request.remoteAddress ?? '127.0.0.1')
+    if (denied !== undefined) return this.#count(denied)
+    const probe = isProbe(method, path)
+    try {
+      if (body.byteLength > this.#api.bodyLimit(method, path)) {
+        const e = new TooLargeError(`Body of ${body.byteLength} bytes is over the limit of ${this.#api.bodyLimit(method, path)}`)
+        return this.#count(errorResponse(e.code, e.message))
+      }
+      return this.#count(await this.#api.handle({ method, url: request.url, headers, body }))
+    } finally {
+      if (!probe) this.#release()
+    }
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= this.#shutdown()
+    return this.#closing
+  }
+
+  // ---- connections and requests --------------------------------------------------------
+
+  #onConnection(socket: Socket): void {
+    const ip = socket.remoteAddress ?? 'unknown'
+    const open = (this.#connectionsByIp.get(ip) ?? 0) + 1
+    if (open > this.options.maxConnectionsPerIp || this.#draining) {
+      this.#refused++
+      if (this.#tls) socket.destroy()
+      else socket.end(rawResponse(503, 'Service Unavailable', 'ERR_BUSY', this.#draining ? 'The node is shutting down' : 'Too many connections from your address'))
+      socket.on('error', () => undefined)
+      return
+    }
+    this.#connectionsByIp.set(ip, open)
+    this.#connections++
+    socket.on('error', () => undefined)
+    socket.once('close', () => {
+      this.#connections--
+      const n = (this.#connectionsByIp.get(ip) ?? 1) - 1
+      if (n <= 0) this.#connectionsByIp.delete(ip)
+      else this.#connectionsByIp.set(ip, n)
+    })
+  }
+
+  #onClientError(err: Error & { code?: string }, socket: Socket): void {
+    if (err.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy()
+      return
+    }
+    this.#clientErrors++
+    let answer: string
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') answer = rawResponse(408, 'Request Timeout', 'ERR_BAD_REQUEST', 'The request was not received within the read timeout')
+    else if (err.code === 'HPE_HEADER_OVERFLOW') answer = rawResponse(413, 'Payload Too Large', 'ERR_TOO_LARGE', 'Request headers are over the size limit')
+    else answer = rawResponse(400, 'Bad Request', 'ERR_BAD_REQUEST', 'Malformed HTTP request')
+    socket.end(answer)
+    socket.destroySoon?.()
+  }
+
+  async #onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const started = this.options.clock.now()
+    res.on('error', () => undefined)
+    const method = req.method ?? 'GET'
+    const url = req.url ?? '/'
+    const { path } = splitUrl(url)
+    this.#requests++
+    const denied = this.#admit(method, path, req.headers, req.socket.remoteAddress ?? 'unknown')
+    if (denied !== undefined) {
+      this.#send(req, res, this.#count(denied), true, started)
+      return
+    }
+    const probe = isProbe(method, path)
+    try {
+      let body: Uint8Array
+      try {
+        body = await readBody(req, this.#api.bodyLimit(method, path))
+      } catch (err) {
+        const e = err instanceof CacheError ? err : new BadRequestError('The request body could not be read', { cause: err })
+        this.#send(req, res, this.#count(errorResponse(e.code, e.message, STATUS_OF_CODE[e.code] ?? 400)), true, started)
+        return
+      }
+      const response = await this.#api.handle({ method, url, headers: req.headers, body })
+      this.#send(req, res, this.#count(response), this.#draining, started)
+    } finally {
+      if (!probe) this.#release()
+    }
+  }
+
+  /** Auth, rate limit, concurrency bound; `undefined` = admitted (and counted in flight unless a probe). */
+  #admit(method: string, path: string, headers: Headers, ip: string): ApiResponse | undefined {
+    if (isProbe(method, path)) return undefined
+    if (this.#draining) {
+      this.#busy++
+      return errorResponse('ERR_BUSY', 'The node is shutting down', 503, { 'retry-after': '1' })
+    }
+    if (this.#token !== undefined) {
+      const auth = headers.authorization
+      const ok = typeof auth === 'string' && auth.startsWith('Bearer ') && timingSafeEqual(digest(auth.slice(7)), this.#token)
+      if (!ok) {
+        this.#unauthorized++
+        return errorResponse('ERR_UNAUTHORIZED', 'A valid bearer token is required', 401, { 'www-authenticate': 'Bearer' })
+      }
+    }
+    if (this.#limiter !== undefined) {
+      const wait = this.#limiter.take(ip)
+      if (wait > 0) {
+        this.#rateLimited++
+        return errorResponse('ERR_RATE_LIMITED', 'Request rate over the limit for your address', 429, { 'retry-after': String(wait) })
+      }
+    }
+    if (this.#inFlight >= this.options.maxInFlight) {
+      this.#busy++
+      return errorResponse('ERR_BUSY', `The node is at its bound of ${this.options.maxInFlight} requests in flight`, 503, { 'retry-after': '1' })
+    }
+    this.#inFlight++
+    return undefined
+  }
+
+  #release(): void {
+    this.#inFlight--
+    if (this.#inFlight === 0 && this.#onIdle !== undefined) this.#onIdle()
+  }
+
+  #count(response: ApiResponse): ApiResponse {
+    const s = response.status
+    if (s >= 400 && s < 500) this.#clientErrors++
+    else if (s >= 500 && s !== 503) this.#serverErrors++
+    return response
+  }
+
+  #send(req: IncomingMessage, res: ServerResponse, response: ApiResponse, close: boolean, started: number): void {
+    if (this.options.logRequests) {
+      this.#log.info({ method: req.method, url: (req.url ?? '').slice(0, 200), status: response.status, ms: this.options.clock.now() - started }, 'request')
+    }
+    if (res.headersSent || res.destroyed) return
+    const body = typeof response.body === 'string' ? Buffer.from(response.body, 'utf8') : response.body
+    const headers: Record<string, string | number> = { ...response.headers, 'content-length': body.byteLength, [HEADER_NODE]: this.#id }
+    // Unread bodies and shutdown: do not keep a connection whose stream state is unknown.
+    if (close || !req.complete) headers.connection = 'close'
+    res.writeHead(response.status, headers)
+    res.end(body)
+  }
+
+  // ---- shutdown -------------------------------------------------------------------------
+
+  async #shutdown(): Promise<void> {
+    const clock = this.options.clock
+    const began = clock.now()
+    this.#draining = true
+    this.#log.info({ inFlight: this.#inFlight, connections: this.#connections }, 'draining')
+    const serverClosed = new Promise<void>((resolve) => this.#server.close(() => resolve()))
+    this.#server.closeIdleConnections()
+    let timedOut = false
+    if (this.#inFlight > 0) {
+      let timer: TimerHandle | undefined
+      await new Promise<void>((resolve) => {
+        this.#onIdle = resolve
+        timer = clock.setTimeout(() => {
+          timedOut = true
+          resolve()
+        }, this.options.drainTimeoutMs)
+      })
+      if (timer !== undefined) clock.clearTimeout(timer)
+      this.#onIdle = undefined
+    }
+    this.#server.closeAllConnections()
+    await serverClosed
+    this.#ready = false
+    let storeError: unknown
+    try {
+      await this.#engine.close()
+      await this.transport.close()
+    } catch (err) {
+      storeError = err
+      this.#log.error({ err }, 'closing the store failed')
+    }
+    this.#log.info({ ms: Math.round(clock.now() - began), timedOut, cutRequests: timedOut ? this.#inFlight : 0 }, 'stopped')
+    if (storeError !== undefined) throw new StoreUnavailableError('The store failed to close', { cause: storeError })
+  }
+}
+
+/** Opens the embedded store in `dataDir`. */
+function openEmbeddedStore(options: ResolvedNodeOptions): Store {
+  return lmdbStore({ path: options.dataDir, mapSize: options.diskBytes, clock: options.clock })
+}
+
+/**
+ * Starts a node: opens the store, listens, and resolves once it accepts requests. The
+ * caller owns the process's signals: call `close()` on SIGINT/SIGTERM (the `serve`
+ * command does).
+ */
+export async function startNode(options: NodeOptions = {}): Promise<NodeHandle> {
+  const o = resolveNodeOptions(options)
+  let tlsOptions: { cert: Buffer; key: Buffer } | undefined
+  if (o.tlsCert !== undefined && o.tlsKey !== undefined) {
+    try {
+      tlsOptions = { cert: readFileSync(o.tlsCert), key: readFileSync(o.tlsKey) }
+    } catch (err) {
+      throw new InvalidOptionsError('tlsCert', `cannot read the TLS certificate or key: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
+    }
+  }
+  const store = o.store ?? openEmbeddedStore(o)
+  const engine = await NodeEngine.open({ store, clock: o.clock, memoryBytes: o.memoryBytes, maxValueBytes: o.maxValueBytes, storeTimeoutMs: o.storeTimeoutMs, replicator: o.replicator }).catch(async (err: unknown) => {
+    await store.close().catch(() => undefined)
+    throw err
+  })
+  const requestTimeout = o.requestTimeoutMs
+  const serverOptions = {
+    requestTimeout,
+    headersTimeout: Math.min(o.headersTimeoutMs, requestTimeout),
+    keepAliveTimeout: o.keepAliveTimeoutMs,
+    connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(Math.min(o.headersTimeoutMs, requestTimeout) / 4))),
+    // Requests per socket are not limited: keep-alive clients reuse connections.
+  }
+  const server = tlsOptions === undefined ? createHttpServer(serverOptions) : createHttpsServer({ ...serverOptions, ...tlsOptions })
+  const log = o.logger ?? createLogger(o.logLevel, 'stratacache')
+  const node = new Node(o, engine, log, server, tlsOptions !== undefined)
+  try {
+    await node.listen()
+  } catch (err) {
+    await engine.close().catch(() => undefined)
+    throw err
+  }
+  log.info({ url: node.url, store: engine.storeName, dataDir: o.store === undefined ? o.dataDir : undefined, lastVersion: engine.lastVersion }, 'started')
+  return node
+}
