@@ -1,0 +1,62 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, test } from 'node:test'
+import { createClient, type Client } from '../../src/client/client.js'
+import { clientStore } from '../../src/client/client-store.js'
+import { createCache } from '../../src/cache/cache.js'
+import { ManualClock } from '../../src/core/manual-clock.js'
+import { storeConformance } from '../../src/store/conformance.js'
+import { startTestNode, type TestNode } from '../support/node-fixture.js'
+
+// One real node in this process, on a ManualClock: the suite moves the node's time (TTLs in
+// whole seconds) without sleeping; the client keeps real time for its own timeouts.
+const clock = new ManualClock(Date.now())
+let node: TestNode
+let client: Client
+
+before(async () => {
+  node = await startTestNode({ clock })
+  client = createClient({ nodes: [node.url], timeout: '5s' })
+})
+after(async () => {
+  await client?.close()
+  await node?.stop()
+})
+
+storeConformance({
+  name: 'clientStore over a real node (in process, ManualClock)',
+  async open() {
+    // The store owns the whole node: a fresh namespace is an empty node.
+    await client.clear()
+    return clientStore(client)
+  },
+  async advance(ms) {
+    clock.advance(ms)
+  },
+  minTtlMs: 1000,
+})
+
+describe('clientStore as the L2 of createCache', () => {
+  test('a value written through one cache is read by another (shared L2), tags invalidate across', async () => {
+    const store = clientStore(client)
+    const a = createCache<unknown>({ store, clock, defaults: { ttl: '1m' } })
+    const b = createCache<unknown>({ store, clock, defaults: { ttl: '1m' } })
+    let calls = 0
+    const load = async () => ({ id: 1, name: 'ada', at: new Date(0), big: 10n ** 20n, calls: ++calls })
+    const first = await a.getOrSet('user:1', load, { tags: ['org:1:user:1'] })
+    const second = await b.getOrSet('user:1', load, { tags: ['org:1:user:1'] })
+    assert.deepEqual(second, first)
+    assert.equal(calls, 1, 'b read the value from the node, not its factory')
+    await a.invalidateTags(['org:1'])
+    // A process with a cold L1 (b's L1 would need the bus) reads L2 and its tag versions.
+    const c = createCache<unknown>({ store, clock, defaults: { ttl: '1m' } })
+    const third = await c.getOrSet('user:1', load, { tags: ['org:1:user:1'] })
+    assert.equal((third as { calls: number }).calls, 2, 'the invalidation in a reached c through the tag versions kept on the node')
+    await Promise.all([a.close(), b.close(), c.close()])
+  })
+
+  test('the store has no locks, so lock: distributed is refused', () => {
+    const store = clientStore(client)
+    assert.equal(store.locks, undefined)
+    assert.throws(() => createCache({ store, lock: 'distributed' }), (e: unknown) => (e as { code?: string }).code === 'ERR_INVALID_OPTIONS')
+  })
+})
