@@ -34,3 +34,4 @@ export type { BreakerState, BreakerStats, CircuitBreakerOptions } from './resili
 export type { GuardedStoreOptions, GuardedStoreStats, RetryOptions } from './resilience/guarded-store.js'
 export type { L2TierStats, ValueCodec } from './tier/l2-tier.js'
 export type { MetricsOptions } from './metrics/prometheus.js'
+export * from './client/index.js'

@@ -119,12 +119,12 @@ export interface ClientOptions {
   transport?: Transport
 }
 
-export interface CallOptions {
+export interface ClientCallOptions {
   /** Timeout of each attempt of this call. @default the client's `timeout` */
   timeout?: Duration
 }
 
-export interface SetOptions extends CallOptions {
+export interface ClientSetOptions extends ClientCallOptions {
   /**
    * Time to live (ms or `'30s'`); rounded up to whole seconds on the wire, 1 s to
    * 99,999,999 s; `Infinity` for no expiry. @default the node's default (3600 s)
@@ -141,27 +141,27 @@ export interface SetOptions extends CallOptions {
   idempotent?: boolean
 }
 
-export interface DeleteOptions extends CallOptions {
+export interface ClientDeleteOptions extends ClientCallOptions {
   /** Delete only if the entry's current version is this one. @default none */
   ifVersion?: number | '*'
 }
 
-export interface MsetOptions extends CallOptions {
-  /** See `SetOptions.idempotent`. @default false */
+export interface ClientMsetOptions extends ClientCallOptions {
+  /** See `ClientSetOptions.idempotent`. @default false */
   idempotent?: boolean
 }
 
-export interface InvalidateOptions extends CallOptions {
+export interface ClientInvalidateOptions extends ClientCallOptions {
   /** `hard`: entries under the tags are never served again; `soft`: they become stale. @default 'hard' */
   mode?: 'hard' | 'soft'
 }
 
-export interface StatsOptions extends CallOptions {
+export interface ClientStatsOptions extends ClientCallOptions {
   /** Ask this node (one of `nodes`) instead of the next in rotation. @default next in rotation */
   node?: string
 }
 
-export interface ClearOptions extends CallOptions {
+export interface ClientClearOptions extends ClientCallOptions {
   /**
    * Only keys starting with this prefix. Needs a node that supports `DELETE /v1/keys?prefix=`.
    * @default '' (everything)
@@ -182,20 +182,20 @@ export interface ClientEntry {
   readonly tags: readonly string[]
 }
 
-export interface SetResult {
+export interface ClientSetResult {
   readonly version: number
   /** The TTL the node applied, in ms; `Infinity` for no expiry. */
   readonly ttlMs: number
 }
 
-export interface MsetEntry {
+export interface ClientMsetEntry {
   readonly key: string
   readonly value: ClientValue
   readonly ttl?: Duration
   readonly tags?: readonly string[]
 }
 
-export interface PingResult {
+export interface ClientPingResult {
   readonly node: string
   readonly ok: boolean
   /** Round-trip time in ms (clock resolution). */
@@ -204,22 +204,22 @@ export interface PingResult {
 }
 
 export interface Client {
-  get(key: string, options?: CallOptions): Promise<ClientEntry | undefined>
-  set(key: string, value: ClientValue, options?: SetOptions): Promise<SetResult>
+  get(key: string, options?: ClientCallOptions): Promise<ClientEntry | undefined>
+  set(key: string, value: ClientValue, options?: ClientSetOptions): Promise<ClientSetResult>
   /** True when the key existed. */
-  delete(key: string, options?: DeleteOptions): Promise<boolean>
+  delete(key: string, options?: ClientDeleteOptions): Promise<boolean>
   /** One result per key, in order; `undefined` where absent. */
-  mget(keys: readonly string[], options?: CallOptions): Promise<(ClientEntry | undefined)[]>
+  mget(keys: readonly string[], options?: ClientCallOptions): Promise<(ClientEntry | undefined)[]>
   /** The new version of every entry, in order. Batches over 1000 are split (each part atomic on its own at most). */
-  mset(entries: readonly MsetEntry[], options?: MsetOptions): Promise<number[]>
+  mset(entries: readonly ClientMsetEntry[], options?: ClientMsetOptions): Promise<number[]>
   /** Invalidates every entry under the tags; resolves with the node's count. */
-  invalidate(tags: readonly string[], options?: InvalidateOptions): Promise<number>
+  invalidate(tags: readonly string[], options?: ClientInvalidateOptions): Promise<number>
   /** The node's statistics (`GET /v1/stats`). */
-  stats(options?: StatsOptions): Promise<Record<string, unknown>>
+  stats(options?: ClientStatsOptions): Promise<Record<string, unknown>>
   /** Removes every entry (sends the `X-Confirm: clear-all` guard). */
-  clear(options?: ClearOptions): Promise<void>
+  clear(options?: ClientClearOptions): Promise<void>
   /** `GET /healthz` on every node, without retries. */
-  ping(options?: CallOptions): Promise<PingResult[]>
+  ping(options?: ClientCallOptions): Promise<ClientPingResult[]>
   /** Rotation state of every node. */
   nodes(): NodeState[]
   /** Stops probes and closes sockets; calls in flight fail, later calls fail with `ERR_CLOSED`. */
@@ -306,7 +306,7 @@ class NodeClient implements Client {
 
   // ── operations ──────────────────────────────────────────────────────────────
 
-  async get(key: string, options?: CallOptions): Promise<ClientEntry | undefined> {
+  async get(key: string, options?: ClientCallOptions): Promise<ClientEntry | undefined> {
     checkKey(key)
     return this.#call({ method: 'GET', path: keyPath(key) }, true, options, (res, node) => {
       if (res.status === 404) return undefined
@@ -315,7 +315,7 @@ class NodeClient implements Client {
     })
   }
 
-  async set(key: string, value: ClientValue, options: SetOptions = {}): Promise<SetResult> {
+  async set(key: string, value: ClientValue, options: ClientSetOptions = {}): Promise<ClientSetResult> {
     checkKey(key)
     const body = toBody(value)
     const query: string[] = []
@@ -333,7 +333,7 @@ class NodeClient implements Client {
     })
   }
 
-  async delete(key: string, options: DeleteOptions = {}): Promise<boolean> {
+  async delete(key: string, options: ClientDeleteOptions = {}): Promise<boolean> {
     checkKey(key)
     const headers: Record<string, string> = {}
     if (options.ifVersion !== undefined) headers['if-match'] = ifMatch(options.ifVersion)
@@ -346,7 +346,7 @@ class NodeClient implements Client {
     })
   }
 
-  async mget(keys: readonly string[], options?: CallOptions): Promise<(ClientEntry | undefined)[]> {
+  async mget(keys: readonly string[], options?: ClientCallOptions): Promise<(ClientEntry | undefined)[]> {
     if (!Array.isArray(keys)) throw new InvalidKeyError('mget expects an array of keys')
     for (const k of keys) checkKey(k)
     if (keys.length === 0) return []
@@ -354,7 +354,7 @@ class NodeClient implements Client {
     return parts.flat()
   }
 
-  #mgetPart(keys: readonly string[], options: CallOptions | undefined): Promise<(ClientEntry | undefined)[]> {
+  #mgetPart(keys: readonly string[], options: ClientCallOptions | undefined): Promise<(ClientEntry | undefined)[]> {
     const body = jsonBody({ keys })
     return this.#call({ method: 'POST', path: '/v1/mget', headers: { 'content-type': 'application/json' }, body }, true, options, (res, node) => {
       if (res.status !== 200) throw errorFromResponse(res, node)
@@ -365,7 +365,7 @@ class NodeClient implements Client {
     })
   }
 
-  async mset(entries: readonly MsetEntry[], options: MsetOptions = {}): Promise<number[]> {
+  async mset(entries: readonly ClientMsetEntry[], options: ClientMsetOptions = {}): Promise<number[]> {
     if (!Array.isArray(entries)) throw new InvalidValueError('mset expects an array of { key, value, ttl?, tags? }')
     const wire = entries.map((e, i) => {
       if (e === null || typeof e !== 'object') throw new InvalidValueError(`mset entry ${i} is not an object`)
@@ -381,7 +381,7 @@ class NodeClient implements Client {
     return parts.flat()
   }
 
-  #msetPart(entries: readonly { key: string }[], options: MsetOptions): Promise<number[]> {
+  #msetPart(entries: readonly { key: string }[], options: ClientMsetOptions): Promise<number[]> {
     const body = jsonBody({ entries })
     return this.#call({ method: 'POST', path: '/v1/mset', headers: { 'content-type': 'application/json' }, body }, options.idempotent ?? false, options, (res, node) => {
       if (res.status !== 200) throw errorFromResponse(res, node)
@@ -392,7 +392,7 @@ class NodeClient implements Client {
     })
   }
 
-  async invalidate(tags: readonly string[], options: InvalidateOptions = {}): Promise<number> {
+  async invalidate(tags: readonly string[], options: ClientInvalidateOptions = {}): Promise<number> {
     const list = checkTags(tags)
     const mode = options.mode ?? 'hard'
     if (mode !== 'hard' && mode !== 'soft') throw new InvalidOptionsError('mode', `expected 'hard' or 'soft', got ${String(mode)}`)
@@ -406,7 +406,7 @@ class NodeClient implements Client {
     })
   }
 
-  async stats(options: StatsOptions = {}): Promise<Record<string, unknown>> {
+  async stats(options: ClientStatsOptions = {}): Promise<Record<string, unknown>> {
     const pin = options.node === undefined ? undefined : normalizeNode(options.node, 'node')
     if (pin !== undefined && !this.#r.nodes.includes(pin)) throw new InvalidOptionsError('node', `${pin} is not one of the client's nodes`)
     return this.#call({ method: 'GET', path: '/v1/stats' }, true, options, (res, node) => {
@@ -415,7 +415,7 @@ class NodeClient implements Client {
     }, pin)
   }
 
-  async clear(options: ClearOptions = {}): Promise<void> {
+  async clear(options: ClientClearOptions = {}): Promise<void> {
     const prefix = options.prefix ?? ''
     if (typeof prefix !== 'string') throw new InvalidOptionsError('prefix', 'expected a string')
     const path = prefix === '' ? '/v1/keys' : `/v1/keys?prefix=${encodeURIComponent(prefix)}`
@@ -424,11 +424,11 @@ class NodeClient implements Client {
     })
   }
 
-  async ping(options: CallOptions = {}): Promise<PingResult[]> {
+  async ping(options: ClientCallOptions = {}): Promise<ClientPingResult[]> {
     this.#checkOpen()
     const timeoutMs = finiteMs(options.timeout, this.#r.timeoutMs, 'timeout', 1)
     return Promise.all(
-      this.#r.nodes.map(async (node): Promise<PingResult> => {
+      this.#r.nodes.map(async (node): Promise<ClientPingResult> => {
         const start = this.#clock.now()
         const outcome = await this.#attempt(node, { method: 'GET', path: '/healthz' }, timeoutMs)
         const latencyMs = this.#clock.now() - start
@@ -464,7 +464,7 @@ class NodeClient implements Client {
   async #call<T>(
     req: Omit<HttpRequest, 'signal' | 'headers'> & { headers?: Record<string, string> },
     idempotent: boolean,
-    options: CallOptions | undefined,
+    options: ClientCallOptions | undefined,
     parse: (res: HttpResponse, node: string) => T,
     pin?: string,
   ): Promise<T> {
