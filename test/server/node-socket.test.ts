@@ -1,0 +1,229 @@
+// The node over real sockets: the embedded LMDB store, restarts, slow and malformed
+// clients, connection limits, TLS.
+import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import { request as httpsRequest } from 'node:https'
+import { connect, type Socket } from 'node:net'
+import { join } from 'node:path'
+import { after, describe, test } from 'node:test'
+import { startNode, type NodeHandle, type NodeOptions } from '../../src/server/index.js'
+import { errorCode, send, tempDir } from '../support/node-fixtures.js'
+
+const silent: NonNullable<NodeOptions['logger']> = { info: () => undefined, warn: () => undefined, error: () => undefined }
+const dirs: Array<{ remove: () => void }> = []
+const nodes: NodeHandle[] = []
+after(async () => {
+  for (const n of nodes) await n.close()
+  for (const d of dirs) d.remove()
+})
+
+async function start(options: NodeOptions = {}): Promise<NodeHandle> {
+  let dataDir = options.dataDir
+  if (dataDir === undefined && options.store === undefined) {
+    const d = tempDir()
+    dirs.push(d)
+    dataDir = d.path
+  }
+  const n = await startNode({ port: 0, logger: silent, disk: '64mb', ...options, dataDir })
+  nodes.push(n)
+  return n
+}
+
+/** Opens a raw TCP connection; resolves with the socket and a promise of everything it receives until closed. */
+function raw(node: NodeHandle): Promise<{ socket: Socket; received: Promise<string> }> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(node.port, node.host)
+    const chunks: Buffer[] = []
+    const received = new Promise<string>((done) => {
+      socket.on('data', (c: Buffer) => chunks.push(c))
+      socket.on('close', () => done(Buffer.concat(chunks).toString('latin1')))
+    })
+    socket.on('error', () => undefined)
+    socket.once('connect', () => resolve({ socket, received }))
+    socket.once('error', reject)
+  })
+}
+
+function statusOf(rawReply: string): number {
+  return Number(/^HTTP\/1\.1 (\d{3})/.exec(rawReply)?.[1] ?? 0)
+}
+
+function bodyOf(rawReply: string): string {
+  return rawReply.slice(rawReply.indexOf('\r\n\r\n') + 4)
+}
+
+describe('node over sockets', () => {
+  test('binary values round-trip through the embedded LMDB store; keep-alive fetch', async () => {
+    const n = await start()
+    const value = randomBytes(200_000)
+    const put = await fetch(`${n.url}/v1/keys/blob?ttl=none`, { method: 'PUT', body: value })
+    assert.equal(put.status, 200)
+    const got = await fetch(`${n.url}/v1/keys/blob`)
+    assert.equal(got.status, 200)
+    assert.deepEqual(Buffer.from(await got.arrayBuffer()), value)
+    assert.equal(got.headers.get('x-ttl'), 'none')
+    const stats = (await (await fetch(`${n.url}/v1/stats`)).json()) as { store: string }
+    assert.equal(stats.store, 'lmdb')
+  })
+
+  test('restart on the same data directory: everything stored reads back, versions keep increasing', async () => {
+    const d = tempDir()
+    dirs.push(d)
+    const first = await startNode({ port: 0, logger: silent, dataDir: d.path, disk: '64mb' })
+    const versions = new Map<string, number>()
+    for (let i = 0; i < 50; i++) {
+      const r = await send(first.url, 'PUT', `/v1/keys/k${i}?ttl=600${i % 5 === 0 ? '&tags=group:' + (i % 2) : ''}`, `value-${i}-${'x'.repeat(i)}`)
+      assert.equal(r.status, 200)
+      versions.set(`k${i}`, (JSON.parse(r.body.toString()) as { version: number }).version)
+    }
+    await send(first.url, 'DELETE', '/v1/keys/k7')
+    await first.close()
+    const second = await start({ dataDir: d.path })
+    for (let i = 0; i < 50; i++) {
+      const r = await send(second.url, 'GET', `/v1/keys/k${i}`)
+      if (i === 7) {
+        assert.equal(r.status, 404)
+        continue
+      }
+      assert.equal(r.status, 200, `k${i}`)
+      assert.equal(r.body.toString(), `value-${i}-${'x'.repeat(i)}`)
+      assert.equal(r.headers.etag, `"${versions.get(`k${i}`)}"`)
+      assert.ok(Number(r.headers['x-ttl']) > 590)
+    }
+    const highest = Math.max(...versions.values())
+    const again = await send(second.url, 'PUT', '/v1/keys/k7', 'back')
+    assert.ok((JSON.parse(again.body.toString()) as { version: number }).version > highest)
+  })
+
+  test('slow headers and slow bodies are cut with a JSON 408 (slowloris)', async () => {
+    const n = await start({ headersTimeout: '300ms', requestTimeout: '600ms' })
+    const t0 = Date.now()
+    const slowHeaders = await raw(n)
+    slowHeaders.socket.write('GET /v1/keys/a HTTP/1.1\r\nHost: x\r\n')
+    const slowBody = await raw(n)
+    slowBody.socket.write('PUT /v1/keys/a HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789')
+    const [h, b] = await Promise.all([slowHeaders.received, slowBody.received])
+    const elapsed = Date.now() - t0
+    assert.equal(statusOf(h), 408, h)
+    assert.equal(errorCode(bodyOf(h)), 'ERR_BAD_REQUEST')
+    assert.equal(statusOf(b), 408, b)
+    assert.ok(elapsed < 5000, `cut within the timeouts (+ the check interval), took ${elapsed} ms`)
+    assert.equal((await send(n.url, 'GET', '/healthz')).status, 200)
+  })
+
+  test('a chunked body over the limit is refused with 413 and the connection closed', async () => {
+    const n = await start({ maxValueBytes: 1000 })
+    const c = await raw(n)
+    c.socket.write('PUT /v1/keys/big HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n')
+    const chunk = 'a'.repeat(600)
+    c.socket.write(`${chunk.length.toString(16)}\r\n${chunk}\r\n`)
+    c.socket.write(`${chunk.length.toString(16)}\r\n${chunk}\r\n`)
+    const reply = await c.received
+    assert.equal(statusOf(reply), 413, reply)
+    assert.equal(errorCode(bodyOf(reply)), 'ERR_TOO_LARGE')
+    const declared = await send(n.url, 'PUT', '/v1/keys/big', Buffer.alloc(5000))
+    assert.equal(declared.status, 413)
+    assert.equal((await send(n.url, 'GET', '/v1/keys/big')).status, 404)
+  })
+
+  test('malformed HTTP gets a JSON 400; oversized headers a JSON 413', async () => {
+    const n = await start()
+    for (const garbage of ['\x00\x01\x02 nonsense\r\n\r\n', 'GET /v1/keys/a HTTP/9.9\r\n\r\n', 'GET /v1/keys/a HTTP/1.1\r\nContent-Length: -5\r\n\r\n', 'GET /v1/keys/a HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n']) {
+      const c = await raw(n)
+      c.socket.end(garbage)
+      const reply = await c.received
+      assert.equal(statusOf(reply), 400, JSON.stringify(garbage))
+      assert.equal(errorCode(bodyOf(reply)), 'ERR_BAD_REQUEST')
+    }
+    const c = await raw(n)
+    c.socket.write(`GET /v1/keys/a HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(40_000)}\r\n\r\n`)
+    const reply = await c.received
+    assert.equal(statusOf(reply), 413)
+    assert.equal(errorCode(bodyOf(reply)), 'ERR_TOO_LARGE')
+  })
+
+  test('per-IP connection limit: the extra connection gets 503 ERR_BUSY and is closed', async () => {
+    const n = await start({ maxConnectionsPerIp: 3, keepAliveTimeout: '30s' })
+    const held = [await raw(n), await raw(n), await raw(n)]
+    const extra = await raw(n)
+    const reply = await extra.received
+    assert.equal(statusOf(reply), 503, reply)
+    assert.equal(errorCode(bodyOf(reply)), 'ERR_BUSY')
+    for (const h of held) h.socket.destroy()
+    await Promise.all(held.map((h) => h.received))
+    // The server sees the closes a moment after the client does: admitted again within 2 s.
+    let ok = await send(n.url, 'GET', '/v1/stats')
+    for (let i = 0; i < 40 && ok.status !== 200; i++) {
+      await new Promise((r) => setTimeout(r, 50))
+      ok = await send(n.url, 'GET', '/v1/stats')
+    }
+    assert.equal(ok.status, 200)
+    assert.ok((JSON.parse(ok.body.toString()) as { requests: { connectionsRefused: number } }).requests.connectionsRefused >= 1)
+  })
+
+  test('bearer auth over the wire', async () => {
+    const n = await start({ authToken: 'tok-123' })
+    const denied = await send(n.url, 'PUT', '/v1/keys/a', 'v')
+    assert.equal(denied.status, 401)
+    assert.equal(errorCode(denied.body), 'ERR_UNAUTHORIZED')
+    assert.equal((await send(n.url, 'PUT', '/v1/keys/a', 'v', { authorization: 'Bearer tok-123' })).status, 200)
+    assert.equal((await send(n.url, 'GET', '/readyz')).status, 200)
+  })
+
+  test('graceful close over sockets: in-flight requests finish, new connections are refused', async () => {
+    const n = await start({ drainTimeout: '5s' })
+    // A request whose body is still arriving when the shutdown starts.
+    const c = await raw(n)
+    c.socket.write('PUT /v1/keys/late HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n01234')
+    await new Promise((r) => setTimeout(r, 50))
+    const closing = n.close()
+    await new Promise((r) => setTimeout(r, 50))
+    c.socket.write('56789')
+    const reply = await c.received
+    assert.equal(statusOf(reply), 200, reply)
+    assert.match(reply, /connection: close/i)
+    await closing
+    await assert.rejects(send(n.url, 'GET', '/healthz', undefined, {}, 2000))
+  })
+
+  test('TLS: HTTPS with a self-signed certificate (openssl)', async (t) => {
+    let hasOpenssl = true
+    try {
+      execFileSync('openssl', ['version'], { stdio: 'ignore' })
+    } catch {
+      hasOpenssl = false
+    }
+    if (!hasOpenssl) {
+      assert.fail('openssl is not installed: the TLS test cannot generate a certificate (install openssl to run it)')
+    }
+    const d = tempDir('stratacache-tls-')
+    dirs.push(d)
+    const cert = join(d.path, 'cert.pem')
+    const key = join(d.path, 'key.pem')
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' })
+    const n = await start({ tlsCert: cert, tlsKey: key, authToken: 'tls-token' })
+    assert.match(n.url, /^https:\/\//)
+    const ca = readFileSync(cert)
+    const call = (method: string, path: string, body?: string, auth = true): Promise<{ status: number; body: string }> =>
+      new Promise((resolve, reject) => {
+        const req = httpsRequest({ host: n.host, port: n.port, method, path, ca, headers: auth ? { authorization: 'Bearer tls-token' } : {}, agent: false }, (res) => {
+          const chunks: Buffer[] = []
+          res.on('data', (c: Buffer) => chunks.push(c))
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }))
+        })
+        req.on('error', reject)
+        req.end(body)
+      })
+    assert.equal((await call('PUT', '/v1/keys/secure', 'over tls')).status, 200)
+    assert.deepEqual(await call('GET', '/v1/keys/secure'), { status: 200, body: 'over tls' })
+    assert.equal((await call('GET', '/v1/keys/secure', undefined, false)).status, 401)
+    // A plain-HTTP client cannot talk to it.
+    await assert.rejects(send(`http://${n.host}:${n.port}`, 'GET', '/healthz', undefined, {}, 2000).then((r) => {
+      if (r.status === 200) throw new Error('unreachable')
+      throw new Error(`status ${r.status}`)
+    }))
+    t.diagnostic('TLS served with a self-signed certificate generated by openssl')
+  })
+})

@@ -1,0 +1,76 @@
+// Helpers for the node's tests (not a test file itself).
+import { mkdtempSync, rmSync } from 'node:fs'
+import { request as httpRequest, type OutgoingHttpHeaders } from 'node:http'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { Store, StoreEntry } from '../../src/store/types.js'
+
+/** A fresh temporary directory and its remover. */
+export function tempDir(prefix = 'stratacache-node-'): { path: string; remove: () => void } {
+  const path = mkdtempSync(join(tmpdir(), prefix))
+  return { path, remove: () => rmSync(path, { recursive: true, force: true }) }
+}
+
+/** A store whose `close` is a no-op, so a "restarted" node in the same process finds the same data. */
+export function survivingStore(inner: Store): Store {
+  return {
+    name: inner.name,
+    get: (k) => inner.get(k),
+    getMany: (k) => inner.getMany(k),
+    set: (k, v, t) => inner.set(k, v, t),
+    setMany: (e: readonly StoreEntry[]) => inner.setMany(e),
+    delete: (k) => inner.delete(k),
+    deleteMany: (k) => inner.deleteMany(k),
+    touch: (k, t) => inner.touch(k, t),
+    clear: (p) => inner.clear(p),
+    close: async () => undefined,
+  }
+}
+
+/** A store that answers every operation after `delayMs` of real time (overload tests). */
+export function slowStore(inner: Store, delayMs: number): Store {
+  const later = <T>(f: () => Promise<T>): Promise<T> => new Promise((resolve, reject) => setTimeout(() => f().then(resolve, reject), delayMs))
+  return {
+    name: `slow-${inner.name}`,
+    get: (k) => later(() => inner.get(k)),
+    getMany: (k) => later(() => inner.getMany(k)),
+    set: (k, v, t) => later(() => inner.set(k, v, t)),
+    setMany: (e) => later(() => inner.setMany(e)),
+    delete: (k) => later(() => inner.delete(k)),
+    deleteMany: (k) => later(() => inner.deleteMany(k)),
+    touch: (k, t) => later(() => inner.touch(k, t)),
+    clear: (p) => later(() => inner.clear(p)),
+    close: () => inner.close(),
+  }
+}
+
+export interface Reply {
+  status: number
+  headers: Record<string, string | string[] | undefined>
+  body: Buffer
+}
+
+/** One HTTP request on a fresh connection (no pooling), with a timeout. */
+export function send(base: string, method: string, path: string, body?: Uint8Array | string, headers: OutgoingHttpHeaders = {}, timeoutMs = 10_000): Promise<Reply> {
+  const url = new URL(base)
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: url.hostname, port: url.port, method, path, headers, agent: false }, (res) => {
+      const chunks: Buffer[] = []
+      res.on('data', (c: Buffer) => chunks.push(c))
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }))
+      res.on('error', reject)
+    })
+    req.setTimeout(timeoutMs, () => req.destroy(new Error(`request timed out after ${timeoutMs} ms`)))
+    req.on('error', reject)
+    req.end(body)
+  })
+}
+
+/** Parses a JSON error body and checks its shape; returns the code. */
+export function errorCode(body: Buffer | Uint8Array | string): string {
+  const parsed: unknown = JSON.parse(typeof body === 'string' ? body : Buffer.from(body).toString('utf8'))
+  if (parsed === null || typeof parsed !== 'object') throw new Error(`error body is not an object: ${String(body)}`)
+  const { code, message } = parsed as { code?: unknown; message?: unknown }
+  if (typeof code !== 'string' || !/^ERR_[A-Z_]+$/.test(code) || typeof message !== 'string') throw new Error(`not a typed error: ${String(body)}`)
+  return code
+}
