@@ -686,8 +686,22 @@ function remoteBody(res: HttpResponse): { code: string | undefined; message: str
   return { code: undefined, message: undefined }
 }
 
+/** Errors rebuilt from a node's answer, as opposed to the same codes raised before sending. */
+const fromNode = new WeakSet<CacheError>()
+
+/** True when `err` was rebuilt from a node's error answer (it reached a node and was refused there). */
+export function isNodeAnswer(err: unknown): boolean {
+  return err instanceof CacheError && fromNode.has(err)
+}
+
 /** The typed error for a final non-2xx answer, rebuilt from the node's `{ code, message }`. */
 export function errorFromResponse(res: HttpResponse, node: string, method = 'request'): CacheError {
+  const err = rebuild(res, node, method)
+  fromNode.add(err)
+  return err
+}
+
+function rebuild(res: HttpResponse, node: string, method: string): CacheError {
   const { code, message } = remoteBody(res)
   const text = `${node}: ${message ?? `HTTP ${res.status}`}`
   const retryAfter = parseRetryAfter(res.headers['retry-after']) ?? 1

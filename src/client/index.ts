@@ -1,5 +1,5 @@
 // The client of cache nodes: createClient, clientStore, autoCache.
-export { createClient, normalizeNode } from './client.js'
+export { createClient, isNodeAnswer, normalizeNode } from './client.js'
 export type {
   ClientCallOptions,
   ClientClearOptions,
