@@ -88,7 +88,7 @@ export interface ClientEjectOptions {
   after?: number
   /** First probe of an ejected node after this long; doubles per failed probe. @default '1s' */
   probeInterval?: Duration
-  /** Longest interval between probes. @default '30s' */
+  /** Longest interval between probes. @default '30s' (or `probeInterval` if longer) */
   maxProbeInterval?: Duration
 }
 
@@ -291,7 +291,7 @@ class NodeClient implements Client {
     const eject = options.eject ?? {}
     const ejectAfter = positiveInt(eject.after, 3, 'eject.after')
     const probeInterval = finiteMs(eject.probeInterval, 1000, 'eject.probeInterval', 1)
-    const maxProbeInterval = finiteMs(eject.maxProbeInterval, 30_000, 'eject.maxProbeInterval', 1)
+    const maxProbeInterval = finiteMs(eject.maxProbeInterval, Math.max(30_000, probeInterval), 'eject.maxProbeInterval', 1)
     if (maxProbeInterval < probeInterval) throw new InvalidOptionsError('eject.maxProbeInterval', 'must be >= eject.probeInterval')
     if (options.token !== undefined && (typeof options.token !== 'string' || options.token === '' || /[\r\n]/.test(options.token))) throw new InvalidOptionsError('token', 'expected a non-empty single-line string')
     const connections = positiveInt(options.connections, 16, 'connections')
