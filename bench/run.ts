@@ -1,6 +1,6 @@
 /**
  * `npm run bench [-- --quick] [--passes N] [suite...]`: stratacache's L1 engine against its peers, all in
- * one run, with ratios. Suites: get-hits, set-evict, heap, hit-ratio (default: all).
+ * one run, with ratios. Suites: get-hits, set-evict, heap, hit-ratio, facade, redis, server (default: all).
  *
  * Method:
  * - Speed (get-hits, set-evict): each figure comes from a fresh child process per subject
@@ -21,6 +21,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { facadeSuite } from './facade.js'
 import { redisSuite } from './redis.js'
+import { serverSuite } from './server.js'
 import { HIT_RATIO_SUBJECTS, hitRatios } from './hit-ratio.js'
 import {
   fmtCount,
@@ -43,7 +44,7 @@ import {
 } from './harness.js'
 import { loopHeavyTrace, scanMixedTrace, type Trace } from './traces.js'
 
-const SUITES = ['get-hits', 'set-evict', 'heap', 'hit-ratio', 'facade', 'redis'] as const
+const SUITES = ['get-hits', 'set-evict', 'heap', 'hit-ratio', 'facade', 'redis', 'server'] as const
 type SuiteName = (typeof SUITES)[number]
 
 interface SuiteReport {
@@ -280,6 +281,7 @@ const RUNNERS: Record<SuiteName, (c: Config) => Promise<Omit<SuiteReport, 'date'
   'hit-ratio': hitRatioSuite,
   facade: facadeSuite,
   redis: redisSuite,
+  server: serverSuite,
 }
 
 interface ResultsFile {

@@ -186,7 +186,7 @@ export class HttpApi {
   }
 
   /** How many body bytes a request to this method and path may carry (checked before reading it). */
-  bodyLimit(method: string, path: string): number {
+  bodyLimit(method: string, _path: string): number {
     if (method === 'PUT') return this.#limits.maxValueBytes
     if (method === 'POST') return this.#limits.maxBodyBytes
     return NO_PAYLOAD_LIMIT

@@ -13,6 +13,7 @@
  * Numbers stay below 2^53 until the year 2248.
  */
 import type { Clock } from '../core/clock.js'
+import { CacheError, StoreUnavailableError } from '../core/errors.js'
 import type { Store } from '../store/types.js'
 
 /** Versions per millisecond of clock time. */
@@ -74,7 +75,8 @@ export class VersionClock {
       },
       (err: unknown) => {
         this.#pending = undefined
-        throw err
+        // No version is handed out unless its mark is durable: the write that asked fails.
+        throw err instanceof CacheError ? err : new StoreUnavailableError('Could not persist the version high-water mark', { cause: err })
       },
     )
     this.#pending = pending

@@ -1,0 +1,146 @@
+/**
+ * The `server` suite: a stratacache node's HTTP throughput and latency for GET hits and
+ * PUTs of 100-byte values at 64 connections (autocannon, keep-alive, no pipelining), next
+ * to a bare node:http server that returns a fixed 100-byte body (the ceiling of HTTP on
+ * this machine) and to redis-server measured with redis-benchmark (-c 64 -d 100).
+ *
+ * Each server runs in its own child process (bench/server-child.ts) while autocannon
+ * drives it from this process; redis-server is started on a free port by this suite (no
+ * persistence). The node runs with its defaults: LMDB store in a temporary directory,
+ * memory L1 — GET hits are answered from L1, PUTs are committed to LMDB before the answer.
+ * On a shared 2-core machine the load generator competes with the server for CPU: read
+ * the ratios, not the absolute figures.
+ */
+import { spawn, fork } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import autocannon from 'autocannon'
+import { startRedisServer } from '../test/support/redis-server.js'
+import { fmtOps, fmtRatio, median, type Table } from './harness.js'
+
+const CONNECTIONS = 64
+const KEYS = 1000
+const VALUE = Buffer.alloc(100, 'v')
+
+interface Measure {
+  rps: number
+  p50: number
+  p99: number
+  errors: number
+}
+
+type ServerKind = 'bare' | 'node'
+
+async function withServer<T>(kind: ServerKind, run: (port: number) => Promise<T>): Promise<T> {
+  const dir = mkdtempSync(join(tmpdir(), 'stratacache-bench-'))
+  const child = fork(fileURLToPath(new URL('./server-child.js', import.meta.url)), [kind, dir], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      child.once('message', (m) => resolve((m as { port: number }).port))
+      child.once('exit', (code) => reject(new Error(`${kind} server exited with ${code}`)))
+    })
+    return await run(port)
+  } finally {
+    child.send('stop')
+    await new Promise((r) => child.once('exit', r))
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+function cannon(port: number, method: 'GET' | 'PUT', pathOf: (i: number) => string, seconds: number): Promise<Measure> {
+  let i = 0
+  return new Promise((resolve, reject) => {
+    autocannon(
+      {
+        url: `http://127.0.0.1:${port}`,
+        connections: CONNECTIONS,
+        duration: seconds,
+        requests: [{ method, body: method === 'PUT' ? VALUE : undefined, setupRequest: (req) => ({ ...req, path: pathOf(i++) }) }],
+      },
+      (err, result) => {
+        if (err !== null && err !== undefined) return reject(err)
+        resolve({ rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, errors: result.errors + result.timeouts + result.non2xx })
+      },
+    )
+  })
+}
+
+async function redisBenchmark(port: number, requests: number): Promise<Record<'GET' | 'SET', Measure>> {
+  const out = await new Promise<string>((resolve, reject) => {
+    const p = spawn('redis-benchmark', ['-h', '127.0.0.1', '-p', String(port), '-c', String(CONNECTIONS), '-d', '100', '-n', String(requests), '-r', String(KEYS), '-t', 'get,set', '--csv'], { stdio: ['ignore', 'pipe', 'inherit'] })
+    let text = ''
+    p.stdout.on('data', (c: Buffer) => (text += c.toString()))
+    p.once('error', reject)
+    p.once('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`redis-benchmark exited with ${code}`))))
+  })
+  const lines = out.trim().split('\n').map((l) => l.split(',').map((f) => f.replaceAll('"', '')))
+  const head = lines[0]
+  const col = (name: string): number => head.indexOf(name)
+  const measures: Partial<Record<'GET' | 'SET', Measure>> = {}
+  for (const row of lines.slice(1)) {
+    const test = row[col('test')]
+    if (test !== 'GET' && test !== 'SET') continue
+    measures[test] = { rps: Number(row[col('rps')]), p50: Number(row[col('p50_latency_ms')]), p99: Number(row[col('p99_latency_ms')]), errors: 0 }
+  }
+  if (measures.GET === undefined || measures.SET === undefined) throw new Error(`unexpected redis-benchmark output: ${out}`)
+  return measures as Record<'GET' | 'SET', Measure>
+}
+
+function pick(ms: Measure[]): Measure {
+  return { rps: median(ms.map((m) => m.rps)), p50: median(ms.map((m) => m.p50)), p99: median(ms.map((m) => m.p99)), errors: ms.reduce((a, m) => a + m.errors, 0) }
+}
+
+export async function serverSuite(c: { quick: boolean; passes: number }): Promise<{ params: Readonly<Record<string, unknown>>; results: Readonly<Record<string, unknown>>; tables: Table[] }> {
+  const seconds = c.quick ? 2 : 6
+  const passes = c.quick ? 1 : Math.min(c.passes, 3)
+  const bare: Measure[] = []
+  const get: Measure[] = []
+  const put: Measure[] = []
+  const redisGet: Measure[] = []
+  const redisSet: Measure[] = []
+  const redis = await startRedisServer()
+  try {
+    for (let p = 0; p < passes; p++) {
+      // Each server gets a one-second untimed warm-up (JIT, connection setup) before it is measured.
+      bare.push(await withServer('bare', async (port) => (await cannon(port, 'GET', () => '/', 1), cannon(port, 'GET', () => '/', seconds))))
+      await withServer('node', async (port) => {
+        // Fill every key once so the GETs are hits.
+        for (let k = 0; k < KEYS; k += 100) {
+          await Promise.all(Array.from({ length: 100 }, (_, j) => fetch(`http://127.0.0.1:${port}/v1/keys/k${k + j}`, { method: 'PUT', body: VALUE })))
+        }
+        await cannon(port, 'GET', (i) => `/v1/keys/k${i % KEYS}`, 1)
+        get.push(await cannon(port, 'GET', (i) => `/v1/keys/k${i % KEYS}`, seconds))
+        put.push(await cannon(port, 'PUT', (i) => `/v1/keys/k${i % KEYS}`, seconds))
+      })
+      const r = await redisBenchmark(redis.port, c.quick ? 50_000 : 200_000)
+      redisGet.push(r.GET)
+      redisSet.push(r.SET)
+    }
+  } finally {
+    await redis.stop()
+  }
+  const m = { bare: pick(bare), get: pick(get), put: pick(put), redisGet: pick(redisGet), redisSet: pick(redisSet) }
+  const ratio = m.get.rps / m.bare.rps
+  const row = (name: string, x: Measure, vsBare: boolean, target = ''): string[] => [name, fmtOps(x.rps), `${x.p50.toFixed(2)} ms`, `${x.p99.toFixed(2)} ms`, vsBare ? fmtRatio(x.rps / m.bare.rps) : '', String(x.errors), target]
+  const tables: Table[] = [
+    {
+      title: `server: 100-byte values, ${CONNECTIONS} connections, ${KEYS} keys (autocannon ${seconds} s per run; redis-benchmark)`,
+      columns: ['subject', 'requests/s (median)', 'p50', 'p99', 'vs bare http', 'errors', 'target'],
+      align: 'lrrrrrl',
+      rows: [
+        row('bare node:http, fixed body', m.bare, true),
+        row('stratacache node GET hit', m.get, true, `>= 0.6x bare: ${ratio >= 0.6 ? 'met' : 'NOT met'}`),
+        row('stratacache node PUT (LMDB commit)', m.put, true),
+        row('redis-server GET (redis-benchmark)', m.redisGet, false),
+        row('redis-server SET (redis-benchmark)', m.redisSet, false),
+      ],
+      notes: [
+        'autocannon runs in the bench process, each server in its own child process; on a 2-core machine the load generator takes a core from the server, which caps every HTTP figure alike.',
+        'redis-benchmark is a C client speaking RESP (no HTTP parsing); its figures show what a native cache server reaches on this machine, not a like-for-like comparison.',
+      ],
+    },
+  ]
+  return { params: { connections: CONNECTIONS, keys: KEYS, valueBytes: VALUE.byteLength, seconds, passes }, results: m, tables }
+}
