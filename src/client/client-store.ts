@@ -14,8 +14,13 @@
  *   same bytes and tags with `If-Match` on the version read: it never resurrects a deleted
  *   entry nor overwrites a newer write (a lost race retries, then leaves the newer write);
  * - `clear('')`: `DELETE /v1/keys` (every key of the node); `clear(prefix)`:
- *   `DELETE /v1/keys?prefix=` — a node without prefix clears answers `400` and the call
- *   fails with `ERR_STORE_UNAVAILABLE` (nothing is removed);
+ *   `DELETE /v1/keys?prefix=` (a protocol extension). A node without it answers
+ *   `400 ERR_BAD_REQUEST` (it refuses unknown parameters, so nothing is removed); the store
+ *   then clears the whole node instead (`prefixFallback: 'all'`, the default: a cache may
+ *   forget more than asked, it must not keep what it was told to drop) or fails with
+ *   `ERR_STORE_UNAVAILABLE` (`'error'`). Failing is not the default because the facade's
+ *   GuardedStore queues a failed clear and replays it until it succeeds, holding back
+ *   every L2 write behind it;
  * - `locks`: undefined. The protocol has no leases, so `lock: 'distributed'` is refused by
  *   `createCache` for this store; single-flight still dedupes within each process.
  *
@@ -23,15 +28,21 @@
  * facade's GuardedStore above adds timeouts, the breaker and the write queue. The client's
  * own retries stay on: they handle a failing node among several (round-robin failover).
  */
-import { StoreUnavailableError, isCacheError } from '../core/errors.js'
+import { InvalidOptionsError, StoreUnavailableError, isCacheError } from '../core/errors.js'
 import type { Store, StoreEntry } from '../store/types.js'
-import type { Client } from './client.js'
+import { isNodeAnswer, type Client } from './client.js'
 
 export interface ClientStoreOptions {
   /** The store's name in errors, events and metrics. @default 'stratacache' */
   name?: string
   /** Close the client when the store is closed. @default false (the client's creator closes it) */
   closeClient?: boolean
+  /**
+   * What `clear(prefix)` does on a node that cannot clear by prefix: `'all'` clears the
+   * whole node (forgets more than asked), `'error'` fails with `ERR_STORE_UNAVAILABLE`.
+   * @default 'all'
+   */
+  prefixFallback?: 'all' | 'error'
 }
 
 /** Attempts of touch's read-then-conditional-write before it leaves a concurrent write in place. */
@@ -53,12 +64,17 @@ class ClientStore implements Store {
   readonly locks = undefined
   readonly #client: Client
   readonly #closeClient: boolean
+  readonly #prefixFallback: 'all' | 'error'
+  /** Set once a node refused a prefix clear, so later clears do not ask again. */
+  #noPrefixClear = false
   #closed = false
 
   constructor(client: Client, options: ClientStoreOptions) {
     this.#client = client
     this.name = options.name ?? 'stratacache'
     this.#closeClient = options.closeClient ?? false
+    this.#prefixFallback = options.prefixFallback ?? 'all'
+    if (this.#prefixFallback !== 'all' && this.#prefixFallback !== 'error') throw new InvalidOptionsError('prefixFallback', `expected 'all' or 'error', got ${String(options.prefixFallback)}`)
   }
 
   async get(key: string): Promise<Uint8Array | undefined> {
@@ -108,14 +124,19 @@ class ClientStore implements Store {
   }
 
   async clear(prefix: string): Promise<void> {
-    try {
-      await this.#client.clear({ prefix })
-    } catch (err) {
-      if (prefix !== '' && isCacheError(err, 'ERR_BAD_REQUEST')) {
-        throw new StoreUnavailableError(`The node cannot clear by prefix (DELETE /v1/keys?prefix= refused); nothing was removed`, { cause: err })
+    if (prefix !== '' && !this.#noPrefixClear) {
+      try {
+        await this.#client.clear({ prefix })
+        return
+      } catch (err) {
+        if (!(isCacheError(err, 'ERR_BAD_REQUEST') && isNodeAnswer(err))) throw err
+        this.#noPrefixClear = true
       }
-      throw err
     }
+    if (prefix !== '' && this.#prefixFallback === 'error') {
+      throw new StoreUnavailableError(`The node cannot clear by prefix (DELETE /v1/keys?prefix= refused); nothing was removed`)
+    }
+    await this.#client.clear()
   }
 
   async close(): Promise<void> {

@@ -6,6 +6,7 @@ import { createCache } from '../../src/cache/cache.js'
 import { ManualClock } from '../../src/core/manual-clock.js'
 import { storeConformance } from '../../src/store/conformance.js'
 import { startTestNode, type TestNode } from '../support/node-fixture.js'
+import { respond, ScriptedTransport } from '../support/scripted-transport.js'
 
 // One real node in this process, on a ManualClock: the suite moves the node's time (TTLs in
 // whole seconds) without sleeping; the client keeps real time for its own timeouts.
@@ -33,6 +34,33 @@ storeConformance({
     clock.advance(ms)
   },
   minTtlMs: 1000,
+  // The node has no prefix clear (DELETE /v1/keys?prefix= is refused): see the tests below.
+  clearsByPrefix: false,
+})
+
+describe('clientStore clear(prefix)', () => {
+  test('on a node without prefix clears: the whole node is cleared (default) or ERR_STORE_UNAVAILABLE', async () => {
+    await client.clear()
+    const store = clientStore(client)
+    await store.set('a:1', new Uint8Array([1]), 60_000)
+    await store.set('b:1', new Uint8Array([2]), 60_000)
+    const strict = clientStore(client, { prefixFallback: 'error' })
+    await assert.rejects(strict.clear('a:'), (e: unknown) => (e as { code?: string }).code === 'ERR_STORE_UNAVAILABLE')
+    assert.deepEqual((await store.getMany(['a:1', 'b:1'])).map((v) => v?.[0]), [1, 2], 'the refused clear removed nothing')
+    await store.clear('a:')
+    assert.deepEqual(await store.getMany(['a:1', 'b:1']), [undefined, undefined], 'forgot more than asked, kept nothing stale')
+  })
+
+  test('asks the node for DELETE /v1/keys?prefix= with the confirmation header', async () => {
+    const fakeClock = new ManualClock(0)
+    const transport = new ScriptedTransport(fakeClock, () => respond(200, { cleared: true }))
+    const fake = createClient({ nodes: ['http://n:1'], transport, clock: fakeClock })
+    await clientStore(fake).clear('user:{1}')
+    assert.equal(transport.requests[0].method, 'DELETE')
+    assert.equal(transport.requests[0].path, '/v1/keys?prefix=user%3A%7B1%7D')
+    assert.equal(transport.requests[0].headers['x-confirm'], 'clear-all')
+    await fake.close()
+  })
 })
 
 describe('clientStore as the L2 of createCache', () => {
