@@ -4,8 +4,8 @@
  * the only file that imports undici.
  *
  * Why undici: it is Node's own HTTP client (the engine under `fetch`), its pools keep
- * sockets alive across requests, and `request()` skips the WHATWG layers of `fetch`, which
- * roughly halves the per-request cost. Timeouts are not undici's: the client aborts
+ * sockets alive across requests, and `request()` skips the WHATWG Request/Response
+ * layers of `fetch`. Timeouts are not undici's: the client aborts
  * through the request's signal on its injected Clock.
  */
 import { Pool } from 'undici'
