@@ -13,18 +13,22 @@
  *   protection is per process).
  */
 import { fork } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { BentoCache, bentostore } from 'bentocache'
 import { memoryDriver } from 'bentocache/drivers/memory'
 import { redisDriver } from 'bentocache/drivers/redis'
 import { Redis } from 'ioredis'
 import { createCache } from '../src/cache/cache.js'
+import { lmdbStore } from '../src/store/lmdb-store.js'
 import { redisStore } from '../src/store/redis-store.js'
 import { rawCommand, startRedisServer } from '../test/support/redis-server.js'
 import { fmtOps, fmtRatio, median, type Table } from './harness.js'
 
-type Subject = 'ioredis GET' | 'stratacache getOrSet' | 'bentocache getOrSet'
-const SUBJECTS: readonly Subject[] = ['ioredis GET', 'stratacache getOrSet', 'bentocache getOrSet']
+type Subject = 'ioredis GET' | 'stratacache getOrSet' | 'bentocache getOrSet' | 'stratacache getOrSet (lmdb)'
+const SUBJECTS: readonly Subject[] = ['ioredis GET', 'stratacache getOrSet', 'bentocache getOrSet', 'stratacache getOrSet (lmdb)']
 
 interface ReadJob {
   kind: 'read'
@@ -77,6 +81,21 @@ async function makeClient(subject: Subject, port: number, keys: number): Promise
         close: async () => {
           await cache.close()
           await store.close()
+        },
+      }
+    }
+    case 'stratacache getOrSet (lmdb)': {
+      // For reference: the same facade path over the embedded store instead of Redis.
+      const path = mkdtempSync(join(tmpdir(), 'stratacache-bench-lmdb-'))
+      const store = lmdbStore({ path })
+      const cache = createCache<unknown>({ store, memory: { maxEntries: 1, policy: 'lru' }, defaults: { ttl: '1h' } })
+      await Promise.all(Array.from({ length: keys }, (_, i) => cache.set(String(i), value(i))))
+      return {
+        get: (k) => cache.getOrSet(k, () => value(Number(k))),
+        close: async () => {
+          await cache.close()
+          await store.close()
+          rmSync(path, { recursive: true, force: true })
         },
       }
     }
@@ -250,7 +269,10 @@ export async function redisSuite(c: { quick: boolean; passes: number }): Promise
           fmtRatio((med.get(s) as number) / bento),
           s === 'stratacache getOrSet' ? `>= 0.8x raw: ${ours >= 0.8 * raw ? 'met' : 'NOT met'}; >= 2x bento: ${ours >= 2 * bento ? 'met' : 'NOT met'}` : '',
         ]),
-        notes: ['stratacache runs with a one-entry L1 so that every read goes to Redis and through the codec (msgpack); raw ioredis stores JSON strings and parses them.'],
+        notes: [
+          'stratacache runs with a one-entry L1 so that every read goes to Redis and through the codec (msgpack); raw ioredis stores JSON strings and parses them.',
+          'stratacache getOrSet (lmdb): the same one-entry L1 over lmdbStore on local disk instead of Redis (for reference; no target).',
+        ],
       },
     ]
     const batch = await batchReads(server.port, c.quick)

@@ -48,6 +48,7 @@ const L2_COUNTERS: ReadonlyArray<[string, string, (s: L2Stats) => number]> = [
   ['l2_failures_total', 'L2 operations that failed (other than timeouts).', (s) => s.failures],
   ['l2_replayed_total', 'Queued writes replayed once L2 came back.', (s) => s.replayed],
   ['l2_queue_dropped_total', 'Queued writes dropped because the write queue was full.', (s) => s.queueDropped],
+  ['l2_refused_total', 'L2 requests the store refused (full, invalid key or value); not failures.', (s) => s.refused],
   ['l2_touches_dropped_total', 'Time-to-idle touches dropped because the touch queue was full.', (s) => s.touches.dropped],
   ['l2_breaker_opened_total', 'Times the L2 circuit breaker opened.', (s) => s.breaker.opened],
   ['lock_waits_total', 'Times a process waited for another process holding the distributed lock.', (s) => s.lock.waits],

@@ -17,12 +17,19 @@
  *   delete removed is never read back. The queue is bounded (`writeQueue`); when full, the
  *   oldest operation is dropped and counted.
  *
+ * - A refusal (`ERR_STORE_FULL`, `ERR_INVALID_KEY`, `ERR_INVALID_OPTIONS`,
+ *   `ERR_VALUE_TOO_LARGE`, `ERR_INVALID_VALUE`) is a healthy store's answer to one request:
+ *   it counts as a success for the breaker, is reported and counted (`refused`), is never
+ *   retried and never queued (the same request would be refused again, and a queued head
+ *   that never lands would hold every later write in the queue). A refused write deletes
+ *   the key instead, so L2 keeps no older value than the one the write tried to replace.
+ *
  * Invariant: no method of this class returns a promise that can stay pending longer than
  * its timeout (plus retry delays for reads), whatever the store does.
  */
 import type { Clock, TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
-import { CacheError, InvalidOptionsError, StoreTimeoutError, StoreUnavailableError } from '../core/errors.js'
+import { CacheError, InvalidOptionsError, StoreTimeoutError, StoreUnavailableError, type ErrorCode } from '../core/errors.js'
 import type { Random } from '../core/random.js'
 import type { LockGrant, Store } from '../store/types.js'
 import { CircuitBreaker, type BreakerStats, type CircuitBreakerOptions } from './circuit-breaker.js'
@@ -58,11 +65,20 @@ export interface GuardedStoreStats {
   readonly replayed: number
   /** Queued operations dropped because the queue was full. */
   readonly queueDropped: number
+  /** Requests the store refused (full, invalid key or value): not failures, never queued. */
+  readonly refused: number
 }
 
 type QueuedOp = { readonly kind: 'set'; readonly value: Uint8Array; readonly expiresAt: number } | { readonly kind: 'delete' } | { readonly kind: 'clear'; readonly prefix: string }
 
 const CLEAR_SLOT = '\u0000clear\u0000'
+
+/** Codes by which a healthy store refuses one request (see the note at the top). */
+const REFUSALS: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['ERR_STORE_FULL', 'ERR_INVALID_KEY', 'ERR_INVALID_OPTIONS', 'ERR_VALUE_TOO_LARGE', 'ERR_INVALID_VALUE'])
+
+function isRefusal(err: unknown): err is CacheError {
+  return err instanceof CacheError && REFUSALS.has(err.code)
+}
 
 export class GuardedStore {
   readonly store: Store
@@ -84,6 +100,7 @@ export class GuardedStore {
   #retries = 0
   #replayed = 0
   #queueDropped = 0
+  #refused = 0
   /** Reports every failure (the facade forwards them to its 'error' listeners). */
   onError: ((error: CacheError, operation: StoreOperation, key: string | undefined) => void) | undefined
 
@@ -133,8 +150,9 @@ export class GuardedStore {
     if (this.#queue.size > 0) return this.#enqueue(key, op)
     try {
       await this.#call('set', key, () => this.store.set(key, value, ttlMs))
-    } catch {
-      this.#enqueue(key, op)
+    } catch (err) {
+      if (!isRefusal(err)) this.#enqueue(key, op)
+      else if (err.code !== 'ERR_INVALID_KEY') await this.delete(key)
     }
   }
 
@@ -143,8 +161,8 @@ export class GuardedStore {
     if (this.#queue.size > 0) return this.#enqueue(key, { kind: 'delete' })
     try {
       await this.#call('delete', key, () => this.store.delete(key))
-    } catch {
-      this.#enqueue(key, { kind: 'delete' })
+    } catch (err) {
+      if (!isRefusal(err)) this.#enqueue(key, { kind: 'delete' })
     }
   }
 
@@ -154,8 +172,8 @@ export class GuardedStore {
     if (this.#queue.size > 0) return this.#enqueue(CLEAR_SLOT + prefix, op)
     try {
       await this.#call('clear', undefined, () => this.store.clear(prefix))
-    } catch {
-      this.#enqueue(CLEAR_SLOT + prefix, op)
+    } catch (err) {
+      if (!isRefusal(err)) this.#enqueue(CLEAR_SLOT + prefix, op)
     }
   }
 
@@ -210,6 +228,7 @@ export class GuardedStore {
       queued: this.#queue.size,
       replayed: this.#replayed,
       queueDropped: this.#queueDropped,
+      refused: this.#refused,
     }
   }
 
@@ -245,7 +264,7 @@ export class GuardedStore {
       try {
         return await this.#call(operation, key, fn)
       } catch (err) {
-        const retryable = attempt < this.#attempts && !(err instanceof StoreTimeoutError) && this.breaker.state === 'closed' && !this.#closed
+        const retryable = attempt < this.#attempts && !(err instanceof StoreTimeoutError) && !isRefusal(err) && this.breaker.state === 'closed' && !this.#closed
         if (!retryable) throw err
         this.#retries++
         const delay = this.#random.next() * Math.min(this.#maxDelay, this.#baseDelay * 2 ** attempt)
@@ -262,8 +281,21 @@ export class GuardedStore {
       this.breaker.success()
       return result
     } catch (err) {
+      if (isRefusal(err)) throw this.#refuse(err, operation, key)
       throw this.#fail(err, operation, key)
     }
+  }
+
+  /** A refusal: the store answered, so the breaker sees a success; reported and counted. */
+  #refuse(err: CacheError, operation: StoreOperation, key: string | undefined): CacheError {
+    this.breaker.success()
+    this.#refused++
+    try {
+      this.onError?.(err, operation, key)
+    } catch {
+      // A throwing listener must not turn a handled refusal into an unhandled one.
+    }
+    return err
   }
 
   #race<T>(operation: StoreOperation, fn: () => Promise<T>, timeoutMs: number): Promise<T> {
@@ -347,8 +379,15 @@ export class GuardedStore {
         const [slot, op] = this.#queue.entries().next().value as [string, QueuedOp]
         try {
           await this.#call('replay', slot, () => this.#apply(slot, op))
-        } catch {
-          break
+        } catch (err) {
+          if (!isRefusal(err)) break
+          // Refused for good: a refused write becomes a delete (no older value may survive), in
+          // the same place in the queue; anything else is dropped.
+          if (this.#queue.get(slot) === op) {
+            if (op.kind === 'set' && err.code !== 'ERR_INVALID_KEY') this.#queue.set(slot, { kind: 'delete' })
+            else this.#queue.delete(slot)
+          }
+          continue
         }
         // A newer operation on the same slot may have replaced this one meanwhile.
         if (this.#queue.get(slot) === op) this.#queue.delete(slot)

@@ -131,6 +131,12 @@ function optionalString(value: unknown, name: string): string | undefined {
   return value
 }
 
+/** The node id travels in a response header: printable ASCII only, at most 200 characters. */
+function headerSafe(value: string | undefined, name: string): string | undefined {
+  if (value !== undefined && !/^[\x21-\x7e]{1,200}$/.test(value)) throw new InvalidOptionsError(name, 'expected 1..200 printable ASCII characters without spaces')
+  return value
+}
+
 /** Validates `options` and fills in the defaults. */
 export function resolveNodeOptions(options: NodeOptions = {}): ResolvedNodeOptions {
   if (options === null || typeof options !== 'object') throw new InvalidOptionsError('options', 'expected an object')
@@ -184,7 +190,7 @@ export function resolveNodeOptions(options: NodeOptions = {}): ResolvedNodeOptio
     logLevel,
     logRequests: o.logRequests ?? false,
     logger: o.logger,
-    nodeId: optionalString(o.nodeId, 'nodeId'),
+    nodeId: headerSafe(optionalString(o.nodeId, 'nodeId'), 'nodeId'),
     region: optionalString(o.region, 'region') ?? 'default',
     clock,
     transport: o.transport,

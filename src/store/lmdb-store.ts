@@ -91,6 +91,11 @@ export interface LmdbStore extends Store {
   readonly locks: StoreLocks
   /** Usage read from the store (committed values only) and this process's counters. */
   stats(): LmdbStoreStats
+  /**
+   * Runs one sweep lap now (it also runs every `sweepInterval`): removes expired entries and
+   * idle lock records; resolves with how many it removed.
+   */
+  sweep(): Promise<number>
 }
 
 const FORMAT = 1
@@ -140,6 +145,13 @@ interface Waiter {
   readonly token: string
   readonly highWater: number
   readonly wake: (err?: AbortedError) => void
+}
+
+interface SweepLap {
+  /** Entries first, then lock records. */
+  onData: boolean
+  /** The last key examined; the next batch starts after it. */
+  cursor: Buffer | undefined
 }
 
 interface KeyWaiters {
@@ -264,8 +276,6 @@ class LmdbStoreImpl implements LmdbStore {
   readonly #pending = new Set<Promise<unknown>>()
   #sweepTimer: TimerHandle | undefined
   #sweeping: Promise<void> | undefined
-  #sweepCursor: Buffer | undefined
-  #lockCursor: Buffer | undefined
   #closing: Promise<void> | undefined
   #swept = 0
   #fullRefusals = 0
@@ -650,7 +660,11 @@ class LmdbStoreImpl implements LmdbStore {
       (result) => result,
       (err: unknown) => {
         const error = storeError(err, operation)
-        if (error instanceof StoreFullError) this.#fullRefusals++
+        if (error instanceof StoreFullError) {
+          this.#fullRefusals++
+          // Room held by expired entries comes back now, not at the next interval.
+          this.#sweepNow()
+        }
         throw error
       },
     )
@@ -662,19 +676,32 @@ class LmdbStoreImpl implements LmdbStore {
     return tracked
   }
 
+  /** Starts a sweep lap unless one runs; its timer restarts after it. */
+  #sweepNow(): void {
+    if (this.#sweeping !== undefined || this.#closing !== undefined) return
+    if (this.#sweepTimer !== undefined) this.#clock.clearTimeout(this.#sweepTimer)
+    this.#sweepTimer = undefined
+    this.#runSweep()
+  }
+
+  #runSweep(): void {
+    this.#sweeping = this.sweep()
+      .then(() => undefined)
+      .catch(() => {
+        // A failed sweep is retried at the next interval; reads never depend on it.
+      })
+      .finally(() => {
+        this.#sweeping = undefined
+        this.#scheduleSweep()
+      })
+  }
+
   #scheduleSweep(): void {
     if (this.#closing !== undefined) return
     this.#sweepTimer = this.#clock.setTimeout(
       () => {
         this.#sweepTimer = undefined
-        this.#sweeping = this.sweep()
-          .catch(() => {
-            // A failed sweep is retried at the next interval; reads never depend on it.
-          })
-          .finally(() => {
-            this.#sweeping = undefined
-            this.#scheduleSweep()
-          })
+        this.#runSweep()
       },
       this.#sweepInterval,
       { unref: true },
@@ -684,24 +711,22 @@ class LmdbStoreImpl implements LmdbStore {
   /**
    * One lap of the sweep: every entry and lock record examined once, in batches of
    * `sweepBatch` per write transaction, removing expired entries and lock records idle for
-   * longer than `fenceRetention`. Runs on its own timer; exposed for tests and for callers
-   * that want space back now. Resolves with nothing; `stats().swept` counts the removals.
+   * longer than `fenceRetention`.
    */
-  async sweep(): Promise<void> {
-    this.#sweepCursor = undefined
-    this.#lockCursor = undefined
-    for (;;) {
-      if (this.#closing !== undefined) return
-      const more = await this.#sweepStep()
-      if (!more) return
-    }
+  async sweep(): Promise<number> {
+    this.#open()
+    const before = this.#swept
+    // The lap's own cursor: a timed lap and a called one may overlap harmlessly (every
+    // removal is re-checked inside its transaction).
+    const lap: SweepLap = { onData: true, cursor: undefined }
+    while (this.#closing === undefined && (await this.#sweepStep(lap)));
+    return this.#swept - before
   }
 
-  /** One batch of the sweep; true while the lap has more to examine. */
-  async #sweepStep(): Promise<boolean> {
-    const onData = this.#lockCursor === undefined
+  /** One batch of a lap: up to `sweepBatch` records in one write transaction; true while the lap has more. */
+  async #sweepStep(lap: SweepLap): Promise<boolean> {
+    const { onData, cursor: start } = lap
     const db = onData ? this.#data : this.#locks
-    const start = onData ? this.#sweepCursor : this.#lockCursor
     const result = await this.#mutate('sweep', (usage) => {
       const now = this.#clock.now()
       let seen = 0
@@ -721,26 +746,19 @@ class LmdbStoreImpl implements LmdbStore {
           usage.bytes -= cost(v.key.length, v.size)
         }
       }
-      return { last, full: seen >= this.#sweepBatch, removed }
+      return { last, more: seen >= this.#sweepBatch && last !== undefined, removed }
     })
     // Counted after the commit (atomic counter sync).
     this.#swept += result.removed
-    if (onData) {
-      if (result.full && result.last !== undefined) {
-        this.#sweepCursor = result.last
-        return true
-      }
-      // Data lap done: move on to the lock records (an empty marker cursor starts them).
-      this.#sweepCursor = undefined
-      this.#lockCursor = Buffer.alloc(0)
+    if (result.more) {
+      lap.cursor = result.last
       return true
     }
-    if (result.full && result.last !== undefined) {
-      this.#lockCursor = result.last
-      return true
-    }
-    this.#lockCursor = undefined
-    return false
+    if (!onData) return false
+    // The entries are done: the lock records next.
+    lap.onData = false
+    lap.cursor = undefined
+    return true
   }
 
   async #close(): Promise<void> {

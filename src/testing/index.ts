@@ -12,3 +12,10 @@ export function deferred<T>(): { promise: Promise<T>; resolve: (value: T) => voi
   })
   return { promise, resolve, reject }
 }
+
+/**
+ * The Store conformance suite (node:test blocks) every adapter passes; run it on your own
+ * `Store` to check it keeps the contract. Imports `node:test`: use it from tests only.
+ */
+export { storeConformance } from '../store/conformance.js'
+export type { ConformanceTarget } from '../store/conformance.js'

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import { isCacheError } from '../../src/core/errors.js'
+import { InvalidKeyError, isCacheError } from '../../src/core/errors.js'
 import { ManualClock } from '../../src/core/manual-clock.js'
 import { SeededRandom } from '../../src/core/random.js'
 import { CircuitBreaker } from '../../src/resilience/circuit-breaker.js'
@@ -201,6 +201,55 @@ describe('GuardedStore', () => {
       await flush()
     }
     assert.equal(raw.data.has('k'), false)
+  })
+
+  test('a full store refuses writes: no breaker trip, nothing queued, the older value deleted, reads unaffected', async () => {
+    const { clock, raw, store, errors } = setup({ retry: { attempts: 2 } })
+    await store.set('k', bytes('old'), 60_000)
+    raw.health = 'full'
+    for (let i = 0; i < 10; i++) await settle(clock, store.set(`n${i}`, bytes('v'), 60_000))
+    await settle(clock, store.set('k', bytes('new'), 60_000))
+    const s = store.stats()
+    assert.equal(s.breaker.state, 'closed', 'a refusal is an answer, not a failure')
+    assert.equal(s.failures, 0)
+    assert.equal(s.queued, 0, 'a refused write is never queued')
+    assert.equal(s.refused, 11)
+    assert.equal(errors.filter((c) => c === 'ERR_STORE_FULL').length, 11, 'each refusal is reported')
+    assert.equal(raw.data.has('k'), false, 'the older value does not survive the refused overwrite')
+    assert.equal(await store.get('k'), undefined)
+    // Writes go direct again as soon as the store has room.
+    raw.health = 'up'
+    await settle(clock, store.set('k', bytes('newer'), 60_000))
+    assert.equal(text(raw.data.get('k')?.value), 'newer')
+  })
+
+  test('a refused read is not retried and does not count against the breaker', async () => {
+    const { clock, raw, store } = setup({ retry: { attempts: 3 } })
+    raw.get = () => Promise.reject(new InvalidKeyError('bad key'))
+    for (let i = 0; i < 8; i++) {
+      const r = await settle(clock, store.get('k'))
+      assert.ok(isCacheError(r.error, 'ERR_INVALID_KEY'))
+      assert.equal(r.elapsed, 0, 'no backoff: not retried')
+    }
+    assert.equal(store.stats().retries, 0)
+    assert.equal(store.stats().breaker.state, 'closed')
+  })
+
+  test('a write that is refused during replay becomes a delete in its place; later writes still land', async () => {
+    const { clock, raw, store } = setup({ retry: { attempts: 0 }, breaker: { openFor: '1s', successThreshold: 1 } })
+    await store.set('k', bytes('old'), 60_000)
+    raw.health = 'down'
+    await settle(clock, store.set('k', bytes('new'), 60_000))
+    await settle(clock, store.delete('other'))
+    assert.equal(store.stats().queued, 2)
+    raw.health = 'full'
+    for (let i = 0; i < 2000 && store.stats().queued > 0; i++) {
+      clock.advance(50)
+      await flush()
+    }
+    assert.equal(store.stats().queued, 0, 'the queue drained: a refusal does not block it')
+    assert.equal(raw.data.has('k'), false, 'the refused write deleted the older value')
+    assert.equal(store.stats().refused, 1)
   })
 
   test('invalid options name the option', () => {

@@ -1,12 +1,14 @@
 /**
  * A byte store over a Map whose health a test sets: 'up', 'down' (every call rejects at
- * once, like a refused connection) or 'hung' (every call stays pending, like a frozen
- * server). A test double of our own Store contract; real servers are tested elsewhere.
+ * once, like a refused connection), 'hung' (every call stays pending, like a frozen
+ * server) or 'full' (writes are refused with ERR_STORE_FULL, like a full LMDB map; reads
+ * and deletes work). A test double of our own Store contract; real servers are tested elsewhere.
  */
 import type { Clock } from '../../src/core/clock.js'
+import { StoreFullError } from '../../src/core/errors.js'
 import type { Store, StoreEntry } from '../../src/store/types.js'
 
-export type Health = 'up' | 'down' | 'hung'
+export type Health = 'up' | 'down' | 'hung' | 'full'
 
 export class FlakyStore implements Store {
   readonly name = 'flaky'
@@ -19,8 +21,9 @@ export class FlakyStore implements Store {
     this.#clock = clock
   }
 
-  #op<T>(name: string, fn: () => T): Promise<T> {
+  #op<T>(name: string, fn: () => T, write = false): Promise<T> {
     this.calls.push(name)
+    if (this.health === 'full' && write) return Promise.reject(new StoreFullError('flaky store is full'))
     if (this.health === 'down') return Promise.reject(new Error('connect ECONNREFUSED'))
     if (this.health === 'hung') return new Promise<T>(() => {})
     return Promise.resolve(fn())
@@ -45,12 +48,12 @@ export class FlakyStore implements Store {
   set(key: string, value: Uint8Array, ttlMs: number): Promise<void> {
     return this.#op('set', () => {
       this.data.set(key, { value: value.slice(), expiresAt: this.#clock.now() + ttlMs })
-    })
+    }, true)
   }
   setMany(entries: readonly StoreEntry[]): Promise<void> {
     return this.#op('setMany', () => {
       for (const e of entries) this.data.set(e.key, { value: e.value.slice(), expiresAt: this.#clock.now() + e.ttlMs })
-    })
+    }, true)
   }
   delete(key: string): Promise<boolean> {
     return this.#op('delete', () => this.data.delete(key))

@@ -133,6 +133,15 @@ describe('errors', () => {
       new api.DecryptError('m'),
       new api.ValueTooLargeError(2, 1),
       new api.LockLostError('k'),
+      new api.BadRequestError('m'),
+      new api.UnauthorizedError(),
+      new api.NotFoundError('m'),
+      new api.MethodNotAllowedError('PATCH', ['GET']),
+      new api.PreconditionFailedError('m'),
+      new api.TooLargeError('m'),
+      new api.RateLimitedError(1),
+      new api.BusyError(1),
+      new api.InternalError(),
     ]
     assert.deepEqual(samples.map((e) => e.code).sort(), Object.keys(ERROR_CODES).sort())
     for (const e of samples) assert.equal(ERROR_CLASSES[e.code], e.constructor)
