@@ -45,6 +45,9 @@ export interface ClientStoreOptions {
   prefixFallback?: 'all' | 'error'
 }
 
+/** DELETEs in flight at once for `deleteMany`. */
+const DELETE_CONCURRENCY = 16
+
 /** Attempts of touch's read-then-conditional-write before it leaves a concurrent write in place. */
 const TOUCH_ATTEMPTS = 3
 
@@ -102,9 +105,20 @@ class ClientStore implements Store {
   }
 
   async deleteMany(keys: readonly string[]): Promise<number> {
+    // The protocol has no batch delete: one DELETE per distinct key, a bounded number at a
+    // time so a large batch does not queue thousands of requests behind the pool (where
+    // their timeouts would run while they wait).
     const unique = [...new Set(keys)]
-    const results = await Promise.all(unique.map((k) => this.#client.delete(k)))
-    return results.filter(Boolean).length
+    let deleted = 0
+    let next = 0
+    const worker = async (): Promise<void> => {
+      while (next < unique.length) {
+        const key = unique[next++]
+        if (await this.#client.delete(key)) deleted++
+      }
+    }
+    await Promise.all(Array.from({ length: Math.min(DELETE_CONCURRENCY, unique.length) }, worker))
+    return deleted
   }
 
   async touch(key: string, ttlMs: number): Promise<boolean> {

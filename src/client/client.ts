@@ -475,6 +475,7 @@ class NodeClient implements Client {
     let retries = 0
     let busy = 0
     for (;;) {
+      this.#checkOpen()
       const node = pin ?? this.#rotation.pick()
       const attemptMs = Math.min(timeoutMs, deadline - clock.now())
       const outcome = await this.#attempt(node, req, attemptMs)
