@@ -180,6 +180,36 @@ describe('client against protected nodes', () => {
   })
 })
 
+describe('client across two real nodes', () => {
+  test('a stopped node is ejected while the other serves; restarted on its port, it is probed back in', async () => {
+    const a = await startTestNode()
+    const b = await startTestNode()
+    const port = a.node.port
+    const client = createClient({ nodes: [a.url, b.url], timeout: '2s', retry: { baseDelay: 10, maxDelay: 50 }, eject: { after: 2, probeInterval: '200ms', maxProbeInterval: '400ms' } })
+    let restarted: TestNode | undefined
+    try {
+      await client.set('k', 'v', { ttl: Infinity })
+      await a.node.close() // keep its data dir: it comes back below
+      for (let i = 0; i < 10; i++) await client.stats()
+      const ejected = client.nodes().find((s) => s.node === a.url)
+      assert.equal(ejected?.inRotation, false, 'the stopped node left the rotation')
+      assert.ok((ejected?.ejections ?? 0) >= 1)
+      restarted = await startTestNode({ port, dataDir: a.dataDir })
+      const deadline = Date.now() + 5000
+      while (client.nodes().find((s) => s.node === a.url)?.inRotation !== true && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
+      assert.equal(client.nodes().find((s) => s.node === a.url)?.inRotation, true, 'probed back in')
+      const answered = new Set<string>()
+      for (let i = 0; i < 4; i++) answered.add(String(((await client.stats()).node as { address: string }).address))
+      assert.equal(answered.size, 2, 'round-robin over both nodes again')
+    } finally {
+      await client.close()
+      await restarted?.node.close()
+      await b.stop()
+      await a.stop().catch(() => undefined)
+    }
+  })
+})
+
 describe('client against a node in a child process (stratacache serve)', () => {
   test('round trip, then SIGTERM exits 0', async () => {
     const child = await startChildNode(['--log-level', 'warn'])
