@@ -90,6 +90,8 @@ describe('autoCache against a real node', () => {
     assert.equal(await f(), 2)
     assert.equal(errors.length, 2)
     assert.ok(isCacheError(errors[0], 'ERR_NODE_UNREACHABLE'))
+    const throwing = autoCache(async () => 'still fine', { client: dead, region: 'r', name: 'h', onError: () => { throw new Error('listener bug') } })
+    assert.equal(await throwing(), 'still fine', 'a throwing onError does not fail the call')
     await dead.close()
   })
 

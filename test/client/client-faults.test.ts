@@ -140,6 +140,14 @@ describe('client over real sockets with injected faults', () => {
     const client = createClient({ nodes: [big.url], maxResponseBytes: '64kb', retry: false })
     await assert.rejects(client.get('k'), (e) => isCacheError(e, 'ERR_BAD_RESPONSE'))
     await client.close()
+    const chunked = await fault((_req, res) => {
+      res.writeHead(200, { etag: '"1"', 'x-ttl': '60', 'transfer-encoding': 'chunked' })
+      for (let i = 0; i < 10; i++) res.write('y'.repeat(16_384))
+      res.end()
+    })
+    const c1 = createClient({ nodes: [chunked.url], maxResponseBytes: '64kb', retry: false })
+    await assert.rejects(c1.get('k'), (e) => isCacheError(e, 'ERR_BAD_RESPONSE'), 'a streamed answer is cut at the limit too')
+    await c1.close()
     const proxy = await fault((_req, res) => {
       res.writeHead(502, { 'content-type': 'text/html' })
       res.end('<html>bad gateway</html>')

@@ -422,3 +422,28 @@ describe('answers, errors and options', () => {
     await client.close()
   })
 })
+
+describe('malformed answers are ERR_BAD_RESPONSE, never a wrong value', () => {
+  test('batch and JSON answers that do not match the request', async () => {
+    const cases: [string, () => Promise<unknown>, ReturnType<typeof respond>][] = []
+    const { clock, transport, client } = setup(() => respond(200, {}), { retry: false })
+    const answer = (res: ReturnType<typeof respond>) => (transport.handler = () => res)
+    cases.push(['mget count', () => client.mget(['a', 'b']), respond(200, { entries: [null] })])
+    cases.push(['mget entry type', () => client.mget(['a']), respond(200, { entries: [42] })])
+    cases.push(['mget value', () => client.mget(['a']), respond(200, { entries: [{ key: 'a', value: 7, version: 1, ttl: null }] })])
+    cases.push(['mget version', () => client.mget(['a']), respond(200, { entries: [{ key: 'a', value: 'eA==', version: 0, ttl: null }] })])
+    cases.push(['mset count', () => client.mset([{ key: 'a', value: 'x' }]), respond(200, { versions: [] })])
+    cases.push(['delete', () => client.delete('a'), respond(200, { deleted: 'yes' })])
+    cases.push(['invalidate', () => client.invalidate(['t']), respond(200, { invalidated: 'many' })])
+    cases.push(['array body', () => client.stats(), respond(200, [1, 2])])
+    cases.push(['no etag', () => client.get('a'), respond(200, 'v', { 'x-ttl': '1' })])
+    cases.push(['bad x-ttl', () => client.get('a'), respond(200, 'v', { etag: '"1"', 'x-ttl': 'soon' })])
+    for (const [name, call, res] of cases) {
+      answer(res)
+      const r = await drive(clock, call())
+      assertCode(r.error, 'ERR_BAD_RESPONSE')
+      assert.ok(r.error instanceof Error && r.error.message.length > 0, name)
+    }
+    await client.close()
+  })
+})
