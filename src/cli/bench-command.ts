@@ -28,7 +28,9 @@ summary with throughput and p50/p90/p99/max latency. Exit code 3 when a request 
 (busy answers are counted, not failures) or no node answers.
 
 Options:
-  -c, --concurrency <n>  Requests in flight (one keep-alive socket each) [default 16]
+  -c, --concurrency <n>  Requests in flight (one keep-alive socket each) [default 16];
+                         above the node's per-IP connection limit (256) the extra
+                         connections are refused with 503 and counted as busy
   -d, --duration <dur>   How long to run: '10s', '1m', ms [default 10s]
   -r, --requests <n>     Stop after n requests instead of after --duration
   --keys <n>             Size of the key space [default 1000]
