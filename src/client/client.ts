@@ -15,8 +15,8 @@
  * - never sent (connection refused, DNS): always safe, nothing reached the node;
  * - ambiguous (timeout, reset, 5xx — the node may have applied it): retried only for
  *   idempotent operations. Reads are idempotent. `delete`, `invalidate` and `clear` are
- *   too: a repeat can only remove more, and a cache may forget. A `set` with `ifVersion`
- *   is idempotent (a repeat after the first landed fails the version check instead of
+ *   too: a repeat can only remove more, and a cache may forget. A `set` with a numeric
+ *   `ifVersion` is idempotent (a repeat after the first landed fails the version check instead of
  *   writing twice). A plain `set` or `mset` is NOT by default: if the first attempt landed
  *   and another client wrote the key in between, a blind repeat would put the older value
  *   back over the newer one — a lie, not a forgetting. Callers who write each key from one
@@ -136,7 +136,7 @@ export interface ClientSetOptions extends ClientCallOptions {
   ifVersion?: number | '*'
   /**
    * Whether a write whose outcome is unknown (timeout, reset) may be repeated.
-   * @default true with `ifVersion`, false without
+   * @default true with a numeric `ifVersion`, false otherwise (`'*'` included)
    */
   idempotent?: boolean
 }
@@ -324,7 +324,8 @@ class NodeClient implements Client {
     if (options.tags !== undefined) query.push(`tags=${encodeURIComponent(checkTags(options.tags).join(','))}`)
     const headers: Record<string, string> = { 'content-type': 'application/octet-stream' }
     if (options.ifVersion !== undefined) headers['if-match'] = ifMatch(options.ifVersion)
-    const idempotent = options.idempotent ?? options.ifVersion !== undefined
+    // Only a numeric version protects a repeat: `'*'` would match the key again after the first landed.
+    const idempotent = options.idempotent ?? typeof options.ifVersion === 'number'
     const path = keyPath(key) + (query.length === 0 ? '' : `?${query.join('&')}`)
     return this.#call({ method: 'PUT', path, headers, body }, idempotent, options, (res, node) => {
       if (res.status !== 200) throw errorFromResponse(res, node, 'PUT')

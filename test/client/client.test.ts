@@ -147,6 +147,13 @@ describe('client retries on a ManualClock', () => {
     await client.close()
   })
 
+  test("ifVersion: '*' does not make a set idempotent (it would match again after landing)", async () => {
+    const { clock, transport, client } = setup(() => 'hang', { timeout: 300 })
+    assertCode((await drive(clock, client.set('k', 'v', { ifVersion: '*' }), { step: 5 })).error, 'ERR_REQUEST_TIMEOUT')
+    assert.equal(transport.requests.length, 1)
+    await client.close()
+  })
+
   test('a reset during a plain set or mset is not retried either', async () => {
     const { clock, transport, client } = setup(() => new NetworkFailure('ECONNRESET'))
     assertCode((await drive(clock, client.set('k', 'v'))).error, 'ERR_NODE_UNREACHABLE')
