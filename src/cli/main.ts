@@ -5,7 +5,7 @@
  * line on stderr; nothing throws out of it. Run directly (the package's `bin`), it wires
  * the real process in and sets `process.exitCode`.
  */
-import { realpathSync } from 'node:fs'
+import { readFileSync, realpathSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { systemClock } from '../core/system-clock.js'
 import { benchCommand } from './bench-command.js'
@@ -24,7 +24,8 @@ Commands:
   stats        Print node statistics
   bench        Load generator: throughput and latency percentiles
 
-Run 'stratacache <command> --help' for a command's options.
+Run 'stratacache <command> --help' for a command's options; 'stratacache --version'
+prints the version.
 
 Exit codes: 0 ok, 1 not found (get, del), 2 usage error, 3 node unreachable / timeout /
 busy / server error, 4 request refused by the node (auth, version mismatch, too large).
@@ -51,6 +52,10 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     out.write(`${MAIN_HELP}\n`)
     return name === undefined ? EXIT.USAGE : EXIT.OK
   }
+  if (name === '--version' || name === '-v') {
+    io.out.write(`${version()}\n`)
+    return EXIT.OK
+  }
   const command = COMMANDS[name]
   if (command === undefined || !Object.hasOwn(COMMANDS, name)) {
     io.err.write(`stratacache: unknown command ${JSON.stringify(name)}\n\n${MAIN_HELP}\n`)
@@ -61,6 +66,16 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   } catch (err) {
     io.err.write(`stratacache ${name}: ${describeError(err)}\n`)
     return exitCodeOf(err)
+  }
+}
+
+/** The package version (dist/src/cli/main.js → package.json). */
+function version(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version?: unknown }
+    return typeof pkg.version === 'string' ? pkg.version : 'unknown'
+  } catch {
+    return 'unknown'
   }
 }
 

@@ -39,6 +39,12 @@ describe('CLI argument handling in process', () => {
     assert.match(x.err_, /ERR_INVALID_OPTIONS/)
   })
 
+  test('--version prints the package version', async () => {
+    const x = io()
+    assert.equal(await runCli(['--version'], x), EXIT.OK)
+    assert.match(x.out_, /^\d+\.\d+\.\d+\n$/)
+  })
+
   test('exit codes: local input 2, node refusal 4, unavailable 3', () => {
     assert.equal(exitCodeOf(new InvalidKeyError('empty')), EXIT.USAGE)
     const refused = errorFromResponse({ status: 400, headers: {}, body: Buffer.from(JSON.stringify({ code: 'ERR_INVALID_KEY', message: 'm' })) }, 'http://n:1')
