@@ -11,7 +11,6 @@ import { systemClock } from '../core/system-clock.js'
 import { benchCommand } from './bench-command.js'
 import { delCommand, getCommand, invalidateCommand, setCommand, statsCommand } from './client-commands.js'
 import { describeError, EXIT, exitCodeOf, type CliIo } from './cli-io.js'
-import { serveCommand } from './serve.js'
 
 export const MAIN_HELP = `Usage: stratacache <command> [options]
 
@@ -34,7 +33,8 @@ serve: 0 after a clean shutdown, 1 failed to start, 2 usage error.`
 type Command = (argv: string[], io: CliIo) => Promise<number>
 
 const COMMANDS: Readonly<Record<string, Command>> = {
-  serve: (argv, io) => serveCommand(argv, io.env),
+  // Loaded on demand: the node's modules (LMDB, pino, prom-client) would slow every client command's start.
+  serve: async (argv, io) => (await import('./serve.js')).serveCommand(argv, io.env),
   get: getCommand,
   set: setCommand,
   del: delCommand,
