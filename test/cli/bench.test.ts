@@ -32,7 +32,7 @@ function fakeIo(tty: boolean): CliIo & { stdout: string; stderr: string } {
 describe('bench in process', () => {
   test('on a terminal it redraws a progress line every second, then prints the summary', async () => {
     const io = fakeIo(true)
-    const code = await benchCommand(['--duration', '1300ms', '--concurrency', '2', '--keys', '20', '--node', node.url], io, new SeededRandom(1))
+    const code = await benchCommand(['--duration', '2500ms', '--concurrency', '2', '--keys', '20', '--node', node.url], io, new SeededRandom(1))
     assert.equal(code, 0)
     const lines = io.stderr.split('\r').filter((l) => l.includes('req/s'))
     assert.ok(lines.length >= 2, `progress lines: ${JSON.stringify(io.stderr)}`)
