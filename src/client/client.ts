@@ -534,7 +534,14 @@ class NodeClient implements Client {
       }, Math.max(0, timeoutMs))
     })
     const headers = this.#r.token === undefined ? (req.headers ?? {}) : { ...req.headers, authorization: `Bearer ${this.#r.token}` }
-    const sent = this.#transport.request(node, { ...req, headers, signal: controller.signal }).then(
+    let request: Promise<HttpResponse>
+    try {
+      request = this.#transport.request(node, { ...req, headers, signal: controller.signal })
+    } catch (err) {
+      // A custom transport that throws instead of rejecting: the same outcome.
+      request = Promise.reject(err)
+    }
+    const sent = request.then(
       (res): Outcome => ({ kind: 'response', res }),
       (err: unknown): Outcome => (err instanceof BadResponseError ? { kind: 'bad', err } : { kind: 'network', err, notSent: isNotSent(err) }),
     )

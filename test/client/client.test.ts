@@ -219,6 +219,19 @@ describe('client retries on a ManualClock', () => {
     await client.close()
   })
 
+  test('a transport that throws synchronously is a network failure, not a crash', async () => {
+    const clock = new ManualClock(0)
+    const throwing = {
+      request(): Promise<never> {
+        throw Object.assign(new Error('sync'), { code: 'ECONNREFUSED' })
+      },
+      close: async () => undefined,
+    }
+    const client = createClient({ nodes: [A], clock, transport: throwing, retry: false })
+    assertCode((await drive(clock, client.get('k'))).error, 'ERR_NODE_UNREACHABLE')
+    await client.close()
+  })
+
   test('a transport that ignores the abort signal still cannot hang the call', async () => {
     const { clock, client } = setup(() => new Promise(() => undefined), { timeout: 200, retry: false })
     const r = await drive(clock, client.get('k'))
