@@ -238,9 +238,10 @@ export class HttpApi {
         return json({ invalidated: await engine.invalidate(tags, mode) })
       }
       case 'keys': {
-        queryParams(query, [])
-        if (header(request.headers, HEADER_CONFIRM) !== CONFIRM_CLEAR) throw new BadRequestError(`Clearing every key needs the header ${HEADER_CONFIRM}: ${CONFIRM_CLEAR}`)
-        await engine.clear()
+        const prefix = queryParams(query, ['prefix']).get('prefix') ?? ''
+        if (prefix.length > this.#limits.maxKeyBytes || Buffer.byteLength(prefix, 'utf8') > this.#limits.maxKeyBytes) throw new TooLargeError(`Prefix is over the key limit of ${this.#limits.maxKeyBytes} bytes`)
+        if (header(request.headers, HEADER_CONFIRM) !== CONFIRM_CLEAR) throw new BadRequestError(`Clearing keys needs the header ${HEADER_CONFIRM}: ${CONFIRM_CLEAR}`)
+        await engine.clear(prefix)
         return json({ cleared: true })
       }
       case 'stats':

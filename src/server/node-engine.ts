@@ -14,6 +14,15 @@
  *   instant: both are computed from one `clock.now()`).
  * An acknowledged write has been awaited through L1 and the store write (the facade's
  * tier queues a failed store write for replay instead of failing it; see ARCHITECTURE).
+ *
+ * Clearing by prefix (`DELETE /v1/keys?prefix=`, what `clientStore.clear(prefix)` needs):
+ * the store range is removed at once; the in-process tier cannot be scanned through the
+ * facade, so the clear leaves a tombstone `(prefix, V)` with V the last version handed out.
+ * An L1 record under a tombstoned prefix with a version <= V is suspect: it is served only
+ * if the store still holds the key (a write that landed after the range removal), else
+ * dropped. Records never share a version, so the check is exact. Tombstones are bounded:
+ * past `MAX_TOMBSTONES` they fold into one `('', max V)`, which stays exact and only costs a
+ * store read on hits of older records.
  */
 import type { Clock } from '../core/clock.js'
 import { PreconditionFailedError } from '../core/errors.js'
@@ -70,6 +79,8 @@ export interface NodeEngineOptions {
 const NAMESPACE = 'node'
 const VERSION_MARK_KEY = 'node#version'
 const RECORD_OVERHEAD = 160
+/** Distinct prefix clears remembered before they fold into one. */
+const MAX_TOMBSTONES = 1024
 
 function isRecord(value: unknown): value is NodeRecord {
   return typeof value === 'object' && value !== null && 'v' in value && 'n' in value && 'e' in value
@@ -91,6 +102,8 @@ export class NodeEngine {
   readonly #versions: VersionClock
   readonly #mutex = new KeyedMutex()
   readonly #replicator: Replicator
+  /** Prefix clears: prefix → highest version handed out when it was cleared. */
+  readonly #tombstones = new Map<string, number>()
   #closed = false
 
   private constructor(cache: Cache<NodeRecord>, options: NodeEngineOptions, versions: VersionClock) {
@@ -128,7 +141,7 @@ export class NodeEngine {
   }
 
   async get(key: string): Promise<EntryView | undefined> {
-    const record = await this.#cache.get(key)
+    const record = await this.#read(key)
     return record === undefined ? undefined : this.#view(record)
   }
 
@@ -159,7 +172,7 @@ export class NodeEngine {
   /** Deletes `key`; true when a live entry was there. */
   delete(key: string, ifMatch?: number | '*'): Promise<boolean> {
     return this.#mutex.run(key, async () => {
-      const current = await this.#cache.get(key)
+      const current = await this.#read(key)
       if (ifMatch !== undefined) this.#match(key, current, ifMatch)
       if (current === undefined) {
         // Nothing live; still drop a dead copy the store may hold.
@@ -178,9 +191,22 @@ export class NodeEngine {
     return tags.length
   }
 
-  async clear(): Promise<void> {
-    await this.#cache.clear()
-    this.#offer({ type: 'clear' })
+  /** Removes every entry (prefix `''`) or every entry whose key starts with `prefix`. */
+  async clear(prefix = ''): Promise<void> {
+    if (prefix === '') {
+      await this.#cache.clear()
+      this.#tombstones.clear()
+    } else {
+      const mark = this.#versions.last
+      this.#tombstones.set(prefix, Math.max(mark, this.#tombstones.get(prefix) ?? 0))
+      if (this.#tombstones.size > MAX_TOMBSTONES) {
+        const top = Math.max(...this.#tombstones.values())
+        this.#tombstones.clear()
+        this.#tombstones.set('', top)
+      }
+      await this.#store.clear(`${NAMESPACE}:${prefix}`)
+    }
+    this.#offer({ type: 'clear', key: prefix === '' ? undefined : prefix })
   }
 
   cacheStats(): ReturnType<Cache['stats']> {
@@ -202,7 +228,27 @@ export class NodeEngine {
   }
 
   async #checkMatch(key: string, ifMatch: number | '*'): Promise<void> {
-    this.#match(key, await this.#cache.get(key), ifMatch)
+    this.#match(key, await this.#read(key), ifMatch)
+  }
+
+  /** The live record of `key`, with prefix clears applied (see the design note). */
+  async #read(key: string): Promise<NodeRecord | undefined> {
+    const record = await this.#cache.get(key)
+    if (record === undefined || this.#tombstones.size === 0) return record
+    let suspect = false
+    for (const [prefix, mark] of this.#tombstones) {
+      if (record.n <= mark && key.startsWith(prefix)) {
+        suspect = true
+        break
+      }
+    }
+    if (!suspect || (await this.#store.get(`${NAMESPACE}:${key}`)) !== undefined) return record
+    // Cleared: drop the L1 copy, unless a newer write replaced it meanwhile.
+    await this.#mutex.run(key, async () => {
+      const again = await this.#cache.peek(key)
+      if (again !== undefined && again.n === record.n) await this.#cache.delete(key)
+    })
+    return undefined
   }
 
   #match(key: string, current: NodeRecord | undefined, ifMatch: number | '*'): void {

@@ -33,6 +33,7 @@ export interface Transport {
 /** One acknowledged write or delete, as the node offers it to replication. */
 export interface WriteEvent {
   readonly type: 'put' | 'delete' | 'invalidate' | 'clear'
+  /** The key; for `clear`, the prefix cleared (`undefined`: every key). */
   readonly key?: string
   readonly value?: Uint8Array
   readonly version?: number

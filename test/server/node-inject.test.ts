@@ -255,6 +255,33 @@ describe('node API (injected)', () => {
     assert.equal((await n.inject({ method: 'GET', url: '/v1/keys/a' })).status, 404)
   })
 
+  test('clear by prefix removes exactly the keys under it, from memory and store', async () => {
+    const clock = new ManualClock()
+    const store = memoryStore({ clock })
+    const { node: n } = await node({ clock, store: survivingStore(store) })
+    for (const k of ['app:1', 'app:2', 'apple', 'other', 'ap']) await n.inject({ method: 'PUT', url: `/v1/keys/${encodeURIComponent(k)}`, body: k })
+    assert.equal((await n.inject({ method: 'DELETE', url: '/v1/keys?prefix=app%3A' })).status, 400, 'guarded like a full clear')
+    const cleared = await n.inject({ method: 'DELETE', url: '/v1/keys?prefix=app%3A', headers: { 'x-confirm': 'clear-all' } })
+    assert.deepEqual(json(cleared), { cleared: true })
+    const live = async (k: string): Promise<number> => (await n.inject({ method: 'GET', url: `/v1/keys/${encodeURIComponent(k)}` })).status
+    assert.equal(await live('app:1'), 404)
+    assert.equal(await live('app:2'), 404)
+    assert.equal(await live('apple'), 200)
+    assert.equal(await live('other'), 200)
+    assert.equal(await live('ap'), 200)
+    assert.equal((json(await n.inject({ method: 'POST', url: '/v1/mget', body: '{"keys":["app:1","apple"]}' })).entries as unknown[])[0], null)
+    assert.equal((await n.inject({ method: 'PUT', url: '/v1/keys/app%3A1', body: 'v', headers: { 'if-match': '*' } })).status, 412, 'a cleared key does not match *')
+    // Written after the clear: live.
+    assert.equal((await n.inject({ method: 'PUT', url: '/v1/keys/app%3A3', body: 'new' })).status, 200)
+    assert.equal(await live('app:3'), 200)
+    await n.close()
+    // And from the store after a restart.
+    const { node: again } = await node({ clock, store: survivingStore(store) })
+    const after = async (k: string): Promise<number> => (await again.inject({ method: 'GET', url: `/v1/keys/${encodeURIComponent(k)}` })).status
+    assert.deepEqual(await Promise.all(['app:1', 'app:2', 'app:3', 'apple', 'other'].map(after)), [404, 404, 200, 200, 200])
+    assert.equal(code(await again.inject({ method: 'DELETE', url: `/v1/keys?prefix=${'p'.repeat(1025)}`, headers: { 'x-confirm': 'clear-all' } })), 'ERR_TOO_LARGE')
+  })
+
   test('Zerocache routes share the keyspace; /ping', async () => {
     const { node: n } = await node()
     const put = await n.inject({ method: 'PUT', url: '/london/foo?expiry=42', body: 'bar' })
