@@ -14,7 +14,7 @@
  *   same bytes and tags with `If-Match` on the version read: it never resurrects a deleted
  *   entry nor overwrites a newer write (a lost race retries, then leaves the newer write);
  * - `clear('')`: `DELETE /v1/keys` (every key of the node); `clear(prefix)`:
- *   `DELETE /v1/keys?prefix=` (a protocol extension). A node without it answers
+ *   `DELETE /v1/keys?prefix=`. An older node without prefix clears answers
  *   `400 ERR_BAD_REQUEST` (it refuses unknown parameters, so nothing is removed); the store
  *   then clears the whole node instead (`prefixFallback: 'all'`, the default: a cache may
  *   forget more than asked, it must not keep what it was told to drop) or fails with

@@ -163,7 +163,7 @@ export interface ClientStatsOptions extends ClientCallOptions {
 
 export interface ClientClearOptions extends ClientCallOptions {
   /**
-   * Only keys starting with this prefix. Needs a node that supports `DELETE /v1/keys?prefix=`.
+   * Only keys starting with this prefix (`DELETE /v1/keys?prefix=`).
    * @default '' (everything)
    */
   prefix?: string

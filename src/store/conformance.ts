@@ -33,12 +33,6 @@ export interface ConformanceTarget {
   advance(ms: number): Promise<void>
   /** shortest TTL the backend honours precisely, e.g. 1 for memory, 50 for redis */
   minTtlMs?: number
-  /**
-   * False for a store that cannot remove exactly the keys of one prefix (a cache node
-   * without prefix clears): the prefix tests are then skipped, with that reason in the
-   * report, and `clear('')` is still tested. @default true
-   */
-  clearsByPrefix?: boolean
 }
 
 /** How long (target time) a woken `waitForRelease` may take to settle. */
@@ -402,8 +396,7 @@ export function storeConformance(target: ConformanceTarget): void {
     })
 
     describe('clear', () => {
-      test('clear(prefix) removes exactly the keys starting with prefix', async (t) => {
-        if (target.clearsByPrefix === false) return t.skip('the store cannot clear by prefix')
+      test('clear(prefix) removes exactly the keys starting with prefix', async () => {
         await withStore(async (store) => {
           const removed = ['user:', 'user:1', 'user:2:profile', 'user:ü']
           const kept = ['users', 'use', 'User:1', 'other', 'x user:1', 'usr:1']
@@ -414,8 +407,7 @@ export function storeConformance(target: ConformanceTarget): void {
         })
       })
 
-      test('clear(prefix) takes the prefix literally (glob and brace characters are not patterns)', async (t) => {
-        if (target.clearsByPrefix === false) return t.skip('the store cannot clear by prefix')
+      test('clear(prefix) takes the prefix literally (glob and brace characters are not patterns)', async () => {
         await withStore(async (store) => {
           const keys = ['a*', 'a*b', 'ab', 'a?', 'ax', 'a[b]', 'ab]', '{t}1', '{t}2', 't1']
           for (const key of keys) await store.set(key, bytes(key), LONG_TTL)
@@ -439,8 +431,7 @@ export function storeConformance(target: ConformanceTarget): void {
         })
       })
 
-      test('clear of a prefix nothing starts with is a no-op', async (t) => {
-        if (target.clearsByPrefix === false) return t.skip('the store cannot clear by prefix')
+      test('clear of a prefix nothing starts with is a no-op', async () => {
         await withStore(async (store) => {
           await store.set('k', bytes('v'), LONG_TTL)
           await store.clear('zzz')

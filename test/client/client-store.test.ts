@@ -34,21 +34,29 @@ storeConformance({
     clock.advance(ms)
   },
   minTtlMs: 1000,
-  // The node has no prefix clear (DELETE /v1/keys?prefix= is refused): see the tests below.
-  clearsByPrefix: false,
 })
 
 describe('clientStore clear(prefix)', () => {
-  test('on a node without prefix clears: the whole node is cleared (default) or ERR_STORE_UNAVAILABLE', async () => {
+  test('clears exactly the prefix on the node, and nothing else', async () => {
     await client.clear()
     const store = clientStore(client)
     await store.set('a:1', new Uint8Array([1]), 60_000)
     await store.set('b:1', new Uint8Array([2]), 60_000)
-    const strict = clientStore(client, { prefixFallback: 'error' })
-    await assert.rejects(strict.clear('a:'), (e: unknown) => (e as { code?: string }).code === 'ERR_STORE_UNAVAILABLE')
-    assert.deepEqual((await store.getMany(['a:1', 'b:1'])).map((v) => v?.[0]), [1, 2], 'the refused clear removed nothing')
     await store.clear('a:')
-    assert.deepEqual(await store.getMany(['a:1', 'b:1']), [undefined, undefined], 'forgot more than asked, kept nothing stale')
+    assert.deepEqual((await store.getMany(['a:1', 'b:1'])).map((v) => v?.[0]), [undefined, 2])
+  })
+
+  test('on a node without prefix clears (it refuses the parameter): the whole node (default) or ERR_STORE_UNAVAILABLE', async () => {
+    const fakeClock = new ManualClock(0)
+    const transport = new ScriptedTransport(fakeClock, (_o, req) => (req.path.includes('?prefix=') ? respond(400, { code: 'ERR_BAD_REQUEST', message: 'Unknown query parameter "prefix"' }) : respond(200, { cleared: true })))
+    const old = createClient({ nodes: ['http://old:1'], transport, clock: fakeClock })
+    await assert.rejects(clientStore(old, { prefixFallback: 'error' }).clear('a:'), (e: unknown) => (e as { code?: string }).code === 'ERR_STORE_UNAVAILABLE')
+    assert.deepEqual(transport.requests.map((r) => r.path), ['/v1/keys?prefix=a%3A'], 'nothing else was sent')
+    const store = clientStore(old)
+    await store.clear('a:')
+    await store.clear('b:')
+    assert.deepEqual(transport.requests.slice(1).map((r) => r.path), ['/v1/keys?prefix=a%3A', '/v1/keys', '/v1/keys'], 'after one refusal it clears the whole node without asking again')
+    await old.close()
   })
 
   test('asks the node for DELETE /v1/keys?prefix= with the confirmation header', async () => {
