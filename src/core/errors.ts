@@ -38,6 +38,10 @@ export const ERROR_CODES = {
   ERR_RATE_LIMITED: "The client's request rate on a node is over its token-bucket limit; retry after Retry-After.",
   ERR_BUSY: 'A node is saturated (concurrency bound) or draining for shutdown; retry after Retry-After.',
   ERR_INTERNAL: 'A node failed unexpectedly while serving the request (a bug; the node logged it).',
+  // Client of the nodes (src/client/): failures no node reported, seen on the client side.
+  ERR_REQUEST_TIMEOUT: 'A request to a node ran past its timeout, or the call ran out of its time budget.',
+  ERR_NODE_UNREACHABLE: 'A node could not be reached or dropped the connection; `cause` is the network error.',
+  ERR_BAD_RESPONSE: 'A node (or a proxy before it) answered something that is not the protocol.',
 } as const
 
 export type ErrorCode = keyof typeof ERROR_CODES
@@ -287,6 +291,42 @@ export class InternalError extends NodeRequestError {
   }
 }
 
+// ---- Client of the nodes (src/client/) ------------------------------------------------
+
+/** Options of the client's errors: the node (origin URL) concerned, when one is. */
+export interface NodeErrorOptions extends CacheErrorOptions {
+  node?: string
+}
+
+export class RequestTimeoutError extends CacheError {
+  readonly node: string | undefined
+  readonly timeoutMs: number
+  constructor(timeoutMs: number, options?: NodeErrorOptions) {
+    super('ERR_REQUEST_TIMEOUT', `Request${options?.node === undefined ? '' : ` to ${options.node}`} ran past its timeout of ${timeoutMs} ms`, options)
+    this.node = options?.node
+    this.timeoutMs = timeoutMs
+  }
+}
+
+export class NodeUnreachableError extends CacheError {
+  readonly node: string | undefined
+  constructor(message: string, options?: NodeErrorOptions) {
+    super('ERR_NODE_UNREACHABLE', message, options)
+    this.node = options?.node
+  }
+}
+
+export class BadResponseError extends CacheError {
+  readonly node: string | undefined
+  /** The HTTP status of the answer, when there was one. */
+  readonly status: number | undefined
+  constructor(message: string, options?: NodeErrorOptions & { status?: number }) {
+    super('ERR_BAD_RESPONSE', message, options)
+    this.node = options?.node
+    this.status = options?.status
+  }
+}
+
 /** Map from code to the class that carries it; a test checks the two stay in step. */
 export const ERROR_CLASSES: { readonly [C in ErrorCode]: abstract new (...args: never[]) => CacheError } = {
   ERR_INVALID_OPTIONS: InvalidOptionsError,
@@ -318,6 +358,9 @@ export const ERROR_CLASSES: { readonly [C in ErrorCode]: abstract new (...args: 
   ERR_RATE_LIMITED: RateLimitedError,
   ERR_BUSY: BusyError,
   ERR_INTERNAL: InternalError,
+  ERR_REQUEST_TIMEOUT: RequestTimeoutError,
+  ERR_NODE_UNREACHABLE: NodeUnreachableError,
+  ERR_BAD_RESPONSE: BadResponseError,
 }
 
 /** True when `err` is a CacheError, optionally with the given code. */

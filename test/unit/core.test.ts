@@ -32,6 +32,9 @@ import {
   RateLimitedError,
   BusyError,
   InternalError,
+  RequestTimeoutError,
+  NodeUnreachableError,
+  BadResponseError,
   FlightTimeoutError,
   InvalidKeyError,
   InvalidOptionsError,
@@ -346,6 +349,9 @@ function sampleErrors(cause: Error): Record<string, CacheError> {
     ERR_RATE_LIMITED: new RateLimitedError(1),
     ERR_BUSY: new BusyError(1),
     ERR_INTERNAL: new InternalError('bug', { cause }),
+    ERR_REQUEST_TIMEOUT: new RequestTimeoutError(2000, { node: 'http://127.0.0.1:7700' }),
+    ERR_NODE_UNREACHABLE: new NodeUnreachableError('refused', { cause, node: 'http://127.0.0.1:7700' }),
+    ERR_BAD_RESPONSE: new BadResponseError('not JSON', { cause, status: 502 }),
   }
 }
 

@@ -144,6 +144,10 @@ describe('errors', () => {
       new api.RateLimitedError(1),
       new api.BusyError(1),
       new api.InternalError(),
+      // client of the nodes
+      new api.RequestTimeoutError(1),
+      new api.NodeUnreachableError('m'),
+      new api.BadResponseError('m'),
     ]
     assert.deepEqual(samples.map((e) => e.code).sort(), Object.keys(ERROR_CODES).sort())
     for (const e of samples) assert.equal(ERROR_CLASSES[e.code], e.constructor)

@@ -1,0 +1,111 @@
+/**
+ * What every client command of the CLI shares: its I/O seam (so tests and the bench can
+ * capture output and time), the exit codes, the common flags and how a failure becomes an
+ * exit code and one line on stderr.
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util'
+import { createClient, isNodeAnswer, type Client } from '../client/client.js'
+import type { Clock } from '../core/clock.js'
+import { CacheError, type ErrorCode } from '../core/errors.js'
+
+/**
+ * Exit codes scripts can rely on.
+ * - 0 `OK`
+ * - 1 `NOT_FOUND`: `get` or `del` of a key that is absent (or expired)
+ * - 2 `USAGE`: bad flags or arguments, or input refused before sending (invalid key, TTL, tag)
+ * - 3 `UNAVAILABLE`: no node answered usefully: unreachable, timeout, busy/rate limited
+ *   past the retry budget, 5xx, or an answer that is not the protocol; `bench` with failed requests
+ * - 4 `REFUSED`: a node refused the request: 401, 412 (`--if-version` mismatch), 413, 400
+ */
+export const EXIT = { OK: 0, NOT_FOUND: 1, USAGE: 2, UNAVAILABLE: 3, REFUSED: 4 } as const
+
+export interface CliIo {
+  /** Standard output: text or raw bytes (a value printed by `get`). */
+  readonly out: { write(chunk: string | Uint8Array): unknown; readonly isTTY?: boolean }
+  /** Standard error: messages and the bench's progress line. */
+  readonly err: { write(chunk: string): unknown; readonly isTTY?: boolean }
+  /** All of standard input (a value for `set`), or undefined when stdin is a terminal. */
+  readStdin(): Promise<Buffer | undefined>
+  readonly env: NodeJS.ProcessEnv
+  /** Timers and coarse time. */
+  readonly clock: Clock
+  /** High-resolution monotonic milliseconds, for latency measurements. */
+  readonly now: () => number
+}
+
+/** A usage error: exit code 2, message on stderr. */
+export class UsageError extends Error {}
+
+const LOCAL_INPUT_CODES: ReadonlySet<ErrorCode> = new Set(['ERR_INVALID_OPTIONS', 'ERR_INVALID_KEY', 'ERR_INVALID_TAG', 'ERR_INVALID_VALUE'])
+const REFUSED_CODES: ReadonlySet<ErrorCode> = new Set(['ERR_UNAUTHORIZED', 'ERR_PRECONDITION_FAILED', 'ERR_TOO_LARGE', 'ERR_BAD_REQUEST', 'ERR_METHOD_NOT_ALLOWED', 'ERR_NOT_FOUND', 'ERR_STORE_FULL'])
+
+/** The exit code for an error a command threw. */
+export function exitCodeOf(err: unknown): number {
+  if (err instanceof UsageError) return EXIT.USAGE
+  if (err instanceof CacheError) {
+    // A status means the node answered: its 400s are refusals, not our usage errors.
+    if (LOCAL_INPUT_CODES.has(err.code)) return isNodeAnswer(err) ? EXIT.REFUSED : EXIT.USAGE
+    if (err.code === 'ERR_TOO_LARGE' && !isNodeAnswer(err)) return EXIT.USAGE
+    if (REFUSED_CODES.has(err.code)) return EXIT.REFUSED
+    return EXIT.UNAVAILABLE
+  }
+  return EXIT.UNAVAILABLE
+}
+
+/** One line for stderr: `stratacache: ERR_CODE message`. */
+export function describeError(err: unknown): string {
+  if (err instanceof CacheError) return `${err.code} ${err.message}`
+  if (err instanceof Error) return err.message
+  return String(err)
+}
+
+/** Flags every client command takes. */
+export const COMMON_OPTIONS = {
+  node: { type: 'string', short: 'n', multiple: true },
+  token: { type: 'string' },
+  timeout: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const satisfies ParseArgsConfig['options']
+
+export const COMMON_HELP = `Common options:
+  -n, --node <url>     A node: http://host:port or host:port; repeat for several
+                       (round-robin). env STRATACACHE_NODES (comma-separated)
+                       [default http://127.0.0.1:7700]
+  --token <token>      Bearer token for nodes started with --auth-token.
+                       env STRATACACHE_AUTH_TOKEN [default none]
+  --timeout <dur>      Timeout of each attempt: ms or '500ms', '5s' [default 5s]
+  --json               Machine-readable output
+  -h, --help           This help
+
+Exit codes: 0 ok, 1 not found, 2 usage error, 3 node unreachable / timeout / busy /
+server error, 4 request refused by the node (auth, version mismatch, too large).`
+
+type Parsed<O extends ParseArgsConfig['options']> = ReturnType<typeof parseArgs<{ options: O; allowPositionals: true; strict: true }>>
+
+/** parseArgs with strict checking; its errors become usage errors. */
+export function parse<O extends NonNullable<ParseArgsConfig['options']>>(argv: readonly string[], options: O): Parsed<O> {
+  try {
+    return parseArgs({ args: [...argv], options, allowPositionals: true, strict: true }) as Parsed<O>
+  } catch (err) {
+    throw new UsageError(err instanceof Error ? err.message : String(err))
+  }
+}
+
+export interface CommonValues {
+  node?: string[]
+  token?: string
+  timeout?: string
+}
+
+/** The client the common flags describe. Options the client refuses are usage errors. */
+export function clientFrom(values: CommonValues, io: CliIo, extra: { retry?: false; connections?: number } = {}): Client {
+  const fromEnv = io.env.STRATACACHE_NODES?.split(',').map((s) => s.trim()).filter((s) => s !== '')
+  const nodes = values.node ?? (fromEnv !== undefined && fromEnv.length > 0 ? fromEnv : ['http://127.0.0.1:7700'])
+  const token = values.token ?? (io.env.STRATACACHE_AUTH_TOKEN === '' ? undefined : io.env.STRATACACHE_AUTH_TOKEN)
+  try {
+    return createClient({ nodes, token, timeout: (values.timeout as `${number}s` | undefined) ?? '5s', clock: io.clock, ...extra })
+  } catch (err) {
+    throw new UsageError(describeError(err))
+  }
+}

@@ -1,0 +1,188 @@
+/**
+ * `stratacache get | set | del | invalidate | stats`: one request each through the client
+ * (retries, round-robin over `--node`s), output for people by default and `--json` for
+ * scripts, exit codes from `EXIT` (cli-io.ts).
+ */
+import { readFileSync } from 'node:fs'
+import type { Client, ClientEntry } from '../client/client.js'
+import type { Duration } from '../core/duration.js'
+import { clientFrom, COMMON_HELP, COMMON_OPTIONS, EXIT, parse, UsageError, type CliIo } from './cli-io.js'
+
+export const GET_HELP = `Usage: stratacache get <key> [options]
+
+Prints the value of <key> to stdout as raw bytes (binary-safe). Exit code 1 when the key is
+absent or expired. With --json: { key, value, encoding: "utf8" | "base64", version, ttl, tags }
+(ttl in seconds, null for no expiry).
+
+${COMMON_HELP}`
+
+export const SET_HELP = `Usage: stratacache set <key> [value] [options]
+
+Stores [value] under <key>; without [value] (or with "-") the value is read from stdin, with
+--file from a file. Prints the new version (--json: { version, ttl }).
+
+Options:
+  --ttl <ttl>          Seconds, a duration ('90s', '5m', '1d') or 'none' [default: the
+                       node's default, 3600 s]
+  --tags <a,b>         Comma-separated dependency tags (org:1:user:42)
+  --if-version <n|*>   Write only if the current version is n ('*': only if it exists);
+                       exit code 4 when it is not
+  --file <path>        Read the value from a file
+${COMMON_HELP}`
+
+export const DEL_HELP = `Usage: stratacache del <key> [options]
+
+Deletes <key>. Exit code 1 when it did not exist.
+
+Options:
+  --if-version <n|*>   Delete only if the current version is n
+${COMMON_HELP}`
+
+export const INVALIDATE_HELP = `Usage: stratacache invalidate <tag>... [options]
+
+Invalidates every entry depending on a tag or a tag below it (invalidate org:1 reaches
+org:1:user:42). Prints the node's count of invalidated tags.
+
+Options:
+  --soft               Entries become stale (recomputed on the next read, still usable as
+                       fallbacks) instead of never being served again
+${COMMON_HELP}`
+
+export const STATS_HELP = `Usage: stratacache stats [options]
+
+Prints the statistics of every --node as JSON (one object; keyed by node when there are
+several).
+
+${COMMON_HELP}`
+
+async function withClient<T>(client: Client, fn: (client: Client) => Promise<T>): Promise<T> {
+  try {
+    return await fn(client)
+  } finally {
+    await client.close()
+  }
+}
+
+function one(positionals: string[], what: string, max = 1): string {
+  if (positionals.length === 0) throw new UsageError(`missing <${what}> (see --help)`)
+  if (positionals.length > max) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[max])} (see --help)`)
+  return positionals[0]
+}
+
+function ttlArg(raw: string | undefined): Duration | undefined {
+  if (raw === undefined) return undefined
+  if (raw === 'none') return Infinity
+  if (/^\d+$/.test(raw)) return Number(raw) * 1000
+  return raw as Duration
+}
+
+function versionArg(raw: string | undefined): number | '*' | undefined {
+  if (raw === undefined) return undefined
+  if (raw === '*') return '*'
+  if (!/^\d+$/.test(raw) || Number(raw) < 1 || !Number.isSafeInteger(Number(raw))) throw new UsageError(`--if-version expects a positive integer or '*', got ${JSON.stringify(raw)}`)
+  return Number(raw)
+}
+
+const ttlSeconds = (ttlMs: number): number | null => (ttlMs === Infinity ? null : Math.round(ttlMs / 1000))
+
+function entryJson(key: string, e: ClientEntry): string {
+  const text = e.value.toString('utf8')
+  const utf8 = Buffer.from(text, 'utf8').equals(e.value)
+  return `${JSON.stringify({ key, value: utf8 ? text : e.value.toString('base64'), encoding: utf8 ? 'utf8' : 'base64', version: e.version, ttl: ttlSeconds(e.ttlMs), tags: e.tags })}\n`
+}
+
+export async function getCommand(argv: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parse(argv, COMMON_OPTIONS)
+  if (values.help === true) {
+    io.out.write(`${GET_HELP}\n`)
+    return EXIT.OK
+  }
+  const key = one(positionals, 'key')
+  return withClient(clientFrom(values, io), async (client) => {
+    const entry = await client.get(key)
+    if (entry === undefined) {
+      io.err.write(`stratacache: ${JSON.stringify(key)} not found\n`)
+      return EXIT.NOT_FOUND
+    }
+    io.out.write(values.json === true ? entryJson(key, entry) : entry.value)
+    return EXIT.OK
+  })
+}
+
+export async function setCommand(argv: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parse(argv, { ...COMMON_OPTIONS, ttl: { type: 'string' }, tags: { type: 'string' }, 'if-version': { type: 'string' }, file: { type: 'string' } })
+  if (values.help === true) {
+    io.out.write(`${SET_HELP}\n`)
+    return EXIT.OK
+  }
+  const key = one(positionals, 'key', 2)
+  let value: Uint8Array
+  if (values.file !== undefined) {
+    if (positionals.length > 1) throw new UsageError('give the value either as an argument or with --file, not both')
+    try {
+      value = readFileSync(values.file)
+    } catch (err) {
+      throw new UsageError(`cannot read ${values.file}: ${err instanceof Error ? err.message : String(err)}`)
+    }
+  } else if (positionals.length > 1 && positionals[1] !== '-') {
+    value = Buffer.from(positionals[1], 'utf8')
+  } else {
+    const stdin = await io.readStdin()
+    if (stdin === undefined) throw new UsageError('no value: give it as an argument, with --file, or on stdin')
+    value = stdin
+  }
+  const tags = values.tags === undefined ? undefined : values.tags.split(',').map((t) => t.trim()).filter((t) => t !== '')
+  const ifVersion = versionArg(values['if-version'])
+  const ttl = ttlArg(values.ttl)
+  return withClient(clientFrom(values, io), async (client) => {
+    const result = await client.set(key, value, { ttl, tags, ifVersion })
+    io.out.write(values.json === true ? `${JSON.stringify({ version: result.version, ttl: ttlSeconds(result.ttlMs) })}\n` : `${result.version}\n`)
+    return EXIT.OK
+  })
+}
+
+export async function delCommand(argv: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parse(argv, { ...COMMON_OPTIONS, 'if-version': { type: 'string' } })
+  if (values.help === true) {
+    io.out.write(`${DEL_HELP}\n`)
+    return EXIT.OK
+  }
+  const key = one(positionals, 'key')
+  const ifVersion = versionArg(values['if-version'])
+  return withClient(clientFrom(values, io), async (client) => {
+    const deleted = await client.delete(key, { ifVersion })
+    if (values.json === true) io.out.write(`${JSON.stringify({ deleted })}\n`)
+    else if (!deleted) io.err.write(`stratacache: ${JSON.stringify(key)} not found\n`)
+    return deleted ? EXIT.OK : EXIT.NOT_FOUND
+  })
+}
+
+export async function invalidateCommand(argv: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parse(argv, { ...COMMON_OPTIONS, soft: { type: 'boolean' } })
+  if (values.help === true) {
+    io.out.write(`${INVALIDATE_HELP}\n`)
+    return EXIT.OK
+  }
+  if (positionals.length === 0) throw new UsageError('missing <tag> (see --help)')
+  return withClient(clientFrom(values, io), async (client) => {
+    const n = await client.invalidate(positionals, { mode: values.soft === true ? 'soft' : 'hard' })
+    io.out.write(values.json === true ? `${JSON.stringify({ invalidated: n })}\n` : `${n}\n`)
+    return EXIT.OK
+  })
+}
+
+export async function statsCommand(argv: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parse(argv, COMMON_OPTIONS)
+  if (values.help === true) {
+    io.out.write(`${STATS_HELP}\n`)
+    return EXIT.OK
+  }
+  if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])} (see --help)`)
+  return withClient(clientFrom(values, io), async (client) => {
+    const nodes = client.nodes().map((s) => s.node)
+    const all = await Promise.all(nodes.map((node) => client.stats({ node })))
+    const body = nodes.length === 1 ? all[0] : Object.fromEntries(nodes.map((n, i) => [n, all[i]]))
+    io.out.write(`${values.json === true ? JSON.stringify(body) : JSON.stringify(body, null, 2)}\n`)
+    return EXIT.OK
+  })
+}

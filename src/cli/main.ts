@@ -1,0 +1,118 @@
+#!/usr/bin/env node
+/**
+ * The `stratacache` command: `serve | get | set | del | invalidate | stats | bench`.
+ * `runCli` dispatches and turns every failure into an exit code (cli-io.ts `EXIT`) and one
+ * line on stderr; nothing throws out of it. Run directly (the package's `bin`), it wires
+ * the real process in and sets `process.exitCode`.
+ */
+import { readFileSync, realpathSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { systemClock } from '../core/system-clock.js'
+import { benchCommand } from './bench-command.js'
+import { delCommand, getCommand, invalidateCommand, setCommand, statsCommand } from './client-commands.js'
+import { describeError, EXIT, exitCodeOf, type CliIo } from './cli-io.js'
+
+export const MAIN_HELP = `Usage: stratacache <command> [options]
+
+Commands:
+  serve        Run a cache node (HTTP API on 127.0.0.1:7700 by default)
+  get <key>    Print a value
+  set <key> [value]   Store a value (from the argument, --file or stdin)
+  del <key>    Delete a key
+  invalidate <tag>... Invalidate entries by dependency tag
+  stats        Print node statistics
+  bench        Load generator: throughput and latency percentiles
+
+Run 'stratacache <command> --help' for a command's options; 'stratacache --version'
+prints the version.
+
+Exit codes: 0 ok, 1 not found (get, del), 2 usage error, 3 node unreachable / timeout /
+busy / server error, 4 request refused by the node (auth, version mismatch, too large).
+serve: 0 after a clean shutdown, 1 failed to start, 2 usage error.`
+
+type Command = (argv: string[], io: CliIo) => Promise<number>
+
+const COMMANDS: Readonly<Record<string, Command>> = {
+  // Loaded on demand: the node's modules (LMDB, pino, prom-client) would slow every client command's start.
+  serve: async (argv, io) => (await import('./serve.js')).serveCommand(argv, io.env),
+  get: getCommand,
+  set: setCommand,
+  del: delCommand,
+  delete: delCommand,
+  invalidate: invalidateCommand,
+  stats: statsCommand,
+  bench: (argv, io) => benchCommand(argv, io),
+}
+
+/** Runs one command line; resolves with its exit code, never rejects. */
+export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
+  const [name, ...rest] = argv
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    const out = name === undefined ? io.err : io.out
+    out.write(`${MAIN_HELP}\n`)
+    return name === undefined ? EXIT.USAGE : EXIT.OK
+  }
+  if (name === '--version' || name === '-v') {
+    io.out.write(`${version()}\n`)
+    return EXIT.OK
+  }
+  const command = COMMANDS[name]
+  if (command === undefined || !Object.hasOwn(COMMANDS, name)) {
+    io.err.write(`stratacache: unknown command ${JSON.stringify(name)}\n\n${MAIN_HELP}\n`)
+    return EXIT.USAGE
+  }
+  try {
+    return await command(rest, io)
+  } catch (err) {
+    io.err.write(`stratacache ${name}: ${describeError(err)}\n`)
+    return exitCodeOf(err)
+  }
+}
+
+/** The package version (dist/src/cli/main.js → package.json). */
+function version(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version?: unknown }
+    return typeof pkg.version === 'string' ? pkg.version : 'unknown'
+  } catch {
+    return 'unknown'
+  }
+}
+
+/** The real process as a CliIo. */
+export function processIo(): CliIo {
+  return {
+    out: process.stdout,
+    err: process.stderr,
+    env: process.env,
+    clock: systemClock,
+    // The bench measures request latencies below the clock's 1 ms resolution.
+    now: () => performance.now(),
+    async readStdin() {
+      if (process.stdin.isTTY === true) return undefined
+      const chunks: Buffer[] = []
+      for await (const chunk of process.stdin) chunks.push(chunk as Buffer)
+      return Buffer.concat(chunks)
+    },
+  }
+}
+
+function isMain(): boolean {
+  const entry = process.argv[1]
+  if (entry === undefined) return false
+  try {
+    return realpathSync(entry) === realpathSync(fileURLToPath(import.meta.url))
+  } catch {
+    return false
+  }
+}
+
+if (isMain()) {
+  const code = await runCli(process.argv.slice(2), processIo())
+  process.exitCode = code
+  if (process.argv[2] === 'serve') {
+    // As serve-main.ts: the node is closed by now; a handle left open must not keep the
+    // process alive after a clean shutdown.
+    systemClock.setTimeout(() => process.exit(code), code === 0 ? 2000 : 0, { unref: code === 0 })
+  }
+}

@@ -1,0 +1,778 @@
+/**
+ * `createClient`: the client of one or more cache nodes over the HTTP protocol
+ * (docs/PROTOCOL.md).
+ *
+ * Design note. Every call is one loop over attempts:
+ *
+ *   pick a node (round-robin, ejected nodes skipped: node-rotation.ts)
+ *   → one request, raced against a per-attempt timer on the injected Clock
+ *   → answer: 2xx/4xx are final; 503/429 are "busy": wait (Retry-After or backoff) and go
+ *     again without spending a retry; 5xx, network errors and timeouts are failures: the
+ *     node is charged (ejection) and the call retries on the next node after a jittered
+ *     exponential backoff (retry-policy.ts), if the operation may be retried.
+ *
+ * Which failures may be retried is decided by what a repeat could do to the data:
+ * - never sent (connection refused, DNS): always safe, nothing reached the node;
+ * - ambiguous (timeout, reset, 5xx — the node may have applied it): retried only for
+ *   idempotent operations. Reads are idempotent. `delete`, `invalidate` and `clear` are
+ *   too: a repeat can only remove more, and a cache may forget. A `set` with a numeric
+ *   `ifVersion` is idempotent (a repeat after the first landed fails the version check instead of
+ *   writing twice). A plain `set` or `mset` is NOT by default: if the first attempt landed
+ *   and another client wrote the key in between, a blind repeat would put the older value
+ *   back over the newer one — a lie, not a forgetting. Callers who write each key from one
+ *   place only can pass `idempotent: true`.
+ * - busy (503/429): the node refused before doing anything: always safe.
+ *
+ * No call outlives `retry.maxElapsed`: each attempt's timeout is cut to the time left, and
+ * a backoff or busy wait that would end past the deadline fails the call at once.
+ */
+import type { Clock, TimerHandle } from '../core/clock.js'
+import { toBytes, toMs, toMsOr, type ByteSize, type Duration } from '../core/duration.js'
+import {
+  BadRequestError,
+  BadResponseError,
+  BusyError,
+  CacheError,
+  ClosedError,
+  InternalError,
+  InvalidKeyError,
+  InvalidOptionsError,
+  InvalidTagError,
+  InvalidValueError,
+  MethodNotAllowedError,
+  NodeUnreachableError,
+  NotFoundError,
+  PreconditionFailedError,
+  RateLimitedError,
+  RequestTimeoutError,
+  StoreFullError,
+  StoreUnavailableError,
+  TooLargeError,
+  UnauthorizedError,
+} from '../core/errors.js'
+import { mathRandom, type Random } from '../core/random.js'
+import { systemClock } from '../core/system-clock.js'
+import { checkKey as checkWireKey, parseEtag, parseTagsJson } from '../protocol/validate.js'
+import { CONFIRM_CLEAR, DEFAULT_MAX_BATCH, DEFAULT_MAX_KEY_BYTES, HEADER_CONFIRM, HEADER_TAGS, HEADER_TTL, MAX_TTL_SECONDS, TTL_NONE } from '../protocol/wire.js'
+import { NodeRotation, type NodeState } from './node-rotation.js'
+import { parseRetryAfter, RetryPolicy } from './retry-policy.js'
+import { isNotSent, type HttpRequest, type HttpResponse, type Transport } from './transport.js'
+import { undiciTransport } from './undici-transport.js'
+
+/** Most keys or entries in one mget/mset request; bigger batches are split. */
+const MAX_BATCH = DEFAULT_MAX_BATCH
+
+export interface ClientRetryOptions {
+  /**
+   * Retries of a failed attempt (network error, timeout, 5xx) for operations that may be
+   * retried. Busy answers (503/429) do not count.
+   * @default 3
+   */
+  retries?: number
+  /** First backoff delay. @default '100ms' */
+  baseDelay?: Duration
+  /** Longest backoff delay. @default '5s' */
+  maxDelay?: Duration
+  /** Relative jitter of every delay, in [0, 1). @default 0.25 */
+  jitter?: number
+  /**
+   * Longest a call may take, all attempts, backoffs and busy waits included. A wait that
+   * would end later fails the call at once (`ERR_SERVER_BUSY` or the last failure).
+   * @default '10s'
+   */
+  maxElapsed?: Duration
+}
+
+export interface ClientEjectOptions {
+  /** Consecutive failures that take a node out of rotation. @default 3 */
+  after?: number
+  /** First probe of an ejected node after this long; doubles per failed probe. @default '1s' */
+  probeInterval?: Duration
+  /** Longest interval between probes. @default '30s' (or `probeInterval` if longer) */
+  maxProbeInterval?: Duration
+}
+
+export interface ClientOptions {
+  /** Node addresses: `'http://host:port'`, `'https://host:port'` or `'host:port'`. At least one. */
+  nodes: readonly string[]
+  /** Timeout of one attempt (per call overridable). @default '2s' */
+  timeout?: Duration
+  /** Retry policy; `false` makes a single attempt (a busy answer then fails at once). @default {} (the defaults below) */
+  retry?: ClientRetryOptions | false
+  /** Ejection of failing nodes and probing them back in. */
+  eject?: ClientEjectOptions
+  /** Bearer token sent with every request (nodes started with auth require it). @default none */
+  token?: string
+  /** Keep-alive sockets per node. @default 16 */
+  connections?: number
+  /** Idle keep-alive sockets close after this long. @default '4s' */
+  keepAlive?: Duration
+  /** Largest response accepted (`ERR_BAD_RESPONSE` above it). @default '64mb' */
+  maxResponseBytes?: ByteSize
+  /** TLS options for `https://` nodes. @default none */
+  tls?: { ca?: string | Buffer | (string | Buffer)[]; rejectUnauthorized?: boolean }
+  /** @default systemClock */
+  clock?: Clock
+  /** Jitter source. @default mathRandom */
+  random?: Random
+  /** Replaces the network (tests, custom stacks). @default undici pools */
+  transport?: Transport
+}
+
+export interface ClientCallOptions {
+  /** Timeout of each attempt of this call. @default the client's `timeout` */
+  timeout?: Duration
+}
+
+export interface ClientSetOptions extends ClientCallOptions {
+  /**
+   * Time to live (ms or `'30s'`); rounded up to whole seconds on the wire, 1 s to
+   * 99,999,999 s; `Infinity` for no expiry. @default the node's default (3600 s)
+   */
+  ttl?: Duration
+  /** Dependency tags (`org:1:user:42`). @default none */
+  tags?: readonly string[]
+  /** Write only if the entry's current version is this one (`'*'`: only if it exists). @default none */
+  ifVersion?: number | '*'
+  /**
+   * Whether a write whose outcome is unknown (timeout, reset) may be repeated.
+   * @default true with a numeric `ifVersion`, false otherwise (`'*'` included)
+   */
+  idempotent?: boolean
+}
+
+export interface ClientDeleteOptions extends ClientCallOptions {
+  /** Delete only if the entry's current version is this one. @default none */
+  ifVersion?: number | '*'
+}
+
+export interface ClientMsetOptions extends ClientCallOptions {
+  /** See `ClientSetOptions.idempotent`. @default false */
+  idempotent?: boolean
+}
+
+export interface ClientInvalidateOptions extends ClientCallOptions {
+  /** `hard`: entries under the tags are never served again; `soft`: they become stale. @default 'hard' */
+  mode?: 'hard' | 'soft'
+}
+
+export interface ClientStatsOptions extends ClientCallOptions {
+  /** Ask this node (one of `nodes`) instead of the next in rotation. @default next in rotation */
+  node?: string
+}
+
+export interface ClientClearOptions extends ClientCallOptions {
+  /**
+   * Only keys starting with this prefix (`DELETE /v1/keys?prefix=`).
+   * @default '' (everything)
+   */
+  prefix?: string
+}
+
+/** A value to write: bytes, or a string (written as UTF-8). */
+export type ClientValue = Uint8Array | string
+
+export interface ClientEntry {
+  /** The value's bytes (a Buffer: `entry.value.toString()` for text). */
+  readonly value: Buffer
+  /** Version of the entry on the node; grows with every write of the key. */
+  readonly version: number
+  /** Remaining time to live in ms; `Infinity` for no expiry. Whole seconds on the wire. */
+  readonly ttlMs: number
+  readonly tags: readonly string[]
+}
+
+export interface ClientSetResult {
+  readonly version: number
+  /** The TTL the node applied, in ms; `Infinity` for no expiry. */
+  readonly ttlMs: number
+}
+
+export interface ClientMsetEntry {
+  readonly key: string
+  readonly value: ClientValue
+  readonly ttl?: Duration
+  readonly tags?: readonly string[]
+}
+
+export interface ClientPingResult {
+  readonly node: string
+  readonly ok: boolean
+  /** Round-trip time in ms (clock resolution). */
+  readonly latencyMs: number
+  readonly error?: CacheError
+}
+
+export interface Client {
+  get(key: string, options?: ClientCallOptions): Promise<ClientEntry | undefined>
+  set(key: string, value: ClientValue, options?: ClientSetOptions): Promise<ClientSetResult>
+  /** True when the key existed. */
+  delete(key: string, options?: ClientDeleteOptions): Promise<boolean>
+  /** One result per key, in order; `undefined` where absent. */
+  mget(keys: readonly string[], options?: ClientCallOptions): Promise<(ClientEntry | undefined)[]>
+  /** The new version of every entry, in order. Batches over 1000 are split (each part atomic on its own at most). */
+  mset(entries: readonly ClientMsetEntry[], options?: ClientMsetOptions): Promise<number[]>
+  /** Invalidates every entry under the tags; resolves with the node's count. */
+  invalidate(tags: readonly string[], options?: ClientInvalidateOptions): Promise<number>
+  /** The node's statistics (`GET /v1/stats`). */
+  stats(options?: ClientStatsOptions): Promise<Record<string, unknown>>
+  /** Removes every entry (sends the `X-Confirm: clear-all` guard). */
+  clear(options?: ClientClearOptions): Promise<void>
+  /** `GET /healthz` on every node, without retries. */
+  ping(options?: ClientCallOptions): Promise<ClientPingResult[]>
+  /** Rotation state of every node. */
+  nodes(): NodeState[]
+  /** Stops probes and closes sockets; calls in flight fail, later calls fail with `ERR_CLOSED`. */
+  close(): Promise<void>
+}
+
+interface Resolved {
+  readonly nodes: readonly string[]
+  readonly timeoutMs: number
+  readonly maxElapsedMs: number
+  readonly busyWaits: boolean
+  readonly token: string | undefined
+}
+
+export function createClient(options: ClientOptions): Client {
+  return new NodeClient(options)
+}
+
+/** `http://host:port` from any accepted spelling of a node address. */
+export function normalizeNode(address: unknown, option = 'nodes'): string {
+  if (typeof address !== 'string' || address.trim() === '') throw new InvalidOptionsError(option, `expected a node address like 'http://127.0.0.1:7700', got ${JSON.stringify(address)}`)
+  const text = /^[a-z][a-z0-9+.-]*:\/\//i.test(address) ? address.trim() : `http://${address.trim()}`
+  let url: URL
+  try {
+    url = new URL(text)
+  } catch (err) {
+    throw new InvalidOptionsError(option, `not a node address: ${JSON.stringify(address)}`, { cause: err })
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InvalidOptionsError(option, `nodes speak http or https, got ${url.protocol}`)
+  if (url.pathname !== '/' || url.search !== '' || url.hash !== '' || url.username !== '') throw new InvalidOptionsError(option, `a node address is scheme://host:port only, got ${JSON.stringify(address)}`)
+  return url.origin
+}
+
+function positiveInt(value: unknown, fallback: number, option: string, min = 1): number {
+  if (value === undefined) return fallback
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) throw new InvalidOptionsError(option, `expected an integer >= ${min}, got ${String(value)}`)
+  return value
+}
+
+function finiteMs(value: unknown, fallback: number, option: string, min = 0): number {
+  const ms = toMsOr(value, fallback, option)
+  if (!Number.isFinite(ms) || ms < min) throw new InvalidOptionsError(option, `expected a finite duration >= ${min} ms, got ${String(value)}`)
+  return ms
+}
+
+class NodeClient implements Client {
+  readonly #r: Resolved
+  readonly #clock: Clock
+  readonly #policy: RetryPolicy
+  readonly #rotation: NodeRotation
+  readonly #transport: Transport
+  readonly #sleeps = new Set<{ timer: TimerHandle; wake: () => void }>()
+  #closed = false
+
+  constructor(options: ClientOptions) {
+    if (options === null || typeof options !== 'object') throw new InvalidOptionsError('options', 'expected an object with `nodes`')
+    if (!Array.isArray(options.nodes) || options.nodes.length === 0) throw new InvalidOptionsError('nodes', 'expected a non-empty array of node addresses')
+    const nodes = [...new Set(options.nodes.map((n, i) => normalizeNode(n, `nodes[${i}]`)))]
+    const timeoutMs = finiteMs(options.timeout, 2000, 'timeout', 1)
+    const retry = options.retry === false ? false : (options.retry ?? {})
+    if (retry !== false && (retry === null || typeof retry !== 'object')) throw new InvalidOptionsError('retry', 'expected an object or false')
+    const retries = retry === false ? 0 : positiveInt(retry.retries, 3, 'retry.retries', 0)
+    const baseDelay = retry === false ? 100 : finiteMs(retry.baseDelay, 100, 'retry.baseDelay', 1)
+    const maxDelay = retry === false ? 5000 : finiteMs(retry.maxDelay, 5000, 'retry.maxDelay', 1)
+    if (maxDelay < baseDelay) throw new InvalidOptionsError('retry.maxDelay', `must be >= retry.baseDelay (${baseDelay} ms)`)
+    const jitter = retry === false ? 0 : (retry.jitter ?? 0.25)
+    if (typeof jitter !== 'number' || !(jitter >= 0 && jitter < 1)) throw new InvalidOptionsError('retry.jitter', `expected a number in [0, 1), got ${String(jitter)}`)
+    const maxElapsedMs = retry === false ? timeoutMs : finiteMs(retry.maxElapsed, 10_000, 'retry.maxElapsed', 1)
+    const eject = options.eject ?? {}
+    const ejectAfter = positiveInt(eject.after, 3, 'eject.after')
+    const probeInterval = finiteMs(eject.probeInterval, 1000, 'eject.probeInterval', 1)
+    const maxProbeInterval = finiteMs(eject.maxProbeInterval, Math.max(30_000, probeInterval), 'eject.maxProbeInterval', 1)
+    if (maxProbeInterval < probeInterval) throw new InvalidOptionsError('eject.maxProbeInterval', 'must be >= eject.probeInterval')
+    if (options.token !== undefined && (typeof options.token !== 'string' || options.token === '' || /[\r\n]/.test(options.token))) throw new InvalidOptionsError('token', 'expected a non-empty single-line string')
+    const connections = positiveInt(options.connections, 16, 'connections')
+    const keepAliveMs = finiteMs(options.keepAlive, 4000, 'keepAlive', 1)
+    const maxResponseBytes = options.maxResponseBytes === undefined ? 64 * 1024 * 1024 : toBytes(options.maxResponseBytes, 'maxResponseBytes')
+    this.#clock = options.clock ?? systemClock
+    this.#policy = new RetryPolicy({ retries, baseDelay, maxDelay, jitter }, options.random ?? mathRandom)
+    this.#r = Object.freeze({ nodes, timeoutMs, maxElapsedMs, busyWaits: retry !== false, token: options.token })
+    this.#transport = options.transport ?? undiciTransport({ connections, maxResponseBytes, keepAliveMs, tls: options.tls })
+    this.#rotation = new NodeRotation(nodes, { ejectAfter, probeInterval, maxProbeInterval }, this.#clock, (node) => this.#probe(node))
+  }
+
+  // ── operations ──────────────────────────────────────────────────────────────
+
+  async get(key: string, options?: ClientCallOptions): Promise<ClientEntry | undefined> {
+    checkKey(key)
+    return this.#call({ method: 'GET', path: keyPath(key) }, true, options, (res, node) => {
+      if (res.status === 404) return undefined
+      if (res.status !== 200) throw errorFromResponse(res, node, 'GET')
+      return entryFromHeaders(res, node)
+    })
+  }
+
+  async set(key: string, value: ClientValue, options: ClientSetOptions = {}): Promise<ClientSetResult> {
+    checkKey(key)
+    const body = toBody(value)
+    const query: string[] = []
+    const ttl = ttlParam(options.ttl)
+    if (ttl !== undefined) query.push(`ttl=${ttl}`)
+    if (options.tags !== undefined) query.push(`tags=${encodeURIComponent(checkTags(options.tags).join(','))}`)
+    const headers: Record<string, string> = { 'content-type': 'application/octet-stream' }
+    if (options.ifVersion !== undefined) headers['if-match'] = ifMatch(options.ifVersion)
+    // Only a numeric version protects a repeat: `'*'` would match the key again after the first landed.
+    const idempotent = options.idempotent ?? typeof options.ifVersion === 'number'
+    const path = keyPath(key) + (query.length === 0 ? '' : `?${query.join('&')}`)
+    return this.#call({ method: 'PUT', path, headers, body }, idempotent, options, (res, node) => {
+      if (res.status !== 200) throw errorFromResponse(res, node, 'PUT')
+      const json = parseJson(res, node)
+      return { version: versionOf(json.version, node), ttlMs: ttlMsOf(json.ttl, node) }
+    })
+  }
+
+  async delete(key: string, options: ClientDeleteOptions = {}): Promise<boolean> {
+    checkKey(key)
+    const headers: Record<string, string> = {}
+    if (options.ifVersion !== undefined) headers['if-match'] = ifMatch(options.ifVersion)
+    return this.#call({ method: 'DELETE', path: keyPath(key), headers }, true, options, (res, node) => {
+      if (res.status === 404) return false
+      if (res.status !== 200) throw errorFromResponse(res, node, 'DELETE')
+      const json = parseJson(res, node)
+      if (typeof json.deleted !== 'boolean') throw new BadResponseError('DELETE answer without a boolean `deleted`', { node })
+      return json.deleted
+    })
+  }
+
+  async mget(keys: readonly string[], options?: ClientCallOptions): Promise<(ClientEntry | undefined)[]> {
+    if (!Array.isArray(keys)) throw new InvalidKeyError('mget expects an array of keys')
+    for (const k of keys) checkKey(k)
+    if (keys.length === 0) return []
+    const parts = await Promise.all(chunks(keys, MAX_BATCH).map((part) => this.#mgetPart(part, options)))
+    return parts.flat()
+  }
+
+  #mgetPart(keys: readonly string[], options: ClientCallOptions | undefined): Promise<(ClientEntry | undefined)[]> {
+    const body = jsonBody({ keys })
+    return this.#call({ method: 'POST', path: '/v1/mget', headers: { 'content-type': 'application/json' }, body }, true, options, (res, node) => {
+      if (res.status !== 200) throw errorFromResponse(res, node)
+      const json = parseJson(res, node)
+      const entries = json.entries
+      if (!Array.isArray(entries) || entries.length !== keys.length) throw new BadResponseError(`mget answered ${Array.isArray(entries) ? entries.length : 'no'} entries for ${keys.length} keys`, { node })
+      return entries.map((e: unknown) => entryFromJson(e, node))
+    })
+  }
+
+  async mset(entries: readonly ClientMsetEntry[], options: ClientMsetOptions = {}): Promise<number[]> {
+    if (!Array.isArray(entries)) throw new InvalidValueError('mset expects an array of { key, value, ttl?, tags? }')
+    const wire = entries.map((e, i) => {
+      if (e === null || typeof e !== 'object') throw new InvalidValueError(`mset entry ${i} is not an object`)
+      checkKey(e.key)
+      const out: { key: string; value: string; ttl?: number | null; tags?: string[] } = { key: e.key, value: Buffer.from(toBody(e.value)).toString('base64') }
+      const ttl = ttlParam(e.ttl)
+      if (ttl !== undefined) out.ttl = ttl === TTL_NONE ? null : Number(ttl)
+      if (e.tags !== undefined) out.tags = checkTags(e.tags)
+      return out
+    })
+    if (wire.length === 0) return []
+    const parts = await Promise.all(chunks(wire, MAX_BATCH).map((part) => this.#msetPart(part, options)))
+    return parts.flat()
+  }
+
+  #msetPart(entries: readonly { key: string }[], options: ClientMsetOptions): Promise<number[]> {
+    const body = jsonBody({ entries })
+    return this.#call({ method: 'POST', path: '/v1/mset', headers: { 'content-type': 'application/json' }, body }, options.idempotent ?? false, options, (res, node) => {
+      if (res.status !== 200) throw errorFromResponse(res, node)
+      const json = parseJson(res, node)
+      const versions = json.versions
+      if (!Array.isArray(versions) || versions.length !== entries.length) throw new BadResponseError('mset answer does not carry one version per entry', { node })
+      return versions.map((v: unknown) => versionOf(v, node))
+    })
+  }
+
+  async invalidate(tags: readonly string[], options: ClientInvalidateOptions = {}): Promise<number> {
+    const list = checkTags(tags)
+    const mode = options.mode ?? 'hard'
+    if (mode !== 'hard' && mode !== 'soft') throw new InvalidOptionsError('mode', `expected 'hard' or 'soft', got ${String(mode)}`)
+    if (list.length === 0) return 0
+    const body = jsonBody({ tags: list, mode })
+    return this.#call({ method: 'POST', path: '/v1/invalidate', headers: { 'content-type': 'application/json' }, body }, true, options, (res, node) => {
+      if (res.status !== 200) throw errorFromResponse(res, node)
+      const n = parseJson(res, node).invalidated
+      if (typeof n !== 'number' || !Number.isFinite(n)) throw new BadResponseError('invalidate answer without a numeric `invalidated`', { node })
+      return n
+    })
+  }
+
+  async stats(options: ClientStatsOptions = {}): Promise<Record<string, unknown>> {
+    const pin = options.node === undefined ? undefined : normalizeNode(options.node, 'node')
+    if (pin !== undefined && !this.#r.nodes.includes(pin)) throw new InvalidOptionsError('node', `${pin} is not one of the client's nodes`)
+    return this.#call({ method: 'GET', path: '/v1/stats' }, true, options, (res, node) => {
+      if (res.status !== 200) throw errorFromResponse(res, node)
+      return parseJson(res, node)
+    }, pin)
+  }
+
+  async clear(options: ClientClearOptions = {}): Promise<void> {
+    const prefix = options.prefix ?? ''
+    if (typeof prefix !== 'string') throw new InvalidOptionsError('prefix', 'expected a string')
+    const path = prefix === '' ? '/v1/keys' : `/v1/keys?prefix=${encodeURIComponent(prefix)}`
+    await this.#call({ method: 'DELETE', path, headers: { [HEADER_CONFIRM]: CONFIRM_CLEAR } }, true, options, (res, node) => {
+      if (res.status !== 200) throw errorFromResponse(res, node)
+    })
+  }
+
+  async ping(options: ClientCallOptions = {}): Promise<ClientPingResult[]> {
+    this.#checkOpen()
+    const timeoutMs = finiteMs(options.timeout, this.#r.timeoutMs, 'timeout', 1)
+    return Promise.all(
+      this.#r.nodes.map(async (node): Promise<ClientPingResult> => {
+        const start = this.#clock.now()
+        const outcome = await this.#attempt(node, { method: 'GET', path: '/healthz' }, timeoutMs)
+        const latencyMs = this.#clock.now() - start
+        if (outcome.kind !== 'response') return { node, ok: false, latencyMs, error: this.#failure(node, outcome, timeoutMs) }
+        if (outcome.res.status === 200) return { node, ok: true, latencyMs }
+        return { node, ok: false, latencyMs, error: errorFromResponse(outcome.res, node) }
+      }),
+    )
+  }
+
+  nodes(): NodeState[] {
+    return this.#rotation.states()
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    this.#rotation.close()
+    for (const s of this.#sleeps) {
+      this.#clock.clearTimeout(s.timer)
+      s.wake()
+    }
+    this.#sleeps.clear()
+    await this.#transport.close()
+  }
+
+  // ── the attempt loop ────────────────────────────────────────────────────────
+
+  #checkOpen(): void {
+    if (this.#closed) throw new ClosedError('The client is closed')
+  }
+
+  async #call<T>(
+    req: Omit<HttpRequest, 'signal' | 'headers'> & { headers?: Record<string, string> },
+    idempotent: boolean,
+    options: ClientCallOptions | undefined,
+    parse: (res: HttpResponse, node: string) => T,
+    pin?: string,
+  ): Promise<T> {
+    this.#checkOpen()
+    const timeoutMs = options?.timeout === undefined ? this.#r.timeoutMs : finiteMs(options.timeout, this.#r.timeoutMs, 'timeout', 1)
+    const clock = this.#clock
+    const deadline = clock.now() + Math.max(this.#r.maxElapsedMs, timeoutMs)
+    let retries = 0
+    let busy = 0
+    for (;;) {
+      this.#checkOpen()
+      const node = pin ?? this.#rotation.pick()
+      const attemptMs = Math.min(timeoutMs, deadline - clock.now())
+      const outcome = await this.#attempt(node, req, attemptMs)
+      this.#checkOpen()
+      let failure: CacheError
+      let retriable: boolean
+      if (outcome.kind === 'response') {
+        const { res } = outcome
+        const kind = classify(res)
+        if (kind === 'busy') {
+          this.#rotation.success(node)
+          const retryAfter = parseRetryAfter(res.headers['retry-after'])
+          const wait = this.#policy.busyDelay(busy++, retryAfter)
+          if (!this.#r.busyWaits || clock.now() + wait >= deadline) {
+            const why = `${node} answered ${res.status} ${busy} time(s); gave up within the call's ${this.#r.maxElapsedMs} ms budget`
+            throw res.status === 429 ? new RateLimitedError(retryAfter ?? 1, `Rate limited: ${why}`) : new BusyError(retryAfter ?? 1, `Busy: ${why}`)
+          }
+          await this.#sleep(wait)
+          continue
+        }
+        if (kind === 'final') {
+          this.#rotation.success(node)
+          return parse(res, node)
+        }
+        failure = errorFromResponse(res, node)
+        // A 5xx may come after the node applied the request: ambiguous, as a timeout.
+        retriable = idempotent
+      } else {
+        failure = this.#failure(node, outcome, attemptMs)
+        retriable = outcome.kind === 'network' && outcome.notSent ? true : idempotent
+      }
+      this.#rotation.failure(node)
+      if (!retriable || retries >= this.#policy.retries) throw failure
+      const wait = this.#policy.delay(retries++)
+      if (clock.now() + wait >= deadline) throw failure
+      await this.#sleep(wait)
+    }
+  }
+
+  #failure(node: string, outcome: Exclude<Outcome, { kind: 'response' }>, timeoutMs: number): CacheError {
+    if (outcome.kind === 'timeout') return new RequestTimeoutError(Math.round(timeoutMs), { node })
+    if (outcome.kind === 'bad') return outcome.err
+    const code = errorCode(outcome.err)
+    return new NodeUnreachableError(`${node} unreachable${code === undefined ? '' : ` (${code})`}`, { node, cause: outcome.err })
+  }
+
+  async #attempt(node: string, req: Omit<HttpRequest, 'signal' | 'headers'> & { headers?: Record<string, string> }, timeoutMs: number): Promise<Outcome> {
+    const controller = new AbortController()
+    let timer: TimerHandle | undefined
+    // Raced, not only aborted: a transport that ignored the signal still cannot hang the call.
+    const timedOut = new Promise<Outcome>((resolve) => {
+      timer = this.#clock.setTimeout(() => {
+        controller.abort()
+        resolve({ kind: 'timeout' })
+      }, Math.max(0, timeoutMs))
+    })
+    const headers = this.#r.token === undefined ? (req.headers ?? {}) : { ...req.headers, authorization: `Bearer ${this.#r.token}` }
+    let request: Promise<HttpResponse>
+    try {
+      request = this.#transport.request(node, { ...req, headers, signal: controller.signal })
+    } catch (err) {
+      // A custom transport that throws instead of rejecting: the same outcome.
+      request = Promise.reject(err)
+    }
+    const sent = request.then(
+      (res): Outcome => ({ kind: 'response', res }),
+      (err: unknown): Outcome => (err instanceof BadResponseError ? { kind: 'bad', err } : { kind: 'network', err, notSent: isNotSent(err) }),
+    )
+    try {
+      return await Promise.race([sent, timedOut])
+    } finally {
+      if (timer !== undefined) this.#clock.clearTimeout(timer)
+    }
+  }
+
+  async #probe(node: string): Promise<boolean> {
+    if (this.#closed) return false
+    const outcome = await this.#attempt(node, { method: 'GET', path: '/healthz' }, this.#r.timeoutMs)
+    return outcome.kind === 'response' && outcome.res.status === 200
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const entry = {
+        timer: this.#clock.setTimeout(() => {
+          this.#sleeps.delete(entry)
+          resolve()
+        }, ms),
+        wake: resolve,
+      }
+      this.#sleeps.add(entry)
+    })
+  }
+}
+
+/**
+ * What an answer means for the attempt loop. `busy`: the node did nothing and said so
+ * (429, or 503 with ERR_BUSY / ERR_CLOSED / no code); `failure`: a 5xx after which the
+ * request may or may not have been applied (503 with a store code included); `final`:
+ * everything else, handed to the operation's parser (2xx, 4xx, 507 store full).
+ */
+function classify(res: HttpResponse): 'busy' | 'failure' | 'final' {
+  const status = res.status
+  if (status === 429) return 'busy'
+  if (status === 503) {
+    const { code } = remoteBody(res)
+    return code === undefined || code === 'ERR_BUSY' || code === 'ERR_CLOSED' ? 'busy' : 'failure'
+  }
+  if (status >= 500 && status !== 507) return 'failure'
+  return 'final'
+}
+
+type Outcome =
+  | { kind: 'response'; res: HttpResponse }
+  | { kind: 'timeout' }
+  | { kind: 'bad'; err: BadResponseError }
+  | { kind: 'network'; err: unknown; notSent: boolean }
+
+// ── wire helpers ──────────────────────────────────────────────────────────────
+
+function checkKey(key: unknown): asserts key is string {
+  checkWireKey(key, DEFAULT_MAX_KEY_BYTES)
+}
+
+function checkTags(tags: unknown): string[] {
+  if (!Array.isArray(tags)) throw new InvalidOptionsError('tags', 'expected an array of tags')
+  return parseTagsJson(tags)
+}
+
+function toBody(value: unknown): Uint8Array {
+  if (typeof value === 'string') return Buffer.from(value, 'utf8')
+  if (value instanceof Uint8Array) return value
+  throw new InvalidValueError(`A node stores bytes: pass a Uint8Array or a string, got ${value === null ? 'null' : typeof value}`)
+}
+
+/** The `ttl` query value: whole seconds (rounded up), `none`, or undefined for the node's default. */
+export function ttlParam(ttl: Duration | undefined): string | undefined {
+  if (ttl === undefined) return undefined
+  const ms = toMs(ttl, 'ttl')
+  if (ms === Infinity) return TTL_NONE
+  const seconds = Math.ceil(ms / 1000)
+  if (ms <= 0 || seconds > MAX_TTL_SECONDS) throw new InvalidOptionsError('ttl', `expected 1 s to ${MAX_TTL_SECONDS} s or Infinity, got ${String(ttl)}`)
+  return String(seconds)
+}
+
+function ifMatch(version: number | '*'): string {
+  if (version === '*') return '*'
+  if (typeof version !== 'number' || !Number.isSafeInteger(version) || version < 1) throw new InvalidOptionsError('ifVersion', `expected a positive integer version or '*', got ${String(version)}`)
+  return `"${version}"`
+}
+
+const keyPath = (key: string): string => `/v1/keys/${encodeURIComponent(key)}`
+const jsonBody = (value: unknown): Uint8Array => Buffer.from(JSON.stringify(value), 'utf8')
+
+function chunks<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = []
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size))
+  return out
+}
+
+function parseJson(res: HttpResponse, node: string): Record<string, unknown> {
+  let value: unknown
+  try {
+    value = JSON.parse(res.body.toString('utf8'))
+  } catch (err) {
+    throw new BadResponseError(`${node} answered ${res.status} with a body that is not JSON`, { node, cause: err })
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new BadResponseError(`${node} answered ${res.status} with JSON that is not an object`, { node })
+  return value as Record<string, unknown>
+}
+
+function versionOf(v: unknown, node: string): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1) throw new BadResponseError(`${node} sent an invalid version ${JSON.stringify(v)}`, { node })
+  return v
+}
+
+function ttlMsOf(ttl: unknown, node: string): number {
+  if (ttl === null || ttl === TTL_NONE) return Infinity
+  if (typeof ttl === 'number' && Number.isFinite(ttl) && ttl >= 0) return ttl * 1000
+  if (typeof ttl === 'string' && /^\d+$/.test(ttl)) return Number(ttl) * 1000
+  throw new BadResponseError(`${node} sent an invalid ttl ${JSON.stringify(ttl)}`, { node })
+}
+
+function entryFromHeaders(res: HttpResponse, node: string): ClientEntry {
+  const etag = res.headers.etag
+  const version = parseEtag(etag)
+  if (version === undefined) throw new BadResponseError(`${node} sent no usable ETag (${JSON.stringify(etag)})`, { node })
+  const tagHeader = res.headers[HEADER_TAGS]
+  return {
+    value: res.body,
+    version,
+    ttlMs: ttlMsOf(res.headers[HEADER_TTL]?.trim() ?? null, node),
+    tags: tagHeader === undefined || tagHeader.trim() === '' ? [] : tagHeader.split(',').map((t) => t.trim()),
+  }
+}
+
+function entryFromJson(e: unknown, node: string): ClientEntry | undefined {
+  if (e === null) return undefined
+  if (typeof e !== 'object') throw new BadResponseError('mget entry is neither null nor an object', { node })
+  const r = e as Record<string, unknown>
+  if (typeof r.value !== 'string') throw new BadResponseError('mget entry without a base64 value', { node })
+  const tags = Array.isArray(r.tags) ? r.tags.filter((t): t is string => typeof t === 'string') : []
+  return { value: Buffer.from(r.value, 'base64'), version: versionOf(r.version, node), ttlMs: ttlMsOf(r.ttl, node), tags }
+}
+
+function remoteBody(res: HttpResponse): { code: string | undefined; message: string | undefined } {
+  try {
+    const v = JSON.parse(res.body.toString('utf8')) as unknown
+    if (v !== null && typeof v === 'object') {
+      const { code, message } = v as Record<string, unknown>
+      return { code: typeof code === 'string' ? code : undefined, message: typeof message === 'string' ? message : undefined }
+    }
+  } catch {
+    // not JSON: fall through
+  }
+  return { code: undefined, message: undefined }
+}
+
+/** Errors rebuilt from a node's answer, as opposed to the same codes raised before sending. */
+const fromNode = new WeakSet<CacheError>()
+
+/** True when `err` was rebuilt from a node's error answer (it reached a node and was refused there). */
+export function isNodeAnswer(err: unknown): boolean {
+  return err instanceof CacheError && fromNode.has(err)
+}
+
+/** The typed error for a final non-2xx answer, rebuilt from the node's `{ code, message }`. */
+export function errorFromResponse(res: HttpResponse, node: string, method = 'request'): CacheError {
+  const err = rebuild(res, node, method)
+  fromNode.add(err)
+  return err
+}
+
+function rebuild(res: HttpResponse, node: string, method: string): CacheError {
+  const { code, message } = remoteBody(res)
+  const text = `${node}: ${message ?? `HTTP ${res.status}`}`
+  const retryAfter = parseRetryAfter(res.headers['retry-after']) ?? 1
+  switch (code) {
+    case 'ERR_BAD_REQUEST':
+      return new BadRequestError(text)
+    case 'ERR_UNAUTHORIZED':
+      return new UnauthorizedError(text)
+    case 'ERR_NOT_FOUND':
+      return new NotFoundError(text)
+    case 'ERR_METHOD_NOT_ALLOWED':
+      return new MethodNotAllowedError(method, (res.headers.allow ?? '').split(',').map((m) => m.trim()).filter((m) => m !== ''))
+    case 'ERR_PRECONDITION_FAILED':
+      return new PreconditionFailedError(text)
+    case 'ERR_TOO_LARGE':
+    case 'ERR_VALUE_TOO_LARGE':
+      return new TooLargeError(text)
+    case 'ERR_RATE_LIMITED':
+      return new RateLimitedError(retryAfter, text)
+    case 'ERR_BUSY':
+      return new BusyError(retryAfter, text)
+    case 'ERR_INTERNAL':
+      return new InternalError(text)
+    case 'ERR_INVALID_KEY':
+      return new InvalidKeyError(text)
+    case 'ERR_INVALID_OPTIONS':
+      return new InvalidOptionsError('request', text)
+    case 'ERR_INVALID_TAG':
+      return new InvalidTagError('(rejected by the node)', text)
+    case 'ERR_INVALID_VALUE':
+      return new InvalidValueError(text)
+    case 'ERR_STORE_UNAVAILABLE':
+    case 'ERR_STORE_TIMEOUT':
+      return new StoreUnavailableError(`${text} (${code})`)
+    case 'ERR_STORE_FULL':
+      return new StoreFullError(text)
+    case 'ERR_CLOSED':
+      return new ClosedError(text)
+  }
+  // No code we know (a proxy, or an older node): fall back on the status alone.
+  switch (res.status) {
+    case 401:
+      return new UnauthorizedError(text)
+    case 404:
+      return new NotFoundError(text)
+    case 412:
+      return new PreconditionFailedError(text)
+    case 413:
+      return new TooLargeError(text)
+    case 429:
+      return new RateLimitedError(retryAfter, text)
+    case 503:
+      return new BusyError(retryAfter, text)
+  }
+  return new BadResponseError(`${node} answered HTTP ${res.status}${code === undefined ? '' : ` with unknown code ${code}`}`, { node, status: res.status })
+}
+
+function errorCode(err: unknown): string | undefined {
+  for (let e: unknown = err, depth = 0; e !== null && typeof e === 'object' && depth < 4; depth++) {
+    const code = (e as { code?: unknown }).code
+    if (typeof code === 'string') return code
+    e = (e as { cause?: unknown }).cause
+  }
+  return undefined
+}

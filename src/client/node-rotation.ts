@@ -1,0 +1,146 @@
+/**
+ * Which node gets the next request: round-robin over the nodes in rotation, with
+ * ejection of nodes that keep failing (the gap Zerocache admits: its clients keep calling
+ * dead nodes forever).
+ *
+ * - A node is ejected after `ejectAfter` consecutive failures (network errors, timeouts,
+ *   5xx other than 503). A busy answer is not a failure: the node is alive.
+ * - An ejected node gets no traffic. A probe (`GET /healthz`) runs after `probeInterval`;
+ *   success puts the node back in rotation, failure doubles the interval up to
+ *   `maxProbeInterval`. Probes run on the injected Clock (unref'd timers), so tests drive
+ *   them with a ManualClock.
+ * - If every node is ejected, requests still go round-robin over all of them: trying a
+ *   node that might be back beats failing without trying. A success from any request
+ *   reinstates the node at once.
+ */
+import type { Clock, TimerHandle } from '../core/clock.js'
+
+export interface NodeRotationConfig {
+  readonly ejectAfter: number
+  readonly probeInterval: number
+  readonly maxProbeInterval: number
+}
+
+/** What the client knows about one node (`client.nodes()`). */
+export interface NodeState {
+  readonly node: string
+  readonly inRotation: boolean
+  readonly consecutiveFailures: number
+  /** Times this node was ejected since the client started. */
+  readonly ejections: number
+  /** When the next probe runs (clock ms), if ejected. */
+  readonly nextProbeAt: number | undefined
+}
+
+interface Slot {
+  readonly node: string
+  failures: number
+  ejected: boolean
+  ejections: number
+  probeDelay: number
+  nextProbeAt: number | undefined
+  timer: TimerHandle | undefined
+  probing: boolean
+}
+
+export class NodeRotation {
+  readonly #slots: Slot[]
+  readonly #byNode = new Map<string, Slot>()
+  readonly #c: NodeRotationConfig
+  readonly #clock: Clock
+  readonly #probe: (node: string) => Promise<boolean>
+  #next = 0
+  #closed = false
+
+  constructor(nodes: readonly string[], config: NodeRotationConfig, clock: Clock, probe: (node: string) => Promise<boolean>) {
+    this.#c = config
+    this.#clock = clock
+    this.#probe = probe
+    this.#slots = nodes.map((node) => ({ node, failures: 0, ejected: false, ejections: 0, probeDelay: config.probeInterval, nextProbeAt: undefined, timer: undefined, probing: false }))
+    for (const s of this.#slots) this.#byNode.set(s.node, s)
+  }
+
+  /** The node for the next attempt. */
+  pick(): string {
+    const slots = this.#slots
+    const n = slots.length
+    for (let i = 0; i < n; i++) {
+      const s = slots[(this.#next + i) % n]
+      if (!s.ejected) {
+        this.#next = (this.#next + i + 1) % n
+        return s.node
+      }
+    }
+    // All ejected: plain round-robin over all of them.
+    const s = slots[this.#next % n]
+    this.#next = (this.#next + 1) % n
+    return s.node
+  }
+
+  success(node: string): void {
+    const s = this.#byNode.get(node)
+    if (s === undefined) return
+    s.failures = 0
+    if (s.ejected) this.#reinstate(s)
+  }
+
+  failure(node: string): void {
+    const s = this.#byNode.get(node)
+    if (s === undefined || this.#closed) return
+    s.failures++
+    if (!s.ejected && s.failures >= this.#c.ejectAfter) {
+      s.ejected = true
+      s.ejections++
+      s.probeDelay = this.#c.probeInterval
+      this.#schedule(s)
+    }
+  }
+
+  states(): NodeState[] {
+    return this.#slots.map((s) => ({ node: s.node, inRotation: !s.ejected, consecutiveFailures: s.failures, ejections: s.ejections, nextProbeAt: s.ejected ? s.nextProbeAt : undefined }))
+  }
+
+  close(): void {
+    this.#closed = true
+    for (const s of this.#slots) {
+      if (s.timer !== undefined) this.#clock.clearTimeout(s.timer)
+      s.timer = undefined
+    }
+  }
+
+  #reinstate(s: Slot): void {
+    s.ejected = false
+    s.failures = 0
+    s.nextProbeAt = undefined
+    if (s.timer !== undefined) this.#clock.clearTimeout(s.timer)
+    s.timer = undefined
+  }
+
+  #schedule(s: Slot): void {
+    if (this.#closed) return
+    s.nextProbeAt = this.#clock.now() + s.probeDelay
+    s.timer = this.#clock.setTimeout(() => this.#runProbe(s), s.probeDelay, { unref: true })
+  }
+
+  #runProbe(s: Slot): void {
+    s.timer = undefined
+    if (this.#closed || !s.ejected || s.probing) return
+    s.probing = true
+    // The probe callback never rejects by contract; a rejection counts as a failed probe.
+    this.#probe(s.node).then(
+      (ok) => this.#probed(s, ok),
+      () => this.#probed(s, false),
+    )
+  }
+
+  #probed(s: Slot, ok: boolean): void {
+    s.probing = false
+    if (this.#closed || !s.ejected) return
+    if (ok) {
+      this.#reinstate(s)
+      return
+    }
+    s.probeDelay = Math.min(this.#c.maxProbeInterval, s.probeDelay * 2)
+    this.#schedule(s)
+  }
+}

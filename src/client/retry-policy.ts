@@ -1,0 +1,58 @@
+/**
+ * LoomCache's client retry policy, as numbers.
+ *
+ * - A failed attempt that may be retried waits `min(maxDelay, baseDelay × 2^n) × (1 ± jitter)`
+ *   before retry n (n = 0, 1, 2 …), never more than `maxDelay`: 100 ms, 200 ms, 400 ms with
+ *   the defaults, each ±25 %. The jitter spreads a herd of clients that failed together.
+ * - A busy answer (503, 429) waits the node's `Retry-After` (stretched by up to +jitter,
+ *   never shortened: the node asked for at least that long) or, without one, the same
+ *   exponential schedule counted over busy answers. Busy waits do not spend the retry
+ *   budget (the node is alive and said so), but every wait of a call, busy or not, must end
+ *   before the call's `maxElapsed` deadline: a wait that would pass it fails the call at once
+ *   instead of sleeping in vain. That is what bounds a caller against a node that stays
+ *   busy forever.
+ */
+import type { Random } from '../core/random.js'
+
+export interface RetryPolicyConfig {
+  readonly retries: number
+  readonly baseDelay: number
+  readonly maxDelay: number
+  readonly jitter: number
+}
+
+export class RetryPolicy {
+  readonly #c: RetryPolicyConfig
+  readonly #random: Random
+
+  constructor(config: RetryPolicyConfig, random: Random) {
+    this.#c = config
+    this.#random = random
+  }
+
+  get retries(): number {
+    return this.#c.retries
+  }
+
+  /** Delay before retry number `n` (0-based). */
+  delay(n: number): number {
+    const c = this.#c
+    const raw = Math.min(c.maxDelay, c.baseDelay * 2 ** Math.min(n, 52))
+    const factor = 1 + c.jitter * (2 * this.#random.next() - 1)
+    return Math.min(c.maxDelay, raw * factor)
+  }
+
+  /** Delay after the `n`-th busy answer (0-based), honouring `Retry-After` seconds when given. */
+  busyDelay(n: number, retryAfterSeconds: number | undefined): number {
+    if (retryAfterSeconds === undefined) return this.delay(n)
+    return retryAfterSeconds * 1000 * (1 + this.#c.jitter * this.#random.next())
+  }
+}
+
+/** Parses a `Retry-After` header given in seconds (the HTTP-date form is not used by nodes). */
+export function parseRetryAfter(header: string | undefined): number | undefined {
+  if (header === undefined) return undefined
+  const trimmed = header.trim()
+  if (!/^\d{1,9}$/.test(trimmed)) return undefined
+  return Number(trimmed)
+}

@@ -1,0 +1,99 @@
+/**
+ * The real transport: one undici `Pool` per node, HTTP/1.1 keep-alive, no pipelining (a
+ * slow response must not hold up the ones queued behind it on the same socket). This is
+ * the only file that imports undici.
+ *
+ * Why undici: it is Node's own HTTP client (the engine under `fetch`), its pools keep
+ * sockets alive across requests, and `request()` skips the WHATWG Request/Response
+ * layers of `fetch`. Timeouts are not undici's: the client aborts
+ * through the request's signal on its injected Clock.
+ */
+import { Pool } from 'undici'
+import { BadResponseError } from '../core/errors.js'
+import type { HttpRequest, HttpResponse, Transport } from './transport.js'
+
+export interface UndiciTransportOptions {
+  /** Sockets per node. */
+  connections: number
+  /** Largest response body accepted, in bytes (a bigger one fails with ERR_BAD_RESPONSE). */
+  maxResponseBytes: number
+  /** Idle keep-alive sockets are closed after this many ms. */
+  keepAliveMs: number
+  /** Extra TLS options for `https://` nodes (for example `ca` for a private CA). */
+  tls?: { ca?: string | Buffer | (string | Buffer)[]; rejectUnauthorized?: boolean }
+}
+
+export function undiciTransport(options: UndiciTransportOptions): Transport {
+  return new UndiciTransport(options)
+}
+
+class UndiciTransport implements Transport {
+  readonly #options: UndiciTransportOptions
+  readonly #pools = new Map<string, Pool>()
+  #closed = false
+
+  constructor(options: UndiciTransportOptions) {
+    this.#options = options
+  }
+
+  #pool(origin: string): Pool {
+    let pool = this.#pools.get(origin)
+    if (pool === undefined) {
+      const o = this.#options
+      pool = new Pool(origin, {
+        connections: o.connections,
+        pipelining: 1,
+        keepAliveTimeout: o.keepAliveMs,
+        // The client's own timer aborts a slow request; these only stop undici from
+        // imposing its 300 s defaults on top of it.
+        headersTimeout: 0,
+        bodyTimeout: 0,
+        ...(o.tls === undefined ? {} : { connect: { ...o.tls } }),
+      })
+      this.#pools.set(origin, pool)
+    }
+    return pool
+  }
+
+  async request(origin: string, req: HttpRequest): Promise<HttpResponse> {
+    if (this.#closed) throw new Error('transport closed')
+    const res = await this.#pool(origin).request({
+      method: req.method,
+      path: req.path,
+      headers: req.headers,
+      body: req.body === undefined ? undefined : Buffer.from(req.body.buffer, req.body.byteOffset, req.body.byteLength),
+      signal: req.signal,
+    })
+    const limit = this.#options.maxResponseBytes
+    const declared = Number(res.headers['content-length'])
+    if (Number.isFinite(declared) && declared > limit) {
+      res.body.destroy()
+      throw new BadResponseError(`Response of ${declared} bytes is over maxResponseBytes (${limit})`, { node: origin })
+    }
+    const chunks: Buffer[] = []
+    let size = 0
+    for await (const chunk of res.body) {
+      const buf = chunk as Buffer
+      size += buf.length
+      if (size > limit) {
+        res.body.destroy()
+        throw new BadResponseError(`Response is over maxResponseBytes (${limit})`, { node: origin })
+      }
+      chunks.push(buf)
+    }
+    const headers: Record<string, string | undefined> = {}
+    for (const [name, value] of Object.entries(res.headers)) {
+      headers[name.toLowerCase()] = Array.isArray(value) ? value.join(', ') : value
+    }
+    return { status: res.statusCode, headers, body: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size) }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    const pools = [...this.#pools.values()]
+    this.#pools.clear()
+    // destroy, not close: close waits for in-flight requests, which the client has already given up on.
+    await Promise.all(pools.map((p) => p.destroy().catch(() => undefined)))
+  }
+}

@@ -1,0 +1,56 @@
+// runCli in process with a fake io: argument paths that need no node (fast, no spawn).
+import assert from 'node:assert/strict'
+import { describe, test } from 'node:test'
+import { runCli } from '../../src/cli/main.js'
+import { EXIT, exitCodeOf, type CliIo } from '../../src/cli/cli-io.js'
+import { BadRequestError, InvalidKeyError, RequestTimeoutError } from '../../src/core/errors.js'
+import { errorFromResponse } from '../../src/client/client.js'
+import { ManualClock } from '../../src/core/manual-clock.js'
+
+function io(stdin?: Buffer): CliIo & { out_: string; err_: string } {
+  const o = {
+    out_: '',
+    err_: '',
+    out: { write: (c: string | Uint8Array) => (o.out_ += c.toString()) },
+    err: { write: (c: string) => (o.err_ += c) },
+    env: {},
+    clock: new ManualClock(0),
+    now: () => 0,
+    readStdin: async () => stdin,
+  }
+  return o
+}
+
+describe('CLI argument handling in process', () => {
+  test('set without a value and with stdin on a terminal is a usage error', async () => {
+    const x = io(undefined)
+    assert.equal(await runCli(['set', 'k'], x), EXIT.USAGE)
+    assert.match(x.err_, /no value/)
+  })
+
+  test('set with both a value and --file is a usage error', async () => {
+    const x = io()
+    assert.equal(await runCli(['set', 'k', 'v', '--file', '/dev/null'], x), EXIT.USAGE)
+  })
+
+  test('a node address the client refuses is a usage error', async () => {
+    const x = io()
+    assert.equal(await runCli(['get', 'k', '--node', 'ftp://x:1'], x), EXIT.USAGE)
+    assert.match(x.err_, /ERR_INVALID_OPTIONS/)
+  })
+
+  test('--version prints the package version', async () => {
+    const x = io()
+    assert.equal(await runCli(['--version'], x), EXIT.OK)
+    assert.match(x.out_, /^\d+\.\d+\.\d+\n$/)
+  })
+
+  test('exit codes: local input 2, node refusal 4, unavailable 3', () => {
+    assert.equal(exitCodeOf(new InvalidKeyError('empty')), EXIT.USAGE)
+    const refused = errorFromResponse({ status: 400, headers: {}, body: Buffer.from(JSON.stringify({ code: 'ERR_INVALID_KEY', message: 'm' })) }, 'http://n:1')
+    assert.equal(exitCodeOf(refused), EXIT.REFUSED)
+    assert.equal(exitCodeOf(new BadRequestError('m')), EXIT.REFUSED)
+    assert.equal(exitCodeOf(new RequestTimeoutError(5)), EXIT.UNAVAILABLE)
+    assert.equal(exitCodeOf(new Error('anything else')), EXIT.UNAVAILABLE)
+  })
+})
