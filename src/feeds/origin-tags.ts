@@ -20,8 +20,10 @@
  *   C(P, I, O|I) with I = P ∩ F(O): "what a notice of pattern P must say to concern O".
  *   (Distinct patterns may give equal tags only through distinct P: none coincide.)
  * - A notice N with pattern P = F(N) invalidates, for each I' ⊆ P, the tag C(P, I', N|I')
- *   (2^|P| tags, at most 8): "every origin that names exactly I' of my fields, with my
- *   values there".
+ *   (2^|P| tags): "every origin that names exactly I' of my fields, with my values
+ *   there". One of them is never derived: C(P, ∅) for the full pattern (every origin
+ *   names a field, so P ∩ F(O) is never empty when P is all three) — skipped, so a notice
+ *   has at most 7 tags (full: 7, two fields: 4, one field: 2).
  *
  * Claim: N matches O  ⟺  N invalidates one of O's derived tags.
  * (⇒) Let P = F(N), I = P ∩ F(O) = the fields both name. O derived C(P, I, O|I). Since
@@ -56,7 +58,7 @@
  * less when several share patterns' projections. That costs their encoding on every
  * store, a larger L2 record, a trie walk over them when the trie has changed since the
  * entry was last checked, and on an L2 read one more `getMany` of up to 2 × (1 + 7k)
- * version keys (k origins). A notice costs up to 8 local trie invalidations, 8 L2 writes
+ * version keys (k origins). A notice costs up to 7 local trie invalidations, 7 L2 writes
  * and one bus message — and, as any tag invalidation does, it sends every tagged L1 entry
  * through one slow check on its next read (the trie's change counter moved).
  */
@@ -108,8 +110,10 @@ export function noticeTags(notice: ChangeNotice): string[] {
   const p = maskOf(notice)
   if (p === 0) return [ORIGIN_TAG_ROOT]
   const out: string[] = []
-  // Every subset of p, p itself included and the empty set last.
+  // Every subset of p, p itself included and the empty set last (except for the full
+  // pattern, whose empty subset no origin derives).
   for (let i = p; ; i = (i - 1) & p) {
+    if (i === 0 && p === 7) break
     out.push(tagOf(p, i, notice))
     if (i === 0) break
   }

@@ -42,7 +42,7 @@ describe('origins in a Redis L2', () => {
       feed.send({ db: 'accounts', type: 'user', id: '42' })
       assert.equal(feed.stats().erased, 0, 'B held nothing')
       // The invalidation is written in the background: wait (bounded) until Redis has the
-      // version of the full-pattern tag, the one of the notice's 8 that this origin carries.
+      // version of the full-pattern tag, the one of the notice's 7 that this origin carries.
       const versionKey = `cache#h:${noticeTags(origins)[0] as string}`
       const deadline = Date.now() + 5_000
       while ((await probe.get(versionKey)) === undefined) {
