@@ -61,6 +61,9 @@
  * version keys (k origins). A notice costs up to 7 local trie invalidations, 7 L2 writes
  * and one bus message — and, as any tag invalidation does, it sends every tagged L1 entry
  * through one slow check on its next read (the trie's change counter moved).
+ * Indicative figures (memory store, one full origin, a shared 2-core machine — orders of
+ * magnitude only): `set` about 5 → 12 µs, an L2 read by a fresh process about 4 → 14 µs;
+ * entries without origins unchanged within noise.
  */
 import { createHash } from 'node:crypto'
 import { normalizeTags, ORIGIN_TAG_ROOT, TAG_SEPARATOR } from '../tags/validate-tag.js'
@@ -83,21 +86,31 @@ function encodeValue(value: string): string {
   return literal.length <= MAX_LITERAL ? literal : `=${createHash('sha256').update(bytes).digest('base64url')}`
 }
 
-/** C(P, I, d|I): the tag for pattern `p`, subset `i` of it, and `d`'s values on `i`. */
-function tagOf(p: number, i: number, d: ChangeNotice): string {
-  let tag = `${PREFIX}${p}.${i}`
-  if (i & DB) tag += `.${encodeValue(d.db as string)}`
-  if (i & TYPE) tag += `.${encodeValue(d.type as string)}`
-  if (i & ID) tag += `.${encodeValue(d.id as string)}`
-  return tag
+/** A descriptor's values, each encoded once (a tag uses up to three of them). */
+function encodeAll(d: ChangeNotice): [string, string, string] {
+  return [d.db === undefined ? '' : `.${encodeValue(d.db)}`, d.type === undefined ? '' : `.${encodeValue(d.type)}`, d.id === undefined ? '' : `.${encodeValue(d.id)}`]
+}
+
+/** C(P, I, d|I): the tag for pattern `p`, subset `i` of it, and `d`'s (encoded) values on `i`. */
+function tagOf(p: number, i: number, v: readonly [string, string, string]): string {
+  return `${PREFIX}${p}.${i}${i & DB ? v[0] : ''}${i & TYPE ? v[1] : ''}${i & ID ? v[2] : ''}`
 }
 
 /** The tags an entry with `origins` (validated descriptors) depends on, deduplicated. */
 export function originTags(origins: readonly OriginDescriptor[]): string[] {
+  if (origins.length === 1) {
+    const o = origins[0] as OriginDescriptor
+    const f = maskOf(o)
+    const v = encodeAll(o)
+    const out = new Array<string>(7)
+    for (let p = 1; p < 8; p++) out[p - 1] = tagOf(p, p & f, v)
+    return out
+  }
   const out = new Set<string>()
   for (const o of origins) {
     const f = maskOf(o)
-    for (let p = 1; p < 8; p++) out.add(tagOf(p, p & f, o))
+    const v = encodeAll(o)
+    for (let p = 1; p < 8; p++) out.add(tagOf(p, p & f, v))
   }
   return [...out]
 }
@@ -109,12 +122,13 @@ export function originTags(origins: readonly OriginDescriptor[]): string[] {
 export function noticeTags(notice: ChangeNotice): string[] {
   const p = maskOf(notice)
   if (p === 0) return [ORIGIN_TAG_ROOT]
+  const v = encodeAll(notice)
   const out: string[] = []
   // Every subset of p, p itself included and the empty set last (except for the full
   // pattern, whose empty subset no origin derives).
   for (let i = p; ; i = (i - 1) & p) {
     if (i === 0 && p === 7) break
-    out.push(tagOf(p, i, notice))
+    out.push(tagOf(p, i, v))
     if (i === 0) break
   }
   return out
