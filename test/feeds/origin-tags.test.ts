@@ -18,6 +18,7 @@ import type { ChangeNotice, OriginDescriptor } from '../../src/feeds/types.js'
 import { TagTrie } from '../../src/tags/tag-trie.js'
 import { MAX_TAG_LENGTH, normalizeTags, validateTag } from '../../src/tags/validate-tag.js'
 import { settle, TestFeed } from '../support/test-feed.js'
+import { FlakyStore } from '../support/flaky-store.js'
 
 const FIELDS = ['db', 'type', 'id'] as const
 
@@ -292,6 +293,38 @@ describe('a notice reaches L2 records no process holds in L1', () => {
     assert.equal(await e.get('k'), 'v')
     assert.equal(await e.getOrSet('k', factory, { origins: [USER_42] }), 'v')
     for (const x of [a.cache, c.cache, e]) await x.close()
+  })
+
+  test('L2 down when the notice is heard: the versions are queued and land once it is back; meanwhile nobody vouches for the record', async () => {
+    const clock = new ManualClock()
+    const store = new FlakyStore(clock)
+    const l2 = { timeout: '100ms', retry: { attempts: 0 }, breaker: { openFor: '1s', successThreshold: 1 } } as const
+    const make = () => createCache<string>({ clock, store, l2 })
+    const a = make()
+    await a.set('user:42', 'old', { origins: USER_42 })
+    await a.close()
+    const b = make()
+    const feed = new TestFeed()
+    await b.attachFeed(feed)
+    store.health = 'down'
+    clock.advance(1)
+    feed.send(USER_42)
+    for (let t = 0; t < 500; t += 50) {
+      clock.advance(50)
+      await settle(2)
+    }
+    assert.equal(b.stats().l2?.queued, 7, 'the 7 tag versions wait for L2')
+    const c = make()
+    assert.equal(await c.get('user:42'), undefined, 'L2 unreadable: a miss')
+    store.health = 'up'
+    for (let t = 0; t < 3_000; t += 100) {
+      clock.advance(100)
+      await settle(2)
+    }
+    assert.equal(b.stats().l2?.queued, 0, 'replayed')
+    const d = make()
+    assert.equal(await d.get('user:42'), undefined, 'the replayed versions make the record invalid')
+    for (const x of [b, c, d]) await x.close()
   })
 
   test('costs: no origin tags without L2 or bus; none for entries without origins; a reconnect flush stays local', async () => {
