@@ -209,6 +209,21 @@ describe('a notice reaches L2 records no process holds in L1', () => {
     await c.cache.close()
   })
 
+  test('the hearing process itself holds the entry only as read from L2 (not in its origin index): it stops serving it', async () => {
+    const { clock, a, b } = trio()
+    await a.cache.set('user:42', 'old', { origins: USER_42 })
+    assert.equal(await b.cache.get('user:42'), 'old')
+    assert.equal(await b.cache.peek('user:42'), 'old', 'adopted into B’s L1, its origins not indexed there')
+    assert.equal(b.cache.stats().origins, undefined)
+    const feed = new TestFeed()
+    await b.cache.attachFeed(feed)
+    clock.advance(1)
+    feed.send({ id: '42' })
+    assert.equal(await b.cache.peek('user:42'), undefined, 'invalid through its origin tags at once')
+    await settle()
+    for (const x of [a, b]) await x.cache.close()
+  })
+
   test('computed origins, dropped from A by eviction; broad and unrelated notices', async () => {
     const clock = new ManualClock()
     const store = memoryStore({ clock })
