@@ -36,7 +36,8 @@ import { Bus } from '../bus/bus.js'
 import { BusLink } from './bus-link.js'
 import { descriptorList, OriginIndex } from '../feeds/origin-index.js'
 import { checkFeed, FeedAttachment, type AttachFeedOptions } from '../feeds/feed-attachment.js'
-import type { ChangeFeed, OriginDescriptor } from '../feeds/types.js'
+import type { ChangeFeed, ChangeNotice, OriginDescriptor } from '../feeds/types.js'
+import { noticeTags, originSignature, withOriginTags } from '../feeds/origin-tags.js'
 
 /** Options merged with the defaults, validated and converted once. */
 interface Resolved<V> {
@@ -44,6 +45,8 @@ interface Resolved<V> {
   tti: number
   tags: TagsOption<V> | undefined
   tagSig: string
+  /** The part of `tagSig` that the tags make (`tagSig` adds the origins', see origin-tags.ts). */
+  tagPart: string
   grace: number
   graceBackoff: number
   soft: number
@@ -82,6 +85,8 @@ export class Cache<V = unknown> {
   /** Origins -> keys, created when origins or a feed are first used (see src/feeds). */
   #origins: OriginIndex | undefined
   readonly #feeds = new Set<FeedAttachment>()
+  /** With L2 or a bus, origins also become tags, so notices reach other tiers (origin-tags.ts). */
+  readonly #originTags: boolean
   #closed = false
 
   #hits = 0
@@ -158,6 +163,7 @@ export class Cache<V = unknown> {
         },
       })
     } else this.#bus = undefined
+    this.#originTags = this.#l2 !== undefined || this.#bus !== undefined
   }
 
   /**
@@ -299,8 +305,13 @@ export class Cache<V = unknown> {
     const mode = options?.mode ?? 'hard'
     if (mode !== 'hard' && mode !== 'soft') throw new InvalidOptionsError('mode', `expected 'hard' or 'soft', got ${JSON.stringify(mode)}`)
     if (!Array.isArray(tags)) throw new InvalidOptionsError('tags', 'expected an array of tags')
+    for (const tag of tags) this.#tags.validate(tag)
+    return this.#invalidate(tags, mode)
+  }
+
+  /** Invalidates validated tags here, in L2 and on the bus (origin tags included). */
+  async #invalidate(tags: readonly string[], mode: 'hard' | 'soft'): Promise<void> {
     const index = this.#tags
-    for (const tag of tags) index.validate(tag)
     const versions = tags.map((tag) => index.invalidate(tag, mode))
     this.#tagInvalidations += tags.length
     try {
@@ -474,7 +485,7 @@ export class Cache<V = unknown> {
    */
   async attachFeed(feed: ChangeFeed, options?: AttachFeedOptions): Promise<() => Promise<void>> {
     this.#checkOpen()
-    const attachment = new FeedAttachment(feed, { index: () => this.#originIndex(), erase: (keys) => this.#eraseKeys(keys) }, checkFeed(feed, options))
+    const attachment = new FeedAttachment(feed, { index: () => this.#originIndex(), erase: (keys) => this.#eraseKeys(keys), invalidate: (notice) => this.#invalidateNotice(notice) }, checkFeed(feed, options))
     this.#feeds.add(attachment)
     try {
       await feed.start(attachment)
@@ -568,6 +579,17 @@ export class Cache<V = unknown> {
       await bus?.deleted(keys)
     })().catch(() => {
       // Only a closed bus rejects; the erasure in L1 and L2 stands.
+    })
+  }
+
+  /**
+   * A notice's origin tags, invalidated hard here, in L2 and on the bus (in the background),
+   * so that entries with matching origins that this L1 does not hold are never served.
+   */
+  #invalidateNotice(notice: ChangeNotice): void {
+    if (!this.#originTags || this.#closed) return
+    this.#invalidate(noticeTags(notice), 'hard').catch(() => {
+      // Only a closed bus rejects; the versions are recorded here and in L2.
     })
   }
 
@@ -873,7 +895,9 @@ export class Cache<V = unknown> {
     const now = this.#clock.now()
     let tags: readonly string[] | undefined = tagsOverride
     if (tags === undefined && o.tags !== undefined) tags = typeof o.tags === 'function' ? o.tags(value) : o.tags
-    const snapshot = tags === undefined || tags.length === 0 ? undefined : this.#tags.snapshot(tags, tagVersion)
+    const derived = origins !== undefined && this.#originTags
+    if (derived) tags = withOriginTags(tags, origins)
+    const snapshot = tags === undefined || tags.length === 0 ? undefined : this.#tags.snapshot(tags, tagVersion, derived)
     const freshUntil = now + ttl
     const keepUntil = freshUntil + o.grace
     const l2 = this.#l2
@@ -954,9 +978,12 @@ function resolve<V>(options: EntryOptions<V>, defaults: Resolved<V> | undefined,
   if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw new InvalidOptionsError(`${prefix}signal`, 'expected an AbortSignal')
   const signed = (options as Signed)[TAG_SIG]
   const origins = options.origins === undefined ? d?.origins : typeof options.origins === 'function' ? options.origins : descriptorList(options.origins, `${prefix}origins`)
+  const tagPart = signed ?? (options.tags === undefined && d !== undefined ? d.tagPart : tagSignature(tags))
   return {
     origins,
-    tagSig: signed ?? (options.tags === undefined && d !== undefined ? d.tagSig : tagSignature(tags)),
+    tagPart,
+    // Origins are part of the definition: without them the signature is the tags' alone.
+    tagSig: origins === undefined ? tagPart : options.origins === undefined && d !== undefined && tagPart === d.tagPart ? d.tagSig : tagPart + originSignature(origins),
     ttl: options.ttl === undefined ? (d?.ttl ?? DEFAULT_TTL) : positive(toMs(options.ttl, `${prefix}ttl`), `${prefix}ttl`),
     tti: options.tti === undefined ? (d?.tti ?? Infinity) : positive(toMs(options.tti, `${prefix}tti`), `${prefix}tti`),
     tags,

@@ -37,5 +37,5 @@ export function parseTagSnapshot(data: unknown): TagSnapshot {
   const { tags, version } = data as { tags?: unknown; version?: unknown }
   if (!Array.isArray(tags)) throw new InvalidOptionsError('snapshot.tags', 'expected an array of tags')
   if (!isVersion(version)) throw new InvalidOptionsError('snapshot.version', `expected a safe integer >= 0, got ${typeof version === 'number' ? String(version) : typeof version}`)
-  return { tags: normalizeTags(tags as readonly string[]), version, checkedAt: 0, checkedBy: 0 }
+  return { tags: normalizeTags(tags as readonly string[], true), version, checkedAt: 0, checkedBy: 0 }
 }

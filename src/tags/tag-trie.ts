@@ -198,7 +198,10 @@ export class TagTrie {
     this.#root = new TagNode(0, 0, clock.now())
   }
 
-  /** Throws `InvalidTagError` (ERR_INVALID_TAG) unless `tag` is a well-formed tag. */
+  /**
+   * Throws `InvalidTagError` (ERR_INVALID_TAG) unless `tag` is a well-formed user tag (not
+   * under the reserved `@origin` root; the trie's other methods accept those).
+   */
   validate(tag: unknown): void {
     validateTag(tag)
   }
@@ -219,10 +222,11 @@ export class TagTrie {
   /**
    * A snapshot for an entry depending on `tags` (validated, deduplicated, sorted), as
    * fresh as version `at` (default: now). Throws ERR_INVALID_TAG for a bad tag. Costs
-   * O(total tag length) for validation and creates no trie node.
+   * O(total tag length) for validation and creates no trie node. `internal`: accept tags
+   * under the reserved `@origin` root (the caller has validated the user's own tags).
    */
-  snapshot(tags: readonly string[], at?: number): TagSnapshot {
-    const normalized = normalizeTags(tags)
+  snapshot(tags: readonly string[], at?: number, internal = false): TagSnapshot {
+    const normalized = normalizeTags(tags, internal)
     if (at === undefined) {
       // Every version applied so far is <= now(): the entry is valid as of this change count.
       return { tags: normalized, version: this.#hlc.now(), checkedAt: this.#changes, checkedBy: this.id }
@@ -256,7 +260,7 @@ export class TagTrie {
    * O(depth of tag). Throws ERR_INVALID_TAG / ERR_INVALID_OPTIONS for a bad tag or mode.
    */
   invalidate(tag: string, mode: TagMode = 'hard'): number {
-    validateTag(tag)
+    validateTag(tag, true)
     checkMode(mode)
     const version = this.#hlc.next()
     this.#apply(tag, version, mode)
@@ -270,7 +274,7 @@ export class TagTrie {
    * `version` (clamped to `maxDrift` ahead). Returns whether anything changed.
    */
   observe(tag: string, version: number, mode: TagMode = 'hard'): boolean {
-    validateTag(tag)
+    validateTag(tag, true)
     checkMode(mode)
     const accepted = this.#hlc.observe(version)
     if (accepted === 0) return false
@@ -290,7 +294,7 @@ export class TagTrie {
     const list: TagInvalidation[] = []
     for (const r of records) {
       if (r === null || typeof r !== 'object') throw new InvalidOptionsError('records', 'expected objects { tag, version, mode }')
-      validateTag(r.tag)
+      validateTag(r.tag, true)
       checkMode(r.mode)
       if (!isVersion(r.version)) throw new InvalidOptionsError('version', `expected a safe integer >= 0, got ${typeof r.version === 'number' ? String(r.version) : typeof r.version}`)
       list.push(r)

@@ -9,6 +9,13 @@ import { InvalidTagError } from '../core/errors.js'
  *
  * The set is small on purpose: tags travel in bus messages, Redis keys and file names,
  * and a tag that means the same thing must be spelled one way.
+ *
+ * Reserved root. Tags whose first segment is `@origin` are the cache's own: the origin
+ * tags an entry's `origins` derive (src/feeds/origin-tags.ts). A user tag may not create
+ * one (it could forge or shadow an origin) nor invalidate one (it would flush entries a
+ * change feed owns): user-facing validation (`validateTag`, `normalizeTags`) rejects them.
+ * Internal paths (tags read back from L2 records, bus messages, the trie's own methods)
+ * pass `internal = true` and accept them; the syntax is the same either way.
  */
 export const TAG_SEPARATOR = ':'
 /** Longest tag accepted, in UTF-16 code units (all allowed characters are ASCII). */
@@ -16,21 +23,31 @@ export const MAX_TAG_LENGTH = 256
 /** Most segments in one tag. Bounds the cost of an invalidation and of a slow check. */
 export const MAX_TAG_DEPTH = 32
 
+/** The first segment of the tags the cache derives from `origins`; user tags cannot use it. */
+export const ORIGIN_TAG_ROOT = '@origin'
+
 const SEGMENT_CHARS = 'letters, digits and _ - . @ / + ='
 const TAG_RE = /^[A-Za-z0-9_.@/+=-]+(?::[A-Za-z0-9_.@/+=-]+)*$/
 const SEGMENT_CHAR_RE = /^[A-Za-z0-9_.@/+=-]$/
 
+/** Whether `tag`'s first segment is the reserved `@origin` (one char test for other tags). */
+export function isOriginTag(tag: string): boolean {
+  return tag.charCodeAt(0) === 64 && tag.startsWith(ORIGIN_TAG_ROOT) && (tag.length === ORIGIN_TAG_ROOT.length || tag[ORIGIN_TAG_ROOT.length] === TAG_SEPARATOR)
+}
+
 /**
- * Throws `InvalidTagError` (`ERR_INVALID_TAG`) unless `tag` is a well-formed tag.
- * Non-strings are rejected with the same error.
+ * Throws `InvalidTagError` (`ERR_INVALID_TAG`) unless `tag` is a well-formed tag (and,
+ * unless `internal`, not under the reserved `@origin` root). Non-strings are rejected
+ * with the same error.
  */
-export function validateTag(tag: unknown): asserts tag is string {
+export function validateTag(tag: unknown, internal = false): asserts tag is string {
   if (typeof tag !== 'string') throw new InvalidTagError(describable(tag), `expected a string, got ${tag === null ? 'null' : typeof tag}`)
   if (tag.length > MAX_TAG_LENGTH) throw new InvalidTagError(clip(tag), `longer than ${MAX_TAG_LENGTH} characters (${tag.length})`)
   if (!TAG_RE.test(tag)) throw new InvalidTagError(tag, diagnose(tag))
   let depth = 1
   for (let i = tag.indexOf(TAG_SEPARATOR); i !== -1; i = tag.indexOf(TAG_SEPARATOR, i + 1)) depth++
   if (depth > MAX_TAG_DEPTH) throw new InvalidTagError(tag, `deeper than ${MAX_TAG_DEPTH} segments (${depth})`)
+  if (!internal && isOriginTag(tag)) throw new InvalidTagError(tag, `the root segment "${ORIGIN_TAG_ROOT}" is reserved for the tags the cache derives from origins (use the \`origins\` option)`)
 }
 
 /**
@@ -38,19 +55,19 @@ export function validateTag(tag: unknown): asserts tag is string {
  * independent of locale), so that equal tag sets always give snapshots of the same shape.
  * Returns a new array; the input is not modified.
  */
-export function normalizeTags(tags: readonly string[]): string[] {
+export function normalizeTags(tags: readonly string[], internal = false): string[] {
   if (!Array.isArray(tags)) throw new InvalidTagError(describable(tags), 'expected an array of tags')
   const n = tags.length
   if (n === 0) return []
   if (n === 1) {
     const only: unknown = tags[0]
-    validateTag(only)
+    validateTag(only, internal)
     return [only]
   }
   const out: string[] = new Array<string>(n)
   for (let i = 0; i < n; i++) {
     const tag: unknown = tags[i]
-    validateTag(tag)
+    validateTag(tag, internal)
     out[i] = tag
   }
   out.sort()
