@@ -81,7 +81,8 @@ export function registerMetrics(cache: StatsSource, options: MetricsOptions = {}
   const prefix = options.prefix ?? 'stratacache_'
   if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(prefix)) throw new InvalidOptionsError('prefix', `not a valid Prometheus name prefix: ${JSON.stringify(prefix)}`)
   const name = options.name ?? 'default'
-  for (const [field, suffix, help] of COUNTERS) {
+  // Every metric carries the `cache` label and copies its value from stats() when scraped.
+  const counter = (suffix: string, help: string, read: () => number): void => {
     new Counter({
       name: prefix + suffix,
       help,
@@ -89,10 +90,22 @@ export function registerMetrics(cache: StatsSource, options: MetricsOptions = {}
       registers: [registry],
       collect() {
         this.reset()
-        this.inc({ cache: name }, cache.stats()[field])
+        this.inc({ cache: name }, read())
       },
     })
   }
+  const gauge = (suffix: string, help: string, read: () => number): void => {
+    new Gauge({
+      name: prefix + suffix,
+      help,
+      labelNames: ['cache'],
+      registers: [registry],
+      collect() {
+        this.set({ cache: name }, read())
+      },
+    })
+  }
+  for (const [field, suffix, help] of COUNTERS) counter(suffix, help, () => cache.stats()[field])
   new Counter({
     name: `${prefix}removals_total`,
     help: 'Entries that left the in-process tier, by reason (expire, evict, erase, flush).',
@@ -106,27 +119,8 @@ export function registerMetrics(cache: StatsSource, options: MetricsOptions = {}
   })
   if (cache.stats().l2 !== undefined) {
     const l2 = (): L2Stats => cache.stats().l2 as L2Stats
-    for (const [suffix, help, read] of L2_COUNTERS) {
-      new Counter({
-        name: prefix + suffix,
-        help,
-        labelNames: ['cache'],
-        registers: [registry],
-        collect() {
-          this.reset()
-          this.inc({ cache: name }, read(l2()))
-        },
-      })
-    }
-    new Gauge({
-      name: `${prefix}l2_write_queue`,
-      help: 'Failed L2 writes waiting for replay.',
-      labelNames: ['cache'],
-      registers: [registry],
-      collect() {
-        this.set({ cache: name }, l2().queued)
-      },
-    })
+    for (const [suffix, help, read] of L2_COUNTERS) counter(suffix, help, () => read(l2()))
+    gauge('l2_write_queue', 'Failed L2 writes waiting for replay.', () => l2().queued)
     new Gauge({
       name: `${prefix}l2_breaker_state`,
       help: 'L2 circuit breaker: 1 for the current state, 0 for the others.',
@@ -140,46 +134,11 @@ export function registerMetrics(cache: StatsSource, options: MetricsOptions = {}
   }
   if (cache.stats().bus !== undefined) {
     const bus = (): BusStats => cache.stats().bus as BusStats
-    for (const [suffix, help, read] of BUS_COUNTERS) {
-      new Counter({
-        name: prefix + suffix,
-        help,
-        labelNames: ['cache'],
-        registers: [registry],
-        collect() {
-          this.reset()
-          this.inc({ cache: name }, read(bus()))
-        },
-      })
-    }
-    new Gauge({
-      name: `${prefix}bus_queued`,
-      help: 'Keys and tags waiting in the bus publish queue.',
-      labelNames: ['cache'],
-      registers: [registry],
-      collect() {
-        this.set({ cache: name }, bus().queued)
-      },
-    })
-    new Gauge({
-      name: `${prefix}bus_healthy`,
-      help: '1 while the bus subscription is trusted, 0 while L1 is bypassed.',
-      labelNames: ['cache'],
-      registers: [registry],
-      collect() {
-        this.set({ cache: name }, bus().healthy ? 1 : 0)
-      },
-    })
+    for (const [suffix, help, read] of BUS_COUNTERS) counter(suffix, help, () => read(bus()))
+    gauge('bus_queued', 'Keys and tags waiting in the bus publish queue.', () => bus().queued)
+    gauge('bus_healthy', '1 while the bus subscription is trusted, 0 while L1 is bypassed.', () => (bus().healthy ? 1 : 0))
   }
-  new Gauge({
-    name: `${prefix}entries`,
-    help: 'Entries held in the in-process tier.',
-    labelNames: ['cache'],
-    registers: [registry],
-    collect() {
-      this.set({ cache: name }, cache.stats().size)
-    },
-  })
+  gauge('entries', 'Entries held in the in-process tier.', () => cache.stats().size)
   return registry
 }
 
