@@ -10,6 +10,7 @@ import { busTransportConformance } from '../../src/bus/conformance.js'
 import { reconnectDelay, redisBus, redisTransport } from '../../src/bus/redis-transport.js'
 import { isCacheError } from '../../src/core/errors.js'
 import { RedisServer, startRedisServer } from '../support/redis-server.js'
+import { stallMeter } from '../support/stall-meter.js'
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -112,9 +113,12 @@ describe('redisTransport: Redis specifics', () => {
       await t.publish('frozen', new Uint8Array([1]))
       server.freeze()
       try {
-        const started = Date.now()
+        const meter = stallMeter()
+        const started = performance.now()
         await assert.rejects(t.publish('frozen', new Uint8Array([2])), (err: unknown) => isCacheError(err, 'ERR_BUS_UNAVAILABLE'))
-        assert.ok(Date.now() - started < 2_000, 'rejected near the timeout')
+        meter.stop()
+        const spent = performance.now() - started
+        assert.ok(spent < 2_000 + meter.stalledMs, `rejected after ${spent.toFixed(0)} ms, near the 300 ms timeout (${meter.stalledMs.toFixed(0)} ms of it this process stalled)`)
       } finally {
         server.thaw()
       }

@@ -8,7 +8,7 @@
  *
  * The margin: the bounds are sums of timer periods, and a timer fires late by however long
  * this process was starved of CPU. So each check allows MARGIN_MS plus the event-loop
- * stalls measured in this process during the window (see `stallMeter`): a loaded CI
+ * stalls measured in this process during the window (test/support/stall-meter.ts): a loaded CI
  * machine stretches the allowance by what it actually took, while a broken detection (no
  * flush at all, or one several heartbeats late on an idle loop) still fails.
  */
@@ -21,6 +21,7 @@ import { type Cache, createCache } from '../../src/index.js'
 import { redisStore } from '../../src/store/redis-store.js'
 import type { Store } from '../../src/store/types.js'
 import { RedisServer, startRedisServer } from '../support/redis-server.js'
+import { stallMeter } from '../support/stall-meter.js'
 import { TcpProxy } from '../support/tcp-proxy.js'
 
 const HEARTBEAT_MS = 200
@@ -29,34 +30,6 @@ const DEAD_AFTER_MS = 800
 const MARGIN_MS = 1_000
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
-
-/**
- * Sums how late a 20 ms interval timer fires while running, counting only stalls over
- * 10 ms (CPU starvation, GC pauses: every timer of the Bus fired that late too). The
- * millisecond of jitter every firing has is left out: summed over a long window it would
- * grow with the window and loosen the check for a slow detection.
- */
-function stallMeter(): { readonly stalledMs: number; stop(): void } {
-  const PERIOD_MS = 20
-  const STALL_MS = 10
-  let last = performance.now()
-  let stalled = 0
-  const late = (now: number): number => {
-    const by = now - last - PERIOD_MS
-    return by > STALL_MS ? by : 0
-  }
-  const timer = setInterval(() => {
-    const now = performance.now()
-    stalled += late(now)
-    last = now
-  }, PERIOD_MS)
-  return {
-    get stalledMs() {
-      return stalled + late(performance.now())
-    },
-    stop: () => clearInterval(timer),
-  }
-}
 
 let server: RedisServer
 let channels = 0
