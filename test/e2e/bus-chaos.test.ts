@@ -207,7 +207,7 @@ describe('bus chaos on real Redis', () => {
       console.log(`# blocked subscriber: stale window ${w.ms.toFixed(0)} ms, silence declared ${silentAfter.toFixed(0)} ms after the pause (bound ${DEAD_AFTER_MS + HEARTBEAT_MS} ms + margin ${MARGIN_MS} ms + ${meter.stalledMs.toFixed(0)} ms stalled)`)
       assert.ok(w.ms <= allowed, `window ${w.ms.toFixed(0)} ms > ${allowed.toFixed(0)} ms allowed`)
       assert.ok(silentAfter <= allowed, `silence declared ${silentAfter.toFixed(0)} ms after the pause > ${allowed.toFixed(0)} ms allowed`)
-      assert.equal(b.bus.stats().silences, 1)
+      assert.ok(b.bus.stats().silences >= 1)
       assert.equal(b.bus.healthy, false, 'unhealthy while blocked: L1 bypassed')
       assert.ok(b.chaos.resubscribes >= 1, 'the Bus asked the transport to reconnect')
       proxy.resume()
