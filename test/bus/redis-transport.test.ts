@@ -107,6 +107,31 @@ describe('redisTransport: Redis specifics', () => {
     await t.close()
   })
 
+  test('publishes that time out while the server is down leave no listeners behind (no MaxListenersExceededWarning)', async () => {
+    const down = await startRedisServer()
+    const t = redisTransport({ url: down.url, publishTimeout: '30ms' })
+    const warnings: Error[] = []
+    const onWarning = (w: Error): void => void warnings.push(w)
+    process.on('warning', onWarning)
+    try {
+      await t.publish('down', new Uint8Array([1]))
+      await down.kill()
+      // More than EventEmitter's default limit of 10 listeners per event.
+      for (let i = 0; i < 15; i++) {
+        await assert.rejects(t.publish('down', new Uint8Array([2])), (err: unknown) => isCacheError(err, 'ERR_BUS_UNAVAILABLE'))
+      }
+      await new Promise((resolve) => setImmediate(resolve))
+      assert.deepEqual(
+        warnings.filter((w) => w.name === 'MaxListenersExceededWarning').map((w) => w.message),
+        [],
+      )
+    } finally {
+      process.off('warning', onWarning)
+      await t.close()
+      await down.stop()
+    }
+  })
+
   test('a frozen server: publish rejects with ERR_BUS_UNAVAILABLE within publishTimeout, never hangs', async () => {
     const t = redisTransport({ url: server.url, publishTimeout: '300ms' })
     try {
