@@ -4,6 +4,7 @@
  * Redis: options, the user's own client, reconnect backoff, resubscribe().
  */
 import assert from 'node:assert/strict'
+import { createServer, type Socket } from 'node:net'
 import { after, before, describe, test } from 'node:test'
 import { Redis } from 'ioredis'
 import { busTransportConformance } from '../../src/bus/conformance.js'
@@ -108,14 +109,19 @@ describe('redisTransport: Redis specifics', () => {
   })
 
   test('publishes that time out while the server is down leave no listeners behind (no MaxListenersExceededWarning)', async () => {
-    const down = await startRedisServer()
-    const t = redisTransport({ url: down.url, publishTimeout: '30ms' })
+    // A server that accepts connections and never answers: the publisher never becomes
+    // ready, so every publish waits for the connection and times out (nothing can make one
+    // succeed, and no other process can take the port meanwhile).
+    const sockets = new Set<Socket>()
+    const mute = createServer((socket) => void sockets.add(socket))
+    await new Promise<void>((resolve) => mute.listen(0, '127.0.0.1', resolve))
+    const address = mute.address()
+    const port = typeof address === 'object' && address !== null ? address.port : 0
+    const t = redisTransport({ url: `redis://127.0.0.1:${port}`, publishTimeout: '30ms' })
     const warnings: Error[] = []
     const onWarning = (w: Error): void => void warnings.push(w)
     process.on('warning', onWarning)
     try {
-      await t.publish('down', new Uint8Array([1]))
-      await down.kill()
       // More than EventEmitter's default limit of 10 listeners per event.
       for (let i = 0; i < 15; i++) {
         await assert.rejects(t.publish('down', new Uint8Array([2])), (err: unknown) => isCacheError(err, 'ERR_BUS_UNAVAILABLE'))
@@ -128,7 +134,8 @@ describe('redisTransport: Redis specifics', () => {
     } finally {
       process.off('warning', onWarning)
       await t.close()
-      await down.stop()
+      for (const socket of sockets) socket.destroy()
+      await new Promise((resolve) => mute.close(resolve))
     }
   })
 
