@@ -136,7 +136,8 @@ class RedisTransport implements BusTransport {
     // Not connected (yet): wait for the connection, within the timeout, and never send after
     // the caller was told it failed.
     let expired = false
-    const sent = this.#whenReady(publisher).then(() => {
+    const ready = this.#whenReady(publisher)
+    const sent = ready.promise.then(() => {
       if (expired) throw new BusUnavailableError('Redis bus publish timed out before the connection was ready')
       return publisher.publish(channel, data)
     })
@@ -144,6 +145,10 @@ class RedisTransport implements BusTransport {
       await this.#bounded(sent, this.#publishTimeoutMs, 'publish')
     } finally {
       expired = true
+      // A timed-out wait must not keep its listeners: during an outage the Bus publishes a
+      // heartbeat every interval, and each would leave a 'ready' and an 'end' listener
+      // behind until the connection came back.
+      ready.cancel()
     }
   }
 
@@ -170,20 +175,32 @@ class RedisTransport implements BusTransport {
     }
   }
 
-  /** Resolves at the connection's next 'ready' (the publish timeout bounds the wait). */
-  #whenReady(client: Redis): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const onReady = (): void => {
+  /**
+   * Resolves at the connection's next 'ready' (the publish timeout bounds the wait);
+   * `cancel()` removes its listeners (the promise then never settles).
+   */
+  #whenReady(client: Redis): { promise: Promise<void>; cancel(): void } {
+    let onReady = (): void => {}
+    let onEnd = (): void => {}
+    const promise = new Promise<void>((resolve, reject) => {
+      onReady = (): void => {
         client.off('end', onEnd)
         resolve()
       }
-      const onEnd = (): void => {
+      onEnd = (): void => {
         client.off('ready', onReady)
         reject(new ClosedError('The redis bus transport is closed'))
       }
       client.once('ready', onReady)
       client.once('end', onEnd)
     })
+    return {
+      promise,
+      cancel: () => {
+        client.off('ready', onReady)
+        client.off('end', onEnd)
+      },
+    }
   }
 
   resubscribe(): void {

@@ -31,7 +31,7 @@ export interface ConformanceTarget {
   open(): Promise<Store>
   /** moves the store's notion of time forward: ManualClock.advance for memory/lmdb, a real sleep for servers */
   advance(ms: number): Promise<void>
-  /** shortest TTL the backend honours precisely, e.g. 1 for memory, 50 for redis */
+  /** shortest TTL the backend honours precisely, e.g. 1 for memory; for a real-time server, long enough that 2 units outlast the scheduling stalls of a loaded machine (150 for redis in the tests) */
   minTtlMs?: number
 }
 

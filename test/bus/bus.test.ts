@@ -338,6 +338,31 @@ describe('Bus: dead subscriptions and silent senders', () => {
     await bus.close()
   })
 
+  test('a silent subscription that last heard a sender before its own heartbeat: the sender-silent flush comes a heartbeat before the silence is declared, both within deadAfter + heartbeatInterval', async () => {
+    // The phase the e2e chaos test hit about once in 30 runs: A's last message reached B,
+    // then B heard its own heartbeat, then B's connection went silent. B forgets A (one
+    // flush, still healthy) one tick before it finds its own subscription dead.
+    const w = world({ heartbeatInterval: 200, deadAfter: 800 })
+    const a = await w.node()
+    await w.advance(100) // B's heartbeats run 100 ms after A's
+    const b = await w.node()
+    await w.advance(2_000) // past the warm-up; the clock is at 2 100 ms, B's tick just ran
+    b.rec.flushes = []
+    const start = w.clock.now()
+    b.chaos.silence = true
+    const events: string[] = []
+    for (let t = 0; t < 1_200; t += 100) {
+      const seen = b.rec.flushes.length
+      await w.advance(100)
+      for (const reason of b.rec.flushes.slice(seen)) events.push(`${w.clock.now() - start} ${reason} healthy=${String(b.bus.healthy)}`)
+    }
+    assert.deepEqual(events.slice(0, 2), ['800 sender-silent healthy=true', '1000 subscription-silent healthy=false'])
+    assert.equal(b.bus.stats().silences, 1)
+    assert.equal(b.chaos.resubscribes, 1)
+    assert.equal(a.bus.healthy, true)
+    await w.close()
+  })
+
   test('deadAfter and heartbeatInterval are honoured: 300 ms + 100 ms bound', async () => {
     const { b, clock, advance, close } = await pair({ heartbeatInterval: 100, deadAfter: 300 })
     const start = clock.now()

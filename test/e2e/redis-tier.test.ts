@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url'
 import { createCache, isCacheError, type CacheErrorEvent } from '../../src/index.js'
 import { redisStore } from '../../src/store/redis-store.js'
 import { startRedisServer, type RedisServer } from '../support/redis-server.js'
+import { stallMeter } from '../support/stall-meter.js'
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -45,14 +46,18 @@ describe('facade over a real Redis: faults', () => {
       await cache.set('warm', 'w')
       server.freeze()
       // 40 callers on distinct keys while the server is frozen: the factory answers.
+      const meter = stallMeter()
       const { value, ms } = await timed(Promise.all(Array.from({ length: 40 }, (_, i) => cache.getOrSet(`k${i}`, () => `v${i}`))), 5_000)
       assert.deepEqual(value, Array.from({ length: 40 }, (_, i) => `v${i}`))
-      assert.ok(ms < 1_000, `40 callers took ${ms.toFixed(0)} ms with a frozen server`)
+      meter.stop()
+      assert.ok(ms < 1_000 + meter.stalledMs, `40 callers took ${ms.toFixed(0)} ms with a frozen server (${meter.stalledMs.toFixed(0)} ms of it this process stalled)`)
       assert.equal(cache.stats().l2?.breaker.state, 'open')
       assert.ok(errors.some((e) => isCacheError(e.error, 'ERR_STORE_TIMEOUT')))
-      // Open: no wait at all.
+      // Open: no wait at all (not the 150 ms timeout).
+      const fastMeter = stallMeter()
       const fast = await timed(cache.getOrSet('fast', () => 'f'), 1_000)
-      assert.ok(fast.ms < 50, `open breaker answered in ${fast.ms.toFixed(1)} ms`)
+      fastMeter.stop()
+      assert.ok(fast.ms < 50 + fastMeter.stalledMs, `open breaker answered in ${fast.ms.toFixed(1)} ms (${fastMeter.stalledMs.toFixed(0)} ms of it this process stalled)`)
       server.thaw()
       // The breaker probes after 500 ms; queued writes land.
       const deadline = performance.now() + 10_000

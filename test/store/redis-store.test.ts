@@ -13,6 +13,7 @@ import { isCacheError } from '../../src/core/errors.js'
 import { storeConformance } from '../../src/store/conformance.js'
 import { keyTag, redisKeys, redisStore } from '../../src/store/redis-store.js'
 import { RedisServer, startRedisSentinel, startRedisServer } from '../support/redis-server.js'
+import { REAL_TIME_UNIT_MS, stallMeter } from '../support/stall-meter.js'
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 const bytes = (text: string): Uint8Array => new TextEncoder().encode(text)
@@ -40,7 +41,7 @@ storeConformance({
   name: 'redis (standalone)',
   open: async () => redisStore({ url: server.url, prefix: freshPrefix() }),
   advance: sleep,
-  minTtlMs: 50,
+  minTtlMs: REAL_TIME_UNIT_MS,
 })
 
 describe('redisStore: key mapping', () => {
@@ -217,10 +218,12 @@ describe('redisStore: Redis specifics', () => {
       const waiting = waiterStore.locks.waitForRelease('w', 30_000).then(() => (woke = performance.now()))
       await sleep(150) // well subscribed by now
       assert.equal(woke, 0, 'still waiting while held')
+      const meter = stallMeter()
       const released = performance.now()
       assert.equal(await holder.locks.release('w', 'H'), true)
       await waiting
-      assert.ok(woke - released < 500, `woke ${(woke - released).toFixed(1)} ms after the release`)
+      meter.stop()
+      assert.ok(woke - released < 500 + meter.stalledMs, `woke ${(woke - released).toFixed(1)} ms after the release (${meter.stalledMs.toFixed(0)} ms of it this process stalled)`)
 
       // A fenced write by the holder wakes waiters too.
       const again = await holder.locks.acquire('w', 'H2', 30_000)
@@ -331,10 +334,12 @@ describe('redisStore: faults (own server)', () => {
     try {
       await store.set('k', bytes('v'), 60_000)
       faulty.freeze()
+      const meter = stallMeter()
       const t0 = performance.now()
       await assert.rejects(store.get('k'), /timed out/i)
       const spent = performance.now() - t0
-      assert.ok(spent >= 250 && spent < 2_000, `rejected after ${spent.toFixed(0)} ms`)
+      meter.stop()
+      assert.ok(spent >= 250 && spent < 2_000 + meter.stalledMs, `rejected after ${spent.toFixed(0)} ms (${meter.stalledMs.toFixed(0)} ms of it this process stalled)`)
       faulty.thaw()
       assert.equal(text(await store.get('k')), 'v')
     } finally {
