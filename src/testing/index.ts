@@ -21,3 +21,10 @@ export function deferred<T>(): { promise: Promise<T>; resolve: (value: T) => voi
  */
 export { storeConformance } from '../store/conformance.js'
 export type { ConformanceTarget } from '../store/conformance.js'
+
+/**
+ * The bus transport conformance suite (node:test blocks) every `BusTransport` passes,
+ * broker kill and restart included; run it on your own transport. Tests only.
+ */
+export { busTransportConformance } from '../bus/conformance.js'
+export type { BusTransportTarget } from '../bus/conformance.js'
