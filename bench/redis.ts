@@ -24,6 +24,7 @@ import { Redis } from 'ioredis'
 import { createCache } from '../src/cache/cache.js'
 import { lmdbStore } from '../src/store/lmdb-store.js'
 import { redisStore } from '../src/store/redis-store.js'
+import type { Store } from '../src/store/types.js'
 import { rawCommand, startRedisServer } from '../test/support/redis-server.js'
 import { fmtOps, fmtRatio, median, type Table } from './harness.js'
 
@@ -57,6 +58,23 @@ interface Client {
 
 const value = (i: number): { id: number; name: string; tags: string[] } => ({ id: i, name: `user ${i}`, tags: ['a', 'b'] })
 
+/**
+ * stratacache's facade over `store` with its L1 cut to one entry (every read goes to the
+ * store and back through the codec), `keys` values preloaded; `cleanup` runs after closing.
+ */
+async function facadeClient(store: Store, keys: number, cleanup: () => void): Promise<Client> {
+  const cache = createCache<unknown>({ store, memory: { maxEntries: 1, policy: 'lru' }, defaults: { ttl: '1h' } })
+  await Promise.all(Array.from({ length: keys }, (_, i) => cache.set(String(i), value(i))))
+  return {
+    get: (k) => cache.getOrSet(k, () => value(Number(k))),
+    close: async () => {
+      await cache.close()
+      await store.close()
+      cleanup()
+    },
+  }
+}
+
 async function makeClient(subject: Subject, port: number, keys: number): Promise<Client> {
   const url = `redis://127.0.0.1:${port}`
   switch (subject) {
@@ -72,32 +90,12 @@ async function makeClient(subject: Subject, port: number, keys: number): Promise
         close: async () => void (await redis.quit()),
       }
     }
-    case 'stratacache getOrSet': {
-      const store = redisStore({ url, prefix: 'sc:' })
-      const cache = createCache<unknown>({ store, memory: { maxEntries: 1, policy: 'lru' }, defaults: { ttl: '1h' } })
-      await Promise.all(Array.from({ length: keys }, (_, i) => cache.set(String(i), value(i))))
-      return {
-        get: (k) => cache.getOrSet(k, () => value(Number(k))),
-        close: async () => {
-          await cache.close()
-          await store.close()
-        },
-      }
-    }
+    case 'stratacache getOrSet':
+      return facadeClient(redisStore({ url, prefix: 'sc:' }), keys, () => {})
     case 'stratacache getOrSet (lmdb)': {
       // For reference: the same facade path over the embedded store instead of Redis.
       const path = mkdtempSync(join(tmpdir(), 'stratacache-bench-lmdb-'))
-      const store = lmdbStore({ path })
-      const cache = createCache<unknown>({ store, memory: { maxEntries: 1, policy: 'lru' }, defaults: { ttl: '1h' } })
-      await Promise.all(Array.from({ length: keys }, (_, i) => cache.set(String(i), value(i))))
-      return {
-        get: (k) => cache.getOrSet(k, () => value(Number(k))),
-        close: async () => {
-          await cache.close()
-          await store.close()
-          rmSync(path, { recursive: true, force: true })
-        },
-      }
+      return facadeClient(lmdbStore({ path }), keys, () => rmSync(path, { recursive: true, force: true }))
     }
     case 'bentocache getOrSet': {
       const bento = new BentoCache({ default: 'redis', stores: { redis: bentostore().useL2Layer(redisDriver({ connection: { host: '127.0.0.1', port } })) } })

@@ -21,6 +21,7 @@ import { toMs, type Duration } from '../core/duration.js'
 import { type CacheError, ClosedError, InvalidOptionsError } from '../core/errors.js'
 import { systemClock } from '../core/system-clock.js'
 import { ReconnectBackoff, type ReconnectOptions } from './reconnect-backoff.js'
+import { bounded } from './bounded.js'
 
 export interface AmqpLinkOptions {
   /** Broker URL. @default 'amqp://guest:guest@127.0.0.1:5672' */
@@ -336,19 +337,13 @@ export class AmqpLink {
   }
 
   #bounded(promise: Promise<void>, timeoutMs: number, what: string): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const timer = this.#clock.setTimeout(() => reject(this.#unavailable(`${this.#label}: ${what} within ${timeoutMs} ms${this.#why()}`, this.lastError)), timeoutMs)
-      promise.then(
-        () => {
-          this.#clock.clearTimeout(timer)
-          resolve()
-        },
-        (err: unknown) => {
-          this.#clock.clearTimeout(timer)
-          reject(this.#unavailable(`${this.#label}: ${what}: ${err instanceof Error ? err.message : String(err)}`, err))
-        },
-      )
-    })
+    return bounded(
+      this.#clock,
+      promise,
+      timeoutMs,
+      () => this.#unavailable(`${this.#label}: ${what} within ${timeoutMs} ms${this.#why()}`, this.lastError),
+      (err) => this.#unavailable(`${this.#label}: ${what}: ${err instanceof Error ? err.message : String(err)}`, err),
+    )
   }
 }
 

@@ -92,6 +92,17 @@ export function busTransportConformance(target: BusTransportTarget): void {
     return { ...r, unsubscribe }
   }
 
+  /** A publisher `a`, and another transport subscribed to two fresh channels (`r1` on `ch1`, `r2` on `ch2`). */
+  async function twoChannels(): Promise<{ a: BusTransport; ch1: string; ch2: string; r1: Received & { unsubscribe: () => Promise<void> }; r2: Received }> {
+    const a = await transport()
+    const b = await transport()
+    const ch1 = channel()
+    const ch2 = channel()
+    const r1 = await subscribe(b, ch1)
+    const r2 = await subscribe(b, ch2)
+    return { a, ch1, ch2, r1, r2 }
+  }
+
   /** Polls `check` every 5 ms until it holds; fails naming `what` after `ms`. */
   async function waitFor(what: string, ms: number, check: () => boolean): Promise<void> {
     const deadline = clock.now() + ms
@@ -205,12 +216,7 @@ export function busTransportConformance(target: BusTransportTarget): void {
     })
 
     test('channels are isolated', async () => {
-      const a = await transport()
-      const b = await transport()
-      const ch1 = channel()
-      const ch2 = channel()
-      const r1 = await subscribe(b, ch1)
-      const r2 = await subscribe(b, ch2)
+      const { a, ch1, ch2, r1, r2 } = await twoChannels()
       await a.publish(ch1, bytes('one'))
       await a.publish(ch2, bytes('two'))
       await waitFor('delivery on both channels', deliverWithin, () => r1.messages.length >= 1 && r2.messages.length >= 1)
@@ -226,12 +232,7 @@ export function busTransportConformance(target: BusTransportTarget): void {
     })
 
     test('unsubscribe stops delivery and leaves other channels alone; calling it twice is harmless', async () => {
-      const a = await transport()
-      const b = await transport()
-      const ch1 = channel()
-      const ch2 = channel()
-      const r1 = await subscribe(b, ch1)
-      const r2 = await subscribe(b, ch2)
+      const { a, ch1, ch2, r1, r2 } = await twoChannels()
       await r1.unsubscribe()
       await r1.unsubscribe()
       await a.publish(ch1, bytes('gone'))

@@ -20,6 +20,7 @@ import { toMs, type Duration } from '../core/duration.js'
 import { BusUnavailableError, ClosedError, InvalidOptionsError } from '../core/errors.js'
 import { systemClock } from '../core/system-clock.js'
 import { ReconnectBackoff, type ReconnectOptions } from './reconnect-backoff.js'
+import { bounded } from './bounded.js'
 import type { BusTransport } from './types.js'
 import { createBus, pickBusSettings, type Bus, type BusSettings } from './bus.js'
 
@@ -259,19 +260,13 @@ export class NatsTransport implements BusTransport {
 
   /** Waits for `promise` at most publishTimeout. */
   #bounded(promise: Promise<void>, what: string): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const timer = this.#clock.setTimeout(() => reject(new BusUnavailableError(`nats: ${what} within ${this.#timeoutMs} ms`)), this.#timeoutMs)
-      promise.then(
-        () => {
-          this.#clock.clearTimeout(timer)
-          resolve()
-        },
-        (err: unknown) => {
-          this.#clock.clearTimeout(timer)
-          reject(new BusUnavailableError(`nats: ${what}: ${err instanceof Error ? err.message : String(err)}`, { cause: err }))
-        },
-      )
-    })
+    return bounded(
+      this.#clock,
+      promise,
+      this.#timeoutMs,
+      () => new BusUnavailableError(`nats: ${what} within ${this.#timeoutMs} ms`),
+      (err) => new BusUnavailableError(`nats: ${what}: ${err instanceof Error ? err.message : String(err)}`, { cause: err }),
+    )
   }
 }
 

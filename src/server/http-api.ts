@@ -262,12 +262,7 @@ export class HttpApi {
 
   async #key(key: string, method: string, query: string, request: ApiRequest): Promise<ApiResponse> {
     const engine = this.#host.engine
-    if (method === 'GET') {
-      queryParams(query, [])
-      const e = await engine.get(key)
-      if (e === undefined) throw new NotFoundError('No live entry under this key')
-      return { status: 200, headers: { 'content-type': BYTES_TYPE, ...entryHeaders(e) }, body: e.value }
-    }
+    if (method === 'GET') return this.#getEntry(key, query)
     const ifMatch = parseIfMatch(header(request.headers, 'if-match'))
     if (method === 'PUT') {
       const params = queryParams(query, ['ttl', 'tags'])
@@ -281,14 +276,17 @@ export class HttpApi {
     return json({ deleted: await engine.delete(key, ifMatch) })
   }
 
+  /** GET of one key, the same in both APIs: the raw bytes, the entry's metadata in headers, 404 when absent. */
+  async #getEntry(key: string, query: string): Promise<ApiResponse> {
+    queryParams(query, [])
+    const e = await this.#host.engine.get(key)
+    if (e === undefined) throw new NotFoundError('No live entry under this key')
+    return { status: 200, headers: { 'content-type': BYTES_TYPE, ...entryHeaders(e) }, body: e.value }
+  }
+
   async #zerocache(key: string, method: string, query: string, request: ApiRequest): Promise<ApiResponse> {
     const engine = this.#host.engine
-    if (method === 'GET') {
-      queryParams(query, [])
-      const e = await engine.get(key)
-      if (e === undefined) throw new NotFoundError('No live entry under this key')
-      return { status: 200, headers: { 'content-type': BYTES_TYPE, ...entryHeaders(e) }, body: e.value }
-    }
+    if (method === 'GET') return this.#getEntry(key, query)
     if (method === 'PUT') {
       const params = queryParams(query, ['expiry'])
       const ttl = parseTtlParam(params.get('expiry'), 'expiry')

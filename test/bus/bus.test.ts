@@ -20,6 +20,19 @@ const settle = async (): Promise<void> => {
   for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve))
 }
 
+/** A model of an L1 attached to `bus` under 'app': holds `keys`; a delete drops its keys, a clear or a flush drops all. */
+function heldKeys(bus: Bus, keys: Iterable<string>): Set<string> {
+  const held = new Set(keys)
+  bus.attach('app', {
+    delete: (deleted) => deleted.forEach((k) => held.delete(k)),
+    tags: () => {},
+    clear: () => held.clear(),
+    flush: () => held.clear(),
+    health: () => {},
+  })
+  return held
+}
+
 class Recorder implements BusListener {
   deletes: string[][] = []
   tagMsgs: TagVersion[][] = []
@@ -202,14 +215,7 @@ describe('Bus: lost, duplicated and late messages', () => {
   test('random loss of 30% over 200 messages: no key the receiver held stays after the next heartbeat', async () => {
     const { a, b, advance, close } = await pair()
     // A model of b's L1: it holds every key; deletes drop keys, flushes drop everything.
-    const held = new Set(Array.from({ length: 200 }, (_, i) => `k${i}`))
-    b.bus.attach('app', {
-      delete: (keys) => keys.forEach((k) => held.delete(k)),
-      tags: () => {},
-      clear: () => held.clear(),
-      flush: () => held.clear(),
-      health: () => {},
-    })
+    const held = heldKeys(b.bus, Array.from({ length: 200 }, (_, i) => `k${i}`))
     b.chaos.dropRate = 0.3
     for (let i = 0; i < 200; i++) await a.bus.publish({ kind: 'delete', namespace: 'app', keys: [`k${i}`] })
     await settle()
@@ -224,14 +230,7 @@ describe('Bus: lost, duplicated and late messages', () => {
 
   test('the last message dropped under random loss is still caught by the heartbeat', async () => {
     const { a, b, advance, close } = await pair()
-    const held = new Set(['last'])
-    b.bus.attach('app', {
-      delete: (keys) => keys.forEach((k) => held.delete(k)),
-      tags: () => {},
-      clear: () => held.clear(),
-      flush: () => held.clear(),
-      health: () => {},
-    })
+    const held = heldKeys(b.bus, ['last'])
     b.chaos.dropNext(1)
     await a.bus.publish({ kind: 'delete', namespace: 'app', keys: ['last'] })
     await settle()
@@ -630,15 +629,8 @@ describe('Bus: robustness', () => {
       fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 40 }), async (ops: Op[]) => {
         const { a, b, advance, close } = await pair()
         // Model of B's L1: holds every key until a delete or a flush removes it.
-        const held = new Set<string>()
+        const held = heldKeys(b.bus, [])
         const deleted = new Set<string>()
-        b.bus.attach('app', {
-          delete: (keys) => keys.forEach((k) => held.delete(k)),
-          tags: () => {},
-          clear: () => held.clear(),
-          flush: () => held.clear(),
-          health: () => {},
-        })
         try {
           for (const o of ops) {
             if (o.t === 'del') {

@@ -7,19 +7,10 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import pg from 'pg'
-import { createCache, isCacheError } from '../../src/index.js'
+import { createCache } from '../../src/index.js'
 import { pgFeed } from '../../src/feeds/pg-feed.js'
 import { PostgresServer } from '../support/postgres-server.js'
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
-
-async function until(what: string, ms: number, check: () => boolean | Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!(await check())) {
-    if (Date.now() > deadline) assert.fail(`${what} did not happen within ${ms} ms`)
-    await sleep(10)
-  }
-}
+import { assertFeedUnavailable, assertRefusesOptions, until } from '../support/transport-checks.js'
 
 let server: PostgresServer
 let sql: pg.Client
@@ -151,11 +142,7 @@ describe('pgFeed (real PostgreSQL)', () => {
   })
 
   test('no server there: attachFeed rejects with ERR_FEED_UNAVAILABLE and leaves nothing running', async () => {
-    const cache = createCache<string>()
-    const feed = pgFeed({ url: 'postgres://postgres@127.0.0.1:1/postgres', connectTimeout: '1s' })
-    await assert.rejects(cache.attachFeed(feed), (err: unknown) => isCacheError(err, 'ERR_FEED_UNAVAILABLE'))
-    assert.equal(feed.stats().state, 'closed')
-    await cache.close()
+    await assertFeedUnavailable(pgFeed({ url: 'postgres://postgres@127.0.0.1:1/postgres', connectTimeout: '1s' }))
   })
 
   test('options are validated, naming the option', () => {
@@ -171,12 +158,6 @@ describe('pgFeed (real PostgreSQL)', () => {
       [{ reconnect: { max: 0 } }, /feed\.reconnect/],
       [{ connection: 'x' }, /feed\.connection/],
     ]
-    for (const [options, name] of bad) {
-      assert.throws(
-        () => pgFeed(options as Parameters<typeof pgFeed>[0]),
-        (err: unknown) => isCacheError(err, 'ERR_INVALID_OPTIONS') && name.test((err as Error).message),
-        JSON.stringify(options),
-      )
-    }
+    assertRefusesOptions(pgFeed, bad)
   })
 })

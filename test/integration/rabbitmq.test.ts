@@ -9,15 +9,12 @@ import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import { busTransportConformance } from '../../src/bus/conformance.js'
 import { amqpBus, amqpTransport } from '../../src/bus/amqp-transport.js'
-import type { BusListener, FlushReason } from '../../src/bus/bus.js'
 import { isCacheError } from '../../src/core/errors.js'
 import amqp from 'amqplib'
 import { createCache } from '../../src/index.js'
-import { memoryStore } from '../../src/store/memory-store.js'
 import { amqpFeed } from '../../src/feeds/amqp-feed.js'
 import { RabbitMqServer } from '../support/rabbitmq-server.js'
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+import { assertBusUnavailable, assertFeedUnavailable, assertRefusesOptions, checkDeleteAcrossBuses, checkResubscribe, checkTwoCachesCoherent, sleep, until } from '../support/transport-checks.js'
 
 let server: RabbitMqServer
 
@@ -38,14 +35,6 @@ busTransportConformance({
   failWithinMs: 5_000,
 })
 
-async function until(what: string, ms: number, check: () => boolean | Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!(await check())) {
-    if (Date.now() > deadline) assert.fail(`${what} within ${ms} ms`)
-    await sleep(5)
-  }
-}
-
 describe('amqpTransport: AMQP specifics', () => {
   test('options are validated with ERR_INVALID_OPTIONS naming the option', () => {
     const bad: Array<[unknown, RegExp]> = [
@@ -60,51 +49,15 @@ describe('amqpTransport: AMQP specifics', () => {
       [{ heartbeat: '10ms' }, /bus\.heartbeat/],
       [{ reconnect: { initial: 0 } }, /bus\.reconnect\.initial/],
     ]
-    for (const [options, name] of bad) {
-      assert.throws(
-        () => amqpTransport(options as Parameters<typeof amqpTransport>[0]),
-        (err: unknown) => isCacheError(err, 'ERR_INVALID_OPTIONS') && name.test((err as Error).message),
-        `refused: ${JSON.stringify(options)}`,
-      )
-    }
+    assertRefusesOptions(amqpTransport, bad)
   })
 
   test('a broker that is not there: publish and subscribe reject with ERR_BUS_UNAVAILABLE', async () => {
-    const t = amqpTransport({ url: 'amqp://guest:guest@127.0.0.1:1', publishTimeout: '500ms' })
-    try {
-      await assert.rejects(t.publish('x', new Uint8Array([1])), (err: unknown) => isCacheError(err, 'ERR_BUS_UNAVAILABLE'))
-      await assert.rejects(
-        t.subscribe(
-          'x',
-          () => {},
-          () => {},
-        ),
-        (err: unknown) => isCacheError(err, 'ERR_BUS_UNAVAILABLE'),
-      )
-    } finally {
-      await t.close()
-    }
+    await assertBusUnavailable(amqpTransport({ url: 'amqp://guest:guest@127.0.0.1:1', publishTimeout: '500ms' }))
   })
 
   test("resubscribe() drops the connection: 'down' then 'up' on a new queue, and delivery goes on", async () => {
-    const a = amqpTransport({ url: server.url })
-    const b = amqpTransport({ url: server.url })
-    try {
-      const states: string[] = []
-      const got: string[] = []
-      await b.subscribe(
-        'resub',
-        (m) => got.push(Buffer.from(m).toString()),
-        (s) => states.push(s),
-      )
-      b.resubscribe()
-      await until("'down' then 'up'", 10_000, () => states.join(',') === 'down,up')
-      await a.publish('resub', Buffer.from('after'))
-      await until('delivery after resubscribe', 5_000, () => got.includes('after'))
-    } finally {
-      await a.close()
-      await b.close()
-    }
+    await checkResubscribe(amqpTransport({ url: server.url }), amqpTransport({ url: server.url }))
   })
 
   test('a subscriber’s queue is exclusive and auto-deleted: closing the transport removes it', async () => {
@@ -131,54 +84,16 @@ describe('amqpTransport: AMQP specifics', () => {
       () => amqpBus({ url: server.url, heartbeatInterval: '5s', deadAfter: '1s' }),
       (err: unknown) => isCacheError(err, 'ERR_INVALID_OPTIONS') && /bus\.deadAfter/.test((err as Error).message),
     )
-    const a = amqpBus({ url: server.url, heartbeatInterval: '200ms', deadAfter: '2s' })
-    const b = amqpBus({ url: server.url, heartbeatInterval: '200ms', deadAfter: '2s' })
-    try {
-      const deleted: string[] = []
-      const flushes: FlushReason[] = []
-      const listener: BusListener = {
-        delete: (keys) => deleted.push(...keys),
-        tags: () => {},
-        clear: () => {},
-        flush: (reason) => flushes.push(reason),
-        health: () => {},
-      }
-      b.attach('ns', listener)
-      await Promise.all([a.start(), b.start()])
-      await a.publish({ kind: 'delete', namespace: 'ns', keys: ['user:1'] })
-      await until('the delete arrives', 5_000, () => deleted.includes('user:1'))
-      const before = flushes.length
+    const bus = (): ReturnType<typeof amqpBus> => amqpBus({ url: server.url, heartbeatInterval: '200ms', deadAfter: '2s' })
+    const closeAll = async (): Promise<void> => {
       const closed = await server.ctl('close_all_connections', 'stratacache test')
       assert.equal(closed.status, 0, closed.output)
-      await until('a flush after the connections were closed', 15_000, () => flushes.length > before)
-      await until('delivery again', 15_000, () => {
-        void a.publish({ kind: 'delete', namespace: 'ns', keys: ['user:2'] }).catch(() => {})
-        return deleted.includes('user:2')
-      })
-    } finally {
-      await a.close()
-      await b.close()
     }
+    await checkDeleteAcrossBuses(bus(), bus(), closeAll, 'a flush after the connections were closed')
   })
 
   test('two caches over amqpBus sharing an L2: a set in A drops the old value from B’s L1', async () => {
-    const store = memoryStore()
-    const a = createCache<string>({ store, bus: amqpBus({ url: server.url, channel: 'coherence' }) })
-    const b = createCache<string>({ store, bus: amqpBus({ url: server.url, channel: 'coherence' }) })
-    try {
-      await until('both buses healthy', 10_000, () => a.stats().bus?.healthy === true && b.stats().bus?.healthy === true)
-      await a.set('k', 'v1')
-      await until('the first set’s message arrived in B', 5_000, () => b.stats().bus?.keysDropped === 1)
-      assert.equal(await b.get('k'), 'v1')
-      assert.equal(await b.peek('k'), 'v1', 'held in B’s L1')
-      await a.set('k', 'v2')
-      await until('B’s L1 drops v1', 5_000, () => b.stats().bus?.keysDropped === 2)
-      assert.equal(await b.peek('k'), undefined, 'dropped from B’s L1')
-      assert.equal(await b.get('k'), 'v2')
-    } finally {
-      await a.close()
-      await b.close()
-    }
+    await checkTwoCachesCoherent(() => amqpBus({ url: server.url, channel: 'coherence' }), 10_000)
   })
 })
 
@@ -282,11 +197,7 @@ describe('amqpFeed (real RabbitMQ)', () => {
   })
 
   test('no broker there: attachFeed rejects with ERR_FEED_UNAVAILABLE and leaves nothing running', async () => {
-    const cache = createCache<string>()
-    const feed = amqpFeed({ url: 'amqp://guest:guest@127.0.0.1:1', connectTimeout: '500ms' })
-    await assert.rejects(cache.attachFeed(feed), (err: unknown) => isCacheError(err, 'ERR_FEED_UNAVAILABLE'))
-    assert.equal(feed.stats().state, 'closed')
-    await cache.close()
+    await assertFeedUnavailable(amqpFeed({ url: 'amqp://guest:guest@127.0.0.1:1', connectTimeout: '500ms' }))
   })
 
   test('options are validated, naming the option', () => {
@@ -301,12 +212,6 @@ describe('amqpFeed (real RabbitMQ)', () => {
       [{ connectTimeout: 0 }, /feed\.connectTimeout/],
       [{ heartbeat: 0 }, /feed\.heartbeat/],
     ]
-    for (const [options, name] of bad) {
-      assert.throws(
-        () => amqpFeed(options as Parameters<typeof amqpFeed>[0]),
-        (err: unknown) => isCacheError(err, 'ERR_INVALID_OPTIONS') && name.test((err as Error).message),
-        JSON.stringify(options),
-      )
-    }
+    assertRefusesOptions(amqpFeed, bad)
   })
 })

@@ -4,44 +4,16 @@ import { after, before, describe, test } from 'node:test'
 import { ManualClock } from '../../src/core/manual-clock.js'
 import { AbortedError, FlightTimeoutError, isCacheError, LeaderFailedError, RecursiveFlightError } from '../../src/core/errors.js'
 import { SingleFlight, type FlightFn, type SingleFlightOptions } from '../../src/singleflight/index.js'
+import { deferred } from '../../src/testing/index.js'
+import { track } from '../support/track.js'
 
 // Every test runs on a ManualClock and never sleeps: leaders are deferred promises that
 // the test settles by hand, and `flush()` lets pending microtasks and I/O callbacks run.
 
-interface Deferred<T> {
-  promise: Promise<T>
-  resolve: (value: T) => void
-  reject: (err: unknown) => void
-}
-
-function deferred<T>(): Deferred<T> {
-  let resolve!: (value: T) => void
-  let reject!: (err: unknown) => void
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res
-    reject = rej
-  })
-  return { promise, resolve, reject }
-}
+type Deferred<T> = ReturnType<typeof deferred<T>>
 
 function flush(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve))
-}
-
-/** Records how a promise settles, without leaving a rejection unhandled. */
-function track<T>(promise: Promise<T>): { state: 'pending' | 'fulfilled' | 'rejected'; value: T | undefined; error: unknown } {
-  const t: { state: 'pending' | 'fulfilled' | 'rejected'; value: T | undefined; error: unknown } = { state: 'pending', value: undefined, error: undefined }
-  promise.then(
-    (value) => {
-      t.state = 'fulfilled'
-      t.value = value
-    },
-    (error: unknown) => {
-      t.state = 'rejected'
-      t.error = error
-    },
-  )
-  return t
 }
 
 function make<V = string>(options: SingleFlightOptions<string> = {}): { sf: SingleFlight<string, V>; clock: ManualClock } {

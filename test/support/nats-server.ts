@@ -2,7 +2,7 @@
  * A real `nats-server` (no JetStream) on a free loopback port, with `kill()` (SIGKILL, as
  * a crash) and `restart()` on the same port, for the NATS bus transport tests.
  */
-import { freePort, HOST, portOpen, requireBinary, spawnServer, waitUntil, type Spawned } from './server-process.js'
+import { awaitReady, freePort, HOST, killProcess, portOpen, requireBinary, spawnServer, startWithRetry, type Spawned } from './server-process.js'
 
 const START_TIMEOUT_MS = 15_000
 
@@ -21,18 +21,11 @@ export class NatsServer {
   /** Starts a server on a free port (retried on a port race) and waits until it accepts connections. */
   static async start(): Promise<NatsServer> {
     const binary = requireBinary('nats-server', 'apt-get install nats-server')
-    let lastError: unknown
-    for (let attempt = 0; attempt < 3; attempt++) {
-      const server = new NatsServer(await freePort(), binary)
-      try {
-        await server.#spawn()
-        return server
-      } catch (err) {
-        lastError = err
-        await server.stop()
-      }
-    }
-    throw lastError
+    return startWithRetry(
+      3,
+      async () => new NatsServer(await freePort(), binary),
+      (server) => server.#spawn(),
+    )
   }
 
   get url(): string {
@@ -47,28 +40,20 @@ export class NatsServer {
     if (this.#stopped) throw new Error('this NatsServer was stopped')
     const proc = spawnServer(this.#binary, ['-a', HOST, '-p', String(this.port), '--no_advertise'])
     this.#proc = proc
-    try {
-      await waitUntil(
-        async () => {
-          const code = proc.exit()
-          if (code !== undefined) throw new Error(`nats-server exited (${code}): ${proc.logTail(5)}`)
-          return portOpen(this.port)
-        },
-        START_TIMEOUT_MS,
-        () => `nats-server on ${HOST}:${this.port} did not accept connections`,
-      )
-    } catch (err) {
-      await this.kill()
-      throw new Error(`${(err as Error).message}\n--- nats-server log ---\n${proc.logTail()}`, { cause: err })
-    }
+    await awaitReady(proc, {
+      name: 'nats-server',
+      ready: () => portOpen(this.port),
+      timeoutMs: START_TIMEOUT_MS,
+      describe: () => `nats-server on ${HOST}:${this.port} did not accept connections`,
+      cleanup: () => this.kill(),
+    })
   }
 
   /** SIGKILL, as a crash; the port stays reserved for `restart()`. */
   async kill(): Promise<void> {
     const proc = this.#proc
     if (proc === undefined) return
-    proc.child.kill('SIGKILL')
-    await proc.exited
+    await killProcess(proc)
     this.#proc = undefined
   }
 

@@ -8,7 +8,7 @@ import { chownSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir, userInfo } from 'node:os'
 import { join } from 'node:path'
 import { spawnSync } from 'node:child_process'
-import { freePort, HOST, portOpen, postgresBinDir, run, spawnServer, waitUntil, type Spawned } from './server-process.js'
+import { awaitReady, freePort, HOST, killProcess, portOpen, postgresBinDir, run, spawnServer, startWithRetry, type Spawned } from './server-process.js'
 
 const START_TIMEOUT_MS = 30_000
 
@@ -42,20 +42,15 @@ export class PostgresServer {
   /** initdb + start on a free port; resolves once it accepts connections. */
   static async start(): Promise<PostgresServer> {
     const bin = postgresBinDir()
-    let lastError: unknown
-    for (let attempt = 0; attempt < 3; attempt++) {
-      const server = new PostgresServer(await freePort(), bin)
-      try {
+    return startWithRetry(
+      3,
+      async () => new PostgresServer(await freePort(), bin),
+      async (server) => {
         const init = await run(`${bin}/initdb`, ['-D', join(server.dir, 'data'), '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--no-sync'], { asUser: server.#asUser, timeoutMs: 60_000 })
         if (init.status !== 0) throw new Error(`initdb failed (${init.status}):\n${init.output.slice(-2000)}`)
         await server.#spawn()
-        return server
-      } catch (err) {
-        lastError = err
-        await server.stop()
-      }
-    }
-    throw lastError
+      },
+    )
   }
 
   /** A connection string for `pg` (user postgres, database postgres, trust auth). */
@@ -68,32 +63,20 @@ export class PostgresServer {
     const args = ['-D', join(this.dir, 'data'), '-p', String(this.port), '-k', this.dir, '-c', `listen_addresses=${HOST}`, '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off']
     const proc = spawnServer(`${this.#bin}/postgres`, args, { asUser: this.#asUser })
     this.#proc = proc
-    try {
-      await waitUntil(
-        async () => {
-          const code = proc.exit()
-          if (code !== undefined) throw new Error(`postgres exited (${code})`)
-          return proc.logTail(50).includes('ready to accept connections') && (await portOpen(this.port))
-        },
-        START_TIMEOUT_MS,
-        () => `postgres on ${HOST}:${this.port} did not accept connections`,
-      )
-    } catch (err) {
-      await this.kill()
-      throw new Error(`${(err as Error).message}\n--- postgres log ---\n${proc.logTail(20)}`, { cause: err })
-    }
+    await awaitReady(proc, {
+      name: 'postgres',
+      ready: async () => proc.logTail(50).includes('ready to accept connections') && (await portOpen(this.port)),
+      timeoutMs: START_TIMEOUT_MS,
+      describe: () => `postgres on ${HOST}:${this.port} did not accept connections`,
+      cleanup: () => this.kill(),
+    })
   }
 
   /** Fast shutdown (SIGINT: sessions are cut, as a crash would from the clients' side); data stays for `restart()`. */
   async kill(): Promise<void> {
     const proc = this.#proc
     if (proc === undefined) return
-    proc.child.kill('SIGINT')
-    const exited = await Promise.race([proc.exited.then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 10_000).unref())])
-    if (!exited) {
-      proc.child.kill('SIGKILL')
-      await proc.exited
-    }
+    await killProcess(proc, 'SIGINT', 10_000)
     this.#proc = undefined
   }
 

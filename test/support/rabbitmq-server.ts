@@ -15,7 +15,7 @@
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir, userInfo } from 'node:os'
 import { join } from 'node:path'
-import { freePort, HOST, portOpen, requireBinary, run, spawnServer, waitUntil, type Spawned } from './server-process.js'
+import { awaitReady, exitsWithin, freePort, HOST, killProcess, portOpen, requireBinary, run, spawnServer, startWithRetry, type Spawned } from './server-process.js'
 
 const START_TIMEOUT_MS = 90_000
 // Per OS user: another user's nodes are not ours to reap (and its dir not ours to write).
@@ -96,18 +96,11 @@ export class RabbitMqServer {
     requireBinary('epmd', 'installed with rabbitmq-server (erlang-base)')
     await reapStale()
     mkdirSync(REGISTRY, { recursive: true })
-    let lastError: unknown
-    for (let attempt = 0; attempt < 2; attempt++) {
-      const server = new RabbitMqServer(await freePort(), await freePort(), await freePort())
-      try {
-        await server.#spawn()
-        return server
-      } catch (err) {
-        lastError = err
-        await server.stop()
-      }
-    }
-    throw lastError
+    return startWithRetry(
+      2,
+      async () => new RabbitMqServer(await freePort(), await freePort(), await freePort()),
+      (server) => server.#spawn(),
+    )
   }
 
   get url(): string {
@@ -151,29 +144,22 @@ export class RabbitMqServer {
     const proc = spawnServer(`${SCRIPTS}/rabbitmq-server`, [], { env: this.#env(), cwd: this.dir })
     this.#proc = proc
     this.#record(proc.child.pid)
-    try {
-      await waitUntil(
-        async () => {
-          const code = proc.exit()
-          if (code !== undefined) throw new Error(`rabbitmq-server exited (${code})`)
-          return proc.logTail(400).includes('Server startup complete') && (await portOpen(this.port))
-        },
-        START_TIMEOUT_MS,
-        () => `rabbitmq node ${this.node} did not accept AMQP connections on ${HOST}:${this.port}`,
-        200,
-      )
-    } catch (err) {
-      await this.kill()
-      throw new Error(`${(err as Error).message}\n--- rabbitmq log ---\n${proc.logTail(30)}`, { cause: err })
-    }
+    await awaitReady(proc, {
+      name: 'rabbitmq-server',
+      ready: async () => proc.logTail(400).includes('Server startup complete') && (await portOpen(this.port)),
+      timeoutMs: START_TIMEOUT_MS,
+      describe: () => `rabbitmq node ${this.node} did not accept AMQP connections on ${HOST}:${this.port}`,
+      cleanup: () => this.kill(),
+      logLines: 30,
+      pollMs: 200,
+    })
   }
 
   /** SIGKILL, as a crash; ports and data dir stay for `restart()`. */
   async kill(): Promise<void> {
     const proc = this.#proc
     if (proc === undefined) return
-    proc.child.kill('SIGKILL')
-    await proc.exited
+    await killProcess(proc)
     this.#proc = undefined
   }
 
@@ -195,8 +181,7 @@ export class RabbitMqServer {
     const proc = this.#proc
     if (proc !== undefined && proc.exit() === undefined) {
       await this.ctl('stop')
-      const exited = await Promise.race([proc.exited.then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 10_000).unref())])
-      if (!exited) await this.kill()
+      if (!(await exitsWithin(proc, 10_000))) await this.kill()
     }
     this.#proc = undefined
     await run('epmd', ['-port', String(this.epmdPort), '-kill'], { timeoutMs: 5_000 })

@@ -113,6 +113,62 @@ export async function waitUntil(check: () => Promise<boolean> | boolean, timeout
   }
 }
 
+/**
+ * Starts a server on fresh ports, retried (a free port may be taken before the server binds
+ * it): `make` builds one, `boot` starts it; a failed one is `stop()`ped before the next try.
+ */
+export async function startWithRetry<T extends { stop(): Promise<void> }>(attempts: number, make: () => Promise<T>, boot: (server: T) => Promise<void>): Promise<T> {
+  let lastError: unknown
+  for (let attempt = 0; attempt < attempts; attempt++) {
+    const server = await make()
+    try {
+      await boot(server)
+      return server
+    } catch (err) {
+      lastError = err
+      await server.stop()
+    }
+  }
+  throw lastError
+}
+
+/**
+ * Waits until the spawned server is `ready`, failing early if it exits. On failure `cleanup`
+ * runs (kill it) and the error carries the server's last `logLines` log lines.
+ */
+export async function awaitReady(
+  proc: Spawned,
+  options: { name: string; ready: () => Promise<boolean>; timeoutMs: number; describe: () => string; cleanup: () => Promise<void>; logLines?: number; pollMs?: number },
+): Promise<void> {
+  try {
+    await waitUntil(
+      async () => {
+        const code = proc.exit()
+        if (code !== undefined) throw new Error(`${options.name} exited (${code})`)
+        return options.ready()
+      },
+      options.timeoutMs,
+      options.describe,
+      options.pollMs,
+    )
+  } catch (err) {
+    await options.cleanup()
+    throw new Error(`${(err as Error).message}\n--- ${options.name} log ---\n${proc.logTail(options.logLines ?? 20)}`, { cause: err })
+  }
+}
+
+/** Whether the child exits within `ms` (it is not signalled here). */
+export function exitsWithin(proc: Spawned, ms: number): Promise<boolean> {
+  return Promise.race([proc.exited.then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), ms).unref())])
+}
+
+/** Sends `signal` and waits for the exit; SIGKILL if it has not exited after `graceMs`. */
+export async function killProcess(proc: Spawned, signal: NodeJS.Signals = 'SIGKILL', graceMs = 10_000): Promise<void> {
+  proc.child.kill(signal)
+  if (signal !== 'SIGKILL' && !(await exitsWithin(proc, graceMs))) proc.child.kill('SIGKILL')
+  await proc.exited
+}
+
 /** Whether something accepts TCP connections on HOST:port. */
 export function portOpen(port: number, timeoutMs = 1_000): Promise<boolean> {
   return new Promise((resolve) => {

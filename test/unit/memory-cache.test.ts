@@ -18,6 +18,7 @@ import {
   type Random,
   SeededRandom,
 } from '../../src/index.js'
+import { track } from '../support/track.js'
 
 const ALL_TYPES: readonly CacheEventType[] = ['store', 'expire', 'evict', 'erase', 'flush', 'timeout']
 
@@ -44,27 +45,6 @@ function setup<V = unknown>(options: Partial<MemoryCacheOptions<string, V>> = {}
 
 /** Lets pending promise callbacks run (a macrotask turn; no time passes on any clock). */
 const flush = (): Promise<void> => new Promise<void>((resolve) => setImmediate(resolve))
-
-interface Tracked<T> {
-  state: 'pending' | 'resolved' | 'rejected'
-  value: T | undefined
-  error: unknown
-}
-
-function track<T>(promise: Promise<T>): Tracked<T> {
-  const t: Tracked<T> = { state: 'pending', value: undefined, error: undefined }
-  promise.then(
-    (v) => {
-      t.state = 'resolved'
-      t.value = v
-    },
-    (e: unknown) => {
-      t.state = 'rejected'
-      t.error = e
-    },
-  )
-  return t
-}
 
 function assertCode(err: unknown, code: string): void {
   assert.ok(err instanceof CacheError, `expected a CacheError, got ${String(err)}`)
@@ -1217,7 +1197,7 @@ describe('waitFor', () => {
     clock.advance(1000)
     cache.set('a', 42)
     await flush()
-    assert.equal(w1.state, 'resolved')
+    assert.equal(w1.state, 'fulfilled')
     assert.equal(w1.value, 42)
     assert.equal(w2.value, 42)
     assert.equal(other.state, 'pending')
