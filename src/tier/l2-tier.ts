@@ -6,6 +6,9 @@
  * `<namespace>#h:T` (hard) and `<namespace>#s:T` (soft). `clear()` removes the
  * `<namespace>:` prefix only, so tag versions survive a clear (an entry another process
  * still holds in its L1 must stay judged by them).
+ * Tag versions have no TTL, except those of origin tags (`@origin…`, derived from change
+ * notices): they live `originVersionTtl`, which every entry with origins is capped to (see
+ * src/feeds/origin-lifetime.ts), so a feed over ever new documents does not grow L2 for ever.
  *
  * Records. An L2 value is the codec's encoding of a fixed-position array
  * `[RECORD_V1, value, createdAt, freshUntil, keepUntil, ttl, tti, tags, version, tagSig]`
