@@ -797,8 +797,9 @@ export class Cache<V = unknown> {
     this.#factoryCalls++
     // Taken before the factory reads its source: an invalidation that lands while it runs
     // must invalidate what it returns.
-    const tagVersion = this.#tags.currentVersion()
+    // (No later than the tag version: entries with origins are capped from here.)
     const startedAt = this.#clock.now()
+    const tagVersion = this.#tags.currentVersion()
     const busMark = this.#bus?.mark()
     let produced: Promise<V>
     try {
