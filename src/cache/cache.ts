@@ -38,6 +38,7 @@ import { descriptorList, OriginIndex } from '../feeds/origin-index.js'
 import { checkFeed, FeedAttachment, type AttachFeedOptions } from '../feeds/feed-attachment.js'
 import type { ChangeFeed, ChangeNotice, OriginDescriptor } from '../feeds/types.js'
 import { noticeTags, originSignature, withOriginTags } from '../feeds/origin-tags.js'
+import { capLifetime, resolveOriginOptions } from '../feeds/origin-lifetime.js'
 
 /** Options merged with the defaults, validated and converted once. */
 interface Resolved<V> {
@@ -87,6 +88,8 @@ export class Cache<V = unknown> {
   readonly #feeds = new Set<FeedAttachment>()
   /** With L2 or a bus, origins also become tags, so notices reach other tiers (origin-tags.ts). */
   readonly #originTags: boolean
+  /** `origins.versionTtl`: origin-tag versions live this long in L2, entries with origins no longer (origin-lifetime.ts). */
+  readonly #originTtl: number
   #closed = false
 
   #hits = 0
@@ -116,6 +119,7 @@ export class Cache<V = unknown> {
     const lock = typeof options.lock === 'string' ? { mode: options.lock } : (options.lock ?? {})
     if (lock.mode !== undefined && lock.mode !== 'local' && lock.mode !== 'distributed') throw new InvalidOptionsError('lock', `expected 'local' or 'distributed', got ${JSON.stringify(lock.mode)}`)
     this.#distributedLock = lock.mode === 'distributed'
+    this.#originTtl = resolveOriginOptions(options.origins)
     if (lock.lease !== undefined) this.#defaults.lockLease = positive(toMs(lock.lease, 'lock.lease'), 'lock.lease')
     if (lock.wait !== undefined) this.#defaults.lockWait = toMs(lock.wait, 'lock.wait')
     if (options.store !== undefined) {
@@ -136,6 +140,7 @@ export class Cache<V = unknown> {
         tags: this.#tags,
         touchInterval: positive(toMs(l2.touchInterval ?? '30s', 'l2.touchInterval'), 'l2.touchInterval'),
         touchQueueSize: touchQueue,
+        originVersionTtl: this.#originTtl,
         onError: (error, key) => this.#emitError(error, key),
       })
     } else {
@@ -792,6 +797,8 @@ export class Cache<V = unknown> {
     this.#factoryCalls++
     // Taken before the factory reads its source: an invalidation that lands while it runs
     // must invalidate what it returns.
+    // (No later than the tag version: entries with origins are capped from here.)
+    const startedAt = this.#clock.now()
     const tagVersion = this.#tags.currentVersion()
     const busMark = this.#bus?.mark()
     let produced: Promise<V>
@@ -803,10 +810,10 @@ export class Cache<V = unknown> {
     const stored = produced.then(
       (value) => {
         if (!skipped && !this.#closed && this.#unchanged(key, busMark)) {
-          if (background) queueMicrotask(() => this.#storeQuietly(key, value, o, ttl, tags, tagVersion))
+          if (background) queueMicrotask(() => this.#storeQuietly(key, value, o, ttl, tags, tagVersion, startedAt))
           else {
             // With L2 the store is awaited (it never rejects: L2 failures are queued).
-            const written = this.#store(key, value, o, ttl, tags, tagVersion, fence)
+            const written = this.#store(key, value, o, ttl, tags, tagVersion, fence, false, startedAt)
             if (written !== undefined) return written.then(() => value)
           }
         }
@@ -886,9 +893,10 @@ export class Cache<V = unknown> {
    * except for an explicit `set` under `l2.strictWrites` whose L2 write did not land).
    * A value the codec refuses (too large, not representable) is stored in L1 only and
    * reported on the error channel — or, when `strict` (an explicit `set`), refused with a
-   * typed error before anything is written.
+   * typed error before anything is written. `since`: when the value's computation started
+   * (its tag version was taken); an entry with origins in L2 lives at most `origins.versionTtl` from then.
    */
-  #store(key: string, value: V, o: Resolved<V>, ttl: number, tagsOverride: readonly string[] | undefined, tagVersion?: number, fence?: number, strict = false): Promise<unknown> | undefined {
+  #store(key: string, value: V, o: Resolved<V>, ttl: number, tagsOverride: readonly string[] | undefined, tagVersion?: number, fence?: number, strict = false, since?: number): Promise<unknown> | undefined {
     if (value === undefined) return undefined
     // Computed before anything is written: a bad origins function fails the store whole.
     const origins = o.origins === undefined ? undefined : typeof o.origins === 'function' ? descriptorList(o.origins(value), 'origins') : o.origins
@@ -898,9 +906,16 @@ export class Cache<V = unknown> {
     const derived = origins !== undefined && this.#originTags
     if (derived) tags = withOriginTags(tags, origins)
     const snapshot = tags === undefined || tags.length === 0 ? undefined : this.#tags.snapshot(tags, tagVersion, derived)
-    const freshUntil = now + ttl
-    const keepUntil = freshUntil + o.grace
+    let freshUntil = now + ttl
+    let keepUntil = freshUntil + o.grace
     const l2 = this.#l2
+    if (derived && l2 !== undefined && this.#originTtl !== Infinity) {
+      // Never outlive the origin-tag versions that may invalidate it (origin-lifetime.ts).
+      ;({ freshUntil, keepUntil } = capLifetime(freshUntil, keepUntil, since ?? now, this.#originTtl))
+      // Computed for longer than that: returned to the caller, not cached.
+      if (keepUntil <= now) return undefined
+      ttl = freshUntil - now
+    }
     // Nothing beyond the engine's TTL and TTI: the value is stored bare (no envelope to read on a hit).
     const bare = snapshot === undefined && o.tagSig === '' && o.grace === 0 && o.refreshAhead === 0 && (l2 === undefined || o.tti === Infinity)
     if (l2 === undefined) {
@@ -935,9 +950,9 @@ export class Cache<V = unknown> {
     })
   }
 
-  #storeQuietly(key: string, value: V, o: Resolved<V>, ttl: number, tags: readonly string[] | undefined, tagVersion: number): void {
+  #storeQuietly(key: string, value: V, o: Resolved<V>, ttl: number, tags: readonly string[] | undefined, tagVersion: number, since: number): void {
     try {
-      void this.#store(key, value, o, ttl, tags, tagVersion)
+      void this.#store(key, value, o, ttl, tags, tagVersion, undefined, false, since)
     } catch {
       // A background store that fails (closed cache, bad tags) loses only a cache fill.
       this.#factoryErrors++

@@ -10,6 +10,7 @@ import type { L2TierStats, ValueCodec } from '../tier/l2-tier.js'
 import type { Bus } from '../bus/bus.js'
 import type { CacheBusStats } from './bus-link.js'
 import type { OriginsOption } from '../feeds/types.js'
+import type { OriginOptions } from '../feeds/origin-lifetime.js'
 
 /**
  * How a miss is computed (kz_cache's strategies):
@@ -138,6 +139,12 @@ export interface CacheOptions {
    * closes with the last of them. See the README's "Invalidation bus". @default none
    */
   bus?: Bus
+  /**
+   * Change-notice bookkeeping in L2. `versionTtl`: how long an origin tag's version stays
+   * in L2, and the longest an entry with origins lives (see the README's "Origins and
+   * change feeds"). @default { versionTtl: '1d' }
+   */
+  origins?: OriginOptions
 }
 
 export interface CacheEventPayload<V = unknown> {

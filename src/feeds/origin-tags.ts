@@ -59,6 +59,7 @@
  * store, a larger L2 record, a trie walk over them when the trie has changed since the
  * entry was last checked, and on an L2 read one more `getMany` of up to 2 × (1 + 7k)
  * version keys (k origins). A notice costs up to 7 local trie invalidations, 7 L2 writes
+ * (keys that expire after `origins.versionTtl`, see origin-lifetime.ts)
  * and one bus message — and, as any tag invalidation does, it sends every tagged L1 entry
  * through one slow check on its next read (the trie's change counter moved).
  * Indicative figures (memory store, one full origin, a shared 2-core machine — orders of

@@ -6,6 +6,9 @@
  * `<namespace>#h:T` (hard) and `<namespace>#s:T` (soft). `clear()` removes the
  * `<namespace>:` prefix only, so tag versions survive a clear (an entry another process
  * still holds in its L1 must stay judged by them).
+ * Tag versions have no TTL, except those of origin tags (`@origin…`, derived from change
+ * notices): they live `originVersionTtl`, which every entry with origins is capped to (see
+ * src/feeds/origin-lifetime.ts), so a feed over ever new documents does not grow L2 for ever.
  *
  * Records. An L2 value is the codec's encoding of a fixed-position array
  * `[RECORD_V1, value, createdAt, freshUntil, keepUntil, ttl, tti, tags, version, tagSig]`
@@ -28,6 +31,7 @@ import type { GuardedStore } from '../resilience/guarded-store.js'
 import { parseTagSnapshot, type TagSnapshot } from '../tags/tag-snapshot.js'
 import type { TagTrie } from '../tags/tag-trie.js'
 import { TAG_SEPARATOR } from '../tags/validate-tag.js'
+import { versionKeyTtl } from '../feeds/origin-lifetime.js'
 import { TouchQueue, type TouchQueueStats } from './touch-queue.js'
 
 /** What the tier needs from a codec (`createCodec` returns one). */
@@ -44,6 +48,8 @@ export interface L2TierOptions {
   /** At most one L2 touch per key per this interval. */
   touchInterval: number
   touchQueueSize: number
+  /** L2 TTL of origin-tag versions (`origins.versionTtl`, see src/feeds/origin-lifetime.ts). @default Infinity */
+  originVersionTtl?: number
   onError: (error: CacheError, key: string | undefined) => void
 }
 
@@ -70,6 +76,7 @@ export class L2Tier<V> {
   readonly #tags: TagTrie
   readonly #touchInterval: number
   readonly #touches: TouchQueue
+  readonly #originVersionTtl: number
   readonly #onError: (error: CacheError, key: string | undefined) => void
   #hits = 0
   #misses = 0
@@ -85,6 +92,7 @@ export class L2Tier<V> {
     this.#tags = options.tags
     this.#touchInterval = options.touchInterval
     this.#onError = options.onError
+    this.#originVersionTtl = options.originVersionTtl ?? Infinity
     this.#touches = new TouchQueue(options.clock, options.touchQueueSize, (key, ttl) => this.store.touch(this.#key(key), ttl))
   }
 
@@ -201,10 +209,11 @@ export class L2Tier<V> {
   /**
    * Records an invalidation in L2 for processes that read entries from there. If the store
    * refuses the write (full), the older version stays: deleting it would forget earlier
-   * invalidations too.
+   * invalidations too. User-tag versions are kept for ever; origin-tag versions for
+   * `originVersionTtl`, which outlives every record they can invalidate (origin-lifetime.ts).
    */
   publishInvalidation(tag: string, mode: 'hard' | 'soft', version: number): Promise<void> {
-    return this.store.set(this.#tagKey(tag, mode), enc.encode(String(version)), Infinity, true)
+    return this.store.set(this.#tagKey(tag, mode), enc.encode(String(version)), versionKeyTtl(tag, this.#originVersionTtl), true)
   }
 
   lockKey(key: string): string {

@@ -6,6 +6,10 @@
  * decides *when*: touches wait in a bounded map (one slot per key, the newest TTL wins)
  * and are written in the background, `concurrency` at a time. A full queue drops the touch
  * and counts it — the entry then keeps its older L2 expiry, which only shortens its life.
+ * A touch keeps the absolute deadline it was pushed with (now + TTL, the TTL already
+ * bounded by the entry's keepUntil): written late, it asks for what is left of it, so a
+ * slow drain never extends an entry past its deadline (entries with origins rely on
+ * that, see src/feeds/origin-lifetime.ts); a touch whose deadline passed is not written.
  */
 import type { Clock } from '../core/clock.js'
 
@@ -19,6 +23,7 @@ export class TouchQueue {
   readonly #clock: Clock
   readonly #maxSize: number
   readonly #write: (key: string, ttlMs: number) => Promise<unknown>
+  /** Key -> absolute deadline asked for. */
   readonly #pending = new Map<string, number>()
   #draining = false
   #scheduled = false
@@ -38,7 +43,7 @@ export class TouchQueue {
       this.#dropped++
       return
     }
-    this.#pending.set(key, ttlMs)
+    this.#pending.set(key, this.#clock.now() + ttlMs)
     if (!this.#draining && !this.#scheduled) {
       this.#scheduled = true
       // Batch the touches of one burst of reads into one drain.
@@ -63,8 +68,10 @@ export class TouchQueue {
         const batch = [...this.#pending]
         this.#pending.clear()
         // The writer never rejects (the guarded store swallows and reports failures).
-        await Promise.all(batch.map(([key, ttl]) => this.#write(key, ttl)))
-        this.#written += batch.length
+        const now = this.#clock.now()
+        const live = batch.filter(([, deadline]) => deadline > now)
+        await Promise.all(live.map(([key, deadline]) => this.#write(key, deadline - now)))
+        this.#written += live.length
       }
     } finally {
       this.#draining = false

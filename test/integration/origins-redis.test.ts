@@ -63,4 +63,38 @@ describe('origins in a Redis L2', () => {
       await Promise.all(stores.map((s) => s.close()))
     }
   })
+
+  test('origins.versionTtl: origin-tag versions get a Redis TTL and vanish after it; user-tag versions stay; the entry is capped too', async () => {
+    const clock = new ManualClock()
+    const prefix = `originttl${process.pid}:`
+    const store = redisStore({ url: server.url, prefix, clock })
+    const probe = redisStore({ url: server.url, prefix, clock })
+    const origins = { db: 'accounts', type: 'user', id: '42' }
+    const versionKey = `cache#h:${noticeTags(origins)[0] as string}`
+    // Redis counts the TTL on its own clock: real time, bounded waits.
+    const until = async (what: string, done: () => Promise<boolean>): Promise<void> => {
+      const deadline = Date.now() + 5_000
+      while (!(await done())) {
+        assert.ok(Date.now() < deadline, what)
+        await new Promise((resolve) => setTimeout(resolve, 10))
+      }
+    }
+    try {
+      const cache = createCache<string>({ clock, store, origins: { versionTtl: '400ms' } })
+      const feed = new TestFeed()
+      await cache.attachFeed(feed)
+      await cache.set('user:42', 'v', { origins, ttl: '1h' })
+      clock.advance(1)
+      feed.send(origins)
+      await cache.invalidateTags(['team:1'])
+      await until('the origin-tag version reached Redis', async () => (await probe.get(versionKey)) !== undefined)
+      await until('the record (capped at 400 ms) left Redis', async () => (await probe.get('cache:user:42')) === undefined)
+      await until('the origin-tag version expired in Redis', async () => (await probe.get(versionKey)) === undefined)
+      assert.ok((await probe.get('cache#h:team:1')) !== undefined, 'the user tag’s version has no TTL')
+      await cache.close()
+    } finally {
+      await store.close()
+      await probe.close()
+    }
+  })
 })
