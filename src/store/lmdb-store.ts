@@ -579,6 +579,9 @@ class LmdbStoreImpl implements LmdbStore {
     const now = this.#clock.now()
     let lock: LockRecord | undefined
     try {
+      // lmdb-js reads through a snapshot it renews on a later macrotask; a poller exists to
+      // see other processes' commits, so it reads from a fresh snapshot every time.
+      this.#root.resetReadTxn()
       lock = decodeLock(this.#locks.getBinary(k))
     } catch {
       lock = undefined // the store failed (closing): let the waiters go, as on a release
