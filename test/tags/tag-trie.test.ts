@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { type Clock, type Duration, isCacheError, ManualClock, type TagIndex, type TimerHandle, type TimerOptions } from '../../src/index.js'
 import { HybridClock, parseTagSnapshot, type TagSnapshot, TagTrie, versionFromMs } from '../../src/tags/index.js'
+import { floorBucket, MAX_FLOOR_BUCKETS, MIN_FLOOR_BUCKETS } from '../../src/tags/tag-trie.js'
 
 const isTagError = (e: unknown): boolean => isCacheError(e, 'ERR_INVALID_TAG')
 const isOptionsError = (e: unknown): boolean => isCacheError(e, 'ERR_INVALID_OPTIONS')
@@ -412,9 +413,9 @@ describe('TagTrie: pruning', () => {
     const { trie, clock } = make()
     const s = trie.snapshot(['b:c'])
     clock.advance(4)
-    const v = trie.invalidate('a')
+    const v = trie.invalidate('b:d') // does not reach b:c
     assert.equal(trie.check(s), 'valid') // walked and stamped
-    trie.prune(0) // the root's floor is now v
+    trie.prune(0) // the root's floor bucket of segment b is now v
     // A peer invalidated b:c before our invalidation of a; the message arrives only now.
     // Its path is recreated from the floor (already >= its version), so no version moves.
     assert.equal(trie.observe('b:c', v - 1), false)
@@ -432,12 +433,16 @@ describe('TagTrie: pruning', () => {
 
   test('floors are per parent: a prune under one subtree does not touch another', () => {
     const { trie, clock } = make(0)
-    const old = { org3: trie.snapshot(['org:3']), team: trie.snapshot(['team:5']), org2: trie.snapshot(['org:2:x']) }
+    // org:18 shares org:1's floor bucket (FNV-1a, 16 buckets), org:3 does not.
+    assert.equal(floorBucket('18', MIN_FLOOR_BUCKETS), floorBucket('1', MIN_FLOOR_BUCKETS))
+    assert.notEqual(floorBucket('3', MIN_FLOOR_BUCKETS), floorBucket('1', MIN_FLOOR_BUCKETS))
+    const old = { org3: trie.snapshot(['org:3']), org18: trie.snapshot(['org:18']), team: trie.snapshot(['team:5']), org2: trie.snapshot(['org:2:x']) }
     trie.invalidate('org:1:user:1') // will go idle and be pruned
     clock.advance(120_000)
     trie.invalidate('org:2:y') // keeps org and org:2 alive
     assert.equal(trie.prune('1m'), 3, 'org:1, org:1:user, org:1:user:1')
-    assert.notEqual(trie.check(old.org3), 'valid', 'conservative under org: a miss, never a lie')
+    assert.notEqual(trie.check(old.org18), 'valid', 'conservative in org:1\'s bucket: a miss, never a lie')
+    assert.equal(trie.check(old.org3), 'valid', 'a sibling in another bucket is not affected')
     assert.equal(trie.check(old.team), 'valid', 'nothing was pruned at the root')
     assert.equal(trie.check(old.org2), 'valid', 'org:2 still exists and knows its own versions')
   })
@@ -453,7 +458,8 @@ describe('TagTrie: pruning', () => {
     assert.equal(trie.check(entry), 'valid', 'the floor on p:q is older than the entry')
     assert.equal(trie.check(ancient.px), 'valid', 'nothing was pruned beneath p itself: floor 0')
     assert.equal(trie.check(ancient.r), 'valid', 'nor beneath the root')
-    assert.equal(trie.check(ancient.pqz), 'invalid', 'conservative: under p:q an older entry is a miss')
+    assert.equal(floorBucket('zz', MIN_FLOOR_BUCKETS), floorBucket('r', MIN_FLOOR_BUCKETS))
+    assert.equal(trie.check(ancient.pqz), 'invalid', 'conservative: in p:q:r\'s bucket an older entry is a miss')
   })
 })
 
