@@ -64,11 +64,17 @@
  * buckets are not affected; one that collides is judged conservatively, as before. The
  * invariant is unchanged: every forgotten version beneath a parent lives on in the bucket
  * of the segment it was reached through, which is exactly where a later walk or rebirth of
- * that segment looks. Memory: a node allocates buckets only when a child is first pruned
- * beneath it (idle tries and never-pruned nodes hold one scalar floor, the one they
- * inherited); it starts with `MIN_FLOOR_BUCKETS` and doubles, copying each bucket into the
- * two it splits into (a bucket only ever over-approximates its segments), while it has
- * folded more than a quarter as many children as it has buckets, up to `MAX_FLOOR_BUCKETS`.
+ * that segment looks. Hard and soft versions are kept per bucket, so a pruned soft
+ * invalidation still only marks stale; a child re-created from a non-empty bucket counts as
+ * a change (see `#apply`) exactly as it did from the single floor, and a remote version for
+ * a segment whose bucket is empty is applied, not absorbed. The hash is fixed, not keyed:
+ * segments chosen to collide can only cost misses. Memory: a node allocates buckets only
+ * when a child is first pruned beneath it (idle tries and never-pruned nodes hold one
+ * scalar floor, the one they inherited); it starts with `MIN_FLOOR_BUCKETS` and doubles,
+ * copying each bucket into the two it splits into (a bucket only ever over-approximates its
+ * segments), while it has folded more than a quarter as many children as it has buckets,
+ * up to `MAX_FLOOR_BUCKETS` (versions folded before a split stay in both halves: growth
+ * sharpens only later folds).
  * So a node holds at most 2 × 64 versions (1 KiB) of floor, and a pruned node's buckets go
  * with it, folded (their maximum) into its own bucket in its parent. `prune(0)` empties the
  * trie into the root's buckets: every top-level segment then keeps its own floor, but with
