@@ -49,16 +49,41 @@
  * it. A path that reaches a missing child is judged by the parent's floor, and a child
  * created again later starts from that floor (it may be the pruned node reborn). The floor
  * is an upper bound of what was forgotten, so a pruned node can never make a stale entry
- * look valid; the price is conservatism confined to that parent: an entry older than the
- * floor whose path was pruned there may be judged invalid (a miss, never a lie). A floor
- * holds only versions pruned beneath its node: a parent with nothing pruned beneath keeps
- * floor 0, and forgetting invalidations older than an entry never costs that entry. Per-
- * parent floors keep the cost local where one global floor would hit every entry — but
- * `prune(0)` empties the trie into the root's floor, after which every entry older than
- * the newest invalidation is a miss; the facade should run it rarely (it is also O(nodes)).
- * (Refinements if that bites: hash each parent's floor into a few buckets by child
- * segment; or let the facade report the oldest live entry's version, below which pruned
- * versions need not be kept in floors at all.)
+ * look valid; the price is conservatism: an entry older than the floor whose path was
+ * pruned there may be judged invalid (a miss, never a lie). A floor holds only versions
+ * pruned beneath its node: a parent with nothing pruned beneath keeps floor 0, and
+ * forgetting invalidations older than an entry never costs that entry.
+ *
+ * Floor buckets. One floor per parent would let ONE pruned child judge EVERY missing
+ * sibling: under a steady change feed all origin tags share the parent `@origin`, and once
+ * an unrelated notice's node was pruned there, every entry older than it became a miss
+ * (likewise `user:<id>` under `user`). So a parent's floor is split into buckets by a hash
+ * of the child segment (FNV-1a, `floorBucket`): a pruned child folds its versions (its own,
+ * and every floor beneath it) into its segment's bucket only, and a missing child — or one
+ * created again — is judged by, and inherits, its own segment's bucket. Siblings in other
+ * buckets are not affected; one that collides is judged conservatively, as before. The
+ * invariant is unchanged: every forgotten version beneath a parent lives on in the bucket
+ * of the segment it was reached through, which is exactly where a later walk or rebirth of
+ * that segment looks. Hard and soft versions are kept per bucket, so a pruned soft
+ * invalidation still only marks stale; a child re-created from a non-empty bucket counts as
+ * a change (see `#apply`) exactly as it did from the single floor, and a remote version for
+ * a segment whose bucket is empty is applied, not absorbed. The hash is fixed, not keyed:
+ * segments chosen to collide can only cost misses. Memory: a node allocates buckets only
+ * when a child is first pruned beneath it (idle tries and never-pruned nodes hold one
+ * scalar floor, the one they inherited); it starts with `MIN_FLOOR_BUCKETS` and doubles,
+ * copying each bucket into the two it splits into (a bucket only ever over-approximates its
+ * segments), while it has folded more than a quarter as many children as it has buckets,
+ * up to `MAX_FLOOR_BUCKETS` (versions folded before a split stay in both halves: growth
+ * sharpens only later folds).
+ * So a node holds at most 2 × 64 versions (1 KiB) of floor, and a pruned node's buckets go
+ * with it, folded (their maximum) into its own bucket in its parent. `prune(0)` empties the
+ * trie into the root's buckets: every top-level segment then keeps its own floor, but with
+ * many pruned top-level tags most buckets are recent and old entries miss; the facade
+ * should run it rarely (it is also O(nodes)). Buckets bound the damage of one pruned
+ * sibling to ~1/buckets of the others; a feed that prunes dozens of notices per `pruneAge`
+ * under one parent still dirties most of its 64 buckets (a further refinement: let the
+ * facade report the oldest live entry's version, below which pruned versions need not be
+ * kept in floors at all).
  *
  * Bounds. Within a process: exact (no entry is served after an invalidation that affects
  * it, none is dropped except through a floor). Across processes, an invalidation is
@@ -127,6 +152,11 @@ export interface TagTrieStats {
   readonly slowChecks: number
   /** Trie nodes visited by slow checks (a debug counter: the fast path visits none). */
   readonly nodeVisits: number
+  /**
+   * Floor buckets held (each a hard and a soft version), only by nodes a child was pruned
+   * beneath: at most `MAX_FLOOR_BUCKETS` per such node, 0 for a trie that never pruned.
+   */
+  readonly floorBuckets: number
   /** The hybrid clock's latest version. */
   readonly version: number
 }
@@ -135,14 +165,44 @@ const VALID = 0
 const STALE = 1
 const INVALID = 2
 
+/** Buckets a node's floor starts with when its first child is pruned (a power of two). */
+export const MIN_FLOOR_BUCKETS = 16
+/** Buckets a node's floor grows to at most (a power of two). */
+export const MAX_FLOOR_BUCKETS = 64
+
+/**
+ * The floor bucket of child `segment` in a node with `size` buckets (a power of two):
+ * FNV-1a over the segment's UTF-16 code units, low bits. Deterministic, so a bucket split
+ * keeps every segment in one of the two halves of its old bucket. Exported for tests.
+ */
+export function floorBucket(segment: string, size: number): number {
+  let h = 0x811c9dc5
+  for (let i = 0; i < segment.length; i++) {
+    h ^= segment.charCodeAt(i)
+    h = Math.imul(h, 0x01000193)
+  }
+  return (h >>> 0) & (size - 1)
+}
+
 class TagNode {
   children: Map<string, TagNode> | undefined = undefined
   /** Newest hard / soft invalidation of this tag (or what it inherited when recreated). */
   hard: number
   soft: number
-  /** Newest hard / soft versions anywhere in subtrees pruned beneath this node. */
+  /**
+   * The floor this node inherited when created: what was pruned beneath it before (its
+   * former self's subtree, as folded into its parent's bucket). Judges every missing child
+   * while `buckets` is undefined; `buckets` start from it.
+   */
   floorHard: number
   floorSoft: number
+  /**
+   * Per-segment floors once a child was pruned beneath this node: `[hard0, soft0, hard1,
+   * soft1, …]`, a power-of-two number of buckets, each >= the inherited floor.
+   */
+  buckets: Float64Array | undefined = undefined
+  /** Children folded into `buckets` (drives their growth). */
+  folds = 0
   /** Clock time this node was last invalidated or checked through. */
   touched: number
 
@@ -176,6 +236,7 @@ export class TagTrie {
   #fastChecks = 0
   #slowChecks = 0
   #nodeVisits = 0
+  #floorBuckets = 0
 
   constructor(options: TagTrieOptions = {}) {
     if (options === null || typeof options !== 'object') throw new InvalidOptionsError('options', 'expected an object')
@@ -350,6 +411,7 @@ export class TagTrie {
       fastChecks: this.#fastChecks,
       slowChecks: this.#slowChecks,
       nodeVisits: this.#nodeVisits,
+      floorBuckets: this.#floorBuckets,
       version: this.#hlc.current(),
     }
   }
@@ -404,11 +466,21 @@ export class TagTrie {
     let start = 0
     for (;;) {
       const end = tag.indexOf(TAG_SEPARATOR, start)
-      const child = node.children?.get(end === -1 ? tag.slice(start) : tag.slice(start, end))
+      const segment = end === -1 ? tag.slice(start) : tag.slice(start, end)
+      const child = node.children?.get(segment)
       if (child === undefined) {
-        // Nothing is known below here but what was pruned beneath `node`.
-        if (node.floorHard > version) return INVALID
-        return node.floorSoft > version ? STALE : result
+        // Nothing is known below here but what was pruned beneath `node` through this
+        // segment's bucket (or, with no buckets, the floor `node` inherited).
+        const buckets = node.buckets
+        let floorHard = node.floorHard
+        let floorSoft = node.floorSoft
+        if (buckets !== undefined) {
+          const i = floorBucket(segment, buckets.length >> 1) << 1
+          floorHard = buckets[i]
+          floorSoft = buckets[i + 1]
+        }
+        if (floorHard > version) return INVALID
+        return floorSoft > version ? STALE : result
       }
       this.#nodeVisits++
       child.touched = now
@@ -431,9 +503,18 @@ export class TagTrie {
       const segment = end === -1 ? tag.slice(start) : tag.slice(start, end)
       let child = node.children?.get(segment)
       if (child === undefined) {
-        // It may be a pruned node reborn: start from what was forgotten beneath the parent.
-        if (node.floorHard !== 0 || node.floorSoft !== 0) reborn = true
-        child = new TagNode(node.floorHard, node.floorSoft, now)
+        // It may be a pruned node reborn: start from what was forgotten beneath the parent
+        // through this segment's bucket.
+        const buckets = node.buckets
+        let floorHard = node.floorHard
+        let floorSoft = node.floorSoft
+        if (buckets !== undefined) {
+          const i = floorBucket(segment, buckets.length >> 1) << 1
+          floorHard = buckets[i]
+          floorSoft = buckets[i + 1]
+        }
+        if (floorHard !== 0 || floorSoft !== 0) reborn = true
+        child = new TagNode(floorHard, floorSoft, now)
         ;(node.children ??= new Map()).set(segment, child)
         this.#nodes++
       } else {
@@ -462,7 +543,7 @@ export class TagTrie {
     return changed
   }
 
-  /** Removes idle leaves bottom-up beneath `node`, folding them into its floor. */
+  /** Removes idle leaves bottom-up beneath `node`, folding them into its floor buckets. */
   #pruneBelow(node: TagNode, cutoff: number): number {
     const children = node.children
     if (children === undefined) return 0
@@ -470,14 +551,53 @@ export class TagTrie {
     for (const [segment, child] of children) {
       if (child.children !== undefined) removed += this.#pruneBelow(child, cutoff)
       if (child.children === undefined && child.touched <= cutoff) {
-        node.floorHard = Math.max(node.floorHard, child.hard, child.floorHard)
-        node.floorSoft = Math.max(node.floorSoft, child.soft, child.floorSoft)
+        this.#fold(node, segment, child)
         children.delete(segment)
         removed++
       }
     }
     if (children.size === 0) node.children = undefined
     return removed
+  }
+
+  /** Folds the pruned leaf `child` (all it knew, floors included) into `node`'s bucket for `segment`. */
+  #fold(node: TagNode, segment: string, child: TagNode): void {
+    let hard = Math.max(child.hard, child.floorHard)
+    let soft = Math.max(child.soft, child.floorSoft)
+    const own = child.buckets
+    if (own !== undefined) {
+      for (let i = 0; i < own.length; i += 2) {
+        if (own[i] > hard) hard = own[i]
+        if (own[i + 1] > soft) soft = own[i + 1]
+      }
+      this.#floorBuckets -= own.length >> 1
+    }
+    let buckets = node.buckets
+    node.folds++
+    if (buckets === undefined) {
+      buckets = new Float64Array(MIN_FLOOR_BUCKETS * 2)
+      for (let i = 0; i < buckets.length; i += 2) {
+        buckets[i] = node.floorHard
+        buckets[i + 1] = node.floorSoft
+      }
+      this.#floorBuckets += MIN_FLOOR_BUCKETS
+    } else if (node.folds * 4 > buckets.length >> 1 && buckets.length >> 1 < MAX_FLOOR_BUCKETS) {
+      // Split every bucket in two: bucket j of the new size holds the segments that were in
+      // bucket j mod oldSize, so copying that bucket keeps every floor an upper bound.
+      const oldSize = buckets.length >> 1
+      const grown = new Float64Array(buckets.length * 2)
+      for (let j = 0; j < oldSize * 2; j++) {
+        const from = (j & (oldSize - 1)) << 1
+        grown[j << 1] = buckets[from]
+        grown[(j << 1) + 1] = buckets[from + 1]
+      }
+      this.#floorBuckets += oldSize
+      buckets = grown
+    }
+    node.buckets = buckets
+    const i = floorBucket(segment, buckets.length >> 1) << 1
+    if (hard > buckets[i]) buckets[i] = hard
+    if (soft > buckets[i + 1]) buckets[i + 1] = soft
   }
 
   #armPrune(): void {

@@ -23,6 +23,7 @@ import { describe, test } from 'node:test'
 import fc from 'fast-check'
 import { ManualClock } from '../../src/index.js'
 import { parseTagSnapshot, type TagCheck, type TagMode, type TagSnapshot, TagTrie, versionFromMs } from '../../src/tags/index.js'
+import { floorBucket, MAX_FLOOR_BUCKETS, MIN_FLOOR_BUCKETS } from '../../src/tags/tag-trie.js'
 
 type Op =
   | { t: 'write'; tags: string[] }
@@ -49,23 +50,30 @@ interface Entry {
 const RANK: Readonly<Record<TagCheck, number>> = { valid: 0, stale: 1, invalid: 2 }
 const NAME = ['valid', 'stale', 'invalid'] as const
 
-const tagArb = fc.array(fc.constantFrom('a', 'b', 'c'), { minLength: 1, maxLength: 3 }).map((s) => s.join(':'))
-const tagsArb = fc.array(tagArb, { maxLength: 4 })
+/** Runs and seed can be raised locally: STRATACACHE_PROPERTY_RUNS=20000 STRATACACHE_PROPERTY_SEED=7. */
+const RUNS = Number(process.env.STRATACACHE_PROPERTY_RUNS ?? 1000)
+const SEED = process.env.STRATACACHE_PROPERTY_SEED === undefined ? undefined : Number(process.env.STRATACACHE_PROPERTY_SEED)
+
 const modeArb = fc.constantFrom<TagMode>('hard', 'soft')
-const opArb: fc.Arbitrary<Op> = fc.oneof(
-  { weight: 5, arbitrary: fc.record({ t: fc.constant('write' as const), tags: tagsArb }) },
-  { weight: 1, arbitrary: fc.record({ t: fc.constant('race' as const), tags: tagsArb, tag: tagArb, mode: modeArb }) },
-  { weight: 4, arbitrary: fc.record({ t: fc.constant('inv' as const), tag: tagArb, mode: modeArb }) },
-  { weight: 2, arbitrary: fc.record({ t: fc.constant('remote' as const), tag: tagArb, mode: modeArb, lagMs: fc.oneof(fc.integer({ min: 0, max: 6 }), fc.integer({ min: 7, max: 40 })), logical: fc.integer({ min: 0, max: 4 }) }) },
-  { weight: 1, arbitrary: fc.record({ t: fc.constant('prune' as const), age: fc.integer({ min: 0, max: 40 }) }) },
-  { weight: 3, arbitrary: fc.record({ t: fc.constant('tick' as const), ms: fc.oneof(fc.integer({ min: 0, max: 3 }), fc.integer({ min: 4, max: 60 })) }) },
-  { weight: 1, arbitrary: fc.record({ t: fc.constant('ship' as const), index: fc.nat(), parse: fc.boolean() }) },
-)
+function opsArb(segments: readonly string[]): fc.Arbitrary<Op[]> {
+  const tagArb = fc.array(fc.constantFrom(...segments), { minLength: 1, maxLength: 3 }).map((s) => s.join(':'))
+  const tagsArb = fc.array(tagArb, { maxLength: 4 })
+  const opArb: fc.Arbitrary<Op> = fc.oneof(
+    { weight: 5, arbitrary: fc.record({ t: fc.constant('write' as const), tags: tagsArb }) },
+    { weight: 1, arbitrary: fc.record({ t: fc.constant('race' as const), tags: tagsArb, tag: tagArb, mode: modeArb }) },
+    { weight: 4, arbitrary: fc.record({ t: fc.constant('inv' as const), tag: tagArb, mode: modeArb }) },
+    { weight: 2, arbitrary: fc.record({ t: fc.constant('remote' as const), tag: tagArb, mode: modeArb, lagMs: fc.oneof(fc.integer({ min: 0, max: 6 }), fc.integer({ min: 7, max: 40 })), logical: fc.integer({ min: 0, max: 4 }) }) },
+    { weight: 1, arbitrary: fc.record({ t: fc.constant('prune' as const), age: fc.integer({ min: 0, max: 40 }) }) },
+    { weight: 3, arbitrary: fc.record({ t: fc.constant('tick' as const), ms: fc.oneof(fc.integer({ min: 0, max: 3 }), fc.integer({ min: 4, max: 60 })) }) },
+    { weight: 1, arbitrary: fc.record({ t: fc.constant('ship' as const), index: fc.nat(), parse: fc.boolean() }) },
+  )
+  return fc.array(opArb, { minLength: 10, maxLength: 150, size: 'max' })
+}
 
 /** Invalidating `tag` reaches an entry tag iff `tag` is it or a path prefix of it. */
 const reaches = (tag: string, entryTag: string): boolean => entryTag === tag || entryTag.startsWith(`${tag}:`)
 
-const counters = { steps: 0, checks: 0, pessimistic: 0, harmlessPrunes: 0, fast: 0, slow: 0 }
+const counters = { steps: 0, checks: 0, pessimistic: 0, harmlessPrunes: 0, fast: 0, slow: 0, grown: 0 }
 
 function run(ops: Op[]): void {
   const clock = new ManualClock(1_000)
@@ -150,6 +158,10 @@ function run(ops: Op[]): void {
       }
       if (harmless && entries.length > 0) counters.harmlessPrunes++
     }
+    // Floor buckets stay bounded: at most MAX_FLOOR_BUCKETS per node held (and the root).
+    const held = pruning.stats()
+    assert.ok(held.floorBuckets <= MAX_FLOOR_BUCKETS * (held.nodes + 1), `floor buckets ${held.floorBuckets} for ${held.nodes} nodes`)
+    if (held.floorBuckets > MIN_FLOOR_BUCKETS * (held.nodes + 1)) counters.grown++
     for (const e of entries) {
       counters.checks++
       const exact = plain.check(e.plain)
@@ -171,15 +183,25 @@ function run(ops: Op[]): void {
 
 describe('TagTrie agrees with a reference model', () => {
   test('no stale read ever; no valid entry lost unless a prune after a newer invalidation could cost it', (t) => {
-    fc.assert(
-      fc.property(fc.array(opArb, { minLength: 10, maxLength: 150, size: 'max' }), (ops) => run(ops)),
-      { numRuns: 1000, includeErrorInReport: true },
-    )
+    fc.assert(fc.property(opsArb(['a', 'b', 'c']), (ops) => run(ops)), { numRuns: RUNS, seed: SEED, includeErrorInReport: true })
     t.diagnostic(
       `steps ${counters.steps}, checks ${counters.checks} (fast ${counters.fast}, slow ${counters.slow}), ` +
         `pessimistic answers after prunes ${counters.pessimistic}, prunes that could cost no entry ${counters.harmlessPrunes}`,
     )
     assert.ok(counters.fast > 0, 'the fast path was exercised')
     assert.ok(counters.harmlessPrunes > 0, 'prunes that forget only older invalidations were exercised')
+  })
+
+  test('the same with segments that share floor buckets (at every bucket count, or only before a split)', (t) => {
+    // a and cv collide in all sizes up to 64 buckets; q collides with a only while a node
+    // has 16 buckets, so bucket splits with versions already folded in are exercised too.
+    assert.equal(floorBucket('cv', MAX_FLOOR_BUCKETS), floorBucket('a', MAX_FLOOR_BUCKETS))
+    assert.equal(floorBucket('q', MIN_FLOOR_BUCKETS), floorBucket('a', MIN_FLOOR_BUCKETS))
+    assert.notEqual(floorBucket('q', MAX_FLOOR_BUCKETS), floorBucket('a', MAX_FLOOR_BUCKETS))
+    const before = { ...counters }
+    fc.assert(fc.property(opsArb(['a', 'cv', 'q', 'b']), (ops) => run(ops)), { numRuns: RUNS, seed: SEED, includeErrorInReport: true })
+    t.diagnostic(`steps ${counters.steps - before.steps}, pessimistic ${counters.pessimistic - before.pessimistic}, steps with grown buckets ${counters.grown - before.grown}`)
+    assert.ok(counters.pessimistic > before.pessimistic, 'conservative answers through shared buckets were exercised')
+    assert.ok(counters.grown > before.grown, 'bucket growth was exercised')
   })
 })

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { type Clock, type Duration, isCacheError, ManualClock, type TagIndex, type TimerHandle, type TimerOptions } from '../../src/index.js'
 import { HybridClock, parseTagSnapshot, type TagSnapshot, TagTrie, versionFromMs } from '../../src/tags/index.js'
+import { floorBucket, MAX_FLOOR_BUCKETS, MIN_FLOOR_BUCKETS } from '../../src/tags/tag-trie.js'
 
 const isTagError = (e: unknown): boolean => isCacheError(e, 'ERR_INVALID_TAG')
 const isOptionsError = (e: unknown): boolean => isCacheError(e, 'ERR_INVALID_OPTIONS')
@@ -412,9 +413,9 @@ describe('TagTrie: pruning', () => {
     const { trie, clock } = make()
     const s = trie.snapshot(['b:c'])
     clock.advance(4)
-    const v = trie.invalidate('a')
+    const v = trie.invalidate('b:d') // does not reach b:c
     assert.equal(trie.check(s), 'valid') // walked and stamped
-    trie.prune(0) // the root's floor is now v
+    trie.prune(0) // the root's floor bucket of segment b is now v
     // A peer invalidated b:c before our invalidation of a; the message arrives only now.
     // Its path is recreated from the floor (already >= its version), so no version moves.
     assert.equal(trie.observe('b:c', v - 1), false)
@@ -432,12 +433,16 @@ describe('TagTrie: pruning', () => {
 
   test('floors are per parent: a prune under one subtree does not touch another', () => {
     const { trie, clock } = make(0)
-    const old = { org3: trie.snapshot(['org:3']), team: trie.snapshot(['team:5']), org2: trie.snapshot(['org:2:x']) }
+    // org:18 shares org:1's floor bucket (FNV-1a, 16 buckets), org:3 does not.
+    assert.equal(floorBucket('18', MIN_FLOOR_BUCKETS), floorBucket('1', MIN_FLOOR_BUCKETS))
+    assert.notEqual(floorBucket('3', MIN_FLOOR_BUCKETS), floorBucket('1', MIN_FLOOR_BUCKETS))
+    const old = { org3: trie.snapshot(['org:3']), org18: trie.snapshot(['org:18']), team: trie.snapshot(['team:5']), org2: trie.snapshot(['org:2:x']) }
     trie.invalidate('org:1:user:1') // will go idle and be pruned
     clock.advance(120_000)
     trie.invalidate('org:2:y') // keeps org and org:2 alive
     assert.equal(trie.prune('1m'), 3, 'org:1, org:1:user, org:1:user:1')
-    assert.notEqual(trie.check(old.org3), 'valid', 'conservative under org: a miss, never a lie')
+    assert.notEqual(trie.check(old.org18), 'valid', 'conservative in org:1\'s bucket: a miss, never a lie')
+    assert.equal(trie.check(old.org3), 'valid', 'a sibling in another bucket is not affected')
     assert.equal(trie.check(old.team), 'valid', 'nothing was pruned at the root')
     assert.equal(trie.check(old.org2), 'valid', 'org:2 still exists and knows its own versions')
   })
@@ -453,7 +458,172 @@ describe('TagTrie: pruning', () => {
     assert.equal(trie.check(entry), 'valid', 'the floor on p:q is older than the entry')
     assert.equal(trie.check(ancient.px), 'valid', 'nothing was pruned beneath p itself: floor 0')
     assert.equal(trie.check(ancient.r), 'valid', 'nor beneath the root')
-    assert.equal(trie.check(ancient.pqz), 'invalid', 'conservative: under p:q an older entry is a miss')
+    assert.equal(floorBucket('zz', MIN_FLOOR_BUCKETS), floorBucket('r', MIN_FLOOR_BUCKETS))
+    assert.equal(trie.check(ancient.pqz), 'invalid', 'conservative: in p:q:r\'s bucket an older entry is a miss')
+  })
+})
+
+const TWO_HOURS = 2 * 60 * 60_000
+
+/** Segments `<prefix><i>`, i = 0, 1, …: the first `n` whose bucket (of `size`) satisfies `keep`. */
+function segments(prefix: string, n: number, size: number, keep: (bucket: number) => boolean): string[] {
+  const out: string[] = []
+  for (let i = 0; out.length < n; i++) if (keep(floorBucket(`${prefix}${i}`, size))) out.push(`${prefix}${i}`)
+  return out
+}
+
+describe('TagTrie: floor buckets', () => {
+  test('a pruned change-feed notice no longer invalidates unrelated origin tags under @origin', () => {
+    const { trie, clock } = make(0, { pruneInterval: Infinity })
+    const notice = 'N0.1.x'
+    const b = floorBucket(notice, MIN_FLOOR_BUCKETS)
+    const [apart] = segments('O0.1.', 1, MIN_FLOOR_BUCKETS, (x) => x !== b)
+    const [together] = segments('O0.1.', 1, MIN_FLOOR_BUCKETS, (x) => x === b)
+    const old = { apart: trie.snapshot([`@origin:${apart}`], undefined, true), together: trie.snapshot([`@origin:${together}`], undefined, true) }
+    trie.invalidate(`@origin:${notice}`) // an unrelated notice of the steady feed
+    clock.advance(TWO_HOURS)
+    trie.invalidate('@origin:N0.1.later') // the feed goes on: @origin stays alive
+    assert.equal(trie.prune('1h'), 1, 'the old notice is pruned into @origin\'s floor')
+    assert.equal(trie.check(old.apart), 'valid', 'another bucket: untouched (one floor per parent made this a miss)')
+    assert.equal(trie.check(old.together), 'invalid', 'same bucket: conservative, a miss never a lie')
+    assert.equal(trie.stats().floorBuckets, MIN_FLOOR_BUCKETS, 'only @origin holds buckets')
+  })
+
+  test('one pruned sibling costs ~1/buckets of the others (user:<id> under user)', () => {
+    const { trie, clock } = make(0, { pruneInterval: Infinity })
+    const ids = segments('u', 2048, 1, () => true)
+    const old = ids.map((id) => trie.snapshot([`user:${id}`]))
+    trie.invalidate('user:gone')
+    clock.advance(TWO_HOURS)
+    trie.invalidate('user:active')
+    assert.equal(trie.prune('1h'), 1)
+    const missed = old.filter((s) => trie.check(s) !== 'valid').length
+    const colliding = ids.filter((id) => floorBucket(id, MIN_FLOOR_BUCKETS) === floorBucket('gone', MIN_FLOOR_BUCKETS)).length
+    assert.equal(missed, colliding, 'exactly the siblings sharing the pruned one\'s bucket miss')
+    assert.ok(missed > ids.length / (2 * MIN_FLOOR_BUCKETS) && missed < (2 * ids.length) / MIN_FLOOR_BUCKETS, `miss rate ${missed / ids.length} ~ 1/${MIN_FLOOR_BUCKETS}`)
+  })
+
+  test('after growing to 64 buckets, a newly pruned sibling costs ~1/64 of the older entries', () => {
+    const { trie, clock } = make(0, { pruneInterval: Infinity })
+    for (let i = 0; i < 12; i++) trie.invalidate(`user:early${i}`)
+    clock.advance(TWO_HOURS)
+    trie.invalidate('user:active')
+    assert.equal(trie.prune('1h'), 12)
+    assert.equal(trie.stats().floorBuckets, MAX_FLOOR_BUCKETS, 'user grew its buckets as children were folded')
+    clock.advance(1)
+    const ids = segments('u', 4096, 1, () => true)
+    const old = ids.map((id) => trie.snapshot([`user:${id}`]))
+    assert.ok(old.every((s) => trie.check(s) === 'valid'), 'floors of earlier prunes are older than these entries')
+    trie.invalidate('user:gone')
+    clock.advance(TWO_HOURS)
+    trie.invalidate('user:active')
+    assert.equal(trie.prune('1h'), 1)
+    const missed = old.filter((s) => trie.check(s) !== 'valid').length
+    const colliding = ids.filter((id) => floorBucket(id, MAX_FLOOR_BUCKETS) === floorBucket('gone', MAX_FLOOR_BUCKETS)).length
+    assert.equal(missed, colliding)
+    assert.ok(missed > ids.length / (2 * MAX_FLOOR_BUCKETS) && missed < (2 * ids.length) / MAX_FLOOR_BUCKETS, `miss rate ${missed / ids.length} ~ 1/${MAX_FLOOR_BUCKETS}`)
+  })
+
+  test('a pruned soft invalidation marks only its bucket stale; hard wins over soft in a bucket', () => {
+    const { trie, clock } = make(0, { pruneInterval: Infinity })
+    const b = floorBucket('s', MIN_FLOOR_BUCKETS)
+    const [apart] = segments('k', 1, MIN_FLOOR_BUCKETS, (x) => x !== b)
+    const [together] = segments('k', 1, MIN_FLOOR_BUCKETS, (x) => x === b)
+    const old = { apart: trie.snapshot([`p:${apart}`]), together: trie.snapshot([`p:${together}:deep`]) }
+    trie.invalidate('p:s', 'soft')
+    clock.advance(TWO_HOURS)
+    trie.invalidate('p:alive')
+    trie.prune('1h')
+    assert.equal(trie.check(old.apart), 'valid')
+    assert.equal(trie.check(old.together), 'stale', 'soft stays soft through a bucket, for descendants too')
+    const [also] = segments('h', 1, MIN_FLOOR_BUCKETS, (x) => x === b)
+    trie.invalidate(`p:${also}`, 'hard')
+    clock.advance(TWO_HOURS)
+    trie.invalidate('p:alive')
+    trie.prune('1h')
+    assert.equal(trie.check(old.together), 'invalid', 'the bucket now holds a hard version')
+    assert.equal(trie.check(old.apart), 'valid')
+  })
+
+  test('a re-created child inherits its own bucket\'s floor, not its siblings\'', () => {
+    const { trie, clock } = make(0, { pruneInterval: Infinity })
+    const b = floorBucket('gone', MIN_FLOOR_BUCKETS)
+    const [apart] = segments('c', 1, MIN_FLOOR_BUCKETS, (x) => x !== b)
+    const [together] = segments('c', 1, MIN_FLOOR_BUCKETS, (x) => x === b)
+    const old = { apart: trie.snapshot([`p:${apart}`]), together: trie.snapshot([`p:${together}`]), gone: trie.snapshot(['p:gone']) }
+    const v = trie.invalidate('p:gone')
+    clock.advance(TWO_HOURS)
+    trie.invalidate('p:alive')
+    trie.prune('1h')
+    // Recreate all three below their old paths: each starts from its own bucket.
+    trie.invalidate(`p:${apart}:child`)
+    trie.invalidate(`p:${together}:child`)
+    trie.invalidate('p:gone:child')
+    assert.equal(trie.check(old.apart), 'valid', 'recreated from an empty bucket')
+    assert.equal(trie.check(old.together), 'invalid', 'recreated from the pruned sibling\'s bucket')
+    assert.equal(trie.check(old.gone), 'invalid', 'the pruned node reborn never forgets its invalidation')
+    assert.equal(trie.exportInvalidations().find((r) => r.tag === 'p:gone')?.version, v, 'reborn with the floor as its version')
+  })
+
+  test('a late remote invalidation into another bucket is applied; into the pruned one it is absorbed but still counted', () => {
+    const { trie, clock } = make(0, { pruneInterval: Infinity })
+    const b = floorBucket('gone', MIN_FLOOR_BUCKETS)
+    const [apart] = segments('r', 1, MIN_FLOOR_BUCKETS, (x) => x !== b)
+    const [together] = segments('r', 1, MIN_FLOOR_BUCKETS, (x) => x === b)
+    const s = { apart: trie.snapshot([`p:${apart}`]), together: trie.snapshot([`p:${together}`]) }
+    clock.advance(5)
+    const v = trie.invalidate('p:gone')
+    assert.equal(trie.check(s.apart), 'valid') // stamped on the fast path from now on
+    assert.equal(trie.check(s.together), 'valid')
+    clock.advance(TWO_HOURS)
+    trie.invalidate('p:alive')
+    trie.prune('1h')
+    // A peer invalidated both before our p:gone; the messages arrive only now.
+    assert.equal(trie.observe(`p:${apart}`, v - 1), true, 'an empty bucket absorbs nothing: the version is applied')
+    assert.equal(trie.check(s.apart), 'invalid')
+    assert.equal(trie.observe(`p:${together}`, v - 1), false, 'absorbed by the bucket it inherits')
+    assert.equal(trie.check(s.together), 'invalid', 'the fast-path stamp was invalidated all the same')
+  })
+
+  test('a pruned node\'s own buckets fold into its parent\'s bucket: nothing is forgotten', () => {
+    const { trie, clock } = make(0, { pruneInterval: Infinity })
+    const old = trie.snapshot(['a:b:c:d'])
+    trie.invalidate('a:b:c')
+    clock.advance(TWO_HOURS)
+    trie.invalidate('a:b:alive')
+    trie.prune('1h') // a:b now holds buckets
+    assert.equal(trie.stats().floorBuckets, MIN_FLOOR_BUCKETS)
+    assert.equal(trie.check(old), 'invalid')
+    clock.advance(TWO_HOURS)
+    trie.invalidate('a:other')
+    assert.equal(trie.prune('1h'), 2, 'a:b:alive, then a:b itself with its buckets')
+    assert.equal(trie.stats().floorBuckets, MIN_FLOOR_BUCKETS, "a:b's buckets were freed, a allocated its own")
+    assert.equal(trie.check(old), 'invalid', 'what a:b\'s buckets held lives on in a\'s bucket for b')
+    assert.equal(trie.check(trie.snapshot(['a:b:c:d'])), 'valid')
+  })
+
+  test('memory stays bounded: buckets only where children were pruned, at most 64 per node', () => {
+    const { trie, clock } = make(0, { pruneInterval: Infinity })
+    const parents = 200
+    const children = 50
+    for (let p = 0; p < parents; p++) for (let c = 0; c < children; c++) trie.invalidate(`t${p}:c${c}`)
+    assert.equal(trie.stats().floorBuckets, 0, 'a trie that never pruned holds no buckets')
+    clock.advance(TWO_HOURS)
+    for (let p = 0; p < parents; p++) trie.invalidate(`t${p}:c0`) // keeps every parent alive
+    assert.equal(trie.prune('1h'), parents * (children - 1))
+    assert.equal(trie.stats().nodes, parents * 2)
+    assert.equal(trie.stats().floorBuckets, parents * MAX_FLOOR_BUCKETS, '49 folds each: grown to, and capped at, 64')
+    clock.advance(TWO_HOURS)
+    for (let i = 0; i < 100_000; i++) trie.invalidate(`t0:x${i}`) // many more children of one parent
+    clock.advance(TWO_HOURS)
+    trie.invalidate('t0:c0')
+    assert.equal(trie.prune('1h'), 100_000 + (parents - 1) * 2, 't0\'s new children, and the other parents (idle now) with theirs')
+    assert.equal(trie.stats().nodes, 2, 't0 and t0:c0')
+    assert.equal(trie.stats().floorBuckets, 2 * MAX_FLOOR_BUCKETS, '64 for t0 after 100 049 folds, 64 for the root; the pruned parents\' freed')
+    assert.equal(trie.prune(0), 2)
+    const st = trie.stats()
+    assert.equal(st.nodes, 0)
+    assert.equal(st.floorBuckets, MAX_FLOOR_BUCKETS, 'everything folded into the root: 64 buckets in all')
   })
 })
 
