@@ -1,8 +1,9 @@
 // `npm start`'s entry as a real child process: configuration, SIGTERM during load loses no
-// acknowledged write, exit codes.
+// acknowledged write, SIGTERM while starting drains and exits 0, exit codes.
 import assert from 'node:assert/strict'
-import { spawn, type ChildProcess } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { closeSync, constants, openSync, readFileSync, writeFileSync } from 'node:fs'
+import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, describe, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
@@ -101,6 +102,55 @@ describe('serve as a process', () => {
     } finally {
       await again.close()
     }
+  })
+
+  test('SIGTERM while the node is starting: not the default death; the start finishes, then it drains and exits 0', async () => {
+    const d = tempDir()
+    dirs.push(d)
+    // The certificate path is a FIFO: the node's start blocks reading it until this test
+    // writes the certificate, so the signal is sent while the node is surely starting.
+    const cert = join(d.path, 'cert.pem')
+    const key = join(d.path, 'key.pem')
+    const pem = join(d.path, 'real-cert.pem')
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', pem, '-days', '1', '-subj', '/CN=localhost'], { stdio: 'ignore' })
+    execFileSync('mkfifo', [cert])
+    const child = spawn(process.execPath, [ENTRY, '--port', '0', '--data-dir', join(d.path, 'data'), '--tls-cert', cert, '--tls-key', key], { stdio: ['ignore', 'pipe', 'pipe'] })
+    children.push(child)
+    let out = ''
+    let err = ''
+    child.stderr.on('data', (c: Buffer) => (err += c.toString()))
+    const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })))
+    let signalled = false
+    let written: Promise<boolean> | undefined
+    child.stdout.on('data', (c: Buffer) => {
+      out += c.toString()
+      if (!signalled && out.includes('stratacache node configuration:')) {
+        signalled = true
+        child.kill('SIGTERM')
+        // Only now can the start go on.
+        written = writeFile(cert, readFileSync(pem)).then(
+          () => true,
+          () => false,
+        )
+      }
+    })
+    const guard = setTimeout(() => child.kill('SIGKILL'), 20_000)
+    const { code, signal } = await exit
+    clearTimeout(guard)
+    // If the child died before reading the FIFO, a reader that comes and goes unblocks our writer.
+    if (written !== undefined && !(await Promise.race([written, new Promise<boolean>((r) => setTimeout(() => r(false), 100))]))) closeSync(openSync(cert, constants.O_RDONLY | constants.O_NONBLOCK))
+    await written
+    assert.equal(signal, null, `ended by ${String(signal)} instead of the graceful path; stdout: ${out} stderr: ${err}`)
+    assert.equal(code, 0, `stdout: ${out} stderr: ${err}`)
+    // Where the handler runs depends on when the event loop next polls (the rest of the
+    // start may finish in one turn); either way the signal took the graceful path.
+    if (/stop requested while starting/.test(out)) assert.doesNotMatch(out, /listening on/, 'a node told to stop while starting does not announce itself')
+    assert.match(out, /"msg":"started"/)
+    assert.match(out, /"msg":"draining"/)
+    assert.match(out, /"msg":"stopped"/)
+    // The store was closed cleanly: it opens again.
+    const again = await startNode({ port: 0, dataDir: join(d.path, 'data'), logger: silent })
+    await again.close()
   })
 
   test('configuration: flags over env over config file; printed at start; bad input exits 2', async () => {
