@@ -153,6 +153,49 @@ describe('serve as a process', () => {
     await again.close()
   })
 
+  test('npm start: SIGTERM to the npm process reaches the node, which drains and exits 0 (npm too)', async () => {
+    // `start` is one `exec node …` command (the build is `prestart`), so npm's run-script
+    // signals the node itself; with `tsc && node …` the shell died and orphaned the node.
+    // --ignore-scripts skips only prestart (the build): the test runs on the build it has.
+    const d = tempDir()
+    dirs.push(d)
+    const root = fileURLToPath(new URL('../../../', import.meta.url))
+    const npm = spawn('npm', ['start', '--ignore-scripts', '--', '--port', '0', '--data-dir', d.path], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
+    children.push(npm)
+    let out = ''
+    npm.stdout.on('data', (c: Buffer) => (out += c.toString()))
+    npm.stderr.on('data', (c: Buffer) => (out += c.toString()))
+    const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => npm.once('exit', (code, signal) => resolve({ code, signal })))
+    const guard = setTimeout(() => npm.kill('SIGKILL'), 30_000)
+    for (let i = 0; i < 600 && !/listening on/.test(out) && npm.exitCode === null; i++) await new Promise((r) => setTimeout(r, 50))
+    const url = /listening on (http:\/\/\S+)/.exec(out)?.[1]
+    assert.ok(url !== undefined, `npm start did not start the node: ${out}`)
+    const nodePid = Number(/"pid":(\d+)[^\n]*"msg":"started"/.exec(out)?.[1])
+    assert.ok(nodePid > 0 && nodePid !== npm.pid, 'the node runs in its own process under npm')
+    assert.equal((await send(url, 'PUT', '/v1/keys/via-npm', 'kept')).status, 200)
+    npm.kill('SIGTERM')
+    const { code, signal } = await exit
+    clearTimeout(guard)
+    let orphaned = true
+    try {
+      process.kill(nodePid, 0)
+      process.kill(nodePid, 'SIGKILL')
+    } catch {
+      orphaned = false
+    }
+    assert.deepEqual({ code, signal }, { code: 0, signal: null }, out)
+    assert.equal(orphaned, false, 'no orphaned node left running')
+    assert.match(out, /"msg":"draining"/)
+    assert.match(out, /"msg":"stopped"/)
+    const again = await startNode({ port: 0, dataDir: d.path, logger: silent })
+    try {
+      const r = await again.inject({ method: 'GET', url: '/v1/keys/via-npm' })
+      assert.equal(Buffer.from(r.body).toString(), 'kept')
+    } finally {
+      await again.close()
+    }
+  })
+
   test('configuration: flags over env over config file; printed at start; bad input exits 2', async () => {
     const d = tempDir()
     dirs.push(d)
