@@ -3,7 +3,7 @@
  * node:https), guarded, over a `NodeEngine`.
  *
  * Request path (admission before any work, LoomCache's order of defences):
- *   connection → per-IP connection limit (503 + close)
+ *   connection → node-wide, then per-IP connection limit (503 + close)
  *   request    → draining? (503 + close) → auth (401) → token bucket (429) →
  *                concurrency bound (503, never queued) → body read within its limit (413)
  *                → route → engine → response
@@ -164,7 +164,7 @@ class Node implements NodeHandle {
       { name: 'stratacache_node_unauthorized_total', help: 'Requests answered 401.', type: 'counter', read: () => this.#unauthorized },
       { name: 'stratacache_node_client_errors_total', help: 'Requests answered 4xx.', type: 'counter', read: () => this.#clientErrors },
       { name: 'stratacache_node_server_errors_total', help: 'Requests answered 5xx other than 503.', type: 'counter', read: () => this.#serverErrors },
-      { name: 'stratacache_node_connections_refused_total', help: 'Connections refused by the per-IP limit.', type: 'counter', read: () => this.#refused },
+      { name: 'stratacache_node_connections_refused_total', help: 'Connections refused (node-wide or per-IP connection limit, or draining).', type: 'counter', read: () => this.#refused },
       { name: 'stratacache_node_in_flight', help: 'Requests being processed.', type: 'gauge', read: () => this.#inFlight },
       { name: 'stratacache_node_connections', help: 'Open client connections.', type: 'gauge', read: () => this.#connections },
       { name: 'stratacache_node_last_version', help: 'Highest entry version handed out.', type: 'gauge', read: () => engine.lastVersion },
@@ -280,10 +280,14 @@ class Node implements NodeHandle {
   #onConnection(socket: Socket): void {
     const ip = socket.remoteAddress ?? 'unknown'
     const open = (this.#connectionsByIp.get(ip) ?? 0) + 1
-    if (open > this.options.maxConnectionsPerIp || this.#draining) {
+    // Node-wide first: one address cannot learn anything about the others' usage from it,
+    // and it bounds file descriptors and per-socket memory whatever the number of addresses.
+    const full = this.#connections >= this.options.maxConnections
+    if (full || open > this.options.maxConnectionsPerIp || this.#draining) {
       this.#refused++
+      const why = this.#draining ? 'The node is shutting down' : full ? 'The node is at its bound of open connections' : 'Too many connections from your address'
       if (this.#tls) socket.destroy()
-      else socket.end(rawResponse(503, 'Service Unavailable', 'ERR_BUSY', this.#draining ? 'The node is shutting down' : 'Too many connections from your address'))
+      else socket.end(rawResponse(503, 'Service Unavailable', 'ERR_BUSY', why))
       socket.on('error', () => undefined)
       return
     }

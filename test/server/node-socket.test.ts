@@ -32,9 +32,9 @@ async function start(options: NodeOptions = {}): Promise<NodeHandle> {
 }
 
 /** Opens a raw TCP connection; resolves with the socket and a promise of everything it receives until closed. */
-function raw(node: NodeHandle): Promise<{ socket: Socket; received: Promise<string> }> {
+function raw(node: NodeHandle, localAddress?: string): Promise<{ socket: Socket; received: Promise<string> }> {
   return new Promise((resolve, reject) => {
-    const socket = connect(node.port, node.host)
+    const socket = connect({ port: node.port, host: node.host, localAddress })
     const chunks: Buffer[] = []
     const received = new Promise<string>((done) => {
       socket.on('data', (c: Buffer) => chunks.push(c))
@@ -161,6 +161,38 @@ describe('node over sockets', () => {
     }
     assert.equal(ok.status, 200)
     assert.ok((JSON.parse(ok.body.toString()) as { requests: { connectionsRefused: number } }).requests.connectionsRefused >= 1)
+  })
+
+  test('node-wide connection limit: past it, a connection from any address gets 503 ERR_BUSY and is closed', async () => {
+    await assert.rejects(startNode({ port: 0, maxConnections: 0, logger: silent }), (e: Error & { code?: string }) => e.code === 'ERR_INVALID_OPTIONS' && /maxConnections/.test(e.message))
+    // Two client addresses (all of 127/8 is loopback on Linux), each under its per-IP limit.
+    const n = await start({ maxConnections: 3, maxConnectionsPerIp: 2, keepAliveTimeout: '30s' })
+    const held = [await raw(n, '127.0.0.1'), await raw(n, '127.0.0.1'), await raw(n, '127.0.0.2')]
+    for (const from of ['127.0.0.2', '127.0.0.3']) {
+      const extra = await raw(n, from)
+      const reply = await extra.received
+      assert.equal(statusOf(reply), 503, `${from}: ${reply}`)
+      assert.equal(errorCode(bodyOf(reply)), 'ERR_BUSY')
+      assert.match(bodyOf(reply), /bound of open connections/)
+    }
+    // A held connection still works: the limit refuses new connections, it does not cut open ones.
+    held[2].socket.write('GET /v1/stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+    const reply = await held[2].received
+    assert.equal(statusOf(reply), 200, reply)
+    assert.equal((JSON.parse(bodyOf(reply)) as { requests: { connectionsRefused: number } }).requests.connectionsRefused, 2)
+    // One slot free again (the server sees the close a moment later): a new address gets in.
+    const fromThird = async (): Promise<string> => {
+      const c = await raw(n, '127.0.0.3')
+      c.socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+      return c.received
+    }
+    let again = await fromThird()
+    for (let i = 0; i < 40 && statusOf(again) !== 200; i++) {
+      await new Promise((r) => setTimeout(r, 50))
+      again = await fromThird()
+    }
+    assert.equal(statusOf(again), 200, again)
+    for (const h of held) h.socket.destroy()
   })
 
   test('bearer auth over the wire', async () => {
