@@ -42,6 +42,7 @@ export const SERVE_SETTINGS: readonly Setting[] = [
   { name: 'rateBurst', kind: 'int', def: 'max(1, rateLimit)', help: 'Token-bucket burst per client IP.' },
   { name: 'maxConnectionsPerIp', kind: 'int', def: '256', help: 'Open connections per client IP; past it 503 and close.' },
   { name: 'maxConnections', kind: 'int', def: '4096', help: 'Open connections node-wide; past it 503 and close.' },
+  { name: 'maxUploadsPerIp', kind: 'int', def: '32', help: 'Requests per client IP whose body is still arriving; past it 503.' },
   { name: 'headersTimeout', kind: 'duration', def: '10s', help: 'Time to receive request headers (408 past it).' },
   { name: 'requestTimeout', kind: 'duration', def: '30s', help: 'Time to receive a whole request (408 past it).' },
   { name: 'keepAliveTimeout', kind: 'duration', def: '5s', help: 'Idle keep-alive connections close after this.' },

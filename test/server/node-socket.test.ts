@@ -195,6 +195,42 @@ describe('node over sockets', () => {
     for (const h of held) h.socket.destroy()
   })
 
+  test('uploads per IP: slow bodies from one address cannot take every in-flight slot', async () => {
+    // Three slots: without the per-IP bound, three slow uploads from one address would hold them all.
+    const n = await start({ maxInFlight: 3, maxUploadsPerIp: 2, keepAliveTimeout: '30s' })
+    const slowPut = async (from: string, key: string): Promise<{ socket: Socket; received: Promise<string> }> => {
+      const c = await raw(n, from)
+      c.socket.write(`PUT /v1/keys/${key} HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nConnection: close\r\n\r\n12345`)
+      return c
+    }
+    const a = await slowPut('127.0.0.1', 'a')
+    const b = await slowPut('127.0.0.1', 'b')
+    // Let the node see both requests (they now hold a slot each and are receiving).
+    for (let i = 0; i < 100 && n.stats().node.inFlight < 2; i++) await new Promise((r) => setTimeout(r, 10))
+    assert.equal(n.stats().node.inFlight, 2)
+    // A third slow upload from the same address is refused at once, not given a slot.
+    const c = await slowPut('127.0.0.1', 'c')
+    const refused = await c.received
+    assert.equal(statusOf(refused), 503, refused)
+    assert.equal(errorCode(bodyOf(refused)), 'ERR_BUSY')
+    assert.match(refused, /Retry-After: 1/i)
+    assert.match(bodyOf(refused), /bodies still arriving/)
+    // Another address still gets slots: the bound was not exhausted by the slow uploads.
+    const other = await slowPut('127.0.0.2', 'd')
+    other.socket.write('67890')
+    assert.equal(statusOf(await other.received), 200)
+    // The slow uploads complete normally, and their address may upload again.
+    a.socket.write('67890')
+    assert.equal(statusOf(await a.received), 200)
+    const again = await slowPut('127.0.0.1', 'e')
+    again.socket.write('67890')
+    assert.equal(statusOf(await again.received), 200)
+    b.socket.write('67890')
+    assert.equal(statusOf(await b.received), 200)
+    assert.equal(n.stats().node.inFlight, 0)
+    assert.equal((await n.inject({ method: 'GET', url: '/v1/keys/e' })).status, 200)
+  })
+
   test('bearer auth over the wire', async () => {
     const n = await start({ authToken: 'tok-123' })
     const denied = await send(n.url, 'PUT', '/v1/keys/a', 'v')
