@@ -276,6 +276,7 @@ export async function serveCommand(argv: string[], env: NodeJS.ProcessEnv, io: S
         }
       },
       (e: unknown) => {
+        if (settled) return
         const usage = e instanceof CacheError && e.code === 'ERR_INVALID_OPTIONS'
         err(`stratacache serve: ${usage ? '' : 'cannot start: '}${e instanceof Error ? e.message : String(e)}\n`)
         finish(usage ? 2 : 1)
