@@ -9,11 +9,11 @@
  *
  * Exit codes: 0 after a clean shutdown; 1 when the node fails to start or to close;
  * 2 for a usage error (unknown flag, invalid value); 130 when a second signal forces the
- * exit during the drain.
+ * exit during the start or the drain. A signal during the start lets it finish, then drains.
  */
 import { readFileSync } from 'node:fs'
 import { CacheError } from '../core/errors.js'
-import { startNode } from '../server/node.js'
+import { startNode, type NodeHandle } from '../server/node.js'
 import type { NodeOptions } from '../server/node-options.js'
 
 type Kind = 'string' | 'int' | 'number' | 'bytes' | 'duration' | 'bool'
@@ -41,6 +41,8 @@ export const SERVE_SETTINGS: readonly Setting[] = [
   { name: 'rateLimit', kind: 'number', def: '0', help: 'Requests per second per client IP (token bucket); 0 = off.' },
   { name: 'rateBurst', kind: 'int', def: 'max(1, rateLimit)', help: 'Token-bucket burst per client IP.' },
   { name: 'maxConnectionsPerIp', kind: 'int', def: '256', help: 'Open connections per client IP; past it 503 and close.' },
+  { name: 'maxConnections', kind: 'int', def: '4096', help: 'Open connections node-wide; past it 503 and close.' },
+  { name: 'maxUploadsPerIp', kind: 'int', def: '32', help: 'Requests per client IP whose body is still arriving; past it 503.' },
   { name: 'headersTimeout', kind: 'duration', def: '10s', help: 'Time to receive request headers (408 past it).' },
   { name: 'requestTimeout', kind: 'duration', def: '30s', help: 'Time to receive a whole request (408 past it).' },
   { name: 'keepAliveTimeout', kind: 'duration', def: '5s', help: 'Idle keep-alive connections close after this.' },
@@ -217,37 +219,36 @@ export async function serveCommand(argv: string[], env: NodeJS.ProcessEnv, io: S
     out(SERVE_HELP)
     return 0
   }
-  out(describeConfig(parsed.options, parsed.sources))
-  let node: Awaited<ReturnType<typeof startNode>>
-  try {
-    node = await startNode(parsed.options)
-  } catch (e) {
-    const usage = e instanceof CacheError && e.code === 'ERR_INVALID_OPTIONS'
-    err(`stratacache serve: ${usage ? '' : 'cannot start: '}${e instanceof Error ? e.message : String(e)}\n`)
-    return usage ? 2 : 1
-  }
-  out(`stratacache node listening on ${node.url}\n`)
+  // The handlers go in before anything starts: a signal that arrives while the store opens
+  // or the socket binds must not end the process the default way (mid-commit, no drain).
+  // Such a signal lets the start finish (or fail), then the node drains and closes.
   return new Promise<number>((resolve) => {
-    let stopping = false
-    const stop = (): void => {
-      if (stopping) {
-        // A second signal: the operator does not want to wait for the drain.
-        cleanup()
-        resolve(130)
-        return
-      }
-      stopping = true
+    let signals = 0
+    let node: NodeHandle | undefined
+    let closing = false
+    let settled = false
+    const finish = (code: number): void => {
+      if (settled) return
+      settled = true
+      cleanup()
+      resolve(code)
+    }
+    const beginClose = (): void => {
+      if (closing || node === undefined) return
+      closing = true
       node.close().then(
-        () => {
-          cleanup()
-          resolve(0)
-        },
+        () => finish(0),
         (e: unknown) => {
           err(`stratacache serve: shutdown failed: ${e instanceof Error ? e.message : String(e)}\n`)
-          cleanup()
-          resolve(1)
+          finish(1)
         },
       )
+    }
+    const stop = (): void => {
+      signals++
+      // A second signal: the operator does not want to wait for the start or the drain.
+      if (signals > 1) finish(130)
+      else beginClose()
     }
     const cleanup = (): void => {
       process.off('SIGINT', stop)
@@ -256,7 +257,30 @@ export async function serveCommand(argv: string[], env: NodeJS.ProcessEnv, io: S
     }
     process.on('SIGINT', stop)
     process.on('SIGTERM', stop)
-    if (io.signal?.aborted === true) stop()
-    else io.signal?.addEventListener('abort', stop)
+    io.signal?.addEventListener('abort', stop)
+    out(describeConfig(parsed.options, parsed.sources))
+    startNode(parsed.options).then(
+      (started) => {
+        node = started
+        if (settled) {
+          // Forced out (130) while starting: release the port and the store, best effort.
+          void started.close().catch(() => undefined)
+          return
+        }
+        if (signals > 0 || io.signal?.aborted === true) {
+          out('stratacache node: stop requested while starting; draining\n')
+          if (signals === 0) signals = 1
+          beginClose()
+        } else {
+          out(`stratacache node listening on ${started.url}\n`)
+        }
+      },
+      (e: unknown) => {
+        if (settled) return
+        const usage = e instanceof CacheError && e.code === 'ERR_INVALID_OPTIONS'
+        err(`stratacache serve: ${usage ? '' : 'cannot start: '}${e instanceof Error ? e.message : String(e)}\n`)
+        finish(usage ? 2 : 1)
+      },
+    )
   })
 }

@@ -41,6 +41,14 @@ export interface NodeOptions {
   rateBurst?: number
   /** Open connections per client IP; past it, new connections get `503` and are closed. @default 256 */
   maxConnectionsPerIp?: number
+  /** Open client connections node-wide (all addresses); past it, new connections get `503` and are closed. @default 4096 */
+  maxConnections?: number
+  /**
+   * Requests from one client IP whose body is still arriving. Each holds an in-flight slot
+   * while it does (the slot bounds buffered bytes), so this keeps slow uploads from one
+   * address from occupying the whole `maxInFlight`; past it, `503 ERR_BUSY` and close. @default 32
+   */
+  maxUploadsPerIp?: number
   /** Time to receive a request's headers. @default '10s' */
   headersTimeout?: Duration
   /** Time to receive a whole request, body included. @default '30s' */
@@ -92,6 +100,8 @@ export interface ResolvedNodeOptions {
   readonly rateLimit: number
   readonly rateBurst: number
   readonly maxConnectionsPerIp: number
+  readonly maxConnections: number
+  readonly maxUploadsPerIp: number
   readonly headersTimeoutMs: number
   readonly requestTimeoutMs: number
   readonly keepAliveTimeoutMs: number
@@ -179,6 +189,8 @@ export function resolveNodeOptions(options: NodeOptions = {}): ResolvedNodeOptio
     rateLimit,
     rateBurst,
     maxConnectionsPerIp: int(o.maxConnectionsPerIp ?? 256, 'maxConnectionsPerIp', 1, 1_000_000),
+    maxConnections: int(o.maxConnections ?? 4096, 'maxConnections', 1, 1_000_000),
+    maxUploadsPerIp: int(o.maxUploadsPerIp ?? 32, 'maxUploadsPerIp', 1, 1_000_000),
     headersTimeoutMs: positiveMs(o.headersTimeout ?? '10s', 'headersTimeout'),
     requestTimeoutMs: positiveMs(o.requestTimeout ?? '30s', 'requestTimeout'),
     keepAliveTimeoutMs: positiveMs(o.keepAliveTimeout ?? '5s', 'keepAliveTimeout'),

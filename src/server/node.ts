@@ -3,9 +3,10 @@
  * node:https), guarded, over a `NodeEngine`.
  *
  * Request path (admission before any work, LoomCache's order of defences):
- *   connection → per-IP connection limit (503 + close)
+ *   connection → node-wide, then per-IP connection limit (503 + close)
  *   request    → draining? (503 + close) → auth (401) → token bucket (429) →
- *                concurrency bound (503, never queued) → body read within its limit (413)
+ *                concurrency bound (503, never queued) → bodies still arriving from this IP
+ *                (503 past maxUploadsPerIp) → body read within its limit (413)
  *                → route → engine → response
  * Probes (`/healthz`, `/readyz`, `/ping`) skip auth, the rate limit and the bound, so
  * orchestrators see the truth under overload. Slow clients are cut by node:http's
@@ -126,6 +127,8 @@ class Node implements NodeHandle {
   readonly #server: Server
   readonly #tls: boolean
   readonly #connectionsByIp = new Map<string, number>()
+  /** Requests per client IP whose body is still being received. */
+  readonly #uploadsByIp = new Map<string, number>()
   readonly #registry: ReturnType<typeof registerMetrics>
   readonly #startedAt: number
   #id = ''
@@ -164,7 +167,7 @@ class Node implements NodeHandle {
       { name: 'stratacache_node_unauthorized_total', help: 'Requests answered 401.', type: 'counter', read: () => this.#unauthorized },
       { name: 'stratacache_node_client_errors_total', help: 'Requests answered 4xx.', type: 'counter', read: () => this.#clientErrors },
       { name: 'stratacache_node_server_errors_total', help: 'Requests answered 5xx other than 503.', type: 'counter', read: () => this.#serverErrors },
-      { name: 'stratacache_node_connections_refused_total', help: 'Connections refused by the per-IP limit.', type: 'counter', read: () => this.#refused },
+      { name: 'stratacache_node_connections_refused_total', help: 'Connections refused (node-wide or per-IP connection limit, or draining).', type: 'counter', read: () => this.#refused },
       { name: 'stratacache_node_in_flight', help: 'Requests being processed.', type: 'gauge', read: () => this.#inFlight },
       { name: 'stratacache_node_connections', help: 'Open client connections.', type: 'gauge', read: () => this.#connections },
       { name: 'stratacache_node_last_version', help: 'Highest entry version handed out.', type: 'gauge', read: () => engine.lastVersion },
@@ -280,10 +283,14 @@ class Node implements NodeHandle {
   #onConnection(socket: Socket): void {
     const ip = socket.remoteAddress ?? 'unknown'
     const open = (this.#connectionsByIp.get(ip) ?? 0) + 1
-    if (open > this.options.maxConnectionsPerIp || this.#draining) {
+    // Node-wide first: one address cannot learn anything about the others' usage from it,
+    // and it bounds file descriptors and per-socket memory whatever the number of addresses.
+    const full = this.#connections >= this.options.maxConnections
+    if (full || open > this.options.maxConnectionsPerIp || this.#draining) {
       this.#refused++
+      const why = this.#draining ? 'The node is shutting down' : full ? 'The node is at its bound of open connections' : 'Too many connections from your address'
       if (this.#tls) socket.destroy()
-      else socket.end(rawResponse(503, 'Service Unavailable', 'ERR_BUSY', this.#draining ? 'The node is shutting down' : 'Too many connections from your address'))
+      else socket.end(rawResponse(503, 'Service Unavailable', 'ERR_BUSY', why))
       socket.on('error', () => undefined)
       return
     }
@@ -325,7 +332,22 @@ class Node implements NodeHandle {
       return
     }
     const probe = isProbe(method, path)
+    const ip = req.socket.remoteAddress ?? 'unknown'
+    let uploading = false
     try {
+      // The slot is taken before the body is read, so buffered bytes stay within
+      // maxInFlight × the body limit; a slow upload holds it until requestTimeout. Bodies
+      // still arriving are bounded per address, so one address cannot hold every slot.
+      if (!probe && !req.complete && (req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0)) {
+        const receiving = this.#uploadsByIp.get(ip) ?? 0
+        if (receiving >= this.options.maxUploadsPerIp) {
+          this.#busy++
+          this.#send(req, res, errorResponse('ERR_BUSY', `Your address has ${receiving} request bodies still arriving (the bound is ${this.options.maxUploadsPerIp})`, 503, { 'retry-after': '1' }), true, started)
+          return
+        }
+        this.#uploadsByIp.set(ip, receiving + 1)
+        uploading = true
+      }
       let body: Uint8Array
       try {
         body = await readBody(req, this.#api.bodyLimit(method, path))
@@ -333,12 +355,23 @@ class Node implements NodeHandle {
         const e = err instanceof CacheError ? err : new BadRequestError('The request body could not be read', { cause: err })
         this.#send(req, res, this.#count(errorResponse(e.code, e.message, STATUS_OF_CODE[e.code] ?? 400)), true, started)
         return
+      } finally {
+        if (uploading) {
+          uploading = false
+          this.#doneUploading(ip)
+        }
       }
       const response = await this.#api.handle({ method, url, headers: req.headers, body })
       this.#send(req, res, this.#count(response), this.#draining, started)
     } finally {
       if (!probe) this.#release()
     }
+  }
+
+  #doneUploading(ip: string): void {
+    const n = (this.#uploadsByIp.get(ip) ?? 1) - 1
+    if (n <= 0) this.#uploadsByIp.delete(ip)
+    else this.#uploadsByIp.set(ip, n)
   }
 
   /** Auth, rate limit, concurrency bound; `undefined` = admitted (and counted in flight unless a probe). */

@@ -32,9 +32,9 @@ async function start(options: NodeOptions = {}): Promise<NodeHandle> {
 }
 
 /** Opens a raw TCP connection; resolves with the socket and a promise of everything it receives until closed. */
-function raw(node: NodeHandle): Promise<{ socket: Socket; received: Promise<string> }> {
+function raw(node: NodeHandle, localAddress?: string): Promise<{ socket: Socket; received: Promise<string> }> {
   return new Promise((resolve, reject) => {
-    const socket = connect(node.port, node.host)
+    const socket = connect({ port: node.port, host: node.host, localAddress })
     const chunks: Buffer[] = []
     const received = new Promise<string>((done) => {
       socket.on('data', (c: Buffer) => chunks.push(c))
@@ -161,6 +161,74 @@ describe('node over sockets', () => {
     }
     assert.equal(ok.status, 200)
     assert.ok((JSON.parse(ok.body.toString()) as { requests: { connectionsRefused: number } }).requests.connectionsRefused >= 1)
+  })
+
+  test('node-wide connection limit: past it, a connection from any address gets 503 ERR_BUSY and is closed', async () => {
+    await assert.rejects(startNode({ port: 0, maxConnections: 0, logger: silent }), (e: Error & { code?: string }) => e.code === 'ERR_INVALID_OPTIONS' && /maxConnections/.test(e.message))
+    // Two client addresses (all of 127/8 is loopback on Linux), each under its per-IP limit.
+    const n = await start({ maxConnections: 3, maxConnectionsPerIp: 2, keepAliveTimeout: '30s' })
+    const held = [await raw(n, '127.0.0.1'), await raw(n, '127.0.0.1'), await raw(n, '127.0.0.2')]
+    for (const from of ['127.0.0.2', '127.0.0.3']) {
+      const extra = await raw(n, from)
+      const reply = await extra.received
+      assert.equal(statusOf(reply), 503, `${from}: ${reply}`)
+      assert.equal(errorCode(bodyOf(reply)), 'ERR_BUSY')
+      assert.match(bodyOf(reply), /bound of open connections/)
+    }
+    // A held connection still works: the limit refuses new connections, it does not cut open ones.
+    held[2].socket.write('GET /v1/stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+    const reply = await held[2].received
+    assert.equal(statusOf(reply), 200, reply)
+    assert.equal((JSON.parse(bodyOf(reply)) as { requests: { connectionsRefused: number } }).requests.connectionsRefused, 2)
+    // One slot free again (the server sees the close a moment later): a new address gets in.
+    const fromThird = async (): Promise<string> => {
+      const c = await raw(n, '127.0.0.3')
+      c.socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+      return c.received
+    }
+    let again = await fromThird()
+    for (let i = 0; i < 40 && statusOf(again) !== 200; i++) {
+      await new Promise((r) => setTimeout(r, 50))
+      again = await fromThird()
+    }
+    assert.equal(statusOf(again), 200, again)
+    for (const h of held) h.socket.destroy()
+  })
+
+  test('uploads per IP: slow bodies from one address cannot take every in-flight slot', async () => {
+    // Three slots: without the per-IP bound, three slow uploads from one address would hold them all.
+    const n = await start({ maxInFlight: 3, maxUploadsPerIp: 2, keepAliveTimeout: '30s' })
+    const slowPut = async (from: string, key: string): Promise<{ socket: Socket; received: Promise<string> }> => {
+      const c = await raw(n, from)
+      c.socket.write(`PUT /v1/keys/${key} HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nConnection: close\r\n\r\n12345`)
+      return c
+    }
+    const a = await slowPut('127.0.0.1', 'a')
+    const b = await slowPut('127.0.0.1', 'b')
+    // Let the node see both requests (they now hold a slot each and are receiving).
+    for (let i = 0; i < 100 && n.stats().node.inFlight < 2; i++) await new Promise((r) => setTimeout(r, 10))
+    assert.equal(n.stats().node.inFlight, 2)
+    // A third slow upload from the same address is refused at once, not given a slot.
+    const c = await slowPut('127.0.0.1', 'c')
+    const refused = await c.received
+    assert.equal(statusOf(refused), 503, refused)
+    assert.equal(errorCode(bodyOf(refused)), 'ERR_BUSY')
+    assert.match(refused, /Retry-After: 1/i)
+    assert.match(bodyOf(refused), /bodies still arriving/)
+    // Another address still gets slots: the bound was not exhausted by the slow uploads.
+    const other = await slowPut('127.0.0.2', 'd')
+    other.socket.write('67890')
+    assert.equal(statusOf(await other.received), 200)
+    // The slow uploads complete normally, and their address may upload again.
+    a.socket.write('67890')
+    assert.equal(statusOf(await a.received), 200)
+    const again = await slowPut('127.0.0.1', 'e')
+    again.socket.write('67890')
+    assert.equal(statusOf(await again.received), 200)
+    b.socket.write('67890')
+    assert.equal(statusOf(await b.received), 200)
+    assert.equal(n.stats().node.inFlight, 0)
+    assert.equal((await n.inject({ method: 'GET', url: '/v1/keys/e' })).status, 200)
   })
 
   test('bearer auth over the wire', async () => {

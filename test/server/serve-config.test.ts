@@ -76,6 +76,21 @@ describe('serve configuration', () => {
     assert.equal(await running, 0)
   })
 
+  test('serveCommand: a stop requested while the node starts lets the start finish, then drains and exits 0', async () => {
+    let out = ''
+    const stop = new AbortController()
+    const running = serveCommand(['--port', '0', '--data-dir', join(dir.path, 'd3'), '--log-level', 'silent'], {}, { out: (t) => void (out += t), err: () => undefined, signal: stop.signal })
+    // The handlers are in place before the start: this abort lands while the store opens.
+    stop.abort()
+    assert.equal(await running, 0)
+    assert.match(out, /stop requested while starting; draining/)
+    assert.doesNotMatch(out, /listening on/)
+    // A stop requested before the call starts nothing new either.
+    out = ''
+    assert.equal(await serveCommand(['--port', '0', '--data-dir', join(dir.path, 'd3'), '--log-level', 'silent'], {}, { out: (t) => void (out += t), err: () => undefined, signal: stop.signal }), 0)
+    assert.match(out, /stop requested while starting/)
+  })
+
   test('the README configuration table lists every setting with its flag, variable, key and default', () => {
     const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8')
     const section = readme.slice(readme.indexOf('### Node configuration'), readme.indexOf('## Errors'))

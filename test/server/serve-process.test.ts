@@ -1,8 +1,9 @@
 // `npm start`'s entry as a real child process: configuration, SIGTERM during load loses no
-// acknowledged write, exit codes.
+// acknowledged write, SIGTERM while starting drains and exits 0, exit codes.
 import assert from 'node:assert/strict'
-import { spawn, type ChildProcess } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { closeSync, constants, openSync, readFileSync, writeFileSync } from 'node:fs'
+import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, describe, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
@@ -98,6 +99,98 @@ describe('serve as a process', () => {
         assert.equal(Buffer.from(r.body).toString(), value, key)
         assert.equal(r.headers.etag, `"${version}"`, key)
       }
+    } finally {
+      await again.close()
+    }
+  })
+
+  test('SIGTERM while the node is starting: not the default death; the start finishes, then it drains and exits 0', async () => {
+    const d = tempDir()
+    dirs.push(d)
+    // The certificate path is a FIFO: the node's start blocks reading it until this test
+    // writes the certificate, so the signal is sent while the node is surely starting.
+    const cert = join(d.path, 'cert.pem')
+    const key = join(d.path, 'key.pem')
+    const pem = join(d.path, 'real-cert.pem')
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', pem, '-days', '1', '-subj', '/CN=localhost'], { stdio: 'ignore' })
+    execFileSync('mkfifo', [cert])
+    const child = spawn(process.execPath, [ENTRY, '--port', '0', '--data-dir', join(d.path, 'data'), '--tls-cert', cert, '--tls-key', key], { stdio: ['ignore', 'pipe', 'pipe'] })
+    children.push(child)
+    let out = ''
+    let err = ''
+    child.stderr.on('data', (c: Buffer) => (err += c.toString()))
+    const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })))
+    let signalled = false
+    let written: Promise<boolean> | undefined
+    child.stdout.on('data', (c: Buffer) => {
+      out += c.toString()
+      if (!signalled && out.includes('stratacache node configuration:')) {
+        signalled = true
+        child.kill('SIGTERM')
+        // Only now can the start go on.
+        written = writeFile(cert, readFileSync(pem)).then(
+          () => true,
+          () => false,
+        )
+      }
+    })
+    const guard = setTimeout(() => child.kill('SIGKILL'), 20_000)
+    const { code, signal } = await exit
+    clearTimeout(guard)
+    // If the child died before reading the FIFO, a reader that comes and goes unblocks our writer.
+    if (written !== undefined && !(await Promise.race([written, new Promise<boolean>((r) => setTimeout(() => r(false), 100))]))) closeSync(openSync(cert, constants.O_RDONLY | constants.O_NONBLOCK))
+    await written
+    assert.equal(signal, null, `ended by ${String(signal)} instead of the graceful path; stdout: ${out} stderr: ${err}`)
+    assert.equal(code, 0, `stdout: ${out} stderr: ${err}`)
+    // Where the handler runs depends on when the event loop next polls (the rest of the
+    // start may finish in one turn); either way the signal took the graceful path.
+    if (/stop requested while starting/.test(out)) assert.doesNotMatch(out, /listening on/, 'a node told to stop while starting does not announce itself')
+    assert.match(out, /"msg":"started"/)
+    assert.match(out, /"msg":"draining"/)
+    assert.match(out, /"msg":"stopped"/)
+    // The store was closed cleanly: it opens again.
+    const again = await startNode({ port: 0, dataDir: join(d.path, 'data'), logger: silent })
+    await again.close()
+  })
+
+  test('npm start: SIGTERM to the npm process reaches the node, which drains and exits 0 (npm too)', async () => {
+    // `start` is one `exec node …` command (the build is `prestart`), so npm's run-script
+    // signals the node itself; with `tsc && node …` the shell died and orphaned the node.
+    // --ignore-scripts skips only prestart (the build): the test runs on the build it has.
+    const d = tempDir()
+    dirs.push(d)
+    const root = fileURLToPath(new URL('../../../', import.meta.url))
+    const npm = spawn('npm', ['start', '--ignore-scripts', '--', '--port', '0', '--data-dir', d.path], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
+    children.push(npm)
+    let out = ''
+    npm.stdout.on('data', (c: Buffer) => (out += c.toString()))
+    npm.stderr.on('data', (c: Buffer) => (out += c.toString()))
+    const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => npm.once('exit', (code, signal) => resolve({ code, signal })))
+    const guard = setTimeout(() => npm.kill('SIGKILL'), 30_000)
+    for (let i = 0; i < 600 && !/listening on/.test(out) && npm.exitCode === null; i++) await new Promise((r) => setTimeout(r, 50))
+    const url = /listening on (http:\/\/\S+)/.exec(out)?.[1]
+    assert.ok(url !== undefined, `npm start did not start the node: ${out}`)
+    const nodePid = Number(/"pid":(\d+)[^\n]*"msg":"started"/.exec(out)?.[1])
+    assert.ok(nodePid > 0 && nodePid !== npm.pid, 'the node runs in its own process under npm')
+    assert.equal((await send(url, 'PUT', '/v1/keys/via-npm', 'kept')).status, 200)
+    npm.kill('SIGTERM')
+    const { code, signal } = await exit
+    clearTimeout(guard)
+    let orphaned = true
+    try {
+      process.kill(nodePid, 0)
+      process.kill(nodePid, 'SIGKILL')
+    } catch {
+      orphaned = false
+    }
+    assert.deepEqual({ code, signal }, { code: 0, signal: null }, out)
+    assert.equal(orphaned, false, 'no orphaned node left running')
+    assert.match(out, /"msg":"draining"/)
+    assert.match(out, /"msg":"stopped"/)
+    const again = await startNode({ port: 0, dataDir: d.path, logger: silent })
+    try {
+      const r = await again.inject({ method: 'GET', url: '/v1/keys/via-npm' })
+      assert.equal(Buffer.from(r.body).toString(), 'kept')
     } finally {
       await again.close()
     }
