@@ -12,49 +12,20 @@
  * - A free port is found by binding port 0 and closing it; another process may take it in
  *   between, so a start that fails with "Address already in use" is retried on new ports.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { createConnection, createServer } from 'node:net'
+import { createConnection } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { freePort, hasBinary, HOST, killOnExit, waitUntil } from './server-process.js'
 
-const HOST = '127.0.0.1'
+export { freePort }
+
 const START_TIMEOUT_MS = 15_000
 const CLUSTER_TIMEOUT_MS = 30_000
 const POLL_MS = 25
 
-const hasBinary = (name: string): boolean => spawnSync('which', [name], { stdio: 'ignore' }).status === 0
 const SETPRIV = hasBinary('setpriv')
-
-/** Every child still running, killed when this process exits. */
-const live = new Set<ChildProcess>()
-const killAll = (): void => {
-  for (const child of live) child.kill('SIGKILL')
-}
-process.once('exit', killAll)
-// 'exit' does not run when a signal ends the process: kill, then let the signal act as before.
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    killAll()
-    process.kill(process.pid, signal)
-  })
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
-
-/** A port nobody listens on right now (it may be taken before we bind it: callers retry). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.unref()
-    server.once('error', reject)
-    server.listen(0, HOST, () => {
-      const address = server.address()
-      const port = typeof address === 'object' && address !== null ? address.port : 0
-      server.close(() => (port > 0 ? resolve(port) : reject(new Error('could not read a free port'))))
-    })
-  })
-}
 
 type Reply = string | number | null | Error
 
@@ -106,24 +77,6 @@ function parseReply(data: Buffer): Reply | undefined {
     }
     default:
       return new Error(`unexpected reply ${JSON.stringify(data.subarray(0, 40).toString())}`)
-  }
-}
-
-/** Polls `check` until it returns true; throws `describe()` after `timeoutMs`. */
-async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, describe: () => string): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  let lastError: unknown
-  for (;;) {
-    try {
-      if (await check()) return
-    } catch (err) {
-      lastError = err
-    }
-    if (Date.now() >= deadline) {
-      const why = lastError instanceof Error ? ` (last error: ${lastError.message})` : ''
-      throw new Error(`${describe()} after ${timeoutMs} ms${why}`)
-    }
-    await sleep(POLL_MS)
   }
 }
 
@@ -202,7 +155,7 @@ export class RedisServer {
     const [cmd, args] = SETPRIV ? ['setpriv', ['--pdeathsig', 'SIGKILL', '--', 'redis-server', ...serverArgs]] : ['redis-server', serverArgs]
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] })
     this.#child = child
-    live.add(child)
+    killOnExit(child)
     const onOutput = (chunk: Buffer): void => {
       this.#log.push(...chunk.toString().split('\n').filter((l) => l.trim() !== ''))
       if (this.#log.length > 200) this.#log = this.#log.slice(-100)
@@ -213,13 +166,11 @@ export class RedisServer {
     this.#exited = new Promise((resolve) => {
       child.once('exit', (code, signal) => {
         exitCode = signal ?? String(code)
-        live.delete(child)
         if (this.#child === child) this.#child = undefined
         resolve()
       })
       child.once('error', (err) => {
         exitCode = err.message
-        live.delete(child)
         if (this.#child === child) this.#child = undefined
         resolve()
       })
@@ -232,6 +183,7 @@ export class RedisServer {
         },
         this.#startTimeoutMs,
         () => `redis-server on ${HOST}:${this.port} did not answer PING`,
+        POLL_MS,
       )
     } catch (err) {
       await this.kill()
@@ -295,6 +247,7 @@ export async function startRedisSentinel(master: RedisServer, name = 'mymaster')
       },
       START_TIMEOUT_MS,
       () => `sentinel on port ${sentinel.port} did not report a quorum for ${name}`,
+      POLL_MS,
     )
     return sentinel
   } catch (err) {
@@ -342,6 +295,7 @@ export async function startRedisCluster(options: { masters?: number; join?: 'cli
       },
       CLUSTER_TIMEOUT_MS,
       () => `cluster on ports ${servers.map((s) => s.port).join(', ')} did not reach cluster_state:ok`,
+      POLL_MS,
     )
     return { servers, nodes: servers.map((s) => ({ host: s.host, port: s.port })), stop }
   } catch (err) {

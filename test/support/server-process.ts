@@ -8,10 +8,23 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { existsSync, readdirSync } from 'node:fs'
-import { createConnection } from 'node:net'
+import { createConnection, createServer } from 'node:net'
 
 export const HOST = '127.0.0.1'
-export { freePort } from './redis-server.js'
+
+/** A port nobody listens on right now (it may be taken before we bind it: callers retry). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.unref()
+    server.once('error', reject)
+    server.listen(0, HOST, () => {
+      const address = server.address()
+      const port = typeof address === 'object' && address !== null ? address.port : 0
+      server.close(() => (port > 0 ? resolve(port) : reject(new Error('could not read a free port'))))
+    })
+  })
+}
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -40,6 +53,14 @@ const SETPRIV = hasBinary('setpriv')
 const live = new Set<ChildProcess>()
 const killAll = (): void => {
   for (const child of live) child.kill('SIGKILL')
+}
+
+/** Kills `child` (SIGKILL) if it still runs when this process exits; forgets it once it exits. */
+export function killOnExit(child: ChildProcess): void {
+  live.add(child)
+  const forget = (): void => void live.delete(child)
+  child.once('exit', forget)
+  child.once('error', forget)
 }
 process.once('exit', killAll)
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
