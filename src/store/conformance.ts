@@ -46,14 +46,14 @@ function flush(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve))
 }
 
-interface Tracked<T> {
+export interface Tracked<T> {
   state: 'pending' | 'fulfilled' | 'rejected'
   value: T | undefined
   error: unknown
 }
 
 /** Records how a promise settles, so a test can look without awaiting (and without an unhandled rejection). */
-function track<T>(promise: Promise<T>): Tracked<T> {
+export function track<T>(promise: Promise<T>): Tracked<T> {
   const t: Tracked<T> = { state: 'pending', value: undefined, error: undefined }
   promise.then(
     (value) => {

@@ -184,6 +184,11 @@ export function floorBucket(segment: string, size: number): number {
   return (h >>> 0) & (size - 1)
 }
 
+/** Where `segment`'s hard floor sits in a node's `buckets` (soft at +1); -1 without buckets. */
+function bucketSlot(buckets: Float64Array | undefined, segment: string): number {
+  return buckets === undefined ? -1 : floorBucket(segment, buckets.length >> 1) << 1
+}
+
 class TagNode {
   children: Map<string, TagNode> | undefined = undefined
   /** Newest hard / soft invalidation of this tag (or what it inherited when recreated). */
@@ -471,14 +476,9 @@ export class TagTrie {
       if (child === undefined) {
         // Nothing is known below here but what was pruned beneath `node` through this
         // segment's bucket (or, with no buckets, the floor `node` inherited).
-        const buckets = node.buckets
-        let floorHard = node.floorHard
-        let floorSoft = node.floorSoft
-        if (buckets !== undefined) {
-          const i = floorBucket(segment, buckets.length >> 1) << 1
-          floorHard = buckets[i]
-          floorSoft = buckets[i + 1]
-        }
+        const slot = bucketSlot(node.buckets, segment)
+        const floorHard = slot < 0 ? node.floorHard : node.buckets![slot]
+        const floorSoft = slot < 0 ? node.floorSoft : node.buckets![slot + 1]
         if (floorHard > version) return INVALID
         return floorSoft > version ? STALE : result
       }
@@ -505,14 +505,9 @@ export class TagTrie {
       if (child === undefined) {
         // It may be a pruned node reborn: start from what was forgotten beneath the parent
         // through this segment's bucket.
-        const buckets = node.buckets
-        let floorHard = node.floorHard
-        let floorSoft = node.floorSoft
-        if (buckets !== undefined) {
-          const i = floorBucket(segment, buckets.length >> 1) << 1
-          floorHard = buckets[i]
-          floorSoft = buckets[i + 1]
-        }
+        const slot = bucketSlot(node.buckets, segment)
+        const floorHard = slot < 0 ? node.floorHard : node.buckets![slot]
+        const floorSoft = slot < 0 ? node.floorSoft : node.buckets![slot + 1]
         if (floorHard !== 0 || floorSoft !== 0) reborn = true
         child = new TagNode(floorHard, floorSoft, now)
         ;(node.children ??= new Map()).set(segment, child)
@@ -595,7 +590,7 @@ export class TagTrie {
       buckets = grown
     }
     node.buckets = buckets
-    const i = floorBucket(segment, buckets.length >> 1) << 1
+    const i = bucketSlot(buckets, segment)
     if (hard > buckets[i]) buckets[i] = hard
     if (soft > buckets[i + 1]) buckets[i + 1] = soft
   }

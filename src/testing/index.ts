@@ -18,9 +18,10 @@ export function deferred<T>(): { promise: Promise<T>; resolve: (value: T) => voi
 /**
  * The Store conformance suite (node:test blocks) every adapter passes; run it on your own
  * `Store` to check it keeps the contract. Imports `node:test`: use it from tests only.
+ * `track(promise)` records how a promise settles, so a test can look without awaiting.
  */
-export { storeConformance } from '../store/conformance.js'
-export type { ConformanceTarget } from '../store/conformance.js'
+export { storeConformance, track } from '../store/conformance.js'
+export type { ConformanceTarget, Tracked } from '../store/conformance.js'
 
 /**
  * The bus transport conformance suite (node:test blocks) every `BusTransport` passes,

@@ -4,8 +4,7 @@ import { after, before, describe, test } from 'node:test'
 import { ManualClock } from '../../src/core/manual-clock.js'
 import { AbortedError, FlightTimeoutError, isCacheError, LeaderFailedError, RecursiveFlightError } from '../../src/core/errors.js'
 import { SingleFlight, type FlightFn, type SingleFlightOptions } from '../../src/singleflight/index.js'
-import { deferred } from '../../src/testing/index.js'
-import { track } from '../support/track.js'
+import { deferred, track } from '../../src/testing/index.js'
 
 // Every test runs on a ManualClock and never sleeps: leaders are deferred promises that
 // the test settles by hand, and `flush()` lets pending microtasks and I/O callbacks run.

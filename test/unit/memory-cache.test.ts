@@ -18,7 +18,7 @@ import {
   type Random,
   SeededRandom,
 } from '../../src/index.js'
-import { track } from '../support/track.js'
+import { track } from '../../src/testing/index.js'
 
 const ALL_TYPES: readonly CacheEventType[] = ['store', 'expire', 'evict', 'erase', 'flush', 'timeout']
 
