@@ -18,6 +18,10 @@
  *   so the mapping stays injective), and the whole key is kept in the value so a long
  *   `clear` prefix is still matched exactly. Keys that are not well-formed UTF-16 (lone
  *   surrogates) are refused: UTF-8 cannot tell them apart.
+ * - Reads see every commit made before they start, by any process: lmdb-js would keep
+ *   reading through a snapshot it renews only on a later macrotask, so a process told of
+ *   another's write (a lock release, a bus message) could still read the old state. Each
+ *   `get`, `getMany` and lock-state read starts a fresh snapshot (about 1 µs).
  * - A value is `[format u8][expiresAt f64][fullKeyLength u32][fullKey][bytes]`. Expiry is
  *   absolute wall-clock time, checked on every read; a periodic sweep (unref'd timer on the
  *   injected clock) deletes expired entries and idle lock records in bounded batches, each
@@ -327,6 +331,7 @@ class LmdbStoreImpl implements LmdbStore {
   async get(key: string): Promise<Uint8Array | undefined> {
     this.#open()
     const k = encodeKey(utf8(key, 'key'))
+    this.#root.resetReadTxn()
     return this.#read(k, this.#clock.now())
   }
 
@@ -334,6 +339,7 @@ class LmdbStoreImpl implements LmdbStore {
     this.#open()
     checkArray(keys, 'keys')
     const encoded = keys.map((key) => encodeKey(utf8(key, 'key')))
+    this.#root.resetReadTxn()
     const now = this.#clock.now()
     return encoded.map((k) => this.#read(k, now))
   }
@@ -525,6 +531,7 @@ class LmdbStoreImpl implements LmdbStore {
       k = encodeKey(utf8(key, 'key'))
       if (typeof timeoutMs !== 'number' || !(timeoutMs >= 0)) throw new InvalidOptionsError('timeoutMs', `expected a number of ms >= 0, got ${String(timeoutMs)}`)
       if (signal?.aborted === true) throw new AbortedError('waitForRelease was aborted', { cause: signal.reason })
+      this.#root.resetReadTxn()
       lock = decodeLock(this.#locks.getBinary(k))
     } catch (err) {
       return Promise.reject(storeError(err, 'waitForRelease'))
@@ -579,9 +586,7 @@ class LmdbStoreImpl implements LmdbStore {
     const now = this.#clock.now()
     let lock: LockRecord | undefined
     try {
-      // lmdb-js reads through a snapshot it renews on a later macrotask; a poller exists to
-      // see other processes' commits, so it reads from a fresh snapshot every time.
-      this.#root.resetReadTxn()
+      this.#root.resetReadTxn() // a fresh snapshot: see the note at the top
       lock = decodeLock(this.#locks.getBinary(k))
     } catch {
       lock = undefined // the store failed (closing): let the waiters go, as on a release

@@ -261,6 +261,26 @@ describe('lmdbStore specifics', () => {
     }
   })
 
+  test('a read sees a commit another store (process) made before it started, even within one event-loop turn', async () => {
+    const c = new ManualClock()
+    const path = dir()
+    const one = lmdbStore({ path, clock: c })
+    const two = lmdbStore({ path, clock: c })
+    try {
+      let stale = 0
+      for (let i = 1; i <= 100; i++) {
+        await two.get('k') // two's reads are warm: lmdb-js would reuse this snapshot
+        await one.set('k', new Uint8Array([i]), 60_000)
+        if ((await two.get('k'))?.[0] !== i) stale++
+        if ((await two.getMany(['k']))[0]?.[0] !== i) stale++
+      }
+      assert.equal(stale, 0, 'no read returned the state from before a finished write')
+    } finally {
+      await one.close()
+      await two.close()
+    }
+  })
+
   test('two stores on one directory share data and locks; a release by one wakes the other\'s waiter within lockPollInterval', async () => {
     const c = new ManualClock()
     const path = dir()
