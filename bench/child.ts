@@ -1,8 +1,13 @@
 /**
  * One measurement in a fresh process (forked by harness.runChild with --expose-gc): the job
- * comes as JSON in argv[2], the result goes back over IPC. A fresh process per subject means
- * no subject runs on JIT feedback, inline caches or heap state left by another, and every
- * hot loop below sees exactly one cache class (monomorphic call sites).
+ * comes as JSON in argv[2], the result goes back over IPC.
+ *
+ * Speed jobs measure a small group of subjects (a stratacache engine and lru-cache) side by
+ * side: each gets its own cache and its own copy of the timed loop (so every hot call site
+ * stays monomorphic, as in a process of its own), and their timed rounds are interleaved,
+ * back to back. On a shared VM whose speed drifts by up to 2x from one second or process to
+ * the next, the ratio of two rounds run back to back is far steadier than the ratio of two
+ * processes' medians; run.ts reports the median of those paired ratios.
  *
  * Timing rules: inputs (keys, streams) are precomputed; every loop is warmed up untimed
  * before it is timed (so it runs optimized code); every result flows into a sink that is
@@ -36,37 +41,61 @@ function getLoop(cache: SyncCache<string, number>, stream: readonly string[]): n
   return sink
 }
 
+/**
+ * A copy of `loop` with its own bytecode and type feedback. Several caches share one process
+ * here, and a loop shared between them would see several cache classes and go polymorphic;
+ * a copy per subject keeps every hot call site monomorphic, as in a process of its own.
+ */
+function ownCopy<F>(loop: F): F {
+  return new Function(`return ${String(loop)}`)() as F
+}
+
+/** Rounds of all subjects interleaved: round i of every subject runs back to back, in an order that alternates. */
+function interleaved(count: number, rounds: number, round: (subject: number) => number): number[][] {
+  const out: number[][] = Array.from({ length: count }, () => [])
+  for (let r = 0; r < rounds; r++) {
+    for (let k = 0; k < count; k++) {
+      const i = r % 2 === 0 ? k : count - 1 - k
+      out[i].push(round(i))
+    }
+  }
+  return out
+}
+
 function getHits(job: GetHitsJob): SpeedResult {
   const keys = Array.from({ length: job.keys }, (_, i) => `key:${i}`)
   const ids = zipfStream(job.keys, job.zipf, job.streamLength, job.seed)
   const stream = Array.from(ids, (id) => keys[id])
-  const { cache, close } = makeCache<string, number>(job.subject, job.keys, job.ttl)
-  for (let i = 0; i < job.keys; i++) cache.set(keys[i], i)
-  if (cache.size !== job.keys) throw new Error(`${job.subject} holds ${cache.size} of ${job.keys} keys after the fill`)
   let expected = 0
   for (let i = 0; i < ids.length; i++) expected += ids[i]
-
   let sink = 0
-  const check = (s: number): void => {
-    if (s !== expected) throw new Error(`${job.subject}: a get missed or returned a wrong value (sum ${s}, expected ${expected})`)
-    sink += s / expected
-  }
-  // Warm-up: at least 3 passes and warmupMs.
-  const w0 = now()
-  for (let p = 0; p < 3 || now() - w0 < job.warmupMs; p++) check(getLoop(cache, stream))
-  // Calibrate: repeat the stream so that a round lasts about roundMs.
-  const c0 = now()
-  check(getLoop(cache, stream))
-  const passMs = Math.max(now() - c0, 0.01)
-  const passes = Math.max(1, Math.round(job.roundMs / passMs))
-  const rounds: number[] = []
-  for (let r = 0; r < job.rounds; r++) {
+  const subjects = job.subjects.map((subject) => {
+    const { cache, close } = makeCache<string, number>(subject, job.keys, job.ttl)
+    for (let i = 0; i < job.keys; i++) cache.set(keys[i], i)
+    if (cache.size !== job.keys) throw new Error(`${subject} holds ${cache.size} of ${job.keys} keys after the fill`)
+    const loop = ownCopy(getLoop)
+    const pass = (): void => {
+      const s = loop(cache, stream)
+      if (s !== expected) throw new Error(`${subject}: a get missed or returned a wrong value (sum ${s}, expected ${expected})`)
+      sink += s / expected
+    }
+    // Warm-up: at least 3 passes and warmupMs.
+    const w0 = now()
+    for (let p = 0; p < 3 || now() - w0 < job.warmupMs; p++) pass()
+    // Calibrate: repeat the stream so that a round lasts about roundMs.
+    const c0 = now()
+    pass()
+    const passes = Math.max(1, Math.round(job.roundMs / Math.max(now() - c0, 0.01)))
+    return { pass, passes, close }
+  })
+  const rounds = interleaved(subjects.length, job.rounds, (i) => {
+    const { pass, passes } = subjects[i]
     const t0 = process.hrtime.bigint()
-    for (let p = 0; p < passes; p++) check(getLoop(cache, stream))
+    for (let p = 0; p < passes; p++) pass()
     const ns = Number(process.hrtime.bigint() - t0)
-    rounds.push((passes * stream.length) / (ns / 1e9))
-  }
-  close()
+    return (passes * stream.length) / (ns / 1e9)
+  })
+  for (const s of subjects) s.close()
   return { kind: 'speed', rounds, sink }
 }
 
@@ -85,24 +114,27 @@ function setLoop(cache: SyncCache<string, number>, keys: readonly string[]): num
  */
 function setEvict(job: SetEvictJob): SpeedResult {
   const keys = Array.from({ length: job.keys }, (_, i) => `key:${i}`)
-  const { cache, close } = makeCache<string, number>(job.subject, job.bound, job.ttl)
-  const check = (size: number): number => {
-    if (size !== job.bound) throw new Error(`${job.subject} holds ${size} entries after a round, expected ${job.bound}`)
-    if (cache.get(keys[keys.length - 1]) !== keys.length - 1) throw new Error(`${job.subject} lost the last key set`)
-    return size
-  }
   let sink = 0
-  for (let r = 0; r < job.warmupRounds; r++) sink += check(setLoop(cache, keys))
-  const rounds: number[] = []
-  for (let r = 0; r < job.rounds; r++) {
+  const subjects = job.subjects.map((subject) => {
+    const { cache, close } = makeCache<string, number>(subject, job.bound, job.ttl)
+    const loop = ownCopy(setLoop)
+    const round = (): void => {
+      const size = loop(cache, keys)
+      if (size !== job.bound) throw new Error(`${subject} holds ${size} entries after a round, expected ${job.bound}`)
+      if (cache.get(keys[keys.length - 1]) !== keys.length - 1) throw new Error(`${subject} lost the last key set`)
+      sink += size
+    }
+    for (let r = 0; r < job.warmupRounds; r++) round()
+    return { round, close }
+  })
+  const rounds = interleaved(subjects.length, job.rounds, (i) => {
     fullGc() // the previous round's garbage is not charged to this one
     const t0 = process.hrtime.bigint()
-    const size = setLoop(cache, keys)
+    subjects[i].round()
     const ns = Number(process.hrtime.bigint() - t0)
-    sink += check(size)
-    rounds.push(keys.length / (ns / 1e9))
-  }
-  close()
+    return keys.length / (ns / 1e9)
+  })
+  for (const s of subjects) s.close()
   return { kind: 'speed', rounds, sink }
 }
 
@@ -153,7 +185,7 @@ function heap(job: HeapJob): HeapResult {
 function parseJob(raw: string | undefined): Job {
   if (raw === undefined) throw new Error('usage: node --expose-gc dist/bench/child.js <job JSON>')
   const job: unknown = JSON.parse(raw)
-  if (typeof job !== 'object' || job === null || !('kind' in job) || !('subject' in job)) throw new Error(`bad job: ${raw}`)
+  if (typeof job !== 'object' || job === null || !('kind' in job) || !('subject' in job || 'subjects' in job)) throw new Error(`bad job: ${raw}`)
   return job as Job
 }
 

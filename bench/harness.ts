@@ -69,7 +69,8 @@ export function makeCache<K extends number | string, V extends number | string>(
 
 export interface GetHitsJob {
   readonly kind: 'get-hits'
-  readonly subject: Subject
+  /** Measured side by side in one process, their timed rounds interleaved (see bench/child.ts). */
+  readonly subjects: readonly Subject[]
   readonly ttl: boolean
   readonly keys: number
   readonly zipf: number
@@ -83,7 +84,7 @@ export interface GetHitsJob {
 
 export interface SetEvictJob {
   readonly kind: 'set-evict'
-  readonly subject: Subject
+  readonly subjects: readonly Subject[]
   readonly ttl: boolean
   readonly bound: number
   readonly keys: number
@@ -103,8 +104,8 @@ export type Job = GetHitsJob | SetEvictJob | HeapJob
 
 export interface SpeedResult {
   readonly kind: 'speed'
-  /** Operations per second of each timed round. */
-  readonly rounds: number[]
+  /** Per subject (in the job's order), operations per second of each timed round; round i of every subject ran back to back. */
+  readonly rounds: number[][]
   readonly sink: number
 }
 
@@ -129,7 +130,7 @@ function isNumberArray(x: unknown): x is number[] {
 export function isJobResult(x: unknown): x is JobResult {
   if (typeof x !== 'object' || x === null || !('kind' in x)) return false
   const r = x as Record<string, unknown>
-  if (r.kind === 'speed') return isNumberArray(r.rounds) && typeof r.sink === 'number'
+  if (r.kind === 'speed') return Array.isArray(r.rounds) && r.rounds.every(isNumberArray) && typeof r.sink === 'number'
   if (r.kind === 'heap') return ['entries', 'heapUsed', 'arrayBuffers', 'payload', 'sink'].every((k) => typeof r[k] === 'number')
   return false
 }
@@ -153,7 +154,7 @@ export function runChild<R extends JobResult>(job: Job, kind: R['kind']): Promis
     child.on('exit', (code, signal) => {
       clearTimeout(timer)
       if (result !== undefined && result.kind === kind) resolve(result as R)
-      else reject(new Error(`bench child ${job.kind}/${job.subject} failed (exit ${code ?? signal}) without a ${kind} result`))
+      else reject(new Error(`bench child ${job.kind}/${'subject' in job ? job.subject : job.subjects.join('+')} failed (exit ${code ?? signal}) without a ${kind} result`))
     })
   })
 }

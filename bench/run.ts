@@ -3,12 +3,13 @@
  * one run, with ratios. Suites: get-hits, set-evict, heap, hit-ratio, facade, redis, bus, server (default: all).
  *
  * Method:
- * - Speed (get-hits, set-evict): each figure comes from a fresh child process per subject
- *   (bench/child.ts): precomputed inputs, an untimed warm-up, then several timed rounds; the
- *   subjects are run one after another, and the whole sequence is repeated `passes` times
- *   (interleaved, so a burst of load from other work on a shared machine hits every subject
- *   alike). The figure is the median over all rounds of all passes; "±" is half the
- *   min-max range of those rounds relative to the median.
+ * - Speed (get-hits, set-evict): each stratacache engine is measured next to lru-cache in a
+ *   fresh child process of their own (bench/child.ts): precomputed inputs, an untimed
+ *   warm-up, then timed rounds of the two interleaved back to back; the whole sequence is
+ *   repeated `passes` times. The ratio to lru-cache is the median of the paired per-round
+ *   ratios, which this shared VM's drifting speed (up to 2x between processes) barely
+ *   moves; "±" is half their min-max range relative to that median. Absolute rates (the
+ *   median of all rounds) are printed too, but only the ratios are meant to be compared.
  * - Heap: one child per subject; keys and values are allocated first, then the cache is
  *   filled; the growth of the JS heap *and* of typed-array backing stores (which V8 keeps
  *   outside the heap, and which both lru-cache and stratacache use) is charged to the cache.
@@ -60,8 +61,8 @@ interface SuiteReport {
 interface Config {
   readonly quick: boolean
   readonly passes: number
-  readonly getHits: Omit<GetHitsJob, 'kind' | 'subject' | 'ttl'>
-  readonly setEvict: Omit<SetEvictJob, 'kind' | 'subject' | 'ttl'>
+  readonly getHits: Omit<GetHitsJob, 'kind' | 'subjects' | 'ttl'>
+  readonly setEvict: Omit<SetEvictJob, 'kind' | 'subjects' | 'ttl'>
   readonly heap: Omit<HeapJob, 'kind' | 'subject' | 'ttl'>
   readonly traceLength: { readonly scanMixed: number; readonly loopHeavy: number }
 }
@@ -88,7 +89,6 @@ const QUICK: Config = {
 const SCAN_MIXED_SIZES = [1_000, 4_000, 16_000, 64_000]
 const LOOP_HEAVY_SIZES = [2_500, 5_000, 10_000, 15_000]
 
-const SPEED_SUBJECTS: readonly Subject[] = ['stratacache-lru', 'stratacache-tinylfu', 'lru-cache', 'Map']
 const ENGINES: readonly Subject[] = ['stratacache-lru', 'stratacache-tinylfu', 'lru-cache']
 
 /** Everything every child returned, summed, printed at the end (keeps the work observable). */
@@ -101,20 +101,42 @@ interface SpeedFigure {
   readonly spread: number
   readonly best: number
   readonly rounds: readonly number[]
+  /** Median over all rounds of (this subject's round / the lru-cache round run right next to it). */
+  readonly vsLruCache: number
+  /** Half the min-max range of those paired ratios, relative to their median. */
+  readonly ratioSpread: number
 }
 
 type SpeedVariants = Record<string, Partial<Record<Subject, SpeedFigure>>>
 
-/** Runs every (variant, subject) child `passes` times, interleaved, and pools the rounds. */
-async function speed(passes: number, variants: readonly string[], subjects: readonly Subject[], job: (variant: string, subject: Subject) => GetHitsJob | SetEvictJob): Promise<SpeedVariants> {
+const REFERENCE: Subject = 'lru-cache'
+
+/**
+ * Runs every (variant, group) child `passes` times, interleaved, and pools the rounds. Each
+ * group is measured in one process with its rounds interleaved (bench/child.ts) and holds
+ * lru-cache, so every subject's ratio to lru-cache comes from rounds run back to back.
+ */
+async function speed(
+  passes: number,
+  variants: readonly string[],
+  groups: readonly (readonly Subject[])[],
+  job: (variant: string, subjects: readonly Subject[]) => GetHitsJob | SetEvictJob,
+): Promise<SpeedVariants> {
   const pooled = new Map<string, number[]>()
+  const ratios = new Map<string, number[]>()
+  const add = (m: Map<string, number[]>, id: string, xs: readonly number[]): void => {
+    m.set(id, [...(m.get(id) ?? []), ...xs])
+  }
   for (let p = 0; p < passes; p++) {
     for (const variant of variants) {
-      for (const subject of subjects) {
-        const r = await runChild<SpeedResult>(job(variant, subject), 'speed')
+      for (const group of groups) {
+        const r = await runChild<SpeedResult>(job(variant, group), 'speed')
         sink += r.sink
-        const id = `${variant}\u0000${subject}`
-        pooled.set(id, [...(pooled.get(id) ?? []), ...r.rounds])
+        const ref = r.rounds[group.indexOf(REFERENCE)]
+        group.forEach((subject, i) => {
+          add(pooled, `${variant}\u0000${subject}`, r.rounds[i])
+          add(ratios, `${variant}\u0000${subject}`, r.rounds[i].map((x, k) => x / ref[k]))
+        })
         process.stderr.write('.')
       }
     }
@@ -123,48 +145,58 @@ async function speed(passes: number, variants: readonly string[], subjects: read
   const out: SpeedVariants = {}
   for (const variant of variants) {
     out[variant] = {}
-    for (const subject of subjects) {
+    for (const subject of new Set(groups.flat())) {
       const rounds = pooled.get(`${variant}\u0000${subject}`) ?? []
-      out[variant][subject] = { median: median(rounds), spread: spread(rounds), best: Math.max(...rounds), rounds }
+      const paired = ratios.get(`${variant}\u0000${subject}`) ?? []
+      out[variant][subject] = { median: median(rounds), spread: spread(rounds), best: Math.max(...rounds), rounds, vsLruCache: median(paired), ratioSpread: spread(paired) }
     }
   }
   return out
 }
 
-/** Rounds spread beyond this (±, relative to the median) flag a table as noisy. */
+/** Paired ratios spread beyond this (±, relative to their median) flag a table as noisy. */
 const NOISY = 0.25
 
 function speedTable(title: string, unit: string, figures: Partial<Record<Subject, SpeedFigure>>, targets: Partial<Record<Subject, number>>): Table {
-  const noisy = Object.values(figures).some((f) => f !== undefined && f.spread > NOISY)
-  const of = (s: Subject): number => figures[s]?.median ?? NaN
+  const noisy = Object.values(figures).some((f) => f !== undefined && f.ratioSpread > NOISY)
+  const ratioOf = (s: Subject): number => figures[s]?.vsLruCache ?? NaN
   const rows = Object.entries(figures).map(([name, f]) => {
     const s = name as Subject
-    const v = f?.median ?? NaN
     const target = targets[s]
-    const ratio = v / of('lru-cache')
+    const ratio = ratioOf(s)
     return [
       s,
-      fmtOps(v),
-      `±${fmtPct(f?.spread ?? 0, 0)}`,
+      fmtOps(f?.median ?? NaN),
       fmtOps(f?.best ?? NaN),
       fmtRatio(ratio),
-      fmtRatio(v / of('stratacache-lru')),
-      fmtRatio(v / of('stratacache-tinylfu')),
+      s === REFERENCE ? '' : `±${fmtPct(f?.ratioSpread ?? 0, 0)}`,
+      fmtRatio(ratio / ratioOf('stratacache-lru')),
+      fmtRatio(ratio / ratioOf('stratacache-tinylfu')),
       target === undefined ? '' : `>= ${target.toFixed(1)}x vs lru-cache: ${ratio >= target ? 'met' : 'NOT met'}`,
     ]
   })
   return {
     title,
-    columns: ['subject', `${unit} (median)`, '±', 'best round', 'vs lru-cache', 'vs stratacache-lru', 'vs stratacache-tinylfu', 'target'],
+    columns: ['subject', `${unit} (median)`, 'best round', 'vs lru-cache (paired)', '±', 'vs stratacache-lru', 'vs stratacache-tinylfu', 'target'],
     align: 'lrrrrrrl',
     rows,
-    notes: noisy ? [`Noisy: some subject's rounds ranged over more than ±${fmtPct(NOISY, 0)} of its median (other load on the machine); compare ratios, or rerun when the machine is quiet.`] : [],
+    notes: [
+      'vs lru-cache: the median, over every round, of this subject\'s round divided by the lru-cache round run right next to it in the same process; ' +
+        '± is half the range of those ratios. Absolute rates drift with the load of the shared machine; the paired ratios much less.',
+      ...(noisy ? [`Noisy: some paired ratios ranged over more than ±${fmtPct(NOISY, 0)} of their median (bursts of other load); rerun when the machine is quiet.`] : []),
+    ],
   }
 }
 
+/** Each stratacache engine (and the Map ceiling) measured in its own process next to lru-cache. */
+const PAIRS: readonly (readonly Subject[])[] = [
+  ['stratacache-lru', 'lru-cache'],
+  ['stratacache-tinylfu', 'lru-cache'],
+]
+
 async function getHitsSuite(c: Config): Promise<Omit<SuiteReport, 'date' | 'quick' | 'seconds'>> {
   const variants = ['ttl', 'no-ttl']
-  const figures = await speed(c.passes, variants, SPEED_SUBJECTS, (variant, subject) => ({ kind: 'get-hits' as const, subject, ttl: variant === 'ttl', ...c.getHits }))
+  const figures = await speed(c.passes, variants, [...PAIRS, ['Map', 'lru-cache']], (variant, subjects) => ({ kind: 'get-hits' as const, subjects, ttl: variant === 'ttl', ...c.getHits }))
   const g = c.getHits
   const what = `${fmtCount(g.keys)} keys \`key:<i>\`, all held (sized to ${fmtCount(g.keys)}), Zipf(${g.zipf}) stream of ${fmtCount(g.streamLength)} gets, seed ${g.seed}`
   const ttlTable = speedTable(`get hits: ${what}, TTL 1 h on every entry`, 'gets/s', figures.ttl, { 'stratacache-lru': 1.5, 'stratacache-tinylfu': 1.0 })
@@ -176,7 +208,7 @@ async function getHitsSuite(c: Config): Promise<Omit<SuiteReport, 'date' | 'quic
 
 async function setEvictSuite(c: Config): Promise<Omit<SuiteReport, 'date' | 'quick' | 'seconds'>> {
   const variants = ['no-ttl', 'ttl']
-  const figures = await speed(c.passes, variants, ENGINES, (variant, subject) => ({ kind: 'set-evict' as const, subject, ttl: variant === 'ttl', ...c.setEvict }))
+  const figures = await speed(c.passes, variants, PAIRS, (variant, subjects) => ({ kind: 'set-evict' as const, subjects, ttl: variant === 'ttl', ...c.setEvict }))
   const s = c.setEvict
   const what = `bound ${fmtCount(s.bound)} entries, ${fmtCount(s.keys)} distinct keys set in sequence, every set a new key`
   const targets = { 'stratacache-lru': 1.0, 'stratacache-tinylfu': 1.0 }

@@ -1,7 +1,7 @@
 /**
  * A 32-bit hash of a cache key for the frequency sketch (TinyLFU). Computed once per
  * insert, never per read: the policy keeps it per slot. Strings use a Murmur-style mix
- * over their UTF-16 units; numbers their bits; objects an identity number.
+ * over pairs of their UTF-16 units; numbers their bits; objects an identity number.
  */
 const objectIds = new WeakMap<object, number>()
 let nextObjectId = 1
@@ -21,8 +21,15 @@ export function hashKey(key: unknown): number {
 }
 
 function hashString(s: string): number {
-  let h = 0x811c9dc5 ^ s.length
-  for (let i = 0; i < s.length; i++) {
+  // Two UTF-16 units per round (half the multiplications of one per unit).
+  const n = s.length
+  let h = 0x811c9dc5 ^ n
+  let i = 0
+  for (; i + 1 < n; i += 2) {
+    h = Math.imul(h ^ (s.charCodeAt(i) | (s.charCodeAt(i + 1) << 16)), 0x5bd1e995)
+    h ^= h >>> 15
+  }
+  if (i < n) {
     h = Math.imul(h ^ s.charCodeAt(i), 0x5bd1e995)
     h ^= h >>> 15
   }

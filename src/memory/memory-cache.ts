@@ -177,6 +177,7 @@ export class MemoryCache<K = string, V = unknown> {
             random,
             Math.min(this.maxEntries, 1 << 20),
             this.#weighByBytes,
+            (slot) => hashKey(this.#keys[slot]),
           )
     this.#listeners = { store: [], expire: [], evict: [], erase: [], flush: [], timeout: [] }
   }
@@ -286,7 +287,7 @@ export class MemoryCache<K = string, V = unknown> {
     else this.#policy.onUpdate(slot, weight)
     this.#stores++
 
-    if (this.#listeners.store.length > 0 || onEvent !== undefined) this.#emit('store', key, value, onEvent)
+    if ((this.#listening && this.#listeners.store.length > 0) || onEvent !== undefined) this.#emit('store', key, value, onEvent)
     if (this.#count > this.maxEntries || this.#bytes > this.maxBytes) this.#evict()
     if (this.#waiters !== undefined) this.#wake(key, value)
     return true
@@ -616,7 +617,7 @@ export class MemoryCache<K = string, V = unknown> {
     else this.#flushed++
     const onEvent = this.#dropExtra(slot)
     // Event objects are built only for kinds somebody listens to.
-    if (this.#listeners[reason].length > 0 || onEvent !== undefined) this.#emit(reason, key, value, onEvent)
+    if ((this.#listening && this.#listeners[reason].length > 0) || onEvent !== undefined) this.#emit(reason, key, value, onEvent)
   }
 
   #resetStorage(): void {

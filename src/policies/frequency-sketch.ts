@@ -3,73 +3,79 @@
  *
  * Design (after Einziger, Friedman & Manes, "TinyLFU: A Highly Efficient Cache Admission
  * Policy", 2017, and Caffeine's FrequencySketch):
- * - depth 4, width a power of two >= the cache's capacity; one byte per counter, capped at
- *   15 (4-bit counters in spirit; bytes keep the code simple and fast in JS);
- * - block layout (Caffeine's since 3.0): a key's four counters lie in one 64-byte block,
- *   one per 16-byte row, so an increment costs one cache miss instead of four;
+ * - depth 4, 4-bit counters (0..15), 4 x nextPowerOfTwo(capacity) counters in all: about
+ *   2 bytes per cached entry;
+ * - word layout (Caffeine's block layout taken to one machine word): a key's four counters
+ *   lie in one 32-bit word of eight, one counter per two-counter row, chosen by four bits of
+ *   its hash. An increment is one load and one store, a lookup one load. Keys sharing a
+ *   word share only the counters their bits pick; as in any count-min sketch a key's
+ *   estimate is the minimum of its four counters, and sharing can only raise it;
  * - conservative update: only the counters equal to the current minimum are incremented,
  *   which reduces over-estimation;
  * - aging ("reset"): after 10 x capacity increments every counter is halved, so the sketch
  *   follows a changing workload instead of remembering old popularity forever.
  * Collisions only make a key look more popular than it is; they never lose data.
+ *
+ * `increment` tells its caller when a key's estimate has reached the cap (further
+ * increments of it change nothing until the next halving) and when it halved the table,
+ * so that TinyLfuPolicy can skip the sketch on hits of saturated keys exactly.
  */
+export const SATURATED = 1
+export const HALVED = 2
+
 export class FrequencySketch {
-  #table: Uint8Array
-  /** Mask selecting a block (64 bytes) of the table. */
-  #blockMask: number
+  /** Eight 4-bit counters per word; row k of a word is nibbles 2k and 2k + 1. */
+  #table: Int32Array
+  #mask = 0
   #additions = 0
-  #sampleSize: number
+  #sampleSize = 0
 
   constructor(capacity: number) {
-    const bytes = 4 * nextPowerOfTwo(Math.max(16, capacity))
-    this.#table = new Uint8Array(bytes)
-    this.#blockMask = bytes / 64 - 1
-    this.#sampleSize = 10 * Math.max(16, capacity)
+    this.#table = this.#allocate(capacity)
   }
 
-  /** Resizes for a larger capacity (counts are dropped: the sketch relearns quickly). */
-  ensureCapacity(capacity: number): void {
-    const bytes = 4 * nextPowerOfTwo(Math.max(16, capacity))
-    if (bytes <= this.#table.length) return
-    this.#table = new Uint8Array(bytes)
-    this.#blockMask = bytes / 64 - 1
-    this.#sampleSize = 10 * Math.max(16, capacity)
+  /** Resizes for a larger capacity; returns true when it did (counts are dropped: the sketch relearns quickly). */
+  ensureCapacity(capacity: number): boolean {
+    if (tableWords(capacity) <= this.#table.length) return false
+    this.#table = this.#allocate(capacity)
     this.#additions = 0
+    return true
   }
 
   /** Estimated frequency of `hash`, 0..15. */
   frequency(hash: number): number {
-    const t = this.#table
-    const block = (spread(hash) & this.#blockMask) << 6
-    const h = rehash(hash)
-    let min = t[block + (h & 15)]
-    const b = t[block + 16 + ((h >>> 8) & 15)]
-    if (b < min) min = b
-    const c = t[block + 32 + ((h >>> 16) & 15)]
-    if (c < min) min = c
-    const d = t[block + 48 + ((h >>> 24) & 15)]
-    return d < min ? d : min
+    const h = spread(hash)
+    const w = this.#table[h & this.#mask]
+    return min(min((w >>> shift0(h)) & 15, (w >>> shift1(h)) & 15), min((w >>> shift2(h)) & 15, (w >>> shift3(h)) & 15))
   }
 
-  increment(hash: number): void {
+  /**
+   * Counts one use of `hash`. Returns 0, or SATURATED when the estimate is now at the cap
+   * (it stays there until a halving), or HALVED when this increment aged the whole table.
+   */
+  increment(hash: number): number {
     const t = this.#table
-    const block = (spread(hash) & this.#blockMask) << 6
-    const h = rehash(hash)
-    const i0 = block + (h & 15)
-    const i1 = block + 16 + ((h >>> 8) & 15)
-    const i2 = block + 32 + ((h >>> 16) & 15)
-    const i3 = block + 48 + ((h >>> 24) & 15)
-    let min = t[i0]
-    if (t[i1] < min) min = t[i1]
-    if (t[i2] < min) min = t[i2]
-    if (t[i3] < min) min = t[i3]
-    if (min >= 15) return
-    // Conservative update: raise only the counters at the minimum.
-    if (t[i0] === min) t[i0]++
-    if (t[i1] === min) t[i1]++
-    if (t[i2] === min) t[i2]++
-    if (t[i3] === min) t[i3]++
-    if (++this.#additions >= this.#sampleSize) this.#age()
+    const h = spread(hash)
+    const i = h & this.#mask
+    const w = t[i]
+    const s0 = shift0(h)
+    const s1 = shift1(h)
+    const s2 = shift2(h)
+    const s3 = shift3(h)
+    const c0 = (w >>> s0) & 15
+    const c1 = (w >>> s1) & 15
+    const c2 = (w >>> s2) & 15
+    const c3 = (w >>> s3) & 15
+    const m = min(min(c0, c1), min(c2, c3))
+    if (m >= 15) return SATURATED
+    // Conservative update: raise only the counters at the minimum (below 15, so no carry).
+    // Branch-free: (c - m - 1) >>> 31 is 1 exactly when c === m (as c >= m).
+    t[i] = (w + (((c0 - m - 1) >>> 31) << s0) + (((c1 - m - 1) >>> 31) << s1) + (((c2 - m - 1) >>> 31) << s2) + (((c3 - m - 1) >>> 31) << s3)) | 0
+    if (++this.#additions >= this.#sampleSize) {
+      this.#age()
+      return HALVED
+    }
+    return m === 14 ? SATURATED : 0
   }
 
   reset(): void {
@@ -77,22 +83,56 @@ export class FrequencySketch {
     this.#additions = 0
   }
 
+  #allocate(capacity: number): Int32Array {
+    const words = tableWords(capacity)
+    this.#mask = words - 1
+    this.#sampleSize = 10 * Math.max(16, capacity)
+    return new Int32Array(words)
+  }
+
   #age(): void {
     const t = this.#table
-    for (let i = 0; i < t.length; i++) t[i] >>>= 1
+    // Halve all eight counters of a word at once.
+    for (let i = 0; i < t.length; i++) t[i] = (t[i] >>> 1) & 0x77777777
     this.#additions = Math.floor(this.#additions / 2)
   }
 }
 
-function spread(hash: number): number {
-  const h = Math.imul(hash ^ 0x97cb3127, 0x9e3779b1)
-  return (h ^ (h >>> 15)) >>> 0
+/** 4 counters per unit of capacity (rounded up to a power of two), eight per word. */
+function tableWords(capacity: number): number {
+  return nextPowerOfTwo(Math.max(16, capacity)) / 2
 }
 
-function rehash(hash: number): number {
-  let h = Math.imul(hash ^ 0x85ebca6b, 0xc2b2ae35)
-  h ^= h >>> 13
-  return Math.imul(h, 0x27d4eb2f) >>> 0
+// The nibble of row k: 2k or 2k + 1, picked by bit 28 + k of the spread hash (the table
+// index uses the low bits; a table never has 2^28 words).
+function shift0(h: number): number {
+  return ((h >>> 28) & 1) << 2
+}
+function shift1(h: number): number {
+  return 8 + (((h >>> 29) & 1) << 2)
+}
+function shift2(h: number): number {
+  return 16 + (((h >>> 30) & 1) << 2)
+}
+function shift3(h: number): number {
+  return 24 + ((h >>> 31) << 2)
+}
+
+/**
+ * The smaller of two small integers, without a branch. Which of a key's counters is
+ * smallest is a coin toss the CPU would mispredict about half the time: on the machine of
+ * the benchmark a frequency lookup took 17 ns with Math.min and 7 ns with this.
+ */
+function min(a: number, b: number): number {
+  const d = a - b
+  return b + (d & (d >> 31))
+}
+
+function spread(hash: number): number {
+  let h = Math.imul(hash ^ 0x97cb3127, 0x9e3779b1)
+  h ^= h >>> 15
+  h = Math.imul(h, 0x85ebca6b)
+  return (h ^ (h >>> 13)) >>> 0
 }
 
 function nextPowerOfTwo(n: number): number {

@@ -3,53 +3,68 @@
  *
  * Design (Einziger, Friedman & Manes, "TinyLFU: A Highly Efficient Cache Admission Policy",
  * ACM ToS 2017; Caffeine's BoundedLocalCache):
- * - A small LRU "window" (1% of capacity) takes every new entry, so a burst of new keys
- *   gets a chance to prove itself.
- * - The rest is a segmented LRU "main" space: "probation" (20%) and "protected" (80%).
- *   A hit in probation promotes the entry to protected; protected overflow demotes its LRU
- *   entry back to probation.
- * - When the cache is over its bound and the window is over its share, the window's LRU
- *   entry (the candidate) competes with the main space's LRU entry (the victim): the one
- *   the frequency sketch says is used less often is evicted. One-off keys (scans) thus
- *   pass through the window without flushing the frequently used entries in main.
+ * - A small "window" (1% of capacity) takes every new entry, so a burst of new keys gets a
+ *   chance to prove itself.
+ * - The rest is a segmented main space: "probation" (20%) and "protected" (80%). A hit in
+ *   probation promotes the entry to protected; protected overflow demotes its least
+ *   recently used entry back to probation.
+ * - When the cache is over its bound and the window is over its share, the window's least
+ *   recently used entry (the candidate) competes with probation's (the victim): the one the
+ *   frequency sketch says is used less often is evicted. One-off keys (scans) thus pass
+ *   through the window without flushing the frequently used entries in main.
  * - Hash-flooding defence (Caffeine): a candidate with a moderately high frequency that
  *   does not beat the victim is still admitted with probability 1/128, so an attacker
  *   cannot pin a victim by colliding with it in the sketch.
  * Not adopted from Caffeine: the hill-climbing adaptation of the window size (the fixed
  * 1% window is Caffeine's starting point and does well on the traces in bench/).
+ *
+ * How it stays cheaper per hit than an exact LRU (the hot path of a read-mostly cache):
+ * - Recency inside the window and protected segments is kept as CLOCK (second chance)
+ *   over each segment's list: a hit only sets the entry's "referenced" bit; when an entry
+ *   reaches the cold end of its segment (as candidate, or by protected overflow) with the
+ *   bit set, the bit is cleared and the entry goes back to the warm end instead. This is
+ *   the classic approximation of LRU (what operating systems use for page caches); a
+ *   probation hit still promotes at once, as in Caffeine.
+ * - A slot's "saturated" bit records that its key's sketch estimate is at the cap (15), so
+ *   its hits skip the sketch exactly (an increment would change nothing) until the sketch
+ *   halves its counters, which clears every such bit.
+ * - The key's hash is not stored per slot: it is recomputed from the key (through
+ *   `hashOf`) on the hits that need the sketch. Admission, which runs on every eviction,
+ *   takes the candidate's hash from a small direct-mapped table of recently inserted
+ *   slots (the window holds the newest entries) and the main victim's from a one-entry
+ *   cache (the same victim often faces many candidates); a miss in either recomputes it.
+ *   Per slot the policy keeps 9 bytes (links and a flag byte), about 2 bytes of sketch and
+ *   a fraction of a byte of that table.
  */
 import type { Random } from '../core/random.js'
 import { type EvictionPolicy, growFloat64 } from './eviction-policy.js'
-import { FrequencySketch } from './frequency-sketch.js'
+import { FrequencySketch, HALVED } from './frequency-sketch.js'
 
+// Segment numbers (the low two bits of a slot's flag byte).
 const WINDOW = 0
 const PROBATION = 1
 const PROTECTED = 2
-const NONE = 255
-// Fields of a slot's record in #meta.
-const STRIDE = 5
-const HASH = 0
-const TICKET = 1
-const SEG = 2
-const NEXT = 3
-const PREV = 4
+const NONE = 3
+const SEG = 3
+/** Read since the entry last reached the warm end of its segment (CLOCK's reference bit). */
+const REF = 4
+/** The key's sketch estimate is at the cap: hits need not increment it. */
+const SAT = 8
+// Links: two int32 per slot.
+const NEXT = 0
+const PREV = 1
 const HASHDOS_THRESHOLD = 6
-/** Segments shorter than this keep exact LRU order. */
-const SKIP_MIN = 1024
 
 export class TinyLfuPolicy implements EvictionPolicy {
   readonly name = 'tinylfu'
-  /**
-   * Per-slot record of STRIDE int32s: key hash, bump ticket, segment, next, prev — what a
-   * hit reads, side by side (20 bytes: one cache line, occasionally two).
-   */
-  #meta: Int32Array
+  /** Per slot: next, prev. */
+  #links: Int32Array
+  /** Per slot: segment | REF | SAT. */
+  #flags: Uint8Array
   /** Per-slot weight, only when the policy counts bytes; every entry weighs 1 otherwise. */
   #weight: Float64Array | undefined
   #capacity: number
-  #counter = 0
-  #counts = new Int32Array(3)
-  // head (most recent) and tail (victim end) of the three segments
+  // head (warm end) and tail (cold end) of the three segments
   #heads = new Int32Array([-1, -1, -1])
   #tails = new Int32Array([-1, -1, -1])
   #weights = new Float64Array(3)
@@ -58,13 +73,23 @@ export class TinyLfuPolicy implements EvictionPolicy {
   #mainMax: number
   #sketch: FrequencySketch
   #random: Random
+  #hashOf: (slot: number) => number
+  /** Direct-mapped by slot: the hash of the key last inserted in that slot (-1: none). */
+  #recentSlot: Int32Array
+  #recentHash: Int32Array
+  #recentMask: number
+  /** The last main victim whose hash was computed, and that hash. */
+  #victimSlot = -1
+  #victimHash = 0
 
   /**
    * @param capacity  slots to allocate now
    * @param maximum   the bound in weight units (entries, or bytes when only maxBytes is set)
+   * @param hashOf    the 32-bit hash of the key in a slot (the engine owns the keys)
    */
-  constructor(capacity: number, maximum: number, random: Random, sketchCapacity: number, weighted: boolean) {
-    this.#meta = emptyRecords(capacity)
+  constructor(capacity: number, maximum: number, random: Random, sketchCapacity: number, weighted: boolean, hashOf: (slot: number) => number) {
+    this.#links = emptyLinks(capacity)
+    this.#flags = new Uint8Array(capacity).fill(NONE)
     this.#capacity = capacity
     this.#weight = weighted ? new Float64Array(capacity) : undefined
     this.#windowMax = Math.max(1, Math.floor(maximum * 0.01))
@@ -72,59 +97,63 @@ export class TinyLfuPolicy implements EvictionPolicy {
     this.#protectedMax = Math.floor(this.#mainMax * 0.8)
     this.#sketch = new FrequencySketch(sketchCapacity)
     this.#random = random
+    this.#hashOf = hashOf
+    // About twice the window's entries (the window is 1% of at most sketchCapacity entries).
+    const recent = Math.max(16, nextPowerOfTwo(Math.ceil(sketchCapacity / 50)))
+    this.#recentSlot = new Int32Array(recent).fill(-1)
+    this.#recentHash = new Int32Array(recent)
+    this.#recentMask = recent - 1
   }
 
   grow(capacity: number): void {
-    if (capacity * STRIDE <= this.#meta.length) return
-    const meta = emptyRecords(capacity)
-    meta.set(this.#meta)
-    this.#meta = meta
+    if (capacity <= this.#capacity) return
+    const links = emptyLinks(capacity)
+    links.set(this.#links)
+    this.#links = links
+    const flags = new Uint8Array(capacity).fill(NONE)
+    flags.set(this.#flags)
+    this.#flags = flags
     this.#capacity = capacity
     if (this.#weight !== undefined) this.#weight = growFloat64(this.#weight, capacity)
-    this.#sketch.ensureCapacity(capacity)
+    if (this.#sketch.ensureCapacity(capacity)) this.#forgetSaturation()
   }
 
   onInsert(slot: number, hash: number, weight: number): void {
-    this.#meta[slot * STRIDE + HASH] = hash
     if (this.#weight !== undefined) this.#weight[slot] = weight
-    this.#sketch.increment(hash)
+    const j = slot & this.#recentMask
+    this.#recentSlot[j] = slot
+    this.#recentHash[j] = hash
+    const r = this.#sketch.increment(hash)
+    if (r === HALVED) this.#forgetSaturation()
+    this.#flags[slot] = r === 0 || r === HALVED ? NONE : NONE | SAT
     this.#linkHead(WINDOW, slot)
     // While the main space has room, window overflow moves there without any eviction.
     while (this.#weights[WINDOW] > this.#windowMax) {
-      const cand = this.#tails[WINDOW]
+      const cand = this.#coldest(WINDOW)
       if (cand === slot || this.#weights[PROBATION] + this.#weights[PROTECTED] + this.#weightOf(cand) > this.#mainMax) break
-      this.#unlink(cand)
-      this.#linkHead(PROBATION, cand)
+      this.#move(cand, PROBATION)
     }
   }
 
   onAccess(slot: number): void {
-    const meta = this.#meta
-    const r = slot * STRIDE
-    this.#sketch.increment(meta[r + HASH])
-    const seg = meta[r + SEG]
-    if (seg === PROBATION) {
-      this.#unlink(slot)
-      this.#linkHead(PROTECTED, slot)
-      while (this.#weights[PROTECTED] > this.#protectedMax) {
-        const demoted = this.#tails[PROTECTED]
-        if (demoted === slot) break
-        this.#unlink(demoted)
-        this.#linkHead(PROBATION, demoted)
-      }
-    } else if (this.#heads[seg] !== slot) {
-      // Bump skipping as in LruPolicy: an entry in the most recent 1/16 of its segment stays put.
-      const count = this.#counts[seg]
-      if (count >= SKIP_MIN && ((this.#counter - meta[r + TICKET]) >>> 0) < count >>> 4) return
-      this.#unlink(slot)
-      this.#linkHead(seg, slot)
+    const flags = this.#flags
+    let f = flags[slot]
+    if ((f & SAT) === 0) {
+      const r = this.#sketch.increment(this.#hashOf(slot))
+      if (r === HALVED) this.#forgetSaturation()
+      else if (r !== 0) f |= SAT
+    }
+    if ((f & SEG) === PROBATION) {
+      flags[slot] = f
+      this.#promote(slot)
+    } else if ((f & REF) === 0 || f !== flags[slot]) {
+      flags[slot] = f | REF
     }
   }
 
   onUpdate(slot: number, weight: number): void {
-    const seg = this.#meta[slot * STRIDE + SEG]
     if (this.#weight !== undefined) {
-      this.#weights[seg] += weight - this.#weight[slot]
+      this.#weights[this.#flags[slot] & SEG] += weight - this.#weight[slot]
       this.#weight[slot] = weight
     }
     this.onAccess(slot)
@@ -132,88 +161,137 @@ export class TinyLfuPolicy implements EvictionPolicy {
 
   onRemove(slot: number): void {
     this.#unlink(slot)
+    this.#flags[slot] = NONE
+    const j = slot & this.#recentMask
+    if (this.#recentSlot[j] === slot) this.#recentSlot[j] = -1
+    if (this.#victimSlot === slot) this.#victimSlot = -1
   }
 
   victim(): number {
-    const cand = this.#tails[WINDOW]
-    const mainVictim = this.#tails[PROBATION] !== -1 ? this.#tails[PROBATION] : this.#tails[PROTECTED]
-    if (cand !== -1 && this.#weights[WINDOW] > this.#windowMax) {
+    if (this.#weights[WINDOW] > this.#windowMax) {
+      const cand = this.#coldest(WINDOW)
+      const mainVictim = this.#tails[PROBATION] !== -1 ? this.#tails[PROBATION] : this.#coldest(PROTECTED)
+      if (cand === -1) return mainVictim
       if (mainVictim === -1) return cand
-      if (this.#admit(this.#meta[cand * STRIDE + HASH], this.#meta[mainVictim * STRIDE + HASH])) {
-        this.#unlink(cand)
-        this.#linkHead(PROBATION, cand)
+      if (this.#admit(cand, mainVictim)) {
+        this.#move(cand, PROBATION)
         return mainVictim
       }
       return cand
     }
-    return mainVictim !== -1 ? mainVictim : cand
+    if (this.#tails[PROBATION] !== -1) return this.#tails[PROBATION]
+    const protectedVictim = this.#coldest(PROTECTED)
+    return protectedVictim !== -1 ? protectedVictim : this.#coldest(WINDOW)
   }
 
   forEach(fn: (slot: number) => void): void {
     // Most valuable first: protected, then window, then probation.
     for (const seg of [PROTECTED, WINDOW, PROBATION]) {
-      for (let s = this.#heads[seg]; s !== -1; s = this.#meta[s * STRIDE + NEXT]) fn(s)
+      for (let s = this.#heads[seg]; s !== -1; s = this.#links[s * 2 + NEXT]) fn(s)
     }
   }
 
   reset(): void {
-    this.#meta = emptyRecords(this.#capacity)
+    this.#links = emptyLinks(this.#capacity)
+    this.#flags.fill(NONE)
     this.#heads.fill(-1)
     this.#tails.fill(-1)
     this.#weights.fill(0)
-    this.#counts.fill(0)
     this.#sketch.reset()
+    this.#recentSlot.fill(-1)
+    this.#victimSlot = -1
+  }
+
+  /** A probation hit: to the warm end of protected; protected overflow goes back to probation. */
+  #promote(slot: number): void {
+    this.#move(slot, PROTECTED)
+    while (this.#weights[PROTECTED] > this.#protectedMax) {
+      const demoted = this.#coldest(PROTECTED)
+      if (demoted === slot) break
+      this.#move(demoted, PROBATION)
+    }
+  }
+
+  /**
+   * The cold end of `seg` after CLOCK's second chance: referenced entries found there are
+   * moved to the warm end with their bit cleared. Ends: every bit it meets is cleared.
+   */
+  #coldest(seg: number): number {
+    const flags = this.#flags
+    let s = this.#tails[seg]
+    while (s !== -1 && (flags[s] & REF) !== 0 && this.#heads[seg] !== s) {
+      this.#move(s, seg)
+      s = this.#tails[seg]
+    }
+    if (s !== -1) flags[s] &= ~REF
+    return s
   }
 
   #weightOf(slot: number): number {
     return this.#weight === undefined ? 1 : this.#weight[slot]
   }
 
-  #admit(candidateHash: number, victimHash: number): boolean {
-    const c = this.#sketch.frequency(candidateHash)
-    const v = this.#sketch.frequency(victimHash)
+  #admit(candidate: number, victim: number): boolean {
+    const j = candidate & this.#recentMask
+    const c = this.#sketch.frequency(this.#recentSlot[j] === candidate ? this.#recentHash[j] : this.#hashOf(candidate))
+    if (this.#victimSlot !== victim) {
+      this.#victimSlot = victim
+      this.#victimHash = this.#hashOf(victim)
+    }
+    const v = this.#sketch.frequency(this.#victimHash)
     if (c > v) return true
     return c >= HASHDOS_THRESHOLD && this.#random.next() < 1 / 128
   }
 
+  /** Moves `slot` to the warm end of `seg` (its own segment or another), clearing REF. */
+  #move(slot: number, seg: number): void {
+    this.#unlink(slot)
+    this.#flags[slot] = (this.#flags[slot] & SAT) | seg
+    this.#linkHead(seg, slot)
+  }
+
   #linkHead(seg: number, slot: number): void {
-    const meta = this.#meta
-    const r = slot * STRIDE
+    const links = this.#links
+    const r = slot * 2
     const head = this.#heads[seg]
-    meta[r + SEG] = seg
-    meta[r + PREV] = -1
-    meta[r + NEXT] = head
+    this.#flags[slot] = (this.#flags[slot] & SAT) | seg
+    links[r + PREV] = -1
+    links[r + NEXT] = head
     if (head === -1) this.#tails[seg] = slot
-    else meta[head * STRIDE + PREV] = slot
+    else links[head * 2 + PREV] = slot
     this.#heads[seg] = slot
     this.#weights[seg] += this.#weightOf(slot)
-    this.#counts[seg]++
-    meta[r + TICKET] = this.#counter = (this.#counter + 1) >>> 0
   }
 
   #unlink(slot: number): void {
-    const meta = this.#meta
-    const r = slot * STRIDE
-    const seg = meta[r + SEG]
+    const seg = this.#flags[slot] & SEG
     if (seg === NONE) return
-    const p = meta[r + PREV]
-    const n = meta[r + NEXT]
+    const links = this.#links
+    const r = slot * 2
+    const p = links[r + PREV]
+    const n = links[r + NEXT]
     if (p === -1) this.#heads[seg] = n
-    else meta[p * STRIDE + NEXT] = n
+    else links[p * 2 + NEXT] = n
     if (n === -1) this.#tails[seg] = p
-    else meta[n * STRIDE + PREV] = p
-    meta[r + NEXT] = meta[r + PREV] = -1
-    meta[r + SEG] = NONE
+    else links[n * 2 + PREV] = p
+    links[r + NEXT] = links[r + PREV] = -1
+    this.#flags[slot] = (this.#flags[slot] & SAT) | NONE
     this.#weights[seg] -= this.#weightOf(slot)
-    this.#counts[seg]--
+  }
+
+  /** The sketch halved or was resized: no key is known to be at the cap any more. */
+  #forgetSaturation(): void {
+    const flags = this.#flags
+    for (let i = 0; i < flags.length; i++) flags[i] &= ~SAT
   }
 }
 
-function emptyRecords(capacity: number): Int32Array {
-  const meta = new Int32Array(capacity * STRIDE)
-  for (let r = 0; r < meta.length; r += STRIDE) {
-    meta[r + SEG] = NONE
-    meta[r + NEXT] = meta[r + PREV] = -1
-  }
-  return meta
+function nextPowerOfTwo(n: number): number {
+  let p = 1
+  while (p < n) p *= 2
+  return p
+}
+
+function emptyLinks(capacity: number): Int32Array {
+  return new Int32Array(capacity * 2).fill(-1)
 }
