@@ -200,9 +200,11 @@ export class MemoryCache<K = string, V = unknown> {
       return undefined
     }
     const deadline = this.#deadline
-    if (deadline !== undefined && deadline[slot] !== NO_DEADLINE) {
+    // One load of the deadline: after the clock call it would have to be read again.
+    const d = deadline === undefined ? NO_DEADLINE : deadline[slot]
+    if (d !== NO_DEADLINE) {
       const now = this.#clock.now()
-      if (deadline[slot] <= now) {
+      if (d <= now) {
         this.#remove(slot, 'expire')
         this.#misses++
         return undefined
@@ -211,7 +213,7 @@ export class MemoryCache<K = string, V = unknown> {
       if (idle !== undefined && idle[slot] !== 0) {
         const idleAt = now + idle[slot]
         const expireAt = this.#expireAt![slot]
-        deadline[slot] = idleAt < expireAt ? idleAt : expireAt
+        deadline![slot] = idleAt < expireAt ? idleAt : expireAt
       }
     }
     this.#policy.onAccess(slot)
