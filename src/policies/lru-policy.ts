@@ -31,9 +31,20 @@ export class LruPolicy implements EvictionPolicy {
   }
 
   onAccess(slot: number): void {
-    if (slot === this.#head) return
-    this.#unlink(slot)
-    this.#linkHead(slot)
+    const head = this.#head
+    if (slot === head) return
+    // Unlink and relink at the head in one go: the slot is not the head, so it has a prev.
+    const meta = this.#meta
+    const r = slot * STRIDE
+    const p = meta[r + PREV]
+    const n = meta[r + NEXT]
+    meta[p * STRIDE + NEXT] = n
+    if (n === -1) this.#tail = p
+    else meta[n * STRIDE + PREV] = p
+    meta[r + PREV] = -1
+    meta[r + NEXT] = head
+    meta[head * STRIDE + PREV] = slot
+    this.#head = slot
   }
 
   onUpdate(slot: number): void {
