@@ -836,14 +836,23 @@ export class Cache<V = unknown> {
         for (const t of timers) this.#clock.clearTimeout(t)
         return true
       }
-      stored.then(
-        (v) => finish() && resolve(v),
-        (err: unknown) => {
-          if (!finish()) return
-          if (stale === undefined) reject(err)
-          else resolve(this.#fallBack(key, stale, o))
-        },
-      )
+      // Settled through a promise chain from the factory's result (not from a callback that
+      // calls `resolve`), so a join inside the factory still sees this flight waiting for it
+      // in the async stack trace (recursion detection, see single-flight.ts). Once a timer
+      // has answered, the outcome is dropped here (a rejection included).
+      stored
+        .then(
+          (v) => {
+            finish()
+            return v
+          },
+          (err: unknown) => {
+            if (!finish()) return undefined as V
+            if (stale === undefined) throw err
+            return this.#fallBack(key, stale, o)
+          },
+        )
+        .then(resolve, reject)
       if (stale !== undefined && o.soft !== Infinity) {
         timers.push(
           this.#clock.setTimeout(() => {

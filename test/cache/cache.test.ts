@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import { type CacheOptions, createCache, type FactoryContext, isCacheError, ManualClock } from '../../src/index.js'
+import { type CacheOptions, createCache, type EntryOptions, type FactoryContext, isCacheError, ManualClock, memoryStore } from '../../src/index.js'
 
 /** Lets promise callbacks and setImmediate-queued work run (no timers, no sleeping). */
 const flush = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
@@ -170,6 +170,57 @@ describe('single-flight through the facade', () => {
     const a = (): Promise<unknown> => cache.getOrSet('a', () => b())
     const b = (): Promise<unknown> => cache.getOrSet('b', () => a())
     await assert.rejects(a(), (e: unknown) => isCacheError(e, 'ERR_RECURSIVE_FLIGHT'))
+  })
+
+  test('recursion across awaits is refused on every miss path: timeouts, stale fallback, signal, strategies, L2', async () => {
+    // Each of these puts different promise plumbing between the factory and its flight.
+    const variants: Array<[string, CacheOptions, EntryOptions<unknown>]> = [
+      ['defaults', {}, {}],
+      ['hard timeout', {}, { timeout: { hard: '10s' } }],
+      ['soft timeout with a stale value', {}, { ttl: '1s', grace: '1m', timeout: { soft: '10s' } }],
+      ['signal', {}, { signal: new AbortController().signal }],
+      ['stampede-async', {}, { strategy: 'stampede-async' }],
+      ['L2 store', { store: memoryStore() }, {}],
+      ['L2 store, distributed lock', { store: memoryStore(), lock: 'distributed' }, {}],
+    ]
+    for (const [name, options, entry] of variants) {
+      const { cache, clock } = make<unknown>(options)
+      // A stale value to fall back on (used by the soft-timeout variant).
+      await cache.set('self', 'old', entry)
+      await cache.set('a', 'old', entry)
+      clock.advance(2_000)
+      await cache.delete('self')
+      if (entry.grace === undefined) await cache.delete('a')
+      const timers = clock.pendingTimers
+      const self = (): Promise<unknown> =>
+        cache.getOrSet(
+          'self',
+          async () => {
+            await flush()
+            return `self(${String(await self())})`
+          },
+          entry,
+        )
+      await assert.rejects(self(), (e: unknown) => isCacheError(e, 'ERR_RECURSIVE_FLIGHT'), name)
+      const a = (): Promise<unknown> =>
+        cache.getOrSet(
+          'a',
+          async () => {
+            await flush()
+            return `a(${String(await b())})`
+          },
+          entry,
+        )
+      const b = (): Promise<unknown> => cache.getOrSet('b', () => flush().then(a), entry)
+      const outcome = await a().then(
+        (v) => v,
+        (e: unknown) => e,
+      )
+      if (entry.grace !== undefined) assert.equal(outcome, 'old', `${name}: the stale value answers the failed refresh`)
+      else assert.ok(isCacheError(outcome, 'ERR_RECURSIVE_FLIGHT'), `${name}: ${String(outcome)}`)
+      assert.equal(clock.pendingTimers, timers, `${name}: no follower left waiting`)
+      await cache.close()
+    }
   })
 })
 
