@@ -77,6 +77,78 @@ describe('getOrSet basics', () => {
     await assert.rejects(cache.getOrSet('a', () => 2), (e: unknown) => isCacheError(e, 'ERR_CLOSED'))
     await assert.rejects(cache.set('a', 2), (e: unknown) => isCacheError(e, 'ERR_CLOSED'))
   })
+
+  test('a getOrSet without options (the plain-hit path) checks, counts and falls back like any other', async () => {
+    const { cache, clock } = make<unknown>({ defaults: { ttl: '1m' } })
+    // Bad input is a rejection, never a synchronous throw.
+    for (const call of [() => cache.getOrSet('', () => 1), () => cache.getOrSet('x'.repeat(2000), () => 1), () => cache.getOrSet('k', 1 as never)]) {
+      let promise: Promise<unknown> | undefined
+      assert.doesNotThrow(() => {
+        promise = call()
+      })
+      await assert.rejects(promise!, (e: unknown) => isCacheError(e, 'ERR_INVALID_KEY') || isCacheError(e, 'ERR_INVALID_OPTIONS'))
+    }
+    let calls = 0
+    assert.equal(await cache.getOrSet('bare', () => ++calls), 1)
+    assert.equal(await cache.getOrSet('bare', () => ++calls), 1)
+    // Entries written with other options are envelopes: tags (another definition: a miss),
+    // grace (fresh: a hit; stale: a miss that keeps the fallback).
+    await cache.set('tagged', 'old', { tags: ['t'] })
+    assert.equal(await cache.getOrSet('tagged', () => 'new'), 'new')
+    await cache.set('graced', 'g1', { ttl: '1s', grace: '1h' })
+    assert.equal(await cache.getOrSet('graced', () => 'unused'), 'g1')
+    clock.advance(1_000)
+    assert.equal(
+      await cache.getOrSet('graced', () => {
+        throw new Error('source down')
+      }),
+      'g1',
+      'stale fallback',
+    )
+    // Expired: a miss.
+    clock.advance(60_000)
+    assert.equal(await cache.getOrSet('bare', () => ++calls), 2)
+    const s = cache.stats()
+    assert.equal(s.hits, 2)
+    assert.equal(s.misses, 4)
+    assert.equal(s.staleHits, 1)
+    await cache.close()
+    await assert.rejects(cache.getOrSet('bare', () => 3), (e: unknown) => isCacheError(e, 'ERR_CLOSED'))
+  })
+
+  test('a getOrSet without options under defaults with tags, grace or refreshAhead stores envelopes and reads them in full', async () => {
+    const { cache, clock } = make<number>({ defaults: { ttl: 1000, tags: ['org:1'], refreshAhead: 0.5 } })
+    let calls = 0
+    assert.equal(await cache.getOrSet('k', () => ++calls), 1)
+    clock.advance(600)
+    assert.equal(await cache.getOrSet('k', () => ++calls), 1, 'served while the refresh runs')
+    await flush()
+    assert.equal(calls, 2, 'refresh-ahead started by a hit without options')
+    assert.equal(await cache.getOrSet('k', () => ++calls), 2)
+    await cache.invalidateTags(['org:1'])
+    assert.equal(await cache.getOrSet('k', () => ++calls), 3, 'hard-invalidated: a miss')
+  })
+
+  test('a clock that throws during a hit rejects the call instead of throwing', async () => {
+    let broken = false
+    const inner = new ManualClock(0)
+    const clock = {
+      now: () => {
+        if (broken) throw new Error('clock broke')
+        return inner.now()
+      },
+      setTimeout: inner.setTimeout.bind(inner),
+      clearTimeout: inner.clearTimeout.bind(inner),
+    }
+    const cache = createCache<number>({ clock, defaults: { ttl: '1m' } })
+    assert.equal(await cache.getOrSet('k', () => 1), 1)
+    broken = true
+    let promise: Promise<number> | undefined
+    assert.doesNotThrow(() => {
+      promise = cache.getOrSet('k', () => 2)
+    })
+    await assert.rejects(promise!, /clock broke/)
+  })
 })
 
 describe('single-flight through the facade', () => {
