@@ -30,7 +30,8 @@
  *   leader calls `fn` from, and awaits it in, an async function of its own named
  *   `stratacache flight <slot>` (a slot is one of a pool of such functions, held by one
  *   flight from the call of `fn` until `fn` settles, and shared by every SingleFlight in
- *   the process, so cycles through two caches are caught too). When code joins a flight,
+ *   the process, so cycles through two caches are caught too; error stacks of factories
+ *   show them as `at async stratacache flight 3`). When code joins a flight,
  *   the stack trace captured there lists, as "async" frames, every async function that
  *   awaits this code through a chain of promises (V8 follows `await`, `then`/`catch`/
  *   `finally` chains, promises resolved with other promises, `Promise.all`, `race`, `any`
@@ -54,8 +55,9 @@
  *   task of `fn` as part of it. The cost is process-wide: on Node 20 the first
  *   AsyncLocalStorage to run installs promise hooks, which makes every promise cost 2-3x
  *   while enabled (the storage is disabled whenever no such flight runs) and invalidates
- *   V8's promise-hook protector for good: every `await` in the process stays ~15-30%
- *   slower, even once the hooks are gone (`node --trace-protector-invalidation` shows it).
+ *   V8's promise-hook protector for good: every async function and `await` in the process
+ *   costs more even once the hooks are gone (lru-cache's `fetch` hit +21% instructions, a
+ *   bare `await` loop 1.2-1.6x; `node --trace-protector-invalidation` shows it).
  *
  *   Neither way sees two unrelated callers that lead A and B at the same time while A needs
  *   B and B needs A: each waits for the other until its follower timeout fires.
