@@ -249,8 +249,12 @@ type Runner = (flight: AnyFlight, fn: FlightFn<unknown>, signal: AbortSignal) =>
 const RUNNER_PREFIX = 'stratacache flight '
 /** The flight holding each slot, shared by every SingleFlight in the process. */
 const slotFlights: Array<AnyFlight | undefined> = []
-const runners: Runner[] = []
-const freeSlots: number[] = []
+const runners: Array<Runner | undefined> = []
+/** Runners of slots below this are kept for reuse; above (bursts of concurrent flights), made per flight. */
+const KEPT_RUNNERS = 1024
+/** Free slots below KEPT_RUNNERS (taken first), and above. */
+const freeKept: number[] = []
+const freeOther: number[] = []
 /** Frames captured by a join: sync stacks of deep frameworks plus one async frame per awaiting function. */
 const STACK_DEPTH = 256
 
@@ -289,7 +293,11 @@ function makeRunner(slot: number): Runner {
         return value
       } finally {
         slotFlights[slot] = undefined
-        freeSlots.push(slot)
+        if (slot < KEPT_RUNNERS) freeKept.push(slot)
+        else {
+          runners[slot] = undefined
+          freeOther.push(slot)
+        }
       }
     },
   }
@@ -298,13 +306,11 @@ function makeRunner(slot: number): Runner {
 
 /** Starts `fn` for `flight` in a free runner slot. */
 function runInSlot<K, V>(flight: Flight<K, V>, fn: FlightFn<V>, signal: AbortSignal): Promise<V> {
-  let slot = freeSlots.pop()
-  if (slot === undefined) {
-    slot = runners.length
-    runners.push(makeRunner(slot))
-  }
+  const slot = freeKept.pop() ?? freeOther.pop() ?? runners.length
+  let runner = runners[slot]
+  if (runner === undefined) runners[slot] = runner = makeRunner(slot)
   slotFlights[slot] = flight as unknown as AnyFlight
-  return (runners[slot] as Runner)(flight as unknown as AnyFlight, fn as FlightFn<unknown>, signal) as Promise<V>
+  return runner(flight as unknown as AnyFlight, fn as FlightFn<unknown>, signal) as Promise<V>
 }
 
 /** `Error.prepareStackTrace` during a capture: the flights whose runners are on the stack, innermost first. */

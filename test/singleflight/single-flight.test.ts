@@ -791,9 +791,25 @@ describe('recursion: how it is detected', () => {
     }
   })
 
-  test('runner slots are reused: many flights, then an abandoned one still running, and detection stays exact', async () => {
+  test('runner slots are reused: many flights, a burst, then an abandoned one still running, and detection stays exact', async () => {
     const { sf } = make()
+    const selfCycle = (): Promise<unknown> =>
+      cycle(sf as SingleFlight<string, string>, async (again) => {
+        await flush()
+        return again()
+      })
     for (let i = 0; i < 1000; i++) await sf.run(`k${i}`, async () => 'v')
+    // A burst of 3,000 concurrent flights takes slots past the kept runners; a flight led
+    // meanwhile gets one of those (made for it, dropped after), and is still recognised.
+    const gate = deferred<string>()
+    const burst = Array.from({ length: 3000 }, (_, i) => sf.run(`b${i}`, () => gate.promise))
+    const during = await selfCycle()
+    assert.ok(during instanceof RecursiveFlightError && isCacheError(during, 'ERR_RECURSIVE_FLIGHT'))
+    gate.resolve('v')
+    await Promise.all(burst)
+    const after = await selfCycle()
+    assert.ok(after instanceof RecursiveFlightError)
+    assert.equal(sf.stats().recursions, 2)
     // An abandoned flight keeps its slot until its fn settles; a new flight of the same key gets another.
     const ac = new AbortController()
     const stuck = deferred<string>()
@@ -807,6 +823,7 @@ describe('recursion: how it is detected', () => {
     })
     assert.ok(err instanceof RecursiveFlightError)
     assert.deepEqual(err.path, ['A', 'A'])
+    assert.equal(sf.stats().recursions, 3)
     stuck.resolve('late')
   })
 
