@@ -83,6 +83,12 @@ export class Cache<V = unknown> {
   readonly #bus: BusLink | undefined
   /** True while the bus cannot be trusted: L1 is not read. */
   #bypassL1 = false
+  /**
+   * True while a `getOrSet` without options may answer a bare L1 value at once: the cache
+   * is open, L1 is trusted, and the defaults have no tag definition (so a bare value is a
+   * plain hit for them, as in #lookedUp).
+   */
+  #plainHits: boolean
   /** Origins -> keys, created when origins or a feed are first used (see src/feeds). */
   #origins: OriginIndex | undefined
   readonly #feeds = new Set<FeedAttachment>()
@@ -165,10 +171,16 @@ export class Cache<V = unknown> {
         },
         bypass: (bypass) => {
           this.#bypassL1 = bypass
+          this.#plainHits = this.#plainHitsNow()
         },
       })
     } else this.#bus = undefined
     this.#originTags = this.#l2 !== undefined || this.#bus !== undefined
+    this.#plainHits = this.#plainHitsNow()
+  }
+
+  #plainHitsNow(): boolean {
+    return !this.#closed && !this.#bypassL1 && this.#defaults.tagSig === ''
   }
 
   /**
@@ -176,7 +188,20 @@ export class Cache<V = unknown> {
    * misses share one factory run (strategy `stampede`, the default).
    */
   getOrSet(key: string, factory: Factory<V>, options?: EntryOptions<V>): Promise<V> {
+    // The hit path of a call with the default options, when those store bare values (see
+    // #store): the same checks as below, one engine lookup, a counter and a resolved promise.
     try {
+      if (options === undefined && this.#plainHits && typeof key === 'string' && typeof factory === 'function') {
+        const length = key.length
+        if (length !== 0 && length <= this.#maxKeyLength) {
+          const hit = this.#l1.get(key)
+          if (hit !== undefined && !(hit instanceof Envelope)) {
+            this.#hits++
+            return Promise.resolve(hit as V)
+          }
+          return this.#lookedUp(key, factory, this.#defaults, hit)
+        }
+      }
       this.#checkOpen()
       this.#checkKey(key)
       if (typeof factory !== 'function') throw new InvalidOptionsError('factory', 'expected a function')
@@ -187,8 +212,12 @@ export class Cache<V = unknown> {
   }
 
   #getOrSet(key: string, factory: Factory<V>, o: Resolved<V>): Promise<V> {
+    return this.#lookedUp(key, factory, o, this.#bypassL1 ? undefined : this.#l1.get(key))
+  }
+
+  /** The rest of `getOrSet` once L1 was read (`hit`: what it held; undefined when not read). */
+  #lookedUp(key: string, factory: Factory<V>, o: Resolved<V>, hit: V | Envelope<V> | undefined): Promise<V> {
     try {
-      const hit = this.#bypassL1 ? undefined : this.#l1.get(key)
       let stale: Envelope<V> | undefined
       if (hit instanceof Envelope) {
         const env = hit as Envelope<V>
@@ -529,6 +558,7 @@ export class Cache<V = unknown> {
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    this.#plainHits = false
     const feeds = [...this.#feeds]
     this.#feeds.clear()
     await Promise.all(feeds.map((a) => a.feed.close().catch(() => {})))
@@ -836,14 +866,23 @@ export class Cache<V = unknown> {
         for (const t of timers) this.#clock.clearTimeout(t)
         return true
       }
-      stored.then(
-        (v) => finish() && resolve(v),
-        (err: unknown) => {
-          if (!finish()) return
-          if (stale === undefined) reject(err)
-          else resolve(this.#fallBack(key, stale, o))
-        },
-      )
+      // Settled through a promise chain from the factory's result (not from a callback that
+      // calls `resolve`), so a join inside the factory still sees this flight waiting for it
+      // in the async stack trace (recursion detection, see single-flight.ts). Once a timer
+      // has answered, the outcome is dropped here (a rejection included).
+      stored
+        .then(
+          (v) => {
+            finish()
+            return v
+          },
+          (err: unknown) => {
+            if (!finish()) return undefined as V
+            if (stale === undefined) throw err
+            return this.#fallBack(key, stale, o)
+          },
+        )
+        .then(resolve, reject)
       if (stale !== undefined && o.soft !== Infinity) {
         timers.push(
           this.#clock.setTimeout(() => {

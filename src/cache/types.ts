@@ -96,13 +96,17 @@ export interface CacheOptions {
   defaults?: Omit<EntryOptions, 'signal'>
   /**
    * Single-flight. `timeout`: how long a follower waits for the leader. `detectRecursion`:
-   * refuse a factory that asks for its own key (`ERR_RECURSIVE_FLIGHT`) instead of letting
-   * it wait for itself until `timeout`. Detection uses AsyncLocalStorage, which on Node 20
-   * enables async-hook promise hooks for the whole process (every promise then costs more;
-   * see the README's performance section); `false` avoids that cost.
+   * refuse a factory that waits for its own key, directly or through a cycle
+   * (`ERR_RECURSIVE_FLIGHT`), instead of letting it wait for itself until `timeout`.
+   * `true`: a call that joins a flight reads the chain of promises awaiting it from V8's
+   * async stack trace (a few microseconds per join, nothing on hits or elsewhere); sees
+   * cycles through `await`, `then` and `Promise.all`-like combinators, not through timer or
+   * event callbacks. `'context'`: AsyncLocalStorage, which follows timers and callbacks
+   * too, but on Node 20 enables promise hooks and slows every `await` of the process for
+   * good (see the README's performance section). `false`: off.
    * @default { timeout: '60s', detectRecursion: true }
    */
-  flight?: { timeout?: Duration; detectRecursion?: boolean }
+  flight?: { timeout?: Duration; detectRecursion?: boolean | 'context' }
   /** Dependency-tag trie: idle-node pruning. @default { pruneAge: '1h', pruneInterval: '10m' } */
   tags?: { pruneAge?: Duration; pruneInterval?: Duration }
   /** Longest key accepted. @default 1024 */

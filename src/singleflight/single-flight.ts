@@ -22,23 +22,46 @@
  *
  * - Recursion instead of deadlock. Zoocache admits that a cached function calling itself
  *   (directly or through a cycle) can deadlock: the inner call joins the flight that is
- *   waiting for it. We run the leader's `fn` inside an `AsyncLocalStorage` whose store is
- *   the flight itself; each flight remembers the flight in whose context it was started
- *   (`parent`). AsyncLocalStorage is the only way to follow "which computation am I part
- *   of" across `await`s without changing `fn`'s signature. A call that would JOIN a flight
- *   walks its context's chain of parents; if the flight it would join is on that chain,
- *   joining would wait for itself, so it fails with `ERR_RECURSIVE_FLIGHT` (with the path
- *   of keys). Flights are compared by identity, not by key, so an unrelated concurrent
- *   caller of the same key joins normally, and so does code that outlived an older flight
- *   of the same key. The chain lookup happens only on the join path (the only place a
- *   deadlock can form); the leader path pays one `getStore()` (to record `parent`, no
- *   allocation) and one `run()`. One AsyncLocalStorage serves every SingleFlight in the
- *   process, so cycles across two caches are caught too. `detectRecursion: false` turns
- *   all of this off (a recursive call then ends with its follower timeout).
- *   Limits: anything started from inside `fn` counts as part of its computation (even a
- *   fire-and-forget task that `fn` does not await); and two unrelated callers that lead A
- *   and B at the same time while A needs B and B needs A form a cycle no single async
- *   context can see — each waits for the other until its follower timeout fires.
+ *   waiting for it. A call that would JOIN a flight first asks whether that flight is
+ *   waiting for the caller; if so, joining would wait for itself, so it fails with
+ *   `ERR_RECURSIVE_FLIGHT` (with the path of keys). Two ways to know (`detectRecursion`):
+ *
+ *   `true` (the default): the waits-for chain, read from V8's async stack trace. Each
+ *   leader calls `fn` from, and awaits it in, an async function of its own named
+ *   `stratacache flight <slot>` (a slot is one of a pool of such functions, held by one
+ *   flight from the call of `fn` until `fn` settles, and shared by every SingleFlight in
+ *   the process, so cycles through two caches are caught too; error stacks of factories
+ *   show them as `at async stratacache flight 3`). When code joins a flight,
+ *   the stack trace captured there lists, as "async" frames, every async function that
+ *   awaits this code through a chain of promises (V8 follows `await`, `then`/`catch`/
+ *   `finally` chains, promises resolved with other promises, `Promise.all`, `race`, `any`
+ *   and `allSettled`), and, as ordinary frames, every function on the synchronous stack.
+ *   The runner frames among them are exactly the flights whose computation waits for the
+ *   joiner: if the flight being joined is one of them, the join is a deadlock. No state
+ *   follows the code around: nothing is paid on hits, on leads (beyond taking a slot) or
+ *   by unrelated promises; a join pays one stack capture (a few microseconds). It is more
+ *   precise than tracking context: a task that `fn` starts without awaiting it is not
+ *   waited for, so it may join the flight. Limits, where a recursive call is not seen and
+ *   ends with its follower timeout instead (bounded, as with `false`): a cycle that passes
+ *   through something other than a promise chain (a timer or event callback resolving a
+ *   promise), through a promise awaited by two consumers at once (V8 stops at a promise
+ *   with several reactions), through a promise callback that runs before the promise it
+ *   returns into is adopted, or with `--no-async-stack-traces`.
+ *
+ *   `'context'`: the leader's `fn` runs inside an `AsyncLocalStorage` whose store is the
+ *   flight itself; each flight remembers the flight in whose context it was started
+ *   (`parent`), and a joiner walks its context's chain of parents. It follows every
+ *   continuation `fn` starts (timers and event callbacks too) — and counts a fire-and-forget
+ *   task of `fn` as part of it. The cost is process-wide: on Node 20 the first
+ *   AsyncLocalStorage to run installs promise hooks, which makes every promise cost 2-3x
+ *   while enabled (the storage is disabled whenever no such flight runs) and invalidates
+ *   V8's promise-hook protector for good: every async function and `await` in the process
+ *   costs more even once the hooks are gone (lru-cache's `fetch` hit +21% instructions, a
+ *   bare `await` loop 1.2-1.6x; `node --trace-protector-invalidation` shows it).
+ *
+ *   Neither way sees two unrelated callers that lead A and B at the same time while A needs
+ *   B and B needs A: each waits for the other until its follower timeout fires.
+ *   `false` turns detection off (a recursive call then ends with its follower timeout).
  *
  * - Cancellation. Zoocache admits that cancelling a follower does not detach it cleanly.
  *   Here every wait is detachable: a follower's AbortSignal or its timeout (default 60 s,
@@ -98,15 +121,20 @@ export interface SingleFlightOptions<K> {
    */
   onJoin?: (key: K) => void
   /**
-   * Refuse recursive calls (`ERR_RECURSIVE_FLIGHT`) by tracking, with AsyncLocalStorage,
-   * which flight's computation the current code belongs to. `false` saves the
-   * AsyncLocalStorage work (and, on Node 20, the process-wide promise-hook cost of the
-   * first AsyncLocalStorage to run); a recursive call then waits as a follower and ends
-   * with `ERR_FLIGHT_TIMEOUT` — a bounded wait, but a slow and less clear failure.
+   * Refuse recursive calls (`ERR_RECURSIVE_FLIGHT`): a call that would join a flight whose
+   * computation waits for the caller. `true`: from the waits-for chain in V8's async stack
+   * trace, captured when a call joins (a few microseconds per join, nothing elsewhere); sees
+   * cycles through promise chains. `'context'`: from AsyncLocalStorage, which also follows
+   * timers and event callbacks, but on Node 20 makes every promise of the process slower
+   * (see the design note). `false`: off; a recursive call waits as a follower and ends with
+   * `ERR_FLIGHT_TIMEOUT` — a bounded wait, but a slow and less clear failure.
    * @default true
    */
-  detectRecursion?: boolean
+  detectRecursion?: RecursionDetection
 }
+
+/** How recursive calls are detected; see `SingleFlightOptions.detectRecursion`. */
+export type RecursionDetection = boolean | 'context'
 
 export interface RunOptions {
   /**
@@ -161,7 +189,7 @@ export interface SingleFlightStats {
   readonly hookErrors: number
 }
 
-/** What the AsyncLocalStorage holds: the flight whose `fn` this code is part of. */
+/** What the AsyncLocalStorage holds (`detectRecursion: 'context'`): the flight whose `fn` this code is part of. */
 interface Frame {
   readonly key: unknown
   readonly parent: Frame | undefined
@@ -171,14 +199,20 @@ interface Frame {
 const computing = new AsyncLocalStorage<Frame>()
 
 /**
- * Flights whose `fn` runs inside `computing`, across every SingleFlight. On Node 20 an
- * enabled AsyncLocalStorage installs promise hooks for the whole process, which makes every
- * promise (a cache hit's too) cost 2-3x more. So the storage is disabled whenever no such
- * flight runs, and `run()` enables it again for the next one: hits between misses pay
- * nothing. Disabling loses no context anyone needs: with no flight running, no code is
- * part of a computation that a recursive call could deadlock on.
+ * Flights whose `fn` runs inside `computing`, across every SingleFlight. While an
+ * AsyncLocalStorage is enabled on Node 20, promise hooks make every promise of the process
+ * cost 2-3x more, so the storage is disabled whenever no such flight runs, and `run()`
+ * enables it again for the next one. Disabling loses no context anyone needs: with no
+ * flight running, no code is part of a computation that a recursive call could deadlock on.
+ * (What disabling cannot undo: V8's promise-hook protector, invalidated by the first hook.)
  */
 let contextFlights = 0
+
+/** How a flight's runner settles it: the owning SingleFlight's private methods. */
+interface Settler<K, V> {
+  fulfil(flight: Flight<K, V>, value: V): void
+  reject(flight: Flight<K, V>, err: unknown): void
+}
 
 const DEFAULT_TIMEOUT_MS = 60_000
 class Flight<K, V> implements Frame {
@@ -186,21 +220,133 @@ class Flight<K, V> implements Frame {
   readonly parent: Frame | undefined
   /** Present only when the flight can be cancelled: the leader's caller has a signal and no keepAlive. */
   readonly controller: AbortController | undefined
+  readonly settler: Settler<K, V>
   keepAlive: boolean
   settled = false
   abandoned = false
-  /** Counted in `contextFlights` until settled. */
+  /** Runs `fn` inside `computing` (`detectRecursion: 'context'`); counted in `contextFlights` until settled. */
   inContext = false
   /** Waiters still attached: followers, plus the leader's caller when it has a signal. */
   attached = 0
   head: Waiter<K, V> | undefined = undefined
   tail: Waiter<K, V> | undefined = undefined
 
-  constructor(key: K, parent: Frame | undefined, controller: AbortController | undefined, keepAlive: boolean) {
+  constructor(key: K, parent: Frame | undefined, controller: AbortController | undefined, keepAlive: boolean, settler: Settler<K, V>) {
     this.key = key
     this.parent = parent
     this.controller = controller
     this.keepAlive = keepAlive
+    this.settler = settler
+  }
+}
+
+// ---- runners: what a join finds in the async stack trace (see the design note) ----------
+
+type AnyFlight = Flight<unknown, unknown>
+type Runner = (flight: AnyFlight, fn: FlightFn<unknown>, signal: AbortSignal) => Promise<unknown>
+
+/** Runner `i` is named `RUNNER_PREFIX + i`; user code is unlikely to name a function so. */
+const RUNNER_PREFIX = 'stratacache flight '
+/** The flight holding each slot, shared by every SingleFlight in the process. */
+const slotFlights: Array<AnyFlight | undefined> = []
+const runners: Array<Runner | undefined> = []
+/** Runners of slots below this are kept for reuse; above (bursts of concurrent flights), made per flight. */
+const KEPT_RUNNERS = 1024
+/** Free slots below KEPT_RUNNERS (taken first), and above. */
+const freeKept: number[] = []
+const freeOther: number[] = []
+/** Frames captured by a join: sync stacks of deep frameworks plus one async frame per awaiting function. */
+const STACK_DEPTH = 256
+
+/**
+ * Calls `fn`, settles `flight` with its outcome, and resolves (or rejects) with it. The
+ * async frame of this function is what marks "`flight` waits for this code" in the async
+ * stack traces of everything `fn` awaits. The slot is released last, so a slot's runner is
+ * on a stack only while its flight's `fn` is pending.
+ */
+function makeRunner(slot: number): Runner {
+  const name = RUNNER_PREFIX + String(slot)
+  const named: Record<string, Runner> = {
+    async [name](flight: AnyFlight, fn: FlightFn<unknown>, signal: AbortSignal): Promise<unknown> {
+      try {
+        let result: unknown
+        try {
+          result = flight.inContext ? computing.run(flight, fn, signal) : fn(signal)
+        } catch (err) {
+          // A synchronous throw is a failure like a rejection.
+          flight.settler.reject(flight, err)
+          throw err
+        }
+        if (!isThenable(result)) {
+          // A sync fn settles the flight before `run` returns.
+          flight.settler.fulfil(flight, result)
+          return result
+        }
+        let value: unknown
+        try {
+          value = await result
+        } catch (err) {
+          flight.settler.reject(flight, err)
+          throw err
+        }
+        flight.settler.fulfil(flight, value)
+        return value
+      } finally {
+        slotFlights[slot] = undefined
+        if (slot < KEPT_RUNNERS) freeKept.push(slot)
+        else {
+          runners[slot] = undefined
+          freeOther.push(slot)
+        }
+      }
+    },
+  }
+  return named[name] as Runner
+}
+
+/** Starts `fn` for `flight` in a free runner slot. */
+function runInSlot<K, V>(flight: Flight<K, V>, fn: FlightFn<V>, signal: AbortSignal): Promise<V> {
+  const slot = freeKept.pop() ?? freeOther.pop() ?? runners.length
+  let runner = runners[slot]
+  if (runner === undefined) runners[slot] = runner = makeRunner(slot)
+  slotFlights[slot] = flight as unknown as AnyFlight
+  return runner(flight as unknown as AnyFlight, fn as FlightFn<unknown>, signal) as Promise<V>
+}
+
+/** `Error.prepareStackTrace` during a capture: the flights whose runners are on the stack, innermost first. */
+function flightsOfSites(_error: Error, sites: NodeJS.CallSite[]): AnyFlight[] {
+  const found: AnyFlight[] = []
+  for (const site of sites) {
+    const name = site.getFunctionName()
+    if (name !== null && name.startsWith(RUNNER_PREFIX)) {
+      const flight = slotFlights[Number(name.slice(RUNNER_PREFIX.length))]
+      if (flight !== undefined) found.push(flight)
+    }
+  }
+  return found
+}
+
+/**
+ * The flights whose computation waits for the code running now, innermost first: the
+ * runners in the synchronous stack and in V8's async stack trace. Never throws (a stack
+ * that cannot be captured finds nothing: the call then joins as with detection off).
+ */
+function awaitingFlights(): readonly AnyFlight[] {
+  const E = Error as ErrorConstructor & { stackTraceLimit: number }
+  const limit = E.stackTraceLimit
+  const prepare = E.prepareStackTrace
+  const holder: { stack?: unknown } = {}
+  try {
+    E.stackTraceLimit = STACK_DEPTH
+    E.prepareStackTrace = flightsOfSites
+    E.captureStackTrace(holder, awaitingFlights)
+    const found = holder.stack
+    return Array.isArray(found) ? (found as AnyFlight[]) : []
+  } catch {
+    return []
+  } finally {
+    E.stackTraceLimit = limit
+    E.prepareStackTrace = prepare
   }
 }
 
@@ -216,11 +362,17 @@ class Waiter<K, V> {
   timer: TimerHandle | undefined = undefined
   onAbort: (() => void) | undefined = undefined
   done = false
+  /** What this caller awaits; settled only through `resolve` and `reject`. */
+  readonly promise: Promise<V>
 
   constructor(flight: Flight<K, V>, leader: boolean, signal: AbortSignal | undefined) {
     this.flight = flight
     this.leader = leader
     this.signal = signal
+    this.promise = new Promise<V>((resolve, reject) => {
+      this.resolve = resolve
+      this.reject = reject
+    })
   }
 }
 
@@ -234,8 +386,12 @@ export class SingleFlight<K = string, V = unknown> {
   readonly #clock: Clock
   readonly #timeout: number
   readonly #onJoin: ((key: K) => void) | undefined
-  readonly #detectRecursion: boolean
+  readonly #detectRecursion: RecursionDetection
   readonly #flights = new Map<K, Flight<K, V>>()
+  readonly #settler: Settler<K, V> = {
+    fulfil: (flight, value) => this.#fulfil(flight, value),
+    reject: (flight, err) => this.#reject(flight, err),
+  }
 
   #leaders = 0
   #joins = 0
@@ -263,8 +419,8 @@ export class SingleFlight<K = string, V = unknown> {
     }
     this.#onJoin = options.onJoin
     const detectRecursion = options.detectRecursion ?? true
-    if (typeof detectRecursion !== 'boolean') {
-      throw new InvalidOptionsError('detectRecursion', `expected a boolean, got ${typeof detectRecursion}`)
+    if (typeof detectRecursion !== 'boolean' && detectRecursion !== 'context') {
+      throw new InvalidOptionsError('detectRecursion', `expected a boolean or 'context', got ${typeof detectRecursion === 'string' ? JSON.stringify(detectRecursion) : typeof detectRecursion}`)
     }
     this.#detectRecursion = detectRecursion
   }
@@ -335,66 +491,37 @@ export class SingleFlight<K = string, V = unknown> {
       return Promise.reject(abortedError(key, signal))
     }
     const controller = signal !== undefined && !keepAlive ? new AbortController() : undefined
-    const detect = this.#detectRecursion
-    const flight = new Flight<K, V>(key, detect ? computing.getStore() : undefined, controller, keepAlive)
+    const inContext = this.#detectRecursion === 'context'
+    const flight = new Flight<K, V>(key, inContext ? computing.getStore() : undefined, controller, keepAlive, this.#settler)
     this.#flights.set(key, flight)
     this.#leaders++
-
-    let result: PromiseLike<V> | V
-    let thenable: boolean
-    try {
-      const fnSignal = controller === undefined ? neverAbortedSignal() : controller.signal
-      if (detect) {
-        flight.inContext = true
-        contextFlights++
-        result = computing.run(flight, fn, fnSignal)
-      } else result = fn(fnSignal)
-      thenable = isThenable(result)
-    } catch (err) {
-      // A synchronous throw is a failure like a rejection.
-      this.#reject(flight, err)
-      return Promise.reject(err)
+    if (inContext) {
+      flight.inContext = true
+      contextFlights++
     }
-    if (!thenable) {
-      // A sync fn settles the flight before `run` returns.
-      this.#fulfil(flight, result as V)
-      return Promise.resolve(result as V)
-    }
+    // The runner calls fn now, settles the flight with its outcome (a sync fn or a sync
+    // throw: before `run` returns) and resolves with it.
+    const ran = runInSlot(flight, fn, controller === undefined ? neverAbortedSignal() : controller.signal)
+    // Fast path: the leader's caller cannot detach, so its promise is the runner's: the
+    // flight is settled (and the key freed) before the caller resumes.
+    if (signal === undefined || flight.settled) return ran
 
-    if (signal === undefined) {
-      // Fast path: the leader's caller cannot detach, so its promise is fn's promise with
-      // the flight settled (and the key freed) before the caller resumes.
-      return Promise.resolve(result as PromiseLike<V>).then(
-        (value) => {
-          this.#fulfil(flight, value)
-          return value
-        },
-        (err: unknown) => {
-          this.#reject(flight, err)
-          throw err
-        },
-      )
-    }
-
-    // The leader's caller can detach: it waits like a follower (without a timeout), and
-    // fn's outcome is consumed here, so a failure nobody waits for is still handled.
-    const promise = this.#wait(flight, true, signal, Infinity)
-    Promise.resolve(result as PromiseLike<V>).then(
-      (value) => this.#fulfil(flight, value),
-      (err: unknown) => this.#reject(flight, err),
-    )
-    return promise
+    // The leader's caller can detach: it waits like a follower (without a timeout). Its
+    // promise is resolved through the runner's (a failure nobody waits for any more is
+    // still handled), so the promise chain, hence the async stack trace, stays unbroken.
+    const waiter = this.#wait(flight, true, signal, Infinity)
+    ran.then(waiter.resolve, waiter.reject)
+    return waiter.promise
   }
 
   #join(flight: Flight<K, V>, options: RunOptions | undefined, timeout: number): Promise<V> {
-    // The only place a deadlock can form: is the flight we would wait for computing us?
-    const frame = this.#detectRecursion ? computing.getStore() : undefined
-    if (frame !== undefined) {
-      for (let f: Frame | undefined = frame; f !== undefined; f = f.parent) {
-        if (f === flight) {
-          this.#recursions++
-          return Promise.reject(new RecursiveFlightError(flight.key, pathOf(frame, flight.key)))
-        }
+    // The only place a deadlock can form: does the flight we would wait for wait for us?
+    const detect = this.#detectRecursion
+    if (detect !== false) {
+      const path = detect === true ? awaitedPath(flight) : contextPath(flight)
+      if (path !== undefined) {
+        this.#recursions++
+        return Promise.reject(new RecursiveFlightError(flight.key, path))
       }
     }
     const signal = options?.signal
@@ -403,19 +530,15 @@ export class SingleFlight<K = string, V = unknown> {
       return Promise.reject(abortedError(flight.key, signal))
     }
     if (options?.keepAlive === true) flight.keepAlive = true
-    const promise = this.#wait(flight, false, signal, timeout)
+    const { promise } = this.#wait(flight, false, signal, timeout)
     this.#joins++
     const onJoin = this.#onJoin
     if (onJoin !== undefined) this.#callOnJoin(onJoin, flight.key)
     return promise
   }
 
-  #wait(flight: Flight<K, V>, leader: boolean, signal: AbortSignal | undefined, timeout: number): Promise<V> {
+  #wait(flight: Flight<K, V>, leader: boolean, signal: AbortSignal | undefined, timeout: number): Waiter<K, V> {
     const waiter = new Waiter<K, V>(flight, leader, signal)
-    const promise = new Promise<V>((resolve, reject) => {
-      waiter.resolve = resolve
-      waiter.reject = reject
-    })
     const tail = flight.tail
     waiter.prev = tail
     if (tail === undefined) flight.head = waiter
@@ -440,7 +563,7 @@ export class SingleFlight<K = string, V = unknown> {
       waiter.onAbort = onAbort
       signal.addEventListener('abort', onAbort, { once: true })
     }
-    return promise
+    return waiter
   }
 
   /** One caller leaves before the flight settles. */
@@ -544,6 +667,27 @@ function isThenable<V>(value: PromiseLike<V> | V): value is PromiseLike<V> {
 
 function abortedError(key: unknown, signal: AbortSignal): AbortedError {
   return new AbortedError(`Stopped waiting for key ${describeKey(key)}: the caller aborted`, { cause: signal.reason })
+}
+
+/**
+ * `detectRecursion: true`: when `flight` waits for the code running now, the keys of every
+ * flight that does (outermost first) and `flight`'s key; else undefined.
+ */
+function awaitedPath(flight: unknown): unknown[] | undefined {
+  const chain = awaitingFlights()
+  if (!chain.includes(flight as AnyFlight)) return undefined
+  const path: unknown[] = [(flight as AnyFlight).key]
+  for (const f of chain) path.push(f.key)
+  return path.reverse()
+}
+
+/** `detectRecursion: 'context'`: the same, from the flights whose computation this code is part of. */
+function contextPath(flight: Frame): unknown[] | undefined {
+  const frame = computing.getStore()
+  for (let f: Frame | undefined = frame; f !== undefined; f = f.parent) {
+    if (f === flight) return pathOf(frame as Frame, flight.key)
+  }
+  return undefined
 }
 
 /** The keys being computed in this context, outermost first, then the key asked for. */

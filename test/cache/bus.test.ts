@@ -178,6 +178,27 @@ describe('cache + bus: faults', () => {
     await w.close()
   })
 
+  test('while the bus is down no L1 copy is served, not even one filled during the outage (getOrSet with and without options)', async () => {
+    const w = world()
+    const a = await w.proc()
+    const b = await w.proc()
+    const rb = reader(b)
+    let source = 'v1'
+    b.chaos.down()
+    // Filled during the outage: L1 may hold it, but must not answer from it.
+    assert.equal(await rb.read('k', () => source), 'v1')
+    assert.equal(await b.cache.getOrSet('o', () => source, { ttl: '1m' }), 'v1')
+    source = 'v2'
+    await a.cache.set('k', 'v2')
+    await a.cache.set('o', 'v2')
+    await settle()
+    assert.equal(await rb.read('k', () => source), 'v2', 'read from L2, not from the L1 copy')
+    assert.equal(await b.cache.getOrSet('o', () => source, { ttl: '1m' }), 'v2')
+    b.chaos.up()
+    assert.equal(await rb.read('k', () => source), 'v2')
+    await w.close()
+  })
+
   test('a lost message: B serves the old value at most until A’s next heartbeat (≤ 1 s), then flushes (bus_gaps)', async () => {
     const w = world()
     const a = await w.proc()

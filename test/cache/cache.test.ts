@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import { type CacheOptions, createCache, type FactoryContext, isCacheError, ManualClock } from '../../src/index.js'
+import { type CacheOptions, createCache, type EntryOptions, type FactoryContext, isCacheError, ManualClock, memoryStore } from '../../src/index.js'
 
 /** Lets promise callbacks and setImmediate-queued work run (no timers, no sleeping). */
 const flush = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
@@ -76,6 +76,78 @@ describe('getOrSet basics', () => {
     await cache.close()
     await assert.rejects(cache.getOrSet('a', () => 2), (e: unknown) => isCacheError(e, 'ERR_CLOSED'))
     await assert.rejects(cache.set('a', 2), (e: unknown) => isCacheError(e, 'ERR_CLOSED'))
+  })
+
+  test('a getOrSet without options (the plain-hit path) checks, counts and falls back like any other', async () => {
+    const { cache, clock } = make<unknown>({ defaults: { ttl: '1m' } })
+    // Bad input is a rejection, never a synchronous throw.
+    for (const call of [() => cache.getOrSet('', () => 1), () => cache.getOrSet('x'.repeat(2000), () => 1), () => cache.getOrSet('k', 1 as never)]) {
+      let promise: Promise<unknown> | undefined
+      assert.doesNotThrow(() => {
+        promise = call()
+      })
+      await assert.rejects(promise!, (e: unknown) => isCacheError(e, 'ERR_INVALID_KEY') || isCacheError(e, 'ERR_INVALID_OPTIONS'))
+    }
+    let calls = 0
+    assert.equal(await cache.getOrSet('bare', () => ++calls), 1)
+    assert.equal(await cache.getOrSet('bare', () => ++calls), 1)
+    // Entries written with other options are envelopes: tags (another definition: a miss),
+    // grace (fresh: a hit; stale: a miss that keeps the fallback).
+    await cache.set('tagged', 'old', { tags: ['t'] })
+    assert.equal(await cache.getOrSet('tagged', () => 'new'), 'new')
+    await cache.set('graced', 'g1', { ttl: '1s', grace: '1h' })
+    assert.equal(await cache.getOrSet('graced', () => 'unused'), 'g1')
+    clock.advance(1_000)
+    assert.equal(
+      await cache.getOrSet('graced', () => {
+        throw new Error('source down')
+      }),
+      'g1',
+      'stale fallback',
+    )
+    // Expired: a miss.
+    clock.advance(60_000)
+    assert.equal(await cache.getOrSet('bare', () => ++calls), 2)
+    const s = cache.stats()
+    assert.equal(s.hits, 2)
+    assert.equal(s.misses, 4)
+    assert.equal(s.staleHits, 1)
+    await cache.close()
+    await assert.rejects(cache.getOrSet('bare', () => 3), (e: unknown) => isCacheError(e, 'ERR_CLOSED'))
+  })
+
+  test('a getOrSet without options under defaults with tags, grace or refreshAhead stores envelopes and reads them in full', async () => {
+    const { cache, clock } = make<number>({ defaults: { ttl: 1000, tags: ['org:1'], refreshAhead: 0.5 } })
+    let calls = 0
+    assert.equal(await cache.getOrSet('k', () => ++calls), 1)
+    clock.advance(600)
+    assert.equal(await cache.getOrSet('k', () => ++calls), 1, 'served while the refresh runs')
+    await flush()
+    assert.equal(calls, 2, 'refresh-ahead started by a hit without options')
+    assert.equal(await cache.getOrSet('k', () => ++calls), 2)
+    await cache.invalidateTags(['org:1'])
+    assert.equal(await cache.getOrSet('k', () => ++calls), 3, 'hard-invalidated: a miss')
+  })
+
+  test('a clock that throws during a hit rejects the call instead of throwing', async () => {
+    let broken = false
+    const inner = new ManualClock(0)
+    const clock = {
+      now: () => {
+        if (broken) throw new Error('clock broke')
+        return inner.now()
+      },
+      setTimeout: inner.setTimeout.bind(inner),
+      clearTimeout: inner.clearTimeout.bind(inner),
+    }
+    const cache = createCache<number>({ clock, defaults: { ttl: '1m' } })
+    assert.equal(await cache.getOrSet('k', () => 1), 1)
+    broken = true
+    let promise: Promise<number> | undefined
+    assert.doesNotThrow(() => {
+      promise = cache.getOrSet('k', () => 2)
+    })
+    await assert.rejects(promise!, /clock broke/)
   })
 })
 
@@ -170,6 +242,57 @@ describe('single-flight through the facade', () => {
     const a = (): Promise<unknown> => cache.getOrSet('a', () => b())
     const b = (): Promise<unknown> => cache.getOrSet('b', () => a())
     await assert.rejects(a(), (e: unknown) => isCacheError(e, 'ERR_RECURSIVE_FLIGHT'))
+  })
+
+  test('recursion across awaits is refused on every miss path: timeouts, stale fallback, signal, strategies, L2', async () => {
+    // Each of these puts different promise plumbing between the factory and its flight.
+    const variants: Array<[string, CacheOptions, EntryOptions<unknown>]> = [
+      ['defaults', {}, {}],
+      ['hard timeout', {}, { timeout: { hard: '10s' } }],
+      ['soft timeout with a stale value', {}, { ttl: '1s', grace: '1m', timeout: { soft: '10s' } }],
+      ['signal', {}, { signal: new AbortController().signal }],
+      ['stampede-async', {}, { strategy: 'stampede-async' }],
+      ['L2 store', { store: memoryStore() }, {}],
+      ['L2 store, distributed lock', { store: memoryStore(), lock: 'distributed' }, {}],
+    ]
+    for (const [name, options, entry] of variants) {
+      const { cache, clock } = make<unknown>(options)
+      // A stale value to fall back on (used by the soft-timeout variant).
+      await cache.set('self', 'old', entry)
+      await cache.set('a', 'old', entry)
+      clock.advance(2_000)
+      await cache.delete('self')
+      if (entry.grace === undefined) await cache.delete('a')
+      const timers = clock.pendingTimers
+      const self = (): Promise<unknown> =>
+        cache.getOrSet(
+          'self',
+          async () => {
+            await flush()
+            return `self(${String(await self())})`
+          },
+          entry,
+        )
+      await assert.rejects(self(), (e: unknown) => isCacheError(e, 'ERR_RECURSIVE_FLIGHT'), name)
+      const a = (): Promise<unknown> =>
+        cache.getOrSet(
+          'a',
+          async () => {
+            await flush()
+            return `a(${String(await b())})`
+          },
+          entry,
+        )
+      const b = (): Promise<unknown> => cache.getOrSet('b', () => flush().then(a), entry)
+      const outcome = await a().then(
+        (v) => v,
+        (e: unknown) => e,
+      )
+      if (entry.grace !== undefined) assert.equal(outcome, 'old', `${name}: the stale value answers the failed refresh`)
+      else assert.ok(isCacheError(outcome, 'ERR_RECURSIVE_FLIGHT'), `${name}: ${String(outcome)}`)
+      assert.equal(clock.pendingTimers, timers, `${name}: no follower left waiting`)
+      await cache.close()
+    }
   })
 })
 

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
 import { getEventListeners } from 'node:events'
 import { after, before, describe, test } from 'node:test'
 import { ManualClock } from '../../src/core/manual-clock.js'
@@ -649,6 +650,201 @@ describe('recursion', () => {
     assert.equal(await secondLeader, 'second')
     assert.equal(await background!, 'second', 'joined the newer flight, not refused as recursion')
     assert.equal(sf.stats().recursions, 0)
+  })
+})
+
+describe('recursion: how it is detected', () => {
+  /** Leads A, whose fn reaches a call for A through `via`; the outcome of the outer call. */
+  async function cycle(sf: SingleFlight<string, string>, via: (again: () => Promise<string>) => Promise<string>): Promise<unknown> {
+    const fnA = (): Promise<string> => via(() => sf.run('A', fnA))
+    return sf.run('A', fnA).then(
+      (v) => v,
+      (e: unknown) => e,
+    )
+  }
+
+  test('cycles through then-chains, Promise.all/race/any/allSettled, finally and adopted promises are refused', async () => {
+    const ways: Record<string, (again: () => Promise<string>) => Promise<string>> = {
+      then: (again) => flush().then(again),
+      'then in B': (again) => flush().then(() => sfB.run('B', () => flush().then(again))),
+      all: async (again) => (await Promise.all([flush().then(again), 'x']))[0] as string,
+      race: (again) => Promise.race([flush().then(again), new Promise<string>(() => {})]),
+      any: (again) =>
+        Promise.any([flush().then(again)]).catch((e: unknown) => {
+          throw e instanceof AggregateError ? e.errors[0] : e
+        }),
+      allSettled: async (again) => {
+        const [r] = await Promise.allSettled([flush().then(again)])
+        if (r?.status === 'rejected') throw r.reason
+        return 'unexpected'
+      },
+      finally: (again) => flush().then(again).finally(() => {}),
+      'async return': async (again) => {
+        await flush()
+        return again()
+      },
+      'new Promise adopting': (again) => new Promise<string>((resolve, reject) => flush().then(again).then(resolve, reject)),
+    }
+    const { sf } = make()
+    const sfB = sf
+    for (const [name, via] of Object.entries(ways)) {
+      const err = await cycle(sf, via)
+      assert.ok(isCacheError(err, 'ERR_RECURSIVE_FLIGHT'), `${name}: ${String(err)}`)
+      assert.equal(sf.size, 0, name)
+    }
+    assert.equal(sf.stats().recursions, Object.keys(ways).length)
+  })
+
+  test('a leader whose caller has a signal still counts as waiting for its fn', async () => {
+    const { sf } = make()
+    const signal = new AbortController().signal
+    const fnA = async (): Promise<string> => {
+      await flush()
+      return `A(${await sf.run('B', fnB, { signal })})`
+    }
+    const fnB = async (): Promise<string> => {
+      await flush()
+      return `B(${await sf.run('A', fnA, { signal })})`
+    }
+    const err = await sf.run('A', fnA, { signal }).then(
+      () => assert.fail('should not resolve'),
+      (e: unknown) => e,
+    )
+    assert.ok(err instanceof RecursiveFlightError)
+    assert.deepEqual(err.path, ['A', 'B', 'A'])
+  })
+
+  test('a task fn starts without awaiting it is not waited for: it may join the flight (refused under context tracking)', async () => {
+    for (const detectRecursion of [true, 'context'] as const) {
+      const { sf } = make({ detectRecursion })
+      const d = deferred<string>()
+      let background: Promise<unknown> | undefined
+      const leader = sf.run('A', () => {
+        background = (async () => {
+          await flush()
+          return sf.run('A', () => 'unused')
+        })().catch((e: unknown) => e)
+        return d.promise
+      })
+      await flush()
+      await flush()
+      d.resolve('a')
+      assert.equal(await leader, 'a')
+      if (detectRecursion === true) assert.equal(await background!, 'a')
+      else assert.ok(isCacheError(await background!, 'ERR_RECURSIVE_FLIGHT'))
+    }
+  })
+
+  test("a cycle through a timer callback: seen with 'context' only; with true it ends with the follower timeout", async () => {
+    const viaTimer = (again: () => Promise<string>): Promise<string> =>
+      new Promise<string>((resolve, reject) => {
+        setImmediate(() => {
+          again().then(resolve, reject)
+        })
+      })
+    const context = make({ detectRecursion: 'context' })
+    assert.ok(isCacheError(await cycle(context.sf, viaTimer), 'ERR_RECURSIVE_FLIGHT'))
+    const stack = make()
+    const outcome = cycle(stack.sf, viaTimer)
+    await flush()
+    await flush()
+    stack.clock.advance(60_000)
+    assert.ok(isCacheError(await outcome, 'ERR_FLIGHT_TIMEOUT'))
+    assert.equal(stack.sf.stats().recursions, 0)
+    assert.equal(stack.clock.pendingTimers, 0)
+  })
+
+  test("'context' refuses the same direct and cross-instance cycles", async () => {
+    const { sf } = make({ detectRecursion: 'context' })
+    const err = await cycle(sf, async (again) => {
+      await flush()
+      return again()
+    })
+    assert.ok(err instanceof RecursiveFlightError)
+    assert.deepEqual(err.path, ['A', 'A'])
+    assert.throws(() => new SingleFlight({ detectRecursion: 'stack' as never }), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && /detectRecursion/.test(e.message))
+  })
+
+  test('a join leaves Error.prepareStackTrace and Error.stackTraceLimit as they were, and never calls a user hook', async () => {
+    const { sf } = make()
+    const E = Error as ErrorConstructor & { stackTraceLimit: number }
+    const saved = { limit: E.stackTraceLimit, prepare: E.prepareStackTrace }
+    let userCalls = 0
+    const userPrepare = (err: Error): string => {
+      userCalls++
+      return `custom ${err.message}`
+    }
+    try {
+      E.stackTraceLimit = 3
+      E.prepareStackTrace = userPrepare
+      const { fn, d } = controlled<string>()
+      const leader = sf.run('k', fn)
+      const follower = sf.run('k', fn)
+      assert.equal(userCalls, 0)
+      assert.equal(E.prepareStackTrace, userPrepare)
+      assert.equal(E.stackTraceLimit, 3)
+      d.resolve('v')
+      assert.deepEqual(await Promise.all([leader, follower]), ['v', 'v'])
+    } finally {
+      E.stackTraceLimit = saved.limit
+      E.prepareStackTrace = saved.prepare
+    }
+  })
+
+  test('runner slots are reused: many flights, a burst, then an abandoned one still running, and detection stays exact', async () => {
+    const { sf } = make()
+    const selfCycle = (): Promise<unknown> =>
+      cycle(sf as SingleFlight<string, string>, async (again) => {
+        await flush()
+        return again()
+      })
+    for (let i = 0; i < 1000; i++) await sf.run(`k${i}`, async () => 'v')
+    // A burst of 3,000 concurrent flights takes slots past the kept runners; a flight led
+    // meanwhile gets one of those (made for it, dropped after), and is still recognised.
+    const gate = deferred<string>()
+    const burst = Array.from({ length: 3000 }, (_, i) => sf.run(`b${i}`, () => gate.promise))
+    const during = await selfCycle()
+    assert.ok(during instanceof RecursiveFlightError && isCacheError(during, 'ERR_RECURSIVE_FLIGHT'))
+    gate.resolve('v')
+    await Promise.all(burst)
+    const after = await selfCycle()
+    assert.ok(after instanceof RecursiveFlightError)
+    assert.equal(sf.stats().recursions, 2)
+    // An abandoned flight keeps its slot until its fn settles; a new flight of the same key gets another.
+    const ac = new AbortController()
+    const stuck = deferred<string>()
+    const abandoned = sf.run('A', () => stuck.promise, { signal: ac.signal })
+    ac.abort()
+    await assert.rejects(abandoned, (e: unknown) => isCacheError(e, 'ERR_ABORTED'))
+    assert.equal(sf.inFlight('A'), false)
+    const err = await cycle(sf as SingleFlight<string, string>, async (again) => {
+      await flush()
+      return again()
+    })
+    assert.ok(err instanceof RecursiveFlightError)
+    assert.deepEqual(err.path, ['A', 'A'])
+    assert.equal(sf.stats().recursions, 3)
+    stuck.resolve('late')
+  })
+
+  test('default detection never installs a promise hook (which would slow every await of the process for good)', async () => {
+    // V8 reports the promise-hook protector's invalidation on stdout with this flag.
+    const script = `
+      const { SingleFlight } = await import(${JSON.stringify(new URL('../../src/singleflight/index.js', import.meta.url).href)})
+      const sf = new SingleFlight({ detectRecursion: process.argv[1] === 'context' ? 'context' : true })
+      const tick = () => new Promise((r) => setImmediate(r))
+      const fn = async () => { await tick(); return sf.run('A', fn) }
+      const outcome = await sf.run('A', fn).then(() => 'resolved', (e) => e.code)
+      const joined = await Promise.all([sf.run('B', async () => { await tick(); return 1 }), sf.run('B', () => 2)])
+      console.log(outcome, joined.join(','))
+    `
+    for (const mode of ['true', 'context']) {
+      const out = await new Promise<string>((resolve, reject) => {
+        execFile(process.execPath, ['--trace-protector-invalidation', '--input-type=module', '-e', script, mode], (err, stdout) => (err ? reject(err) : resolve(stdout)))
+      })
+      assert.match(out, /ERR_RECURSIVE_FLIGHT 1,1/, mode)
+      assert.equal(/Invalidating protector cell PromiseHook/.test(out), mode === 'context', `${mode}: ${out}`)
+    }
   })
 })
 
