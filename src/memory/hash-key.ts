@@ -1,6 +1,7 @@
 /**
- * A 32-bit hash of a cache key for the frequency sketch (TinyLFU). Computed once per
- * insert, never per read: the policy keeps it per slot. Strings use a Murmur-style mix
+ * A 32-bit hash of a cache key for the frequency sketch (TinyLFU). Computed on insert, at
+ * admission when the policy's small caches miss, and on the hits that still need the
+ * sketch (those of keys not yet at its cap); never stored per slot. Strings use a Murmur-style mix
  * over pairs of their UTF-16 units; numbers their bits; objects an identity number.
  */
 const objectIds = new WeakMap<object, number>()

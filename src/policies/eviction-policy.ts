@@ -27,6 +27,13 @@ export interface EvictionPolicy {
   reset(): void
 }
 
+/** The smallest power of two >= n (and >= 1). */
+export function nextPowerOfTwo(n: number): number {
+  let p = 1
+  while (p < n) p *= 2
+  return p
+}
+
 /** Grows an Int32Array to `capacity`, keeping its contents and filling new cells with `fill`. */
 export function growInt32(a: Int32Array, capacity: number, fill = -1): Int32Array {
   if (capacity <= a.length) return a

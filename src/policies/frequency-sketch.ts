@@ -20,6 +20,8 @@
  * increments of it change nothing until the next halving) and when it halved the table,
  * so that TinyLfuPolicy can skip the sketch on hits of saturated keys exactly.
  */
+import { nextPowerOfTwo } from './eviction-policy.js'
+
 export const SATURATED = 1
 export const HALVED = 2
 
@@ -142,8 +144,3 @@ function spread(hash: number): number {
   return (h ^ (h >>> 13)) >>> 0
 }
 
-function nextPowerOfTwo(n: number): number {
-  let p = 1
-  while (p < n) p *= 2
-  return p
-}

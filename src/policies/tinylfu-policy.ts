@@ -37,7 +37,7 @@
  *   a fraction of a byte of that table.
  */
 import type { Random } from '../core/random.js'
-import { type EvictionPolicy, growFloat64 } from './eviction-policy.js'
+import { type EvictionPolicy, growFloat64, nextPowerOfTwo } from './eviction-policy.js'
 import { FrequencySketch, HALVED } from './frequency-sketch.js'
 
 // Segment numbers (the low two bits of a slot's flag byte).
@@ -246,7 +246,6 @@ export class TinyLfuPolicy implements EvictionPolicy {
   /** Moves `slot` to the warm end of `seg` (its own segment or another), clearing REF. */
   #move(slot: number, seg: number): void {
     this.#unlink(slot)
-    this.#flags[slot] = (this.#flags[slot] & SAT) | seg
     this.#linkHead(seg, slot)
   }
 
@@ -286,11 +285,6 @@ export class TinyLfuPolicy implements EvictionPolicy {
   }
 }
 
-function nextPowerOfTwo(n: number): number {
-  let p = 1
-  while (p < n) p *= 2
-  return p
-}
 
 function emptyLinks(capacity: number): Int32Array {
   return new Int32Array(capacity * 2).fill(-1)
