@@ -13,8 +13,8 @@ import { MemoryCache } from '../src/index.js'
 export const HOUR = 3_600_000
 
 /** Everything compared somewhere in the benchmark. */
-export type Subject = 'stratacache-lru' | 'stratacache-tinylfu' | 'lru-cache' | 'quick-lru' | 'Map'
-export const SUBJECTS: readonly Subject[] = ['stratacache-lru', 'stratacache-tinylfu', 'lru-cache', 'quick-lru', 'Map']
+export type Subject = 'stratacache-lru' | 'stratacache-tinylfu' | 'lru-cache' | 'quick-lru' | 'Map' | 'Map-fifo'
+export const SUBJECTS: readonly Subject[] = ['stratacache-lru', 'stratacache-tinylfu', 'lru-cache', 'quick-lru', 'Map', 'Map-fifo']
 
 /** The synchronous surface every subject shares. */
 export interface SyncCache<K, V> {
@@ -34,7 +34,8 @@ export const TINYLFU_SEED = 7
 
 /**
  * A subject holding at most `max` entries, with a TTL of one hour on every entry when
- * `ttl`. `Map` is unbounded (the ceiling: no bookkeeping at all) and ignores `ttl`.
+ * `ttl`. `Map` is unbounded (the ceiling: no bookkeeping at all) and ignores `ttl`;
+ * `Map-fifo` is bounded by first-in-first-out and ignores `ttl` (the floor of set with eviction).
  * quick-lru keeps between maxSize and 2 x maxSize - 1 entries (two generations of Maps), so
  * it gets maxSize = ceil(max / 2): it never holds more than `max` entries, like the others.
  */
@@ -62,6 +63,50 @@ export function makeCache<K extends number | string, V extends number | string>(
       const cache = new Map<K, V>()
       return { cache, close: () => cache.clear() }
     }
+    case 'Map-fifo': {
+      const cache = new FifoMap<K, V>(max)
+      return { cache, close: () => cache.clear() }
+    }
+  }
+}
+
+/**
+ * The floor of a bounded cache indexed by a Map: a set of a new key costs one Map.get (is it
+ * there?), one Map.set and, when full, one Map.delete of the oldest key, and nothing else
+ * (no recency, no TTL). Any such cache, lru-cache and stratacache included, does at least
+ * these three Map operations per set with eviction.
+ */
+class FifoMap<K, V> implements SyncCache<K, V> {
+  readonly #map = new Map<K, V>()
+  readonly #ring: (K | undefined)[]
+  #next = 0
+
+  constructor(readonly max: number) {
+    this.#ring = new Array<K | undefined>(max).fill(undefined)
+  }
+
+  get size(): number {
+    return this.#map.size
+  }
+
+  get(key: K): V | undefined {
+    return this.#map.get(key)
+  }
+
+  set(key: K, value: V): this {
+    if (this.#map.get(key) === undefined) {
+      const oldest = this.#ring[this.#next]
+      if (oldest !== undefined) this.#map.delete(oldest)
+      this.#ring[this.#next] = key
+      this.#next = this.#next + 1 === this.max ? 0 : this.#next + 1
+    }
+    this.#map.set(key, value)
+    return this
+  }
+
+  clear(): void {
+    this.#map.clear()
+    this.#ring.fill(undefined)
   }
 }
 

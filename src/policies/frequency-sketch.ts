@@ -16,14 +16,16 @@
  *   follows a changing workload instead of remembering old popularity forever.
  * Collisions only make a key look more popular than it is; they never lose data.
  *
- * `increment` tells its caller when a key's estimate has reached the cap (further
- * increments of it change nothing until the next halving) and when it halved the table,
- * so that TinyLfuPolicy can skip the sketch on hits of saturated keys exactly.
+ * `increment` returns the key's new estimate, and says when it halved the table: TinyLfuPolicy
+ * keeps that estimate per resident entry (and halves its copies with the table), so that
+ * admission needs no lookup and hits of keys at the cap skip the sketch exactly.
  */
 import { nextPowerOfTwo } from './eviction-policy.js'
 
-export const SATURATED = 1
-export const HALVED = 2
+/** The cap of an estimate (4-bit counters). */
+export const MAX_FREQUENCY = 15
+/** Set in `increment`'s result when that increment halved every counter. */
+export const HALVED = 16
 
 export class FrequencySketch {
   /** Eight 4-bit counters per word; row k of a word is nibbles 2k and 2k + 1. */
@@ -52,8 +54,9 @@ export class FrequencySketch {
   }
 
   /**
-   * Counts one use of `hash`. Returns 0, or SATURATED when the estimate is now at the cap
-   * (it stays there until a halving), or HALVED when this increment aged the whole table.
+   * Counts one use of `hash` and returns its estimate after the count (0..15; at the cap
+   * it stays 15 until a halving). When this increment aged the whole table, the result is
+   * the halved estimate with the HALVED bit set.
    */
   increment(hash: number): number {
     const t = this.#table
@@ -69,15 +72,16 @@ export class FrequencySketch {
     const c2 = (w >>> s2) & 15
     const c3 = (w >>> s3) & 15
     const m = min(min(c0, c1), min(c2, c3))
-    if (m >= 15) return SATURATED
+    if (m >= MAX_FREQUENCY) return MAX_FREQUENCY
     // Conservative update: raise only the counters at the minimum (below 15, so no carry).
     // Branch-free: (c - m - 1) >>> 31 is 1 exactly when c === m (as c >= m).
     t[i] = (w + (((c0 - m - 1) >>> 31) << s0) + (((c1 - m - 1) >>> 31) << s1) + (((c2 - m - 1) >>> 31) << s2) + (((c3 - m - 1) >>> 31) << s3)) | 0
+    // Every counter at the minimum went up by one: the new estimate is m + 1.
     if (++this.#additions >= this.#sampleSize) {
       this.#age()
-      return HALVED
+      return ((m + 1) >>> 1) | HALVED
     }
-    return m === 14 ? SATURATED : 0
+    return m + 1
   }
 
   reset(): void {

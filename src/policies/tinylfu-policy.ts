@@ -25,20 +25,25 @@
  *   bit set, the bit is cleared and the entry goes back to the warm end instead. This is
  *   the classic approximation of LRU (what operating systems use for page caches); a
  *   probation hit still promotes at once, as in Caffeine.
- * - A slot's "saturated" bit records that its key's sketch estimate is at the cap (15), so
- *   its hits skip the sketch exactly (an increment would change nothing) until the sketch
- *   halves its counters, which clears every such bit.
+ * - Each slot's flag byte keeps its key's sketch estimate as of the key's last count (its
+ *   insert or a hit), and the slots' copies are halved whenever the sketch halves. Admission
+ *   takes the candidate's estimate from there: the candidate was counted moments ago (the
+ *   window holds the newest 1%), so its copy is what the sketch would say, without hashing
+ *   its key or reading the sketch. The victim's estimate is looked up live: it was counted
+ *   long ago, and colliding keys have raised the sketch since; comparing a fresh estimate
+ *   with an old copy favours newcomers (on the loop-heavy trace in bench/ it cost up to 11
+ *   points of hit ratio). The victim's hash comes from a one-entry cache (the same victim
+ *   often faces many candidates), invalidated when its slot is freed.
+ * - A key whose estimate is at the cap (15) skips the sketch on its hits exactly (an
+ *   increment would change nothing) until the next halving.
  * - The key's hash is not stored per slot: it is recomputed from the key (through
- *   `hashOf`) on the hits that need the sketch. Admission, which runs on every eviction,
- *   takes the candidate's hash from a small direct-mapped table of recently inserted
- *   slots (the window holds the newest entries) and the main victim's from a one-entry
- *   cache (the same victim often faces many candidates); a miss in either recomputes it.
- *   Per slot the policy keeps 9 bytes (links and a flag byte), about 2 bytes of sketch and
- *   a fraction of a byte of that table.
+ *   `hashOf`) on the hits of keys below the cap and for a new victim; inserts get it from
+ *   the engine. Per slot the policy keeps 9 bytes (links and the flag byte) and about 2
+ *   bytes of sketch.
  */
 import type { Random } from '../core/random.js'
-import { type EvictionPolicy, growFloat64, nextPowerOfTwo } from './eviction-policy.js'
-import { FrequencySketch, HALVED } from './frequency-sketch.js'
+import { type EvictionPolicy, growFloat64 } from './eviction-policy.js'
+import { FrequencySketch, HALVED, MAX_FREQUENCY } from './frequency-sketch.js'
 
 // Segment numbers (the low two bits of a slot's flag byte).
 const WINDOW = 0
@@ -48,8 +53,11 @@ const NONE = 3
 const SEG = 3
 /** Read since the entry last reached the warm end of its segment (CLOCK's reference bit). */
 const REF = 4
-/** The key's sketch estimate is at the cap: hits need not increment it. */
-const SAT = 8
+/** The high nibble: the key's sketch estimate as of its last count (0..15). */
+const FREQ_SHIFT = 4
+const LOW = 15
+/** A flag byte at or above this has its estimate at the cap: hits skip the sketch. */
+const CAPPED = MAX_FREQUENCY << FREQ_SHIFT
 // Links: two int32 per slot.
 const NEXT = 0
 const PREV = 1
@@ -59,7 +67,7 @@ export class TinyLfuPolicy implements EvictionPolicy {
   readonly name = 'tinylfu'
   /** Per slot: next, prev. */
   #links: Int32Array
-  /** Per slot: segment | REF | SAT. */
+  /** Per slot: segment | REF | estimate << FREQ_SHIFT. */
   #flags: Uint8Array
   /** Per-slot weight, only when the policy counts bytes; every entry weighs 1 otherwise. */
   #weight: Float64Array | undefined
@@ -74,10 +82,6 @@ export class TinyLfuPolicy implements EvictionPolicy {
   #sketch: FrequencySketch
   #random: Random
   #hashOf: (slot: number) => number
-  /** Direct-mapped by slot: the hash of the key last inserted in that slot (-1: none). */
-  #recentSlot: Int32Array
-  #recentHash: Int32Array
-  #recentMask: number
   /** The last main victim whose hash was computed, and that hash. */
   #victimSlot = -1
   #victimHash = 0
@@ -98,11 +102,6 @@ export class TinyLfuPolicy implements EvictionPolicy {
     this.#sketch = new FrequencySketch(sketchCapacity)
     this.#random = random
     this.#hashOf = hashOf
-    // About twice the window's entries (the window is 1% of at most sketchCapacity entries).
-    const recent = Math.max(16, nextPowerOfTwo(Math.ceil(sketchCapacity / 50)))
-    this.#recentSlot = new Int32Array(recent).fill(-1)
-    this.#recentHash = new Int32Array(recent)
-    this.#recentMask = recent - 1
   }
 
   grow(capacity: number): void {
@@ -115,17 +114,15 @@ export class TinyLfuPolicy implements EvictionPolicy {
     this.#flags = flags
     this.#capacity = capacity
     if (this.#weight !== undefined) this.#weight = growFloat64(this.#weight, capacity)
-    if (this.#sketch.ensureCapacity(capacity)) this.#forgetSaturation()
+    // A resized sketch starts empty: so do the copies of its estimates.
+    if (this.#sketch.ensureCapacity(capacity)) for (let i = 0; i < flags.length; i++) flags[i] &= LOW
   }
 
   onInsert(slot: number, hash: number, weight: number): void {
     if (this.#weight !== undefined) this.#weight[slot] = weight
-    const j = slot & this.#recentMask
-    this.#recentSlot[j] = slot
-    this.#recentHash[j] = hash
     const r = this.#sketch.increment(hash)
-    if (r === HALVED) this.#forgetSaturation()
-    this.#flags[slot] = r === 0 || r === HALVED ? NONE : NONE | SAT
+    if (r >= HALVED) this.#halveEstimates()
+    this.#flags[slot] = NONE | ((r & LOW) << FREQ_SHIFT)
     this.#linkHead(WINDOW, slot)
     // While the main space has room, window overflow moves there without any eviction.
     while (this.#weights[WINDOW] > this.#windowMax) {
@@ -138,10 +135,10 @@ export class TinyLfuPolicy implements EvictionPolicy {
   onAccess(slot: number): void {
     const flags = this.#flags
     let f = flags[slot]
-    if ((f & SAT) === 0) {
+    if (f < CAPPED) {
       const r = this.#sketch.increment(this.#hashOf(slot))
-      if (r === HALVED) this.#forgetSaturation()
-      else if (r !== 0) f |= SAT
+      if (r >= HALVED) this.#halveEstimates()
+      f = (f & LOW) | ((r & LOW) << FREQ_SHIFT)
     }
     if ((f & SEG) === PROBATION) {
       flags[slot] = f
@@ -162,8 +159,6 @@ export class TinyLfuPolicy implements EvictionPolicy {
   onRemove(slot: number): void {
     this.#unlink(slot)
     this.#flags[slot] = NONE
-    const j = slot & this.#recentMask
-    if (this.#recentSlot[j] === slot) this.#recentSlot[j] = -1
     if (this.#victimSlot === slot) this.#victimSlot = -1
   }
 
@@ -198,8 +193,12 @@ export class TinyLfuPolicy implements EvictionPolicy {
     this.#tails.fill(-1)
     this.#weights.fill(0)
     this.#sketch.reset()
-    this.#recentSlot.fill(-1)
     this.#victimSlot = -1
+  }
+
+  /** The estimate kept for the key in `slot` (0..15): its sketch estimate as of its last count, halved with the sketch. */
+  frequencyOf(slot: number): number {
+    return this.#flags[slot] >>> FREQ_SHIFT
   }
 
   /** A probation hit: to the warm end of protected; protected overflow goes back to probation. */
@@ -232,8 +231,7 @@ export class TinyLfuPolicy implements EvictionPolicy {
   }
 
   #admit(candidate: number, victim: number): boolean {
-    const j = candidate & this.#recentMask
-    const c = this.#sketch.frequency(this.#recentSlot[j] === candidate ? this.#recentHash[j] : this.#hashOf(candidate))
+    const c = this.#flags[candidate] >>> FREQ_SHIFT
     if (this.#victimSlot !== victim) {
       this.#victimSlot = victim
       this.#victimHash = this.#hashOf(victim)
@@ -253,7 +251,7 @@ export class TinyLfuPolicy implements EvictionPolicy {
     const links = this.#links
     const r = slot * 2
     const head = this.#heads[seg]
-    this.#flags[slot] = (this.#flags[slot] & SAT) | seg
+    this.#flags[slot] = (this.#flags[slot] & ~LOW) | seg
     links[r + PREV] = -1
     links[r + NEXT] = head
     if (head === -1) this.#tails[seg] = slot
@@ -274,17 +272,25 @@ export class TinyLfuPolicy implements EvictionPolicy {
     if (n === -1) this.#tails[seg] = p
     else links[n * 2 + PREV] = p
     links[r + NEXT] = links[r + PREV] = -1
-    this.#flags[slot] = (this.#flags[slot] & SAT) | NONE
+    this.#flags[slot] = (this.#flags[slot] & ~LOW) | NONE
     this.#weights[seg] -= this.#weightOf(slot)
   }
 
-  /** The sketch halved or was resized: no key is known to be at the cap any more. */
-  #forgetSaturation(): void {
-    const flags = this.#flags
-    for (let i = 0; i < flags.length; i++) flags[i] &= ~SAT
+  /** The sketch halved its counters: so do the slots' copies of their estimates. */
+  #halveEstimates(): void {
+    halveNibbles(this.#flags)
   }
 }
 
+
+/**
+ * Halves the estimate nibble of every flag byte, keeping the low bits. A function of its own
+ * with nothing after the loop (see `halve` in frequency-sketch.ts: it runs rarely, so V8
+ * compiles it on-stack mid-loop, and code after the loop would deoptimize it every time).
+ */
+function halveNibbles(flags: Uint8Array): void {
+  for (let i = 0; i < flags.length; i++) flags[i] = ((flags[i] >>> 1) & 0x70) | (flags[i] & LOW)
+}
 
 function emptyLinks(capacity: number): Int32Array {
   return new Int32Array(capacity * 2).fill(-1)

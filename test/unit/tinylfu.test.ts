@@ -1,13 +1,13 @@
 /**
  * The pieces of Window-TinyLFU below the engine: the frequency sketch's contract (count-min
- * estimates, the cap, halving, and the SATURATED / HALVED signals the policy relies on to
- * skip the sketch exactly), and the policy's shortcuts (CLOCK's second chance, the
- * saturation bit, the cached hashes used at admission) against what they stand for.
+ * estimates, the cap, halving, and the estimates and HALVED signal `increment` returns),
+ * and the policy's shortcuts (CLOCK's second chance, the per-slot copies of estimates that
+ * admission compares) against what they stand for.
  */
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { SeededRandom } from '../../src/core/random.js'
-import { FrequencySketch, HALVED, SATURATED } from '../../src/policies/frequency-sketch.js'
+import { FrequencySketch, HALVED, MAX_FREQUENCY } from '../../src/policies/frequency-sketch.js'
 import { TinyLfuPolicy } from '../../src/policies/tinylfu-policy.js'
 import { hashKey } from '../../src/memory/hash-key.js'
 
@@ -26,15 +26,14 @@ describe('FrequencySketch', () => {
     for (const [key, n] of truth) assert.ok(sketch.frequency(key) >= Math.min(n, 15), `key ${key}: estimate ${sketch.frequency(key)} < count ${n}`)
   })
 
-  test('a key alone in the sketch is counted exactly up to the cap, and SATURATED says when it reached it', () => {
+  test('a key alone in the sketch is counted exactly up to the cap, and increment returns the new estimate', () => {
     const sketch = new FrequencySketch(1024)
     const key = hashKey('only')
-    const signals: number[] = []
-    for (let i = 0; i < 20; i++) signals.push(sketch.increment(key))
-    assert.equal(sketch.frequency(key), 15)
-    // The 15th increment brings it to 15 and says so; every later one is a no-op that says so too.
-    assert.deepEqual(signals.slice(0, 14), Array(14).fill(0))
-    assert.deepEqual(signals.slice(14), Array(6).fill(SATURATED))
+    const results: number[] = []
+    for (let i = 0; i < 20; i++) results.push(sketch.increment(key))
+    assert.equal(sketch.frequency(key), MAX_FREQUENCY)
+    // 1, 2, ... 15, then the cap: every later increment is a no-op that returns 15.
+    assert.deepEqual(results, [...Array.from({ length: 15 }, (_, i) => i + 1), ...Array(5).fill(MAX_FREQUENCY)])
   })
 
   test('after 10 x capacity increments every counter is halved, and the increment that did it says HALVED', () => {
@@ -47,9 +46,17 @@ describe('FrequencySketch', () => {
     let counted = 15
     const random = new SeededRandom(5)
     for (let i = 0; halvedAt === -1 && i < 10_000; i++) {
-      const r = sketch.increment(hashKey(`cold${Math.floor(random.next() * 1e9)}`))
-      if (r !== SATURATED) counted++
-      if (r === HALVED) halvedAt = counted
+      const cold = hashKey(`cold${Math.floor(random.next() * 1e9)}`)
+      const before = sketch.frequency(cold)
+      const r = sketch.increment(cold)
+      if (before < MAX_FREQUENCY) counted++ // an increment at the cap changes nothing and is not counted
+      if (r >= HALVED) {
+        halvedAt = counted
+        assert.equal(r & ~HALVED, (before + 1) >>> 1, 'the result is the halved new estimate')
+        assert.equal(r & ~HALVED, sketch.frequency(cold))
+      } else {
+        assert.equal(r, Math.min(before + 1, MAX_FREQUENCY))
+      }
     }
     assert.equal(halvedAt, 10 * capacity, 'the sample size is 10 x capacity increments that changed the sketch')
     assert.ok(sketch.frequency(hot) <= 7 + 1, `the hot key was halved (15 -> 7, plus at most 1 from a cold collision): ${sketch.frequency(hot)}`)
@@ -115,11 +122,65 @@ describe('TinyLfuPolicy', () => {
     assert.equal(after.indexOf(21), 80, 'at the warm end of probation')
   })
 
-  test('admission uses the hash of the key now in a slot, never one cached for a key that left it', () => {
-    // maximum 5: window 1, main 4. 16 slots, so spare slots can pump keys into the sketch.
-    const { p, insert } = policy(5, 16)
+  test("a slot's estimate is its key's sketch estimate as of its last count, halved with the sketch", () => {
+    // maximum 16: the sketch ages after 160 counts.
+    const { p, insert } = policy(16, 17)
+    const spare = 16
     const pump = (key: string, times: number): void => {
       // A spare slot inserted and removed at once: only the sketch remembers the key.
+      for (let i = 0; i < times; i++) {
+        insert(spare, key)
+        p.onRemove(spare)
+      }
+    }
+    pump('hot', 6)
+    insert(0, 'hot') // the sketch remembers the key's six earlier counts
+    assert.equal(p.frequencyOf(0), 7)
+    insert(1, 'cold')
+    assert.equal(p.frequencyOf(1), 1)
+    p.onAccess(1)
+    p.onAccess(1)
+    assert.equal(p.frequencyOf(1), 3, 'a hit counts')
+    for (let i = 0; i < 20; i++) p.onAccess(0)
+    assert.equal(p.frequencyOf(0), MAX_FREQUENCY, 'capped at 15')
+    p.onRemove(1)
+    insert(1, 'new')
+    assert.equal(p.frequencyOf(1), 1, "a reused slot carries its new key's estimate, not the old key's")
+    // Age the sketch: other keys' counts until it halves (160 counts in all).
+    let n = 0
+    while (p.frequencyOf(0) === MAX_FREQUENCY && n++ < 1000) pump(`filler${n}`, 1)
+    assert.ok(n < 1000, 'the sketch halved')
+    assert.equal(p.frequencyOf(0), 7, 'halved with the sketch: 15 -> 7')
+    assert.equal(p.frequencyOf(1), 0, '1 -> 0')
+  })
+
+  test("admission: the candidate's kept estimate against the victim's live one, hashing each victim once", () => {
+    // maximum 5: window 1, main 4.
+    const { p, insert, hashCalls } = policy(5, 16)
+    for (let s = 0; s < 5; s++) insert(s, `k${s}`) // window [4], probation [3 2 1 0]
+    insert(5, 'k5')
+    const calls = hashCalls()
+    assert.equal(p.victim(), 4, 'equal estimates: the candidate goes')
+    assert.equal(hashCalls(), calls + 1, "the victim's hash (k0) was computed")
+    p.onRemove(4)
+    // The next candidate was counted twice before it came.
+    for (let i = 0; i < 2; i++) {
+      insert(15, 'k6')
+      p.onRemove(15)
+    }
+    insert(6, 'k6')
+    assert.equal(p.victim(), 5, "equal estimates (k5 against k0's 1): the candidate k5 goes")
+    p.onRemove(5)
+    insert(7, 'k7')
+    assert.equal(p.frequencyOf(6), 3)
+    assert.equal(p.victim(), 0, 'k6 (3) beats the victim k0 (1): k0 goes, k6 enters probation')
+    assert.equal(hashCalls(), calls + 1, 'the same victim faced three candidates: hashed once')
+  })
+
+  test("admission never uses the hash cached for a victim's key after that key left its slot", () => {
+    // maximum 5: window 1, main 4. 16 slots, so a spare slot can pump keys into the sketch.
+    const { p, insert } = policy(5, 16)
+    const pump = (key: string, times: number): void => {
       for (let i = 0; i < times; i++) {
         insert(15, key)
         p.onRemove(15)
@@ -127,52 +188,61 @@ describe('TinyLfuPolicy', () => {
     }
     for (let s = 0; s < 5; s++) insert(s, `k${s}`) // window [4], probation [3 2 1 0]
     insert(5, 'k5')
-    assert.equal(p.victim(), 4, 'equal frequencies: the candidate goes') // victim hash of slot 0 ('k0') now cached
+    assert.equal(p.victim(), 4, 'equal estimates: the candidate goes') // the hash of slot 0 ('k0') is now cached
     p.onRemove(4)
     pump('k0', 10) // the key that was in slot 0 is now popular
     for (const s of [1, 2, 3, 0, 5]) p.onRemove(s) // everything leaves; slot 0 last
     // Slot 0 comes back with a key without history and becomes probation's cold end.
     insert(0, 'fresh')
-    for (let s = 1; s < 5; s++) insert(s, `f${s}`) // window [4], probation [3 2 1 0]
-    pump('f4', 4) // the candidate: frequency 5, above 'fresh' (1), below 'k0' (10)
+    for (let s = 1; s < 4; s++) insert(s, `f${s}`)
+    pump('f4', 4)
+    insert(4, 'f4') // window [4] (estimate 5), probation [3 2 1 0]
     insert(5, 'f5')
-    assert.equal(p.victim(), 0, "the candidate beats slot 0's real key; a stale cached hash ('k0') would have kept it")
+    assert.equal(p.victim(), 0, "the candidate (5) beats slot 0's real key (1); a stale cached hash ('k0', 11) would have kept it")
   })
 
-  test('admission takes most hashes from its caches: fewer hash computations than keys compared', () => {
-    // A skewed stream with evictions; each admission compares two keys.
-    const run = (): { victims: number[]; calls: number } => {
-      const { p, insert, hashCalls } = policy(64)
-      const random = new SeededRandom(21)
-      const slotOf = new Map<string, number>()
-      const free: number[] = []
-      let next = 0
-      const victims: number[] = []
-      for (let i = 0; i < 20_000; i++) {
-        const key = `k${Math.floor(random.next() ** 3 * 400)}`
-        const slot = slotOf.get(key)
-        if (slot !== undefined) {
-          p.onAccess(slot)
-          continue
-        }
+  test("property: an entry's estimate lies between its key's true count and the sketch's estimate", () => {
+    // A skewed stream with evictions, fewer counts than one aging period (10 x 4096), so
+    // no halving: the true count of a key is the number of its inserts and hits so far.
+    const maximum = 64
+    const sketchCapacity = 4096
+    const keys: string[] = []
+    const p = new TinyLfuPolicy(maximum, maximum, new SeededRandom(1), sketchCapacity, false, (slot) => hashKey(keys[slot]))
+    const shadow = new FrequencySketch(sketchCapacity) // fed the same counts in the same order
+    const random = new SeededRandom(21)
+    const slotOf = new Map<string, number>()
+    const truth = new Map<string, number>()
+    const free: number[] = []
+    let next = 0
+    let evictions = 0
+    for (let i = 0; i < 20_000; i++) {
+      const key = `k${Math.floor(random.next() ** 3 * 400)}`
+      truth.set(key, (truth.get(key) ?? 0) + 1)
+      shadow.increment(hashKey(key))
+      const slot = slotOf.get(key)
+      if (slot !== undefined) {
+        p.onAccess(slot)
+      } else {
         const s = free.pop() ?? next++
         slotOf.set(key, s)
-        insert(s, key)
-        if (slotOf.size > 64) {
+        keys[s] = key
+        p.onInsert(s, hashKey(key), 1)
+        if (slotOf.size > maximum) {
           const victim = p.victim()
-          victims.push(victim)
-          for (const [k, vs] of slotOf) if (vs === victim) slotOf.delete(k)
+          evictions++
+          slotOf.delete(keys[victim])
           p.onRemove(victim)
           free.push(victim)
         }
       }
-      return { victims, calls: hashCalls() }
+      if (i % 97 === 0) {
+        for (const [k, s] of slotOf) {
+          const f = p.frequencyOf(s)
+          assert.ok(f >= Math.min(truth.get(k)!, MAX_FREQUENCY), `${k}: ${f} below its count ${truth.get(k)}`)
+          assert.ok(f <= shadow.frequency(hashKey(k)), `${k}: ${f} above the sketch's ${shadow.frequency(hashKey(k))}`)
+        }
+      }
     }
-    const a = run()
-    const b = run()
-    assert.deepEqual(a.victims, b.victims, 'deterministic')
-    assert.ok(a.victims.length > 1000)
-    // Without the caches every admission would hash two keys.
-    assert.ok(a.calls < a.victims.length * 2, `hash calls ${a.calls} for ${a.victims.length} evictions`)
+    assert.ok(evictions > 1000, `the stream evicted (${evictions})`)
   })
 })
