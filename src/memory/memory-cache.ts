@@ -268,11 +268,18 @@ export class MemoryCache<K = string, V = unknown> {
       slot = undefined
     }
     const isNew = slot === undefined
+    let recycled = false
     if (slot === undefined) {
-      slot = this.#allocate()
+      let fresh = -1
+      if (this.#count >= this.maxEntries && !this.#hashed && !this.#sized && !this.#listening) fresh = this.#recycleLru()
+      recycled = fresh !== -1
+      if (!recycled) {
+        fresh = this.#allocate()
+        this.#count++
+      }
+      slot = fresh
       this.#keys[slot] = key
       this.#map.set(key, slot)
-      this.#count++
     } else {
       this.#dropExtra(slot)
       if (this.#sized) this.#bytes -= this.#sizes![slot]
@@ -285,7 +292,8 @@ export class MemoryCache<K = string, V = unknown> {
     this.#setDeadline(slot, ttl, tti)
     if (onEvent !== undefined || signal !== undefined) this.#attach(slot, key, onEvent, signal)
     const weight = this.#weighByBytes ? size : 1
-    if (isNew) this.#policy.onInsert(slot, this.#hashed ? hashKey(key) : 0, weight)
+    if (recycled) this.#policy.onAccess(slot)
+    else if (isNew) this.#policy.onInsert(slot, this.#hashed ? hashKey(key) : 0, weight)
     else this.#policy.onUpdate(slot, weight)
     this.#stores++
 
@@ -307,7 +315,15 @@ export class MemoryCache<K = string, V = unknown> {
   /** Removes every entry (`flush`, or `expire` for those already past their deadline). */
   clear(): void {
     if (!this.#listening && this.#extras === undefined) {
-      this.#flushed += this.#count
+      // Nobody to tell: only the counters, which count entries already past their deadline as expired.
+      let expired = 0
+      const deadline = this.#deadline
+      if (deadline !== undefined) {
+        const now = this.#clock.now()
+        for (const slot of this.#map.values()) if (deadline[slot] <= now) expired++
+      }
+      this.#expired += expired
+      this.#flushed += this.#count - expired
       this.#resetStorage()
       return
     }
@@ -594,6 +610,27 @@ export class MemoryCache<K = string, V = unknown> {
       if (victim === -1) break
       this.#remove(victim, this.#isExpired(victim) ? 'expire' : 'evict')
     }
+  }
+
+  /**
+   * An LRU cache at its entry bound, with nobody listening: evicts the least recently used
+   * entry now (before the new one is stored, which nothing can observe) and returns its
+   * slot for the new entry, still linked where it was, or -1 when that entry has extras.
+   */
+  #recycleLru(): number {
+    const victim = this.#policy.victim()
+    if (victim === -1 || this.#extras?.[victim] !== undefined) return -1
+    this.#map.delete(this.#keys[victim] as K)
+    const deadline = this.#deadline
+    if (deadline !== undefined && deadline[victim] !== NO_DEADLINE) {
+      if (deadline[victim] <= this.#clock.now()) this.#expired++
+      else this.#evicted++
+      deadline[victim] = NO_DEADLINE
+      this.#wheel!.unschedule(victim)
+    } else {
+      this.#evicted++
+    }
+    return victim
   }
 
   #remove(slot: number, reason: RemovalReason): void {

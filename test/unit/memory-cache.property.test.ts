@@ -383,3 +383,67 @@ describe('MemoryCache agrees with a reference model', () => {
     })
   }
 })
+
+/**
+ * An LRU cache at its entry bound that nobody listens to evicts before it stores and reuses
+ * the victim's slot (MemoryCache#recycleLru), a path the model test above never takes (it
+ * listens). This property runs the same operations on such a cache and on one with a
+ * listener (the path checked against the model) and requires identical behaviour: every
+ * read, `size`, `stats()` and the recency order of the entries, after every step.
+ */
+describe('MemoryCache: the LRU recycling path agrees with the general one', () => {
+  const configs = [
+    { name: 'maxEntries', maxEntries: 4 },
+    { name: 'maxEntries, default ttl', maxEntries: 3, ttl: 100 },
+  ]
+  for (const config of configs) {
+    test(config.name, () => {
+      const hook = (): void => {}
+      fc.assert(
+        fc.property(fc.array(opArb(false), { minLength: 1, maxLength: 120, size: 'max' }), (ops) => {
+          const clock = new ManualClock(0)
+          const make = (): MemoryCache<Key, Val> =>
+            new MemoryCache<Key, Val>({ policy: 'lru', clock, sweepInterval: 50, maxEntries: config.maxEntries, ...(config.ttl === undefined ? {} : { ttl: config.ttl }) })
+          const silent = make()
+          const heard = make()
+          heard.on('evict', hook)
+          let value = 0
+          for (let step = 0; step < ops.length; step++) {
+            const op = ops[step]
+            const results = [silent, heard].map((cache): unknown => {
+              switch (op.t) {
+                case 'set': {
+                  const o: SetOptions<Key, Val> = {}
+                  if (op.ttl !== null) o.ttl = op.ttl
+                  if (op.tti !== null) o.tti = op.tti
+                  if (op.hook) o.onEvent = hook // entries with extras: evicted the general way
+                  return cache.set(op.k, value, o)
+                }
+                case 'get':
+                case 'peek':
+                case 'has':
+                case 'delete':
+                  return cache[op.t](op.k)
+                case 'clear':
+                  return cache.clear()
+                case 'purge':
+                  return cache.purgeExpired()
+                case 'advance':
+                  return undefined
+              }
+            })
+            if (op.t === 'advance') clock.advance(op.ms)
+            value++
+            const where = `step ${step} ${JSON.stringify(op)}`
+            assert.deepEqual(results[0], results[1], `${where}: result`)
+            assert.deepEqual(silent.stats(), heard.stats(), `${where}: stats`)
+            assert.deepEqual([...silent.entries()], [...heard.entries()], `${where}: entries, most recent first`)
+          }
+          silent.close()
+          heard.close()
+        }),
+        { numRuns: RUNS, seed: SEED },
+      )
+    })
+  }
+})
