@@ -175,7 +175,10 @@ export class MemoryCache<K = string, V = unknown> {
             this.#capacity,
             this.#weighByBytes ? this.maxBytes : this.maxEntries,
             random,
-            Math.min(this.maxEntries, 1 << 20),
+            // The sketch counts for as many entries as the cache is expected to hold: the
+            // entry bound, up to 2^20 at first (2 MB), or, bounded by bytes alone, the slots
+            // allocated so far. It grows with the slots (policy.grow) either way.
+            this.#weighByBytes ? this.#capacity : Math.min(this.maxEntries, 1 << 20),
             this.#weighByBytes,
             (slot) => hashKey(this.#keys[slot]),
           )

@@ -479,6 +479,31 @@ describe('tinylfu policy', () => {
     assert.ok(tinylfu >= 0.8, `tinylfu keeps the hot set: hit ratio ${tinylfu}`)
     assert.ok(tinylfu > lru + 0.5, `tinylfu ${tinylfu} vs lru ${lru}`)
   })
+
+  test('a cache bounded by bytes alone sizes its frequency sketch by the entries it holds, and it grows with them', () => {
+    // Eight small caches: with a sketch for 2^20 entries each they would take 16 MB.
+    const before = process.memoryUsage().arrayBuffers
+    const caches = Array.from({ length: 8 }, () => new MemoryCache<string, number>({ maxBytes: '64kb', policy: 'tinylfu', clock: new ManualClock(0) }))
+    const grown = process.memoryUsage().arrayBuffers - before
+    assert.ok(grown < 512 * 1024, `8 empty caches allocated ${grown} bytes of typed arrays`)
+    // One of them grows past its first slots (1,024) and still protects a hot set from a
+    // scan, which needs a working sketch after its resizes.
+    const cache = caches[0]
+    let hits = 0
+    let scan = 0
+    for (let round = 0; round < 40; round++) {
+      for (let h = 0; h < 2000; h++) {
+        const k = `hot${h}`
+        if (cache.get(k) !== undefined) hits += round >= 20 ? 1 : 0
+        else cache.set(k, h, { size: 10 })
+      }
+      for (let s = 0; s < 4000; s++) cache.set(`scan${scan++}`, s, { size: 10 })
+      assert.ok(cache.bytes <= 65_536)
+    }
+    assert.ok(cache.size > 2000, `the cache holds more than its first slots: ${cache.size}`)
+    assert.ok(hits / (20 * 2000) >= 0.8, `the hot set survives the scans: hit ratio ${hits / (20 * 2000)}`)
+    for (const c of caches) c.close()
+  })
 })
 
 describe('byte bound', () => {
