@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { SeededRandom } from '../../src/core/random.js'
 import { beladyHits } from '../../bench/belady.js'
+import { makeCache, SUBJECTS } from '../../bench/harness.js'
 import { loopHeavyTrace, scanMixedTrace, ZipfSampler, zipfStream } from '../../bench/traces.js'
 
 /** Belady by brute force: on a full miss, scan ahead for every held key's next use. */
@@ -100,5 +101,25 @@ describe('traces', () => {
     assert.ok(scan.keys.subarray(0, 3000).every((k) => k < 1000))
     const loop = loopHeavyTrace({ length: 5000, loopKeys: 100, noise: 0 })
     assert.deepEqual(Array.from(loop.keys.subarray(98, 103)), [98, 99, 0, 1, 2])
+  })
+})
+
+describe('bench subjects', () => {
+  test('every bounded subject holds at most its bound and keeps the newest key; Map-fifo evicts first in, first out', () => {
+    for (const subject of SUBJECTS) {
+      if (subject === 'Map') continue // unbounded by design: the ceiling of get hits
+      const { cache, close } = makeCache<string, number>(subject, 100, false)
+      for (let i = 0; i < 1000; i++) cache.set(`k${i}`, i)
+      assert.ok(cache.size <= 100, `${subject} holds ${cache.size}`)
+      assert.equal(cache.get('k999'), 999, subject)
+      assert.equal(cache.get('k0'), undefined, subject)
+      close()
+    }
+    const { cache } = makeCache<string, number>('Map-fifo', 3, false)
+    for (const k of ['a', 'b', 'c']) cache.set(k, 1)
+    cache.set('a', 2) // an update: no eviction, no change of order
+    cache.set('d', 1) // evicts the first in: a
+    assert.deepEqual(['a', 'b', 'c', 'd'].map((k) => cache.get(k)), [undefined, 1, 1, 1])
+    assert.equal(cache.size, 3)
   })
 })
