@@ -31,6 +31,7 @@ import { LruPolicy } from '../policies/lru-policy.js'
 import { TinyLfuPolicy } from '../policies/tinylfu-policy.js'
 import { estimateSize } from './estimate-size.js'
 import { hashKey } from './hash-key.js'
+import { KeyIndex } from './key-index.js'
 import type {
   CacheEvent,
   CacheEventType,
@@ -81,8 +82,8 @@ export class MemoryCache<K = string, V = unknown> {
   readonly #weighByBytes: boolean
   readonly #hashed: boolean
 
-  #map = new Map<K, number>()
-  #keys: (K | undefined)[] = []
+  /** Key -> slot, and each slot's key and hash (see key-index.ts). */
+  #index: KeyIndex<K>
   #values: (V | undefined)[] = []
   #policy: EvictionPolicy
   #capacity: number
@@ -166,6 +167,7 @@ export class MemoryCache<K = string, V = unknown> {
     // The policy works in entries when maxEntries is set, else in bytes.
     this.#weighByBytes = maxEntries === undefined
     this.#capacity = Math.min(this.maxEntries, INITIAL_CAPACITY)
+    this.#index = new KeyIndex<K>(this.#capacity)
     if (this.#sized) this.#sizes = new Float64Array(this.#capacity)
     this.#hashed = policy === 'tinylfu'
     this.#policy =
@@ -180,7 +182,7 @@ export class MemoryCache<K = string, V = unknown> {
             // allocated so far. It grows with the slots (policy.grow) either way.
             this.#weighByBytes ? this.#capacity : Math.min(this.maxEntries, 1 << 20),
             this.#weighByBytes,
-            (slot) => hashKey(this.#keys[slot]),
+            (slot) => this.#index.hashOf(slot),
           )
     this.#listeners = { store: [], expire: [], evict: [], erase: [], flush: [], timeout: [] }
   }
@@ -197,8 +199,8 @@ export class MemoryCache<K = string, V = unknown> {
 
   /** The value for `key`, or `undefined`. Counts as a use (recency, frequency, idle time). */
   get(key: K): V | undefined {
-    const slot = this.#map.get(key)
-    if (slot === undefined) {
+    const slot = this.#index.find(key)
+    if (slot === -1) {
       this.#misses++
       return undefined
     }
@@ -258,7 +260,9 @@ export class MemoryCache<K = string, V = unknown> {
     }
     if (this.#sized && (options === undefined || options.size === undefined)) size = validSize(this.#sizeOf!(value, key), 'sizeOf')
 
-    let slot = this.#map.get(key)
+    const hash = hashKey(key)
+    const found = this.#index.findHashed(key, hash)
+    let slot = found === -1 ? undefined : found
     if (size > this.maxEntrySize || signal?.aborted === true) {
       if (slot !== undefined) this.#remove(slot, this.#isExpired(slot) ? 'expire' : 'erase')
       this.#rejected++
@@ -281,8 +285,7 @@ export class MemoryCache<K = string, V = unknown> {
         this.#count++
       }
       slot = fresh
-      this.#keys[slot] = key
-      this.#map.set(key, slot)
+      this.#index.insert(key, slot, hash)
     } else {
       this.#dropExtra(slot)
       if (this.#sized) this.#bytes -= this.#sizes![slot]
@@ -296,7 +299,7 @@ export class MemoryCache<K = string, V = unknown> {
     if (onEvent !== undefined || signal !== undefined) this.#attach(slot, key, onEvent, signal)
     const weight = this.#weighByBytes ? size : 1
     if (recycled) this.#policy.onAccess(slot)
-    else if (isNew) this.#policy.onInsert(slot, this.#hashed ? hashKey(key) : 0, weight)
+    else if (isNew) this.#policy.onInsert(slot, hash, weight)
     else this.#policy.onUpdate(slot, weight)
     this.#stores++
 
@@ -308,8 +311,8 @@ export class MemoryCache<K = string, V = unknown> {
 
   /** Erases `key`. True if a live entry was erased (an expired one is reported as `expire`). */
   delete(key: K): boolean {
-    const slot = this.#map.get(key)
-    if (slot === undefined) return false
+    const slot = this.#index.find(key)
+    if (slot === -1) return false
     const expired = this.#isExpired(slot)
     this.#remove(slot, expired ? 'expire' : 'erase')
     return !expired
@@ -323,7 +326,7 @@ export class MemoryCache<K = string, V = unknown> {
       const deadline = this.#deadline
       if (deadline !== undefined) {
         const now = this.#clock.now()
-        for (const slot of this.#map.values()) if (deadline[slot] <= now) expired++
+        for (const slot of this.#index.slots()) if (deadline[slot] <= now) expired++
       }
       this.#expired += expired
       this.#flushed += this.#count - expired
@@ -331,8 +334,8 @@ export class MemoryCache<K = string, V = unknown> {
       return
     }
     // Listeners may change the cache while we walk: act only on entries still in place.
-    for (const [key, slot] of [...this.#map]) {
-      if (this.#map.get(key) === slot) this.#remove(slot, this.#isExpired(slot) ? 'expire' : 'flush')
+    for (const [key, slot] of this.#snapshot()) {
+      if (this.#index.find(key) === slot) this.#remove(slot, this.#isExpired(slot) ? 'expire' : 'flush')
     }
   }
 
@@ -413,12 +416,12 @@ export class MemoryCache<K = string, V = unknown> {
     const keys: K[] = []
     this.#policy.forEach((slot) => {
       slots.push(slot)
-      keys.push(this.#keys[slot] as K)
+      keys.push(this.#index.keyOf(slot) as K)
     })
     for (let i = 0; i < slots.length; i++) {
       const slot = slots[i]
       // Skip entries removed or replaced since the walk began.
-      if (this.#map.get(keys[i]) !== slot || this.#isExpired(slot)) continue
+      if (this.#index.find(keys[i]) !== slot || this.#isExpired(slot)) continue
       yield [keys[i], this.#values[slot] as V]
     }
   }
@@ -449,7 +452,7 @@ export class MemoryCache<K = string, V = unknown> {
     const now = this.#clock.now()
     const out: Array<EntrySnapshot<K, V>> = []
     for (const [key, value] of this.entries()) {
-      const slot = this.#map.get(key)!
+      const slot = this.#index.find(key)
       const d = this.#deadline === undefined ? NO_DEADLINE : this.#deadline[slot]
       out.push({ key, value, size: this.#sized ? this.#sizes![slot] : 0, remainingTtl: d === NO_DEADLINE ? Infinity : d - now })
     }
@@ -470,8 +473,8 @@ export class MemoryCache<K = string, V = unknown> {
     if (deadline === undefined) return 0
     const now = this.#clock.now()
     let n = 0
-    for (const [key, slot] of [...this.#map]) {
-      if (this.#map.get(key) === slot && this.#deadline![slot] <= now) {
+    for (const [key, slot] of this.#snapshot()) {
+      if (this.#index.find(key) === slot && this.#deadline![slot] <= now) {
         this.#remove(slot, 'expire')
         n++
       }
@@ -518,10 +521,15 @@ export class MemoryCache<K = string, V = unknown> {
 
   // ---- internals -------------------------------------------------------------------
 
+  /** [key, slot] of every entry now, a copy: callers may change the cache while they walk it. */
+  #snapshot(): Array<[K, number]> {
+    return this.#index.slots().map((slot) => [this.#index.keyOf(slot) as K, slot])
+  }
+
   /** Slot of the live entry for `key`, or -1. Reclaims the entry if it has expired. */
   #liveSlot(key: K): number {
-    const slot = this.#map.get(key)
-    if (slot === undefined) return -1
+    const slot = this.#index.find(key)
+    if (slot === -1) return -1
     if (this.#isExpired(slot)) {
       this.#remove(slot, 'expire')
       return -1
@@ -538,7 +546,7 @@ export class MemoryCache<K = string, V = unknown> {
     const reused = this.#free.pop()
     if (reused !== undefined) return reused
     const slot = this.#nextSlot++
-    if (slot >= this.#keys.length) this.#grow()
+    if (slot >= this.#values.length) this.#grow()
     return slot
   }
 
@@ -549,7 +557,7 @@ export class MemoryCache<K = string, V = unknown> {
       this.#capacity = capacity === this.#capacity ? capacity + 1 : capacity
     }
     // Exact-size arrays: growth by push over-allocates the backing store by half.
-    this.#keys = resized(this.#keys, this.#capacity)
+    this.#index.grow(this.#capacity)
     this.#values = resized(this.#values, this.#capacity)
     this.#policy.grow(this.#capacity)
     if (this.#sizes !== undefined) this.#sizes = growFloat64(this.#sizes, this.#capacity)
@@ -623,7 +631,7 @@ export class MemoryCache<K = string, V = unknown> {
   #recycleLru(): number {
     const victim = this.#policy.victim()
     if (victim === -1 || this.#extras?.[victim] !== undefined) return -1
-    this.#map.delete(this.#keys[victim] as K)
+    this.#index.remove(victim)
     const deadline = this.#deadline
     if (deadline !== undefined && deadline[victim] !== NO_DEADLINE) {
       if (deadline[victim] <= this.#clock.now()) this.#expired++
@@ -637,9 +645,9 @@ export class MemoryCache<K = string, V = unknown> {
   }
 
   #remove(slot: number, reason: RemovalReason): void {
-    const key = this.#keys[slot] as K
+    const key = this.#index.keyOf(slot) as K
     const value = this.#values[slot] as V
-    this.#map.delete(key)
+    this.#index.remove(slot)
     this.#policy.onRemove(slot)
     if (this.#deadline !== undefined && this.#deadline[slot] !== NO_DEADLINE) {
       this.#deadline[slot] = NO_DEADLINE
@@ -649,7 +657,6 @@ export class MemoryCache<K = string, V = unknown> {
       this.#bytes -= this.#sizes![slot]
       this.#sizes![slot] = 0
     }
-    this.#keys[slot] = undefined
     this.#values[slot] = undefined
     this.#free.push(slot)
     this.#count--
@@ -663,8 +670,7 @@ export class MemoryCache<K = string, V = unknown> {
   }
 
   #resetStorage(): void {
-    this.#map.clear()
-    this.#keys = []
+    this.#index.clear()
     this.#values = []
     this.#free = []
     this.#nextSlot = 0
@@ -682,7 +688,7 @@ export class MemoryCache<K = string, V = unknown> {
     if (signal !== undefined) {
       // The entry lives as long as the signal; the listener goes when the entry goes.
       extra.onAbort = () => {
-        if (this.#map.get(key) === slot && this.#extras?.[slot] === extra) this.#remove(slot, this.#isExpired(slot) ? 'expire' : 'erase')
+        if (this.#index.find(key) === slot && this.#extras?.[slot] === extra) this.#remove(slot, this.#isExpired(slot) ? 'expire' : 'erase')
       }
       signal.addEventListener('abort', extra.onAbort, { once: true })
     }

@@ -1,0 +1,106 @@
+/**
+ * KeyIndex, the engine's key -> slot table, against a Map: random inserts, removals (whose
+ * backward shift must keep every other key findable), lookups of held and absent keys,
+ * growth and clears, over keys of every kind with Map's SameValueZero semantics.
+ */
+import assert from 'node:assert/strict'
+import { describe, test } from 'node:test'
+import fc from 'fast-check'
+import { hashKey } from '../../src/memory/hash-key.js'
+import { KeyIndex } from '../../src/memory/key-index.js'
+
+const OBJECTS = [{}, {}, [], () => 0]
+const SYMBOL = Symbol('s')
+/** Keys of every kind, including the ones SameValueZero treats specially. */
+const keyArb: fc.Arbitrary<unknown> = fc.oneof(
+  fc.integer({ min: 0, max: 40 }).map((i) => `k${i}`),
+  fc.integer({ min: -5, max: 40 }),
+  fc.constantFrom(NaN, 0, -0, 1.5, 2 ** 40, Infinity, '', 'NaN', '0', null, undefined, true, SYMBOL, 10n),
+  fc.constantFrom(...OBJECTS),
+)
+
+type Op = { t: 'insert' | 'remove' | 'find'; k: unknown } | { t: 'clear' }
+
+describe('KeyIndex', () => {
+  test('agrees with a Map under random inserts, removals, lookups, growth and clears', () => {
+    const opArb: fc.Arbitrary<Op> = fc.oneof(
+      { weight: 6, arbitrary: fc.record({ t: fc.constant('insert' as const), k: keyArb }) },
+      { weight: 3, arbitrary: fc.record({ t: fc.constant('remove' as const), k: keyArb }) },
+      { weight: 4, arbitrary: fc.record({ t: fc.constant('find' as const), k: keyArb }) },
+      { weight: 1, arbitrary: fc.constant({ t: 'clear' as const }) },
+    )
+    fc.assert(
+      fc.property(fc.array(opArb, { maxLength: 300 }), (ops) => {
+        // Starts at 4 slots (16 cells) and grows, so rehashing is exercised.
+        let capacity = 4
+        const index = new KeyIndex<unknown>(capacity)
+        const model = new Map<unknown, number>()
+        const free: number[] = []
+        let next = 0
+        for (const op of ops) {
+          if (op.t === 'clear') {
+            index.clear()
+            model.clear()
+            free.length = 0
+            next = 0
+          } else if (op.t === 'insert') {
+            if (model.has(op.k)) continue
+            let slot = free.pop()
+            if (slot === undefined) {
+              slot = next++
+              if (slot >= capacity) index.grow((capacity *= 2))
+            }
+            index.insert(op.k, slot, hashKey(op.k))
+            model.set(op.k, slot)
+          } else if (op.t === 'remove') {
+            const slot = model.get(op.k)
+            if (slot === undefined) continue
+            index.remove(slot)
+            model.delete(op.k)
+            free.push(slot)
+            assert.equal(index.keyOf(slot), undefined)
+          } else {
+            assert.equal(index.find(op.k), model.get(op.k) ?? -1, `find ${String(op.k)}`)
+          }
+          // Every held key stays findable (a wrong backward shift would lose one).
+          assert.equal(index.size, model.size)
+          for (const [k, slot] of model) {
+            assert.equal(index.find(k), slot, `held key ${String(k)}`)
+            assert.ok(Object.is(index.keyOf(slot), k) || (k === 0 && index.keyOf(slot) === 0))
+          }
+          assert.deepEqual(index.slots().sort((a, b) => a - b), [...model.values()].sort((a, b) => a - b))
+        }
+      }),
+      { numRuns: 300, seed: 0x1de7 },
+    )
+  })
+
+  test('SameValueZero: NaN finds NaN, -0 finds 0, "1" is not 1, objects by identity', () => {
+    const index = new KeyIndex<unknown>(8)
+    index.insert(NaN, 0, hashKey(NaN))
+    index.insert(0, 1, hashKey(0))
+    index.insert('1', 2, hashKey('1'))
+    index.insert(OBJECTS[0], 3, hashKey(OBJECTS[0]))
+    assert.equal(index.find(NaN), 0)
+    assert.equal(index.find(-0), 1)
+    assert.equal(index.find('1'), 2)
+    assert.equal(index.find(1), -1)
+    assert.equal(index.find(OBJECTS[0]), 3)
+    assert.equal(index.find({}), -1)
+  })
+
+  test('colliding hashes: every key of a long probe run stays findable through removals', () => {
+    // Keys forced to one hash: a single run of cells; removing from its middle shifts the rest back.
+    const index = new KeyIndex<string>(16)
+    const keys = Array.from({ length: 12 }, (_, i) => `c${i}`)
+    keys.forEach((k, slot) => index.insert(k, slot, 7))
+    for (const drop of [5, 0, 11, 6]) {
+      index.remove(drop)
+      for (let slot = 0; slot < keys.length; slot++) {
+        const held = index.keyOf(slot) !== undefined
+        assert.equal(index.findHashed(keys[slot], 7), held ? slot : -1, `${keys[slot]} after removing slot ${drop}`)
+      }
+    }
+    assert.equal(index.size, 8)
+  })
+})
