@@ -1,30 +1,36 @@
 /**
- * A 32-bit hash of a cache key for the frequency sketch (TinyLFU). Computed on insert, at
- * admission when the policy's small caches miss, and on the hits that still need the
- * sketch (those of keys not yet at its cap); never stored per slot. Strings use a Murmur-style mix
- * over pairs of their UTF-16 units; numbers their bits; objects an identity number.
+ * The 32-bit hash of a cache key: the engine's key index (key-index.ts) stores it per slot
+ * and probes with it, and TinyLFU's frequency sketch counts by it. Computed once per get,
+ * set, has or delete. Strings use a Murmur-style mix over pairs of their UTF-16 units;
+ * numbers their bits (integers in int32 range directly, so +0 and -0 agree; others through
+ * their string form, so NaN agrees with NaN); objects an identity number from a WeakMap.
  */
 const objectIds = new WeakMap<object, number>()
 let nextObjectId = 1
 
-export function hashKey(key: unknown): number {
-  if (typeof key === 'string') return hashString(key)
+/**
+ * `seed` (any int32) changes every hash: each cache draws its own from its Random, so that
+ * keys chosen to collide (hash flooding, which would make the key index probe long runs)
+ * cannot be computed in advance, as V8 seeds its own string hashes per process.
+ */
+export function hashKey(key: unknown, seed = 0): number {
+  if (typeof key === 'string') return hashString(key, seed)
   if (typeof key === 'number') {
-    if (Number.isInteger(key) && Math.abs(key) < 2 ** 31) return mix(key | 0)
-    return hashString(String(key))
+    if (Number.isInteger(key) && Math.abs(key) < 2 ** 31) return mix((key | 0) ^ seed)
+    return hashString(String(key), seed)
   }
   if ((typeof key === 'object' && key !== null) || typeof key === 'function') {
     let id = objectIds.get(key)
     if (id === undefined) objectIds.set(key, (id = nextObjectId++))
-    return mix(id)
+    return mix(id ^ seed)
   }
-  return hashString(String(key))
+  return hashString(String(key), seed)
 }
 
-function hashString(s: string): number {
+function hashString(s: string, seed: number): number {
   // Two UTF-16 units per round (half the multiplications of one per unit).
   const n = s.length
-  let h = 0x811c9dc5 ^ n
+  let h = 0x811c9dc5 ^ n ^ seed
   let i = 0
   for (; i + 1 < n; i += 2) {
     h = Math.imul(h ^ (s.charCodeAt(i) | (s.charCodeAt(i + 1) << 16)), 0x5bd1e995)

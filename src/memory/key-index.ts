@@ -18,6 +18,11 @@
  *
  * Keys follow `Map` semantics (SameValueZero): any value, objects by identity, NaN equal to
  * NaN, +0 equal to -0 (`hashKey` gives those equal hashes).
+ *
+ * Hash flooding: keys crafted to share a hash would make one long run of cells and every
+ * operation on them linear. Each index hashes with its own random seed (the engine draws
+ * it from its Random), so such keys cannot be computed without knowing the seed; V8's
+ * `Map` relies on the same defence (a per-process seed).
  */
 import { nextPowerOfTwo } from '../policies/eviction-policy.js'
 import { hashKey } from './hash-key.js'
@@ -30,8 +35,11 @@ export class KeyIndex<K> {
   #keys: (K | undefined)[]
   #hashes: Int32Array
   #size = 0
+  readonly #seed: number
 
-  constructor(capacity: number) {
+  /** @param seed  this index's hash seed (see hashKey): draw it at random. */
+  constructor(capacity: number, seed: number) {
+    this.#seed = seed | 0
     this.#keys = filled(capacity)
     this.#hashes = new Int32Array(capacity)
     this.#cells = new Int32Array(cellsFor(capacity))
@@ -45,7 +53,12 @@ export class KeyIndex<K> {
 
   /** The slot holding `key`, or -1. */
   find(key: K): number {
-    return this.findHashed(key, hashKey(key))
+    return this.findHashed(key, hashKey(key, this.#seed))
+  }
+
+  /** The hash this index files `key` under (hashKey with its seed). */
+  hash(key: K): number {
+    return hashKey(key, this.#seed)
   }
 
   /** As `find`, with the key's hash already computed. */
@@ -66,7 +79,7 @@ export class KeyIndex<K> {
     }
   }
 
-  /** Puts `key`, which must not be held, in free slot `slot`; `hash` is hashKey(key). */
+  /** Puts `key`, which must not be held, in free slot `slot`; `hash` is this.hash(key). */
   insert(key: K, slot: number, hash: number): void {
     this.#keys[slot] = key
     this.#hashes[slot] = hash

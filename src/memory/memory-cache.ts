@@ -2,7 +2,8 @@
  * MemoryCache: the synchronous in-process engine (L1).
  *
  * Layout (after lru-cache): an entry is a slot index. Keys and values live in two plain
- * arrays, everything else in typed arrays indexed by slot; a `Map<key, slot>` finds slots.
+ * arrays, everything else in typed arrays indexed by slot; a KeyIndex (our own hash table,
+ * see key-index.ts) finds slots.
  * No object is allocated per entry or per read. Features cost only when used:
  * - the deadline array and the expiry wheel are created on the first entry with a
  *   deadline; a read of an entry without one never looks at the clock;
@@ -30,7 +31,6 @@ import { growFloat64 } from '../policies/eviction-policy.js'
 import { LruPolicy } from '../policies/lru-policy.js'
 import { TinyLfuPolicy } from '../policies/tinylfu-policy.js'
 import { estimateSize } from './estimate-size.js'
-import { hashKey } from './hash-key.js'
 import { KeyIndex } from './key-index.js'
 import type {
   CacheEvent,
@@ -167,7 +167,7 @@ export class MemoryCache<K = string, V = unknown> {
     // The policy works in entries when maxEntries is set, else in bytes.
     this.#weighByBytes = maxEntries === undefined
     this.#capacity = Math.min(this.maxEntries, INITIAL_CAPACITY)
-    this.#index = new KeyIndex<K>(this.#capacity)
+    this.#index = new KeyIndex<K>(this.#capacity, Math.floor(random.next() * 2 ** 32))
     if (this.#sized) this.#sizes = new Float64Array(this.#capacity)
     this.#hashed = policy === 'tinylfu'
     this.#policy =
@@ -260,7 +260,7 @@ export class MemoryCache<K = string, V = unknown> {
     }
     if (this.#sized && (options === undefined || options.size === undefined)) size = validSize(this.#sizeOf!(value, key), 'sizeOf')
 
-    const hash = hashKey(key)
+    const hash = this.#index.hash(key)
     const found = this.#index.findHashed(key, hash)
     let slot = found === -1 ? undefined : found
     if (size > this.maxEntrySize || signal?.aborted === true) {
@@ -318,7 +318,7 @@ export class MemoryCache<K = string, V = unknown> {
     return !expired
   }
 
-  /** Removes every entry (`flush`, or `expire` for those already past their deadline). */
+  /** Removes every entry (`flush`, or `expire` for those already past their deadline), least valuable first. */
   clear(): void {
     if (!this.#listening && this.#extras === undefined) {
       // Nobody to tell: only the counters, which count entries already past their deadline as expired.
@@ -521,9 +521,14 @@ export class MemoryCache<K = string, V = unknown> {
 
   // ---- internals -------------------------------------------------------------------
 
-  /** [key, slot] of every entry now, a copy: callers may change the cache while they walk it. */
+  /**
+   * [key, slot] of every entry now, least valuable first (the order eviction would take
+   * them), a copy: callers may change the cache while they walk it.
+   */
   #snapshot(): Array<[K, number]> {
-    return this.#index.slots().map((slot) => [this.#index.keyOf(slot) as K, slot])
+    const out: Array<[K, number]> = []
+    this.#policy.forEach((slot) => out.push([this.#index.keyOf(slot) as K, slot]))
+    return out.reverse()
   }
 
   /** Slot of the live entry for `key`, or -1. Reclaims the entry if it has expired. */

@@ -30,10 +30,10 @@ describe('KeyIndex', () => {
       { weight: 1, arbitrary: fc.constant({ t: 'clear' as const }) },
     )
     fc.assert(
-      fc.property(fc.array(opArb, { maxLength: 300 }), (ops) => {
+      fc.property(fc.integer(), fc.array(opArb, { maxLength: 300 }), (seed, ops) => {
         // Starts at 4 slots (16 cells) and grows, so rehashing is exercised.
         let capacity = 4
-        const index = new KeyIndex<unknown>(capacity)
+        const index = new KeyIndex<unknown>(capacity, seed)
         const model = new Map<unknown, number>()
         const free: number[] = []
         let next = 0
@@ -50,7 +50,7 @@ describe('KeyIndex', () => {
               slot = next++
               if (slot >= capacity) index.grow((capacity *= 2))
             }
-            index.insert(op.k, slot, hashKey(op.k))
+            index.insert(op.k, slot, index.hash(op.k))
             model.set(op.k, slot)
           } else if (op.t === 'remove') {
             const slot = model.get(op.k)
@@ -76,11 +76,8 @@ describe('KeyIndex', () => {
   })
 
   test('SameValueZero: NaN finds NaN, -0 finds 0, "1" is not 1, objects by identity', () => {
-    const index = new KeyIndex<unknown>(8)
-    index.insert(NaN, 0, hashKey(NaN))
-    index.insert(0, 1, hashKey(0))
-    index.insert('1', 2, hashKey('1'))
-    index.insert(OBJECTS[0], 3, hashKey(OBJECTS[0]))
+    const index = new KeyIndex<unknown>(8, 12345)
+    for (const [slot, key] of [NaN, 0, '1', OBJECTS[0]].entries()) index.insert(key, slot, index.hash(key))
     assert.equal(index.find(NaN), 0)
     assert.equal(index.find(-0), 1)
     assert.equal(index.find('1'), 2)
@@ -91,7 +88,7 @@ describe('KeyIndex', () => {
 
   test('colliding hashes: every key of a long probe run stays findable through removals', () => {
     // Keys forced to one hash: a single run of cells; removing from its middle shifts the rest back.
-    const index = new KeyIndex<string>(16)
+    const index = new KeyIndex<string>(16, 0)
     const keys = Array.from({ length: 12 }, (_, i) => `c${i}`)
     keys.forEach((k, slot) => index.insert(k, slot, 7))
     for (const drop of [5, 0, 11, 6]) {
@@ -102,5 +99,26 @@ describe('KeyIndex', () => {
       }
     }
     assert.equal(index.size, 8)
+  })
+
+  test('the seed changes every hash, so colliding keys cannot be computed without it', () => {
+    const keys = ['a', 'user:1', 'user:2', 'x'.repeat(100), 7, -3, 2.5, NaN, OBJECTS[1]]
+    for (const key of keys) {
+      const hashes = new Set([1, 2, 3, 4].map((seed) => hashKey(key, seed)))
+      assert.equal(hashes.size, 4, `${String(key)}: one hash per seed`)
+    }
+    // Two keys equal under one seed are not under another (a sample of 2,000 keys).
+    const bucketsOf = (seed: number): Map<number, string[]> => {
+      const m = new Map<number, string[]>()
+      for (let i = 0; i < 2000; i++) {
+        const b = hashKey(`k${i}`, seed) & 255
+        m.set(b, [...(m.get(b) ?? []), `k${i}`])
+      }
+      return m
+    }
+    const sameBucket = bucketsOf(1).get(0) ?? []
+    assert.ok(sameBucket.length >= 2)
+    const spread = new Set(sameBucket.map((k) => hashKey(k, 2) & 255))
+    assert.ok(spread.size > sameBucket.length / 2, `keys sharing a bucket under seed 1 spread under seed 2: ${spread.size} of ${sameBucket.length}`)
   })
 })
