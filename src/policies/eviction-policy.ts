@@ -23,7 +23,7 @@ export interface EvictionPolicy {
   victim(): number
   /** Calls `fn` for every slot, most valuable (most recently used) first. */
   forEach(fn: (slot: number) => void): void
-  /** Forgets every slot (the engine cleared). */
+  /** Forgets every slot (the engine cleared); what a policy knows of past accesses may stay. */
   reset(): void
 }
 

@@ -84,11 +84,6 @@ export class FrequencySketch {
     return m + 1
   }
 
-  reset(): void {
-    this.#table.fill(0)
-    this.#additions = 0
-  }
-
   #allocate(capacity: number): Int32Array {
     const words = tableWords(capacity)
     this.#mask = words - 1

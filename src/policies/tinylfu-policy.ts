@@ -204,7 +204,8 @@ export class TinyLfuPolicy implements EvictionPolicy {
     this.#heads.fill(-1)
     this.#tails.fill(-1)
     this.#weights.fill(0)
-    this.#sketch.reset()
+    // The sketch is kept: it records the workload, not the contents, and the engine's
+    // clear() with listeners (which removes entries one by one) keeps it too.
     this.#victimSlot = -1
   }
 

@@ -25,7 +25,7 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import fc from 'fast-check'
-import { type CacheEvent, type CacheEventType, type Duration, ManualClock, MemoryCache, type MemoryCacheOptions, type SetOptions } from '../../src/index.js'
+import { type CacheEvent, type CacheEventType, type Duration, ManualClock, MemoryCache, type MemoryCacheOptions, SeededRandom, type SetOptions } from '../../src/index.js'
 
 type Key = number
 type Val = number
@@ -385,17 +385,22 @@ describe('MemoryCache agrees with a reference model', () => {
 })
 
 /**
- * An LRU cache at its entry bound that nobody listens to evicts before it stores and reuses
- * the victim's slot (MemoryCache#recycleLru), a path the model test above never takes (it
- * listens). This property runs the same operations on such a cache and on one with a
- * listener (the path checked against the model) and requires identical behaviour: every
- * read, `size`, `stats()` and the recency order of the entries, after every step.
+ * A cache that nobody listens to takes shortcuts: an LRU one at its entry bound evicts
+ * before it stores and reuses the victim's slot (MemoryCache#recycleLru), and clear()
+ * resets the storage at once instead of removing entries one by one. The model test above
+ * never takes them (it listens). This property runs the same operations on such a cache and
+ * on one with a listener (the path checked against the model), both with the same seeded
+ * Random, and requires identical behaviour: every read, `size`, `stats()` and the order of
+ * the entries, after every step. (It found that clear() without listeners used to reset
+ * TinyLFU's frequency history, which clear() with listeners kept.)
  */
-describe('MemoryCache: the LRU recycling path agrees with the general one', () => {
+describe('MemoryCache: the silent eviction paths agree with the general one', () => {
   const configs = [
-    { name: 'maxEntries', maxEntries: 4 },
-    { name: 'maxEntries, default ttl', maxEntries: 3, ttl: 100 },
-  ]
+    { name: 'lru, maxEntries', policy: 'lru', maxEntries: 4 },
+    { name: 'lru, maxEntries, default ttl', policy: 'lru', maxEntries: 3, ttl: 100 },
+    { name: 'tinylfu, maxEntries', policy: 'tinylfu', maxEntries: 4 },
+    { name: 'tinylfu, maxEntries, default ttl', policy: 'tinylfu', maxEntries: 3, ttl: 100 },
+  ] as const
   for (const config of configs) {
     test(config.name, () => {
       const hook = (): void => {}
@@ -403,7 +408,14 @@ describe('MemoryCache: the LRU recycling path agrees with the general one', () =
         fc.property(fc.array(opArb(false), { minLength: 1, maxLength: 120, size: 'max' }), (ops) => {
           const clock = new ManualClock(0)
           const make = (): MemoryCache<Key, Val> =>
-            new MemoryCache<Key, Val>({ policy: 'lru', clock, sweepInterval: 50, maxEntries: config.maxEntries, ...(config.ttl === undefined ? {} : { ttl: config.ttl }) })
+            new MemoryCache<Key, Val>({
+              policy: config.policy,
+              clock,
+              random: new SeededRandom(9),
+              sweepInterval: 50,
+              maxEntries: config.maxEntries,
+              ...('ttl' in config ? { ttl: config.ttl } : {}),
+            })
           const silent = make()
           const heard = make()
           heard.on('evict', hook)
