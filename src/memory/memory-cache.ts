@@ -637,24 +637,17 @@ export class MemoryCache<K = string, V = unknown> {
     const victim = this.#policy.victim()
     if (victim === -1 || this.#extras?.[victim] !== undefined) return -1
     this.#index.remove(victim)
-    this.#countSilentEviction(victim)
-    return victim
-  }
-
-  /**
-   * For an entry evicted while nobody listens: counts it as expired if its deadline has
-   * passed (as #remove would report it), else as evicted, and takes it off the wheel.
-   */
-  #countSilentEviction(slot: number): void {
+    // Counted as #remove would report it: expired if its deadline has passed.
     const deadline = this.#deadline
-    if (deadline !== undefined && deadline[slot] !== NO_DEADLINE) {
-      if (deadline[slot] <= this.#clock.now()) this.#expired++
+    if (deadline !== undefined && deadline[victim] !== NO_DEADLINE) {
+      if (deadline[victim] <= this.#clock.now()) this.#expired++
       else this.#evicted++
-      deadline[slot] = NO_DEADLINE
-      this.#wheel!.unschedule(slot)
+      deadline[victim] = NO_DEADLINE
+      this.#wheel!.unschedule(victim)
     } else {
       this.#evicted++
     }
+    return victim
   }
 
   #remove(slot: number, reason: RemovalReason): void {
