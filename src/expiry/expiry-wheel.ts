@@ -30,6 +30,13 @@ export class ExpiryWheel {
    */
   #prev: Int32Array
   #buckets = new Map<number, number>()
+  /**
+   * The bucket last scheduled into and its head (-1: the bucket is empty): a one-entry
+   * cache of #buckets, kept exact by #unlink, so that a burst of entries with one TTL
+   * (which all fall in one bucket) costs no Map operation.
+   */
+  #hotBucket = -1
+  #hotHead = -1
   /** Every tick before this one has been emptied. */
   #cursor: number
   #count = 0
@@ -58,11 +65,23 @@ export class ExpiryWheel {
     // Deadlines past 2^31 ticks (decades) wait in the last tick and are rescheduled from there.
     if (bucket > MAX_TICK) bucket = MAX_TICK
     if (this.#prev[slot] !== -1) this.#unlink(slot)
-    const head = this.#buckets.get(bucket)
-    this.#next[slot] = head ?? -1
-    if (head !== undefined) this.#prev[head] = slot
-    this.#prev[slot] = -(bucket + 2)
-    this.#buckets.set(bucket, slot)
+    let head = bucket === this.#hotBucket ? this.#hotHead : (this.#buckets.get(bucket) ?? -1)
+    if (head === -1) {
+      // A new bucket, with this slot as its head.
+      this.#next[slot] = -1
+      this.#prev[slot] = -(bucket + 2)
+      this.#buckets.set(bucket, slot)
+      head = slot
+    } else {
+      // Linked after the head (order within a bucket does not matter): the map is unchanged.
+      const n = this.#next[head]
+      this.#next[slot] = n
+      this.#prev[slot] = head
+      if (n !== -1) this.#prev[n] = slot
+      this.#next[head] = slot
+    }
+    this.#hotBucket = bucket
+    this.#hotHead = head
     this.#count++
   }
 
@@ -93,6 +112,7 @@ export class ExpiryWheel {
 
   clear(): void {
     this.#buckets.clear()
+    this.#hotBucket = this.#hotHead = -1
     this.#next.fill(-1)
     this.#prev.fill(-1)
     this.#count = 0
@@ -116,6 +136,7 @@ export class ExpiryWheel {
         this.#buckets.set(bucket, n)
         this.#prev[n] = p
       }
+      if (bucket === this.#hotBucket) this.#hotHead = n
     } else {
       this.#next[p] = n
       if (n !== -1) this.#prev[n] = p
