@@ -126,6 +126,9 @@ export class TinyLfuPolicy implements EvictionPolicy {
     this.#linkHead(WINDOW, slot)
     // While the main space has room, window overflow moves there without any eviction.
     while (this.#weights[WINDOW] > this.#windowMax) {
+      // Counting entries, a full main space takes none: no need to look at the candidate
+      // (victim() will, and #coldest gives the same answer twice).
+      if (this.#weight === undefined && this.#weights[PROBATION] + this.#weights[PROTECTED] + 1 > this.#mainMax) break
       const cand = this.#coldest(WINDOW)
       if (cand === slot || this.#weights[PROBATION] + this.#weights[PROTECTED] + this.#weightOf(cand) > this.#mainMax) break
       this.#move(cand, PROBATION)
