@@ -32,14 +32,12 @@
  *   its key or reading the sketch. The victim's estimate is looked up live: it was counted
  *   long ago, and colliding keys have raised the sketch since; comparing a fresh estimate
  *   with an old copy favours newcomers (on the loop-heavy trace in bench/ it cost up to 11
- *   points of hit ratio). The victim's hash comes from a one-entry cache (the same victim
- *   often faces many candidates), invalidated when its slot is freed.
+ *   points of hit ratio).
  * - A key whose estimate is at the cap (15) skips the sketch on its hits exactly (an
  *   increment would change nothing) until the next halving.
- * - The key's hash is not stored per slot: it is recomputed from the key (through
- *   `hashOf`) on the hits of keys below the cap and for a new victim; inserts get it from
- *   the engine. Per slot the policy keeps 9 bytes (links and the flag byte) and about 2
- *   bytes of sketch.
+ * - The policy keeps no hashes: `hashOf(slot)` reads the one the engine's key index stores
+ *   per slot (key-index.ts). Per slot the policy keeps 9 bytes (links and the flag byte)
+ *   and about 2 bytes of sketch.
  */
 import type { Random } from '../core/random.js'
 import { type EvictionPolicy, growFloat64 } from './eviction-policy.js'
@@ -82,9 +80,6 @@ export class TinyLfuPolicy implements EvictionPolicy {
   #sketch: FrequencySketch
   #random: Random
   #hashOf: (slot: number) => number
-  /** The last main victim whose hash was computed, and that hash. */
-  #victimSlot = -1
-  #victimHash = 0
 
   /**
    * @param capacity  slots to allocate now
@@ -174,7 +169,6 @@ export class TinyLfuPolicy implements EvictionPolicy {
   onRemove(slot: number): void {
     this.#unlink(slot)
     this.#flags[slot] = NONE
-    if (this.#victimSlot === slot) this.#victimSlot = -1
   }
 
   victim(): number {
@@ -209,7 +203,6 @@ export class TinyLfuPolicy implements EvictionPolicy {
     this.#weights.fill(0)
     // The sketch is kept: it records the workload, not the contents, and the engine's
     // clear() with listeners (which removes entries one by one) keeps it too.
-    this.#victimSlot = -1
   }
 
   /** The estimate kept for the key in `slot` (0..15): its sketch estimate as of its last count, halved with the sketch. */
@@ -248,11 +241,7 @@ export class TinyLfuPolicy implements EvictionPolicy {
 
   #admit(candidate: number, victim: number): boolean {
     const c = this.#flags[candidate] >>> FREQ_SHIFT
-    if (this.#victimSlot !== victim) {
-      this.#victimSlot = victim
-      this.#victimHash = this.#hashOf(victim)
-    }
-    const v = this.#sketch.frequency(this.#victimHash)
+    const v = this.#sketch.frequency(this.#hashOf(victim))
     if (c > v) return true
     return c >= HASHDOS_THRESHOLD && this.#random.next() < 1 / 128
   }
