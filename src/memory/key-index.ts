@@ -19,6 +19,11 @@
  * Keys follow `Map` semantics (SameValueZero): any value, objects by identity, NaN equal to
  * NaN, +0 equal to -0 (`hashKey` gives those equal hashes).
  *
+ * Object and function keys go to a `Map` of their own instead of the cells: their hash is
+ * an identity number from a WeakMap (hashKey), a lookup that a `Map` keyed by the object
+ * does not need (V8 keeps an object's identity hash in the object). Their hash is still
+ * computed once, at insert, for TinyLFU's sketch.
+ *
  * Hash flooding: keys crafted to share a hash would make one long run of cells and every
  * operation on them linear. Each index hashes with its own random seed (the engine draws
  * it from its Random), so such keys cannot be computed without knowing the seed; V8's
@@ -36,6 +41,8 @@ export class KeyIndex<K> {
   #hashes: Int32Array
   #size = 0
   readonly #seed: number
+  /** Object and function keys -> slot; created with the first such key. */
+  #objects: Map<K, number> | undefined
 
   /** @param seed  this index's hash seed (see hashKey): draw it at random. */
   constructor(capacity: number, seed: number) {
@@ -53,6 +60,7 @@ export class KeyIndex<K> {
 
   /** The slot holding `key`, or -1. */
   find(key: K): number {
+    if (isObject(key)) return this.#findObject(key)
     return this.findHashed(key, hashKey(key, this.#seed))
   }
 
@@ -63,6 +71,7 @@ export class KeyIndex<K> {
 
   /** As `find`, with the key's hash already computed. */
   findHashed(key: K, hash: number): number {
+    if (isObject(key)) return this.#findObject(key)
     const cells = this.#cells
     const mask = this.#mask
     const hashes = this.#hashes
@@ -83,16 +92,20 @@ export class KeyIndex<K> {
   insert(key: K, slot: number, hash: number): void {
     this.#keys[slot] = key
     this.#hashes[slot] = hash
+    this.#size++
+    if (isObject(key)) return this.#insertObject(key, slot)
     const cells = this.#cells
     const mask = this.#mask
     let i = hash & mask
     while (cells[i] !== 0) i = (i + 1) & mask
     cells[i] = slot + 1
-    this.#size++
   }
 
   /** Frees `slot` (which must hold a key). */
   remove(slot: number): void {
+    this.#size--
+    if (this.#objects !== undefined && this.#removeObject(slot)) return
+    this.#keys[slot] = undefined
     const cells = this.#cells
     const mask = this.#mask
     const hashes = this.#hashes
@@ -107,8 +120,24 @@ export class KeyIndex<K> {
       }
     }
     cells[i] = 0
+  }
+
+  // Object keys, out of line: the hot paths above stay small enough for V8 to inline.
+  #findObject(key: K): number {
+    return this.#objects?.get(key) ?? -1
+  }
+
+  #insertObject(key: K, slot: number): void {
+    ;(this.#objects ??= new Map()).set(key, slot)
+  }
+
+  /** Removes `slot` if its key is an object; says whether it was. */
+  #removeObject(slot: number): boolean {
+    const key = this.#keys[slot]
+    if (!isObject(key)) return false
+    this.#objects!.delete(key as K)
     this.#keys[slot] = undefined
-    this.#size--
+    return true
   }
 
   keyOf(slot: number): K | undefined {
@@ -124,6 +153,7 @@ export class KeyIndex<K> {
     const out: number[] = []
     const cells = this.#cells
     for (let i = 0; i < cells.length; i++) if (cells[i] !== 0) out.push(cells[i] - 1)
+    if (this.#objects !== undefined) for (const slot of this.#objects.values()) out.push(slot)
     return out
   }
 
@@ -157,8 +187,14 @@ export class KeyIndex<K> {
   clear(): void {
     this.#cells.fill(0)
     this.#keys.fill(undefined)
+    this.#objects?.clear()
     this.#size = 0
   }
+}
+
+/** Keys a `Map` finds by identity: objects and functions. */
+function isObject(key: unknown): key is object {
+  return typeof key === 'object' ? key !== null : typeof key === 'function'
 }
 
 /** Cells for `capacity` slots: a power of two at least twice as many, so at most half full. */
