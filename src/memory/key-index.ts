@@ -22,7 +22,7 @@
  * Object and function keys go to a `Map` of their own instead of the cells: their hash is
  * an identity number from a WeakMap (hashKey), a lookup that a `Map` keyed by the object
  * does not need (V8 keeps an object's identity hash in the object). Their hash is still
- * computed once, at insert, for TinyLFU's sketch.
+ * computed on sets (TinyLFU's sketch counts by it), never on reads.
  *
  * Hash flooding: keys crafted to share a hash would make one long run of cells and every
  * operation on them linear. Each index hashes with its own random seed (the engine draws
