@@ -29,7 +29,7 @@
  * it from its Random), so such keys cannot be computed without knowing the seed; V8's
  * `Map` relies on the same defence (a per-process seed).
  */
-import { nextPowerOfTwo } from '../policies/eviction-policy.js'
+import { growArray, growInt32, nextPowerOfTwo } from '../policies/eviction-policy.js'
 import { hashKey } from './hash-key.js'
 
 export class KeyIndex<K> {
@@ -47,7 +47,7 @@ export class KeyIndex<K> {
   /** @param seed  this index's hash seed (see hashKey): draw it at random. */
   constructor(capacity: number, seed: number) {
     this.#seed = seed | 0
-    this.#keys = filled(capacity)
+    this.#keys = growArray<K>([], capacity)
     this.#hashes = new Int32Array(capacity)
     this.#cells = new Int32Array(cellsFor(capacity))
     this.#mask = this.#cells.length - 1
@@ -160,12 +160,8 @@ export class KeyIndex<K> {
   /** Makes room for slots [0, capacity); rehashes when the table would be over half full. */
   grow(capacity: number): void {
     if (capacity > this.#keys.length) {
-      const keys = filled<K>(capacity)
-      for (let s = 0; s < this.#keys.length; s++) keys[s] = this.#keys[s]
-      this.#keys = keys
-      const hashes = new Int32Array(capacity)
-      hashes.set(this.#hashes)
-      this.#hashes = hashes
+      this.#keys = growArray(this.#keys, capacity)
+      this.#hashes = growInt32(this.#hashes, capacity, 0)
     }
     const size = cellsFor(capacity)
     if (size <= this.#cells.length) return
@@ -200,11 +196,4 @@ function isObject(key: unknown): key is object {
 /** Cells for `capacity` slots: a power of two at least twice as many, so at most half full. */
 function cellsFor(capacity: number): number {
   return nextPowerOfTwo(Math.max(16, capacity * 2))
-}
-
-/** An array of exactly `n` holes-free undefined elements (growth by push would over-allocate). */
-function filled<K>(n: number): (K | undefined)[] {
-  const a = new Array<K | undefined>(n)
-  for (let i = 0; i < n; i++) a[i] = undefined
-  return a
 }

@@ -27,7 +27,7 @@ import { mathRandom, type Random } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
 import { ExpiryWheel } from '../expiry/expiry-wheel.js'
 import type { EvictionPolicy } from '../policies/eviction-policy.js'
-import { growFloat64 } from '../policies/eviction-policy.js'
+import { growArray, growFloat64 } from '../policies/eviction-policy.js'
 import { LruPolicy } from '../policies/lru-policy.js'
 import { TinyLfuPolicy } from '../policies/tinylfu-policy.js'
 import { estimateSize } from './estimate-size.js'
@@ -80,7 +80,8 @@ export class MemoryCache<K = string, V = unknown> {
   readonly #waitTimeout: number
   readonly #sized: boolean
   readonly #weighByBytes: boolean
-  readonly #hashed: boolean
+  /** An `lru` cache bounded by entries alone: at its bound it may reuse the victim's slot (#recycleLru). */
+  readonly #recycles: boolean
 
   /** Key -> slot, and each slot's key and hash (see key-index.ts). */
   #index: KeyIndex<K>
@@ -169,7 +170,7 @@ export class MemoryCache<K = string, V = unknown> {
     this.#capacity = Math.min(this.maxEntries, INITIAL_CAPACITY)
     this.#index = new KeyIndex<K>(this.#capacity, Math.floor(random.next() * 2 ** 32))
     if (this.#sized) this.#sizes = new Float64Array(this.#capacity)
-    this.#hashed = policy === 'tinylfu'
+    this.#recycles = policy === 'lru' && !this.#sized
     this.#policy =
       policy === 'lru'
         ? new LruPolicy(this.#capacity)
@@ -278,7 +279,7 @@ export class MemoryCache<K = string, V = unknown> {
     let recycled = false
     if (slot === undefined) {
       let fresh = -1
-      if (this.#count >= this.maxEntries && !this.#hashed && !this.#sized && !this.#listening) fresh = this.#recycleLru()
+      if (this.#recycles && this.#count >= this.maxEntries && !this.#listening) fresh = this.#recycleLru()
       recycled = fresh !== -1
       if (!recycled) {
         fresh = this.#allocate()
@@ -563,7 +564,7 @@ export class MemoryCache<K = string, V = unknown> {
     }
     // Exact-size arrays: growth by push over-allocates the backing store by half.
     this.#index.grow(this.#capacity)
-    this.#values = resized(this.#values, this.#capacity)
+    this.#values = growArray(this.#values, this.#capacity)
     this.#policy.grow(this.#capacity)
     if (this.#sizes !== undefined) this.#sizes = growFloat64(this.#sizes, this.#capacity)
     if (this.#deadline !== undefined) this.#deadline = growFloat64(this.#deadline, this.#capacity, NO_DEADLINE)
@@ -637,7 +638,9 @@ export class MemoryCache<K = string, V = unknown> {
     const victim = this.#policy.victim()
     if (victim === -1 || this.#extras?.[victim] !== undefined) return -1
     this.#index.remove(victim)
-    // Counted as #remove would report it: expired if its deadline has passed.
+    // Counted as #remove would report it (expired if its deadline has passed). Inline, with
+    // one read of the deadline: through #isExpired and a helper shared with #remove, sets
+    // with a TTL ran 5-7% slower (paired).
     const deadline = this.#deadline
     if (deadline !== undefined && deadline[victim] !== NO_DEADLINE) {
       if (deadline[victim] <= this.#clock.now()) this.#expired++
@@ -753,13 +756,6 @@ export class MemoryCache<K = string, V = unknown> {
     set.delete(waiter)
     if (set.size === 0) this.#waiters!.delete(key)
   }
-}
-
-function resized<T>(a: (T | undefined)[], capacity: number): (T | undefined)[] {
-  const b = new Array<T | undefined>(capacity)
-  for (let i = 0; i < a.length; i++) b[i] = a[i]
-  for (let i = a.length; i < capacity; i++) b[i] = undefined
-  return b
 }
 
 function positiveDuration(value: unknown, option: string): number {

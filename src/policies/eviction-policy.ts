@@ -34,6 +34,18 @@ export function nextPowerOfTwo(n: number): number {
   return p
 }
 
+/**
+ * Grows a plain array to exactly `capacity` elements (a new array, holes filled with
+ * undefined), keeping its contents; growth by push would over-allocate by half.
+ */
+export function growArray<T>(a: (T | undefined)[], capacity: number): (T | undefined)[] {
+  if (capacity <= a.length) return a
+  const b = new Array<T | undefined>(capacity)
+  for (let i = 0; i < a.length; i++) b[i] = a[i]
+  for (let i = a.length; i < capacity; i++) b[i] = undefined
+  return b
+}
+
 /** Grows an Int32Array to `capacity`, keeping its contents and filling new cells with `fill`. */
 export function growInt32(a: Int32Array, capacity: number, fill = -1): Int32Array {
   if (capacity <= a.length) return a
