@@ -80,7 +80,7 @@ export class MemoryCache<K = string, V = unknown> {
   readonly #waitTimeout: number
   readonly #sized: boolean
   readonly #weighByBytes: boolean
-  /** An `lru` cache bounded by entries alone: at its bound it may reuse the victim's slot (#recycleLru). */
+  /** A cache bounded by entries alone: at its bound it may evict first and reuse the victim's slot (#recycle). */
   readonly #recycles: boolean
 
   /** Key -> slot, and each slot's key and hash (see key-index.ts). */
@@ -102,6 +102,8 @@ export class MemoryCache<K = string, V = unknown> {
   #wheel: ExpiryWheel | undefined
   #sweepTimer: TimerHandle | undefined
   #extras: (Extra<K, V> | undefined)[] | undefined
+  /** Slots with extras now. */
+  #attached = 0
   #listeners: Record<CacheEventType, CacheListener<K, V>[]>
   #listening = false
   #waiters: Map<K, Set<Waiter<V>>> | undefined
@@ -170,7 +172,7 @@ export class MemoryCache<K = string, V = unknown> {
     this.#capacity = Math.min(this.maxEntries, INITIAL_CAPACITY)
     this.#index = new KeyIndex<K>(this.#capacity, Math.floor(random.next() * 2 ** 32))
     if (this.#sized) this.#sizes = new Float64Array(this.#capacity)
-    this.#recycles = policy === 'lru' && !this.#sized
+    this.#recycles = !this.#sized
     this.#policy =
       policy === 'lru'
         ? new LruPolicy(this.#capacity)
@@ -279,7 +281,7 @@ export class MemoryCache<K = string, V = unknown> {
     let recycled = false
     if (slot === undefined) {
       let fresh = -1
-      if (this.#recycles && this.#count >= this.maxEntries && !this.#listening) fresh = this.#recycleLru()
+      if (this.#recycles && this.#count >= this.maxEntries && !this.#listening && this.#attached === 0) fresh = this.#recycle(hash)
       recycled = fresh !== -1
       if (!recycled) {
         fresh = this.#allocate()
@@ -299,7 +301,7 @@ export class MemoryCache<K = string, V = unknown> {
     this.#setDeadline(slot, ttl, tti)
     if (onEvent !== undefined || signal !== undefined) this.#attach(slot, key, onEvent, signal)
     const weight = this.#weighByBytes ? size : 1
-    if (recycled) this.#policy.onAccess(slot)
+    if (recycled) this.#policy.onReuse(slot)
     else if (isNew) this.#policy.onInsert(slot, hash, weight)
     else this.#policy.onUpdate(slot, weight)
     this.#stores++
@@ -321,7 +323,7 @@ export class MemoryCache<K = string, V = unknown> {
 
   /** Removes every entry (`flush`, or `expire` for those already past their deadline), least valuable first. */
   clear(): void {
-    if (!this.#listening && this.#extras === undefined) {
+    if (!this.#listening && this.#attached === 0) {
       // Nobody to tell: only the counters, which count entries already past their deadline as expired.
       let expired = 0
       const deadline = this.#deadline
@@ -630,13 +632,15 @@ export class MemoryCache<K = string, V = unknown> {
   }
 
   /**
-   * An LRU cache at its entry bound, with nobody listening: evicts the least recently used
-   * entry now (before the new one is stored, which nothing can observe) and returns its
-   * slot for the new entry, still linked where it was, or -1 when that entry has extras.
+   * A cache at its entry bound, with nobody listening and no entry holding extras, about to
+   * store a new key: evicts the entry that the insert would have evicted, now (before the new
+   * one is stored, which nothing can observe), and returns its slot for the new entry, still
+   * linked where it was (the policy's onReuse places it). -1 when the policy cannot name that
+   * entry cheaply (see EvictionPolicy.victimBeforeInsert).
    */
-  #recycleLru(): number {
-    const victim = this.#policy.victim()
-    if (victim === -1 || this.#extras?.[victim] !== undefined) return -1
+  #recycle(hash: number): number {
+    const victim = this.#policy.victimBeforeInsert(hash)
+    if (victim === -1) return -1
     this.#index.remove(victim)
     // Counted as #remove would report it (expired if its deadline has passed). Inline, with
     // one read of the deadline: through #isExpired and a helper shared with #remove, sets
@@ -703,6 +707,7 @@ export class MemoryCache<K = string, V = unknown> {
     }
     while (this.#extras.length <= slot) this.#extras.push(undefined)
     this.#extras[slot] = extra
+    this.#attached++
   }
 
   /** Detaches a slot's extras (removing its abort listener); returns its onEvent. */
@@ -712,6 +717,7 @@ export class MemoryCache<K = string, V = unknown> {
     const extra = extras[slot]
     if (extra === undefined) return undefined
     extras[slot] = undefined
+    this.#attached--
     if (extra.signal !== undefined && extra.onAbort !== undefined) extra.signal.removeEventListener('abort', extra.onAbort)
     return extra.onEvent
   }

@@ -21,6 +21,17 @@ export interface EvictionPolicy {
    * slots (TinyLFU moves an admitted candidate into its main space).
    */
   victim(): number
+  /**
+   * For an engine at its entry bound about to insert a new key (32-bit `hash`) where nothing
+   * observes the order of the steps: the slot that `onInsert` followed by `victim()` would
+   * evict, named before the insert, with every effect those two calls would have on the policy
+   * (TinyLFU counts the new key and decides admission here). Returns -1, having changed
+   * nothing, when that cannot be told cheaply; the engine then inserts and evicts as usual.
+   * The engine must follow a slot with `onReuse` once its old entry is gone.
+   */
+  victimBeforeInsert(hash: number): number
+  /** The slot named by `victimBeforeInsert` now holds the new entry: placed as `onInsert` would. */
+  onReuse(slot: number): void
   /** Calls `fn` for every slot, most valuable (most recently used) first. */
   forEach(fn: (slot: number) => void): void
   /** Forgets every slot (the engine cleared); what a policy knows of past accesses may stay. */

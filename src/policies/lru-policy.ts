@@ -59,6 +59,15 @@ export class LruPolicy implements EvictionPolicy {
     return this.#tail
   }
 
+  victimBeforeInsert(): number {
+    return this.#tail
+  }
+
+  onReuse(slot: number): void {
+    // The slot keeps its place in the list and moves to the head, as a new entry would go.
+    this.onAccess(slot)
+  }
+
   forEach(fn: (slot: number) => void): void {
     for (let s = this.#head; s !== -1; s = this.#meta[s * STRIDE + NEXT]) fn(s)
   }

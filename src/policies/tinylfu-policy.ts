@@ -80,6 +80,8 @@ export class TinyLfuPolicy implements EvictionPolicy {
   #sketch: FrequencySketch
   #random: Random
   #hashOf: (slot: number) => number
+  /** The estimate of the key counted by victimBeforeInsert, for onReuse. */
+  #pending = 0
 
   /**
    * @param capacity  slots to allocate now
@@ -186,6 +188,31 @@ export class TinyLfuPolicy implements EvictionPolicy {
     if (this.#tails[PROBATION] !== -1) return this.#tails[PROBATION]
     const protectedVictim = this.#coldest(PROTECTED)
     return protectedVictim !== -1 ? protectedVictim : this.#coldest(WINDOW)
+  }
+
+  victimBeforeInsert(hash: number): number {
+    // The one case told cheaply, and the common one of a cache at its bound: a full window
+    // (so the insert makes it overflow, and a full main space takes nothing) whose coldest
+    // entry is unreferenced (so CLOCK moves nothing) and a non-empty probation. victim()
+    // would then pit that entry against probation's coldest, after onInsert's count.
+    if (this.#weight !== undefined || this.#weights[WINDOW] !== this.#windowMax) return -1
+    const cand = this.#tails[WINDOW]
+    const mainVictim = this.#tails[PROBATION]
+    if (cand === -1 || mainVictim === -1 || (this.#flags[cand] & REF) !== 0) return -1
+    const r = this.#sketch.increment(hash)
+    if (r >= HALVED) this.#halveEstimates()
+    this.#pending = r & LOW
+    if (this.#admit(cand, mainVictim)) {
+      this.#move(cand, PROBATION)
+      return mainVictim
+    }
+    return cand
+  }
+
+  onReuse(slot: number): void {
+    this.#unlink(slot)
+    this.#flags[slot] = NONE | (this.#pending << FREQ_SHIFT)
+    this.#linkHead(WINDOW, slot)
   }
 
   forEach(fn: (slot: number) => void): void {

@@ -458,4 +458,42 @@ describe('MemoryCache: the silent eviction paths agree with the general one', ()
       )
     })
   }
+
+  // The caches above have a one-entry TinyLFU window. This one has a window of 3 and a
+  // sketch that halves every 3,000 counts, over a skewed stream long enough to take every
+  // branch of the evict-before-insert path: a referenced window tail, admission won and
+  // lost, halving between the count and the decision, entries with extras coming and going.
+  for (const policy of ['tinylfu', 'lru'] as const) {
+    test(`${policy}, 300 entries, a skewed stream of 40,000 operations`, () => {
+      const clock = new ManualClock(0)
+      const make = (): MemoryCache<number, number> =>
+        new MemoryCache<number, number>({ policy, clock, random: new SeededRandom(11), maxEntries: 300, ttl: 5_000, sweepInterval: 100 })
+      const silent = make()
+      const heard = make()
+      heard.on('evict', () => {})
+      const stream = new SeededRandom(5)
+      const hook = (): void => {}
+      for (let step = 0; step < 40_000; step++) {
+        const u = stream.next()
+        // Hot keys 0..199 read and written often, a cold tail of 5,000 keys set once in a while.
+        const key = u < 0.6 ? Math.floor(stream.next() ** 2 * 200) : 200 + Math.floor(stream.next() * 5_000)
+        const op = stream.next()
+        const results = [silent, heard].map((cache) => {
+          if (op < 0.45) return cache.get(key)
+          if (op < 0.95) return cache.set(key, step, op < 0.05 ? { onEvent: hook } : undefined)
+          if (op < 0.99) return cache.delete(key)
+          return undefined
+        })
+        if (op >= 0.99) clock.advance(50)
+        assert.deepEqual(results[0], results[1], `step ${step}: result`)
+        if (step % 1_000 === 0 || step === 39_999) {
+          assert.deepEqual(silent.stats(), heard.stats(), `step ${step}: stats`)
+          assert.deepEqual([...silent.entries()], [...heard.entries()], `step ${step}: entries, most recent first`)
+        }
+      }
+      assert.ok(silent.stats().evicted > 5_000, `the stream evicts throughout (${silent.stats().evicted})`)
+      silent.close()
+      heard.close()
+    })
+  }
 })

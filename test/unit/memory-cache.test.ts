@@ -1012,6 +1012,33 @@ describe('events', () => {
     ])
   })
 
+  // A cache nobody listens to evicts before it inserts and reuses the victim's slot (see
+  // MemoryCache#recycle); an entry with extras must still be reported, and its extras must
+  // not pass to the next entry in its slot.
+  for (const policy of ['lru', 'tinylfu'] as const) {
+    test(`${policy}: without cache listeners, per-entry onEvent and signals still see their entry evicted, once`, () => {
+      const cache = new MemoryCache<string, number>({ maxEntries: 200, policy, clock: new ManualClock(0), random: new SeededRandom(3) })
+      const seen: Array<[string, string, number | undefined]> = []
+      const controller = new AbortController()
+      for (let i = 0; i < 150; i++) cache.set(`warm${i}`, i)
+      cache.set('tracked', -1, { onEvent: (e) => seen.push([e.type, e.key, e.value]) })
+      cache.set('tied', -2, { signal: controller.signal })
+      for (let i = 0; i < 2_000; i++) cache.set(`k${i}`, i)
+      assert.equal(cache.has('tracked') || cache.has('tied'), false, 'both pushed out by 2,000 new keys')
+      assert.deepEqual(seen, [
+        ['store', 'tracked', -1],
+        ['evict', 'tracked', -1],
+      ])
+      assert.equal(cache.stats().evicted, 2_152 - 200)
+      assert.equal(getEventListeners(controller.signal, 'abort').length, 0, 'the abort listener left with its entry')
+      controller.abort()
+      for (let i = 0; i < 500; i++) cache.set(`later${i}`, i)
+      assert.equal(seen.length, 2, 'the slot of tracked went to other keys without its onEvent')
+      assert.equal(cache.stats().erased, 0, 'the signal of an evicted entry erases nothing')
+      assert.equal(cache.size, 200)
+    })
+  }
+
   test('on() returns an unsubscribe function (idempotent); other listeners keep listening', () => {
     const { cache } = setup<number>()
     const a: string[] = []
