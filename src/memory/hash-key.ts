@@ -1,7 +1,7 @@
 /**
  * The 32-bit hash of a cache key: the engine's key index (key-index.ts) stores it per slot
  * and probes with it, and TinyLFU's frequency sketch counts by it. Computed once per get,
- * set, has or delete. Strings use a Murmur-style mix over pairs of their UTF-16 units;
+ * set, has or delete. Strings use a Murmur-style mix over pairs of their UTF-16 units (two lanes);
  * numbers their bits (integers in int32 range directly, so +0 and -0 agree; others through
  * their string form, so NaN agrees with NaN); objects an identity number from a WeakMap.
  */
@@ -28,19 +28,29 @@ export function hashKey(key: unknown, seed = 0): number {
 }
 
 function hashString(s: string, seed: number): number {
-  // Two UTF-16 units per round (half the multiplications of one per unit).
+  // Two UTF-16 units per round, in two independent lanes (four units per iteration): the
+  // multiply chains of the lanes overlap, which halves the latency of a key's hash.
   const n = s.length
-  let h = 0x811c9dc5 ^ n ^ seed
+  let a = 0x811c9dc5 ^ n ^ seed
+  let b = 0x2545f491 ^ seed
   let i = 0
-  for (; i + 1 < n; i += 2) {
-    h = Math.imul(h ^ (s.charCodeAt(i) | (s.charCodeAt(i + 1) << 16)), 0x5bd1e995)
-    h ^= h >>> 15
+  for (; i + 3 < n; i += 4) {
+    a = Math.imul(a ^ (s.charCodeAt(i) | (s.charCodeAt(i + 1) << 16)), 0x5bd1e995)
+    b = Math.imul(b ^ (s.charCodeAt(i + 2) | (s.charCodeAt(i + 3) << 16)), 0x27d4eb2f)
+    a ^= a >>> 15
+    b ^= b >>> 15
+  }
+  if (i + 1 < n) {
+    a = Math.imul(a ^ (s.charCodeAt(i) | (s.charCodeAt(i + 1) << 16)), 0x5bd1e995)
+    a ^= a >>> 15
+    i += 2
   }
   if (i < n) {
-    h = Math.imul(h ^ s.charCodeAt(i), 0x5bd1e995)
-    h ^= h >>> 15
+    b = Math.imul(b ^ s.charCodeAt(i), 0x27d4eb2f)
+    b ^= b >>> 15
   }
-  return mix(h)
+  // Not symmetric in the lanes: swapping two 4-unit blocks' halves changes the hash.
+  return mix(a ^ Math.imul(b, 0x165667b1))
 }
 
 function mix(x: number): number {
