@@ -125,4 +125,23 @@ describe('KeyIndex', () => {
     const spread = new Set(sameBucket.map((k) => hashKey(k, 2) & 255))
     assert.ok(spread.size > sameBucket.length / 2, `keys sharing a bucket under seed 1 spread under seed 2: ${spread.size} of ${sameBucket.length}`)
   })
+
+  test('string hashes spread like a random function, in the low bits (cells) and the high bits (tags)', () => {
+    // 50k keys into 2^16 buckets: a random function fills 2^16 * (1 - e^(-50k / 2^16)) of them.
+    const n = 50_000
+    const buckets = 1 << 16
+    const expected = buckets * (1 - Math.exp(-n / buckets))
+    for (const shape of [(i: number) => `key:${i}`, (i: number) => `user:${i}:profile`, (i: number) => String(i), (i: number) => `é${i}`.repeat(3)]) {
+      const low = new Set<number>()
+      const high = new Set<number>()
+      for (let i = 0; i < n; i++) {
+        const h = hashKey(shape(i), 0x5eed)
+        low.add(h & (buckets - 1))
+        high.add(h >>> 16)
+      }
+      for (const [bits, set] of [['low', low], ['high', high]] as const) {
+        assert.ok(Math.abs(set.size - expected) < expected * 0.01, `${shape(7)}: ${bits} 16 bits fill ${set.size} buckets, a random function ${Math.round(expected)}`)
+      }
+    }
+  })
 })
