@@ -415,6 +415,11 @@ export class MemoryCache<K = string, V = unknown> {
 
   /** [key, value] pairs of live entries, most valuable first. Safe to mutate the cache meanwhile. */
   *entries(): IterableIterator<[K, V]> {
+    for (const [key, slot] of this.#liveSlots()) yield [key, this.#values[slot] as V]
+  }
+
+  /** [key, slot] of every live entry, most recently used first; safe to change the cache meanwhile. */
+  *#liveSlots(): IterableIterator<[K, number]> {
     const slots: number[] = []
     const keys: K[] = []
     this.#policy.forEach((slot) => {
@@ -425,7 +430,7 @@ export class MemoryCache<K = string, V = unknown> {
       const slot = slots[i]
       // Skip entries removed or replaced since the walk began.
       if (this.#index.find(keys[i]) !== slot || this.#isExpired(slot)) continue
-      yield [keys[i], this.#values[slot] as V]
+      yield [keys[i], slot]
     }
   }
 
@@ -454,10 +459,9 @@ export class MemoryCache<K = string, V = unknown> {
   dump(): Array<EntrySnapshot<K, V>> {
     const now = this.#clock.now()
     const out: Array<EntrySnapshot<K, V>> = []
-    for (const [key, value] of this.entries()) {
-      const slot = this.#index.find(key)
+    for (const [key, slot] of this.#liveSlots()) {
       const d = this.#deadline === undefined ? NO_DEADLINE : this.#deadline[slot]
-      out.push({ key, value, size: this.#sized ? this.#sizes![slot] : 0, remainingTtl: d === NO_DEADLINE ? Infinity : d - now })
+      out.push({ key, value: this.#values[slot] as V, size: this.#sized ? this.#sizes![slot] : 0, remainingTtl: d === NO_DEADLINE ? Infinity : d - now })
     }
     return out
   }
