@@ -3,6 +3,7 @@
  * machine description and table rendering.
  */
 import { fork } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { cpus, loadavg, totalmem } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { LRUCache } from 'lru-cache'
@@ -242,7 +243,7 @@ export interface Machine {
 export function machine(): Machine {
   const c = cpus()
   return {
-    cpu: c[0]?.model.trim() ?? 'unknown',
+    cpu: `${c[0]?.model.trim() ?? 'unknown'}${cpuFamily()}`,
     cores: c.length,
     memoryGb: Math.round(totalmem() / 2 ** 30),
     node: process.version,
@@ -250,6 +251,22 @@ export function machine(): Machine {
     platform: `${process.platform}-${process.arch}`,
     date: new Date().toISOString(),
     loadavg: loadavg().map((x) => Math.round(x * 100) / 100),
+  }
+}
+
+/**
+ * ' (family F model M)' from /proc/cpuinfo on Linux, else ''. A VM often names its CPU only
+ * "AMD EPYC" or the like; the family and model tell which generation ran the numbers, and
+ * ratios to Map-based peers differ between generations (README, Performance).
+ */
+function cpuFamily(): string {
+  try {
+    const info = readFileSync('/proc/cpuinfo', 'latin1')
+    const family = /^cpu family\s*:\s*(\d+)/m.exec(info)?.[1]
+    const model = /^model\s*:\s*(\d+)/m.exec(info)?.[1]
+    return family === undefined || model === undefined ? '' : ` (family ${family} model ${model})`
+  } catch {
+    return ''
   }
 }
 

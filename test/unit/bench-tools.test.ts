@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
 import { test } from 'node:test'
 import { beladyHits } from '../../bench/belady.js'
+import { machine } from '../../bench/harness.js'
 import { zipfStream } from '../../bench/traces.js'
 
 test("Belady's optimum on hand-computed traces", () => {
@@ -24,4 +26,17 @@ test('Zipf streams are deterministic per seed and skewed', () => {
   // The most popular key of Zipf(0.99) over 1000 keys takes about 13% of requests.
   assert.ok(sorted[0] / a.length > 0.1 && sorted[0] / a.length < 0.17, `top share ${sorted[0] / a.length}`)
   assert.ok(sorted[0] > 20 * sorted[99])
+})
+
+test('the machine line names the CPU family and model where /proc/cpuinfo has them', () => {
+  let info = ''
+  try {
+    info = readFileSync('/proc/cpuinfo', 'latin1')
+  } catch {
+    // not Linux: the line carries the model name alone
+  }
+  const family = /^cpu family\s*:\s*(\d+)/m.exec(info)?.[1]
+  const model = /^model\s*:\s*(\d+)/m.exec(info)?.[1]
+  if (family !== undefined && model !== undefined) assert.ok(machine().cpu.endsWith(` (family ${family} model ${model})`), machine().cpu)
+  else assert.doesNotMatch(machine().cpu, /family/)
 })
