@@ -337,7 +337,7 @@ export class MemoryCache<K = string, V = unknown> {
       return
     }
     // Listeners may change the cache while we walk: act only on entries still in place.
-    for (const [key, slot] of this.#snapshot()) {
+    for (const [key, slot] of this.#snapshot().reverse()) {
       if (this.#index.find(key) === slot) this.#remove(slot, this.#isExpired(slot) ? 'expire' : 'flush')
     }
   }
@@ -420,17 +420,10 @@ export class MemoryCache<K = string, V = unknown> {
 
   /** [key, slot] of every live entry, most recently used first; safe to change the cache meanwhile. */
   *#liveSlots(): IterableIterator<[K, number]> {
-    const slots: number[] = []
-    const keys: K[] = []
-    this.#policy.forEach((slot) => {
-      slots.push(slot)
-      keys.push(this.#index.keyOf(slot) as K)
-    })
-    for (let i = 0; i < slots.length; i++) {
-      const slot = slots[i]
+    for (const [key, slot] of this.#snapshot()) {
       // Skip entries removed or replaced since the walk began.
-      if (this.#index.find(keys[i]) !== slot || this.#isExpired(slot)) continue
-      yield [keys[i], slot]
+      if (this.#index.find(key) !== slot || this.#isExpired(slot)) continue
+      yield [key, slot]
     }
   }
 
@@ -480,7 +473,7 @@ export class MemoryCache<K = string, V = unknown> {
     if (deadline === undefined) return 0
     const now = this.#clock.now()
     let n = 0
-    for (const [key, slot] of this.#snapshot()) {
+    for (const [key, slot] of this.#snapshot().reverse()) {
       if (this.#index.find(key) === slot && this.#deadline![slot] <= now) {
         this.#remove(slot, 'expire')
         n++
@@ -529,13 +522,13 @@ export class MemoryCache<K = string, V = unknown> {
   // ---- internals -------------------------------------------------------------------
 
   /**
-   * [key, slot] of every entry now, least valuable first (the order eviction would take
-   * them), a copy: callers may change the cache while they walk it.
+   * [key, slot] of every entry now, most valuable first, a copy: callers may change the cache
+   * while they walk it. Callers that remove entries reverse it, to go in eviction's order.
    */
   #snapshot(): Array<[K, number]> {
     const out: Array<[K, number]> = []
     this.#policy.forEach((slot) => out.push([this.#index.keyOf(slot) as K, slot]))
-    return out.reverse()
+    return out
   }
 
   /** Slot of the live entry for `key`, or -1. Reclaims the entry if it has expired. */

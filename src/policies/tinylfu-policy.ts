@@ -117,9 +117,7 @@ export class TinyLfuPolicy implements EvictionPolicy {
 
   onInsert(slot: number, hash: number, weight: number): void {
     if (this.#weight !== undefined) this.#weight[slot] = weight
-    const r = this.#sketch.increment(hash)
-    if (r >= HALVED) this.#halveEstimates()
-    this.#flags[slot] = NONE | ((r & LOW) << FREQ_SHIFT)
+    this.#flags[slot] = NONE | (this.#count(hash) << FREQ_SHIFT)
     this.#linkHead(WINDOW, slot)
     // While the main space has room, window overflow moves there without any eviction.
     while (this.#weights[WINDOW] > this.#windowMax) {
@@ -147,11 +145,7 @@ export class TinyLfuPolicy implements EvictionPolicy {
   #countHit(slot: number, before: number): void {
     const flags = this.#flags
     let f = before
-    if (f < CAPPED) {
-      const r = this.#sketch.increment(this.#hashOf(slot))
-      if (r >= HALVED) this.#halveEstimates()
-      f = (f & LOW) | ((r & LOW) << FREQ_SHIFT)
-    }
+    if (f < CAPPED) f = (f & LOW) | (this.#count(this.#hashOf(slot)) << FREQ_SHIFT)
     if ((f & SEG) === PROBATION) {
       flags[slot] = f
       this.#promote(slot)
@@ -199,9 +193,7 @@ export class TinyLfuPolicy implements EvictionPolicy {
     const cand = this.#tails[WINDOW]
     const mainVictim = this.#tails[PROBATION]
     if (cand === -1 || mainVictim === -1 || (this.#flags[cand] & REF) !== 0) return -1
-    const r = this.#sketch.increment(hash)
-    if (r >= HALVED) this.#halveEstimates()
-    this.#pending = r & LOW
+    this.#pending = this.#count(hash)
     if (this.#admit(cand, mainVictim)) {
       this.#move(cand, PROBATION)
       return mainVictim
@@ -308,9 +300,14 @@ export class TinyLfuPolicy implements EvictionPolicy {
     this.#weights[seg] -= this.#weightOf(slot)
   }
 
-  /** The sketch halved its counters: so do the slots' copies of their estimates. */
-  #halveEstimates(): void {
-    halveNibbles(this.#flags)
+  /**
+   * Counts one use of the key with `hash` in the sketch; returns its new estimate (0..15).
+   * When the count halved the sketch's counters, the slots' copies of estimates are halved too.
+   */
+  #count(hash: number): number {
+    const r = this.#sketch.increment(hash)
+    if (r >= HALVED) halveNibbles(this.#flags)
+    return r & LOW
   }
 }
 
