@@ -9,7 +9,8 @@ import type { EvictionPolicy } from './eviction-policy.js'
  * `lru` pick it for predictability. TinyLFU, approximate by design, does skip.) Also measured
  * and not adopted (2026-12-01): logging hits in a 256-slot buffer and replaying the log in
  * order before anything that reads or changes the order, which stays exact but ran
- * 0.90-1.01x of relinking at once on get hits.
+ * 0.90-1.01x of relinking at once on get hits. Other layouts measured against this one are
+ * listed in docs/ARCHITECTURE.md (Eviction).
  */
 export class LruPolicy implements EvictionPolicy {
   readonly name = 'lru'
