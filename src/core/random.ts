@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto'
+
 /**
  * Randomness comes in through `Random`, so that jitter and admission decisions are
  * reproducible in tests.
@@ -8,6 +10,19 @@ export interface Random {
 }
 
 export const mathRandom: Random = { next: () => Math.random() }
+
+/**
+ * A 32-bit secret for hashing (the key index's seed against hash flooding), drawn from
+ * `random`, except from the default `mathRandom`: V8's Math.random is xorshift128+, whose
+ * state can be recovered from a few of its outputs (an id or a jittered delay a service
+ * shows the world), which would make the seed predictable. The default takes it from the
+ * operating system's CSPRNG instead, once per cache. An injected Random (SeededRandom in
+ * tests) still gives a reproducible seed.
+ */
+export function secretSeed(random: Random): number {
+  if (random === mathRandom) return randomBytes(4).readInt32LE(0)
+  return Math.floor(random.next() * 2 ** 32) | 0
+}
 
 /**
  * A small seeded generator (mulberry32): fast, 32-bit state, good enough for jitter,

@@ -9,7 +9,7 @@ const objectIds = new WeakMap<object, number>()
 let nextObjectId = 1
 
 /**
- * `seed` (any int32) changes every hash: each cache draws its own from its Random, so that
+ * `seed` (any int32) changes every hash: each cache draws its own (secretSeed in core/random.ts), so that
  * keys chosen to collide (hash flooding, which would make the key index probe long runs)
  * cannot be computed in advance, as V8 seeds its own string hashes per process.
  */

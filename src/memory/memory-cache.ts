@@ -23,7 +23,7 @@
 import type { Clock, TimerHandle } from '../core/clock.js'
 import { toBytes, toMs } from '../core/duration.js'
 import { AbortedError, ClosedError, InvalidOptionsError, InvalidValueError, WaitTimeoutError } from '../core/errors.js'
-import { mathRandom, type Random } from '../core/random.js'
+import { mathRandom, type Random, secretSeed } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
 import { ExpiryWheel } from '../expiry/expiry-wheel.js'
 import type { EvictionPolicy } from '../policies/eviction-policy.js'
@@ -170,7 +170,7 @@ export class MemoryCache<K = string, V = unknown> {
     // The policy works in entries when maxEntries is set, else in bytes.
     this.#weighByBytes = maxEntries === undefined
     this.#capacity = Math.min(this.maxEntries, INITIAL_CAPACITY)
-    this.#index = new KeyIndex<K>(this.#capacity, Math.floor(random.next() * 2 ** 32))
+    this.#index = new KeyIndex<K>(this.#capacity, secretSeed(random))
     if (this.#sized) this.#sizes = new Float64Array(this.#capacity)
     this.#recycles = !this.#sized
     this.#policy =

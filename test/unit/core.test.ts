@@ -44,6 +44,7 @@ import {
   LeaderFailedError,
   ManualClock,
   mathRandom,
+  MemoryCache,
   RecursiveFlightError,
   SeededRandom,
   systemClock,
@@ -51,6 +52,7 @@ import {
   toMs,
   WaitTimeoutError,
 } from '../../src/index.js'
+import { secretSeed } from '../../src/core/random.js'
 
 /** Asserts that `fn` throws ERR_INVALID_OPTIONS naming `option` (in `.option` and in the message). */
 function throwsInvalidOption(fn: () => unknown, option: string, label: string): void {
@@ -314,6 +316,22 @@ describe('randomness', () => {
       const x = mathRandom.next()
       assert.ok(x >= 0 && x < 1)
     }
+  })
+
+  test('secretSeed: from an injected Random, reproducible; from the default, the CSPRNG and never Math.random', (t) => {
+    assert.equal(secretSeed(new SeededRandom(5)), secretSeed(new SeededRandom(5)))
+    assert.notEqual(secretSeed(new SeededRandom(5)), secretSeed(new SeededRandom(6)))
+    for (const r of [new SeededRandom(5), { next: () => 0.999999999 }, { next: () => 0 }]) {
+      const seed = secretSeed(r)
+      assert.equal(seed, seed | 0, 'an int32')
+    }
+    // Math.random returning a constant: a seed drawn from it would repeat.
+    const stub = t.mock.method(Math, 'random', () => 0.25)
+    const seeds = new Set(Array.from({ length: 8 }, () => secretSeed(mathRandom)))
+    new MemoryCache<string, number>({ maxEntries: 10, policy: 'lru' }).set('k', 1)
+    assert.equal(stub.mock.callCount(), 0, 'neither secretSeed nor a default MemoryCache drew from Math.random')
+    assert.equal(seeds.size, 8, 'eight draws, eight different seeds')
+    for (const seed of seeds) assert.equal(seed, seed | 0)
   })
 })
 
