@@ -2,18 +2,18 @@
  * A real `nats-server` (no JetStream) on a free loopback port, with `kill()` (SIGKILL, as
  * a crash) and `restart()` on the same port, for the NATS bus transport tests.
  */
-import { awaitReady, freePort, HOST, killProcess, portOpen, requireBinary, spawnServer, startWithRetry, type Spawned } from './server-process.js'
+import { awaitReady, CrashableServer, freePort, HOST, portOpen, requireBinary, spawnServer, startWithRetry } from './server-process.js'
 
 const START_TIMEOUT_MS = 15_000
 
-export class NatsServer {
+export class NatsServer extends CrashableServer {
   readonly host = HOST
   readonly port: number
   readonly #binary: string
-  #proc: Spawned | undefined
   #stopped = false
 
   private constructor(port: number, binary: string) {
+    super()
     this.port = port
     this.#binary = binary
   }
@@ -24,7 +24,7 @@ export class NatsServer {
     return startWithRetry(
       3,
       async () => new NatsServer(await freePort(), binary),
-      (server) => server.#spawn(),
+      (server) => server.spawn(),
     )
   }
 
@@ -32,14 +32,10 @@ export class NatsServer {
     return `nats://${HOST}:${this.port}`
   }
 
-  get running(): boolean {
-    return this.#proc !== undefined && this.#proc.exit() === undefined
-  }
-
-  async #spawn(): Promise<void> {
+  protected async spawn(): Promise<void> {
     if (this.#stopped) throw new Error('this NatsServer was stopped')
     const proc = spawnServer(this.#binary, ['-a', HOST, '-p', String(this.port), '--no_advertise'])
-    this.#proc = proc
+    this.proc = proc
     await awaitReady(proc, {
       name: 'nats-server',
       ready: () => portOpen(this.port),
@@ -49,28 +45,14 @@ export class NatsServer {
     })
   }
 
-  /** SIGKILL, as a crash; the port stays reserved for `restart()`. */
-  async kill(): Promise<void> {
-    const proc = this.#proc
-    if (proc === undefined) return
-    await killProcess(proc)
-    this.#proc = undefined
-  }
-
-  /** Starts again on the same port (killing first if running). */
-  async restart(): Promise<void> {
-    await this.kill()
-    await this.#spawn()
-  }
-
   /** SIGSTOP: the server keeps its sockets open but answers nothing, like a hung host. */
   freeze(): void {
-    this.#proc?.child.kill('SIGSTOP')
+    this.proc?.child.kill('SIGSTOP')
   }
 
   /** SIGCONT: undoes `freeze()`. */
   thaw(): void {
-    this.#proc?.child.kill('SIGCONT')
+    this.proc?.child.kill('SIGCONT')
   }
 
   /** Idempotent; safe in `after()` after a failure. */

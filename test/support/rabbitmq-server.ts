@@ -15,7 +15,7 @@
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir, userInfo } from 'node:os'
 import { join } from 'node:path'
-import { awaitReady, exitsWithin, freePort, HOST, killProcess, portOpen, requireBinary, run, spawnServer, startWithRetry, type Spawned } from './server-process.js'
+import { awaitReady, CrashableServer, exitsWithin, freePort, HOST, portOpen, requireBinary, run, spawnServer, startWithRetry } from './server-process.js'
 
 const START_TIMEOUT_MS = 90_000
 // Per OS user: another user's nodes are not ours to reap (and its dir not ours to write).
@@ -68,17 +68,17 @@ async function reapStale(): Promise<void> {
   }
 }
 
-export class RabbitMqServer {
+export class RabbitMqServer extends CrashableServer {
   readonly host = HOST
   readonly node: string
   readonly port: number
   readonly distPort: number
   readonly epmdPort: number
   readonly dir: string
-  #proc: Spawned | undefined
   #stopped = false
 
   private constructor(port: number, distPort: number, epmdPort: number) {
+    super()
     this.port = port
     this.distPort = distPort
     this.epmdPort = epmdPort
@@ -99,16 +99,12 @@ export class RabbitMqServer {
     return startWithRetry(
       2,
       async () => new RabbitMqServer(await freePort(), await freePort(), await freePort()),
-      (server) => server.#spawn(),
+      (server) => server.spawn(),
     )
   }
 
   get url(): string {
     return `amqp://guest:guest@${HOST}:${this.port}`
-  }
-
-  get running(): boolean {
-    return this.#proc !== undefined && this.#proc.exit() === undefined
   }
 
   #env(): NodeJS.ProcessEnv {
@@ -138,11 +134,11 @@ export class RabbitMqServer {
     writeFileSync(join(REGISTRY, `${this.port}.json`), JSON.stringify(rec))
   }
 
-  async #spawn(): Promise<void> {
+  protected async spawn(): Promise<void> {
     if (this.#stopped) throw new Error('this RabbitMqServer was stopped')
     this.#record(undefined)
     const proc = spawnServer(`${SCRIPTS}/rabbitmq-server`, [], { env: this.#env(), cwd: this.dir })
-    this.#proc = proc
+    this.proc = proc
     this.#record(proc.child.pid)
     await awaitReady(proc, {
       name: 'rabbitmq-server',
@@ -155,20 +151,6 @@ export class RabbitMqServer {
     })
   }
 
-  /** SIGKILL, as a crash; ports and data dir stay for `restart()`. */
-  async kill(): Promise<void> {
-    const proc = this.#proc
-    if (proc === undefined) return
-    await killProcess(proc)
-    this.#proc = undefined
-  }
-
-  /** Boots again on the same ports (killing first if running). */
-  async restart(): Promise<void> {
-    await this.kill()
-    await this.#spawn()
-  }
-
   /** A `rabbitmqctl` command against this node. */
   ctl(...args: string[]): Promise<{ status: number | null; output: string }> {
     return run(`${SCRIPTS}/rabbitmqctl`, ['-n', this.node, ...args], { env: this.#env(), timeoutMs: 30_000 })
@@ -176,14 +158,14 @@ export class RabbitMqServer {
 
   /** Halts the node (`rabbitmqctl stop`, SIGKILL if that fails), its epmd, and removes its dirs. Idempotent. */
   async stop(): Promise<void> {
-    if (this.#stopped && this.#proc === undefined) return
+    if (this.#stopped && this.proc === undefined) return
     this.#stopped = true
-    const proc = this.#proc
+    const proc = this.proc
     if (proc !== undefined && proc.exit() === undefined) {
       await this.ctl('stop')
       if (!(await exitsWithin(proc, 10_000))) await this.kill()
     }
-    this.#proc = undefined
+    this.proc = undefined
     await run('epmd', ['-port', String(this.epmdPort), '-kill'], { timeoutMs: 5_000 })
     rmSync(this.dir, { recursive: true, force: true })
     rmSync(join(REGISTRY, `${this.port}.json`), { force: true })

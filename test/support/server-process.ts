@@ -190,6 +190,35 @@ export async function killProcess(proc: Spawned, signal: NodeJS.Signals = 'SIGKI
   await proc.exited
 }
 
+/**
+ * A server process that tests crash and bring back: `kill()` (SIGKILL, as a crash; its ports
+ * and data stay reserved) and `restart()` (kill if running, then boot again on the same
+ * ports). A subclass boots in `spawn()`, which sets `proc` and waits until it is ready.
+ */
+export abstract class CrashableServer {
+  protected proc: Spawned | undefined
+
+  protected abstract spawn(): Promise<void>
+
+  get running(): boolean {
+    return this.proc !== undefined && this.proc.exit() === undefined
+  }
+
+  /** SIGKILL, as a crash; ports and data stay for `restart()`. */
+  async kill(): Promise<void> {
+    const proc = this.proc
+    if (proc === undefined) return
+    await killProcess(proc)
+    this.proc = undefined
+  }
+
+  /** Boots again on the same ports (killing first if running). */
+  async restart(): Promise<void> {
+    await this.kill()
+    await this.spawn()
+  }
+}
+
 /** Whether something accepts TCP connections on HOST:port. */
 export function portOpen(port: number, timeoutMs = 1_000): Promise<boolean> {
   return new Promise((resolve) => {
