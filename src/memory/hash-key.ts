@@ -27,7 +27,7 @@ export function hashKey(key: unknown, seed = 0): number {
   return hashString(String(key), seed)
 }
 
-function hashString(s: string, seed: number): number {
+export function hashString(s: string, seed: number): number {
   // Two UTF-16 units per round, in two independent lanes (four units per iteration): the
   // multiply chains of the lanes overlap, which halves the latency of a key's hash.
   const n = s.length

@@ -33,7 +33,7 @@
  * `Map` relies on the same defence (a per-process seed).
  */
 import { growArray, growInt32, nextPowerOfTwo } from '../policies/eviction-policy.js'
-import { hashKey } from './hash-key.js'
+import { hashKey, hashString } from './hash-key.js'
 
 export class KeyIndex<K> {
   /** Per cell: 0 when empty, else slot + 1 in the bits of #mask and the key's hash above them (cellOf). */
@@ -61,10 +61,15 @@ export class KeyIndex<K> {
     return this.#size
   }
 
-  /** The slot holding `key`, or -1. */
+  /**
+   * The slot holding `key`, or -1. A string key goes straight to its hash (hashKey's type
+   * dispatch skipped): this is the call on every get, and V8 does not inline the hash into
+   * it (see docs/ARCHITECTURE.md, "The key index").
+   */
   find(key: K): number {
+    if (typeof key === 'string') return this.#probe(key, hashString(key, this.#seed))
     if (isObject(key)) return this.#findObject(key)
-    return this.findHashed(key, hashKey(key, this.#seed))
+    return this.#probe(key, hashKey(key, this.#seed))
   }
 
   /** The hash this index files `key` under (hashKey with its seed). */
@@ -75,6 +80,11 @@ export class KeyIndex<K> {
   /** As `find`, with the key's hash already computed. */
   findHashed(key: K, hash: number): number {
     if (isObject(key)) return this.#findObject(key)
+    return this.#probe(key, hash)
+  }
+
+  /** Linear probe for a key that is not an object, by its hash. */
+  #probe(key: K, hash: number): number {
     const cells = this.#cells
     const mask = this.#mask
     const keys = this.#keys
