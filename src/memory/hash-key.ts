@@ -9,9 +9,10 @@ const objectIds = new WeakMap<object, number>()
 let nextObjectId = 1
 
 /**
- * `seed` (any int32) changes every hash: each cache draws its own (secretSeed in core/random.ts), so that
- * keys chosen to collide (hash flooding, which would make the key index probe long runs)
- * cannot be computed in advance, as V8 seeds its own string hashes per process.
+ * `seed` (any int32) changes every hash: each cache draws its own (secretSeed in
+ * core/random.ts), so that keys chosen to collide (hash flooding, which would make the key
+ * index probe long runs) cannot be computed in advance, as V8 seeds its own string hashes
+ * per process.
  */
 export function hashKey(key: unknown, seed = 0): number {
   if (typeof key === 'string') return hashString(key, seed)

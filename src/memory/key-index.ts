@@ -29,8 +29,8 @@
  *
  * Hash flooding: keys crafted to share a hash would make one long run of cells and every
  * operation on them linear. Each index hashes with its own random seed (the engine draws
- * it with secretSeed: the OS CSPRNG by default), so such keys cannot be computed without knowing the seed; V8's
- * `Map` relies on the same defence (a per-process seed).
+ * it with secretSeed: the OS CSPRNG by default), so such keys cannot be computed without
+ * knowing the seed; V8's `Map` relies on the same defence (a per-process seed).
  */
 import { growArray, growInt32, nextPowerOfTwo } from '../policies/eviction-policy.js'
 import { hashKey, hashString } from './hash-key.js'

@@ -227,8 +227,10 @@ export class MemoryCache<K = string, V = unknown> {
       this.#misses++
       return undefined
     }
-    const idle = this.#idle!
-    if (idle[slot] !== 0) {
+    // Entered because of idle time, or because the entry expired: then `d <= now` above,
+    // unless an injected clock went backwards, which must still not throw here.
+    const idle = this.#idle
+    if (idle !== undefined && idle[slot] !== 0) {
       const idleAt = now + idle[slot]
       const expireAt = this.#expireAt![slot]
       this.#deadline![slot] = idleAt < expireAt ? idleAt : expireAt

@@ -604,6 +604,26 @@ describe('byte bound', () => {
 })
 
 describe('time-to-live', () => {
+  test('an injected clock that goes backwards between two readings of one get neither throws nor corrupts', () => {
+    // The Clock contract says now() never goes backwards; a broken clock must still not make
+    // get throw. Here get's first reading says "expired" and its second says "not yet".
+    const manual = new ManualClock(0)
+    const readings: number[] = []
+    const clock = { now: () => readings.shift() ?? manual.now(), setTimeout: manual.setTimeout.bind(manual), clearTimeout: manual.clearTimeout.bind(manual) }
+    const removals: string[] = []
+    const cache = new MemoryCache<string, string>({ maxEntries: 10, clock, random: new SeededRandom(1), policy: 'lru' })
+    cache.on('expire', (e) => removals.push(e.key))
+    cache.set('a', 'v', { ttl: 1000 })
+    readings.push(1000, 999)
+    assert.equal(cache.get('a'), 'v', 'the second reading (not expired) decides')
+    assert.equal(cache.size, 1)
+    assert.deepEqual(removals, [])
+    manual.advance(1000)
+    assert.equal(cache.get('a'), undefined, 'expired once the clock agrees')
+    assert.deepEqual(removals, ['a'])
+    assert.equal(cache.size, 0)
+  })
+
   test('an entry lives for its ttl and not a millisecond longer', () => {
     const { cache, clock } = setup<string>()
     cache.set('a', 'v', { ttl: 1000 })
