@@ -11,7 +11,8 @@
  *
  * Lock waits: `waitForRelease` is checked to settle within `WAKE_BUDGET_MS` of target time
  * after the event, in `WAKE_STEP_MS` steps, which fits both pub/sub wake-ups and polling
- * every 10-25 ms. An aborted signal makes it reject with `AbortedError` (`ERR_ABORTED`):
+ * every 10-25 ms. The events are a release, a fenced write, and the lease running out with
+ * neither (a paused or dead holder). An aborted signal makes it reject with `AbortedError` (`ERR_ABORTED`):
  * the suite pins that choice for every adapter.
  *
  * This module imports `node:test`: import it from tests only, never from the library.
@@ -604,6 +605,65 @@ export function storeConformance(target: ConformanceTarget): void {
           await advanceUntilSettled(waiting)
           assert.equal(waiting.state, 'fulfilled', 'resolved at the timeout, not rejected')
           assert.equal(await locks.acquire('W', 'tok-b', lease), undefined, 'the lock itself is still held')
+        })
+      })
+
+      test('waitForRelease wakes when the lease runs out with no release (a paused holder); the waiter takes the lock and the old holder\'s late write is refused', async (t) => {
+        await withLocks(t, async (locks, store) => {
+          const a = await locks.acquire('W', 'tok-a', lease)
+          assert.ok(a !== undefined)
+          const waiting = track(locks.waitForRelease('W', LONG_TTL))
+          await advance(2 * unit)
+          assert.equal(waiting.state, 'pending', 'waits while the lease runs')
+          await advance(3 * unit) // past the lease: nobody released, nothing was written
+          await advanceUntilSettled(waiting)
+          assert.equal(waiting.state, 'fulfilled', `the lease ending woke the waiter within ${WAKE_BUDGET_MS} ms, not its timeout`)
+          const b = await locks.acquire('W', 'tok-b', LONG_TTL)
+          assert.ok(b !== undefined, 'the lock is free for the woken waiter')
+          assert.equal(await locks.setFenced('W', bytes('newer'), LONG_TTL, b.fence), true)
+          assert.equal(await locks.setFenced('W', bytes('stale'), LONG_TTL, a.fence), false, 'the paused holder resumes: its write is refused')
+          assertBytes(await store.get('W'), bytes('newer'))
+        })
+      })
+
+      test('waitForRelease keeps waiting past the original lease end when the holder extended it', async (t) => {
+        await withLocks(t, async (locks) => {
+          assert.ok((await locks.acquire('W', 'tok-a', lease)) !== undefined)
+          const waiting = track(locks.waitForRelease('W', LONG_TTL))
+          await advance(2 * unit)
+          assert.equal(await locks.extend('W', 'tok-a', 8 * unit), true) // now ends 10 units in
+          await advance(4 * unit)
+          assert.equal(waiting.state, 'pending', 'the extended lease still runs')
+          await advance(6 * unit)
+          await advanceUntilSettled(waiting)
+          assert.equal(waiting.state, 'fulfilled', 'woken when the extended lease ran out')
+        })
+      })
+
+      test('drawFence: a waiter that gave up writes with a drawn fence, and the holder\'s later write is refused', async (t) => {
+        await withLocks(t, async (locks, store) => {
+          const a = await locks.acquire('D', 'tok-a', LONG_TTL)
+          assert.ok(a !== undefined)
+          const waiting = track(locks.waitForRelease('D', 2 * unit))
+          await advance(3 * unit)
+          await advanceUntilSettled(waiting)
+          assert.equal(waiting.state, 'fulfilled', 'the wait timed out: the holder still holds the lease')
+          const drawn = await locks.drawFence('D')
+          assert.equal(typeof drawn, 'number')
+          assert.ok(Number.isFinite(drawn) && drawn > a.fence, `drawn fence ${drawn} is above the holder's ${a.fence}`)
+          assert.equal(await locks.setFenced('D', bytes('newer'), LONG_TTL, drawn), true)
+          assert.equal(await locks.setFenced('D', bytes('stale'), LONG_TTL, a.fence), false, 'the holder\'s write after it is refused')
+          assertBytes(await store.get('D'), bytes('newer'))
+          assert.equal(await locks.acquire('D', 'tok-b', lease), undefined, 'drawing a fence takes no lease')
+          assert.equal(await locks.release('D', 'tok-a'), true)
+          // A later grant is above the drawn fence: its write wins over a late one made with it.
+          const c = await locks.acquire('D', 'tok-c', lease)
+          assert.ok(c !== undefined && c.fence > drawn, 'a later grant is above the drawn fence')
+          assert.equal(await locks.setFenced('D', bytes('from c'), LONG_TTL, c.fence), true)
+          assert.equal(await locks.setFenced('D', bytes('late draw'), LONG_TTL, drawn), false)
+          assertBytes(await store.get('D'), bytes('from c'))
+          const again = await locks.drawFence('D')
+          assert.ok(again > c.fence, 'every draw is above every earlier grant and draw')
         })
       })
 

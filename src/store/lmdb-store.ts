@@ -35,12 +35,14 @@
  *   (sweeps, refusals) are bumped only after the commit.
  * - Locks (cachekit's lockable backend, with fencing): `acquire` takes the lease when it is
  *   free or expired and grants a fence one above both the store-wide counter and the key's
- *   fence mark; `setFenced` writes only when its fence is >= the mark and raises the mark,
- *   in the same transaction as the value. There is no cross-process notification in LMDB:
- *   `waitForRelease` wakes at once for a release or fenced write made by this store
- *   instance, and otherwise polls the key's lock record with backoff (from 1 ms, doubling,
- *   at most `lockPollInterval`), one poller per key however many callers wait. A waiter in
- *   another process therefore notices a release within `lockPollInterval` (default 25 ms).
+ *   fence mark (`drawFence` draws the same way, without the lease); `setFenced` writes only
+ *   when its fence is >= the mark and raises the mark, in the same transaction as the value.
+ *   There is no cross-process notification in LMDB: `waitForRelease` wakes at once for a
+ *   release or fenced write made by this store instance, and otherwise polls the key's lock
+ *   record with backoff (from 1 ms, doubling, at most `lockPollInterval`), one poller per key
+ *   however many callers wait, and always at the lease's end. A waiter in another process
+ *   therefore notices a release within `lockPollInterval` (default 25 ms), and a lease that
+ *   ran out with no release when it ends.
  *
  * The `lmdb` package is imported here and nowhere else.
  */
@@ -320,6 +322,7 @@ class LmdbStoreImpl implements LmdbStore {
       acquire: (key, token, leaseMs) => this.#acquire(key, token, leaseMs),
       extend: (key, token, leaseMs) => this.#extend(key, token, leaseMs),
       release: (key, token) => this.#release(key, token),
+      drawFence: (key) => this.#drawFence(key),
       setFenced: (key, value, ttlMs, fence) => this.#setFenced(key, value, ttlMs, fence),
       waitForRelease: (key, timeoutMs, signal) => this.#waitForRelease(key, timeoutMs, signal),
     }
@@ -500,6 +503,18 @@ class LmdbStoreImpl implements LmdbStore {
     // After the commit: a woken waiter that re-reads finds the lock free.
     if (released) this.#wakeAll(k)
     return released
+  }
+
+  async #drawFence(key: string): Promise<number> {
+    this.#open()
+    const k = encodeKey(utf8(key, 'key'))
+    return this.#mutate('drawFence', (usage) => {
+      // As a grant's fence, without the lease: above the counter and the key's mark.
+      const lock = decodeLock(this.#locks.getBinary(k))
+      const fence = Math.max(usage.fence, Math.floor(lock?.highWater ?? -Infinity)) + 1
+      usage.fence = fence
+      return fence
+    })
   }
 
   async #setFenced(key: string, value: Uint8Array, ttlMs: number, fence: number): Promise<boolean> {

@@ -301,6 +301,12 @@ class MemoryLocks implements StoreLocks {
     return true
   }
 
+  async drawFence(key: string): Promise<number> {
+    this.#store.assertOpen()
+    // The store-wide counter is above every grant; the key's mark, above every written fence.
+    return this.#store.nextFence(this.#store.peekLockState(key)?.highWater ?? -Infinity)
+  }
+
   async setFenced(key: string, value: Uint8Array, ttlMs: number, fence: number): Promise<boolean> {
     this.#store.assertOpen()
     checkTtl(ttlMs, 'ttlMs')

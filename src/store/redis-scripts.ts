@@ -21,6 +21,7 @@ export const SCRIPT_NAMES = {
   acquire: 'stratacacheAcquire',
   extend: 'stratacacheExtend',
   release: 'stratacacheRelease',
+  drawFence: 'stratacacheDrawFence',
   setFenced: 'stratacacheSetFenced',
   touchPersist: 'stratacacheTouchPersist',
   lockState: 'stratacacheLockState',
@@ -41,6 +42,19 @@ local h = redis.call('HMGET', KEYS[2], 'seq', 'hwm')
 local fence = math.max(tonumber(h[1]) or 0, tonumber(h[2]) or 0) + 1
 redis.call('HSET', KEYS[2], 'seq', string.format('%d', fence))
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
+return fence
+`
+
+/**
+ * KEYS: fence. ARGV: retentionMs. A fence as `acquire` grants it, without the lease (for a
+ * writer that stopped waiting): above every grant and written fence so far, and counted in
+ * `seq`, so every later grant is above it.
+ */
+const drawFence = `
+local h = redis.call('HMGET', KEYS[1], 'seq', 'hwm')
+local fence = math.max(tonumber(h[1]) or 0, tonumber(h[2]) or 0) + 1
+redis.call('HSET', KEYS[1], 'seq', string.format('%d', fence))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return fence
 `
 
@@ -88,20 +102,22 @@ return redis.call('EXISTS', KEYS[1])
 `
 
 /**
- * KEYS: lock, fence. Returns { held (1/0), token or '', high-water mark or '' }: what
- * waitForRelease compares before and after subscribing, to see a release or a fenced write
- * that happened in between.
+ * KEYS: lock, fence. Returns { held (1/0), token or '', high-water mark or '', ms left of
+ * the lease (PTTL) }: what waitForRelease compares before and after subscribing, to see a
+ * release or a fenced write that happened in between, and when it looks again: a lease
+ * that runs out sends no message.
  */
 const lockState = `
 local token = redis.call('GET', KEYS[1])
 local hwm = redis.call('HGET', KEYS[2], 'hwm')
-return { token and 1 or 0, token or '', hwm or '' }
+return { token and 1 or 0, token or '', hwm or '', redis.call('PTTL', KEYS[1]) }
 `
 
 export const SCRIPTS: { readonly [K in keyof typeof SCRIPT_NAMES]: ScriptDefinition } = {
   acquire: { numberOfKeys: 2, lua: acquire },
   extend: { numberOfKeys: 1, lua: extend },
   release: { numberOfKeys: 1, lua: release },
+  drawFence: { numberOfKeys: 1, lua: drawFence },
   setFenced: { numberOfKeys: 2, lua: setFenced },
   touchPersist: { numberOfKeys: 1, lua: touchPersist },
   lockState: { numberOfKeys: 2, lua: lockState },

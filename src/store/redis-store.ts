@@ -128,9 +128,10 @@ interface ScriptCommands {
   stratacacheAcquire(lock: string, fence: string, token: string, leaseMs: number, retentionMs: number): Promise<number | null>
   stratacacheExtend(lock: string, token: string, leaseMs: number): Promise<number>
   stratacacheRelease(lock: string, token: string, channel: string, message: string): Promise<number>
+  stratacacheDrawFence(fence: string, retentionMs: number): Promise<number>
   stratacacheSetFenced(data: string, fence: string, value: Buffer, ttlMs: string, fenceNo: string, retentionMs: number, channel: string, message: string): Promise<number>
   stratacacheTouchPersist(data: string): Promise<number>
-  stratacacheLockState(lock: string, fence: string): Promise<[held: number, token: string, hwm: string]>
+  stratacacheLockState(lock: string, fence: string): Promise<[held: number, token: string, hwm: string, pttl: number]>
 }
 
 interface Waiter {
@@ -230,6 +231,7 @@ class RedisStore implements Store {
       acquire: (key, token, leaseMs) => this.#acquire(key, token, leaseMs),
       extend: (key, token, leaseMs) => this.#extend(key, token, leaseMs),
       release: (key, token) => this.#release(key, token),
+      drawFence: (key) => this.#drawFence(key),
       setFenced: (key, value, ttlMs, fence) => this.#setFenced(key, value, ttlMs, fence),
       waitForRelease: (key, timeoutMs, signal) => this.#waitForRelease(key, timeoutMs, signal),
     }
@@ -418,6 +420,14 @@ class RedisStore implements Store {
     return (await this.#scripts.stratacacheRelease(this.#keys(key).lock, token, this.#channel, keyTag(key))) === 1
   }
 
+  async #drawFence(key: string): Promise<number> {
+    this.#open()
+    const fence = await this.#scripts.stratacacheDrawFence(this.#keys(key).fence, this.#retentionMs).catch((err: unknown) => {
+      throw refusedWhenFull(err)
+    })
+    return Number(fence)
+  }
+
   async #setFenced(key: string, value: Uint8Array, ttlMs: number, fence: number): Promise<boolean> {
     this.#open()
     if (typeof fence !== 'number' || !Number.isFinite(fence)) throw new InvalidOptionsError('fence', `expected a finite number, got ${String(fence)}`)
@@ -438,7 +448,10 @@ class RedisStore implements Store {
    * release or fenced write before the subscription took effect shows as a change (or a
    * free lock); one after it arrives as a message. Comparing states, rather than asking
    * "is there a value", keeps a waiter from spinning while a holder refreshes a value that
-   * already exists. Resolves on the timeout; rejects only for an abort or a Redis error.
+   * already exists. A lease that runs out sends no message (its holder paused or died): the
+   * waiter reads the state again when the lease's PTTL has passed, and again after each
+   * extension, so it wakes within a round trip of the lease's end. Resolves on the timeout;
+   * rejects only for an abort or a Redis error.
    */
   #waitForRelease(key: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
     this.#open()
@@ -448,10 +461,12 @@ class RedisStore implements Store {
     return new Promise<void>((resolve, reject) => {
       let done = false
       let timer: TimerHandle | undefined
+      let leaseTimer: TimerHandle | undefined
       const finish = (error?: unknown): void => {
         if (done) return
         done = true
         if (timer !== undefined) this.#clock.clearTimeout(timer)
+        if (leaseTimer !== undefined) this.#clock.clearTimeout(leaseTimer)
         signal?.removeEventListener('abort', onAbort)
         const set = this.#waiters.get(tag)
         set?.delete(waiter)
@@ -466,14 +481,35 @@ class RedisStore implements Store {
       set.add(waiter)
       if (Number.isFinite(timeoutMs)) timer = this.#clock.setTimeout(() => finish(), Math.max(0, timeoutMs))
       signal?.addEventListener('abort', onAbort, { once: true })
-      const state = (): Promise<string> => this.#scripts.stratacacheLockState(k.lock, k.fence).then(([held, token, hwm]) => (held === 1 ? `${hwm}|${token}` : ''))
+      /** The holder and fence mark ('' when free), and the ms left of the lease. */
+      const state = (): Promise<{ id: string; left: number }> =>
+        this.#scripts.stratacacheLockState(k.lock, k.fence).then(([held, token, hwm, pttl]) => ({ id: held === 1 ? `${hwm}|${token}` : '', left: Number(pttl) }))
+      /** Same holder and mark: look again when the lease (as it stands now) has run out. */
+      const recheck = (was: string, left: number): void => {
+        if (done) return
+        // PTTL -1 (no expiry) cannot happen for a lock set with PX; never poll for it.
+        if (left < 0) return
+        leaseTimer = this.#clock.setTimeout(
+          () => {
+            leaseTimer = undefined
+            state().then(
+              (now) => (now.id !== was ? finish() : recheck(was, now.left)),
+              (err: unknown) => finish(err),
+            )
+          },
+          // +1: PTTL rounds down, and Redis expires a key only once its time is past.
+          left + 1,
+        )
+      }
       // Sent now, so it is ordered before any release or write issued after this call.
       const before = state()
       Promise.all([before, this.#subscribe()])
         .then(async ([was]) => {
           if (done) return
+          const now = await state()
           // Free when the wait began, or changed before the subscription took effect.
-          if (was === '' || (await state()) !== was) finish()
+          if (was.id === '' || now.id !== was.id) finish()
+          else recheck(was.id, now.left)
         })
         .catch((err: unknown) => finish(err))
     })

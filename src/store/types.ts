@@ -51,7 +51,9 @@ export interface LockGrant {
  * Leases with fencing (cachekit / Kleppmann): each grant on a key carries a fence larger than
  * any earlier grant's on the same key, and `setFenced` refuses a write whose fence is lower
  * than the highest fence already written for that key, so a holder that paused past its
- * lease cannot overwrite a newer value.
+ * lease cannot overwrite a newer value. The facade writes every value it computed after
+ * waiting for a lock with a fence too (a grant's, or `drawFence`'s when it stopped
+ * waiting), so no write that follows a wait leaves the mark below a stale holder's fence.
  */
 export interface StoreLocks {
   /** Takes the lease if free; `undefined` when another holder has it. */
@@ -60,12 +62,19 @@ export interface StoreLocks {
   extend(key: string, token: string, leaseMs: number): Promise<boolean>
   /** Releases the lease if `token` still holds it, and wakes the key's waiters. */
   release(key: string, token: string): Promise<boolean>
+  /**
+   * A fence without a lease, for a writer that stopped waiting for the lock: larger than
+   * every fence granted or drawn on `key` so far, smaller than every later grant's. A
+   * `setFenced` with it refuses the later writes of every earlier holder.
+   */
+  drawFence(key: string): Promise<number>
   /** Writes only if `fence` >= the highest fence written for `key`; false when refused. */
   setFenced(key: string, value: Uint8Array, ttlMs: number, fence: number): Promise<boolean>
   /**
-   * Resolves when the key's lock is released (or the value written) by any process, or after
-   * `timeoutMs`, whichever comes first; never rejects for a timeout. Backends with
-   * notifications (Redis pub/sub) wake at once; others may poll.
+   * Resolves when the key's lock is released (or the value written) by any process, when
+   * its lease runs out without either (a paused or dead holder), or after `timeoutMs`,
+   * whichever comes first; never rejects for a timeout. Backends with notifications (Redis
+   * pub/sub) wake at once on a release; others may poll.
    */
   waitForRelease(key: string, timeoutMs: number, signal?: AbortSignal): Promise<void>
 }
