@@ -132,6 +132,8 @@ export class Cache<V = unknown> {
       const store = options.store
       if (store === null || typeof store !== 'object' || typeof store.get !== 'function') throw new InvalidOptionsError('store', 'expected a Store (memoryStore(), lmdbStore(...), redisStore(...))')
       if (this.#distributedLock && store.locks === undefined) throw new InvalidOptionsError('lock', `store ${store.name} has no locks; 'distributed' needs one that has`)
+      // A store written against the older StoreLocks: without drawFence a waiter that gives up could only write unfenced.
+      if (this.#distributedLock && typeof store.locks?.drawFence !== 'function') throw new InvalidOptionsError('lock', `store ${store.name}'s locks have no drawFence(); 'distributed' needs it (see StoreLocks)`)
       const l2 = options.l2 ?? {}
       const guarded = new GuardedStore(store, this.#clock, options.random ?? mathRandom, l2)
       guarded.onError = (error, _operation, key) => this.#emitError(error, key)
@@ -688,11 +690,14 @@ export class Cache<V = unknown> {
 
   /**
    * One process in the cluster computes: the lock holder runs the factory and writes with
-   * its fence; the others wait to be told the lock was released (not only by polling),
-   * re-read L2, and take their turn at the lock if the value is not there. A waiter whose
-   * `lock.wait` runs out (or whose store fails) computes without the lock: the degrade path,
-   * counted in `stats().lock.degraded`. Under the lock the result is written before the
-   * lock is released (even for the async strategies), so a woken waiter finds it.
+   * its fence; the others wait to be told the lock was released or its lease ran out (not
+   * only by polling), re-read L2, and take their turn at the lock if the value is not there.
+   * A waiter whose `lock.wait` runs out (or whose store fails) computes without the lock:
+   * the degrade path, counted in `stats().lock.degraded`. It still writes fenced, with a
+   * fence drawn before it computes, so a holder that writes later (paused, or just slow) is
+   * refused rather than overwriting the newer value; without a fence (the store failed) it
+   * does not write L2 at all. Under the lock the result is written before the lock is
+   * released (even for the async strategies), so a woken waiter finds it.
    */
   async #runLocked(key: string, factory: Factory<V>, o: Resolved<V>, stale: Envelope<V> | undefined): Promise<V> {
     const l2 = this.#l2 as L2Tier<V>
@@ -718,7 +723,14 @@ export class Cache<V = unknown> {
       if (this.#clock.now() >= deadline) break
     }
     this.#lockDegraded++
-    return this.#run(key, factory, o, stale, false)
+    // Drawn before computing: a holder granted earlier writes below it, any later grant above.
+    let fence: number | false
+    try {
+      fence = await store.drawFence(lockKey)
+    } catch {
+      fence = false
+    }
+    return this.#run(key, factory, o, stale, false, fence)
   }
 
   async #runHolding(key: string, factory: Factory<V>, o: Resolved<V>, stale: Envelope<V> | undefined, lockKey: string, token: string, fence: number): Promise<V> {
@@ -801,8 +813,12 @@ export class Cache<V = unknown> {
     return { ...tier, ...store, lock: { waits: this.#lockWaits, degraded: this.#lockDegraded } }
   }
 
-  /** Runs the factory once with timeouts and fail-safe; stores its result. */
-  #run(key: string, factory: Factory<V>, o: Resolved<V>, stale: Envelope<V> | undefined, background: boolean, fence?: number): Promise<V> {
+  /**
+   * Runs the factory once with timeouts and fail-safe; stores its result. `fence`: write L2
+   * under it (lock protocol); `false`: the write could not be ordered after a lock holder's,
+   * so L2 is not written.
+   */
+  #run(key: string, factory: Factory<V>, o: Resolved<V>, stale: Envelope<V> | undefined, background: boolean, fence?: number | false): Promise<V> {
     // Only a hard timeout can abort a factory; creating a controller costs microseconds.
     const controller = o.hard === Infinity ? undefined : new AbortController()
     let ttl = o.ttl
@@ -934,8 +950,10 @@ export class Cache<V = unknown> {
    * reported on the error channel — or, when `strict` (an explicit `set`), refused with a
    * typed error before anything is written. `since`: when the value's computation started
    * (its tag version was taken); an entry with origins in L2 lives at most `origins.versionTtl` from then.
+   * `fence` (see #run): a fenced write that L2 does not confirm leaves no trace here: the L1
+   * copy is dropped (if still ours), and a refusal is reported as `ERR_LOCK_LOST`.
    */
-  #store(key: string, value: V, o: Resolved<V>, ttl: number, tagsOverride: readonly string[] | undefined, tagVersion?: number, fence?: number, strict = false, since?: number): Promise<unknown> | undefined {
+  #store(key: string, value: V, o: Resolved<V>, ttl: number, tagsOverride: readonly string[] | undefined, tagVersion?: number, fence?: number | false, strict = false, since?: number): Promise<unknown> | undefined {
     if (value === undefined) return undefined
     // Computed before anything is written: a bad origins function fails the store whole.
     const origins = o.origins === undefined ? undefined : typeof o.origins === 'function' ? descriptorList(o.origins(value), 'origins') : o.origins
@@ -975,8 +993,16 @@ export class Cache<V = unknown> {
     if (bare) this.#l1.set(key, value, { ttl, tti: o.tti })
     else this.#l1.set(key, env, { ttl: keepUntil === Infinity ? Infinity : Math.max(1, keepUntil - now), tti: l2.l1Tti(o.tti) })
     if (origins !== undefined || this.#origins !== undefined) this.#indexOrigins(key, origins)
-    if (bytes === undefined) return undefined
-    if (fence !== undefined) return l2.writeFenced(key, env, bytes, fence)
+    if (bytes === undefined || fence === false) return undefined
+    if (fence !== undefined) {
+      return l2.writeFenced(key, env, bytes, fence).then((outcome) => {
+        if (outcome === 'written') return
+        // Refused: a newer value is in L2, so ours must not be served here either. Failed: it
+        // may have been refused, so the same. Only our own copy goes (a later set stays).
+        if (this.#l1.peek(key) === (bare ? value : env)) this.#l1.delete(key)
+        if (outcome === 'refused') this.#emitError(new LockLostError(key, 'was taken over: a newer value was written first, so this fenced write was refused'), key)
+      })
+    }
     const written = l2.write(key, env, bytes)
     if (!l2.store.strictWrites) return written
     // strictWrites: the write rejects when it did not land. An explicit `set` reports it and

@@ -225,6 +225,10 @@ export class GuardedStore {
     return this.#call('lock', key, () => this.#locks().release(key, token))
   }
 
+  drawFence(key: string): Promise<number> {
+    return this.#call('lock', key, () => this.#locks().drawFence(key))
+  }
+
   setFenced(key: string, value: Uint8Array, ttlMs: number, fence: number): Promise<boolean> {
     return this.#call('set', key, () => this.#locks().setFenced(key, value, ttlMs, fence))
   }

@@ -186,15 +186,19 @@ export class L2Tier<V> {
     await this.store.set(this.#key(key), bytes, this.#ttl(env))
   }
 
-  /** Writes under a lock's fence; false when a newer holder wrote first (or L2 failed). */
-  async writeFenced(key: string, env: Envelope<V>, bytes: Uint8Array, fence: number): Promise<boolean> {
+  /**
+   * Writes under a lock's fence: 'refused' when a newer holder (or a waiter that stopped
+   * waiting) wrote first, 'failed' when L2 failed (reported; the write may or may not have
+   * landed). Never rejects. Fenced writes are never queued: a replay could not keep the order.
+   */
+  async writeFenced(key: string, env: Envelope<V>, bytes: Uint8Array, fence: number): Promise<'written' | 'refused' | 'failed'> {
     try {
       const ok = await this.store.setFenced(this.#key(key), bytes, this.#ttl(env), fence)
       if (ok) this.#writes++
       else this.#fencedRefused++
-      return ok
+      return ok ? 'written' : 'refused'
     } catch {
-      return false
+      return 'failed'
     }
   }
 

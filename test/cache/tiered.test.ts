@@ -9,6 +9,7 @@ import { type Cache, type CacheErrorEvent, type CacheOptions, createCache, isCac
 import { deferred } from '../../src/testing/index.js'
 import { FlakyStore } from '../support/flaky-store.js'
 import { memoryStore } from '../../src/store/memory-store.js'
+import type { Store, StoreLocks } from '../../src/store/types.js'
 
 const flush = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
 
@@ -423,6 +424,91 @@ describe('distributed lock (one factory run across processes)', () => {
     assert.equal(await make<string>().get('k'), 'newer', 'L2 keeps the newer holder\'s value')
     assert.equal(a.stats().l2?.fencedRefused, 1)
     assert.ok(errors.some((e) => isCacheError(e.error, 'ERR_LOCK_LOST') && e.key === 'k'), 'A learns it lost the lock')
+    assert.equal(await a.get('k'), 'newer', 'the refused write left nothing in A\'s own L1')
+    assert.equal(await b.get('k'), 'newer')
+  })
+
+  test('a waiter wakes when a paused holder\'s lease runs out (no release), takes the lock, and the holder\'s late write is refused everywhere', async () => {
+    const { clock, make } = lockWorld({ lock: { mode: 'distributed', lease: '1s', wait: '5s' } })
+    const a = make<string>()
+    const b = make<string>()
+    const paused = deferred<string>()
+    const pa = a.getOrSet('k', () => paused.promise)
+    await run(clock, 10)
+    const pb = b.getOrSet('k', () => 'newer')
+    await run(clock, 10)
+    assert.equal(b.stats().l2?.lock.waits, 1, 'B waits for A')
+    // A's process freezes (one jump, no turn of its event loop): its lease lapses.
+    clock.advance(1_500)
+    const r = await settle(clock, pb, 10_000)
+    assert.equal(r.value, 'newer')
+    assert.equal(b.stats().l2?.lock.degraded, 0, 'B took the lock when the lease ended, not at its wait timeout')
+    await run(clock, 1_000, 50)
+    paused.resolve('older')
+    assert.equal(await pa, 'older')
+    await run(clock, 10)
+    assert.equal(a.stats().l2?.fencedRefused, 1)
+    for (const [name, c] of [['L2', make<string>()], ['A', a], ['B', b]] as const) assert.equal(await c.get('k'), 'newer', `${name} holds the newer value`)
+  })
+
+  test('a waiter whose lock.wait runs out writes fenced: the holder (still in its lease) writes later and is refused, and keeps no trace of its value', async () => {
+    const { clock, make } = lockWorld({ lock: { mode: 'distributed', lease: '10s', wait: '2s' } })
+    const a = make<string>()
+    const b = make<string>()
+    const errors = errorsOf(a as Cache<unknown>)
+    const slow = deferred<string>()
+    const pa = a.getOrSet('k', () => slow.promise)
+    await run(clock, 10)
+    const r = await settle(clock, b.getOrSet('k', () => 'newer'), 10_000, 50)
+    assert.equal(r.value, 'newer')
+    assert.equal(b.stats().l2?.lock.degraded, 1, 'B gave up waiting and computed without the lock')
+    slow.resolve('older')
+    assert.equal(await pa, 'older', 'A\'s callers still get A\'s result')
+    await run(clock, 10)
+    assert.equal(a.stats().l2?.fencedRefused, 1, 'A\'s fenced write came after B\'s and was refused')
+    assert.ok(errors.some((e) => isCacheError(e.error, 'ERR_LOCK_LOST') && e.key === 'k'), 'A is told its write was refused')
+    for (const [name, c] of [['L2', make<string>()], ['A', a], ['B', b]] as const) assert.equal(await c.get('k'), 'newer', `${name} holds the newer value`)
+  })
+
+  test('a waiter that gives up and cannot draw a fence does not write L2 unfenced; a lockable store without drawFence is refused', async () => {
+    const clock = new ManualClock(1_000_000)
+    const inner = memoryStore({ clock })
+    const locks = inner.locks as StoreLocks
+    const wrap = (drawFence: StoreLocks['drawFence'] | undefined): Store => ({
+      name: 'wrapped',
+      get: (k) => inner.get(k),
+      getMany: (k) => inner.getMany(k),
+      set: (k, v, t) => inner.set(k, v, t),
+      setMany: (e) => inner.setMany(e),
+      delete: (k) => inner.delete(k),
+      deleteMany: (k) => inner.deleteMany(k),
+      touch: (k, t) => inner.touch(k, t),
+      clear: (p) => inner.clear(p),
+      close: () => inner.close(),
+      locks: {
+        acquire: (k, t, l) => locks.acquire(k, t, l),
+        extend: (k, t, l) => locks.extend(k, t, l),
+        release: (k, t) => locks.release(k, t),
+        setFenced: (k, v, t, f) => locks.setFenced(k, v, t, f),
+        waitForRelease: (k, t, s) => locks.waitForRelease(k, t, s),
+        ...(drawFence === undefined ? {} : { drawFence }),
+      } as StoreLocks,
+    })
+    assert.throws(
+      () => createCache({ clock, store: wrap(undefined), lock: 'distributed' }),
+      (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && e.message.includes('drawFence'),
+    )
+    const store = wrap(() => Promise.reject(new Error('connection reset')))
+    const opts: CacheOptions = { clock, store, lock: { mode: 'distributed', lease: '10s', wait: '1s' } }
+    const a = createCache<string>(opts)
+    const b = createCache<string>(opts)
+    void a.getOrSet('k', () => new Promise<string>(() => {}))
+    await run(clock, 10)
+    const r = await settle(clock, b.getOrSet('k', () => 'unordered'), 10_000, 50)
+    assert.equal(r.value, 'unordered')
+    assert.equal(b.stats().l2?.lock.degraded, 1)
+    await run(clock, 10)
+    assert.equal(await inner.get('cache:k'), undefined, 'nothing reached L2 without a fence')
   })
 })
 
