@@ -3,15 +3,23 @@
  * Real time here (a real server), so timeouts are short and every wait is bounded.
  */
 import assert from 'node:assert/strict'
-import { fork } from 'node:child_process'
+import { fork, type ChildProcess } from 'node:child_process'
 import { after, before, describe, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { createCache, isCacheError, type CacheErrorEvent } from '../../src/index.js'
 import { redisStore } from '../../src/store/redis-store.js'
 import { startRedisServer, type RedisServer } from '../support/redis-server.js'
 import { stallMeter } from '../support/stall-meter.js'
+import type { FencedReply, FencedRequest } from './fixtures/fenced-worker.js'
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+type FencedStats = Extract<FencedReply, { op: 'stats' }>
+interface Child {
+  readonly child: ChildProcess
+  next(op: FencedReply['op']): Promise<FencedReply>
+  ask(m: FencedRequest): void
+}
 
 /** Resolves with the elapsed ms of `p`, rejecting if it takes longer than `limitMs` (a hang). */
 async function timed<T>(p: Promise<T>, limitMs: number): Promise<{ value: T; ms: number }> {
@@ -159,5 +167,85 @@ describe('distributed lock across real processes', () => {
     } finally {
       for (const c of children) if (c.exitCode === null) c.kill()
     }
+  })
+
+  /**
+   * The audit's scenario: process A takes the lock and is SIGSTOPped in its factory; B
+   * asks for the same key and writes `newer`; A is resumed and tries to write `older`.
+   * Whether B got there by the lease running out (it must notice that without a release
+   * message) or by giving up its wait while A still held the lease, A's write must be
+   * refused, and L2, A and B must all end with `newer`.
+   */
+  async function pausedHolder(leaseMs: number, waitMs: number): Promise<{ b: FencedStats; a: FencedStats; bMs: number }> {
+    const worker = fileURLToPath(new URL('./fixtures/fenced-worker.js', import.meta.url))
+    const prefix = `fenced-${leaseMs}-${waitMs}:`
+    const spawn = (): Child => {
+      const child = fork(worker, [server.url, prefix, String(leaseMs), String(waitMs)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+      const replies: FencedReply[] = []
+      const waiting: ((r: FencedReply) => void)[] = []
+      child.on('message', (m: FencedReply) => {
+        const w = waiting.shift()
+        if (w === undefined) replies.push(m)
+        else w(m)
+      })
+      const next = async (op: FencedReply['op']): Promise<FencedReply> => {
+        const got = replies.shift() ?? (await timed(new Promise<FencedReply>((resolve) => waiting.push(resolve)), 15_000)).value
+        assert.equal(got.op, op, `expected ${op} from ${child.pid}, got ${JSON.stringify(got)}`)
+        return got
+      }
+      return { child, next, ask: (m) => child.send(m) }
+    }
+    const a = spawn()
+    const b = spawn()
+    const reader = redisStore({ url: server.url, prefix })
+    const l2 = createCache<string>({ store: reader })
+    try {
+      await a.next('ready')
+      await b.next('ready')
+      a.ask({ op: 'compute', key: 'k', value: 'older', factoryMs: 300 })
+      await a.next('in-factory')
+      a.child.kill('SIGSTOP') // A holds the lock, frozen inside its factory
+      const start = performance.now()
+      b.ask({ op: 'compute', key: 'k', value: 'newer', factoryMs: 50 })
+      await b.next('in-factory')
+      assert.deepEqual(await b.next('computed'), { op: 'computed', value: 'newer' })
+      const bMs = performance.now() - start
+      a.child.kill('SIGCONT')
+      assert.deepEqual(await a.next('computed'), { op: 'computed', value: 'older' }, 'A\'s own callers get what its factory returned')
+      assert.equal(await l2.get('k'), 'newer', 'L2 keeps the newer value')
+      for (const [name, p] of [['A', a], ['B', b]] as const) {
+        p.ask({ op: 'get', key: 'k' })
+        assert.deepEqual(await p.next('got'), { op: 'got', value: 'newer' }, `${name} serves the newer value`)
+      }
+      const stats = async (p: Child): Promise<FencedStats> => {
+        p.ask({ op: 'stats' })
+        return (await p.next('stats')) as FencedStats
+      }
+      return { a: await stats(a), b: await stats(b), bMs }
+    } finally {
+      for (const p of [a, b]) {
+        p.child.kill('SIGCONT')
+        if (p.child.connected) p.ask({ op: 'close' })
+      }
+      await Promise.all([a, b].map((p) => (p.child.exitCode === null ? timed(new Promise((resolve) => p.child.once('exit', resolve)), 5_000).catch(() => p.child.kill('SIGKILL')) : undefined)))
+      await l2.close()
+      await reader.close()
+    }
+  }
+
+  test('a holder paused past its lease: the waiter notices the lease end (before lock.wait), takes the lock, and the holder\'s late write is refused', async () => {
+    // Lease 1 s, wait 2 s: the audit's timings.
+    const { a, b, bMs } = await pausedHolder(1_000, 2_000)
+    assert.equal(b.degraded, 0, `B took the lock when the lease ran out rather than at its wait timeout (answered after ${bMs.toFixed(0)} ms)`)
+    assert.equal(a.fencedRefused, 1)
+    assert.ok(a.errors.includes('ERR_LOCK_LOST'), `A is told (errors: ${a.errors.join(', ')})`)
+  })
+
+  test('a waiter that gives up while the paused holder still has its lease writes fenced: the holder\'s write after it is refused', async () => {
+    // Lease 3 s, wait 0.5 s: B degrades; A resumes inside its lease and writes after B.
+    const { a, b } = await pausedHolder(3_000, 500)
+    assert.equal(b.degraded, 1)
+    assert.equal(a.fencedRefused, 1)
+    assert.ok(a.errors.includes('ERR_LOCK_LOST'), `A is told (errors: ${a.errors.join(', ')})`)
   })
 })
