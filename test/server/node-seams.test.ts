@@ -7,7 +7,7 @@ import { memoryStore } from '../../src/store/memory-store.js'
 import { InProcessNetwork, startNode, type PeerAddress, type WriteEvent } from '../../src/server/index.js'
 import { KeyedMutex } from '../../src/server/keyed-mutex.js'
 import { TokenBucketLimiter } from '../../src/server/token-bucket.js'
-import { VersionClock } from '../../src/server/version-clock.js'
+import { openNodeClock } from '../../src/server/node-clock.js'
 import { errorCode, survivingStore, tempDir } from '../support/node-fixtures.js'
 
 const peer = (id: string): PeerAddress => ({ id, host: '127.0.0.1', port: 1, region: 'r' })
@@ -61,17 +61,17 @@ describe('node seams', () => {
     }
   })
 
-  test('VersionClock: strictly increasing under concurrency; the persisted mark bounds a restart; a failed mark write fails the draw', async () => {
+  test('node clock: strictly increasing under concurrency; the persisted mark bounds a restart; a failed mark write fails the draw', async () => {
     const clock = new ManualClock()
     const store = memoryStore({ clock })
-    const v = await VersionClock.open(store, 'mark', clock)
-    const drawn = await Promise.all(Array.from({ length: 2000 }, () => v.next()))
+    const v = await openNodeClock(store, 'mark', clock)
+    const drawn = await Promise.all(Array.from({ length: 2000 }, () => v.nextDurable()))
     for (let i = 1; i < drawn.length; i++) assert.ok(drawn[i] > drawn[i - 1])
-    const reopened = await VersionClock.open(store, 'mark', new ManualClock(clock.now() - 86_400_000))
-    assert.ok((await reopened.next()) > drawn[drawn.length - 1])
+    const reopened = await openNodeClock(store, 'mark', new ManualClock(clock.now() - 86_400_000))
+    assert.ok((await reopened.nextDurable()) > drawn[drawn.length - 1])
     const failing = { ...survivingStore(store), set: async () => { throw new Error('disk gone') } }
-    const fresh = await VersionClock.open(failing, 'other', clock)
-    await assert.rejects(fresh.next(), (err: unknown) => (err as { code?: string }).code === 'ERR_STORE_UNAVAILABLE' && (err as Error).cause instanceof Error)
+    const fresh = await openNodeClock(failing, 'other', clock)
+    await assert.rejects(fresh.nextDurable(), (err: unknown) => (err as { code?: string }).code === 'ERR_STORE_UNAVAILABLE' && (err as Error).cause instanceof Error)
   })
 
   test('a store write that fails is not acknowledged: 503 ERR_STORE_UNAVAILABLE, the old value is still served, nothing waits for a replay', async () => {
