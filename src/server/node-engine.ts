@@ -34,7 +34,7 @@ import type { Store } from '../store/types.js'
 import type { HybridLogicalClock } from '../core/hlc.js'
 import { KeyedMutex } from './keyed-mutex.js'
 import { openNodeClock } from './node-clock.js'
-import { noReplication, type Replicator } from './transport.js'
+import { noReplication, type Replicator } from './replicator.js'
 
 /** What the node stores per key (inside the facade's envelope). */
 export interface NodeRecord {
