@@ -49,6 +49,7 @@ import type { Clock, TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { BusUnavailableError, ClosedError, InvalidOptionsError, type CacheError, isCacheError } from '../core/errors.js'
 import { mathRandom, type Random } from '../core/random.js'
+import { PeerLiveness } from '../core/peer-liveness.js'
 import { systemClock } from '../core/system-clock.js'
 import { decodeMessage, encodeMessage, type BusBody, type BusMessage, type TagVersion } from './message.js'
 import type { BusTransport } from './types.js'
@@ -128,19 +129,9 @@ export interface BusStats {
   readonly silences: number
 }
 
-interface SenderState {
-  epoch: number
-  /** Highest seq applied. */
-  seq: number
-  /** Bit i set: seq - 1 - i arrived (the 32 seqs below the highest). */
-  window: number
-  seenAt: number
-}
-
 type QueuedBody = { kind: 'delete'; namespace: string; keys: Set<string> } | { kind: 'tags'; namespace: string; tags: Map<string, TagVersion> } | { kind: 'clear'; namespace: string }
 type Queued = QueuedBody & { waiters: Array<() => void> }
 
-const WINDOW = 32
 const MIN_RETRY_MS = 100
 const MAX_RETRY_MS = 5_000
 
@@ -155,7 +146,8 @@ export class Bus {
   readonly #queueSize: number
   readonly #epoch: number
   #seq = 0
-  readonly #senders = new Map<string, SenderState>()
+  /** Per-sender seq tracking and silence (the pure liveness module). */
+  readonly #senders: PeerLiveness
   readonly #listeners = new Map<string, Set<BusListener>>()
   readonly #errorListeners = new Set<(error: CacheError) => void>()
   readonly #queue: Queued[] = []
@@ -206,6 +198,7 @@ export class Bus {
     const queueSize = options.queueSize ?? 10_000
     if (!Number.isSafeInteger(queueSize) || queueSize < 1) throw new InvalidOptionsError('bus.queueSize', `expected a positive integer, got ${String(queueSize)}`)
     this.#queueSize = queueSize
+    this.#senders = new PeerLiveness(this.#deadAfterMs)
     const random = options.random ?? mathRandom
     if (typeof random?.next !== 'function') throw new InvalidOptionsError('bus.random', 'expected a Random')
     // Start time plus a random fraction: a restarted process has a larger epoch, and two
@@ -383,7 +376,7 @@ export class Bus {
     this.#transportDown = false
     this.#silent = false
     // What was published while we were away is unknown: start every sender afresh.
-    this.#senders.clear()
+    this.#senders.reset()
     this.#ownSeenAt = this.#clock.now()
     this.#flush('reconnected')
     this.#warm()
@@ -413,7 +406,7 @@ export class Bus {
       if (this.#silent && !this.#transportDown) {
         // Our own messages flow again after a silent spell: flush what may have gone stale.
         this.#silent = false
-        this.#senders.clear()
+        this.#senders.reset()
         this.#flush('subscription-silent')
         this.#warm()
         this.#setHealthy(true)
@@ -423,65 +416,36 @@ export class Bus {
     this.#received++
     const kind = m.body.kind
     const control = kind === 'heartbeat' || kind === 'bye'
-    let st = this.#senders.get(m.sender)
-    if (st === undefined) {
-      if (kind === 'bye') return
-      st = { epoch: m.epoch, seq: m.seq, window: 0, seenAt: now }
-      this.#senders.set(m.sender, st)
-      // Past the warm-up, a sender first heard at seq > 0 sent messages since we listen
-      // that we may have lost (its first heartbeat, at seq 0, was lost too).
-      if (now >= this.#warmUntil && m.seq > 0) this.#flush('sender-joined')
-      if (!control) this.#apply(m.body)
-      return
-    }
-    st.seenAt = now
-    if (m.epoch < st.epoch) {
-      this.#late++
-      return
-    }
-    if (m.epoch > st.epoch) {
-      // The same sender id restarted. Its first data message is seq 1; anything later
-      // means we missed some of its new life.
-      const missed = control ? m.seq > 0 : m.seq !== 1
-      st.epoch = m.epoch
-      st.seq = m.seq
-      st.window = 0
-      if (missed) {
+    if (kind === 'bye' && !this.#senders.has(m.sender)) return
+    const verdict = this.#senders.onMessage(m.sender, m.epoch, m.seq, now, control ? 'heartbeat' : 'data')
+    switch (verdict) {
+      case 'joined':
+        // Past the warm-up, a sender first heard at seq > 0 sent messages since we listen
+        // that we may have lost (its first heartbeat, at seq 0, was lost too).
+        if (now >= this.#warmUntil && m.seq > 0) this.#flush('sender-joined')
+        break
+      case 'late':
+        this.#late++
+        return
+      case 'duplicate':
+        this.#duplicates++
+        return
+      case 'restarted-gap':
+        // The same sender id restarted and we missed some of its new life.
         this.#gaps++
         this.#flush('sender-restarted')
-      }
-      if (kind === 'bye') this.#senders.delete(m.sender)
-      else if (!control) this.#apply(m.body)
-      return
-    }
-    if (control) {
-      if (m.seq > st.seq) {
-        // The heartbeat names a message we never received.
+        break
+      case 'gap':
+        // A seq jumped, or a heartbeat names a message we never received.
         this.#gaps++
-        st.window = shift(st.window, st.seq, m.seq, true)
-        st.seq = m.seq
         this.#flush('gap')
-      }
-      if (kind === 'bye') this.#senders.delete(m.sender)
-      return
+        break
+      case 'restarted':
+      case 'alive':
+        break
     }
-    if (m.seq <= st.seq) {
-      const bit = st.seq - m.seq - 1
-      if (m.seq === st.seq || (bit < WINDOW && (st.window & (1 << bit)) !== 0)) this.#duplicates++
-      else {
-        // Out of order: its gap was flushed when a later message arrived first.
-        this.#late++
-        if (bit < WINDOW) st.window |= 1 << bit
-      }
-      return
-    }
-    if (m.seq > st.seq + 1) {
-      this.#gaps++
-      this.#flush('gap')
-    }
-    st.window = shift(st.window, st.seq, m.seq, true)
-    st.seq = m.seq
-    this.#apply(m.body)
+    if (kind === 'bye') this.#senders.forget(m.sender)
+    else if (!control) this.#apply(m.body)
   }
 
   #apply(body: BusBody): void {
@@ -575,14 +539,7 @@ export class Bus {
     }
     if (this.#healthy) {
       // A sender gone quiet may have died right after a message we lost: forget it, once.
-      let silent = false
-      for (const [id, st] of this.#senders) {
-        if (now - st.seenAt > this.#deadAfterMs) {
-          this.#senders.delete(id)
-          silent = true
-        }
-      }
-      if (silent) this.#flush('sender-silent')
+      if (this.#senders.onTick(now).length > 0) this.#flush('sender-silent')
     }
     const beat = encodeMessage({ sender: this.id, epoch: this.#epoch, seq: this.#seq, body: { kind: 'heartbeat' } })
     this.#transport.publish(this.#channel, beat).catch(() => {
@@ -734,15 +691,6 @@ export class Bus {
       }
     }
   }
-}
-
-/** Moves the arrival window from `from` to the new highest seq `to`, marking `from` as arrived or not. */
-function shift(window: number, from: number, to: number, fromArrived: boolean): number {
-  const by = to - from
-  if (by >= WINDOW) return 0
-  // After the shift, bit (by - 1) stands for `from`; the bits between stand for lost seqs.
-  const moved = by === 0 ? window : (window << by) | 0
-  return fromArrived && from > 0 ? moved | (1 << (by - 1)) : moved
 }
 
 function size(q: QueuedBody): number {

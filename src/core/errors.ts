@@ -28,6 +28,8 @@ export const ERROR_CODES = {
   ERR_LOCK_LOST: 'A distributed lock expired or was taken over while its holder still worked.',
   ERR_BUS_UNAVAILABLE: 'The invalidation bus could not reach its broker (publish or subscribe failed or timed out); `cause` is the failure.',
   ERR_FEED_UNAVAILABLE: 'A change feed could not reach its source (RabbitMQ, PostgreSQL) within its connect timeout; `cause` is the failure.',
+  ERR_CLOCK_DRIFT: 'A remote hybrid-clock timestamp was further ahead of local time than maxDrift; it was refused, not adopted.',
+  ERR_PEER_UNREACHABLE: 'A cluster transport could not deliver a message to a peer node (unknown, down or connection refused).',
   // Node HTTP API (docs/PROTOCOL.md): codes a node answers with, and a client raises.
   ERR_BAD_REQUEST: 'A request to a node is malformed (header, query parameter, JSON body or encoding).',
   ERR_UNAUTHORIZED: 'A node requires a bearer token and the request had none or a wrong one.',
@@ -291,6 +293,28 @@ export class InternalError extends NodeRequestError {
   }
 }
 
+/** A remote hybrid-clock timestamp too far ahead (core/hlc.ts): refused, never adopted. */
+export class ClockDriftError extends CacheError {
+  /** The timestamp refused. */
+  readonly remote: number
+  /** The latest timestamp that would have been accepted. */
+  readonly limit: number
+  constructor(remote: number, limit: number) {
+    super('ERR_CLOCK_DRIFT', `Remote timestamp ${remote} is ahead of the drift limit ${limit} (maxDrift); refused`)
+    this.remote = remote
+    this.limit = limit
+  }
+}
+
+/** A cluster transport (cluster/transport.ts) could not deliver to a peer. */
+export class PeerUnreachableError extends CacheError {
+  readonly peer: string
+  constructor(peer: string, message: string, options?: CacheErrorOptions) {
+    super('ERR_PEER_UNREACHABLE', message, options)
+    this.peer = peer
+  }
+}
+
 // ---- Client of the nodes (src/client/) ------------------------------------------------
 
 /** Options of the client's errors: the node (origin URL) concerned, when one is. */
@@ -349,6 +373,8 @@ export const ERROR_CLASSES: { readonly [C in ErrorCode]: abstract new (...args: 
   ERR_LOCK_LOST: LockLostError,
   ERR_BUS_UNAVAILABLE: BusUnavailableError,
   ERR_FEED_UNAVAILABLE: FeedUnavailableError,
+  ERR_CLOCK_DRIFT: ClockDriftError,
+  ERR_PEER_UNREACHABLE: PeerUnreachableError,
   ERR_BAD_REQUEST: BadRequestError,
   ERR_UNAUTHORIZED: UnauthorizedError,
   ERR_NOT_FOUND: NotFoundError,

@@ -7,7 +7,8 @@
  * facade's versioned trie with tag versions persisted in the store (so an invalidation
  * survives a restart and a record read back from disk is checked against it). The node
  * adds what a server needs on top:
- * - versions from a `VersionClock` (node-wide, persisted high-water mark);
+ * - versions from the node's hybrid logical clock (node-clock.ts: node-wide, high-water
+ *   mark persisted in the store);
  * - every write of a key runs under a per-key `KeyedMutex`, so `If-Match` checks and the
  *   write are atomic, and the stored value always carries the highest version drawn;
  * - remaining TTL from the record's absolute expiry (the facade expires it at the same
@@ -30,9 +31,10 @@ import type { Clock } from '../core/clock.js'
 import { PreconditionFailedError } from '../core/errors.js'
 import { Cache } from '../cache/cache.js'
 import type { Store } from '../store/types.js'
+import type { HybridLogicalClock } from '../core/hlc.js'
 import { KeyedMutex } from './keyed-mutex.js'
-import { noReplication, type Replicator } from './transport.js'
-import { VersionClock } from './version-clock.js'
+import { openNodeClock } from './node-clock.js'
+import { noReplication, type Replicator } from './replicator.js'
 
 /** What the node stores per key (inside the facade's envelope). */
 export interface NodeRecord {
@@ -101,14 +103,14 @@ export class NodeEngine {
   readonly #cache: Cache<NodeRecord>
   readonly #store: Store
   readonly #clock: Clock
-  readonly #versions: VersionClock
+  readonly #versions: HybridLogicalClock
   readonly #mutex = new KeyedMutex()
   readonly #replicator: Replicator
   /** Prefix clears: prefix → highest version handed out when it was cleared. */
   readonly #tombstones = new Map<string, number>()
   #closed = false
 
-  private constructor(cache: Cache<NodeRecord>, options: NodeEngineOptions, versions: VersionClock) {
+  private constructor(cache: Cache<NodeRecord>, options: NodeEngineOptions, versions: HybridLogicalClock) {
     this.#cache = cache
     this.#store = options.store
     this.#clock = options.clock
@@ -117,7 +119,7 @@ export class NodeEngine {
   }
 
   static async open(options: NodeEngineOptions): Promise<NodeEngine> {
-    const versions = await VersionClock.open(options.store, VERSION_MARK_KEY, options.clock)
+    const versions = await openNodeClock(options.store, VERSION_MARK_KEY, options.clock)
     const cache = new Cache<NodeRecord>({
       clock: options.clock,
       memory: { maxBytes: options.memoryBytes, sizeOf: sizeOfItem },
@@ -142,7 +144,7 @@ export class NodeEngine {
 
   /** The highest version handed out so far. */
   get lastVersion(): number {
-    return this.#versions.last
+    return this.#versions.current()
   }
 
   async get(key: string): Promise<EntryView | undefined> {
@@ -158,7 +160,7 @@ export class NodeEngine {
   put(write: EngineWrite): Promise<{ version: number; ttl: number | null }> {
     return this.#mutex.run(write.key, async () => {
       if (write.ifMatch !== undefined) await this.#checkMatch(write.key, write.ifMatch)
-      const version = await this.#versions.next()
+      const version = await this.#versions.nextDurable()
       const now = this.#clock.now()
       const ttlMs = write.ttl === null ? Infinity : write.ttl * 1000
       const record: NodeRecord = { v: write.value, n: version, e: write.ttl === null ? 0 : now + ttlMs, t: write.tags }
@@ -202,7 +204,7 @@ export class NodeEngine {
       await this.#cache.clear()
       this.#tombstones.clear()
     } else {
-      const mark = this.#versions.last
+      const mark = this.#versions.current()
       this.#tombstones.set(prefix, Math.max(mark, this.#tombstones.get(prefix) ?? 0))
       if (this.#tombstones.size > MAX_TOMBSTONES) {
         const top = Math.max(...this.#tombstones.values())

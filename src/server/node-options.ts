@@ -10,7 +10,8 @@ import { systemClock } from '../core/system-clock.js'
 import { DEFAULT_HOST, DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, DEFAULT_PORT } from '../protocol/wire.js'
 import type { Store } from '../store/types.js'
 import type { NodeLogger } from './logger.js'
-import type { Replicator, Transport } from './transport.js'
+import type { MessageTransport } from '../cluster/transport.js'
+import type { Replicator } from './replicator.js'
 
 export interface NodeOptions {
   /** Interface to listen on. @default '127.0.0.1' */
@@ -77,8 +78,8 @@ export interface NodeOptions {
   region?: string
   /** Time source. @default systemClock */
   clock?: Clock
-  /** How the node reaches peers (cluster seam). @default no peers */
-  transport?: Transport
+  /** How the node reaches peers (cluster kernel's MessageTransport); closed with the node. @default none (no peers) */
+  transport?: MessageTransport
   /** Receives every acknowledged write (cluster seam). @default none */
   replicator?: Replicator
 }
@@ -116,7 +117,7 @@ export interface ResolvedNodeOptions {
   readonly nodeId: string | undefined
   readonly region: string
   readonly clock: Clock
-  readonly transport: Transport | undefined
+  readonly transport: MessageTransport | undefined
   readonly replicator: Replicator | undefined
 }
 
@@ -168,7 +169,7 @@ export function resolveNodeOptions(options: NodeOptions = {}): ResolvedNodeOptio
   if (o.logger !== undefined && (o.logger === null || typeof o.logger.info !== 'function' || typeof o.logger.error !== 'function')) throw new InvalidOptionsError('logger', 'expected an object with info, warn and error methods')
   const clock = o.clock ?? systemClock
   if (typeof clock?.now !== 'function' || typeof clock.setTimeout !== 'function') throw new InvalidOptionsError('clock', 'expected a Clock')
-  if (o.transport !== undefined && (o.transport === null || typeof o.transport.send !== 'function')) throw new InvalidOptionsError('transport', 'expected a Transport')
+  if (o.transport !== undefined && (o.transport === null || typeof o.transport.send !== 'function' || typeof o.transport.close !== 'function')) throw new InvalidOptionsError('transport', 'expected a MessageTransport')
   if (o.replicator !== undefined && (o.replicator === null || typeof o.replicator.onWrite !== 'function')) throw new InvalidOptionsError('replicator', 'expected a Replicator')
   const maxValueBytes = toBytes(o.maxValueBytes ?? DEFAULT_MAX_VALUE_BYTES, 'maxValueBytes')
   const maxBodyBytes = toBytes(o.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES, 'maxBodyBytes')

@@ -36,7 +36,7 @@ import { createLogger, type NodeLogger } from './logger.js'
 import { NodeEngine } from './node-engine.js'
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './node-options.js'
 import { TokenBucketLimiter } from './token-bucket.js'
-import { noTransport, type Transport } from './transport.js'
+import type { MessageTransport } from '../cluster/transport.js'
 
 /** A request for `NodeHandle.inject`: everything but the socket. */
 export interface InjectRequest {
@@ -57,8 +57,8 @@ export interface NodeHandle {
   readonly id: string
   /** The resolved, frozen configuration (secrets included: do not print it as is). */
   readonly options: ResolvedNodeOptions
-  /** The peer transport (cluster seam). */
-  readonly transport: Transport
+  /** The peer transport (cluster kernel), when one was given. */
+  readonly transport: MessageTransport | undefined
   /** Runs one request through admission and the API without a socket. */
   inject(request: InjectRequest): Promise<ApiResponse>
   stats(): NodeStats
@@ -118,7 +118,7 @@ function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array> {
 
 class Node implements NodeHandle {
   readonly options: ResolvedNodeOptions
-  readonly transport: Transport
+  readonly transport: MessageTransport | undefined
   readonly #engine: NodeEngine
   readonly #api: HttpApi
   readonly #log: NodeLogger
@@ -151,7 +151,7 @@ class Node implements NodeHandle {
 
   constructor(options: ResolvedNodeOptions, engine: NodeEngine, log: NodeLogger, server: Server, tls: boolean) {
     this.options = options
-    this.transport = options.transport ?? noTransport
+    this.transport = options.transport
     this.#engine = engine
     this.#log = log
     this.#server = server
@@ -457,7 +457,7 @@ class Node implements NodeHandle {
     let storeError: unknown
     try {
       await this.#engine.close()
-      await this.transport.close()
+      await this.transport?.close()
     } catch (err) {
       storeError = err
       this.#log.error({ err }, 'closing the store failed')

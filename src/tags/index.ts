@@ -1,6 +1,6 @@
 // Dependency tags: a versioned prefix trie with hybrid-logical-clock versions (imports only src/core).
-export { HybridClock, isVersion, LOGICAL_BITS, MAX_VERSION_MS, msOfVersion, versionFromMs } from './hybrid-clock.js'
-export type { HybridClockOptions } from './hybrid-clock.js'
+export { HybridLogicalClock, isVersion, LOGICAL_BITS, MAX_VERSION_MS, msOfVersion, versionFromMs } from '../core/hlc.js'
+export type { HybridLogicalClockOptions } from '../core/hlc.js'
 export { parseTagSnapshot } from './tag-snapshot.js'
 export type { TagSnapshot } from './tag-snapshot.js'
 export { TagTrie } from './tag-trie.js'

@@ -1,5 +1,5 @@
 import { InvalidOptionsError } from '../core/errors.js'
-import { isVersion } from './hybrid-clock.js'
+import { isVersion } from '../core/hlc.js'
 import { normalizeTags } from './validate-tag.js'
 
 /**

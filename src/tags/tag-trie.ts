@@ -99,8 +99,8 @@ import { randomInt } from 'node:crypto'
 import type { Clock, TimerHandle } from '../core/clock.js'
 import { type Duration, toMs } from '../core/duration.js'
 import { InvalidOptionsError } from '../core/errors.js'
+import { HybridLogicalClock, isVersion } from '../core/hlc.js'
 import { systemClock } from '../core/system-clock.js'
-import { HybridClock, isVersion } from './hybrid-clock.js'
 import type { TagSnapshot } from './tag-snapshot.js'
 import { normalizeTags, TAG_SEPARATOR, validateTag } from './validate-tag.js'
 
@@ -121,10 +121,14 @@ export interface TagTrieOptions {
   clock?: Clock
   /**
    * The hybrid clock versions come from. Pass one to share it with other parts of the
-   * process (the bus stamps messages with it). @default new HybridClock(clock, { maxDrift })
+   * process (the bus stamps messages with it). @default new HybridLogicalClock(clock, { maxDrift })
    */
-  hybridClock?: HybridClock
-  /** How far ahead of local time a remote version may be (see `HybridClockOptions`). @default '1m' */
+  hybridClock?: HybridLogicalClock
+  /**
+   * How far ahead of local time a remote version may be (see `HybridLogicalClockOptions`).
+   * A remote invalidation further ahead is still applied, at the drift limit (dropping it
+   * would serve stale data); the clock itself never adopts the far version. @default '1m'
+   */
   maxDrift?: Duration
   /** The periodic prune removes nodes idle for this long. @default '1h' */
   pruneAge?: Duration
@@ -222,7 +226,7 @@ export class TagTrie {
   /** Random, never 0: tells this trie's fast-path stamps from any other's. */
   readonly id: number
   readonly #clock: Clock
-  readonly #hlc: HybridClock
+  readonly #hlc: HybridLogicalClock
   readonly #root: TagNode
   readonly #pruneAge: number
   readonly #pruneInterval: number
@@ -251,11 +255,11 @@ export class TagTrie {
     }
     this.#clock = clock
     if (options.hybridClock !== undefined) {
-      if (!(options.hybridClock instanceof HybridClock)) throw new InvalidOptionsError('hybridClock', 'expected a HybridClock')
-      if (options.maxDrift !== undefined) throw new InvalidOptionsError('maxDrift', 'set maxDrift on the HybridClock passed as hybridClock')
+      if (!(options.hybridClock instanceof HybridLogicalClock)) throw new InvalidOptionsError('hybridClock', 'expected a HybridLogicalClock')
+      if (options.maxDrift !== undefined) throw new InvalidOptionsError('maxDrift', 'set maxDrift on the HybridLogicalClock passed as hybridClock')
       this.#hlc = options.hybridClock
     } else {
-      this.#hlc = new HybridClock(clock, { maxDrift: options.maxDrift })
+      this.#hlc = new HybridLogicalClock(clock, { maxDrift: options.maxDrift })
     }
     this.#pruneAge = toMs(options.pruneAge ?? '1h', 'pruneAge')
     this.#pruneInterval = toMs(options.pruneInterval ?? '10m', 'pruneInterval')
@@ -273,7 +277,7 @@ export class TagTrie {
   }
 
   /** The hybrid clock this trie stamps versions with (share it with the bus). */
-  get hybridClock(): HybridClock {
+  get hybridClock(): HybridLogicalClock {
     return this.#hlc
   }
 
@@ -298,7 +302,7 @@ export class TagTrie {
       return { tags: normalized, version: this.#hlc.now(), checkedAt: this.#changes, checkedBy: this.id }
     }
     if (!isVersion(at)) throw new InvalidOptionsError('at', `expected a version (safe integer >= 0), got ${typeof at === 'number' ? String(at) : typeof at}`)
-    const version = this.#hlc.observe(at)
+    const version = this.#observeClamped(at)
     // Something newer than `at` may already affect it: let the first check walk.
     const fresh = version >= this.#newest
     return { tags: normalized, version, checkedAt: fresh ? this.#changes : 0, checkedBy: fresh ? this.id : 0 }
@@ -342,7 +346,7 @@ export class TagTrie {
   observe(tag: string, version: number, mode: TagMode = 'hard'): boolean {
     validateTag(tag, true)
     checkMode(mode)
-    const accepted = this.#hlc.observe(version)
+    const accepted = this.#observeClamped(version)
     if (accepted === 0) return false
     const changed = this.#apply(tag, accepted, mode)
     if (changed) this.#remoteInvalidations++
@@ -442,13 +446,25 @@ export class TagTrie {
 
   // ---- internals ---------------------------------------------------------------------
 
+  /**
+   * Merges `version` into the clock; one the clock refuses as beyond `maxDrift` (counted
+   * there, never adopted) is replaced by the drift limit, which it accepts: an invalidation
+   * still takes effect on everything older, and the clock moves at most `maxDrift` ahead.
+   */
+  #observeClamped(version: number): number {
+    if (this.#hlc.tryObserve(version)) return version
+    const limit = Math.max(this.#hlc.driftLimit(), this.#hlc.current())
+    this.#hlc.observe(limit)
+    return limit
+  }
+
   #slowCheck(snapshot: TagSnapshot): TagCheck {
     this.#slowChecks++
     const version = snapshot.version
     if (version > this.#hlc.current()) {
       // Passive resync: the writer had seen this version; our later ones must exceed it.
       // A version beyond maxDrift cannot be trusted to order anything: treat as invalid.
-      if (this.#hlc.observe(version) < version) return 'invalid'
+      if (!this.#hlc.tryObserve(version)) return 'invalid'
     }
     const now = this.#clock.now()
     const tags = snapshot.tags

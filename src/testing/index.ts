@@ -29,3 +29,12 @@ export type { ConformanceTarget, Tracked } from '../store/conformance.js'
  */
 export { busTransportConformance } from '../bus/conformance.js'
 export type { BusTransportTarget } from '../bus/conformance.js'
+
+/**
+ * The deterministic cluster simulation: state machines (cluster kernel) on simulated
+ * links (latency, loss, duplication, reordering, partitions) and nodes (pause, crash,
+ * restart with or without disk), one ManualClock, one SeededRandom; `runSeeds` runs many
+ * seeded scenarios and names the failing seed.
+ */
+export { runSeeds, SeedFailure, SimNetwork } from './sim-network.js'
+export type { LatencyModel, LinkOptions, SimNetworkOptions, SimNetworkStats } from './sim-network.js'

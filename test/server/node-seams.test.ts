@@ -1,32 +1,33 @@
-// The cluster seams: the in-process network transport, and the replicator that sees every
+// The cluster seams: the peer transport a node holds, and the replicator that sees every
 // acknowledged write with its version and absolute expiry.
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { ManualClock } from '../../src/core/manual-clock.js'
 import { memoryStore } from '../../src/store/memory-store.js'
-import { InProcessNetwork, startNode, type PeerAddress, type WriteEvent } from '../../src/server/index.js'
+import { type MessageTransport, startNode, type WriteEvent } from '../../src/server/index.js'
 import { KeyedMutex } from '../../src/server/keyed-mutex.js'
 import { TokenBucketLimiter } from '../../src/server/token-bucket.js'
-import { VersionClock } from '../../src/server/version-clock.js'
+import { openNodeClock } from '../../src/server/node-clock.js'
 import { errorCode, survivingStore, tempDir } from '../support/node-fixtures.js'
 
-const peer = (id: string): PeerAddress => ({ id, host: '127.0.0.1', port: 1, region: 'r' })
 const silent = { info: () => undefined, warn: () => undefined, error: () => undefined }
 
 describe('node seams', () => {
-  test('InProcessNetwork: delivery, replies, partitions both ways, unknown peers', async () => {
-    const net = new InProcessNetwork()
-    const a = net.transport(peer('a'))
-    const b = net.transport(peer('b'))
-    b.listen(async (from, m) => ({ type: 'echo', body: { from: from.id, got: m.body } }))
-    assert.deepEqual(await a.send(peer('b'), { type: 'ping', body: 1 }), { type: 'echo', body: { from: 'a', got: 1 } })
-    net.partition('a', 'b')
-    await assert.rejects(a.send(peer('b'), { type: 'ping', body: 2 }), /unreachable/)
-    net.partition('a', 'b', false)
-    assert.equal((await a.send(peer('b'), { type: 'ping', body: 3 })).type, 'echo')
-    await assert.rejects(a.send(peer('c'), { type: 'ping', body: 4 }), /unreachable/)
-    await b.close()
-    await assert.rejects(a.send(peer('b'), { type: 'ping', body: 5 }), /unreachable/)
+  test('the node takes a cluster MessageTransport and closes it with itself', async () => {
+    let closed = 0
+    const transport: MessageTransport = {
+      self: 'n1',
+      maxFrameBytes: 1024,
+      send: () => undefined,
+      onReceive: () => () => undefined,
+      onUnreachable: () => () => undefined,
+      close: async () => void closed++,
+    }
+    const node = await startNode({ port: 0, store: memoryStore(), logger: silent, transport })
+    assert.equal(node.transport, transport)
+    await node.close()
+    assert.equal(closed, 1)
+    await assert.rejects(startNode({ port: 0, store: memoryStore(), logger: silent, transport: { send: () => undefined } as unknown as MessageTransport }), (e: unknown) => (e as { code?: string }).code === 'ERR_INVALID_OPTIONS')
   })
 
   test('the replicator sees every acknowledged write with version and absolute expiry', async () => {
@@ -61,17 +62,17 @@ describe('node seams', () => {
     }
   })
 
-  test('VersionClock: strictly increasing under concurrency; the persisted mark bounds a restart; a failed mark write fails the draw', async () => {
+  test('node clock: strictly increasing under concurrency; the persisted mark bounds a restart; a failed mark write fails the draw', async () => {
     const clock = new ManualClock()
     const store = memoryStore({ clock })
-    const v = await VersionClock.open(store, 'mark', clock)
-    const drawn = await Promise.all(Array.from({ length: 2000 }, () => v.next()))
+    const v = await openNodeClock(store, 'mark', clock)
+    const drawn = await Promise.all(Array.from({ length: 2000 }, () => v.nextDurable()))
     for (let i = 1; i < drawn.length; i++) assert.ok(drawn[i] > drawn[i - 1])
-    const reopened = await VersionClock.open(store, 'mark', new ManualClock(clock.now() - 86_400_000))
-    assert.ok((await reopened.next()) > drawn[drawn.length - 1])
+    const reopened = await openNodeClock(store, 'mark', new ManualClock(clock.now() - 86_400_000))
+    assert.ok((await reopened.nextDurable()) > drawn[drawn.length - 1])
     const failing = { ...survivingStore(store), set: async () => { throw new Error('disk gone') } }
-    const fresh = await VersionClock.open(failing, 'other', clock)
-    await assert.rejects(fresh.next(), (err: unknown) => (err as { code?: string }).code === 'ERR_STORE_UNAVAILABLE' && (err as Error).cause instanceof Error)
+    const fresh = await openNodeClock(failing, 'other', clock)
+    await assert.rejects(fresh.nextDurable(), (err: unknown) => (err as { code?: string }).code === 'ERR_STORE_UNAVAILABLE' && (err as Error).cause instanceof Error)
   })
 
   test('a store write that fails is not acknowledged: 503 ERR_STORE_UNAVAILABLE, the old value is still served, nothing waits for a replay', async () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { type Clock, type Duration, isCacheError, ManualClock, type TagIndex, type TimerHandle, type TimerOptions } from '../../src/index.js'
-import { HybridClock, parseTagSnapshot, type TagSnapshot, TagTrie, versionFromMs } from '../../src/tags/index.js'
+import { HybridLogicalClock, parseTagSnapshot, type TagSnapshot, TagTrie, versionFromMs } from '../../src/tags/index.js'
 import { floorBucket, MAX_FLOOR_BUCKETS, MIN_FLOOR_BUCKETS } from '../../src/tags/tag-trie.js'
 
 const isTagError = (e: unknown): boolean => isCacheError(e, 'ERR_INVALID_TAG')
@@ -374,7 +374,7 @@ describe('TagTrie: pruning', () => {
     assert.throws(() => new TagTrie({ clock, pruneInterval: 0 }), isOptionsError)
     assert.throws(() => new TagTrie({ clock, pruneAge: 'soon' as '1s' }), isOptionsError)
     assert.throws(() => new TagTrie({ clock: {} as Clock }), isOptionsError)
-    assert.throws(() => new TagTrie({ clock, hybridClock: {} as HybridClock }), isOptionsError)
+    assert.throws(() => new TagTrie({ clock, hybridClock: {} as HybridLogicalClock }), isOptionsError)
   })
 
   test('a pruned invalidation never makes an older entry valid again, nor stale when it was invalid', () => {
@@ -629,7 +629,7 @@ describe('TagTrie: floor buckets', () => {
 
 describe('TagTrie: facade contract', () => {
   test('TagTrie is a TagIndex; stats and close', () => {
-    const index: TagIndex = new TagTrie({ clock: new ManualClock(0), hybridClock: new HybridClock(new ManualClock(0)) })
+    const index: TagIndex = new TagTrie({ clock: new ManualClock(0), hybridClock: new HybridLogicalClock(new ManualClock(0)) })
     const s = index.snapshot(['a'])
     index.invalidate('a', 'soft')
     assert.equal(index.check(s), 'stale')

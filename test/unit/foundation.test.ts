@@ -135,6 +135,8 @@ describe('errors', () => {
       new api.LockLostError('k'),
       new api.BusUnavailableError('m'),
       new api.FeedUnavailableError('m'),
+      new api.ClockDriftError(2, 1),
+      new api.PeerUnreachableError('n1', 'm'),
       new api.BadRequestError('m'),
       new api.UnauthorizedError(),
       new api.NotFoundError('m'),
