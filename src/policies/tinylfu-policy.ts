@@ -3,9 +3,9 @@
  *
  * Design (Einziger, Friedman & Manes, "TinyLFU: A Highly Efficient Cache Admission Policy",
  * ACM ToS 2017; Caffeine's BoundedLocalCache):
- * - A small "window" (1% of capacity) takes every new entry, so a burst of new keys gets a
- *   chance to prove itself.
- * - The rest is a segmented main space: "probation" (20%) and "protected" (80%). A hit in
+ * - A "window" (1% of capacity at first; see below) takes every new entry, so a burst of
+ *   new keys gets a chance to prove itself.
+ * - The rest is a segmented main space: "probation" (20% of it) and "protected" (80%). A hit in
  *   probation promotes the entry to protected; protected overflow demotes its least
  *   recently used entry back to probation.
  * - When the cache is over its bound and the window is over its share, the window's least
@@ -22,7 +22,7 @@
  *   lately evicted from the main space says the opposite: it shrinks. Each step is 1 unit,
  *   or the ratio of the two ghost populations when the other side's is the larger (as ARC's
  *   p). The ghosts are one direct-mapped table of hash tags, overwritten as evictions come
- *   (about half an entry per cached entry: 2 bytes each). All of it runs on the eviction and
+ *   (half a 4-byte cell per entry: about 2 bytes per entry). All of it runs on the eviction and
  *   insert paths; a hit does no extra work. Caffeine's hill climber on the sampled hit rate
  *   was measured first and lost up to 6 points at mid sizes on the ARC traces (the hit rate
  *   of those traces moves with phases far more than with the window; see the record).
