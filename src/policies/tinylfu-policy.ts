@@ -3,9 +3,9 @@
  *
  * Design (Einziger, Friedman & Manes, "TinyLFU: A Highly Efficient Cache Admission Policy",
  * ACM ToS 2017; Caffeine's BoundedLocalCache):
- * - A small "window" (1% of capacity) takes every new entry, so a burst of new keys gets a
- *   chance to prove itself.
- * - The rest is a segmented main space: "probation" (20%) and "protected" (80%). A hit in
+ * - A "window" (1% of capacity at first; see below) takes every new entry, so a burst of
+ *   new keys gets a chance to prove itself.
+ * - The rest is a segmented main space: "probation" (20% of it) and "protected" (80%). A hit in
  *   probation promotes the entry to protected; protected overflow demotes its least
  *   recently used entry back to probation.
  * - When the cache is over its bound and the window is over its share, the window's least
@@ -15,8 +15,17 @@
  * - Hash-flooding defence (Caffeine): a candidate with a moderately high frequency that
  *   does not beat the victim is still admitted with probability 1/128, so an attacker
  *   cannot pin a victim by colliding with it in the sketch.
- * Not adopted from Caffeine: the hill-climbing adaptation of the window size (the fixed
- * 1% window is Caffeine's starting point and does well on the traces in bench/).
+ * - The window/main split adapts (docs/decisions/0150-adaptive-window.md): it starts at 1%
+ *   and follows ARC's learning rule (Megiddo & Modha, FAST '03) on two "ghost" records of
+ *   recently evicted keys. A miss on a key lately evicted from the window (a candidate that
+ *   lost admission) says a larger window would have hit: the window grows; a miss on a key
+ *   lately evicted from the main space says the opposite: it shrinks. Each step is 1 unit,
+ *   or the ratio of the two ghost populations when the other side's is the larger (as ARC's
+ *   p). The ghosts are one direct-mapped table of hash tags, overwritten as evictions come
+ *   (half a 4-byte cell per entry: about 2 bytes per entry). All of it runs on the eviction and
+ *   insert paths; a hit does no extra work. Caffeine's hill climber on the sampled hit rate
+ *   was measured first and lost up to 6 points at mid sizes on the ARC traces (the hit rate
+ *   of those traces moves with phases far more than with the window; see the record).
  *
  * How it stays cheaper per hit than an exact LRU (the hot path of a read-mostly cache):
  * - Recency inside the window and protected segments is kept as CLOCK (second chance)
@@ -40,7 +49,7 @@
  *   and about 2 bytes of sketch.
  */
 import type { Random } from '../core/random.js'
-import { type EvictionPolicy, growFloat64 } from './eviction-policy.js'
+import { type EvictionPolicy, growFloat64, nextPowerOfTwo } from './eviction-policy.js'
 import { FrequencySketch, HALVED, MAX_FREQUENCY } from './frequency-sketch.js'
 
 // Segment numbers (the low two bits of a slot's flag byte).
@@ -82,6 +91,18 @@ export class TinyLfuPolicy implements EvictionPolicy {
   #hashOf: (slot: number) => number
   /** The estimate of the key counted by victimBeforeInsert, for onReuse. */
   #pending = 0
+  /** The bound in weight units. */
+  readonly #maximum: number
+  /** The window's share as the ghost rule sets it (fractional; #windowMax is it rounded). */
+  #windowTarget: number
+  /**
+   * Ghosts: per cell, the hash of a recently evicted key with its low two bits replaced by
+   * where it was evicted from (GHOST_WINDOW or GHOST_MAIN); 0 is an empty cell.
+   */
+  #ghosts: Int32Array
+  /** Occupied ghost cells evicted from the window, and from the main space. */
+  #windowGhosts = 0
+  #mainGhosts = 0
 
   /**
    * @param capacity  slots to allocate now
@@ -93,9 +114,13 @@ export class TinyLfuPolicy implements EvictionPolicy {
     this.#flags = new Uint8Array(capacity).fill(NONE)
     this.#capacity = capacity
     this.#weight = weighted ? new Float64Array(capacity) : undefined
-    this.#windowMax = Math.max(1, Math.floor(maximum * 0.01))
-    this.#mainMax = Math.max(0, maximum - this.#windowMax)
-    this.#protectedMax = Math.floor(this.#mainMax * 0.8)
+    this.#maximum = maximum
+    this.#windowMax = 0
+    this.#mainMax = 0
+    this.#protectedMax = 0
+    this.#windowTarget = Math.max(1, Math.floor(maximum * 0.01))
+    this.#setWindow(this.#windowTarget)
+    this.#ghosts = new Int32Array(nextPowerOfTwo(Math.max(16, Math.round(sketchCapacity * GHOSTS_PER_ENTRY))))
     this.#sketch = new FrequencySketch(sketchCapacity)
     this.#random = random
     this.#hashOf = hashOf
@@ -119,6 +144,13 @@ export class TinyLfuPolicy implements EvictionPolicy {
     if (this.#weight !== undefined) this.#weight[slot] = weight
     this.#flags[slot] = NONE | (this.#count(hash) << FREQ_SHIFT)
     this.#linkHead(WINDOW, slot)
+    this.#learn(hash, weight)
+    // A window the ghost rule shrank gives one more entry to probation per insert, so it
+    // drains at the pace of the misses (victim() alone would hold it at its size).
+    if (this.#weights[WINDOW] > this.#windowMax + weight) {
+      const cand = this.#coldest(WINDOW)
+      if (cand !== slot) this.#move(cand, PROBATION)
+    }
     // While the main space has room, window overflow moves there without any eviction.
     while (this.#weights[WINDOW] > this.#windowMax) {
       // Counting entries, a full main space takes none: no need to look at the candidate
@@ -175,13 +207,13 @@ export class TinyLfuPolicy implements EvictionPolicy {
       if (mainVictim === -1) return cand
       if (this.#admit(cand, mainVictim)) {
         this.#move(cand, PROBATION)
-        return mainVictim
+        return this.#bury(mainVictim, GHOST_MAIN)
       }
-      return cand
+      return this.#bury(cand, GHOST_WINDOW)
     }
-    if (this.#tails[PROBATION] !== -1) return this.#tails[PROBATION]
+    if (this.#tails[PROBATION] !== -1) return this.#bury(this.#tails[PROBATION], GHOST_MAIN)
     const protectedVictim = this.#coldest(PROTECTED)
-    return protectedVictim !== -1 ? protectedVictim : this.#coldest(WINDOW)
+    return protectedVictim !== -1 ? this.#bury(protectedVictim, GHOST_MAIN) : this.#coldest(WINDOW)
   }
 
   victimBeforeInsert(hash: number): number {
@@ -190,15 +222,17 @@ export class TinyLfuPolicy implements EvictionPolicy {
     // entry is unreferenced (so CLOCK moves nothing) and a non-empty probation. victim()
     // would then pit that entry against probation's coldest, after onInsert's count.
     if (this.#weight !== undefined || this.#weights[WINDOW] !== this.#windowMax) return -1
+    // A ghost's return moves the split first (in onInsert), which may change what victim() does.
+    if (this.#ghostCell(hash) !== -1) return -1
     const cand = this.#tails[WINDOW]
     const mainVictim = this.#tails[PROBATION]
     if (cand === -1 || mainVictim === -1 || (this.#flags[cand] & REF) !== 0) return -1
     this.#pending = this.#count(hash)
     if (this.#admit(cand, mainVictim)) {
       this.#move(cand, PROBATION)
-      return mainVictim
+      return this.#bury(mainVictim, GHOST_MAIN)
     }
-    return cand
+    return this.#bury(cand, GHOST_WINDOW)
   }
 
   onReuse(slot: number): void {
@@ -222,6 +256,65 @@ export class TinyLfuPolicy implements EvictionPolicy {
     this.#weights.fill(0)
     // The sketch is kept: it records the workload, not the contents, and the engine's
     // clear() with listeners (which removes entries one by one) keeps it too.
+  }
+
+  /** The window's share of the bound now (weight units), as the ghost rule has set it. */
+  get windowMaximum(): number {
+    return this.#windowMax
+  }
+
+  /** Records the key in `slot`, about to be evicted from the window or the main space, as a ghost. */
+  #bury(slot: number, where: number): number {
+    const hash = this.#hashOf(slot)
+    const ghosts = this.#ghosts
+    const i = ghostCell(hash, ghosts.length - 1)
+    const old = ghosts[i] & GHOST_WHERE
+    if (old === GHOST_WINDOW) this.#windowGhosts--
+    else if (old === GHOST_MAIN) this.#mainGhosts--
+    ghosts[i] = (hash & ~GHOST_WHERE) | where
+    if (where === GHOST_WINDOW) this.#windowGhosts++
+    else this.#mainGhosts++
+    return slot
+  }
+
+  /**
+   * A miss on `hash` (about to be inserted, of `weight`): if the key is a ghost, ARC's rule
+   * moves the split towards the side that evicted it, by `weight` times the larger of 1 and
+   * the other side's ghosts over this side's.
+   */
+  #learn(hash: number, weight: number): void {
+    const i = this.#ghostCell(hash)
+    if (i === -1) return
+    const ghosts = this.#ghosts
+    const cell = ghosts[i]
+    ghosts[i] = 0
+    const w = this.#windowGhosts
+    const m = this.#mainGhosts
+    if ((cell & GHOST_WHERE) === GHOST_WINDOW) {
+      this.#windowGhosts--
+      this.#windowTarget += weight * (w >= m ? 1 : m / w)
+    } else {
+      this.#mainGhosts--
+      this.#windowTarget -= weight * (m >= w ? 1 : w / m)
+    }
+    const hi = Math.max(1, this.#maximum * MAX_WINDOW)
+    this.#windowTarget = Math.min(hi, Math.max(1, this.#windowTarget))
+    this.#setWindow(this.#windowTarget)
+  }
+
+  /** The index of the ghost cell holding `hash`, or -1 when the key is not a ghost. */
+  #ghostCell(hash: number): number {
+    const ghosts = this.#ghosts
+    const i = ghostCell(hash, ghosts.length - 1)
+    const cell = ghosts[i]
+    return cell !== 0 && (cell & ~GHOST_WHERE) === (hash & ~GHOST_WHERE) ? i : -1
+  }
+
+  /** Sets the window's share to `target` (rounded) and the main space's to the rest, 80% of it protected. */
+  #setWindow(target: number): void {
+    this.#windowMax = Math.round(target)
+    this.#mainMax = Math.max(0, this.#maximum - this.#windowMax)
+    this.#protectedMax = Math.floor(this.#mainMax * 0.8)
   }
 
   /** The estimate kept for the key in `slot` (0..15): its sketch estimate as of its last count, halved with the sketch. */
@@ -319,6 +412,21 @@ export class TinyLfuPolicy implements EvictionPolicy {
  */
 function halveNibbles(flags: Uint8Array): void {
   for (let i = 0; i < flags.length; i++) flags[i] = ((flags[i] >>> 1) & 0x70) | (flags[i] & LOW)
+}
+
+/** Ghost cells per entry the sketch is sized for (measured: 0.25-1 all close; see the record). */
+const GHOSTS_PER_ENTRY = 0.5
+/** The window never takes more than this share of the bound. */
+const MAX_WINDOW = 0.99
+/** The low two bits of a ghost cell: where its key was evicted from. */
+const GHOST_WHERE = 3
+const GHOST_WINDOW = 1
+const GHOST_MAIN = 2
+
+/** The ghost cell of `hash` (remixed: the engine's key index uses the hash's low bits too). */
+function ghostCell(hash: number, mask: number): number {
+  const h = Math.imul(hash ^ 0x5bd1e995, 0x9e3779b1)
+  return (h ^ (h >>> 16)) & mask
 }
 
 function emptyLinks(capacity: number): Int32Array {

@@ -161,7 +161,9 @@ describe('TinyLfuPolicy', () => {
     insert(5, 'k5')
     const calls = hashCalls()
     assert.equal(p.victim(), 4, 'equal estimates: the candidate goes')
-    assert.equal(hashCalls(), calls + 1, "only the victim's hash (k0) was asked for, not the candidate's")
+    // One hash for admission (the victim k0's: the candidate's estimate is its kept copy) and
+    // one for the ghost record of the entry evicted (the candidate k4).
+    assert.equal(hashCalls(), calls + 2, "the victim's hash (k0) for admission, the evicted candidate's for its ghost")
     p.onRemove(4)
     // The next candidate was counted twice before it came.
     for (let i = 0; i < 2; i++) {
@@ -174,7 +176,7 @@ describe('TinyLfuPolicy', () => {
     insert(7, 'k7')
     assert.equal(p.frequencyOf(6), 3)
     assert.equal(p.victim(), 0, 'k6 (3) beats the victim k0 (1): k0 goes, k6 enters probation')
-    assert.equal(hashCalls(), calls + 3, 'one hash per admission: the victim')
+    assert.equal(hashCalls(), calls + 6, 'per eviction, one hash for admission (the victim) and one for the ghost of the evicted entry')
   })
 
   test("admission uses the estimate of the key now in the victim's slot, not of one that left it", () => {
@@ -207,7 +209,7 @@ describe('TinyLfuPolicy', () => {
     const maximum = 64
     const sketchCapacity = 4096
     const keys: string[] = []
-    const p = new TinyLfuPolicy(maximum, maximum, new SeededRandom(1), sketchCapacity, false, (slot) => hashKey(keys[slot]))
+    const p = new TinyLfuPolicy(maximum + 1, maximum, new SeededRandom(1), sketchCapacity, false, (slot) => hashKey(keys[slot]))
     const shadow = new FrequencySketch(sketchCapacity) // fed the same counts in the same order
     const random = new SeededRandom(21)
     const slotOf = new Map<string, number>()
@@ -244,5 +246,86 @@ describe('TinyLfuPolicy', () => {
       }
     }
     assert.ok(evictions > 1000, `the stream evicted (${evictions})`)
+  })
+})
+
+/**
+ * The window/main split adapts by ARC's rule on ghosts of evicted keys. These streams are run
+ * through the policy as a read-through cache (a miss inserts, then evicts while over the bound).
+ */
+describe('TinyLfuPolicy: the adaptive window', () => {
+  function cache(maximum: number): { p: TinyLfuPolicy; request: (key: number) => void } {
+    const keys: number[] = []
+    const p = new TinyLfuPolicy(maximum + 1, maximum, new SeededRandom(1), maximum, false, (slot) => hashKey(keys[slot]))
+    const slotOf = new Map<number, number>()
+    const free: number[] = []
+    let next = 0
+    return {
+      p,
+      request(key) {
+        const slot = slotOf.get(key)
+        if (slot !== undefined) return p.onAccess(slot)
+        const s = free.pop() ?? next++
+        keys[s] = key
+        slotOf.set(key, s)
+        p.onInsert(s, hashKey(key), 1)
+        while (slotOf.size > maximum) {
+          const victim = p.victim()
+          slotOf.delete(keys[victim])
+          p.onRemove(victim)
+          free.push(victim)
+        }
+      },
+    }
+  }
+
+  /** Half new keys, half a key among the 800 newest: every key is reused soon, then never. */
+  function recency(c: ReturnType<typeof cache>, random: SeededRandom, from: number, requests: number): number {
+    let newest = from
+    for (let i = 0; i < requests; i++) {
+      if (random.next() < 0.5) c.request(newest++)
+      else c.request(newest - 1 - Math.floor(random.next() * Math.min(800, newest - from)))
+    }
+    return newest
+  }
+
+  /** A skewed draw over 5,000 keys (a few hundred carry most requests), ids from `base`. */
+  function frequency(c: ReturnType<typeof cache>, random: SeededRandom, base: number, requests: number): void {
+    for (let i = 0; i < requests; i++) c.request(base + Math.floor(random.next() ** 4 * 5000))
+  }
+
+  test('a recency-heavy stream grows the window, a frequency-heavy one then shrinks it', () => {
+    const c = cache(1000)
+    const random = new SeededRandom(3)
+    assert.equal(c.p.windowMaximum, 10, 'starts at 1%')
+    recency(c, random, 1e6, 100_000)
+    const grown = c.p.windowMaximum
+    assert.ok(grown >= 500, `the window grew to ${grown}`)
+    frequency(c, random, 0, 200_000)
+    const shrunk = c.p.windowMaximum
+    assert.ok(shrunk <= 100, `the window shrank to ${shrunk}`)
+  })
+
+  test('a frequency-heavy stream keeps the window small', () => {
+    const c = cache(1000)
+    frequency(c, new SeededRandom(4), 0, 200_000)
+    assert.ok(c.p.windowMaximum <= 100, `window ${c.p.windowMaximum}`)
+  })
+
+  test('deterministic: the same stream gives the same window after every request', () => {
+    const trail = (): number[] => {
+      const c = cache(500)
+      const random = new SeededRandom(8)
+      const out: number[] = []
+      for (let round = 0; round < 20; round++) {
+        if (round % 2 === 0) recency(c, random, 1e6 * (round + 1), 2_000)
+        else frequency(c, random, 0, 2_000)
+        out.push(c.p.windowMaximum)
+      }
+      return out
+    }
+    const a = trail()
+    assert.deepEqual(trail(), a)
+    assert.ok(new Set(a).size > 3, `the window moved: ${a.join(' ')}`)
   })
 })
