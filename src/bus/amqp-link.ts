@@ -20,7 +20,8 @@ import type { Clock, TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { type CacheError, ClosedError, InvalidOptionsError } from '../core/errors.js'
 import { systemClock } from '../core/system-clock.js'
-import { ReconnectBackoff, type ReconnectOptions } from './reconnect-backoff.js'
+import { backoffPolicy, type Backoff, type ReconnectOptions } from '../core/backoff.js'
+import type { Random } from '../core/random.js'
 import { bounded } from './bounded.js'
 
 export interface AmqpLinkOptions {
@@ -33,10 +34,12 @@ export interface AmqpLinkOptions {
   heartbeat?: Duration
   /** How long opening a connection may take. @default '5s' */
   connectTimeout?: Duration
-  /** Reconnect delays. @default { initial: '100ms', max: '5s' } */
+  /** Reconnect delays (core/backoff.ts): `initial` doubling per failed attempt up to `max`, each jittered ±`jitter`. @default { initial: '100ms', max: '5s', jitter: 0.25 } */
   reconnect?: ReconnectOptions
   /** @default systemClock */
   clock?: Clock
+  /** Source of the reconnect jitter. @default mathRandom */
+  random?: Random
 }
 
 export interface ExchangeSpec {
@@ -69,7 +72,7 @@ interface Consumer {
 export class AmqpLink {
   readonly #url: string
   readonly #connectTimeoutMs: number
-  readonly #backoff: ReconnectBackoff
+  readonly #backoff: Backoff
   readonly #clock: Clock
   /** Names the link in error messages (`amqp`, `amqp feed`). */
   readonly #label: string
@@ -113,7 +116,7 @@ export class AmqpLink {
     this.#url = parsed.toString()
     this.#connectTimeoutMs = toMs(options.connectTimeout ?? '5s', `${prefix}.connectTimeout`)
     if (!(this.#connectTimeoutMs > 0 && Number.isFinite(this.#connectTimeoutMs))) throw new InvalidOptionsError(`${prefix}.connectTimeout`, 'expected a finite duration > 0')
-    this.#backoff = new ReconnectBackoff(options.reconnect, `${prefix}.reconnect`)
+    this.#backoff = backoffPolicy(options.reconnect, `${prefix}.reconnect`, options.random).attempts()
     this.#clock = options.clock ?? systemClock
   }
 

@@ -13,7 +13,8 @@ import type { Clock } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { BusUnavailableError, ClosedError, InvalidOptionsError } from '../core/errors.js'
 import { AmqpLink } from './amqp-link.js'
-import type { ReconnectOptions } from './reconnect-backoff.js'
+import type { ReconnectOptions } from '../core/backoff.js'
+import type { Random } from '../core/random.js'
 import type { BusTransport } from './types.js'
 import { createBus, pickBusSettings, type Bus, type BusSettings } from './bus.js'
 
@@ -30,10 +31,12 @@ export interface AmqpTransportOptions {
   heartbeat?: Duration
   /** How long opening a connection may take. @default '5s' */
   connectTimeout?: Duration
-  /** Reconnect delays. @default { initial: '100ms', max: '5s' } */
+  /** Reconnect delays (core/backoff.ts): `initial` doubling per failed attempt up to `max`, each jittered ±`jitter`. @default { initial: '100ms', max: '5s', jitter: 0.25 } */
   reconnect?: ReconnectOptions
   /** @default systemClock */
   clock?: Clock
+  /** Source of the reconnect jitter. @default mathRandom */
+  random?: Random
 }
 
 export class AmqpTransport implements BusTransport {
@@ -53,7 +56,7 @@ export class AmqpTransport implements BusTransport {
     if (typeof this.#durable !== 'boolean') throw new InvalidOptionsError('bus.durable', 'expected a boolean')
     this.#timeoutMs = toMs(options.publishTimeout ?? '2s', 'bus.publishTimeout')
     if (!(this.#timeoutMs > 0 && Number.isFinite(this.#timeoutMs))) throw new InvalidOptionsError('bus.publishTimeout', 'expected a finite duration > 0')
-    this.#link = new AmqpLink({ url: options.url, heartbeat: options.heartbeat, connectTimeout: options.connectTimeout, reconnect: options.reconnect, clock: options.clock }, 'bus', 'amqp', (message, cause) => new BusUnavailableError(message, { cause }))
+    this.#link = new AmqpLink({ url: options.url, heartbeat: options.heartbeat, connectTimeout: options.connectTimeout, reconnect: options.reconnect, clock: options.clock, random: options.random }, 'bus', 'amqp', (message, cause) => new BusUnavailableError(message, { cause }))
   }
 
   async publish(channel: string, payload: Uint8Array): Promise<void> {

@@ -30,8 +30,8 @@
  *   Bus in this process, then queues it for the broker. The queue is merged per namespace
  *   (keys and tag versions coalesce; a clear supersedes both — every message only drops
  *   things, so order between them does not matter), sent one message at a time, and kept
- *   while the broker is down (retried with backoff from 100 ms doubling to 5 s, and at once
- *   on reconnect). Seq numbers are given at send time, so merging never looks like a gap.
+ *   while the broker is down (retried with the shared backoff, core/backoff.ts: 100 ms
+ *   doubling to 5 s, ±25 % jitter; and at once on reconnect). Seq numbers are given at send time, so merging never looks like a gap.
  *   A queue past `queueSize` keys and tags becomes one clear per namespace: receivers
  *   flush instead of missing an invalidation silently.
  *
@@ -45,6 +45,7 @@
  *   is back, and flushes then.
  */
 import { randomBytes } from 'node:crypto'
+import { backoffPolicy, type Backoff, type ReconnectOptions } from '../core/backoff.js'
 import type { Clock, TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { BusUnavailableError, ClosedError, InvalidOptionsError, type CacheError, isCacheError } from '../core/errors.js'
@@ -69,9 +70,16 @@ export interface BusSettings {
   deadAfter?: Duration
   /** Keys and tags waiting while the broker is down; past it, the queue becomes one clear per namespace. @default 10_000 */
   queueSize?: number
+  /**
+   * Delays of the Bus's own retries (subscribing at start, publishes the broker refused),
+   * core/backoff.ts: `initial` doubling per failure up to `max`, each jittered ±`jitter`.
+   * An adapter (`redisBus`, `natsBus`, `amqpBus`) gives the same value to its transport's
+   * reconnects. @default { initial: '100ms', max: '5s', jitter: 0.25 }
+   */
+  reconnect?: ReconnectOptions
   /** @default systemClock */
   clock?: Clock
-  /** For the epoch's random fraction. @default mathRandom */
+  /** For the epoch's random fraction and the retry jitter. @default mathRandom */
   random?: Random
 }
 
@@ -80,7 +88,7 @@ export interface BusOptions extends BusSettings {
   transport: BusTransport
 }
 
-const SETTING_NAMES = ['channel', 'heartbeatInterval', 'deadAfter', 'queueSize', 'clock', 'random'] as const
+const SETTING_NAMES = ['channel', 'heartbeatInterval', 'deadAfter', 'queueSize', 'reconnect', 'clock', 'random'] as const
 
 /** The `BusSettings` fields of an adapter's options (the rest belongs to its transport). */
 export function pickBusSettings(options: BusSettings): BusSettings {
@@ -132,9 +140,6 @@ export interface BusStats {
 type QueuedBody = { kind: 'delete'; namespace: string; keys: Set<string> } | { kind: 'tags'; namespace: string; tags: Map<string, TagVersion> } | { kind: 'clear'; namespace: string }
 type Queued = QueuedBody & { waiters: Array<() => void> }
 
-const MIN_RETRY_MS = 100
-const MAX_RETRY_MS = 5_000
-
 export class Bus {
   /** This process's id on the bus. */
   readonly id = randomBytes(8).toString('hex')
@@ -155,13 +160,15 @@ export class Bus {
   #inFlight: Queued | undefined
   #sending = false
   #retryTimer: TimerHandle | undefined
-  #retryDelay = MIN_RETRY_MS
+  /** Backoff of publishes the broker refused. */
+  readonly #publishRetry: Backoff
   #heartbeatTimer: TimerHandle | undefined
   #warmTimer: TimerHandle | undefined
   /** Until then, senders heard for the first time are trusted without a flush (see #warm). */
   #warmUntil = 0
   #subscribeTimer: TimerHandle | undefined
-  #subscribeDelay = MIN_RETRY_MS
+  /** Backoff of the first subscribe. */
+  readonly #subscribeRetry: Backoff
   #unsubscribe: (() => Promise<void>) | undefined
   #subscribed = false
   #healthy = false
@@ -204,6 +211,9 @@ export class Bus {
     // Start time plus a random fraction: a restarted process has a larger epoch, and two
     // processes started in the same millisecond still differ.
     this.#epoch = Math.floor(this.#clock.now()) + random.next()
+    const backoff = backoffPolicy(options.reconnect, 'bus.reconnect', random)
+    this.#publishRetry = backoff.attempts()
+    this.#subscribeRetry = backoff.attempts()
   }
 
   get healthy(): boolean {
@@ -224,7 +234,7 @@ export class Bus {
 
   /**
    * Subscribes and starts heartbeats. Resolves when messages can flow; while the broker
-   * cannot be reached it keeps retrying (backoff from 100 ms doubling to 5 s) and the
+   * cannot be reached it keeps retrying (backoff `reconnect`: 100 ms doubling to 5 s, ±25 %) and the
    * returned promise waits. Idempotent. Never rejects, except `ERR_CLOSED` after `close()`.
    */
   start(): Promise<void> {
@@ -349,8 +359,7 @@ export class Bus {
             reject(new ClosedError('The bus is closed'))
             return
           }
-          const delay = this.#subscribeDelay
-          this.#subscribeDelay = Math.min(MAX_RETRY_MS, delay * 2)
+          const delay = this.#subscribeRetry.next()
           this.#subscribeTimer = this.#clock.setTimeout(
             () => {
               this.#subscribeTimer = undefined
@@ -386,7 +395,7 @@ export class Bus {
       this.#clock.clearTimeout(this.#retryTimer)
       this.#retryTimer = undefined
     }
-    this.#retryDelay = MIN_RETRY_MS
+    this.#publishRetry.reset()
     void this.#drain()
   }
 
@@ -654,7 +663,7 @@ export class Bus {
         }
         this.#seq = seq
         this.#published++
-        this.#retryDelay = MIN_RETRY_MS
+        this.#publishRetry.reset()
         const at = this.#queue.indexOf(q)
         if (at !== -1) {
           this.#queue.splice(at, 1)
@@ -669,8 +678,7 @@ export class Bus {
 
   #scheduleRetry(): void {
     if (this.#closed || this.#retryTimer !== undefined) return
-    const delay = this.#retryDelay
-    this.#retryDelay = Math.min(MAX_RETRY_MS, this.#retryDelay * 2)
+    const delay = this.#publishRetry.next()
     this.#retryTimer = this.#clock.setTimeout(
       () => {
         this.#retryTimer = undefined

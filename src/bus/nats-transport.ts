@@ -7,8 +7,8 @@
  *   share one flush (PING/PONG), so a burst costs one round trip. While disconnected it
  *   rejects at once (`ERR_BUS_UNAVAILABLE`) instead of letting the client buffer:
  *   queuing is the Bus's job. A flush that takes longer than `publishTimeout` rejects.
- * - Reconnect is the client's, paced by our backoff (100 ms doubling per dial attempt to
- *   5 s, reset on success, never giving up). A disconnect reports 'down' to every subscriber; after a
+ * - Reconnect is the client's, paced by the shared backoff (core/backoff.ts: 100 ms
+ *   doubling per dial attempt to 5 s, ±25 % jitter, reset on success, never giving up). A disconnect reports 'down' to every subscriber; after a
  *   reconnect the client re-sends its subscriptions and we flush once before reporting
  *   'up', so 'up' means "receiving again".
  * - If the client ever closes by itself (fatal error), we open a new connection with the
@@ -19,7 +19,8 @@ import type { Clock, TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { BusUnavailableError, ClosedError, InvalidOptionsError } from '../core/errors.js'
 import { systemClock } from '../core/system-clock.js'
-import { ReconnectBackoff, type ReconnectOptions } from './reconnect-backoff.js'
+import { backoffPolicy, type Backoff, type ReconnectOptions } from '../core/backoff.js'
+import type { Random } from '../core/random.js'
 import { bounded } from './bounded.js'
 import type { BusTransport } from './types.js'
 import { createBus, pickBusSettings, type Bus, type BusSettings } from './bus.js'
@@ -38,10 +39,12 @@ export interface NatsTransportOptions {
   publishTimeout?: Duration
   /** How long opening the connection may take. @default '5s' */
   connectTimeout?: Duration
-  /** Reconnect delays. @default { initial: '100ms', max: '5s' } */
+  /** Reconnect delays (core/backoff.ts): `initial` doubling per dial attempt up to `max`, each jittered ±`jitter`. @default { initial: '100ms', max: '5s', jitter: 0.25 } */
   reconnect?: ReconnectOptions
   /** @default systemClock */
   clock?: Clock
+  /** Source of the reconnect jitter. @default mathRandom */
+  random?: Random
 }
 
 interface Sub {
@@ -58,7 +61,7 @@ export class NatsTransport implements BusTransport {
   readonly #connection: NatsTransportOptions['connection']
   readonly #timeoutMs: number
   readonly #connectTimeoutMs: number
-  readonly #backoff: ReconnectBackoff
+  readonly #backoff: Backoff
   readonly #clock: Clock
   readonly #subs = new Set<Sub>()
   #nc: Promise<NatsConnection> | undefined
@@ -78,7 +81,7 @@ export class NatsTransport implements BusTransport {
     if (!(this.#timeoutMs > 0 && Number.isFinite(this.#timeoutMs))) throw new InvalidOptionsError('bus.publishTimeout', 'expected a finite duration > 0')
     this.#connectTimeoutMs = toMs(options.connectTimeout ?? '5s', 'bus.connectTimeout')
     if (!(this.#connectTimeoutMs > 0 && Number.isFinite(this.#connectTimeoutMs))) throw new InvalidOptionsError('bus.connectTimeout', 'expected a finite duration > 0')
-    this.#backoff = new ReconnectBackoff(options.reconnect, 'bus.reconnect')
+    this.#backoff = backoffPolicy(options.reconnect, 'bus.reconnect', options.random).attempts()
     this.#clock = options.clock ?? systemClock
   }
 

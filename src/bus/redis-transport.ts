@@ -6,7 +6,9 @@
  * bus (auto-pipelined, so concurrent publishes share round trips). With `client`, the
  * user's client publishes (never closed by us) and the subscriber is its `duplicate()`.
  *
- * Reconnects. Both connections reconnect with backoff from 100 ms doubling to 5 s. The
+ * Reconnects. Both connections reconnect with the shared backoff (core/backoff.ts: 100 ms
+ * doubling to 5 s, ±25 % jitter, so that the processes of a fleet do not all dial a
+ * restarted Redis at the same instant); ioredis calls our `retryStrategy`. The
  * subscriber does not let ioredis resubscribe silently: on a lost connection every
  * subscription hears 'down' at once; once the connection is ready again we subscribe every
  * channel ourselves and only then report 'up' — so the Bus flushes after, never before, the
@@ -23,9 +25,11 @@
  * frozen server, and the Bus keeps (and retries) what could not be sent.
  */
 import { Redis, type RedisOptions } from 'ioredis'
+import { backoffPolicy, type ReconnectOptions } from '../core/backoff.js'
 import type { Clock, TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { BusUnavailableError, ClosedError, InvalidOptionsError } from '../core/errors.js'
+import type { Random } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
 import { createBus, pickBusSettings, type Bus, type BusSettings } from './bus.js'
 import type { BusTransport } from './types.js'
@@ -35,26 +39,23 @@ export interface RedisTransportOptions {
   url?: string
   /** A standalone client you own: it publishes (and is never closed by us); its `duplicate()` subscribes. */
   client?: Redis
-  /** Extra ioredis options for the connections we create. @default none */
+  /** Extra ioredis options for the connections we create (not `retryStrategy`: see `reconnect`). @default none */
   redisOptions?: RedisOptions
   /** How long a publish may wait for Redis before it fails (the Bus queues it). @default '2s' */
   publishTimeout?: Duration
   /** How long a subscribe may wait for the connection before it fails (the Bus retries). @default '5s' */
   connectTimeout?: Duration
+  /** Reconnect delays of both connections (core/backoff.ts): `initial` doubling per failed attempt up to `max`, each jittered ±`jitter`. @default { initial: '100ms', max: '5s', jitter: 0.25 } */
+  reconnect?: ReconnectOptions
   /** Time source of the timeouts. @default systemClock */
   clock?: Clock
+  /** Source of the reconnect jitter. @default mathRandom */
+  random?: Random
   /** Connection errors (each reconnect failure); publishes and subscribes reject on their own. @default ignored */
   onError?: (error: Error) => void
 }
 
-const MIN_BACKOFF_MS = 100
-const MAX_BACKOFF_MS = 5_000
 const QUIT_TIMEOUT_MS = 1_000
-
-/** ioredis retryStrategy: 100 ms, 200 ms, 400 ms, … capped at 5 s; never gives up. */
-export function reconnectDelay(attempt: number): number {
-  return Math.min(MAX_BACKOFF_MS, MIN_BACKOFF_MS * 2 ** Math.max(0, Math.min(16, attempt - 1)))
-}
 
 interface Listener {
   readonly onMessage: (payload: Uint8Array) => void
@@ -92,8 +93,10 @@ class RedisTransport implements BusTransport {
     this.#publishTimeoutMs = positiveMs(options.publishTimeout, '2s', 'bus.publishTimeout')
     this.#connectTimeoutMs = positiveMs(options.connectTimeout, '5s', 'bus.connectTimeout')
     this.#onError = options.onError ?? (() => {})
+    const policy = backoffPolicy(options.reconnect, 'bus.reconnect', options.random)
     const ours: RedisOptions = {
-      retryStrategy: reconnectDelay,
+      // ioredis counts attempts from 1 and resets them on a successful connection; never gives up.
+      retryStrategy: (attempt: number) => policy.delay(attempt - 1),
       // A command waiting for a connection fails through our own timer, not ioredis retries.
       maxRetriesPerRequest: null,
       enableOfflineQueue: true,
@@ -110,6 +113,7 @@ class RedisTransport implements BusTransport {
         ...ours,
         enableAutoPipelining: true,
         ...options.redisOptions,
+        retryStrategy: ours.retryStrategy,
         enableOfflineQueue: false,
         autoResendUnfulfilledCommands: false,
         maxRetriesPerRequest: 0,

@@ -26,6 +26,7 @@
  * No call outlives `retry.maxElapsed`: each attempt's timeout is cut to the time left, and
  * a backoff or busy wait that would end past the deadline fails the call at once.
  */
+import { BackoffPolicy, DEFAULT_BACKOFF } from '../core/backoff.js'
 import type { Clock, TimerHandle } from '../core/clock.js'
 import { toBytes, toMs, toMsOr, type ByteSize, type Duration } from '../core/duration.js'
 import {
@@ -86,7 +87,7 @@ export interface ClientRetryOptions {
 export interface ClientEjectOptions {
   /** Consecutive failures that take a node out of rotation. @default 3 */
   after?: number
-  /** First probe of an ejected node after this long; doubles per failed probe. @default '1s' */
+  /** First probe of an ejected node after this long; doubles per failed probe, jittered like `retry.jitter` (±25 % with `retry: false`). @default '1s' */
   probeInterval?: Duration
   /** Longest interval between probes. @default '30s' (or `probeInterval` if longer) */
   maxProbeInterval?: Duration
@@ -298,10 +299,13 @@ class NodeClient implements Client {
     const keepAliveMs = finiteMs(options.keepAlive, 4000, 'keepAlive', 1)
     const maxResponseBytes = options.maxResponseBytes === undefined ? 64 * 1024 * 1024 : toBytes(options.maxResponseBytes, 'maxResponseBytes')
     this.#clock = options.clock ?? systemClock
-    this.#policy = new RetryPolicy({ retries, baseDelay, maxDelay, jitter }, options.random ?? mathRandom)
+    const random = options.random ?? mathRandom
+    this.#policy = new RetryPolicy({ retries, baseDelay, maxDelay, jitter }, random)
     this.#r = Object.freeze({ nodes, timeoutMs, maxElapsedMs, busyWaits: retry !== false, token: options.token })
     this.#transport = options.transport ?? undiciTransport({ connections, maxResponseBytes, keepAliveMs, tls: options.tls })
-    this.#rotation = new NodeRotation(nodes, { ejectAfter, probeInterval, maxProbeInterval }, this.#clock, (node) => this.#probe(node))
+    // Probes back off like retries (the same jitter; ±25 % with retry: false) from probeInterval to maxProbeInterval.
+    const probes = new BackoffPolicy({ initial: probeInterval, max: maxProbeInterval, jitter: retry === false ? DEFAULT_BACKOFF.jitter : jitter }, random, 'eject')
+    this.#rotation = new NodeRotation(nodes, { ejectAfter, probes }, this.#clock, (node) => this.#probe(node))
   }
 
   // ── operations ──────────────────────────────────────────────────────────────

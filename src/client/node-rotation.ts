@@ -7,18 +7,21 @@
  *   5xx other than 503). A busy answer is not a failure: the node is alive.
  * - An ejected node gets no traffic. A probe (`GET /healthz`) runs after `probeInterval`;
  *   success puts the node back in rotation, failure doubles the interval up to
- *   `maxProbeInterval`. Probes run on the injected Clock (unref'd timers), so tests drive
- *   them with a ManualClock.
+ *   `maxProbeInterval`, jittered by the shared backoff policy (core/backoff.ts) so that
+ *   a fleet of clients that ejected a node together does not probe it in lockstep.
+ *   Probes run on the injected Clock (unref'd timers), so tests drive them with a
+ *   ManualClock.
  * - If every node is ejected, requests still go round-robin over all of them: trying a
  *   node that might be back beats failing without trying. A success from any request
  *   reinstates the node at once.
  */
+import type { Backoff, BackoffPolicy } from '../core/backoff.js'
 import type { Clock, TimerHandle } from '../core/clock.js'
 
 export interface NodeRotationConfig {
   readonly ejectAfter: number
-  readonly probeInterval: number
-  readonly maxProbeInterval: number
+  /** Probe delays: `initial` is probeInterval, `max` is maxProbeInterval. */
+  readonly probes: BackoffPolicy
 }
 
 /** What the client knows about one node (`client.nodes()`). */
@@ -37,7 +40,7 @@ interface Slot {
   failures: number
   ejected: boolean
   ejections: number
-  probeDelay: number
+  readonly probeDelays: Backoff
   nextProbeAt: number | undefined
   timer: TimerHandle | undefined
   probing: boolean
@@ -56,7 +59,7 @@ export class NodeRotation {
     this.#c = config
     this.#clock = clock
     this.#probe = probe
-    this.#slots = nodes.map((node) => ({ node, failures: 0, ejected: false, ejections: 0, probeDelay: config.probeInterval, nextProbeAt: undefined, timer: undefined, probing: false }))
+    this.#slots = nodes.map((node) => ({ node, failures: 0, ejected: false, ejections: 0, probeDelays: config.probes.attempts(), nextProbeAt: undefined, timer: undefined, probing: false }))
     for (const s of this.#slots) this.#byNode.set(s.node, s)
   }
 
@@ -91,7 +94,7 @@ export class NodeRotation {
     if (!s.ejected && s.failures >= this.#c.ejectAfter) {
       s.ejected = true
       s.ejections++
-      s.probeDelay = this.#c.probeInterval
+      s.probeDelays.reset()
       this.#schedule(s)
     }
   }
@@ -118,8 +121,9 @@ export class NodeRotation {
 
   #schedule(s: Slot): void {
     if (this.#closed) return
-    s.nextProbeAt = this.#clock.now() + s.probeDelay
-    s.timer = this.#clock.setTimeout(() => this.#runProbe(s), s.probeDelay, { unref: true })
+    const delay = s.probeDelays.next()
+    s.nextProbeAt = this.#clock.now() + delay
+    s.timer = this.#clock.setTimeout(() => this.#runProbe(s), delay, { unref: true })
   }
 
   #runProbe(s: Slot): void {
@@ -140,7 +144,6 @@ export class NodeRotation {
       this.#reinstate(s)
       return
     }
-    s.probeDelay = Math.min(this.#c.maxProbeInterval, s.probeDelay * 2)
     this.#schedule(s)
   }
 }

@@ -11,7 +11,10 @@
  *   before the call's `maxElapsed` deadline: a wait that would pass it fails the call at once
  *   instead of sleeping in vain. That is what bounds a caller against a node that stays
  *   busy forever.
+ * The exponential schedule is the shared `BackoffPolicy` (core/backoff.ts), built once here
+ * from the client's `retry` options.
  */
+import { BackoffPolicy } from '../core/backoff.js'
 import type { Random } from '../core/random.js'
 
 export interface RetryPolicyConfig {
@@ -24,10 +27,12 @@ export interface RetryPolicyConfig {
 export class RetryPolicy {
   readonly #c: RetryPolicyConfig
   readonly #random: Random
+  readonly #backoff: BackoffPolicy
 
   constructor(config: RetryPolicyConfig, random: Random) {
     this.#c = config
     this.#random = random
+    this.#backoff = new BackoffPolicy({ initial: config.baseDelay, max: config.maxDelay, jitter: config.jitter }, random, 'retry')
   }
 
   get retries(): number {
@@ -36,10 +41,7 @@ export class RetryPolicy {
 
   /** Delay before retry number `n` (0-based). */
   delay(n: number): number {
-    const c = this.#c
-    const raw = Math.min(c.maxDelay, c.baseDelay * 2 ** Math.min(n, 52))
-    const factor = 1 + c.jitter * (2 * this.#random.next() - 1)
-    return Math.min(c.maxDelay, raw * factor)
+    return this.#backoff.delay(n)
   }
 
   /** Delay after the `n`-th busy answer (0-based), honouring `Retry-After` seconds when given. */

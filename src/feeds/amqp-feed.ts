@@ -10,7 +10,8 @@ import type { Clock } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { ClosedError, FeedUnavailableError, InvalidOptionsError } from '../core/errors.js'
 import { AmqpLink, type AmqpConsumer } from '../bus/amqp-link.js'
-import type { ReconnectOptions } from '../bus/reconnect-backoff.js'
+import type { ReconnectOptions } from '../core/backoff.js'
+import type { Random } from '../core/random.js'
 import { parseRoutingKey, scopeOfBinding } from './notice.js'
 import { FeedCounters } from './feed-counters.js'
 import type { ChangeFeed, ChangeNotice, FeedSink, FeedStats } from './types.js'
@@ -32,10 +33,12 @@ export interface AmqpFeedOptions {
   heartbeat?: Duration
   /** How long `start` waits for the first connection. @default '5s' */
   connectTimeout?: Duration
-  /** Reconnect delays. @default { initial: '100ms', max: '5s' } */
+  /** Reconnect delays (core/backoff.ts): `initial` doubling per failed attempt up to `max`, each jittered ±`jitter`. @default { initial: '100ms', max: '5s', jitter: 0.25 } */
   reconnect?: ReconnectOptions
   /** @default systemClock */
   clock?: Clock
+  /** Source of the reconnect jitter. @default mathRandom */
+  random?: Random
 }
 
 const DEFAULT_BINDINGS = ['doc.#', 'doc_created.#', 'doc_edited.#', 'doc_deleted.#']
@@ -67,7 +70,7 @@ export class AmqpFeed implements ChangeFeed {
     this.scope = this.#bindings.map(scopeOfBinding)
     this.#connectTimeoutMs = toMs(options.connectTimeout ?? '5s', 'feed.connectTimeout')
     if (!(this.#connectTimeoutMs > 0 && Number.isFinite(this.#connectTimeoutMs))) throw new InvalidOptionsError('feed.connectTimeout', 'expected a finite duration > 0')
-    this.#link = new AmqpLink({ url: options.url, heartbeat: options.heartbeat, connectTimeout: options.connectTimeout, reconnect: options.reconnect, clock: options.clock }, 'feed', 'amqp feed', (message, cause) => new FeedUnavailableError(message, { cause }))
+    this.#link = new AmqpLink({ url: options.url, heartbeat: options.heartbeat, connectTimeout: options.connectTimeout, reconnect: options.reconnect, clock: options.clock, random: options.random }, 'feed', 'amqp feed', (message, cause) => new FeedUnavailableError(message, { cause }))
   }
 
   async start(sink: FeedSink): Promise<void> {

@@ -17,7 +17,8 @@ import type { Clock, TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { FeedUnavailableError, ClosedError, InvalidOptionsError } from '../core/errors.js'
 import { systemClock } from '../core/system-clock.js'
-import { ReconnectBackoff, type ReconnectOptions } from '../bus/reconnect-backoff.js'
+import { backoffPolicy, type Backoff, type ReconnectOptions } from '../core/backoff.js'
+import type { Random } from '../core/random.js'
 import { descriptorList } from './origin-index.js'
 import { FeedCounters } from './feed-counters.js'
 import { parseJsonNotice } from './notice.js'
@@ -39,10 +40,12 @@ export interface PgFeedOptions {
   connectTimeout?: Duration
   /** How often the connection is checked with `SELECT 1` (which must answer within it). @default '5s' */
   pingInterval?: Duration
-  /** Reconnect delays. @default { initial: '100ms', max: '5s' } */
+  /** Reconnect delays (core/backoff.ts): `initial` doubling per failed attempt up to `max`, each jittered ±`jitter`. @default { initial: '100ms', max: '5s', jitter: 0.25 } */
   reconnect?: ReconnectOptions
   /** @default systemClock */
   clock?: Clock
+  /** Source of the reconnect jitter. @default mathRandom */
+  random?: Random
 }
 
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/
@@ -54,7 +57,7 @@ export class PgFeed implements ChangeFeed {
   readonly #channel: string
   readonly #connectTimeoutMs: number
   readonly #pingMs: number
-  readonly #backoff: ReconnectBackoff
+  readonly #backoff: Backoff
   readonly #clock: Clock
   readonly #counters = new FeedCounters()
   #client: pg.Client | undefined
@@ -77,7 +80,7 @@ export class PgFeed implements ChangeFeed {
     this.scope = [...scope]
     this.#connectTimeoutMs = positive(options.connectTimeout ?? '5s', 'feed.connectTimeout')
     this.#pingMs = positive(options.pingInterval ?? '5s', 'feed.pingInterval')
-    this.#backoff = new ReconnectBackoff(options.reconnect, 'feed.reconnect')
+    this.#backoff = backoffPolicy(options.reconnect, 'feed.reconnect', options.random).attempts()
     this.#clock = options.clock ?? systemClock
     this.#config = { ...options.connection, connectionString: url, connectionTimeoutMillis: this.#connectTimeoutMs }
   }

@@ -39,7 +39,9 @@
  *   when its fence is >= the mark and raises the mark, in the same transaction as the value.
  *   There is no cross-process notification in LMDB: `waitForRelease` wakes at once for a
  *   release or fenced write made by this store instance, and otherwise polls the key's lock
- *   record with backoff (from 1 ms, doubling, at most `lockPollInterval`), one poller per key
+ *   record with the shared backoff (core/backoff.ts: from 1 ms, doubling, ±25 % jitter so
+ *   that processes waiting on one key do not poll in step, never more than
+ *   `lockPollInterval`), one poller per key
  *   however many callers wait, and always at the lease's end. A waiter in another process
  *   therefore notices a release within `lockPollInterval` (default 25 ms), and a lease that
  *   ran out with no release when it ends.
@@ -48,9 +50,11 @@
  */
 import { createHash } from 'node:crypto'
 import { open, type Database, type RootDatabase } from 'lmdb'
+import { BackoffPolicy, type Backoff } from '../core/backoff.js'
 import type { Clock, TimerHandle } from '../core/clock.js'
 import { toBytes, toMs, type ByteSize, type Duration } from '../core/duration.js'
 import { AbortedError, CacheError, ClosedError, InvalidKeyError, InvalidOptionsError, StoreFullError, StoreUnavailableError } from '../core/errors.js'
+import { mathRandom, type Random } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
 import type { LockGrant, Store, StoreEntry, StoreLocks } from './types.js'
 
@@ -73,6 +77,8 @@ export interface LmdbStoreOptions {
   sweepBatch?: number
   /** Longest gap between two checks of a held lock by `waitForRelease` (the cross-process wake-up bound). @default '25ms' */
   lockPollInterval?: Duration
+  /** Source of the lock-poll jitter. @default mathRandom */
+  random?: Random
   /** How long a key's lock record (its fence mark) is kept after its last use. @default '1d' */
   fenceRetention?: Duration
   /** Most concurrent LMDB readers (threads and processes together). @default 126 */
@@ -163,7 +169,8 @@ interface SweepLap {
 interface KeyWaiters {
   readonly waiters: Set<Waiter>
   timer: TimerHandle | undefined
-  delay: number
+  /** Poll delays: the current attempt's is the next poll's. */
+  readonly polls: Backoff
 }
 
 function checkTtl(ms: unknown, name: string): asserts ms is number {
@@ -271,7 +278,7 @@ class LmdbStoreImpl implements LmdbStore {
   readonly #capacity: number
   readonly #sweepInterval: number
   readonly #sweepBatch: number
-  readonly #pollMax: number
+  readonly #polls: BackoffPolicy
   readonly #retention: number
   readonly #root: RootDatabase
   readonly #data: Database<Buffer, Buffer>
@@ -292,7 +299,8 @@ class LmdbStoreImpl implements LmdbStore {
     this.#capacity = toBytes(options.mapSize ?? '1gb', 'lmdb.mapSize')
     this.#sweepInterval = positiveMs(options.sweepInterval, '1m', 'lmdb.sweepInterval')
     this.#sweepBatch = options.sweepBatch ?? 1000
-    this.#pollMax = positiveMs(options.lockPollInterval, '25ms', 'lmdb.lockPollInterval')
+    const pollMax = positiveMs(options.lockPollInterval, '25ms', 'lmdb.lockPollInterval')
+    this.#polls = new BackoffPolicy({ initial: Math.min(FIRST_POLL_MS, pollMax), max: pollMax, jitter: 0.25 }, options.random ?? mathRandom, 'lmdb.lockPoll')
     this.#retention = positiveMs(options.fenceRetention, '1d', 'lmdb.fenceRetention')
     let root: RootDatabase | undefined
     try {
@@ -575,13 +583,13 @@ class LmdbStoreImpl implements LmdbStore {
       }
       let entry = this.#waiting.get(id)
       if (entry === undefined) {
-        entry = { waiters: new Set(), timer: undefined, delay: FIRST_POLL_MS }
+        entry = { waiters: new Set(), timer: undefined, polls: this.#polls.attempts() }
         this.#waiting.set(id, entry)
       }
       entry.waiters.add(waiter)
       signal?.addEventListener('abort', onAbort, { once: true })
       // A new waiter polls soon again: its caller wants the news now.
-      entry.delay = FIRST_POLL_MS
+      entry.polls.reset()
       this.#arm(id, k, entry, held.expiresAt)
     })
   }
@@ -590,7 +598,7 @@ class LmdbStoreImpl implements LmdbStore {
   #arm(id: string, k: Buffer, entry: KeyWaiters, leaseEnd: number): void {
     if (entry.timer !== undefined) this.#clock.clearTimeout(entry.timer)
     const now = this.#clock.now()
-    let at = Math.min(now + entry.delay, leaseEnd)
+    let at = Math.min(now + entry.polls.current(), leaseEnd)
     for (const w of entry.waiters) if (w.deadline < at) at = w.deadline
     entry.timer = this.#clock.setTimeout(() => this.#poll(id, k, entry), Math.max(0, at - now))
   }
@@ -611,7 +619,7 @@ class LmdbStoreImpl implements LmdbStore {
       if (changed || now >= w.deadline) w.wake()
     }
     if (entry.waiters.size === 0) return
-    entry.delay = Math.min(this.#pollMax, entry.delay * 2)
+    entry.polls.next()
     this.#arm(id, k, entry, lock?.expiresAt ?? now)
   }
 

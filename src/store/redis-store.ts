@@ -28,12 +28,16 @@
  *
  * Errors propagate: no retries and no breaker here (GuardedStore does both, above the
  * store); ioredis gets a small `maxRetriesPerRequest` so a dead server fails calls instead
- * of queueing them for long.
+ * of queueing them for long. The connections we create reconnect on the shared backoff
+ * (core/backoff.ts, `reconnect`: 50 ms doubling to 2 s, ioredis's own bounds, ±25 %
+ * jitter so that a fleet does not dial a restarted Redis in lockstep).
  */
 import { Cluster, Redis, type ClusterOptions, type RedisOptions, type SentinelAddress } from 'ioredis'
+import { backoffPolicy, type BackoffConfig, type BackoffPolicy, type ReconnectOptions } from '../core/backoff.js'
 import type { Clock, TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { AbortedError, ClosedError, InvalidOptionsError, StoreFullError } from '../core/errors.js'
+import type { Random } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
 import { SCRIPT_NAMES, SCRIPTS } from './redis-scripts.js'
 import type { LockGrant, Store, StoreEntry, StoreLocks } from './types.js'
@@ -55,8 +59,16 @@ export interface RedisStoreOptions {
   commandTimeout?: Duration
   /** ioredis `maxRetriesPerRequest`. @default 1 */
   maxRetriesPerRequest?: number
-  /** Extra ioredis options for the connections we create (ours: auto-pipelining, offline queue). */
+  /** Extra ioredis options for the connections we create (ours: auto-pipelining, offline queue; a `retryStrategy` here replaces `reconnect`). */
   redisOptions?: RedisOptions
+  /**
+   * Reconnect delays of the connections we create (core/backoff.ts; with `cluster`, the
+   * cluster's own reconnect): `initial` doubling per failed attempt up to `max`, each
+   * jittered ±`jitter`. @default { initial: '50ms', max: '2s', jitter: 0.25 }
+   */
+  reconnect?: ReconnectOptions
+  /** Source of the reconnect jitter. @default mathRandom */
+  random?: Random
   /** How long a key's fencing state lives after its last lock use. @default '1d' */
   fenceRetention?: Duration
   /** SCAN COUNT hint of `clear`. @default 1000 */
@@ -168,12 +180,18 @@ function validate(options: RedisStoreOptions): void {
   if (scan !== undefined && (!Number.isSafeInteger(scan) || scan < 1)) throw new InvalidOptionsError('redis.scanCount', `expected an integer >= 1, got ${String(scan)}`)
 }
 
+/** The store's reconnect defaults: ioredis's own bounds (50 ms to 2 s), now doubling and jittered. */
+const RECONNECT_DEFAULTS: BackoffConfig = Object.freeze({ initial: 50, max: 2_000, jitter: 0.25 })
+
 /** Creates the client for url / sentinels / cluster options. */
-function createClient(options: RedisStoreOptions): Redis | Cluster {
+function createClient(options: RedisStoreOptions, reconnect: BackoffPolicy): Redis | Cluster {
+  // ioredis counts attempts from 1 and resets them on a successful connection; never gives up.
+  const retryStrategy = (attempt: number): number => reconnect.delay(attempt - 1)
   const commandTimeout = options.commandTimeout === undefined ? undefined : toMs(options.commandTimeout, 'redis.commandTimeout')
   if (commandTimeout !== undefined && !(commandTimeout > 0 && Number.isFinite(commandTimeout))) throw new InvalidOptionsError('redis.commandTimeout', 'expected a finite duration > 0')
   const perConnection: RedisOptions = {
     maxRetriesPerRequest: options.maxRetriesPerRequest ?? 1,
+    retryStrategy,
     ...options.redisOptions,
     ...(commandTimeout === undefined ? {} : { commandTimeout: Math.ceil(commandTimeout) }),
     ...(options.maxRetriesPerRequest === undefined ? {} : { maxRetriesPerRequest: options.maxRetriesPerRequest }),
@@ -183,7 +201,7 @@ function createClient(options: RedisStoreOptions): Redis | Cluster {
   if (options.cluster !== undefined) {
     return new Cluster(
       options.cluster.nodes.map((n) => ({ host: n.host, port: n.port })),
-      { ...ours, ...options.cluster.options, redisOptions: { ...options.cluster.options?.redisOptions, ...perConnection } },
+      { ...ours, clusterRetryStrategy: retryStrategy, ...options.cluster.options, redisOptions: { ...options.cluster.options?.redisOptions, ...perConnection } },
     )
   }
   if (options.sentinels !== undefined) return new Redis({ ...ours, ...perConnection, sentinels: options.sentinels, name: options.name })
@@ -219,7 +237,7 @@ class RedisStore implements Store {
     this.#scanCount = options.scanCount ?? 1000
     this.#onError = options.onError ?? (() => {})
     this.#owned = options.client === undefined
-    this.#client = options.client ?? createClient(options)
+    this.#client = options.client ?? createClient(options, backoffPolicy(options.reconnect, 'redis.reconnect', options.random, RECONNECT_DEFAULTS))
     // Without a listener ioredis logs every reconnect failure; commands still reject on their own.
     if (this.#owned) this.#client.on('error', this.#onError)
     for (const [method, name] of Object.entries(SCRIPT_NAMES) as [keyof typeof SCRIPT_NAMES, string][]) {

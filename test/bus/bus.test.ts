@@ -430,7 +430,8 @@ describe('Bus: dead subscriptions and silent senders', () => {
     assert.ok(errors.length >= 3 && errors.every((e) => isCacheError(e, 'ERR_BUS_UNAVAILABLE')), 'each failed attempt reported')
     assert.equal(rec.isHealthy, false)
     hub.restart()
-    clock.advance(800)
+    // The 4th retry is due by (100 + 200 + 400 + 800) × 1.25 ms at the latest (±25 % jitter).
+    clock.advance(1_200)
     await settle()
     assert.equal(started, true)
     assert.equal(rec.isHealthy, true)
@@ -463,7 +464,8 @@ describe('Bus: the publish queue', () => {
 
   test('a failing publish is retried with backoff 100 ms doubling to 5 s, without a reconnect event', async () => {
     // A long deadAfter: A's own heartbeats fail too, and a silence would reconnect (and retry at once).
-    const { a, b, advance, clock, close } = await pair({ deadAfter: '60s' })
+    // jitter 0: the bare schedule (the jittered one is the next test).
+    const { a, b, advance, clock, close } = await pair({ deadAfter: '60s', reconnect: { jitter: 0 } })
     a.chaos.failPublishes = true
     await a.bus.publish({ kind: 'delete', namespace: 'app', keys: ['k'] })
     const failures = (): number => a.bus.stats().publishFailures
@@ -484,6 +486,35 @@ describe('Bus: the publish queue', () => {
     assert.deepEqual(b.rec.deletes, [['k']])
     assert.equal(a.bus.stats().queued, 0)
     await close()
+  })
+
+  test('publish retries are jittered ±25 % by default (drawn from the injected Random), so processes do not retry in lockstep', async () => {
+    const delaysOf = async (seed: number): Promise<number[]> => {
+      const { a, clock, close } = await pair({ deadAfter: '60s', random: new SeededRandom(seed) })
+      a.chaos.failPublishes = true
+      await a.bus.publish({ kind: 'delete', namespace: 'app', keys: ['k'] })
+      const failures = (): number => a.bus.stats().publishFailures
+      const times: number[] = []
+      const start = clock.now()
+      // 5 ms steps: each measured gap is within 5 ms of the drawn delay.
+      for (let t = 0; t < 8_000 && times.length < 6; t += 5) {
+        const before = failures()
+        clock.advance(5)
+        await settle()
+        if (failures() > before) times.push(clock.now() - start)
+      }
+      await close()
+      return times.map((t, i) => t - (times[i - 1] ?? 0))
+    }
+    const gaps = await delaysOf(5)
+    assert.equal(gaps.length, 6, JSON.stringify(gaps))
+    gaps.forEach((g, n) => {
+      const d = 100 * 2 ** n
+      assert.ok(g >= d * 0.75 - 5 && g <= d * 1.25 + 5, `retry ${n}: ${g} ms outside ${d} ± 25 % (${JSON.stringify(gaps)})`)
+    })
+    assert.notDeepEqual(gaps, [100, 200, 400, 800, 1600, 3200], 'jittered')
+    assert.deepEqual(await delaysOf(5), gaps, 'same seed, same delays')
+    assert.notDeepEqual(await delaysOf(6), gaps, 'another seed, other delays')
   })
 
   test('a clear supersedes queued changes of its namespace; later changes of it join the clear', async () => {
