@@ -30,6 +30,11 @@ import type { Clock } from '../core/clock.js'
 import { PreconditionFailedError } from '../core/errors.js'
 import { Cache } from '../cache/cache.js'
 import type { Store } from '../store/types.js'
+
+/** A store that counts its entries by prefix synchronously (`lmdbStore`). */
+interface CountingStore extends Store {
+  count(prefix: string): number
+}
 import { KeyedMutex } from './keyed-mutex.js'
 import { noReplication, type Replicator } from './transport.js'
 import { VersionClock } from './version-clock.js'
@@ -212,6 +217,16 @@ export class NodeEngine {
       await this.#store.clear(`${NAMESPACE}:${prefix}`)
     }
     this.#offer({ type: 'clear', key: prefix === '' ? undefined : prefix })
+  }
+
+  /**
+   * Entries the node holds: counted in the store when it can count without I/O (LMDB: what
+   * is on disk, so a restarted node reports its data, not its empty L1; an expired entry
+   * counts until the store's sweep), else the in-process tier's size.
+   */
+  size(): number {
+    const store = this.#store as Partial<CountingStore>
+    return typeof store.count === 'function' ? store.count(`${NAMESPACE}:`) : this.#cache.stats().size
   }
 
   cacheStats(): ReturnType<Cache['stats']> {
