@@ -7,7 +7,9 @@
  * (`--max-in-flight`, `STRATACACHE_MAX_IN_FLIGHT`, `"maxInFlight"`). The effective
  * configuration, with the source of each value, is printed at start (secrets masked).
  *
- * Exit codes: 0 after a clean shutdown; 1 when the node fails to start or to close;
+ * Exit codes: 0 after a clean shutdown; 1 when the node fails to start (the message ends
+ * with the error's code, e.g. `[ERR_DATA_DIR_LOCKED]` when another node holds the data
+ * directory) or to close;
  * 2 for a usage error (unknown flag, invalid value); 130 when a second signal forces the
  * exit during the start or the drain. A signal during the start lets it finish, then drains.
  */
@@ -278,7 +280,9 @@ export async function serveCommand(argv: string[], env: NodeJS.ProcessEnv, io: S
       (e: unknown) => {
         if (settled) return
         const usage = e instanceof CacheError && e.code === 'ERR_INVALID_OPTIONS'
-        err(`stratacache serve: ${usage ? '' : 'cannot start: '}${e instanceof Error ? e.message : String(e)}\n`)
+        // The stable code goes with the message, for scripts (ERR_DATA_DIR_LOCKED: another node holds --data-dir).
+        const code = e instanceof CacheError && !usage ? ` [${e.code}]` : ''
+        err(`stratacache serve: ${usage ? '' : 'cannot start: '}${e instanceof Error ? e.message : String(e)}${code}\n`)
         finish(usage ? 2 : 1)
       },
     )

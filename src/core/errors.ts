@@ -22,6 +22,7 @@ export const ERROR_CODES = {
   ERR_STORE_FULL: 'An L2 store has no room left (lmdbStore mapSize reached, Redis past maxmemory); the write was refused.',
   ERR_STORE_TIMEOUT: 'An L2 store operation ran past its timeout.',
   ERR_STORE_UNAVAILABLE: 'An L2 store failed or its circuit breaker is open; `cause` is the failure.',
+  ERR_DATA_DIR_LOCKED: 'A data directory is held by another live process (an exclusive `lmdbStore`, such as a running node); it was not opened.',
   ERR_DECODE: 'A stored value could not be decoded (corrupt, truncated or an unknown wire-format version).',
   ERR_DECRYPT: 'A stored value failed authentication or decryption (tampered, wrong key, unknown key id or bound to another cache key).',
   ERR_VALUE_TOO_LARGE: 'An encoded value is larger than the configured limit.',
@@ -174,6 +175,18 @@ export class StoreTimeoutError extends CacheError {
 export class StoreUnavailableError extends CacheError {
   constructor(message: string, options?: CacheErrorOptions) {
     super('ERR_STORE_UNAVAILABLE', message, options)
+  }
+}
+
+export class DataDirLockedError extends CacheError {
+  /** The directory. */
+  readonly path: string
+  /** The holder's pid. */
+  readonly pid: number
+  constructor(path: string, pid: number, message: string) {
+    super('ERR_DATA_DIR_LOCKED', message)
+    this.path = path
+    this.pid = pid
   }
 }
 
@@ -367,6 +380,7 @@ export const ERROR_CLASSES: { readonly [C in ErrorCode]: abstract new (...args: 
   ERR_STORE_FULL: StoreFullError,
   ERR_STORE_TIMEOUT: StoreTimeoutError,
   ERR_STORE_UNAVAILABLE: StoreUnavailableError,
+  ERR_DATA_DIR_LOCKED: DataDirLockedError,
   ERR_DECODE: DecodeError,
   ERR_DECRYPT: DecryptError,
   ERR_VALUE_TOO_LARGE: ValueTooLargeError,

@@ -149,6 +149,7 @@ export interface NodeStats {
     readonly connectionsRefused: number
   }
   readonly cache: {
+    /** Entries the node holds in its store (with LMDB: on disk, so also after a restart; expired ones until swept). */
     readonly size: number
     readonly hits: number
     readonly misses: number

@@ -36,6 +36,11 @@ import { KeyedMutex } from './keyed-mutex.js'
 import { openNodeClock } from './node-clock.js'
 import { noReplication, type Replicator } from './replicator.js'
 
+/** A store that counts its entries by prefix synchronously (`lmdbStore`). */
+interface CountingStore extends Store {
+  count(prefix: string): number
+}
+
 /** What the node stores per key (inside the facade's envelope). */
 export interface NodeRecord {
   /** The value bytes. */
@@ -214,6 +219,16 @@ export class NodeEngine {
       await this.#store.clear(`${NAMESPACE}:${prefix}`)
     }
     this.#offer({ type: 'clear', key: prefix === '' ? undefined : prefix })
+  }
+
+  /**
+   * Entries the node holds: counted in the store when it can count without I/O (LMDB: what
+   * is on disk, so a restarted node reports its data, not its empty L1; an expired entry
+   * counts until the store's sweep), else the in-process tier's size.
+   */
+  size(): number {
+    const store = this.#store as Partial<CountingStore>
+    return typeof store.count === 'function' ? store.count(`${NAMESPACE}:`) : this.#cache.stats().size
   }
 
   cacheStats(): ReturnType<Cache['stats']> {

@@ -248,7 +248,7 @@ class Node implements NodeHandle {
         serverErrors: this.#serverErrors,
         connectionsRefused: this.#refused,
       },
-      cache: { size: c.size, hits: c.hits, misses: c.misses, tagInvalidations: c.tagInvalidations },
+      cache: { size: this.#engine.size(), hits: c.hits, misses: c.misses, tagInvalidations: c.tagInvalidations },
       store: this.#engine.storeName,
     }
   }
@@ -469,7 +469,8 @@ class Node implements NodeHandle {
 
 /** Opens the embedded store in `dataDir`. */
 function openEmbeddedStore(options: ResolvedNodeOptions): Store {
-  return lmdbStore({ path: options.dataDir, mapSize: options.diskBytes, clock: options.clock })
+  // Exclusive: a second node on the directory would trust its own L1 and drift apart.
+  return lmdbStore({ path: options.dataDir, mapSize: options.diskBytes, clock: options.clock, exclusive: true })
 }
 
 /**

@@ -48,14 +48,15 @@
  *
  * The `lmdb` package is imported here and nowhere else.
  */
-import { createHash } from 'node:crypto'
+import { createHash, randomUUID } from 'node:crypto'
 import { open, type Database, type RootDatabase } from 'lmdb'
 import { BackoffPolicy, type Backoff } from '../core/backoff.js'
 import type { Clock, TimerHandle } from '../core/clock.js'
 import { toBytes, toMs, type ByteSize, type Duration } from '../core/duration.js'
-import { AbortedError, CacheError, ClosedError, InvalidKeyError, InvalidOptionsError, StoreFullError, StoreUnavailableError } from '../core/errors.js'
+import { AbortedError, CacheError, ClosedError, DataDirLockedError, InvalidKeyError, InvalidOptionsError, StoreFullError, StoreUnavailableError } from '../core/errors.js'
 import { mathRandom, type Random } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
+import { isAlive, selfIdentity, type ProcessIdentity } from './process-identity.js'
 import type { LockGrant, Store, StoreEntry, StoreLocks } from './types.js'
 
 export interface LmdbStoreOptions {
@@ -83,6 +84,15 @@ export interface LmdbStoreOptions {
   fenceRetention?: Duration
   /** Most concurrent LMDB readers (threads and processes together). @default 126 */
   maxReaders?: number
+  /**
+   * Claim the directory for this store alone while it is open (the cache node does, for its
+   * data directory: two nodes on one directory would each trust their own L1 and drift
+   * apart). Opening the directory again — exclusive or not, from any process, this one
+   * included — then throws `ERR_DATA_DIR_LOCKED` naming the holder. The claim is a record
+   * checked for liveness, not a lock a process must release: a holder that died (even by
+   * SIGKILL) does not block the next open. See docs/decisions/0130. @default false
+   */
+  exclusive?: boolean
 }
 
 export interface LmdbStoreStats {
@@ -98,6 +108,17 @@ export interface LmdbStoreStats {
   readonly fullRefusals: number
 }
 
+/**
+ * The exclusive claim of a directory, kept in `meta` under `owner` (JSON): who holds it, so
+ * that another opener can tell a live holder from a dead one.
+ */
+interface OwnerRecord extends ProcessIdentity {
+  /** When the claim was made (ms since the epoch, the store's clock). */
+  readonly since: number
+  /** This claim (a process may open, close and reopen a directory). */
+  readonly token: string
+}
+
 /** A `Store` with LMDB-specific statistics. */
 export interface LmdbStore extends Store {
   readonly locks: StoreLocks
@@ -108,6 +129,12 @@ export interface LmdbStore extends Store {
    * idle lock records; resolves with how many it removed.
    */
   sweep(): Promise<number>
+  /**
+   * Entries whose key starts with `prefix` ('' = all), read from the store (every process's
+   * writes), synchronously and without reading values: an expired entry counts until the
+   * sweep removes it.
+   */
+  count(prefix?: string): number
 }
 
 const FORMAT = 1
@@ -123,8 +150,11 @@ const DIRECT_KEY_MAX = 1900
 const LOCK_HEADER = 24
 const META_STATE = Buffer.from('state')
 const META_FORMAT = Buffer.from('format')
+const META_OWNER = Buffer.from('owner')
 /** First poll of a held lock; doubles up to lockPollInterval. */
 const FIRST_POLL_MS = 1
+/** Keys outside a counted prefix walked before counting the prefix's range itself. */
+const COUNT_OUTSIDE_BUDGET = 4096
 /** Deletes per clear transaction (a huge clear does not hold the writer for long). */
 const CLEAR_BATCH = 10_000
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
@@ -263,6 +293,27 @@ function validate(options: LmdbStoreOptions): void {
   }
   if (sweepBatch !== undefined && (!Number.isSafeInteger(sweepBatch) || sweepBatch < 1)) throw new InvalidOptionsError('lmdb.sweepBatch', `expected an integer >= 1, got ${String(sweepBatch)}`)
   if (maxReaders !== undefined && (!Number.isSafeInteger(maxReaders) || maxReaders < 1)) throw new InvalidOptionsError('lmdb.maxReaders', `expected an integer >= 1, got ${String(maxReaders)}`)
+  if (options.exclusive !== undefined && typeof options.exclusive !== 'boolean') throw new InvalidOptionsError('lmdb.exclusive', `expected a boolean, got ${typeof options.exclusive}`)
+}
+
+function decodeOwner(buf: Uint8Array | undefined): OwnerRecord | undefined {
+  if (buf === undefined) return undefined
+  try {
+    const o = JSON.parse(Buffer.from(buf).toString('utf8')) as OwnerRecord
+    return typeof o === 'object' && o !== null && typeof o.pid === 'number' && typeof o.token === 'string' ? o : undefined
+  } catch {
+    return undefined // unreadable: no claim anyone can check, so none
+  }
+}
+
+function lockedError(path: string, owner: OwnerRecord, self: boolean): DataDirLockedError {
+  const who = self ? 'this process' : `another live process (pid ${owner.pid} on ${owner.host})`
+  return new DataDirLockedError(
+    path,
+    owner.pid,
+    `The data directory ${JSON.stringify(path)} is held by ${who}, exclusively since ${new Date(owner.since).toISOString()}; ` +
+      'two processes serving one directory would drift apart. Stop the other one, or use another directory.',
+  )
 }
 
 function positiveMs(value: Duration | undefined, fallback: Duration, option: string): number {
@@ -292,6 +343,8 @@ class LmdbStoreImpl implements LmdbStore {
   #closing: Promise<void> | undefined
   #swept = 0
   #fullRefusals = 0
+  /** This store's exclusive claim, released on close. */
+  readonly #owner: string | undefined
 
   constructor(options: LmdbStoreOptions) {
     validate(options)
@@ -319,6 +372,7 @@ class LmdbStoreImpl implements LmdbStore {
       } else if (format[0] !== FORMAT) {
         throw new InvalidOptionsError('lmdb.path', `holds a store of format ${String(format[0])}; this version reads format ${FORMAT}`)
       }
+      this.#owner = this.#claim(meta, options.path, options.exclusive === true)
       this.#root = root
     } catch (err) {
       // Whatever failed after the environment opened, do not leave it open.
@@ -335,6 +389,31 @@ class LmdbStoreImpl implements LmdbStore {
       waitForRelease: (key, timeoutMs, signal) => this.#waitForRelease(key, timeoutMs, signal),
     }
     this.#scheduleSweep()
+  }
+
+  /**
+   * Checks the directory's claim, and takes it when `exclusive`. Check and take run in one
+   * write transaction, which LMDB serialises across processes (its writer mutex is robust:
+   * a writer killed mid-transaction does not keep it), so two openers cannot both win.
+   */
+  #claim(meta: Database<Buffer, Buffer>, path: string, exclusive: boolean): string | undefined {
+    const self = selfIdentity()
+    const check = (): OwnerRecord | undefined => {
+      const owner = decodeOwner(meta.get(META_OWNER))
+      if (owner !== undefined && isAlive(owner)) throw lockedError(path, owner, owner.pid === self.pid && owner.start === self.start)
+      return owner
+    }
+    if (!exclusive) {
+      check()
+      return undefined
+    }
+    const token = randomUUID()
+    meta.transactionSync(() => {
+      check()
+      const record: OwnerRecord = { ...self, since: this.#clock.now(), token }
+      meta.putSync(META_OWNER, Buffer.from(JSON.stringify(record), 'utf8'))
+    })
+    return token
   }
 
   // ---- Store ---------------------------------------------------------------------------
@@ -456,6 +535,39 @@ class LmdbStoreImpl implements LmdbStore {
   close(): Promise<void> {
     this.#closing ??= this.#close()
     return this.#closing
+  }
+
+  count(prefix = ''): number {
+    this.#open()
+    const full = utf8(prefix, 'prefix')
+    this.#root.resetReadTxn()
+    try {
+      if (full.length > DIRECT_KEY_MAX) {
+        // Only hashed keys can match: compare the whole key kept in each value.
+        let n = 0
+        const scan = full.subarray(0, DIRECT_KEY_MAX)
+        for (const { key, value } of this.#data.getRange({ start: scan })) {
+          if (!startsWith(key, scan)) break
+          if (fullKeyStartsWith(value, full)) n++
+        }
+        return n
+      }
+      // LMDB keeps the total (O(1)) but no range counts: counting a range walks it (about
+      // 40 ms per million keys, on the event loop). A prefix that covers most of the store
+      // (the node's namespace) is counted as the total minus the few keys outside it.
+      const total = (this.#data.getStats() as { entryCount: number }).entryCount
+      if (full.length === 0) return total
+      const end = prefixEnd(full)
+      let outside = 0
+      for (const range of [{ end: full }, ...(end === undefined ? [] : [{ start: end }])]) {
+        for (const _ of this.#data.getKeys({ ...range, limit: COUNT_OUTSIDE_BUDGET - outside + 1 })) {
+          if (++outside > COUNT_OUTSIDE_BUDGET) return this.#data.getKeysCount({ start: full, end })
+        }
+      }
+      return total - outside
+    } catch (err) {
+      throw storeError(err, 'count')
+    }
   }
 
   stats(): LmdbStoreStats {
@@ -808,6 +920,17 @@ class LmdbStoreImpl implements LmdbStore {
     this.#waiting.clear()
     await this.#sweeping
     await Promise.allSettled([...this.#pending])
+    const owner = this.#owner
+    if (owner !== undefined) {
+      try {
+        // Only our own claim: after a SIGKILL of ours, another process may hold a newer one.
+        this.#meta.transactionSync(() => {
+          if (decodeOwner(this.#meta.get(META_OWNER))?.token === owner) this.#meta.removeSync(META_OWNER)
+        })
+      } catch {
+        // The claim stays; its holder (this process) is gone once it exits, so it is stale.
+      }
+    }
     try {
       await this.#root.close()
     } catch {
@@ -828,6 +951,16 @@ function isIdle(lock: LockRecord | undefined, now: number, retention: number): b
   if (lock === undefined) return true
   const held = lock.token !== '' && now < lock.expiresAt
   return !held && now - Math.max(lock.lastUsed, lock.expiresAt) > retention
+}
+
+/** The first key after every key starting with `prefix` (undefined: no such key, the range is open). */
+function prefixEnd(prefix: Buffer): Buffer | undefined {
+  let end = prefix.length
+  while (end > 0 && prefix[end - 1] === 0xff) end--
+  if (end === 0) return undefined
+  const out = Buffer.from(prefix.subarray(0, end))
+  out[end - 1]++
+  return out
 }
 
 function startsWith(key: Uint8Array, prefix: Uint8Array): boolean {

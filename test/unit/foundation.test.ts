@@ -129,6 +129,7 @@ describe('errors', () => {
       new api.StoreFullError('m'),
       new api.StoreTimeoutError('get', 1),
       new api.StoreUnavailableError('m'),
+      new api.DataDirLockedError('/d', 1, 'm'),
       new api.DecodeError('m'),
       new api.DecryptError('m'),
       new api.ValueTooLargeError(2, 1),
