@@ -358,10 +358,22 @@ export class Cache<V = unknown> {
     }
   }
 
-  /** Resolves with the value of `key` once it is stored (at once if fresh now). */
+  /**
+   * Resolves with the value of `key` once L1 holds one that `get` would return (at once if
+   * it does now): a stale, grace-kept or tag-invalidated entry does not answer, a fresh one
+   * stored later does. While the bus is unhealthy L1 is not trusted, so nothing answers.
+   */
   async waitFor(key: string, options?: WaitForOptions): Promise<V> {
     this.#checkKey(key)
-    return unwrap(await this.#l1.waitFor(key, options))
+    return unwrap(await this.#l1.waitFor(key, options, (stored) => this.#servable(stored)))
+  }
+
+  /** Whether `get` would answer with this L1 entry (changes nothing, unlike #state). */
+  #servable(stored: V | Envelope<V>): boolean {
+    if (this.#bypassL1) return false
+    if (!(stored instanceof Envelope)) return true
+    const env = stored as Envelope<V>
+    return (env.tags === undefined || this.#tags.check(env.tags as TagSnapshot) === 'valid') && this.#clock.now() < env.freshUntil
   }
 
   /**
