@@ -161,3 +161,53 @@ describe('distributed lock across real processes', () => {
     }
   })
 })
+
+describe('miss latency with Redis down, defaults (README: one L2 read timeout plus one write timeout)', () => {
+  let server: RedisServer
+  before(async () => {
+    server = await startRedisServer()
+  })
+  after(async () => {
+    await server?.stop()
+  })
+
+  /** The first miss after `fault`, with default l2 options (timeout 500 ms, 2 read retries). */
+  async function firstMiss(prefix: string, fault: () => Promise<void> | void): Promise<{ ms: number; stalledMs: number; errors: CacheErrorEvent[] }> {
+    const store = redisStore({ url: server.url, prefix })
+    const cache = createCache<string>({ store })
+    const errors: CacheErrorEvent[] = []
+    cache.on('error', (e) => errors.push(e))
+    try {
+      await cache.set('warm', 'w')
+      await fault()
+      const meter = stallMeter()
+      const { value, ms } = await timed(cache.getOrSet('missing', () => 'computed'), 10_000)
+      meter.stop()
+      assert.equal(value, 'computed')
+      return { ms, stalledMs: meter.stalledMs, errors }
+    } finally {
+      server.thaw()
+      await cache.close()
+      await store.close()
+    }
+  }
+
+  // 1000 ms = read timeout + write timeout (defaults); 60 ms of timer and socket slack.
+  // (Before reads had one deadline across retries: 1270-1700 ms with Redis killed.)
+  const BOUND_MS = 1_000 + 60
+
+  test('killed (SIGKILL): the first getOrSet miss stays within one read timeout plus one write timeout', async (t) => {
+    const r = await firstMiss('killed:', () => server.kill())
+    await server.restart()
+    t.diagnostic(`miss with Redis killed: ${r.ms.toFixed(0)} ms (stalled ${r.stalledMs.toFixed(0)} ms)`)
+    assert.ok(r.ms <= BOUND_MS + r.stalledMs, `the miss took ${r.ms.toFixed(0)} ms with Redis killed (${r.stalledMs.toFixed(0)} ms of it this process stalled)`)
+    assert.ok(r.errors.length > 0, 'the failures were reported')
+  })
+
+  test('frozen (SIGSTOP): the first getOrSet miss stays within one read timeout plus one write timeout', async (t) => {
+    const r = await firstMiss('frozen:', () => server.freeze())
+    t.diagnostic(`miss with Redis frozen: ${r.ms.toFixed(0)} ms (stalled ${r.stalledMs.toFixed(0)} ms)`)
+    assert.ok(r.ms <= BOUND_MS + r.stalledMs, `the miss took ${r.ms.toFixed(0)} ms with Redis frozen (${r.stalledMs.toFixed(0)} ms of it this process stalled)`)
+    assert.ok(r.errors.some((e) => isCacheError(e.error, 'ERR_STORE_TIMEOUT')))
+  })
+})
