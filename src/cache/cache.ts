@@ -18,7 +18,8 @@ import type { Clock, TimerHandle } from '../core/clock.js'
 import { toMs } from '../core/duration.js'
 import { neverAbortedSignal } from '../core/never-aborted-signal.js'
 import { randomUUID } from 'node:crypto'
-import { CacheError, ClosedError, FactoryTimeoutError, InvalidKeyError, InvalidOptionsError, InvalidValueError, isCacheError, LockLostError } from '../core/errors.js'
+import { CacheError, ClosedError, FactoryTimeoutError, InvalidKeyError, InvalidOptionsError, InvalidValueError, isCacheError, LockLostError, StoreUnavailableError } from '../core/errors.js'
+import type { Store } from '../store/types.js'
 import { mathRandom } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
 import { MemoryCache } from '../memory/memory-cache.js'
@@ -64,6 +65,11 @@ interface Resolved<V> {
 }
 
 const STRATEGIES: readonly Strategy[] = ['none', 'async', 'stampede', 'stampede-async']
+
+/** Open caches per store: a store closes with the last of them (see `CacheOptions.closeStore`). */
+const storeUsers = new WeakMap<Store, number>()
+/** Stores some cache was given with `closeStore: false`: their owner closes them. */
+const keptStores = new WeakSet<Store>()
 const DEFAULT_TTL = 300_000
 const MAX_BACKOFF_FACTOR = 32
 
@@ -132,6 +138,7 @@ export class Cache<V = unknown> {
       const store = options.store
       if (store === null || typeof store !== 'object' || typeof store.get !== 'function') throw new InvalidOptionsError('store', 'expected a Store (memoryStore(), lmdbStore(...), redisStore(...))')
       if (this.#distributedLock && store.locks === undefined) throw new InvalidOptionsError('lock', `store ${store.name} has no locks; 'distributed' needs one that has`)
+      if (options.closeStore !== undefined && typeof options.closeStore !== 'boolean') throw new InvalidOptionsError('closeStore', `expected a boolean, got ${typeof options.closeStore}`)
       const l2 = options.l2 ?? {}
       const guarded = new GuardedStore(store, this.#clock, options.random ?? mathRandom, l2)
       guarded.onError = (error, _operation, key) => this.#emitError(error, key)
@@ -177,6 +184,11 @@ export class Cache<V = unknown> {
     } else this.#bus = undefined
     this.#originTags = this.#l2 !== undefined || this.#bus !== undefined
     this.#plainHits = this.#plainHitsNow()
+    // Last, once nothing above can throw: a cache that failed to construct holds no store.
+    if (options.store !== undefined) {
+      if (options.closeStore === false) keptStores.add(options.store)
+      storeUsers.set(options.store, (storeUsers.get(options.store) ?? 0) + 1)
+    }
   }
 
   #plainHitsNow(): boolean {
@@ -566,7 +578,10 @@ export class Cache<V = unknown> {
     }
   }
 
-  /** Empties the cache and refuses further writes (`ERR_CLOSED`). Idempotent. */
+  /**
+   * Empties the cache and refuses further writes (`ERR_CLOSED`). Closes the bus and the
+   * store with the last cache using them (the store unless `closeStore: false`). Idempotent.
+   */
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
@@ -577,10 +592,27 @@ export class Cache<V = unknown> {
     this.#l1.close()
     this.#origins?.clear()
     this.#tags.close()
-    // The store belongs to its creator, who closes it; the tier only stops its background work.
     this.#l2?.close()
     // The bus closes with the last cache attached to it.
     await this.#bus?.close()
+    if (this.#l2 !== undefined) await this.#releaseStore(this.#l2.store.store)
+  }
+
+  /** Closes `store` if this was the last open cache using it and nobody kept it (closeStore). */
+  async #releaseStore(store: Store): Promise<void> {
+    const users = (storeUsers.get(store) ?? 1) - 1
+    if (users > 0) {
+      storeUsers.set(store, users)
+      return
+    }
+    storeUsers.delete(store)
+    if (keptStores.has(store)) return
+    try {
+      await store.close()
+    } catch (err) {
+      // close() of the cache never fails for its store: the failure is reported.
+      this.#emitError(isCacheError(err) ? err : new StoreUnavailableError(`Store ${store.name} failed to close: ${err instanceof Error ? err.message : String(err)}`, { cause: err }), undefined)
+    }
   }
 
   // ---- internals ---------------------------------------------------------------------

@@ -124,6 +124,13 @@ export interface CacheOptions {
    * @default 'local'
    */
   lock?: 'local' | 'distributed' | (LockTimings & { mode?: 'local' | 'distributed' })
+  /**
+   * Whether `close()` closes `store`: it does once no other open cache of this process uses
+   * it (several caches may share one store). `false`: the store is shared with code outside
+   * the caches, which closes it; no cache ever closes a store it was given with `false`.
+   * @default true
+   */
+  closeStore?: boolean
   /** Prefix of this cache's keys in L2 (`<namespace>:<key>`). @default 'cache' */
   namespace?: string
   /** L2 resilience and time-to-idle de-bouncing. */

@@ -114,6 +114,43 @@ describe('tiered reads and writes', () => {
   })
 })
 
+describe('closing: the store closes with the last cache that uses it', () => {
+  test('a store given to one cache is closed by its close()', async () => {
+    const clock = new ManualClock(0)
+    const store = memoryStore({ clock })
+    const cache = createCache<string>({ clock, store })
+    await cache.set('k', 'v')
+    await cache.close()
+    await assert.rejects(store.get('cache:k'), (e: unknown) => isCacheError(e, 'ERR_CLOSED'))
+  })
+
+  test('a store shared by two caches stays open until both are closed', async () => {
+    const clock = new ManualClock(0)
+    const store = memoryStore({ clock })
+    const a = createCache<string>({ clock, store })
+    const b = createCache<string>({ clock, store })
+    await a.set('k', 'v')
+    await a.close()
+    assert.equal(await b.get('k'), 'v')
+    await b.close()
+    await assert.rejects(store.get('cache:k'), (e: unknown) => isCacheError(e, 'ERR_CLOSED'))
+  })
+
+  test('closeStore: false leaves the store to its owner, whichever cache closes last', async () => {
+    const clock = new ManualClock(0)
+    const store = memoryStore({ clock })
+    const a = createCache<string>({ clock, store, closeStore: false })
+    const b = createCache<string>({ clock, store })
+    await a.set('k', 'v')
+    await b.close()
+    await a.close()
+    await a.close()
+    assert.notEqual(await store.get('cache:k'), undefined)
+    await store.close()
+    assert.throws(() => createCache({ store: memoryStore(), closeStore: 'yes' as unknown as boolean }), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS'))
+  })
+})
+
 describe('batches and limits', () => {
   test('getOrSetMany of 100 keys: one L2 round trip for the records, one batch factory call for the rest', async () => {
     const { store, make } = world()

@@ -211,3 +211,46 @@ describe('miss latency with Redis down, defaults (README: one L2 read timeout pl
     assert.ok(r.errors.some((e) => isCacheError(e.error, 'ERR_STORE_TIMEOUT')))
   })
 })
+
+describe('cache.close() closes the store it was given', () => {
+  let server: RedisServer
+  before(async () => {
+    server = await startRedisServer()
+  })
+  after(async () => {
+    await server?.stop()
+  })
+
+  /** Runs the close worker; resolves with its exit code and output, or kills it after `limitMs`. */
+  function runWorker(mode: string): Promise<{ code: number | null; out: string; hung: boolean }> {
+    const worker = fileURLToPath(new URL('./fixtures/close-worker.js', import.meta.url))
+    const child = fork(worker, [server.url, mode], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] })
+    let out = ''
+    child.stdout?.on('data', (chunk: Buffer) => (out += chunk.toString()))
+    return new Promise((resolve) => {
+      let hung = false
+      const timer = setTimeout(() => {
+        hung = true
+        child.kill('SIGKILL')
+      }, 10_000)
+      child.once('exit', (code) => {
+        clearTimeout(timer)
+        resolve({ code, out, hung })
+      })
+    })
+  }
+
+  test('a process with a Redis store that closes its cache exits by itself', async () => {
+    const r = await runWorker('owned')
+    assert.equal(r.hung, false, `the process did not exit within 10 s of closing its cache (output: ${JSON.stringify(r.out)})`)
+    assert.equal(r.code, 0)
+    assert.match(r.out, /closed after computed/)
+  })
+
+  test('closeStore: false leaves the store open for its owner, who closes it', async () => {
+    const r = await runWorker('shared')
+    assert.equal(r.hung, false, `the process did not exit (output: ${JSON.stringify(r.out)})`)
+    assert.equal(r.code, 0)
+    assert.match(r.out, /store still open: true/)
+  })
+})
