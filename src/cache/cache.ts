@@ -103,6 +103,8 @@ export class Cache<V = unknown> {
   /** `origins.versionTtl`: origin-tag versions live this long in L2, entries with origins no longer (origin-lifetime.ts). */
   readonly #originTtl: number
   #closed = false
+  /** Kinds of failure already warned about for want of an 'error' listener (see #warnUnheard). */
+  #warned: Set<string> | undefined
 
   #hits = 0
   #misses = 0
@@ -823,12 +825,27 @@ export class Cache<V = unknown> {
     return true
   }
 
+  /**
+   * With no 'error' listener, a handled failure would go unseen (an L2 that refuses every
+   * connection would look like a slow cache): the first one of each kind becomes a process
+   * warning, which Node prints on stderr. A failing store counts as one kind (unavailable or
+   * timing out), so an L2 that is down warns once.
+   */
+  #warnUnheard(error: CacheError): void {
+    const kind = error.code === 'ERR_STORE_TIMEOUT' ? 'ERR_STORE_UNAVAILABLE' : error.code
+    const warned = (this.#warned ??= new Set())
+    if (warned.has(kind)) return
+    warned.add(kind)
+    process.emitWarning(`stratacache: ${error.code}: ${error.message}. The cache handled it without failing a call; it warns once per kind of failure: listen with cache.on('error', ...) to see each one`, { code: 'STRATACACHE_L2_ERROR' })
+  }
+
   /** False when a bus message invalidated `key` after `mark` was taken (see bus-link.ts). */
   #unchanged(key: string, mark: number | undefined): boolean {
     return mark === undefined || (this.#bus as BusLink).unchanged(key, mark)
   }
 
   #emitError(error: CacheError, key: string | undefined): void {
+    if (this.#errorListeners.size === 0) return this.#warnUnheard(error)
     for (const listener of this.#errorListeners) {
       try {
         listener({ type: 'error', error, key })

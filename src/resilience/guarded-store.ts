@@ -118,6 +118,8 @@ export class GuardedStore {
   #replayed = 0
   #queueDropped = 0
   #refused = 0
+  /** The last failure, named when the open circuit refuses a call (so that error says why). */
+  #lastFailure: CacheError | undefined
   /** Reports every failure (the facade forwards them to its 'error' listeners). */
   onError: ((error: CacheError, operation: StoreOperation, key: string | undefined) => void) | undefined
 
@@ -266,6 +268,12 @@ export class GuardedStore {
 
   // ---- internals ---------------------------------------------------------------------
 
+  /** The store's name and, when it says, where it lives: for messages. */
+  #describe(): string {
+    const location = this.store.location
+    return location === undefined ? this.store.name : `${this.store.name} (${location})`
+  }
+
   #locks(): NonNullable<Store['locks']> {
     const locks = this.store.locks
     if (locks === undefined) throw new StoreUnavailableError(`Store ${this.store.name} has no locks`)
@@ -310,7 +318,11 @@ export class GuardedStore {
    * configured timeout, with `cause` the failure that started the retries).
    */
   async #call<T>(operation: StoreOperation, key: string | undefined, fn: () => Promise<T>, timeoutMs = this.#timeout, cause?: unknown): Promise<T> {
-    if (!this.breaker.tryAcquire()) throw new StoreUnavailableError(`Store ${this.store.name} is unavailable (circuit open)`, cause === undefined ? undefined : { cause })
+    if (!this.breaker.tryAcquire()) {
+      const last = cause ?? this.#lastFailure
+      const why = last instanceof Error ? `; last failure: ${last.message}` : ''
+      throw new StoreUnavailableError(`Store ${this.#describe()} is unavailable (circuit open${why})`, last === undefined ? undefined : { cause: last })
+    }
     try {
       const result = await this.#race(operation, fn, timeoutMs, cause)
       this.breaker.success()
@@ -337,7 +349,7 @@ export class GuardedStore {
     return new Promise<T>((resolve, reject) => {
       // A read's later attempt races what is left of its deadline; the error names the whole.
       const stated = cause === undefined ? timeoutMs : this.#timeout
-      const timer = this.#clock.setTimeout(() => reject(new StoreTimeoutError(`${this.store.name}.${operation}`, stated, cause === undefined ? undefined : { cause })), timeoutMs)
+      const timer = this.#clock.setTimeout(() => reject(new StoreTimeoutError(`${this.store.name}.${operation}${this.store.location === undefined ? '' : ` (${this.store.location})`}`, stated, cause === undefined ? undefined : { cause })), timeoutMs)
       let pending: Promise<T>
       try {
         pending = fn()
@@ -361,7 +373,8 @@ export class GuardedStore {
     this.breaker.failure()
     if (err instanceof StoreTimeoutError) this.#timeouts++
     else this.#failures++
-    const error = err instanceof CacheError ? err : new StoreUnavailableError(`Store ${this.store.name} failed on ${operation}: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
+    const error = err instanceof CacheError ? err : new StoreUnavailableError(`Store ${this.#describe()} failed on ${operation}: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
+    this.#lastFailure = error
     try {
       this.onError?.(error, operation, key)
     } catch {

@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { createCache, isCacheError, type CacheErrorEvent } from '../../src/index.js'
 import { redisStore } from '../../src/store/redis-store.js'
-import { startRedisServer, type RedisServer } from '../support/redis-server.js'
+import { freePort, startRedisServer, type RedisServer } from '../support/redis-server.js'
 import { stallMeter } from '../support/stall-meter.js'
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
@@ -252,5 +252,65 @@ describe('cache.close() closes the store it was given', () => {
     assert.equal(r.hung, false, `the process did not exit (output: ${JSON.stringify(r.out)})`)
     assert.equal(r.code, 0)
     assert.match(r.out, /store still open: true/)
+  })
+})
+
+describe('an unreachable Redis is not silent', () => {
+  /** Process warnings with `code` emitted while `fn` runs (and a few turns after). */
+  async function warningsDuring(code: string, fn: () => Promise<void>): Promise<Error[]> {
+    const seen: Error[] = []
+    const onWarning = (w: Error & { code?: string }): void => {
+      if (w.code === code) seen.push(w)
+    }
+    process.on('warning', onWarning)
+    try {
+      await fn()
+      await sleep(20)
+    } finally {
+      process.off('warning', onWarning)
+    }
+    return seen
+  }
+
+  const chain = (e: unknown): string => {
+    const parts: string[] = []
+    for (let x: unknown = e; x instanceof Error && parts.length < 5; x = x.cause) parts.push(x.message)
+    return parts.join(' <- ')
+  }
+
+  test('with no error listener, one warning names the cause (ECONNREFUSED) and the address', async () => {
+    const port = await freePort()
+    const store = redisStore({ url: `redis://127.0.0.1:${port}` })
+    const cache = createCache<string>({ store, l2: { timeout: '300ms' } })
+    try {
+      const warnings = await warningsDuring('STRATACACHE_L2_ERROR', async () => {
+        for (let i = 0; i < 3; i++) assert.equal(await timed(cache.getOrSet(`k${i}`, () => 'v'), 5_000).then((r) => r.value), 'v')
+      })
+      assert.equal(warnings.length, 1, `warnings: ${warnings.map((w) => w.message).join(' | ')}`)
+      assert.match(warnings[0]?.message ?? '', /ECONNREFUSED/)
+      assert.match(warnings[0]?.message ?? '', new RegExp(`127\\.0\\.0\\.1:${port}`))
+    } finally {
+      await cache.close()
+    }
+  })
+
+  test('the typed error on the error channel names the cause and the address; a listener means no warning', async () => {
+    const port = await freePort()
+    const store = redisStore({ url: `redis://127.0.0.1:${port}` })
+    const cache = createCache<string>({ store, l2: { timeout: '300ms' } })
+    const errors: CacheErrorEvent[] = []
+    cache.on('error', (e) => errors.push(e))
+    try {
+      const warnings = await warningsDuring('STRATACACHE_L2_ERROR', async () => {
+        assert.equal((await timed(cache.getOrSet('k', () => 'v'), 5_000)).value, 'v')
+      })
+      assert.equal(warnings.length, 0)
+      const failure = errors.find((e) => isCacheError(e.error, 'ERR_STORE_UNAVAILABLE'))
+      assert.ok(failure !== undefined, `errors: ${errors.map((e) => chain(e.error)).join(' | ')}`)
+      assert.match(failure.error.message, /ECONNREFUSED/)
+      assert.match(failure.error.message, new RegExp(`127\\.0\\.0\\.1:${port}`))
+    } finally {
+      await cache.close()
+    }
   })
 })

@@ -152,6 +152,9 @@ describe('GuardedStore', () => {
     assert.ok(isCacheError(r.error, 'ERR_STORE_UNAVAILABLE'))
     assert.equal(r.elapsed, 0)
     assert.equal(raw.calls.length, before)
+    // The refusal says why the circuit opened: the last failure, message and cause.
+    assert.match((r.error as Error).message, /circuit open; last failure: .*ECONNREFUSED/)
+    assert.ok(isCacheError((r.error as Error).cause, 'ERR_STORE_UNAVAILABLE'))
   })
 
   test('writes and deletes made while down are replayed in order once the store is back; newest wins per key', async () => {
