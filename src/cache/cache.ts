@@ -71,6 +71,8 @@ const storeUsers = new WeakMap<Store, number>()
 /** Stores some cache was given with `closeStore: false`: their owner closes them. */
 const keptStores = new WeakSet<Store>()
 const DEFAULT_TTL = 300_000
+/** `l2.l1MaxAge` without a bus: see docs/decisions/0110-l1-max-age-without-a-bus.md. */
+const DEFAULT_L1_MAX_AGE = 5_000
 const MAX_BACKOFF_FACTOR = 32
 
 export class Cache<V = unknown> {
@@ -102,6 +104,11 @@ export class Cache<V = unknown> {
   readonly #originTags: boolean
   /** `origins.versionTtl`: origin-tag versions live this long in L2, entries with origins no longer (origin-lifetime.ts). */
   readonly #originTtl: number
+  /**
+   * `l2.l1MaxAge`: the longest an L1 entry lives before L2 is read again (Infinity without
+   * L2, and by default with a bus): without a bus, the stale bound across processes.
+   */
+  readonly #l1MaxAge: number
   #closed = false
   /** Kinds of failure already warned about for want of an 'error' listener (see #warnUnheard). */
   #warned: Set<string> | undefined
@@ -146,6 +153,7 @@ export class Cache<V = unknown> {
       guarded.onError = (error, _operation, key) => this.#emitError(error, key)
       const namespace = options.namespace ?? 'cache'
       if (typeof namespace !== 'string' || namespace.length === 0 || /[:#]/.test(namespace)) throw new InvalidOptionsError('namespace', 'expected a non-empty string without ":" or "#"')
+      this.#l1MaxAge = l2.l1MaxAge === undefined ? (options.bus === undefined ? DEFAULT_L1_MAX_AGE : Infinity) : positive(toMs(l2.l1MaxAge, 'l2.l1MaxAge'), 'l2.l1MaxAge')
       const touchQueue = l2.touchQueue ?? 10_000
       if (!Number.isSafeInteger(touchQueue) || touchQueue < 0) throw new InvalidOptionsError('l2.touchQueue', `expected an integer >= 0, got ${String(touchQueue)}`)
       this.#l2 = new L2Tier<V>(guarded, {
@@ -162,6 +170,7 @@ export class Cache<V = unknown> {
       if (this.#distributedLock) throw new InvalidOptionsError('lock', "'distributed' needs a store with locks")
       if (options.codec !== undefined) throw new InvalidOptionsError('codec', 'a codec applies to an L2 store; pass `store` too')
       this.#l2 = undefined
+      this.#l1MaxAge = Infinity
     }
     if (options.bus !== undefined) {
       if (!(options.bus instanceof Bus)) throw new InvalidOptionsError('bus', 'expected a Bus (memoryBus(), redisBus({ url }), createBus({ transport }))')
@@ -814,10 +823,10 @@ export class Cache<V = unknown> {
     if (env.tags !== undefined && this.#tags.check(env.tags as TagSnapshot) !== 'valid') return false
     const l2 = this.#l2 as L2Tier<V>
     if (env.tags === undefined && env.tagSig === '' && env.keepUntil === env.freshUntil && env.tti === Infinity && (o === undefined || o.refreshAhead === 0)) {
-      this.#l1.set(key, env.value, { ttl: env.freshUntil === Infinity ? Infinity : Math.max(1, env.freshUntil - now) })
+      this.#l1.set(key, env.value, { ttl: Math.min(this.#l1MaxAge, env.freshUntil === Infinity ? Infinity : Math.max(1, env.freshUntil - now)) })
       return true
     }
-    this.#l1.set(key, env, { ttl: env.keepUntil === Infinity ? Infinity : Math.max(1, env.keepUntil - now), tti: l2.l1Tti(env.tti) })
+    this.#l1.set(key, env, { ttl: Math.min(this.#l1MaxAge, env.keepUntil === Infinity ? Infinity : Math.max(1, env.keepUntil - now)), tti: l2.l1Tti(env.tti) })
     if (env.tti !== Infinity) {
       env.touchedAt = -Infinity
       l2.touched(key, env, now)
@@ -976,7 +985,7 @@ export class Cache<V = unknown> {
     stale.retryAt = now + o.graceBackoff * Math.min(MAX_BACKOFF_FACTOR, 2 ** (stale.failures - 1))
     this.#staleHits++
     // Put the fallback back if it was displaced, for the rest of its grace.
-    if (this.#l1.peek(key) !== stale && stale.keepUntil > now) this.#l1.set(key, stale, { ttl: stale.keepUntil - now })
+    if (this.#l1.peek(key) !== stale && stale.keepUntil > now) this.#l1.set(key, stale, { ttl: Math.min(this.#l1MaxAge, stale.keepUntil - now) })
     return stale.value
   }
 
@@ -1033,8 +1042,9 @@ export class Cache<V = unknown> {
       if (strict) throw error
       this.#emitError(error, key)
     }
-    if (bare) this.#l1.set(key, value, { ttl, tti: o.tti })
-    else this.#l1.set(key, env, { ttl: keepUntil === Infinity ? Infinity : Math.max(1, keepUntil - now), tti: l2.l1Tti(o.tti) })
+    // Without a bus, L1 trusts what it holds for l1MaxAge at most, then reads L2 again.
+    if (bare) this.#l1.set(key, value, { ttl: Math.min(this.#l1MaxAge, ttl), tti: o.tti })
+    else this.#l1.set(key, env, { ttl: Math.min(this.#l1MaxAge, keepUntil === Infinity ? Infinity : Math.max(1, keepUntil - now)), tti: l2.l1Tti(o.tti) })
     if (origins !== undefined || this.#origins !== undefined) this.#indexOrigins(key, origins)
     if (bytes === undefined) return undefined
     if (fence !== undefined) return l2.writeFenced(key, env, bytes, fence)
