@@ -18,7 +18,8 @@ import type { Clock, TimerHandle } from '../core/clock.js'
 import { toMs } from '../core/duration.js'
 import { neverAbortedSignal } from '../core/never-aborted-signal.js'
 import { randomUUID } from 'node:crypto'
-import { CacheError, ClosedError, FactoryTimeoutError, InvalidKeyError, InvalidOptionsError, InvalidValueError, isCacheError, LockLostError } from '../core/errors.js'
+import { CacheError, ClosedError, FactoryTimeoutError, InvalidKeyError, InvalidOptionsError, InvalidValueError, isCacheError, LockLostError, StoreUnavailableError } from '../core/errors.js'
+import type { Store } from '../store/types.js'
 import { mathRandom } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
 import { MemoryCache } from '../memory/memory-cache.js'
@@ -64,7 +65,14 @@ interface Resolved<V> {
 }
 
 const STRATEGIES: readonly Strategy[] = ['none', 'async', 'stampede', 'stampede-async']
+
+/** Open caches per store: a store closes with the last of them (see `CacheOptions.closeStore`). */
+const storeUsers = new WeakMap<Store, number>()
+/** Stores some cache was given with `closeStore: false`: their owner closes them. */
+const keptStores = new WeakSet<Store>()
 const DEFAULT_TTL = 300_000
+/** `l2.l1MaxAge` without a bus: see docs/decisions/0110-l1-max-age-without-a-bus.md. */
+const DEFAULT_L1_MAX_AGE = 5_000
 const MAX_BACKOFF_FACTOR = 32
 
 export class Cache<V = unknown> {
@@ -96,7 +104,14 @@ export class Cache<V = unknown> {
   readonly #originTags: boolean
   /** `origins.versionTtl`: origin-tag versions live this long in L2, entries with origins no longer (origin-lifetime.ts). */
   readonly #originTtl: number
+  /**
+   * `l2.l1MaxAge`: the longest an L1 entry lives before L2 is read again (Infinity without
+   * L2, and by default with a bus): without a bus, the stale bound across processes.
+   */
+  readonly #l1MaxAge: number
   #closed = false
+  /** Kinds of failure already warned about for want of an 'error' listener (see #warnUnheard). */
+  #warned: Set<string> | undefined
 
   #hits = 0
   #misses = 0
@@ -134,11 +149,13 @@ export class Cache<V = unknown> {
       if (this.#distributedLock && store.locks === undefined) throw new InvalidOptionsError('lock', `store ${store.name} has no locks; 'distributed' needs one that has`)
       // A store written against the older StoreLocks: without drawFence a waiter that gives up could only write unfenced.
       if (this.#distributedLock && typeof store.locks?.drawFence !== 'function') throw new InvalidOptionsError('lock', `store ${store.name}'s locks have no drawFence(); 'distributed' needs it (see StoreLocks)`)
+      if (options.closeStore !== undefined && typeof options.closeStore !== 'boolean') throw new InvalidOptionsError('closeStore', `expected a boolean, got ${typeof options.closeStore}`)
       const l2 = options.l2 ?? {}
       const guarded = new GuardedStore(store, this.#clock, options.random ?? mathRandom, l2)
       guarded.onError = (error, _operation, key) => this.#emitError(error, key)
       const namespace = options.namespace ?? 'cache'
       if (typeof namespace !== 'string' || namespace.length === 0 || /[:#]/.test(namespace)) throw new InvalidOptionsError('namespace', 'expected a non-empty string without ":" or "#"')
+      this.#l1MaxAge = l2.l1MaxAge === undefined ? (options.bus === undefined ? DEFAULT_L1_MAX_AGE : Infinity) : positive(toMs(l2.l1MaxAge, 'l2.l1MaxAge'), 'l2.l1MaxAge')
       const touchQueue = l2.touchQueue ?? 10_000
       if (!Number.isSafeInteger(touchQueue) || touchQueue < 0) throw new InvalidOptionsError('l2.touchQueue', `expected an integer >= 0, got ${String(touchQueue)}`)
       this.#l2 = new L2Tier<V>(guarded, {
@@ -155,6 +172,7 @@ export class Cache<V = unknown> {
       if (this.#distributedLock) throw new InvalidOptionsError('lock', "'distributed' needs a store with locks")
       if (options.codec !== undefined) throw new InvalidOptionsError('codec', 'a codec applies to an L2 store; pass `store` too')
       this.#l2 = undefined
+      this.#l1MaxAge = Infinity
     }
     if (options.bus !== undefined) {
       if (!(options.bus instanceof Bus)) throw new InvalidOptionsError('bus', 'expected a Bus (memoryBus(), redisBus({ url }), createBus({ transport }))')
@@ -179,6 +197,11 @@ export class Cache<V = unknown> {
     } else this.#bus = undefined
     this.#originTags = this.#l2 !== undefined || this.#bus !== undefined
     this.#plainHits = this.#plainHitsNow()
+    // Last, once nothing above can throw: a cache that failed to construct holds no store.
+    if (options.store !== undefined) {
+      if (options.closeStore === false) keptStores.add(options.store)
+      storeUsers.set(options.store, (storeUsers.get(options.store) ?? 0) + 1)
+    }
   }
 
   #plainHitsNow(): boolean {
@@ -360,10 +383,22 @@ export class Cache<V = unknown> {
     }
   }
 
-  /** Resolves with the value of `key` once it is stored (at once if fresh now). */
+  /**
+   * Resolves with the value of `key` once L1 holds one that `get` would return (at once if
+   * it does now): a stale, grace-kept or tag-invalidated entry does not answer, a fresh one
+   * stored later does. While the bus is unhealthy L1 is not trusted, so nothing answers.
+   */
   async waitFor(key: string, options?: WaitForOptions): Promise<V> {
     this.#checkKey(key)
-    return unwrap(await this.#l1.waitFor(key, options))
+    return unwrap(await this.#l1.waitFor(key, options, (stored) => this.#servable(stored)))
+  }
+
+  /** Whether `get` would answer with this L1 entry (changes nothing, unlike #state). */
+  #servable(stored: V | Envelope<V>): boolean {
+    if (this.#bypassL1) return false
+    if (!(stored instanceof Envelope)) return true
+    const env = stored as Envelope<V>
+    return (env.tags === undefined || this.#tags.check(env.tags as TagSnapshot) === 'valid') && this.#clock.now() < env.freshUntil
   }
 
   /**
@@ -556,7 +591,10 @@ export class Cache<V = unknown> {
     }
   }
 
-  /** Empties the cache and refuses further writes (`ERR_CLOSED`). Idempotent. */
+  /**
+   * Empties the cache and refuses further writes (`ERR_CLOSED`). Closes the bus and the
+   * store with the last cache using them (the store unless `closeStore: false`). Idempotent.
+   */
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
@@ -567,10 +605,27 @@ export class Cache<V = unknown> {
     this.#l1.close()
     this.#origins?.clear()
     this.#tags.close()
-    // The store belongs to its creator, who closes it; the tier only stops its background work.
     this.#l2?.close()
     // The bus closes with the last cache attached to it.
     await this.#bus?.close()
+    if (this.#l2 !== undefined) await this.#releaseStore(this.#l2.store.store)
+  }
+
+  /** Closes `store` if this was the last open cache using it and nobody kept it (closeStore). */
+  async #releaseStore(store: Store): Promise<void> {
+    const users = (storeUsers.get(store) ?? 1) - 1
+    if (users > 0) {
+      storeUsers.set(store, users)
+      return
+    }
+    storeUsers.delete(store)
+    if (keptStores.has(store)) return
+    try {
+      await store.close()
+    } catch (err) {
+      // close() of the cache never fails for its store: the failure is reported.
+      this.#emitError(isCacheError(err) ? err : new StoreUnavailableError(`Store ${store.name} failed to close: ${err instanceof Error ? err.message : String(err)}`, { cause: err }), undefined)
+    }
   }
 
   // ---- internals ---------------------------------------------------------------------
@@ -780,15 +835,29 @@ export class Cache<V = unknown> {
     if (env.tags !== undefined && this.#tags.check(env.tags as TagSnapshot) !== 'valid') return false
     const l2 = this.#l2 as L2Tier<V>
     if (env.tags === undefined && env.tagSig === '' && env.keepUntil === env.freshUntil && env.tti === Infinity && (o === undefined || o.refreshAhead === 0)) {
-      this.#l1.set(key, env.value, { ttl: env.freshUntil === Infinity ? Infinity : Math.max(1, env.freshUntil - now) })
+      this.#l1.set(key, env.value, { ttl: Math.min(this.#l1MaxAge, env.freshUntil === Infinity ? Infinity : Math.max(1, env.freshUntil - now)) })
       return true
     }
-    this.#l1.set(key, env, { ttl: env.keepUntil === Infinity ? Infinity : Math.max(1, env.keepUntil - now), tti: l2.l1Tti(env.tti) })
+    this.#l1.set(key, env, { ttl: Math.min(this.#l1MaxAge, env.keepUntil === Infinity ? Infinity : Math.max(1, env.keepUntil - now)), tti: l2.l1Tti(env.tti) })
     if (env.tti !== Infinity) {
       env.touchedAt = -Infinity
       l2.touched(key, env, now)
     }
     return true
+  }
+
+  /**
+   * With no 'error' listener, a handled failure would go unseen (an L2 that refuses every
+   * connection would look like a slow cache): the first one of each kind becomes a process
+   * warning, which Node prints on stderr. A failing store counts as one kind (unavailable or
+   * timing out), so an L2 that is down warns once.
+   */
+  #warnUnheard(error: CacheError): void {
+    const kind = error.code === 'ERR_STORE_TIMEOUT' ? 'ERR_STORE_UNAVAILABLE' : error.code
+    const warned = (this.#warned ??= new Set())
+    if (warned.has(kind)) return
+    warned.add(kind)
+    process.emitWarning(`stratacache: ${error.code}: ${error.message}. The cache handled it without failing a call; it warns once per kind of failure: listen with cache.on('error', ...) to see each one`, { code: 'STRATACACHE_L2_ERROR' })
   }
 
   /** False when a bus message invalidated `key` after `mark` was taken (see bus-link.ts). */
@@ -797,6 +866,7 @@ export class Cache<V = unknown> {
   }
 
   #emitError(error: CacheError, key: string | undefined): void {
+    if (this.#errorListeners.size === 0) return this.#warnUnheard(error)
     for (const listener of this.#errorListeners) {
       try {
         listener({ type: 'error', error, key })
@@ -931,7 +1001,7 @@ export class Cache<V = unknown> {
     stale.retryAt = now + o.graceBackoff * Math.min(MAX_BACKOFF_FACTOR, 2 ** (stale.failures - 1))
     this.#staleHits++
     // Put the fallback back if it was displaced, for the rest of its grace.
-    if (this.#l1.peek(key) !== stale && stale.keepUntil > now) this.#l1.set(key, stale, { ttl: stale.keepUntil - now })
+    if (this.#l1.peek(key) !== stale && stale.keepUntil > now) this.#l1.set(key, stale, { ttl: Math.min(this.#l1MaxAge, stale.keepUntil - now) })
     return stale.value
   }
 
@@ -990,8 +1060,9 @@ export class Cache<V = unknown> {
       if (strict) throw error
       this.#emitError(error, key)
     }
-    if (bare) this.#l1.set(key, value, { ttl, tti: o.tti })
-    else this.#l1.set(key, env, { ttl: keepUntil === Infinity ? Infinity : Math.max(1, keepUntil - now), tti: l2.l1Tti(o.tti) })
+    // Without a bus, L1 trusts what it holds for l1MaxAge at most, then reads L2 again.
+    if (bare) this.#l1.set(key, value, { ttl: Math.min(this.#l1MaxAge, ttl), tti: o.tti })
+    else this.#l1.set(key, env, { ttl: Math.min(this.#l1MaxAge, keepUntil === Infinity ? Infinity : Math.max(1, keepUntil - now)), tti: l2.l1Tti(o.tti) })
     if (origins !== undefined || this.#origins !== undefined) this.#indexOrigins(key, origins)
     if (bytes === undefined || fence === false) return undefined
     if (fence !== undefined) {

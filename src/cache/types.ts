@@ -124,6 +124,13 @@ export interface CacheOptions {
    * @default 'local'
    */
   lock?: 'local' | 'distributed' | (LockTimings & { mode?: 'local' | 'distributed' })
+  /**
+   * Whether `close()` closes `store`: it does once no other open cache of this process uses
+   * it (several caches may share one store). `false`: the store is shared with code outside
+   * the caches, which closes it; no cache ever closes a store it was given with `false`.
+   * @default true
+   */
+  closeStore?: boolean
   /** Prefix of this cache's keys in L2 (`<namespace>:<key>`). @default 'cache' */
   namespace?: string
   /** L2 resilience and time-to-idle de-bouncing. */
@@ -132,6 +139,13 @@ export interface CacheOptions {
     touchInterval?: Duration
     /** Touches waiting to be written; a full queue drops them (counted). @default 10_000 */
     touchQueue?: number
+    /**
+     * The longest L1 serves an entry before reading it from L2 again: the bound on how long
+     * a process serves a value that another process replaced, deleted or tag-invalidated
+     * when no bus tells it. Costs at most one L2 read per key used per this interval.
+     * `Infinity`: until the entry's own TTL. @default '5s' without a bus, Infinity with one
+     */
+    l1MaxAge?: Duration
   }
   /** @default systemClock */
   clock?: Clock

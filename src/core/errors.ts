@@ -165,8 +165,8 @@ export class StoreFullError extends CacheError {
 export class StoreTimeoutError extends CacheError {
   readonly operation: string
   readonly timeoutMs: number
-  constructor(operation: string, timeoutMs: number) {
-    super('ERR_STORE_TIMEOUT', `Store operation ${operation} ran past its timeout of ${timeoutMs} ms`)
+  constructor(operation: string, timeoutMs: number, options?: CacheErrorOptions) {
+    super('ERR_STORE_TIMEOUT', `Store operation ${operation} ran past its timeout of ${timeoutMs} ms`, options)
     this.operation = operation
     this.timeoutMs = timeoutMs
   }

@@ -58,6 +58,8 @@ interface Waiter<V> {
   timer: TimerHandle | undefined
   signal: AbortSignal | undefined
   onAbort: (() => void) | undefined
+  /** See `waitFor`: values it refuses do not answer this waiter. */
+  accept: ((value: V) => boolean) | undefined
 }
 
 const EVENT_TYPES: readonly CacheEventType[] = ['store', 'expire', 'evict', 'erase', 'flush', 'timeout']
@@ -375,8 +377,10 @@ export class MemoryCache<K = string, V = unknown> {
    * Resolves with the value of `key` as soon as it is stored (at once if it is live now).
    * Rejects with `ERR_WAIT_TIMEOUT` after `timeout` (firing a `timeout` event), with
    * `ERR_ABORTED` if `signal` aborts, and with `ERR_CLOSED` if the cache closes.
+   * `accept`: only a value it approves answers the wait (the live one now, or one stored
+   * later); others are passed over (the facade waits for a fresh value this way).
    */
-  waitFor(key: K, options?: WaitForOptions): Promise<V> {
+  waitFor(key: K, options?: WaitForOptions, accept?: (value: V) => boolean): Promise<V> {
     if (this.#closed) return Promise.reject(new ClosedError())
     let timeout: number
     try {
@@ -385,12 +389,16 @@ export class MemoryCache<K = string, V = unknown> {
       return Promise.reject(err)
     }
     const slot = this.#liveSlot(key)
-    if (slot !== -1) return Promise.resolve(this.#values[slot] as V)
+    try {
+      if (slot !== -1 && (accept === undefined || accept(this.#values[slot] as V))) return Promise.resolve(this.#values[slot] as V)
+    } catch (err) {
+      return Promise.reject(err)
+    }
     const signal = options?.signal
     if (signal !== undefined && !(signal instanceof AbortSignal)) return Promise.reject(new InvalidOptionsError('signal', 'expected an AbortSignal'))
     if (signal?.aborted === true) return Promise.reject(new AbortedError('waitFor aborted', { cause: signal.reason }))
     return new Promise<V>((resolve, reject) => {
-      const waiter: Waiter<V> = { resolve, reject, timer: undefined, signal, onAbort: undefined }
+      const waiter: Waiter<V> = { resolve, reject, timer: undefined, signal, onAbort: undefined, accept }
       this.#waiters ??= new Map()
       let set = this.#waiters.get(key)
       if (set === undefined) this.#waiters.set(key, (set = new Set()))
@@ -754,6 +762,16 @@ export class MemoryCache<K = string, V = unknown> {
     const set = this.#waiters!.get(key)
     if (set === undefined) return
     for (const w of [...set]) {
+      let accepted = true
+      try {
+        accepted = w.accept === undefined || w.accept(value)
+      } catch (err) {
+        // A throwing `accept` fails its own wait, never the `set` that woke it.
+        this.#forgetWaiter(key, w)
+        w.reject(err)
+        continue
+      }
+      if (!accepted) continue
       this.#forgetWaiter(key, w)
       w.resolve(value)
     }

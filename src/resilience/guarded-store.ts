@@ -5,8 +5,11 @@
  * - Every operation races a timer (`timeout`): past it the caller gets `ERR_STORE_TIMEOUT`
  *   (the operation itself may still land; nothing waits for it).
  * - Reads are idempotent: a failure other than a timeout is retried with full-jitter
- *   exponential backoff (`retry`). A timeout is not retried: a server that does not answer
- *   within the timeout will not answer the retry either, and the caller's budget is spent.
+ *   exponential backoff (`retry`), within the same `timeout`: it is one deadline for the
+ *   read, attempts and backoff included (a client that fails each command only after a
+ *   reconnect attempt, as ioredis does with a killed server, would otherwise make a read
+ *   last up to `attempts + 1` timeouts). A timeout is not retried: a server that does not
+ *   answer within the timeout will not answer the retry either, and the caller's budget is spent.
  * - The breaker sees every outcome; while it is open, calls fail at once
  *   (`ERR_STORE_UNAVAILABLE`) without touching the store.
  * - Writes, deletes and clears that fail are queued, one slot per key (the newest operation
@@ -30,7 +33,7 @@
  *   being queued or turned into deletes; the queue then stays empty.
  *
  * Invariant: no method of this class returns a promise that can stay pending longer than
- * its timeout (plus retry delays for reads), whatever the store does.
+ * its timeout (retries of reads included), whatever the store does.
  */
 import type { Clock, TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
@@ -49,7 +52,7 @@ export interface RetryOptions {
 }
 
 export interface GuardedStoreOptions {
-  /** Per-operation timeout. @default '500ms' */
+  /** Per-operation timeout; for a read, the deadline of all its attempts together. @default '500ms' */
   timeout?: Duration
   retry?: RetryOptions
   breaker?: CircuitBreakerOptions
@@ -115,6 +118,8 @@ export class GuardedStore {
   #replayed = 0
   #queueDropped = 0
   #refused = 0
+  /** The last failure, named when the open circuit refuses a call (so that error says why). */
+  #lastFailure: CacheError | undefined
   /** Reports every failure (the facade forwards them to its 'error' listeners). */
   onError: ((error: CacheError, operation: StoreOperation, key: string | undefined) => void) | undefined
 
@@ -267,6 +272,12 @@ export class GuardedStore {
 
   // ---- internals ---------------------------------------------------------------------
 
+  /** The store's name and, when it says, where it lives: for messages. */
+  #describe(): string {
+    const location = this.store.location
+    return location === undefined ? this.store.name : `${this.store.name} (${location})`
+  }
+
   #locks(): NonNullable<Store['locks']> {
     const locks = this.store.locks
     if (locks === undefined) throw new StoreUnavailableError(`Store ${this.store.name} has no locks`)
@@ -285,25 +296,39 @@ export class GuardedStore {
     return null
   }
 
+  /** Attempts within one deadline (`timeout` from the first); see the note at the top. */
   async #read<T>(operation: StoreOperation, key: string | undefined, fn: () => Promise<T>): Promise<T> {
+    const deadline = this.#clock.now() + this.#timeout
+    let first: unknown
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.#call(operation, key, fn)
+        return await this.#call(operation, key, fn, Math.max(0, deadline - this.#clock.now()), first)
       } catch (err) {
+        first ??= err
         const retryable = attempt < this.#attempts && !(err instanceof StoreTimeoutError) && !isRefusal(err) && this.breaker.state === 'closed' && !this.#closed
         if (!retryable) throw err
-        this.#retries++
         const delay = this.#random.next() * Math.min(this.#maxDelay, this.#baseDelay * 2 ** attempt)
+        // No time left for another attempt after the backoff: the caller hears the failure now.
+        if (this.#clock.now() + delay >= deadline) throw err
+        this.#retries++
         await new Promise<void>((resolve) => this.#clock.setTimeout(resolve, delay))
       }
     }
   }
 
-  /** One guarded call: breaker, timeout, outcome recorded. Rejects with a CacheError. */
-  async #call<T>(operation: StoreOperation, key: string | undefined, fn: () => Promise<T>): Promise<T> {
-    if (!this.breaker.tryAcquire()) throw new StoreUnavailableError(`Store ${this.store.name} is unavailable (circuit open)`)
+  /**
+   * One guarded call: breaker, timeout, outcome recorded. Rejects with a CacheError.
+   * `timeoutMs`: what is left of a read's deadline (the timeout error still names the
+   * configured timeout, with `cause` the failure that started the retries).
+   */
+  async #call<T>(operation: StoreOperation, key: string | undefined, fn: () => Promise<T>, timeoutMs = this.#timeout, cause?: unknown): Promise<T> {
+    if (!this.breaker.tryAcquire()) {
+      const last = cause ?? this.#lastFailure
+      const why = last instanceof Error ? `; last failure: ${last.message}` : ''
+      throw new StoreUnavailableError(`Store ${this.#describe()} is unavailable (circuit open${why})`, last === undefined ? undefined : { cause: last })
+    }
     try {
-      const result = await this.#race(operation, fn, this.#timeout)
+      const result = await this.#race(operation, fn, timeoutMs, cause)
       this.breaker.success()
       return result
     } catch (err) {
@@ -324,9 +349,11 @@ export class GuardedStore {
     return err
   }
 
-  #race<T>(operation: StoreOperation, fn: () => Promise<T>, timeoutMs: number): Promise<T> {
+  #race<T>(operation: StoreOperation, fn: () => Promise<T>, timeoutMs: number, cause?: unknown): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      const timer = this.#clock.setTimeout(() => reject(new StoreTimeoutError(`${this.store.name}.${operation}`, timeoutMs)), timeoutMs)
+      // A read's later attempt races what is left of its deadline; the error names the whole.
+      const stated = cause === undefined ? timeoutMs : this.#timeout
+      const timer = this.#clock.setTimeout(() => reject(new StoreTimeoutError(`${this.store.name}.${operation}${this.store.location === undefined ? '' : ` (${this.store.location})`}`, stated, cause === undefined ? undefined : { cause })), timeoutMs)
       let pending: Promise<T>
       try {
         pending = fn()
@@ -350,7 +377,8 @@ export class GuardedStore {
     this.breaker.failure()
     if (err instanceof StoreTimeoutError) this.#timeouts++
     else this.#failures++
-    const error = err instanceof CacheError ? err : new StoreUnavailableError(`Store ${this.store.name} failed on ${operation}: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
+    const error = err instanceof CacheError ? err : new StoreUnavailableError(`Store ${this.#describe()} failed on ${operation}: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
+    this.#lastFailure = error
     try {
       this.onError?.(error, operation, key)
     } catch {

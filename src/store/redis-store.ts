@@ -36,7 +36,7 @@ import { Cluster, Redis, type ClusterOptions, type RedisOptions, type SentinelAd
 import { backoffPolicy, type BackoffConfig, type BackoffPolicy, type ReconnectOptions } from '../core/backoff.js'
 import type { Clock, TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
-import { AbortedError, ClosedError, InvalidOptionsError, StoreFullError } from '../core/errors.js'
+import { AbortedError, CacheError, ClosedError, InvalidOptionsError, StoreFullError, StoreUnavailableError } from '../core/errors.js'
 import type { Random } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
 import { SCRIPT_NAMES, SCRIPTS } from './redis-scripts.js'
@@ -102,6 +102,18 @@ function refusedWhenFull(err: unknown): unknown {
   const messages = [err, ...(Array.isArray(previous) ? previous : [])].map((e) => (e instanceof Error ? e.message : ''))
   if (!messages.some((m) => /^OOM\b|\bOOM command not allowed/.test(m))) return err
   return new StoreFullError(`redis is out of memory (maxmemory) and refused the write: ${messages.find((m) => m.includes('OOM')) ?? ''}`, { cause: err })
+}
+
+/** Where a client connects, for error messages: `host:port`, the Sentinel group, or the cluster's startup nodes. */
+function describeClient(client: Redis | Cluster, options: RedisStoreOptions): string {
+  if (client instanceof Cluster) {
+    const nodes = options.cluster?.nodes ?? []
+    return `cluster ${nodes.length === 0 ? '(your client)' : nodes.map((n) => `${n.host}:${n.port}`).join(',')}`
+  }
+  const o = client.options
+  if (o.sentinels !== undefined && o.sentinels !== null && o.sentinels.length > 0) return `sentinel group ${String(o.name)} (${o.sentinels.map((n) => `${String(n.host)}:${String(n.port)}`).join(',')})`
+  if (o.path !== undefined && o.path !== null && o.path !== '') return o.path
+  return `${o.host ?? '127.0.0.1'}:${o.port ?? 6379}`
 }
 
 /** tag(K) of the mapping: reversible, brace-free, well-formed UTF-16, per code unit. */
@@ -210,6 +222,7 @@ function createClient(options: RedisStoreOptions, reconnect: BackoffPolicy): Red
 
 class RedisStore implements Store {
   readonly name = 'redis'
+  readonly location: string
   readonly locks: StoreLocks
   readonly #client: Redis | Cluster
   readonly #owned: boolean
@@ -225,6 +238,8 @@ class RedisStore implements Store {
   #subscriber: Redis | Cluster | undefined
   #subscribed: Promise<void> | undefined
   #closing: Promise<void> | undefined
+  /** The last connection error of the client (ECONNREFUSED, ...), until it is ready again. */
+  #connectionError: Error | undefined
 
   constructor(options: RedisStoreOptions) {
     validate(options)
@@ -238,8 +253,16 @@ class RedisStore implements Store {
     this.#onError = options.onError ?? (() => {})
     this.#owned = options.client === undefined
     this.#client = options.client ?? createClient(options, backoffPolicy(options.reconnect, 'redis.reconnect', options.random, RECONNECT_DEFAULTS))
+    this.location = describeClient(this.#client, options)
     // Without a listener ioredis logs every reconnect failure; commands still reject on their own.
+    // (A client you own keeps its own listeners: we only watch how its connection fares.)
     if (this.#owned) this.#client.on('error', this.#onError)
+    this.#client.on('error', (err: unknown) => {
+      if (err instanceof Error) this.#connectionError = err
+    })
+    this.#client.on('ready', () => {
+      this.#connectionError = undefined
+    })
     for (const [method, name] of Object.entries(SCRIPT_NAMES) as [keyof typeof SCRIPT_NAMES, string][]) {
       // Redefining is harmless when several stores share one client (same Lua, same name).
       this.#client.defineCommand(name, SCRIPTS[method])
@@ -272,9 +295,27 @@ class RedisStore implements Store {
     if (this.#closing !== undefined) throw new ClosedError('The redis store is closed')
   }
 
+  /**
+   * A failure with what the user needs to act on it: the address, and while the connection
+   * is down the reason it is (ioredis's own error for a command only says that it gave up,
+   * e.g. "Reached the max retries per request limit"). Redis's answers (ReplyError) and our
+   * typed errors pass through unchanged.
+   */
+  #explain(err: unknown): unknown {
+    if (err instanceof CacheError || (err instanceof Error && err.name === 'ReplyError')) return err
+    const down = this.#connectionError
+    const message = err instanceof Error ? err.message : String(err)
+    const reason = down === undefined || down.message === message ? message : `${down.message} (${message})`
+    return new StoreUnavailableError(`redis at ${this.location} is unreachable: ${reason}`, { cause: down ?? err })
+  }
+
   async get(key: string): Promise<Uint8Array | undefined> {
     this.#open()
-    return copyOut(await this.#client.getBuffer(this.#data(key)))
+    try {
+      return copyOut(await this.#client.getBuffer(this.#data(key)))
+    } catch (err) {
+      throw this.#explain(err)
+    }
   }
 
   async getMany(keys: readonly string[]): Promise<(Uint8Array | undefined)[]> {
@@ -282,8 +323,11 @@ class RedisStore implements Store {
     if (keys.length === 0) return []
     const client = this.#client
     if (client instanceof Cluster) return Promise.all(keys.map((k) => this.get(k)))
-    const values = await client.mgetBuffer(keys.map((k) => this.#data(k)))
-    return values.map(copyOut)
+    try {
+      return (await client.mgetBuffer(keys.map((k) => this.#data(k)))).map(copyOut)
+    } catch (err) {
+      throw this.#explain(err)
+    }
   }
 
   async set(key: string, value: Uint8Array, ttlMs: number): Promise<void> {
@@ -294,7 +338,7 @@ class RedisStore implements Store {
     try {
       await (args.length === 0 ? this.#client.set(data, buf) : this.#client.set(data, buf, args[0], args[1]))
     } catch (err) {
-      throw refusedWhenFull(err)
+      throw this.#explain(refusedWhenFull(err))
     }
   }
 
@@ -318,7 +362,7 @@ class RedisStore implements Store {
     try {
       results = await multi.exec()
     } catch (err) {
-      throw refusedWhenFull(err)
+      throw this.#explain(refusedWhenFull(err))
     }
     if (results === null) throw new Error('redis MULTI of setMany was discarded')
     for (const [err] of results) if (err !== null) throw refusedWhenFull(err)
@@ -326,10 +370,20 @@ class RedisStore implements Store {
 
   async delete(key: string): Promise<boolean> {
     this.#open()
-    return (await this.#client.unlink(this.#data(key))) === 1
+    try {
+      return (await this.#client.unlink(this.#data(key))) === 1
+    } catch (err) {
+      throw this.#explain(err)
+    }
   }
 
-  async deleteMany(keys: readonly string[]): Promise<number> {
+  deleteMany(keys: readonly string[]): Promise<number> {
+    return this.#deleteMany(keys).catch((err: unknown) => {
+      throw this.#explain(err)
+    })
+  }
+
+  async #deleteMany(keys: readonly string[]): Promise<number> {
     this.#open()
     // A key listed twice existed once.
     const unique = [...new Set(keys)]
@@ -345,12 +399,23 @@ class RedisStore implements Store {
   async touch(key: string, ttlMs: number): Promise<boolean> {
     this.#open()
     const data = this.#data(key)
-    if (ttlMs === Infinity) return (await this.#scripts.stratacacheTouchPersist(data)) === 1
-    return (await this.#client.pexpire(data, px(ttlMs, 'ttlMs'))) === 1
+    const ms = ttlMs === Infinity ? Infinity : px(ttlMs, 'ttlMs')
+    try {
+      if (ms === Infinity) return (await this.#scripts.stratacacheTouchPersist(data)) === 1
+      return (await this.#client.pexpire(data, ms)) === 1
+    } catch (err) {
+      throw this.#explain(err)
+    }
   }
 
   /** SCAN (never KEYS) on every master, UNLINK per batch. Only data keys match: locks and fences stay. */
-  async clear(prefix: string): Promise<void> {
+  clear(prefix: string): Promise<void> {
+    return this.#clear(prefix).catch((err: unknown) => {
+      throw this.#explain(err)
+    })
+  }
+
+  async #clear(prefix: string): Promise<void> {
     this.#open()
     const pattern = `${globEscape(this.#prefix)}{${globEscape(prefix === '' ? '' : keyTag(prefix))}*}`
     const client = this.#client

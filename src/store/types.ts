@@ -16,6 +16,8 @@
 export interface Store {
   /** A short name for errors, events and metrics (`'redis'`, `'lmdb'`, `'memory'`). */
   readonly name: string
+  /** Where the store lives (`127.0.0.1:6379`, a path), for error messages. Optional. */
+  readonly location?: string
   get(key: string): Promise<Uint8Array | undefined>
   /** One entry per key, in order; `undefined` where absent. One round trip where the backend allows. */
   getMany(keys: readonly string[]): Promise<(Uint8Array | undefined)[]>

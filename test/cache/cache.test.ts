@@ -519,4 +519,54 @@ describe('events and waitFor', () => {
     clock.advance(1000)
     await assert.rejects(never, (e: unknown) => isCacheError(e, 'ERR_WAIT_TIMEOUT'))
   })
+
+  /** Settles `p` within a few turns of the event loop, or says it is still pending. */
+  async function settled<T>(p: Promise<T>): Promise<{ value: T } | { error: unknown } | 'pending'> {
+    let out: { value: T } | { error: unknown } | 'pending' = 'pending'
+    p.then(
+      (value) => (out = { value }),
+      (error: unknown) => (out = { error }),
+    )
+    for (let i = 0; i < 5; i++) await flush()
+    return out
+  }
+
+  test('waitFor agrees with get: never a value a hard invalidation retired (it waits for the next one)', async () => {
+    const { cache, clock } = make<string>()
+    await cache.set('k', 'old', { tags: ['t'] })
+    await cache.invalidateTags(['t'])
+    // Asked first: L1 still holds the retired entry (get would drop it on sight).
+    const waiting = cache.waitFor('k', { timeout: '1s' })
+    assert.equal(await settled(waiting), 'pending')
+    assert.equal(await cache.get('k'), undefined)
+    await cache.set('k', 'new', { tags: ['t'] })
+    assert.deepEqual(await settled(waiting), { value: 'new' })
+    // Nothing fresh arrives: the wait times out rather than answer with the retired value.
+    await cache.invalidateTags(['t'])
+    const never = cache.waitFor('k', { timeout: '1s' })
+    clock.advance(1000)
+    await assert.rejects(never, (e: unknown) => isCacheError(e, 'ERR_WAIT_TIMEOUT'))
+  })
+
+  test('waitFor agrees with get: not a value past its TTL inside grace, nor a soft-invalidated one, nor a stale fallback stored again', async () => {
+    const { cache, clock } = make<string>()
+    await cache.set('g', 'v1', { ttl: '1s', grace: '1m' })
+    clock.advance(1500)
+    const graced = cache.waitFor('g', { timeout: '5s' })
+    assert.equal(await settled(graced), 'pending')
+    assert.equal(await cache.get('g'), undefined)
+    // A factory failure puts the stale fallback back into L1: still not a value get returns.
+    assert.equal(await cache.getOrSet('g', () => Promise.reject(new Error('down')), { ttl: '1s', grace: '1m' }), 'v1')
+    assert.equal(await settled(graced), 'pending')
+    await cache.set('g', 'v2', { ttl: '1s', grace: '1m' })
+    assert.deepEqual(await settled(graced), { value: 'v2' })
+
+    await cache.set('s', 'w1', { tags: ['soft'] })
+    await cache.invalidateTags(['soft'], { mode: 'soft' })
+    const soft = cache.waitFor('s', { timeout: '5s' })
+    assert.equal(await settled(soft), 'pending')
+    assert.equal(await cache.get('s'), undefined)
+    await cache.set('s', 'w2', { tags: ['soft'] })
+    assert.deepEqual(await settled(soft), { value: 'w2' })
+  })
 })

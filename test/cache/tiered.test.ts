@@ -10,6 +10,7 @@ import { deferred } from '../../src/testing/index.js'
 import { FlakyStore } from '../support/flaky-store.js'
 import { memoryStore } from '../../src/store/memory-store.js'
 import type { Store, StoreLocks } from '../../src/store/types.js'
+import { memoryBus } from '../../src/bus/memory-transport.js'
 
 const flush = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
 
@@ -112,6 +113,43 @@ describe('tiered reads and writes', () => {
       'old',
     )
     assert.equal(b.stats().staleHits, 1)
+  })
+})
+
+describe('closing: the store closes with the last cache that uses it', () => {
+  test('a store given to one cache is closed by its close()', async () => {
+    const clock = new ManualClock(0)
+    const store = memoryStore({ clock })
+    const cache = createCache<string>({ clock, store })
+    await cache.set('k', 'v')
+    await cache.close()
+    await assert.rejects(store.get('cache:k'), (e: unknown) => isCacheError(e, 'ERR_CLOSED'))
+  })
+
+  test('a store shared by two caches stays open until both are closed', async () => {
+    const clock = new ManualClock(0)
+    const store = memoryStore({ clock })
+    const a = createCache<string>({ clock, store })
+    const b = createCache<string>({ clock, store })
+    await a.set('k', 'v')
+    await a.close()
+    assert.equal(await b.get('k'), 'v')
+    await b.close()
+    await assert.rejects(store.get('cache:k'), (e: unknown) => isCacheError(e, 'ERR_CLOSED'))
+  })
+
+  test('closeStore: false leaves the store to its owner, whichever cache closes last', async () => {
+    const clock = new ManualClock(0)
+    const store = memoryStore({ clock })
+    const a = createCache<string>({ clock, store, closeStore: false })
+    const b = createCache<string>({ clock, store })
+    await a.set('k', 'v')
+    await b.close()
+    await a.close()
+    await a.close()
+    assert.notEqual(await store.get('cache:k'), undefined)
+    await store.close()
+    assert.throws(() => createCache({ store: memoryStore(), closeStore: 'yes' as unknown as boolean }), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS'))
   })
 })
 
@@ -227,6 +265,73 @@ describe('tags across processes (passive resync)', () => {
   })
 })
 
+describe('without a bus, L1 trusts an entry at most l2.l1MaxAge (the stale bound)', () => {
+  test('a tag another process invalidated stops being served once l1MaxAge has passed, not at the TTL', async () => {
+    const { clock, make } = world()
+    const a = make<string>({ l2: { timeout: '100ms', l1MaxAge: '2s' } })
+    const b = make<string>()
+    assert.equal(await a.getOrSet('u', () => 'old', { ttl: '1h', tags: ['org:1'] }), 'old')
+    clock.advance(1)
+    await b.invalidateTags(['org:1'])
+    // Within the window A still serves its L1 copy (nothing told it).
+    assert.equal(await a.get('u'), 'old')
+    clock.advance(2_000)
+    assert.equal(await a.get('u'), undefined, 'past l1MaxAge A reads L2 again and sees the invalidation')
+    assert.equal(await a.getOrSet('u', () => 'new', { ttl: '1h', tags: ['org:1'] }), 'new')
+  })
+
+  test('the default is 5 s; a set or a delete by another process is seen by then, bare values included', async () => {
+    const { clock, make } = world()
+    const a = make<string>()
+    const b = make<string>()
+    assert.equal(await a.getOrSet('k', () => 'v1'), 'v1')
+    assert.equal(await a.getOrSet('gone', () => 'g'), 'g')
+    await b.set('k', 'v2')
+    await b.delete('gone')
+    clock.advance(4_999)
+    assert.equal(await a.getOrSet('k', () => 'never'), 'v1')
+    clock.advance(1)
+    assert.equal(await a.getOrSet('k', () => 'never'), 'v2')
+    assert.equal(await a.get('gone'), undefined)
+    // Re-read from L2, the entry is trusted for another window, then read again.
+    const reads = a.stats().l2?.hits ?? 0
+    clock.advance(4_000)
+    assert.equal(await a.getOrSet('k', () => 'never'), 'v2')
+    assert.equal(a.stats().l2?.hits, reads, 'a hit within the window does not touch L2')
+  })
+
+  test('an entry never lives in L1 past its own deadline because of the cap, and grace fallbacks still come from L2', async () => {
+    const { clock, make } = world()
+    const a = make<string>({ l2: { timeout: '100ms', l1MaxAge: '10s' } })
+    assert.equal(await a.getOrSet('k', () => 'v', { ttl: '1s', grace: '1h' }), 'v')
+    clock.advance(1_000)
+    assert.equal(await a.get('k'), undefined)
+    clock.advance(20_000)
+    // Out of L1 by now (the cap), the stale value is still L2's fallback.
+    assert.equal(await a.getOrSet('k', () => Promise.reject(new Error('down')), { ttl: '1s', grace: '1h' }), 'v')
+  })
+
+  test('with a bus there is no default cap (the bus bounds staleness); l1MaxAge: Infinity turns it off without one', async () => {
+    const clock = new ManualClock(0)
+    const store = memoryStore({ clock })
+    const bus = memoryBus()
+    const a = createCache<string>({ clock, store, bus })
+    await a.getOrSet('k', () => 'v', { ttl: '1h' })
+    const hits = a.stats().l2?.hits
+    clock.advance(60_000)
+    assert.equal(await a.get('k'), 'v')
+    assert.equal(a.stats().l2?.hits, hits, 'served from L1 a minute later')
+    await a.close()
+    const store2 = memoryStore({ clock })
+    const c = createCache<string>({ clock, store: store2, l2: { l1MaxAge: Infinity } })
+    await c.getOrSet('k', () => 'v', { ttl: '1h' })
+    clock.advance(60_000)
+    assert.equal(await c.get('k'), 'v')
+    assert.equal(c.stats().l2?.hits, 0)
+    assert.throws(() => createCache({ store: memoryStore(), l2: { l1MaxAge: 0 } }), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && e.message.includes('l2.l1MaxAge'))
+  })
+})
+
 describe('time-to-idle across tiers', () => {
   test('reads keep the L2 entry alive with at most one touch per key per debounce interval', async () => {
     const { clock, store, make } = world()
@@ -251,7 +356,8 @@ describe('time-to-idle across tiers', () => {
 
   test('a full touch queue drops touches and counts them', async () => {
     const { clock, store, make } = world()
-    const a = make<string>({ l2: { timeout: '100ms', touchQueue: 1 } })
+    // l1MaxAge off: the touches under test come from L1 hits over 11 s.
+    const a = make<string>({ l2: { timeout: '100ms', touchQueue: 1, l1MaxAge: Infinity } })
     // TTI 20 s: a touch at most every 10 s, and L1 lets an entry idle 10 s.
     for (const k of ['a', 'b', 'c']) await a.set(k, k, { tti: '20s' })
     await run(clock, 6_000, 1_000)

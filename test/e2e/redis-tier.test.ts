@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { createCache, isCacheError, type CacheErrorEvent } from '../../src/index.js'
 import { redisStore } from '../../src/store/redis-store.js'
-import { startRedisServer, type RedisServer } from '../support/redis-server.js'
+import { freePort, startRedisServer, type RedisServer } from '../support/redis-server.js'
 import { stallMeter } from '../support/stall-meter.js'
 import type { FencedReply, FencedRequest } from './fixtures/fenced-worker.js'
 
@@ -247,5 +247,202 @@ describe('distributed lock across real processes', () => {
     assert.equal(b.degraded, 1)
     assert.equal(a.fencedRefused, 1)
     assert.ok(a.errors.includes('ERR_LOCK_LOST'), `A is told (errors: ${a.errors.join(', ')})`)
+  })
+})
+
+describe('miss latency with Redis down, defaults (README: one L2 read timeout plus one write timeout)', () => {
+  let server: RedisServer
+  before(async () => {
+    server = await startRedisServer()
+  })
+  after(async () => {
+    await server?.stop()
+  })
+
+  /** The first miss after `fault`, with default l2 options (timeout 500 ms, 2 read retries). */
+  async function firstMiss(prefix: string, fault: () => Promise<void> | void): Promise<{ ms: number; stalledMs: number; errors: CacheErrorEvent[] }> {
+    const store = redisStore({ url: server.url, prefix })
+    const cache = createCache<string>({ store })
+    const errors: CacheErrorEvent[] = []
+    cache.on('error', (e) => errors.push(e))
+    try {
+      await cache.set('warm', 'w')
+      await fault()
+      const meter = stallMeter()
+      const { value, ms } = await timed(cache.getOrSet('missing', () => 'computed'), 10_000)
+      meter.stop()
+      assert.equal(value, 'computed')
+      return { ms, stalledMs: meter.stalledMs, errors }
+    } finally {
+      server.thaw()
+      await cache.close()
+      await store.close()
+    }
+  }
+
+  // 1000 ms = read timeout + write timeout (defaults); 60 ms of timer and socket slack.
+  // (Before reads had one deadline across retries: 1270-1700 ms with Redis killed.)
+  const BOUND_MS = 1_000 + 60
+
+  test('killed (SIGKILL): the first getOrSet miss stays within one read timeout plus one write timeout', async (t) => {
+    const r = await firstMiss('killed:', () => server.kill())
+    await server.restart()
+    t.diagnostic(`miss with Redis killed: ${r.ms.toFixed(0)} ms (stalled ${r.stalledMs.toFixed(0)} ms)`)
+    assert.ok(r.ms <= BOUND_MS + r.stalledMs, `the miss took ${r.ms.toFixed(0)} ms with Redis killed (${r.stalledMs.toFixed(0)} ms of it this process stalled)`)
+    assert.ok(r.errors.length > 0, 'the failures were reported')
+  })
+
+  test('frozen (SIGSTOP): the first getOrSet miss stays within one read timeout plus one write timeout', async (t) => {
+    const r = await firstMiss('frozen:', () => server.freeze())
+    t.diagnostic(`miss with Redis frozen: ${r.ms.toFixed(0)} ms (stalled ${r.stalledMs.toFixed(0)} ms)`)
+    assert.ok(r.ms <= BOUND_MS + r.stalledMs, `the miss took ${r.ms.toFixed(0)} ms with Redis frozen (${r.stalledMs.toFixed(0)} ms of it this process stalled)`)
+    assert.ok(r.errors.some((e) => isCacheError(e.error, 'ERR_STORE_TIMEOUT')))
+  })
+})
+
+describe('cache.close() closes the store it was given', () => {
+  let server: RedisServer
+  before(async () => {
+    server = await startRedisServer()
+  })
+  after(async () => {
+    await server?.stop()
+  })
+
+  /** Runs the close worker; resolves with its exit code and output, or kills it after `limitMs`. */
+  function runWorker(mode: string): Promise<{ code: number | null; out: string; hung: boolean }> {
+    const worker = fileURLToPath(new URL('./fixtures/close-worker.js', import.meta.url))
+    const child = fork(worker, [server.url, mode], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] })
+    let out = ''
+    child.stdout?.on('data', (chunk: Buffer) => (out += chunk.toString()))
+    return new Promise((resolve) => {
+      let hung = false
+      const timer = setTimeout(() => {
+        hung = true
+        child.kill('SIGKILL')
+      }, 10_000)
+      child.once('exit', (code) => {
+        clearTimeout(timer)
+        resolve({ code, out, hung })
+      })
+    })
+  }
+
+  test('a process with a Redis store that closes its cache exits by itself', async () => {
+    const r = await runWorker('owned')
+    assert.equal(r.hung, false, `the process did not exit within 10 s of closing its cache (output: ${JSON.stringify(r.out)})`)
+    assert.equal(r.code, 0)
+    assert.match(r.out, /closed after computed/)
+  })
+
+  test('closeStore: false leaves the store open for its owner, who closes it', async () => {
+    const r = await runWorker('shared')
+    assert.equal(r.hung, false, `the process did not exit (output: ${JSON.stringify(r.out)})`)
+    assert.equal(r.code, 0)
+    assert.match(r.out, /store still open: true/)
+  })
+})
+
+describe('an unreachable Redis is not silent', () => {
+  /** Process warnings with `code` emitted while `fn` runs (and a few turns after). */
+  async function warningsDuring(code: string, fn: () => Promise<void>): Promise<Error[]> {
+    const seen: Error[] = []
+    const onWarning = (w: Error & { code?: string }): void => {
+      if (w.code === code) seen.push(w)
+    }
+    process.on('warning', onWarning)
+    try {
+      await fn()
+      await sleep(20)
+    } finally {
+      process.off('warning', onWarning)
+    }
+    return seen
+  }
+
+  const chain = (e: unknown): string => {
+    const parts: string[] = []
+    for (let x: unknown = e; x instanceof Error && parts.length < 5; x = x.cause) parts.push(x.message)
+    return parts.join(' <- ')
+  }
+
+  test('with no error listener, one warning names the cause (ECONNREFUSED) and the address', async () => {
+    const port = await freePort()
+    const store = redisStore({ url: `redis://127.0.0.1:${port}` })
+    const cache = createCache<string>({ store, l2: { timeout: '300ms' } })
+    try {
+      const warnings = await warningsDuring('STRATACACHE_L2_ERROR', async () => {
+        for (let i = 0; i < 3; i++) assert.equal(await timed(cache.getOrSet(`k${i}`, () => 'v'), 5_000).then((r) => r.value), 'v')
+      })
+      assert.equal(warnings.length, 1, `warnings: ${warnings.map((w) => w.message).join(' | ')}`)
+      assert.match(warnings[0]?.message ?? '', /ECONNREFUSED/)
+      assert.match(warnings[0]?.message ?? '', new RegExp(`127\\.0\\.0\\.1:${port}`))
+    } finally {
+      await cache.close()
+    }
+  })
+
+  test('the typed error on the error channel names the cause and the address; a listener means no warning', async () => {
+    const port = await freePort()
+    const store = redisStore({ url: `redis://127.0.0.1:${port}` })
+    const cache = createCache<string>({ store, l2: { timeout: '300ms' } })
+    const errors: CacheErrorEvent[] = []
+    cache.on('error', (e) => errors.push(e))
+    try {
+      const warnings = await warningsDuring('STRATACACHE_L2_ERROR', async () => {
+        assert.equal((await timed(cache.getOrSet('k', () => 'v'), 5_000)).value, 'v')
+      })
+      assert.equal(warnings.length, 0)
+      const failure = errors.find((e) => isCacheError(e.error, 'ERR_STORE_UNAVAILABLE'))
+      assert.ok(failure !== undefined, `errors: ${errors.map((e) => chain(e.error)).join(' | ')}`)
+      assert.match(failure.error.message, /ECONNREFUSED/)
+      assert.match(failure.error.message, new RegExp(`127\\.0\\.0\\.1:${port}`))
+    } finally {
+      await cache.close()
+    }
+  })
+})
+
+describe('without a bus, two caches on one Redis: the stale window is l2.l1MaxAge', () => {
+  let server: RedisServer
+  before(async () => {
+    server = await startRedisServer()
+  })
+  after(async () => {
+    await server?.stop()
+  })
+
+  test('a tag invalidated by the other cache stops being served from L1 within l1MaxAge (TTL 1 h)', async (t) => {
+    // Two stores, two connections: two processes as far as Redis can tell.
+    const a = createCache<string>({ store: redisStore({ url: server.url, prefix: 'trust:' }), l2: { l1MaxAge: '400ms' } })
+    const b = createCache<string>({ store: redisStore({ url: server.url, prefix: 'trust:' }) })
+    try {
+      // Connected first, so that the window measured is the cache's, not the connection's.
+      await a.get('warm')
+      await b.get('warm')
+      const stored = performance.now()
+      assert.equal(await a.getOrSet('user:1', () => 'old', { ttl: '1h', tags: ['org:1'] }), 'old')
+      await sleep(5)
+      await b.invalidateTags(['org:1'])
+      const meter = stallMeter()
+      let served: string | undefined = 'old'
+      while (served !== undefined && performance.now() - stored < 5_000) {
+        served = await a.get('user:1')
+        if (served !== undefined) await sleep(10)
+      }
+      meter.stop()
+      // Allowed past 400 ms: a poll step (10 ms), the re-read from L2 and its tag check, and
+      // timer slack: on a loaded machine the clock's ticker thread runs late too (measured
+      // 417-465 ms at load 13 on 2 cores). Without the cap it would be the TTL (1 h).
+      const window = performance.now() - stored
+      t.diagnostic(`A served the invalidated value for ${window.toFixed(0)} ms (l1MaxAge 400 ms)`)
+      assert.equal(served, undefined, 'A still served the invalidated value after 5 s')
+      assert.ok(window <= 400 + 200 + meter.stalledMs, `A served it for ${window.toFixed(0)} ms (${meter.stalledMs.toFixed(0)} ms of it this process stalled)`)
+      assert.equal(await a.getOrSet('user:1', () => 'new', { ttl: '1h', tags: ['org:1'] }), 'new')
+      assert.equal(await b.get('user:1'), 'new')
+    } finally {
+      await a.close()
+      await b.close()
+    }
   })
 })

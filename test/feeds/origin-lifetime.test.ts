@@ -175,12 +175,13 @@ describe('entries with origins never outlive T', () => {
   test('an entry with ttl > T leaves L2 and L1 at T; entries without origins keep their TTL', async () => {
     const clock = new ManualClock()
     const store = memoryStore({ clock })
-    const a = createCache<string>({ clock, store, origins: { versionTtl: HOUR } })
+    // l1MaxAge off: L1 deadlines as the records set them are what is checked here.
+    const a = createCache<string>({ clock, store, origins: { versionTtl: HOUR }, l2: { l1MaxAge: Infinity } })
     await a.set('o', 'with origins', { origins: USER_42, ttl: 10 * HOUR, grace: HOUR })
     await a.set('p', 'plain', { ttl: 10 * HOUR })
     await a.set('short', 'short', { origins: USER_42, ttl: HOUR / 4, grace: HOUR / 4 })
     clock.advance(HOUR / 4)
-    const b = createCache<string>({ clock, store })
+    const b = createCache<string>({ clock, store, l2: { l1MaxAge: Infinity } })
     assert.equal(await b.get('short'), undefined, 'a shorter TTL is kept as is')
     assert.equal(await b.get('o'), 'with origins', 'adopted into B’s L1')
     clock.advance(HOUR * 0.75 - 1)
@@ -234,7 +235,8 @@ describe('entries with origins never outlive T', () => {
       if (gate !== undefined) await gate
       return inner.touch(k, ttl)
     } }
-    const a = createCache<string>({ clock, store, origins: { versionTtl: HOUR }, l2: { touchInterval: '1m' } })
+    // l1MaxAge off: the touches come from L1 hits over an hour.
+    const a = createCache<string>({ clock, store, origins: { versionTtl: HOUR }, l2: { touchInterval: '1m', l1MaxAge: Infinity } })
     const t0 = clock.now()
     await a.set('slow', 'v', { origins: USER_42, ttl: 10 * HOUR, tti: '10m' })
     await a.set('b', 'v', { origins: USER_42, ttl: 10 * HOUR, tti: '10m' })

@@ -112,6 +112,25 @@ describe('GuardedStore', () => {
     assert.ok(r.elapsed <= 20 + 40, `backoff stays within the jittered bound, took ${r.elapsed} ms`)
   })
 
+  test('a read that keeps failing slowly (not by timeout) gives up at one timeout overall, retries included', async () => {
+    // Like ioredis with a killed server: each command fails after a reconnect attempt, not
+    // at once and not by timing out. Three attempts of 80 ms must not add up to 240 ms.
+    const { clock, raw, store, errors } = setup({ retry: { attempts: 2, baseDelay: '20ms', maxDelay: '200ms' } })
+    raw.get = () => new Promise((_, reject) => clock.setTimeout(() => reject(new Error('Reached the max retries per request limit')), 80))
+    const r = await settle(clock, store.get('k'), 1)
+    assert.ok(r.elapsed <= 100, `the read answered after ${r.elapsed} ms, past its timeout of 100 ms`)
+    assert.ok(isCacheError(r.error, 'ERR_STORE_TIMEOUT') || isCacheError(r.error, 'ERR_STORE_UNAVAILABLE'), String(r.error))
+    // The caller learns why: the failure that started the retries is the cause.
+    const causes: string[] = []
+    for (let e: unknown = r.error; e instanceof Error; e = e.cause) causes.push(e.message)
+    assert.ok(causes.some((m) => m.includes('max retries')), causes.join(' <- '))
+    assert.ok(errors.length >= 1)
+    // getMany is bounded the same way.
+    raw.getMany = () => new Promise((_, reject) => clock.setTimeout(() => reject(new Error('Reached the max retries per request limit')), 80))
+    const m = await settle(clock, store.getMany(['a', 'b']), 1)
+    assert.ok(m.error !== undefined && m.elapsed <= 100, `getMany answered after ${m.elapsed} ms`)
+  })
+
   test('a retry that succeeds answers the read', async () => {
     const { clock, raw, store } = setup()
     await store.set('k', bytes('v'), 60_000)
@@ -133,6 +152,9 @@ describe('GuardedStore', () => {
     assert.ok(isCacheError(r.error, 'ERR_STORE_UNAVAILABLE'))
     assert.equal(r.elapsed, 0)
     assert.equal(raw.calls.length, before)
+    // The refusal says why the circuit opened: the last failure, message and cause.
+    assert.match((r.error as Error).message, /circuit open; last failure: .*ECONNREFUSED/)
+    assert.ok(isCacheError((r.error as Error).cause, 'ERR_STORE_UNAVAILABLE'))
   })
 
   test('writes and deletes made while down are replayed in order once the store is back; newest wins per key', async () => {
