@@ -8,6 +8,7 @@ import { describe, test } from 'node:test'
 import { type Cache, type CacheErrorEvent, type CacheOptions, createCache, isCacheError, ManualClock } from '../../src/index.js'
 import { deferred } from '../../src/testing/index.js'
 import { FlakyStore } from '../support/flaky-store.js'
+import { gated } from '../support/gated-store.js'
 import { memoryStore } from '../../src/store/memory-store.js'
 import type { Store, StoreLocks } from '../../src/store/types.js'
 
@@ -513,24 +514,6 @@ describe('distributed lock (one factory run across processes)', () => {
     assert.equal(await inner.get('cache:k'), undefined, 'nothing reached L2 without a fence')
   })
 })
-
-/**
- * A store seen through a switch: while `isDown()` every call (locks included) rejects at
- * once, like a Redis that refuses connections; `calls` records the methods called.
- */
-function gated<T extends object>(target: T, isDown: () => boolean, calls: string[] = []): T {
-  return new Proxy(target, {
-    get(t, p) {
-      const v: unknown = Reflect.get(t, p)
-      if (p === 'locks' && typeof v === 'object' && v !== null) return gated(v, isDown, calls)
-      if (typeof v !== 'function' || p === 'close') return v
-      return (...args: unknown[]) => {
-        calls.push(String(p))
-        return isDown() ? Promise.reject(new Error('connect ECONNREFUSED')) : (v as (...a: unknown[]) => unknown).apply(t, args)
-      }
-    },
-  })
-}
 
 describe('distributed lock: explicit writes and refresh-ahead are ordered after every earlier holder', () => {
   function lockWorld(lock: CacheOptions['lock'] = { mode: 'distributed', lease: '1s', wait: '10s' }) {
