@@ -147,8 +147,10 @@ export class Cache<V = unknown> {
       const store = options.store
       if (store === null || typeof store !== 'object' || typeof store.get !== 'function') throw new InvalidOptionsError('store', 'expected a Store (memoryStore(), lmdbStore(...), redisStore(...))')
       if (this.#distributedLock && store.locks === undefined) throw new InvalidOptionsError('lock', `store ${store.name} has no locks; 'distributed' needs one that has`)
-      // A store written against the older StoreLocks: without drawFence a waiter that gives up could only write unfenced.
-      if (this.#distributedLock && typeof store.locks?.drawFence !== 'function') throw new InvalidOptionsError('lock', `store ${store.name}'s locks have no drawFence(); 'distributed' needs it (see StoreLocks)`)
+      // A store written against an older StoreLocks: without these, a waiter that gives up, an
+      // explicit set or a delete could only write unfenced (a paused holder would overwrite them).
+      const missing = this.#distributedLock ? (['drawFence', 'setAbove', 'deleteAbove'] as const).filter((m) => typeof store.locks?.[m] !== 'function') : []
+      if (missing.length > 0) throw new InvalidOptionsError('lock', `store ${store.name}'s locks have no ${missing.map((m) => `${m}()`).join(', ')}; 'distributed' needs them (see StoreLocks)`)
       if (options.closeStore !== undefined && typeof options.closeStore !== 'boolean') throw new InvalidOptionsError('closeStore', `expected a boolean, got ${typeof options.closeStore}`)
       const l2 = options.l2 ?? {}
       const guarded = new GuardedStore(store, this.#clock, options.random ?? mathRandom, l2)
@@ -166,6 +168,7 @@ export class Cache<V = unknown> {
         touchInterval: positive(toMs(l2.touchInterval ?? '30s', 'l2.touchInterval'), 'l2.touchInterval'),
         touchQueueSize: touchQueue,
         originVersionTtl: this.#originTtl,
+        ordered: this.#distributedLock,
         onError: (error, key) => this.#emitError(error, key),
       })
     } else {
@@ -1008,7 +1011,10 @@ export class Cache<V = unknown> {
   #refresh(key: string, factory: Factory<V>, o: Resolved<V>, env: Envelope<V>): void {
     if (this.#flight.inFlight(key)) return
     this.#refreshes++
-    this.#flight.run(key, () => this.#run(key, factory, o, env, false), { keepAlive: true }).catch(() => {
+    // Under the lock protocol like a miss: one refresh in the cluster, written fenced, so a
+    // holder granted earlier cannot overwrite the refreshed value (nor it a newer one).
+    const refresh = this.#distributedLock ? () => this.#runLocked(key, factory, o, env) : () => this.#run(key, factory, o, env, false)
+    this.#flight.run(key, refresh, { keepAlive: true }).catch(() => {
       // Counted as a factory error; the current value stays until it expires.
     })
   }

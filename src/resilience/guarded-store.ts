@@ -84,7 +84,7 @@ export interface GuardedStoreStats {
   readonly refused: number
 }
 
-type QueuedOp = { readonly kind: 'set'; readonly value: Uint8Array; readonly expiresAt: number; readonly keepOnRefusal: boolean } | { readonly kind: 'delete' } | { readonly kind: 'clear'; readonly prefix: string }
+type QueuedOp = { readonly kind: 'set'; readonly value: Uint8Array; readonly expiresAt: number; readonly keepOnRefusal: boolean } | { readonly kind: 'delete' } | { readonly kind: 'deleteAbove' } | { readonly kind: 'clear'; readonly prefix: string }
 
 const CLEAR_SLOT = '\u0000clear\u0000'
 
@@ -238,6 +238,37 @@ export class GuardedStore {
     return this.#call('set', key, () => this.#locks().setFenced(key, value, ttlMs, fence))
   }
 
+  /**
+   * An explicit write ordered after every lock holder so far (`StoreLocks.setAbove`). One
+   * that does not land is queued as a `deleteAbove`, never as itself: replayed later, the
+   * value would be ordered at the replay, after holders granted since the write was made
+   * whose computations are newer than it, and could overwrite their values. Forgetting the
+   * key is always safe. Never rejects (unless `strictWrites`).
+   */
+  async setAbove(key: string, value: Uint8Array, ttlMs: number): Promise<void> {
+    if (this.#queuedOn(key)) return this.#enqueue(key, { kind: 'deleteAbove' })
+    try {
+      await this.#call('set', key, () => this.#locks().setAbove(key, value, ttlMs))
+    } catch (err) {
+      if (this.strictWrites) throw err
+      if (!isRefusal(err)) this.#enqueue(key, { kind: 'deleteAbove' })
+      else if (err.code !== 'ERR_INVALID_KEY') await this.deleteAbove(key)
+    }
+  }
+
+  /** A delete ordered after every lock holder so far (`StoreLocks.deleteAbove`); queued when it fails. Never rejects (unless `strictWrites`). */
+  async deleteAbove(key: string): Promise<void> {
+    if (this.#queuedOn(key)) return this.#enqueue(key, { kind: 'deleteAbove' })
+    try {
+      await this.#call('delete', key, () => this.#locks().deleteAbove(key))
+    } catch (err) {
+      if (this.strictWrites) throw err
+      if (!isRefusal(err)) this.#enqueue(key, { kind: 'deleteAbove' })
+      // Refused (a full Redis refuses scripts that write): forget the value at least.
+      else if (err.code !== 'ERR_INVALID_KEY') await this.delete(key)
+    }
+  }
+
   /** Waits for a release or `timeoutMs`; a failing store ends the wait early, never rejects. */
   async waitForRelease(key: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
     if (!this.breaker.tryAcquire()) return
@@ -282,6 +313,15 @@ export class GuardedStore {
     const locks = this.store.locks
     if (locks === undefined) throw new StoreUnavailableError(`Store ${this.store.name} has no locks`)
     return locks
+  }
+
+  /**
+   * Whether a queued operation concerns `key` (on it, or a clear of a prefix of it): then a
+   * new one on `key` must join the queue behind it. Operations on other keys do not order
+   * this one, so the ordered writes go direct past them.
+   */
+  #queuedOn(key: string): boolean {
+    return this.#queued(key) !== null
   }
 
   /** The queue's answer for `key`: bytes, `undefined` (deleted or cleared), or null (no say). */
@@ -394,7 +434,8 @@ export class GuardedStore {
     }
     if (op.kind === 'clear') {
       // A queued clear supersedes every queued operation on the keys it clears.
-      for (const [k, queued] of this.#queue) if (queued.kind !== 'clear' && k.startsWith(op.prefix)) this.#queue.delete(k)
+      // (Not a deleteAbove: a clear does not raise fence marks, and the replay must.)
+      for (const [k, queued] of this.#queue) if (queued.kind !== 'clear' && queued.kind !== 'deleteAbove' && k.startsWith(op.prefix)) this.#queue.delete(k)
     }
     // Re-inserting moves the slot to the end: replay order follows the newest operation.
     this.#queue.delete(slot)
@@ -438,7 +479,7 @@ export class GuardedStore {
           // Refused for good: a refused write becomes a delete (no older value may survive), in
           // the same place in the queue; anything else is dropped.
           if (this.#queue.get(slot) === op) {
-            if (op.kind === 'set' && err.code !== 'ERR_INVALID_KEY' && !op.keepOnRefusal) this.#queue.set(slot, { kind: 'delete' })
+            if ((op.kind === 'set' || op.kind === 'deleteAbove') && err.code !== 'ERR_INVALID_KEY' && !(op.kind === 'set' && op.keepOnRefusal)) this.#queue.set(slot, { kind: 'delete' })
             else this.#queue.delete(slot)
           }
           continue
@@ -462,6 +503,8 @@ export class GuardedStore {
       }
       case 'delete':
         return this.store.delete(slot)
+      case 'deleteAbove':
+        return this.#locks().deleteAbove(slot)
       case 'clear':
         return this.store.clear(op.prefix)
     }

@@ -11,8 +11,8 @@
  *
  * Lock waits: `waitForRelease` is checked to settle within `WAKE_BUDGET_MS` of target time
  * after the event, in `WAKE_STEP_MS` steps, which fits both pub/sub wake-ups and polling
- * every 10-25 ms. The events are a release, a fenced write, and the lease running out with
- * neither (a paused or dead holder). An aborted signal makes it reject with `AbortedError` (`ERR_ABORTED`):
+ * every 10-25 ms. The events are a release, a fenced write (or `setAbove`), and the lease
+ * running out with neither (a paused or dead holder). An aborted signal makes it reject with `AbortedError` (`ERR_ABORTED`):
  * the suite pins that choice for every adapter.
  *
  * This module imports `node:test`: import it from tests only, never from the library.
@@ -664,6 +664,73 @@ export function storeConformance(target: ConformanceTarget): void {
           assertBytes(await store.get('D'), bytes('from c'))
           const again = await locks.drawFence('D')
           assert.ok(again > c.fence, 'every draw is above every earlier grant and draw')
+        })
+      })
+
+      test('setAbove: an explicit write refuses the later writes of every earlier holder and drawn fence; later grants are above it', async (t) => {
+        await withLocks(t, async (locks, store) => {
+          const a = await locks.acquire('S', 'tok-a', LONG_TTL)
+          assert.ok(a !== undefined)
+          const drawn = await locks.drawFence('S')
+          const buf = bytes('explicit')
+          await locks.setAbove('S', buf, LONG_TTL)
+          buf.fill(0x21)
+          assertBytes(await store.get('S'), bytes('explicit'), 'written, as a copy')
+          assert.equal(await locks.setFenced('S', bytes('stale a'), LONG_TTL, a.fence), false, 'the holder granted before it is refused')
+          assert.equal(await locks.setFenced('S', bytes('stale draw'), LONG_TTL, drawn), false, 'a fence drawn before it is refused')
+          assertBytes(await store.get('S'), bytes('explicit'))
+          assert.equal(await locks.acquire('S', 'tok-b', lease), undefined, 'setAbove takes no lease and frees none')
+          assert.equal(await locks.release('S', 'tok-a'), true)
+          const c = await locks.acquire('S', 'tok-c', lease)
+          assert.ok(c !== undefined)
+          assert.equal(await locks.setFenced('S', bytes('from c'), LONG_TTL, c.fence), true, 'a grant after it writes')
+          assertBytes(await store.get('S'), bytes('from c'))
+          assert.ok((await locks.drawFence('S')) > c.fence)
+          // A key that was never locked: written, and a later holder still writes.
+          await locks.setAbove('fresh', bytes('f'), LONG_TTL)
+          assertBytes(await store.get('fresh'), bytes('f'))
+          const d = await locks.acquire('fresh', 'tok-d', lease)
+          assert.ok(d !== undefined)
+          assert.equal(await locks.setFenced('fresh', bytes('from d'), LONG_TTL, d.fence), true)
+        })
+      })
+
+      test('setAbove honours its TTL and wakes the key\'s waiters', async (t) => {
+        await withLocks(t, async (locks, store) => {
+          assert.ok((await locks.acquire('T', 'tok-a', LONG_TTL)) !== undefined)
+          const waiting = track(locks.waitForRelease('T', LONG_TTL))
+          await flush()
+          assert.equal(waiting.state, 'pending')
+          await locks.setAbove('T', bytes('v'), 4 * unit)
+          await advanceUntilSettled(waiting)
+          assert.equal(waiting.state, 'fulfilled', 'the value is there: waiters go and read it')
+          assertBytes(await store.get('T'), bytes('v'))
+          await advance(6 * unit)
+          assert.equal(await store.get('T'), undefined)
+        })
+      })
+
+      test('deleteAbove: a holder granted before a delete cannot write the key back; a later grant can', async (t) => {
+        await withLocks(t, async (locks, store) => {
+          const a = await locks.acquire('X', 'tok-a', LONG_TTL)
+          assert.ok(a !== undefined)
+          await store.set('X', bytes('v0'), LONG_TTL)
+          const drawn = await locks.drawFence('X')
+          assert.equal(await locks.deleteAbove('X'), true, 'it existed')
+          assert.equal(await store.get('X'), undefined)
+          assert.equal(await locks.setFenced('X', bytes('resurrected'), LONG_TTL, a.fence), false, 'the earlier holder is refused')
+          assert.equal(await locks.setFenced('X', bytes('resurrected'), LONG_TTL, drawn), false, 'an earlier drawn fence is refused')
+          assert.equal(await store.get('X'), undefined, 'still deleted')
+          assert.equal(await locks.deleteAbove('X'), false, 'already gone')
+          assert.equal(await locks.release('X', 'tok-a'), true)
+          const c = await locks.acquire('X', 'tok-c', lease)
+          assert.ok(c !== undefined)
+          assert.equal(await locks.setFenced('X', bytes('from c'), LONG_TTL, c.fence), true)
+          assertBytes(await store.get('X'), bytes('from c'))
+          // A written fenced value is deleted too, and its own writer cannot put it back.
+          assert.equal(await locks.deleteAbove('X'), true)
+          assert.equal(await locks.setFenced('X', bytes('c again'), LONG_TTL, c.fence), false)
+          assert.equal(await locks.deleteAbove('never'), false, 'a key that never existed')
         })
       })
 

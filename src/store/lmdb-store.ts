@@ -36,7 +36,9 @@
  * - Locks (cachekit's lockable backend, with fencing): `acquire` takes the lease when it is
  *   free or expired and grants a fence one above both the store-wide counter and the key's
  *   fence mark (`drawFence` draws the same way, without the lease); `setFenced` writes only
- *   when its fence is >= the mark and raises the mark, in the same transaction as the value.
+ *   when its fence is >= the mark and raises the mark, in the same transaction as the value;
+ *   `setAbove` / `deleteAbove` write or delete and raise the mark above the counter in one
+ *   transaction (for keys with a lock record: the others have no holder to refuse).
  *   There is no cross-process notification in LMDB: `waitForRelease` wakes at once for a
  *   release or fenced write made by this store instance, and otherwise polls the key's lock
  *   record with the shared backoff (core/backoff.ts: from 1 ms, doubling, ±25 % jitter so
@@ -386,6 +388,8 @@ class LmdbStoreImpl implements LmdbStore {
       release: (key, token) => this.#release(key, token),
       drawFence: (key) => this.#drawFence(key),
       setFenced: (key, value, ttlMs, fence) => this.#setFenced(key, value, ttlMs, fence),
+      setAbove: (key, value, ttlMs) => this.#setAbove(key, value, ttlMs),
+      deleteAbove: (key) => this.#deleteAbove(key),
       waitForRelease: (key, timeoutMs, signal) => this.#waitForRelease(key, timeoutMs, signal),
     }
     this.#scheduleSweep()
@@ -633,8 +637,53 @@ class LmdbStoreImpl implements LmdbStore {
       const lock = decodeLock(this.#locks.getBinary(k))
       const fence = Math.max(usage.fence, Math.floor(lock?.highWater ?? -Infinity)) + 1
       usage.fence = fence
+      // Recorded: setAbove raises the mark of keys with a record only.
+      const now = this.#clock.now()
+      this.#locks.putSync(k, encodeLock({ expiresAt: lock?.expiresAt ?? 0, highWater: lock?.highWater ?? -Infinity, lastUsed: now, token: lock?.token ?? '' }))
       return fence
     })
+  }
+
+  async #setAbove(key: string, value: Uint8Array, ttlMs: number): Promise<void> {
+    this.#open()
+    const full = utf8(key, 'key')
+    const k = encodeKey(full)
+    checkValue(value)
+    checkTtl(ttlMs, 'ttlMs')
+    const bytes = new Uint8Array(value)
+    const raised = await this.#mutate('setAbove', (usage) => {
+      const now = this.#clock.now()
+      this.#put(usage, full, k, bytes, now + ttlMs)
+      return this.#raiseMark(usage, k, now)
+    })
+    if (raised) this.#wakeAll(k)
+  }
+
+  async #deleteAbove(key: string): Promise<boolean> {
+    this.#open()
+    const k = encodeKey(utf8(key, 'key'))
+    return this.#mutate('deleteAbove', (usage) => {
+      const now = this.#clock.now()
+      const existed = this.#remove(usage, k, now)
+      this.#raiseMark(usage, k, now)
+      return existed
+    })
+  }
+
+  /**
+   * Inside a write transaction: raises the key's fence mark above every fence granted or
+   * drawn so far (the store-wide counter) if the key has a lock record; false if it has
+   * none. A key without one had no grant or draw within `fenceRetention` (acquire and
+   * drawFence write it, the sweep drops it only after that long idle): nobody to refuse,
+   * and no record is created for keys that are only ever written explicitly.
+   */
+  #raiseMark(usage: Usage, k: Buffer, now: number): boolean {
+    const lock = decodeLock(this.#locks.getBinary(k))
+    if (lock === undefined) return false
+    const mark = Math.max(usage.fence, Math.floor(lock.highWater)) + 1
+    usage.fence = mark
+    this.#locks.putSync(k, encodeLock({ ...lock, highWater: mark, lastUsed: now }))
+    return true
   }
 
   async #setFenced(key: string, value: Uint8Array, ttlMs: number, fence: number): Promise<boolean> {

@@ -12,7 +12,8 @@
  *   in-process engine in front of the store does the clever eviction.
  * - Locks: fences come from one store-wide counter, so they grow across every grant of a
  *   key whatever happens to the key's lock record. `waitForRelease` wakes waiters at once
- *   on release and on a fenced write, and re-checks when the lease runs out.
+ *   on release and on a fenced write (or `setAbove`), and re-checks when the lease runs
+ *   out. `setAbove` / `deleteAbove` always record a mark (from the same counter).
  */
 import type { Clock, TimerHandle } from '../core/clock.js'
 import { AbortedError, ClosedError, InvalidOptionsError } from '../core/errors.js'
@@ -194,6 +195,11 @@ class MemoryStore implements Store {
     return this.#fence
   }
 
+  /** Removes `key` now (synchronously, so a lock operation can pair it with a fence mark); true when it was live. */
+  remove(key: string): boolean {
+    return this.#remove(key, this.#clock.now())
+  }
+
   /** Writes a copy of `value` as the newest insertion, then sweeps and bounds the map. */
   write(key: string, value: Uint8Array, ttlMs: number): void {
     const now = this.#clock.now()
@@ -317,6 +323,29 @@ class MemoryLocks implements StoreLocks {
     this.#store.write(key, value, ttlMs)
     wakeAll(state)
     return true
+  }
+
+  async setAbove(key: string, value: Uint8Array, ttlMs: number): Promise<void> {
+    this.#store.assertOpen()
+    checkTtl(ttlMs, 'ttlMs')
+    this.#store.write(key, value, ttlMs)
+    // Always, even for a key without a record: records of released locks are forgotten
+    // (forgetIfIdle) while a holder whose lease ran out may still write.
+    wakeAll(this.#raise(key))
+  }
+
+  async deleteAbove(key: string): Promise<boolean> {
+    this.#store.assertOpen()
+    const existed = this.#store.remove(key)
+    this.#raise(key)
+    return existed
+  }
+
+  /** Raises the key's mark above every fence granted or drawn so far (the store-wide counter). */
+  #raise(key: string): LockState {
+    const state = this.#store.lockState(key)
+    state.highWater = this.#store.nextFence(state.highWater)
+    return state
   }
 
   waitForRelease(key: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {

@@ -9,7 +9,8 @@
  *
  * The fence key is a hash with two fields:
  * - `seq`: the last fence granted on the key,
- * - `hwm`: the high-water mark, the highest fence `setFenced` has written with.
+ * - `hwm`: the high-water mark, the highest fence `setFenced` has written with, or the mark
+ *   `setAbove` / `deleteAbove` raised above every grant.
  * A grant is max(seq, hwm) + 1, so a grant is always above any fence already written, even
  * one a caller made up. The hash expires `retentionMs` after its last use (it would
  * otherwise live forever for every key ever locked); fencing thus protects against holders
@@ -23,6 +24,8 @@ export const SCRIPT_NAMES = {
   release: 'stratacacheRelease',
   drawFence: 'stratacacheDrawFence',
   setFenced: 'stratacacheSetFenced',
+  setAbove: 'stratacacheSetAbove',
+  deleteAbove: 'stratacacheDeleteAbove',
   touchPersist: 'stratacacheTouchPersist',
   lockState: 'stratacacheLockState',
 } as const
@@ -93,6 +96,45 @@ return 1
 `
 
 /**
+ * Raises an existing fence hash's mark above every grant and written fence (`seq` and
+ * `hwm`), so every holder or drawer so far is refused; 1 when the key had one. A key
+ * without the hash had no grant or draw within the retention: nothing to refuse, and none
+ * is created (keys only ever written explicitly cost no fencing state).
+ */
+const raiseMark = `
+local function raise(fence, retention)
+  local h = redis.call('HMGET', fence, 'seq', 'hwm')
+  if not h[1] and not h[2] then return 0 end
+  local mark = math.max(tonumber(h[1]) or 0, tonumber(h[2]) or 0) + 1
+  redis.call('HSET', fence, 'hwm', string.format('%d', mark))
+  redis.call('PEXPIRE', fence, retention)
+  return 1
+end
+`
+
+/**
+ * KEYS: data, fence. ARGV: value, ttlMs ('' = no expiry), retentionMs, channel, message.
+ * An explicit write ordered after every holder so far: writes the value and raises the
+ * mark in one step; notifies waiters when the key has fencing state (so has had a lock).
+ */
+const setAbove = `${raiseMark}
+if ARGV[2] == '' then
+  redis.call('SET', KEYS[1], ARGV[1])
+else
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+if raise(KEYS[2], ARGV[3]) == 1 then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
+return 1
+`
+
+/** KEYS: data, fence. ARGV: retentionMs. Deletes and raises the mark in one step; returns 1 when the key existed. */
+const deleteAbove = `${raiseMark}
+local existed = redis.call('UNLINK', KEYS[1])
+raise(KEYS[2], ARGV[1])
+return existed
+`
+
+/**
  * KEYS: data. Makes an existing entry permanent. PERSIST alone cannot say whether the key
  * exists (it answers 0 both for a missing key and for one with no expiry), hence EXISTS.
  */
@@ -119,6 +161,8 @@ export const SCRIPTS: { readonly [K in keyof typeof SCRIPT_NAMES]: ScriptDefinit
   release: { numberOfKeys: 1, lua: release },
   drawFence: { numberOfKeys: 1, lua: drawFence },
   setFenced: { numberOfKeys: 2, lua: setFenced },
+  setAbove: { numberOfKeys: 2, lua: setAbove },
+  deleteAbove: { numberOfKeys: 2, lua: deleteAbove },
   touchPersist: { numberOfKeys: 1, lua: touchPersist },
   lockState: { numberOfKeys: 2, lua: lockState },
 }

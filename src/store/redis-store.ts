@@ -154,6 +154,8 @@ interface ScriptCommands {
   stratacacheRelease(lock: string, token: string, channel: string, message: string): Promise<number>
   stratacacheDrawFence(fence: string, retentionMs: number): Promise<number>
   stratacacheSetFenced(data: string, fence: string, value: Buffer, ttlMs: string, fenceNo: string, retentionMs: number, channel: string, message: string): Promise<number>
+  stratacacheSetAbove(data: string, fence: string, value: Buffer, ttlMs: string, retentionMs: number, channel: string, message: string): Promise<number>
+  stratacacheDeleteAbove(data: string, fence: string, retentionMs: number): Promise<number>
   stratacacheTouchPersist(data: string): Promise<number>
   stratacacheLockState(lock: string, fence: string): Promise<[held: number, token: string, hwm: string, pttl: number]>
 }
@@ -274,6 +276,8 @@ class RedisStore implements Store {
       release: (key, token) => this.#release(key, token),
       drawFence: (key) => this.#drawFence(key),
       setFenced: (key, value, ttlMs, fence) => this.#setFenced(key, value, ttlMs, fence),
+      setAbove: (key, value, ttlMs) => this.#setAbove(key, value, ttlMs),
+      deleteAbove: (key) => this.#deleteAbove(key),
       waitForRelease: (key, timeoutMs, signal) => this.#waitForRelease(key, timeoutMs, signal),
     }
   }
@@ -523,6 +527,28 @@ class RedisStore implements Store {
       throw refusedWhenFull(err)
     }
     return done === 1
+  }
+
+  /** One script, one round trip: the value and the fence mark change together. */
+  async #setAbove(key: string, value: Uint8Array, ttlMs: number): Promise<void> {
+    this.#open()
+    const k = this.#keys(key)
+    const ttl = ttlMs === Infinity ? '' : String(px(ttlMs, 'ttlMs'))
+    try {
+      await this.#scripts.stratacacheSetAbove(k.data, k.fence, copyIn(value), ttl, this.#retentionMs, this.#channel, keyTag(key))
+    } catch (err) {
+      throw refusedWhenFull(err)
+    }
+  }
+
+  async #deleteAbove(key: string): Promise<boolean> {
+    this.#open()
+    const k = this.#keys(key)
+    try {
+      return (await this.#scripts.stratacacheDeleteAbove(k.data, k.fence, this.#retentionMs)) === 1
+    } catch (err) {
+      throw refusedWhenFull(err)
+    }
   }
 
   /**

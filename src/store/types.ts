@@ -55,7 +55,9 @@ export interface LockGrant {
  * than the highest fence already written for that key, so a holder that paused past its
  * lease cannot overwrite a newer value. The facade writes every value it computed after
  * waiting for a lock with a fence too (a grant's, or `drawFence`'s when it stopped
- * waiting), so no write that follows a wait leaves the mark below a stale holder's fence.
+ * waiting), so no write that follows a wait leaves the mark below a stale holder's fence;
+ * and, with `lock: 'distributed'`, its explicit writes and deletes with `setAbove` /
+ * `deleteAbove`, so no holder granted before them can overwrite or resurrect the key.
  */
 export interface StoreLocks {
   /** Takes the lease if free; `undefined` when another holder has it. */
@@ -72,6 +74,16 @@ export interface StoreLocks {
   drawFence(key: string): Promise<number>
   /** Writes only if `fence` >= the highest fence written for `key`; false when refused. */
   setFenced(key: string, value: Uint8Array, ttlMs: number, fence: number): Promise<boolean>
+  /**
+   * An explicit write, ordered by when it lands: writes the value and, in the same atomic
+   * step, raises the key's fence mark above every fence granted or drawn on it so far, so
+   * every earlier holder's (or drawer's) later `setFenced` is refused; later grants are
+   * above it. A key with no lock state (never locked, or idle past the store's fence
+   * retention) may be written without creating any. Wakes the key's waiters like a fenced write.
+   */
+  setAbove(key: string, value: Uint8Array, ttlMs: number): Promise<void>
+  /** `delete` with `setAbove`'s mark: no earlier holder can write the key back. True when the key existed. */
+  deleteAbove(key: string): Promise<boolean>
   /**
    * Resolves when the key's lock is released (or the value written) by any process, when
    * its lease runs out without either (a paused or dead holder), or after `timeoutMs`,

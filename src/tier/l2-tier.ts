@@ -50,6 +50,12 @@ export interface L2TierOptions {
   touchQueueSize: number
   /** L2 TTL of origin-tag versions (`origins.versionTtl`, see src/feeds/origin-lifetime.ts). @default Infinity */
   originVersionTtl?: number
+  /**
+   * `lock: 'distributed'`: plain writes and deletes of records raise the key's fence mark
+   * (`setAbove` / `deleteAbove`), so no lock holder granted before them overwrites or
+   * resurrects the key. Without it they are plain store writes, and cost nothing more. @default false
+   */
+  ordered?: boolean
   onError: (error: CacheError, key: string | undefined) => void
 }
 
@@ -77,6 +83,7 @@ export class L2Tier<V> {
   readonly #touchInterval: number
   readonly #touches: TouchQueue
   readonly #originVersionTtl: number
+  readonly #ordered: boolean
   readonly #onError: (error: CacheError, key: string | undefined) => void
   #hits = 0
   #misses = 0
@@ -93,6 +100,7 @@ export class L2Tier<V> {
     this.#touchInterval = options.touchInterval
     this.#onError = options.onError
     this.#originVersionTtl = options.originVersionTtl ?? Infinity
+    this.#ordered = options.ordered === true
     this.#touches = new TouchQueue(options.clock, options.touchQueueSize, (key, ttl) => this.store.touch(this.#key(key), ttl))
   }
 
@@ -180,10 +188,14 @@ export class L2Tier<V> {
     return this.#codec.encode(record, key)
   }
 
-  /** Writes an encoded record (queued by the guarded store if L2 is down). Never rejects, unless the store has `strictWrites`. */
+  /**
+   * Writes an encoded record (queued by the guarded store if L2 is down; when `ordered`,
+   * above every lock holder so far, and queued as a delete). Never rejects, unless the store has `strictWrites`.
+   */
   async write(key: string, env: Envelope<V>, bytes: Uint8Array): Promise<void> {
     this.#writes++
-    await this.store.set(this.#key(key), bytes, this.#ttl(env))
+    if (this.#ordered) await this.store.setAbove(this.#key(key), bytes, this.#ttl(env))
+    else await this.store.set(this.#key(key), bytes, this.#ttl(env))
   }
 
   /**
@@ -202,8 +214,9 @@ export class L2Tier<V> {
     }
   }
 
+  /** Deletes a record (when `ordered`, above every lock holder so far: none can write it back). */
   delete(key: string): Promise<void> {
-    return this.store.delete(this.#key(key))
+    return this.#ordered ? this.store.deleteAbove(this.#key(key)) : this.store.delete(this.#key(key))
   }
 
   clear(): Promise<void> {

@@ -8,6 +8,7 @@ import { describe, test } from 'node:test'
 import { type Cache, type CacheErrorEvent, type CacheOptions, createCache, isCacheError, ManualClock } from '../../src/index.js'
 import { deferred } from '../../src/testing/index.js'
 import { FlakyStore } from '../support/flaky-store.js'
+import { gated } from '../support/gated-store.js'
 import { memoryStore } from '../../src/store/memory-store.js'
 import type { Store, StoreLocks } from '../../src/store/types.js'
 import { memoryBus } from '../../src/bus/memory-transport.js'
@@ -596,13 +597,15 @@ describe('distributed lock (one factory run across processes)', () => {
         extend: (k, t, l) => locks.extend(k, t, l),
         release: (k, t) => locks.release(k, t),
         setFenced: (k, v, t, f) => locks.setFenced(k, v, t, f),
+        setAbove: (k, v, t) => locks.setAbove(k, v, t),
+        deleteAbove: (k) => locks.deleteAbove(k),
         waitForRelease: (k, t, s) => locks.waitForRelease(k, t, s),
         ...(drawFence === undefined ? {} : { drawFence }),
       } as StoreLocks,
     })
     assert.throws(
       () => createCache({ clock, store: wrap(undefined), lock: 'distributed' }),
-      (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && e.message.includes('drawFence'),
+      (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && e.message.includes('drawFence()'),
     )
     const store = wrap(() => Promise.reject(new Error('connection reset')))
     const opts: CacheOptions = { clock, store, lock: { mode: 'distributed', lease: '10s', wait: '1s' } }
@@ -615,6 +618,177 @@ describe('distributed lock (one factory run across processes)', () => {
     assert.equal(b.stats().l2?.lock.degraded, 1)
     await run(clock, 10)
     assert.equal(await inner.get('cache:k'), undefined, 'nothing reached L2 without a fence')
+  })
+})
+
+describe('distributed lock: explicit writes and refresh-ahead are ordered after every earlier holder', () => {
+  function lockWorld(lock: CacheOptions['lock'] = { mode: 'distributed', lease: '1s', wait: '10s' }) {
+    const clock = new ManualClock(1_000_000)
+    const inner = memoryStore({ clock })
+    let down = false
+    const calls: string[] = []
+    const store = gated(inner, () => down, calls)
+    const make = <V>(more: CacheOptions = {}): Cache<V> => createCache<V>({ clock, store, lock, l2: { timeout: '100ms', retry: { attempts: 0 } }, ...more })
+    return { clock, inner, calls, make, setDown: (d: boolean) => (down = d) }
+  }
+
+  for (const paused of [false, true]) {
+    const when = paused ? 'a holder paused past its lease' : 'a holder still in its lease'
+    test(`an explicit set made while ${when} computes is not overwritten by the holder's later write`, async () => {
+      const { clock, make } = lockWorld()
+      const a = make<string>()
+      const b = make<string>()
+      const errors = errorsOf(a as Cache<unknown>)
+      const slow = deferred<string>()
+      const pa = a.getOrSet('k', () => slow.promise)
+      await run(clock, 10)
+      // Paused: one clock jump with no turn of A's event loop, so its lease lapses.
+      if (paused) clock.advance(1_500)
+      await b.set('k', 'newer')
+      await run(clock, 100)
+      slow.resolve('older')
+      assert.equal(await pa, 'older', 'A\'s callers still get A\'s result')
+      await run(clock, 10)
+      assert.equal(a.stats().l2?.fencedRefused, 1, 'A\'s fenced write came after the set and was refused')
+      assert.ok(errors.some((e) => isCacheError(e.error, 'ERR_LOCK_LOST') && e.key === 'k'))
+      for (const [name, c] of [['L2', make<string>()], ['A', a], ['B', b]] as const) assert.equal(await c.get('k'), 'newer', `${name} holds the set value`)
+    })
+
+    test(`a delete made while ${when} computes is not undone: the holder cannot write the key back`, async () => {
+      const { clock, make } = lockWorld()
+      const a = make<string>()
+      const b = make<string>()
+      const slow = deferred<string>()
+      const pa = a.getOrSet('k', () => slow.promise)
+      await run(clock, 10)
+      if (paused) clock.advance(1_500)
+      await b.delete('k')
+      await run(clock, 100)
+      slow.resolve('older')
+      assert.equal(await pa, 'older')
+      await run(clock, 10)
+      assert.equal(a.stats().l2?.fencedRefused, 1)
+      for (const [name, c] of [['L2', make<string>()], ['A', a], ['B', b]] as const) assert.equal(await c.get('k'), undefined, `${name} does not hold the value computed before the delete`)
+    })
+  }
+
+  test('refresh-ahead takes the lock: a holder granted before the refresh cannot overwrite the refreshed value', async () => {
+    const { clock, inner, make } = lockWorld()
+    const a = make<string>()
+    const b = make<string>()
+    const opts = { ttl: 10_000, refreshAhead: 0.5 }
+    assert.equal(await b.getOrSet('k', () => 'v0', opts), 'v0')
+    await inner.delete('cache:k') // L2 lost the record (evicted); B's L1 still holds it
+    const slow = deferred<string>()
+    const pa = a.getOrSet('k', () => slow.promise, opts)
+    await run(clock, 10)
+    // A freezes past its lease; B's entry passes its refresh point.
+    clock.advance(6_000)
+    let refreshes = 0
+    assert.equal(await b.getOrSet('k', () => (refreshes++, 'refreshed'), opts), 'v0', 'served at once, refreshed in the background')
+    await run(clock, 100)
+    assert.equal(refreshes, 1)
+    slow.resolve('older')
+    assert.equal(await pa, 'older')
+    await run(clock, 10)
+    assert.equal(a.stats().l2?.fencedRefused, 1, 'A\'s write after the refresh was refused')
+    assert.equal(await make<string>().get('k'), 'refreshed', 'L2 keeps the refreshed value')
+  })
+
+  test('refresh-ahead in two processes past their refresh point: one refresh in the cluster, the other process adopts it', async () => {
+    const { clock, make } = lockWorld({ mode: 'distributed', lease: '10s', wait: '10s' })
+    const a = make<string>()
+    const b = make<string>()
+    const opts = { ttl: 10_000, refreshAhead: 0.5 }
+    assert.equal(await a.getOrSet('k', () => 'v0', opts), 'v0')
+    assert.equal(await b.getOrSet('k', () => 'never', opts), 'v0', 'B read it from L2')
+    clock.advance(6_000)
+    const gate = deferred<string>()
+    let calls = 0
+    const factory = (): Promise<string> => (calls++, gate.promise)
+    assert.equal(await a.getOrSet('k', factory, opts), 'v0')
+    await run(clock, 10)
+    assert.equal(await b.getOrSet('k', factory, opts), 'v0')
+    await run(clock, 100)
+    gate.resolve('v1')
+    await run(clock, 100)
+    assert.equal(calls, 1, 'B waited for A\'s refresh instead of running its own')
+    assert.equal(await b.getOrSet('k', factory, opts), 'v1', 'B adopted the refreshed value')
+  })
+
+  test('an explicit set that L2 missed is replayed as a delete that raises the mark: the holder granted before it cannot write its older value', async () => {
+    const { clock, make, setDown } = lockWorld({ mode: 'distributed', lease: '10s', wait: '10s' })
+    const a = make<string>()
+    const b = make<string>()
+    const slow = deferred<string>()
+    const pa = a.getOrSet('k', () => slow.promise)
+    await run(clock, 10)
+    setDown(true)
+    await b.set('k', 'newer')
+    assert.equal(b.stats().l2?.queued, 1, 'queued while L2 refuses connections')
+    setDown(false)
+    await run(clock, 1_000, 50)
+    assert.equal(b.stats().l2?.queued, 0, 'replayed')
+    slow.resolve('older')
+    assert.equal(await pa, 'older')
+    await run(clock, 10)
+    assert.equal(a.stats().l2?.fencedRefused, 1, 'the replay raised the mark above A\'s grant')
+    assert.equal(await make<string>().get('k'), undefined, 'L2 forgot the key: neither the older value nor one replayed out of order')
+    assert.equal(await a.get('k'), undefined)
+    assert.equal(await b.get('k'), 'newer', 'B still serves its own set from L1')
+  })
+
+  test('a set that L2 missed is not replayed over the value of a holder granted after it', async () => {
+    const { clock, make, setDown } = lockWorld()
+    const b = make<string>()
+    setDown(true)
+    await b.set('k', 'b-old')
+    assert.equal(b.stats().l2?.queued, 1)
+    setDown(false)
+    // Before B's queue replays, C computes from the source (after B's set) and writes.
+    const c = make<string>()
+    assert.equal(await c.getOrSet('k', () => 'c-newer'), 'c-newer')
+    await run(clock, 1_000, 50)
+    assert.equal(b.stats().l2?.queued, 0, 'replayed')
+    const seen = await make<string>().get('k')
+    assert.notEqual(seen, 'b-old', 'the set made before C\'s grant does not land over C\'s value')
+    assert.equal(seen, undefined, 'the replay forgets the key')
+  })
+
+  test('a queued delete is replayed raising the mark: a holder granted before it cannot resurrect the key', async () => {
+    const { clock, inner, make, setDown } = lockWorld({ mode: 'distributed', lease: '10s', wait: '10s' })
+    const a = make<string>()
+    const b = make<string>()
+    const slow = deferred<string>()
+    const pa = a.getOrSet('k', () => slow.promise)
+    await run(clock, 10)
+    setDown(true)
+    await b.delete('k')
+    assert.equal(b.stats().l2?.queued, 1)
+    setDown(false)
+    await run(clock, 1_000, 50)
+    assert.equal(b.stats().l2?.queued, 0)
+    slow.resolve('older')
+    await pa
+    await run(clock, 10)
+    assert.equal(await inner.get('cache:k'), undefined)
+    assert.equal(a.stats().l2?.fencedRefused, 1)
+  })
+
+  test('without distributed locking, explicit writes and deletes are plain store calls (no fence state, no extra round trip)', async () => {
+    const { calls, make } = lockWorld({ mode: 'local' })
+    const c = make<string>()
+    await c.set('k', 'v')
+    await c.delete('k')
+    assert.deepEqual(calls, ['set', 'delete'])
+  })
+
+  test('with distributed locking, an explicit set or delete is one store call', async () => {
+    const { calls, make } = lockWorld()
+    const c = make<string>()
+    await c.set('k', 'v')
+    await c.delete('k')
+    assert.deepEqual(calls, ['setAbove', 'deleteAbove'])
   })
 })
 

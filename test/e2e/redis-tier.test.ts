@@ -174,11 +174,13 @@ describe('distributed lock across real processes', () => {
    * asks for the same key and writes `newer`; A is resumed and tries to write `older`.
    * Whether B got there by the lease running out (it must notice that without a release
    * message) or by giving up its wait while A still held the lease, A's write must be
-   * refused, and L2, A and B must all end with `newer`.
+   * refused, and L2, A and B must all end with `newer`. Variants: B sets `newer`
+   * explicitly, or deletes the key (then all three must end without it), while A is frozen.
    */
-  async function pausedHolder(leaseMs: number, waitMs: number): Promise<{ b: FencedStats; a: FencedStats; bMs: number }> {
+  async function pausedHolder(leaseMs: number, waitMs: number, bDoes: 'compute' | 'set' | 'delete' = 'compute'): Promise<{ b: FencedStats; a: FencedStats; bMs: number }> {
     const worker = fileURLToPath(new URL('./fixtures/fenced-worker.js', import.meta.url))
-    const prefix = `fenced-${leaseMs}-${waitMs}:`
+    const prefix = `fenced-${leaseMs}-${waitMs}-${bDoes}:`
+    const expected = bDoes === 'delete' ? undefined : 'newer'
     const spawn = (): Child => {
       const child = fork(worker, [server.url, prefix, String(leaseMs), String(waitMs)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
       const replies: FencedReply[] = []
@@ -206,16 +208,25 @@ describe('distributed lock across real processes', () => {
       await a.next('in-factory')
       a.child.kill('SIGSTOP') // A holds the lock, frozen inside its factory
       const start = performance.now()
-      b.ask({ op: 'compute', key: 'k', value: 'newer', factoryMs: 50 })
-      await b.next('in-factory')
-      assert.deepEqual(await b.next('computed'), { op: 'computed', value: 'newer' })
+      if (bDoes === 'compute') {
+        b.ask({ op: 'compute', key: 'k', value: 'newer', factoryMs: 50 })
+        await b.next('in-factory')
+        assert.deepEqual(await b.next('computed'), { op: 'computed', value: 'newer' })
+      } else {
+        b.ask(bDoes === 'set' ? { op: 'set', key: 'k', value: 'newer' } : { op: 'delete', key: 'k' })
+        await b.next('done')
+        // A stays frozen past its lease, as in the audit.
+        await sleep(leaseMs * 1.5)
+      }
       const bMs = performance.now() - start
       a.child.kill('SIGCONT')
       assert.deepEqual(await a.next('computed'), { op: 'computed', value: 'older' }, 'A\'s own callers get what its factory returned')
-      assert.equal(await l2.get('k'), 'newer', 'L2 keeps the newer value')
+      assert.equal(await l2.get('k'), expected, `L2 keeps what B did (${bDoes})`)
       for (const [name, p] of [['A', a], ['B', b]] as const) {
         p.ask({ op: 'get', key: 'k' })
-        assert.deepEqual(await p.next('got'), { op: 'got', value: 'newer' }, `${name} serves the newer value`)
+        // (IPC drops an undefined field: compare the value, not the message.)
+        const got = (await p.next('got')) as Extract<FencedReply, { op: 'got' }>
+        assert.equal(got.value, expected, `${name} serves what B did (${bDoes})`)
       }
       const stats = async (p: Child): Promise<FencedStats> => {
         p.ask({ op: 'stats' })
@@ -245,6 +256,18 @@ describe('distributed lock across real processes', () => {
     // Lease 3 s, wait 0.5 s: B degrades; A resumes inside its lease and writes after B.
     const { a, b } = await pausedHolder(3_000, 500)
     assert.equal(b.degraded, 1)
+    assert.equal(a.fencedRefused, 1)
+    assert.ok(a.errors.includes('ERR_LOCK_LOST'), `A is told (errors: ${a.errors.join(', ')})`)
+  })
+
+  test('an explicit set made while the holder is paused (past its lease) is not overwritten by the holder\'s late write', async () => {
+    const { a } = await pausedHolder(1_000, 2_000, 'set')
+    assert.equal(a.fencedRefused, 1)
+    assert.ok(a.errors.includes('ERR_LOCK_LOST'), `A is told (errors: ${a.errors.join(', ')})`)
+  })
+
+  test('a delete made while the holder is paused (past its lease) is not undone: the holder cannot write the key back', async () => {
+    const { a } = await pausedHolder(1_000, 2_000, 'delete')
     assert.equal(a.fencedRefused, 1)
     assert.ok(a.errors.includes('ERR_LOCK_LOST'), `A is told (errors: ${a.errors.join(', ')})`)
   })

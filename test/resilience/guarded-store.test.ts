@@ -6,6 +6,9 @@ import { SeededRandom } from '../../src/core/random.js'
 import { CircuitBreaker } from '../../src/resilience/circuit-breaker.js'
 import { GuardedStore } from '../../src/resilience/guarded-store.js'
 import { FlakyStore } from '../support/flaky-store.js'
+import { gated } from '../support/gated-store.js'
+import { memoryStore } from '../../src/store/memory-store.js'
+import type { StoreLocks } from '../../src/store/types.js'
 
 const flush = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
 const bytes = (s: string): Uint8Array => new TextEncoder().encode(s)
@@ -341,5 +344,62 @@ describe('GuardedStore with strictWrites', () => {
     const r = await settle(clock, store.set('k', bytes('v'), 60_000))
     assert.equal(r.error, undefined)
     assert.equal(store.stats().queued, 1)
+  })
+})
+
+describe('GuardedStore ordered writes (setAbove / deleteAbove, for lock: distributed)', () => {
+  function ordered() {
+    const clock = new ManualClock(0)
+    const inner = memoryStore({ clock })
+    let down = false
+    const store = new GuardedStore(gated(inner, () => down), clock, new SeededRandom(7), { timeout: '100ms', retry: { attempts: 0 } })
+    return { clock, inner, locks: inner.locks as StoreLocks, store, setDown: (d: boolean) => (down = d) }
+  }
+
+  test('a setAbove that fails is queued as a deleteAbove: read back as absent, replayed as a delete that refuses earlier holders', async () => {
+    const { clock, inner, locks, store, setDown } = ordered()
+    const holder = await locks.acquire('k', 'tok', 60_000)
+    assert.ok(holder !== undefined)
+    await inner.set('k', bytes('before'), 60_000)
+    setDown(true)
+    await store.setAbove('k', bytes('explicit'), 60_000)
+    assert.equal(store.stats().queued, 1)
+    setDown(false)
+    assert.equal(await store.get('k'), undefined, 'the queue answers: forgotten, not the older value')
+    await settle(clock, (async () => {
+      while (store.stats().queued > 0) await new Promise((r) => setImmediate(r))
+    })())
+    assert.equal(await inner.get('k'), undefined, 'replayed as a delete, not as the value')
+    assert.equal(await locks.setFenced('k', bytes('stale'), 60_000, holder.fence), false, 'the replay raised the mark above the earlier holder')
+  })
+
+  test('a queued clear of its prefix keeps a queued deleteAbove (a clear raises no mark)', async () => {
+    const { clock, inner, locks, store, setDown } = ordered()
+    const holder = await locks.acquire('p:k', 'tok', 60_000)
+    assert.ok(holder !== undefined)
+    setDown(true)
+    await store.deleteAbove('p:k')
+    await store.clear('p:')
+    assert.equal(store.stats().queued, 2)
+    setDown(false)
+    await settle(clock, (async () => {
+      while (store.stats().queued > 0) await new Promise((r) => setImmediate(r))
+    })())
+    assert.equal(await locks.setFenced('p:k', bytes('stale'), 60_000, holder.fence), false)
+    assert.equal(await inner.get('p:k'), undefined)
+  })
+
+  test('ordered writes go direct past queued operations on other keys, and queue behind one on their own key', async () => {
+    const { store, inner, setDown } = ordered()
+    setDown(true)
+    await store.set('other', bytes('x'), 60_000)
+    await store.setAbove('k', bytes('queued'), 60_000)
+    assert.equal(store.stats().queued, 2)
+    setDown(false)
+    await store.setAbove('k2', bytes('direct'), 60_000)
+    assert.equal(text(await inner.get('k2')), 'direct', 'no queued operation concerns k2')
+    await store.setAbove('k', bytes('later'), 60_000)
+    assert.equal(await inner.get('k'), undefined, 'k has a queued operation: this one joins it')
+    assert.equal(store.stats().queued, 2)
   })
 })
