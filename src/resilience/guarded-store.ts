@@ -39,6 +39,7 @@ import type { Clock, TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { CacheError, InvalidOptionsError, StoreTimeoutError, StoreUnavailableError, type ErrorCode } from '../core/errors.js'
 import type { Random } from '../core/random.js'
+import { BackoffPolicy } from '../core/backoff.js'
 import type { LockGrant, Store } from '../store/types.js'
 import { CircuitBreaker, type BreakerStats, type CircuitBreakerOptions } from './circuit-breaker.js'
 
@@ -98,11 +99,10 @@ function isRefusal(err: unknown): err is CacheError {
 export class GuardedStore {
   readonly store: Store
   readonly #clock: Clock
-  readonly #random: Random
   readonly #timeout: number
   readonly #attempts: number
-  readonly #baseDelay: number
-  readonly #maxDelay: number
+  /** Read-retry delays (full jitter); undefined: retry at once (a delay of 0). */
+  readonly #backoff: BackoffPolicy | undefined
   readonly #maxQueue: number
   /** See `GuardedStoreOptions.strictWrites`: nothing is ever queued when set. */
   readonly strictWrites: boolean
@@ -126,14 +126,17 @@ export class GuardedStore {
   constructor(store: Store, clock: Clock, random: Random, options: GuardedStoreOptions = {}, prefix = 'l2.') {
     this.store = store
     this.#clock = clock
-    this.#random = random
     this.#timeout = toMs(options.timeout ?? '500ms', `${prefix}timeout`)
     if (!(this.#timeout > 0)) throw new InvalidOptionsError(`${prefix}timeout`, 'expected a duration > 0')
     const attempts = options.retry?.attempts ?? 2
     if (!Number.isSafeInteger(attempts) || attempts < 0) throw new InvalidOptionsError(`${prefix}retry.attempts`, `expected an integer >= 0, got ${String(attempts)}`)
     this.#attempts = attempts
-    this.#baseDelay = toMs(options.retry?.baseDelay ?? '20ms', `${prefix}retry.baseDelay`)
-    this.#maxDelay = toMs(options.retry?.maxDelay ?? '200ms', `${prefix}retry.maxDelay`)
+    const baseDelay = toMs(options.retry?.baseDelay ?? '20ms', `${prefix}retry.baseDelay`)
+    const maxDelay = toMs(options.retry?.maxDelay ?? '200ms', `${prefix}retry.maxDelay`)
+    // The shared policy with full jitter: r × min(maxDelay, baseDelay × 2^n), one draw per
+    // retry as before. initial = min(base, max) keeps a maxDelay below baseDelay meaning "always maxDelay".
+    const initial = Math.min(baseDelay, maxDelay)
+    this.#backoff = initial === 0 ? undefined : new BackoffPolicy({ initial, max: maxDelay, jitter: 'full' }, random, `${prefix}retry`)
     const maxQueue = options.writeQueue ?? 10_000
     if (!Number.isSafeInteger(maxQueue) || maxQueue < 0) throw new InvalidOptionsError(`${prefix}writeQueue`, `expected an integer >= 0, got ${String(maxQueue)}`)
     this.#maxQueue = maxQueue
@@ -347,7 +350,7 @@ export class GuardedStore {
         first ??= err
         const retryable = attempt < this.#attempts && !(err instanceof StoreTimeoutError) && !isRefusal(err) && this.breaker.state === 'closed' && !this.#closed
         if (!retryable) throw err
-        const delay = this.#random.next() * Math.min(this.#maxDelay, this.#baseDelay * 2 ** attempt)
+        const delay = this.#backoff?.delay(attempt) ?? 0
         // No time left for another attempt after the backoff: the caller hears the failure now.
         if (this.#clock.now() + delay >= deadline) throw err
         this.#retries++
