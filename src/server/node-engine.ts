@@ -135,7 +135,9 @@ export class NodeEngine {
       // A 2xx must mean "on disk": a store write that does not land fails the request
       // (507 ERR_STORE_FULL, 503 ERR_STORE_UNAVAILABLE / ERR_STORE_TIMEOUT) instead of being
       // queued for a replay that a crash would lose.
-      l2: { timeout: options.storeTimeoutMs, strictWrites: true },
+      // The node is its store's only writer (the data directory is locked), so L1 never needs
+      // to go back to L2 to see another writer's change: no l1MaxAge cap.
+      l2: { timeout: options.storeTimeoutMs, strictWrites: true, l1MaxAge: Infinity },
       maxKeyLength: 1 << 20,
       defaults: { strategy: 'none' },
     })
