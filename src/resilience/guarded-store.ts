@@ -40,7 +40,7 @@ import { toMs, type Duration } from '../core/duration.js'
 import { CacheError, InvalidOptionsError, StoreTimeoutError, StoreUnavailableError, type ErrorCode } from '../core/errors.js'
 import type { Random } from '../core/random.js'
 import { BackoffPolicy } from '../core/backoff.js'
-import type { LockGrant, Store } from '../store/types.js'
+import type { LockGrant, ScanOptions, ScanPage, Store } from '../store/types.js'
 import { CircuitBreaker, type BreakerStats, type CircuitBreakerOptions } from './circuit-breaker.js'
 
 export interface RetryOptions {
@@ -68,7 +68,7 @@ export interface GuardedStoreOptions {
   strictWrites?: boolean
 }
 
-export type StoreOperation = 'get' | 'getMany' | 'set' | 'delete' | 'touch' | 'clear' | 'lock' | 'replay'
+export type StoreOperation = 'get' | 'getMany' | 'set' | 'delete' | 'touch' | 'clear' | 'lock' | 'replay' | 'scan'
 
 export interface GuardedStoreStats {
   readonly breaker: BreakerStats
@@ -214,6 +214,21 @@ export class GuardedStore {
     } catch {
       return false
     }
+  }
+
+  /** Whether the store can scan (`Store.scan`). */
+  get canScan(): boolean {
+    return typeof this.store.scan === 'function'
+  }
+
+  /**
+   * One page of the store's scan, guarded like a read (breaker, timeout, retries). It reads
+   * the store: writes still queued for replay are not in it.
+   */
+  scan(options?: ScanOptions): Promise<ScanPage> {
+    const scan = this.store.scan
+    if (scan === undefined) return Promise.reject(new InvalidOptionsError('scan', `store ${this.store.name} cannot scan`))
+    return this.#read('scan', undefined, () => scan.call(this.store, options))
   }
 
   get hasLocks(): boolean {

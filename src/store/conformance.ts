@@ -34,6 +34,8 @@ export interface ConformanceTarget {
   advance(ms: number): Promise<void>
   /** shortest TTL the backend honours precisely, e.g. 1 for memory; for a real-time server, long enough that 2 units outlast the scheduling stalls of a loaded machine (150 for redis in the tests) */
   minTtlMs?: number
+  /** `false` for an adapter that cannot scan: the scan block is then skipped, not failed. @default true (a store without `scan` fails it) */
+  scan?: boolean
 }
 
 /** How long (target time) a woken `waitForRelease` may take to settle. */
@@ -437,6 +439,106 @@ export function storeConformance(target: ConformanceTarget): void {
           await store.set('k', bytes('v'), LONG_TTL)
           await store.clear('zzz')
           assertBytes(await store.get('k'), bytes('v'))
+        })
+      })
+    })
+
+    // ---- scan (Store.scan: ScanPage's guarantees) ----------------------------------------
+    describe('scan', () => {
+      type Scan = NonNullable<Store['scan']>
+      /** Runs `fn` with the store's scan, or records a skip when the target says it cannot scan. */
+      async function withScan(t: { skip(message?: string): void }, fn: (scan: Scan, store: Store) => Promise<void>): Promise<void> {
+        if (target.scan === false) {
+          t.skip(`${target.name} cannot scan (scan: false)`)
+          return
+        }
+        await withStore(async (store) => {
+          assert.equal(typeof store.scan, 'function', `${store.name} has no scan (pass scan: false to the conformance target if the adapter cannot scan)`)
+          await fn((options) => (store.scan as Scan).call(store, options), store)
+        })
+      }
+      /** Every page of a scan, each checked against `limit`; bounded so a cursor that never ends fails. */
+      async function scanAll(scan: Scan, prefix: string | undefined, limit: number | undefined, between?: (page: number) => Promise<void>): Promise<string[]> {
+        const keys: string[] = []
+        let cursor: string | undefined
+        let pages = 0
+        do {
+          const page = await scan({ prefix, cursor, limit })
+          assert.ok(Array.isArray(page.keys), 'keys is an array')
+          assert.ok(page.keys.length <= (limit ?? 100), `a page holds at most limit keys (${page.keys.length} > ${limit ?? 100})`)
+          assert.ok(page.cursor === undefined || (typeof page.cursor === 'string' && page.cursor !== ''), 'cursor is a non-empty string or undefined')
+          keys.push(...page.keys)
+          cursor = page.cursor
+          assert.ok(++pages < 5_000, 'the scan ends')
+          if (cursor !== undefined) await between?.(pages)
+        } while (cursor !== undefined)
+        return keys
+      }
+      const sorted = (keys: Iterable<string>): string[] => [...new Set(keys)].sort()
+
+      test('an empty store: one page, no keys, no cursor left', async (t) => {
+        await withScan(t, async (scan) => {
+          assert.deepEqual(await scanAll(scan, undefined, undefined), [])
+          assert.deepEqual(await scanAll(scan, 'p:', 5), [])
+        })
+      })
+
+      test('returns every key of the prefix (and only those) in pages of at most limit keys', async (t) => {
+        await withScan(t, async (scan, store) => {
+          const a = Array.from({ length: 230 }, (_, i) => `a:${i}`)
+          const odd = ['a:{hash}', 'a:%25', 'a:ünï ✓ 🚀', 'a:glob*?[x]', 'a:', 'ab', 'x*1', 'xy1', 'x?', '{a:}', 'b:1', 'b:2']
+          await store.setMany([...a, ...odd].map((key) => ({ key, value: bytes(key), ttlMs: LONG_TTL })))
+          const inA = [...a, ...odd.filter((k) => k.startsWith('a:'))]
+          for (const limit of [1, 7, 100]) {
+            const got = await scanAll(scan, 'a:', limit)
+            assert.deepEqual(sorted(got), sorted(inA), `prefix a: with limit ${limit}`)
+          }
+          assert.deepEqual(sorted(await scanAll(scan, '', 50)), sorted([...a, ...odd]), 'prefix "" is every key')
+          assert.deepEqual(sorted(await scanAll(scan, undefined, undefined)), sorted([...a, ...odd]), 'no options: every key, default pages')
+          assert.deepEqual(sorted(await scanAll(scan, 'x*', 10)), ['x*1'], 'glob characters in a prefix are literal')
+          assert.deepEqual(sorted(await scanAll(scan, 'b:', 10)), ['b:1', 'b:2'])
+          assert.deepEqual(await scanAll(scan, 'none:', 10), [])
+          const first = await scan({ limit: 10_000 })
+          assert.ok(first.keys.length <= 10_000)
+          const page = await scan()
+          assert.ok(page.keys.length <= 100, 'the default page is bounded (100)')
+        })
+      })
+
+      test('keys present for the whole scan are all returned while other keys are written and deleted', async (t) => {
+        await withScan(t, async (scan, store) => {
+          const stable = Array.from({ length: 120 }, (_, i) => `s:${String(i).padStart(3, '0')}`)
+          const doomed = Array.from({ length: 60 }, (_, i) => `s:d${i}`)
+          await store.setMany([...stable, ...doomed].map((key) => ({ key, value: bytes('v'), ttlMs: LONG_TTL })))
+          let born = 0
+          const got = await scanAll(scan, 's:', 9, async (page) => {
+            // Churn between pages: new keys around the stable ones, deletions, overwrites.
+            await store.setMany(Array.from({ length: 15 }, (_, i) => ({ key: `s:${String(page * 7 + i).padStart(3, '0')}x${born++}`, value: bytes('n'), ttlMs: LONG_TTL })))
+            await store.deleteMany(doomed.splice(0, 5))
+            await store.set(stable[(page * 13) % stable.length] as string, bytes('overwritten'), LONG_TTL)
+          })
+          const seen = new Set(got)
+          for (const key of stable) assert.ok(seen.has(key), `stable key ${key} was returned`)
+          for (const key of got) assert.ok(key.startsWith('s:'), `${key} is under the prefix`)
+        })
+      })
+
+      test('expired entries are not returned', async (t) => {
+        await withScan(t, async (scan, store) => {
+          await store.set('e:short', bytes('v'), 2 * unit)
+          await store.set('e:long', bytes('v'), LONG_TTL)
+          await advance(4 * unit)
+          assert.deepEqual(await scanAll(scan, 'e:', 10), ['e:long'])
+        })
+      })
+
+      test('bad options are refused with ERR_INVALID_OPTIONS', async (t) => {
+        await withScan(t, async (scan) => {
+          const invalid = (err: unknown): boolean => isCacheError(err, 'ERR_INVALID_OPTIONS')
+          for (const limit of [0, -1, 1.5, 10_001, Number.NaN]) await assert.rejects(scan({ limit }), invalid, `limit ${limit}`)
+          await assert.rejects(scan({ cursor: '' }), invalid, 'empty cursor')
+          await assert.rejects(scan({ cursor: 'not a cursor of ours' }), invalid, 'foreign cursor')
+          await assert.rejects(scan({ prefix: 7 as unknown as string }), invalid, 'prefix type')
         })
       })
     })

@@ -59,7 +59,10 @@ import { AbortedError, CacheError, ClosedError, DataDirLockedError, InvalidKeyEr
 import { mathRandom, type Random } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
 import { isAlive, selfIdentity, type ProcessIdentity } from './process-identity.js'
-import type { LockGrant, Store, StoreEntry, StoreLocks } from './types.js'
+import { checkScanOptions, decodeCursor, encodeCursor } from './scan-options.js'
+import type { LockGrant, ScanOptions, ScanPage, Store, StoreEntry, StoreLocks } from './types.js'
+
+const isLmdbCursor = (state: unknown): state is { k: string } => typeof state === 'object' && state !== null && typeof (state as { k?: unknown }).k === 'string'
 
 export interface LmdbStoreOptions {
   /** Directory of the LMDB environment (created if missing). Every process that passes the same directory shares the store. */
@@ -124,6 +127,7 @@ interface OwnerRecord extends ProcessIdentity {
 /** A `Store` with LMDB-specific statistics. */
 export interface LmdbStore extends Store {
   readonly locks: StoreLocks
+  scan(options?: ScanOptions): Promise<ScanPage>
   /** Usage read from the store (committed values only) and this process's counters. */
   stats(): LmdbStoreStats
   /**
@@ -539,6 +543,53 @@ class LmdbStoreImpl implements LmdbStore {
   close(): Promise<void> {
     this.#closing ??= this.#close()
     return this.#closing
+  }
+
+  /**
+   * Walks the keys in LMDB key order (UTF-8 bytes); the cursor is the last LMDB key examined,
+   * so writes and deletes meanwhile never shift the walk. One read snapshot per page; at
+   * most `4 × limit + 256` records examined per page (expired ones are skipped, so a page
+   * may come back short, or empty with a cursor).
+   */
+  async scan(options?: ScanOptions): Promise<ScanPage> {
+    this.#open()
+    const { prefix, cursor, limit } = checkScanOptions(options)
+    const full = utf8(prefix, 'prefix')
+    // A prefix longer than the direct part only matches hashed keys (see clear).
+    const direct = full.length > DIRECT_KEY_MAX ? full.subarray(0, DIRECT_KEY_MAX) : full
+    const exact = full.length > DIRECT_KEY_MAX ? full : undefined
+    const after = cursor === undefined ? undefined : Buffer.from(decodeCursor(cursor, isLmdbCursor, 'lmdb').k, 'base64url')
+    let start: Buffer | undefined = direct.length === 0 ? undefined : direct
+    let exclusiveStart = false
+    if (after !== undefined && (start === undefined || Buffer.compare(after, start) >= 0)) {
+      start = after
+      exclusiveStart = true
+    }
+    const budget = 4 * limit + 256
+    const keys: string[] = []
+    let last: Buffer | undefined
+    let examined = 0
+    let done = true
+    try {
+      this.#root.resetReadTxn()
+      const now = this.#clock.now()
+      for (const { key, value } of this.#data.getRange({ start, exclusiveStart })) {
+        if (!startsWith(key, direct)) break
+        if (keys.length >= limit || examined >= budget) {
+          done = false
+          break
+        }
+        examined++
+        last = Buffer.from(key) // lmdb-js may reuse the key's buffer for the next record
+        if (exact !== undefined && !fullKeyStartsWith(value, exact)) continue
+        if (now >= recordExpiry(value)) continue
+        const n = recordKeyLength(value)
+        keys.push(n > 0 ? Buffer.from(value.buffer, value.byteOffset + HEADER, n).toString('utf8') : key.toString('utf8'))
+      }
+    } catch (err) {
+      throw storeError(err, 'scan')
+    }
+    return { keys, cursor: done || last === undefined ? undefined : encodeCursor({ k: last.toString('base64url') }) }
   }
 
   count(prefix = ''): number {

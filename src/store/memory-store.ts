@@ -18,7 +18,10 @@
 import type { Clock, TimerHandle } from '../core/clock.js'
 import { AbortedError, ClosedError, InvalidOptionsError } from '../core/errors.js'
 import { systemClock } from '../core/system-clock.js'
-import type { LockGrant, Store, StoreEntry, StoreLocks } from './types.js'
+import { checkScanOptions, decodeCursor, encodeCursor } from './scan-options.js'
+import type { LockGrant, ScanOptions, ScanPage, Store, StoreEntry, StoreLocks } from './types.js'
+
+const isMemoryCursor = (state: unknown): state is { a: string } => typeof state === 'object' && state !== null && typeof (state as { a?: unknown }).a === 'string'
 
 export interface MemoryStoreOptions {
   /** Time source for expiry and lock leases. @default systemClock */
@@ -132,6 +135,35 @@ class MemoryStore implements Store {
       for (const key of this.#entries.keys()) if (key.startsWith(prefix)) this.#entries.delete(key)
     }
     // Lock records (and their fence marks) survive clear: they guard writes, not values.
+  }
+
+  /**
+   * Key order (UTF-16 code units); the cursor is the last key returned, so keys inserted or
+   * removed meanwhile never shift the walk. Each page looks at every entry once (keeping the
+   * `limit` smallest keys after the cursor): O(n log limit), fine for a test store.
+   */
+  async scan(options?: ScanOptions): Promise<ScanPage> {
+    this.#open()
+    const { prefix, cursor, limit } = checkScanOptions(options)
+    const after = cursor === undefined ? undefined : decodeCursor(cursor, isMemoryCursor, 'memory').a
+    const now = this.#clock.now()
+    let picked: string[] = []
+    let bound: string | undefined // keys from this one up cannot be among the limit + 1 smallest
+    for (const [key, entry] of this.#entries) {
+      if (!key.startsWith(prefix) || now >= entry.expiresAt) continue
+      if (after !== undefined && key <= after) continue
+      if (bound !== undefined && key >= bound) continue
+      picked.push(key)
+      if (picked.length >= 4 * limit + 4) {
+        // Keep the limit + 1 smallest: one more than the page tells whether another follows.
+        picked = picked.sort().slice(0, limit + 1)
+        bound = picked[limit]
+      }
+    }
+    picked.sort()
+    const more = picked.length > limit
+    const keys = more ? picked.slice(0, limit) : picked
+    return { keys, cursor: more ? encodeCursor({ a: keys[keys.length - 1] }) : undefined }
   }
 
   async close(): Promise<void> {

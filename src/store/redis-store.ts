@@ -32,6 +32,7 @@
  * (core/backoff.ts, `reconnect`: 50 ms doubling to 2 s, ioredis's own bounds, ±25 %
  * jitter so that a fleet does not dial a restarted Redis in lockstep).
  */
+import { createHash } from 'node:crypto'
 import { Cluster, Redis, type ClusterOptions, type RedisOptions, type SentinelAddress } from 'ioredis'
 import { backoffPolicy, type BackoffConfig, type BackoffPolicy, type ReconnectOptions } from '../core/backoff.js'
 import type { Clock, TimerHandle } from '../core/clock.js'
@@ -40,7 +41,8 @@ import { AbortedError, CacheError, ClosedError, InvalidOptionsError, StoreFullEr
 import type { Random } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
 import { SCRIPT_NAMES, SCRIPTS } from './redis-scripts.js'
-import type { LockGrant, Store, StoreEntry, StoreLocks } from './types.js'
+import { checkScanOptions, decodeCursor, encodeCursor } from './scan-options.js'
+import type { LockGrant, ScanOptions, ScanPage, Store, StoreEntry, StoreLocks } from './types.js'
 
 export interface RedisStoreOptions {
   /** `redis://[user:pass@]host:port[/db]` or `rediss://...`: we create (and close) the client. */
@@ -91,6 +93,22 @@ const GLOB = /[*?[\]\\]/g
 /** Longest finite TTL sent to Redis (~4,460 years); longer ones would overflow its clock arithmetic. */
 const MAX_PX = 2 ** 47
 const QUIT_TIMEOUT_MS = 1_000
+/** SCAN calls one `scan` page may make (a sparse prefix gives empty SCAN replies). */
+const MAX_SCAN_ROUNDS = 16
+
+/** A Redis scan cursor's state: master index, its SCAN cursor, keys left over, master-set digest. */
+interface RedisScanState {
+  n: number
+  c: string
+  r: string[]
+  m: string
+}
+
+function isRedisScanState(state: unknown): state is RedisScanState {
+  if (typeof state !== 'object' || state === null) return false
+  const s = state as Partial<RedisScanState>
+  return Number.isSafeInteger(s.n) && (s.n as number) >= 0 && typeof s.c === 'string' && /^\d+$/.test(s.c) && Array.isArray(s.r) && s.r.every((k) => typeof k === 'string') && typeof s.m === 'string'
+}
 
 /**
  * Redis past `maxmemory` (policy noeviction) answers writes with an OOM error, EXEC with
@@ -441,6 +459,57 @@ class RedisStore implements Store {
     })
   }
 
+  /**
+   * SCAN MATCH over the data keys (never KEYS), master after master on a Cluster (sorted by
+   * address). The cursor holds the master's index, its SCAN cursor, a digest of the master
+   * set, and the keys of the last SCAN reply that did not fit the page (SCAN's COUNT is a
+   * hint: a reply may be longer). A changed master set (fail-over, added or removed master)
+   * restarts the walk from the first master: keys repeat, none is lost. Redis itself skips
+   * expired keys in SCAN. At most `MAX_SCAN_ROUNDS` SCAN calls per page.
+   */
+  async scan(options?: ScanOptions): Promise<ScanPage> {
+    this.#open()
+    const { prefix, cursor, limit } = checkScanOptions(options)
+    const pattern = `${globEscape(this.#prefix)}{${globEscape(prefix === '' ? '' : keyTag(prefix))}*}`
+    const client = this.#client
+    let masters: { node: Redis; id: string }[]
+    if (client instanceof Cluster) {
+      if (client.status !== 'ready') await client.ping()
+      masters = client
+        .nodes('master')
+        .map((node) => ({ node, id: `${node.options.host ?? ''}:${node.options.port ?? ''}` }))
+        .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+    } else {
+      masters = [{ node: client, id: '' }]
+    }
+    const set = createHash('sha256').update(masters.map((m) => m.id).join(',')).digest('base64url').slice(0, 16)
+    let state: RedisScanState = cursor === undefined ? { n: 0, c: '0', r: [], m: set } : decodeCursor(cursor, isRedisScanState, 'redis')
+    if (state.m !== set) state = { n: 0, c: '0', r: state.r, m: set }
+    const keys = state.r.slice(0, limit)
+    const rest = state.r.slice(limit)
+    let { n, c } = state
+    for (let round = 0; keys.length < limit && n < masters.length && round < MAX_SCAN_ROUNDS; round++) {
+      const [next, batch] = await (masters[n] as { node: Redis }).node.scanBuffer(c, 'MATCH', pattern, 'COUNT', Math.max(limit, 16))
+      c = next.toString()
+      if (c === '0') n++ // this master is done; the next starts at cursor 0
+      for (const raw of batch) {
+        const key = this.#userKey(raw.toString('utf8'))
+        if (key === undefined) continue
+        if (keys.length < limit) keys.push(key)
+        else rest.push(key)
+      }
+    }
+    if (n >= masters.length && rest.length === 0) return { keys, cursor: undefined }
+    return { keys, cursor: encodeCursor({ n, c, r: rest, m: set } satisfies RedisScanState) }
+  }
+
+  /** The cache key of a data key (`prefix{tag}`), or undefined for anything else. */
+  #userKey(redisKey: string): string | undefined {
+    if (!redisKey.startsWith(`${this.#prefix}{`) || !redisKey.endsWith('}')) return undefined
+    const tag = redisKey.slice(this.#prefix.length + 1, -1)
+    return tag === '%' ? '' : tag.replace(/%u([0-9A-F]{4})|%([0-9A-F]{2})/g, (_, u: string | undefined, b: string | undefined) => String.fromCharCode(parseInt(u ?? b ?? '', 16)))
+  }
+
   async #scan(node: Redis, pattern: string, onBatch: (keys: Buffer[]) => Promise<void>): Promise<void> {
     let cursor = '0'
     do {
@@ -657,6 +726,6 @@ class RedisStore implements Store {
 }
 
 /** A Redis-backed `Store` (with locks). See the file comment for the key mapping. */
-export function redisStore(options: RedisStoreOptions): Store & { readonly locks: StoreLocks; readonly client: Redis | Cluster } {
+export function redisStore(options: RedisStoreOptions): Store & { readonly locks: StoreLocks; readonly client: Redis | Cluster; scan(options?: ScanOptions): Promise<ScanPage> } {
   return new RedisStore(options)
 }

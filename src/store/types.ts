@@ -35,6 +35,47 @@ export interface Store {
   close(): Promise<void>
   /** Cross-process locks, where the backend supports them. */
   readonly locks?: StoreLocks
+  /**
+   * One page of the keys starting with `prefix`: call again with the returned `cursor`
+   * until it is `undefined`. Every built-in store has it (memory, LMDB, Redis standalone,
+   * Sentinel and Cluster); the conformance suite requires it unless told the adapter cannot
+   * scan. Guarantees (see `ScanPage`); the keys only: read values with `getMany`.
+   */
+  scan?(options?: ScanOptions): Promise<ScanPage>
+}
+
+export interface ScanOptions {
+  /** Only keys starting with this ('' = all the store owns). @default '' */
+  readonly prefix?: string
+  /**
+   * The `cursor` of the previous page, with the same `prefix`; absent to start. Opaque (each
+   * store has its own format: a position in key order, a Redis SCAN cursor per master…);
+   * a malformed one is refused with `ERR_INVALID_OPTIONS`.
+   */
+  readonly cursor?: string
+  /** Most keys in the page, 1..10,000 (`MAX_SCAN_LIMIT`). @default 100 */
+  readonly limit?: number
+}
+
+/**
+ * A page of a scan. What a whole scan (first call to the page whose cursor is `undefined`)
+ * guarantees, on every store:
+ * - every key that starts with the prefix and is present and unexpired for the whole scan
+ *   is returned at least once (Redis Cluster: while no slot moves between masters; a change
+ *   of the master set restarts the walk, which repeats keys but loses none);
+ * - a key may be returned more than once (Redis SCAN on a resizing table, a restarted
+ *   cluster walk): deduplicate if it matters;
+ * - a key written or deleted during the scan may or may not be returned;
+ * - a key is returned only if it was unexpired when its page was read;
+ * - `keys.length <= limit`; a page may be empty while `cursor` is still set (a sparse
+ *   prefix, expired entries skipped): keep going until `cursor` is `undefined`;
+ * - no order is promised across stores (memory, LMDB and etcd walk in key order, Redis
+ *   does not).
+ */
+export interface ScanPage {
+  readonly keys: readonly string[]
+  /** Where the next page starts; `undefined` when the scan is complete. */
+  readonly cursor: string | undefined
 }
 
 export interface StoreEntry {

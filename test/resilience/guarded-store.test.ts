@@ -403,3 +403,24 @@ describe('GuardedStore ordered writes (setAbove / deleteAbove, for lock: distrib
     assert.equal(store.stats().queued, 2)
   })
 })
+
+describe('GuardedStore scan', () => {
+  test('forwards scan pages; a failing store rejects through the breaker like a read; a store that cannot scan says so', async () => {
+    const { clock, raw, store } = setup({ retry: { attempts: 0 } })
+    assert.equal(store.canScan, true)
+    await raw.setMany(['p:1', 'p:2', 'p:3', 'q:1'].map((key) => ({ key, value: bytes('v'), ttlMs: 60_000 })))
+    const first = await store.scan({ prefix: 'p:', limit: 2 })
+    assert.deepEqual(first.keys, ['p:1', 'p:2'])
+    const second = await store.scan({ prefix: 'p:', limit: 2, cursor: first.cursor })
+    assert.deepEqual(second, { keys: ['p:3'], cursor: undefined })
+    raw.health = 'down'
+    const failed = await settle(clock, store.scan({ prefix: 'p:' }))
+    assert.ok(isCacheError(failed.error, 'ERR_STORE_UNAVAILABLE'), String(failed.error))
+    raw.health = 'hung'
+    const hung = await settle(clock, store.scan({ prefix: 'p:' }))
+    assert.ok(isCacheError(hung.error, 'ERR_STORE_TIMEOUT'), String(hung.error))
+    const plain = new GuardedStore({ ...raw, name: 'noscan', scan: undefined, get: (k: string) => raw.get(k) } as unknown as FlakyStore, clock, new SeededRandom(1))
+    assert.equal(plain.canScan, false)
+    await assert.rejects(plain.scan(), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS'))
+  })
+})

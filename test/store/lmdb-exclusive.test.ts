@@ -134,6 +134,11 @@ describe('lmdbStore count', () => {
       assert.equal(store.count('a'), 2)
       assert.equal(store.count('c'), 0)
       assert.equal(store.count(long), 2, 'a prefix longer than the direct key part')
+      // scan returns hashed long keys whole, for short and long prefixes.
+      assert.deepEqual([...(await store.scan({ prefix: long })).keys].sort(), [`${long}1`, `${long}2`])
+      assert.deepEqual([...(await store.scan({ prefix: 'L', limit: 2 })).keys].length, 2)
+      const allL = [...(await store.scan({ prefix: 'L', limit: 10 })).keys].sort()
+      assert.deepEqual(allL, [`${long}1`, `${long}2`, `${long.slice(0, 2000)}M`].sort())
       assert.equal(store.count('L'), 3)
       await store.delete('a:1')
       assert.equal(store.count('a:'), 1)

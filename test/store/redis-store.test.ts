@@ -457,3 +457,61 @@ describe('redisStore: out of memory (own server)', () => {
     }
   })
 })
+
+describe('redisStore: scan', () => {
+  test('keys come back exactly (the key mapping reversed), lock records are not keys, and only SCAN is used (never KEYS)', async () => {
+    const store = redisStore({ url: server.url, prefix: freshPrefix() })
+    const admin = new Redis(server.url)
+    try {
+      const tricky = ['', '%', '%25', '%7B', '{', '}', '{}', '}{', '{a}', 'a{b}c:{}', '%u', '\uD83D', '\uDE00', '\uD83D\uDE00', '🚀', 'x\u0000y', '*', '\\', 'ns:a', 'ns:b']
+      await store.setMany(tricky.map((key) => ({ key, value: bytes('v'), ttlMs: 600_000 })))
+      assert.ok((await store.locks.acquire('only-a-lock', 'tok', 600_000)) !== undefined)
+      const stats = async (): Promise<{ keys: number; scan: number }> => {
+        const info = String(await admin.info('commandstats'))
+        const calls = (name: string): number => Number(new RegExp(`cmdstat_${name}:calls=(\\d+)`).exec(info)?.[1] ?? 0)
+        return { keys: calls('keys'), scan: calls('scan') }
+      }
+      const before = await stats()
+      const all: string[] = []
+      let cursor: string | undefined
+      do {
+        const page = await store.scan({ cursor, limit: 3 })
+        assert.ok(page.keys.length <= 3)
+        all.push(...page.keys)
+        cursor = page.cursor
+      } while (cursor !== undefined)
+      assert.deepEqual([...new Set(all)].sort(), [...tricky].sort())
+      const { keys: ns } = await store.scan({ prefix: 'ns:', limit: 100 })
+      assert.deepEqual([...ns].sort(), ['ns:a', 'ns:b'])
+      const after = await stats()
+      assert.equal(after.keys, before.keys, 'KEYS was never sent')
+      assert.ok(after.scan > before.scan, 'SCAN was')
+    } finally {
+      admin.disconnect()
+      await store.close()
+    }
+  })
+
+  test('a cursor from another master set restarts the walk: keys repeat, none is lost', async () => {
+    const store = redisStore({ url: server.url, prefix: freshPrefix() })
+    try {
+      const keys = Array.from({ length: 40 }, (_, i) => `k${i}`)
+      await store.setMany(keys.map((key) => ({ key, value: bytes('v'), ttlMs: 600_000 })))
+      const first = await store.scan({ limit: 5 })
+      assert.ok(first.cursor !== undefined)
+      // As if the master set changed since: the digest differs and the walk was "past the end".
+      const state = JSON.parse(Buffer.from(first.cursor, 'base64url').toString('utf8')) as Record<string, unknown>
+      const stale = Buffer.from(JSON.stringify({ ...state, n: 1, c: '0', m: 'another-master-set' })).toString('base64url')
+      const seen = new Set(first.keys)
+      let cursor: string | undefined = stale
+      do {
+        const page: { keys: readonly string[]; cursor: string | undefined } = await store.scan({ cursor, limit: 5 })
+        for (const k of page.keys) seen.add(k)
+        cursor = page.cursor
+      } while (cursor !== undefined)
+      assert.deepEqual([...seen].sort(), [...keys].sort())
+    } finally {
+      await store.close()
+    }
+  })
+})

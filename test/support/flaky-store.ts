@@ -6,7 +6,7 @@
  */
 import type { Clock } from '../../src/core/clock.js'
 import { StoreFullError } from '../../src/core/errors.js'
-import type { Store, StoreEntry } from '../../src/store/types.js'
+import type { ScanOptions, ScanPage, Store, StoreEntry } from '../../src/store/types.js'
 
 export type Health = 'up' | 'down' | 'hung' | 'full'
 
@@ -72,6 +72,15 @@ export class FlakyStore implements Store {
   clear(prefix: string): Promise<void> {
     return this.#op('clear', () => {
       for (const k of [...this.data.keys()]) if (k.startsWith(prefix)) this.data.delete(k)
+    })
+  }
+  /** Key order; the cursor is the last key returned (this double trusts its callers' cursors). */
+  scan(options: ScanOptions = {}): Promise<ScanPage> {
+    return this.#op('scan', () => {
+      const { prefix = '', cursor, limit = 100 } = options
+      const keys = [...this.data.keys()].filter((k) => k.startsWith(prefix) && (cursor === undefined || k > cursor) && this.#live(k) !== undefined).sort()
+      const page = keys.slice(0, limit)
+      return { keys: page, cursor: keys.length > limit ? page[page.length - 1] : undefined }
     })
   }
   close(): Promise<void> {

@@ -23,6 +23,7 @@ export function survivingStore(inner: Store): Store {
     deleteMany: (k) => inner.deleteMany(k),
     touch: (k, t) => inner.touch(k, t),
     clear: (p) => inner.clear(p),
+    ...(inner.scan === undefined ? {} : { scan: (o) => (inner.scan as NonNullable<Store['scan']>).call(inner, o) }),
     close: async () => undefined,
   }
 }
@@ -40,6 +41,7 @@ export function slowStore(inner: Store, delayMs: number): Store {
     deleteMany: (k) => later(() => inner.deleteMany(k)),
     touch: (k, t) => later(() => inner.touch(k, t)),
     clear: (p) => later(() => inner.clear(p)),
+    ...(inner.scan === undefined ? {} : { scan: (o) => later(() => (inner.scan as NonNullable<Store['scan']>).call(inner, o)) }),
     close: () => inner.close(),
   }
 }
