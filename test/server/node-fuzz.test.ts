@@ -199,6 +199,50 @@ describe('node fuzz', () => {
   })
 })
 
+describe('node fuzz: large values on the JSON routes', () => {
+  test(`seeded (seed ${SEED}): multi-megabyte strings in every JSON field get success or a typed error over sockets, never 500`, async (t) => {
+    const d = tempDir('stratacache-fuzz-large-')
+    const big = await startNode({ port: 0, dataDir: d.path, disk: '256mb', memory: '64mb', maxValueBytes: '8mb', maxBodyBytes: '24mb', logger })
+    try {
+      const huge = (n: number, alphabet: string): string => {
+        const unit = Array.from({ length: 64 }, () => alphabet[int(alphabet.length)]).join('')
+        return unit.repeat(Math.ceil(n / 64)).slice(0, n)
+      }
+      const sizes = [3_300_000, 4_500_000, 8 * 1024 * 1024, 11_500_000, 20_000_000]
+      const bodies: Array<() => string> = [
+        // base64 values around and past the old stack overflow (4.47 M characters) and the value limit
+        () => JSON.stringify({ entries: [{ key: 'fbig', value: Buffer.alloc(Math.floor((pick(sizes) * 3) / 4), int(256)).toString('base64') }] }),
+        // the same lengths, not base64
+        () => JSON.stringify({ entries: [{ key: 'fbad', value: huge(pick(sizes), 'ab+/=*é') }] }),
+        () => JSON.stringify({ entries: [{ key: huge(pick(sizes), 'abc/é'), value: 'QQ==' }] }),
+        () => JSON.stringify({ entries: [{ key: 'ftag', value: 'QQ==', tags: [huge(pick(sizes), 'ab:')] }] }),
+        () => JSON.stringify({ entries: [{ key: 'fttl', value: 'QQ==', ttl: huge(pick(sizes), '0123456789') }] }),
+        () => JSON.stringify({ keys: [huge(pick(sizes), 'ab\u0000"')] }),
+        () => JSON.stringify({ keys: Array.from({ length: 1000 }, (_, i) => `k${i}${huge(1000, 'xy')}`) }),
+        () => JSON.stringify({ tags: [huge(pick(sizes), 'a:b')], mode: huge(1_000_000, 'h') }),
+        () => JSON.stringify({ [huge(4_000_000, 'zq')]: 1 }),
+        () => `{"entries":[{"key":"fesc","value":"${'\\u0041'.repeat(700_000)}"}]}`,
+        () => `{"keys":${'['.repeat(2_000_000)}`,
+      ]
+      const statuses = new Map<number, number>()
+      for (let i = 0; i < 24; i++) {
+        const which = i < bodies.length ? i : int(bodies.length)
+        const body = bodies[which]()
+        const path = pick(['/v1/mset', '/v1/mget', '/v1/invalidate'])
+        const r = await send(big.url, 'POST', path, body, { 'content-type': 'application/json' }, 60_000)
+        checkReply(r.status, r.headers['content-type'] as string | undefined, r.body, `body #${which} (${body.length} chars) to ${path}`)
+        statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1)
+      }
+      t.diagnostic(`statuses ${JSON.stringify(Object.fromEntries(statuses))}`)
+      assert.deepEqual(errors, [], 'no unexpected errors were logged')
+      assert.equal((await send(big.url, 'GET', '/readyz')).status, 200)
+    } finally {
+      await big.close()
+      d.remove()
+    }
+  })
+})
+
 function rawRequest(): string {
   const r = int(8)
   const path = randomPath().replaceAll(' ', '%20').replace(/[\r\n]/g, '')
