@@ -141,22 +141,24 @@ const ALLOW: Readonly<Record<Route['kind'], readonly string[]>> = {
   zerocache: ['GET', 'PUT', 'DELETE'],
 }
 
-const FIXED: Readonly<Record<string, Route['kind']>> = {
-  [`${API_PREFIX}/keys`]: 'keys',
-  [`${API_PREFIX}/mget`]: 'mget',
-  [`${API_PREFIX}/mset`]: 'mset',
-  [`${API_PREFIX}/invalidate`]: 'invalidate',
-  [`${API_PREFIX}/stats`]: 'stats',
-  '/healthz': 'healthz',
-  '/readyz': 'readyz',
-  '/metrics': 'metrics',
-  '/ping': 'ping',
-}
+// A Map, not an object literal: a path such as `constructor` or `__proto__` must not find
+// Object.prototype's members (it did, and answered 500).
+const FIXED: ReadonlyMap<string, Route['kind']> = new Map([
+  [`${API_PREFIX}/keys`, 'keys'],
+  [`${API_PREFIX}/mget`, 'mget'],
+  [`${API_PREFIX}/mset`, 'mset'],
+  [`${API_PREFIX}/invalidate`, 'invalidate'],
+  [`${API_PREFIX}/stats`, 'stats'],
+  ['/healthz', 'healthz'],
+  ['/readyz', 'readyz'],
+  ['/metrics', 'metrics'],
+  ['/ping', 'ping'],
+])
 
 const KEY_PREFIX = `${API_PREFIX}/keys/`
 
 function route(path: string, maxKeyBytes: number): Route {
-  const fixed = FIXED[path]
+  const fixed = FIXED.get(path)
   if (fixed !== undefined) return { kind: fixed } as Route
   if (path.startsWith(KEY_PREFIX)) {
     const segment = path.slice(KEY_PREFIX.length)

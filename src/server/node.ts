@@ -69,9 +69,22 @@ export interface NodeHandle {
 const EMPTY = new Uint8Array(0)
 
 /** The lines of a raw HTTP answer, for sockets that never became a request. */
-function rawResponse(status: number, reason: string, code: string, message: string): string {
+function rawResponse(status: number, reason: string, code: string, message: string, retryAfter?: number): string {
   const body = JSON.stringify({ code, message })
-  return `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
+  const retry = retryAfter === undefined ? '' : `Retry-After: ${retryAfter}\r\n`
+  return `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${retry}Connection: close\r\n\r\n${body}`
+}
+
+/**
+ * The token of an `Authorization: Bearer <token>` header, or `undefined`. The scheme is
+ * case-insensitive and may be followed by more than one space (RFC 7235 §2.1).
+ */
+function bearerToken(auth: string | string[] | undefined): string | undefined {
+  if (typeof auth !== 'string' || auth.length < 7 || auth.slice(0, 6).toLowerCase() !== 'bearer') return undefined
+  let i = 6
+  if (auth.charCodeAt(i) !== 32) return undefined
+  while (auth.charCodeAt(i) === 32) i++
+  return auth.slice(i)
 }
 
 function digest(text: string): Buffer {
@@ -191,6 +204,12 @@ class Node implements NodeHandle {
       })
     })
     server.on('clientError', (err: Error & { code?: string }, socket: Socket) => this.#onClientError(err, socket))
+    // Without a listener node:http drops a CONNECT without a word; the node is no proxy.
+    server.on('connect', (_req: IncomingMessage, socket: Socket) => {
+      this.#clientErrors++
+      socket.on('error', () => undefined)
+      socket.end(rawResponse(400, 'Bad Request', 'ERR_BAD_REQUEST', 'The node is not a proxy: CONNECT is not supported'))
+    })
   }
 
   get url(): string {
@@ -290,7 +309,7 @@ class Node implements NodeHandle {
       this.#refused++
       const why = this.#draining ? 'The node is shutting down' : full ? 'The node is at its bound of open connections' : 'Too many connections from your address'
       if (this.#tls) socket.destroy()
-      else socket.end(rawResponse(503, 'Service Unavailable', 'ERR_BUSY', why))
+      else socket.end(rawResponse(503, 'Service Unavailable', 'ERR_BUSY', why, 1))
       socket.on('error', () => undefined)
       return
     }
@@ -326,6 +345,11 @@ class Node implements NodeHandle {
     const url = req.url ?? '/'
     const { path } = splitUrl(url)
     this.#requests++
+    // node:http's own answer to a missing Host is an empty 400; ours is typed JSON (HTTP/1.1 requires Host).
+    if (req.headers.host === undefined && req.httpVersion !== '1.0') {
+      this.#send(req, res, this.#count(errorResponse('ERR_BAD_REQUEST', 'An HTTP/1.1 request needs a Host header')), true, started)
+      return
+    }
     const denied = this.#admit(method, path, req.headers, req.socket.remoteAddress ?? 'unknown')
     if (denied !== undefined) {
       this.#send(req, res, this.#count(denied), true, started)
@@ -381,19 +405,20 @@ class Node implements NodeHandle {
       this.#busy++
       return errorResponse('ERR_BUSY', 'The node is shutting down', 503, { 'retry-after': '1' })
     }
-    if (this.#token !== undefined) {
-      const auth = headers.authorization
-      const ok = typeof auth === 'string' && auth.startsWith('Bearer ') && timingSafeEqual(digest(auth.slice(7)), this.#token)
-      if (!ok) {
-        this.#unauthorized++
-        return errorResponse('ERR_UNAUTHORIZED', 'A valid bearer token is required', 401, { 'www-authenticate': 'Bearer' })
-      }
-    }
     if (this.#limiter !== undefined) {
       const wait = this.#limiter.take(ip)
       if (wait > 0) {
         this.#rateLimited++
         return errorResponse('ERR_RATE_LIMITED', 'Request rate over the limit for your address', 429, { 'retry-after': String(wait) })
+      }
+    }
+    // The rate limit runs before auth, so token guesses spend the guesser's tokens too.
+    if (this.#token !== undefined) {
+      const given = bearerToken(headers.authorization)
+      const ok = given !== undefined && timingSafeEqual(digest(given), this.#token)
+      if (!ok) {
+        this.#unauthorized++
+        return errorResponse('ERR_UNAUTHORIZED', 'A valid bearer token is required', 401, { 'www-authenticate': 'Bearer' })
       }
     }
     if (this.#inFlight >= this.options.maxInFlight) {
@@ -497,6 +522,8 @@ export async function startNode(options: NodeOptions = {}): Promise<NodeHandle> 
     requestTimeout,
     headersTimeout: Math.min(o.headersTimeoutMs, requestTimeout),
     keepAliveTimeout: o.keepAliveTimeoutMs,
+    // Checked by the node itself, to answer with a typed JSON error.
+    requireHostHeader: false,
     connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(Math.min(o.headersTimeoutMs, requestTimeout) / 4))),
     // Requests per socket are not limited: keep-alive clients reuse connections.
   }

@@ -334,7 +334,7 @@ describe('node API (injected)', () => {
 
   test('bearer auth: timing-safe check, probes exempt', async () => {
     const { node: n } = await node({ authToken: 's3cret-token' })
-    for (const auth of [undefined, 'Bearer wrong', 'Bearer s3cret-toke', 'Basic s3cret-token', 'Bearer s3cret-token2', 'bearer s3cret-token']) {
+    for (const auth of [undefined, 'Bearer wrong', 'Bearer s3cret-toke', 'Basic s3cret-token', 'Bearer s3cret-token2', 'Bearers3cret-token']) {
       const r = await n.inject({ method: 'GET', url: '/v1/keys/a', headers: auth === undefined ? {} : { authorization: auth } })
       assert.equal(r.status, 401, String(auth))
       assert.equal(code(r), 'ERR_UNAUTHORIZED')
@@ -343,6 +343,8 @@ describe('node API (injected)', () => {
     assert.equal((await n.inject({ method: 'GET', url: '/metrics' })).status, 401)
     const ok = await n.inject({ method: 'PUT', url: '/v1/keys/a', body: 'v', headers: { authorization: 'Bearer s3cret-token' } })
     assert.equal(ok.status, 200)
+    // The scheme is case-insensitive (RFC 7235 §2.1); the token is not.
+    assert.equal((await n.inject({ method: 'GET', url: '/v1/keys/a', headers: { authorization: 'bearer s3cret-token' } })).status, 200)
     for (const probe of ['/healthz', '/readyz', '/ping']) assert.equal((await n.inject({ method: 'GET', url: probe })).status, 200, probe)
     assert.equal((json(await n.inject({ method: 'GET', url: '/v1/stats', headers: { authorization: 'Bearer s3cret-token' } })) as { requests: { unauthorized: number } }).requests.unauthorized, 7)
   })
