@@ -137,6 +137,10 @@ export interface NodeStats {
     readonly ready: boolean
     readonly draining: boolean
     readonly inFlight: number
+    /** Requests whose body is still arriving (they hold no in-flight slot). */
+    readonly receiving: number
+    /** Request body bytes held in memory (bound: the node's `maxBufferedBodyBytes`). */
+    readonly bufferedBodyBytes: number
     readonly connections: number
   }
   readonly requests: {

@@ -4,10 +4,13 @@
  *
  * Request path (admission before any work, LoomCache's order of defences):
  *   connection → node-wide, then per-IP connection limit (503 + close)
- *   request    → draining? (503 + close) → auth (401) → token bucket (429) →
- *                concurrency bound (503, never queued) → bodies still arriving from this IP
- *                (503 past maxUploadsPerIp) → body read within its limit (413)
- *                → route → engine → response
+ *   request    → draining? (503 + close) → token bucket (429) → auth (401) →
+ *                [a body to read: a slot free now? → bodies arriving from this IP
+ *                (maxUploadsPerIp) → byte budget (maxBufferedBodyBytes) → body read
+ *                within its size limit (413) and deadline (408), holding no slot] →
+ *                concurrency bound (503, never queued) → route → engine → response
+ * Bodies arriving and work in flight are separate resources: slow uploads, from however
+ * many addresses, cannot hold the slots that ready requests need (issue 14).
  * Probes (`/healthz`, `/readyz`, `/ping`) skip auth, the rate limit and the bound, so
  * orchestrators see the truth under overload. Slow clients are cut by node:http's
  * `headersTimeout` / `requestTimeout` (checked every second) with a JSON 408.
@@ -25,8 +28,8 @@ import { readFileSync } from 'node:fs'
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo, Socket } from 'node:net'
-import type { TimerHandle } from '../core/clock.js'
-import { BadRequestError, CacheError, InvalidOptionsError, StoreUnavailableError, TooLargeError } from '../core/errors.js'
+import type { Clock, TimerHandle } from '../core/clock.js'
+import { BadRequestError, BusyError, CacheError, InvalidOptionsError, StoreUnavailableError, TooLargeError } from '../core/errors.js'
 import { registerMetrics, registerReadings } from '../metrics/prometheus.js'
 import { HEADER_NODE, STATUS_OF_CODE, type NodeStats } from '../protocol/wire.js'
 import { lmdbStore } from '../store/lmdb-store.js'
@@ -91,8 +94,24 @@ function digest(text: string): Buffer {
   return createHash('sha256').update(text, 'utf8').digest()
 }
 
-/** Reads a request body up to `limit` bytes; `ERR_TOO_LARGE` past it, `ERR_BAD_REQUEST` if the client goes away. */
-function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array> {
+/** The body did not arrive within its deadline (answered 408). */
+class BodyTimeoutError extends BadRequestError {}
+
+/** What a body being read may take from the node: budget bytes, and time. */
+interface BodyGuard {
+  readonly clock: Clock
+  /** Takes `bytes` more of the node's body budget; false when it is spent. */
+  take(bytes: number): boolean
+  /** Milliseconds left until the body must be complete, given the bytes received so far. */
+  msLeft(received: number): number
+}
+
+/**
+ * Reads a request body up to `limit` bytes; `ERR_TOO_LARGE` past it, `ERR_BAD_REQUEST` if
+ * the client goes away, `BodyTimeoutError` past the guard's deadline, `BusyError` when the
+ * guard's budget is spent.
+ */
+function readBody(req: IncomingMessage, limit: number, guard?: BodyGuard): Promise<Uint8Array> {
   const declared = req.headers['content-length']
   if (declared !== undefined && Number(declared) > limit) return Promise.reject(new TooLargeError(`Body of ${declared} bytes is over the limit of ${limit}`))
   if ((declared === undefined || declared === '0') && req.headers['transfer-encoding'] === undefined) {
@@ -102,9 +121,20 @@ function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array> {
     const chunks: Buffer[] = []
     let total = 0
     let done = false
+    let timer: TimerHandle | undefined
+    // One timer per body, re-armed only when it fires early (not on every chunk).
+    const arm = (ms: number): void => {
+      timer = guard?.clock.setTimeout(() => {
+        timer = undefined
+        const left = guard.msLeft(total)
+        if (left > 0) arm(left)
+        else finish(new BodyTimeoutError(`The request body did not arrive in time (${total} bytes received)`))
+      }, ms)
+    }
     const finish = (err: Error | undefined): void => {
       if (done) return
       done = true
+      if (timer !== undefined) guard?.clock.clearTimeout(timer)
       req.off('data', onData)
       req.off('end', onEnd)
       req.off('error', onError)
@@ -115,6 +145,7 @@ function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array> {
     const onData = (chunk: Buffer): void => {
       total += chunk.byteLength
       if (total > limit) finish(new TooLargeError(`Body is over the limit of ${limit} bytes`))
+      else if (guard !== undefined && !guard.take(chunk.byteLength)) finish(new BusyError(1, 'The node holds its bound of request body bytes; retry later'))
       else chunks.push(chunk)
     }
     const onEnd = (): void => finish(undefined)
@@ -126,6 +157,7 @@ function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array> {
     req.on('end', onEnd)
     req.on('error', onError)
     req.on('close', onClose)
+    if (guard !== undefined) arm(Math.max(1, guard.msLeft(0)))
   })
 }
 
@@ -151,6 +183,12 @@ class Node implements NodeHandle {
   #draining = false
   #closing: Promise<void> | undefined
   #inFlight = 0
+  /** Requests past the gate and not yet answered (bodies arriving and work in flight): the drain waits for them. */
+  #active = 0
+  /** Requests whose body is being received, node-wide. */
+  #receiving = 0
+  /** Body bytes held node-wide (reserved or received), within maxBufferedBodyBytes. */
+  #bufferedBytes = 0
   #connections = 0
   #onIdle: (() => void) | undefined
   // counters
@@ -183,6 +221,8 @@ class Node implements NodeHandle {
       { name: 'stratacache_node_connections_refused_total', help: 'Connections refused (node-wide or per-IP connection limit, or draining).', type: 'counter', read: () => this.#refused },
       { name: 'stratacache_node_in_flight', help: 'Requests being processed.', type: 'gauge', read: () => this.#inFlight },
       { name: 'stratacache_node_connections', help: 'Open client connections.', type: 'gauge', read: () => this.#connections },
+      { name: 'stratacache_node_receiving', help: 'Requests whose body is still arriving (they hold no in-flight slot).', type: 'gauge', read: () => this.#receiving },
+      { name: 'stratacache_node_buffered_body_bytes', help: 'Request body bytes held in memory (bound: maxBufferedBodyBytes).', type: 'gauge', read: () => this.#bufferedBytes },
       { name: 'stratacache_node_last_version', help: 'Highest entry version handed out.', type: 'gauge', read: () => engine.lastVersion },
     ])
     this.#api = new HttpApi({
@@ -256,6 +296,8 @@ class Node implements NodeHandle {
         ready: this.#ready && !this.#draining,
         draining: this.#draining,
         inFlight: this.#inFlight,
+        receiving: this.#receiving,
+        bufferedBodyBytes: this.#bufferedBytes,
         connections: this.#connections,
       },
       requests: {
@@ -278,9 +320,14 @@ class Node implements NodeHandle {
     const body = typeof request.body === 'string' ? Buffer.from(request.body, 'utf8') : (request.body ?? EMPTY)
     const { path } = splitUrl(request.url)
     this.#requests++
-    const denied = this.#admit(method, path, headers, request.remoteAddress ?? '127.0.0.1')
+    const denied = this.#gate(method, path, headers, request.remoteAddress ?? '127.0.0.1')
     if (denied !== undefined) return this.#count(denied)
     const probe = isProbe(method, path)
+    if (!probe) {
+      const full = this.#takeSlot()
+      if (full !== undefined) return this.#count(full)
+      this.#active++
+    }
     try {
       if (body.byteLength > this.#api.bodyLimit(method, path)) {
         const e = new TooLargeError(`Body of ${body.byteLength} bytes is over the limit of ${this.#api.bodyLimit(method, path)}`)
@@ -288,7 +335,10 @@ class Node implements NodeHandle {
       }
       return this.#count(await this.#api.handle({ method, url: request.url, headers, body }))
     } finally {
-      if (!probe) this.#release()
+      if (!probe) {
+        this.#release()
+        this.#settled()
+      }
     }
   }
 
@@ -350,46 +400,105 @@ class Node implements NodeHandle {
       this.#send(req, res, this.#count(errorResponse('ERR_BAD_REQUEST', 'An HTTP/1.1 request needs a Host header')), true, started)
       return
     }
-    const denied = this.#admit(method, path, req.headers, req.socket.remoteAddress ?? 'unknown')
+    const ip = req.socket.remoteAddress ?? 'unknown'
+    const denied = this.#gate(method, path, req.headers, ip)
     if (denied !== undefined) {
       this.#send(req, res, this.#count(denied), true, started)
       return
     }
     const probe = isProbe(method, path)
-    const ip = req.socket.remoteAddress ?? 'unknown'
-    let uploading = false
+    const limit = this.#api.bodyLimit(method, path)
+    let held = 0
+    let slot = false
+    if (!probe) this.#active++
     try {
-      // The slot is taken before the body is read, so buffered bytes stay within
-      // maxInFlight × the body limit; a slow upload holds it until requestTimeout. Bodies
-      // still arriving are bounded per address, so one address cannot hold every slot.
-      if (!probe && !req.complete && (req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0)) {
-        const receiving = this.#uploadsByIp.get(ip) ?? 0
-        if (receiving >= this.options.maxUploadsPerIp) {
-          this.#busy++
-          this.#send(req, res, errorResponse('ERR_BUSY', `Your address has ${receiving} request bodies still arriving (the bound is ${this.options.maxUploadsPerIp})`, 503, { 'retry-after': '1' }), true, started)
+      let body: Uint8Array
+      // A body still to arrive is admitted on its own terms — per-address count, node-wide
+      // byte budget, a deadline by size — and holds no in-flight slot while it arrives: slow
+      // uploads must not lock out the requests that are ready to be served (issue 14).
+      const te = req.headers['transfer-encoding']
+      const cl = req.headers['content-length']
+      if (!probe && !req.complete && (te !== undefined || Number(cl ?? 0) > 0)) {
+        const refused = this.#admitBody(ip, te === undefined && cl !== undefined ? Number(cl) : undefined, limit)
+        if (typeof refused === 'object') {
+          this.#send(req, res, this.#count(refused), true, started)
           return
         }
-        this.#uploadsByIp.set(ip, receiving + 1)
-        uploading = true
-      }
-      let body: Uint8Array
-      try {
-        body = await readBody(req, this.#api.bodyLimit(method, path))
-      } catch (err) {
-        const e = err instanceof CacheError ? err : new BadRequestError('The request body could not be read', { cause: err })
-        this.#send(req, res, this.#count(errorResponse(e.code, e.message, STATUS_OF_CODE[e.code] ?? 400)), true, started)
-        return
-      } finally {
-        if (uploading) {
-          uploading = false
+        held = refused
+        this.#receiving++
+        this.#uploadsByIp.set(ip, (this.#uploadsByIp.get(ip) ?? 0) + 1)
+        const begun = this.options.clock.now()
+        const guard: BodyGuard = {
+          clock: this.options.clock,
+          take: (bytes) => {
+            // A declared length was reserved whole; a chunked body reserves as it arrives.
+            if (te === undefined) return true
+            if (this.#bufferedBytes + bytes > this.options.maxBufferedBodyBytes) return false
+            this.#bufferedBytes += bytes
+            held += bytes
+            return true
+          },
+          msLeft: (received) => begun + this.options.bodyTimeoutMs + (received / this.options.minBodyRate) * 1000 - this.options.clock.now(),
+        }
+        try {
+          body = await readBody(req, limit, guard)
+        } finally {
+          this.#receiving--
           this.#doneUploading(ip)
         }
+      } else {
+        body = await readBody(req, limit)
+      }
+      if (!probe) {
+        const full = this.#takeSlot()
+        if (full !== undefined) {
+          this.#send(req, res, full, true, started)
+          return
+        }
+        slot = true
       }
       const response = await this.#api.handle({ method, url, headers: req.headers, body })
       this.#send(req, res, this.#count(response), this.#draining, started)
+    } catch (err) {
+      this.#send(req, res, this.#count(this.#bodyRefusal(err)), true, started)
     } finally {
-      if (!probe) this.#release()
+      if (slot) this.#release()
+      if (held > 0) this.#bufferedBytes -= held
+      if (!probe) this.#settled()
     }
+  }
+
+  /** The answer to a body that could not be read. */
+  #bodyRefusal(err: unknown): ApiResponse {
+    if (err instanceof BusyError) {
+      this.#busy++
+      return errorResponse('ERR_BUSY', err.message, 503, { 'retry-after': String(err.retryAfter) })
+    }
+    if (err instanceof BodyTimeoutError) return errorResponse('ERR_BAD_REQUEST', err.message, 408)
+    const e = err instanceof CacheError ? err : new BadRequestError('The request body could not be read', { cause: err })
+    return errorResponse(e.code, e.message, STATUS_OF_CODE[e.code] ?? 400)
+  }
+
+  /**
+   * Admission of a body still to arrive: a free in-flight slot now (else it would be read
+   * only to be refused), the per-address count, and the byte budget (a declared length is
+   * reserved whole). Returns the bytes reserved, or the refusal.
+   */
+  #admitBody(ip: string, declared: number | undefined, limit: number): number | ApiResponse {
+    if (this.#inFlight >= this.options.maxInFlight) return this.#busyAnswer(`The node is at its bound of ${this.options.maxInFlight} requests in flight`)
+    const receiving = this.#uploadsByIp.get(ip) ?? 0
+    if (receiving >= this.options.maxUploadsPerIp) return this.#busyAnswer(`Your address has ${receiving} request bodies still arriving (the bound is ${this.options.maxUploadsPerIp})`)
+    if (declared === undefined || declared > limit) return 0 // chunked: reserved as it arrives; too large: readBody answers 413
+    if (this.#bufferedBytes + declared > this.options.maxBufferedBodyBytes) {
+      return this.#busyAnswer(`The node holds its bound of ${this.options.maxBufferedBodyBytes} bytes of request bodies; retry later`)
+    }
+    this.#bufferedBytes += declared
+    return declared
+  }
+
+  #busyAnswer(message: string): ApiResponse {
+    this.#busy++
+    return errorResponse('ERR_BUSY', message, 503, { 'retry-after': '1' })
   }
 
   #doneUploading(ip: string): void {
@@ -398,8 +507,8 @@ class Node implements NodeHandle {
     else this.#uploadsByIp.set(ip, n)
   }
 
-  /** Auth, rate limit, concurrency bound; `undefined` = admitted (and counted in flight unless a probe). */
-  #admit(method: string, path: string, headers: Headers, ip: string): ApiResponse | undefined {
+  /** Draining, rate limit, auth; `undefined` = admitted. Probes always are. */
+  #gate(method: string, path: string, headers: Headers, ip: string): ApiResponse | undefined {
     if (isProbe(method, path)) return undefined
     if (this.#draining) {
       this.#busy++
@@ -421,17 +530,23 @@ class Node implements NodeHandle {
         return errorResponse('ERR_UNAUTHORIZED', 'A valid bearer token is required', 401, { 'www-authenticate': 'Bearer' })
       }
     }
-    if (this.#inFlight >= this.options.maxInFlight) {
-      this.#busy++
-      return errorResponse('ERR_BUSY', `The node is at its bound of ${this.options.maxInFlight} requests in flight`, 503, { 'retry-after': '1' })
-    }
+    return undefined
+  }
+
+  /** Takes an in-flight slot (the concurrency bound); `undefined` = taken. */
+  #takeSlot(): ApiResponse | undefined {
+    if (this.#inFlight >= this.options.maxInFlight) return this.#busyAnswer(`The node is at its bound of ${this.options.maxInFlight} requests in flight`)
     this.#inFlight++
     return undefined
   }
 
   #release(): void {
     this.#inFlight--
-    if (this.#inFlight === 0 && this.#onIdle !== undefined) this.#onIdle()
+  }
+
+  #settled(): void {
+    this.#active--
+    if (this.#active === 0 && this.#onIdle !== undefined) this.#onIdle()
   }
 
   #count(response: ApiResponse): ApiResponse {
@@ -460,11 +575,11 @@ class Node implements NodeHandle {
     const clock = this.options.clock
     const began = clock.now()
     this.#draining = true
-    this.#log.info({ inFlight: this.#inFlight, connections: this.#connections }, 'draining')
+    this.#log.info({ inFlight: this.#inFlight, receiving: this.#receiving, connections: this.#connections }, 'draining')
     const serverClosed = new Promise<void>((resolve) => this.#server.close(() => resolve()))
     this.#server.closeIdleConnections()
     let timedOut = false
-    if (this.#inFlight > 0) {
+    if (this.#active > 0) {
       let timer: TimerHandle | undefined
       await new Promise<void>((resolve) => {
         this.#onIdle = resolve
@@ -487,7 +602,7 @@ class Node implements NodeHandle {
       storeError = err
       this.#log.error({ err }, 'closing the store failed')
     }
-    this.#log.info({ ms: Math.round(clock.now() - began), timedOut, cutRequests: timedOut ? this.#inFlight : 0 }, 'stopped')
+    this.#log.info({ ms: Math.round(clock.now() - began), timedOut, cutRequests: timedOut ? this.#active : 0 }, 'stopped')
     if (storeError !== undefined) throw new StoreUnavailableError('The store failed to close', { cause: storeError })
   }
 }

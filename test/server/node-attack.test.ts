@@ -103,3 +103,91 @@ describe('node under attack: admission details (item 15)', () => {
     }
   })
 })
+
+/** Starts a PUT whose body (of `length` declared bytes) is sent only in part: a slow upload. */
+async function slowPut(n: NodeHandle, from: string, key: string, length = 100, sent = '0123456789'): Promise<Raw> {
+  const c = await raw(n, from)
+  c.socket.write(`PUT /v1/keys/${key} HTTP/1.1\r\nHost: ${n.host}:${n.port}\r\nContent-Length: ${length}\r\nConnection: close\r\n\r\n${sent}`)
+  return c
+}
+
+async function until(what: string, check: () => boolean, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await sleep(10)
+  }
+}
+
+describe('node under attack: slow uploads (item 10)', () => {
+  test('8 addresses x 32 slow uploads (the default bounds) do not lock other clients out', async () => {
+    const n = await start({ keepAliveTimeout: '60s', bodyTimeout: '60s' })
+    const uploads: Raw[] = []
+    for (let a = 1; a <= 8; a++) {
+      for (let i = 0; i < 32; i++) uploads.push(await slowPut(n, `127.0.0.${10 + a}`, `slow-${a}-${i}`))
+    }
+    // The attack as the audit ran it: every upload seen by the node and receiving its body.
+    await until('the node to see the 256 uploads', () => n.stats().requests.total === 256)
+    assert.equal(n.stats().node.receiving, 256)
+    const put = await send(n.url, 'PUT', '/v1/keys/honest', 'value', {}, 5000)
+    assert.equal(put.status, 200, put.body.toString())
+    for (let i = 0; i < 20; i++) {
+      const get = await send(n.url, 'GET', '/v1/keys/honest', undefined, {}, 5000)
+      assert.equal(get.status, 200, `GET ${i} from another address: ${get.body.toString()}`)
+    }
+    for (const u of uploads) u.socket.destroy()
+  })
+
+  test('a body that does not keep up with minBodyRate is cut with a JSON 408 after bodyTimeout', async () => {
+    const n = await start({ bodyTimeout: '300ms', minBodyRate: '1kb', requestTimeout: '30s' })
+    const t0 = Date.now()
+    const slow = await slowPut(n, '127.0.0.1', 'slow', 100)
+    const reply = await slow.received
+    const elapsed = Date.now() - t0
+    assert.equal(statusOf(reply), 408, reply)
+    assert.equal(errorCode(bodyOf(reply)), 'ERR_BAD_REQUEST')
+    assert.ok(elapsed < 3000, `cut after about bodyTimeout (+10 ms for its 10 bytes), not requestTimeout: ${elapsed} ms`)
+    // A body trickling at the minimum rate earns its time: 2 kb in 4 pieces over ~600 ms.
+    const steady = await raw(n)
+    steady.socket.write(`PUT /v1/keys/steady HTTP/1.1\r\nHost: ${n.host}:${n.port}\r\nContent-Length: 2048\r\nConnection: close\r\n\r\n`)
+    for (let i = 0; i < 4; i++) {
+      steady.socket.write('x'.repeat(512))
+      await sleep(200)
+    }
+    assert.equal(statusOf(await steady.received), 200)
+    assert.equal(n.stats().node.bufferedBodyBytes, 0)
+  })
+})
+
+describe('node under attack: the body byte budget (item 14)', () => {
+  test('bodies in flight are bounded node-wide by maxBufferedBodyBytes: past it 503 with Retry-After at once', async () => {
+    await assert.rejects(start({ maxBufferedBodyBytes: '1mb', maxValueBytes: '2mb' }), (e: Error & { code?: string }) => e.code === 'ERR_INVALID_OPTIONS' && /maxBufferedBodyBytes/.test(e.message))
+    const n = await start({ maxBufferedBodyBytes: '1mb', maxValueBytes: '600kb', maxBodyBytes: '600kb', keepAliveTimeout: '30s', bodyTimeout: '30s' })
+    const first = await slowPut(n, '127.0.0.1', 'first', 600 * 1024)
+    await until('the first upload to reserve its bytes', () => n.stats().node.bufferedBodyBytes === 600 * 1024)
+    // A second 600 kb body would pass the budget: refused at once, unread.
+    const t0 = Date.now()
+    const second = await slowPut(n, '127.0.0.2', 'second', 600 * 1024)
+    const refused = await second.received
+    assert.ok(Date.now() - t0 < 2000, 'refused at once, not after a timeout')
+    assert.equal(statusOf(refused), 503, refused)
+    assert.equal(errorCode(bodyOf(refused)), 'ERR_BUSY')
+    assert.equal(headerOf(refused, 'retry-after'), '1')
+    assert.match(bodyOf(refused), /bytes of request bodies/)
+    // A chunked body is counted as it arrives: past the budget it is cut the same way.
+    const chunked = await raw(n, '127.0.0.3')
+    chunked.socket.write(`PUT /v1/keys/chunked HTTP/1.1\r\nHost: ${n.host}:${n.port}\r\nTransfer-Encoding: chunked\r\n\r\n`)
+    const piece = 'c'.repeat(100 * 1024)
+    for (let i = 0; i < 5 && !chunked.socket.destroyed; i++) chunked.socket.write(`${piece.length.toString(16)}\r\n${piece}\r\n`)
+    const cut = await chunked.received
+    assert.equal(statusOf(cut), 503, cut.slice(0, 300))
+    // What fits is served; GETs need no budget.
+    assert.equal((await send(n.url, 'PUT', '/v1/keys/small', Buffer.alloc(100 * 1024, 1))).status, 200)
+    assert.equal((await send(n.url, 'GET', '/v1/keys/small')).status, 200)
+    // The budget comes back when the first body completes.
+    first.socket.write(Buffer.alloc(600 * 1024 - 10, 2))
+    assert.equal(statusOf(await first.received), 200)
+    assert.equal(n.stats().node.bufferedBodyBytes, 0)
+    assert.equal((await send(n.url, 'PUT', '/v1/keys/second', Buffer.alloc(600 * 1024, 3))).status, 200)
+  })
+})
