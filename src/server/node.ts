@@ -70,6 +70,8 @@ export interface NodeHandle {
 }
 
 const EMPTY = new Uint8Array(0)
+/** TLS connections refused past a connection limit that may complete their handshake to read the 503. */
+const MAX_PENDING_TLS_REFUSALS = 64
 
 /** The lines of a raw HTTP answer, for sockets that never became a request. */
 function rawResponse(status: number, reason: string, code: string, message: string, retryAfter?: number): string {
@@ -172,6 +174,12 @@ class Node implements NodeHandle {
   readonly #server: Server
   readonly #tls: boolean
   readonly #connectionsByIp = new Map<string, number>()
+  /**
+   * TLS connections past a connection limit, by `address:port`: a refusal can only be read
+   * after the handshake, so they are let through it and their first request gets the 503.
+   * Bounded (past it they are closed without a word) and cut by the handshake deadline.
+   */
+  readonly #refusedTls = new Set<string>()
   /** Requests per client IP whose body is still being received. */
   readonly #uploadsByIp = new Map<string, number>()
   readonly #registry: ReturnType<typeof registerMetrics>
@@ -358,9 +366,14 @@ class Node implements NodeHandle {
     if (full || open > this.options.maxConnectionsPerIp || this.#draining) {
       this.#refused++
       const why = this.#draining ? 'The node is shutting down' : full ? 'The node is at its bound of open connections' : 'Too many connections from your address'
-      if (this.#tls) socket.destroy()
-      else socket.end(rawResponse(503, 'Service Unavailable', 'ERR_BUSY', why, 1))
       socket.on('error', () => undefined)
+      if (!this.#tls) socket.end(rawResponse(503, 'Service Unavailable', 'ERR_BUSY', why, 1))
+      else if (this.#refusedTls.size >= MAX_PENDING_TLS_REFUSALS) socket.destroy()
+      else {
+        const key = `${ip}:${socket.remotePort ?? 0}`
+        this.#refusedTls.add(key)
+        socket.once('close', () => this.#refusedTls.delete(key))
+      }
       return
     }
     this.#connectionsByIp.set(ip, open)
@@ -375,7 +388,9 @@ class Node implements NodeHandle {
   }
 
   #onClientError(err: Error & { code?: string }, socket: Socket): void {
-    if (err.code === 'ECONNRESET' || !socket.writable) {
+    // A TLS-level failure (handshake timeout, not TLS at all) has no HTTP to answer in: an
+    // answer written before the handshake stays queued and the socket stays open.
+    if (err.code === 'ECONNRESET' || !socket.writable || (typeof err.code === 'string' && /^ERR_(TLS|SSL)_/.test(err.code))) {
       socket.destroy()
       return
     }
@@ -395,6 +410,12 @@ class Node implements NodeHandle {
     const url = req.url ?? '/'
     const { path } = splitUrl(url)
     this.#requests++
+    if (this.#refusedTls.size > 0 && this.#refusedTls.has(`${req.socket.remoteAddress ?? 'unknown'}:${req.socket.remotePort ?? 0}`)) {
+      this.#busy++
+      const why = this.#draining ? 'The node is shutting down' : 'The node is at its bound of open connections (or of connections from your address)'
+      this.#send(req, res, errorResponse('ERR_BUSY', why, 503, { 'retry-after': '1' }), true, started)
+      return
+    }
     // node:http's own answer to a missing Host is an empty 400; ours is typed JSON (HTTP/1.1 requires Host).
     if (req.headers.host === undefined && req.httpVersion !== '1.0') {
       this.#send(req, res, this.#count(errorResponse('ERR_BAD_REQUEST', 'An HTTP/1.1 request needs a Host header')), true, started)
@@ -642,7 +663,9 @@ export async function startNode(options: NodeOptions = {}): Promise<NodeHandle> 
     connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(Math.min(o.headersTimeoutMs, requestTimeout) / 4))),
     // Requests per socket are not limited: keep-alive clients reuse connections.
   }
-  const server = tlsOptions === undefined ? createHttpServer(serverOptions) : createHttpsServer({ ...serverOptions, ...tlsOptions })
+  // node:tls waits 120 s for a ClientHello by default; silent sockets counted against
+  // maxConnections all that time. The handshake gets the headers' deadline.
+  const server = tlsOptions === undefined ? createHttpServer(serverOptions) : createHttpsServer({ ...serverOptions, ...tlsOptions, handshakeTimeout: serverOptions.headersTimeout })
   const log = o.logger ?? createLogger(o.logLevel, 'stratacache')
   const node = new Node(o, engine, log, server, tlsOptions !== undefined)
   try {

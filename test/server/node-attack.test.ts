@@ -1,7 +1,12 @@
 // The node under attack (issue 14, items 10-15), over real sockets: slow uploads, silent
 // TLS sockets, cross-site requests, the body byte budget, and the smaller admission holes.
 import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { request as httpsRequest } from 'node:https'
 import { connect, type Socket } from 'node:net'
+import { join } from 'node:path'
+import { connect as tlsConnect } from 'node:tls'
 import { after, describe, test } from 'node:test'
 import { startNode, type NodeHandle, type NodeOptions } from '../../src/server/index.js'
 import { errorCode, send, tempDir } from '../support/node-fixtures.js'
@@ -189,5 +194,56 @@ describe('node under attack: the body byte budget (item 14)', () => {
     assert.equal(statusOf(await first.received), 200)
     assert.equal(n.stats().node.bufferedBodyBytes, 0)
     assert.equal((await send(n.url, 'PUT', '/v1/keys/second', Buffer.alloc(600 * 1024, 3))).status, 200)
+  })
+})
+
+/** A self-signed certificate for 127.0.0.1 (openssl), in a temporary directory. */
+function selfSigned(): { cert: string; key: string; ca: Buffer } {
+  const d = tempDir('stratacache-tls-')
+  dirs.push(d)
+  const cert = join(d.path, 'cert.pem')
+  const key = join(d.path, 'key.pem')
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' })
+  return { cert, key, ca: readFileSync(cert) }
+}
+
+function httpsGet(n: NodeHandle, path: string, ca: Buffer): Promise<{ status: number; body: string; retryAfter: string | undefined }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest({ host: n.host, port: n.port, path, ca, agent: false, headers: { connection: 'close' } }, (res) => {
+      const chunks: Buffer[] = []
+      res.on('data', (c: Buffer) => chunks.push(c))
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString(), retryAfter: res.headers['retry-after'] as string | undefined }))
+    })
+    req.setTimeout(5000, () => req.destroy(new Error('timed out')))
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+describe('node under attack: TLS (items 11, 15)', () => {
+  test('connections that never send a ClientHello are cut at the headers deadline, so they cannot hold maxConnections', async () => {
+    const { cert, key, ca } = selfSigned()
+    const n = await start({ tlsCert: cert, tlsKey: key, maxConnections: 5, headersTimeout: '500ms' })
+    const silentSockets = await Promise.all(Array.from({ length: 5 }, () => raw(n)))
+    await until('the node to count the silent sockets', () => n.stats().node.connections === 5)
+    const closed = await Promise.race([Promise.all(silentSockets.map((c) => c.received)).then(() => true), sleep(4000).then(() => false)])
+    assert.ok(closed, 'every silent socket was closed by the node within 4 s')
+    await until('the node to release them', () => n.stats().node.connections === 0)
+    assert.equal((await httpsGet(n, '/healthz', ca)).status, 200)
+  })
+
+  test('a TLS connection past the connection limit reads a JSON 503 with Retry-After (it was closed without a word)', async () => {
+    const { cert, key, ca } = selfSigned()
+    const n = await start({ tlsCert: cert, tlsKey: key, maxConnectionsPerIp: 1, keepAliveTimeout: '30s' })
+    const held = await new Promise<Socket>((resolve, reject) => {
+      const s = tlsConnect({ host: n.host, port: n.port, ca }, () => resolve(s))
+      s.on('error', reject)
+    })
+    await until('the node to count the held connection', () => n.stats().node.connections === 1)
+    const refused = await httpsGet(n, '/v1/stats', ca)
+    assert.equal(refused.status, 503, refused.body)
+    assert.equal(errorCode(refused.body), 'ERR_BUSY')
+    assert.equal(refused.retryAfter, '1')
+    held.destroy()
   })
 })
