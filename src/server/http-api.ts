@@ -8,7 +8,7 @@
  * `CacheError`s with codes from `STATUS_OF_CODE`; anything else is a bug, answered
  * `500 ERR_INTERNAL` and reported through `onInternalError`.
  */
-import { BadRequestError, CacheError, InternalError, MethodNotAllowedError, NotFoundError, TooLargeError, type ErrorCode } from '../core/errors.js'
+import { BadRequestError, CacheError, InternalError, MethodNotAllowedError, NotFoundError, TooLargeError, UnsupportedMediaTypeError, type ErrorCode } from '../core/errors.js'
 import {
   API_PREFIX,
   CONFIRM_CLEAR,
@@ -91,6 +91,17 @@ function header(headers: Headers, name: string): string | undefined {
   if (v === undefined) return undefined
   if (typeof v === 'string') return v
   throw new BadRequestError(`Header ${name} given more than once`)
+}
+
+/**
+ * JSON routes take `Content-Type: application/json` only (parameters allowed). A web page
+ * can POST `text/plain`, a form type or a typeless Blob cross-site without a CORS
+ * preflight; it cannot send `application/json` that way (issue 14).
+ */
+function requireJson(headers: Headers): void {
+  const type = header(headers, 'content-type')
+  const media = type === undefined ? '' : type.split(';', 1)[0].trim().toLowerCase()
+  if (media !== JSON_TYPE) throw new UnsupportedMediaTypeError(`This route takes Content-Type: ${JSON_TYPE}, got ${type === undefined ? 'none' : JSON.stringify(type.slice(0, 80))}`)
 }
 
 /** Query parameters, each at most once and only from `allowed`. */
@@ -226,12 +237,15 @@ export class HttpApi {
         return this.#zerocache(r.key, method, query, request)
       case 'mget':
         queryParams(query, [])
+        requireJson(request.headers)
         return this.#mget(request.body)
       case 'mset':
         queryParams(query, [])
+        requireJson(request.headers)
         return this.#mset(request.body)
       case 'invalidate': {
         queryParams(query, [])
+        requireJson(request.headers)
         const body = parseJsonObject(request.body)
         const tags = parseTagsJson(body.tags)
         if (body.tags === undefined) throw new BadRequestError('Body must have "tags": an array of tags')

@@ -27,7 +27,7 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
-import type { AddressInfo, Socket } from 'node:net'
+import { isIP, type AddressInfo, type Socket } from 'node:net'
 import type { Clock, TimerHandle } from '../core/clock.js'
 import { BadRequestError, BusyError, CacheError, InvalidOptionsError, StoreUnavailableError, TooLargeError } from '../core/errors.js'
 import { registerMetrics, registerReadings } from '../metrics/prometheus.js'
@@ -163,6 +163,17 @@ function readBody(req: IncomingMessage, limit: number, guard?: BodyGuard): Promi
   })
 }
 
+/** The host name of a `Host` header (`[::1]:7700` → `::1`, `Example:80` → `example`). */
+function hostName(host: string): string {
+  const h = host.trim().toLowerCase()
+  if (h.startsWith('[')) {
+    const end = h.indexOf(']')
+    return end === -1 ? h : h.slice(1, end)
+  }
+  const colon = h.lastIndexOf(':')
+  return colon === -1 ? h : h.slice(0, colon)
+}
+
 class Node implements NodeHandle {
   readonly options: ResolvedNodeOptions
   readonly transport: Transport
@@ -171,6 +182,8 @@ class Node implements NodeHandle {
   readonly #log: NodeLogger
   readonly #limiter: TokenBucketLimiter | undefined
   readonly #token: Buffer | undefined
+  /** The configured listen host, as a Host header names it (lower-case). */
+  readonly #allowedHostName: string
   readonly #server: Server
   readonly #tls: boolean
   readonly #connectionsByIp = new Map<string, number>()
@@ -218,6 +231,7 @@ class Node implements NodeHandle {
     this.#startedAt = options.clock.now()
     this.#limiter = options.rateLimit > 0 ? new TokenBucketLimiter(options.clock, options.rateLimit, options.rateBurst) : undefined
     this.#token = options.authToken === undefined ? undefined : digest(options.authToken)
+    this.#allowedHostName = options.host.toLowerCase()
     this.#registry = registerMetrics(engine.cache, { name: 'node' })
     registerReadings(this.#registry, [
       { name: 'stratacache_node_requests_total', help: 'HTTP requests received.', type: 'counter', read: () => this.#requests },
@@ -535,6 +549,8 @@ class Node implements NodeHandle {
       this.#busy++
       return errorResponse('ERR_BUSY', 'The node is shutting down', 503, { 'retry-after': '1' })
     }
+    const crossSite = this.#crossSite(headers)
+    if (crossSite !== undefined) return errorResponse('ERR_FORBIDDEN', crossSite, 403)
     if (this.#limiter !== undefined) {
       const wait = this.#limiter.take(ip)
       if (wait > 0) {
@@ -550,6 +566,33 @@ class Node implements NodeHandle {
         this.#unauthorized++
         return errorResponse('ERR_UNAUTHORIZED', 'A valid bearer token is required', 401, { 'www-authenticate': 'Bearer' })
       }
+    }
+    return undefined
+  }
+
+  /**
+   * Why a request looks like a browser's cross-site one (`undefined` when it does not). The
+   * node answers no CORS, so a page can still send "simple" requests to a local node and
+   * DNS rebinding can make its origin the node's. Refused: a foreign `Origin` (or `null`),
+   * `Sec-Fetch-Site` of another site, and, when no token guards the node, a `Host` that
+   * does not name it — an IP literal, `localhost` (`*.localhost`) or the configured host
+   * (a rebinding page's Host is the attacker's domain name). Clients that are not browsers
+   * send neither header; with a token the browser cannot authenticate anyway.
+   */
+  #crossSite(headers: Headers): string | undefined {
+    const site = headers['sec-fetch-site']
+    if (site === 'cross-site' || site === 'same-site') return `Cross-site requests are refused (Sec-Fetch-Site: ${site})`
+    const host = typeof headers.host === 'string' ? headers.host : undefined
+    if (this.#token === undefined && host !== undefined) {
+      const name = hostName(host)
+      if (isIP(name) === 0 && name !== 'localhost' && !name.endsWith('.localhost') && name !== this.#allowedHostName) {
+        return `Host ${JSON.stringify(host.slice(0, 100))} does not name this node; without an auth token only an IP address, localhost or the configured host are accepted (DNS rebinding)`
+      }
+    }
+    const origin = headers.origin
+    if (origin !== undefined) {
+      const own = host === undefined ? this.url : `${this.#tls ? 'https' : 'http'}://${host.trim()}`
+      if (typeof origin !== 'string' || origin.toLowerCase() !== own.toLowerCase()) return `Cross-origin requests are refused (Origin: ${JSON.stringify(String(origin).slice(0, 100))})`
     }
     return undefined
   }

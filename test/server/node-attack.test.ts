@@ -8,6 +8,7 @@ import { connect, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { connect as tlsConnect } from 'node:tls'
 import { after, describe, test } from 'node:test'
+import { createClient } from '../../src/client/index.js'
 import { startNode, type NodeHandle, type NodeOptions } from '../../src/server/index.js'
 import { errorCode, send, tempDir } from '../support/node-fixtures.js'
 
@@ -245,5 +246,65 @@ describe('node under attack: TLS (items 11, 15)', () => {
     assert.equal(errorCode(refused.body), 'ERR_BUSY')
     assert.equal(refused.retryAfter, '1')
     held.destroy()
+  })
+})
+
+describe('node under attack: cross-site requests to a local node (item 13)', () => {
+  test('JSON routes refuse other content types with 415 ERR_UNSUPPORTED_MEDIA_TYPE (a page can POST text/plain without a preflight)', async () => {
+    const n = await start()
+    assert.equal((await send(n.url, 'PUT', '/v1/keys/a?tags=t', 'v')).status, 200)
+    for (const type of ['text/plain', 'text/plain;charset=UTF-8', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', undefined]) {
+      for (const path of ['/v1/invalidate', '/v1/mset', '/v1/mget']) {
+        const r = await send(n.url, 'POST', path, '{"tags":["t"]}', type === undefined ? {} : { 'content-type': type })
+        assert.equal(r.status, 415, `${path} ${String(type)}`)
+        assert.equal(errorCode(r.body), 'ERR_UNSUPPORTED_MEDIA_TYPE')
+      }
+    }
+    assert.equal((await send(n.url, 'GET', '/v1/keys/a')).status, 200, 'nothing was invalidated')
+    assert.equal((await send(n.url, 'POST', '/v1/invalidate', '{"tags":["t"]}', { 'content-type': 'Application/JSON; charset=utf-8' })).status, 200)
+    assert.equal((await send(n.url, 'GET', '/v1/keys/a')).status, 404)
+  })
+
+  test('without a token, a Host that is not the node (DNS rebinding) is refused with 403 ERR_FORBIDDEN; with a token it is not checked', async () => {
+    const n = await start()
+    for (const host of ['attacker.example', `attacker.example:${n.port}`, `127.0.0.1.attacker.example:${n.port}`]) {
+      const r = await send(n.url, 'GET', '/v1/stats', undefined, { host })
+      assert.equal(r.status, 403, host)
+      assert.equal(errorCode(r.body), 'ERR_FORBIDDEN')
+    }
+    for (const host of [`127.0.0.1:${n.port}`, `localhost:${n.port}`, 'LOCALHOST', `[::1]:${n.port}`, '10.1.2.3']) {
+      assert.equal((await send(n.url, 'GET', '/v1/stats', undefined, { host })).status, 200, host)
+    }
+    assert.equal((await send(n.url, 'GET', '/healthz', undefined, { host: 'attacker.example' })).status, 200, 'probes stay open')
+    const withToken = await start({ authToken: 'tok' })
+    assert.equal((await send(withToken.url, 'GET', '/v1/stats', undefined, { host: 'cache.internal.example', authorization: 'Bearer tok' })).status, 200)
+  })
+
+  test('cross-origin browser requests (Origin of another site, Sec-Fetch-Site cross-site or same-site) are refused with 403', async () => {
+    const n = await start()
+    const own = `http://127.0.0.1:${n.port}`
+    for (const headers of [{ origin: 'http://attacker.example' }, { origin: 'null' }, { origin: `http://127.0.0.1:${n.port + 1}` }, { 'sec-fetch-site': 'cross-site' }, { 'sec-fetch-site': 'same-site' }]) {
+      const r = await send(n.url, 'POST', '/v1/invalidate', '{"tags":["t"]}', { 'content-type': 'application/json', ...headers })
+      assert.equal(r.status, 403, JSON.stringify(headers))
+      assert.equal(errorCode(r.body), 'ERR_FORBIDDEN')
+      assert.equal((await send(n.url, 'GET', '/v1/stats', undefined, headers)).status, 403, `GET ${JSON.stringify(headers)}`)
+    }
+    assert.equal((await send(n.url, 'GET', '/v1/stats', undefined, { origin: own, 'sec-fetch-site': 'same-origin' })).status, 200)
+    assert.equal((await send(n.url, 'GET', '/v1/stats', undefined, { 'sec-fetch-site': 'none' })).status, 200)
+  })
+
+  test("the project's client still works against a tokenless node", async () => {
+    const n = await start()
+    const client = createClient({ nodes: [n.url] })
+    try {
+      await client.mset([{ key: 'a', value: 'x', tags: ['g'] }, { key: 'b', value: 'y' }])
+      assert.deepEqual((await client.mget(['a', 'b'])).map((e) => (e === undefined ? undefined : Buffer.from(e.value).toString())), ['x', 'y'])
+      assert.equal(await client.invalidate(['g']), 1)
+      assert.equal(await client.get('a'), undefined)
+      await client.set('c', 'z')
+      assert.equal(Buffer.from((await client.get('c'))?.value ?? []).toString(), 'z')
+    } finally {
+      await client.close()
+    }
   })
 })

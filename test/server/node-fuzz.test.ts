@@ -120,7 +120,7 @@ function randomHeaders(): Record<string, string> {
   const h: Record<string, string> = {}
   if (chance(0.3)) h['if-match'] = pick(['*', '"1"', '"abc"', '', '"1", "2"', 'W/"5"', '"99999999999999999999"', '"0"', '-1'])
   if (chance(0.1)) h['x-confirm'] = pick(['clear', 'yes', '', 'CLEAR-ALL'])
-  if (chance(0.1)) h['content-type'] = pick(['application/json', 'text/plain', '\u00ff'])
+  if (chance(0.7)) h['content-type'] = chance(0.85) ? 'application/json' : pick(['text/plain', '\u00ff', 'application/json; charset=utf-8', 'APPLICATION/JSON'])
   if (chance(0.05)) h.authorization = pick(['Bearer x', 'Basic y', ''])
   return h
 }
@@ -193,7 +193,7 @@ describe('node fuzz', () => {
     assert.equal(put.status, 200)
     assert.ok((JSON.parse(put.body.toString()) as { version: number }).version > Math.max(...control.values()))
     assert.deepEqual((await send(node.url, 'GET', '/v1/keys/after')).body, Buffer.from([0, 1, 2]))
-    assert.equal((await send(node.url, 'POST', '/v1/invalidate', '{"tags":["z"]}')).status, 200)
+    assert.equal((await send(node.url, 'POST', '/v1/invalidate', '{"tags":["z"]}', { 'content-type': 'application/json' })).status, 200)
     assert.equal((await send(node.url, 'GET', '/v1/keys/after')).status, 404)
     assert.equal((await send(node.url, 'GET', '/readyz')).status, 200)
   })
@@ -247,12 +247,12 @@ function rawRequest(): string {
   const r = int(8)
   const path = randomPath().replaceAll(' ', '%20').replace(/[\r\n]/g, '')
   const method = pick(['GET', 'PUT', 'POST', 'DELETE', 'BREW', 'G\u00e9T'])
-  if (r === 0) return `${method} ${path} HTTP/1.1\r\nHost: x\r\nContent-Length: ${pick(['abc', '-1', '1 1', '99999999999999999999'])}\r\n\r\n`
+  if (r === 0) return `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${pick(['abc', '-1', '1 1', '99999999999999999999'])}\r\n\r\n`
   if (r === 1) return `${randomText(40)}\r\n\r\n`
-  if (r === 2) return `${method} ${path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n${pick(['zz', '5\r\nabc', 'ffffffffffff\r\n'])}\r\n0\r\n\r\n`
-  if (r === 3) return `${method} ${path} HTTP/1.1\r\nHost: x\r\n${randomText(10, 'abcX-:')}: ${randomText(20, 'abc\u0001\u007f ')}\r\n\r\n`
+  if (r === 2) return `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n${pick(['zz', '5\r\nabc', 'ffffffffffff\r\n'])}\r\n0\r\n\r\n`
+  if (r === 3) return `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${randomText(10, 'abcX-:')}: ${randomText(20, 'abc\u0001\u007f ')}\r\n\r\n`
   const body = String(randomBody() ?? '')
-  return `${method} ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
+  return `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n${chance(0.7) ? 'Content-Type: application/json\r\n' : ''}Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
 }
 
 function exchange(n: NodeHandle, request: string): Promise<string> {
