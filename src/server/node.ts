@@ -72,6 +72,13 @@ export interface NodeHandle {
 const EMPTY = new Uint8Array(0)
 /** TLS connections refused past a connection limit that may complete their handshake to read the 503. */
 const MAX_PENDING_TLS_REFUSALS = 64
+/**
+ * On shutdown, how long idle keep-alive connections are kept (within drainTimeout) so a
+ * request already on the wire on one is read and answered 503, not reset with the socket.
+ */
+const DRAIN_LINGER_MS = 1000
+/** How long a connection refused with a raw 503 may stay open for its client to read it. */
+const REFUSED_LINGER_MS = 5000
 
 /** The lines of a raw HTTP answer, for sockets that never became a request. */
 function rawResponse(status: number, reason: string, code: string, message: string, retryAfter?: number): string {
@@ -193,6 +200,12 @@ class Node implements NodeHandle {
    * Bounded (past it they are closed without a word) and cut by the handshake deadline.
    */
   readonly #refusedTls = new Set<string>()
+  /**
+   * Plain sockets refused with a raw 503. node:http still parses what the client sent on
+   * them (so no unread data turns the close into a reset that hides the 503); any request
+   * it finds there is already answered.
+   */
+  readonly #answeredRaw = new WeakSet<Socket>()
   /** Requests per client IP whose body is still being received. */
   readonly #uploadsByIp = new Map<string, number>()
   readonly #registry: ReturnType<typeof registerMetrics>
@@ -377,12 +390,19 @@ class Node implements NodeHandle {
     // Node-wide first: one address cannot learn anything about the others' usage from it,
     // and it bounds file descriptors and per-socket memory whatever the number of addresses.
     const full = this.#connections >= this.options.maxConnections
-    if (full || open > this.options.maxConnectionsPerIp || this.#draining) {
+    // While draining, connections are still accepted (until the drain's linger ends): a
+    // connection waiting in the listen backlog would be reset when the listener closes, and
+    // its request with it. Its requests are answered 503 + Connection: close by #gate.
+    if (full || open > this.options.maxConnectionsPerIp) {
       this.#refused++
-      const why = this.#draining ? 'The node is shutting down' : full ? 'The node is at its bound of open connections' : 'Too many connections from your address'
+      const why = full ? 'The node is at its bound of open connections' : 'Too many connections from your address'
       socket.on('error', () => undefined)
-      if (!this.#tls) socket.end(rawResponse(503, 'Service Unavailable', 'ERR_BUSY', why, 1))
-      else if (this.#refusedTls.size >= MAX_PENDING_TLS_REFUSALS) socket.destroy()
+      if (!this.#tls) {
+        this.#answeredRaw.add(socket)
+        socket.end(rawResponse(503, 'Service Unavailable', 'ERR_BUSY', why, 1))
+        // The client closes once it has read the answer; one that does not is cut.
+        socket.setTimeout(REFUSED_LINGER_MS, () => socket.destroy())
+      } else if (this.#refusedTls.size >= MAX_PENDING_TLS_REFUSALS) socket.destroy()
       else {
         const key = `${ip}:${socket.remotePort ?? 0}`
         this.#refusedTls.add(key)
@@ -423,10 +443,14 @@ class Node implements NodeHandle {
     const method = req.method ?? 'GET'
     const url = req.url ?? '/'
     const { path } = splitUrl(url)
+    if (this.#answeredRaw.has(req.socket)) {
+      req.resume()
+      return
+    }
     this.#requests++
     if (this.#refusedTls.size > 0 && this.#refusedTls.has(`${req.socket.remoteAddress ?? 'unknown'}:${req.socket.remotePort ?? 0}`)) {
       this.#busy++
-      const why = this.#draining ? 'The node is shutting down' : 'The node is at its bound of open connections (or of connections from your address)'
+      const why = 'The node is at its bound of open connections (or of connections from your address)'
       this.#send(req, res, errorResponse('ERR_BUSY', why, 503, { 'retry-after': '1' }), true, started)
       return
     }
@@ -640,8 +664,10 @@ class Node implements NodeHandle {
     const began = clock.now()
     this.#draining = true
     this.#log.info({ inFlight: this.#inFlight, receiving: this.#receiving, connections: this.#connections }, 'draining')
-    const serverClosed = new Promise<void>((resolve) => this.#server.close(() => resolve()))
-    this.#server.closeIdleConnections()
+    // Neither stop listening nor close idle keep-alive connections yet (http.Server.close()
+    // does both): either resets requests clients already sent — on an idle connection, or on
+    // one still in the listen backlog. They are let in and answered 503 with
+    // Connection: close (#gate), until the work is done and the linger below has passed.
     let timedOut = false
     if (this.#active > 0) {
       let timer: TimerHandle | undefined
@@ -655,6 +681,17 @@ class Node implements NodeHandle {
       if (timer !== undefined) clock.clearTimeout(timer)
       this.#onIdle = undefined
     }
+    if (!timedOut && this.#connections > 0) {
+      const until = Math.min(began + this.options.drainTimeoutMs, clock.now() + DRAIN_LINGER_MS)
+      await new Promise<void>((resolve) => {
+        const check = (): void => {
+          if (this.#connections === 0 || clock.now() >= until) resolve()
+          else clock.setTimeout(check, 20)
+        }
+        check()
+      })
+    }
+    const serverClosed = new Promise<void>((resolve) => this.#server.close(() => resolve()))
     this.#server.closeAllConnections()
     await serverClosed
     this.#ready = false

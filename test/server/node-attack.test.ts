@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
+import { Agent, request as httpRequest } from 'node:http'
 import { request as httpsRequest } from 'node:https'
 import { connect, type Socket } from 'node:net'
 import { join } from 'node:path'
@@ -306,5 +307,49 @@ describe('node under attack: cross-site requests to a local node (item 13)', () 
     } finally {
       await client.close()
     }
+  })
+})
+
+describe('node under attack: shutdown under load (item 15)', () => {
+  test('close() under keep-alive load answers requests already on the wire with 503 instead of resetting them', async () => {
+    const n = await start({ keepAliveTimeout: '30s', drainTimeout: '5s' })
+    await send(n.url, 'PUT', '/v1/keys/k', 'v')
+    const agent = new Agent({ keepAlive: true, maxSockets: 32 })
+    const outcomes = new Map<string, number>()
+    const note = (what: string): void => void outcomes.set(what, (outcomes.get(what) ?? 0) + 1)
+    const get = (): Promise<number> =>
+      new Promise((resolve, reject) => {
+        const req = httpRequest({ host: n.host, port: n.port, path: '/v1/keys/k', agent }, (res) => {
+          res.resume()
+          res.on('end', () => resolve(res.statusCode ?? 0))
+          res.on('error', reject)
+        })
+        req.on('error', (err) => reject(Object.assign(err, { reused: req.reusedSocket })))
+        req.end()
+      })
+    const loop = async (): Promise<void> => {
+      for (;;) {
+        try {
+          const status = await get()
+          note(String(status))
+          if (status !== 200) return
+        } catch (err) {
+          // Refused: the request never left (the node had stopped listening). Anything else
+          // (reset, hang up) cut a request the client had sent. Each client stops at its first
+          // answer other than 200 (a 503 while draining), as a client with other nodes would.
+          note((err as { code?: string }).code === 'ECONNREFUSED' ? 'refused' : `cut: ${(err as Error).message}${(err as { reused?: boolean }).reused === true ? ' (reused socket)' : ''}`)
+          return
+        }
+      }
+    }
+    const loops = Array.from({ length: 32 }, () => loop())
+    await sleep(400)
+    const closing = n.close()
+    await Promise.all(loops)
+    await closing
+    agent.destroy()
+    const cut = [...outcomes].filter(([k]) => k.startsWith('cut'))
+    assert.deepEqual(cut, [], `outcomes ${JSON.stringify(Object.fromEntries(outcomes))}`)
+    assert.ok((outcomes.get('200') ?? 0) > 0)
   })
 })
