@@ -15,9 +15,10 @@
  * orchestrators see the truth under overload. Slow clients are cut by node:http's
  * `headersTimeout` / `requestTimeout` (checked every second) with a JSON 408.
  *
- * Shutdown (`close()`): stop accepting, readiness off, requests on open connections get
- * 503 + `Connection: close`, in-flight requests finish (or are cut at `drainTimeout`),
- * then the engine closes the store (LMDB commits are durable when acknowledged; close
+ * Shutdown (`close()`): readiness off, requests on open or new connections get 503 +
+ * `Connection: close`, in-flight requests finish (or are cut at `drainTimeout`), idle
+ * keep-alive connections get up to DRAIN_LINGER_MS more (a request already on the wire is
+ * answered, not reset), then the node stops listening, and the engine closes the store (LMDB commits are durable when acknowledged; close
  * releases the environment). A write answered 2xx was awaited through the store first.
  *
  * Nothing a client sends can throw out of a handler: every path ends in a typed JSON
