@@ -53,7 +53,7 @@ async function withServer<T>(kind: ServerKind, run: (port: number) => Promise<T>
 function fill(port: number): Promise<void> {
   const body = JSON.stringify({ entries: Array.from({ length: KEYS }, (_, k) => ({ key: `k${k}`, value: VALUE.toString('base64') })) })
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, method: 'POST', path: '/v1/mset', agent: false }, (res) => {
+    const req = request({ host: '127.0.0.1', port, method: 'POST', path: '/v1/mset', agent: false, headers: { 'content-type': 'application/json' } }, (res) => {
       res.resume()
       res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`mset answered ${res.statusCode}`))))
     })

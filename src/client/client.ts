@@ -43,6 +43,8 @@ import {
   MethodNotAllowedError,
   NodeUnreachableError,
   NotFoundError,
+  ForbiddenError,
+  UnsupportedMediaTypeError,
   PreconditionFailedError,
   RateLimitedError,
   RequestTimeoutError,
@@ -725,6 +727,10 @@ function rebuild(res: HttpResponse, node: string, method: string): CacheError {
       return new UnauthorizedError(text)
     case 'ERR_NOT_FOUND':
       return new NotFoundError(text)
+    case 'ERR_FORBIDDEN':
+      return new ForbiddenError(text)
+    case 'ERR_UNSUPPORTED_MEDIA_TYPE':
+      return new UnsupportedMediaTypeError(text)
     case 'ERR_METHOD_NOT_ALLOWED':
       return new MethodNotAllowedError(method, (res.headers.allow ?? '').split(',').map((m) => m.trim()).filter((m) => m !== ''))
     case 'ERR_PRECONDITION_FAILED':

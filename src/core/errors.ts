@@ -34,9 +34,11 @@ export const ERROR_CODES = {
   // Node HTTP API (docs/PROTOCOL.md): codes a node answers with, and a client raises.
   ERR_BAD_REQUEST: 'A request to a node is malformed (header, query parameter, JSON body or encoding).',
   ERR_UNAUTHORIZED: 'A node requires a bearer token and the request had none or a wrong one.',
+  ERR_FORBIDDEN: 'A node refused a cross-site request: an Origin or Sec-Fetch-Site of another site, or (without a token) a Host that is not the node.',
   ERR_NOT_FOUND: 'A node has no live entry under the key, or the route does not exist.',
   ERR_METHOD_NOT_ALLOWED: 'The route exists on the node but not for this HTTP method.',
   ERR_PRECONDITION_FAILED: 'An If-Match version did not match the entry on the node; nothing was written.',
+  ERR_UNSUPPORTED_MEDIA_TYPE: 'A JSON route of a node was sent a body whose Content-Type is not application/json.',
   ERR_TOO_LARGE: 'A key, value or request body sent to a node is over its size limit.',
   ERR_RATE_LIMITED: "The client's request rate on a node is over its token-bucket limit; retry after Retry-After.",
   ERR_BUSY: 'A node is saturated (concurrency bound) or draining for shutdown; retry after Retry-After.',
@@ -255,6 +257,12 @@ export class UnauthorizedError extends NodeRequestError {
   }
 }
 
+export class ForbiddenError extends NodeRequestError {
+  constructor(message: string) {
+    super('ERR_FORBIDDEN', 403, message)
+  }
+}
+
 export class NotFoundError extends NodeRequestError {
   constructor(message: string) {
     super('ERR_NOT_FOUND', 404, message)
@@ -273,6 +281,12 @@ export class MethodNotAllowedError extends NodeRequestError {
 export class PreconditionFailedError extends NodeRequestError {
   constructor(message: string) {
     super('ERR_PRECONDITION_FAILED', 412, message)
+  }
+}
+
+export class UnsupportedMediaTypeError extends NodeRequestError {
+  constructor(message: string) {
+    super('ERR_UNSUPPORTED_MEDIA_TYPE', 415, message)
   }
 }
 
@@ -391,9 +405,11 @@ export const ERROR_CLASSES: { readonly [C in ErrorCode]: abstract new (...args: 
   ERR_PEER_UNREACHABLE: PeerUnreachableError,
   ERR_BAD_REQUEST: BadRequestError,
   ERR_UNAUTHORIZED: UnauthorizedError,
+  ERR_FORBIDDEN: ForbiddenError,
   ERR_NOT_FOUND: NotFoundError,
   ERR_METHOD_NOT_ALLOWED: MethodNotAllowedError,
   ERR_PRECONDITION_FAILED: PreconditionFailedError,
+  ERR_UNSUPPORTED_MEDIA_TYPE: UnsupportedMediaTypeError,
   ERR_TOO_LARGE: TooLargeError,
   ERR_RATE_LIMITED: RateLimitedError,
   ERR_BUSY: BusyError,

@@ -49,11 +49,13 @@ export const STATUS_OF_CODE: Readonly<Partial<Record<ErrorCode, number>>> = {
   ERR_INVALID_TAG: 400,
   ERR_INVALID_VALUE: 400,
   ERR_UNAUTHORIZED: 401,
+  ERR_FORBIDDEN: 403,
   ERR_NOT_FOUND: 404,
   ERR_METHOD_NOT_ALLOWED: 405,
   ERR_PRECONDITION_FAILED: 412,
   ERR_TOO_LARGE: 413,
   ERR_VALUE_TOO_LARGE: 413,
+  ERR_UNSUPPORTED_MEDIA_TYPE: 415,
   ERR_RATE_LIMITED: 429,
   ERR_INTERNAL: 500,
   ERR_BUSY: 503,
@@ -137,6 +139,10 @@ export interface NodeStats {
     readonly ready: boolean
     readonly draining: boolean
     readonly inFlight: number
+    /** Requests whose body is still arriving (they hold no in-flight slot). */
+    readonly receiving: number
+    /** Request body bytes held in memory (bound: the node's `maxBufferedBodyBytes`). */
+    readonly bufferedBodyBytes: number
     readonly connections: number
   }
   readonly requests: {

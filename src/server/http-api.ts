@@ -8,7 +8,7 @@
  * `CacheError`s with codes from `STATUS_OF_CODE`; anything else is a bug, answered
  * `500 ERR_INTERNAL` and reported through `onInternalError`.
  */
-import { BadRequestError, CacheError, InternalError, MethodNotAllowedError, NotFoundError, TooLargeError, type ErrorCode } from '../core/errors.js'
+import { BadRequestError, CacheError, InternalError, MethodNotAllowedError, NotFoundError, TooLargeError, UnsupportedMediaTypeError, type ErrorCode } from '../core/errors.js'
 import {
   API_PREFIX,
   CONFIRM_CLEAR,
@@ -93,6 +93,17 @@ function header(headers: Headers, name: string): string | undefined {
   throw new BadRequestError(`Header ${name} given more than once`)
 }
 
+/**
+ * JSON routes take `Content-Type: application/json` only (parameters allowed). A web page
+ * can POST `text/plain`, a form type or a typeless Blob cross-site without a CORS
+ * preflight; it cannot send `application/json` that way (issue 14).
+ */
+function requireJson(headers: Headers): void {
+  const type = header(headers, 'content-type')
+  const media = type === undefined ? '' : type.split(';', 1)[0].trim().toLowerCase()
+  if (media !== JSON_TYPE) throw new UnsupportedMediaTypeError(`This route takes Content-Type: ${JSON_TYPE}, got ${type === undefined ? 'none' : JSON.stringify(type.slice(0, 80))}`)
+}
+
 /** Query parameters, each at most once and only from `allowed`. */
 function queryParams(query: string, allowed: readonly string[]): Map<string, string> {
   const out = new Map<string, string>()
@@ -141,22 +152,24 @@ const ALLOW: Readonly<Record<Route['kind'], readonly string[]>> = {
   zerocache: ['GET', 'PUT', 'DELETE'],
 }
 
-const FIXED: Readonly<Record<string, Route['kind']>> = {
-  [`${API_PREFIX}/keys`]: 'keys',
-  [`${API_PREFIX}/mget`]: 'mget',
-  [`${API_PREFIX}/mset`]: 'mset',
-  [`${API_PREFIX}/invalidate`]: 'invalidate',
-  [`${API_PREFIX}/stats`]: 'stats',
-  '/healthz': 'healthz',
-  '/readyz': 'readyz',
-  '/metrics': 'metrics',
-  '/ping': 'ping',
-}
+// A Map, not an object literal: a path such as `constructor` or `__proto__` must not find
+// Object.prototype's members (it did, and answered 500).
+const FIXED: ReadonlyMap<string, Route['kind']> = new Map([
+  [`${API_PREFIX}/keys`, 'keys'],
+  [`${API_PREFIX}/mget`, 'mget'],
+  [`${API_PREFIX}/mset`, 'mset'],
+  [`${API_PREFIX}/invalidate`, 'invalidate'],
+  [`${API_PREFIX}/stats`, 'stats'],
+  ['/healthz', 'healthz'],
+  ['/readyz', 'readyz'],
+  ['/metrics', 'metrics'],
+  ['/ping', 'ping'],
+])
 
 const KEY_PREFIX = `${API_PREFIX}/keys/`
 
 function route(path: string, maxKeyBytes: number): Route {
-  const fixed = FIXED[path]
+  const fixed = FIXED.get(path)
   if (fixed !== undefined) return { kind: fixed } as Route
   if (path.startsWith(KEY_PREFIX)) {
     const segment = path.slice(KEY_PREFIX.length)
@@ -224,12 +237,15 @@ export class HttpApi {
         return this.#zerocache(r.key, method, query, request)
       case 'mget':
         queryParams(query, [])
+        requireJson(request.headers)
         return this.#mget(request.body)
       case 'mset':
         queryParams(query, [])
+        requireJson(request.headers)
         return this.#mset(request.body)
       case 'invalidate': {
         queryParams(query, [])
+        requireJson(request.headers)
         const body = parseJsonObject(request.body)
         const tags = parseTagsJson(body.tags)
         if (body.tags === undefined) throw new BadRequestError('Body must have "tags": an array of tags')

@@ -45,11 +45,27 @@ export interface NodeOptions {
   /** Open client connections node-wide (all addresses); past it, new connections get `503` and are closed. @default 4096 */
   maxConnections?: number
   /**
-   * Requests from one client IP whose body is still arriving. Each holds an in-flight slot
-   * while it does (the slot bounds buffered bytes), so this keeps slow uploads from one
-   * address from occupying the whole `maxInFlight`; past it, `503 ERR_BUSY` and close. @default 32
+   * Requests from one client IP whose body is still arriving; past it, `503 ERR_BUSY` and
+   * close. A body being received holds no in-flight slot (it takes one once complete), so
+   * slow uploads cannot keep other requests from being served. @default 32
    */
   maxUploadsPerIp?: number
+  /**
+   * Bytes of request bodies the node holds in memory at once, node-wide (bodies arriving and
+   * bodies being processed). A body with a declared `Content-Length` reserves it before it is
+   * read; a chunked one as it arrives. Past it, `503 ERR_BUSY` with `Retry-After` and close.
+   * At least `maxBodyBytes` and `maxValueBytes`. @default max('256mb', maxBodyBytes, maxValueBytes)
+   */
+  maxBufferedBodyBytes?: ByteSize
+  /**
+   * Time a request body may take beyond what its size needs at `minBodyRate`: the body must
+   * be complete within `bodyTimeout` after its headers, plus one second for every
+   * `minBodyRate` bytes received (Apache mod_reqtimeout's rule). Past it, `408` and close.
+   * `requestTimeout` still bounds the whole request. @default '5s'
+   */
+  bodyTimeout?: Duration
+  /** Bytes per second of body that earn one more second (see `bodyTimeout`). @default '64kb' */
+  minBodyRate?: ByteSize
   /** Time to receive a request's headers. @default '10s' */
   headersTimeout?: Duration
   /** Time to receive a whole request, body included. @default '30s' */
@@ -103,6 +119,9 @@ export interface ResolvedNodeOptions {
   readonly maxConnectionsPerIp: number
   readonly maxConnections: number
   readonly maxUploadsPerIp: number
+  readonly maxBufferedBodyBytes: number
+  readonly bodyTimeoutMs: number
+  readonly minBodyRate: number
   readonly headersTimeoutMs: number
   readonly requestTimeoutMs: number
   readonly keepAliveTimeoutMs: number
@@ -175,6 +194,12 @@ export function resolveNodeOptions(options: NodeOptions = {}): ResolvedNodeOptio
   const maxBodyBytes = toBytes(o.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES, 'maxBodyBytes')
   if (maxValueBytes > 1024 ** 3) throw new InvalidOptionsError('maxValueBytes', 'expected at most 1gb')
   if (maxBodyBytes > 2 * 1024 ** 3) throw new InvalidOptionsError('maxBodyBytes', 'expected at most 2gb')
+  const largestBody = Math.max(maxBodyBytes, maxValueBytes)
+  const maxBufferedBodyBytes = toBytes(o.maxBufferedBodyBytes ?? Math.max(256 * 1024 ** 2, largestBody), 'maxBufferedBodyBytes')
+  // Lower, a body within its own limit could never be admitted and its client would retry forever.
+  if (maxBufferedBodyBytes < largestBody) throw new InvalidOptionsError('maxBufferedBodyBytes', `expected at least maxBodyBytes and maxValueBytes (${largestBody} bytes), got ${maxBufferedBodyBytes}`)
+  const minBodyRate = toBytes(o.minBodyRate ?? '64kb', 'minBodyRate')
+  if (!(minBodyRate > 0)) throw new InvalidOptionsError('minBodyRate', 'expected at least 1 byte per second')
   return Object.freeze({
     host,
     port,
@@ -192,6 +217,9 @@ export function resolveNodeOptions(options: NodeOptions = {}): ResolvedNodeOptio
     maxConnectionsPerIp: int(o.maxConnectionsPerIp ?? 256, 'maxConnectionsPerIp', 1, 1_000_000),
     maxConnections: int(o.maxConnections ?? 4096, 'maxConnections', 1, 1_000_000),
     maxUploadsPerIp: int(o.maxUploadsPerIp ?? 32, 'maxUploadsPerIp', 1, 1_000_000),
+    maxBufferedBodyBytes,
+    bodyTimeoutMs: positiveMs(o.bodyTimeout ?? '5s', 'bodyTimeout'),
+    minBodyRate,
     headersTimeoutMs: positiveMs(o.headersTimeout ?? '10s', 'headersTimeout'),
     requestTimeoutMs: positiveMs(o.requestTimeout ?? '30s', 'requestTimeout'),
     keepAliveTimeoutMs: positiveMs(o.keepAliveTimeout ?? '5s', 'keepAliveTimeout'),

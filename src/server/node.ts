@@ -4,17 +4,21 @@
  *
  * Request path (admission before any work, LoomCache's order of defences):
  *   connection → node-wide, then per-IP connection limit (503 + close)
- *   request    → draining? (503 + close) → auth (401) → token bucket (429) →
- *                concurrency bound (503, never queued) → bodies still arriving from this IP
- *                (503 past maxUploadsPerIp) → body read within its limit (413)
- *                → route → engine → response
+ *   request    → draining? (503 + close) → token bucket (429) → auth (401) →
+ *                [a body to read: a slot free now? → bodies arriving from this IP
+ *                (maxUploadsPerIp) → byte budget (maxBufferedBodyBytes) → body read
+ *                within its size limit (413) and deadline (408), holding no slot] →
+ *                concurrency bound (503, never queued) → route → engine → response
+ * Bodies arriving and work in flight are separate resources: slow uploads, from however
+ * many addresses, cannot hold the slots that ready requests need (issue 14).
  * Probes (`/healthz`, `/readyz`, `/ping`) skip auth, the rate limit and the bound, so
  * orchestrators see the truth under overload. Slow clients are cut by node:http's
  * `headersTimeout` / `requestTimeout` (checked every second) with a JSON 408.
  *
- * Shutdown (`close()`): stop accepting, readiness off, requests on open connections get
- * 503 + `Connection: close`, in-flight requests finish (or are cut at `drainTimeout`),
- * then the engine closes the store (LMDB commits are durable when acknowledged; close
+ * Shutdown (`close()`): readiness off, requests on open or new connections get 503 +
+ * `Connection: close`, in-flight requests finish (or are cut at `drainTimeout`), idle
+ * keep-alive connections get up to DRAIN_LINGER_MS more (a request already on the wire is
+ * answered, not reset), then the node stops listening, and the engine closes the store (LMDB commits are durable when acknowledged; close
  * releases the environment). A write answered 2xx was awaited through the store first.
  *
  * Nothing a client sends can throw out of a handler: every path ends in a typed JSON
@@ -24,9 +28,9 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
-import type { AddressInfo, Socket } from 'node:net'
-import type { TimerHandle } from '../core/clock.js'
-import { BadRequestError, CacheError, InvalidOptionsError, StoreUnavailableError, TooLargeError } from '../core/errors.js'
+import { isIP, type AddressInfo, type Socket } from 'node:net'
+import type { Clock, TimerHandle } from '../core/clock.js'
+import { BadRequestError, BusyError, CacheError, InvalidOptionsError, StoreUnavailableError, TooLargeError } from '../core/errors.js'
 import { registerMetrics, registerReadings } from '../metrics/prometheus.js'
 import { HEADER_NODE, STATUS_OF_CODE, type NodeStats } from '../protocol/wire.js'
 import { lmdbStore } from '../store/lmdb-store.js'
@@ -67,19 +71,57 @@ export interface NodeHandle {
 }
 
 const EMPTY = new Uint8Array(0)
+/** TLS connections refused past a connection limit that may complete their handshake to read the 503. */
+const MAX_PENDING_TLS_REFUSALS = 64
+/**
+ * On shutdown, how long idle keep-alive connections are kept (within drainTimeout) so a
+ * request already on the wire on one is read and answered 503, not reset with the socket.
+ */
+const DRAIN_LINGER_MS = 1000
+/** How long a connection refused with a raw 503 may stay open for its client to read it. */
+const REFUSED_LINGER_MS = 5000
 
 /** The lines of a raw HTTP answer, for sockets that never became a request. */
-function rawResponse(status: number, reason: string, code: string, message: string): string {
+function rawResponse(status: number, reason: string, code: string, message: string, retryAfter?: number): string {
   const body = JSON.stringify({ code, message })
-  return `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
+  const retry = retryAfter === undefined ? '' : `Retry-After: ${retryAfter}\r\n`
+  return `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${retry}Connection: close\r\n\r\n${body}`
+}
+
+/**
+ * The token of an `Authorization: Bearer <token>` header, or `undefined`. The scheme is
+ * case-insensitive and may be followed by more than one space (RFC 7235 §2.1).
+ */
+function bearerToken(auth: string | string[] | undefined): string | undefined {
+  if (typeof auth !== 'string' || auth.length < 7 || auth.slice(0, 6).toLowerCase() !== 'bearer') return undefined
+  let i = 6
+  if (auth.charCodeAt(i) !== 32) return undefined
+  while (auth.charCodeAt(i) === 32) i++
+  return auth.slice(i)
 }
 
 function digest(text: string): Buffer {
   return createHash('sha256').update(text, 'utf8').digest()
 }
 
-/** Reads a request body up to `limit` bytes; `ERR_TOO_LARGE` past it, `ERR_BAD_REQUEST` if the client goes away. */
-function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array> {
+/** The body did not arrive within its deadline (answered 408). */
+class BodyTimeoutError extends BadRequestError {}
+
+/** What a body being read may take from the node: budget bytes, and time. */
+interface BodyGuard {
+  readonly clock: Clock
+  /** Takes `bytes` more of the node's body budget; false when it is spent. */
+  take(bytes: number): boolean
+  /** Milliseconds left until the body must be complete, given the bytes received so far. */
+  msLeft(received: number): number
+}
+
+/**
+ * Reads a request body up to `limit` bytes; `ERR_TOO_LARGE` past it, `ERR_BAD_REQUEST` if
+ * the client goes away, `BodyTimeoutError` past the guard's deadline, `BusyError` when the
+ * guard's budget is spent.
+ */
+function readBody(req: IncomingMessage, limit: number, guard?: BodyGuard): Promise<Uint8Array> {
   const declared = req.headers['content-length']
   if (declared !== undefined && Number(declared) > limit) return Promise.reject(new TooLargeError(`Body of ${declared} bytes is over the limit of ${limit}`))
   if ((declared === undefined || declared === '0') && req.headers['transfer-encoding'] === undefined) {
@@ -89,9 +131,20 @@ function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array> {
     const chunks: Buffer[] = []
     let total = 0
     let done = false
+    let timer: TimerHandle | undefined
+    // One timer per body, re-armed only when it fires early (not on every chunk).
+    const arm = (ms: number): void => {
+      timer = guard?.clock.setTimeout(() => {
+        timer = undefined
+        const left = guard.msLeft(total)
+        if (left > 0) arm(left)
+        else finish(new BodyTimeoutError(`The request body did not arrive in time (${total} bytes received)`))
+      }, ms)
+    }
     const finish = (err: Error | undefined): void => {
       if (done) return
       done = true
+      if (timer !== undefined) guard?.clock.clearTimeout(timer)
       req.off('data', onData)
       req.off('end', onEnd)
       req.off('error', onError)
@@ -102,6 +155,7 @@ function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array> {
     const onData = (chunk: Buffer): void => {
       total += chunk.byteLength
       if (total > limit) finish(new TooLargeError(`Body is over the limit of ${limit} bytes`))
+      else if (guard !== undefined && !guard.take(chunk.byteLength)) finish(new BusyError(1, 'The node holds its bound of request body bytes; retry later'))
       else chunks.push(chunk)
     }
     const onEnd = (): void => finish(undefined)
@@ -113,7 +167,19 @@ function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array> {
     req.on('end', onEnd)
     req.on('error', onError)
     req.on('close', onClose)
+    if (guard !== undefined) arm(Math.max(1, guard.msLeft(0)))
   })
+}
+
+/** The host name of a `Host` header (`[::1]:7700` → `::1`, `Example:80` → `example`). */
+function hostName(host: string): string {
+  const h = host.trim().toLowerCase()
+  if (h.startsWith('[')) {
+    const end = h.indexOf(']')
+    return end === -1 ? h : h.slice(1, end)
+  }
+  const colon = h.lastIndexOf(':')
+  return colon === -1 ? h : h.slice(0, colon)
 }
 
 class Node implements NodeHandle {
@@ -124,9 +190,23 @@ class Node implements NodeHandle {
   readonly #log: NodeLogger
   readonly #limiter: TokenBucketLimiter | undefined
   readonly #token: Buffer | undefined
+  /** The configured listen host, as a Host header names it (lower-case). */
+  readonly #allowedHostName: string
   readonly #server: Server
   readonly #tls: boolean
   readonly #connectionsByIp = new Map<string, number>()
+  /**
+   * TLS connections past a connection limit, by `address:port`: a refusal can only be read
+   * after the handshake, so they are let through it and their first request gets the 503.
+   * Bounded (past it they are closed without a word) and cut by the handshake deadline.
+   */
+  readonly #refusedTls = new Set<string>()
+  /**
+   * Plain sockets refused with a raw 503. node:http still parses what the client sent on
+   * them (so no unread data turns the close into a reset that hides the 503); any request
+   * it finds there is already answered.
+   */
+  readonly #answeredRaw = new WeakSet<Socket>()
   /** Requests per client IP whose body is still being received. */
   readonly #uploadsByIp = new Map<string, number>()
   readonly #registry: ReturnType<typeof registerMetrics>
@@ -138,6 +218,12 @@ class Node implements NodeHandle {
   #draining = false
   #closing: Promise<void> | undefined
   #inFlight = 0
+  /** Requests past the gate and not yet answered (bodies arriving and work in flight): the drain waits for them. */
+  #active = 0
+  /** Requests whose body is being received, node-wide. */
+  #receiving = 0
+  /** Body bytes held node-wide (reserved or received), within maxBufferedBodyBytes. */
+  #bufferedBytes = 0
   #connections = 0
   #onIdle: (() => void) | undefined
   // counters
@@ -159,6 +245,7 @@ class Node implements NodeHandle {
     this.#startedAt = options.clock.now()
     this.#limiter = options.rateLimit > 0 ? new TokenBucketLimiter(options.clock, options.rateLimit, options.rateBurst) : undefined
     this.#token = options.authToken === undefined ? undefined : digest(options.authToken)
+    this.#allowedHostName = options.host.toLowerCase()
     this.#registry = registerMetrics(engine.cache, { name: 'node' })
     registerReadings(this.#registry, [
       { name: 'stratacache_node_requests_total', help: 'HTTP requests received.', type: 'counter', read: () => this.#requests },
@@ -170,6 +257,8 @@ class Node implements NodeHandle {
       { name: 'stratacache_node_connections_refused_total', help: 'Connections refused (node-wide or per-IP connection limit, or draining).', type: 'counter', read: () => this.#refused },
       { name: 'stratacache_node_in_flight', help: 'Requests being processed.', type: 'gauge', read: () => this.#inFlight },
       { name: 'stratacache_node_connections', help: 'Open client connections.', type: 'gauge', read: () => this.#connections },
+      { name: 'stratacache_node_receiving', help: 'Requests whose body is still arriving (they hold no in-flight slot).', type: 'gauge', read: () => this.#receiving },
+      { name: 'stratacache_node_buffered_body_bytes', help: 'Request body bytes held in memory (bound: maxBufferedBodyBytes).', type: 'gauge', read: () => this.#bufferedBytes },
       { name: 'stratacache_node_last_version', help: 'Highest entry version handed out.', type: 'gauge', read: () => engine.lastVersion },
     ])
     this.#api = new HttpApi({
@@ -191,6 +280,12 @@ class Node implements NodeHandle {
       })
     })
     server.on('clientError', (err: Error & { code?: string }, socket: Socket) => this.#onClientError(err, socket))
+    // Without a listener node:http drops a CONNECT without a word; the node is no proxy.
+    server.on('connect', (_req: IncomingMessage, socket: Socket) => {
+      this.#clientErrors++
+      socket.on('error', () => undefined)
+      socket.end(rawResponse(400, 'Bad Request', 'ERR_BAD_REQUEST', 'The node is not a proxy: CONNECT is not supported'))
+    })
   }
 
   get url(): string {
@@ -237,6 +332,8 @@ class Node implements NodeHandle {
         ready: this.#ready && !this.#draining,
         draining: this.#draining,
         inFlight: this.#inFlight,
+        receiving: this.#receiving,
+        bufferedBodyBytes: this.#bufferedBytes,
         connections: this.#connections,
       },
       requests: {
@@ -259,9 +356,14 @@ class Node implements NodeHandle {
     const body = typeof request.body === 'string' ? Buffer.from(request.body, 'utf8') : (request.body ?? EMPTY)
     const { path } = splitUrl(request.url)
     this.#requests++
-    const denied = this.#admit(method, path, headers, request.remoteAddress ?? '127.0.0.1')
+    const denied = this.#gate(method, path, headers, request.remoteAddress ?? '127.0.0.1')
     if (denied !== undefined) return this.#count(denied)
     const probe = isProbe(method, path)
+    if (!probe) {
+      const full = this.#takeSlot()
+      if (full !== undefined) return this.#count(full)
+      this.#active++
+    }
     try {
       if (body.byteLength > this.#api.bodyLimit(method, path)) {
         const e = new TooLargeError(`Body of ${body.byteLength} bytes is over the limit of ${this.#api.bodyLimit(method, path)}`)
@@ -269,7 +371,10 @@ class Node implements NodeHandle {
       }
       return this.#count(await this.#api.handle({ method, url: request.url, headers, body }))
     } finally {
-      if (!probe) this.#release()
+      if (!probe) {
+        this.#release()
+        this.#settled()
+      }
     }
   }
 
@@ -286,12 +391,24 @@ class Node implements NodeHandle {
     // Node-wide first: one address cannot learn anything about the others' usage from it,
     // and it bounds file descriptors and per-socket memory whatever the number of addresses.
     const full = this.#connections >= this.options.maxConnections
-    if (full || open > this.options.maxConnectionsPerIp || this.#draining) {
+    // While draining, connections are still accepted (until the drain's linger ends): a
+    // connection waiting in the listen backlog would be reset when the listener closes, and
+    // its request with it. Its requests are answered 503 + Connection: close by #gate.
+    if (full || open > this.options.maxConnectionsPerIp) {
       this.#refused++
-      const why = this.#draining ? 'The node is shutting down' : full ? 'The node is at its bound of open connections' : 'Too many connections from your address'
-      if (this.#tls) socket.destroy()
-      else socket.end(rawResponse(503, 'Service Unavailable', 'ERR_BUSY', why))
+      const why = full ? 'The node is at its bound of open connections' : 'Too many connections from your address'
       socket.on('error', () => undefined)
+      if (!this.#tls) {
+        this.#answeredRaw.add(socket)
+        socket.end(rawResponse(503, 'Service Unavailable', 'ERR_BUSY', why, 1))
+        // The client closes once it has read the answer; one that does not is cut.
+        socket.setTimeout(REFUSED_LINGER_MS, () => socket.destroy())
+      } else if (this.#refusedTls.size >= MAX_PENDING_TLS_REFUSALS) socket.destroy()
+      else {
+        const key = `${ip}:${socket.remotePort ?? 0}`
+        this.#refusedTls.add(key)
+        socket.once('close', () => this.#refusedTls.delete(key))
+      }
       return
     }
     this.#connectionsByIp.set(ip, open)
@@ -306,7 +423,9 @@ class Node implements NodeHandle {
   }
 
   #onClientError(err: Error & { code?: string }, socket: Socket): void {
-    if (err.code === 'ECONNRESET' || !socket.writable) {
+    // A TLS-level failure (handshake timeout, not TLS at all) has no HTTP to answer in: an
+    // answer written before the handshake stays queued and the socket stays open.
+    if (err.code === 'ECONNRESET' || !socket.writable || (typeof err.code === 'string' && /^ERR_(TLS|SSL)_/.test(err.code))) {
       socket.destroy()
       return
     }
@@ -325,47 +444,121 @@ class Node implements NodeHandle {
     const method = req.method ?? 'GET'
     const url = req.url ?? '/'
     const { path } = splitUrl(url)
+    if (this.#answeredRaw.has(req.socket)) {
+      req.resume()
+      return
+    }
     this.#requests++
-    const denied = this.#admit(method, path, req.headers, req.socket.remoteAddress ?? 'unknown')
+    if (this.#refusedTls.size > 0 && this.#refusedTls.has(`${req.socket.remoteAddress ?? 'unknown'}:${req.socket.remotePort ?? 0}`)) {
+      this.#busy++
+      const why = 'The node is at its bound of open connections (or of connections from your address)'
+      this.#send(req, res, errorResponse('ERR_BUSY', why, 503, { 'retry-after': '1' }), true, started)
+      return
+    }
+    // node:http's own answer to a missing Host is an empty 400; ours is typed JSON (HTTP/1.1 requires Host).
+    if (req.headers.host === undefined && req.httpVersion !== '1.0') {
+      this.#send(req, res, this.#count(errorResponse('ERR_BAD_REQUEST', 'An HTTP/1.1 request needs a Host header')), true, started)
+      return
+    }
+    const ip = req.socket.remoteAddress ?? 'unknown'
+    const denied = this.#gate(method, path, req.headers, ip)
     if (denied !== undefined) {
       this.#send(req, res, this.#count(denied), true, started)
       return
     }
     const probe = isProbe(method, path)
-    const ip = req.socket.remoteAddress ?? 'unknown'
-    let uploading = false
+    const limit = this.#api.bodyLimit(method, path)
+    let held = 0
+    let slot = false
+    if (!probe) this.#active++
     try {
-      // The slot is taken before the body is read, so buffered bytes stay within
-      // maxInFlight × the body limit; a slow upload holds it until requestTimeout. Bodies
-      // still arriving are bounded per address, so one address cannot hold every slot.
-      if (!probe && !req.complete && (req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0)) {
-        const receiving = this.#uploadsByIp.get(ip) ?? 0
-        if (receiving >= this.options.maxUploadsPerIp) {
-          this.#busy++
-          this.#send(req, res, errorResponse('ERR_BUSY', `Your address has ${receiving} request bodies still arriving (the bound is ${this.options.maxUploadsPerIp})`, 503, { 'retry-after': '1' }), true, started)
+      let body: Uint8Array
+      // A body still to arrive is admitted on its own terms — per-address count, node-wide
+      // byte budget, a deadline by size — and holds no in-flight slot while it arrives: slow
+      // uploads must not lock out the requests that are ready to be served (issue 14).
+      const te = req.headers['transfer-encoding']
+      const cl = req.headers['content-length']
+      if (!probe && !req.complete && (te !== undefined || Number(cl ?? 0) > 0)) {
+        const refused = this.#admitBody(ip, te === undefined && cl !== undefined ? Number(cl) : undefined, limit)
+        if (typeof refused === 'object') {
+          this.#send(req, res, this.#count(refused), true, started)
           return
         }
-        this.#uploadsByIp.set(ip, receiving + 1)
-        uploading = true
-      }
-      let body: Uint8Array
-      try {
-        body = await readBody(req, this.#api.bodyLimit(method, path))
-      } catch (err) {
-        const e = err instanceof CacheError ? err : new BadRequestError('The request body could not be read', { cause: err })
-        this.#send(req, res, this.#count(errorResponse(e.code, e.message, STATUS_OF_CODE[e.code] ?? 400)), true, started)
-        return
-      } finally {
-        if (uploading) {
-          uploading = false
+        held = refused
+        this.#receiving++
+        this.#uploadsByIp.set(ip, (this.#uploadsByIp.get(ip) ?? 0) + 1)
+        const begun = this.options.clock.now()
+        const guard: BodyGuard = {
+          clock: this.options.clock,
+          take: (bytes) => {
+            // A declared length was reserved whole; a chunked body reserves as it arrives.
+            if (te === undefined) return true
+            if (this.#bufferedBytes + bytes > this.options.maxBufferedBodyBytes) return false
+            this.#bufferedBytes += bytes
+            held += bytes
+            return true
+          },
+          msLeft: (received) => begun + this.options.bodyTimeoutMs + (received / this.options.minBodyRate) * 1000 - this.options.clock.now(),
+        }
+        try {
+          body = await readBody(req, limit, guard)
+        } finally {
+          this.#receiving--
           this.#doneUploading(ip)
         }
+      } else {
+        body = await readBody(req, limit)
+      }
+      if (!probe) {
+        const full = this.#takeSlot()
+        if (full !== undefined) {
+          this.#send(req, res, full, true, started)
+          return
+        }
+        slot = true
       }
       const response = await this.#api.handle({ method, url, headers: req.headers, body })
       this.#send(req, res, this.#count(response), this.#draining, started)
+    } catch (err) {
+      this.#send(req, res, this.#count(this.#bodyRefusal(err)), true, started)
     } finally {
-      if (!probe) this.#release()
+      if (slot) this.#release()
+      if (held > 0) this.#bufferedBytes -= held
+      if (!probe) this.#settled()
     }
+  }
+
+  /** The answer to a body that could not be read. */
+  #bodyRefusal(err: unknown): ApiResponse {
+    if (err instanceof BusyError) {
+      this.#busy++
+      return errorResponse('ERR_BUSY', err.message, 503, { 'retry-after': String(err.retryAfter) })
+    }
+    if (err instanceof BodyTimeoutError) return errorResponse('ERR_BAD_REQUEST', err.message, 408)
+    const e = err instanceof CacheError ? err : new BadRequestError('The request body could not be read', { cause: err })
+    return errorResponse(e.code, e.message, STATUS_OF_CODE[e.code] ?? 400)
+  }
+
+  /**
+   * Admission of a body still to arrive: a free in-flight slot now (else it would be read
+   * only to be refused), the per-address count, and the byte budget (a declared length is
+   * reserved whole). Returns the bytes reserved, or the refusal.
+   */
+  #admitBody(ip: string, declared: number | undefined, limit: number): number | ApiResponse {
+    if (this.#inFlight >= this.options.maxInFlight) return this.#busyAnswer(`The node is at its bound of ${this.options.maxInFlight} requests in flight`)
+    const receiving = this.#uploadsByIp.get(ip) ?? 0
+    if (receiving >= this.options.maxUploadsPerIp) return this.#busyAnswer(`Your address has ${receiving} request bodies still arriving (the bound is ${this.options.maxUploadsPerIp})`)
+    if (declared === undefined || declared > limit) return 0 // chunked: reserved as it arrives; too large: readBody answers 413
+    if (this.#bufferedBytes + declared > this.options.maxBufferedBodyBytes) {
+      return this.#busyAnswer(`The node holds its bound of ${this.options.maxBufferedBodyBytes} bytes of request bodies; retry later`)
+    }
+    this.#bufferedBytes += declared
+    return declared
+  }
+
+  #busyAnswer(message: string): ApiResponse {
+    this.#busy++
+    return errorResponse('ERR_BUSY', message, 503, { 'retry-after': '1' })
   }
 
   #doneUploading(ip: string): void {
@@ -374,21 +567,15 @@ class Node implements NodeHandle {
     else this.#uploadsByIp.set(ip, n)
   }
 
-  /** Auth, rate limit, concurrency bound; `undefined` = admitted (and counted in flight unless a probe). */
-  #admit(method: string, path: string, headers: Headers, ip: string): ApiResponse | undefined {
+  /** Draining, rate limit, auth; `undefined` = admitted. Probes always are. */
+  #gate(method: string, path: string, headers: Headers, ip: string): ApiResponse | undefined {
     if (isProbe(method, path)) return undefined
     if (this.#draining) {
       this.#busy++
       return errorResponse('ERR_BUSY', 'The node is shutting down', 503, { 'retry-after': '1' })
     }
-    if (this.#token !== undefined) {
-      const auth = headers.authorization
-      const ok = typeof auth === 'string' && auth.startsWith('Bearer ') && timingSafeEqual(digest(auth.slice(7)), this.#token)
-      if (!ok) {
-        this.#unauthorized++
-        return errorResponse('ERR_UNAUTHORIZED', 'A valid bearer token is required', 401, { 'www-authenticate': 'Bearer' })
-      }
-    }
+    const crossSite = this.#crossSite(headers)
+    if (crossSite !== undefined) return errorResponse('ERR_FORBIDDEN', crossSite, 403)
     if (this.#limiter !== undefined) {
       const wait = this.#limiter.take(ip)
       if (wait > 0) {
@@ -396,17 +583,59 @@ class Node implements NodeHandle {
         return errorResponse('ERR_RATE_LIMITED', 'Request rate over the limit for your address', 429, { 'retry-after': String(wait) })
       }
     }
-    if (this.#inFlight >= this.options.maxInFlight) {
-      this.#busy++
-      return errorResponse('ERR_BUSY', `The node is at its bound of ${this.options.maxInFlight} requests in flight`, 503, { 'retry-after': '1' })
+    // The rate limit runs before auth, so token guesses spend the guesser's tokens too.
+    if (this.#token !== undefined) {
+      const given = bearerToken(headers.authorization)
+      const ok = given !== undefined && timingSafeEqual(digest(given), this.#token)
+      if (!ok) {
+        this.#unauthorized++
+        return errorResponse('ERR_UNAUTHORIZED', 'A valid bearer token is required', 401, { 'www-authenticate': 'Bearer' })
+      }
     }
+    return undefined
+  }
+
+  /**
+   * Why a request looks like a browser's cross-site one (`undefined` when it does not). The
+   * node answers no CORS, so a page can still send "simple" requests to a local node and
+   * DNS rebinding can make its origin the node's. Refused: a foreign `Origin` (or `null`),
+   * `Sec-Fetch-Site` of another site, and, when no token guards the node, a `Host` that
+   * does not name it — an IP literal, `localhost` (`*.localhost`) or the configured host
+   * (a rebinding page's Host is the attacker's domain name). Clients that are not browsers
+   * send neither header; with a token the browser cannot authenticate anyway.
+   */
+  #crossSite(headers: Headers): string | undefined {
+    const site = headers['sec-fetch-site']
+    if (site === 'cross-site' || site === 'same-site') return `Cross-site requests are refused (Sec-Fetch-Site: ${site})`
+    const host = typeof headers.host === 'string' ? headers.host : undefined
+    if (this.#token === undefined && host !== undefined) {
+      const name = hostName(host)
+      if (isIP(name) === 0 && name !== 'localhost' && !name.endsWith('.localhost') && name !== this.#allowedHostName) {
+        return `Host ${JSON.stringify(host.slice(0, 100))} does not name this node; without an auth token only an IP address, localhost or the configured host are accepted (DNS rebinding)`
+      }
+    }
+    const origin = headers.origin
+    if (origin !== undefined) {
+      const own = host === undefined ? this.url : `${this.#tls ? 'https' : 'http'}://${host.trim()}`
+      if (typeof origin !== 'string' || origin.toLowerCase() !== own.toLowerCase()) return `Cross-origin requests are refused (Origin: ${JSON.stringify(String(origin).slice(0, 100))})`
+    }
+    return undefined
+  }
+
+  /** Takes an in-flight slot (the concurrency bound); `undefined` = taken. */
+  #takeSlot(): ApiResponse | undefined {
+    if (this.#inFlight >= this.options.maxInFlight) return this.#busyAnswer(`The node is at its bound of ${this.options.maxInFlight} requests in flight`)
     this.#inFlight++
     return undefined
   }
 
   #release(): void {
     this.#inFlight--
-    if (this.#inFlight === 0 && this.#onIdle !== undefined) this.#onIdle()
+  }
+
+  #settled(): void {
+    this.#active--
+    if (this.#active === 0 && this.#onIdle !== undefined) this.#onIdle()
   }
 
   #count(response: ApiResponse): ApiResponse {
@@ -435,11 +664,13 @@ class Node implements NodeHandle {
     const clock = this.options.clock
     const began = clock.now()
     this.#draining = true
-    this.#log.info({ inFlight: this.#inFlight, connections: this.#connections }, 'draining')
-    const serverClosed = new Promise<void>((resolve) => this.#server.close(() => resolve()))
-    this.#server.closeIdleConnections()
+    this.#log.info({ inFlight: this.#inFlight, receiving: this.#receiving, connections: this.#connections }, 'draining')
+    // Neither stop listening nor close idle keep-alive connections yet (http.Server.close()
+    // does both): either resets requests clients already sent — on an idle connection, or on
+    // one still in the listen backlog. They are let in and answered 503 with
+    // Connection: close (#gate), until the work is done and the linger below has passed.
     let timedOut = false
-    if (this.#inFlight > 0) {
+    if (this.#active > 0) {
       let timer: TimerHandle | undefined
       await new Promise<void>((resolve) => {
         this.#onIdle = resolve
@@ -451,6 +682,17 @@ class Node implements NodeHandle {
       if (timer !== undefined) clock.clearTimeout(timer)
       this.#onIdle = undefined
     }
+    if (!timedOut && this.#connections > 0) {
+      const until = Math.min(began + this.options.drainTimeoutMs, clock.now() + DRAIN_LINGER_MS)
+      await new Promise<void>((resolve) => {
+        const check = (): void => {
+          if (this.#connections === 0 || clock.now() >= until) resolve()
+          else clock.setTimeout(check, 20)
+        }
+        check()
+      })
+    }
+    const serverClosed = new Promise<void>((resolve) => this.#server.close(() => resolve()))
     this.#server.closeAllConnections()
     await serverClosed
     this.#ready = false
@@ -462,7 +704,7 @@ class Node implements NodeHandle {
       storeError = err
       this.#log.error({ err }, 'closing the store failed')
     }
-    this.#log.info({ ms: Math.round(clock.now() - began), timedOut, cutRequests: timedOut ? this.#inFlight : 0 }, 'stopped')
+    this.#log.info({ ms: Math.round(clock.now() - began), timedOut, cutRequests: timedOut ? this.#active : 0 }, 'stopped')
     if (storeError !== undefined) throw new StoreUnavailableError('The store failed to close', { cause: storeError })
   }
 }
@@ -498,10 +740,14 @@ export async function startNode(options: NodeOptions = {}): Promise<NodeHandle> 
     requestTimeout,
     headersTimeout: Math.min(o.headersTimeoutMs, requestTimeout),
     keepAliveTimeout: o.keepAliveTimeoutMs,
+    // Checked by the node itself, to answer with a typed JSON error.
+    requireHostHeader: false,
     connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(Math.min(o.headersTimeoutMs, requestTimeout) / 4))),
     // Requests per socket are not limited: keep-alive clients reuse connections.
   }
-  const server = tlsOptions === undefined ? createHttpServer(serverOptions) : createHttpsServer({ ...serverOptions, ...tlsOptions })
+  // node:tls waits 120 s for a ClientHello by default; silent sockets counted against
+  // maxConnections all that time. The handshake gets the headers' deadline.
+  const server = tlsOptions === undefined ? createHttpServer(serverOptions) : createHttpsServer({ ...serverOptions, ...tlsOptions, handshakeTimeout: serverOptions.headersTimeout })
   const log = o.logger ?? createLogger(o.logLevel, 'stratacache')
   const node = new Node(o, engine, log, server, tlsOptions !== undefined)
   try {

@@ -120,7 +120,7 @@ function randomHeaders(): Record<string, string> {
   const h: Record<string, string> = {}
   if (chance(0.3)) h['if-match'] = pick(['*', '"1"', '"abc"', '', '"1", "2"', 'W/"5"', '"99999999999999999999"', '"0"', '-1'])
   if (chance(0.1)) h['x-confirm'] = pick(['clear', 'yes', '', 'CLEAR-ALL'])
-  if (chance(0.1)) h['content-type'] = pick(['application/json', 'text/plain', '\u00ff'])
+  if (chance(0.7)) h['content-type'] = chance(0.85) ? 'application/json' : pick(['text/plain', '\u00ff', 'application/json; charset=utf-8', 'APPLICATION/JSON'])
   if (chance(0.05)) h.authorization = pick(['Bearer x', 'Basic y', ''])
   return h
 }
@@ -193,9 +193,53 @@ describe('node fuzz', () => {
     assert.equal(put.status, 200)
     assert.ok((JSON.parse(put.body.toString()) as { version: number }).version > Math.max(...control.values()))
     assert.deepEqual((await send(node.url, 'GET', '/v1/keys/after')).body, Buffer.from([0, 1, 2]))
-    assert.equal((await send(node.url, 'POST', '/v1/invalidate', '{"tags":["z"]}')).status, 200)
+    assert.equal((await send(node.url, 'POST', '/v1/invalidate', '{"tags":["z"]}', { 'content-type': 'application/json' })).status, 200)
     assert.equal((await send(node.url, 'GET', '/v1/keys/after')).status, 404)
     assert.equal((await send(node.url, 'GET', '/readyz')).status, 200)
+  })
+})
+
+describe('node fuzz: large values on the JSON routes', () => {
+  test(`seeded (seed ${SEED}): multi-megabyte strings in every JSON field get success or a typed error over sockets, never 500`, async (t) => {
+    const d = tempDir('stratacache-fuzz-large-')
+    const big = await startNode({ port: 0, dataDir: d.path, disk: '256mb', memory: '64mb', maxValueBytes: '8mb', maxBodyBytes: '24mb', logger })
+    try {
+      const huge = (n: number, alphabet: string): string => {
+        const unit = Array.from({ length: 64 }, () => alphabet[int(alphabet.length)]).join('')
+        return unit.repeat(Math.ceil(n / 64)).slice(0, n)
+      }
+      const sizes = [3_300_000, 4_500_000, 8 * 1024 * 1024, 11_500_000, 20_000_000]
+      const bodies: Array<() => string> = [
+        // base64 values around and past the old stack overflow (4.47 M characters) and the value limit
+        () => JSON.stringify({ entries: [{ key: 'fbig', value: Buffer.alloc(Math.floor((pick(sizes) * 3) / 4), int(256)).toString('base64') }] }),
+        // the same lengths, not base64
+        () => JSON.stringify({ entries: [{ key: 'fbad', value: huge(pick(sizes), 'ab+/=*é') }] }),
+        () => JSON.stringify({ entries: [{ key: huge(pick(sizes), 'abc/é'), value: 'QQ==' }] }),
+        () => JSON.stringify({ entries: [{ key: 'ftag', value: 'QQ==', tags: [huge(pick(sizes), 'ab:')] }] }),
+        () => JSON.stringify({ entries: [{ key: 'fttl', value: 'QQ==', ttl: huge(pick(sizes), '0123456789') }] }),
+        () => JSON.stringify({ keys: [huge(pick(sizes), 'ab\u0000"')] }),
+        () => JSON.stringify({ keys: Array.from({ length: 1000 }, (_, i) => `k${i}${huge(1000, 'xy')}`) }),
+        () => JSON.stringify({ tags: [huge(pick(sizes), 'a:b')], mode: huge(1_000_000, 'h') }),
+        () => JSON.stringify({ [huge(4_000_000, 'zq')]: 1 }),
+        () => `{"entries":[{"key":"fesc","value":"${'\\u0041'.repeat(700_000)}"}]}`,
+        () => `{"keys":${'['.repeat(2_000_000)}`,
+      ]
+      const statuses = new Map<number, number>()
+      for (let i = 0; i < 24; i++) {
+        const which = i < bodies.length ? i : int(bodies.length)
+        const body = bodies[which]()
+        const path = pick(['/v1/mset', '/v1/mget', '/v1/invalidate'])
+        const r = await send(big.url, 'POST', path, body, { 'content-type': 'application/json' }, 60_000)
+        checkReply(r.status, r.headers['content-type'] as string | undefined, r.body, `body #${which} (${body.length} chars) to ${path}`)
+        statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1)
+      }
+      t.diagnostic(`statuses ${JSON.stringify(Object.fromEntries(statuses))}`)
+      assert.deepEqual(errors, [], 'no unexpected errors were logged')
+      assert.equal((await send(big.url, 'GET', '/readyz')).status, 200)
+    } finally {
+      await big.close()
+      d.remove()
+    }
   })
 })
 
@@ -203,12 +247,12 @@ function rawRequest(): string {
   const r = int(8)
   const path = randomPath().replaceAll(' ', '%20').replace(/[\r\n]/g, '')
   const method = pick(['GET', 'PUT', 'POST', 'DELETE', 'BREW', 'G\u00e9T'])
-  if (r === 0) return `${method} ${path} HTTP/1.1\r\nHost: x\r\nContent-Length: ${pick(['abc', '-1', '1 1', '99999999999999999999'])}\r\n\r\n`
+  if (r === 0) return `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${pick(['abc', '-1', '1 1', '99999999999999999999'])}\r\n\r\n`
   if (r === 1) return `${randomText(40)}\r\n\r\n`
-  if (r === 2) return `${method} ${path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n${pick(['zz', '5\r\nabc', 'ffffffffffff\r\n'])}\r\n0\r\n\r\n`
-  if (r === 3) return `${method} ${path} HTTP/1.1\r\nHost: x\r\n${randomText(10, 'abcX-:')}: ${randomText(20, 'abc\u0001\u007f ')}\r\n\r\n`
+  if (r === 2) return `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n${pick(['zz', '5\r\nabc', 'ffffffffffff\r\n'])}\r\n0\r\n\r\n`
+  if (r === 3) return `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${randomText(10, 'abcX-:')}: ${randomText(20, 'abc\u0001\u007f ')}\r\n\r\n`
   const body = String(randomBody() ?? '')
-  return `${method} ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
+  return `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n${chance(0.7) ? 'Content-Type: application/json\r\n' : ''}Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
 }
 
 function exchange(n: NodeHandle, request: string): Promise<string> {

@@ -176,10 +176,10 @@ describe('node API (injected)', () => {
     const { node: n } = await node({ maxValueBytes: 1000, maxBodyBytes: 2000, maxBatch: 3 })
     assert.equal((await n.inject({ method: 'PUT', url: '/v1/keys/v', body: Buffer.alloc(1000) })).status, 200)
     assert.equal(code(await n.inject({ method: 'PUT', url: '/v1/keys/v', body: Buffer.alloc(1001) })), 'ERR_TOO_LARGE')
-    assert.equal(code(await n.inject({ method: 'POST', url: '/v1/mget', body: JSON.stringify({ keys: ['x'.repeat(2000)] }) })), 'ERR_TOO_LARGE')
-    assert.equal(code(await n.inject({ method: 'POST', url: '/v1/mget', body: JSON.stringify({ keys: ['a', 'b', 'c', 'd'] }) })), 'ERR_TOO_LARGE')
+    assert.equal(code(await n.inject({ method: 'POST', url: '/v1/mget', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ keys: ['x'.repeat(2000)] }) })), 'ERR_TOO_LARGE')
+    assert.equal(code(await n.inject({ method: 'POST', url: '/v1/mget', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ keys: ['a', 'b', 'c', 'd'] }) })), 'ERR_TOO_LARGE')
     const big = Buffer.alloc(1001).toString('base64')
-    assert.equal(code(await n.inject({ method: 'POST', url: '/v1/mset', body: JSON.stringify({ entries: [{ key: 'a', value: big }] }) })), 'ERR_TOO_LARGE')
+    assert.equal(code(await n.inject({ method: 'POST', url: '/v1/mset', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ entries: [{ key: 'a', value: big }] }) })), 'ERR_TOO_LARGE')
   })
 
   test('tags: validated; invalidate reaches descendants; survives nothing it should not', async () => {
@@ -192,7 +192,7 @@ describe('node API (injected)', () => {
       assert.equal(r.status, 400, bad)
       assert.equal(code(r), 'ERR_INVALID_TAG', bad)
     }
-    const inv = await n.inject({ method: 'POST', url: '/v1/invalidate', body: JSON.stringify({ tags: ['org:1'] }) })
+    const inv = await n.inject({ method: 'POST', url: '/v1/invalidate', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ tags: ['org:1'] }) })
     assert.deepEqual(json(inv), { invalidated: 1 })
     assert.equal((await n.inject({ method: 'GET', url: '/v1/keys/u42' })).status, 404)
     assert.equal((await n.inject({ method: 'GET', url: '/v1/keys/u43' })).status, 200)
@@ -201,11 +201,11 @@ describe('node API (injected)', () => {
     await n.inject({ method: 'PUT', url: '/v1/keys/u42?tags=org:1:user:42', body: 'a2' })
     assert.equal(bodyText(await n.inject({ method: 'GET', url: '/v1/keys/u42' })), 'a2')
     for (const body of ['{"tags":"org"}', '{"tags":["a::b"]}', '{}', '{"tags":["a"],"mode":"medium"}', '[]', 'nope']) {
-      const r = await n.inject({ method: 'POST', url: '/v1/invalidate', body })
+      const r = await n.inject({ method: 'POST', url: '/v1/invalidate', headers: { 'content-type': 'application/json' }, body })
       assert.equal(r.status, 400, body)
       assert.match(String(code(r)), /^ERR_(BAD_REQUEST|INVALID_TAG)$/, body)
     }
-    assert.equal((await n.inject({ method: 'POST', url: '/v1/invalidate', body: JSON.stringify({ tags: ['org:2'], mode: 'soft' }) })).status, 200)
+    assert.equal((await n.inject({ method: 'POST', url: '/v1/invalidate', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ tags: ['org:2'], mode: 'soft' }) })).status, 200)
     assert.equal((await n.inject({ method: 'GET', url: '/v1/keys/u43' })).status, 404)
   })
 
@@ -214,13 +214,14 @@ describe('node API (injected)', () => {
     const ms = await n.inject({
       method: 'POST',
       url: '/v1/mset',
+      headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ entries: [{ key: 'a', value: Buffer.from([1, 2]).toString('base64') }, { key: 'b', value: '', ttl: null, tags: ['t:1'] }, { key: 'a', value: 'AA==', ttl: 'none' }] }),
     })
     assert.equal(ms.status, 200)
     const versions = json(ms).versions as number[]
     assert.equal(versions.length, 3)
     assert.ok(versions[2] > versions[0])
-    const mg = json(await n.inject({ method: 'POST', url: '/v1/mget', body: JSON.stringify({ keys: ['a', 'zz', 'b'] }) }))
+    const mg = json(await n.inject({ method: 'POST', url: '/v1/mget', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ keys: ['a', 'zz', 'b'] }) }))
     assert.deepEqual(mg, {
       entries: [
         { key: 'a', value: 'AA==', version: versions[2], ttl: null, tags: [] },
@@ -237,11 +238,11 @@ describe('node API (injected)', () => {
       { entries: {} },
     ]
     for (const b of bad) {
-      const r = await n.inject({ method: 'POST', url: '/v1/mset', body: JSON.stringify(b) })
+      const r = await n.inject({ method: 'POST', url: '/v1/mset', headers: { 'content-type': 'application/json' }, body: JSON.stringify(b) })
       assert.equal(r.status, 400, JSON.stringify(b))
     }
     assert.equal((await n.inject({ method: 'GET', url: '/v1/keys/ok' })).status, 404, 'a refused mset wrote nothing')
-    for (const b of ['{"keys":"a"}', '{"keys":[1]}', '{"keys":[""]}', '{']) assert.equal((await n.inject({ method: 'POST', url: '/v1/mget', body: b })).status, 400, b)
+    for (const b of ['{"keys":"a"}', '{"keys":[1]}', '{"keys":[""]}', '{']) assert.equal((await n.inject({ method: 'POST', url: '/v1/mget', headers: { 'content-type': 'application/json' }, body: b })).status, 400, b)
   })
 
   test('clear is guarded by X-Confirm', async () => {
@@ -269,7 +270,7 @@ describe('node API (injected)', () => {
     assert.equal(await live('apple'), 200)
     assert.equal(await live('other'), 200)
     assert.equal(await live('ap'), 200)
-    assert.equal((json(await n.inject({ method: 'POST', url: '/v1/mget', body: '{"keys":["app:1","apple"]}' })).entries as unknown[])[0], null)
+    assert.equal((json(await n.inject({ method: 'POST', url: '/v1/mget', headers: { 'content-type': 'application/json' }, body: '{"keys":["app:1","apple"]}' })).entries as unknown[])[0], null)
     assert.equal((await n.inject({ method: 'PUT', url: '/v1/keys/app%3A1', body: 'v', headers: { 'if-match': '*' } })).status, 412, 'a cleared key does not match *')
     // Written after the clear: live.
     assert.equal((await n.inject({ method: 'PUT', url: '/v1/keys/app%3A3', body: 'new' })).status, 200)
@@ -334,7 +335,7 @@ describe('node API (injected)', () => {
 
   test('bearer auth: timing-safe check, probes exempt', async () => {
     const { node: n } = await node({ authToken: 's3cret-token' })
-    for (const auth of [undefined, 'Bearer wrong', 'Bearer s3cret-toke', 'Basic s3cret-token', 'Bearer s3cret-token2', 'bearer s3cret-token']) {
+    for (const auth of [undefined, 'Bearer wrong', 'Bearer s3cret-toke', 'Basic s3cret-token', 'Bearer s3cret-token2', 'Bearers3cret-token']) {
       const r = await n.inject({ method: 'GET', url: '/v1/keys/a', headers: auth === undefined ? {} : { authorization: auth } })
       assert.equal(r.status, 401, String(auth))
       assert.equal(code(r), 'ERR_UNAUTHORIZED')
@@ -343,6 +344,8 @@ describe('node API (injected)', () => {
     assert.equal((await n.inject({ method: 'GET', url: '/metrics' })).status, 401)
     const ok = await n.inject({ method: 'PUT', url: '/v1/keys/a', body: 'v', headers: { authorization: 'Bearer s3cret-token' } })
     assert.equal(ok.status, 200)
+    // The scheme is case-insensitive (RFC 7235 §2.1); the token is not.
+    assert.equal((await n.inject({ method: 'GET', url: '/v1/keys/a', headers: { authorization: 'bearer s3cret-token' } })).status, 200)
     for (const probe of ['/healthz', '/readyz', '/ping']) assert.equal((await n.inject({ method: 'GET', url: probe })).status, 200, probe)
     assert.equal((json(await n.inject({ method: 'GET', url: '/v1/stats', headers: { authorization: 'Bearer s3cret-token' } })) as { requests: { unauthorized: number } }).requests.unauthorized, 7)
   })
@@ -390,7 +393,7 @@ describe('node API (injected)', () => {
     const first = await startNode({ port: 0, clock, store: survivingStore(store), logger: quietLogger() })
     const v1 = json(await first.inject({ method: 'PUT', url: '/v1/keys/keep?ttl=100&tags=team:a', body: 'kept' })).version as number
     await first.inject({ method: 'PUT', url: '/v1/keys/gone?tags=team:b', body: 'x' })
-    await first.inject({ method: 'POST', url: '/v1/invalidate', body: '{"tags":["team:b"]}' })
+    await first.inject({ method: 'POST', url: '/v1/invalidate', headers: { 'content-type': 'application/json' }, body: '{"tags":["team:b"]}' })
     await first.close()
     clock.advance(40_000)
     const { node: second } = await node({ clock, store: survivingStore(store) })

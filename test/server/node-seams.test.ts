@@ -39,7 +39,7 @@ describe('node seams', () => {
       await node.inject({ method: 'PUT', url: '/v1/keys/a?ttl=0', body: 'refused' })
       await node.inject({ method: 'DELETE', url: '/v1/keys/a' })
       await node.inject({ method: 'DELETE', url: '/v1/keys/a' })
-      await node.inject({ method: 'POST', url: '/v1/invalidate', body: '{"tags":["t"]}' })
+      await node.inject({ method: 'POST', url: '/v1/invalidate', headers: { 'content-type': 'application/json' }, body: '{"tags":["t"]}' })
       assert.deepEqual(
         events.map((e) => e.type),
         ['put', 'delete', 'invalidate'],
