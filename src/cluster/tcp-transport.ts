@@ -291,7 +291,11 @@ export class TcpTransport implements MessageTransport {
     }
     const moved = peer.address === undefined || peer.address.host !== a.host || peer.address.port !== a.port
     peer.address = a
-    if (moved && peer.state !== 'idle') this.#reset(peer)
+    if (!moved || peer.state === 'idle') return
+    this.#reset(peer)
+    // A new address deserves a dial now, not after the old one's backoff.
+    peer.failures = 0
+    if (peer.queue.length > 0) this.#dial(peer)
   }
 
   /** Forgets a peer: closes its connection, drops its queue (not reported). */
