@@ -31,6 +31,7 @@ export const ERROR_CODES = {
   ERR_FEED_UNAVAILABLE: 'A change feed could not reach its source (RabbitMQ, PostgreSQL) within its connect timeout; `cause` is the failure.',
   ERR_CLOCK_DRIFT: 'A remote hybrid-clock timestamp was further ahead of local time than maxDrift; it was refused, not adopted.',
   ERR_PEER_UNREACHABLE: 'A cluster transport could not deliver a message to a peer node (unknown, down or connection refused).',
+  ERR_PEER_AUTH: 'A cluster peer failed mutual authentication (wrong or no cluster secret, refused certificate, frame before authentication, handshake deadline); its connection was refused.',
   // Node HTTP API (docs/PROTOCOL.md): codes a node answers with, and a client raises.
   ERR_BAD_REQUEST: 'A request to a node is malformed (header, query parameter, JSON body or encoding).',
   ERR_UNAUTHORIZED: 'A node requires a bearer token and the request had none or a wrong one.',
@@ -342,6 +343,16 @@ export class PeerUnreachableError extends CacheError {
   }
 }
 
+/** A cluster connection refused by mutual authentication (cluster/tcp-transport.ts). */
+export class PeerAuthError extends CacheError {
+  /** The node id the peer claimed or was expected to be, else its remote address. */
+  readonly peer: string
+  constructor(peer: string, message: string, options?: CacheErrorOptions) {
+    super('ERR_PEER_AUTH', message, options)
+    this.peer = peer
+  }
+}
+
 // ---- Client of the nodes (src/client/) ------------------------------------------------
 
 /** Options of the client's errors: the node (origin URL) concerned, when one is. */
@@ -403,6 +414,7 @@ export const ERROR_CLASSES: { readonly [C in ErrorCode]: abstract new (...args: 
   ERR_FEED_UNAVAILABLE: FeedUnavailableError,
   ERR_CLOCK_DRIFT: ClockDriftError,
   ERR_PEER_UNREACHABLE: PeerUnreachableError,
+  ERR_PEER_AUTH: PeerAuthError,
   ERR_BAD_REQUEST: BadRequestError,
   ERR_UNAUTHORIZED: UnauthorizedError,
   ERR_FORBIDDEN: ForbiddenError,

@@ -138,6 +138,7 @@ describe('errors', () => {
       new api.FeedUnavailableError('m'),
       new api.ClockDriftError(2, 1),
       new api.PeerUnreachableError('n1', 'm'),
+      new api.PeerAuthError('n1', 'm'),
       new api.BadRequestError('m'),
       new api.UnauthorizedError(),
       new api.NotFoundError('m'),
