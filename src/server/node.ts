@@ -216,6 +216,8 @@ class Node implements NodeHandle {
   #port = 0
   #ready = false
   #draining = false
+  /** Set while the shutdown lingers for keep-alive connections: called when the last one closes. */
+  #onNoConnections: (() => void) | undefined
   #closing: Promise<void> | undefined
   #inFlight = 0
   /** Requests past the gate and not yet answered (bodies arriving and work in flight): the drain waits for them. */
@@ -416,6 +418,7 @@ class Node implements NodeHandle {
     socket.on('error', () => undefined)
     socket.once('close', () => {
       this.#connections--
+      if (this.#connections === 0) this.#onNoConnections?.()
       const n = (this.#connectionsByIp.get(ip) ?? 1) - 1
       if (n <= 0) this.#connectionsByIp.delete(ip)
       else this.#connectionsByIp.set(ip, n)
@@ -684,13 +687,15 @@ class Node implements NodeHandle {
     }
     if (!timedOut && this.#connections > 0) {
       const until = Math.min(began + this.options.drainTimeoutMs, clock.now() + DRAIN_LINGER_MS)
+      // Ends when the last connection closes (event-driven, so it never waits on a clock
+      // that does not move) or when the linger runs out.
+      let timer: TimerHandle | undefined
       await new Promise<void>((resolve) => {
-        const check = (): void => {
-          if (this.#connections === 0 || clock.now() >= until) resolve()
-          else clock.setTimeout(check, 20)
-        }
-        check()
+        this.#onNoConnections = resolve
+        timer = clock.setTimeout(resolve, Math.max(0, until - clock.now()))
       })
+      if (timer !== undefined) clock.clearTimeout(timer)
+      this.#onNoConnections = undefined
     }
     const serverClosed = new Promise<void>((resolve) => this.#server.close(() => resolve()))
     this.#server.closeAllConnections()

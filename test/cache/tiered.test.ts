@@ -628,7 +628,9 @@ describe('distributed lock: explicit writes and refresh-ahead are ordered after 
     let down = false
     const calls: string[] = []
     const store = gated(inner, () => down, calls)
-    const make = <V>(more: CacheOptions = {}): Cache<V> => createCache<V>({ clock, store, lock, l2: { timeout: '100ms', retry: { attempts: 0 } }, ...more })
+    // No bus here, so L1 would trust an entry only l1MaxAge (5 s); the refresh-ahead cases
+    // need B's L1 to keep its entry past its refresh point, as it does with a bus.
+    const make = <V>(more: CacheOptions = {}): Cache<V> => createCache<V>({ clock, store, lock, l2: { timeout: '100ms', retry: { attempts: 0 }, l1MaxAge: Infinity }, ...more })
     return { clock, inner, calls, make, setDown: (d: boolean) => (down = d) }
   }
 

@@ -144,6 +144,8 @@ describe('errors', () => {
       new api.NotFoundError('m'),
       new api.MethodNotAllowedError('PATCH', ['GET']),
       new api.PreconditionFailedError('m'),
+      new api.ForbiddenError('m'),
+      new api.UnsupportedMediaTypeError('text/plain'),
       new api.TooLargeError('m'),
       new api.RateLimitedError(1),
       new api.BusyError(1),
