@@ -444,6 +444,11 @@ describe('redisStore: out of memory (own server)', () => {
       let full: unknown
       for (let i = 0; i < 64 && full === undefined; i++) await store.set(`fill${i}`, chunk, 600_000).catch((err: unknown) => (full = err))
       assert.ok(isCacheError(full, 'ERR_STORE_FULL'), `expected ERR_STORE_FULL, got ${String(full)}`)
+      // The refusal above came while the refused command's own 64 KB query buffer counted in
+      // used_memory; once Redis freed it, memory can sit just below the limit and a small
+      // write (a lock grant) would pass. Keep the server over its limit for the rest.
+      const usedNow = Number(/used_memory:(\d+)/.exec(String(await small.command('INFO', 'memory')))?.[1])
+      assert.equal(await small.command('CONFIG', 'SET', 'maxmemory', String(usedNow - 128 * 1024)), 'OK')
       await assert.rejects(store.setMany([{ key: 'm1', value: chunk, ttlMs: 600_000 }, { key: 'm2', value: chunk, ttlMs: 600_000 }]), (err: unknown) => isCacheError(err, 'ERR_STORE_FULL'))
       assert.deepEqual(await store.getMany(['m1', 'm2']), [undefined, undefined], 'the refused batch wrote nothing')
       // Lock grants write too (the lease and the fence counter): refused the same way.
