@@ -1,7 +1,8 @@
 // Public entry point of `stratacache`. Everything a user may import is re-exported here.
 export * from './core/errors.js'
 export type { Clock, TimerHandle, TimerOptions } from './core/clock.js'
-export { systemClock } from './core/system-clock.js'
+export { systemClock, createSystemClock } from './core/system-clock.js'
+export type { SystemClockOptions } from './core/system-clock.js'
 export { ManualClock } from './core/manual-clock.js'
 export { SeededRandom, mathRandom } from './core/random.js'
 export type { Random } from './core/random.js'

@@ -1,5 +1,6 @@
 import { Worker } from 'node:worker_threads'
 import type { Clock, TimerHandle, TimerOptions } from './clock.js'
+import { InvalidOptionsError } from './errors.js'
 
 /**
  * The only module that touches real time.
@@ -13,24 +14,57 @@ import type { Clock, TimerHandle, TimerOptions } from './clock.js'
  * behind (documented as the TTL resolution). If the worker cannot start or dies, `now()`
  * falls back to `Date.now()`. The worker is unref'd and never keeps a process alive.
  *
+ * The ticker parks when nobody needs it: after `ACTIVE_TICKS` ticks it writes 0 into the
+ * shared cell and sleeps until woken. A read that finds 0 takes `Date.now()` and wakes it
+ * (at most one wake-up per millisecond of reads, so the hot path never pays a syscall).
+ * An idle process therefore costs nothing after its last read; a busy one pays one
+ * `Date.now()` and one futex wake per second. Measured (bench `ticker` suite, and
+ * docs/decisions/0105): a ticker that never parks cost an idle process about 110 CPU-seconds
+ * and 3 million thread wake-ups per hour.
+ *
  * `now()` is wall-clock milliseconds made monotonic: if the system clock steps back, time
  * stands still until it catches up, so TTL arithmetic never sees time reverse.
  */
 const TICK_MS = 1
+/** Ticks (about one second) after which the ticker parks until a read wakes it. */
+const ACTIVE_TICKS = 1000
 
-// Runs in the worker (CommonJS eval). Atomics.wait sleeps without spinning a core.
+// Runs in the worker (CommonJS eval). Atomics.wait sleeps without spinning a core; a
+// notify from the main thread ends a park (or merely shortens a tick).
 const TICKER_SOURCE = `
 const { workerData } = require('node:worker_threads')
 const now = new Float64Array(workerData, 0, 1)
 const sleeper = new Int32Array(workerData, 8, 1)
-for (;;) { now[0] = Date.now(); Atomics.wait(sleeper, 0, 0, ${TICK_MS}) }
+for (;;) {
+  for (let i = 0; i < ${ACTIVE_TICKS}; i++) { now[0] = Date.now(); Atomics.wait(sleeper, 0, 0, ${TICK_MS}) }
+  now[0] = 0
+  Atomics.wait(sleeper, 0, 0)
+}
 `
+
+export interface SystemClockOptions {
+  /**
+   * Read the time from a ticker thread (one memory load per read, resolution about 1 ms)
+   * instead of calling `Date.now()` on every read. The thread parks after about a second
+   * without reads, so an idle process pays nothing for it. `false` (or the environment
+   * variable `STRATACACHE_NO_TICKER=1`) never starts a thread.
+   * @default true
+   */
+  ticker?: boolean
+}
 
 class SystemClock implements Clock {
   #last = 0
-  /** Shared cell written by the ticker; 0 until the ticker has written once. */
+  /** Shared cell written by the ticker; 0 while it has not written or is parked. */
   #shared: Float64Array | undefined
+  #sleeper: Int32Array | undefined
   #started = false
+  #lastWake = 0
+  readonly #ticker: boolean
+
+  constructor(ticker: boolean) {
+    this.#ticker = ticker
+  }
 
   now(): number {
     const shared = this.#shared
@@ -38,11 +72,22 @@ class SystemClock implements Clock {
     if (shared !== undefined && shared[0] !== 0) {
       t = shared[0]
     } else {
-      if (!this.#started) this.#startTicker()
-      t = Date.now()
+      t = this.#slowNow()
     }
     if (t > this.#last) this.#last = t
     return this.#last
+  }
+
+  /** Out of line: the ticker has not started, is parked, or is off. */
+  #slowNow(): number {
+    const t = Date.now()
+    if (!this.#started) this.#startTicker()
+    else if (this.#sleeper !== undefined && t !== this.#lastWake) {
+      // Parked (or not yet written): wake it, at most once per millisecond of reads.
+      this.#lastWake = t
+      Atomics.notify(this.#sleeper, 0)
+    }
+    return t
   }
 
   setTimeout(fn: () => void, ms: number, options?: TimerOptions): TimerHandle {
@@ -58,24 +103,37 @@ class SystemClock implements Clock {
 
   #startTicker(): void {
     this.#started = true
-    if (process.env.STRATACACHE_NO_TICKER === '1') return
+    if (!this.#ticker || process.env.STRATACACHE_NO_TICKER === '1') return
     try {
       const buffer = new SharedArrayBuffer(16)
-      const worker = new Worker(TICKER_SOURCE, { eval: true, workerData: buffer, stdout: false, stderr: false })
+      // execArgv []: the process's own flags must not reach the ticker (with --input-type=module
+      // its CommonJS source failed to load, silently: every read fell back to Date.now()).
+      const worker = new Worker(TICKER_SOURCE, { eval: true, workerData: buffer, stdout: false, stderr: false, execArgv: [] })
       worker.unref()
-      const shared = new Float64Array(buffer, 0, 1)
-      this.#shared = shared
+      this.#shared = new Float64Array(buffer, 0, 1)
+      this.#sleeper = new Int32Array(buffer, 8, 1)
       const fallBack = (): void => {
         // A dead ticker must not freeze time: go back to Date.now().
         this.#shared = undefined
+        this.#sleeper = undefined
       }
       worker.on('error', fallBack)
       worker.on('exit', fallBack)
     } catch {
       this.#shared = undefined
+      this.#sleeper = undefined
     }
   }
 }
 
-/** The process-wide real clock (TTL resolution about 1 ms). */
-export const systemClock: Clock = new SystemClock()
+/** The process-wide real clock (TTL resolution about 1 ms; ticker thread, parked when idle). */
+export const systemClock: Clock = new SystemClock(true)
+
+/**
+ * A real clock of its own: `createSystemClock({ ticker: false })` reads `Date.now()` on every
+ * call and never starts a thread (pass it as `clock` to a cache or store).
+ */
+export function createSystemClock(options: SystemClockOptions = {}): Clock {
+  if (options.ticker !== undefined && typeof options.ticker !== 'boolean') throw new InvalidOptionsError('ticker', `expected a boolean, got ${typeof options.ticker}`)
+  return new SystemClock(options.ticker ?? true)
+}

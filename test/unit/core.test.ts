@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process'
 /**
  * Foundation: durations, byte sizes, ManualClock, systemClock, SeededRandom and the typed
  * error table (pinned to the package exports and to the README's error table).
@@ -54,6 +55,7 @@ import {
   RecursiveFlightError,
   SeededRandom,
   systemClock,
+  createSystemClock,
   toBytes,
   toMs,
   WaitTimeoutError,
@@ -289,6 +291,53 @@ describe('systemClock', () => {
       systemClock.clearTimeout(unref)
       systemClock.clearTimeout(ref)
     }
+  })
+})
+
+describe('systemClock ticker', () => {
+  // A child process per case: thread counts and wake-ups are process-wide.
+  const probe = (ticker: boolean | undefined): { activeWakeups: number; idleWakeups: number; lagAfterIdle: number } => {
+    const mod = new URL('../../src/core/system-clock.js', import.meta.url).href
+    const script = `
+      import { readdirSync, readFileSync } from 'node:fs'
+      const { createSystemClock } = await import(${JSON.stringify(mod)})
+      const clock = createSystemClock(${ticker === undefined ? '' : `{ ticker: ${String(ticker)} }`})
+      const wakeups = () => readdirSync('/proc/self/task').map((t) => {
+        try { return Number(/voluntary_ctxt_switches:\\s+(\\d+)/.exec(readFileSync('/proc/self/task/' + t + '/status', 'utf8'))[1]) } catch { return 0 }
+      }).reduce((a, b) => a + b, 0)
+      await new Promise((r) => setTimeout(r, 100))
+      const w0 = wakeups()
+      clock.now()
+      await new Promise((r) => setTimeout(r, 500))
+      const activeWakeups = wakeups() - w0
+      for (let i = 0; i < 1e5; i++) clock.now()
+      await new Promise((r) => setTimeout(r, 1600))
+      const w1 = wakeups()
+      await new Promise((r) => setTimeout(r, 1000))
+      const idleWakeups = wakeups() - w1
+      const lagAfterIdle = Date.now() - clock.now()
+      console.log(JSON.stringify({ activeWakeups, idleWakeups, lagAfterIdle }))
+      process.exit(0)
+    `
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' })
+    return JSON.parse(out) as { activeWakeups: number; idleWakeups: number; lagAfterIdle: number }
+  }
+
+  test('the ticker parks after about a second without reads (an idle process is not woken 1,000 times a second), and the next read is current', { skip: process.platform !== 'linux' && 'needs /proc' }, () => {
+    const r = probe(undefined)
+    // Ticking: one wake-up per 1 ms tick (fewer when the machine is loaded).
+    assert.ok(r.activeWakeups > 100, `the first read started a ticker: ${r.activeWakeups} wake-ups in 0.5 s`)
+    // A ticker that never parks wakes about 1,000 times in that second.
+    assert.ok(r.idleWakeups < 100, `idle wake-ups in 1 s: ${r.idleWakeups}`)
+    assert.ok(Math.abs(r.lagAfterIdle) <= 2, `a read after the park is current (lag ${r.lagAfterIdle} ms)`)
+  })
+
+  test('createSystemClock({ ticker: false }) starts no ticker; a bad option is ERR_INVALID_OPTIONS', { skip: process.platform !== 'linux' && 'needs /proc' }, () => {
+    const r = probe(false)
+    assert.ok(r.activeWakeups < 50, `no ticker: ${r.activeWakeups} wake-ups in 0.5 s`)
+    assert.ok(r.idleWakeups < 50, `idle: ${r.idleWakeups}`)
+    assert.ok(Math.abs(r.lagAfterIdle) <= 2, `lag ${r.lagAfterIdle} ms`)
+    assert.throws(() => createSystemClock({ ticker: 'yes' as unknown as boolean }), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS'))
   })
 })
 
