@@ -19,8 +19,8 @@
  *
  * Joining: a node pings its seeds asking for the full member list (and keeps doing so
  * while it knows no live member); the seed adds it on the spot and gossips it. Every
- * `syncEveryTicks` a node also exchanges full lists with a random member and pings a
- * random seed it does not see alive, and each tick it pings one dead member: that is how
+ * `syncEveryTicks` a node also exchanges full lists with a random member and pings the
+ * seeds it does not see alive, and each tick it pings one dead member: that is how
  * the two halves of a healed partition find each other (each side refutes the other's
  * verdict). Dead and left members leave the view `pruneAfterMs` after the verdict; a
  * tombstone (id and incarnation) remains so stale gossip cannot resurrect them.
@@ -117,7 +117,7 @@ export interface MembershipOptions {
   readonly suspicionTimeoutMs?: number
   /** Dead and left members leave the view this long after the verdict. @default 60000 */
   readonly pruneAfterMs?: number
-  /** Full-list exchange with a random member (and a seed not seen alive) every this many ticks. @default 10 */
+  /** Full-list exchange with a random member (and the seeds not seen alive) every this many ticks. @default 10 */
   readonly syncEveryTicks?: number
   /** Each delta is piggybacked retransmitMult * ceil(log10(n + 1)) times. @default 4 */
   readonly retransmitMult?: number
@@ -432,7 +432,7 @@ export class Membership implements StateMachine<MembershipMessage> {
       const [partner] = this.#pick(live, 1)
       if (partner !== undefined) actions.push(this.#probe(partner.id, now, true))
       const unseen = this.#seeds.filter((s) => { const st = this.#members.get(s)?.status; return st !== 'alive' && st !== 'suspect' })
-      for (const s of alone ? unseen : this.#pick(unseen, 1)) actions.push(this.#message(s, 'ping', { wantFull: true }))
+      for (const s of unseen) actions.push(this.#message(s, 'ping', { wantFull: true }))
     }
     this.#prune(now)
     actions.push({ type: 'timer', name: 'tick', afterMs: o.heartbeatIntervalMs })
@@ -595,7 +595,8 @@ export class Membership implements StateMachine<MembershipMessage> {
   }
 
   #message(to: NodeId, kind: MembershipMessageKind, extra: { seq?: number; target?: NodeId; wantFull?: boolean; full?: MemberRecord[] } = {}): Action {
-    const m = this.#members.get(to)
+    // What we believe of the receiver; a tombstone too, so a pruned member that is back hears its verdict and refutes it.
+    const m = this.#members.get(to) ?? this.#tombstones.get(to)
     const message: MembershipMessage = {
       kind,
       from: this.#selfRecord(),
