@@ -27,7 +27,8 @@
  *
  * Leaving: `leave()` marks the node `left` and tells every member directly (left beats
  * alive at the same incarnation, so it is `left` at once wherever the message arrives);
- * the machine is inert afterwards. A restart (the kernel's `start` with what this machine
+ * afterwards the machine only answers a late message with its leave again (for whoever
+ * lost the first one). A restart (the kernel's `start` with what this machine
  * persisted) resumes the same id at the persisted incarnation + 1, so the rejoin beats
  * any verdict about the previous life; a wiped disk starts at 0 and refutes upwards.
  *
@@ -354,9 +355,10 @@ export class Membership implements StateMachine<MembershipMessage> {
         this.#timer(event.name, now, actions)
         break
       case 'message':
-        if (this.#started && !this.#left && isMessage(event.message) && event.message.from.id === event.from && event.from !== this.#id) {
-          this.#receive(event.from, event.message, now, actions)
-        }
+        if (!this.#started || !isMessage(event.message) || event.message.from.id !== event.from || event.from === this.#id) break
+        // A left node answers whoever missed its leave (a lost message) with the leave again, and nothing else.
+        if (this.#left) actions.push(this.#message(event.from, 'leave'))
+        else this.#receive(event.from, event.message, now, actions)
         break
       case 'unreachable':
         // Detection rests on phi and probes alone: a refused connection and a partition look the same to it.
@@ -514,7 +516,9 @@ export class Membership implements StateMachine<MembershipMessage> {
         break
       }
       case 'ping-req': {
-        if (msg.target === undefined || msg.seq === undefined || msg.target === this.#id) break
+        // Only on behalf of a member we know as live: a peer cannot make us ping arbitrary ids.
+        const status = msg.target === undefined ? undefined : this.#members.get(msg.target)?.status
+        if (msg.target === undefined || msg.seq === undefined || (status !== 'alive' && status !== 'suspect')) break
         const seq = ++this.#seq
         this.#pending.set(seq, { target: msg.target, sentAt: now, relay: { origin: from, seq: msg.seq } })
         actions.push(this.#message(msg.target, 'ping', { seq }))

@@ -211,6 +211,36 @@ describe('Membership on SimNetwork', () => {
     })
   })
 
+  test('under 20 % loss a leave still reaches everyone quickly (a late ping is answered with the leave), never as dead', async () => {
+    await runSeeds(SEEDS, (seed) => {
+      const net = build(seed, 5, { link: { latency: { min: 1, max: 30 }, loss: 0.2 } })
+      joined(net, 15_000)
+      m(net, 'n4').leave()
+      const others = ['n1', 'n2', 'n3', 'n5']
+      const t0 = net.clock.now()
+      for (;;) {
+        net.run(50)
+        assert.ok(others.every((x) => m(net, x).status('n4') !== 'dead'), 'never dead')
+        if (allSee(net, 'n4', 'left', others)) break
+        assert.ok(net.clock.now() - t0 < 4_000, `left everywhere within 4 s: ${others.map((x) => m(net, x).status('n4')).join(',')}`)
+      }
+    })
+  })
+
+  test('constant clock skew between nodes changes nothing (only local durations are used)', async () => {
+    await runSeeds(SEEDS, (seed) => {
+      const net: Net = new SimNetwork<MembershipMessage>({ seed, link: JITTER })
+      const ids = ['n1', 'n2', 'n3', 'n4']
+      for (const [i, id] of ids.entries()) {
+        net.addNode(id, (me) => new Membership({ id: me, seeds: ['n1'], random: new SeededRandom(Math.floor(net.random.next() * 2 ** 32)) }), { skewMs: (i - 1) * 3_600_000 + i * 777 })
+      }
+      joined(net)
+      runChecking(net, 10_000, () => suspicious(net))
+      net.crash('n3')
+      assert.ok(net.runUntil(() => allSee(net, 'n3', 'dead'), detectionBoundMs(), 50))
+    })
+  })
+
   test('a restarted node rejoins with the same id and a higher incarnation, with or without its disk', async () => {
     await runSeeds(SEEDS, (seed) => {
       const net = build(seed, 5)
@@ -266,5 +296,10 @@ describe('Membership on SimNetwork', () => {
     assert.throws(() => new Membership({ id: 'a', heartbeatIntervalMs: 0, random }), bad)
     assert.throws(() => new Membership({ id: 'a', phi: { threshold: -1 }, random }), bad)
     assert.throws(() => machine.setClusterState('SLEEPY' as 'ACTIVE'), bad)
+    machine.leave()
+    const bye = machine.step({ type: 'timer', name: 'command' }, 5)
+    assert.ok(bye.some((x) => x.type === 'send' && x.to === 'b' && x.message.kind === 'leave' && x.message.from.status === 'left'), 'a `command` timer applies the leave at once')
+    const late = machine.step({ type: 'message', from: 'b', message: { kind: 'ping', seq: 9, from, cs, gossip: [] } }, 6)
+    assert.deepEqual(late.map((x) => (x.type === 'send' ? x.message.kind : x.type)), ['leave'], 'a left node answers a late ping with its leave, nothing else')
   })
 })
