@@ -72,7 +72,7 @@ export interface MemberRecord {
 export interface ClusterStateRecord {
   readonly state: ClusterState
   readonly version: number
-  /** Node that set it: breaks ties between equal versions set concurrently. */
+  /** Node that set it ('' for the initial ACTIVE): breaks ties between equal versions set concurrently. */
   readonly origin: NodeId
 }
 
@@ -279,7 +279,7 @@ export class Membership implements StateMachine<MembershipMessage> {
     this.#address = address
     this.#seeds = seeds.filter((s) => s !== options.id)
     this.#random = options.random
-    this.#cs = { state: 'ACTIVE', version: 0, origin: options.id }
+    this.#cs = { state: 'ACTIVE', version: 0, origin: '' }
     this.#queue = new BroadcastQueue({ maxSize: this.#o.maxBroadcasts, retransmitMult: this.#o.retransmitMult })
   }
 

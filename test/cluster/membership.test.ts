@@ -257,6 +257,37 @@ describe('Membership on SimNetwork', () => {
     })
   })
 
+  test('chaos: partitions, loss, pauses, crashes and restarts with and without disk; after healing, one true view', async () => {
+    await runSeeds(SEEDS * 2, (seed) => {
+      const net = build(seed, 6, { link: { latency: { min: 1, max: 40 }, loss: 0.05, duplicate: 0.05, reorder: 0.1 }, seeds: ['n1', 'n2', 'n3'], extra: { pruneAfterMs: 8_000 } })
+      const r = net.random
+      const pick = (): string => net.nodeIds[Math.floor(r.next() * net.nodeIds.length)]
+      joined(net, 10_000)
+      for (let i = 0; i < 12; i++) {
+        const dice = r.next()
+        const id = pick()
+        if (dice < 0.2) net.partition([id, pick()], [pick(), pick()].filter((x) => x !== id))
+        else if (dice < 0.3) net.heal()
+        else if (dice < 0.45 && net.status(id) === 'up') net.crash(id, { keepDisk: r.next() < 0.5 })
+        else if (dice < 0.65 && net.status(id) === 'crashed') net.restart(id)
+        else if (dice < 0.75 && net.status(id) === 'up') {
+          net.pause(id)
+          net.run(Math.floor(r.next() * 2_000))
+          net.resume(id)
+        } else if (dice < 0.85 && net.status(id) === 'up') m(net, id).setClusterState((['ACTIVE', 'NO_MIGRATION', 'PASSIVE'] as const)[Math.floor(r.next() * 3)])
+        net.run(Math.floor(r.next() * 4_000))
+      }
+      net.heal()
+      const up = live(net)
+      const down = net.nodeIds.filter((id) => net.status(id) === 'crashed')
+      const settled = (): boolean =>
+        converged(net, up) &&
+        up.every((x) => down.every((d) => { const st = m(net, x).status(d); return st === 'dead' || st === undefined })) &&
+        up.every((x) => JSON.stringify(m(net, x).clusterState) === JSON.stringify(m(net, up[0]).clusterState))
+      assert.ok(net.runUntil(settled, 40_000, 100), `settled: up ${up.join(',')} down ${down.join(',')}; ` + up.map((x) => `${x}: ${net.nodeIds.map((y) => `${y}=${m(net, x).status(y)}`).join(' ')} ${JSON.stringify(m(net, x).clusterState)}`).join(' | '))
+    })
+  })
+
   test('the same seed replays the same run', () => {
     const run = (seed: number): string => {
       const net = build(seed, 4, { link: { latency: { min: 1, max: 30 }, loss: 0.1 } })
