@@ -44,7 +44,9 @@
  * `ERR_STORE_UNAVAILABLE`: the store fails closed, it never answers from a stale member unless
  * asked for `serializable` reads.
  */
-import { Etcd3, type ICompare, type IKeyValue, type IOptions, type IRequestOp, type ITxnResponse } from 'etcd3'
+// Types only here: the package is loaded on first use (see #etcd), so that importing stratacache
+// neither needs etcd3 installed nor pays for loading grpc-js (~0.6 s) unless an etcd store is used.
+import type { Etcd3, ICompare, IKeyValue, IOptions, IRequestOp, ITxnResponse } from 'etcd3'
 import type { Clock, TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { AbortedError, CacheError, ClosedError, InvalidOptionsError, StoreUnavailableError, ValueTooLargeError } from '../core/errors.js'
@@ -178,7 +180,8 @@ class EtcdStore implements Store {
   readonly location: string
   readonly locks: StoreLocks
   readonly consistency: EtcdConsistency
-  readonly #client: Etcd3
+  readonly #clientOptions: IOptions
+  #client: Promise<Etcd3> | undefined
   readonly #clock: Clock
   readonly #root: string
   readonly #serializable: boolean
@@ -212,7 +215,7 @@ class EtcdStore implements Store {
       const pem = (v: string | Buffer | undefined): Buffer | undefined => (v === undefined ? undefined : Buffer.from(v))
       clientOptions.credentials = { rootCertificate: Buffer.from(options.tls.ca), certChain: pem(options.tls.cert), privateKey: pem(options.tls.key) }
     }
-    this.#client = new Etcd3(clientOptions)
+    this.#clientOptions = clientOptions
     this.locks = {
       acquire: (key, token, leaseMs) => this.#guard(() => this.#acquire(key, token, leaseMs)),
       extend: (key, token, leaseMs) => this.#guard(() => this.#extend(key, token, leaseMs)),
@@ -259,7 +262,9 @@ class EtcdStore implements Store {
     if (found !== undefined) return found.id
     for (const [n, b] of this.#buckets) if (b.end < now) this.#buckets.delete(n)
     // +1 s: the grant's TTL counts from the leader's receipt, a little after `now`.
-    const id = this.#client.leaseClient.leaseGrant({ TTL: Math.ceil((end - now) / 1000) + 1 }).then((r) => String(r.ID))
+    const id = this.#etcd()
+      .then((c) => c.leaseClient.leaseGrant({ TTL: Math.ceil((end - now) / 1000) + 1 }))
+      .then((r) => String(r.ID))
     id.catch(() => this.#buckets.delete(name))
     this.#buckets.set(name, { end, id })
     return id
@@ -269,7 +274,7 @@ class EtcdStore implements Store {
   async #txnWithLeases(build: () => Promise<{ compare?: ICompare[]; success?: IRequestOp[]; failure?: IRequestOp[] }>): Promise<ITxnResponse> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.#client.kv.txn(await build())
+        return await (await this.#etcd()).kv.txn(await build())
       } catch (err) {
         if (attempt > 0 || !/lease not found/i.test(err instanceof Error ? err.message : '')) throw err
         this.#buckets.clear()
@@ -298,7 +303,7 @@ class EtcdStore implements Store {
 
   /** Read-only transaction of ranges: one consistent snapshot, one round trip. */
   async #readMany(keys: readonly Buffer[]): Promise<{ kvs: (IKeyValue | undefined)[]; revision: number }> {
-    const res = await this.#client.kv.txn({ success: keys.map((k) => range(k, this.#serializable)) })
+    const res = await (await this.#etcd()).kv.txn({ success: keys.map((k) => range(k, this.#serializable)) })
     return { kvs: res.responses.map((r) => r.response_range.kvs[0]), revision: Number(res.header.revision) }
   }
 
@@ -306,7 +311,7 @@ class EtcdStore implements Store {
 
   get(key: string): Promise<Uint8Array | undefined> {
     return this.#guard(async () => {
-      const res = await this.#client.kv.range({ key: this.#key('d', key), serializable: this.#serializable })
+      const res = await (await this.#etcd()).kv.range({ key: this.#key('d', key), serializable: this.#serializable })
       return this.#live(res.kvs[0])
     })
   }
@@ -371,7 +376,7 @@ class EtcdStore implements Store {
       let count = 0
       for (let i = 0; i < unique.length; i += MAX_TXN_OPS) {
         const ops = unique.slice(i, i + MAX_TXN_OPS).map((k): IRequestOp => ({ request_delete_range: { key: this.#key('d', k), prev_kv: true } }))
-        const res = await this.#client.kv.txn({ success: ops })
+        const res = await (await this.#etcd()).kv.txn({ success: ops })
         // An expired entry that etcd had not collected yet did not exist for the caller.
         for (const r of res.responses) if (this.#live(r.response_delete_range.prev_kvs[0]) !== undefined) count++
       }
@@ -384,7 +389,7 @@ class EtcdStore implements Store {
       checkTtl(ttlMs)
       const k = this.#key('d', key)
       for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
-        const kv = (await this.#client.kv.range({ key: k })).kvs[0]
+        const kv = (await (await this.#etcd()).kv.range({ key: k })).kvs[0]
         const bytes = this.#live(kv)
         if (kv === undefined || bytes === undefined) return false
         const expiresAt = this.#clock.now() + ttlMs
@@ -398,7 +403,7 @@ class EtcdStore implements Store {
   clear(prefix: string): Promise<void> {
     return this.#guard(async () => {
       const start = this.#key('d', prefix)
-      await this.#client.kv.deleteRange({ key: start, range_end: prefixEnd(start) })
+      await (await this.#etcd()).kv.deleteRange({ key: start, range_end: prefixEnd(start) })
     })
   }
 
@@ -415,7 +420,7 @@ class EtcdStore implements Store {
         // Just after the last key handed out.
         start = Buffer.concat([Buffer.from(dataRoot + k, 'utf8'), Buffer.from([0])])
       }
-      const res = await this.#client.kv.range({ key: start, range_end: prefixEnd(first), limit, serializable: this.#serializable })
+      const res = await (await this.#etcd()).kv.range({ key: start, range_end: prefixEnd(first), limit, serializable: this.#serializable })
       const keys: string[] = []
       let lastTag: string | undefined
       for (const kv of res.kvs) {
@@ -434,11 +439,25 @@ class EtcdStore implements Store {
   async #close(): Promise<void> {
     // Waiters resolve (a wait never rejects for an ending); they find the store closed.
     for (const w of [...this.#waiters]) w.wake()
-    this.#client.close()
+    const client = this.#client
+    if (client !== undefined) (await client.catch(() => undefined))?.close()
   }
 
-  /** The client: for tests and for users who need raw access. */
-  get client(): Etcd3 {
+  /** The etcd3 client (created on first use): for tests and for users who need raw access. */
+  etcdClient(): Promise<Etcd3> {
+    this.#open()
+    return this.#etcd()
+  }
+
+  /** Loads etcd3 and connects, once; a missing package is a clear error, not a crash at import. */
+  #etcd(): Promise<Etcd3> {
+    this.#client ??= import('etcd3').then(
+      ({ Etcd3: Client }) => new Client(this.#clientOptions),
+      (err: unknown) => {
+        this.#client = undefined
+        throw new StoreUnavailableError('etcdStore needs the etcd3 package (npm install etcd3)', { cause: err })
+      },
+    )
     return this.#client
   }
 
@@ -449,14 +468,14 @@ class EtcdStore implements Store {
     const l = this.#key('l', key)
     const g = this.#key('g', key)
     for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
-      const kv = (await this.#client.kv.range({ key: l })).kvs[0]
+      const kv = (await (await this.#etcd()).kv.range({ key: l })).kvs[0]
       const held = decodeLock(kv)
       const now = this.#clock.now()
       if (held !== undefined && held.u > now) return undefined
       if (kv !== undefined) {
         // An ended lease: delete the record first, so that the new one's create revision is
         // its grant's (waitForRelease compares the fence mark against it).
-        await this.#client.kv.txn({ compare: [modIs(l, kv.mod_revision)], success: [{ request_delete_range: { key: l } }] })
+        await (await this.#etcd()).kv.txn({ compare: [modIs(l, kv.mod_revision)], success: [{ request_delete_range: { key: l } }] })
         continue
       }
       const until = now + leaseMs
@@ -475,7 +494,7 @@ class EtcdStore implements Store {
   async #withHeldLock(key: string, token: string, change: (now: number) => LockRecord | undefined): Promise<boolean> {
     const l = this.#key('l', key)
     for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
-      const kv = (await this.#client.kv.range({ key: l })).kvs[0]
+      const kv = (await (await this.#etcd()).kv.range({ key: l })).kvs[0]
       const held = decodeLock(kv)
       const now = this.#clock.now()
       if (kv === undefined || held === undefined || held.t !== token || !(held.u > now)) return false
@@ -500,7 +519,7 @@ class EtcdStore implements Store {
 
   async #drawFence(key: string): Promise<number> {
     const g = this.#key('g', key)
-    const res = await this.#client.kv.put({ key: g, value: Buffer.from('draw'), lease: await this.#lease(this.#clock.now() + this.#retentionMs) })
+    const res = await (await this.#etcd()).kv.put({ key: g, value: Buffer.from('draw'), lease: await this.#lease(this.#clock.now() + this.#retentionMs) })
     return Number(res.header.revision)
   }
 
@@ -530,7 +549,7 @@ class EtcdStore implements Store {
     const g = this.#key('g', key)
     const m = this.#key('m', key)
     for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
-      const { kvs, revision } = await this.#client.kv.txn({ success: [range(g), range(m)] }).then((r) => ({ kvs: r.responses.map((x) => x.response_range.kvs[0]), revision: Number(r.header.revision) }))
+      const { kvs, revision } = await (await this.#etcd()).kv.txn({ success: [range(g), range(m)] }).then((r) => ({ kvs: r.responses.map((x) => x.response_range.kvs[0]), revision: Number(r.header.revision) }))
       const [gkv, mkv] = kvs
       const res =
         gkv === undefined && mkv === undefined
@@ -622,6 +641,6 @@ class EtcdStore implements Store {
 }
 
 /** An etcd-backed `Store` (with fenced locks). See the file comment for the mapping and the guarantees. */
-export function etcdStore(options: EtcdStoreOptions): Store & { readonly locks: StoreLocks; readonly client: Etcd3; readonly consistency: EtcdConsistency; scan(options?: ScanOptions): Promise<ScanPage> } {
+export function etcdStore(options: EtcdStoreOptions): Store & { readonly locks: StoreLocks; etcdClient(): Promise<Etcd3>; readonly consistency: EtcdConsistency; scan(options?: ScanOptions): Promise<ScanPage> } {
   return new EtcdStore(options)
 }

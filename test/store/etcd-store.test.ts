@@ -90,9 +90,9 @@ describe('etcdStore: specific', () => {
   test('many keys with many TTLs share a bounded number of leases', async () => {
     const store = etcdStore({ endpoints: cluster.endpoints, namespace: freshNamespace() })
     try {
-      const before = (await store.client.leaseClient.leaseLeases({})).leases.length
+      const before = (await (await store.etcdClient()).leaseClient.leaseLeases({})).leases.length
       await store.setMany(Array.from({ length: 400 }, (_, i) => ({ key: `k${i}`, value: bytes('v'), ttlMs: 2_000 + i * 9_000 })))
-      const grown = (await store.client.leaseClient.leaseLeases({})).leases.length - before
+      const grown = (await (await store.etcdClient()).leaseClient.leaseLeases({})).leases.length - before
       assert.ok(grown > 0 && grown <= 60, `${grown} leases for 400 keys with 400 TTLs from 2 s to 1 h`)
     } finally {
       await store.close()
