@@ -208,7 +208,8 @@ class EtcdStore implements Store {
       // A page of large values is bigger than grpc-js's 4 MiB default.
       grpcOptions: { 'grpc.max_receive_message_length': 256 * 1024 * 1024, 'grpc.max_send_message_length': this.#maxRequestBytes + 64 * 1024 },
       // A deadline on every call: a member behind a partition must not hold a caller forever.
-      defaultCallOptions: () => ({ deadline: this.#clock.now() + timeoutMs }),
+      // Real time even under an injected (test) clock: gRPC deadlines are wall-clock instants.
+      defaultCallOptions: () => ({ deadline: systemClock.now() + timeoutMs }),
     }
     if (options.auth !== undefined) clientOptions.auth = { username: options.auth.username, password: options.auth.password }
     if (options.tls !== undefined) {
@@ -467,10 +468,14 @@ class EtcdStore implements Store {
     checkTtl(leaseMs, 'leaseMs')
     const l = this.#key('l', key)
     const g = this.#key('g', key)
+    let sent = false
     for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
       const kv = (await (await this.#etcd()).kv.range({ key: l })).kvs[0]
       const held = decodeLock(kv)
       const now = this.#clock.now()
+      // Our own create landed although its answer was lost (etcd3 re-sends a call whose
+      // connection failed): the grant is ours, and its fence is the record's create revision.
+      if (sent && kv !== undefined && held !== undefined && held.t === token && held.u > now) return { token, fence: Number(kv.create_revision) }
       if (held !== undefined && held.u > now) return undefined
       if (kv !== undefined) {
         // An ended lease: delete the record first, so that the new one's create revision is
@@ -480,6 +485,7 @@ class EtcdStore implements Store {
       }
       const until = now + leaseMs
       const record = Buffer.from(JSON.stringify({ t: token, u: until }))
+      sent = true
       const res = await this.#txnWithLeases(async () => ({
         compare: [modIs(l, 0)],
         success: [put(l, record, await this.#lease(until + MIN_BUCKET_MS)), put(g, Buffer.from(token), await this.#lease(now + Math.max(this.#retentionMs, leaseMs)))],
