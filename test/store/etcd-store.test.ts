@@ -4,6 +4,8 @@
  * (request limit, consistency option, bounded leases, fencing by revision, quorum loss).
  */
 import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
 import { after, before, describe, test } from 'node:test'
 import { isCacheError } from '../../src/core/errors.js'
 import { storeConformance } from '../../src/store/conformance.js'
@@ -58,6 +60,22 @@ describe('etcdStore: specific', () => {
     } finally {
       await store.close()
     }
+  })
+
+  test('importing stratacache does not load etcd3 (nor grpc-js); the first etcd operation does', async () => {
+    const index = fileURLToPath(new URL('../../src/index.js', import.meta.url))
+    const script = `
+      import { createRequire } from 'node:module'
+      const require = createRequire(${JSON.stringify(index)})
+      const loaded = () => Object.keys(require.cache).some((k) => k.includes('/etcd3/') || k.includes('/@grpc/'))
+      const { etcdStore } = await import(${JSON.stringify(index)})
+      const store = etcdStore({ endpoints: ['http://127.0.0.1:1'], timeout: '300ms' })
+      const before = loaded()
+      const code = await store.get('x').then(() => 'none', (e) => e.code)
+      console.log(JSON.stringify({ before, code, after: loaded() }))
+      await store.close()`
+    const out = await new Promise<string>((resolve, reject) => execFile(process.execPath, ['--input-type=module', '-e', script], { timeout: 30_000 }, (err, stdout) => (err === null ? resolve(stdout) : reject(err))))
+    assert.deepEqual(JSON.parse(out.trim().split('\n').pop() as string), { before: false, code: 'ERR_STORE_UNAVAILABLE', after: true })
   })
 
   test('bad options are refused with ERR_INVALID_OPTIONS', () => {
