@@ -1,0 +1,141 @@
+/**
+ * A short Jepsen-style run against a real 3-member etcd cluster: 5 clients (each its own
+ * etcdStore and connections) run get / set / setFenced on 4 keys for ~10 s while the
+ * leader is killed and restarted, a member is paused (SIGSTOP) and resumed, and then the
+ * quorum is lost (one member killed, another paused) and restored. Every operation is
+ * recorded with its call and return times and the whole history is checked for
+ * linearizability (test/support/linearizability.ts, fenced-register model).
+ *
+ * Failures: a call that rejects with ERR_STORE_UNAVAILABLE (deadline, no quorum) is
+ * recorded as "unknown" for a write (it may have landed) and dropped for a read (no
+ * effect); any other error fails the test. Minority loss must keep writes going; quorum
+ * loss must fail closed (typed errors, no successful write that began inside the outage).
+ */
+import assert from 'node:assert/strict'
+import { performance } from 'node:perf_hooks'
+import { after, before, test } from 'node:test'
+import { isCacheError } from '../../src/core/errors.js'
+import { etcdStore } from '../../src/store/etcd-store.js'
+import { startEtcdCluster, waitForLeader, type EtcdCluster } from '../support/etcd-server.js'
+import { checkLinearizable, fencedRegisterModel, type FencedInput, type FencedOutput, type Operation } from '../support/linearizability.js'
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+const utf8 = new TextDecoder()
+
+let cluster: EtcdCluster
+before(async () => {
+  cluster = await startEtcdCluster()
+})
+after(async () => {
+  await cluster?.stop()
+})
+
+test('history under kills, pauses and a quorum loss is linearizable; minority loss keeps writing; quorum loss fails closed', async () => {
+  const CLIENTS = 5
+  const KEYS = ['a', 'b', 'c', 'd']
+  const RUN_MS = 12_000
+  const stores = Array.from({ length: CLIENTS }, () => etcdStore({ endpoints: cluster.endpoints, namespace: 'jepsen/', timeout: '1s' }))
+  const history: Operation<FencedInput, FencedOutput>[] = []
+  const unexpected: string[] = []
+  const marks: Record<string, number> = {}
+  const t0 = performance.now()
+  const now = (): number => performance.now() - t0
+  let seed = 7
+  const rand = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31
+    return seed % n
+  }
+  let failedTyped = 0
+  let stop = false
+  let n = 0
+
+  const client = async (id: number): Promise<void> => {
+    const store = stores[id] as (typeof stores)[number]
+    while (!stop) {
+      const key = KEYS[rand(KEYS.length)] as string
+      const kind = rand(3)
+      const value = `c${id}-${n++}`
+      // Fences climb slowly, with overlap, so that both accepted and refused writes occur.
+      const input: FencedInput = kind === 0 ? { f: 'read' } : kind === 1 ? { f: 'write', value } : { f: 'fenced', value, fence: 1 + Math.floor(now() / 250) + rand(6) }
+      const call = now()
+      try {
+        let output: FencedOutput
+        if (input.f === 'read') {
+          const got = await store.get(key)
+          output = got === undefined ? undefined : utf8.decode(got)
+        } else if (input.f === 'write') {
+          await store.set(key, new TextEncoder().encode(input.value), 3_600_000)
+          output = undefined
+        } else output = await store.locks.setFenced(key, new TextEncoder().encode(input.value), 3_600_000, input.fence)
+        history.push({ client: id, key, input, output, call, ret: now() })
+      } catch (err) {
+        if (!isCacheError(err, 'ERR_STORE_UNAVAILABLE')) {
+          unexpected.push(String(err))
+          continue
+        }
+        failedTyped++
+        if (input.f !== 'read') history.push({ client: id, key, input, output: undefined, call, ret: Infinity })
+        await sleep(20)
+      }
+    }
+  }
+
+  const [m0, m1, m2] = cluster.members
+  assert.ok(m0 !== undefined && m1 !== undefined && m2 !== undefined)
+  const nemesis = async (): Promise<void> => {
+    await sleep(1_000)
+    const leader = await waitForLeader(cluster)
+    marks.killLeader = now()
+    await leader.kill()
+    await waitForLeader(cluster)
+    marks.newLeader = now()
+    await sleep(1_500)
+    marks.restart = now()
+    await leader.restart()
+    await sleep(1_000)
+    const paused = (await waitForLeader(cluster)) ?? m1
+    marks.pause = now()
+    paused.pause()
+    await sleep(1_500)
+    paused.resume()
+    marks.resume = now()
+    await sleep(1_000)
+    marks.quorumLost = now()
+    await m0.kill()
+    m1.pause()
+    await sleep(2_000)
+    marks.quorumBack = now()
+    m1.resume()
+    await m0.restart()
+  }
+
+  try {
+    const clients = Array.from({ length: CLIENTS }, (_, i) => client(i))
+    await nemesis()
+    await sleep(Math.max(0, RUN_MS - now()))
+    stop = true
+    await Promise.all(clients)
+  } finally {
+    stop = true
+    for (const m of cluster.members) m.resume()
+    await Promise.all(stores.map((s) => s.close()))
+  }
+
+  assert.deepEqual(unexpected, [], 'every failure is a typed ERR_STORE_UNAVAILABLE')
+  const done = history.filter((op) => Number.isFinite(op.ret))
+  const writesIn = (from: number, to: number): number => done.filter((op) => op.input.f !== 'read' && op.call >= from && op.ret <= to).length
+  const newLeader = marks.newLeader as number
+  const restart = marks.restart as number
+  const quorumLost = marks.quorumLost as number
+  const quorumBack = marks.quorumBack as number
+  assert.ok(writesIn(newLeader, restart) > 0, `writes go on with one member down, once the two elected a leader (${writesIn(newLeader, restart)} in ${(restart - newLeader).toFixed(0)} ms)`)
+  // Calls made once the outage has begun (+ one deadline of slack) cannot succeed.
+  assert.equal(writesIn(quorumLost + 1_200, quorumBack), 0, 'no write succeeds without a quorum')
+  assert.equal(done.filter((op) => op.input.f === 'read' && op.call >= quorumLost + 1_200 && op.ret <= quorumBack).length, 0, 'no linearizable read answers without a quorum')
+  assert.ok(failedTyped > 0, 'the outage shows as typed failures')
+  const result = checkLinearizable(fencedRegisterModel, history)
+  const unknown = history.length - done.length
+  assert.ok(result.ok, `not linearizable on key ${result.key} (${history.length} ops, ${unknown} unknown)`)
+  assert.ok(done.length > 200, `enough operations completed to mean something (${done.length})`)
+  console.log(`# jepsen: ${history.length} ops (${unknown} unknown, ${failedTyped} typed failures), ${result.explored} configurations explored`)
+})

@@ -1,0 +1,175 @@
+/**
+ * etcdStore against a real 3-member etcd cluster (test/support/etcd-server.ts, loopback
+ * ports, data in a temp dir): the shared conformance suite, then what is specific to etcd
+ * (request limit, consistency option, bounded leases, fencing by revision, quorum loss).
+ */
+import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { after, before, describe, test } from 'node:test'
+import { isCacheError } from '../../src/core/errors.js'
+import { storeConformance } from '../../src/store/conformance.js'
+import { etcdKeyTag, etcdStore } from '../../src/store/etcd-store.js'
+import { startEtcdCluster, waitForLeader, type EtcdCluster } from '../support/etcd-server.js'
+import { REAL_TIME_UNIT_MS } from '../support/stall-meter.js'
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+const bytes = (text: string): Uint8Array => new TextEncoder().encode(text)
+const text = (value: Uint8Array | undefined): string | undefined => (value === undefined ? undefined : new TextDecoder().decode(value))
+
+let cluster: EtcdCluster
+let namespaces = 0
+const freshNamespace = (): string => `t${process.pid}-${++namespaces}/`
+
+before(async () => {
+  cluster = await startEtcdCluster()
+})
+after(async () => {
+  await cluster?.stop()
+})
+
+storeConformance({
+  name: 'etcd (3 members)',
+  open: async () => etcdStore({ endpoints: cluster.endpoints, namespace: freshNamespace() }),
+  advance: sleep,
+  minTtlMs: REAL_TIME_UNIT_MS,
+})
+
+describe('etcdStore: specific', () => {
+  test('key tags are reversible, valid UTF-8 and prefix-preserving', () => {
+    for (const key of ['', '%', '%25', '\uD83D', '🚀', 'a%b', 'x\u0000y']) {
+      const tag = etcdKeyTag(key)
+      assert.equal(Buffer.from(tag, 'utf8').toString('utf8'), tag, `tag of ${JSON.stringify(key)} survives UTF-8`)
+    }
+    assert.notEqual(etcdKeyTag('\uD83D'), etcdKeyTag('\uDE00'), 'lone surrogates do not collide')
+    assert.equal(etcdKeyTag('ab🚀') , etcdKeyTag('ab') + etcdKeyTag('🚀'))
+  })
+
+  test('a value over etcd\'s request limit is refused with ERR_VALUE_TOO_LARGE before it is sent; one under it round-trips', async () => {
+    const store = etcdStore({ endpoints: cluster.endpoints, namespace: freshNamespace() })
+    try {
+      const big = new Uint8Array(1.5 * 1024 * 1024)
+      await assert.rejects(store.set('big', big, 60_000), (err: unknown) => isCacheError(err, 'ERR_VALUE_TOO_LARGE'))
+      await assert.rejects(store.locks.setFenced('big', big, 60_000, 1), (err: unknown) => isCacheError(err, 'ERR_VALUE_TOO_LARGE'))
+      const fits = new Uint8Array(1.4 * 1024 * 1024).fill(7)
+      await store.set('fits', fits, 60_000)
+      assert.equal((await store.get('fits'))?.byteLength, fits.byteLength)
+      // A batch whose entries each fit but together do not is split, not refused.
+      await store.setMany([1, 2, 3].map((i) => ({ key: `b${i}`, value: fits, ttlMs: 60_000 })))
+      assert.equal((await store.getMany(['b1', 'b2', 'b3'])).filter((v) => v?.byteLength === fits.byteLength).length, 3)
+    } finally {
+      await store.close()
+    }
+  })
+
+  test('importing stratacache does not load etcd3 (nor grpc-js); the first etcd operation does', async () => {
+    const index = fileURLToPath(new URL('../../src/index.js', import.meta.url))
+    const script = `
+      import { createRequire } from 'node:module'
+      const require = createRequire(${JSON.stringify(index)})
+      const loaded = () => Object.keys(require.cache).some((k) => k.includes('/etcd3/') || k.includes('/@grpc/'))
+      const { etcdStore } = await import(${JSON.stringify(index)})
+      const store = etcdStore({ endpoints: ['http://127.0.0.1:1'], timeout: '300ms' })
+      const before = loaded()
+      const code = await store.get('x').then(() => 'none', (e) => e.code)
+      console.log(JSON.stringify({ before, code, after: loaded() }))
+      await store.close()`
+    const out = await new Promise<string>((resolve, reject) => execFile(process.execPath, ['--input-type=module', '-e', script], { timeout: 30_000 }, (err, stdout) => (err === null ? resolve(stdout) : reject(err))))
+    assert.deepEqual(JSON.parse(out.trim().split('\n').pop() as string), { before: false, code: 'ERR_STORE_UNAVAILABLE', after: true })
+  })
+
+  test('bad options are refused with ERR_INVALID_OPTIONS', () => {
+    const invalid = (err: unknown): boolean => isCacheError(err, 'ERR_INVALID_OPTIONS')
+    assert.throws(() => etcdStore({ endpoints: [] }), invalid)
+    assert.throws(() => etcdStore({ endpoints: cluster.endpoints, consistency: 'eventual' as 'linearizable' }), invalid)
+    assert.throws(() => etcdStore({ endpoints: cluster.endpoints, namespace: '' }), invalid)
+  })
+
+  test('serializable reads see committed writes (after the member caught up) and are the option\'s', async () => {
+    const ns = freshNamespace()
+    const writer = etcdStore({ endpoints: cluster.endpoints, namespace: ns })
+    const reader = etcdStore({ endpoints: cluster.endpoints, namespace: ns, consistency: 'serializable' })
+    try {
+      assert.equal(reader.consistency, 'serializable')
+      assert.equal(writer.consistency, 'linearizable')
+      await writer.set('k', bytes('v'), 60_000)
+      let seen: string | undefined
+      for (let i = 0; i < 50 && seen === undefined; i++) {
+        seen = text(await reader.get('k'))
+        if (seen === undefined) await sleep(20)
+      }
+      assert.equal(seen, 'v')
+    } finally {
+      await writer.close()
+      await reader.close()
+    }
+  })
+
+  test('many keys with many TTLs share a bounded number of leases', async () => {
+    const store = etcdStore({ endpoints: cluster.endpoints, namespace: freshNamespace() })
+    try {
+      const before = (await (await store.etcdClient()).leaseClient.leaseLeases({})).leases.length
+      await store.setMany(Array.from({ length: 400 }, (_, i) => ({ key: `k${i}`, value: bytes('v'), ttlMs: 2_000 + i * 9_000 })))
+      const grown = (await (await store.etcdClient()).leaseClient.leaseLeases({})).leases.length - before
+      assert.ok(grown > 0 && grown <= 60, `${grown} leases for 400 keys with 400 TTLs from 2 s to 1 h`)
+    } finally {
+      await store.close()
+    }
+  })
+
+  test('fences are etcd revisions: they grow across keys and across stores', async () => {
+    const ns = freshNamespace()
+    const a = etcdStore({ endpoints: cluster.endpoints, namespace: ns })
+    const b = etcdStore({ endpoints: cluster.endpoints, namespace: ns })
+    try {
+      const g1 = await a.locks.acquire('x', 't1', 60_000)
+      const d = await b.locks.drawFence('y')
+      const g2 = await b.locks.acquire('z', 't2', 60_000)
+      assert.ok(g1 !== undefined && g2 !== undefined)
+      assert.ok(g1.fence < d && d < g2.fence, `${g1.fence} < ${d} < ${g2.fence}`)
+      assert.equal(await b.locks.acquire('x', 't3', 60_000), undefined, 'held across stores')
+      // A write with a stale fence from the other store is refused.
+      assert.equal(await b.locks.setFenced('x', bytes('new'), 60_000, g2.fence), true)
+      assert.equal(await a.locks.setFenced('x', bytes('stale'), 60_000, g1.fence), false)
+      assert.equal(text(await a.get('x')), 'new')
+    } finally {
+      await a.close()
+      await b.close()
+    }
+  })
+})
+
+describe('etcdStore: faults', () => {
+  test('a minority down keeps reads and writes going; quorum lost fails closed with ERR_STORE_UNAVAILABLE; quorum back, it serves again', async () => {
+    const store = etcdStore({ endpoints: cluster.endpoints, namespace: freshNamespace(), timeout: '1500ms' })
+    const [m0, m1] = cluster.members
+    assert.ok(m0 !== undefined && m1 !== undefined)
+    try {
+      await store.set('k', bytes('v1'), 600_000)
+      await m0.kill()
+      await waitForLeader(cluster)
+      await store.set('k', bytes('v2'), 600_000)
+      assert.equal(text(await store.get('k')), 'v2', 'two of three members serve')
+      m1.pause()
+      await assert.rejects(store.set('k', bytes('lost?'), 600_000), (err: unknown) => isCacheError(err, 'ERR_STORE_UNAVAILABLE'), 'a write without a quorum fails')
+      await assert.rejects(store.get('k'), (err: unknown) => isCacheError(err, 'ERR_STORE_UNAVAILABLE'), 'a linearizable read without a quorum fails, it does not answer stale')
+      m1.resume()
+      await m0.restart()
+      await waitForLeader(cluster)
+      let value: string | undefined
+      for (let i = 0; i < 40; i++) {
+        try {
+          value = text(await store.get('k'))
+          break
+        } catch {
+          await sleep(250)
+        }
+      }
+      assert.ok(value === 'v2' || value === 'lost?', `a timed-out write may or may not have landed, nothing else: ${String(value)}`)
+    } finally {
+      m1.resume()
+      if (!m0.running) await m0.restart()
+      await store.close()
+    }
+  })
+})
