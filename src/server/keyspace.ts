@@ -314,7 +314,7 @@ export class Keyspace {
    * and than every live prefix tombstone covering the key. Returns whether it applied.
    * The version is observed by the node's clock (refused when too far ahead: ERR_CLOCK_DRIFT).
    */
-  applyIfNewer(record: KeyspaceRecord): Promise<boolean> {
+  async applyIfNewer(record: KeyspaceRecord): Promise<boolean> {
     checkVersion(record.version)
     if (typeof record.key !== 'string') throw new InvalidOptionsError('key', 'expected a string')
     return this.#mutex.run(record.key, () => this.#apply(record))
