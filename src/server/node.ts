@@ -736,7 +736,7 @@ export async function startNode(options: NodeOptions = {}): Promise<NodeHandle> 
     }
   }
   const store = o.store ?? openEmbeddedStore(o)
-  const engine = await NodeEngine.open({ store, clock: o.clock, memoryBytes: o.memoryBytes, maxValueBytes: o.maxValueBytes, storeTimeoutMs: o.storeTimeoutMs, replicator: o.replicator }).catch(async (err: unknown) => {
+  const engine = await NodeEngine.open({ store, clock: o.clock, memoryBytes: o.memoryBytes, maxValueBytes: o.maxValueBytes, storeTimeoutMs: o.storeTimeoutMs, replicator: o.replicator, nodeId: o.nodeId, tombstoneTtl: o.tombstoneTtlMs }).catch(async (err: unknown) => {
     await store.close().catch(() => undefined)
     throw err
   })
