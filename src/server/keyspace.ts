@@ -45,7 +45,7 @@
  * it incremental (apply: XOR the old state out and the new in) and order-free. The keyspace
  * keeps one accumulator per bucket of `2^32 / DIGEST_BUCKETS` positions, so `digest` of a
  * bucket-aligned range costs O(buckets); they are rebuilt by a scan at open. Records that
- * expire in the store without being read stay in the digest until read or a restart
+ * expire in the store stay in the digest until a restart rebuilds it
  * (known limitation, for P9 to account). Prefix tombstones are not in the digest (few;
  * exchanged whole). Not cryptographic: it detects divergence, it does not authenticate.
  */
@@ -372,8 +372,7 @@ export class Keyspace {
       do {
         const page = await this.#scanStore(space + prefix, cursor, 1000)
         cursor = page.cursor
-        // Each key under its lock: a concurrent newer write is never removed.
-        await Promise.all(page.keys.map((storeKey) => this.#mutex.run(storeKey.slice(space.length), () => this.#clearKey(storeKey.slice(space.length), v))))
+        await this.#clearPage(page.keys.map((storeKey) => storeKey.slice(space.length)), v)
       } while (cursor !== undefined)
     }
     for (const p of folded) await this.#io('delete', this.#store.delete(PTOMB + p))
@@ -484,19 +483,51 @@ export class Keyspace {
     this.#tags.close()
   }
 
-  /** Removes `key`'s record or tombstone if older than `version` (a clear's step). */
-  async #clearKey(key: string, version: Version): Promise<void> {
-    this.#memory.delete(key)
-    const [live, tomb] = await this.#io('getMany', this.#store.getMany([LIVE + key, TOMB + key]))
-    const victims: string[] = []
-    for (const [storeKey, bytes] of [[LIVE + key, live], [TOMB + key, tomb]] as const) {
-      if (bytes === undefined) continue
-      const r = decode(key, bytes)
-      if (r !== undefined && compareVersions(r.version, version) >= 0) continue
-      victims.push(storeKey)
-      if (r !== undefined) this.#digestXor(r)
+  /**
+   * A clear's step: removes the records and tombstones of `keys` older than `version`,
+   * holding every key's lock (so a concurrent newer write is never removed) and doing one
+   * read and one delete batch for the page. The locks are queued in one synchronous loop,
+   * so two clears queue in the same order on every key and cannot deadlock.
+   */
+  async #clearPage(keys: readonly string[], version: Version): Promise<void> {
+    const unique = [...new Set(keys)]
+    if (unique.length === 0) return
+    let release!: () => void
+    const done = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    let held = 0
+    let allHeld!: () => void
+    const ready = new Promise<void>((resolve) => {
+      allHeld = resolve
+    })
+    const locks = unique.map((key) =>
+      this.#mutex.run(key, () => {
+        if (++held === unique.length) allHeld()
+        return done
+      }),
+    )
+    try {
+      await ready
+      for (const key of unique) this.#memory.delete(key)
+      const storeKeys = unique.flatMap((key) => [LIVE + key, TOMB + key])
+      const values = await this.#io('getMany', this.#store.getMany(storeKeys))
+      const victims: string[] = []
+      const removed: KeyspaceRecord[] = []
+      storeKeys.forEach((storeKey, i) => {
+        const bytes = values[i]
+        if (bytes === undefined) return
+        const r = decode(storeKey.slice(storeKey.startsWith(LIVE) ? LIVE.length : TOMB.length), bytes)
+        if (r !== undefined && compareVersions(r.version, version) >= 0) return
+        victims.push(storeKey)
+        if (r !== undefined) removed.push(r)
+      })
+      if (victims.length > 0) await this.#io('deleteMany', this.#store.deleteMany(victims))
+      for (const r of removed) this.#digestXor(r)
+    } finally {
+      release()
+      await Promise.all(locks)
     }
-    if (victims.length > 0) await this.#io('deleteMany', this.#store.deleteMany(victims))
   }
 
   async #apply(record: KeyspaceRecord): Promise<boolean> {
