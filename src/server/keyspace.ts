@@ -617,6 +617,7 @@ export class Keyspace {
   }
 
   async #load(): Promise<void> {
+    const foreign: string[] = []
     for (const space of [PTOMB, TAG, LIVE, TOMB]) {
       let cursor: string | undefined
       do {
@@ -638,7 +639,12 @@ export class Keyspace {
             return
           }
           const r = decode(key, bytes)
-          if (r === undefined) return
+          if (r === undefined) {
+            // Not this format (a record of the facade-based engine before it): a cache may
+            // forget, but must not keep what it cannot check against deletes and tags.
+            foreign.push(storeKey)
+            return
+          }
           this.#hlc.tryObserve(r.version.hlc)
           if (space === PTOMB) {
             if (!this.#graceOver(r.version)) this.#prefixes.set(key, r.version)
@@ -648,6 +654,7 @@ export class Keyspace {
         })
       } while (cursor !== undefined)
     }
+    for (let i = 0; i < foreign.length; i += 1000) await this.#io('deleteMany', this.#store.deleteMany(foreign.slice(i, i + 1000)))
   }
 
   async #scanStore(prefix: string, cursor: string | undefined, limit: number): Promise<{ keys: readonly string[]; cursor: string | undefined }> {

@@ -243,6 +243,18 @@ describe('Keyspace', () => {
     await ks.close()
   })
 
+  test('records in another format (the facade-based engine before the keyspace) are dropped at open, not served or counted', async () => {
+    const clock = new ManualClock(NOW)
+    const store = memoryStore({ clock })
+    await store.set('node:old', Uint8Array.of(0xc1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21), Infinity)
+    await store.set('node#version', Buffer.from('12345'), Infinity)
+    const ks = await open(store, clock)
+    assert.equal(await store.get('node:old'), undefined)
+    assert.notEqual(await store.get('node#version'), undefined, 'keys outside the keyspace are not touched')
+    assert.equal(await ks.get('old'), undefined)
+    await ks.close()
+  })
+
   test('the default grace is 24 hours', async () => {
     const clock = new ManualClock(NOW)
     const ks = await open(memoryStore({ clock }), clock)
