@@ -139,25 +139,26 @@ export class NodeEngine {
   /** Deletes `key` (a tombstone); true when a live entry was there. */
   async delete(key: string, ifMatch?: number | '*'): Promise<boolean> {
     let existed = false
-    await this.#keyspace.update(key, (current, version) => {
+    const tombstone = await this.#keyspace.update(key, (current, version) => {
       if (ifMatch !== undefined) this.#match(key, current, ifMatch)
       existed = current !== undefined
       return { key, version, deleted: true }
     })
-    if (existed) this.#offer({ type: 'delete', key })
+    if (existed) this.#offer({ type: 'delete', key, version: tombstone?.version.hlc })
     return existed
   }
 
   async invalidate(tags: readonly string[], mode: 'hard' | 'soft'): Promise<number> {
-    await this.#keyspace.invalidate(tags, mode)
-    for (const tag of tags) this.#offer({ type: 'invalidate', tags: [tag], mode })
+    const version = await this.#keyspace.invalidate(tags, mode)
+    for (const tag of tags) this.#offer({ type: 'invalidate', tags: [tag], mode, version })
     return tags.length
   }
 
   /** Removes every entry (prefix `''`) or every entry whose key starts with `prefix` (a prefix tombstone). */
   async clear(prefix = ''): Promise<void> {
-    await this.#keyspace.clear(prefix)
-    this.#offer({ type: 'clear', key: prefix === '' ? undefined : prefix })
+    const version = await this.#versions.nextDurable()
+    await this.#keyspace.clear(prefix, { hlc: version, nodeId: this.#keyspace.nodeId })
+    this.#offer({ type: 'clear', key: prefix === '' ? undefined : prefix, version })
   }
 
   /**
