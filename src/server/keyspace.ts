@@ -264,6 +264,9 @@ export class Keyspace {
   readonly #digestA = new Uint32Array(DIGEST_BUCKETS)
   readonly #digestB = new Uint32Array(DIGEST_BUCKETS)
   #hits = 0
+  /** Clears under way. */
+  #clearing = 0
+  #clearFailed = false
   #misses = 0
   #tagInvalidations = 0
 
@@ -296,7 +299,10 @@ export class Keyspace {
   async get(key: string): Promise<KeyspaceEntry | undefined> {
     const held = await this.#current(key)
     const r = held?.record
-    if (r === undefined || r.deleted === true || this.#expired(r) || this.#covered(key, r.version) || (held!.snapshot !== undefined && this.#tags.check(held!.snapshot) !== 'valid')) {
+    // Outside a clear no held record is covered by a prefix tombstone (the clear removed the
+    // older ones, `applyIfNewer` refuses them, `open` drops a crashed clear's leftovers): the
+    // read skips the walk over the prefixes, unless a clear failed midway.
+    if (r === undefined || r.deleted === true || this.#expired(r) || ((this.#clearing > 0 || this.#clearFailed) && this.#covered(key, r.version)) || (held!.snapshot !== undefined && this.#tags.check(held!.snapshot) !== 'valid')) {
       this.#misses++
       return undefined
     }
@@ -353,6 +359,21 @@ export class Keyspace {
     if (version !== undefined) this.#hlc.observe(v.hlc)
     if (this.#graceOver(v)) return false
     for (const [p, pv] of this.#prefixes) if (prefix.startsWith(p) && compareVersions(pv, v) >= 0) return false
+    this.#clearing++
+    let finished = false
+    try {
+      const changed = await this.#clearRange(prefix, v)
+      finished = true
+      return changed
+    } finally {
+      this.#clearing--
+      // A clear that failed midway leaves older records in the store: reads check the
+      // prefix tombstones from now on (a restart finishes the clear, see #load).
+      if (!finished) this.#clearFailed = true
+    }
+  }
+
+  async #clearRange(prefix: string, v: Version): Promise<boolean> {
     // Registered first (synchronously): every write checks it under its key's lock, before
     // and after its store write, so none older lands once this line has run.
     this.#prefixes.set(prefix, v)
@@ -617,7 +638,7 @@ export class Keyspace {
   }
 
   async #load(): Promise<void> {
-    const foreign: string[] = []
+    const drop: string[] = []
     for (const space of [PTOMB, TAG, LIVE, TOMB]) {
       let cursor: string | undefined
       do {
@@ -642,10 +663,15 @@ export class Keyspace {
           if (r === undefined) {
             // Not this format (a record of the facade-based engine before it): a cache may
             // forget, but must not keep what it cannot check against deletes and tags.
-            foreign.push(storeKey)
+            drop.push(storeKey)
             return
           }
           this.#hlc.tryObserve(r.version.hlc)
+          if (space !== PTOMB && this.#covered(key, r.version)) {
+            // Left by a clear that a crash interrupted: finish it.
+            drop.push(storeKey)
+            return
+          }
           if (space === PTOMB) {
             if (!this.#graceOver(r.version)) this.#prefixes.set(key, r.version)
           } else {
@@ -654,7 +680,7 @@ export class Keyspace {
         })
       } while (cursor !== undefined)
     }
-    for (let i = 0; i < foreign.length; i += 1000) await this.#io('deleteMany', this.#store.deleteMany(foreign.slice(i, i + 1000)))
+    for (let i = 0; i < drop.length; i += 1000) await this.#io('deleteMany', this.#store.deleteMany(drop.slice(i, i + 1000)))
   }
 
   async #scanStore(prefix: string, cursor: string | undefined, limit: number): Promise<{ keys: readonly string[]; cursor: string | undefined }> {

@@ -255,6 +255,27 @@ describe('Keyspace', () => {
     await ks.close()
   })
 
+  test('a clear that fails midway still hides what it covers, and the next open finishes it', async () => {
+    const clock = new ManualClock(NOW)
+    const inner = memoryStore({ clock })
+    let broken = false
+    const store: Store = { name: 'flaky', get: (k) => inner.get(k), getMany: (k) => inner.getMany(k), set: (k, val, t) => inner.set(k, val, t), setMany: (e) => inner.setMany(e), delete: (k) => inner.delete(k), deleteMany: (k) => (broken ? Promise.reject(new Error('disk gone')) : inner.deleteMany(k)), touch: (k, t) => inner.touch(k, t), clear: (p) => inner.clear(p), close: () => inner.close(), scan: (o) => inner.scan!(o) }
+    const ks = await open(store, clock)
+    await ks.applyIfNewer(put('p:1', 'old', v(30)))
+    await ks.applyIfNewer(put('q', 'other', v(30)))
+    broken = true
+    await assert.rejects(ks.clear('p:', v(10)), code('ERR_STORE_UNAVAILABLE'))
+    broken = false
+    assert.notEqual(await inner.get('node:p:1'), undefined, 'the record is still in the store')
+    assert.equal(await ks.get('p:1'), undefined, 'but the prefix tombstone hides it')
+    assert.equal(text(await ks.get('q')), 'other')
+    await ks.close()
+    const again = await open(store, clock)
+    assert.equal(await inner.get('node:p:1'), undefined, 'open removed the leftover')
+    assert.equal(await again.get('p:1'), undefined)
+    await again.close()
+  })
+
   test('the default grace is 24 hours', async () => {
     const clock = new ManualClock(NOW)
     const ks = await open(memoryStore({ clock }), clock)
