@@ -53,6 +53,7 @@ export const SERVE_SETTINGS: readonly Setting[] = [
   { name: 'keepAliveTimeout', kind: 'duration', def: '5s', help: 'Idle keep-alive connections close after this.' },
   { name: 'drainTimeout', kind: 'duration', def: '10s', help: 'On shutdown, how long in-flight requests may take.' },
   { name: 'storeTimeout', kind: 'duration', def: '5s', help: 'Timeout of one store operation.' },
+  { name: 'tombstoneTtl', kind: 'duration', def: '24h', help: 'How long deletes and prefix clears are remembered (a late older write cannot bring a key back).' },
   { name: 'authToken', kind: 'string', def: 'none', help: 'Require Authorization: Bearer <token> (not for /healthz, /readyz, /ping).', secret: true },
   { name: 'tlsCert', kind: 'string', def: 'none', help: 'PEM certificate path; with --tls-key serves HTTPS.' },
   { name: 'tlsKey', kind: 'string', def: 'none', help: 'PEM private key path.' },

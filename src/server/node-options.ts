@@ -76,6 +76,11 @@ export interface NodeOptions {
   drainTimeout?: Duration
   /** Timeout of one store operation. @default '5s' */
   storeTimeout?: Duration
+  /**
+   * How long deletes and prefix clears are remembered as tombstones (from the time of their
+   * version): within it, a late write older than the delete never brings the key back. @default '24h'
+   */
+  tombstoneTtl?: Duration
   /** When set, every request but /healthz, /readyz and /ping needs `Authorization: Bearer <token>`. @default none */
   authToken?: string
   /** PEM certificate and key paths; both set = HTTPS. @default none (plain HTTP) */
@@ -127,6 +132,7 @@ export interface ResolvedNodeOptions {
   readonly keepAliveTimeoutMs: number
   readonly drainTimeoutMs: number
   readonly storeTimeoutMs: number
+  readonly tombstoneTtlMs: number
   readonly authToken: string | undefined
   readonly tlsCert: string | undefined
   readonly tlsKey: string | undefined
@@ -225,6 +231,7 @@ export function resolveNodeOptions(options: NodeOptions = {}): ResolvedNodeOptio
     keepAliveTimeoutMs: positiveMs(o.keepAliveTimeout ?? '5s', 'keepAliveTimeout'),
     drainTimeoutMs: positiveMs(o.drainTimeout ?? '10s', 'drainTimeout'),
     storeTimeoutMs: positiveMs(o.storeTimeout ?? '5s', 'storeTimeout'),
+    tombstoneTtlMs: positiveMs(o.tombstoneTtl ?? '24h', 'tombstoneTtl'),
     authToken,
     tlsCert,
     tlsKey,

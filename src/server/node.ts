@@ -248,7 +248,7 @@ class Node implements NodeHandle {
     this.#limiter = options.rateLimit > 0 ? new TokenBucketLimiter(options.clock, options.rateLimit, options.rateBurst) : undefined
     this.#token = options.authToken === undefined ? undefined : digest(options.authToken)
     this.#allowedHostName = options.host.toLowerCase()
-    this.#registry = registerMetrics(engine.cache, { name: 'node' })
+    this.#registry = registerMetrics(engine, { name: 'node' })
     registerReadings(this.#registry, [
       { name: 'stratacache_node_requests_total', help: 'HTTP requests received.', type: 'counter', read: () => this.#requests },
       { name: 'stratacache_node_busy_total', help: 'Requests answered 503 ERR_BUSY (concurrency bound or draining).', type: 'counter', read: () => this.#busy },
@@ -736,7 +736,7 @@ export async function startNode(options: NodeOptions = {}): Promise<NodeHandle> 
     }
   }
   const store = o.store ?? openEmbeddedStore(o)
-  const engine = await NodeEngine.open({ store, clock: o.clock, memoryBytes: o.memoryBytes, maxValueBytes: o.maxValueBytes, storeTimeoutMs: o.storeTimeoutMs, replicator: o.replicator }).catch(async (err: unknown) => {
+  const engine = await NodeEngine.open({ store, clock: o.clock, memoryBytes: o.memoryBytes, maxValueBytes: o.maxValueBytes, storeTimeoutMs: o.storeTimeoutMs, replicator: o.replicator, nodeId: o.nodeId, tombstoneTtl: o.tombstoneTtlMs }).catch(async (err: unknown) => {
     await store.close().catch(() => undefined)
     throw err
   })

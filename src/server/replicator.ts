@@ -10,6 +10,7 @@ export interface WriteEvent {
   /** The key; for `clear`, the prefix cleared (`undefined`: every key). */
   readonly key?: string
   readonly value?: Uint8Array
+  /** The version's hlc (put, delete: the tombstone's, invalidate, clear: the prefix tombstone's). */
   readonly version?: number
   /** Absolute expiry in ms since the epoch; `null` for none (so forwarded writes keep their expiry). */
   readonly expiresAt?: number | null

@@ -387,6 +387,20 @@ describe('node API (injected)', () => {
     assert.equal((await n.inject({ method: 'GET', url: '/v1/keys/other' })).status, 404, 'admitted again once the bound frees')
   })
 
+  test('a delete is kept as a tombstone for tombstoneTtl (not counted as an entry), then forgotten', async () => {
+    const clock = new ManualClock()
+    const store = memoryStore({ clock })
+    const { node: n } = await node({ clock, store, tombstoneTtl: '1h' })
+    assert.equal((await n.inject({ method: 'PUT', url: '/v1/keys/k', body: 'v' })).status, 200)
+    assert.equal((await n.inject({ method: 'DELETE', url: '/v1/keys/k' })).status, 200)
+    assert.notEqual(await store.get('tomb:k'), undefined)
+    assert.equal(n.stats().cache.size, 0)
+    clock.advance(3600_000 - 1)
+    assert.notEqual(await store.get('tomb:k'), undefined, 'kept within the grace')
+    clock.advance(1)
+    assert.equal(await store.get('tomb:k'), undefined, 'forgotten at the end of the grace')
+  })
+
   test('restart on the same store: data, TTL, tags, invalidations and versions survive', async () => {
     const clock = new ManualClock()
     const store = memoryStore({ clock })
@@ -421,6 +435,7 @@ describe('node API (injected)', () => {
       [{ tlsCert: '/x.pem' }, 'tlsKey'],
       [{ logLevel: 'loud' }, 'logLevel'],
       [{ authToken: '' }, 'authToken'],
+      [{ tombstoneTtl: '0s' }, 'tombstoneTtl'],
     ] as const) {
       await assert.rejects(
         startNode({ ...(options as NodeOptions), store: memoryStore(), logger: quietLogger() }),

@@ -48,6 +48,8 @@ describe('node seams', () => {
       assert.equal(events[0].version, put.version)
       assert.equal(events[0].expiresAt, clock.now() + 10_000)
       assert.deepEqual(events[0].tags, ['t:1'])
+      assert.ok(events[1].version! > put.version, 'a delete carries its tombstone version')
+      assert.ok(events[2].version! > events[1].version!, 'an invalidation carries its version')
     } finally {
       await node.close()
     }

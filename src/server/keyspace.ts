@@ -1,0 +1,722 @@
+/**
+ * The node's keyspace: versioned records over an in-process `MemoryCache` (L1, bounded by
+ * bytes) and a `Store` (the node's LMDB store), with last-writer-wins by version and
+ * tombstones. It is what the HTTP API reads and writes today and what replication (P9)
+ * will call: `applyIfNewer` is the one write path, local writes draw a version and go
+ * through it too.
+ *
+ * Data model. A record is `{ key, value, expiresAt, tags, version }`, `version =
+ * (hlc, nodeId)` (core/hlc.ts, ordered by `compareVersions`). A deleted key is a
+ * **tombstone** `{ key, version, deleted }`; a cleared prefix is a **prefix tombstone**
+ * `(prefix, version)` that covers every key under it with an older version. Tombstones are
+ * kept for `tombstoneTtl` (default 24 h) after the physical time of their version, the
+ * same instant on every replica.
+ *
+ * Invariants.
+ * - LWW: a key's state (record or tombstone) only ever moves to a greater version; an
+ *   `applyIfNewer` with a version <= the key's current one, or <= a live prefix tombstone
+ *   covering the key, changes nothing and returns false. Applying the same operations in
+ *   any order, with duplicates, gives the same state (the property test pins it).
+ * - No resurrection within the grace: while a tombstone (or prefix tombstone) is kept, no
+ *   write older than it is applied; past the grace a late older write may apply.
+ * - Every applied version is observed by the node's hybrid clock, so every local write
+ *   afterwards is newer than everything the keyspace holds.
+ * - An applied write is in the store before it is acknowledged or visible in L1; a store
+ *   write that fails changes nothing (its typed error is thrown).
+ * - Expiry is not deletion: an expired record simply stops being served (its store entry
+ *   expires at `expiresAt`). A record applied already expired is kept as a tombstone of
+ *   its version, so replicas still agree on the key.
+ *
+ * Store layout (one byte store, string keys): `node:<key>` live records (so
+ * `count('node:')` is the number of entries), `tomb:<key>` key tombstones, `ptomb:<prefix>`
+ * prefix tombstones, `tag:<mode>:<tag>` tag invalidation versions (max-merged). A record
+ * and its key's tombstone may both exist after a crash between the two writes: the newer
+ * one wins on read. Encoding: see `encode` (binary, versioned by its kind byte).
+ *
+ * Tags: the semantics of the library's tag trie (tags/tag-trie.ts): invalidating T hides
+ * every record with a tag at or below T whose version is older than the invalidation
+ * (hard or soft alike: the node serves no stale data). Invalidation versions are persisted
+ * and merged by max, so an invalidation survives a restart.
+ *
+ * Digest (for Merkle anti-entropy in P9). Each key has a 32-bit position `keyHash(key)`
+ * (FNV-1a of its UTF-16 code units); `hashRange` selects keys by position. Each record and
+ * tombstone contributes `recordHash(key, version)`: a 64-bit FNV-1a of key, hlc and node id,
+ * kept as two 32-bit halves; a range's digest is the XOR of its members' hashes. XOR makes
+ * it incremental (apply: XOR the old state out and the new in) and order-free. The keyspace
+ * keeps one accumulator per bucket of `2^32 / DIGEST_BUCKETS` positions, so `digest` of a
+ * bucket-aligned range costs O(buckets); they are rebuilt by a scan at open. Records that
+ * expire in the store stay in the digest until a restart rebuilds it
+ * (known limitation, for P9 to account). Prefix tombstones are not in the digest (few;
+ * exchanged whole). Not cryptographic: it detects divergence, it does not authenticate.
+ */
+import type { Clock } from '../core/clock.js'
+import { CacheError, InvalidOptionsError, StoreTimeoutError, StoreUnavailableError } from '../core/errors.js'
+import { compareVersions, type HybridLogicalClock, msOfVersion, type Version } from '../core/hlc.js'
+import { toMs, type Duration } from '../core/duration.js'
+import { MemoryCache } from '../memory/memory-cache.js'
+import type { Store } from '../store/types.js'
+import { TagTrie } from '../tags/tag-trie.js'
+import type { TagSnapshot } from '../tags/tag-snapshot.js'
+import type { TagMode } from '../tags/tag-trie.js'
+import { KeyedMutex } from './keyed-mutex.js'
+
+/** A live record. `expiresAt`: absolute ms since the epoch, 0 for none. */
+export interface KeyspaceEntry {
+  readonly key: string
+  readonly value: Uint8Array
+  readonly expiresAt: number
+  readonly tags: readonly string[]
+  readonly version: Version
+  readonly deleted?: false
+}
+
+/** A deleted key. */
+export interface KeyspaceTombstone {
+  readonly key: string
+  readonly version: Version
+  readonly deleted: true
+}
+
+export type KeyspaceRecord = KeyspaceEntry | KeyspaceTombstone
+
+/** A cleared prefix ('' = every key). */
+export interface PrefixTombstone {
+  readonly prefix: string
+  readonly version: Version
+}
+
+/** Positions `[start, end)` in the 32-bit key-hash space (`keyHash`). */
+export interface HashRange {
+  readonly start: number
+  readonly end: number
+}
+
+export interface KeyspaceScanOptions {
+  readonly prefix?: string
+  readonly hashRange?: HashRange
+  readonly cursor?: string
+  /** 1..10,000. @default 100 */
+  readonly limit?: number
+}
+
+export interface KeyspaceScanPage {
+  /** Records and tombstones (a page may be short or empty while `cursor` is set). */
+  readonly records: readonly KeyspaceRecord[]
+  readonly cursor: string | undefined
+}
+
+/** A range's digest: XOR of its records' 64-bit hashes, as 16 hex digits. */
+export type Digest = string
+
+export interface KeyspaceOptions {
+  readonly store: Store
+  readonly clock: Clock
+  /** The node's hybrid clock (durable high-water mark). */
+  readonly hlc: HybridLogicalClock
+  readonly nodeId: string
+  /** Bytes the in-process tier may hold. @default 64 MiB */
+  readonly memoryBytes?: number
+  /** How long tombstones are kept after their version's time. @default '24h' */
+  readonly tombstoneTtl?: Duration
+  /** Timeout of one store operation, ms. @default Infinity */
+  readonly storeTimeoutMs?: number
+}
+
+export interface KeyspaceStats {
+  readonly hits: number
+  readonly misses: number
+  readonly tagInvalidations: number
+  readonly tagNodes: number
+  /** Records and tombstones held in L1. */
+  readonly memoryEntries: number
+  readonly prefixTombstones: number
+  readonly evictions: { readonly expire: number; readonly evict: number; readonly erase: number; readonly flush: number }
+}
+
+export const DIGEST_BUCKETS = 1024
+const BUCKET_SPAN = 2 ** 32 / DIGEST_BUCKETS
+const LIVE = 'node:'
+const TOMB = 'tomb:'
+const PTOMB = 'ptomb:'
+const TAG = 'tag:'
+const KIND_LIVE = 1
+const KIND_TOMB = 2
+const RECORD_OVERHEAD = 160
+const MAX_SCAN_LIMIT = 10_000
+
+/** The 32-bit position of a key (FNV-1a over UTF-16 code units). */
+export function keyHash(key: string): number {
+  let h = 0x811c9dc5
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193)
+  return h >>> 0
+}
+
+/** The two 32-bit halves of a record's hash: key, hlc and node id, each field terminated. */
+export function recordHash(key: string, version: Version): [number, number] {
+  let a = 0x811c9dc5
+  let b = 0x050c5d1f
+  const mix = (code: number): void => {
+    a = Math.imul(a ^ code, 0x01000193)
+    b = Math.imul(b ^ code, 0x01000193) ^ (a >>> 15)
+  }
+  for (let i = 0; i < key.length; i++) mix(key.charCodeAt(i))
+  mix(0xffff)
+  const hlc = String(version.hlc)
+  for (let i = 0; i < hlc.length; i++) mix(hlc.charCodeAt(i))
+  mix(0xffff)
+  for (let i = 0; i < version.nodeId.length; i++) mix(version.nodeId.charCodeAt(i))
+  return [a >>> 0, b >>> 0]
+}
+
+/** What L1 holds per key: the record, plus the tag snapshot of a live one. */
+interface Held {
+  readonly record: KeyspaceRecord
+  readonly snapshot: TagSnapshot | undefined
+}
+
+const enc = new TextEncoder()
+const dec = new TextDecoder()
+
+/** kind u8 | hlc f64 | expiresAt f64 | nodeId (u16 len + utf8) | tag count u16 | tags (u16 len + utf8)* | value */
+function encode(record: KeyspaceRecord): Uint8Array {
+  const node = enc.encode(record.version.nodeId)
+  const tags = record.deleted === true ? [] : record.tags.map((t) => enc.encode(t))
+  const value = record.deleted === true ? new Uint8Array(0) : record.value
+  let size = 1 + 8 + 8 + 2 + node.length + 2 + value.byteLength
+  for (const t of tags) size += 2 + t.length
+  const out = new Uint8Array(size)
+  const view = new DataView(out.buffer)
+  out[0] = record.deleted === true ? KIND_TOMB : KIND_LIVE
+  view.setFloat64(1, record.version.hlc)
+  view.setFloat64(9, record.deleted === true ? 0 : record.expiresAt)
+  let at = 17
+  view.setUint16(at, node.length)
+  out.set(node, at + 2)
+  at += 2 + node.length
+  view.setUint16(at, tags.length)
+  at += 2
+  for (const t of tags) {
+    view.setUint16(at, t.length)
+    out.set(t, at + 2)
+    at += 2 + t.length
+  }
+  out.set(value, at)
+  return out
+}
+
+/** The record stored under `key`, or undefined for bytes in another format (a pre-keyspace record). */
+function decode(key: string, bytes: Uint8Array): KeyspaceRecord | undefined {
+  if (bytes.byteLength < 21 || (bytes[0] !== KIND_LIVE && bytes[0] !== KIND_TOMB)) return undefined
+  try {
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+    const hlc = view.getFloat64(1)
+    const expiresAt = view.getFloat64(9)
+    let at = 17
+    const nodeLength = view.getUint16(at)
+    const nodeId = dec.decode(bytes.subarray(at + 2, at + 2 + nodeLength))
+    at += 2 + nodeLength
+    const count = view.getUint16(at)
+    at += 2
+    const tags: string[] = []
+    for (let i = 0; i < count; i++) {
+      const n = view.getUint16(at)
+      tags.push(dec.decode(bytes.subarray(at + 2, at + 2 + n)))
+      at += 2 + n
+    }
+    if (at > bytes.byteLength || !Number.isSafeInteger(hlc)) return undefined
+    const version = { hlc, nodeId }
+    if (bytes[0] === KIND_TOMB) return { key, version, deleted: true }
+    return { key, value: bytes.slice(at), expiresAt, tags, version }
+  } catch {
+    return undefined
+  }
+}
+
+function sizeOfHeld(held: Held): number {
+  const r = held.record
+  if (r.deleted === true) return RECORD_OVERHEAD
+  let size = RECORD_OVERHEAD + r.value.byteLength
+  for (const tag of r.tags) size += 2 * tag.length + 16
+  return size
+}
+
+function checkVersion(version: unknown): asserts version is Version {
+  const v = version as Version | null
+  if (v === null || typeof v !== 'object' || !Number.isSafeInteger(v.hlc) || v.hlc < 0 || typeof v.nodeId !== 'string') {
+    throw new InvalidOptionsError('version', 'expected { hlc: safe integer >= 0, nodeId: string }')
+  }
+}
+
+export class Keyspace {
+  readonly #store: Store
+  readonly #clock: Clock
+  readonly #hlc: HybridLogicalClock
+  readonly #nodeId: string
+  readonly #tombstoneTtl: number
+  readonly #timeoutMs: number
+  readonly #memory: MemoryCache<string, Held>
+  readonly #tags: TagTrie
+  readonly #mutex = new KeyedMutex()
+  /** Live prefix tombstones by prefix. */
+  readonly #prefixes = new Map<string, Version>()
+  /** Store writes under way (a clear waits for them before it walks the store). */
+  readonly #inflight = new Set<Promise<unknown>>()
+  readonly #digestA = new Uint32Array(DIGEST_BUCKETS)
+  readonly #digestB = new Uint32Array(DIGEST_BUCKETS)
+  #hits = 0
+  /** Clears under way. */
+  #clearing = 0
+  #clearFailed = false
+  #misses = 0
+  #tagInvalidations = 0
+
+  private constructor(options: KeyspaceOptions) {
+    this.#store = options.store
+    this.#clock = options.clock
+    this.#hlc = options.hlc
+    this.#nodeId = options.nodeId
+    const ttl = toMs(options.tombstoneTtl ?? '24h', 'tombstoneTtl')
+    if (!(ttl > 0)) throw new InvalidOptionsError('tombstoneTtl', 'expected a duration > 0')
+    this.#tombstoneTtl = ttl
+    this.#timeoutMs = options.storeTimeoutMs ?? Infinity
+    this.#memory = new MemoryCache<string, Held>({ clock: options.clock, maxBytes: options.memoryBytes ?? 64 * 1024 * 1024, sizeOf: sizeOfHeld })
+    this.#tags = new TagTrie({ clock: options.clock, maxDrift: Infinity })
+  }
+
+  /** Opens the keyspace: loads prefix tombstones and tag invalidations, rebuilds the digest. */
+  static async open(options: KeyspaceOptions): Promise<Keyspace> {
+    if (typeof options.nodeId !== 'string') throw new InvalidOptionsError('nodeId', 'expected a string')
+    const ks = new Keyspace(options)
+    await ks.#load()
+    return ks
+  }
+
+  get nodeId(): string {
+    return this.#nodeId
+  }
+
+  /** The live record of `key` (unexpired, not deleted, not tag-invalidated). */
+  async get(key: string): Promise<KeyspaceEntry | undefined> {
+    const held = await this.#current(key)
+    const r = held?.record
+    // Outside a clear no held record is covered by a prefix tombstone (the clear removed the
+    // older ones, `applyIfNewer` refuses them, `open` drops a crashed clear's leftovers): the
+    // read skips the walk over the prefixes, unless a clear failed midway.
+    if (r === undefined || r.deleted === true || this.#expired(r) || ((this.#clearing > 0 || this.#clearFailed) && this.#covered(key, r.version)) || (held!.snapshot !== undefined && this.#tags.check(held!.snapshot) !== 'valid')) {
+      this.#misses++
+      return undefined
+    }
+    this.#hits++
+    return r
+  }
+
+  /** The key's current state, tombstone included (expired records too: replication compares versions). */
+  async getRecord(key: string): Promise<KeyspaceRecord | undefined> {
+    return (await this.#current(key))?.record
+  }
+
+  /**
+   * Applies `record` (a write or a tombstone) if its version is newer than the key's state
+   * and than every live prefix tombstone covering the key. Returns whether it applied.
+   * The version is observed by the node's clock (refused when too far ahead: ERR_CLOCK_DRIFT).
+   */
+  async applyIfNewer(record: KeyspaceRecord): Promise<boolean> {
+    checkVersion(record.version)
+    if (typeof record.key !== 'string') throw new InvalidOptionsError('key', 'expected a string')
+    return this.#mutex.run(record.key, () => this.#apply(record))
+  }
+
+  /**
+   * Applies `make(current)` under the key's lock: `make` sees the key's current live entry
+   * (or undefined) and returns the record to apply, or throws (an `If-Match` check). Used
+   * for local writes so the check, the version draw and the write are atomic.
+   */
+  update(key: string, make: (current: KeyspaceEntry | undefined, version: Version) => KeyspaceRecord | undefined): Promise<KeyspaceRecord | undefined> {
+    return this.#mutex.run(key, async () => {
+      const current = await this.get(key)
+      const version = { hlc: await this.#hlc.nextDurable(), nodeId: this.#nodeId }
+      const record = make(current, version)
+      if (record === undefined) return undefined
+      await this.#apply(record)
+      return record
+    })
+  }
+
+  /** Deletes `key` locally with a new version; resolves with the tombstone. */
+  async delete(key: string): Promise<KeyspaceTombstone> {
+    return (await this.update(key, (_current, version) => ({ key, version, deleted: true }))) as KeyspaceTombstone
+  }
+
+  /**
+   * Clears every key under `prefix` ('' = all) older than `version` (default: a new local
+   * version), leaving a prefix tombstone for the grace. Returns whether it changed anything
+   * (false: a newer prefix tombstone already covers it, or its grace is over).
+   */
+  async clear(prefix: string, version?: Version): Promise<boolean> {
+    if (typeof prefix !== 'string') throw new InvalidOptionsError('prefix', 'expected a string')
+    const v = version ?? { hlc: await this.#hlc.nextDurable(), nodeId: this.#nodeId }
+    checkVersion(v)
+    if (version !== undefined) this.#hlc.observe(v.hlc)
+    if (this.#graceOver(v)) return false
+    for (const [p, pv] of this.#prefixes) if (prefix.startsWith(p) && compareVersions(pv, v) >= 0) return false
+    this.#clearing++
+    let finished = false
+    try {
+      const changed = await this.#clearRange(prefix, v)
+      finished = true
+      return changed
+    } finally {
+      this.#clearing--
+      // A clear that failed midway leaves older records in the store: reads check the
+      // prefix tombstones from now on (a restart finishes the clear, see #load).
+      if (!finished) this.#clearFailed = true
+    }
+  }
+
+  async #clearRange(prefix: string, v: Version): Promise<boolean> {
+    // Registered first (synchronously): every write checks it under its key's lock, before
+    // and after its store write, so none older lands once this line has run.
+    this.#prefixes.set(prefix, v)
+    const folded: string[] = []
+    for (const [p, pv] of this.#prefixes) {
+      if (p !== prefix && p.startsWith(prefix) && compareVersions(pv, v) < 0) {
+        this.#prefixes.delete(p)
+        folded.push(p)
+      }
+    }
+    await this.#io('set', this.#store.set(PTOMB + prefix, encode({ key: prefix, version: v, deleted: true }), this.#graceLeft(v)))
+    // A write that passed its check before the registration may not be in the store yet:
+    // the walk below must see it.
+    await Promise.allSettled([...this.#inflight])
+    for (const space of [LIVE, TOMB]) {
+      let cursor: string | undefined
+      do {
+        const page = await this.#scanStore(space + prefix, cursor, 1000)
+        cursor = page.cursor
+        await this.#clearPage(page.keys.map((storeKey) => storeKey.slice(space.length)), v)
+      } while (cursor !== undefined)
+    }
+    for (const p of folded) await this.#io('delete', this.#store.delete(PTOMB + p))
+    return true
+  }
+
+  /** Live prefix tombstones. */
+  prefixTombstones(): PrefixTombstone[] {
+    this.#dropExpiredPrefixes()
+    return [...this.#prefixes].map(([prefix, version]) => ({ prefix, version }))
+  }
+
+  /**
+   * Invalidates `tags` (and every tag below each) for records older than `version`
+   * (default: a new local version). Versions merge by max; persisted. Returns the version.
+   */
+  async invalidate(tags: readonly string[], mode: TagMode, version?: number): Promise<number> {
+    for (const tag of tags) this.#tags.validate(tag)
+    const v = version ?? (await this.#hlc.nextDurable())
+    if (version !== undefined) this.#hlc.observe(version)
+    for (const tag of tags) {
+      const key = `${TAG}${mode}:${tag}`
+      // Read-max-write under a lock of its own (a record key spelled the same only shares it).
+      await this.#mutex.run(`\u0000${key}`, async () => {
+        const old = await this.#io('get', this.#store.get(key))
+        const before = old === undefined ? 0 : Number(dec.decode(old))
+        if (!(before >= v)) await this.#io('set', this.#store.set(key, enc.encode(String(v)), Infinity))
+      })
+      this.#tags.observe(tag, v, mode)
+      this.#tagInvalidations++
+    }
+    return v
+  }
+
+  /**
+   * One page of records and tombstones (live store entries first, then tombstones), keys
+   * under `prefix`, positions in `hashRange`. Pages hold at most `limit` records; call
+   * again with `cursor` until it is undefined. Same guarantees as `Store.scan`.
+   */
+  async scan(options: KeyspaceScanOptions = {}): Promise<KeyspaceScanPage> {
+    const prefix = options.prefix ?? ''
+    const limit = options.limit ?? 100
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_SCAN_LIMIT) throw new InvalidOptionsError('limit', `expected an integer 1..${MAX_SCAN_LIMIT}`)
+    const range = options.hashRange
+    if (range !== undefined) checkRange(range)
+    let phase = 0
+    let inner: string | undefined
+    if (options.cursor !== undefined) {
+      const m = /^([01])(?::(.*))?$/s.exec(String(options.cursor))
+      if (m === null) throw new InvalidOptionsError('cursor', 'not a cursor this keyspace returned')
+      phase = Number(m[1])
+      inner = m[2]
+    }
+    const space = phase === 0 ? LIVE : TOMB
+    const page = await this.#scanStore(space + prefix, inner, limit)
+    const values = page.keys.length === 0 ? [] : await this.#io('getMany', this.#store.getMany(page.keys))
+    const records: KeyspaceRecord[] = []
+    page.keys.forEach((storeKey, i) => {
+      const key = storeKey.slice(space.length)
+      const bytes = values[i]
+      if (bytes === undefined || (range !== undefined && !inRange(keyHash(key), range))) return
+      const r = decode(key, bytes)
+      if (r !== undefined) records.push(r)
+    })
+    let cursor: string | undefined
+    if (page.cursor !== undefined) cursor = `${phase}:${page.cursor}`
+    else if (phase === 0) cursor = '1'
+    return { records, cursor }
+  }
+
+  /** The digest of a range aligned to buckets (`start` and `end` multiples of 2^32 / DIGEST_BUCKETS). */
+  digest(range: HashRange = { start: 0, end: 2 ** 32 }): Digest {
+    checkRange(range)
+    if (range.start % BUCKET_SPAN !== 0 || range.end % BUCKET_SPAN !== 0) {
+      throw new InvalidOptionsError('hashRange', `expected bounds that are multiples of ${BUCKET_SPAN}`)
+    }
+    let a = 0
+    let b = 0
+    for (let i = range.start / BUCKET_SPAN; i < range.end / BUCKET_SPAN; i++) {
+      a ^= this.#digestA[i]!
+      b ^= this.#digestB[i]!
+    }
+    return (a >>> 0).toString(16).padStart(8, '0') + (b >>> 0).toString(16).padStart(8, '0')
+  }
+
+  /** Records and tombstones in the in-process tier. */
+  memoryCount(predicate?: (record: KeyspaceRecord) => boolean): number {
+    return this.#memory.count(predicate === undefined ? undefined : (_k, held) => predicate(held.record))
+  }
+
+  stats(): KeyspaceStats {
+    const m = this.#memory.stats()
+    return {
+      hits: this.#hits,
+      misses: this.#misses,
+      tagInvalidations: this.#tagInvalidations,
+      tagNodes: this.#tags.stats().nodes,
+      memoryEntries: this.#memory.size,
+      prefixTombstones: this.#prefixes.size,
+      evictions: { expire: m.expired, evict: m.evicted, erase: m.erased, flush: m.flushed },
+    }
+  }
+
+  /** Stops the in-process tier and the tag trie's timer (the store is the caller's). */
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.#inflight])
+    this.#memory.close()
+    this.#tags.close()
+  }
+
+  /**
+   * A clear's step: removes the records and tombstones of `keys` older than `version`,
+   * holding every key's lock (so a concurrent newer write is never removed) and doing one
+   * read and one delete batch for the page. The locks are queued in one synchronous loop,
+   * so two clears queue in the same order on every key and cannot deadlock.
+   */
+  async #clearPage(keys: readonly string[], version: Version): Promise<void> {
+    const unique = [...new Set(keys)]
+    if (unique.length === 0) return
+    let release!: () => void
+    const done = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    let held = 0
+    let allHeld!: () => void
+    const ready = new Promise<void>((resolve) => {
+      allHeld = resolve
+    })
+    const locks = unique.map((key) =>
+      this.#mutex.run(key, () => {
+        if (++held === unique.length) allHeld()
+        return done
+      }),
+    )
+    try {
+      await ready
+      for (const key of unique) this.#memory.delete(key)
+      const storeKeys = unique.flatMap((key) => [LIVE + key, TOMB + key])
+      const values = await this.#io('getMany', this.#store.getMany(storeKeys))
+      const victims: string[] = []
+      const removed: KeyspaceRecord[] = []
+      storeKeys.forEach((storeKey, i) => {
+        const bytes = values[i]
+        if (bytes === undefined) return
+        const r = decode(storeKey.slice(storeKey.startsWith(LIVE) ? LIVE.length : TOMB.length), bytes)
+        if (r !== undefined && compareVersions(r.version, version) >= 0) return
+        victims.push(storeKey)
+        if (r !== undefined) removed.push(r)
+      })
+      if (victims.length > 0) await this.#io('deleteMany', this.#store.deleteMany(victims))
+      for (const r of removed) this.#digestXor(r)
+    } finally {
+      release()
+      await Promise.all(locks)
+    }
+  }
+
+  async #apply(record: KeyspaceRecord): Promise<boolean> {
+    const key = record.key
+    if (record.deleted !== true && this.#expired(record)) record = { key, version: record.version, deleted: true }
+    if (this.#graceOver(record.version) && record.deleted === true) return false
+    this.#hlc.observe(record.version.hlc)
+    const held = await this.#current(key)
+    const current = held?.record
+    if (current !== undefined && compareVersions(current.version, record.version) >= 0) return false
+    if (this.#covered(key, record.version)) return false
+    const bytes = encode(record)
+    const write = record.deleted === true
+      ? this.#io('set', this.#store.set(TOMB + key, bytes, this.#graceLeft(record.version))).then(() => this.#io('delete', this.#store.delete(LIVE + key)))
+      : this.#io('set', this.#store.set(LIVE + key, bytes, record.expiresAt === 0 ? Infinity : Math.max(1, record.expiresAt - this.#clock.now()))).then(() =>
+          current?.deleted === true ? this.#io('delete', this.#store.delete(TOMB + key)) : undefined,
+        )
+    this.#inflight.add(write)
+    try {
+      await write
+    } finally {
+      this.#inflight.delete(write)
+    }
+    if (current !== undefined) this.#digestXor(current)
+    this.#digestXor(record)
+    // A clear that started meanwhile has removed (or will remove) the store copy: keep L1 in step.
+    if (this.#covered(key, record.version)) {
+      this.#memory.delete(key)
+      return true
+    }
+    this.#hold(record)
+    return true
+  }
+
+  /** L1, else the store (live record and tombstone: the newer wins). */
+  async #current(key: string): Promise<Held | undefined> {
+    const held = this.#memory.get(key)
+    if (held !== undefined) return held
+    // Two gets, not one getMany: a single-key read is the store's cheapest path (LMDB: no batch).
+    const [live, tomb] = await Promise.all([this.#io('get', this.#store.get(LIVE + key)), this.#io('get', this.#store.get(TOMB + key))])
+    const a = live === undefined ? undefined : decode(key, live)
+    const b = tomb === undefined ? undefined : decode(key, tomb)
+    const record = a === undefined ? b : b === undefined ? a : compareVersions(a.version, b.version) >= 0 ? a : b
+    if (record === undefined) return undefined
+    return this.#hold(record)
+  }
+
+  #hold(record: KeyspaceRecord): Held {
+    const snapshot = record.deleted === true || record.tags.length === 0 ? undefined : this.#tags.snapshot(record.tags, record.version.hlc)
+    const held = { record, snapshot }
+    const ttl = record.deleted === true ? this.#graceLeft(record.version) : record.expiresAt === 0 ? Infinity : Math.max(1, record.expiresAt - this.#clock.now())
+    this.#memory.set(record.key, held, { ttl })
+    return held
+  }
+
+  #expired(record: KeyspaceEntry): boolean {
+    return record.expiresAt !== 0 && record.expiresAt <= this.#clock.now()
+  }
+
+  /** Milliseconds of grace left for a tombstone of `version` (at least 1). */
+  #graceLeft(version: Version): number {
+    return Math.max(1, msOfVersion(version.hlc) + this.#tombstoneTtl - this.#clock.now())
+  }
+
+  #graceOver(version: Version): boolean {
+    return msOfVersion(version.hlc) + this.#tombstoneTtl <= this.#clock.now()
+  }
+
+  /** True when a live prefix tombstone covers `key` at `version` or newer. */
+  #covered(key: string, version: Version): boolean {
+    if (this.#prefixes.size === 0) return false
+    for (const [prefix, pv] of this.#prefixes) {
+      if (key.startsWith(prefix) && compareVersions(pv, version) >= 0 && !this.#graceOver(pv)) return true
+    }
+    return false
+  }
+
+  #dropExpiredPrefixes(): void {
+    for (const [prefix, v] of this.#prefixes) if (this.#graceOver(v)) this.#prefixes.delete(prefix)
+  }
+
+  #digestXor(record: KeyspaceRecord): void {
+    const bucket = Math.floor(keyHash(record.key) / BUCKET_SPAN)
+    const [a, b] = recordHash(record.key, record.version)
+    this.#digestA[bucket]! ^= a
+    this.#digestB[bucket]! ^= b
+  }
+
+  async #load(): Promise<void> {
+    const drop: string[] = []
+    for (const space of [PTOMB, TAG, LIVE, TOMB]) {
+      let cursor: string | undefined
+      do {
+        const page = await this.#scanStore(space, cursor, 1000)
+        cursor = page.cursor
+        const values = page.keys.length === 0 ? [] : await this.#io('getMany', this.#store.getMany(page.keys))
+        page.keys.forEach((storeKey, i) => {
+          const bytes = values[i]
+          if (bytes === undefined) return
+          const key = storeKey.slice(space.length)
+          if (space === TAG) {
+            const colon = key.indexOf(':')
+            const mode = key.slice(0, colon) as TagMode
+            const v = Number(dec.decode(bytes))
+            if ((mode === 'hard' || mode === 'soft') && Number.isSafeInteger(v)) {
+              this.#tags.observe(key.slice(colon + 1), v, mode)
+              this.#hlc.tryObserve(v)
+            }
+            return
+          }
+          const r = decode(key, bytes)
+          if (r === undefined) {
+            // Not this format (a record of the facade-based engine before it): a cache may
+            // forget, but must not keep what it cannot check against deletes and tags.
+            drop.push(storeKey)
+            return
+          }
+          this.#hlc.tryObserve(r.version.hlc)
+          if (space !== PTOMB && this.#covered(key, r.version)) {
+            // Left by a clear that a crash interrupted: finish it.
+            drop.push(storeKey)
+            return
+          }
+          if (space === PTOMB) {
+            if (!this.#graceOver(r.version)) this.#prefixes.set(key, r.version)
+          } else {
+            this.#digestXor(r)
+          }
+        })
+      } while (cursor !== undefined)
+    }
+    for (let i = 0; i < drop.length; i += 1000) await this.#io('deleteMany', this.#store.deleteMany(drop.slice(i, i + 1000)))
+  }
+
+  async #scanStore(prefix: string, cursor: string | undefined, limit: number): Promise<{ keys: readonly string[]; cursor: string | undefined }> {
+    if (this.#store.scan === undefined) throw new InvalidOptionsError('store', `the ${this.#store.name} store cannot scan; the node's keyspace needs Store.scan`)
+    return this.#io('scan', this.#store.scan({ prefix, cursor, limit }))
+  }
+
+  /** A store call with the node's timeout; failures become typed errors. */
+  #io<T>(operation: string, promise: Promise<T>): Promise<T> {
+    const timeoutMs = this.#timeoutMs
+    const typed = promise.catch((err: unknown) => {
+      throw err instanceof CacheError ? err : new StoreUnavailableError(`Store operation ${operation} failed on ${this.#store.name}`, { cause: err })
+    })
+    if (timeoutMs === Infinity) return typed
+    return new Promise<T>((resolve, reject) => {
+      const timer = this.#clock.setTimeout(() => reject(new StoreTimeoutError(operation, timeoutMs)), timeoutMs)
+      typed.then(
+        (v) => {
+          this.#clock.clearTimeout(timer)
+          resolve(v)
+        },
+        (err: unknown) => {
+          this.#clock.clearTimeout(timer)
+          reject(err)
+        },
+      )
+    })
+  }
+}
+
+function checkRange(range: HashRange): void {
+  if (range === null || typeof range !== 'object' || !Number.isInteger(range.start) || !Number.isInteger(range.end) || range.start < 0 || range.end > 2 ** 32 || range.start > range.end) {
+    throw new InvalidOptionsError('hashRange', 'expected { start, end } integers with 0 <= start <= end <= 2^32')
+  }
+}
+
+function inRange(position: number, range: HashRange): boolean {
+  return position >= range.start && position < range.end
+}
