@@ -29,7 +29,7 @@ import { TagTrie } from '../tags/tag-trie.js'
 import type { TagSnapshot } from '../tags/tag-snapshot.js'
 import type { TagState } from './tag-index.js'
 import type { CacheErrorEvent, CacheEventPayload, CacheOptions, CacheStats, EntryOptions, Factory, FactoryContext, Strategy, TagsOption } from './types.js'
-import { Envelope } from './envelope.js'
+import { Envelope } from '../tier/envelope.js'
 import { GuardedStore } from '../resilience/guarded-store.js'
 import { L2Tier } from '../tier/l2-tier.js'
 import { resolveCodec } from '../tier/resolve-codec.js'
@@ -39,7 +39,7 @@ import { descriptorList, OriginIndex } from '../feeds/origin-index.js'
 import { checkFeed, FeedAttachment, type AttachFeedOptions } from '../feeds/feed-attachment.js'
 import type { ChangeFeed, ChangeNotice, OriginDescriptor } from '../feeds/types.js'
 import { noticeTags, originSignature, withOriginTags } from '../feeds/origin-tags.js'
-import { capLifetime, resolveOriginOptions } from '../feeds/origin-lifetime.js'
+import { capLifetime, resolveOriginOptions } from '../tags/origin-lifetime.js'
 
 /** Options merged with the defaults, validated and converted once. */
 interface Resolved<V> {
@@ -77,7 +77,7 @@ const MAX_BACKOFF_FACTOR = 32
 
 export class Cache<V = unknown> {
   readonly #clock: Clock
-  /** Bare values where nothing more is needed, envelopes otherwise (see envelope.ts). */
+  /** Bare values where nothing more is needed, envelopes otherwise (see tier/envelope.ts). */
   readonly #l1: MemoryCache<string, V | Envelope<V>>
   readonly #flight: SingleFlight<string, V>
   readonly #tags: TagTrie
