@@ -17,7 +17,6 @@
 import type { Clock, TimerHandle } from '../core/clock.js'
 import { toMs } from '../core/duration.js'
 import { neverAbortedSignal } from '../core/never-aborted-signal.js'
-import { randomUUID } from 'node:crypto'
 import { CacheError, ClosedError, FactoryTimeoutError, InvalidKeyError, InvalidOptionsError, InvalidValueError, isCacheError, LockLostError, StoreUnavailableError } from '../core/errors.js'
 import type { Store } from '../store/types.js'
 import { mathRandom } from '../core/random.js'
@@ -35,6 +34,7 @@ import { L2Tier } from '../tier/l2-tier.js'
 import { resolveCodec } from '../tier/resolve-codec.js'
 import { Bus } from '../bus/bus.js'
 import { BusLink } from './bus-link.js'
+import { LockProtocol } from './lock-protocol.js'
 import { descriptorList, OriginIndex } from '../feeds/origin-index.js'
 import { checkFeed, FeedAttachment, type AttachFeedOptions } from '../feeds/feed-attachment.js'
 import type { ChangeFeed, ChangeNotice, OriginDescriptor } from '../feeds/types.js'
@@ -64,6 +64,32 @@ interface Resolved<V> {
   l2Checked?: ReadonlySet<string>
 }
 
+/** How #run (and #load before it) computes: the fallback, in the background or not, the fence. */
+interface RunOptions<V> {
+  /** The fail-safe fallback: a stale entry served if the factory fails or is slow. */
+  readonly stale: Envelope<V> | undefined
+  /** Store the result after returning it (strategies `async`, `stampede-async`). */
+  readonly background: boolean
+  /** Write L2 under this fence (lock protocol); `false`: not ordered after a holder's write, so no L2 write. */
+  readonly fence?: number | false
+}
+
+/** What #store writes besides the value and the call's options. */
+interface StoreOptions {
+  /** The fresh lifetime in ms (the factory may have set it). */
+  readonly ttl: number
+  /** Tags set by the factory (`ctx.setTags`), instead of the options'. */
+  readonly tags?: readonly string[]
+  /** The tag version taken before the factory ran (its snapshot's version). */
+  readonly tagVersion?: number
+  /** See RunOptions.fence. */
+  readonly fence?: number | false
+  /** An explicit `set`: an unencodable value, or a strict L2 write that failed, rejects. */
+  readonly strict?: boolean
+  /** When the computation started: entries with origins are capped from then. */
+  readonly since?: number
+}
+
 const STRATEGIES: readonly Strategy[] = ['none', 'async', 'stampede', 'stampede-async']
 
 /** Open caches per store: a store closes with the last of them (see `CacheOptions.closeStore`). */
@@ -86,6 +112,8 @@ export class Cache<V = unknown> {
   /** The second tier, when a store is configured. */
   readonly #l2: L2Tier<V> | undefined
   readonly #distributedLock: boolean
+  /** The lock protocol, with `lock: 'distributed'` (and so a store with locks). */
+  readonly #lock: LockProtocol | undefined
   readonly #errorListeners = new Set<(event: CacheErrorEvent) => void>()
   /** The invalidation bus, when configured (see bus-link.ts). */
   readonly #bus: BusLink | undefined
@@ -121,8 +149,6 @@ export class Cache<V = unknown> {
   #factoryTimeouts = 0
   #refreshes = 0
   #tagInvalidations = 0
-  #lockWaits = 0
-  #lockDegraded = 0
 
   constructor(options: CacheOptions = {}) {
     if (options === null || typeof options !== 'object') throw new InvalidOptionsError('options', 'expected an object')
@@ -171,10 +197,12 @@ export class Cache<V = unknown> {
         ordered: this.#distributedLock,
         onError: (error, key) => this.#emitError(error, key),
       })
+      this.#lock = this.#distributedLock ? new LockProtocol(this.#clock, guarded, (error, key) => this.#emitError(error, key)) : undefined
     } else {
       if (this.#distributedLock) throw new InvalidOptionsError('lock', "'distributed' needs a store with locks")
       if (options.codec !== undefined) throw new InvalidOptionsError('codec', 'a codec applies to an L2 store; pass `store` too')
       this.#l2 = undefined
+      this.#lock = undefined
       this.#l1MaxAge = Infinity
     }
     if (options.bus !== undefined) {
@@ -331,7 +359,7 @@ export class Cache<V = unknown> {
     this.#checkOpen()
     this.#checkKey(key)
     const o = options === undefined ? this.#defaults : resolve(options, this.#defaults, '')
-    await this.#store(key, value, o, o.ttl, undefined, undefined, undefined, true)
+    await this.#store(key, value, o, { ttl: o.ttl, strict: true })
     await this.#bus?.deleted([key])
   }
 
@@ -713,14 +741,14 @@ export class Cache<V = unknown> {
     const run = this.#l2 === undefined ? this.#run : this.#load
     switch (o.strategy) {
       case 'none':
-        return run.call(this, key, factory, o, stale, false)
+        return run.call(this, key, factory, o, { stale, background: false })
       case 'async':
-        return run.call(this, key, factory, o, stale, true)
+        return run.call(this, key, factory, o, { stale, background: true })
       case 'stampede':
       case 'stampede-async':
         // keepAlive: callers who leave never cancel the factory; its result is stored for
         // the others and the next readers (so the flight's own signal never aborts).
-        return this.#flight.run(key, () => run.call(this, key, factory, o, stale, o.strategy === 'stampede-async'), {
+        return this.#flight.run(key, () => run.call(this, key, factory, o, { stale, background: o.strategy === 'stampede-async' }), {
           signal: o.signal,
           keepAlive: true,
         })
@@ -733,7 +761,8 @@ export class Cache<V = unknown> {
    * distributed lock when configured. An L2 value past its freshness but within grace
    * becomes the fail-safe fallback.
    */
-  async #load(key: string, factory: Factory<V>, o: Resolved<V>, stale: Envelope<V> | undefined, background: boolean): Promise<V> {
+  async #load(key: string, factory: Factory<V>, o: Resolved<V>, run: RunOptions<V>): Promise<V> {
+    let stale = run.stale
     const l2 = this.#l2 as L2Tier<V>
     // getOrSetMany has just read this key in its batch.
     const mark = this.#bus?.mark()
@@ -743,88 +772,24 @@ export class Cache<V = unknown> {
       if (stale === undefined && found.tagSig === o.tagSig && this.#state(key, found) !== 'invalid') stale = found
     }
     if (this.#distributedLock) return this.#runLocked(key, factory, o, stale)
-    return this.#run(key, factory, o, stale, background)
+    return this.#run(key, factory, o, { stale, background: run.background })
   }
 
-  /**
-   * One process in the cluster computes: the lock holder runs the factory and writes with
-   * its fence; the others wait to be told the lock was released or its lease ran out (not
-   * only by polling), re-read L2, and take their turn at the lock if the value is not there.
-   * A waiter whose `lock.wait` runs out (or whose store fails) computes without the lock:
-   * the degrade path, counted in `stats().lock.degraded`. It still writes fenced, with a
-   * fence drawn before it computes, so a holder that writes later (paused, or just slow) is
-   * refused rather than overwriting the newer value; without a fence (the store failed) it
-   * does not write L2 at all. Under the lock the result is written before the lock is
-   * released (even for the async strategies), so a woken waiter finds it.
-   */
-  async #runLocked(key: string, factory: Factory<V>, o: Resolved<V>, stale: Envelope<V> | undefined): Promise<V> {
+  /** A miss (or refresh) under the distributed lock protocol (lock-protocol.ts). */
+  #runLocked(key: string, factory: Factory<V>, o: Resolved<V>, stale: Envelope<V> | undefined): Promise<V> {
     const l2 = this.#l2 as L2Tier<V>
-    const store = l2.store
-    const lockKey = l2.lockKey(key)
-    const token = randomUUID()
-    const deadline = this.#clock.now() + o.lockWait
-    for (;;) {
-      let grant
-      try {
-        grant = await store.acquire(lockKey, token, o.lockLease)
-      } catch {
-        break
-      }
-      if (grant !== undefined) return this.#runHolding(key, factory, o, stale, lockKey, token, grant.fence)
-      const remaining = deadline - this.#clock.now()
-      if (remaining <= 0) break
-      this.#lockWaits++
-      await store.waitForRelease(lockKey, remaining)
-      const mark = this.#bus?.mark()
-      const found = await l2.read(key)
-      if (found !== undefined && this.#unchanged(key, mark) && this.#adopt(key, found, o)) return found.value
-      if (this.#clock.now() >= deadline) break
-    }
-    this.#lockDegraded++
-    // Drawn before computing: a holder granted earlier writes below it, any later grant above.
-    let fence: number | false
-    try {
-      fence = await store.drawFence(lockKey)
-    } catch {
-      fence = false
-    }
-    return this.#run(key, factory, o, stale, false, fence)
-  }
-
-  async #runHolding(key: string, factory: Factory<V>, o: Resolved<V>, stale: Envelope<V> | undefined, lockKey: string, token: string, fence: number): Promise<V> {
-    const store = (this.#l2 as L2Tier<V>).store
-    let lost = false
-    let timer: TimerHandle | undefined
-    // Extend the lease while the factory runs, a third of a lease before it ends.
-    const extend = (): void => {
-      timer = this.#clock.setTimeout(
-        () => {
-          store.extend(lockKey, token, o.lockLease).then(
-            (held) => {
-              if (held) extend()
-              else if (!lost) {
-                lost = true
-                this.#emitError(new LockLostError(key), key)
-              }
-            },
-            () => extend(),
-          )
-        },
-        Math.max(1, o.lockLease / 3),
-        { unref: true },
-      )
-    }
-    extend()
-    try {
-      return await this.#run(key, factory, o, stale, false, fence)
-    } finally {
-      if (timer !== undefined) this.#clock.clearTimeout(timer)
-      timer = undefined
-      lost = true
-      store.release(lockKey, token).catch(() => {
-        // Released by expiry if not now; the failure is reported on the error channel.
-      })
-    }
+    return (this.#lock as LockProtocol).run<V>({
+      key,
+      lockKey: l2.lockKey(key),
+      lease: o.lockLease,
+      wait: o.lockWait,
+      reread: async () => {
+        const mark = this.#bus?.mark()
+        const found = await l2.read(key)
+        return found !== undefined && this.#unchanged(key, mark) && this.#adopt(key, found, o) ? found : undefined
+      },
+      compute: (fence) => this.#run(key, factory, o, { stale, background: false, fence }),
+    })
   }
 
   /**
@@ -883,7 +848,7 @@ export class Cache<V = unknown> {
     if (this.#l2 === undefined) return undefined
     const tier = this.#l2.stats()
     const store = this.#l2.store.stats()
-    return { ...tier, ...store, lock: { waits: this.#lockWaits, degraded: this.#lockDegraded } }
+    return { ...tier, ...store, lock: { waits: this.#lock?.waits ?? 0, degraded: this.#lock?.degraded ?? 0 } }
   }
 
   /**
@@ -891,7 +856,8 @@ export class Cache<V = unknown> {
    * under it (lock protocol); `false`: the write could not be ordered after a lock holder's,
    * so L2 is not written.
    */
-  #run(key: string, factory: Factory<V>, o: Resolved<V>, stale: Envelope<V> | undefined, background: boolean, fence?: number | false): Promise<V> {
+  #run(key: string, factory: Factory<V>, o: Resolved<V>, run: RunOptions<V>): Promise<V> {
+    const { stale, background, fence } = run
     // Only a hard timeout can abort a factory; creating a controller costs microseconds.
     const controller = o.hard === Infinity ? undefined : new AbortController()
     let ttl = o.ttl
@@ -929,10 +895,10 @@ export class Cache<V = unknown> {
     const stored = produced.then(
       (value) => {
         if (!skipped && !this.#closed && this.#unchanged(key, busMark)) {
-          if (background) queueMicrotask(() => this.#storeQuietly(key, value, o, ttl, tags, tagVersion, startedAt))
+          if (background) queueMicrotask(() => this.#storeQuietly(key, value, o, { ttl, tags, tagVersion, since: startedAt }))
           else {
             // With L2 the store is awaited (it never rejects: L2 failures are queued).
-            const written = this.#store(key, value, o, ttl, tags, tagVersion, fence, false, startedAt)
+            const written = this.#store(key, value, o, { ttl, tags, tagVersion, fence, since: startedAt })
             if (written !== undefined) return written.then(() => value)
           }
         }
@@ -1013,7 +979,7 @@ export class Cache<V = unknown> {
     this.#refreshes++
     // Under the lock protocol like a miss: one refresh in the cluster, written fenced, so a
     // holder granted earlier cannot overwrite the refreshed value (nor it a newer one).
-    const refresh = this.#distributedLock ? () => this.#runLocked(key, factory, o, env) : () => this.#run(key, factory, o, env, false)
+    const refresh = this.#distributedLock ? () => this.#runLocked(key, factory, o, env) : () => this.#run(key, factory, o, { stale: env, background: false })
     this.#flight.run(key, refresh, { keepAlive: true }).catch(() => {
       // Counted as a factory error; the current value stays until it expires.
     })
@@ -1029,12 +995,14 @@ export class Cache<V = unknown> {
    * `fence` (see #run): a fenced write that L2 does not confirm leaves no trace here: the L1
    * copy is dropped (if still ours), and a refusal is reported as `ERR_LOCK_LOST`.
    */
-  #store(key: string, value: V, o: Resolved<V>, ttl: number, tagsOverride: readonly string[] | undefined, tagVersion?: number, fence?: number | false, strict = false, since?: number): Promise<unknown> | undefined {
+  #store(key: string, value: V, o: Resolved<V>, w: StoreOptions): Promise<unknown> | undefined {
     if (value === undefined) return undefined
+    const { tagVersion, fence, strict = false, since } = w
+    let ttl = w.ttl
     // Computed before anything is written: a bad origins function fails the store whole.
     const origins = o.origins === undefined ? undefined : typeof o.origins === 'function' ? descriptorList(o.origins(value), 'origins') : o.origins
     const now = this.#clock.now()
-    let tags: readonly string[] | undefined = tagsOverride
+    let tags: readonly string[] | undefined = w.tags
     if (tags === undefined && o.tags !== undefined) tags = typeof o.tags === 'function' ? o.tags(value) : o.tags
     const derived = origins !== undefined && this.#originTags
     if (derived) tags = withOriginTags(tags, origins)
@@ -1092,9 +1060,9 @@ export class Cache<V = unknown> {
     })
   }
 
-  #storeQuietly(key: string, value: V, o: Resolved<V>, ttl: number, tags: readonly string[] | undefined, tagVersion: number, since: number): void {
+  #storeQuietly(key: string, value: V, o: Resolved<V>, w: StoreOptions): void {
     try {
-      void this.#store(key, value, o, ttl, tags, tagVersion, undefined, false, since)
+      void this.#store(key, value, o, w)
     } catch {
       // A background store that fails (closed cache, bad tags) loses only a cache fill.
       this.#factoryErrors++
