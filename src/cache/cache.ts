@@ -27,7 +27,7 @@ import { SingleFlight } from '../singleflight/single-flight.js'
 import { TagTrie } from '../tags/tag-trie.js'
 import type { TagSnapshot } from '../tags/tag-snapshot.js'
 import type { TagState } from './tag-index.js'
-import type { CacheErrorEvent, CacheEventPayload, CacheOptions, CacheStats, EntryOptions, Factory, FactoryContext, Strategy, TagsOption } from './types.js'
+import type { CacheErrorEvent, CacheEventPayload, CacheOptions, CacheStats, EntryOptions, Factory, FactoryContext } from './types.js'
 import { Envelope } from '../tier/envelope.js'
 import { GuardedStore } from '../resilience/guarded-store.js'
 import { L2Tier } from '../tier/l2-tier.js'
@@ -35,34 +35,12 @@ import { resolveCodec } from '../tier/resolve-codec.js'
 import { Bus } from '../bus/bus.js'
 import { BusLink } from './bus-link.js'
 import { LockProtocol } from './lock-protocol.js'
+import { positive, type Resolved, resolveOptions, type Signed, TAG_SIG, tagSignature } from './resolve-options.js'
 import { descriptorList, OriginIndex } from '../feeds/origin-index.js'
 import { checkFeed, FeedAttachment, type AttachFeedOptions } from '../feeds/feed-attachment.js'
 import type { ChangeFeed, ChangeNotice, OriginDescriptor } from '../feeds/types.js'
-import { noticeTags, originSignature, withOriginTags } from '../feeds/origin-tags.js'
+import { noticeTags, withOriginTags } from '../feeds/origin-tags.js'
 import { capLifetime, resolveOriginOptions } from '../tags/origin-lifetime.js'
-
-/** Options merged with the defaults, validated and converted once. */
-interface Resolved<V> {
-  ttl: number
-  tti: number
-  tags: TagsOption<V> | undefined
-  tagSig: string
-  /** The part of `tagSig` that the tags make (`tagSig` adds the origins', see origin-tags.ts). */
-  tagPart: string
-  grace: number
-  graceBackoff: number
-  soft: number
-  hard: number
-  refreshAhead: number
-  strategy: Strategy
-  signal: AbortSignal | undefined
-  lockLease: number
-  lockWait: number
-  /** Validated descriptors, or a function of the value (validated when called). */
-  origins: readonly OriginDescriptor[] | ((value: V) => unknown) | undefined
-  /** Internal: keys whose L2 record was read an instant ago (getOrSetMany's batch read). */
-  l2Checked?: ReadonlySet<string>
-}
 
 /** How #run (and #load before it) computes: the fallback, in the background or not, the fence. */
 interface RunOptions<V> {
@@ -90,13 +68,10 @@ interface StoreOptions {
   readonly since?: number
 }
 
-const STRATEGIES: readonly Strategy[] = ['none', 'async', 'stampede', 'stampede-async']
-
 /** Open caches per store: a store closes with the last of them (see `CacheOptions.closeStore`). */
 const storeUsers = new WeakMap<Store, number>()
 /** Stores some cache was given with `closeStore: false`: their owner closes them. */
 const keptStores = new WeakSet<Store>()
-const DEFAULT_TTL = 300_000
 /** `l2.l1MaxAge` without a bus: see docs/decisions/0110-l1-max-age-without-a-bus.md. */
 const DEFAULT_L1_MAX_AGE = 5_000
 const MAX_BACKOFF_FACTOR = 32
@@ -159,7 +134,7 @@ export class Cache<V = unknown> {
     this.#tags = new TagTrie({ clock: this.#clock, ...options.tags })
     // Eviction means memory pressure: let the trie shed idle nodes too (it throttles).
     this.#l1.on('evict', () => this.#tags.pruneUnderPressure())
-    this.#defaults = resolve<V>(options.defaults ?? {}, undefined, 'defaults.')
+    this.#defaults = resolveOptions<V>(options.defaults ?? {}, undefined, 'defaults.')
     const maxKeyLength = options.maxKeyLength ?? 1024
     if (!Number.isSafeInteger(maxKeyLength) || maxKeyLength < 1) throw new InvalidOptionsError('maxKeyLength', `expected a positive integer, got ${String(maxKeyLength)}`)
     this.#maxKeyLength = maxKeyLength
@@ -261,7 +236,7 @@ export class Cache<V = unknown> {
       this.#checkOpen()
       this.#checkKey(key)
       if (typeof factory !== 'function') throw new InvalidOptionsError('factory', 'expected a function')
-      return this.#getOrSet(key, factory, options === undefined ? this.#defaults : resolve(options, this.#defaults, ''))
+      return this.#getOrSet(key, factory, options === undefined ? this.#defaults : resolveOptions(options, this.#defaults, ''))
     } catch (err) {
       return Promise.reject(err)
     }
@@ -358,7 +333,7 @@ export class Cache<V = unknown> {
   async set(key: string, value: V, options?: EntryOptions<V>): Promise<void> {
     this.#checkOpen()
     this.#checkKey(key)
-    const o = options === undefined ? this.#defaults : resolve(options, this.#defaults, '')
+    const o = options === undefined ? this.#defaults : resolveOptions(options, this.#defaults, '')
     await this.#store(key, value, o, { ttl: o.ttl, strict: true })
     await this.#bus?.deleted([key])
   }
@@ -488,7 +463,7 @@ export class Cache<V = unknown> {
     if (!Array.isArray(keys)) throw new InvalidOptionsError('keys', 'expected an array of keys')
     for (const key of keys) this.#checkKey(key)
     this.#checkOpen()
-    let o = options === undefined ? this.#defaults : resolve(options, this.#defaults, '')
+    let o = options === undefined ? this.#defaults : resolveOptions(options, this.#defaults, '')
     // Keys answered up front, from L1 or by the batch read from L2 (not through L1 afterwards:
     // it may be too small to keep them all).
     const answered = new Map<string, V>()
@@ -1080,50 +1055,6 @@ export class Cache<V = unknown> {
   }
 }
 
-function positive(ms: number, option: string): number {
-  if (ms <= 0) throw new InvalidOptionsError(option, 'expected a duration > 0')
-  return ms
-}
-
-/** Merges per-call options over the defaults and validates them (once per call). */
-function resolve<V>(options: EntryOptions<V>, defaults: Resolved<V> | undefined, prefix: string): Resolved<V> {
-  if (options === null || typeof options !== 'object') throw new InvalidOptionsError(`${prefix}options`, 'expected an object')
-  const d = defaults
-  const strategy = options.strategy ?? d?.strategy ?? 'stampede'
-  if (!STRATEGIES.includes(strategy)) throw new InvalidOptionsError(`${prefix}strategy`, `expected one of ${STRATEGIES.join(', ')}, got ${JSON.stringify(strategy)}`)
-  const refreshAhead = options.refreshAhead ?? d?.refreshAhead ?? 0
-  if (typeof refreshAhead !== 'number' || !(refreshAhead === 0 || (refreshAhead > 0 && refreshAhead < 1))) {
-    throw new InvalidOptionsError(`${prefix}refreshAhead`, `expected a fraction in (0, 1), got ${String(refreshAhead)}`)
-  }
-  const tags = options.tags ?? d?.tags
-  if (tags !== undefined && typeof tags !== 'function' && !Array.isArray(tags)) throw new InvalidOptionsError(`${prefix}tags`, 'expected an array of tags or a function')
-  const timeout = options.timeout
-  const soft = timeout?.soft === undefined ? (d?.soft ?? Infinity) : positive(toMs(timeout.soft, `${prefix}timeout.soft`), `${prefix}timeout.soft`)
-  const hard = timeout?.hard === undefined ? (d?.hard ?? Infinity) : positive(toMs(timeout.hard, `${prefix}timeout.hard`), `${prefix}timeout.hard`)
-  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw new InvalidOptionsError(`${prefix}signal`, 'expected an AbortSignal')
-  const signed = (options as Signed)[TAG_SIG]
-  const origins = options.origins === undefined ? d?.origins : typeof options.origins === 'function' ? options.origins : descriptorList(options.origins, `${prefix}origins`)
-  const tagPart = signed ?? (options.tags === undefined && d !== undefined ? d.tagPart : tagSignature(tags))
-  return {
-    origins,
-    tagPart,
-    // Origins are part of the definition: without them the signature is the tags' alone.
-    tagSig: origins === undefined ? tagPart : options.origins === undefined && d !== undefined && tagPart === d.tagPart ? d.tagSig : tagPart + originSignature(origins),
-    ttl: options.ttl === undefined ? (d?.ttl ?? DEFAULT_TTL) : positive(toMs(options.ttl, `${prefix}ttl`), `${prefix}ttl`),
-    tti: options.tti === undefined ? (d?.tti ?? Infinity) : positive(toMs(options.tti, `${prefix}tti`), `${prefix}tti`),
-    tags,
-    grace: options.grace === undefined ? (d?.grace ?? 0) : toMs(options.grace, `${prefix}grace`),
-    graceBackoff: options.graceBackoff === undefined ? (d?.graceBackoff ?? 1000) : positive(toMs(options.graceBackoff, `${prefix}graceBackoff`), `${prefix}graceBackoff`),
-    soft,
-    hard,
-    refreshAhead,
-    strategy,
-    signal: options.signal,
-    lockLease: options.lock?.lease === undefined ? (d?.lockLease ?? 10_000) : positive(toMs(options.lock.lease, `${prefix}lock.lease`), `${prefix}lock.lease`),
-    lockWait: options.lock?.wait === undefined ? (d?.lockWait ?? 5_000) : toMs(options.lock.wait, `${prefix}lock.wait`),
-  }
-}
-
 function unwrap<V>(stored: V | Envelope<V>): V {
   return stored instanceof Envelope ? (stored as Envelope<V>).value : stored
 }
@@ -1131,27 +1062,4 @@ function unwrap<V>(stored: V | Envelope<V>): V {
 /** Creates a cache with the embedded defaults, overridden by `options`. */
 export function createCache<V = unknown>(options: CacheOptions = {}): Cache<V> {
   return new Cache<V>(options)
-}
-
-/** Lets `wrap` pass the signature of the user's tag function through a per-call closure. */
-const TAG_SIG = Symbol('stratacache.tagSig')
-interface Signed {
-  [TAG_SIG]?: string
-}
-
-const signatures = new WeakMap<object, string>()
-
-/**
- * A string identifying a tag definition: the tags themselves for a fixed list, the source
- * text of a tag function. Cached per array or function, so a definition reused across
- * calls costs one lookup, however many tags it has.
- */
-function tagSignature(tags: unknown): string {
-  if (tags === undefined) return ''
-  let sig = signatures.get(tags as object)
-  if (sig === undefined) {
-    sig = typeof tags === 'function' ? `fn:${String(tags)}` : (tags as readonly string[]).join(',')
-    signatures.set(tags as object, sig)
-  }
-  return sig
 }
