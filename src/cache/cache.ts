@@ -17,7 +17,7 @@
 import type { Clock, TimerHandle } from '../core/clock.js'
 import { toMs } from '../core/duration.js'
 import { neverAbortedSignal } from '../core/never-aborted-signal.js'
-import { CacheError, ClosedError, FactoryTimeoutError, InvalidKeyError, InvalidOptionsError, InvalidValueError, isCacheError, LockLostError, StoreUnavailableError } from '../core/errors.js'
+import { ClosedError, FactoryTimeoutError, InvalidKeyError, InvalidOptionsError, InvalidValueError, isCacheError, LockLostError, StoreUnavailableError } from '../core/errors.js'
 import type { Store } from '../store/types.js'
 import { mathRandom } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
@@ -34,7 +34,9 @@ import { L2Tier } from '../tier/l2-tier.js'
 import { resolveCodec } from '../tier/resolve-codec.js'
 import { Bus } from '../bus/bus.js'
 import { BusLink } from './bus-link.js'
+import { ErrorChannel } from './error-channel.js'
 import { LockProtocol } from './lock-protocol.js'
+import { releaseStore, retainStore } from './store-users.js'
 import { positive, type Resolved, resolveOptions, type Signed, TAG_SIG, tagSignature } from './resolve-options.js'
 import { descriptorList, OriginIndex } from '../feeds/origin-index.js'
 import { checkFeed, FeedAttachment, type AttachFeedOptions } from '../feeds/feed-attachment.js'
@@ -68,10 +70,6 @@ interface StoreOptions {
   readonly since?: number
 }
 
-/** Open caches per store: a store closes with the last of them (see `CacheOptions.closeStore`). */
-const storeUsers = new WeakMap<Store, number>()
-/** Stores some cache was given with `closeStore: false`: their owner closes them. */
-const keptStores = new WeakSet<Store>()
 /** `l2.l1MaxAge` without a bus: see docs/decisions/0110-l1-max-age-without-a-bus.md. */
 const DEFAULT_L1_MAX_AGE = 5_000
 const MAX_BACKOFF_FACTOR = 32
@@ -89,7 +87,8 @@ export class Cache<V = unknown> {
   readonly #distributedLock: boolean
   /** The lock protocol, with `lock: 'distributed'` (and so a store with locks). */
   readonly #lock: LockProtocol | undefined
-  readonly #errorListeners = new Set<(event: CacheErrorEvent) => void>()
+  /** The 'error' listeners, or a process warning per kind of failure when there are none. */
+  readonly #errors = new ErrorChannel()
   /** The invalidation bus, when configured (see bus-link.ts). */
   readonly #bus: BusLink | undefined
   /** True while the bus cannot be trusted: L1 is not read. */
@@ -113,8 +112,6 @@ export class Cache<V = unknown> {
    */
   readonly #l1MaxAge: number
   #closed = false
-  /** Kinds of failure already warned about for want of an 'error' listener (see #warnUnheard). */
-  #warned: Set<string> | undefined
 
   #hits = 0
   #misses = 0
@@ -155,7 +152,7 @@ export class Cache<V = unknown> {
       if (options.closeStore !== undefined && typeof options.closeStore !== 'boolean') throw new InvalidOptionsError('closeStore', `expected a boolean, got ${typeof options.closeStore}`)
       const l2 = options.l2 ?? {}
       const guarded = new GuardedStore(store, this.#clock, options.random ?? mathRandom, l2)
-      guarded.onError = (error, _operation, key) => this.#emitError(error, key)
+      guarded.onError = (error, _operation, key) => this.#errors.emit(error, key)
       const namespace = options.namespace ?? 'cache'
       if (typeof namespace !== 'string' || namespace.length === 0 || /[:#]/.test(namespace)) throw new InvalidOptionsError('namespace', 'expected a non-empty string without ":" or "#"')
       this.#l1MaxAge = l2.l1MaxAge === undefined ? (options.bus === undefined ? DEFAULT_L1_MAX_AGE : Infinity) : positive(toMs(l2.l1MaxAge, 'l2.l1MaxAge'), 'l2.l1MaxAge')
@@ -170,9 +167,9 @@ export class Cache<V = unknown> {
         touchQueueSize: touchQueue,
         originVersionTtl: this.#originTtl,
         ordered: this.#distributedLock,
-        onError: (error, key) => this.#emitError(error, key),
+        onError: (error, key) => this.#errors.emit(error, key),
       })
-      this.#lock = this.#distributedLock ? new LockProtocol(this.#clock, guarded, (error, key) => this.#emitError(error, key)) : undefined
+      this.#lock = this.#distributedLock ? new LockProtocol(this.#clock, guarded, (error, key) => this.#errors.emit(error, key)) : undefined
     } else {
       if (this.#distributedLock) throw new InvalidOptionsError('lock', "'distributed' needs a store with locks")
       if (options.codec !== undefined) throw new InvalidOptionsError('codec', 'a codec applies to an L2 store; pass `store` too')
@@ -205,8 +202,7 @@ export class Cache<V = unknown> {
     this.#plainHits = this.#plainHitsNow()
     // Last, once nothing above can throw: a cache that failed to construct holds no store.
     if (options.store !== undefined) {
-      if (options.closeStore === false) keptStores.add(options.store)
-      storeUsers.set(options.store, (storeUsers.get(options.store) ?? 0) + 1)
+      retainStore(options.store, options.closeStore)
     }
   }
 
@@ -417,11 +413,7 @@ export class Cache<V = unknown> {
   on(type: CacheEventType | 'error', listener: ((event: CacheEventPayload<V>) => void) | ((event: CacheErrorEvent) => void)): () => void {
     if (typeof listener !== 'function') throw new InvalidOptionsError('listener', 'expected a function')
     if (type === 'error') {
-      const fn = listener as (event: CacheErrorEvent) => void
-      this.#errorListeners.add(fn)
-      return () => {
-        this.#errorListeners.delete(fn)
-      }
+      return this.#errors.listen(listener as (event: CacheErrorEvent) => void)
     }
     const fn = listener as (event: CacheEventPayload<V>) => void
     return this.#l1.on(type, (e) => fn({ type: e.type, key: e.key, value: e.value === undefined ? undefined : unwrap(e.value) }))
@@ -619,18 +611,12 @@ export class Cache<V = unknown> {
 
   /** Closes `store` if this was the last open cache using it and nobody kept it (closeStore). */
   async #releaseStore(store: Store): Promise<void> {
-    const users = (storeUsers.get(store) ?? 1) - 1
-    if (users > 0) {
-      storeUsers.set(store, users)
-      return
-    }
-    storeUsers.delete(store)
-    if (keptStores.has(store)) return
+    if (!releaseStore(store)) return
     try {
       await store.close()
     } catch (err) {
       // close() of the cache never fails for its store: the failure is reported.
-      this.#emitError(isCacheError(err) ? err : new StoreUnavailableError(`Store ${store.name} failed to close: ${err instanceof Error ? err.message : String(err)}`, { cause: err }), undefined)
+      this.#errors.emit(isCacheError(err) ? err : new StoreUnavailableError(`Store ${store.name} failed to close: ${err instanceof Error ? err.message : String(err)}`, { cause: err }), undefined)
     }
   }
 
@@ -668,7 +654,7 @@ export class Cache<V = unknown> {
         await Promise.all(
           keys.map((key) =>
             l2.delete(key).catch((err: unknown) => {
-              if (isCacheError(err)) this.#emitError(err, key)
+              if (isCacheError(err)) this.#errors.emit(err, key)
             }),
           ),
         )
@@ -789,34 +775,9 @@ export class Cache<V = unknown> {
     return true
   }
 
-  /**
-   * With no 'error' listener, a handled failure would go unseen (an L2 that refuses every
-   * connection would look like a slow cache): the first one of each kind becomes a process
-   * warning, which Node prints on stderr. A failing store counts as one kind (unavailable or
-   * timing out), so an L2 that is down warns once.
-   */
-  #warnUnheard(error: CacheError): void {
-    const kind = error.code === 'ERR_STORE_TIMEOUT' ? 'ERR_STORE_UNAVAILABLE' : error.code
-    const warned = (this.#warned ??= new Set())
-    if (warned.has(kind)) return
-    warned.add(kind)
-    process.emitWarning(`stratacache: ${error.code}: ${error.message}. The cache handled it without failing a call; it warns once per kind of failure: listen with cache.on('error', ...) to see each one`, { code: 'STRATACACHE_L2_ERROR' })
-  }
-
   /** False when a bus message invalidated `key` after `mark` was taken (see bus-link.ts). */
   #unchanged(key: string, mark: number | undefined): boolean {
     return mark === undefined || (this.#bus as BusLink).unchanged(key, mark)
-  }
-
-  #emitError(error: CacheError, key: string | undefined): void {
-    if (this.#errorListeners.size === 0) return this.#warnUnheard(error)
-    for (const listener of this.#errorListeners) {
-      try {
-        listener({ type: 'error', error, key })
-      } catch {
-        // A throwing listener never breaks the cache or the other listeners.
-      }
-    }
   }
 
   #l2Stats(): CacheStats['l2'] {
@@ -1007,7 +968,7 @@ export class Cache<V = unknown> {
     } catch (err) {
       const error = isCacheError(err) ? err : new InvalidValueError(`The value for key ${JSON.stringify(key)} cannot be encoded for L2: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
       if (strict) throw error
-      this.#emitError(error, key)
+      this.#errors.emit(error, key)
     }
     // Without a bus, L1 trusts what it holds for l1MaxAge at most, then reads L2 again.
     if (bare) this.#l1.set(key, value, { ttl: Math.min(this.#l1MaxAge, ttl), tti: o.tti })
@@ -1020,7 +981,7 @@ export class Cache<V = unknown> {
         // Refused: a newer value is in L2, so ours must not be served here either. Failed: it
         // may have been refused, so the same. Only our own copy goes (a later set stays).
         if (this.#l1.peek(key) === (bare ? value : env)) this.#l1.delete(key)
-        if (outcome === 'refused') this.#emitError(new LockLostError(key, 'was taken over: a newer value was written first, so this fenced write was refused'), key)
+        if (outcome === 'refused') this.#errors.emit(new LockLostError(key, 'was taken over: a newer value was written first, so this fenced write was refused'), key)
       })
     }
     const written = l2.write(key, env, bytes)
