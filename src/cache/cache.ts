@@ -14,10 +14,10 @@
  * - a hard-invalidated value is never served;
  * - every promise the facade creates is either returned or has a rejection handler.
  */
-import type { Clock, TimerHandle } from '../core/clock.js'
+import type { Clock } from '../core/clock.js'
 import { toMs } from '../core/duration.js'
 import { neverAbortedSignal } from '../core/never-aborted-signal.js'
-import { ClosedError, FactoryTimeoutError, InvalidKeyError, InvalidOptionsError, InvalidValueError, isCacheError, LockLostError, StoreUnavailableError } from '../core/errors.js'
+import { ClosedError, InvalidKeyError, InvalidOptionsError, InvalidValueError, isCacheError, LockLostError, StoreUnavailableError } from '../core/errors.js'
 import type { Store } from '../store/types.js'
 import { mathRandom } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
@@ -35,6 +35,7 @@ import { resolveCodec } from '../tier/resolve-codec.js'
 import { Bus } from '../bus/bus.js'
 import { BusLink } from './bus-link.js'
 import { ErrorChannel } from './error-channel.js'
+import { failSafeTimers } from './fail-safe-timers.js'
 import { LockProtocol } from './lock-protocol.js'
 import { releaseStore, retainStore } from './store-users.js'
 import { positive, type Resolved, resolveOptions, type Signed, TAG_SIG, tagSignature } from './resolve-options.js'
@@ -848,54 +849,16 @@ export class Cache<V = unknown> {
     if (o.soft === Infinity && o.hard === Infinity) {
       return stale === undefined ? stored : stored.catch(() => this.#fallBack(key, stale, o))
     }
-    return new Promise<V>((resolve, reject) => {
-      let done = false
-      const timers: TimerHandle[] = []
-      const finish = (): boolean => {
-        if (done) return false
-        done = true
-        for (const t of timers) this.#clock.clearTimeout(t)
-        return true
-      }
-      // Settled through a promise chain from the factory's result (not from a callback that
-      // calls `resolve`), so a join inside the factory still sees this flight waiting for it
-      // in the async stack trace (recursion detection, see single-flight.ts). Once a timer
-      // has answered, the outcome is dropped here (a rejection included).
-      stored
-        .then(
-          (v) => {
-            finish()
-            return v
-          },
-          (err: unknown) => {
-            if (!finish()) return undefined as V
-            if (stale === undefined) throw err
-            return this.#fallBack(key, stale, o)
-          },
-        )
-        .then(resolve, reject)
-      if (stale !== undefined && o.soft !== Infinity) {
-        timers.push(
-          this.#clock.setTimeout(() => {
-            if (!finish()) return
-            // The factory goes on and stores its result; callers get the fallback now.
-            this.#staleHits++
-            resolve(stale.value)
-          }, o.soft),
-        )
-      }
-      if (o.hard !== Infinity) {
-        timers.push(
-          this.#clock.setTimeout(() => {
-            if (!finish()) return
-            this.#factoryTimeouts++
-            const err = new FactoryTimeoutError(key, o.hard)
-            controller?.abort(err)
-            if (stale === undefined) reject(err)
-            else resolve(this.#fallBack(key, stale, o))
-          }, o.hard),
-        )
-      }
+    return failSafeTimers(stored, {
+      clock: this.#clock,
+      key,
+      stale,
+      soft: o.soft,
+      hard: o.hard,
+      controller,
+      fallBack: (stale) => this.#fallBack(key, stale, o),
+      onSoft: () => this.#staleHits++,
+      onHard: () => this.#factoryTimeouts++,
     })
   }
 
