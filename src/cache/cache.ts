@@ -29,12 +29,11 @@ import type { TagSnapshot } from '../tags/tag-snapshot.js'
 import type { TagState } from './tag-index.js'
 import type { CacheErrorEvent, CacheEventPayload, CacheOptions, CacheStats, EntryOptions, Factory, FactoryContext } from './types.js'
 import { Envelope } from '../tier/envelope.js'
-import { GuardedStore } from '../resilience/guarded-store.js'
 import { L2Tier } from '../tier/l2-tier.js'
-import { resolveCodec } from '../tier/resolve-codec.js'
 import { Bus } from '../bus/bus.js'
 import { BusLink } from './bus-link.js'
 import { ErrorChannel } from './error-channel.js'
+import { createSecondTier } from './second-tier.js'
 import { failSafeTimers } from './fail-safe-timers.js'
 import { LockProtocol } from './lock-protocol.js'
 import { releaseStore, retainStore } from './store-users.js'
@@ -43,7 +42,7 @@ import { descriptorList, OriginIndex } from '../feeds/origin-index.js'
 import { checkFeed, FeedAttachment, type AttachFeedOptions } from '../feeds/feed-attachment.js'
 import type { ChangeFeed, ChangeNotice, OriginDescriptor } from '../feeds/types.js'
 import { noticeTags, withOriginTags } from '../feeds/origin-tags.js'
-import { capLifetime, resolveOriginOptions } from '../tags/origin-lifetime.js'
+import { capLifetime } from '../tags/origin-lifetime.js'
 
 /** How #run (and #load before it) computes: the fallback, in the background or not, the fence. */
 interface RunOptions<V> {
@@ -71,8 +70,6 @@ interface StoreOptions {
   readonly since?: number
 }
 
-/** `l2.l1MaxAge` without a bus: see docs/decisions/0110-l1-max-age-without-a-bus.md. */
-const DEFAULT_L1_MAX_AGE = 5_000
 const MAX_BACKOFF_FACTOR = 32
 
 export class Cache<V = unknown> {
@@ -136,48 +133,12 @@ export class Cache<V = unknown> {
     const maxKeyLength = options.maxKeyLength ?? 1024
     if (!Number.isSafeInteger(maxKeyLength) || maxKeyLength < 1) throw new InvalidOptionsError('maxKeyLength', `expected a positive integer, got ${String(maxKeyLength)}`)
     this.#maxKeyLength = maxKeyLength
-    const lock = typeof options.lock === 'string' ? { mode: options.lock } : (options.lock ?? {})
-    if (lock.mode !== undefined && lock.mode !== 'local' && lock.mode !== 'distributed') throw new InvalidOptionsError('lock', `expected 'local' or 'distributed', got ${JSON.stringify(lock.mode)}`)
-    this.#distributedLock = lock.mode === 'distributed'
-    this.#originTtl = resolveOriginOptions(options.origins)
-    if (lock.lease !== undefined) this.#defaults.lockLease = positive(toMs(lock.lease, 'lock.lease'), 'lock.lease')
-    if (lock.wait !== undefined) this.#defaults.lockWait = toMs(lock.wait, 'lock.wait')
-    if (options.store !== undefined) {
-      const store = options.store
-      if (store === null || typeof store !== 'object' || typeof store.get !== 'function') throw new InvalidOptionsError('store', 'expected a Store (memoryStore(), lmdbStore(...), redisStore(...))')
-      if (this.#distributedLock && store.locks === undefined) throw new InvalidOptionsError('lock', `store ${store.name} has no locks; 'distributed' needs one that has`)
-      // A store written against an older StoreLocks: without these, a waiter that gives up, an
-      // explicit set or a delete could only write unfenced (a paused holder would overwrite them).
-      const missing = this.#distributedLock ? (['drawFence', 'setAbove', 'deleteAbove'] as const).filter((m) => typeof store.locks?.[m] !== 'function') : []
-      if (missing.length > 0) throw new InvalidOptionsError('lock', `store ${store.name}'s locks have no ${missing.map((m) => `${m}()`).join(', ')}; 'distributed' needs them (see StoreLocks)`)
-      if (options.closeStore !== undefined && typeof options.closeStore !== 'boolean') throw new InvalidOptionsError('closeStore', `expected a boolean, got ${typeof options.closeStore}`)
-      const l2 = options.l2 ?? {}
-      const guarded = new GuardedStore(store, this.#clock, options.random ?? mathRandom, l2)
-      guarded.onError = (error, _operation, key) => this.#errors.emit(error, key)
-      const namespace = options.namespace ?? 'cache'
-      if (typeof namespace !== 'string' || namespace.length === 0 || /[:#]/.test(namespace)) throw new InvalidOptionsError('namespace', 'expected a non-empty string without ":" or "#"')
-      this.#l1MaxAge = l2.l1MaxAge === undefined ? (options.bus === undefined ? DEFAULT_L1_MAX_AGE : Infinity) : positive(toMs(l2.l1MaxAge, 'l2.l1MaxAge'), 'l2.l1MaxAge')
-      const touchQueue = l2.touchQueue ?? 10_000
-      if (!Number.isSafeInteger(touchQueue) || touchQueue < 0) throw new InvalidOptionsError('l2.touchQueue', `expected an integer >= 0, got ${String(touchQueue)}`)
-      this.#l2 = new L2Tier<V>(guarded, {
-        namespace,
-        clock: this.#clock,
-        codec: resolveCodec(options.codec),
-        tags: this.#tags,
-        touchInterval: positive(toMs(l2.touchInterval ?? '30s', 'l2.touchInterval'), 'l2.touchInterval'),
-        touchQueueSize: touchQueue,
-        originVersionTtl: this.#originTtl,
-        ordered: this.#distributedLock,
-        onError: (error, key) => this.#errors.emit(error, key),
-      })
-      this.#lock = this.#distributedLock ? new LockProtocol(this.#clock, guarded, (error, key) => this.#errors.emit(error, key)) : undefined
-    } else {
-      if (this.#distributedLock) throw new InvalidOptionsError('lock', "'distributed' needs a store with locks")
-      if (options.codec !== undefined) throw new InvalidOptionsError('codec', 'a codec applies to an L2 store; pass `store` too')
-      this.#l2 = undefined
-      this.#lock = undefined
-      this.#l1MaxAge = Infinity
-    }
+    const tier = createSecondTier<V>(options, { clock: this.#clock, tags: this.#tags, defaults: this.#defaults, errors: this.#errors })
+    this.#distributedLock = tier.distributedLock
+    this.#originTtl = tier.originTtl
+    this.#l2 = tier.l2
+    this.#lock = tier.lock
+    this.#l1MaxAge = tier.l1MaxAge
     if (options.bus !== undefined) {
       if (!(options.bus instanceof Bus)) throw new InvalidOptionsError('bus', 'expected a Bus (memoryBus(), redisBus({ url }), createBus({ transport }))')
       const namespace = options.namespace ?? 'cache'
