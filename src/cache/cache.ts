@@ -36,6 +36,7 @@ import { ErrorChannel } from './error-channel.js'
 import { createSecondTier } from './second-tier.js'
 import { failSafeTimers } from './fail-safe-timers.js'
 import { LockProtocol } from './lock-protocol.js'
+import { type BatchResult, MissingBatch } from './missing-batch.js'
 import { releaseStore, retainStore } from './store-users.js'
 import { positive, type Resolved, resolveOptions, type Signed, TAG_SIG, tagSignature } from './resolve-options.js'
 import { descriptorList, OriginIndex } from '../feeds/origin-index.js'
@@ -411,7 +412,7 @@ export class Cache<V = unknown> {
    */
   async getOrSetMany(
     keys: readonly string[],
-    factory: (missing: string[]) => PromiseLike<ReadonlyMap<string, V> | Readonly<Record<string, V>> | readonly V[]> | ReadonlyMap<string, V> | Readonly<Record<string, V>> | readonly V[],
+    factory: (missing: string[]) => PromiseLike<BatchResult<V>> | BatchResult<V>,
     options?: EntryOptions<V>,
   ): Promise<Array<V | undefined>> {
     if (!Array.isArray(keys)) throw new InvalidOptionsError('keys', 'expected an array of keys')
@@ -445,25 +446,8 @@ export class Cache<V = unknown> {
         o = { ...o, l2Checked: new Set(unknown) }
       }
     }
-    const missing: string[] = []
-    let release!: (values: Map<string, V | undefined>) => void
-    let fail!: (err: unknown) => void
-    const batch = new Promise<Map<string, V | undefined>>((resolve, reject) => {
-      release = resolve
-      fail = reject
-    })
-    batch.catch(() => {})
-    // The batch factory runs once every key has either asked for a value (its flight's
-    // factory was called: a leader) or been answered without one (a hit, a follower of a
-    // flight already running, a value another process wrote while we waited for its lock).
-    // A duplicate key would follow its own batch and wait for itself: keys are deduplicated.
     const unique = [...new Set(keys)].filter((k) => !answered.has(k))
-    let pending = unique.length
-    let ready!: () => void
-    const allArrived = new Promise<void>((resolve) => (ready = resolve))
-    const arrive = (): void => {
-      if (--pending === 0) ready()
-    }
+    const batch = new MissingBatch<V>(unique.length)
     const results = new Map<string, Promise<V | undefined>>()
     for (const key of unique) {
       let asked = false
@@ -471,9 +455,7 @@ export class Cache<V = unknown> {
         key,
         async (ctx) => {
           asked = true
-          missing.push(key)
-          arrive()
-          const values = await batch
+          const values = await batch.ask(key)
           const v = values.get(key)
           // Not returned by the batch: answer undefined, cache nothing.
           if (v === undefined) ctx.skip()
@@ -482,28 +464,12 @@ export class Cache<V = unknown> {
         o,
       )
       const settled = (): void => {
-        if (!asked) arrive()
+        if (!asked) batch.arrive()
       }
       result.then(settled, settled)
       results.set(key, result)
     }
-    if (pending === 0) ready()
-    await allArrived
-    if (missing.length > 0) {
-      try {
-        const out = await factory([...missing])
-        const values = new Map<string, V | undefined>()
-        if (out instanceof Map) for (const k of missing) values.set(k, out.get(k))
-        else if (Array.isArray(out)) missing.forEach((k, i) => values.set(k, out[i] as V | undefined))
-        else if (out !== null && typeof out === 'object') for (const k of missing) values.set(k, (out as Record<string, V>)[k])
-        else throw new InvalidOptionsError('factory', 'getOrSetMany factory must return a Map, an object or an array')
-        release(values)
-      } catch (err) {
-        fail(err)
-      }
-    } else {
-      release(new Map())
-    }
+    await batch.run(factory)
     return Promise.all(keys.map((k) => (answered.has(k) ? answered.get(k) : results.get(k))))
   }
 
