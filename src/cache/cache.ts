@@ -14,11 +14,10 @@
  * - a hard-invalidated value is never served;
  * - every promise the facade creates is either returned or has a rejection handler.
  */
-import type { Clock, TimerHandle } from '../core/clock.js'
+import type { Clock } from '../core/clock.js'
 import { toMs } from '../core/duration.js'
 import { neverAbortedSignal } from '../core/never-aborted-signal.js'
-import { randomUUID } from 'node:crypto'
-import { CacheError, ClosedError, FactoryTimeoutError, InvalidKeyError, InvalidOptionsError, InvalidValueError, isCacheError, LockLostError, StoreUnavailableError } from '../core/errors.js'
+import { ClosedError, InvalidKeyError, InvalidOptionsError, InvalidValueError, isCacheError, LockLostError, StoreUnavailableError } from '../core/errors.js'
 import type { Store } from '../store/types.js'
 import { mathRandom } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
@@ -28,56 +27,55 @@ import { SingleFlight } from '../singleflight/single-flight.js'
 import { TagTrie } from '../tags/tag-trie.js'
 import type { TagSnapshot } from '../tags/tag-snapshot.js'
 import type { TagState } from './tag-index.js'
-import type { CacheErrorEvent, CacheEventPayload, CacheOptions, CacheStats, EntryOptions, Factory, FactoryContext, Strategy, TagsOption } from './types.js'
-import { Envelope } from './envelope.js'
-import { GuardedStore } from '../resilience/guarded-store.js'
+import type { CacheErrorEvent, CacheEventPayload, CacheOptions, CacheStats, EntryOptions, Factory, FactoryContext } from './types.js'
+import { Envelope } from '../tier/envelope.js'
 import { L2Tier } from '../tier/l2-tier.js'
-import { resolveCodec } from '../tier/resolve-codec.js'
 import { Bus } from '../bus/bus.js'
 import { BusLink } from './bus-link.js'
+import { ErrorChannel } from './error-channel.js'
+import { createSecondTier } from './second-tier.js'
+import { failSafeTimers } from './fail-safe-timers.js'
+import { LockProtocol } from './lock-protocol.js'
+import { type BatchResult, MissingBatch } from './missing-batch.js'
+import { releaseStore, retainStore } from './store-users.js'
+import { positive, type Resolved, resolveOptions, type Signed, TAG_SIG, tagSignature } from './resolve-options.js'
 import { descriptorList, OriginIndex } from '../feeds/origin-index.js'
 import { checkFeed, FeedAttachment, type AttachFeedOptions } from '../feeds/feed-attachment.js'
 import type { ChangeFeed, ChangeNotice, OriginDescriptor } from '../feeds/types.js'
-import { noticeTags, originSignature, withOriginTags } from '../feeds/origin-tags.js'
-import { capLifetime, resolveOriginOptions } from '../feeds/origin-lifetime.js'
+import { noticeTags, withOriginTags } from '../feeds/origin-tags.js'
+import { capLifetime } from '../tags/origin-lifetime.js'
 
-/** Options merged with the defaults, validated and converted once. */
-interface Resolved<V> {
-  ttl: number
-  tti: number
-  tags: TagsOption<V> | undefined
-  tagSig: string
-  /** The part of `tagSig` that the tags make (`tagSig` adds the origins', see origin-tags.ts). */
-  tagPart: string
-  grace: number
-  graceBackoff: number
-  soft: number
-  hard: number
-  refreshAhead: number
-  strategy: Strategy
-  signal: AbortSignal | undefined
-  lockLease: number
-  lockWait: number
-  /** Validated descriptors, or a function of the value (validated when called). */
-  origins: readonly OriginDescriptor[] | ((value: V) => unknown) | undefined
-  /** Internal: keys whose L2 record was read an instant ago (getOrSetMany's batch read). */
-  l2Checked?: ReadonlySet<string>
+/** How #run (and #load before it) computes: the fallback, in the background or not, the fence. */
+interface RunOptions<V> {
+  /** The fail-safe fallback: a stale entry served if the factory fails or is slow. */
+  readonly stale: Envelope<V> | undefined
+  /** Store the result after returning it (strategies `async`, `stampede-async`). */
+  readonly background: boolean
+  /** Write L2 under this fence (lock protocol); `false`: not ordered after a holder's write, so no L2 write. */
+  readonly fence?: number | false
 }
 
-const STRATEGIES: readonly Strategy[] = ['none', 'async', 'stampede', 'stampede-async']
+/** What #store writes besides the value and the call's options. */
+interface StoreOptions {
+  /** The fresh lifetime in ms (the factory may have set it). */
+  readonly ttl: number
+  /** Tags set by the factory (`ctx.setTags`), instead of the options'. */
+  readonly tags?: readonly string[]
+  /** The tag version taken before the factory ran (its snapshot's version). */
+  readonly tagVersion?: number
+  /** See RunOptions.fence. */
+  readonly fence?: number | false
+  /** An explicit `set`: an unencodable value, or a strict L2 write that failed, rejects. */
+  readonly strict?: boolean
+  /** When the computation started: entries with origins are capped from then. */
+  readonly since?: number
+}
 
-/** Open caches per store: a store closes with the last of them (see `CacheOptions.closeStore`). */
-const storeUsers = new WeakMap<Store, number>()
-/** Stores some cache was given with `closeStore: false`: their owner closes them. */
-const keptStores = new WeakSet<Store>()
-const DEFAULT_TTL = 300_000
-/** `l2.l1MaxAge` without a bus: see docs/decisions/0110-l1-max-age-without-a-bus.md. */
-const DEFAULT_L1_MAX_AGE = 5_000
 const MAX_BACKOFF_FACTOR = 32
 
 export class Cache<V = unknown> {
   readonly #clock: Clock
-  /** Bare values where nothing more is needed, envelopes otherwise (see envelope.ts). */
+  /** Bare values where nothing more is needed, envelopes otherwise (see tier/envelope.ts). */
   readonly #l1: MemoryCache<string, V | Envelope<V>>
   readonly #flight: SingleFlight<string, V>
   readonly #tags: TagTrie
@@ -86,7 +84,10 @@ export class Cache<V = unknown> {
   /** The second tier, when a store is configured. */
   readonly #l2: L2Tier<V> | undefined
   readonly #distributedLock: boolean
-  readonly #errorListeners = new Set<(event: CacheErrorEvent) => void>()
+  /** The lock protocol, with `lock: 'distributed'` (and so a store with locks). */
+  readonly #lock: LockProtocol | undefined
+  /** The 'error' listeners, or a process warning per kind of failure when there are none. */
+  readonly #errors = new ErrorChannel()
   /** The invalidation bus, when configured (see bus-link.ts). */
   readonly #bus: BusLink | undefined
   /** True while the bus cannot be trusted: L1 is not read. */
@@ -110,8 +111,6 @@ export class Cache<V = unknown> {
    */
   readonly #l1MaxAge: number
   #closed = false
-  /** Kinds of failure already warned about for want of an 'error' listener (see #warnUnheard). */
-  #warned: Set<string> | undefined
 
   #hits = 0
   #misses = 0
@@ -121,8 +120,6 @@ export class Cache<V = unknown> {
   #factoryTimeouts = 0
   #refreshes = 0
   #tagInvalidations = 0
-  #lockWaits = 0
-  #lockDegraded = 0
 
   constructor(options: CacheOptions = {}) {
     if (options === null || typeof options !== 'object') throw new InvalidOptionsError('options', 'expected an object')
@@ -133,50 +130,16 @@ export class Cache<V = unknown> {
     this.#tags = new TagTrie({ clock: this.#clock, ...options.tags })
     // Eviction means memory pressure: let the trie shed idle nodes too (it throttles).
     this.#l1.on('evict', () => this.#tags.pruneUnderPressure())
-    this.#defaults = resolve<V>(options.defaults ?? {}, undefined, 'defaults.')
+    this.#defaults = resolveOptions<V>(options.defaults ?? {}, undefined, 'defaults.')
     const maxKeyLength = options.maxKeyLength ?? 1024
     if (!Number.isSafeInteger(maxKeyLength) || maxKeyLength < 1) throw new InvalidOptionsError('maxKeyLength', `expected a positive integer, got ${String(maxKeyLength)}`)
     this.#maxKeyLength = maxKeyLength
-    const lock = typeof options.lock === 'string' ? { mode: options.lock } : (options.lock ?? {})
-    if (lock.mode !== undefined && lock.mode !== 'local' && lock.mode !== 'distributed') throw new InvalidOptionsError('lock', `expected 'local' or 'distributed', got ${JSON.stringify(lock.mode)}`)
-    this.#distributedLock = lock.mode === 'distributed'
-    this.#originTtl = resolveOriginOptions(options.origins)
-    if (lock.lease !== undefined) this.#defaults.lockLease = positive(toMs(lock.lease, 'lock.lease'), 'lock.lease')
-    if (lock.wait !== undefined) this.#defaults.lockWait = toMs(lock.wait, 'lock.wait')
-    if (options.store !== undefined) {
-      const store = options.store
-      if (store === null || typeof store !== 'object' || typeof store.get !== 'function') throw new InvalidOptionsError('store', 'expected a Store (memoryStore(), lmdbStore(...), redisStore(...))')
-      if (this.#distributedLock && store.locks === undefined) throw new InvalidOptionsError('lock', `store ${store.name} has no locks; 'distributed' needs one that has`)
-      // A store written against an older StoreLocks: without these, a waiter that gives up, an
-      // explicit set or a delete could only write unfenced (a paused holder would overwrite them).
-      const missing = this.#distributedLock ? (['drawFence', 'setAbove', 'deleteAbove'] as const).filter((m) => typeof store.locks?.[m] !== 'function') : []
-      if (missing.length > 0) throw new InvalidOptionsError('lock', `store ${store.name}'s locks have no ${missing.map((m) => `${m}()`).join(', ')}; 'distributed' needs them (see StoreLocks)`)
-      if (options.closeStore !== undefined && typeof options.closeStore !== 'boolean') throw new InvalidOptionsError('closeStore', `expected a boolean, got ${typeof options.closeStore}`)
-      const l2 = options.l2 ?? {}
-      const guarded = new GuardedStore(store, this.#clock, options.random ?? mathRandom, l2)
-      guarded.onError = (error, _operation, key) => this.#emitError(error, key)
-      const namespace = options.namespace ?? 'cache'
-      if (typeof namespace !== 'string' || namespace.length === 0 || /[:#]/.test(namespace)) throw new InvalidOptionsError('namespace', 'expected a non-empty string without ":" or "#"')
-      this.#l1MaxAge = l2.l1MaxAge === undefined ? (options.bus === undefined ? DEFAULT_L1_MAX_AGE : Infinity) : positive(toMs(l2.l1MaxAge, 'l2.l1MaxAge'), 'l2.l1MaxAge')
-      const touchQueue = l2.touchQueue ?? 10_000
-      if (!Number.isSafeInteger(touchQueue) || touchQueue < 0) throw new InvalidOptionsError('l2.touchQueue', `expected an integer >= 0, got ${String(touchQueue)}`)
-      this.#l2 = new L2Tier<V>(guarded, {
-        namespace,
-        clock: this.#clock,
-        codec: resolveCodec(options.codec),
-        tags: this.#tags,
-        touchInterval: positive(toMs(l2.touchInterval ?? '30s', 'l2.touchInterval'), 'l2.touchInterval'),
-        touchQueueSize: touchQueue,
-        originVersionTtl: this.#originTtl,
-        ordered: this.#distributedLock,
-        onError: (error, key) => this.#emitError(error, key),
-      })
-    } else {
-      if (this.#distributedLock) throw new InvalidOptionsError('lock', "'distributed' needs a store with locks")
-      if (options.codec !== undefined) throw new InvalidOptionsError('codec', 'a codec applies to an L2 store; pass `store` too')
-      this.#l2 = undefined
-      this.#l1MaxAge = Infinity
-    }
+    const tier = createSecondTier<V>(options, { clock: this.#clock, tags: this.#tags, defaults: this.#defaults, errors: this.#errors })
+    this.#distributedLock = tier.distributedLock
+    this.#originTtl = tier.originTtl
+    this.#l2 = tier.l2
+    this.#lock = tier.lock
+    this.#l1MaxAge = tier.l1MaxAge
     if (options.bus !== undefined) {
       if (!(options.bus instanceof Bus)) throw new InvalidOptionsError('bus', 'expected a Bus (memoryBus(), redisBus({ url }), createBus({ transport }))')
       const namespace = options.namespace ?? 'cache'
@@ -202,8 +165,7 @@ export class Cache<V = unknown> {
     this.#plainHits = this.#plainHitsNow()
     // Last, once nothing above can throw: a cache that failed to construct holds no store.
     if (options.store !== undefined) {
-      if (options.closeStore === false) keptStores.add(options.store)
-      storeUsers.set(options.store, (storeUsers.get(options.store) ?? 0) + 1)
+      retainStore(options.store, options.closeStore)
     }
   }
 
@@ -233,7 +195,7 @@ export class Cache<V = unknown> {
       this.#checkOpen()
       this.#checkKey(key)
       if (typeof factory !== 'function') throw new InvalidOptionsError('factory', 'expected a function')
-      return this.#getOrSet(key, factory, options === undefined ? this.#defaults : resolve(options, this.#defaults, ''))
+      return this.#getOrSet(key, factory, options === undefined ? this.#defaults : resolveOptions(options, this.#defaults, ''))
     } catch (err) {
       return Promise.reject(err)
     }
@@ -330,8 +292,8 @@ export class Cache<V = unknown> {
   async set(key: string, value: V, options?: EntryOptions<V>): Promise<void> {
     this.#checkOpen()
     this.#checkKey(key)
-    const o = options === undefined ? this.#defaults : resolve(options, this.#defaults, '')
-    await this.#store(key, value, o, o.ttl, undefined, undefined, undefined, true)
+    const o = options === undefined ? this.#defaults : resolveOptions(options, this.#defaults, '')
+    await this.#store(key, value, o, { ttl: o.ttl, strict: true })
     await this.#bus?.deleted([key])
   }
 
@@ -414,11 +376,7 @@ export class Cache<V = unknown> {
   on(type: CacheEventType | 'error', listener: ((event: CacheEventPayload<V>) => void) | ((event: CacheErrorEvent) => void)): () => void {
     if (typeof listener !== 'function') throw new InvalidOptionsError('listener', 'expected a function')
     if (type === 'error') {
-      const fn = listener as (event: CacheErrorEvent) => void
-      this.#errorListeners.add(fn)
-      return () => {
-        this.#errorListeners.delete(fn)
-      }
+      return this.#errors.listen(listener as (event: CacheErrorEvent) => void)
     }
     const fn = listener as (event: CacheEventPayload<V>) => void
     return this.#l1.on(type, (e) => fn({ type: e.type, key: e.key, value: e.value === undefined ? undefined : unwrap(e.value) }))
@@ -454,13 +412,13 @@ export class Cache<V = unknown> {
    */
   async getOrSetMany(
     keys: readonly string[],
-    factory: (missing: string[]) => PromiseLike<ReadonlyMap<string, V> | Readonly<Record<string, V>> | readonly V[]> | ReadonlyMap<string, V> | Readonly<Record<string, V>> | readonly V[],
+    factory: (missing: string[]) => PromiseLike<BatchResult<V>> | BatchResult<V>,
     options?: EntryOptions<V>,
   ): Promise<Array<V | undefined>> {
     if (!Array.isArray(keys)) throw new InvalidOptionsError('keys', 'expected an array of keys')
     for (const key of keys) this.#checkKey(key)
     this.#checkOpen()
-    let o = options === undefined ? this.#defaults : resolve(options, this.#defaults, '')
+    let o = options === undefined ? this.#defaults : resolveOptions(options, this.#defaults, '')
     // Keys answered up front, from L1 or by the batch read from L2 (not through L1 afterwards:
     // it may be too small to keep them all).
     const answered = new Map<string, V>()
@@ -488,25 +446,8 @@ export class Cache<V = unknown> {
         o = { ...o, l2Checked: new Set(unknown) }
       }
     }
-    const missing: string[] = []
-    let release!: (values: Map<string, V | undefined>) => void
-    let fail!: (err: unknown) => void
-    const batch = new Promise<Map<string, V | undefined>>((resolve, reject) => {
-      release = resolve
-      fail = reject
-    })
-    batch.catch(() => {})
-    // The batch factory runs once every key has either asked for a value (its flight's
-    // factory was called: a leader) or been answered without one (a hit, a follower of a
-    // flight already running, a value another process wrote while we waited for its lock).
-    // A duplicate key would follow its own batch and wait for itself: keys are deduplicated.
     const unique = [...new Set(keys)].filter((k) => !answered.has(k))
-    let pending = unique.length
-    let ready!: () => void
-    const allArrived = new Promise<void>((resolve) => (ready = resolve))
-    const arrive = (): void => {
-      if (--pending === 0) ready()
-    }
+    const batch = new MissingBatch<V>(unique.length)
     const results = new Map<string, Promise<V | undefined>>()
     for (const key of unique) {
       let asked = false
@@ -514,9 +455,7 @@ export class Cache<V = unknown> {
         key,
         async (ctx) => {
           asked = true
-          missing.push(key)
-          arrive()
-          const values = await batch
+          const values = await batch.ask(key)
           const v = values.get(key)
           // Not returned by the batch: answer undefined, cache nothing.
           if (v === undefined) ctx.skip()
@@ -525,28 +464,12 @@ export class Cache<V = unknown> {
         o,
       )
       const settled = (): void => {
-        if (!asked) arrive()
+        if (!asked) batch.arrive()
       }
       result.then(settled, settled)
       results.set(key, result)
     }
-    if (pending === 0) ready()
-    await allArrived
-    if (missing.length > 0) {
-      try {
-        const out = await factory([...missing])
-        const values = new Map<string, V | undefined>()
-        if (out instanceof Map) for (const k of missing) values.set(k, out.get(k))
-        else if (Array.isArray(out)) missing.forEach((k, i) => values.set(k, out[i] as V | undefined))
-        else if (out !== null && typeof out === 'object') for (const k of missing) values.set(k, (out as Record<string, V>)[k])
-        else throw new InvalidOptionsError('factory', 'getOrSetMany factory must return a Map, an object or an array')
-        release(values)
-      } catch (err) {
-        fail(err)
-      }
-    } else {
-      release(new Map())
-    }
+    await batch.run(factory)
     return Promise.all(keys.map((k) => (answered.has(k) ? answered.get(k) : results.get(k))))
   }
 
@@ -616,18 +539,12 @@ export class Cache<V = unknown> {
 
   /** Closes `store` if this was the last open cache using it and nobody kept it (closeStore). */
   async #releaseStore(store: Store): Promise<void> {
-    const users = (storeUsers.get(store) ?? 1) - 1
-    if (users > 0) {
-      storeUsers.set(store, users)
-      return
-    }
-    storeUsers.delete(store)
-    if (keptStores.has(store)) return
+    if (!releaseStore(store)) return
     try {
       await store.close()
     } catch (err) {
       // close() of the cache never fails for its store: the failure is reported.
-      this.#emitError(isCacheError(err) ? err : new StoreUnavailableError(`Store ${store.name} failed to close: ${err instanceof Error ? err.message : String(err)}`, { cause: err }), undefined)
+      this.#errors.emit(isCacheError(err) ? err : new StoreUnavailableError(`Store ${store.name} failed to close: ${err instanceof Error ? err.message : String(err)}`, { cause: err }), undefined)
     }
   }
 
@@ -665,7 +582,7 @@ export class Cache<V = unknown> {
         await Promise.all(
           keys.map((key) =>
             l2.delete(key).catch((err: unknown) => {
-              if (isCacheError(err)) this.#emitError(err, key)
+              if (isCacheError(err)) this.#errors.emit(err, key)
             }),
           ),
         )
@@ -713,14 +630,14 @@ export class Cache<V = unknown> {
     const run = this.#l2 === undefined ? this.#run : this.#load
     switch (o.strategy) {
       case 'none':
-        return run.call(this, key, factory, o, stale, false)
+        return run.call(this, key, factory, o, { stale, background: false })
       case 'async':
-        return run.call(this, key, factory, o, stale, true)
+        return run.call(this, key, factory, o, { stale, background: true })
       case 'stampede':
       case 'stampede-async':
         // keepAlive: callers who leave never cancel the factory; its result is stored for
         // the others and the next readers (so the flight's own signal never aborts).
-        return this.#flight.run(key, () => run.call(this, key, factory, o, stale, o.strategy === 'stampede-async'), {
+        return this.#flight.run(key, () => run.call(this, key, factory, o, { stale, background: o.strategy === 'stampede-async' }), {
           signal: o.signal,
           keepAlive: true,
         })
@@ -733,7 +650,8 @@ export class Cache<V = unknown> {
    * distributed lock when configured. An L2 value past its freshness but within grace
    * becomes the fail-safe fallback.
    */
-  async #load(key: string, factory: Factory<V>, o: Resolved<V>, stale: Envelope<V> | undefined, background: boolean): Promise<V> {
+  async #load(key: string, factory: Factory<V>, o: Resolved<V>, run: RunOptions<V>): Promise<V> {
+    let stale = run.stale
     const l2 = this.#l2 as L2Tier<V>
     // getOrSetMany has just read this key in its batch.
     const mark = this.#bus?.mark()
@@ -743,88 +661,24 @@ export class Cache<V = unknown> {
       if (stale === undefined && found.tagSig === o.tagSig && this.#state(key, found) !== 'invalid') stale = found
     }
     if (this.#distributedLock) return this.#runLocked(key, factory, o, stale)
-    return this.#run(key, factory, o, stale, background)
+    return this.#run(key, factory, o, { stale, background: run.background })
   }
 
-  /**
-   * One process in the cluster computes: the lock holder runs the factory and writes with
-   * its fence; the others wait to be told the lock was released or its lease ran out (not
-   * only by polling), re-read L2, and take their turn at the lock if the value is not there.
-   * A waiter whose `lock.wait` runs out (or whose store fails) computes without the lock:
-   * the degrade path, counted in `stats().lock.degraded`. It still writes fenced, with a
-   * fence drawn before it computes, so a holder that writes later (paused, or just slow) is
-   * refused rather than overwriting the newer value; without a fence (the store failed) it
-   * does not write L2 at all. Under the lock the result is written before the lock is
-   * released (even for the async strategies), so a woken waiter finds it.
-   */
-  async #runLocked(key: string, factory: Factory<V>, o: Resolved<V>, stale: Envelope<V> | undefined): Promise<V> {
+  /** A miss (or refresh) under the distributed lock protocol (lock-protocol.ts). */
+  #runLocked(key: string, factory: Factory<V>, o: Resolved<V>, stale: Envelope<V> | undefined): Promise<V> {
     const l2 = this.#l2 as L2Tier<V>
-    const store = l2.store
-    const lockKey = l2.lockKey(key)
-    const token = randomUUID()
-    const deadline = this.#clock.now() + o.lockWait
-    for (;;) {
-      let grant
-      try {
-        grant = await store.acquire(lockKey, token, o.lockLease)
-      } catch {
-        break
-      }
-      if (grant !== undefined) return this.#runHolding(key, factory, o, stale, lockKey, token, grant.fence)
-      const remaining = deadline - this.#clock.now()
-      if (remaining <= 0) break
-      this.#lockWaits++
-      await store.waitForRelease(lockKey, remaining)
-      const mark = this.#bus?.mark()
-      const found = await l2.read(key)
-      if (found !== undefined && this.#unchanged(key, mark) && this.#adopt(key, found, o)) return found.value
-      if (this.#clock.now() >= deadline) break
-    }
-    this.#lockDegraded++
-    // Drawn before computing: a holder granted earlier writes below it, any later grant above.
-    let fence: number | false
-    try {
-      fence = await store.drawFence(lockKey)
-    } catch {
-      fence = false
-    }
-    return this.#run(key, factory, o, stale, false, fence)
-  }
-
-  async #runHolding(key: string, factory: Factory<V>, o: Resolved<V>, stale: Envelope<V> | undefined, lockKey: string, token: string, fence: number): Promise<V> {
-    const store = (this.#l2 as L2Tier<V>).store
-    let lost = false
-    let timer: TimerHandle | undefined
-    // Extend the lease while the factory runs, a third of a lease before it ends.
-    const extend = (): void => {
-      timer = this.#clock.setTimeout(
-        () => {
-          store.extend(lockKey, token, o.lockLease).then(
-            (held) => {
-              if (held) extend()
-              else if (!lost) {
-                lost = true
-                this.#emitError(new LockLostError(key), key)
-              }
-            },
-            () => extend(),
-          )
-        },
-        Math.max(1, o.lockLease / 3),
-        { unref: true },
-      )
-    }
-    extend()
-    try {
-      return await this.#run(key, factory, o, stale, false, fence)
-    } finally {
-      if (timer !== undefined) this.#clock.clearTimeout(timer)
-      timer = undefined
-      lost = true
-      store.release(lockKey, token).catch(() => {
-        // Released by expiry if not now; the failure is reported on the error channel.
-      })
-    }
+    return (this.#lock as LockProtocol).run<V>({
+      key,
+      lockKey: l2.lockKey(key),
+      lease: o.lockLease,
+      wait: o.lockWait,
+      reread: async () => {
+        const mark = this.#bus?.mark()
+        const found = await l2.read(key)
+        return found !== undefined && this.#unchanged(key, mark) && this.#adopt(key, found, o) ? found : undefined
+      },
+      compute: (fence) => this.#run(key, factory, o, { stale, background: false, fence }),
+    })
   }
 
   /**
@@ -849,41 +703,16 @@ export class Cache<V = unknown> {
     return true
   }
 
-  /**
-   * With no 'error' listener, a handled failure would go unseen (an L2 that refuses every
-   * connection would look like a slow cache): the first one of each kind becomes a process
-   * warning, which Node prints on stderr. A failing store counts as one kind (unavailable or
-   * timing out), so an L2 that is down warns once.
-   */
-  #warnUnheard(error: CacheError): void {
-    const kind = error.code === 'ERR_STORE_TIMEOUT' ? 'ERR_STORE_UNAVAILABLE' : error.code
-    const warned = (this.#warned ??= new Set())
-    if (warned.has(kind)) return
-    warned.add(kind)
-    process.emitWarning(`stratacache: ${error.code}: ${error.message}. The cache handled it without failing a call; it warns once per kind of failure: listen with cache.on('error', ...) to see each one`, { code: 'STRATACACHE_L2_ERROR' })
-  }
-
   /** False when a bus message invalidated `key` after `mark` was taken (see bus-link.ts). */
   #unchanged(key: string, mark: number | undefined): boolean {
     return mark === undefined || (this.#bus as BusLink).unchanged(key, mark)
-  }
-
-  #emitError(error: CacheError, key: string | undefined): void {
-    if (this.#errorListeners.size === 0) return this.#warnUnheard(error)
-    for (const listener of this.#errorListeners) {
-      try {
-        listener({ type: 'error', error, key })
-      } catch {
-        // A throwing listener never breaks the cache or the other listeners.
-      }
-    }
   }
 
   #l2Stats(): CacheStats['l2'] {
     if (this.#l2 === undefined) return undefined
     const tier = this.#l2.stats()
     const store = this.#l2.store.stats()
-    return { ...tier, ...store, lock: { waits: this.#lockWaits, degraded: this.#lockDegraded } }
+    return { ...tier, ...store, lock: { waits: this.#lock?.waits ?? 0, degraded: this.#lock?.degraded ?? 0 } }
   }
 
   /**
@@ -891,7 +720,8 @@ export class Cache<V = unknown> {
    * under it (lock protocol); `false`: the write could not be ordered after a lock holder's,
    * so L2 is not written.
    */
-  #run(key: string, factory: Factory<V>, o: Resolved<V>, stale: Envelope<V> | undefined, background: boolean, fence?: number | false): Promise<V> {
+  #run(key: string, factory: Factory<V>, o: Resolved<V>, run: RunOptions<V>): Promise<V> {
+    const { stale, background, fence } = run
     // Only a hard timeout can abort a factory; creating a controller costs microseconds.
     const controller = o.hard === Infinity ? undefined : new AbortController()
     let ttl = o.ttl
@@ -929,10 +759,10 @@ export class Cache<V = unknown> {
     const stored = produced.then(
       (value) => {
         if (!skipped && !this.#closed && this.#unchanged(key, busMark)) {
-          if (background) queueMicrotask(() => this.#storeQuietly(key, value, o, ttl, tags, tagVersion, startedAt))
+          if (background) queueMicrotask(() => this.#storeQuietly(key, value, o, { ttl, tags, tagVersion, since: startedAt }))
           else {
             // With L2 the store is awaited (it never rejects: L2 failures are queued).
-            const written = this.#store(key, value, o, ttl, tags, tagVersion, fence, false, startedAt)
+            const written = this.#store(key, value, o, { ttl, tags, tagVersion, fence, since: startedAt })
             if (written !== undefined) return written.then(() => value)
           }
         }
@@ -946,54 +776,16 @@ export class Cache<V = unknown> {
     if (o.soft === Infinity && o.hard === Infinity) {
       return stale === undefined ? stored : stored.catch(() => this.#fallBack(key, stale, o))
     }
-    return new Promise<V>((resolve, reject) => {
-      let done = false
-      const timers: TimerHandle[] = []
-      const finish = (): boolean => {
-        if (done) return false
-        done = true
-        for (const t of timers) this.#clock.clearTimeout(t)
-        return true
-      }
-      // Settled through a promise chain from the factory's result (not from a callback that
-      // calls `resolve`), so a join inside the factory still sees this flight waiting for it
-      // in the async stack trace (recursion detection, see single-flight.ts). Once a timer
-      // has answered, the outcome is dropped here (a rejection included).
-      stored
-        .then(
-          (v) => {
-            finish()
-            return v
-          },
-          (err: unknown) => {
-            if (!finish()) return undefined as V
-            if (stale === undefined) throw err
-            return this.#fallBack(key, stale, o)
-          },
-        )
-        .then(resolve, reject)
-      if (stale !== undefined && o.soft !== Infinity) {
-        timers.push(
-          this.#clock.setTimeout(() => {
-            if (!finish()) return
-            // The factory goes on and stores its result; callers get the fallback now.
-            this.#staleHits++
-            resolve(stale.value)
-          }, o.soft),
-        )
-      }
-      if (o.hard !== Infinity) {
-        timers.push(
-          this.#clock.setTimeout(() => {
-            if (!finish()) return
-            this.#factoryTimeouts++
-            const err = new FactoryTimeoutError(key, o.hard)
-            controller?.abort(err)
-            if (stale === undefined) reject(err)
-            else resolve(this.#fallBack(key, stale, o))
-          }, o.hard),
-        )
-      }
+    return failSafeTimers(stored, {
+      clock: this.#clock,
+      key,
+      stale,
+      soft: o.soft,
+      hard: o.hard,
+      controller,
+      fallBack: (stale) => this.#fallBack(key, stale, o),
+      onSoft: () => this.#staleHits++,
+      onHard: () => this.#factoryTimeouts++,
     })
   }
 
@@ -1013,7 +805,7 @@ export class Cache<V = unknown> {
     this.#refreshes++
     // Under the lock protocol like a miss: one refresh in the cluster, written fenced, so a
     // holder granted earlier cannot overwrite the refreshed value (nor it a newer one).
-    const refresh = this.#distributedLock ? () => this.#runLocked(key, factory, o, env) : () => this.#run(key, factory, o, env, false)
+    const refresh = this.#distributedLock ? () => this.#runLocked(key, factory, o, env) : () => this.#run(key, factory, o, { stale: env, background: false })
     this.#flight.run(key, refresh, { keepAlive: true }).catch(() => {
       // Counted as a factory error; the current value stays until it expires.
     })
@@ -1029,12 +821,14 @@ export class Cache<V = unknown> {
    * `fence` (see #run): a fenced write that L2 does not confirm leaves no trace here: the L1
    * copy is dropped (if still ours), and a refusal is reported as `ERR_LOCK_LOST`.
    */
-  #store(key: string, value: V, o: Resolved<V>, ttl: number, tagsOverride: readonly string[] | undefined, tagVersion?: number, fence?: number | false, strict = false, since?: number): Promise<unknown> | undefined {
+  #store(key: string, value: V, o: Resolved<V>, w: StoreOptions): Promise<unknown> | undefined {
     if (value === undefined) return undefined
+    const { tagVersion, fence, strict = false, since } = w
+    let ttl = w.ttl
     // Computed before anything is written: a bad origins function fails the store whole.
     const origins = o.origins === undefined ? undefined : typeof o.origins === 'function' ? descriptorList(o.origins(value), 'origins') : o.origins
     const now = this.#clock.now()
-    let tags: readonly string[] | undefined = tagsOverride
+    let tags: readonly string[] | undefined = w.tags
     if (tags === undefined && o.tags !== undefined) tags = typeof o.tags === 'function' ? o.tags(value) : o.tags
     const derived = origins !== undefined && this.#originTags
     if (derived) tags = withOriginTags(tags, origins)
@@ -1064,7 +858,7 @@ export class Cache<V = unknown> {
     } catch (err) {
       const error = isCacheError(err) ? err : new InvalidValueError(`The value for key ${JSON.stringify(key)} cannot be encoded for L2: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
       if (strict) throw error
-      this.#emitError(error, key)
+      this.#errors.emit(error, key)
     }
     // Without a bus, L1 trusts what it holds for l1MaxAge at most, then reads L2 again.
     if (bare) this.#l1.set(key, value, { ttl: Math.min(this.#l1MaxAge, ttl), tti: o.tti })
@@ -1077,7 +871,7 @@ export class Cache<V = unknown> {
         // Refused: a newer value is in L2, so ours must not be served here either. Failed: it
         // may have been refused, so the same. Only our own copy goes (a later set stays).
         if (this.#l1.peek(key) === (bare ? value : env)) this.#l1.delete(key)
-        if (outcome === 'refused') this.#emitError(new LockLostError(key, 'was taken over: a newer value was written first, so this fenced write was refused'), key)
+        if (outcome === 'refused') this.#errors.emit(new LockLostError(key, 'was taken over: a newer value was written first, so this fenced write was refused'), key)
       })
     }
     const written = l2.write(key, env, bytes)
@@ -1092,9 +886,9 @@ export class Cache<V = unknown> {
     })
   }
 
-  #storeQuietly(key: string, value: V, o: Resolved<V>, ttl: number, tags: readonly string[] | undefined, tagVersion: number, since: number): void {
+  #storeQuietly(key: string, value: V, o: Resolved<V>, w: StoreOptions): void {
     try {
-      void this.#store(key, value, o, ttl, tags, tagVersion, undefined, false, since)
+      void this.#store(key, value, o, w)
     } catch {
       // A background store that fails (closed cache, bad tags) loses only a cache fill.
       this.#factoryErrors++
@@ -1112,50 +906,6 @@ export class Cache<V = unknown> {
   }
 }
 
-function positive(ms: number, option: string): number {
-  if (ms <= 0) throw new InvalidOptionsError(option, 'expected a duration > 0')
-  return ms
-}
-
-/** Merges per-call options over the defaults and validates them (once per call). */
-function resolve<V>(options: EntryOptions<V>, defaults: Resolved<V> | undefined, prefix: string): Resolved<V> {
-  if (options === null || typeof options !== 'object') throw new InvalidOptionsError(`${prefix}options`, 'expected an object')
-  const d = defaults
-  const strategy = options.strategy ?? d?.strategy ?? 'stampede'
-  if (!STRATEGIES.includes(strategy)) throw new InvalidOptionsError(`${prefix}strategy`, `expected one of ${STRATEGIES.join(', ')}, got ${JSON.stringify(strategy)}`)
-  const refreshAhead = options.refreshAhead ?? d?.refreshAhead ?? 0
-  if (typeof refreshAhead !== 'number' || !(refreshAhead === 0 || (refreshAhead > 0 && refreshAhead < 1))) {
-    throw new InvalidOptionsError(`${prefix}refreshAhead`, `expected a fraction in (0, 1), got ${String(refreshAhead)}`)
-  }
-  const tags = options.tags ?? d?.tags
-  if (tags !== undefined && typeof tags !== 'function' && !Array.isArray(tags)) throw new InvalidOptionsError(`${prefix}tags`, 'expected an array of tags or a function')
-  const timeout = options.timeout
-  const soft = timeout?.soft === undefined ? (d?.soft ?? Infinity) : positive(toMs(timeout.soft, `${prefix}timeout.soft`), `${prefix}timeout.soft`)
-  const hard = timeout?.hard === undefined ? (d?.hard ?? Infinity) : positive(toMs(timeout.hard, `${prefix}timeout.hard`), `${prefix}timeout.hard`)
-  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw new InvalidOptionsError(`${prefix}signal`, 'expected an AbortSignal')
-  const signed = (options as Signed)[TAG_SIG]
-  const origins = options.origins === undefined ? d?.origins : typeof options.origins === 'function' ? options.origins : descriptorList(options.origins, `${prefix}origins`)
-  const tagPart = signed ?? (options.tags === undefined && d !== undefined ? d.tagPart : tagSignature(tags))
-  return {
-    origins,
-    tagPart,
-    // Origins are part of the definition: without them the signature is the tags' alone.
-    tagSig: origins === undefined ? tagPart : options.origins === undefined && d !== undefined && tagPart === d.tagPart ? d.tagSig : tagPart + originSignature(origins),
-    ttl: options.ttl === undefined ? (d?.ttl ?? DEFAULT_TTL) : positive(toMs(options.ttl, `${prefix}ttl`), `${prefix}ttl`),
-    tti: options.tti === undefined ? (d?.tti ?? Infinity) : positive(toMs(options.tti, `${prefix}tti`), `${prefix}tti`),
-    tags,
-    grace: options.grace === undefined ? (d?.grace ?? 0) : toMs(options.grace, `${prefix}grace`),
-    graceBackoff: options.graceBackoff === undefined ? (d?.graceBackoff ?? 1000) : positive(toMs(options.graceBackoff, `${prefix}graceBackoff`), `${prefix}graceBackoff`),
-    soft,
-    hard,
-    refreshAhead,
-    strategy,
-    signal: options.signal,
-    lockLease: options.lock?.lease === undefined ? (d?.lockLease ?? 10_000) : positive(toMs(options.lock.lease, `${prefix}lock.lease`), `${prefix}lock.lease`),
-    lockWait: options.lock?.wait === undefined ? (d?.lockWait ?? 5_000) : toMs(options.lock.wait, `${prefix}lock.wait`),
-  }
-}
-
 function unwrap<V>(stored: V | Envelope<V>): V {
   return stored instanceof Envelope ? (stored as Envelope<V>).value : stored
 }
@@ -1163,27 +913,4 @@ function unwrap<V>(stored: V | Envelope<V>): V {
 /** Creates a cache with the embedded defaults, overridden by `options`. */
 export function createCache<V = unknown>(options: CacheOptions = {}): Cache<V> {
   return new Cache<V>(options)
-}
-
-/** Lets `wrap` pass the signature of the user's tag function through a per-call closure. */
-const TAG_SIG = Symbol('stratacache.tagSig')
-interface Signed {
-  [TAG_SIG]?: string
-}
-
-const signatures = new WeakMap<object, string>()
-
-/**
- * A string identifying a tag definition: the tags themselves for a fixed list, the source
- * text of a tag function. Cached per array or function, so a definition reused across
- * calls costs one lookup, however many tags it has.
- */
-function tagSignature(tags: unknown): string {
-  if (tags === undefined) return ''
-  let sig = signatures.get(tags as object)
-  if (sig === undefined) {
-    sig = typeof tags === 'function' ? `fn:${String(tags)}` : (tags as readonly string[]).join(',')
-    signatures.set(tags as object, sig)
-  }
-  return sig
 }

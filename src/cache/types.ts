@@ -10,7 +10,7 @@ import type { L2TierStats, ValueCodec } from '../tier/l2-tier.js'
 import type { Bus } from '../bus/bus.js'
 import type { CacheBusStats } from './bus-link.js'
 import type { OriginsOption } from '../feeds/types.js'
-import type { OriginOptions } from '../feeds/origin-lifetime.js'
+import type { OriginOptions } from '../tags/origin-lifetime.js'
 
 /**
  * How a miss is computed (kz_cache's strategies):

@@ -15,7 +15,7 @@
  *
  * Reads never depend on the wheel: the engine checks deadlines on every read.
  */
-import { growInt32 } from '../policies/eviction-policy.js'
+import { growInt32 } from '../core/grow-array.js'
 
 /** Largest tick; -(tick + 2) must fit an int32 (see the `prev` encoding below). */
 const MAX_TICK = 2 ** 31 - 3

@@ -32,7 +32,7 @@
  * it with secretSeed: the OS CSPRNG by default), so such keys cannot be computed without
  * knowing the seed; V8's `Map` relies on the same defence (a per-process seed).
  */
-import { growArray, growInt32, nextPowerOfTwo } from '../policies/eviction-policy.js'
+import { growArray, growInt32, nextPowerOfTwo } from '../core/grow-array.js'
 import { hashKey, hashString } from './hash-key.js'
 
 export class KeyIndex<K> {

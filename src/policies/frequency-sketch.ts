@@ -20,7 +20,7 @@
  * keeps that estimate per resident entry (and halves its copies with the table), so that
  * admission needs no lookup and hits of keys at the cap skip the sketch exactly.
  */
-import { nextPowerOfTwo } from './eviction-policy.js'
+import { nextPowerOfTwo } from '../core/grow-array.js'
 
 /** The cap of an estimate (4-bit counters). */
 export const MAX_FREQUENCY = 15

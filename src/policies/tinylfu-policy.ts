@@ -49,7 +49,8 @@
  *   and about 2 bytes of sketch.
  */
 import type { Random } from '../core/random.js'
-import { type EvictionPolicy, growFloat64, nextPowerOfTwo } from './eviction-policy.js'
+import { growFloat64, nextPowerOfTwo } from '../core/grow-array.js'
+import type { EvictionPolicy } from './eviction-policy.js'
 import { FrequencySketch, HALVED, MAX_FREQUENCY } from './frequency-sketch.js'
 
 // Segment numbers (the low two bits of a slot's flag byte).

@@ -4,7 +4,9 @@
  * `logRequests` is on.
  */
 import { pino, destination } from 'pino'
-import type { LogLevel } from './node-options.js'
+
+/** The node's `logLevel` option: pino's levels, plus 'silent'. */
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
 
 /** What the node needs from a logger (pino's signature: an object of fields, then a message). */
 export interface NodeLogger {

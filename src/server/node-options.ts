@@ -9,7 +9,7 @@ import { InvalidOptionsError } from '../core/errors.js'
 import { systemClock } from '../core/system-clock.js'
 import { DEFAULT_HOST, DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, DEFAULT_PORT } from '../protocol/wire.js'
 import type { Store } from '../store/types.js'
-import type { NodeLogger } from './logger.js'
+import type { LogLevel, NodeLogger } from './logger.js'
 import type { MessageTransport } from '../cluster/transport.js'
 import type { Replicator } from './replicator.js'
 
@@ -88,7 +88,7 @@ export interface NodeOptions {
   /** @default none */
   tlsKey?: string
   /** Log level of the node's lines (`silent` for none). @default 'info' */
-  logLevel?: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+  logLevel?: LogLevel
   /** One log line per request (at `info`). @default false */
   logRequests?: boolean
   /** A logger to use instead of the node's own pino logger on stdout. @default pino on stdout */
@@ -104,8 +104,6 @@ export interface NodeOptions {
   /** Receives every acknowledged write (cluster seam). @default none */
   replicator?: Replicator
 }
-
-export type LogLevel = NonNullable<NodeOptions['logLevel']>
 
 export interface ResolvedNodeOptions {
   readonly host: string

@@ -8,7 +8,7 @@
  * still holds in its L1 must stay judged by them).
  * Tag versions have no TTL, except those of origin tags (`@origin…`, derived from change
  * notices): they live `originVersionTtl`, which every entry with origins is capped to (see
- * src/feeds/origin-lifetime.ts), so a feed over ever new documents does not grow L2 for ever.
+ * src/tags/origin-lifetime.ts), so a feed over ever new documents does not grow L2 for ever.
  *
  * Records. An L2 value is the codec's encoding of a fixed-position array
  * `[RECORD_V1, value, createdAt, freshUntil, keepUntil, ttl, tti, tags, version, tagSig]`
@@ -26,12 +26,12 @@
  */
 import type { Clock } from '../core/clock.js'
 import { DecodeError, isCacheError, type CacheError } from '../core/errors.js'
-import { Envelope } from '../cache/envelope.js'
+import { Envelope } from './envelope.js'
 import type { GuardedStore } from '../resilience/guarded-store.js'
 import { parseTagSnapshot, type TagSnapshot } from '../tags/tag-snapshot.js'
 import type { TagTrie } from '../tags/tag-trie.js'
 import { TAG_SEPARATOR } from '../tags/validate-tag.js'
-import { versionKeyTtl } from '../feeds/origin-lifetime.js'
+import { versionKeyTtl } from '../tags/origin-lifetime.js'
 import { TouchQueue, type TouchQueueStats } from './touch-queue.js'
 
 /** What the tier needs from a codec (`createCodec` returns one). */
@@ -48,7 +48,7 @@ export interface L2TierOptions {
   /** At most one L2 touch per key per this interval. */
   touchInterval: number
   touchQueueSize: number
-  /** L2 TTL of origin-tag versions (`origins.versionTtl`, see src/feeds/origin-lifetime.ts). @default Infinity */
+  /** L2 TTL of origin-tag versions (`origins.versionTtl`, see src/tags/origin-lifetime.ts). @default Infinity */
   originVersionTtl?: number
   /**
    * `lock: 'distributed'`: plain writes and deletes of records raise the key's fence mark

@@ -47,7 +47,7 @@
  */
 import { type Duration, toMs } from '../core/duration.js'
 import { InvalidOptionsError } from '../core/errors.js'
-import { isOriginTag } from '../tags/validate-tag.js'
+import { isOriginTag } from './validate-tag.js'
 
 /** The default `origins.versionTtl`: one day. */
 export const DEFAULT_ORIGIN_VERSION_TTL = 86_400_000
