@@ -101,7 +101,6 @@ export class FileDiscovery implements Discovery {
         this.#watcher.on('error', () => { this.#watcher?.close(); this.#watcher = undefined })
       } catch { this.#watcher = undefined }
     }
-    this.#check()
     this.#schedule()
   }
 
