@@ -280,5 +280,11 @@ describe('MdnsDiscovery', () => {
       await b.close()
     }
     assert.throws(() => new MdnsDiscovery({ serviceType: 'Not Valid' }), invalid(/serviceType/))
+    assert.throws(() => new MdnsDiscovery({ nodeId: 'x1' }), invalid(/"port".*publishing/))
+    assert.throws(() => new MdnsDiscovery({ nodeId: 'x1', port: 70000 }), invalid(/"port"/))
+    const browseOnly = new MdnsDiscovery({ serviceType: 'sc-browse' })
+    assert.ok(Array.isArray(await browseOnly.discover()))
+    await browseOnly.close()
+    assert.deepEqual(await browseOnly.discover(), [], 'closed: nothing, and no throw')
   })
 })

@@ -33,7 +33,10 @@ export class MdnsDiscovery implements Discovery {
   constructor(options: MdnsDiscoveryOptions = {}) {
     const type = options.serviceType ?? 'stratacache'
     if (typeof type !== 'string' || !/^[a-z0-9][a-z0-9-]{0,14}$/.test(type)) throw new InvalidOptionsError('serviceType', 'expected 1-15 of [a-z0-9-] (a DNS-SD service name)')
-    if (options.nodeId !== undefined) makeCandidate('localhost', options.port ?? 0, 'port', { nodeId: options.nodeId })
+    if (options.nodeId !== undefined) {
+      if (options.port === undefined) throw new InvalidOptionsError('port', 'publishing this node (nodeId given) needs its cluster port')
+      makeCandidate('localhost', options.port, 'port', { nodeId: options.nodeId })
+    }
     if (options.region !== undefined && (typeof options.region !== 'string' || options.region.length > 64)) throw new InvalidOptionsError('region', 'expected a string of at most 64 characters')
     this.#nodeId = options.nodeId
     const mdnsOptions: Record<string, unknown> = { loopback: options.loopback ?? true }
