@@ -210,6 +210,30 @@ describe('CompositeDiscovery', () => {
   })
 })
 
+class PushDiscovery implements Discovery {
+  readonly kind = 'push'
+  readonly listeners = new Set<() => void>()
+  closed = false
+  discover(): Promise<readonly DiscoveryCandidate[]> { return Promise.resolve([]) }
+  onChange(l: () => void): () => void { this.listeners.add(l); return () => { this.listeners.delete(l) } }
+  close(): Promise<void> { this.closed = true; return Promise.resolve() }
+}
+
+describe('CompositeDiscovery push and close', () => {
+  test('forwards a strategy\'s change events, and close() unsubscribes and closes every strategy', async () => {
+    const push = new PushDiscovery()
+    const c = new CompositeDiscovery([new StaticDiscovery([]), push])
+    let changes = 0
+    c.onChange(() => { throw new Error('a listener bug') })
+    c.onChange(() => { changes++ })
+    for (const l of push.listeners) l()
+    assert.equal(changes, 1, 'one event reaches the composite\'s listeners; a throwing listener does not stop them')
+    await c.close()
+    assert.equal(push.listeners.size, 0)
+    assert.ok(push.closed)
+  })
+})
+
 function listen(server: Server, port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once('error', reject)
