@@ -5,22 +5,15 @@
  * Same protocol and scenario as the Redis paused-holder tests (redis-tier.test.ts).
  */
 import assert from 'node:assert/strict'
-import { fork, type ChildProcess } from 'node:child_process'
 import { after, before, describe, test } from 'node:test'
-import { fileURLToPath } from 'node:url'
 import { createCache } from '../../src/index.js'
 import { etcdStore } from '../../src/store/etcd-store.js'
 import { startEtcdCluster, type EtcdCluster } from '../support/etcd-server.js'
-import type { FencedReply, FencedRequest } from './fixtures/fenced-worker.js'
+import type { FencedReply } from './fixtures/fenced-worker.js'
+import { spawnFencedWorker, type FencedChild, type FencedStats } from '../support/fenced-child.js'
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
-type FencedStats = Extract<FencedReply, { op: 'stats' }>
-interface Child {
-  readonly child: ChildProcess
-  next(op: FencedReply['op']): Promise<FencedReply>
-  ask(m: FencedRequest): void
-}
 
 /** `p`, rejecting if it takes longer than `limitMs` (a hang). */
 async function bounded<T>(p: Promise<T>, limitMs: number): Promise<T> {
@@ -50,25 +43,9 @@ describe('facade over a real etcd cluster: a paused lock holder', () => {
    * late fenced write must be refused: L2, A and B all end with what B did.
    */
   async function pausedHolder(leaseMs: number, waitMs: number, bDoes: 'compute' | 'set' | 'delete'): Promise<{ a: FencedStats; b: FencedStats }> {
-    const worker = fileURLToPath(new URL('./fixtures/etcd-fenced-worker.js', import.meta.url))
     const namespace = `fenced-${leaseMs}-${waitMs}-${bDoes}/`
     const expected = bDoes === 'delete' ? undefined : 'newer'
-    const spawn = (): Child => {
-      const child = fork(worker, [cluster.endpoints.join(','), namespace, String(leaseMs), String(waitMs)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-      const replies: FencedReply[] = []
-      const waiting: ((r: FencedReply) => void)[] = []
-      child.on('message', (m: FencedReply) => {
-        const w = waiting.shift()
-        if (w === undefined) replies.push(m)
-        else w(m)
-      })
-      const next = async (op: FencedReply['op']): Promise<FencedReply> => {
-        const got = replies.shift() ?? (await bounded(new Promise<FencedReply>((resolve) => waiting.push(resolve)), 20_000))
-        assert.equal(got.op, op, `expected ${op} from ${child.pid}, got ${JSON.stringify(got)}`)
-        return got
-      }
-      return { child, next, ask: (m) => child.send(m) }
-    }
+    const spawn = (): FencedChild => spawnFencedWorker(['etcd', cluster.endpoints.join(','), namespace, String(leaseMs), String(waitMs)], 20_000)
     const a = spawn()
     const b = spawn()
     const reader = etcdStore({ endpoints: cluster.endpoints, namespace })
@@ -97,7 +74,7 @@ describe('facade over a real etcd cluster: a paused lock holder', () => {
         const got = (await p.next('got')) as Extract<FencedReply, { op: 'got' }>
         assert.equal(got.value, expected, `${name} serves what B did (${bDoes})`)
       }
-      const stats = async (p: Child): Promise<FencedStats> => {
+      const stats = async (p: FencedChild): Promise<FencedStats> => {
         p.ask({ op: 'stats' })
         return (await p.next('stats')) as FencedStats
       }

@@ -3,23 +3,18 @@
  * Real time here (a real server), so timeouts are short and every wait is bounded.
  */
 import assert from 'node:assert/strict'
-import { fork, type ChildProcess } from 'node:child_process'
+import { fork } from 'node:child_process'
 import { after, before, describe, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { createCache, isCacheError, type CacheErrorEvent } from '../../src/index.js'
 import { redisStore } from '../../src/store/redis-store.js'
 import { freePort, startRedisServer, type RedisServer } from '../support/redis-server.js'
 import { stallMeter } from '../support/stall-meter.js'
-import type { FencedReply, FencedRequest } from './fixtures/fenced-worker.js'
+import type { FencedReply } from './fixtures/fenced-worker.js'
+import { spawnFencedWorker, type FencedChild, type FencedStats } from '../support/fenced-child.js'
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
-type FencedStats = Extract<FencedReply, { op: 'stats' }>
-interface Child {
-  readonly child: ChildProcess
-  next(op: FencedReply['op']): Promise<FencedReply>
-  ask(m: FencedRequest): void
-}
 
 /** Resolves with the elapsed ms of `p`, rejecting if it takes longer than `limitMs` (a hang). */
 async function timed<T>(p: Promise<T>, limitMs: number): Promise<{ value: T; ms: number }> {
@@ -178,25 +173,9 @@ describe('distributed lock across real processes', () => {
    * explicitly, or deletes the key (then all three must end without it), while A is frozen.
    */
   async function pausedHolder(leaseMs: number, waitMs: number, bDoes: 'compute' | 'set' | 'delete' = 'compute'): Promise<{ b: FencedStats; a: FencedStats; bMs: number }> {
-    const worker = fileURLToPath(new URL('./fixtures/fenced-worker.js', import.meta.url))
     const prefix = `fenced-${leaseMs}-${waitMs}-${bDoes}:`
     const expected = bDoes === 'delete' ? undefined : 'newer'
-    const spawn = (): Child => {
-      const child = fork(worker, [server.url, prefix, String(leaseMs), String(waitMs)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-      const replies: FencedReply[] = []
-      const waiting: ((r: FencedReply) => void)[] = []
-      child.on('message', (m: FencedReply) => {
-        const w = waiting.shift()
-        if (w === undefined) replies.push(m)
-        else w(m)
-      })
-      const next = async (op: FencedReply['op']): Promise<FencedReply> => {
-        const got = replies.shift() ?? (await timed(new Promise<FencedReply>((resolve) => waiting.push(resolve)), 15_000)).value
-        assert.equal(got.op, op, `expected ${op} from ${child.pid}, got ${JSON.stringify(got)}`)
-        return got
-      }
-      return { child, next, ask: (m) => child.send(m) }
-    }
+    const spawn = (): FencedChild => spawnFencedWorker(['redis', server.url, prefix, String(leaseMs), String(waitMs)], 15_000)
     const a = spawn()
     const b = spawn()
     const reader = redisStore({ url: server.url, prefix })
@@ -228,7 +207,7 @@ describe('distributed lock across real processes', () => {
         const got = (await p.next('got')) as Extract<FencedReply, { op: 'got' }>
         assert.equal(got.value, expected, `${name} serves what B did (${bDoes})`)
       }
-      const stats = async (p: Child): Promise<FencedStats> => {
+      const stats = async (p: FencedChild): Promise<FencedStats> => {
         p.ask({ op: 'stats' })
         return (await p.next('stats')) as FencedStats
       }
