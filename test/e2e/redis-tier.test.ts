@@ -10,8 +10,7 @@ import { createCache, isCacheError, type CacheErrorEvent } from '../../src/index
 import { redisStore } from '../../src/store/redis-store.js'
 import { freePort, startRedisServer, type RedisServer } from '../support/redis-server.js'
 import { stallMeter } from '../support/stall-meter.js'
-import type { FencedReply } from './fixtures/fenced-worker.js'
-import { spawnFencedWorker, type FencedChild, type FencedStats } from '../support/fenced-child.js'
+import { pausedHolder, type HolderRival } from '../support/fenced-child.js'
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -165,67 +164,18 @@ describe('distributed lock across real processes', () => {
   })
 
   /**
-   * The audit's scenario: process A takes the lock and is SIGSTOPped in its factory; B
-   * asks for the same key and writes `newer`; A is resumed and tries to write `older`.
-   * Whether B got there by the lease running out (it must notice that without a release
-   * message) or by giving up its wait while A still held the lease, A's write must be
-   * refused, and L2, A and B must all end with `newer`. Variants: B sets `newer`
-   * explicitly, or deletes the key (then all three must end without it), while A is frozen.
+   * The audit's scenario (test/support/fenced-child.ts): whether B got there by the lease
+   * running out (it must notice that without a release message) or by giving up its wait
+   * while A still held the lease, A's late write must be refused.
    */
-  async function pausedHolder(leaseMs: number, waitMs: number, bDoes: 'compute' | 'set' | 'delete' = 'compute'): Promise<{ b: FencedStats; a: FencedStats; bMs: number }> {
+  const holder = (leaseMs: number, waitMs: number, bDoes: HolderRival = 'compute') => {
     const prefix = `fenced-${leaseMs}-${waitMs}-${bDoes}:`
-    const expected = bDoes === 'delete' ? undefined : 'newer'
-    const spawn = (): FencedChild => spawnFencedWorker(['redis', server.url, prefix, String(leaseMs), String(waitMs)], 15_000)
-    const a = spawn()
-    const b = spawn()
-    const reader = redisStore({ url: server.url, prefix })
-    const l2 = createCache<string>({ store: reader })
-    try {
-      await a.next('ready')
-      await b.next('ready')
-      a.ask({ op: 'compute', key: 'k', value: 'older', factoryMs: 300 })
-      await a.next('in-factory')
-      a.child.kill('SIGSTOP') // A holds the lock, frozen inside its factory
-      const start = performance.now()
-      if (bDoes === 'compute') {
-        b.ask({ op: 'compute', key: 'k', value: 'newer', factoryMs: 50 })
-        await b.next('in-factory')
-        assert.deepEqual(await b.next('computed'), { op: 'computed', value: 'newer' })
-      } else {
-        b.ask(bDoes === 'set' ? { op: 'set', key: 'k', value: 'newer' } : { op: 'delete', key: 'k' })
-        await b.next('done')
-        // A stays frozen past its lease, as in the audit.
-        await sleep(leaseMs * 1.5)
-      }
-      const bMs = performance.now() - start
-      a.child.kill('SIGCONT')
-      assert.deepEqual(await a.next('computed'), { op: 'computed', value: 'older' }, 'A\'s own callers get what its factory returned')
-      assert.equal(await l2.get('k'), expected, `L2 keeps what B did (${bDoes})`)
-      for (const [name, p] of [['A', a], ['B', b]] as const) {
-        p.ask({ op: 'get', key: 'k' })
-        // (IPC drops an undefined field: compare the value, not the message.)
-        const got = (await p.next('got')) as Extract<FencedReply, { op: 'got' }>
-        assert.equal(got.value, expected, `${name} serves what B did (${bDoes})`)
-      }
-      const stats = async (p: FencedChild): Promise<FencedStats> => {
-        p.ask({ op: 'stats' })
-        return (await p.next('stats')) as FencedStats
-      }
-      return { a: await stats(a), b: await stats(b), bMs }
-    } finally {
-      for (const p of [a, b]) {
-        p.child.kill('SIGCONT')
-        if (p.child.connected) p.ask({ op: 'close' })
-      }
-      await Promise.all([a, b].map((p) => (p.child.exitCode === null ? timed(new Promise((resolve) => p.child.once('exit', resolve)), 5_000).catch(() => p.child.kill('SIGKILL')) : undefined)))
-      await l2.close()
-      await reader.close()
-    }
+    return pausedHolder({ args: ['redis', server.url, prefix, String(leaseMs), String(waitMs)], reader: redisStore({ url: server.url, prefix }), leaseMs, bDoes, replyTimeoutMs: 15_000 })
   }
 
   test('a holder paused past its lease: the waiter notices the lease end (before lock.wait), takes the lock, and the holder\'s late write is refused', async () => {
     // Lease 1 s, wait 2 s: the audit's timings.
-    const { a, b, bMs } = await pausedHolder(1_000, 2_000)
+    const { a, b, bMs } = await holder(1_000, 2_000)
     assert.equal(b.degraded, 0, `B took the lock when the lease ran out rather than at its wait timeout (answered after ${bMs.toFixed(0)} ms)`)
     assert.equal(a.fencedRefused, 1)
     assert.ok(a.errors.includes('ERR_LOCK_LOST'), `A is told (errors: ${a.errors.join(', ')})`)
@@ -233,20 +183,20 @@ describe('distributed lock across real processes', () => {
 
   test('a waiter that gives up while the paused holder still has its lease writes fenced: the holder\'s write after it is refused', async () => {
     // Lease 3 s, wait 0.5 s: B degrades; A resumes inside its lease and writes after B.
-    const { a, b } = await pausedHolder(3_000, 500)
+    const { a, b } = await holder(3_000, 500)
     assert.equal(b.degraded, 1)
     assert.equal(a.fencedRefused, 1)
     assert.ok(a.errors.includes('ERR_LOCK_LOST'), `A is told (errors: ${a.errors.join(', ')})`)
   })
 
   test('an explicit set made while the holder is paused (past its lease) is not overwritten by the holder\'s late write', async () => {
-    const { a } = await pausedHolder(1_000, 2_000, 'set')
+    const { a } = await holder(1_000, 2_000, 'set')
     assert.equal(a.fencedRefused, 1)
     assert.ok(a.errors.includes('ERR_LOCK_LOST'), `A is told (errors: ${a.errors.join(', ')})`)
   })
 
   test('a delete made while the holder is paused (past its lease) is not undone: the holder cannot write the key back', async () => {
-    const { a } = await pausedHolder(1_000, 2_000, 'delete')
+    const { a } = await holder(1_000, 2_000, 'delete')
     assert.equal(a.fencedRefused, 1)
     assert.ok(a.errors.includes('ERR_LOCK_LOST'), `A is told (errors: ${a.errors.join(', ')})`)
   })

@@ -5,6 +5,8 @@
 import assert from 'node:assert/strict'
 import { fork, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
+import { createCache } from '../../src/cache/cache.js'
+import type { Store } from '../../src/store/types.js'
 import type { FencedReply, FencedRequest } from '../e2e/fixtures/fenced-worker.js'
 
 export type FencedStats = Extract<FencedReply, { op: 'stats' }>
@@ -47,4 +49,86 @@ export function spawnFencedWorker(args: readonly string[], replyTimeoutMs: numbe
     return got
   }
   return { child, next, ask: (m) => child.send(m) }
+}
+
+export type HolderRival = 'compute' | 'set' | 'delete'
+
+export interface PausedHolderOptions {
+  /** The worker's argv (see spawnFencedWorker) for a store under `prefix`. */
+  readonly args: readonly string[]
+  /** A store on the same backend and prefix, to read what L2 ended with (closed here). */
+  readonly reader: Store
+  readonly leaseMs: number
+  readonly bDoes: HolderRival
+  readonly replyTimeoutMs: number
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+/**
+ * The audit's paused-holder scenario, on any store that locks: process A takes the lock and
+ * is SIGSTOPped inside its factory; B computes `newer` (or sets it, or deletes the key);
+ * after a set or delete A stays frozen past its lease; A is resumed and its late fenced
+ * write must be refused: L2, A and B all end with what B did. Returns both processes'
+ * lock counters and how long B took.
+ */
+export async function pausedHolder(o: PausedHolderOptions): Promise<{ a: FencedStats; b: FencedStats; bMs: number }> {
+  const expected = o.bDoes === 'delete' ? undefined : 'newer'
+  const a = spawnFencedWorker(o.args, o.replyTimeoutMs)
+  const b = spawnFencedWorker(o.args, o.replyTimeoutMs)
+  const l2 = createCache<string>({ store: o.reader })
+  try {
+    await a.next('ready')
+    await b.next('ready')
+    a.ask({ op: 'compute', key: 'k', value: 'older', factoryMs: 300 })
+    await a.next('in-factory')
+    a.child.kill('SIGSTOP') // A holds the lock, frozen inside its factory
+    const start = performance.now()
+    if (o.bDoes === 'compute') {
+      b.ask({ op: 'compute', key: 'k', value: 'newer', factoryMs: 50 })
+      await b.next('in-factory')
+      assert.deepEqual(await b.next('computed'), { op: 'computed', value: 'newer' })
+    } else {
+      b.ask(o.bDoes === 'set' ? { op: 'set', key: 'k', value: 'newer' } : { op: 'delete', key: 'k' })
+      await b.next('done')
+      // A stays frozen past its lease, as in the audit.
+      await sleep(o.leaseMs * 1.5)
+    }
+    const bMs = performance.now() - start
+    a.child.kill('SIGCONT')
+    assert.deepEqual(await a.next('computed'), { op: 'computed', value: 'older' }, 'A\'s own callers get what its factory returned')
+    assert.equal(await l2.get('k'), expected, `L2 keeps what B did (${o.bDoes})`)
+    for (const [name, p] of [['A', a], ['B', b]] as const) {
+      p.ask({ op: 'get', key: 'k' })
+      // (IPC drops an undefined field: compare the value, not the message.)
+      const got = (await p.next('got')) as Extract<FencedReply, { op: 'got' }>
+      assert.equal(got.value, expected, `${name} serves what B did (${o.bDoes})`)
+    }
+    const stats = async (p: FencedChild): Promise<FencedStats> => {
+      p.ask({ op: 'stats' })
+      return (await p.next('stats')) as FencedStats
+    }
+    return { a: await stats(a), b: await stats(b), bMs }
+  } finally {
+    for (const p of [a, b]) {
+      p.child.kill('SIGCONT')
+      if (p.child.connected) p.ask({ op: 'close' })
+    }
+    await Promise.all([a, b].map((p) => (p.child.exitCode === null ? exitWithin(p.child, 5_000) : undefined)))
+    await l2.close()
+    await o.reader.close()
+  }
+}
+
+/** Waits for the child's exit; SIGKILLs it after `ms`. */
+async function exitWithin(child: ChildProcess, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  await new Promise<void>((resolve) => {
+    child.once('exit', () => resolve())
+    timer = setTimeout(() => {
+      child.kill('SIGKILL')
+      resolve()
+    }, ms)
+  })
+  clearTimeout(timer)
 }
