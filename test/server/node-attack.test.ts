@@ -5,13 +5,13 @@ import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { Agent, request as httpRequest } from 'node:http'
 import { request as httpsRequest } from 'node:https'
-import { connect, type Socket } from 'node:net'
+import type { Socket } from 'node:net'
 import { join } from 'node:path'
 import { connect as tlsConnect } from 'node:tls'
 import { after, describe, test } from 'node:test'
 import { createClient } from '../../src/client/index.js'
 import { startNode, type NodeHandle, type NodeOptions } from '../../src/server/index.js'
-import { errorCode, send, tempDir } from '../support/node-fixtures.js'
+import { bodyOf, errorCode, headerOf, raw, send, statusOf, tempDir, type RawConnection } from '../support/node-fixtures.js'
 
 const silent: NonNullable<NodeOptions['logger']> = { info: () => undefined, warn: () => undefined, error: () => undefined }
 const dirs: Array<{ remove: () => void }> = []
@@ -27,39 +27,6 @@ async function start(options: NodeOptions = {}): Promise<NodeHandle> {
   const n = await startNode({ port: 0, logger: silent, disk: '64mb', dataDir: d.path, ...options })
   nodes.push(n)
   return n
-}
-
-interface Raw {
-  socket: Socket
-  received: Promise<string>
-}
-
-/** A raw TCP connection to the node; `received` is everything read until it closes. */
-function raw(node: NodeHandle, localAddress?: string): Promise<Raw> {
-  return new Promise((resolve, reject) => {
-    const socket = connect({ port: node.port, host: node.host, localAddress })
-    const chunks: Buffer[] = []
-    const received = new Promise<string>((done) => {
-      socket.on('data', (c: Buffer) => chunks.push(c))
-      socket.on('close', () => done(Buffer.concat(chunks).toString('latin1')))
-    })
-    socket.on('error', () => undefined)
-    socket.once('connect', () => resolve({ socket, received }))
-    socket.once('error', reject)
-  })
-}
-
-function statusOf(reply: string): number {
-  return Number(/^HTTP\/1\.1 (\d{3})/.exec(reply)?.[1] ?? 0)
-}
-
-function bodyOf(reply: string): string {
-  return reply.slice(reply.indexOf('\r\n\r\n') + 4)
-}
-
-function headerOf(reply: string, name: string): string | undefined {
-  const head = reply.slice(0, reply.indexOf('\r\n\r\n'))
-  return new RegExp(`\\r\\n${name}: ([^\\r\\n]*)`, 'i').exec(head)?.[1]
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
@@ -112,7 +79,7 @@ describe('node under attack: admission details (item 15)', () => {
 })
 
 /** Starts a PUT whose body (of `length` declared bytes) is sent only in part: a slow upload. */
-async function slowPut(n: NodeHandle, from: string, key: string, length = 100, sent = '0123456789'): Promise<Raw> {
+async function slowPut(n: NodeHandle, from: string, key: string, length = 100, sent = '0123456789'): Promise<RawConnection> {
   const c = await raw(n, from)
   c.socket.write(`PUT /v1/keys/${key} HTTP/1.1\r\nHost: ${n.host}:${n.port}\r\nContent-Length: ${length}\r\nConnection: close\r\n\r\n${sent}`)
   return c
@@ -129,7 +96,7 @@ async function until(what: string, check: () => boolean, ms = 5000): Promise<voi
 describe('node under attack: slow uploads (item 10)', () => {
   test('8 addresses x 32 slow uploads (the default bounds) do not lock other clients out', async () => {
     const n = await start({ keepAliveTimeout: '60s', bodyTimeout: '60s' })
-    const uploads: Raw[] = []
+    const uploads: RawConnection[] = []
     for (let a = 1; a <= 8; a++) {
       for (let i = 0; i < 32; i++) uploads.push(await slowPut(n, `127.0.0.${10 + a}`, `slow-${a}-${i}`))
     }

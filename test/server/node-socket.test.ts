@@ -5,11 +5,11 @@ import { execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { request as httpsRequest } from 'node:https'
-import { connect, type Socket } from 'node:net'
+import type { Socket } from 'node:net'
 import { join } from 'node:path'
 import { after, describe, test } from 'node:test'
 import { startNode, type NodeHandle, type NodeOptions } from '../../src/server/index.js'
-import { errorCode, send, tempDir } from '../support/node-fixtures.js'
+import { bodyOf, errorCode, raw, send, statusOf, tempDir } from '../support/node-fixtures.js'
 
 const silent: NonNullable<NodeOptions['logger']> = { info: () => undefined, warn: () => undefined, error: () => undefined }
 const dirs: Array<{ remove: () => void }> = []
@@ -29,29 +29,6 @@ async function start(options: NodeOptions = {}): Promise<NodeHandle> {
   const n = await startNode({ port: 0, logger: silent, disk: '64mb', ...options, dataDir })
   nodes.push(n)
   return n
-}
-
-/** Opens a raw TCP connection; resolves with the socket and a promise of everything it receives until closed. */
-function raw(node: NodeHandle, localAddress?: string): Promise<{ socket: Socket; received: Promise<string> }> {
-  return new Promise((resolve, reject) => {
-    const socket = connect({ port: node.port, host: node.host, localAddress })
-    const chunks: Buffer[] = []
-    const received = new Promise<string>((done) => {
-      socket.on('data', (c: Buffer) => chunks.push(c))
-      socket.on('close', () => done(Buffer.concat(chunks).toString('latin1')))
-    })
-    socket.on('error', () => undefined)
-    socket.once('connect', () => resolve({ socket, received }))
-    socket.once('error', reject)
-  })
-}
-
-function statusOf(rawReply: string): number {
-  return Number(/^HTTP\/1\.1 (\d{3})/.exec(rawReply)?.[1] ?? 0)
-}
-
-function bodyOf(rawReply: string): string {
-  return rawReply.slice(rawReply.indexOf('\r\n\r\n') + 4)
 }
 
 describe('node over sockets', () => {

@@ -3,6 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { request as httpRequest, type OutgoingHttpHeaders } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { connect, type Socket } from 'node:net'
+import type { NodeHandle } from '../../src/server/index.js'
 import type { Store, StoreEntry } from '../../src/store/types.js'
 
 /** A fresh temporary directory and its remover. */
@@ -75,4 +77,41 @@ export function errorCode(body: Buffer | Uint8Array | string): string {
   const { code, message } = parsed as { code?: unknown; message?: unknown }
   if (typeof code !== 'string' || !/^ERR_[A-Z_]+$/.test(code) || typeof message !== 'string') throw new Error(`not a typed error: ${String(body)}`)
   return code
+}
+
+/** A raw TCP connection to the node: the socket, and everything it receives until it closes. */
+export interface RawConnection {
+  socket: Socket
+  received: Promise<string>
+}
+
+/** Opens a raw TCP connection to the node (from `localAddress`, to test per-address limits). */
+export function raw(node: NodeHandle, localAddress?: string): Promise<RawConnection> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ port: node.port, host: node.host, localAddress })
+    const chunks: Buffer[] = []
+    const received = new Promise<string>((done) => {
+      socket.on('data', (c: Buffer) => chunks.push(c))
+      socket.on('close', () => done(Buffer.concat(chunks).toString('latin1')))
+    })
+    socket.on('error', () => undefined)
+    socket.once('connect', () => resolve({ socket, received }))
+    socket.once('error', reject)
+  })
+}
+
+/** The status code of a raw HTTP/1.1 reply (0 when there is none). */
+export function statusOf(reply: string): number {
+  return Number(/^HTTP\/1\.1 (\d{3})/.exec(reply)?.[1] ?? 0)
+}
+
+/** The body of a raw HTTP reply. */
+export function bodyOf(reply: string): string {
+  return reply.slice(reply.indexOf('\r\n\r\n') + 4)
+}
+
+/** A header of a raw HTTP reply (case-insensitive name). */
+export function headerOf(reply: string, name: string): string | undefined {
+  const head = reply.slice(0, reply.indexOf('\r\n\r\n'))
+  return new RegExp(`\\r\\n${name}: ([^\\r\\n]*)`, 'i').exec(head)?.[1]
 }
