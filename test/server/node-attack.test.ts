@@ -10,24 +10,12 @@ import { join } from 'node:path'
 import { connect as tlsConnect } from 'node:tls'
 import { after, describe, test } from 'node:test'
 import { createClient } from '../../src/client/index.js'
-import { startNode, type NodeHandle, type NodeOptions } from '../../src/server/index.js'
-import { bodyOf, errorCode, headerOf, raw, send, statusOf, tempDir, type RawConnection } from '../support/node-fixtures.js'
+import type { NodeHandle } from '../../src/server/index.js'
+import { bodyOf, errorCode, headerOf, nodeTestbed, raw, send, statusOf, type RawConnection } from '../support/node-fixtures.js'
 
-const silent: NonNullable<NodeOptions['logger']> = { info: () => undefined, warn: () => undefined, error: () => undefined }
-const dirs: Array<{ remove: () => void }> = []
-const nodes: NodeHandle[] = []
-after(async () => {
-  for (const n of nodes) await n.close()
-  for (const d of dirs) d.remove()
-})
-
-async function start(options: NodeOptions = {}): Promise<NodeHandle> {
-  const d = tempDir()
-  dirs.push(d)
-  const n = await startNode({ port: 0, logger: silent, disk: '64mb', dataDir: d.path, ...options })
-  nodes.push(n)
-  return n
-}
+const testbed = nodeTestbed()
+after(() => testbed.close())
+const start = testbed.start
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
@@ -168,8 +156,7 @@ describe('node under attack: the body byte budget (item 14)', () => {
 
 /** A self-signed certificate for 127.0.0.1 (openssl), in a temporary directory. */
 function selfSigned(): { cert: string; key: string; ca: Buffer } {
-  const d = tempDir('stratacache-tls-')
-  dirs.push(d)
+  const d = testbed.dir('stratacache-tls-')
   const cert = join(d.path, 'cert.pem')
   const key = join(d.path, 'key.pem')
   execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' })

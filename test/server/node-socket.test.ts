@@ -8,28 +8,12 @@ import { request as httpsRequest } from 'node:https'
 import type { Socket } from 'node:net'
 import { join } from 'node:path'
 import { after, describe, test } from 'node:test'
-import { startNode, type NodeHandle, type NodeOptions } from '../../src/server/index.js'
-import { bodyOf, errorCode, raw, send, statusOf, tempDir } from '../support/node-fixtures.js'
+import { startNode } from '../../src/server/index.js'
+import { bodyOf, errorCode, nodeTestbed, raw, send, silentLogger, statusOf } from '../support/node-fixtures.js'
 
-const silent: NonNullable<NodeOptions['logger']> = { info: () => undefined, warn: () => undefined, error: () => undefined }
-const dirs: Array<{ remove: () => void }> = []
-const nodes: NodeHandle[] = []
-after(async () => {
-  for (const n of nodes) await n.close()
-  for (const d of dirs) d.remove()
-})
-
-async function start(options: NodeOptions = {}): Promise<NodeHandle> {
-  let dataDir = options.dataDir
-  if (dataDir === undefined && options.store === undefined) {
-    const d = tempDir()
-    dirs.push(d)
-    dataDir = d.path
-  }
-  const n = await startNode({ port: 0, logger: silent, disk: '64mb', ...options, dataDir })
-  nodes.push(n)
-  return n
-}
+const testbed = nodeTestbed()
+after(() => testbed.close())
+const start = testbed.start
 
 describe('node over sockets', () => {
   test('binary values round-trip through the embedded LMDB store; keep-alive fetch', async () => {
@@ -46,9 +30,8 @@ describe('node over sockets', () => {
   })
 
   test('restart on the same data directory: everything stored reads back, versions keep increasing', async () => {
-    const d = tempDir()
-    dirs.push(d)
-    const first = await startNode({ port: 0, logger: silent, dataDir: d.path, disk: '64mb' })
+    const d = testbed.dir()
+    const first = await startNode({ port: 0, logger: silentLogger, dataDir: d.path, disk: '64mb' })
     const versions = new Map<string, number>()
     for (let i = 0; i < 50; i++) {
       const r = await send(first.url, 'PUT', `/v1/keys/k${i}?ttl=600${i % 5 === 0 ? '&tags=group:' + (i % 2) : ''}`, `value-${i}-${'x'.repeat(i)}`)
@@ -141,7 +124,7 @@ describe('node over sockets', () => {
   })
 
   test('node-wide connection limit: past it, a connection from any address gets 503 ERR_BUSY and is closed', async () => {
-    await assert.rejects(startNode({ port: 0, maxConnections: 0, logger: silent }), (e: Error & { code?: string }) => e.code === 'ERR_INVALID_OPTIONS' && /maxConnections/.test(e.message))
+    await assert.rejects(startNode({ port: 0, maxConnections: 0, logger: silentLogger }), (e: Error & { code?: string }) => e.code === 'ERR_INVALID_OPTIONS' && /maxConnections/.test(e.message))
     // Two client addresses (all of 127/8 is loopback on Linux), each under its per-IP limit.
     const n = await start({ maxConnections: 3, maxConnectionsPerIp: 2, keepAliveTimeout: '30s' })
     const held = [await raw(n, '127.0.0.1'), await raw(n, '127.0.0.1'), await raw(n, '127.0.0.2')]
@@ -260,8 +243,7 @@ describe('node over sockets', () => {
     if (!hasOpenssl) {
       assert.fail('openssl is not installed: the TLS test cannot generate a certificate (install openssl to run it)')
     }
-    const d = tempDir('stratacache-tls-')
-    dirs.push(d)
+    const d = testbed.dir('stratacache-tls-')
     const cert = join(d.path, 'cert.pem')
     const key = join(d.path, 'key.pem')
     execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' })

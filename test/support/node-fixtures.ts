@@ -4,7 +4,7 @@ import { request as httpRequest, type OutgoingHttpHeaders } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { connect, type Socket } from 'node:net'
-import type { NodeHandle } from '../../src/server/index.js'
+import { startNode, type NodeHandle, type NodeOptions } from '../../src/server/index.js'
 import type { Store, StoreEntry } from '../../src/store/types.js'
 
 /** A fresh temporary directory and its remover. */
@@ -114,4 +114,39 @@ export function bodyOf(reply: string): string {
 export function headerOf(reply: string, name: string): string | undefined {
   const head = reply.slice(0, reply.indexOf('\r\n\r\n'))
   return new RegExp(`\\r\\n${name}: ([^\\r\\n]*)`, 'i').exec(head)?.[1]
+}
+
+/** A logger that drops everything (the node tests read stats, not logs). */
+export const silentLogger: NonNullable<NodeOptions['logger']> = { info: () => undefined, warn: () => undefined, error: () => undefined }
+
+/** The nodes and data directories of one test file, closed and removed together by `close()`. */
+export interface NodeTestbed {
+  /** A temporary directory removed by `close()`. */
+  dir(prefix?: string): { path: string; remove: () => void }
+  /** A node on a free port, silent, with a 64 MB disk and its own data directory (unless given one or a store). */
+  start(options?: NodeOptions): Promise<NodeHandle>
+  close(): Promise<void>
+}
+
+export function nodeTestbed(): NodeTestbed {
+  const dirs: Array<{ remove: () => void }> = []
+  const nodes: NodeHandle[] = []
+  const dir = (prefix?: string): { path: string; remove: () => void } => {
+    const d = tempDir(prefix)
+    dirs.push(d)
+    return d
+  }
+  return {
+    dir,
+    async start(options: NodeOptions = {}) {
+      const dataDir = options.dataDir ?? (options.store === undefined ? dir().path : undefined)
+      const n = await startNode({ port: 0, logger: silentLogger, disk: '64mb', ...options, dataDir })
+      nodes.push(n)
+      return n
+    },
+    async close() {
+      for (const n of nodes) await n.close()
+      for (const d of dirs) d.remove()
+    },
+  }
 }
