@@ -139,6 +139,7 @@ describe('errors', () => {
       new api.ClockDriftError(2, 1),
       new api.PeerUnreachableError('n1', 'm'),
       new api.PeerAuthError('n1', 'm'),
+      new api.MissingDependencyError('pg', 'stratacache/postgres'),
       new api.BadRequestError('m'),
       new api.UnauthorizedError(),
       new api.NotFoundError('m'),
