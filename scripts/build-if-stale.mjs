@@ -3,6 +3,7 @@
 // so a start after no change costs a directory walk (milliseconds), not a compilation.
 // The build itself is incremental (tsconfig.build.json), so a small change compiles little.
 import { spawnSync } from 'node:child_process'
+import process from 'node:process'
 import { existsSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 

@@ -4,6 +4,7 @@
 // redis-server, nats-server, RabbitMQ, PostgreSQL, etcd or a browser. Runs them with the
 // same runner and options as `npm test`.
 import { spawnSync } from 'node:child_process'
+import process from 'node:process'
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 

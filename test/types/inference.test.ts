@@ -26,6 +26,7 @@ test('a typed cache still checks the factory against its value type', async () =
   const n = await cache.getOrSet('a', () => 1)
   const stale = await cache.getOrSet('c', (ctx) => (ctx.stale ?? 0) + 1)
   expectType<Equal<typeof stale, number>>(true)
+  assert.equal(stale, 1)
   expectType<Equal<typeof n, number>>(true)
   // @ts-expect-error a string factory on a Cache<number>
   await cache.getOrSet('b', () => 'nope').catch(() => undefined)
