@@ -29,7 +29,7 @@ interface Setting {
   readonly secret?: boolean
 }
 
-/** Every setting `serve` accepts; README's configuration table lists the same rows. */
+/** Every setting `serve` accepts; docs/reference/options.md (Node configuration) lists the same rows. */
 export const SERVE_SETTINGS: readonly Setting[] = [
   { name: 'host', kind: 'string', def: '127.0.0.1', help: 'Interface to listen on.' },
   { name: 'port', kind: 'int', def: '7700', help: 'TCP port (0 = any free port).' },

@@ -3,7 +3,7 @@
  *
  * Codes are the contract: they are never renamed or reused. Each code has exactly one
  * subclass, created from the table below, and a test pins that every code is exported
- * and documented in the README's error table.
+ * and documented in the error table of docs/reference/errors.md.
  */
 
 /** The table of error codes and what each means. Add, never rename or reuse. */
