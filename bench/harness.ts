@@ -257,7 +257,7 @@ export function machine(): Machine {
 /**
  * ' (family F model M)' from /proc/cpuinfo on Linux, else ''. A VM often names its CPU only
  * "AMD EPYC" or the like; the family and model tell which generation ran the numbers, and
- * ratios to Map-based peers differ between generations (README, Performance).
+ * ratios to Map-based peers differ between generations (docs/benchmarks.md).
  */
 function cpuFamily(): string {
   try {
@@ -279,7 +279,7 @@ export interface Table {
   notes?: readonly string[]
 }
 
-/** A GitHub-flavoured Markdown table (readable in a terminal, pasteable into the README). */
+/** A GitHub-flavoured Markdown table (readable in a terminal, pasteable into docs/benchmarks.md). */
 export function renderTable(t: Table): string {
   const widths = t.columns.map((c, i) => Math.max(c.length, 3, ...t.rows.map((r) => (r[i] ?? '').length)))
   const line = (cells: readonly string[]): string =>

@@ -2,7 +2,7 @@
  * What `l2.l1MaxAge` costs: L2 reads per second added by capping how long L1 trusts an
  * entry, for a Zipf(0.99) stream at a fixed request rate, simulated on a ManualClock over
  * memoryStore (so the count is exact and the run reproducible; the cost of one read on
- * Redis is in the README's "L2 reads" table). Run: `node dist/bench/l1-max-age.js`.
+ * Redis is in docs/benchmarks.md, "L2 reads"). Run: `node dist/bench/l1-max-age.js`.
  * Recorded in docs/decisions/0110-l1-max-age-without-a-bus.md.
  */
 import { createCache } from '../src/cache/cache.js'

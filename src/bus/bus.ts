@@ -36,7 +36,7 @@
  *   flush instead of missing an invalidation silently.
  *
  * Stale-read bounds (a value changed in process A, read from L1 in process B):
- * - delivered: until the message arrives (measured on loopback: see the README);
+ * - delivered: until the message arrives (measured on loopback: see docs/guide/bus.md and docs/benchmarks.md);
  * - message lost: until A's next heartbeat arrives, ≤ heartbeatInterval + delivery;
  * - B's subscription lost visibly: none (flush and L1 bypass at once);
  * - B's subscription silently dead: ≤ deadAfter + heartbeatInterval (defaults: 5 s);

@@ -176,8 +176,18 @@ export class Cache<V = unknown> {
   /**
    * The fresh value of `key`, or the factory's result (stored per the options). Concurrent
    * misses share one factory run (strategy `stampede`, the default).
+   *
+   * Types: on an untyped cache (`createCache()`, a `Cache<unknown>`) the value type is
+   * inferred per call from the factory, so `await cache.getOrSet('a', async () => 42)` is a
+   * `number` (like any cache keyed by strings, it trusts that one key holds one type). On a
+   * typed cache (`createCache<User>()`) the factory must return a `V` and the result is a
+   * `V`. The factory's `ctx.stale` is typed with the cache's `V`.
    */
-  getOrSet(key: string, factory: Factory<V>, options?: EntryOptions<V>): Promise<V> {
+  getOrSet<T extends V = V>(key: string, factory: (ctx: FactoryContext<V>) => T | PromiseLike<T>, options?: EntryOptions<T>): Promise<unknown extends V ? T : V> {
+    return this.#getOrSetPublic(key, factory, options as EntryOptions<V> | undefined) as Promise<unknown extends V ? T : V>
+  }
+
+  #getOrSetPublic(key: string, factory: Factory<V>, options: EntryOptions<V> | undefined): Promise<V> {
     // The hit path of a call with the default options, when those store bare values (see
     // #store): the same checks as below, one engine lookup, a counter and a resolved promise.
     try {

@@ -103,7 +103,7 @@ export interface CacheOptions {
    * cycles through `await`, `then` and `Promise.all`-like combinators, not through timer or
    * event callbacks. `'context'`: AsyncLocalStorage, which follows timers and callbacks
    * too, but on Node 20 enables promise hooks and slows every `await` of the process for
-   * good (see the README's performance section). `false`: off.
+   * good (see docs/guide/cache.md, `flight.detectRecursion`). `false`: off.
    * @default { timeout: '60s', detectRecursion: true }
    */
   flight?: { timeout?: Duration; detectRecursion?: boolean | 'context' }
@@ -114,8 +114,8 @@ export interface CacheOptions {
   /** The shared second tier (L2): `memoryStore()`, `lmdbStore({ path })`, `redisStore({ url })`. @default none (L1 only) */
   store?: Store
   /**
-   * How values are encoded for L2: serializer, compression, encryption (see the README's
-   * codec table), or a ready codec. @default msgpack, gzip above 1 KB, no encryption
+   * How values are encoded for L2: serializer, compression, encryption (see docs/guide/tiers-and-stores.md,
+   * Codec, and docs/reference/options.md), or a ready codec. @default msgpack, deflate above 1 KB, no encryption
    */
   codec?: CodecOptions | ValueCodec
   /**
@@ -154,13 +154,12 @@ export interface CacheOptions {
   /**
    * The invalidation bus that keeps the L1 of every process coherent: `memoryBus()`,
    * `redisBus({ url })`, `createBus({ transport })`. Several caches may share one; it
-   * closes with the last of them. See the README's "Invalidation bus". @default none
+   * closes with the last of them. See docs/guide/bus.md. @default none
    */
   bus?: Bus
   /**
    * Change-notice bookkeeping in L2. `versionTtl`: how long an origin tag's version stays
-   * in L2, and the longest an entry with origins lives (see the README's "Origins and
-   * change feeds"). @default { versionTtl: '1d' }
+   * in L2, and the longest an entry with origins lives (see docs/guide/feeds.md). @default { versionTtl: '1d' }
    */
   origins?: OriginOptions
 }

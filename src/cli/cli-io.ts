@@ -7,6 +7,9 @@ import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { createClient, isNodeAnswer, type Client } from '../client/client.js'
 import type { Clock } from '../core/clock.js'
 import { CacheError, type ErrorCode } from '../core/errors.js'
+import { didYouMean } from './did-you-mean.js'
+
+export { didYouMean }
 
 /**
  * Exit codes scripts can rely on.
@@ -74,7 +77,7 @@ export const COMMON_HELP = `Common options:
                        [default http://127.0.0.1:7700]
   --token <token>      Bearer token for nodes started with --auth-token.
                        env STRATACACHE_AUTH_TOKEN [default none]
-  --timeout <dur>      Timeout of each attempt: ms or '500ms', '5s' [default 5s]
+  --timeout <dur>      Timeout of each attempt, with its unit: '500ms', '5s' [default 5s]
   --json               Machine-readable output
   -h, --help           This help
 
@@ -83,12 +86,15 @@ server error, 4 request refused by the node (auth, version mismatch, too large).
 
 type Parsed<O extends ParseArgsConfig['options']> = ReturnType<typeof parseArgs<{ options: O; allowPositionals: true; strict: true }>>
 
-/** parseArgs with strict checking; its errors become usage errors. */
+/** parseArgs with strict checking; its errors become usage errors (with a "did you mean"). */
 export function parse<O extends NonNullable<ParseArgsConfig['options']>>(argv: readonly string[], options: O): Parsed<O> {
   try {
     return parseArgs({ args: [...argv], options, allowPositionals: true, strict: true }) as Parsed<O>
   } catch (err) {
-    throw new UsageError(err instanceof Error ? err.message : String(err))
+    const message = err instanceof Error ? err.message : String(err)
+    const unknown = (err as { code?: unknown }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? /'(--?[^'\s=]+)/.exec(message)?.[1] : undefined
+    const guess = unknown === undefined ? undefined : didYouMean(unknown, Object.keys(options).map((o) => `--${o}`))
+    throw new UsageError(guess === undefined ? message : `${message.split('.')[0]}. Did you mean ${guess}?`)
   }
 }
 

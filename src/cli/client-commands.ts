@@ -10,8 +10,8 @@ import { clientFrom, COMMON_HELP, COMMON_OPTIONS, EXIT, parse, UsageError, type 
 
 export const GET_HELP = `Usage: stratacache get <key> [options]
 
-Prints the value of <key> to stdout as raw bytes (binary-safe). Exit code 1 when the key is
-absent or expired. With --json: { key, value, encoding: "utf8" | "base64", version, ttl, tags }
+Prints the value of <key> to stdout as raw bytes (binary-safe; on a terminal a newline is
+added when the value does not end with one). Exit code 1 when the key is absent or expired. With --json: { key, value, encoding: "utf8" | "base64", version, ttl, tags }
 (ttl in seconds, null for no expiry).
 
 ${COMMON_HELP}`
@@ -22,8 +22,9 @@ Stores [value] under <key>; without [value] (or with "-") the value is read from
 --file from a file. Prints the new version (--json: { version, ttl }).
 
 Options:
-  --ttl <ttl>          Seconds, a duration ('90s', '5m', '1d') or 'none' [default: the
-                       node's default, 3600 s]
+  --ttl <ttl>          A bare number is SECONDS (as in the HTTP API); or a duration with
+                       its unit ('90s', '5m', '1d'), or 'none' [default: the node's
+                       default, 3600 s]
   --tags <a,b>         Comma-separated dependency tags (org:1:user:42)
   --if-version <n|*>   Write only if the current version is n ('*': only if it exists);
                        exit code 4 when it is not
@@ -105,6 +106,8 @@ export async function getCommand(argv: string[], io: CliIo): Promise<number> {
       return EXIT.NOT_FOUND
     }
     io.out.write(values.json === true ? entryJson(key, entry) : entry.value)
+    // On a terminal, end the line so the prompt does not follow the value (a pipe gets the bytes exactly).
+    if (values.json !== true && io.out.isTTY === true && entry.value[entry.value.length - 1] !== 0x0a) io.out.write('\n')
     return EXIT.OK
   })
 }

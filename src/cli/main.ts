@@ -10,18 +10,18 @@ import { fileURLToPath } from 'node:url'
 import { systemClock } from '../core/system-clock.js'
 import { benchCommand } from './bench-command.js'
 import { delCommand, getCommand, invalidateCommand, setCommand, statsCommand } from './client-commands.js'
-import { describeError, EXIT, exitCodeOf, type CliIo } from './cli-io.js'
+import { describeError, didYouMean, EXIT, exitCodeOf, type CliIo } from './cli-io.js'
 
 export const MAIN_HELP = `Usage: stratacache <command> [options]
 
 Commands:
-  serve        Run a cache node (HTTP API on 127.0.0.1:7700 by default)
-  get <key>    Print a value
-  set <key> [value]   Store a value (from the argument, --file or stdin)
-  del <key>    Delete a key
-  invalidate <tag>... Invalidate entries by dependency tag
-  stats        Print node statistics
-  bench        Load generator: throughput and latency percentiles
+  serve                 Run a cache node (HTTP API on 127.0.0.1:7700 by default)
+  get <key>             Print a value
+  set <key> [value]     Store a value (from the argument, --file or stdin)
+  del <key>             Delete a key
+  invalidate <tag>...   Invalidate entries by dependency tag
+  stats                 Print node statistics
+  bench                 Load generator: throughput and latency percentiles
 
 Run 'stratacache <command> --help' for a command's options; 'stratacache --version'
 prints the version.
@@ -58,7 +58,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   }
   const command = COMMANDS[name]
   if (command === undefined || !Object.hasOwn(COMMANDS, name)) {
-    io.err.write(`stratacache: unknown command ${JSON.stringify(name)}\n\n${MAIN_HELP}\n`)
+    const guess = didYouMean(name, Object.keys(COMMANDS))
+    io.err.write(`stratacache: unknown command ${JSON.stringify(name)}${guess === undefined ? '' : ` (did you mean ${guess}?)`}\n\n${MAIN_HELP}\n`)
     return EXIT.USAGE
   }
   try {

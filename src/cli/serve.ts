@@ -15,6 +15,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { CacheError } from '../core/errors.js'
+import { didYouMean } from './did-you-mean.js'
 import { startNode, type NodeHandle } from '../server/node.js'
 import type { NodeOptions } from '../server/node-options.js'
 
@@ -28,7 +29,7 @@ interface Setting {
   readonly secret?: boolean
 }
 
-/** Every setting `serve` accepts; README's configuration table lists the same rows. */
+/** Every setting `serve` accepts; docs/reference/options.md (Node configuration) lists the same rows. */
 export const SERVE_SETTINGS: readonly Setting[] = [
   { name: 'host', kind: 'string', def: '127.0.0.1', help: 'Interface to listen on.' },
   { name: 'port', kind: 'int', def: '7700', help: 'TCP port (0 = any free port).' },
@@ -85,7 +86,8 @@ Options:
 ${SERVE_SETTINGS.map((s) => `  ${`${flagOf(s.name)} <${s.kind}>`.padEnd(34)} ${s.help} [default ${s.def}]\n${' '.repeat(37)}env ${envOf(s.name)}`).join('\n')}
   -h, --help       This help.
 
-Sizes: bytes or '64kb', '16mb', '1gb'. Durations: ms or '500ms', '10s', '5m'.
+Sizes: bytes or '64kb', '16mb', '1gb'. Durations: a bare number is MILLISECONDS (as in the
+library), or give the unit: '500ms', '10s', '5m'. (TTLs in the HTTP API are seconds.)
 Exit codes: 0 clean shutdown, 1 failed to start or stop, 2 usage error, 130 forced by a
 second signal.
 `
@@ -145,7 +147,10 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv):
       continue
     }
     const setting = byFlag.get(flag)
-    if (setting === undefined) throw new UsageError(`Unknown option ${flag} (see --help)`)
+    if (setting === undefined) {
+      const guess = didYouMean(flag, ['--config', ...byFlag.keys()])
+      throw new UsageError(`Unknown option ${flag}${guess === undefined ? '' : ` (did you mean ${guess}?)`} (see --help)`)
+    }
     let value: string | undefined = inline
     if (value === undefined) {
       const next = argv[i + 1]

@@ -3,7 +3,7 @@
  *
  * Codes are the contract: they are never renamed or reused. Each code has exactly one
  * subclass, created from the table below, and a test pins that every code is exported
- * and documented in the README's error table.
+ * and documented in the error table of docs/reference/errors.md.
  */
 
 /** The table of error codes and what each means. Add, never rename or reuse. */
@@ -31,6 +31,7 @@ export const ERROR_CODES = {
   ERR_FEED_UNAVAILABLE: 'A change feed could not reach its source (RabbitMQ, PostgreSQL) within its connect timeout; `cause` is the failure.',
   ERR_CLOCK_DRIFT: 'A remote hybrid-clock timestamp was further ahead of local time than maxDrift; it was refused, not adopted.',
   ERR_PEER_UNREACHABLE: 'A cluster transport could not deliver a message to a peer node (unknown, down or connection refused).',
+  ERR_MISSING_DEPENDENCY: 'An adapter needs a package that is not installed (an optional peer dependency such as ioredis); the message names it and the install command.',
   ERR_PEER_AUTH: 'A cluster peer failed mutual authentication (wrong or no cluster secret, refused certificate, frame before authentication, handshake deadline); its connection was refused.',
   // Node HTTP API (docs/PROTOCOL.md): codes a node answers with, and a client raises.
   ERR_BAD_REQUEST: 'A request to a node is malformed (header, query parameter, JSON body or encoding).',
@@ -353,6 +354,23 @@ export class PeerAuthError extends CacheError {
   }
 }
 
+/**
+ * An adapter entry point (`stratacache/redis`, `/nats`, `/amqp`, `/postgres`, `/etcd`) was
+ * imported, or an adapter used, without the package it drives: those packages are optional
+ * peer dependencies, installed by the application that needs them.
+ */
+export class MissingDependencyError extends CacheError {
+  /** The npm package to install, e.g. `ioredis`. */
+  readonly packageName: string
+  /** What needs it, e.g. `stratacache/redis`. */
+  readonly neededBy: string
+  constructor(packageName: string, neededBy: string, options?: CacheErrorOptions) {
+    super('ERR_MISSING_DEPENDENCY', `${neededBy} needs the ${packageName} package, which is not installed: npm install ${packageName}`, options)
+    this.packageName = packageName
+    this.neededBy = neededBy
+  }
+}
+
 // ---- Client of the nodes (src/client/) ------------------------------------------------
 
 /** Options of the client's errors: the node (origin URL) concerned, when one is. */
@@ -414,6 +432,7 @@ export const ERROR_CLASSES: { readonly [C in ErrorCode]: abstract new (...args: 
   ERR_FEED_UNAVAILABLE: FeedUnavailableError,
   ERR_CLOCK_DRIFT: ClockDriftError,
   ERR_PEER_UNREACHABLE: PeerUnreachableError,
+  ERR_MISSING_DEPENDENCY: MissingDependencyError,
   ERR_PEER_AUTH: PeerAuthError,
   ERR_BAD_REQUEST: BadRequestError,
   ERR_UNAUTHORIZED: UnauthorizedError,

@@ -24,11 +24,27 @@ import { FeedCounters } from './feed-counters.js'
 import { parseJsonNotice } from './notice.js'
 import type { ChangeFeed, ChangeNotice, FeedSink, FeedStats } from './types.js'
 
+/**
+ * Further settings of the `pg` client (its `ClientConfig` without `connectionString` and
+ * `connectionTimeoutMillis`, which the feed sets). Declared here so that stratacache's
+ * types need no `@types/pg`; every field is passed to `new pg.Client()` as given.
+ */
+export interface PgConnectionSettings {
+  user?: string
+  password?: string | (() => string | Promise<string>)
+  database?: string
+  host?: string
+  port?: number
+  ssl?: boolean | object
+  application_name?: string
+  [setting: string]: unknown
+}
+
 export interface PgFeedOptions {
   /** Connection string. @default 'postgres://127.0.0.1:5432/postgres' */
   url?: string
   /** Further `pg` client settings (user, password, ssl, …). @default {} */
-  connection?: Omit<ClientConfig, 'connectionString' | 'connectionTimeoutMillis'>
+  connection?: PgConnectionSettings
   /** The NOTIFY channel (an SQL identifier). @default 'stratacache_changes' */
   channel?: string
   /**
@@ -82,7 +98,7 @@ export class PgFeed implements ChangeFeed {
     this.#pingMs = positive(options.pingInterval ?? '5s', 'feed.pingInterval')
     this.#backoff = backoffPolicy(options.reconnect, 'feed.reconnect', options.random).attempts()
     this.#clock = options.clock ?? systemClock
-    this.#config = { ...options.connection, connectionString: url, connectionTimeoutMillis: this.#connectTimeoutMs }
+    this.#config = { ...(options.connection as ClientConfig | undefined), connectionString: url, connectionTimeoutMillis: this.#connectTimeoutMs }
   }
 
   async start(sink: FeedSink): Promise<void> {

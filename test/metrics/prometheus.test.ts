@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { Registry } from 'prom-client'
-import { createCache, isCacheError, ManualClock, registerMetrics } from '../../src/index.js'
+import { createCache, isCacheError, ManualClock } from '../../src/index.js'
+import { registerMetrics } from '../../src/metrics/index.js'
 
 test('metrics mirror the cache stats at scrape time, prefixed stratacache_', async () => {
   const cache = createCache<number>({ clock: new ManualClock(0), memory: { maxEntries: 2, policy: 'lru' } })

@@ -1,5 +1,5 @@
 // `serve`'s configuration in process: flag/env/config parsing, precedence, errors, and the
-// README configuration table pinned to the settings the command accepts.
+// The configuration table of docs/reference/options.md pinned to the settings the command accepts.
 import assert from 'node:assert/strict'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -91,12 +91,15 @@ describe('serve configuration', () => {
     assert.match(out, /stop requested while starting/)
   })
 
-  test('the README configuration table lists every setting with its flag, variable, key and default', () => {
-    const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8')
-    const section = readme.slice(readme.indexOf('### Node configuration'), readme.indexOf('## Errors'))
+  test('the configuration table (docs/reference/options.md) lists every setting with its flag, variable, key and default', () => {
+    const doc = readFileSync(new URL('../../../docs/reference/options.md', import.meta.url), 'utf8')
+    const start = doc.indexOf('\n## Node configuration')
+    assert.notEqual(start, -1, 'docs/reference/options.md has a "Node configuration" section')
+    const next = doc.indexOf('\n## ', start + 1)
+    const section = doc.slice(start, next === -1 ? undefined : next)
     for (const s of SERVE_SETTINGS) {
       const row = section.split('\n').find((l) => l.startsWith(`| \`${flagOf(s.name)}\` |`))
-      assert.ok(row !== undefined, `README has a row for ${flagOf(s.name)}`)
+      assert.ok(row !== undefined, `docs/reference/options.md has a row for ${flagOf(s.name)}`)
       assert.ok(row.includes(`\`${envOf(s.name)}\``), `${s.name}: env variable`)
       assert.ok(row.includes(`\`${s.name}\``), `${s.name}: config key`)
       assert.ok(row.includes(s.def), `${s.name}: default ${s.def}`)

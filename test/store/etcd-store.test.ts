@@ -62,8 +62,8 @@ describe('etcdStore: specific', () => {
     }
   })
 
-  test('importing stratacache does not load etcd3 (nor grpc-js); the first etcd operation does', async () => {
-    const index = fileURLToPath(new URL('../../src/index.js', import.meta.url))
+  test('importing stratacache/etcd does not load etcd3 (nor grpc-js); the first etcd operation does', async () => {
+    const index = fileURLToPath(new URL('../../src/etcd.js', import.meta.url))
     const script = `
       import { createRequire } from 'node:module'
       const require = createRequire(${JSON.stringify(index)})

@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process'
 /**
  * Foundation: durations, byte sizes, ManualClock, systemClock, SeededRandom and the typed
- * error table (pinned to the package exports and to the README's error table).
+ * error table (pinned to the package exports and to the error table of docs/reference/errors.md).
  */
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
@@ -28,6 +28,7 @@ import {
   FeedUnavailableError,
   PeerUnreachableError,
   PeerAuthError,
+  MissingDependencyError,
   BadRequestError,
   UnauthorizedError,
   ForbiddenError,
@@ -417,6 +418,7 @@ function sampleErrors(cause: Error): Record<string, CacheError> {
     ERR_CLOCK_DRIFT: new ClockDriftError(2 ** 50, 2 ** 49),
     ERR_PEER_UNREACHABLE: new PeerUnreachableError('n2', 'n2 is down', { cause }),
     ERR_PEER_AUTH: new PeerAuthError('n2', 'n2 failed the cluster handshake', { cause }),
+    ERR_MISSING_DEPENDENCY: new MissingDependencyError('ioredis', 'stratacache/redis', { cause }),
     ERR_BAD_REQUEST: new BadRequestError('bad JSON', { cause }),
     ERR_UNAUTHORIZED: new UnauthorizedError(),
     ERR_FORBIDDEN: new ForbiddenError('cross-site'),
@@ -515,15 +517,15 @@ describe('errors', () => {
     assert.equal(isCacheError(undefined), false)
   })
 
-  test('every code (and its class) appears in the README error table', () => {
+  test('every code (and its class) appears in the error table (docs/reference/errors.md)', () => {
     // dist/test/unit/core.test.js -> repo root
-    const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8')
+    const readme = readFileSync(new URL('../../../docs/reference/errors.md', import.meta.url), 'utf8')
     const rows = readme.split('\n').filter((line) => line.trimStart().startsWith('|'))
     for (const code of codes) {
       // The error table's row for a code starts with the code in its first cell.
       const row = rows.find((line) => new RegExp(`^\\s*\\|\\s*\`${code}\`\\s*\\|`).test(line))
-      assert.ok(row !== undefined, `README has an error-table row for ${code}`)
-      assert.ok(row.includes(ERROR_CLASSES[code].name), `README row for ${code} names ${ERROR_CLASSES[code].name}`)
+      assert.ok(row !== undefined, `docs/reference/errors.md has a row for ${code}`)
+      assert.ok(row.includes(ERROR_CLASSES[code].name), `the row for ${code} names ${ERROR_CLASSES[code].name}`)
     }
   })
 })

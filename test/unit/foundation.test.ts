@@ -139,6 +139,7 @@ describe('errors', () => {
       new api.ClockDriftError(2, 1),
       new api.PeerUnreachableError('n1', 'm'),
       new api.PeerAuthError('n1', 'm'),
+      new api.MissingDependencyError('pg', 'stratacache/postgres'),
       new api.BadRequestError('m'),
       new api.UnauthorizedError(),
       new api.NotFoundError('m'),
@@ -159,11 +160,11 @@ describe('errors', () => {
     for (const e of samples) assert.equal(ERROR_CLASSES[e.code], e.constructor)
   })
 
-  test('every code and class is documented in the README error table', () => {
-    const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8')
+  test('every code and class is documented in the error table (docs/reference/errors.md)', () => {
+    const readme = readFileSync(new URL('../../../docs/reference/errors.md', import.meta.url), 'utf8')
     for (const code of Object.keys(ERROR_CODES) as Array<keyof typeof ERROR_CODES>) {
-      assert.ok(readme.includes(`\`${code}\``), `README documents ${code}`)
-      assert.ok(readme.includes(`\`${ERROR_CLASSES[code].name}\``), `README names ${ERROR_CLASSES[code].name}`)
+      assert.ok(readme.includes(`\`${code}\``), `docs/reference/errors.md documents ${code}`)
+      assert.ok(readme.includes(`\`${ERROR_CLASSES[code].name}\``), `docs/reference/errors.md names ${ERROR_CLASSES[code].name}`)
     }
   })
 })
