@@ -363,7 +363,8 @@ export class ClusterService {
       service.#unsubscribe = service.#discovery.onChange?.(() => service.discoverNow())
       service.discoverNow()
     }
-    ctx.log.info({ id: ctx.id, region: o.region, clustered: c.enabled, clusterAddress: clusterAddress || undefined, discovery: c.discovery, incarnation: service.#membership.incarnation, state: service.#membership.clusterState.state }, 'cluster: started')
+    // A solo node logs what it always did (started, draining, stopped); a clustering one says how it clusters.
+    if (c.enabled) ctx.log.info({ id: ctx.id, region: o.region, clustered: c.enabled, clusterAddress: clusterAddress || undefined, discovery: c.discovery, incarnation: service.#membership.incarnation, state: service.#membership.clusterState.state }, 'cluster: started')
     return service
   }
 
