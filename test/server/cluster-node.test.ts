@@ -3,7 +3,7 @@
 // seeds, the cluster secret, restart with the same id and a higher incarnation, leave on
 // close, and the Prometheus figures.
 import assert from 'node:assert/strict'
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, describe, test } from 'node:test'
 import type { ClusterView, MemberView } from '../../src/cluster/index.js'
@@ -165,6 +165,24 @@ describe('the cluster in a node', () => {
     const a2 = await bed.start({ ...FAST, dataDir: dirs[0].path, clusterSecret: SECRET, region: 'london', seeds: `127.0.0.1:${b.port}` })
     assert.equal(a2.id, aId)
     await allSee([a2, b, c], [aId, 'b1', 'c1'], 'alive')
+  })
+
+  test('file discovery re-reads its file: a node alone joins once the file names a peer; env discovery reads its variable', async () => {
+    const a = await bed.start({ ...FAST, clusterSecret: SECRET, nodeId: 'file-a' })
+    const file = join(bed.dir().path, 'peers.txt')
+    writeFileSync(file, '# nobody yet\n')
+    const b = await bed.start({ ...FAST, clusterSecret: SECRET, nodeId: 'file-b', discovery: 'file', discoveryFile: file })
+    await new Promise((r) => setTimeout(r, 500))
+    assert.equal(members(await view(b)).length, 1, 'alone while the file is empty')
+    writeFileSync(file, `# the cluster\n127.0.0.1:${a.port}\n`)
+    await allSee([a, b], ['file-a', 'file-b'], 'alive')
+    process.env.STRATACACHE_TEST_PEERS = `127.0.0.1:${a.port}`
+    try {
+      const c = await bed.start({ ...FAST, clusterSecret: SECRET, nodeId: 'env-c', discovery: ['env'], discoveryEnv: 'STRATACACHE_TEST_PEERS' })
+      await allSee([a, b, c], ['file-a', 'file-b', 'env-c'], 'alive')
+    } finally {
+      delete process.env.STRATACACHE_TEST_PEERS
+    }
   })
 
   test('a node without the cluster secret can neither join nor gossip', async () => {
