@@ -40,7 +40,7 @@ export interface CliIo {
 export class UsageError extends Error {}
 
 const LOCAL_INPUT_CODES: ReadonlySet<ErrorCode> = new Set(['ERR_INVALID_OPTIONS', 'ERR_INVALID_KEY', 'ERR_INVALID_TAG', 'ERR_INVALID_VALUE'])
-const REFUSED_CODES: ReadonlySet<ErrorCode> = new Set(['ERR_UNAUTHORIZED', 'ERR_FORBIDDEN', 'ERR_UNSUPPORTED_MEDIA_TYPE', 'ERR_PRECONDITION_FAILED', 'ERR_TOO_LARGE', 'ERR_BAD_REQUEST', 'ERR_METHOD_NOT_ALLOWED', 'ERR_NOT_FOUND', 'ERR_STORE_FULL'])
+const REFUSED_CODES: ReadonlySet<ErrorCode> = new Set(['ERR_UNAUTHORIZED', 'ERR_FORBIDDEN', 'ERR_UNSUPPORTED_MEDIA_TYPE', 'ERR_PRECONDITION_FAILED', 'ERR_TOO_LARGE', 'ERR_BAD_REQUEST', 'ERR_METHOD_NOT_ALLOWED', 'ERR_NOT_FOUND', 'ERR_STORE_FULL', 'ERR_CLUSTER_PASSIVE'])
 
 /** The exit code for an error a command threw. */
 export function exitCodeOf(err: unknown): number {

@@ -22,6 +22,8 @@ Commands:
   invalidate <tag>...   Invalidate entries by dependency tag
   stats                 Print node statistics
   bench                 Load generator: throughput and latency percentiles
+  cluster status        The cluster as a node sees it (members by region, phi, RTT)
+  cluster state <s>     Set the cluster state: passive, no-migration or active
 
 Run 'stratacache <command> --help' for a command's options; 'stratacache --version'
 prints the version.
@@ -42,6 +44,7 @@ const COMMANDS: Readonly<Record<string, Command>> = {
   invalidate: invalidateCommand,
   stats: statsCommand,
   bench: (argv, io) => benchCommand(argv, io),
+  cluster: async (argv, io) => (await import('./cluster-command.js')).clusterCommand(argv, io),
 }
 
 /** Runs one command line; resolves with its exit code, never rejects. */

@@ -18,10 +18,12 @@ import { CacheError } from '../core/errors.js'
 import { didYouMean } from './did-you-mean.js'
 import { startNode, type NodeHandle } from '../server/node.js'
 import type { NodeOptions } from '../server/node-options.js'
+import { CLUSTER_SETTINGS, SERVE_ALIASES } from './serve-cluster.js'
 
-type Kind = 'string' | 'int' | 'number' | 'bytes' | 'duration' | 'bool'
+/** How a setting's text is read; `list`: comma-separated (or, in the config file, a JSON array of strings). */
+export type Kind = 'string' | 'int' | 'number' | 'bytes' | 'duration' | 'bool' | 'list'
 
-interface Setting {
+export interface Setting {
   readonly name: keyof NodeOptions
   readonly kind: Kind
   readonly def: string
@@ -74,6 +76,11 @@ export function envOf(name: string): string {
   return `STRATACACHE_${name.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`
 }
 
+/** Every setting `serve` accepts: the node's (README's table) and the cluster's (docs/guide/cluster.md). */
+export const ALL_SERVE_SETTINGS: readonly Setting[] = [...SERVE_SETTINGS, ...CLUSTER_SETTINGS]
+
+const settingHelp = (s: Setting): string => `  ${`${flagOf(s.name)} <${s.kind}>`.padEnd(34)} ${s.help} [default ${s.def}]\n${' '.repeat(37)}env ${envOf(s.name)}`
+
 export const SERVE_HELP = `Usage: stratacache serve [options]
 
 Runs a cache node (HTTP API, docs/PROTOCOL.md) until SIGINT or SIGTERM, then drains
@@ -83,8 +90,13 @@ in-flight requests and closes its store. Precedence: flags > STRATACACHE_* envir
 Options:
   --config <file>  JSON file of settings (keys as in NodeOptions, e.g. "maxInFlight")
                    env STRATACACHE_CONFIG
-${SERVE_SETTINGS.map((s) => `  ${`${flagOf(s.name)} <${s.kind}>`.padEnd(34)} ${s.help} [default ${s.def}]\n${' '.repeat(37)}env ${envOf(s.name)}`).join('\n')}
+${SERVE_SETTINGS.map(settingHelp).join('\n')}
   -h, --help       This help.
+
+Cluster (docs/guide/cluster.md; no seeds, discovery or secret = a one-node cluster):
+  --id <string>                      Same as --node-id (a clustered node without one
+                                     generates an id once and keeps it in --data-dir).
+${CLUSTER_SETTINGS.map(settingHelp).join('\n')}
 
 Sizes: bytes or '64kb', '16mb', '1gb'. Durations: a bare number is MILLISECONDS (as in the
 library), or give the unit: '500ms', '10s', '5m'. (TTLs in the HTTP API are seconds.)
@@ -109,6 +121,11 @@ function convert(setting: Setting, raw: unknown, source: string): unknown {
     if (typeof raw !== 'string' || raw.length === 0) throw new UsageError(`${where}: expected a non-empty string`)
     return raw
   }
+  if (setting.kind === 'list') {
+    if (Array.isArray(raw) && raw.every((x) => typeof x === 'string')) return raw
+    if (typeof raw !== 'string' || raw.trim() === '') throw new UsageError(`${where}: expected a comma-separated list`)
+    return raw
+  }
   if (setting.kind === 'bool') {
     if (typeof raw === 'boolean') return raw
     if (raw === 'true' || raw === '1' || raw === '') return true
@@ -127,7 +144,11 @@ function convert(setting: Setting, raw: unknown, source: string): unknown {
 
 /** Options from flags, env and config file, and where each came from. Throws UsageError. */
 export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv): { options: NodeOptions; sources: Map<string, string>; help: boolean } {
-  const byFlag = new Map(SERVE_SETTINGS.map((s) => [flagOf(s.name), s]))
+  const byFlag = new Map(ALL_SERVE_SETTINGS.map((s) => [flagOf(s.name), s]))
+  for (const [alias, name] of SERVE_ALIASES) {
+    const s = ALL_SERVE_SETTINGS.find((x) => x.name === name)
+    if (s !== undefined) byFlag.set(alias, s)
+  }
   const flags = new Map<string, unknown>()
   let configPath: string | undefined = env.STRATACACHE_CONFIG
   let help = false
@@ -178,12 +199,12 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv):
     } catch (err) {
       throw new UsageError(`Config file ${configPath} is not a JSON object: ${err instanceof Error ? err.message : String(err)}`)
     }
-    const known = new Set<string>(SERVE_SETTINGS.map((s) => s.name))
+    const known = new Set<string>(ALL_SERVE_SETTINGS.map((s) => s.name))
     for (const key of Object.keys(config)) if (!known.has(key)) throw new UsageError(`Config file ${configPath}: unknown setting ${JSON.stringify(key)}`)
   }
   const options: Record<string, unknown> = {}
   const sources = new Map<string, string>()
-  for (const s of SERVE_SETTINGS) {
+  for (const s of ALL_SERVE_SETTINGS) {
     const envName = envOf(s.name)
     if (flags.has(s.name)) {
       options[s.name] = convert(s, flags.get(s.name), flagOf(s.name))
@@ -201,8 +222,9 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv):
 
 function describeConfig(options: NodeOptions, sources: Map<string, string>): string {
   const lines = ['stratacache node configuration:']
-  for (const s of SERVE_SETTINGS) {
+  for (const s of ALL_SERVE_SETTINGS) {
     const value = (options as Record<string, unknown>)[s.name]
+    if (value === undefined && CLUSTER_SETTINGS.includes(s)) continue
     const shown = value === undefined ? s.def : s.secret === true ? '***' : String(value)
     lines.push(`  ${s.name.padEnd(20)} ${shown.padEnd(22)} (${sources.get(s.name) ?? 'default'})`)
   }

@@ -35,6 +35,7 @@ import {
   BusyError,
   CacheError,
   ClosedError,
+  ClusterPassiveError,
   InternalError,
   InvalidKeyError,
   InvalidOptionsError,
@@ -589,6 +590,8 @@ function classify(res: HttpResponse): 'busy' | 'failure' | 'final' {
   if (status === 429) return 'busy'
   if (status === 503) {
     const { code } = remoteBody(res)
+    // PASSIVE is a decision, not a load: nothing was written and a retry would be refused the same way.
+    if (code === 'ERR_CLUSTER_PASSIVE') return 'final'
     return code === undefined || code === 'ERR_BUSY' || code === 'ERR_CLOSED' ? 'busy' : 'failure'
   }
   if (status >= 500 && status !== 507) return 'failure'
@@ -744,6 +747,8 @@ function rebuild(res: HttpResponse, node: string, method: string): CacheError {
       return new BusyError(retryAfter, text)
     case 'ERR_INTERNAL':
       return new InternalError(text)
+    case 'ERR_CLUSTER_PASSIVE':
+      return new ClusterPassiveError(text)
     case 'ERR_INVALID_KEY':
       return new InvalidKeyError(text)
     case 'ERR_INVALID_OPTIONS':

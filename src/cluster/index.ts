@@ -12,5 +12,5 @@ export { DEFAULT_PHI_OPTIONS, PhiAccrualDetector, phiCrossingMs, phiOf, resolveP
 export type { PhiAccrualOptions, ResolvedPhiOptions } from './phi-accrual.js'
 export { BroadcastQueue } from './broadcast-queue.js'
 export { CLUSTER_STATES, detectionBoundMs, Membership } from './membership.js'
-export type { ClusterState, ClusterStateRecord, ClusterView, MemberRecord, MembershipMessage, MembershipMessageKind, MembershipOptions, MemberStatus, MemberView, RegionView } from './membership.js'
+export type { ClusterState, ClusterStateRecord, ClusterView, MemberRecord, PeerRecord, MembershipMessage, MembershipMessageKind, MembershipOptions, MemberStatus, MemberView, RegionView } from './membership.js'
 export * from './discovery/index.js'

@@ -32,6 +32,14 @@
  * persisted) resumes the same id at the persisted incarnation + 1, so the rejoin beats
  * any verdict about the previous life; a wiped disk starts at 0 and refutes upwards.
  *
+ * Runtime join (`join(ids)`): the node learned peers' ids after start (discovery resolved
+ * an address to an id); they become seeds, pinged for the full list at once and, like
+ * every seed, again every `syncEveryTicks` while not seen alive.
+ *
+ * Each record carries two addresses: `address` (where clients reach the node, its HTTP
+ * API) and `clusterAddress` (what peers dial for this protocol); the node's transport
+ * learns peers' cluster addresses from `peers()` after each step.
+ *
  * Cluster state (`ACTIVE` / `NO_MIGRATION` / `PASSIVE`) is a register versioned by
  * (version, origin node id): every message carries it, the higher wins, and a node
  * persists it when it changes, so it survives restarts.
@@ -63,8 +71,10 @@ export type ClusterState = (typeof CLUSTER_STATES)[number]
 export interface MemberRecord {
   readonly id: NodeId
   readonly region: string
-  /** Where clients and peers reach it (host:port), as it advertises itself. */
+  /** Where clients reach it (host:port of its HTTP API), as it advertises itself. */
   readonly address: string
+  /** Where peers dial it for the cluster protocol (host:port); absent when it is the same as `address` or unknown. */
+  readonly clusterAddress?: string
   readonly incarnation: number
   readonly status: MemberStatus
 }
@@ -101,8 +111,10 @@ export interface MembershipOptions {
   readonly id: NodeId
   /** @default 'default' */
   readonly region?: string
-  /** Advertised address (host:port). @default '' */
+  /** Advertised client address (host:port of the HTTP API). @default '' */
   readonly address?: string
+  /** Advertised cluster address (host:port peers dial). @default '' (not sent) */
+  readonly clusterAddress?: string
   /** Members to announce to when joining. @default [] */
   readonly seeds?: readonly NodeId[]
   /** Jitter and peer choice (SeededRandom in simulations). */
@@ -134,6 +146,8 @@ export interface MemberView {
   readonly id: NodeId
   readonly region: string
   readonly address: string
+  /** Cluster protocol address (host:port peers dial); absent when unknown (a node that does not cluster). */
+  readonly clusterAddress?: string
   readonly status: MemberStatus
   readonly incarnation: number
   /** Current suspicion level (null for self); capped at 1000. */
@@ -167,6 +181,7 @@ interface Member {
   id: NodeId
   region: string
   address: string
+  clusterAddress: string
   incarnation: number
   status: MemberStatus
   statusSince: number
@@ -181,7 +196,14 @@ interface Pending {
   readonly relay?: { readonly origin: NodeId; readonly seq: number }
 }
 
-type Command = { readonly type: 'state'; readonly state: ClusterState } | { readonly type: 'leave' }
+type Command = { readonly type: 'state'; readonly state: ClusterState } | { readonly type: 'leave' } | { readonly type: 'join'; readonly ids: readonly NodeId[] }
+
+/** What the node's transport needs to know of a member (see `peers()`). */
+export interface PeerRecord {
+  readonly id: NodeId
+  readonly clusterAddress: string
+  readonly status: MemberStatus
+}
 
 type Action = KernelAction<MembershipMessage>
 
@@ -245,7 +267,8 @@ export class Membership implements StateMachine<MembershipMessage> {
   readonly #id: NodeId
   readonly #region: string
   readonly #address: string
-  readonly #seeds: readonly NodeId[]
+  readonly #clusterAddress: string
+  readonly #seeds: NodeId[]
   readonly #random: Random
   readonly #o: Resolved
   readonly #members = new Map<NodeId, Member>()
@@ -269,6 +292,8 @@ export class Membership implements StateMachine<MembershipMessage> {
     if (typeof region !== 'string' || !REGION.test(region)) throw new InvalidOptionsError('region', 'expected 1-64 characters of [A-Za-z0-9_.-]')
     const address = options.address ?? ''
     if (typeof address !== 'string' || address.length > 256) throw new InvalidOptionsError('address', 'expected a string of at most 256 characters')
+    const clusterAddress = options.clusterAddress ?? ''
+    if (typeof clusterAddress !== 'string' || clusterAddress.length > 256) throw new InvalidOptionsError('clusterAddress', 'expected a string of at most 256 characters')
     const seeds = options.seeds ?? []
     if (!Array.isArray(seeds)) throw new InvalidOptionsError('seeds', 'expected an array of node ids')
     seeds.forEach((s, i) => validateNodeId(s, `seeds[${i}]`))
@@ -277,6 +302,7 @@ export class Membership implements StateMachine<MembershipMessage> {
     this.#id = options.id
     this.#region = region
     this.#address = address
+    this.#clusterAddress = clusterAddress
     this.#seeds = seeds.filter((s) => s !== options.id)
     this.#random = options.random
     this.#cs = { state: 'ACTIVE', version: 0, origin: '' }
@@ -312,6 +338,24 @@ export class Membership implements StateMachine<MembershipMessage> {
     this.#commands.push({ type: 'state', state })
   }
 
+  /**
+   * Queues a join through peers learned after start (applied like `setClusterState`): each
+   * id becomes a seed, is pinged for the full member list at once, and again every
+   * `syncEveryTicks` while it is not seen alive. Ids already seeds, and this node's own, are skipped.
+   */
+  join(ids: readonly NodeId[]): void {
+    if (!Array.isArray(ids)) throw new InvalidOptionsError('ids', 'expected an array of node ids')
+    ids.forEach((id, i) => validateNodeId(id, `ids[${i}]`))
+    this.#commands.push({ type: 'join', ids: [...ids] })
+  }
+
+  /** Every member in this view but self, with its cluster address and status (what the transport dials). */
+  peers(): PeerRecord[] {
+    const out: PeerRecord[] = []
+    for (const m of this.#members.values()) out.push({ id: m.id, clusterAddress: m.clusterAddress, status: m.status })
+    return out
+  }
+
   /** Queues a graceful leave (applied like `setClusterState`). */
   leave(): void {
     this.#commands.push({ type: 'leave' })
@@ -325,10 +369,11 @@ export class Membership implements StateMachine<MembershipMessage> {
       list.push(m)
       byRegion.set(m.region, list)
     }
-    add({ id: this.#id, region: this.#region, address: this.#address, status: this.#left ? 'left' : 'alive', incarnation: this.#incarnation, phi: null, rttMs: null, self: true })
+    const withCluster = (v: MemberView, clusterAddress: string): MemberView => (clusterAddress === '' ? v : { ...v, clusterAddress })
+    add(withCluster({ id: this.#id, region: this.#region, address: this.#address, status: this.#left ? 'left' : 'alive', incarnation: this.#incarnation, phi: null, rttMs: null, self: true }, this.#clusterAddress))
     for (const m of this.#members.values()) {
       const phi = Math.min(1000, m.detector.phi(now))
-      add({ id: m.id, region: m.region, address: m.address, status: m.status, incarnation: m.incarnation, phi: Math.round(phi * 100) / 100, rttMs: m.rttMs === undefined ? null : Math.round(m.rttMs * 10) / 10, self: false })
+      add(withCluster({ id: m.id, region: m.region, address: m.address, status: m.status, incarnation: m.incarnation, phi: Math.round(phi * 100) / 100, rttMs: m.rttMs === undefined ? null : Math.round(m.rttMs * 10) / 10, self: false }, m.clusterAddress))
     }
     const regions = [...byRegion.entries()].map(([region, members]) => {
       members.sort((a, b) => (a.id < b.id ? -1 : 1))
@@ -391,7 +436,13 @@ export class Membership implements StateMachine<MembershipMessage> {
   #applyCommands(actions: Action[]): void {
     for (const c of this.#commands.splice(0)) {
       if (this.#left) break
-      if (c.type === 'state') {
+      if (c.type === 'join') {
+        for (const id of c.ids) {
+          if (id === this.#id || this.#seeds.includes(id)) continue
+          this.#seeds.push(id)
+          actions.push(this.#message(id, 'ping', { wantFull: true }))
+        }
+      } else if (c.type === 'state') {
         if (c.state === this.#cs.state) continue
         this.#cs = { state: c.state, version: this.#cs.version + 1, origin: this.#id }
         actions.push(this.#persist())
@@ -559,7 +610,7 @@ export class Membership implements StateMachine<MembershipMessage> {
         return
       }
       this.#tombstones.delete(r.id)
-      const fresh: Member = { id: r.id, region: r.region, address: r.address, incarnation: r.incarnation, status: 'alive', statusSince: now, detector: new PhiAccrualDetector(this.#o.phi), rttMs: undefined }
+      const fresh: Member = { id: r.id, region: r.region, address: r.address, clusterAddress: r.clusterAddress ?? '', incarnation: r.incarnation, status: 'alive', statusSince: now, detector: new PhiAccrualDetector(this.#o.phi), rttMs: undefined }
       // Learning of a member counts as its first heartbeat, so one that never answers is still judged.
       fresh.detector.heartbeat(now)
       this.#members.set(r.id, fresh)
@@ -570,6 +621,7 @@ export class Membership implements StateMachine<MembershipMessage> {
     if (!beats(r, m)) return
     m.region = r.region
     m.address = r.address
+    m.clusterAddress = r.clusterAddress ?? m.clusterAddress
     this.#setStatus(m, r.incarnation, r.status, now, actions)
   }
 
@@ -620,11 +672,13 @@ export class Membership implements StateMachine<MembershipMessage> {
   }
 
   #selfRecord(): MemberRecord {
-    return { id: this.#id, region: this.#region, address: this.#address, incarnation: this.#incarnation, status: this.#left ? 'left' : 'alive' }
+    const self: MemberRecord = { id: this.#id, region: this.#region, address: this.#address, incarnation: this.#incarnation, status: this.#left ? 'left' : 'alive' }
+    return this.#clusterAddress === '' ? self : { ...self, clusterAddress: this.#clusterAddress }
   }
 
   #record(m: Member): MemberRecord {
-    return { id: m.id, region: m.region, address: m.address, incarnation: m.incarnation, status: m.status }
+    const r: MemberRecord = { id: m.id, region: m.region, address: m.address, incarnation: m.incarnation, status: m.status }
+    return m.clusterAddress === '' ? r : { ...r, clusterAddress: m.clusterAddress }
   }
 
   #persist(): Action {
@@ -664,6 +718,7 @@ function isRecord(r: unknown): r is MemberRecord {
     REGION.test(o.region) &&
     typeof o.address === 'string' &&
     o.address.length <= 256 &&
+    (o.clusterAddress === undefined || (typeof o.clusterAddress === 'string' && o.clusterAddress.length <= 256)) &&
     typeof o.incarnation === 'number' &&
     Number.isSafeInteger(o.incarnation) &&
     o.incarnation >= 0 &&

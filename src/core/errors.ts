@@ -45,6 +45,7 @@ export const ERROR_CODES = {
   ERR_RATE_LIMITED: "The client's request rate on a node is over its token-bucket limit; retry after Retry-After.",
   ERR_BUSY: 'A node is saturated (concurrency bound) or draining for shutdown; retry after Retry-After.',
   ERR_INTERNAL: 'A node failed unexpectedly while serving the request (a bug; the node logged it).',
+  ERR_CLUSTER_PASSIVE: 'The cluster is in the PASSIVE state: a node refuses writes (HTTP 503) and still serves reads.',
   // Client of the nodes (src/client/): failures no node reported, seen on the client side.
   ERR_REQUEST_TIMEOUT: 'A request to a node ran past its timeout, or the call ran out of its time budget.',
   ERR_NODE_UNREACHABLE: 'A node could not be reached or dropped the connection; `cause` is the network error.',
@@ -316,6 +317,13 @@ export class BusyError extends NodeRequestError {
   }
 }
 
+/** A write sent to a node while the cluster state is `PASSIVE` (HTTP 503; reads are still served). */
+export class ClusterPassiveError extends NodeRequestError {
+  constructor(message = 'The cluster is PASSIVE: writes are refused, reads are served') {
+    super('ERR_CLUSTER_PASSIVE', 503, message)
+  }
+}
+
 export class InternalError extends NodeRequestError {
   constructor(message = 'Internal error', options?: CacheErrorOptions) {
     super('ERR_INTERNAL', 500, message, options)
@@ -445,6 +453,7 @@ export const ERROR_CLASSES: { readonly [C in ErrorCode]: abstract new (...args: 
   ERR_RATE_LIMITED: RateLimitedError,
   ERR_BUSY: BusyError,
   ERR_INTERNAL: InternalError,
+  ERR_CLUSTER_PASSIVE: ClusterPassiveError,
   ERR_REQUEST_TIMEOUT: RequestTimeoutError,
   ERR_NODE_UNREACHABLE: NodeUnreachableError,
   ERR_BAD_RESPONSE: BadResponseError,

@@ -177,3 +177,35 @@ export function registerReadings(registry: Registry, readings: readonly Reading[
     }
   }
 }
+
+/** A metric with labels, read when the registry is scraped: one value per label set. */
+export interface LabeledReading {
+  /** Full metric name, e.g. `stratacache_cluster_members`. */
+  readonly name: string
+  readonly help: string
+  readonly type: 'counter' | 'gauge'
+  readonly labelNames: readonly string[]
+  /** The current series: label values (by name) and the value of each. */
+  readonly read: () => Iterable<readonly [Readonly<Record<string, string>>, number]>
+}
+
+/** Registers labeled readings in `registry` (series that disappear from `read()` disappear from the scrape). */
+export function registerLabeledReadings(registry: Registry, readings: readonly LabeledReading[]): void {
+  for (const r of readings) {
+    if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(r.name)) throw new InvalidOptionsError('name', `not a valid Prometheus metric name: ${JSON.stringify(r.name)}`)
+    const Metric = r.type === 'counter' ? Counter : Gauge
+    new Metric({
+      name: r.name,
+      help: r.help,
+      labelNames: [...r.labelNames],
+      registers: [registry],
+      collect(this: Counter | Gauge) {
+        this.reset()
+        for (const [labels, value] of r.read()) {
+          if (this instanceof Counter) this.inc(labels, value)
+          else this.set(labels, value)
+        }
+      },
+    })
+  }
+}

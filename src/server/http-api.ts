@@ -55,6 +55,12 @@ export interface ApiHost {
   stats(): unknown
   metrics(): Promise<{ contentType: string; body: string }>
   onInternalError(error: unknown, request: ApiRequest): void
+  /**
+   * Answers a request before the API's own routes when it returns a response (the
+   * cluster routes, and the refusal of writes while the cluster is PASSIVE); `undefined`
+   * lets the API route it. @default none
+   */
+  preRoute?(request: ApiRequest, method: string, path: string): ApiResponse | undefined
 }
 
 /** Body limit of requests that carry no payload (GET, DELETE, HEAD…): a body is read and ignored up to this. */
@@ -226,6 +232,8 @@ export class HttpApi {
   async #dispatch(request: ApiRequest): Promise<ApiResponse> {
     const { method } = request
     const { path, query } = splitUrl(request.url)
+    const early = this.#host.preRoute?.(request, method, path)
+    if (early !== undefined) return early
     const r = route(path, this.#limits.maxKeyBytes)
     const allow = ALLOW[r.kind]
     if (!allow.includes(method)) throw new MethodNotAllowedError(method, allow)

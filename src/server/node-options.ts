@@ -103,6 +103,87 @@ export interface NodeOptions {
   transport?: MessageTransport
   /** Receives every acknowledged write (cluster seam). @default none */
   replicator?: Replicator
+  // ---- cluster (docs/guide/cluster.md) ----------------------------------------------
+  /**
+   * Other nodes' HTTP API addresses (`host:port`, comma-separated or a list) to join
+   * through (static discovery). Each is asked `GET /v1/cluster` for its id and cluster
+   * address. Setting it (or `discovery`, or `clusterSecret`) makes the node cluster. @default none
+   */
+  seeds?: string | readonly string[]
+  /**
+   * Discovery strategies, in fall-through order (`static`, `env`, `file`, `dns`, `mdns`;
+   * comma-separated or a list): the first that yields a live candidate wins. @default 'static' when `seeds` is set, else none
+   */
+  discovery?: string | readonly string[]
+  /** Environment variable the `env` strategy reads (`host:port` list). @default 'STRATACACHE_SEEDS' */
+  discoveryEnv?: string
+  /** File the `file` strategy reads (`host:port` per line or comma-separated, `#` comments; re-read on change). @default none */
+  discoveryFile?: string
+  /** DNS name the `dns` strategy resolves (A/AAAA; SRV when it starts with `_`). @default none */
+  discoveryDns?: string
+  /** Peers' HTTP port for A/AAAA answers. @default this node's port */
+  discoveryDnsPort?: number
+  /** DNS-SD service type the `mdns` strategy publishes and browses. @default 'stratacache' */
+  mdnsServiceType?: string
+  /** Interface address mDNS binds and sends on (e.g. '127.0.0.1'). @default all */
+  mdnsInterface?: string
+  /** How often discovery runs again to find nodes not yet joined (and while alone). @default '5s' */
+  discoveryInterval?: Duration
+  /** Port of the cluster transport (framed TCP between nodes); 0 picks a free one. @default port + 10000 (0 when port is 0 or past 55535) */
+  clusterPort?: number
+  /** Interface the cluster transport listens on. @default host */
+  clusterHost?: string
+  /** Host other nodes and clients are told to reach this node at (needed when host is 0.0.0.0 or ::). @default host */
+  advertiseHost?: string
+  /** Shared secret (>= 16 bytes) every node proves in the cluster handshake. Required to cluster. @default none */
+  clusterSecret?: string
+  /** Heartbeat (probe) interval of the membership. @default '1s' */
+  heartbeatInterval?: Duration
+  /** Phi-accrual threshold past which a silent peer is probed indirectly, then suspected. @default 8 */
+  phiThreshold?: number
+  /** Silence tolerated on top of the mean heartbeat interval before phi rises. @default '3s' */
+  acceptablePause?: Duration
+  /** Floor of the heartbeat inter-arrival std-dev. @default '100ms' */
+  minStdDeviation?: Duration
+  /** How long indirect probes (ping-req through up to 3 peers) may take. @default '500ms' */
+  indirectTimeout?: Duration
+  /** How long a suspect has to refute before it is declared dead. @default '3s' */
+  suspicionTimeout?: Duration
+  /** Dead and left members leave views this long after the verdict. @default '60s' */
+  pruneAfter?: Duration
+  /** On shutdown, how long the leave announcement may take to go out before the transport closes. @default '500ms' */
+  leaveTimeout?: Duration
+}
+
+export const DISCOVERY_KINDS = ['static', 'env', 'file', 'dns', 'mdns'] as const
+export type DiscoveryKind = (typeof DISCOVERY_KINDS)[number]
+
+/** The cluster part of the resolved options. */
+export interface ResolvedClusterOptions {
+  /** False: a one-node cluster, no transport (today's node). */
+  readonly enabled: boolean
+  readonly seeds: readonly string[]
+  readonly discovery: readonly DiscoveryKind[]
+  readonly discoveryEnv: string
+  readonly discoveryFile: string | undefined
+  readonly discoveryDns: string | undefined
+  readonly discoveryDnsPort: number | undefined
+  readonly mdnsServiceType: string
+  readonly mdnsInterface: string | undefined
+  readonly discoveryIntervalMs: number
+  /** undefined: port + 10000 once the HTTP port is known. */
+  readonly clusterPort: number | undefined
+  readonly clusterHost: string
+  readonly advertiseHost: string
+  readonly clusterSecret: string | undefined
+  readonly heartbeatIntervalMs: number
+  readonly phiThreshold: number
+  readonly acceptablePauseMs: number
+  readonly minStdDeviationMs: number
+  readonly indirectTimeoutMs: number
+  readonly suspicionTimeoutMs: number
+  readonly pruneAfterMs: number
+  readonly leaveTimeoutMs: number
 }
 
 export interface ResolvedNodeOptions {
@@ -142,6 +223,7 @@ export interface ResolvedNodeOptions {
   readonly clock: Clock
   readonly transport: MessageTransport | undefined
   readonly replicator: Replicator | undefined
+  readonly cluster: ResolvedClusterOptions
 }
 
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
@@ -169,6 +251,69 @@ function optionalString(value: unknown, name: string): string | undefined {
 function headerSafe(value: string | undefined, name: string): string | undefined {
   if (value !== undefined && !/^[\x21-\x7e]{1,200}$/.test(value)) throw new InvalidOptionsError(name, 'expected 1..200 printable ASCII characters without spaces')
   return value
+}
+
+function list(value: unknown, name: string): string[] {
+  if (value === undefined) return []
+  const items = typeof value === 'string' ? value.split(/[\s,]+/) : Array.isArray(value) ? (value as unknown[]) : undefined
+  if (items === undefined || items.some((x) => typeof x !== 'string')) throw new InvalidOptionsError(name, 'expected a comma-separated string or an array of strings')
+  return (items as string[]).map((x) => x.trim()).filter((x) => x !== '')
+}
+
+/** The default cluster port for an HTTP port: port + 10000, or 0 (a free one) when the port is 0 or that would pass 65535. */
+export function defaultClusterPort(httpPort: number): number {
+  return httpPort === 0 || httpPort + 10_000 > 65535 ? 0 : httpPort + 10_000
+}
+
+function resolveCluster(o: NodeOptions, host: string): ResolvedClusterOptions {
+  const seeds = list(o.seeds, 'seeds')
+  const named = list(o.discovery, 'discovery')
+  for (const k of named) if (!(DISCOVERY_KINDS as readonly string[]).includes(k)) throw new InvalidOptionsError('discovery', `unknown strategy ${JSON.stringify(k)}; expected ${DISCOVERY_KINDS.join(', ')}`)
+  if (new Set(named).size !== named.length) throw new InvalidOptionsError('discovery', 'a strategy is named twice')
+  const discovery = (named.length === 0 && seeds.length > 0 ? ['static'] : named) as DiscoveryKind[]
+  if (discovery.includes('static') && seeds.length === 0) throw new InvalidOptionsError('seeds', 'the static discovery strategy needs seeds (host:port of other nodes)')
+  if (!discovery.includes('static') && seeds.length > 0) throw new InvalidOptionsError('discovery', 'seeds are given but the static strategy is not in discovery')
+  const discoveryFile = optionalString(o.discoveryFile, 'discoveryFile')
+  if (discovery.includes('file') && discoveryFile === undefined) throw new InvalidOptionsError('discoveryFile', 'the file discovery strategy needs discoveryFile')
+  const discoveryDns = optionalString(o.discoveryDns, 'discoveryDns')
+  if (discovery.includes('dns') && discoveryDns === undefined) throw new InvalidOptionsError('discoveryDns', 'the dns discovery strategy needs discoveryDns (a DNS name)')
+  const clusterSecret = optionalString(o.clusterSecret, 'clusterSecret')
+  const clusterPort = o.clusterPort === undefined ? undefined : int(o.clusterPort, 'clusterPort', 0, 65535)
+  const enabled = discovery.length > 0 || clusterSecret !== undefined
+  if (enabled && clusterSecret === undefined) {
+    throw new InvalidOptionsError('clusterSecret', 'a node that clusters (seeds or discovery given) needs the cluster secret (--cluster-secret or STRATACACHE_CLUSTER_SECRET), the same on every node')
+  }
+  if (clusterSecret !== undefined && Buffer.byteLength(clusterSecret, 'utf8') < 16) throw new InvalidOptionsError('clusterSecret', 'expected at least 16 bytes')
+  if (!enabled && clusterPort !== undefined) throw new InvalidOptionsError('clusterPort', 'a cluster port without clusterSecret: the node would not cluster')
+  const clusterHost = optionalString(o.clusterHost, 'clusterHost') ?? host
+  const advertiseHost = optionalString(o.advertiseHost, 'advertiseHost') ?? host
+  if (enabled && (advertiseHost === '0.0.0.0' || advertiseHost === '::')) throw new InvalidOptionsError('advertiseHost', `listening on ${advertiseHost}, the node needs advertiseHost: the address other nodes and clients reach it at`)
+  const phiThreshold = o.phiThreshold ?? 8
+  if (typeof phiThreshold !== 'number' || !Number.isFinite(phiThreshold) || phiThreshold <= 0) throw new InvalidOptionsError('phiThreshold', 'expected a number > 0')
+  return Object.freeze({
+    enabled,
+    seeds,
+    discovery,
+    discoveryEnv: optionalString(o.discoveryEnv, 'discoveryEnv') ?? 'STRATACACHE_SEEDS',
+    discoveryFile,
+    discoveryDns,
+    discoveryDnsPort: o.discoveryDnsPort === undefined ? undefined : int(o.discoveryDnsPort, 'discoveryDnsPort', 1, 65535),
+    mdnsServiceType: optionalString(o.mdnsServiceType, 'mdnsServiceType') ?? 'stratacache',
+    mdnsInterface: optionalString(o.mdnsInterface, 'mdnsInterface'),
+    discoveryIntervalMs: positiveMs(o.discoveryInterval ?? '5s', 'discoveryInterval'),
+    clusterPort,
+    clusterHost,
+    advertiseHost,
+    clusterSecret,
+    heartbeatIntervalMs: positiveMs(o.heartbeatInterval ?? '1s', 'heartbeatInterval'),
+    phiThreshold,
+    acceptablePauseMs: toMs(o.acceptablePause ?? '3s', 'acceptablePause'),
+    minStdDeviationMs: positiveMs(o.minStdDeviation ?? '100ms', 'minStdDeviation'),
+    indirectTimeoutMs: positiveMs(o.indirectTimeout ?? '500ms', 'indirectTimeout'),
+    suspicionTimeoutMs: positiveMs(o.suspicionTimeout ?? '3s', 'suspicionTimeout'),
+    pruneAfterMs: toMs(o.pruneAfter ?? '60s', 'pruneAfter'),
+    leaveTimeoutMs: positiveMs(o.leaveTimeout ?? '500ms', 'leaveTimeout'),
+  })
 }
 
 /** Validates `options` and fills in the defaults. */
@@ -241,5 +386,6 @@ export function resolveNodeOptions(options: NodeOptions = {}): ResolvedNodeOptio
     clock,
     transport: o.transport,
     replicator: o.replicator,
+    cluster: resolveCluster(o, host),
   })
 }

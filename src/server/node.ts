@@ -41,6 +41,7 @@ import { NodeEngine } from './node-engine.js'
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './node-options.js'
 import { TokenBucketLimiter } from './token-bucket.js'
 import type { MessageTransport } from '../cluster/transport.js'
+import { ClusterService, resolveClusterNodeId } from './cluster-service.js'
 
 /** A request for `NodeHandle.inject`: everything but the socket. */
 export interface InjectRequest {
@@ -63,6 +64,8 @@ export interface NodeHandle {
   readonly options: ResolvedNodeOptions
   /** The peer transport (cluster kernel), when one was given. */
   readonly transport: MessageTransport | undefined
+  /** The cluster service: membership, view, state (a one-node cluster without seeds or discovery). */
+  readonly cluster: ClusterService
   /** Runs one request through admission and the API without a socket. */
   inject(request: InjectRequest): Promise<ApiResponse>
   stats(): NodeStats
@@ -211,6 +214,9 @@ class Node implements NodeHandle {
   readonly #uploadsByIp = new Map<string, number>()
   readonly #registry: ReturnType<typeof registerMetrics>
   readonly #startedAt: number
+  /** The id decided before listening (a clustered node's), else undefined: nodeId or host:port. */
+  readonly #fixedId: string | undefined
+  #cluster: ClusterService | undefined
   #id = ''
   #host = ''
   #port = 0
@@ -237,8 +243,9 @@ class Node implements NodeHandle {
   #serverErrors = 0
   #refused = 0
 
-  constructor(options: ResolvedNodeOptions, engine: NodeEngine, log: NodeLogger, server: Server, tls: boolean) {
+  constructor(options: ResolvedNodeOptions, engine: NodeEngine, log: NodeLogger, server: Server, tls: boolean, fixedId?: string) {
     this.options = options
+    this.#fixedId = fixedId
     this.transport = options.transport
     this.#engine = engine
     this.#log = log
@@ -272,6 +279,7 @@ class Node implements NodeHandle {
       onInternalError: (error, request) => {
         this.#log.error({ err: error, method: request.method, url: request.url.slice(0, 200) }, 'request failed unexpectedly')
       },
+      preRoute: (request, method, path) => this.#cluster?.handle(request, method, path),
     })
     server.on('connection', (socket: Socket) => this.#onConnection(socket))
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
@@ -307,6 +315,17 @@ class Node implements NodeHandle {
     return this.#id
   }
 
+  get cluster(): ClusterService {
+    if (this.#cluster === undefined) throw new InvalidOptionsError('cluster', 'the node is not started')
+    return this.#cluster
+  }
+
+  /** Starts the cluster service once the HTTP port is bound (a failure closes the node's socket and store). */
+  async startCluster(): Promise<void> {
+    this.#cluster = await ClusterService.start({ options: this.options, id: this.#id, httpPort: this.#port, scheme: this.#tls ? 'https' : 'http', log: this.#log, clock: this.options.clock })
+    this.#cluster.registerMetrics(this.#registry)
+  }
+
   async listen(): Promise<void> {
     const { host, port } = this.options
     await new Promise<void>((resolve, reject) => {
@@ -320,7 +339,7 @@ class Node implements NodeHandle {
     const address = this.#server.address() as AddressInfo
     this.#host = host
     this.#port = address.port
-    this.#id = this.options.nodeId ?? `${host}:${address.port}`
+    this.#id = this.#fixedId ?? this.options.nodeId ?? `${host}:${address.port}`
     this.#server.on('error', (err) => this.#log.error({ err }, 'server error'))
     this.#ready = true
   }
@@ -668,6 +687,8 @@ class Node implements NodeHandle {
     const began = clock.now()
     this.#draining = true
     this.#log.info({ inFlight: this.#inFlight, receiving: this.#receiving, connections: this.#connections }, 'draining')
+    // Announce the leave first (every member sees `left` at once), while requests drain.
+    const leaving = this.#cluster?.leave().catch((err: unknown) => this.#log.warn({ err }, 'cluster: leave failed'))
     // Neither stop listening nor close idle keep-alive connections yet (http.Server.close()
     // does both): either resets requests clients already sent — on an idle connection, or on
     // one still in the listen backlog. They are let in and answered 503 with
@@ -701,6 +722,8 @@ class Node implements NodeHandle {
     this.#server.closeAllConnections()
     await serverClosed
     this.#ready = false
+    await leaving
+    await this.#cluster?.close()
     let storeError: unknown
     try {
       await this.#engine.close()
@@ -736,7 +759,15 @@ export async function startNode(options: NodeOptions = {}): Promise<NodeHandle> 
     }
   }
   const store = o.store ?? openEmbeddedStore(o)
-  const engine = await NodeEngine.open({ store, clock: o.clock, memoryBytes: o.memoryBytes, maxValueBytes: o.maxValueBytes, storeTimeoutMs: o.storeTimeoutMs, replicator: o.replicator, nodeId: o.nodeId, tombstoneTtl: o.tombstoneTtlMs }).catch(async (err: unknown) => {
+  // A clustered node's id is decided before anything uses it: given, or kept in the data directory (cluster-service.ts).
+  let clusterId: string | undefined
+  try {
+    clusterId = o.cluster.enabled ? resolveClusterNodeId(o.dataDir, o.nodeId) : undefined
+  } catch (err) {
+    await store.close().catch(() => undefined)
+    throw err
+  }
+  const engine = await NodeEngine.open({ store, clock: o.clock, memoryBytes: o.memoryBytes, maxValueBytes: o.maxValueBytes, storeTimeoutMs: o.storeTimeoutMs, replicator: o.replicator, nodeId: clusterId ?? o.nodeId, tombstoneTtl: o.tombstoneTtlMs }).catch(async (err: unknown) => {
     await store.close().catch(() => undefined)
     throw err
   })
@@ -754,10 +785,17 @@ export async function startNode(options: NodeOptions = {}): Promise<NodeHandle> 
   // maxConnections all that time. The handshake gets the headers' deadline.
   const server = tlsOptions === undefined ? createHttpServer(serverOptions) : createHttpsServer({ ...serverOptions, ...tlsOptions, handshakeTimeout: serverOptions.headersTimeout })
   const log = o.logger ?? createLogger(o.logLevel, 'stratacache')
-  const node = new Node(o, engine, log, server, tlsOptions !== undefined)
+  const node = new Node(o, engine, log, server, tlsOptions !== undefined, clusterId)
   try {
     await node.listen()
   } catch (err) {
+    await engine.close().catch(() => undefined)
+    throw err
+  }
+  try {
+    await node.startCluster()
+  } catch (err) {
+    await new Promise<void>((resolve) => server.close(() => resolve()))
     await engine.close().catch(() => undefined)
     throw err
   }

@@ -196,6 +196,28 @@ describe('Membership on SimNetwork', () => {
     })
   })
 
+  test('runtime join: nodes started without seeds join through ids learned later; peers() carries every cluster address', async () => {
+    await runSeeds(SEEDS, (seed) => {
+      const net: Net = new SimNetwork<MembershipMessage>({ seed, link: { latency: { min: 1, max: 30 }, loss: 0.1 } })
+      const ids = ['n1', 'n2', 'n3', 'n4', 'n5']
+      for (const id of ids) net.addNode(id, (me) => new Membership({ id: me, address: `${me}.test:7700`, clusterAddress: `${me}.test:17700`, random: new SeededRandom(Math.floor(net.random.next() * 2 ** 32)) }))
+      net.run(3_000)
+      assert.ok(ids.every((x) => m(net, x).memberIds().length === 1), 'nobody knows anybody without seeds')
+      // As the node does once discovery resolved an address to an id: n2..n5 learn n1, n5 also n4 (twice: a duplicate is harmless).
+      for (const x of ['n2', 'n3', 'n4', 'n5']) m(net, x).join(['n1', x])
+      m(net, 'n5').join(['n4', 'n1'])
+      joined(net, 10_000)
+      for (const x of ids) {
+        const peers = m(net, x).peers()
+        assert.deepEqual(peers.map((p) => p.id).sort(), ids.filter((y) => y !== x))
+        for (const p of peers) assert.equal(p.clusterAddress, `${p.id}.test:17700`, `${x} knows where to dial ${p.id}`)
+        const view = m(net, x).view()
+        assert.ok(view.regions.every((r) => r.members.every((mv) => mv.address === `${mv.id}.test:7700` && mv.clusterAddress === `${mv.id}.test:17700`)))
+      }
+      assert.throws(() => m(net, 'n1').join(['bad id']), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS'))
+    })
+  })
+
   test('graceful leave is `left` in every view at once, stays so, and is pruned later', async () => {
     await runSeeds(SEEDS, (seed) => {
       const net = build(seed, 5, { extra: { pruneAfterMs: 5_000 } })

@@ -151,6 +151,7 @@ describe('errors', () => {
       new api.RateLimitedError(1),
       new api.BusyError(1),
       new api.InternalError(),
+      new api.ClusterPassiveError(),
       // client of the nodes
       new api.RequestTimeoutError(1),
       new api.NodeUnreachableError('m'),

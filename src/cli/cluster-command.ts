@@ -1,0 +1,146 @@
+/**
+ * `stratacache cluster status | state`: the cluster as one node sees it (`GET /v1/cluster`)
+ * as a table of members by region (status, phi, incarnation, RTT, region ranks) or JSON,
+ * and the cluster state change (`POST /v1/cluster/state`, which needs the node's token
+ * when it has one).
+ */
+import type { Clock } from '../core/clock.js'
+import type { ClusterStateRecord, ClusterView, MemberView } from '../server/index.js'
+import { parseClusterState } from '../server/cluster-service.js'
+import { EXIT, parse, UsageError, type CliIo } from './cli-io.js'
+
+export const CLUSTER_HELP = `Usage: stratacache cluster status [options]
+       stratacache cluster state passive|no-migration|active [options]
+
+status   Prints the cluster as the node sees it: members by region (own region first,
+         then by rank = average RTT) with status, phi, incarnation and RTT.
+state    Sets the cluster state (versioned, gossiped to every member, persisted):
+           active        reads and writes
+           no-migration  reads and writes; anti-entropy transfers and hint replay pause
+           passive       writes refused with 503 ERR_CLUSTER_PASSIVE; reads served
+
+Options:
+  -n, --node <url>     The node to ask: http://host:port or host:port.
+                       env STRATACACHE_NODES (the first) [default http://127.0.0.1:7700]
+  --token <token>      Bearer token (nodes started with --auth-token).
+                       env STRATACACHE_AUTH_TOKEN [default none]
+  --timeout <ms>       Timeout of the request, ms [default 5000]
+  --json               Machine-readable output (the node's JSON)
+  -h, --help           This help
+
+Exit codes: 0 ok, 2 usage error, 3 node unreachable / timeout / server error, 4 refused.`
+
+const OPTIONS = {
+  node: { type: 'string', short: 'n' },
+  token: { type: 'string' },
+  timeout: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const
+
+/** Turns `host:port` or a URL into the node's base URL. */
+function baseUrl(raw: string): string {
+  const text = raw.trim()
+  const url = /^https?:\/\//.test(text) ? text : `http://${text}`
+  try {
+    const u = new URL(url)
+    return `${u.protocol}//${u.host}`
+  } catch {
+    throw new UsageError(`--node: ${JSON.stringify(raw)} is not host:port or a URL`)
+  }
+}
+
+interface Answer {
+  readonly status: number
+  readonly body: unknown
+}
+
+async function request(io: CliIo, method: string, url: string, token: string | undefined, timeoutMs: number, body?: unknown): Promise<Answer | string> {
+  const headers: Record<string, string> = { accept: 'application/json' }
+  if (token !== undefined) headers.authorization = `Bearer ${token}`
+  if (body !== undefined) headers['content-type'] = 'application/json'
+  const controller = new AbortController()
+  const clock: Clock = io.clock
+  const timer = clock.setTimeout(() => controller.abort(), timeoutMs)
+  try {
+    const res = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: controller.signal })
+    const text = await res.text()
+    let parsed: unknown
+    try {
+      parsed = JSON.parse(text)
+    } catch {
+      parsed = text
+    }
+    return { status: res.status, body: parsed }
+  } catch (err) {
+    return controller.signal.aborted ? `no answer within ${timeoutMs} ms` : `unreachable: ${err instanceof Error ? ((err.cause as Error | undefined)?.message ?? err.message) : String(err)}`
+  } finally {
+    clock.clearTimeout(timer)
+  }
+}
+
+/** Reports a failed request; returns the exit code. */
+function failed(io: CliIo, node: string, answer: Answer | string): number {
+  if (typeof answer === 'string') {
+    io.err.write(`stratacache cluster: ${node}: ${answer}\n`)
+    return EXIT.UNAVAILABLE
+  }
+  const b = answer.body as { code?: unknown; message?: unknown }
+  const what = typeof b?.code === 'string' ? `${b.code} ${String(b.message)}` : `HTTP ${answer.status}`
+  io.err.write(`stratacache cluster: ${node}: ${what}\n`)
+  return answer.status >= 400 && answer.status < 500 ? EXIT.REFUSED : EXIT.UNAVAILABLE
+}
+
+const dash = (v: number | null | undefined, digits = 1): string => (v === null || v === undefined ? '-' : v.toFixed(digits))
+
+/** The view as a table, one block per region (own region first, then by rank). */
+export function formatClusterView(view: ClusterView): string {
+  const all = view.regions.flatMap((r) => r.members)
+  const count = (s: string): number => all.filter((m) => m.status === s).length
+  const lines = [
+    `node ${view.self} (region ${view.region}, incarnation ${view.incarnation}${view.status === 'left' ? ', LEFT' : ''})`,
+    `cluster state ${view.state.state} (version ${view.state.version}${view.state.origin === '' ? '' : `, set by ${view.state.origin}`})`,
+    `members ${all.length}: ${count('alive')} alive, ${count('suspect')} suspect, ${count('dead')} dead, ${count('left')} left`,
+  ]
+  const header = ['ID', 'STATUS', 'PHI', 'INCARNATION', 'RTT MS', 'ADDRESS', 'CLUSTER ADDRESS']
+  for (const r of view.regions) {
+    lines.push('', `${r.region}  rank ${r.rank}${r.rank === 0 ? ' (own region)' : ''}  avg RTT ${r.rttMs === null ? '-' : `${r.rttMs} ms`}`)
+    const rows = r.members.map((m: MemberView) => [m.self ? `${m.id} *` : m.id, m.status, m.self ? '-' : dash(m.phi, 2), String(m.incarnation), dash(m.rttMs), m.address, m.clusterAddress ?? '-'])
+    const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)))
+    const fmt = (row: string[]): string => `  ${row.map((c, i) => c.padEnd(widths[i])).join('  ')}`.trimEnd()
+    lines.push(fmt(header), ...rows.map(fmt))
+  }
+  return `${lines.join('\n')}\n`
+}
+
+export async function clusterCommand(argv: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parse(argv, OPTIONS)
+  const [sub, ...rest] = positionals
+  if (values.help === true || sub === 'help') {
+    io.out.write(`${CLUSTER_HELP}\n`)
+    return EXIT.OK
+  }
+  const fromEnv = io.env.STRATACACHE_NODES?.split(',').map((s) => s.trim()).find((s) => s !== '')
+  const node = baseUrl(values.node ?? fromEnv ?? 'http://127.0.0.1:7700')
+  const token = values.token ?? (io.env.STRATACACHE_AUTH_TOKEN === '' ? undefined : io.env.STRATACACHE_AUTH_TOKEN)
+  const timeoutMs = values.timeout === undefined ? 5000 : Number(values.timeout)
+  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new UsageError(`--timeout expects milliseconds, got ${JSON.stringify(values.timeout)}`)
+  if (sub === 'status') {
+    if (rest.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(rest[0])} (see --help)`)
+    const answer = await request(io, 'GET', `${node}/v1/cluster`, token, timeoutMs)
+    if (typeof answer === 'string' || answer.status !== 200) return failed(io, node, answer)
+    io.out.write(values.json === true ? `${JSON.stringify(answer.body)}\n` : formatClusterView(answer.body as ClusterView))
+    return EXIT.OK
+  }
+  if (sub === 'state') {
+    if (rest.length !== 1) throw new UsageError('cluster state takes one of passive, no-migration, active')
+    const state = parseClusterState(rest[0])
+    if (state === undefined) throw new UsageError(`unknown cluster state ${JSON.stringify(rest[0])}: expected passive, no-migration or active`)
+    const answer = await request(io, 'POST', `${node}/v1/cluster/state`, token, timeoutMs, { state })
+    if (typeof answer === 'string' || answer.status !== 200) return failed(io, node, answer)
+    const record = answer.body as ClusterStateRecord
+    io.out.write(values.json === true ? `${JSON.stringify(record)}\n` : `cluster state ${record.state} (version ${record.version}); every member applies it as the gossip reaches it\n`)
+    return EXIT.OK
+  }
+  throw new UsageError(sub === undefined ? 'missing subcommand: status or state (see --help)' : `unknown subcommand ${JSON.stringify(sub)}: status or state`)
+}
