@@ -276,6 +276,7 @@ class Node implements NodeHandle {
       { name: 'stratacache_node_connections', help: 'Open client connections.', type: 'gauge', read: () => this.#connections },
       { name: 'stratacache_node_receiving', help: 'Requests whose body is still arriving (they hold no in-flight slot).', type: 'gauge', read: () => this.#receiving },
       { name: 'stratacache_node_buffered_body_bytes', help: 'Request body bytes held in memory (bound: maxBufferedBodyBytes).', type: 'gauge', read: () => this.#bufferedBytes },
+      { name: 'stratacache_node_dashboard_streams', help: 'Dashboard event streams open.', type: 'gauge', read: () => this.#dashboard.streams },
       { name: 'stratacache_node_last_version', help: 'Highest entry version handed out.', type: 'gauge', read: () => engine.lastVersion },
     ])
     this.#api = new HttpApi({
@@ -361,6 +362,7 @@ class Node implements NodeHandle {
         receiving: this.#receiving,
         bufferedBodyBytes: this.#bufferedBytes,
         connections: this.#connections,
+        dashboardStreams: this.#dashboard.streams,
       },
       requests: {
         total: this.#requests,
