@@ -95,7 +95,9 @@ const SCRIPT = `
     const svg = $(id)
     const line = svg.firstElementChild
     const top = Math.max(max === undefined ? 0 : max, ...values.filter(num), 1e-9)
-    const pts = values.map((v, i) => (i * 100 / (HISTORY - 1)).toFixed(1) + ',' + (num(v) ? (27 - v / top * 26).toFixed(1) : 27))
+    // Right-aligned: the newest value at the right edge, the history growing leftwards.
+    const from = HISTORY - values.length
+    const pts = values.map((v, i) => ((from + i) * 100 / (HISTORY - 1)).toFixed(1) + ',' + (num(v) ? (27 - v / top * 26).toFixed(1) : 27))
     line.setAttribute('points', pts.join(' '))
   }
 
@@ -258,7 +260,7 @@ const BODY = `<header>
 </header>
 <main>
   <div class="grid">
-    <div class="card"><div class="label">Requests / s</div><div class="value" id="fig-rps">—</div><div class="sub" id="fig-reads">— reads/s</div>
+    <div class="card"><div class="label">Ops / s (requests)</div><div class="value" id="fig-rps">—</div><div class="sub" id="fig-reads">— reads/s</div>
       <svg class="spark" id="spark-rps" viewBox="0 0 100 28" preserveAspectRatio="none"><polyline points=""/></svg></div>
     <div class="card"><div class="label">Hit ratio (last interval)</div><div class="value" id="fig-hit">—</div><div class="sub" id="fig-hit-total">since start —</div>
       <svg class="spark" id="spark-hit" viewBox="0 0 100 28" preserveAspectRatio="none"><polyline points=""/></svg></div>

@@ -86,7 +86,7 @@ describe('dashboard in Chromium', () => {
 
   test('a lone node: loads without a console error, shows itself, and its figures move live after requests', async () => {
     node = await bed.start({ region: 'eu-west', nodeId: 'node-a' })
-    const { page, problems } = await openPage()
+    const { page, problems } = await openPage({ viewport: { width: 1200, height: 420 } })
     const response = await page.goto(`${node.url}/dashboard`)
     assert.equal(response?.status(), 200)
     await page.waitForSelector('tr[data-member="node-a"][data-status="alive"]', { timeout: 5000 })
@@ -113,6 +113,13 @@ describe('dashboard in Chromium', () => {
     assert.equal(await page.evaluate(() => (globalThis as unknown as PageGlobals).__noReload), true, 'updated without a reload')
     assert.match(await textOf(page, '#fig-hit-total'), /since start \d+\.\d %/)
     assert.equal(await page.isVisible('#extras-title'), false, 'no extra stats sections yet: the section is hidden')
+    if (process.env.STRATACACHE_UPDATE_SCREENSHOTS === '1') {
+      // For the docs' picture: some seconds of varied traffic, so the sparklines have a history.
+      for (let s = 0; s < 12; s++) {
+        const until = Date.now() + 1000
+        for (let i = 0; Date.now() < until; i++) await send(node.url, 'GET', `/v1/keys/k${(i * 7 + s) % (20 + s * 3)}`)
+      }
+    }
     const png = await page.screenshot({ fullPage: true })
     assert.ok(png.byteLength > 10_000)
     mkdirSync(dirname(SCREENSHOT), { recursive: true })
