@@ -113,6 +113,8 @@ export interface EventSink {
   write(chunk: string): unknown
   /** Bytes queued on the socket, not yet sent. */
   readonly writableLength: number
+  /** True once the sink is gone (a `ServerResponse` whose socket closed): the stream is dropped at its next frame. */
+  readonly destroyed?: boolean
   /** Ends the stream. */
   end(): void
 }
@@ -292,6 +294,11 @@ export class Dashboard {
 
   #send(stream: Stream, text: string): void {
     if (!this.#streams.has(stream)) return
+    // The owner drops a stream when its client leaves; this catches one it missed.
+    if (stream.sink.destroyed === true) {
+      this.#drop(stream)
+      return
+    }
     const now = this.#source.clock.now()
     if (stream.sink.writableLength > MAX_BUFFERED_BYTES) {
       if (now - stream.lastSent >= STALL_LIMIT_MS) {

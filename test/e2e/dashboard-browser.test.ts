@@ -18,7 +18,6 @@ import { after, before, describe, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core'
 import { detectionBoundMs } from '../../src/cluster/membership.js'
-import type { NodeHandle } from '../../src/server/index.js'
 import type { DashboardSnapshot } from '../../src/server/dashboard.js'
 import { nodeTestbed, send } from '../support/node-fixtures.js'
 import { freePort, waitUntil } from '../support/server-process.js'
@@ -82,10 +81,8 @@ const textOf = async (page: Page, selector: string): Promise<string> => (await p
 const numberIn = (text: string): number => Number(text.replace(/[^0-9.]/g, ''))
 
 describe('dashboard in Chromium', () => {
-  let node: NodeHandle
-
   test('a lone node: loads without a console error, shows itself, and its figures move live after requests', async () => {
-    node = await bed.start({ region: 'eu-west', nodeId: 'node-a' })
+    const node = await bed.start({ region: 'eu-west', nodeId: 'node-a' })
     const { page, problems } = await openPage({ viewport: { width: 1200, height: 420 } })
     const response = await page.goto(`${node.url}/dashboard`)
     assert.equal(response?.status(), 200)
@@ -129,6 +126,7 @@ describe('dashboard in Chromium', () => {
   })
 
   test('closing pages and dropping streams leaves no stream, timer or connection behind', async () => {
+    const node = await bed.start({ nodeId: 'node-a' })
     const baseline = node.stats().node.connections
     const context = await browser.newContext()
     contexts.push(context)

@@ -177,6 +177,19 @@ describe('dashboard feed (ManualClock)', () => {
     assert.ok(errors.length >= 1)
   })
 
+  test('a sink found destroyed is dropped at its next frame, and the ticker parks', async () => {
+    const clock = new ManualClock()
+    const d = new Dashboard(source(clock))
+    const sink = new FakeSink()
+    d.subscribe(sink)
+    await settle()
+    Object.assign(sink, { destroyed: true })
+    clock.advance(1000)
+    await settle()
+    assert.equal(d.streams, 0)
+    assert.equal(d.ticking, false)
+  })
+
   test('a cluster view from the node is passed through as is', async () => {
     const clock = new ManualClock()
     const view: ClusterView = {
