@@ -41,10 +41,12 @@ svg.spark polyline { fill: none; stroke: var(--accent); stroke-width: 1.5; }
 h2 { font-size: 14px; margin: 20px 0 8px; }
 .region { margin-bottom: 14px; }
 .region h3 { font-size: 13px; margin: 0 0 6px; font-weight: 600; }
-table { width: 100%; border-collapse: collapse; background: var(--card); border: 1px solid var(--line); border-radius: 8px; overflow: hidden; }
+table { width: 100%; table-layout: fixed; border-collapse: collapse; background: var(--card); border: 1px solid var(--line); border-radius: 8px; overflow: hidden; }
 th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid var(--line); font-variant-numeric: tabular-nums; }
 th { font-size: 12px; color: var(--muted); font-weight: 600; }
 tr:last-child td { border-bottom: 0; }
+th:nth-child(1) { width: 30%; } th:nth-child(2) { width: 22%; } th:nth-child(3) { width: 12%; }
+td { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 td.num, th.num { text-align: right; }
 .dot { display: inline-block; width: 9px; height: 9px; border-radius: 50%; margin-right: 6px; background: var(--off); }
 .dot.alive { background: var(--ok); } .dot.suspect { background: var(--warn); } .dot.dead { background: var(--bad); }

@@ -11,7 +11,8 @@
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { request as httpRequest } from 'node:http'
+import { createServer, request as httpRequest, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
@@ -19,6 +20,7 @@ import { fileURLToPath } from 'node:url'
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core'
 import { detectionBoundMs } from '../../src/cluster/membership.js'
 import type { DashboardSnapshot } from '../../src/server/dashboard.js'
+import { DASHBOARD_HTML, DASHBOARD_PAGE_HEADERS } from '../../src/server/dashboard-page.js'
 import { nodeTestbed, send } from '../support/node-fixtures.js'
 import { freePort, waitUntil } from '../support/server-process.js'
 
@@ -121,6 +123,68 @@ describe('dashboard in Chromium', () => {
     assert.ok(png.byteLength > 10_000)
     mkdirSync(dirname(SCREENSHOT), { recursive: true })
     writeFileSync(SCREENSHOT, png)
+    await page.close()
+    assert.deepEqual(problems, [])
+  })
+
+  test('a cluster snapshot (the P8 ClusterView shape) and extra stats sections are drawn as they come', async () => {
+    // The page as the node serves it, on a stub server whose stream pushes (and keeps open) a
+    // sample snapshot of a 5-node, 3-region cluster whose stats carry sections that later
+    // layers will add.
+    let n = 0
+    const member = (id: string, region: string, status: string, phi: number | null, rttMs: number | null, self = false): Record<string, unknown> => ({ id, region, address: `10.0.${region === 'eu' ? 1 : region === 'us' ? 2 : 3}.${++n}:7700`, status, incarnation: self ? 3 : 1, phi, rttMs, self })
+    const snapshot = {
+      v: 1, at: Date.now(), standalone: false,
+      node: { id: 'eu-1', url: 'http://10.0.1.1:7700', region: 'eu' },
+      cluster: {
+        self: 'eu-1', region: 'eu', incarnation: 3, status: 'alive', state: { state: 'NO_MIGRATION', version: 4, origin: 'eu-2' },
+        regions: [
+          { region: 'eu', rank: 0, rttMs: 0.4, members: [member('eu-1', 'eu', 'alive', null, null, true), member('eu-2', 'eu', 'alive', 0.31, 0.4)] },
+          { region: 'us', rank: 1, rttMs: 82.5, members: [member('us-1', 'us', 'alive', 0.52, 81.9), member('us-2', 'us', 'suspect', 9.7, 83.1)] },
+          { region: 'ap', rank: 2, rttMs: null, members: [member('ap-1', 'ap', 'dead', 1000, null)] },
+        ],
+      },
+      rates: { windowMs: 1000, requestsPerSec: 1840, readsPerSec: 1500, hitRatio: 0.93 },
+      hitRatioTotal: 0.91,
+      stats: {
+        node: { connections: 12, inFlight: 3, uptimeSeconds: 7400, draining: false }, requests: { total: 1_204_551, clientErrors: 12, serverErrors: 0, busy: 0 },
+        cache: { size: 48_210, hits: 1_000_000, misses: 98_000 }, store: 'lmdb',
+        replication: { lagMs: { p50: 1.2, p99: 8.4 }, pending: 3 }, hints: { queued: 120, peers: 1 }, nearCache: { clients: 7 },
+      },
+    }
+    const streams = new Set<ServerResponse>()
+    const stub = createServer((req, res) => {
+      if (req.url === '/dashboard') {
+        res.writeHead(200, DASHBOARD_PAGE_HEADERS).end(DASHBOARD_HTML)
+      } else if (req.url === '/v1/dashboard/events') {
+        res.writeHead(200, { 'content-type': 'text/event-stream' }).write(`retry: 2000\n\nevent: snapshot\ndata: ${JSON.stringify(snapshot)}\n\n`)
+        streams.add(res)
+      } else res.writeHead(404).end()
+    })
+    await new Promise<void>((resolve) => stub.listen(0, '127.0.0.1', resolve))
+    after(() => {
+      for (const r of streams) r.destroy()
+      stub.close()
+    })
+    const { page, problems } = await openPage({ viewport: { width: 1200, height: 420 } })
+    await page.goto(`http://127.0.0.1:${(stub.address() as AddressInfo).port}/dashboard`)
+    await page.waitForSelector('tr[data-member="ap-1"]')
+    assert.deepEqual(await page.$$eval('.region', (els) => els.map((e) => (e as unknown as { dataset: { region: string } }).dataset.region)), ['eu', 'us', 'ap'], 'own region first, then by rank')
+    assert.deepEqual(await page.$$eval('tr[data-member]', (els) => els.map((e) => `${e.getAttribute('data-member')}:${e.getAttribute('data-status')}`)), ['eu-1:alive', 'eu-2:alive', 'us-1:alive', 'us-2:suspect', 'ap-1:dead'])
+    assert.equal(await textOf(page, 'tr[data-member="us-2"] td.phi'), '9.70')
+    assert.equal(await textOf(page, 'tr[data-member="us-1"] td.rtt'), '81.9 ms')
+    assert.equal(await textOf(page, 'tr[data-member="eu-1"] td.phi'), '—', 'no phi for the node itself')
+    assert.match(await textOf(page, '.region[data-region="us"] h3'), /^us · rank 1 · RTT 82\.5 ms · 2 members$/)
+    assert.equal(await textOf(page, '#members-summary'), '3 alive · 1 suspect · 1 dead · 0 left')
+    assert.equal(await textOf(page, '#state'), 'NO_MIGRATION')
+    assert.equal(await page.isVisible('#standalone'), false)
+    assert.equal(await page.isVisible('#extras-title'), true)
+    assert.deepEqual(await page.$$eval('#extras .card .label', (els) => els.map((e) => e.textContent)), ['Replication', 'Hint queues', 'Near-cache clients'])
+    assert.match(await textOf(page, '#extras .card[data-section="replication"]'), /lagMs\.p99\s*8\.4/)
+    assert.equal(await textOf(page, '#fig-rps'), '1,840')
+    assert.equal(await textOf(page, '#fig-hit'), '93.0 %')
+    assert.equal(await textOf(page, '#conn'), 'live')
+    if (process.env.STRATACACHE_UPDATE_SCREENSHOTS === '1') writeFileSync(join(REPO, 'docs/images/dashboard-cluster-sample.png'), await page.screenshot({ fullPage: true }))
     await page.close()
     assert.deepEqual(problems, [])
   })
