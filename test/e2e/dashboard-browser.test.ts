@@ -227,12 +227,13 @@ describe('dashboard in Chromium', () => {
       assert.equal(r.status, 401, path)
       assert.match(String(r.headers['www-authenticate']), /^Basic realm="stratacache"/)
     }
-    // A browser with no credentials, or the wrong ones, is challenged and gets nothing
-    // (Playwright answers the challenge for it, and Chromium gives up on a refused answer).
+    // A browser with no credentials is challenged and gets nothing (Playwright cancels the
+    // challenge for it); a wrong password is refused the same way.
     const unauthorized = guarded.stats().requests.unauthorized
     await assertRefused((await openPage()).page, `${guarded.url}/dashboard`)
-    await assertRefused((await openPage({ httpCredentials: { username: 'ops', password: 'not-the-token' } })).page, `${guarded.url}/dashboard`)
-    assert.ok(guarded.stats().requests.unauthorized >= unauthorized + 2, 'both were answered 401 by the node')
+    assert.ok(guarded.stats().requests.unauthorized > unauthorized, 'the node answered the browser 401')
+    const wrong = await send(guarded.url, 'GET', '/dashboard', undefined, { authorization: `Basic ${Buffer.from('ops:not-the-token').toString('base64')}` })
+    assert.equal(wrong.status, 401)
 
     const { page, problems } = await openPage({ httpCredentials: { username: 'ops', password: 'dash-token-123' } })
     assert.equal((await page.goto(`${guarded.url}/dashboard`))?.status(), 200)
