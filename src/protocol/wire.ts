@@ -145,6 +145,8 @@ export interface NodeStats {
     /** Request body bytes held in memory (bound: the node's `maxBufferedBodyBytes`). */
     readonly bufferedBodyBytes: number
     readonly connections: number
+    /** Dashboard event streams open (`GET /v1/dashboard/events`). */
+    readonly dashboardStreams: number
   }
   readonly requests: {
     readonly total: number

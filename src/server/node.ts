@@ -30,11 +30,13 @@ import { createServer as createHttpServer, type IncomingMessage, type Server, ty
 import { createServer as createHttpsServer } from 'node:https'
 import { isIP, type AddressInfo, type Socket } from 'node:net'
 import type { Clock, TimerHandle } from '../core/clock.js'
-import { BadRequestError, BusyError, CacheError, InvalidOptionsError, StoreUnavailableError, TooLargeError } from '../core/errors.js'
+import { BadRequestError, BusyError, CacheError, InvalidOptionsError, MethodNotAllowedError, StoreUnavailableError, TooLargeError } from '../core/errors.js'
 import { registerMetrics, registerReadings } from '../metrics/prometheus.js'
 import { HEADER_NODE, STATUS_OF_CODE, type NodeStats } from '../protocol/wire.js'
 import { lmdbStore } from '../store/lmdb-store.js'
 import type { Store } from '../store/types.js'
+import type { ClusterView } from '../cluster/membership.js'
+import { Dashboard, DASHBOARD_EVENTS_PATH, DASHBOARD_PATH, DASHBOARD_SNAPSHOT_PATH, isDashboardPath } from './dashboard.js'
 import { errorResponse, HttpApi, isProbe, splitUrl, type ApiResponse, type Headers } from './http-api.js'
 import { createLogger, type NodeLogger } from './logger.js'
 import { NodeEngine } from './node-engine.js'
@@ -101,6 +103,18 @@ function bearerToken(auth: string | string[] | undefined): string | undefined {
   if (auth.charCodeAt(i) !== 32) return undefined
   while (auth.charCodeAt(i) === 32) i++
   return auth.slice(i)
+}
+
+/**
+ * The password of an `Authorization: Basic <base64(user:password)>` header, or
+ * `undefined`. Only the dashboard's routes take it (a browser can send it on a page load
+ * and on an EventSource; it cannot add a Bearer header to either); the user name is ignored.
+ */
+function basicPassword(auth: string | string[] | undefined): string | undefined {
+  if (typeof auth !== 'string' || auth.length < 7 || auth.slice(0, 6).toLowerCase() !== 'basic ') return undefined
+  const decoded = Buffer.from(auth.slice(6).trim(), 'base64').toString('utf8')
+  const colon = decoded.indexOf(':')
+  return colon === -1 ? undefined : decoded.slice(colon + 1)
 }
 
 function digest(text: string): Buffer {
@@ -213,6 +227,7 @@ class Node implements NodeHandle {
   /** Requests per client IP whose body is still being received. */
   readonly #uploadsByIp = new Map<string, number>()
   readonly #registry: ReturnType<typeof registerMetrics>
+  readonly #dashboard: Dashboard
   readonly #startedAt: number
   /** The id decided before listening (a clustered node's), else undefined: nodeId or host:port. */
   readonly #fixedId: string | undefined
@@ -268,6 +283,7 @@ class Node implements NodeHandle {
       { name: 'stratacache_node_connections', help: 'Open client connections.', type: 'gauge', read: () => this.#connections },
       { name: 'stratacache_node_receiving', help: 'Requests whose body is still arriving (they hold no in-flight slot).', type: 'gauge', read: () => this.#receiving },
       { name: 'stratacache_node_buffered_body_bytes', help: 'Request body bytes held in memory (bound: maxBufferedBodyBytes).', type: 'gauge', read: () => this.#bufferedBytes },
+      { name: 'stratacache_node_dashboard_streams', help: 'Dashboard event streams open.', type: 'gauge', read: () => this.#dashboard.streams },
       { name: 'stratacache_node_last_version', help: 'Highest entry version handed out.', type: 'gauge', read: () => engine.lastVersion },
     ])
     this.#api = new HttpApi({
@@ -280,6 +296,15 @@ class Node implements NodeHandle {
         this.#log.error({ err: error, method: request.method, url: request.url.slice(0, 200) }, 'request failed unexpectedly')
       },
       preRoute: (request, method, path) => this.#cluster?.handle(request, method, path),
+    })
+    this.#dashboard = new Dashboard({
+      clock: options.clock,
+      id: () => this.#id,
+      url: () => this.url,
+      region: options.region,
+      stats: () => this.stats(),
+      cluster: () => this.#clusterView(),
+      onError: (err) => this.#log.error({ err }, 'dashboard snapshot failed'),
     })
     server.on('connection', (socket: Socket) => this.#onConnection(socket))
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
@@ -356,6 +381,7 @@ class Node implements NodeHandle {
         receiving: this.#receiving,
         bufferedBodyBytes: this.#bufferedBytes,
         connections: this.#connections,
+        dashboardStreams: this.#dashboard.streams,
       },
       requests: {
         total: this.#requests,
@@ -386,6 +412,7 @@ class Node implements NodeHandle {
       this.#active++
     }
     try {
+      if (isDashboardPath(path)) return this.#count(await this.#dashboardAnswer(method, path))
       if (body.byteLength > this.#api.bodyLimit(method, path)) {
         const e = new TooLargeError(`Body of ${body.byteLength} bytes is over the limit of ${this.#api.bodyLimit(method, path)}`)
         return this.#count(errorResponse(e.code, e.message))
@@ -488,6 +515,10 @@ class Node implements NodeHandle {
       this.#send(req, res, this.#count(denied), true, started)
       return
     }
+    if (isDashboardPath(path)) {
+      await this.#serveDashboard(req, res, method, path, started)
+      return
+    }
     const probe = isProbe(method, path)
     const limit = this.#api.bodyLimit(method, path)
     let held = 0
@@ -550,6 +581,47 @@ class Node implements NodeHandle {
     }
   }
 
+  // ---- dashboard ------------------------------------------------------------------------
+
+  /** The node's cluster view (membership); `undefined` before the cluster service started. */
+  async #clusterView(): Promise<ClusterView | undefined> {
+    return Promise.resolve(this.#cluster?.view())
+  }
+
+  /** The page, a snapshot, or (without a socket, for `inject`) one event of the stream. */
+  async #dashboardAnswer(method: string, path: string): Promise<ApiResponse> {
+    if (method !== 'GET') {
+      const e = new MethodNotAllowedError(method, ['GET'])
+      return errorResponse(e.code, e.message, 405, { allow: 'GET' })
+    }
+    if (path === DASHBOARD_PATH) return this.#dashboard.page()
+    const snapshot = await this.#dashboard.snapshot()
+    if (path === DASHBOARD_SNAPSHOT_PATH) return { status: 200, headers: { 'content-type': 'application/json', 'cache-control': 'no-store' }, body: JSON.stringify(snapshot) }
+    return { status: 200, headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-store' }, body: `event: snapshot\ndata: ${JSON.stringify(snapshot)}\n\n` }
+  }
+
+  /**
+   * The dashboard's routes on a socket, past admission (draining, rate, auth). They take
+   * no in-flight slot; the event stream stays open until its client leaves or the node
+   * drains (Dashboard.close).
+   */
+  async #serveDashboard(req: IncomingMessage, res: ServerResponse, method: string, path: string, started: number): Promise<void> {
+    req.resume() // a body on a GET is read and ignored
+    if (path !== DASHBOARD_EVENTS_PATH || method !== 'GET') {
+      this.#send(req, res, this.#count(await this.#dashboardAnswer(method, path)), this.#draining, started)
+      return
+    }
+    if (res.destroyed) return
+    if (this.#dashboard.full) {
+      this.#send(req, res, this.#busyAnswer('The node is at its bound of open dashboard streams'), true, started)
+      return
+    }
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', 'x-accel-buffering': 'no', [HEADER_NODE]: this.#id })
+    const unsubscribe = this.#dashboard.subscribe(res)
+    if (unsubscribe === undefined) res.end()
+    else res.once('close', unsubscribe)
+  }
+
   /** The answer to a body that could not be read. */
   #bodyRefusal(err: unknown): ApiResponse {
     if (err instanceof BusyError) {
@@ -607,11 +679,14 @@ class Node implements NodeHandle {
     }
     // The rate limit runs before auth, so token guesses spend the guesser's tokens too.
     if (this.#token !== undefined) {
-      const given = bearerToken(headers.authorization)
+      const dashboard = isDashboardPath(path)
+      const given = bearerToken(headers.authorization) ?? (dashboard ? basicPassword(headers.authorization) : undefined)
       const ok = given !== undefined && timingSafeEqual(digest(given), this.#token)
       if (!ok) {
         this.#unauthorized++
-        return errorResponse('ERR_UNAUTHORIZED', 'A valid bearer token is required', 401, { 'www-authenticate': 'Bearer' })
+        // The dashboard's challenge makes a browser ask for the token (as the password).
+        const challenge = dashboard ? 'Basic realm="stratacache", charset="UTF-8"' : 'Bearer'
+        return errorResponse('ERR_UNAUTHORIZED', 'A valid bearer token is required', 401, { 'www-authenticate': challenge })
       }
     }
     return undefined
@@ -686,6 +761,8 @@ class Node implements NodeHandle {
     const clock = this.options.clock
     const began = clock.now()
     this.#draining = true
+    // Dashboard streams are not work to finish: ended now, their connections close.
+    this.#dashboard.close()
     this.#log.info({ inFlight: this.#inFlight, receiving: this.#receiving, connections: this.#connections }, 'draining')
     // Announce the leave first (every member sees `left` at once), while requests drain.
     const leaving = this.#cluster?.leave().catch((err: unknown) => this.#log.warn({ err }, 'cluster: leave failed'))
