@@ -150,6 +150,8 @@ describe('errors', () => {
       new api.RateLimitedError(1),
       new api.BusyError(1),
       new api.InternalError(),
+      new api.AckTimeoutError(1, 2, 'region'),
+      new api.StaleReadError('k', 2, 1),
       // client of the nodes
       new api.RequestTimeoutError(1),
       new api.NodeUnreachableError('m'),
