@@ -75,7 +75,7 @@ describe('Replication on SimNetwork', () => {
   })
 
   test('ack:all writes survive a minority crashing (with and without disk) mid-workload', async () => {
-    await runSeeds(seeds(300, 10_001), (seed) => {
+    await runSeeds(seeds(150, 10_001), (seed) => {
       const c = new SimCluster({ seed, nodes: 5, regions: 3, skewMs: 5_000, link: { latency: { min: 1, max: 20 }, loss: 0.1, duplicate: 0.1 } })
       const client = c.addClient('c1', { ops: 40, intervalMs: 30, deadlineMs: 1_500, next: (rr) => randomOp(rr, 6, ['all']) })
       c.net.run(400)
@@ -95,7 +95,7 @@ describe('Replication on SimNetwork', () => {
 
   test('a session that switches node on every request reads its own writes and never goes back in time (stale nodes answer ERR_STALE_READ)', async () => {
     let stale = 0
-    await runSeeds(seeds(300, 20_001), (seed) => {
+    await runSeeds(seeds(150, 20_001), (seed) => {
       const c = new SimCluster({ seed, nodes: 4, regions: 2, skewMs: 5_000, link: { latency: { min: 5, max: 60 }, loss: 0.1, duplicate: 0.1, reorder: 0.2 } })
       let k = 0
       const client = c.addClient('c1', { ops: 40, intervalMs: 15, pick: () => c.ids[k++ % c.ids.length]!, next: (rr, i) => (i % 2 === 0 ? { op: { op: 'put', key: `s:${i % 3}`, value: `w${i}` }, ack: 'one' } : { op: { op: 'get', key: `s:${(i - 1) % 3}` }, ack: 'one' }) })

@@ -50,7 +50,7 @@ import { compareVersions, HybridLogicalClock, msOfVersion, type Version } from '
 import type { Random } from '../../core/random.js'
 import type { KernelAction, KernelEvent, StateMachine } from '../kernel.js'
 import { type NodeId, validateNodeId } from '../transport.js'
-import { childrenOf, keyHash, MAX_DEPTH, packRange, recordHash, type TreeRange, unpackRange } from './digest.js'
+import { childrenOf, keyHash, MAX_DEPTH, packRange, recordHash, unpackRange } from './digest.js'
 import { HintQueue, type HintQueueStats } from './hint-queue.js'
 import {
   ACK_LEVELS,
