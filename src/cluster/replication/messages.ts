@@ -78,8 +78,13 @@ export type ReplicationMessage =
   /** Fan-out and hint replay. `relay`: spread it in your region. `ack`: tell `to` once you hold it (`v`: the write's hlc). */
   | { readonly kind: 'rep'; readonly changes: readonly Change[]; readonly relay?: boolean; readonly ack?: { readonly to: NodeId; readonly v: number } }
   | { readonly kind: 'ack'; readonly v: number }
-  /** Anti-entropy: the sender's digests `[range, digest, count]` of these ranges; `meta`: digest of its prefix tombstones and tag invalidations. */
-  | { readonly kind: 'tree'; readonly salt: number; readonly nodes: ReadonlyArray<readonly [number, string, number]>; readonly meta?: string }
+  /**
+   * Anti-entropy: the sender's digests. Each entry `[range, digests, counts]` holds either
+   * the range itself (one digest) or its 4 children (four digests, concatenated; 16 hex
+   * digits each down to depth 5, 8 below), counts in base 36 joined by `,`. `meta`: digest of
+   * the sender's prefix tombstones and tag invalidations (root only).
+   */
+  | { readonly kind: 'tree'; readonly salt: number; readonly nodes: ReadonlyArray<readonly [number, string, string]>; readonly meta?: string }
   /** Anti-entropy: the sender's record summaries per range (26 hex digits each: key hash, hlc, check). `back`: answer with yours where mine are newer. */
   | { readonly kind: 'sum'; readonly salt: number; readonly ranges: ReadonlyArray<readonly [number, string]>; readonly back: boolean }
   /** Anti-entropy: records the receiver lacks or holds older. */

@@ -50,7 +50,7 @@ import { compareVersions, HybridLogicalClock, msOfVersion, type Version } from '
 import type { Random } from '../../core/random.js'
 import type { KernelAction, KernelEvent, StateMachine } from '../kernel.js'
 import { type NodeId, validateNodeId } from '../transport.js'
-import { childrenOf, keyHash, MAX_DEPTH, packRange, recordHash, unpackRange } from './digest.js'
+import { BUCKET_DEPTH, childrenOf, FANOUT, keyHash, MAX_DEPTH, packRange, recordHash, type TreeRange, unpackRange } from './digest.js'
 import { HintQueue, type HintQueueStats } from './hint-queue.js'
 import {
   ACK_LEVELS,
@@ -232,6 +232,10 @@ export class Replication implements StateMachine<ReplicationMessage> {
   readonly #down = new Map<NodeId, number>()
   /** Peers owed an anti-entropy round (rejoined, overflowed, or this node started). */
   readonly #owed = new Set<NodeId>()
+  /** When this node last started a round with each peer. */
+  readonly #myRounds = new Map<NodeId, number>()
+  /** Per peer: records (key@hlc) shipped for repair recently, not shipped again until `at` + the window. */
+  readonly #shipped = new Map<NodeId, { at: number; keys: Set<string> }>()
   #live = new Set<NodeId>()
   /** The topology read during this step (read once per step), with members by id. */
   #topo: { readonly t: ReplicaTopology; readonly byId: Map<NodeId, ReplicaTopology['members'][number]> } | undefined
@@ -634,41 +638,69 @@ export class Replication implements StateMachine<ReplicationMessage> {
     this.#budgetRecords = this.#o.maxRecords
     this.#budgetBytes = this.#o.maxBytes
     const salt = Math.floor(this.#random.next() * 2 ** 32)
+    this.#myRounds.set(peer, this.#now)
     const root = { depth: 0, index: 0 }
     const s = this.#store.summary(root, salt)
-    actions.push(this.#send(peer, { kind: 'tree', salt, nodes: [[packRange(root), s.digest, s.count]], meta: this.#metaDigest() }))
+    actions.push(this.#send(peer, { kind: 'tree', salt, nodes: [[packRange(root), s.digest, s.count.toString(36)]], meta: this.#metaDigest() }))
   }
 
   #tree(from: NodeId, msg: Extract<ReplicationMessage, { kind: 'tree' }>, actions: Action[]): void {
     if (!Array.isArray(msg.nodes) || !Number.isSafeInteger(msg.salt)) return
     const salt = msg.salt
-    if (typeof msg.meta === 'string' && msg.meta !== this.#metaDigest()) actions.push(this.#send(from, this.#meta(true)))
-    const reply: Array<readonly [number, string, number]> = []
+    if (typeof msg.meta === 'string') {
+      // A root: the peer started a round with us. When both sides started one at once, the
+      // smaller id's round goes on alone (two would ship everything twice).
+      const mine = this.#myRounds.get(from)
+      if (mine !== undefined && this.#now - mine < 2 * this.#o.aeFollowUp + 1_000 && this.#id < from) return
+      this.#myRounds.delete(from)
+      this.#owed.delete(from)
+      if (msg.meta !== this.#metaDigest()) actions.push(this.#send(from, this.#meta(true)))
+    }
+    const reply: Array<readonly [number, string, string]> = []
     const sums: Array<readonly [number, string]> = []
     const ship: ReplicaRecord[] = []
     for (const node of msg.nodes) {
       if (!Array.isArray(node)) continue
-      const range = unpackRange(node[0])
-      const [, digest, count] = node
-      if (range === undefined || typeof digest !== 'string' || !Number.isSafeInteger(count)) continue
-      this.#rangesCompared++
-      const mine = this.#store.summary(range, salt)
-      if (mine.digest === digest) continue
-      if (count === 0) {
-        // The peer holds nothing here: everything we hold is news to it.
-        const recs = this.#store.records(range)
-        if (recs.length > 0) this.#rangesRepaired++
-        ship.push(...recs)
-      } else if (mine.count === 0) {
-        reply.push([node[0], mine.digest, 0])
-      } else if ((count <= this.#o.leaf && mine.count <= this.#o.leaf) || range.depth >= MAX_DEPTH) {
-        sums.push([node[0], this.#store.records(range).map(summaryOf).join('')])
-      } else {
-        for (const child of childrenOf(range)) {
-          const cs = this.#store.summary(child, salt)
-          reply.push([packRange(child), cs.digest, cs.count])
+      const parent = unpackRange(node[0])
+      const [, digests, counts] = node
+      if (parent === undefined || typeof digests !== 'string' || typeof counts !== 'string') continue
+      const countList = counts.split(',').map((c) => parseInt(c, 36))
+      let ranges: TreeRange[]
+      if (countList.length === 1) ranges = [parent]
+      else if (countList.length === FANOUT && parent.depth < MAX_DEPTH) ranges = childrenOf(parent)
+      else continue
+      const width = ranges[0]!.depth <= BUCKET_DEPTH ? 16 : 8
+      if (digests.length !== width * ranges.length || !countList.every((c) => Number.isSafeInteger(c) && c >= 0)) continue
+      ranges.forEach((range, i) => {
+        this.#rangesCompared++
+        const digest = digests.slice(i * width, (i + 1) * width)
+        const count = countList[i]!
+        const mine = this.#store.summary(range, salt)
+        if (mine.digest === digest) return
+        const packed = packRange(range)
+        if (count === 0) {
+          // The peer holds nothing here: everything we hold is news to it.
+          const recs = this.#store.records(range)
+          if (recs.length > 0) this.#rangesRepaired++
+          ship.push(...recs)
+        } else if (mine.count === 0) {
+          reply.push([packed, mine.digest, '0'])
+        } else if ((count <= this.#o.leaf && mine.count <= this.#o.leaf) || range.depth >= MAX_DEPTH) {
+          // Few records on both sides: the side holding fewer sends its summaries (it most
+          // likely lacks something), so one summary usually settles the range.
+          if (mine.count > count && range.depth < MAX_DEPTH) reply.push([packed, mine.digest, mine.count.toString(36)])
+          else sums.push([packed, this.#store.records(range).map(summaryOf).join('')])
+        } else {
+          let ds = ''
+          const cs: string[] = []
+          for (const child of childrenOf(range)) {
+            const c = this.#store.summary(child, salt)
+            ds += c.digest
+            cs.push(c.count.toString(36))
+          }
+          reply.push([packed, ds, cs.join(',')])
         }
-      }
+      })
     }
     if (reply.length > 0) actions.push(this.#send(from, { kind: 'tree', salt, nodes: reply }))
     if (sums.length > 0) actions.push(this.#send(from, { kind: 'sum', salt, ranges: sums, back: true }))
@@ -738,9 +770,15 @@ export class Replication implements StateMachine<ReplicationMessage> {
       bytes = 0
     }
     const ttl = this.#store.tombstoneTtlMs
+    // Overlapping rounds (ours and the peer's, records still in flight) would ship a record
+    // twice: what went to this peer in the last second is not sent again.
+    let recent = this.#shipped.get(to)
+    if (recent === undefined || this.#now - recent.at > 1_000) this.#shipped.set(to, (recent = { at: this.#now, keys: new Set() }))
     for (const r of records) {
       const dead = isDead(r, this.#now)
       if (dead && graceOver(r.version, ttl, this.#now)) continue
+      const id = `${r.version.hlc}@${r.key}`
+      if (recent.keys.has(id)) continue
       const wire = toWire(r, dead)
       const size = changeBytes({ t: 'r', r: wire })
       if (this.#budgetRecords <= 0 || this.#budgetBytes < size) {
@@ -751,6 +789,7 @@ export class Replication implements StateMachine<ReplicationMessage> {
       }
       this.#budgetRecords--
       this.#budgetBytes -= size
+      recent.keys.add(id)
       this.#recordsShipped++
       batch.push(wire)
       bytes += size
