@@ -7,7 +7,7 @@
  * (docs/guide/replication.md) every scenario ends with.
  */
 import assert from 'node:assert/strict'
-import { compareVersions, type Version } from '../../src/core/hlc.js'
+import { compareVersions, msOfVersion, type Version } from '../../src/core/hlc.js'
 import { SeededRandom } from '../../src/core/random.js'
 import type { KernelAction, KernelEvent, StateMachine } from '../../src/cluster/index.js'
 import {
@@ -291,6 +291,23 @@ export class SimCluster {
       if (r !== undefined && compareVersions(r.version, v) >= 0) continue
       if (covered(key, v)) continue
       assert.fail(`${key}: the highest version applied on a surviving disk is ${vkey(v)}, the converged state ${r === undefined ? 'has nothing' : vkey(r.version)}`)
+    }
+    // Expiry travels: every put's answer says the absolute expiry written (0 for none, the
+    // request's own `expiresAt`, or the node's time + `ttlMs`); every replica holding that
+    // version alive holds exactly that expiry.
+    for (const c of this.clients) {
+      for (const h of c.history) {
+        if (h.op.op !== 'put' || h.res?.version === undefined) continue
+        const want = h.res.expiresAt
+        assert.ok(want !== undefined, `put ${h.op.key} answered with its expiry`)
+        if (h.op.expiresAt !== undefined) assert.equal(want, h.op.expiresAt)
+        else if (h.op.ttlMs !== undefined) assert.ok(want > msOfVersion(h.res.version.hlc) + h.op.ttlMs - 10_001 && want <= msOfVersion(h.res.version.hlc) + h.op.ttlMs + 1, `put ${h.op.key} ttl ${h.op.ttlMs}: expiry ${want} vs version time ${msOfVersion(h.res.version.hlc)}`)
+        else assert.equal(want, 0, `put ${h.op.key} without expiry`)
+        for (const x of this.up) {
+          const r = this.stores.get(x)!.get(h.op.key)
+          if (r !== undefined && r.deleted !== true && compareVersions(r.version, h.res.version) === 0) assert.equal(r.expiresAt, want, `${x} holds ${h.op.key}@${vkey(r.version)} with the expiry written`)
+        }
+      }
     }
     for (const c of this.clients) {
       for (const h of c.history) {

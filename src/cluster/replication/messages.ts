@@ -67,6 +67,7 @@ export interface ClientResponse {
   /** get: whether a live record was found. */
   readonly found?: boolean
   readonly value?: string
+  /** get: the record's absolute expiry; put: the expiry written (0: none). */
   readonly expiresAt?: number
   readonly tags?: readonly string[]
   /** Writes: replicas known to hold the write when answered (the receiving node included), and how many the ack level asked for. */

@@ -180,6 +180,8 @@ interface PendingWrite {
   readonly level: AckLevel
   readonly change: Change
   readonly version: Version
+  /** A put's absolute expiry (0: none), echoed in the answer. */
+  readonly expiresAt: number | undefined
   readonly required: ReadonlySet<NodeId>
   readonly applied: Set<NodeId>
   readonly deadline: number
@@ -443,7 +445,7 @@ export class Replication implements StateMachine<ReplicationMessage> {
           if (!(typeof expiresAt === 'number' && expiresAt >= 0 && Number.isFinite(expiresAt))) return fail({ code: 'ERR_BAD_REQUEST', message: 'ttlMs/expiresAt: expected ms >= 0' })
           record = { key: req.key, version, value: req.value, expiresAt, tags: req.tags ?? [] }
         }
-        return this.#write(from, req, level, { t: 'r', r: toWire(record) }, version, answer, actions)
+        return this.#write(from, req, level, { t: 'r', r: toWire(record) }, version, answer, actions, record.deleted === true ? undefined : record.expiresAt)
       }
       case 'clear': {
         if (typeof req.prefix !== 'string') return fail({ code: 'ERR_BAD_REQUEST', message: 'prefix: expected a string' })
@@ -469,7 +471,7 @@ export class Replication implements StateMachine<ReplicationMessage> {
     }
   }
 
-  #write(client: NodeId, req: ClientRequest, level: AckLevel, change: Change, version: Version, answer: (res: Omit<ClientResponse, 'kind' | 'rid' | 'token'>) => void, actions: Action[]): void {
+  #write(client: NodeId, req: ClientRequest, level: AckLevel, change: Change, version: Version, answer: (res: Omit<ClientResponse, 'kind' | 'rid' | 'token'>) => void, actions: Action[], expiresAt?: number): void {
     this.#writes++
     this.#apply(change, true)
     const topo = this.#view().t
@@ -483,11 +485,11 @@ export class Replication implements StateMachine<ReplicationMessage> {
     const ack = required.size > 1 ? { to: this.#id, v: version.hlc } : undefined
     this.#fanOut([change], ack, actions, topo)
     if (required.size === 1) {
-      answer({ ok: true, version, applied: 1, required: 1 })
+      answer({ ok: true, version, applied: 1, required: 1, ...(expiresAt === undefined ? {} : { expiresAt }) })
       return
     }
     const deadlineMs = typeof req.deadlineMs === 'number' && req.deadlineMs >= 0 ? req.deadlineMs : this.#o.deadline
-    this.#pending.set(version.hlc, { client, rid: req.rid, level, change, version, required, applied: new Set([this.#id]), deadline: this.#now + deadlineMs, lastSend: this.#now })
+    this.#pending.set(version.hlc, { client, rid: req.rid, level, change, version, expiresAt, required, applied: new Set([this.#id]), deadline: this.#now + deadlineMs, lastSend: this.#now })
   }
 
   #checkPending(actions: Action[]): void {
@@ -496,7 +498,7 @@ export class Replication implements StateMachine<ReplicationMessage> {
       if (this.#now >= p.deadline) {
         this.#pending.delete(v)
         this.#ackTimeouts++
-        actions.push(this.#send(p.client, { kind: 'res', rid: p.rid, token: this.#hlc!.now(), ok: false, version: p.version, applied: p.applied.size, required: p.required.size, error: { code: 'ERR_ACK_TIMEOUT', message: `Ack level ${p.level}: ${p.applied.size} of ${p.required.size} replicas applied the write before its deadline (it is committed and will converge)`, applied: p.applied.size, required: p.required.size } }))
+        actions.push(this.#send(p.client, { kind: 'res', rid: p.rid, token: this.#hlc!.now(), ok: false, version: p.version, ...(p.expiresAt === undefined ? {} : { expiresAt: p.expiresAt }), applied: p.applied.size, required: p.required.size, error: { code: 'ERR_ACK_TIMEOUT', message: `Ack level ${p.level}: ${p.applied.size} of ${p.required.size} replicas applied the write before its deadline (it is committed and will converge)`, applied: p.applied.size, required: p.required.size } }))
         continue
       }
       if (this.#now - p.lastSend >= this.#o.ackRetry) {
@@ -512,7 +514,7 @@ export class Replication implements StateMachine<ReplicationMessage> {
     p.applied.add(from)
     if (p.applied.size < p.required.size) return
     this.#pending.delete(v)
-    actions.push(this.#send(p.client, { kind: 'res', rid: p.rid, token: this.#hlc!.now(), ok: true, version: p.version, applied: p.applied.size, required: p.required.size }))
+    actions.push(this.#send(p.client, { kind: 'res', rid: p.rid, token: this.#hlc!.now(), ok: true, version: p.version, ...(p.expiresAt === undefined ? {} : { expiresAt: p.expiresAt }), applied: p.applied.size, required: p.required.size }))
   }
 
   // ---- fan-out -----------------------------------------------------------------------
