@@ -25,6 +25,8 @@ import {
   recordHash,
   Replication,
   type ReplicaRecord,
+  type Change,
+  topologyFromView,
   tagCovers,
   toWire,
   unpackRange,
@@ -239,5 +241,23 @@ describe('wire and options', () => {
     const req = m.step({ type: 'message', from: 'c', message: { kind: 'req', rid: 1, op: 'put', key: 'k', value: 'v', ack: 'sometimes' as never } }, T0 + 3)
     assert.equal(req.length, 1)
     assert.ok(req[0]!.type === 'send' && req[0]!.message.kind === 'res' && req[0]!.message.error?.code === 'ERR_BAD_REQUEST')
+  })
+
+  test('onApply sees every change this node applies, in order with a sequence, and a throwing listener changes nothing', () => {
+    const store = new MemoryReplicaStore()
+    const seen: Array<[Change['t'], number]> = []
+    const topology = () => ({ clusterState: 'ACTIVE' as const, members: [{ id: 'n1', region: 'r', status: 'alive' as const }] })
+    const m = new Replication({ id: 'n1', store, topology, random: new SeededRandom(1), onApply: (c, seq) => { seen.push([c.t, seq]); throw new Error('listener bug') } })
+    m.step({ type: 'start', persisted: new Map() }, T0)
+    m.step({ type: 'message', from: 'c', message: { kind: 'req', rid: 1, op: 'put', key: 'k', value: 'v' } }, T0 + 1)
+    m.step({ type: 'message', from: 'n2', message: { kind: 'rep', changes: [{ t: 'r', r: ['j', v(T0).hlc, 'n2'] }, { t: 'c', p: 'x', h: v(T0).hlc, n: 'n2' }, { t: 'i', g: 'org', m: 'hard', h: v(T0).hlc }] } }, T0 + 2)
+    m.step({ type: 'message', from: 'n2', message: { kind: 'rep', changes: [{ t: 'r', r: ['j', v(T0).hlc, 'n2'] }] } }, T0 + 3)
+    assert.deepEqual(seen, [['r', 1], ['r', 2], ['c', 3], ['i', 4]], 'a duplicate changes nothing and is not published')
+    assert.equal(store.size, 2)
+  })
+
+  test('topologyFromView flattens a Membership view', () => {
+    const view = { state: { state: 'NO_MIGRATION' as const }, regions: [{ members: [{ id: 'a', region: 'r1', status: 'alive' as const }] }, { members: [{ id: 'b', region: 'r2', status: 'dead' as const }] }] }
+    assert.deepEqual(topologyFromView(view), { clusterState: 'NO_MIGRATION', members: [{ id: 'a', region: 'r1', status: 'alive' }, { id: 'b', region: 'r2', status: 'dead' }] })
   })
 })
