@@ -7,7 +7,7 @@ import { describe, test } from 'node:test'
 import { runSeeds } from '../../src/testing/index.js'
 import { randomOp, SimCluster } from '../support/replication-sim.js'
 
-const CHAOS = Number(process.env.REPLICATION_SEEDS ?? 1200)
+const CHAOS = Number(process.env.REPLICATION_SEEDS ?? 1500)
 const ONLY = process.env.REPLICATION_SEED === undefined ? undefined : [Number(process.env.REPLICATION_SEED)]
 const seeds = (n: number, first = 1): number | number[] => ONLY ?? Array.from({ length: n }, (_, i) => first + i)
 

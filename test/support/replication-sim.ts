@@ -313,7 +313,7 @@ export class SimCluster {
       for (const h of c.history) {
         // ack:'all' counts the nodes live at the write: the promise is about those (a write
         // all of whose holders lost their disks is gone, legitimately).
-        if (h.ack !== 'all' || h.res?.ok !== true || h.res.version === undefined || !('key' in h.op) || h.res.required! <= this.wipes) continue
+        if (h.ack !== 'all' || h.op.op === 'get' || h.res?.ok !== true || h.res.version === undefined || !('key' in h.op) || h.res.required! <= this.wipes) continue
         const r = store.get(h.op.key)
         assert.ok((r !== undefined && compareVersions(r.version, h.res.version) >= 0) || covered(h.op.key, h.res.version), `ack:'all' write of ${h.op.key} at ${vkey(h.res.version)} lost: now ${r === undefined ? 'nothing' : vkey(r.version)}`)
       }

@@ -248,6 +248,7 @@ export class Replication implements StateMachine<ReplicationMessage> {
   #budgetRecords = 0
   #budgetBytes = 0
   #dirty = false
+  #lastRoundAt = -Infinity
   #ownRegion = ''
   // stats
   #writes = 0
@@ -374,7 +375,11 @@ export class Replication implements StateMachine<ReplicationMessage> {
     const topo = this.#view().t
     const live = this.#liveSet(topo)
     for (const peer of live) if (!this.#live.has(peer)) this.#rejoined(peer)
-    for (const m of topo.members) if (m.status === 'left') this.#hints.drop(m.id)
+    for (const m of topo.members) {
+      if (m.status !== 'left') continue
+      this.#hints.drop(m.id)
+      this.#owed.delete(m.id)
+    }
     this.#live = live
     for (const [peer, until] of this.#down) if (until <= this.#now) this.#down.delete(peer)
     this.#checkPending(actions)
@@ -384,13 +389,16 @@ export class Replication implements StateMachine<ReplicationMessage> {
       const batch = this.#hints.take(peer, this.#o.hintBatch)
       if (batch.length > 0) actions.push(this.#send(peer, { kind: 'rep', changes: batch }))
     }
-    // Peers owed a round (rejoined, overflowed, or us just started): one per tick.
+    // Peers owed a round (rejoined, overflowed, throttled, or us just started): one at a
+    // time, rounds at least `antiEntropyFollowUpMs` apart (with the per-round budget, that
+    // bounds repair traffic to maxRepairRecordsPerRound per follow-up period). An owed peer
+    // that is unreachable stays owed.
+    if (this.#now - this.#lastRoundAt < this.#o.aeFollowUp) return
     for (const peer of this.#owed) {
+      if (!this.#reachable(peer)) continue
       this.#owed.delete(peer)
-      if (this.#reachable(peer)) {
-        this.#round(peer, actions)
-        break
-      }
+      this.#round(peer, actions)
+      break
     }
   }
 
@@ -637,6 +645,7 @@ export class Replication implements StateMachine<ReplicationMessage> {
   /** Starts a round with `peer`: a fresh budget and salt, our root digest and meta digest. */
   #round(peer: NodeId, actions: Action[]): void {
     this.#rounds++
+    this.#lastRoundAt = this.#now
     this.#budgetRecords = this.#o.maxRecords
     this.#budgetBytes = this.#o.maxBytes
     const salt = Math.floor(this.#random.next() * 2 ** 32)
