@@ -42,9 +42,17 @@ function chaos(seed: number): SimCluster {
     } else if (d < 0.8) {
       const down = c.ids.filter((x) => c.net.status(x) === 'crashed')
       if (down.length > 0) c.net.restart(down[Math.floor(rand.next() * down.length)]!)
+    } else if (d < 0.88 && c.net.status(id) === 'up') {
+      // A stall (SIGSTOP/SIGCONT): its messages and timers wait, then run in order.
+      c.net.pause(id)
+      c.net.run(Math.floor(rand.next() * 600))
+      c.net.resume(id)
+    } else if (d < 0.93) {
+      c.clusterState = c.clusterState === 'ACTIVE' ? 'NO_MIGRATION' : 'ACTIVE'
     }
     c.net.run(80 + Math.floor(rand.next() * 200))
   }
+  c.clusterState = 'ACTIVE'
   c.net.runUntil(() => c.clients.every((x) => x.done), 5_000, 50)
   c.net.run(1_200)
   c.heal()
@@ -55,7 +63,7 @@ function chaos(seed: number): SimCluster {
 }
 
 describe('Replication on SimNetwork', () => {
-  test(`chaos: ${CHAOS} seeded scenarios (3-5 nodes, 1-3 regions, ±5 s skew, 10 % loss + duplication in half, partitions one- and two-way, crashes with and without disk): converge, nothing lost or resurrected, expiry kept, session order`, async () => {
+  test(`chaos: ${CHAOS} seeded scenarios (3-5 nodes, 1-3 regions, ±5 s skew, 10 % loss + duplication in half, partitions one- and two-way, crashes with and without disk, stalls, NO_MIGRATION spells): converge, nothing lost or resurrected, expiry kept, session order`, async () => {
     const t0 = performance.now()
     let converge = 0
     let repaired = 0
