@@ -32,6 +32,29 @@ export const layers = {
 }
 
 /**
+ * Sub-folders that are layers of their own inside a layer of `layers` (imports of `../../x`
+ * are not seen by the folder's row): each may import only the folders listed, through
+ * `../../<folder>`, and its parent layer's files through `../`.
+ */
+export const nestedLayers = {
+  'cluster/replication': ['core'],
+}
+
+function nestedRules() {
+  const folders = Object.keys(layers)
+  return Object.entries(nestedLayers).map(([dir, allowed]) => {
+    const forbidden = folders.filter((f) => !allowed.includes(f) && f !== dir.split('/')[0])
+    const message = `src/${dir}/ may import only ${allowed.join(', ')} and src/${dir.split('/')[0]}/ (docs/ARCHITECTURE.md, Layers).`
+    return {
+      files: [`src/${dir}/**`],
+      rules: {
+        'no-restricted-imports': ['error', { patterns: [{ group: forbidden.flatMap((f) => [`../../${f}`, `../../${f}.js`, `../../${f}/**`]).concat(['../../index', '../../index.js']), message }] }],
+      },
+    }
+  })
+}
+
+/**
  * Per folder: `no-restricted-imports` (static imports and re-exports, type-only ones too)
  * forbids every folder not in its list, and src/index.ts (the package entry, which imports
  * everything); `no-restricted-syntax` does the same for dynamic `import()`.
@@ -75,6 +98,7 @@ export default tseslint.config(
     },
   },
   ...layerRules(),
+  ...nestedRules(),
   {
     // The one file allowed to touch real time, plus tests and benches that measure real time.
     files: ['src/core/system-clock.ts', 'test/**', 'bench/**'],

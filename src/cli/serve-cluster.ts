@@ -4,7 +4,7 @@
  * (`--cluster-port`, `STRATACACHE_CLUSTER_PORT`, `"clusterPort"`), with the same
  * precedence: flags > environment > config file > defaults.
  */
-import type { Setting } from './serve.js'
+import type { Setting } from './serve-setting.js'
 
 /** Extra flag spellings: `--id` is `--node-id`. */
 export const SERVE_ALIASES: ReadonlyMap<string, string> = new Map([['--id', 'nodeId']])

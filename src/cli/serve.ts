@@ -19,17 +19,9 @@ import { didYouMean } from './did-you-mean.js'
 import { startNode, type NodeHandle } from '../server/node.js'
 import type { NodeOptions } from '../server/node-options.js'
 import { CLUSTER_SETTINGS, SERVE_ALIASES } from './serve-cluster.js'
+import type { Setting } from './serve-setting.js'
 
-/** How a setting's text is read; `list`: comma-separated (or, in the config file, a JSON array of strings). */
-export type Kind = 'string' | 'int' | 'number' | 'bytes' | 'duration' | 'bool' | 'list'
-
-export interface Setting {
-  readonly name: keyof NodeOptions
-  readonly kind: Kind
-  readonly def: string
-  readonly help: string
-  readonly secret?: boolean
-}
+export type { Kind, Setting } from './serve-setting.js'
 
 /** Every setting `serve` accepts; docs/reference/options.md (Node configuration) lists the same rows. */
 export const SERVE_SETTINGS: readonly Setting[] = [

@@ -46,6 +46,8 @@ export const ERROR_CODES = {
   ERR_BUSY: 'A node is saturated (concurrency bound) or draining for shutdown; retry after Retry-After.',
   ERR_INTERNAL: 'A node failed unexpectedly while serving the request (a bug; the node logged it).',
   ERR_CLUSTER_PASSIVE: 'The cluster is in the PASSIVE state: a node refuses writes (HTTP 503) and still serves reads.',
+  ERR_ACK_TIMEOUT: 'A write was committed on the node but not applied by as many replicas as its ack level asks before its deadline; `applied` and `required` say how many.',
+  ERR_STALE_READ: 'The node holds a version of the key older than the session token asks for (it has not caught up yet); retry, on it or another node.',
   // Client of the nodes (src/client/): failures no node reported, seen on the client side.
   ERR_REQUEST_TIMEOUT: 'A request to a node ran past its timeout, or the call ran out of its time budget.',
   ERR_NODE_UNREACHABLE: 'A node could not be reached or dropped the connection; `cause` is the network error.',
@@ -330,6 +332,42 @@ export class InternalError extends NodeRequestError {
   }
 }
 
+/**
+ * A replicated write (cluster/replication) committed on the receiving node but not applied
+ * by `required` replicas before its deadline (ack level `region` or `all`). The write is
+ * not rolled back: it converges like any other. HTTP 504.
+ */
+export class AckTimeoutError extends NodeRequestError {
+  /** Replicas (the receiving node included) known to hold the write at the deadline. */
+  readonly applied: number
+  /** Replicas the ack level asked for. */
+  readonly required: number
+  readonly level: string
+  constructor(applied: number, required: number, level: string) {
+    super('ERR_ACK_TIMEOUT', 504, `Ack level ${level}: ${applied} of ${required} replicas applied the write before its deadline (it is committed and will converge)`)
+    this.applied = applied
+    this.required = required
+    this.level = level
+  }
+}
+
+/**
+ * A read carrying a session token (a version the client has seen for the key) reached a
+ * node that holds only an older version: it has not caught up. Retryable. HTTP 409.
+ */
+export class StaleReadError extends NodeRequestError {
+  /** The hlc the request asked for at least. */
+  readonly need: number
+  /** The hlc the node holds (0 for nothing). */
+  readonly have: number
+  readonly retryable = true
+  constructor(key: string, need: number, have: number) {
+    super('ERR_STALE_READ', 409, `The node holds version ${have} of key ${describeKey(key)}, older than the session's ${need}; retry`)
+    this.need = need
+    this.have = have
+  }
+}
+
 /** A remote hybrid-clock timestamp too far ahead (core/hlc.ts): refused, never adopted. */
 export class ClockDriftError extends CacheError {
   /** The timestamp refused. */
@@ -454,6 +492,8 @@ export const ERROR_CLASSES: { readonly [C in ErrorCode]: abstract new (...args: 
   ERR_BUSY: BusyError,
   ERR_INTERNAL: InternalError,
   ERR_CLUSTER_PASSIVE: ClusterPassiveError,
+  ERR_ACK_TIMEOUT: AckTimeoutError,
+  ERR_STALE_READ: StaleReadError,
   ERR_REQUEST_TIMEOUT: RequestTimeoutError,
   ERR_NODE_UNREACHABLE: NodeUnreachableError,
   ERR_BAD_RESPONSE: BadResponseError,

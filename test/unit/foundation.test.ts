@@ -152,6 +152,8 @@ describe('errors', () => {
       new api.BusyError(1),
       new api.InternalError(),
       new api.ClusterPassiveError(),
+      new api.AckTimeoutError(1, 2, 'region'),
+      new api.StaleReadError('k', 2, 1),
       // client of the nodes
       new api.RequestTimeoutError(1),
       new api.NodeUnreachableError('m'),

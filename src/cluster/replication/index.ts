@@ -1,0 +1,11 @@
+// Replication (P9): the pure replication machine, its store contract, Merkle digests and hint queue.
+export { Replication, LAG_BUCKETS_MS, topologyFromView } from './replication.js'
+export type { LagHistogram, ReplicaMemberStatus, ReplicaTopology, ReplicationOptions, ReplicationStats } from './replication.js'
+export { graceOver, isDead, MemoryReplicaStore, tagCovers } from './replica-store.js'
+export type { MemoryReplicaStoreOptions, PrefixTombstone, ReplicaEntry, ReplicaRecord, ReplicaStore, ReplicaTombstone, TagInvalidation, TagMode } from './replica-store.js'
+export { HintQueue } from './hint-queue.js'
+export type { HintQueueStats } from './hint-queue.js'
+export { BUCKET_DEPTH, bucketOf, childrenOf, deepDigest, DIGEST_BUCKETS, FANOUT, keyHash, MAX_DEPTH, MerkleTree, packRange, rangeBounds, rangeOf, recordHash, unpackRange } from './digest.js'
+export type { RangeSummary, TreeRange } from './digest.js'
+export { ACK_LEVELS, changeBytes, parseRecord, toWire, validChange, versionOf } from './messages.js'
+export type { AckLevel, Change, ClientError, ClientOp, ClientRequest, ClientResponse, ReplicationMessage, WireRecord } from './messages.js'
