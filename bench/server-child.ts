@@ -4,7 +4,7 @@
 // an LMDB store in the given directory, filled with the suite's keys by this process, and
 // the same answer headers, without the node's admission checks — what the framework's own
 // layer costs next to the node's hand-written one; decision 0240). Sends its port to the
-// parent, stops on the parent's 'stop'.
+// parent, answers 'cpu' with its CPU time so far (µs, user + system), stops on 'stop'.
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import Fastify from 'fastify'
@@ -18,6 +18,12 @@ import { lmdbStore } from '../src/store/lmdb-store.js'
 const [kind, dir, keys] = process.argv.slice(2)
 const BODY = Buffer.alloc(100, 'v')
 
+process.on('message', (m) => {
+  if (m !== 'cpu') return
+  const u = process.cpuUsage()
+  process.send?.({ cpuMicros: u.user + u.system })
+})
+
 if (kind === 'bare') {
   const server = createServer((_req, res) => {
     res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': BODY.byteLength })
@@ -25,7 +31,8 @@ if (kind === 'bare') {
   })
   server.keepAliveTimeout = 5000
   server.listen(0, '127.0.0.1', () => process.send?.({ port: (server.address() as AddressInfo).port }))
-  process.on('message', () => {
+  process.on('message', (m) => {
+    if (m !== 'stop') return
     server.closeAllConnections()
     server.close(() => process.exit(0))
   })
@@ -43,13 +50,15 @@ if (kind === 'bare') {
   })
   await app.listen({ port: 0, host: '127.0.0.1' })
   process.send?.({ port: (app.server.address() as AddressInfo).port })
-  process.on('message', () => {
+  process.on('message', (m) => {
+    if (m !== 'stop') return
     void app.close().then(() => engine.close()).then(() => process.exit(0))
   })
 } else {
   const node = await startNode({ port: 0, dataDir: dir, logLevel: 'warn' })
   process.send?.({ port: node.port })
-  process.on('message', () => {
+  process.on('message', (m) => {
+    if (m !== 'stop') return
     void node.close().then(() => process.exit(0))
   })
 }

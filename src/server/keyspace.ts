@@ -678,6 +678,13 @@ export class Keyspace {
 
   /** Stores `record` over `current` (the key's stored state), then updates the digest and L1. */
   async #write(key: string, record: KeyspaceRecord, current: KeyspaceRecord | undefined): Promise<void> {
+    // A clear may have registered while the group drew versions (an await): the check, the
+    // store call and its registration in #inflight below run in one synchronous step, so a
+    // clear either covers this record now (it is cleared: not written) or waits for it.
+    if (this.#covered(key, record.version)) {
+      this.#memory.delete(key)
+      return
+    }
     const bytes = encode(record)
     const write = record.deleted === true
       ? this.#io('set', this.#store.set(TOMB + key, bytes, this.#graceLeft(record.version))).then(() => this.#io('delete', this.#store.delete(LIVE + key)))
