@@ -1,6 +1,6 @@
 /**
  * `npm run bench [-- --quick] [--passes N] [suite...]`: stratacache's L1 engine against its peers, all in
- * one run, with ratios. Suites: get-hits, set-evict, heap, hit-ratio, facade, redis, bus, server, transport (default: all).
+ * one run, with ratios. Suites: get-hits, set-evict, heap, hit-ratio, facade, redis, bus, server, transport, membership (default: all).
  *
  * Method:
  * - Speed (get-hits, set-evict): each stratacache engine is measured next to lru-cache in a
@@ -25,6 +25,7 @@ import { redisSuite } from './redis.js'
 import { busSuite } from './bus.js'
 import { serverSuite } from './server.js'
 import { transportSuite } from './transport.js'
+import { membershipSuite } from './membership.js'
 import { HIT_RATIO_SUBJECTS, hitRatios, REAL_TRACE_SUBJECTS } from './hit-ratio.js'
 import { ARC_CITATION, ARC_SIZES, ARC_TRACES, defaultTraceDir, loadArcTrace } from './real-traces.js'
 import {
@@ -48,7 +49,7 @@ import {
 } from './harness.js'
 import { loopHeavyTrace, scanMixedTrace, type Trace } from './traces.js'
 
-const SUITES = ['get-hits', 'set-evict', 'heap', 'hit-ratio', 'facade', 'redis', 'bus', 'server', 'transport'] as const
+const SUITES = ['get-hits', 'set-evict', 'heap', 'hit-ratio', 'facade', 'redis', 'bus', 'server', 'transport', 'membership'] as const
 type SuiteName = (typeof SUITES)[number]
 
 interface SuiteReport {
@@ -367,6 +368,7 @@ const RUNNERS: Record<SuiteName, (c: Config) => Promise<Omit<SuiteReport, 'date'
   bus: busSuite,
   server: serverSuite,
   transport: transportSuite,
+  membership: membershipSuite,
 }
 
 interface ResultsFile {

@@ -2,7 +2,9 @@
  * The `server` suite: a stratacache node's HTTP throughput and latency for GET hits and
  * PUTs of 100-byte values at 64 connections (autocannon, keep-alive, no pipelining), next
  * to a bare node:http server that returns a fixed 100-byte body (the ceiling of HTTP on
- * this machine) and to redis-server measured with redis-benchmark (-c 64 -d 100).
+ * this machine), to fastify 5 serving the same GET route over the same engine (what a
+ * framework's layer costs, decision 0240) and to redis-server measured with
+ * redis-benchmark (-c 64 -d 100). PUTs run over distinct keys and on one hot key.
  *
  * Each server runs in its own child process (bench/server-child.ts) while autocannon
  * drives it from this process; redis-server is started on a free port by this suite (no
@@ -27,22 +29,38 @@ const VALUE = Buffer.alloc(100, 'v')
 
 interface Measure {
   rps: number
+  /** Server process CPU (user + system) per request, µs: robust to other load on the machine. */
+  cpuPerRequest: number
   p50: number
   p99: number
   errors: number
 }
 
-type ServerKind = 'bare' | 'node'
+type ServerKind = 'bare' | 'node' | 'fastify'
 
-async function withServer<T>(kind: ServerKind, run: (port: number) => Promise<T>): Promise<T> {
+/** Asks the server child for its CPU time so far, µs. */
+function cpuOf(child: ReturnType<typeof fork>): Promise<number> {
+  return new Promise((resolve) => {
+    const on = (m: unknown): void => {
+      if (typeof m === 'object' && m !== null && 'cpuMicros' in m) {
+        child.off('message', on)
+        resolve((m as { cpuMicros: number }).cpuMicros)
+      }
+    }
+    child.on('message', on)
+    child.send('cpu')
+  })
+}
+
+async function withServer<T>(kind: ServerKind, run: (port: number, cpu: () => Promise<number>) => Promise<T>): Promise<T> {
   const dir = mkdtempSync(join(tmpdir(), 'stratacache-bench-'))
-  const child = fork(fileURLToPath(new URL('./server-child.js', import.meta.url)), [kind, dir], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
+  const child = fork(fileURLToPath(new URL('./server-child.js', import.meta.url)), [kind, dir, String(KEYS)], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
   try {
     const port = await new Promise<number>((resolve, reject) => {
       child.once('message', (m) => resolve((m as { port: number }).port))
       child.once('exit', (code) => reject(new Error(`${kind} server exited with ${code}`)))
     })
-    return await run(port)
+    return await run(port, () => cpuOf(child))
   } finally {
     child.send('stop')
     await new Promise((r) => child.once('exit', r))
@@ -62,9 +80,10 @@ function fill(port: number): Promise<void> {
   })
 }
 
-function cannon(port: number, method: 'GET' | 'PUT', pathOf: (i: number) => string, seconds: number): Promise<Measure> {
+async function cannon(port: number, method: 'GET' | 'PUT', pathOf: (i: number) => string, seconds: number, cpu?: () => Promise<number>): Promise<Measure> {
   let i = 0
-  return new Promise((resolve, reject) => {
+  const cpu0 = cpu === undefined ? 0 : await cpu()
+  const { m, total } = await new Promise<{ m: Omit<Measure, 'cpuPerRequest'>; total: number }>((resolve, reject) => {
     autocannon(
       {
         url: `http://127.0.0.1:${port}`,
@@ -74,10 +93,12 @@ function cannon(port: number, method: 'GET' | 'PUT', pathOf: (i: number) => stri
       },
       (err, result) => {
         if (err !== null && err !== undefined) return reject(err)
-        resolve({ rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, errors: result.errors + result.timeouts + result.non2xx })
+        resolve({ m: { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, errors: result.errors + result.timeouts + result.non2xx }, total: result.requests.total })
       },
     )
   })
+  const used = cpu === undefined ? NaN : (await cpu()) - cpu0
+  return { ...m, cpuPerRequest: used / total }
 }
 
 async function redisBenchmark(port: number, requests: number): Promise<Record<'GET' | 'SET', Measure>> {
@@ -95,14 +116,19 @@ async function redisBenchmark(port: number, requests: number): Promise<Record<'G
   for (const row of lines.slice(1)) {
     const test = row[col('test')]
     if (test !== 'GET' && test !== 'SET') continue
-    measures[test] = { rps: Number(row[col('rps')]), p50: Number(row[col('p50_latency_ms')]), p99: Number(row[col('p99_latency_ms')]), errors: 0 }
+    measures[test] = { rps: Number(row[col('rps')]), cpuPerRequest: NaN, p50: Number(row[col('p50_latency_ms')]), p99: Number(row[col('p99_latency_ms')]), errors: 0 }
   }
   if (measures.GET === undefined || measures.SET === undefined) throw new Error(`unexpected redis-benchmark output: ${out}`)
   return measures as Record<'GET' | 'SET', Measure>
 }
 
 function pick(ms: Measure[]): Measure {
-  return { rps: median(ms.map((m) => m.rps)), p50: median(ms.map((m) => m.p50)), p99: median(ms.map((m) => m.p99)), errors: ms.reduce((a, m) => a + m.errors, 0) }
+  return { rps: median(ms.map((m) => m.rps)), cpuPerRequest: median(ms.map((m) => m.cpuPerRequest)), p50: median(ms.map((m) => m.p50)), p99: median(ms.map((m) => m.p99)), errors: ms.reduce((a, m) => a + m.errors, 0) }
+}
+
+/** The median of per-pass ratios a[i] / b[i] (each pair measured back to back). */
+function pairedRatio(a: readonly Measure[], b: readonly Measure[]): number {
+  return median(a.map((x, i) => x.rps / b[i]!.rps))
 }
 
 export async function serverSuite(c: { quick: boolean; passes: number }): Promise<{ params: Readonly<Record<string, unknown>>; results: Readonly<Record<string, unknown>>; tables: Table[] }> {
@@ -110,22 +136,27 @@ export async function serverSuite(c: { quick: boolean; passes: number }): Promis
   const passes = c.quick ? 1 : Math.min(c.passes, 3)
   const bare: Measure[] = []
   const get: Measure[] = []
+  const fastify: Measure[] = []
   const put: Measure[] = []
+  const hot: Measure[] = []
   const redisGet: Measure[] = []
   const redisSet: Measure[] = []
   const redis = await startRedisServer()
   try {
     for (let p = 0; p < passes; p++) {
       // Each server gets a one-second untimed warm-up (JIT, connection setup) before it is measured.
-      bare.push(await withServer('bare', async (port) => (await cannon(port, 'GET', () => '/', 1), cannon(port, 'GET', () => '/', seconds))))
-      await withServer('node', async (port) => {
+      bare.push(await withServer('bare', async (port, cpu) => (await cannon(port, 'GET', () => '/', 1), cannon(port, 'GET', () => '/', seconds, cpu))))
+      await withServer('node', async (port, cpu) => {
         // Fill every key once so the GETs are hits: one mset on one short-lived connection
         // (a keep-alive pool left open here would count against the node's per-IP limit).
         await fill(port)
         await cannon(port, 'GET', (i) => `/v1/keys/k${i % KEYS}`, 1)
-        get.push(await cannon(port, 'GET', (i) => `/v1/keys/k${i % KEYS}`, seconds))
-        put.push(await cannon(port, 'PUT', (i) => `/v1/keys/k${i % KEYS}`, seconds))
+        get.push(await cannon(port, 'GET', (i) => `/v1/keys/k${i % KEYS}`, seconds, cpu))
+        // Durable PUTs: every key distinct (a fresh key per request), then all on one key.
+        put.push(await cannon(port, 'PUT', (i) => `/v1/keys/p${p}-${i}`, seconds, cpu))
+        hot.push(await cannon(port, 'PUT', () => '/v1/keys/hot', seconds, cpu))
       })
+      fastify.push(await withServer('fastify', async (port, cpu) => (await cannon(port, 'GET', (i) => `/v1/keys/k${i % KEYS}`, 1), cannon(port, 'GET', (i) => `/v1/keys/k${i % KEYS}`, seconds, cpu))))
       const r = await redisBenchmark(redis.port, c.quick ? 50_000 : 200_000)
       redisGet.push(r.GET)
       redisSet.push(r.SET)
@@ -133,26 +164,30 @@ export async function serverSuite(c: { quick: boolean; passes: number }): Promis
   } finally {
     await redis.stop()
   }
-  const m = { bare: pick(bare), get: pick(get), put: pick(put), redisGet: pick(redisGet), redisSet: pick(redisSet) }
-  const ratio = m.get.rps / m.bare.rps
-  const row = (name: string, x: Measure, vsBare: boolean, target = ''): string[] => [name, fmtOps(x.rps), `${x.p50.toFixed(2)} ms`, `${x.p99.toFixed(2)} ms`, vsBare ? fmtRatio(x.rps / m.bare.rps) : '', String(x.errors), target]
+  const m = { bare: pick(bare), get: pick(get), fastify: pick(fastify), put: pick(put), hot: pick(hot), redisGet: pick(redisGet), redisSet: pick(redisSet) }
+  const ratios = { getVsBare: pairedRatio(get, bare), fastifyVsBare: pairedRatio(fastify, bare), putVsGet: pairedRatio(put, get), hotVsPut: pairedRatio(hot, put) }
+  const met = (x: number, target: number): string => `>= ${target}x: ${x >= target ? 'met' : 'NOT met'}`
+  const row = (name: string, x: Measure, ratio: string, target = ''): string[] => [name, fmtOps(x.rps), Number.isFinite(x.cpuPerRequest) ? `${x.cpuPerRequest.toFixed(0)} µs` : '', `${x.p50.toFixed(2)} ms`, `${x.p99.toFixed(2)} ms`, ratio, String(x.errors), target]
   const tables: Table[] = [
     {
-      title: `server: 100-byte values, ${CONNECTIONS} connections, ${KEYS} keys (autocannon ${seconds} s per run; redis-benchmark)`,
-      columns: ['subject', 'requests/s (median)', 'p50', 'p99', 'vs bare http', 'errors', 'target'],
-      align: 'lrrrrrl',
+      title: `server: 100-byte values, ${CONNECTIONS} connections, ${KEYS} keys (autocannon ${seconds} s per run, ${passes} pass(es); redis-benchmark)`,
+      columns: ['subject', 'requests/s (median)', 'server CPU / request', 'p50', 'p99', 'ratio (median of passes)', 'errors', 'target'],
+      align: 'lrrrrrrl',
       rows: [
-        row('bare node:http, fixed body', m.bare, true),
-        row('stratacache node GET hit', m.get, true, `>= 0.6x bare: ${ratio >= 0.6 ? 'met' : 'NOT met'}`),
-        row('stratacache node PUT (LMDB commit)', m.put, true),
-        row('redis-server GET (redis-benchmark)', m.redisGet, false),
-        row('redis-server SET (redis-benchmark)', m.redisSet, false),
+        row('bare node:http, fixed body', m.bare, '1.00x bare'),
+        row('stratacache node GET hit', m.get, `${fmtRatio(ratios.getVsBare)} bare`, met(ratios.getVsBare, 0.9)),
+        row('fastify 5, same GET route (no admission)', m.fastify, `${fmtRatio(ratios.fastifyVsBare)} bare`),
+        row('stratacache node PUT, distinct keys (LMDB commit)', m.put, `${fmtRatio(ratios.putVsGet)} node GET`, met(ratios.putVsGet, 0.7)),
+        row('stratacache node PUT, one hot key (group commit)', m.hot, `${fmtRatio(ratios.hotVsPut)} distinct PUT`, met(ratios.hotVsPut, 0.5)),
+        row('redis-server GET (redis-benchmark)', m.redisGet, ''),
+        row('redis-server SET (redis-benchmark)', m.redisSet, ''),
       ],
       notes: [
-        'autocannon runs in the bench process, each server in its own child process; on a 2-core machine the load generator takes a core from the server, which caps every HTTP figure alike.',
+        'autocannon runs in the bench process, each server in its own child process; on a 2-core machine the load generator takes a core from the server, which caps every HTTP figure alike. Ratios are the median of per-pass ratios of runs made back to back. Server CPU / request (user + system time of the server process over the timed run, per request answered) does not depend on what else runs on the machine: read it when the load average is high.',
+        'PUTs answer after their LMDB commit; writes queued on one key share the next commit (group commit, decision 0241).',
         'redis-benchmark is a C client speaking RESP (no HTTP parsing); its figures show what a native cache server reaches on this machine, not a like-for-like comparison.',
       ],
     },
   ]
-  return { params: { connections: CONNECTIONS, keys: KEYS, valueBytes: VALUE.byteLength, seconds, passes }, results: m, tables }
+  return { params: { connections: CONNECTIONS, keys: KEYS, valueBytes: VALUE.byteLength, seconds, passes }, results: { ...m, ratios }, tables }
 }

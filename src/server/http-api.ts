@@ -133,8 +133,8 @@ function toWire(key: string, e: EntryView): WireEntry {
   return { key, value: Buffer.from(e.value.buffer, e.value.byteOffset, e.value.byteLength).toString('base64'), version: e.version, ttl: e.ttl, tags: e.tags }
 }
 
-function entryHeaders(e: EntryView): Record<string, string> {
-  const h: Record<string, string> = { etag: formatEtag(e.version), [HEADER_TTL]: e.ttl === null ? TTL_NONE : String(e.ttl) }
+function entryHeaders(e: EntryView, contentType: string): Record<string, string> {
+  const h: Record<string, string> = { 'content-type': contentType, etag: formatEtag(e.version), [HEADER_TTL]: e.ttl === null ? TTL_NONE : String(e.ttl) }
   if (e.tags.length > 0) h[HEADER_TAGS] = e.tags.join(',')
   return h
 }
@@ -209,6 +209,28 @@ export class HttpApi {
     if (method === 'PUT') return this.#limits.maxValueBytes
     if (method === 'POST') return this.#limits.maxBodyBytes
     return NO_PAYLOAD_LIMIT
+  }
+
+  /**
+   * The answer to `GET /v1/keys/{key}` (no query) when the in-process tier holds the key
+   * live, computed synchronously; `undefined` for anything else (another route, a query, a
+   * key that does not parse, a miss), which `handle` then answers. Where it answers, the
+   * answer is the one `handle` gives. The node's socket layer tries it first for bodiless
+   * GETs: a hit costs no promise (decision 0240).
+   */
+  getHit(url: string): ApiResponse | undefined {
+    if (!url.startsWith(KEY_PREFIX) || url.includes('?')) return undefined
+    const segment = url.slice(KEY_PREFIX.length)
+    if (segment.length === 0 || segment.includes('/')) return undefined
+    let key: string
+    try {
+      key = parseKeySegment(segment, this.#limits.maxKeyBytes)
+    } catch {
+      return undefined
+    }
+    const e = this.#host.engine.getHeld(key)
+    if (e === undefined) return undefined
+    return { status: 200, headers: entryHeaders(e, BYTES_TYPE), body: e.value }
   }
 
   /** Answers one request; never rejects. */
@@ -305,7 +327,7 @@ export class HttpApi {
     queryParams(query, [])
     const e = await this.#host.engine.get(key)
     if (e === undefined) throw new NotFoundError('No live entry under this key')
-    return { status: 200, headers: { 'content-type': BYTES_TYPE, ...entryHeaders(e) }, body: e.value }
+    return { status: 200, headers: entryHeaders(e, BYTES_TYPE), body: e.value }
   }
 
   async #zerocache(key: string, method: string, query: string, request: ApiRequest): Promise<ApiResponse> {

@@ -23,6 +23,10 @@
  *   afterwards is newer than everything the keyspace holds.
  * - An applied write is in the store before it is acknowledged or visible in L1; a store
  *   write that fails changes nothing (its typed error is thrown).
+ * - Group commit (decision 0241): writes of one key that queue behind the key's commit are
+ *   decided one by one in arrival order and stored as one write of the group's final state;
+ *   each is acknowledged after it, so an acknowledged write is in the store or superseded
+ *   there by a newer version of its key. Distinct keys' writes share LMDB's batched commits.
  * - Expiry is not deletion: an expired record simply stops being served (its store entry
  *   expires at `expiresAt`). A record applied already expired is kept as a tombstone of
  *   its version, so replicas still agree on the key.
@@ -240,6 +244,17 @@ function sizeOfHeld(held: Held): number {
   return size
 }
 
+/** A local write: sees the key's current live entry and a fresh version, returns the record (or throws). */
+type Maker = (current: KeyspaceEntry | undefined, version: Version) => KeyspaceRecord | undefined
+
+/** A write waiting in its key's group: a local `make` or a replicated `record`. */
+interface PendingWrite {
+  readonly make: Maker | undefined
+  readonly record: KeyspaceRecord | undefined
+  readonly resolve: (value: unknown) => void
+  readonly reject: (err: unknown) => void
+}
+
 function checkVersion(version: unknown): asserts version is Version {
   const v = version as Version | null
   if (v === null || typeof v !== 'object' || !Number.isSafeInteger(v.hlc) || v.hlc < 0 || typeof v.nodeId !== 'string') {
@@ -257,6 +272,8 @@ export class Keyspace {
   readonly #memory: MemoryCache<string, Held>
   readonly #tags: TagTrie
   readonly #mutex = new KeyedMutex()
+  /** Writes waiting for their key's next group (group commit), by key. */
+  readonly #queues = new Map<string, PendingWrite[]>()
   /** Live prefix tombstones by prefix. */
   readonly #prefixes = new Map<string, Version>()
   /** Store writes under way (a clear waits for them before it walks the store). */
@@ -310,6 +327,20 @@ export class Keyspace {
     return r
   }
 
+  /**
+   * The live record of `key` when the in-process tier holds it live, counted as a hit;
+   * otherwise `undefined` and nothing counted (the caller then asks `get`, which reads the
+   * store and counts). Synchronous: the node answers GET hits with it without a promise.
+   */
+  getHeld(key: string): KeyspaceEntry | undefined {
+    const held = this.#memory.get(key)
+    if (held === undefined) return undefined
+    const r = held.record
+    if (r.deleted === true || this.#expired(r) || ((this.#clearing > 0 || this.#clearFailed) && this.#covered(key, r.version)) || (held.snapshot !== undefined && this.#tags.check(held.snapshot) !== 'valid')) return undefined
+    this.#hits++
+    return r
+  }
+
   /** The key's current state, tombstone included (expired records too: replication compares versions). */
   async getRecord(key: string): Promise<KeyspaceRecord | undefined> {
     return (await this.#current(key))?.record
@@ -323,7 +354,7 @@ export class Keyspace {
   async applyIfNewer(record: KeyspaceRecord): Promise<boolean> {
     checkVersion(record.version)
     if (typeof record.key !== 'string') throw new InvalidOptionsError('key', 'expected a string')
-    return this.#mutex.run(record.key, () => this.#apply(record))
+    return this.#enqueue<boolean>(record.key, { record })
   }
 
   /**
@@ -332,14 +363,7 @@ export class Keyspace {
    * for local writes so the check, the version draw and the write are atomic.
    */
   update(key: string, make: (current: KeyspaceEntry | undefined, version: Version) => KeyspaceRecord | undefined): Promise<KeyspaceRecord | undefined> {
-    return this.#mutex.run(key, async () => {
-      const current = await this.get(key)
-      const version = { hlc: await this.#hlc.nextDurable(), nodeId: this.#nodeId }
-      const record = make(current, version)
-      if (record === undefined) return undefined
-      await this.#apply(record)
-      return record
-    })
+    return this.#enqueue<KeyspaceRecord | undefined>(key, { make })
   }
 
   /** Deletes `key` locally with a new version; resolves with the tombstone. */
@@ -551,15 +575,116 @@ export class Keyspace {
     }
   }
 
-  async #apply(record: KeyspaceRecord): Promise<boolean> {
+  /**
+   * Queues a write of `key` into the key's next group (group commit, decision 0241). The
+   * first write of a group schedules the group under the key's lock; writes arriving until
+   * the group starts — typically while the previous group of the key commits — join it.
+   */
+  #enqueue<T>(key: string, write: { readonly make?: Maker; readonly record?: KeyspaceRecord }): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const pending: PendingWrite = { make: write.make, record: write.record, resolve: resolve as (value: unknown) => void, reject }
+      const queue = this.#queues.get(key)
+      if (queue !== undefined) {
+        queue.push(pending)
+        return
+      }
+      this.#queues.set(key, [pending])
+      void this.#mutex.run(key, () => this.#commitGroup(key))
+    })
+  }
+
+  /**
+   * Runs one group of writes of `key` under its lock. Each write is decided in arrival order
+   * against the state the writes before it left (If-Match checks, version draws and LWW as
+   * if they ran one by one); only the group's final state is written to the store, in one
+   * write (plus the removal of the other kind of record when the key changes kind). Every
+   * write of the group settles after that write: acknowledged writes are durable — each is
+   * in the store or superseded there by a newer version of its key. A store failure fails
+   * every write of the group that did not fail on its own, and changes nothing.
+   */
+  async #commitGroup(key: string): Promise<void> {
+    const group = this.#queues.get(key) ?? []
+    this.#queues.delete(key)
+    const results: unknown[] = new Array(group.length)
+    const failures: unknown[] = new Array(group.length)
+    const failed: boolean[] = new Array(group.length).fill(false)
+    try {
+      const held = await this.#current(key)
+      const base = held?.record
+      let state = base
+      let snapshot = held?.snapshot
+      for (let i = 0; i < group.length; i++) {
+        const w = group[i]!
+        try {
+          let record: KeyspaceRecord | undefined
+          if (w.make !== undefined) {
+            const current = this.#liveOf(key, state, snapshot)
+            if (current === undefined) this.#misses++
+            else this.#hits++
+            const version = { hlc: await this.#hlc.nextDurable(), nodeId: this.#nodeId }
+            record = w.make(current, version)
+            results[i] = record
+          } else {
+            record = w.record
+          }
+          const accepted = record === undefined ? undefined : this.#accept(record, state)
+          if (w.make === undefined) results[i] = accepted !== undefined
+          if (accepted !== undefined) {
+            state = accepted
+            snapshot = accepted.deleted === true || accepted.tags.length === 0 ? undefined : this.#tags.snapshot(accepted.tags, accepted.version.hlc)
+          }
+        } catch (err) {
+          failed[i] = true
+          failures[i] = err
+        }
+      }
+      if (state !== base && state !== undefined) await this.#write(key, state, base)
+    } catch (err) {
+      for (let i = 0; i < group.length; i++) {
+        if (!failed[i]) {
+          failed[i] = true
+          failures[i] = err
+        }
+      }
+    }
+    for (let i = 0; i < group.length; i++) {
+      if (failed[i]) group[i]!.reject(failures[i])
+      else group[i]!.resolve(results[i])
+    }
+  }
+
+  /** `state` as a read would serve it (live, unexpired, not cleared, tags valid), else undefined. */
+  #liveOf(key: string, state: KeyspaceRecord | undefined, snapshot: TagSnapshot | undefined): KeyspaceEntry | undefined {
+    if (state === undefined || state.deleted === true || this.#expired(state)) return undefined
+    if ((this.#clearing > 0 || this.#clearFailed) && this.#covered(key, state.version)) return undefined
+    if (snapshot !== undefined && this.#tags.check(snapshot) !== 'valid') return undefined
+    return state
+  }
+
+  /**
+   * The record to make the key's state, or undefined when LWW refuses it against `state`
+   * (older or equal version, covered by a prefix tombstone, a tombstone past its grace). An
+   * expired record becomes a tombstone of its version. Observes the version (ERR_CLOCK_DRIFT).
+   */
+  #accept(record: KeyspaceRecord, state: KeyspaceRecord | undefined): KeyspaceRecord | undefined {
     const key = record.key
     if (record.deleted !== true && this.#expired(record)) record = { key, version: record.version, deleted: true }
-    if (this.#graceOver(record.version) && record.deleted === true) return false
+    if (this.#graceOver(record.version) && record.deleted === true) return undefined
     this.#hlc.observe(record.version.hlc)
-    const held = await this.#current(key)
-    const current = held?.record
-    if (current !== undefined && compareVersions(current.version, record.version) >= 0) return false
-    if (this.#covered(key, record.version)) return false
+    if (state !== undefined && compareVersions(state.version, record.version) >= 0) return undefined
+    if (this.#covered(key, record.version)) return undefined
+    return record
+  }
+
+  /** Stores `record` over `current` (the key's stored state), then updates the digest and L1. */
+  async #write(key: string, record: KeyspaceRecord, current: KeyspaceRecord | undefined): Promise<void> {
+    // A clear may have registered while the group drew versions (an await): the check, the
+    // store call and its registration in #inflight below run in one synchronous step, so a
+    // clear either covers this record now (it is cleared: not written) or waits for it.
+    if (this.#covered(key, record.version)) {
+      this.#memory.delete(key)
+      return
+    }
     const bytes = encode(record)
     const write = record.deleted === true
       ? this.#io('set', this.#store.set(TOMB + key, bytes, this.#graceLeft(record.version))).then(() => this.#io('delete', this.#store.delete(LIVE + key)))
@@ -575,12 +700,8 @@ export class Keyspace {
     if (current !== undefined) this.#digestXor(current)
     this.#digestXor(record)
     // A clear that started meanwhile has removed (or will remove) the store copy: keep L1 in step.
-    if (this.#covered(key, record.version)) {
-      this.#memory.delete(key)
-      return true
-    }
-    this.#hold(record)
-    return true
+    if (this.#covered(key, record.version)) this.#memory.delete(key)
+    else this.#hold(record)
   }
 
   /** L1, else the store (live record and tombstone: the newer wins). */

@@ -114,6 +114,15 @@ export class NodeEngine {
     return record === undefined ? undefined : this.#view(record)
   }
 
+  /**
+   * The entry of `key` when the in-process tier holds it live (a hit, counted), else
+   * `undefined` with nothing counted: then `get` decides. Synchronous.
+   */
+  getHeld(key: string): EntryView | undefined {
+    const record = this.#keyspace.getHeld(key)
+    return record === undefined ? undefined : this.#view(record)
+  }
+
   async getMany(keys: readonly string[]): Promise<(EntryView | undefined)[]> {
     return Promise.all(keys.map((key) => this.get(key)))
   }

@@ -233,6 +233,8 @@ class Node implements NodeHandle {
   readonly #fixedId: string | undefined
   #cluster: ClusterService | undefined
   #id = ''
+  /** The last Host header value found to name this node (clients repeat theirs on every request). */
+  #acceptedHost: string | undefined
   #host = ''
   #port = 0
   #ready = false
@@ -519,6 +521,19 @@ class Node implements NodeHandle {
       await this.#serveDashboard(req, res, method, path, started)
       return
     }
+    // A bodiless GET of a key the in-process tier holds is answered here, synchronously: no
+    // body to read, no promise, and an in-flight slot would be taken and given back within
+    // this call, so only the bound is checked (a full node refuses it below, as any other).
+    // Anything getHit does not answer takes the general path (decision 0240).
+    if (method === 'GET' && req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined && this.#inFlight < this.options.maxInFlight) {
+      const hit = this.#api.getHit(url)
+      if (hit !== undefined) {
+        // A request with neither Content-Length nor Transfer-Encoding has no body: it is
+        // complete even though node:http marks it so only after this handler returns.
+        this.#send(req, res, hit, this.#draining, started, true)
+        return
+      }
+    }
     const probe = isProbe(method, path)
     const limit = this.#api.bodyLimit(method, path)
     let held = 0
@@ -705,11 +720,12 @@ class Node implements NodeHandle {
     const site = headers['sec-fetch-site']
     if (site === 'cross-site' || site === 'same-site') return `Cross-site requests are refused (Sec-Fetch-Site: ${site})`
     const host = typeof headers.host === 'string' ? headers.host : undefined
-    if (this.#token === undefined && host !== undefined) {
+    if (this.#token === undefined && host !== undefined && host !== this.#acceptedHost) {
       const name = hostName(host)
       if (isIP(name) === 0 && name !== 'localhost' && !name.endsWith('.localhost') && name !== this.#allowedHostName) {
         return `Host ${JSON.stringify(host.slice(0, 100))} does not name this node; without an auth token only an IP address, localhost or the configured host are accepted (DNS rebinding)`
       }
+      this.#acceptedHost = host
     }
     const origin = headers.origin
     if (origin !== undefined) {
@@ -742,7 +758,7 @@ class Node implements NodeHandle {
     return response
   }
 
-  #send(req: IncomingMessage, res: ServerResponse, response: ApiResponse, close: boolean, started: number): void {
+  #send(req: IncomingMessage, res: ServerResponse, response: ApiResponse, close: boolean, started: number, complete = req.complete): void {
     if (this.options.logRequests) {
       this.#log.info({ method: req.method, url: (req.url ?? '').slice(0, 200), status: response.status, ms: this.options.clock.now() - started }, 'request')
     }
@@ -750,7 +766,7 @@ class Node implements NodeHandle {
     const body = typeof response.body === 'string' ? Buffer.from(response.body, 'utf8') : response.body
     const headers: Record<string, string | number> = { ...response.headers, 'content-length': body.byteLength, [HEADER_NODE]: this.#id }
     // Unread bodies and shutdown: do not keep a connection whose stream state is unknown.
-    if (close || !req.complete) headers.connection = 'close'
+    if (close || !complete) headers.connection = 'close'
     res.writeHead(response.status, headers)
     res.end(body)
   }
