@@ -50,6 +50,7 @@ import type { Etcd3, ICompare, IKeyValue, IOptions, IRequestOp, ITxnResponse } f
 import type { Clock, TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { AbortedError, CacheError, ClosedError, InvalidOptionsError, StoreUnavailableError, ValueTooLargeError } from '../core/errors.js'
+import { neverAbortedSignal } from '../core/never-aborted-signal.js'
 import { systemClock } from '../core/system-clock.js'
 import { checkScanOptions, decodeCursor, encodeCursor } from './scan-options.js'
 import type { LockGrant, ScanOptions, ScanPage, Store, StoreEntry, StoreLocks } from './types.js'
@@ -93,6 +94,50 @@ const MAX_LEASE_TTL_S = 9_000_000_000
 const CAS_ATTEMPTS = 16
 const POLL_MS = 15
 const FENCE_DIGITS = 20
+
+/** How many times a call that never left this process is tried (each time on the next member). */
+const SEND_ATTEMPTS = 3
+/** How many times an idempotent read is tried after a failure whose outcome is unknown. */
+const READ_ATTEMPTS = 3
+
+/**
+ * True when grpc-js failed the call before any byte of it was written: no connection to pick
+ * ("No connection established", a member down) or the deadline passed while waiting for one.
+ * Such a call cannot have reached etcd, so sending it elsewhere cannot apply it twice.
+ */
+export function etcdCallNeverSent(err: unknown): boolean {
+  const message = err instanceof Error ? err.message : ''
+  return /No connection established|Waiting for LB pick/.test(message)
+}
+
+type GlobalPolicy = NonNullable<NonNullable<IOptions['faultHandling']>['global']>
+
+/**
+ * etcd3's global fault policy for this store, in place of its default: the default
+ * (`retry(handleWhen(isRecoverableError), { maxAttempts: 3 })`) re-sends ANY call after a
+ * deadline, a dropped connection, an "unavailable" — including a write whose request reached
+ * etcd and whose answer was lost, which then lands twice (the cause of the non-linearizable
+ * Jepsen history, decision 0190). Here a call is re-sent (to the next member) only when it
+ * provably never left (`etcdCallNeverSent`); every other failure is the caller's, as an unknown
+ * outcome. Idempotent reads are retried by the store itself (`#read`).
+ */
+function sendOncePolicy(): GlobalPolicy {
+  const noEvent = (): { dispose(): void } => ({ dispose: () => undefined })
+  const policy = {
+    onSuccess: noEvent,
+    onFailure: noEvent,
+    async execute<T>(fn: (context: { signal: AbortSignal }) => PromiseLike<T> | T): Promise<T> {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await fn({ signal: neverAbortedSignal() })
+        } catch (err) {
+          if (attempt >= SEND_ATTEMPTS || !etcdCallNeverSent(err)) throw err
+        }
+      }
+    },
+  }
+  return policy as unknown as GlobalPolicy
+}
 
 /** tag(K): reversible, valid UTF-8, per code unit (see the file comment). */
 export function etcdKeyTag(key: string): string {
@@ -182,6 +227,7 @@ class EtcdStore implements Store {
   readonly consistency: EtcdConsistency
   readonly #clientOptions: IOptions
   #client: Promise<Etcd3> | undefined
+  #recoverable: (err: Error) => boolean = () => false
   readonly #clock: Clock
   readonly #root: string
   readonly #serializable: boolean
@@ -210,6 +256,9 @@ class EtcdStore implements Store {
       // A deadline on every call: a member behind a partition must not hold a caller forever.
       // Real time even under an injected (test) clock: gRPC deadlines are wall-clock instants.
       defaultCallOptions: () => ({ deadline: systemClock.now() + timeoutMs }),
+      // Never re-send a call that may have reached etcd (see sendOncePolicy); the per-member
+      // circuit breaker stays etcd3's (it refuses before sending: safe).
+      faultHandling: { global: sendOncePolicy() },
     }
     if (options.auth !== undefined) clientOptions.auth = { username: options.auth.username, password: options.auth.password }
     if (options.tls !== undefined) {
@@ -302,9 +351,25 @@ class EtcdStore implements Store {
     }
   }
 
+  /**
+   * An idempotent read, tried again (etcd3 picks the next member) after a failure etcd3 calls
+   * recoverable (deadline, unavailable, ...), up to READ_ATTEMPTS: a read applies nothing, so
+   * sending it twice is harmless, unlike a write (see sendOncePolicy).
+   */
+  async #read<T>(call: (client: Etcd3) => Promise<T>): Promise<T> {
+    const client = await this.#etcd()
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await call(client)
+      } catch (err) {
+        if (attempt >= READ_ATTEMPTS || !(err instanceof Error) || !this.#recoverable(err) || this.#closing !== undefined) throw err
+      }
+    }
+  }
+
   /** Read-only transaction of ranges: one consistent snapshot, one round trip. */
-  async #readMany(keys: readonly Buffer[]): Promise<{ kvs: (IKeyValue | undefined)[]; revision: number }> {
-    const res = await (await this.#etcd()).kv.txn({ success: keys.map((k) => range(k, this.#serializable)) })
+  async #readMany(keys: readonly Buffer[], serializable = this.#serializable): Promise<{ kvs: (IKeyValue | undefined)[]; revision: number }> {
+    const res = await this.#read((c) => c.kv.txn({ success: keys.map((k) => range(k, serializable)) }))
     return { kvs: res.responses.map((r) => r.response_range.kvs[0]), revision: Number(res.header.revision) }
   }
 
@@ -312,7 +377,7 @@ class EtcdStore implements Store {
 
   get(key: string): Promise<Uint8Array | undefined> {
     return this.#guard(async () => {
-      const res = await (await this.#etcd()).kv.range({ key: this.#key('d', key), serializable: this.#serializable })
+      const res = await this.#read((c) => c.kv.range({ key: this.#key('d', key), serializable: this.#serializable }))
       return this.#live(res.kvs[0])
     })
   }
@@ -390,7 +455,7 @@ class EtcdStore implements Store {
       checkTtl(ttlMs)
       const k = this.#key('d', key)
       for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
-        const kv = (await (await this.#etcd()).kv.range({ key: k })).kvs[0]
+        const kv = (await this.#read((c) => c.kv.range({ key: k }))).kvs[0]
         const bytes = this.#live(kv)
         if (kv === undefined || bytes === undefined) return false
         const expiresAt = this.#clock.now() + ttlMs
@@ -421,7 +486,7 @@ class EtcdStore implements Store {
         // Just after the last key handed out.
         start = Buffer.concat([Buffer.from(dataRoot + k, 'utf8'), Buffer.from([0])])
       }
-      const res = await (await this.#etcd()).kv.range({ key: start, range_end: prefixEnd(first), limit, serializable: this.#serializable })
+      const res = await this.#read((c) => c.kv.range({ key: start, range_end: prefixEnd(first), limit, serializable: this.#serializable }))
       const keys: string[] = []
       let lastTag: string | undefined
       for (const kv of res.kvs) {
@@ -453,7 +518,10 @@ class EtcdStore implements Store {
   /** Loads etcd3 and connects, once; a missing package is a clear error, not a crash at import. */
   #etcd(): Promise<Etcd3> {
     this.#client ??= import('etcd3').then(
-      ({ Etcd3: Client }) => new Client(this.#clientOptions),
+      ({ Etcd3: Client, isRecoverableError }) => {
+        this.#recoverable = isRecoverableError
+        return new Client(this.#clientOptions)
+      },
       (err: unknown) => {
         this.#client = undefined
         throw new StoreUnavailableError('etcdStore needs the etcd3 package (npm install etcd3)', { cause: err })
@@ -470,11 +538,11 @@ class EtcdStore implements Store {
     const g = this.#key('g', key)
     let sent = false
     for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
-      const kv = (await (await this.#etcd()).kv.range({ key: l })).kvs[0]
+      const kv = (await this.#read((c) => c.kv.range({ key: l }))).kvs[0]
       const held = decodeLock(kv)
       const now = this.#clock.now()
-      // Our own create landed although its answer was lost (etcd3 re-sends a call whose
-      // connection failed): the grant is ours, and its fence is the record's create revision.
+      // Our own create landed although a previous attempt saw it refused (defensive: writes are
+      // never re-sent, see sendOncePolicy): the grant is ours, its fence the record's create revision.
       if (sent && kv !== undefined && held !== undefined && held.t === token && held.u > now) return { token, fence: Number(kv.create_revision) }
       if (held !== undefined && held.u > now) return undefined
       if (kv !== undefined) {
@@ -500,7 +568,7 @@ class EtcdStore implements Store {
   async #withHeldLock(key: string, token: string, change: (now: number) => LockRecord | undefined): Promise<boolean> {
     const l = this.#key('l', key)
     for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
-      const kv = (await (await this.#etcd()).kv.range({ key: l })).kvs[0]
+      const kv = (await this.#read((c) => c.kv.range({ key: l }))).kvs[0]
       const held = decodeLock(kv)
       const now = this.#clock.now()
       if (kv === undefined || held === undefined || held.t !== token || !(held.u > now)) return false
@@ -555,7 +623,7 @@ class EtcdStore implements Store {
     const g = this.#key('g', key)
     const m = this.#key('m', key)
     for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
-      const { kvs, revision } = await (await this.#etcd()).kv.txn({ success: [range(g), range(m)] }).then((r) => ({ kvs: r.responses.map((x) => x.response_range.kvs[0]), revision: Number(r.header.revision) }))
+      const { kvs, revision } = await this.#read((c) => c.kv.txn({ success: [range(g), range(m)] })).then((r) => ({ kvs: r.responses.map((x) => x.response_range.kvs[0]), revision: Number(r.header.revision) }))
       const [gkv, mkv] = kvs
       const res =
         gkv === undefined && mkv === undefined
