@@ -57,6 +57,29 @@ import type { LockGrant, ScanOptions, ScanPage, Store, StoreEntry, StoreLocks } 
 
 export type EtcdConsistency = 'linearizable' | 'serializable'
 
+/**
+ * What `watchChanges` reports, in etcd's order:
+ * - `changed`: these store keys were written (`value`: the bytes, undefined for a delete or an
+ *   expired entry; etcd deleting an expired lease's keys included) in the response at `revision`;
+ * - `lost`: changes may be missed from now on (the stream broke, or etcd cancelled the watch
+ *   because the revision it had to resume from was compacted); what was derived from the
+ *   store cannot be trusted until `synced`;
+ * - `synced`: watching again, every change from here on will be reported; whatever happened
+ *   while lost was not (so a cache flushes again here).
+ */
+export type EtcdChange =
+  | { readonly kind: 'changed'; readonly entries: readonly { readonly key: string; readonly value: Uint8Array | undefined }[]; readonly revision: number }
+  | { readonly kind: 'lost'; readonly reason: 'disconnected' | 'compacted' | 'cancelled' }
+  | { readonly kind: 'synced'; readonly revision: number }
+
+/** A running `watchChanges`. */
+export interface EtcdWatch {
+  /** Resolves at the first `synced` (the watch is in place); never rejects. */
+  readonly ready: Promise<void>
+  /** Stops watching. Idempotent. */
+  close(): Promise<void>
+}
+
 export interface EtcdStoreOptions {
   /** Client URLs of the members, e.g. `['http://10.0.0.1:2379', ...]`. */
   endpoints: readonly string[]
@@ -137,6 +160,14 @@ function sendOncePolicy(): GlobalPolicy {
     },
   }
   return policy as unknown as GlobalPolicy
+}
+
+/**
+ * Delays between the watch stream's reconnects (etcd3's default climbs to 30 s, during which
+ * an attached L1 is bypassed): 100 ms doubling to 2 s. etcd3 resets it once a stream works.
+ */
+function watchBackoff(ms: number): NonNullable<NonNullable<IOptions['faultHandling']>['watchBackoff']> {
+  return { duration: ms, next: () => watchBackoff(Math.min(ms * 2, 2_000)) }
 }
 
 /** tag(K): reversible, valid UTF-8, per code unit (see the file comment). */
@@ -220,11 +251,12 @@ function validate(options: EtcdStoreOptions): void {
   if (max !== undefined && (!Number.isSafeInteger(max) || max < 4 * PUT_OVERHEAD)) throw new InvalidOptionsError('etcd.maxRequestBytes', `expected an integer >= ${4 * PUT_OVERHEAD}`)
 }
 
-class EtcdStore implements Store {
+class EtcdStoreImpl implements Store {
   readonly name = 'etcd'
   readonly location: string
   readonly locks: StoreLocks
   readonly consistency: EtcdConsistency
+  readonly namespace: string
   readonly #clientOptions: IOptions
   #client: Promise<Etcd3> | undefined
   #recoverable: (err: Error) => boolean = () => false
@@ -241,6 +273,7 @@ class EtcdStore implements Store {
     validate(options)
     this.#clock = options.clock ?? systemClock
     this.#root = options.namespace ?? 'sc/'
+    this.namespace = this.#root
     this.consistency = options.consistency ?? 'linearizable'
     this.#serializable = this.consistency === 'serializable'
     this.#maxRequestBytes = options.maxRequestBytes ?? 1.5 * 1024 * 1024
@@ -252,13 +285,22 @@ class EtcdStore implements Store {
     const clientOptions: IOptions = {
       hosts: [...options.endpoints],
       // A page of large values is bigger than grpc-js's 4 MiB default.
-      grpcOptions: { 'grpc.max_receive_message_length': 256 * 1024 * 1024, 'grpc.max_send_message_length': this.#maxRequestBytes + 64 * 1024 },
+      grpcOptions: {
+        'grpc.max_receive_message_length': 256 * 1024 * 1024,
+        'grpc.max_send_message_length': this.#maxRequestBytes + 64 * 1024,
+        // A silently dead connection (half-open TCP) is noticed within ~15 s even when idle:
+        // a watch on it then reports 'lost' (above etcd's 5 s minimum ping interval).
+        'grpc.keepalive_time_ms': 10_000,
+        'grpc.keepalive_timeout_ms': 5_000,
+        'grpc.keepalive_permit_without_calls': 1,
+      },
       // A deadline on every call: a member behind a partition must not hold a caller forever.
       // Real time even under an injected (test) clock: gRPC deadlines are wall-clock instants.
-      defaultCallOptions: () => ({ deadline: systemClock.now() + timeoutMs }),
+      // Not on streams: a deadline would end the watch stream (watchChanges) after `timeout`.
+      defaultCallOptions: (context) => (context.isStream ? {} : { deadline: systemClock.now() + timeoutMs }),
       // Never re-send a call that may have reached etcd (see sendOncePolicy); the per-member
       // circuit breaker stays etcd3's (it refuses before sending: safe).
-      faultHandling: { global: sendOncePolicy() },
+      faultHandling: { global: sendOncePolicy(), watchBackoff: watchBackoff(100) },
     }
     if (options.auth !== undefined) clientOptions.auth = { username: options.auth.username, password: options.auth.password }
     if (options.tls !== undefined) {
@@ -509,6 +551,106 @@ class EtcdStore implements Store {
     if (client !== undefined) (await client.catch(() => undefined))?.close()
   }
 
+  /**
+   * Watches every data key of this store's namespace through etcd's watch stream: etcd
+   * delivers each revision once and in order, so nothing is missed while the stream holds.
+   * When it breaks (`lost: 'disconnected'`) or etcd cancels it (`lost: 'cancelled'`: a watcher
+   * that fell behind past a compaction, or any other cancel), a new watch starts from the
+   * current revision once etcd answers again — never a resume from an old revision, which a
+   * compaction could have erased — and reports `synced`. Keys are the
+   * store's keys (decoded). A listener that throws is ignored (it must not stop the stream).
+   */
+  watchChanges(listener: (change: EtcdChange) => void): EtcdWatch {
+    this.#open()
+    const prefix = Buffer.from(`${this.#root}d/`, 'utf8')
+    const dataRoot = prefix.toString('utf8')
+    let closed = false
+    let lost = true
+    let watcher: import('etcd3').Watcher | undefined
+    let retry: TimerHandle | undefined
+    /** Delay before watching afresh after a loss: 100 ms doubling to 2 s, reset once connected. */
+    let delayMs = 100
+    const again = (): void => {
+      if (closed || retry !== undefined) return
+      retry = this.#clock.setTimeout(() => {
+        retry = undefined
+        start()
+      }, delayMs, { unref: true })
+      delayMs = Math.min(delayMs * 2, 2_000)
+    }
+    let readyResolve!: () => void
+    const ready = new Promise<void>((resolve) => (readyResolve = resolve))
+    const emit = (change: EtcdChange): void => {
+      if (closed) return
+      try {
+        listener(change)
+      } catch {
+        // The listener's problem; the stream goes on.
+      }
+    }
+    const markLost = (reason: 'disconnected' | 'compacted' | 'cancelled'): void => {
+      if (lost) return
+      lost = true
+      emit({ kind: 'lost', reason })
+    }
+    const start = (): void => {
+      if (closed) return
+      this.#etcd().then(
+        (client) => {
+          if (closed) return
+          // From the current revision: a fresh watch after a cancel (what came before is lost).
+          // watcher() attaches at once, so no event comes before these listeners.
+          const w = client.watch().prefix(prefix).watcher()
+          watcher = w
+          w.on('connected', (res: { header: { revision: string } }) => {
+            delayMs = 100
+            const wasLost = lost
+            lost = false
+            if (wasLost) emit({ kind: 'synced', revision: Number(res.header.revision) })
+            readyResolve()
+          })
+          // A broken stream: etcd3 would re-create this watch from the revision after the last
+          // event it saw (and can then be cancelled if that was compacted). Instead: drop it and
+          // watch afresh from the current revision once the stream is back; the 'synced' flush
+          // covers what happened meanwhile. So a lost stream never depends on etcd's history.
+          w.on('disconnected', () => {
+            markLost('disconnected')
+            if (watcher !== w) return
+            watcher = undefined
+            void w.cancel().catch(() => undefined)
+            again()
+          })
+          w.on('data', (res) => {
+            const entries = res.events.map((e) => ({ key: untag(e.kv.key.toString('utf8').slice(dataRoot.length)), value: e.type === 'Put' ? this.#live(e.kv) : undefined }))
+            if (entries.length > 0) emit({ kind: 'changed', entries, revision: Number(res.header.revision) })
+          })
+          w.on('error', (err: Error) => {
+            // etcd cancelled the watch (a consumer so slow that its next revision was compacted,
+            // or anything else): watch afresh.
+            markLost(/compact/i.test(err.message) ? 'compacted' : 'cancelled')
+            // (etcd3 already dropped the cancelled watcher.)
+            if (watcher === w) watcher = undefined
+            again()
+          })
+        },
+        () => {
+          // No etcd3 package (or no client): nothing to watch; the stream stays lost.
+        },
+      )
+    }
+    start()
+    return {
+      ready,
+      close: async () => {
+        if (closed) return
+        closed = true
+        readyResolve()
+        if (retry !== undefined) this.#clock.clearTimeout(retry)
+        await watcher?.cancel().catch(() => undefined)
+      },
+    }
+  }
+
   /** The etcd3 client (created on first use): for tests and for users who need raw access. */
   etcdClient(): Promise<Etcd3> {
     this.#open()
@@ -714,7 +856,17 @@ class EtcdStore implements Store {
   }
 }
 
+export type EtcdStore = Store & {
+  readonly locks: StoreLocks
+  etcdClient(): Promise<Etcd3>
+  readonly consistency: EtcdConsistency
+  /** The etcd key prefix of this store (`namespace` option). */
+  readonly namespace: string
+  scan(options?: ScanOptions): Promise<ScanPage>
+  watchChanges(listener: (change: EtcdChange) => void): EtcdWatch
+}
+
 /** An etcd-backed `Store` (with fenced locks). See the file comment for the mapping and the guarantees. */
-export function etcdStore(options: EtcdStoreOptions): Store & { readonly locks: StoreLocks; etcdClient(): Promise<Etcd3>; readonly consistency: EtcdConsistency; scan(options?: ScanOptions): Promise<ScanPage> } {
-  return new EtcdStore(options)
+export function etcdStore(options: EtcdStoreOptions): EtcdStore {
+  return new EtcdStoreImpl(options)
 }

@@ -72,6 +72,15 @@ export class TcpProxy {
     this.#state.paused = true
   }
 
+  /** Closes every connection open now (both ends), as when a NAT or a peer drops them; new ones are accepted (held while paused). */
+  dropConnections(): void {
+    for (const pipe of [...this.#state.pipes]) {
+      this.#state.pipes.delete(pipe)
+      pipe.client.destroy()
+      pipe.upstream.destroy()
+    }
+  }
+
   /**
    * The connections open now lose their answers: requests still reach the server, its answers
    * are held (until `resume()`), as when a connection dies after the request went out.
