@@ -57,6 +57,12 @@ import type { LockGrant, ScanOptions, ScanPage, Store, StoreEntry, StoreLocks } 
 
 export type EtcdConsistency = 'linearizable' | 'serializable'
 
+/** Per-read options of `etcdStore`'s `get` / `getMany`. */
+export interface EtcdReadOptions {
+  /** This read's consistency; @default the store's `consistency` option ('linearizable'). */
+  consistency?: EtcdConsistency
+}
+
 /**
  * What `watchChanges` reports, in etcd's order:
  * - `changed`: these store keys were written (`value`: the bytes, undefined for a delete or an
@@ -417,25 +423,41 @@ class EtcdStoreImpl implements Store {
 
   // ---- Store -------------------------------------------------------------------------
 
-  get(key: string): Promise<Uint8Array | undefined> {
+  /**
+   * The live value of `key`. `options.consistency` overrides the store's for this read:
+   * `linearizable` (a quorum confirms the member is current: never stale; fails closed with
+   * ERR_STORE_UNAVAILABLE without a quorum) or `serializable` (the member's own state: about
+   * half the latency, may lag, answers even from a member cut off from the quorum).
+   */
+  get(key: string, options?: EtcdReadOptions): Promise<Uint8Array | undefined> {
     return this.#guard(async () => {
-      const res = await this.#read((c) => c.kv.range({ key: this.#key('d', key), serializable: this.#serializable }))
+      const serializable = this.#isSerializable(options)
+      const res = await this.#read((c) => c.kv.range({ key: this.#key('d', key), serializable }))
       return this.#live(res.kvs[0])
     })
   }
 
-  getMany(keys: readonly string[]): Promise<(Uint8Array | undefined)[]> {
+  /** Like `get`, for many keys, in one consistent snapshot per 64 keys. */
+  getMany(keys: readonly string[], options?: EtcdReadOptions): Promise<(Uint8Array | undefined)[]> {
     return this.#guard(async () => {
+      const serializable = this.#isSerializable(options)
       const unique = [...new Set(keys)]
       const found = new Map<string, IKeyValue | undefined>()
       for (let i = 0; i < unique.length; i += MAX_TXN_OPS) {
         const chunk = unique.slice(i, i + MAX_TXN_OPS)
-        const { kvs } = await this.#readMany(chunk.map((k) => this.#key('d', k)))
+        const { kvs } = await this.#readMany(chunk.map((k) => this.#key('d', k)), serializable)
         chunk.forEach((k, j) => found.set(k, kvs[j]))
       }
       // Each answer is its own copy, duplicates included.
       return keys.map((k) => this.#live(found.get(k)))
     })
+  }
+
+  #isSerializable(options: EtcdReadOptions | undefined): boolean {
+    const c = options?.consistency
+    if (c === undefined) return this.#serializable
+    if (c !== 'linearizable' && c !== 'serializable') throw new InvalidOptionsError('consistency', `expected 'linearizable' or 'serializable', got ${String(c)}`)
+    return c === 'serializable'
   }
 
   set(key: string, value: Uint8Array, ttlMs: number): Promise<void> {
@@ -857,6 +879,8 @@ class EtcdStoreImpl implements Store {
 }
 
 export type EtcdStore = Store & {
+  get(key: string, options?: EtcdReadOptions): Promise<Uint8Array | undefined>
+  getMany(keys: readonly string[], options?: EtcdReadOptions): Promise<(Uint8Array | undefined)[]>
   readonly locks: StoreLocks
   etcdClient(): Promise<Etcd3>
   readonly consistency: EtcdConsistency

@@ -141,6 +141,34 @@ describe('etcdStore: specific', () => {
 })
 
 describe('etcdStore: faults', () => {
+  test('consistency per read: on a member cut off from the quorum, a serializable read answers (maybe stale), a linearizable one fails closed', async () => {
+    const ns = freshNamespace()
+    const [m0, m1, m2] = cluster.members
+    assert.ok(m0 !== undefined && m1 !== undefined && m2 !== undefined)
+    const writer = etcdStore({ endpoints: cluster.endpoints, namespace: ns })
+    // Talks to m2 only; linearizable by default.
+    const onM2 = etcdStore({ endpoints: [m2.endpoint], namespace: ns, timeout: '1s' })
+    try {
+      await writer.set('k', bytes('v'), 600_000)
+      assert.equal(text(await onM2.get('k')), 'v')
+      await assert.rejects(onM2.get('k', { consistency: 'eventual' as never }), (err: unknown) => isCacheError(err, 'ERR_INVALID_OPTIONS'))
+      // Wait until m2 has applied it locally, then cut it off: m0 down, m1 paused.
+      for (let i = 0; i < 50 && text(await onM2.get('k', { consistency: 'serializable' })) !== 'v'; i++) await sleep(20)
+      await m0.kill()
+      m1.pause()
+      assert.equal(text(await onM2.get('k', { consistency: 'serializable' })), 'v', 'serializable: the member answers from its own state')
+      assert.deepEqual((await onM2.getMany(['k', 'none'], { consistency: 'serializable' })).map(text), ['v', undefined])
+      await assert.rejects(onM2.get('k'), (err: unknown) => isCacheError(err, 'ERR_STORE_UNAVAILABLE'), 'linearizable (the default): no quorum, no answer')
+      await assert.rejects(onM2.get('k', { consistency: 'linearizable' }), (err: unknown) => isCacheError(err, 'ERR_STORE_UNAVAILABLE'))
+    } finally {
+      m1.resume()
+      if (!m0.running) await m0.restart()
+      await waitForLeader(cluster)
+      await writer.close()
+      await onM2.close()
+    }
+  })
+
   test('a get whose answer is lost is asked again (a read applies nothing) and answers', async () => {
     const proxies = await Promise.all(cluster.members.map((m) => TcpProxy.start(m.clientPort)))
     const store = etcdStore({ endpoints: proxies.map((p) => `http://127.0.0.1:${p.port}`), namespace: freshNamespace(), timeout: '600ms' })
