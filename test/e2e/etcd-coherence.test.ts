@@ -114,6 +114,25 @@ describe('etcdBus: L1 coherence across processes through the watch stream', () =
     }
   })
 
+  test('a tag invalidated in one process hides the tagged entry another process holds in L1 (the tag version comes through the watch)', async () => {
+    const namespace = `tags-${process.pid}/`
+    const [a, b] = [await spawnWorker(cluster.endpoints, namespace), await spawnWorker(cluster.endpoints, namespace)]
+    await ask(a, { op: 'set', key: 'tagged', value: 'v', tags: ['team:1'] })
+    await ask(a, { op: 'set', key: 'other', value: 'w', tags: ['team:2'] })
+    assert.notEqual((await ask<{ at: number }>(b, { op: 'watch', key: 'tagged', value: 'v', timeoutMs: 5_000 })).at, -1)
+    assert.notEqual((await ask<{ at: number }>(b, { op: 'watch', key: 'other', value: 'w', timeoutMs: 5_000 })).at, -1)
+    const before = await ask<Stats>(b, { op: 'stats' })
+    await ask(a, { op: 'invalidate', tags: ['team:1'] })
+    const deadline = Date.now() + BOUND_MS
+    let got: { value?: string | null } = { value: 'v' }
+    while (got.value === 'v' && Date.now() < deadline) got = await ask<{ value?: string | null }>(b, { op: 'get', key: 'tagged' })
+    assert.equal(got.value, null, 'the invalidated entry is gone in the other process')
+    assert.equal((await ask<{ value: string }>(b, { op: 'get', key: 'other' })).value, 'w', 'an entry of another tag stays')
+    const stats = await ask<Stats & { bus: { tagsObserved?: number } }>(b, { op: 'stats' })
+    assert.ok((stats.bus.tagsObserved ?? 0) > ((before.bus as { tagsObserved?: number }).tagsObserved ?? 0), 'it came as a tag version, not a flush')
+    assert.equal(stats.bus.l1Flushes, before.bus.l1Flushes, 'no flush')
+  })
+
   test('a process cut off from etcd while the key changes and history is compacted bypasses its L1 (never the old value), then flushes and serves the new one', async () => {
     const namespace = `cut-${process.pid}/`
     const writer = await spawnWorker(cluster.endpoints, namespace)
