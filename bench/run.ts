@@ -1,6 +1,6 @@
 /**
  * `npm run bench [-- --quick] [--passes N] [suite...]`: stratacache's L1 engine against its peers, all in
- * one run, with ratios. Suites: get-hits, set-evict, heap, hit-ratio, facade, redis, bus, server, transport, membership (default: all).
+ * one run, with ratios. Suites: get-hits, set-evict, heap, hit-ratio, facade, redis, etcd, bus, server, transport, membership (default: all).
  *
  * Method:
  * - Speed (get-hits, set-evict): each stratacache engine is measured next to lru-cache in a
@@ -22,6 +22,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { facadeSuite } from './facade.js'
 import { redisSuite } from './redis.js'
+import { etcdSuite } from './etcd.js'
 import { busSuite } from './bus.js'
 import { serverSuite } from './server.js'
 import { transportSuite } from './transport.js'
@@ -49,7 +50,7 @@ import {
 } from './harness.js'
 import { loopHeavyTrace, scanMixedTrace, type Trace } from './traces.js'
 
-const SUITES = ['get-hits', 'set-evict', 'heap', 'hit-ratio', 'facade', 'redis', 'bus', 'server', 'transport', 'membership'] as const
+const SUITES = ['get-hits', 'set-evict', 'heap', 'hit-ratio', 'facade', 'redis', 'etcd', 'bus', 'server', 'transport', 'membership'] as const
 type SuiteName = (typeof SUITES)[number]
 
 interface SuiteReport {
@@ -365,6 +366,7 @@ const RUNNERS: Record<SuiteName, (c: Config) => Promise<Omit<SuiteReport, 'date'
   'hit-ratio': hitRatioSuite,
   facade: facadeSuite,
   redis: redisSuite,
+  etcd: etcdSuite,
   bus: busSuite,
   server: serverSuite,
   transport: transportSuite,

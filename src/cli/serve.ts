@@ -82,6 +82,9 @@ in-flight requests and closes its store. Precedence: flags > STRATACACHE_* envir
 Options:
   --config <file>  JSON file of settings (keys as in NodeOptions, e.g. "maxInFlight")
                    env STRATACACHE_CONFIG
+  --store <url>    A store instead of the embedded LMDB one (data-dir and disk are then
+                   unused): etcd://host:port[,host:port]/namespace — a stateless node
+                   env STRATACACHE_STORE, config key "store"
 ${SERVE_SETTINGS.map(settingHelp).join('\n')}
   -h, --help       This help.
 
@@ -143,6 +146,9 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv):
   }
   const flags = new Map<string, unknown>()
   let configPath: string | undefined = env.STRATACACHE_CONFIG
+  // --store is not a SERVE_SETTINGS row: its value is a URL the node turns into a Store.
+  let storeUrl: string | undefined
+  let storeSource: string | undefined
   let help = false
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]
@@ -154,6 +160,12 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv):
     const eq = arg.indexOf('=')
     const flag = eq === -1 ? arg : arg.slice(0, eq)
     const inline = eq === -1 ? undefined : arg.slice(eq + 1)
+    if (flag === '--store') {
+      storeUrl = inline ?? argv[++i]
+      if (storeUrl === undefined || storeUrl === '') throw new UsageError('--store needs a URL (etcd://host:port/namespace)')
+      storeSource = 'flag'
+      continue
+    }
     if (flag === '--config') {
       configPath = inline ?? argv[++i]
       if (configPath === undefined) throw new UsageError('--config needs a file path')
@@ -191,7 +203,7 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv):
     } catch (err) {
       throw new UsageError(`Config file ${configPath} is not a JSON object: ${err instanceof Error ? err.message : String(err)}`)
     }
-    const known = new Set<string>(ALL_SERVE_SETTINGS.map((s) => s.name))
+    const known = new Set<string>([...ALL_SERVE_SETTINGS.map((s) => s.name), 'store'])
     for (const key of Object.keys(config)) if (!known.has(key)) throw new UsageError(`Config file ${configPath}: unknown setting ${JSON.stringify(key)}`)
   }
   const options: Record<string, unknown> = {}
@@ -209,6 +221,15 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv):
       sources.set(s.name, 'config')
     }
   }
+  if (storeUrl === undefined && env.STRATACACHE_STORE !== undefined && env.STRATACACHE_STORE !== '') [storeUrl, storeSource] = [env.STRATACACHE_STORE, 'env']
+  if (storeUrl === undefined && config.store !== undefined) {
+    if (typeof config.store !== 'string') throw new UsageError(`Config file ${String(configPath)}: store: expected a URL string`)
+    ;[storeUrl, storeSource] = [config.store, 'config']
+  }
+  if (storeUrl !== undefined) {
+    options.store = storeUrl
+    sources.set('store', storeSource as string)
+  }
   return { options: options as NodeOptions, sources, help }
 }
 
@@ -220,6 +241,7 @@ function describeConfig(options: NodeOptions, sources: Map<string, string>): str
     const shown = value === undefined ? s.def : s.secret === true ? '***' : String(value)
     lines.push(`  ${s.name.padEnd(20)} ${shown.padEnd(22)} (${sources.get(s.name) ?? 'default'})`)
   }
+  if (typeof options.store === 'string') lines.push(`  ${'store'.padEnd(20)} ${options.store.padEnd(22)} (${sources.get('store') ?? 'default'})`)
   return `${lines.join('\n')}\n`
 }
 

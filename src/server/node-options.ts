@@ -9,6 +9,7 @@ import { InvalidOptionsError } from '../core/errors.js'
 import { systemClock } from '../core/system-clock.js'
 import { DEFAULT_HOST, DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, DEFAULT_PORT } from '../protocol/wire.js'
 import type { Store } from '../store/types.js'
+import { storeFromUrl } from './store-url.js'
 import type { LogLevel, NodeLogger } from './logger.js'
 import type { MessageTransport } from '../cluster/transport.js'
 import type { Replicator } from './replicator.js'
@@ -20,8 +21,11 @@ export interface NodeOptions {
   port?: number
   /** Directory of the embedded on-disk store (created if missing). Ignored when `store` is given. @default './stratacache-data' */
   dataDir?: string
-  /** A store to persist into instead of the embedded one (the node closes it on shutdown). @default the embedded LMDB store in `dataDir` */
-  store?: Store
+  /**
+   * A store to persist into instead of the embedded one (the node closes it on shutdown), or
+   * its URL: `etcd://host:port[,host:port]/namespace` (store-url.ts). @default the embedded LMDB store in `dataDir`
+   */
+  store?: Store | string
   /** Capacity of the embedded on-disk store (LMDB `mapSize`); past it writes fail with `507 ERR_STORE_FULL`. @default '1gb' */
   disk?: ByteSize
   /** Bytes the in-process tier (L1) may hold. @default '128mb' */
@@ -323,7 +327,7 @@ export function resolveNodeOptions(options: NodeOptions = {}): ResolvedNodeOptio
   const host = optionalString(o.host, 'host') ?? DEFAULT_HOST
   const port = int(o.port ?? DEFAULT_PORT, 'port', 0, 65535)
   const dataDir = optionalString(o.dataDir, 'dataDir') ?? './stratacache-data'
-  if (o.store !== undefined && (o.store === null || typeof o.store.get !== 'function')) throw new InvalidOptionsError('store', 'expected a Store')
+  if (o.store !== undefined && typeof o.store !== 'string' && (o.store === null || typeof o.store.get !== 'function')) throw new InvalidOptionsError('store', 'expected a Store or a store URL')
   const rateLimit = o.rateLimit ?? 0
   if (typeof rateLimit !== 'number' || !Number.isFinite(rateLimit) || rateLimit < 0) throw new InvalidOptionsError('rateLimit', `expected a number >= 0, got ${String(rateLimit)}`)
   const rateBurst = int(o.rateBurst ?? Math.max(1, Math.ceil(rateLimit)), 'rateBurst', 1, 1_000_000_000)
@@ -353,7 +357,7 @@ export function resolveNodeOptions(options: NodeOptions = {}): ResolvedNodeOptio
     host,
     port,
     dataDir,
-    store: o.store,
+    store: typeof o.store === 'string' ? storeFromUrl(o.store, o.storeTimeout ?? '5s') : o.store,
     diskBytes: toBytes(o.disk ?? '1gb', 'disk'),
     memoryBytes: toBytes(o.memory ?? '128mb', 'memory'),
     maxKeyBytes: int(o.maxKeyBytes ?? DEFAULT_MAX_KEY_BYTES, 'maxKeyBytes', 1, 65536),

@@ -50,11 +50,41 @@ import type { Etcd3, ICompare, IKeyValue, IOptions, IRequestOp, ITxnResponse } f
 import type { Clock, TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { AbortedError, CacheError, ClosedError, InvalidOptionsError, StoreUnavailableError, ValueTooLargeError } from '../core/errors.js'
+import { neverAbortedSignal } from '../core/never-aborted-signal.js'
 import { systemClock } from '../core/system-clock.js'
 import { checkScanOptions, decodeCursor, encodeCursor } from './scan-options.js'
 import type { LockGrant, ScanOptions, ScanPage, Store, StoreEntry, StoreLocks } from './types.js'
 
 export type EtcdConsistency = 'linearizable' | 'serializable'
+
+/** Per-read options of `etcdStore`'s `get` / `getMany`. */
+export interface EtcdReadOptions {
+  /** This read's consistency; @default the store's `consistency` option ('linearizable'). */
+  consistency?: EtcdConsistency
+}
+
+/**
+ * What `watchChanges` reports, in etcd's order:
+ * - `changed`: these store keys were written (`value`: the bytes, undefined for a delete or an
+ *   expired entry; etcd deleting an expired lease's keys included) in the response at `revision`;
+ * - `lost`: changes may be missed from now on (the stream broke, or etcd cancelled the watch
+ *   because the revision it had to resume from was compacted); what was derived from the
+ *   store cannot be trusted until `synced`;
+ * - `synced`: watching again, every change from here on will be reported; whatever happened
+ *   while lost was not (so a cache flushes again here).
+ */
+export type EtcdChange =
+  | { readonly kind: 'changed'; readonly entries: readonly { readonly key: string; readonly value: Uint8Array | undefined }[]; readonly revision: number }
+  | { readonly kind: 'lost'; readonly reason: 'disconnected' | 'compacted' | 'cancelled' }
+  | { readonly kind: 'synced'; readonly revision: number }
+
+/** A running `watchChanges`. */
+export interface EtcdWatch {
+  /** Resolves at the first `synced` (the watch is in place); never rejects. */
+  readonly ready: Promise<void>
+  /** Stops watching. Idempotent. */
+  close(): Promise<void>
+}
 
 export interface EtcdStoreOptions {
   /** Client URLs of the members, e.g. `['http://10.0.0.1:2379', ...]`. */
@@ -93,6 +123,58 @@ const MAX_LEASE_TTL_S = 9_000_000_000
 const CAS_ATTEMPTS = 16
 const POLL_MS = 15
 const FENCE_DIGITS = 20
+
+/** How many times a call that never left this process is tried (each time on the next member). */
+const SEND_ATTEMPTS = 3
+/** How many times an idempotent read is tried after a failure whose outcome is unknown. */
+const READ_ATTEMPTS = 3
+
+/**
+ * True when grpc-js failed the call before any byte of it was written: no connection to pick
+ * ("No connection established", a member down) or the deadline passed while waiting for one.
+ * Such a call cannot have reached etcd, so sending it elsewhere cannot apply it twice.
+ */
+export function etcdCallNeverSent(err: unknown): boolean {
+  const message = err instanceof Error ? err.message : ''
+  return /No connection established|Waiting for LB pick/.test(message)
+}
+
+type GlobalPolicy = NonNullable<NonNullable<IOptions['faultHandling']>['global']>
+
+/**
+ * etcd3's global fault policy for this store, in place of its default: the default
+ * (`retry(handleWhen(isRecoverableError), { maxAttempts: 3 })`) re-sends ANY call after a
+ * deadline, a dropped connection, an "unavailable" — including a write whose request reached
+ * etcd and whose answer was lost, which then lands twice (the cause of the non-linearizable
+ * Jepsen history, decision 0190). Here a call is re-sent (to the next member) only when it
+ * provably never left (`etcdCallNeverSent`); every other failure is the caller's, as an unknown
+ * outcome. Idempotent reads are retried by the store itself (`#read`).
+ */
+function sendOncePolicy(): GlobalPolicy {
+  const noEvent = (): { dispose(): void } => ({ dispose: () => undefined })
+  const policy = {
+    onSuccess: noEvent,
+    onFailure: noEvent,
+    async execute<T>(fn: (context: { signal: AbortSignal }) => PromiseLike<T> | T): Promise<T> {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await fn({ signal: neverAbortedSignal() })
+        } catch (err) {
+          if (attempt >= SEND_ATTEMPTS || !etcdCallNeverSent(err)) throw err
+        }
+      }
+    },
+  }
+  return policy as unknown as GlobalPolicy
+}
+
+/**
+ * Delays between the watch stream's reconnects (etcd3's default climbs to 30 s, during which
+ * an attached L1 is bypassed): 100 ms doubling to 2 s. etcd3 resets it once a stream works.
+ */
+function watchBackoff(ms: number): NonNullable<NonNullable<IOptions['faultHandling']>['watchBackoff']> {
+  return { duration: ms, next: () => watchBackoff(Math.min(ms * 2, 2_000)) }
+}
 
 /** tag(K): reversible, valid UTF-8, per code unit (see the file comment). */
 export function etcdKeyTag(key: string): string {
@@ -175,13 +257,15 @@ function validate(options: EtcdStoreOptions): void {
   if (max !== undefined && (!Number.isSafeInteger(max) || max < 4 * PUT_OVERHEAD)) throw new InvalidOptionsError('etcd.maxRequestBytes', `expected an integer >= ${4 * PUT_OVERHEAD}`)
 }
 
-class EtcdStore implements Store {
+class EtcdStoreImpl implements Store {
   readonly name = 'etcd'
   readonly location: string
   readonly locks: StoreLocks
   readonly consistency: EtcdConsistency
+  readonly namespace: string
   readonly #clientOptions: IOptions
   #client: Promise<Etcd3> | undefined
+  #recoverable: (err: Error) => boolean = () => false
   readonly #clock: Clock
   readonly #root: string
   readonly #serializable: boolean
@@ -195,6 +279,7 @@ class EtcdStore implements Store {
     validate(options)
     this.#clock = options.clock ?? systemClock
     this.#root = options.namespace ?? 'sc/'
+    this.namespace = this.#root
     this.consistency = options.consistency ?? 'linearizable'
     this.#serializable = this.consistency === 'serializable'
     this.#maxRequestBytes = options.maxRequestBytes ?? 1.5 * 1024 * 1024
@@ -206,10 +291,22 @@ class EtcdStore implements Store {
     const clientOptions: IOptions = {
       hosts: [...options.endpoints],
       // A page of large values is bigger than grpc-js's 4 MiB default.
-      grpcOptions: { 'grpc.max_receive_message_length': 256 * 1024 * 1024, 'grpc.max_send_message_length': this.#maxRequestBytes + 64 * 1024 },
+      grpcOptions: {
+        'grpc.max_receive_message_length': 256 * 1024 * 1024,
+        'grpc.max_send_message_length': this.#maxRequestBytes + 64 * 1024,
+        // A silently dead connection (half-open TCP) is noticed within ~15 s even when idle:
+        // a watch on it then reports 'lost' (above etcd's 5 s minimum ping interval).
+        'grpc.keepalive_time_ms': 10_000,
+        'grpc.keepalive_timeout_ms': 5_000,
+        'grpc.keepalive_permit_without_calls': 1,
+      },
       // A deadline on every call: a member behind a partition must not hold a caller forever.
       // Real time even under an injected (test) clock: gRPC deadlines are wall-clock instants.
-      defaultCallOptions: () => ({ deadline: systemClock.now() + timeoutMs }),
+      // Not on streams: a deadline would end the watch stream (watchChanges) after `timeout`.
+      defaultCallOptions: (context) => (context.isStream ? {} : { deadline: systemClock.now() + timeoutMs }),
+      // Never re-send a call that may have reached etcd (see sendOncePolicy); the per-member
+      // circuit breaker stays etcd3's (it refuses before sending: safe).
+      faultHandling: { global: sendOncePolicy(), watchBackoff: watchBackoff(100) },
     }
     if (options.auth !== undefined) clientOptions.auth = { username: options.auth.username, password: options.auth.password }
     if (options.tls !== undefined) {
@@ -302,33 +399,65 @@ class EtcdStore implements Store {
     }
   }
 
+  /**
+   * An idempotent read, tried again (etcd3 picks the next member) after a failure etcd3 calls
+   * recoverable (deadline, unavailable, ...), up to READ_ATTEMPTS: a read applies nothing, so
+   * sending it twice is harmless, unlike a write (see sendOncePolicy).
+   */
+  async #read<T>(call: (client: Etcd3) => Promise<T>): Promise<T> {
+    const client = await this.#etcd()
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await call(client)
+      } catch (err) {
+        if (attempt >= READ_ATTEMPTS || !(err instanceof Error) || !this.#recoverable(err) || this.#closing !== undefined) throw err
+      }
+    }
+  }
+
   /** Read-only transaction of ranges: one consistent snapshot, one round trip. */
-  async #readMany(keys: readonly Buffer[]): Promise<{ kvs: (IKeyValue | undefined)[]; revision: number }> {
-    const res = await (await this.#etcd()).kv.txn({ success: keys.map((k) => range(k, this.#serializable)) })
+  async #readMany(keys: readonly Buffer[], serializable = this.#serializable): Promise<{ kvs: (IKeyValue | undefined)[]; revision: number }> {
+    const res = await this.#read((c) => c.kv.txn({ success: keys.map((k) => range(k, serializable)) }))
     return { kvs: res.responses.map((r) => r.response_range.kvs[0]), revision: Number(res.header.revision) }
   }
 
   // ---- Store -------------------------------------------------------------------------
 
-  get(key: string): Promise<Uint8Array | undefined> {
+  /**
+   * The live value of `key`. `options.consistency` overrides the store's for this read:
+   * `linearizable` (a quorum confirms the member is current: never stale; fails closed with
+   * ERR_STORE_UNAVAILABLE without a quorum) or `serializable` (the member's own state: about
+   * half the latency, may lag, answers even from a member cut off from the quorum).
+   */
+  get(key: string, options?: EtcdReadOptions): Promise<Uint8Array | undefined> {
     return this.#guard(async () => {
-      const res = await (await this.#etcd()).kv.range({ key: this.#key('d', key), serializable: this.#serializable })
+      const serializable = this.#isSerializable(options)
+      const res = await this.#read((c) => c.kv.range({ key: this.#key('d', key), serializable }))
       return this.#live(res.kvs[0])
     })
   }
 
-  getMany(keys: readonly string[]): Promise<(Uint8Array | undefined)[]> {
+  /** Like `get`, for many keys, in one consistent snapshot per 64 keys. */
+  getMany(keys: readonly string[], options?: EtcdReadOptions): Promise<(Uint8Array | undefined)[]> {
     return this.#guard(async () => {
+      const serializable = this.#isSerializable(options)
       const unique = [...new Set(keys)]
       const found = new Map<string, IKeyValue | undefined>()
       for (let i = 0; i < unique.length; i += MAX_TXN_OPS) {
         const chunk = unique.slice(i, i + MAX_TXN_OPS)
-        const { kvs } = await this.#readMany(chunk.map((k) => this.#key('d', k)))
+        const { kvs } = await this.#readMany(chunk.map((k) => this.#key('d', k)), serializable)
         chunk.forEach((k, j) => found.set(k, kvs[j]))
       }
       // Each answer is its own copy, duplicates included.
       return keys.map((k) => this.#live(found.get(k)))
     })
+  }
+
+  #isSerializable(options: EtcdReadOptions | undefined): boolean {
+    const c = options?.consistency
+    if (c === undefined) return this.#serializable
+    if (c !== 'linearizable' && c !== 'serializable') throw new InvalidOptionsError('consistency', `expected 'linearizable' or 'serializable', got ${String(c)}`)
+    return c === 'serializable'
   }
 
   set(key: string, value: Uint8Array, ttlMs: number): Promise<void> {
@@ -390,7 +519,7 @@ class EtcdStore implements Store {
       checkTtl(ttlMs)
       const k = this.#key('d', key)
       for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
-        const kv = (await (await this.#etcd()).kv.range({ key: k })).kvs[0]
+        const kv = (await this.#read((c) => c.kv.range({ key: k }))).kvs[0]
         const bytes = this.#live(kv)
         if (kv === undefined || bytes === undefined) return false
         const expiresAt = this.#clock.now() + ttlMs
@@ -421,7 +550,7 @@ class EtcdStore implements Store {
         // Just after the last key handed out.
         start = Buffer.concat([Buffer.from(dataRoot + k, 'utf8'), Buffer.from([0])])
       }
-      const res = await (await this.#etcd()).kv.range({ key: start, range_end: prefixEnd(first), limit, serializable: this.#serializable })
+      const res = await this.#read((c) => c.kv.range({ key: start, range_end: prefixEnd(first), limit, serializable: this.#serializable }))
       const keys: string[] = []
       let lastTag: string | undefined
       for (const kv of res.kvs) {
@@ -444,6 +573,106 @@ class EtcdStore implements Store {
     if (client !== undefined) (await client.catch(() => undefined))?.close()
   }
 
+  /**
+   * Watches every data key of this store's namespace through etcd's watch stream: etcd
+   * delivers each revision once and in order, so nothing is missed while the stream holds.
+   * When it breaks (`lost: 'disconnected'`) or etcd cancels it (`lost: 'cancelled'`: a watcher
+   * that fell behind past a compaction, or any other cancel), a new watch starts from the
+   * current revision once etcd answers again — never a resume from an old revision, which a
+   * compaction could have erased — and reports `synced`. Keys are the
+   * store's keys (decoded). A listener that throws is ignored (it must not stop the stream).
+   */
+  watchChanges(listener: (change: EtcdChange) => void): EtcdWatch {
+    this.#open()
+    const prefix = Buffer.from(`${this.#root}d/`, 'utf8')
+    const dataRoot = prefix.toString('utf8')
+    let closed = false
+    let lost = true
+    let watcher: import('etcd3').Watcher | undefined
+    let retry: TimerHandle | undefined
+    /** Delay before watching afresh after a loss: 100 ms doubling to 2 s, reset once connected. */
+    let delayMs = 100
+    const again = (): void => {
+      if (closed || retry !== undefined) return
+      retry = this.#clock.setTimeout(() => {
+        retry = undefined
+        start()
+      }, delayMs, { unref: true })
+      delayMs = Math.min(delayMs * 2, 2_000)
+    }
+    let readyResolve!: () => void
+    const ready = new Promise<void>((resolve) => (readyResolve = resolve))
+    const emit = (change: EtcdChange): void => {
+      if (closed) return
+      try {
+        listener(change)
+      } catch {
+        // The listener's problem; the stream goes on.
+      }
+    }
+    const markLost = (reason: 'disconnected' | 'compacted' | 'cancelled'): void => {
+      if (lost) return
+      lost = true
+      emit({ kind: 'lost', reason })
+    }
+    const start = (): void => {
+      if (closed) return
+      this.#etcd().then(
+        (client) => {
+          if (closed) return
+          // From the current revision: a fresh watch after a cancel (what came before is lost).
+          // watcher() attaches at once, so no event comes before these listeners.
+          const w = client.watch().prefix(prefix).watcher()
+          watcher = w
+          w.on('connected', (res: { header: { revision: string } }) => {
+            delayMs = 100
+            const wasLost = lost
+            lost = false
+            if (wasLost) emit({ kind: 'synced', revision: Number(res.header.revision) })
+            readyResolve()
+          })
+          // A broken stream: etcd3 would re-create this watch from the revision after the last
+          // event it saw (and can then be cancelled if that was compacted). Instead: drop it and
+          // watch afresh from the current revision once the stream is back; the 'synced' flush
+          // covers what happened meanwhile. So a lost stream never depends on etcd's history.
+          w.on('disconnected', () => {
+            markLost('disconnected')
+            if (watcher !== w) return
+            watcher = undefined
+            void w.cancel().catch(() => undefined)
+            again()
+          })
+          w.on('data', (res) => {
+            const entries = res.events.map((e) => ({ key: untag(e.kv.key.toString('utf8').slice(dataRoot.length)), value: e.type === 'Put' ? this.#live(e.kv) : undefined }))
+            if (entries.length > 0) emit({ kind: 'changed', entries, revision: Number(res.header.revision) })
+          })
+          w.on('error', (err: Error) => {
+            // etcd cancelled the watch (a consumer so slow that its next revision was compacted,
+            // or anything else): watch afresh.
+            markLost(/compact/i.test(err.message) ? 'compacted' : 'cancelled')
+            // (etcd3 already dropped the cancelled watcher.)
+            if (watcher === w) watcher = undefined
+            again()
+          })
+        },
+        () => {
+          // No etcd3 package (or no client): nothing to watch; the stream stays lost.
+        },
+      )
+    }
+    start()
+    return {
+      ready,
+      close: async () => {
+        if (closed) return
+        closed = true
+        readyResolve()
+        if (retry !== undefined) this.#clock.clearTimeout(retry)
+        await watcher?.cancel().catch(() => undefined)
+      },
+    }
+  }
+
   /** The etcd3 client (created on first use): for tests and for users who need raw access. */
   etcdClient(): Promise<Etcd3> {
     this.#open()
@@ -453,7 +682,10 @@ class EtcdStore implements Store {
   /** Loads etcd3 and connects, once; a missing package is a clear error, not a crash at import. */
   #etcd(): Promise<Etcd3> {
     this.#client ??= import('etcd3').then(
-      ({ Etcd3: Client }) => new Client(this.#clientOptions),
+      ({ Etcd3: Client, isRecoverableError }) => {
+        this.#recoverable = isRecoverableError
+        return new Client(this.#clientOptions)
+      },
       (err: unknown) => {
         this.#client = undefined
         throw new StoreUnavailableError('etcdStore needs the etcd3 package (npm install etcd3)', { cause: err })
@@ -470,11 +702,11 @@ class EtcdStore implements Store {
     const g = this.#key('g', key)
     let sent = false
     for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
-      const kv = (await (await this.#etcd()).kv.range({ key: l })).kvs[0]
+      const kv = (await this.#read((c) => c.kv.range({ key: l }))).kvs[0]
       const held = decodeLock(kv)
       const now = this.#clock.now()
-      // Our own create landed although its answer was lost (etcd3 re-sends a call whose
-      // connection failed): the grant is ours, and its fence is the record's create revision.
+      // Our own create landed although a previous attempt saw it refused (defensive: writes are
+      // never re-sent, see sendOncePolicy): the grant is ours, its fence the record's create revision.
       if (sent && kv !== undefined && held !== undefined && held.t === token && held.u > now) return { token, fence: Number(kv.create_revision) }
       if (held !== undefined && held.u > now) return undefined
       if (kv !== undefined) {
@@ -500,7 +732,7 @@ class EtcdStore implements Store {
   async #withHeldLock(key: string, token: string, change: (now: number) => LockRecord | undefined): Promise<boolean> {
     const l = this.#key('l', key)
     for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
-      const kv = (await (await this.#etcd()).kv.range({ key: l })).kvs[0]
+      const kv = (await this.#read((c) => c.kv.range({ key: l }))).kvs[0]
       const held = decodeLock(kv)
       const now = this.#clock.now()
       if (kv === undefined || held === undefined || held.t !== token || !(held.u > now)) return false
@@ -555,7 +787,7 @@ class EtcdStore implements Store {
     const g = this.#key('g', key)
     const m = this.#key('m', key)
     for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
-      const { kvs, revision } = await (await this.#etcd()).kv.txn({ success: [range(g), range(m)] }).then((r) => ({ kvs: r.responses.map((x) => x.response_range.kvs[0]), revision: Number(r.header.revision) }))
+      const { kvs, revision } = await this.#read((c) => c.kv.txn({ success: [range(g), range(m)] })).then((r) => ({ kvs: r.responses.map((x) => x.response_range.kvs[0]), revision: Number(r.header.revision) }))
       const [gkv, mkv] = kvs
       const res =
         gkv === undefined && mkv === undefined
@@ -646,7 +878,19 @@ class EtcdStore implements Store {
   }
 }
 
+export type EtcdStore = Store & {
+  get(key: string, options?: EtcdReadOptions): Promise<Uint8Array | undefined>
+  getMany(keys: readonly string[], options?: EtcdReadOptions): Promise<(Uint8Array | undefined)[]>
+  readonly locks: StoreLocks
+  etcdClient(): Promise<Etcd3>
+  readonly consistency: EtcdConsistency
+  /** The etcd key prefix of this store (`namespace` option). */
+  readonly namespace: string
+  scan(options?: ScanOptions): Promise<ScanPage>
+  watchChanges(listener: (change: EtcdChange) => void): EtcdWatch
+}
+
 /** An etcd-backed `Store` (with fenced locks). See the file comment for the mapping and the guarantees. */
-export function etcdStore(options: EtcdStoreOptions): Store & { readonly locks: StoreLocks; etcdClient(): Promise<Etcd3>; readonly consistency: EtcdConsistency; scan(options?: ScanOptions): Promise<ScanPage> } {
-  return new EtcdStore(options)
+export function etcdStore(options: EtcdStoreOptions): EtcdStore {
+  return new EtcdStoreImpl(options)
 }

@@ -12,6 +12,7 @@ import { storeConformance } from '../../src/store/conformance.js'
 import { etcdKeyTag, etcdStore } from '../../src/store/etcd-store.js'
 import { startEtcdCluster, waitForLeader, type EtcdCluster } from '../support/etcd-server.js'
 import { REAL_TIME_UNIT_MS } from '../support/stall-meter.js'
+import { TcpProxy } from '../support/tcp-proxy.js'
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 const bytes = (text: string): Uint8Array => new TextEncoder().encode(text)
@@ -140,6 +141,85 @@ describe('etcdStore: specific', () => {
 })
 
 describe('etcdStore: faults', () => {
+  test('consistency per read: on a member cut off from the quorum, a serializable read answers (maybe stale), a linearizable one fails closed', async () => {
+    const ns = freshNamespace()
+    const [m0, m1, m2] = cluster.members
+    assert.ok(m0 !== undefined && m1 !== undefined && m2 !== undefined)
+    const writer = etcdStore({ endpoints: cluster.endpoints, namespace: ns })
+    // Talks to m2 only; linearizable by default.
+    const onM2 = etcdStore({ endpoints: [m2.endpoint], namespace: ns, timeout: '1s' })
+    try {
+      await writer.set('k', bytes('v'), 600_000)
+      assert.equal(text(await onM2.get('k')), 'v')
+      await assert.rejects(onM2.get('k', { consistency: 'eventual' as never }), (err: unknown) => isCacheError(err, 'ERR_INVALID_OPTIONS'))
+      // Wait until m2 has applied it locally, then cut it off: m0 down, m1 paused.
+      for (let i = 0; i < 50 && text(await onM2.get('k', { consistency: 'serializable' })) !== 'v'; i++) await sleep(20)
+      await m0.kill()
+      m1.pause()
+      assert.equal(text(await onM2.get('k', { consistency: 'serializable' })), 'v', 'serializable: the member answers from its own state')
+      assert.deepEqual((await onM2.getMany(['k', 'none'], { consistency: 'serializable' })).map(text), ['v', undefined])
+      await assert.rejects(onM2.get('k'), (err: unknown) => isCacheError(err, 'ERR_STORE_UNAVAILABLE'), 'linearizable (the default): no quorum, no answer')
+      await assert.rejects(onM2.get('k', { consistency: 'linearizable' }), (err: unknown) => isCacheError(err, 'ERR_STORE_UNAVAILABLE'))
+    } finally {
+      m1.resume()
+      if (!m0.running) await m0.restart()
+      await waitForLeader(cluster)
+      await writer.close()
+      await onM2.close()
+    }
+  })
+
+  test('a get whose answer is lost is asked again (a read applies nothing) and answers', async () => {
+    // One member's connections lose their answers (a member that hangs after reading the
+    // request); every get answers, those sent there after one retry elsewhere.
+    const proxies = await Promise.all(cluster.members.map((m) => TcpProxy.start(m.clientPort)))
+    const store = etcdStore({ endpoints: proxies.map((p) => `http://127.0.0.1:${p.port}`), namespace: freshNamespace(), timeout: '600ms' })
+    try {
+      await store.set('k', bytes('v0'), 600_000)
+      for (let i = 0; i < 12; i++) await store.get('k')
+      ;(proxies[0] as TcpProxy).holdAnswers()
+      for (let i = 0; i < 9; i++) assert.equal(text(await store.get('k')), 'v0')
+    } finally {
+      for (const p of proxies) p.resume()
+      await store.close()
+      await Promise.all(proxies.map((p) => p.close()))
+    }
+  })
+
+  // The cause of the non-linearizable Jepsen history (decision 0190): etcd3's default global
+  // policy retries any "recoverable" error (deadline, unavailable, ...) up to 3 times, so a
+  // write that reached etcd but whose answer was lost was applied again. A write must be sent
+  // once: a lost answer is an unknown outcome (ERR_STORE_UNAVAILABLE), never a second put.
+  for (const op of ['set', 'setFenced', 'delete'] as const) {
+    test(`a ${op} whose answer is lost is sent once and rejects with ERR_STORE_UNAVAILABLE`, async () => {
+      // Each member behind a proxy; the open connections then lose their answers, new ones work.
+      const proxies = await Promise.all(cluster.members.map((m) => TcpProxy.start(m.clientPort)))
+      const namespace = freshNamespace()
+      const store = etcdStore({ endpoints: proxies.map((p) => `http://127.0.0.1:${p.port}`), namespace, timeout: '600ms' })
+      const direct = await etcdStore({ endpoints: cluster.endpoints, namespace }).etcdClient()
+      try {
+        // Warm up every connection and the leases the call will use.
+        for (let i = 0; i < 12; i++) await store.get('k')
+        await store.set('k', bytes('v0'), 600_000)
+        await store.locks.setFenced('k', bytes('v0'), 600_000, 1)
+        const before = Number((await direct.kv.range({ key: Buffer.from(`${namespace}d/k`) })).header.revision)
+        for (const p of proxies) p.holdAnswers()
+        const call = op === 'set' ? store.set('k', bytes('v1'), 600_000) : op === 'setFenced' ? store.locks.setFenced('k', bytes('v1'), 600_000, 5) : store.delete('k')
+        const outcome = await call.then(() => 'answered', (err: unknown) => (isCacheError(err) ? err.code : String(err)))
+        for (const p of proxies) p.resume()
+        // Every revision etcd made since: one per transaction that landed.
+        const landed = Number((await direct.kv.range({ key: Buffer.from(`${namespace}d/k`) })).header.revision) - before
+        assert.equal(landed, 1, `the ${op} landed once (etcd made ${landed} revisions; the call ${outcome})`)
+        assert.equal(outcome, 'ERR_STORE_UNAVAILABLE', 'a lost answer is an unknown outcome')
+      } finally {
+        for (const p of proxies) p.resume()
+        direct.close()
+        await store.close()
+        await Promise.all(proxies.map((p) => p.close()))
+      }
+    })
+  }
+
   test('a minority down keeps reads and writes going; quorum lost fails closed with ERR_STORE_UNAVAILABLE; quorum back, it serves again', async () => {
     const store = etcdStore({ endpoints: cluster.endpoints, namespace: freshNamespace(), timeout: '1500ms' })
     const [m0, m1] = cluster.members

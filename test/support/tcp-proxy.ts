@@ -10,6 +10,8 @@ interface Pipe {
   readonly client: Socket
   readonly upstream: Socket
   held: Array<() => void>
+  /** This connection's answers (upstream to client) are held, its requests still go through. */
+  answersHeld: boolean
 }
 
 interface State {
@@ -32,11 +34,11 @@ export class TcpProxy {
     const proxy: State = { paused: false, pipes: new Set() }
     const server = createServer((client) => {
       const upstream = createConnection({ host, port: targetPort })
-      const pipe: Pipe = { client, upstream, held: [] }
+      const pipe: Pipe = { client, upstream, held: [], answersHeld: false }
       proxy.pipes.add(pipe)
       const forward = (from: Socket, to: Socket): void => {
         from.on('data', (chunk: Buffer) => {
-          if (proxy.paused) pipe.held.push(() => to.write(chunk))
+          if (proxy.paused || (pipe.answersHeld && from === upstream)) pipe.held.push(() => to.write(chunk))
           else to.write(chunk)
         })
       }
@@ -70,9 +72,28 @@ export class TcpProxy {
     this.#state.paused = true
   }
 
+  /** Closes every connection open now (both ends), as when a NAT or a peer drops them; new ones are accepted (held while paused). */
+  dropConnections(): void {
+    for (const pipe of [...this.#state.pipes]) {
+      this.#state.pipes.delete(pipe)
+      pipe.client.destroy()
+      pipe.upstream.destroy()
+    }
+  }
+
+  /**
+   * The connections open now lose their answers: requests still reach the server, its answers
+   * are held (until `resume()`), as when a connection dies after the request went out.
+   * Connections made afterwards are not affected.
+   */
+  holdAnswers(): void {
+    for (const pipe of this.#state.pipes) pipe.answersHeld = true
+  }
+
   resume(): void {
     this.#state.paused = false
     for (const pipe of this.#state.pipes) {
+      pipe.answersHeld = false
       const held = pipe.held
       pipe.held = []
       for (const send of held) send()
