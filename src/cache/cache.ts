@@ -57,8 +57,8 @@ interface RunOptions<V> {
 
 /** What #store writes besides the value and the call's options. */
 interface StoreOptions {
-  /** The fresh lifetime in ms (the factory may have set it). */
-  readonly ttl: number
+  /** The fresh lifetime in ms (the factory may have set it). @default the options' ttl */
+  readonly ttl?: number
   /** Tags set by the factory (`ctx.setTags`), instead of the options'. */
   readonly tags?: readonly string[]
   /** The tag version taken before the factory ran (its snapshot's version). */
@@ -72,6 +72,12 @@ interface StoreOptions {
 }
 
 const MAX_BACKOFF_FACTOR = 32
+/** Distinct per-call TTLs resolved and kept (see Cache#resolve); past this the memo starts over. */
+const TTL_MEMO = 64
+/** An explicit `set`: strict (see StoreOptions), the options' TTL. */
+const EXPLICIT_SET: StoreOptions = { strict: true }
+/** The answer of a `set` that is complete when it returns. */
+const DONE: Promise<void> = Promise.resolve()
 
 export class Cache<V = unknown> {
   readonly #clock: Clock
@@ -111,6 +117,15 @@ export class Cache<V = unknown> {
    */
   readonly #l1MaxAge: number
   #closed = false
+  /** L1's eviction count when last looked at (see #afterWrite). */
+  #evictionsSeen = 0
+  /** The last per-call `ttl` that differed from the defaults, and what it resolved to (see #resolve). */
+  #lastTtl: unknown = undefined
+  #lastTtlResolved: Resolved<V> | undefined
+  /** More such TTLs (an application uses a handful): resolved once each, up to TTL_MEMO. */
+  readonly #ttlMemo = new Map<unknown, Resolved<V>>()
+  /** `options.defaults` as given, to recognise per-call fields that repeat them. */
+  readonly #given: Omit<EntryOptions, 'signal'>
 
   #hits = 0
   #misses = 0
@@ -128,9 +143,8 @@ export class Cache<V = unknown> {
     this.#l1 = new MemoryCache<string, V | Envelope<V>>({ ...memory, clock: this.#clock, random: options.random ?? mathRandom })
     this.#flight = new SingleFlight<string, V>({ clock: this.#clock, timeout: options.flight?.timeout ?? '60s', detectRecursion: options.flight?.detectRecursion ?? true })
     this.#tags = new TagTrie({ clock: this.#clock, ...options.tags })
-    // Eviction means memory pressure: let the trie shed idle nodes too (it throttles).
-    this.#l1.on('evict', () => this.#tags.pruneUnderPressure())
     this.#defaults = resolveOptions<V>(options.defaults ?? {}, undefined, 'defaults.')
+    this.#given = { ...options.defaults }
     const maxKeyLength = options.maxKeyLength ?? 1024
     if (!Number.isSafeInteger(maxKeyLength) || maxKeyLength < 1) throw new InvalidOptionsError('maxKeyLength', `expected a positive integer, got ${String(maxKeyLength)}`)
     this.#maxKeyLength = maxKeyLength
@@ -178,27 +192,69 @@ export class Cache<V = unknown> {
    * misses share one factory run (strategy `stampede`, the default).
    */
   getOrSet(key: string, factory: Factory<V>, options?: EntryOptions<V>): Promise<V> {
-    // The hit path of a call with the default options, when those store bare values (see
-    // #store): the same checks as below, one engine lookup, a counter and a resolved promise.
+    // The hit path of a call with the default options (or options that repeat them, or change
+    // only the TTL: see #resolve), when those store bare values (see #store): the same checks
+    // as below, one engine lookup, a counter and a resolved promise.
     try {
-      if (options === undefined && this.#plainHits && typeof key === 'string' && typeof factory === 'function') {
+      if (this.#plainHits && typeof key === 'string' && typeof factory === 'function') {
         const length = key.length
         if (length !== 0 && length <= this.#maxKeyLength) {
+          const o = options === undefined ? this.#defaults : this.#resolve(options)
           const hit = this.#l1.get(key)
-          if (hit !== undefined && !(hit instanceof Envelope)) {
+          if (hit !== undefined && o.tagSig === '' && !(hit instanceof Envelope)) {
             this.#hits++
             return Promise.resolve(hit as V)
           }
-          return this.#lookedUp(key, factory, this.#defaults, hit)
+          return this.#lookedUp(key, factory, o, hit)
         }
       }
       this.#checkOpen()
       this.#checkKey(key)
       if (typeof factory !== 'function') throw new InvalidOptionsError('factory', 'expected a function')
-      return this.#getOrSet(key, factory, options === undefined ? this.#defaults : resolveOptions(options, this.#defaults, ''))
+      return this.#getOrSet(key, factory, options === undefined ? this.#defaults : this.#resolve(options))
     } catch (err) {
       return Promise.reject(err)
     }
+  }
+
+  /**
+   * Per-call options merged over the defaults. Options whose fields are absent or the very
+   * values of `defaults` (identical: a shared array or function, an equal number or string)
+   * are the defaults, resolved once at construction; those that change only `ttl` are
+   * resolved once per distinct TTL value and kept (the last one checked first, then a
+   * memo of up to TTL_MEMO): a call shaped `{ ttl }` allocates nothing and resolves nothing.
+   * Anything else is resolved and validated per call.
+   */
+  #resolve(options: EntryOptions<V>): Resolved<V> {
+    if (options === null || typeof options !== 'object') return resolveOptions(options, this.#defaults, '')
+    const d = this.#given
+    if (
+      (options.tti === undefined || options.tti === d.tti) &&
+      (options.tags === undefined || options.tags === d.tags) &&
+      (options.origins === undefined || options.origins === d.origins) &&
+      (options.grace === undefined || options.grace === d.grace) &&
+      (options.graceBackoff === undefined || options.graceBackoff === d.graceBackoff) &&
+      (options.timeout === undefined || options.timeout === d.timeout) &&
+      (options.refreshAhead === undefined || options.refreshAhead === d.refreshAhead) &&
+      (options.strategy === undefined || options.strategy === d.strategy) &&
+      (options.lock === undefined || options.lock === d.lock) &&
+      options.signal === undefined
+    ) {
+      const ttl = options.ttl
+      if (ttl === undefined || ttl === d.ttl) return this.#defaults
+      if (ttl === this.#lastTtl) return this.#lastTtlResolved as Resolved<V>
+      let resolved = this.#ttlMemo.get(ttl)
+      if (resolved === undefined) {
+        // Validates the TTL (a bad one throws, and is not kept).
+        resolved = resolveOptions<V>({ ttl } as EntryOptions<V>, this.#defaults, '')
+        if (this.#ttlMemo.size >= TTL_MEMO) this.#ttlMemo.clear()
+        this.#ttlMemo.set(ttl, resolved)
+      }
+      this.#lastTtl = ttl
+      this.#lastTtlResolved = resolved
+      return resolved
+    }
+    return resolveOptions(options, this.#defaults, '')
   }
 
   #getOrSet(key: string, factory: Factory<V>, o: Resolved<V>): Promise<V> {
@@ -289,11 +345,25 @@ export class Cache<V = unknown> {
     return (await this.peek(key)) !== undefined
   }
 
-  async set(key: string, value: V, options?: EntryOptions<V>): Promise<void> {
-    this.#checkOpen()
-    this.#checkKey(key)
-    const o = options === undefined ? this.#defaults : resolveOptions(options, this.#defaults, '')
-    await this.#store(key, value, o, { ttl: o.ttl, strict: true })
+  /**
+   * Stores `value` under `key` in L1 (and L2), and tells the other processes on the bus to
+   * drop their copy. Resolves once written (with `l2.strictWrites`, rejects if L2 refused it).
+   */
+  set(key: string, value: V, options?: EntryOptions<V>): Promise<void> {
+    try {
+      this.#checkOpen()
+      this.#checkKey(key)
+      const written = this.#store(key, value, options === undefined ? this.#defaults : this.#resolve(options), EXPLICIT_SET)
+      // L1 only, no bus: done now (one shared settled promise, nothing allocated).
+      if (written === undefined && this.#bus === undefined) return DONE
+      return this.#announceSet(key, written)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
+  async #announceSet(key: string, written: Promise<unknown> | undefined): Promise<void> {
+    await written
     await this.#bus?.deleted([key])
   }
 
@@ -418,7 +488,7 @@ export class Cache<V = unknown> {
     if (!Array.isArray(keys)) throw new InvalidOptionsError('keys', 'expected an array of keys')
     for (const key of keys) this.#checkKey(key)
     this.#checkOpen()
-    let o = options === undefined ? this.#defaults : resolveOptions(options, this.#defaults, '')
+    let o = options === undefined ? this.#defaults : this.#resolve(options)
     // Keys answered up front, from L1 or by the batch read from L2 (not through L1 afterwards:
     // it may be too small to keep them all).
     const answered = new Map<string, V>()
@@ -693,9 +763,11 @@ export class Cache<V = unknown> {
     const l2 = this.#l2 as L2Tier<V>
     if (env.tags === undefined && env.tagSig === '' && env.keepUntil === env.freshUntil && env.tti === Infinity && (o === undefined || o.refreshAhead === 0)) {
       this.#l1.set(key, env.value, { ttl: Math.min(this.#l1MaxAge, env.freshUntil === Infinity ? Infinity : Math.max(1, env.freshUntil - now)) })
+      this.#afterWrite()
       return true
     }
     this.#l1.set(key, env, { ttl: Math.min(this.#l1MaxAge, env.keepUntil === Infinity ? Infinity : Math.max(1, env.keepUntil - now)), tti: l2.l1Tti(env.tti) })
+    this.#afterWrite()
     if (env.tti !== Infinity) {
       env.touchedAt = -Infinity
       l2.touched(key, env, now)
@@ -824,7 +896,7 @@ export class Cache<V = unknown> {
   #store(key: string, value: V, o: Resolved<V>, w: StoreOptions): Promise<unknown> | undefined {
     if (value === undefined) return undefined
     const { tagVersion, fence, strict = false, since } = w
-    let ttl = w.ttl
+    let ttl = w.ttl ?? o.ttl
     // Computed before anything is written: a bad origins function fails the store whole.
     const origins = o.origins === undefined ? undefined : typeof o.origins === 'function' ? descriptorList(o.origins(value), 'origins') : o.origins
     const now = this.#clock.now()
@@ -846,8 +918,9 @@ export class Cache<V = unknown> {
     // Nothing beyond the engine's TTL and TTI: the value is stored bare (no envelope to read on a hit).
     const bare = snapshot === undefined && o.tagSig === '' && o.grace === 0 && o.refreshAhead === 0 && (l2 === undefined || o.tti === Infinity)
     if (l2 === undefined) {
-      if (bare) this.#l1.set(key, value, { ttl, tti: o.tti })
-      else this.#l1.set(key, new Envelope(value, now, freshUntil, ttl, keepUntil, o.tti, snapshot, o.tagSig), { ttl: keepUntil === Infinity ? Infinity : Math.max(1, keepUntil - now), tti: o.tti })
+      if (bare) this.#l1.setMs(key, value, ttl, o.tti)
+      else this.#l1.setMs(key, new Envelope(value, now, freshUntil, ttl, keepUntil, o.tti, snapshot, o.tagSig), keepUntil === Infinity ? Infinity : Math.max(1, keepUntil - now), o.tti)
+      this.#afterWrite()
       if (origins !== undefined || this.#origins !== undefined) this.#indexOrigins(key, origins)
       return undefined
     }
@@ -861,8 +934,9 @@ export class Cache<V = unknown> {
       this.#errors.emit(error, key)
     }
     // Without a bus, L1 trusts what it holds for l1MaxAge at most, then reads L2 again.
-    if (bare) this.#l1.set(key, value, { ttl: Math.min(this.#l1MaxAge, ttl), tti: o.tti })
-    else this.#l1.set(key, env, { ttl: Math.min(this.#l1MaxAge, keepUntil === Infinity ? Infinity : Math.max(1, keepUntil - now)), tti: l2.l1Tti(o.tti) })
+    if (bare) this.#l1.setMs(key, value, Math.min(this.#l1MaxAge, ttl), o.tti)
+    else this.#l1.setMs(key, env, Math.min(this.#l1MaxAge, keepUntil === Infinity ? Infinity : Math.max(1, keepUntil - now)), l2.l1Tti(o.tti))
+    this.#afterWrite()
     if (origins !== undefined || this.#origins !== undefined) this.#indexOrigins(key, origins)
     if (bytes === undefined || fence === false) return undefined
     if (fence !== undefined) {
@@ -884,6 +958,19 @@ export class Cache<V = unknown> {
       if (this.#l1.peek(key) === (bare ? value : env)) this.#l1.delete(key)
       throw err
     })
+  }
+
+  /**
+   * After a write to L1: an eviction means memory pressure, so the tag trie may shed idle
+   * nodes too (it throttles itself). Polled here rather than by an 'evict' listener, which
+   * would make the engine build an event per eviction and give up recycling slots.
+   */
+  #afterWrite(): void {
+    const evictions = this.#l1.evictions
+    if (evictions !== this.#evictionsSeen) {
+      this.#evictionsSeen = evictions
+      this.#tags.pruneUnderPressure()
+    }
   }
 
   #storeQuietly(key: string, value: V, o: Resolved<V>, w: StoreOptions): void {
