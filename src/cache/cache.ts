@@ -20,7 +20,7 @@ import { neverAbortedSignal } from '../core/never-aborted-signal.js'
 import { ClosedError, InvalidKeyError, InvalidOptionsError, InvalidValueError, isCacheError, LockLostError, StoreUnavailableError } from '../core/errors.js'
 import type { Store } from '../store/types.js'
 import { mathRandom } from '../core/random.js'
-import { systemClock } from '../core/system-clock.js'
+import { noTickerClock, systemClock } from '../core/system-clock.js'
 import { MemoryCache } from '../memory/memory-cache.js'
 import type { CacheEventType, WaitForOptions } from '../memory/types.js'
 import { SingleFlight } from '../singleflight/single-flight.js'
@@ -138,7 +138,9 @@ export class Cache<V = unknown> {
 
   constructor(options: CacheOptions = {}) {
     if (options === null || typeof options !== 'object') throw new InvalidOptionsError('options', 'expected an object')
-    this.#clock = options.clock ?? systemClock
+    if (options.ticker !== undefined && typeof options.ticker !== 'boolean') throw new InvalidOptionsError('ticker', `expected a boolean, got ${typeof options.ticker}`)
+    if (options.ticker !== undefined && options.clock !== undefined) throw new InvalidOptionsError('ticker', 'applies to the default clock: pass createSystemClock({ ticker }) as clock instead')
+    this.#clock = options.clock ?? (options.ticker === false ? noTickerClock() : systemClock)
     const memory = options.memory ?? { maxEntries: 10_000 }
     this.#l1 = new MemoryCache<string, V | Envelope<V>>({ ...memory, clock: this.#clock, random: options.random ?? mathRandom })
     this.#flight = new SingleFlight<string, V>({ clock: this.#clock, timeout: options.flight?.timeout ?? '60s', detectRecursion: options.flight?.detectRecursion ?? true })
@@ -601,6 +603,8 @@ export class Cache<V = unknown> {
     this.#l1.close()
     this.#origins?.clear()
     this.#tags.close()
+    // Lock releases still on their way: answered before the store may close.
+    await this.#lock?.settled()
     this.#l2?.close()
     // The bus closes with the last cache attached to it.
     await this.#bus?.close()

@@ -26,7 +26,7 @@ import { InvalidOptionsError } from './errors.js'
  * stands still until it catches up, so TTL arithmetic never sees time reverse.
  */
 const TICK_MS = 1
-/** Ticks (about one second) after which the ticker parks until a read wakes it. */
+/** Ticks (about 100 ms) after which the ticker parks until a read wakes it (decision 0230: sparse readers kept a 1 s ticker awake). */
 const ACTIVE_TICKS = 1000
 
 // Runs in the worker (CommonJS eval). Atomics.wait sleeps without spinning a core; a
@@ -128,6 +128,14 @@ class SystemClock implements Clock {
 
 /** The process-wide real clock (TTL resolution about 1 ms; ticker thread, parked when idle). */
 export const systemClock: Clock = new SystemClock(true)
+
+let noTicker: Clock | undefined
+
+/** The process-wide real clock that never starts a thread (`createCache({ ticker: false })`). */
+export function noTickerClock(): Clock {
+  noTicker ??= new SystemClock(false)
+  return noTicker
+}
 
 /**
  * A real clock of its own: `createSystemClock({ ticker: false })` reads `Date.now()` on every

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
 import { describe, test } from 'node:test'
 import { type CacheOptions, createCache, type EntryOptions, type FactoryContext, isCacheError, ManualClock, memoryStore } from '../../src/index.js'
 
@@ -637,5 +638,40 @@ describe('per-call options resolved once (P11)', () => {
     assert.ok(cache.stats().evictions.evict > 0)
     const after = cache.stats().tagNodes
     assert.ok(after < before, `expected evictions to prune idle tag nodes: ${before} before, ${after} after`)
+  })
+})
+
+describe('ticker option (P11)', () => {
+  // A child process per case: thread wake-ups are process-wide.
+  const wakeupsWhileReading = (options: string): number => {
+    const mod = new URL('../../src/index.js', import.meta.url).href
+    const script = `
+      import { readdirSync, readFileSync } from 'node:fs'
+      const { createCache } = await import(${JSON.stringify(mod)})
+      const wakeups = () => readdirSync('/proc/self/task').map((t) => {
+        try { return Number(/voluntary_ctxt_switches:\\s+(\\d+)/.exec(readFileSync('/proc/self/task/' + t + '/status', 'utf8'))[1]) } catch { return 0 }
+      }).reduce((a, b) => a + b, 0)
+      const cache = createCache(${options})
+      await cache.set('k', 1)
+      await new Promise((r) => setTimeout(r, 100))
+      const w0 = wakeups()
+      for (let i = 0; i < 1000; i++) await cache.getOrSet('k', () => 2)
+      await new Promise((r) => setTimeout(r, 500))
+      console.log(wakeups() - w0)
+      process.exit(0)
+    `
+    return Number(execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, STRATACACHE_NO_TICKER: '' } }))
+  }
+
+  test('createCache({ ticker: false }) reads Date.now() and starts no thread; the default starts the ticker', { skip: process.platform !== 'linux' && 'needs /proc' }, () => {
+    const off = wakeupsWhileReading('{ ticker: false }')
+    assert.ok(off < 50, `ticker: false: ${off} wake-ups in 0.5 s`)
+    const on = wakeupsWhileReading('{}')
+    assert.ok(on > 100, `default: the ticker runs after reads (${on} wake-ups in 0.5 s)`)
+  })
+
+  test('a bad ticker option, or one given with a clock, is ERR_INVALID_OPTIONS', () => {
+    assert.throws(() => createCache({ ticker: 'no' as never }), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && /ticker/.test(e.message))
+    assert.throws(() => createCache({ ticker: false, clock: new ManualClock(0) }), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && /ticker/.test(e.message))
   })
 })
