@@ -15,6 +15,7 @@
  * - every promise the facade creates is either returned or has a rejection handler.
  */
 import type { Clock } from '../core/clock.js'
+import type { Duration } from '../core/duration.js'
 import { ClosedError, InvalidKeyError, InvalidOptionsError, isCacheError, StoreUnavailableError } from '../core/errors.js'
 import type { Store } from '../store/types.js'
 import { mathRandom } from '../core/random.js'
@@ -81,9 +82,11 @@ export class Cache<V = unknown> {
   /** Counters moved by the writer and the computation as well. */
   readonly #counts: FacadeCounts = { staleHits: 0, factoryCalls: 0, factoryErrors: 0, factoryTimeouts: 0, refreshes: 0 }
   #closed = false
-  /** The last per-call `ttl` that differed from the defaults, and what it resolved to (see #resolve). */
-  #lastTtl: unknown = undefined
-  #lastTtlResolved: Resolved<V> | undefined
+  /** The last per-call `ttl` of each type that differed from the defaults, and what it resolved to (see #resolve). */
+  #lastTtlString = ''
+  #lastStringResolved: Resolved<V> | undefined
+  #lastTtlNumber = NaN
+  #lastNumberResolved: Resolved<V> | undefined
   /** More such TTLs (an application uses a handful): resolved once each, up to TTL_MEMO. */
   readonly #ttlMemo = new Map<unknown, Resolved<V>>()
   /** `options.defaults` as given, to recognise per-call fields that repeat them. */
@@ -203,20 +206,34 @@ export class Cache<V = unknown> {
       options.signal === undefined
     ) {
       const ttl = options.ttl
-      if (ttl === undefined || ttl === d.ttl) return this.#defaults
-      if (ttl === this.#lastTtl) return this.#lastTtlResolved as Resolved<V>
-      let resolved = this.#ttlMemo.get(ttl)
-      if (resolved === undefined) {
-        // Validates the TTL (a bad one throws, and is not kept).
-        resolved = resolveOptions<V>({ ttl } as EntryOptions<V>, this.#defaults, '')
-        if (this.#ttlMemo.size >= TTL_MEMO) this.#ttlMemo.clear()
-        this.#ttlMemo.set(ttl, resolved)
-      }
-      this.#lastTtl = ttl
-      this.#lastTtlResolved = resolved
-      return resolved
+      if (ttl === undefined) return this.#defaults
+      // Compared per type: each comparison stays monomorphic (string to string is one pointer
+      // compare for literals), where one against `unknown` went through the generic builtin.
+      if (typeof ttl === 'string') {
+        if (ttl === this.#lastTtlString) return this.#lastStringResolved as Resolved<V>
+      } else if (ttl === this.#lastTtlNumber) return this.#lastNumberResolved as Resolved<V>
+      return this.#ttlResolved(ttl)
     }
     return resolveOptions(options, this.#defaults, '')
+  }
+
+  /** A TTL other than the last one of its type: the defaults' own, or resolved once and kept. */
+  #ttlResolved(ttl: Duration): Resolved<V> {
+    let resolved = ttl === this.#given.ttl ? this.#defaults : this.#ttlMemo.get(ttl)
+    if (resolved === undefined) {
+      // Validates the TTL (a bad one throws, and is not kept).
+      resolved = resolveOptions<V>({ ttl } as EntryOptions<V>, this.#defaults, '')
+      if (this.#ttlMemo.size >= TTL_MEMO) this.#ttlMemo.clear()
+      this.#ttlMemo.set(ttl, resolved)
+    }
+    if (typeof ttl === 'string') {
+      this.#lastTtlString = ttl
+      this.#lastStringResolved = resolved
+    } else {
+      this.#lastTtlNumber = ttl
+      this.#lastNumberResolved = resolved
+    }
+    return resolved
   }
 
   #getOrSet(key: string, factory: Factory<V>, o: Resolved<V>): Promise<V> {
