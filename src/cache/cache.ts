@@ -15,63 +15,39 @@
  * - every promise the facade creates is either returned or has a rejection handler.
  */
 import type { Clock } from '../core/clock.js'
-import { toMs } from '../core/duration.js'
-import { neverAbortedSignal } from '../core/never-aborted-signal.js'
-import { ClosedError, InvalidKeyError, InvalidOptionsError, InvalidValueError, isCacheError, LockLostError, StoreUnavailableError } from '../core/errors.js'
+import type { Duration } from '../core/duration.js'
+import { ClosedError, InvalidKeyError, InvalidOptionsError, isCacheError, StoreUnavailableError } from '../core/errors.js'
 import type { Store } from '../store/types.js'
 import { mathRandom } from '../core/random.js'
-import { systemClock } from '../core/system-clock.js'
+import { noTickerClock, systemClock } from '../core/system-clock.js'
 import { MemoryCache } from '../memory/memory-cache.js'
 import type { CacheEventType, WaitForOptions } from '../memory/types.js'
 import { SingleFlight } from '../singleflight/single-flight.js'
 import { TagTrie } from '../tags/tag-trie.js'
 import type { TagSnapshot } from '../tags/tag-snapshot.js'
-import type { TagState } from './tag-index.js'
 import type { CacheErrorEvent, CacheEventPayload, CacheOptions, CacheStats, EntryOptions, Factory, FactoryContext } from './types.js'
 import { Envelope } from '../tier/envelope.js'
-import { L2Tier } from '../tier/l2-tier.js'
+import type { L2Tier } from '../tier/l2-tier.js'
 import { Bus } from '../bus/bus.js'
 import { BusLink } from './bus-link.js'
+import { Computation } from './computation.js'
+import { EntryWriter, type FacadeCounts, type StoreOptions } from './entry-writer.js'
 import { ErrorChannel } from './error-channel.js'
 import { createSecondTier } from './second-tier.js'
-import { failSafeTimers } from './fail-safe-timers.js'
-import { LockProtocol } from './lock-protocol.js'
+import type { LockProtocol } from './lock-protocol.js'
 import { type BatchResult, MissingBatch } from './missing-batch.js'
+import { OriginLink } from './origin-link.js'
 import { releaseStore, retainStore } from './store-users.js'
-import { positive, type Resolved, resolveOptions, type Signed, TAG_SIG, tagSignature } from './resolve-options.js'
-import { descriptorList, OriginIndex } from '../feeds/origin-index.js'
-import { checkFeed, FeedAttachment, type AttachFeedOptions } from '../feeds/feed-attachment.js'
-import type { ChangeFeed, ChangeNotice, OriginDescriptor } from '../feeds/types.js'
-import { noticeTags, withOriginTags } from '../feeds/origin-tags.js'
-import { capLifetime } from '../tags/origin-lifetime.js'
+import { type Resolved, resolveOptions, type Signed, TAG_SIG, tagSignature } from './resolve-options.js'
+import type { AttachFeedOptions } from '../feeds/feed-attachment.js'
+import type { ChangeFeed } from '../feeds/types.js'
 
-/** How #run (and #load before it) computes: the fallback, in the background or not, the fence. */
-interface RunOptions<V> {
-  /** The fail-safe fallback: a stale entry served if the factory fails or is slow. */
-  readonly stale: Envelope<V> | undefined
-  /** Store the result after returning it (strategies `async`, `stampede-async`). */
-  readonly background: boolean
-  /** Write L2 under this fence (lock protocol); `false`: not ordered after a holder's write, so no L2 write. */
-  readonly fence?: number | false
-}
-
-/** What #store writes besides the value and the call's options. */
-interface StoreOptions {
-  /** The fresh lifetime in ms (the factory may have set it). */
-  readonly ttl: number
-  /** Tags set by the factory (`ctx.setTags`), instead of the options'. */
-  readonly tags?: readonly string[]
-  /** The tag version taken before the factory ran (its snapshot's version). */
-  readonly tagVersion?: number
-  /** See RunOptions.fence. */
-  readonly fence?: number | false
-  /** An explicit `set`: an unencodable value, or a strict L2 write that failed, rejects. */
-  readonly strict?: boolean
-  /** When the computation started: entries with origins are capped from then. */
-  readonly since?: number
-}
-
-const MAX_BACKOFF_FACTOR = 32
+/** Distinct per-call TTLs resolved and kept (see Cache#resolve); past this the memo starts over. */
+const TTL_MEMO = 64
+/** An explicit `set`: strict (see StoreOptions), the options' TTL. */
+const EXPLICIT_SET: StoreOptions = { strict: true }
+/** The answer of a `set` that is complete when it returns. */
+const DONE: Promise<void> = Promise.resolve()
 
 export class Cache<V = unknown> {
   readonly #clock: Clock
@@ -83,7 +59,6 @@ export class Cache<V = unknown> {
   readonly #maxKeyLength: number
   /** The second tier, when a store is configured. */
   readonly #l2: L2Tier<V> | undefined
-  readonly #distributedLock: boolean
   /** The lock protocol, with `lock: 'distributed'` (and so a store with locks). */
   readonly #lock: LockProtocol | undefined
   /** The 'error' listeners, or a process warning per kind of failure when there are none. */
@@ -98,48 +73,46 @@ export class Cache<V = unknown> {
    * plain hit for them, as in #lookedUp).
    */
   #plainHits: boolean
-  /** Origins -> keys, created when origins or a feed are first used (see src/feeds). */
-  #origins: OriginIndex | undefined
-  readonly #feeds = new Set<FeedAttachment>()
-  /** With L2 or a bus, origins also become tags, so notices reach other tiers (origin-tags.ts). */
-  readonly #originTags: boolean
-  /** `origins.versionTtl`: origin-tag versions live this long in L2, entries with origins no longer (origin-lifetime.ts). */
-  readonly #originTtl: number
-  /**
-   * `l2.l1MaxAge`: the longest an L1 entry lives before L2 is read again (Infinity without
-   * L2, and by default with a bus): without a bus, the stale bound across processes.
-   */
-  readonly #l1MaxAge: number
+  /** Origins and change feeds (origin-link.ts). */
+  readonly #origins: OriginLink<V>
+  /** Writes to L1 and L2, adoption of L2 reads, tag checks of L1 entries (entry-writer.ts). */
+  readonly #writer: EntryWriter<V>
+  /** Misses and refreshes: strategies, L2 first, the lock, the factory (computation.ts). */
+  readonly #computation: Computation<V>
+  /** Counters moved by the writer and the computation as well. */
+  readonly #counts: FacadeCounts = { staleHits: 0, factoryCalls: 0, factoryErrors: 0, factoryTimeouts: 0, refreshes: 0 }
   #closed = false
+  /** The last per-call `ttl` of each type that differed from the defaults, and what it resolved to (see #resolve). */
+  #lastTtlString = ''
+  #lastStringResolved: Resolved<V> | undefined
+  #lastTtlNumber = NaN
+  #lastNumberResolved: Resolved<V> | undefined
+  /** More such TTLs (an application uses a handful): resolved once each, up to TTL_MEMO. */
+  readonly #ttlMemo = new Map<unknown, Resolved<V>>()
+  /** `options.defaults` as given, to recognise per-call fields that repeat them. */
+  readonly #given: Omit<EntryOptions, 'signal'>
 
   #hits = 0
   #misses = 0
-  #staleHits = 0
-  #factoryCalls = 0
-  #factoryErrors = 0
-  #factoryTimeouts = 0
-  #refreshes = 0
   #tagInvalidations = 0
 
   constructor(options: CacheOptions = {}) {
     if (options === null || typeof options !== 'object') throw new InvalidOptionsError('options', 'expected an object')
-    this.#clock = options.clock ?? systemClock
+    if (options.ticker !== undefined && typeof options.ticker !== 'boolean') throw new InvalidOptionsError('ticker', `expected a boolean, got ${typeof options.ticker}`)
+    if (options.ticker !== undefined && options.clock !== undefined) throw new InvalidOptionsError('ticker', 'applies to the default clock: pass createSystemClock({ ticker }) as clock instead')
+    this.#clock = options.clock ?? (options.ticker === false ? noTickerClock() : systemClock)
     const memory = options.memory ?? { maxEntries: 10_000 }
     this.#l1 = new MemoryCache<string, V | Envelope<V>>({ ...memory, clock: this.#clock, random: options.random ?? mathRandom })
     this.#flight = new SingleFlight<string, V>({ clock: this.#clock, timeout: options.flight?.timeout ?? '60s', detectRecursion: options.flight?.detectRecursion ?? true })
     this.#tags = new TagTrie({ clock: this.#clock, ...options.tags })
-    // Eviction means memory pressure: let the trie shed idle nodes too (it throttles).
-    this.#l1.on('evict', () => this.#tags.pruneUnderPressure())
     this.#defaults = resolveOptions<V>(options.defaults ?? {}, undefined, 'defaults.')
+    this.#given = { ...options.defaults }
     const maxKeyLength = options.maxKeyLength ?? 1024
     if (!Number.isSafeInteger(maxKeyLength) || maxKeyLength < 1) throw new InvalidOptionsError('maxKeyLength', `expected a positive integer, got ${String(maxKeyLength)}`)
     this.#maxKeyLength = maxKeyLength
     const tier = createSecondTier<V>(options, { clock: this.#clock, tags: this.#tags, defaults: this.#defaults, errors: this.#errors })
-    this.#distributedLock = tier.distributedLock
-    this.#originTtl = tier.originTtl
     this.#l2 = tier.l2
     this.#lock = tier.lock
-    this.#l1MaxAge = tier.l1MaxAge
     if (options.bus !== undefined) {
       if (!(options.bus instanceof Bus)) throw new InvalidOptionsError('bus', 'expected a Bus (memoryBus(), redisBus({ url }), createBus({ transport }))')
       const namespace = options.namespace ?? 'cache'
@@ -161,7 +134,13 @@ export class Cache<V = unknown> {
         },
       })
     } else this.#bus = undefined
-    this.#originTags = this.#l2 !== undefined || this.#bus !== undefined
+    // With L2 or a bus, origins also become tags, so notices reach other tiers (origin-tags.ts).
+    const originTags = this.#l2 !== undefined || this.#bus !== undefined
+    const isClosed = (): boolean => this.#closed
+    const base = { clock: this.#clock, l2: this.#l2, bus: this.#bus, counts: this.#counts }
+    this.#origins = new OriginLink<V>({ l1: this.#l1, l2: this.#l2, bus: this.#bus, errors: this.#errors, originTags, invalidateTags: (tags, mode) => this.#invalidate(tags, mode), isClosed })
+    this.#writer = new EntryWriter<V>({ ...base, l1: this.#l1, tags: this.#tags, errors: this.#errors, origins: this.#origins, originTags, originTtl: tier.originTtl, l1MaxAge: tier.l1MaxAge })
+    this.#computation = new Computation<V>({ ...base, flight: this.#flight, tags: this.#tags, lock: this.#lock, writer: this.#writer, isClosed })
     this.#plainHits = this.#plainHitsNow()
     // Last, once nothing above can throw: a cache that failed to construct holds no store.
     if (options.store !== undefined) {
@@ -188,27 +167,83 @@ export class Cache<V = unknown> {
   }
 
   #getOrSetPublic(key: string, factory: Factory<V>, options: EntryOptions<V> | undefined): Promise<V> {
-    // The hit path of a call with the default options, when those store bare values (see
-    // #store): the same checks as below, one engine lookup, a counter and a resolved promise.
+    // The hit path of a call with the default options (or options that repeat them, or change
+    // only the TTL: see #resolve), when those store bare values (see #store): the same checks
+    // as below, one engine lookup, a counter and a resolved promise.
     try {
-      if (options === undefined && this.#plainHits && typeof key === 'string' && typeof factory === 'function') {
+      if (this.#plainHits && typeof key === 'string' && typeof factory === 'function') {
         const length = key.length
         if (length !== 0 && length <= this.#maxKeyLength) {
+          const o = options === undefined ? this.#defaults : this.#resolve(options)
           const hit = this.#l1.get(key)
-          if (hit !== undefined && !(hit instanceof Envelope)) {
+          if (hit !== undefined && o.tagSig === '' && !(hit instanceof Envelope)) {
             this.#hits++
             return Promise.resolve(hit as V)
           }
-          return this.#lookedUp(key, factory, this.#defaults, hit)
+          return this.#lookedUp(key, factory, o, hit)
         }
       }
       this.#checkOpen()
       this.#checkKey(key)
       if (typeof factory !== 'function') throw new InvalidOptionsError('factory', 'expected a function')
-      return this.#getOrSet(key, factory, options === undefined ? this.#defaults : resolveOptions(options, this.#defaults, ''))
+      return this.#getOrSet(key, factory, options === undefined ? this.#defaults : this.#resolve(options))
     } catch (err) {
       return Promise.reject(err)
     }
+  }
+
+  /**
+   * Per-call options merged over the defaults. Options whose fields are absent or the very
+   * values of `defaults` (identical: a shared array or function, an equal number or string)
+   * are the defaults, resolved once at construction; those that change only `ttl` are
+   * resolved once per distinct TTL value and kept (the last one checked first, then a
+   * memo of up to TTL_MEMO): a call shaped `{ ttl }` allocates nothing and resolves nothing.
+   * Anything else is resolved and validated per call.
+   */
+  #resolve(options: EntryOptions<V>): Resolved<V> {
+    if (options === null || typeof options !== 'object') return resolveOptions(options, this.#defaults, '')
+    const d = this.#given
+    if (
+      (options.tti === undefined || options.tti === d.tti) &&
+      (options.tags === undefined || options.tags === d.tags) &&
+      (options.origins === undefined || options.origins === d.origins) &&
+      (options.grace === undefined || options.grace === d.grace) &&
+      (options.graceBackoff === undefined || options.graceBackoff === d.graceBackoff) &&
+      (options.timeout === undefined || options.timeout === d.timeout) &&
+      (options.refreshAhead === undefined || options.refreshAhead === d.refreshAhead) &&
+      (options.strategy === undefined || options.strategy === d.strategy) &&
+      (options.lock === undefined || options.lock === d.lock) &&
+      options.signal === undefined
+    ) {
+      const ttl = options.ttl
+      if (ttl === undefined) return this.#defaults
+      // Compared per type: each comparison stays monomorphic (string to string is one pointer
+      // compare for literals), where one against `unknown` went through the generic builtin.
+      if (typeof ttl === 'string') {
+        if (ttl === this.#lastTtlString) return this.#lastStringResolved as Resolved<V>
+      } else if (ttl === this.#lastTtlNumber) return this.#lastNumberResolved as Resolved<V>
+      return this.#ttlResolved(ttl)
+    }
+    return resolveOptions(options, this.#defaults, '')
+  }
+
+  /** A TTL other than the last one of its type: the defaults' own, or resolved once and kept. */
+  #ttlResolved(ttl: Duration): Resolved<V> {
+    let resolved = ttl === this.#given.ttl ? this.#defaults : this.#ttlMemo.get(ttl)
+    if (resolved === undefined) {
+      // Validates the TTL (a bad one throws, and is not kept).
+      resolved = resolveOptions<V>({ ttl } as EntryOptions<V>, this.#defaults, '')
+      if (this.#ttlMemo.size >= TTL_MEMO) this.#ttlMemo.clear()
+      this.#ttlMemo.set(ttl, resolved)
+    }
+    if (typeof ttl === 'string') {
+      this.#lastTtlString = ttl
+      this.#lastStringResolved = resolved
+    } else {
+      this.#lastTtlNumber = ttl
+      this.#lastNumberResolved = resolved
+    }
+    return resolved
   }
 
   #getOrSet(key: string, factory: Factory<V>, o: Resolved<V>): Promise<V> {
@@ -224,17 +259,17 @@ export class Cache<V = unknown> {
         const now = this.#clock.now()
         // An entry written under another tag definition (a deploy changed the tags) is a
         // miss: otherwise it could never be invalidated through the new tags.
-        const state = env.tagSig === o.tagSig ? this.#state(key, env) : 'invalid'
+        const state = env.tagSig === o.tagSig ? this.#writer.state(key, env) : 'invalid'
         if (state === 'valid' && now < env.freshUntil) {
           this.#hits++
           if (env.tti !== Infinity && this.#l2 !== undefined) this.#l2.touched(key, env, now)
-          if (o.refreshAhead !== 0 && now >= env.createdAt + o.refreshAhead * env.ttl) this.#refresh(key, factory, o, env)
+          if (o.refreshAhead !== 0 && now >= env.createdAt + o.refreshAhead * env.ttl) this.#computation.refresh(key, factory, o, env)
           return Promise.resolve(env.value)
         }
         if (state !== 'invalid') {
           if (now < env.retryAt) {
             // A recent factory failure: serve the fallback instead of hammering the source.
-            this.#staleHits++
+            this.#counts.staleHits++
             return Promise.resolve(env.value)
           }
           stale = env
@@ -246,7 +281,7 @@ export class Cache<V = unknown> {
         return Promise.resolve(hit as V)
       }
       this.#misses++
-      return this.#compute(key, factory, o, stale)
+      return this.#computation.compute(key, factory, o, stale)
     } catch (err) {
       return Promise.reject(err)
     }
@@ -274,8 +309,8 @@ export class Cache<V = unknown> {
       for (let attempt = 0; attempt < 2; attempt++) {
         const mark = this.#bus?.mark()
         const found = await this.#l2.read(key)
-        if (!this.#unchanged(key, mark)) continue
-        if (found !== undefined && this.#adopt(key, found, undefined)) {
+        if (!this.#writer.unchanged(key, mark)) continue
+        if (found !== undefined && this.#writer.adopt(key, found, undefined)) {
           this.#hits++
           return found.value
         }
@@ -299,11 +334,25 @@ export class Cache<V = unknown> {
     return (await this.peek(key)) !== undefined
   }
 
-  async set(key: string, value: V, options?: EntryOptions<V>): Promise<void> {
-    this.#checkOpen()
-    this.#checkKey(key)
-    const o = options === undefined ? this.#defaults : resolveOptions(options, this.#defaults, '')
-    await this.#store(key, value, o, { ttl: o.ttl, strict: true })
+  /**
+   * Stores `value` under `key` in L1 (and L2), and tells the other processes on the bus to
+   * drop their copy. Resolves once written (with `l2.strictWrites`, rejects if L2 refused it).
+   */
+  set(key: string, value: V, options?: EntryOptions<V>): Promise<void> {
+    try {
+      this.#checkOpen()
+      this.#checkKey(key)
+      const written = this.#writer.store(key, value, options === undefined ? this.#defaults : this.#resolve(options), EXPLICIT_SET)
+      // L1 only, no bus: done now (one shared settled promise, nothing allocated).
+      if (written === undefined && this.#bus === undefined) return DONE
+      return this.#announceSet(key, written)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
+  async #announceSet(key: string, written: Promise<unknown> | undefined): Promise<void> {
+    await written
     await this.#bus?.deleted([key])
   }
 
@@ -428,7 +477,7 @@ export class Cache<V = unknown> {
     if (!Array.isArray(keys)) throw new InvalidOptionsError('keys', 'expected an array of keys')
     for (const key of keys) this.#checkKey(key)
     this.#checkOpen()
-    let o = options === undefined ? this.#defaults : resolveOptions(options, this.#defaults, '')
+    let o = options === undefined ? this.#defaults : this.#resolve(options)
     // Keys answered up front, from L1 or by the batch read from L2 (not through L1 afterwards:
     // it may be too small to keep them all).
     const answered = new Map<string, V>()
@@ -448,7 +497,7 @@ export class Cache<V = unknown> {
         const found = await l2.readMany(unknown)
         found.forEach((env, i) => {
           const key = unknown[i] as string
-          if (env !== undefined && this.#unchanged(key, mark) && this.#adopt(key, env, o)) {
+          if (env !== undefined && this.#writer.unchanged(key, mark) && this.#writer.adopt(key, env, o)) {
             answered.set(key, env.value)
             this.#hits++
           }
@@ -492,18 +541,7 @@ export class Cache<V = unknown> {
    */
   async attachFeed(feed: ChangeFeed, options?: AttachFeedOptions): Promise<() => Promise<void>> {
     this.#checkOpen()
-    const attachment = new FeedAttachment(feed, { index: () => this.#originIndex(), erase: (keys) => this.#eraseKeys(keys), invalidate: (notice) => this.#invalidateNotice(notice) }, checkFeed(feed, options))
-    this.#feeds.add(attachment)
-    try {
-      await feed.start(attachment)
-    } catch (err) {
-      this.#feeds.delete(attachment)
-      throw err
-    }
-    if (this.#closed) await feed.close()
-    return async () => {
-      if (this.#feeds.delete(attachment)) await feed.close()
-    }
+    return this.#origins.attach(feed, options)
   }
 
   stats(): CacheStats {
@@ -512,16 +550,12 @@ export class Cache<V = unknown> {
       size: l1.size,
       hits: this.#hits,
       misses: this.#misses,
-      staleHits: this.#staleHits,
-      factoryCalls: this.#factoryCalls,
-      factoryErrors: this.#factoryErrors,
-      factoryTimeouts: this.#factoryTimeouts,
-      refreshes: this.#refreshes,
+      ...this.#counts,
       flightJoins: this.#flight.stats().joins,
       tagInvalidations: this.#tagInvalidations,
       tagNodes: this.#tags.stats().nodes,
       evictions: { expire: l1.expired, evict: l1.evicted, erase: l1.erased, flush: l1.flushed },
-      origins: this.#origins === undefined ? undefined : { keys: this.#origins.keys, descriptors: this.#origins.descriptors },
+      origins: this.#origins.stats(),
       l2: this.#l2Stats(),
       ...(this.#bus === undefined ? {} : { bus: this.#bus.stats() }),
     }
@@ -535,12 +569,11 @@ export class Cache<V = unknown> {
     if (this.#closed) return
     this.#closed = true
     this.#plainHits = false
-    const feeds = [...this.#feeds]
-    this.#feeds.clear()
-    await Promise.all(feeds.map((a) => a.feed.close().catch(() => {})))
+    await this.#origins.close()
     this.#l1.close()
-    this.#origins?.clear()
     this.#tags.close()
+    // Lock releases still on their way: answered before the store may close.
+    await this.#lock?.settled()
     this.#l2?.close()
     // The bus closes with the last cache attached to it.
     await this.#bus?.close()
@@ -560,61 +593,6 @@ export class Cache<V = unknown> {
 
   // ---- internals ---------------------------------------------------------------------
 
-  /** The origin index, created on first use with the L1 listeners that keep it in step. */
-  #originIndex(): OriginIndex {
-    if (this.#origins === undefined) {
-      const index = new OriginIndex()
-      // Every way an entry leaves L1 takes it out of the index (overwrites: see #store).
-      const drop = (e: { key: string }): void => index.remove(e.key)
-      for (const type of ['expire', 'evict', 'erase', 'flush'] as const) this.#l1.on(type, drop)
-      this.#origins = index
-    }
-    return this.#origins
-  }
-
-  /** Indexes a stored key under its origins (none: out of the index), if L1 kept it. */
-  #indexOrigins(key: string, origins: readonly OriginDescriptor[] | undefined): void {
-    if (origins === undefined) this.#origins?.remove(key)
-    else if (this.#l1.has(key)) this.#originIndex().assign(key, origins)
-  }
-
-  /**
-   * A feed's erasure: from L1 now; then from L2 and, with a bus, announced to the other
-   * processes (which may hold the entry without origins, read from L2), in the background.
-   */
-  #eraseKeys(keys: readonly string[]): void {
-    for (const key of keys) this.#l1.delete(key)
-    const l2 = this.#l2
-    const bus = this.#bus
-    if (l2 === undefined && bus === undefined) return
-    void (async () => {
-      if (l2 !== undefined) {
-        await Promise.all(
-          keys.map((key) =>
-            l2.delete(key).catch((err: unknown) => {
-              if (isCacheError(err)) this.#errors.emit(err, key)
-            }),
-          ),
-        )
-      }
-      // After L2: a process that re-reads on the message must not find the old value.
-      await bus?.deleted(keys)
-    })().catch(() => {
-      // Only a closed bus rejects; the erasure in L1 and L2 stands.
-    })
-  }
-
-  /**
-   * A notice's origin tags, invalidated hard here, in L2 and on the bus (in the background),
-   * so that entries with matching origins that this L1 does not hold are never served.
-   */
-  #invalidateNotice(notice: ChangeNotice): void {
-    if (!this.#originTags || this.#closed) return
-    this.#invalidate(noticeTags(notice), 'hard').catch(() => {
-      // Only a closed bus rejects; the versions are recorded here and in L2.
-    })
-  }
-
   /** Whether a getOrSet with these options would be an L1 hit (counts nothing, changes nothing). */
   #freshInL1(key: string, o: Resolved<V>): boolean {
     if (this.#bypassL1) return false
@@ -626,96 +604,7 @@ export class Cache<V = unknown> {
   }
 
   #isFresh(key: string, env: Envelope<V>): boolean {
-    return this.#state(key, env) === 'valid' && this.#clock.now() < env.freshUntil
-  }
-
-  #state(key: string, env: Envelope<V>): TagState {
-    if (env.tags === undefined) return 'valid'
-    const state = this.#tags.check(env.tags as TagSnapshot)
-    if (state === 'invalid') this.#l1.delete(key)
-    return state
-  }
-
-  #compute(key: string, factory: Factory<V>, o: Resolved<V>, stale: Envelope<V> | undefined): Promise<V> {
-    const run = this.#l2 === undefined ? this.#run : this.#load
-    switch (o.strategy) {
-      case 'none':
-        return run.call(this, key, factory, o, { stale, background: false })
-      case 'async':
-        return run.call(this, key, factory, o, { stale, background: true })
-      case 'stampede':
-      case 'stampede-async':
-        // keepAlive: callers who leave never cancel the factory; its result is stored for
-        // the others and the next readers (so the flight's own signal never aborts).
-        return this.#flight.run(key, () => run.call(this, key, factory, o, { stale, background: o.strategy === 'stampede-async' }), {
-          signal: o.signal,
-          keepAlive: true,
-        })
-    }
-  }
-
-  /**
-   * A miss in L1 with a second tier: read L2 first (one read per key across concurrent
-   * callers under `stampede`); compute only if L2 has no fresh, valid value, under the
-   * distributed lock when configured. An L2 value past its freshness but within grace
-   * becomes the fail-safe fallback.
-   */
-  async #load(key: string, factory: Factory<V>, o: Resolved<V>, run: RunOptions<V>): Promise<V> {
-    let stale = run.stale
-    const l2 = this.#l2 as L2Tier<V>
-    // getOrSetMany has just read this key in its batch.
-    const mark = this.#bus?.mark()
-    const found = o.l2Checked?.has(key) === true ? undefined : await l2.read(key)
-    if (found !== undefined) {
-      if (this.#unchanged(key, mark) && this.#adopt(key, found, o)) return found.value
-      if (stale === undefined && found.tagSig === o.tagSig && this.#state(key, found) !== 'invalid') stale = found
-    }
-    if (this.#distributedLock) return this.#runLocked(key, factory, o, stale)
-    return this.#run(key, factory, o, { stale, background: run.background })
-  }
-
-  /** A miss (or refresh) under the distributed lock protocol (lock-protocol.ts). */
-  #runLocked(key: string, factory: Factory<V>, o: Resolved<V>, stale: Envelope<V> | undefined): Promise<V> {
-    const l2 = this.#l2 as L2Tier<V>
-    return (this.#lock as LockProtocol).run<V>({
-      key,
-      lockKey: l2.lockKey(key),
-      lease: o.lockLease,
-      wait: o.lockWait,
-      reread: async () => {
-        const mark = this.#bus?.mark()
-        const found = await l2.read(key)
-        return found !== undefined && this.#unchanged(key, mark) && this.#adopt(key, found, o) ? found : undefined
-      },
-      compute: (fence) => this.#run(key, factory, o, { stale, background: false, fence }),
-    })
-  }
-
-  /**
-   * Puts an envelope read from L2 into L1 if it is fresh and valid for these options (or for
-   * any options when `o` is undefined, as `get` has none). Never outlives L2: same absolute
-   * deadline, and an idle deadline shortened by the touch debounce (see L2Tier.l1Tti).
-   */
-  #adopt(key: string, env: Envelope<V>, o: Resolved<V> | undefined): boolean {
-    const now = this.#clock.now()
-    if ((o !== undefined && env.tagSig !== o.tagSig) || now >= env.freshUntil || env.keepUntil <= now) return false
-    if (env.tags !== undefined && this.#tags.check(env.tags as TagSnapshot) !== 'valid') return false
-    const l2 = this.#l2 as L2Tier<V>
-    if (env.tags === undefined && env.tagSig === '' && env.keepUntil === env.freshUntil && env.tti === Infinity && (o === undefined || o.refreshAhead === 0)) {
-      this.#l1.set(key, env.value, { ttl: Math.min(this.#l1MaxAge, env.freshUntil === Infinity ? Infinity : Math.max(1, env.freshUntil - now)) })
-      return true
-    }
-    this.#l1.set(key, env, { ttl: Math.min(this.#l1MaxAge, env.keepUntil === Infinity ? Infinity : Math.max(1, env.keepUntil - now)), tti: l2.l1Tti(env.tti) })
-    if (env.tti !== Infinity) {
-      env.touchedAt = -Infinity
-      l2.touched(key, env, now)
-    }
-    return true
-  }
-
-  /** False when a bus message invalidated `key` after `mark` was taken (see bus-link.ts). */
-  #unchanged(key: string, mark: number | undefined): boolean {
-    return mark === undefined || (this.#bus as BusLink).unchanged(key, mark)
+    return this.#writer.state(key, env) === 'valid' && this.#clock.now() < env.freshUntil
   }
 
   #l2Stats(): CacheStats['l2'] {
@@ -723,186 +612,6 @@ export class Cache<V = unknown> {
     const tier = this.#l2.stats()
     const store = this.#l2.store.stats()
     return { ...tier, ...store, lock: { waits: this.#lock?.waits ?? 0, degraded: this.#lock?.degraded ?? 0 } }
-  }
-
-  /**
-   * Runs the factory once with timeouts and fail-safe; stores its result. `fence`: write L2
-   * under it (lock protocol); `false`: the write could not be ordered after a lock holder's,
-   * so L2 is not written.
-   */
-  #run(key: string, factory: Factory<V>, o: Resolved<V>, run: RunOptions<V>): Promise<V> {
-    const { stale, background, fence } = run
-    // Only a hard timeout can abort a factory; creating a controller costs microseconds.
-    const controller = o.hard === Infinity ? undefined : new AbortController()
-    let ttl = o.ttl
-    let tags: readonly string[] | undefined
-    let skipped = false
-    const ctx: FactoryContext<V> = {
-      key,
-      stale: stale?.value,
-      signal: controller?.signal ?? neverAbortedSignal(),
-      setTtl: (d) => {
-        ttl = positive(toMs(d, 'ttl'), 'ttl')
-      },
-      setTags: (t) => {
-        if (!Array.isArray(t)) throw new InvalidOptionsError('tags', 'expected an array of tags')
-        for (const tag of t) this.#tags.validate(tag)
-        tags = t
-      },
-      skip: () => {
-        skipped = true
-      },
-    }
-    this.#factoryCalls++
-    // Taken before the factory reads its source: an invalidation that lands while it runs
-    // must invalidate what it returns.
-    // (No later than the tag version: entries with origins are capped from here.)
-    const startedAt = this.#clock.now()
-    const tagVersion = this.#tags.currentVersion()
-    const busMark = this.#bus?.mark()
-    let produced: Promise<V>
-    try {
-      produced = Promise.resolve(factory(ctx))
-    } catch (err) {
-      produced = Promise.reject(err)
-    }
-    const stored = produced.then(
-      (value) => {
-        if (!skipped && !this.#closed && this.#unchanged(key, busMark)) {
-          if (background) queueMicrotask(() => this.#storeQuietly(key, value, o, { ttl, tags, tagVersion, since: startedAt }))
-          else {
-            // With L2 the store is awaited (it never rejects: L2 failures are queued).
-            const written = this.#store(key, value, o, { ttl, tags, tagVersion, fence, since: startedAt })
-            if (written !== undefined) return written.then(() => value)
-          }
-        }
-        return value
-      },
-      (err: unknown) => {
-        this.#factoryErrors++
-        throw err
-      },
-    )
-    if (o.soft === Infinity && o.hard === Infinity) {
-      return stale === undefined ? stored : stored.catch(() => this.#fallBack(key, stale, o))
-    }
-    return failSafeTimers(stored, {
-      clock: this.#clock,
-      key,
-      stale,
-      soft: o.soft,
-      hard: o.hard,
-      controller,
-      fallBack: (stale) => this.#fallBack(key, stale, o),
-      onSoft: () => this.#staleHits++,
-      onHard: () => this.#factoryTimeouts++,
-    })
-  }
-
-  /** Serves the stale value after a failure and schedules the next retry (backoff). */
-  #fallBack(key: string, stale: Envelope<V>, o: Resolved<V>): V {
-    const now = this.#clock.now()
-    stale.failures++
-    stale.retryAt = now + o.graceBackoff * Math.min(MAX_BACKOFF_FACTOR, 2 ** (stale.failures - 1))
-    this.#staleHits++
-    // Put the fallback back if it was displaced, for the rest of its grace.
-    if (this.#l1.peek(key) !== stale && stale.keepUntil > now) this.#l1.set(key, stale, { ttl: Math.min(this.#l1MaxAge, stale.keepUntil - now) })
-    return stale.value
-  }
-
-  #refresh(key: string, factory: Factory<V>, o: Resolved<V>, env: Envelope<V>): void {
-    if (this.#flight.inFlight(key)) return
-    this.#refreshes++
-    // Under the lock protocol like a miss: one refresh in the cluster, written fenced, so a
-    // holder granted earlier cannot overwrite the refreshed value (nor it a newer one).
-    const refresh = this.#distributedLock ? () => this.#runLocked(key, factory, o, env) : () => this.#run(key, factory, o, { stale: env, background: false })
-    this.#flight.run(key, refresh, { keepAlive: true }).catch(() => {
-      // Counted as a factory error; the current value stays until it expires.
-    })
-  }
-
-  /**
-   * Stores in L1 and, with a second tier, in L2 (the returned promise; it never rejects,
-   * except for an explicit `set` under `l2.strictWrites` whose L2 write did not land).
-   * A value the codec refuses (too large, not representable) is stored in L1 only and
-   * reported on the error channel — or, when `strict` (an explicit `set`), refused with a
-   * typed error before anything is written. `since`: when the value's computation started
-   * (its tag version was taken); an entry with origins in L2 lives at most `origins.versionTtl` from then.
-   * `fence` (see #run): a fenced write that L2 does not confirm leaves no trace here: the L1
-   * copy is dropped (if still ours), and a refusal is reported as `ERR_LOCK_LOST`.
-   */
-  #store(key: string, value: V, o: Resolved<V>, w: StoreOptions): Promise<unknown> | undefined {
-    if (value === undefined) return undefined
-    const { tagVersion, fence, strict = false, since } = w
-    let ttl = w.ttl
-    // Computed before anything is written: a bad origins function fails the store whole.
-    const origins = o.origins === undefined ? undefined : typeof o.origins === 'function' ? descriptorList(o.origins(value), 'origins') : o.origins
-    const now = this.#clock.now()
-    let tags: readonly string[] | undefined = w.tags
-    if (tags === undefined && o.tags !== undefined) tags = typeof o.tags === 'function' ? o.tags(value) : o.tags
-    const derived = origins !== undefined && this.#originTags
-    if (derived) tags = withOriginTags(tags, origins)
-    const snapshot = tags === undefined || tags.length === 0 ? undefined : this.#tags.snapshot(tags, tagVersion, derived)
-    let freshUntil = now + ttl
-    let keepUntil = freshUntil + o.grace
-    const l2 = this.#l2
-    if (derived && l2 !== undefined && this.#originTtl !== Infinity) {
-      // Never outlive the origin-tag versions that may invalidate it (origin-lifetime.ts).
-      ;({ freshUntil, keepUntil } = capLifetime(freshUntil, keepUntil, since ?? now, this.#originTtl))
-      // Computed for longer than that: returned to the caller, not cached.
-      if (keepUntil <= now) return undefined
-      ttl = freshUntil - now
-    }
-    // Nothing beyond the engine's TTL and TTI: the value is stored bare (no envelope to read on a hit).
-    const bare = snapshot === undefined && o.tagSig === '' && o.grace === 0 && o.refreshAhead === 0 && (l2 === undefined || o.tti === Infinity)
-    if (l2 === undefined) {
-      if (bare) this.#l1.set(key, value, { ttl, tti: o.tti })
-      else this.#l1.set(key, new Envelope(value, now, freshUntil, ttl, keepUntil, o.tti, snapshot, o.tagSig), { ttl: keepUntil === Infinity ? Infinity : Math.max(1, keepUntil - now), tti: o.tti })
-      if (origins !== undefined || this.#origins !== undefined) this.#indexOrigins(key, origins)
-      return undefined
-    }
-    const env = new Envelope(value, now, freshUntil, ttl, keepUntil, o.tti, snapshot, o.tagSig)
-    let bytes: Uint8Array | undefined
-    try {
-      bytes = l2.encode(key, env)
-    } catch (err) {
-      const error = isCacheError(err) ? err : new InvalidValueError(`The value for key ${JSON.stringify(key)} cannot be encoded for L2: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
-      if (strict) throw error
-      this.#errors.emit(error, key)
-    }
-    // Without a bus, L1 trusts what it holds for l1MaxAge at most, then reads L2 again.
-    if (bare) this.#l1.set(key, value, { ttl: Math.min(this.#l1MaxAge, ttl), tti: o.tti })
-    else this.#l1.set(key, env, { ttl: Math.min(this.#l1MaxAge, keepUntil === Infinity ? Infinity : Math.max(1, keepUntil - now)), tti: l2.l1Tti(o.tti) })
-    if (origins !== undefined || this.#origins !== undefined) this.#indexOrigins(key, origins)
-    if (bytes === undefined || fence === false) return undefined
-    if (fence !== undefined) {
-      return l2.writeFenced(key, env, bytes, fence).then((outcome) => {
-        if (outcome === 'written') return
-        // Refused: a newer value is in L2, so ours must not be served here either. Failed: it
-        // may have been refused, so the same. Only our own copy goes (a later set stays).
-        if (this.#l1.peek(key) === (bare ? value : env)) this.#l1.delete(key)
-        if (outcome === 'refused') this.#errors.emit(new LockLostError(key, 'was taken over: a newer value was written first, so this fenced write was refused'), key)
-      })
-    }
-    const written = l2.write(key, env, bytes)
-    if (!l2.store.strictWrites) return written
-    // strictWrites: the write rejects when it did not land. An explicit `set` reports it and
-    // drops the L1 copy (the caller was told the value is not stored: reads go back to
-    // whatever L2 holds); a cache fill keeps its L1 copy, and the error went to 'error'.
-    return written.catch((err: unknown) => {
-      if (!strict) return
-      if (this.#l1.peek(key) === (bare ? value : env)) this.#l1.delete(key)
-      throw err
-    })
-  }
-
-  #storeQuietly(key: string, value: V, o: Resolved<V>, w: StoreOptions): void {
-    try {
-      void this.#store(key, value, o, w)
-    } catch {
-      // A background store that fails (closed cache, bad tags) loses only a cache fill.
-      this.#factoryErrors++
-    }
   }
 
   #checkKey(key: unknown): asserts key is string {

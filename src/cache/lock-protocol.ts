@@ -41,6 +41,8 @@ export class LockProtocol {
   readonly #clock: Clock
   readonly #store: GuardedStore
   readonly #onError: (error: CacheError, key: string) => void
+  /** Releases sent and not yet answered (see settled). */
+  readonly #releasing = new Set<Promise<void>>()
 
   constructor(clock: Clock, store: GuardedStore, onError: (error: CacheError, key: string) => void) {
     this.#clock = clock
@@ -52,11 +54,14 @@ export class LockProtocol {
     const store = this.#store
     const token = randomUUID()
     const deadline = this.#clock.now() + r.wait
+    /** The store failed to answer `acquire` (down, frozen, breaker open). */
+    let unavailable = false
     for (;;) {
       let grant
       try {
         grant = await store.acquire(r.lockKey, token, r.lease)
       } catch {
+        unavailable = true
         break
       }
       if (grant !== undefined) return this.#hold(r, token, grant.fence)
@@ -70,11 +75,15 @@ export class LockProtocol {
     }
     this.degraded++
     // Drawn before computing: a holder granted earlier writes below it, any later grant above.
-    let fence: number | false
-    try {
-      fence = await store.drawFence(r.lockKey)
-    } catch {
-      fence = false
+    // A store that just failed to answer would most likely fail this too, after another
+    // timeout: compute without a fence at once (so L2 is not written, as after a failed draw).
+    let fence: number | false = false
+    if (!unavailable) {
+      try {
+        fence = await store.drawFence(r.lockKey)
+      } catch {
+        fence = false
+      }
     }
     return r.compute(fence)
   }
@@ -110,9 +119,23 @@ export class LockProtocol {
       if (timer !== undefined) this.#clock.clearTimeout(timer)
       timer = undefined
       lost = true
-      store.release(r.lockKey, token).catch(() => {
-        // Released by expiry if not now; the failure is reported on the error channel.
-      })
+      const released = store.release(r.lockKey, token).then(
+        () => {},
+        () => {
+          // Released by expiry if not now; the failure is reported on the error channel.
+        },
+      )
+      this.#releasing.add(released)
+      void released.then(() => this.#releasing.delete(released))
     }
+  }
+
+  /**
+   * Resolves once every release sent so far has been answered (the caller got its value
+   * before its release): `close()` waits for it, so closing right after a miss does not cut
+   * a release off (which failed with "Connection is closed" and warned).
+   */
+  async settled(): Promise<void> {
+    await Promise.all(this.#releasing)
   }
 }

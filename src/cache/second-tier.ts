@@ -38,9 +38,11 @@ export interface SecondTierContext<V> {
 }
 
 export function createSecondTier<V>(options: CacheOptions, c: SecondTierContext<V>): SecondTier<V> {
-  const lockOptions = typeof options.lock === 'string' ? { mode: options.lock } : (options.lock ?? {})
+  const lockOptions = options.lock === false ? { mode: 'local' as const } : typeof options.lock === 'string' ? { mode: options.lock } : (options.lock ?? {})
+  if (lockOptions === null || typeof lockOptions !== 'object') throw new InvalidOptionsError('lock', `expected 'local', 'distributed', false or an object, got ${String(options.lock)}`)
   if (lockOptions.mode !== undefined && lockOptions.mode !== 'local' && lockOptions.mode !== 'distributed') throw new InvalidOptionsError('lock', `expected 'local' or 'distributed', got ${JSON.stringify(lockOptions.mode)}`)
-  const distributedLock = lockOptions.mode === 'distributed'
+  // No mode given: distributed when the store's locks reach other processes (decision 0231).
+  const distributedLock = lockOptions.mode === 'distributed' || (lockOptions.mode === undefined && locksAcrossProcesses(options.store))
   const originTtl = resolveOriginOptions(options.origins)
   if (lockOptions.lease !== undefined) c.defaults.lockLease = positive(toMs(lockOptions.lease, 'lock.lease'), 'lock.lease')
   if (lockOptions.wait !== undefined) c.defaults.lockWait = toMs(lockOptions.wait, 'lock.wait')
@@ -78,4 +80,15 @@ export function createSecondTier<V>(options: CacheOptions, c: SecondTierContext<
   if (distributedLock) throw new InvalidOptionsError('lock', "'distributed' needs a store with locks")
   if (options.codec !== undefined) throw new InvalidOptionsError('codec', 'a codec applies to an L2 store; pass `store` too')
   return { distributedLock, originTtl, l2: undefined, lock: undefined, l1MaxAge: Infinity }
+}
+
+/**
+ * Whether `store` has the full lock protocol (StoreLocks with fences and ordered writes) and
+ * its locks are seen by other processes: every store but the in-process `memoryStore`,
+ * whose locks only the caches of this process share (single-flight already dedupes there).
+ */
+function locksAcrossProcesses(store: CacheOptions['store']): boolean {
+  if (store === undefined || store === null || typeof store !== 'object' || store.name === 'memory') return false
+  const locks = store.locks
+  return locks !== undefined && (['acquire', 'drawFence', 'setAbove', 'deleteAbove'] as const).every((m) => typeof locks[m] === 'function')
 }

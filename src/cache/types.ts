@@ -119,11 +119,14 @@ export interface CacheOptions {
    */
   codec?: CodecOptions | ValueCodec
   /**
-   * `local`: concurrent misses of one process share one factory run. `distributed`: one
-   * process in the whole cluster runs the factory (needs a store with locks).
-   * @default 'local'
+   * `local` (or `false`): concurrent misses of one process share one factory run.
+   * `distributed`: one process in the whole cluster runs the factory (needs a store with
+   * locks). An object sets the lock's timings, and its `mode` (default as below).
+   * @default 'distributed' when `store` has locks that reach other processes (Redis, LMDB,
+   * etcd: not `memoryStore`), 'local' otherwise. A miss then costs one lock round trip
+   * more (see docs/decisions/0231).
    */
-  lock?: 'local' | 'distributed' | (LockTimings & { mode?: 'local' | 'distributed' })
+  lock?: false | 'local' | 'distributed' | (LockTimings & { mode?: 'local' | 'distributed' })
   /**
    * Whether `close()` closes `store`: it does once no other open cache of this process uses
    * it (several caches may share one store). `false`: the store is shared with code outside
@@ -147,8 +150,16 @@ export interface CacheOptions {
      */
     l1MaxAge?: Duration
   }
-  /** @default systemClock */
+  /** The clock of TTLs, timeouts and tags. @default systemClock (see `ticker`) */
   clock?: Clock
+  /**
+   * With the default clock: read the time from the process's ticker thread (one memory load
+   * per read, about 1 ms resolution; the thread parks after a second without reads) instead
+   * of `Date.now()` on every read. `false` never starts the thread: no idle wake-ups, and
+   * every read of an entry with a TTL pays a `Date.now()` (tens of ns). Not with `clock`.
+   * See docs/decisions/0230. @default true
+   */
+  ticker?: boolean
   /** @default mathRandom */
   random?: Random
   /**

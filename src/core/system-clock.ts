@@ -18,7 +18,7 @@ import { InvalidOptionsError } from './errors.js'
  * shared cell and sleeps until woken. A read that finds 0 takes `Date.now()` and wakes it
  * (at most one wake-up per millisecond of reads, so the hot path never pays a syscall).
  * An idle process therefore costs nothing after its last read; a busy one pays one
- * `Date.now()` and one futex wake per second. Measured (bench `ticker` suite, and
+ * `Date.now()` and one futex wake per 100 ms. Measured (bench `ticker` suite, and
  * docs/decisions/0105): a ticker that never parks cost an idle process about 110 CPU-seconds
  * and 3 million thread wake-ups per hour.
  *
@@ -26,8 +26,8 @@ import { InvalidOptionsError } from './errors.js'
  * stands still until it catches up, so TTL arithmetic never sees time reverse.
  */
 const TICK_MS = 1
-/** Ticks (about one second) after which the ticker parks until a read wakes it. */
-const ACTIVE_TICKS = 1000
+/** Ticks (about 100 ms) after which the ticker parks until a read wakes it (decision 0230: sparse readers kept a 1 s ticker awake). */
+const ACTIVE_TICKS = 100
 
 // Runs in the worker (CommonJS eval). Atomics.wait sleeps without spinning a core; a
 // notify from the main thread ends a park (or merely shortens a tick).
@@ -45,7 +45,7 @@ for (;;) {
 export interface SystemClockOptions {
   /**
    * Read the time from a ticker thread (one memory load per read, resolution about 1 ms)
-   * instead of calling `Date.now()` on every read. The thread parks after about a second
+   * instead of calling `Date.now()` on every read. The thread parks after about 100 ms
    * without reads, so an idle process pays nothing for it. `false` (or the environment
    * variable `STRATACACHE_NO_TICKER=1`) never starts a thread.
    * @default true
@@ -128,6 +128,14 @@ class SystemClock implements Clock {
 
 /** The process-wide real clock (TTL resolution about 1 ms; ticker thread, parked when idle). */
 export const systemClock: Clock = new SystemClock(true)
+
+let noTicker: Clock | undefined
+
+/** The process-wide real clock that never starts a thread (`createCache({ ticker: false })`). */
+export function noTickerClock(): Clock {
+  noTicker ??= new SystemClock(false)
+  return noTicker
+}
 
 /**
  * A real clock of its own: `createSystemClock({ ticker: false })` reads `Date.now()` on every

@@ -275,7 +275,26 @@ export class MemoryCache<K = string, V = unknown> {
       if (this.#sized && options.size !== undefined) size = validSize(options.size, 'size')
     }
     if (this.#sized && (options === undefined || options.size === undefined)) size = validSize(this.#sizeOf!(value, key), 'sizeOf')
+    return this.#put(key, value, ttl, tti, size, signal, onEvent)
+  }
 
+  /**
+   * `set(key, value, { ttl, tti })` with both already in ms (> 0, or Infinity for none),
+   * for a caller that validated them once (the facade): no options object per call.
+   * Returns false when the entry was refused (larger than `maxEntrySize`).
+   */
+  setMs(key: K, value: V, ttl: number, tti: number): boolean {
+    if (value === undefined) throw new InvalidValueError('Cannot store undefined: it means "absent" (store null instead)')
+    if (this.#closed) throw new ClosedError()
+    return this.#put(key, value, ttl, tti, this.#sized ? validSize(this.#sizeOf!(value, key), 'sizeOf') : 0, undefined, undefined)
+  }
+
+  /** Number of entries evicted so far (as in `stats().evicted`, without building the stats). */
+  get evictions(): number {
+    return this.#evicted
+  }
+
+  #put(key: K, value: V, ttl: number, tti: number, size: number, signal: AbortSignal | undefined, onEvent: CacheListener<K, V> | undefined): boolean {
     const hash = this.#index.hash(key)
     const found = this.#index.findHashed(key, hash)
     let slot = found === -1 ? undefined : found

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
 import { describe, test } from 'node:test'
 import { type CacheOptions, createCache, type EntryOptions, type FactoryContext, isCacheError, ManualClock, memoryStore } from '../../src/index.js'
 
@@ -568,5 +569,112 @@ describe('events and waitFor', () => {
     assert.equal(await cache.get('s'), undefined)
     await cache.set('s', 'w2', { tags: ['soft'] })
     assert.deepEqual(await settled(soft), { value: 'w2' })
+  })
+})
+
+describe('per-call options resolved once (P11)', () => {
+  test('per-call TTLs stay distinct on every path: first use, the last one kept, the memo, the defaults', async () => {
+    const { cache, clock } = make<string>({ defaults: { ttl: '10s' } })
+    // One TTL repeated, another, back to the first (from the memo), the defaults' value itself.
+    await cache.getOrSet('a', () => 'a', { ttl: '1s' })
+    await cache.getOrSet('b', () => 'b', { ttl: '1s' })
+    await cache.set('c', 'c', { ttl: 3000 })
+    await cache.getOrSet('d', () => 'd', { ttl: '1s' })
+    await cache.set('e', 'e', { ttl: '10s' })
+    await cache.getOrSet('f', () => 'f', { ttl: 3000 })
+    clock.advance(1500)
+    assert.deepEqual(await Promise.all(['a', 'b', 'c', 'd', 'e', 'f'].map((k) => cache.get(k))), [undefined, undefined, 'c', undefined, 'e', 'f'])
+    clock.advance(2000)
+    assert.deepEqual(await Promise.all(['c', 'e', 'f'].map((k) => cache.get(k))), [undefined, 'e', undefined])
+    clock.advance(7000)
+    assert.equal(await cache.get('e'), undefined)
+  })
+
+  test('a bad per-call TTL is refused even on a hit, and is never kept', async () => {
+    const { cache } = make<number>()
+    await cache.set('k', 1)
+    for (const ttl of [-1, 0, 'soon', '1s', -1] as never[]) {
+      if (ttl === '1s') {
+        assert.equal(await cache.getOrSet('k', () => 2, { ttl }), 1)
+        continue
+      }
+      await assert.rejects(cache.getOrSet('k', () => 2, { ttl }), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS'))
+      await assert.rejects(cache.set('k', 2, { ttl }), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS'))
+    }
+    assert.equal(await cache.get('k'), 1)
+  })
+
+  test('fields that repeat the defaults act as the defaults; other fields still apply per call', async () => {
+    const tags = ['org:1']
+    const { cache, clock } = make<string>({ defaults: { ttl: '1s', grace: '1m', tags } })
+    await cache.getOrSet('k', () => 'v1', { grace: '1m', tags, ttl: '1s' })
+    clock.advance(2000)
+    // Within grace: a failing factory serves the stale value, as under the defaults.
+    assert.equal(await cache.getOrSet('k', () => Promise.reject(new Error('down')), { grace: '1m', tags }), 'v1')
+    await cache.invalidateTags(['org:1'])
+    assert.equal(await cache.getOrSet('k', () => 'v2', { tags }), 'v2')
+    // A field that differs is honoured: other tags make another definition (a miss).
+    assert.equal(await cache.getOrSet('k', () => 'v3', { tags: ['org:2'] }), 'v3')
+  })
+
+  test('set without L2 or bus resolves at once and stores before it returns', async () => {
+    const { cache } = make<number>()
+    const done = cache.set('k', 1, { ttl: '1m' })
+    assert.equal(await cache.peek('k'), 1)
+    await done
+    await cache.close()
+    await assert.rejects(cache.set('k', 2), (e: unknown) => isCacheError(e, 'ERR_CLOSED'))
+  })
+
+  test('evictions still let the tag trie shed idle nodes (memory pressure), without an evict listener', async () => {
+    const { cache, clock } = make<number>({ memory: { maxEntries: 10 }, tags: { pruneAge: '1s', pruneInterval: '1h' } })
+    for (let i = 0; i < 10; i++) await cache.set(`k${i}`, i, { tags: [`t:${i}`] })
+    await cache.invalidateTags(Array.from({ length: 10 }, (_, i) => `t:${i}`))
+    const before = cache.stats().tagNodes
+    assert.ok(before >= 10, `expected the trie to hold the tags, got ${before}`)
+    // Idle past pruneAge, entries still fresh (TTL 5 min): new keys evict old ones.
+    clock.advance(2000)
+    for (let i = 10; i < 20; i++) await cache.set(`k${i}`, i)
+    assert.ok(cache.stats().evictions.evict > 0)
+    const after = cache.stats().tagNodes
+    assert.ok(after < before, `expected evictions to prune idle tag nodes: ${before} before, ${after} after`)
+  })
+})
+
+describe('ticker option (P11)', () => {
+  // A child process per case: thread wake-ups are process-wide.
+  const wakeupsWhileReading = (options: string): number => {
+    const mod = new URL('../../src/index.js', import.meta.url).href
+    const script = `
+      import { readdirSync, readFileSync } from 'node:fs'
+      const { createCache } = await import(${JSON.stringify(mod)})
+      const wakeups = () => readdirSync('/proc/self/task').map((t) => {
+        try { return Number(/voluntary_ctxt_switches:\\s+(\\d+)/.exec(readFileSync('/proc/self/task/' + t + '/status', 'utf8'))[1]) } catch { return 0 }
+      }).reduce((a, b) => a + b, 0)
+      const cache = createCache(${options})
+      await cache.set('k', 1)
+      await new Promise((r) => setTimeout(r, 100))
+      const w0 = wakeups()
+      // Hits as light traffic makes them: a burst, then one every 50 ms.
+      for (let i = 0; i < 1000; i++) await cache.getOrSet('k', () => 2)
+      const reads = setInterval(() => void cache.getOrSet('k', () => 2), 50)
+      await new Promise((r) => setTimeout(r, 500))
+      clearInterval(reads)
+      console.log(wakeups() - w0)
+      process.exit(0)
+    `
+    return Number(execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, STRATACACHE_NO_TICKER: '' } }))
+  }
+
+  test('createCache({ ticker: false }) reads Date.now() and starts no thread; the default starts the ticker', { skip: process.platform !== 'linux' && 'needs /proc' }, () => {
+    const off = wakeupsWhileReading('{ ticker: false }')
+    assert.ok(off < 50, `ticker: false: ${off} wake-ups in 0.5 s`)
+    const on = wakeupsWhileReading('{}')
+    assert.ok(on > 100, `default: the ticker runs after reads (${on} wake-ups in 0.5 s)`)
+  })
+
+  test('a bad ticker option, or one given with a clock, is ERR_INVALID_OPTIONS', () => {
+    assert.throws(() => createCache({ ticker: 'no' as never }), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && /ticker/.test(e.message))
+    assert.throws(() => createCache({ ticker: false, clock: new ManualClock(0) }), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && /ticker/.test(e.message))
   })
 })
