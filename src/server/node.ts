@@ -40,6 +40,8 @@ import { createLogger, type NodeLogger } from './logger.js'
 import { NodeEngine } from './node-engine.js'
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './node-options.js'
 import { TokenBucketLimiter } from './token-bucket.js'
+import { WatchHub } from './watch-hub.js'
+import { WATCH_PATH } from '../protocol/watch.js'
 import type { MessageTransport } from '../cluster/transport.js'
 
 /** A request for `NodeHandle.inject`: everything but the socket. */
@@ -211,6 +213,8 @@ class Node implements NodeHandle {
   readonly #uploadsByIp = new Map<string, number>()
   readonly #registry: ReturnType<typeof registerMetrics>
   readonly #startedAt: number
+  /** `GET /v1/watch`: the invalidation stream of every change the keyspace applies. */
+  readonly #watch: WatchHub
   #id = ''
   #host = ''
   #port = 0
@@ -249,6 +253,8 @@ class Node implements NodeHandle {
     this.#token = options.authToken === undefined ? undefined : digest(options.authToken)
     this.#allowedHostName = options.host.toLowerCase()
     this.#registry = registerMetrics(engine, { name: 'node' })
+    this.#watch = new WatchHub({ clock: options.clock, metaIntervalMs: options.watchMetaIntervalMs, maxBufferBytes: options.watchBufferBytes })
+    engine.keyspace.watch((change) => this.#watch.onChange(change))
     registerReadings(this.#registry, [
       { name: 'stratacache_node_requests_total', help: 'HTTP requests received.', type: 'counter', read: () => this.#requests },
       { name: 'stratacache_node_busy_total', help: 'Requests answered 503 ERR_BUSY (concurrency bound or draining).', type: 'counter', read: () => this.#busy },
@@ -262,6 +268,9 @@ class Node implements NodeHandle {
       { name: 'stratacache_node_receiving', help: 'Requests whose body is still arriving (they hold no in-flight slot).', type: 'gauge', read: () => this.#receiving },
       { name: 'stratacache_node_buffered_body_bytes', help: 'Request body bytes held in memory (bound: maxBufferedBodyBytes).', type: 'gauge', read: () => this.#bufferedBytes },
       { name: 'stratacache_node_last_version', help: 'Highest entry version handed out.', type: 'gauge', read: () => engine.lastVersion },
+      { name: 'stratacache_node_watch_subscribers', help: 'Open /v1/watch streams.', type: 'gauge', read: () => this.#watch.stats().subscribers },
+      { name: 'stratacache_node_watch_changes_total', help: 'Changes published on /v1/watch (one per applied change).', type: 'counter', read: () => this.#watch.stats().changes },
+      { name: 'stratacache_node_watch_slow_disconnects_total', help: '/v1/watch subscribers cut for falling behind (buffer over watchBufferBytes).', type: 'counter', read: () => this.#watch.stats().slowDisconnects },
     ])
     this.#api = new HttpApi({
       engine,
@@ -269,6 +278,7 @@ class Node implements NodeHandle {
       ready: () => this.#ready && !this.#draining,
       stats: () => this.stats(),
       metrics: async () => ({ contentType: this.#registry.contentType, body: await this.#registry.metrics() }),
+      watch: () => this.#watch.hello(),
       onInternalError: (error, request) => {
         this.#log.error({ err: error, method: request.method, url: request.url.slice(0, 200) }, 'request failed unexpectedly')
       },
@@ -469,6 +479,10 @@ class Node implements NodeHandle {
       this.#send(req, res, this.#count(denied), true, started)
       return
     }
+    if (method === 'GET' && path === WATCH_PATH) {
+      this.#subscribeWatch(req, res, url)
+      return
+    }
     const probe = isProbe(method, path)
     const limit = this.#api.bodyLimit(method, path)
     let held = 0
@@ -529,6 +543,37 @@ class Node implements NodeHandle {
       if (held > 0) this.#bufferedBytes -= held
       if (!probe) this.#settled()
     }
+  }
+
+  /**
+   * `GET /v1/watch` over a socket (admitted by #gate like any read): a Server-Sent Events
+   * stream fed by the WatchHub. It holds no in-flight slot and is not waited for by the
+   * drain: shutdown ends it first.
+   */
+  #subscribeWatch(req: IncomingMessage, res: ServerResponse, url: string): void {
+    if (splitUrl(url).query !== '') {
+      this.#send(req, res, this.#count(errorResponse('ERR_BAD_REQUEST', 'GET /v1/watch takes no query parameters')), true, this.options.clock.now())
+      return
+    }
+    req.resume()
+    req.socket.setNoDelay(true)
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', [HEADER_NODE]: this.#id })
+    let open = true
+    const unsubscribe = this.#watch.subscribe({
+      write: (chunk) => {
+        if (open) res.write(chunk)
+      },
+      buffered: () => res.writableLength,
+      close: () => {
+        if (!open) return
+        open = false
+        res.destroy()
+      },
+    })
+    res.once('close', () => {
+      open = false
+      unsubscribe()
+    })
   }
 
   /** The answer to a body that could not be read. */
@@ -667,6 +712,8 @@ class Node implements NodeHandle {
     const clock = this.options.clock
     const began = clock.now()
     this.#draining = true
+    // Watch streams never end on their own: end them first, so the drain does not wait on them.
+    this.#watch.close()
     this.#log.info({ inFlight: this.#inFlight, receiving: this.#receiving, connections: this.#connections }, 'draining')
     // Neither stop listening nor close idle keep-alive connections yet (http.Server.close()
     // does both): either resets requests clients already sent — on an idle connection, or on
