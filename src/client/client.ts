@@ -57,6 +57,9 @@ import { mathRandom, type Random } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
 import { checkKey as checkWireKey, parseEtag, parseTagsJson } from '../protocol/validate.js'
 import { CONFIRM_CLEAR, DEFAULT_MAX_BATCH, DEFAULT_MAX_KEY_BYTES, HEADER_CONFIRM, HEADER_TAGS, HEADER_TTL, MAX_TTL_SECONDS, TTL_NONE } from '../protocol/wire.js'
+import { NearCache, type NearCacheStats } from '../cache/near-cache.js'
+import { WATCH_PARTITIONS, watchPartition, type WatchMessage } from '../protocol/watch.js'
+import { NearCacheLink } from './near-cache-link.js'
 import { NodeRotation, type NodeState } from './node-rotation.js'
 import { parseRetryAfter, RetryPolicy } from './retry-policy.js'
 import { isNotSent, type HttpRequest, type HttpResponse, type Transport } from './transport.js'
@@ -95,6 +98,29 @@ export interface ClientEjectOptions {
   maxProbeInterval?: Duration
 }
 
+export interface ClientNearCacheOptions {
+  /** Most entries held in the near cache. */
+  maxEntries: number
+  /** Longest an entry is kept (whatever the stream says). @default '30s' */
+  ttl?: Duration
+  /**
+   * Repair by sequences (gaps drop partitions, a new source flushes, late and duplicate
+   * messages are discarded). `false` trusts every message as it comes and nothing else:
+   * only for showing what tracking buys. @default true
+   */
+  trackSequences?: boolean
+  /** Test seam: a message for which it returns false is dropped as if lost. @default none */
+  filter?: (message: WatchMessage) => boolean
+}
+
+/** One reading for a Prometheus registry (`registerReadings` of stratacache's metrics). */
+export interface ClientReading {
+  readonly name: string
+  readonly help: string
+  readonly type: 'counter' | 'gauge'
+  read(): number
+}
+
 export interface ClientOptions {
   /** Node addresses: `'http://host:port'`, `'https://host:port'` or `'host:port'`. At least one. */
   nodes: readonly string[]
@@ -120,6 +146,11 @@ export interface ClientOptions {
   random?: Random
   /** Replaces the network (tests, custom stacks). @default undici pools */
   transport?: Transport
+  /**
+   * An in-process near cache of `get` results, kept honest by the watched node's
+   * invalidation stream (`GET /v1/watch`; docs/guide/cluster-client.md). @default none
+   */
+  nearCache?: ClientNearCacheOptions
 }
 
 export interface ClientCallOptions {
@@ -225,6 +256,10 @@ export interface Client {
   ping(options?: ClientCallOptions): Promise<ClientPingResult[]>
   /** Rotation state of every node. */
   nodes(): NodeState[]
+  /** The near cache's counters; `undefined` without `nearCache`. */
+  nearCacheStats(): NearCacheStats | undefined
+  /** The near cache's counters as Prometheus readings (`stratacache_client_near_*`); empty without `nearCache`. */
+  nearCacheReadings(): ClientReading[]
   /** Stops probes and closes sockets; calls in flight fail, later calls fail with `ERR_CLOSED`. */
   close(): Promise<void>
 }
@@ -275,6 +310,8 @@ class NodeClient implements Client {
   readonly #rotation: NodeRotation
   readonly #transport: Transport
   readonly #sleeps = new Set<{ timer: TimerHandle; wake: () => void }>()
+  readonly #near: NearCache<ClientEntry> | undefined
+  readonly #link: NearCacheLink<ClientEntry> | undefined
   #closed = false
 
   constructor(options: ClientOptions) {
@@ -308,17 +345,71 @@ class NodeClient implements Client {
     // Probes back off like retries (the same jitter; ±25 % with retry: false) from probeInterval to maxProbeInterval.
     const probes = new BackoffPolicy({ initial: probeInterval, max: maxProbeInterval, jitter: retry === false ? DEFAULT_BACKOFF.jitter : jitter }, random, 'eject')
     this.#rotation = new NodeRotation(nodes, { ejectAfter, probes }, this.#clock, (node) => this.#probe(node))
+    if (options.nearCache !== undefined) {
+      const nc = options.nearCache
+      if (nc === null || typeof nc !== 'object') throw new InvalidOptionsError('nearCache', 'expected { maxEntries, ttl? }')
+      if (nc.maxEntries === undefined) throw new InvalidOptionsError('nearCache.maxEntries', 'required: the most entries the near cache holds')
+      const maxEntries = positiveInt(nc.maxEntries, 0, 'nearCache.maxEntries')
+      const ttlMs = toMsOr(nc.ttl, 30_000, 'nearCache.ttl')
+      if (!(ttlMs > 0)) throw new InvalidOptionsError('nearCache.ttl', 'expected a duration > 0')
+      if (nc.filter !== undefined && typeof nc.filter !== 'function') throw new InvalidOptionsError('nearCache.filter', 'expected a function')
+      if (this.#transport.stream === undefined) throw new InvalidOptionsError('nearCache', 'the transport cannot stream (it has no `stream` method)')
+      this.#near = new NearCache<ClientEntry>({ maxEntries, ttlMs, partitions: WATCH_PARTITIONS, partitionOf: watchPartition, clock: this.#clock, trackSequences: nc.trackSequences !== false })
+      this.#link = new NearCacheLink({
+        near: this.#near,
+        transport: this.#transport,
+        nodes,
+        headers: options.token === undefined ? {} : { authorization: `Bearer ${options.token}` },
+        clock: this.#clock,
+        backoff: new BackoffPolicy({ initial: Math.min(100, probeInterval), max: Math.max(1000, Math.min(maxProbeInterval, 5000)), jitter: DEFAULT_BACKOFF.jitter }, random, 'nearCache'),
+        connectTimeoutMs: timeoutMs,
+        filter: nc.filter,
+      })
+      this.#link.start()
+    }
   }
 
   // ── operations ──────────────────────────────────────────────────────────────
 
-  async get(key: string, options?: ClientCallOptions): Promise<ClientEntry | undefined> {
+  get(key: string, options?: ClientCallOptions): Promise<ClientEntry | undefined> {
+    const near = this.#near
+    if (near === undefined) return this.#get(key, options)
+    checkKey(key)
+    this.#checkOpen()
+    const hit = near.get(key)
+    if (hit !== undefined) return Promise.resolve(hit)
+    return this.#nearMiss(near, key, options)
+  }
+
+  /**
+   * A near-cache miss: claim the key, read it from the watched node (what the near cache
+   * hears about), cache it unless an invalidation raced the read. If the watched node
+   * cannot answer, the read goes the usual way and caches nothing.
+   */
+  async #nearMiss(near: NearCache<ClientEntry>, key: string, options: ClientCallOptions | undefined): Promise<ClientEntry | undefined> {
+    const watched = this.#link?.watched
+    const r = watched === undefined ? undefined : near.reserve(key)
+    if (r === undefined) return this.#get(key, options)
+    let entry: ClientEntry | undefined
+    try {
+      entry = await this.#get(key, options, watched)
+    } catch (err) {
+      near.publish(r, undefined)
+      if (isNodeAnswer(err) || err instanceof ClosedError) throw err
+      return this.#get(key, options)
+    }
+    if (entry === undefined) near.publish(r, undefined)
+    else near.publish(r, entry, entry.tags, entry.ttlMs)
+    return entry
+  }
+
+  async #get(key: string, options: ClientCallOptions | undefined, pin?: string): Promise<ClientEntry | undefined> {
     checkKey(key)
     return this.#call({ method: 'GET', path: keyPath(key) }, true, options, (res, node) => {
       if (res.status === 404) return undefined
       if (res.status !== 200) throw errorFromResponse(res, node, 'GET')
       return entryFromHeaders(res, node)
-    })
+    }, pin)
   }
 
   async set(key: string, value: ClientValue, options: ClientSetOptions = {}): Promise<ClientSetResult> {
@@ -334,6 +425,7 @@ class NodeClient implements Client {
     const idempotent = options.idempotent ?? typeof options.ifVersion === 'number'
     const path = keyPath(key) + (query.length === 0 ? '' : `?${query.join('&')}`)
     return this.#call({ method: 'PUT', path, headers, body }, idempotent, options, (res, node) => {
+      this.#near?.forget(key)
       if (res.status !== 200) throw errorFromResponse(res, node, 'PUT')
       const json = parseJson(res, node)
       return { version: versionOf(json.version, node), ttlMs: ttlMsOf(json.ttl, node) }
@@ -345,6 +437,7 @@ class NodeClient implements Client {
     const headers: Record<string, string> = {}
     if (options.ifVersion !== undefined) headers['if-match'] = ifMatch(options.ifVersion)
     return this.#call({ method: 'DELETE', path: keyPath(key), headers }, true, options, (res, node) => {
+      this.#near?.forget(key)
       if (res.status === 404) return false
       if (res.status !== 200) throw errorFromResponse(res, node, 'DELETE')
       const json = parseJson(res, node)
@@ -391,6 +484,7 @@ class NodeClient implements Client {
   #msetPart(entries: readonly { key: string }[], options: ClientMsetOptions): Promise<number[]> {
     const body = jsonBody({ entries })
     return this.#call({ method: 'POST', path: '/v1/mset', headers: { 'content-type': 'application/json' }, body }, options.idempotent ?? false, options, (res, node) => {
+      for (const e of entries) this.#near?.forget(e.key)
       if (res.status !== 200) throw errorFromResponse(res, node)
       const json = parseJson(res, node)
       const versions = json.versions
@@ -406,6 +500,7 @@ class NodeClient implements Client {
     if (list.length === 0) return 0
     const body = jsonBody({ tags: list, mode })
     return this.#call({ method: 'POST', path: '/v1/invalidate', headers: { 'content-type': 'application/json' }, body }, true, options, (res, node) => {
+      this.#near?.forgetAll()
       if (res.status !== 200) throw errorFromResponse(res, node)
       const n = parseJson(res, node).invalidated
       if (typeof n !== 'number' || !Number.isFinite(n)) throw new BadResponseError('invalidate answer without a numeric `invalidated`', { node })
@@ -427,6 +522,7 @@ class NodeClient implements Client {
     if (typeof prefix !== 'string') throw new InvalidOptionsError('prefix', 'expected a string')
     const path = prefix === '' ? '/v1/keys' : `/v1/keys?prefix=${encodeURIComponent(prefix)}`
     await this.#call({ method: 'DELETE', path, headers: { [HEADER_CONFIRM]: CONFIRM_CLEAR } }, true, options, (res, node) => {
+      this.#near?.forgetAll()
       if (res.status !== 200) throw errorFromResponse(res, node)
     })
   }
@@ -450,10 +546,33 @@ class NodeClient implements Client {
     return this.#rotation.states()
   }
 
+  nearCacheStats(): NearCacheStats | undefined {
+    return this.#near?.stats()
+  }
+
+  nearCacheReadings(): ClientReading[] {
+    const near = this.#near
+    if (near === undefined) return []
+    const r = (name: string, help: string, type: 'counter' | 'gauge', pick: (s: NearCacheStats) => number): ClientReading => ({ name, help, type, read: () => pick(near.stats()) })
+    return [
+      r('stratacache_client_near_hits_total', 'Reads answered by the near cache.', 'counter', (s) => s.hits),
+      r('stratacache_client_near_misses_total', 'Reads the near cache could not answer while live.', 'counter', (s) => s.misses),
+      r('stratacache_client_near_bypassed_total', 'Reads that skipped the near cache (no live invalidation stream).', 'counter', (s) => s.bypassed),
+      r('stratacache_client_near_invalidations_total', 'Invalidation messages applied.', 'counter', (s) => s.invalidations),
+      r('stratacache_client_near_gaps_total', 'Lost invalidation messages found (a partition or everything dropped).', 'counter', (s) => s.gaps),
+      r('stratacache_client_near_flushes_total', 'Whole near-cache flushes (new node boot, lost global message).', 'counter', (s) => s.flushes),
+      r('stratacache_client_near_discarded_total', 'Late or duplicate invalidation messages discarded.', 'counter', (s) => s.discarded),
+      r('stratacache_client_near_bypass_seconds_total', 'Time spent without a live invalidation stream.', 'counter', (s) => s.bypassMs / 1000),
+      r('stratacache_client_near_entries', 'Entries in the near cache.', 'gauge', (s) => s.size),
+    ]
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
     this.#rotation.close()
+    this.#near?.close()
+    await this.#link?.close()
     for (const s of this.#sleeps) {
       this.#clock.clearTimeout(s.timer)
       s.wake()
