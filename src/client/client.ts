@@ -61,6 +61,7 @@ import { NearCache, type NearCacheStats } from '../cache/near-cache.js'
 import { WATCH_PARTITIONS, watchPartition, type WatchMessage } from '../protocol/watch.js'
 import { NearCacheLink } from './near-cache-link.js'
 import { NodeRotation, type NodeState } from './node-rotation.js'
+import { flatTopology, parseClusterView, type Topology } from './topology.js'
 import { parseRetryAfter, RetryPolicy } from './retry-policy.js'
 import { isNotSent, type HttpRequest, type HttpResponse, type Transport } from './transport.js'
 import { undiciTransport } from './undici-transport.js'
@@ -121,6 +122,19 @@ export interface ClientReading {
   read(): number
 }
 
+export interface ClientLadderOptions {
+  /**
+   * Timeout of each try of a read, in order: local node, next local node, a node of the
+   * rank-1 region, a node of the rank-2 region (Zerocache's ladder). A list of any length.
+   * @default ['500ms', '500ms', '750ms', '1s']
+   */
+  timeouts?: readonly Duration[]
+  /** Longest a read may take, all tries and busy waits included. @default the sum of `timeouts` */
+  deadline?: Duration
+  /** How often the topology is read again from `GET /v1/cluster` (the bound on how stale it is). @default '5s' */
+  topologyRefresh?: Duration
+}
+
 export interface ClientOptions {
   /** Node addresses: `'http://host:port'`, `'https://host:port'` or `'host:port'`. At least one. */
   nodes: readonly string[]
@@ -151,6 +165,14 @@ export interface ClientOptions {
    * invalidation stream (`GET /v1/watch`; docs/guide/cluster-client.md). @default none
    */
   nearCache?: ClientNearCacheOptions
+  /**
+   * The client's region. With `region` or `ladder`, reads go round-robin over the live
+   * nodes of this region (from `GET /v1/cluster` of any node in `nodes`; a node answering
+   * 404 makes `nodes` the topology) and fall back along the ladder. @default 'default'
+   */
+  region?: string
+  /** The read ladder (see `ClientLadderOptions`); on when `region` or `ladder` is given. @default off */
+  ladder?: ClientLadderOptions
 }
 
 export interface ClientCallOptions {
@@ -256,6 +278,8 @@ export interface Client {
   ping(options?: ClientCallOptions): Promise<ClientPingResult[]>
   /** Rotation state of every node. */
   nodes(): NodeState[]
+  /** What the read ladder knows of the cluster (the client's `nodes`, all local, until `/v1/cluster` answers). */
+  topology(): Topology
   /** The near cache's counters; `undefined` without `nearCache`. */
   nearCacheStats(): NearCacheStats | undefined
   /** The near cache's counters as Prometheus readings (`stratacache_client_near_*`); empty without `nearCache`. */
@@ -312,6 +336,10 @@ class NodeClient implements Client {
   readonly #sleeps = new Set<{ timer: TimerHandle; wake: () => void }>()
   readonly #near: NearCache<ClientEntry> | undefined
   readonly #link: NearCacheLink<ClientEntry> | undefined
+  readonly #ladder: { readonly region: string; readonly timeoutsMs: readonly number[]; readonly deadlineMs: number; readonly refreshMs: number } | undefined
+  #topology: Topology
+  readonly #cursor = new Map<readonly string[], number>()
+  #topologyTimer: TimerHandle | undefined
   #closed = false
 
   constructor(options: ClientOptions) {
@@ -345,6 +373,20 @@ class NodeClient implements Client {
     // Probes back off like retries (the same jitter; ±25 % with retry: false) from probeInterval to maxProbeInterval.
     const probes = new BackoffPolicy({ initial: probeInterval, max: maxProbeInterval, jitter: retry === false ? DEFAULT_BACKOFF.jitter : jitter }, random, 'eject')
     this.#rotation = new NodeRotation(nodes, { ejectAfter, probes }, this.#clock, (node) => this.#probe(node))
+    this.#topology = flatTopology(nodes)
+    if (options.region !== undefined || options.ladder !== undefined) {
+      const region = options.region ?? 'default'
+      if (typeof region !== 'string' || region === '') throw new InvalidOptionsError('region', 'expected a non-empty string')
+      const l = options.ladder ?? {}
+      if (l === null || typeof l !== 'object') throw new InvalidOptionsError('ladder', 'expected an object')
+      const given = l.timeouts ?? [500, 500, 750, 1000]
+      if (!Array.isArray(given) || given.length === 0) throw new InvalidOptionsError('ladder.timeouts', 'expected a non-empty array of durations')
+      const timeoutsMs = given.map((t, i) => finiteMs(t, 0, `ladder.timeouts[${i}]`, 1))
+      const deadlineMs = finiteMs(l.deadline, timeoutsMs.reduce((a, b) => a + b, 0), 'ladder.deadline', 1)
+      const refreshMs = finiteMs(l.topologyRefresh, 5000, 'ladder.topologyRefresh', 1)
+      this.#ladder = { region, timeoutsMs, deadlineMs, refreshMs }
+      void this.#refreshTopology()
+    }
     if (options.nearCache !== undefined) {
       const nc = options.nearCache
       if (nc === null || typeof nc !== 'object') throw new InvalidOptionsError('nearCache', 'expected { maxEntries, ttl? }')
@@ -405,11 +447,131 @@ class NodeClient implements Client {
 
   async #get(key: string, options: ClientCallOptions | undefined, pin?: string): Promise<ClientEntry | undefined> {
     checkKey(key)
-    return this.#call({ method: 'GET', path: keyPath(key) }, true, options, (res, node) => {
+    const parse = (res: HttpResponse, node: string): ClientEntry | undefined => {
       if (res.status === 404) return undefined
       if (res.status !== 200) throw errorFromResponse(res, node, 'GET')
       return entryFromHeaders(res, node)
-    }, pin)
+    }
+    if (pin === undefined && this.#ladder !== undefined) return this.#climb({ method: 'GET', path: keyPath(key) }, parse)
+    return this.#call({ method: 'GET', path: keyPath(key) }, true, options, parse, pin)
+  }
+
+  /** The current topology (what the ladder reads from). */
+  topology(): Topology {
+    return this.#topology
+  }
+
+  // ── the ladder ──────────────────────────────────────────────────────────────
+
+  /**
+   * One idempotent read along the ladder: try i goes to the i-th node of `#plan()` with the
+   * i-th timeout; an abandoned try is aborted (its signal), a failed one charges its node
+   * (quarantine after `eject.after` in a row, re-probed in the background) and the next try
+   * starts at once. A busy answer waits (Retry-After or backoff) and repeats the try without
+   * using a rung. Nothing outlives the ladder's deadline.
+   */
+  async #climb<T>(req: Omit<HttpRequest, 'signal' | 'headers'>, parse: (res: HttpResponse, node: string) => T): Promise<T> {
+    this.#checkOpen()
+    const ladder = this.#ladder!
+    const clock = this.#clock
+    const deadline = clock.now() + ladder.deadlineMs
+    const plan = this.#plan(ladder.timeoutsMs.length)
+    let last: CacheError | undefined
+    let busy = 0
+    for (let i = 0; i < plan.length; ) {
+      const node = plan[i]!
+      const left = deadline - clock.now()
+      if (left <= 0) break
+      const timeoutMs = Math.min(ladder.timeoutsMs[i]!, left)
+      const outcome = await this.#attempt(node, req, timeoutMs)
+      this.#checkOpen()
+      if (outcome.kind === 'response') {
+        const kind = classify(outcome.res)
+        if (kind === 'final') {
+          this.#rotation.success(node)
+          return parse(outcome.res, node)
+        }
+        if (kind === 'busy') {
+          this.#rotation.success(node)
+          const retryAfter = parseRetryAfter(outcome.res.headers['retry-after'])
+          const wait = this.#policy.busyDelay(busy++, retryAfter)
+          if (clock.now() + wait >= deadline) {
+            last = outcome.res.status === 429 ? new RateLimitedError(retryAfter ?? 1, `Rate limited by ${node} within the ladder's deadline`) : new BusyError(retryAfter ?? 1, `Busy: ${node} answered ${outcome.res.status} ${busy} time(s) within the ladder's deadline`)
+            break
+          }
+          await this.#sleep(wait)
+          continue
+        }
+        last = errorFromResponse(outcome.res, node)
+      } else last = this.#failure(node, outcome, timeoutMs)
+      this.#rotation.failure(node)
+      i++
+    }
+    throw last ?? new RequestTimeoutError(ladder.deadlineMs, { node: plan[0] })
+  }
+
+  /**
+   * The nodes of one read's tries: two local nodes (round-robin, quarantined ones skipped),
+   * then one of each other region by rank, then any other live node, up to `n` tries.
+   * With every candidate quarantined, trying beats failing: they are tried anyway.
+   */
+  #plan(n: number): string[] {
+    const t = this.#topology
+    const out: string[] = []
+    // Round-robin: each read starts one node further along its list (quarantined ones skipped).
+    const take = (list: readonly string[], count: number): void => {
+      if (list.length === 0) return
+      const start = this.#cursor.get(list) ?? 0
+      let first = true
+      for (let k = 0; k < list.length && count > 0 && out.length < n; k++) {
+        const node = list[(start + k) % list.length]!
+        if (out.includes(node) || !this.#rotation.inRotation(node)) continue
+        if (first) this.#cursor.set(list, (start + k + 1) % list.length)
+        first = false
+        out.push(node)
+        count--
+      }
+    }
+    take(t.local, 2)
+    for (const region of t.remote) take(region, 1)
+    for (const node of [...t.local, ...t.remote.flat(), ...this.#r.nodes]) {
+      if (out.length >= n) break
+      if (!out.includes(node) && this.#rotation.inRotation(node)) out.push(node)
+    }
+    if (out.length === 0) {
+      for (const node of [...t.local, ...t.remote.flat(), ...this.#r.nodes]) if (out.length < n && !out.includes(node)) out.push(node)
+    }
+    return out
+  }
+
+  /** Reads the topology from the first node that answers `GET /v1/cluster`; again every `topologyRefresh`. */
+  async #refreshTopology(): Promise<void> {
+    const ladder = this.#ladder!
+    const candidates = [...new Set([...this.#topology.local, ...this.#topology.remote.flat(), ...this.#r.nodes])]
+    for (const node of candidates) {
+      if (this.#closed) return
+      if (!this.#rotation.inRotation(node)) continue
+      const outcome = await this.#attempt(node, { method: 'GET', path: '/v1/cluster' }, ladder.timeoutsMs[0]!)
+      if (outcome.kind !== 'response') continue
+      if (outcome.res.status === 404) {
+        this.#topology = flatTopology(this.#r.nodes)
+        break
+      }
+      if (outcome.res.status !== 200) continue
+      let view: unknown
+      try {
+        view = JSON.parse(outcome.res.body.toString('utf8'))
+      } catch {
+        continue
+      }
+      const topology = parseClusterView(view, ladder.region)
+      if (topology === undefined) continue
+      for (const n of [...topology.local, ...topology.remote.flat()]) this.#rotation.add(n)
+      this.#cursor.clear()
+      this.#topology = topology
+      break
+    }
+    if (!this.#closed) this.#topologyTimer = this.#clock.setTimeout(() => void this.#refreshTopology(), ladder.refreshMs, { unref: true })
   }
 
   async set(key: string, value: ClientValue, options: ClientSetOptions = {}): Promise<ClientSetResult> {
@@ -571,6 +733,7 @@ class NodeClient implements Client {
     if (this.#closed) return
     this.#closed = true
     this.#rotation.close()
+    if (this.#topologyTimer !== undefined) this.#clock.clearTimeout(this.#topologyTimer)
     this.#near?.close()
     await this.#link?.close()
     for (const s of this.#sleeps) {
