@@ -100,6 +100,7 @@ export class NearCache<V> {
   readonly #ttlMs: number
   readonly #reservations = new Map<string, number>()
   #live = false
+  #closed = false
   #gen = 0
   #token = 0
   #bypassSince: number
@@ -193,6 +194,7 @@ export class NearCache<V> {
 
   /** A stream began (`hello`): repair or flush, then go live. */
   up(source: string, seqs: ArrayLike<number>): void {
+    if (this.#closed) return
     if (this.#track) {
       const first = this.#tracker.source === undefined
       const fresh = source !== this.#tracker.source
@@ -279,6 +281,7 @@ export class NearCache<V> {
   }
 
   close(): void {
+    this.#closed = true
     this.#live = false
     this.#reservations.clear()
     this.#memory.close()

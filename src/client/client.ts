@@ -416,8 +416,8 @@ class NodeClient implements Client {
   get(key: string, options?: ClientCallOptions): Promise<ClientEntry | undefined> {
     const near = this.#near
     if (near === undefined) return this.#get(key, options)
-    checkKey(key)
-    this.#checkOpen()
+    // Only valid keys are ever cached, so a hit needs no key check (a miss gets it in #get);
+    // after close() the near cache is empty and bypassed, so a closed client never hits.
     const hit = near.get(key)
     if (hit !== undefined) return Promise.resolve(hit)
     return this.#nearMiss(near, key, options)
@@ -429,6 +429,8 @@ class NodeClient implements Client {
    * cannot answer, the read goes the usual way and caches nothing.
    */
   async #nearMiss(near: NearCache<ClientEntry>, key: string, options: ClientCallOptions | undefined): Promise<ClientEntry | undefined> {
+    checkKey(key)
+    this.#checkOpen()
     const watched = this.#link?.watched
     const r = watched === undefined ? undefined : near.reserve(key)
     if (r === undefined) return this.#get(key, options)
