@@ -566,7 +566,7 @@ class NodeClient implements Client {
       } catch {
         continue
       }
-      const topology = parseClusterView(view, ladder.region)
+      const topology = parseClusterView(view, ladder.region, (a) => normalizeNode(a))
       if (topology === undefined) continue
       for (const n of [...topology.local, ...topology.remote.flat()]) this.#rotation.add(n)
       this.#cursor.clear()

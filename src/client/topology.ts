@@ -6,7 +6,6 @@
  * left out. A node that answers 404 has no cluster: the client's `nodes` are then the
  * topology, all in the client's region.
  */
-import { normalizeNode } from './client.js'
 
 export interface Topology {
   /** Live nodes of the client's region. */
@@ -22,8 +21,11 @@ export function flatTopology(nodes: readonly string[]): Topology {
   return { local: nodes, remote: [], source: 'nodes' }
 }
 
-/** The topology in a ClusterView as JSON, seen from `region`; `undefined` if it is not one. */
-export function parseClusterView(view: unknown, region: string): Topology | undefined {
+/**
+ * The topology in a ClusterView as JSON, seen from `region`; `undefined` if it is not one.
+ * `normalize` turns a member's `host:port` into the client's spelling (throws if unusable).
+ */
+export function parseClusterView(view: unknown, region: string, normalize: (address: string) => string): Topology | undefined {
   if (view === null || typeof view !== 'object') return undefined
   const regions = (view as { regions?: unknown }).regions
   if (!Array.isArray(regions)) return undefined
@@ -39,7 +41,7 @@ export function parseClusterView(view: unknown, region: string): Topology | unde
       const { address, status } = m as { address?: unknown; status?: unknown }
       if (typeof address !== 'string' || address === '' || status === 'dead' || status === 'left') continue
       try {
-        live.push(normalizeNode(address))
+        live.push(normalize(address))
       } catch {
         // an address the client cannot use: skipped
       }
