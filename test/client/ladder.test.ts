@@ -69,3 +69,27 @@ test('kill -9 of a node under read load: zero failed reads, then no request wait
     await client.close()
   }
 })
+
+test('a hung node (SIGSTOP) costs the first timeout until quarantined, then nothing', { timeout: 90_000 }, async () => {
+  const nodes: ChildNode[] = []
+  for (let i = 0; i < 2; i++) nodes.push(await startChildNode())
+  children.push(...nodes)
+  const [a, b] = nodes as [ChildNode, ChildNode]
+  const client = createClient({ nodes: [a.url, b.url], region: 'here', eject: { after: 2, probeInterval: '5s' } })
+  try {
+    await client.get('warm')
+    a.child.kill('SIGSTOP')
+    const latencies: number[] = []
+    for (let i = 0; i < 40; i++) {
+      const t0 = performance.now()
+      await client.get('k')
+      latencies.push(performance.now() - t0)
+    }
+    const slow = latencies.filter((ms) => ms >= 450)
+    assert.ok(slow.length >= 1 && slow.length <= 2, `the hung node cost its 0.5 s timeout once or twice before quarantine: ${latencies.map((x) => x.toFixed(0)).join(',')}`)
+    assert.ok(latencies.slice(-30).every((ms) => ms < 250), `no read waited after quarantine: ${latencies.map((x) => x.toFixed(0)).join(',')}`)
+  } finally {
+    a.child.kill('SIGCONT')
+    await client.close()
+  }
+})
