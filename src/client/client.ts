@@ -58,7 +58,11 @@ import { mathRandom, type Random } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
 import { checkKey as checkWireKey, parseEtag, parseTagsJson } from '../protocol/validate.js'
 import { CONFIRM_CLEAR, DEFAULT_MAX_BATCH, DEFAULT_MAX_KEY_BYTES, HEADER_CONFIRM, HEADER_TAGS, HEADER_TTL, MAX_TTL_SECONDS, TTL_NONE } from '../protocol/wire.js'
+import { NearCache, type NearCacheStats } from '../cache/near-cache.js'
+import { WATCH_PARTITIONS, watchPartition, type WatchMessage } from '../protocol/watch.js'
+import { NearCacheLink } from './near-cache-link.js'
 import { NodeRotation, type NodeState } from './node-rotation.js'
+import { flatTopology, isLoneView, parseClusterView, type Topology } from './topology.js'
 import { parseRetryAfter, RetryPolicy } from './retry-policy.js'
 import { isNotSent, type HttpRequest, type HttpResponse, type Transport } from './transport.js'
 import { undiciTransport } from './undici-transport.js'
@@ -96,6 +100,42 @@ export interface ClientEjectOptions {
   maxProbeInterval?: Duration
 }
 
+export interface ClientNearCacheOptions {
+  /** Most entries held in the near cache. */
+  maxEntries: number
+  /** Longest an entry is kept (whatever the stream says). @default '30s' */
+  ttl?: Duration
+  /**
+   * Repair by sequences (gaps drop partitions, a new source flushes, late and duplicate
+   * messages are discarded). `false` trusts every message as it comes and nothing else:
+   * only for showing what tracking buys. @default true
+   */
+  trackSequences?: boolean
+  /** Test seam: a message for which it returns false is dropped as if lost. @default none */
+  filter?: (message: WatchMessage) => boolean
+}
+
+/** One reading for a Prometheus registry (`registerReadings` of stratacache's metrics). */
+export interface ClientReading {
+  readonly name: string
+  readonly help: string
+  readonly type: 'counter' | 'gauge'
+  read(): number
+}
+
+export interface ClientLadderOptions {
+  /**
+   * Timeout of each try of a read, in order: local node, next local node, a node of the
+   * rank-1 region, a node of the rank-2 region (Zerocache's ladder). A list of any length.
+   * @default ['500ms', '500ms', '750ms', '1s']
+   */
+  timeouts?: readonly Duration[]
+  /** Longest a read may take, all tries and busy waits included. @default the sum of `timeouts` */
+  deadline?: Duration
+  /** How often the topology is read again from `GET /v1/cluster` (the bound on how stale it is). @default '5s' */
+  topologyRefresh?: Duration
+}
+
 export interface ClientOptions {
   /** Node addresses: `'http://host:port'`, `'https://host:port'` or `'host:port'`. At least one. */
   nodes: readonly string[]
@@ -121,6 +161,19 @@ export interface ClientOptions {
   random?: Random
   /** Replaces the network (tests, custom stacks). @default undici pools */
   transport?: Transport
+  /**
+   * An in-process near cache of `get` results, kept honest by the watched node's
+   * invalidation stream (`GET /v1/watch`; docs/guide/cluster-client.md). @default none
+   */
+  nearCache?: ClientNearCacheOptions
+  /**
+   * The client's region. With `region` or `ladder`, reads go round-robin over the live
+   * nodes of this region (from `GET /v1/cluster` of any node in `nodes`; a node answering
+   * 404 makes `nodes` the topology) and fall back along the ladder. @default 'default'
+   */
+  region?: string
+  /** The read ladder (see `ClientLadderOptions`); on when `region` or `ladder` is given. @default off */
+  ladder?: ClientLadderOptions
 }
 
 export interface ClientCallOptions {
@@ -226,6 +279,12 @@ export interface Client {
   ping(options?: ClientCallOptions): Promise<ClientPingResult[]>
   /** Rotation state of every node. */
   nodes(): NodeState[]
+  /** What the read ladder knows of the cluster (the client's `nodes`, all local, until `/v1/cluster` answers). */
+  topology(): Topology
+  /** The near cache's counters; `undefined` without `nearCache`. */
+  nearCacheStats(): NearCacheStats | undefined
+  /** The near cache's counters as Prometheus readings (`stratacache_client_near_*`); empty without `nearCache`. */
+  nearCacheReadings(): ClientReading[]
   /** Stops probes and closes sockets; calls in flight fail, later calls fail with `ERR_CLOSED`. */
   close(): Promise<void>
 }
@@ -276,6 +335,12 @@ class NodeClient implements Client {
   readonly #rotation: NodeRotation
   readonly #transport: Transport
   readonly #sleeps = new Set<{ timer: TimerHandle; wake: () => void }>()
+  readonly #near: NearCache<ClientEntry> | undefined
+  readonly #link: NearCacheLink<ClientEntry> | undefined
+  readonly #ladder: { readonly region: string; readonly timeoutsMs: readonly number[]; readonly deadlineMs: number; readonly refreshMs: number } | undefined
+  #topology: Topology
+  readonly #cursor = new Map<readonly string[], number>()
+  #topologyTimer: TimerHandle | undefined
   #closed = false
 
   constructor(options: ClientOptions) {
@@ -309,17 +374,211 @@ class NodeClient implements Client {
     // Probes back off like retries (the same jitter; ±25 % with retry: false) from probeInterval to maxProbeInterval.
     const probes = new BackoffPolicy({ initial: probeInterval, max: maxProbeInterval, jitter: retry === false ? DEFAULT_BACKOFF.jitter : jitter }, random, 'eject')
     this.#rotation = new NodeRotation(nodes, { ejectAfter, probes }, this.#clock, (node) => this.#probe(node))
+    this.#topology = flatTopology(nodes)
+    if (options.region !== undefined || options.ladder !== undefined) {
+      const region = options.region ?? 'default'
+      if (typeof region !== 'string' || region === '') throw new InvalidOptionsError('region', 'expected a non-empty string')
+      const l = options.ladder ?? {}
+      if (l === null || typeof l !== 'object') throw new InvalidOptionsError('ladder', 'expected an object')
+      const given = l.timeouts ?? [500, 500, 750, 1000]
+      if (!Array.isArray(given) || given.length === 0) throw new InvalidOptionsError('ladder.timeouts', 'expected a non-empty array of durations')
+      const timeoutsMs = given.map((t, i) => finiteMs(t, 0, `ladder.timeouts[${i}]`, 1))
+      const deadlineMs = finiteMs(l.deadline, timeoutsMs.reduce((a, b) => a + b, 0), 'ladder.deadline', 1)
+      const refreshMs = finiteMs(l.topologyRefresh, 5000, 'ladder.topologyRefresh', 1)
+      this.#ladder = { region, timeoutsMs, deadlineMs, refreshMs }
+      void this.#refreshTopology()
+    }
+    if (options.nearCache !== undefined) {
+      const nc = options.nearCache
+      if (nc === null || typeof nc !== 'object') throw new InvalidOptionsError('nearCache', 'expected { maxEntries, ttl? }')
+      if (nc.maxEntries === undefined) throw new InvalidOptionsError('nearCache.maxEntries', 'required: the most entries the near cache holds')
+      const maxEntries = positiveInt(nc.maxEntries, 0, 'nearCache.maxEntries')
+      const ttlMs = toMsOr(nc.ttl, 30_000, 'nearCache.ttl')
+      if (!(ttlMs > 0)) throw new InvalidOptionsError('nearCache.ttl', 'expected a duration > 0')
+      if (nc.filter !== undefined && typeof nc.filter !== 'function') throw new InvalidOptionsError('nearCache.filter', 'expected a function')
+      if (this.#transport.stream === undefined) throw new InvalidOptionsError('nearCache', 'the transport cannot stream (it has no `stream` method)')
+      this.#near = new NearCache<ClientEntry>({ maxEntries, ttlMs, partitions: WATCH_PARTITIONS, partitionOf: watchPartition, clock: this.#clock, trackSequences: nc.trackSequences !== false })
+      this.#link = new NearCacheLink({
+        near: this.#near,
+        transport: this.#transport,
+        nodes,
+        headers: options.token === undefined ? {} : { authorization: `Bearer ${options.token}` },
+        clock: this.#clock,
+        backoff: new BackoffPolicy({ initial: Math.min(100, probeInterval), max: Math.max(1000, Math.min(maxProbeInterval, 5000)), jitter: DEFAULT_BACKOFF.jitter }, random, 'nearCache'),
+        connectTimeoutMs: timeoutMs,
+        filter: nc.filter,
+      })
+      this.#link.start()
+    }
   }
 
   // ── operations ──────────────────────────────────────────────────────────────
 
-  async get(key: string, options?: ClientCallOptions): Promise<ClientEntry | undefined> {
+  get(key: string, options?: ClientCallOptions): Promise<ClientEntry | undefined> {
+    const near = this.#near
+    if (near === undefined) return this.#get(key, options)
+    // Only valid keys are ever cached, so a hit needs no key check (a miss gets it in #get);
+    // after close() the near cache is empty and bypassed, so a closed client never hits.
+    const hit = near.get(key)
+    if (hit !== undefined) return Promise.resolve(hit)
+    return this.#nearMiss(near, key, options)
+  }
+
+  /**
+   * A near-cache miss: claim the key, read it from the watched node (what the near cache
+   * hears about), cache it unless an invalidation raced the read. If the watched node
+   * cannot answer, the read goes the usual way and caches nothing.
+   */
+  async #nearMiss(near: NearCache<ClientEntry>, key: string, options: ClientCallOptions | undefined): Promise<ClientEntry | undefined> {
     checkKey(key)
-    return this.#call({ method: 'GET', path: keyPath(key) }, true, options, (res, node) => {
+    this.#checkOpen()
+    const watched = this.#link?.watched
+    const r = watched === undefined ? undefined : near.reserve(key)
+    if (r === undefined) return this.#get(key, options)
+    let entry: ClientEntry | undefined
+    try {
+      entry = await this.#get(key, options, watched)
+    } catch (err) {
+      near.publish(r, undefined)
+      if (isNodeAnswer(err) || err instanceof ClosedError) throw err
+      return this.#get(key, options)
+    }
+    if (entry === undefined) near.publish(r, undefined)
+    else near.publish(r, entry, entry.tags, entry.ttlMs)
+    return entry
+  }
+
+  async #get(key: string, options: ClientCallOptions | undefined, pin?: string): Promise<ClientEntry | undefined> {
+    checkKey(key)
+    const parse = (res: HttpResponse, node: string): ClientEntry | undefined => {
       if (res.status === 404) return undefined
       if (res.status !== 200) throw errorFromResponse(res, node, 'GET')
       return entryFromHeaders(res, node)
-    })
+    }
+    if (pin === undefined && this.#ladder !== undefined) return this.#climb({ method: 'GET', path: keyPath(key) }, parse)
+    return this.#call({ method: 'GET', path: keyPath(key) }, true, options, parse, pin)
+  }
+
+  /** The current topology (what the ladder reads from). */
+  topology(): Topology {
+    return this.#topology
+  }
+
+  // ── the ladder ──────────────────────────────────────────────────────────────
+
+  /**
+   * One idempotent read along the ladder: try i goes to the i-th node of `#plan()` with the
+   * i-th timeout; an abandoned try is aborted (its signal), a failed one charges its node
+   * (quarantine after `eject.after` in a row, re-probed in the background) and the next try
+   * starts at once. A busy answer waits (Retry-After or backoff) and repeats the try without
+   * using a rung. Nothing outlives the ladder's deadline.
+   */
+  async #climb<T>(req: Omit<HttpRequest, 'signal' | 'headers'>, parse: (res: HttpResponse, node: string) => T): Promise<T> {
+    this.#checkOpen()
+    const ladder = this.#ladder!
+    const clock = this.#clock
+    const deadline = clock.now() + ladder.deadlineMs
+    const plan = this.#plan(ladder.timeoutsMs.length)
+    let last: CacheError | undefined
+    let busy = 0
+    for (let i = 0; i < plan.length; ) {
+      const node = plan[i]!
+      const left = deadline - clock.now()
+      if (left <= 0) break
+      const timeoutMs = Math.min(ladder.timeoutsMs[i]!, left)
+      const outcome = await this.#attempt(node, req, timeoutMs)
+      this.#checkOpen()
+      if (outcome.kind === 'response') {
+        const kind = classify(outcome.res)
+        if (kind === 'final') {
+          this.#rotation.success(node)
+          return parse(outcome.res, node)
+        }
+        if (kind === 'busy') {
+          this.#rotation.success(node)
+          const retryAfter = parseRetryAfter(outcome.res.headers['retry-after'])
+          const wait = this.#policy.busyDelay(busy++, retryAfter)
+          if (clock.now() + wait >= deadline) {
+            last = outcome.res.status === 429 ? new RateLimitedError(retryAfter ?? 1, `Rate limited by ${node} within the ladder's deadline`) : new BusyError(retryAfter ?? 1, `Busy: ${node} answered ${outcome.res.status} ${busy} time(s) within the ladder's deadline`)
+            break
+          }
+          await this.#sleep(wait)
+          continue
+        }
+        last = errorFromResponse(outcome.res, node)
+      } else last = this.#failure(node, outcome, timeoutMs)
+      this.#rotation.failure(node)
+      i++
+    }
+    throw last ?? new RequestTimeoutError(ladder.deadlineMs, { node: plan[0] })
+  }
+
+  /**
+   * The nodes of one read's tries: two local nodes (round-robin, quarantined ones skipped),
+   * then one of each other region by rank, then any other live node, up to `n` tries.
+   * With every candidate quarantined, trying beats failing: they are tried anyway.
+   */
+  #plan(n: number): string[] {
+    const t = this.#topology
+    const out: string[] = []
+    // Round-robin: each read starts one node further along its list (quarantined ones skipped).
+    const take = (list: readonly string[], count: number): void => {
+      if (list.length === 0) return
+      const start = this.#cursor.get(list) ?? 0
+      let first = true
+      for (let k = 0; k < list.length && count > 0 && out.length < n; k++) {
+        const node = list[(start + k) % list.length]!
+        if (out.includes(node) || !this.#rotation.inRotation(node)) continue
+        if (first) this.#cursor.set(list, (start + k + 1) % list.length)
+        first = false
+        out.push(node)
+        count--
+      }
+    }
+    take(t.local, 2)
+    for (const region of t.remote) take(region, 1)
+    for (const node of [...t.local, ...t.remote.flat(), ...this.#r.nodes]) {
+      if (out.length >= n) break
+      if (!out.includes(node) && this.#rotation.inRotation(node)) out.push(node)
+    }
+    if (out.length === 0) {
+      for (const node of [...t.local, ...t.remote.flat(), ...this.#r.nodes]) if (out.length < n && !out.includes(node)) out.push(node)
+    }
+    return out
+  }
+
+  /** Reads the topology from the first node that answers `GET /v1/cluster`; again every `topologyRefresh`. */
+  async #refreshTopology(): Promise<void> {
+    const ladder = this.#ladder!
+    const candidates = [...new Set([...this.#topology.local, ...this.#topology.remote.flat(), ...this.#r.nodes])]
+    for (const node of candidates) {
+      if (this.#closed) return
+      if (!this.#rotation.inRotation(node)) continue
+      const outcome = await this.#attempt(node, { method: 'GET', path: '/v1/cluster' }, ladder.timeoutsMs[0]!)
+      if (outcome.kind !== 'response') continue
+      if (outcome.res.status === 404) {
+        this.#topology = flatTopology(this.#r.nodes)
+        break
+      }
+      if (outcome.res.status !== 200) continue
+      let view: unknown
+      try {
+        view = JSON.parse(outcome.res.body.toString('utf8'))
+      } catch {
+        continue
+      }
+      if (isLoneView(view)) {
+        this.#topology = flatTopology(this.#r.nodes)
+        break
+      }
+      const topology = parseClusterView(view, ladder.region, (a) => normalizeNode(a))
+      if (topology === undefined) continue
+      for (const n of [...topology.local, ...topology.remote.flat()]) this.#rotation.add(n)
+      this.#cursor.clear()
+      this.#topology = topology
+      break
+    }
+    if (!this.#closed) this.#topologyTimer = this.#clock.setTimeout(() => void this.#refreshTopology(), ladder.refreshMs, { unref: true })
   }
 
   async set(key: string, value: ClientValue, options: ClientSetOptions = {}): Promise<ClientSetResult> {
@@ -335,6 +594,7 @@ class NodeClient implements Client {
     const idempotent = options.idempotent ?? typeof options.ifVersion === 'number'
     const path = keyPath(key) + (query.length === 0 ? '' : `?${query.join('&')}`)
     return this.#call({ method: 'PUT', path, headers, body }, idempotent, options, (res, node) => {
+      this.#near?.forget(key)
       if (res.status !== 200) throw errorFromResponse(res, node, 'PUT')
       const json = parseJson(res, node)
       return { version: versionOf(json.version, node), ttlMs: ttlMsOf(json.ttl, node) }
@@ -346,6 +606,7 @@ class NodeClient implements Client {
     const headers: Record<string, string> = {}
     if (options.ifVersion !== undefined) headers['if-match'] = ifMatch(options.ifVersion)
     return this.#call({ method: 'DELETE', path: keyPath(key), headers }, true, options, (res, node) => {
+      this.#near?.forget(key)
       if (res.status === 404) return false
       if (res.status !== 200) throw errorFromResponse(res, node, 'DELETE')
       const json = parseJson(res, node)
@@ -392,6 +653,7 @@ class NodeClient implements Client {
   #msetPart(entries: readonly { key: string }[], options: ClientMsetOptions): Promise<number[]> {
     const body = jsonBody({ entries })
     return this.#call({ method: 'POST', path: '/v1/mset', headers: { 'content-type': 'application/json' }, body }, options.idempotent ?? false, options, (res, node) => {
+      for (const e of entries) this.#near?.forget(e.key)
       if (res.status !== 200) throw errorFromResponse(res, node)
       const json = parseJson(res, node)
       const versions = json.versions
@@ -407,6 +669,7 @@ class NodeClient implements Client {
     if (list.length === 0) return 0
     const body = jsonBody({ tags: list, mode })
     return this.#call({ method: 'POST', path: '/v1/invalidate', headers: { 'content-type': 'application/json' }, body }, true, options, (res, node) => {
+      this.#near?.forgetAll()
       if (res.status !== 200) throw errorFromResponse(res, node)
       const n = parseJson(res, node).invalidated
       if (typeof n !== 'number' || !Number.isFinite(n)) throw new BadResponseError('invalidate answer without a numeric `invalidated`', { node })
@@ -428,6 +691,7 @@ class NodeClient implements Client {
     if (typeof prefix !== 'string') throw new InvalidOptionsError('prefix', 'expected a string')
     const path = prefix === '' ? '/v1/keys' : `/v1/keys?prefix=${encodeURIComponent(prefix)}`
     await this.#call({ method: 'DELETE', path, headers: { [HEADER_CONFIRM]: CONFIRM_CLEAR } }, true, options, (res, node) => {
+      this.#near?.forgetAll()
       if (res.status !== 200) throw errorFromResponse(res, node)
     })
   }
@@ -451,10 +715,34 @@ class NodeClient implements Client {
     return this.#rotation.states()
   }
 
+  nearCacheStats(): NearCacheStats | undefined {
+    return this.#near?.stats()
+  }
+
+  nearCacheReadings(): ClientReading[] {
+    const near = this.#near
+    if (near === undefined) return []
+    const r = (name: string, help: string, type: 'counter' | 'gauge', pick: (s: NearCacheStats) => number): ClientReading => ({ name, help, type, read: () => pick(near.stats()) })
+    return [
+      r('stratacache_client_near_hits_total', 'Reads answered by the near cache.', 'counter', (s) => s.hits),
+      r('stratacache_client_near_misses_total', 'Reads the near cache could not answer while live.', 'counter', (s) => s.misses),
+      r('stratacache_client_near_bypassed_total', 'Reads that skipped the near cache (no live invalidation stream).', 'counter', (s) => s.bypassed),
+      r('stratacache_client_near_invalidations_total', 'Invalidation messages applied.', 'counter', (s) => s.invalidations),
+      r('stratacache_client_near_gaps_total', 'Lost invalidation messages found (a partition or everything dropped).', 'counter', (s) => s.gaps),
+      r('stratacache_client_near_flushes_total', 'Whole near-cache flushes (new node boot, lost global message).', 'counter', (s) => s.flushes),
+      r('stratacache_client_near_discarded_total', 'Late or duplicate invalidation messages discarded.', 'counter', (s) => s.discarded),
+      r('stratacache_client_near_bypass_seconds_total', 'Time spent without a live invalidation stream.', 'counter', (s) => s.bypassMs / 1000),
+      r('stratacache_client_near_entries', 'Entries in the near cache.', 'gauge', (s) => s.size),
+    ]
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
     this.#rotation.close()
+    if (this.#topologyTimer !== undefined) this.#clock.clearTimeout(this.#topologyTimer)
+    this.#near?.close()
+    await this.#link?.close()
     for (const s of this.#sleeps) {
       this.#clock.clearTimeout(s.timer)
       s.wake()

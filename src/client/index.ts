@@ -5,6 +5,9 @@ export type {
   ClientClearOptions,
   Client,
   ClientEjectOptions,
+  ClientLadderOptions,
+  ClientNearCacheOptions,
+  ClientReading,
   ClientEntry,
   ClientOptions,
   ClientRetryOptions,
@@ -24,3 +27,7 @@ export { clientStore } from './client-store.js'
 export type { ClientStoreOptions } from './client-store.js'
 export { autoCache, autoCached } from './auto-cache.js'
 export type { AutoCached, AutoCacheOptions } from './auto-cache.js'
+export type { Topology } from './topology.js'
+export type { NearCacheStats } from '../cache/near-cache.js'
+export { watchPartition, WATCH_PARTITIONS } from '../protocol/watch.js'
+export type { WatchMessage } from '../protocol/watch.js'

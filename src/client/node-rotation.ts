@@ -80,6 +80,19 @@ export class NodeRotation {
     return s.node
   }
 
+  /** Adds a node (discovered from the topology); known ones are left as they are. */
+  add(node: string): void {
+    if (this.#byNode.has(node)) return
+    const s: Slot = { node, failures: 0, ejected: false, ejections: 0, probeDelays: this.#c.probes.attempts(), nextProbeAt: undefined, timer: undefined, probing: false }
+    this.#slots.push(s)
+    this.#byNode.set(node, s)
+  }
+
+  /** False while `node` is ejected (quarantined until a probe brings it back). Unknown nodes are in rotation. */
+  inRotation(node: string): boolean {
+    return this.#byNode.get(node)?.ejected !== true
+  }
+
   success(node: string): void {
     const s = this.#byNode.get(node)
     if (s === undefined) return

@@ -22,7 +22,21 @@ export interface HttpResponse {
   readonly body: Buffer
 }
 
+/** A response whose body is read as it arrives (the `/v1/watch` stream). */
+export interface HttpStream {
+  readonly status: number
+  /** Lower-case header names. */
+  readonly headers: Readonly<Record<string, string | undefined>>
+  /** The body's chunks; ends when the response does; aborting the request's signal ends it too. */
+  readonly body: AsyncIterable<Buffer>
+}
+
 export interface Transport {
+  /**
+   * One streaming request (its own connection, outside the request pool). Optional: a
+   * transport without it cannot carry the near cache's invalidation stream.
+   */
+  stream?(origin: string, request: HttpRequest): Promise<HttpStream>
   /** One request to `origin` (`http://127.0.0.1:7700`). Rejects on network failure or abort. */
   request(origin: string, request: HttpRequest): Promise<HttpResponse>
   /** Closes pooled connections. Idempotent. */

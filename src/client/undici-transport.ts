@@ -8,9 +8,9 @@
  * layers of `fetch`. Timeouts are not undici's: the client aborts
  * through the request's signal on its injected Clock.
  */
-import { Pool } from 'undici'
+import { Client, Pool, type Dispatcher } from 'undici'
 import { BadResponseError } from '../core/errors.js'
-import type { HttpRequest, HttpResponse, Transport } from './transport.js'
+import type { HttpRequest, HttpResponse, HttpStream, Transport } from './transport.js'
 
 export interface UndiciTransportOptions {
   /** Sockets per node. */
@@ -30,6 +30,7 @@ export function undiciTransport(options: UndiciTransportOptions): Transport {
 class UndiciTransport implements Transport {
   readonly #options: UndiciTransportOptions
   readonly #pools = new Map<string, Pool>()
+  readonly #streams = new Set<Client>()
   #closed = false
 
   constructor(options: UndiciTransportOptions) {
@@ -88,9 +89,41 @@ class UndiciTransport implements Transport {
     return { status: res.statusCode, headers, body: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size) }
   }
 
+  /** A streaming request on a connection of its own (a long stream must not hold a pool socket); closed when the body ends. */
+  async stream(origin: string, req: HttpRequest): Promise<HttpStream> {
+    if (this.#closed) throw new Error('transport closed')
+    const o = this.#options
+    const client = new Client(origin, { headersTimeout: 0, bodyTimeout: 0, ...(o.tls === undefined ? {} : { connect: { ...o.tls } }) })
+    this.#streams.add(client)
+    const done = (): void => {
+      this.#streams.delete(client)
+      client.destroy().catch(() => undefined)
+    }
+    let res: Dispatcher.ResponseData
+    try {
+      res = await client.request({ method: req.method, path: req.path, headers: req.headers, signal: req.signal })
+    } catch (err) {
+      done()
+      throw err
+    }
+    const headers: Record<string, string | undefined> = {}
+    for (const [name, value] of Object.entries(res.headers)) headers[name.toLowerCase()] = Array.isArray(value) ? value.join(', ') : (value as string | undefined)
+    const source = res.body
+    async function* body(): AsyncGenerator<Buffer> {
+      try {
+        for await (const chunk of source) yield chunk as Buffer
+      } finally {
+        done()
+      }
+    }
+    return { status: res.statusCode, headers, body: body() }
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    for (const c of this.#streams) c.destroy().catch(() => undefined)
+    this.#streams.clear()
     const pools = [...this.#pools.values()]
     this.#pools.clear()
     // destroy, not close: close waits for in-flight requests, which the client has already given up on.

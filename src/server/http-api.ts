@@ -61,6 +61,8 @@ export interface ApiHost {
    * lets the API route it. @default none
    */
   preRoute?(request: ApiRequest, method: string, path: string): ApiResponse | undefined
+  /** The watch stream's current `hello` (`GET /v1/watch` without a socket answers it as JSON). @default none: 404 */
+  watch?(): unknown
 }
 
 /** Body limit of requests that carry no payload (GET, DELETE, HEAD…): a body is read and ignored up to this. */
@@ -141,7 +143,7 @@ function entryHeaders(e: EntryView, contentType: string): Record<string, string>
 
 type Route =
   | { kind: 'key'; key: string }
-  | { kind: 'keys' | 'mget' | 'mset' | 'invalidate' | 'stats' | 'healthz' | 'readyz' | 'metrics' | 'ping' }
+  | { kind: 'keys' | 'mget' | 'mset' | 'invalidate' | 'stats' | 'healthz' | 'readyz' | 'metrics' | 'ping' | 'watch' }
   | { kind: 'zerocache'; key: string }
 
 const ALLOW: Readonly<Record<Route['kind'], readonly string[]>> = {
@@ -156,6 +158,7 @@ const ALLOW: Readonly<Record<Route['kind'], readonly string[]>> = {
   metrics: ['GET'],
   ping: ['GET'],
   zerocache: ['GET', 'PUT', 'DELETE'],
+  watch: ['GET'],
 }
 
 // A Map, not an object literal: a path such as `constructor` or `__proto__` must not find
@@ -166,6 +169,7 @@ const FIXED: ReadonlyMap<string, Route['kind']> = new Map([
   [`${API_PREFIX}/mset`, 'mset'],
   [`${API_PREFIX}/invalidate`, 'invalidate'],
   [`${API_PREFIX}/stats`, 'stats'],
+  [`${API_PREFIX}/watch`, 'watch'],
   ['/healthz', 'healthz'],
   ['/readyz', 'readyz'],
   ['/metrics', 'metrics'],
@@ -293,6 +297,13 @@ export class HttpApi {
       case 'stats':
         queryParams(query, [])
         return json(this.#host.stats())
+      case 'watch': {
+        // Over a socket the node streams (node.ts); here, without one, the current sequences.
+        queryParams(query, [])
+        const hello = this.#host.watch?.()
+        if (hello === undefined) throw new NotFoundError('This node has no watch stream')
+        return json(hello)
+      }
       case 'healthz':
         return text('ok')
       case 'readyz':

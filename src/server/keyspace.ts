@@ -262,6 +262,12 @@ function checkVersion(version: unknown): asserts version is Version {
   }
 }
 
+/** One change applied to the keyspace, as `watch` listeners see it (after it is visible to reads). */
+export type KeyspaceChange =
+  | { readonly kind: 'key'; readonly key: string }
+  | { readonly kind: 'clear'; readonly prefix: string }
+  | { readonly kind: 'tags'; readonly tags: readonly string[] }
+
 export class Keyspace {
   readonly #store: Store
   readonly #clock: Clock
@@ -280,6 +286,8 @@ export class Keyspace {
   readonly #inflight = new Set<Promise<unknown>>()
   readonly #digestA = new Uint32Array(DIGEST_BUCKETS)
   readonly #digestB = new Uint32Array(DIGEST_BUCKETS)
+  /** Listeners of applied changes (`watch`). */
+  readonly #watchers = new Set<(change: KeyspaceChange) => void>()
   #hits = 0
   /** Clears under way. */
   #clearing = 0
@@ -391,6 +399,8 @@ export class Keyspace {
       return changed
     } finally {
       this.#clearing--
+      // Registered at its start, the clear hides older records from then on, even if it failed midway.
+      this.#emit({ kind: 'clear', prefix })
       // A clear that failed midway leaves older records in the store: reads check the
       // prefix tombstones from now on (a restart finishes the clear, see #load).
       if (!finished) this.#clearFailed = true
@@ -424,6 +434,27 @@ export class Keyspace {
     return true
   }
 
+  /**
+   * Calls `listener` synchronously with every change applied from now on (local writes and
+   * replicated ones alike: every path goes through `#apply`, `clear` or `invalidate`), once
+   * the change is visible to reads. A listener must be cheap and must not throw (a throw is
+   * swallowed). Returns the function that stops the calls.
+   */
+  watch(listener: (change: KeyspaceChange) => void): () => void {
+    this.#watchers.add(listener)
+    return () => this.#watchers.delete(listener)
+  }
+
+  #emit(change: KeyspaceChange): void {
+    for (const w of this.#watchers) {
+      try {
+        w(change)
+      } catch {
+        // A listener must not throw; the write stands either way.
+      }
+    }
+  }
+
   /** Live prefix tombstones. */
   prefixTombstones(): PrefixTombstone[] {
     this.#dropExpiredPrefixes()
@@ -449,6 +480,7 @@ export class Keyspace {
       this.#tags.observe(tag, v, mode)
       this.#tagInvalidations++
     }
+    if (tags.length > 0) this.#emit({ kind: 'tags', tags })
     return v
   }
 
@@ -683,6 +715,7 @@ export class Keyspace {
     // clear either covers this record now (it is cleared: not written) or waits for it.
     if (this.#covered(key, record.version)) {
       this.#memory.delete(key)
+      this.#emit({ kind: 'key', key })
       return
     }
     const bytes = encode(record)
@@ -702,6 +735,7 @@ export class Keyspace {
     // A clear that started meanwhile has removed (or will remove) the store copy: keep L1 in step.
     if (this.#covered(key, record.version)) this.#memory.delete(key)
     else this.#hold(record)
+    this.#emit({ kind: 'key', key })
   }
 
   /** L1, else the store (live record and tombstone: the newer wins). */

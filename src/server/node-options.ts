@@ -97,6 +97,10 @@ export interface NodeOptions {
   logRequests?: boolean
   /** A logger to use instead of the node's own pino logger on stdout. @default pino on stdout */
   logger?: NodeLogger
+  /** Interval of the `meta` messages on `GET /v1/watch` (a client finds a lost invalidation within it). @default '1s' */
+  watchMetaInterval?: Duration
+  /** Bytes queued for one `/v1/watch` subscriber before the node cuts it (a write never waits for it). @default '1mb' */
+  watchBufferBytes?: ByteSize
   /** This node's name in logs, headers and (later) the cluster. @default '<host>:<port>' */
   nodeId?: string
   /** Region (Zerocache's grouping of nodes; used by the cluster). @default 'default' */
@@ -216,6 +220,8 @@ export interface ResolvedNodeOptions {
   readonly drainTimeoutMs: number
   readonly storeTimeoutMs: number
   readonly tombstoneTtlMs: number
+  readonly watchMetaIntervalMs: number
+  readonly watchBufferBytes: number
   readonly authToken: string | undefined
   readonly tlsCert: string | undefined
   readonly tlsKey: string | undefined
@@ -379,6 +385,8 @@ export function resolveNodeOptions(options: NodeOptions = {}): ResolvedNodeOptio
     drainTimeoutMs: positiveMs(o.drainTimeout ?? '10s', 'drainTimeout'),
     storeTimeoutMs: positiveMs(o.storeTimeout ?? '5s', 'storeTimeout'),
     tombstoneTtlMs: positiveMs(o.tombstoneTtl ?? '24h', 'tombstoneTtl'),
+    watchMetaIntervalMs: positiveMs(o.watchMetaInterval ?? '1s', 'watchMetaInterval'),
+    watchBufferBytes: toBytes(o.watchBufferBytes ?? '1mb', 'watchBufferBytes'),
     authToken,
     tlsCert,
     tlsKey,

@@ -42,6 +42,8 @@ import { createLogger, type NodeLogger } from './logger.js'
 import { NodeEngine } from './node-engine.js'
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './node-options.js'
 import { TokenBucketLimiter } from './token-bucket.js'
+import { WatchHub } from './watch-hub.js'
+import { WATCH_PATH } from '../protocol/watch.js'
 import type { MessageTransport } from '../cluster/transport.js'
 import { ClusterService, resolveClusterNodeId } from './cluster-service.js'
 
@@ -232,6 +234,8 @@ class Node implements NodeHandle {
   /** The id decided before listening (a clustered node's), else undefined: nodeId or host:port. */
   readonly #fixedId: string | undefined
   #cluster: ClusterService | undefined
+  /** `GET /v1/watch`: the invalidation stream of every change the keyspace applies. */
+  readonly #watch: WatchHub
   #id = ''
   /** The last Host header value found to name this node (clients repeat theirs on every request). */
   #acceptedHost: string | undefined
@@ -273,6 +277,8 @@ class Node implements NodeHandle {
     this.#token = options.authToken === undefined ? undefined : digest(options.authToken)
     this.#allowedHostName = options.host.toLowerCase()
     this.#registry = registerMetrics(engine, { name: 'node' })
+    this.#watch = new WatchHub({ clock: options.clock, metaIntervalMs: options.watchMetaIntervalMs, maxBufferBytes: options.watchBufferBytes })
+    engine.keyspace.watch((change) => this.#watch.onChange(change))
     registerReadings(this.#registry, [
       { name: 'stratacache_node_requests_total', help: 'HTTP requests received.', type: 'counter', read: () => this.#requests },
       { name: 'stratacache_node_busy_total', help: 'Requests answered 503 ERR_BUSY (concurrency bound or draining).', type: 'counter', read: () => this.#busy },
@@ -287,6 +293,9 @@ class Node implements NodeHandle {
       { name: 'stratacache_node_buffered_body_bytes', help: 'Request body bytes held in memory (bound: maxBufferedBodyBytes).', type: 'gauge', read: () => this.#bufferedBytes },
       { name: 'stratacache_node_dashboard_streams', help: 'Dashboard event streams open.', type: 'gauge', read: () => this.#dashboard.streams },
       { name: 'stratacache_node_last_version', help: 'Highest entry version handed out.', type: 'gauge', read: () => engine.lastVersion },
+      { name: 'stratacache_node_watch_subscribers', help: 'Open /v1/watch streams.', type: 'gauge', read: () => this.#watch.stats().subscribers },
+      { name: 'stratacache_node_watch_changes_total', help: 'Changes published on /v1/watch (one per applied change).', type: 'counter', read: () => this.#watch.stats().changes },
+      { name: 'stratacache_node_watch_slow_disconnects_total', help: '/v1/watch subscribers cut for falling behind (buffer over watchBufferBytes).', type: 'counter', read: () => this.#watch.stats().slowDisconnects },
     ])
     this.#api = new HttpApi({
       engine,
@@ -294,6 +303,7 @@ class Node implements NodeHandle {
       ready: () => this.#ready && !this.#draining,
       stats: () => this.stats(),
       metrics: async () => ({ contentType: this.#registry.contentType, body: await this.#registry.metrics() }),
+      watch: () => this.#watch.hello(),
       onInternalError: (error, request) => {
         this.#log.error({ err: error, method: request.method, url: request.url.slice(0, 200) }, 'request failed unexpectedly')
       },
@@ -534,6 +544,10 @@ class Node implements NodeHandle {
         return
       }
     }
+    if (method === 'GET' && path === WATCH_PATH) {
+      this.#subscribeWatch(req, res, url)
+      return
+    }
     const probe = isProbe(method, path)
     const limit = this.#api.bodyLimit(method, path)
     let held = 0
@@ -635,6 +649,39 @@ class Node implements NodeHandle {
     const unsubscribe = this.#dashboard.subscribe(res)
     if (unsubscribe === undefined) res.end()
     else res.once('close', unsubscribe)
+  }
+
+  // ---- watch stream -----------------------------------------------------------------------
+
+  /**
+   * `GET /v1/watch` over a socket (admitted by #gate like any read): a Server-Sent Events
+   * stream fed by the WatchHub. It holds no in-flight slot and is not waited for by the
+   * drain: shutdown ends it first.
+   */
+  #subscribeWatch(req: IncomingMessage, res: ServerResponse, url: string): void {
+    if (splitUrl(url).query !== '') {
+      this.#send(req, res, this.#count(errorResponse('ERR_BAD_REQUEST', 'GET /v1/watch takes no query parameters')), true, this.options.clock.now())
+      return
+    }
+    req.resume()
+    req.socket.setNoDelay(true)
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', [HEADER_NODE]: this.#id })
+    let open = true
+    const unsubscribe = this.#watch.subscribe({
+      write: (chunk) => {
+        if (open) res.write(chunk)
+      },
+      buffered: () => res.writableLength,
+      close: () => {
+        if (!open) return
+        open = false
+        res.destroy()
+      },
+    })
+    res.once('close', () => {
+      open = false
+      unsubscribe()
+    })
   }
 
   /** The answer to a body that could not be read. */
@@ -779,6 +826,8 @@ class Node implements NodeHandle {
     this.#draining = true
     // Dashboard streams are not work to finish: ended now, their connections close.
     this.#dashboard.close()
+    // Watch streams never end on their own: end them first, so the drain does not wait on them.
+    this.#watch.close()
     this.#log.info({ inFlight: this.#inFlight, receiving: this.#receiving, connections: this.#connections }, 'draining')
     // Announce the leave first (every member sees `left` at once), while requests drain.
     const leaving = this.#cluster?.leave().catch((err: unknown) => this.#log.warn({ err }, 'cluster: leave failed'))

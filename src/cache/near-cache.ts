@@ -1,0 +1,311 @@
+/**
+ * `NearCache`: a `MemoryCache` kept honest by an invalidation stream with sequences
+ * (the client's near cache, P10; Hazelcast's near-cache repair and LoomCache's tracker as
+ * models, our own code). The client (src/client/near-cache-link.ts) feeds it the stream;
+ * this file has no I/O and runs on the injected Clock.
+ *
+ * States. `bypass` until a stream said `hello`, and again from the moment it is lost:
+ * reads neither read nor fill the near cache (Redis client-side caching's rule: without
+ * the stream, nothing cached can be trusted). `live` otherwise.
+ *
+ * Repair (InvalidationSequenceTracker decides, this acts):
+ * - a key message drops that key; a gap in its partition marks the partition stale:
+ *   `stale[p] = the sequence now known`, and every record of p stamped with an older
+ *   sequence is dropped lazily when read (O(1) per gap, no walk);
+ * - a clear drops the keys under its prefix, a tag invalidation the entries carrying a tag
+ *   at or below it; a gap of the global sequence, or a new source, flushes everything;
+ * - late and duplicate messages are discarded.
+ *
+ * A read racing an invalidation (Hazelcast's reservation): a miss `reserve`s the key,
+ * stamped with the partition's sequence and the cache's generation; the value fetched is
+ * `publish`ed only if the reservation is still the key's (a key message deletes it), no gap
+ * of its partition came since (its stamp is not below `stale[p]`), no clear, tag
+ * invalidation, flush or stream loss came since (the generation), and the cache is live.
+ * So a value read before an invalidation and answered after it is never cached.
+ *
+ * Staleness bound of a hit (with the node's `meta` interval I): a delivered invalidation
+ * drops the entry on arrival; a lost one is found by the next message of its partition or
+ * the next meta, within I + transit; a stream that goes silent is declared lost after
+ * 3 I (the link's rule) and the cache bypassed. So a hit is at most about 3 I + one
+ * network delay older than the node's truth, and never older than the near cache's ttl.
+ */
+import type { Clock } from '../core/clock.js'
+import { MemoryCache } from '../memory/memory-cache.js'
+import { TAG_SEPARATOR } from '../tags/validate-tag.js'
+import { InvalidationSequenceTracker, type SequenceRepair } from './invalidation-tracker.js'
+
+export interface NearCacheOptions {
+  /** Most entries held. */
+  readonly maxEntries: number
+  /** Longest an entry is kept, ms (`Infinity`: until invalidated or evicted). */
+  readonly ttlMs: number
+  /** Partitions of the stream. */
+  readonly partitions: number
+  /** The partition of a key, as the stream computes it. */
+  readonly partitionOf: (key: string) => number
+  readonly clock: Clock
+  /**
+   * Track sequences (gaps, sources, late messages). `false` applies every message as it
+   * comes and trusts the stream blindly — only for showing what tracking buys (tests).
+   * @default true
+   */
+  readonly trackSequences?: boolean
+}
+
+/** Counters of a near cache (client.nearCacheStats()). */
+export interface NearCacheStats {
+  readonly state: 'live' | 'bypass'
+  readonly size: number
+  readonly hits: number
+  readonly misses: number
+  /** Reads that skipped the near cache because no stream was live. */
+  readonly bypassed: number
+  /** Invalidation messages applied (keys, clears, tag invalidations). */
+  readonly invalidations: number
+  /** Lost messages found (a partition dropped, or the global sequence moved). */
+  readonly gaps: number
+  /** Whole flushes (new source, global gap). */
+  readonly flushes: number
+  /** Late or duplicate messages discarded. */
+  readonly discarded: number
+  /** Fetched values not cached because an invalidation, gap or loss raced them. */
+  readonly refusedPublishes: number
+  /** Milliseconds spent in `bypass` (the current spell included). */
+  readonly bypassMs: number
+}
+
+/** A miss's claim on its key (see `reserve`). */
+export interface NearReservation {
+  readonly key: string
+  readonly token: number
+  readonly partition: number
+  readonly seq: number
+  readonly gen: number
+}
+
+interface NearRecord<V> {
+  readonly value: V
+  readonly tags: readonly string[]
+  readonly p: number
+  readonly seq: number
+}
+
+export class NearCache<V> {
+  readonly #memory: MemoryCache<string, NearRecord<V>>
+  readonly #tracker: InvalidationSequenceTracker
+  readonly #stale: Float64Array
+  readonly #partitionOf: (key: string) => number
+  readonly #clock: Clock
+  readonly #track: boolean
+  readonly #ttlMs: number
+  readonly #reservations = new Map<string, number>()
+  #live = false
+  #closed = false
+  #gen = 0
+  #token = 0
+  #bypassSince: number
+  #bypassMs = 0
+  #hits = 0
+  #misses = 0
+  #bypassed = 0
+  #invalidations = 0
+  #gaps = 0
+  #flushes = 0
+  #discarded = 0
+  #refused = 0
+
+  constructor(options: NearCacheOptions) {
+    this.#clock = options.clock
+    this.#memory = new MemoryCache<string, NearRecord<V>>({ maxEntries: options.maxEntries, ttl: options.ttlMs, clock: options.clock, policy: 'lru' })
+    this.#tracker = new InvalidationSequenceTracker(options.partitions)
+    this.#stale = new Float64Array(options.partitions)
+    this.#partitionOf = options.partitionOf
+    this.#track = options.trackSequences ?? true
+    this.#ttlMs = options.ttlMs
+    this.#bypassSince = options.clock.now()
+  }
+
+  /** True while a stream is live (reads may use the near cache). */
+  get live(): boolean {
+    return this.#live
+  }
+
+  /** The cached value, or `undefined` (miss, or bypass: then the caller goes to the node). */
+  get(key: string): V | undefined {
+    if (!this.#live) {
+      this.#bypassed++
+      return undefined
+    }
+    const r = this.#memory.get(key)
+    if (r === undefined) {
+      this.#misses++
+      return undefined
+    }
+    if (r.seq < this.#stale[r.p]!) {
+      this.#memory.delete(key)
+      this.#misses++
+      return undefined
+    }
+    this.#hits++
+    return r.value
+  }
+
+  /** Claims `key` before fetching it; `undefined` in bypass (nothing will be cached). */
+  reserve(key: string): NearReservation | undefined {
+    if (!this.#live) return undefined
+    const partition = this.#partitionOf(key)
+    const token = ++this.#token
+    this.#reservations.set(key, token)
+    return { key, token, partition, seq: this.#tracker.seen(partition), gen: this.#gen }
+  }
+
+  /**
+   * Caches `value` fetched under `r` if nothing invalidated it meanwhile (see the file
+   * header); `value` undefined (absent on the node) just releases the claim. `ttlMs`: the
+   * entry's own remaining life, capped by the near cache's ttl. Returns whether it cached.
+   */
+  publish(r: NearReservation, value: V | undefined, tags: readonly string[] = [], ttlMs = Infinity): boolean {
+    const mine = this.#reservations.get(r.key) === r.token
+    if (mine) this.#reservations.delete(r.key)
+    if (value === undefined) return false
+    if (!mine || !this.#live || r.gen !== this.#gen || r.seq < this.#stale[r.partition]!) {
+      this.#refused++
+      return false
+    }
+    const ttl = Math.min(this.#ttlMs, ttlMs)
+    if (!(ttl > 0)) return false
+    return this.#memory.set(r.key, { value, tags, p: r.partition, seq: r.seq }, { ttl })
+  }
+
+  /** Drops `key` and its claim (the client wrote or deleted it itself). */
+  forget(key: string): void {
+    this.#memory.delete(key)
+    this.#reservations.delete(key)
+  }
+
+  /** Drops everything (the client cleared or invalidated by tags itself). */
+  forgetAll(): void {
+    this.#memory.clear()
+    this.#reservations.clear()
+    this.#gen++
+  }
+
+  // ── the stream's side ────────────────────────────────────────────────────────────
+
+  /** A stream began (`hello`): repair or flush, then go live. */
+  up(source: string, seqs: ArrayLike<number>): void {
+    if (this.#closed) return
+    if (this.#track) {
+      const first = this.#tracker.source === undefined
+      const fresh = source !== this.#tracker.source
+      const repair = this.#tracker.hello(source, seqs)
+      if (fresh) {
+        // Another boot: its sequences restarted, so the stale marks of the old one mean nothing.
+        this.#stale.fill(0)
+        if (!first) this.#flush()
+      } else this.#repair(repair)
+    } else this.#tracker.hello(source, seqs)
+    this.#gen++
+    if (!this.#live) {
+      this.#bypassMs += this.#clock.now() - this.#bypassSince
+      this.#live = true
+    }
+  }
+
+  /** The stream is lost: bypass until the next `up`. */
+  down(): void {
+    this.#gen++
+    this.#reservations.clear()
+    if (this.#live) {
+      this.#live = false
+      this.#bypassSince = this.#clock.now()
+    }
+  }
+
+  /** Key `key` (partition `p`) changed at sequence `q`. */
+  key(source: string, p: number, q: number, key: string): void {
+    const verdict = this.#track ? this.#tracker.message(source, p, q) : 'apply'
+    if (verdict === 'discard') {
+      this.#discarded++
+      return
+    }
+    this.#invalidations++
+    this.forget(key)
+    if (verdict === 'gap') this.#dropPartition(p)
+  }
+
+  /** A clear of `prefix`, or an invalidation of `tags`, at global sequence `q`. */
+  all(source: string, q: number, why: 'clear' | 'tags', prefix: string | undefined, tags: readonly string[] | undefined): void {
+    const verdict = this.#track ? this.#tracker.message(source, this.#stale.length, q) : 'apply'
+    if (verdict === 'discard') {
+      this.#discarded++
+      return
+    }
+    this.#invalidations++
+    if (verdict === 'gap') {
+      this.#gaps++
+      this.#flush()
+      return
+    }
+    this.#gen++
+    this.#reservations.clear()
+    if (why === 'clear') {
+      const pre = prefix ?? ''
+      if (pre === '') this.#memory.clear()
+      else this.#memory.filterErase((k) => k.startsWith(pre))
+    } else {
+      const list = tags ?? []
+      this.#memory.filterErase((_k, r) => r.tags.some((t) => list.some((inv) => t === inv || t.startsWith(inv + TAG_SEPARATOR))))
+    }
+  }
+
+  /** The periodic sequences. */
+  meta(source: string, seqs: ArrayLike<number>): void {
+    if (this.#track) this.#repair(this.#tracker.meta(source, seqs))
+  }
+
+  stats(): NearCacheStats {
+    return {
+      state: this.#live ? 'live' : 'bypass',
+      size: this.#memory.size,
+      hits: this.#hits,
+      misses: this.#misses,
+      bypassed: this.#bypassed,
+      invalidations: this.#invalidations,
+      gaps: this.#gaps,
+      flushes: this.#flushes,
+      discarded: this.#discarded,
+      refusedPublishes: this.#refused,
+      bypassMs: this.#bypassMs + (this.#live ? 0 : this.#clock.now() - this.#bypassSince),
+    }
+  }
+
+  close(): void {
+    this.#closed = true
+    this.#live = false
+    this.#reservations.clear()
+    this.#memory.close()
+  }
+
+  #repair(repair: SequenceRepair): void {
+    if (repair.flush) {
+      // The global sequence moved: a clear or tag invalidation was lost.
+      this.#gaps++
+      this.#flush()
+      return
+    }
+    for (const p of repair.partitions) this.#dropPartition(p)
+  }
+
+  #dropPartition(p: number): void {
+    this.#gaps++
+    this.#stale[p] = this.#tracker.seen(p)
+  }
+
+  #flush(): void {
+    this.#flushes++
+    this.#gen++
+    this.#reservations.clear()
+    this.#memory.clear()
+  }
+}

@@ -1,0 +1,79 @@
+/**
+ * The read ladder on a scripted transport and a ManualClock: the topology from
+ * /v1/cluster (dead members skipped, regions by rank), per-try timeouts along the ladder
+ * (the abandoned try aborted through its signal, which the hanging transport needs to settle), busy answers that do not use a rung, the 404 fallback.
+ */
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { ManualClock } from '../../src/core/manual-clock.js'
+import { createClient } from '../../src/client/index.js'
+import { parseClusterView } from '../../src/client/topology.js'
+import { normalizeNode } from '../../src/client/client.js'
+import { drive, tick } from '../support/drive.js'
+import { respond, ScriptedTransport, wireError, type RecordedRequest } from '../support/scripted-transport.js'
+
+const member = (region: string, port: number, status = 'alive'): Record<string, unknown> => ({ id: `n${port}`, region, address: `127.0.0.1:${port}`, status, phi: 0, rttMs: 1 })
+const VIEW = {
+  self: 'n1',
+  region: 'london',
+  regions: [
+    { region: 'london', rank: 0, members: [member('london', 1), member('london', 2), member('london', 3, 'dead')] },
+    { region: 'paris', rank: 1, members: [member('paris', 11)] },
+    { region: 'tokyo', rank: 2, members: [member('tokyo', 21)] },
+  ],
+}
+const url = (port: number): string => `http://127.0.0.1:${port}`
+
+test('parseClusterView: own region, others by rank, dead members left out', () => {
+  const t = parseClusterView(VIEW, 'london', (a) => normalizeNode(a))!
+  assert.deepEqual(t.local, [url(1), url(2)])
+  assert.deepEqual(t.remote, [[url(11)], [url(21)]])
+  assert.equal(parseClusterView({ regions: 'x' }, 'london', (a) => a), undefined)
+})
+
+async function ladderClient(handler: (origin: string, req: RecordedRequest) => ReturnType<ScriptedTransport['handler']>) {
+  const clock = new ManualClock()
+  const transport = new ScriptedTransport(clock, (origin, req) => (req.path === '/v1/cluster' ? respond(200, VIEW) : handler(origin, req)))
+  const client = createClient({ nodes: [url(1)], region: 'london', clock, transport })
+  await tick()
+  await tick()
+  assert.equal(client.topology().source, 'cluster')
+  return { clock, transport, client }
+}
+
+test('the ladder: local, next local, rank-1, rank-2, each with its timeout', async () => {
+  const { clock, transport, client } = await ladderClient((origin) => (origin === url(21) ? respond(200, 'v', { etag: '"7"', 'x-ttl': '60' }) : 'hang'))
+  const r = await drive(clock, client.get('k'), { step: 10 })
+  assert.equal(r.ok, true, String(r.error))
+  const tries = transport.requests.filter((q) => q.path === '/v1/keys/k')
+  assert.deepEqual(tries.map((q) => q.origin), [url(1), url(2), url(11), url(21)])
+  const t0 = tries[0]!.at
+  assert.deepEqual(tries.map((q) => q.at - t0), [0, 500, 1000, 1750])
+  await client.close()
+})
+
+test('a busy answer waits and repeats the rung without using it', async () => {
+  let busy = 2
+  const { clock, transport, client } = await ladderClient((origin) => {
+    if (origin === url(1) && busy-- > 0) return wireError(503, 'ERR_BUSY', { 'retry-after': '0' })
+    return respond(200, 'v', { etag: '"7"', 'x-ttl': '60' })
+  })
+  const r = await drive(clock, client.get('k'), { step: 5 })
+  assert.equal(r.ok, true, String(r.error))
+  const tries = transport.requests.filter((q) => q.path === '/v1/keys/k')
+  assert.deepEqual(tries.map((q) => q.origin), [url(1), url(1), url(1)])
+  await client.close()
+})
+
+test('a node without a cluster (404) makes `nodes` the topology', async () => {
+  const clock = new ManualClock()
+  const transport = new ScriptedTransport(clock, (_o, req) => (req.path === '/v1/cluster' ? wireError(404, 'ERR_NOT_FOUND') : respond(200, 'v', { etag: '"1"', 'x-ttl': '60' })))
+  const client = createClient({ nodes: [url(1), url(2)], ladder: {}, clock, transport })
+  await tick()
+  assert.equal(client.topology().source, 'nodes')
+  assert.deepEqual(client.topology().local, [url(1), url(2)])
+  await drive(clock, client.get('a'))
+  await drive(clock, client.get('b'))
+  assert.deepEqual(transport.requests.filter((q) => q.path.startsWith('/v1/keys/')).map((q) => q.origin), [url(1), url(2)])
+  await client.close()
+})

@@ -1,0 +1,95 @@
+/**
+ * The read ladder against real node processes on loopback: three lone nodes as `nodes`
+ * (each is a one-node cluster whose /v1/cluster lists only itself, so `nodes` is the topology), kill -9 of one under read
+ * load: no read fails, the node is quarantined, and from then on no request but the
+ * background probes goes to it.
+ */
+import assert from 'node:assert/strict'
+import { after, test } from 'node:test'
+import { createClient } from '../../src/client/index.js'
+import { undiciTransport } from '../../src/client/undici-transport.js'
+import type { HttpRequest, Transport } from '../../src/client/transport.js'
+import { startChildNode, type ChildNode } from '../support/node-fixture.js'
+
+const children: ChildNode[] = []
+after(async () => {
+  await Promise.all(children.map((c) => c.stop()))
+})
+
+test('kill -9 of a node under read load: zero failed reads, then no request waits on it', { timeout: 90_000 }, async () => {
+  for (let i = 0; i < 3; i++) children.push(await startChildNode())
+  const [a, b, c] = children as [ChildNode, ChildNode, ChildNode]
+  const sent = new Map<string, number>()
+  const inner = undiciTransport({ connections: 4, maxResponseBytes: 1 << 20, keepAliveMs: 4000 })
+  const counting: Transport = {
+    request(origin: string, req: HttpRequest) {
+      if (req.path !== '/healthz') sent.set(origin, (sent.get(origin) ?? 0) + 1)
+      return inner.request(origin, req)
+    },
+    close: () => inner.close(),
+  }
+  const client = createClient({ nodes: [a.url, b.url, c.url], region: 'here', transport: counting, eject: { after: 2, probeInterval: '1s' } })
+  try {
+    for (const n of children) {
+      const one = createClient({ nodes: [n.url] })
+      await one.set('k', n.url)
+      await one.close()
+    }
+    assert.equal(client.topology().source, 'nodes')
+    let failures = 0
+    let reads = 0
+    const slowAfterQuarantine: number[] = []
+    let quarantinedAt: number | undefined
+    let sentToDeadAtQuarantine = 0
+    const started = performance.now()
+    while (performance.now() - started < 4000) {
+      if (quarantinedAt === undefined && reads === 200) b.child.kill('SIGKILL')
+      const t0 = performance.now()
+      try {
+        const e = await client.get('k')
+        assert.ok(e !== undefined)
+      } catch {
+        failures++
+      }
+      reads++
+      const ms = performance.now() - t0
+      if (quarantinedAt !== undefined && ms > 250) slowAfterQuarantine.push(ms)
+      if (quarantinedAt === undefined && client.nodes().some((s) => s.node === b.url && !s.inRotation)) {
+        quarantinedAt = performance.now()
+        sentToDeadAtQuarantine = sent.get(b.url) ?? 0
+      }
+    }
+    assert.ok(reads > 400, `reads ran (${reads})`)
+    assert.equal(failures, 0, 'no read failed')
+    assert.ok(quarantinedAt !== undefined, 'the dead node was quarantined')
+    assert.equal(sent.get(b.url) ?? 0, sentToDeadAtQuarantine, 'no request went to the quarantined node (probes aside)')
+    assert.deepEqual(slowAfterQuarantine, [], 'no read waited after quarantine')
+    assert.ok((sent.get(a.url) ?? 0) > 100 && (sent.get(c.url) ?? 0) > 100, `reads went round-robin over the live nodes: ${JSON.stringify([...sent])} of ${reads}`)
+  } finally {
+    await client.close()
+  }
+})
+
+test('a hung node (SIGSTOP) costs the first timeout until quarantined, then nothing', { timeout: 90_000 }, async () => {
+  const nodes: ChildNode[] = []
+  for (let i = 0; i < 2; i++) nodes.push(await startChildNode())
+  children.push(...nodes)
+  const [a, b] = nodes as [ChildNode, ChildNode]
+  const client = createClient({ nodes: [a.url, b.url], region: 'here', eject: { after: 2, probeInterval: '5s' } })
+  try {
+    await client.get('warm')
+    a.child.kill('SIGSTOP')
+    const latencies: number[] = []
+    for (let i = 0; i < 40; i++) {
+      const t0 = performance.now()
+      await client.get('k')
+      latencies.push(performance.now() - t0)
+    }
+    const slow = latencies.filter((ms) => ms >= 450)
+    assert.ok(slow.length >= 1 && slow.length <= 2, `the hung node cost its 0.5 s timeout once or twice before quarantine: ${latencies.map((x) => x.toFixed(0)).join(',')}`)
+    assert.ok(latencies.slice(-30).every((ms) => ms < 250), `no read waited after quarantine: ${latencies.map((x) => x.toFixed(0)).join(',')}`)
+  } finally {
+    a.child.kill('SIGCONT')
+    await client.close()
+  }
+})

@@ -1,0 +1,91 @@
+/**
+ * The client's near cache against a real node on loopback: hits after a miss, another
+ * client's write dropping the entry through /v1/watch, the watch stream behind the same
+ * auth as reads, bypass while the stream is down, the Prometheus readings.
+ */
+import assert from 'node:assert/strict'
+import { after, before, test } from 'node:test'
+import { createClient } from '../../src/client/index.js'
+import { startTestNode, type TestNode } from '../support/node-fixture.js'
+
+const TOKEN = 'near-cache-token'
+let n: TestNode
+
+before(async () => {
+  n = await startTestNode({ authToken: TOKEN, watchMetaInterval: 100 })
+})
+after(async () => {
+  await n.stop()
+})
+
+async function until(what: string, ok: () => boolean, ms = 3000): Promise<void> {
+  const end = performance.now() + ms
+  while (!ok()) {
+    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 5))
+  }
+}
+
+test('GET /v1/watch needs the token like any read', async () => {
+  const denied = await fetch(`${n.url}/v1/watch`)
+  assert.equal(denied.status, 401)
+  await denied.body?.cancel()
+  const ok = await fetch(`${n.url}/v1/watch`, { headers: { authorization: `Bearer ${TOKEN}` } })
+  assert.equal(ok.status, 200)
+  assert.equal(ok.headers.get('content-type'), 'text/event-stream')
+  const reader = ok.body!.getReader()
+  const { value } = await reader.read()
+  assert.match(Buffer.from(value!).toString(), /^data: \{"t":"hello"/)
+  await reader.cancel()
+  const bad = await fetch(`${n.url}/v1/watch?x=1`, { headers: { authorization: `Bearer ${TOKEN}` } })
+  assert.equal(bad.status, 400)
+  await bad.body?.cancel()
+})
+
+test('miss then hit; another writer drops the entry; own writes drop it at once; readings', async () => {
+  const writer = createClient({ nodes: [n.url], token: TOKEN })
+  // Written before the near cache exists: its invalidation cannot race the first read.
+  await writer.set('nc:a', 'one')
+  const client = createClient({ nodes: [n.url], token: TOKEN, nearCache: { maxEntries: 100, ttl: '30s' } })
+  try {
+    await until('the stream to be live', () => client.nearCacheStats()!.state === 'live')
+    assert.equal((await client.get('nc:a'))?.value.toString(), 'one')
+    assert.equal((await client.get('nc:a'))?.value.toString(), 'one')
+    assert.equal(client.nearCacheStats()!.hits, 1, JSON.stringify(client.nearCacheStats()))
+    await writer.set('nc:a', 'two')
+    await until('the invalidation', () => client.nearCacheStats()!.invalidations >= 1)
+    assert.equal((await client.get('nc:a'))?.value.toString(), 'two')
+    await client.set('nc:a', 'three')
+    assert.equal((await client.get('nc:a'))?.value.toString(), 'three', 'read-your-writes through the near cache')
+    assert.equal(await client.get('nc:none'), undefined)
+    const names = client.nearCacheReadings().map((r) => r.name)
+    assert.ok(names.includes('stratacache_client_near_hits_total') && names.includes('stratacache_client_near_gaps_total') && names.includes('stratacache_client_near_bypass_seconds_total'))
+    assert.equal(client.nearCacheReadings().find((r) => r.name === 'stratacache_client_near_hits_total')!.read(), client.nearCacheStats()!.hits)
+    assert.deepEqual(writer.nearCacheReadings(), [])
+    assert.equal(writer.nearCacheStats(), undefined)
+  } finally {
+    await client.close()
+    await writer.close()
+  }
+})
+
+test('writes never wait on a watcher that does not read; a client that keeps up stays live', async () => {
+  const small = await startTestNode({ watchMetaInterval: 100 })
+  const client = createClient({ nodes: [small.url], nearCache: { maxEntries: 100 } })
+  try {
+    await until('live', () => client.nearCacheStats()!.state === 'live')
+    // A raw subscriber that never reads (the cut past watchBufferBytes itself is in test/server/watch-hub).
+    const stuck = await fetch(`${small.url}/v1/watch`)
+    const writer = createClient({ nodes: [small.url], timeout: '30s' })
+    const big = 'x'.repeat(900)
+    await writer.mset(Array.from({ length: 500 }, (_, i) => ({ key: `slow:${i}:${big}`, value: 'v' })))
+    await writer.close()
+    await until('every invalidation', () => client.nearCacheStats()!.invalidations >= 500, 10_000).catch((err: unknown) => { throw new Error(`${String(err)}: ${JSON.stringify(client.nearCacheStats())}`) })
+    assert.equal(client.nearCacheStats()!.state, 'live')
+    assert.equal(client.nearCacheStats()!.gaps, 0)
+    await stuck.body?.cancel().catch(() => undefined)
+  } finally {
+    await client.close()
+    await small.stop()
+  }
+})
