@@ -77,6 +77,9 @@ export async function pausedHolder(o: PausedHolderOptions): Promise<{ a: FencedS
   const a = spawnFencedWorker(o.args, o.replyTimeoutMs)
   const b = spawnFencedWorker(o.args, o.replyTimeoutMs)
   const l2 = createCache<string>({ store: o.reader })
+  // The reader's first store call may load the client (etcd3 pulls in grpc-js) and connect:
+  // done now, so the final read is not the one paying it within the facade's L2 timeout.
+  await o.reader.get('warm-up')
   try {
     await a.next('ready')
     await b.next('ready')
