@@ -41,6 +41,7 @@ import { connect as tlsConnect, createServer as createTlsServer, type PeerCertif
 import { pack, unpack } from 'msgpackr'
 import type { Clock, TimerHandle } from '../core/clock.js'
 import { toBytes, toMs, type ByteSize, type Duration } from '../core/duration.js'
+import { BackoffPolicy } from '../core/backoff.js'
 import { CacheError, ClosedError, InvalidOptionsError, PeerAuthError, PeerUnreachableError, ValueTooLargeError } from '../core/errors.js'
 import { mathRandom, type Random } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
@@ -85,7 +86,7 @@ export interface TcpTransportOptions {
   readonly handshakeTimeout?: Duration
   /** Unauthenticated inbound connections held at once; more are closed on arrival. @default 64 */
   readonly maxPendingHandshakes?: number
-  /** Reconnect backoff: `base` doubled per failed attempt up to `max`, ±25 % jitter. @default { base: 100 ms, max: 10 s } */
+  /** Reconnect backoff (the shared policy, core/backoff.ts): `base` doubled per failed attempt up to `max`, ±25 % jitter, never above `max`. @default { base: 100 ms, max: 10 s } */
   readonly reconnect?: { readonly base?: Duration; readonly max?: Duration }
   readonly clock?: Clock
   /** Jitter source (nonces always come from the OS CSPRNG). */
@@ -200,8 +201,7 @@ export class TcpTransport implements MessageTransport {
   readonly #maxQueuedBytes: number
   readonly #handshakeMs: number
   readonly #maxPending: number
-  readonly #backoffBase: number
-  readonly #backoffMax: number
+  readonly #backoff: BackoffPolicy
   readonly #clock: Clock
   readonly #random: Random
   readonly #onError: (error: CacheError) => void
@@ -250,11 +250,12 @@ export class TcpTransport implements MessageTransport {
     this.#handshakeMs = options.handshakeTimeout === undefined ? 5_000 : toMs(options.handshakeTimeout, 'handshakeTimeout')
     if (!(this.#handshakeMs > 0 && Number.isFinite(this.#handshakeMs))) throw new InvalidOptionsError('handshakeTimeout', 'expected a finite duration > 0')
     this.#maxPending = positiveInt(options.maxPendingHandshakes, 64, 'maxPendingHandshakes')
-    this.#backoffBase = options.reconnect?.base === undefined ? 100 : toMs(options.reconnect.base, 'reconnect.base')
-    this.#backoffMax = options.reconnect?.max === undefined ? 10_000 : toMs(options.reconnect.max, 'reconnect.max')
-    if (!Number.isFinite(this.#backoffMax) || this.#backoffMax < this.#backoffBase) throw new InvalidOptionsError('reconnect.max', 'expected a finite duration >= reconnect.base')
+    const base = options.reconnect?.base === undefined ? 100 : toMs(options.reconnect.base, 'reconnect.base')
+    const max = options.reconnect?.max === undefined ? 10_000 : toMs(options.reconnect.max, 'reconnect.max')
+    if (!Number.isFinite(max) || max < base) throw new InvalidOptionsError('reconnect.max', 'expected a finite duration >= reconnect.base')
     this.#clock = options.clock ?? systemClock
     this.#random = options.random ?? mathRandom
+    this.#backoff = new BackoffPolicy({ initial: base, max, jitter: 0.25 }, this.#random, 'reconnect')
     this.#onError = options.onError ?? (() => undefined)
     for (const [id, a] of Object.entries(options.peers ?? {})) this.setPeer(id, a)
   }
@@ -688,8 +689,7 @@ export class TcpTransport implements MessageTransport {
     this.#reset(peer)
     if (this.#closed) return
     peer.failures++
-    const exp = Math.min(this.#backoffMax, this.#backoffBase * 2 ** Math.min(peer.failures - 1, 30))
-    const delay = exp * (0.75 + 0.5 * this.#random.next())
+    const delay = this.#backoff.delay(peer.failures - 1)
     peer.state = 'backoff'
     peer.timer = this.#clock.setTimeout(() => {
       peer.timer = undefined
