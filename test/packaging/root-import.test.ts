@@ -20,7 +20,7 @@ const pkg = JSON.parse(readFileSync(new URL('package.json', root), 'utf8')) as {
 
 /** Packages the root export must never load: the native addon, broker and HTTP clients. */
 const HEAVY = ['lmdb', 'ioredis', 'nats', 'amqplib', 'pg', 'undici', 'etcd3', '@grpc/grpc-js', 'prom-client', 'pino', 'bonjour-service']
-const PEERS = ['amqplib', 'etcd3', 'ioredis', 'nats', 'pg']
+const PEERS = ['amqplib', 'bonjour-service', 'etcd3', 'ioredis', 'nats', 'pg']
 
 interface Probe {
   ok: boolean
@@ -115,6 +115,13 @@ describe('subpath exports', () => {
       for (const p of loads) assert.ok(result.packages.includes(p), `${specifier} loads ${p}`)
     })
   }
+
+  test('stratacache/server (what `serve` runs) loads with every optional peer missing, and loads no mDNS library until mDNS discovery is used', async () => {
+    const result = await probe('stratacache/server', PEERS)
+    assert.equal(result.ok, true, result.message)
+    assert.ok(result.exports?.includes('startNode'))
+    assert.ok(!result.packages.includes('bonjour-service'), `packages seen: ${result.packages.join(', ')}`)
+  })
 
   const peerOf: Array<[string, string]> = [
     ['stratacache/redis', 'ioredis'],

@@ -2,8 +2,13 @@
 // this node is published as `<nodeId>._stratacache._tcp.local` with its id and region in the TXT
 // record, and every other node of the same service type is browsed. Only works where multicast
 // reaches the peers (one LAN / one host), as Zerocache's zeroconf did.
-import { Bonjour, type Browser, type Service } from 'bonjour-service'
+// bonjour-service is an optional peer dependency, loaded (synchronously: it is CommonJS) only
+// when an MdnsDiscovery is built, so a node without mDNS never needs it installed; without it
+// the constructor throws MissingDependencyError (ERR_MISSING_DEPENDENCY) naming the package.
+import { createRequire } from 'node:module'
+import type { Bonjour, Browser, Service } from 'bonjour-service'
 import { InvalidOptionsError } from '../../core/errors.js'
+import { requireDependency } from '../../core/optional-dependency.js'
 import { ChangeListeners, makeCandidate, type Discovery, type DiscoveryCandidate } from './discovery.js'
 
 export interface MdnsDiscoveryOptions {
@@ -42,7 +47,9 @@ export class MdnsDiscovery implements Discovery {
     const mdnsOptions: Record<string, unknown> = { loopback: options.loopback ?? true }
     if (options.interface !== undefined) mdnsOptions['interface'] = options.interface
     // Socket errors (no multicast route, EADDRINUSE on 5353) are kept as lastError, never thrown.
-    this.#bonjour = new Bonjour(mdnsOptions, (e: unknown) => { this.#lastError = e instanceof Error ? e : new Error(String(e)) })
+    requireDependency('bonjour-service', 'mdns discovery')
+    const { Bonjour: BonjourClass } = createRequire(import.meta.url)('bonjour-service') as typeof import('bonjour-service')
+    this.#bonjour = new BonjourClass(mdnsOptions, (e: unknown) => { this.#lastError = e instanceof Error ? e : new Error(String(e)) })
     if (options.nodeId !== undefined && options.port !== undefined) {
       const txt: Record<string, string> = { id: options.nodeId }
       if (options.region !== undefined) txt['region'] = options.region
