@@ -65,6 +65,7 @@ export function describeError(err: unknown): string {
 /** Flags every client command takes. */
 export const COMMON_OPTIONS = {
   node: { type: 'string', short: 'n', multiple: true },
+  region: { type: 'string' },
   token: { type: 'string' },
   timeout: { type: 'string' },
   json: { type: 'boolean' },
@@ -72,9 +73,12 @@ export const COMMON_OPTIONS = {
 } as const satisfies ParseArgsConfig['options']
 
 export const COMMON_HELP = `Common options:
-  -n, --node <url>     A node: http://host:port or host:port; repeat for several
-                       (round-robin). env STRATACACHE_NODES (comma-separated)
+  -n, --node <url>     A node: http://host:port or host:port; repeat or comma-separate
+                       for several (round-robin). env STRATACACHE_NODES (comma-separated)
                        [default http://127.0.0.1:7700]
+  --region <r>         The client's region: reads go to live nodes of this region, then
+                       down the ladder (topology from /v1/cluster of any --node).
+                       env STRATACACHE_REGION [default none: round-robin over --node]
   --token <token>      Bearer token for nodes started with --auth-token.
                        env STRATACACHE_AUTH_TOKEN [default none]
   --timeout <dur>      Timeout of each attempt, with its unit: '500ms', '5s' [default 5s]
@@ -100,17 +104,23 @@ export function parse<O extends NonNullable<ParseArgsConfig['options']>>(argv: r
 
 export interface CommonValues {
   node?: string[]
+  region?: string
   token?: string
   timeout?: string
 }
 
 /** The client the common flags describe. Options the client refuses are usage errors. */
 export function clientFrom(values: CommonValues, io: CliIo, extra: { retry?: false; connections?: number } = {}): Client {
-  const fromEnv = io.env.STRATACACHE_NODES?.split(',').map((s) => s.trim()).filter((s) => s !== '')
-  const nodes = values.node ?? (fromEnv !== undefined && fromEnv.length > 0 ? fromEnv : ['http://127.0.0.1:7700'])
+  const split = (list: readonly string[]): string[] => list.flatMap((s) => s.split(',')).map((s) => s.trim()).filter((s) => s !== '')
+  const fromFlags = values.node === undefined ? undefined : split(values.node)
+  if (fromFlags !== undefined && fromFlags.length === 0) throw new UsageError('--node expects a node address like http://127.0.0.1:7700')
+  const fromEnv = split([io.env.STRATACACHE_NODES ?? ''])
+  const nodes = fromFlags ?? (fromEnv.length > 0 ? fromEnv : ['http://127.0.0.1:7700'])
   const token = values.token ?? (io.env.STRATACACHE_AUTH_TOKEN === '' ? undefined : io.env.STRATACACHE_AUTH_TOKEN)
+  const region = values.region ?? (io.env.STRATACACHE_REGION === '' ? undefined : io.env.STRATACACHE_REGION)
+  if (region !== undefined && region.trim() === '') throw new UsageError('--region expects a region name')
   try {
-    return createClient({ nodes, token, timeout: (values.timeout as `${number}s` | undefined) ?? '5s', clock: io.clock, ...extra })
+    return createClient({ nodes, token, region, timeout: (values.timeout as `${number}s` | undefined) ?? '5s', clock: io.clock, ...extra })
   } catch (err) {
     throw new UsageError(describeError(err))
   }

@@ -1,6 +1,7 @@
 /**
- * `stratacache get | set | del | invalidate | stats`: one request each through the client
- * (retries, round-robin over `--node`s), output for people by default and `--json` for
+ * `stratacache get | set | del | invalidate | stats | keys`: one request each (keys --all: one
+ * per page) through the client (retries, round-robin over `--node`s, the read ladder with
+ * `--region`), output for people by default and `--json` for
  * scripts, exit codes from `EXIT` (cli-io.ts).
  */
 import { readFileSync } from 'node:fs'
@@ -54,6 +55,20 @@ export const STATS_HELP = `Usage: stratacache stats [options]
 Prints the statistics of every --node as JSON (one object; keyed by node when there are
 several).
 
+${COMMON_HELP}`
+
+export const KEYS_HELP = `Usage: stratacache keys [options]
+
+Lists live keys (no deleted or expired ones), one per line, in pages: one page by default,
+every page with --all. When more keys remain, the cursor of the next page is printed on
+stderr (pass it back with --cursor). With --json: { keys: [...], cursor: string | null }
+(--all: { keys: [...], cursor: null }).
+
+Options:
+  --prefix <p>         Only keys starting with <p> [default: every key]
+  --cursor <c>         Continue a listing from the cursor a previous page printed
+  --limit <n>          Keys per page, 1..1000 [default 100]
+  --all                Follow the cursor to the end of the listing (pages of --limit)
 ${COMMON_HELP}`
 
 async function withClient<T>(client: Client, fn: (client: Client) => Promise<T>): Promise<T> {
@@ -186,6 +201,36 @@ export async function statsCommand(argv: string[], io: CliIo): Promise<number> {
     const all = await Promise.all(nodes.map((node) => client.stats({ node })))
     const body = nodes.length === 1 ? all[0] : Object.fromEntries(nodes.map((n, i) => [n, all[i]]))
     io.out.write(`${values.json === true ? JSON.stringify(body) : JSON.stringify(body, null, 2)}\n`)
+    return EXIT.OK
+  })
+}
+
+export async function keysCommand(argv: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parse(argv, { ...COMMON_OPTIONS, prefix: { type: 'string' }, cursor: { type: 'string' }, limit: { type: 'string' }, all: { type: 'boolean' } })
+  if (values.help === true) {
+    io.out.write(`${KEYS_HELP}\n`)
+    return EXIT.OK
+  }
+  if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])} (use --prefix to list keys under a prefix)`)
+  let limit: number | undefined
+  if (values.limit !== undefined) {
+    limit = /^\d{1,4}$/.test(values.limit) ? Number(values.limit) : NaN
+    if (!(limit >= 1 && limit <= 1000)) throw new UsageError(`--limit expects an integer from 1 to 1000, got ${JSON.stringify(values.limit)}`)
+  }
+  if (values.cursor === '') throw new UsageError('--cursor expects the cursor a previous page printed')
+  return withClient(clientFrom(values, io), async (client) => {
+    const json = values.json === true
+    const all: string[] = []
+    let cursor = values.cursor
+    do {
+      const page = await client.keys({ prefix: values.prefix, cursor, limit })
+      // Text goes out page by page (a long --all listing streams); JSON once, at the end.
+      if (json) all.push(...page.keys)
+      else if (page.keys.length > 0) io.out.write(`${page.keys.join('\n')}\n`)
+      cursor = page.cursor
+    } while (values.all === true && cursor !== undefined)
+    if (json) io.out.write(`${JSON.stringify({ keys: all, cursor: cursor ?? null })}\n`)
+    else if (cursor !== undefined) io.err.write(`stratacache: more keys: --cursor ${cursor}\n`)
     return EXIT.OK
   })
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The `stratacache` command: `serve | get | set | del | invalidate | stats | bench`.
+ * The `stratacache` command: `serve | get | set | del | invalidate | stats | keys | bench | cluster`.
  * `runCli` dispatches and turns every failure into an exit code (cli-io.ts `EXIT`) and one
  * line on stderr; nothing throws out of it. Run directly (the package's `bin`), it wires
  * the real process in and sets `process.exitCode`.
@@ -9,7 +9,7 @@ import { readFileSync, realpathSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { systemClock } from '../core/system-clock.js'
 import { benchCommand } from './bench-command.js'
-import { delCommand, getCommand, invalidateCommand, setCommand, statsCommand } from './client-commands.js'
+import { delCommand, getCommand, invalidateCommand, keysCommand, setCommand, statsCommand } from './client-commands.js'
 import { describeError, didYouMean, EXIT, exitCodeOf, type CliIo } from './cli-io.js'
 
 export const MAIN_HELP = `Usage: stratacache <command> [options]
@@ -21,6 +21,7 @@ Commands:
   del <key>             Delete a key
   invalidate <tag>...   Invalidate entries by dependency tag
   stats                 Print node statistics
+  keys                  List live keys (--prefix, --limit, --cursor, --all)
   bench                 Load generator: throughput and latency percentiles
   cluster status        The cluster as a node sees it (members by region, phi, RTT)
   cluster state <s>     Set the cluster state: passive, no-migration or active
@@ -43,6 +44,7 @@ const COMMANDS: Readonly<Record<string, Command>> = {
   delete: delCommand,
   invalidate: invalidateCommand,
   stats: statsCommand,
+  keys: keysCommand,
   bench: (argv, io) => benchCommand(argv, io),
   cluster: async (argv, io) => (await import('./cluster-command.js')).clusterCommand(argv, io),
 }

@@ -21,6 +21,9 @@
  *   `ERR_STORE_UNAVAILABLE` (`'error'`). Failing is not the default because the facade's
  *   GuardedStore queues a failed clear and replays it until it succeeds, holding back
  *   every L2 write behind it;
+ * - `scan`: `GET /v1/keys` pages through `client.keys` (the listing stays on the node that
+ *   answered its first page); `limit` above the node's bound (1000) asks for 1000, a node
+ *   refusing a cursor (`ERR_BAD_REQUEST`) is `ERR_INVALID_OPTIONS`, as for every store;
  * - `locks`: undefined. The protocol has no leases, so `lock: 'distributed'` is refused by
  *   `createCache` for this store; single-flight still dedupes within each process.
  *
@@ -29,8 +32,9 @@
  * own retries stay on: they handle a failing node among several (round-robin failover).
  */
 import { InvalidOptionsError, StoreUnavailableError, isCacheError } from '../core/errors.js'
-import type { Store, StoreEntry } from '../store/types.js'
-import { isNodeAnswer, type Client } from './client.js'
+import { checkScanOptions } from '../store/scan-options.js'
+import type { ScanOptions, ScanPage, Store, StoreEntry } from '../store/types.js'
+import { isNodeAnswer, MAX_KEYS_LIMIT, type Client } from './client.js'
 
 export interface ClientStoreOptions {
   /** The store's name in errors, events and metrics. @default 'stratacache' */
@@ -151,6 +155,17 @@ class ClientStore implements Store {
       throw new StoreUnavailableError(`The node cannot clear by prefix (DELETE /v1/keys?prefix= refused); nothing was removed`)
     }
     await this.#client.clear()
+  }
+
+  async scan(options?: ScanOptions): Promise<ScanPage> {
+    const { prefix, cursor, limit } = checkScanOptions(options)
+    try {
+      const page = await this.#client.keys({ prefix, cursor, limit: Math.min(limit, MAX_KEYS_LIMIT) })
+      return { keys: page.keys, cursor: page.cursor }
+    } catch (err) {
+      if (isCacheError(err, 'ERR_BAD_REQUEST') && isNodeAnswer(err)) throw new InvalidOptionsError('scan', err.message, { cause: err })
+      throw err
+    }
   }
 
   async close(): Promise<void> {

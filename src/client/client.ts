@@ -67,6 +67,31 @@ import { parseRetryAfter, RetryPolicy } from './retry-policy.js'
 import { isNotSent, type HttpRequest, type HttpResponse, type Transport } from './transport.js'
 import { undiciTransport } from './undici-transport.js'
 
+/** Most keys in one page of `keys` (the node's `GET /v1/keys` bound). */
+export const MAX_KEYS_LIMIT = 1000
+
+/** The client's `keys` cursor: the node that answered the first page and that node's cursor. */
+function encodeKeysCursor(node: string, cursor: string): string {
+  return Buffer.from(JSON.stringify([node, cursor]), 'utf8').toString('base64url')
+}
+
+function decodeKeysCursor(cursor: unknown): { node: string; cursor: string } {
+  let state: unknown
+  try {
+    state = typeof cursor === 'string' && cursor !== '' ? JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) : undefined
+  } catch {
+    state = undefined
+  }
+  if (!Array.isArray(state) || state.length !== 2 || typeof state[1] !== 'string' || state[1] === '') throw new InvalidOptionsError('cursor', 'not a cursor of a previous keys page (pass it back unchanged)')
+  let node: string
+  try {
+    node = normalizeNode(state[0], 'cursor')
+  } catch {
+    throw new InvalidOptionsError('cursor', 'not a cursor of a previous keys page (pass it back unchanged)')
+  }
+  return { node, cursor: state[1] }
+}
+
 /** Most keys or entries in one mget/mset request; bigger batches are split. */
 const MAX_BATCH = DEFAULT_MAX_BATCH
 
@@ -226,6 +251,22 @@ export interface ClientClearOptions extends ClientCallOptions {
   prefix?: string
 }
 
+export interface ClientKeysOptions extends ClientCallOptions {
+  /** Only keys starting with this. @default '' (every key) */
+  prefix?: string
+  /** The `cursor` of the previous page, unchanged; absent for the first page. @default none */
+  cursor?: string
+  /** Most keys in the page, 1..1000 (the node's bound). @default 100 */
+  limit?: number
+}
+
+export interface ClientKeysPage {
+  /** Live keys (in the node's store order: key order on memory and LMDB stores); may be fewer than `limit`, even none, while `cursor` is set. */
+  readonly keys: readonly string[]
+  /** Pass it back for the next page; `undefined` when the listing is done. Opaque. */
+  readonly cursor: string | undefined
+}
+
 /** A value to write: bytes, or a string (written as UTF-8). */
 export type ClientValue = Uint8Array | string
 
@@ -275,6 +316,14 @@ export interface Client {
   stats(options?: ClientStatsOptions): Promise<Record<string, unknown>>
   /** Removes every entry (sends the `X-Confirm: clear-all` guard). */
   clear(options?: ClientClearOptions): Promise<void>
+  /**
+   * One page of the live keys under `prefix` (`GET /v1/keys`). The first page goes to a
+   * node as reads do (the ladder with `region`); every next page goes to the node that
+   * answered the first (the cursor names it), so a listing walks one node's keyspace.
+   */
+  keys(options?: ClientKeysOptions): Promise<ClientKeysPage>
+  /** Every live key under `prefix`, page by page (`keys` following the cursor); `limit` is the page size. */
+  keysAll(options?: Omit<ClientKeysOptions, 'cursor'>): AsyncIterableIterator<string>
   /** `GET /healthz` on every node, without retries. */
   ping(options?: ClientCallOptions): Promise<ClientPingResult[]>
   /** Rotation state of every node. */
@@ -694,6 +743,46 @@ class NodeClient implements Client {
       this.#near?.forgetAll()
       if (res.status !== 200) throw errorFromResponse(res, node)
     })
+  }
+
+  async keys(options: ClientKeysOptions = {}): Promise<ClientKeysPage> {
+    const prefix = options.prefix ?? ''
+    if (typeof prefix !== 'string') throw new InvalidOptionsError('prefix', 'expected a string')
+    const limit = options.limit ?? 100
+    if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_KEYS_LIMIT) throw new InvalidOptionsError('limit', `expected an integer from 1 to ${MAX_KEYS_LIMIT}, got ${String(limit)}`)
+    let pin: string | undefined
+    const query = new URLSearchParams()
+    if (prefix !== '') query.set('prefix', prefix)
+    if (options.cursor !== undefined) {
+      const c = decodeKeysCursor(options.cursor)
+      // The cursor names a node: only one this client already talks to (it gets the token).
+      const t = this.#topology
+      if (![...this.#r.nodes, ...t.local, ...t.remote.flat()].includes(c.node)) throw new InvalidOptionsError('cursor', `names ${c.node}, not a node of this client (or no longer a live one): start the listing again`)
+      pin = c.node
+      query.set('cursor', c.cursor)
+    }
+    if (options.limit !== undefined) query.set('limit', String(limit))
+    const q = query.toString()
+    const path = q === '' ? '/v1/keys' : `/v1/keys?${q}`
+    const parse = (res: HttpResponse, node: string): ClientKeysPage => {
+      if (res.status !== 200) throw errorFromResponse(res, node, 'GET')
+      const json = parseJson(res, node)
+      const { keys, cursor } = json
+      if (!Array.isArray(keys) || !keys.every((k) => typeof k === 'string') || keys.length > limit) throw new BadResponseError('keys answer without an array of at most limit keys', { node })
+      if (cursor !== null && (typeof cursor !== 'string' || cursor === '')) throw new BadResponseError('keys answer with a cursor that is neither a string nor null', { node })
+      return { keys: keys as string[], cursor: cursor === null ? undefined : encodeKeysCursor(node, cursor) }
+    }
+    if (pin === undefined && this.#ladder !== undefined) return this.#climb({ method: 'GET', path }, parse)
+    return this.#call({ method: 'GET', path }, true, options, parse, pin)
+  }
+
+  async *keysAll(options: Omit<ClientKeysOptions, 'cursor'> = {}): AsyncIterableIterator<string> {
+    let cursor: string | undefined
+    do {
+      const page = await this.keys({ ...options, cursor })
+      yield* page.keys
+      cursor = page.cursor
+    } while (cursor !== undefined)
   }
 
   async ping(options: ClientCallOptions = {}): Promise<ClientPingResult[]> {

@@ -14,6 +14,8 @@ export type {
   ClientValue,
   ClientDeleteOptions,
   ClientInvalidateOptions,
+  ClientKeysOptions,
+  ClientKeysPage,
   ClientMsetEntry,
   ClientMsetOptions,
   ClientPingResult,

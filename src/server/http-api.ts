@@ -65,6 +65,11 @@ export interface ApiHost {
   watch?(): unknown
 }
 
+/** Keys in a page of `GET /v1/keys` when `limit` is not given. */
+export const LIST_DEFAULT_LIMIT = 100
+/** Largest `limit` of `GET /v1/keys`. */
+export const LIST_MAX_LIMIT = 1000
+
 /** Body limit of requests that carry no payload (GET, DELETE, HEAD…): a body is read and ignored up to this. */
 const NO_PAYLOAD_LIMIT = 64 * 1024
 const JSON_TYPE = 'application/json'
@@ -148,7 +153,7 @@ type Route =
 
 const ALLOW: Readonly<Record<Route['kind'], readonly string[]>> = {
   key: ['GET', 'PUT', 'DELETE'],
-  keys: ['DELETE'],
+  keys: ['GET', 'DELETE'],
   mget: ['POST'],
   mset: ['POST'],
   invalidate: ['POST'],
@@ -288,6 +293,7 @@ export class HttpApi {
         return json({ invalidated: await engine.invalidate(tags, mode) })
       }
       case 'keys': {
+        if (method === 'GET') return this.#listKeys(query)
         const prefix = queryParams(query, ['prefix']).get('prefix') ?? ''
         if (prefix.length > this.#limits.maxKeyBytes || Buffer.byteLength(prefix, 'utf8') > this.#limits.maxKeyBytes) throw new TooLargeError(`Prefix is over the key limit of ${this.#limits.maxKeyBytes} bytes`)
         if (header(request.headers, HEADER_CONFIRM) !== CONFIRM_CLEAR) throw new BadRequestError(`Clearing keys needs the header ${HEADER_CONFIRM}: ${CONFIRM_CLEAR}`)
@@ -315,6 +321,23 @@ export class HttpApi {
         return { status: 200, headers: { 'content-type': m.contentType }, body: m.body }
       }
     }
+  }
+
+  /** `GET /v1/keys?prefix=&cursor=&limit=`: one page of live keys (`NodeEngine.listKeys`). */
+  async #listKeys(query: string): Promise<ApiResponse> {
+    const params = queryParams(query, ['prefix', 'cursor', 'limit'])
+    const prefix = params.get('prefix') ?? ''
+    if (prefix.length > this.#limits.maxKeyBytes || Buffer.byteLength(prefix, 'utf8') > this.#limits.maxKeyBytes) throw new TooLargeError(`Prefix is over the key limit of ${this.#limits.maxKeyBytes} bytes`)
+    const cursor = params.get('cursor')
+    if (cursor === '') throw new BadRequestError('"cursor" is empty: leave it out for the first page, then pass the "cursor" of the previous page')
+    const rawLimit = params.get('limit')
+    let limit = LIST_DEFAULT_LIMIT
+    if (rawLimit !== undefined) {
+      limit = /^\d{1,7}$/.test(rawLimit) ? Number(rawLimit) : NaN
+      if (!(limit >= 1 && limit <= LIST_MAX_LIMIT)) throw new BadRequestError(`"limit" must be an integer from 1 to ${LIST_MAX_LIMIT}, got ${JSON.stringify(rawLimit.slice(0, 20))}`)
+    }
+    const page = await this.#host.engine.listKeys(prefix, cursor, limit)
+    return json({ keys: page.keys, cursor: page.cursor ?? null })
   }
 
   async #key(key: string, method: string, query: string, request: ApiRequest): Promise<ApiResponse> {

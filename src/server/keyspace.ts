@@ -349,6 +349,20 @@ export class Keyspace {
     return r
   }
 
+  /**
+   * Whether a read would serve `record` now: the key's newer state held in the in-process
+   * tier when there is one, else `record`, must be live, unexpired, not covered by a clear
+   * in progress and have valid tags (what `get` checks). Loads nothing, counts nothing:
+   * listings (`GET /v1/keys`) filter `scan` pages with it.
+   */
+  serves(record: KeyspaceRecord): boolean {
+    const held = this.#memory.peek(record.key)
+    const newer = held !== undefined && compareVersions(held.record.version, record.version) >= 0
+    const state = newer ? held.record : record
+    const snapshot = newer ? held.snapshot : state.deleted === true || state.tags.length === 0 ? undefined : this.#tags.snapshot(state.tags, state.version.hlc)
+    return this.#liveOf(state.key, state, snapshot) !== undefined
+  }
+
   /** The key's current state, tombstone included (expired records too: replication compares versions). */
   async getRecord(key: string): Promise<KeyspaceRecord | undefined> {
     return (await this.#current(key))?.record

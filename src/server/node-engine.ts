@@ -12,8 +12,9 @@
  */
 import type { Clock } from '../core/clock.js'
 import type { Duration } from '../core/duration.js'
-import { PreconditionFailedError } from '../core/errors.js'
+import { BadRequestError, InvalidOptionsError, PreconditionFailedError } from '../core/errors.js'
 import type { Store } from '../store/types.js'
+import { decodeCursor, encodeCursor } from '../store/scan-options.js'
 import type { HybridLogicalClock } from '../core/hlc.js'
 import type { CacheStats } from '../cache/types.js'
 import { Keyspace, type KeyspaceEntry } from './keyspace.js'
@@ -23,6 +24,21 @@ import { noReplication, type Replicator } from './replicator.js'
 /** A store that counts its entries by prefix synchronously (`lmdbStore`). */
 interface CountingStore extends Store {
   count(prefix: string): number
+}
+
+/** Store pages one `listKeys` call reads at most (each at most the page's remaining room). */
+const LIST_SCAN_ROUNDS = 8
+
+/** The state inside a `listKeys` cursor: the prefix and the keyspace's cursor. */
+interface ListCursor {
+  readonly p: string
+  readonly k: string
+}
+
+function isListCursor(state: unknown): state is ListCursor {
+  if (state === null || typeof state !== 'object') return false
+  const { p, k } = state as Record<string, unknown>
+  return typeof p === 'string' && typeof k === 'string' && k.startsWith('0:')
 }
 
 /** An entry as the API returns it. */
@@ -168,6 +184,46 @@ export class NodeEngine {
     const version = await this.#versions.nextDurable()
     await this.#keyspace.clear(prefix, { hlc: version, nodeId: this.#keyspace.nodeId })
     this.#offer({ type: 'clear', key: prefix === '' ? undefined : prefix, version })
+  }
+
+  /**
+   * One page of the live keys under `prefix` (what a GET would serve: no tombstones, no
+   * expired or tag-invalidated entries), at most `limit` of them, in the store's order (key
+   * order on memory and LMDB), and the opaque cursor of the next page (`undefined` when the
+   * listing is done). Built on `Keyspace.scan` (live records only, filtered by
+   * `Keyspace.serves`); one call reads at most `LIST_SCAN_ROUNDS` store pages, so a page may
+   * be short, even empty, while a cursor is returned. The cursor carries the prefix and the
+   * keyspace's own cursor; a cursor not handed out for this prefix is `ERR_BAD_REQUEST`.
+   * Guarantees: `Store.scan`'s (decision 0131) — every key live for the whole listing is
+   * returned at least once; keys written or deleted meanwhile may or may not be.
+   */
+  async listKeys(prefix: string, cursor: string | undefined, limit: number): Promise<{ keys: string[]; cursor: string | undefined }> {
+    let inner: string | undefined
+    if (cursor !== undefined) {
+      let state: ListCursor
+      try {
+        state = decodeCursor(cursor, isListCursor, 'node')
+      } catch {
+        throw new BadRequestError('"cursor" is not a cursor this node handed out (pass the "cursor" of the previous page unchanged)')
+      }
+      if (state.p !== prefix) throw new BadRequestError('"cursor" belongs to a listing of another prefix (keep the prefix of the first page)')
+      inner = state.k
+    }
+    const keys: string[] = []
+    for (let round = 0; round < LIST_SCAN_ROUNDS && keys.length < limit; round++) {
+      let page
+      try {
+        page = await this.#keyspace.scan({ prefix, cursor: inner, limit: limit - keys.length })
+      } catch (err) {
+        if (err instanceof InvalidOptionsError && /cursor/.test(err.option) && inner !== undefined) throw new BadRequestError('"cursor" is not a cursor this node handed out', { cause: err })
+        throw err
+      }
+      for (const record of page.records) if (record.deleted !== true && this.#keyspace.serves(record)) keys.push(record.key)
+      // The keyspace walks live records (cursor '0:…'), then tombstones ('1'): the listing ends with the live walk.
+      inner = page.cursor === undefined || !page.cursor.startsWith('0:') ? undefined : page.cursor
+      if (inner === undefined) break
+    }
+    return { keys, cursor: inner === undefined ? undefined : encodeCursor({ p: prefix, k: inner } satisfies ListCursor) }
   }
 
   /**

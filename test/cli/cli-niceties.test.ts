@@ -58,7 +58,7 @@ describe('did you mean', () => {
 })
 
 describe('help', () => {
-  for (const command of ['get', 'set', 'del', 'invalidate', 'stats', 'bench', 'cluster']) {
+  for (const command of ['get', 'set', 'del', 'invalidate', 'stats', 'keys', 'bench', 'cluster']) {
     test(`${command} --help prints its usage and exits 0`, async () => {
       const x = io()
       assert.equal(await runCli([command, '--help'], x), EXIT.OK)
@@ -76,7 +76,7 @@ describe('help', () => {
     const lines = MAIN_HELP.split('\n')
     const start = lines.indexOf('Commands:') + 1
     const rows = lines.slice(start, lines.indexOf('', start))
-    assert.equal(rows.length, 9)
+    assert.equal(rows.length, 10)
     // Where each row's description starts: after the first run of two or more spaces.
     const columns = new Set(rows.map((r) => {
       const m = /^ {2}\S.*? {2,}(?=\S)/.exec(r)

@@ -25,8 +25,6 @@ after(async () => {
 
 storeConformance({
   name: 'clientStore over a real node (in process, ManualClock)',
-  // The node's API has no key listing yet (P7: `keys --prefix`), so clientStore cannot scan.
-  scan: false,
   async open() {
     // The store owns the whole node: a fresh namespace is an empty node.
     await client.clear()
