@@ -39,10 +39,11 @@
  * observed by the clock first), so a key's versions grow in the store's commit order, and
  * `update`'s check (If-Match) is atomic across nodes. The in-process tier is bypassed
  * (every read is one store read at the store's consistency) and the store's change stream
- * drives the rest: other nodes' record changes are published to `watch` listeners, prefix
- * tombstones and tag invalidations are applied; while the stream is lost, reads of tagged
- * records fail closed (ERR_STORE_UNAVAILABLE) and `watch` listeners get a clear of '' at
- * the loss and again once resynced.
+ * publishes: other nodes' record changes, clears and tag invalidations go to `watch`
+ * listeners (prefix tombstones and tag versions are applied too); a lost stream sends them
+ * a clear of '' at the loss and again once resynced. A tagged record's read also reads its
+ * tags' invalidation versions from the store, so tag invalidations are honoured
+ * linearizably, whatever the stream has delivered.
  *
  * Store layout (one byte store, string keys): `node:<key>` live records (so
  * `count('node:')` is the number of entries), `tomb:<key>` key tombstones, `ptomb:<prefix>`
@@ -164,6 +165,8 @@ const MAX_SCAN_LIMIT = 10_000
 const CAS_ATTEMPTS = 64
 /** Keys per conditional delete of a clear on a shared store (2 store keys each, compared and deleted: 64 operations). */
 const CAS_CLEAR_CHUNK = 16
+/** Entries of a shared store's own-echo maps before they are emptied. */
+const OWN_LIMIT = 10_000
 
 /** The 32-bit position of a key (FNV-1a over UTF-16 code units). */
 export function keyHash(key: string): number {
@@ -315,12 +318,15 @@ export class Keyspace {
   readonly #cas: ConditionalWrites | undefined
   /** The shared store's change stream. */
   #storeWatch: { readonly ready: Promise<void>; close(): Promise<void> } | undefined
-  /** The change stream may have missed changes (until resynced). */
-  #watchLost = true
   #opened = false
   #closed = false
-  /** This node's last committed version per key on a shared store, to skip its own echo from the stream. */
+  /**
+   * This node's last committed version per record key (and per `tag:` store key) on a
+   * shared store, to skip its own echo from the stream. An echo that overtakes its commit's
+   * answer is published twice (harmless); the maps are emptied past OWN_LIMIT entries.
+   */
   readonly #ownWrites = new Map<string, number>()
+  readonly #ownTags = new Map<string, number>()
 
   private constructor(options: KeyspaceOptions) {
     this.#store = options.store
@@ -362,9 +368,6 @@ export class Keyspace {
   async get(key: string): Promise<KeyspaceEntry | undefined> {
     const held = await this.#current(key)
     const r = held?.record
-    if (this.#cas !== undefined && this.#watchLost && r !== undefined && r.deleted !== true && r.tags.length > 0) {
-      throw new StoreUnavailableError(`The ${this.#store.name} change stream is lost: tag invalidations by other nodes may be missed until it is back`)
-    }
     // Outside a clear no held record is covered by a prefix tombstone (the clear removed the
     // older ones, `applyIfNewer` refuses them, `open` drops a crashed clear's leftovers): the
     // read skips the walk over the prefixes, unless a clear failed midway.
@@ -517,7 +520,13 @@ export class Keyspace {
       await this.#mutex.run(`\u0000${key}`, async () => {
         const old = await this.#io('get', this.#store.get(key))
         const before = old === undefined ? 0 : Number(dec.decode(old))
-        if (!(before >= v)) await this.#io('set', this.#store.set(key, enc.encode(String(v)), Infinity))
+        if (!(before >= v)) {
+          await this.#io('set', this.#store.set(key, enc.encode(String(v)), Infinity))
+          if (this.#cas !== undefined) {
+            if (this.#ownTags.size >= OWN_LIMIT) this.#ownTags.clear()
+            this.#ownTags.set(key, v)
+          }
+        }
       })
       this.#tags.observe(tag, v, mode)
       this.#tagInvalidations++
@@ -843,6 +852,7 @@ export class Keyspace {
       if (current !== undefined) this.#digestXor(current)
       this.#digestXor(record)
       // Its echo from the change stream is not published again.
+      if (this.#ownWrites.size >= OWN_LIMIT) this.#ownWrites.clear()
       this.#ownWrites.set(key, record.version.hlc)
       this.#emit({ kind: 'key', key })
       return true
@@ -880,27 +890,53 @@ export class Keyspace {
     const revisions = [live?.revision ?? 0, tomb?.revision ?? 0] as const
     if (record === undefined) return { held: undefined, revisions }
     this.#hlc.observe(record.version.hlc)
+    if (record.deleted !== true && record.tags.length > 0) await this.#readTagVersions(record.tags)
     const snapshot = record.deleted === true || record.tags.length === 0 ? undefined : this.#tags.snapshot(record.tags, record.version.hlc)
     return { held: { record, snapshot }, revisions }
   }
 
   /**
+   * Reads the invalidation versions of `tags` and of every tag above them (both modes) from
+   * the store and applies them, so a tagged record read afterwards honours every
+   * invalidation acknowledged before the read, by any node (not only what the change stream
+   * delivered so far).
+   */
+  async #readTagVersions(tags: readonly string[]): Promise<void> {
+    const paths = new Set<string>()
+    for (const tag of tags) {
+      const parts = tag.split(':')
+      for (let i = 1; i <= parts.length; i++) paths.add(parts.slice(0, i).join(':'))
+    }
+    const keys = [...paths].flatMap((path) => [`${TAG}hard:${path}`, `${TAG}soft:${path}`])
+    const values = await this.#io('getMany', this.#store.getMany(keys))
+    keys.forEach((key, i) => {
+      const bytes = values[i]
+      if (bytes === undefined) return
+      const v = Number(dec.decode(bytes))
+      if (!Number.isSafeInteger(v)) return
+      const rest = key.slice(TAG.length)
+      const colon = rest.indexOf(':')
+      this.#hlc.tryObserve(v)
+      this.#tags.observe(rest.slice(colon + 1), v, rest.slice(0, colon) as TagMode)
+    })
+  }
+
+  /**
    * A change of the shared store, by any node (this one's echo included): other nodes'
    * record changes go to `watch` listeners, prefix tombstones and tag invalidations are
-   * applied; a lost stream fails tagged reads closed until a resync reloads them.
+   * applied and published; a lost stream tells the listeners to drop everything.
    */
   #onStoreChange(change: StoreChange): void {
     if (this.#closed) return
     if (change.kind === 'lost') {
-      this.#watchLost = true
       this.#ownWrites.clear()
+      this.#ownTags.clear()
       if (this.#opened) this.#emit({ kind: 'clear', prefix: '' })
       return
     }
     if (change.kind === 'synced') {
       // At open, #load reads what the watch started after.
       if (this.#opened) this.#resync()
-      else this.#watchLost = false
       return
     }
     const keys = new Set<string>()
@@ -929,7 +965,10 @@ export class Keyspace {
         if ((mode === 'hard' || mode === 'soft') && Number.isSafeInteger(v)) {
           const tag = rest.slice(colon + 1)
           this.#hlc.tryObserve(v)
-          if (this.#tags.observe(tag, v, mode)) tags.push(tag)
+          this.#tags.observe(tag, v, mode)
+          // Published even when a read already applied it: the listeners (near caches) have not seen it.
+          if (this.#ownTags.get(storeKey) === v) this.#ownTags.delete(storeKey)
+          else tags.push(tag)
         }
       }
     }
@@ -940,15 +979,12 @@ export class Keyspace {
     if (tags.length > 0) this.#emit({ kind: 'tags', tags })
   }
 
-  /** After a lost change stream: reloads prefix tombstones and tag invalidations, then serves tagged reads again. */
+  /** After a lost change stream: reloads prefix tombstones and tag invalidations, then tells the listeners again. */
   #resync(): void {
     this.#load([PTOMB, TAG]).then(
+      () => this.#emit({ kind: 'clear', prefix: '' }),
       () => {
-        this.#watchLost = false
-        this.#emit({ kind: 'clear', prefix: '' })
-      },
-      () => {
-        // Still unreachable: try again (tagged reads stay closed meanwhile).
+        // Still unreachable: try again.
         if (!this.#closed) this.#clock.setTimeout(() => this.#resync(), 1_000, { unref: true })
       },
     )
