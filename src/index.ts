@@ -37,7 +37,7 @@ export { createCodec, msgpackSerializer, jsonSerializer } from './codec/index.js
 export type { Codec, CodecOptions, Serializer, CompressionAlgorithm, EncryptionOptions } from './codec/index.js'
 
 // ---- the second tier: contract, in-memory store, resilience ----------------------------
-export type { Store, StoreEntry, StoreLocks, LockGrant, ScanOptions, ScanPage } from './store/types.js'
+export type { Store, StoreEntry, StoreLocks, LockGrant, ScanOptions, ScanPage, ConditionalWrites, RevisionedValue, StoreChange } from './store/types.js'
 export { MAX_SCAN_LIMIT } from './store/scan-options.js'
 export { memoryStore } from './store/memory-store.js'
 export type { MemoryStoreOptions } from './store/memory-store.js'

@@ -31,6 +31,20 @@
  *   expires at `expiresAt`). A record applied already expired is kept as a tombstone of
  *   its version, so replicas still agree on the key.
  *
+ * Shared stores (decision 0263). On a store with conditional writes (`Store.conditional`:
+ * etcd), several nodes share one keyspace: every group commit reads the key's record and
+ * tombstone with their revisions and writes its final state in one transaction conditioned
+ * on both (compare-and-swap; on conflict the whole group is decided again on the fresh
+ * state, up to CAS_ATTEMPTS times). A drawn version is above the stored one (the read is
+ * observed by the clock first), so a key's versions grow in the store's commit order, and
+ * `update`'s check (If-Match) is atomic across nodes. The in-process tier is bypassed
+ * (every read is one store read at the store's consistency) and the store's change stream
+ * publishes: other nodes' record changes, clears and tag invalidations go to `watch`
+ * listeners (prefix tombstones and tag versions are applied too); a lost stream sends them
+ * a clear of '' at the loss and again once resynced. A tagged record's read also reads its
+ * tags' invalidation versions from the store, so tag invalidations are honoured
+ * linearizably, whatever the stream has delivered.
+ *
  * Store layout (one byte store, string keys): `node:<key>` live records (so
  * `count('node:')` is the number of entries), `tomb:<key>` key tombstones, `ptomb:<prefix>`
  * prefix tombstones, `tag:<mode>:<tag>` tag invalidation versions (max-merged). A record
@@ -58,7 +72,7 @@ import { CacheError, InvalidOptionsError, StoreTimeoutError, StoreUnavailableErr
 import { compareVersions, type HybridLogicalClock, msOfVersion, type Version } from '../core/hlc.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { MemoryCache } from '../memory/memory-cache.js'
-import type { Store } from '../store/types.js'
+import type { ConditionalWrites, Store, StoreChange } from '../store/types.js'
 import { TagTrie } from '../tags/tag-trie.js'
 import type { TagSnapshot } from '../tags/tag-snapshot.js'
 import type { TagMode } from '../tags/tag-trie.js'
@@ -147,6 +161,12 @@ const KIND_LIVE = 1
 const KIND_TOMB = 2
 const RECORD_OVERHEAD = 160
 const MAX_SCAN_LIMIT = 10_000
+/** Conflicts a group commit on a shared store retries before it fails with ERR_STORE_UNAVAILABLE. */
+const CAS_ATTEMPTS = 64
+/** Keys per conditional delete of a clear on a shared store (2 store keys each, compared and deleted: 64 operations). */
+const CAS_CLEAR_CHUNK = 16
+/** Entries of a shared store's own-echo maps before they are emptied. */
+const OWN_LIMIT = 10_000
 
 /** The 32-bit position of a key (FNV-1a over UTF-16 code units). */
 export function keyHash(key: string): number {
@@ -294,6 +314,19 @@ export class Keyspace {
   #clearFailed = false
   #misses = 0
   #tagInvalidations = 0
+  /** The store's conditional writes: set on a shared store (etcd), where L1 is bypassed. */
+  readonly #cas: ConditionalWrites | undefined
+  /** The shared store's change stream. */
+  #storeWatch: { readonly ready: Promise<void>; close(): Promise<void> } | undefined
+  #opened = false
+  #closed = false
+  /**
+   * This node's last committed version per record key (and per `tag:` store key) on a
+   * shared store, to skip its own echo from the stream. An echo that overtakes its commit's
+   * answer is published twice (harmless); the maps are emptied past OWN_LIMIT entries.
+   */
+  readonly #ownWrites = new Map<string, number>()
+  readonly #ownTags = new Map<string, number>()
 
   private constructor(options: KeyspaceOptions) {
     this.#store = options.store
@@ -306,13 +339,24 @@ export class Keyspace {
     this.#timeoutMs = options.storeTimeoutMs ?? Infinity
     this.#memory = new MemoryCache<string, Held>({ clock: options.clock, maxBytes: options.memoryBytes ?? 64 * 1024 * 1024, sizeOf: sizeOfHeld })
     this.#tags = new TagTrie({ clock: options.clock, maxDrift: Infinity })
+    this.#cas = options.store.conditional
   }
 
   /** Opens the keyspace: loads prefix tombstones and tag invalidations, rebuilds the digest. */
   static async open(options: KeyspaceOptions): Promise<Keyspace> {
     if (typeof options.nodeId !== 'string') throw new InvalidOptionsError('nodeId', 'expected a string')
     const ks = new Keyspace(options)
-    await ks.#load()
+    const cas = ks.#cas
+    try {
+      // Watching before loading: nothing changed by another node between the two is missed.
+      if (cas !== undefined) ks.#storeWatch = cas.watch((change) => ks.#onStoreChange(change))
+      await ks.#load()
+      if (ks.#storeWatch !== undefined) await ks.#io('watch', ks.#storeWatch.ready)
+    } catch (err) {
+      await ks.#storeWatch?.close()
+      throw err
+    }
+    ks.#opened = true
     return ks
   }
 
@@ -341,6 +385,7 @@ export class Keyspace {
    * store and counts). Synchronous: the node answers GET hits with it without a promise.
    */
   getHeld(key: string): KeyspaceEntry | undefined {
+    if (this.#cas !== undefined) return undefined
     const held = this.#memory.get(key)
     if (held === undefined) return undefined
     const r = held.record
@@ -489,7 +534,13 @@ export class Keyspace {
       await this.#mutex.run(`\u0000${key}`, async () => {
         const old = await this.#io('get', this.#store.get(key))
         const before = old === undefined ? 0 : Number(dec.decode(old))
-        if (!(before >= v)) await this.#io('set', this.#store.set(key, enc.encode(String(v)), Infinity))
+        if (!(before >= v)) {
+          await this.#io('set', this.#store.set(key, enc.encode(String(v)), Infinity))
+          if (this.#cas !== undefined) {
+            if (this.#ownTags.size >= OWN_LIMIT) this.#ownTags.clear()
+            this.#ownTags.set(key, v)
+          }
+        }
       })
       this.#tags.observe(tag, v, mode)
       this.#tagInvalidations++
@@ -569,6 +620,8 @@ export class Keyspace {
 
   /** Stops the in-process tier and the tag trie's timer (the store is the caller's). */
   async close(): Promise<void> {
+    this.#closed = true
+    await this.#storeWatch?.close()
     await Promise.allSettled([...this.#inflight])
     this.#memory.close()
     this.#tags.close()
@@ -601,6 +654,10 @@ export class Keyspace {
     try {
       await ready
       for (const key of unique) this.#memory.delete(key)
+      if (this.#cas !== undefined) {
+        for (let i = 0; i < unique.length; i += CAS_CLEAR_CHUNK) await this.#clearShared(unique.slice(i, i + CAS_CLEAR_CHUNK), version)
+        return
+      }
       const storeKeys = unique.flatMap((key) => [LIVE + key, TOMB + key])
       const values = await this.#io('getMany', this.#store.getMany(storeKeys))
       const victims: string[] = []
@@ -618,6 +675,34 @@ export class Keyspace {
     } finally {
       release()
       await Promise.all(locks)
+    }
+  }
+
+  /**
+   * A clear's step on a shared store: deletes the records and tombstones of `keys` older
+   * than `version` in one transaction conditioned on their revisions (another node's newer
+   * write is never removed); read again on a conflict.
+   */
+  async #clearShared(keys: readonly string[], version: Version): Promise<void> {
+    const storeKeys = keys.flatMap((key) => [LIVE + key, TOMB + key])
+    for (let attempt = 1; ; attempt++) {
+      const values = await this.#io('getRevisions', this.#cas!.getRevisions(storeKeys))
+      const victims: { key: string; revision: number }[] = []
+      const removed: KeyspaceRecord[] = []
+      storeKeys.forEach((storeKey, i) => {
+        const { value, revision } = values[i]!
+        if (revision === 0) return
+        const r = value === undefined ? undefined : decode(storeKey.slice(storeKey.startsWith(LIVE) ? LIVE.length : TOMB.length), value)
+        if (r !== undefined && compareVersions(r.version, version) >= 0) return
+        victims.push({ key: storeKey, revision })
+        if (r !== undefined) removed.push(r)
+      })
+      if (victims.length === 0) return
+      if (await this.#io('commitIf', this.#cas!.commitIf(victims, [], victims.map((v) => v.key)))) {
+        for (const r of removed) this.#digestXor(r)
+        return
+      }
+      if (attempt >= CAS_ATTEMPTS) throw new StoreUnavailableError(`A clear lost ${CAS_ATTEMPTS} races in a row on the ${this.#store.name} store`)
     }
   }
 
@@ -655,36 +740,21 @@ export class Keyspace {
     const failures: unknown[] = new Array(group.length)
     const failed: boolean[] = new Array(group.length).fill(false)
     try {
-      const held = await this.#current(key)
-      const base = held?.record
-      let state = base
-      let snapshot = held?.snapshot
-      for (let i = 0; i < group.length; i++) {
-        const w = group[i]!
-        try {
-          let record: KeyspaceRecord | undefined
-          if (w.make !== undefined) {
-            const current = this.#liveOf(key, state, snapshot)
-            if (current === undefined) this.#misses++
-            else this.#hits++
-            const version = { hlc: await this.#hlc.nextDurable(), nodeId: this.#nodeId }
-            record = w.make(current, version)
-            results[i] = record
-          } else {
-            record = w.record
-          }
-          const accepted = record === undefined ? undefined : this.#accept(record, state)
-          if (w.make === undefined) results[i] = accepted !== undefined
-          if (accepted !== undefined) {
-            state = accepted
-            snapshot = accepted.deleted === true || accepted.tags.length === 0 ? undefined : this.#tags.snapshot(accepted.tags, accepted.version.hlc)
-          }
-        } catch (err) {
-          failed[i] = true
-          failures[i] = err
+      if (this.#cas === undefined) {
+        const held = await this.#current(key)
+        const state = await this.#decide(key, group, held, results, failures, failed)
+        if (state !== held?.record && state !== undefined) await this.#write(key, state, held?.record)
+      } else {
+        // A shared store: decide on the state read with its revisions, write only if neither
+        // the record nor the tombstone changed since; on a conflict decide again on the new state.
+        for (let attempt = 1; ; attempt++) {
+          const { held, revisions } = await this.#readShared(key)
+          const state = await this.#decide(key, group, held, results, failures, failed)
+          if (state === held?.record || state === undefined) break
+          if (await this.#write(key, state, held?.record, revisions)) break
+          if (attempt >= CAS_ATTEMPTS) throw new StoreUnavailableError(`A write of one key lost ${CAS_ATTEMPTS} races in a row on the ${this.#store.name} store`)
         }
       }
-      if (state !== base && state !== undefined) await this.#write(key, state, base)
     } catch (err) {
       for (let i = 0; i < group.length; i++) {
         if (!failed[i]) {
@@ -697,6 +767,45 @@ export class Keyspace {
       if (failed[i]) group[i]!.reject(failures[i])
       else group[i]!.resolve(results[i])
     }
+  }
+
+  /**
+   * Decides a group's writes in arrival order from `held` (filling `results`, `failures`,
+   * `failed`, which it resets) and returns the key's final state (`held`'s record when
+   * nothing applied).
+   */
+  async #decide(key: string, group: readonly PendingWrite[], held: Held | undefined, results: unknown[], failures: unknown[], failed: boolean[]): Promise<KeyspaceRecord | undefined> {
+    results.fill(undefined)
+    failures.fill(undefined)
+    failed.fill(false)
+    let state = held?.record
+    let snapshot = held?.snapshot
+    for (let i = 0; i < group.length; i++) {
+      const w = group[i]!
+      try {
+        let record: KeyspaceRecord | undefined
+        if (w.make !== undefined) {
+          const current = this.#liveOf(key, state, snapshot)
+          if (current === undefined) this.#misses++
+          else this.#hits++
+          const version = { hlc: await this.#hlc.nextDurable(), nodeId: this.#nodeId }
+          record = w.make(current, version)
+          results[i] = record
+        } else {
+          record = w.record
+        }
+        const accepted = record === undefined ? undefined : this.#accept(record, state)
+        if (w.make === undefined) results[i] = accepted !== undefined
+        if (accepted !== undefined) {
+          state = accepted
+          snapshot = accepted.deleted === true || accepted.tags.length === 0 ? undefined : this.#tags.snapshot(accepted.tags, accepted.version.hlc)
+        }
+      } catch (err) {
+        failed[i] = true
+        failures[i] = err
+      }
+    }
+    return state
   }
 
   /** `state` as a read would serve it (live, unexpired, not cleared, tags valid), else undefined. */
@@ -722,17 +831,46 @@ export class Keyspace {
     return record
   }
 
-  /** Stores `record` over `current` (the key's stored state), then updates the digest and L1. */
-  async #write(key: string, record: KeyspaceRecord, current: KeyspaceRecord | undefined): Promise<void> {
+  /**
+   * Stores `record` over `current` (the key's stored state), then updates the digest and L1.
+   * With `revisions` (a shared store: the record's and tombstone's revisions read with
+   * `current`), one conditional transaction; false when either changed meanwhile (nothing written).
+   */
+  async #write(key: string, record: KeyspaceRecord, current: KeyspaceRecord | undefined, revisions?: readonly [number, number]): Promise<boolean> {
     // A clear may have registered while the group drew versions (an await): the check, the
     // store call and its registration in #inflight below run in one synchronous step, so a
     // clear either covers this record now (it is cleared: not written) or waits for it.
     if (this.#covered(key, record.version)) {
       this.#memory.delete(key)
       this.#emit({ kind: 'key', key })
-      return
+      return true
     }
     const bytes = encode(record)
+    const cas = this.#cas
+    if (cas !== undefined && revisions !== undefined) {
+      const [liveRev, tombRev] = revisions
+      const expect = [{ key: LIVE + key, revision: liveRev }, { key: TOMB + key, revision: tombRev }]
+      const entry = record.deleted === true
+        ? { key: TOMB + key, value: bytes, ttlMs: this.#graceLeft(record.version) }
+        : { key: LIVE + key, value: bytes, ttlMs: record.expiresAt === 0 ? Infinity : Math.max(1, record.expiresAt - this.#clock.now()) }
+      const other = record.deleted === true ? (liveRev !== 0 ? [LIVE + key] : []) : tombRev !== 0 ? [TOMB + key] : []
+      const commit = this.#io('commitIf', cas.commitIf(expect, [entry], other))
+      this.#inflight.add(commit)
+      let committed: boolean
+      try {
+        committed = await commit
+      } finally {
+        this.#inflight.delete(commit)
+      }
+      if (!committed) return false
+      if (current !== undefined) this.#digestXor(current)
+      this.#digestXor(record)
+      // Its echo from the change stream is not published again.
+      if (this.#ownWrites.size >= OWN_LIMIT) this.#ownWrites.clear()
+      this.#ownWrites.set(key, record.version.hlc)
+      this.#emit({ kind: 'key', key })
+      return true
+    }
     const write = record.deleted === true
       ? this.#io('set', this.#store.set(TOMB + key, bytes, this.#graceLeft(record.version))).then(() => this.#io('delete', this.#store.delete(LIVE + key)))
       : this.#io('set', this.#store.set(LIVE + key, bytes, record.expiresAt === 0 ? Infinity : Math.max(1, record.expiresAt - this.#clock.now()))).then(() =>
@@ -750,10 +888,125 @@ export class Keyspace {
     if (this.#covered(key, record.version)) this.#memory.delete(key)
     else this.#hold(record)
     this.#emit({ kind: 'key', key })
+    return true
+  }
+
+  /**
+   * A shared store's read of `key`: record and tombstone with their revisions in one
+   * snapshot (no L1). The newer one's version is observed by the clock, so a version drawn
+   * next is above it (ERR_CLOCK_DRIFT when it is too far ahead).
+   */
+  async #readShared(key: string): Promise<{ held: Held | undefined; revisions: readonly [number, number] }> {
+    const [live, tomb] = await this.#io('getRevisions', this.#cas!.getRevisions([LIVE + key, TOMB + key]))
+    const a = live?.value === undefined ? undefined : decode(key, live.value)
+    const b = tomb?.value === undefined ? undefined : decode(key, tomb.value)
+    const record = a === undefined ? b : b === undefined ? a : compareVersions(a.version, b.version) >= 0 ? a : b
+    const revisions = [live?.revision ?? 0, tomb?.revision ?? 0] as const
+    if (record === undefined) return { held: undefined, revisions }
+    this.#hlc.observe(record.version.hlc)
+    if (record.deleted !== true && record.tags.length > 0) await this.#readTagVersions(record.tags)
+    const snapshot = record.deleted === true || record.tags.length === 0 ? undefined : this.#tags.snapshot(record.tags, record.version.hlc)
+    return { held: { record, snapshot }, revisions }
+  }
+
+  /**
+   * Reads the invalidation versions of `tags` and of every tag above them (both modes) from
+   * the store and applies them, so a tagged record read afterwards honours every
+   * invalidation acknowledged before the read, by any node (not only what the change stream
+   * delivered so far).
+   */
+  async #readTagVersions(tags: readonly string[]): Promise<void> {
+    const paths = new Set<string>()
+    for (const tag of tags) {
+      const parts = tag.split(':')
+      for (let i = 1; i <= parts.length; i++) paths.add(parts.slice(0, i).join(':'))
+    }
+    const keys = [...paths].flatMap((path) => [`${TAG}hard:${path}`, `${TAG}soft:${path}`])
+    const values = await this.#io('getMany', this.#store.getMany(keys))
+    keys.forEach((key, i) => {
+      const bytes = values[i]
+      if (bytes === undefined) return
+      const v = Number(dec.decode(bytes))
+      if (!Number.isSafeInteger(v)) return
+      const rest = key.slice(TAG.length)
+      const colon = rest.indexOf(':')
+      this.#hlc.tryObserve(v)
+      this.#tags.observe(rest.slice(colon + 1), v, rest.slice(0, colon) as TagMode)
+    })
+  }
+
+  /**
+   * A change of the shared store, by any node (this one's echo included): other nodes'
+   * record changes go to `watch` listeners, prefix tombstones and tag invalidations are
+   * applied and published; a lost stream tells the listeners to drop everything.
+   */
+  #onStoreChange(change: StoreChange): void {
+    if (this.#closed) return
+    if (change.kind === 'lost') {
+      this.#ownWrites.clear()
+      this.#ownTags.clear()
+      if (this.#opened) this.#emit({ kind: 'clear', prefix: '' })
+      return
+    }
+    if (change.kind === 'synced') {
+      // At open, #load reads what the watch started after.
+      if (this.#opened) this.#resync()
+      return
+    }
+    const keys = new Set<string>()
+    const own = new Set<string>()
+    const tags: string[] = []
+    for (const { key: storeKey, value } of change.entries) {
+      if (storeKey.startsWith(LIVE) || storeKey.startsWith(TOMB)) {
+        const key = storeKey.slice(storeKey.startsWith(LIVE) ? LIVE.length : TOMB.length)
+        keys.add(key)
+        const r = value === undefined ? undefined : decode(key, value)
+        if (r !== undefined && this.#ownWrites.get(key) === r.version.hlc) own.add(key)
+      } else if (storeKey.startsWith(PTOMB) && value !== undefined) {
+        const prefix = storeKey.slice(PTOMB.length)
+        const r = decode(prefix, value)
+        const known = this.#prefixes.get(prefix)
+        if (r !== undefined && !this.#graceOver(r.version) && (known === undefined || compareVersions(known, r.version) < 0)) {
+          this.#hlc.tryObserve(r.version.hlc)
+          this.#prefixes.set(prefix, r.version)
+          this.#emit({ kind: 'clear', prefix })
+        }
+      } else if (storeKey.startsWith(TAG) && value !== undefined) {
+        const rest = storeKey.slice(TAG.length)
+        const colon = rest.indexOf(':')
+        const mode = rest.slice(0, colon) as TagMode
+        const v = Number(dec.decode(value))
+        if ((mode === 'hard' || mode === 'soft') && Number.isSafeInteger(v)) {
+          const tag = rest.slice(colon + 1)
+          this.#hlc.tryObserve(v)
+          this.#tags.observe(tag, v, mode)
+          // Published even when a read already applied it: the listeners (near caches) have not seen it.
+          if (this.#ownTags.get(storeKey) === v) this.#ownTags.delete(storeKey)
+          else tags.push(tag)
+        }
+      }
+    }
+    for (const key of keys) {
+      if (own.has(key)) this.#ownWrites.delete(key)
+      else this.#emit({ kind: 'key', key })
+    }
+    if (tags.length > 0) this.#emit({ kind: 'tags', tags })
+  }
+
+  /** After a lost change stream: reloads prefix tombstones and tag invalidations, then tells the listeners again. */
+  #resync(): void {
+    this.#load([PTOMB, TAG]).then(
+      () => this.#emit({ kind: 'clear', prefix: '' }),
+      () => {
+        // Still unreachable: try again.
+        if (!this.#closed) this.#clock.setTimeout(() => this.#resync(), 1_000, { unref: true })
+      },
+    )
   }
 
   /** L1, else the store (live record and tombstone: the newer wins). */
   async #current(key: string): Promise<Held | undefined> {
+    if (this.#cas !== undefined) return (await this.#readShared(key)).held
     const held = this.#memory.get(key)
     if (held !== undefined) return held
     // Two gets, not one getMany: a single-key read is the store's cheapest path (LMDB: no batch).
@@ -806,9 +1059,9 @@ export class Keyspace {
     this.#digestB[bucket]! ^= b
   }
 
-  async #load(): Promise<void> {
+  async #load(spaces: readonly string[] = [PTOMB, TAG, LIVE, TOMB]): Promise<void> {
     const drop: string[] = []
-    for (const space of [PTOMB, TAG, LIVE, TOMB]) {
+    for (const space of spaces) {
       let cursor: string | undefined
       do {
         const page = await this.#scanStore(space, cursor, 1000)

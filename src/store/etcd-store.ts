@@ -53,7 +53,7 @@ import { AbortedError, CacheError, ClosedError, InvalidOptionsError, StoreUnavai
 import { neverAbortedSignal } from '../core/never-aborted-signal.js'
 import { systemClock } from '../core/system-clock.js'
 import { checkScanOptions, decodeCursor, encodeCursor } from './scan-options.js'
-import type { LockGrant, ScanOptions, ScanPage, Store, StoreEntry, StoreLocks } from './types.js'
+import type { ConditionalWrites, LockGrant, RevisionedValue, ScanOptions, ScanPage, Store, StoreChange, StoreEntry, StoreLocks } from './types.js'
 
 export type EtcdConsistency = 'linearizable' | 'serializable'
 
@@ -73,10 +73,7 @@ export interface EtcdReadOptions {
  * - `synced`: watching again, every change from here on will be reported; whatever happened
  *   while lost was not (so a cache flushes again here).
  */
-export type EtcdChange =
-  | { readonly kind: 'changed'; readonly entries: readonly { readonly key: string; readonly value: Uint8Array | undefined }[]; readonly revision: number }
-  | { readonly kind: 'lost'; readonly reason: 'disconnected' | 'compacted' | 'cancelled' }
-  | { readonly kind: 'synced'; readonly revision: number }
+export type EtcdChange = StoreChange
 
 /** A running `watchChanges`. */
 export interface EtcdWatch {
@@ -261,6 +258,7 @@ class EtcdStoreImpl implements Store {
   readonly name = 'etcd'
   readonly location: string
   readonly locks: StoreLocks
+  readonly conditional: ConditionalWrites
   readonly consistency: EtcdConsistency
   readonly namespace: string
   readonly #clientOptions: IOptions
@@ -314,6 +312,11 @@ class EtcdStoreImpl implements Store {
       clientOptions.credentials = { rootCertificate: Buffer.from(options.tls.ca), certChain: pem(options.tls.cert), privateKey: pem(options.tls.key) }
     }
     this.#clientOptions = clientOptions
+    this.conditional = {
+      getRevisions: (keys) => this.#guard(() => this.#getRevisions(keys)),
+      commitIf: (expect, set, remove) => this.#guard(() => this.#commitIf(expect, set, remove)),
+      watch: (listener) => this.watchChanges(listener),
+    }
     this.locks = {
       acquire: (key, token, leaseMs) => this.#guard(() => this.#acquire(key, token, leaseMs)),
       extend: (key, token, leaseMs) => this.#guard(() => this.#extend(key, token, leaseMs)),
@@ -528,6 +531,32 @@ class EtcdStoreImpl implements Store {
       }
       throw new StoreUnavailableError(`etcd ${this.location}: touch lost ${CAS_ATTEMPTS} races in a row`)
     })
+  }
+
+  async #getRevisions(keys: readonly string[]): Promise<RevisionedValue[]> {
+    if (keys.length > MAX_TXN_OPS) throw new InvalidOptionsError('keys', `expected at most ${MAX_TXN_OPS} keys`)
+    const { kvs } = await this.#readMany(keys.map((k) => this.#key('d', k)))
+    return kvs.map((kv) => ({ value: this.#live(kv), revision: kv === undefined ? 0 : Number(kv.mod_revision) }))
+  }
+
+  /** One transaction: compares on every expected key's mod revision, then puts and deletes (sent once, like every write). */
+  async #commitIf(expect: readonly { readonly key: string; readonly revision: number }[], set: readonly StoreEntry[], remove: readonly string[]): Promise<boolean> {
+    if (expect.length + set.length + remove.length > MAX_TXN_OPS) throw new InvalidOptionsError('commitIf', `expected at most ${MAX_TXN_OPS} operations`)
+    const now = this.#clock.now()
+    const prepared = set.map((e) => {
+      checkTtl(e.ttlMs)
+      const key = this.#key('d', e.key)
+      this.#checkSize(key, e.value)
+      return { key, value: encodeValue(e.value, now + e.ttlMs), expiresAt: now + e.ttlMs }
+    })
+    const res = await this.#txnWithLeases(async () => ({
+      compare: expect.map((x) => modIs(this.#key('d', x.key), x.revision)),
+      success: [
+        ...(await Promise.all(prepared.map(async (p) => put(p.key, p.value, await this.#lease(p.expiresAt))))),
+        ...remove.map((k): IRequestOp => ({ request_delete_range: { key: this.#key('d', k) } })),
+      ],
+    }))
+    return res.succeeded
   }
 
   clear(prefix: string): Promise<void> {
@@ -882,6 +911,7 @@ export type EtcdStore = Store & {
   get(key: string, options?: EtcdReadOptions): Promise<Uint8Array | undefined>
   getMany(keys: readonly string[], options?: EtcdReadOptions): Promise<(Uint8Array | undefined)[]>
   readonly locks: StoreLocks
+  readonly conditional: ConditionalWrites
   etcdClient(): Promise<Etcd3>
   readonly consistency: EtcdConsistency
   /** The etcd key prefix of this store (`namespace` option). */

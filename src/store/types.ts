@@ -42,6 +42,47 @@ export interface Store {
    * scan. Guarantees (see `ScanPage`); the keys only: read values with `getMany`.
    */
   scan?(options?: ScanOptions): Promise<ScanPage>
+  /**
+   * Compare-and-swap over several keys and a change stream, on stores where every write
+   * gets a revision that several processes can condition on (etcd). Optional: a node's
+   * keyspace uses it, when present, to make each write one conditional transaction, so
+   * several nodes can share the store without losing updates (decision 0263).
+   */
+  readonly conditional?: ConditionalWrites
+}
+
+/** A value with the revision of its last change (0: never written, or deleted). */
+export interface RevisionedValue {
+  /** The live bytes; undefined when absent or expired. */
+  readonly value: Uint8Array | undefined
+  /**
+   * The key's mod revision: 0 when absent. An expired entry the backend has not collected
+   * yet has a revision and no value; `commitIf` compares revisions, not values.
+   */
+  readonly revision: number
+}
+
+/** What `ConditionalWrites.watch` reports, in the store's order (see `EtcdChange`, the same shape). */
+export type StoreChange =
+  | { readonly kind: 'changed'; readonly entries: readonly { readonly key: string; readonly value: Uint8Array | undefined }[]; readonly revision: number }
+  | { readonly kind: 'lost'; readonly reason: 'disconnected' | 'compacted' | 'cancelled' }
+  | { readonly kind: 'synced'; readonly revision: number }
+
+/** Conditional writes and the change stream (etcdStore). */
+export interface ConditionalWrites {
+  /** The values and revisions of `keys` (at most 64), in order, in one consistent snapshot, at the store's read consistency. */
+  getRevisions(keys: readonly string[]): Promise<RevisionedValue[]>
+  /**
+   * In one atomic step: if every `expect` key's revision still equals the one given (0:
+   * absent), writes `set` and deletes `remove`, and resolves true; otherwise writes nothing
+   * and resolves false. At most 64 operations in all.
+   */
+  commitIf(expect: readonly { readonly key: string; readonly revision: number }[], set: readonly StoreEntry[], remove: readonly string[]): Promise<boolean>
+  /**
+   * Calls `listener` with every change to the store's keys, by any process, in order;
+   * `lost` when changes may be missed from then on, `synced` once they are reported again.
+   */
+  watch(listener: (change: StoreChange) => void): { readonly ready: Promise<void>; close(): Promise<void> }
 }
 
 export interface ScanOptions {

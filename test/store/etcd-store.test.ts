@@ -138,6 +138,32 @@ describe('etcdStore: specific', () => {
       await b.close()
     }
   })
+  test('conditional: getRevisions and commitIf are a compare-and-swap on mod revisions, across stores (decision 0263)', async () => {
+    const ns = freshNamespace()
+    const a = etcdStore({ endpoints: cluster.endpoints, namespace: ns })
+    const b = etcdStore({ endpoints: cluster.endpoints, namespace: ns })
+    try {
+      const [absent] = await a.conditional.getRevisions(['k'])
+      assert.deepEqual(absent, { value: undefined, revision: 0 }, 'absent: revision 0')
+      assert.equal(await a.conditional.commitIf([{ key: 'k', revision: 0 }], [{ key: 'k', value: bytes('one'), ttlMs: Infinity }], []), true)
+      assert.equal(await b.conditional.commitIf([{ key: 'k', revision: 0 }], [{ key: 'k', value: bytes('other'), ttlMs: Infinity }], []), false, 'the key exists now: refused')
+      const [one, other] = await b.conditional.getRevisions(['k', 'other'])
+      assert.equal(text(one!.value), 'one')
+      assert.ok(one!.revision > 0)
+      assert.equal(other!.revision, 0)
+      // Two writers holding the same revision: exactly one wins; a delete in the same step.
+      await a.set('other', bytes('x'), 60_000)
+      const [, otherRev] = await a.conditional.getRevisions(['k', 'other'])
+      const outcomes = await Promise.all([a, b].map((s, i) => s.conditional.commitIf([{ key: 'k', revision: one!.revision }, { key: 'other', revision: otherRev!.revision }], [{ key: 'k', value: bytes(`w${i}`), ttlMs: 60_000 }], ['other'])))
+      assert.deepEqual(outcomes.sort(), [false, true])
+      assert.match(text(await a.get('k')) ?? '', /^w[01]$/)
+      assert.equal(await a.get('other'), undefined, 'deleted by the winning transaction')
+      await assert.rejects(a.conditional.getRevisions(Array.from({ length: 65 }, (_, i) => `k${i}`)), { code: 'ERR_INVALID_OPTIONS' })
+    } finally {
+      await a.close()
+      await b.close()
+    }
+  })
 })
 
 describe('etcdStore: faults', () => {
