@@ -17,6 +17,9 @@ import { createCache, ManualClock, TRACING_CHANNELS } from '../../src/index.js'
 import { memoryStore } from '../../src/store/memory-store.js'
 import { startNode, type NodeHandle, type NodeOptions } from '../../src/server/index.js'
 import { routeOf } from '../../src/server/request-tracing.js'
+import { redisStore } from '../../src/store/redis-store.js'
+import { FlakyStore } from '../support/flaky-store.js'
+import { startRedisServer } from '../support/redis-server.js'
 
 const EVENTS = ['start', 'end', 'asyncStart', 'asyncEnd', 'error'] as const
 type EventName = (typeof EVENTS)[number]
@@ -184,6 +187,55 @@ describe('tracing channels', () => {
       await a.close()
       await b.close()
       await store.close()
+    }
+  })
+
+  test('L2 failures are store spans with the typed error; the getOrSet still succeeds', async () => {
+    const clock = new ManualClock()
+    const store = new FlakyStore(clock)
+    store.health = 'down'
+    const cache = createCache<string>({ clock, store, l2: { retry: { attempts: 0 } } })
+    const s = listen(TRACING_CHANNELS.store)
+    const g = listen(TRACING_CHANNELS.getOrSet)
+    try {
+      assert.equal(await cache.getOrSet('k', () => SECRET), SECRET)
+      const [get] = s.contexts()
+      assert.equal(get?.op, 'get')
+      assert.equal(get?.store, 'flaky')
+      assert.equal((get?.error as { code?: string }).code, 'ERR_STORE_UNAVAILABLE')
+      assert.deepEqual(s.events().slice(0, 5), ['start', 'end', 'error', 'asyncStart', 'asyncEnd'])
+      assert.equal(g.contexts()[0]?.error, undefined)
+      assertNoValue(s.contexts())
+    } finally {
+      s.off()
+      g.off()
+      await cache.close()
+    }
+  })
+
+  test('L2 on a real Redis: store spans named redis, the read and the write with their bytes', async (t) => {
+    let server
+    try {
+      server = await startRedisServer()
+    } catch (err) {
+      t.skip(`no redis-server: ${err instanceof Error ? err.message : String(err)}`)
+      return
+    }
+    const cache = createCache<string>({ store: redisStore({ url: server.url, prefix: 'trace-test:' }) })
+    const s = listen(TRACING_CHANNELS.store)
+    try {
+      assert.equal(await cache.getOrSet('k', () => SECRET), SECRET)
+      const contexts = s.contexts()
+      assert.ok(contexts.every((c) => c.store === 'redis' && c.error === undefined), JSON.stringify(contexts))
+      assert.equal(contexts[0]?.op, 'get')
+      assert.equal(contexts[0]?.found, false)
+      const write = contexts.find((c) => c.op === 'set')
+      assert.ok(write !== undefined && typeof write.bytes === 'number' && write.bytes > SECRET.length, JSON.stringify(contexts))
+      assertNoValue(contexts)
+    } finally {
+      s.off()
+      await cache.close()
+      await server.stop()
     }
   })
 
