@@ -157,6 +157,31 @@ describe('tracing channels', () => {
     }
   })
 
+  test('a stale fallback: the failed refresh is a miss whose factory span has the error; the backoff serves stale', async () => {
+    const clock = new ManualClock()
+    const cache = createCache<string>({ clock, defaults: { ttl: 1000, grace: '1h', graceBackoff: '10s' } })
+    await cache.getOrSet('k', () => SECRET)
+    clock.advance(2000)
+    const g = listen(TRACING_CHANNELS.getOrSet)
+    const f = listen(TRACING_CHANNELS.factory)
+    try {
+      // Past its TTL: the factory runs (with a fallback at hand), fails, the stale value is served.
+      assert.equal(await cache.getOrSet('k', () => Promise.reject(new Error('down'))), SECRET)
+      assert.equal(g.contexts()[0]?.outcome, 'miss')
+      assert.equal(g.contexts()[0]?.error, undefined)
+      assert.equal(f.contexts()[0]?.fallback, true)
+      assert.equal((f.contexts()[0]?.error as Error).message, 'down')
+      // Within the backoff: served stale at once, no factory run.
+      assert.equal(await cache.getOrSet('k', () => 'never'), SECRET)
+      assert.equal(g.contexts()[1]?.outcome, 'stale')
+      assert.equal(f.contexts().length, 1)
+    } finally {
+      g.off()
+      f.off()
+      await cache.close()
+    }
+  })
+
   test('L2 on a real memoryStore: get (found or not, bytes read) and set (bytes written)', async () => {
     const clock = new ManualClock()
     const store = memoryStore({ clock })
