@@ -14,6 +14,8 @@ export type { Random } from './core/random.js'
 export { toMs, toBytes } from './core/duration.js'
 export type { Duration, DurationUnit, ByteSize, ByteUnit } from './core/duration.js'
 export type { BackoffOptions, ReconnectOptions } from './core/backoff.js'
+export { TRACING_CHANNELS } from './core/tracing.js'
+export type { BusTrace, FactoryTrace, GetOrSetTrace, NodeRequestTrace, StoreTrace, StoreTraceOperation } from './core/tracing.js'
 
 // ---- the engine (L1) -------------------------------------------------------------------
 export { MemoryCache } from './memory/memory-cache.js'

@@ -54,6 +54,7 @@ import { PeerLiveness } from '../core/peer-liveness.js'
 import { systemClock } from '../core/system-clock.js'
 import { decodeMessage, encodeMessage, type BusBody, type BusMessage, type TagVersion } from './message.js'
 import type { BusTransport } from './types.js'
+import { busPublishChannel, busReceiveChannel, type BusTrace, isTraced, traceAsync, traceSync } from '../core/tracing.js'
 
 /** The Bus's own settings; every `xxxBus(options)` adapter factory accepts them too. */
 export interface BusSettings {
@@ -454,7 +455,18 @@ export class Bus {
         break
     }
     if (kind === 'bye') this.#senders.forget(m.sender)
-    else if (!control) this.#apply(m.body)
+    else if (!control) {
+      if (isTraced(busReceiveChannel)) {
+        const body = m.body as BusChange
+        traceSync(busReceiveChannel, this.#traceContext(body, payload.byteLength, m.seq), () => this.#apply(body))
+      } else this.#apply(m.body)
+    }
+  }
+
+  /** The context of a bus trace (core/tracing.ts): what the message is about, not its keys. */
+  #traceContext(body: BusChange, bytes: number, seq: number): BusTrace {
+    const count = body.kind === 'delete' ? body.keys.length : body.kind === 'tags' ? body.tags.length : 0
+    return { namespace: body.namespace, kind: body.kind, count, bytes, seq, transport: this.#transport.name }
   }
 
   #apply(body: BusBody): void {
@@ -650,7 +662,9 @@ export class Bus {
               ? { kind: 'tags', namespace: q.namespace, tags: [...q.tags.values()] }
               : { kind: 'clear', namespace: q.namespace }
         try {
-          await this.#transport.publish(this.#channel, encodeMessage({ sender: this.id, epoch: this.#epoch, seq, body }))
+          const payload = encodeMessage({ sender: this.id, epoch: this.#epoch, seq, body })
+          if (isTraced(busPublishChannel)) await traceAsync(busPublishChannel, this.#traceContext(body, payload.byteLength, seq), () => this.#transport.publish(this.#channel, payload))
+          else await this.#transport.publish(this.#channel, payload)
         } catch (err) {
           this.#publishFailures++
           this.#report(err)

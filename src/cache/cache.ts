@@ -41,6 +41,7 @@ import { releaseStore, retainStore } from './store-users.js'
 import { type Resolved, resolveOptions, type Signed, TAG_SIG, tagSignature } from './resolve-options.js'
 import type { AttachFeedOptions } from '../feeds/feed-attachment.js'
 import type { ChangeFeed } from '../feeds/types.js'
+import { getOrSetChannel, type GetOrSetTrace, isTraced, traceAsync } from '../core/tracing.js'
 
 /** Distinct per-call TTLs resolved and kept (see Cache#resolve); past this the memo starts over. */
 const TTL_MEMO = 64
@@ -91,6 +92,8 @@ export class Cache<V = unknown> {
   readonly #ttlMemo = new Map<unknown, Resolved<V>>()
   /** `options.defaults` as given, to recognise per-call fields that repeat them. */
   readonly #given: Omit<EntryOptions, 'signal'>
+  /** `options.namespace` (default 'cache'), named in trace contexts (core/tracing.ts). */
+  readonly #namespace: string
 
   #hits = 0
   #misses = 0
@@ -107,6 +110,7 @@ export class Cache<V = unknown> {
     this.#tags = new TagTrie({ clock: this.#clock, ...options.tags })
     this.#defaults = resolveOptions<V>(options.defaults ?? {}, undefined, 'defaults.')
     this.#given = { ...options.defaults }
+    this.#namespace = typeof options.namespace === 'string' ? options.namespace : 'cache'
     const maxKeyLength = options.maxKeyLength ?? 1024
     if (!Number.isSafeInteger(maxKeyLength) || maxKeyLength < 1) throw new InvalidOptionsError('maxKeyLength', `expected a positive integer, got ${String(maxKeyLength)}`)
     this.#maxKeyLength = maxKeyLength
@@ -140,7 +144,7 @@ export class Cache<V = unknown> {
     const base = { clock: this.#clock, l2: this.#l2, bus: this.#bus, counts: this.#counts }
     this.#origins = new OriginLink<V>({ l1: this.#l1, l2: this.#l2, bus: this.#bus, errors: this.#errors, originTags, invalidateTags: (tags, mode) => this.#invalidate(tags, mode), isClosed })
     this.#writer = new EntryWriter<V>({ ...base, l1: this.#l1, tags: this.#tags, errors: this.#errors, origins: this.#origins, originTags, originTtl: tier.originTtl, l1MaxAge: tier.l1MaxAge })
-    this.#computation = new Computation<V>({ ...base, flight: this.#flight, tags: this.#tags, lock: this.#lock, writer: this.#writer, isClosed })
+    this.#computation = new Computation<V>({ ...base, flight: this.#flight, tags: this.#tags, lock: this.#lock, writer: this.#writer, isClosed, namespace: this.#namespace })
     this.#plainHits = this.#plainHitsNow()
     // Last, once nothing above can throw: a cache that failed to construct holds no store.
     if (options.store !== undefined) {
@@ -163,7 +167,22 @@ export class Cache<V = unknown> {
    * `V`. The factory's `ctx.stale` is typed with the cache's `V`.
    */
   getOrSet<T extends V = V>(key: string, factory: (ctx: FactoryContext<V>) => T | PromiseLike<T>, options?: EntryOptions<T>): Promise<unknown extends V ? T : V> {
+    if (isTraced(getOrSetChannel)) return this.#tracedGetOrSet(key, factory, options as EntryOptions<V> | undefined) as Promise<unknown extends V ? T : V>
     return this.#getOrSetPublic(key, factory, options as EntryOptions<V> | undefined) as Promise<unknown extends V ? T : V>
+  }
+
+  /** `getOrSet` while someone subscribes to `stratacache:cache:getOrSet` (core/tracing.ts). */
+  #tracedGetOrSet(key: string, factory: Factory<V>, options: EntryOptions<V> | undefined): Promise<V> {
+    const context: GetOrSetTrace = { key: typeof key === 'string' ? key : String(key), namespace: this.#namespace, outcome: undefined }
+    return traceAsync(getOrSetChannel, context, () => {
+      // The L1 outcome is decided synchronously: read off the counters it moved.
+      const hits = this.#hits
+      const misses = this.#misses
+      const stale = this.#counts.staleHits
+      const answer = this.#getOrSetPublic(key, factory, options)
+      context.outcome = this.#hits !== hits ? 'hit' : this.#misses !== misses ? 'miss' : this.#counts.staleHits !== stale ? 'stale' : undefined
+      return answer
+    })
   }
 
   #getOrSetPublic(key: string, factory: Factory<V>, options: EntryOptions<V> | undefined): Promise<V> {

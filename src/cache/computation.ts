@@ -19,6 +19,7 @@ import { failSafeTimers } from './fail-safe-timers.js'
 import type { LockProtocol } from './lock-protocol.js'
 import { positive, type Resolved } from './resolve-options.js'
 import type { Factory, FactoryContext } from './types.js'
+import { factoryChannel, isTraced, traceAsync } from '../core/tracing.js'
 
 /** How #run (and #load before it) computes: the fallback, in the background or not, the fence. */
 interface RunOptions<V> {
@@ -28,6 +29,8 @@ interface RunOptions<V> {
   readonly background: boolean
   /** Write L2 under this fence (lock protocol); `false`: not ordered after a holder's write, so no L2 write. */
   readonly fence?: number | false
+  /** A refresh-ahead run (for the trace context). */
+  readonly refresh?: boolean
 }
 
 /** What the computation shares with the cache. */
@@ -43,6 +46,8 @@ export interface ComputationContext<V> {
   readonly counts: FacadeCounts
   /** Whether the cache was closed (a result computed after close is not stored). */
   readonly isClosed: () => boolean
+  /** The cache's namespace, for trace contexts. */
+  readonly namespace: string
 }
 
 export class Computation<V> {
@@ -56,6 +61,7 @@ export class Computation<V> {
   readonly #writer: EntryWriter<V>
   readonly #counts: FacadeCounts
   readonly #isClosed: () => boolean
+  readonly #namespace: string
 
   constructor(c: ComputationContext<V>) {
     this.#clock = c.clock
@@ -68,6 +74,7 @@ export class Computation<V> {
     this.#writer = c.writer
     this.#counts = c.counts
     this.#isClosed = c.isClosed
+    this.#namespace = c.namespace
   }
 
   compute(key: string, factory: Factory<V>, o: Resolved<V>, stale: Envelope<V> | undefined): Promise<V> {
@@ -109,7 +116,7 @@ export class Computation<V> {
   }
 
   /** A miss (or refresh) under the distributed lock protocol (lock-protocol.ts). */
-  #runLocked(key: string, factory: Factory<V>, o: Resolved<V>, stale: Envelope<V> | undefined): Promise<V> {
+  #runLocked(key: string, factory: Factory<V>, o: Resolved<V>, stale: Envelope<V> | undefined, refresh = false): Promise<V> {
     const l2 = this.#l2 as L2Tier<V>
     return (this.#lock as LockProtocol).run<V>({
       key,
@@ -121,7 +128,7 @@ export class Computation<V> {
         const found = await l2.read(key)
         return found !== undefined && this.#writer.unchanged(key, mark) && this.#writer.adopt(key, found, o) ? found : undefined
       },
-      compute: (fence) => this.#run(key, factory, o, { stale, background: false, fence }),
+      compute: (fence) => this.#run(key, factory, o, { stale, background: false, fence, refresh }),
     })
   }
 
@@ -162,7 +169,9 @@ export class Computation<V> {
     const busMark = this.#bus?.mark()
     let produced: Promise<V>
     try {
-      produced = Promise.resolve(factory(ctx))
+      produced = isTraced(factoryChannel)
+        ? traceAsync(factoryChannel, { key, namespace: this.#namespace, refresh: run.refresh === true, fallback: stale !== undefined }, () => Promise.resolve(factory(ctx)))
+        : Promise.resolve(factory(ctx))
     } catch (err) {
       produced = Promise.reject(err)
     }
@@ -204,7 +213,7 @@ export class Computation<V> {
     this.#counts.refreshes++
     // Under the lock protocol like a miss: one refresh in the cluster, written fenced, so a
     // holder granted earlier cannot overwrite the refreshed value (nor it a newer one).
-    const refresh = this.#distributedLock ? () => this.#runLocked(key, factory, o, env) : () => this.#run(key, factory, o, { stale: env, background: false })
+    const refresh = this.#distributedLock ? () => this.#runLocked(key, factory, o, env, true) : () => this.#run(key, factory, o, { stale: env, background: false, refresh: true })
     this.#flight.run(key, refresh, { keepAlive: true }).catch(() => {
       // Counted as a factory error; the current value stays until it expires.
     })

@@ -42,6 +42,7 @@ import type { Random } from '../core/random.js'
 import { BackoffPolicy } from '../core/backoff.js'
 import type { LockGrant, ScanOptions, ScanPage, Store } from '../store/types.js'
 import { CircuitBreaker, type BreakerStats, type CircuitBreakerOptions } from './circuit-breaker.js'
+import { isTraced, storeChannel, type StoreTrace, traceAsync } from '../core/tracing.js'
 
 export interface RetryOptions {
   /** Extra attempts for a failed read. @default 2 */
@@ -91,6 +92,25 @@ const CLEAR_SLOT = '\u0000clear\u0000'
 
 /** Codes by which a healthy store refuses one request (see the note at the top). */
 const REFUSALS: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['ERR_STORE_FULL', 'ERR_INVALID_KEY', 'ERR_INVALID_OPTIONS', 'ERR_VALUE_TOO_LARGE', 'ERR_INVALID_VALUE'])
+
+/** What a trace may say of a store call's result: found or not and bytes read, never the bytes. */
+function describeRead(context: StoreTrace, result: unknown): void {
+  if (context.op === 'get') {
+    context.found = result instanceof Uint8Array
+    if (result instanceof Uint8Array) context.bytes = result.byteLength
+  } else if (context.op === 'getMany' && Array.isArray(result)) {
+    let found = 0
+    let bytes = 0
+    for (const r of result) {
+      if (r instanceof Uint8Array) {
+        found++
+        bytes += r.byteLength
+      }
+    }
+    context.found = found
+    context.bytes = bytes
+  }
+}
 
 function isRefusal(err: unknown): err is CacheError {
   return err instanceof CacheError && REFUSALS.has(err.code)
@@ -176,7 +196,7 @@ export class GuardedStore {
     const op: QueuedOp = { kind: 'set', value, expiresAt: this.#clock.now() + ttlMs, keepOnRefusal }
     if (this.#queue.size > 0) return this.#enqueue(key, op)
     try {
-      await this.#call('set', key, () => this.store.set(key, value, ttlMs))
+      await this.#call('set', key, () => this.store.set(key, value, ttlMs), undefined, undefined, value.byteLength)
     } catch (err) {
       if (this.strictWrites) throw err
       if (!isRefusal(err)) this.#enqueue(key, op)
@@ -253,7 +273,7 @@ export class GuardedStore {
   }
 
   setFenced(key: string, value: Uint8Array, ttlMs: number, fence: number): Promise<boolean> {
-    return this.#call('set', key, () => this.#locks().setFenced(key, value, ttlMs, fence))
+    return this.#call('set', key, () => this.#locks().setFenced(key, value, ttlMs, fence), undefined, undefined, value.byteLength)
   }
 
   /**
@@ -266,7 +286,7 @@ export class GuardedStore {
   async setAbove(key: string, value: Uint8Array, ttlMs: number): Promise<void> {
     if (this.#queuedOn(key)) return this.#enqueue(key, { kind: 'deleteAbove' })
     try {
-      await this.#call('set', key, () => this.#locks().setAbove(key, value, ttlMs))
+      await this.#call('set', key, () => this.#locks().setAbove(key, value, ttlMs), undefined, undefined, value.byteLength)
     } catch (err) {
       if (this.strictWrites) throw err
       if (!isRefusal(err)) this.#enqueue(key, { kind: 'deleteAbove' })
@@ -377,9 +397,19 @@ export class GuardedStore {
   /**
    * One guarded call: breaker, timeout, outcome recorded. Rejects with a CacheError.
    * `timeoutMs`: what is left of a read's deadline (the timeout error still names the
-   * configured timeout, with `cause` the failure that started the retries).
+   * configured timeout, with `cause` the failure that started the retries). `bytes`: the
+   * size of a written value, for the trace context. Traced on `stratacache:store` while
+   * someone subscribes (core/tracing.ts).
    */
-  async #call<T>(operation: StoreOperation, key: string | undefined, fn: () => Promise<T>, timeoutMs = this.#timeout, cause?: unknown): Promise<T> {
+  #call<T>(operation: StoreOperation, key: string | undefined, fn: () => Promise<T>, timeoutMs = this.#timeout, cause?: unknown, bytes?: number): Promise<T> {
+    if (!isTraced(storeChannel)) return this.#guarded(operation, key, fn, timeoutMs, cause)
+    const context: StoreTrace = { op: operation, key, store: this.store.name }
+    if (bytes !== undefined) context.bytes = bytes
+    return traceAsync(storeChannel, context, () => this.#guarded(operation, key, fn, timeoutMs, cause), describeRead)
+  }
+
+  /** #call without tracing. */
+  async #guarded<T>(operation: StoreOperation, key: string | undefined, fn: () => Promise<T>, timeoutMs: number, cause: unknown): Promise<T> {
     if (!this.breaker.tryAcquire()) {
       const last = cause ?? this.#lastFailure
       const why = last instanceof Error ? `; last failure: ${last.message}` : ''

@@ -46,6 +46,8 @@ import { WatchHub } from './watch-hub.js'
 import { WATCH_PATH } from '../protocol/watch.js'
 import type { MessageTransport } from '../cluster/transport.js'
 import { ClusterService, resolveClusterNodeId } from './cluster-service.js'
+import { isTraced, nodeRequestChannel } from '../core/tracing.js'
+import { traceInject, traceRequest } from './request-tracing.js'
 
 /** A request for `NodeHandle.inject`: everything but the socket. */
 export interface InjectRequest {
@@ -320,7 +322,9 @@ class Node implements NodeHandle {
     })
     server.on('connection', (socket: Socket) => this.#onConnection(socket))
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-      this.#onRequest(req, res).catch((err: unknown) => {
+      // Traced (core/tracing.ts) only while someone subscribes: the GET-hit path stays synchronous either way.
+      const handled = isTraced(nodeRequestChannel) ? traceRequest(req, res, this.#id, () => this.#onRequest(req, res)) : this.#onRequest(req, res)
+      handled.catch((err: unknown) => {
         // #onRequest answers every failure itself; reaching here is a bug worth a line.
         this.#log.error({ err }, 'request handler failed')
         res.destroy()
@@ -409,7 +413,12 @@ class Node implements NodeHandle {
     }
   }
 
-  async inject(request: InjectRequest): Promise<ApiResponse> {
+  inject(request: InjectRequest): Promise<ApiResponse> {
+    if (isTraced(nodeRequestChannel)) return traceInject(request.method, request.url, this.#id, () => this.#inject(request))
+    return this.#inject(request)
+  }
+
+  async #inject(request: InjectRequest): Promise<ApiResponse> {
     const method = request.method
     const headers: Headers = Object.fromEntries(Object.entries(request.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v]))
     const body = typeof request.body === 'string' ? Buffer.from(request.body, 'utf8') : (request.body ?? EMPTY)

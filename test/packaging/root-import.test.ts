@@ -81,7 +81,7 @@ describe('the root export', () => {
     assert.deepEqual(loaded, [], `the root import loaded ${loaded.join(', ')}`)
     // It loads something (the probe works): msgpackr, the codec's serializer.
     assert.ok(result.packages.includes('msgpackr'), `packages seen: ${result.packages.join(', ')}`)
-    for (const name of ['createCache', 'MemoryCache', 'memoryStore', 'memoryBus', 'createCodec', 'ManualClock', 'MissingDependencyError']) {
+    for (const name of ['createCache', 'MemoryCache', 'memoryStore', 'memoryBus', 'createCodec', 'ManualClock', 'MissingDependencyError', 'TRACING_CHANNELS']) {
       assert.ok(result.exports?.includes(name), `root exports ${name}`)
     }
     for (const moved of ['redisStore', 'lmdbStore', 'natsBus', 'amqpFeed', 'pgFeed', 'etcdStore', 'createClient', 'registerMetrics']) {
