@@ -26,7 +26,11 @@ import { jsonCodec } from '../cluster/kernel.js'
 import type { MessageTransport, NodeId } from '../cluster/transport.js'
 import { Replication, type ReplicaTopology, type ReplicationOptions, type ReplicationStats } from '../cluster/replication/replication.js'
 import type { AckLevel, ClientOp, ClientResponse, ReplicationMessage } from '../cluster/replication/messages.js'
+import type { Registry } from 'prom-client'
+import { registerLabeledReadings, registerReadings } from '../metrics/prometheus.js'
+import { LAG_BUCKETS_MS } from '../cluster/replication/replication.js'
 import type { Keyspace } from './keyspace.js'
+import type { NodeLogger } from './logger.js'
 import { KeyspaceReplicaStore } from './keyspace-replica-store.js'
 
 /** The id the node's HTTP layer uses as the machine's client (never a node id: ids have no '~'). */
@@ -121,6 +125,38 @@ export class ReplicationService {
     return res
   }
 
+  /**
+   * Registers the replication figures in the node's registry: lag histogram per origin peer
+   * (`stratacache_replication_lag_ms`), hint queue depth, anti-entropy rounds, ranges and
+   * records repaired, tombstones held, writes, ack timeouts, stale reads, store write failures.
+   */
+  registerMetrics(registry: Registry): void {
+    const stats = (): ReplicationStats => this.#machine.stats
+    registry.registerMetric(lagHistogram(() => stats().lag) as never)
+    registerReadings(registry, [
+      { name: 'stratacache_replication_writes_total', help: 'Writes this node versioned and replicated (puts, deletes, clears, invalidations).', type: 'counter', read: () => stats().writes },
+      { name: 'stratacache_replication_applied_total', help: 'Changes from peers applied here (fan-out, relay, hint replay, repair).', type: 'counter', read: () => stats().applied },
+      { name: 'stratacache_replication_ack_timeouts_total', help: 'Writes answered ERR_ACK_TIMEOUT (their ack level not met by the deadline).', type: 'counter', read: () => stats().ackTimeouts },
+      { name: 'stratacache_replication_hints_queued', help: 'Hinted changes waiting for unreachable peers (all peers).', type: 'gauge', read: () => stats().hints.depth },
+      { name: 'stratacache_replication_anti_entropy_rounds_total', help: 'Anti-entropy rounds this node started.', type: 'counter', read: () => stats().antiEntropy.rounds },
+      { name: 'stratacache_replication_ranges_repaired_total', help: 'Key-hash ranges this node shipped records for in anti-entropy.', type: 'counter', read: () => stats().antiEntropy.rangesRepaired },
+      { name: 'stratacache_replication_records_repaired_total', help: 'Records received by anti-entropy that changed this replica.', type: 'counter', read: () => stats().antiEntropy.recordsRepaired },
+      { name: 'stratacache_replication_records_shipped_total', help: 'Records this node shipped for repair.', type: 'counter', read: () => stats().antiEntropy.recordsShipped },
+      { name: 'stratacache_replication_hint_overflows_total', help: 'Times a peer\'s hint queue overflowed (its hints dropped, the peer marked for anti-entropy).', type: 'counter', read: () => stats().hints.overflows },
+      { name: 'stratacache_replication_tombstones', help: 'Tombstones held (deleted keys and expired records within their grace).', type: 'gauge', read: () => stats().store.tombstones },
+      { name: 'stratacache_replication_store_write_failures_total', help: 'Replicated keyspace writes that failed (nothing of their step was sent).', type: 'counter', read: () => this.#store.stats.writeFailures },
+    ])
+    registerLabeledReadings(registry, [
+      {
+        name: 'stratacache_replication_hints_queued_by_peer',
+        help: 'Hinted changes waiting for each unreachable peer.',
+        type: 'gauge',
+        labelNames: ['peer'],
+        read: () => Object.entries(stats().hints.perPeer).map(([peer, n]) => [{ peer }, n] as const),
+      },
+    ])
+  }
+
   /** Stops the machine (pending requests are answered ERR_CLOSED) and flushes the store. */
   async close(): Promise<void> {
     if (this.#closed) return
@@ -177,5 +213,43 @@ function errorOf(res: ClientResponse, level: AckLevel): CacheError {
       return new ClosedError(e.message)
     default:
       return new InternalError(`${e.code}: ${e.message}`)
+  }
+}
+
+/** `start` for the node: failures the runner survived are logged (the first 10, then every 1000th). */
+export function startReplication(options: Omit<ReplicationServiceOptions, 'onError'> & { readonly log: NodeLogger }): Promise<ReplicationService> {
+  let errors = 0
+  return ReplicationService.start({
+    ...options,
+    onError: (err) => {
+      errors++
+      if (errors <= 10 || errors % 1000 === 0) options.log.warn({ err, errors }, 'replication: a step failed (the node keeps going)')
+    },
+  })
+}
+
+/** A prom-client metric (its `get()` contract) exposing the machine's lag buckets as a Prometheus histogram, by origin peer. */
+function lagHistogram(read: () => ReplicationStats['lag']): { name: string; help: string; type: 'histogram'; aggregator: 'sum'; get: () => Promise<unknown>; reset: () => void } {
+  const name = 'stratacache_replication_lag_ms'
+  const help = "Replication lag by origin peer: from a version's physical time to its apply here, ms (clock skew included)."
+  return {
+    name,
+    help,
+    type: 'histogram',
+    aggregator: 'sum',
+    reset: () => undefined,
+    get: () => {
+      const values: Array<{ metricName: string; labels: Record<string, string | number>; value: number }> = []
+      for (const [peer, hist] of Object.entries(read())) {
+        let cumulative = 0
+        LAG_BUCKETS_MS.forEach((le, i) => {
+          cumulative += hist.buckets[i] ?? 0
+          values.push({ metricName: `${name}_bucket`, labels: { peer, le: le === Infinity ? '+Inf' : le }, value: cumulative })
+        })
+        values.push({ metricName: `${name}_sum`, labels: { peer }, value: hist.sumMs })
+        values.push({ metricName: `${name}_count`, labels: { peer }, value: hist.count })
+      }
+      return Promise.resolve({ name, help, type: 'histogram', aggregator: 'sum', values })
+    },
   }
 }
