@@ -96,6 +96,11 @@ describe('replication in the node', () => {
       assert.equal((await send(n.url, 'GET', '/v1/keys/t1')).status, 404)
     }
     assert.equal((await send(a.url, 'PUT', '/v1/keys/x?ack=most', 'x')).status, 400)
+    const metrics = (await send(b.url, 'GET', '/metrics')).body.toString()
+    for (const name of ['stratacache_replication_lag_ms_bucket{peer="a1",le="+Inf"}', 'stratacache_replication_lag_ms_count{peer="c1"}', 'stratacache_replication_hints_queued ', 'stratacache_replication_anti_entropy_rounds_total', 'stratacache_replication_ranges_repaired_total', 'stratacache_replication_records_repaired_total', 'stratacache_replication_tombstones ', 'stratacache_replication_writes_total']) {
+      assert.ok(metrics.includes(name), `metrics show ${name}`)
+    }
+    assert.match(metrics, /# TYPE stratacache_replication_lag_ms histogram/)
 
     // ack=all with c stopped hard (its view entry still alive for a moment): 504 with what applied.
     await c.close()
