@@ -10,6 +10,8 @@ import { after, describe, test } from 'node:test'
 import type { NodeHandle, NodeOptions } from '../../src/server/index.js'
 import { waitUntil } from '../support/server-process.js'
 import { errorCode, nodeTestbed, send } from '../support/node-fixtures.js'
+import { createClient } from '../../src/client/client.js'
+import { isCacheError } from '../../src/core/errors.js'
 
 const bed = nodeTestbed()
 after(() => bed.close())
@@ -101,6 +103,18 @@ describe('replication in the node', () => {
       assert.ok(metrics.includes(name), `metrics show ${name}`)
     }
     assert.match(metrics, /# TYPE stratacache_replication_lag_ms histogram/)
+
+    // The client's ack option is sent as ?ack=.
+    const client = createClient({ nodes: [a.url] })
+    try {
+      await client.set('from-client', 'cv', { ack: 'all' })
+      for (const n of nodes) assert.equal((await send(n.url, 'GET', '/v1/keys/from-client')).body.toString(), 'cv')
+      assert.equal(await client.delete('from-client', { ack: 'all' }), true)
+      for (const n of nodes) assert.equal((await send(n.url, 'GET', '/v1/keys/from-client')).status, 404)
+      await assert.rejects(client.set('x', 'y', { ack: 'most' as never }), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS'))
+    } finally {
+      await client.close()
+    }
 
     // ack=all with c stopped hard (its view entry still alive for a moment): 504 with what applied.
     await c.close()
