@@ -217,6 +217,12 @@ export interface ClientSetOptions extends ClientCallOptions {
   /** Write only if the entry's current version is this one (`'*'`: only if it exists). @default none */
   ifVersion?: number | '*'
   /**
+   * Replicas that must hold the write before the node answers (a clustered node; a lone node
+   * meets every level): `one` (the receiving node), `region` (every live node of its
+   * region), `all`. Sent as `?ack=`; not met in time: ERR_ACK_TIMEOUT. @default the node's ('one')
+   */
+  ack?: 'one' | 'region' | 'all'
+  /**
    * Whether a write whose outcome is unknown (timeout, reset) may be repeated.
    * @default true with a numeric `ifVersion`, false otherwise (`'*'` included)
    */
@@ -226,6 +232,8 @@ export interface ClientSetOptions extends ClientCallOptions {
 export interface ClientDeleteOptions extends ClientCallOptions {
   /** Delete only if the entry's current version is this one. @default none */
   ifVersion?: number | '*'
+  /** As `ClientSetOptions.ack`. @default the node's ('one') */
+  ack?: 'one' | 'region' | 'all'
 }
 
 export interface ClientMsetOptions extends ClientCallOptions {
@@ -637,6 +645,7 @@ class NodeClient implements Client {
     const ttl = ttlParam(options.ttl)
     if (ttl !== undefined) query.push(`ttl=${ttl}`)
     if (options.tags !== undefined) query.push(`tags=${encodeURIComponent(checkTags(options.tags).join(','))}`)
+    if (options.ack !== undefined) query.push(`ack=${ackParam(options.ack)}`)
     const headers: Record<string, string> = { 'content-type': 'application/octet-stream' }
     if (options.ifVersion !== undefined) headers['if-match'] = ifMatch(options.ifVersion)
     // Only a numeric version protects a repeat: `'*'` would match the key again after the first landed.
@@ -654,7 +663,8 @@ class NodeClient implements Client {
     checkKey(key)
     const headers: Record<string, string> = {}
     if (options.ifVersion !== undefined) headers['if-match'] = ifMatch(options.ifVersion)
-    return this.#call({ method: 'DELETE', path: keyPath(key), headers }, true, options, (res, node) => {
+    const path = keyPath(key) + (options.ack === undefined ? '' : `?ack=${ackParam(options.ack)}`)
+    return this.#call({ method: 'DELETE', path, headers }, true, options, (res, node) => {
       this.#near?.forget(key)
       if (res.status === 404) return false
       if (res.status !== 200) throw errorFromResponse(res, node, 'DELETE')
@@ -1015,6 +1025,12 @@ function ifMatch(version: number | '*'): string {
 }
 
 const keyPath = (key: string): string => `/v1/keys/${encodeURIComponent(key)}`
+
+/** An `ack` option, checked (ERR_INVALID_OPTIONS otherwise). */
+function ackParam(ack: unknown): string {
+  if (ack !== 'one' && ack !== 'region' && ack !== 'all') throw new InvalidOptionsError('ack', "expected 'one', 'region' or 'all'")
+  return ack
+}
 const jsonBody = (value: unknown): Uint8Array => Buffer.from(JSON.stringify(value), 'utf8')
 
 function chunks<T>(items: readonly T[], size: number): T[][] {

@@ -21,6 +21,21 @@ export interface KernelRunnerOptions<M> {
   readonly codec: MessageCodec<M>
   /** Failures the runner survived (a throwing machine, an undecodable frame, a refused send). */
   readonly onError?: (error: unknown) => void
+  /**
+   * When set, a step's sends wait for it (persist first, then timers, as always; the sends
+   * later): it gets the step's messages in order and resolves with the messages to send
+   * (possibly rewritten); a rejection sends none of them (reported to `onError`). Steps'
+   * sends keep step order. For a machine whose store writes behind (replication over the
+   * node's keyspace, server/keyspace-replica-store.ts): the persist-before-send rule,
+   * generalised. @default none (sends go out within the step)
+   */
+  readonly beforeSend?: (messages: ReadonlyArray<OutgoingMessage<M>>) => Promise<ReadonlyArray<OutgoingMessage<M>>>
+}
+
+/** One message a step sends. */
+export interface OutgoingMessage<M> {
+  readonly to: NodeId
+  readonly message: M
 }
 
 export interface KernelRunnerStats {
@@ -37,6 +52,9 @@ export class KernelRunner<M> {
   readonly #disk: KernelDisk
   readonly #codec: MessageCodec<M>
   readonly #onError: (error: unknown) => void
+  readonly #beforeSend: KernelRunnerOptions<M>['beforeSend']
+  /** The sends of earlier steps still waiting for `beforeSend`. */
+  #sending: Promise<void> = Promise.resolve()
   readonly #timers = new Map<string, TimerHandle>()
   readonly #removers: Array<() => void> = []
   #running = false
@@ -58,6 +76,8 @@ export class KernelRunner<M> {
     this.#disk = options.disk
     this.#codec = options.codec
     this.#onError = options.onError ?? (() => undefined)
+    if (options.beforeSend !== undefined && typeof options.beforeSend !== 'function') throw new InvalidOptionsError('beforeSend', 'expected a function')
+    this.#beforeSend = options.beforeSend
   }
 
   get id(): NodeId {
@@ -113,10 +133,35 @@ export class KernelRunner<M> {
       if (a.type === 'timer') this.#setTimer(a.name, a.afterMs)
       else if (a.type === 'cancel') this.#cancelTimer(a.name)
     }
-    for (const a of actions) {
-      if (a.type !== 'send') continue
+    const sends: OutgoingMessage<M>[] = []
+    for (const a of actions) if (a.type === 'send') sends.push({ to: a.to, message: a.message })
+    if (sends.length === 0) return
+    const beforeSend = this.#beforeSend
+    if (beforeSend === undefined) {
+      this.#send(sends)
+      return
+    }
+    this.#sending = this.#sending.then(async () => {
+      let ready: ReadonlyArray<OutgoingMessage<M>>
       try {
-        this.#transport.send(a.to, this.#codec.encode(a.message))
+        ready = await beforeSend(sends)
+      } catch (err) {
+        this.#fail(err)
+        return
+      }
+      if (this.#running) this.#send(ready)
+    })
+  }
+
+  /** Resolves once the sends of every step so far are done (or dropped): `beforeSend` settled. */
+  idle(): Promise<void> {
+    return this.#sending
+  }
+
+  #send(sends: ReadonlyArray<OutgoingMessage<M>>): void {
+    for (const s of sends) {
+      try {
+        this.#transport.send(s.to, this.#codec.encode(s.message))
         this.#sent++
       } catch (err) {
         this.#fail(err)

@@ -299,6 +299,11 @@ export class TcpTransport implements MessageTransport {
     if (peer.queue.length > 0) this.#dial(peer)
   }
 
+  /** Bytes queued for `peer` and not yet written to its socket (0 for an unknown peer): the backpressure signal of `ChannelMux`. */
+  queuedBytes(peer: NodeId): number {
+    return this.#peers.get(peer)?.queuedBytes ?? 0
+  }
+
   /** Forgets a peer: closes its connection, drops its queue (not reported). */
   removePeer(id: NodeId): void {
     const peer = this.#peers.get(id)

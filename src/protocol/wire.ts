@@ -34,6 +34,12 @@ export const HEADER_CONFIRM = 'x-confirm'
 export const CONFIRM_CLEAR = 'clear-all'
 /** Response header naming the node that answered (`host:port`), for logs and routing. */
 export const HEADER_NODE = 'x-stratacache-node'
+/** Clustered node, on write answers: replicas known to hold the write (the receiving node included); on ERR_ACK_TIMEOUT, how many did. */
+export const HEADER_REPLICAS = 'x-stratacache-replicas'
+/** Clustered node: the session token — the node's clock on every answer; on a request, merged first (the request is versioned after it). */
+export const HEADER_TOKEN = 'x-stratacache-token'
+/** Clustered node, on a GET: the least version (ETag) the answer may carry; an older one answers ERR_STALE_READ (409, retryable). */
+export const HEADER_MIN_VERSION = 'x-stratacache-min-version'
 
 /** An error body. `code` is one of the library's stable codes (src/core/errors.ts). */
 export interface WireError {
@@ -53,6 +59,7 @@ export const STATUS_OF_CODE: Readonly<Partial<Record<ErrorCode, number>>> = {
   ERR_NOT_FOUND: 404,
   ERR_METHOD_NOT_ALLOWED: 405,
   ERR_PRECONDITION_FAILED: 412,
+  ERR_STALE_READ: 409,
   ERR_TOO_LARGE: 413,
   ERR_VALUE_TOO_LARGE: 413,
   ERR_UNSUPPORTED_MEDIA_TYPE: 415,
@@ -64,6 +71,7 @@ export const STATUS_OF_CODE: Readonly<Partial<Record<ErrorCode, number>>> = {
   ERR_STORE_TIMEOUT: 503,
   ERR_STORE_UNAVAILABLE: 503,
   ERR_STORE_FULL: 507,
+  ERR_ACK_TIMEOUT: 504,
 }
 
 /** `PUT /v1/keys/{key}` → 200. `ttl`: seconds, `null` for no expiry. */

@@ -49,6 +49,7 @@ import { FileDiscovery } from '../cluster/discovery/file-discovery.js'
 import { MdnsDiscovery } from '../cluster/discovery/mdns-discovery.js'
 import { StaticDiscovery } from '../cluster/discovery/static-discovery.js'
 import { jsonCodec, type KernelAction, type KernelDisk, type KernelEvent, type PersistAction, type StateMachine } from '../cluster/kernel.js'
+import { ChannelMux } from '../cluster/channel-mux.js'
 import { KernelRunner } from '../cluster/kernel-runner.js'
 import { CLUSTER_STATES, Membership, type ClusterState, type ClusterView, type MembershipMessage, type MemberStatus } from '../cluster/membership.js'
 import { TcpTransport, type PeerAddress } from '../cluster/tcp-transport.js'
@@ -175,6 +176,11 @@ export function resolveClusterNodeId(dataDir: string, given: string | undefined)
   return id
 }
 
+/** The tag of membership's frames on the cluster transport (control: never queued behind replication). */
+export const MEMBERSHIP_CHANNEL = 0
+/** The tag of replication's frames (bulk). */
+export const REPLICATION_CHANNEL = 1
+
 /** A transport that reaches nobody: the solo node's membership has no peers to talk to. */
 class NoPeers implements MessageTransport {
   readonly maxFrameBytes = DEFAULT_MAX_FRAME_BYTES
@@ -268,6 +274,8 @@ export class ClusterService {
   readonly #membership: Membership
   readonly #transport: MessageTransport
   readonly #tcp: TcpTransport | undefined
+  /** Membership (channel 0, control) and replication (channel 1, bulk) over the one TcpTransport (decision 0216). */
+  readonly #mux: ChannelMux | undefined
   readonly #runner: KernelRunner<MembershipMessage>
   readonly #discovery: Discovery | undefined
   readonly #clusterAddress: string
@@ -299,7 +307,8 @@ export class ClusterService {
     this.id = ctx.id
     this.enabled = c.enabled
     this.#tcp = tcp
-    this.#transport = tcp ?? new NoPeers(ctx.id)
+    this.#mux = tcp === undefined ? undefined : new ChannelMux({ transport: tcp, clock: ctx.clock })
+    this.#transport = this.#mux?.channel(MEMBERSHIP_CHANNEL) ?? new NoPeers(ctx.id)
     this.#clusterAddress = clusterAddress
     this.#httpAddress = hostPort(c.advertiseHost, ctx.httpPort)
     this.#membership = new Membership({
@@ -381,6 +390,19 @@ export class ClusterService {
   /** The cluster address peers dial ('' in solo mode). */
   get clusterAddress(): string {
     return this.#clusterAddress
+  }
+
+  /**
+   * The replication channel of the cluster transport (clustered mode; undefined for a solo
+   * node): bulk frames, released behind membership's (ChannelMux).
+   */
+  get replicationTransport(): MessageTransport | undefined {
+    return this.#mux?.channel(REPLICATION_CHANNEL, { kind: 'bulk' })
+  }
+
+  /** The channel multiplexer over the cluster transport (clustered mode), for its stats. */
+  get mux(): ChannelMux | undefined {
+    return this.#mux
   }
 
   /** The cluster transport (clustered mode), for its stats. */
@@ -547,7 +569,8 @@ export class ClusterService {
     this.#closed = true
     this.#stopDiscovery()
     this.#runner.stop()
-    await Promise.allSettled([this.#discovery?.close?.(), this.#transport.close()])
+    this.#mux?.close()
+    await Promise.allSettled([this.#discovery?.close?.(), this.#transport.close(), this.#tcp?.close()])
   }
 
   /** Called by the wrapped machine after each step, before the runner performs its actions. */

@@ -22,6 +22,7 @@ import {
 } from '../protocol/wire.js'
 import { checkKey, decodeBase64, formatEtag, parseIfMatch, parseJsonObject, parseKeySegment, parseTagsJson, parseTagsParam, parseTtlJson, parseTtlParam } from '../protocol/validate.js'
 import type { EngineWrite, EntryView, NodeEngine } from './node-engine.js'
+import { checkMinVersion, sessionHeaders, writeOptions } from './replication-http.js'
 
 export type Headers = Readonly<Record<string, string | string[] | undefined>>
 
@@ -239,19 +240,21 @@ export class HttpApi {
     }
     const e = this.#host.engine.getHeld(key)
     if (e === undefined) return undefined
-    return { status: 200, headers: entryHeaders(e, BYTES_TYPE), body: e.value }
+    return { status: 200, headers: sessionHeaders(entryHeaders(e, BYTES_TYPE), this.#host.engine.sessionToken), body: e.value }
   }
 
   /** Answers one request; never rejects. */
   async handle(request: ApiRequest): Promise<ApiResponse> {
     try {
-      return await this.#dispatch(request)
+      const res = await this.#dispatch(request)
+      return { ...res, headers: sessionHeaders(res.headers, this.#host.engine.sessionToken) }
     } catch (err) {
       if (err instanceof CacheError) {
         const status = STATUS_OF_CODE[err.code]
         if (status !== undefined) {
           const extra: Record<string, string> | undefined = err instanceof MethodNotAllowedError ? { allow: err.allow.join(', ') } : undefined
-          return errorResponse(err.code, err.message, status, extra)
+          const res = errorResponse(err.code, err.message, status, extra)
+          return { ...res, headers: sessionHeaders(res.headers, this.#host.engine.sessionToken, err) }
         }
       }
       this.#host.onInternalError(err, request)
@@ -283,22 +286,25 @@ export class HttpApi {
         requireJson(request.headers)
         return this.#mset(request.body)
       case 'invalidate': {
-        queryParams(query, [])
+        const w = writeOptions(queryParams(query, ['ack']).get('ack'), request.headers)
         requireJson(request.headers)
         const body = parseJsonObject(request.body)
         const tags = parseTagsJson(body.tags)
         if (body.tags === undefined) throw new BadRequestError('Body must have "tags": an array of tags')
         const mode = body.mode ?? 'hard'
         if (mode !== 'hard' && mode !== 'soft') throw new BadRequestError('"mode" must be "hard" or "soft"')
-        return json({ invalidated: await engine.invalidate(tags, mode) })
+        const invalidated = await engine.invalidate(tags, mode, w.options)
+        return json({ invalidated }, w.headers())
       }
       case 'keys': {
         if (method === 'GET') return this.#listKeys(query)
-        const prefix = queryParams(query, ['prefix']).get('prefix') ?? ''
+        const params = queryParams(query, ['prefix', 'ack'])
+        const prefix = params.get('prefix') ?? ''
         if (prefix.length > this.#limits.maxKeyBytes || Buffer.byteLength(prefix, 'utf8') > this.#limits.maxKeyBytes) throw new TooLargeError(`Prefix is over the key limit of ${this.#limits.maxKeyBytes} bytes`)
         if (header(request.headers, HEADER_CONFIRM) !== CONFIRM_CLEAR) throw new BadRequestError(`Clearing keys needs the header ${HEADER_CONFIRM}: ${CONFIRM_CLEAR}`)
-        await engine.clear(prefix)
-        return json({ cleared: true })
+        const w = writeOptions(params.get('ack'), request.headers)
+        await engine.clear(prefix, w.options)
+        return json({ cleared: true }, w.headers())
       }
       case 'stats':
         queryParams(query, [])
@@ -342,31 +348,34 @@ export class HttpApi {
 
   async #key(key: string, method: string, query: string, request: ApiRequest): Promise<ApiResponse> {
     const engine = this.#host.engine
-    if (method === 'GET') return this.#getEntry(key, query)
+    if (method === 'GET') return this.#getEntry(key, query, request)
     const ifMatch = parseIfMatch(header(request.headers, 'if-match'))
     if (method === 'PUT') {
-      const params = queryParams(query, ['ttl', 'tags'])
+      const params = queryParams(query, ['ttl', 'tags', 'ack'])
       const ttl = parseTtlParam(params.get('ttl'), 'ttl')
       const tags = parseTagsParam(params.get('tags'))
       this.#checkValue(request.body.byteLength)
-      const r = await engine.put({ key, value: request.body, ttl, tags, ifMatch })
-      return json(r, { etag: formatEtag(r.version), [HEADER_TTL]: r.ttl === null ? TTL_NONE : String(r.ttl) })
+      const w = writeOptions(params.get('ack'), request.headers)
+      const r = await engine.put({ key, value: request.body, ttl, tags, ifMatch }, w.options)
+      return json(r, { etag: formatEtag(r.version), [HEADER_TTL]: r.ttl === null ? TTL_NONE : String(r.ttl), ...w.headers() })
     }
-    queryParams(query, [])
-    return json({ deleted: await engine.delete(key, ifMatch) })
+    const w = writeOptions(queryParams(query, ['ack']).get('ack'), request.headers)
+    const deleted = await engine.delete(key, ifMatch, w.options)
+    return json({ deleted }, w.headers())
   }
 
   /** GET of one key, the same in both APIs: the raw bytes, the entry's metadata in headers, 404 when absent. */
-  async #getEntry(key: string, query: string): Promise<ApiResponse> {
+  async #getEntry(key: string, query: string, request: ApiRequest): Promise<ApiResponse> {
     queryParams(query, [])
     const e = await this.#host.engine.get(key)
+    await checkMinVersion(request.headers, key, e?.version, this.#host.engine.keyspace)
     if (e === undefined) throw new NotFoundError('No live entry under this key')
     return { status: 200, headers: entryHeaders(e, BYTES_TYPE), body: e.value }
   }
 
   async #zerocache(key: string, method: string, query: string, request: ApiRequest): Promise<ApiResponse> {
     const engine = this.#host.engine
-    if (method === 'GET') return this.#getEntry(key, query)
+    if (method === 'GET') return this.#getEntry(key, query, request)
     if (method === 'PUT') {
       const params = queryParams(query, ['expiry'])
       const ttl = parseTtlParam(params.get('expiry'), 'expiry')

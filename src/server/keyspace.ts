@@ -550,6 +550,30 @@ export class Keyspace {
   }
 
   /**
+   * Every persisted tag invalidation as `{ tag, mode, hlc }` (read from the store; few).
+   * Replication's anti-entropy exchanges them whole (KeyspaceReplicaStore loads them at open).
+   */
+  async tagInvalidations(): Promise<Array<{ readonly tag: string; readonly mode: TagMode; readonly hlc: number }>> {
+    const out: Array<{ tag: string; mode: TagMode; hlc: number }> = []
+    let cursor: string | undefined
+    do {
+      const page = await this.#scanStore(TAG, cursor, 1000)
+      cursor = page.cursor
+      const values = page.keys.length === 0 ? [] : await this.#io('getMany', this.#store.getMany(page.keys))
+      page.keys.forEach((storeKey, i) => {
+        const bytes = values[i]
+        if (bytes === undefined) return
+        const id = storeKey.slice(TAG.length)
+        const colon = id.indexOf(':')
+        const mode = id.slice(0, colon)
+        const hlc = Number(dec.decode(bytes))
+        if ((mode === 'hard' || mode === 'soft') && Number.isSafeInteger(hlc)) out.push({ tag: id.slice(colon + 1), mode, hlc })
+      })
+    } while (cursor !== undefined)
+    return out
+  }
+
+  /**
    * One page of records and tombstones (live store entries first, then tombstones), keys
    * under `prefix`, positions in `hashRange`. Pages hold at most `limit` records; call
    * again with `cursor` until it is undefined. Same guarantees as `Store.scan`.

@@ -20,6 +20,27 @@ import type { CacheStats } from '../cache/types.js'
 import { Keyspace, type KeyspaceEntry } from './keyspace.js'
 import { openNodeClock } from './node-clock.js'
 import { noReplication, type Replicator } from './replicator.js'
+import type { AckLevel, ClientOp, ClientResponse } from '../cluster/replication/messages.js'
+import type { RequestOptions } from './replication-service.js'
+
+/** How a clustered node's write is replicated (`?ack=`, the session token, the deadline). */
+export interface WriteOptions {
+  /** @default 'one' */
+  readonly ack?: AckLevel
+  /** Session token: the request is versioned after it. */
+  readonly token?: number
+  /** How long the write may wait for acks, ms. @default the replication machine's (2 s) */
+  readonly deadlineMs?: number
+  /** Called with the replicas known to hold the write when it is answered (clustered node only). */
+  readonly onReplicas?: (replicas: number) => void
+}
+
+/** The clustered write path (server/replication-service.ts). */
+export interface ReplicatedWrites {
+  request(op: ClientOp, options?: RequestOptions): Promise<ClientResponse>
+  /** The node's clock: the session token of every answer. */
+  readonly clock: number
+}
 
 /** A store that counts its entries by prefix synchronously (`lmdbStore`). */
 interface CountingStore extends Store {
@@ -86,6 +107,7 @@ export class NodeEngine {
   readonly #clock: Clock
   readonly #versions: HybridLogicalClock
   readonly #replicator: Replicator
+  #replicated: ReplicatedWrites | undefined
   #closed = false
 
   private constructor(keyspace: Keyspace, options: NodeEngineOptions, versions: HybridLogicalClock) {
@@ -120,6 +142,20 @@ export class NodeEngine {
     return this.#versions.current()
   }
 
+  /**
+   * Routes every write through replication (a clustered node; decision 0217): the machine
+   * versions it, commits it here, fans it out and answers at the write's ack level.
+   * `undefined` restores local writes (a lone node).
+   */
+  setReplication(replicated: ReplicatedWrites | undefined): void {
+    this.#replicated = replicated
+  }
+
+  /** The session token answers carry: the replication clock of a clustered node, else undefined (a lone node sends none). */
+  get sessionToken(): number | undefined {
+    return this.#replicated?.clock
+  }
+
   /** The keyspace, for replication and tests. */
   get keyspace(): Keyspace {
     return this.#keyspace
@@ -144,7 +180,20 @@ export class NodeEngine {
   }
 
   /** Writes one entry; resolves with its version and TTL. `ERR_PRECONDITION_FAILED` when `ifMatch` fails. */
-  async put(write: EngineWrite): Promise<{ version: number; ttl: number | null }> {
+  async put(write: EngineWrite, options: WriteOptions = {}): Promise<{ version: number; ttl: number | null }> {
+    const replicated = this.#replicated
+    if (replicated !== undefined) {
+      let ifVersion: number | undefined
+      if (write.ifMatch === '*') {
+        if ((await this.#keyspace.get(write.key)) === undefined) this.#match(write.key, undefined, '*')
+      } else ifVersion = write.ifMatch
+      const res = await replicated.request(
+        { op: 'put', key: write.key, value: Buffer.from(write.value).toString('base64'), tags: write.tags, ...(write.ttl === null ? {} : { ttlMs: write.ttl * 1000 }), ...(ifVersion === undefined ? {} : { ifVersion }) },
+        options,
+      )
+      options.onReplicas?.(res.applied ?? 1)
+      return { version: res.version!.hlc, ttl: write.ttl }
+    }
     const record = (await this.#keyspace.update(write.key, (current, version) => {
       if (write.ifMatch !== undefined) this.#match(write.key, current, write.ifMatch)
       const expiresAt = write.ttl === null ? 0 : this.#clock.now() + write.ttl * 1000
@@ -162,7 +211,16 @@ export class NodeEngine {
   }
 
   /** Deletes `key` (a tombstone); true when a live entry was there. */
-  async delete(key: string, ifMatch?: number | '*'): Promise<boolean> {
+  async delete(key: string, ifMatch?: number | '*', options: WriteOptions = {}): Promise<boolean> {
+    const replicated = this.#replicated
+    if (replicated !== undefined) {
+      // Whether a live entry was there is read first (the answer's `deleted`; not atomic with the write in a cluster).
+      const existed = (await this.#keyspace.get(key)) !== undefined
+      if (ifMatch === '*' && !existed) this.#match(key, undefined, '*')
+      const res = await replicated.request({ op: 'del', key, ...(typeof ifMatch === 'number' ? { ifVersion: ifMatch } : {}) }, options)
+      options.onReplicas?.(res.applied ?? 1)
+      return existed
+    }
     let existed = false
     const tombstone = await this.#keyspace.update(key, (current, version) => {
       if (ifMatch !== undefined) this.#match(key, current, ifMatch)
@@ -173,14 +231,26 @@ export class NodeEngine {
     return existed
   }
 
-  async invalidate(tags: readonly string[], mode: 'hard' | 'soft'): Promise<number> {
+  async invalidate(tags: readonly string[], mode: 'hard' | 'soft', options: WriteOptions = {}): Promise<number> {
+    const replicated = this.#replicated
+    if (replicated !== undefined && tags.length > 0) {
+      const res = await replicated.request({ op: 'inv', tags, mode }, options)
+      options.onReplicas?.(res.applied ?? 1)
+      return tags.length
+    }
     const version = await this.#keyspace.invalidate(tags, mode)
     for (const tag of tags) this.#offer({ type: 'invalidate', tags: [tag], mode, version })
     return tags.length
   }
 
   /** Removes every entry (prefix `''`) or every entry whose key starts with `prefix` (a prefix tombstone). */
-  async clear(prefix = ''): Promise<void> {
+  async clear(prefix = '', options: WriteOptions = {}): Promise<void> {
+    const replicated = this.#replicated
+    if (replicated !== undefined) {
+      const res = await replicated.request({ op: 'clear', prefix }, options)
+      options.onReplicas?.(res.applied ?? 1)
+      return
+    }
     const version = await this.#versions.nextDurable()
     await this.#keyspace.clear(prefix, { hlc: version, nodeId: this.#keyspace.nodeId })
     this.#offer({ type: 'clear', key: prefix === '' ? undefined : prefix, version })

@@ -48,6 +48,9 @@ import type { MessageTransport } from '../cluster/transport.js'
 import { ClusterService, resolveClusterNodeId } from './cluster-service.js'
 import { isTraced, nodeRequestChannel } from '../core/tracing.js'
 import { traceInject, traceRequest } from './request-tracing.js'
+import { hasMinVersion } from './replication-http.js'
+import { type ReplicationService, startReplication } from './replication-service.js'
+import { topologyFromView } from '../cluster/replication/replication.js'
 
 /** A request for `NodeHandle.inject`: everything but the socket. */
 export interface InjectRequest {
@@ -236,6 +239,8 @@ class Node implements NodeHandle {
   /** The id decided before listening (a clustered node's), else undefined: nodeId or host:port. */
   readonly #fixedId: string | undefined
   #cluster: ClusterService | undefined
+  /** A clustered node's replication (writes go through it; decision 0217). */
+  #replication: ReplicationService | undefined
   /** `GET /v1/watch`: the invalidation stream of every change the keyspace applies. */
   readonly #watch: WatchHub
   #id = ''
@@ -365,6 +370,13 @@ class Node implements NodeHandle {
   async startCluster(): Promise<void> {
     this.#cluster = await ClusterService.start({ options: this.options, id: this.#id, httpPort: this.#port, scheme: this.#tls ? 'https' : 'http', log: this.#log, clock: this.options.clock })
     this.#cluster.registerMetrics(this.#registry)
+    const transport = this.#cluster.replicationTransport
+    if (transport !== undefined) {
+      const cluster = this.#cluster
+      this.#replication = await startReplication({ id: this.#id, keyspace: this.#engine.keyspace, clock: this.options.clock, transport, topology: () => topologyFromView(cluster.view()), tombstoneTtlMs: this.options.tombstoneTtlMs, log: this.#log })
+      this.#replication.registerMetrics(this.#registry)
+      this.#engine.setReplication(this.#replication)
+    }
   }
 
   async listen(): Promise<void> {
@@ -544,7 +556,7 @@ class Node implements NodeHandle {
     // body to read, no promise, and an in-flight slot would be taken and given back within
     // this call, so only the bound is checked (a full node refuses it below, as any other).
     // Anything getHit does not answer takes the general path (decision 0240).
-    if (method === 'GET' && req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined && this.#inFlight < this.options.maxInFlight) {
+    if (method === 'GET' && req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined && this.#inFlight < this.options.maxInFlight && !hasMinVersion(req.headers)) {
       const hit = this.#api.getHit(url)
       if (hit !== undefined) {
         // A request with neither Content-Length nor Transfer-Encoding has no body: it is
@@ -874,6 +886,8 @@ class Node implements NodeHandle {
     await serverClosed
     this.#ready = false
     await leaving
+    this.#engine.setReplication(undefined)
+    await this.#replication?.close()
     await this.#cluster?.close()
     let storeError: unknown
     try {

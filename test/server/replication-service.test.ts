@@ -1,0 +1,140 @@
+// ReplicationService: the replication machine over two real keyspaces (memory stores),
+// linked by an in-memory transport, on a ManualClock. A write answered at ack=all is in
+// both keyspaces; deletes, clears and invalidations replicate; a level that cannot be met
+// answers ERR_ACK_TIMEOUT with applied/required once its deadline passes, the write staying
+// committed locally; a session token orders the next write after it.
+import assert from 'node:assert/strict'
+import { describe, test } from 'node:test'
+import { ManualClock } from '../../src/core/manual-clock.js'
+import { HybridLogicalClock } from '../../src/core/hlc.js'
+import { isCacheError, type PeerUnreachableError } from '../../src/core/errors.js'
+import { SeededRandom } from '../../src/core/random.js'
+import { memoryStore } from '../../src/store/memory-store.js'
+import { Keyspace } from '../../src/server/keyspace.js'
+import { ReplicationService } from '../../src/server/replication-service.js'
+import type { MessageTransport, NodeId } from '../../src/cluster/transport.js'
+
+const NOW = 1_800_000_000_000
+const b64 = (s: string): string => Buffer.from(s).toString('base64')
+const text = (e: { value: Uint8Array } | undefined): string | undefined => (e === undefined ? undefined : Buffer.from(e.value).toString())
+const turn = (): Promise<void> => new Promise((r) => setImmediate(r))
+async function settle(rounds = 20): Promise<void> {
+  for (let i = 0; i < rounds; i++) await turn()
+}
+
+/** In-memory links between nodes; `cut` holds node ids whose frames are dropped (both ways). */
+function network(ids: NodeId[]): { transports: Map<NodeId, MessageTransport>; cut: Set<NodeId> } {
+  const cut = new Set<NodeId>()
+  const handlers = new Map<NodeId, (from: NodeId, p: Uint8Array) => void>()
+  const transports = new Map<NodeId, MessageTransport>()
+  for (const self of ids) {
+    transports.set(self, {
+      self,
+      maxFrameBytes: 4 << 20,
+      send: (to, payload) => {
+        if (cut.has(to) || cut.has(self)) return
+        const copy = Uint8Array.from(payload)
+        setImmediate(() => handlers.get(to)?.(self, copy))
+      },
+      onReceive: (h) => {
+        handlers.set(self, h)
+        return () => handlers.delete(self)
+      },
+      onUnreachable: (_h: (e: PeerUnreachableError) => void) => () => undefined,
+      close: () => Promise.resolve(),
+    })
+  }
+  return { transports, cut }
+}
+
+async function cluster(ids: NodeId[]) {
+  const clock = new ManualClock(NOW)
+  const net = network(ids)
+  const members = ids.map((id) => ({ id, region: 'r1', status: 'alive' as const }))
+  const nodes = new Map<NodeId, { ks: Keyspace; svc: ReplicationService }>()
+  for (const [i, id] of ids.entries()) {
+    const ks = await Keyspace.open({ store: memoryStore({ clock }), clock, hlc: new HybridLogicalClock(clock), nodeId: id })
+    const svc = await ReplicationService.start({ id, keyspace: ks, clock, transport: net.transports.get(id)!, topology: () => ({ clusterState: 'ACTIVE', members }), random: new SeededRandom(i + 1) })
+    nodes.set(id, { ks, svc })
+  }
+  const close = async (): Promise<void> => {
+    for (const n of nodes.values()) {
+      await n.svc.close()
+      await n.ks.close()
+    }
+  }
+  return { clock, net, nodes, close }
+}
+
+describe('ReplicationService', () => {
+  test('a put at ack=all answers with every replica and is in every keyspace; delete, clear and invalidate replicate', async () => {
+    const c = await cluster(['a', 'b', 'c'])
+    const a = c.nodes.get('a')!
+    const res = await a.svc.request({ op: 'put', key: 'k', value: b64('v1'), tags: ['t'] }, { ack: 'all' })
+    assert.equal(res.applied, 3)
+    assert.equal(res.required, 3)
+    for (const n of c.nodes.values()) assert.equal(text(await n.ks.get('k')), 'v1')
+    const one = await a.svc.request({ op: 'put', key: 'p:1', value: b64('x') })
+    assert.equal(one.applied, 1, 'ack=one answers after the local commit')
+    await settle()
+    for (const n of c.nodes.values()) assert.equal(text(await n.ks.get('p:1')), 'x')
+    await c.nodes.get('b')!.svc.request({ op: 'clear', prefix: 'p:' }, { ack: 'all' })
+    await c.nodes.get('c')!.svc.request({ op: 'inv', tags: ['t'] }, { ack: 'all' })
+    for (const n of c.nodes.values()) {
+      assert.equal(await n.ks.get('p:1'), undefined)
+      assert.equal(await n.ks.get('k'), undefined, 'hidden by the replicated invalidation')
+    }
+    await a.svc.request({ op: 'put', key: 'd', value: b64('y') }, { ack: 'all' })
+    await c.nodes.get('b')!.svc.request({ op: 'del', key: 'd' }, { ack: 'all' })
+    for (const n of c.nodes.values()) assert.equal((await n.ks.getRecord('d'))?.deleted, true)
+    await c.close()
+  })
+
+  test('ack=all with a replica cut off answers ERR_ACK_TIMEOUT (1 of 2) at the deadline; the write stays committed and reaches the replica after the heal', async () => {
+    const c = await cluster(['a', 'b'])
+    const a = c.nodes.get('a')!
+    const b = c.nodes.get('b')!
+    c.net.cut.add('b')
+    const pending = a.svc.request({ op: 'put', key: 'k', value: b64('v') }, { ack: 'all', deadlineMs: 500 })
+    let settled = false
+    void pending.then(() => (settled = true), () => (settled = true))
+    await settle()
+    assert.equal(settled, false, 'waits for the ack until the deadline')
+    for (let t = 0; t < 6; t++) {
+      c.clock.advance(100)
+      await settle()
+    }
+    await assert.rejects(pending, (e: unknown) => isCacheError(e, 'ERR_ACK_TIMEOUT') && (e as unknown as { applied: number }).applied === 1 && (e as unknown as { required: number }).required === 2)
+    assert.equal(text(await a.ks.get('k')), 'v')
+    assert.equal(await b.ks.get('k'), undefined)
+    c.net.cut.delete('b')
+    // The cut was silent (no unreachable report, b stayed "alive"): the fan-out and its retries
+    // were lost, so the next anti-entropy round (every 10 s ± 10 %) repairs b.
+    for (let t = 0; t < 80 && (await b.ks.get('k')) === undefined; t++) {
+      c.clock.advance(200)
+      await settle()
+    }
+    assert.equal(text(await b.ks.get('k')), 'v')
+    assert.ok(a.svc.stats.antiEntropy.recordsShipped >= 1 || b.svc.stats.antiEntropy.recordsShipped >= 1)
+    await c.close()
+  })
+
+  test('a session token orders the next write after it, on another node', async () => {
+    const c = await cluster(['a', 'b'])
+    const a = c.nodes.get('a')!
+    const b = c.nodes.get('b')!
+    c.net.cut.add('b')
+    const first = await a.svc.request({ op: 'put', key: 'k', value: b64('first') })
+    // b has not heard of it; the client carries a's token and writes on b.
+    const second = await b.svc.request({ op: 'put', key: 'k', value: b64('second') }, { token: first.token })
+    assert.ok(second.version!.hlc > first.version!.hlc, 'versioned after everything the session saw')
+    c.net.cut.delete('b')
+    await a.svc.request({ op: 'put', key: 'other', value: b64('z') }, { ack: 'all' })
+    for (let t = 0; t < 30 && text(await a.ks.get('k')) !== 'second'; t++) {
+      c.clock.advance(200)
+      await settle()
+    }
+    assert.equal(text(await a.ks.get('k')), 'second')
+    await c.close()
+  })
+})
