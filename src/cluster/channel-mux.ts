@@ -17,6 +17,14 @@
  * per pump instead (a rate bound). A bulk queue over `maxBulkQueuedBytes` drops new frames
  * (counted) and reports the peer unreachable to the bulk channel once, as the transport
  * contract says a full queue does; replication then hints instead.
+ *
+ * Inbound limits. Peers are authenticated, but a buggy or flooding member must not starve
+ * the node: frames received from each peer pass a token bucket per kind — control frames by
+ * count (`inboundControlFramesPerSec`, far above a member's heartbeats and gossip: about 10
+ * frames/s per peer), bulk frames by bytes (`inboundBulkBytesPerSec`) — each with one
+ * second of burst. A frame over its bucket is dropped and counted (`inboundDropped`); the
+ * protocols above already survive loss (SWIM probes again, replication hints and repairs),
+ * and one peer's flood never consumes another peer's budget.
  */
 import type { Clock, TimerHandle } from '../core/clock.js'
 import { ClosedError, InvalidOptionsError, PeerUnreachableError, ValueTooLargeError } from '../core/errors.js'
@@ -36,6 +44,10 @@ export interface ChannelMuxOptions {
   readonly maxBulkQueuedBytes?: number
   /** Period of the pump while bulk frames wait, ms. @default 5 */
   readonly pumpMs?: number
+  /** Control (membership) frames accepted per second from one peer; more are dropped. @default 2000 */
+  readonly inboundControlFramesPerSec?: number
+  /** Bulk (replication) bytes accepted per second from one peer; more are dropped. @default 67108864 (64 MiB) */
+  readonly inboundBulkBytesPerSec?: number
 }
 
 export interface ChannelOptions {
@@ -51,6 +63,14 @@ export interface ChannelMuxStats {
   readonly bulkDropped: number
   /** Received frames with no channel of their tag (or empty). */
   readonly unrouted: number
+  /** Received frames dropped by the per-peer inbound limits, by kind. */
+  readonly inboundDropped: { readonly control: number; readonly bulk: number }
+}
+
+/** A token bucket refilled at `rate` per second up to one second's worth. */
+interface Bucket {
+  tokens: number
+  at: number
 }
 
 interface BulkQueue {
@@ -114,8 +134,12 @@ export class ChannelMux {
   readonly #bulk = new Map<NodeId, BulkQueue>()
   readonly #removers: Array<() => void>
   #timer: TimerHandle | undefined
+  readonly #controlRate: number
+  readonly #bulkRate: number
+  readonly #inbound = new Map<NodeId, { control: Bucket; bulk: Bucket }>()
   #dropped = 0
   #unrouted = 0
+  #inboundDropped = { control: 0, bulk: 0 }
 
   constructor(options: ChannelMuxOptions) {
     if (options === null || typeof options !== 'object') throw new InvalidOptionsError('options', 'expected an object')
@@ -131,6 +155,8 @@ export class ChannelMux {
     this.#highWater = positive('bulkHighWaterBytes', options.bulkHighWaterBytes, 256 * 1024)
     this.#maxQueued = positive('maxBulkQueuedBytes', options.maxBulkQueuedBytes, 32 * 1024 * 1024)
     this.#pumpMs = positive('pumpMs', options.pumpMs, 5)
+    this.#controlRate = positive('inboundControlFramesPerSec', options.inboundControlFramesPerSec, 2000)
+    this.#bulkRate = positive('inboundBulkBytesPerSec', options.inboundBulkBytesPerSec, 64 * 1024 * 1024)
     this.#removers = [
       this.#transport.onReceive((from, payload) => this.#receive(from, payload)),
       this.#transport.onUnreachable((error) => {
@@ -159,7 +185,7 @@ export class ChannelMux {
       frames += q.frames.length
       bytes += q.bytes
     }
-    return { bulkQueuedFrames: frames, bulkQueuedBytes: bytes, bulkDropped: this.#dropped, unrouted: this.#unrouted }
+    return { bulkQueuedFrames: frames, bulkQueuedBytes: bytes, bulkDropped: this.#dropped, unrouted: this.#unrouted, inboundDropped: { ...this.#inboundDropped } }
   }
 
   /** Bulk bytes waiting in the mux for `peer`. */
@@ -196,6 +222,7 @@ export class ChannelMux {
     if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer)
     this.#timer = undefined
     this.#bulk.clear()
+    this.#inbound.clear()
     for (const ch of this.#channels.values()) void ch.close()
   }
 
@@ -237,6 +264,31 @@ export class ChannelMux {
       this.#unrouted++
       return
     }
+    if (!this.#admit(from, ch.bulk, payload.byteLength)) {
+      this.#inboundDropped[ch.bulk ? 'bulk' : 'control']++
+      return
+    }
     ch.receive(from, payload.subarray(1))
+  }
+
+  /** Takes `bytes` (bulk) or one frame (control) from `peer`'s bucket; false when it is empty. */
+  #admit(peer: NodeId, bulk: boolean, bytes: number): boolean {
+    const now = this.#clock.now()
+    let buckets = this.#inbound.get(peer)
+    if (buckets === undefined) {
+      // Bounded by the peers the transport authenticated (members); forgotten on close.
+      buckets = { control: { tokens: this.#controlRate, at: now }, bulk: { tokens: this.#bulkRate, at: now } }
+      this.#inbound.set(peer, buckets)
+    }
+    const b = bulk ? buckets.bulk : buckets.control
+    const rate = bulk ? this.#bulkRate : this.#controlRate
+    b.tokens = Math.min(rate, b.tokens + (Math.max(0, now - b.at) * rate) / 1000)
+    b.at = now
+    const cost = bulk ? bytes : 1
+    // A frame bigger than a whole second's budget passes when the bucket is full (it would
+    // never fit otherwise) and empties it.
+    if (b.tokens < cost && b.tokens < rate) return false
+    b.tokens = Math.max(0, b.tokens - cost)
+    return true
   }
 }

@@ -537,6 +537,7 @@ export class ClusterService {
       { name: 'stratacache_cluster_incarnation', help: "This node's incarnation (bumped by each restart and each refuted suspicion).", type: 'gauge', read: () => this.#membership.incarnation },
       { name: 'stratacache_cluster_auth_failures_total', help: 'Cluster connections refused by authentication (wrong or no cluster secret).', type: 'counter', read: () => this.#tcp?.stats.authFailures ?? 0 },
       { name: 'stratacache_cluster_dropped_messages_total', help: 'Cluster messages the transport dropped (queue full, peer unknown or unreachable).', type: 'counter', read: () => this.#tcp?.stats.dropped ?? 0 },
+      { name: 'stratacache_cluster_inbound_dropped_total', help: 'Cluster frames received over a peer\'s inbound limit and dropped (membership and replication together).', type: 'counter', read: () => { const d = this.#mux?.stats.inboundDropped; return d === undefined ? 0 : d.control + d.bulk } },
     ])
   }
 

@@ -114,6 +114,59 @@ describe('ChannelMux on a scripted transport', () => {
   })
 })
 
+describe('ChannelMux inbound limits per peer', () => {
+  const frame = (tag: number, bytes: number): Uint8Array => {
+    const f = new Uint8Array(bytes + 1)
+    f[0] = tag
+    return f
+  }
+
+  test('a peer flooding control frames past its rate is cut to the rate, counted; another peer and a later second are unaffected', () => {
+    const t = new StuckTransport('a')
+    const clock = new ManualClock(0)
+    const mux = new ChannelMux({ transport: t, clock, inboundControlFramesPerSec: 100 })
+    const got = new Map<string, number>()
+    mux.channel(0).onReceive((from) => got.set(from, (got.get(from) ?? 0) + 1))
+    for (let i = 0; i < 1000; i++) t.receive!('flooder', frame(0, 40))
+    for (let i = 0; i < 10; i++) t.receive!('calm', frame(0, 40))
+    assert.equal(got.get('flooder'), 100, 'one second of burst, then nothing')
+    assert.equal(got.get('calm'), 10, "the flood does not spend another peer's budget")
+    assert.deepEqual(mux.stats.inboundDropped, { control: 900, bulk: 0 })
+    clock.advance(500)
+    for (let i = 0; i < 1000; i++) t.receive!('flooder', frame(0, 40))
+    assert.equal(got.get('flooder'), 150, 'refilled at the rate: 50 frames in 500 ms')
+    mux.close()
+  })
+
+  test('bulk frames are limited by bytes per peer; a frame bigger than a second of budget passes only on a full bucket', () => {
+    const t = new StuckTransport('a')
+    const clock = new ManualClock(0)
+    const mux = new ChannelMux({ transport: t, clock, inboundBulkBytesPerSec: 10 * KiB })
+    let bytes = 0
+    let frames = 0
+    mux.channel(1, { kind: 'bulk' }).onReceive((_from, p) => {
+      bytes += p.byteLength
+      frames++
+    })
+    for (let i = 0; i < 20; i++) t.receive!('b', frame(1, KiB - 1))
+    assert.equal(frames, 10, '10 KiB of 1 KiB frames in the first second')
+    assert.equal(mux.stats.inboundDropped.bulk, 10)
+    clock.advance(1000)
+    t.receive!('b', frame(1, 50 * KiB))
+    assert.equal(frames, 11, 'an oversized frame passes on a full bucket')
+    t.receive!('b', frame(1, 100))
+    assert.equal(frames, 11, 'and empties it')
+    assert.ok(bytes > 50 * KiB)
+    mux.close()
+  })
+
+  test('options are validated', () => {
+    const t = new StuckTransport('a')
+    assert.throws(() => new ChannelMux({ transport: t, clock: new ManualClock(0), inboundControlFramesPerSec: 0 }), (e: unknown) => isCacheError(e) && e.code === 'ERR_INVALID_OPTIONS')
+    assert.throws(() => new ChannelMux({ transport: t, clock: new ManualClock(0), inboundBulkBytesPerSec: 1.5 }), (e: unknown) => isCacheError(e) && e.code === 'ERR_INVALID_OPTIONS')
+  })
+})
+
 describe('ChannelMux over real loopback TcpTransports', () => {
   const open: TcpTransport[] = []
   after(async () => {
