@@ -67,6 +67,7 @@
  * (known limitation, for P9 to account). Prefix tombstones are not in the digest (few;
  * exchanged whole). Not cryptographic: it detects divergence, it does not authenticate.
  */
+import { keyHash, recordHash } from '../cluster/replication/digest.js'
 import type { Clock } from '../core/clock.js'
 import { CacheError, InvalidOptionsError, StoreTimeoutError, StoreUnavailableError } from '../core/errors.js'
 import { compareVersions, type HybridLogicalClock, msOfVersion, type Version } from '../core/hlc.js'
@@ -168,29 +169,10 @@ const CAS_CLEAR_CHUNK = 16
 /** Entries of a shared store's own-echo maps before they are emptied. */
 const OWN_LIMIT = 10_000
 
-/** The 32-bit position of a key (FNV-1a over UTF-16 code units). */
-export function keyHash(key: string): number {
-  let h = 0x811c9dc5
-  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193)
-  return h >>> 0
-}
-
-/** The two 32-bit halves of a record's hash: key, hlc and node id, each field terminated. */
-export function recordHash(key: string, version: Version): [number, number] {
-  let a = 0x811c9dc5
-  let b = 0x050c5d1f
-  const mix = (code: number): void => {
-    a = Math.imul(a ^ code, 0x01000193)
-    b = Math.imul(b ^ code, 0x01000193) ^ (a >>> 15)
-  }
-  for (let i = 0; i < key.length; i++) mix(key.charCodeAt(i))
-  mix(0xffff)
-  const hlc = String(version.hlc)
-  for (let i = 0; i < hlc.length; i++) mix(hlc.charCodeAt(i))
-  mix(0xffff)
-  for (let i = 0; i < version.nodeId.length; i++) mix(version.nodeId.charCodeAt(i))
-  return [a >>> 0, b >>> 0]
-}
+// keyHash (a key's 32-bit position) and recordHash (a record's digest contribution) are
+// replication's (cluster/replication/digest.ts): one definition, so the keyspace's bucket
+// digests and the replication machine's Merkle tree agree by construction.
+export { keyHash, recordHash }
 
 /** What L1 holds per key: the record, plus the tag snapshot of a live one. */
 interface Held {

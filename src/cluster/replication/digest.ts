@@ -26,14 +26,14 @@ export const BUCKET_DEPTH = 5
 export const MAX_DEPTH = 16
 export const DIGEST_BUCKETS = FANOUT ** BUCKET_DEPTH
 
-/** The 32-bit position of a key (FNV-1a over UTF-16 code units), as server/keyspace.ts. */
+/** The 32-bit position of a key (FNV-1a over UTF-16 code units); server/keyspace.ts uses this one. */
 export function keyHash(key: string): number {
   let h = 0x811c9dc5
   for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193)
   return h >>> 0
 }
 
-/** The two 32-bit halves of a record's hash: key, hlc and node id, each field terminated (as server/keyspace.ts). */
+/** The two 32-bit halves of a record's hash: key, hlc and node id, each field terminated; server/keyspace.ts uses this one. */
 export function recordHash(key: string, version: Version): [number, number] {
   let a = 0x811c9dc5
   let b = 0x050c5d1f
