@@ -170,6 +170,18 @@ export function lmdbStore(options: LmdbStoreOptions): LmdbStore {
   return new LmdbStoreImpl(options)
 }
 
+/** A `set` waiting in a group of sets (see `#startPuts`). */
+interface QueuedPut {
+  readonly full: Buffer
+  readonly key: Buffer
+  readonly value: Uint8Array
+  readonly ttlMs: number
+  readonly resolve: () => void
+  readonly reject: (err: unknown) => void
+  /** Set inside the transaction when this set alone would pass the capacity. */
+  refusal: StoreFullError | undefined
+}
+
 interface Usage {
   fence: number
   entries: number
@@ -344,6 +356,8 @@ class LmdbStoreImpl implements LmdbStore {
   readonly #waiting = new Map<string, KeyWaiters>()
   /** Mutations in flight: close waits for them before closing the environment. */
   readonly #pending = new Set<Promise<unknown>>()
+  /** Sets waiting for their group's child transaction to run (see #startPuts); undefined when none is open. */
+  #openPuts: QueuedPut[] | undefined
   #sweepTimer: TimerHandle | undefined
   #sweeping: Promise<void> | undefined
   #closing: Promise<void> | undefined
@@ -450,9 +464,66 @@ class LmdbStoreImpl implements LmdbStore {
     checkTtl(ttlMs, 'ttlMs')
     // Copied now: the caller may reuse its buffer before the transaction runs.
     const bytes = new Uint8Array(value)
-    await this.#mutate('set', (usage) => {
-      this.#put(usage, full, k, bytes, this.#clock.now() + ttlMs)
+    return new Promise<void>((resolve, reject) => {
+      const put: QueuedPut = { full, key: k, value: bytes, ttlMs, resolve, reject, refusal: undefined }
+      const open = this.#openPuts
+      if (open !== undefined) open.push(put)
+      else this.#startPuts([put])
     })
+  }
+
+  /**
+   * Sets share one child transaction per lmdb-js batch (decision 0243): the first set opens
+   * a group and queues one child transaction for it; sets arriving before lmdb-js runs that
+   * child join the group, so one batch does one nested transaction and one usage update for
+   * all of them instead of one each. Inside the child each set is decided alone, in arrival
+   * order: one that would pass the capacity writes nothing and fails alone with
+   * `ERR_STORE_FULL` (the check precedes its write); any other failure rolls the whole group
+   * back and fails each of its sets. Every set settles after the batch's commit.
+   */
+  #startPuts(group: QueuedPut[]): void {
+    let started = false
+    let run: Promise<void>
+    try {
+      run = this.#mutate('set', (usage) => {
+        // From here on a set starts a new group (lmdb-js puts it in the next batch).
+        started = true
+        if (this.#openPuts === group) this.#openPuts = undefined
+        const now = this.#clock.now()
+        for (const p of group) {
+          try {
+            this.#put(usage, p.full, p.key, p.value, now + p.ttlMs)
+          } catch (err) {
+            if (!(err instanceof StoreFullError)) throw err
+            p.refusal = err
+          }
+        }
+      })
+    } catch (err) {
+      for (const p of group) p.reject(storeError(err, 'set'))
+      return
+    }
+    // Open until its transaction starts (at once when already inside a write transaction).
+    if (!started) this.#openPuts = group
+    run.then(
+      () => {
+        let refused = false
+        for (const p of group) {
+          if (p.refusal === undefined) p.resolve()
+          else {
+            refused = true
+            this.#fullRefusals++
+            p.reject(p.refusal)
+          }
+        }
+        // Room held by expired entries comes back now, not at the next interval.
+        if (refused) this.#sweepNow()
+      },
+      (err: unknown) => {
+        if (this.#openPuts === group) this.#openPuts = undefined
+        for (const p of group) p.reject(err)
+      },
+    )
   }
 
   async setMany(entries: readonly StoreEntry[]): Promise<void> {
@@ -899,6 +970,8 @@ class LmdbStoreImpl implements LmdbStore {
    * did. Resolves after the commit.
    */
   #mutate<T>(operation: string, fn: (usage: Usage) => T): Promise<T> {
+    // A set issued after this mutation must not join a group queued before it (see #startPuts).
+    this.#openPuts = undefined
     const run = this.#root.childTransaction(() => {
       const usage = this.#usage()
       const before = encodeUsage(usage)

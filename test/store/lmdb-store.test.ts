@@ -355,3 +355,43 @@ describe('lmdbStore specifics', () => {
     }
   })
 })
+
+describe('lmdbStore concurrent sets (one child transaction per batch, decision 0243)', () => {
+  test('sets issued together each settle on their own: one over the capacity fails alone, the others are stored', async () => {
+    const store = lmdbStore({ path: dir(), clock: new ManualClock(), mapSize: '64kb' })
+    try {
+      const small = Array.from({ length: 20 }, (_, i) => store.set(`s${i}`, bytes(`v${i}`), 60_000))
+      const big = store.set('big', new Uint8Array(200_000), 60_000)
+      const more = Array.from({ length: 20 }, (_, i) => store.set(`t${i}`, bytes(`w${i}`), 60_000))
+      await assert.rejects(big, code('ERR_STORE_FULL'))
+      await Promise.all([...small, ...more])
+      assert.equal(await store.get('big'), undefined)
+      const got = await store.getMany([...Array.from({ length: 20 }, (_, i) => `s${i}`), ...Array.from({ length: 20 }, (_, i) => `t${i}`)])
+      assert.deepEqual(got.map(text), [...Array.from({ length: 20 }, (_, i) => `v${i}`), ...Array.from({ length: 20 }, (_, i) => `w${i}`)])
+      const stats = store.stats()
+      assert.equal(stats.entries, 40)
+      assert.equal(stats.fullRefusals, 1)
+    } finally {
+      await store.close()
+    }
+  })
+
+  test('issue order holds across sets and other mutations of one key issued together', async () => {
+    const store = lmdbStore({ path: dir(), clock: new ManualClock() })
+    try {
+      const ops = [store.set('k', bytes('a'), 60_000), store.delete('k'), store.set('k', bytes('b'), 60_000), store.set('j', bytes('1'), 60_000), store.touch('j', 120_000), store.set('j', bytes('2'), 60_000)]
+      await Promise.all(ops)
+      assert.equal(text(await store.get('k')), 'b', 'the set after the delete wins')
+      assert.equal(text(await store.get('j')), '2')
+      assert.equal(store.stats().entries, 2)
+      // Again while a batch is being committed: sets queued behind it keep their order too.
+      const first = store.set('k', bytes('c'), 60_000)
+      await flush()
+      const rest = [store.set('k', bytes('d'), 60_000), store.delete('k'), store.set('k', bytes('e'), 60_000)]
+      await Promise.all([first, ...rest])
+      assert.equal(text(await store.get('k')), 'e')
+    } finally {
+      await store.close()
+    }
+  })
+})
