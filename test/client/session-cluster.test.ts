@@ -72,9 +72,9 @@ describe('session tokens against clustered nodes', () => {
     const transport = routing(b.url)
     const client = createClient({ nodes: [a.url], transport })
     try {
-      // B holds an older version of the key from the start: a GET of a key B has never held,
-      // racing its first replica, can answer 404 instead of 409 (checkMinVersion reads the
-      // keyspace after the entry: a server-side race, reported with P10).
+      // B holds an older version of the key from the start: for a key a node has never held
+      // (have 0) the client takes the 409 as a miss (decision 0224), so read-your-writes is
+      // promised for keys the reading node already holds a version of.
       await client.set('ryw', 'initial', { ack: 'all' })
       transport.reads.length = 0
       for (let i = 0; i < ROUNDS; i++) {
