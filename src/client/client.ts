@@ -49,6 +49,7 @@ import {
   PreconditionFailedError,
   RateLimitedError,
   RequestTimeoutError,
+  StaleReadError,
   StoreFullError,
   StoreUnavailableError,
   TooLargeError,
@@ -57,7 +58,7 @@ import {
 import { mathRandom, type Random } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
 import { checkKey as checkWireKey, parseEtag, parseTagsJson } from '../protocol/validate.js'
-import { CONFIRM_CLEAR, DEFAULT_MAX_BATCH, DEFAULT_MAX_KEY_BYTES, HEADER_CONFIRM, HEADER_TAGS, HEADER_TTL, MAX_TTL_SECONDS, TTL_NONE } from '../protocol/wire.js'
+import { CONFIRM_CLEAR, DEFAULT_MAX_BATCH, DEFAULT_MAX_KEY_BYTES, HEADER_CONFIRM, HEADER_MIN_VERSION, HEADER_TAGS, HEADER_TTL, MAX_TTL_SECONDS, TTL_NONE } from '../protocol/wire.js'
 import { NearCache, type NearCacheStats } from '../cache/near-cache.js'
 import { WATCH_PARTITIONS, watchPartition, type WatchMessage } from '../protocol/watch.js'
 import { NearCacheLink } from './near-cache-link.js'
@@ -66,6 +67,7 @@ import { flatTopology, isLoneView, parseClusterView, type Topology } from './top
 import { parseRetryAfter, RetryPolicy } from './retry-policy.js'
 import { isNotSent, type HttpRequest, type HttpResponse, type Transport } from './transport.js'
 import { undiciTransport } from './undici-transport.js'
+import { DEFAULT_SESSION_KEYS, Session } from './session.js'
 
 /** Most keys in one page of `keys` (the node's `GET /v1/keys` bound). */
 export const MAX_KEYS_LIMIT = 1000
@@ -199,6 +201,15 @@ export interface ClientOptions {
   region?: string
   /** The read ladder (see `ClientLadderOptions`); on when `region` or `ladder` is given. @default off */
   ladder?: ClientLadderOptions
+  /**
+   * Read-your-writes across the nodes of a cluster (session.ts): the highest
+   * `x-stratacache-token` seen is sent on every request, and a `get` of a key this client
+   * wrote sends that write's version as `x-stratacache-min-version`; a node that has not
+   * caught up answers ERR_STALE_READ and the read moves to another node (then waits briefly
+   * and tries again, within the call's budget). `false` turns it off; `{ maxKeys }` bounds how
+   * many keys' versions are remembered (least recently written dropped). @default on, 10,000 keys
+   */
+  session?: boolean | { maxKeys?: number }
 }
 
 export interface ClientCallOptions {
@@ -399,6 +410,7 @@ class NodeClient implements Client {
   readonly #cursor = new Map<readonly string[], number>()
   #topologyTimer: TimerHandle | undefined
   #closed = false
+  readonly #session: Session | undefined
 
   constructor(options: ClientOptions) {
     if (options === null || typeof options !== 'object') throw new InvalidOptionsError('options', 'expected an object with `nodes`')
@@ -432,6 +444,11 @@ class NodeClient implements Client {
     const probes = new BackoffPolicy({ initial: probeInterval, max: maxProbeInterval, jitter: retry === false ? DEFAULT_BACKOFF.jitter : jitter }, random, 'eject')
     this.#rotation = new NodeRotation(nodes, { ejectAfter, probes }, this.#clock, (node) => this.#probe(node))
     this.#topology = flatTopology(nodes)
+    const session = options.session ?? true
+    if (session !== false) {
+      if (session !== true && (session === null || typeof session !== 'object')) throw new InvalidOptionsError('session', 'expected a boolean or { maxKeys }')
+      this.#session = new Session(session === true ? DEFAULT_SESSION_KEYS : positiveInt(session.maxKeys, DEFAULT_SESSION_KEYS, 'session.maxKeys'))
+    }
     if (options.region !== undefined || options.ladder !== undefined) {
       const region = options.region ?? 'default'
       if (typeof region !== 'string' || region === '') throw new InvalidOptionsError('region', 'expected a non-empty string')
@@ -509,11 +526,20 @@ class NodeClient implements Client {
     checkKey(key)
     const parse = (res: HttpResponse, node: string): ClientEntry | undefined => {
       if (res.status === 404) return undefined
+      // A node holding nothing for the key, not even a tombstone: it expired or was evicted
+      // (or the write has not reached any node asked yet); waiting could last forever.
+      if (classify(res) === 'stale') {
+        this.#session?.forget(key)
+        return undefined
+      }
       if (res.status !== 200) throw errorFromResponse(res, node, 'GET')
       return entryFromHeaders(res, node)
     }
-    if (pin === undefined && this.#ladder !== undefined) return this.#climb({ method: 'GET', path: keyPath(key) }, parse)
-    return this.#call({ method: 'GET', path: keyPath(key) }, true, options, parse, pin)
+    const need = this.#session?.minVersion(key, this.#clock.now())
+    const headers: Record<string, string> = need === undefined ? {} : { [HEADER_MIN_VERSION]: String(need) }
+    const stale = need === undefined ? undefined : key
+    if (pin === undefined && this.#ladder !== undefined) return this.#climb({ method: 'GET', path: keyPath(key), headers }, parse, stale)
+    return this.#call({ method: 'GET', path: keyPath(key), headers }, true, options, parse, pin, stale)
   }
 
   /** The current topology (what the ladder reads from). */
@@ -530,15 +556,29 @@ class NodeClient implements Client {
    * starts at once. A busy answer waits (Retry-After or backoff) and repeats the try without
    * using a rung. Nothing outlives the ladder's deadline.
    */
-  async #climb<T>(req: Omit<HttpRequest, 'signal' | 'headers'>, parse: (res: HttpResponse, node: string) => T): Promise<T> {
+  async #climb<T>(req: Omit<HttpRequest, 'signal' | 'headers'> & { headers?: Record<string, string> }, parse: (res: HttpResponse, node: string) => T, staleKey?: string): Promise<T> {
     this.#checkOpen()
     const ladder = this.#ladder!
     const clock = this.#clock
     const deadline = clock.now() + ladder.deadlineMs
-    const plan = this.#plan(ladder.timeoutsMs.length)
+    let plan = this.#plan(ladder.timeoutsMs.length)
     let last: CacheError | undefined
     let busy = 0
-    for (let i = 0; i < plan.length; ) {
+    let staleRounds = 0
+    let stale: StaleReadError | undefined
+    for (let i = 0; ; ) {
+      if (i >= plan.length) {
+        // A rung answered ERR_STALE_READ and none answered: the write is on its way; wait briefly and climb again.
+        if (stale === undefined) break
+        const wait = staleDelay(staleRounds++)
+        if (clock.now() + wait >= deadline) break
+        await this.#sleep(wait)
+        this.#checkOpen()
+        plan = this.#plan(ladder.timeoutsMs.length)
+        stale = undefined
+        i = 0
+        continue
+      }
       const node = plan[i]!
       const left = deadline - clock.now()
       if (left <= 0) break
@@ -547,7 +587,7 @@ class NodeClient implements Client {
       this.#checkOpen()
       if (outcome.kind === 'response') {
         const kind = classify(outcome.res)
-        if (kind === 'final') {
+        if (kind === 'final' || (kind === 'stale' && (staleKey === undefined || staleError(outcome.res, staleKey).have === 0))) {
           this.#rotation.success(node)
           return parse(outcome.res, node)
         }
@@ -560,6 +600,13 @@ class NodeClient implements Client {
             break
           }
           await this.#sleep(wait)
+          continue
+        }
+        if (kind === 'stale' && staleKey !== undefined) {
+          // Healthy but behind: no charge against the node; the next rung may have caught up.
+          this.#rotation.success(node)
+          last = stale = staleError(outcome.res, staleKey)
+          i++
           continue
         }
         last = errorFromResponse(outcome.res, node)
@@ -655,7 +702,9 @@ class NodeClient implements Client {
       this.#near?.forget(key)
       if (res.status !== 200) throw errorFromResponse(res, node, 'PUT')
       const json = parseJson(res, node)
-      return { version: versionOf(json.version, node), ttlMs: ttlMsOf(json.ttl, node) }
+      const result = { version: versionOf(json.version, node), ttlMs: ttlMsOf(json.ttl, node) }
+      this.#session?.wrote(key, result.version, this.#clock.now() + result.ttlMs)
+      return result
     })
   }
 
@@ -666,6 +715,8 @@ class NodeClient implements Client {
     const path = keyPath(key) + (options.ack === undefined ? '' : `?ack=${ackParam(options.ack)}`)
     return this.#call({ method: 'DELETE', path, headers }, true, options, (res, node) => {
       this.#near?.forget(key)
+      // A delete answers no version: the session stops asking for the overwritten one.
+      if (res.status < 500) this.#session?.forget(key)
       if (res.status === 404) return false
       if (res.status !== 200) throw errorFromResponse(res, node, 'DELETE')
       const json = parseJson(res, node)
@@ -717,7 +768,14 @@ class NodeClient implements Client {
       const json = parseJson(res, node)
       const versions = json.versions
       if (!Array.isArray(versions) || versions.length !== entries.length) throw new BadResponseError('mset answer does not carry one version per entry', { node })
-      return versions.map((v: unknown) => versionOf(v, node))
+      const out = versions.map((v: unknown) => versionOf(v, node))
+      // The answer has no TTLs: an entry sent without one (the node's default) is not remembered.
+      const now = this.#clock.now()
+      entries.forEach((e, i) => {
+        const ttl = (e as { ttl?: number | null }).ttl
+        if (ttl !== undefined) this.#session?.wrote(e.key, out[i]!, ttl === null ? Infinity : now + ttl * 1000)
+      })
+      return out
     })
   }
 
@@ -729,6 +787,8 @@ class NodeClient implements Client {
     const body = jsonBody({ tags: list, mode })
     return this.#call({ method: 'POST', path: '/v1/invalidate', headers: { 'content-type': 'application/json' }, body }, true, options, (res, node) => {
       this.#near?.forgetAll()
+      // Which keys carried the tags is not known here: the session forgets every version.
+      if (res.status === 200) this.#session?.forgetPrefix('')
       if (res.status !== 200) throw errorFromResponse(res, node)
       const n = parseJson(res, node).invalidated
       if (typeof n !== 'number' || !Number.isFinite(n)) throw new BadResponseError('invalidate answer without a numeric `invalidated`', { node })
@@ -751,6 +811,8 @@ class NodeClient implements Client {
     const path = prefix === '' ? '/v1/keys' : `/v1/keys?prefix=${encodeURIComponent(prefix)}`
     await this.#call({ method: 'DELETE', path, headers: { [HEADER_CONFIRM]: CONFIRM_CLEAR } }, true, options, (res, node) => {
       this.#near?.forgetAll()
+      // A clear leaves no versions behind: asking for one would never be answered.
+      if (res.status === 200) this.#session?.forgetPrefix(prefix)
       if (res.status !== 200) throw errorFromResponse(res, node)
     })
   }
@@ -862,6 +924,7 @@ class NodeClient implements Client {
     options: ClientCallOptions | undefined,
     parse: (res: HttpResponse, node: string) => T,
     pin?: string,
+    staleKey?: string,
   ): Promise<T> {
     this.#checkOpen()
     const timeoutMs = options?.timeout === undefined ? this.#r.timeoutMs : finiteMs(options.timeout, this.#r.timeoutMs, 'timeout', 1)
@@ -869,6 +932,7 @@ class NodeClient implements Client {
     const deadline = clock.now() + Math.max(this.#r.maxElapsedMs, timeoutMs)
     let retries = 0
     let busy = 0
+    let stale = 0
     for (;;) {
       this.#checkOpen()
       const node = pin ?? this.#rotation.pick()
@@ -891,7 +955,20 @@ class NodeClient implements Client {
           await this.#sleep(wait)
           continue
         }
-        if (kind === 'final') {
+        if (kind === 'stale' && staleKey !== undefined && staleError(res, staleKey).have > 0) {
+          // Healthy but behind: the next node of the rotation at once, no retry spent; after
+          // a round of stale nodes (or on a pinned one) a short wait, within the budget.
+          this.#rotation.success(node)
+          stale++
+          const round = pin === undefined ? this.#r.nodes.length : 1
+          if (stale % round === 0) {
+            const wait = staleDelay(stale / round - 1)
+            if (clock.now() + wait >= deadline) throw staleError(res, staleKey)
+            await this.#sleep(wait)
+          } else if (clock.now() >= deadline) throw staleError(res, staleKey)
+          continue
+        }
+        if (kind === 'final' || kind === 'stale') {
           this.#rotation.success(node)
           return parse(res, node)
         }
@@ -927,7 +1004,8 @@ class NodeClient implements Client {
         resolve({ kind: 'timeout' })
       }, Math.max(0, timeoutMs))
     })
-    const headers = this.#r.token === undefined ? (req.headers ?? {}) : { ...req.headers, authorization: `Bearer ${this.#r.token}` }
+    const base = this.#session === undefined ? (req.headers ?? {}) : this.#session.headers(req.headers ?? {})
+    const headers = this.#r.token === undefined ? base : { ...base, authorization: `Bearer ${this.#r.token}` }
     let request: Promise<HttpResponse>
     try {
       request = this.#transport.request(node, { ...req, headers, signal: controller.signal })
@@ -936,7 +1014,10 @@ class NodeClient implements Client {
       request = Promise.reject(err)
     }
     const sent = request.then(
-      (res): Outcome => ({ kind: 'response', res }),
+      (res): Outcome => {
+        this.#session?.observe(res.headers)
+        return { kind: 'response', res }
+      },
       (err: unknown): Outcome => (err instanceof BadResponseError ? { kind: 'bad', err } : { kind: 'network', err, notSent: isNotSent(err) }),
     )
     try {
@@ -972,9 +1053,10 @@ class NodeClient implements Client {
  * request may or may not have been applied (503 with a store code included); `final`:
  * everything else, handed to the operation's parser (2xx, 4xx, 507 store full).
  */
-function classify(res: HttpResponse): 'busy' | 'failure' | 'final' {
+function classify(res: HttpResponse): 'busy' | 'failure' | 'final' | 'stale' {
   const status = res.status
   if (status === 429) return 'busy'
+  if (status === 409 && remoteBody(res).code === 'ERR_STALE_READ') return 'stale'
   if (status === 503) {
     const { code } = remoteBody(res)
     // PASSIVE is a decision, not a load: nothing was written and a retry would be refused the same way.
@@ -983,6 +1065,32 @@ function classify(res: HttpResponse): 'busy' | 'failure' | 'final' {
   }
   if (status >= 500 && status !== 507) return 'failure'
   return 'final'
+}
+
+/** Waits between rounds of stale answers: 10, 20, 40 … ms, at most 200 ms (a replica catches up in milliseconds). */
+function staleDelay(round: number): number {
+  return Math.min(200, 10 * 2 ** Math.min(round, 5))
+}
+
+/** The ERR_STALE_READ a read gives up with, from the node's answer (`have`/`need` when it sent them). */
+function staleError(res: HttpResponse, key: string): StaleReadError {
+  let have = 0
+  let need = 0
+  try {
+    const body = JSON.parse(res.body.toString('utf8')) as { have?: unknown; need?: unknown; message?: unknown }
+    if (typeof body.have === 'number') have = body.have
+    if (typeof body.need === 'number') need = body.need
+    const m = typeof body.message === 'string' ? /version (\d+) of key .*older than the session's (\d+)/.exec(body.message) : null
+    if (m !== null && have === 0 && need === 0) {
+      have = Number(m[1])
+      need = Number(m[2])
+    }
+  } catch {
+    // An unparsable body: the codes alone.
+  }
+  const err = new StaleReadError(key, need, have)
+  fromNode.add(err)
+  return err
 }
 
 type Outcome =

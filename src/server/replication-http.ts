@@ -40,13 +40,17 @@ export function writeOptions(ack: string | undefined, headers: Headers): { optio
 /**
  * Throws ERR_STALE_READ when the request names a least version newer than what the node
  * holds for `key`: the live entry's version, else its tombstone's (a delete the session saw
- * is an answer: 404), else 0.
+ * is an answer: 404), else 0. Returns true when the entry read missed (`live` undefined)
+ * but the keyspace now holds a live record at least that new — a replica that landed
+ * between the two reads: the caller reads the entry again instead of answering 404.
  */
-export async function checkMinVersion(headers: Headers, key: string, live: number | undefined, keyspace: Pick<Keyspace, 'getRecord'>): Promise<void> {
+export async function checkMinVersion(headers: Headers, key: string, live: number | undefined, keyspace: Pick<Keyspace, 'getRecord'>): Promise<boolean> {
   const need = safeInt(single(headers, HEADER_MIN_VERSION), HEADER_MIN_VERSION)
-  if (need === undefined || need === 0) return
-  const have = live ?? (await keyspace.getRecord(key))?.version.hlc ?? 0
+  if (need === undefined || need === 0) return false
+  const record = live === undefined ? await keyspace.getRecord(key) : undefined
+  const have = live ?? record?.version.hlc ?? 0
   if (have < need) throw new StaleReadError(key, need, have)
+  return record !== undefined && record.deleted !== true
 }
 
 /** True when the request carries a least version (the synchronous GET path then steps aside). */

@@ -1,0 +1,150 @@
+/**
+ * The read ladder against 6 real clustered node processes in 3 regions on loopback (short
+ * heartbeats): a client in london under read load. kill -9 of its preferred node: zero
+ * failed reads, and once the node is quarantined no request but the background probes goes
+ * to it. Then the rest of london dies: every read is answered by another region within
+ * the ladder's deadline, and once both london nodes are quarantined, reads go to the
+ * rank-1 region.
+ */
+import assert from 'node:assert/strict'
+import { fileURLToPath } from 'node:url'
+import { after, test } from 'node:test'
+import { createClient } from '../../src/client/index.js'
+import { undiciTransport } from '../../src/client/undici-transport.js'
+import type { HttpRequest, Transport } from '../../src/client/transport.js'
+import { send, tempDir } from '../support/node-fixtures.js'
+import { awaitReady, freePort, killProcess, spawnServer, waitUntil, type Spawned } from '../support/server-process.js'
+
+const ENTRY = fileURLToPath(new URL('../../src/cli/serve-main.js', import.meta.url))
+const SECRET = 'ladder-cluster-secret-0123456789abcdef'
+const FLAGS = ['--heartbeat-interval', '250', '--acceptable-pause', '500', '--min-std-deviation', '250', '--indirect-timeout', '250', '--suspicion-timeout', '750', '--discovery-interval', '500', '--prune-after', '30s']
+/** The ladder's deadline with its default rungs (0.5 + 0.5 + 0.75 + 1 s), plus loopback slack on a loaded machine. */
+const LADDER_BOUND_MS = 2750 + 250
+
+const dirs: Array<{ remove: () => void }> = []
+const all: Node[] = []
+after(async () => {
+  await Promise.all(all.map((n) => n.kill()))
+  for (const d of dirs) d.remove()
+})
+
+class Node {
+  proc: Spawned | undefined
+  readonly url: string
+  constructor(readonly id: string, readonly region: string, readonly port: number, readonly dataDir: string, readonly seeds: string) {
+    this.url = `http://127.0.0.1:${port}`
+    all.push(this)
+  }
+  async start(): Promise<void> {
+    const args = ['--id', this.id, '--region', this.region, '--port', String(this.port), '--data-dir', this.dataDir, '--cluster-port', '0', '--disk', '64mb', '--log-level', 'warn', '--seeds', this.seeds, ...FLAGS]
+    const proc = spawnServer(process.execPath, [ENTRY, ...args], { env: { ...process.env, STRATACACHE_CLUSTER_SECRET: SECRET } })
+    this.proc = proc
+    await awaitReady(proc, { name: this.id, ready: async () => (await send(this.url, 'GET', '/readyz', undefined, {}, 1000)).status === 200, timeoutMs: 30_000, describe: () => `${this.id} not ready`, cleanup: () => this.kill(), logLines: 40 })
+  }
+  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const proc = this.proc
+    if (proc === undefined || proc.exit() !== undefined) return
+    await killProcess(proc, signal)
+  }
+  async aliveCount(): Promise<number> {
+    const r = await send(this.url, 'GET', '/v1/cluster', undefined, {}, 2000)
+    const v = JSON.parse(r.body.toString()) as { regions: Array<{ members: Array<{ status: string }> }> }
+    return v.regions.flatMap((g) => g.members).filter((m) => m.status === 'alive').length
+  }
+}
+
+test('6 nodes, 3 regions: kill -9 of the preferred node, then of the whole local region, under read load', { timeout: 90_000 }, async () => {
+  const layout: Array<[string, string]> = [['l1', 'london'], ['l2', 'london'], ['p1', 'paris'], ['p2', 'paris'], ['t1', 'tokyo'], ['t2', 'tokyo']]
+  const ports = await Promise.all(layout.map(() => freePort()))
+  const seeds = `127.0.0.1:${ports[0]},127.0.0.1:${ports[2]}`
+  const nodes = layout.map(([id, region], i) => {
+    const d = tempDir(`stratacache-ladder-${id}-`)
+    dirs.push(d)
+    return new Node(id, region, ports[i]!, d.path, seeds)
+  })
+  await Promise.all(nodes.map((n) => n.start()))
+  await waitUntil(async () => (await Promise.all(nodes.map((n) => n.aliveCount()))).every((c) => c === 6), 20_000, () => 'all 6 joined', 100)
+  const byUrl = new Map(nodes.map((n) => [n.url, n]))
+
+  // Counts every request but the probes, per node; records which node answered each read.
+  const sent = new Map<string, number>()
+  const inner = undiciTransport({ connections: 4, maxResponseBytes: 1 << 20, keepAliveMs: 4000 })
+  let answeredBy: string | undefined
+  const counting: Transport = {
+    async request(origin: string, req: HttpRequest) {
+      if (req.path !== '/healthz') sent.set(origin, (sent.get(origin) ?? 0) + 1)
+      const res = await inner.request(origin, req)
+      if (req.path.startsWith('/v1/keys/') && res.status === 200) answeredBy = origin
+      return res
+    },
+    close: () => inner.close(),
+  }
+  const client = createClient({ nodes: [nodes[0]!.url], region: 'london', transport: counting, eject: { after: 2, probeInterval: '1s' }, ladder: { topologyRefresh: '1s' } })
+  try {
+    await client.set('k', 'v', { ack: 'all' })
+    await waitUntil(async () => client.topology().source === 'cluster' && client.topology().local.length === 2 && client.topology().remote.length === 2, 10_000, () => `topology ${JSON.stringify(client.topology())}`, 50)
+    const [preferred, other] = client.topology().local as [string, string]
+
+    // Phase 1: kill -9 the preferred node under read load.
+    let failures = 0
+    let reads = 0
+    let quarantinedAt: number | undefined
+    let sentAtQuarantine = 0
+    const slowAfter: number[] = []
+    let t = performance.now()
+    while (performance.now() - t < 4000) {
+      if (reads === 100) await byUrl.get(preferred)!.kill()
+      const t0 = performance.now()
+      try {
+        assert.equal((await client.get('k'))?.value.toString(), 'v')
+      } catch {
+        failures++
+      }
+      reads++
+      const ms = performance.now() - t0
+      if (quarantinedAt !== undefined && ms > 250) slowAfter.push(ms)
+      if (quarantinedAt === undefined && client.nodes().some((s) => s.node === preferred && !s.inRotation)) {
+        quarantinedAt = performance.now()
+        sentAtQuarantine = sent.get(preferred) ?? 0
+      }
+    }
+    assert.ok(reads > 300, `reads ran (${reads})`)
+    assert.equal(failures, 0, 'no read failed while the preferred node died')
+    assert.ok(quarantinedAt !== undefined, 'the dead node was quarantined')
+    assert.equal(sent.get(preferred) ?? 0, sentAtQuarantine, 'no request went to the quarantined node (probes aside)')
+    assert.deepEqual(slowAfter, [], 'no read waited on it after quarantine')
+    console.log(`# phase 1: ${reads} reads, 0 failed; quarantined ${Math.round(quarantinedAt - t)} ms into the run`)
+
+    // Phase 2: the whole local region dies.
+    await byUrl.get(other)!.kill()
+    const latencies: number[] = []
+    // Per read: who answered, and the rank-1 region of the client's view when it started
+    // (ranks come from the answering node's RTTs, which may reorder on loopback between refreshes).
+    const answered: Array<{ by: string; rank1: readonly string[] }> = []
+    failures = 0
+    t = performance.now()
+    while (performance.now() - t < 4000) {
+      const rank1Now = client.topology().remote[0] ?? []
+      const t0 = performance.now()
+      try {
+        answeredBy = undefined
+        assert.equal((await client.get('k'))?.value.toString(), 'v')
+        answered.push({ by: answeredBy!, rank1: rank1Now })
+      } catch {
+        failures++
+      }
+      latencies.push(performance.now() - t0)
+    }
+    assert.equal(failures, 0, 'no read failed with london down')
+    const worst = Math.max(...latencies)
+    assert.ok(worst <= LADDER_BOUND_MS, `every read within the ladder's bound: worst ${worst.toFixed(0)} ms`)
+    assert.ok(answered.every((a) => byUrl.get(a.by)!.region !== 'london'), 'answered by other regions')
+    const tail = answered.slice(-50)
+    const offRank1 = tail.filter((a) => !a.rank1.includes(a.by))
+    assert.ok(offRank1.length <= 2, `after detection the rank-1 region answers (a view refresh mid-read aside): ${JSON.stringify(offRank1.slice(0, 3))}`)
+    assert.ok(latencies.slice(-50).every((ms) => ms < 250), 'after detection no read waits on london')
+    console.log(`# phase 2: ${latencies.length} reads, 0 failed, worst ${worst.toFixed(0)} ms; ${tail.length - offRank1.length}/${tail.length} of the last reads from the rank-1 region`)
+  } finally {
+    await client.close()
+  }
+})
