@@ -7,51 +7,25 @@
  * rank-1 region.
  */
 import assert from 'node:assert/strict'
-import { fileURLToPath } from 'node:url'
 import { after, test } from 'node:test'
 import { createClient } from '../../src/client/index.js'
 import { undiciTransport } from '../../src/client/undici-transport.js'
 import type { HttpRequest, Transport } from '../../src/client/transport.js'
-import { send, tempDir } from '../support/node-fixtures.js'
-import { awaitReady, freePort, killProcess, spawnServer, waitUntil, type Spawned } from '../support/server-process.js'
+import { tempDir } from '../support/node-fixtures.js'
+import { freePort, waitUntil } from '../support/server-process.js'
+import { ClusterProcess } from '../support/cluster-process.js'
 
-const ENTRY = fileURLToPath(new URL('../../src/cli/serve-main.js', import.meta.url))
 const SECRET = 'ladder-cluster-secret-0123456789abcdef'
-const FLAGS = ['--heartbeat-interval', '250', '--acceptable-pause', '500', '--min-std-deviation', '250', '--indirect-timeout', '250', '--suspicion-timeout', '750', '--discovery-interval', '500', '--prune-after', '30s']
 /** The ladder's deadline with its default rungs (0.5 + 0.5 + 0.75 + 1 s), plus loopback slack on a loaded machine. */
 const LADDER_BOUND_MS = 2750 + 250
 
 const dirs: Array<{ remove: () => void }> = []
-const all: Node[] = []
+const all: ClusterProcess[] = []
 after(async () => {
   await Promise.all(all.map((n) => n.kill()))
   for (const d of dirs) d.remove()
 })
 
-class Node {
-  proc: Spawned | undefined
-  readonly url: string
-  constructor(readonly id: string, readonly region: string, readonly port: number, readonly dataDir: string, readonly seeds: string) {
-    this.url = `http://127.0.0.1:${port}`
-    all.push(this)
-  }
-  async start(): Promise<void> {
-    const args = ['--id', this.id, '--region', this.region, '--port', String(this.port), '--data-dir', this.dataDir, '--cluster-port', '0', '--disk', '64mb', '--log-level', 'warn', '--seeds', this.seeds, ...FLAGS]
-    const proc = spawnServer(process.execPath, [ENTRY, ...args], { env: { ...process.env, STRATACACHE_CLUSTER_SECRET: SECRET } })
-    this.proc = proc
-    await awaitReady(proc, { name: this.id, ready: async () => (await send(this.url, 'GET', '/readyz', undefined, {}, 1000)).status === 200, timeoutMs: 30_000, describe: () => `${this.id} not ready`, cleanup: () => this.kill(), logLines: 40 })
-  }
-  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-    const proc = this.proc
-    if (proc === undefined || proc.exit() !== undefined) return
-    await killProcess(proc, signal)
-  }
-  async aliveCount(): Promise<number> {
-    const r = await send(this.url, 'GET', '/v1/cluster', undefined, {}, 2000)
-    const v = JSON.parse(r.body.toString()) as { regions: Array<{ members: Array<{ status: string }> }> }
-    return v.regions.flatMap((g) => g.members).filter((m) => m.status === 'alive').length
-  }
-}
 
 test('6 nodes, 3 regions: kill -9 of the preferred node, then of the whole local region, under read load', { timeout: 90_000 }, async () => {
   const layout: Array<[string, string]> = [['l1', 'london'], ['l2', 'london'], ['p1', 'paris'], ['p2', 'paris'], ['t1', 'tokyo'], ['t2', 'tokyo']]
@@ -60,7 +34,9 @@ test('6 nodes, 3 regions: kill -9 of the preferred node, then of the whole local
   const nodes = layout.map(([id, region], i) => {
     const d = tempDir(`stratacache-ladder-${id}-`)
     dirs.push(d)
-    return new Node(id, region, ports[i]!, d.path, seeds)
+    const n = new ClusterProcess(id, region, ports[i]!, d.path, seeds, SECRET)
+    all.push(n)
+    return n
   })
   await Promise.all(nodes.map((n) => n.start()))
   await waitUntil(async () => (await Promise.all(nodes.map((n) => n.aliveCount()))).every((c) => c === 6), 20_000, () => 'all 6 joined', 100)

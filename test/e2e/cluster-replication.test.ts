@@ -5,50 +5,24 @@
 // node holds that version of its key or a newer one — a GET naming it with
 // x-stratacache-min-version does not answer 409).
 import assert from 'node:assert/strict'
-import { fileURLToPath } from 'node:url'
 import { after, describe, test } from 'node:test'
 import { send, tempDir } from '../support/node-fixtures.js'
-import { awaitReady, freePort, killProcess, spawnServer, waitUntil, type Spawned } from '../support/server-process.js'
+import { freePort, waitUntil } from '../support/server-process.js'
+import { ClusterProcess } from '../support/cluster-process.js'
 
-const ENTRY = fileURLToPath(new URL('../../src/cli/serve-main.js', import.meta.url))
 const SECRET = 'e2e-cluster-secret-0123456789abcdef'
-const FLAGS = ['--heartbeat-interval', '250', '--acceptable-pause', '500', '--min-std-deviation', '250', '--indirect-timeout', '250', '--suspicion-timeout', '750', '--discovery-interval', '500', '--prune-after', '30s']
 /** A write at ack=one is readable on every node within this (fan-out on loopback, 4 processes on a loaded 2-core machine). */
 const READ_BOUND_MS = 2000
 /** The restarted node converges within this: detection, rejoin, then anti-entropy rounds 200 ms apart (1,000 records each). */
 const CONVERGE_BOUND_MS = 30_000
 
 const dirs: Array<{ remove: () => void }> = []
-const all: Node[] = []
+const all: ClusterProcess[] = []
 after(async () => {
   await Promise.all(all.map((n) => n.kill()))
   for (const d of dirs) d.remove()
 })
 
-class Node {
-  proc: Spawned | undefined
-  readonly url: string
-  constructor(readonly id: string, readonly region: string, readonly port: number, readonly dataDir: string, readonly seeds: string) {
-    this.url = `http://127.0.0.1:${port}`
-    all.push(this)
-  }
-  async start(): Promise<void> {
-    const args = ['--id', this.id, '--region', this.region, '--port', String(this.port), '--data-dir', this.dataDir, '--cluster-port', '0', '--disk', '64mb', '--log-level', 'warn', '--seeds', this.seeds, ...FLAGS]
-    const proc = spawnServer(process.execPath, [ENTRY, ...args], { env: { ...process.env, STRATACACHE_CLUSTER_SECRET: SECRET } })
-    this.proc = proc
-    await awaitReady(proc, { name: this.id, ready: async () => (await send(this.url, 'GET', '/readyz', undefined, {}, 1000)).status === 200, timeoutMs: 30_000, describe: () => `${this.id} not ready`, cleanup: () => this.kill(), logLines: 40 })
-  }
-  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-    const proc = this.proc
-    if (proc === undefined || proc.exit() !== undefined) return
-    await killProcess(proc, signal)
-  }
-  async aliveCount(): Promise<number> {
-    const r = await send(this.url, 'GET', '/v1/cluster', undefined, {}, 2000)
-    const v = JSON.parse(r.body.toString()) as { regions: Array<{ members: Array<{ status: string }> }> }
-    return v.regions.flatMap((g) => g.members).filter((m) => m.status === 'alive').length
-  }
-}
 
 const etag = (h: string | string[] | undefined): number => Number(String(h).replace(/"/g, ''))
 
@@ -60,7 +34,9 @@ describe('replication with real processes on loopback', () => {
     const nodes = layout.map(([id, region], i) => {
       const d = tempDir(`stratacache-rep-${id}-`)
       dirs.push(d)
-      return new Node(id, region, ports[i]!, d.path, seeds)
+      const n = new ClusterProcess(id, region, ports[i]!, d.path, seeds, SECRET)
+    all.push(n)
+    return n
     })
     await Promise.all(nodes.map((n) => n.start()))
     await waitUntil(async () => (await Promise.all(nodes.map((n) => n.aliveCount()))).every((c) => c === 4), 20_000, () => 'all 4 joined', 100)

@@ -1,0 +1,49 @@
+/**
+ * One clustered node as a real child process (`npm start`'s entry) on loopback, with short
+ * failure-detection settings, for the multi-process cluster tests (replication e2e, the
+ * client's ladder over 6 nodes). Each test file keeps its own list to kill in `after`.
+ */
+import { fileURLToPath } from 'node:url'
+import { send } from './node-fixtures.js'
+import { awaitReady, killProcess, spawnServer, type Spawned } from './server-process.js'
+
+const ENTRY = fileURLToPath(new URL('../../src/cli/serve-main.js', import.meta.url))
+
+/** Detection in about a second on loopback (heartbeat 250 ms), discovery every 500 ms. */
+export const FAST_CLUSTER_FLAGS: readonly string[] = ['--heartbeat-interval', '250', '--acceptable-pause', '500', '--min-std-deviation', '250', '--indirect-timeout', '250', '--suspicion-timeout', '750', '--discovery-interval', '500', '--prune-after', '30s']
+
+export class ClusterProcess {
+  proc: Spawned | undefined
+  readonly url: string
+  constructor(
+    readonly id: string,
+    readonly region: string,
+    readonly port: number,
+    readonly dataDir: string,
+    readonly seeds: string,
+    readonly secret: string,
+  ) {
+    this.url = `http://127.0.0.1:${port}`
+  }
+
+  /** Starts (or restarts) the process and waits for `/readyz`. */
+  async start(): Promise<void> {
+    const args = ['--id', this.id, '--region', this.region, '--port', String(this.port), '--data-dir', this.dataDir, '--cluster-port', '0', '--disk', '64mb', '--log-level', 'warn', '--seeds', this.seeds, ...FAST_CLUSTER_FLAGS]
+    const proc = spawnServer(process.execPath, [ENTRY, ...args], { env: { ...process.env, STRATACACHE_CLUSTER_SECRET: this.secret } })
+    this.proc = proc
+    await awaitReady(proc, { name: this.id, ready: async () => (await send(this.url, 'GET', '/readyz', undefined, {}, 1000)).status === 200, timeoutMs: 30_000, describe: () => `${this.id} not ready`, cleanup: () => this.kill(), logLines: 40 })
+  }
+
+  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const proc = this.proc
+    if (proc === undefined || proc.exit() !== undefined) return
+    await killProcess(proc, signal)
+  }
+
+  /** Members this node's `/v1/cluster` calls alive. */
+  async aliveCount(): Promise<number> {
+    const r = await send(this.url, 'GET', '/v1/cluster', undefined, {}, 2000)
+    const v = JSON.parse(r.body.toString()) as { regions: Array<{ members: Array<{ status: string }> }> }
+    return v.regions.flatMap((g) => g.members).filter((m) => m.status === 'alive').length
+  }
+}
