@@ -8,9 +8,9 @@
  */
 import assert from 'node:assert/strict'
 import { after, describe, test } from 'node:test'
-import type { NodeHandle, NodeOptions } from '../../src/server/index.js'
-import { waitUntil } from '../support/server-process.js'
-import { nodeTestbed, send, slowStore } from '../support/node-fixtures.js'
+import type { NodeHandle } from '../../src/server/index.js'
+import { FAST_CLUSTER_OPTIONS, waitAllAlive } from '../support/cluster-process.js'
+import { nodeTestbed, slowStore } from '../support/node-fixtures.js'
 import { createClient } from '../../src/client/client.js'
 import { undiciTransport } from '../../src/client/undici-transport.js'
 import type { HttpRequest, Transport } from '../../src/client/transport.js'
@@ -20,24 +20,8 @@ const bed = nodeTestbed()
 after(() => bed.close())
 
 const SECRET = 'a-cluster-secret-of-32-bytes-xyz'
-const FAST: NodeOptions = { heartbeatInterval: 100, acceptablePause: 200, minStdDeviation: 20, indirectTimeout: 150, suspicionTimeout: 300, discoveryInterval: 300, leaveTimeout: 300 }
 const ROUNDS = 25
 
-async function allAlive(nodes: NodeHandle[], n: number): Promise<void> {
-  await waitUntil(
-    async () => {
-      for (const node of nodes) {
-        const r = await send(node.url, 'GET', '/v1/cluster')
-        const v = JSON.parse(r.body.toString()) as { regions: Array<{ members: Array<{ status: string }> }> }
-        if (v.regions.flatMap((g) => g.members).filter((m) => m.status === 'alive').length !== n) return false
-      }
-      return true
-    },
-    10_000,
-    () => 'the nodes do not all see each other alive',
-    50,
-  )
-}
 
 /** Sends writes where the client asked (A) and every key GET to `reader`; records the headers of each GET. */
 function routing(reader: string): Transport & { reads: Array<Readonly<Record<string, string>>> } {
@@ -62,10 +46,10 @@ describe('session tokens against clustered nodes', () => {
 
   test('setup: 3 clustered nodes, B slow to apply', async () => {
     const dirs = [bed.dir(), bed.dir(), bed.dir()]
-    a = await bed.start({ ...FAST, dataDir: dirs[0].path, clusterSecret: SECRET, region: 'london', nodeId: 'a1' })
-    b = await bed.start({ ...FAST, dataDir: dirs[1].path, store: slowStore(lmdbStore({ path: dirs[1].path }), 40), clusterSecret: SECRET, region: 'london', nodeId: 'b1', seeds: `127.0.0.1:${a.port}` })
-    const c = await bed.start({ ...FAST, dataDir: dirs[2].path, clusterSecret: SECRET, region: 'paris', nodeId: 'c1', seeds: `127.0.0.1:${a.port}` })
-    await allAlive([a, b, c], 3)
+    a = await bed.start({ ...FAST_CLUSTER_OPTIONS, dataDir: dirs[0].path, clusterSecret: SECRET, region: 'london', nodeId: 'a1' })
+    b = await bed.start({ ...FAST_CLUSTER_OPTIONS, dataDir: dirs[1].path, store: slowStore(lmdbStore({ path: dirs[1].path }), 40), clusterSecret: SECRET, region: 'london', nodeId: 'b1', seeds: `127.0.0.1:${a.port}` })
+    const c = await bed.start({ ...FAST_CLUSTER_OPTIONS, dataDir: dirs[2].path, clusterSecret: SECRET, region: 'paris', nodeId: 'c1', seeds: `127.0.0.1:${a.port}` })
+    await waitAllAlive([a, b, c], 3)
   })
 
   test('session on: a write through A is read through B at once, every time', async () => {

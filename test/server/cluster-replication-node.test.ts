@@ -7,7 +7,8 @@
 // ERR_ACK_TIMEOUT with the replicas that applied.
 import assert from 'node:assert/strict'
 import { after, describe, test } from 'node:test'
-import type { NodeHandle, NodeOptions } from '../../src/server/index.js'
+import type { NodeHandle } from '../../src/server/index.js'
+import { FAST_CLUSTER_OPTIONS, waitAllAlive } from '../support/cluster-process.js'
 import { waitUntil } from '../support/server-process.js'
 import { errorCode, nodeTestbed, send } from '../support/node-fixtures.js'
 import { createClient } from '../../src/client/client.js'
@@ -17,24 +18,8 @@ const bed = nodeTestbed()
 after(() => bed.close())
 
 const SECRET = 'a-cluster-secret-of-32-bytes-xyz'
-const FAST: NodeOptions = { heartbeatInterval: 100, acceptablePause: 200, minStdDeviation: 20, indirectTimeout: 150, suspicionTimeout: 300, discoveryInterval: 300, leaveTimeout: 300 }
 const JSON_HEADERS = { 'content-type': 'application/json' }
 
-async function allAlive(nodes: NodeHandle[], n: number): Promise<void> {
-  await waitUntil(
-    async () => {
-      for (const node of nodes) {
-        const r = await send(node.url, 'GET', '/v1/cluster')
-        const v = JSON.parse(r.body.toString()) as { regions: Array<{ members: Array<{ status: string }> }> }
-        if (v.regions.flatMap((g) => g.members).filter((m) => m.status === 'alive').length !== n) return false
-      }
-      return true
-    },
-    10_000,
-    () => 'the nodes do not all see each other alive',
-    50,
-  )
-}
 
 async function readEverywhere(nodes: NodeHandle[], path: string, expected: string | 404, withinMs: number): Promise<void> {
   await waitUntil(
@@ -54,11 +39,11 @@ async function readEverywhere(nodes: NodeHandle[], path: string, expected: strin
 describe('replication in the node', () => {
   test('3 nodes, 2 regions: ack levels, replica counts, session tokens, stale reads, deletes, clears, invalidations', async () => {
     const dirs = [bed.dir(), bed.dir(), bed.dir()]
-    const a = await bed.start({ ...FAST, dataDir: dirs[0].path, clusterSecret: SECRET, region: 'london', nodeId: 'a1' })
-    const b = await bed.start({ ...FAST, dataDir: dirs[1].path, clusterSecret: SECRET, region: 'london', nodeId: 'b1', seeds: `127.0.0.1:${a.port}` })
-    const c = await bed.start({ ...FAST, dataDir: dirs[2].path, clusterSecret: SECRET, region: 'paris', nodeId: 'c1', seeds: `127.0.0.1:${a.port}` })
+    const a = await bed.start({ ...FAST_CLUSTER_OPTIONS, dataDir: dirs[0].path, clusterSecret: SECRET, region: 'london', nodeId: 'a1' })
+    const b = await bed.start({ ...FAST_CLUSTER_OPTIONS, dataDir: dirs[1].path, clusterSecret: SECRET, region: 'london', nodeId: 'b1', seeds: `127.0.0.1:${a.port}` })
+    const c = await bed.start({ ...FAST_CLUSTER_OPTIONS, dataDir: dirs[2].path, clusterSecret: SECRET, region: 'paris', nodeId: 'c1', seeds: `127.0.0.1:${a.port}` })
     const nodes = [a, b, c]
-    await allAlive(nodes, 3)
+    await waitAllAlive(nodes, 3)
 
     const all = await send(a.url, 'PUT', '/v1/keys/k1?ack=all', 'v1')
     assert.equal(all.status, 200, all.body.toString())

@@ -1,11 +1,13 @@
 /**
- * One clustered node as a real child process (`npm start`'s entry) on loopback, with short
- * failure-detection settings, for the multi-process cluster tests (replication e2e, the
- * client's ladder over 6 nodes). Each test file keeps its own list to kill in `after`.
+ * Clustered nodes for tests, with short failure-detection settings: `ClusterProcess`, one
+ * node as a real child process (`npm start`'s entry) on loopback, for the multi-process
+ * tests (replication e2e, the client's ladder over 6 nodes; each file keeps its own list to
+ * kill in `after`); `FAST_CLUSTER_OPTIONS` and `waitAllAlive` for in-process nodes.
  */
 import { fileURLToPath } from 'node:url'
 import { send } from './node-fixtures.js'
-import { awaitReady, killProcess, spawnServer, type Spawned } from './server-process.js'
+import { awaitReady, killProcess, spawnServer, waitUntil, type Spawned } from './server-process.js'
+import type { NodeOptions } from '../../src/server/index.js'
 
 const ENTRY = fileURLToPath(new URL('../../src/cli/serve-main.js', import.meta.url))
 
@@ -46,4 +48,24 @@ export class ClusterProcess {
     const v = JSON.parse(r.body.toString()) as { regions: Array<{ members: Array<{ status: string }> }> }
     return v.regions.flatMap((g) => g.members).filter((m) => m.status === 'alive').length
   }
+}
+
+/** In-process clustered nodes (`startNode`): the same short detection settings as FAST_CLUSTER_FLAGS, tighter. */
+export const FAST_CLUSTER_OPTIONS: Readonly<NodeOptions> = { heartbeatInterval: 100, acceptablePause: 200, minStdDeviation: 20, indirectTimeout: 150, suspicionTimeout: 300, discoveryInterval: 300, leaveTimeout: 300 }
+
+/** Waits until every node's `/v1/cluster` calls exactly `n` members alive (10 s at most). */
+export async function waitAllAlive(nodes: ReadonlyArray<{ readonly url: string }>, n: number): Promise<void> {
+  await waitUntil(
+    async () => {
+      for (const node of nodes) {
+        const r = await send(node.url, 'GET', '/v1/cluster')
+        const v = JSON.parse(r.body.toString()) as { regions: Array<{ members: Array<{ status: string }> }> }
+        if (v.regions.flatMap((g) => g.members).filter((m) => m.status === 'alive').length !== n) return false
+      }
+      return true
+    },
+    10_000,
+    () => 'the nodes do not all see each other alive',
+    50,
+  )
 }
