@@ -729,11 +729,65 @@ class NodeClient implements Client {
     if (!Array.isArray(keys)) throw new InvalidKeyError('mget expects an array of keys')
     for (const k of keys) checkKey(k)
     if (keys.length === 0) return []
-    const parts = await Promise.all(chunks(keys, MAX_BATCH).map((part) => this.#mgetPart(part, options)))
+    const near = this.#near
+    if (near !== undefined) return this.#nearMget(near, keys, options)
+    return this.#mgetAll(keys, options)
+  }
+
+  async #mgetAll(keys: readonly string[], options: ClientCallOptions | undefined, pin?: string): Promise<(ClientEntry | undefined)[]> {
+    const parts = await Promise.all(chunks(keys, MAX_BATCH).map((part) => this.#mgetPart(part, options, pin)))
     return parts.flat()
   }
 
-  #mgetPart(keys: readonly string[], options: ClientCallOptions | undefined): Promise<(ClientEntry | undefined)[]> {
+  /**
+   * `mget` with a near cache: hits answered locally; the other keys (each once) claimed as
+   * `get` claims one, fetched in one call (per 1000 keys) from the watched node, and each
+   * fetched entry filled under its own claim (so one an invalidation raced is not cached).
+   * If the watched node cannot answer, the misses go the usual way and nothing is filled.
+   */
+  async #nearMget(near: NearCache<ClientEntry>, keys: readonly string[], options: ClientCallOptions | undefined): Promise<(ClientEntry | undefined)[]> {
+    this.#checkOpen()
+    const out: (ClientEntry | undefined)[] = new Array(keys.length)
+    const missing = new Map<string, number[]>()
+    keys.forEach((key, i) => {
+      const at = missing.get(key)
+      if (at !== undefined) {
+        at.push(i)
+        return
+      }
+      const hit = near.get(key)
+      if (hit !== undefined) out[i] = hit
+      else missing.set(key, [i])
+    })
+    if (missing.size === 0) return out
+    const misses = [...missing.keys()]
+    const watched = this.#link?.watched
+    let fetched: (ClientEntry | undefined)[]
+    if (watched === undefined) fetched = await this.#mgetAll(misses, options)
+    else {
+      const claims = misses.map((key) => near.reserve(key))
+      try {
+        fetched = await this.#mgetAll(misses, options, watched)
+      } catch (err) {
+        for (const r of claims) if (r !== undefined) near.publish(r, undefined)
+        if (isNodeAnswer(err) || err instanceof ClosedError) throw err
+        fetched = await this.#mgetAll(misses, options)
+        claims.fill(undefined)
+      }
+      claims.forEach((r, k) => {
+        if (r === undefined) return
+        const entry = fetched[k]
+        if (entry === undefined) near.publish(r, undefined)
+        else near.publish(r, entry, entry.tags, entry.ttlMs)
+      })
+    }
+    misses.forEach((key, k) => {
+      for (const i of missing.get(key)!) out[i] = fetched[k]
+    })
+    return out
+  }
+
+  #mgetPart(keys: readonly string[], options: ClientCallOptions | undefined, pin?: string): Promise<(ClientEntry | undefined)[]> {
     const body = jsonBody({ keys })
     return this.#call({ method: 'POST', path: '/v1/mget', headers: { 'content-type': 'application/json' }, body }, true, options, (res, node) => {
       if (res.status !== 200) throw errorFromResponse(res, node)
@@ -741,7 +795,7 @@ class NodeClient implements Client {
       const entries = json.entries
       if (!Array.isArray(entries) || entries.length !== keys.length) throw new BadResponseError(`mget answered ${Array.isArray(entries) ? entries.length : 'no'} entries for ${keys.length} keys`, { node })
       return entries.map((e: unknown) => entryFromJson(e, node))
-    })
+    }, pin)
   }
 
   async mset(entries: readonly ClientMsetEntry[], options: ClientMsetOptions = {}): Promise<number[]> {
