@@ -840,7 +840,8 @@ class NodeClient implements Client {
     if (list.length === 0) return 0
     const body = jsonBody({ tags: list, mode })
     return this.#call({ method: 'POST', path: '/v1/invalidate', headers: { 'content-type': 'application/json' }, body }, true, options, (res, node) => {
-      this.#near?.forgetAll()
+      // The entries carrying the tags, and the claims whose fetched entry will carry one.
+      this.#near?.forgetTags(list)
       // Which keys carried the tags is not known here: the session forgets every version.
       if (res.status === 200) this.#session?.forgetPrefix('')
       if (res.status !== 200) throw errorFromResponse(res, node)

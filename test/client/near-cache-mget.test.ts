@@ -122,6 +122,43 @@ test('mget racing a write: the value read before the write and answered after it
   }
 })
 
+test('a tag invalidation racing an mget cancels only the fill of the entry carrying the tag', async () => {
+  const writer = createClient({ nodes: [n.url] })
+  await writer.mset([
+    { key: 'g:x', value: 'X', tags: ['grp:1:sub'] },
+    { key: 'g:y', value: 'Y', tags: ['grp:10'] },
+    { key: 'g:z', value: 'Z' },
+  ])
+  let tagMessages = 0
+  const filter = (m: WatchMessage): boolean => {
+    if (m.t === 'all' && m.why === 'tags') tagMessages++
+    return true
+  }
+  let race = false
+  const transport = recording(async (req) => {
+    if (!race || req.path !== '/v1/mget') return
+    race = false
+    await writer.invalidate(['grp:1'])
+    await until('the tag invalidation', () => tagMessages === 1)
+  })
+  const client = createClient({ nodes: [n.url], transport, nearCache: { maxEntries: 100, ttl: '30s', filter } })
+  try {
+    await until('live', () => client.nearCacheStats()!.state === 'live')
+    const refused = client.nearCacheStats()!.refusedPublishes
+    race = true
+    assert.deepEqual((await client.mget(['g:x', 'g:y', 'g:z'])).map((e) => e?.value.toString()), ['X', 'Y', 'Z'])
+    assert.equal(client.nearCacheStats()!.refusedPublishes, refused + 1, 'only g:x (tag grp:1:sub, under grp:1) was refused')
+    transport.sent.length = 0
+    assert.equal(await client.get('g:x'), undefined, 'g:x was invalidated on the node and not cached')
+    assert.equal(transport.sent.length, 1)
+    assert.deepEqual((await client.mget(['g:y', 'g:z'])).map((e) => e?.value.toString()), ['Y', 'Z'])
+    assert.equal(transport.sent.length, 1, 'g:y and g:z were filled despite the invalidation')
+  } finally {
+    await client.close()
+    await writer.close()
+  }
+})
+
 test('mget while the near cache bypasses goes to the node and fills nothing', async () => {
   const writer = createClient({ nodes: [n.url] })
   await writer.set('b:a', 'A')
