@@ -207,9 +207,12 @@ export interface ClientOptions {
    * wrote sends that write's version as `x-stratacache-min-version`; a node that has not
    * caught up answers ERR_STALE_READ and the read moves to another node (then waits briefly
    * and tries again, within the call's budget). `false` turns it off; `{ maxKeys }` bounds how
-   * many keys' versions are remembered (least recently written dropped). @default on, 10,000 keys
+   * many keys' versions are remembered (least recently written dropped). `{ monotonic: true }`
+   * also remembers the version of every entry a `get` or `mget` read from a node (same map, same
+   * bound), so a later `get` of the key never returns an older version (monotonic reads).
+   * @default on, 10,000 keys, monotonic false
    */
-  session?: boolean | { maxKeys?: number }
+  session?: boolean | { maxKeys?: number; monotonic?: boolean }
 }
 
 export interface ClientCallOptions {
@@ -446,8 +449,10 @@ class NodeClient implements Client {
     this.#topology = flatTopology(nodes)
     const session = options.session ?? true
     if (session !== false) {
-      if (session !== true && (session === null || typeof session !== 'object')) throw new InvalidOptionsError('session', 'expected a boolean or { maxKeys }')
-      this.#session = new Session(session === true ? DEFAULT_SESSION_KEYS : positiveInt(session.maxKeys, DEFAULT_SESSION_KEYS, 'session.maxKeys'))
+      if (session !== true && (session === null || typeof session !== 'object')) throw new InvalidOptionsError('session', 'expected a boolean or { maxKeys, monotonic }')
+      const monotonic = session === true ? false : (session.monotonic ?? false)
+      if (typeof monotonic !== 'boolean') throw new InvalidOptionsError('session.monotonic', `expected a boolean, got ${String(monotonic)}`)
+      this.#session = new Session(session === true ? DEFAULT_SESSION_KEYS : positiveInt(session.maxKeys, DEFAULT_SESSION_KEYS, 'session.maxKeys'), monotonic)
     }
     if (options.region !== undefined || options.ladder !== undefined) {
       const region = options.region ?? 'default'
@@ -533,7 +538,9 @@ class NodeClient implements Client {
         return undefined
       }
       if (res.status !== 200) throw errorFromResponse(res, node, 'GET')
-      return entryFromHeaders(res, node)
+      const entry = entryFromHeaders(res, node)
+      if (this.#session?.monotonic === true) this.#session.read(key, entry.version, this.#clock.now() + entry.ttlMs)
+      return entry
     }
     const need = this.#session?.minVersion(key, this.#clock.now())
     const headers: Record<string, string> = need === undefined ? {} : { [HEADER_MIN_VERSION]: String(need) }
@@ -794,7 +801,15 @@ class NodeClient implements Client {
       const json = parseJson(res, node)
       const entries = json.entries
       if (!Array.isArray(entries) || entries.length !== keys.length) throw new BadResponseError(`mget answered ${Array.isArray(entries) ? entries.length : 'no'} entries for ${keys.length} keys`, { node })
-      return entries.map((e: unknown) => entryFromJson(e, node))
+      const out = entries.map((e: unknown) => entryFromJson(e, node))
+      const session = this.#session
+      if (session?.monotonic === true) {
+        const now = this.#clock.now()
+        out.forEach((e, i) => {
+          if (e !== undefined) session.read(keys[i]!, e.version, now + e.ttlMs)
+        })
+      }
+      return out
     }, pin)
   }
 
