@@ -189,7 +189,7 @@ export interface ClientOptions {
   /** Replaces the network (tests, custom stacks). @default undici pools */
   transport?: Transport
   /**
-   * An in-process near cache of `get` results, kept honest by the watched node's
+   * An in-process near cache of `get` and `mget` results, kept honest by the watched node's
    * invalidation stream (`GET /v1/watch`; docs/guide/cluster-client.md). @default none
    */
   nearCache?: ClientNearCacheOptions
