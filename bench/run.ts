@@ -1,6 +1,6 @@
 /**
  * `npm run bench [-- --quick] [--passes N] [suite...]`: stratacache's L1 engine against its peers, all in
- * one run, with ratios. Suites: get-hits, set-evict, heap, hit-ratio, facade, redis, etcd, bus, server, transport, membership (default: all).
+ * one run, with ratios. Suites: get-hits, set-evict, heap, hit-ratio, facade, redis, etcd, bus, server, transport, membership, near-cache, ladder (default: all).
  *
  * Method:
  * - Speed (get-hits, set-evict): each stratacache engine is measured next to lru-cache in a
@@ -27,6 +27,8 @@ import { busSuite } from './bus.js'
 import { serverSuite } from './server.js'
 import { transportSuite } from './transport.js'
 import { membershipSuite } from './membership.js'
+import { nearCacheSuite } from './near-cache.js'
+import { ladderSuite } from './ladder.js'
 import { HIT_RATIO_SUBJECTS, hitRatios, REAL_TRACE_SUBJECTS } from './hit-ratio.js'
 import { ARC_CITATION, ARC_SIZES, ARC_TRACES, defaultTraceDir, loadArcTrace } from './real-traces.js'
 import {
@@ -50,7 +52,7 @@ import {
 } from './harness.js'
 import { loopHeavyTrace, scanMixedTrace, type Trace } from './traces.js'
 
-const SUITES = ['get-hits', 'set-evict', 'heap', 'hit-ratio', 'facade', 'redis', 'etcd', 'bus', 'server', 'transport', 'membership'] as const
+const SUITES = ['get-hits', 'set-evict', 'heap', 'hit-ratio', 'facade', 'redis', 'etcd', 'bus', 'server', 'transport', 'membership', 'near-cache', 'ladder'] as const
 type SuiteName = (typeof SUITES)[number]
 
 interface SuiteReport {
@@ -371,6 +373,8 @@ const RUNNERS: Record<SuiteName, (c: Config) => Promise<Omit<SuiteReport, 'date'
   server: serverSuite,
   transport: transportSuite,
   membership: membershipSuite,
+  'near-cache': nearCacheSuite,
+  ladder: ladderSuite,
 }
 
 interface ResultsFile {

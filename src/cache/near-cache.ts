@@ -17,11 +17,21 @@
  * - late and duplicate messages are discarded.
  *
  * A read racing an invalidation (Hazelcast's reservation): a miss `reserve`s the key,
- * stamped with the partition's sequence and the cache's generation; the value fetched is
- * `publish`ed only if the reservation is still the key's (a key message deletes it), no gap
- * of its partition came since (its stamp is not below `stale[p]`), no clear, tag
- * invalidation, flush or stream loss came since (the generation), and the cache is live.
- * So a value read before an invalidation and answered after it is never cached.
+ * stamped with the partition's sequence, the cache's generation and the tag epoch; the value
+ * fetched is `publish`ed only if the reservation is still the key's (a key message deletes
+ * it, and so does a clear whose prefix covers the key), no gap of its partition came since
+ * (its stamp is not below `stale[p]`), no flush or stream loss came since (the generation),
+ * no tag invalidation since covers a tag the fetched entry carries (the tag log), and the
+ * cache is live. So a value read before an invalidation and answered after it is never
+ * cached.
+ *
+ * Why a tag invalidation may spare the other claims: it changes only the entries that carry
+ * a covered tag when it is applied. The fetched entry's tags are those it had when the node
+ * read it; if it carried none of them, the invalidation did not touch that version, and a
+ * write that gave the key a covered tag afterwards is a write of the key, whose own key
+ * message cancels the claim. The log of tag invalidations is kept only while claims older
+ * than them are pending, at most `MAX_TAG_LOG` of them; past that, every pending claim is
+ * cancelled (the old rule).
  *
  * Staleness bound of a hit (with the node's `meta` interval I): a delivered invalidation
  * drops the entry on arrival; a lost one is found by the next message of its partition or
@@ -81,6 +91,16 @@ export interface NearReservation {
   readonly partition: number
   readonly seq: number
   readonly gen: number
+  /** Tag invalidations seen when it was made. */
+  readonly tagEpoch: number
+}
+
+/** Most tag invalidations remembered for pending claims; past it, every claim is cancelled. */
+export const MAX_TAG_LOG = 256
+
+/** Whether an entry carrying `tags` is covered by an invalidation of `invalidated` (a tag or one below it). */
+function covered(tags: readonly string[], invalidated: readonly string[]): boolean {
+  return tags.some((t) => invalidated.some((inv) => t === inv || t.startsWith(inv + TAG_SEPARATOR)))
 }
 
 interface NearRecord<V> {
@@ -98,7 +118,10 @@ export class NearCache<V> {
   readonly #clock: Clock
   readonly #track: boolean
   readonly #ttlMs: number
-  readonly #reservations = new Map<string, number>()
+  readonly #reservations = new Map<string, NearReservation>()
+  /** Tag invalidations newer than some pending claim, oldest first (epoch: the count after it). */
+  #tagLog: Array<{ readonly epoch: number; readonly tags: readonly string[] }> = []
+  #tagEpoch = 0
   #live = false
   #closed = false
   #gen = 0
@@ -154,9 +177,9 @@ export class NearCache<V> {
   reserve(key: string): NearReservation | undefined {
     if (!this.#live) return undefined
     const partition = this.#partitionOf(key)
-    const token = ++this.#token
-    this.#reservations.set(key, token)
-    return { key, token, partition, seq: this.#tracker.seen(partition), gen: this.#gen }
+    const r = { key, token: ++this.#token, partition, seq: this.#tracker.seen(partition), gen: this.#gen, tagEpoch: this.#tagEpoch }
+    this.#reservations.set(key, r)
+    return r
   }
 
   /**
@@ -165,10 +188,14 @@ export class NearCache<V> {
    * entry's own remaining life, capped by the near cache's ttl. Returns whether it cached.
    */
   publish(r: NearReservation, value: V | undefined, tags: readonly string[] = [], ttlMs = Infinity): boolean {
-    const mine = this.#reservations.get(r.key) === r.token
-    if (mine) this.#reservations.delete(r.key)
+    const mine = this.#reservations.get(r.key)?.token === r.token
+    const refused = value !== undefined && (!mine || !this.#live || r.gen !== this.#gen || r.seq < this.#stale[r.partition]! || this.#tagged(r, tags))
+    if (mine) {
+      this.#reservations.delete(r.key)
+      if (this.#reservations.size === 0) this.#tagLog = []
+    }
     if (value === undefined) return false
-    if (!mine || !this.#live || r.gen !== this.#gen || r.seq < this.#stale[r.partition]!) {
+    if (refused) {
       this.#refused++
       return false
     }
@@ -183,11 +210,16 @@ export class NearCache<V> {
     this.#reservations.delete(key)
   }
 
-  /** Drops everything (the client cleared or invalidated by tags itself). */
+  /** Drops everything (the client cleared itself). */
   forgetAll(): void {
     this.#memory.clear()
-    this.#reservations.clear()
+    this.#cancelAll()
     this.#gen++
+  }
+
+  /** Drops the entries under `tags` and the claims they may affect (the client invalidated them itself). */
+  forgetTags(tags: readonly string[]): void {
+    this.#invalidateTags(tags)
   }
 
   // ── the stream's side ────────────────────────────────────────────────────────────
@@ -215,7 +247,7 @@ export class NearCache<V> {
   /** The stream is lost: bypass until the next `up`. */
   down(): void {
     this.#gen++
-    this.#reservations.clear()
+    this.#cancelAll()
     if (this.#live) {
       this.#live = false
       this.#bypassSince = this.#clock.now()
@@ -247,16 +279,20 @@ export class NearCache<V> {
       this.#flush()
       return
     }
-    this.#gen++
-    this.#reservations.clear()
     if (why === 'clear') {
       const pre = prefix ?? ''
-      if (pre === '') this.#memory.clear()
-      else this.#memory.filterErase((k) => k.startsWith(pre))
-    } else {
-      const list = tags ?? []
-      this.#memory.filterErase((_k, r) => r.tags.some((t) => list.some((inv) => t === inv || t.startsWith(inv + TAG_SEPARATOR))))
-    }
+      if (pre === '') {
+        this.#memory.clear()
+        this.#cancelAll()
+      } else {
+        this.#memory.filterErase((k) => k.startsWith(pre))
+        for (const k of [...this.#reservations.keys()]) if (k.startsWith(pre)) this.#reservations.delete(k)
+      }
+    } else if (tags === undefined) {
+      // No list (an older node): which entries it touched is unknown.
+      this.#memory.clear()
+      this.#cancelAll()
+    } else this.#invalidateTags(tags)
   }
 
   /** The periodic sequences. */
@@ -283,7 +319,7 @@ export class NearCache<V> {
   close(): void {
     this.#closed = true
     this.#live = false
-    this.#reservations.clear()
+    this.#cancelAll()
     this.#memory.close()
   }
 
@@ -305,7 +341,33 @@ export class NearCache<V> {
   #flush(): void {
     this.#flushes++
     this.#gen++
-    this.#reservations.clear()
+    this.#cancelAll()
     this.#memory.clear()
+  }
+
+  #cancelAll(): void {
+    this.#reservations.clear()
+    this.#tagLog = []
+  }
+
+  /** Drops the entries `tags` cover and logs the invalidation for the pending claims. */
+  #invalidateTags(tags: readonly string[]): void {
+    this.#memory.filterErase((_k, r) => covered(r.tags, tags))
+    this.#tagEpoch++
+    if (this.#reservations.size === 0) return
+    this.#tagLog.push({ epoch: this.#tagEpoch, tags })
+    if (this.#tagLog.length <= MAX_TAG_LOG) return
+    // Keep only what the oldest pending claim needs; if that is still too much, cancel them all.
+    let oldest = Infinity
+    for (const r of this.#reservations.values()) oldest = Math.min(oldest, r.tagEpoch)
+    this.#tagLog = this.#tagLog.filter((e) => e.epoch > oldest)
+    if (this.#tagLog.length > MAX_TAG_LOG) this.#cancelAll()
+  }
+
+  /** Whether a tag invalidation since `r` was made covers one of the fetched entry's `tags`. */
+  #tagged(r: NearReservation, tags: readonly string[]): boolean {
+    if (r.tagEpoch === this.#tagEpoch) return false
+    for (const e of this.#tagLog) if (e.epoch > r.tagEpoch && covered(tags, e.tags)) return true
+    return false
   }
 }

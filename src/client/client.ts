@@ -189,7 +189,7 @@ export interface ClientOptions {
   /** Replaces the network (tests, custom stacks). @default undici pools */
   transport?: Transport
   /**
-   * An in-process near cache of `get` results, kept honest by the watched node's
+   * An in-process near cache of `get` and `mget` results, kept honest by the watched node's
    * invalidation stream (`GET /v1/watch`; docs/guide/cluster-client.md). @default none
    */
   nearCache?: ClientNearCacheOptions
@@ -207,9 +207,12 @@ export interface ClientOptions {
    * wrote sends that write's version as `x-stratacache-min-version`; a node that has not
    * caught up answers ERR_STALE_READ and the read moves to another node (then waits briefly
    * and tries again, within the call's budget). `false` turns it off; `{ maxKeys }` bounds how
-   * many keys' versions are remembered (least recently written dropped). @default on, 10,000 keys
+   * many keys' versions are remembered (least recently written dropped). `{ monotonic: true }`
+   * also remembers the version of every entry a `get` or `mget` read from a node (same map, same
+   * bound), so a later `get` of the key never returns an older version (monotonic reads).
+   * @default on, 10,000 keys, monotonic false
    */
-  session?: boolean | { maxKeys?: number }
+  session?: boolean | { maxKeys?: number; monotonic?: boolean }
 }
 
 export interface ClientCallOptions {
@@ -446,8 +449,10 @@ class NodeClient implements Client {
     this.#topology = flatTopology(nodes)
     const session = options.session ?? true
     if (session !== false) {
-      if (session !== true && (session === null || typeof session !== 'object')) throw new InvalidOptionsError('session', 'expected a boolean or { maxKeys }')
-      this.#session = new Session(session === true ? DEFAULT_SESSION_KEYS : positiveInt(session.maxKeys, DEFAULT_SESSION_KEYS, 'session.maxKeys'))
+      if (session !== true && (session === null || typeof session !== 'object')) throw new InvalidOptionsError('session', 'expected a boolean or { maxKeys, monotonic }')
+      const monotonic = session === true ? false : (session.monotonic ?? false)
+      if (typeof monotonic !== 'boolean') throw new InvalidOptionsError('session.monotonic', `expected a boolean, got ${String(monotonic)}`)
+      this.#session = new Session(session === true ? DEFAULT_SESSION_KEYS : positiveInt(session.maxKeys, DEFAULT_SESSION_KEYS, 'session.maxKeys'), monotonic)
     }
     if (options.region !== undefined || options.ladder !== undefined) {
       const region = options.region ?? 'default'
@@ -533,7 +538,9 @@ class NodeClient implements Client {
         return undefined
       }
       if (res.status !== 200) throw errorFromResponse(res, node, 'GET')
-      return entryFromHeaders(res, node)
+      const entry = entryFromHeaders(res, node)
+      if (this.#session?.monotonic === true) this.#session.read(key, entry.version, this.#clock.now() + entry.ttlMs)
+      return entry
     }
     const need = this.#session?.minVersion(key, this.#clock.now())
     const headers: Record<string, string> = need === undefined ? {} : { [HEADER_MIN_VERSION]: String(need) }
@@ -729,19 +736,81 @@ class NodeClient implements Client {
     if (!Array.isArray(keys)) throw new InvalidKeyError('mget expects an array of keys')
     for (const k of keys) checkKey(k)
     if (keys.length === 0) return []
-    const parts = await Promise.all(chunks(keys, MAX_BATCH).map((part) => this.#mgetPart(part, options)))
+    const near = this.#near
+    if (near !== undefined) return this.#nearMget(near, keys, options)
+    return this.#mgetAll(keys, options)
+  }
+
+  async #mgetAll(keys: readonly string[], options: ClientCallOptions | undefined, pin?: string): Promise<(ClientEntry | undefined)[]> {
+    const parts = await Promise.all(chunks(keys, MAX_BATCH).map((part) => this.#mgetPart(part, options, pin)))
     return parts.flat()
   }
 
-  #mgetPart(keys: readonly string[], options: ClientCallOptions | undefined): Promise<(ClientEntry | undefined)[]> {
+  /**
+   * `mget` with a near cache: hits answered locally; the other keys (each once) claimed as
+   * `get` claims one, fetched in one call (per 1000 keys) from the watched node, and each
+   * fetched entry filled under its own claim (so one an invalidation raced is not cached).
+   * If the watched node cannot answer, the misses go the usual way and nothing is filled.
+   */
+  async #nearMget(near: NearCache<ClientEntry>, keys: readonly string[], options: ClientCallOptions | undefined): Promise<(ClientEntry | undefined)[]> {
+    this.#checkOpen()
+    const out: (ClientEntry | undefined)[] = new Array(keys.length)
+    const missing = new Map<string, number[]>()
+    keys.forEach((key, i) => {
+      const at = missing.get(key)
+      if (at !== undefined) {
+        at.push(i)
+        return
+      }
+      const hit = near.get(key)
+      if (hit !== undefined) out[i] = hit
+      else missing.set(key, [i])
+    })
+    if (missing.size === 0) return out
+    const misses = [...missing.keys()]
+    const watched = this.#link?.watched
+    let fetched: (ClientEntry | undefined)[]
+    if (watched === undefined) fetched = await this.#mgetAll(misses, options)
+    else {
+      const claims = misses.map((key) => near.reserve(key))
+      try {
+        fetched = await this.#mgetAll(misses, options, watched)
+      } catch (err) {
+        for (const r of claims) if (r !== undefined) near.publish(r, undefined)
+        if (isNodeAnswer(err) || err instanceof ClosedError) throw err
+        fetched = await this.#mgetAll(misses, options)
+        claims.fill(undefined)
+      }
+      claims.forEach((r, k) => {
+        if (r === undefined) return
+        const entry = fetched[k]
+        if (entry === undefined) near.publish(r, undefined)
+        else near.publish(r, entry, entry.tags, entry.ttlMs)
+      })
+    }
+    misses.forEach((key, k) => {
+      for (const i of missing.get(key)!) out[i] = fetched[k]
+    })
+    return out
+  }
+
+  #mgetPart(keys: readonly string[], options: ClientCallOptions | undefined, pin?: string): Promise<(ClientEntry | undefined)[]> {
     const body = jsonBody({ keys })
     return this.#call({ method: 'POST', path: '/v1/mget', headers: { 'content-type': 'application/json' }, body }, true, options, (res, node) => {
       if (res.status !== 200) throw errorFromResponse(res, node)
       const json = parseJson(res, node)
       const entries = json.entries
       if (!Array.isArray(entries) || entries.length !== keys.length) throw new BadResponseError(`mget answered ${Array.isArray(entries) ? entries.length : 'no'} entries for ${keys.length} keys`, { node })
-      return entries.map((e: unknown) => entryFromJson(e, node))
-    })
+      const out = entries.map((e: unknown) => entryFromJson(e, node))
+      const session = this.#session
+      if (session?.monotonic === true) {
+        const now = this.#clock.now()
+        out.forEach((e, i) => {
+          if (e !== undefined) session.read(keys[i]!, e.version, now + e.ttlMs)
+        })
+      }
+      return out
+    }, pin)
   }
 
   async mset(entries: readonly ClientMsetEntry[], options: ClientMsetOptions = {}): Promise<number[]> {
@@ -786,7 +855,8 @@ class NodeClient implements Client {
     if (list.length === 0) return 0
     const body = jsonBody({ tags: list, mode })
     return this.#call({ method: 'POST', path: '/v1/invalidate', headers: { 'content-type': 'application/json' }, body }, true, options, (res, node) => {
-      this.#near?.forgetAll()
+      // The entries carrying the tags, and the claims whose fetched entry will carry one.
+      this.#near?.forgetTags(list)
       // Which keys carried the tags is not known here: the session forgets every version.
       if (res.status === 200) this.#session?.forgetPrefix('')
       if (res.status !== 200) throw errorFromResponse(res, node)

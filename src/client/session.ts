@@ -5,8 +5,10 @@
  * everything the session saw. It also remembers, per key, the version (ETag) of the
  * session's own last write, in a bounded LRU map, and a read of that key sends it as
  * `x-stratacache-min-version`: a node that has not caught up answers 409 ERR_STALE_READ
- * instead of the older value (the client then tries another node). Pure bookkeeping: no I/O,
- * no clock.
+ * instead of the older value (the client then tries another node). With `monotonic`, the
+ * versions of entries the session read from a node are remembered the same way (same map,
+ * same bound), so a later read of the key never goes back to an older version. Pure
+ * bookkeeping: no I/O, no clock.
  */
 import { HEADER_MIN_VERSION, HEADER_TOKEN } from '../protocol/wire.js'
 
@@ -16,13 +18,28 @@ export const DEFAULT_SESSION_KEYS = 10_000
 /** A client's session state: the highest token seen and the versions of its own recent writes. */
 export class Session {
   readonly #max: number
+  readonly #monotonic: boolean
   #token = 0
   /** key → version of the session's last write and when it expires (clock ms; Infinity: never); Map order is recency (oldest first). */
   readonly #written = new Map<string, { version: number; expiresAt: number }>()
 
-  /** `maxKeys`: how many keys' versions are remembered (least recently written dropped first). @default 10,000 */
-  constructor(maxKeys = DEFAULT_SESSION_KEYS) {
+  /**
+   * `maxKeys`: how many keys' versions are remembered (least recently written, or read with
+   * `monotonic`, dropped first). @default 10,000. `monotonic`: remember versions read too. @default false
+   */
+  constructor(maxKeys = DEFAULT_SESSION_KEYS, monotonic = false) {
     this.#max = Math.max(1, Math.floor(maxKeys))
+    this.#monotonic = monotonic
+  }
+
+  /** Whether versions read are remembered (monotonic reads). */
+  get monotonic(): boolean {
+    return this.#monotonic
+  }
+
+  /** With `monotonic`: the session read `key` at `version`, live until `expiresAt`; as `wrote` (a higher version remembered wins). Otherwise nothing. */
+  read(key: string, version: number, expiresAt = Infinity): void {
+    if (this.#monotonic) this.wrote(key, version, expiresAt)
   }
 
   /** The highest session token seen so far (0: none). */

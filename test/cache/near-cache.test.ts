@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { ManualClock } from '../../src/core/manual-clock.js'
-import { NearCache } from '../../src/cache/near-cache.js'
+import { MAX_TAG_LOG, NearCache } from '../../src/cache/near-cache.js'
 import { InvalidationSequenceTracker } from '../../src/cache/invalidation-tracker.js'
 
 const P = 4
@@ -117,7 +117,7 @@ test('a read racing an invalidation is not cached (key message, gap, clear, loss
   assert.equal(c.publish(r, 'old'), false)
   r = c.reserve('a')!
   c.all('s1', 1, 'tags', undefined, ['x'])
-  assert.equal(c.publish(r, 'old'), false)
+  assert.equal(c.publish(r, 'old', ['x']), false) // the fetched entry carries the invalidated tag
   r = c.reserve('a')!
   c.down()
   c.up('s1', c.stats() && [0, 0, 0, 0, 1].map((v, i) => (i === partitionOf('a') ? 3 : v)))
@@ -145,6 +145,64 @@ test('clear by prefix and tag invalidation drop what they cover', () => {
   c.all('s1', 2, 'tags', undefined, ['org:1'])
   assert.equal(c.get('x'), undefined)
   assert.equal(c.get('y'), 'Y')
+})
+
+test('a tag invalidation cancels only the claims whose fetched entry carries a tag it covers', () => {
+  const { c } = near()
+  c.up('s1', zeros())
+  const ra = c.reserve('a')!
+  const rb = c.reserve('b')!
+  const rc = c.reserve('c')!
+  const rd = c.reserve('d')!
+  c.all('s1', 1, 'tags', undefined, ['org:1'])
+  const re = c.reserve('e')! // claimed after the invalidation: not concerned
+  assert.equal(c.publish(ra, 'A', ['org:1']), false)
+  assert.equal(c.publish(rb, 'B', ['org:1:user:2']), false, 'a tag below the invalidated one')
+  assert.equal(c.publish(rc, 'C', ['org:10']), true, 'org:10 is not under org:1')
+  assert.equal(c.publish(rd, 'D'), true, 'no tags')
+  assert.equal(c.publish(re, 'E', ['org:1']), true)
+  assert.deepEqual(['a', 'b', 'c', 'd', 'e'].map((k) => c.get(k)), [undefined, undefined, 'C', 'D', 'E'])
+  assert.equal(c.stats().refusedPublishes, 2)
+  // A tag message without a list (an older node) cancels every claim.
+  const rf = c.reserve('f')!
+  c.all('s1', 2, 'tags', undefined, undefined)
+  assert.equal(c.publish(rf, 'F'), false)
+})
+
+test('a clear cancels only the claims under its prefix; every claim when it has none', () => {
+  const { c } = near()
+  c.up('s1', zeros())
+  const ru = c.reserve('user:1')!
+  const rp = c.reserve('post:1')!
+  c.all('s1', 1, 'clear', 'user:', undefined)
+  assert.equal(c.publish(ru, 'U'), false)
+  assert.equal(c.publish(rp, 'P'), true)
+  const rq = c.reserve('post:2')!
+  c.all('s1', 2, 'clear', '', undefined)
+  assert.equal(c.publish(rq, 'Q'), false)
+  assert.equal(c.get('post:1'), undefined)
+})
+
+test('the tag log is bounded: a claim outliving too many tag invalidations is cancelled; released claims free it', () => {
+  const { c } = near()
+  c.up('s1', zeros())
+  // Claims that come and go: the log never holds more than the invalidations they overlap.
+  let q = 0
+  for (let i = 0; i < 2 * MAX_TAG_LOG; i++) {
+    const r = c.reserve(`k${i}`)!
+    c.all('s1', ++q, 'tags', undefined, [`other:${i}`])
+    assert.equal(c.publish(r, 'V', ['mine']), true)
+  }
+  const old = c.reserve('z')!
+  for (let i = 0; i <= MAX_TAG_LOG; i++) c.all('s1', ++q, 'tags', undefined, [`other:${i}`])
+  assert.equal(c.publish(old, 'Z', ['mine']), false, 'past the bound the near cache cannot tell: refused')
+  // The client's own invalidate: drops the entries it covers and the claims it might affect.
+  c.publish(c.reserve('t1')!, 'T1', ['org:1'])
+  c.publish(c.reserve('t2')!, 'T2', ['org:2'])
+  const rt = c.reserve('t3')!
+  c.forgetTags(['org:1'])
+  assert.equal(c.publish(rt, 'T3', ['org:1:x']), false)
+  assert.deepEqual([c.get('t1'), c.get('t2')], [undefined, 'T2'])
 })
 
 test('without sequence tracking a lost message goes unnoticed (what tracking buys)', () => {
