@@ -454,8 +454,15 @@ export class Replication implements StateMachine<ReplicationMessage> {
     }
   }
 
+  /**
+   * A peer came back into the live set (joined, rejoined, or seen alive again after a cut):
+   * it is owed a round, and a down mark left by the transport's reports during its absence is
+   * dropped — membership just heard from it, and a mark kept would hold its hints and that
+   * round back for up to `downMs` after it is reachable again (the next failed send sets it anew).
+   */
   #rejoined(peer: NodeId): void {
     this.#owed.add(peer)
+    this.#down.delete(peer)
   }
 
   // ---- client requests ---------------------------------------------------------------
