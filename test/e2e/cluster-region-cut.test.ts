@@ -1,7 +1,8 @@
 // Real node processes (`npm start`'s entry) replicating on loopback: 6 nodes in 3 regions,
 // every cluster connection through a fault-injecting proxy (test/support/cluster-link-proxy.ts;
 // each node advertises its proxy with --advertise-cluster-port). Clients write with ack
-// levels one/region/all to several nodes and keep a history of what was acknowledged.
+// levels one/region/all to several nodes and keep a history of what was acknowledged
+// (unique keys, some deleted again, some expiring after 1 s, and hot keys every client writes).
 // 1. kill -9 one node under write load, restart it (same data dir): every node's
 //    GET /v1/cluster/digest is equal within the stated bound, and the history holds on every
 //    node (each acknowledged write there at its version or newer; deleted keys stay deleted).
@@ -71,6 +72,8 @@ class History {
   timeouts = 0
   failed = 0
   deletes = 0
+  /** Acknowledged writes with a 1 s TTL (expired by the time digests are compared). */
+  expiring = 0
 
   /** The highest acknowledged version of each key written by several clients. */
   maxHot(key: string, version: number): void {
@@ -118,6 +121,12 @@ function writer(name: string, targets: () => ClusterProcess[], history: History,
         history.acked.splice(history.acked.indexOf(victim), 1)
         if (r?.status === 504) history.timeouts++
         else history.failed++
+        continue
+      }
+      if (i % 11 === 7) {
+        // Expires in a second: by the digest check it is the tombstone of its version everywhere (not in the history).
+        const r = await call(target, 'PUT', `/v1/keys/${name}-e${i}?ack=${ack}&ttl=1`, 'short')
+        if (r?.status === 200) history.expiring++
         continue
       }
       const hot = i % 4 === 0
@@ -253,7 +262,7 @@ describe('replication under faults with real processes on loopback', () => {
     assert.ok(h1.acked.length > 50, `acknowledged ${h1.acked.length} writes (${h1.timeouts} ack timeouts, ${h1.failed} failed)`)
     const bound1 = convergeBound(h1.acked.length)
     const took1 = await converge(nodes, bound1, 'after the restart')
-    t.diagnostic(`kill -9 and restart: ${h1.acked.length} writes acknowledged (${h1.deletes} deletes; ${h1.timeouts} ack timeouts, ${h1.failed} failed), digests equal ${took1} ms after the load stopped (bound ${bound1} ms + allowance ${allowance(bound1)} ms), load average ${loadavg()[0].toFixed(1)}`)
+    t.diagnostic(`kill -9 and restart: ${h1.acked.length} writes acknowledged (${h1.deletes} deletes, ${h1.expiring} expiring; ${h1.timeouts} ack timeouts, ${h1.failed} failed), digests equal ${took1} ms after the load stopped (bound ${bound1} ms + allowance ${allowance(bound1)} ms), load average ${loadavg()[0].toFixed(1)}`)
     assert.ok(took1 <= bound1 + allowance(bound1), `converged after ${took1} ms; the bound is ${bound1} ms`)
     const lost1 = await violations(nodes, h1)
     assert.deepEqual(lost1.slice(0, 10), [], `${lost1.length} violations of the history after the restart`)
@@ -318,7 +327,7 @@ describe('replication under faults with real processes on loopback', () => {
     const bound2 = convergeBound(h2.acked.length)
     const took2 = await converge(nodes, bound2, 'after healing')
     await rejoined
-    t.diagnostic(`region cut ${cutMs} ms (sides saw each other dead after ${splitMs} ms; all alive again ${rejoinMs} ms after healing): ${h2.acked.length} writes acknowledged (${duringCut} during the cut, ${ackedAllDuringCut} of them ack=all; ${h2.deletes} deletes; ${h2.timeouts} ack timeouts, ${h2.failed} failed; ${cutStats} connections cut), digests equal ${took2} ms after healing (bound ${bound2} ms + allowance ${allowance(bound2)} ms), load average ${loadavg()[0].toFixed(1)}`)
+    t.diagnostic(`region cut ${cutMs} ms (sides saw each other dead after ${splitMs} ms; all alive again ${rejoinMs} ms after healing): ${h2.acked.length} writes acknowledged (${duringCut} during the cut, ${ackedAllDuringCut} of them ack=all; ${h2.deletes} deletes, ${h2.expiring} expiring; ${h2.timeouts} ack timeouts, ${h2.failed} failed; ${cutStats} connections cut), digests equal ${took2} ms after healing (bound ${bound2} ms + allowance ${allowance(bound2)} ms), load average ${loadavg()[0].toFixed(1)}`)
     assert.ok(took2 <= bound2 + allowance(bound2), `converged after ${took2} ms; the bound is ${bound2} ms`)
     const lost2 = await violations(nodes, h2)
     assert.deepEqual(lost2.slice(0, 10), [], `${lost2.length} violations of the history after healing`)
