@@ -1,8 +1,9 @@
 /**
- * `stratacache cluster status | state`: the cluster as one node sees it (`GET /v1/cluster`)
- * as a table of members by region (status, phi, incarnation, RTT, region ranks) or JSON,
- * and the cluster state change (`POST /v1/cluster/state`, which needs the node's token
- * when it has one).
+ * `stratacache cluster status | state | digest`: the cluster as one node sees it (`GET
+ * /v1/cluster`) as a table of members by region (status, phi, incarnation, RTT, region
+ * ranks) or JSON, the cluster state change (`POST /v1/cluster/state`), and the node's
+ * replica digest (`GET /v1/cluster/digest`: equal on replicas that agree); each needs the
+ * node's token when it has one.
  */
 import type { Clock } from '../core/clock.js'
 import type { ClusterStateRecord, ClusterView, MemberView } from '../server/index.js'
@@ -11,6 +12,7 @@ import { EXIT, parse, UsageError, type CliIo } from './cli-io.js'
 
 export const CLUSTER_HELP = `Usage: stratacache cluster status [options]
        stratacache cluster state passive|no-migration|active [options]
+       stratacache cluster digest [options]
 
 status   Prints the cluster as the node sees it: members by region (own region first,
          then by rank = average RTT) with status, phi, incarnation and RTT.
@@ -18,6 +20,8 @@ state    Sets the cluster state (versioned, gossiped to every member, persisted)
            active        reads and writes
            no-migration  reads and writes; anti-entropy transfers and hint replay pause
            passive       writes refused with 503 ERR_CLUSTER_PASSIVE; reads served
+digest   Prints the node's replica digest (Merkle root), record count and meta digest
+         (prefix clears, tag invalidations): replicas that agree print the same.
 
 Options:
   -n, --node <url>     The node to ask: http://host:port or host:port.
@@ -142,5 +146,13 @@ export async function clusterCommand(argv: string[], io: CliIo): Promise<number>
     io.out.write(values.json === true ? `${JSON.stringify(record)}\n` : `cluster state ${record.state} (version ${record.version}); every member applies it as the gossip reaches it\n`)
     return EXIT.OK
   }
-  throw new UsageError(sub === undefined ? 'missing subcommand: status or state (see --help)' : `unknown subcommand ${JSON.stringify(sub)}: status or state`)
+  if (sub === 'digest') {
+    if (rest.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(rest[0])} (see --help)`)
+    const answer = await request(io, 'GET', `${node}/v1/cluster/digest`, token, timeoutMs)
+    if (typeof answer === 'string' || answer.status !== 200) return failed(io, node, answer)
+    const d = answer.body as { self: string; digest: string; count: number; meta: string }
+    io.out.write(values.json === true ? `${JSON.stringify(d)}\n` : `node ${d.self} digest ${d.digest} count ${d.count} meta ${d.meta}\n`)
+    return EXIT.OK
+  }
+  throw new UsageError(sub === undefined ? 'missing subcommand: status, state or digest (see --help)' : `unknown subcommand ${JSON.stringify(sub)}: status, state or digest`)
 }

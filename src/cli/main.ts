@@ -25,6 +25,7 @@ Commands:
   bench                 Load generator: throughput and latency percentiles
   cluster status        The cluster as a node sees it (members by region, phi, RTT)
   cluster state <s>     Set the cluster state: passive, no-migration or active
+  cluster digest        A node's replica digest (equal on replicas that agree)
 
 Run 'stratacache <command> --help' for a command's options; 'stratacache --version'
 prints the version.

@@ -22,6 +22,7 @@ export const CLUSTER_SETTINGS: readonly Setting[] = [
   { name: 'clusterPort', kind: 'int', def: 'port + 10000 (0 = free port when port is 0)', help: 'Port of the cluster transport between nodes.' },
   { name: 'clusterHost', kind: 'string', def: '--host', help: 'Interface the cluster transport listens on.' },
   { name: 'advertiseHost', kind: 'string', def: '--host', help: 'Host other nodes and clients reach this node at (needed with --host 0.0.0.0).' },
+  { name: 'advertiseClusterPort', kind: 'int', def: 'the bound cluster port', help: 'Cluster port other nodes dial (a port forward or proxy in front of --cluster-port).' },
   { name: 'clusterSecret', kind: 'string', def: 'none', help: 'Shared secret (>= 16 bytes) every node proves; required to cluster.', secret: true },
   { name: 'heartbeatInterval', kind: 'duration', def: '1s', help: 'Membership probe interval.' },
   { name: 'phiThreshold', kind: 'number', def: '8', help: 'Phi past which a silent peer is probed indirectly, then suspected.' },

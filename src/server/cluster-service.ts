@@ -52,6 +52,7 @@ import { jsonCodec, type KernelAction, type KernelDisk, type KernelEvent, type P
 import { ChannelMux } from '../cluster/channel-mux.js'
 import { KernelRunner } from '../cluster/kernel-runner.js'
 import { CLUSTER_STATES, Membership, type ClusterState, type ClusterView, type MembershipMessage, type MemberStatus } from '../cluster/membership.js'
+import type { ReplicaDigest } from '../cluster/replication/replication.js'
 import { TcpTransport, type PeerAddress } from '../cluster/tcp-transport.js'
 import { DEFAULT_MAX_FRAME_BYTES, validateNodeId, type MessageTransport, type NodeId } from '../cluster/transport.js'
 import { registerLabeledReadings, registerReadings } from '../metrics/prometheus.js'
@@ -68,6 +69,8 @@ export const CLUSTER_STATE_FILE = 'cluster-state.json'
 /** `GET` the view, the route discovery asks every candidate. */
 export const CLUSTER_PATH = `${API_PREFIX}/cluster`
 export const CLUSTER_STATE_PATH = `${API_PREFIX}/cluster/state`
+/** `GET` this replica's Merkle digests (`?depth=0..5`), to check that replicas agree. */
+export const CLUSTER_DIGEST_PATH = `${API_PREFIX}/cluster/digest`
 
 /** Bound on one `GET /v1/cluster` to a discovered candidate. */
 const RESOLVE_TIMEOUT_MS = 2000
@@ -290,6 +293,8 @@ export class ClusterService {
   readonly #sent: Record<string, number> = {}
   readonly #received: Record<string, number> = {}
   readonly #transitions: Record<MemberStatus, number> = { alive: 0, suspect: 0, dead: 0, left: 0 }
+  /** The replica's digests at a depth (set by the node once replication runs; a solo node has none). */
+  #digest: ((depth: number) => ReplicaDigest) | undefined
   #resolved = 0
   #resolveFailures = 0
   #runnerErrors = 0
@@ -364,7 +369,7 @@ export class ClusterService {
           ctx.log.warn({ err: { code: err.code, message: err.message } }, 'cluster transport refused a connection or frame')
         },
       })
-      clusterAddress = hostPort(c.advertiseHost, tcp.advertised.port)
+      clusterAddress = hostPort(c.advertiseHost, c.advertiseClusterPort ?? tcp.advertised.port)
     }
     const service = new ClusterService(ctx, tcp, clusterAddress, disk)
     service.#runner.start()
@@ -422,6 +427,11 @@ export class ClusterService {
     return this.#membership.clusterState
   }
 
+  /** Where `GET /v1/cluster/digest` reads the replica's digests (the node's replication); undefined: the route answers 404. */
+  setDigestSource(source: ((depth: number) => ReplicaDigest) | undefined): void {
+    this.#digest = source
+  }
+
   /** Runs discovery and joins what it finds, now (coalesced with a round already running). */
   discoverNow(): void {
     if (this.#discovery === undefined || this.#closed || this.#left) return
@@ -468,6 +478,13 @@ export class ClusterService {
       if (state === undefined) return error('ERR_BAD_REQUEST', `"state" must be one of ${CLUSTER_STATES.join(', ')} (or passive, no-migration, active)`, 400)
       if (this.#left) return error('ERR_BUSY', 'The node has left the cluster', 503)
       return json(this.setState(state))
+    }
+    if (path === CLUSTER_DIGEST_PATH) {
+      if (method !== 'GET') return methodNotAllowed(method, ['GET'])
+      if (this.#digest === undefined) return error('ERR_NOT_FOUND', 'This node does not replicate (no cluster secret): it has no replicas to compare digests with', 404)
+      const depthText = new URLSearchParams(request.url.includes('?') ? request.url.slice(request.url.indexOf('?') + 1) : '').get('depth') ?? '0'
+      if (!/^[0-5]$/.test(depthText)) return error('ERR_BAD_REQUEST', 'depth: expected an integer 0..5', 400)
+      return json({ self: this.id, ...this.#digest(Number(depthText)) })
     }
     if (this.state === 'PASSIVE' && isWriteRoute(method, path)) {
       const e = new ClusterPassiveError()

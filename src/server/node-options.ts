@@ -143,6 +143,8 @@ export interface NodeOptions {
   clusterHost?: string
   /** Host other nodes and clients are told to reach this node at (needed when host is 0.0.0.0 or ::). @default host */
   advertiseHost?: string
+  /** Cluster port other nodes are told to dial (a port forward, NAT or proxy in front of `clusterPort`). @default the bound cluster port */
+  advertiseClusterPort?: number
   /** Shared secret (>= 16 bytes) every node proves in the cluster handshake. Required to cluster. @default none */
   clusterSecret?: string
   /** Heartbeat (probe) interval of the membership. @default '1s' */
@@ -183,6 +185,8 @@ export interface ResolvedClusterOptions {
   readonly clusterPort: number | undefined
   readonly clusterHost: string
   readonly advertiseHost: string
+  /** undefined: the bound cluster port. */
+  readonly advertiseClusterPort: number | undefined
   readonly clusterSecret: string | undefined
   readonly heartbeatIntervalMs: number
   readonly phiThreshold: number
@@ -295,6 +299,8 @@ function resolveCluster(o: NodeOptions, host: string): ResolvedClusterOptions {
   }
   if (clusterSecret !== undefined && Buffer.byteLength(clusterSecret, 'utf8') < 16) throw new InvalidOptionsError('clusterSecret', 'expected at least 16 bytes')
   if (!enabled && clusterPort !== undefined) throw new InvalidOptionsError('clusterPort', 'a cluster port without clusterSecret: the node would not cluster')
+  const advertiseClusterPort = o.advertiseClusterPort === undefined ? undefined : int(o.advertiseClusterPort, 'advertiseClusterPort', 1, 65535)
+  if (!enabled && advertiseClusterPort !== undefined) throw new InvalidOptionsError('advertiseClusterPort', 'an advertised cluster port without clusterSecret: the node would not cluster')
   const clusterHost = optionalString(o.clusterHost, 'clusterHost') ?? host
   const advertiseHost = optionalString(o.advertiseHost, 'advertiseHost') ?? host
   if (enabled && (advertiseHost === '0.0.0.0' || advertiseHost === '::')) throw new InvalidOptionsError('advertiseHost', `listening on ${advertiseHost}, the node needs advertiseHost: the address other nodes and clients reach it at`)
@@ -314,6 +320,7 @@ function resolveCluster(o: NodeOptions, host: string): ResolvedClusterOptions {
     clusterPort,
     clusterHost,
     advertiseHost,
+    advertiseClusterPort,
     clusterSecret,
     heartbeatIntervalMs: positiveMs(o.heartbeatInterval ?? '1s', 'heartbeatInterval'),
     phiThreshold,

@@ -376,6 +376,8 @@ class Node implements NodeHandle {
       this.#replication = await startReplication({ id: this.#id, keyspace: this.#engine.keyspace, clock: this.options.clock, transport, topology: () => topologyFromView(cluster.view()), tombstoneTtlMs: this.options.tombstoneTtlMs, log: this.#log })
       this.#replication.registerMetrics(this.#registry)
       this.#engine.setReplication(this.#replication)
+      const replication = this.#replication
+      cluster.setDigestSource((depth) => replication.digest(this.options.clock.now(), depth))
     }
   }
 

@@ -24,7 +24,7 @@ import { mathRandom, type Random } from '../core/random.js'
 import { KernelRunner, type OutgoingMessage } from '../cluster/kernel-runner.js'
 import { jsonCodec } from '../cluster/kernel.js'
 import type { MessageTransport, NodeId } from '../cluster/transport.js'
-import { Replication, type ReplicaTopology, type ReplicationOptions, type ReplicationStats } from '../cluster/replication/replication.js'
+import { Replication, replicaDigest, type ReplicaDigest, type ReplicaTopology, type ReplicationOptions, type ReplicationStats } from '../cluster/replication/replication.js'
 import type { AckLevel, ClientOp, ClientResponse, ReplicationMessage } from '../cluster/replication/messages.js'
 import type { Registry } from 'prom-client'
 import { registerLabeledReadings, registerReadings } from '../metrics/prometheus.js'
@@ -107,6 +107,15 @@ export class ReplicationService {
 
   get store(): KeyspaceReplicaStore {
     return this.#store
+  }
+
+  /**
+   * This replica's digests as anti-entropy compares them (`replicaDigest`), at `now`: the
+   * Merkle root and count, the meta digest, and the non-empty ranges at `depth` (0..5).
+   * Dead records past their grace are purged from the index first, as before a round.
+   */
+  digest(now: number, depth = 0): ReplicaDigest {
+    return replicaDigest(this.#store, now, depth)
   }
 
   /**

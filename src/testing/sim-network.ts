@@ -98,7 +98,8 @@ export class SimNetwork<M> {
   readonly #maxFrameBytes: number
   readonly #nodes = new Map<NodeId, SimNode<M>>()
   readonly #links = new Map<string, ResolvedLink>()
-  readonly #cuts = new Set<string>()
+  /** Cut links (`from>to`) → whether the sender hears `unreachable` (refused) or nothing (silent). */
+  readonly #cuts = new Map<string, boolean>()
   #default: ResolvedLink
   readonly #hash: Hash = createHash('sha256')
   readonly #trace: string[] | undefined
@@ -219,16 +220,19 @@ export class SimNetwork<M> {
 
   /**
    * Cuts every link from a node of `a` to a node of `b`, and back unless `oneWay` (then `b`
-   * still reaches `a`). Messages on a cut link are lost silently.
+   * still reaches `a`). Messages on a cut link are lost silently; with `refuse`, the sender
+   * also hears `unreachable` about a round trip later, as the TCP transport reports a
+   * connection refused, reset or timed out by a firewall.
    */
-  partition(a: readonly NodeId[], b: readonly NodeId[], options: { oneWay?: boolean } = {}): void {
+  partition(a: readonly NodeId[], b: readonly NodeId[], options: { oneWay?: boolean; refuse?: boolean } = {}): void {
+    const refuse = options.refuse === true
     for (const x of a) {
       for (const y of b) {
-        this.#cuts.add(`${x}>${y}`)
-        if (options.oneWay !== true) this.#cuts.add(`${y}>${x}`)
+        this.#cuts.set(`${x}>${y}`, refuse)
+        if (options.oneWay !== true) this.#cuts.set(`${y}>${x}`, refuse)
       }
     }
-    this.#record(`partition ${a.join(',')} ${options.oneWay === true ? '->' : '<->'} ${b.join(',')}`)
+    this.#record(`partition ${a.join(',')} ${options.oneWay === true ? '->' : '<->'}${refuse ? ' refused' : ''} ${b.join(',')}`)
   }
 
   /** Heals every partition. */
@@ -342,9 +346,19 @@ export class SimNetwork<M> {
       }, delay)
       return
     }
-    if (this.#cuts.has(`${from}>${to}`)) {
+    const cut = this.#cuts.get(`${from}>${to}`)
+    if (cut !== undefined) {
       this.#cut++
       this.#record(`cut ${from}>${to}`)
+      if (cut) {
+        this.#unreachable++
+        this.clock.setTimeout(() => {
+          this.#atNode(sender, senderLife, () => {
+            this.#record(`unreachable ${from}>${to}`)
+            sender.transport?.reportUnreachable(new PeerUnreachableError(to, `Peer ${to} is cut off`))
+          })
+        }, 2 * this.#latency(link))
+      }
       return
     }
     if (link.loss > 0 && this.random.next() < link.loss) {

@@ -76,7 +76,7 @@ describe('help', () => {
     const lines = MAIN_HELP.split('\n')
     const start = lines.indexOf('Commands:') + 1
     const rows = lines.slice(start, lines.indexOf('', start))
-    assert.equal(rows.length, 10)
+    assert.equal(rows.length, 11)
     // Where each row's description starts: after the first run of two or more spaces.
     const columns = new Set(rows.map((r) => {
       const m = /^ {2}\S.*? {2,}(?=\S)/.exec(r)

@@ -107,6 +107,17 @@ describe('cluster CLI', () => {
     assert.equal(await runCli(['cluster', 'state', 'no-migration', '--node', a.url, '--json'], x), EXIT.OK, x.err_)
     assert.deepEqual(JSON.parse(x.out_), { state: 'NO_MIGRATION', version: 2, origin: 'a1' })
 
+    // cluster digest: this replica's Merkle root, count and meta digest (GET /v1/cluster/digest).
+    x = io({ STRATACACHE_AUTH_TOKEN: 'tok' })
+    assert.equal(await runCli(['cluster', 'digest', '--node', a.url], x), EXIT.OK, x.err_)
+    assert.match(x.out_, /^node a1 digest [0-9a-f]{16} count \d+ meta [0-9a-f]{16}\n$/)
+    x = io({ STRATACACHE_AUTH_TOKEN: 'tok' })
+    assert.equal(await runCli(['cluster', 'digest', '--node', a.url, '--json'], x), EXIT.OK, x.err_)
+    assert.equal((JSON.parse(x.out_) as { self: string; depth: number }).self, 'a1')
+    x = io()
+    assert.equal(await runCli(['cluster', 'digest', '--node', a.url], x), EXIT.REFUSED, 'the token is needed')
+    assert.equal(await runCli(['cluster', 'digest', 'extra', '--node', a.url], x), EXIT.USAGE)
+
     x = io()
     assert.equal(await runCli(['cluster', 'state', 'sideways'], x), EXIT.USAGE)
     assert.equal(await runCli(['cluster', 'frobnicate'], x), EXIT.USAGE)

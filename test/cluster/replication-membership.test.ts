@@ -101,4 +101,42 @@ describe('Replication with real Membership', () => {
       assert.ok(hints > 0, 'writes during the outage were hinted for n4')
     })
   })
+
+  test('a region cut off (connections refused) and healed: replication resumes as soon as membership sees the other side alive again, not downMs later', async () => {
+    // The TCP transport reports a cut peer unreachable on every attempt (membership pings one
+    // dead member each tick), so replication's down marks stay fresh through the cut. Found by
+    // test/e2e/cluster-region-cut.test.ts: after healing, membership rejoined in ~0.6 s while
+    // the replicas converged only ~5 s (downMs) later.
+    const DOWN_MS = 8_000
+    await runSeeds(Number(process.env.REPLICATION_MEMBERSHIP_SEEDS ?? 6), (seed) => {
+      const net = new SimNetwork<NodeMsg>({ seed, link: { latency: { min: 1, max: 20 } } })
+      const ids = ['n1', 'n2', 'n3', 'n4']
+      const stores = new Map(ids.map((id) => [id, new MemoryReplicaStore()]))
+      const region = (id: string): string => (id === 'n1' || id === 'n2' ? 'eu' : 'us')
+      for (const id of ids) {
+        net.addNode(id, (me) => {
+          const membership = new Membership({ id: me, region: region(me), seeds: ['n1', 'n3'], random: new SeededRandom(Math.floor(net.random.next() * 2 ** 32)) })
+          return new ClusterNode(membership, (m) => new Replication({ id: me, store: stores.get(me)!, topology: () => topologyFromView(m.view()), random: new SeededRandom(Math.floor(net.random.next() * 2 ** 32)), downMs: DOWN_MS }))
+        })
+      }
+      const node = (id: string): ClusterNode => net.machine(id) as ClusterNode
+      const allAlive = (): boolean => ids.every((a) => ids.every((b) => node(a).membership.status(b) === 'alive'))
+      assert.ok(net.runUntil(allAlive, 10_000, 50), 'joined')
+      const client = new SessionClient({ nodes: ['n1', 'n2', 'n3', 'n4'], random: new SeededRandom(seed), ops: 300, intervalMs: 50, next: (r) => randomOp(r, 12, ['one']) })
+      net.addNode('c1', () => new WrappedClient(client))
+      net.run(2_000)
+      net.partition(['n1', 'n2', 'c1'], ['n3', 'n4'], { refuse: true })
+      assert.ok(net.runUntil(() => node('n1').membership.status('n3') === 'dead' && node('n3').membership.status('n1') === 'dead', 30_000, 50), 'each side sees the other dead')
+      net.run(5_000)
+      net.heal()
+      const healed = net.clock.now()
+      assert.ok(net.runUntil(allAlive, 15_000, 50), 'alive again after healing')
+      const rejoined = net.clock.now() - healed
+      const dump = (id: string): string => JSON.stringify(stores.get(id)!.all().map((r) => [r.key, r.version.hlc, r.version.nodeId]).sort())
+      const same = (): boolean => ids.every((id) => dump(id) === dump('n1'))
+      assert.ok(net.runUntil(same, 30_000, 50), 'replicas converged')
+      const converged = net.clock.now() - healed
+      assert.ok(converged < rejoined + DOWN_MS / 2, `seed ${seed}: converged ${converged} ms after healing, membership rejoined after ${rejoined} ms (down marks held ${DOWN_MS} ms)`)
+    })
+  })
 })

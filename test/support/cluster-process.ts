@@ -24,13 +24,17 @@ export class ClusterProcess {
     readonly dataDir: string,
     readonly seeds: string,
     readonly secret: string,
+    /** A fixed cluster port (default: a free one each start), the port peers are told to dial (a proxy in front of it), more flags. */
+    readonly more: { readonly clusterPort?: number; readonly advertiseClusterPort?: number; readonly extra?: readonly string[] } = {},
   ) {
     this.url = `http://127.0.0.1:${port}`
   }
 
   /** Starts (or restarts) the process and waits for `/readyz`. */
   async start(): Promise<void> {
-    const args = ['--id', this.id, '--region', this.region, '--port', String(this.port), '--data-dir', this.dataDir, '--cluster-port', '0', '--disk', '64mb', '--log-level', 'warn', '--seeds', this.seeds, ...FAST_CLUSTER_FLAGS]
+    const args = ['--id', this.id, '--region', this.region, '--port', String(this.port), '--data-dir', this.dataDir, '--cluster-port', String(this.more.clusterPort ?? 0), '--disk', '64mb', '--log-level', 'warn', '--seeds', this.seeds, ...FAST_CLUSTER_FLAGS]
+    if (this.more.advertiseClusterPort !== undefined) args.push('--advertise-cluster-port', String(this.more.advertiseClusterPort))
+    args.push(...(this.more.extra ?? []))
     const proc = spawnServer(process.execPath, [ENTRY, ...args], { env: { ...process.env, STRATACACHE_CLUSTER_SECRET: this.secret } })
     this.proc = proc
     await awaitReady(proc, { name: this.id, ready: async () => (await send(this.url, 'GET', '/readyz', undefined, {}, 1000)).status === 200, timeoutMs: 30_000, describe: () => `${this.id} not ready`, cleanup: () => this.kill(), logLines: 40 })

@@ -1,6 +1,6 @@
 // Replication (P9): the pure replication machine, its store contract, Merkle digests and hint queue.
-export { Replication, LAG_BUCKETS_MS, topologyFromView } from './replication.js'
-export type { LagHistogram, ReplicaMemberStatus, ReplicaTopology, ReplicationOptions, ReplicationStats } from './replication.js'
+export { Replication, LAG_BUCKETS_MS, metaDigest, replicaDigest, topologyFromView } from './replication.js'
+export type { LagHistogram, ReplicaDigest, ReplicaMemberStatus, ReplicaTopology, ReplicationOptions, ReplicationStats } from './replication.js'
 export { graceOver, isDead, MemoryReplicaStore, tagCovers } from './replica-store.js'
 export type { MemoryReplicaStoreOptions, PrefixTombstone, ReplicaEntry, ReplicaRecord, ReplicaStore, ReplicaTombstone, TagInvalidation, TagMode } from './replica-store.js'
 export { HintQueue } from './hint-queue.js'

@@ -215,6 +215,58 @@ function resolve(o: ReplicationOptions): Resolved {
 }
 
 const hex = (n: number, width: number): string => n.toString(16).padStart(width, '0')
+
+/** The digest of a store's kept prefix tombstones and tag invalidations (16 hex digits): what anti-entropy's `meta` compares. */
+export function metaDigest(store: Pick<ReplicaStore, 'prefixTombstones' | 'tagInvalidations'>, now: number): string {
+  let a = 0
+  let b = 0
+  for (const p of store.prefixTombstones(now)) {
+    const [x, y] = recordHash(`p\u0000${p.prefix}`, p.version)
+    a ^= x
+    b ^= y
+  }
+  for (const t of store.tagInvalidations()) {
+    const [x, y] = recordHash(`t\u0000${t.mode}:${t.tag}`, { hlc: t.hlc, nodeId: '' })
+    a ^= x
+    b ^= y
+  }
+  return hex(a >>> 0, 8) + hex(b >>> 0, 8)
+}
+
+/** A replica's digests as anti-entropy compares them (`replicaDigest`; the node's `GET /v1/cluster/digest`). */
+export interface ReplicaDigest {
+  /** The Merkle root: XOR of every record's and tombstone's hash (16 hex digits). */
+  readonly digest: string
+  /** Records and tombstones (expired records within their grace included) under the root. */
+  readonly count: number
+  /** Prefix tombstones and tag invalidations (`metaDigest`). */
+  readonly meta: string
+  /** The depth of `ranges` (0..BUCKET_DEPTH). */
+  readonly depth: number
+  /** The non-empty ranges at `depth`, by index (empty at depth 0: the root is the one range). */
+  readonly ranges: ReadonlyArray<{ readonly index: number; readonly digest: string; readonly count: number }>
+}
+
+/**
+ * A store's digests at `now`, treated as anti-entropy treats them: dead records past their
+ * grace are purged first (as before every round); a live record whose expiry passed counts
+ * as the tombstone of its version (it already hashes the same); prefix tombstones and tag
+ * invalidations are in `meta`, not in the tree. Two replicas anti-entropy calls equal give
+ * equal answers. `depth` 0..5 (the maintained levels) lists that level's non-empty ranges.
+ */
+export function replicaDigest(store: ReplicaStore, now: number, depth = 0): ReplicaDigest {
+  if (!Number.isInteger(depth) || depth < 0 || depth > BUCKET_DEPTH) throw new InvalidOptionsError('depth', `expected an integer 0..${BUCKET_DEPTH}`)
+  store.purge(now)
+  const root = store.summary({ depth: 0, index: 0 }, 0)
+  const ranges: Array<{ index: number; digest: string; count: number }> = []
+  if (depth > 0) {
+    for (let index = 0; index < FANOUT ** depth; index++) {
+      const s = store.summary({ depth, index }, 0)
+      if (s.count !== 0 || s.digest !== '0000000000000000') ranges.push({ index, digest: s.digest, count: s.count })
+    }
+  }
+  return { digest: root.digest, count: root.count, meta: metaDigest(store, now), depth, ranges }
+}
 /** A record's summary: key hash (8), hlc (14), check (4) hex digits. */
 function summaryOf(r: ReplicaRecord): string {
   return hex(keyHash(r.key), 8) + hex(r.version.hlc, 14) + hex(recordHash(r.key, r.version)[1] & 0xffff, 4)
@@ -402,8 +454,15 @@ export class Replication implements StateMachine<ReplicationMessage> {
     }
   }
 
+  /**
+   * A peer came back into the live set (joined, rejoined, or seen alive again after a cut):
+   * it is owed a round, and a down mark left by the transport's reports during its absence is
+   * dropped — membership just heard from it, and a mark kept would hold its hints and that
+   * round back for up to `downMs` after it is reachable again (the next failed send sets it anew).
+   */
   #rejoined(peer: NodeId): void {
     this.#owed.add(peer)
+    this.#down.delete(peer)
   }
 
   // ---- client requests ---------------------------------------------------------------
@@ -820,19 +879,7 @@ export class Replication implements StateMachine<ReplicationMessage> {
   }
 
   #metaDigest(): string {
-    let a = 0
-    let b = 0
-    for (const p of this.#store.prefixTombstones(this.#now)) {
-      const [x, y] = recordHash(`p\u0000${p.prefix}`, p.version)
-      a ^= x
-      b ^= y
-    }
-    for (const t of this.#store.tagInvalidations()) {
-      const [x, y] = recordHash(`t\u0000${t.mode}:${t.tag}`, { hlc: t.hlc, nodeId: '' })
-      a ^= x
-      b ^= y
-    }
-    return hex(a >>> 0, 8) + hex(b >>> 0, 8)
+    return metaDigest(this.#store, this.#now)
   }
 
   #meta(back: boolean): ReplicationMessage {
