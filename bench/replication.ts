@@ -146,7 +146,7 @@ const SECRET = 'bench-replication-secret-0123456789'
 const CLK_TCK = 100
 
 /** One node (`npm start`'s entry) as a child process on loopback, with the default cluster settings. */
-class NodeProcess {
+export class NodeProcess {
   proc: Spawned | undefined
   readonly url: string
   readonly #dir = tempDir('stratacache-bench-rep-')
@@ -194,7 +194,7 @@ class NodeProcess {
 }
 
 /** Starts nodes (layout: [id, region]); all clustered with the first node of each region as seeds, or one solo node. */
-async function startCluster(layout: ReadonlyArray<readonly [string, string]>): Promise<NodeProcess[]> {
+export async function startCluster(layout: ReadonlyArray<readonly [string, string]>): Promise<NodeProcess[]> {
   const ports = await Promise.all(layout.map(() => freePort()))
   const firsts = [...new Set(layout.map(([, r]) => r))].map((r) => layout.findIndex(([, x]) => x === r))
   const seeds = firsts.map((i) => `127.0.0.1:${ports[i]!}`).join(',')
@@ -206,7 +206,7 @@ async function startCluster(layout: ReadonlyArray<readonly [string, string]>): P
 
 // ---- the load process -----------------------------------------------------------------------
 
-class Load {
+export class Load {
   readonly #child: ChildProcess
   private constructor(child: ChildProcess) {
     this.#child = child
@@ -257,7 +257,7 @@ interface Round {
   readonly cores: number
 }
 
-async function round(load: Load, nodes: readonly NodeProcess[], seconds: number, prefix: string): Promise<Round> {
+export async function round(load: Load, nodes: readonly NodeProcess[], seconds: number, prefix: string): Promise<Round> {
   const per = Math.floor(CONNECTIONS / nodes.length)
   const cpu0 = nodes.map((n) => n.cpuMicros())
   const r = await load.run({ mode: 'cannon', targets: nodes.map((n) => ({ url: n.url, connections: per })), seconds, prefix, ack: 'one' })
