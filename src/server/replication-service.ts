@@ -9,7 +9,8 @@
  * deadlineMs })`; the service steps the machine with a `req` message from the local
  * pseudo-client `LOCAL_CLIENT`; the machine versions it (the token merged first), applies
  * it to the store (index now, keyspace queued) and returns its fan-out and, for `ack=one`,
- * the answer. The runner's `beforeSend` awaits the store's flush (the write is on disk),
+ * the answer. The runner's `beforeSend` awaits the store's barrier taken at that step
+ * (the step's writes and every earlier one are on disk; later steps' are not waited for),
  * fills lazy values, takes the answers to `LOCAL_CLIENT` out of the batch (they resolve the
  * HTTP requests) and sends the rest. For `region`/`all` the answer comes on a later step,
  * when the acks are in or the deadline passed (ERR_ACK_TIMEOUT).
@@ -81,6 +82,8 @@ export class ReplicationService {
   readonly #codec: MessageCodec<ReplicationMessage> = jsonCodec()
   readonly #onError: (error: unknown) => void
   /** Per peer and relay flag (`<peer>\u0000r` or `\u0000p`): changes of ack-less `rep` frames waiting for the end of the turn. */
+  /** One keyspace barrier per step with sends, taken at the step, awaited by its beforeSend. */
+  readonly #barriers: Promise<void>[] = []
   readonly #outbox = new Map<string, { to: NodeId; relay: boolean; changes: Change[]; bytes: number }>()
   #outboxScheduled = false
   #batchedFrames = 0
@@ -93,8 +96,22 @@ export class ReplicationService {
     this.#transport = options.transport
     this.#onError = options.onError ?? (() => undefined)
     this.#machine = new Replication({ ...options.tuning, id: options.id, store, topology: options.topology, random: options.random ?? mathRandom })
+    const machine = this.#machine
     this.#runner = new KernelRunner<ReplicationMessage>({
-      machine: this.#machine,
+      // A step that sends takes the store's barrier at once: its sends wait for the keyspace
+      // writes queued so far, not for those of later steps (decision 0307). The runner calls
+      // beforeSend once per step with sends, in step order, so the queue stays in step.
+      machine: {
+        step: (event, now) => {
+          const actions = machine.step(event, now)
+          if (actions.some((a) => a.type === 'send')) {
+            const barrier = store.barrier()
+            barrier.catch(() => undefined) // awaited in #beforeSend; never an unhandled rejection meanwhile
+            this.#barriers.push(barrier)
+          }
+          return actions
+        },
+      },
       transport: options.transport,
       clock: options.clock,
       codec: jsonCodec(),
@@ -200,7 +217,7 @@ export class ReplicationService {
 
   async #beforeSend(messages: ReadonlyArray<OutgoingMessage<ReplicationMessage>>): Promise<ReadonlyArray<OutgoingMessage<ReplicationMessage>>> {
     try {
-      await this.#store.flush()
+      await (this.#barriers.shift() ?? this.#store.flush())
     } catch (err) {
       // Not durable: nothing of the step goes out, and its local answers say so.
       for (const m of messages) {

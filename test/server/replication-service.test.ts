@@ -184,4 +184,39 @@ describe('ReplicationService', () => {
     assert.equal(text(await c.nodes.get('b')!.ks.get(`k${n - 1}`)), 'v')
     await c.close()
   })
+
+  test("a write's answer waits for its own keyspace write and earlier ones, not for a slower write of a later step", async () => {
+    const clock = new ManualClock(NOW)
+    let open!: () => void
+    const gate = new Promise<void>((r) => (open = r))
+    const inner = memoryStore({ clock })
+    // Store writes of keys named "slow…" wait for the gate: a later write stuck on the disk.
+    const store = new Proxy(inner, {
+      get(t, p) {
+        const f: unknown = Reflect.get(t, p)
+        if (typeof f !== 'function') return f
+        if (p !== 'set') return (f as (...a: unknown[]) => unknown).bind(t)
+        return async (...args: unknown[]) => {
+          if (String(args[0]).includes('slow')) await gate
+          return (f as (...a: unknown[]) => unknown).apply(t, args)
+        }
+      },
+    })
+    const ks = await Keyspace.open({ store, clock, hlc: new HybridLogicalClock(clock), nodeId: 'a' })
+    const net = network(['a'])
+    const svc = await ReplicationService.start({ id: 'a', keyspace: ks, clock, transport: net.transports.get('a')!, topology: () => ({ clusterState: 'ACTIVE', members: [{ id: 'a', region: 'r1', status: 'alive' }] }), random: new SeededRandom(1) })
+    let fastDone = false
+    let slowDone = false
+    const fast = svc.request({ op: 'put', key: 'fast', value: b64('f') }).then((r) => ((fastDone = true), r))
+    const slow = svc.request({ op: 'put', key: 'slow', value: b64('s') }).then((r) => ((slowDone = true), r))
+    await settle()
+    assert.equal(fastDone, true, 'the first write is answered while the second is still on its way to disk')
+    assert.equal(slowDone, false, 'the second is not answered before its write is durable')
+    open()
+    assert.equal((await slow).ok, true)
+    assert.equal((await fast).ok, true)
+    assert.equal(text(await ks.get('slow')), 's')
+    await svc.close()
+    await ks.close()
+  })
 })
