@@ -1,6 +1,6 @@
 /**
  * `npm run bench [-- --quick] [--passes N] [suite...]`: stratacache's L1 engine against its peers, all in
- * one run, with ratios. Suites: get-hits, set-evict, heap, hit-ratio, facade, redis, etcd, bus, server, transport, membership, near-cache, ladder (default: all).
+ * one run, with ratios. Suites: get-hits, set-evict, heap, hit-ratio, facade, redis, etcd, bus, server, transport, membership, near-cache, ladder, replication (default: all).
  *
  * Method:
  * - Speed (get-hits, set-evict): each stratacache engine is measured next to lru-cache in a
@@ -29,6 +29,7 @@ import { transportSuite } from './transport.js'
 import { membershipSuite } from './membership.js'
 import { nearCacheSuite } from './near-cache.js'
 import { ladderSuite } from './ladder.js'
+import { replicationSuite } from './replication.js'
 import { HIT_RATIO_SUBJECTS, hitRatios, REAL_TRACE_SUBJECTS } from './hit-ratio.js'
 import { ARC_CITATION, ARC_SIZES, ARC_TRACES, defaultTraceDir, loadArcTrace } from './real-traces.js'
 import {
@@ -52,7 +53,7 @@ import {
 } from './harness.js'
 import { loopHeavyTrace, scanMixedTrace, type Trace } from './traces.js'
 
-const SUITES = ['get-hits', 'set-evict', 'heap', 'hit-ratio', 'facade', 'redis', 'etcd', 'bus', 'server', 'transport', 'membership', 'near-cache', 'ladder'] as const
+const SUITES = ['get-hits', 'set-evict', 'heap', 'hit-ratio', 'facade', 'redis', 'etcd', 'bus', 'server', 'transport', 'membership', 'near-cache', 'ladder', 'replication'] as const
 type SuiteName = (typeof SUITES)[number]
 
 interface SuiteReport {
@@ -375,6 +376,7 @@ const RUNNERS: Record<SuiteName, (c: Config) => Promise<Omit<SuiteReport, 'date'
   membership: membershipSuite,
   'near-cache': nearCacheSuite,
   ladder: ladderSuite,
+  replication: replicationSuite,
 }
 
 interface ResultsFile {

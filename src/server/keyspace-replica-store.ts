@@ -77,7 +77,8 @@ export function fromKeyspaceRecord(record: KeyspaceRecord): ReplicaRecord {
 
 export class KeyspaceReplicaStore extends MemoryReplicaStore {
   readonly #keyspace: Keyspace
-  readonly #pending = new Set<Promise<void>>()
+  /** Every queued keyspace write until it settles: resolves with its failure (undefined: durable). */
+  readonly #pending = new Set<Promise<{ err: unknown } | undefined>>()
   #failures: unknown[] = []
   /** While true (during `open`), changes go to the index only: they come from the keyspace. */
   #loading = true
@@ -147,6 +148,23 @@ export class KeyspaceReplicaStore extends MemoryReplicaStore {
     }
   }
 
+  /**
+   * Resolves when every keyspace write queued before the call (and not yet settled) is
+   * durable; rejects with the first failure among them, which `flush` then no longer
+   * reports. Unlike `flush`, writes queued after the call are not waited for: the node takes
+   * one barrier per step, so a step's sends wait for its own writes and earlier ones only.
+   */
+  barrier(): Promise<void> {
+    if (this.#pending.size === 0) return Promise.resolve()
+    const writes = [...this.#pending]
+    return Promise.all(writes).then((results) => {
+      const failed = results.filter((r): r is { err: unknown } => r !== undefined)
+      if (failed.length === 0) return
+      this.#failures = this.#failures.filter((f) => !failed.some((x) => x.err === f))
+      throw failed[0]!.err
+    })
+  }
+
   /** `message` with every `LAZY_VALUE` replaced by the keyspace's bytes (see the header); other messages as they are. */
   async prepare(message: ReplicationMessage): Promise<ReplicationMessage> {
     if (message.kind === 'recs') {
@@ -173,11 +191,12 @@ export class KeyspaceReplicaStore extends MemoryReplicaStore {
 
   #queue(write: Promise<unknown>): void {
     this.#writes++
-    const settled: Promise<void> = write.then(
+    const settled: Promise<{ err: unknown } | undefined> = write.then(
       () => undefined,
       (err: unknown) => {
         this.#writeFailures++
         this.#failures.push(err)
+        return { err }
       },
     )
     this.#pending.add(settled)

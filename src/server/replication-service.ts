@@ -9,7 +9,8 @@
  * deadlineMs })`; the service steps the machine with a `req` message from the local
  * pseudo-client `LOCAL_CLIENT`; the machine versions it (the token merged first), applies
  * it to the store (index now, keyspace queued) and returns its fan-out and, for `ack=one`,
- * the answer. The runner's `beforeSend` awaits the store's flush (the write is on disk),
+ * the answer. The runner's `beforeSend` awaits the store's barrier taken at that step
+ * (the step's writes and every earlier one are on disk; later steps' are not waited for),
  * fills lazy values, takes the answers to `LOCAL_CLIENT` out of the batch (they resolve the
  * HTTP requests) and sends the rest. For `region`/`all` the answer comes on a later step,
  * when the acks are in or the deadline passed (ERR_ACK_TIMEOUT).
@@ -22,10 +23,10 @@ import type { Clock } from '../core/clock.js'
 import { AckTimeoutError, BadRequestError, type CacheError, ClosedError, InternalError, InvalidOptionsError, PreconditionFailedError } from '../core/errors.js'
 import { mathRandom, type Random } from '../core/random.js'
 import { KernelRunner, type OutgoingMessage } from '../cluster/kernel-runner.js'
-import { jsonCodec } from '../cluster/kernel.js'
+import { jsonCodec, type MessageCodec } from '../cluster/kernel.js'
 import type { MessageTransport, NodeId } from '../cluster/transport.js'
 import { Replication, replicaDigest, type ReplicaDigest, type ReplicaTopology, type ReplicationOptions, type ReplicationStats } from '../cluster/replication/replication.js'
-import type { AckLevel, ClientOp, ClientResponse, ReplicationMessage } from '../cluster/replication/messages.js'
+import { type AckLevel, type Change, changeBytes, type ClientOp, type ClientResponse, type ReplicationMessage } from '../cluster/replication/messages.js'
 import type { Registry } from 'prom-client'
 import { registerLabeledReadings, registerReadings } from '../metrics/prometheus.js'
 import { LAG_BUCKETS_MS } from '../cluster/replication/replication.js'
@@ -35,6 +36,14 @@ import { KeyspaceReplicaStore } from './keyspace-replica-store.js'
 
 /** The id the node's HTTP layer uses as the machine's client (never a node id: ids have no '~'). */
 export const LOCAL_CLIENT = '~http'
+
+/**
+ * Fan-out batching (decision 0306): the changes of `rep` frames without an ack request that
+ * go to one peer within one event-loop turn leave as one frame, up to this many changes …
+ */
+export const MAX_BATCH_CHANGES = 512
+/** … or about this many bytes (`changeBytes`), whichever comes first. */
+export const MAX_BATCH_BYTES = 256 * 1024
 
 /** Machine settings the node may tune (the rest are the machine's defaults). */
 export type ReplicationTuning = Partial<Omit<ReplicationOptions, 'id' | 'store' | 'topology' | 'random' | 'onApply'>>
@@ -69,14 +78,40 @@ export class ReplicationService {
   readonly #store: KeyspaceReplicaStore
   readonly #runner: KernelRunner<ReplicationMessage>
   readonly #waiting = new Map<number, { resolve: (res: ClientResponse) => void; reject: (err: unknown) => void }>()
+  readonly #transport: MessageTransport
+  readonly #codec: MessageCodec<ReplicationMessage> = jsonCodec()
+  readonly #onError: (error: unknown) => void
+  /** Per peer and relay flag (`<peer>\u0000r` or `\u0000p`): changes of ack-less `rep` frames waiting for the end of the turn. */
+  /** One keyspace barrier per step with sends, taken at the step, awaited by its beforeSend. */
+  readonly #barriers: Promise<void>[] = []
+  readonly #outbox = new Map<string, { to: NodeId; relay: boolean; changes: Change[]; bytes: number }>()
+  #outboxScheduled = false
+  #batchedFrames = 0
+  #batchedChanges = 0
   #rid = 0
   #closed = false
 
   private constructor(options: ReplicationServiceOptions, store: KeyspaceReplicaStore) {
     this.#store = store
+    this.#transport = options.transport
+    this.#onError = options.onError ?? (() => undefined)
     this.#machine = new Replication({ ...options.tuning, id: options.id, store, topology: options.topology, random: options.random ?? mathRandom })
+    const machine = this.#machine
     this.#runner = new KernelRunner<ReplicationMessage>({
-      machine: this.#machine,
+      // A step that sends takes the store's barrier at once: its sends wait for the keyspace
+      // writes queued so far, not for those of later steps (decision 0307). The runner calls
+      // beforeSend once per step with sends, in step order, so the queue stays in step.
+      machine: {
+        step: (event, now) => {
+          const actions = machine.step(event, now)
+          if (actions.some((a) => a.type === 'send')) {
+            const barrier = store.barrier()
+            barrier.catch(() => undefined) // awaited in #beforeSend; never an unhandled rejection meanwhile
+            this.#barriers.push(barrier)
+          }
+          return actions
+        },
+      },
       transport: options.transport,
       clock: options.clock,
       codec: jsonCodec(),
@@ -107,6 +142,11 @@ export class ReplicationService {
 
   get store(): KeyspaceReplicaStore {
     return this.#store
+  }
+
+  /** Fan-out batching: frames sent from the outbox, and the changes they carried. */
+  get batching(): { readonly frames: number; readonly changes: number } {
+    return { frames: this.#batchedFrames, changes: this.#batchedChanges }
   }
 
   /**
@@ -172,6 +212,7 @@ export class ReplicationService {
     this.#closed = true
     this.#runner.stop()
     await this.#runner.idle()
+    this.#flushOutbox()
     for (const w of this.#waiting.values()) w.reject(new ClosedError('Replication closed before the request was answered (a write may still converge)'))
     this.#waiting.clear()
     await this.#store.flush().catch(() => undefined)
@@ -185,7 +226,7 @@ export class ReplicationService {
 
   async #beforeSend(messages: ReadonlyArray<OutgoingMessage<ReplicationMessage>>): Promise<ReadonlyArray<OutgoingMessage<ReplicationMessage>>> {
     try {
-      await this.#store.flush()
+      await (this.#barriers.shift() ?? this.#store.flush())
     } catch (err) {
       // Not durable: nothing of the step goes out, and its local answers say so.
       for (const m of messages) {
@@ -202,9 +243,69 @@ export class ReplicationService {
         if (m.message.kind === 'res') this.#settle(m.message.rid, m.message)
         continue
       }
-      out.push({ to: m.to, message: await this.#store.prepare(m.message) })
+      const message = m.message
+      if (message.kind === 'rep' && message.ack === undefined) {
+        this.#batch(m.to, message.relay === true, message.changes)
+        continue
+      }
+      // Anything else to a peer leaves after the changes batched for it before (per-peer order kept).
+      this.#flushPeer(m.to)
+      out.push({ to: m.to, message: await this.#store.prepare(message) })
     }
     return out
+  }
+
+  /** Queues ack-less fan-out changes for `to`; the outbox is sent at the end of the turn, or at once when a batch is full. */
+  #batch(to: NodeId, relay: boolean, changes: readonly Change[]): void {
+    const id = `${to}\u0000${relay ? 'r' : 'p'}`
+    let entry = this.#outbox.get(id)
+    if (entry === undefined) this.#outbox.set(id, (entry = { to, relay, changes: [], bytes: 0 }))
+    for (const c of changes) {
+      entry.changes.push(c)
+      entry.bytes += changeBytes(c)
+    }
+    if (entry.changes.length >= MAX_BATCH_CHANGES || entry.bytes >= MAX_BATCH_BYTES) {
+      this.#outbox.delete(id)
+      this.#sendBatch(entry)
+    }
+    if (!this.#outboxScheduled && this.#outbox.size > 0) {
+      this.#outboxScheduled = true
+      setImmediate(() => {
+        this.#outboxScheduled = false
+        this.#flushOutbox()
+      })
+    }
+  }
+
+  #flushPeer(to: NodeId): void {
+    for (const relay of [false, true]) {
+      const id = `${to}\u0000${relay ? 'r' : 'p'}`
+      const entry = this.#outbox.get(id)
+      if (entry === undefined) continue
+      this.#outbox.delete(id)
+      this.#sendBatch(entry)
+    }
+  }
+
+  #flushOutbox(): void {
+    const entries = [...this.#outbox.values()]
+    this.#outbox.clear()
+    for (const e of entries) this.#sendBatch(e)
+  }
+
+  #sendBatch(entry: { to: NodeId; relay: boolean; changes: Change[] }): void {
+    const message: ReplicationMessage = entry.relay ? { kind: 'rep', changes: entry.changes, relay: true } : { kind: 'rep', changes: entry.changes }
+    try {
+      this.#transport.send(entry.to, this.#codec.encode(message))
+      this.#batchedFrames++
+      this.#batchedChanges += entry.changes.length
+    } catch (err) {
+      try {
+        this.#onError(err)
+      } catch {
+        // A throwing listener must not break the node.
+      }
+    }
   }
 }
 

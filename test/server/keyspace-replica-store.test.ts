@@ -240,3 +240,45 @@ describe('the runner and a KeyspaceReplicaStore: persist before send', () => {
     await ks.close()
   })
 })
+
+describe('KeyspaceReplicaStore.barrier', () => {
+  test('waits for the writes queued before it only; rejects with a failure among them, which flush then does not report again', async () => {
+    const clock = new ManualClock(NOW)
+    let open!: () => void
+    const gate = new Promise<void>((r) => (open = r))
+    const inner = memoryStore({ clock })
+    // Writes of keys named "slow…" wait for the gate; of "bad…" fail.
+    const store = new Proxy(inner, {
+      get(t, p) {
+        const f: unknown = Reflect.get(t, p)
+        if (typeof f !== 'function') return f
+        if (p !== 'set') return (f as (...a: unknown[]) => unknown).bind(t)
+        return async (...args: unknown[]) => {
+          if (String(args[0]).includes('slow')) await gate
+          if (String(args[0]).includes('bad')) throw new Error('disk full')
+          return (f as (...a: unknown[]) => unknown).apply(t, args)
+        }
+      },
+    }) as Store
+    const { ks, rs } = await openBoth(store, clock)
+    rs.apply(put('fast', 'f', v(10)), NOW)
+    const first = rs.barrier()
+    rs.apply(put('slow', 's', v(10)), NOW)
+    const second = rs.barrier()
+    let secondDone = false
+    void second.then(() => (secondDone = true))
+    await first
+    assert.equal(text(await ks.get('fast')), 'f')
+    assert.equal(secondDone, false, 'the second barrier waits for the slow write')
+    open()
+    await second
+    assert.equal(text(await ks.get('slow')), 's')
+
+    rs.apply(put('bad', 'b', v(10)), NOW)
+    await assert.rejects(rs.barrier(), /Store operation set failed/)
+    assert.equal(rs.stats.writeFailures, 1)
+    await rs.flush() // reported once, by the barrier
+    await rs.barrier() // nothing pending
+    await ks.close()
+  })
+})

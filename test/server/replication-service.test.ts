@@ -11,8 +11,10 @@ import { isCacheError, type PeerUnreachableError } from '../../src/core/errors.j
 import { SeededRandom } from '../../src/core/random.js'
 import { memoryStore } from '../../src/store/memory-store.js'
 import { Keyspace } from '../../src/server/keyspace.js'
-import { ReplicationService } from '../../src/server/replication-service.js'
+import { MAX_BATCH_CHANGES, ReplicationService } from '../../src/server/replication-service.js'
 import type { MessageTransport, NodeId } from '../../src/cluster/transport.js'
+import { jsonCodec } from '../../src/cluster/kernel.js'
+import type { ReplicationMessage } from '../../src/cluster/replication/messages.js'
 
 const NOW = 1_800_000_000_000
 const b64 = (s: string): string => Buffer.from(s).toString('base64')
@@ -22,9 +24,11 @@ async function settle(rounds = 20): Promise<void> {
   for (let i = 0; i < rounds; i++) await turn()
 }
 
-/** In-memory links between nodes; `cut` holds node ids whose frames are dropped (both ways). */
-function network(ids: NodeId[]): { transports: Map<NodeId, MessageTransport>; cut: Set<NodeId> } {
+/** In-memory links between nodes; `cut` holds node ids whose frames are dropped (both ways); `frames` logs every frame sent. */
+function network(ids: NodeId[]): { transports: Map<NodeId, MessageTransport>; cut: Set<NodeId>; frames: Array<{ from: NodeId; to: NodeId; message: ReplicationMessage }> } {
   const cut = new Set<NodeId>()
+  const frames: Array<{ from: NodeId; to: NodeId; message: ReplicationMessage }> = []
+  const codec = jsonCodec<ReplicationMessage>()
   const handlers = new Map<NodeId, (from: NodeId, p: Uint8Array) => void>()
   const transports = new Map<NodeId, MessageTransport>()
   for (const self of ids) {
@@ -32,6 +36,7 @@ function network(ids: NodeId[]): { transports: Map<NodeId, MessageTransport>; cu
       self,
       maxFrameBytes: 4 << 20,
       send: (to, payload) => {
+        frames.push({ from: self, to, message: codec.decode(payload) })
         if (cut.has(to) || cut.has(self)) return
         const copy = Uint8Array.from(payload)
         setImmediate(() => handlers.get(to)?.(self, copy))
@@ -44,13 +49,13 @@ function network(ids: NodeId[]): { transports: Map<NodeId, MessageTransport>; cu
       close: () => Promise.resolve(),
     })
   }
-  return { transports, cut }
+  return { transports, cut, frames }
 }
 
-async function cluster(ids: NodeId[]) {
+async function cluster(ids: NodeId[], regionOf: (id: NodeId) => string = () => 'r1') {
   const clock = new ManualClock(NOW)
   const net = network(ids)
-  const members = ids.map((id) => ({ id, region: 'r1', status: 'alive' as const }))
+  const members = ids.map((id) => ({ id, region: regionOf(id), status: 'alive' as const }))
   const nodes = new Map<NodeId, { ks: Keyspace; svc: ReplicationService }>()
   for (const [i, id] of ids.entries()) {
     const ks = await Keyspace.open({ store: memoryStore({ clock }), clock, hlc: new HybridLogicalClock(clock), nodeId: id })
@@ -136,5 +141,82 @@ describe('ReplicationService', () => {
     }
     assert.equal(text(await a.ks.get('k')), 'second')
     await c.close()
+  })
+
+  test('fan-out batching: ack-less changes to one peer in one turn leave as one frame, in order; a frame asking for an ack is not merged and leaves after them', async () => {
+    // a and b in r1, c and d in r2: a's fan-out goes to b (plain) and to one of c, d (relay).
+    const c = await cluster(['a', 'b', 'c', 'd'], (id) => (id === 'a' || id === 'b' ? 'r1' : 'r2'))
+    const a = c.nodes.get('a')!
+    const writes = await Promise.all([1, 2, 3, 4, 5].map((i) => a.svc.request({ op: 'put', key: `k${i}`, value: b64(`v${i}`) })))
+    assert.ok(writes.every((w) => w.applied === 1))
+    const all = await a.svc.request({ op: 'put', key: 'last', value: b64('z') }, { ack: 'all' })
+    assert.equal(all.applied, 4)
+    await settle()
+    const toB = c.net.frames.filter((f) => f.from === 'a' && f.to === 'b' && f.message.kind === 'rep')
+    const keysOf = (m: ReplicationMessage): string[] => (m.kind === 'rep' ? m.changes.map((x) => (x.t === 'r' ? x.r[0] : '')) : [])
+    assert.deepEqual(toB.map((f) => keysOf(f.message)), [['k1', 'k2', 'k3', 'k4', 'k5'], ['last']], 'the five ack=one writes in one frame, in write order; the ack=all one after, alone')
+    assert.equal(toB[1]!.message.kind === 'rep' && toB[1]!.message.ack !== undefined, true)
+    const relayed = c.net.frames.filter((f) => f.from === 'a' && (f.to === 'c' || f.to === 'd') && f.message.kind === 'rep' && f.message.relay === true)
+    // The relay node is drawn per write (c or d): each gets its share in write order, all six in all.
+    const order = ['k1', 'k2', 'k3', 'k4', 'k5', 'last']
+    for (const peer of ['c', 'd']) {
+      const got = relayed.filter((f) => f.to === peer).flatMap((f) => keysOf(f.message))
+      assert.deepEqual(got, order.filter((k) => got.includes(k)), `the relays to ${peer} keep their flag and the write order`)
+    }
+    assert.deepEqual(relayed.flatMap((f) => keysOf(f.message)).sort(), [...order].sort())
+    assert.ok(relayed.length <= 4, `batched relays too (${relayed.length} frames)`)
+    assert.ok(a.svc.batching.frames >= 2 && a.svc.batching.changes >= 10)
+    // Every replica holds every write.
+    for (const n of c.nodes.values()) for (let i = 1; i <= 5; i++) assert.equal(text(await n.ks.get(`k${i}`)), `v${i}`)
+    await c.close()
+  })
+
+  test('fan-out batching: a full batch (MAX_BATCH_CHANGES) leaves at once; the rest at the end of the turn', async () => {
+    const c = await cluster(['a', 'b'])
+    const a = c.nodes.get('a')!
+    const n = MAX_BATCH_CHANGES + 3
+    await Promise.all(Array.from({ length: n }, (_, i) => a.svc.request({ op: 'put', key: `k${i}`, value: b64('v') })))
+    await settle()
+    const sizes = c.net.frames.filter((f) => f.from === 'a' && f.message.kind === 'rep').map((f) => (f.message.kind === 'rep' ? f.message.changes.length : 0))
+    assert.equal(sizes.reduce((x, y) => x + y, 0), n)
+    assert.ok(sizes.every((x) => x <= MAX_BATCH_CHANGES))
+    assert.ok(sizes.includes(MAX_BATCH_CHANGES), `one frame is full (${sizes.join(', ')})`)
+    assert.equal(text(await c.nodes.get('b')!.ks.get(`k${n - 1}`)), 'v')
+    await c.close()
+  })
+
+  test("a write's answer waits for its own keyspace write and earlier ones, not for a slower write of a later step", async () => {
+    const clock = new ManualClock(NOW)
+    let open!: () => void
+    const gate = new Promise<void>((r) => (open = r))
+    const inner = memoryStore({ clock })
+    // Store writes of keys named "slow…" wait for the gate: a later write stuck on the disk.
+    const store = new Proxy(inner, {
+      get(t, p) {
+        const f: unknown = Reflect.get(t, p)
+        if (typeof f !== 'function') return f
+        if (p !== 'set') return (f as (...a: unknown[]) => unknown).bind(t)
+        return async (...args: unknown[]) => {
+          if (String(args[0]).includes('slow')) await gate
+          return (f as (...a: unknown[]) => unknown).apply(t, args)
+        }
+      },
+    })
+    const ks = await Keyspace.open({ store, clock, hlc: new HybridLogicalClock(clock), nodeId: 'a' })
+    const net = network(['a'])
+    const svc = await ReplicationService.start({ id: 'a', keyspace: ks, clock, transport: net.transports.get('a')!, topology: () => ({ clusterState: 'ACTIVE', members: [{ id: 'a', region: 'r1', status: 'alive' }] }), random: new SeededRandom(1) })
+    let fastDone = false
+    let slowDone = false
+    const fast = svc.request({ op: 'put', key: 'fast', value: b64('f') }).then((r) => ((fastDone = true), r))
+    const slow = svc.request({ op: 'put', key: 'slow', value: b64('s') }).then((r) => ((slowDone = true), r))
+    await settle()
+    assert.equal(fastDone, true, 'the first write is answered while the second is still on its way to disk')
+    assert.equal(slowDone, false, 'the second is not answered before its write is durable')
+    open()
+    assert.equal((await slow).ok, true)
+    assert.equal((await fast).ok, true)
+    assert.equal(text(await ks.get('slow')), 's')
+    await svc.close()
+    await ks.close()
   })
 })
