@@ -69,7 +69,8 @@
  */
 import { keyHash, recordHash } from '../cluster/replication/digest.js'
 import type { Clock } from '../core/clock.js'
-import { CacheError, InvalidOptionsError, StoreTimeoutError, StoreUnavailableError } from '../core/errors.js'
+import { CacheError, InvalidOptionsError, StoreUnavailableError } from '../core/errors.js'
+import { raceStoreTimeout } from '../core/store-timeout.js'
 import { compareVersions, type HybridLogicalClock, msOfVersion, type Version } from '../core/hlc.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { MemoryCache } from '../memory/memory-cache.js'
@@ -1123,19 +1124,7 @@ export class Keyspace {
       throw err instanceof CacheError ? err : new StoreUnavailableError(`Store operation ${operation} failed on ${this.#store.name}`, { cause: err })
     })
     if (timeoutMs === Infinity) return typed
-    return new Promise<T>((resolve, reject) => {
-      const timer = this.#clock.setTimeout(() => reject(new StoreTimeoutError(operation, timeoutMs)), timeoutMs)
-      typed.then(
-        (v) => {
-          this.#clock.clearTimeout(timer)
-          resolve(v)
-        },
-        (err: unknown) => {
-          this.#clock.clearTimeout(timer)
-          reject(err)
-        },
-      )
-    })
+    return raceStoreTimeout(this.#clock, timeoutMs, typed, operation)
   }
 }
 
