@@ -540,17 +540,12 @@ export class Keyspace {
     const out: Array<{ tag: string; mode: TagMode; hlc: number }> = []
     let cursor: string | undefined
     do {
-      const page = await this.#scanStore(TAG, cursor, 1000)
+      const page = await this.#readPage(TAG, cursor, 1000)
       cursor = page.cursor
-      const values = page.keys.length === 0 ? [] : await this.#io('getMany', this.#store.getMany(page.keys))
       page.keys.forEach((storeKey, i) => {
-        const bytes = values[i]
-        if (bytes === undefined) return
-        const id = storeKey.slice(TAG.length)
-        const colon = id.indexOf(':')
-        const mode = id.slice(0, colon)
-        const hlc = Number(dec.decode(bytes))
-        if ((mode === 'hard' || mode === 'soft') && Number.isSafeInteger(hlc)) out.push({ tag: id.slice(colon + 1), mode, hlc })
+        const bytes = page.values[i]
+        const t = bytes === undefined ? undefined : tagRecord(storeKey.slice(TAG.length), bytes)
+        if (t !== undefined) out.push(t)
       })
     } while (cursor !== undefined)
     return out
@@ -576,12 +571,11 @@ export class Keyspace {
       inner = m[2]
     }
     const space = phase === 0 ? LIVE : TOMB
-    const page = await this.#scanStore(space + prefix, inner, limit)
-    const values = page.keys.length === 0 ? [] : await this.#io('getMany', this.#store.getMany(page.keys))
+    const page = await this.#readPage(space + prefix, inner, limit)
     const records: KeyspaceRecord[] = []
     page.keys.forEach((storeKey, i) => {
       const key = storeKey.slice(space.length)
-      const bytes = values[i]
+      const bytes = page.values[i]
       if (bytes === undefined || (range !== undefined && !inRange(keyHash(key), range))) return
       const r = decode(key, bytes)
       if (r !== undefined) records.push(r)
@@ -1071,20 +1065,17 @@ export class Keyspace {
     for (const space of spaces) {
       let cursor: string | undefined
       do {
-        const page = await this.#scanStore(space, cursor, 1000)
+        const page = await this.#readPage(space, cursor, 1000)
         cursor = page.cursor
-        const values = page.keys.length === 0 ? [] : await this.#io('getMany', this.#store.getMany(page.keys))
         page.keys.forEach((storeKey, i) => {
-          const bytes = values[i]
+          const bytes = page.values[i]
           if (bytes === undefined) return
           const key = storeKey.slice(space.length)
           if (space === TAG) {
-            const colon = key.indexOf(':')
-            const mode = key.slice(0, colon) as TagMode
-            const v = Number(dec.decode(bytes))
-            if ((mode === 'hard' || mode === 'soft') && Number.isSafeInteger(v)) {
-              this.#tags.observe(key.slice(colon + 1), v, mode)
-              this.#hlc.tryObserve(v)
+            const t = tagRecord(key, bytes)
+            if (t !== undefined) {
+              this.#tags.observe(t.tag, t.hlc, t.mode)
+              this.#hlc.tryObserve(t.hlc)
             }
             return
           }
@@ -1117,6 +1108,13 @@ export class Keyspace {
     return this.#io('scan', this.#store.scan({ prefix, cursor, limit }))
   }
 
+  /** One page of the store's keys under `prefix` and their values (undefined: gone since the scan). */
+  async #readPage(prefix: string, cursor: string | undefined, limit: number): Promise<{ keys: readonly string[]; values: readonly (Uint8Array | undefined)[]; cursor: string | undefined }> {
+    const page = await this.#scanStore(prefix, cursor, limit)
+    const values = page.keys.length === 0 ? [] : await this.#io('getMany', this.#store.getMany(page.keys))
+    return { keys: page.keys, values, cursor: page.cursor }
+  }
+
   /** A store call with the node's timeout; failures become typed errors. */
   #io<T>(operation: string, promise: Promise<T>): Promise<T> {
     const timeoutMs = this.#timeoutMs
@@ -1126,6 +1124,14 @@ export class Keyspace {
     if (timeoutMs === Infinity) return typed
     return raceStoreTimeout(this.#clock, timeoutMs, typed, operation)
   }
+}
+
+/** A persisted tag invalidation (`<mode>:<tag>` under TAG, its HLC as text); undefined when the record is not one. */
+function tagRecord(id: string, bytes: Uint8Array): { tag: string; mode: TagMode; hlc: number } | undefined {
+  const colon = id.indexOf(':')
+  const mode = id.slice(0, colon)
+  const hlc = Number(dec.decode(bytes))
+  return (mode === 'hard' || mode === 'soft') && Number.isSafeInteger(hlc) ? { tag: id.slice(colon + 1), mode, hlc } : undefined
 }
 
 function checkRange(range: HashRange): void {
