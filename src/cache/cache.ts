@@ -16,7 +16,7 @@
  */
 import type { Clock } from '../core/clock.js'
 import type { Duration } from '../core/duration.js'
-import { ClosedError, InvalidKeyError, InvalidOptionsError, isCacheError, StoreUnavailableError } from '../core/errors.js'
+import { ClosedError, InvalidKeyError, InvalidOptionsError, InvalidValueError, isCacheError, StoreUnavailableError } from '../core/errors.js'
 import type { Store } from '../store/types.js'
 import { mathRandom } from '../core/random.js'
 import { noTickerClock, systemClock } from '../core/system-clock.js'
@@ -361,6 +361,8 @@ export class Cache<V = unknown> {
     try {
       this.#checkOpen()
       this.#checkKey(key)
+      // The writer skips undefined (a factory's "absent": not cached); an explicit set of it is a mistake.
+      if (value === undefined) throw new InvalidValueError(`Cannot store undefined under ${JSON.stringify(key)}: it means "absent" (store null, or delete the key)`)
       const written = this.#writer.store(key, value, options === undefined ? this.#defaults : this.#resolve(options), EXPLICIT_SET)
       // L1 only, no bus: done now (one shared settled promise, nothing allocated).
       if (written === undefined && this.#bus === undefined) return DONE

@@ -36,7 +36,7 @@ export const SERVE_SETTINGS: readonly Setting[] = [
   { name: 'maxBatch', kind: 'int', def: '1000', help: 'Most keys in one mget or mset.' },
   { name: 'maxInFlight', kind: 'int', def: '256', help: 'Requests processed at once; past it 503 ERR_BUSY with Retry-After.' },
   { name: 'rateLimit', kind: 'number', def: '0', help: 'Requests per second per client IP (token bucket); 0 = off.' },
-  { name: 'rateBurst', kind: 'int', def: 'max(1, rateLimit)', help: 'Token-bucket burst per client IP.' },
+  { name: 'rateBurst', kind: 'int', def: 'max(1, ceil(rateLimit))', help: 'Token-bucket burst per client IP.' },
   { name: 'maxConnectionsPerIp', kind: 'int', def: '256', help: 'Open connections per client IP; past it 503 and close.' },
   { name: 'maxConnections', kind: 'int', def: '4096', help: 'Open connections node-wide; past it 503 and close.' },
   { name: 'maxUploadsPerIp', kind: 'int', def: '32', help: 'Requests per client IP whose body is still arriving; past it 503.' },

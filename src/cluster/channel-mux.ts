@@ -28,7 +28,7 @@
  */
 import type { Clock, TimerHandle } from '../core/clock.js'
 import { ClosedError, InvalidOptionsError, PeerUnreachableError, ValueTooLargeError } from '../core/errors.js'
-import type { MessageTransport, NodeId } from './transport.js'
+import { HandlerSlot, type MessageTransport, type NodeId } from './transport.js'
 
 /** A transport that can say how many bytes wait for a peer (TcpTransport does). */
 export interface QueueReporting {
@@ -80,8 +80,8 @@ interface BulkQueue {
 }
 
 class Channel implements MessageTransport {
-  receive: ((from: NodeId, payload: Uint8Array) => void) | undefined
-  unreachable: ((error: PeerUnreachableError) => void) | undefined
+  readonly receive = new HandlerSlot<(from: NodeId, payload: Uint8Array) => void>()
+  readonly unreachable = new HandlerSlot<(error: PeerUnreachableError) => void>()
   closed = false
   constructor(
     readonly self: NodeId,
@@ -102,24 +102,18 @@ class Channel implements MessageTransport {
   }
 
   onReceive(handler: (from: NodeId, payload: Uint8Array) => void): () => void {
-    this.receive = handler
-    return () => {
-      if (this.receive === handler) this.receive = undefined
-    }
+    return this.receive.set(handler)
   }
 
   onUnreachable(handler: (error: PeerUnreachableError) => void): () => void {
-    this.unreachable = handler
-    return () => {
-      if (this.unreachable === handler) this.unreachable = undefined
-    }
+    return this.unreachable.set(handler)
   }
 
   /** Closes this channel only (the transport is the mux owner's). */
   close(): Promise<void> {
     this.closed = true
-    this.receive = undefined
-    this.unreachable = undefined
+    this.receive.current = undefined
+    this.unreachable.current = undefined
     return Promise.resolve()
   }
 }
@@ -160,7 +154,7 @@ export class ChannelMux {
     this.#removers = [
       this.#transport.onReceive((from, payload) => this.#receive(from, payload)),
       this.#transport.onUnreachable((error) => {
-        for (const ch of this.#channels.values()) ch.unreachable?.(error)
+        for (const ch of this.#channels.values()) ch.unreachable.current?.(error)
       }),
     ]
   }
@@ -206,7 +200,7 @@ export class ChannelMux {
       if (!q.overflowReported) {
         q.overflowReported = true
         const error = new PeerUnreachableError(to, `The replication queue to peer ${to} is full (${q.bytes} bytes); messages are dropped until it drains`)
-        queueMicrotask(() => channel.unreachable?.(error))
+        queueMicrotask(() => channel.unreachable.current?.(error))
       }
       return
     }
@@ -260,7 +254,8 @@ export class ChannelMux {
 
   #receive(from: NodeId, payload: Uint8Array): void {
     const ch = payload.byteLength === 0 ? undefined : this.#channels.get(payload[0]!)
-    if (ch?.receive === undefined) {
+    const receive = ch?.receive.current
+    if (ch === undefined || receive === undefined) {
       this.#unrouted++
       return
     }
@@ -268,7 +263,7 @@ export class ChannelMux {
       this.#inboundDropped[ch.bulk ? 'bulk' : 'control']++
       return
     }
-    ch.receive(from, payload.subarray(1))
+    receive(from, payload.subarray(1))
   }
 
   /** Takes `bytes` (bulk) or one frame (control) from `peer`'s bucket; false when it is empty. */

@@ -46,7 +46,7 @@ import { CacheError, ClosedError, InvalidOptionsError, PeerAuthError, PeerUnreac
 import { mathRandom, type Random } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
 import { FrameReader } from './frame-reader.js'
-import { DEFAULT_MAX_FRAME_BYTES, validateNodeId, type MessageTransport, type NodeId } from './transport.js'
+import { DEFAULT_MAX_FRAME_BYTES, HandlerSlot, validateNodeId, type MessageTransport, type NodeId } from './transport.js'
 
 export interface PeerAddress {
   readonly host: string
@@ -211,8 +211,8 @@ export class TcpTransport implements MessageTransport {
   #pending = 0
   #server: Server | undefined
   #port = 0
-  #receive: ((from: NodeId, payload: Uint8Array) => void) | undefined
-  #unreachable: ((error: PeerUnreachableError) => void) | undefined
+  readonly #receive = new HandlerSlot<(from: NodeId, payload: Uint8Array) => void>()
+  readonly #unreachable = new HandlerSlot<(error: PeerUnreachableError) => void>()
   #closed = false
   #sent = 0
   #received = 0
@@ -353,17 +353,11 @@ export class TcpTransport implements MessageTransport {
   }
 
   onReceive(handler: (from: NodeId, payload: Uint8Array) => void): () => void {
-    this.#receive = handler
-    return () => {
-      if (this.#receive === handler) this.#receive = undefined
-    }
+    return this.#receive.set(handler)
   }
 
   onUnreachable(handler: (error: PeerUnreachableError) => void): () => void {
-    this.#unreachable = handler
-    return () => {
-      if (this.#unreachable === handler) this.#unreachable = undefined
-    }
+    return this.#unreachable.set(handler)
   }
 
   async close(): Promise<void> {
@@ -379,8 +373,8 @@ export class TcpTransport implements MessageTransport {
     this.#inboundById.clear()
     const server = this.#server
     if (server !== undefined) await new Promise<void>((resolve) => server.close(() => resolve()))
-    this.#receive = undefined
-    this.#unreachable = undefined
+    this.#receive.current = undefined
+    this.#unreachable.current = undefined
   }
 
   // ---- listening side ----------------------------------------------------------------
@@ -547,7 +541,7 @@ export class TcpTransport implements MessageTransport {
 
   #deliver(from: NodeId, payload: Uint8Array): void {
     try {
-      this.#receive?.(from, payload)
+      this.#receive.current?.(from, payload)
     } catch (err) {
       // A throwing receiver must not tear down the connection.
       this.#report(err instanceof CacheError ? err : new PeerUnreachableError(from, 'The receive handler threw', { cause: err }))
@@ -719,7 +713,7 @@ export class TcpTransport implements MessageTransport {
   #reportUnreachable(error: PeerUnreachableError): void {
     if (this.#closed) return
     try {
-      this.#unreachable?.(error)
+      this.#unreachable.current?.(error)
     } catch {
       // A throwing listener must not break the transport.
     }

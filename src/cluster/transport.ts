@@ -55,3 +55,19 @@ export interface MessageTransport {
   /** Stops sending and receiving; idempotent. */
   close(): Promise<void>
 }
+
+/**
+ * The one handler a transport holds for `onReceive` or `onUnreachable`: `set` replaces it and
+ * returns the remover, which clears it only while it is still the one set (a later `set`
+ * wins). `current` is what to call, undefined when none.
+ */
+export class HandlerSlot<H> {
+  current: H | undefined
+
+  set(handler: H): () => void {
+    this.current = handler
+    return () => {
+      if (this.current === handler) this.current = undefined
+    }
+  }
+}

@@ -38,6 +38,7 @@
 import type { Clock, TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { CacheError, InvalidOptionsError, StoreTimeoutError, StoreUnavailableError, type ErrorCode } from '../core/errors.js'
+import { raceStoreTimeout } from '../core/store-timeout.js'
 import type { Random } from '../core/random.js'
 import { BackoffPolicy } from '../core/backoff.js'
 import type { LockGrant, ScanOptions, ScanPage, Store } from '../store/types.js'
@@ -437,28 +438,9 @@ export class GuardedStore {
     return err
   }
 
+  /** A read's later attempt races what is left of its deadline; the error names the whole. */
   #race<T>(operation: StoreOperation, fn: () => Promise<T>, timeoutMs: number, cause?: unknown): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      // A read's later attempt races what is left of its deadline; the error names the whole.
-      const stated = cause === undefined ? timeoutMs : this.#timeout
-      const timer = this.#clock.setTimeout(() => reject(new StoreTimeoutError(`${this.store.name}.${operation}${this.store.location === undefined ? '' : ` (${this.store.location})`}`, stated, cause === undefined ? undefined : { cause })), timeoutMs)
-      let pending: Promise<T>
-      try {
-        pending = fn()
-      } catch (err) {
-        pending = Promise.reject(err)
-      }
-      pending.then(
-        (v) => {
-          this.#clock.clearTimeout(timer)
-          resolve(v)
-        },
-        (err: unknown) => {
-          this.#clock.clearTimeout(timer)
-          reject(err)
-        },
-      )
-    })
+    return raceStoreTimeout(this.#clock, timeoutMs, fn, operation, this.store, cause === undefined ? timeoutMs : this.#timeout, cause)
   }
 
   #fail(err: unknown, operation: StoreOperation, key: string | undefined): CacheError {

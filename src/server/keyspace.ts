@@ -69,7 +69,8 @@
  */
 import { keyHash, recordHash } from '../cluster/replication/digest.js'
 import type { Clock } from '../core/clock.js'
-import { CacheError, InvalidOptionsError, StoreTimeoutError, StoreUnavailableError } from '../core/errors.js'
+import { CacheError, InvalidOptionsError, StoreUnavailableError } from '../core/errors.js'
+import { raceStoreTimeout } from '../core/store-timeout.js'
 import { compareVersions, type HybridLogicalClock, msOfVersion, type Version } from '../core/hlc.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { MemoryCache } from '../memory/memory-cache.js'
@@ -539,17 +540,12 @@ export class Keyspace {
     const out: Array<{ tag: string; mode: TagMode; hlc: number }> = []
     let cursor: string | undefined
     do {
-      const page = await this.#scanStore(TAG, cursor, 1000)
+      const page = await this.#readPage(TAG, cursor, 1000)
       cursor = page.cursor
-      const values = page.keys.length === 0 ? [] : await this.#io('getMany', this.#store.getMany(page.keys))
       page.keys.forEach((storeKey, i) => {
-        const bytes = values[i]
-        if (bytes === undefined) return
-        const id = storeKey.slice(TAG.length)
-        const colon = id.indexOf(':')
-        const mode = id.slice(0, colon)
-        const hlc = Number(dec.decode(bytes))
-        if ((mode === 'hard' || mode === 'soft') && Number.isSafeInteger(hlc)) out.push({ tag: id.slice(colon + 1), mode, hlc })
+        const bytes = page.values[i]
+        const t = bytes === undefined ? undefined : tagRecord(storeKey.slice(TAG.length), bytes)
+        if (t !== undefined) out.push(t)
       })
     } while (cursor !== undefined)
     return out
@@ -575,12 +571,11 @@ export class Keyspace {
       inner = m[2]
     }
     const space = phase === 0 ? LIVE : TOMB
-    const page = await this.#scanStore(space + prefix, inner, limit)
-    const values = page.keys.length === 0 ? [] : await this.#io('getMany', this.#store.getMany(page.keys))
+    const page = await this.#readPage(space + prefix, inner, limit)
     const records: KeyspaceRecord[] = []
     page.keys.forEach((storeKey, i) => {
       const key = storeKey.slice(space.length)
-      const bytes = values[i]
+      const bytes = page.values[i]
       if (bytes === undefined || (range !== undefined && !inRange(keyHash(key), range))) return
       const r = decode(key, bytes)
       if (r !== undefined) records.push(r)
@@ -1070,20 +1065,17 @@ export class Keyspace {
     for (const space of spaces) {
       let cursor: string | undefined
       do {
-        const page = await this.#scanStore(space, cursor, 1000)
+        const page = await this.#readPage(space, cursor, 1000)
         cursor = page.cursor
-        const values = page.keys.length === 0 ? [] : await this.#io('getMany', this.#store.getMany(page.keys))
         page.keys.forEach((storeKey, i) => {
-          const bytes = values[i]
+          const bytes = page.values[i]
           if (bytes === undefined) return
           const key = storeKey.slice(space.length)
           if (space === TAG) {
-            const colon = key.indexOf(':')
-            const mode = key.slice(0, colon) as TagMode
-            const v = Number(dec.decode(bytes))
-            if ((mode === 'hard' || mode === 'soft') && Number.isSafeInteger(v)) {
-              this.#tags.observe(key.slice(colon + 1), v, mode)
-              this.#hlc.tryObserve(v)
+            const t = tagRecord(key, bytes)
+            if (t !== undefined) {
+              this.#tags.observe(t.tag, t.hlc, t.mode)
+              this.#hlc.tryObserve(t.hlc)
             }
             return
           }
@@ -1116,6 +1108,13 @@ export class Keyspace {
     return this.#io('scan', this.#store.scan({ prefix, cursor, limit }))
   }
 
+  /** One page of the store's keys under `prefix` and their values (undefined: gone since the scan). */
+  async #readPage(prefix: string, cursor: string | undefined, limit: number): Promise<{ keys: readonly string[]; values: readonly (Uint8Array | undefined)[]; cursor: string | undefined }> {
+    const page = await this.#scanStore(prefix, cursor, limit)
+    const values = page.keys.length === 0 ? [] : await this.#io('getMany', this.#store.getMany(page.keys))
+    return { keys: page.keys, values, cursor: page.cursor }
+  }
+
   /** A store call with the node's timeout; failures become typed errors. */
   #io<T>(operation: string, promise: Promise<T>): Promise<T> {
     const timeoutMs = this.#timeoutMs
@@ -1123,20 +1122,16 @@ export class Keyspace {
       throw err instanceof CacheError ? err : new StoreUnavailableError(`Store operation ${operation} failed on ${this.#store.name}`, { cause: err })
     })
     if (timeoutMs === Infinity) return typed
-    return new Promise<T>((resolve, reject) => {
-      const timer = this.#clock.setTimeout(() => reject(new StoreTimeoutError(operation, timeoutMs)), timeoutMs)
-      typed.then(
-        (v) => {
-          this.#clock.clearTimeout(timer)
-          resolve(v)
-        },
-        (err: unknown) => {
-          this.#clock.clearTimeout(timer)
-          reject(err)
-        },
-      )
-    })
+    return raceStoreTimeout(this.#clock, timeoutMs, typed, operation)
   }
+}
+
+/** A persisted tag invalidation (`<mode>:<tag>` under TAG, its HLC as text); undefined when the record is not one. */
+function tagRecord(id: string, bytes: Uint8Array): { tag: string; mode: TagMode; hlc: number } | undefined {
+  const colon = id.indexOf(':')
+  const mode = id.slice(0, colon)
+  const hlc = Number(dec.decode(bytes))
+  return (mode === 'hard' || mode === 'soft') && Number.isSafeInteger(hlc) ? { tag: id.slice(colon + 1), mode, hlc } : undefined
 }
 
 function checkRange(range: HashRange): void {

@@ -42,7 +42,7 @@ export interface NodeOptions {
   maxInFlight?: number
   /** Requests per second per client IP (token bucket); 0 = no limit. @default 0 */
   rateLimit?: number
-  /** Token-bucket burst per client IP. @default max(1, rateLimit) */
+  /** Token-bucket burst per client IP. @default max(1, ceil(rateLimit)) */
   rateBurst?: number
   /** Open connections per client IP; past it, new connections get `503` and are closed. @default 256 */
   maxConnectionsPerIp?: number

@@ -21,7 +21,7 @@ import { ManualClock } from '../core/manual-clock.js'
 import { type Random, SeededRandom } from '../core/random.js'
 import { jsonCodec, type KernelDisk, type MessageCodec, type PersistAction, type StateMachine } from '../cluster/kernel.js'
 import { KernelRunner } from '../cluster/kernel-runner.js'
-import { DEFAULT_MAX_FRAME_BYTES, type MessageTransport, type NodeId, validateNodeId } from '../cluster/transport.js'
+import { DEFAULT_MAX_FRAME_BYTES, HandlerSlot, type MessageTransport, type NodeId, validateNodeId } from '../cluster/transport.js'
 
 /** One-way latency of a link, ms: fixed, uniform in [min, max], or drawn by a function of the run's Random. */
 export type LatencyModel = number | { readonly min: number; readonly max: number } | ((random: Random) => number)
@@ -412,8 +412,8 @@ class SimTransport<M> implements MessageTransport {
   readonly self: NodeId
   readonly maxFrameBytes: number
   readonly #net: SimNetwork<M>
-  #receive: ((from: NodeId, payload: Uint8Array) => void) | undefined
-  #unreachable: ((error: PeerUnreachableError) => void) | undefined
+  readonly #receive = new HandlerSlot<(from: NodeId, payload: Uint8Array) => void>()
+  readonly #unreachable = new HandlerSlot<(error: PeerUnreachableError) => void>()
   #closed = false
 
   constructor(net: SimNetwork<M>, self: NodeId, maxFrameBytes: number) {
@@ -430,17 +430,11 @@ class SimTransport<M> implements MessageTransport {
   }
 
   onReceive(handler: (from: NodeId, payload: Uint8Array) => void): () => void {
-    this.#receive = handler
-    return () => {
-      if (this.#receive === handler) this.#receive = undefined
-    }
+    return this.#receive.set(handler)
   }
 
   onUnreachable(handler: (error: PeerUnreachableError) => void): () => void {
-    this.#unreachable = handler
-    return () => {
-      if (this.#unreachable === handler) this.#unreachable = undefined
-    }
+    return this.#unreachable.set(handler)
   }
 
   close(): Promise<void> {
@@ -450,16 +444,16 @@ class SimTransport<M> implements MessageTransport {
 
   closeNow(): void {
     this.#closed = true
-    this.#receive = undefined
-    this.#unreachable = undefined
+    this.#receive.current = undefined
+    this.#unreachable.current = undefined
   }
 
   deliver(from: NodeId, payload: Uint8Array): void {
-    this.#receive?.(from, payload)
+    this.#receive.current?.(from, payload)
   }
 
   reportUnreachable(error: PeerUnreachableError): void {
-    this.#unreachable?.(error)
+    this.#unreachable.current?.(error)
   }
 }
 

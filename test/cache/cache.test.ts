@@ -57,6 +57,16 @@ describe('getOrSet basics', () => {
     assert.equal(await cache.get('y'), undefined)
   })
 
+  test('set of undefined rejects with ERR_INVALID_VALUE (docs/reference/errors.md) and leaves the value it would have replaced', async () => {
+    for (const store of [undefined, memoryStore()]) {
+      const cache = createCache<number | undefined>({ clock: new ManualClock(0), store })
+      await cache.set('k', 1)
+      await assert.rejects(cache.set('k', undefined), (e: unknown) => isCacheError(e, 'ERR_INVALID_VALUE'))
+      assert.equal(await cache.get('k'), 1, 'nothing was written')
+      await cache.close()
+    }
+  })
+
   test('bad input is rejected with typed errors, and the cache keeps working', async () => {
     const { cache } = make<number>()
     await assert.rejects(cache.getOrSet('', () => 1), (e: unknown) => isCacheError(e, 'ERR_INVALID_KEY'))

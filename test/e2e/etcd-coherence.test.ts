@@ -12,10 +12,10 @@
  *   value it holds), and once back it flushes and serves the new value.
  */
 import assert from 'node:assert/strict'
-import { fork, type ChildProcess } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
+import type { ChildProcess } from 'node:child_process'
 import { after, before, describe, test } from 'node:test'
 import { etcdStore } from '../../src/store/etcd-store.js'
+import { ask, CoherenceWorkers, percentile, writeRounds, type CoherenceStats as Stats } from '../support/coherence.js'
 import { startEtcdCluster, type EtcdCluster } from '../support/etcd-server.js'
 import { TcpProxy } from '../support/tcp-proxy.js'
 
@@ -24,33 +24,11 @@ const BOUND_MS = 2_000
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
 let cluster: EtcdCluster
-const children: ChildProcess[] = []
+const workers = new CoherenceWorkers()
 const proxies: TcpProxy[] = []
 
-function ask<T>(child: ChildProcess, message: unknown, timeoutMs = 15_000): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`worker ${child.pid} did not answer ${JSON.stringify(message)} within ${timeoutMs} ms`)), timeoutMs)
-    child.once('message', (reply) => {
-      clearTimeout(timer)
-      resolve(reply as T)
-    })
-    child.send(message as object)
-  })
-}
-
-async function spawnWorker(endpoints: readonly string[], namespace: string): Promise<ChildProcess> {
-  const worker = fileURLToPath(new URL('./fixtures/etcd-bus-worker.js', import.meta.url))
-  const child = fork(worker, [endpoints.join(','), namespace], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-  children.push(child)
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('worker did not start within 20 s')), 20_000)
-    child.once('message', () => {
-      clearTimeout(timer)
-      resolve()
-    })
-    child.once('exit', (code) => reject(new Error(`worker exited with ${code}`)))
-  })
-  return child
+function spawnWorker(endpoints: readonly string[], namespace: string): Promise<ChildProcess> {
+  return workers.spawn({ kind: 'etcd', endpoints, namespace }, 20_000)
 }
 
 /** Compacts etcd's whole history up to the current revision (physical: done when it returns). */
@@ -66,17 +44,11 @@ async function compactNow(): Promise<number> {
   }
 }
 
-const percentile = (sorted: number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number
-
-type Stats = { bus: { gaps: number; received: number; flushes: number; l1Flushes: number }; healthy: boolean }
-
 before(async () => {
   cluster = await startEtcdCluster()
 })
 after(async () => {
-  for (const c of children) if (c.connected) c.send('close')
-  await sleep(300)
-  for (const c of children) c.kill('SIGKILL')
+  await workers.close()
   for (const p of proxies) await p.close()
   await cluster?.stop()
 })
@@ -84,30 +56,15 @@ after(async () => {
 describe('etcdBus: L1 coherence across processes through the watch stream', () => {
   test('3 processes, 30 writes, history compacted halfway: every other process serves the new value within the bound, never the old one after', async () => {
     const namespace = `coh-${process.pid}/`
-    const workers = [await spawnWorker(cluster.endpoints, namespace), await spawnWorker(cluster.endpoints, namespace), await spawnWorker(cluster.endpoints, namespace)]
-    await ask(workers[0] as ChildProcess, { op: 'set', key: 'k', value: 'v-init' })
-    for (const w of workers) assert.notEqual((await ask<{ at: number }>(w, { op: 'watch', key: 'k', value: 'v-init', timeoutMs: 5_000 })).at, -1, 'every worker reads the initial value')
-    const delays: number[] = []
+    const three = [await spawnWorker(cluster.endpoints, namespace), await spawnWorker(cluster.endpoints, namespace), await spawnWorker(cluster.endpoints, namespace)]
     let compactedAt = 0
-    for (let round = 0; round < 30; round++) {
+    const delays = await writeRounds(three, 30, async (round) => {
       if (round === 15) compactedAt = await compactNow()
-      const writer = workers[round % 3] as ChildProcess
-      const readers = workers.filter((w) => w !== writer)
-      const value = `v${round}`
-      const watching = readers.map((r) => ask<{ at: number; stale: number }>(r, { op: 'watch', key: 'k', value, timeoutMs: 10_000 }))
-      const { at } = await ask<{ at: number }>(writer, { op: 'set', key: 'k', value })
-      const seen = await Promise.all(watching)
-      for (const s of seen) {
-        assert.notEqual(s.at, -1, `round ${round}: a reader never saw ${value}`)
-        delays.push(Math.max(0, s.at - at))
-      }
-      for (const r of readers) assert.equal((await ask<{ value: string }>(r, { op: 'get', key: 'k' })).value, value, `round ${round}: once switched, never back`)
-    }
-    delays.sort((a, b) => a - b)
+    })
     console.log(`# etcd watch propagation (3 processes, 3 members, loopback, loaded machine): p50 ${percentile(delays, 50).toFixed(2)} ms, p99 ${percentile(delays, 99).toFixed(2)} ms, max ${(delays.at(-1) as number).toFixed(2)} ms over ${delays.length} reads; compacted at revision ${compactedAt}`)
     assert.ok(compactedAt > 0)
     assert.ok((delays.at(-1) as number) <= BOUND_MS, `max delay ${delays.at(-1)} ms within ${BOUND_MS} ms`)
-    const stats = await Promise.all(workers.map((w) => ask<Stats>(w, { op: 'stats' })))
+    const stats = await Promise.all(three.map((w) => ask<Stats>(w, { op: 'stats' })))
     for (const s of stats) {
       assert.ok(s.healthy && s.bus.received >= 20, `every worker heard the writes through the watch (${s.bus.received})`)
       assert.equal(s.bus.gaps, 0, 'the compaction cancelled no watch: nothing was lost')
@@ -128,8 +85,8 @@ describe('etcdBus: L1 coherence across processes through the watch stream', () =
     while (got.value === 'v' && Date.now() < deadline) got = await ask<{ value?: string | null }>(b, { op: 'get', key: 'tagged' })
     assert.equal(got.value, null, 'the invalidated entry is gone in the other process')
     assert.equal((await ask<{ value: string }>(b, { op: 'get', key: 'other' })).value, 'w', 'an entry of another tag stays')
-    const stats = await ask<Stats & { bus: { tagsObserved?: number } }>(b, { op: 'stats' })
-    assert.ok((stats.bus.tagsObserved ?? 0) > ((before.bus as { tagsObserved?: number }).tagsObserved ?? 0), 'it came as a tag version, not a flush')
+    const stats = await ask<Stats>(b, { op: 'stats' })
+    assert.ok((stats.bus.tagsObserved ?? 0) > (before.bus.tagsObserved ?? 0), 'it came as a tag version, not a flush')
     assert.equal(stats.bus.l1Flushes, before.bus.l1Flushes, 'no flush')
   })
 

@@ -32,3 +32,23 @@ test('two caches share a registry under different names; bad options are typed e
   assert.throws(() => registerMetrics(a, { prefix: 'bad prefix' }), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS'))
   assert.throws(() => registerMetrics({} as never), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS'))
 })
+
+test('stratacache/metrics exports registerReadings (docs/guide/cluster-client.md: the client near cache readings): each reading is read at scrape time', async () => {
+  const metrics: Record<string, unknown> = await import('../../src/metrics/index.js')
+  assert.equal(typeof metrics.registerReadings, 'function', 'registerReadings is exported by stratacache/metrics')
+  const registerReadings = metrics.registerReadings as (registry: Registry, readings: ReadonlyArray<{ name: string; help: string; type: 'counter' | 'gauge'; read(): number }>) => void
+  const registry = new Registry()
+  let hits = 2
+  registerReadings(registry, [
+    { name: 'stratacache_client_near_hits_total', help: 'Near-cache hits.', type: 'counter', read: () => hits },
+    { name: 'stratacache_client_near_entries', help: 'Entries held.', type: 'gauge', read: () => 7 },
+  ])
+  assert.match(await registry.metrics(), /^stratacache_client_near_hits_total 2$/m)
+  hits = 5
+  const text = await registry.metrics()
+  assert.match(text, /^# TYPE stratacache_client_near_hits_total counter$/m)
+  assert.match(text, /^stratacache_client_near_hits_total 5$/m)
+  assert.match(text, /^# TYPE stratacache_client_near_entries gauge$/m)
+  assert.match(text, /^stratacache_client_near_entries 7$/m)
+  assert.throws(() => registerReadings(new Registry(), [{ name: 'bad name', help: 'x', type: 'gauge', read: () => 0 }]), (err) => isCacheError(err, 'ERR_INVALID_OPTIONS'))
+})

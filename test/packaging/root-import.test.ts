@@ -103,7 +103,7 @@ describe('subpath exports', () => {
     ['stratacache/postgres', ['pgFeed'], ['pg']],
     ['stratacache/etcd', ['etcdStore'], []], // etcd3 loads on the store's first operation
     ['stratacache/lmdb', ['lmdbStore'], ['lmdb']],
-    ['stratacache/metrics', ['registerMetrics'], ['prom-client']],
+    ['stratacache/metrics', ['registerMetrics', 'registerReadings'], ['prom-client']],
     ['stratacache/client', ['createClient', 'clientStore', 'autoCache', 'autoCached'], ['undici']],
     ['stratacache/server', ['startNode', 'noReplication'], ['lmdb', 'pino']],
   ]

@@ -243,6 +243,29 @@ describe('Keyspace', () => {
     await ks.close()
   })
 
+  test('a store call that hangs past storeTimeoutMs rejects with ERR_STORE_TIMEOUT naming the operation; without the option nothing times out', async () => {
+    const clock = new ManualClock(NOW)
+    const inner = memoryStore({ clock })
+    let hang = false
+    const store: Store = { name: 'slow', get: (k) => (hang ? new Promise(() => {}) : inner.get(k)), getMany: (k) => inner.getMany(k), set: (k, val, t) => inner.set(k, val, t), setMany: (e) => inner.setMany(e), delete: (k) => inner.delete(k), deleteMany: (k) => inner.deleteMany(k), touch: (k, t) => inner.touch(k, t), clear: (p) => inner.clear(p), close: () => inner.close(), scan: (o) => inner.scan!(o) }
+    const ks = await Keyspace.open({ store, clock, hlc: new HybridLogicalClock(clock), nodeId: 'local', storeTimeoutMs: 250 })
+    hang = true
+    const got: { outcome?: unknown } = {}
+    const seen = (): unknown => got.outcome
+    void ks.get('absent').then((value) => (got.outcome = { value }), (err: unknown) => (got.outcome = err))
+    clock.advance(249)
+    await new Promise((resolve) => setImmediate(resolve))
+    assert.ok(got.outcome === undefined, 'not before the timeout')
+    clock.advance(1)
+    await new Promise((resolve) => setImmediate(resolve))
+    assert.equal((seen() as { code?: string }).code, 'ERR_STORE_TIMEOUT')
+    assert.equal((seen() as { operation?: string }).operation, 'get')
+    assert.equal((seen() as { timeoutMs?: number }).timeoutMs, 250)
+    hang = false
+    assert.equal(await ks.get('absent'), undefined, 'a call that answers in time is served')
+    await ks.close()
+  })
+
   test('records in another format (the facade-based engine before the keyspace) are dropped at open, not served or counted', async () => {
     const clock = new ManualClock(NOW)
     const store = memoryStore({ clock })
