@@ -11,6 +11,9 @@
  *   a fleet of clients that ejected a node together does not probe it in lockstep.
  *   Probes run on the injected Clock (unref'd timers), so tests drive them with a
  *   ManualClock.
+ * - `quarantine(node)` ejects at once, whatever the count: the read ladder calls it for a try
+ *   abandoned by its own timeout (a node that accepts connections and never answers), so a
+ *   hung node costs one timeout, not `ejectAfter` of them (decision 0314).
  * - If every node is ejected, requests still go round-robin over all of them: trying a
  *   node that might be back beats failing without trying. A success from any request
  *   reinstates the node at once.
@@ -104,12 +107,15 @@ export class NodeRotation {
     const s = this.#byNode.get(node)
     if (s === undefined || this.#closed) return
     s.failures++
-    if (!s.ejected && s.failures >= this.#c.ejectAfter) {
-      s.ejected = true
-      s.ejections++
-      s.probeDelays.reset()
-      this.#schedule(s)
-    }
+    if (!s.ejected && s.failures >= this.#c.ejectAfter) this.#eject(s)
+  }
+
+  /** A failure that ejects at once (counted as one failure); a node already ejected is left as it is. */
+  quarantine(node: string): void {
+    const s = this.#byNode.get(node)
+    if (s === undefined || this.#closed) return
+    s.failures++
+    if (!s.ejected) this.#eject(s)
   }
 
   states(): NodeState[] {
@@ -122,6 +128,13 @@ export class NodeRotation {
       if (s.timer !== undefined) this.#clock.clearTimeout(s.timer)
       s.timer = undefined
     }
+  }
+
+  #eject(s: Slot): void {
+    s.ejected = true
+    s.ejections++
+    s.probeDelays.reset()
+    this.#schedule(s)
   }
 
   #reinstate(s: Slot): void {
