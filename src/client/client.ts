@@ -128,7 +128,8 @@ export interface ClientEjectOptions {
   /**
    * A read-ladder try abandoned by its own timeout (its full rung timeout, not one cut short by
    * the ladder's deadline) quarantines its node at once instead of counting as one of `after`.
-   * Other failures, and timeouts of calls outside the ladder (writes, `pin`), count as before.
+   * Other failures, and timeouts outside the ladder (writes, `mget`, calls pinned to one node,
+   * clients without `region`/`ladder`), count as one of `after`. `false`: timeouts count too.
    * @default true
    */
   onTimeout?: boolean
