@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { ManualClock } from '../../src/core/manual-clock.js'
+import { SeededRandom } from '../../src/core/random.js'
 import { createClient } from '../../src/client/index.js'
 import { parseClusterView } from '../../src/client/topology.js'
 import { normalizeNode } from '../../src/client/client.js'
@@ -155,5 +156,29 @@ test('eject.onTimeout false: a timed-out try is one of eject.after failures (3 t
   assert.equal(slow, 3)
   assert.equal(stateOf(client, url(1)).inRotation, false)
   assert.throws(() => createClient({ nodes: [url(1)], eject: { onTimeout: 'yes' as unknown as boolean } }), /eject\.onTimeout/)
+  await client.close()
+})
+
+test('a node that answers its probe but keeps timing out is held out longer each time (no flapping every probe interval)', async () => {
+  const clock = new ManualClock()
+  // /healthz answers at once; every key read hangs (a node whose event loop serves only cheap routes, or a pause that keeps recurring).
+  const transport = new ScriptedTransport(clock, (origin, req) => (req.path === '/v1/cluster' ? respond(200, VIEW) : origin === url(1) && req.path !== '/healthz' ? 'hang' : respond(200, 'v', { etag: '"7"', 'x-ttl': '60' })))
+  const client = createClient({ nodes: [url(1)], region: 'london', clock, transport, random: new SeededRandom(7) })
+  await tick()
+  await tick()
+  const end = clock.now() + 20_000
+  let slow = 0
+  while (clock.now() < end) {
+    const t0 = clock.now()
+    const r = await drive(clock, client.get('k'), { step: 10 })
+    assert.equal(r.ok, true, String(r.error))
+    if (r.at - t0 >= 500) slow++
+    clock.advance(50)
+    await tick()
+    await tick()
+  }
+  // Probe delays 1, 2, 4, 8 s (±25 %) while it keeps failing soon after each return: 5 slow reads in 20 s, not one per second.
+  assert.ok(slow >= 4 && slow <= 6, `slow reads in 20 s: ${slow}`)
+  assert.equal(stateOf(client, url(1)).ejections, slow)
   await client.close()
 })
