@@ -9,6 +9,9 @@
  *   success puts the node back in rotation, failure doubles the interval up to
  *   `maxProbeInterval`, jittered by the shared backoff policy (core/backoff.ts) so that
  *   a fleet of clients that ejected a node together does not probe it in lockstep.
+ *   A node ejected again less than `maxProbeInterval` after it came back goes on from
+ *   its last probe delay instead of starting over: a node that answers its probe but keeps
+ *   failing reads (a recurring pause) is held out 1, 2, 4... s, not let back every second.
  *   Probes run on the injected Clock (unref'd timers), so tests drive them with a
  *   ManualClock.
  * - `quarantine(node)` ejects at once, whatever the count: the read ladder calls it for a try
@@ -47,6 +50,8 @@ interface Slot {
   nextProbeAt: number | undefined
   timer: TimerHandle | undefined
   probing: boolean
+  /** When it last came back into rotation (clock ms). */
+  reinstatedAt: number | undefined
 }
 
 export class NodeRotation {
@@ -62,7 +67,7 @@ export class NodeRotation {
     this.#c = config
     this.#clock = clock
     this.#probe = probe
-    this.#slots = nodes.map((node) => ({ node, failures: 0, ejected: false, ejections: 0, probeDelays: config.probes.attempts(), nextProbeAt: undefined, timer: undefined, probing: false }))
+    this.#slots = nodes.map((node) => ({ node, failures: 0, ejected: false, ejections: 0, probeDelays: config.probes.attempts(), nextProbeAt: undefined, timer: undefined, probing: false, reinstatedAt: undefined }))
     for (const s of this.#slots) this.#byNode.set(s.node, s)
   }
 
@@ -86,7 +91,7 @@ export class NodeRotation {
   /** Adds a node (discovered from the topology); known ones are left as they are. */
   add(node: string): void {
     if (this.#byNode.has(node)) return
-    const s: Slot = { node, failures: 0, ejected: false, ejections: 0, probeDelays: this.#c.probes.attempts(), nextProbeAt: undefined, timer: undefined, probing: false }
+    const s: Slot = { node, failures: 0, ejected: false, ejections: 0, probeDelays: this.#c.probes.attempts(), nextProbeAt: undefined, timer: undefined, probing: false, reinstatedAt: undefined }
     this.#slots.push(s)
     this.#byNode.set(node, s)
   }
@@ -133,12 +138,13 @@ export class NodeRotation {
   #eject(s: Slot): void {
     s.ejected = true
     s.ejections++
-    s.probeDelays.reset()
+    if (s.reinstatedAt === undefined || this.#clock.now() - s.reinstatedAt >= this.#c.probes.max) s.probeDelays.reset()
     this.#schedule(s)
   }
 
   #reinstate(s: Slot): void {
     s.ejected = false
+    s.reinstatedAt = this.#clock.now()
     s.failures = 0
     s.nextProbeAt = undefined
     if (s.timer !== undefined) this.#clock.clearTimeout(s.timer)
