@@ -121,7 +121,11 @@ export interface ClientRetryOptions {
 export interface ClientEjectOptions {
   /** Consecutive failures that take a node out of rotation. @default 3 */
   after?: number
-  /** First probe of an ejected node after this long; doubles per failed probe, jittered like `retry.jitter` (±25 % with `retry: false`). @default '1s' */
+  /**
+   * First probe of an ejected node after this long; doubles per failed probe, jittered like
+   * `retry.jitter` (±25 % with `retry: false`). A node ejected again less than
+   * `maxProbeInterval` after it came back goes on from its last delay. @default '1s'
+   */
   probeInterval?: Duration
   /** Longest interval between probes. @default '30s' (or `probeInterval` if longer) */
   maxProbeInterval?: Duration
