@@ -121,10 +121,22 @@ export interface ClientRetryOptions {
 export interface ClientEjectOptions {
   /** Consecutive failures that take a node out of rotation. @default 3 */
   after?: number
-  /** First probe of an ejected node after this long; doubles per failed probe, jittered like `retry.jitter` (±25 % with `retry: false`). @default '1s' */
+  /**
+   * First probe of an ejected node after this long; doubles per failed probe, jittered like
+   * `retry.jitter` (±25 % with `retry: false`). A node ejected again less than
+   * `maxProbeInterval` after it came back goes on from its last delay. @default '1s'
+   */
   probeInterval?: Duration
   /** Longest interval between probes. @default '30s' (or `probeInterval` if longer) */
   maxProbeInterval?: Duration
+  /**
+   * A read-ladder try abandoned by its own timeout (its full rung timeout, not one cut short by
+   * the ladder's deadline) quarantines its node at once instead of counting as one of `after`.
+   * Other failures, and timeouts outside the ladder (writes, `mget`, calls pinned to one node,
+   * clients without `region`/`ladder`), count as one of `after`. `false`: timeouts count too.
+   * @default true
+   */
+  onTimeout?: boolean
 }
 
 export interface ClientNearCacheOptions {
@@ -408,7 +420,7 @@ class NodeClient implements Client {
   readonly #sleeps = new Set<{ timer: TimerHandle; wake: () => void }>()
   readonly #near: NearCache<ClientEntry> | undefined
   readonly #link: NearCacheLink<ClientEntry> | undefined
-  readonly #ladder: { readonly region: string; readonly timeoutsMs: readonly number[]; readonly deadlineMs: number; readonly refreshMs: number } | undefined
+  readonly #ladder: { readonly region: string; readonly timeoutsMs: readonly number[]; readonly deadlineMs: number; readonly refreshMs: number; readonly ejectOnTimeout: boolean } | undefined
   #topology: Topology
   readonly #cursor = new Map<readonly string[], number>()
   #topologyTimer: TimerHandle | undefined
@@ -434,6 +446,8 @@ class NodeClient implements Client {
     const probeInterval = finiteMs(eject.probeInterval, 1000, 'eject.probeInterval', 1)
     const maxProbeInterval = finiteMs(eject.maxProbeInterval, Math.max(30_000, probeInterval), 'eject.maxProbeInterval', 1)
     if (maxProbeInterval < probeInterval) throw new InvalidOptionsError('eject.maxProbeInterval', 'must be >= eject.probeInterval')
+    const ejectOnTimeout = eject.onTimeout ?? true
+    if (typeof ejectOnTimeout !== 'boolean') throw new InvalidOptionsError('eject.onTimeout', `expected a boolean, got ${String(ejectOnTimeout)}`)
     if (options.token !== undefined && (typeof options.token !== 'string' || options.token === '' || /[\r\n]/.test(options.token))) throw new InvalidOptionsError('token', 'expected a non-empty single-line string')
     const connections = positiveInt(options.connections, 16, 'connections')
     const keepAliveMs = finiteMs(options.keepAlive, 4000, 'keepAlive', 1)
@@ -464,7 +478,7 @@ class NodeClient implements Client {
       const timeoutsMs = given.map((t, i) => finiteMs(t, 0, `ladder.timeouts[${i}]`, 1))
       const deadlineMs = finiteMs(l.deadline, timeoutsMs.reduce((a, b) => a + b, 0), 'ladder.deadline', 1)
       const refreshMs = finiteMs(l.topologyRefresh, 5000, 'ladder.topologyRefresh', 1)
-      this.#ladder = { region, timeoutsMs, deadlineMs, refreshMs }
+      this.#ladder = { region, timeoutsMs, deadlineMs, refreshMs, ejectOnTimeout }
       void this.#refreshTopology()
     }
     if (options.nearCache !== undefined) {
@@ -558,8 +572,9 @@ class NodeClient implements Client {
 
   /**
    * One idempotent read along the ladder: try i goes to the i-th node of `#plan()` with the
-   * i-th timeout; an abandoned try is aborted (its signal), a failed one charges its node
-   * (quarantine after `eject.after` in a row, re-probed in the background) and the next try
+   * i-th timeout; an abandoned try is aborted (its signal) and quarantines its node at once
+   * (`eject.onTimeout`); another failure charges its node (quarantine after `eject.after` in a
+   * row); a quarantined node is re-probed in the background. The next try
    * starts at once. A busy answer waits (Retry-After or backoff) and repeats the try without
    * using a rung. Nothing outlives the ladder's deadline.
    */
@@ -617,8 +632,16 @@ class NodeClient implements Client {
           continue
         }
         last = errorFromResponse(outcome.res, node)
-      } else last = this.#failure(node, outcome, timeoutMs)
-      this.#rotation.failure(node)
+        this.#rotation.failure(node)
+      } else {
+        last = this.#failure(node, outcome, timeoutMs)
+        // A try that waited its whole rung timeout without an answer: the node accepts
+        // connections and does not answer (SIGSTOP, a stuck event loop, a pause longer than
+        // the rung). Quarantined at once, so it costs this one timeout, not `eject.after` of
+        // them; the probe brings it back (decision 0314).
+        if (outcome.kind === 'timeout' && ladder.ejectOnTimeout && timeoutMs >= ladder.timeoutsMs[i]!) this.#rotation.quarantine(node)
+        else this.#rotation.failure(node)
+      }
       i++
     }
     throw last ?? new RequestTimeoutError(ladder.deadlineMs, { node: plan[0] })

@@ -9,8 +9,14 @@
  *   success puts the node back in rotation, failure doubles the interval up to
  *   `maxProbeInterval`, jittered by the shared backoff policy (core/backoff.ts) so that
  *   a fleet of clients that ejected a node together does not probe it in lockstep.
+ *   A node ejected again less than `maxProbeInterval` after it came back goes on from
+ *   its last probe delay instead of starting over: a node that answers its probe but keeps
+ *   failing reads (a recurring pause) is held out 1, 2, 4... s, not let back every second.
  *   Probes run on the injected Clock (unref'd timers), so tests drive them with a
  *   ManualClock.
+ * - `quarantine(node)` ejects at once, whatever the count: the read ladder calls it for a try
+ *   abandoned by its own timeout (a node that accepts connections and never answers), so a
+ *   hung node costs one timeout, not `ejectAfter` of them (decision 0314).
  * - If every node is ejected, requests still go round-robin over all of them: trying a
  *   node that might be back beats failing without trying. A success from any request
  *   reinstates the node at once.
@@ -44,6 +50,8 @@ interface Slot {
   nextProbeAt: number | undefined
   timer: TimerHandle | undefined
   probing: boolean
+  /** When it last came back into rotation (clock ms). */
+  reinstatedAt: number | undefined
 }
 
 export class NodeRotation {
@@ -59,7 +67,7 @@ export class NodeRotation {
     this.#c = config
     this.#clock = clock
     this.#probe = probe
-    this.#slots = nodes.map((node) => ({ node, failures: 0, ejected: false, ejections: 0, probeDelays: config.probes.attempts(), nextProbeAt: undefined, timer: undefined, probing: false }))
+    this.#slots = nodes.map((node) => ({ node, failures: 0, ejected: false, ejections: 0, probeDelays: config.probes.attempts(), nextProbeAt: undefined, timer: undefined, probing: false, reinstatedAt: undefined }))
     for (const s of this.#slots) this.#byNode.set(s.node, s)
   }
 
@@ -83,7 +91,7 @@ export class NodeRotation {
   /** Adds a node (discovered from the topology); known ones are left as they are. */
   add(node: string): void {
     if (this.#byNode.has(node)) return
-    const s: Slot = { node, failures: 0, ejected: false, ejections: 0, probeDelays: this.#c.probes.attempts(), nextProbeAt: undefined, timer: undefined, probing: false }
+    const s: Slot = { node, failures: 0, ejected: false, ejections: 0, probeDelays: this.#c.probes.attempts(), nextProbeAt: undefined, timer: undefined, probing: false, reinstatedAt: undefined }
     this.#slots.push(s)
     this.#byNode.set(node, s)
   }
@@ -104,12 +112,15 @@ export class NodeRotation {
     const s = this.#byNode.get(node)
     if (s === undefined || this.#closed) return
     s.failures++
-    if (!s.ejected && s.failures >= this.#c.ejectAfter) {
-      s.ejected = true
-      s.ejections++
-      s.probeDelays.reset()
-      this.#schedule(s)
-    }
+    if (!s.ejected && s.failures >= this.#c.ejectAfter) this.#eject(s)
+  }
+
+  /** A failure that ejects at once (counted as one failure); a node already ejected is left as it is. */
+  quarantine(node: string): void {
+    const s = this.#byNode.get(node)
+    if (s === undefined || this.#closed) return
+    s.failures++
+    if (!s.ejected) this.#eject(s)
   }
 
   states(): NodeState[] {
@@ -124,8 +135,16 @@ export class NodeRotation {
     }
   }
 
+  #eject(s: Slot): void {
+    s.ejected = true
+    s.ejections++
+    if (s.reinstatedAt === undefined || this.#clock.now() - s.reinstatedAt >= this.#c.probes.max) s.probeDelays.reset()
+    this.#schedule(s)
+  }
+
   #reinstate(s: Slot): void {
     s.ejected = false
+    s.reinstatedAt = this.#clock.now()
     s.failures = 0
     s.nextProbeAt = undefined
     if (s.timer !== undefined) this.#clock.clearTimeout(s.timer)

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { ManualClock } from '../../src/core/manual-clock.js'
+import { SeededRandom } from '../../src/core/random.js'
 import { createClient } from '../../src/client/index.js'
 import { parseClusterView } from '../../src/client/topology.js'
 import { normalizeNode } from '../../src/client/client.js'
@@ -75,5 +76,109 @@ test('a node without a cluster (404) makes `nodes` the topology', async () => {
   await drive(clock, client.get('a'))
   await drive(clock, client.get('b'))
   assert.deepEqual(transport.requests.filter((q) => q.path.startsWith('/v1/keys/')).map((q) => q.origin), [url(1), url(2)])
+  await client.close()
+})
+
+// ── a try abandoned by its timeout (issue P10: a hung node costs its first timeout once) ──
+
+const ok = (): ReturnType<typeof respond> => respond(200, 'v', { etag: '"7"', 'x-ttl': '60' })
+const keyTries = (transport: ScriptedTransport) => transport.requests.filter((q) => q.path.startsWith('/v1/keys/'))
+const stateOf = (client: ReturnType<typeof createClient>, node: string) => client.nodes().find((s) => s.node === node)!
+
+test('a hung local node costs one first-try timeout, then nothing; the probe brings it back', async () => {
+  let hung = true
+  const { clock, transport, client } = await ladderClient((origin) => (origin === url(1) && hung ? 'hang' : ok()))
+  const latencies: number[] = []
+  for (let i = 0; i < 8; i++) {
+    const t0 = clock.now()
+    const r = await drive(clock, client.get('k'), { step: 10 })
+    assert.equal(r.ok, true, String(r.error))
+    latencies.push(r.at - t0)
+  }
+  assert.deepEqual(latencies.map((ms) => (ms >= 500 ? 'slow' : 'fast')), ['slow', 'fast', 'fast', 'fast', 'fast', 'fast', 'fast', 'fast'], `latencies ${latencies.join(',')}`)
+  assert.equal(keyTries(transport).filter((q) => q.origin === url(1)).length, 1, 'one try went to the hung node')
+  const s = stateOf(client, url(1))
+  assert.equal(s.inRotation, false)
+  assert.equal(s.ejections, 1)
+  // It answers again: the probe (eject.probeInterval 1 s, jittered ±25 %) puts it back, and reads reach it.
+  hung = false
+  for (let i = 0; i < 130 && !stateOf(client, url(1)).inRotation; i++) {
+    clock.advance(10)
+    await tick()
+  }
+  assert.equal(stateOf(client, url(1)).inRotation, true, 'probed back in')
+  const before = keyTries(transport).filter((q) => q.origin === url(1)).length
+  for (let i = 0; i < 4; i++) assert.equal((await drive(clock, client.get('k'))).ok, true)
+  assert.equal(keyTries(transport).filter((q) => q.origin === url(1)).length, before + 2, 'round-robin over both local nodes again')
+  await client.close()
+})
+
+test('a pause shorter than the try timeout (a 300 ms GC) charges nothing: the node stays in rotation', async () => {
+  const { clock, transport, client } = await ladderClient((origin) => (origin === url(1) ? new Promise((resolve) => clock.setTimeout(() => resolve(ok()), 300)) : ok()))
+  for (let i = 0; i < 6; i++) assert.equal((await drive(clock, client.get('k'), { step: 10 })).ok, true)
+  const s = stateOf(client, url(1))
+  assert.equal(s.inRotation, true)
+  assert.equal(s.consecutiveFailures, 0)
+  assert.equal(s.ejections, 0)
+  assert.equal(keyTries(transport).filter((q) => q.origin === url(1)).length, 3, 'every other read still starts at it')
+  await client.close()
+})
+
+test('a try cut short by the ladder deadline is one failure, not a quarantine', async () => {
+  const clock = new ManualClock()
+  const transport = new ScriptedTransport(clock, (origin, req) => (req.path === '/v1/cluster' ? respond(200, VIEW) : 'hang'))
+  const client = createClient({ nodes: [url(1)], region: 'london', ladder: { timeouts: [500, 500], deadline: 700 }, clock, transport })
+  await tick()
+  await tick()
+  const r = await drive(clock, client.get('k'), { step: 10 })
+  assert.equal(r.ok, false)
+  const [first, second] = keyTries(transport)
+  assert.equal(stateOf(client, first!.origin).inRotation, false, 'the full 500 ms try quarantined its node')
+  const cut = stateOf(client, second!.origin)
+  assert.equal(cut.inRotation, true, 'the 200 ms try left by the deadline did not')
+  assert.equal(cut.consecutiveFailures, 1)
+  await client.close()
+})
+
+test('eject.onTimeout false: a timed-out try is one of eject.after failures (3 timeouts before the quarantine)', async () => {
+  const clock = new ManualClock()
+  const transport = new ScriptedTransport(clock, (origin, req) => (req.path === '/v1/cluster' ? respond(200, VIEW) : origin === url(1) ? 'hang' : ok()))
+  const client = createClient({ nodes: [url(1)], region: 'london', eject: { onTimeout: false }, clock, transport })
+  await tick()
+  await tick()
+  let slow = 0
+  for (let i = 0; i < 10; i++) {
+    const t0 = clock.now()
+    const r = await drive(clock, client.get('k'), { step: 10 })
+    assert.equal(r.ok, true, String(r.error))
+    if (r.at - t0 >= 500) slow++
+  }
+  assert.equal(slow, 3)
+  assert.equal(stateOf(client, url(1)).inRotation, false)
+  assert.throws(() => createClient({ nodes: [url(1)], eject: { onTimeout: 'yes' as unknown as boolean } }), /eject\.onTimeout/)
+  await client.close()
+})
+
+test('a node that answers its probe but keeps timing out is held out longer each time (no flapping every probe interval)', async () => {
+  const clock = new ManualClock()
+  // /healthz answers at once; every key read hangs (a node whose event loop serves only cheap routes, or a pause that keeps recurring).
+  const transport = new ScriptedTransport(clock, (origin, req) => (req.path === '/v1/cluster' ? respond(200, VIEW) : origin === url(1) && req.path !== '/healthz' ? 'hang' : respond(200, 'v', { etag: '"7"', 'x-ttl': '60' })))
+  const client = createClient({ nodes: [url(1)], region: 'london', clock, transport, random: new SeededRandom(7) })
+  await tick()
+  await tick()
+  const end = clock.now() + 20_000
+  let slow = 0
+  while (clock.now() < end) {
+    const t0 = clock.now()
+    const r = await drive(clock, client.get('k'), { step: 10 })
+    assert.equal(r.ok, true, String(r.error))
+    if (r.at - t0 >= 500) slow++
+    clock.advance(50)
+    await tick()
+    await tick()
+  }
+  // Probe delays 1, 2, 4, 8 s (±25 %) while it keeps failing soon after each return: 5 slow reads in 20 s, not one per second.
+  assert.ok(slow >= 4 && slow <= 6, `slow reads in 20 s: ${slow}`)
+  assert.equal(stateOf(client, url(1)).ejections, slow)
   await client.close()
 })

@@ -2,7 +2,9 @@
  * The read ladder against real node processes on loopback: three lone nodes as `nodes`
  * (each is a one-node cluster whose /v1/cluster lists only itself, so `nodes` is the topology), kill -9 of one under read
  * load: no read fails, the node is quarantined, and from then on no request but the
- * background probes goes to it.
+ * background probes goes to it. A hung node (SIGSTOP) with the default `eject`: one read
+ * pays the 0.5 s first try, the node is quarantined at once (decision 0314), and after
+ * SIGCONT a probe brings it back.
  */
 import assert from 'node:assert/strict'
 import { after, test } from 'node:test'
@@ -88,6 +90,48 @@ test('a hung node (SIGSTOP) costs the first timeout until quarantined, then noth
     const slow = latencies.filter((ms) => ms >= 450)
     assert.ok(slow.length >= 1 && slow.length <= 2, `the hung node cost its 0.5 s timeout once or twice before quarantine: ${latencies.map((x) => x.toFixed(0)).join(',')}`)
     assert.ok(latencies.slice(-30).every((ms) => ms < 250), `no read waited after quarantine: ${latencies.map((x) => x.toFixed(0)).join(',')}`)
+  } finally {
+    a.child.kill('SIGCONT')
+    await client.close()
+  }
+})
+
+test('default eject: a hung node (SIGSTOP) costs one 0.5 s try, once; after SIGCONT a probe brings it back', { timeout: 90_000 }, async () => {
+  const nodes: ChildNode[] = []
+  for (let i = 0; i < 2; i++) nodes.push(await startChildNode())
+  children.push(...nodes)
+  const [a, b] = nodes as [ChildNode, ChildNode]
+  const toA: string[] = []
+  const inner = undiciTransport({ connections: 4, maxResponseBytes: 1 << 20, keepAliveMs: 4000 })
+  const counting: Transport = {
+    request(origin: string, req: HttpRequest) {
+      if (origin === a.url) toA.push(req.path)
+      return inner.request(origin, req)
+    },
+    close: () => inner.close(),
+  }
+  const client = createClient({ nodes: [a.url, b.url], region: 'here', transport: counting })
+  try {
+    for (let i = 0; i < 4; i++) await client.get('warm')
+    a.child.kill('SIGSTOP')
+    const sentBefore = toA.filter((p) => p.startsWith('/v1/keys/')).length
+    const latencies: number[] = []
+    for (let i = 0; i < 40; i++) {
+      const t0 = performance.now()
+      await client.get('k')
+      latencies.push(performance.now() - t0)
+    }
+    const shown = latencies.map((x) => x.toFixed(0)).join(',')
+    assert.equal(toA.filter((p) => p.startsWith('/v1/keys/')).length - sentBefore, 1, `one read tried the hung node: ${shown}`)
+    assert.equal(latencies.filter((ms) => ms >= 450).length, 1, `the hung node cost its 0.5 s timeout once: ${shown}`)
+    assert.equal(client.nodes().find((s) => s.node === a.url)?.ejections, 1)
+    a.child.kill('SIGCONT')
+    const t = performance.now()
+    while (client.nodes().find((s) => s.node === a.url)?.inRotation !== true && performance.now() - t < 20_000) await new Promise((r) => setTimeout(r, 50))
+    assert.equal(client.nodes().find((s) => s.node === a.url)?.inRotation, true, 'probed back in after SIGCONT')
+    const sentAfter = toA.filter((p) => p.startsWith('/v1/keys/')).length
+    for (let i = 0; i < 4; i++) await client.get('k')
+    assert.ok(toA.filter((p) => p.startsWith('/v1/keys/')).length > sentAfter, 'reads reach it again')
   } finally {
     a.child.kill('SIGCONT')
     await client.close()
