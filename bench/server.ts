@@ -90,7 +90,7 @@ export async function cannon(port: number, method: 'GET' | 'PUT', pathOf: (i: nu
         url: `http://127.0.0.1:${port}`,
         connections: CONNECTIONS,
         duration: seconds,
-        ...(rate === undefined ? {} : { overallRate: rate }),
+        ...(rate === undefined || rate <= 0 ? {} : { overallRate: rate }),
         requests: [{ method, body: method === 'PUT' ? VALUE : undefined, setupRequest: (req) => ({ ...req, path: pathOf(i++) }) }],
       },
       (err, result) => {
