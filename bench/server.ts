@@ -24,10 +24,10 @@ import { startRedisServer } from '../test/support/redis-server.js'
 import { fmtOps, fmtRatio, median, type Table } from './harness.js'
 
 const CONNECTIONS = 64
-const KEYS = 1000
+export const KEYS = 1000
 const VALUE = Buffer.alloc(100, 'v')
 
-interface Measure {
+export interface Measure {
   rps: number
   /** Server process CPU (user + system) per request, µs: robust to other load on the machine. */
   cpuPerRequest: number
@@ -36,7 +36,7 @@ interface Measure {
   errors: number
 }
 
-type ServerKind = 'bare' | 'node' | 'fastify'
+export type ServerKind = 'bare' | 'node' | 'fastify'
 
 /** Asks the server child for its CPU time so far, µs. */
 function cpuOf(child: ReturnType<typeof fork>): Promise<number> {
@@ -52,7 +52,7 @@ function cpuOf(child: ReturnType<typeof fork>): Promise<number> {
   })
 }
 
-async function withServer<T>(kind: ServerKind, run: (port: number, cpu: () => Promise<number>) => Promise<T>): Promise<T> {
+export async function withServer<T>(kind: ServerKind, run: (port: number, cpu: () => Promise<number>) => Promise<T>): Promise<T> {
   const dir = mkdtempSync(join(tmpdir(), 'stratacache-bench-'))
   const child = fork(fileURLToPath(new URL('./server-child.js', import.meta.url)), [kind, dir, String(KEYS)], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
   try {
@@ -68,7 +68,7 @@ async function withServer<T>(kind: ServerKind, run: (port: number, cpu: () => Pr
   }
 }
 
-function fill(port: number): Promise<void> {
+export function fill(port: number): Promise<void> {
   const body = JSON.stringify({ entries: Array.from({ length: KEYS }, (_, k) => ({ key: `k${k}`, value: VALUE.toString('base64') })) })
   return new Promise((resolve, reject) => {
     const req = request({ host: '127.0.0.1', port, method: 'POST', path: '/v1/mset', agent: false, headers: { 'content-type': 'application/json' } }, (res) => {
@@ -80,7 +80,8 @@ function fill(port: number): Promise<void> {
   })
 }
 
-async function cannon(port: number, method: 'GET' | 'PUT', pathOf: (i: number) => string, seconds: number, cpu?: () => Promise<number>): Promise<Measure> {
+/** autocannon against `port` for `seconds` (at most `rate` requests/s overall when given); the server's CPU per request when `cpu` is given. */
+export async function cannon(port: number, method: 'GET' | 'PUT', pathOf: (i: number) => string, seconds: number, cpu?: () => Promise<number>, rate?: number): Promise<Measure> {
   let i = 0
   const cpu0 = cpu === undefined ? 0 : await cpu()
   const { m, total } = await new Promise<{ m: Omit<Measure, 'cpuPerRequest'>; total: number }>((resolve, reject) => {
@@ -89,6 +90,7 @@ async function cannon(port: number, method: 'GET' | 'PUT', pathOf: (i: number) =
         url: `http://127.0.0.1:${port}`,
         connections: CONNECTIONS,
         duration: seconds,
+        ...(rate === undefined || rate <= 0 ? {} : { overallRate: rate }),
         requests: [{ method, body: method === 'PUT' ? VALUE : undefined, setupRequest: (req) => ({ ...req, path: pathOf(i++) }) }],
       },
       (err, result) => {
@@ -176,7 +178,7 @@ export async function serverSuite(c: { quick: boolean; passes: number }): Promis
       rows: [
         row('bare node:http, fixed body', m.bare, '1.00x bare'),
         row('stratacache node GET hit', m.get, `${fmtRatio(ratios.getVsBare)} bare`, met(ratios.getVsBare, 0.9)),
-        row('fastify 5, same GET route (no admission)', m.fastify, `${fmtRatio(ratios.fastifyVsBare)} bare`),
+        row('fastify 5, same GET route and admission', m.fastify, `${fmtRatio(ratios.fastifyVsBare)} bare`),
         row('stratacache node PUT, distinct keys (LMDB commit)', m.put, `${fmtRatio(ratios.putVsGet)} node GET`, met(ratios.putVsGet, 0.7)),
         row('stratacache node PUT, one hot key (group commit)', m.hot, `${fmtRatio(ratios.hotVsPut)} distinct PUT`, met(ratios.hotVsPut, 0.5)),
         row('redis-server GET (redis-benchmark)', m.redisGet, ''),

@@ -184,15 +184,32 @@ interface Held {
 const enc = new TextEncoder()
 const dec = new TextDecoder()
 
-/** kind u8 | hlc f64 | expiresAt f64 | nodeId (u16 len + utf8) | tag count u16 | tags (u16 len + utf8)* | value */
+/** The last node id encoded and its UTF-8 bytes (a node's own writes repeat its id; `encode` copies them). */
+let lastNodeId = ''
+let lastNodeBytes = new Uint8Array(0)
+
+function nodeIdBytes(nodeId: string): Uint8Array {
+  if (nodeId !== lastNodeId) {
+    lastNodeBytes = enc.encode(nodeId)
+    lastNodeId = nodeId
+  }
+  return lastNodeBytes
+}
+
+/**
+ * kind u8 | hlc f64 | expiresAt f64 | nodeId (u16 len + utf8) | tag count u16 | tags (u16 len + utf8)* | value.
+ * The bytes are a slice of Node's buffer pool when small (every byte is written below): a
+ * write's encoding is garbage once the store has it, and a pooled slice costs no
+ * ArrayBuffer of its own to allocate and collect (decision 0320).
+ */
 function encode(record: KeyspaceRecord): Uint8Array {
-  const node = enc.encode(record.version.nodeId)
+  const node = nodeIdBytes(record.version.nodeId)
   const tags = record.deleted === true ? [] : record.tags.map((t) => enc.encode(t))
   const value = record.deleted === true ? new Uint8Array(0) : record.value
   let size = 1 + 8 + 8 + 2 + node.length + 2 + value.byteLength
   for (const t of tags) size += 2 + t.length
-  const out = new Uint8Array(size)
-  const view = new DataView(out.buffer)
+  const out = Buffer.allocUnsafe(size)
+  const view = new DataView(out.buffer, out.byteOffset, out.byteLength)
   out[0] = record.deleted === true ? KIND_TOMB : KIND_LIVE
   view.setFloat64(1, record.version.hlc)
   view.setFloat64(9, record.deleted === true ? 0 : record.expiresAt)

@@ -93,6 +93,9 @@ const DRAIN_LINGER_MS = 1000
 /** How long a connection refused with a raw 503 may stay open for its client to read it. */
 const REFUSED_LINGER_MS = 5000
 
+/** Swallows errors of answers already given up on (a socket gone). */
+const ignore = (): void => undefined
+
 /** The lines of a raw HTTP answer, for sockets that never became a request. */
 function rawResponse(status: number, reason: string, code: string, message: string, retryAfter?: number): string {
   const body = JSON.stringify({ code, message })
@@ -328,12 +331,15 @@ class Node implements NodeHandle {
     server.on('connection', (socket: Socket) => this.#onConnection(socket))
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
       // Traced (core/tracing.ts) only while someone subscribes: the GET-hit path stays synchronous either way.
-      const handled = isTraced(nodeRequestChannel) ? traceRequest(req, res, this.#id, () => this.#onRequest(req, res)) : this.#onRequest(req, res)
-      handled.catch((err: unknown) => {
-        // #onRequest answers every failure itself; reaching here is a bug worth a line.
-        this.#log.error({ err }, 'request handler failed')
-        res.destroy()
-      })
+      let handled: Promise<void> | undefined
+      try {
+        handled = isTraced(nodeRequestChannel) ? traceRequest(req, res, this.#id, () => this.#onRequest(req, res) ?? Promise.resolve()) : this.#onRequest(req, res)
+      } catch (err) {
+        this.#handlerFailed(err, res)
+        return
+      }
+      // undefined: answered synchronously (a GET hit, a refusal), no promise made (decision 0240).
+      handled?.catch((err: unknown) => this.#handlerFailed(err, res))
     })
     server.on('clientError', (err: Error & { code?: string }, socket: Socket) => this.#onClientError(err, socket))
     // Without a listener node:http drops a CONNECT without a word; the node is no proxy.
@@ -522,9 +528,20 @@ class Node implements NodeHandle {
     socket.destroySoon?.()
   }
 
-  async #onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  /** #onRequest answers every failure itself; reaching here is a bug worth a line. */
+  #handlerFailed(err: unknown, res: ServerResponse): void {
+    this.#log.error({ err }, 'request handler failed')
+    res.destroy()
+  }
+
+  /**
+   * Admission and the synchronous answers (refusals, GET hits): `undefined` when the request
+   * is answered here, else the promise of the general path (`#serve`). A GET hit thus costs
+   * no promise at all (decision 0240).
+   */
+  #onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> | undefined {
     const started = this.options.clock.now()
-    res.on('error', () => undefined)
+    res.on('error', ignore)
     const method = req.method ?? 'GET'
     const url = req.url ?? '/'
     const { path } = splitUrl(url)
@@ -550,10 +567,7 @@ class Node implements NodeHandle {
       this.#send(req, res, this.#count(denied), true, started)
       return
     }
-    if (isDashboardPath(path)) {
-      await this.#serveDashboard(req, res, method, path, started)
-      return
-    }
+    if (isDashboardPath(path)) return this.#serveDashboard(req, res, method, path, started)
     // A bodiless GET of a key the in-process tier holds is answered here, synchronously: no
     // body to read, no promise, and an in-flight slot would be taken and given back within
     // this call, so only the bound is checked (a full node refuses it below, as any other).
@@ -571,6 +585,11 @@ class Node implements NodeHandle {
       this.#subscribeWatch(req, res, url)
       return
     }
+    return this.#serve(req, res, method, url, path, ip, started)
+  }
+
+  /** The general path: the body read within its limits, an in-flight slot, the API, the answer. */
+  async #serve(req: IncomingMessage, res: ServerResponse, method: string, url: string, path: string, ip: string, started: number): Promise<void> {
     const probe = isProbe(method, path)
     const limit = this.#api.bodyLimit(method, path)
     let held = 0

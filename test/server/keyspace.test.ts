@@ -266,6 +266,59 @@ describe('Keyspace', () => {
     await ks.close()
   })
 
+  test('a store call past storeTimeoutMs fails with ERR_STORE_TIMEOUT at its own deadline; calls in time answer; an idle keyspace holds no timer', async () => {
+    const clock = new ManualClock(NOW)
+    const inner = memoryStore({ clock })
+    // Reads hang until released (or forever): the keyspace's timeout decides.
+    const held: Array<() => void> = []
+    let hang = false
+    const slow = <T>(p: () => Promise<T>): Promise<T> => (hang ? new Promise<T>((resolve) => held.push(() => void p().then(resolve))) : p())
+    const store: Store = { name: 'slow', get: (k) => slow(() => inner.get(k)), getMany: (k) => slow(() => inner.getMany(k)), set: (k, val, t) => inner.set(k, val, t), setMany: (e) => inner.setMany(e), delete: (k) => inner.delete(k), deleteMany: (k) => inner.deleteMany(k), touch: (k, t) => inner.touch(k, t), clear: (p) => inner.clear(p), close: () => inner.close(), scan: (o) => inner.scan!(o) }
+    const ks = await Keyspace.open({ store, clock, hlc: new HybridLogicalClock(clock), nodeId: 'local', storeTimeoutMs: 1000 })
+    const idleTimers = clock.pendingTimers
+    const flush = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
+    const outcome = (p: Promise<unknown>): { state: string; code?: string } => {
+      const o: { state: string; code?: string } = { state: 'pending' }
+      p.then(() => (o.state = 'resolved'), (err: unknown) => Object.assign(o, { state: 'rejected', code: (err as { code?: string }).code }))
+      return o
+    }
+    hang = true
+    const a = outcome(ks.get('a')) // t = 0: deadline 1000
+    await flush()
+    clock.advance(400)
+    const b = outcome(ks.get('b')) // t = 400: deadline 1400
+    await flush()
+    clock.advance(100)
+    const mark = held.length
+    const c = outcome(ks.get('c')) // t = 500: answered at 600
+    await flush()
+    clock.advance(100)
+    for (const release of held.splice(mark)) release()
+    await flush()
+    assert.equal(c.state, 'resolved', 'a call answered in time resolves')
+    clock.advance(399) // t = 999
+    await flush()
+    assert.deepEqual([a.state, b.state], ['pending', 'pending'], 'nothing fails before its deadline')
+    clock.advance(1) // t = 1000
+    await flush()
+    assert.deepEqual(a, { state: 'rejected', code: 'ERR_STORE_TIMEOUT' })
+    assert.equal(b.state, 'pending', 'a later call keeps its own deadline')
+    clock.advance(399) // t = 1399
+    await flush()
+    assert.equal(b.state, 'pending')
+    clock.advance(1) // t = 1400
+    await flush()
+    assert.deepEqual(b, { state: 'rejected', code: 'ERR_STORE_TIMEOUT' })
+    // A late answer changes nothing; with no call under way no timer is left.
+    for (const release of held.splice(0)) release()
+    await flush()
+    assert.equal(clock.pendingTimers, idleTimers)
+    hang = false
+    assert.equal(await ks.get('d'), undefined)
+    assert.equal(clock.pendingTimers, idleTimers)
+    await ks.close()
+  })
+
   test('records in another format (the facade-based engine before the keyspace) are dropped at open, not served or counted', async () => {
     const clock = new ManualClock(NOW)
     const store = memoryStore({ clock })
