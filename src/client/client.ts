@@ -265,6 +265,11 @@ export interface ClientDeleteOptions extends ClientCallOptions {
 export interface ClientMsetOptions extends ClientCallOptions {
   /** See `ClientSetOptions.idempotent`. @default false */
   idempotent?: boolean
+  /**
+   * As `ClientSetOptions.ack`, for every entry. Not met in time by some entry:
+   * ERR_ACK_TIMEOUT (every entry is committed and converges). @default the node's ('one')
+   */
+  ack?: 'one' | 'region' | 'all'
 }
 
 export interface ClientInvalidateOptions extends ClientCallOptions {
@@ -854,7 +859,8 @@ class NodeClient implements Client {
 
   #msetPart(entries: readonly { key: string }[], options: ClientMsetOptions): Promise<number[]> {
     const body = jsonBody({ entries })
-    return this.#call({ method: 'POST', path: '/v1/mset', headers: { 'content-type': 'application/json' }, body }, options.idempotent ?? false, options, (res, node) => {
+    const path = '/v1/mset' + (options.ack === undefined ? '' : `?ack=${ackParam(options.ack)}`)
+    return this.#call({ method: 'POST', path, headers: { 'content-type': 'application/json' }, body }, options.idempotent ?? false, options, (res, node) => {
       for (const e of entries) this.#near?.forget(e.key)
       if (res.status !== 200) throw errorFromResponse(res, node)
       const json = parseJson(res, node)

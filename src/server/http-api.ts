@@ -281,10 +281,11 @@ export class HttpApi {
         queryParams(query, [])
         requireJson(request.headers)
         return this.#mget(request.body)
-      case 'mset':
-        queryParams(query, [])
+      case 'mset': {
+        const w = writeOptions(queryParams(query, ['ack']).get('ack'), request.headers)
         requireJson(request.headers)
-        return this.#mset(request.body)
+        return this.#mset(request.body, w)
+      }
       case 'invalidate': {
         const w = writeOptions(queryParams(query, ['ack']).get('ack'), request.headers)
         requireJson(request.headers)
@@ -378,15 +379,16 @@ export class HttpApi {
     const engine = this.#host.engine
     if (method === 'GET') return this.#getEntry(key, query, request)
     if (method === 'PUT') {
-      const params = queryParams(query, ['expiry'])
+      const params = queryParams(query, ['expiry', 'ack'])
       const ttl = parseTtlParam(params.get('expiry'), 'expiry')
       this.#checkValue(request.body.byteLength)
-      const r = await engine.put({ key, value: request.body, ttl, tags: [] })
-      return { status: 200, headers: { 'content-type': TEXT_TYPE, etag: formatEtag(r.version) }, body: 'OK' }
+      const w = writeOptions(params.get('ack'), request.headers)
+      const r = await engine.put({ key, value: request.body, ttl, tags: [] }, w.options)
+      return { status: 200, headers: { 'content-type': TEXT_TYPE, etag: formatEtag(r.version), ...w.headers() }, body: 'OK' }
     }
-    queryParams(query, [])
-    await engine.delete(key)
-    return text('OK')
+    const w = writeOptions(queryParams(query, ['ack']).get('ack'), request.headers)
+    await engine.delete(key, undefined, w.options)
+    return { status: 200, headers: { 'content-type': TEXT_TYPE, ...w.headers() }, body: 'OK' }
   }
 
   async #mget(body: Uint8Array): Promise<ApiResponse> {
@@ -400,7 +402,7 @@ export class HttpApi {
     return json(result)
   }
 
-  async #mset(body: Uint8Array): Promise<ApiResponse> {
+  async #mset(body: Uint8Array, w: ReturnType<typeof writeOptions>): Promise<ApiResponse> {
     const parsed = parseJsonObject(body)
     const entries = parsed.entries
     if (!Array.isArray(entries)) throw new BadRequestError('Body must have "entries": an array of { key, value, ttl?, tags? }')
@@ -419,7 +421,8 @@ export class HttpApi {
       this.#checkValue(value.byteLength)
       writes.push({ key: entry.key, value, ttl: parseTtlJson(entry.ttl, `entries[${i}].ttl`), tags: parseTagsJson(entry.tags, `entries[${i}].tags`) })
     }
-    return json({ versions: await this.#host.engine.putMany(writes) })
+    const versions = await this.#host.engine.putMany(writes, w.options)
+    return json({ versions }, w.headers())
   }
 
   #checkValue(bytes: number): void {

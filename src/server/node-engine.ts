@@ -12,7 +12,7 @@
  */
 import type { Clock } from '../core/clock.js'
 import type { Duration } from '../core/duration.js'
-import { BadRequestError, InvalidOptionsError, PreconditionFailedError } from '../core/errors.js'
+import { AckTimeoutError, BadRequestError, InvalidOptionsError, PreconditionFailedError } from '../core/errors.js'
 import type { Store } from '../store/types.js'
 import { decodeCursor, encodeCursor } from '../store/scan-options.js'
 import type { HybridLogicalClock } from '../core/hlc.js'
@@ -204,10 +204,29 @@ export class NodeEngine {
     return { version, ttl: write.ttl }
   }
 
-  /** Writes entries (each under its key's lock, in order for repeated keys); versions in order. */
-  async putMany(writes: readonly EngineWrite[]): Promise<number[]> {
-    const results = await Promise.all(writes.map((w) => this.put(w)))
-    return results.map((r) => r.version)
+  /**
+   * Writes entries (each under its key's lock, in order for repeated keys); versions in order.
+   * Each entry is its own write at `options.ack`; the batch is answered once every entry is.
+   * `onReplicas` gets the fewest replicas any entry reached. When entries miss their ack
+   * level (and nothing else failed) this rejects with one `ERR_ACK_TIMEOUT` carrying that
+   * fewest count: every entry is committed and converges, as for a single write.
+   */
+  async putMany(writes: readonly EngineWrite[], options: WriteOptions = {}): Promise<number[]> {
+    let fewest = Infinity
+    const each: WriteOptions = { ...options, onReplicas: (n) => (fewest = Math.min(fewest, n)) }
+    const settled = await Promise.allSettled(writes.map((w) => this.put(w, each)))
+    let ackMiss: AckTimeoutError | undefined
+    const versions: number[] = []
+    for (const r of settled) {
+      if (r.status === 'fulfilled') versions.push(r.value.version)
+      else if (r.reason instanceof AckTimeoutError) {
+        fewest = Math.min(fewest, r.reason.applied)
+        ackMiss ??= r.reason
+      } else throw r.reason
+    }
+    if (ackMiss !== undefined) throw new AckTimeoutError(fewest, ackMiss.required, ackMiss.level)
+    if (writes.length > 0) options.onReplicas?.(fewest)
+    return versions
   }
 
   /** Deletes `key` (a tombstone); true when a live entry was there. */

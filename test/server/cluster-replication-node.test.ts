@@ -4,7 +4,8 @@
 // clears and invalidations replicate; every answer of a clustered node carries the session
 // token, a lone node's none; a GET naming a version the node does not hold answers 409
 // ERR_STALE_READ; ack=all with a member stopped (still "alive" in the views) answers 504
-// ERR_ACK_TIMEOUT with the replicas that applied.
+// ERR_ACK_TIMEOUT with the replicas that applied. mset and the Zerocache routes take
+// ?ack= as well.
 import assert from 'node:assert/strict'
 import { after, describe, test } from 'node:test'
 import type { NodeHandle } from '../../src/server/index.js'
@@ -97,9 +98,32 @@ describe('replication in the node', () => {
       assert.equal(await client.delete('from-client', { ack: 'all' }), true)
       for (const n of nodes) assert.equal((await send(n.url, 'GET', '/v1/keys/from-client')).status, 404)
       await assert.rejects(client.set('x', 'y', { ack: 'most' as never }), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS'))
+      const versions = await client.mset([{ key: 'cm1', value: 'm1' }, { key: 'cm2', value: 'm2', ttl: '10m' }], { ack: 'all' })
+      assert.equal(versions.length, 2)
+      for (const n of nodes) assert.equal((await send(n.url, 'GET', '/v1/keys/cm2')).body.toString(), 'm2', 'client mset at ack=all: on every node at once')
+      await assert.rejects(client.mset([{ key: 'x', value: 'y' }], { ack: 'most' as never }), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS'))
     } finally {
       await client.close()
     }
+
+    // mset and the Zerocache routes take ?ack= too; the batch reports the fewest replicas of its entries.
+    const mset = await send(b.url, 'POST', '/v1/mset?ack=all', JSON.stringify({ entries: [{ key: 'm1', value: Buffer.from('a').toString('base64') }, { key: 'm2', value: Buffer.from('b').toString('base64'), tags: ['blue'] }] }), JSON_HEADERS)
+    assert.equal(mset.status, 200, mset.body.toString())
+    assert.equal(mset.headers['x-stratacache-replicas'], '3')
+    for (const n of nodes) {
+      assert.equal((await send(n.url, 'GET', '/v1/keys/m1')).body.toString(), 'a', 'mset at ack=all: on every node at once')
+      assert.equal((await send(n.url, 'GET', '/v1/keys/m2')).body.toString(), 'b')
+    }
+    assert.equal((await send(a.url, 'POST', '/v1/mset?ack=most', JSON.stringify({ entries: [] }), JSON_HEADERS)).status, 400)
+    const zput = await send(c.url, 'PUT', '/london/zk?expiry=600&ack=all', 'zv')
+    assert.equal(zput.status, 200, zput.body.toString())
+    assert.equal(zput.headers['x-stratacache-replicas'], '3')
+    for (const n of nodes) assert.equal((await send(n.url, 'GET', '/london/zk')).body.toString(), 'zv', 'Zerocache PUT at ack=all: on every node at once')
+    const zdel = await send(a.url, 'DELETE', '/london/zk?ack=all')
+    assert.equal(zdel.status, 200)
+    assert.equal(zdel.headers['x-stratacache-replicas'], '3')
+    for (const n of nodes) assert.equal((await send(n.url, 'GET', '/london/zk')).status, 404)
+    assert.equal((await send(a.url, 'PUT', '/london/zk?ack=most', 'x')).status, 400)
 
     // ack=all with c stopped hard (its view entry still alive for a moment): 504 with what applied.
     await c.close()
@@ -113,6 +137,11 @@ describe('replication in the node', () => {
       assert.equal(timedOut.headers['x-stratacache-replicas'], '2')
     }
     assert.equal((await send(b.url, 'GET', '/v1/keys/k4')).body.toString(), 'v4')
+    const msetTimedOut = await send(a.url, 'POST', '/v1/mset?ack=all', JSON.stringify({ entries: [{ key: 'm3', value: Buffer.from('c').toString('base64') }, { key: 'm4', value: Buffer.from('d').toString('base64') }] }), JSON_HEADERS)
+    if (msetTimedOut.status === 504) assert.equal(errorCode(msetTimedOut.body), 'ERR_ACK_TIMEOUT')
+    else assert.equal(msetTimedOut.status, 200, msetTimedOut.body.toString())
+    assert.equal(msetTimedOut.headers['x-stratacache-replicas'], '2')
+    assert.equal((await send(b.url, 'GET', '/v1/keys/m4')).body.toString(), 'd', 'a batch that missed its ack level is committed and converges')
   })
 
   test('a lone node sends no session token and accepts ?ack= trivially', async () => {
