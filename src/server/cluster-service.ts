@@ -52,7 +52,7 @@ import { jsonCodec, type KernelAction, type KernelDisk, type KernelEvent, type P
 import { ChannelMux } from '../cluster/channel-mux.js'
 import { KernelRunner } from '../cluster/kernel-runner.js'
 import { CLUSTER_STATES, Membership, type ClusterState, type ClusterView, type MembershipMessage, type MemberStatus } from '../cluster/membership.js'
-import type { ReplicaDigest } from '../cluster/replication/replication.js'
+import { type ReplicaDigest, type ReplicaTopology, topologyFromView } from '../cluster/replication/replication.js'
 import { TcpTransport, type PeerAddress } from '../cluster/tcp-transport.js'
 import { DEFAULT_MAX_FRAME_BYTES, validateNodeId, type MessageTransport, type NodeId } from '../cluster/transport.js'
 import { registerLabeledReadings, registerReadings } from '../metrics/prometheus.js'
@@ -293,6 +293,10 @@ export class ClusterService {
   readonly #sent: Record<string, number> = {}
   readonly #received: Record<string, number> = {}
   readonly #transitions: Record<MemberStatus, number> = { alive: 0, suspect: 0, dead: 0, left: 0 }
+  /** The replication topology of the view, built on demand after a membership step (undefined: stale). */
+  #topology: ReplicaTopology | undefined
+  /** The last topology handed out: kept (same object) while a rebuild finds it unchanged. */
+  #lastTopology: ReplicaTopology | undefined
   /** The replica's digests at a depth (set by the node once replication runs; a solo node has none). */
   #digest: ((depth: number) => ReplicaDigest) | undefined
   #resolved = 0
@@ -385,6 +389,21 @@ export class ClusterService {
   /** The node's view of the cluster (what `GET /v1/cluster` answers). */
   view(): ClusterView {
     return this.#membership.view(this.#ctx.clock.now())
+  }
+
+  /**
+   * What replication needs of the view (`topologyFromView`): members with region and status,
+   * and the cluster state. None of it changes between membership steps, so it is rebuilt only
+   * after one (and then handed out as the same object when nothing in it changed); the
+   * replication machine reads it on every step (decision 0308).
+   */
+  topology(): ReplicaTopology {
+    if (this.#topology === undefined) {
+      const next = topologyFromView(this.view())
+      this.#topology = this.#lastTopology !== undefined && sameTopology(this.#lastTopology, next) ? this.#lastTopology : next
+      this.#lastTopology = this.#topology
+    }
+    return this.#topology
   }
 
   /** The current cluster state. */
@@ -593,6 +612,7 @@ export class ClusterService {
 
   /** Called by the wrapped machine after each step, before the runner performs its actions. */
   afterStep(event: KernelEvent<MembershipMessage>, actions: readonly KernelAction<MembershipMessage>[]): void {
+    this.#topology = undefined
     if (event.type === 'message') {
       const kind = typeof event.message?.kind === 'string' ? event.message.kind : 'invalid'
       this.#received[kind] = (this.#received[kind] ?? 0) + 1
@@ -692,6 +712,17 @@ export class ClusterService {
     this.#unsubscribe?.()
     this.#unsubscribe = undefined
   }
+}
+
+/** True when two topologies hold the same cluster state and the same members (id, region, status) in the same order. */
+function sameTopology(a: ReplicaTopology, b: ReplicaTopology): boolean {
+  if (a.clusterState !== b.clusterState || a.members.length !== b.members.length) return false
+  for (let i = 0; i < a.members.length; i++) {
+    const x = a.members[i]!
+    const y = b.members[i]!
+    if (x.id !== y.id || x.region !== y.region || x.status !== y.status) return false
+  }
+  return true
 }
 
 function mkdir(dir: string): string {

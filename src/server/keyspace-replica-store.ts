@@ -77,8 +77,20 @@ export function fromKeyspaceRecord(record: KeyspaceRecord): ReplicaRecord {
 
 export class KeyspaceReplicaStore extends MemoryReplicaStore {
   readonly #keyspace: Keyspace
-  /** Every queued keyspace write until it settles: resolves with its failure (undefined: durable). */
-  readonly #pending = new Set<Promise<{ err: unknown } | undefined>>()
+  /**
+   * Queued keyspace writes in queue order from the oldest not yet settled (`#head`); later
+   * ones may have settled already (distinct keys commit out of order). Every write below the
+   * head's sequence number is settled: that is what a barrier waits for (decision 0308).
+   */
+  #inflight: QueuedWrite[] = []
+  #head = 0
+  /** The sequence number of the next queued write. */
+  #seq = 0
+  #pendingCount = 0
+  /** Barriers and flushes waiting, in the order taken (so by `upTo`, never decreasing). */
+  #waiters: Waiter[] = []
+  #waitersHead = 0
+  /** Failures not yet reported by a barrier, in settle order (flush throws the first). */
   #failures: unknown[] = []
   /** While true (during `open`), changes go to the index only: they come from the keyspace. */
   #loading = true
@@ -112,7 +124,7 @@ export class KeyspaceReplicaStore extends MemoryReplicaStore {
   }
 
   get stats(): KeyspaceReplicaStoreStats {
-    return { writes: this.#writes, writeFailures: this.#writeFailures, pending: this.#pending.size, valueReads: this.#valueReads }
+    return { writes: this.#writes, writeFailures: this.#writeFailures, pending: this.#pendingCount, valueReads: this.#valueReads }
   }
 
   override apply(record: ReplicaRecord, now: number): boolean {
@@ -140,7 +152,7 @@ export class KeyspaceReplicaStore extends MemoryReplicaStore {
    * first failure since the last flush (the runner then sends nothing of the step).
    */
   async flush(): Promise<void> {
-    if (this.#pending.size > 0) await Promise.all([...this.#pending])
+    if (this.#pendingCount > 0) await new Promise<void>((resolve) => this.#wait({ upTo: this.#seq, claims: false, resolve, reject: () => resolve(), failed: undefined }))
     if (this.#failures.length > 0) {
       const [first] = this.#failures
       this.#failures = []
@@ -153,16 +165,11 @@ export class KeyspaceReplicaStore extends MemoryReplicaStore {
    * durable; rejects with the first failure among them, which `flush` then no longer
    * reports. Unlike `flush`, writes queued after the call are not waited for: the node takes
    * one barrier per step, so a step's sends wait for its own writes and earlier ones only.
+   * O(1) per call and per settled write (a watermark over the queue, not a copy of it).
    */
   barrier(): Promise<void> {
-    if (this.#pending.size === 0) return Promise.resolve()
-    const writes = [...this.#pending]
-    return Promise.all(writes).then((results) => {
-      const failed = results.filter((r): r is { err: unknown } => r !== undefined)
-      if (failed.length === 0) return
-      this.#failures = this.#failures.filter((f) => !failed.some((x) => x.err === f))
-      throw failed[0]!.err
-    })
+    if (this.#pendingCount === 0) return Promise.resolve()
+    return new Promise<void>((resolve, reject) => this.#wait({ upTo: this.#seq, claims: true, resolve, reject, failed: undefined }))
   }
 
   /** `message` with every `LAZY_VALUE` replaced by the keyspace's bytes (see the header); other messages as they are. */
@@ -191,15 +198,81 @@ export class KeyspaceReplicaStore extends MemoryReplicaStore {
 
   #queue(write: Promise<unknown>): void {
     this.#writes++
-    const settled: Promise<{ err: unknown } | undefined> = write.then(
-      () => undefined,
-      (err: unknown) => {
-        this.#writeFailures++
-        this.#failures.push(err)
-        return { err }
-      },
+    this.#pendingCount++
+    const w: QueuedWrite = { seq: this.#seq++, settled: false }
+    this.#inflight.push(w)
+    write.then(
+      () => this.#settle(w, false, undefined),
+      (err: unknown) => this.#settle(w, true, err),
     )
-    this.#pending.add(settled)
-    void settled.then(() => this.#pending.delete(settled))
   }
+
+  #wait(waiter: Waiter): void {
+    this.#waiters.push(waiter)
+  }
+
+  #settle(w: QueuedWrite, failed: boolean, err: unknown): void {
+    w.settled = true
+    this.#pendingCount--
+    if (failed) {
+      this.#writeFailures++
+      this.#failures.push(err)
+      // Every barrier waiting now that was taken after this write was queued reports it.
+      for (let i = this.#waitersHead; i < this.#waiters.length; i++) {
+        const b = this.#waiters[i]!
+        if (b.upTo > w.seq) (b.failed ??= []).push({ seq: w.seq, err })
+      }
+    }
+    const q = this.#inflight
+    while (this.#head < q.length && q[this.#head]!.settled) this.#head++
+    if (this.#head === q.length) {
+      this.#inflight = []
+      this.#head = 0
+    } else if (this.#head >= 1024 && this.#head * 2 >= q.length) {
+      this.#inflight = q.slice(this.#head)
+      this.#head = 0
+    }
+    // Every write below `low` is settled.
+    const low = this.#head < this.#inflight.length ? this.#inflight[this.#head]!.seq : this.#seq
+    const ws = this.#waiters
+    while (this.#waitersHead < ws.length && ws[this.#waitersHead]!.upTo <= low) {
+      const b = ws[this.#waitersHead]!
+      ws[this.#waitersHead++] = undefined as unknown as Waiter
+      this.#release(b)
+    }
+    if (this.#waitersHead === ws.length) {
+      this.#waiters = []
+      this.#waitersHead = 0
+    } else if (this.#waitersHead >= 1024 && this.#waitersHead * 2 >= ws.length) {
+      this.#waiters = ws.slice(this.#waitersHead)
+      this.#waitersHead = 0
+    }
+  }
+
+  #release(b: Waiter): void {
+    if (b.failed === undefined || !b.claims) {
+      b.resolve()
+      return
+    }
+    let first = b.failed[0]!
+    for (const f of b.failed) if (f.seq < first.seq) first = f
+    const reported = new Set(b.failed.map((f) => f.err))
+    this.#failures = this.#failures.filter((f) => !reported.has(f))
+    b.reject(first.err)
+  }
+}
+
+/** One queued keyspace write. */
+interface QueuedWrite {
+  readonly seq: number
+  settled: boolean
+}
+
+/** A barrier (`claims`: reports and takes the failures among its writes) or a flush, waiting for every write below `upTo`. */
+interface Waiter {
+  readonly upTo: number
+  readonly claims: boolean
+  readonly resolve: () => void
+  readonly reject: (err: unknown) => void
+  failed: Array<{ readonly seq: number; readonly err: unknown }> | undefined
 }

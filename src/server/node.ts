@@ -50,7 +50,6 @@ import { isTraced, nodeRequestChannel } from '../core/tracing.js'
 import { traceInject, traceRequest } from './request-tracing.js'
 import { hasMinVersion } from './replication-http.js'
 import { type ReplicationService, startReplication } from './replication-service.js'
-import { topologyFromView } from '../cluster/replication/replication.js'
 
 /** A request for `NodeHandle.inject`: everything but the socket. */
 export interface InjectRequest {
@@ -379,7 +378,7 @@ class Node implements NodeHandle {
     const transport = this.#cluster.replicationTransport
     if (transport !== undefined) {
       const cluster = this.#cluster
-      this.#replication = await startReplication({ id: this.#id, keyspace: this.#engine.keyspace, clock: this.options.clock, transport, topology: () => topologyFromView(cluster.view()), tombstoneTtlMs: this.options.tombstoneTtlMs, log: this.#log })
+      this.#replication = await startReplication({ id: this.#id, keyspace: this.#engine.keyspace, clock: this.options.clock, transport, topology: () => cluster.topology(), tombstoneTtlMs: this.options.tombstoneTtlMs, log: this.#log })
       this.#replication.registerMetrics(this.#registry)
       this.#engine.setReplication(this.#replication)
       const replication = this.#replication

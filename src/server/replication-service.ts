@@ -168,7 +168,15 @@ export class ReplicationService {
     if (this.#closed) throw new ClosedError('Replication is closed')
     const rid = ++this.#rid
     const answer = new Promise<ClientResponse>((resolve, reject) => this.#waiting.set(rid, { resolve, reject }))
-    this.#runner.step({ type: 'message', from: LOCAL_CLIENT, message: { ...op, kind: 'req', rid, ack: options.ack, token: options.token, deadlineMs: options.deadlineMs } as ReplicationMessage })
+    // Not `{ ...op, kind, rid, … }`: on Node 20 a spread followed by properties the source
+    // lacks takes V8's slow path, about 1 µs per added property (decision 0308).
+    const message = Object.assign({ kind: 'req', rid, ack: options.ack, token: options.token, deadlineMs: options.deadlineMs }, op) as { kind: 'req'; rid: number; ack?: AckLevel; token?: number; deadlineMs?: number }
+    message.kind = 'req'
+    message.rid = rid
+    message.ack = options.ack
+    message.token = options.token
+    message.deadlineMs = options.deadlineMs
+    this.#runner.step({ type: 'message', from: LOCAL_CLIENT, message: message as ReplicationMessage })
     const res = await answer
     if (!res.ok) throw errorOf(res, options.ack ?? 'one')
     return res

@@ -97,6 +97,19 @@ describe('the cluster in a node', () => {
     assert.equal(existsSync(join(dir.path, NODE_ID_FILE)), false, 'a solo node keeps its host:port id')
   })
 
+  test('the replication topology is built once per membership change, not per call (decision 0308)', async () => {
+    const node = await bed.start({ dataDir: bed.dir().path, region: 'london' })
+    const first = node.cluster.topology()
+    assert.deepEqual(first, { clusterState: 'ACTIVE', members: [{ id: node.id, region: 'london', status: 'alive' }] })
+    assert.equal(node.cluster.topology(), first, 'the same object while membership has not stepped')
+    const set = await send(node.url, 'POST', '/v1/cluster/state', JSON.stringify({ state: 'no-migration' }), JSON_HEADERS)
+    assert.equal(set.status, 200)
+    const next = node.cluster.topology()
+    assert.equal(next.clusterState, 'NO_MIGRATION', 'a state change is seen at once')
+    assert.equal(node.cluster.topology(), next)
+    await node.close()
+  })
+
   test('the state route needs the token when the node has one (admin auth)', async () => {
     const node = await bed.start({ authToken: 'tok' })
     assert.equal((await send(node.url, 'POST', '/v1/cluster/state', JSON.stringify({ state: 'PASSIVE' }), JSON_HEADERS)).status, 401)

@@ -281,4 +281,49 @@ describe('KeyspaceReplicaStore.barrier', () => {
     await rs.barrier() // nothing pending
     await ks.close()
   })
+
+  test('writes settling out of order: a barrier waits for the oldest unsettled write; a failure is reported by every barrier that included it, not by later ones', async () => {
+    const clock = new ManualClock(NOW)
+    let open!: () => void
+    const gate = new Promise<void>((r) => (open = r))
+    const inner = memoryStore({ clock })
+    const store = new Proxy(inner, {
+      get(t, p) {
+        const f: unknown = Reflect.get(t, p)
+        if (typeof f !== 'function') return f
+        if (p !== 'set') return (f as (...a: unknown[]) => unknown).bind(t)
+        return async (...args: unknown[]) => {
+          if (String(args[0]).includes('slow')) await gate
+          if (String(args[0]).includes('bad')) throw new Error('disk full')
+          return (f as (...a: unknown[]) => unknown).apply(t, args)
+        }
+      },
+    }) as Store
+    const { ks, rs } = await openBoth(store, clock)
+    rs.apply(put('slowbad', 'x', v(10)), NOW)
+    const first = rs.barrier()
+    first.catch(() => undefined)
+    for (let i = 0; i < 50; i++) rs.apply(put(`fast${i}`, 'f', v(10)), NOW)
+    const second = rs.barrier()
+    second.catch(() => undefined)
+    let settled = 0
+    void first.then(() => settled++, () => settled++)
+    void second.then(() => settled++, () => settled++)
+    const third = rs.barrier()
+    third.catch(() => undefined)
+    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r))
+    assert.equal(text(await ks.get('fast49')), 'f', 'the later writes are durable')
+    assert.equal(settled, 0, 'every barrier waits for the oldest write, still unsettled')
+    open()
+    await assert.rejects(third, /Store operation set failed/)
+    assert.equal(settled, 2, 'the earlier barriers settled first')
+    await assert.rejects(first, /Store operation set failed/)
+    await assert.rejects(second, /Store operation set failed/)
+    assert.equal(rs.stats.pending, 0)
+    assert.equal(rs.stats.writes, 51)
+    assert.equal(rs.stats.writeFailures, 1)
+    await rs.barrier() // the failure settled before it: not its to report
+    await rs.flush() // reported by the barriers that included it
+    await ks.close()
+  })
 })

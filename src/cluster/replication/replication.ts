@@ -293,6 +293,7 @@ export class Replication implements StateMachine<ReplicationMessage> {
   #live = new Set<NodeId>()
   /** The topology read during this step (read once per step), with members by id. */
   #topo: { readonly t: ReplicaTopology; readonly byId: Map<NodeId, ReplicaTopology['members'][number]> } | undefined
+  #lastTopo: { readonly t: ReplicaTopology; readonly byId: Map<NodeId, ReplicaTopology['members'][number]> } | undefined
   #hlc: HybridLogicalClock | undefined
   #now = 0
   #started = false
@@ -945,11 +946,17 @@ export class Replication implements StateMachine<ReplicationMessage> {
     return live
   }
 
-  /** The topology for this step (one call of `topology()` per step). */
+  /**
+   * The topology for this step (one call of `topology()` per step). Its index by id is kept
+   * while `topology()` returns the same object (the node's ClusterService hands out one
+   * object per membership change: decision 0308).
+   */
   #view(): { readonly t: ReplicaTopology; readonly byId: Map<NodeId, ReplicaTopology['members'][number]> } {
     if (this.#topo === undefined) {
       const t = this.#topology()
-      this.#topo = { t, byId: new Map(t.members.map((m) => [m.id, m])) }
+      const last = this.#lastTopo
+      this.#topo = last !== undefined && last.t === t ? last : { t, byId: new Map(t.members.map((m) => [m.id, m])) }
+      this.#lastTopo = this.#topo
     }
     return this.#topo
   }
