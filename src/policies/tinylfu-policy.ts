@@ -21,7 +21,10 @@
  *   lost admission) says a larger window would have hit: the window grows; a miss on a key
  *   lately evicted from the main space says the opposite: it shrinks. Each step is 1 unit,
  *   or the ratio of the two ghost populations when the other side's is the larger (as ARC's
- *   p). The ghosts are one direct-mapped table of hash tags, overwritten as evictions come
+ *   p), times two. As in ARC, a key counts as seen twice (a main ghost) only when it was
+ *   promoted to protected or the sketch estimates it at 2 or more; a key admitted to probation
+ *   and evicted without a second use is a window ghost, as ARC's B1 (decision 0330). The
+ *   ghosts are one direct-mapped table of hash tags, overwritten as evictions come
  *   (half a 4-byte cell per entry: about 2 bytes per entry). All of it runs on the eviction and
  *   insert paths; a hit does no extra work. Caffeine's hill climber on the sampled hit rate
  *   was measured first and lost up to 6 points at mid sizes on the ARC traces (the hit rate
