@@ -21,7 +21,10 @@
  *   lost admission) says a larger window would have hit: the window grows; a miss on a key
  *   lately evicted from the main space says the opposite: it shrinks. Each step is 1 unit,
  *   or the ratio of the two ghost populations when the other side's is the larger (as ARC's
- *   p). The ghosts are one direct-mapped table of hash tags, overwritten as evictions come
+ *   p), times two. As in ARC, a key counts as seen twice (a main ghost) only when it was
+ *   promoted to protected or the sketch estimates it at 2 or more; a key admitted to probation
+ *   and evicted without a second use is a window ghost, as ARC's B1 (decision 0330). The
+ *   ghosts are one direct-mapped table of hash tags, overwritten as evictions come
  *   (half a 4-byte cell per entry: about 2 bytes per entry). All of it runs on the eviction and
  *   insert paths; a hit does no extra work. Caffeine's hill climber on the sampled hit rate
  *   was measured first and lost up to 6 points at mid sizes on the ARC traces (the hit rate
@@ -61,6 +64,10 @@ const NONE = 3
 const SEG = 3
 /** Read since the entry last reached the warm end of its segment (CLOCK's reference bit). */
 const REF = 4
+/** Promoted to protected since its insert (ARC's T2: seen twice while cached). Kept across moves. */
+const PROMOTED = 8
+/** The bits a move rewrites: the segment and the reference bit. */
+const PLACE = SEG | REF
 /** The high nibble: the key's sketch estimate as of its last count (0..15). */
 const FREQ_SHIFT = 4
 const LOW = 15
@@ -92,6 +99,8 @@ export class TinyLfuPolicy implements EvictionPolicy {
   #hashOf: (slot: number) => number
   /** The estimate of the key counted by victimBeforeInsert, for onReuse. */
   #pending = 0
+  /** The victim's estimate as the last #admit looked it up. */
+  #victimFrequency = 0
   /** The bound in weight units. */
   readonly #maximum: number
   /** The window's share as the ghost rule sets it (fractional; #windowMax is it rounded). */
@@ -208,11 +217,15 @@ export class TinyLfuPolicy implements EvictionPolicy {
       if (mainVictim === -1) return cand
       if (this.#admit(cand, mainVictim)) {
         this.#move(cand, PROBATION)
-        return this.#bury(mainVictim, GHOST_MAIN)
+        return this.#bury(mainVictim, this.#ghostKind(mainVictim, this.#victimFrequency))
       }
       return this.#bury(cand, GHOST_WINDOW)
     }
-    if (this.#tails[PROBATION] !== -1) return this.#bury(this.#tails[PROBATION], GHOST_MAIN)
+    const probationVictim = this.#tails[PROBATION]
+    if (probationVictim !== -1) {
+      const f = (this.#flags[probationVictim] & PROMOTED) !== 0 ? SEEN_TWICE : this.#sketch.frequency(this.#hashOf(probationVictim))
+      return this.#bury(probationVictim, this.#ghostKind(probationVictim, f))
+    }
     const protectedVictim = this.#coldest(PROTECTED)
     return protectedVictim !== -1 ? this.#bury(protectedVictim, GHOST_MAIN) : this.#coldest(WINDOW)
   }
@@ -231,7 +244,7 @@ export class TinyLfuPolicy implements EvictionPolicy {
     this.#pending = this.#count(hash)
     if (this.#admit(cand, mainVictim)) {
       this.#move(cand, PROBATION)
-      return this.#bury(mainVictim, GHOST_MAIN)
+      return this.#bury(mainVictim, this.#ghostKind(mainVictim, this.#victimFrequency))
     }
     return this.#bury(cand, GHOST_WINDOW)
   }
@@ -264,6 +277,18 @@ export class TinyLfuPolicy implements EvictionPolicy {
     return this.#windowMax
   }
 
+  /**
+   * Which ghost a main-space victim becomes, as ARC tells its two lists apart: a key used
+   * twice while cached (promoted to protected since its insert, or estimated at 2 or more by
+   * the sketch: `frequency`) is a main ghost; a key admitted to probation and never used
+   * again there is a window ghost, since only a longer stay in the window (recency) would
+   * have kept it. Counting those as main ghosts (as before) shrank the window on P3 at
+   * 262,144 entries until it lost to LRU (see docs/decisions/0330-ghost-attribution.md).
+   */
+  #ghostKind(slot: number, frequency: number): number {
+    return (this.#flags[slot] & PROMOTED) !== 0 || frequency >= SEEN_TWICE ? GHOST_MAIN : GHOST_WINDOW
+  }
+
   /** Records the key in `slot`, about to be evicted from the window or the main space, as a ghost. */
   #bury(slot: number, where: number): number {
     const hash = this.#hashOf(slot)
@@ -293,10 +318,10 @@ export class TinyLfuPolicy implements EvictionPolicy {
     const m = this.#mainGhosts
     if ((cell & GHOST_WHERE) === GHOST_WINDOW) {
       this.#windowGhosts--
-      this.#windowTarget += weight * (w >= m ? 1 : m / w)
+      this.#windowTarget += GAIN * weight * (w >= m ? 1 : m / w)
     } else {
       this.#mainGhosts--
-      this.#windowTarget -= weight * (m >= w ? 1 : w / m)
+      this.#windowTarget -= GAIN * weight * (m >= w ? 1 : w / m)
     }
     const hi = Math.max(1, this.#maximum * MAX_WINDOW)
     this.#windowTarget = Math.min(hi, Math.max(1, this.#windowTarget))
@@ -326,6 +351,7 @@ export class TinyLfuPolicy implements EvictionPolicy {
   /** A probation hit: to the warm end of protected; protected overflow goes back to probation. */
   #promote(slot: number): void {
     this.#move(slot, PROTECTED)
+    this.#flags[slot] |= PROMOTED
     while (this.#weights[PROTECTED] > this.#protectedMax) {
       const demoted = this.#coldest(PROTECTED)
       if (demoted === slot) break
@@ -355,6 +381,7 @@ export class TinyLfuPolicy implements EvictionPolicy {
   #admit(candidate: number, victim: number): boolean {
     const c = this.#flags[candidate] >>> FREQ_SHIFT
     const v = this.#sketch.frequency(this.#hashOf(victim))
+    this.#victimFrequency = v
     if (c > v) return true
     return c >= HASHDOS_THRESHOLD && this.#random.next() < 1 / 128
   }
@@ -369,7 +396,7 @@ export class TinyLfuPolicy implements EvictionPolicy {
     const links = this.#links
     const r = slot * 2
     const head = this.#heads[seg]
-    this.#flags[slot] = (this.#flags[slot] & ~LOW) | seg
+    this.#flags[slot] = (this.#flags[slot] & ~PLACE) | seg
     links[r + PREV] = -1
     links[r + NEXT] = head
     if (head === -1) this.#tails[seg] = slot
@@ -390,7 +417,7 @@ export class TinyLfuPolicy implements EvictionPolicy {
     if (n === -1) this.#tails[seg] = p
     else links[n * 2 + PREV] = p
     links[r + NEXT] = links[r + PREV] = -1
-    this.#flags[slot] = (this.#flags[slot] & ~LOW) | NONE
+    this.#flags[slot] = (this.#flags[slot] & ~PLACE) | NONE
     this.#weights[seg] -= this.#weightOf(slot)
   }
 
@@ -417,6 +444,13 @@ function halveNibbles(flags: Uint8Array): void {
 
 /** Ghost cells per entry the sketch is sized for (measured: 0.25-1 all close; see the record). */
 const GHOSTS_PER_ENTRY = 0.5
+/**
+ * Each ghost's return moves the window by this many times ARC's step (measured 1, 1.5, 2, 3,
+ * 4, 8 on the ARC traces: 2 is the largest that keeps every smaller size; see 0330).
+ */
+const GAIN = 2
+/** A sketch estimate at which a main-space victim counts as seen twice (a main ghost). */
+const SEEN_TWICE = 2
 /** The window never takes more than this share of the bound. */
 const MAX_WINDOW = 0.99
 /** The low two bits of a ghost cell: where its key was evicted from. */

@@ -306,6 +306,18 @@ describe('TinyLfuPolicy: the adaptive window', () => {
     assert.ok(shrunk <= 100, `the window shrank to ${shrunk}`)
   })
 
+  test('a key evicted from probation before any reuse counts as a window ghost (ARC: seen once), not a main one', () => {
+    const c = cache(10)
+    for (let k = 0; k < 10; k++) c.request(k) // window [9], probation 0..8 (each seen once)
+    c.request(10) // candidate 9 ties with victim 0: 9 loses admission (a window ghost)
+    assert.equal(c.p.windowMaximum, 1)
+    c.request(9) // window ghost: the window grows, so 0 leaves probation without a contest
+    const before = c.p.windowMaximum
+    assert.ok(before > 1, `the window grew to ${before}`)
+    c.request(0) // 0 was never reused in the cache: its return grows the window again
+    assert.ok(c.p.windowMaximum > before, `the window went from ${before} to ${c.p.windowMaximum}`)
+  })
+
   test('a frequency-heavy stream keeps the window small', () => {
     const c = cache(1000)
     frequency(c, new SeededRandom(4), 0, 200_000)
