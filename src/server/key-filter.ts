@@ -17,7 +17,9 @@ export class KeyFilter {
   }
 
   add(key: string): void {
-    let [a, b] = hashes(key)
+    const h = hashes(key)
+    let a = h[0]
+    const b = h[1]
     for (let i = 0; i < PROBES; i++) {
       const bit = (a & this.#mask) >>> 0
       this.#bits[bit >>> 5]! |= 1 << (bit & 31)
@@ -26,7 +28,9 @@ export class KeyFilter {
   }
 
   mightHave(key: string): boolean {
-    let [a, b] = hashes(key)
+    const h = hashes(key)
+    let a = h[0]
+    const b = h[1]
     for (let i = 0; i < PROBES; i++) {
       const bit = (a & this.#mask) >>> 0
       if ((this.#bits[bit >>> 5]! & (1 << (bit & 31))) === 0) return false
