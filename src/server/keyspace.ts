@@ -68,6 +68,7 @@
  * exchanged whole). Not cryptographic: it detects divergence, it does not authenticate.
  */
 import { keyHash, recordHash } from '../cluster/replication/digest.js'
+import { KeyFilter } from './key-filter.js'
 import type { Clock } from '../core/clock.js'
 import { CacheError, InvalidOptionsError, StoreUnavailableError } from '../core/errors.js'
 import { raceStoreTimeout } from '../core/store-timeout.js'
@@ -316,6 +317,12 @@ export class Keyspace {
   #tagInvalidations = 0
   /** The store's conditional writes: set on a shared store (etcd), where L1 is bypassed. */
   readonly #cas: ConditionalWrites | undefined
+  /**
+   * Keys whose record or tombstone the store may hold (loaded at open, added by every write;
+   * not on a shared store): a write to a key the filter has never seen skips the store
+   * read of its state (decision 0321). Reads still ask the store.
+   */
+  readonly #stored: KeyFilter | undefined
   /** The shared store's change stream. */
   #storeWatch: { readonly ready: Promise<void>; close(): Promise<void> } | undefined
   #opened = false
@@ -340,6 +347,7 @@ export class Keyspace {
     this.#memory = new MemoryCache<string, Held>({ clock: options.clock, maxBytes: options.memoryBytes ?? 64 * 1024 * 1024, sizeOf: sizeOfHeld })
     this.#tags = new TagTrie({ clock: options.clock, maxDrift: Infinity })
     this.#cas = options.store.conditional
+    this.#stored = this.#cas === undefined ? new KeyFilter() : undefined
   }
 
   /** Opens the keyspace: loads prefix tombstones and tag invalidations, rebuilds the digest. */
@@ -759,7 +767,8 @@ export class Keyspace {
     const failed: boolean[] = new Array(group.length).fill(false)
     try {
       if (this.#cas === undefined) {
-        const held = await this.#current(key)
+        // A key the store has never held (the filter is exact for absence) needs no read.
+        const held = this.#stored!.mightHave(key) ? await this.#current(key) : undefined
         const state = await this.#decide(key, group, held, results, failures, failed)
         if (state !== held?.record && state !== undefined) await this.#write(key, state, held?.record)
       } else {
@@ -889,6 +898,7 @@ export class Keyspace {
       this.#emit({ kind: 'key', key })
       return true
     }
+    this.#stored?.add(key)
     const write = record.deleted === true
       ? this.#io('set', this.#store.set(TOMB + key, bytes, this.#graceLeft(record.version))).then(() => this.#io('delete', this.#store.delete(LIVE + key)))
       : this.#io('set', this.#store.set(LIVE + key, bytes, record.expiresAt === 0 ? Infinity : Math.max(1, record.expiresAt - this.#clock.now()))).then(() =>
@@ -1088,6 +1098,7 @@ export class Keyspace {
           const bytes = page.values[i]
           if (bytes === undefined) return
           const key = storeKey.slice(space.length)
+          if (space === LIVE || space === TOMB) this.#stored?.add(key)
           if (space === TAG) {
             const t = tagRecord(key, bytes)
             if (t !== undefined) {

@@ -172,9 +172,9 @@ export function lmdbStore(options: LmdbStoreOptions): LmdbStore {
 
 /** A `set` waiting in a group of sets (see `#startPuts`). */
 interface QueuedPut {
-  readonly full: Buffer
   readonly key: Buffer
-  readonly value: Uint8Array
+  /** The stored record, built when the set was called (its expiry is written in the transaction). */
+  readonly record: Buffer
   readonly ttlMs: number
   readonly resolve: () => void
   readonly reject: (err: unknown) => void
@@ -462,10 +462,11 @@ class LmdbStoreImpl implements LmdbStore {
     const k = encodeKey(full)
     checkValue(value)
     checkTtl(ttlMs, 'ttlMs')
-    // Copied now: the caller may reuse its buffer before the transaction runs.
-    const bytes = new Uint8Array(value)
+    // The record is built now, with the value copied into it (the caller may reuse its buffer
+    // before the transaction runs): one copy, the expiry is filled in inside the transaction.
+    const rec = record(full, k, value, 0)
     return new Promise<void>((resolve, reject) => {
-      const put: QueuedPut = { full, key: k, value: bytes, ttlMs, resolve, reject, refusal: undefined }
+      const put: QueuedPut = { key: k, record: rec, ttlMs, resolve, reject, refusal: undefined }
       const open = this.#openPuts
       if (open !== undefined) open.push(put)
       else this.#startPuts([put])
@@ -492,7 +493,8 @@ class LmdbStoreImpl implements LmdbStore {
         const now = this.#clock.now()
         for (const p of group) {
           try {
-            this.#put(usage, p.full, p.key, p.value, now + p.ttlMs)
+            p.record.writeDoubleLE(now + p.ttlMs, 1)
+            this.#putRecord(usage, p.key, p.record)
           } catch (err) {
             if (!(err instanceof StoreFullError)) throw err
             p.refusal = err
@@ -932,9 +934,13 @@ class LmdbStoreImpl implements LmdbStore {
 
   /** Writes one entry inside a transaction, keeping the usage counters; throws StoreFullError past the capacity. */
   #put(usage: Usage, full: Buffer, k: Buffer, value: Uint8Array, expiresAt: number): void {
+    this.#putRecord(usage, k, record(full, k, value, expiresAt))
+  }
+
+  /** Writes one encoded record inside a transaction, as `#put`. */
+  #putRecord(usage: Usage, k: Buffer, rec: Buffer): void {
     const old = this.#data.getBinaryFast(k)
     const oldCost = old === undefined ? 0 : cost(k.length, old.length)
-    const rec = record(full, k, value, expiresAt)
     const newCost = cost(k.length, rec.length)
     const bytes = usage.bytes - oldCost + newCost
     if (bytes > this.#capacity) {

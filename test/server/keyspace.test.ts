@@ -362,4 +362,40 @@ describe('Keyspace', () => {
     assert.equal(await ks.applyIfNewer(put('k', 'late', v(1))), true)
     await ks.close()
   })
+
+  test('a write to a key the store never held does not read the store; keys stored before open, or written and evicted from L1, are read', async () => {
+    const clock = new ManualClock(NOW)
+    const inner = memoryStore({ clock })
+    const reads: string[] = []
+    const counting = new Proxy(inner, {
+      get(target, prop) {
+        if (prop === 'get') return (k: string) => (reads.push(k), target.get(k))
+        const value = Reflect.get(target, prop) as unknown
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value
+      },
+    }) as Store
+    const first = await open(counting, clock)
+    assert.equal(await first.applyIfNewer(put('a', 'stored', v(10))), true)
+    assert.equal(await first.applyIfNewer({ key: 'b', version: v(10), deleted: true }), true)
+    await first.close()
+    // L1 holds nothing past 1 byte: every state comes from the store or the filter.
+    const ks = await Keyspace.open({ store: counting, clock, hlc: new HybridLogicalClock(clock), nodeId: 'local', memoryBytes: 1 })
+    reads.length = 0
+    const seen = new Map<string, string | undefined>()
+    const write = (key: string, value: string) =>
+      ks.update(key, (current, version) => {
+        seen.set(key, text(current))
+        return { key, value: Buffer.from(value), expiresAt: 0, tags: [], version }
+      })
+    await write('fresh', 'one')
+    assert.equal(reads.length, 0, `a key never stored is not read (read ${reads.join(', ')})`)
+    assert.equal(seen.get('fresh'), undefined)
+    await write('a', 'two')
+    assert.equal(seen.get('a'), 'stored', 'a key stored before open is read')
+    assert.equal(await ks.applyIfNewer(put('b', 'late', v(20))), false, 'a tombstone stored before open still refuses older writes')
+    await write('fresh', 'three')
+    assert.equal(seen.get('fresh'), 'one', 'a key written since open is read again')
+    assert.ok(reads.includes('node:fresh') && reads.includes('node:a'))
+    await ks.close()
+  })
 })
