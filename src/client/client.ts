@@ -809,10 +809,15 @@ class NodeClient implements Client {
         fetched = await this.#mgetAll(misses, options)
         claims.fill(undefined)
       }
+      // mget sends no least version, so the watched node may answer a version older than this
+      // session's own write of the key: returned as mget returns it, but never cached.
+      const session = this.#session
+      const now = this.#clock.now()
       claims.forEach((r, k) => {
         if (r === undefined) return
         const entry = fetched[k]
-        if (entry === undefined) near.publish(r, undefined)
+        const need = entry === undefined ? undefined : session?.minVersion(misses[k]!, now)
+        if (entry === undefined || (need !== undefined && entry.version < need)) near.publish(r, undefined)
         else near.publish(r, entry, entry.tags, entry.ttlMs)
       })
     }

@@ -52,6 +52,8 @@ interface Slot {
   probing: boolean
   /** When it last came back into rotation (clock ms). */
   reinstatedAt: number | undefined
+  /** Counts ejections: a probe answers only for the ejection it was started in. */
+  epoch: number
 }
 
 export class NodeRotation {
@@ -67,7 +69,7 @@ export class NodeRotation {
     this.#c = config
     this.#clock = clock
     this.#probe = probe
-    this.#slots = nodes.map((node) => ({ node, failures: 0, ejected: false, ejections: 0, probeDelays: config.probes.attempts(), nextProbeAt: undefined, timer: undefined, probing: false, reinstatedAt: undefined }))
+    this.#slots = nodes.map((node) => ({ node, failures: 0, ejected: false, ejections: 0, probeDelays: config.probes.attempts(), nextProbeAt: undefined, timer: undefined, probing: false, reinstatedAt: undefined, epoch: 0 }))
     for (const s of this.#slots) this.#byNode.set(s.node, s)
   }
 
@@ -91,7 +93,7 @@ export class NodeRotation {
   /** Adds a node (discovered from the topology); known ones are left as they are. */
   add(node: string): void {
     if (this.#byNode.has(node)) return
-    const s: Slot = { node, failures: 0, ejected: false, ejections: 0, probeDelays: this.#c.probes.attempts(), nextProbeAt: undefined, timer: undefined, probing: false, reinstatedAt: undefined }
+    const s: Slot = { node, failures: 0, ejected: false, ejections: 0, probeDelays: this.#c.probes.attempts(), nextProbeAt: undefined, timer: undefined, probing: false, reinstatedAt: undefined, epoch: 0 }
     this.#slots.push(s)
     this.#byNode.set(node, s)
   }
@@ -138,6 +140,7 @@ export class NodeRotation {
   #eject(s: Slot): void {
     s.ejected = true
     s.ejections++
+    s.epoch++
     if (s.reinstatedAt === undefined || this.#clock.now() - s.reinstatedAt >= this.#c.probes.max) s.probeDelays.reset()
     this.#schedule(s)
   }
@@ -153,6 +156,7 @@ export class NodeRotation {
 
   #schedule(s: Slot): void {
     if (this.#closed) return
+    if (s.timer !== undefined) this.#clock.clearTimeout(s.timer)
     const delay = s.probeDelays.next()
     s.nextProbeAt = this.#clock.now() + delay
     s.timer = this.#clock.setTimeout(() => this.#runProbe(s), delay, { unref: true })
@@ -160,18 +164,22 @@ export class NodeRotation {
 
   #runProbe(s: Slot): void {
     s.timer = undefined
-    if (this.#closed || !s.ejected || s.probing) return
+    if (this.#closed || !s.ejected) return
+    // A probe of an earlier ejection still in flight: its answer will be ignored, so wait on.
+    if (s.probing) return this.#schedule(s)
     s.probing = true
+    const epoch = s.epoch
     // The probe callback never rejects by contract; a rejection counts as a failed probe.
     this.#probe(s.node).then(
-      (ok) => this.#probed(s, ok),
-      () => this.#probed(s, false),
+      (ok) => this.#probed(s, ok, epoch),
+      () => this.#probed(s, false, epoch),
     )
   }
 
-  #probed(s: Slot, ok: boolean): void {
+  /** A probe's answer; one started before the node's latest ejection says nothing about it now. */
+  #probed(s: Slot, ok: boolean, epoch: number): void {
     s.probing = false
-    if (this.#closed || !s.ejected) return
+    if (this.#closed || !s.ejected || epoch !== s.epoch) return
     if (ok) {
       this.#reinstate(s)
       return

@@ -216,7 +216,8 @@ export class KeyspaceReplicaStore extends MemoryReplicaStore {
     this.#pendingCount--
     if (failed) {
       this.#writeFailures++
-      this.#failures.push(err)
+      // Kept for `flush()`, which reports the first; bounded (the count is in writeFailures).
+      if (this.#failures.length < MAX_KEPT_FAILURES) this.#failures.push(err)
       // Every barrier waiting now that was taken after this write was queued reports it.
       for (let i = this.#waitersHead; i < this.#waiters.length; i++) {
         const b = this.#waiters[i]!
@@ -261,6 +262,9 @@ export class KeyspaceReplicaStore extends MemoryReplicaStore {
     b.reject(first.err)
   }
 }
+
+/** Unreported write failures kept for `flush()` (which reports the first one). */
+const MAX_KEPT_FAILURES = 64
 
 /** One queued keyspace write. */
 interface QueuedWrite {

@@ -225,7 +225,7 @@ export class NodeEngine {
       } else throw r.reason
     }
     if (ackMiss !== undefined) throw new AckTimeoutError(fewest, ackMiss.required, ackMiss.level)
-    if (writes.length > 0) options.onReplicas?.(fewest)
+    if (fewest !== Infinity) options.onReplicas?.(fewest)
     return versions
   }
 

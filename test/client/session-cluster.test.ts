@@ -78,6 +78,37 @@ describe('session tokens against clustered nodes', () => {
     }
   })
 
+  test("near cache: an mget answered by the watched node with a version older than the session's own write is returned but not cached", async () => {
+    // Writes go to A; everything else (the watch stream, mget, key GETs) to B, 40 ms slow to apply.
+    const inner = undiciTransport({ connections: 4, maxResponseBytes: 1 << 20, keepAliveMs: 4000 })
+    const transport: Transport = {
+      request: (origin, req) => inner.request(req.method === 'PUT' ? a.url : b.url, req),
+      stream: (_origin, req) => inner.stream!(b.url, req),
+      close: () => inner.close(),
+    }
+    const client = createClient({ nodes: [b.url], transport, nearCache: { maxEntries: 100, ttl: '30s' } })
+    let olderAnswers = 0
+    try {
+      const end = performance.now() + 5000
+      while (client.nearCacheStats()?.state !== 'live') {
+        assert.ok(performance.now() < end, 'the near cache goes live')
+        await new Promise((r) => setTimeout(r, 10))
+      }
+      await client.set('nm', 'initial', { ack: 'all' })
+      for (let i = 0; i < ROUNDS; i++) {
+        const w = await client.set('nm', `v${i}`)
+        const [m] = await client.mget(['nm'])
+        if (m !== undefined && m.version < w.version) olderAnswers++
+        const r = await client.get('nm')
+        assert.equal(r?.value.toString(), `v${i}`, `round ${i}: get after mget still reads its own write (the older mget answer was not cached)`)
+      }
+      console.log(`near mget: ${olderAnswers}/${ROUNDS} mget answers were older than the write just made`)
+      assert.ok(olderAnswers > 0, 'B answered some mget with the older version (the race this test is about happened)')
+    } finally {
+      await client.close()
+    }
+  })
+
   test('session: false: no least version is sent, and B answers what it has (stale)', async () => {
     const transport = routing(b.url)
     const client = createClient({ nodes: [a.url], transport, session: false })

@@ -151,5 +151,8 @@ describe('replication in the node', () => {
     assert.equal(r.headers['x-stratacache-token'], undefined)
     assert.equal(r.headers['x-stratacache-replicas'], undefined)
     assert.equal((await send(node.url, 'GET', '/v1/keys/a')).headers['x-stratacache-token'], undefined)
+    const mset = await send(node.url, 'POST', '/v1/mset?ack=all', JSON.stringify({ entries: [{ key: 'b', value: Buffer.from('y').toString('base64') }] }), JSON_HEADERS)
+    assert.equal(mset.status, 200, mset.body.toString())
+    assert.equal(mset.headers['x-stratacache-replicas'], undefined, 'a lone node sends no replica count for mset either')
   })
 })
