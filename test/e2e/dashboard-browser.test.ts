@@ -294,6 +294,16 @@ describe('dashboard of a 3-node cluster in Chromium', () => {
       for (const m of members) await page.waitForSelector(`.region[data-region="${m.region}"] tr[data-member="${m.id}"][data-status="alive"]`, { timeout: 5000 })
       assert.equal(await page.isVisible('#standalone'), false)
       assert.match(await textOf(page, '.region[data-region="us"] h3'), /rank 1/)
+      // A peer's RTT and phi exist once this node has had an answer to a probe of it, which can
+      // come a heartbeat after the peer shows alive (it may have been learned from gossip): the
+      // page shows them within two heartbeats and one push of the dashboard (1 s each).
+      const shown = (cell: string): Promise<unknown> =>
+        page.waitForFunction((sel) => {
+          const doc = (globalThis as unknown as { document: { querySelector(s: string): { textContent: string | null } | null } }).document
+          return (doc.querySelector(sel)?.textContent ?? '—').trim() !== '—'
+        }, `tr[data-member="n2"] td.${cell}`, { timeout: 3000 }).catch((e: unknown) => console.log(`# waited for the ${cell} cell: ${String(e).slice(0, 200)}`))
+      await shown('rtt')
+      await shown('phi')
       assert.notEqual(await textOf(page, 'tr[data-member="n2"] td.rtt'), '—', 'a peer shows its RTT')
       assert.notEqual(await textOf(page, 'tr[data-member="n2"] td.phi'), '—', 'a peer shows its phi')
 
