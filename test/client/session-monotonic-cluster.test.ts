@@ -9,12 +9,11 @@
 import assert from 'node:assert/strict'
 import { after, describe, test } from 'node:test'
 import type { NodeHandle } from '../../src/server/index.js'
-import { FAST_CLUSTER_OPTIONS, waitAllAlive } from '../support/cluster-process.js'
-import { nodeTestbed, slowStore } from '../support/node-fixtures.js'
+import { startSlowReplicaCluster } from '../support/cluster-process.js'
+import { nodeTestbed } from '../support/node-fixtures.js'
 import { createClient } from '../../src/client/client.js'
 import { undiciTransport } from '../../src/client/undici-transport.js'
 import type { HttpRequest, Transport } from '../../src/client/transport.js'
-import { lmdbStore } from '../../src/store/lmdb-store.js'
 
 const bed = nodeTestbed()
 after(() => bed.close())
@@ -44,11 +43,9 @@ describe('monotonic reads against clustered nodes', () => {
   let b: NodeHandle
 
   test('setup: 3 clustered nodes, B slow to apply', async () => {
-    const dirs = [bed.dir(), bed.dir(), bed.dir()]
-    a = await bed.start({ ...FAST_CLUSTER_OPTIONS, dataDir: dirs[0].path, clusterSecret: SECRET, region: 'london', nodeId: 'a1' })
-    b = await bed.start({ ...FAST_CLUSTER_OPTIONS, dataDir: dirs[1].path, store: slowStore(lmdbStore({ path: dirs[1].path }), 40), clusterSecret: SECRET, region: 'london', nodeId: 'b1', seeds: `127.0.0.1:${a.port}` })
-    const c = await bed.start({ ...FAST_CLUSTER_OPTIONS, dataDir: dirs[2].path, clusterSecret: SECRET, region: 'paris', nodeId: 'c1', seeds: `127.0.0.1:${a.port}` })
-    await waitAllAlive([a, b, c], 3)
+    const nodes = await startSlowReplicaCluster(bed, SECRET)
+    a = nodes.a
+    b = nodes.b
   })
 
   /** Rounds of: another client writes through A; the reader reads through A, then through B. Returns how many B reads went back. */

@@ -2,12 +2,14 @@
  * Clustered nodes for tests, with short failure-detection settings: `ClusterProcess`, one
  * node as a real child process (`npm start`'s entry) on loopback, for the multi-process
  * tests (replication e2e, the client's ladder over 6 nodes; each file keeps its own list to
- * kill in `after`); `FAST_CLUSTER_OPTIONS` and `waitAllAlive` for in-process nodes.
+ * kill in `after`); `FAST_CLUSTER_OPTIONS`, `waitAllAlive` and `startSlowReplicaCluster` for
+ * in-process nodes.
  */
 import { fileURLToPath } from 'node:url'
-import { send } from './node-fixtures.js'
+import { send, slowStore, type NodeTestbed } from './node-fixtures.js'
 import { awaitReady, killProcess, spawnServer, waitUntil, type Spawned } from './server-process.js'
-import type { NodeOptions } from '../../src/server/index.js'
+import type { NodeHandle, NodeOptions } from '../../src/server/index.js'
+import { lmdbStore } from '../../src/store/lmdb-store.js'
 
 const ENTRY = fileURLToPath(new URL('../../src/cli/serve-main.js', import.meta.url))
 
@@ -72,4 +74,18 @@ export async function waitAllAlive(nodes: ReadonlyArray<{ readonly url: string }
     () => 'the nodes do not all see each other alive',
     50,
   )
+}
+
+/**
+ * Three clustered in-process nodes in two regions, all alive in every view: a1 and b1 in
+ * london, c1 in paris; b1's store answers every operation `slowMs` late, so a write
+ * replicated to b1 lands there well after a1 answered it (the session tests' reader).
+ */
+export async function startSlowReplicaCluster(bed: NodeTestbed, secret: string, slowMs = 40): Promise<{ a: NodeHandle; b: NodeHandle; c: NodeHandle }> {
+  const dirs = [bed.dir(), bed.dir(), bed.dir()]
+  const a = await bed.start({ ...FAST_CLUSTER_OPTIONS, dataDir: dirs[0]!.path, clusterSecret: secret, region: 'london', nodeId: 'a1' })
+  const b = await bed.start({ ...FAST_CLUSTER_OPTIONS, dataDir: dirs[1]!.path, store: slowStore(lmdbStore({ path: dirs[1]!.path }), slowMs), clusterSecret: secret, region: 'london', nodeId: 'b1', seeds: `127.0.0.1:${a.port}` })
+  const c = await bed.start({ ...FAST_CLUSTER_OPTIONS, dataDir: dirs[2]!.path, clusterSecret: secret, region: 'paris', nodeId: 'c1', seeds: `127.0.0.1:${a.port}` })
+  await waitAllAlive([a, b, c], 3)
+  return { a, b, c }
 }
