@@ -1,3 +1,5 @@
+import { hashString } from '../memory/hash-key.js'
+
 /**
  * A Bloom filter of strings: `add(key)` marks it, `mightHave(key)` is false only for a key
  * never added (no false negatives; false positives grow with the keys added: about 3 % at
@@ -41,19 +43,14 @@ export class KeyFilter {
 }
 
 const PROBES = 3
+/** Seeds of the two hashes (any int32s that differ). */
+const SEED_A = 0x2f6b1c35
+const SEED_B = 0x51ed270b
 const pair: [number, number] = [0, 0]
 
-/** Two 32-bit hashes of `key` (FNV-1a and a multiplicative one with another seed); the second is odd. */
+/** Two 32-bit hashes of `key` (the engine's string hash under two seeds); the second is odd. */
 function hashes(key: string): [number, number] {
-  let a = 0x811c9dc5
-  let b = 0x9e3779b9
-  for (let i = 0; i < key.length; i++) {
-    const c = key.charCodeAt(i)
-    a = Math.imul(a ^ c, 0x01000193)
-    b = Math.imul(b ^ c, 0x5bd1e995)
-    b ^= b >>> 13
-  }
-  pair[0] = a >>> 0
-  pair[1] = (b | 1) >>> 0
+  pair[0] = hashString(key, SEED_A) >>> 0
+  pair[1] = (hashString(key, SEED_B) | 1) >>> 0
   return pair
 }
