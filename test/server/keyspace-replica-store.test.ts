@@ -21,6 +21,7 @@ import { DIGEST_BUCKETS, Replication, toWire, type ReplicaRecord, type Replicati
 import { KernelRunner } from '../../src/cluster/kernel-runner.js'
 import { jsonCodec } from '../../src/cluster/kernel.js'
 import type { MessageTransport } from '../../src/cluster/transport.js'
+import { slowSets } from '../support/gated-store.js'
 
 const NOW = 1_800_000_000_000
 const BUCKET = 2 ** 32 / DIGEST_BUCKETS
@@ -247,19 +248,8 @@ describe('KeyspaceReplicaStore.barrier', () => {
     let open!: () => void
     const gate = new Promise<void>((r) => (open = r))
     const inner = memoryStore({ clock })
-    // Writes of keys named "slow…" wait for the gate; of "bad…" fail.
-    const store = new Proxy(inner, {
-      get(t, p) {
-        const f: unknown = Reflect.get(t, p)
-        if (typeof f !== 'function') return f
-        if (p !== 'set') return (f as (...a: unknown[]) => unknown).bind(t)
-        return async (...args: unknown[]) => {
-          if (String(args[0]).includes('slow')) await gate
-          if (String(args[0]).includes('bad')) throw new Error('disk full')
-          return (f as (...a: unknown[]) => unknown).apply(t, args)
-        }
-      },
-    }) as Store
+    // Store writes of keys named "slow…" wait for the gate; of "bad…" fail.
+    const store = slowSets(inner, gate)
     const { ks, rs } = await openBoth(store, clock)
     rs.apply(put('fast', 'f', v(10)), NOW)
     const first = rs.barrier()
@@ -287,18 +277,8 @@ describe('KeyspaceReplicaStore.barrier', () => {
     let open!: () => void
     const gate = new Promise<void>((r) => (open = r))
     const inner = memoryStore({ clock })
-    const store = new Proxy(inner, {
-      get(t, p) {
-        const f: unknown = Reflect.get(t, p)
-        if (typeof f !== 'function') return f
-        if (p !== 'set') return (f as (...a: unknown[]) => unknown).bind(t)
-        return async (...args: unknown[]) => {
-          if (String(args[0]).includes('slow')) await gate
-          if (String(args[0]).includes('bad')) throw new Error('disk full')
-          return (f as (...a: unknown[]) => unknown).apply(t, args)
-        }
-      },
-    }) as Store
+    // Store writes of keys named "slow…" wait for the gate; of "bad…" fail.
+    const store = slowSets(inner, gate)
     const { ks, rs } = await openBoth(store, clock)
     rs.apply(put('slowbad', 'x', v(10)), NOW)
     const first = rs.barrier()

@@ -15,6 +15,7 @@ import { MAX_BATCH_CHANGES, ReplicationService } from '../../src/server/replicat
 import type { MessageTransport, NodeId } from '../../src/cluster/transport.js'
 import { jsonCodec } from '../../src/cluster/kernel.js'
 import type { ReplicationMessage } from '../../src/cluster/replication/messages.js'
+import { slowSets } from '../support/gated-store.js'
 
 const NOW = 1_800_000_000_000
 const b64 = (s: string): string => Buffer.from(s).toString('base64')
@@ -191,17 +192,7 @@ describe('ReplicationService', () => {
     const gate = new Promise<void>((r) => (open = r))
     const inner = memoryStore({ clock })
     // Store writes of keys named "slow…" wait for the gate: a later write stuck on the disk.
-    const store = new Proxy(inner, {
-      get(t, p) {
-        const f: unknown = Reflect.get(t, p)
-        if (typeof f !== 'function') return f
-        if (p !== 'set') return (f as (...a: unknown[]) => unknown).bind(t)
-        return async (...args: unknown[]) => {
-          if (String(args[0]).includes('slow')) await gate
-          return (f as (...a: unknown[]) => unknown).apply(t, args)
-        }
-      },
-    })
+    const store = slowSets(inner, gate)
     const ks = await Keyspace.open({ store, clock, hlc: new HybridLogicalClock(clock), nodeId: 'a' })
     const net = network(['a'])
     const svc = await ReplicationService.start({ id: 'a', keyspace: ks, clock, transport: net.transports.get('a')!, topology: () => ({ clusterState: 'ACTIVE', members: [{ id: 'a', region: 'r1', status: 'alive' }] }), random: new SeededRandom(1) })
