@@ -29,7 +29,7 @@ import { readFileSync } from 'node:fs'
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import { isIP, type AddressInfo, type Socket } from 'node:net'
-import type { Clock, TimerHandle } from '../core/clock.js'
+import type { TimerHandle } from '../core/clock.js'
 import { BadRequestError, BusyError, CacheError, InvalidOptionsError, MethodNotAllowedError, StoreUnavailableError, TooLargeError } from '../core/errors.js'
 import { registerMetrics, registerReadings } from '../metrics/prometheus.js'
 import { HEADER_NODE, STATUS_OF_CODE, type NodeStats } from '../protocol/wire.js'
@@ -133,68 +133,117 @@ function digest(text: string): Buffer {
 /** The body did not arrive within its deadline (answered 408). */
 class BodyTimeoutError extends BadRequestError {}
 
-/** What a body being read may take from the node: budget bytes, and time. */
+/**
+ * What a body being read may take from the node: budget bytes, and time. One per node
+ * (its functions are made once, not per body); the deadlines of all reads are watched by
+ * one node-wide timer (decision 0360).
+ */
 interface BodyGuard {
-  readonly clock: Clock
-  /** Takes `bytes` more of the node's body budget; false when it is spent. */
-  take(bytes: number): boolean
-  /** Milliseconds left until the body must be complete, given the bytes received so far. */
-  msLeft(received: number): number
+  /** Takes `bytes` more of the node's body budget for `read`; false when it is spent. */
+  take(read: BodyRead, bytes: number): boolean
+  /** Watches `read`'s deadline until `unwatch`; past it the guard calls `read.timedOut()`. */
+  watch(read: BodyRead): void
+  unwatch(read: BodyRead): void
+}
+
+const kRead = Symbol('stratacache.bodyRead')
+type ReadingRequest = IncomingMessage & { [kRead]?: BodyRead }
+
+// The listeners of a body read, shared by all reads: the read is found on the request
+// (no closures per body; decision 0360).
+function onBodyData(this: ReadingRequest, chunk: Buffer): void {
+  this[kRead]?.data(chunk)
+}
+function onBodyEnd(this: ReadingRequest): void {
+  this[kRead]?.finish(undefined)
+}
+function onBodyError(this: ReadingRequest, err: Error): void {
+  this[kRead]?.finish(new BadRequestError('The request body could not be read', { cause: err }))
+}
+function onBodyClose(this: ReadingRequest): void {
+  if (!this.complete) this[kRead]?.finish(new BadRequestError('The client closed the connection before the body was complete'))
 }
 
 /**
- * Reads a request body up to `limit` bytes; `ERR_TOO_LARGE` past it, `ERR_BAD_REQUEST` if
- * the client goes away, `BodyTimeoutError` past the guard's deadline, `BusyError` when the
- * guard's budget is spent.
+ * Reading one request body up to `limit` bytes: `ERR_TOO_LARGE` past it, `ERR_BAD_REQUEST`
+ * if the client goes away, `BodyTimeoutError` past the guard's deadline, `BusyError` when
+ * the guard's budget is spent. `held` counts the budget bytes taken for it (released by
+ * the caller once the request is answered).
  */
-function readBody(req: IncomingMessage, limit: number, guard?: BodyGuard): Promise<Uint8Array> {
-  const declared = req.headers['content-length']
-  if (declared !== undefined && Number(declared) > limit) return Promise.reject(new TooLargeError(`Body of ${declared} bytes is over the limit of ${limit}`))
-  if ((declared === undefined || declared === '0') && req.headers['transfer-encoding'] === undefined) {
-    if (req.complete) return Promise.resolve(EMPTY)
+class BodyRead {
+  readonly #req: ReadingRequest
+  readonly #limit: number
+  readonly #guard: BodyGuard | undefined
+  /** When the read began (the deadline counts from it), and whether its body is chunked (reserved as it arrives). */
+  readonly begun: number
+  readonly chunked: boolean
+  held: number
+  total = 0
+  #first: Buffer | undefined
+  #chunks: Buffer[] | undefined
+  #done = false
+  #resolve: ((body: Uint8Array) => void) | undefined
+  #reject: ((err: Error) => void) | undefined
+
+  constructor(req: IncomingMessage, limit: number, guard: BodyGuard | undefined, begun: number, chunked: boolean, reserved: number) {
+    this.#req = req
+    this.#limit = limit
+    this.#guard = guard
+    this.begun = begun
+    this.chunked = chunked
+    this.held = reserved
   }
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = []
-    let total = 0
-    let done = false
-    let timer: TimerHandle | undefined
-    // One timer per body, re-armed only when it fires early (not on every chunk).
-    const arm = (ms: number): void => {
-      timer = guard?.clock.setTimeout(() => {
-        timer = undefined
-        const left = guard.msLeft(total)
-        if (left > 0) arm(left)
-        else finish(new BodyTimeoutError(`The request body did not arrive in time (${total} bytes received)`))
-      }, ms)
+
+  read(): Promise<Uint8Array> {
+    const req = this.#req
+    const declared = req.headers['content-length']
+    if (declared !== undefined && Number(declared) > this.#limit) return Promise.reject(new TooLargeError(`Body of ${declared} bytes is over the limit of ${this.#limit}`))
+    if ((declared === undefined || declared === '0') && req.headers['transfer-encoding'] === undefined) {
+      if (req.complete) return Promise.resolve(EMPTY)
     }
-    const finish = (err: Error | undefined): void => {
-      if (done) return
-      done = true
-      if (timer !== undefined) guard?.clock.clearTimeout(timer)
-      req.off('data', onData)
-      req.off('end', onEnd)
-      req.off('error', onError)
-      req.off('close', onClose)
-      if (err !== undefined) reject(err)
-      else resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, total))
-    }
-    const onData = (chunk: Buffer): void => {
-      total += chunk.byteLength
-      if (total > limit) finish(new TooLargeError(`Body is over the limit of ${limit} bytes`))
-      else if (guard !== undefined && !guard.take(chunk.byteLength)) finish(new BusyError(1, 'The node holds its bound of request body bytes; retry later'))
-      else chunks.push(chunk)
-    }
-    const onEnd = (): void => finish(undefined)
-    const onError = (err: Error): void => finish(new BadRequestError('The request body could not be read', { cause: err }))
-    const onClose = (): void => {
-      if (!req.complete) finish(new BadRequestError('The client closed the connection before the body was complete'))
-    }
-    req.on('data', onData)
-    req.on('end', onEnd)
-    req.on('error', onError)
-    req.on('close', onClose)
-    if (guard !== undefined) arm(Math.max(1, guard.msLeft(0)))
-  })
+    return new Promise((resolve, reject) => {
+      this.#resolve = resolve
+      this.#reject = reject
+      req[kRead] = this
+      req.on('data', onBodyData)
+      req.on('end', onBodyEnd)
+      req.on('error', onBodyError)
+      req.on('close', onBodyClose)
+      this.#guard?.watch(this)
+    })
+  }
+
+  data(chunk: Buffer): void {
+    if (this.#done) return
+    this.total += chunk.byteLength
+    if (this.total > this.#limit) this.finish(new TooLargeError(`Body is over the limit of ${this.#limit} bytes`))
+    else if (this.#guard !== undefined && !this.#guard.take(this, chunk.byteLength)) this.finish(new BusyError(1, 'The node holds its bound of request body bytes; retry later'))
+    else if (this.#first === undefined) this.#first = chunk
+    else (this.#chunks ??= [this.#first]).push(chunk)
+  }
+
+  timedOut(): void {
+    this.finish(new BodyTimeoutError(`The request body did not arrive in time (${this.total} bytes received)`))
+  }
+
+  finish(err: Error | undefined): void {
+    if (this.#done) return
+    this.#done = true
+    this.#guard?.unwatch(this)
+    const req = this.#req
+    req[kRead] = undefined
+    req.off('data', onBodyData)
+    req.off('end', onBodyEnd)
+    req.off('error', onBodyError)
+    req.off('close', onBodyClose)
+    if (err !== undefined) this.#reject!(err)
+    else this.#resolve!(this.#chunks !== undefined ? Buffer.concat(this.#chunks, this.total) : (this.#first ?? EMPTY))
+  }
+}
+
+/** Reads a request body up to `limit` bytes, unguarded (no budget, no deadline but node:http's). */
+function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array> {
+  return new BodyRead(req, limit, undefined, 0, false, 0).read()
 }
 
 /** The host name of a `Host` header (`[::1]:7700` → `::1`, `Example:80` → `example`). */
@@ -262,6 +311,10 @@ class Node implements NodeHandle {
   #receiving = 0
   /** Body bytes held node-wide (reserved or received), within maxBufferedBodyBytes. */
   #bufferedBytes = 0
+  /** Guarded body reads in progress, watched by one timer (#bodyTimer) for their deadlines. */
+  readonly #bodyReads = new Set<BodyRead>()
+  #bodyTimer: TimerHandle | undefined
+  readonly #bodyGuard: BodyGuard
   #connections = 0
   #onIdle: (() => void) | undefined
   // counters
@@ -284,6 +337,24 @@ class Node implements NodeHandle {
     this.#startedAt = options.clock.now()
     this.#limiter = options.rateLimit > 0 ? new TokenBucketLimiter(options.clock, options.rateLimit, options.rateBurst) : undefined
     this.#token = options.authToken === undefined ? undefined : digest(options.authToken)
+    this.#bodyGuard = {
+      take: (read, bytes) => {
+        // A declared length was reserved whole; a chunked body reserves as it arrives.
+        if (!read.chunked) return true
+        if (this.#bufferedBytes + bytes > this.options.maxBufferedBodyBytes) return false
+        this.#bufferedBytes += bytes
+        read.held += bytes
+        return true
+      },
+      watch: (read) => {
+        this.#bodyReads.add(read)
+        if (this.#bodyTimer === undefined) this.#armBodyTimer(Math.max(1, this.#bodyMsLeft(read)))
+      },
+      unwatch: (read) => {
+        // The timer stays armed: it fires, finds nothing due and re-arms only while reads remain.
+        this.#bodyReads.delete(read)
+      },
+    }
     this.#allowedHostName = options.host.toLowerCase()
     this.#registry = registerMetrics(engine, { name: 'node' })
     this.#watch = new WatchHub({ clock: options.clock, metaIntervalMs: options.watchMetaIntervalMs, maxBufferBytes: options.watchBufferBytes })
@@ -539,11 +610,13 @@ class Node implements NodeHandle {
    * no promise at all (decision 0240).
    */
   #onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> | undefined {
-    const started = this.options.clock.now()
+    // The time is read only for the request log (decision 0360: no clock read per request otherwise).
+    const started = this.options.logRequests ? this.options.clock.now() : 0
     res.on('error', ignore)
     const method = req.method ?? 'GET'
     const url = req.url ?? '/'
-    const { path } = splitUrl(url)
+    const q = url.indexOf('?')
+    const path = q === -1 ? url : url.slice(0, q)
     if (this.#answeredRaw.has(req.socket)) {
       req.resume()
       return
@@ -591,7 +664,8 @@ class Node implements NodeHandle {
   async #serve(req: IncomingMessage, res: ServerResponse, method: string, url: string, path: string, ip: string, started: number): Promise<void> {
     const probe = isProbe(method, path)
     const limit = this.#api.bodyLimit(method, path)
-    let held = 0
+    let read: BodyRead | undefined
+    let complete: boolean | undefined
     let slot = false
     if (!probe) this.#active++
     try {
@@ -607,46 +681,39 @@ class Node implements NodeHandle {
           this.#send(req, res, this.#count(refused), true, started)
           return
         }
-        held = refused
         this.#receiving++
         this.#uploadsByIp.set(ip, (this.#uploadsByIp.get(ip) ?? 0) + 1)
-        const begun = this.options.clock.now()
-        const guard: BodyGuard = {
-          clock: this.options.clock,
-          take: (bytes) => {
-            // A declared length was reserved whole; a chunked body reserves as it arrives.
-            if (te === undefined) return true
-            if (this.#bufferedBytes + bytes > this.options.maxBufferedBodyBytes) return false
-            this.#bufferedBytes += bytes
-            held += bytes
-            return true
-          },
-          msLeft: (received) => begun + this.options.bodyTimeoutMs + (received / this.options.minBodyRate) * 1000 - this.options.clock.now(),
-        }
+        read = new BodyRead(req, limit, this.#bodyGuard, this.options.clock.now(), te !== undefined, refused)
         try {
-          body = await readBody(req, limit, guard)
+          body = await read.read()
         } finally {
           this.#receiving--
           this.#doneUploading(ip)
         }
+      } else if (te === undefined && (cl === undefined || cl === '0')) {
+        // No body by HTTP/1.1 (neither Content-Length nor Transfer-Encoding, or a length of
+        // 0): nothing to wait for, and the request is complete although node:http marks it
+        // so only after the 'request' handlers return.
+        body = EMPTY
+        complete = true
       } else {
         body = await readBody(req, limit)
       }
       if (!probe) {
         const full = this.#takeSlot()
         if (full !== undefined) {
-          this.#send(req, res, full, true, started)
+          this.#send(req, res, full, true, started, complete)
           return
         }
         slot = true
       }
       const response = await this.#api.handle({ method, url, headers: req.headers, body })
-      this.#send(req, res, this.#count(response), this.#draining, started)
+      this.#send(req, res, this.#count(response), this.#draining, started, complete)
     } catch (err) {
       this.#send(req, res, this.#count(this.#bodyRefusal(err)), true, started)
     } finally {
       if (slot) this.#release()
-      if (held > 0) this.#bufferedBytes -= held
+      if (read !== undefined && read.held > 0) this.#bufferedBytes -= read.held
       if (!probe) this.#settled()
     }
   }
@@ -753,6 +820,30 @@ class Node implements NodeHandle {
     return declared
   }
 
+  /** Milliseconds left until `read`'s body must be complete: bodyTimeout, plus the time its bytes so far earn at minBodyRate. */
+  #bodyMsLeft(read: BodyRead): number {
+    return read.begun + this.options.bodyTimeoutMs + (read.total / this.options.minBodyRate) * 1000 - this.options.clock.now()
+  }
+
+  /**
+   * One timer for the deadlines of all body reads (instead of one per body, set and
+   * cleared per request): reads begin in deadline order and only move their own deadline
+   * later, so the timer is armed for the earliest and, when it fires, cuts the reads past
+   * theirs and re-arms for the next one. Unref'd; cleared at shutdown.
+   */
+  #armBodyTimer(ms: number): void {
+    this.#bodyTimer = this.options.clock.setTimeout(() => {
+      this.#bodyTimer = undefined
+      let next = Infinity
+      for (const read of this.#bodyReads) {
+        const left = this.#bodyMsLeft(read)
+        if (left <= 0) read.timedOut()
+        else if (left < next) next = left
+      }
+      if (this.#bodyReads.size > 0 && next !== Infinity) this.#armBodyTimer(next)
+    }, ms, { unref: true })
+  }
+
   #busyAnswer(message: string): ApiResponse {
     this.#busy++
     return errorResponse('ERR_BUSY', message, 503, { 'retry-after': '1' })
@@ -852,9 +943,14 @@ class Node implements NodeHandle {
     }
     if (res.headersSent || res.destroyed) return
     const body = typeof response.body === 'string' ? Buffer.from(response.body, 'utf8') : response.body
-    const headers: Record<string, string | number> = { ...response.headers, 'content-length': body.byteLength, [HEADER_NODE]: this.#id }
+    // A flat [name, value, …] list (node:http takes it as is): no header object built per
+    // answer (a spread then new keys is V8's slow path; decision 0360).
+    const headers: (string | number)[] = []
+    const given = response.headers
+    for (const name in given) headers.push(name, given[name]!)
+    headers.push('content-length', body.byteLength, HEADER_NODE, this.#id)
     // Unread bodies and shutdown: do not keep a connection whose stream state is unknown.
-    if (close || !complete) headers.connection = 'close'
+    if (close || !complete) headers.push('connection', 'close')
     res.writeHead(response.status, headers)
     res.end(body)
   }
@@ -904,6 +1000,8 @@ class Node implements NodeHandle {
     const serverClosed = new Promise<void>((resolve) => this.#server.close(() => resolve()))
     this.#server.closeAllConnections()
     await serverClosed
+    if (this.#bodyTimer !== undefined) clock.clearTimeout(this.#bodyTimer)
+    this.#bodyTimer = undefined
     this.#ready = false
     await leaving
     this.#engine.setReplication(undefined)

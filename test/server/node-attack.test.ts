@@ -119,6 +119,33 @@ describe('node under attack: slow uploads (item 10)', () => {
     assert.equal(statusOf(await steady.received), 200)
     assert.equal(n.stats().node.bufferedBodyBytes, 0)
   })
+
+  test('one node-wide body timer: stalled bodies begun at different times are each cut at their own deadline, bodies in between are answered', async () => {
+    const n = await start({ bodyTimeout: '300ms', minBodyRate: '1kb', requestTimeout: '30s' })
+    const stalled = async (key: string): Promise<{ reply: Promise<string>; t0: number }> => {
+      const c = await raw(n)
+      c.socket.write(`PUT /v1/keys/${key} HTTP/1.1\r\nHost: ${n.host}:${n.port}\r\nContent-Length: 100\r\nConnection: close\r\n\r\nabc`)
+      return { reply: c.received, t0: Date.now() }
+    }
+    const first = await stalled('first')
+    await sleep(150)
+    // Begun while the timer is armed for the first: its deadline is later, so it is found when the timer re-arms.
+    const second = await stalled('second')
+    const quick = await send(n.url, 'PUT', '/v1/keys/quick', 'v')
+    assert.equal(quick.status, 200)
+    for (const s of [first, second]) {
+      const reply = await s.reply
+      const elapsed = Date.now() - s.t0
+      assert.equal(statusOf(reply), 408, reply)
+      assert.ok(elapsed >= 250 && elapsed < 3000, `cut at about its own bodyTimeout: ${elapsed} ms`)
+    }
+    // A body begun after the timer went quiet arms it again.
+    const third = await stalled('third')
+    assert.equal(statusOf(await third.reply), 408)
+    assert.ok(Date.now() - third.t0 >= 250)
+    assert.equal(n.stats().node.bufferedBodyBytes, 0)
+    assert.equal(n.stats().node.receiving, 0)
+  })
 })
 
 describe('node under attack: the body byte budget (item 14)', () => {

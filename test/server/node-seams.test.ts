@@ -8,11 +8,21 @@ import { type MessageTransport, startNode, type WriteEvent } from '../../src/ser
 import { KeyedMutex } from '../../src/server/keyed-mutex.js'
 import { TokenBucketLimiter } from '../../src/server/token-bucket.js'
 import { openNodeClock } from '../../src/server/node-clock.js'
+import { resolveNodeOptions } from '../../src/server/node-options.js'
+import { noTickerClock, systemClock } from '../../src/core/system-clock.js'
 import { errorCode, survivingStore, tempDir } from '../support/node-fixtures.js'
 
 const silent = { info: () => undefined, warn: () => undefined, error: () => undefined }
 
 describe('node seams', () => {
+  test("the node's default clock reads Date.now() and starts no ticker thread (decision 0360); a given clock is kept", () => {
+    const clock = resolveNodeOptions({ dataDir: '/nonexistent' }).clock
+    assert.equal(clock, noTickerClock())
+    assert.notEqual(clock, systemClock)
+    const manual = new ManualClock()
+    assert.equal(resolveNodeOptions({ dataDir: '/nonexistent', clock: manual }).clock, manual)
+  })
+
   test('the node takes a cluster MessageTransport and closes it with itself', async () => {
     let closed = 0
     const transport: MessageTransport = {
