@@ -4,13 +4,14 @@
 // an LMDB store in the given directory, filled with the suite's keys by this process, the
 // same answer headers, and the node's per-request admission with its defaults — what the
 // framework's own layer costs next to the node's hand-written one; decision 0240). Sends
-// its port to the parent, answers 'cpu' with its CPU time so far (µs, user + system), stops
+// its port to the parent, answers 'cpu' with its CPU time so far (µs, user + system) and
+// its young-generation collections so far, stops
 // on 'stop'.
 import { createServer } from 'node:http'
+import { constants, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks'
 import { isIP, type AddressInfo, type Socket } from 'node:net'
 import Fastify, { type FastifyReply } from 'fastify'
-import { systemClock } from '../src/core/system-clock.js'
-import { HEADER_TTL, TTL_NONE } from '../src/protocol/wire.js'
+import { DEFAULT_TTL_SECONDS, HEADER_TTL, TTL_NONE } from '../src/protocol/wire.js'
 import { formatEtag, parseKeySegment } from '../src/protocol/validate.js'
 import { resolveNodeOptions } from '../src/server/node-options.js'
 import { TokenBucketLimiter } from '../src/server/token-bucket.js'
@@ -21,10 +22,17 @@ import { lmdbStore } from '../src/store/lmdb-store.js'
 const [kind, dir, keys] = process.argv.slice(2)
 const BODY = Buffer.alloc(100, 'v')
 
+// Young-generation collections so far: they count allocation, and unlike CPU time they do
+// not depend on what else runs on the machine (decision 0360).
+let scavenges = 0
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) if ((e as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MINOR) scavenges++
+}).observe({ entryTypes: ['gc'] })
+
 process.on('message', (m) => {
   if (m !== 'cpu') return
   const u = process.cpuUsage()
-  process.send?.({ cpuMicros: u.user + u.system })
+  process.send?.({ cpuMicros: u.user + u.system, scavenges })
 })
 
 if (kind === 'bare') {
@@ -40,17 +48,21 @@ if (kind === 'bare') {
     server.close(() => process.exit(0))
   })
 } else if (kind === 'fastify') {
-  const store = lmdbStore({ path: dir, clock: systemClock, exclusive: true })
-  const engine = await NodeEngine.open({ store, clock: systemClock, memoryBytes: 64 * 1024 * 1024, maxValueBytes: 1024 * 1024, storeTimeoutMs: Infinity })
-  await engine.putMany(Array.from({ length: Number(keys ?? 1000) }, (_, k) => ({ key: `k${k}`, value: BODY, ttl: null, tags: [] })))
+  // The node's defaults: its clock (no ticker thread, decision 0360), and the keys filled as
+  // the suite's mset fills the node's, with the default TTL, so each hit checks its expiry
+  // against the clock as the node's hits do.
+  const o = resolveNodeOptions({ dataDir: dir })
+  const clock = o.clock
+  const store = lmdbStore({ path: dir, clock, exclusive: true })
+  const engine = await NodeEngine.open({ store, clock, memoryBytes: 64 * 1024 * 1024, maxValueBytes: 1024 * 1024, storeTimeoutMs: Infinity })
+  await engine.putMany(Array.from({ length: Number(keys ?? 1000) }, (_, k) => ({ key: `k${k}`, value: BODY, ttl: DEFAULT_TTL_SECONDS, tags: [] })))
   const app = Fastify({ logger: false, keepAliveTimeout: 5000 })
   // The node's admission with its defaults, as node.ts applies it per connection and per
   // request before a GET hit is answered: connection limits (node-wide, per IP), a typed
   // 400 without Host, draining, cross-site checks (Sec-Fetch-Site, Host naming the node,
   // Origin), the rate limiter and the token when configured (off by default, checked as
   // node.ts checks them), the in-flight bound, request and error counters.
-  const o = resolveNodeOptions({ dataDir: dir })
-  const limiter = o.rateLimit > 0 ? new TokenBucketLimiter(systemClock, o.rateLimit, o.rateBurst) : undefined
+  const limiter = o.rateLimit > 0 ? new TokenBucketLimiter(clock, o.rateLimit, o.rateBurst) : undefined
   const token = o.authToken
   const byIp = new Map<string, number>()
   let connections = 0
@@ -97,7 +109,7 @@ if (kind === 'bare') {
     reply.raw.once('finish', () => inFlight--)
     done()
   })
-  const headersOf = (e: EntryView): Record<string, string> => ({ 'content-type': 'application/octet-stream', etag: formatEtag(e.version), [HEADER_TTL]: e.ttl === null ? TTL_NONE : String(e.ttl), 'x-stratacache-node': 'bench' })
+  const headersOf = (e: EntryView): Record<string, string> => ({ 'content-type': 'application/octet-stream', etag: formatEtag(e.version), 'x-ttl': e.ttl === null ? TTL_NONE : String(e.ttl), 'x-stratacache-node': 'bench' }) satisfies Record<'content-type' | 'etag' | typeof HEADER_TTL | 'x-stratacache-node', string>
   app.get('/v1/keys/:key', (req, reply) => {
     // The key as node.ts takes it: the raw path segment, validated and decoded.
     const key = parseKeySegment(req.url.slice('/v1/keys/'.length), o.maxKeyBytes)
