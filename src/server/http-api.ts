@@ -221,6 +221,20 @@ function route(path: string, maxKeyBytes: number): Route {
   throw new NotFoundError(`No route ${JSON.stringify(path.slice(0, 80))}`)
 }
 
+/**
+ * Whether a path segment is a key as it stands: printable ASCII without `%` (nothing to
+ * decode), within the key limit. Such a segment is what `parseKeySegment` would return
+ * (its UTF-8 length is its length, it has no surrogates); anything else goes through it.
+ */
+function isPlainSegment(segment: string, maxKeyBytes: number): boolean {
+  if (segment.length > maxKeyBytes) return false
+  for (let i = 0; i < segment.length; i++) {
+    const c = segment.charCodeAt(i)
+    if (c < 0x21 || c > 0x7e || c === 0x25) return false
+  }
+  return true
+}
+
 export class HttpApi {
   readonly #host: ApiHost
   readonly #limits: ApiLimits
@@ -249,10 +263,13 @@ export class HttpApi {
     const segment = url.slice(KEY_PREFIX.length)
     if (segment.length === 0 || segment.includes('/')) return undefined
     let key: string
-    try {
-      key = parseKeySegment(segment, this.#limits.maxKeyBytes)
-    } catch {
-      return undefined
+    if (isPlainSegment(segment, this.#limits.maxKeyBytes)) key = segment
+    else {
+      try {
+        key = parseKeySegment(segment, this.#limits.maxKeyBytes)
+      } catch {
+        return undefined
+      }
     }
     const e = this.#host.engine.getHeld(key)
     if (e === undefined) return undefined

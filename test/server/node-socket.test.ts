@@ -29,6 +29,31 @@ describe('node over sockets', () => {
     assert.equal(stats.store, 'lmdb')
   })
 
+  test('a GET hit answers a key sent as is (printable ASCII, no %) and percent-encoded alike, as the general path does', async () => {
+    const n = await start()
+    const chars = Array.from({ length: 0x7e - 0x21 + 1 }, (_, i) => String.fromCharCode(0x21 + i)).filter((c) => !'/?#%'.includes(c))
+    for (const c of chars) {
+      const key = `k${c}x`
+      const put = await send(n.url, 'PUT', `/v1/keys/${encodeURIComponent(key)}?ttl=none`, `value ${c}`)
+      assert.equal(put.status, 200, key)
+      const etag = put.headers.etag
+      const injected = await n.inject({ method: 'GET', url: `/v1/keys/${encodeURIComponent(key)}` })
+      assert.equal(injected.status, 200, key)
+      for (const path of [`/v1/keys/${key}`, `/v1/keys/${encodeURIComponent(key)}`]) {
+        const got = await send(n.url, 'GET', path)
+        assert.equal(got.status, 200, path)
+        assert.equal(got.body.toString(), `value ${c}`, path)
+        assert.equal(got.headers.etag, etag, path)
+        assert.equal(got.headers['x-ttl'], 'none', path)
+        assert.equal(got.headers['content-type'], injected.headers['content-type'], path)
+      }
+    }
+    // Past the key limit, sent as is: the general path's typed 413, as before.
+    const long = await send(n.url, 'GET', `/v1/keys/${'a'.repeat(1100)}`)
+    assert.equal(long.status, 413)
+    assert.equal(errorCode(long.body), 'ERR_TOO_LARGE')
+  })
+
   test('restart on the same data directory: everything stored reads back, versions keep increasing', async () => {
     const d = testbed.dir()
     const first = await startNode({ port: 0, logger: silentLogger, dataDir: d.path, disk: '64mb' })
