@@ -945,12 +945,17 @@ class Node implements NodeHandle {
     const body = typeof response.body === 'string' ? Buffer.from(response.body, 'utf8') : response.body
     // A flat [name, value, …] list (node:http takes it as is): no header object built per
     // answer (a spread then new keys is V8's slow path; decision 0360).
+    // Unread bodies and shutdown: do not keep a connection whose stream state is unknown.
+    const closing = close || !complete
     const headers: (string | number)[] = []
     const given = response.headers
-    for (const name in given) headers.push(name, given[name]!)
+    for (const name in given) {
+      // The names set below win over an answer's own (as the object spread let them).
+      if (name === 'content-length' || name === HEADER_NODE || (closing && name === 'connection')) continue
+      headers.push(name, given[name]!)
+    }
     headers.push('content-length', body.byteLength, HEADER_NODE, this.#id)
-    // Unread bodies and shutdown: do not keep a connection whose stream state is unknown.
-    if (close || !complete) headers.push('connection', 'close')
+    if (closing) headers.push('connection', 'close')
     res.writeHead(response.status, headers)
     res.end(body)
   }
