@@ -304,21 +304,16 @@ export class MemoryCache<K = string, V = unknown> {
       return false
     }
     if (ttl !== Infinity && this.#jitter !== 0) ttl *= 1 - this.#jitter * this.#random.next()
-    // The time, read once for the whole store (the old entry's deadline, the victim's, the
-    // new one's), and only when some deadline is involved: each read of the system clock
-    // costs a call and a shared-memory load, three of them per evicting set with a TTL.
-    let now = this.#deadline !== undefined || ttl !== Infinity || tti !== Infinity ? this.#clock.now() : 0
-    if (slot !== undefined && this.#expiredAt(slot, now)) {
+
+    if (slot !== undefined && this.#isExpired(slot)) {
       this.#remove(slot, 'expire')
       slot = undefined
-      // An 'expire' listener ran: time may have moved (an injected clock).
-      now = this.#clock.now()
     }
     const isNew = slot === undefined
     let recycled = false
     if (slot === undefined) {
       let fresh = -1
-      if (this.#recycles && this.#count >= this.maxEntries && !this.#listening && this.#attached === 0) fresh = this.#recycle(hash, now)
+      if (this.#recycles && this.#count >= this.maxEntries && !this.#listening && this.#attached === 0) fresh = this.#recycle(hash)
       recycled = fresh !== -1
       if (!recycled) {
         fresh = this.#allocate()
@@ -335,7 +330,7 @@ export class MemoryCache<K = string, V = unknown> {
       this.#sizes![slot] = size
       this.#bytes += size
     }
-    this.#setDeadline(slot, ttl, tti, now)
+    this.#setDeadline(slot, ttl, tti)
     if (onEvent !== undefined || signal !== undefined) this.#attach(slot, key, onEvent, signal)
     const weight = this.#weighByBytes ? size : 1
     if (recycled) this.#policy.onReuse(slot)
@@ -590,12 +585,6 @@ export class MemoryCache<K = string, V = unknown> {
     return deadline !== undefined && deadline[slot] !== NO_DEADLINE && deadline[slot] <= this.#clock.now()
   }
 
-  /** `#isExpired` at a time already read (`now`: any value while there are no deadlines). */
-  #expiredAt(slot: number, now: number): boolean {
-    const deadline = this.#deadline
-    return deadline !== undefined && deadline[slot] <= now
-  }
-
   #allocate(): number {
     const reused = this.#free.pop()
     if (reused !== undefined) return reused
@@ -621,8 +610,7 @@ export class MemoryCache<K = string, V = unknown> {
     this.#wheel?.grow(this.#capacity)
   }
 
-  /** `now`: the clock as #put read it (read when there is a deadline to set). */
-  #setDeadline(slot: number, ttl: number, tti: number, now: number): void {
+  #setDeadline(slot: number, ttl: number, tti: number): void {
     if (ttl === Infinity && tti === Infinity) {
       if (this.#deadline !== undefined && this.#deadline[slot] !== NO_DEADLINE) {
         this.#deadline[slot] = NO_DEADLINE
@@ -632,6 +620,7 @@ export class MemoryCache<K = string, V = unknown> {
       }
       return
     }
+    const now = this.#clock.now()
     if (this.#deadline === undefined) {
       this.#deadline = new Float64Array(this.#capacity).fill(NO_DEADLINE)
       this.#wheel = new ExpiryWheel(this.#sweepInterval, this.#capacity, now)
@@ -684,7 +673,7 @@ export class MemoryCache<K = string, V = unknown> {
    * linked where it was (the policy's onReuse places it). -1 when the policy cannot name that
    * entry cheaply (see EvictionPolicy.victimBeforeInsert).
    */
-  #recycle(hash: number, now: number): number {
+  #recycle(hash: number): number {
     const victim = this.#policy.victimBeforeInsert(hash)
     if (victim === -1) return -1
     this.#index.remove(victim)
@@ -693,7 +682,7 @@ export class MemoryCache<K = string, V = unknown> {
     // with a TTL ran 5-7% slower (paired).
     const deadline = this.#deadline
     if (deadline !== undefined && deadline[victim] !== NO_DEADLINE) {
-      if (deadline[victim] <= now) this.#expired++
+      if (deadline[victim] <= this.#clock.now()) this.#expired++
       else this.#evicted++
       deadline[victim] = NO_DEADLINE
       this.#wheel!.unschedule(victim)
