@@ -83,6 +83,8 @@ export class Cache<V = unknown> {
   /** Counters moved by the writer and the computation as well. */
   readonly #counts: FacadeCounts = { staleHits: 0, factoryCalls: 0, factoryErrors: 0, factoryTimeouts: 0, refreshes: 0 }
   #closed = false
+  /** No second tier and no bus: an explicit `set` is complete once L1 holds the value. */
+  readonly #l1Alone: boolean
   /** The last per-call `ttl` of each type that differed from the defaults, and what it resolved to (see #resolve). */
   #lastTtlString = ''
   #lastStringResolved: Resolved<V> | undefined
@@ -138,6 +140,7 @@ export class Cache<V = unknown> {
         },
       })
     } else this.#bus = undefined
+    this.#l1Alone = this.#l2 === undefined && this.#bus === undefined
     // With L2 or a bus, origins also become tags, so notices reach other tiers (origin-tags.ts).
     const originTags = this.#l2 !== undefined || this.#bus !== undefined
     const isClosed = (): boolean => this.#closed
@@ -363,7 +366,13 @@ export class Cache<V = unknown> {
       this.#checkKey(key)
       // The writer skips undefined (a factory's "absent": not cached); an explicit set of it is a mistake.
       if (value === undefined) throw new InvalidValueError(`Cannot store undefined under ${JSON.stringify(key)}: it means "absent" (store null, or delete the key)`)
-      const written = this.#writer.store(key, value, options === undefined ? this.#defaults : this.#resolve(options), EXPLICIT_SET)
+      const o = options === undefined ? this.#defaults : this.#resolve(options)
+      // L1 alone, and nothing beyond the engine's TTL and TTI: the writer's short path.
+      if (o.bare && this.#l1Alone) {
+        this.#writer.storeBare(key, value, o)
+        return DONE
+      }
+      const written = this.#writer.store(key, value, o, EXPLICIT_SET)
       // L1 only, no bus: done now (one shared settled promise, nothing allocated).
       if (written === undefined && this.#bus === undefined) return DONE
       return this.#announceSet(key, written)

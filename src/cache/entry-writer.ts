@@ -221,6 +221,18 @@ export class EntryWriter<V> {
   }
 
   /**
+   * `store` of an explicit value whose options are `bare` into L1 alone (no second tier):
+   * what `store` does then, without its general steps (no tags, origins, envelope or L2 to
+   * consider), so the same effect: the bare value under the options' TTL and TTI, and the
+   * key's old origins forgotten once origins are in use.
+   */
+  storeBare(key: string, value: V, o: Resolved<V>): void {
+    this.#l1.setMs(key, value, o.ttl, o.tti)
+    this.#afterWrite()
+    if (this.#origins.used) this.#origins.assign(key, undefined)
+  }
+
+  /**
    * After a write to L1: an eviction means memory pressure, so the tag trie may shed idle
    * nodes too (it throttles itself). Polled here rather than by an 'evict' listener, which
    * would make the engine build an event per eviction and give up recycling slots.

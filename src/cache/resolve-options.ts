@@ -29,6 +29,12 @@ export interface Resolved<V> {
   lockWait: number
   /** Validated descriptors, or a function of the value (validated when called). */
   origins: readonly OriginDescriptor[] | ((value: V) => unknown) | undefined
+  /**
+   * True when an entry written with these options needs nothing beyond the engine's TTL and
+   * TTI (no tags, origins, grace or refresh-ahead): in L1 it is stored bare, and an explicit
+   * `set` of it into L1 alone takes the writer's short path (EntryWriter#storeBare).
+   */
+  bare: boolean
   /** Internal: keys whose L2 record was read an instant ago (getOrSetMany's batch read). */
   l2Checked?: ReadonlySet<string>
 }
@@ -62,15 +68,20 @@ export function resolveOptions<V>(options: EntryOptions<V>, defaults: Resolved<V
   const signed = (options as Signed)[TAG_SIG]
   const origins = options.origins === undefined ? d?.origins : typeof options.origins === 'function' ? options.origins : descriptorList(options.origins, `${prefix}origins`)
   const tagPart = signed ?? (options.tags === undefined && d !== undefined ? d.tagPart : tagSignature(tags))
+  // Origins are part of the definition: without them the signature is the tags' alone.
+  const tagSig = origins === undefined ? tagPart : options.origins === undefined && d !== undefined && tagPart === d.tagPart ? d.tagSig : tagPart + originSignature(origins)
+  // Validated in this order (ttl, tti, grace, then the rest): the first bad one is reported.
+  const ttl = options.ttl === undefined ? (d?.ttl ?? DEFAULT_TTL) : positive(toMs(options.ttl, `${prefix}ttl`), `${prefix}ttl`)
+  const tti = options.tti === undefined ? (d?.tti ?? Infinity) : positive(toMs(options.tti, `${prefix}tti`), `${prefix}tti`)
+  const grace = options.grace === undefined ? (d?.grace ?? 0) : toMs(options.grace, `${prefix}grace`)
   return {
     origins,
     tagPart,
-    // Origins are part of the definition: without them the signature is the tags' alone.
-    tagSig: origins === undefined ? tagPart : options.origins === undefined && d !== undefined && tagPart === d.tagPart ? d.tagSig : tagPart + originSignature(origins),
-    ttl: options.ttl === undefined ? (d?.ttl ?? DEFAULT_TTL) : positive(toMs(options.ttl, `${prefix}ttl`), `${prefix}ttl`),
-    tti: options.tti === undefined ? (d?.tti ?? Infinity) : positive(toMs(options.tti, `${prefix}tti`), `${prefix}tti`),
+    tagSig,
+    ttl,
+    tti,
     tags,
-    grace: options.grace === undefined ? (d?.grace ?? 0) : toMs(options.grace, `${prefix}grace`),
+    grace,
     graceBackoff: options.graceBackoff === undefined ? (d?.graceBackoff ?? 1000) : positive(toMs(options.graceBackoff, `${prefix}graceBackoff`), `${prefix}graceBackoff`),
     soft,
     hard,
@@ -79,6 +90,7 @@ export function resolveOptions<V>(options: EntryOptions<V>, defaults: Resolved<V
     signal: options.signal,
     lockLease: options.lock?.lease === undefined ? (d?.lockLease ?? 10_000) : positive(toMs(options.lock.lease, `${prefix}lock.lease`), `${prefix}lock.lease`),
     lockWait: options.lock?.wait === undefined ? (d?.lockWait ?? 5_000) : toMs(options.lock.wait, `${prefix}lock.wait`),
+    bare: tags === undefined && origins === undefined && tagSig === '' && grace === 0 && refreshAhead === 0,
   }
 }
 

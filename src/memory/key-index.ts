@@ -72,9 +72,9 @@ export class KeyIndex<K> {
     return this.#probe(key, hashKey(key, this.#seed))
   }
 
-  /** The hash this index files `key` under (hashKey with its seed). */
+  /** The hash this index files `key` under (hashKey with its seed; a string straight to hashString, as in `find`). */
   hash(key: K): number {
-    return hashKey(key, this.#seed)
+    return typeof key === 'string' ? hashString(key, this.#seed) : hashKey(key, this.#seed)
   }
 
   /** As `find`, with the key's hash already computed. */

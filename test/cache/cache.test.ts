@@ -636,6 +636,27 @@ describe('per-call options resolved once (P11)', () => {
     await assert.rejects(cache.set('k', 2), (e: unknown) => isCacheError(e, 'ERR_CLOSED'))
   })
 
+  test('set with nothing beyond TTL and TTI (L1 alone): exact TTL and TTI, and it replaces an entry that had tags', async () => {
+    const { cache, clock } = make<string>()
+    await cache.set('a', 'tagged', { tags: ['t'] })
+    await cache.set('a', 'plain', { ttl: '1m' })
+    await cache.invalidateTags(['t'])
+    assert.equal(await cache.get('a'), 'plain', 'the plain value does not depend on the old tags')
+    await cache.set('b', 'idle', { tti: '10s' })
+    clock.advance(59_999)
+    assert.equal(await cache.peek('a'), 'plain')
+    assert.equal(await cache.peek('b'), undefined, 'idle for 10 s')
+    clock.advance(1)
+    assert.equal(await cache.peek('a'), undefined, 'expired at its TTL, no grace')
+    await cache.set('c', 'v', { ttl: 1000, grace: 0 })
+    clock.advance(999)
+    assert.equal(await cache.get('c'), 'v')
+    clock.advance(1)
+    assert.equal(await cache.get('c'), undefined)
+    assert.deepEqual(cache.stats().evictions, { expire: 3, evict: 0, erase: 0, flush: 0 })
+    await cache.close()
+  })
+
   test('evictions still let the tag trie shed idle nodes (memory pressure), without an evict listener', async () => {
     const { cache, clock } = make<number>({ memory: { maxEntries: 10 }, tags: { pruneAge: '1s', pruneInterval: '1h' } })
     for (let i = 0; i < 10; i++) await cache.set(`k${i}`, i, { tags: [`t:${i}`] })

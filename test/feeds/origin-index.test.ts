@@ -202,6 +202,22 @@ describe('cache origins and feeds', () => {
     assert.equal(feed.closed, 1, 'closing the cache closes its feeds')
   })
 
+  test('L1 alone: a plain set over a key written with origins forgets them (a notice for them leaves the new value)', async () => {
+    const cache = createCache<string>({ clock: new ManualClock() })
+    const feed = new TestFeed()
+    await cache.attachFeed(feed)
+    await cache.set('user:42', 'old', { origins: { db: 'accounts', type: 'user', id: '42' } })
+    await cache.set('user:42', 'new', { ttl: '1h' })
+    await cache.set('user:7', 'u7', { origins: { db: 'accounts', type: 'user', id: '7' } })
+    await cache.set('user:7', 'u7b')
+    feed.send('doc.accounts.user.42')
+    feed.send('doc.accounts.user.7')
+    assert.equal(feed.stats().erased, 0, 'neither key depends on its old origins any more')
+    assert.equal(await cache.peek('user:42'), 'new')
+    assert.equal(await cache.peek('user:7'), 'u7b')
+    await cache.close()
+  })
+
   test('with a bus: a process that read the entry from L2 (no origins there) drops it too', async () => {
     const settle = async (): Promise<void> => {
       for (let i = 0; i < 10; i++) await new Promise((resolve) => setImmediate(resolve))
