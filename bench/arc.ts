@@ -24,8 +24,11 @@ const T2 = 2
 const B1 = 3
 const B2 = 4
 
-/** Number of hits ARC with room for `c` pages achieves on `trace` (dense ids, each < `keySpace`). */
-export function arcHits(trace: ArrayLike<number>, c: number, keySpace?: number): number {
+/**
+ * Number of hits ARC with room for `c` pages achieves on `trace` (dense ids, each < `keySpace`).
+ * With `hitAt`, also sets hitAt[i] to 1 for every request i that hit (bench/hit-ratio-check.ts).
+ */
+export function arcHits(trace: ArrayLike<number>, c: number, keySpace?: number, hitAt?: Uint8Array): number {
   if (!Number.isInteger(c) || c < 1) throw new RangeError(`arcHits: c must be a positive integer, got ${c}`)
   let space = keySpace ?? 0
   if (keySpace === undefined) for (let i = 0; i < trace.length; i++) if (trace[i] >= space) space = trace[i] + 1
@@ -78,6 +81,7 @@ export function arcHits(trace: ArrayLike<number>, c: number, keySpace?: number):
     if (l === T1 || l === T2) {
       // Case I: a cache hit; x becomes the MRU page of T2.
       hits++
+      if (hitAt !== undefined) hitAt[i] = 1
       moveMru(T2, x)
     } else if (l === B1) {
       // Case II: a ghost hit in B1: T1 deserved more room.
