@@ -138,12 +138,18 @@ test('history under kills, pauses and a quorum loss is linearizable; minority lo
   try {
     const clients = Array.from({ length: CLIENTS }, (_, i) => client(i))
     await nemesis()
+    console.log(`# jepsen: nemesis done at ${now().toFixed(0)} ms (marks ${JSON.stringify(marks)})`)
     await sleep(Math.max(0, RUN_MS - now()))
     // On a loaded machine 12 s may complete too few operations to mean much: run on (healthy
     // cluster, same clients) until enough completed, up to three times as long.
     while (history.filter((op) => Number.isFinite(op.ret)).length < 2 * MIN_DONE && now() < 3 * RUN_MS) await sleep(200)
     stop = true
-    await Promise.all(clients)
+    console.log(`# jepsen: load stopped at ${now().toFixed(0)} ms, ${history.length} ops`)
+    // Each store call is bounded by the store's 1 s timeout, so the clients end within a few
+    // seconds of the stop; one that does not is a hung caller, reported as such (not a test timeout).
+    let hung: ReturnType<typeof setTimeout> | undefined
+    await Promise.race([Promise.all(clients), new Promise((_, reject) => (hung = setTimeout(() => reject(new Error('a store call did not return within 10 s of the stop: a caller hung')), 10_000)))])
+    clearTimeout(hung)
   } finally {
     stop = true
     for (const m of cluster.members) m.resume()
@@ -162,7 +168,9 @@ test('history under kills, pauses and a quorum loss is linearizable; minority lo
   assert.equal(writesIn(quorumLost + 1_200, quorumBack), 0, 'no write succeeds without a quorum')
   assert.equal(done.filter((op) => op.input.f === 'read' && op.call >= quorumLost + 1_200 && op.ret <= quorumBack).length, 0, 'no linearizable read answers without a quorum')
   assert.ok(failedTyped > 0, 'the outage shows as typed failures')
+  const checkStarted = performance.now()
   const result = checkLinearizable(fencedRegisterModel, history)
+  console.log(`# jepsen: checked in ${(performance.now() - checkStarted).toFixed(0)} ms`)
   const unknown = history.length - done.length
   if (!result.ok) {
     // The failing key's history (time order), the nemesis marks and etcd's own log of the key, kept for diagnosis.
