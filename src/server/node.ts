@@ -314,6 +314,8 @@ class Node implements NodeHandle {
   /** Guarded body reads in progress, watched by one timer (#bodyTimer) for their deadlines. */
   readonly #bodyReads = new Set<BodyRead>()
   #bodyTimer: TimerHandle | undefined
+  /** When #bodyTimer fires (clock time). */
+  #bodyTimerAt = 0
   readonly #bodyGuard: BodyGuard
   #connections = 0
   #onIdle: (() => void) | undefined
@@ -348,7 +350,14 @@ class Node implements NodeHandle {
       },
       watch: (read) => {
         this.#bodyReads.add(read)
-        if (this.#bodyTimer === undefined) this.#armBodyTimer(Math.max(1, this.#bodyMsLeft(read)))
+        // A read begun now may be due before the time the timer waits for: an earlier read
+        // can have earned a far deadline with its bytes.
+        const left = Math.max(1, this.#bodyMsLeft(read))
+        if (this.#bodyTimer !== undefined) {
+          if (this.options.clock.now() + left >= this.#bodyTimerAt) return
+          this.options.clock.clearTimeout(this.#bodyTimer)
+        }
+        this.#armBodyTimer(left)
       },
       unwatch: (read) => {
         // The timer stays armed: it fires, finds nothing due and re-arms only while reads remain.
@@ -827,11 +836,13 @@ class Node implements NodeHandle {
 
   /**
    * One timer for the deadlines of all body reads (instead of one per body, set and
-   * cleared per request): reads begin in deadline order and only move their own deadline
-   * later, so the timer is armed for the earliest and, when it fires, cuts the reads past
-   * theirs and re-arms for the next one. Unref'd; cleared at shutdown.
+   * cleared per request): reads only move their own deadline later, so the timer is armed
+   * for the earliest (a read that begins due sooner re-arms it, see `watch`) and, when it
+   * fires, cuts the reads past theirs and re-arms for the next one. Unref'd; cleared at
+   * shutdown.
    */
   #armBodyTimer(ms: number): void {
+    this.#bodyTimerAt = this.options.clock.now() + ms
     this.#bodyTimer = this.options.clock.setTimeout(() => {
       this.#bodyTimer = undefined
       let next = Infinity

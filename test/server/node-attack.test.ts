@@ -146,6 +146,23 @@ describe('node under attack: slow uploads (item 10)', () => {
     assert.equal(n.stats().node.bufferedBodyBytes, 0)
     assert.equal(n.stats().node.receiving, 0)
   })
+
+  test('one node-wide body timer: a body begun while the timer waits for a far deadline (earned by bytes) is still cut at its own', async () => {
+    const n = await start({ bodyTimeout: '300ms', minBodyRate: '1kb', requestTimeout: '30s' })
+    // 10,000 bytes at once earn ~9.8 s at 1 kb/s: once the timer first fires (300 ms), it re-arms that far.
+    const big = await raw(n)
+    big.socket.write(`PUT /v1/keys/big HTTP/1.1\r\nHost: ${n.host}:${n.port}\r\nContent-Length: 20000\r\nConnection: close\r\n\r\n${'x'.repeat(10_000)}`)
+    await sleep(500)
+    big.socket.write('x'.repeat(10_000))
+    assert.equal(statusOf(await big.received), 200)
+    const c = await raw(n)
+    const t0 = Date.now()
+    c.socket.write(`PUT /v1/keys/stalled HTTP/1.1\r\nHost: ${n.host}:${n.port}\r\nContent-Length: 100\r\nConnection: close\r\n\r\nabc`)
+    const reply = await c.received
+    assert.equal(statusOf(reply), 408, reply)
+    assert.ok(Date.now() - t0 < 3000, `cut at about its own bodyTimeout, not the earlier body's: ${Date.now() - t0} ms`)
+    assert.equal(n.stats().node.receiving, 0)
+  })
 })
 
 describe('node under attack: the body byte budget (item 14)', () => {
