@@ -29,6 +29,13 @@
  *   insert paths; a hit does no extra work. Caffeine's hill climber on the sampled hit rate
  *   was measured first and lost up to 6 points at mid sizes on the ARC traces (the hit rate
  *   of those traces moves with phases far more than with the window; see the record).
+ * - Ghost admission (ARC's B1 rule, decision 0380): a key that returns while a window ghost
+ *   (seen once, evicted without reuse) is marked seen twice (PROMOTED) in the window, so when
+ *   evicted later it is a main ghost; and when it reaches the window's cold end it is admitted
+ *   even if the victim's estimate is not below its own, while the window ghosts are at least
+ *   as many as the main ones (what is being lost is mostly keys seen once: recency is
+ *   paying). Frequency alone refused such keys on P3 at 262,144 entries: cold victims still
+ *   counted at 15 from earlier phases vetoed keys reused 200k-600k requests apart.
  *
  * How it stays cheaper per hit than an exact LRU (the hot path of a read-mostly cache):
  * - Recency inside the window and protected segments is kept as CLOCK (second chance)
@@ -64,7 +71,10 @@ const NONE = 3
 const SEG = 3
 /** Read since the entry last reached the warm end of its segment (CLOCK's reference bit). */
 const REF = 4
-/** Promoted to protected since its insert (ARC's T2: seen twice while cached). Kept across moves. */
+/**
+ * Promoted to protected since its insert (ARC's T2: seen twice while cached), or, in the
+ * window, inserted on its return as a window ghost (ARC's B1 hit). Kept across moves.
+ */
 const PROMOTED = 8
 /** The bits a move rewrites: the segment and the reference bit. */
 const PLACE = SEG | REF
@@ -154,7 +164,8 @@ export class TinyLfuPolicy implements EvictionPolicy {
     if (this.#weight !== undefined) this.#weight[slot] = weight
     this.#flags[slot] = NONE | (this.#count(hash) << FREQ_SHIFT)
     this.#linkHead(WINDOW, slot)
-    this.#learn(hash, weight)
+    // A window ghost's return is the key's second use: seen twice, as ARC's B1 hit (#admit).
+    if (this.#learn(hash, weight)) this.#flags[slot] |= PROMOTED
     // A window the ghost rule shrank gives one more entry to probation per insert, so it
     // drains at the pace of the misses (victim() alone would hold it at its size).
     if (this.#weights[WINDOW] > this.#windowMax + weight) {
@@ -306,11 +317,11 @@ export class TinyLfuPolicy implements EvictionPolicy {
   /**
    * A miss on `hash` (about to be inserted, of `weight`): if the key is a ghost, ARC's rule
    * moves the split towards the side that evicted it, by `weight` times the larger of 1 and
-   * the other side's ghosts over this side's.
+   * the other side's ghosts over this side's. Returns true when the key was a window ghost.
    */
-  #learn(hash: number, weight: number): void {
+  #learn(hash: number, weight: number): boolean {
     const i = this.#ghostCell(hash)
-    if (i === -1) return
+    if (i === -1) return false
     const ghosts = this.#ghosts
     const cell = ghosts[i]
     ghosts[i] = 0
@@ -326,6 +337,7 @@ export class TinyLfuPolicy implements EvictionPolicy {
     const hi = Math.max(1, this.#maximum * MAX_WINDOW)
     this.#windowTarget = Math.min(hi, Math.max(1, this.#windowTarget))
     this.#setWindow(this.#windowTarget)
+    return (cell & GHOST_WHERE) === GHOST_WINDOW
   }
 
   /** The index of the ghost cell holding `hash`, or -1 when the key is not a ghost. */
@@ -378,11 +390,19 @@ export class TinyLfuPolicy implements EvictionPolicy {
     return this.#weight === undefined ? 1 : this.#weight[slot]
   }
 
+  /**
+   * Whether the window's `candidate` takes the place of probation's `victim`: it is estimated
+   * more frequent, or it came back as a window ghost (PROMOTED in the window) while window
+   * ghosts are at least as many as main ones (ghost admission, decision 0380), or it wins the
+   * hash-flooding defence's draw.
+   */
   #admit(candidate: number, victim: number): boolean {
-    const c = this.#flags[candidate] >>> FREQ_SHIFT
+    const f = this.#flags[candidate]
+    const c = f >>> FREQ_SHIFT
     const v = this.#sketch.frequency(this.#hashOf(victim))
     this.#victimFrequency = v
     if (c > v) return true
+    if ((f & PROMOTED) !== 0 && this.#windowGhosts >= this.#mainGhosts) return true
     return c >= HASHDOS_THRESHOLD && this.#random.next() < 1 / 128
   }
 
