@@ -53,10 +53,18 @@ export interface SystemClockOptions {
   ticker?: boolean
 }
 
-class SystemClock implements Clock {
-  #last = 0
-  /** Shared cell written by the ticker; 0 while it has not written or is parked. */
-  #shared: Float64Array | undefined
+/** The cell of a clock whose ticker is not running (never written). */
+const STOPPED = new Float64Array(1)
+
+export class SystemClock implements Clock {
+  /**
+   * Internal, read by the engine's hit path (MemoryCache#get), which inlines `now()` by hand:
+   * the ticker's cell ([0]: its latest `Date.now()`, 0 while it parks; STOPPED while it is not
+   * running), and the latest time `now()` returned. A call to `now()` that V8 does not
+   * inline costs a frame and a boxed number per read (see docs/decisions/0385).
+   */
+  cell: Float64Array = STOPPED
+  last = 0
   #sleeper: Int32Array | undefined
   #started = false
   #lastWake = 0
@@ -67,15 +75,9 @@ class SystemClock implements Clock {
   }
 
   now(): number {
-    const shared = this.#shared
-    let t: number
-    if (shared !== undefined && shared[0] !== 0) {
-      t = shared[0]
-    } else {
-      t = this.#slowNow()
-    }
-    if (t > this.#last) this.#last = t
-    return this.#last
+    // Kept as MemoryCache#get inlines it: change both together.
+    const t = this.cell[0]
+    return t > this.last ? (this.last = t) : t !== 0 ? this.last : this.#slowNow()
   }
 
   /** Out of line: the ticker has not started, is parked, or is off. */
@@ -87,7 +89,8 @@ class SystemClock implements Clock {
       this.#lastWake = t
       Atomics.notify(this.#sleeper, 0)
     }
-    return t
+    if (t > this.last) this.last = t
+    return this.last
   }
 
   setTimeout(fn: () => void, ms: number, options?: TimerOptions): TimerHandle {
@@ -110,17 +113,17 @@ class SystemClock implements Clock {
       // its CommonJS source failed to load, silently: every read fell back to Date.now()).
       const worker = new Worker(TICKER_SOURCE, { eval: true, workerData: buffer, stdout: false, stderr: false, execArgv: [] })
       worker.unref()
-      this.#shared = new Float64Array(buffer, 0, 1)
+      this.cell = new Float64Array(buffer, 0, 1)
       this.#sleeper = new Int32Array(buffer, 8, 1)
       const fallBack = (): void => {
         // A dead ticker must not freeze time: go back to Date.now().
-        this.#shared = undefined
+        this.cell = STOPPED
         this.#sleeper = undefined
       }
       worker.on('error', fallBack)
       worker.on('exit', fallBack)
     } catch {
-      this.#shared = undefined
+      this.cell = STOPPED
       this.#sleeper = undefined
     }
   }

@@ -54,7 +54,8 @@ export function hashString(s: string, seed: number): number {
   return mix(a ^ Math.imul(b, 0x165667b1))
 }
 
-function mix(x: number): number {
+/** A constant, not a function declaration: V8 re-checks a module function's binding at every inlined call. */
+const mix = (x: number): number => {
   let h = Math.imul(x ^ (x >>> 16), 0x85ebca6b)
   h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35)
   return (h ^ (h >>> 16)) | 0

@@ -19,6 +19,7 @@ import {
   SeededRandom,
 } from '../../src/index.js'
 import { track } from '../../src/testing/index.js'
+import { createSystemClock, SystemClock } from '../../src/core/system-clock.js'
 
 const ALL_TYPES: readonly CacheEventType[] = ['store', 'expire', 'evict', 'erase', 'flush', 'timeout']
 
@@ -734,6 +735,30 @@ describe('time-to-live', () => {
     cache.set('a', 1)
     const t = cache.remainingTtl('a')
     assert.ok(t !== undefined && t > 0 && t <= 1000, `ttl ${t}`)
+  })
+
+  test('with the real clock, get reads the time as its now() does (get inlines that read): the ticker cell, monotonic when it steps back, Date.now() while it parks', () => {
+    // Drives the clock's internal cell (SystemClock.cell, written by the ticker thread) by hand.
+    const clock = createSystemClock({ ticker: false }) as SystemClock
+    const cell = new Float64Array([1_000_000])
+    clock.cell = cell
+    const cache = new MemoryCache<string, number>({ maxEntries: 10, clock })
+    cache.set('a', 1, { ttl: 100 }) // deadline 1_000_100
+    cache.set('b', 2, { ttl: 200 }) // 1_000_200
+    cache.set('c', 3, { ttl: 1000 }) // 1_001_000
+    cell[0] = 1_000_099
+    assert.equal(cache.get('a'), 1)
+    cell[0] = 1_000_100
+    assert.equal(cache.get('a'), undefined, 'expired at its deadline')
+    cell[0] = 1_000_250
+    assert.equal(cache.get('c'), 3)
+    cell[0] = 1_000_150 // the wall clock stepped back: time stands still at 1_000_250
+    assert.equal(cache.get('b'), undefined, 'b expired at 1_000_200, before the step back')
+    assert.equal(clock.now(), 1_000_250)
+    cell[0] = 0 // parked: the read falls back to Date.now(), far past every deadline here
+    assert.equal(cache.get('c'), undefined)
+    assert.ok(clock.now() >= Date.now() - 1000)
+    cache.close()
   })
 })
 
