@@ -268,12 +268,9 @@ export class Cache<V = unknown> {
       (options.lock === undefined || options.lock === d.lock) &&
       options.signal === undefined
     ) {
+      // Off the hit path: straight to the memo (#resolve checks the last TTL first).
       const ttl = options.ttl
-      if (ttl === undefined) return this.#defaults
-      if (typeof ttl === 'string') {
-        if (ttl === this.#lastTtlString) return this.#lastStringResolved as Resolved<V>
-      } else if (ttl === this.#lastTtlNumber) return this.#lastNumberResolved as Resolved<V>
-      return this.#ttlResolved(ttl)
+      return ttl === undefined ? this.#defaults : this.#ttlResolved(ttl)
     }
     return resolveOptions(options, this.#defaults, '')
   }
