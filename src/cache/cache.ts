@@ -39,6 +39,7 @@ import { type BatchResult, MissingBatch } from './missing-batch.js'
 import { OriginLink } from './origin-link.js'
 import { releaseStore, retainStore } from './store-users.js'
 import { type Resolved, resolveOptions, type Signed, TAG_SIG, tagSignature } from './resolve-options.js'
+import { OptionsMemo } from './options-memo.js'
 import type { AttachFeedOptions } from '../feeds/feed-attachment.js'
 import type { ChangeFeed } from '../feeds/types.js'
 import { getOrSetChannel, type GetOrSetTrace, isTraced, traceAsync } from '../core/tracing.js'
@@ -92,6 +93,8 @@ export class Cache<V = unknown> {
   #lastNumberResolved: Resolved<V> | undefined
   /** More such TTLs (an application uses a handful): resolved once each, up to TTL_MEMO. */
   readonly #ttlMemo = new Map<unknown, Resolved<V>>()
+  /** Other per-call option shapes (`{ ttl, tags }`, `{ ttl, grace }`...), resolved once each (options-memo.ts). */
+  readonly #optionsMemo: OptionsMemo<V>
   /** `options.defaults` as given, to recognise per-call fields that repeat them. */
   readonly #given: Omit<EntryOptions, 'signal'>
   /** `options.namespace` (default 'cache'), named in trace contexts (core/tracing.ts). */
@@ -112,6 +115,7 @@ export class Cache<V = unknown> {
     this.#tags = new TagTrie({ clock: this.#clock, ...options.tags })
     this.#defaults = resolveOptions<V>(options.defaults ?? {}, undefined, 'defaults.')
     this.#given = { ...options.defaults }
+    this.#optionsMemo = new OptionsMemo<V>(this.#defaults)
     this.#namespace = typeof options.namespace === 'string' ? options.namespace : 'cache'
     const maxKeyLength = options.maxKeyLength ?? 1024
     if (!Number.isSafeInteger(maxKeyLength) || maxKeyLength < 1) throw new InvalidOptionsError('maxKeyLength', `expected a positive integer, got ${String(maxKeyLength)}`)
@@ -272,7 +276,7 @@ export class Cache<V = unknown> {
       const ttl = options.ttl
       return ttl === undefined ? this.#defaults : this.#ttlResolved(ttl)
     }
-    return resolveOptions(options, this.#defaults, '')
+    return this.#optionsMemo.resolve(options)
   }
 
   /** A TTL other than the last one of its type: the defaults' own, or resolved once and kept. */
