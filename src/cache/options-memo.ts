@@ -7,8 +7,9 @@
  *
  * Only options whose fields are plain values (ttl, tti, grace, graceBackoff, refreshAhead,
  * strategy) and tags (an array, or a function compared by identity) are kept; origins, a
- * timeout, lock timings, a signal, or a wrap's signed tags go to resolveOptions per call as
- * before. A kept shape holds its own copy of the tags array: the caller may reuse or change
+ * timeout, lock timings or a signal go to resolveOptions per call as before. `wrap` passes a
+ * new tags function per call (it closes over the call's arguments) with the signature of the
+ * user's function (TAG_SIG): a kept shape with that signature answers it with `tags` replaced. A kept shape holds its own copy of the tags array: the caller may reuse or change
  * its array after the call.
  *
  * Tags that change per call (`tags: ['user:' + id]`, the other common shape) cannot be
@@ -33,6 +34,8 @@ interface Kept<V> {
   strategy: Strategy | undefined
   /** A private copy of an array, the function itself, or undefined. */
   tags: TagsOption<unknown> | undefined
+  /** The signature wrap passes with its per-call tags function (TAG_SIG), or undefined. */
+  signed: string | undefined
   resolved: Resolved<V>
 }
 
@@ -48,12 +51,13 @@ export class OptionsMemo<V> {
   /** The resolution of `options` (an object), from the memo when a kept shape equals it. */
   resolve(options: EntryOptions<V>): Resolved<V> {
     const tags = options.tags
+    const signed = (options as Signed)[TAG_SIG]
     if (
       options.origins !== undefined ||
       options.timeout !== undefined ||
       options.lock !== undefined ||
       options.signal !== undefined ||
-      (options as Signed)[TAG_SIG] !== undefined ||
+      (signed !== undefined && typeof tags !== 'function') ||
       (tags !== undefined && typeof tags !== 'function' && !Array.isArray(tags))
     ) {
       return resolveOptions(options, this.#defaults, '')
@@ -66,13 +70,16 @@ export class OptionsMemo<V> {
         k.grace === options.grace &&
         k.graceBackoff === options.graceBackoff &&
         k.refreshAhead === options.refreshAhead &&
-        k.strategy === options.strategy
+        k.strategy === options.strategy &&
+        k.signed === signed
       ) {
         if (sameTags(k.tags, tags)) return k.resolved
-        if (Array.isArray(tags) && Array.isArray(k.tags)) sameRest = k
+        if (signed !== undefined || (Array.isArray(tags) && Array.isArray(k.tags))) sameRest = k
       }
     }
     if (sameRest !== undefined && sameRest.resolved.origins === undefined) {
+      // wrap's per-call tags function under the signature of the user's: only `tags` differs.
+      if (signed !== undefined) return { ...sameRest.resolved, tags: tags as TagsOption<V> }
       // Same fields, other tags (checked as resolveOptions checks them: an array).
       const sig = tagSignature(tags)
       return { ...sameRest.resolved, tags: tags as TagsOption<V>, tagPart: sig, tagSig: sig, bare: false }
@@ -88,6 +95,7 @@ export class OptionsMemo<V> {
       refreshAhead: options.refreshAhead,
       strategy: options.strategy,
       tags: copy as TagsOption<unknown> | undefined,
+      signed,
       resolved,
     }
     if (this.#kept.length < MEMO_SIZE) this.#kept.push(kept)

@@ -691,6 +691,38 @@ describe('per-call options resolved once (P11)', () => {
     assert.deepEqual(await cache.getOrSet('k', () => ({ org: 3 }), { ttl: '1h', tags: byOrg }), { org: 3 })
   })
 
+  test('wrap: tags computed per call from arguments and result, fixed tags, and bad options refused per call', async () => {
+    const { cache } = make<{ id: number; org: number }>()
+    let calls = 0
+    const load = cache.wrap(
+      async (id: number) => {
+        calls++
+        return { id, org: id % 3 }
+      },
+      { key: (id) => `u:${id}`, ttl: '1h', grace: '1m', tags: (id, user) => [`org:${user.org}`, `user:${id}`] },
+    )
+    for (let round = 0; round < 2; round++) for (let id = 0; id < 9; id++) assert.deepEqual(await load(id), { id, org: id % 3 })
+    assert.equal(calls, 9)
+    await cache.invalidateTags(['org:1'])
+    await cache.invalidateTags(['user:2'])
+    for (let id = 0; id < 9; id++) await load(id)
+    // org:1 is ids 1, 4, 7; user:2 is id 2.
+    assert.equal(calls, 13)
+
+    let fixedCalls = 0
+    const fixed = cache.wrap(async (id: number) => ({ id, org: ++fixedCalls }), { key: (id) => `f:${id}`, tags: ['fixed'] })
+    await fixed(1)
+    await fixed(2)
+    await fixed(1)
+    assert.equal(fixedCalls, 2)
+    await cache.invalidateTags(['fixed'])
+    await fixed(1)
+    assert.equal(fixedCalls, 3)
+
+    const bad = cache.wrap(async (id: number) => ({ id, org: 0 }), { key: (id) => `b:${id}`, ttl: -1 })
+    for (let i = 0; i < 2; i++) await assert.rejects(bad(i), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS'))
+  })
+
   test('set without L2 or bus resolves at once and stores before it returns', async () => {
     const { cache } = make<number>()
     const done = cache.set('k', 1, { ttl: '1m' })
