@@ -412,8 +412,9 @@ export class Cache<V = unknown> {
     await this.#bus?.deleted([key])
   }
 
-  /** Deletes `key` from both tiers; true when L1 held it. */
+  /** Deletes `key` from both tiers; true when L1 held it. After `close()`: `ERR_CLOSED`. */
   async delete(key: string): Promise<boolean> {
+    this.#checkOpen()
     this.#checkKey(key)
     const had = this.#l1.delete(key)
     try {
@@ -425,8 +426,9 @@ export class Cache<V = unknown> {
     return had
   }
 
-  /** Empties L1 and this cache's namespace in L2 (tag versions are kept). */
+  /** Empties L1 and this cache's namespace in L2 (tag versions are kept). After `close()`: `ERR_CLOSED`. */
   async clear(): Promise<void> {
+    this.#checkOpen()
     this.#l1.clear()
     try {
       if (this.#l2 !== undefined) await this.#l2.clear()
@@ -438,9 +440,10 @@ export class Cache<V = unknown> {
   /**
    * Invalidates every entry that depends on one of `tags` or on a tag below it.
    * `hard` (default): those entries are never served again. `soft`: they become stale,
-   * still usable as fail-safe fallbacks.
+   * still usable as fail-safe fallbacks. After `close()`: `ERR_CLOSED`.
    */
   async invalidateTags(tags: readonly string[], options?: { mode?: 'hard' | 'soft' }): Promise<void> {
+    this.#checkOpen()
     const mode = options?.mode ?? 'hard'
     if (mode !== 'hard' && mode !== 'soft') throw new InvalidOptionsError('mode', `expected 'hard' or 'soft', got ${JSON.stringify(mode)}`)
     if (!Array.isArray(tags)) throw new InvalidOptionsError('tags', 'expected an array of tags')

@@ -89,6 +89,26 @@ describe('getOrSet basics', () => {
     await assert.rejects(cache.set('a', 2), (e: unknown) => isCacheError(e, 'ERR_CLOSED'))
   })
 
+  test('close refuses the other writes too: delete, clear and invalidateTags reject with ERR_CLOSED and never reach the closed store', async () => {
+    // docs/guide/cache.md, close(): "later writes fail with ERR_CLOSED".
+    const store = memoryStore()
+    const { cache } = make<number>({ store })
+    const errors: string[] = []
+    cache.on('error', (e) => errors.push(e.error.code))
+    await cache.set('a', 1)
+    await cache.close()
+    await assert.rejects(cache.delete('a'), (e: unknown) => isCacheError(e, 'ERR_CLOSED'))
+    await assert.rejects(cache.clear(), (e: unknown) => isCacheError(e, 'ERR_CLOSED'))
+    await assert.rejects(cache.invalidateTags(['t']), (e: unknown) => isCacheError(e, 'ERR_CLOSED'))
+    assert.deepEqual(errors, [], 'nothing was sent to the closed store')
+    // L1 alone: the same answers.
+    const { cache: alone } = make<number>()
+    await alone.close()
+    await assert.rejects(alone.delete('a'), (e: unknown) => isCacheError(e, 'ERR_CLOSED'))
+    await assert.rejects(alone.clear(), (e: unknown) => isCacheError(e, 'ERR_CLOSED'))
+    await assert.rejects(alone.invalidateTags(['t']), (e: unknown) => isCacheError(e, 'ERR_CLOSED'))
+  })
+
   test('a getOrSet without options (the plain-hit path) checks, counts and falls back like any other', async () => {
     const { cache, clock } = make<unknown>({ defaults: { ttl: '1m' } })
     // Bad input is a rejection, never a synchronous throw.
