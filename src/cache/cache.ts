@@ -535,6 +535,7 @@ export class Cache<V = unknown> {
   ): Promise<Array<V | undefined>> {
     if (!Array.isArray(keys)) throw new InvalidOptionsError('keys', 'expected an array of keys')
     for (const key of keys) this.#checkKey(key)
+    if (typeof factory !== 'function') throw new InvalidOptionsError('factory', 'expected a function (missing keys) => values')
     this.#checkOpen()
     let o = options === undefined ? this.#defaults : this.#resolve(options)
     // Keys answered up front, from L1 or by the batch read from L2 (not through L1 afterwards:

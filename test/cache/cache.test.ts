@@ -509,6 +509,16 @@ describe('batch and wrap', () => {
     assert.equal(cache.stats().factoryErrors, 0, 'a key left out of the batch is not an error')
   })
 
+  test('getOrSetMany with a batch that is not a function rejects with ERR_INVALID_OPTIONS and starts nothing', async () => {
+    const { cache } = make<string>()
+    for (const batch of [undefined, null, 'load', {}]) {
+      await assert.rejects(cache.getOrSetMany(['a', 'b'], batch as never), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && /factory/.test(e.message))
+    }
+    assert.equal(cache.stats().factoryCalls, 0)
+    assert.equal(cache.stats().flightJoins, 0)
+    assert.equal(await cache.getOrSet('a', () => 'later'), 'later', 'no flight was left behind')
+  })
+
   test('getOrSetMany: a failing batch fails every missing key', async () => {
     const { cache } = make<string>()
     await assert.rejects(cache.getOrSetMany(['a', 'b'], () => Promise.reject(new Error('batch down'))), /batch down/)
