@@ -112,7 +112,10 @@ export class Cache<V = unknown> {
     this.#tags = new TagTrie({ clock: this.#clock, ...options.tags })
     this.#defaults = resolveOptions<V>(options.defaults ?? {}, undefined, 'defaults.')
     this.#given = { ...options.defaults }
-    this.#namespace = typeof options.namespace === 'string' ? options.namespace : 'cache'
+    const namespace = options.namespace ?? 'cache'
+    // Checked with or without a second tier or a bus: a bad one is refused before it is used.
+    if (typeof namespace !== 'string' || namespace.length === 0 || /[:#]/.test(namespace)) throw new InvalidOptionsError('namespace', 'expected a non-empty string without ":" or "#"')
+    this.#namespace = namespace
     const maxKeyLength = options.maxKeyLength ?? 1024
     if (!Number.isSafeInteger(maxKeyLength) || maxKeyLength < 1) throw new InvalidOptionsError('maxKeyLength', `expected a positive integer, got ${String(maxKeyLength)}`)
     this.#maxKeyLength = maxKeyLength
@@ -121,9 +124,7 @@ export class Cache<V = unknown> {
     this.#lock = tier.lock
     if (options.bus !== undefined) {
       if (!(options.bus instanceof Bus)) throw new InvalidOptionsError('bus', 'expected a Bus (memoryBus(), redisBus({ url }), createBus({ transport }))')
-      const namespace = options.namespace ?? 'cache'
-      if (typeof namespace !== 'string' || namespace.length === 0 || /[:#]/.test(namespace)) throw new InvalidOptionsError('namespace', 'expected a non-empty string without ":" or "#"')
-      this.#bus = new BusLink(options.bus, namespace, {
+      this.#bus = new BusLink(options.bus, this.#namespace, {
         deleteKeys: (keys) => {
           for (const k of keys) this.#l1.delete(k)
         },

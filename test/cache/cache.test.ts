@@ -109,6 +109,19 @@ describe('getOrSet basics', () => {
     await assert.rejects(alone.invalidateTags(['t']), (e: unknown) => isCacheError(e, 'ERR_CLOSED'))
   })
 
+  test('a bad namespace is ERR_INVALID_OPTIONS naming it, with or without a store or a bus', () => {
+    // docs/reference/options.md, namespace: "No `:` or `#`"; createCache: invalid options are ERR_INVALID_OPTIONS naming the option.
+    for (const namespace of ['a:b', 'a#b', '', 42]) {
+      for (const tiers of [{}, { store: memoryStore() }]) {
+        assert.throws(
+          () => createCache({ ...tiers, namespace: namespace as never }),
+          (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && (e as { option?: string }).option === 'namespace',
+          `namespace ${JSON.stringify(namespace)} with ${Object.keys(tiers).join(', ') || 'L1 alone'}`,
+        )
+      }
+    }
+  })
+
   test('a getOrSet without options (the plain-hit path) checks, counts and falls back like any other', async () => {
     const { cache, clock } = make<unknown>({ defaults: { ttl: '1m' } })
     // Bad input is a rejection, never a synchronous throw.
