@@ -111,6 +111,17 @@ export class Cache<V = unknown> {
     this.#flight = new SingleFlight<string, V>({ clock: this.#clock, timeout: options.flight?.timeout ?? '60s', detectRecursion: options.flight?.detectRecursion ?? true })
     this.#tags = new TagTrie({ clock: this.#clock, ...options.tags })
     this.#defaults = resolveOptions<V>(options.defaults ?? {}, undefined, 'defaults.')
+    // Fixed default tags are checked now, so a malformed one fails here and not every call.
+    const defaultTags = options.defaults?.tags
+    if (Array.isArray(defaultTags)) {
+      for (const tag of defaultTags) {
+        try {
+          this.#tags.validate(tag)
+        } catch (err) {
+          throw new InvalidOptionsError('defaults.tags', err instanceof Error ? err.message : String(err), { cause: err })
+        }
+      }
+    }
     this.#given = { ...options.defaults }
     const namespace = options.namespace ?? 'cache'
     // Checked with or without a second tier or a bus: a bad one is refused before it is used.

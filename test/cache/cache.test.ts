@@ -122,6 +122,19 @@ describe('getOrSet basics', () => {
     }
   })
 
+  test('a malformed tag in defaults.tags is refused by createCache (ERR_INVALID_OPTIONS naming defaults.tags), not by every later call', () => {
+    for (const tags of [[''], ['org::1'], ['ok', 42]]) {
+      assert.throws(
+        () => createCache({ defaults: { tags: tags as never } }),
+        (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && (e as { option?: string }).option === 'defaults.tags' && isCacheError((e as Error).cause, 'ERR_INVALID_TAG'),
+        JSON.stringify(tags),
+      )
+    }
+    // Well-formed defaults still construct, and a tag function is checked per call as before.
+    createCache({ defaults: { tags: ['org:1', 'all'] } })
+    createCache({ defaults: { tags: () => ['org:1'] } })
+  })
+
   test('a getOrSet without options (the plain-hit path) checks, counts and falls back like any other', async () => {
     const { cache, clock } = make<unknown>({ defaults: { ttl: '1m' } })
     // Bad input is a rejection, never a synchronous throw.
