@@ -381,7 +381,10 @@ export class Cache<V = unknown> {
     return undefined
   }
 
-  /** Like `get`, without counting a use (no recency or idle-time change). */
+  /**
+   * The fresh value of `key` in this process's L1, without counting a use (no recency or
+   * idle-time change). Unlike `get`, it never reads L2: undefined when only L2 holds it.
+   */
   async peek(key: string): Promise<V | undefined> {
     this.#checkKey(key)
     const hit = this.#bypassL1 ? undefined : this.#l1.peek(key)
@@ -390,6 +393,7 @@ export class Cache<V = unknown> {
     return this.#isFresh(key, env) ? env.value : undefined
   }
 
+  /** Whether `peek` finds a fresh value: this process's L1 only, L2 is not read. */
   async has(key: string): Promise<boolean> {
     return (await this.peek(key)) !== undefined
   }
