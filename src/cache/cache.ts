@@ -107,9 +107,9 @@ export class Cache<V = unknown> {
     if (options.ticker !== undefined && options.clock !== undefined) throw new InvalidOptionsError('ticker', 'applies to the default clock: pass createSystemClock({ ticker }) as clock instead')
     this.#clock = options.clock ?? (options.ticker === false ? noTickerClock() : systemClock)
     const memory = options.memory ?? { maxEntries: 10_000 }
-    this.#l1 = new MemoryCache<string, V | Envelope<V>>({ ...memory, clock: this.#clock, random: options.random ?? mathRandom })
-    this.#flight = new SingleFlight<string, V>({ clock: this.#clock, timeout: options.flight?.timeout ?? '60s', detectRecursion: options.flight?.detectRecursion ?? true })
-    this.#tags = new TagTrie({ clock: this.#clock, ...options.tags })
+    this.#l1 = nested('memory.', () => new MemoryCache<string, V | Envelope<V>>({ ...memory, clock: this.#clock, random: options.random ?? mathRandom }))
+    this.#flight = nested('flight.', () => new SingleFlight<string, V>({ clock: this.#clock, timeout: options.flight?.timeout ?? '60s', detectRecursion: options.flight?.detectRecursion ?? true }))
+    this.#tags = nested('tags.', () => new TagTrie({ clock: this.#clock, ...options.tags }))
     this.#defaults = resolveOptions<V>(options.defaults ?? {}, undefined, 'defaults.')
     // Fixed default tags are checked now, so a malformed one fails here and not every call.
     const defaultTags = options.defaults?.tags
@@ -698,6 +698,21 @@ export class Cache<V = unknown> {
 
   #checkOpen(): void {
     if (this.#closed) throw new ClosedError()
+  }
+}
+
+/**
+ * Builds a part from a nested group of options (`memory`, `flight`, `tags`), naming an
+ * invalid one by its path (`memory.maxEntries`, not `maxEntries`). `clock` and `random`
+ * are the cache's own top-level options, passed down: named as they are.
+ */
+function nested<T>(prefix: string, build: () => T): T {
+  try {
+    return build()
+  } catch (err) {
+    if (!(err instanceof InvalidOptionsError) || err.option === 'clock' || err.option === 'random') throw err
+    const detail = err.message.startsWith(`Invalid option "${err.option}": `) ? err.message.slice(`Invalid option "${err.option}": `.length) : err.message
+    throw new InvalidOptionsError(prefix + err.option, detail, { cause: err.cause })
   }
 }
 

@@ -135,6 +135,28 @@ describe('getOrSet basics', () => {
     createCache({ defaults: { tags: () => ['org:1'] } })
   })
 
+  test('an invalid nested option is named by its path: memory.*, flight.*, tags.* (clock and random stay top-level)', () => {
+    // InvalidOptionsError.option is "the dotted path of the offending option, e.g. `memory.maxEntries`".
+    const cases: Array<[CacheOptions, string]> = [
+      [{ memory: { maxEntries: -1 } }, 'memory.maxEntries'],
+      [{ memory: { maxEntries: 10, policy: 'arc' as never } }, 'memory.policy'],
+      [{ memory: { maxEntries: 10, sweepInterval: 'soon' as never } }, 'memory.sweepInterval'],
+      [{ memory: {} }, 'memory.maxEntries'],
+      [{ flight: { timeout: 'soon' as never } }, 'flight.timeout'],
+      [{ flight: { detectRecursion: 'yes' as never } }, 'flight.detectRecursion'],
+      [{ tags: { pruneAge: 'soon' as never } }, 'tags.pruneAge'],
+      [{ random: 5 as never }, 'random'],
+      [{ clock: 5 as never }, 'clock'],
+    ]
+    for (const [options, option] of cases) {
+      assert.throws(
+        () => createCache(options),
+        (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && (e as { option?: string }).option === option && e.message.includes(`"${option}"`),
+        option,
+      )
+    }
+  })
+
   test('a getOrSet without options (the plain-hit path) checks, counts and falls back like any other', async () => {
     const { cache, clock } = make<unknown>({ defaults: { ttl: '1m' } })
     // Bad input is a rejection, never a synchronous throw.
