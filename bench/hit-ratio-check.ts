@@ -5,6 +5,9 @@
  *   node dist/bench/hit-ratio-check.js                       every target (ARC traces + scan-mixed)
  *   node dist/bench/hit-ratio-check.js P3 262144             one trace and size
  *   node dist/bench/hit-ratio-check.js P3 262144 200000      ... and the hit ratio per 200,000 requests
+ *   node dist/bench/hit-ratio-check.js --dir DIR [OLTP,P2]    the same rule on other ARC traces (DIR/<name>.lis.zst;
+ *                                                            every one in DIR when no names), a check that the
+ *                                                            policy generalizes (decision 0395); no scan-mixed
  *
  * Targets: on each ARC trace in ../shared/traces at every size the ARC paper uses, tinylfu >=
  * max(LRU, ARC) - 0.5 points; on scan-mixed (the full bench's length), tinylfu >= LRU + 3.
@@ -15,7 +18,8 @@
 import { MemoryCache } from '../src/index.js'
 import { SeededRandom } from '../src/core/random.js'
 import { arcHits } from './arc.js'
-import { ARC_SIZES, ARC_TRACES, loadArcTrace } from './real-traces.js'
+import { readdirSync } from 'node:fs'
+import { ARC_TRACES, arcPaperSizes, defaultTraceDir, loadArcTrace } from './real-traces.js'
 import { scanMixedTrace } from './traces.js'
 
 const SCAN_MIXED_SIZES = [1_000, 4_000, 16_000, 64_000]
@@ -44,7 +48,17 @@ function keySpace(keys: Uint32Array): number {
   return n
 }
 
-const [onlyTrace, onlySize, phaseArg] = process.argv.slice(2)
+const heldOut = process.argv[2] === '--dir'
+const traceDir = heldOut ? (process.argv[3] ?? '.') : defaultTraceDir()
+const [onlyTrace, onlySize, phaseArg] = heldOut ? [undefined, undefined, undefined] : process.argv.slice(2)
+const traceNames: readonly string[] = !heldOut
+  ? ARC_TRACES
+  : process.argv[4] !== undefined
+    ? process.argv[4].split(',')
+    : readdirSync(traceDir)
+        .filter((f) => f.endsWith('.lis.zst'))
+        .map((f) => f.slice(0, -'.lis.zst'.length))
+        .sort()
 const phase = phaseArg === undefined ? 0 : Number(phaseArg)
 let allMet = true
 const report = (label: string, tinylfu: number, target: number, others: string): void => {
@@ -53,15 +67,15 @@ const report = (label: string, tinylfu: number, target: number, others: string):
   console.log(`${label.padEnd(22)} tinylfu ${tinylfu.toFixed(2).padStart(6)}  target ${target.toFixed(2).padStart(6)}  margin ${(tinylfu - target).toFixed(2).padStart(6)} ${met ? '   ' : 'NO '} ${others}`)
 }
 
-for (const name of ARC_TRACES) {
+for (const name of traceNames) {
   if (onlyTrace !== undefined && onlyTrace !== name && onlyTrace !== 'all') continue
-  const trace = loadArcTrace(name)
+  const trace = loadArcTrace(name, traceDir)
   if (trace === undefined) {
-    console.log(`${name}: not found in ../shared/traces, skipped`)
+    console.log(`${name}: not found in ${traceDir}, skipped`)
     continue
   }
   const space = keySpace(trace.keys)
-  for (const size of ARC_SIZES) {
+  for (const size of arcPaperSizes(name)) {
     if (onlySize !== undefined && Number(onlySize) !== size) continue
     const t = simulate('tinylfu', trace.keys, size)
     const l = simulate('lru', trace.keys, size)
@@ -78,7 +92,7 @@ for (const name of ARC_TRACES) {
     }
   }
 }
-if (onlyTrace === undefined || onlyTrace === 'scan-mixed' || onlyTrace === 'all') {
+if (!heldOut && (onlyTrace === undefined || onlyTrace === 'scan-mixed' || onlyTrace === 'all')) {
   const scan = scanMixedTrace({ length: 1_400_000 })
   for (const size of SCAN_MIXED_SIZES) {
     if (onlySize !== undefined && Number(onlySize) !== size) continue

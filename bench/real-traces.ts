@@ -23,6 +23,11 @@ export const ARC_CITATION = 'N. Megiddo and D. S. Modha, "ARC: A Self-Tuning, Lo
 export const ARC_TRACES = ['P3', 'P6'] as const
 export const ARC_SIZES = [1_024, 4_096, 16_384, 65_536, 262_144]
 
+/** The sizes the ARC paper reports for a trace: its own for OLTP (Table IV), ARC_SIZES for the P traces and others. */
+export function arcPaperSizes(name: string): readonly number[] {
+  return name === 'OLTP' ? [1_000, 2_000, 5_000, 10_000, 15_000] : ARC_SIZES
+}
+
 /** ../shared/traces relative to the repository root (bench/ is compiled to dist/bench/). */
 export function defaultTraceDir(): string {
   const here = fileURLToPath(new URL('.', import.meta.url))

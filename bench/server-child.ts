@@ -1,5 +1,5 @@
 // A server for the `server` bench suite, in its own process: `bare` (node:http returning a
-// fixed 100-byte body), `node` (a stratacache node with its defaults in the given
+// fixed 100-byte body; a PUT's body read and answered as the node answers, nothing stored), `node` (a stratacache node with its defaults in the given
 // directory), or `fastify` (fastify 5 serving the node's GET route: the same NodeEngine on
 // an LMDB store in the given directory, filled with the suite's keys by this process, the
 // same answer headers, and the node's per-request admission with its defaults — what the
@@ -36,9 +36,24 @@ process.on('message', (m) => {
 })
 
 if (kind === 'bare') {
-  const server = createServer((_req, res) => {
-    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': BODY.byteLength })
-    res.end(BODY)
+  let version = 0
+  let last = BODY
+  const server = createServer((req, res) => {
+    if (req.method !== 'PUT') {
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': BODY.byteLength })
+      res.end(BODY)
+      return
+    }
+    // A PUT's HTTP floor: the body read in full and an answer shaped as the node's (JSON with
+    // the version and TTL, etag and x-ttl), nothing stored.
+    const chunks: Buffer[] = []
+    req.on('data', (c: Buffer) => chunks.push(c))
+    req.on('end', () => {
+      last = Buffer.concat(chunks)
+      const body = JSON.stringify({ version: ++version, ttl: DEFAULT_TTL_SECONDS, bytes: last.byteLength })
+      res.writeHead(200, { 'content-type': 'application/json', etag: formatEtag(version), [HEADER_TTL]: String(DEFAULT_TTL_SECONDS), 'content-length': Buffer.byteLength(body) })
+      res.end(body)
+    })
   })
   server.keepAliveTimeout = 5000
   server.listen(0, '127.0.0.1', () => process.send?.({ port: (server.address() as AddressInfo).port }))

@@ -39,6 +39,7 @@ import { type BatchResult, MissingBatch } from './missing-batch.js'
 import { OriginLink } from './origin-link.js'
 import { releaseStore, retainStore } from './store-users.js'
 import { type Resolved, resolveOptions, type Signed, TAG_SIG, tagSignature } from './resolve-options.js'
+import { OptionsMemo } from './options-memo.js'
 import type { AttachFeedOptions } from '../feeds/feed-attachment.js'
 import type { ChangeFeed } from '../feeds/types.js'
 import { getOrSetChannel, type GetOrSetTrace, isTraced, traceAsync } from '../core/tracing.js'
@@ -92,6 +93,8 @@ export class Cache<V = unknown> {
   #lastNumberResolved: Resolved<V> | undefined
   /** More such TTLs (an application uses a handful): resolved once each, up to TTL_MEMO. */
   readonly #ttlMemo = new Map<unknown, Resolved<V>>()
+  /** Other per-call option shapes (`{ ttl, tags }`, `{ ttl, grace }`...), resolved once each (options-memo.ts). */
+  readonly #optionsMemo: OptionsMemo<V>
   /** `options.defaults` as given, to recognise per-call fields that repeat them. */
   readonly #given: Omit<EntryOptions, 'signal'>
   /** `options.namespace` (default 'cache'), named in trace contexts (core/tracing.ts). */
@@ -123,6 +126,7 @@ export class Cache<V = unknown> {
       }
     }
     this.#given = { ...options.defaults }
+    this.#optionsMemo = new OptionsMemo<V>(this.#defaults)
     const namespace = options.namespace ?? 'cache'
     // Checked with or without a second tier or a bus: a bad one is refused before it is used.
     if (typeof namespace !== 'string' || namespace.length === 0 || /[:#]/.test(namespace)) throw new InvalidOptionsError('namespace', 'expected a non-empty string without ":" or "#"')
@@ -284,7 +288,7 @@ export class Cache<V = unknown> {
       const ttl = options.ttl
       return ttl === undefined ? this.#defaults : this.#ttlResolved(ttl)
     }
-    return resolveOptions(options, this.#defaults, '')
+    return this.#optionsMemo.resolve(options)
   }
 
   /** A TTL other than the last one of its type: the defaults' own, or resolved once and kept. */

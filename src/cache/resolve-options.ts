@@ -104,15 +104,21 @@ const signatures = new WeakMap<object, string>()
 
 /**
  * A string identifying a tag definition: the tags themselves for a fixed list, the source
- * text of a tag function. Cached per array or function, so a definition reused across
- * calls costs one lookup, however many tags it has.
+ * text of a tag function. A function's is kept per function (its source is long, and one
+ * function serves many calls); a list's is joined per call: lists are mostly fresh literals,
+ * and keeping each in a WeakMap cost more than the join (an insert per call, and
+ * ephemeron work in every scavenge).
  */
 export function tagSignature(tags: unknown): string {
   if (tags === undefined) return ''
-  let sig = signatures.get(tags as object)
+  if (typeof tags !== 'function') {
+    const list = tags as readonly string[]
+    return list.length === 1 && typeof list[0] === 'string' ? list[0] : list.join(',')
+  }
+  let sig = signatures.get(tags)
   if (sig === undefined) {
-    sig = typeof tags === 'function' ? `fn:${String(tags)}` : (tags as readonly string[]).join(',')
-    signatures.set(tags as object, sig)
+    sig = `fn:${String(tags)}`
+    signatures.set(tags, sig)
   }
   return sig
 }

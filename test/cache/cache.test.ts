@@ -705,6 +705,70 @@ describe('per-call options resolved once (P11)', () => {
     assert.equal(await cache.getOrSet('k', () => 'v3', { tags: ['org:2'] }), 'v3')
   })
 
+  test('{ ttl, tags } literals per call: equal ones share a resolution, a changed array afterwards changes nothing kept', async () => {
+    const { cache } = make<string>()
+    const reused = ['team:1']
+    await cache.getOrSet('a', () => 'a1', { ttl: '1h', tags: reused })
+    // The caller reuses its array for another call site: what was kept must not follow it.
+    reused[0] = 'team:2'
+    await cache.getOrSet('b', () => 'b1', { ttl: '1h', tags: ['team:1'] })
+    await cache.getOrSet('c', () => 'c1', { ttl: '1h', tags: reused })
+    await cache.invalidateTags(['team:1'])
+    // a and b carry team:1, c carries team:2.
+    assert.equal(await cache.getOrSet('a', () => 'a2', { ttl: '1h', tags: ['team:1'] }), 'a2')
+    assert.equal(await cache.getOrSet('b', () => 'b2', { ttl: '1h', tags: ['team:1'] }), 'b2')
+    assert.equal(await cache.getOrSet('c', () => 'c2', { ttl: '1h', tags: ['team:2'] }), 'c1')
+    // Another tag definition is another entry (a miss), from the memo or not.
+    assert.equal(await cache.getOrSet('c', () => 'c3', { ttl: '1h', tags: ['team:1'] }), 'c3')
+  })
+
+  test('tags per key ({ tags: [`user:${id}`] }): each entry is tagged with its own, TTL and grace as given', async () => {
+    const { cache, clock } = make<string>()
+    for (const id of [1, 2, 3]) await cache.getOrSet(`u${id}`, () => `v${id}`, { ttl: '1s', grace: '1m', tags: [`user:${id}`] })
+    await cache.invalidateTags(['user:2'])
+    const again = (id: number, value: string): Promise<string> => cache.getOrSet(`u${id}`, () => value, { ttl: '1s', grace: '1m', tags: [`user:${id}`] })
+    assert.equal(await again(1, 'x'), 'v1')
+    assert.equal(await again(2, 'w2'), 'w2')
+    assert.equal(await again(3, 'x'), 'v3')
+    clock.advance(2000)
+    // Past the TTL, within grace: a failing factory serves the stale value.
+    assert.equal(await cache.getOrSet('u3', () => Promise.reject(new Error('down')), { ttl: '1s', grace: '1m', tags: ['user:3'] }), 'v3')
+    clock.advance(120_000)
+    await assert.rejects(cache.getOrSet('u3', () => Promise.reject(new Error('down')), { ttl: '1s', grace: '1m', tags: ['user:3'] }), /down/)
+  })
+
+  test('more option shapes than are kept, interleaved: each call keeps its own TTL, grace and tags', async () => {
+    const { cache, clock } = make<number>()
+    // 12 shapes (the memo keeps fewer), each used twice, in turn.
+    const shape = (i: number): EntryOptions<number> => ({ ttl: 1000 * (i + 1), grace: i % 2 === 0 ? '1m' : 0, tags: [`s:${i}`], strategy: 'stampede' })
+    for (let round = 0; round < 2; round++) for (let i = 0; i < 12; i++) await cache.getOrSet(`k${i}:${round}`, () => i, shape(i))
+    clock.advance(6500)
+    // TTLs of 1..6 s are over, 7..12 s are not.
+    for (let i = 0; i < 12; i++) assert.equal(await cache.get(`k${i}:1`), i >= 6 ? i : undefined, `k${i}`)
+    await cache.invalidateTags(['s:9'])
+    assert.equal(await cache.get('k9:0'), undefined)
+    assert.equal(await cache.get('k10:0'), 10)
+  })
+
+  test('bad fields beside tags are refused on every call and never kept', async () => {
+    const { cache } = make<number>()
+    for (let i = 0; i < 3; i++) {
+      await assert.rejects(cache.getOrSet('k', () => 1, { ttl: '1h', tags: ['a'], grace: 'later' as never }), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS'))
+      await assert.rejects(cache.getOrSet('k', () => 1, { ttl: '1h', tags: 'a' as never }), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS'))
+      await assert.rejects(cache.set('k', 1, { ttl: -5, tags: ['a'] }), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS'))
+    }
+    assert.equal(await cache.getOrSet('k', () => 7, { ttl: '1h', tags: ['a'] }), 7)
+  })
+
+  test('a tags function is one definition per function: the same function hits, another misses', async () => {
+    const { cache } = make<{ org: number }>()
+    const byOrg = (v: { org: number }): string[] => [`org:${v.org}`]
+    assert.deepEqual(await cache.getOrSet('k', () => ({ org: 1 }), { ttl: '1h', tags: byOrg }), { org: 1 })
+    assert.deepEqual(await cache.getOrSet('k', () => ({ org: 2 }), { ttl: '1h', tags: byOrg }), { org: 1 })
+    await cache.invalidateTags(['org:1'])
+    assert.deepEqual(await cache.getOrSet('k', () => ({ org: 3 }), { ttl: '1h', tags: byOrg }), { org: 3 })
+  })
+
   test('set without L2 or bus resolves at once and stores before it returns', async () => {
     const { cache } = make<number>()
     const done = cache.set('k', 1, { ttl: '1m' })
