@@ -110,13 +110,27 @@ export class Cache<V = unknown> {
     if (options.ticker !== undefined && options.clock !== undefined) throw new InvalidOptionsError('ticker', 'applies to the default clock: pass createSystemClock({ ticker }) as clock instead')
     this.#clock = options.clock ?? (options.ticker === false ? noTickerClock() : systemClock)
     const memory = options.memory ?? { maxEntries: 10_000 }
-    this.#l1 = new MemoryCache<string, V | Envelope<V>>({ ...memory, clock: this.#clock, random: options.random ?? mathRandom })
-    this.#flight = new SingleFlight<string, V>({ clock: this.#clock, timeout: options.flight?.timeout ?? '60s', detectRecursion: options.flight?.detectRecursion ?? true })
-    this.#tags = new TagTrie({ clock: this.#clock, ...options.tags })
+    this.#l1 = nested('memory.', () => new MemoryCache<string, V | Envelope<V>>({ ...memory, clock: this.#clock, random: options.random ?? mathRandom }))
+    this.#flight = nested('flight.', () => new SingleFlight<string, V>({ clock: this.#clock, timeout: options.flight?.timeout ?? '60s', detectRecursion: options.flight?.detectRecursion ?? true }))
+    this.#tags = nested('tags.', () => new TagTrie({ clock: this.#clock, ...options.tags }))
     this.#defaults = resolveOptions<V>(options.defaults ?? {}, undefined, 'defaults.')
+    // Fixed default tags are checked now, so a malformed one fails here and not every call.
+    const defaultTags = options.defaults?.tags
+    if (Array.isArray(defaultTags)) {
+      for (const tag of defaultTags) {
+        try {
+          this.#tags.validate(tag)
+        } catch (err) {
+          throw new InvalidOptionsError('defaults.tags', err instanceof Error ? err.message : String(err), { cause: err })
+        }
+      }
+    }
     this.#given = { ...options.defaults }
     this.#optionsMemo = new OptionsMemo<V>(this.#defaults)
-    this.#namespace = typeof options.namespace === 'string' ? options.namespace : 'cache'
+    const namespace = options.namespace ?? 'cache'
+    // Checked with or without a second tier or a bus: a bad one is refused before it is used.
+    if (typeof namespace !== 'string' || namespace.length === 0 || /[:#]/.test(namespace)) throw new InvalidOptionsError('namespace', 'expected a non-empty string without ":" or "#"')
+    this.#namespace = namespace
     const maxKeyLength = options.maxKeyLength ?? 1024
     if (!Number.isSafeInteger(maxKeyLength) || maxKeyLength < 1) throw new InvalidOptionsError('maxKeyLength', `expected a positive integer, got ${String(maxKeyLength)}`)
     this.#maxKeyLength = maxKeyLength
@@ -125,9 +139,7 @@ export class Cache<V = unknown> {
     this.#lock = tier.lock
     if (options.bus !== undefined) {
       if (!(options.bus instanceof Bus)) throw new InvalidOptionsError('bus', 'expected a Bus (memoryBus(), redisBus({ url }), createBus({ transport }))')
-      const namespace = options.namespace ?? 'cache'
-      if (typeof namespace !== 'string' || namespace.length === 0 || /[:#]/.test(namespace)) throw new InvalidOptionsError('namespace', 'expected a non-empty string without ":" or "#"')
-      this.#bus = new BusLink(options.bus, namespace, {
+      this.#bus = new BusLink(options.bus, this.#namespace, {
         deleteKeys: (keys) => {
           for (const k of keys) this.#l1.delete(k)
         },
@@ -373,7 +385,10 @@ export class Cache<V = unknown> {
     return undefined
   }
 
-  /** Like `get`, without counting a use (no recency or idle-time change). */
+  /**
+   * The fresh value of `key` in this process's L1, without counting a use (no recency or
+   * idle-time change). Unlike `get`, it never reads L2: undefined when only L2 holds it.
+   */
   async peek(key: string): Promise<V | undefined> {
     this.#checkKey(key)
     const hit = this.#bypassL1 ? undefined : this.#l1.peek(key)
@@ -382,6 +397,7 @@ export class Cache<V = unknown> {
     return this.#isFresh(key, env) ? env.value : undefined
   }
 
+  /** Whether `peek` finds a fresh value: this process's L1 only, L2 is not read. */
   async has(key: string): Promise<boolean> {
     return (await this.peek(key)) !== undefined
   }
@@ -416,8 +432,9 @@ export class Cache<V = unknown> {
     await this.#bus?.deleted([key])
   }
 
-  /** Deletes `key` from both tiers; true when L1 held it. */
+  /** Deletes `key` from both tiers; true when L1 held it. After `close()`: `ERR_CLOSED`. */
   async delete(key: string): Promise<boolean> {
+    this.#checkOpen()
     this.#checkKey(key)
     const had = this.#l1.delete(key)
     try {
@@ -429,8 +446,9 @@ export class Cache<V = unknown> {
     return had
   }
 
-  /** Empties L1 and this cache's namespace in L2 (tag versions are kept). */
+  /** Empties L1 and this cache's namespace in L2 (tag versions are kept). After `close()`: `ERR_CLOSED`. */
   async clear(): Promise<void> {
+    this.#checkOpen()
     this.#l1.clear()
     try {
       if (this.#l2 !== undefined) await this.#l2.clear()
@@ -442,9 +460,10 @@ export class Cache<V = unknown> {
   /**
    * Invalidates every entry that depends on one of `tags` or on a tag below it.
    * `hard` (default): those entries are never served again. `soft`: they become stale,
-   * still usable as fail-safe fallbacks.
+   * still usable as fail-safe fallbacks. After `close()`: `ERR_CLOSED`.
    */
   async invalidateTags(tags: readonly string[], options?: { mode?: 'hard' | 'soft' }): Promise<void> {
+    this.#checkOpen()
     const mode = options?.mode ?? 'hard'
     if (mode !== 'hard' && mode !== 'soft') throw new InvalidOptionsError('mode', `expected 'hard' or 'soft', got ${JSON.stringify(mode)}`)
     if (!Array.isArray(tags)) throw new InvalidOptionsError('tags', 'expected an array of tags')
@@ -543,6 +562,7 @@ export class Cache<V = unknown> {
   ): Promise<Array<V | undefined>> {
     if (!Array.isArray(keys)) throw new InvalidOptionsError('keys', 'expected an array of keys')
     for (const key of keys) this.#checkKey(key)
+    if (typeof factory !== 'function') throw new InvalidOptionsError('factory', 'expected a function (missing keys) => values')
     this.#checkOpen()
     let o = options === undefined ? this.#defaults : this.#resolve(options)
     // Keys answered up front, from L1 or by the batch read from L2 (not through L1 afterwards:
@@ -689,6 +709,21 @@ export class Cache<V = unknown> {
 
   #checkOpen(): void {
     if (this.#closed) throw new ClosedError()
+  }
+}
+
+/**
+ * Builds a part from a nested group of options (`memory`, `flight`, `tags`), naming an
+ * invalid one by its path (`memory.maxEntries`, not `maxEntries`). `clock` and `random`
+ * are the cache's own top-level options, passed down: named as they are.
+ */
+function nested<T>(prefix: string, build: () => T): T {
+  try {
+    return build()
+  } catch (err) {
+    if (!(err instanceof InvalidOptionsError) || err.option === 'clock' || err.option === 'random') throw err
+    const detail = err.message.startsWith(`Invalid option "${err.option}": `) ? err.message.slice(`Invalid option "${err.option}": `.length) : err.message
+    throw new InvalidOptionsError(prefix + err.option, detail, { cause: err.cause })
   }
 }
 

@@ -154,7 +154,7 @@ export interface CacheOptions {
   clock?: Clock
   /**
    * With the default clock: read the time from the process's ticker thread (one memory load
-   * per read, about 1 ms resolution; the thread parks after a second without reads) instead
+   * per read, about 1 ms resolution; the thread parks about 100 ms after the last read) instead
    * of `Date.now()` on every read. `false` never starts the thread: no idle wake-ups, and
    * every read of an entry with a TTL pays a `Date.now()` (tens of ns). Not with `clock`.
    * See docs/decisions/0230. @default true

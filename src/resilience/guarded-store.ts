@@ -161,6 +161,7 @@ export class GuardedStore {
     const maxQueue = options.writeQueue ?? 10_000
     if (!Number.isSafeInteger(maxQueue) || maxQueue < 0) throw new InvalidOptionsError(`${prefix}writeQueue`, `expected an integer >= 0, got ${String(maxQueue)}`)
     this.#maxQueue = maxQueue
+    if (options.strictWrites !== undefined && typeof options.strictWrites !== 'boolean') throw new InvalidOptionsError(`${prefix}strictWrites`, `expected a boolean, got ${typeof options.strictWrites}`)
     this.strictWrites = options.strictWrites === true
     this.breaker = new CircuitBreaker(clock, options.breaker, `${prefix}breaker.`)
     this.breaker.onChange = (state) => {

@@ -89,6 +89,74 @@ describe('getOrSet basics', () => {
     await assert.rejects(cache.set('a', 2), (e: unknown) => isCacheError(e, 'ERR_CLOSED'))
   })
 
+  test('close refuses the other writes too: delete, clear and invalidateTags reject with ERR_CLOSED and never reach the closed store', async () => {
+    // docs/guide/cache.md, close(): "later writes fail with ERR_CLOSED".
+    const store = memoryStore()
+    const { cache } = make<number>({ store })
+    const errors: string[] = []
+    cache.on('error', (e) => errors.push(e.error.code))
+    await cache.set('a', 1)
+    await cache.close()
+    await assert.rejects(cache.delete('a'), (e: unknown) => isCacheError(e, 'ERR_CLOSED'))
+    await assert.rejects(cache.clear(), (e: unknown) => isCacheError(e, 'ERR_CLOSED'))
+    await assert.rejects(cache.invalidateTags(['t']), (e: unknown) => isCacheError(e, 'ERR_CLOSED'))
+    assert.deepEqual(errors, [], 'nothing was sent to the closed store')
+    // L1 alone: the same answers.
+    const { cache: alone } = make<number>()
+    await alone.close()
+    await assert.rejects(alone.delete('a'), (e: unknown) => isCacheError(e, 'ERR_CLOSED'))
+    await assert.rejects(alone.clear(), (e: unknown) => isCacheError(e, 'ERR_CLOSED'))
+    await assert.rejects(alone.invalidateTags(['t']), (e: unknown) => isCacheError(e, 'ERR_CLOSED'))
+  })
+
+  test('a bad namespace is ERR_INVALID_OPTIONS naming it, with or without a store or a bus', () => {
+    // docs/reference/options.md, namespace: "No `:` or `#`"; createCache: invalid options are ERR_INVALID_OPTIONS naming the option.
+    for (const namespace of ['a:b', 'a#b', '', 42]) {
+      for (const tiers of [{}, { store: memoryStore() }]) {
+        assert.throws(
+          () => createCache({ ...tiers, namespace: namespace as never }),
+          (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && (e as { option?: string }).option === 'namespace',
+          `namespace ${JSON.stringify(namespace)} with ${Object.keys(tiers).join(', ') || 'L1 alone'}`,
+        )
+      }
+    }
+  })
+
+  test('a malformed tag in defaults.tags is refused by createCache (ERR_INVALID_OPTIONS naming defaults.tags), not by every later call', () => {
+    for (const tags of [[''], ['org::1'], ['ok', 42]]) {
+      assert.throws(
+        () => createCache({ defaults: { tags: tags as never } }),
+        (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && (e as { option?: string }).option === 'defaults.tags' && isCacheError((e as Error).cause, 'ERR_INVALID_TAG'),
+        JSON.stringify(tags),
+      )
+    }
+    // Well-formed defaults still construct, and a tag function is checked per call as before.
+    createCache({ defaults: { tags: ['org:1', 'all'] } })
+    createCache({ defaults: { tags: () => ['org:1'] } })
+  })
+
+  test('an invalid nested option is named by its path: memory.*, flight.*, tags.* (clock and random stay top-level)', () => {
+    // InvalidOptionsError.option is "the dotted path of the offending option, e.g. `memory.maxEntries`".
+    const cases: Array<[CacheOptions, string]> = [
+      [{ memory: { maxEntries: -1 } }, 'memory.maxEntries'],
+      [{ memory: { maxEntries: 10, policy: 'arc' as never } }, 'memory.policy'],
+      [{ memory: { maxEntries: 10, sweepInterval: 'soon' as never } }, 'memory.sweepInterval'],
+      [{ memory: {} }, 'memory.maxEntries'],
+      [{ flight: { timeout: 'soon' as never } }, 'flight.timeout'],
+      [{ flight: { detectRecursion: 'yes' as never } }, 'flight.detectRecursion'],
+      [{ tags: { pruneAge: 'soon' as never } }, 'tags.pruneAge'],
+      [{ random: 5 as never }, 'random'],
+      [{ clock: 5 as never }, 'clock'],
+    ]
+    for (const [options, option] of cases) {
+      assert.throws(
+        () => createCache(options),
+        (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && (e as { option?: string }).option === option && e.message.includes(`"${option}"`),
+        option,
+      )
+    }
+  })
+
   test('a getOrSet without options (the plain-hit path) checks, counts and falls back like any other', async () => {
     const { cache, clock } = make<unknown>({ defaults: { ttl: '1m' } })
     // Bad input is a rejection, never a synchronous throw.
@@ -487,6 +555,16 @@ describe('batch and wrap', () => {
     assert.deepEqual(obj, ['P', undefined])
     assert.equal(await cache.has('q'), false)
     assert.equal(cache.stats().factoryErrors, 0, 'a key left out of the batch is not an error')
+  })
+
+  test('getOrSetMany with a batch that is not a function rejects with ERR_INVALID_OPTIONS and starts nothing', async () => {
+    const { cache } = make<string>()
+    for (const batch of [undefined, null, 'load', {}]) {
+      await assert.rejects(cache.getOrSetMany(['a', 'b'], batch as never), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && /factory/.test(e.message))
+    }
+    assert.equal(cache.stats().factoryCalls, 0)
+    assert.equal(cache.stats().flightJoins, 0)
+    assert.equal(await cache.getOrSet('a', () => 'later'), 'later', 'no flight was left behind')
   })
 
   test('getOrSetMany: a failing batch fails every missing key', async () => {

@@ -297,6 +297,21 @@ describe('GuardedStore', () => {
     bad({ writeQueue: 1.5 }, 'l2.writeQueue')
     bad({ breaker: { successThreshold: 0 } }, 'l2.breaker.successThreshold')
   })
+
+  test('strictWrites must be a boolean: a string such as "true" is refused, not read as false', () => {
+    const clock = new ManualClock(0)
+    const raw = new FlakyStore(clock)
+    for (const strictWrites of ['true', 'yes', 1, null]) {
+      assert.throws(
+        () => new GuardedStore(raw, clock, new SeededRandom(1), { strictWrites: strictWrites as never }),
+        (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && e.message.includes('l2.strictWrites'),
+        JSON.stringify(strictWrites),
+      )
+    }
+    assert.equal(new GuardedStore(raw, clock, new SeededRandom(1), { strictWrites: true }).strictWrites, true)
+    assert.equal(new GuardedStore(raw, clock, new SeededRandom(1), { strictWrites: false }).strictWrites, false)
+    assert.equal(new GuardedStore(raw, clock, new SeededRandom(1), {}).strictWrites, false)
+  })
 })
 
 describe('GuardedStore with strictWrites', () => {
