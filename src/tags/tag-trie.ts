@@ -89,7 +89,9 @@
  * it, none is dropped except through a floor). Across processes, an invalidation is
  * ordered after a write iff its version is greater: true whenever the invalidating
  * process has seen the writer's version, or their clocks differ by less than the time
- * between the two — the stale bound is the clock skew between processes.
+ * between the two — the stale bound is the clock skew between processes. A local
+ * invalidation covers the rest of its millisecond (`#coverMillisecond`), so two processes
+ * writing and invalidating in the same millisecond do not tie below the write.
  *
  * Reads racing invalidations: take `v = trie.currentVersion()` before computing a value
  * and store `trie.snapshot(tags, v)`; an invalidation that lands while the value is being
@@ -99,7 +101,7 @@ import { randomInt } from 'node:crypto'
 import type { Clock, TimerHandle } from '../core/clock.js'
 import { type Duration, toMs } from '../core/duration.js'
 import { InvalidOptionsError } from '../core/errors.js'
-import { HybridLogicalClock, isVersion } from '../core/hlc.js'
+import { HybridLogicalClock, isVersion, msOfVersion, versionFromMs } from '../core/hlc.js'
 import { systemClock } from '../core/system-clock.js'
 import type { TagSnapshot } from './tag-snapshot.js'
 import { normalizeTags, TAG_SEPARATOR, validateTag } from './validate-tag.js'
@@ -332,10 +334,28 @@ export class TagTrie {
   invalidate(tag: string, mode: TagMode = 'hard'): number {
     validateTag(tag, true)
     checkMode(mode)
-    const version = this.#hlc.next()
+    const version = this.#coverMillisecond(this.#hlc.next())
     this.#apply(tag, version, mode)
     this.#invalidations++
     return version
+  }
+
+  /**
+   * A local invalidation's version, raised to the last counter value of its millisecond
+   * while this clock is not ahead of physical time (decision 0399): another process's clock
+   * gives a write in the same millisecond a counter that says nothing about real-time order,
+   * so a version drawn plainly could tie below such a write made before it, and L2 would go
+   * on serving the entry. Raised, it is above every write of that millisecond anywhere (a
+   * write made after it in real time may miss once: never a stale hit). The clock observes
+   * the raised version, so this process's later snapshots and invalidations exceed or equal
+   * it; a draw already ahead of physical time (a second invalidation in the same
+   * millisecond) is above that millisecond already and is kept as drawn, so the clock runs
+   * ahead by at most one millisecond's counters.
+   */
+  #coverMillisecond(drawn: number): number {
+    if (msOfVersion(drawn) > Math.floor(this.#clock.now())) return drawn
+    const raised = versionFromMs(msOfVersion(drawn) + 1) - 1
+    return this.#hlc.tryObserve(raised) ? raised : drawn
   }
 
   /**

@@ -248,6 +248,17 @@ describe('tags across processes (passive resync)', () => {
     assert.equal(await make<string>().getOrSet('user:1', () => 'never', { tags: ['org:1:user:1'] }), 'fresh1')
   })
 
+  test('an invalidation in the same millisecond as another process\'s write still keeps it from L2 (decision 0399)', async () => {
+    const { make } = world() // a frozen ManualClock: every step below is in one millisecond
+    const a = make<string>()
+    await a.getOrSet('user:1', () => 'alice', { tags: ['org:1:user:1'] })
+    await make<string>().invalidateTags(['org:1'])
+    const c = make<string>()
+    assert.equal(await c.getOrSet('user:1', () => 'fresh', { tags: ['org:1:user:1'] }), 'fresh')
+    // Written after C observed the invalidation, in the same millisecond: others accept it.
+    assert.equal(await make<string>().getOrSet('user:1', () => 'never', { tags: ['org:1:user:1'] }), 'fresh')
+  })
+
   test('an invalidation of a sibling does not touch the entry', async () => {
     const { make } = world()
     await make<string>().getOrSet('u', () => 'v', { tags: ['org:1:user:1'] })

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { type Clock, type Duration, isCacheError, ManualClock, type TagIndex, type TimerHandle, type TimerOptions } from '../../src/index.js'
-import { HybridLogicalClock, parseTagSnapshot, type TagSnapshot, TagTrie, versionFromMs } from '../../src/tags/index.js'
+import { HybridLogicalClock, msOfVersion, parseTagSnapshot, type TagSnapshot, TagTrie, versionFromMs } from '../../src/tags/index.js'
 import { floorBucket, MAX_FLOOR_BUCKETS, MIN_FLOOR_BUCKETS } from '../../src/tags/tag-trie.js'
 
 const isTagError = (e: unknown): boolean => isCacheError(e, 'ERR_INVALID_TAG')
@@ -200,6 +200,44 @@ describe('TagTrie: the O(1) fast path', () => {
 })
 
 describe('TagTrie: remote invalidations', () => {
+  test('an invalidation in the same millisecond as another trie\'s write is above it (decision 0399)', () => {
+    // Two processes (two tries, two hybrid clocks) in one millisecond: the write's counter
+    // says nothing about real time, so the invalidation must not tie below it.
+    const clock = new ManualClock(1_000_000)
+    const writer = new TagTrie({ clock })
+    const other = new TagTrie({ clock })
+    for (let i = 0; i < 5; i++) writer.snapshot(['x']) // the writer's counter moves on
+    writer.hybridClock.next()
+    writer.hybridClock.next()
+    const entry = writer.snapshot(['org:1:user:1'])
+    const version = other.invalidate('org:1')
+    assert.ok(version > entry.version, `${version} > ${entry.version}`)
+    assert.equal(msOfVersion(version), 1_000_000, 'within its own millisecond')
+    writer.observe('org:1', version)
+    assert.equal(writer.check(entry), 'invalid')
+    // A write after the invalidation was seen (same millisecond) is valid.
+    assert.equal(writer.check(writer.snapshot(['org:1:user:1'])), 'valid')
+    // So is one of the invalidating process itself, made after it.
+    assert.equal(other.check(other.snapshot(['org:1:user:2'])), 'valid')
+  })
+
+  test('invalidations in one millisecond stay unique and increasing, and run at most a millisecond\'s counters ahead', () => {
+    const { trie, clock } = make()
+    let last = 0
+    for (let i = 0; i < 5_000; i++) {
+      const entry = trie.snapshot(['t:1'])
+      const v = trie.invalidate('t')
+      assert.ok(v > last && v > entry.version, `${i}: ${v}`)
+      assert.equal(trie.check(entry), 'invalid')
+      last = v
+    }
+    // 5,000 draws at 2,048 per millisecond carry at most 3 milliseconds past the frozen clock.
+    assert.ok(msOfVersion(last) <= clock.now() + 3, `${msOfVersion(last)} vs ${clock.now()}`)
+    clock.advance(10)
+    const later = trie.invalidate('t')
+    assert.equal(msOfVersion(later), clock.now())
+  })
+
   test('observe applies with its version, idempotently; older versions are no-ops', () => {
     const { trie } = make()
     const s = trie.snapshot(['t:1'])
