@@ -127,6 +127,9 @@ export class Cache<V = unknown> {
     }
     this.#given = { ...options.defaults }
     this.#optionsMemo = new OptionsMemo<V>(this.#defaults)
+    // The last string TTL starts as a real one, resolved: left '', it matched a call's
+    // `ttl: ''` with nothing resolved for it (a TypeError instead of ERR_INVALID_OPTIONS).
+    this.#ttlResolved('5m')
     const namespace = options.namespace ?? 'cache'
     // Checked with or without a second tier or a bus: a bad one is refused before it is used.
     if (typeof namespace !== 'string' || namespace.length === 0 || /[:#]/.test(namespace)) throw new InvalidOptionsError('namespace', 'expected a non-empty string without ":" or "#"')

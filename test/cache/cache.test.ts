@@ -681,7 +681,7 @@ describe('per-call options resolved once (P11)', () => {
   test('a bad per-call TTL is refused even on a hit, and is never kept', async () => {
     const { cache } = make<number>()
     await cache.set('k', 1)
-    for (const ttl of [-1, 0, 'soon', '1s', -1] as never[]) {
+    for (const ttl of ['', -1, 0, 'soon', '1s', '', -1] as never[]) {
       if (ttl === '1s') {
         assert.equal(await cache.getOrSet('k', () => 2, { ttl }), 1)
         continue
