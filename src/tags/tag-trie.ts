@@ -90,7 +90,7 @@
  * ordered after a write iff its version is greater: true whenever the invalidating
  * process has seen the writer's version, or their clocks differ by less than the time
  * between the two — the stale bound is the clock skew between processes. A local
- * invalidation covers the rest of its millisecond (`#coverMillisecond`), so two processes
+ * invalidation covers the rest of its millisecond (`#invalidationVersion`), so two processes
  * writing and invalidating in the same millisecond do not tie below the write.
  *
  * Reads racing invalidations: take `v = trie.currentVersion()` before computing a value
@@ -101,7 +101,7 @@ import { randomInt } from 'node:crypto'
 import type { Clock, TimerHandle } from '../core/clock.js'
 import { type Duration, toMs } from '../core/duration.js'
 import { InvalidOptionsError } from '../core/errors.js'
-import { HybridLogicalClock, isVersion, msOfVersion, versionFromMs } from '../core/hlc.js'
+import { HybridLogicalClock, isVersion, versionFromMs } from '../core/hlc.js'
 import { systemClock } from '../core/system-clock.js'
 import type { TagSnapshot } from './tag-snapshot.js'
 import { normalizeTags, TAG_SEPARATOR, validateTag } from './validate-tag.js'
@@ -248,6 +248,9 @@ export class TagTrie {
   #slowChecks = 0
   #nodeVisits = 0
   #floorBuckets = 0
+  /** The largest version handed to a snapshot (or by currentVersion), and the last local invalidation's (#invalidationVersion). */
+  #handed = 0
+  #lastInvalidation = -1
 
   constructor(options: TagTrieOptions = {}) {
     if (options === null || typeof options !== 'object') throw new InvalidOptionsError('options', 'expected an object')
@@ -288,7 +291,9 @@ export class TagTrie {
    * and passed to `snapshot(tags, at)`, it closes the read/invalidate race.
    */
   currentVersion(): number {
-    return this.#hlc.now()
+    const v = this.#hlc.now()
+    if (v > this.#handed) this.#handed = v
+    return v
   }
 
   /**
@@ -301,10 +306,13 @@ export class TagTrie {
     const normalized = normalizeTags(tags, internal)
     if (at === undefined) {
       // Every version applied so far is <= now(): the entry is valid as of this change count.
-      return { tags: normalized, version: this.#hlc.now(), checkedAt: this.#changes, checkedBy: this.id }
+      const now = this.#hlc.now()
+      if (now > this.#handed) this.#handed = now
+      return { tags: normalized, version: now, checkedAt: this.#changes, checkedBy: this.id }
     }
     if (!isVersion(at)) throw new InvalidOptionsError('at', `expected a version (safe integer >= 0), got ${typeof at === 'number' ? String(at) : typeof at}`)
     const version = this.#observeClamped(at)
+    if (version > this.#handed) this.#handed = version
     // Something newer than `at` may already affect it: let the first check walk.
     const fresh = version >= this.#newest
     return { tags: normalized, version, checkedAt: fresh ? this.#changes : 0, checkedBy: fresh ? this.id : 0 }
@@ -334,28 +342,33 @@ export class TagTrie {
   invalidate(tag: string, mode: TagMode = 'hard'): number {
     validateTag(tag, true)
     checkMode(mode)
-    const version = this.#coverMillisecond(this.#hlc.next())
+    const version = this.#invalidationVersion()
     this.#apply(tag, version, mode)
     this.#invalidations++
     return version
   }
 
   /**
-   * A local invalidation's version, raised to the last counter value of its millisecond
-   * while this clock is not ahead of physical time (decision 0399): another process's clock
-   * gives a write in the same millisecond a counter that says nothing about real-time order,
-   * so a version drawn plainly could tie below such a write made before it, and L2 would go
-   * on serving the entry. Raised, it is above every write of that millisecond anywhere (a
-   * write made after it in real time may miss once: never a stale hit). The clock observes
-   * the raised version, so this process's later snapshots and invalidations exceed or equal
-   * it; a draw already ahead of physical time (a second invalidation in the same
-   * millisecond) is above that millisecond already and is kept as drawn, so the clock runs
-   * ahead by at most one millisecond's counters.
+   * A local invalidation's version (decision 0399). Another process's clock gives a write in
+   * the same millisecond a counter that says nothing about real-time order, so a version
+   * drawn plainly could tie below such a write made before it, and L2 would go on serving
+   * the entry. So the version is at least the last counter value of the current physical
+   * millisecond: above every write of that millisecond anywhere (a write made just after it
+   * in real time, by a process that has not seen it yet, misses once: never a stale hit).
+   * It is also above every version this trie handed to a snapshot (local order stays
+   * exact), and the clock observes it, so later snapshots here are at least it (a snapshot
+   * equal to an invalidation is valid: written after it). Invalidations with nothing handed
+   * out or seen in between share one version (a notice's several tags, a loop of
+   * `invalidateTags`): the clock runs ahead of physical time only by as many counters as
+   * snapshots taken between invalidations within one millisecond.
    */
-  #coverMillisecond(drawn: number): number {
-    if (msOfVersion(drawn) > Math.floor(this.#clock.now())) return drawn
-    const raised = versionFromMs(msOfVersion(drawn) + 1) - 1
-    return this.#hlc.tryObserve(raised) ? raised : drawn
+  #invalidationVersion(): number {
+    const last = this.#hlc.current()
+    const v = last === this.#lastInvalidation && this.#handed < last ? last : this.#hlc.next()
+    const end = versionFromMs(Math.floor(this.#clock.now()) + 1) - 1
+    const version = v < end && this.#hlc.tryObserve(end) ? end : v
+    this.#lastInvalidation = version
+    return version
   }
 
   /**
