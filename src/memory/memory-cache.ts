@@ -385,26 +385,31 @@ export class MemoryCache<K = string, V = unknown> {
    * nothing to report to anyone. Evicting first is unobservable, as nobody listens. The old
    * entry is counted as #remove would count it (expired if its deadline has passed); the clock
    * is read once, for that and the new deadline. Its wheel link is left for the new deadline
-   * to move (schedule unlinks first) or for #setDeadline to drop.
+   * to move (reschedule, schedule) or for #setDeadline to drop.
    */
   #reuse(slot: number, key: K, value: V, hash: number, ttl: number, tti: number): void {
     this.#index.replace(slot, key, hash)
     this.#values[slot] = value
     const deadline = this.#deadline
+    const old = deadline === undefined ? NO_DEADLINE : deadline[slot]
     let now = -Infinity
-    if (deadline !== undefined && deadline[slot] !== NO_DEADLINE) {
+    if (old !== NO_DEADLINE) {
       now = this.#now()
-      if (deadline[slot] <= now) this.#expired++
+      if (old <= now) this.#expired++
       else this.#evicted++
     } else {
       this.#evicted++
     }
     if (deadline !== undefined && ttl !== Infinity && tti === Infinity && this.#idle === undefined) {
-      // #setDeadline's common case (a TTL alone, arrays and wheel in place), with the read above.
+      // #setDeadline's common case (a TTL alone, arrays and wheel in place), with the read
+      // above. No idle time was ever used, so `old` is the deadline the slot is scheduled
+      // for (only reads that extend idle time change a deadline without the wheel): with
+      // one TTL the new deadline usually falls in the same tick, and the slot stays put.
       if (now === -Infinity) now = this.#now()
       const d = now + ttl
       deadline[slot] = d
-      this.#wheel!.schedule(slot, d)
+      if (old !== NO_DEADLINE) this.#wheel!.reschedule(slot, old, d)
+      else this.#wheel!.schedule(slot, d)
       if (this.#sweepTimer === undefined) this.#scheduleSweep()
     } else {
       this.#setDeadline(slot, ttl, tti)
