@@ -77,6 +77,24 @@ export class KeyIndex<K> {
     return typeof key === 'string' ? hashString(key, this.#seed) : hashKey(key, this.#seed)
   }
 
+  /** The hash of the key last given to `lookup`. */
+  lastHash = 0
+
+  /**
+   * `findHashed(key, hash(key))` in one call, leaving the hash in `lastHash` for the insert
+   * that usually follows (the engine's stores; decision 0396).
+   */
+  lookup(key: K): number {
+    if (typeof key === 'string') {
+      const hash = hashString(key, this.#seed)
+      this.lastHash = hash
+      return this.#probe(key, hash)
+    }
+    const hash = hashKey(key, this.#seed)
+    this.lastHash = hash
+    return isObject(key) ? this.#findObject(key) : this.#probe(key, hash)
+  }
+
   /** As `find`, with the key's hash already computed. */
   findHashed(key: K, hash: number): number {
     if (isObject(key)) return this.#findObject(key)
@@ -141,7 +159,7 @@ export class KeyIndex<K> {
    * then `insert(key, slot, hash)` in one call, for the engine's recycled slots (decision 0396).
    */
   replace(slot: number, key: K, hash: number): void {
-    if (this.#objects !== undefined || isObject(key)) {
+    if (this.#objects !== undefined || (typeof key !== 'string' && isObject(key))) {
       this.remove(slot)
       this.insert(key, slot, hash)
       return

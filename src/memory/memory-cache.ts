@@ -309,8 +309,8 @@ export class MemoryCache<K = string, V = unknown> {
   }
 
   #put(key: K, value: V, ttl: number, tti: number, size: number, signal: AbortSignal | undefined, onEvent: CacheListener<K, V> | undefined): boolean {
-    const hash = this.#index.hash(key)
-    const found = this.#index.findHashed(key, hash)
+    const found = this.#index.lookup(key)
+    const hash = this.#index.lastHash
     // A new key into a cache at its entry bound, where nothing observes the order of the steps
     // (nobody listening, no entry with extras, no extras for this one): the policy names the
     // entry the insert would evict, and the new entry takes its slot (#reuse). The size check

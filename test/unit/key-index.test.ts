@@ -123,6 +123,22 @@ describe('KeyIndex', () => {
     )
   })
 
+  test('lookup(key) is findHashed(key, hash(key)) and leaves that hash in lastHash, for keys of every kind', () => {
+    fc.assert(
+      fc.property(fc.integer(), fc.array(keyArb, { maxLength: 60 }), fc.array(keyArb, { maxLength: 30 }), (seed, held, probes) => {
+        const index = new KeyIndex<unknown>(64, seed)
+        let slot = 0
+        for (const k of held) if (index.find(k) === -1) index.insert(k, slot++, index.hash(k))
+        for (const k of [...probes, ...held]) {
+          const hash = index.hash(k)
+          assert.equal(index.lookup(k), index.findHashed(k, hash), String(k))
+          assert.equal(index.lastHash, hash, String(k))
+        }
+      }),
+      { numRuns: 200, seed: 0x3960 },
+    )
+  })
+
   test('replace in a long run of colliding hashes keeps every other key findable', () => {
     const index = new KeyIndex<string>(16, 0)
     const keys = Array.from({ length: 12 }, (_, i) => `c${i}`)
