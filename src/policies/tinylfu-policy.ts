@@ -509,8 +509,11 @@ const GHOST_WHERE = 3
 const GHOST_WINDOW = 1
 const GHOST_MAIN = 2
 
-/** The ghost cell of `hash` (remixed: the engine's key index uses the hash's low bits too). */
-function ghostCell(hash: number, mask: number): number {
+/**
+ * The ghost cell of `hash` (remixed: the engine's key index uses the hash's low bits too). A
+ * constant, not a function declaration, which V8 re-checks at every inlined call (0385, 0396).
+ */
+const ghostCell = (hash: number, mask: number): number => {
   const h = Math.imul(hash ^ 0x5bd1e995, 0x9e3779b1)
   return (h ^ (h >>> 16)) & mask
 }
