@@ -256,18 +256,18 @@ export class KeyIndex<K> {
   }
 }
 
-// The two helpers of the hot paths as constants, not function declarations: a module's
-// function declarations are mutable bindings, which V8 re-checks at every inlined call
-// (decisions 0385, 0396).
-
 /** Keys a `Map` finds by identity: objects and functions. */
-const isObject = (key: unknown): key is object => (typeof key === 'object' ? key !== null : typeof key === 'function')
+function isObject(key: unknown): key is object {
+  return typeof key === 'object' ? key !== null : typeof key === 'function'
+}
 
 /**
  * A cell: `slot + 1` in the bits of the mask (a table has at least twice as many cells as
  * slots, so it fits), the key's hash above them. Never 0, which marks an empty cell.
  */
-const cellOf = (hash: number, slot: number, mask: number): number => (hash & ~mask) | (slot + 1)
+function cellOf(hash: number, slot: number, mask: number): number {
+  return (hash & ~mask) | (slot + 1)
+}
 
 /** Cells for `capacity` slots: a power of two at least twice as many, so at most half full. */
 function cellsFor(capacity: number): number {
