@@ -312,17 +312,20 @@ export class MemoryCache<K = string, V = unknown> {
     const found = this.#index.lookup(key)
     const hash = this.#index.lastHash
     // A new key into a cache at its entry bound, where nothing observes the order of the steps
-    // (nobody listening, no entry with extras, no extras for this one): the policy names the
-    // entry the insert would evict, and the new entry takes its slot (#reuse). The size check
-    // cannot refuse it (a cache that recycles has no byte bound: size is 0).
-    if (found === -1 && this.#recycles && this.#count >= this.maxEntries && !this.#listening && this.#attached === 0 && signal === undefined && onEvent === undefined) {
+    // (nobody listening, no entry with extras): the policy names the entry the insert would
+    // evict, and the new entry takes its slot (#reuse), evicting first as #recycle did.
+    if (found === -1 && this.#recycles && this.#count >= this.maxEntries && !this.#listening && this.#attached === 0) {
+      if (size > this.maxEntrySize || signal?.aborted === true) return this.#store(key, value, hash, -1, ttl, tti, size, signal, onEvent, true)
       if (ttl !== Infinity && this.#jitter !== 0) ttl *= 1 - this.#jitter * this.#random.next()
       const victim = this.#policy.victimBeforeInsert(hash)
-      if (victim !== -1) {
-        this.#reuse(victim, key, value, hash, ttl, tti)
-        return true
+      if (victim === -1) return this.#store(key, value, hash, -1, ttl, tti, size, signal, onEvent, false)
+      this.#reuse(victim, key, value, hash, ttl, tti)
+      if (onEvent !== undefined || signal !== undefined) {
+        this.#attach(victim, key, onEvent, signal)
+        if (onEvent !== undefined) this.#emit('store', key, value, onEvent)
       }
-      return this.#store(key, value, hash, -1, ttl, tti, 0, undefined, undefined, false)
+      if (this.#waiters !== undefined) this.#wake(key, value)
+      return true
     }
     return this.#store(key, value, hash, found, ttl, tti, size, signal, onEvent, true)
   }
@@ -382,7 +385,7 @@ export class MemoryCache<K = string, V = unknown> {
   /**
    * The new entry takes `slot`, whose entry the policy evicted and already placed as the new
    * one (victimBeforeInsert): what removing that entry and storing the new one would do, with
-   * nothing to report to anyone. Evicting first is unobservable, as nobody listens. The old
+   * nothing to report to anyone (#put attaches the new entry's extras and wakes waiters). Evicting first is unobservable, as nobody listens. The old
    * entry is counted as #remove would count it (expired if its deadline has passed); the clock
    * is read once, for that and the new deadline. Its wheel link is left for the new deadline
    * to move (reschedule, schedule) or for #setDeadline to drop.
@@ -415,7 +418,6 @@ export class MemoryCache<K = string, V = unknown> {
       this.#setDeadline(slot, ttl, tti)
     }
     this.#stores++
-    if (this.#waiters !== undefined) this.#wake(key, value)
   }
 
   /** The clock's `now()`; the real clock's read inlined by hand, as in `get` (decision 0385). */
