@@ -84,7 +84,7 @@ export class MemoryCache<K = string, V = unknown> {
   readonly #waitTimeout: number
   readonly #sized: boolean
   readonly #weighByBytes: boolean
-  /** A cache bounded by entries alone: at its bound it may evict first and reuse the victim's slot (#recycle). */
+  /** A cache bounded by entries alone: at its bound it may evict first and reuse the victim's slot (#reuse). */
   readonly #recycles: boolean
 
   /** Key -> slot, and each slot's key and hash (see key-index.ts). */
@@ -313,7 +313,7 @@ export class MemoryCache<K = string, V = unknown> {
     const hash = this.#index.lastHash
     // A new key into a cache at its entry bound, where nothing observes the order of the steps
     // (nobody listening, no entry with extras): the policy names the entry the insert would
-    // evict, and the new entry takes its slot (#reuse), evicting first as #recycle did.
+    // evict, and the new entry takes its slot (#reuse), evicted before the new one is stored.
     if (found === -1 && this.#recycles && this.#count >= this.maxEntries && !this.#listening && this.#attached === 0) {
       if (size > this.maxEntrySize || signal?.aborted === true) return this.#store(key, value, hash, -1, ttl, tti, size, signal, onEvent, true)
       if (ttl !== Infinity && this.#jitter !== 0) ttl *= 1 - this.#jitter * this.#random.next()
@@ -385,10 +385,11 @@ export class MemoryCache<K = string, V = unknown> {
   /**
    * The new entry takes `slot`, whose entry the policy evicted and already placed as the new
    * one (victimBeforeInsert): what removing that entry and storing the new one would do, with
-   * nothing to report to anyone (#put attaches the new entry's extras and wakes waiters). Evicting first is unobservable, as nobody listens. The old
-   * entry is counted as #remove would count it (expired if its deadline has passed); the clock
-   * is read once, for that and the new deadline. Its wheel link is left for the new deadline
-   * to move (reschedule, schedule) or for #setDeadline to drop.
+   * nothing to report (#put then attaches the new entry's extras and wakes waiters). Evicting
+   * first is unobservable, as nobody listens. The old entry is counted as #remove would count
+   * it (expired if its deadline has passed); the clock is read once, for that and the new
+   * deadline. Its wheel link is left for the new deadline to move (reschedule, schedule) or
+   * for #setDeadline to drop (decision 0396).
    */
   #reuse(slot: number, key: K, value: V, hash: number, ttl: number, tti: number): void {
     this.#index.replace(slot, key, hash)

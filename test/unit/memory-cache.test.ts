@@ -1058,7 +1058,7 @@ describe('events', () => {
   })
 
   // A cache nobody listens to evicts before it inserts and reuses the victim's slot (see
-  // MemoryCache#recycle); an entry with extras must still be reported, and its extras must
+  // MemoryCache#reuse); an entry with extras must still be reported, and its extras must
   // not pass to the next entry in its slot.
   for (const policy of ['lru', 'tinylfu'] as const) {
     test(`${policy}: without cache listeners, per-entry onEvent and signals still see their entry evicted, once`, () => {
