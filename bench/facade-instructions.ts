@@ -14,7 +14,9 @@
  * Subjects: `ttl` (getOrSet(k, () => load(k), { ttl: '1h' })), `plain` (no options, TTL in
  * the defaults), `lru-cache` (fetch), `engine` (MemoryCache#get alone, TTL 1 h), `hash`
  * (hashString alone), `set` (set(k, 1, { ttl: '1h' }) awaited, distinct keys in turn past a 10,000-entry
- * bound: every set evicts) and `lru-set` (lru-cache's set, synchronous, same stream and bound).
+ * bound: every set evicts), `lru-set` (lru-cache's set, synchronous, same stream and bound), and
+ * `engine-set` / `engine-set-lru` (MemoryCache#set(k, 1) alone, default TTL 1 h, same stream and bound,
+ * tinylfu / lru: the set-evict suite's engine sets).
  */
 import { LRUCache } from 'lru-cache'
 import { createCache } from '../src/cache/cache.js'
@@ -52,6 +54,10 @@ function setup(): { c: unknown; call: string; sync: boolean } {
       return { c: createCache<number>({ memory: { maxEntries: SET_BOUND }, random: new SeededRandom(1) }), call: "(await c.set(k, 1, { ttl: '1h' }), 1)", sync: false }
     case 'lru-set':
       return { c: new LRUCache<string, number>({ max: SET_BOUND }), call: '(c.set(k, 1, { ttl: 3_600_000 }), 1)', sync: true }
+    case 'engine-set':
+      return { c: new MemoryCache<string, number>({ maxEntries: SET_BOUND, ttl: 3_600_000, random: new SeededRandom(1) }), call: '(c.set(k, 1), 1)', sync: true }
+    case 'engine-set-lru':
+      return { c: new MemoryCache<string, number>({ maxEntries: SET_BOUND, policy: 'lru', ttl: 3_600_000, random: new SeededRandom(1) }), call: '(c.set(k, 1), 1)', sync: true }
     default:
       throw new Error(`unknown subject ${subject}`)
   }
@@ -60,7 +66,7 @@ function setup(): { c: unknown; call: string; sync: boolean } {
 async function main(): Promise<void> {
   const names = Array.from({ length: KEYS }, (_, i) => `key:${i}`)
   // The set subjects write distinct keys in turn (every set past the bound evicts), as bench/facade.ts's set rows do.
-  const setting = subject === 'set' || subject === 'lru-set'
+  const setting = subject === 'set' || subject === 'lru-set' || subject.startsWith('engine-set')
   const stream = setting ? Array.from({ length: LENGTH }, (_, i) => names[i % KEYS] as string) : Array.from(zipfStream(KEYS, 0.99, LENGTH, 42), (i) => names[i] as string)
   const { c, call, sync } = setup()
   const body = `let sink = 0; for (let i = 0; i < stream.length; i++) { const k = stream[i]; sink += ${call} } return sink`

@@ -85,6 +85,23 @@ export class ExpiryWheel {
     this.#count++
   }
 
+  /**
+   * `schedule(slot, deadline)` for a slot this wheel holds for `previous` (its deadline when
+   * last scheduled): nothing moves when both fall in one tick, as when a slot is reused for a
+   * new entry with the same TTL moments later (decision 0396). Every slot held lies in a tick
+   * at or after the cursor, so the tick computed now for `previous` is the one it lies in.
+   */
+  reschedule(slot: number, previous: number, deadline: number): void {
+    if (this.#prev[slot] !== -1 && this.#tickOf(previous) === this.#tickOf(deadline)) return
+    this.schedule(slot, deadline)
+  }
+
+  /** The bucket `schedule` files `deadline` in now. */
+  #tickOf(deadline: number): number {
+    const bucket = Math.floor(deadline / this.#resolution) - this.#base
+    return bucket < this.#cursor ? this.#cursor : bucket > MAX_TICK ? MAX_TICK : bucket
+  }
+
   unschedule(slot: number): void {
     if (this.#prev[slot] !== -1) this.#unlink(slot)
   }

@@ -77,6 +77,24 @@ export class KeyIndex<K> {
     return typeof key === 'string' ? hashString(key, this.#seed) : hashKey(key, this.#seed)
   }
 
+  /** The hash of the key last given to `lookup`. */
+  lastHash = 0
+
+  /**
+   * `findHashed(key, hash(key))` in one call, leaving the hash in `lastHash` for the insert
+   * that usually follows (the engine's stores; decision 0396).
+   */
+  lookup(key: K): number {
+    if (typeof key === 'string') {
+      const hash = hashString(key, this.#seed)
+      this.lastHash = hash
+      return this.#probe(key, hash)
+    }
+    const hash = hashKey(key, this.#seed)
+    this.lastHash = hash
+    return isObject(key) ? this.#findObject(key) : this.#probe(key, hash)
+  }
+
   /** As `find`, with the key's hash already computed. */
   findHashed(key: K, hash: number): number {
     if (isObject(key)) return this.#findObject(key)
@@ -134,6 +152,39 @@ export class KeyIndex<K> {
       }
     }
     cells[i] = 0
+  }
+
+  /**
+   * Gives `slot` (which holds a key) to `key` (not held; `hash` is this.hash(key)): `remove(slot)`
+   * then `insert(key, slot, hash)` in one call, for the engine's recycled slots (decision 0396).
+   */
+  replace(slot: number, key: K, hash: number): void {
+    if (this.#objects !== undefined || (typeof key !== 'string' && isObject(key))) {
+      this.remove(slot)
+      this.insert(key, slot, hash)
+      return
+    }
+    const cells = this.#cells
+    const mask = this.#mask
+    const hashes = this.#hashes
+    // As remove: find the slot's cell, close the hole by backward shift (the old key's hash
+    // still in place, as the shift reads the hashes of the run).
+    let i = hashes[slot] & mask
+    while ((cells[i] & mask) !== slot + 1) i = (i + 1) & mask
+    for (let j = (i + 1) & mask; cells[j] !== 0; j = (j + 1) & mask) {
+      const home = hashes[(cells[j] & mask) - 1] & mask
+      if (((j - home) & mask) >= ((j - i) & mask)) {
+        cells[i] = cells[j]
+        i = j
+      }
+    }
+    cells[i] = 0
+    // As insert.
+    this.#keys[slot] = key
+    hashes[slot] = hash
+    let k = hash & mask
+    while (cells[k] !== 0) k = (k + 1) & mask
+    cells[k] = cellOf(hash, slot, mask)
   }
 
   // Object keys, out of line: the hot paths above stay small enough for V8 to inline.

@@ -84,7 +84,7 @@ export class MemoryCache<K = string, V = unknown> {
   readonly #waitTimeout: number
   readonly #sized: boolean
   readonly #weighByBytes: boolean
-  /** A cache bounded by entries alone: at its bound it may evict first and reuse the victim's slot (#recycle). */
+  /** A cache bounded by entries alone: at its bound it may evict first and reuse the victim's slot (#reuse). */
   readonly #recycles: boolean
 
   /** Key -> slot, and each slot's key and hash (see key-index.ts). */
@@ -309,31 +309,56 @@ export class MemoryCache<K = string, V = unknown> {
   }
 
   #put(key: K, value: V, ttl: number, tti: number, size: number, signal: AbortSignal | undefined, onEvent: CacheListener<K, V> | undefined): boolean {
-    const hash = this.#index.hash(key)
-    const found = this.#index.findHashed(key, hash)
+    const found = this.#index.lookup(key)
+    const hash = this.#index.lastHash
+    // A new key into a cache at its entry bound, where nothing observes the order of the steps
+    // (nobody listening, no entry with extras): the policy names the entry the insert would
+    // evict, and the new entry takes its slot (#reuse), evicted before the new one is stored.
+    if (found === -1 && this.#recycles && this.#count >= this.maxEntries && !this.#listening && this.#attached === 0) {
+      if (size > this.maxEntrySize || signal?.aborted === true) return this.#store(key, value, hash, -1, ttl, tti, size, signal, onEvent, true)
+      if (ttl !== Infinity && this.#jitter !== 0) ttl *= 1 - this.#jitter * this.#random.next()
+      const victim = this.#policy.victimBeforeInsert(hash)
+      if (victim === -1) return this.#store(key, value, hash, -1, ttl, tti, size, signal, onEvent, false)
+      this.#reuse(victim, key, value, hash, ttl, tti)
+      if (onEvent !== undefined || signal !== undefined) {
+        this.#attach(victim, key, onEvent, signal)
+        if (onEvent !== undefined) this.#emit('store', key, value, onEvent)
+      }
+      if (this.#waiters !== undefined) this.#wake(key, value)
+      return true
+    }
+    return this.#store(key, value, hash, found, ttl, tti, size, signal, onEvent, true)
+  }
+
+  /** #put of anything but a recycled slot; `jitter`: the TTL is still to be jittered. */
+  #store(
+    key: K,
+    value: V,
+    hash: number,
+    found: number,
+    ttl: number,
+    tti: number,
+    size: number,
+    signal: AbortSignal | undefined,
+    onEvent: CacheListener<K, V> | undefined,
+    jitter: boolean,
+  ): boolean {
     let slot = found === -1 ? undefined : found
     if (size > this.maxEntrySize || signal?.aborted === true) {
       if (slot !== undefined) this.#remove(slot, this.#isExpired(slot) ? 'expire' : 'erase')
       this.#rejected++
       return false
     }
-    if (ttl !== Infinity && this.#jitter !== 0) ttl *= 1 - this.#jitter * this.#random.next()
+    if (jitter && ttl !== Infinity && this.#jitter !== 0) ttl *= 1 - this.#jitter * this.#random.next()
 
     if (slot !== undefined && this.#isExpired(slot)) {
       this.#remove(slot, 'expire')
       slot = undefined
     }
     const isNew = slot === undefined
-    let recycled = false
     if (slot === undefined) {
-      let fresh = -1
-      if (this.#recycles && this.#count >= this.maxEntries && !this.#listening && this.#attached === 0) fresh = this.#recycle(hash)
-      recycled = fresh !== -1
-      if (!recycled) {
-        fresh = this.#allocate()
-        this.#count++
-      }
-      slot = fresh
+      slot = this.#allocate()
+      this.#count++
       this.#index.insert(key, slot, hash)
     } else {
       this.#dropExtra(slot)
@@ -347,8 +372,7 @@ export class MemoryCache<K = string, V = unknown> {
     this.#setDeadline(slot, ttl, tti)
     if (onEvent !== undefined || signal !== undefined) this.#attach(slot, key, onEvent, signal)
     const weight = this.#weighByBytes ? size : 1
-    if (recycled) this.#policy.onReuse(slot)
-    else if (isNew) this.#policy.onInsert(slot, hash, weight)
+    if (isNew) this.#policy.onInsert(slot, hash, weight)
     else this.#policy.onUpdate(slot, weight)
     this.#stores++
 
@@ -356,6 +380,53 @@ export class MemoryCache<K = string, V = unknown> {
     if (this.#count > this.maxEntries || this.#bytes > this.maxBytes) this.#evict()
     if (this.#waiters !== undefined) this.#wake(key, value)
     return true
+  }
+
+  /**
+   * The new entry takes `slot`, whose entry the policy evicted and already placed as the new
+   * one (victimBeforeInsert): what removing that entry and storing the new one would do, with
+   * nothing to report (#put then attaches the new entry's extras and wakes waiters). Evicting
+   * first is unobservable, as nobody listens. The old entry is counted as #remove would count
+   * it (expired if its deadline has passed); the clock is read once, for that and the new
+   * deadline. Its wheel link is left for the new deadline to move (reschedule, schedule) or
+   * for #setDeadline to drop (decision 0396).
+   */
+  #reuse(slot: number, key: K, value: V, hash: number, ttl: number, tti: number): void {
+    this.#index.replace(slot, key, hash)
+    this.#values[slot] = value
+    const deadline = this.#deadline
+    const old = deadline === undefined ? NO_DEADLINE : deadline[slot]
+    let now = -Infinity
+    if (old !== NO_DEADLINE) {
+      now = this.#now()
+      if (old <= now) this.#expired++
+      else this.#evicted++
+    } else {
+      this.#evicted++
+    }
+    if (deadline !== undefined && ttl !== Infinity && tti === Infinity && this.#idle === undefined) {
+      // #setDeadline's common case (a TTL alone, arrays and wheel in place), with the read
+      // above. No idle time was ever used, so `old` is the deadline the slot is scheduled
+      // for (only reads that extend idle time change a deadline without the wheel): with
+      // one TTL the new deadline usually falls in the same tick, and the slot stays put.
+      if (now === -Infinity) now = this.#now()
+      const d = now + ttl
+      deadline[slot] = d
+      if (old !== NO_DEADLINE) this.#wheel!.reschedule(slot, old, d)
+      else this.#wheel!.schedule(slot, d)
+      if (this.#sweepTimer === undefined) this.#scheduleSweep()
+    } else {
+      this.#setDeadline(slot, ttl, tti)
+    }
+    this.#stores++
+  }
+
+  /** The clock's `now()`; the real clock's read inlined by hand, as in `get` (decision 0385). */
+  #now(): number {
+    const c = this.#system
+    if (c === undefined) return this.#clock.now()
+    const t = c.cell[0]
+    return t > c.last ? (c.last = t) : t !== 0 ? c.last : c.now()
   }
 
   /** Erases `key`. True if a live entry was erased (an expired one is reported as `expire`). */
@@ -678,32 +749,6 @@ export class MemoryCache<K = string, V = unknown> {
       if (victim === -1) break
       this.#remove(victim, this.#isExpired(victim) ? 'expire' : 'evict')
     }
-  }
-
-  /**
-   * A cache at its entry bound, with nobody listening and no entry holding extras, about to
-   * store a new key: evicts the entry that the insert would have evicted, now (before the new
-   * one is stored, which nothing can observe), and returns its slot for the new entry, still
-   * linked where it was (the policy's onReuse places it). -1 when the policy cannot name that
-   * entry cheaply (see EvictionPolicy.victimBeforeInsert).
-   */
-  #recycle(hash: number): number {
-    const victim = this.#policy.victimBeforeInsert(hash)
-    if (victim === -1) return -1
-    this.#index.remove(victim)
-    // Counted as #remove would report it (expired if its deadline has passed). Inline, with
-    // one read of the deadline: through #isExpired and a helper shared with #remove, sets
-    // with a TTL ran 5-7% slower (paired).
-    const deadline = this.#deadline
-    if (deadline !== undefined && deadline[victim] !== NO_DEADLINE) {
-      if (deadline[victim] <= this.#clock.now()) this.#expired++
-      else this.#evicted++
-      deadline[victim] = NO_DEADLINE
-      this.#wheel!.unschedule(victim)
-    } else {
-      this.#evicted++
-    }
-    return victim
   }
 
   #remove(slot: number, reason: RemovalReason): void {

@@ -27,11 +27,10 @@ export interface EvictionPolicy {
    * evict, named before the insert, with every effect those two calls would have on the policy
    * (TinyLFU counts the new key and decides admission here). Returns -1, having changed
    * nothing, when that cannot be told cheaply; the engine then inserts and evicts as usual.
-   * The engine must follow a slot with `onReuse` once its old entry is gone.
+   * The slot returned is already placed as `onInsert` would place the new entry (it was
+   * `onReuse`, a call of its own: decision 0396): the engine gives it to the new key at once.
    */
   victimBeforeInsert(hash: number): number
-  /** The slot named by `victimBeforeInsert` now holds the new entry: placed as `onInsert` would. */
-  onReuse(slot: number): void
   /** Calls `fn` for every slot, most valuable (most recently used) first. */
   forEach(fn: (slot: number) => void): void
   /** Forgets every slot (the engine cleared); what a policy knows of past accesses may stay. */

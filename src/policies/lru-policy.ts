@@ -64,12 +64,10 @@ export class LruPolicy implements EvictionPolicy {
   }
 
   victimBeforeInsert(): number {
-    return this.#tail
-  }
-
-  onReuse(slot: number): void {
     // The slot keeps its place in the list and moves to the head, as a new entry would go.
-    this.onAccess(slot)
+    const slot = this.#tail
+    if (slot !== -1) this.onAccess(slot)
+    return slot
   }
 
   forEach(fn: (slot: number) => void): void {

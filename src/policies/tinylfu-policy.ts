@@ -83,6 +83,8 @@ const FREQ_SHIFT = 4
 const LOW = 15
 /** A flag byte at or above this has its estimate at the cap: hits skip the sketch. */
 const CAPPED = MAX_FREQUENCY << FREQ_SHIFT
+/** The sketch's HALVED, as a private const: V8 folds it, where an imported binding is a checked cell read per use. */
+const SKETCH_HALVED = HALVED
 // Links: two int32 per slot.
 const NEXT = 0
 const PREV = 1
@@ -107,8 +109,6 @@ export class TinyLfuPolicy implements EvictionPolicy {
   #sketch: FrequencySketch
   #random: Random
   #hashOf: (slot: number) => number
-  /** The estimate of the key counted by victimBeforeInsert, for onReuse. */
-  #pending = 0
   /** The victim's estimate as the last #admit looked it up. */
   #victimFrequency = 0
   /** The bound in weight units. */
@@ -252,18 +252,49 @@ export class TinyLfuPolicy implements EvictionPolicy {
     const cand = this.#tails[WINDOW]
     const mainVictim = this.#tails[PROBATION]
     if (cand === -1 || mainVictim === -1 || (this.#flags[cand] & REF) !== 0) return -1
-    this.#pending = this.#count(hash)
+    const frequency = this.#count(hash)
+    // The evicted entry's slot then holds the new key, placed as onInsert would place it: at
+    // the window's warm end with the estimate just counted, nothing else (no REF, no PROMOTED).
+    // Each segment gives one entry and takes one, so no weight changes (entries weigh 1 here).
+    const flags = this.#flags
     if (this.#admit(cand, mainVictim)) {
-      this.#move(cand, PROBATION)
-      return this.#bury(mainVictim, this.#ghostKind(mainVictim, this.#victimFrequency))
+      // The candidate goes to probation's warm end, probation's coldest to the window's.
+      this.#bury(mainVictim, this.#ghostKind(mainVictim, this.#victimFrequency))
+      this.#popTail(WINDOW, cand)
+      this.#popTail(PROBATION, mainVictim)
+      this.#pushHead(PROBATION, cand)
+      flags[cand] = (flags[cand] & ~PLACE) | PROBATION
+      this.#pushHead(WINDOW, mainVictim)
+      flags[mainVictim] = WINDOW | (frequency << FREQ_SHIFT)
+      return mainVictim
     }
-    return this.#bury(cand, GHOST_WINDOW)
+    this.#bury(cand, GHOST_WINDOW)
+    if (this.#heads[WINDOW] !== cand) {
+      this.#popTail(WINDOW, cand)
+      this.#pushHead(WINDOW, cand)
+    }
+    flags[cand] = WINDOW | (frequency << FREQ_SHIFT)
+    return cand
   }
 
-  onReuse(slot: number): void {
-    this.#unlink(slot)
-    this.#flags[slot] = NONE | (this.#pending << FREQ_SHIFT)
-    this.#linkHead(WINDOW, slot)
+  /** Unlinks `slot`, the cold end of `seg`, leaving weights and flags as they are. */
+  #popTail(seg: number, slot: number): void {
+    const links = this.#links
+    const p = links[slot * 2 + PREV]
+    this.#tails[seg] = p
+    if (p === -1) this.#heads[seg] = -1
+    else links[p * 2 + NEXT] = -1
+    links[slot * 2 + PREV] = -1
+  }
+
+  /** Links unlinked `slot` at the warm end of `seg`, leaving weights and flags as they are. */
+  #pushHead(seg: number, slot: number): void {
+    const links = this.#links
+    const head = this.#heads[seg]
+    links[slot * 2 + NEXT] = head
+    if (head === -1) this.#tails[seg] = slot
+    else links[head * 2 + PREV] = slot
+    this.#heads[seg] = slot
   }
 
   forEach(fn: (slot: number) => void): void {
@@ -447,7 +478,7 @@ export class TinyLfuPolicy implements EvictionPolicy {
    */
   #count(hash: number): number {
     const r = this.#sketch.increment(hash)
-    if (r >= HALVED) halveNibbles(this.#flags)
+    if (r >= SKETCH_HALVED) halveNibbles(this.#flags)
     return r & LOW
   }
 }
@@ -478,8 +509,11 @@ const GHOST_WHERE = 3
 const GHOST_WINDOW = 1
 const GHOST_MAIN = 2
 
-/** The ghost cell of `hash` (remixed: the engine's key index uses the hash's low bits too). */
-function ghostCell(hash: number, mask: number): number {
+/**
+ * The ghost cell of `hash` (remixed: the engine's key index uses the hash's low bits too). A
+ * constant, not a function declaration, which V8 re-checks at every inlined call (0385, 0396).
+ */
+const ghostCell = (hash: number, mask: number): number => {
   const h = Math.imul(hash ^ 0x5bd1e995, 0x9e3779b1)
   return (h ^ (h >>> 16)) & mask
 }

@@ -52,4 +52,48 @@ describe('ExpiryWheel', () => {
       { numRuns: 500, seed: 0x77ee1 },
     )
   })
+
+  test('reschedule(slot, previous, deadline) is schedule(slot, deadline), left in place when both fall in one tick', () => {
+    // The engine moves a recycled slot from its evicted entry's deadline to the new one's
+    // (decision 0396): with one TTL both usually fall in one tick, and nothing need move.
+    type R = { t: 'schedule' | 'reschedule'; slot: number; in: number } | { t: 'advance'; by: number }
+    const opArb: fc.Arbitrary<R> = fc.oneof(
+      { weight: 4, arbitrary: fc.record({ t: fc.constantFrom('schedule' as const, 'reschedule' as const), slot: fc.nat(SLOTS - 1), in: fc.oneof(fc.constant(25), fc.nat(60), fc.constant(2 ** 40)) }) },
+      { weight: 2, arbitrary: fc.record({ t: fc.constant('advance' as const), by: fc.nat(40) }) },
+    )
+    fc.assert(
+      fc.property(fc.array(opArb, { maxLength: 200 }), (ops) => {
+        let now = 1000
+        const wheel = new ExpiryWheel(RESOLUTION, SLOTS, now)
+        const model = new Map<number, number>()
+        /** slot -> the deadline it was last scheduled with, while scheduled. */
+        const deadlines = new Map<number, number>()
+        const tickOf = (t: number): number => Math.min(Math.floor(t / RESOLUTION), 2 ** 31)
+        let cursor = tickOf(now)
+        for (const op of ops) {
+          if (op.t !== 'advance') {
+            const previous = deadlines.get(op.slot)
+            if (op.t === 'reschedule' && previous !== undefined) wheel.reschedule(op.slot, previous, now + op.in)
+            else wheel.schedule(op.slot, now + op.in)
+            model.set(op.slot, Math.max(tickOf(now + op.in), cursor))
+            deadlines.set(op.slot, now + op.in)
+          } else {
+            now += op.by
+            const handed: number[] = []
+            wheel.advance(now, (slot) => handed.push(slot))
+            const limit = tickOf(now)
+            const due = [...model].filter(([, tick]) => tick < limit).map(([slot]) => slot)
+            assert.deepEqual([...handed].sort((a, b) => a - b), due.sort((a, b) => a - b), `at ${now}`)
+            for (const slot of due) {
+              model.delete(slot)
+              deadlines.delete(slot)
+            }
+            cursor = Math.max(cursor, limit)
+          }
+          assert.equal(wheel.size, model.size)
+        }
+      }),
+      { numRuns: 500, seed: 0x396 },
+    )
+  })
 })

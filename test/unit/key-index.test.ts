@@ -79,6 +79,79 @@ describe('KeyIndex', () => {
     })
   }
 
+  test('replace(slot, key, hash) is remove(slot) then insert(key, slot, hash), for keys of every kind', () => {
+    // The engine gives an evicted entry's slot to the new key in one call (decision 0396).
+    // Two indexes under the same operations, one replacing, one removing and inserting, must
+    // agree on every lookup, on size and on the cells in use.
+    const opArb = fc.record({ k: keyArb, replace: fc.boolean() })
+    fc.assert(
+      fc.property(fc.integer(), fc.array(opArb, { minLength: 20, maxLength: 400 }), (seed, ops) => {
+        const capacity = 48
+        const replacing = new KeyIndex<unknown>(capacity, seed)
+        const plain = new KeyIndex<unknown>(capacity, seed)
+        const model = new Map<unknown, number>()
+        const held: unknown[] = []
+        let next = 0
+        for (const op of ops) {
+          if (model.has(op.k)) continue
+          const hash = replacing.hash(op.k)
+          if (op.replace && held.length > 0) {
+            const old = held.shift()
+            const slot = model.get(old) as number
+            replacing.replace(slot, op.k, hash)
+            plain.remove(slot)
+            plain.insert(op.k, slot, hash)
+            model.delete(old)
+            model.set(op.k, slot)
+            assert.equal(replacing.find(old), -1)
+          } else if (next < capacity) {
+            const slot = next++
+            replacing.insert(op.k, slot, hash)
+            plain.insert(op.k, slot, hash)
+            model.set(op.k, slot)
+          } else continue
+          held.push(op.k)
+          assert.equal(replacing.size, model.size)
+          for (const [k, slot] of model) {
+            assert.equal(replacing.find(k), slot, `held key ${String(k)}`)
+            assert.equal(replacing.hashOf(slot), plain.hashOf(slot))
+          }
+          assert.deepEqual(replacing.slots().sort((a, b) => a - b), plain.slots().sort((a, b) => a - b))
+        }
+      }),
+      { numRuns: 200, seed: 0x396 },
+    )
+  })
+
+  test('lookup(key) is findHashed(key, hash(key)) and leaves that hash in lastHash, for keys of every kind', () => {
+    fc.assert(
+      fc.property(fc.integer(), fc.array(keyArb, { maxLength: 60 }), fc.array(keyArb, { maxLength: 30 }), (seed, held, probes) => {
+        const index = new KeyIndex<unknown>(64, seed)
+        let slot = 0
+        for (const k of held) if (index.find(k) === -1) index.insert(k, slot++, index.hash(k))
+        for (const k of [...probes, ...held]) {
+          const hash = index.hash(k)
+          assert.equal(index.lookup(k), index.findHashed(k, hash), String(k))
+          assert.equal(index.lastHash, hash, String(k))
+        }
+      }),
+      { numRuns: 200, seed: 0x3960 },
+    )
+  })
+
+  test('replace in a long run of colliding hashes keeps every other key findable', () => {
+    const index = new KeyIndex<string>(16, 0)
+    const keys = Array.from({ length: 12 }, (_, i) => `c${i}`)
+    keys.forEach((k, slot) => index.insert(k, slot, 7))
+    for (const [slot, key, hash] of [[5, 'n1', 7], [0, 'n2', 8], [11, 'n3', 7], [6, 'n4', 6]] as const) {
+      index.replace(slot, key, hash)
+      keys[slot] = key
+      for (let s = 0; s < keys.length; s++) assert.equal(index.findHashed(keys[s], index.hashOf(s)), s, `${keys[s]} after replacing slot ${slot}`)
+    }
+    assert.equal(index.size, 12)
+    assert.equal(index.findHashed('c5', 7), -1)
+  })
+
   test('SameValueZero: NaN finds NaN, -0 finds 0, "1" is not 1, objects by identity', () => {
     const index = new KeyIndex<unknown>(8, 12345)
     for (const [slot, key] of [NaN, 0, '1', OBJECTS[0]].entries()) index.insert(key, slot, index.hash(key))

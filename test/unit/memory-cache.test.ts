@@ -1058,7 +1058,7 @@ describe('events', () => {
   })
 
   // A cache nobody listens to evicts before it inserts and reuses the victim's slot (see
-  // MemoryCache#recycle); an entry with extras must still be reported, and its extras must
+  // MemoryCache#reuse); an entry with extras must still be reported, and its extras must
   // not pass to the next entry in its slot.
   for (const policy of ['lru', 'tinylfu'] as const) {
     test(`${policy}: without cache listeners, per-entry onEvent and signals still see their entry evicted, once`, () => {
@@ -1081,6 +1081,30 @@ describe('events', () => {
       assert.equal(seen.length, 2, 'the slot of tracked went to other keys without its onEvent')
       assert.equal(cache.stats().erased, 0, 'the signal of an evicted entry erases nothing')
       assert.equal(cache.size, 200)
+    })
+  }
+
+  // An entry with extras stored at the bound, nobody listening to the cache, also takes the
+  // victim's slot (decision 0396): its own store callback sees the cache at its bound, the
+  // victim gone, as before that path was split from the general one.
+  for (const policy of ['lru', 'tinylfu'] as const) {
+    test(`${policy}: a new entry's onEvent or signal at the bound: the store callback sees the cache at its bound`, () => {
+      const cache = new MemoryCache<string, number>({ maxEntries: 200, policy, clock: new ManualClock(0), random: new SeededRandom(3) })
+      for (let i = 0; i < 2_000; i++) cache.set(`k${i}`, i)
+      const sizes: number[] = []
+      const evictedBefore = cache.stats().evicted
+      cache.set('tracked', -1, { onEvent: (e) => e.type === 'store' && sizes.push(cache.size, cache.stats().evicted - evictedBefore) })
+      assert.deepEqual(sizes, [200, 1])
+      const controller = new AbortController()
+      cache.set('tied', -2, { signal: controller.signal })
+      assert.equal(cache.size, 200)
+      assert.equal(cache.get('tied'), -2)
+      controller.abort()
+      assert.equal(cache.has('tied'), false, 'erased by its signal')
+      const aborted = new AbortController()
+      aborted.abort()
+      assert.equal(cache.set('refused', 1, { signal: aborted.signal }), false)
+      assert.equal(cache.stats().rejected, 1)
     })
   }
 
