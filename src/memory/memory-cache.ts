@@ -280,6 +280,7 @@ export class MemoryCache<K = string, V = unknown> {
     let signal: AbortSignal | undefined
     let onEvent: CacheListener<K, V> | undefined
     if (options !== undefined) {
+      if (options === null || typeof options !== 'object') throw new InvalidOptionsError('options', 'expected an object')
       if (options.ttl !== undefined) ttl = positiveDuration(options.ttl, 'ttl')
       if (options.tti !== undefined) tti = positiveDuration(options.tti, 'tti')
       signal = options.signal
@@ -461,7 +462,7 @@ export class MemoryCache<K = string, V = unknown> {
 
   /** Subscribes to one kind of event; returns the function that unsubscribes. */
   on(type: CacheEventType, listener: CacheListener<K, V>): () => void {
-    if (!EVENT_TYPES.includes(type)) throw new InvalidOptionsError('type', `unknown event type ${JSON.stringify(type)}`)
+    if (!EVENT_TYPES.includes(type)) throw new InvalidOptionsError('type', `unknown event type ${typeof type === 'string' ? JSON.stringify(type) : String(type)}`)
     if (typeof listener !== 'function') throw new InvalidOptionsError('listener', 'expected a function')
     // Copy on write: an emit in progress keeps iterating the list it started with.
     this.#listeners[type] = [...this.#listeners[type], listener]

@@ -386,7 +386,7 @@ describe('MemoryCache agrees with a reference model', () => {
 
 /**
  * A cache that nobody listens to takes shortcuts: an LRU one at its entry bound evicts
- * before it stores and reuses the victim's slot (MemoryCache#recycleLru), and clear()
+ * before it stores and reuses the victim's slot (MemoryCache#reuse), and clear()
  * resets the storage at once instead of removing entries one by one. The model test above
  * never takes them (it listens). This property runs the same operations on such a cache and
  * on one with a listener (the path checked against the model), both with the same seeded
