@@ -154,8 +154,11 @@ describe('the cluster in a node', () => {
     await send(b.url, 'POST', '/v1/cluster/state', JSON.stringify({ state: 'NO_MIGRATION' }), JSON_HEADERS)
     await waitUntil(async () => (await Promise.all([a, b, c].map(view))).every((v) => v.state.state === 'NO_MIGRATION'), 5000, () => 'NO_MIGRATION everywhere')
 
-    // Metrics.
-    const metrics = (await send(a.url, 'GET', '/metrics')).body.toString()
+    // Metrics. Membership alone may have found every member alive before a's first probe
+    // round (joins and gossip), so wait for one ping and its ack to be counted.
+    const scrape = async (): Promise<string> => (await send(a.url, 'GET', '/metrics')).body.toString()
+    await waitUntil(async () => /stratacache_cluster_messages_received_total\{kind="ack"\} [1-9]/.test(await scrape()), 5000, () => 'a ping answered, in the metrics')
+    const metrics = await scrape()
     assert.match(metrics, /stratacache_cluster_members\{status="alive"\} 3/)
     assert.match(metrics, /stratacache_cluster_member_phi\{peer="c1",region="paris"\} \d/)
     assert.match(metrics, /stratacache_cluster_messages_sent_total\{kind="ping"\} [1-9]/)
