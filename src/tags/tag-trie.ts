@@ -461,9 +461,13 @@ export class TagTrie {
   /**
    * Prunes nodes idle for `pruneAge` because memory is short (the owner's cache evicted), at
    * most every `pruneInterval / 10`. Age-based on purpose: a full prune would turn every
-   * entry older than the newest invalidation into a miss. Returns how many nodes went.
+   * entry older than the newest invalidation into a miss. Returns how many nodes went. An
+   * empty trie does nothing, counts no prune and leaves the throttle as it is.
    */
   pruneUnderPressure(): number {
+    // Nothing to shed (the common case of a cache without tags, which calls this on every
+    // evicting set): no clock read, and the throttle is left for when there is.
+    if (this.#nodes === 0) return 0
     const now = this.#clock.now()
     if (now < this.#nextPressurePrune) return 0
     this.#nextPressurePrune = now + this.#pruneInterval / 10

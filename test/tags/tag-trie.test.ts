@@ -373,6 +373,21 @@ describe('TagTrie: snapshots as plain data', () => {
 })
 
 describe('TagTrie: pruning', () => {
+  test('pruneUnderPressure on an empty trie does nothing, counts no prune and leaves the throttle', () => {
+    const { trie, clock } = make(1_000_000, { pruneAge: '1m', pruneInterval: '1h' })
+    for (let i = 0; i < 3; i++) assert.equal(trie.pruneUnderPressure(), 0)
+    assert.equal(trie.stats().prunes, 0)
+    trie.invalidate('a:b')
+    clock.advance(120_000)
+    // Not throttled by the empty calls above: idle nodes go at once.
+    assert.equal(trie.pruneUnderPressure(), 2)
+    assert.equal(trie.stats().prunes, 1)
+    trie.invalidate('c')
+    clock.advance(120_000)
+    assert.equal(trie.pruneUnderPressure(), 0, 'throttled: the last prune was 2 min ago (pruneInterval / 10 = 6 min)')
+    trie.close()
+  })
+
   test('prune(age) takes only idle nodes; checks keep nodes alive', () => {
     const { trie, clock } = make(0)
     trie.invalidate('idle:x')
