@@ -138,6 +138,33 @@ export class KeyIndex<K> {
     this.#size--
     if (this.#objects !== undefined && this.#removeObject(slot)) return
     this.#keys[slot] = undefined
+    this.#freeCell(slot)
+  }
+
+  /**
+   * Gives `slot` (which holds a key) to `key` (not held; `hash` is this.hash(key)): `remove(slot)`
+   * then `insert(key, slot, hash)` in one call, for the engine's recycled slots (decision 0396).
+   */
+  replace(slot: number, key: K, hash: number): void {
+    if (this.#objects !== undefined || (typeof key !== 'string' && isObject(key))) {
+      this.remove(slot)
+      this.insert(key, slot, hash)
+      return
+    }
+    // As remove (the old key's hash still in place: the shift reads the hashes of the run).
+    this.#freeCell(slot)
+    // As insert.
+    this.#keys[slot] = key
+    this.#hashes[slot] = hash
+    const cells = this.#cells
+    const mask = this.#mask
+    let k = hash & mask
+    while (cells[k] !== 0) k = (k + 1) & mask
+    cells[k] = cellOf(hash, slot, mask)
+  }
+
+  /** Empties the cell of `slot` (a non-object key, its hash still stored) and closes the hole. */
+  #freeCell(slot: number): void {
     const cells = this.#cells
     const mask = this.#mask
     const hashes = this.#hashes
@@ -152,39 +179,6 @@ export class KeyIndex<K> {
       }
     }
     cells[i] = 0
-  }
-
-  /**
-   * Gives `slot` (which holds a key) to `key` (not held; `hash` is this.hash(key)): `remove(slot)`
-   * then `insert(key, slot, hash)` in one call, for the engine's recycled slots (decision 0396).
-   */
-  replace(slot: number, key: K, hash: number): void {
-    if (this.#objects !== undefined || (typeof key !== 'string' && isObject(key))) {
-      this.remove(slot)
-      this.insert(key, slot, hash)
-      return
-    }
-    const cells = this.#cells
-    const mask = this.#mask
-    const hashes = this.#hashes
-    // As remove: find the slot's cell, close the hole by backward shift (the old key's hash
-    // still in place, as the shift reads the hashes of the run).
-    let i = hashes[slot] & mask
-    while ((cells[i] & mask) !== slot + 1) i = (i + 1) & mask
-    for (let j = (i + 1) & mask; cells[j] !== 0; j = (j + 1) & mask) {
-      const home = hashes[(cells[j] & mask) - 1] & mask
-      if (((j - home) & mask) >= ((j - i) & mask)) {
-        cells[i] = cells[j]
-        i = j
-      }
-    }
-    cells[i] = 0
-    // As insert.
-    this.#keys[slot] = key
-    hashes[slot] = hash
-    let k = hash & mask
-    while (cells[k] !== 0) k = (k + 1) & mask
-    cells[k] = cellOf(hash, slot, mask)
   }
 
   // Object keys, out of line: the hot paths above stay small enough for V8 to inline.

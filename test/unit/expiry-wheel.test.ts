@@ -14,6 +14,19 @@ const SLOTS = 12
 
 type Op = { t: 'schedule'; slot: number; in: number } | { t: 'unschedule'; slot: number } | { t: 'advance'; by: number }
 
+/**
+ * Advances `wheel` to `now` and checks it hands over exactly the slots of `model` (slot ->
+ * tick) whose tick has ended, each once; removes them from the model and returns them.
+ */
+function advanceAndCheck(wheel: ExpiryWheel, model: Map<number, number>, now: number, limit: number): number[] {
+  const handed: number[] = []
+  wheel.advance(now, (slot) => handed.push(slot))
+  const due = [...model].filter(([, tick]) => tick < limit).map(([slot]) => slot)
+  assert.deepEqual([...handed].sort((a, b) => a - b), due.sort((a, b) => a - b), `at ${now}`)
+  for (const slot of due) model.delete(slot)
+  return due
+}
+
 describe('ExpiryWheel', () => {
   test('hands over exactly the slots whose tick has ended, once each', () => {
     const opArb: fc.Arbitrary<Op> = fc.oneof(
@@ -38,12 +51,8 @@ describe('ExpiryWheel', () => {
             model.delete(op.slot)
           } else {
             now += op.by
-            const handed: number[] = []
-            wheel.advance(now, (slot) => handed.push(slot))
             const limit = tickOf(now)
-            const due = [...model].filter(([, tick]) => tick < limit).map(([slot]) => slot)
-            assert.deepEqual([...handed].sort((a, b) => a - b), due.sort((a, b) => a - b), `at ${now}`)
-            for (const slot of due) model.delete(slot)
+            advanceAndCheck(wheel, model, now, limit)
             cursor = Math.max(cursor, limit)
           }
           assert.equal(wheel.size, model.size)
@@ -79,15 +88,8 @@ describe('ExpiryWheel', () => {
             deadlines.set(op.slot, now + op.in)
           } else {
             now += op.by
-            const handed: number[] = []
-            wheel.advance(now, (slot) => handed.push(slot))
             const limit = tickOf(now)
-            const due = [...model].filter(([, tick]) => tick < limit).map(([slot]) => slot)
-            assert.deepEqual([...handed].sort((a, b) => a - b), due.sort((a, b) => a - b), `at ${now}`)
-            for (const slot of due) {
-              model.delete(slot)
-              deadlines.delete(slot)
-            }
+            for (const slot of advanceAndCheck(wheel, model, now, limit)) deadlines.delete(slot)
             cursor = Math.max(cursor, limit)
           }
           assert.equal(wheel.size, model.size)
