@@ -218,12 +218,14 @@ export class MemoryCache<K = string, V = unknown> {
       if (d !== NO_DEADLINE) {
         // The real clock's `now()` inlined by hand (the same expression: see SystemClock):
         // as a call, which V8 did not inline into the facade's hit, it cost ~65
-        // instructions and a boxed number per hit (docs/decisions/0385).
+        // instructions and a boxed number per hit (docs/decisions/0385). The `+` tells
+        // TurboFan the slow call's result is a number: without it the three arms met as a
+        // tagged value, and a hit boxed `c.last` into a new HeapNumber (0402).
         const c = this.#system
         let now: number
         if (c !== undefined) {
           const t = c.cell[0]
-          now = t > c.last ? (c.last = t) : t !== 0 ? c.last : c.now()
+          now = t > c.last ? (c.last = t) : t !== 0 ? c.last : +c.now()
         } else now = this.#clock.now()
         // Expired, or time-to-idle in use: out of line, so that the common hit stays small
         // enough for V8 to inline it whole into its caller (its budget is in bytecode).
@@ -427,7 +429,7 @@ export class MemoryCache<K = string, V = unknown> {
     const c = this.#system
     if (c === undefined) return this.#clock.now()
     const t = c.cell[0]
-    return t > c.last ? (c.last = t) : t !== 0 ? c.last : c.now()
+    return t > c.last ? (c.last = t) : t !== 0 ? c.last : +c.now()
   }
 
   /** Erases `key`. True if a live entry was erased (an expired one is reported as `expire`). */
