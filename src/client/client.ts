@@ -57,7 +57,7 @@ import {
 } from '../core/errors.js'
 import { mathRandom, type Random } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
-import { checkKey as checkWireKey, parseEtag, parseTagsJson } from '../protocol/validate.js'
+import { checkKey as checkWireKey, checkPrefix, parseEtag, parseTagsJson } from '../protocol/validate.js'
 import { CONFIRM_CLEAR, DEFAULT_MAX_BATCH, DEFAULT_MAX_KEY_BYTES, HEADER_CONFIRM, HEADER_MIN_VERSION, HEADER_TAGS, HEADER_TTL, MAX_TTL_SECONDS, TTL_NONE } from '../protocol/wire.js'
 import { NearCache, type NearCacheStats } from '../cache/near-cache.js'
 import { WATCH_PARTITIONS, watchPartition, type WatchMessage } from '../protocol/watch.js'
@@ -911,7 +911,7 @@ class NodeClient implements Client {
 
   async clear(options: ClientClearOptions = {}): Promise<void> {
     const prefix = options.prefix ?? ''
-    if (typeof prefix !== 'string') throw new InvalidOptionsError('prefix', 'expected a string')
+    checkPrefix(prefix)
     const path = prefix === '' ? '/v1/keys' : `/v1/keys?prefix=${encodeURIComponent(prefix)}`
     await this.#call({ method: 'DELETE', path, headers: { [HEADER_CONFIRM]: CONFIRM_CLEAR } }, true, options, (res, node) => {
       this.#near?.forgetAll()
@@ -923,7 +923,7 @@ class NodeClient implements Client {
 
   async keys(options: ClientKeysOptions = {}): Promise<ClientKeysPage> {
     const prefix = options.prefix ?? ''
-    if (typeof prefix !== 'string') throw new InvalidOptionsError('prefix', 'expected a string')
+    checkPrefix(prefix)
     const limit = options.limit ?? 100
     if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_KEYS_LIMIT) throw new InvalidOptionsError('limit', `expected an integer from 1 to ${MAX_KEYS_LIMIT}, got ${String(limit)}`)
     let pin: string | undefined
