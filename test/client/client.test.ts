@@ -130,6 +130,16 @@ describe('client retries on a ManualClock', () => {
     await second.client.close()
   })
 
+  test('a Retry-After of 0 (a proxy\'s; a node sends at least 1) waits the backoff, not nothing: no burst of requests at a busy node', async () => {
+    const { clock, transport, client } = setup(() => respond(429, '', { 'retry-after': '0' }), { retry: { maxElapsed: '2s' } })
+    const r = await drive(clock, client.set('k', 'v'), { step: 5 })
+    assertCode(r.error, 'ERR_RATE_LIMITED')
+    // 100, 200, 400, 800 ms: 5 requests in 2 s (it was one request per tick, hundreds).
+    assert.deepEqual(transport.requests.map((q) => q.at), [0, 100, 300, 700, 1500])
+    await client.close()
+    assert.equal(new RetryPolicy({ retries: 3, baseDelay: 100, maxDelay: 5000, jitter: 0.25 }, fixedRandom(0.5)).busyDelay(2, 0), 400)
+  })
+
   test('retry: false makes one attempt; a busy answer fails at once', async () => {
     const { clock, transport, client } = setup(() => wireError(503, 'ERR_BUSY', { 'retry-after': '1' }), { retry: false })
     const r = await drive(clock, client.get('k'))
