@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import { createClient, type ClientOptions } from '../../src/client/client.js'
+import { createClient, isNodeAnswer, type ClientOptions } from '../../src/client/client.js'
 import { RetryPolicy } from '../../src/client/retry-policy.js'
 import { isNotSent } from '../../src/client/transport.js'
-import { isCacheError, type ErrorCode } from '../../src/core/errors.js'
+import { AckTimeoutError, isCacheError, type ErrorCode } from '../../src/core/errors.js'
 import { ManualClock } from '../../src/core/manual-clock.js'
 import { SeededRandom } from '../../src/core/random.js'
 import { drive, tick } from '../support/drive.js'
@@ -449,6 +449,30 @@ describe('answers, errors and options', () => {
     const { clock, client } = setup((o) => (o === A ? respond(200, 'ok') : new NetworkFailure('ECONNREFUSED')), { nodes: [A, B] })
     const r = await drive(clock, client.ping())
     assert.deepEqual(r.value?.map((p) => [p.node, p.ok, p.error?.code]), [[A, true, undefined], [B, false, 'ERR_NODE_UNREACHABLE']])
+    await client.close()
+  })
+})
+
+describe('ack levels', () => {
+  test('a 504 ERR_ACK_TIMEOUT is ERR_ACK_TIMEOUT (applied, required, level), sent once (the write is committed) and not charged to the node', async () => {
+    const ackTimeout = () => respond(504, { code: 'ERR_ACK_TIMEOUT', message: new AckTimeoutError(1, 3, 'all').message }, { 'content-type': 'application/json', 'x-stratacache-replicas': '1' })
+    const { clock, transport, client } = setup(ackTimeout)
+    const calls: [string, () => Promise<unknown>][] = [
+      ['set', () => client.set('k', 'v', { ack: 'all' })],
+      ['set ifVersion (idempotent)', () => client.set('k', 'v', { ack: 'all', ifVersion: 5 })],
+      ['delete (idempotent)', () => client.delete('k', { ack: 'all' })],
+      ['mset', () => client.mset([{ key: 'k', value: 'v' }], { ack: 'all' })],
+    ]
+    for (const [name, call] of calls) {
+      const before = transport.requests.length
+      const r = await drive(clock, call(), { step: 10 })
+      assertCode(r.error, 'ERR_ACK_TIMEOUT')
+      const e = r.error as AckTimeoutError
+      assert.deepEqual([e.applied, e.required, e.level], [1, 3, 'all'], name)
+      assert.ok(isNodeAnswer(e), name)
+      assert.equal(transport.requests.length - before, 1, `${name}: one request, a repeat would apply the write again`)
+    }
+    assert.equal(client.nodes()[0]!.consecutiveFailures, 0, 'the node answered: it is not failing')
     await client.close()
   })
 })
