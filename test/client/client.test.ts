@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import { createClient, isNodeAnswer, type ClientOptions } from '../../src/client/client.js'
+import { createClient, errorFromResponse, isNodeAnswer, type ClientOptions } from '../../src/client/client.js'
 import { RetryPolicy } from '../../src/client/retry-policy.js'
 import { isNotSent } from '../../src/client/transport.js'
 import { AckTimeoutError, isCacheError, type ErrorCode } from '../../src/core/errors.js'
@@ -474,6 +474,16 @@ describe('ack levels', () => {
     }
     assert.equal(client.nodes()[0]!.consecutiveFailures, 0, 'the node answered: it is not failing')
     await client.close()
+  })
+})
+
+describe('rebuilt node errors', () => {
+  test('the two folded codes of client.md: ERR_STORE_TIMEOUT is ERR_STORE_UNAVAILABLE naming it, ERR_VALUE_TOO_LARGE is ERR_TOO_LARGE', () => {
+    const timeout = errorFromResponse(wireError(503, 'ERR_STORE_TIMEOUT'), A)
+    assertCode(timeout, 'ERR_STORE_UNAVAILABLE')
+    assert.match(timeout.message, /ERR_STORE_TIMEOUT/)
+    assert.ok(isNodeAnswer(timeout))
+    assertCode(errorFromResponse(wireError(413, 'ERR_VALUE_TOO_LARGE'), A), 'ERR_TOO_LARGE')
   })
 })
 
