@@ -5,10 +5,9 @@
  * scripts, exit codes from `EXIT` (cli-io.ts).
  */
 import { readFileSync } from 'node:fs'
-import type { Client, ClientEntry } from '../client/client.js'
+import { MAX_TTL_SECONDS, type Client, type ClientEntry } from '../client/client.js'
 import type { Duration } from '../core/duration.js'
 import { clientFrom, COMMON_HELP, COMMON_OPTIONS, EXIT, parse, UsageError, type CliIo } from './cli-io.js'
-import { MAX_TTL_SECONDS, MIN_TTL_SECONDS } from '../protocol/wire.js'
 
 export const GET_HELP = `Usage: stratacache get <key> [options]
 
@@ -92,7 +91,7 @@ function ttlArg(raw: string | undefined): Duration | undefined {
   if (/^\d+(?:\.\d*)?$/.test(raw)) {
     // A bare number is seconds, as in the HTTP API: refuse it in seconds, not as the milliseconds it would become.
     const seconds = Number(raw)
-    if (!Number.isInteger(seconds) || seconds < MIN_TTL_SECONDS || seconds > MAX_TTL_SECONDS) throw new UsageError(`--ttl expects whole seconds from ${MIN_TTL_SECONDS} to ${MAX_TTL_SECONDS}, a duration with its unit ('10m') or 'none', got ${JSON.stringify(raw)}`)
+    if (!Number.isInteger(seconds) || seconds < 1 || seconds > MAX_TTL_SECONDS) throw new UsageError(`--ttl expects whole seconds from 1 to ${MAX_TTL_SECONDS}, a duration with its unit ('10m') or 'none', got ${JSON.stringify(raw)}`)
     return seconds * 1000
   }
   return raw as Duration

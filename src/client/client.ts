@@ -73,6 +73,9 @@ import { DEFAULT_SESSION_KEYS, Session } from './session.js'
 /** Most keys in one page of `keys` (the node's `GET /v1/keys` bound). */
 export const MAX_KEYS_LIMIT = 1000
 
+/** Longest TTL a node takes, in whole seconds (the HTTP API's bound; for the CLI, which may not import the protocol). */
+export { MAX_TTL_SECONDS }
+
 /** The client's `keys` cursor: the node that answered the first page and that node's cursor. */
 function encodeKeysCursor(node: string, cursor: string): string {
   return Buffer.from(JSON.stringify([node, cursor]), 'utf8').toString('base64url')
