@@ -5,7 +5,7 @@
  * scripts, exit codes from `EXIT` (cli-io.ts).
  */
 import { readFileSync } from 'node:fs'
-import type { Client, ClientEntry } from '../client/client.js'
+import { MAX_TTL_SECONDS, type Client, type ClientEntry } from '../client/client.js'
 import type { Duration } from '../core/duration.js'
 import { clientFrom, COMMON_HELP, COMMON_OPTIONS, EXIT, parse, UsageError, type CliIo } from './cli-io.js'
 
@@ -88,7 +88,12 @@ function one(positionals: string[], what: string, max = 1): string {
 function ttlArg(raw: string | undefined): Duration | undefined {
   if (raw === undefined) return undefined
   if (raw === 'none') return Infinity
-  if (/^\d+$/.test(raw)) return Number(raw) * 1000
+  if (/^\d+(?:\.\d*)?$/.test(raw)) {
+    // A bare number is seconds, as in the HTTP API: refuse it in seconds, not as the milliseconds it would become.
+    const seconds = Number(raw)
+    if (!Number.isInteger(seconds) || seconds < 1 || seconds > MAX_TTL_SECONDS) throw new UsageError(`--ttl expects whole seconds from 1 to ${MAX_TTL_SECONDS}, a duration with its unit ('10m') or 'none', got ${JSON.stringify(raw)}`)
+    return seconds * 1000
+  }
   return raw as Duration
 }
 

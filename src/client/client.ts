@@ -30,6 +30,7 @@ import { BackoffPolicy, DEFAULT_BACKOFF } from '../core/backoff.js'
 import type { Clock, TimerHandle } from '../core/clock.js'
 import { toBytes, toMs, toMsOr, type ByteSize, type Duration } from '../core/duration.js'
 import {
+  AckTimeoutError,
   BadRequestError,
   BadResponseError,
   BusyError,
@@ -57,8 +58,8 @@ import {
 } from '../core/errors.js'
 import { mathRandom, type Random } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
-import { checkKey as checkWireKey, parseEtag, parseTagsJson } from '../protocol/validate.js'
-import { CONFIRM_CLEAR, DEFAULT_MAX_BATCH, DEFAULT_MAX_KEY_BYTES, HEADER_CONFIRM, HEADER_MIN_VERSION, HEADER_TAGS, HEADER_TTL, MAX_TTL_SECONDS, TTL_NONE } from '../protocol/wire.js'
+import { checkKey as checkWireKey, checkPrefix, parseEtag, parseTagsJson } from '../protocol/validate.js'
+import { CONFIRM_CLEAR, DEFAULT_MAX_BATCH, DEFAULT_MAX_KEY_BYTES, HEADER_CONFIRM, HEADER_MIN_VERSION, HEADER_REPLICAS, HEADER_TAGS, HEADER_TTL, MAX_TTL_SECONDS, TTL_NONE } from '../protocol/wire.js'
 import { NearCache, type NearCacheStats } from '../cache/near-cache.js'
 import { WATCH_PARTITIONS, watchPartition, type WatchMessage } from '../protocol/watch.js'
 import { NearCacheLink } from './near-cache-link.js'
@@ -71,6 +72,9 @@ import { DEFAULT_SESSION_KEYS, Session } from './session.js'
 
 /** Most keys in one page of `keys` (the node's `GET /v1/keys` bound). */
 export const MAX_KEYS_LIMIT = 1000
+
+/** Longest TTL a node takes, in whole seconds (the HTTP API's bound; for the CLI, which may not import the protocol). */
+export { MAX_TTL_SECONDS }
 
 /** The client's `keys` cursor: the node that answered the first page and that node's cursor. */
 function encodeKeysCursor(node: string, cursor: string): string {
@@ -750,8 +754,8 @@ class NodeClient implements Client {
     const path = keyPath(key) + (options.ack === undefined ? '' : `?ack=${ackParam(options.ack)}`)
     return this.#call({ method: 'DELETE', path, headers }, true, options, (res, node) => {
       this.#near?.forget(key)
-      // A delete answers no version: the session stops asking for the overwritten one.
-      if (res.status < 500) this.#session?.forget(key)
+      // A delete answers no version: the session stops asking for the overwritten one (504 here: an ack timeout, committed).
+      if (res.status < 500 || res.status === 504) this.#session?.forget(key)
       if (res.status === 404) return false
       if (res.status !== 200) throw errorFromResponse(res, node, 'DELETE')
       const json = parseJson(res, node)
@@ -911,7 +915,7 @@ class NodeClient implements Client {
 
   async clear(options: ClientClearOptions = {}): Promise<void> {
     const prefix = options.prefix ?? ''
-    if (typeof prefix !== 'string') throw new InvalidOptionsError('prefix', 'expected a string')
+    checkPrefix(prefix)
     const path = prefix === '' ? '/v1/keys' : `/v1/keys?prefix=${encodeURIComponent(prefix)}`
     await this.#call({ method: 'DELETE', path, headers: { [HEADER_CONFIRM]: CONFIRM_CLEAR } }, true, options, (res, node) => {
       this.#near?.forgetAll()
@@ -923,7 +927,7 @@ class NodeClient implements Client {
 
   async keys(options: ClientKeysOptions = {}): Promise<ClientKeysPage> {
     const prefix = options.prefix ?? ''
-    if (typeof prefix !== 'string') throw new InvalidOptionsError('prefix', 'expected a string')
+    checkPrefix(prefix)
     const limit = options.limit ?? 100
     if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_KEYS_LIMIT) throw new InvalidOptionsError('limit', `expected an integer from 1 to ${MAX_KEYS_LIMIT}, got ${String(limit)}`)
     let pin: string | undefined
@@ -1167,6 +1171,8 @@ function classify(res: HttpResponse): 'busy' | 'failure' | 'final' | 'stale' {
     if (code === 'ERR_CLUSTER_PASSIVE') return 'final'
     return code === undefined || code === 'ERR_BUSY' || code === 'ERR_CLOSED' ? 'busy' : 'failure'
   }
+  // An ack timeout is a committed write whose replication was slow: repeating it would write again, and the node is not failing.
+  if (status === 504 && remoteBody(res).code === 'ERR_ACK_TIMEOUT') return 'final'
   if (status >= 500 && status !== 507) return 'failure'
   return 'final'
 }
@@ -1369,6 +1375,13 @@ function rebuild(res: HttpResponse, node: string, method: string): CacheError {
       return new StoreFullError(text)
     case 'ERR_CLOSED':
       return new ClosedError(text)
+    case 'ERR_ACK_TIMEOUT': {
+      // The node's AckTimeoutError message carries level, applied and required; the replicas header the applied count alone.
+      const m = /Ack level (\w+): (\d+) of (\d+) replicas/.exec(message ?? '')
+      if (m !== null) return new AckTimeoutError(Number(m[2]), Number(m[3]), m[1]!)
+      const applied = Number(res.headers[HEADER_REPLICAS])
+      return new AckTimeoutError(Number.isSafeInteger(applied) ? applied : 0, 0, 'unknown')
+    }
   }
   // No code we know (a proxy, or an older node): fall back on the status alone.
   switch (res.status) {

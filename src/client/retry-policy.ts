@@ -46,7 +46,8 @@ export class RetryPolicy {
 
   /** Delay after the `n`-th busy answer (0-based), honouring `Retry-After` seconds when given. */
   busyDelay(n: number, retryAfterSeconds: number | undefined): number {
-    if (retryAfterSeconds === undefined) return this.delay(n)
+    // A Retry-After of 0 (a proxy's: a node sends at least 1) would repeat the request at once, in a burst: the backoff instead.
+    if (retryAfterSeconds === undefined || retryAfterSeconds === 0) return this.delay(n)
     return retryAfterSeconds * 1000 * (1 + this.#c.jitter * this.#random.next())
   }
 }

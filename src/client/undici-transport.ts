@@ -23,6 +23,16 @@ export interface UndiciTransportOptions {
   tls?: { ca?: string | Buffer | (string | Buffer)[]; rejectUnauthorized?: boolean }
 }
 
+/**
+ * Drops a response body unread. undici's body reports the abort as an 'error' event a tick
+ * later; with no listener (nothing reads it any more) that would be an uncaught exception
+ * that ends the process.
+ */
+function discard(body: Dispatcher.ResponseData['body']): void {
+  body.on('error', () => undefined)
+  body.destroy()
+}
+
 export function undiciTransport(options: UndiciTransportOptions): Transport {
   return new UndiciTransport(options)
 }
@@ -68,7 +78,7 @@ class UndiciTransport implements Transport {
     const limit = this.#options.maxResponseBytes
     const declared = Number(res.headers['content-length'])
     if (Number.isFinite(declared) && declared > limit) {
-      res.body.destroy()
+      discard(res.body)
       throw new BadResponseError(`Response of ${declared} bytes is over maxResponseBytes (${limit})`, { node: origin })
     }
     const chunks: Buffer[] = []
@@ -77,7 +87,7 @@ class UndiciTransport implements Transport {
       const buf = chunk as Buffer
       size += buf.length
       if (size > limit) {
-        res.body.destroy()
+        discard(res.body)
         throw new BadResponseError(`Response is over maxResponseBytes (${limit})`, { node: origin })
       }
       chunks.push(buf)

@@ -30,6 +30,16 @@ export function checkKey(key: unknown, maxKeyBytes = DEFAULT_MAX_KEY_BYTES): ass
   if (LONE_SURROGATE_RE.test(key)) throw new InvalidKeyError('Keys must be well-formed Unicode (no lone surrogates)')
 }
 
+/**
+ * Checks a key prefix the client is given (`keys`, `clear`): a string of well-formed
+ * Unicode, since a lone surrogate has no UTF-8 and so no percent-encoding (URLSearchParams
+ * would send U+FFFD, another prefix). `ERR_INVALID_OPTIONS` naming `prefix` otherwise.
+ */
+export function checkPrefix(prefix: unknown): asserts prefix is string {
+  if (typeof prefix !== 'string') throw new InvalidOptionsError('prefix', 'expected a string')
+  if (LONE_SURROGATE_RE.test(prefix)) throw new InvalidOptionsError('prefix', 'expected well-formed Unicode (no lone surrogates)')
+}
+
 /** Decodes a percent-encoded path segment into a key and checks it (see `checkKey`). */
 export function parseKeySegment(segment: string, maxKeyBytes = DEFAULT_MAX_KEY_BYTES): string {
   // Encoded, a key is at most 9 characters per byte (%XX of 4-byte sequences is 12 for 4).

@@ -8,7 +8,7 @@
  * `CacheError`s with codes from `STATUS_OF_CODE`; anything else is a bug, answered
  * `500 ERR_INTERNAL` and reported through `onInternalError`.
  */
-import { BadRequestError, CacheError, InternalError, MethodNotAllowedError, NotFoundError, TooLargeError, UnsupportedMediaTypeError, type ErrorCode } from '../core/errors.js'
+import { BadRequestError, CacheError, InternalError, InvalidKeyError, MethodNotAllowedError, NotFoundError, TooLargeError, UnsupportedMediaTypeError, type ErrorCode } from '../core/errors.js'
 import {
   API_PREFIX,
   CONFIRM_CLEAR,
@@ -138,6 +138,30 @@ function queryParams(query: string, allowed: readonly string[]): ReadonlyMap<str
     out.set(name, value)
   }
   return out
+}
+
+/**
+ * The `prefix` of `GET`/`DELETE /v1/keys`, held to the key rules: at most `maxKeyBytes`
+ * (413) and well-formed percent-encoded UTF-8 (400 ERR_INVALID_KEY, as a key segment).
+ * URLSearchParams decodes leniently — a malformed escape stays literal, invalid UTF-8
+ * becomes U+FFFD — which would list or clear other keys than the ones asked for; only a
+ * decoded prefix holding `%` or U+FFFD can come from that, so only then is the raw text
+ * decoded strictly.
+ */
+function prefixParam(params: ReadonlyMap<string, string>, query: string, maxKeyBytes: number): string {
+  const prefix = params.get('prefix') ?? ''
+  if (prefix.length > maxKeyBytes || Buffer.byteLength(prefix, 'utf8') > maxKeyBytes) throw new TooLargeError(`Prefix is over the key limit of ${maxKeyBytes} bytes`)
+  if (!prefix.includes('%') && !prefix.includes('\uFFFD')) return prefix
+  for (const part of query.split('&')) {
+    if (!new URLSearchParams(part).has('prefix')) continue
+    const raw = part.slice(part.indexOf('=') + 1)
+    try {
+      decodeURIComponent(raw.replace(/\+/g, ' '))
+    } catch {
+      throw new InvalidKeyError(`Prefix is not valid percent-encoded UTF-8: ${JSON.stringify(raw.slice(0, 80))}`)
+    }
+  }
+  return prefix
 }
 
 function toWire(key: string, e: EntryView): WireEntry {
@@ -334,8 +358,7 @@ export class HttpApi {
       case 'keys': {
         if (method === 'GET') return this.#listKeys(query)
         const params = queryParams(query, ['prefix', 'ack'])
-        const prefix = params.get('prefix') ?? ''
-        if (prefix.length > this.#limits.maxKeyBytes || Buffer.byteLength(prefix, 'utf8') > this.#limits.maxKeyBytes) throw new TooLargeError(`Prefix is over the key limit of ${this.#limits.maxKeyBytes} bytes`)
+        const prefix = prefixParam(params, query, this.#limits.maxKeyBytes)
         if (header(request.headers, HEADER_CONFIRM) !== CONFIRM_CLEAR) throw new BadRequestError(`Clearing keys needs the header ${HEADER_CONFIRM}: ${CONFIRM_CLEAR}`)
         const w = writeOptions(params.get('ack'), request.headers)
         await engine.clear(prefix, w.options)
@@ -367,8 +390,7 @@ export class HttpApi {
   /** `GET /v1/keys?prefix=&cursor=&limit=`: one page of live keys (`NodeEngine.listKeys`). */
   async #listKeys(query: string): Promise<ApiResponse> {
     const params = queryParams(query, ['prefix', 'cursor', 'limit'])
-    const prefix = params.get('prefix') ?? ''
-    if (prefix.length > this.#limits.maxKeyBytes || Buffer.byteLength(prefix, 'utf8') > this.#limits.maxKeyBytes) throw new TooLargeError(`Prefix is over the key limit of ${this.#limits.maxKeyBytes} bytes`)
+    const prefix = prefixParam(params, query, this.#limits.maxKeyBytes)
     const cursor = params.get('cursor')
     if (cursor === '') throw new BadRequestError('"cursor" is empty: leave it out for the first page, then pass the "cursor" of the previous page')
     const rawLimit = params.get('limit')

@@ -28,6 +28,15 @@ function safeInt(text: string | undefined, name: string): number | undefined {
   return Number(text)
 }
 
+/** `x-stratacache-min-version`: a version, bare or as the `ETag` the node answered (`"<n>"`, also weak `W/"<n>"`). */
+function leastVersion(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined
+  const m = /^(?:(?:W\/)?"(\d{1,16})"|(\d{1,16}))$/.exec(text.trim())
+  const n = m === null ? NaN : Number(m[1] ?? m[2])
+  if (!Number.isSafeInteger(n)) throw new BadRequestError(`${HEADER_MIN_VERSION}: expected a version, bare or as its ETag ("<version>")`)
+  return n
+}
+
 /** A write's replication options from `?ack=` and the token header; `headers()` gives the answer's replica count header once the write is answered. */
 export function writeOptions(ack: string | undefined, headers: Headers): { options: WriteOptions; headers: () => Record<string, string> } {
   if (ack !== undefined && !LEVELS.includes(ack)) throw new BadRequestError(`ack: expected one, region or all, got ${JSON.stringify(ack.slice(0, 20))}`)
@@ -45,7 +54,7 @@ export function writeOptions(ack: string | undefined, headers: Headers): { optio
  * between the two reads: the caller reads the entry again instead of answering 404.
  */
 export async function checkMinVersion(headers: Headers, key: string, live: number | undefined, keyspace: Pick<Keyspace, 'getRecord'>): Promise<boolean> {
-  const need = safeInt(single(headers, HEADER_MIN_VERSION), HEADER_MIN_VERSION)
+  const need = leastVersion(single(headers, HEADER_MIN_VERSION))
   if (need === undefined || need === 0) return false
   const record = live === undefined ? await keyspace.getRecord(key) : undefined
   const have = live ?? record?.version.hlc ?? 0

@@ -30,6 +30,7 @@ import { type AckLevel, type Change, changeBytes, type ClientOp, type ClientResp
 import type { Registry } from 'prom-client'
 import { registerLabeledReadings, registerReadings } from '../metrics/prometheus.js'
 import { LAG_BUCKETS_MS } from '../cluster/replication/replication.js'
+import { HEADER_TOKEN } from '../protocol/wire.js'
 import type { Keyspace } from './keyspace.js'
 import type { NodeLogger } from './logger.js'
 import { KeyspaceReplicaStore } from './keyspace-replica-store.js'
@@ -327,6 +328,9 @@ function errorOf(res: ClientResponse, level: AckLevel): CacheError {
       return new PreconditionFailedError(e.message)
     case 'ERR_BAD_REQUEST':
       return new BadRequestError(e.message)
+    case 'ERR_CLOCK_DRIFT':
+      // Only a request's session token is checked here: bad input from the client (400), not a failure of the node (500, which a client retries and charges to the node).
+      return new BadRequestError(`${HEADER_TOKEN}: ${e.message} (more than maxDrift ahead of this node's clock; refused, nothing written)`)
     case 'ERR_CLOSED':
       return new ClosedError(e.message)
     default:

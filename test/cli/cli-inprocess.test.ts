@@ -39,6 +39,15 @@ describe('CLI argument handling in process', () => {
     assert.match(x.err_, /ERR_INVALID_OPTIONS/)
   })
 
+  test('set --ttl: a bare number is seconds, and its refusal says so in seconds (not the milliseconds it became)', async () => {
+    for (const ttl of ['100000000', '1.5', '0']) {
+      const x = io()
+      assert.equal(await runCli(['set', 'k', 'v', '--ttl', ttl, '--node', 'http://127.0.0.1:1'], x), EXIT.USAGE, ttl)
+      assert.match(x.err_, new RegExp(`--ttl.*whole seconds from 1 to 99999999.*got "${ttl.replace('.', '\\.')}"`), ttl)
+      assert.doesNotMatch(x.err_, /00000000000|duration like/, ttl)
+    }
+  })
+
   test('--version prints the package version', async () => {
     const x = io()
     assert.equal(await runCli(['--version'], x), EXIT.OK)

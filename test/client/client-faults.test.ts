@@ -135,6 +135,27 @@ describe('client over real sockets with injected faults', () => {
     await client.close()
   })
 
+  test('an answer whose Content-Length is over maxResponseBytes (as the node declares them) fails the call, not the process', async () => {
+    const body = 'z'.repeat(2048)
+    const declared = await fault((_req, res) => {
+      res.writeHead(200, { etag: '"1"', 'x-ttl': '60', 'content-length': String(body.length) })
+      res.end(body)
+    })
+    const uncaught: unknown[] = []
+    const onUncaught = (err: unknown): void => void uncaught.push(err)
+    process.on('uncaughtException', onUncaught)
+    try {
+      const client = createClient({ nodes: [declared.url], maxResponseBytes: '1kb', retry: false })
+      for (let i = 0; i < 3; i++) await assert.rejects(client.get('k'), (e) => isCacheError(e, 'ERR_BAD_RESPONSE') && /maxResponseBytes/.test((e as Error).message))
+      // The destroyed body reports its abort a tick later: give it the time to.
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      await client.close()
+    } finally {
+      process.off('uncaughtException', onUncaught)
+    }
+    assert.deepEqual(uncaught.map(String), [], 'no error escaped the client')
+  })
+
   test('an answer over maxResponseBytes is ERR_BAD_RESPONSE; a non-protocol answer too', async () => {
     const big = await fault((_req, res) => entry(res, 'x'.repeat(300_000)))
     const client = createClient({ nodes: [big.url], maxResponseBytes: '64kb', retry: false })

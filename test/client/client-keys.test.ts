@@ -69,6 +69,22 @@ describe('client.keys', () => {
     await client.close()
   })
 
+  test('a prefix that is not well-formed Unicode is refused locally by keys, keysAll and clear (a lone surrogate cannot be percent-encoded)', async () => {
+    const transport = twoNodes()
+    const client = createClient({ nodes: ['http://n1:1'], transport, clock: new ManualClock(0) })
+    const invalid = (e: unknown): boolean => isCacheError(e, 'ERR_INVALID_OPTIONS') && /prefix/.test((e as Error).message)
+    for (const prefix of ['\uD800', 'a:\uDC00', 'x\uD83D']) {
+      // URLSearchParams would send U+FFFD (listing other keys); encodeURIComponent throws a bare URIError.
+      await assert.rejects(client.keys({ prefix }), invalid, `keys ${JSON.stringify(prefix)}`)
+      await assert.rejects(client.keysAll({ prefix }).next(), invalid, `keysAll ${JSON.stringify(prefix)}`)
+      await assert.rejects(client.clear({ prefix }), invalid, `clear ${JSON.stringify(prefix)}`)
+    }
+    assert.equal(transport.requests.length, 0, 'nothing was sent')
+    await client.keys({ prefix: 'a:\uD83D\uDE00' })
+    assert.equal(transport.requests[0].path, '/v1/keys?prefix=a%3A%F0%9F%98%80', 'a surrogate pair is fine')
+    await client.close()
+  })
+
   test('a malformed answer is ERR_BAD_RESPONSE', async () => {
     const bad = [{ keys: 'x', cursor: null }, { keys: [1], cursor: null }, { keys: ['a', 'b', 'c'], cursor: null }, { keys: [], cursor: '' }, { keys: [] }]
     for (const body of bad) {

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import { createClient, type ClientOptions } from '../../src/client/client.js'
+import { createClient, errorFromResponse, isNodeAnswer, type ClientOptions } from '../../src/client/client.js'
 import { RetryPolicy } from '../../src/client/retry-policy.js'
 import { isNotSent } from '../../src/client/transport.js'
-import { isCacheError, type ErrorCode } from '../../src/core/errors.js'
+import { AckTimeoutError, isCacheError, type ErrorCode } from '../../src/core/errors.js'
 import { ManualClock } from '../../src/core/manual-clock.js'
 import { SeededRandom } from '../../src/core/random.js'
 import { drive, tick } from '../support/drive.js'
@@ -128,6 +128,16 @@ describe('client retries on a ManualClock', () => {
     // No Retry-After: the exponential schedule.
     assert.deepEqual(second.transport.requests.map((q) => q.at), [0, 100, 300])
     await second.client.close()
+  })
+
+  test('a Retry-After of 0 (a proxy\'s; a node sends at least 1) waits the backoff, not nothing: no burst of requests at a busy node', async () => {
+    const { clock, transport, client } = setup(() => respond(429, '', { 'retry-after': '0' }), { retry: { maxElapsed: '2s' } })
+    const r = await drive(clock, client.set('k', 'v'), { step: 5 })
+    assertCode(r.error, 'ERR_RATE_LIMITED')
+    // 100, 200, 400, 800 ms: 5 requests in 2 s (it was one request per tick, hundreds).
+    assert.deepEqual(transport.requests.map((q) => q.at), [0, 100, 300, 700, 1500])
+    await client.close()
+    assert.equal(new RetryPolicy({ retries: 3, baseDelay: 100, maxDelay: 5000, jitter: 0.25 }, fixedRandom(0.5)).busyDelay(2, 0), 400)
   })
 
   test('retry: false makes one attempt; a busy answer fails at once', async () => {
@@ -440,6 +450,40 @@ describe('answers, errors and options', () => {
     const r = await drive(clock, client.ping())
     assert.deepEqual(r.value?.map((p) => [p.node, p.ok, p.error?.code]), [[A, true, undefined], [B, false, 'ERR_NODE_UNREACHABLE']])
     await client.close()
+  })
+})
+
+describe('ack levels', () => {
+  test('a 504 ERR_ACK_TIMEOUT is ERR_ACK_TIMEOUT (applied, required, level), sent once (the write is committed) and not charged to the node', async () => {
+    const ackTimeout = () => respond(504, { code: 'ERR_ACK_TIMEOUT', message: new AckTimeoutError(1, 3, 'all').message }, { 'content-type': 'application/json', 'x-stratacache-replicas': '1' })
+    const { clock, transport, client } = setup(ackTimeout)
+    const calls: [string, () => Promise<unknown>][] = [
+      ['set', () => client.set('k', 'v', { ack: 'all' })],
+      ['set ifVersion (idempotent)', () => client.set('k', 'v', { ack: 'all', ifVersion: 5 })],
+      ['delete (idempotent)', () => client.delete('k', { ack: 'all' })],
+      ['mset', () => client.mset([{ key: 'k', value: 'v' }], { ack: 'all' })],
+    ]
+    for (const [name, call] of calls) {
+      const before = transport.requests.length
+      const r = await drive(clock, call(), { step: 10 })
+      assertCode(r.error, 'ERR_ACK_TIMEOUT')
+      const e = r.error as AckTimeoutError
+      assert.deepEqual([e.applied, e.required, e.level], [1, 3, 'all'], name)
+      assert.ok(isNodeAnswer(e), name)
+      assert.equal(transport.requests.length - before, 1, `${name}: one request, a repeat would apply the write again`)
+    }
+    assert.equal(client.nodes()[0]!.consecutiveFailures, 0, 'the node answered: it is not failing')
+    await client.close()
+  })
+})
+
+describe('rebuilt node errors', () => {
+  test('the two folded codes of client.md: ERR_STORE_TIMEOUT is ERR_STORE_UNAVAILABLE naming it, ERR_VALUE_TOO_LARGE is ERR_TOO_LARGE', () => {
+    const timeout = errorFromResponse(wireError(503, 'ERR_STORE_TIMEOUT'), A)
+    assertCode(timeout, 'ERR_STORE_UNAVAILABLE')
+    assert.match(timeout.message, /ERR_STORE_TIMEOUT/)
+    assert.ok(isNodeAnswer(timeout))
+    assertCode(errorFromResponse(wireError(413, 'ERR_VALUE_TOO_LARGE'), A), 'ERR_TOO_LARGE')
   })
 })
 

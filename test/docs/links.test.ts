@@ -5,6 +5,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { dirname, join, relative, resolve } from 'node:path'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
+import { STATUS_OF_CODE } from '../../src/protocol/wire.js'
 
 const root = fileURLToPath(new URL('../../../', import.meta.url))
 
@@ -92,4 +93,18 @@ test('the slug rule matches GitHub on the headings these docs use', () => {
 test('README.md stays a front page (at most 15 KB) and ARCHITECTURE.md at most 20 KB', () => {
   assert.ok(statSync(join(root, 'README.md')).size <= 15 * 1024, 'README.md <= 15 KB')
   assert.ok(statSync(join(root, 'docs/ARCHITECTURE.md')).size <= 20 * 1024, 'docs/ARCHITECTURE.md <= 20 KB')
+})
+
+test("PROTOCOL.md's status table is STATUS_OF_CODE, as it says: every code the node answers, with its status", () => {
+  const text = readFileSync(join(root, 'docs/PROTOCOL.md'), 'utf8')
+  const documented = new Map<string, number[]>()
+  for (const row of text.split('\n').filter((l) => /^\| \d{3} \|/.test(l))) {
+    const status = Number(row.slice(2, 5))
+    for (const m of row.split('|')[2]!.matchAll(/`(ERR_[A-Z_]+)`/g)) documented.set(m[1]!, [...(documented.get(m[1]!) ?? []), status])
+  }
+  const problems: string[] = []
+  for (const [code, status] of Object.entries(STATUS_OF_CODE)) {
+    if (!documented.get(code)?.includes(status)) problems.push(`${code} ${status}: not in the table with this status`)
+  }
+  assert.deepEqual(problems, [])
 })

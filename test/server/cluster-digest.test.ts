@@ -84,6 +84,12 @@ describe('GET /v1/cluster/digest', () => {
       assert.equal(r.status, 400, bad)
       assert.equal(errorCode(r.body), 'ERR_BAD_REQUEST')
     }
+    // Unknown or repeated query parameters are refused, as on every route (node guide: strict validation).
+    for (const path of ['/v1/cluster/digest?depth=1&x=1', '/v1/cluster/digest?depth=1&depth=2', '/v1/cluster?x=1', '/v1/cluster/state?x=1']) {
+      const r = await send(a.url, 'GET', path, undefined, AUTH)
+      assert.equal(r.status, 400, path)
+      assert.equal(errorCode(r.body), 'ERR_BAD_REQUEST', path)
+    }
   })
 
   test('a solo node answers 404: it has no replicas to compare', async () => {

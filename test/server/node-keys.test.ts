@@ -169,6 +169,30 @@ describe('GET /v1/keys (injected)', () => {
   })
 })
 
+describe('a prefix that is not valid percent-encoded UTF-8', () => {
+  test('GET and DELETE /v1/keys refuse it with 400 ERR_INVALID_KEY, as the key route does, and list or clear nothing', async () => {
+    const { node: n } = await node()
+    // Keys the lenient decoding of a bad prefix would have matched: "%ZZ" read literally, invalid UTF-8 read as U+FFFD.
+    for (const key of ['%ZZ:1', '\uFFFD:1', '\uFFFD\uFFFD\uFFFD:1', 'other']) await put(n, key)
+    for (const prefix of ['%ZZ', '%E9', '%ED%A0%80', 'a%', '%C3']) {
+      const listed = await n.inject({ method: 'GET', url: `/v1/keys?prefix=${prefix}` })
+      assert.equal(listed.status, 400, `GET prefix=${prefix}: ${String(listed.body)}`)
+      assert.equal(body(listed).code, 'ERR_INVALID_KEY', prefix)
+      assert.match(String(body(listed).message), /[Pp]refix.*percent-encoded UTF-8/, prefix)
+      const cleared = await n.inject({ method: 'DELETE', url: `/v1/keys?prefix=${prefix}`, headers: { 'x-confirm': 'clear-all' } })
+      assert.equal(cleared.status, 400, `DELETE prefix=${prefix}: ${String(cleared.body)}`)
+      assert.equal(body(cleared).code, 'ERR_INVALID_KEY', prefix)
+    }
+    assert.deepEqual((await list(n, '')).keys.sort(), ['%ZZ:1', 'other', '\uFFFD:1', '\uFFFD\uFFFD\uFFFD:1'].sort(), 'nothing was cleared')
+    // Well-formed encodings of the same characters still work: %25 is "%", %EF%BF%BD is U+FFFD, + is a space.
+    assert.deepEqual((await list(n, 'prefix=%25ZZ')).keys, ['%ZZ:1'])
+    assert.deepEqual((await list(n, 'prefix=%EF%BF%BD%3A')).keys, ['\uFFFD:1'])
+    const ok = await n.inject({ method: 'DELETE', url: '/v1/keys?prefix=%25ZZ', headers: { 'x-confirm': 'clear-all' } })
+    assert.equal(ok.status, 200)
+    assert.deepEqual((await list(n, 'prefix=%25')).keys, [])
+  })
+})
+
 describe('GET /v1/keys (socket)', () => {
   test('same auth as reads; pages follow the cursor over the wire', async () => {
     const { node: n } = await node({ authToken: 'tok-keys' })

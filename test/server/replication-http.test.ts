@@ -27,3 +27,13 @@ test('the entry read missed but a live record at least that new landed since: re
 test('a tombstone at least that new answers the read (404): no second read', async () => {
   assert.equal(await checkMinVersion(need(5), 'k', undefined, keyspaceHolding(tomb(5))), false)
 })
+
+test('the least version may be sent as the ETag the node answered ("<version>", as docs/PROTOCOL.md says) or bare; anything else is ERR_BAD_REQUEST', async () => {
+  const header = (v: string) => ({ 'x-stratacache-min-version': v })
+  assert.equal(await checkMinVersion(header('"5"'), 'k', 7, keyspaceHolding(undefined)), false)
+  assert.equal(await checkMinVersion(header('W/"5"'), 'k', 7, keyspaceHolding(undefined)), false)
+  await assert.rejects(checkMinVersion(header('"9"'), 'k', 7, keyspaceHolding(undefined)), (e: unknown) => isCacheError(e, 'ERR_STALE_READ'))
+  for (const bad of ['"5', '5"', '""', '"a"', 'abc', '"-1"', '"99999999999999999"', '"5", "6"', '*']) {
+    await assert.rejects(checkMinVersion(header(bad), 'k', 7, keyspaceHolding(undefined)), (e: unknown) => isCacheError(e, 'ERR_BAD_REQUEST'), bad)
+  }
+})

@@ -14,7 +14,7 @@ import { Keyspace } from '../../src/server/keyspace.js'
 import { MAX_BATCH_CHANGES, ReplicationService } from '../../src/server/replication-service.js'
 import type { MessageTransport, NodeId } from '../../src/cluster/transport.js'
 import { jsonCodec } from '../../src/cluster/kernel.js'
-import type { ReplicationMessage } from '../../src/cluster/replication/messages.js'
+import type { ClientOp, ReplicationMessage } from '../../src/cluster/replication/messages.js'
 import { slowSets } from '../support/gated-store.js'
 
 const NOW = 1_800_000_000_000
@@ -141,6 +141,18 @@ describe('ReplicationService', () => {
       await settle()
     }
     assert.equal(text(await a.ks.get('k')), 'second')
+    await c.close()
+  })
+
+  test('a session token past the drift limit is refused as ERR_BAD_REQUEST (the node answers 400 naming the header), not ERR_INTERNAL; nothing is written', async () => {
+    const c = await cluster(['a'])
+    const a = c.nodes.get('a')!
+    const ahead = (NOW + 3_600_000) * 2048
+    const ops: ClientOp[] = [{ op: 'put', key: 'k', value: b64('v') }, { op: 'del', key: 'k' }]
+    for (const op of ops) {
+      await assert.rejects(a.svc.request(op, { token: ahead }), (e: unknown) => isCacheError(e, 'ERR_BAD_REQUEST') && /x-stratacache-token/.test((e as Error).message) && /drift/.test((e as Error).message), op.op)
+    }
+    assert.equal(await a.ks.get('k'), undefined)
     await c.close()
   })
 
