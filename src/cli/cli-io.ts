@@ -73,7 +73,7 @@ export const COMMON_OPTIONS = {
 } as const satisfies ParseArgsConfig['options']
 
 export const COMMON_HELP = `Common options:
-  -n, --node <url>     A node: http://host:port or host:port; repeat or comma-separate
+  -n, --node <url>     A node: http://host:port or host[:port] (7700); repeat or comma-separate
                        for several (round-robin). env STRATACACHE_NODES (comma-separated)
                        [default http://127.0.0.1:7700]
   --region <r>         The client's region: reads go to live nodes of this region, then

@@ -59,7 +59,7 @@ import {
 import { mathRandom, type Random } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
 import { checkKey as checkWireKey, checkPrefix, parseEtag, parseTagsJson } from '../protocol/validate.js'
-import { CONFIRM_CLEAR, DEFAULT_MAX_BATCH, DEFAULT_MAX_KEY_BYTES, HEADER_CONFIRM, HEADER_MIN_VERSION, HEADER_REPLICAS, HEADER_TAGS, HEADER_TTL, MAX_TTL_SECONDS, TTL_NONE } from '../protocol/wire.js'
+import { CONFIRM_CLEAR, DEFAULT_MAX_BATCH, DEFAULT_PORT, DEFAULT_MAX_KEY_BYTES, HEADER_CONFIRM, HEADER_MIN_VERSION, HEADER_REPLICAS, HEADER_TAGS, HEADER_TTL, MAX_TTL_SECONDS, TTL_NONE } from '../protocol/wire.js'
 import { NearCache, type NearCacheStats } from '../cache/near-cache.js'
 import { WATCH_PARTITIONS, watchPartition, type WatchMessage } from '../protocol/watch.js'
 import { NearCacheLink } from './near-cache-link.js'
@@ -393,10 +393,15 @@ export function createClient(options: ClientOptions): Client {
   return new NodeClient(options)
 }
 
-/** `http://host:port` from any accepted spelling of a node address. */
+/**
+ * `http://host:port` from any accepted spelling of a node address: `host:port`, or a URL.
+ * A bare host without a port is a node on its default port (7700, as `serve` listens); a URL
+ * keeps its scheme's (`http://cache.example` is port 80, behind a proxy say).
+ */
 export function normalizeNode(address: unknown, option = 'nodes'): string {
   if (typeof address !== 'string' || address.trim() === '') throw new InvalidOptionsError(option, `expected a node address like 'http://127.0.0.1:7700', got ${JSON.stringify(address)}`)
-  const text = /^[a-z][a-z0-9+.-]*:\/\//i.test(address) ? address.trim() : `http://${address.trim()}`
+  const bare = !/^[a-z][a-z0-9+.-]*:\/\//i.test(address)
+  const text = bare ? `http://${address.trim()}` : address.trim()
   let url: URL
   try {
     url = new URL(text)
@@ -405,6 +410,8 @@ export function normalizeNode(address: unknown, option = 'nodes'): string {
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InvalidOptionsError(option, `nodes speak http or https, got ${url.protocol}`)
   if (url.pathname !== '/' || url.search !== '' || url.hash !== '' || url.username !== '') throw new InvalidOptionsError(option, `a node address is scheme://host:port only, got ${JSON.stringify(address)}`)
+  // A bare host with no port at all (not ':80', which URL also reports as no port).
+  if (bare && url.port === '' && !/:\d+$/.test(address.trim())) url.port = String(DEFAULT_PORT)
   return url.origin
 }
 

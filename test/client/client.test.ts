@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import { createClient, errorFromResponse, isNodeAnswer, type ClientOptions } from '../../src/client/client.js'
+import { createClient, errorFromResponse, isNodeAnswer, normalizeNode, type ClientOptions } from '../../src/client/client.js'
 import { RetryPolicy } from '../../src/client/retry-policy.js'
 import { isNotSent } from '../../src/client/transport.js'
 import { AckTimeoutError, isCacheError, type ErrorCode } from '../../src/core/errors.js'
@@ -411,6 +411,15 @@ describe('answers, errors and options', () => {
     const ok = createClient({ nodes: ['127.0.0.1:7700', 'http://127.0.0.1:7700/'], transport: new ScriptedTransport(new ManualClock(), () => entry()) })
     assert.deepEqual(ok.nodes().map((s) => s.node), ['http://127.0.0.1:7700'])
     void ok.close()
+  })
+
+  test("a bare host without a port is a node on the node's default port (7700); a URL keeps its scheme's", () => {
+    assert.equal(normalizeNode('127.0.0.1'), 'http://127.0.0.1:7700')
+    assert.equal(normalizeNode('cache-1.internal'), 'http://cache-1.internal:7700')
+    assert.equal(normalizeNode('[::1]'), 'http://[::1]:7700')
+    assert.equal(normalizeNode('127.0.0.1:80'), 'http://127.0.0.1')
+    assert.equal(normalizeNode('http://cache.example'), 'http://cache.example')
+    assert.equal(normalizeNode('https://cache.example'), 'https://cache.example')
   })
 
   test('mget splits batches over 1000 keys and keeps order; mset likewise', async () => {
