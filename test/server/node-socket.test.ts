@@ -9,6 +9,7 @@ import type { Socket } from 'node:net'
 import { join } from 'node:path'
 import { after, describe, test } from 'node:test'
 import { startNode } from '../../src/server/index.js'
+import { memoryStore } from '../../src/store/memory-store.js'
 import { bodyOf, errorCode, nodeTestbed, raw, send, silentLogger, statusOf } from '../support/node-fixtures.js'
 
 const testbed = nodeTestbed()
@@ -146,6 +147,14 @@ describe('node over sockets', () => {
     }
     assert.equal(ok.status, 200)
     assert.ok((JSON.parse(ok.body.toString()) as { requests: { connectionsRefused: number } }).requests.connectionsRefused >= 1)
+  })
+
+  test('a host this machine cannot listen on is ERR_INVALID_OPTIONS naming host, not a raw socket error', async () => {
+    // 10.255.255.1 is no address of this machine: bind fails at once (EADDRNOTAVAIL), nothing is sent.
+    await assert.rejects(
+      startNode({ port: 0, host: '10.255.255.1', store: memoryStore(), logger: silentLogger }),
+      (e: Error & { code?: string; option?: string }) => e.code === 'ERR_INVALID_OPTIONS' && e.option === 'host' && /10\.255\.255\.1/.test(e.message),
+    )
   })
 
   test('node-wide connection limit: past it, a connection from any address gets 503 ERR_BUSY and is closed', async () => {
