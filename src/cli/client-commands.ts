@@ -7,7 +7,8 @@
 import { readFileSync } from 'node:fs'
 import { MAX_TTL_SECONDS, type Client, type ClientEntry } from '../client/client.js'
 import type { Duration } from '../core/duration.js'
-import { clientFrom, COMMON_HELP, COMMON_OPTIONS, EXIT, parse, UsageError, type CliIo } from './cli-io.js'
+import { CacheError } from '../core/errors.js'
+import { clientFrom, COMMON_HELP, COMMON_OPTIONS, describeError, EXIT, parse, UsageError, type CliIo } from './cli-io.js'
 
 export const GET_HELP = `Usage: stratacache get <key> [options]
 
@@ -53,7 +54,8 @@ ${COMMON_HELP}`
 export const STATS_HELP = `Usage: stratacache stats [options]
 
 Prints the statistics of every --node as JSON (one object; keyed by node when there are
-several).
+several). With several, a node that fails is printed as {"error": {"code", "message"}}
+(and on stderr) and the exit code is 3; the others are printed all the same.
 
 ${COMMON_HELP}`
 
@@ -203,10 +205,27 @@ export async function statsCommand(argv: string[], io: CliIo): Promise<number> {
   if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])} (see --help)`)
   return withClient(clientFrom(values, io), async (client) => {
     const nodes = client.nodes().map((s) => s.node)
-    const all = await Promise.all(nodes.map((node) => client.stats({ node })))
-    const body = nodes.length === 1 ? all[0] : Object.fromEntries(nodes.map((n, i) => [n, all[i]]))
+    // One node: its stats, or its error as for any command. Several: every answer, each
+    // failed node as { error: { code, message } } (and on stderr), exit 3 if any failed.
+    if (nodes.length === 1) {
+      const one = await client.stats({ node: nodes[0] })
+      io.out.write(`${values.json === true ? JSON.stringify(one) : JSON.stringify(one, null, 2)}\n`)
+      return EXIT.OK
+    }
+    const all = await Promise.allSettled(nodes.map((node) => client.stats({ node })))
+    let failed = false
+    const body = Object.fromEntries(
+      nodes.map((n, i) => {
+        const r = all[i]!
+        if (r.status === 'fulfilled') return [n, r.value]
+        failed = true
+        io.err.write(`stratacache stats: ${n}: ${describeError(r.reason)}\n`)
+        const code = r.reason instanceof CacheError ? r.reason.code : 'ERR_INTERNAL'
+        return [n, { error: { code, message: r.reason instanceof Error ? r.reason.message : String(r.reason) } }]
+      }),
+    )
     io.out.write(`${values.json === true ? JSON.stringify(body) : JSON.stringify(body, null, 2)}\n`)
-    return EXIT.OK
+    return failed ? EXIT.UNAVAILABLE : EXIT.OK
   })
 }
 

@@ -125,6 +125,16 @@ describe('client commands: several nodes and a region', () => {
     assert.equal(empty.code, EXIT.USAGE)
   })
 
+  test('stats of several nodes with one down: the others are printed, the dead one carries its error, exit 3', async () => {
+    const r = await run(['stats', '--json', '--node', `${a.url},${dead}`])
+    assert.equal(r.code, EXIT.UNAVAILABLE)
+    const body = JSON.parse(r.out) as Record<string, { node?: unknown; error?: { code: string; message: string } }>
+    const deadUrl = Object.keys(body).find((k) => k !== a.url)!
+    assert.ok(body[a.url]?.node !== undefined, 'the live node is printed')
+    assert.equal(body[deadUrl]?.error?.code, 'ERR_NODE_UNREACHABLE')
+    assert.match(r.err, new RegExp(`${deadUrl.replace(/[.:/]/g, '\\$&')}.*ERR_NODE_UNREACHABLE`))
+  })
+
   test('--region (and STRATACACHE_REGION) reads over the ladder: every command works, a dead node costs a rung', async () => {
     const nodes = ['--node', `${dead},${a.url}`, '--region', 'eu']
     assert.equal((await run(['set', 'r:1', 'one', '--node', a.url, '--region', 'eu'])).code, EXIT.OK)
