@@ -164,6 +164,13 @@ function prefixParam(params: ReadonlyMap<string, string>, query: string, maxKeyB
   return prefix
 }
 
+/** Refuses a JSON body field the route does not take (a typo such as "mdoe" must not pass as the default). */
+function onlyFields(body: Record<string, unknown>, allowed: readonly string[], route: string): void {
+  for (const name of Object.keys(body)) {
+    if (!allowed.includes(name)) throw new BadRequestError(`${route} body has an unknown field ${JSON.stringify(name.slice(0, 40))}; allowed: ${allowed.join(', ')}`)
+  }
+}
+
 function toWire(key: string, e: EntryView): WireEntry {
   return { key, value: Buffer.from(e.value.buffer, e.value.byteOffset, e.value.byteLength).toString('base64'), version: e.version, ttl: e.ttl, tags: e.tags }
 }
@@ -348,6 +355,7 @@ export class HttpApi {
         const w = writeOptions(queryParams(query, ['ack']).get('ack'), request.headers)
         requireJson(request.headers)
         const body = parseJsonObject(request.body)
+        onlyFields(body, ['tags', 'mode'], 'invalidate')
         const tags = parseTagsJson(body.tags)
         if (body.tags === undefined) throw new BadRequestError('Body must have "tags": an array of tags')
         const mode = body.mode ?? 'hard'
@@ -449,6 +457,7 @@ export class HttpApi {
 
   async #mget(body: Uint8Array): Promise<ApiResponse> {
     const parsed = parseJsonObject(body)
+    onlyFields(parsed, ['keys'], 'mget')
     const keys = parsed.keys
     if (!Array.isArray(keys)) throw new BadRequestError('Body must have "keys": an array of keys')
     if (keys.length > this.#limits.maxBatch) throw new TooLargeError(`mget of ${keys.length} keys is over the limit of ${this.#limits.maxBatch}`)
@@ -460,6 +469,7 @@ export class HttpApi {
 
   async #mset(body: Uint8Array, w: ReturnType<typeof writeOptions>): Promise<ApiResponse> {
     const parsed = parseJsonObject(body)
+    onlyFields(parsed, ['entries'], 'mset')
     const entries = parsed.entries
     if (!Array.isArray(entries)) throw new BadRequestError('Body must have "entries": an array of { key, value, ttl?, tags? }')
     if (entries.length > this.#limits.maxBatch) throw new TooLargeError(`mset of ${entries.length} entries is over the limit of ${this.#limits.maxBatch}`)

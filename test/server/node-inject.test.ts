@@ -236,13 +236,19 @@ describe('node API (injected)', () => {
       { entries: [{ key: 'ok', value: 'AA==' }, { key: 'x', value: 'AA==', extra: 1 }] },
       { entries: [{ key: 'ok', value: 'AA==' }, 'x'] },
       { entries: {} },
+      // Unknown top-level fields are refused, as unknown entry fields are (a typo must not pass unnoticed).
+      { entries: [{ key: 'ok', value: 'AA==' }], ack: 'all' },
     ]
     for (const b of bad) {
       const r = await n.inject({ method: 'POST', url: '/v1/mset', headers: { 'content-type': 'application/json' }, body: JSON.stringify(b) })
       assert.equal(r.status, 400, JSON.stringify(b))
     }
     assert.equal((await n.inject({ method: 'GET', url: '/v1/keys/ok' })).status, 404, 'a refused mset wrote nothing')
-    for (const b of ['{"keys":"a"}', '{"keys":[1]}', '{"keys":[""]}', '{']) assert.equal((await n.inject({ method: 'POST', url: '/v1/mget', headers: { 'content-type': 'application/json' }, body: b })).status, 400, b)
+    for (const b of ['{"keys":"a"}', '{"keys":[1]}', '{"keys":[""]}', '{', '{"keys":["a"],"key":"b"}']) assert.equal((await n.inject({ method: 'POST', url: '/v1/mget', headers: { 'content-type': 'application/json' }, body: b })).status, 400, b)
+    const typo = await n.inject({ method: 'POST', url: '/v1/invalidate', headers: { 'content-type': 'application/json' }, body: '{"tags":["t:1"],"mdoe":"soft"}' })
+    assert.equal(typo.status, 400)
+    assert.equal(json(typo).code, 'ERR_BAD_REQUEST')
+    assert.match(String(json(typo).message), /mdoe/)
   })
 
   test('clear is guarded by X-Confirm', async () => {
