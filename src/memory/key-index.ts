@@ -33,7 +33,13 @@
  * knowing the seed; V8's `Map` relies on the same defence (a per-process seed).
  */
 import { growArray, growInt32, nextPowerOfTwo } from '../core/grow-array.js'
-import { hashKey, hashString } from './hash-key.js'
+import { hashKey, hashString as importedHashString } from './hash-key.js'
+
+/**
+ * hashString as a module-private constant: V8 reads an imported binding from its cell and
+ * checks it is initialised at every call; a private const it folds (decisions 0396, 0401).
+ */
+const hashString = importedHashString
 
 export class KeyIndex<K> {
   /** Per cell: 0 when empty, else slot + 1 in the bits of #mask and the key's hash above them (cellOf). */

@@ -301,7 +301,12 @@ export class MemoryCache<K = string, V = unknown> {
   setMs(key: K, value: V, ttl: number, tti: number): boolean {
     if (value === undefined) throw new InvalidValueError('Cannot store undefined: it means "absent" (store null instead)')
     if (this.#closed) throw new ClosedError()
-    return this.#put(key, value, ttl, tti, this.#sized ? validSize(this.#sizeOf!(value, key), 'sizeOf') : 0, undefined, undefined)
+    const size = this.#sized ? validSize(this.#sizeOf!(value, key), 'sizeOf') : 0
+    // No TTI passed as the literal: V8 passes a constant Infinity as it is, where a value
+    // read from a number field (the facade's resolved options) was boxed into a fresh heap
+    // number on every call (decision 0401).
+    if (tti === Infinity) return this.#put(key, value, ttl, Infinity, size, undefined, undefined)
+    return this.#put(key, value, ttl, tti, size, undefined, undefined)
   }
 
   /** Number of entries evicted so far (as in `stats().evicted`, without building the stats). */
@@ -315,9 +320,12 @@ export class MemoryCache<K = string, V = unknown> {
     // A new key into a cache at its entry bound, where nothing observes the order of the steps
     // (nobody listening, no entry with extras): the policy names the entry the insert would
     // evict, and the new entry takes its slot (#reuse), evicted before the new one is stored.
-    if (found === -1 && this.#recycles && this.#count >= this.maxEntries && !this.#listening && this.#attached === 0) {
-      if (size > this.maxEntrySize || signal?.aborted === true) return this.#store(key, value, hash, -1, ttl, tti, size, signal, onEvent, true)
-      if (ttl !== Infinity && this.#jitter !== 0) ttl *= 1 - this.#jitter * this.#random.next()
+    // Booleans compared, not truth-tested: one instruction each instead of a ToBoolean (0401).
+    if (found === -1 && this.#recycles === true && this.#count >= this.maxEntries && this.#listening === false && this.#attached === 0) {
+      // Cheapest test first (0401): a cache that recycles does not count sizes (size 0), and
+      // jitter is usually off (a number field, where `ttl` is a tagged argument to unbox).
+      if ((size !== 0 && size > this.maxEntrySize) || signal?.aborted === true) return this.#store(key, value, hash, -1, ttl, tti, size, signal, onEvent, true)
+      if (this.#jitter !== 0 && ttl !== Infinity) ttl *= 1 - this.#jitter * this.#random.next()
       const victim = this.#policy.victimBeforeInsert(hash)
       if (victim === -1) return this.#store(key, value, hash, -1, ttl, tti, size, signal, onEvent, false)
       this.#reuse(victim, key, value, hash, ttl, tti)
@@ -425,9 +433,12 @@ export class MemoryCache<K = string, V = unknown> {
   /** The clock's `now()`; the real clock's read inlined by hand, as in `get` (decision 0385). */
   #now(): number {
     const c = this.#system
-    if (c === undefined) return this.#clock.now()
+    // The calls' results as numbers (`+`): V8 then keeps the time unboxed where this is
+    // inlined; otherwise the merge with a call's tagged result boxed `c.last` into a fresh
+    // heap number on every read (decision 0401).
+    if (c === undefined) return +this.#clock.now()
     const t = c.cell[0]
-    return t > c.last ? (c.last = t) : t !== 0 ? c.last : c.now()
+    return t > c.last ? (c.last = t) : t !== 0 ? c.last : +c.now()
   }
 
   /** Erases `key`. True if a live entry was erased (an expired one is reported as `expire`). */
