@@ -708,6 +708,20 @@ export class MemoryCache<K = string, V = unknown> {
   }
 
   #setDeadline(slot: number, ttl: number, tti: number): void {
+    const deadline = this.#deadline
+    if (deadline !== undefined && ttl !== Infinity && tti === Infinity && this.#idle === undefined) {
+      // The common case, as in #reuse: a TTL alone, arrays and wheel in place, and no idle
+      // time ever used, so the slot's deadline is the one the wheel holds it for (or none).
+      // A key written again with the same TTL usually falls in the same tick: it stays put
+      // instead of leaving its bucket and joining it again (decision 0401).
+      const old = deadline[slot]
+      const d = this.#clock.now() + ttl
+      deadline[slot] = d
+      if (old !== NO_DEADLINE) this.#wheel!.reschedule(slot, old, d)
+      else this.#wheel!.schedule(slot, d)
+      if (this.#sweepTimer === undefined) this.#scheduleSweep()
+      return
+    }
     if (ttl === Infinity && tti === Infinity) {
       if (this.#deadline !== undefined && this.#deadline[slot] !== NO_DEADLINE) {
         this.#deadline[slot] = NO_DEADLINE
