@@ -417,7 +417,9 @@ export class Cache<V = unknown> {
       if (value === undefined) throw new InvalidValueError(`Cannot store undefined under ${JSON.stringify(key)}: it means "absent" (store null, or delete the key)`)
       const o = options === undefined ? this.#defaults : this.#resolve(options)
       // L1 alone, and nothing beyond the engine's TTL and TTI: the writer's short path.
-      if (o.bare && this.#l1Alone) {
+      // `=== true`: V8 types a boolean field only as a heap object, so a bare truth test of
+      // one that holds true is a full ToBoolean (~12 instructions), a compare is one (0401).
+      if (o.bare === true && this.#l1Alone === true) {
         this.#writer.storeBare(key, value, o)
         return DONE
       }

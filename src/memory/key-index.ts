@@ -33,7 +33,13 @@
  * knowing the seed; V8's `Map` relies on the same defence (a per-process seed).
  */
 import { growArray, growInt32, nextPowerOfTwo } from '../core/grow-array.js'
-import { hashKey, hashString } from './hash-key.js'
+import { hashKey, hashString as importedHashString } from './hash-key.js'
+
+/**
+ * hashString as a module-private constant: V8 reads an imported binding from its cell and
+ * checks it is initialised at every call; a private const it folds (decisions 0396, 0401).
+ */
+const hashString = importedHashString
 
 export class KeyIndex<K> {
   /** Per cell: 0 when empty, else slot + 1 in the bits of #mask and the key's hash above them (cellOf). */
@@ -257,11 +263,11 @@ function isObject(key: unknown): key is object {
 
 /**
  * A cell: `slot + 1` in the bits of the mask (a table has at least twice as many cells as
- * slots, so it fits), the key's hash above them. Never 0, which marks an empty cell.
+ * slots, so it fits), the key's hash above them. Never 0, which marks an empty cell. A
+ * constant, not a function declaration: V8 re-checks a module function's binding at every
+ * inlined call (decisions 0385, 0401).
  */
-function cellOf(hash: number, slot: number, mask: number): number {
-  return (hash & ~mask) | (slot + 1)
-}
+const cellOf = (hash: number, slot: number, mask: number): number => (hash & ~mask) | (slot + 1)
 
 /** Cells for `capacity` slots: a power of two at least twice as many, so at most half full. */
 function cellsFor(capacity: number): number {

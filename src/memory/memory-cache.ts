@@ -303,7 +303,12 @@ export class MemoryCache<K = string, V = unknown> {
   setMs(key: K, value: V, ttl: number, tti: number): boolean {
     if (value === undefined) throw new InvalidValueError('Cannot store undefined: it means "absent" (store null instead)')
     if (this.#closed) throw new ClosedError()
-    return this.#put(key, value, ttl, tti, this.#sized ? validSize(this.#sizeOf!(value, key), 'sizeOf') : 0, undefined, undefined)
+    const size = this.#sized ? validSize(this.#sizeOf!(value, key), 'sizeOf') : 0
+    // No TTI passed as the literal: V8 passes a constant Infinity as it is, where a value
+    // read from a number field (the facade's resolved options) was boxed into a fresh heap
+    // number on every call (decision 0401).
+    if (tti === Infinity) return this.#put(key, value, ttl, Infinity, size, undefined, undefined)
+    return this.#put(key, value, ttl, tti, size, undefined, undefined)
   }
 
   /** Number of entries evicted so far (as in `stats().evicted`, without building the stats). */
@@ -317,9 +322,12 @@ export class MemoryCache<K = string, V = unknown> {
     // A new key into a cache at its entry bound, where nothing observes the order of the steps
     // (nobody listening, no entry with extras): the policy names the entry the insert would
     // evict, and the new entry takes its slot (#reuse), evicted before the new one is stored.
-    if (found === -1 && this.#recycles && this.#count >= this.maxEntries && !this.#listening && this.#attached === 0) {
-      if (size > this.maxEntrySize || signal?.aborted === true) return this.#store(key, value, hash, -1, ttl, tti, size, signal, onEvent, true)
-      if (ttl !== Infinity && this.#jitter !== 0) ttl *= 1 - this.#jitter * this.#random.next()
+    // Booleans compared, not truth-tested: one instruction each instead of a ToBoolean (0401).
+    if (found === -1 && this.#recycles === true && this.#count >= this.maxEntries && this.#listening === false && this.#attached === 0) {
+      // Cheapest test first (0401): a cache that recycles does not count sizes (size 0), and
+      // jitter is usually off (a number field, where `ttl` is a tagged argument to unbox).
+      if ((size !== 0 && size > this.maxEntrySize) || signal?.aborted === true) return this.#store(key, value, hash, -1, ttl, tti, size, signal, onEvent, true)
+      if (this.#jitter !== 0 && ttl !== Infinity) ttl *= 1 - this.#jitter * this.#random.next()
       const victim = this.#policy.victimBeforeInsert(hash)
       if (victim === -1) return this.#store(key, value, hash, -1, ttl, tti, size, signal, onEvent, false)
       this.#reuse(victim, key, value, hash, ttl, tti)
@@ -427,7 +435,10 @@ export class MemoryCache<K = string, V = unknown> {
   /** The clock's `now()`; the real clock's read inlined by hand, as in `get` (decision 0385). */
   #now(): number {
     const c = this.#system
-    if (c === undefined) return this.#clock.now()
+    // The calls' results as numbers (`+`): V8 then keeps the time unboxed where this is
+    // inlined; otherwise the merge with a call's tagged result boxed `c.last` into a fresh
+    // heap number on every read (decision 0401).
+    if (c === undefined) return +this.#clock.now()
     const t = c.cell[0]
     return t > c.last ? (c.last = t) : t !== 0 ? c.last : +c.now()
   }
@@ -699,6 +710,20 @@ export class MemoryCache<K = string, V = unknown> {
   }
 
   #setDeadline(slot: number, ttl: number, tti: number): void {
+    const deadline = this.#deadline
+    if (deadline !== undefined && ttl !== Infinity && tti === Infinity && this.#idle === undefined) {
+      // The common case, as in #reuse: a TTL alone, arrays and wheel in place, and no idle
+      // time ever used, so the slot's deadline is the one the wheel holds it for (or none).
+      // A key written again with the same TTL usually falls in the same tick: it stays put
+      // instead of leaving its bucket and joining it again (decision 0401).
+      const old = deadline[slot]
+      const d = this.#clock.now() + ttl
+      deadline[slot] = d
+      if (old !== NO_DEADLINE) this.#wheel!.reschedule(slot, old, d)
+      else this.#wheel!.schedule(slot, d)
+      if (this.#sweepTimer === undefined) this.#scheduleSweep()
+      return
+    }
     if (ttl === Infinity && tti === Infinity) {
       if (this.#deadline !== undefined && this.#deadline[slot] !== NO_DEADLINE) {
         this.#deadline[slot] = NO_DEADLINE

@@ -55,7 +55,10 @@ export class FrequencySketch {
   frequency(hash: number): number {
     const h = spread(hash)
     const w = this.#table[h & this.#mask]
-    return min(min((w >>> shift0(h)) & 15, (w >>> shift1(h)) & 15), min((w >>> shift2(h)) & 15, (w >>> shift3(h)) & 15))
+    // The key's four counters, one per byte (see `increment`).
+    const k = (((h >>> 28) * 0x00204081) & 0x01010101) * 0x0f
+    const c = (((w >>> 4) & k) | (w & ~k)) & NIBBLES
+    return min(min(c & 15, (c >>> 8) & 15), min((c >>> 16) & 15, c >>> 24))
   }
 
   /**
@@ -68,19 +71,23 @@ export class FrequencySketch {
     const h = spread(hash)
     const i = h & this.#mask
     const w = t[i]
-    const s0 = shift0(h)
-    const s1 = shift1(h)
-    const s2 = shift2(h)
-    const s3 = shift3(h)
-    const c0 = (w >>> s0) & 15
-    const c1 = (w >>> s1) & 15
-    const c2 = (w >>> s2) & 15
-    const c3 = (w >>> s3) & 15
-    const m = min(min(c0, c1), min(c2, c3))
+    // Row k's counter is nibble 2k + b_k of the word (b_k: bit 28 + k of h; the table index
+    // uses the low bits, and a table never has 2^28 words), the low or high nibble of byte
+    // k. `k` has 0x0f in the bytes whose high nibble is the key's (the first multiply moves
+    // bit k of h >>> 28 to bit 8k: its four shifted copies do not overlap; the second fills
+    // the nibble), so `c` holds the four counters one per byte. Constant shifts only: shifts
+    // by a variable count tie up x64's cl register and spilled (decision 0401). Written out,
+    // not a helper, as in `frequency`: V8's inlining budget is in bytecode.
+    const k = (((h >>> 28) * 0x00204081) & 0x01010101) * 0x0f
+    const c = (((w >>> 4) & k) | (w & ~k)) & NIBBLES
+    const m = min(min(c & 15, (c >>> 8) & 15), min((c >>> 16) & 15, c >>> 24))
     if (m >= CAP) return CAP
     // Conservative update: raise only the counters at the minimum (below 15, so no carry).
-    // Branch-free: (c - m - 1) >>> 31 is 1 exactly when c === m (as c >= m).
-    t[i] = (w + (((c0 - m - 1) >>> 31) << s0) + (((c1 - m - 1) >>> 31) << s1) + (((c2 - m - 1) >>> 31) << s2) + (((c3 - m - 1) >>> 31) << s3)) | 0
+    // Per byte, c - m is 0..15, and adding 0x7f sets the byte's top bit unless it was 0:
+    // `e` has a 1 in each byte whose counter is at the minimum, moved to the high nibble
+    // where the counter lies there.
+    const e = (~((c - m * 0x01010101 + 0x7f7f7f7f) >>> 7)) & 0x01010101
+    t[i] = (w + ((e & k) << 4) + (e & ~k)) | 0
     // Every counter at the minimum went up by one: the new estimate is m + 1.
     if (++this.#additions >= this.#sampleSize) {
       this.#age()
@@ -122,14 +129,8 @@ function tableWords(capacity: number): number {
 const CAP = MAX_FREQUENCY
 const HALVED_BIT = HALVED
 
-// The nibble of row k: 2k or 2k + 1, picked by bit 28 + k of the spread hash (the table
-// index uses the low bits; a table never has 2^28 words).
-// Constants, not function declarations: a module's functions are mutable bindings, which V8
-// re-checks at every inlined call (decision 0385).
-const shift0 = (h: number): number => ((h >>> 28) & 1) << 2
-const shift1 = (h: number): number => 8 + (((h >>> 29) & 1) << 2)
-const shift2 = (h: number): number => 16 + (((h >>> 30) & 1) << 2)
-const shift3 = (h: number): number => 24 + ((h >>> 31) << 2)
+/** The low nibble of every byte. */
+const NIBBLES = 0x0f0f0f0f
 
 /**
  * The smaller of two small integers, without a branch. Which of a key's counters is

@@ -847,6 +847,28 @@ describe('background sweep', () => {
     assert.equal(cache.stats().expired, 50)
   })
 
+  test('a key written again is reclaimed at its new deadline, whether it falls in the same sweep tick or a later one', () => {
+    // #setDeadline leaves a slot in its wheel bucket when the new deadline falls in the same
+    // tick (decision 0401): the sweep must still reclaim it then, and never at the old one.
+    const { cache, clock, removals } = setup<number>({ sweepInterval: 100 })
+    cache.set('same', 1, { ttl: 250 }) // deadline 250: tick 2
+    cache.set('later', 1, { ttl: 250 })
+    clock.advance(10)
+    cache.set('same', 2, { ttl: 245 }) // deadline 255: still tick 2
+    cache.set('later', 2, { ttl: 500 }) // deadline 510: tick 5
+    clock.advance(244) // t = 254
+    assert.equal(cache.get('same'), 2)
+    clock.advance(1 + 2 * 100) // t = 455: tick 2 swept
+    assert.deepEqual(removals(), [['expire', 'same', 2]])
+    assert.equal(cache.peek('later'), 2, 'not reclaimed at its old deadline')
+    clock.advance(55 + 2 * 100) // t = 710
+    assert.deepEqual(removals(), [
+      ['expire', 'same', 2],
+      ['expire', 'later', 2],
+    ])
+    assert.equal(cache.size, 0)
+  })
+
   test('does not touch live entries', () => {
     const { cache, clock, removals } = setup<number>({ sweepInterval: 100 })
     for (let i = 0; i < 20; i++) cache.set(`k${i}`, i, { ttl: 10_000 })

@@ -64,6 +64,52 @@ describe('FrequencySketch', () => {
     assert.ok(sketch.frequency(hot) >= 7)
   })
 
+  test('increment and frequency follow the word layout exactly (a model counter by counter; decision 0401)', () => {
+    // The layout the header describes, with the sketch's own spread: row k's counter of a key
+    // is nibble 2k + (bit 28 + k of the spread hash) of word (spread & mask); conservative
+    // update; halving after 15 x capacity counted increments. Hit ratios depend on it, so the
+    // arithmetic that reads and raises the four counters must match it counter for counter.
+    const spread = (hash: number): number => {
+      let h = Math.imul(hash ^ 0x97cb3127, 0x9e3779b1)
+      h ^= h >>> 15
+      h = Math.imul(h, 0x85ebca6b)
+      return (h ^ (h >>> 13)) >>> 0
+    }
+    for (const capacity of [16, 100, 1024]) {
+      const sketch = new FrequencySketch(capacity)
+      const words = new Int32Array(Math.max(16, 2 ** Math.ceil(Math.log2(capacity))) / 2)
+      const sample = 15 * Math.max(16, capacity)
+      let additions = 0
+      const shifts = (h: number): number[] => [0, 1, 2, 3].map((k) => 8 * k + 4 * ((h >>> (28 + k)) & 1))
+      const model = (hash: number): { i: number; s: number[]; c: number[] } => {
+        const h = spread(hash)
+        const i = h & (words.length - 1)
+        const s = shifts(h)
+        return { i, s, c: s.map((x) => (words[i] >>> x) & 15) }
+      }
+      const random = new SeededRandom(capacity)
+      const keys = Array.from({ length: capacity * 3 }, () => Math.floor(random.next() * 2 ** 32) | 0)
+      for (let n = 0; n < 40 * capacity; n++) {
+        const key = keys[Math.floor(random.next() * keys.length)]!
+        const { i, s, c } = model(key)
+        const m = Math.min(...c)
+        let expected = MAX_FREQUENCY
+        if (m < MAX_FREQUENCY) {
+          for (let k = 0; k < 4; k++) if (c[k] === m) words[i] += 1 << s[k]!
+          expected = m + 1
+          if (++additions >= sample) {
+            additions = Math.floor(additions / 2)
+            for (let w = 0; w < words.length; w++) words[w] = (words[w]! >>> 1) & 0x77777777
+            expected = (expected >>> 1) | HALVED
+          }
+        }
+        assert.equal(sketch.increment(key), expected, `capacity ${capacity}, increment ${n}`)
+        const probe = keys[Math.floor(random.next() * keys.length)]!
+        assert.equal(sketch.frequency(probe), Math.min(...model(probe).c), `capacity ${capacity}, frequency after ${n}`)
+      }
+    }
+  })
+
   test('ensureCapacity grows the table only when needed, dropping the counts', () => {
     const sketch = new FrequencySketch(16)
     const key = hashKey('k')
