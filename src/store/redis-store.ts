@@ -42,6 +42,7 @@ import type { Random } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
 import { SCRIPT_NAMES, SCRIPTS } from './redis-scripts.js'
 import { checkScanOptions, decodeCursor, encodeCursor } from './scan-options.js'
+import { checkStoreEntries, checkStoreKey, checkStoreList, checkStoreValue } from './store-input.js'
 import type { LockGrant, ScanOptions, ScanPage, Store, StoreEntry, StoreLocks } from './types.js'
 
 export interface RedisStoreOptions {
@@ -163,7 +164,10 @@ function ttlArgs(ttlMs: number): [] | ['PX', number] {
 /** A plain copy: the parser's Buffer may be a view into a larger socket chunk. */
 const copyOut = (buf: Buffer | null): Uint8Array | undefined => (buf === null ? undefined : new Uint8Array(buf))
 /** A copy: the caller may reuse its buffer before auto-pipelining writes the command. */
-const copyIn = (value: Uint8Array): Buffer => Buffer.from(value)
+const copyIn = (value: Uint8Array): Buffer => {
+  checkStoreValue(value)
+  return Buffer.from(value)
+}
 
 /** The commands `defineCommand` adds (typed here; ioredis adds them at run time). */
 interface ScriptCommands {
@@ -306,10 +310,12 @@ class RedisStore implements Store {
   }
 
   #keys(key: string): RedisKeys {
+    checkStoreKey(key)
     return redisKeys(this.#prefix, key)
   }
 
   #data(key: string): string {
+    checkStoreKey(key)
     return `${this.#prefix}{${keyTag(key)}}`
   }
 
@@ -342,6 +348,7 @@ class RedisStore implements Store {
 
   async getMany(keys: readonly string[]): Promise<(Uint8Array | undefined)[]> {
     this.#open()
+    checkStoreList(keys, 'keys')
     if (keys.length === 0) return []
     const client = this.#client
     if (client instanceof Cluster) return Promise.all(keys.map((k) => this.get(k)))
@@ -366,6 +373,7 @@ class RedisStore implements Store {
 
   async setMany(entries: readonly StoreEntry[]): Promise<void> {
     this.#open()
+    checkStoreEntries(entries)
     if (entries.length === 0) return
     const client = this.#client
     if (client instanceof Cluster) {
@@ -407,6 +415,7 @@ class RedisStore implements Store {
 
   async #deleteMany(keys: readonly string[]): Promise<number> {
     this.#open()
+    checkStoreList(keys, 'keys')
     // A key listed twice existed once.
     const unique = [...new Set(keys)]
     if (unique.length === 0) return 0
@@ -439,6 +448,7 @@ class RedisStore implements Store {
 
   async #clear(prefix: string): Promise<void> {
     this.#open()
+    checkStoreKey(prefix, 'prefix')
     const pattern = `${globEscape(this.#prefix)}{${globEscape(prefix === '' ? '' : keyTag(prefix))}*}`
     const client = this.#client
     if (client instanceof Cluster) {
@@ -467,7 +477,13 @@ class RedisStore implements Store {
    * restarts the walk from the first master: keys repeat, none is lost. Redis itself skips
    * expired keys in SCAN. At most `MAX_SCAN_ROUNDS` SCAN calls per page.
    */
-  async scan(options?: ScanOptions): Promise<ScanPage> {
+  scan(options?: ScanOptions): Promise<ScanPage> {
+    return this.#scanPage(options).catch((err: unknown) => {
+      throw this.#explain(err)
+    })
+  }
+
+  async #scanPage(options?: ScanOptions): Promise<ScanPage> {
     this.#open()
     const { prefix, cursor, limit } = checkScanOptions(options)
     const pattern = `${globEscape(this.#prefix)}{${globEscape(prefix === '' ? '' : keyTag(prefix))}*}`
@@ -632,10 +648,17 @@ class RedisStore implements Store {
    * rejects only for an abort or a Redis error.
    */
   #waitForRelease(key: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
-    this.#open()
+    let k: RedisKeys
+    try {
+      this.#open()
+      // NaN set no timer: a wait on a held lock would never end.
+      if (typeof timeoutMs !== 'number' || !(timeoutMs >= 0)) throw new InvalidOptionsError('timeoutMs', `expected a number of ms >= 0, got ${String(timeoutMs)}`)
+      k = this.#keys(key)
+    } catch (err) {
+      return Promise.reject(err)
+    }
     if (signal?.aborted === true) return Promise.reject(new AbortedError('waitForRelease was aborted'))
     const tag = keyTag(key)
-    const k = this.#keys(key)
     return new Promise<void>((resolve, reject) => {
       let done = false
       let timer: TimerHandle | undefined
