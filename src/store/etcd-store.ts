@@ -53,6 +53,7 @@ import { AbortedError, CacheError, ClosedError, InvalidOptionsError, StoreUnavai
 import { neverAbortedSignal } from '../core/never-aborted-signal.js'
 import { systemClock } from '../core/system-clock.js'
 import { checkScanOptions, decodeCursor, encodeCursor } from './scan-options.js'
+import { checkStoreEntries, checkStoreKey, checkStoreList, checkStoreValue } from './store-input.js'
 import type { ConditionalWrites, LockGrant, RevisionedValue, ScanOptions, ScanPage, Store, StoreChange, StoreEntry, StoreLocks } from './types.js'
 
 export type EtcdConsistency = 'linearizable' | 'serializable'
@@ -204,6 +205,7 @@ function checkTtl(ttlMs: number, what = 'ttlMs'): void {
 }
 
 function encodeValue(value: Uint8Array, expiresAt: number): Buffer {
+  checkStoreValue(value)
   const out = Buffer.allocUnsafe(HEADER + value.byteLength)
   out.writeDoubleBE(expiresAt, 0)
   out.set(value, HEADER)
@@ -332,6 +334,7 @@ class EtcdStoreImpl implements Store {
   // ---- keys and values --------------------------------------------------------------
 
   #key(kind: 'd' | 'l' | 'g' | 'm', key: string): Buffer {
+    checkStoreKey(key)
     return Buffer.from(`${this.#root}${kind}/${etcdKeyTag(key)}`, 'utf8')
   }
 
@@ -343,6 +346,7 @@ class EtcdStoreImpl implements Store {
   }
 
   #checkSize(key: Buffer, value: Uint8Array): void {
+    checkStoreValue(value)
     const size = key.length + HEADER + value.byteLength + PUT_OVERHEAD
     if (size > this.#maxRequestBytes) throw new ValueTooLargeError(HEADER + value.byteLength, this.#maxRequestBytes - PUT_OVERHEAD - key.length, 'etcd value')
   }
@@ -443,6 +447,7 @@ class EtcdStoreImpl implements Store {
   /** Like `get`, for many keys, in one consistent snapshot per 64 keys. */
   getMany(keys: readonly string[], options?: EtcdReadOptions): Promise<(Uint8Array | undefined)[]> {
     return this.#guard(async () => {
+      checkStoreList(keys, 'keys')
       const serializable = this.#isSerializable(options)
       const unique = [...new Set(keys)]
       const found = new Map<string, IKeyValue | undefined>()
@@ -469,6 +474,7 @@ class EtcdStoreImpl implements Store {
 
   setMany(entries: readonly StoreEntry[]): Promise<void> {
     return this.#guard(async () => {
+      checkStoreEntries(entries)
       // The last entry for a key wins (etcd refuses a key twice in one transaction).
       const last = new Map<string, StoreEntry>()
       for (const e of entries) {
@@ -505,6 +511,7 @@ class EtcdStoreImpl implements Store {
 
   deleteMany(keys: readonly string[]): Promise<number> {
     return this.#guard(async () => {
+      checkStoreList(keys, 'keys')
       const unique = [...new Set(keys)]
       let count = 0
       for (let i = 0; i < unique.length; i += MAX_TXN_OPS) {
@@ -861,10 +868,17 @@ class EtcdStoreImpl implements Store {
    * before it started. Resolves on the timeout; rejects only for an abort or an etcd error.
    */
   #waitForRelease(key: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
-    this.#open()
+    let l: Buffer
+    let m: Buffer
+    try {
+      this.#open()
+      if (typeof timeoutMs !== 'number' || !(timeoutMs >= 0)) throw new InvalidOptionsError('timeoutMs', `expected a number of ms >= 0, got ${String(timeoutMs)}`)
+      l = this.#key('l', key)
+      m = this.#key('m', key)
+    } catch (err) {
+      return Promise.reject(err)
+    }
     if (signal?.aborted === true) return Promise.reject(new AbortedError('waitForRelease was aborted'))
-    const l = this.#key('l', key)
-    const m = this.#key('m', key)
     return new Promise<void>((resolve, reject) => {
       let done = false
       let timer: TimerHandle | undefined
