@@ -194,6 +194,10 @@ function validate(options: RedisStoreOptions): void {
     throw new InvalidOptionsError(option, `expected exactly one of url, client, cluster or sentinels, got ${given.length === 0 ? 'none' : given.join(' and ')}`)
   }
   if (options.url !== undefined && (typeof options.url !== 'string' || options.url === '')) throw new InvalidOptionsError('redis.url', 'expected a non-empty string')
+  // ioredis would take another scheme's URL for a unix socket path ("connect ENOENT //host:port").
+  if (typeof options.url === 'string' && /^[a-z][a-z0-9+.-]*:\/\//i.test(options.url) && !/^rediss?:\/\//i.test(options.url)) {
+    throw new InvalidOptionsError('redis.url', `expected a redis:// or rediss:// URL, got ${JSON.stringify(options.url.slice(0, 100))}`)
+  }
   if (options.client !== undefined) {
     if (!(options.client instanceof Redis) && !(options.client instanceof Cluster)) throw new InvalidOptionsError('redis.client', 'expected an ioredis Redis or Cluster instance')
     const c = options.client

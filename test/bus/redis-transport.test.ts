@@ -52,6 +52,7 @@ describe('redisTransport: Redis specifics', () => {
       [{}, /bus\.url/],
       [{ url: server.url, client: new Redis({ lazyConnect: true }) }, /bus\.url/],
       [{ url: '' }, /bus\.url/],
+      [{ url: 'http://127.0.0.1:1' }, /bus\.url/],
       [{ client: {} }, /bus\.client/],
       [{ url: server.url, publishTimeout: 0 }, /bus\.publishTimeout/],
       [{ url: server.url, connectTimeout: 'soon' }, /bus\.connectTimeout/],

@@ -84,6 +84,8 @@ describe('etcdStore: specific', () => {
     assert.throws(() => etcdStore({ endpoints: [] }), invalid)
     assert.throws(() => etcdStore({ endpoints: cluster.endpoints, consistency: 'eventual' as 'linearizable' }), invalid)
     assert.throws(() => etcdStore({ endpoints: cluster.endpoints, namespace: '' }), invalid)
+    // A deadline of 0 failed every call (DEADLINE_EXCEEDED before the request left).
+    assert.throws(() => etcdStore({ endpoints: cluster.endpoints, timeout: 0 }), (err: unknown) => invalid(err) && (err as { option?: string }).option === 'etcd.timeout')
   })
 
   test('a key that is not a string, a value that is not bytes, a key list that is not an array: typed refusals (not ERR_STORE_UNAVAILABLE), nothing written or deleted', async () => {

@@ -273,6 +273,9 @@ describe('redisStore: Redis specifics', () => {
     }
     expectOption('redis.url', () => redisStore({}))
     expectOption('redis.url', () => redisStore({ url: '' }))
+    // ioredis takes a URL of another scheme for a unix socket path ("connect ENOENT //host:port").
+    expectOption('redis.url', () => redisStore({ url: `http://127.0.0.1:${server.port}` }))
+    expectOption('redis.url', () => redisStore({ url: `tcp://127.0.0.1:${server.port}` }))
     expectOption('redis.cluster', () => redisStore({ url: server.url, cluster: { nodes: [{ host: '127.0.0.1', port: server.port }] } }))
     expectOption('redis.cluster.nodes', () => redisStore({ cluster: { nodes: [] } }))
     expectOption('redis.name', () => redisStore({ sentinels: [{ host: '127.0.0.1', port: 26379 }] }))
