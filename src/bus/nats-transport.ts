@@ -73,7 +73,8 @@ export class NatsTransport implements BusTransport {
   constructor(options: NatsTransportOptions = {}) {
     if (options === null || typeof options !== 'object') throw new InvalidOptionsError('bus', 'expected an object')
     const servers = options.servers ?? 'nats://127.0.0.1:4222'
-    this.#servers = typeof servers === 'string' ? [servers] : [...servers]
+    if (typeof servers !== 'string' && !Array.isArray(servers)) throw new InvalidOptionsError('bus.servers', 'expected a URL or a non-empty list of URLs')
+    this.#servers = typeof servers === 'string' ? [servers] : [...(servers as readonly string[])]
     if (this.#servers.length === 0 || this.#servers.some((s) => typeof s !== 'string' || s.length === 0)) throw new InvalidOptionsError('bus.servers', 'expected a URL or a non-empty list of URLs')
     if (options.connection !== undefined && (options.connection === null || typeof options.connection !== 'object')) throw new InvalidOptionsError('bus.connection', 'expected an object')
     this.#connection = options.connection
