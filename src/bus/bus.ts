@@ -243,8 +243,9 @@ export class Bus {
     return this.#started
   }
 
-  /** Receives the messages of `namespace`. Returns `detach`. */
+  /** Receives the messages of `namespace`. Returns `detach`. Throws `ERR_CLOSED` after `close()` (a bus closes with the last cache attached). */
   attach(namespace: string, listener: BusListener): () => void {
+    if (this.#closed) throw new ClosedError('The bus is closed (it closed with the last cache attached to it): create a new one')
     if (typeof namespace !== 'string') throw new InvalidOptionsError('namespace', 'expected a string')
     let set = this.#listeners.get(namespace)
     if (set === undefined) this.#listeners.set(namespace, (set = new Set()))
