@@ -218,6 +218,17 @@ function validate(options: RedisStoreOptions): void {
   if (retries !== undefined && (!Number.isSafeInteger(retries) || retries < 0)) throw new InvalidOptionsError('redis.maxRetriesPerRequest', `expected an integer >= 0, got ${String(retries)}`)
   const scan = options.scanCount
   if (scan !== undefined && (!Number.isSafeInteger(scan) || scan < 1)) throw new InvalidOptionsError('redis.scanCount', `expected an integer >= 1, got ${String(scan)}`)
+  // Before the client exists: a refusal after it would leave it connecting (and logging) for ever.
+  if (options.onError !== undefined && typeof options.onError !== 'function') throw new InvalidOptionsError('redis.onError', 'expected a function')
+  const clock: unknown = options.clock
+  if (clock !== undefined && (typeof clock !== 'object' || clock === null || typeof (clock as Clock).now !== 'function' || typeof (clock as Clock).setTimeout !== 'function' || typeof (clock as Clock).clearTimeout !== 'function')) {
+    throw new InvalidOptionsError('redis.clock', 'expected a Clock with now(), setTimeout() and clearTimeout()')
+  }
+  const extra: unknown = options.redisOptions
+  if (extra !== undefined && (typeof extra !== 'object' || extra === null)) throw new InvalidOptionsError('redis.redisOptions', 'expected an object of ioredis options')
+  const isAddress = (n: unknown): boolean => typeof n === 'object' && n !== null && (typeof (n as { host?: unknown }).host === 'string' || typeof (n as { port?: unknown }).port === 'number')
+  if (options.cluster !== undefined && !options.cluster.nodes.every(isAddress)) throw new InvalidOptionsError('redis.cluster.nodes', 'expected a non-empty array of { host, port }')
+  if (options.sentinels !== undefined && !options.sentinels.every(isAddress)) throw new InvalidOptionsError('redis.sentinels', 'expected a non-empty array of { host, port }')
 }
 
 /** The store's reconnect defaults: ioredis's own bounds (50 ms to 2 s), now doubling and jittered. */

@@ -10,6 +10,7 @@ import { after, before, describe, test } from 'node:test'
 import fc from 'fast-check'
 import { Redis } from 'ioredis'
 import { isCacheError } from '../../src/core/errors.js'
+import type { ManualClock } from '../../src/core/manual-clock.js'
 import { storeConformance } from '../../src/store/conformance.js'
 import { keyTag, redisKeys, redisStore } from '../../src/store/redis-store.js'
 import { freePort, RedisServer, startRedisSentinel, startRedisServer } from '../support/redis-server.js'
@@ -283,6 +284,13 @@ describe('redisStore: Redis specifics', () => {
     expectOption('redis.commandTimeout', () => redisStore({ url: server.url, commandTimeout: 'soon' as '1s' }))
     expectOption('redis.maxRetriesPerRequest', () => redisStore({ url: server.url, maxRetriesPerRequest: -1 }))
     expectOption('redis.scanCount', () => redisStore({ url: server.url, scanCount: 0 }))
+    // Checked before the client exists: onError: 5 threw node's raw ERR_INVALID_ARG_TYPE and left
+    // a connected client behind, reconnecting and logging "Unhandled error event" for ever.
+    expectOption('redis.onError', () => redisStore({ url: server.url, onError: 5 as unknown as () => void }))
+    expectOption('redis.clock', () => redisStore({ url: server.url, clock: 5 as unknown as ManualClock }))
+    expectOption('redis.redisOptions', () => redisStore({ url: server.url, redisOptions: 5 as unknown as object }))
+    expectOption('redis.cluster.nodes', () => redisStore({ cluster: { nodes: [5 as unknown as { host: string; port: number }] } }))
+    expectOption('redis.sentinels', () => redisStore({ sentinels: [5 as unknown as { host: string; port: number }], name: 'm' }))
     expectOption('redis.reconnect.initial', () => redisStore({ url: server.url, reconnect: { initial: 0 } }))
     expectOption('redis.reconnect.max', () => redisStore({ url: server.url, reconnect: { initial: '5s' } }))
     expectOption('redis.reconnect.jitter', () => redisStore({ url: server.url, reconnect: { jitter: 1.5 } }))
