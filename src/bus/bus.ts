@@ -198,7 +198,11 @@ export class Bus {
     this.#transport = t
     this.#channel = options.channel ?? 'stratacache'
     if (typeof this.#channel !== 'string' || !/^[A-Za-z0-9_.-]{1,200}$/.test(this.#channel)) throw new InvalidOptionsError('bus.channel', 'expected 1-200 characters of [A-Za-z0-9_.-]')
-    this.#clock = options.clock ?? systemClock
+    const clock: unknown = options.clock ?? systemClock
+    if (typeof clock !== 'object' || clock === null || typeof (clock as Clock).now !== 'function' || typeof (clock as Clock).setTimeout !== 'function' || typeof (clock as Clock).clearTimeout !== 'function') {
+      throw new InvalidOptionsError('bus.clock', 'expected a Clock with now(), setTimeout() and clearTimeout()')
+    }
+    this.#clock = clock as Clock
     this.#heartbeatMs = toMs(options.heartbeatInterval ?? '1s', 'bus.heartbeatInterval')
     this.#deadAfterMs = toMs(options.deadAfter ?? '4s', 'bus.deadAfter')
     if (!(this.#heartbeatMs > 0 && this.#heartbeatMs !== Infinity)) throw new InvalidOptionsError('bus.heartbeatInterval', 'expected a finite duration > 0')
