@@ -254,6 +254,22 @@ function validate(options: EtcdStoreOptions): void {
   }
   const max = options.maxRequestBytes
   if (max !== undefined && (!Number.isSafeInteger(max) || max < 4 * PUT_OVERHEAD)) throw new InvalidOptionsError('etcd.maxRequestBytes', `expected an integer >= ${4 * PUT_OVERHEAD}`)
+  const clock: unknown = options.clock
+  if (clock !== undefined && (typeof clock !== 'object' || clock === null || typeof (clock as Clock).now !== 'function' || typeof (clock as Clock).setTimeout !== 'function' || typeof (clock as Clock).clearTimeout !== 'function')) {
+    throw new InvalidOptionsError('etcd.clock', 'expected a Clock with now(), setTimeout() and clearTimeout()')
+  }
+  const auth: unknown = options.auth
+  if (auth !== undefined && (typeof auth !== 'object' || auth === null || typeof (auth as { username?: unknown }).username !== 'string' || typeof (auth as { password?: unknown }).password !== 'string')) {
+    throw new InvalidOptionsError('etcd.auth', 'expected { username, password } (strings)')
+  }
+  const tls: unknown = options.tls
+  const pem = (v: unknown): boolean => typeof v === 'string' || v instanceof Uint8Array
+  if (tls !== undefined) {
+    const t = tls as { ca?: unknown; cert?: unknown; key?: unknown }
+    if (typeof tls !== 'object' || tls === null || !pem(t.ca) || (t.cert !== undefined && !pem(t.cert)) || (t.key !== undefined && !pem(t.key))) {
+      throw new InvalidOptionsError('etcd.tls', 'expected { ca, cert?, key? } as PEM strings or Buffers')
+    }
+  }
 }
 
 class EtcdStoreImpl implements Store {

@@ -8,6 +8,7 @@ import { execFile } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { after, before, describe, test } from 'node:test'
 import { isCacheError } from '../../src/core/errors.js'
+import type { ManualClock } from '../../src/core/manual-clock.js'
 import { storeConformance } from '../../src/store/conformance.js'
 import { etcdKeyTag, etcdStore } from '../../src/store/etcd-store.js'
 import { startEtcdCluster, waitForLeader, type EtcdCluster } from '../support/etcd-server.js'
@@ -84,6 +85,13 @@ describe('etcdStore: specific', () => {
     assert.throws(() => etcdStore({ endpoints: [] }), invalid)
     assert.throws(() => etcdStore({ endpoints: cluster.endpoints, consistency: 'eventual' as 'linearizable' }), invalid)
     assert.throws(() => etcdStore({ endpoints: cluster.endpoints, namespace: '' }), invalid)
+    const named = (option: string) => (err: unknown) => invalid(err) && (err as { option?: string }).option === option
+    // Were accepted (clock, auth: failing later, inside calls) or threw node's raw ERR_INVALID_ARG_TYPE (tls).
+    assert.throws(() => etcdStore({ endpoints: cluster.endpoints, clock: 5 as unknown as ManualClock }), named('etcd.clock'))
+    assert.throws(() => etcdStore({ endpoints: cluster.endpoints, auth: 5 as unknown as { username: string; password: string } }), named('etcd.auth'))
+    assert.throws(() => etcdStore({ endpoints: cluster.endpoints, auth: { username: 'u' } as unknown as { username: string; password: string } }), named('etcd.auth'))
+    assert.throws(() => etcdStore({ endpoints: cluster.endpoints, tls: 5 as unknown as { ca: string } }), named('etcd.tls'))
+    assert.throws(() => etcdStore({ endpoints: cluster.endpoints, tls: { ca: 5 } as unknown as { ca: string } }), named('etcd.tls'))
     // A deadline of 0 failed every call (DEADLINE_EXCEEDED before the request left).
     assert.throws(() => etcdStore({ endpoints: cluster.endpoints, timeout: 0 }), (err: unknown) => invalid(err) && (err as { option?: string }).option === 'etcd.timeout')
   })
