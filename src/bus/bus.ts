@@ -46,7 +46,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import { backoffPolicy, type Backoff, type ReconnectOptions } from '../core/backoff.js'
-import type { Clock, TimerHandle } from '../core/clock.js'
+import { clockOption, type Clock, type TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { BusUnavailableError, ClosedError, InvalidOptionsError, type CacheError, isCacheError } from '../core/errors.js'
 import { mathRandom, type Random } from '../core/random.js'
@@ -198,11 +198,7 @@ export class Bus {
     this.#transport = t
     this.#channel = options.channel ?? 'stratacache'
     if (typeof this.#channel !== 'string' || !/^[A-Za-z0-9_.-]{1,200}$/.test(this.#channel)) throw new InvalidOptionsError('bus.channel', 'expected 1-200 characters of [A-Za-z0-9_.-]')
-    const clock: unknown = options.clock ?? systemClock
-    if (typeof clock !== 'object' || clock === null || typeof (clock as Clock).now !== 'function' || typeof (clock as Clock).setTimeout !== 'function' || typeof (clock as Clock).clearTimeout !== 'function') {
-      throw new InvalidOptionsError('bus.clock', 'expected a Clock with now(), setTimeout() and clearTimeout()')
-    }
-    this.#clock = clock as Clock
+    this.#clock = clockOption(options.clock, systemClock, 'bus.clock')
     this.#heartbeatMs = toMs(options.heartbeatInterval ?? '1s', 'bus.heartbeatInterval')
     this.#deadAfterMs = toMs(options.deadAfter ?? '4s', 'bus.deadAfter')
     if (!(this.#heartbeatMs > 0 && this.#heartbeatMs !== Infinity)) throw new InvalidOptionsError('bus.heartbeatInterval', 'expected a finite duration > 0')

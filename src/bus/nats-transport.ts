@@ -15,7 +15,7 @@
  *   same backoff and subscribe everything again.
  */
 import { connect, type ConnectionOptions, type NatsConnection, type Subscription } from 'nats'
-import type { Clock, TimerHandle } from '../core/clock.js'
+import { clockOption, type Clock, type TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { BusUnavailableError, ClosedError, InvalidOptionsError } from '../core/errors.js'
 import { systemClock } from '../core/system-clock.js'
@@ -83,7 +83,7 @@ export class NatsTransport implements BusTransport {
     this.#connectTimeoutMs = toMs(options.connectTimeout ?? '5s', 'bus.connectTimeout')
     if (!(this.#connectTimeoutMs > 0 && Number.isFinite(this.#connectTimeoutMs))) throw new InvalidOptionsError('bus.connectTimeout', 'expected a finite duration > 0')
     this.#backoff = backoffPolicy(options.reconnect, 'bus.reconnect', options.random).attempts()
-    this.#clock = options.clock ?? systemClock
+    this.#clock = clockOption(options.clock, systemClock, 'bus.clock')
   }
 
   async publish(channel: string, payload: Uint8Array): Promise<void> {

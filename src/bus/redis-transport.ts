@@ -26,7 +26,7 @@
  */
 import { Redis, type RedisOptions } from 'ioredis'
 import { backoffPolicy, type ReconnectOptions } from '../core/backoff.js'
-import type { Clock, TimerHandle } from '../core/clock.js'
+import { clockOption, type Clock, type TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { BusUnavailableError, ClosedError, InvalidOptionsError } from '../core/errors.js'
 import type { Random } from '../core/random.js'
@@ -93,7 +93,7 @@ class RedisTransport implements BusTransport {
     }
     if (options.client !== undefined && !(options.client instanceof Redis)) throw new InvalidOptionsError('bus.client', 'expected an ioredis Redis instance (standalone)')
     if (options.onError !== undefined && typeof options.onError !== 'function') throw new InvalidOptionsError('bus.onError', 'expected a function')
-    this.#clock = options.clock ?? systemClock
+    this.#clock = clockOption(options.clock, systemClock, 'bus.clock')
     this.#publishTimeoutMs = positiveMs(options.publishTimeout, '2s', 'bus.publishTimeout')
     this.#connectTimeoutMs = positiveMs(options.connectTimeout, '5s', 'bus.connectTimeout')
     this.#onError = options.onError ?? (() => {})

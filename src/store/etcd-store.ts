@@ -47,7 +47,7 @@
 // Types only here: the package is loaded on first use (see #etcd), so that importing stratacache
 // neither needs etcd3 installed nor pays for loading grpc-js (~0.6 s) unless an etcd store is used.
 import type { Etcd3, ICompare, IKeyValue, IOptions, IRequestOp, ITxnResponse } from 'etcd3'
-import type { Clock, TimerHandle } from '../core/clock.js'
+import { clockOption, type Clock, type TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { AbortedError, CacheError, ClosedError, InvalidOptionsError, StoreUnavailableError, ValueTooLargeError } from '../core/errors.js'
 import { neverAbortedSignal } from '../core/never-aborted-signal.js'
@@ -254,10 +254,7 @@ function validate(options: EtcdStoreOptions): void {
   }
   const max = options.maxRequestBytes
   if (max !== undefined && (!Number.isSafeInteger(max) || max < 4 * PUT_OVERHEAD)) throw new InvalidOptionsError('etcd.maxRequestBytes', `expected an integer >= ${4 * PUT_OVERHEAD}`)
-  const clock: unknown = options.clock
-  if (clock !== undefined && (typeof clock !== 'object' || clock === null || typeof (clock as Clock).now !== 'function' || typeof (clock as Clock).setTimeout !== 'function' || typeof (clock as Clock).clearTimeout !== 'function')) {
-    throw new InvalidOptionsError('etcd.clock', 'expected a Clock with now(), setTimeout() and clearTimeout()')
-  }
+  clockOption(options.clock, systemClock, 'etcd.clock')
   const auth: unknown = options.auth
   if (auth !== undefined && (typeof auth !== 'object' || auth === null || typeof (auth as { username?: unknown }).username !== 'string' || typeof (auth as { password?: unknown }).password !== 'string')) {
     throw new InvalidOptionsError('etcd.auth', 'expected { username, password } (strings)')

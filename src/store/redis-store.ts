@@ -35,7 +35,7 @@
 import { createHash } from 'node:crypto'
 import { Cluster, Redis, type ClusterOptions, type RedisOptions, type SentinelAddress } from 'ioredis'
 import { backoffPolicy, type BackoffConfig, type BackoffPolicy, type ReconnectOptions } from '../core/backoff.js'
-import type { Clock, TimerHandle } from '../core/clock.js'
+import { clockOption, type Clock, type TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { AbortedError, CacheError, ClosedError, InvalidOptionsError, StoreFullError, StoreUnavailableError } from '../core/errors.js'
 import type { Random } from '../core/random.js'
@@ -220,10 +220,7 @@ function validate(options: RedisStoreOptions): void {
   if (scan !== undefined && (!Number.isSafeInteger(scan) || scan < 1)) throw new InvalidOptionsError('redis.scanCount', `expected an integer >= 1, got ${String(scan)}`)
   // Before the client exists: a refusal after it would leave it connecting (and logging) for ever.
   if (options.onError !== undefined && typeof options.onError !== 'function') throw new InvalidOptionsError('redis.onError', 'expected a function')
-  const clock: unknown = options.clock
-  if (clock !== undefined && (typeof clock !== 'object' || clock === null || typeof (clock as Clock).now !== 'function' || typeof (clock as Clock).setTimeout !== 'function' || typeof (clock as Clock).clearTimeout !== 'function')) {
-    throw new InvalidOptionsError('redis.clock', 'expected a Clock with now(), setTimeout() and clearTimeout()')
-  }
+  clockOption(options.clock, systemClock, 'redis.clock')
   const extra: unknown = options.redisOptions
   if (extra !== undefined && (typeof extra !== 'object' || extra === null)) throw new InvalidOptionsError('redis.redisOptions', 'expected an object of ioredis options')
   const isAddress = (n: unknown): boolean => typeof n === 'object' && n !== null && (typeof (n as { host?: unknown }).host === 'string' || typeof (n as { port?: unknown }).port === 'number')

@@ -43,6 +43,7 @@ describe('natsTransport: NATS specifics', () => {
       [{ reconnect: { initial: 0 } }, /bus\.reconnect\.initial/],
       [{ reconnect: { initial: '1s', max: '10ms' } }, /bus\.reconnect\.max/],
       [{ connection: 5 }, /bus\.connection/],
+      [{ clock: 5 }, /bus\.clock/],
     ]
     assertRefusesOptions(natsTransport, bad)
   })

@@ -57,6 +57,7 @@ describe('redisTransport: Redis specifics', () => {
       [{ url: server.url, publishTimeout: 0 }, /bus\.publishTimeout/],
       [{ url: server.url, connectTimeout: 'soon' }, /bus\.connectTimeout/],
       [{ url: server.url, onError: 3 }, /bus\.onError/],
+      [{ url: server.url, clock: 5 }, /bus\.clock/],
       [{ url: server.url, reconnect: { initial: 0 } }, /bus\.reconnect\.initial/],
       [{ url: server.url, reconnect: { jitter: 2 } }, /bus\.reconnect\.jitter/],
       [null, /bus/],
