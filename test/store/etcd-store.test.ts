@@ -11,6 +11,8 @@ import { isCacheError } from '../../src/core/errors.js'
 import type { ManualClock } from '../../src/core/manual-clock.js'
 import { storeConformance } from '../../src/store/conformance.js'
 import { etcdKeyTag, etcdStore } from '../../src/store/etcd-store.js'
+import { etcdBus } from '../../src/cache/etcd-bus.js'
+import { createCache } from '../../src/cache/cache.js'
 import { startEtcdCluster, waitForLeader, type EtcdCluster } from '../support/etcd-server.js'
 import { REAL_TIME_UNIT_MS } from '../support/stall-meter.js'
 import { TcpProxy } from '../support/tcp-proxy.js'
@@ -131,6 +133,19 @@ describe('etcdStore: specific', () => {
       assert.equal(text(await store.get('a')), 'kept')
       assert.equal(await store.get('v'), undefined)
       assert.equal(await store.get('ok'), undefined, 'a batch with a bad entry writes nothing')
+    } finally {
+      await store.close()
+    }
+  })
+
+  test('etcdBus, like every Bus, closes with its last cache: a new cache on it throws ERR_CLOSED instead of running uncoordinated', async () => {
+    const store = etcdStore({ endpoints: cluster.endpoints, namespace: freshNamespace() })
+    try {
+      const bus = etcdBus({ store })
+      const first = createCache<number>({ memory: { maxEntries: 10 }, store, closeStore: false, bus })
+      await first.set('k', 1)
+      await first.close()
+      assert.throws(() => createCache<number>({ memory: { maxEntries: 10 }, store, closeStore: false, bus }), (err: unknown) => isCacheError(err, 'ERR_CLOSED'))
     } finally {
       await store.close()
     }
