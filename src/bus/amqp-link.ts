@@ -16,7 +16,7 @@
  */
 import amqp from 'amqplib'
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib'
-import type { Clock, TimerHandle } from '../core/clock.js'
+import { clockOption, type Clock, type TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { type CacheError, ClosedError, InvalidOptionsError } from '../core/errors.js'
 import { systemClock } from '../core/system-clock.js'
@@ -117,7 +117,7 @@ export class AmqpLink {
     this.#connectTimeoutMs = toMs(options.connectTimeout ?? '5s', `${prefix}.connectTimeout`)
     if (!(this.#connectTimeoutMs > 0 && Number.isFinite(this.#connectTimeoutMs))) throw new InvalidOptionsError(`${prefix}.connectTimeout`, 'expected a finite duration > 0')
     this.#backoff = backoffPolicy(options.reconnect, `${prefix}.reconnect`, options.random).attempts()
-    this.#clock = options.clock ?? systemClock
+    this.#clock = clockOption(options.clock, systemClock, `${prefix}.clock`)
   }
 
   get up(): boolean {

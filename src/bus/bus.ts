@@ -46,7 +46,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import { backoffPolicy, type Backoff, type ReconnectOptions } from '../core/backoff.js'
-import type { Clock, TimerHandle } from '../core/clock.js'
+import { clockOption, type Clock, type TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { BusUnavailableError, ClosedError, InvalidOptionsError, type CacheError, isCacheError } from '../core/errors.js'
 import { mathRandom, type Random } from '../core/random.js'
@@ -198,7 +198,7 @@ export class Bus {
     this.#transport = t
     this.#channel = options.channel ?? 'stratacache'
     if (typeof this.#channel !== 'string' || !/^[A-Za-z0-9_.-]{1,200}$/.test(this.#channel)) throw new InvalidOptionsError('bus.channel', 'expected 1-200 characters of [A-Za-z0-9_.-]')
-    this.#clock = options.clock ?? systemClock
+    this.#clock = clockOption(options.clock, systemClock, 'bus.clock')
     this.#heartbeatMs = toMs(options.heartbeatInterval ?? '1s', 'bus.heartbeatInterval')
     this.#deadAfterMs = toMs(options.deadAfter ?? '4s', 'bus.deadAfter')
     if (!(this.#heartbeatMs > 0 && this.#heartbeatMs !== Infinity)) throw new InvalidOptionsError('bus.heartbeatInterval', 'expected a finite duration > 0')
@@ -243,8 +243,9 @@ export class Bus {
     return this.#started
   }
 
-  /** Receives the messages of `namespace`. Returns `detach`. */
+  /** Receives the messages of `namespace`. Returns `detach`. Throws `ERR_CLOSED` after `close()` (a bus closes with the last cache attached). */
   attach(namespace: string, listener: BusListener): () => void {
+    if (this.#closed) throw new ClosedError('The bus is closed (it closed with the last cache attached to it): create a new one')
     if (typeof namespace !== 'string') throw new InvalidOptionsError('namespace', 'expected a string')
     let set = this.#listeners.get(namespace)
     if (set === undefined) this.#listeners.set(namespace, (set = new Set()))

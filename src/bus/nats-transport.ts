@@ -15,7 +15,7 @@
  *   same backoff and subscribe everything again.
  */
 import { connect, type ConnectionOptions, type NatsConnection, type Subscription } from 'nats'
-import type { Clock, TimerHandle } from '../core/clock.js'
+import { clockOption, type Clock, type TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { BusUnavailableError, ClosedError, InvalidOptionsError } from '../core/errors.js'
 import { systemClock } from '../core/system-clock.js'
@@ -73,7 +73,8 @@ export class NatsTransport implements BusTransport {
   constructor(options: NatsTransportOptions = {}) {
     if (options === null || typeof options !== 'object') throw new InvalidOptionsError('bus', 'expected an object')
     const servers = options.servers ?? 'nats://127.0.0.1:4222'
-    this.#servers = typeof servers === 'string' ? [servers] : [...servers]
+    if (typeof servers !== 'string' && !Array.isArray(servers)) throw new InvalidOptionsError('bus.servers', 'expected a URL or a non-empty list of URLs')
+    this.#servers = typeof servers === 'string' ? [servers] : [...(servers as readonly string[])]
     if (this.#servers.length === 0 || this.#servers.some((s) => typeof s !== 'string' || s.length === 0)) throw new InvalidOptionsError('bus.servers', 'expected a URL or a non-empty list of URLs')
     if (options.connection !== undefined && (options.connection === null || typeof options.connection !== 'object')) throw new InvalidOptionsError('bus.connection', 'expected an object')
     this.#connection = options.connection
@@ -82,7 +83,7 @@ export class NatsTransport implements BusTransport {
     this.#connectTimeoutMs = toMs(options.connectTimeout ?? '5s', 'bus.connectTimeout')
     if (!(this.#connectTimeoutMs > 0 && Number.isFinite(this.#connectTimeoutMs))) throw new InvalidOptionsError('bus.connectTimeout', 'expected a finite duration > 0')
     this.#backoff = backoffPolicy(options.reconnect, 'bus.reconnect', options.random).attempts()
-    this.#clock = options.clock ?? systemClock
+    this.#clock = clockOption(options.clock, systemClock, 'bus.clock')
   }
 
   async publish(channel: string, payload: Uint8Array): Promise<void> {

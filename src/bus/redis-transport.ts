@@ -26,7 +26,7 @@
  */
 import { Redis, type RedisOptions } from 'ioredis'
 import { backoffPolicy, type ReconnectOptions } from '../core/backoff.js'
-import type { Clock, TimerHandle } from '../core/clock.js'
+import { clockOption, type Clock, type TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { BusUnavailableError, ClosedError, InvalidOptionsError } from '../core/errors.js'
 import type { Random } from '../core/random.js'
@@ -87,9 +87,13 @@ class RedisTransport implements BusTransport {
     if (options === null || typeof options !== 'object') throw new InvalidOptionsError('bus', 'expected an options object')
     if ((options.url === undefined) === (options.client === undefined)) throw new InvalidOptionsError('bus.url', 'expected exactly one of url or client')
     if (options.url !== undefined && (typeof options.url !== 'string' || options.url === '')) throw new InvalidOptionsError('bus.url', 'expected a non-empty string')
+    // ioredis would take another scheme's URL for a unix socket path ("connect ENOENT //host:port").
+    if (typeof options.url === 'string' && /^[a-z][a-z0-9+.-]*:\/\//i.test(options.url) && !/^rediss?:\/\//i.test(options.url)) {
+      throw new InvalidOptionsError('bus.url', `expected a redis:// or rediss:// URL, got ${JSON.stringify(options.url.slice(0, 100))}`)
+    }
     if (options.client !== undefined && !(options.client instanceof Redis)) throw new InvalidOptionsError('bus.client', 'expected an ioredis Redis instance (standalone)')
     if (options.onError !== undefined && typeof options.onError !== 'function') throw new InvalidOptionsError('bus.onError', 'expected a function')
-    this.#clock = options.clock ?? systemClock
+    this.#clock = clockOption(options.clock, systemClock, 'bus.clock')
     this.#publishTimeoutMs = positiveMs(options.publishTimeout, '2s', 'bus.publishTimeout')
     this.#connectTimeoutMs = positiveMs(options.connectTimeout, '5s', 'bus.connectTimeout')
     this.#onError = options.onError ?? (() => {})

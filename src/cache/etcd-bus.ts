@@ -87,6 +87,7 @@ export class EtcdBus extends Bus {
   }
 
   override attach(namespace: string, listener: BusListener): () => void {
+    if (this.#closed) throw new ClosedError('The bus is closed (it closed with the last cache attached to it): create a new one')
     if (typeof namespace !== 'string') throw new InvalidOptionsError('namespace', 'expected a string')
     let set = this.#listeners.get(namespace)
     if (set === undefined) this.#listeners.set(namespace, (set = new Set()))

@@ -3,6 +3,7 @@
  * that touches real time (see system-clock.ts); tests inject a `ManualClock` and advance it,
  * so no unit test sleeps.
  */
+import { InvalidOptionsError } from './errors.js'
 
 /** An opaque handle returned by `Clock.setTimeout`. */
 export type TimerHandle = { readonly __timer: unique symbol } | object
@@ -23,4 +24,14 @@ export interface Clock {
   setTimeout(fn: () => void, ms: number, options?: TimerOptions): TimerHandle
   /** Cancels a timer; unknown or already-fired handles are ignored. */
   clearTimeout(handle: TimerHandle): void
+}
+
+/** `value` if it is a Clock, `fallback` if it is undefined; anything else is ERR_INVALID_OPTIONS naming `option`. */
+export function clockOption(value: unknown, fallback: Clock, option: string): Clock {
+  if (value === undefined) return fallback
+  const c = value as Partial<Clock> | null
+  if (typeof value !== 'object' || c === null || typeof c.now !== 'function' || typeof c.setTimeout !== 'function' || typeof c.clearTimeout !== 'function') {
+    throw new InvalidOptionsError(option, 'expected a Clock with now(), setTimeout() and clearTimeout()')
+  }
+  return value as Clock
 }

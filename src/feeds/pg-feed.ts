@@ -13,7 +13,7 @@
  */
 import pg from 'pg'
 import type { ClientConfig } from 'pg'
-import type { Clock, TimerHandle } from '../core/clock.js'
+import { clockOption, type Clock, type TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { FeedUnavailableError, ClosedError, InvalidOptionsError } from '../core/errors.js'
 import { systemClock } from '../core/system-clock.js'
@@ -97,7 +97,7 @@ export class PgFeed implements ChangeFeed {
     this.#connectTimeoutMs = positive(options.connectTimeout ?? '5s', 'feed.connectTimeout')
     this.#pingMs = positive(options.pingInterval ?? '5s', 'feed.pingInterval')
     this.#backoff = backoffPolicy(options.reconnect, 'feed.reconnect', options.random).attempts()
-    this.#clock = options.clock ?? systemClock
+    this.#clock = clockOption(options.clock, systemClock, 'feed.clock')
     this.#config = { ...(options.connection as ClientConfig | undefined), connectionString: url, connectionTimeoutMillis: this.#connectTimeoutMs }
   }
 

@@ -374,7 +374,8 @@ export function resolveNodeOptions(options: NodeOptions = {}): ResolvedNodeOptio
     host,
     port,
     dataDir,
-    store: typeof o.store === 'string' ? storeFromUrl(o.store, o.storeTimeout ?? '5s') : o.store,
+    // storeTimeout checked (and named) before the etcd store sees it as its timeout.
+    store: typeof o.store === 'string' ? storeFromUrl(o.store, positiveMs(o.storeTimeout ?? '5s', 'storeTimeout')) : o.store,
     diskBytes: toBytes(o.disk ?? '1gb', 'disk'),
     memoryBytes: toBytes(o.memory ?? '128mb', 'memory'),
     maxKeyBytes: int(o.maxKeyBytes ?? DEFAULT_MAX_KEY_BYTES, 'maxKeyBytes', 1, 65536),

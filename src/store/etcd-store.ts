@@ -47,12 +47,13 @@
 // Types only here: the package is loaded on first use (see #etcd), so that importing stratacache
 // neither needs etcd3 installed nor pays for loading grpc-js (~0.6 s) unless an etcd store is used.
 import type { Etcd3, ICompare, IKeyValue, IOptions, IRequestOp, ITxnResponse } from 'etcd3'
-import type { Clock, TimerHandle } from '../core/clock.js'
+import { clockOption, type Clock, type TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { AbortedError, CacheError, ClosedError, InvalidOptionsError, StoreUnavailableError, ValueTooLargeError } from '../core/errors.js'
 import { neverAbortedSignal } from '../core/never-aborted-signal.js'
 import { systemClock } from '../core/system-clock.js'
 import { checkScanOptions, decodeCursor, encodeCursor } from './scan-options.js'
+import { checkStoreEntries, checkStoreKey, checkStoreList, checkStoreValue } from './store-input.js'
 import type { ConditionalWrites, LockGrant, RevisionedValue, ScanOptions, ScanPage, Store, StoreChange, StoreEntry, StoreLocks } from './types.js'
 
 export type EtcdConsistency = 'linearizable' | 'serializable'
@@ -204,6 +205,7 @@ function checkTtl(ttlMs: number, what = 'ttlMs'): void {
 }
 
 function encodeValue(value: Uint8Array, expiresAt: number): Buffer {
+  checkStoreValue(value)
   const out = Buffer.allocUnsafe(HEADER + value.byteLength)
   out.writeDoubleBE(expiresAt, 0)
   out.set(value, HEADER)
@@ -252,6 +254,19 @@ function validate(options: EtcdStoreOptions): void {
   }
   const max = options.maxRequestBytes
   if (max !== undefined && (!Number.isSafeInteger(max) || max < 4 * PUT_OVERHEAD)) throw new InvalidOptionsError('etcd.maxRequestBytes', `expected an integer >= ${4 * PUT_OVERHEAD}`)
+  clockOption(options.clock, systemClock, 'etcd.clock')
+  const auth: unknown = options.auth
+  if (auth !== undefined && (typeof auth !== 'object' || auth === null || typeof (auth as { username?: unknown }).username !== 'string' || typeof (auth as { password?: unknown }).password !== 'string')) {
+    throw new InvalidOptionsError('etcd.auth', 'expected { username, password } (strings)')
+  }
+  const tls: unknown = options.tls
+  const pem = (v: unknown): boolean => typeof v === 'string' || v instanceof Uint8Array
+  if (tls !== undefined) {
+    const t = tls as { ca?: unknown; cert?: unknown; key?: unknown }
+    if (typeof tls !== 'object' || tls === null || !pem(t.ca) || (t.cert !== undefined && !pem(t.cert)) || (t.key !== undefined && !pem(t.key))) {
+      throw new InvalidOptionsError('etcd.tls', 'expected { ca, cert?, key? } as PEM strings or Buffers')
+    }
+  }
 }
 
 class EtcdStoreImpl implements Store {
@@ -285,6 +300,8 @@ class EtcdStoreImpl implements Store {
     if (!(retention > 0)) throw new InvalidOptionsError('etcd.fenceRetention', 'expected a duration > 0')
     this.#retentionMs = retention
     const timeoutMs = toMs(options.timeout ?? '5s', 'etcd.timeout')
+    // 0 would be a deadline every call misses before it is sent.
+    if (!(timeoutMs > 0)) throw new InvalidOptionsError('etcd.timeout', `expected a duration > 0, got ${String(options.timeout)}`)
     this.location = options.endpoints.join(',')
     const clientOptions: IOptions = {
       hosts: [...options.endpoints],
@@ -332,6 +349,7 @@ class EtcdStoreImpl implements Store {
   // ---- keys and values --------------------------------------------------------------
 
   #key(kind: 'd' | 'l' | 'g' | 'm', key: string): Buffer {
+    checkStoreKey(key)
     return Buffer.from(`${this.#root}${kind}/${etcdKeyTag(key)}`, 'utf8')
   }
 
@@ -343,6 +361,7 @@ class EtcdStoreImpl implements Store {
   }
 
   #checkSize(key: Buffer, value: Uint8Array): void {
+    checkStoreValue(value)
     const size = key.length + HEADER + value.byteLength + PUT_OVERHEAD
     if (size > this.#maxRequestBytes) throw new ValueTooLargeError(HEADER + value.byteLength, this.#maxRequestBytes - PUT_OVERHEAD - key.length, 'etcd value')
   }
@@ -443,6 +462,7 @@ class EtcdStoreImpl implements Store {
   /** Like `get`, for many keys, in one consistent snapshot per 64 keys. */
   getMany(keys: readonly string[], options?: EtcdReadOptions): Promise<(Uint8Array | undefined)[]> {
     return this.#guard(async () => {
+      checkStoreList(keys, 'keys')
       const serializable = this.#isSerializable(options)
       const unique = [...new Set(keys)]
       const found = new Map<string, IKeyValue | undefined>()
@@ -469,6 +489,7 @@ class EtcdStoreImpl implements Store {
 
   setMany(entries: readonly StoreEntry[]): Promise<void> {
     return this.#guard(async () => {
+      checkStoreEntries(entries)
       // The last entry for a key wins (etcd refuses a key twice in one transaction).
       const last = new Map<string, StoreEntry>()
       for (const e of entries) {
@@ -505,6 +526,7 @@ class EtcdStoreImpl implements Store {
 
   deleteMany(keys: readonly string[]): Promise<number> {
     return this.#guard(async () => {
+      checkStoreList(keys, 'keys')
       const unique = [...new Set(keys)]
       let count = 0
       for (let i = 0; i < unique.length; i += MAX_TXN_OPS) {
@@ -861,10 +883,17 @@ class EtcdStoreImpl implements Store {
    * before it started. Resolves on the timeout; rejects only for an abort or an etcd error.
    */
   #waitForRelease(key: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
-    this.#open()
+    let l: Buffer
+    let m: Buffer
+    try {
+      this.#open()
+      if (typeof timeoutMs !== 'number' || !(timeoutMs >= 0)) throw new InvalidOptionsError('timeoutMs', `expected a number of ms >= 0, got ${String(timeoutMs)}`)
+      l = this.#key('l', key)
+      m = this.#key('m', key)
+    } catch (err) {
+      return Promise.reject(err)
+    }
     if (signal?.aborted === true) return Promise.reject(new AbortedError('waitForRelease was aborted'))
-    const l = this.#key('l', key)
-    const m = this.#key('m', key)
     return new Promise<void>((resolve, reject) => {
       let done = false
       let timer: TimerHandle | undefined

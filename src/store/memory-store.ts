@@ -19,6 +19,7 @@ import type { Clock, TimerHandle } from '../core/clock.js'
 import { AbortedError, ClosedError, InvalidOptionsError } from '../core/errors.js'
 import { systemClock } from '../core/system-clock.js'
 import { checkScanOptions, decodeCursor, encodeCursor } from './scan-options.js'
+import { checkStoreEntries, checkStoreKey, checkStoreList, checkStoreValue } from './store-input.js'
 import type { LockGrant, ScanOptions, ScanPage, Store, StoreEntry, StoreLocks } from './types.js'
 
 const isMemoryCursor = (state: unknown): state is { a: string } => typeof state === 'object' && state !== null && typeof (state as { a?: unknown }).a === 'string'
@@ -81,17 +82,22 @@ class MemoryStore implements Store {
 
   async get(key: string): Promise<Uint8Array | undefined> {
     this.#open()
+    checkStoreKey(key)
     return this.#read(key, this.#clock.now())
   }
 
   async getMany(keys: readonly string[]): Promise<(Uint8Array | undefined)[]> {
     this.#open()
+    checkStoreList(keys, 'keys')
+    for (const key of keys) checkStoreKey(key)
     const now = this.#clock.now()
     return keys.map((key) => this.#read(key, now))
   }
 
   async set(key: string, value: Uint8Array, ttlMs: number): Promise<void> {
     this.#open()
+    checkStoreKey(key)
+    checkStoreValue(value)
     checkTtl(ttlMs, 'ttlMs')
     this.write(key, value, ttlMs)
   }
@@ -99,17 +105,21 @@ class MemoryStore implements Store {
   async setMany(entries: readonly StoreEntry[]): Promise<void> {
     this.#open()
     // Validate all first: a bad entry must not leave the batch half written.
+    checkStoreEntries(entries)
     for (const e of entries) checkTtl(e.ttlMs, 'ttlMs')
     for (const e of entries) this.write(e.key, e.value, e.ttlMs)
   }
 
   async delete(key: string): Promise<boolean> {
     this.#open()
+    checkStoreKey(key)
     return this.#remove(key, this.#clock.now())
   }
 
   async deleteMany(keys: readonly string[]): Promise<number> {
     this.#open()
+    checkStoreList(keys, 'keys')
+    for (const key of keys) checkStoreKey(key)
     const now = this.#clock.now()
     let n = 0
     for (const key of keys) if (this.#remove(key, now)) n++
@@ -118,6 +128,7 @@ class MemoryStore implements Store {
 
   async touch(key: string, ttlMs: number): Promise<boolean> {
     this.#open()
+    checkStoreKey(key)
     checkTtl(ttlMs, 'ttlMs')
     const now = this.#clock.now()
     const entry = this.#live(key, now)
@@ -128,6 +139,7 @@ class MemoryStore implements Store {
 
   async clear(prefix: string): Promise<void> {
     this.#open()
+    checkStoreKey(prefix, 'prefix')
     if (prefix === '') {
       this.#entries.clear()
     } else {
@@ -307,6 +319,7 @@ class MemoryLocks implements StoreLocks {
 
   async acquire(key: string, token: string, leaseMs: number): Promise<LockGrant | undefined> {
     this.#store.assertOpen()
+    checkStoreKey(key)
     checkTtl(leaseMs, 'leaseMs')
     const now = this.#store.clock.now()
     const state = this.#store.lockState(key)
@@ -320,6 +333,7 @@ class MemoryLocks implements StoreLocks {
 
   async extend(key: string, token: string, leaseMs: number): Promise<boolean> {
     this.#store.assertOpen()
+    checkStoreKey(key)
     checkTtl(leaseMs, 'leaseMs')
     const now = this.#store.clock.now()
     const state = this.#store.peekLockState(key)
@@ -330,6 +344,7 @@ class MemoryLocks implements StoreLocks {
 
   async release(key: string, token: string): Promise<boolean> {
     this.#store.assertOpen()
+    checkStoreKey(key)
     const state = this.#store.peekLockState(key)
     if (state === undefined || this.#heldBy(state, this.#store.clock.now()) !== token) return false
     state.token = undefined
@@ -341,12 +356,15 @@ class MemoryLocks implements StoreLocks {
 
   async drawFence(key: string): Promise<number> {
     this.#store.assertOpen()
+    checkStoreKey(key)
     // The store-wide counter is above every grant; the key's mark, above every written fence.
     return this.#store.nextFence(this.#store.peekLockState(key)?.highWater ?? -Infinity)
   }
 
   async setFenced(key: string, value: Uint8Array, ttlMs: number, fence: number): Promise<boolean> {
     this.#store.assertOpen()
+    checkStoreKey(key)
+    checkStoreValue(value)
     checkTtl(ttlMs, 'ttlMs')
     if (typeof fence !== 'number' || !Number.isFinite(fence)) throw new InvalidOptionsError('fence', `expected a finite number, got ${String(fence)}`)
     const state = this.#store.lockState(key)
@@ -359,6 +377,8 @@ class MemoryLocks implements StoreLocks {
 
   async setAbove(key: string, value: Uint8Array, ttlMs: number): Promise<void> {
     this.#store.assertOpen()
+    checkStoreKey(key)
+    checkStoreValue(value)
     checkTtl(ttlMs, 'ttlMs')
     this.#store.write(key, value, ttlMs)
     // Always, even for a key without a record: records of released locks are forgotten
@@ -368,6 +388,7 @@ class MemoryLocks implements StoreLocks {
 
   async deleteAbove(key: string): Promise<boolean> {
     this.#store.assertOpen()
+    checkStoreKey(key)
     const existed = this.#store.remove(key)
     this.#raise(key)
     return existed

@@ -35,13 +35,14 @@
 import { createHash } from 'node:crypto'
 import { Cluster, Redis, type ClusterOptions, type RedisOptions, type SentinelAddress } from 'ioredis'
 import { backoffPolicy, type BackoffConfig, type BackoffPolicy, type ReconnectOptions } from '../core/backoff.js'
-import type { Clock, TimerHandle } from '../core/clock.js'
+import { clockOption, type Clock, type TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { AbortedError, CacheError, ClosedError, InvalidOptionsError, StoreFullError, StoreUnavailableError } from '../core/errors.js'
 import type { Random } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
 import { SCRIPT_NAMES, SCRIPTS } from './redis-scripts.js'
 import { checkScanOptions, decodeCursor, encodeCursor } from './scan-options.js'
+import { checkStoreEntries, checkStoreKey, checkStoreList, checkStoreValue } from './store-input.js'
 import type { LockGrant, ScanOptions, ScanPage, Store, StoreEntry, StoreLocks } from './types.js'
 
 export interface RedisStoreOptions {
@@ -163,7 +164,10 @@ function ttlArgs(ttlMs: number): [] | ['PX', number] {
 /** A plain copy: the parser's Buffer may be a view into a larger socket chunk. */
 const copyOut = (buf: Buffer | null): Uint8Array | undefined => (buf === null ? undefined : new Uint8Array(buf))
 /** A copy: the caller may reuse its buffer before auto-pipelining writes the command. */
-const copyIn = (value: Uint8Array): Buffer => Buffer.from(value)
+const copyIn = (value: Uint8Array): Buffer => {
+  checkStoreValue(value)
+  return Buffer.from(value)
+}
 
 /** The commands `defineCommand` adds (typed here; ioredis adds them at run time). */
 interface ScriptCommands {
@@ -190,6 +194,10 @@ function validate(options: RedisStoreOptions): void {
     throw new InvalidOptionsError(option, `expected exactly one of url, client, cluster or sentinels, got ${given.length === 0 ? 'none' : given.join(' and ')}`)
   }
   if (options.url !== undefined && (typeof options.url !== 'string' || options.url === '')) throw new InvalidOptionsError('redis.url', 'expected a non-empty string')
+  // ioredis would take another scheme's URL for a unix socket path ("connect ENOENT //host:port").
+  if (typeof options.url === 'string' && /^[a-z][a-z0-9+.-]*:\/\//i.test(options.url) && !/^rediss?:\/\//i.test(options.url)) {
+    throw new InvalidOptionsError('redis.url', `expected a redis:// or rediss:// URL, got ${JSON.stringify(options.url.slice(0, 100))}`)
+  }
   if (options.client !== undefined) {
     if (!(options.client instanceof Redis) && !(options.client instanceof Cluster)) throw new InvalidOptionsError('redis.client', 'expected an ioredis Redis or Cluster instance')
     const c = options.client
@@ -210,6 +218,14 @@ function validate(options: RedisStoreOptions): void {
   if (retries !== undefined && (!Number.isSafeInteger(retries) || retries < 0)) throw new InvalidOptionsError('redis.maxRetriesPerRequest', `expected an integer >= 0, got ${String(retries)}`)
   const scan = options.scanCount
   if (scan !== undefined && (!Number.isSafeInteger(scan) || scan < 1)) throw new InvalidOptionsError('redis.scanCount', `expected an integer >= 1, got ${String(scan)}`)
+  // Before the client exists: a refusal after it would leave it connecting (and logging) for ever.
+  if (options.onError !== undefined && typeof options.onError !== 'function') throw new InvalidOptionsError('redis.onError', 'expected a function')
+  clockOption(options.clock, systemClock, 'redis.clock')
+  const extra: unknown = options.redisOptions
+  if (extra !== undefined && (typeof extra !== 'object' || extra === null)) throw new InvalidOptionsError('redis.redisOptions', 'expected an object of ioredis options')
+  const isAddress = (n: unknown): boolean => typeof n === 'object' && n !== null && (typeof (n as { host?: unknown }).host === 'string' || typeof (n as { port?: unknown }).port === 'number')
+  if (options.cluster !== undefined && !options.cluster.nodes.every(isAddress)) throw new InvalidOptionsError('redis.cluster.nodes', 'expected a non-empty array of { host, port }')
+  if (options.sentinels !== undefined && !options.sentinels.every(isAddress)) throw new InvalidOptionsError('redis.sentinels', 'expected a non-empty array of { host, port }')
 }
 
 /** The store's reconnect defaults: ioredis's own bounds (50 ms to 2 s), now doubling and jittered. */
@@ -306,10 +322,12 @@ class RedisStore implements Store {
   }
 
   #keys(key: string): RedisKeys {
+    checkStoreKey(key)
     return redisKeys(this.#prefix, key)
   }
 
   #data(key: string): string {
+    checkStoreKey(key)
     return `${this.#prefix}{${keyTag(key)}}`
   }
 
@@ -342,6 +360,7 @@ class RedisStore implements Store {
 
   async getMany(keys: readonly string[]): Promise<(Uint8Array | undefined)[]> {
     this.#open()
+    checkStoreList(keys, 'keys')
     if (keys.length === 0) return []
     const client = this.#client
     if (client instanceof Cluster) return Promise.all(keys.map((k) => this.get(k)))
@@ -366,6 +385,7 @@ class RedisStore implements Store {
 
   async setMany(entries: readonly StoreEntry[]): Promise<void> {
     this.#open()
+    checkStoreEntries(entries)
     if (entries.length === 0) return
     const client = this.#client
     if (client instanceof Cluster) {
@@ -407,6 +427,7 @@ class RedisStore implements Store {
 
   async #deleteMany(keys: readonly string[]): Promise<number> {
     this.#open()
+    checkStoreList(keys, 'keys')
     // A key listed twice existed once.
     const unique = [...new Set(keys)]
     if (unique.length === 0) return 0
@@ -439,6 +460,7 @@ class RedisStore implements Store {
 
   async #clear(prefix: string): Promise<void> {
     this.#open()
+    checkStoreKey(prefix, 'prefix')
     const pattern = `${globEscape(this.#prefix)}{${globEscape(prefix === '' ? '' : keyTag(prefix))}*}`
     const client = this.#client
     if (client instanceof Cluster) {
@@ -467,7 +489,13 @@ class RedisStore implements Store {
    * restarts the walk from the first master: keys repeat, none is lost. Redis itself skips
    * expired keys in SCAN. At most `MAX_SCAN_ROUNDS` SCAN calls per page.
    */
-  async scan(options?: ScanOptions): Promise<ScanPage> {
+  scan(options?: ScanOptions): Promise<ScanPage> {
+    return this.#scanPage(options).catch((err: unknown) => {
+      throw this.#explain(err)
+    })
+  }
+
+  async #scanPage(options?: ScanOptions): Promise<ScanPage> {
     this.#open()
     const { prefix, cursor, limit } = checkScanOptions(options)
     const pattern = `${globEscape(this.#prefix)}{${globEscape(prefix === '' ? '' : keyTag(prefix))}*}`
@@ -632,10 +660,17 @@ class RedisStore implements Store {
    * rejects only for an abort or a Redis error.
    */
   #waitForRelease(key: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
-    this.#open()
+    let k: RedisKeys
+    try {
+      this.#open()
+      // NaN set no timer: a wait on a held lock would never end.
+      if (typeof timeoutMs !== 'number' || !(timeoutMs >= 0)) throw new InvalidOptionsError('timeoutMs', `expected a number of ms >= 0, got ${String(timeoutMs)}`)
+      k = this.#keys(key)
+    } catch (err) {
+      return Promise.reject(err)
+    }
     if (signal?.aborted === true) return Promise.reject(new AbortedError('waitForRelease was aborted'))
     const tag = keyTag(key)
-    const k = this.#keys(key)
     return new Promise<void>((resolve, reject) => {
       let done = false
       let timer: TimerHandle | undefined

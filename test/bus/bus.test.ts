@@ -572,6 +572,8 @@ describe('Bus: options and wire format', () => {
       [{ transport, queueSize: 0 }, /bus\.queueSize/],
       [{ transport, queueSize: 1.5 }, /bus\.queueSize/],
       [{ transport, random: {} }, /bus\.random/],
+      [{ transport, clock: 5 }, /bus\.clock/],
+      [{ transport, clock: { now: () => 0 } }, /bus\.clock/],
     ]
     for (const [options, name] of bad) {
       assert.throws(

@@ -36,11 +36,14 @@ describe('natsTransport: NATS specifics', () => {
       [null, /bus/],
       [{ servers: [] }, /bus\.servers/],
       [{ servers: '' }, /bus\.servers/],
+      [{ servers: 5 }, /bus\.servers/],
+      [{ servers: { url: 'nats://127.0.0.1:4222' } }, /bus\.servers/],
       [{ publishTimeout: 0 }, /bus\.publishTimeout/],
       [{ connectTimeout: 'soon' }, /bus\.connectTimeout/],
       [{ reconnect: { initial: 0 } }, /bus\.reconnect\.initial/],
       [{ reconnect: { initial: '1s', max: '10ms' } }, /bus\.reconnect\.max/],
       [{ connection: 5 }, /bus\.connection/],
+      [{ clock: 5 }, /bus\.clock/],
     ]
     assertRefusesOptions(natsTransport, bad)
   })

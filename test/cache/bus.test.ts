@@ -269,6 +269,15 @@ describe('cache + bus: options and metrics', () => {
     )
   })
 
+  test('a Bus that closed with its last cache is not reused silently: a new cache on it throws ERR_CLOSED', async () => {
+    const bus = memoryBus({ hub: new MemoryBusHub() })
+    const first = createCache<number>({ memory: { maxEntries: 10 }, bus })
+    await first.set('k', 1)
+    await first.close()
+    // Was accepted: the new cache's L1 stayed bypassed for ever and its changes went nowhere.
+    assert.throws(() => createCache<number>({ memory: { maxEntries: 10 }, bus }), (err: unknown) => isCacheError(err, 'ERR_CLOSED'))
+  })
+
   test('Prometheus export carries the bus counters and gauges', async () => {
     const w = world(false)
     const a = await w.proc()

@@ -157,6 +157,8 @@ describe('pgFeed (real PostgreSQL)', () => {
       [{ pingInterval: 'never' }, /feed\.pingInterval/],
       [{ reconnect: { max: 0 } }, /feed\.reconnect/],
       [{ connection: 'x' }, /feed\.connection/],
+      [{ clock: 5 }, /feed\.clock/],
+      [{ clock: { now: () => 0 } }, /feed\.clock/],
     ]
     assertRefusesOptions(pgFeed, bad)
   })

@@ -48,6 +48,7 @@ describe('amqpTransport: AMQP specifics', () => {
       [{ connectTimeout: 'soon' }, /bus\.connectTimeout/],
       [{ heartbeat: '10ms' }, /bus\.heartbeat/],
       [{ reconnect: { initial: 0 } }, /bus\.reconnect\.initial/],
+      [{ clock: 5 }, /bus\.clock/],
     ]
     assertRefusesOptions(amqpTransport, bad)
   })
@@ -211,6 +212,7 @@ describe('amqpFeed (real RabbitMQ)', () => {
       [{ bindings: ['doc.a*'] }, /feed\.bindings/],
       [{ connectTimeout: 0 }, /feed\.connectTimeout/],
       [{ heartbeat: 0 }, /feed\.heartbeat/],
+      [{ clock: 5 }, /feed\.clock/],
     ]
     assertRefusesOptions(amqpFeed, bad)
   })

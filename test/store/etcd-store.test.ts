@@ -8,8 +8,11 @@ import { execFile } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { after, before, describe, test } from 'node:test'
 import { isCacheError } from '../../src/core/errors.js'
+import type { ManualClock } from '../../src/core/manual-clock.js'
 import { storeConformance } from '../../src/store/conformance.js'
 import { etcdKeyTag, etcdStore } from '../../src/store/etcd-store.js'
+import { etcdBus } from '../../src/cache/etcd-bus.js'
+import { createCache } from '../../src/cache/cache.js'
 import { startEtcdCluster, waitForLeader, type EtcdCluster } from '../support/etcd-server.js'
 import { REAL_TIME_UNIT_MS } from '../support/stall-meter.js'
 import { TcpProxy } from '../support/tcp-proxy.js'
@@ -84,6 +87,68 @@ describe('etcdStore: specific', () => {
     assert.throws(() => etcdStore({ endpoints: [] }), invalid)
     assert.throws(() => etcdStore({ endpoints: cluster.endpoints, consistency: 'eventual' as 'linearizable' }), invalid)
     assert.throws(() => etcdStore({ endpoints: cluster.endpoints, namespace: '' }), invalid)
+    const named = (option: string) => (err: unknown) => invalid(err) && (err as { option?: string }).option === option
+    // Were accepted (clock, auth: failing later, inside calls) or threw node's raw ERR_INVALID_ARG_TYPE (tls).
+    assert.throws(() => etcdStore({ endpoints: cluster.endpoints, clock: 5 as unknown as ManualClock }), named('etcd.clock'))
+    assert.throws(() => etcdStore({ endpoints: cluster.endpoints, auth: 5 as unknown as { username: string; password: string } }), named('etcd.auth'))
+    assert.throws(() => etcdStore({ endpoints: cluster.endpoints, auth: { username: 'u' } as unknown as { username: string; password: string } }), named('etcd.auth'))
+    assert.throws(() => etcdStore({ endpoints: cluster.endpoints, tls: 5 as unknown as { ca: string } }), named('etcd.tls'))
+    assert.throws(() => etcdStore({ endpoints: cluster.endpoints, tls: { ca: 5 } as unknown as { ca: string } }), named('etcd.tls'))
+    // A deadline of 0 failed every call (DEADLINE_EXCEEDED before the request left).
+    assert.throws(() => etcdStore({ endpoints: cluster.endpoints, timeout: 0 }), (err: unknown) => invalid(err) && (err as { option?: string }).option === 'etcd.timeout')
+  })
+
+  test('a key that is not a string, a value that is not bytes, a key list that is not an array: typed refusals (not ERR_STORE_UNAVAILABLE), nothing written or deleted', async () => {
+    const store = etcdStore({ endpoints: cluster.endpoints, namespace: freshNamespace() })
+    const refused = (code: string) => (err: unknown) => isCacheError(err, code as 'ERR_INVALID_KEY')
+    try {
+      await store.set('a', bytes('kept'), 60_000)
+      for (const key of [5, undefined, null, {}]) {
+        const k = key as unknown as string
+        await assert.rejects(store.get(k), refused('ERR_INVALID_KEY'))
+        await assert.rejects(store.set(k, bytes('v'), 1000), refused('ERR_INVALID_KEY'))
+        await assert.rejects(store.getMany([k]), refused('ERR_INVALID_KEY'))
+        await assert.rejects(store.delete(k), refused('ERR_INVALID_KEY'))
+        await assert.rejects(store.touch(k, 1000), refused('ERR_INVALID_KEY'))
+        await assert.rejects(store.clear(k), refused('ERR_INVALID_KEY'))
+        await assert.rejects(store.locks.acquire(k, 't', 1000), refused('ERR_INVALID_KEY'))
+        await assert.rejects(store.locks.waitForRelease(k, 1000), refused('ERR_INVALID_KEY'))
+      }
+      for (const value of ['str', undefined, null, 5]) {
+        const v = value as unknown as Uint8Array
+        await assert.rejects(store.set('v', v, 1000), refused('ERR_INVALID_OPTIONS'))
+        await assert.rejects(store.setMany([{ key: 'ok', value: bytes('v'), ttlMs: 1000 }, { key: 'v', value: v, ttlMs: 1000 }]), refused('ERR_INVALID_OPTIONS'))
+        await assert.rejects(store.locks.setFenced('v', v, 1000, 1), refused('ERR_INVALID_OPTIONS'))
+        await assert.rejects(store.locks.setAbove('v', v, 1000), refused('ERR_INVALID_OPTIONS'))
+      }
+      // 'ab' as a key list once deleted the keys 'a' and 'b' (a string iterates its characters).
+      for (const list of ['ab', undefined, 5]) {
+        await assert.rejects(store.getMany(list as unknown as string[]), refused('ERR_INVALID_OPTIONS'))
+        await assert.rejects(store.deleteMany(list as unknown as string[]), refused('ERR_INVALID_OPTIONS'))
+        await assert.rejects(store.setMany(list as unknown as []), refused('ERR_INVALID_OPTIONS'))
+      }
+      for (const timeoutMs of [Number.NaN, -1]) {
+        await assert.rejects(store.locks.waitForRelease('w', timeoutMs), refused('ERR_INVALID_OPTIONS'))
+      }
+      assert.equal(text(await store.get('a')), 'kept')
+      assert.equal(await store.get('v'), undefined)
+      assert.equal(await store.get('ok'), undefined, 'a batch with a bad entry writes nothing')
+    } finally {
+      await store.close()
+    }
+  })
+
+  test('etcdBus, like every Bus, closes with its last cache: a new cache on it throws ERR_CLOSED instead of running uncoordinated', async () => {
+    const store = etcdStore({ endpoints: cluster.endpoints, namespace: freshNamespace() })
+    try {
+      const bus = etcdBus({ store })
+      const first = createCache<number>({ memory: { maxEntries: 10 }, store, closeStore: false, bus })
+      await first.set('k', 1)
+      await first.close()
+      assert.throws(() => createCache<number>({ memory: { maxEntries: 10 }, store, closeStore: false, bus }), (err: unknown) => isCacheError(err, 'ERR_CLOSED'))
+    } finally {
+      await store.close()
+    }
   })
 
   test('serializable reads see committed writes (after the member caught up) and are the option\'s', async () => {

@@ -10,9 +10,10 @@ import { after, before, describe, test } from 'node:test'
 import fc from 'fast-check'
 import { Redis } from 'ioredis'
 import { isCacheError } from '../../src/core/errors.js'
+import type { ManualClock } from '../../src/core/manual-clock.js'
 import { storeConformance } from '../../src/store/conformance.js'
 import { keyTag, redisKeys, redisStore } from '../../src/store/redis-store.js'
-import { RedisServer, startRedisSentinel, startRedisServer } from '../support/redis-server.js'
+import { freePort, RedisServer, startRedisSentinel, startRedisServer } from '../support/redis-server.js'
 import { REAL_TIME_UNIT_MS, stallMeter } from '../support/stall-meter.js'
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
@@ -273,6 +274,9 @@ describe('redisStore: Redis specifics', () => {
     }
     expectOption('redis.url', () => redisStore({}))
     expectOption('redis.url', () => redisStore({ url: '' }))
+    // ioredis takes a URL of another scheme for a unix socket path ("connect ENOENT //host:port").
+    expectOption('redis.url', () => redisStore({ url: `http://127.0.0.1:${server.port}` }))
+    expectOption('redis.url', () => redisStore({ url: `tcp://127.0.0.1:${server.port}` }))
     expectOption('redis.cluster', () => redisStore({ url: server.url, cluster: { nodes: [{ host: '127.0.0.1', port: server.port }] } }))
     expectOption('redis.cluster.nodes', () => redisStore({ cluster: { nodes: [] } }))
     expectOption('redis.name', () => redisStore({ sentinels: [{ host: '127.0.0.1', port: 26379 }] }))
@@ -280,6 +284,13 @@ describe('redisStore: Redis specifics', () => {
     expectOption('redis.commandTimeout', () => redisStore({ url: server.url, commandTimeout: 'soon' as '1s' }))
     expectOption('redis.maxRetriesPerRequest', () => redisStore({ url: server.url, maxRetriesPerRequest: -1 }))
     expectOption('redis.scanCount', () => redisStore({ url: server.url, scanCount: 0 }))
+    // Checked before the client exists: onError: 5 threw node's raw ERR_INVALID_ARG_TYPE and left
+    // a connected client behind, reconnecting and logging "Unhandled error event" for ever.
+    expectOption('redis.onError', () => redisStore({ url: server.url, onError: 5 as unknown as () => void }))
+    expectOption('redis.clock', () => redisStore({ url: server.url, clock: 5 as unknown as ManualClock }))
+    expectOption('redis.redisOptions', () => redisStore({ url: server.url, redisOptions: 5 as unknown as object }))
+    expectOption('redis.cluster.nodes', () => redisStore({ cluster: { nodes: [5 as unknown as { host: string; port: number }] } }))
+    expectOption('redis.sentinels', () => redisStore({ sentinels: [5 as unknown as { host: string; port: number }], name: 'm' }))
     expectOption('redis.reconnect.initial', () => redisStore({ url: server.url, reconnect: { initial: 0 } }))
     expectOption('redis.reconnect.max', () => redisStore({ url: server.url, reconnect: { initial: '5s' } }))
     expectOption('redis.reconnect.jitter', () => redisStore({ url: server.url, reconnect: { jitter: 1.5 } }))
@@ -287,6 +298,70 @@ describe('redisStore: Redis specifics', () => {
     const prefixed = new Redis(server.url, { keyPrefix: 'app:', lazyConnect: true })
     expectOption('redis.client', () => redisStore({ client: prefixed }))
     prefixed.disconnect()
+  })
+})
+
+describe('redisStore: bad input and an unreachable server', () => {
+  test('a key that is not a string, a value that is not bytes, a key list that is not an array: typed refusals, nothing written', async () => {
+    const store = redisStore({ url: server.url, prefix: freshPrefix() })
+    const refused = (code: string) => (err: unknown) => isCacheError(err, code as 'ERR_INVALID_KEY')
+    try {
+      for (const key of [5, undefined, null, {}]) {
+        const k = key as unknown as string
+        await assert.rejects(store.get(k), refused('ERR_INVALID_KEY'))
+        await assert.rejects(store.set(k, bytes('v'), 1000), refused('ERR_INVALID_KEY'))
+        await assert.rejects(store.setMany([{ key: k, value: bytes('v'), ttlMs: 1000 }]), refused('ERR_INVALID_KEY'))
+        await assert.rejects(store.getMany([k]), refused('ERR_INVALID_KEY'))
+        await assert.rejects(store.delete(k), refused('ERR_INVALID_KEY'))
+        await assert.rejects(store.deleteMany([k]), refused('ERR_INVALID_KEY'))
+        await assert.rejects(store.touch(k, 1000), refused('ERR_INVALID_KEY'))
+        await assert.rejects(store.clear(k), refused('ERR_INVALID_KEY'))
+        await assert.rejects(store.locks.acquire(k, 't', 1000), refused('ERR_INVALID_KEY'))
+      }
+      for (const value of ['str', undefined, null, 5]) {
+        const v = value as unknown as Uint8Array
+        await assert.rejects(store.set('v', v, 1000), refused('ERR_INVALID_OPTIONS'))
+        await assert.rejects(store.setMany([{ key: 'ok', value: bytes('v'), ttlMs: 1000 }, { key: 'v', value: v, ttlMs: 1000 }]), refused('ERR_INVALID_OPTIONS'))
+        await assert.rejects(store.locks.setFenced('v', v, 1000, 1), refused('ERR_INVALID_OPTIONS'))
+        await assert.rejects(store.locks.setAbove('v', v, 1000), refused('ERR_INVALID_OPTIONS'))
+      }
+      // Not ERR_STORE_UNAVAILABLE: a refusal of the caller's input must not count against the server.
+      for (const list of ['k', undefined, 5]) {
+        await assert.rejects(store.getMany(list as unknown as string[]), refused('ERR_INVALID_OPTIONS'))
+        await assert.rejects(store.deleteMany(list as unknown as string[]), refused('ERR_INVALID_OPTIONS'))
+        await assert.rejects(store.setMany(list as unknown as []), refused('ERR_INVALID_OPTIONS'))
+      }
+      for (const timeoutMs of [Number.NaN, -1]) {
+        await assert.rejects(store.locks.waitForRelease('w', timeoutMs), refused('ERR_INVALID_OPTIONS'))
+      }
+      assert.equal(await store.get('v'), undefined)
+      assert.equal(await store.get('ok'), undefined, 'a batch with a bad entry writes nothing')
+    } finally {
+      await store.close()
+    }
+  })
+
+  test('nothing listening: every call, scan and clear included, rejects with ERR_STORE_UNAVAILABLE naming the address', async () => {
+    const port = await freePort()
+    const store = redisStore({ url: `redis://127.0.0.1:${port}`, prefix: freshPrefix() })
+    try {
+      const calls: [string, () => Promise<unknown>][] = [
+        ['get', () => store.get('k')],
+        ['set', () => store.set('k', bytes('v'), 1000)],
+        ['clear', () => store.clear('')],
+        ['scan', () => store.scan()],
+        ['scan(prefix)', () => store.scan({ prefix: 'p', limit: 10 })],
+      ]
+      for (const [name, call] of calls) {
+        await assert.rejects(withDeadline(call(), 5_000), (err: unknown) => {
+          assert.ok(isCacheError(err, 'ERR_STORE_UNAVAILABLE'), `${name}: ${String(err)}`)
+          assert.match(err.message, new RegExp(`127\\.0\\.0\\.1:${port}`))
+          return true
+        })
+      }
+    } finally {
+      await store.close()
+    }
   })
 })
 
