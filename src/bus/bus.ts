@@ -243,6 +243,15 @@ export class Bus {
     return this.#started
   }
 
+  /**
+   * The L2 store a cache on this bus must use, or undefined when any will do (every bus that
+   * carries messages). A bus that learns of changes from the store itself (etcdBus: etcd's
+   * watch of its keys) names that store: a cache on another would never be heard.
+   */
+  requiredStore(): object | undefined {
+    return undefined
+  }
+
   /** Receives the messages of `namespace`. Returns `detach`. Throws `ERR_CLOSED` after `close()` (a bus closes with the last cache attached). */
   attach(namespace: string, listener: BusListener): () => void {
     if (this.#closed) throw new ClosedError('The bus is closed (it closed with the last cache attached to it): create a new one')

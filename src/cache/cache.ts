@@ -142,6 +142,8 @@ export class Cache<V = unknown> {
     this.#lock = tier.lock
     if (options.bus !== undefined) {
       if (!(options.bus instanceof Bus)) throw new InvalidOptionsError('bus', 'expected a Bus (memoryBus(), redisBus({ url }), createBus({ transport }))')
+      const required = options.bus.requiredStore()
+      if (required !== undefined && required !== options.store) throw new InvalidOptionsError('bus', "this bus hears changes through its store's own watch (etcdBus): the cache's store must be that store, or no write of this cache would reach the others")
       this.#bus = new BusLink(options.bus, this.#namespace, {
         deleteKeys: (keys) => {
           for (const k of keys) this.#l1.delete(k)

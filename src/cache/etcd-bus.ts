@@ -86,6 +86,11 @@ export class EtcdBus extends Bus {
     return this.#started
   }
 
+  /** The etcdStore whose watch drives this bus: the L2 every cache on it must use. */
+  override requiredStore(): EtcdStore {
+    return this.#store
+  }
+
   override attach(namespace: string, listener: BusListener): () => void {
     if (this.#closed) throw new ClosedError('The bus is closed (it closed with the last cache attached to it): create a new one')
     if (typeof namespace !== 'string') throw new InvalidOptionsError('namespace', 'expected a string')

@@ -12,6 +12,7 @@ import type { ManualClock } from '../../src/core/manual-clock.js'
 import { storeConformance } from '../../src/store/conformance.js'
 import { etcdKeyTag, etcdStore } from '../../src/store/etcd-store.js'
 import { etcdBus } from '../../src/cache/etcd-bus.js'
+import { memoryStore } from '../../src/store/memory-store.js'
 import { createCache } from '../../src/cache/cache.js'
 import { startEtcdCluster, waitForLeader, type EtcdCluster } from '../support/etcd-server.js'
 import { REAL_TIME_UNIT_MS } from '../support/stall-meter.js'
@@ -146,6 +147,24 @@ describe('etcdStore: specific', () => {
       await first.set('k', 1)
       await first.close()
       assert.throws(() => createCache<number>({ memory: { maxEntries: 10 }, store, closeStore: false, bus }), (err: unknown) => isCacheError(err, 'ERR_CLOSED'))
+    } finally {
+      await store.close()
+    }
+  })
+
+  test('an etcdBus refuses a cache whose L2 is not the store it watches (it would never hear that cache\'s writes)', async () => {
+    const store = etcdStore({ endpoints: cluster.endpoints, namespace: freshNamespace() })
+    try {
+      const bus = etcdBus({ store })
+      for (const options of [{ bus }, { bus, store: memoryStore() }]) {
+        assert.throws(
+          () => createCache<number>({ memory: { maxEntries: 10 }, ...options }),
+          (err: unknown) => isCacheError(err, 'ERR_INVALID_OPTIONS') && (err as unknown as { option: string }).option === 'bus',
+        )
+      }
+      const ok = createCache<number>({ memory: { maxEntries: 10 }, store, closeStore: false, bus })
+      await ok.set('k', 1)
+      await ok.close()
     } finally {
       await store.close()
     }
