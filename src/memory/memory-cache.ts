@@ -502,6 +502,8 @@ export class MemoryCache<K = string, V = unknown> {
     if (this.#closed) return Promise.reject(new ClosedError())
     let timeout: number
     try {
+      if (options !== undefined && (typeof options !== 'object' || options === null)) throw new InvalidOptionsError('options', 'expected an object ({ timeout?, signal? })')
+      if (accept !== undefined && typeof accept !== 'function') throw new InvalidOptionsError('accept', 'expected a function of the value')
       timeout = options?.timeout === undefined ? this.#waitTimeout : positiveDuration(options.timeout, 'timeout')
     } catch (err) {
       return Promise.reject(err)
@@ -566,6 +568,7 @@ export class MemoryCache<K = string, V = unknown> {
 
   /** Live entries for which `predicate(key, value)` is true. */
   filter(predicate: (key: K, value: V) => boolean): Array<[K, V]> {
+    checkPredicate(predicate)
     const out: Array<[K, V]> = []
     for (const entry of this.entries()) if (predicate(entry[0], entry[1])) out.push(entry)
     return out
@@ -573,6 +576,7 @@ export class MemoryCache<K = string, V = unknown> {
 
   /** Erases the live entries for which `predicate(key, value)` is true; returns how many. */
   filterErase(predicate: (key: K, value: V) => boolean): number {
+    checkPredicate(predicate)
     let n = 0
     for (const [key] of this.filter(predicate)) if (this.delete(key)) n++
     return n
@@ -580,6 +584,7 @@ export class MemoryCache<K = string, V = unknown> {
 
   /** Number of live entries, or of those matching `predicate`. */
   count(predicate?: (key: K, value: V) => boolean): number {
+    if (predicate !== undefined) checkPredicate(predicate)
     let n = 0
     for (const [key, value] of this.entries()) if (predicate === undefined || predicate(key, value)) n++
     return n
@@ -907,4 +912,9 @@ function validSize(size: unknown, option: string): number {
     throw new InvalidOptionsError(option, `expected a finite number of bytes >= 0, got ${String(size)}`)
   }
   return size
+}
+
+/** `filter`, `filterErase` and `count` take a function of (key, value). */
+function checkPredicate(predicate: unknown): void {
+  if (typeof predicate !== 'function') throw new InvalidOptionsError('predicate', 'expected a function of (key, value)')
 }

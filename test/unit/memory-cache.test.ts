@@ -194,6 +194,23 @@ describe('bad input never corrupts the cache', () => {
     assert.deepEqual([...cache.keys()], ['c', 'b'])
   })
 
+  test('predicates and waitFor arguments of the wrong type are ERR_INVALID_OPTIONS naming them, not a raw TypeError', async () => {
+    const { cache, clock } = setup<number>()
+    cache.set('a', 1)
+    const bad = 5 as unknown as (k: string, v: number) => boolean
+    for (const call of [() => cache.filter(bad), () => cache.count(bad), () => cache.filterErase(bad)]) {
+      assert.throws(call, (err: unknown) => {
+        assertCode(err, 'ERR_INVALID_OPTIONS')
+        assert.equal((err as unknown as { option: string }).option, 'predicate')
+        return true
+      })
+    }
+    assert.equal(cache.count(), 1, 'nothing erased')
+    await assert.rejects(cache.waitFor('a', 5 as unknown as { timeout: number }), (err: unknown) => (assertCode(err, 'ERR_INVALID_OPTIONS'), (err as unknown as { option: string }).option === 'options'))
+    await assert.rejects(cache.waitFor('a', {}, 5 as unknown as (v: number) => boolean), (err: unknown) => (assertCode(err, 'ERR_INVALID_OPTIONS'), (err as unknown as { option: string }).option === 'accept'))
+    assert.equal(clock.pendingTimers, 0)
+  })
+
   test('waitFor with a signal that is not an AbortSignal rejects with ERR_INVALID_OPTIONS and leaves nothing behind', async () => {
     const { cache, clock, events } = setup<number>()
     await assert.rejects(cache.waitFor('x', { signal: {} as AbortSignal }), (err: unknown) => {
