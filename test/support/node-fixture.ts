@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { Clock } from '../../src/core/clock.js'
 import { startNode, type NodeHandle, type NodeOptions } from '../../src/server/index.js'
+import { freePort } from './server-process.js'
 
 export interface TestNode {
   readonly node: NodeHandle
@@ -89,15 +90,5 @@ export async function startChildNode(extraArgs: string[] = [], env: NodeJS.Proce
   }
 }
 
-export async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net')
-  return new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const address = srv.address()
-      const port = typeof address === 'object' && address !== null ? address.port : 0
-      srv.close(() => resolve(port))
-    })
-  })
-}
+/** See server-process.ts: a port outside the ephemeral range, handed out once. */
+export { freePort }

@@ -12,18 +12,37 @@ import { createConnection, createServer } from 'node:net'
 
 export const HOST = '127.0.0.1'
 
-/** A port nobody listens on right now (it may be taken before we bind it: callers retry). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/**
+ * Ports handed out from below Linux's ephemeral range (32768-60999 by default), where the
+ * kernel never puts the local end of an outgoing connection: a port taken by `listen(0)`
+ * comes from that range too, and between our check and the child's bind, any of the
+ * hundreds of loopback connections a test run opens could take it (a cluster test's node
+ * once failed to start with EADDRINUSE on such a port). Each port is handed out once per
+ * process.
+ */
+const PORT_LOW = 20_000
+const PORT_HIGH = 32_767
+const handedOut = new Set<number>()
+
+/** True when nothing listens on `port` of HOST now. */
+function bindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const server = createServer()
     server.unref()
-    server.once('error', reject)
-    server.listen(0, HOST, () => {
-      const address = server.address()
-      const port = typeof address === 'object' && address !== null ? address.port : 0
-      server.close(() => (port > 0 ? resolve(port) : reject(new Error('could not read a free port'))))
-    })
+    server.once('error', () => resolve(false))
+    server.listen(port, HOST, () => server.close(() => resolve(true)))
   })
+}
+
+/** A port nobody listens on right now, outside the ephemeral range, not handed out before by this process. */
+export async function freePort(): Promise<number> {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = PORT_LOW + Math.floor(Math.random() * (PORT_HIGH - PORT_LOW + 1))
+    if (handedOut.has(port)) continue
+    handedOut.add(port)
+    if (await bindable(port)) return port
+  }
+  throw new Error(`no free port found in ${PORT_LOW}-${PORT_HIGH} after 200 tries`)
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
