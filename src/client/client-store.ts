@@ -33,6 +33,7 @@
  */
 import { InvalidOptionsError, StoreUnavailableError, isCacheError } from '../core/errors.js'
 import { checkScanOptions } from '../store/scan-options.js'
+import { checkStoreEntries, checkStoreKey, checkStoreList, checkStoreValue } from '../store/store-input.js'
 import type { ScanOptions, ScanPage, Store, StoreEntry } from '../store/types.js'
 import { isNodeAnswer, MAX_KEYS_LIMIT, type Client } from './client.js'
 
@@ -85,26 +86,33 @@ class ClientStore implements Store {
   }
 
   async get(key: string): Promise<Uint8Array | undefined> {
+    checkStoreKey(key)
     const entry = await this.#client.get(key)
     return entry === undefined ? undefined : copy(entry.value)
   }
 
   async getMany(keys: readonly string[]): Promise<(Uint8Array | undefined)[]> {
+    checkStoreList(keys, 'keys')
+    for (const key of keys) checkStoreKey(key)
     if (keys.length === 0) return []
     const entries = await this.#client.mget(keys)
     return entries.map((e) => (e === undefined ? undefined : copy(e.value)))
   }
 
   async set(key: string, value: Uint8Array, ttlMs: number): Promise<void> {
+    checkStoreKey(key)
+    checkStoreValue(value)
     await this.#client.set(key, value, { ttl: ttlOf(ttlMs) })
   }
 
   async setMany(entries: readonly StoreEntry[]): Promise<void> {
+    checkStoreEntries(entries)
     if (entries.length === 0) return
     await this.#client.mset(entries.map((e) => ({ key: e.key, value: e.value, ttl: ttlOf(e.ttlMs) })))
   }
 
   async delete(key: string): Promise<boolean> {
+    checkStoreKey(key)
     return this.#client.delete(key)
   }
 
@@ -112,6 +120,8 @@ class ClientStore implements Store {
     // The protocol has no batch delete: one DELETE per distinct key, a bounded number at a
     // time so a large batch does not queue thousands of requests behind the pool (where
     // their timeouts would run while they wait).
+    checkStoreList(keys, 'keys')
+    for (const key of keys) checkStoreKey(key)
     const unique = [...new Set(keys)]
     let deleted = 0
     let next = 0
@@ -126,6 +136,7 @@ class ClientStore implements Store {
   }
 
   async touch(key: string, ttlMs: number): Promise<boolean> {
+    checkStoreKey(key)
     for (let attempt = 0; attempt < TOUCH_ATTEMPTS; attempt++) {
       const entry = await this.#client.get(key)
       if (entry === undefined) return false
@@ -142,6 +153,7 @@ class ClientStore implements Store {
   }
 
   async clear(prefix: string): Promise<void> {
+    checkStoreKey(prefix, 'prefix')
     if (prefix !== '' && !this.#noPrefixClear) {
       try {
         await this.#client.clear({ prefix })

@@ -122,7 +122,7 @@ function requireJson(headers: Headers): void {
 const NO_PARAMS: ReadonlyMap<string, string> = new Map()
 
 /** Query parameters, each at most once and only from `allowed`. */
-function queryParams(query: string, allowed: readonly string[]): ReadonlyMap<string, string> {
+export function queryParams(query: string, allowed: readonly string[]): ReadonlyMap<string, string> {
   if (query === '') return NO_PARAMS
   const out = new Map<string, string>()
   if (query.length > 32 * 1024) throw new BadRequestError('Query string too long')

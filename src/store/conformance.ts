@@ -331,6 +331,56 @@ export function storeConformance(target: ConformanceTarget): void {
       })
     })
 
+    describe('bad input', () => {
+      /** Rejects with a CacheError of `code`: a caller's mistake, never ERR_STORE_UNAVAILABLE (which counts against the server). */
+      const refused = (code: 'ERR_INVALID_KEY' | 'ERR_INVALID_OPTIONS') => (err: unknown) => isCacheError(err, code)
+
+      test('a key that is not a string, a value that is not bytes, a key list that is not an array: typed refusals, nothing written or deleted', async () => {
+        await withStore(async (store) => {
+          const locks = store.locks
+          await store.set('a', bytes('kept a'), LONG_TTL)
+          await store.set('b', bytes('kept b'), LONG_TTL)
+          for (const key of [5, undefined, null, {}]) {
+            const k = key as unknown as string
+            await assert.rejects(store.get(k), refused('ERR_INVALID_KEY'))
+            await assert.rejects(store.set(k, bytes('v'), LONG_TTL), refused('ERR_INVALID_KEY'))
+            await assert.rejects(store.setMany([{ key: k, value: bytes('v'), ttlMs: LONG_TTL }]), refused('ERR_INVALID_KEY'))
+            await assert.rejects(store.getMany([k]), refused('ERR_INVALID_KEY'))
+            await assert.rejects(store.delete(k), refused('ERR_INVALID_KEY'))
+            await assert.rejects(store.deleteMany([k]), refused('ERR_INVALID_KEY'))
+            await assert.rejects(store.touch(k, LONG_TTL), refused('ERR_INVALID_KEY'))
+            await assert.rejects(store.clear(k), refused('ERR_INVALID_KEY'))
+            if (locks !== undefined) {
+              await assert.rejects(locks.acquire(k, 't', LONG_TTL), refused('ERR_INVALID_KEY'))
+              await assert.rejects(locks.setAbove(k, bytes('v'), LONG_TTL), refused('ERR_INVALID_KEY'))
+            }
+          }
+          // A string was once stored as zero bytes: silently, a different value.
+          for (const value of ['str', undefined, null, 5, [1, 2]]) {
+            const v = value as unknown as Uint8Array
+            await assert.rejects(store.set('v', v, LONG_TTL), refused('ERR_INVALID_OPTIONS'))
+            await assert.rejects(store.setMany([{ key: 'ok', value: bytes('v'), ttlMs: LONG_TTL }, { key: 'v', value: v, ttlMs: LONG_TTL }]), refused('ERR_INVALID_OPTIONS'))
+            if (locks !== undefined) {
+              await assert.rejects(locks.setFenced('v', v, LONG_TTL, 1), refused('ERR_INVALID_OPTIONS'))
+              await assert.rejects(locks.setAbove('v', v, LONG_TTL), refused('ERR_INVALID_OPTIONS'))
+            }
+          }
+          // 'ab' as a key list once deleted the keys 'a' and 'b' (a string iterates its characters).
+          for (const list of ['ab', undefined, 5]) {
+            await assert.rejects(store.getMany(list as unknown as string[]), refused('ERR_INVALID_OPTIONS'))
+            await assert.rejects(store.deleteMany(list as unknown as string[]), refused('ERR_INVALID_OPTIONS'))
+            await assert.rejects(store.setMany(list as unknown as []), refused('ERR_INVALID_OPTIONS'))
+          }
+          // NaN once set no timer: a wait on a held lock never ended.
+          if (locks !== undefined) for (const timeoutMs of [Number.NaN, -1]) await assert.rejects(locks.waitForRelease('w', timeoutMs), refused('ERR_INVALID_OPTIONS'))
+          assertBytes(await store.get('a'), bytes('kept a'))
+          assertBytes(await store.get('b'), bytes('kept b'))
+          assert.equal(await store.get('v'), undefined)
+          assert.equal(await store.get('ok'), undefined, 'a batch with a bad entry writes nothing')
+        })
+      })
+    })
+
     describe('expiry', () => {
       test('an entry is there before its TTL and gone after, for every read path', async () => {
         await withStore(async (store) => {

@@ -99,46 +99,6 @@ describe('etcdStore: specific', () => {
     assert.throws(() => etcdStore({ endpoints: cluster.endpoints, timeout: 0 }), (err: unknown) => invalid(err) && (err as { option?: string }).option === 'etcd.timeout')
   })
 
-  test('a key that is not a string, a value that is not bytes, a key list that is not an array: typed refusals (not ERR_STORE_UNAVAILABLE), nothing written or deleted', async () => {
-    const store = etcdStore({ endpoints: cluster.endpoints, namespace: freshNamespace() })
-    const refused = (code: string) => (err: unknown) => isCacheError(err, code as 'ERR_INVALID_KEY')
-    try {
-      await store.set('a', bytes('kept'), 60_000)
-      for (const key of [5, undefined, null, {}]) {
-        const k = key as unknown as string
-        await assert.rejects(store.get(k), refused('ERR_INVALID_KEY'))
-        await assert.rejects(store.set(k, bytes('v'), 1000), refused('ERR_INVALID_KEY'))
-        await assert.rejects(store.getMany([k]), refused('ERR_INVALID_KEY'))
-        await assert.rejects(store.delete(k), refused('ERR_INVALID_KEY'))
-        await assert.rejects(store.touch(k, 1000), refused('ERR_INVALID_KEY'))
-        await assert.rejects(store.clear(k), refused('ERR_INVALID_KEY'))
-        await assert.rejects(store.locks.acquire(k, 't', 1000), refused('ERR_INVALID_KEY'))
-        await assert.rejects(store.locks.waitForRelease(k, 1000), refused('ERR_INVALID_KEY'))
-      }
-      for (const value of ['str', undefined, null, 5]) {
-        const v = value as unknown as Uint8Array
-        await assert.rejects(store.set('v', v, 1000), refused('ERR_INVALID_OPTIONS'))
-        await assert.rejects(store.setMany([{ key: 'ok', value: bytes('v'), ttlMs: 1000 }, { key: 'v', value: v, ttlMs: 1000 }]), refused('ERR_INVALID_OPTIONS'))
-        await assert.rejects(store.locks.setFenced('v', v, 1000, 1), refused('ERR_INVALID_OPTIONS'))
-        await assert.rejects(store.locks.setAbove('v', v, 1000), refused('ERR_INVALID_OPTIONS'))
-      }
-      // 'ab' as a key list once deleted the keys 'a' and 'b' (a string iterates its characters).
-      for (const list of ['ab', undefined, 5]) {
-        await assert.rejects(store.getMany(list as unknown as string[]), refused('ERR_INVALID_OPTIONS'))
-        await assert.rejects(store.deleteMany(list as unknown as string[]), refused('ERR_INVALID_OPTIONS'))
-        await assert.rejects(store.setMany(list as unknown as []), refused('ERR_INVALID_OPTIONS'))
-      }
-      for (const timeoutMs of [Number.NaN, -1]) {
-        await assert.rejects(store.locks.waitForRelease('w', timeoutMs), refused('ERR_INVALID_OPTIONS'))
-      }
-      assert.equal(text(await store.get('a')), 'kept')
-      assert.equal(await store.get('v'), undefined)
-      assert.equal(await store.get('ok'), undefined, 'a batch with a bad entry writes nothing')
-    } finally {
-      await store.close()
-    }
-  })
-
   test('etcdBus, like every Bus, closes with its last cache: a new cache on it throws ERR_CLOSED instead of running uncoordinated', async () => {
     const store = etcdStore({ endpoints: cluster.endpoints, namespace: freshNamespace() })
     try {
