@@ -16,10 +16,13 @@
  *   the median of the per-pair time ratios is stable where separate-process medians are
  *   not. A timed pass is a quarter of a 200k-hit stream (~20 ms; pair r uses quarter r mod
  *   4 on both sides), so the two halves of a pair are close in time, and there are many
- *   pairs: 80 (24 with --quick), split over `passes` sessions with fresh workers. The ratio
- *   is the median over all pairs, shown with the range of the sessions' medians (a wide
- *   range means a noisy machine: rerun or add passes); sessions alternate which worker
- *   starts first. A/A checks with this method: lru-cache against itself 0.94-0.97,
+ *   pairs: 80 (24 with --quick), split over 3 x `passes` sessions (`passes` with --quick),
+ *   each with fresh workers. The ratio is the median over all pairs, shown with the range
+ *   of the sessions' medians. That range is wide even on a quiet machine: each fresh
+ *   worker runs its subject at its own speed (one process's hits up to ~1.5x another's, on
+ *   either side, for the same code), so a session's pairs share its draw and the sessions
+ *   are the independent samples: with 5 sessions the median moved by +-0.15 from run to run
+ *   (decision 0403). Sessions alternate which worker starts first. A/A checks with this method: lru-cache against itself 0.94-0.97,
  *   stratacache against itself 0.98-1.00 (2026-12-01). Pairing within one
  *   isolate would be unfair to lru-cache: AsyncLocalStorage (`detectRecursion: 'context'`)
  *   invalidates V8's promise-hook protector for the whole isolate, lru-cache's awaits too.
@@ -104,6 +107,8 @@ interface FacadeJob {
   concurrency: number
   keys: number
   streamLength: number
+  /** The Zipf stream's key numbers, drawn once by the main thread (the same in every worker). */
+  zipf: Uint32Array
   /** A timed pass covers one slice of the stream: short passes keep the two halves of a pair close in time. */
   slices: number
 }
@@ -169,7 +174,7 @@ async function serve(job: FacadeJob): Promise<void> {
   const fresh = FRESH_SUBJECTS.has(job.subject) || job.subject === FRESH_REFERENCE
   const stream: ReadonlyArray<string | number> = setting
     ? Array.from({ length: job.streamLength }, (_, i) => names[i % job.keys] as string)
-    : Array.from(zipfStream(job.keys, 0.99, job.streamLength, 42), (i) => (fresh ? i + 1 : (names[i] as string)))
+    : Array.from(job.zipf, (i) => (fresh ? i + 1 : (names[i] as string)))
   const fill: ReadonlyArray<string | number> = fresh ? Array.from({ length: job.keys }, (_, i) => i + 1) : names
   const loadOf = fresh ? loadId : load
   const { setup, call: written, sync = false } = callOf(job.subject)
@@ -334,8 +339,17 @@ export async function facadeSuite(c: { quick: boolean; passes: number }): Promis
   // Passes of 50k hits (10k for the slow subjects): ~15-25 ms, so a pair's two halves run
   // within ~50 ms of each other; many pairs, then the median.
   const pairs = c.quick ? 24 : 80
-  const sessions = c.passes
+  // A session's fresh pair of workers draws its own speed for each side (JIT and heap
+  // layout: one process's hits run up to ~1.5x another's, on either side), so the sessions,
+  // not the pairs, are the independent samples: three per pass (decision 0403).
+  const sessions = c.quick ? c.passes : 3 * c.passes
   const base = { keys: 100_000, streamLength: 200_000, slowStreamLength: 40_000, slices: 4, pairsPerSession: Math.ceil(pairs / sessions) }
+  const zipfOf = new Map<number, Uint32Array>()
+  const zipf = (length: number): Uint32Array => {
+    let z = zipfOf.get(length)
+    if (z === undefined) zipfOf.set(length, (z = zipfStream(base.keys, 0.99, length, 42)))
+    return z
+  }
   const results: Record<string, Record<string, unknown>> = {}
   const tables: Table[] = []
   for (const concurrency of [1, 64]) {
@@ -354,7 +368,7 @@ export async function facadeSuite(c: { quick: boolean; passes: number }): Promis
       const all: PairResult = { ratios: [], subject: [], reference: [] }
       const sessionRatios: number[] = []
       for (let p = 0; p < sessions; p++) {
-        const r = await pair({ subject, concurrency, keys: base.keys, streamLength, slices: base.slices }, base.pairsPerSession, p % 2 === 1)
+        const r = await pair({ subject, concurrency, keys: base.keys, streamLength, zipf: zipf(streamLength), slices: base.slices }, base.pairsPerSession, p % 2 === 1)
         all.ratios.push(...r.ratios)
         all.subject.push(...r.subject)
         all.reference.push(...r.reference)

@@ -77,6 +77,8 @@ class RedisTransport implements BusTransport {
   readonly #publishTimeoutMs: number
   readonly #connectTimeoutMs: number
   readonly #onError: (error: Error) => void
+  /** The server, as errors name it (`host:port`, or the socket path). */
+  readonly #where: string
   /** Active subscriptions per channel. */
   readonly #channels = new Map<string, Set<Listener>>()
   /** False from a lost connection until every channel is subscribed again. */
@@ -93,6 +95,8 @@ class RedisTransport implements BusTransport {
     }
     if (options.client !== undefined && !(options.client instanceof Redis)) throw new InvalidOptionsError('bus.client', 'expected an ioredis Redis instance (standalone)')
     if (options.onError !== undefined && typeof options.onError !== 'function') throw new InvalidOptionsError('bus.onError', 'expected a function')
+    const extra: unknown = options.redisOptions
+    if (extra !== undefined && (typeof extra !== 'object' || extra === null || Array.isArray(extra))) throw new InvalidOptionsError('bus.redisOptions', 'expected an object of ioredis options')
     this.#clock = clockOption(options.clock, systemClock, 'bus.clock')
     this.#publishTimeoutMs = positiveMs(options.publishTimeout, '2s', 'bus.publishTimeout')
     this.#connectTimeoutMs = positiveMs(options.connectTimeout, '5s', 'bus.connectTimeout')
@@ -126,6 +130,8 @@ class RedisTransport implements BusTransport {
       this.#publisher.on('error', this.#onError)
       this.#subscriber = new Redis(options.url as string, { ...options.redisOptions, ...ours, autoResubscribe: false })
     }
+    const o = this.#subscriber.options
+    this.#where = o.path !== undefined && o.path !== null ? o.path : `${o.host ?? '127.0.0.1'}:${o.port ?? 6379}`
     this.#subscriber.on('error', this.#onError)
     this.#subscriber.on('messageBuffer', (channel: Buffer, message: Buffer) => this.#deliver(channel.toString(), message))
     this.#subscriber.on('close', () => this.#lost())
@@ -146,7 +152,7 @@ class RedisTransport implements BusTransport {
     let expired = false
     const ready = this.#whenReady(publisher)
     const sent = ready.promise.then(() => {
-      if (expired) throw new BusUnavailableError('Redis bus publish timed out before the connection was ready')
+      if (expired) throw new BusUnavailableError(`Redis bus publish (${this.#where}) timed out before the connection was ready`)
       return publisher.publish(channel, data)
     })
     try {
@@ -277,7 +283,7 @@ class RedisTransport implements BusTransport {
       let timer: TimerHandle | undefined = this.#clock.setTimeout(
         () => {
           timer = undefined
-          reject(new BusUnavailableError(`Redis bus ${what} got no reply within ${ms} ms`))
+          reject(new BusUnavailableError(`Redis bus ${what} (${this.#where}) got no reply within ${ms} ms`))
         },
         ms,
         { unref: true },
@@ -291,7 +297,7 @@ class RedisTransport implements BusTransport {
         (err: unknown) => {
           if (timer === undefined) return
           this.#clock.clearTimeout(timer)
-          reject(this.#closed ? new ClosedError('The redis bus transport is closed') : new BusUnavailableError(`Redis bus ${what} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err }))
+          reject(this.#closed ? new ClosedError('The redis bus transport is closed') : new BusUnavailableError(`Redis bus ${what} (${this.#where}) failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err }))
         },
       )
     })

@@ -60,6 +60,9 @@ describe('redisTransport: Redis specifics', () => {
       [{ url: server.url, clock: 5 }, /bus\.clock/],
       [{ url: server.url, reconnect: { initial: 0 } }, /bus\.reconnect\.initial/],
       [{ url: server.url, reconnect: { jitter: 2 } }, /bus\.reconnect\.jitter/],
+      [{ url: server.url, redisOptions: 5 }, /bus\.redisOptions/],
+      [{ url: server.url, redisOptions: null }, /bus\.redisOptions/],
+      [{ url: server.url, redisOptions: 'lazyConnect' }, /bus\.redisOptions/],
       [null, /bus/],
     ]
     for (const [options, name] of bad) {
@@ -118,15 +121,17 @@ describe('redisTransport: Redis specifics', () => {
     await new Promise<void>((resolve) => mute.listen(0, '127.0.0.1', resolve))
     const address = mute.address()
     const port = typeof address === 'object' && address !== null ? address.port : 0
-    const t = redisTransport({ url: `redis://127.0.0.1:${port}`, publishTimeout: '30ms' })
+    const t = redisTransport({ url: `redis://127.0.0.1:${port}`, publishTimeout: '30ms', connectTimeout: '30ms' })
     const warnings: Error[] = []
     const onWarning = (w: Error): void => void warnings.push(w)
     process.on('warning', onWarning)
     try {
       // More than EventEmitter's default limit of 10 listeners per event.
       for (let i = 0; i < 15; i++) {
-        await assert.rejects(t.publish('down', new Uint8Array([2])), (err: unknown) => isCacheError(err, 'ERR_BUS_UNAVAILABLE'))
+        // The error names the server it waited for.
+        await assert.rejects(t.publish('down', new Uint8Array([2])), (err: unknown) => isCacheError(err, 'ERR_BUS_UNAVAILABLE') && (err as Error).message.includes(`127.0.0.1:${port}`))
       }
+      await assert.rejects(t.subscribe('down', () => {}, () => {}), (err: unknown) => isCacheError(err, 'ERR_BUS_UNAVAILABLE') && (err as Error).message.includes(`127.0.0.1:${port}`))
       await new Promise((resolve) => setImmediate(resolve))
       assert.deepEqual(
         warnings.filter((w) => w.name === 'MaxListenersExceededWarning').map((w) => w.message),
