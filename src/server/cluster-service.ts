@@ -270,6 +270,20 @@ class Observed implements StateMachine<MembershipMessage> {
   }
 }
 
+/**
+ * A cluster-port listen failure that is the `clusterHost` setting (a name that does not
+ * resolve, an address not of this machine) as ERR_INVALID_OPTIONS naming it, as the node
+ * does for `host`; anything else (the port in use, EADDRINUSE) as node:net reported it.
+ */
+function clusterListenError(err: unknown, host: string, port: number): unknown {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code
+  if (code === 'ENOTFOUND' || code === 'EADDRNOTAVAIL') {
+    const why = code === 'ENOTFOUND' ? 'does not resolve' : 'is not an address of this machine'
+    return new InvalidOptionsError('clusterHost', `cannot listen on ${JSON.stringify(host)} (cluster port ${port}): the host ${why} (${code})`, { cause: err })
+  }
+  return err
+}
+
 export class ClusterService {
   readonly id: NodeId
   readonly enabled: boolean
@@ -372,10 +386,19 @@ export class ClusterService {
           if (err.code === 'ERR_PEER_AUTH' && ++authFailures > 20 && authFailures % 1000 !== 0) return
           ctx.log.warn({ err: { code: err.code, message: err.message } }, 'cluster transport refused a connection or frame')
         },
+      }).catch((err: unknown) => {
+        throw clusterListenError(err, c.clusterHost, port)
       })
       clusterAddress = hostPort(c.advertiseHost, c.advertiseClusterPort ?? tcp.advertised.port)
     }
-    const service = new ClusterService(ctx, tcp, clusterAddress, disk)
+    let service: ClusterService
+    try {
+      service = new ClusterService(ctx, tcp, clusterAddress, disk)
+    } catch (err) {
+      // The cluster port is bound by now: a refused setting must not leave it listening.
+      await tcp?.close().catch(() => undefined)
+      throw err
+    }
     service.#runner.start()
     if (service.#discovery !== undefined) {
       service.#unsubscribe = service.#discovery.onChange?.(() => service.discoverNow())

@@ -12,6 +12,7 @@ import type { Store } from '../store/types.js'
 import { storeFromUrl } from './store-url.js'
 import type { LogLevel, NodeLogger } from './logger.js'
 import type { MessageTransport } from '../cluster/transport.js'
+import { REGION } from '../cluster/membership.js'
 import type { Replicator } from './replicator.js'
 
 export interface NodeOptions {
@@ -169,6 +170,9 @@ export interface NodeOptions {
   leaveTimeout?: Duration
 }
 
+/** A DNS-SD service name, as the mdns strategy checks it (mdns-discovery.ts). */
+const MDNS_SERVICE_TYPE = /^[a-z0-9][a-z0-9-]{0,14}$/
+
 export const DISCOVERY_KINDS = ['static', 'env', 'file', 'dns', 'mdns'] as const
 export type DiscoveryKind = (typeof DISCOVERY_KINDS)[number]
 
@@ -259,6 +263,27 @@ function positiveMs(value: unknown, name: string): number {
   return ms
 }
 
+/** A duration the membership times with (>= 1 ms, finite): a sub-millisecond interval would be refused later under its internal name. */
+function membershipMs(value: unknown, name: string): number {
+  const ms = toMs(value, name)
+  if (!(ms >= 1) || ms === Infinity) throw new InvalidOptionsError(name, `expected a finite duration >= 1 ms, got ${String(value)}`)
+  return ms
+}
+
+/** A finite duration >= 0. */
+function finiteMs(value: unknown, name: string): number {
+  const ms = toMs(value, name)
+  if (ms === Infinity) throw new InvalidOptionsError(name, 'expected a finite duration >= 0')
+  return ms
+}
+
+/** The node's region, checked here as the membership checks it (a refusal there would come after the cluster port is bound). */
+function regionName(value: unknown): string {
+  const region = optionalString(value, 'region') ?? 'default'
+  if (!REGION.test(region)) throw new InvalidOptionsError('region', 'expected 1-64 characters of [A-Za-z0-9_.-]')
+  return region
+}
+
 function optionalString(value: unknown, name: string): string | undefined {
   if (value === undefined) return undefined
   if (typeof value !== 'string' || value.length === 0) throw new InvalidOptionsError(name, 'expected a non-empty string')
@@ -308,6 +333,8 @@ function resolveCluster(o: NodeOptions, host: string): ResolvedClusterOptions {
   const clusterHost = optionalString(o.clusterHost, 'clusterHost') ?? host
   const advertiseHost = optionalString(o.advertiseHost, 'advertiseHost') ?? host
   if (enabled && (advertiseHost === '0.0.0.0' || advertiseHost === '::')) throw new InvalidOptionsError('advertiseHost', `listening on ${advertiseHost}, the node needs advertiseHost: the address other nodes and clients reach it at`)
+  const mdnsServiceType = optionalString(o.mdnsServiceType, 'mdnsServiceType') ?? 'stratacache'
+  if (!MDNS_SERVICE_TYPE.test(mdnsServiceType)) throw new InvalidOptionsError('mdnsServiceType', `expected 1-15 characters of [a-z0-9-] starting with a letter or digit (a DNS-SD service name), got ${JSON.stringify(mdnsServiceType.slice(0, 40))}`)
   const phiThreshold = o.phiThreshold ?? 8
   if (typeof phiThreshold !== 'number' || !Number.isFinite(phiThreshold) || phiThreshold <= 0) throw new InvalidOptionsError('phiThreshold', 'expected a number > 0')
   return Object.freeze({
@@ -318,7 +345,7 @@ function resolveCluster(o: NodeOptions, host: string): ResolvedClusterOptions {
     discoveryFile,
     discoveryDns,
     discoveryDnsPort: o.discoveryDnsPort === undefined ? undefined : int(o.discoveryDnsPort, 'discoveryDnsPort', 1, 65535),
-    mdnsServiceType: optionalString(o.mdnsServiceType, 'mdnsServiceType') ?? 'stratacache',
+    mdnsServiceType,
     mdnsInterface: optionalString(o.mdnsInterface, 'mdnsInterface'),
     discoveryIntervalMs: positiveMs(o.discoveryInterval ?? '5s', 'discoveryInterval'),
     clusterPort,
@@ -326,13 +353,13 @@ function resolveCluster(o: NodeOptions, host: string): ResolvedClusterOptions {
     advertiseHost,
     advertiseClusterPort,
     clusterSecret,
-    heartbeatIntervalMs: positiveMs(o.heartbeatInterval ?? '1s', 'heartbeatInterval'),
+    heartbeatIntervalMs: membershipMs(o.heartbeatInterval ?? '1s', 'heartbeatInterval'),
     phiThreshold,
-    acceptablePauseMs: toMs(o.acceptablePause ?? '3s', 'acceptablePause'),
+    acceptablePauseMs: finiteMs(o.acceptablePause ?? '3s', 'acceptablePause'),
     minStdDeviationMs: positiveMs(o.minStdDeviation ?? '100ms', 'minStdDeviation'),
-    indirectTimeoutMs: positiveMs(o.indirectTimeout ?? '500ms', 'indirectTimeout'),
-    suspicionTimeoutMs: positiveMs(o.suspicionTimeout ?? '3s', 'suspicionTimeout'),
-    pruneAfterMs: toMs(o.pruneAfter ?? '60s', 'pruneAfter'),
+    indirectTimeoutMs: membershipMs(o.indirectTimeout ?? '500ms', 'indirectTimeout'),
+    suspicionTimeoutMs: membershipMs(o.suspicionTimeout ?? '3s', 'suspicionTimeout'),
+    pruneAfterMs: finiteMs(o.pruneAfter ?? '60s', 'pruneAfter'),
     leaveTimeoutMs: positiveMs(o.leaveTimeout ?? '500ms', 'leaveTimeout'),
   })
 }
@@ -406,7 +433,7 @@ export function resolveNodeOptions(options: NodeOptions = {}): ResolvedNodeOptio
     logRequests: o.logRequests ?? false,
     logger: o.logger,
     nodeId: headerSafe(optionalString(o.nodeId, 'nodeId'), 'nodeId'),
-    region: optionalString(o.region, 'region') ?? 'default',
+    region: regionName(o.region),
     clock,
     transport: o.transport,
     replicator: o.replicator,

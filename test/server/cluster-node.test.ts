@@ -133,6 +133,32 @@ describe('the cluster in a node', () => {
     await refused({ host: '0.0.0.0', clusterSecret: SECRET }, 'advertiseHost')
   })
 
+  test('options: bad timings, service type and cluster host are ERR_INVALID_OPTIONS naming the setting the user wrote; nothing stays bound', async () => {
+    const refused = async (options: NodeOptions, option: string): Promise<void> => {
+      await assert.rejects(startNode({ port: 0, logger: silentLogger, dataDir: bed.dir().path, clusterSecret: SECRET, ...options }), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && (e as { option?: string }).option === option, JSON.stringify(options))
+    }
+    // Were named after internal fields (phi.acceptableHeartbeatPauseMs, pruneAfterMs, heartbeatIntervalMs, serviceType).
+    await refused({ acceptablePause: Infinity }, 'acceptablePause')
+    await refused({ pruneAfter: Infinity }, 'pruneAfter')
+    await refused({ pruneAfter: 'Infinity' }, 'pruneAfter')
+    await refused({ heartbeatInterval: 0.5 }, 'heartbeatInterval')
+    await refused({ indirectTimeout: 0.5 }, 'indirectTimeout')
+    await refused({ suspicionTimeout: 0.5 }, 'suspicionTimeout')
+    await refused({ discovery: 'mdns', mdnsServiceType: 'Not A Type' }, 'mdnsServiceType')
+    await refused({ discovery: 'mdns', mdnsServiceType: 'much-too-long-a-service-type' }, 'mdnsServiceType')
+    // A cluster host that does not resolve, as --host's (was a raw getaddrinfo ENOTFOUND); the HTTP port it had bound is free again.
+    const dataDir = bed.dir().path
+    const { freePort } = await import('../support/server-process.js')
+    const port = await freePort()
+    await refused({ port, dataDir, clusterHost: 'no-such-host.invalid' }, 'clusterHost')
+    // A region the membership refuses was refused after the cluster port was bound, and left it listening.
+    const clusterPort = await freePort()
+    await refused({ port, dataDir, clusterPort, region: 'lon don' }, 'region')
+    await refused({ port, dataDir, clusterPort, region: 'r'.repeat(65) }, 'region')
+    const node = await startNode({ port, logger: silentLogger, dataDir, clusterSecret: SECRET, clusterPort, ...FAST })
+    await node.close()
+  })
+
   test('nodes join through HTTP seeds, with generated ids kept in the data dir; a restart keeps the id and bumps the incarnation; close announces the leave', async () => {
     const dirs = [bed.dir(), bed.dir(), bed.dir()]
     const a = await bed.start({ ...FAST, dataDir: dirs[0].path, clusterSecret: SECRET, region: 'london' })
