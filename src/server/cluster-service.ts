@@ -519,6 +519,9 @@ export class ClusterService {
       } catch (err) {
         return error('ERR_BAD_REQUEST', err instanceof BadRequestError ? err.message : 'Body is not valid JSON', 400)
       }
+      // A field the route does not take is refused as on the other JSON routes (a typo must not pass unnoticed).
+      const extra = Object.keys(body).find((name) => name !== 'state')
+      if (extra !== undefined) return error('ERR_BAD_REQUEST', `POST ${CLUSTER_STATE_PATH} body has an unknown field ${JSON.stringify(extra.slice(0, 40))}; allowed: state`, 400)
       const state = parseClusterState(body.state)
       if (state === undefined) return error('ERR_BAD_REQUEST', `"state" must be one of ${CLUSTER_STATES.join(', ')} (or passive, no-migration, active)`, 400)
       if (this.#left) return error('ERR_BUSY', 'The node has left the cluster', 503)

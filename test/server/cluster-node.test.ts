@@ -118,6 +118,17 @@ describe('the cluster in a node', () => {
     assert.equal(ok.status, 200)
   })
 
+  test('POST /v1/cluster/state refuses a body field it does not take (400 naming it), as the JSON routes do: nothing is set', async () => {
+    const node = await bed.start({})
+    for (const body of [{ state: 'PASSIVE', force: true }, { state: 'PASSIVE', State: 'ACTIVE' }, { state: 'PASSIVE', version: 9 }]) {
+      const r = await send(node.url, 'POST', '/v1/cluster/state', JSON.stringify(body), JSON_HEADERS)
+      assert.equal(r.status, 400, JSON.stringify(body))
+      assert.equal(errorCode(r.body), 'ERR_BAD_REQUEST')
+      assert.match(r.body.toString(), /unknown field/)
+      assert.equal(node.cluster.state, 'ACTIVE', 'nothing set')
+    }
+  })
+
   test('options: clustering needs the secret (>= 16 bytes); strategies need their parameters', async () => {
     const refused = async (options: NodeOptions, option: string): Promise<void> => {
       await assert.rejects(startNode({ port: 0, logger: silentLogger, dataDir: bed.dir().path, ...options }), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && (e as { option?: string }).option === option)
