@@ -59,7 +59,7 @@ import {
 import { mathRandom, type Random } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
 import { checkKey as checkWireKey, checkPrefix, parseEtag, parseTagsJson } from '../protocol/validate.js'
-import { CONFIRM_CLEAR, DEFAULT_MAX_BATCH, DEFAULT_PORT, DEFAULT_MAX_KEY_BYTES, HEADER_CONFIRM, HEADER_MIN_VERSION, HEADER_REPLICAS, HEADER_TAGS, HEADER_TTL, MAX_TTL_SECONDS, TTL_NONE } from '../protocol/wire.js'
+import { CONFIRM_CLEAR, DEFAULT_MAX_BATCH, DEFAULT_PORT, DEFAULT_MAX_KEY_BYTES, HEADER_CONFIRM, HEADER_MIN_VERSION, HEADER_REPLICAS, HEADER_TAGS, HEADER_TTL, MAX_TTL_SECONDS, REGION_NAME, TTL_NONE } from '../protocol/wire.js'
 import { NearCache, type NearCacheStats } from '../cache/near-cache.js'
 import { WATCH_PARTITIONS, watchPartition, type WatchMessage } from '../protocol/watch.js'
 import { NearCacheLink } from './near-cache-link.js'
@@ -458,6 +458,7 @@ class NodeClient implements Client {
     if (typeof jitter !== 'number' || !(jitter >= 0 && jitter < 1)) throw new InvalidOptionsError('retry.jitter', `expected a number in [0, 1), got ${String(jitter)}`)
     const maxElapsedMs = retry === false ? timeoutMs : finiteMs(retry.maxElapsed, 10_000, 'retry.maxElapsed', 1)
     const eject = options.eject ?? {}
+    if (typeof eject !== 'object' || Array.isArray(eject)) throw new InvalidOptionsError('eject', 'expected an object { after, probeInterval, maxProbeInterval, onTimeout }')
     const ejectAfter = positiveInt(eject.after, 3, 'eject.after')
     const probeInterval = finiteMs(eject.probeInterval, 1000, 'eject.probeInterval', 1)
     const maxProbeInterval = finiteMs(eject.maxProbeInterval, Math.max(30_000, probeInterval), 'eject.maxProbeInterval', 1)
@@ -486,9 +487,10 @@ class NodeClient implements Client {
     }
     if (options.region !== undefined || options.ladder !== undefined) {
       const region = options.region ?? 'default'
-      if (typeof region !== 'string' || region === '') throw new InvalidOptionsError('region', 'expected a non-empty string')
+      // The node's rule for a region name: another one matches no node, and every read would go to other regions.
+      if (typeof region !== 'string' || !REGION_NAME.test(region)) throw new InvalidOptionsError('region', `expected a region name, 1-64 characters of [A-Za-z0-9_.-], got ${JSON.stringify(String(region).slice(0, 70))}`)
       const l = options.ladder ?? {}
-      if (l === null || typeof l !== 'object') throw new InvalidOptionsError('ladder', 'expected an object')
+      if (l === null || typeof l !== 'object' || Array.isArray(l)) throw new InvalidOptionsError('ladder', 'expected an object')
       const given = l.timeouts ?? [500, 500, 750, 1000]
       if (!Array.isArray(given) || given.length === 0) throw new InvalidOptionsError('ladder.timeouts', 'expected a non-empty array of durations')
       const timeoutsMs = given.map((t, i) => finiteMs(t, 0, `ladder.timeouts[${i}]`, 1))

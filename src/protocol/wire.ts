@@ -8,6 +8,8 @@ import type { ErrorCode } from '../core/errors.js'
 /** Default listen address of a node. */
 export const DEFAULT_HOST = '127.0.0.1'
 export const DEFAULT_PORT = 7700
+/** A region name (a node's `region`, the region of a client's read ladder): 1-64 of [A-Za-z0-9_.-]. */
+export const REGION_NAME = /^[A-Za-z0-9_.-]{1,64}$/
 /** TTL of a PUT without `ttl`, in seconds. */
 export const DEFAULT_TTL_SECONDS = 3600
 /** Smallest and largest TTL accepted, in seconds (Zerocache's range). */

@@ -7,12 +7,11 @@ import type { Clock } from '../core/clock.js'
 import { toBytes, toMs, type ByteSize, type Duration } from '../core/duration.js'
 import { InvalidOptionsError } from '../core/errors.js'
 import { noTickerClock } from '../core/system-clock.js'
-import { DEFAULT_HOST, DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, DEFAULT_PORT } from '../protocol/wire.js'
+import { DEFAULT_HOST, REGION_NAME, DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, DEFAULT_PORT } from '../protocol/wire.js'
 import type { Store } from '../store/types.js'
 import { storeFromUrl } from './store-url.js'
 import type { LogLevel, NodeLogger } from './logger.js'
 import type { MessageTransport } from '../cluster/transport.js'
-import { REGION } from '../cluster/membership.js'
 import type { Replicator } from './replicator.js'
 
 export interface NodeOptions {
@@ -280,7 +279,7 @@ function finiteMs(value: unknown, name: string): number {
 /** The node's region, checked here as the membership checks it (a refusal there would come after the cluster port is bound). */
 function regionName(value: unknown): string {
   const region = optionalString(value, 'region') ?? 'default'
-  if (!REGION.test(region)) throw new InvalidOptionsError('region', 'expected 1-64 characters of [A-Za-z0-9_.-]')
+  if (!REGION_NAME.test(region)) throw new InvalidOptionsError('region', 'expected 1-64 characters of [A-Za-z0-9_.-]')
   return region
 }
 

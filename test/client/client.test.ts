@@ -404,6 +404,12 @@ describe('answers, errors and options', () => {
       [{ nodes: [A], eject: { after: 0 } }, 'eject.after'],
       [{ nodes: [A], token: 'a\nb' }, 'token'],
       [{ nodes: [A], connections: 0 }, 'connections'],
+      // A region no node can have (the node's rule: 1-64 of [A-Za-z0-9_.-]) would send every read to other regions; were accepted.
+      [{ nodes: [A], region: 'lon don' }, 'region'],
+      [{ nodes: [A], region: 'r'.repeat(65) }, 'region'],
+      [{ nodes: [A], ladder: [] }, 'ladder'],
+      [{ nodes: [A], eject: 5 }, 'eject'],
+      [{ nodes: [A], eject: 'off' }, 'eject'],
     ]
     for (const [options, option] of cases) {
       assert.throws(() => createClient(options as ClientOptions), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && (e as unknown as { option: string }).option === option, option)
