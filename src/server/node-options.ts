@@ -3,6 +3,7 @@
  * `resolveNodeOptions` (`ERR_INVALID_OPTIONS` naming the option). The CLI (`serve`) maps
  * flags, `STRATACACHE_*` variables and a config file onto these same names.
  */
+import { isIP } from 'node:net'
 import type { Clock } from '../core/clock.js'
 import { toBytes, toMs, type ByteSize, type Duration } from '../core/duration.js'
 import { InvalidOptionsError } from '../core/errors.js'
@@ -331,6 +332,8 @@ function resolveCluster(o: NodeOptions, host: string): ResolvedClusterOptions {
   if (!enabled && advertiseClusterPort !== undefined) throw new InvalidOptionsError('advertiseClusterPort', 'an advertised cluster port without clusterSecret: the node would not cluster')
   const clusterHost = optionalString(o.clusterHost, 'clusterHost') ?? host
   const advertiseHost = optionalString(o.advertiseHost, 'advertiseHost') ?? host
+  // Told to other nodes and clients as host:port: an IP address or a DNS name, nothing a peer could not dial.
+  if ((enabled || o.advertiseHost !== undefined) && isIP(advertiseHost) === 0 && !/^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]*)(\.[A-Za-z0-9_-]+)*\.?$/.test(advertiseHost)) throw new InvalidOptionsError(o.advertiseHost === undefined ? 'host' : 'advertiseHost', `advertised to other nodes and clients: expected an IP address or a DNS name (no scheme, port or brackets), got ${JSON.stringify(advertiseHost.slice(0, 80))}`)
   if (enabled && (advertiseHost === '0.0.0.0' || advertiseHost === '::')) throw new InvalidOptionsError('advertiseHost', `listening on ${advertiseHost}, the node needs advertiseHost: the address other nodes and clients reach it at`)
   const mdnsServiceType = optionalString(o.mdnsServiceType, 'mdnsServiceType') ?? 'stratacache'
   if (!MDNS_SERVICE_TYPE.test(mdnsServiceType)) throw new InvalidOptionsError('mdnsServiceType', `expected 1-15 characters of [a-z0-9-] starting with a letter or digit (a DNS-SD service name), got ${JSON.stringify(mdnsServiceType.slice(0, 40))}`)

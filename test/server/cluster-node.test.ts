@@ -157,6 +157,8 @@ describe('the cluster in a node', () => {
     await refused({ suspicionTimeout: 0.5 }, 'suspicionTimeout')
     await refused({ discovery: 'mdns', mdnsServiceType: 'Not A Type' }, 'mdnsServiceType')
     await refused({ discovery: 'mdns', mdnsServiceType: 'much-too-long-a-service-type' }, 'mdnsServiceType')
+    // The host other nodes and clients are told must be a host they can dial (was advertised as is: 'a b:7701', '[http://x]:7701').
+    for (const advertiseHost of ['a b', 'http://x', '[::1]', 'x/y', 'host:7701']) await refused({ advertiseHost }, 'advertiseHost')
     // A cluster host that does not resolve, as --host's (was a raw getaddrinfo ENOTFOUND); the HTTP port it had bound is free again.
     const dataDir = bed.dir().path
     const { freePort } = await import('../support/server-process.js')
