@@ -723,7 +723,9 @@ class NodeClient implements Client {
         this.#topology = flatTopology(this.#r.nodes)
         break
       }
-      const topology = parseClusterView(view, ladder.region, (a) => normalizeNode(a))
+      // Members are listed as host:port: they speak the scheme of the node that answered (a TLS cluster is https throughout).
+      const scheme = node.slice(0, node.indexOf('://') + 3)
+      const topology = parseClusterView(view, ladder.region, (a) => normalizeNode(/^[a-z][a-z0-9+.-]*:\/\//i.test(a) ? a : scheme + a))
       if (topology === undefined) continue
       for (const n of [...topology.local, ...topology.remote.flat()]) this.#rotation.add(n)
       this.#cursor.clear()
