@@ -295,6 +295,9 @@ export class ClusterService {
   readonly #mux: ChannelMux | undefined
   readonly #runner: KernelRunner<MembershipMessage>
   readonly #discovery: Discovery | undefined
+  /** The strategies under `#discovery`, and the last problem each reported (logged once per distinct message). */
+  readonly #strategies: readonly Discovery[]
+  readonly #reported = new Map<Discovery, string>()
   readonly #clusterAddress: string
   readonly #httpAddress: string
   /** Cluster addresses handed to the transport, by peer id. */
@@ -357,7 +360,9 @@ export class ClusterService {
         if (this.#runnerErrors <= 10 || this.#runnerErrors % 1000 === 0) ctx.log.warn({ err, errors: this.#runnerErrors }, 'cluster: a step failed (the node keeps going)')
       },
     })
-    this.#discovery = c.enabled ? buildDiscovery(ctx) : undefined
+    const built = c.enabled ? buildDiscovery(ctx) : undefined
+    this.#discovery = built?.discovery
+    this.#strategies = built?.strategies ?? []
   }
 
   /**
@@ -681,11 +686,26 @@ export class ClusterService {
     const tcp = this.#tcp
     if (discovery === undefined || tcp === undefined) return
     const candidates = await discovery.discover()
+    this.#reportDiscoveryProblems()
     const todo = candidates.filter((c) => c.address !== this.#httpAddress && !this.#isLive(c))
     const ids = (await Promise.all(todo.map((c) => this.#resolve(c)))).filter((id): id is NodeId => id !== undefined)
     if (ids.length === 0 || this.#closed || this.#left) return
     this.#membership.join(ids)
     this.#runner.step({ type: 'timer', name: 'command' })
+  }
+
+  /**
+   * Logs what a strategy swallowed (a missing or mistyped discovery file, a failing DNS name):
+   * once per distinct problem, and once more when it clears, so a typo is not silent.
+   */
+  #reportDiscoveryProblems(): void {
+    for (const s of this.#strategies) {
+      const problem = s.lastError?.message ?? ''
+      if (problem === (this.#reported.get(s) ?? '')) continue
+      this.#reported.set(s, problem)
+      if (problem !== '') this.#ctx.log.warn({ discovery: s.kind, err: problem }, `cluster: ${s.kind} discovery: ${problem} (it answers what it last knew)`)
+      else this.#ctx.log.info({ discovery: s.kind }, `cluster: ${s.kind} discovery works again`)
+    }
   }
 
   /** Whether the candidate is a member this view holds live (no need to ask it again). */
@@ -759,7 +779,7 @@ function mkdir(dir: string): string {
   return dir
 }
 
-function buildDiscovery(ctx: ClusterServiceContext): Discovery {
+function buildDiscovery(ctx: ClusterServiceContext): { discovery: Discovery; strategies: readonly Discovery[] } {
   const c = ctx.options.cluster
   const strategies: Discovery[] = c.discovery.map((kind): Discovery => {
     switch (kind) {
@@ -777,7 +797,7 @@ function buildDiscovery(ctx: ClusterServiceContext): Discovery {
     }
   })
   const healthChecker = new DiscoveryHealthChecker({ clock: ctx.clock, intervalMs: c.discoveryIntervalMs, timeoutMs: Math.min(1000, c.discoveryIntervalMs) })
-  return new CompositeDiscovery(strategies, { healthChecker })
+  return { discovery: new CompositeDiscovery(strategies, { healthChecker }), strategies }
 }
 
 function json(value: unknown): ApiResponse {

@@ -240,6 +240,19 @@ describe('the cluster in a node', () => {
     }
   })
 
+  test('a discovery file that is missing or mistyped is logged (once per distinct problem), not silently ignored; the node keeps going', async () => {
+    const warnings: string[] = []
+    const logger = { info: () => undefined, warn: (obj: unknown, msg?: string) => void warnings.push(`${msg ?? ''} ${JSON.stringify(obj)}`), error: () => undefined }
+    const file = join(bed.dir().path, 'peers.txt')
+    const b = await bed.start({ ...FAST, clusterSecret: SECRET, nodeId: 'file-typo', discovery: 'file', discoveryFile: file, logger })
+    await waitUntil(() => warnings.some((w) => w.includes('discovery') && w.includes('peers.txt')), 3000, () => `the missing file is logged: ${JSON.stringify(warnings)}`)
+    writeFileSync(file, 'not a peer\n')
+    await waitUntil(() => warnings.some((w) => w.includes('discovery') && /not a peer|no port/.test(w)), 3000, () => `the mistyped line is logged: ${JSON.stringify(warnings)}`)
+    await new Promise((r) => setTimeout(r, 1000))
+    assert.ok(warnings.filter((w) => /no port/.test(w)).length <= 1, `logged once, not every round: ${JSON.stringify(warnings)}`)
+    assert.equal(members(await view(b)).length, 1)
+  })
+
   test('a node without the cluster secret can neither join nor gossip', async () => {
     const a = await bed.start({ ...FAST, clusterSecret: SECRET, nodeId: 'good-a' })
     const b = await bed.start({ ...FAST, clusterSecret: SECRET, nodeId: 'good-b', seeds: `127.0.0.1:${a.port}` })
