@@ -173,6 +173,16 @@ export interface NodeOptions {
 /** A DNS-SD service name, as the mdns strategy checks it (mdns-discovery.ts). */
 const MDNS_SERVICE_TYPE = /^[a-z0-9][a-z0-9-]{0,14}$/
 
+/** The settings of one discovery strategy: refused when the strategy is not used. */
+const STRATEGY_PARAMETERS: ReadonlyArray<readonly [keyof NodeOptions, DiscoveryKind]> = [
+  ['discoveryEnv', 'env'],
+  ['discoveryFile', 'file'],
+  ['discoveryDns', 'dns'],
+  ['discoveryDnsPort', 'dns'],
+  ['mdnsServiceType', 'mdns'],
+  ['mdnsInterface', 'mdns'],
+]
+
 export const DISCOVERY_KINDS = ['static', 'env', 'file', 'dns', 'mdns'] as const
 export type DiscoveryKind = (typeof DISCOVERY_KINDS)[number]
 
@@ -316,6 +326,10 @@ function resolveCluster(o: NodeOptions, host: string): ResolvedClusterOptions {
   const discovery = (named.length === 0 && seeds.length > 0 ? ['static'] : named) as DiscoveryKind[]
   if (discovery.includes('static') && seeds.length === 0) throw new InvalidOptionsError('seeds', 'the static discovery strategy needs seeds (host:port of other nodes)')
   if (!discovery.includes('static') && seeds.length > 0) throw new InvalidOptionsError('discovery', 'seeds are given but the static strategy is not in discovery')
+  // A strategy's parameter without the strategy would do nothing (as seeds without static).
+  for (const [option, kind] of STRATEGY_PARAMETERS) {
+    if (o[option] !== undefined && !discovery.includes(kind)) throw new InvalidOptionsError(option, `${option} is given but the ${kind} strategy is not in discovery (${discovery.length === 0 ? 'none' : discovery.join(', ')})`)
+  }
   const discoveryFile = optionalString(o.discoveryFile, 'discoveryFile')
   if (discovery.includes('file') && discoveryFile === undefined) throw new InvalidOptionsError('discoveryFile', 'the file discovery strategy needs discoveryFile')
   const discoveryDns = optionalString(o.discoveryDns, 'discoveryDns')

@@ -157,6 +157,13 @@ describe('the cluster in a node', () => {
     await refused({ suspicionTimeout: 0.5 }, 'suspicionTimeout')
     await refused({ discovery: 'mdns', mdnsServiceType: 'Not A Type' }, 'mdnsServiceType')
     await refused({ discovery: 'mdns', mdnsServiceType: 'much-too-long-a-service-type' }, 'mdnsServiceType')
+    // A strategy's parameter without its strategy did nothing, silently (as seeds without static already is refused).
+    await refused({ discoveryFile: '/tmp/peers.txt' }, 'discoveryFile')
+    await refused({ seeds: '127.0.0.1:7702', discoveryDns: 'peers.example' }, 'discoveryDns')
+    await refused({ discovery: 'mdns', discoveryDnsPort: 7700 }, 'discoveryDnsPort')
+    await refused({ discoveryEnv: 'MY_PEERS' }, 'discoveryEnv')
+    await refused({ discovery: 'file', discoveryFile: '/tmp/peers.txt', mdnsServiceType: 'cache' }, 'mdnsServiceType')
+    await refused({ mdnsInterface: '127.0.0.1' }, 'mdnsInterface')
     // The host other nodes and clients are told must be a host they can dial (was advertised as is: 'a b:7701', '[http://x]:7701').
     for (const advertiseHost of ['a b', 'http://x', '[::1]', 'x/y', 'host:7701']) await refused({ advertiseHost }, 'advertiseHost')
     // A cluster host that does not resolve, as --host's (was a raw getaddrinfo ENOTFOUND); the HTTP port it had bound is free again.
