@@ -59,7 +59,7 @@ import {
 import { mathRandom, type Random } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
 import { checkKey as checkWireKey, checkPrefix, parseEtag, parseTagsJson } from '../protocol/validate.js'
-import { CONFIRM_CLEAR, DEFAULT_MAX_BATCH, DEFAULT_PORT, DEFAULT_MAX_KEY_BYTES, HEADER_CONFIRM, HEADER_MIN_VERSION, HEADER_REPLICAS, HEADER_TAGS, HEADER_TTL, MAX_TTL_SECONDS, REGION_NAME, TTL_NONE } from '../protocol/wire.js'
+import { ACK_DEADLINE_MS, CONFIRM_CLEAR, DEFAULT_MAX_BATCH, DEFAULT_PORT, DEFAULT_MAX_KEY_BYTES, HEADER_CONFIRM, HEADER_MIN_VERSION, HEADER_REPLICAS, HEADER_TAGS, HEADER_TTL, MAX_TTL_SECONDS, REGION_NAME, TTL_NONE } from '../protocol/wire.js'
 import { NearCache, type NearCacheStats } from '../cache/near-cache.js'
 import { WATCH_PARTITIONS, watchPartition, type WatchMessage } from '../protocol/watch.js'
 import { NearCacheLink } from './near-cache-link.js'
@@ -735,6 +735,17 @@ class NodeClient implements Client {
     if (!this.#closed) this.#topologyTimer = this.#clock.setTimeout(() => void this.#refreshTopology(), ladder.refreshMs, { unref: true })
   }
 
+  /**
+   * A write at `ack: 'region' | 'all'` waits on the node up to its ack deadline (2 s) before
+   * the node answers, ERR_ACK_TIMEOUT included: without a timeout of its own, its attempt
+   * gets at least that plus a second (else the client gave up first, with an
+   * ERR_REQUEST_TIMEOUT that hides the committed write and counts the node as failing).
+   */
+  #ackWait<T extends ClientCallOptions & { ack?: unknown }>(options: T): T {
+    if (options.timeout !== undefined || (options.ack !== 'region' && options.ack !== 'all') || this.#r.timeoutMs >= ACK_DEADLINE_MS + 1000) return options
+    return { ...options, timeout: ACK_DEADLINE_MS + 1000 }
+  }
+
   async set(key: string, value: ClientValue, options: ClientSetOptions = {}): Promise<ClientSetResult> {
     checkKey(key)
     const body = toBody(value)
@@ -743,6 +754,7 @@ class NodeClient implements Client {
     if (ttl !== undefined) query.push(`ttl=${ttl}`)
     if (options.tags !== undefined) query.push(`tags=${encodeURIComponent(checkTags(options.tags).join(','))}`)
     if (options.ack !== undefined) query.push(`ack=${ackParam(options.ack)}`)
+    options = this.#ackWait(options)
     const headers: Record<string, string> = { 'content-type': 'application/octet-stream' }
     if (options.ifVersion !== undefined) headers['if-match'] = ifMatch(options.ifVersion)
     // Only a numeric version protects a repeat: `'*'` would match the key again after the first landed.
@@ -763,6 +775,7 @@ class NodeClient implements Client {
     const headers: Record<string, string> = {}
     if (options.ifVersion !== undefined) headers['if-match'] = ifMatch(options.ifVersion)
     const path = keyPath(key) + (options.ack === undefined ? '' : `?ack=${ackParam(options.ack)}`)
+    options = this.#ackWait(options)
     return this.#call({ method: 'DELETE', path, headers }, true, options, (res, node) => {
       this.#near?.forget(key)
       // A delete answers no version: the session stops asking for the overwritten one (504 here: an ack timeout, committed).
@@ -873,6 +886,8 @@ class NodeClient implements Client {
       return out
     })
     if (wire.length === 0) return []
+    if (options.ack !== undefined) ackParam(options.ack)
+    options = this.#ackWait(options)
     const parts = await Promise.all(chunks(wire, MAX_BATCH).map((part) => this.#msetPart(part, options)))
     return parts.flat()
   }

@@ -38,6 +38,8 @@ export const CONFIRM_CLEAR = 'clear-all'
 export const HEADER_NODE = 'x-stratacache-node'
 /** Clustered node, on write answers: replicas known to hold the write (the receiving node included); on ERR_ACK_TIMEOUT, how many did. */
 export const HEADER_REPLICAS = 'x-stratacache-replicas'
+/** How long a clustered node waits for the replicas of a write at `?ack=region|all` before answering 504 ERR_ACK_TIMEOUT (the replication machine's defaultDeadlineMs). */
+export const ACK_DEADLINE_MS = 2000
 /** Clustered node: the session token — the node's clock on every answer; on a request, merged first (the request is versioned after it). */
 export const HEADER_TOKEN = 'x-stratacache-token'
 /** Clustered node, on a GET: the least version (ETag) the answer may carry; an older one answers ERR_STALE_READ (409, retryable). */
