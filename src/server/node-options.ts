@@ -320,6 +320,7 @@ export function defaultClusterPort(httpPort: number): number {
 
 function resolveCluster(o: NodeOptions, host: string): ResolvedClusterOptions {
   const seeds = list(o.seeds, 'seeds')
+  if (o.seeds !== undefined && seeds.length === 0) throw new InvalidOptionsError('seeds', 'expected at least one host:port (seeds given, naming no node)')
   const named = list(o.discovery, 'discovery')
   for (const k of named) if (!(DISCOVERY_KINDS as readonly string[]).includes(k)) throw new InvalidOptionsError('discovery', `unknown strategy ${JSON.stringify(k)}; expected ${DISCOVERY_KINDS.join(', ')}`)
   if (new Set(named).size !== named.length) throw new InvalidOptionsError('discovery', 'a strategy is named twice')

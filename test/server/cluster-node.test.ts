@@ -157,6 +157,10 @@ describe('the cluster in a node', () => {
     await refused({ suspicionTimeout: 0.5 }, 'suspicionTimeout')
     await refused({ discovery: 'mdns', mdnsServiceType: 'Not A Type' }, 'mdnsServiceType')
     await refused({ discovery: 'mdns', mdnsServiceType: 'much-too-long-a-service-type' }, 'mdnsServiceType')
+    // Seeds given but naming nobody (',' or []): the node ran alone, or did not cluster at all without a secret, silently.
+    await refused({ seeds: ',' }, 'seeds')
+    await refused({ seeds: [] }, 'seeds')
+    await refused({ seeds: ' , ' }, 'seeds')
     // A strategy's parameter without its strategy did nothing, silently (as seeds without static already is refused).
     await refused({ discoveryFile: '/tmp/peers.txt' }, 'discoveryFile')
     await refused({ seeds: '127.0.0.1:7702', discoveryDns: 'peers.example' }, 'discoveryDns')
