@@ -9,6 +9,7 @@ import type { Clock } from '../core/clock.js'
 import type { ClusterStateRecord, ClusterView, MemberView } from '../server/index.js'
 import { parseClusterState } from '../server/cluster-service.js'
 import { EXIT, parse, UsageError, type CliIo } from './cli-io.js'
+import { normalizeNode } from '../client/client.js'
 
 export const CLUSTER_HELP = `Usage: stratacache cluster status [options]
        stratacache cluster state passive|no-migration|active [options]
@@ -42,15 +43,12 @@ const OPTIONS = {
   help: { type: 'boolean', short: 'h' },
 } as const
 
-/** Turns `host:port` or a URL into the node's base URL. */
+/** The node's base URL from `--node`: the same spellings as every command's (`normalizeNode`: a bare host is port 7700). */
 function baseUrl(raw: string): string {
-  const text = raw.trim()
-  const url = /^https?:\/\//.test(text) ? text : `http://${text}`
   try {
-    const u = new URL(url)
-    return `${u.protocol}//${u.host}`
-  } catch {
-    throw new UsageError(`--node: ${JSON.stringify(raw)} is not host:port or a URL`)
+    return normalizeNode(raw, '--node')
+  } catch (err) {
+    throw new UsageError(`--node: ${err instanceof Error ? err.message : String(err)}`)
   }
 }
 
@@ -81,6 +79,29 @@ async function request(io: CliIo, method: string, url: string, token: string | u
   } finally {
     clock.clearTimeout(timer)
   }
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
+
+/** A 200 answer in the shape `check` accepts, else (something that is not a node answered) the reason. */
+function shaped<T>(answer: Answer, check: (body: Record<string, unknown>) => boolean): T | undefined {
+  return isObject(answer.body) && check(answer.body) ? (answer.body as T) : undefined
+}
+
+function isView(b: Record<string, unknown>): boolean {
+  const state = b.state
+  return typeof b.self === 'string' && typeof b.region === 'string' && typeof b.incarnation === 'number' && isObject(state) && typeof state.state === 'string' && typeof state.version === 'number' && Array.isArray(b.regions) &&
+    b.regions.every((r: unknown) => isObject(r) && typeof r.region === 'string' && typeof r.rank === 'number' && Array.isArray(r.members) &&
+      r.members.every((m: unknown) => isObject(m) && typeof m.id === 'string' && typeof m.status === 'string' && typeof m.address === 'string' && typeof m.incarnation === 'number'))
+}
+
+const isStateRecord = (b: Record<string, unknown>): boolean => typeof b.state === 'string' && typeof b.version === 'number'
+const isDigest = (b: Record<string, unknown>): boolean => typeof b.self === 'string' && typeof b.digest === 'string' && typeof b.count === 'number' && typeof b.meta === 'string'
+
+/** A 200 that is not the route's answer: exit 3, as for a failing node. */
+function badResponse(io: CliIo, node: string, what: string): number {
+  io.err.write(`stratacache cluster: ${node}: ERR_BAD_RESPONSE the answer is not ${what} (is this a stratacache node?)\n`)
+  return EXIT.UNAVAILABLE
 }
 
 /** Reports a failed request; returns the exit code. */
@@ -127,13 +148,16 @@ export async function clusterCommand(argv: string[], io: CliIo): Promise<number>
   const fromEnv = io.env.STRATACACHE_NODES?.split(',').map((s) => s.trim()).find((s) => s !== '')
   const node = baseUrl(values.node ?? fromEnv ?? 'http://127.0.0.1:7700')
   const token = values.token ?? (io.env.STRATACACHE_AUTH_TOKEN === '' ? undefined : io.env.STRATACACHE_AUTH_TOKEN)
-  const timeoutMs = values.timeout === undefined ? 5000 : Number(values.timeout)
+  // A bare decimal number of ms (not '0x10', '5s' or ' 5').
+  const timeoutMs = values.timeout === undefined ? 5000 : /^\d+(\.\d+)?$/.test(values.timeout) ? Number(values.timeout) : NaN
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new UsageError(`--timeout expects milliseconds, got ${JSON.stringify(values.timeout)}`)
   if (sub === 'status') {
     if (rest.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(rest[0])} (see --help)`)
     const answer = await request(io, 'GET', `${node}/v1/cluster`, token, timeoutMs)
     if (typeof answer === 'string' || answer.status !== 200) return failed(io, node, answer)
-    io.out.write(values.json === true ? `${JSON.stringify(answer.body)}\n` : formatClusterView(answer.body as ClusterView))
+    const view = shaped<ClusterView>(answer, isView)
+    if (view === undefined) return badResponse(io, node, 'a cluster view')
+    io.out.write(values.json === true ? `${JSON.stringify(view)}\n` : formatClusterView(view))
     return EXIT.OK
   }
   if (sub === 'state') {
@@ -142,7 +166,8 @@ export async function clusterCommand(argv: string[], io: CliIo): Promise<number>
     if (state === undefined) throw new UsageError(`unknown cluster state ${JSON.stringify(rest[0])}: expected passive, no-migration or active`)
     const answer = await request(io, 'POST', `${node}/v1/cluster/state`, token, timeoutMs, { state })
     if (typeof answer === 'string' || answer.status !== 200) return failed(io, node, answer)
-    const record = answer.body as ClusterStateRecord
+    const record = shaped<ClusterStateRecord>(answer, isStateRecord)
+    if (record === undefined) return badResponse(io, node, 'a cluster state')
     io.out.write(values.json === true ? `${JSON.stringify(record)}\n` : `cluster state ${record.state} (version ${record.version}); every member applies it as the gossip reaches it\n`)
     return EXIT.OK
   }
@@ -150,7 +175,8 @@ export async function clusterCommand(argv: string[], io: CliIo): Promise<number>
     if (rest.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(rest[0])} (see --help)`)
     const answer = await request(io, 'GET', `${node}/v1/cluster/digest`, token, timeoutMs)
     if (typeof answer === 'string' || answer.status !== 200) return failed(io, node, answer)
-    const d = answer.body as { self: string; digest: string; count: number; meta: string }
+    const d = shaped<{ self: string; digest: string; count: number; meta: string }>(answer, isDigest)
+    if (d === undefined) return badResponse(io, node, 'a replica digest')
     io.out.write(values.json === true ? `${JSON.stringify(d)}\n` : `node ${d.self} digest ${d.digest} count ${d.count} meta ${d.meta}\n`)
     return EXIT.OK
   }

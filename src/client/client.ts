@@ -59,7 +59,7 @@ import {
 import { mathRandom, type Random } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
 import { checkKey as checkWireKey, checkPrefix, parseEtag, parseTagsJson } from '../protocol/validate.js'
-import { CONFIRM_CLEAR, DEFAULT_MAX_BATCH, DEFAULT_PORT, DEFAULT_MAX_KEY_BYTES, HEADER_CONFIRM, HEADER_MIN_VERSION, HEADER_REPLICAS, HEADER_TAGS, HEADER_TTL, MAX_TTL_SECONDS, TTL_NONE } from '../protocol/wire.js'
+import { ACK_DEADLINE_MS, CONFIRM_CLEAR, DEFAULT_MAX_BATCH, DEFAULT_PORT, DEFAULT_MAX_KEY_BYTES, HEADER_CONFIRM, HEADER_MIN_VERSION, HEADER_REPLICAS, HEADER_TAGS, HEADER_TTL, MAX_TTL_SECONDS, REGION_NAME, TTL_NONE } from '../protocol/wire.js'
 import { NearCache, type NearCacheStats } from '../cache/near-cache.js'
 import { WATCH_PARTITIONS, watchPartition, type WatchMessage } from '../protocol/watch.js'
 import { NearCacheLink } from './near-cache-link.js'
@@ -458,6 +458,7 @@ class NodeClient implements Client {
     if (typeof jitter !== 'number' || !(jitter >= 0 && jitter < 1)) throw new InvalidOptionsError('retry.jitter', `expected a number in [0, 1), got ${String(jitter)}`)
     const maxElapsedMs = retry === false ? timeoutMs : finiteMs(retry.maxElapsed, 10_000, 'retry.maxElapsed', 1)
     const eject = options.eject ?? {}
+    if (typeof eject !== 'object' || Array.isArray(eject)) throw new InvalidOptionsError('eject', 'expected an object { after, probeInterval, maxProbeInterval, onTimeout }')
     const ejectAfter = positiveInt(eject.after, 3, 'eject.after')
     const probeInterval = finiteMs(eject.probeInterval, 1000, 'eject.probeInterval', 1)
     const maxProbeInterval = finiteMs(eject.maxProbeInterval, Math.max(30_000, probeInterval), 'eject.maxProbeInterval', 1)
@@ -486,9 +487,10 @@ class NodeClient implements Client {
     }
     if (options.region !== undefined || options.ladder !== undefined) {
       const region = options.region ?? 'default'
-      if (typeof region !== 'string' || region === '') throw new InvalidOptionsError('region', 'expected a non-empty string')
+      // The node's rule for a region name: another one matches no node, and every read would go to other regions.
+      if (typeof region !== 'string' || !REGION_NAME.test(region)) throw new InvalidOptionsError('region', `expected a region name, 1-64 characters of [A-Za-z0-9_.-], got ${JSON.stringify(String(region).slice(0, 70))}`)
       const l = options.ladder ?? {}
-      if (l === null || typeof l !== 'object') throw new InvalidOptionsError('ladder', 'expected an object')
+      if (l === null || typeof l !== 'object' || Array.isArray(l)) throw new InvalidOptionsError('ladder', 'expected an object')
       const given = l.timeouts ?? [500, 500, 750, 1000]
       if (!Array.isArray(given) || given.length === 0) throw new InvalidOptionsError('ladder.timeouts', 'expected a non-empty array of durations')
       const timeoutsMs = given.map((t, i) => finiteMs(t, 0, `ladder.timeouts[${i}]`, 1))
@@ -721,7 +723,9 @@ class NodeClient implements Client {
         this.#topology = flatTopology(this.#r.nodes)
         break
       }
-      const topology = parseClusterView(view, ladder.region, (a) => normalizeNode(a))
+      // Members are listed as host:port: they speak the scheme of the node that answered (a TLS cluster is https throughout).
+      const scheme = node.slice(0, node.indexOf('://') + 3)
+      const topology = parseClusterView(view, ladder.region, (a) => normalizeNode(/^[a-z][a-z0-9+.-]*:\/\//i.test(a) ? a : scheme + a))
       if (topology === undefined) continue
       for (const n of [...topology.local, ...topology.remote.flat()]) this.#rotation.add(n)
       this.#cursor.clear()
@@ -729,6 +733,17 @@ class NodeClient implements Client {
       break
     }
     if (!this.#closed) this.#topologyTimer = this.#clock.setTimeout(() => void this.#refreshTopology(), ladder.refreshMs, { unref: true })
+  }
+
+  /**
+   * A write at `ack: 'region' | 'all'` waits on the node up to its ack deadline (2 s) before
+   * the node answers, ERR_ACK_TIMEOUT included: without a timeout of its own, its attempt
+   * gets at least that plus a second (else the client gave up first, with an
+   * ERR_REQUEST_TIMEOUT that hides the committed write and counts the node as failing).
+   */
+  #ackWait<T extends ClientCallOptions & { ack?: unknown }>(options: T): T {
+    if (options.timeout !== undefined || (options.ack !== 'region' && options.ack !== 'all') || this.#r.timeoutMs >= ACK_DEADLINE_MS + 1000) return options
+    return { ...options, timeout: ACK_DEADLINE_MS + 1000 }
   }
 
   async set(key: string, value: ClientValue, options: ClientSetOptions = {}): Promise<ClientSetResult> {
@@ -739,6 +754,7 @@ class NodeClient implements Client {
     if (ttl !== undefined) query.push(`ttl=${ttl}`)
     if (options.tags !== undefined) query.push(`tags=${encodeURIComponent(checkTags(options.tags).join(','))}`)
     if (options.ack !== undefined) query.push(`ack=${ackParam(options.ack)}`)
+    options = this.#ackWait(options)
     const headers: Record<string, string> = { 'content-type': 'application/octet-stream' }
     if (options.ifVersion !== undefined) headers['if-match'] = ifMatch(options.ifVersion)
     // Only a numeric version protects a repeat: `'*'` would match the key again after the first landed.
@@ -759,6 +775,7 @@ class NodeClient implements Client {
     const headers: Record<string, string> = {}
     if (options.ifVersion !== undefined) headers['if-match'] = ifMatch(options.ifVersion)
     const path = keyPath(key) + (options.ack === undefined ? '' : `?ack=${ackParam(options.ack)}`)
+    options = this.#ackWait(options)
     return this.#call({ method: 'DELETE', path, headers }, true, options, (res, node) => {
       this.#near?.forget(key)
       // A delete answers no version: the session stops asking for the overwritten one (504 here: an ack timeout, committed).
@@ -869,6 +886,8 @@ class NodeClient implements Client {
       return out
     })
     if (wire.length === 0) return []
+    if (options.ack !== undefined) ackParam(options.ack)
+    options = this.#ackWait(options)
     const parts = await Promise.all(chunks(wire, MAX_BATCH).map((part) => this.#msetPart(part, options)))
     return parts.flat()
   }

@@ -209,6 +209,7 @@ type Action = KernelAction<MembershipMessage>
 
 const RANK: Record<MemberStatus, number> = { alive: 0, suspect: 1, dead: 2, left: 3 }
 const STATUSES = new Set<string>(Object.keys(RANK))
+/** A region name; the same rule as REGION_NAME (src/protocol/wire.ts), which the node's options and the client check (src/cluster/ imports only core). */
 const REGION = /^[A-Za-z0-9_.-]{1,64}$/
 const PERSIST_KEY = 'membership'
 const RTT_WEIGHT = 0.2

@@ -8,6 +8,8 @@ import type { ErrorCode } from '../core/errors.js'
 /** Default listen address of a node. */
 export const DEFAULT_HOST = '127.0.0.1'
 export const DEFAULT_PORT = 7700
+/** A region name (a node's `region`, the region of a client's read ladder): 1-64 of [A-Za-z0-9_.-]. */
+export const REGION_NAME = /^[A-Za-z0-9_.-]{1,64}$/
 /** TTL of a PUT without `ttl`, in seconds. */
 export const DEFAULT_TTL_SECONDS = 3600
 /** Smallest and largest TTL accepted, in seconds (Zerocache's range). */
@@ -36,6 +38,8 @@ export const CONFIRM_CLEAR = 'clear-all'
 export const HEADER_NODE = 'x-stratacache-node'
 /** Clustered node, on write answers: replicas known to hold the write (the receiving node included); on ERR_ACK_TIMEOUT, how many did. */
 export const HEADER_REPLICAS = 'x-stratacache-replicas'
+/** How long a clustered node waits for the replicas of a write at `?ack=region|all` before answering 504 ERR_ACK_TIMEOUT (the replication machine's defaultDeadlineMs). */
+export const ACK_DEADLINE_MS = 2000
 /** Clustered node: the session token — the node's clock on every answer; on a request, merged first (the request is versioned after it). */
 export const HEADER_TOKEN = 'x-stratacache-token'
 /** Clustered node, on a GET: the least version (ETag) the answer may carry; an older one answers ERR_STALE_READ (409, retryable). */

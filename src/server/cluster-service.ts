@@ -270,6 +270,20 @@ class Observed implements StateMachine<MembershipMessage> {
   }
 }
 
+/**
+ * A cluster-port listen failure that is the `clusterHost` setting (a name that does not
+ * resolve, an address not of this machine) as ERR_INVALID_OPTIONS naming it, as the node
+ * does for `host`; anything else (the port in use, EADDRINUSE) as node:net reported it.
+ */
+function clusterListenError(err: unknown, host: string, port: number): unknown {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code
+  if (code === 'ENOTFOUND' || code === 'EADDRNOTAVAIL') {
+    const why = code === 'ENOTFOUND' ? 'does not resolve' : 'is not an address of this machine'
+    return new InvalidOptionsError('clusterHost', `cannot listen on ${JSON.stringify(host)} (cluster port ${port}): the host ${why} (${code})`, { cause: err })
+  }
+  return err
+}
+
 export class ClusterService {
   readonly id: NodeId
   readonly enabled: boolean
@@ -281,6 +295,9 @@ export class ClusterService {
   readonly #mux: ChannelMux | undefined
   readonly #runner: KernelRunner<MembershipMessage>
   readonly #discovery: Discovery | undefined
+  /** The strategies under `#discovery`, and the last problem each reported (logged once per distinct message). */
+  readonly #strategies: readonly Discovery[]
+  readonly #reported = new Map<Discovery, string>()
   readonly #clusterAddress: string
   readonly #httpAddress: string
   /** Cluster addresses handed to the transport, by peer id. */
@@ -343,7 +360,9 @@ export class ClusterService {
         if (this.#runnerErrors <= 10 || this.#runnerErrors % 1000 === 0) ctx.log.warn({ err, errors: this.#runnerErrors }, 'cluster: a step failed (the node keeps going)')
       },
     })
-    this.#discovery = c.enabled ? buildDiscovery(ctx) : undefined
+    const built = c.enabled ? buildDiscovery(ctx) : undefined
+    this.#discovery = built?.discovery
+    this.#strategies = built?.strategies ?? []
   }
 
   /**
@@ -372,10 +391,19 @@ export class ClusterService {
           if (err.code === 'ERR_PEER_AUTH' && ++authFailures > 20 && authFailures % 1000 !== 0) return
           ctx.log.warn({ err: { code: err.code, message: err.message } }, 'cluster transport refused a connection or frame')
         },
+      }).catch((err: unknown) => {
+        throw clusterListenError(err, c.clusterHost, port)
       })
       clusterAddress = hostPort(c.advertiseHost, c.advertiseClusterPort ?? tcp.advertised.port)
     }
-    const service = new ClusterService(ctx, tcp, clusterAddress, disk)
+    let service: ClusterService
+    try {
+      service = new ClusterService(ctx, tcp, clusterAddress, disk)
+    } catch (err) {
+      // The cluster port is bound by now: a refused setting must not leave it listening.
+      await tcp?.close().catch(() => undefined)
+      throw err
+    }
     service.#runner.start()
     if (service.#discovery !== undefined) {
       service.#unsubscribe = service.#discovery.onChange?.(() => service.discoverNow())
@@ -496,6 +524,9 @@ export class ClusterService {
       } catch (err) {
         return error('ERR_BAD_REQUEST', err instanceof BadRequestError ? err.message : 'Body is not valid JSON', 400)
       }
+      // A field the route does not take is refused as on the other JSON routes (a typo must not pass unnoticed).
+      const extra = Object.keys(body).find((name) => name !== 'state')
+      if (extra !== undefined) return error('ERR_BAD_REQUEST', `POST ${CLUSTER_STATE_PATH} body has an unknown field ${JSON.stringify(extra.slice(0, 40))}; allowed: state`, 400)
       const state = parseClusterState(body.state)
       if (state === undefined) return error('ERR_BAD_REQUEST', `"state" must be one of ${CLUSTER_STATES.join(', ')} (or passive, no-migration, active)`, 400)
       if (this.#left) return error('ERR_BUSY', 'The node has left the cluster', 503)
@@ -655,11 +686,26 @@ export class ClusterService {
     const tcp = this.#tcp
     if (discovery === undefined || tcp === undefined) return
     const candidates = await discovery.discover()
+    this.#reportDiscoveryProblems()
     const todo = candidates.filter((c) => c.address !== this.#httpAddress && !this.#isLive(c))
     const ids = (await Promise.all(todo.map((c) => this.#resolve(c)))).filter((id): id is NodeId => id !== undefined)
     if (ids.length === 0 || this.#closed || this.#left) return
     this.#membership.join(ids)
     this.#runner.step({ type: 'timer', name: 'command' })
+  }
+
+  /**
+   * Logs what a strategy swallowed (a missing or mistyped discovery file, a failing DNS name):
+   * once per distinct problem, and once more when it clears, so a typo is not silent.
+   */
+  #reportDiscoveryProblems(): void {
+    for (const s of this.#strategies) {
+      const problem = s.lastError?.message ?? ''
+      if (problem === (this.#reported.get(s) ?? '')) continue
+      this.#reported.set(s, problem)
+      if (problem !== '') this.#ctx.log.warn({ discovery: s.kind, err: problem }, `cluster: ${s.kind} discovery: ${problem} (it answers what it last knew)`)
+      else this.#ctx.log.info({ discovery: s.kind }, `cluster: ${s.kind} discovery works again`)
+    }
   }
 
   /** Whether the candidate is a member this view holds live (no need to ask it again). */
@@ -733,7 +779,7 @@ function mkdir(dir: string): string {
   return dir
 }
 
-function buildDiscovery(ctx: ClusterServiceContext): Discovery {
+function buildDiscovery(ctx: ClusterServiceContext): { discovery: Discovery; strategies: readonly Discovery[] } {
   const c = ctx.options.cluster
   const strategies: Discovery[] = c.discovery.map((kind): Discovery => {
     switch (kind) {
@@ -751,7 +797,7 @@ function buildDiscovery(ctx: ClusterServiceContext): Discovery {
     }
   })
   const healthChecker = new DiscoveryHealthChecker({ clock: ctx.clock, intervalMs: c.discoveryIntervalMs, timeoutMs: Math.min(1000, c.discoveryIntervalMs) })
-  return new CompositeDiscovery(strategies, { healthChecker })
+  return { discovery: new CompositeDiscovery(strategies, { healthChecker }), strategies }
 }
 
 function json(value: unknown): ApiResponse {

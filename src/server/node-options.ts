@@ -3,11 +3,12 @@
  * `resolveNodeOptions` (`ERR_INVALID_OPTIONS` naming the option). The CLI (`serve`) maps
  * flags, `STRATACACHE_*` variables and a config file onto these same names.
  */
+import { isIP } from 'node:net'
 import type { Clock } from '../core/clock.js'
 import { toBytes, toMs, type ByteSize, type Duration } from '../core/duration.js'
 import { InvalidOptionsError } from '../core/errors.js'
 import { noTickerClock } from '../core/system-clock.js'
-import { DEFAULT_HOST, DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, DEFAULT_PORT } from '../protocol/wire.js'
+import { DEFAULT_HOST, REGION_NAME, DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, DEFAULT_PORT } from '../protocol/wire.js'
 import type { Store } from '../store/types.js'
 import { storeFromUrl } from './store-url.js'
 import type { LogLevel, NodeLogger } from './logger.js'
@@ -169,6 +170,19 @@ export interface NodeOptions {
   leaveTimeout?: Duration
 }
 
+/** A DNS-SD service name, as the mdns strategy checks it (mdns-discovery.ts). */
+const MDNS_SERVICE_TYPE = /^[a-z0-9][a-z0-9-]{0,14}$/
+
+/** The settings of one discovery strategy: refused when the strategy is not used. */
+const STRATEGY_PARAMETERS: ReadonlyArray<readonly [keyof NodeOptions, DiscoveryKind]> = [
+  ['discoveryEnv', 'env'],
+  ['discoveryFile', 'file'],
+  ['discoveryDns', 'dns'],
+  ['discoveryDnsPort', 'dns'],
+  ['mdnsServiceType', 'mdns'],
+  ['mdnsInterface', 'mdns'],
+]
+
 export const DISCOVERY_KINDS = ['static', 'env', 'file', 'dns', 'mdns'] as const
 export type DiscoveryKind = (typeof DISCOVERY_KINDS)[number]
 
@@ -259,6 +273,27 @@ function positiveMs(value: unknown, name: string): number {
   return ms
 }
 
+/** A duration the membership times with (>= 1 ms, finite): a sub-millisecond interval would be refused later under its internal name. */
+function membershipMs(value: unknown, name: string): number {
+  const ms = toMs(value, name)
+  if (!(ms >= 1) || ms === Infinity) throw new InvalidOptionsError(name, `expected a finite duration >= 1 ms, got ${String(value)}`)
+  return ms
+}
+
+/** A finite duration >= 0. */
+function finiteMs(value: unknown, name: string): number {
+  const ms = toMs(value, name)
+  if (ms === Infinity) throw new InvalidOptionsError(name, 'expected a finite duration >= 0')
+  return ms
+}
+
+/** The node's region, checked here as the membership checks it (a refusal there would come after the cluster port is bound). */
+function regionName(value: unknown): string {
+  const region = optionalString(value, 'region') ?? 'default'
+  if (!REGION_NAME.test(region)) throw new InvalidOptionsError('region', 'expected 1-64 characters of [A-Za-z0-9_.-]')
+  return region
+}
+
 function optionalString(value: unknown, name: string): string | undefined {
   if (value === undefined) return undefined
   if (typeof value !== 'string' || value.length === 0) throw new InvalidOptionsError(name, 'expected a non-empty string')
@@ -285,12 +320,17 @@ export function defaultClusterPort(httpPort: number): number {
 
 function resolveCluster(o: NodeOptions, host: string): ResolvedClusterOptions {
   const seeds = list(o.seeds, 'seeds')
+  if (o.seeds !== undefined && seeds.length === 0) throw new InvalidOptionsError('seeds', 'expected at least one host:port (seeds given, naming no node)')
   const named = list(o.discovery, 'discovery')
   for (const k of named) if (!(DISCOVERY_KINDS as readonly string[]).includes(k)) throw new InvalidOptionsError('discovery', `unknown strategy ${JSON.stringify(k)}; expected ${DISCOVERY_KINDS.join(', ')}`)
   if (new Set(named).size !== named.length) throw new InvalidOptionsError('discovery', 'a strategy is named twice')
   const discovery = (named.length === 0 && seeds.length > 0 ? ['static'] : named) as DiscoveryKind[]
   if (discovery.includes('static') && seeds.length === 0) throw new InvalidOptionsError('seeds', 'the static discovery strategy needs seeds (host:port of other nodes)')
   if (!discovery.includes('static') && seeds.length > 0) throw new InvalidOptionsError('discovery', 'seeds are given but the static strategy is not in discovery')
+  // A strategy's parameter without the strategy would do nothing (as seeds without static).
+  for (const [option, kind] of STRATEGY_PARAMETERS) {
+    if (o[option] !== undefined && !discovery.includes(kind)) throw new InvalidOptionsError(option, `${option} is given but the ${kind} strategy is not in discovery (${discovery.length === 0 ? 'none' : discovery.join(', ')})`)
+  }
   const discoveryFile = optionalString(o.discoveryFile, 'discoveryFile')
   if (discovery.includes('file') && discoveryFile === undefined) throw new InvalidOptionsError('discoveryFile', 'the file discovery strategy needs discoveryFile')
   const discoveryDns = optionalString(o.discoveryDns, 'discoveryDns')
@@ -307,7 +347,11 @@ function resolveCluster(o: NodeOptions, host: string): ResolvedClusterOptions {
   if (!enabled && advertiseClusterPort !== undefined) throw new InvalidOptionsError('advertiseClusterPort', 'an advertised cluster port without clusterSecret: the node would not cluster')
   const clusterHost = optionalString(o.clusterHost, 'clusterHost') ?? host
   const advertiseHost = optionalString(o.advertiseHost, 'advertiseHost') ?? host
+  // Told to other nodes and clients as host:port: an IP address or a DNS name, nothing a peer could not dial.
+  if ((enabled || o.advertiseHost !== undefined) && isIP(advertiseHost) === 0 && !/^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]*)(\.[A-Za-z0-9_-]+)*\.?$/.test(advertiseHost)) throw new InvalidOptionsError(o.advertiseHost === undefined ? 'host' : 'advertiseHost', `advertised to other nodes and clients: expected an IP address or a DNS name (no scheme, port or brackets), got ${JSON.stringify(advertiseHost.slice(0, 80))}`)
   if (enabled && (advertiseHost === '0.0.0.0' || advertiseHost === '::')) throw new InvalidOptionsError('advertiseHost', `listening on ${advertiseHost}, the node needs advertiseHost: the address other nodes and clients reach it at`)
+  const mdnsServiceType = optionalString(o.mdnsServiceType, 'mdnsServiceType') ?? 'stratacache'
+  if (!MDNS_SERVICE_TYPE.test(mdnsServiceType)) throw new InvalidOptionsError('mdnsServiceType', `expected 1-15 characters of [a-z0-9-] starting with a letter or digit (a DNS-SD service name), got ${JSON.stringify(mdnsServiceType.slice(0, 40))}`)
   const phiThreshold = o.phiThreshold ?? 8
   if (typeof phiThreshold !== 'number' || !Number.isFinite(phiThreshold) || phiThreshold <= 0) throw new InvalidOptionsError('phiThreshold', 'expected a number > 0')
   return Object.freeze({
@@ -318,7 +362,7 @@ function resolveCluster(o: NodeOptions, host: string): ResolvedClusterOptions {
     discoveryFile,
     discoveryDns,
     discoveryDnsPort: o.discoveryDnsPort === undefined ? undefined : int(o.discoveryDnsPort, 'discoveryDnsPort', 1, 65535),
-    mdnsServiceType: optionalString(o.mdnsServiceType, 'mdnsServiceType') ?? 'stratacache',
+    mdnsServiceType,
     mdnsInterface: optionalString(o.mdnsInterface, 'mdnsInterface'),
     discoveryIntervalMs: positiveMs(o.discoveryInterval ?? '5s', 'discoveryInterval'),
     clusterPort,
@@ -326,13 +370,13 @@ function resolveCluster(o: NodeOptions, host: string): ResolvedClusterOptions {
     advertiseHost,
     advertiseClusterPort,
     clusterSecret,
-    heartbeatIntervalMs: positiveMs(o.heartbeatInterval ?? '1s', 'heartbeatInterval'),
+    heartbeatIntervalMs: membershipMs(o.heartbeatInterval ?? '1s', 'heartbeatInterval'),
     phiThreshold,
-    acceptablePauseMs: toMs(o.acceptablePause ?? '3s', 'acceptablePause'),
+    acceptablePauseMs: finiteMs(o.acceptablePause ?? '3s', 'acceptablePause'),
     minStdDeviationMs: positiveMs(o.minStdDeviation ?? '100ms', 'minStdDeviation'),
-    indirectTimeoutMs: positiveMs(o.indirectTimeout ?? '500ms', 'indirectTimeout'),
-    suspicionTimeoutMs: positiveMs(o.suspicionTimeout ?? '3s', 'suspicionTimeout'),
-    pruneAfterMs: toMs(o.pruneAfter ?? '60s', 'pruneAfter'),
+    indirectTimeoutMs: membershipMs(o.indirectTimeout ?? '500ms', 'indirectTimeout'),
+    suspicionTimeoutMs: membershipMs(o.suspicionTimeout ?? '3s', 'suspicionTimeout'),
+    pruneAfterMs: finiteMs(o.pruneAfter ?? '60s', 'pruneAfter'),
     leaveTimeoutMs: positiveMs(o.leaveTimeout ?? '500ms', 'leaveTimeout'),
   })
 }
@@ -406,7 +450,7 @@ export function resolveNodeOptions(options: NodeOptions = {}): ResolvedNodeOptio
     logRequests: o.logRequests ?? false,
     logger: o.logger,
     nodeId: headerSafe(optionalString(o.nodeId, 'nodeId'), 'nodeId'),
-    region: optionalString(o.region, 'region') ?? 'default',
+    region: regionName(o.region),
     clock,
     transport: o.transport,
     replicator: o.replicator,

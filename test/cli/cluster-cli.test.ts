@@ -3,6 +3,8 @@
 // `cluster state` against in-process nodes.
 import assert from 'node:assert/strict'
 import { readFileSync, writeFileSync } from 'node:fs'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { after, describe, test } from 'node:test'
 import { runCli } from '../../src/cli/main.js'
@@ -128,5 +130,47 @@ describe('cluster CLI', () => {
     x = io()
     assert.equal(await runCli(['cluster', '--help'], x), EXIT.OK)
     assert.match(x.out_, /no-migration/)
+  })
+
+  test('--node is a node address as for every command (a bare host is port 7700; no other scheme); --timeout is a bare decimal number', async () => {
+    let x = io()
+    // Nothing listens on 127.0.0.2:7700 here: the error names the address asked (was port 80).
+    assert.equal(await runCli(['cluster', 'status', '--node', '127.0.0.2', '--timeout', '2000'], x), EXIT.UNAVAILABLE, x.err_)
+    assert.match(x.err_, /127\.0\.0\.2:7700/)
+    for (const bad of ['ftp://127.0.0.1:7700', 'http://127.0.0.1:7700/v1', 'http://u@127.0.0.1:7700', ' ']) {
+      x = io()
+      assert.equal(await runCli(['cluster', 'status', '--node', bad], x), EXIT.USAGE, `--node ${bad}`)
+      assert.match(x.err_, /--node/)
+    }
+    for (const bad of ['0x10', '5s', '', 'Infinity', '0', ' 5']) {
+      x = io()
+      assert.equal(await runCli(['cluster', 'status', '--node', '127.0.0.1:1', '--timeout', bad], x), EXIT.USAGE, `--timeout ${bad}`)
+      assert.match(x.err_, /--timeout/)
+    }
+  })
+
+  test('an answer that is not the protocol (a 200 from something else) is ERR_BAD_RESPONSE, exit 3: never a TypeError nor "undefined" printed with exit 0', async () => {
+    let body = ''
+    const server: Server = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.end(body)
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    try {
+      const node = `127.0.0.1:${(server.address() as AddressInfo).port}`
+      for (const answer of ['{}', 'null', '"x"', 'not json', '[]', '{"regions":[{"members":[{}]}]}', '{"self":"a","digest":5}', '{"state":"ACTIVE"}']) {
+        body = answer
+        for (const sub of [['status'], ['digest'], ['state', 'active']]) {
+          const x = io()
+          const code = await runCli(['cluster', ...sub, '--node', node], x)
+          assert.equal(code, EXIT.UNAVAILABLE, `${sub.join(' ')} on ${answer}: ${x.out_}${x.err_}`)
+          assert.match(x.err_, /ERR_BAD_RESPONSE/, `${sub.join(' ')} on ${answer}`)
+          assert.doesNotMatch(x.err_ + x.out_, /undefined|Cannot read/, `${sub.join(' ')} on ${answer}`)
+        }
+      }
+    } finally {
+      server.closeAllConnections()
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+    }
   })
 })

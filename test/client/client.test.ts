@@ -404,6 +404,12 @@ describe('answers, errors and options', () => {
       [{ nodes: [A], eject: { after: 0 } }, 'eject.after'],
       [{ nodes: [A], token: 'a\nb' }, 'token'],
       [{ nodes: [A], connections: 0 }, 'connections'],
+      // A region no node can have (the node's rule: 1-64 of [A-Za-z0-9_.-]) would send every read to other regions; were accepted.
+      [{ nodes: [A], region: 'lon don' }, 'region'],
+      [{ nodes: [A], region: 'r'.repeat(65) }, 'region'],
+      [{ nodes: [A], ladder: [] }, 'ladder'],
+      [{ nodes: [A], eject: 5 }, 'eject'],
+      [{ nodes: [A], eject: 'off' }, 'eject'],
     ]
     for (const [options, option] of cases) {
       assert.throws(() => createClient(options as ClientOptions), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && (e as unknown as { option: string }).option === option, option)
@@ -482,6 +488,29 @@ describe('ack levels', () => {
       assert.equal(transport.requests.length - before, 1, `${name}: one request, a repeat would apply the write again`)
     }
     assert.equal(client.nodes()[0]!.consecutiveFailures, 0, 'the node answered: it is not failing')
+    await client.close()
+  })
+
+  test("with the default timeout (2 s) a write at ack region/all waits for the node's answer: the node's ack deadline is 2 s too, so the 504 came after the client had given up with ERR_REQUEST_TIMEOUT and counted a failure", async () => {
+    // The node answers ERR_ACK_TIMEOUT just after its 2 s ack deadline, as a real node does (measured: 2.1 s).
+    const late = () => new Promise<ReturnType<typeof respond>>((resolve) => clockRef.clock!.setTimeout(() => resolve(respond(504, { code: 'ERR_ACK_TIMEOUT', message: new AckTimeoutError(1, 2, 'all').message }, { 'content-type': 'application/json', 'x-stratacache-replicas': '1' })), 2100))
+    const clockRef: { clock?: ManualClock } = {}
+    const { clock, transport, client } = setup(late)
+    clockRef.clock = clock
+    for (const [name, call] of [
+      ['set', () => client.set('k', 'v', { ack: 'all' })],
+      ['delete', () => client.delete('k', { ack: 'region' })],
+      ['mset', () => client.mset([{ key: 'k', value: 'v' }], { ack: 'all' })],
+    ] as [string, () => Promise<unknown>][]) {
+      const before = transport.requests.length
+      const r = await drive(clock, call(), { step: 10 })
+      assertCode(r.error, 'ERR_ACK_TIMEOUT')
+      assert.equal(transport.requests.length - before, 1, name)
+    }
+    assert.equal(client.nodes()[0]!.consecutiveFailures, 0, 'the node answered: it is not failing')
+    // An explicit per-call timeout is the caller's choice and is kept.
+    const r = await drive(clock, client.set('k', 'v', { ack: 'all', timeout: '1s' }), { step: 10 })
+    assertCode(r.error, 'ERR_REQUEST_TIMEOUT')
     await client.close()
   })
 })

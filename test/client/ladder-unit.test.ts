@@ -182,3 +182,19 @@ test('a node that answers its probe but keeps timing out is held out longer each
   assert.equal(stateOf(client, url(1)).ejections, slow)
   await client.close()
 })
+
+test('nodes served over https: the topology keeps the scheme of the node that answered (the view lists host:port only; were dialled as http://)', async () => {
+  const clock = new ManualClock()
+  const https = (port: number): string => `https://127.0.0.1:${port}`
+  const transport = new ScriptedTransport(clock, (origin, req) => (req.path === '/v1/cluster' ? respond(200, VIEW) : origin.startsWith('https://') ? respond(200, 'v', { etag: '"7"', 'x-ttl': '60' }) : 'hang'))
+  const client = createClient({ nodes: [https(1)], region: 'london', clock, transport })
+  await tick()
+  await tick()
+  assert.equal(client.topology().source, 'cluster')
+  assert.deepEqual(client.topology().local, [https(1), https(2)])
+  assert.deepEqual(client.topology().remote, [[https(11)], [https(21)]])
+  const r = await drive(clock, client.get('k'), { step: 10 })
+  assert.equal(r.ok, true, String(r.error))
+  assert.ok(transport.requests.every((q) => q.origin.startsWith('https://')), 'nothing dialled over plain http')
+  await client.close()
+})

@@ -118,6 +118,17 @@ describe('the cluster in a node', () => {
     assert.equal(ok.status, 200)
   })
 
+  test('POST /v1/cluster/state refuses a body field it does not take (400 naming it), as the JSON routes do: nothing is set', async () => {
+    const node = await bed.start({})
+    for (const body of [{ state: 'PASSIVE', force: true }, { state: 'PASSIVE', State: 'ACTIVE' }, { state: 'PASSIVE', version: 9 }]) {
+      const r = await send(node.url, 'POST', '/v1/cluster/state', JSON.stringify(body), JSON_HEADERS)
+      assert.equal(r.status, 400, JSON.stringify(body))
+      assert.equal(errorCode(r.body), 'ERR_BAD_REQUEST')
+      assert.match(r.body.toString(), /unknown field/)
+      assert.equal(node.cluster.state, 'ACTIVE', 'nothing set')
+    }
+  })
+
   test('options: clustering needs the secret (>= 16 bytes); strategies need their parameters', async () => {
     const refused = async (options: NodeOptions, option: string): Promise<void> => {
       await assert.rejects(startNode({ port: 0, logger: silentLogger, dataDir: bed.dir().path, ...options }), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && (e as { option?: string }).option === option)
@@ -131,6 +142,45 @@ describe('the cluster in a node', () => {
     await refused({ discovery: 'carrier-pigeon', clusterSecret: SECRET }, 'discovery')
     await refused({ clusterPort: 17000 }, 'clusterPort')
     await refused({ host: '0.0.0.0', clusterSecret: SECRET }, 'advertiseHost')
+  })
+
+  test('options: bad timings, service type and cluster host are ERR_INVALID_OPTIONS naming the setting the user wrote; nothing stays bound', async () => {
+    const refused = async (options: NodeOptions, option: string): Promise<void> => {
+      await assert.rejects(startNode({ port: 0, logger: silentLogger, dataDir: bed.dir().path, clusterSecret: SECRET, ...options }), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && (e as { option?: string }).option === option, JSON.stringify(options))
+    }
+    // Were named after internal fields (phi.acceptableHeartbeatPauseMs, pruneAfterMs, heartbeatIntervalMs, serviceType).
+    await refused({ acceptablePause: Infinity }, 'acceptablePause')
+    await refused({ pruneAfter: Infinity }, 'pruneAfter')
+    await refused({ pruneAfter: 'Infinity' }, 'pruneAfter')
+    await refused({ heartbeatInterval: 0.5 }, 'heartbeatInterval')
+    await refused({ indirectTimeout: 0.5 }, 'indirectTimeout')
+    await refused({ suspicionTimeout: 0.5 }, 'suspicionTimeout')
+    await refused({ discovery: 'mdns', mdnsServiceType: 'Not A Type' }, 'mdnsServiceType')
+    await refused({ discovery: 'mdns', mdnsServiceType: 'much-too-long-a-service-type' }, 'mdnsServiceType')
+    // Seeds given but naming nobody (',' or []): the node ran alone, or did not cluster at all without a secret, silently.
+    await refused({ seeds: ',' }, 'seeds')
+    await refused({ seeds: [] }, 'seeds')
+    await refused({ seeds: ' , ' }, 'seeds')
+    // A strategy's parameter without its strategy did nothing, silently (as seeds without static already is refused).
+    await refused({ discoveryFile: '/tmp/peers.txt' }, 'discoveryFile')
+    await refused({ seeds: '127.0.0.1:7702', discoveryDns: 'peers.example' }, 'discoveryDns')
+    await refused({ discovery: 'mdns', discoveryDnsPort: 7700 }, 'discoveryDnsPort')
+    await refused({ discoveryEnv: 'MY_PEERS' }, 'discoveryEnv')
+    await refused({ discovery: 'file', discoveryFile: '/tmp/peers.txt', mdnsServiceType: 'cache' }, 'mdnsServiceType')
+    await refused({ mdnsInterface: '127.0.0.1' }, 'mdnsInterface')
+    // The host other nodes and clients are told must be a host they can dial (was advertised as is: 'a b:7701', '[http://x]:7701').
+    for (const advertiseHost of ['a b', 'http://x', '[::1]', 'x/y', 'host:7701']) await refused({ advertiseHost }, 'advertiseHost')
+    // A cluster host that does not resolve, as --host's (was a raw getaddrinfo ENOTFOUND); the HTTP port it had bound is free again.
+    const dataDir = bed.dir().path
+    const { freePort } = await import('../support/server-process.js')
+    const port = await freePort()
+    await refused({ port, dataDir, clusterHost: 'no-such-host.invalid' }, 'clusterHost')
+    // A region the membership refuses was refused after the cluster port was bound, and left it listening.
+    const clusterPort = await freePort()
+    await refused({ port, dataDir, clusterPort, region: 'lon don' }, 'region')
+    await refused({ port, dataDir, clusterPort, region: 'r'.repeat(65) }, 'region')
+    const node = await startNode({ port, logger: silentLogger, dataDir, clusterSecret: SECRET, clusterPort, ...FAST })
+    await node.close()
   })
 
   test('nodes join through HTTP seeds, with generated ids kept in the data dir; a restart keeps the id and bumps the incarnation; close announces the leave', async () => {
@@ -199,6 +249,19 @@ describe('the cluster in a node', () => {
     } finally {
       delete process.env.STRATACACHE_TEST_PEERS
     }
+  })
+
+  test('a discovery file that is missing or mistyped is logged (once per distinct problem), not silently ignored; the node keeps going', async () => {
+    const warnings: string[] = []
+    const logger = { info: () => undefined, warn: (obj: unknown, msg?: string) => void warnings.push(`${msg ?? ''} ${JSON.stringify(obj)}`), error: () => undefined }
+    const file = join(bed.dir().path, 'peers.txt')
+    const b = await bed.start({ ...FAST, clusterSecret: SECRET, nodeId: 'file-typo', discovery: 'file', discoveryFile: file, logger })
+    await waitUntil(() => warnings.some((w) => w.includes('discovery') && w.includes('peers.txt')), 3000, () => `the missing file is logged: ${JSON.stringify(warnings)}`)
+    writeFileSync(file, 'not a peer\n')
+    await waitUntil(() => warnings.some((w) => w.includes('discovery') && /not a peer|no port/.test(w)), 3000, () => `the mistyped line is logged: ${JSON.stringify(warnings)}`)
+    await new Promise((r) => setTimeout(r, 1000))
+    assert.ok(warnings.filter((w) => /no port/.test(w)).length <= 1, `logged once, not every round: ${JSON.stringify(warnings)}`)
+    assert.equal(members(await view(b)).length, 1)
   })
 
   test('a node without the cluster secret can neither join nor gossip', async () => {
