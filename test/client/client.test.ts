@@ -7,6 +7,8 @@ import { AckTimeoutError, isCacheError, type ErrorCode } from '../../src/core/er
 import { ManualClock } from '../../src/core/manual-clock.js'
 import { SeededRandom } from '../../src/core/random.js'
 import { drive, tick } from '../support/drive.js'
+import { ACK_DEADLINE_MS } from '../../src/protocol/wire.js'
+import { DEFAULT_DEADLINE_MS } from '../../src/cluster/replication/replication.js'
 import { fixedRandom, NetworkFailure, respond, ScriptedTransport, wireError, type Handler } from '../support/scripted-transport.js'
 
 const A = 'http://a:1'
@@ -512,6 +514,10 @@ describe('ack levels', () => {
     const r = await drive(clock, client.set('k', 'v', { ack: 'all', timeout: '1s' }), { step: 10 })
     assertCode(r.error, 'ERR_REQUEST_TIMEOUT')
     await client.close()
+  })
+
+  test("the client's ACK_DEADLINE_MS is the node's: the replication machine's default ack deadline", () => {
+    assert.equal(ACK_DEADLINE_MS, DEFAULT_DEADLINE_MS)
   })
 })
 

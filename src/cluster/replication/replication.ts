@@ -118,6 +118,8 @@ export interface ReplicationOptions {
 }
 
 /** Upper bounds (ms) of the replication-lag histogram buckets (last: +Inf). */
+/** How long a write at ack `region`/`all` waits for its replicas when the request names no deadline (the client's ACK_DEADLINE_MS, src/protocol/wire.ts, is this value). */
+export const DEFAULT_DEADLINE_MS = 2000
 export const LAG_BUCKETS_MS: readonly number[] = [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, Infinity]
 
 export interface LagHistogram {
@@ -208,7 +210,7 @@ function resolve(o: ReplicationOptions): Resolved {
     maxHints: num('maxHintsPerPeer', 10_000, 0, true),
     hintBatch: num('hintReplayBatch', 500, 1, true),
     ackRetry: num('ackRetryMs', 300, 1),
-    deadline: num('defaultDeadlineMs', 2000, 0),
+    deadline: num('defaultDeadlineMs', DEFAULT_DEADLINE_MS, 0),
     downMs: num('downMs', 5000, 0),
     maxDrift: num('maxDriftMs', 60_000, 0),
   }
