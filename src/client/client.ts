@@ -279,6 +279,8 @@ export interface ClientMsetOptions extends ClientCallOptions {
 export interface ClientInvalidateOptions extends ClientCallOptions {
   /** `hard`: entries under the tags are never served again; `soft`: they become stale. @default 'hard' */
   mode?: 'hard' | 'soft'
+  /** As `ClientSetOptions.ack`, for the invalidation. @default the node's ('one') */
+  ack?: 'one' | 'region' | 'all'
 }
 
 export interface ClientStatsOptions extends ClientCallOptions {
@@ -292,6 +294,8 @@ export interface ClientClearOptions extends ClientCallOptions {
    * @default '' (everything)
    */
   prefix?: string
+  /** As `ClientSetOptions.ack`, for the clear. @default the node's ('one') */
+  ack?: 'one' | 'region' | 'all'
 }
 
 export interface ClientKeysOptions extends ClientCallOptions {
@@ -916,9 +920,11 @@ class NodeClient implements Client {
     const list = checkTags(tags)
     const mode = options.mode ?? 'hard'
     if (mode !== 'hard' && mode !== 'soft') throw new InvalidOptionsError('mode', `expected 'hard' or 'soft', got ${String(mode)}`)
+    const ack = options.ack === undefined ? '' : `?ack=${ackParam(options.ack)}`
     if (list.length === 0) return 0
     const body = jsonBody({ tags: list, mode })
-    return this.#call({ method: 'POST', path: '/v1/invalidate', headers: { 'content-type': 'application/json' }, body }, true, options, (res, node) => {
+    options = this.#ackWait(options)
+    return this.#call({ method: 'POST', path: `/v1/invalidate${ack}`, headers: { 'content-type': 'application/json' }, body }, true, options, (res, node) => {
       // The entries carrying the tags, and the claims whose fetched entry will carry one.
       this.#near?.forgetTags(list)
       // Which keys carried the tags is not known here: the session forgets every version.
@@ -942,7 +948,11 @@ class NodeClient implements Client {
   async clear(options: ClientClearOptions = {}): Promise<void> {
     const prefix = options.prefix ?? ''
     checkPrefix(prefix)
-    const path = prefix === '' ? '/v1/keys' : `/v1/keys?prefix=${encodeURIComponent(prefix)}`
+    const query: string[] = []
+    if (prefix !== '') query.push(`prefix=${encodeURIComponent(prefix)}`)
+    if (options.ack !== undefined) query.push(`ack=${ackParam(options.ack)}`)
+    const path = query.length === 0 ? '/v1/keys' : `/v1/keys?${query.join('&')}`
+    options = this.#ackWait(options)
     await this.#call({ method: 'DELETE', path, headers: { [HEADER_CONFIRM]: CONFIRM_CLEAR } }, true, options, (res, node) => {
       this.#near?.forgetAll()
       // A clear leaves no versions behind: asking for one would never be answered.

@@ -479,10 +479,14 @@ describe('ack levels', () => {
       ['set ifVersion (idempotent)', () => client.set('k', 'v', { ack: 'all', ifVersion: 5 })],
       ['delete (idempotent)', () => client.delete('k', { ack: 'all' })],
       ['mset', () => client.mset([{ key: 'k', value: 'v' }], { ack: 'all' })],
+      ['invalidate', () => client.invalidate(['org:1'], { ack: 'all' })],
+      ['clear', () => client.clear({ ack: 'all' })],
+      ['clear a prefix', () => client.clear({ prefix: 'user:', ack: 'all' })],
     ]
     for (const [name, call] of calls) {
       const before = transport.requests.length
       const r = await drive(clock, call(), { step: 10 })
+      assert.match(transport.requests.at(-1)!.path, /[?&]ack=all(&|$)/, `${name}: the level is sent`)
       assertCode(r.error, 'ERR_ACK_TIMEOUT')
       const e = r.error as AckTimeoutError
       assert.deepEqual([e.applied, e.required, e.level], [1, 3, 'all'], name)
@@ -513,6 +517,15 @@ describe('ack levels', () => {
     // An explicit per-call timeout is the caller's choice and is kept.
     const r = await drive(clock, client.set('k', 'v', { ack: 'all', timeout: '1s' }), { step: 10 })
     assertCode(r.error, 'ERR_REQUEST_TIMEOUT')
+    await client.close()
+  })
+
+  test('invalidate and clear refuse an unknown ack level before sending anything', async () => {
+    const { transport, client } = setup(() => respond(200, {}))
+    for (const call of [() => client.invalidate(['t'], { ack: 'most' as 'all' }), () => client.clear({ ack: 'ALL' as 'all' })]) {
+      await assert.rejects(call(), (err: unknown) => isCacheError(err, 'ERR_INVALID_OPTIONS') && /ack/.test((err as Error).message))
+    }
+    assert.equal(transport.requests.length, 0)
     await client.close()
   })
 
