@@ -34,6 +34,9 @@ describe('address parsing and static / env strategies', () => {
     assert.deepEqual(parseAddress('a1@10.0.0.1:7701', 'x'), { address: '10.0.0.1:7701', host: '10.0.0.1', port: 7701, nodeId: 'a1' })
     assert.equal(parseAddress('[::1]:7702', 'x').address, '[::1]:7702')
     assert.equal(parseAddress(' cache-1.example.com:80 ', 'x').host, 'cache-1.example.com')
+    // Container names with underscores (Docker Compose's project_service_1) resolve, and a node may advertise one.
+    assert.equal(parseAddress('cache_node_1:7701', 'x').address, 'cache_node_1:7701')
+    assert.equal(parseAddress('_cache.svc.local:7701', 'x').host, '_cache.svc.local')
     const s = new StaticDiscovery(['127.0.0.1:1', '127.0.0.1:1', { host: '::1', port: 2, region: 'paris' }])
     const got = await s.discover()
     assert.deepEqual(addrs(got), ['127.0.0.1:1', '[::1]:2'])
@@ -41,7 +44,7 @@ describe('address parsing and static / env strategies', () => {
   })
 
   test('bad entries are ERR_INVALID_OPTIONS naming the entry', () => {
-    for (const bad of ['127.0.0.1', '127.0.0.1:0', 'h:65536', 'h:-1', 'h:7x', '::1:80', 'bad host:80', '[::1]80', 'a b@h:1', '']) {
+    for (const bad of ['127.0.0.1', '127.0.0.1:0', 'h:65536', 'h:-1', 'h:7x', '::1:80', 'bad host:80', '[::1]80', 'a b@h:1', '', '-h:1', 'h..i:1', 'h/i:1']) {
       assert.throws(() => new StaticDiscovery(['ok:1', bad]), invalid(/seeds\[1\]/), bad)
     }
     assert.throws(() => new StaticDiscovery('h:1' as unknown as string[]), invalid(/seeds/))

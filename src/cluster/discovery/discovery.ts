@@ -25,7 +25,9 @@ export interface Discovery {
   close?(): Promise<void>
 }
 
-const HOST_NAME = /^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$/
+// Labels of letters, digits, '-' and '_' (container and service names such as Docker Compose's
+// project_service_1 resolve; a node may advertise one: node-options.ts), not starting with '-'.
+const HOST_NAME = /^[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*\.?$/
 const NODE_ID = /^[A-Za-z0-9._-]{1,64}$/
 
 /** Builds a candidate from parts, checking each (option names the config entry for the error). */
