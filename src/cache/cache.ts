@@ -109,6 +109,11 @@ export class Cache<V = unknown> {
     if (options.ticker !== undefined && typeof options.ticker !== 'boolean') throw new InvalidOptionsError('ticker', `expected a boolean, got ${typeof options.ticker}`)
     if (options.ticker !== undefined && options.clock !== undefined) throw new InvalidOptionsError('ticker', 'applies to the default clock: pass createSystemClock({ ticker }) as clock instead')
     this.#clock = options.clock ?? (options.ticker === false ? noTickerClock() : systemClock)
+    // Nested option groups of another shape were ignored (flight: 5) or spread as nothing (tags: 5).
+    for (const group of ['flight', 'tags', 'l2'] as const) {
+      const value: unknown = options[group]
+      if (value !== undefined && (value === null || typeof value !== 'object' || Array.isArray(value))) throw new InvalidOptionsError(group, `expected an object, got ${JSON.stringify(value)}`)
+    }
     const memory = options.memory ?? { maxEntries: 10_000 }
     this.#l1 = nested('memory.', () => new MemoryCache<string, V | Envelope<V>>({ ...memory, clock: this.#clock, random: options.random ?? mathRandom }))
     this.#flight = nested('flight.', () => new SingleFlight<string, V>({ clock: this.#clock, timeout: options.flight?.timeout ?? '60s', detectRecursion: options.flight?.detectRecursion ?? true }))
@@ -471,6 +476,7 @@ export class Cache<V = unknown> {
    */
   async invalidateTags(tags: readonly string[], options?: { mode?: 'hard' | 'soft' }): Promise<void> {
     this.#checkOpen()
+    if (options !== undefined && (options === null || typeof options !== 'object')) throw new InvalidOptionsError('options', 'expected an object ({ mode? })')
     const mode = options?.mode ?? 'hard'
     if (mode !== 'hard' && mode !== 'soft') throw new InvalidOptionsError('mode', `expected 'hard' or 'soft', got ${JSON.stringify(mode)}`)
     if (!Array.isArray(tags)) throw new InvalidOptionsError('tags', 'expected an array of tags')

@@ -62,6 +62,10 @@ export function resolveOptions<V>(options: EntryOptions<V>, defaults: Resolved<V
   const tags = options.tags ?? d?.tags
   if (tags !== undefined && typeof tags !== 'function' && !Array.isArray(tags)) throw new InvalidOptionsError(`${prefix}tags`, 'expected an array of tags or a function')
   const timeout = options.timeout
+  // A shape other than an object was silently ignored (`timeout: 5`, `lock: 'local'`): no timeout, default lock timings.
+  if (timeout !== undefined && (timeout === null || typeof timeout !== 'object' || Array.isArray(timeout))) throw new InvalidOptionsError(`${prefix}timeout`, `expected an object { soft?, hard? }, got ${JSON.stringify(timeout)}`)
+  const lock = options.lock
+  if (lock !== undefined && (lock === null || typeof lock !== 'object' || Array.isArray(lock))) throw new InvalidOptionsError(`${prefix}lock`, `expected an object { lease?, wait? } (the lock's mode is createCache's lock option), got ${JSON.stringify(lock)}`)
   const soft = timeout?.soft === undefined ? (d?.soft ?? Infinity) : positive(toMs(timeout.soft, `${prefix}timeout.soft`), `${prefix}timeout.soft`)
   const hard = timeout?.hard === undefined ? (d?.hard ?? Infinity) : positive(toMs(timeout.hard, `${prefix}timeout.hard`), `${prefix}timeout.hard`)
   if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw new InvalidOptionsError(`${prefix}signal`, 'expected an AbortSignal')

@@ -157,6 +157,60 @@ describe('getOrSet basics', () => {
     }
   })
 
+  test('flight, tags and l2 that are not objects are ERR_INVALID_OPTIONS naming them, not silently ignored', () => {
+    // docs/reference/options.md lists flight.*, tags.* and l2.* as objects; createCache: invalid options are ERR_INVALID_OPTIONS naming the option.
+    const cases: Array<[CacheOptions, string]> = [
+      [{ flight: 5 as never }, 'flight'],
+      [{ flight: '60s' as never }, 'flight'],
+      [{ tags: 5 as never }, 'tags'],
+      [{ tags: ['org'] as never }, 'tags'],
+      [{ store: memoryStore(), l2: 5 as never }, 'l2'],
+      [{ store: memoryStore(), l2: '500ms' as never }, 'l2'],
+    ]
+    for (const [options, option] of cases) {
+      assert.throws(
+        () => createCache(options),
+        (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && (e as { option?: string }).option === option,
+        JSON.stringify(options),
+      )
+    }
+  })
+
+  test('timeout and lock that are not objects are ERR_INVALID_OPTIONS per call and in defaults, not silently ignored', async () => {
+    // Per-call options: timeout is { soft, hard }, lock is { lease, wait } (docs/guide/cache.md, options.md).
+    for (const [options, option] of [
+      [{ timeout: 5 }, 'timeout'],
+      [{ timeout: '2s' }, 'timeout'],
+      [{ lock: 'bogus' }, 'lock'],
+      [{ lock: 5 }, 'lock'],
+      [{ lock: ['x'] }, 'lock'],
+    ] as Array<[EntryOptions, string]>) {
+      const { cache } = make<number>()
+      await assert.rejects(cache.getOrSet('k', () => 1, options), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && (e as { option?: string }).option === option, JSON.stringify(options))
+      await assert.rejects(cache.set('k', 1, options), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && (e as { option?: string }).option === option, JSON.stringify(options))
+      assert.equal(await cache.has('k'), false, 'nothing stored')
+      assert.throws(
+        () => createCache({ defaults: options }),
+        (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && (e as { option?: string }).option === `defaults.${option}`,
+        `defaults ${JSON.stringify(options)}`,
+      )
+    }
+    // Objects still work.
+    const { cache } = make<number>()
+    assert.equal(await cache.getOrSet('k', () => 1, { timeout: { soft: '1s' }, lock: { lease: '5s', wait: '1s' } }), 1)
+  })
+
+  test('invalidateTags with options that are not an object is ERR_INVALID_OPTIONS, and nothing is invalidated', async () => {
+    const { cache } = make<number>()
+    await cache.set('k', 1, { tags: ['t'] })
+    for (const options of [5, 'soft', null]) {
+      await assert.rejects(cache.invalidateTags(['t'], options as never), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && (e as { option?: string }).option === 'options', String(options))
+    }
+    assert.equal(await cache.get('k'), 1, 'still served')
+    await cache.invalidateTags(['t'], {})
+    assert.equal(await cache.get('k'), undefined)
+  })
+
   test('a getOrSet without options (the plain-hit path) checks, counts and falls back like any other', async () => {
     const { cache, clock } = make<unknown>({ defaults: { ttl: '1m' } })
     // Bad input is a rejection, never a synchronous throw.
