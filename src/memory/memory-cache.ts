@@ -138,6 +138,10 @@ export class MemoryCache<K = string, V = unknown> {
     }
     this.maxEntries = maxEntries ?? Infinity
     this.maxBytes = maxBytes === undefined ? Infinity : toBytes(maxBytes, 'maxBytes')
+    // Entry sizes are counted only under maxBytes: without it the limit was silently ignored.
+    if (options.maxEntrySize !== undefined && maxBytes === undefined) {
+      throw new InvalidOptionsError('maxEntrySize', 'applies only with maxBytes (entry sizes are counted only then): set maxBytes too')
+    }
     this.maxEntrySize = options.maxEntrySize === undefined ? this.maxBytes : toBytes(options.maxEntrySize, 'maxEntrySize')
     if (this.maxEntrySize > this.maxBytes) {
       throw new InvalidOptionsError('maxEntrySize', `must not exceed maxBytes (${this.maxBytes}): such an entry could never be kept`)

@@ -51,7 +51,7 @@ export interface MemoryCacheOptions<K, V> {
   /**
    * Largest single entry accepted; a larger one is not stored (`set` returns false) and
    * an older value under that key is erased.
-   * @default maxBytes (no limit beyond the cache's own)
+   * Needs `maxBytes` (sizes are counted only then). @default maxBytes (no limit beyond the cache's own)
    */
   maxEntrySize?: ByteSize
   /** Eviction policy. @default 'tinylfu' */

@@ -244,6 +244,17 @@ describe('bad input never corrupts the cache', () => {
     assert.equal(stored, cache.has('big'), 'set returns true only when the entry is held')
     assert.equal(stored, false)
   })
+
+  test('maxEntrySize without maxBytes is refused (ERR_INVALID_OPTIONS naming maxEntrySize): sizes are counted only under maxBytes, so it was silently ignored', () => {
+    // docs/reference/options.md: maxEntrySize "Largest single entry; larger ones are not stored". Without
+    // maxBytes no size is counted: a 100-byte entry was stored under maxEntrySize 5.
+    assertInvalidOption(() => new MemoryCache<string, string>({ maxEntries: 10, maxEntrySize: 5, clock: new ManualClock(0) }), 'maxEntrySize', 'maxEntries only')
+    assertInvalidOption(() => new MemoryCache<string, string>({ maxEntries: 10, maxEntrySize: '1kb', clock: new ManualClock(0) }), 'maxEntrySize', 'string size')
+    // With maxBytes (and maxEntries) it applies as documented.
+    const cache = new MemoryCache<string, string>({ maxEntries: 10, maxBytes: 100, maxEntrySize: 5, clock: new ManualClock(0) })
+    assert.equal(cache.set('a', 'x', { size: 6 }), false)
+    assert.equal(cache.set('a', 'x', { size: 5 }), true)
+  })
 })
 
 describe('basic operations', () => {
