@@ -115,6 +115,13 @@ export class Cache<V = unknown> {
       if (value !== undefined && (value === null || typeof value !== 'object' || Array.isArray(value))) throw new InvalidOptionsError(group, `expected an object, got ${JSON.stringify(value)}`)
     }
     const memory = options.memory ?? { maxEntries: 10_000 }
+    // These belong elsewhere (defaults.ttl / .tti, the top-level clock and random); given here they were ignored.
+    if (memory !== null && typeof memory === 'object') {
+      const where = { ttl: 'defaults.ttl', tti: 'defaults.tti', clock: 'clock', random: 'random' } as const
+      for (const field of ['ttl', 'tti', 'clock', 'random'] as const) {
+        if ((memory as Record<string, unknown>)[field] !== undefined) throw new InvalidOptionsError(`memory.${field}`, `not an option of the in-process tier here: use ${where[field]}`)
+      }
+    }
     this.#l1 = nested('memory.', () => new MemoryCache<string, V | Envelope<V>>({ ...memory, clock: this.#clock, random: options.random ?? mathRandom }))
     this.#flight = nested('flight.', () => new SingleFlight<string, V>({ clock: this.#clock, timeout: options.flight?.timeout ?? '60s', detectRecursion: options.flight?.detectRecursion ?? true }))
     this.#tags = nested('tags.', () => new TagTrie({ clock: this.#clock, ...options.tags }))

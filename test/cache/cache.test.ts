@@ -176,6 +176,27 @@ describe('getOrSet basics', () => {
     }
   })
 
+  test('memory.ttl, memory.tti, memory.clock and memory.random are refused (ERR_INVALID_OPTIONS naming them), not silently ignored', async () => {
+    // docs/reference/options.md, memory: "MemoryCacheOptions ... without clock, random, ttl, tti" (those are defaults.ttl/tti and top-level clock/random).
+    for (const [extra, option] of [
+      [{ ttl: 1000 }, 'memory.ttl'],
+      [{ tti: '10s' }, 'memory.tti'],
+      [{ clock: new ManualClock() }, 'memory.clock'],
+      [{ random: { next: () => 0.5 } }, 'memory.random'],
+    ] as const) {
+      assert.throws(
+        () => createCache({ memory: { maxEntries: 10, ...extra } as never }),
+        (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && (e as { option?: string }).option === option,
+        option,
+      )
+    }
+    // Before: memory.ttl 1 s was ignored and the entry lived the default 5 min.
+    const { cache, clock } = make<number>({ defaults: { ttl: 1000 } })
+    await cache.set('a', 1)
+    clock.advance(1000)
+    assert.equal(await cache.get('a'), undefined, 'defaults.ttl is the way')
+  })
+
   test('timeout and lock that are not objects are ERR_INVALID_OPTIONS per call and in defaults, not silently ignored', async () => {
     // Per-call options: timeout is { soft, hard }, lock is { lease, wait } (docs/guide/cache.md, options.md).
     for (const [options, option] of [
