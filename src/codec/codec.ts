@@ -97,6 +97,10 @@ class WireCodec implements Codec {
   encode(value: unknown, key: string): Uint8Array {
     const c = this.#c
     const serialized = c.serializer.serialize(value)
+    // Anything else was framed and stored as a value no read could decode (ERR_DECODE on every read).
+    if (!(serialized instanceof Uint8Array)) {
+      throw new InvalidOptionsError('codec.serializer', `serialize() must return a Uint8Array, got ${serialized === null ? 'null' : Array.isArray(serialized) ? 'an array' : typeof serialized}`)
+    }
     if (serialized.length > c.maxSerializedBytes) throw new ValueTooLargeError(serialized.length, c.maxSerializedBytes, 'serialized value')
     let payload = serialized
     let flags = c.serializer.id

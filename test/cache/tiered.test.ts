@@ -224,6 +224,18 @@ describe('batches and limits', () => {
     assert.ok(errors.some((e) => isCacheError(e.error, 'ERR_VALUE_TOO_LARGE') && e.key === 'big'))
   })
 
+  test('a custom serializer returning a string: set fails with ERR_INVALID_OPTIONS naming codec.serializer, and nothing undecodable reaches L2', async () => {
+    const { make } = world()
+    const serializer = { id: 5, serialize: (v: unknown) => JSON.stringify(v) as never, deserialize: (b: Uint8Array) => JSON.parse(Buffer.from(b).toString()) as unknown }
+    const a = make<unknown>({ codec: { serializer } })
+    await assert.rejects(a.set('k', { a: 1 }), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && (e as { option?: string }).option === 'codec.serializer')
+    const b = make<unknown>({ codec: { serializer } })
+    const errors: string[] = []
+    b.on('error', (e) => errors.push(e.error.code))
+    assert.equal(await b.get('k'), undefined)
+    assert.deepEqual(errors, [], 'no ERR_DECODE: nothing was written')
+  })
+
   test('a value the serializer cannot represent: set fails with ERR_INVALID_VALUE naming the key', async () => {
     const { make } = world()
     const c = make<unknown>({ codec: { serializer: 'json' } })

@@ -179,6 +179,21 @@ describe('decode refuses bad input with DecodeError', () => {
     throwsCode(() => plain.decode(bytes, 'k'), ['ERR_DECODE'])
   })
 
+  test('a custom serializer whose serialize() does not return a Uint8Array is refused at encode (ERR_INVALID_OPTIONS naming codec.serializer), not written as a value no read can decode', () => {
+    // Serializer.serialize(value): Uint8Array. A string or an array was framed and stored; every read was then ERR_DECODE.
+    for (const [label, out] of [['string', '{"a":1}'], ['array', [1, 2]], ['number', 5], ['null', null], ['object', { length: 3 }]] as const) {
+      const custom: Serializer = { id: 5, serialize: () => out as never, deserialize: (b) => b }
+      throwsCode(() => createCodec({ serializer: custom }).encode({ a: 1 }, 'k'), ['ERR_INVALID_OPTIONS'])
+      try {
+        createCodec({ serializer: custom }).encode({ a: 1 }, 'k')
+      } catch (err) {
+        assert.equal((err as InvalidOptionsError).option, 'codec.serializer', label)
+      }
+    }
+    const buffer: Serializer = { id: 5, serialize: (v) => Buffer.from(JSON.stringify(v)), deserialize: (b) => JSON.parse(Buffer.from(b).toString()) }
+    assert.deepStrictEqual(createCodec({ serializer: buffer }).decode(createCodec({ serializer: buffer }).encode({ a: 1 }, 'k'), 'k'), { a: 1 })
+  })
+
   test('anything a serializer or zlib throws arrives as DecodeError with the cause', () => {
     const broken = Buffer.concat([Buffer.from([0xc1, 1, 0x21]), Buffer.from('not deflate')])
     assert.throws(() => plain.decode(broken, 'k'), (err: unknown) => err instanceof DecodeError && err.cause instanceof Error)
