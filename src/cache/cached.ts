@@ -10,8 +10,10 @@
  * type error.
  */
 import { InvalidOptionsError } from '../core/errors.js'
+import { validateTag } from '../tags/validate-tag.js'
 import type { Cache } from './cache.js'
 import { defaultCache } from './default-cache.js'
+import { resolveOptions } from './resolve-options.js'
 import { stableKey } from './stable-key.js'
 import type { EntryOptions } from './types.js'
 
@@ -36,6 +38,22 @@ export function cached<This, A extends unknown[], R>(options: CachedOptions<A> =
   if (options === null || typeof options !== 'object') throw new InvalidOptionsError('options', 'expected an object')
   if (options.key !== undefined && typeof options.key !== 'function') throw new InvalidOptionsError('key', 'expected a function (...args) => string')
   const { cache: explicit, key, tags: extraTags, ...entry } = options
+  // Checked here, once: tags given as a string were spread into one tag per character, and a
+  // `cache` that is not one failed every call with a raw TypeError.
+  if (explicit !== undefined && (explicit === null || typeof explicit !== 'object' || typeof (explicit as Partial<Cache>).getOrSet !== 'function')) {
+    throw new InvalidOptionsError('cache', 'expected a Cache (createCache(...))')
+  }
+  if (extraTags !== undefined) {
+    if (!Array.isArray(extraTags)) throw new InvalidOptionsError('tags', 'expected an array of tags')
+    for (const tag of extraTags) {
+      try {
+        validateTag(tag)
+      } catch (err) {
+        throw new InvalidOptionsError('tags', err instanceof Error ? err.message : String(err), { cause: err })
+      }
+    }
+  }
+  resolveOptions(entry, undefined, '')
   return function decorate(method: (this: This, ...args: A) => Promise<R>, context: ClassMethodDecoratorContext<This, (this: This, ...args: A) => Promise<R>>): CachedMethod<A, R> {
     if (context.kind !== 'method') throw new InvalidOptionsError('cached', 'can only decorate methods')
     const methodName = sanitize(String(context.name))
@@ -54,7 +72,14 @@ export function cached<This, A extends unknown[], R>(options: CachedOptions<A> =
         return Promise.reject(err)
       }
     } as CachedMethod<A, R>
-    replacement.invalidate = (...args: A) => cacheOf().delete(keyOf(args))
+    replacement.invalidate = (...args: A) => {
+      try {
+        return cacheOf().delete(keyOf(args))
+      } catch (err) {
+        // Arguments that cannot be keyed: a rejection, as from the method itself.
+        return Promise.reject(err)
+      }
+    }
     replacement.clear = () => cacheOf().invalidateTags([tagOf()])
     return replacement
   }

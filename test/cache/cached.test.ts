@@ -60,6 +60,45 @@ describe('@cached', () => {
     assert.equal(await users.find('1'), '1:short:3')
   })
 
+  test('bad options are refused by cached() itself (ERR_INVALID_OPTIONS naming them): tags as a string were spread into one tag per character, cache {} failed every call with a raw TypeError', () => {
+    for (const [options, option] of [
+      [{ tags: 'org' }, 'tags'],
+      [{ tags: [''] }, 'tags'],
+      [{ tags: ['org::1'] }, 'tags'],
+      [{ tags: [1] }, 'tags'],
+      [{ cache: {} }, 'cache'],
+      [{ cache: 5 }, 'cache'],
+      [{ ttl: NaN }, 'ttl'],
+      [{ strategy: 'bogus' }, 'strategy'],
+      [{ timeout: 5 }, 'timeout'],
+    ] as const) {
+      assert.throws(
+        () => cached(options as never),
+        (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && (e as { option?: string }).option === option,
+        JSON.stringify(options),
+      )
+    }
+    // Good ones still decorate.
+    cached({ cache: createCache({ clock: new ManualClock(0) }), tags: ['org:1'], ttl: '1m', grace: '1h' })
+  })
+
+  test('invalidate with arguments that cannot be keyed rejects (ERR_INVALID_KEY) instead of throwing synchronously, as the method itself does', async () => {
+    const cache = createCache({ clock: new ManualClock(0) })
+    class Users {
+      @cached({ cache })
+      async find(id: unknown): Promise<string> {
+        return String(id)
+      }
+    }
+    const find = Users.prototype.find as unknown as CachedMethod<[unknown], string>
+    let promise: Promise<boolean> | undefined
+    assert.doesNotThrow(() => {
+      promise = find.invalidate(() => 1)
+    })
+    await assert.rejects(promise!, (e: unknown) => isCacheError(e, 'ERR_INVALID_KEY'))
+    await assert.rejects(new Users().find(() => 1), (e: unknown) => isCacheError(e, 'ERR_INVALID_KEY'))
+  })
+
   test('works without arguments and with a custom key', async () => {
     const cache = createCache({ clock: new ManualClock(0) })
     let calls = 0
