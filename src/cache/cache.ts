@@ -561,11 +561,28 @@ export class Cache<V = unknown> {
       tags: typeof tags === 'function' ? undefined : (tags as TagsOption<V> | undefined),
       [TAG_SIG]: typeof tags === 'function' ? tagSignature(tags) : undefined,
     }
-    if (typeof tags !== 'function') return (...args: A) => this.getOrSet(key(...args), () => fn(...args), template) as Promise<R>
+    // A key function that throws is a rejection, never a synchronous throw (as a bad key is).
+    if (typeof tags !== 'function') {
+      return (...args: A) => {
+        let k: string
+        try {
+          k = key(...args)
+        } catch (err) {
+          return Promise.reject(err)
+        }
+        return this.getOrSet(k, () => fn(...args), template) as Promise<R>
+      }
+    }
     return (...args: A) => {
+      let k: string
+      try {
+        k = key(...args)
+      } catch (err) {
+        return Promise.reject(err)
+      }
       const entry = { ...template }
       entry.tags = (result: V) => tags(...args, result as R)
-      return this.getOrSet(key(...args), () => fn(...args), entry) as Promise<R>
+      return this.getOrSet(k, () => fn(...args), entry) as Promise<R>
     }
   }
 

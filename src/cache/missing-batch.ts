@@ -53,7 +53,8 @@ export class MissingBatch<V> {
         const values = new Map<string, V | undefined>()
         if (out instanceof Map) for (const k of missing) values.set(k, out.get(k))
         else if (Array.isArray(out)) missing.forEach((k, i) => values.set(k, out[i] as V | undefined))
-        else if (out !== null && typeof out === 'object') for (const k of missing) values.set(k, (out as Record<string, V>)[k])
+        // Own keys only: an inherited member (`constructor`, `__proto__`...) is not a value the batch gave.
+        else if (out !== null && typeof out === 'object') for (const k of missing) values.set(k, Object.hasOwn(out, k) ? (out as Record<string, V>)[k] : undefined)
         else throw new InvalidOptionsError('factory', 'getOrSetMany factory must return a Map, an object or an array')
         this.#release(values)
       } catch (err) {

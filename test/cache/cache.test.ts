@@ -632,6 +632,45 @@ describe('batch and wrap', () => {
     assert.equal(cache.stats().factoryErrors, 0, 'a key left out of the batch is not an error')
   })
 
+  test('getOrSetMany with an object result reads its own keys only: keys named like Object.prototype members resolve to undefined, uncached', async () => {
+    // "Keys it leaves out resolve to undefined, uncached": __proto__, constructor, toString were answered
+    // with Object.prototype and its methods (and cached).
+    const { cache } = make<unknown>()
+    const keys = ['__proto__', 'constructor', 'toString', 'hasOwnProperty', 'valueOf']
+    assert.deepEqual(await cache.getOrSetMany(keys, () => ({})), keys.map(() => undefined))
+    for (const k of keys) assert.equal(await cache.has(k), false, k)
+    // An own key of one of those names is a value like any other.
+    const own = JSON.parse('{"__proto__": 1, "constructor": 2}') as Record<string, number>
+    assert.deepEqual(await cache.getOrSetMany(['__proto__', 'constructor'], () => own), [1, 2])
+    assert.equal(await cache.get('constructor'), 2)
+  })
+
+  test('a wrapped function whose key function throws rejects instead of throwing synchronously, as a bad key does', async () => {
+    const { cache } = make<number>()
+    const boom = cache.wrap(async (n: number) => n, {
+      key: () => {
+        throw new Error('no key')
+      },
+    })
+    let promise: Promise<number> | undefined
+    assert.doesNotThrow(() => {
+      promise = boom(1)
+    })
+    await assert.rejects(promise!, /no key/)
+    const tagged = cache.wrap(async (n: number) => n, {
+      key: () => {
+        throw new Error('no key either')
+      },
+      tags: (n: number) => [`n:${n}`],
+    })
+    assert.doesNotThrow(() => {
+      promise = tagged(1)
+    })
+    await assert.rejects(promise!, /no key either/)
+    const badKey = cache.wrap(async (n: number) => n, { key: () => 5 as never })
+    await assert.rejects(badKey(1), (e: unknown) => isCacheError(e, 'ERR_INVALID_KEY'))
+  })
+
   test('getOrSetMany with a batch that is not a function rejects with ERR_INVALID_OPTIONS and starts nothing', async () => {
     const { cache } = make<string>()
     for (const batch of [undefined, null, 'load', {}]) {
