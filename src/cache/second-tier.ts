@@ -79,6 +79,7 @@ export function createSecondTier<V>(options: CacheOptions, c: SecondTierContext<
   }
   if (distributedLock) throw new InvalidOptionsError('lock', "'distributed' needs a store with locks")
   if (options.codec !== undefined) throw new InvalidOptionsError('codec', 'a codec applies to an L2 store; pass `store` too')
+  if (options.l2 !== undefined) throw new InvalidOptionsError('l2', 'l2 settings apply to an L2 store; pass `store` too')
   return { distributedLock, originTtl, l2: undefined, lock: undefined, l1MaxAge: Infinity }
 }
 

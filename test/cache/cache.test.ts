@@ -197,6 +197,17 @@ describe('getOrSet basics', () => {
     assert.equal(await cache.get('a'), undefined, 'defaults.ttl is the way')
   })
 
+  test('l2 without a store is ERR_INVALID_OPTIONS naming l2, as codec is: its settings apply to an L2 store and were silently ignored', () => {
+    for (const l2 of [{ timeout: '100ms' }, { strictWrites: true }, {}] as CacheOptions['l2'][]) {
+      assert.throws(
+        () => createCache({ l2 }),
+        (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && (e as { option?: string }).option === 'l2' && /store/.test(e.message),
+        JSON.stringify(l2),
+      )
+    }
+    createCache({ store: memoryStore(), l2: { timeout: '100ms', strictWrites: true } })
+  })
+
   test('timeout and lock that are not objects are ERR_INVALID_OPTIONS per call and in defaults, not silently ignored', async () => {
     // Per-call options: timeout is { soft, hard }, lock is { lease, wait } (docs/guide/cache.md, options.md).
     for (const [options, option] of [
