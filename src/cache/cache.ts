@@ -344,7 +344,8 @@ export class Cache<V = unknown> {
         if (state === 'valid' && now < env.freshUntil) {
           this.#hits++
           if (env.tti !== Infinity && this.#l2 !== undefined) this.#l2.touched(key, env, now)
-          if (o.refreshAhead !== 0 && now >= env.createdAt + o.refreshAhead * env.ttl) this.#computation.refresh(key, factory, o, env)
+          // A failed refresh set retryAt (graceBackoff, doubling): no new one before it, or every hit would run the failing factory again.
+          if (o.refreshAhead !== 0 && now >= env.createdAt + o.refreshAhead * env.ttl && now >= env.retryAt) this.#computation.refresh(key, factory, o, env)
           return Promise.resolve(env.value)
         }
         if (state !== 'invalid') {

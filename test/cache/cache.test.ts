@@ -591,6 +591,44 @@ describe('refresh-ahead and the factory context', () => {
     assert.equal(cache.stats().refreshes, 1)
   })
 
+  test('a failed refresh-ahead is retried no more often than graceBackoff (doubling), not on every later hit', async () => {
+    // Before: 100 hits in the refresh window with a failing factory ran it 100 times in the same millisecond.
+    const { cache, clock } = make<number>({ defaults: { ttl: 10_000, refreshAhead: 0.5, graceBackoff: '1s' } })
+    let calls = 0
+    let failing = false
+    const factory = async (): Promise<number> => {
+      calls++
+      if (failing) throw new Error('source down')
+      return calls
+    }
+    await cache.getOrSet('k', factory)
+    failing = true
+    clock.advance(6_000)
+    for (let i = 0; i < 20; i++) {
+      assert.equal(await cache.getOrSet('k', factory), 1, 'the fresh value is still served')
+      await flush()
+    }
+    assert.equal(calls, 2, 'one refresh, then the backoff')
+    clock.advance(999)
+    await cache.getOrSet('k', factory)
+    await flush()
+    assert.equal(calls, 2, 'not before graceBackoff')
+    clock.advance(1)
+    await cache.getOrSet('k', factory)
+    await flush()
+    assert.equal(calls, 3, 'retried after graceBackoff')
+    clock.advance(1_000)
+    await cache.getOrSet('k', factory)
+    await flush()
+    assert.equal(calls, 3, 'the second failure doubles the backoff')
+    failing = false
+    clock.advance(1_000)
+    assert.equal(await cache.getOrSet('k', factory), 1)
+    await flush()
+    assert.equal(calls, 4)
+    assert.equal(await cache.get('k'), 4, 'the successful refresh is stored')
+  })
+
   test('ctx.setTtl changes the entry ttl; ctx.skip returns without caching', async () => {
     const { cache, clock } = make<string>({ defaults: { ttl: '1h' } })
     await cache.getOrSet('short', (ctx) => {
