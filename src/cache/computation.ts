@@ -192,8 +192,10 @@ export class Computation<V> {
         throw err
       },
     )
+    // A refresh-ahead serves nobody (its hit was counted in hits): its fallback is no stale hit.
+    const served = run.refresh !== true
     if (o.soft === Infinity && o.hard === Infinity) {
-      return stale === undefined ? stored : stored.catch(() => this.#writer.fallBack(key, stale, o))
+      return stale === undefined ? stored : stored.catch(() => this.#writer.fallBack(key, stale, o, served))
     }
     return failSafeTimers(stored, {
       clock: this.#clock,
@@ -202,8 +204,10 @@ export class Computation<V> {
       soft: o.soft,
       hard: o.hard,
       controller,
-      fallBack: (stale) => this.#writer.fallBack(key, stale, o),
-      onSoft: () => this.#counts.staleHits++,
+      fallBack: (stale) => this.#writer.fallBack(key, stale, o, served),
+      onSoft: () => {
+        if (served) this.#counts.staleHits++
+      },
       onHard: () => this.#counts.factoryTimeouts++,
     })
   }

@@ -132,12 +132,12 @@ export class EntryWriter<V> {
     return mark === undefined || (this.#bus as BusLink).unchanged(key, mark)
   }
 
-  /** Serves the stale value after a failure and schedules the next retry (backoff). */
-  fallBack(key: string, stale: Envelope<V>, o: Resolved<V>): V {
+  /** Serves the stale value after a failure and schedules the next retry (backoff); `served`: a caller gets it (a stale hit). */
+  fallBack(key: string, stale: Envelope<V>, o: Resolved<V>, served = true): V {
     const now = this.#clock.now()
     stale.failures++
     stale.retryAt = now + o.graceBackoff * Math.min(MAX_BACKOFF_FACTOR, 2 ** (stale.failures - 1))
-    this.#counts.staleHits++
+    if (served) this.#counts.staleHits++
     // Put the fallback back if it was displaced, for the rest of its grace.
     if (this.#l1.peek(key) !== stale && stale.keepUntil > now) this.#l1.set(key, stale, { ttl: Math.min(this.#l1MaxAge, stale.keepUntil - now) })
     return stale.value

@@ -629,6 +629,40 @@ describe('refresh-ahead and the factory context', () => {
     assert.equal(await cache.get('k'), 4, 'the successful refresh is stored')
   })
 
+  test('a failed or soft-timed-out refresh-ahead counts no staleHits: the hit that started it served a fresh value (counted in hits)', async () => {
+    // stats().staleHits: stale values served by fail-safe. A background refresh serves nobody.
+    const { cache, clock } = make<number>({ defaults: { ttl: 1000, refreshAhead: 0.5 } })
+    let calls = 0
+    await cache.getOrSet('k', async () => {
+      if (++calls > 1) throw new Error('source down')
+      return 1
+    })
+    clock.advance(600)
+    assert.equal(
+      await cache.getOrSet('k', async () => {
+        throw new Error('source down')
+      }),
+      1,
+    )
+    await flush()
+    await flush()
+    let s = cache.stats()
+    assert.deepEqual({ hits: s.hits, staleHits: s.staleHits, factoryErrors: s.factoryErrors, refreshes: s.refreshes }, { hits: 1, staleHits: 0, factoryErrors: 1, refreshes: 1 })
+    // A refresh past its soft timeout: nobody waits for it either.
+    const slow = deferred<number>()
+    await cache.set('s', 1, { ttl: 1000, refreshAhead: 0.5, timeout: { soft: 10 } })
+    clock.advance(600)
+    assert.equal(await cache.getOrSet('s', () => slow.promise, { ttl: 1000, refreshAhead: 0.5, timeout: { soft: 10 } }), 1)
+    await flush()
+    clock.advance(10)
+    await flush()
+    slow.resolve(2)
+    await flush()
+    s = cache.stats()
+    assert.equal(s.staleHits, 0)
+    assert.equal(await cache.get('s'), 2, 'the slow refresh still stores its result')
+  })
+
   test('ctx.setTtl changes the entry ttl; ctx.skip returns without caching', async () => {
     const { cache, clock } = make<string>({ defaults: { ttl: '1h' } })
     await cache.getOrSet('short', (ctx) => {
