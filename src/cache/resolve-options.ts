@@ -68,6 +68,8 @@ export function resolveOptions<V>(options: EntryOptions<V>, defaults: Resolved<V
   if (lock !== undefined && (lock === null || typeof lock !== 'object' || Array.isArray(lock))) throw new InvalidOptionsError(`${prefix}lock`, `expected an object { lease?, wait? } (the lock's mode is createCache's lock option), got ${JSON.stringify(lock)}`)
   const soft = timeout?.soft === undefined ? (d?.soft ?? Infinity) : positive(toMs(timeout.soft, `${prefix}timeout.soft`), `${prefix}timeout.soft`)
   const hard = timeout?.hard === undefined ? (d?.hard ?? Infinity) : positive(toMs(timeout.hard, `${prefix}timeout.hard`), `${prefix}timeout.hard`)
+  // Given together, a soft timeout at or past the hard one could never fire (the fail-safe fallback would never be served early).
+  if (timeout?.soft !== undefined && timeout.hard !== undefined && soft >= hard) throw new InvalidOptionsError(`${prefix}timeout.soft`, `expected a soft timeout below the hard one (${soft} ms >= ${hard} ms)`)
   if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw new InvalidOptionsError(`${prefix}signal`, 'expected an AbortSignal')
   const signed = (options as Signed)[TAG_SIG]
   const origins = options.origins === undefined ? d?.origins : typeof options.origins === 'function' ? options.origins : descriptorList(options.origins, `${prefix}origins`)

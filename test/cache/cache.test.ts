@@ -216,6 +216,9 @@ describe('getOrSet basics', () => {
       [{ lock: 'bogus' }, 'lock'],
       [{ lock: 5 }, 'lock'],
       [{ lock: ['x'] }, 'lock'],
+      // A soft timeout at or past the hard one could never fire: the stale value would never be served early.
+      [{ timeout: { soft: '2s', hard: '1s' } }, 'timeout.soft'],
+      [{ timeout: { soft: 1000, hard: 1000 } }, 'timeout.soft'],
     ] as Array<[EntryOptions, string]>) {
       const { cache } = make<number>()
       await assert.rejects(cache.getOrSet('k', () => 1, options), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && (e as { option?: string }).option === option, JSON.stringify(options))
@@ -230,6 +233,9 @@ describe('getOrSet basics', () => {
     // Objects still work.
     const { cache } = make<number>()
     assert.equal(await cache.getOrSet('k', () => 1, { timeout: { soft: '1s' }, lock: { lease: '5s', wait: '1s' } }), 1)
+    // Only a pair given together is compared: a per-call hard below the defaults' soft is the caller's choice.
+    const { cache: other } = make<number>({ defaults: { timeout: { soft: '2s' } } })
+    assert.equal(await other.getOrSet('k', () => 2, { timeout: { hard: '1s' } }), 2)
   })
 
   test('invalidateTags with options that are not an object is ERR_INVALID_OPTIONS, and nothing is invalidated', async () => {
