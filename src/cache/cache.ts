@@ -110,7 +110,7 @@ export class Cache<V = unknown> {
     if (options.ticker !== undefined && options.clock !== undefined) throw new InvalidOptionsError('ticker', 'applies to the default clock: pass createSystemClock({ ticker }) as clock instead')
     this.#clock = options.clock ?? (options.ticker === false ? noTickerClock() : systemClock)
     // Nested option groups of another shape were ignored (flight: 5) or spread as nothing (tags: 5).
-    for (const group of ['flight', 'tags', 'l2'] as const) {
+    for (const group of ['memory', 'flight', 'tags', 'l2'] as const) {
       const value: unknown = options[group]
       if (value !== undefined && (value === null || typeof value !== 'object' || Array.isArray(value))) throw new InvalidOptionsError(group, `expected an object, got ${JSON.stringify(value)}`)
     }

@@ -157,7 +157,7 @@ describe('getOrSet basics', () => {
     }
   })
 
-  test('flight, tags and l2 that are not objects are ERR_INVALID_OPTIONS naming them, not silently ignored', () => {
+  test('memory, flight, tags and l2 that are not objects are ERR_INVALID_OPTIONS naming them, not silently ignored', () => {
     // docs/reference/options.md lists flight.*, tags.* and l2.* as objects; createCache: invalid options are ERR_INVALID_OPTIONS naming the option.
     const cases: Array<[CacheOptions, string]> = [
       [{ flight: 5 as never }, 'flight'],
@@ -166,6 +166,11 @@ describe('getOrSet basics', () => {
       [{ tags: ['org'] as never }, 'tags'],
       [{ store: memoryStore(), l2: 5 as never }, 'l2'],
       [{ store: memoryStore(), l2: '500ms' as never }, 'l2'],
+      // memory of another shape was reported as a missing memory.maxEntries bound (or, null, taken as the default).
+      [{ memory: 5 as never }, 'memory'],
+      [{ memory: 'lru' as never }, 'memory'],
+      [{ memory: [] as never }, 'memory'],
+      [{ memory: null as never }, 'memory'],
     ]
     for (const [options, option] of cases) {
       assert.throws(
