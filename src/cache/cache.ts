@@ -116,11 +116,9 @@ export class Cache<V = unknown> {
     }
     const memory = options.memory ?? { maxEntries: 10_000 }
     // These belong elsewhere (defaults.ttl / .tti, the top-level clock and random); given here they were ignored.
-    if (memory !== null && typeof memory === 'object') {
-      const where = { ttl: 'defaults.ttl', tti: 'defaults.tti', clock: 'clock', random: 'random' } as const
-      for (const field of ['ttl', 'tti', 'clock', 'random'] as const) {
-        if ((memory as Record<string, unknown>)[field] !== undefined) throw new InvalidOptionsError(`memory.${field}`, `not an option of the in-process tier here: use ${where[field]}`)
-      }
+    const where = { ttl: 'defaults.ttl', tti: 'defaults.tti', clock: 'clock', random: 'random' } as const
+    for (const field of ['ttl', 'tti', 'clock', 'random'] as const) {
+      if ((memory as Record<string, unknown>)[field] !== undefined) throw new InvalidOptionsError(`memory.${field}`, `not an option of the in-process tier here: use ${where[field]}`)
     }
     this.#l1 = nested('memory.', () => new MemoryCache<string, V | Envelope<V>>({ ...memory, clock: this.#clock, random: options.random ?? mathRandom }))
     this.#flight = nested('flight.', () => new SingleFlight<string, V>({ clock: this.#clock, timeout: options.flight?.timeout ?? '60s', detectRecursion: options.flight?.detectRecursion ?? true }))
@@ -563,27 +561,20 @@ export class Cache<V = unknown> {
       [TAG_SIG]: typeof tags === 'function' ? tagSignature(tags) : undefined,
     }
     // A key function that throws is a rejection, never a synchronous throw (as a bad key is).
-    if (typeof tags !== 'function') {
-      return (...args: A) => {
-        let k: string
-        try {
-          k = key(...args)
-        } catch (err) {
-          return Promise.reject(err)
-        }
-        return this.getOrSet(k, () => fn(...args), template) as Promise<R>
-      }
-    }
-    return (...args: A) => {
+    const call = (args: A, entry: EntryOptions<V>): Promise<R> => {
       let k: string
       try {
         k = key(...args)
       } catch (err) {
         return Promise.reject(err)
       }
+      return this.getOrSet(k, () => fn(...args), entry) as Promise<R>
+    }
+    if (typeof tags !== 'function') return (...args: A) => call(args, template)
+    return (...args: A) => {
       const entry = { ...template }
       entry.tags = (result: V) => tags(...args, result as R)
-      return this.getOrSet(k, () => fn(...args), entry) as Promise<R>
+      return call(args, entry)
     }
   }
 

@@ -33,7 +33,7 @@
  */
 import { InvalidOptionsError, StoreUnavailableError, isCacheError } from '../core/errors.js'
 import { checkScanOptions } from '../store/scan-options.js'
-import { checkStoreEntries, checkStoreKey, checkStoreList, checkStoreValue } from '../store/store-input.js'
+import { checkStoreEntries, checkStoreKey, checkStoreKeys, checkStoreValue } from '../store/store-input.js'
 import type { ScanOptions, ScanPage, Store, StoreEntry } from '../store/types.js'
 import { isNodeAnswer, MAX_KEYS_LIMIT, type Client } from './client.js'
 
@@ -92,8 +92,7 @@ class ClientStore implements Store {
   }
 
   async getMany(keys: readonly string[]): Promise<(Uint8Array | undefined)[]> {
-    checkStoreList(keys, 'keys')
-    for (const key of keys) checkStoreKey(key)
+    checkStoreKeys(keys)
     if (keys.length === 0) return []
     const entries = await this.#client.mget(keys)
     return entries.map((e) => (e === undefined ? undefined : copy(e.value)))
@@ -120,8 +119,7 @@ class ClientStore implements Store {
     // The protocol has no batch delete: one DELETE per distinct key, a bounded number at a
     // time so a large batch does not queue thousands of requests behind the pool (where
     // their timeouts would run while they wait).
-    checkStoreList(keys, 'keys')
-    for (const key of keys) checkStoreKey(key)
+    checkStoreKeys(keys)
     const unique = [...new Set(keys)]
     let deleted = 0
     let next = 0

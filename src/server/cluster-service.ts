@@ -61,6 +61,7 @@ import { parseJsonObject } from '../protocol/validate.js'
 import { queryParams, splitUrl, type ApiRequest, type ApiResponse } from './http-api.js'
 import type { NodeLogger } from './logger.js'
 import { defaultClusterPort, type ResolvedNodeOptions } from './node-options.js'
+import { listenError } from './listen-error.js'
 
 /** Where the generated node id is kept, in the data directory. */
 export const NODE_ID_FILE = 'cluster-node-id'
@@ -270,20 +271,6 @@ class Observed implements StateMachine<MembershipMessage> {
   }
 }
 
-/**
- * A cluster-port listen failure that is the `clusterHost` setting (a name that does not
- * resolve, an address not of this machine) as ERR_INVALID_OPTIONS naming it, as the node
- * does for `host`; anything else (the port in use, EADDRINUSE) as node:net reported it.
- */
-function clusterListenError(err: unknown, host: string, port: number): unknown {
-  const code = (err as NodeJS.ErrnoException | undefined)?.code
-  if (code === 'ENOTFOUND' || code === 'EADDRNOTAVAIL') {
-    const why = code === 'ENOTFOUND' ? 'does not resolve' : 'is not an address of this machine'
-    return new InvalidOptionsError('clusterHost', `cannot listen on ${JSON.stringify(host)} (cluster port ${port}): the host ${why} (${code})`, { cause: err })
-  }
-  return err
-}
-
 export class ClusterService {
   readonly id: NodeId
   readonly enabled: boolean
@@ -392,7 +379,7 @@ export class ClusterService {
           ctx.log.warn({ err: { code: err.code, message: err.message } }, 'cluster transport refused a connection or frame')
         },
       }).catch((err: unknown) => {
-        throw clusterListenError(err, c.clusterHost, port)
+        throw listenError(err, 'clusterHost', c.clusterHost, port)
       })
       clusterAddress = hostPort(c.advertiseHost, c.advertiseClusterPort ?? tcp.advertised.port)
     }

@@ -13,6 +13,7 @@ import type { Store } from '../store/types.js'
 import { storeFromUrl } from './store-url.js'
 import type { LogLevel, NodeLogger } from './logger.js'
 import type { MessageTransport } from '../cluster/transport.js'
+import { MDNS_SERVICE_TYPE } from '../cluster/discovery/mdns-discovery.js'
 import type { Replicator } from './replicator.js'
 
 export interface NodeOptions {
@@ -169,9 +170,6 @@ export interface NodeOptions {
   /** On shutdown, how long the leave announcement may take to go out before the transport closes. @default '500ms' */
   leaveTimeout?: Duration
 }
-
-/** A DNS-SD service name, as the mdns strategy checks it (mdns-discovery.ts). */
-const MDNS_SERVICE_TYPE = /^[a-z0-9][a-z0-9-]{0,14}$/
 
 /** The settings of one discovery strategy: refused when the strategy is not used. */
 const STRATEGY_PARAMETERS: ReadonlyArray<readonly [keyof NodeOptions, DiscoveryKind]> = [

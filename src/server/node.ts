@@ -50,6 +50,7 @@ import { isTraced, nodeRequestChannel } from '../core/tracing.js'
 import { traceInject, traceRequest } from './request-tracing.js'
 import { hasMinVersion } from './replication-http.js'
 import { type ReplicationService, startReplication } from './replication-service.js'
+import { listenError } from './listen-error.js'
 
 /** A request for `NodeHandle.inject`: everything but the socket. */
 export interface InjectRequest {
@@ -239,20 +240,6 @@ class BodyRead {
     if (err !== undefined) this.#reject!(err)
     else this.#resolve!(this.#chunks !== undefined ? Buffer.concat(this.#chunks, this.total) : (this.#first ?? EMPTY))
   }
-}
-
-/**
- * A listen failure that is the caller's host option (a name that does not resolve, an
- * address not of this machine) as ERR_INVALID_OPTIONS naming `host`; anything else (the
- * port in use, EADDRINUSE; no permission, EACCES) as node:net reported it, with its code.
- */
-function listenError(err: Error, host: string, port: number): Error {
-  const code = (err as NodeJS.ErrnoException).code
-  if (code === 'ENOTFOUND' || code === 'EADDRNOTAVAIL') {
-    const why = code === 'ENOTFOUND' ? 'does not resolve' : 'is not an address of this machine'
-    return new InvalidOptionsError('host', `cannot listen on ${JSON.stringify(host)} (port ${port}): the host ${why} (${code})`, { cause: err })
-  }
-  return err
 }
 
 /** Reads a request body up to `limit` bytes, unguarded (no budget, no deadline but node:http's). */
@@ -483,7 +470,7 @@ class Node implements NodeHandle {
   async listen(): Promise<void> {
     const { host, port } = this.options
     await new Promise<void>((resolve, reject) => {
-      const onError = (err: Error): void => reject(listenError(err, host, port))
+      const onError = (err: Error): void => reject(listenError(err, 'host', host, port))
       this.#server.once('error', onError)
       this.#server.listen(port, host, () => {
         this.#server.off('error', onError)

@@ -19,7 +19,7 @@ import type { Clock, TimerHandle } from '../core/clock.js'
 import { AbortedError, ClosedError, InvalidOptionsError } from '../core/errors.js'
 import { systemClock } from '../core/system-clock.js'
 import { checkScanOptions, decodeCursor, encodeCursor } from './scan-options.js'
-import { checkStoreEntries, checkStoreKey, checkStoreList, checkStoreValue } from './store-input.js'
+import { checkStoreEntries, checkStoreKey, checkStoreKeys, checkStoreValue } from './store-input.js'
 import type { LockGrant, ScanOptions, ScanPage, Store, StoreEntry, StoreLocks } from './types.js'
 
 const isMemoryCursor = (state: unknown): state is { a: string } => typeof state === 'object' && state !== null && typeof (state as { a?: unknown }).a === 'string'
@@ -88,8 +88,7 @@ class MemoryStore implements Store {
 
   async getMany(keys: readonly string[]): Promise<(Uint8Array | undefined)[]> {
     this.#open()
-    checkStoreList(keys, 'keys')
-    for (const key of keys) checkStoreKey(key)
+    checkStoreKeys(keys)
     const now = this.#clock.now()
     return keys.map((key) => this.#read(key, now))
   }
@@ -118,8 +117,7 @@ class MemoryStore implements Store {
 
   async deleteMany(keys: readonly string[]): Promise<number> {
     this.#open()
-    checkStoreList(keys, 'keys')
-    for (const key of keys) checkStoreKey(key)
+    checkStoreKeys(keys)
     const now = this.#clock.now()
     let n = 0
     for (const key of keys) if (this.#remove(key, now)) n++

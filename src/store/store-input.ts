@@ -21,6 +21,12 @@ export function checkStoreList(list: unknown, name: string): asserts list is rea
   if (!Array.isArray(list)) throw new InvalidOptionsError(name, `expected an array, got ${list === null ? 'null' : typeof list}`)
 }
 
+/** A list of keys: an array of strings. */
+export function checkStoreKeys(keys: unknown): asserts keys is readonly string[] {
+  checkStoreList(keys, 'keys')
+  for (const key of keys) checkStoreKey(key)
+}
+
 /** Every entry of a batch is `{ key: string, value: Uint8Array }` (its TTL is the store's to check). */
 export function checkStoreEntries(entries: unknown): void {
   checkStoreList(entries, 'entries')

@@ -26,6 +26,9 @@ export interface MdnsDiscoveryOptions {
   readonly loopback?: boolean
 }
 
+/** A DNS-SD service name: 1-15 of [a-z0-9-], starting with a letter or digit (the node's `mdnsServiceType` too). */
+export const MDNS_SERVICE_TYPE = /^[a-z0-9][a-z0-9-]{0,14}$/
+
 export class MdnsDiscovery implements Discovery {
   readonly kind = 'mdns'
   readonly #bonjour: Bonjour
@@ -37,7 +40,7 @@ export class MdnsDiscovery implements Discovery {
 
   constructor(options: MdnsDiscoveryOptions = {}) {
     const type = options.serviceType ?? 'stratacache'
-    if (typeof type !== 'string' || !/^[a-z0-9][a-z0-9-]{0,14}$/.test(type)) throw new InvalidOptionsError('serviceType', 'expected 1-15 of [a-z0-9-] (a DNS-SD service name)')
+    if (typeof type !== 'string' || !MDNS_SERVICE_TYPE.test(type)) throw new InvalidOptionsError('serviceType', 'expected 1-15 of [a-z0-9-] (a DNS-SD service name)')
     if (options.nodeId !== undefined) {
       if (options.port === undefined) throw new InvalidOptionsError('port', 'publishing this node (nodeId given) needs its cluster port')
       makeCandidate('localhost', options.port, 'port', { nodeId: options.nodeId })
