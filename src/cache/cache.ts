@@ -561,20 +561,25 @@ export class Cache<V = unknown> {
       [TAG_SIG]: typeof tags === 'function' ? tagSignature(tags) : undefined,
     }
     // A key function that throws is a rejection, never a synchronous throw (as a bad key is).
-    const call = (args: A, entry: EntryOptions<V>): Promise<R> => {
+    // `fn` gets the `this` the wrapper was called on, so a wrapped method works as one.
+    const call = (self: unknown, args: A, entry: EntryOptions<V>): Promise<R> => {
       let k: string
       try {
         k = key(...args)
       } catch (err) {
         return Promise.reject(err)
       }
-      return this.getOrSet(k, () => fn(...args), entry) as Promise<R>
+      return this.getOrSet(k, () => fn.apply(self, args), entry) as Promise<R>
     }
-    if (typeof tags !== 'function') return (...args: A) => call(args, template)
-    return (...args: A) => {
+    if (typeof tags !== 'function') {
+      return function (this: unknown, ...args: A) {
+        return call(this, args, template)
+      }
+    }
+    return function (this: unknown, ...args: A) {
       const entry = { ...template }
       entry.tags = (result: V) => tags(...args, result as R)
-      return call(args, entry)
+      return call(this, args, entry)
     }
   }
 
@@ -675,6 +680,11 @@ export class Cache<V = unknown> {
       l2: this.#l2Stats(),
       ...(this.#bus === undefined ? {} : { bus: this.#bus.stats() }),
     }
+  }
+
+  /** True once `close()` was called. */
+  get closed(): boolean {
+    return this.#closed
   }
 
   /**

@@ -794,6 +794,23 @@ describe('batch and wrap', () => {
     assert.equal(calls, 2)
     assert.deepEqual(await cache.get('user:2'), { id: 2 })
   })
+  test('a wrapped function is called with the this it was called on, as a method would be (fixed and computed tags)', async () => {
+    const { cache } = make<number>()
+    const repo = {
+      base: 100,
+      load: cache.wrap(async function (this: { base: number }, n: number) {
+        return this.base + n
+      }, { key: (n) => `repo:${n}` }),
+      tagged: cache.wrap(async function (this: { base: number }, n: number) {
+        return this.base * n
+      }, { key: (n) => `tagged:${n}`, tags: (n, r) => [`t:${n}:${r}`] }),
+    }
+    assert.equal(await repo.load(1), 101)
+    assert.equal(await repo.tagged(2), 200)
+    // Cached: the key alone decides, as documented (instance state is not part of the key).
+    repo.base = 5
+    assert.equal(await repo.load(1), 101)
+  })
 })
 
 describe('events and waitFor', () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import { type CachedMethod, cached, createCache, isCacheError, ManualClock, stableKey } from '../../src/index.js'
+import { type CachedMethod, cached, createCache, defaultCache, isCacheError, ManualClock, stableKey } from '../../src/index.js'
 
 describe('stableKey', () => {
   test('equal values give equal keys; types and order are told apart', () => {
@@ -142,5 +142,28 @@ describe('@cached', () => {
     const p = new Plain()
     assert.equal(await p.value(), 1)
     assert.equal(await p.value(), 1)
+  })
+  test('once the default cache is closed, defaultCache() gives a new one: @cached methods keep working after a teardown closed it', async () => {
+    let calls = 0
+    class Counter {
+      @cached()
+      async next(): Promise<number> {
+        return ++calls
+      }
+    }
+    const c = new Counter()
+    const first = defaultCache()
+    assert.equal(defaultCache(), first)
+    assert.equal(first.closed, false)
+    await c.next()
+    await first.close()
+    assert.equal(first.closed, true)
+    const second = defaultCache()
+    assert.notEqual(second, first)
+    assert.equal(second.closed, false)
+    // The closed cache forgot everything; the new one computes again, then caches.
+    assert.equal(await c.next(), calls)
+    assert.equal(await c.next(), calls)
+    await second.close()
   })
 })
