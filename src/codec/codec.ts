@@ -237,7 +237,7 @@ function resolve(options: unknown, prefix: string): Config {
       }
       compression = ALGORITHM_CODES[algorithm]
     }
-    // 0 means "compress everything"; toBytes wants a size > 0.
+    // 0 means "compress everything"; toBytes wants at least 1 byte.
     if (t !== undefined) threshold = t === 0 ? 0 : toBytes(t, `${opt}.threshold`)
   }
 

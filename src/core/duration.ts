@@ -49,7 +49,7 @@ export function toMsOr(value: unknown, fallback: number, option: string): number
   return value === undefined ? fallback : toMs(value, option)
 }
 
-/** Converts a byte size to a whole number of bytes > 0. */
+/** Converts a byte size (at least 1 byte) to a whole number of bytes, rounded down. */
 export function toBytes(value: unknown, option: string): number {
   let n: number
   if (typeof value === 'number') n = value
@@ -60,6 +60,7 @@ export function toBytes(value: unknown, option: string): number {
   } else {
     throw new InvalidOptionsError(option, `expected a byte size, got ${typeof value}`)
   }
-  if (!Number.isFinite(n) || n <= 0) throw new InvalidOptionsError(option, `expected a size > 0, got ${String(value)}`)
+  // Under one byte would floor to a bound of 0, which keeps nothing.
+  if (!Number.isFinite(n) || n < 1) throw new InvalidOptionsError(option, `expected a size of at least 1 byte, got ${String(value)}`)
   return Math.floor(n)
 }

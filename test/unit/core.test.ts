@@ -143,8 +143,9 @@ describe('toBytes (byte sizes)', () => {
     assert.ok(Number.isInteger(toBytes('0.3kb', 'maxBytes')))
   })
 
-  test('zero, negative, non-finite and malformed sizes throw naming the option', () => {
-    const bad: unknown[] = [0, -1, -0.5, NaN, Infinity, '0kb', 'lots', '12tb', '64 k', '-1kb', '', null, undefined, {}, true]
+  test('zero, under one byte, negative, non-finite and malformed sizes throw naming the option', () => {
+    // Sizes under one byte would floor to a bound of 0 bytes, which keeps nothing.
+    const bad: unknown[] = [0, -1, -0.5, 0.5, 0.999, '0.5b', NaN, Infinity, '0kb', 'lots', '12tb', '64 k', '-1kb', '', null, undefined, {}, true]
     for (const value of bad) throwsInvalidOption(() => toBytes(value, 'memory.maxBytes'), 'memory.maxBytes', `toBytes(${String(value)})`)
   })
 })
