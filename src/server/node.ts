@@ -452,14 +452,20 @@ class Node implements NodeHandle {
     return this.#cluster
   }
 
-  /** Starts the cluster service once the HTTP port is bound (a failure closes the node's socket and store). */
+  /** Starts the cluster service once the HTTP port is bound, then replication (a failure closes the service; startNode then closes the node's socket and store). */
   async startCluster(): Promise<void> {
     this.#cluster = await ClusterService.start({ options: this.options, id: this.#id, httpPort: this.#port, scheme: this.#tls ? 'https' : 'http', log: this.#log, clock: this.options.clock })
     this.#cluster.registerMetrics(this.#registry)
     const transport = this.#cluster.replicationTransport
     if (transport !== undefined) {
       const cluster = this.#cluster
-      this.#replication = await startReplication({ id: this.#id, keyspace: this.#engine.keyspace, clock: this.options.clock, transport, topology: () => cluster.topology(), tombstoneTtlMs: this.options.tombstoneTtlMs, log: this.#log })
+      try {
+        this.#replication = await startReplication({ id: this.#id, keyspace: this.#engine.keyspace, clock: this.options.clock, transport, topology: () => cluster.topology(), tombstoneTtlMs: this.options.tombstoneTtlMs, log: this.#log })
+      } catch (err) {
+        // The service has bound the cluster port and runs membership: stop it, as a failed start leaves nothing open.
+        await cluster.close()
+        throw err
+      }
       this.#replication.registerMetrics(this.#registry)
       this.#engine.setReplication(this.#replication)
       const replication = this.#replication

@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import { after, describe, test } from 'node:test'
 import type { ClusterView, MemberView } from '../../src/cluster/index.js'
 import { isCacheError } from '../../src/core/errors.js'
+import type { ScanOptions, Store } from '../../src/store/types.js'
 import { startNode, type NodeHandle, type NodeOptions } from '../../src/server/index.js'
 import { CLUSTER_STATE_FILE, NODE_ID_FILE } from '../../src/server/cluster-service.js'
 import { waitUntil } from '../support/server-process.js'
@@ -179,6 +180,43 @@ describe('the cluster in a node', () => {
     const clusterPort = await freePort()
     await refused({ port, dataDir, clusterPort, region: 'lon don' }, 'region')
     await refused({ port, dataDir, clusterPort, region: 'r'.repeat(65) }, 'region')
+    const node = await startNode({ port, logger: silentLogger, dataDir, clusterSecret: SECRET, clusterPort, ...FAST })
+    await node.close()
+  })
+
+  test('replication failing to start after the cluster service started closes the service: the cluster port is free again, the error is the store\'s', async () => {
+    const { memoryStore } = await import('../../src/store/memory-store.js')
+    const { freePort } = await import('../support/server-process.js')
+    // A store whose scans fail from a given one on: the replica index's load (replication's
+    // start, after the cluster service has bound its port) scans after the keyspace's own load.
+    const failingFrom = (from: number): { store: Store; scans: () => number } => {
+      const inner = memoryStore()
+      let scans = 0
+      const store = new Proxy(inner, {
+        get(target, name) {
+          if (name === 'scan') {
+            return (options: ScanOptions) => (++scans > from ? Promise.reject(new Error("disk gone")) : target.scan!(options))
+          }
+          const v = Reflect.get(target, name) as unknown
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v
+        },
+      })
+      return { store, scans: () => scans }
+    }
+    // How many scans a node's start makes before replication's.
+    const probe = failingFrom(Infinity)
+    const solo = await startNode({ port: 0, logger: silentLogger, dataDir: bed.dir().path, store: probe.store })
+    const before = probe.scans()
+    await solo.close()
+    assert.ok(before > 0)
+    const dataDir = bed.dir().path
+    const port = await freePort()
+    const clusterPort = await freePort()
+    await assert.rejects(
+      startNode({ port, logger: silentLogger, dataDir, clusterSecret: SECRET, clusterPort, ...FAST, store: failingFrom(before).store }),
+      (e: unknown) => isCacheError(e, 'ERR_STORE_UNAVAILABLE'),
+    )
+    // The cluster port was left bound (its transport open) and the next start failed on it.
     const node = await startNode({ port, logger: silentLogger, dataDir, clusterSecret: SECRET, clusterPort, ...FAST })
     await node.close()
   })
