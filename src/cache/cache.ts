@@ -38,6 +38,7 @@ import type { LockProtocol } from './lock-protocol.js'
 import { type BatchResult, MissingBatch } from './missing-batch.js'
 import { OriginLink } from './origin-link.js'
 import { releaseStore, retainStore } from './store-users.js'
+import { checkCacheOptionNames, checkEntryOptionNames, ENTRY_OPTIONS } from './option-names.js'
 import { type Resolved, resolveOptions, type Signed, TAG_SIG, tagSignature } from './resolve-options.js'
 import { OptionsMemo } from './options-memo.js'
 import type { AttachFeedOptions } from '../feeds/feed-attachment.js'
@@ -106,6 +107,7 @@ export class Cache<V = unknown> {
 
   constructor(options: CacheOptions = {}) {
     if (options === null || typeof options !== 'object') throw new InvalidOptionsError('options', 'expected an object')
+    checkCacheOptionNames(options)
     if (options.ticker !== undefined && typeof options.ticker !== 'boolean') throw new InvalidOptionsError('ticker', `expected a boolean, got ${typeof options.ticker}`)
     if (options.ticker !== undefined && options.clock !== undefined) throw new InvalidOptionsError('ticker', 'applies to the default clock: pass createSystemClock({ ticker }) as clock instead')
     this.#clock = options.clock ?? (options.ticker === false ? noTickerClock() : systemClock)
@@ -549,6 +551,7 @@ export class Cache<V = unknown> {
   ): (...args: A) => Promise<R> {
     if (typeof fn !== 'function') throw new InvalidOptionsError('fn', 'expected a function')
     if (typeof options?.key !== 'function') throw new InvalidOptionsError('key', 'expected a function (...args) => string')
+    checkEntryOptionNames(options, '', WRAP_OPTIONS)
     const { key, tags, ...rest } = options
     // One options object for every call when the tags are fixed; with a tags function, per
     // call a copy of one template with that call's tags closure set in place (same fields,
@@ -756,6 +759,9 @@ export class Cache<V = unknown> {
  * invalid one by its path (`memory.maxEntries`, not `maxEntries`). `clock` and `random`
  * are the cache's own top-level options, passed down: named as they are.
  */
+/** `wrap`'s options: a call's, and the key function. */
+const WRAP_OPTIONS = [...ENTRY_OPTIONS, 'key']
+
 function nested<T>(prefix: string, build: () => T): T {
   try {
     return build()

@@ -13,6 +13,7 @@ import { InvalidOptionsError } from '../core/errors.js'
 import { validateTag } from '../tags/validate-tag.js'
 import type { Cache } from './cache.js'
 import { defaultCache } from './default-cache.js'
+import { checkEntryOptionNames, DEFAULT_OPTIONS } from './option-names.js'
 import { resolveOptions } from './resolve-options.js'
 import { stableKey } from './stable-key.js'
 import type { EntryOptions } from './types.js'
@@ -34,9 +35,13 @@ export interface CachedMethod<A extends unknown[], R> {
   clear(): Promise<void>
 }
 
+/** `@cached`'s option names: a call's but `signal`, and the cache and key function. */
+const CACHED_OPTIONS = [...DEFAULT_OPTIONS, 'cache', 'key']
+
 export function cached<This, A extends unknown[], R>(options: CachedOptions<A> = {}) {
   if (options === null || typeof options !== 'object') throw new InvalidOptionsError('options', 'expected an object')
   if (options.key !== undefined && typeof options.key !== 'function') throw new InvalidOptionsError('key', 'expected a function (...args) => string')
+  checkEntryOptionNames(options, '', CACHED_OPTIONS)
   const { cache: explicit, key, tags: extraTags, ...entry } = options
   // Checked here, once: tags given as a string were spread into one tag per character, and a
   // `cache` that is not one failed every call with a raw TypeError.

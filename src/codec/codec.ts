@@ -33,8 +33,9 @@ import { constants as bufferConstants } from 'node:buffer'
 import { randomFillSync } from 'node:crypto'
 import { toBytes, type ByteSize } from '../core/duration.js'
 import { DecodeError, DecryptError, InvalidKeyError, InvalidOptionsError, ValueTooLargeError, describeKey } from '../core/errors.js'
+import { rejectUnknown } from '../core/known-options.js'
 import { ALGORITHM_CODES, compress, decompress, type CompressionAlgorithm } from './compression.js'
-import { createKeyring, IV_BYTES, open, rejectUnknown, seal, TAG_BYTES, type EncryptionOptions, type Keyring } from './encryption.js'
+import { createKeyring, IV_BYTES, open, seal, TAG_BYTES, type EncryptionOptions, type Keyring } from './encryption.js'
 import { jsonSerializer, msgpackSerializer, type Serializer } from './serializers.js'
 
 export interface CodecOptions {

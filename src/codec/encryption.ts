@@ -1,5 +1,6 @@
 import { createCipheriv, createDecipheriv, createSecretKey, type KeyObject } from 'node:crypto'
 import { InvalidOptionsError } from '../core/errors.js'
+import { rejectUnknown } from '../core/known-options.js'
 
 export const IV_BYTES = 12
 export const TAG_BYTES = 16
@@ -62,12 +63,6 @@ function toKey(material: unknown, option: string): KeyObject {
   return createSecretKey(bytes)
 }
 
-/** Throws for a property not in `known`: a misspelt `encryption` must not silently store plaintext. */
-export function rejectUnknown(options: object, known: readonly string[], prefix: string): void {
-  for (const name of Object.keys(options)) {
-    if (!known.includes(name)) throw new InvalidOptionsError(`${prefix}.${name}`, `unknown option; expected one of ${known.join(', ')}`)
-  }
-}
 
 /**
  * Encrypts `plaintext` into `out` from `at`, then writes the tag. `header` is the whole header

@@ -23,6 +23,7 @@
 import type { Clock, TimerHandle } from '../core/clock.js'
 import { toBytes, toMs } from '../core/duration.js'
 import { AbortedError, ClosedError, InvalidOptionsError, InvalidValueError, WaitTimeoutError } from '../core/errors.js'
+import { optionNames, rejectUnknown } from '../core/known-options.js'
 import { mathRandom, type Random, secretSeed } from '../core/random.js'
 import { SystemClock, systemClock } from '../core/system-clock.js'
 import { ExpiryWheel } from '../expiry/expiry-wheel.js'
@@ -64,6 +65,11 @@ interface Waiter<V> {
 
 const EVENT_TYPES: readonly CacheEventType[] = ['store', 'expire', 'evict', 'erase', 'flush', 'timeout']
 const INITIAL_CAPACITY = 1024
+/** The engine's option names: another name is refused, not ignored (core/known-options.ts). */
+const MEMORY_CACHE_OPTIONS = optionNames<MemoryCacheOptions<unknown, unknown>>({
+  maxEntries: true, maxBytes: true, sizeOf: true, maxEntrySize: true, policy: true, ttl: true, tti: true, ttlJitter: true,
+  sweepInterval: true, waitTimeout: true, clock: true, random: true,
+})
 const NO_DEADLINE = Infinity
 
 export class MemoryCache<K = string, V = unknown> {
@@ -129,6 +135,7 @@ export class MemoryCache<K = string, V = unknown> {
     if (options === null || typeof options !== 'object') {
       throw new InvalidOptionsError('options', 'expected an object with maxEntries and/or maxBytes')
     }
+    rejectUnknown(options, MEMORY_CACHE_OPTIONS, '')
     const { maxEntries, maxBytes } = options
     if (maxEntries === undefined && maxBytes === undefined) {
       throw new InvalidOptionsError('maxEntries', 'a cache needs a bound: set maxEntries, maxBytes or both (an unbounded cache is a memory leak)')

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
 import { describe, test } from 'node:test'
-import { type CacheOptions, createCache, type EntryOptions, type FactoryContext, isCacheError, ManualClock, memoryStore } from '../../src/index.js'
+import { type CacheOptions, createCache, type EntryOptions, type FactoryContext, isCacheError, ManualClock, mathRandom, memoryStore } from '../../src/index.js'
 
 /** Lets promise callbacks and setImmediate-queued work run (no timers, no sleeping). */
 const flush = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
@@ -78,6 +78,48 @@ describe('getOrSet basics', () => {
     await assert.rejects(cache.getOrSet('k', 'not a function' as never), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS'))
     assert.throws(() => createCache({ defaults: { grace: -1 } }), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && /defaults\.grace/.test(e.message))
     assert.equal(await cache.getOrSet('k', () => 7), 7)
+  })
+
+  test('an option name the cache does not know is ERR_INVALID_OPTIONS naming it, with the name it likely meant; it was ignored (memroy left the default tier)', async () => {
+    const unknown = (options: unknown, option: string, meant?: string): void => {
+      assert.throws(
+        () => createCache(options as CacheOptions),
+        (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && (e as { option?: string }).option === option && (meant === undefined || e.message.includes(`did you mean ${meant}?`)),
+        option,
+      )
+    }
+    unknown({ memroy: { maxEntries: 5 } }, 'memroy', 'memory')
+    unknown({ nameSpace: 'a' }, 'nameSpace', 'namespace')
+    unknown({ whatever: 1 }, 'whatever')
+    unknown({ defaults: { tll: '5m' } }, 'defaults.tll', 'ttl')
+    unknown({ defaults: { ttl: '5m', stale: '1m' } }, 'defaults.stale')
+    unknown({ defaults: { timeout: { sfot: 10 } } }, 'defaults.timeout.sfot', 'soft')
+    unknown({ defaults: { lock: { leese: '1s' } } }, 'defaults.lock.leese', 'lease')
+    unknown({ memory: { maxEntries: 5, polcy: 'lru' } }, 'memory.polcy', 'policy')
+    unknown({ flight: { timout: '1s' } }, 'flight.timout', 'timeout')
+    unknown({ tags: { pruneage: '1h' } }, 'tags.pruneage', 'pruneAge')
+    unknown({ origins: { versionTTL: '1h' } }, 'origins.versionTTL', 'versionTtl')
+    unknown({ lock: { mode: 'local', wiat: '1s' } }, 'lock.wiat', 'wait')
+    unknown({ store: memoryStore(), l2: { timeuot: 50 } }, 'l2.timeuot', 'timeout')
+    unknown({ store: memoryStore(), l2: { retry: { attempt: 2 } } }, 'l2.retry.attempt', 'attempts')
+    unknown({ store: memoryStore(), l2: { breaker: { openFour: '1s' } } }, 'l2.breaker.openFour', 'openFor')
+    // Every documented name is known (one of each group), and wrap's options are checked once, when it is called.
+    const cache = createCache({
+      memory: { maxEntries: 5, policy: 'lru', ttlJitter: 0, sweepInterval: '1s', waitTimeout: '1s' },
+      defaults: { ttl: '1m', tti: '1m', grace: '1m', graceBackoff: '1s', timeout: { soft: 10, hard: 20 }, refreshAhead: 0.5, strategy: 'stampede', lock: { lease: '1s', wait: '1s' }, tags: ['a'], origins: [] },
+      flight: { timeout: '1s', detectRecursion: false },
+      tags: { pruneAge: '1h', pruneInterval: '1m' },
+      origins: { versionTtl: '1h' },
+      lock: { mode: 'local', lease: '1s', wait: '1s' },
+      maxKeyLength: 100,
+      namespace: 'n',
+      closeStore: true,
+      ticker: false,
+      random: mathRandom,
+    })
+    assert.throws(() => cache.wrap(async (n: number) => n, { key: (n: number) => `k${n}`, tll: '1m' } as never), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && (e as { option?: string }).option === 'tll')
+    assert.equal(await cache.wrap(async (n: number) => n, { key: (n) => `k${n}`, ttl: '1m' })(3), 3)
+    await cache.close()
   })
 
   test('close refuses further work', async () => {

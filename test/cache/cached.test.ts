@@ -71,6 +71,10 @@ describe('@cached', () => {
       [{ ttl: NaN }, 'ttl'],
       [{ strategy: 'bogus' }, 'strategy'],
       [{ timeout: 5 }, 'timeout'],
+      // Unknown names were ignored: a misspelt ttl cached for the default 5 minutes.
+      [{ tll: '1m' }, 'tll'],
+      [{ signal: AbortSignal.timeout(5) }, 'signal'],
+      [{ timeout: { hrad: 5 } }, 'timeout.hrad'],
     ] as const) {
       assert.throws(
         () => cached(options as never),

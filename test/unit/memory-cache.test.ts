@@ -125,6 +125,9 @@ describe('construction and options', () => {
       ['waitTimeout', { maxEntries: 5, waitTimeout: -1 }],
       ['clock', { maxEntries: 5, clock: {} }],
       ['random', { maxEntries: 5, random: 3 }],
+      // Unknown names were ignored: a misspelt policy left 'tinylfu', a misspelt bound no bound of that kind.
+      ['polcy', { maxEntries: 5, polcy: 'lru' }],
+      ['maxEntires', { maxBytes: 100, maxEntires: 5 }],
     ]
     for (const [option, opts] of cases) {
       assertInvalidOption(() => new MemoryCache(anyOptions(opts)), option, `${option}: ${String(Object.values(opts).at(-1))}`)
