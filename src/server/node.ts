@@ -96,6 +96,22 @@ const REFUSED_LINGER_MS = 5000
 /** Swallows errors of answers already given up on (a socket gone). */
 const ignore = (): void => undefined
 
+/**
+ * Lingering close (Apache's, nginx's) of a connection answered before its request body was
+ * read (413, 401, 503…): node:http destroys the socket once the answer is written, and a
+ * socket closed with unread bytes sends a RST, which can discard the answer on the client's
+ * side (a client still writing the body saw EPIPE / ECONNRESET instead of the 413, and took
+ * the node for unreachable). Instead the answer is followed by a FIN, the rest of the body is
+ * read and dropped (node:http dumps the request), and the socket is destroyed when the client
+ * closes, or once it sends nothing for REFUSED_LINGER_MS (requestTimeout still bounds it).
+ */
+function lingerOnClose(socket: Socket): void {
+  socket.destroySoon = function (this: Socket): void {
+    this.end()
+    this.setTimeout(REFUSED_LINGER_MS, () => this.destroy())
+  }
+}
+
 /** The lines of a raw HTTP answer, for sockets that never became a request. */
 function rawResponse(status: number, reason: string, code: string, message: string, retryAfter?: number): string {
   const body = JSON.stringify({ code, message })
@@ -968,6 +984,7 @@ class Node implements NodeHandle {
     }
     headers.push('content-length', body.byteLength, HEADER_NODE, this.#id)
     if (closing) headers.push('connection', 'close')
+    if (!complete) lingerOnClose(req.socket)
     res.writeHead(response.status, headers)
     res.end(body)
   }
