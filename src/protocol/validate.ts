@@ -8,7 +8,8 @@ import { BadRequestError, InvalidKeyError, InvalidOptionsError, InvalidTagError,
 import { validateTag } from '../tags/validate-tag.js'
 import { DEFAULT_MAX_KEY_BYTES, DEFAULT_TTL_SECONDS, MAX_TAGS, MAX_TTL_SECONDS, MIN_TTL_SECONDS, TTL_NONE } from './wire.js'
 
-const DIGITS_RE = /^[0-9]{1,10}$/
+/** Whole seconds as written in a query: no sign, no leading zero (`010` is refused, not read as 10 or 8). */
+const DIGITS_RE = /^(?:0|[1-9][0-9]{0,9})$/
 const LONE_SURROGATE_RE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
 const VERSION_RE = /^(?:W\/)?"?([0-9]{1,16})"?$/
 

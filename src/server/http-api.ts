@@ -404,7 +404,7 @@ export class HttpApi {
     const rawLimit = params.get('limit')
     let limit = LIST_DEFAULT_LIMIT
     if (rawLimit !== undefined) {
-      limit = /^\d{1,7}$/.test(rawLimit) ? Number(rawLimit) : NaN
+      limit = /^[1-9]\d{0,6}$/.test(rawLimit) ? Number(rawLimit) : NaN
       if (!(limit >= 1 && limit <= LIST_MAX_LIMIT)) throw new BadRequestError(`"limit" must be an integer from 1 to ${LIST_MAX_LIMIT}, got ${JSON.stringify(rawLimit.slice(0, 20))}`)
     }
     const page = await this.#host.engine.listKeys(prefix, cursor, limit)

@@ -84,10 +84,14 @@ describe('node API (injected)', () => {
   test('TTL range is 1..99,999,999 s; everything else is ERR_INVALID_OPTIONS', async () => {
     const { node: n } = await node()
     for (const ttl of ['1', '99999999']) assert.equal((await n.inject({ method: 'PUT', url: `/v1/keys/k?ttl=${ttl}`, body: 'v' })).status, 200, ttl)
-    for (const ttl of ['0', '-1', '1.5', '1e3', '100000000', '', 'abc', '%20', 'NONE', '0x10']) {
+    // A leading zero is refused too: whole seconds are written one way ('010' is not 8 nor 10).
+    for (const ttl of ['0', '-1', '1.5', '1e3', '100000000', '', 'abc', '%20', 'NONE', '0x10', '01', '010', '00']) {
       const r = await n.inject({ method: 'PUT', url: `/v1/keys/k?ttl=${ttl}`, body: 'v' })
       assert.equal(r.status, 400, ttl)
       assert.equal(code(r), 'ERR_INVALID_OPTIONS', ttl)
+      const zerocache = await n.inject({ method: 'PUT', url: `/london/k?expiry=${ttl}`, body: 'v' })
+      assert.equal(zerocache.status, 400, `expiry=${ttl}`)
+      assert.equal(code(zerocache), 'ERR_INVALID_OPTIONS', `expiry=${ttl}`)
     }
   })
 
