@@ -442,16 +442,18 @@ export class HttpApi {
   async #zerocache(key: string, method: string, query: string, request: ApiRequest): Promise<ApiResponse> {
     const engine = this.#host.engine
     if (method === 'GET') return this.#getEntry(key, query, request)
+    // If-Match as on the v1 routes: a precondition ignored would turn a conditional write into a blind one.
+    const ifMatch = parseIfMatch(header(request.headers, 'if-match'))
     if (method === 'PUT') {
       const params = queryParams(query, ['expiry', 'ack'])
       const ttl = parseTtlParam(params.get('expiry'), 'expiry')
       this.#checkValue(request.body.byteLength)
       const w = writeOptions(params.get('ack'), request.headers)
-      const r = await engine.put({ key, value: request.body, ttl, tags: [] }, w.options)
+      const r = await engine.put({ key, value: request.body, ttl, tags: [], ifMatch }, w.options)
       return { status: 200, headers: writeHeaders(TEXT_TYPE, r.version, undefined, w.headers()), body: 'OK' }
     }
     const w = writeOptions(queryParams(query, ['ack']).get('ack'), request.headers)
-    await engine.delete(key, undefined, w.options)
+    await engine.delete(key, ifMatch, w.options)
     return { status: 200, headers: { 'content-type': TEXT_TYPE, ...w.headers() }, body: 'OK' }
   }
 

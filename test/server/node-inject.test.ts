@@ -310,6 +310,26 @@ describe('node API (injected)', () => {
     assert.equal(code(await n.inject({ method: 'GET', url: '/a/b/c' })), 'ERR_NOT_FOUND')
   })
 
+  test('Zerocache PUT / DELETE honour If-Match as the v1 routes do (it was ignored: a conditional write overwrote)', async () => {
+    const { node: n } = await node()
+    const put = await n.inject({ method: 'PUT', url: '/london/cond', body: 'one' })
+    const etag = put.headers.etag!
+    assert.match(etag, /^"\d+"$/)
+    const stale = await n.inject({ method: 'PUT', url: '/london/cond', body: 'two', headers: { 'if-match': '"1"' } })
+    assert.equal(stale.status, 412)
+    assert.equal(code(stale), 'ERR_PRECONDITION_FAILED')
+    assert.equal(bodyText(await n.inject({ method: 'GET', url: '/london/cond' })), 'one')
+    assert.equal(code(await n.inject({ method: 'PUT', url: '/london/absent', body: 'x', headers: { 'if-match': '*' } })), 'ERR_PRECONDITION_FAILED')
+    assert.equal(code(await n.inject({ method: 'PUT', url: '/london/cond', body: 'x', headers: { 'if-match': 'nonsense' } })), 'ERR_BAD_REQUEST')
+    assert.equal(code(await n.inject({ method: 'DELETE', url: '/london/cond', headers: { 'if-match': '"1"' } })), 'ERR_PRECONDITION_FAILED')
+    assert.equal(bodyText(await n.inject({ method: 'GET', url: '/london/cond' })), 'one')
+    const ok = await n.inject({ method: 'PUT', url: '/london/cond', body: 'two', headers: { 'if-match': etag } })
+    assert.equal(ok.status, 200)
+    assert.equal(bodyText(ok), 'OK')
+    assert.equal(bodyText(await n.inject({ method: 'DELETE', url: '/london/cond', headers: { 'if-match': ok.headers.etag! } })), 'OK')
+    assert.equal(code(await n.inject({ method: 'GET', url: '/london/cond' })), 'ERR_NOT_FOUND')
+  })
+
   test('unknown routes 404, wrong methods 405 with Allow, unknown query parameters 400', async () => {
     const { node: n } = await node()
     assert.equal(code(await n.inject({ method: 'GET', url: '/v2/keys/a' })), 'ERR_NOT_FOUND')
