@@ -59,7 +59,7 @@ import {
 import { mathRandom, type Random } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
 import { checkKey as checkWireKey, checkPrefix, parseEtag, parseTagsJson } from '../protocol/validate.js'
-import { ACK_DEADLINE_MS, CONFIRM_CLEAR, DEFAULT_MAX_BATCH, DEFAULT_PORT, DEFAULT_MAX_KEY_BYTES, HEADER_CONFIRM, HEADER_MIN_VERSION, HEADER_REPLICAS, HEADER_TAGS, HEADER_TTL, MAX_TTL_SECONDS, REGION_NAME, TTL_NONE } from '../protocol/wire.js'
+import { ACK_DEADLINE_MS, BEARER_TOKEN, CONFIRM_CLEAR, DEFAULT_MAX_BATCH, DEFAULT_PORT, DEFAULT_MAX_KEY_BYTES, HEADER_CONFIRM, HEADER_MIN_VERSION, HEADER_REPLICAS, HEADER_TAGS, HEADER_TTL, MAX_TTL_SECONDS, REGION_NAME, TTL_NONE } from '../protocol/wire.js'
 import { NearCache, type NearCacheStats } from '../cache/near-cache.js'
 import { WATCH_PARTITIONS, watchPartition, type WatchMessage } from '../protocol/watch.js'
 import { NearCacheLink } from './near-cache-link.js'
@@ -469,7 +469,7 @@ class NodeClient implements Client {
     if (maxProbeInterval < probeInterval) throw new InvalidOptionsError('eject.maxProbeInterval', 'must be >= eject.probeInterval')
     const ejectOnTimeout = eject.onTimeout ?? true
     if (typeof ejectOnTimeout !== 'boolean') throw new InvalidOptionsError('eject.onTimeout', `expected a boolean, got ${String(ejectOnTimeout)}`)
-    if (options.token !== undefined && (typeof options.token !== 'string' || options.token === '' || /[\r\n]/.test(options.token))) throw new InvalidOptionsError('token', 'expected a non-empty single-line string')
+    if (options.token !== undefined && (typeof options.token !== 'string' || !BEARER_TOKEN.test(options.token))) throw new InvalidOptionsError('token', 'expected a non-empty string of printable ASCII, no space at either end')
     const connections = positiveInt(options.connections, 16, 'connections')
     const keepAliveMs = finiteMs(options.keepAlive, 4000, 'keepAlive', 1)
     const maxResponseBytes = options.maxResponseBytes === undefined ? 64 * 1024 * 1024 : toBytes(options.maxResponseBytes, 'maxResponseBytes')

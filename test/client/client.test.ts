@@ -405,6 +405,14 @@ describe('answers, errors and options', () => {
       [{ nodes: [A], retry: { baseDelay: '1s', maxDelay: '10ms' } }, 'retry.maxDelay'],
       [{ nodes: [A], eject: { after: 0 } }, 'eject.after'],
       [{ nodes: [A], token: 'a\nb' }, 'token'],
+      // Not sendable in a header (undici refused it on every call: ERR_NODE_UNREACHABLE, ejecting a healthy node), or trimmed by the node's parser (never matches).
+      [{ nodes: [A], token: 'tok\u0000en' }, 'token'],
+      [{ nodes: [A], token: 'tok\u007fen' }, 'token'],
+      [{ nodes: [A], token: 'tok\ten' }, 'token'],
+      [{ nodes: [A], token: 't\u00f8ken' }, 'token'],
+      [{ nodes: [A], token: '\u{1f600}' }, 'token'],
+      [{ nodes: [A], token: 'token ' }, 'token'],
+      [{ nodes: [A], token: ' token' }, 'token'],
       [{ nodes: [A], connections: 0 }, 'connections'],
       // A region no node can have (the node's rule: 1-64 of [A-Za-z0-9_.-]) would send every read to other regions; were accepted.
       [{ nodes: [A], region: 'lon don' }, 'region'],
@@ -416,6 +424,7 @@ describe('answers, errors and options', () => {
     for (const [options, option] of cases) {
       assert.throws(() => createClient(options as ClientOptions), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && (e as unknown as { option: string }).option === option, option)
     }
+    for (const token of ['s3cret', 'a b', 'x'.repeat(200), 'b64+/=._~-']) void createClient({ nodes: [A], token, transport: new ScriptedTransport(new ManualClock(), () => entry()) }).close()
     const ok = createClient({ nodes: ['127.0.0.1:7700', 'http://127.0.0.1:7700/'], transport: new ScriptedTransport(new ManualClock(), () => entry()) })
     assert.deepEqual(ok.nodes().map((s) => s.node), ['http://127.0.0.1:7700'])
     void ok.close()

@@ -465,6 +465,10 @@ describe('node API (injected)', () => {
       [{ tlsCert: '/x.pem' }, 'tlsKey'],
       [{ logLevel: 'loud' }, 'logLevel'],
       [{ authToken: '' }, 'authToken'],
+      // A token no client can send in a header (control or non-ASCII characters), or that the HTTP parser trims off (edge spaces): every request would be 401.
+      [{ authToken: 'tok\u0000en' }, 'authToken'],
+      [{ authToken: 't\u00f8ken' }, 'authToken'],
+      [{ authToken: 'token ' }, 'authToken'],
       [{ tombstoneTtl: '0s' }, 'tombstoneTtl'],
     ] as const) {
       await assert.rejects(
