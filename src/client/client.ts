@@ -101,6 +101,11 @@ function decodeKeysCursor(cursor: unknown): { node: string; cursor: string } {
 /** Most keys or entries in one mget/mset request; bigger batches are split. */
 const MAX_BATCH = DEFAULT_MAX_BATCH
 
+/** Per-call options must be an object when given (as the library's calls require): `null` was a TypeError, a string no options. */
+function checkCallOptions(options: unknown): void {
+  if (options !== undefined && (options === null || typeof options !== 'object' || Array.isArray(options))) throw new InvalidOptionsError('options', 'expected an object')
+}
+
 export interface ClientRetryOptions {
   /**
    * Retries of a failed attempt (network error, timeout, 5xx) for operations that may be
@@ -530,6 +535,13 @@ class NodeClient implements Client {
   // ── operations ──────────────────────────────────────────────────────────────
 
   get(key: string, options?: ClientCallOptions): Promise<ClientEntry | undefined> {
+    if (options !== undefined) {
+      try {
+        checkCallOptions(options)
+      } catch (err) {
+        return Promise.reject(err as Error)
+      }
+    }
     const near = this.#near
     if (near === undefined) return this.#get(key, options)
     // Only valid keys are ever cached, so a hit needs no key check (a miss gets it in #get);
@@ -751,6 +763,7 @@ class NodeClient implements Client {
   }
 
   async set(key: string, value: ClientValue, options: ClientSetOptions = {}): Promise<ClientSetResult> {
+    checkCallOptions(options)
     checkKey(key)
     const body = toBody(value)
     const query: string[] = []
@@ -775,6 +788,7 @@ class NodeClient implements Client {
   }
 
   async delete(key: string, options: ClientDeleteOptions = {}): Promise<boolean> {
+    checkCallOptions(options)
     checkKey(key)
     const headers: Record<string, string> = {}
     if (options.ifVersion !== undefined) headers['if-match'] = ifMatch(options.ifVersion)
@@ -793,6 +807,7 @@ class NodeClient implements Client {
   }
 
   async mget(keys: readonly string[], options?: ClientCallOptions): Promise<(ClientEntry | undefined)[]> {
+    checkCallOptions(options)
     if (!Array.isArray(keys)) throw new InvalidKeyError('mget expects an array of keys')
     for (const k of keys) checkKey(k)
     if (keys.length === 0) return []
@@ -879,6 +894,7 @@ class NodeClient implements Client {
   }
 
   async mset(entries: readonly ClientMsetEntry[], options: ClientMsetOptions = {}): Promise<number[]> {
+    checkCallOptions(options)
     if (!Array.isArray(entries)) throw new InvalidValueError('mset expects an array of { key, value, ttl?, tags? }')
     const wire = entries.map((e, i) => {
       if (e === null || typeof e !== 'object') throw new InvalidValueError(`mset entry ${i} is not an object`)
@@ -917,6 +933,7 @@ class NodeClient implements Client {
   }
 
   async invalidate(tags: readonly string[], options: ClientInvalidateOptions = {}): Promise<number> {
+    checkCallOptions(options)
     const list = checkTags(tags)
     const mode = options.mode ?? 'hard'
     if (mode !== 'hard' && mode !== 'soft') throw new InvalidOptionsError('mode', `expected 'hard' or 'soft', got ${String(mode)}`)
@@ -937,6 +954,7 @@ class NodeClient implements Client {
   }
 
   async stats(options: ClientStatsOptions = {}): Promise<Record<string, unknown>> {
+    checkCallOptions(options)
     const pin = options.node === undefined ? undefined : normalizeNode(options.node, 'node')
     if (pin !== undefined && !this.#r.nodes.includes(pin)) throw new InvalidOptionsError('node', `${pin} is not one of the client's nodes`)
     return this.#call({ method: 'GET', path: '/v1/stats' }, true, options, (res, node) => {
@@ -946,6 +964,7 @@ class NodeClient implements Client {
   }
 
   async clear(options: ClientClearOptions = {}): Promise<void> {
+    checkCallOptions(options)
     const prefix = options.prefix ?? ''
     checkPrefix(prefix)
     const query: string[] = []
@@ -962,6 +981,7 @@ class NodeClient implements Client {
   }
 
   async keys(options: ClientKeysOptions = {}): Promise<ClientKeysPage> {
+    checkCallOptions(options)
     const prefix = options.prefix ?? ''
     checkPrefix(prefix)
     const limit = options.limit ?? 100
@@ -993,6 +1013,7 @@ class NodeClient implements Client {
   }
 
   async *keysAll(options: Omit<ClientKeysOptions, 'cursor'> = {}): AsyncIterableIterator<string> {
+    checkCallOptions(options)
     let cursor: string | undefined
     do {
       const page = await this.keys({ ...options, cursor })
@@ -1002,6 +1023,7 @@ class NodeClient implements Client {
   }
 
   async ping(options: ClientCallOptions = {}): Promise<ClientPingResult[]> {
+    checkCallOptions(options)
     this.#checkOpen()
     const timeoutMs = finiteMs(options.timeout, this.#r.timeoutMs, 'timeout', 1)
     return Promise.all(

@@ -430,6 +430,31 @@ describe('answers, errors and options', () => {
     void ok.close()
   })
 
+  test('per-call options that are not an object (null, a string, a number) are ERR_INVALID_OPTIONS naming options, as the library refuses them', async () => {
+    // null was a TypeError for most calls, and a string was taken as no options.
+    const { client, transport } = setup(() => entry())
+    const calls: [string, (o: never) => Promise<unknown>][] = [
+      ['get', (o) => client.get('k', o)],
+      ['set', (o) => client.set('k', 'v', o)],
+      ['delete', (o) => client.delete('k', o)],
+      ['mget', (o) => client.mget(['k'], o)],
+      ['mset', (o) => client.mset([{ key: 'k', value: 'v' }], o)],
+      ['invalidate', (o) => client.invalidate(['t'], o)],
+      ['stats', (o) => client.stats(o)],
+      ['clear', (o) => client.clear(o)],
+      ['keys', (o) => client.keys(o)],
+      ['ping', (o) => client.ping(o)],
+      ['keysAll', (o) => client.keysAll(o).next()],
+    ]
+    for (const [name, call] of calls) {
+      for (const bad of [null, 'x', 5]) {
+        await assert.rejects(call(bad as never), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && (e as { option?: string }).option === 'options', `${name}(${String(bad)})`)
+      }
+    }
+    assert.equal(transport.requests.length, 0)
+    await client.close()
+  })
+
   test("a bare host without a port is a node on the node's default port (7700); a URL keeps its scheme's", () => {
     assert.equal(normalizeNode('127.0.0.1'), 'http://127.0.0.1:7700')
     assert.equal(normalizeNode('cache-1.internal'), 'http://cache-1.internal:7700')
