@@ -444,6 +444,13 @@ class Node implements NodeHandle {
       socket.on('error', () => undefined)
       socket.end(rawResponse(400, 'Bad Request', 'ERR_BAD_REQUEST', 'The node is not a proxy: CONNECT is not supported'))
     })
+    // Without a listener node:http answers an Expect other than 100-continue with a bare 417 (no JSON body).
+    server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+      res.on('error', ignore)
+      this.#requests++
+      const expect = String(req.headers.expect).slice(0, 60)
+      this.#send(req, res, this.#count(errorResponse('ERR_BAD_REQUEST', `Expect ${JSON.stringify(expect)} cannot be met: only 100-continue is supported`, 417)), true, 0)
+    })
   }
 
   get url(): string {

@@ -134,6 +134,18 @@ describe('node over sockets', () => {
     }
   })
 
+  test('an Expect other than 100-continue gets a JSON 417 ERR_BAD_REQUEST (node:http answered a bare 417 with no body)', async () => {
+    const n = await start()
+    const c = await raw(n)
+    c.socket.write('PUT /v1/keys/e HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: something-else\r\nContent-Length: 1\r\n\r\nx')
+    const reply = await c.received
+    assert.equal(statusOf(reply), 417, reply)
+    assert.equal(errorCode(bodyOf(reply)), 'ERR_BAD_REQUEST')
+    assert.equal((await send(n.url, 'GET', '/v1/keys/e')).status, 404)
+    const continued = await send(n.url, 'PUT', '/v1/keys/e', 'v', { expect: '100-continue' })
+    assert.equal(continued.status, 200)
+  })
+
   test('malformed HTTP gets a JSON 400; oversized headers a JSON 413', async () => {
     const n = await start()
     for (const garbage of ['\x00\x01\x02 nonsense\r\n\r\n', 'GET /v1/keys/a HTTP/9.9\r\n\r\n', 'GET /v1/keys/a HTTP/1.1\r\nContent-Length: -5\r\n\r\n', 'GET /v1/keys/a HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n']) {
