@@ -991,7 +991,11 @@ class Node implements NodeHandle {
     }
     headers.push('content-length', body.byteLength, HEADER_NODE, this.#id)
     if (closing) headers.push('connection', 'close')
-    if (!complete) lingerOnClose(req.socket)
+    if (!complete) {
+      lingerOnClose(req.socket)
+      // Requests pipelined behind the unread body are not run: the connection closes after this answer, so theirs would never be sent.
+      this.#answeredRaw.add(req.socket)
+    }
     res.writeHead(response.status, headers)
     res.end(body)
   }

@@ -134,6 +134,16 @@ describe('node over sockets', () => {
     }
   })
 
+  test('a request pipelined behind a body refused unread is not run: its connection is closing and its answer would never be sent', async () => {
+    const n = await start({ maxValueBytes: 1000 })
+    const c = await raw(n)
+    c.socket.write(`PUT /v1/keys/big HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5000\r\n\r\n${'a'.repeat(5000)}`)
+    c.socket.write('PUT /v1/keys/pipelined HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 3\r\n\r\nabc')
+    const reply = await c.received
+    assert.equal(statusOf(reply), 413, reply)
+    assert.equal((await send(n.url, 'GET', '/v1/keys/pipelined')).status, 404)
+  })
+
   test('an Expect other than 100-continue gets a JSON 417 ERR_BAD_REQUEST (node:http answered a bare 417 with no body)', async () => {
     const n = await start()
     const c = await raw(n)
