@@ -1141,6 +1141,10 @@ class NodeClient implements Client {
         failure = errorFromResponse(res, node)
         // A 5xx may come after the node applied the request: ambiguous, as a timeout.
         retriable = idempotent
+      } else if (outcome.kind === 'bad') {
+        // An answer over the client's own maxResponseBytes: the node answered, and asking again gives the same.
+        this.#rotation.success(node)
+        throw outcome.err
       } else {
         failure = this.#failure(node, outcome, attemptMs)
         retriable = outcome.kind === 'network' && outcome.notSent ? true : idempotent

@@ -156,6 +156,16 @@ describe('client over real sockets with injected faults', () => {
     assert.deepEqual(uncaught.map(String), [], 'no error escaped the client')
   })
 
+  test('an answer over maxResponseBytes fails at once: not retried, and its node stays in rotation (it answered; the bound is the client\'s)', async () => {
+    // It was retried as a failure (the whole answer read again each time) and ejected a healthy node.
+    const big = await fault((_req, res) => entry(res, 'x'.repeat(300_000)))
+    const client = createClient({ nodes: [big.url], maxResponseBytes: '64kb', eject: { after: 1 } })
+    await assert.rejects(client.get('k'), (e) => isCacheError(e, 'ERR_BAD_RESPONSE') && /maxResponseBytes/.test((e as Error).message))
+    assert.equal(big.hits, 1)
+    assert.deepEqual(client.nodes().map((n) => [n.inRotation, n.ejections]), [[true, 0]])
+    await client.close()
+  })
+
   test('an answer over maxResponseBytes is ERR_BAD_RESPONSE; a non-protocol answer too', async () => {
     const big = await fault((_req, res) => entry(res, 'x'.repeat(300_000)))
     const client = createClient({ nodes: [big.url], maxResponseBytes: '64kb', retry: false })
