@@ -537,6 +537,10 @@ class Node implements NodeHandle {
   }
 
   inject(request: InjectRequest): Promise<ApiResponse> {
+    const r = request as unknown as Record<string, unknown> | null
+    if (r === null || typeof r !== 'object' || typeof r.method !== 'string' || typeof r.url !== 'string' || (r.headers !== undefined && (r.headers === null || typeof r.headers !== 'object')) || (r.body !== undefined && typeof r.body !== 'string' && !(r.body instanceof Uint8Array))) {
+      return Promise.reject(new InvalidOptionsError('request', 'expected { method, url, headers?, body? } (strings; body a string or Uint8Array)'))
+    }
     if (isTraced(nodeRequestChannel)) return traceInject(request.method, request.url, this.#id, () => this.#inject(request))
     return this.#inject(request)
   }

@@ -1,6 +1,7 @@
 // The node's HTTP API in process: requests injected without sockets, on a ManualClock.
 import assert from 'node:assert/strict'
 import { after, describe, test } from 'node:test'
+import { isCacheError } from '../../src/core/errors.js'
 import { ManualClock } from '../../src/core/manual-clock.js'
 import { memoryStore } from '../../src/store/memory-store.js'
 import { startNode, type NodeHandle, type NodeOptions } from '../../src/server/index.js'
@@ -454,6 +455,14 @@ describe('node API (injected)', () => {
     const { node: third } = await node({ clock: back, store: survivingStore(store) })
     const v2 = json(await third.inject({ method: 'PUT', url: '/v1/keys/keep', body: 'newer' })).version as number
     assert.ok(v2 > v1, `${v2} > ${v1}`)
+  })
+
+  test('inject with a request that is not { method, url, headers?, body? } is ERR_INVALID_OPTIONS naming request, not a TypeError', async () => {
+    const { node: n } = await node()
+    for (const bad of [null, 5, {}, { method: 'GET' }, { url: '/healthz' }, { method: 1, url: '/healthz' }, { method: 'GET', url: '/healthz', headers: 'x' }, { method: 'PUT', url: '/v1/keys/a', body: 5 }]) {
+      await assert.rejects(n.inject(bad as never), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && (e as { option?: string }).option === 'request', JSON.stringify(bad))
+    }
+    assert.equal((await n.inject({ method: 'GET', url: '/healthz' })).status, 200)
   })
 
   test('bad options are refused with ERR_INVALID_OPTIONS naming the option', async () => {
