@@ -101,6 +101,16 @@ function decodeKeysCursor(cursor: unknown): { node: string; cursor: string } {
 /** Most keys or entries in one mget/mset request; bigger batches are split. */
 const MAX_BATCH = DEFAULT_MAX_BATCH
 
+/** `tls` as documented, `{ ca, rejectUnauthorized }`: anything else reached the TLS connect and failed every call as unreachable. */
+function checkTls(tls: unknown): void {
+  if (tls === undefined) return
+  if (tls === null || typeof tls !== 'object' || Array.isArray(tls)) throw new InvalidOptionsError('tls', 'expected an object { ca, rejectUnauthorized }')
+  const { ca, rejectUnauthorized } = tls as Record<string, unknown>
+  if (rejectUnauthorized !== undefined && typeof rejectUnauthorized !== 'boolean') throw new InvalidOptionsError('tls.rejectUnauthorized', `expected a boolean, got ${typeof rejectUnauthorized}`)
+  const pem = (v: unknown): boolean => typeof v === 'string' || v instanceof Uint8Array
+  if (ca !== undefined && !(pem(ca) || (Array.isArray(ca) && ca.every(pem)))) throw new InvalidOptionsError('tls.ca', 'expected a PEM string or Buffer, or an array of them')
+}
+
 /** Per-call options must be an object when given (as the library's calls require): `null` was a TypeError, a string no options. */
 function checkCallOptions(options: unknown): void {
   if (options !== undefined && (options === null || typeof options !== 'object' || Array.isArray(options))) throw new InvalidOptionsError('options', 'expected an object')
@@ -475,6 +485,7 @@ class NodeClient implements Client {
     const ejectOnTimeout = eject.onTimeout ?? true
     if (typeof ejectOnTimeout !== 'boolean') throw new InvalidOptionsError('eject.onTimeout', `expected a boolean, got ${String(ejectOnTimeout)}`)
     if (options.token !== undefined && (typeof options.token !== 'string' || !BEARER_TOKEN.test(options.token))) throw new InvalidOptionsError('token', 'expected a non-empty string of printable ASCII, no space at either end')
+    checkTls(options.tls)
     const connections = positiveInt(options.connections, 16, 'connections')
     const keepAliveMs = finiteMs(options.keepAlive, 4000, 'keepAlive', 1)
     const maxResponseBytes = options.maxResponseBytes === undefined ? 64 * 1024 * 1024 : toBytes(options.maxResponseBytes, 'maxResponseBytes')

@@ -414,6 +414,12 @@ describe('answers, errors and options', () => {
       [{ nodes: [A], token: 'token ' }, 'token'],
       [{ nodes: [A], token: ' token' }, 'token'],
       [{ nodes: [A], connections: 0 }, 'connections'],
+      // Were passed to the TLS connect as they were: every call failed as ERR_NODE_UNREACHABLE.
+      [{ nodes: [A], tls: 5 }, 'tls'],
+      [{ nodes: [A], tls: 'ca.pem' }, 'tls'],
+      [{ nodes: [A], tls: { rejectUnauthorized: 'false' } }, 'tls.rejectUnauthorized'],
+      [{ nodes: [A], tls: { ca: 5 } }, 'tls.ca'],
+      [{ nodes: [A], tls: { ca: ['pem', 5] } }, 'tls.ca'],
       // A region no node can have (the node's rule: 1-64 of [A-Za-z0-9_.-]) would send every read to other regions; were accepted.
       [{ nodes: [A], region: 'lon don' }, 'region'],
       [{ nodes: [A], region: 'r'.repeat(65) }, 'region'],
