@@ -678,6 +678,10 @@ class NodeClient implements Client {
         }
         last = errorFromResponse(outcome.res, node)
         this.#rotation.failure(node)
+      } else if (outcome.kind === 'bad') {
+        // An answer over the client's own maxResponseBytes: the node answered, and the next rung would answer the same.
+        this.#rotation.success(node)
+        throw outcome.err
       } else {
         last = this.#failure(node, outcome, timeoutMs)
         // A try that waited its whole rung timeout without an answer: the node accepts

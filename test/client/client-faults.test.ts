@@ -166,6 +166,19 @@ describe('client over real sockets with injected faults', () => {
     await client.close()
   })
 
+  test('on the read ladder (region) too, an answer over maxResponseBytes fails at once and ejects no node', async () => {
+    const big = await fault((req, res) => {
+      if (req.url === '/v1/cluster') {
+        res.writeHead(404, { 'content-type': 'application/json' })
+        res.end('{"code":"ERR_NOT_FOUND","message":"No route"}')
+      } else entry(res, 'x'.repeat(300_000))
+    })
+    const client = createClient({ nodes: [big.url], maxResponseBytes: '64kb', region: 'default', eject: { after: 1 } })
+    await assert.rejects(client.get('k'), (e) => isCacheError(e, 'ERR_BAD_RESPONSE') && /maxResponseBytes/.test((e as Error).message))
+    assert.deepEqual(client.nodes().map((n) => [n.inRotation, n.ejections]), [[true, 0]])
+    await client.close()
+  })
+
   test('an answer over maxResponseBytes is ERR_BAD_RESPONSE; a non-protocol answer too', async () => {
     const big = await fault((_req, res) => entry(res, 'x'.repeat(300_000)))
     const client = createClient({ nodes: [big.url], maxResponseBytes: '64kb', retry: false })
