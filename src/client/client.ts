@@ -111,6 +111,14 @@ function checkTls(tls: unknown): void {
   if (ca !== undefined && !(pem(ca) || (Array.isArray(ca) && ca.every(pem)))) throw new InvalidOptionsError('tls.ca', 'expected a PEM string or Buffer, or an array of them')
 }
 
+/**
+ * A key's miss: the node's 404, which says ERR_NOT_FOUND. A 404 without it comes from a web
+ * server or proxy at the node's address (not the protocol: ERR_BAD_RESPONSE), not a miss.
+ */
+function isMiss(res: HttpResponse): boolean {
+  return res.status === 404 && res.body.includes('"ERR_NOT_FOUND"')
+}
+
 /** Per-call options must be an object when given (as the library's calls require): `null` was a TypeError, a string no options. */
 function checkCallOptions(options: unknown): void {
   if (options !== undefined && (options === null || typeof options !== 'object' || Array.isArray(options))) throw new InvalidOptionsError('options', 'expected an object')
@@ -589,7 +597,7 @@ class NodeClient implements Client {
   async #get(key: string, options: ClientCallOptions | undefined, pin?: string): Promise<ClientEntry | undefined> {
     checkKey(key)
     const parse = (res: HttpResponse, node: string): ClientEntry | undefined => {
-      if (res.status === 404) return undefined
+      if (isMiss(res)) return undefined
       // A node holding nothing for the key, not even a tombstone: it expired or was evicted
       // (or the write has not reached any node asked yet); waiting could last forever.
       if (classify(res) === 'stale') {
@@ -813,7 +821,7 @@ class NodeClient implements Client {
       this.#near?.forget(key)
       // A delete answers no version: the session stops asking for the overwritten one (504 here: an ack timeout, committed).
       if (res.status < 500 || res.status === 504) this.#session?.forget(key)
-      if (res.status === 404) return false
+      if (isMiss(res)) return false
       if (res.status !== 200) throw errorFromResponse(res, node, 'DELETE')
       const json = parseJson(res, node)
       if (typeof json.deleted !== 'boolean') throw new BadResponseError('DELETE answer without a boolean `deleted`', { node })
@@ -1464,8 +1472,6 @@ function rebuild(res: HttpResponse, node: string, method: string): CacheError {
   switch (res.status) {
     case 401:
       return new UnauthorizedError(text)
-    case 404:
-      return new NotFoundError(text)
     case 412:
       return new PreconditionFailedError(text)
     case 413:
