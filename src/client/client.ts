@@ -119,6 +119,11 @@ function isMiss(res: HttpResponse): boolean {
   return res.status === 404 && res.body.includes('"ERR_NOT_FOUND"')
 }
 
+/** `idempotent` turns retries of ambiguous failures on: only a boolean may (the string 'false' did). */
+function checkIdempotent(idempotent: unknown): void {
+  if (idempotent !== undefined && idempotent !== null && typeof idempotent !== 'boolean') throw new InvalidOptionsError('idempotent', `expected a boolean, got ${typeof idempotent}`)
+}
+
 /** Per-call options must be an object when given (as the library's calls require): `null` was a TypeError, a string no options. */
 function checkCallOptions(options: unknown): void {
   if (options !== undefined && (options === null || typeof options !== 'object' || Array.isArray(options))) throw new InvalidOptionsError('options', 'expected an object')
@@ -787,6 +792,7 @@ class NodeClient implements Client {
 
   async set(key: string, value: ClientValue, options: ClientSetOptions = {}): Promise<ClientSetResult> {
     checkCallOptions(options)
+    checkIdempotent(options.idempotent)
     checkKey(key)
     const body = toBody(value)
     const query: string[] = []
@@ -918,6 +924,7 @@ class NodeClient implements Client {
 
   async mset(entries: readonly ClientMsetEntry[], options: ClientMsetOptions = {}): Promise<number[]> {
     checkCallOptions(options)
+    checkIdempotent(options.idempotent)
     if (!Array.isArray(entries)) throw new InvalidValueError('mset expects an array of { key, value, ttl?, tags? }')
     const wire = entries.map((e, i) => {
       if (e === null || typeof e !== 'object') throw new InvalidValueError(`mset entry ${i} is not an object`)

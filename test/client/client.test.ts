@@ -461,6 +461,16 @@ describe('answers, errors and options', () => {
     await client.close()
   })
 
+  test('idempotent that is not a boolean is ERR_INVALID_OPTIONS naming it (the string \'false\' turned blind retries on)', async () => {
+    const { client, transport } = setup(() => putOk())
+    for (const bad of ['false', 'yes', 1]) {
+      await assert.rejects(client.set('k', 'v', { idempotent: bad as never }), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && (e as { option?: string }).option === 'idempotent', String(bad))
+      await assert.rejects(client.mset([{ key: 'k', value: 'v' }], { idempotent: bad as never }), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && (e as { option?: string }).option === 'idempotent', String(bad))
+    }
+    assert.equal(transport.requests.length, 0)
+    await client.close()
+  })
+
   test("a bare host without a port is a node on the node's default port (7700); a URL keeps its scheme's", () => {
     assert.equal(normalizeNode('127.0.0.1'), 'http://127.0.0.1:7700')
     assert.equal(normalizeNode('cache-1.internal'), 'http://cache-1.internal:7700')
