@@ -92,8 +92,9 @@ function ttlArg(raw: string | undefined): Duration | undefined {
   if (raw === 'none') return Infinity
   if (/^\d+(?:\.\d*)?$/.test(raw)) {
     // A bare number is seconds, as in the HTTP API: refuse it in seconds, not as the milliseconds it would become.
-    const seconds = Number(raw)
-    if (!Number.isInteger(seconds) || seconds < 1 || seconds > MAX_TTL_SECONDS) throw new UsageError(`--ttl expects whole seconds from 1 to ${MAX_TTL_SECONDS}, a duration with its unit ('10m') or 'none', got ${JSON.stringify(raw)}`)
+    // Written as the HTTP API takes them: no leading zero, no decimal point.
+    const seconds = /^[1-9]\d*$/.test(raw) ? Number(raw) : NaN
+    if (!(seconds <= MAX_TTL_SECONDS)) throw new UsageError(`--ttl expects whole seconds from 1 to ${MAX_TTL_SECONDS}, a duration with its unit ('10m') or 'none', got ${JSON.stringify(raw)}`)
     return seconds * 1000
   }
   return raw as Duration
@@ -156,7 +157,8 @@ export async function setCommand(argv: string[], io: CliIo): Promise<number> {
     if (stdin === undefined) throw new UsageError('no value: give it as an argument, with --file, or on stdin')
     value = stdin
   }
-  const tags = values.tags === undefined ? undefined : values.tags.split(',').map((t) => t.trim()).filter((t) => t !== '')
+  // `--tags ''` is no tags; an empty tag within a list (a,,b) is refused by the client's tag check, as the node would.
+  const tags = values.tags === undefined ? undefined : values.tags === '' ? [] : values.tags.split(',').map((t) => t.trim())
   const ifVersion = versionArg(values['if-version'])
   const ttl = ttlArg(values.ttl)
   return withClient(clientFrom(values, io), async (client) => {

@@ -59,7 +59,7 @@ import {
 import { mathRandom, type Random } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
 import { checkKey as checkWireKey, checkPrefix, parseEtag, parseTagsJson } from '../protocol/validate.js'
-import { ACK_DEADLINE_MS, CONFIRM_CLEAR, DEFAULT_MAX_BATCH, DEFAULT_PORT, DEFAULT_MAX_KEY_BYTES, HEADER_CONFIRM, HEADER_MIN_VERSION, HEADER_REPLICAS, HEADER_TAGS, HEADER_TTL, MAX_TTL_SECONDS, REGION_NAME, TTL_NONE } from '../protocol/wire.js'
+import { ACK_DEADLINE_MS, BEARER_TOKEN, CONFIRM_CLEAR, DEFAULT_MAX_BATCH, DEFAULT_PORT, DEFAULT_MAX_KEY_BYTES, HEADER_CONFIRM, HEADER_MIN_VERSION, HEADER_REPLICAS, HEADER_TAGS, HEADER_TTL, MAX_TTL_SECONDS, REGION_NAME, TTL_NONE } from '../protocol/wire.js'
 import { NearCache, type NearCacheStats } from '../cache/near-cache.js'
 import { WATCH_PARTITIONS, watchPartition, type WatchMessage } from '../protocol/watch.js'
 import { NearCacheLink } from './near-cache-link.js'
@@ -100,6 +100,34 @@ function decodeKeysCursor(cursor: unknown): { node: string; cursor: string } {
 
 /** Most keys or entries in one mget/mset request; bigger batches are split. */
 const MAX_BATCH = DEFAULT_MAX_BATCH
+
+/** `tls` as documented, `{ ca, rejectUnauthorized }`: anything else reached the TLS connect and failed every call as unreachable. */
+function checkTls(tls: unknown): void {
+  if (tls === undefined) return
+  if (tls === null || typeof tls !== 'object' || Array.isArray(tls)) throw new InvalidOptionsError('tls', 'expected an object { ca, rejectUnauthorized }')
+  const { ca, rejectUnauthorized } = tls as Record<string, unknown>
+  if (rejectUnauthorized !== undefined && typeof rejectUnauthorized !== 'boolean') throw new InvalidOptionsError('tls.rejectUnauthorized', `expected a boolean, got ${typeof rejectUnauthorized}`)
+  const pem = (v: unknown): boolean => typeof v === 'string' || v instanceof Uint8Array
+  if (ca !== undefined && !(pem(ca) || (Array.isArray(ca) && ca.every(pem)))) throw new InvalidOptionsError('tls.ca', 'expected a PEM string or Buffer, or an array of them')
+}
+
+/**
+ * A key's miss: the node's 404, which says ERR_NOT_FOUND. A 404 without it comes from a web
+ * server or proxy at the node's address (not the protocol: ERR_BAD_RESPONSE), not a miss.
+ */
+function isMiss(res: HttpResponse): boolean {
+  return res.status === 404 && res.body.includes('"ERR_NOT_FOUND"')
+}
+
+/** `idempotent` turns retries of ambiguous failures on: only a boolean may (the string 'false' did). */
+function checkIdempotent(idempotent: unknown): void {
+  if (idempotent !== undefined && idempotent !== null && typeof idempotent !== 'boolean') throw new InvalidOptionsError('idempotent', `expected a boolean, got ${typeof idempotent}`)
+}
+
+/** Per-call options must be an object when given (as the library's calls require): `null` was a TypeError, a string no options. */
+function checkCallOptions(options: unknown): void {
+  if (options !== undefined && (options === null || typeof options !== 'object' || Array.isArray(options))) throw new InvalidOptionsError('options', 'expected an object')
+}
 
 export interface ClientRetryOptions {
   /**
@@ -469,7 +497,8 @@ class NodeClient implements Client {
     if (maxProbeInterval < probeInterval) throw new InvalidOptionsError('eject.maxProbeInterval', 'must be >= eject.probeInterval')
     const ejectOnTimeout = eject.onTimeout ?? true
     if (typeof ejectOnTimeout !== 'boolean') throw new InvalidOptionsError('eject.onTimeout', `expected a boolean, got ${String(ejectOnTimeout)}`)
-    if (options.token !== undefined && (typeof options.token !== 'string' || options.token === '' || /[\r\n]/.test(options.token))) throw new InvalidOptionsError('token', 'expected a non-empty single-line string')
+    if (options.token !== undefined && (typeof options.token !== 'string' || !BEARER_TOKEN.test(options.token))) throw new InvalidOptionsError('token', 'expected a non-empty string of printable ASCII, no space at either end')
+    checkTls(options.tls)
     const connections = positiveInt(options.connections, 16, 'connections')
     const keepAliveMs = finiteMs(options.keepAlive, 4000, 'keepAlive', 1)
     const maxResponseBytes = options.maxResponseBytes === undefined ? 64 * 1024 * 1024 : toBytes(options.maxResponseBytes, 'maxResponseBytes')
@@ -530,6 +559,13 @@ class NodeClient implements Client {
   // ── operations ──────────────────────────────────────────────────────────────
 
   get(key: string, options?: ClientCallOptions): Promise<ClientEntry | undefined> {
+    if (options !== undefined) {
+      try {
+        checkCallOptions(options)
+      } catch (err) {
+        return Promise.reject(err as Error)
+      }
+    }
     const near = this.#near
     if (near === undefined) return this.#get(key, options)
     // Only valid keys are ever cached, so a hit needs no key check (a miss gets it in #get);
@@ -566,7 +602,7 @@ class NodeClient implements Client {
   async #get(key: string, options: ClientCallOptions | undefined, pin?: string): Promise<ClientEntry | undefined> {
     checkKey(key)
     const parse = (res: HttpResponse, node: string): ClientEntry | undefined => {
-      if (res.status === 404) return undefined
+      if (isMiss(res)) return undefined
       // A node holding nothing for the key, not even a tombstone: it expired or was evicted
       // (or the write has not reached any node asked yet); waiting could last forever.
       if (classify(res) === 'stale') {
@@ -655,6 +691,10 @@ class NodeClient implements Client {
         }
         last = errorFromResponse(outcome.res, node)
         this.#rotation.failure(node)
+      } else if (outcome.kind === 'bad') {
+        // An answer over the client's own maxResponseBytes: the node answered, and the next rung would answer the same.
+        this.#rotation.success(node)
+        throw outcome.err
       } else {
         last = this.#failure(node, outcome, timeoutMs)
         // A try that waited its whole rung timeout without an answer: the node accepts
@@ -751,6 +791,8 @@ class NodeClient implements Client {
   }
 
   async set(key: string, value: ClientValue, options: ClientSetOptions = {}): Promise<ClientSetResult> {
+    checkCallOptions(options)
+    checkIdempotent(options.idempotent)
     checkKey(key)
     const body = toBody(value)
     const query: string[] = []
@@ -775,6 +817,7 @@ class NodeClient implements Client {
   }
 
   async delete(key: string, options: ClientDeleteOptions = {}): Promise<boolean> {
+    checkCallOptions(options)
     checkKey(key)
     const headers: Record<string, string> = {}
     if (options.ifVersion !== undefined) headers['if-match'] = ifMatch(options.ifVersion)
@@ -784,7 +827,7 @@ class NodeClient implements Client {
       this.#near?.forget(key)
       // A delete answers no version: the session stops asking for the overwritten one (504 here: an ack timeout, committed).
       if (res.status < 500 || res.status === 504) this.#session?.forget(key)
-      if (res.status === 404) return false
+      if (isMiss(res)) return false
       if (res.status !== 200) throw errorFromResponse(res, node, 'DELETE')
       const json = parseJson(res, node)
       if (typeof json.deleted !== 'boolean') throw new BadResponseError('DELETE answer without a boolean `deleted`', { node })
@@ -793,6 +836,7 @@ class NodeClient implements Client {
   }
 
   async mget(keys: readonly string[], options?: ClientCallOptions): Promise<(ClientEntry | undefined)[]> {
+    checkCallOptions(options)
     if (!Array.isArray(keys)) throw new InvalidKeyError('mget expects an array of keys')
     for (const k of keys) checkKey(k)
     if (keys.length === 0) return []
@@ -879,6 +923,8 @@ class NodeClient implements Client {
   }
 
   async mset(entries: readonly ClientMsetEntry[], options: ClientMsetOptions = {}): Promise<number[]> {
+    checkCallOptions(options)
+    checkIdempotent(options.idempotent)
     if (!Array.isArray(entries)) throw new InvalidValueError('mset expects an array of { key, value, ttl?, tags? }')
     const wire = entries.map((e, i) => {
       if (e === null || typeof e !== 'object') throw new InvalidValueError(`mset entry ${i} is not an object`)
@@ -917,6 +963,7 @@ class NodeClient implements Client {
   }
 
   async invalidate(tags: readonly string[], options: ClientInvalidateOptions = {}): Promise<number> {
+    checkCallOptions(options)
     const list = checkTags(tags)
     const mode = options.mode ?? 'hard'
     if (mode !== 'hard' && mode !== 'soft') throw new InvalidOptionsError('mode', `expected 'hard' or 'soft', got ${String(mode)}`)
@@ -937,6 +984,7 @@ class NodeClient implements Client {
   }
 
   async stats(options: ClientStatsOptions = {}): Promise<Record<string, unknown>> {
+    checkCallOptions(options)
     const pin = options.node === undefined ? undefined : normalizeNode(options.node, 'node')
     if (pin !== undefined && !this.#r.nodes.includes(pin)) throw new InvalidOptionsError('node', `${pin} is not one of the client's nodes`)
     return this.#call({ method: 'GET', path: '/v1/stats' }, true, options, (res, node) => {
@@ -946,6 +994,7 @@ class NodeClient implements Client {
   }
 
   async clear(options: ClientClearOptions = {}): Promise<void> {
+    checkCallOptions(options)
     const prefix = options.prefix ?? ''
     checkPrefix(prefix)
     const query: string[] = []
@@ -962,6 +1011,7 @@ class NodeClient implements Client {
   }
 
   async keys(options: ClientKeysOptions = {}): Promise<ClientKeysPage> {
+    checkCallOptions(options)
     const prefix = options.prefix ?? ''
     checkPrefix(prefix)
     const limit = options.limit ?? 100
@@ -993,6 +1043,7 @@ class NodeClient implements Client {
   }
 
   async *keysAll(options: Omit<ClientKeysOptions, 'cursor'> = {}): AsyncIterableIterator<string> {
+    checkCallOptions(options)
     let cursor: string | undefined
     do {
       const page = await this.keys({ ...options, cursor })
@@ -1002,6 +1053,7 @@ class NodeClient implements Client {
   }
 
   async ping(options: ClientCallOptions = {}): Promise<ClientPingResult[]> {
+    checkCallOptions(options)
     this.#checkOpen()
     const timeoutMs = finiteMs(options.timeout, this.#r.timeoutMs, 'timeout', 1)
     return Promise.all(
@@ -1119,6 +1171,10 @@ class NodeClient implements Client {
         failure = errorFromResponse(res, node)
         // A 5xx may come after the node applied the request: ambiguous, as a timeout.
         retriable = idempotent
+      } else if (outcome.kind === 'bad') {
+        // An answer over the client's own maxResponseBytes: the node answered, and asking again gives the same.
+        this.#rotation.success(node)
+        throw outcome.err
       } else {
         failure = this.#failure(node, outcome, attemptMs)
         retriable = outcome.kind === 'network' && outcome.notSent ? true : idempotent
@@ -1423,8 +1479,6 @@ function rebuild(res: HttpResponse, node: string, method: string): CacheError {
   switch (res.status) {
     case 401:
       return new UnauthorizedError(text)
-    case 404:
-      return new NotFoundError(text)
     case 412:
       return new PreconditionFailedError(text)
     case 413:

@@ -8,9 +8,10 @@ import { BadRequestError, InvalidKeyError, InvalidOptionsError, InvalidTagError,
 import { validateTag } from '../tags/validate-tag.js'
 import { DEFAULT_MAX_KEY_BYTES, DEFAULT_TTL_SECONDS, MAX_TAGS, MAX_TTL_SECONDS, MIN_TTL_SECONDS, TTL_NONE } from './wire.js'
 
-const DIGITS_RE = /^[0-9]{1,10}$/
+/** Whole seconds as written in a query: no sign, no leading zero (`010` is refused, not read as 10 or 8). */
+const DIGITS_RE = /^(?:0|[1-9][0-9]{0,9})$/
 const LONE_SURROGATE_RE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
-const VERSION_RE = /^(?:W\/)?"?([0-9]{1,16})"?$/
+const VERSION_RE = /^(?:(?:W\/)?"([0-9]{1,16})"|([0-9]{1,16}))$/
 
 /** A short, safe rendering of untrusted input for error messages. */
 export function clip(text: string, max = 60): string {
@@ -113,7 +114,7 @@ export function parseIfMatch(raw: string | undefined): number | '*' | undefined 
   const text = raw.trim()
   if (text === '*') return '*'
   const m = VERSION_RE.exec(text)
-  const n = m === null ? NaN : Number(m[1])
+  const n = m === null ? NaN : Number(m[1] ?? m[2])
   if (!Number.isSafeInteger(n) || n < 1) throw new BadRequestError(`If-Match must be "*" or one quoted version number, got ${clip(raw)}`)
   return n
 }
@@ -128,7 +129,7 @@ export function parseEtag(raw: string | null | undefined): number | undefined {
   if (raw === null || raw === undefined) return undefined
   const m = VERSION_RE.exec(raw.trim())
   if (m === null) return undefined
-  const n = Number(m[1])
+  const n = Number(m[1] ?? m[2])
   return Number.isSafeInteger(n) && n > 0 ? n : undefined
 }
 

@@ -10,6 +10,12 @@ export const DEFAULT_HOST = '127.0.0.1'
 export const DEFAULT_PORT = 7700
 /** A region name (a node's `region`, the region of a client's read ladder): 1-64 of [A-Za-z0-9_.-]. */
 export const REGION_NAME = /^[A-Za-z0-9_.-]{1,64}$/
+/**
+ * A bearer token both sides can use: printable ASCII, no space at either end. Anything else
+ * cannot be sent in a header (control, non-ASCII) or is trimmed by the HTTP parser (edge
+ * spaces), so no request would ever match.
+ */
+export const BEARER_TOKEN = /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/
 /** TTL of a PUT without `ttl`, in seconds. */
 export const DEFAULT_TTL_SECONDS = 3600
 /** Smallest and largest TTL accepted, in seconds (Zerocache's range). */

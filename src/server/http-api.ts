@@ -404,7 +404,7 @@ export class HttpApi {
     const rawLimit = params.get('limit')
     let limit = LIST_DEFAULT_LIMIT
     if (rawLimit !== undefined) {
-      limit = /^\d{1,7}$/.test(rawLimit) ? Number(rawLimit) : NaN
+      limit = /^[1-9]\d{0,6}$/.test(rawLimit) ? Number(rawLimit) : NaN
       if (!(limit >= 1 && limit <= LIST_MAX_LIMIT)) throw new BadRequestError(`"limit" must be an integer from 1 to ${LIST_MAX_LIMIT}, got ${JSON.stringify(rawLimit.slice(0, 20))}`)
     }
     const page = await this.#host.engine.listKeys(prefix, cursor, limit)
@@ -442,16 +442,18 @@ export class HttpApi {
   async #zerocache(key: string, method: string, query: string, request: ApiRequest): Promise<ApiResponse> {
     const engine = this.#host.engine
     if (method === 'GET') return this.#getEntry(key, query, request)
+    // If-Match as on the v1 routes: a precondition ignored would turn a conditional write into a blind one.
+    const ifMatch = parseIfMatch(header(request.headers, 'if-match'))
     if (method === 'PUT') {
       const params = queryParams(query, ['expiry', 'ack'])
       const ttl = parseTtlParam(params.get('expiry'), 'expiry')
       this.#checkValue(request.body.byteLength)
       const w = writeOptions(params.get('ack'), request.headers)
-      const r = await engine.put({ key, value: request.body, ttl, tags: [] }, w.options)
+      const r = await engine.put({ key, value: request.body, ttl, tags: [], ifMatch }, w.options)
       return { status: 200, headers: writeHeaders(TEXT_TYPE, r.version, undefined, w.headers()), body: 'OK' }
     }
     const w = writeOptions(queryParams(query, ['ack']).get('ack'), request.headers)
-    await engine.delete(key, undefined, w.options)
+    await engine.delete(key, ifMatch, w.options)
     return { status: 200, headers: { 'content-type': TEXT_TYPE, ...w.headers() }, body: 'OK' }
   }
 

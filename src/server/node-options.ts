@@ -8,7 +8,7 @@ import type { Clock } from '../core/clock.js'
 import { toBytes, toMs, type ByteSize, type Duration } from '../core/duration.js'
 import { InvalidOptionsError } from '../core/errors.js'
 import { noTickerClock } from '../core/system-clock.js'
-import { DEFAULT_HOST, REGION_NAME, DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, DEFAULT_PORT } from '../protocol/wire.js'
+import { BEARER_TOKEN, DEFAULT_HOST, REGION_NAME, DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, DEFAULT_PORT } from '../protocol/wire.js'
 import type { Store } from '../store/types.js'
 import { storeFromUrl } from './store-url.js'
 import type { LogLevel, NodeLogger } from './logger.js'
@@ -391,6 +391,7 @@ export function resolveNodeOptions(options: NodeOptions = {}): ResolvedNodeOptio
   if (typeof rateLimit !== 'number' || !Number.isFinite(rateLimit) || rateLimit < 0) throw new InvalidOptionsError('rateLimit', `expected a number >= 0, got ${String(rateLimit)}`)
   const rateBurst = int(o.rateBurst ?? Math.max(1, Math.ceil(rateLimit)), 'rateBurst', 1, 1_000_000_000)
   const authToken = optionalString(o.authToken, 'authToken')
+  if (authToken !== undefined && !BEARER_TOKEN.test(authToken)) throw new InvalidOptionsError('authToken', 'expected printable ASCII, no space at either end (a token a client can send in a header)')
   const tlsCert = optionalString(o.tlsCert, 'tlsCert')
   const tlsKey = optionalString(o.tlsKey, 'tlsKey')
   if ((tlsCert === undefined) !== (tlsKey === undefined)) throw new InvalidOptionsError(tlsCert === undefined ? 'tlsCert' : 'tlsKey', 'TLS needs both tlsCert and tlsKey')

@@ -96,6 +96,22 @@ const REFUSED_LINGER_MS = 5000
 /** Swallows errors of answers already given up on (a socket gone). */
 const ignore = (): void => undefined
 
+/**
+ * Lingering close (Apache's, nginx's) of a connection answered before its request body was
+ * read (413, 401, 503…): node:http destroys the socket once the answer is written, and a
+ * socket closed with unread bytes sends a RST, which can discard the answer on the client's
+ * side (a client still writing the body saw EPIPE / ECONNRESET instead of the 413, and took
+ * the node for unreachable). Instead the answer is followed by a FIN, the rest of the body is
+ * read and dropped (node:http dumps the request), and the socket is destroyed when the client
+ * closes, or once it sends nothing for REFUSED_LINGER_MS (requestTimeout still bounds it).
+ */
+function lingerOnClose(socket: Socket): void {
+  socket.destroySoon = function (this: Socket): void {
+    this.end()
+    this.setTimeout(REFUSED_LINGER_MS, () => this.destroy())
+  }
+}
+
 /** The lines of a raw HTTP answer, for sockets that never became a request. */
 function rawResponse(status: number, reason: string, code: string, message: string, retryAfter?: number): string {
   const body = JSON.stringify({ code, message })
@@ -428,6 +444,13 @@ class Node implements NodeHandle {
       socket.on('error', () => undefined)
       socket.end(rawResponse(400, 'Bad Request', 'ERR_BAD_REQUEST', 'The node is not a proxy: CONNECT is not supported'))
     })
+    // Without a listener node:http answers an Expect other than 100-continue with a bare 417 (no JSON body).
+    server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+      res.on('error', ignore)
+      this.#requests++
+      const expect = String(req.headers.expect).slice(0, 60)
+      this.#send(req, res, this.#count(errorResponse('ERR_BAD_REQUEST', `Expect ${JSON.stringify(expect)} cannot be met: only 100-continue is supported`, 417)), true, 0)
+    })
   }
 
   get url(): string {
@@ -520,6 +543,10 @@ class Node implements NodeHandle {
   }
 
   inject(request: InjectRequest): Promise<ApiResponse> {
+    const r = request as unknown as Record<string, unknown> | null
+    if (r === null || typeof r !== 'object' || typeof r.method !== 'string' || typeof r.url !== 'string' || (r.headers !== undefined && (r.headers === null || typeof r.headers !== 'object')) || (r.body !== undefined && typeof r.body !== 'string' && !(r.body instanceof Uint8Array))) {
+      return Promise.reject(new InvalidOptionsError('request', 'expected { method, url, headers?, body? } (strings; body a string or Uint8Array)'))
+    }
     if (isTraced(nodeRequestChannel)) return traceInject(request.method, request.url, this.#id, () => this.#inject(request))
     return this.#inject(request)
   }
@@ -974,6 +1001,11 @@ class Node implements NodeHandle {
     }
     headers.push('content-length', body.byteLength, HEADER_NODE, this.#id)
     if (closing) headers.push('connection', 'close')
+    if (!complete) {
+      lingerOnClose(req.socket)
+      // Requests pipelined behind the unread body are not run: the connection closes after this answer, so theirs would never be sent.
+      this.#answeredRaw.add(req.socket)
+    }
     res.writeHead(response.status, headers)
     res.end(body)
   }

@@ -40,11 +40,20 @@ describe('CLI argument handling in process', () => {
   })
 
   test('set --ttl: a bare number is seconds, and its refusal says so in seconds (not the milliseconds it became)', async () => {
-    for (const ttl of ['100000000', '1.5', '0']) {
+    // Written as the HTTP API takes them: no leading zero, no decimal point ('5.0', '1.').
+    for (const ttl of ['100000000', '1.5', '0', '01', '5.0', '1.']) {
       const x = io()
       assert.equal(await runCli(['set', 'k', 'v', '--ttl', ttl, '--node', 'http://127.0.0.1:1'], x), EXIT.USAGE, ttl)
       assert.match(x.err_, new RegExp(`--ttl.*whole seconds from 1 to 99999999.*got "${ttl.replace('.', '\\.')}"`), ttl)
       assert.doesNotMatch(x.err_, /00000000000|duration like/, ttl)
+    }
+  })
+
+  test('set --tags: an empty tag in the list (a,,b, a trailing comma) is refused before sending, as the node refuses it', async () => {
+    for (const tags of ['a,,b', 'a,', ',a', ' , ']) {
+      const x = io()
+      assert.equal(await runCli(['set', 'k', 'v', '--tags', tags, '--node', 'http://127.0.0.1:1'], x), EXIT.USAGE, tags)
+      assert.match(x.err_, /ERR_INVALID_TAG/, tags)
     }
   })
 

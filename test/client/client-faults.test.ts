@@ -156,6 +156,51 @@ describe('client over real sockets with injected faults', () => {
     assert.deepEqual(uncaught.map(String), [], 'no error escaped the client')
   })
 
+  test('an answer over maxResponseBytes fails at once: not retried, and its node stays in rotation (it answered; the bound is the client\'s)', async () => {
+    // It was retried as a failure (the whole answer read again each time) and ejected a healthy node.
+    const big = await fault((_req, res) => entry(res, 'x'.repeat(300_000)))
+    const client = createClient({ nodes: [big.url], maxResponseBytes: '64kb', eject: { after: 1 } })
+    await assert.rejects(client.get('k'), (e) => isCacheError(e, 'ERR_BAD_RESPONSE') && /maxResponseBytes/.test((e as Error).message))
+    assert.equal(big.hits, 1)
+    assert.deepEqual(client.nodes().map((n) => [n.inRotation, n.ejections]), [[true, 0]])
+    await client.close()
+  })
+
+  test('on the read ladder (region) too, an answer over maxResponseBytes fails at once and ejects no node', async () => {
+    const big = await fault((req, res) => {
+      if (req.url === '/v1/cluster') {
+        res.writeHead(404, { 'content-type': 'application/json' })
+        res.end('{"code":"ERR_NOT_FOUND","message":"No route"}')
+      } else entry(res, 'x'.repeat(300_000))
+    })
+    const client = createClient({ nodes: [big.url], maxResponseBytes: '64kb', region: 'default', eject: { after: 1 } })
+    await assert.rejects(client.get('k'), (e) => isCacheError(e, 'ERR_BAD_RESPONSE') && /maxResponseBytes/.test((e as Error).message))
+    assert.deepEqual(client.nodes().map((n) => [n.inRotation, n.ejections]), [[true, 0]])
+    await client.close()
+  })
+
+  test('a 404 that is not the node\'s (no ERR_NOT_FOUND body: a web server or proxy at the address) is ERR_BAD_RESPONSE, not a miss', async () => {
+    // get answered undefined and delete false: a misrouted client saw an empty cache, silently.
+    const web = await fault((_req, res) => {
+      res.writeHead(404, { 'content-type': 'text/html' })
+      res.end('<h1>Not Found</h1>')
+    })
+    const client = createClient({ nodes: [web.url], retry: false })
+    const notProtocol = (e: unknown): boolean => isCacheError(e, 'ERR_BAD_RESPONSE') && (e as { status?: number }).status === 404
+    await assert.rejects(client.get('k'), notProtocol, 'get')
+    await assert.rejects(client.delete('k'), notProtocol, 'delete')
+    await assert.rejects(client.mget(['k']), notProtocol, 'mget')
+    await client.close()
+    const node = await fault((_req, res) => {
+      res.writeHead(404, { 'content-type': 'application/json' })
+      res.end('{"code":"ERR_NOT_FOUND","message":"No live entry under this key"}')
+    })
+    const c2 = createClient({ nodes: [node.url], retry: false })
+    assert.equal(await c2.get('k'), undefined)
+    assert.equal(await c2.delete('k'), false)
+    await c2.close()
+  })
+
   test('an answer over maxResponseBytes is ERR_BAD_RESPONSE; a non-protocol answer too', async () => {
     const big = await fault((_req, res) => entry(res, 'x'.repeat(300_000)))
     const client = createClient({ nodes: [big.url], maxResponseBytes: '64kb', retry: false })

@@ -405,7 +405,21 @@ describe('answers, errors and options', () => {
       [{ nodes: [A], retry: { baseDelay: '1s', maxDelay: '10ms' } }, 'retry.maxDelay'],
       [{ nodes: [A], eject: { after: 0 } }, 'eject.after'],
       [{ nodes: [A], token: 'a\nb' }, 'token'],
+      // Not sendable in a header (undici refused it on every call: ERR_NODE_UNREACHABLE, ejecting a healthy node), or trimmed by the node's parser (never matches).
+      [{ nodes: [A], token: 'tok\u0000en' }, 'token'],
+      [{ nodes: [A], token: 'tok\u007fen' }, 'token'],
+      [{ nodes: [A], token: 'tok\ten' }, 'token'],
+      [{ nodes: [A], token: 't\u00f8ken' }, 'token'],
+      [{ nodes: [A], token: '\u{1f600}' }, 'token'],
+      [{ nodes: [A], token: 'token ' }, 'token'],
+      [{ nodes: [A], token: ' token' }, 'token'],
       [{ nodes: [A], connections: 0 }, 'connections'],
+      // Were passed to the TLS connect as they were: every call failed as ERR_NODE_UNREACHABLE.
+      [{ nodes: [A], tls: 5 }, 'tls'],
+      [{ nodes: [A], tls: 'ca.pem' }, 'tls'],
+      [{ nodes: [A], tls: { rejectUnauthorized: 'false' } }, 'tls.rejectUnauthorized'],
+      [{ nodes: [A], tls: { ca: 5 } }, 'tls.ca'],
+      [{ nodes: [A], tls: { ca: ['pem', 5] } }, 'tls.ca'],
       // A region no node can have (the node's rule: 1-64 of [A-Za-z0-9_.-]) would send every read to other regions; were accepted.
       [{ nodes: [A], region: 'lon don' }, 'region'],
       [{ nodes: [A], region: 'r'.repeat(65) }, 'region'],
@@ -416,9 +430,45 @@ describe('answers, errors and options', () => {
     for (const [options, option] of cases) {
       assert.throws(() => createClient(options as ClientOptions), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && (e as unknown as { option: string }).option === option, option)
     }
+    for (const token of ['s3cret', 'a b', 'x'.repeat(200), 'b64+/=._~-']) void createClient({ nodes: [A], token, transport: new ScriptedTransport(new ManualClock(), () => entry()) }).close()
     const ok = createClient({ nodes: ['127.0.0.1:7700', 'http://127.0.0.1:7700/'], transport: new ScriptedTransport(new ManualClock(), () => entry()) })
     assert.deepEqual(ok.nodes().map((s) => s.node), ['http://127.0.0.1:7700'])
     void ok.close()
+  })
+
+  test('per-call options that are not an object (null, a string, a number) are ERR_INVALID_OPTIONS naming options, as the library refuses them', async () => {
+    // null was a TypeError for most calls, and a string was taken as no options.
+    const { client, transport } = setup(() => entry())
+    const calls: [string, (o: never) => Promise<unknown>][] = [
+      ['get', (o) => client.get('k', o)],
+      ['set', (o) => client.set('k', 'v', o)],
+      ['delete', (o) => client.delete('k', o)],
+      ['mget', (o) => client.mget(['k'], o)],
+      ['mset', (o) => client.mset([{ key: 'k', value: 'v' }], o)],
+      ['invalidate', (o) => client.invalidate(['t'], o)],
+      ['stats', (o) => client.stats(o)],
+      ['clear', (o) => client.clear(o)],
+      ['keys', (o) => client.keys(o)],
+      ['ping', (o) => client.ping(o)],
+      ['keysAll', (o) => client.keysAll(o).next()],
+    ]
+    for (const [name, call] of calls) {
+      for (const bad of [null, 'x', 5]) {
+        await assert.rejects(call(bad as never), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && (e as { option?: string }).option === 'options', `${name}(${String(bad)})`)
+      }
+    }
+    assert.equal(transport.requests.length, 0)
+    await client.close()
+  })
+
+  test('idempotent that is not a boolean is ERR_INVALID_OPTIONS naming it (the string \'false\' turned blind retries on)', async () => {
+    const { client, transport } = setup(() => putOk())
+    for (const bad of ['false', 'yes', 1]) {
+      await assert.rejects(client.set('k', 'v', { idempotent: bad as never }), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && (e as { option?: string }).option === 'idempotent', String(bad))
+      await assert.rejects(client.mset([{ key: 'k', value: 'v' }], { idempotent: bad as never }), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && (e as { option?: string }).option === 'idempotent', String(bad))
+    }
+    assert.equal(transport.requests.length, 0)
+    await client.close()
   })
 
   test("a bare host without a port is a node on the node's default port (7700); a URL keeps its scheme's", () => {

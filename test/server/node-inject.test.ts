@@ -1,6 +1,7 @@
 // The node's HTTP API in process: requests injected without sockets, on a ManualClock.
 import assert from 'node:assert/strict'
 import { after, describe, test } from 'node:test'
+import { isCacheError } from '../../src/core/errors.js'
 import { ManualClock } from '../../src/core/manual-clock.js'
 import { memoryStore } from '../../src/store/memory-store.js'
 import { startNode, type NodeHandle, type NodeOptions } from '../../src/server/index.js'
@@ -84,10 +85,14 @@ describe('node API (injected)', () => {
   test('TTL range is 1..99,999,999 s; everything else is ERR_INVALID_OPTIONS', async () => {
     const { node: n } = await node()
     for (const ttl of ['1', '99999999']) assert.equal((await n.inject({ method: 'PUT', url: `/v1/keys/k?ttl=${ttl}`, body: 'v' })).status, 200, ttl)
-    for (const ttl of ['0', '-1', '1.5', '1e3', '100000000', '', 'abc', '%20', 'NONE', '0x10']) {
+    // A leading zero is refused too: whole seconds are written one way ('010' is not 8 nor 10).
+    for (const ttl of ['0', '-1', '1.5', '1e3', '100000000', '', 'abc', '%20', 'NONE', '0x10', '01', '010', '00']) {
       const r = await n.inject({ method: 'PUT', url: `/v1/keys/k?ttl=${ttl}`, body: 'v' })
       assert.equal(r.status, 400, ttl)
       assert.equal(code(r), 'ERR_INVALID_OPTIONS', ttl)
+      const zerocache = await n.inject({ method: 'PUT', url: `/london/k?expiry=${ttl}`, body: 'v' })
+      assert.equal(zerocache.status, 400, `expiry=${ttl}`)
+      assert.equal(code(zerocache), 'ERR_INVALID_OPTIONS', `expiry=${ttl}`)
     }
   })
 
@@ -134,7 +139,8 @@ describe('node API (injected)', () => {
     assert.equal((await n.inject({ method: 'PUT', url: '/v1/keys/absent', body: 'd', headers: { 'if-match': '*' } })).status, 412)
     const badDel = await n.inject({ method: 'DELETE', url: '/v1/keys/cas', headers: { 'if-match': '"1"' } })
     assert.equal(badDel.status, 412)
-    for (const bad of ['"abc"', '"1", "2"', '""', '-3', '"0"']) {
+    // Unbalanced quotes too ('"5' was read as 5), as X-Stratacache-Min-Version refuses them.
+    for (const bad of ['"abc"', '"1", "2"', '""', '-3', '"0"', `"${v1}`, `${v1}"`, `W/${v1}"`]) {
       const r = await n.inject({ method: 'PUT', url: '/v1/keys/cas', body: 'e', headers: { 'if-match': bad } })
       assert.equal(r.status, 400, bad)
       assert.equal(code(r), 'ERR_BAD_REQUEST', bad)
@@ -306,6 +312,26 @@ describe('node API (injected)', () => {
     assert.equal(code(await n.inject({ method: 'GET', url: '/a/b/c' })), 'ERR_NOT_FOUND')
   })
 
+  test('Zerocache PUT / DELETE honour If-Match as the v1 routes do (it was ignored: a conditional write overwrote)', async () => {
+    const { node: n } = await node()
+    const put = await n.inject({ method: 'PUT', url: '/london/cond', body: 'one' })
+    const etag = put.headers.etag!
+    assert.match(etag, /^"\d+"$/)
+    const stale = await n.inject({ method: 'PUT', url: '/london/cond', body: 'two', headers: { 'if-match': '"1"' } })
+    assert.equal(stale.status, 412)
+    assert.equal(code(stale), 'ERR_PRECONDITION_FAILED')
+    assert.equal(bodyText(await n.inject({ method: 'GET', url: '/london/cond' })), 'one')
+    assert.equal(code(await n.inject({ method: 'PUT', url: '/london/absent', body: 'x', headers: { 'if-match': '*' } })), 'ERR_PRECONDITION_FAILED')
+    assert.equal(code(await n.inject({ method: 'PUT', url: '/london/cond', body: 'x', headers: { 'if-match': 'nonsense' } })), 'ERR_BAD_REQUEST')
+    assert.equal(code(await n.inject({ method: 'DELETE', url: '/london/cond', headers: { 'if-match': '"1"' } })), 'ERR_PRECONDITION_FAILED')
+    assert.equal(bodyText(await n.inject({ method: 'GET', url: '/london/cond' })), 'one')
+    const ok = await n.inject({ method: 'PUT', url: '/london/cond', body: 'two', headers: { 'if-match': etag } })
+    assert.equal(ok.status, 200)
+    assert.equal(bodyText(ok), 'OK')
+    assert.equal(bodyText(await n.inject({ method: 'DELETE', url: '/london/cond', headers: { 'if-match': ok.headers.etag! } })), 'OK')
+    assert.equal(code(await n.inject({ method: 'GET', url: '/london/cond' })), 'ERR_NOT_FOUND')
+  })
+
   test('unknown routes 404, wrong methods 405 with Allow, unknown query parameters 400', async () => {
     const { node: n } = await node()
     assert.equal(code(await n.inject({ method: 'GET', url: '/v2/keys/a' })), 'ERR_NOT_FOUND')
@@ -431,6 +457,14 @@ describe('node API (injected)', () => {
     assert.ok(v2 > v1, `${v2} > ${v1}`)
   })
 
+  test('inject with a request that is not { method, url, headers?, body? } is ERR_INVALID_OPTIONS naming request, not a TypeError', async () => {
+    const { node: n } = await node()
+    for (const bad of [null, 5, {}, { method: 'GET' }, { url: '/healthz' }, { method: 1, url: '/healthz' }, { method: 'GET', url: '/healthz', headers: 'x' }, { method: 'PUT', url: '/v1/keys/a', body: 5 }]) {
+      await assert.rejects(n.inject(bad as never), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && (e as { option?: string }).option === 'request', JSON.stringify(bad))
+    }
+    assert.equal((await n.inject({ method: 'GET', url: '/healthz' })).status, 200)
+  })
+
   test('bad options are refused with ERR_INVALID_OPTIONS naming the option', async () => {
     for (const [options, name] of [
       [{ port: 70000 }, 'port'],
@@ -441,6 +475,10 @@ describe('node API (injected)', () => {
       [{ tlsCert: '/x.pem' }, 'tlsKey'],
       [{ logLevel: 'loud' }, 'logLevel'],
       [{ authToken: '' }, 'authToken'],
+      // A token no client can send in a header (control or non-ASCII characters), or that the HTTP parser trims off (edge spaces): every request would be 401.
+      [{ authToken: 'tok\u0000en' }, 'authToken'],
+      [{ authToken: 't\u00f8ken' }, 'authToken'],
+      [{ authToken: 'token ' }, 'authToken'],
       [{ tombstoneTtl: '0s' }, 'tombstoneTtl'],
     ] as const) {
       await assert.rejects(

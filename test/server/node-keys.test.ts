@@ -141,6 +141,7 @@ describe('GET /v1/keys (injected)', () => {
       ['limit=1.5', /limit/],
       ['limit=abc', /limit/],
       ['limit=', /limit/],
+      ['limit=01', /limit/],
       ['cursor=', /cursor.*empty/],
       ['cursor=not-a-cursor', /cursor/],
       ['cursor=%7B%7D', /cursor/],

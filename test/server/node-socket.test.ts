@@ -114,6 +114,48 @@ describe('node over sockets', () => {
     assert.equal((await send(n.url, 'GET', '/v1/keys/big')).status, 404)
   })
 
+  test('a body refused before it is read (413, 401) is drained, not reset: a client still writing it reads the answer', async () => {
+    // Closing a socket with unread bytes sends a RST: a client still writing a large body
+    // got EPIPE / ECONNRESET instead of the answer (the client then saw an unreachable node,
+    // and ejected it, for a value that was only too large).
+    const n = await start({ maxValueBytes: 1000, authToken: 'secret-token' })
+    const size = 32 * 1024 * 1024
+    for (const [headers, status, code] of [['Authorization: Bearer secret-token\r\n', 413, 'ERR_TOO_LARGE'], ['', 401, 'ERR_UNAUTHORIZED']] as const) {
+      const c = await raw(n)
+      const errors: string[] = []
+      c.socket.on('error', (err: NodeJS.ErrnoException) => errors.push(err.code ?? err.message))
+      c.socket.write(`PUT /v1/keys/big HTTP/1.1\r\nHost: 127.0.0.1\r\n${headers}Content-Length: ${size}\r\n\r\n`)
+      const written = new Promise<string | undefined>((resolve) => c.socket.write(Buffer.alloc(size), (err) => resolve(err === undefined || err === null ? undefined : ((err as NodeJS.ErrnoException).code ?? err.message))))
+      const reply = await c.received
+      assert.equal(await written, undefined, `the body write failed (${errors.join(', ')})`)
+      assert.deepEqual(errors, [])
+      assert.equal(statusOf(reply), status, reply)
+      assert.equal(errorCode(bodyOf(reply)), code)
+    }
+  })
+
+  test('a request pipelined behind a body refused unread is not run: its connection is closing and its answer would never be sent', async () => {
+    const n = await start({ maxValueBytes: 1000 })
+    const c = await raw(n)
+    c.socket.write(`PUT /v1/keys/big HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5000\r\n\r\n${'a'.repeat(5000)}`)
+    c.socket.write('PUT /v1/keys/pipelined HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 3\r\n\r\nabc')
+    const reply = await c.received
+    assert.equal(statusOf(reply), 413, reply)
+    assert.equal((await send(n.url, 'GET', '/v1/keys/pipelined')).status, 404)
+  })
+
+  test('an Expect other than 100-continue gets a JSON 417 ERR_BAD_REQUEST (node:http answered a bare 417 with no body)', async () => {
+    const n = await start()
+    const c = await raw(n)
+    c.socket.write('PUT /v1/keys/e HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: something-else\r\nContent-Length: 1\r\n\r\nx')
+    const reply = await c.received
+    assert.equal(statusOf(reply), 417, reply)
+    assert.equal(errorCode(bodyOf(reply)), 'ERR_BAD_REQUEST')
+    assert.equal((await send(n.url, 'GET', '/v1/keys/e')).status, 404)
+    const continued = await send(n.url, 'PUT', '/v1/keys/e', 'v', { expect: '100-continue' })
+    assert.equal(continued.status, 200)
+  })
+
   test('malformed HTTP gets a JSON 400; oversized headers a JSON 413', async () => {
     const n = await start()
     for (const garbage of ['\x00\x01\x02 nonsense\r\n\r\n', 'GET /v1/keys/a HTTP/9.9\r\n\r\n', 'GET /v1/keys/a HTTP/1.1\r\nContent-Length: -5\r\n\r\n', 'GET /v1/keys/a HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n']) {
