@@ -29,6 +29,7 @@
 import { BackoffPolicy, DEFAULT_BACKOFF } from '../core/backoff.js'
 import type { Clock, TimerHandle } from '../core/clock.js'
 import { toBytes, toMs, toMsOr, type ByteSize, type Duration } from '../core/duration.js'
+import { optionNames, rejectUnknown } from '../core/known-options.js'
 import {
   AckTimeoutError,
   BadRequestError,
@@ -421,6 +422,29 @@ interface Resolved {
   readonly token: string | undefined
 }
 
+/** The client's option names, held to their types: another is refused, not ignored (core/known-options.ts). */
+const CLIENT_OPTIONS = optionNames<ClientOptions>({
+  nodes: true, timeout: true, retry: true, eject: true, token: true, connections: true, keepAlive: true, maxResponseBytes: true,
+  tls: true, clock: true, random: true, transport: true, nearCache: true, region: true, ladder: true, session: true,
+})
+const CLIENT_GROUPS: Record<string, readonly string[]> = {
+  retry: optionNames<ClientRetryOptions>({ retries: true, baseDelay: true, maxDelay: true, jitter: true, maxElapsed: true }),
+  eject: optionNames<ClientEjectOptions>({ after: true, probeInterval: true, maxProbeInterval: true, onTimeout: true }),
+  nearCache: optionNames<ClientNearCacheOptions>({ maxEntries: true, ttl: true, trackSequences: true, filter: true }),
+  ladder: optionNames<ClientLadderOptions>({ timeouts: true, deadline: true, topologyRefresh: true }),
+  tls: optionNames<NonNullable<ClientOptions['tls']>>({ ca: true, rejectUnauthorized: true }),
+  session: optionNames<Exclude<ClientOptions['session'], boolean | undefined>>({ maxKeys: true, monotonic: true }),
+}
+
+/** Refuses option names the client does not know, at the top and in each group given as an object. */
+function checkClientOptionNames(options: ClientOptions): void {
+  rejectUnknown(options, CLIENT_OPTIONS, '')
+  for (const [group, known] of Object.entries(CLIENT_GROUPS)) {
+    const value: unknown = (options as unknown as Record<string, unknown>)[group]
+    if (value !== null && typeof value === 'object' && !Array.isArray(value)) rejectUnknown(value, known, group)
+  }
+}
+
 export function createClient(options: ClientOptions): Client {
   return new NodeClient(options)
 }
@@ -477,6 +501,7 @@ class NodeClient implements Client {
 
   constructor(options: ClientOptions) {
     if (options === null || typeof options !== 'object') throw new InvalidOptionsError('options', 'expected an object with `nodes`')
+    checkClientOptionNames(options)
     if (!Array.isArray(options.nodes) || options.nodes.length === 0) throw new InvalidOptionsError('nodes', 'expected a non-empty array of node addresses')
     const nodes = [...new Set(options.nodes.map((n, i) => normalizeNode(n, `nodes[${i}]`)))]
     const timeoutMs = finiteMs(options.timeout, 2000, 'timeout', 1)

@@ -7,6 +7,7 @@ import { isIP } from 'node:net'
 import type { Clock } from '../core/clock.js'
 import { toBytes, toMs, type ByteSize, type Duration } from '../core/duration.js'
 import { InvalidOptionsError } from '../core/errors.js'
+import { optionNames, rejectUnknown } from '../core/known-options.js'
 import { noTickerClock } from '../core/system-clock.js'
 import { BEARER_TOKEN, DEFAULT_HOST, REGION_NAME, DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, DEFAULT_PORT } from '../protocol/wire.js'
 import type { Store } from '../store/types.js'
@@ -380,8 +381,12 @@ function resolveCluster(o: NodeOptions, host: string): ResolvedClusterOptions {
 }
 
 /** Validates `options` and fills in the defaults. */
+/** The node's setting names: another is refused, not ignored (core/known-options.ts). */
+const NODE_OPTIONS = optionNames<NodeOptions>({ host: true, port: true, dataDir: true, store: true, disk: true, memory: true, maxKeyBytes: true, maxValueBytes: true, maxBodyBytes: true, maxBatch: true, maxInFlight: true, rateLimit: true, rateBurst: true, maxConnectionsPerIp: true, maxConnections: true, maxUploadsPerIp: true, maxBufferedBodyBytes: true, bodyTimeout: true, minBodyRate: true, headersTimeout: true, requestTimeout: true, keepAliveTimeout: true, drainTimeout: true, storeTimeout: true, tombstoneTtl: true, authToken: true, tlsCert: true, tlsKey: true, logLevel: true, logRequests: true, logger: true, watchMetaInterval: true, watchBufferBytes: true, nodeId: true, region: true, clock: true, transport: true, replicator: true, seeds: true, discovery: true, discoveryEnv: true, discoveryFile: true, discoveryDns: true, discoveryDnsPort: true, mdnsServiceType: true, mdnsInterface: true, discoveryInterval: true, clusterPort: true, clusterHost: true, advertiseHost: true, advertiseClusterPort: true, clusterSecret: true, heartbeatInterval: true, phiThreshold: true, acceptablePause: true, minStdDeviation: true, indirectTimeout: true, suspicionTimeout: true, pruneAfter: true, leaveTimeout: true })
+
 export function resolveNodeOptions(options: NodeOptions = {}): ResolvedNodeOptions {
   if (options === null || typeof options !== 'object') throw new InvalidOptionsError('options', 'expected an object')
+  rejectUnknown(options, NODE_OPTIONS, '')
   const o = options
   const host = optionalString(o.host, 'host') ?? DEFAULT_HOST
   const port = int(o.port ?? DEFAULT_PORT, 'port', 0, 65535)

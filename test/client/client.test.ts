@@ -426,6 +426,15 @@ describe('answers, errors and options', () => {
       [{ nodes: [A], ladder: [] }, 'ladder'],
       [{ nodes: [A], eject: 5 }, 'eject'],
       [{ nodes: [A], eject: 'off' }, 'eject'],
+      // Names the client does not know were ignored (timout left 2 s, retries at the top level 3).
+      [{ nodes: [A], timout: '5s' }, 'timout'],
+      [{ nodes: [A], retries: 0 }, 'retries'],
+      [{ nodes: [A], retry: { retires: 0 } }, 'retry.retires'],
+      [{ nodes: [A], eject: { afterr: 2 } }, 'eject.afterr'],
+      [{ nodes: [A], ladder: { deadlin: '1s' } }, 'ladder.deadlin'],
+      [{ nodes: [A], nearCache: { maxEntries: 10, ttll: '1s' } }, 'nearCache.ttll'],
+      [{ nodes: [A], tls: { CA: 'pem' } }, 'tls.CA'],
+      [{ nodes: [A], session: { maxkeys: 5 } }, 'session.maxkeys'],
     ]
     for (const [options, option] of cases) {
       assert.throws(() => createClient(options as ClientOptions), (e: unknown) => isCacheError(e, 'ERR_INVALID_OPTIONS') && (e as unknown as { option: string }).option === option, option)

@@ -480,6 +480,10 @@ describe('node API (injected)', () => {
       [{ authToken: 't\u00f8ken' }, 'authToken'],
       [{ authToken: 'token ' }, 'authToken'],
       [{ tombstoneTtl: '0s' }, 'tombstoneTtl'],
+      // A name the node does not know was ignored (prot: 7701 served on 7700, maxInflight left the default bound).
+      [{ prot: 7701 }, 'prot'],
+      [{ maxInflight: 5 }, 'maxInflight'],
+      [{ cluster_secret: 'x'.repeat(32) }, 'cluster_secret'],
     ] as const) {
       await assert.rejects(
         startNode({ ...(options as NodeOptions), store: memoryStore(), logger: quietLogger() }),
