@@ -358,7 +358,8 @@ export class HttpApi {
         onlyFields(body, ['tags', 'mode'], 'invalidate')
         const tags = parseTagsJson(body.tags)
         if (body.tags === undefined) throw new BadRequestError('Body must have "tags": an array of tags')
-        const mode = body.mode ?? 'hard'
+        // Left out means hard; null is not a mode (it was taken as hard).
+        const mode = body.mode === undefined ? 'hard' : body.mode
         if (mode !== 'hard' && mode !== 'soft') throw new BadRequestError('"mode" must be "hard" or "soft"')
         const invalidated = await engine.invalidate(tags, mode, w.options)
         return json({ invalidated }, w.headers())

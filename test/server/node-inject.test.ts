@@ -206,7 +206,7 @@ describe('node API (injected)', () => {
     // Written after the invalidation: valid.
     await n.inject({ method: 'PUT', url: '/v1/keys/u42?tags=org:1:user:42', body: 'a2' })
     assert.equal(bodyText(await n.inject({ method: 'GET', url: '/v1/keys/u42' })), 'a2')
-    for (const body of ['{"tags":"org"}', '{"tags":["a::b"]}', '{}', '{"tags":["a"],"mode":"medium"}', '[]', 'nope']) {
+    for (const body of ['{"tags":"org"}', '{"tags":["a::b"]}', '{}', '{"tags":["a"],"mode":"medium"}', '{"tags":["a"],"mode":null}', '[]', 'nope']) {
       const r = await n.inject({ method: 'POST', url: '/v1/invalidate', headers: { 'content-type': 'application/json' }, body })
       assert.equal(r.status, 400, body)
       assert.match(String(code(r)), /^ERR_(BAD_REQUEST|INVALID_TAG)$/, body)
