@@ -62,6 +62,17 @@ interface Listener {
   readonly onState: (state: 'up' | 'down') => void
 }
 
+/** Whether ioredis can parse `url` as it does (a socket path, `redis[s]://…`, `//host`, or `host:port`); as in redis-store.ts. */
+function parsesAsRedisUrl(url: string): boolean {
+  if (url.startsWith('/') && !url.startsWith('//')) return true
+  try {
+    new URL(/^rediss?:\/\//i.test(url) ? url : url.startsWith('//') ? `redis:${url}` : `redis://${url}`)
+    return true
+  } catch {
+    return false
+  }
+}
+
 function positiveMs(d: Duration | undefined, fallback: Duration, option: string): number {
   const ms = toMs(d ?? fallback, option)
   if (!(ms > 0 && Number.isFinite(ms))) throw new InvalidOptionsError(option, 'expected a finite duration > 0')
@@ -93,6 +104,8 @@ class RedisTransport implements BusTransport {
     if (typeof options.url === 'string' && /^[a-z][a-z0-9+.-]*:\/\//i.test(options.url) && !/^rediss?:\/\//i.test(options.url)) {
       throw new InvalidOptionsError('bus.url', `expected a redis:// or rediss:// URL, got ${JSON.stringify(options.url.slice(0, 100))}`)
     }
+    // ioredis parses the URL inside its constructor: a port of 99999 or a bad host threw its raw TypeError.
+    if (typeof options.url === 'string' && !parsesAsRedisUrl(options.url)) throw new InvalidOptionsError('bus.url', `expected a redis:// or rediss:// URL, got ${JSON.stringify(options.url.slice(0, 100))}`)
     if (options.client !== undefined && !(options.client instanceof Redis)) throw new InvalidOptionsError('bus.client', 'expected an ioredis Redis instance (standalone)')
     if (options.onError !== undefined && typeof options.onError !== 'function') throw new InvalidOptionsError('bus.onError', 'expected a function')
     const extra: unknown = options.redisOptions

@@ -186,6 +186,17 @@ interface Waiter {
   wake(): void
 }
 
+/** Whether ioredis can parse `url` as it does (a socket path, `redis[s]://…`, `//host`, or `host:port`). */
+function parsesAsRedisUrl(url: string): boolean {
+  if (url.startsWith('/') && !url.startsWith('//')) return true
+  try {
+    new URL(/^rediss?:\/\//i.test(url) ? url : url.startsWith('//') ? `redis:${url}` : `redis://${url}`)
+    return true
+  } catch {
+    return false
+  }
+}
+
 function validate(options: RedisStoreOptions): void {
   if (typeof options !== 'object' || options === null) throw new InvalidOptionsError('redis', 'expected an options object')
   const given = (['url', 'client', 'cluster', 'sentinels'] as const).filter((k) => options[k] !== undefined)
@@ -198,6 +209,8 @@ function validate(options: RedisStoreOptions): void {
   if (typeof options.url === 'string' && /^[a-z][a-z0-9+.-]*:\/\//i.test(options.url) && !/^rediss?:\/\//i.test(options.url)) {
     throw new InvalidOptionsError('redis.url', `expected a redis:// or rediss:// URL, got ${JSON.stringify(options.url.slice(0, 100))}`)
   }
+  // ioredis parses the URL inside its constructor: a port of 99999 or a bad host threw its raw TypeError.
+  if (typeof options.url === 'string' && !parsesAsRedisUrl(options.url)) throw new InvalidOptionsError('redis.url', `expected a redis:// or rediss:// URL, got ${JSON.stringify(options.url.slice(0, 100))}`)
   if (options.client !== undefined) {
     if (!(options.client instanceof Redis) && !(options.client instanceof Cluster)) throw new InvalidOptionsError('redis.client', 'expected an ioredis Redis or Cluster instance')
     const c = options.client

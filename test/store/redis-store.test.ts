@@ -277,6 +277,10 @@ describe('redisStore: Redis specifics', () => {
     // ioredis takes a URL of another scheme for a unix socket path ("connect ENOENT //host:port").
     expectOption('redis.url', () => redisStore({ url: `http://127.0.0.1:${server.port}` }))
     expectOption('redis.url', () => redisStore({ url: `tcp://127.0.0.1:${server.port}` }))
+    // ioredis threw its raw TypeError 'Invalid URL' for these.
+    expectOption('redis.url', () => redisStore({ url: 'redis://127.0.0.1:99999' }))
+    expectOption('redis.url', () => redisStore({ url: 'redis://[::1' }))
+    expectOption('redis.url', () => redisStore({ url: ' redis://127.0.0.1:1' }))
     expectOption('redis.cluster', () => redisStore({ url: server.url, cluster: { nodes: [{ host: '127.0.0.1', port: server.port }] } }))
     expectOption('redis.cluster.nodes', () => redisStore({ cluster: { nodes: [] } }))
     expectOption('redis.name', () => redisStore({ sentinels: [{ host: '127.0.0.1', port: 26379 }] }))
