@@ -14,6 +14,7 @@
  * - If the client ever closes by itself (fatal error), we open a new connection with the
  *   same backoff and subscribe everything again.
  */
+import { isIPv6 } from 'node:net'
 import { connect, type ConnectionOptions, type NatsConnection, type Subscription } from 'nats'
 import { clockOption, type Clock, type TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
@@ -55,6 +56,19 @@ interface Sub {
   active: boolean
 }
 
+/** A server address the `nats` client dials: `[nats|tls://]host[:port]` with a valid host and port. */
+function isNatsServer(server: string): boolean {
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(server)
+  if (scheme !== null && !/^(nats|tls)$/i.test(scheme[1] as string)) return false
+  const rest = scheme === null ? server : server.slice(scheme[0].length)
+  if (isIPv6(rest)) return true // the client brackets a bare IPv6 address itself
+  try {
+    return new URL(`nats://${rest}`).hostname !== ''
+  } catch {
+    return false
+  }
+}
+
 export class NatsTransport implements BusTransport {
   readonly name = 'nats'
   readonly #servers: string[]
@@ -76,6 +90,9 @@ export class NatsTransport implements BusTransport {
     if (typeof servers !== 'string' && !Array.isArray(servers)) throw new InvalidOptionsError('bus.servers', 'expected a URL or a non-empty list of URLs')
     this.#servers = typeof servers === 'string' ? [servers] : [...(servers as readonly string[])]
     if (this.#servers.length === 0 || this.#servers.some((s) => typeof s !== 'string' || s.length === 0)) throw new InvalidOptionsError('bus.servers', 'expected a URL or a non-empty list of URLs')
+    // The client strips any scheme and parses the rest when it dials: a bad URL was a retried ERR_BUS_UNAVAILABLE.
+    const bad = this.#servers.find((s) => !isNatsServer(s))
+    if (bad !== undefined) throw new InvalidOptionsError('bus.servers', `expected nats://host:port (or tls://, or host:port), got ${JSON.stringify(bad.slice(0, 100))}`)
     if (options.connection !== undefined && (options.connection === null || typeof options.connection !== 'object')) throw new InvalidOptionsError('bus.connection', 'expected an object')
     this.#connection = options.connection
     this.#timeoutMs = toMs(options.publishTimeout ?? '2s', 'bus.publishTimeout')

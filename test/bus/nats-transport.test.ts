@@ -38,6 +38,10 @@ describe('natsTransport: NATS specifics', () => {
       [{ servers: '' }, /bus\.servers/],
       [{ servers: 5 }, /bus\.servers/],
       [{ servers: { url: 'nats://127.0.0.1:4222' } }, /bus\.servers/],
+      // Were accepted, then every connect failed (ERR_BUS_UNAVAILABLE 'Invalid URL', retried for ever).
+      [{ servers: 'nats://127.0.0.1:99999' }, /bus\.servers/],
+      [{ servers: ['nats://127.0.0.1:4222', 'nats://:x'] }, /bus\.servers/],
+      [{ servers: 'http://127.0.0.1:4222' }, /bus\.servers/],
       [{ publishTimeout: 0 }, /bus\.publishTimeout/],
       [{ connectTimeout: 'soon' }, /bus\.connectTimeout/],
       [{ reconnect: { initial: 0 } }, /bus\.reconnect\.initial/],
