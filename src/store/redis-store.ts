@@ -42,7 +42,7 @@ import type { Random } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
 import { SCRIPT_NAMES, SCRIPTS } from './redis-scripts.js'
 import { checkScanOptions, decodeCursor, encodeCursor } from './scan-options.js'
-import { checkStoreEntries, checkStoreKey, checkStoreList, checkStoreValue } from './store-input.js'
+import { checkStoreEntries, checkStoreKey, checkStoreList, checkStoreToken, checkStoreValue } from './store-input.js'
 import type { LockGrant, ScanOptions, ScanPage, Store, StoreEntry, StoreLocks } from './types.js'
 
 export interface RedisStoreOptions {
@@ -599,6 +599,7 @@ class RedisStore implements Store {
   async #acquire(key: string, token: string, leaseMs: number): Promise<LockGrant | undefined> {
     this.#open()
     const k = this.#keys(key)
+    checkStoreToken(token)
     const lease = px(leaseMs, 'leaseMs')
     // The fencing state outlives the lease it was granted with.
     const fence = await this.#scripts.stratacacheAcquire(k.lock, k.fence, token, lease, Math.max(this.#retentionMs, lease)).catch((err: unknown) => {
@@ -609,12 +610,16 @@ class RedisStore implements Store {
 
   async #extend(key: string, token: string, leaseMs: number): Promise<boolean> {
     this.#open()
-    return (await this.#scripts.stratacacheExtend(this.#keys(key).lock, token, px(leaseMs, 'leaseMs'))) === 1
+    const lock = this.#keys(key).lock
+    checkStoreToken(token)
+    return (await this.#scripts.stratacacheExtend(lock, token, px(leaseMs, 'leaseMs'))) === 1
   }
 
   async #release(key: string, token: string): Promise<boolean> {
     this.#open()
-    return (await this.#scripts.stratacacheRelease(this.#keys(key).lock, token, this.#channel, keyTag(key))) === 1
+    const lock = this.#keys(key).lock
+    checkStoreToken(token)
+    return (await this.#scripts.stratacacheRelease(lock, token, this.#channel, keyTag(key))) === 1
   }
 
   async #drawFence(key: string): Promise<number> {
