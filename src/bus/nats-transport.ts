@@ -23,6 +23,7 @@ import { systemClock } from '../core/system-clock.js'
 import { backoffPolicy, type Backoff, type ReconnectOptions } from '../core/backoff.js'
 import type { Random } from '../core/random.js'
 import { bounded } from './bounded.js'
+import { checkChannel, checkPayload, checkSubscription, deliverTo } from './transport-input.js'
 import type { BusTransport } from './types.js'
 import { createBus, pickBusSettings, type Bus, type BusSettings } from './bus.js'
 
@@ -54,6 +55,12 @@ interface Sub {
   readonly onState: (state: 'up' | 'down') => void
   nats: Subscription | undefined
   active: boolean
+}
+
+/** A channel is a literal NATS subject: no wildcards (`*`, `>`), no whitespace, no empty token. */
+function checkSubject(channel: unknown, option = 'channel'): asserts channel is string {
+  checkChannel(channel)
+  if (!/^[^\s*>.]+(\.[^\s*>.]+)*$/.test(channel)) throw new InvalidOptionsError(option, `expected a NATS subject without wildcards or whitespace, got ${JSON.stringify(channel.slice(0, 100))}`)
 }
 
 /** A server address the `nats` client dials: `[nats|tls://]host[:port]` with a valid host and port. */
@@ -104,6 +111,8 @@ export class NatsTransport implements BusTransport {
   }
 
   async publish(channel: string, payload: Uint8Array): Promise<void> {
+    checkSubject(channel)
+    checkPayload(payload)
     const nc = await this.#connected()
     if (!this.#up) throw new BusUnavailableError('nats: not connected (reconnecting)')
     try {
@@ -120,6 +129,8 @@ export class NatsTransport implements BusTransport {
   }
 
   async subscribe(channel: string, onMessage: (payload: Uint8Array) => void, onState: (state: 'up' | 'down') => void): Promise<() => Promise<void>> {
+    checkSubscription(channel, onMessage, onState)
+    checkSubject(channel)
     const sub: Sub = { channel, onMessage, onState, nats: undefined, active: true }
     const nc = await this.#connected()
     this.#attach(nc, sub)
@@ -169,7 +180,8 @@ export class NatsTransport implements BusTransport {
   #attach(nc: NatsConnection, sub: Sub): void {
     sub.nats = nc.subscribe(sub.channel, {
       callback: (err, msg) => {
-        if (err === null && sub.active) sub.onMessage(msg.data)
+        // A throw here would close the client's reader: the connection would hang for ever.
+        if (err === null && sub.active) deliverTo(sub.onMessage, msg.data)
       },
     })
   }
@@ -309,6 +321,8 @@ export interface NatsBusOptions extends BusSettings, NatsTransportOptions {}
 /** `createCache({ bus: natsBus({ servers }) })`: a Bus on NATS core pub/sub. */
 export function natsBus(options: NatsBusOptions = {}): Bus {
   if (options === null || typeof options !== 'object') throw new InvalidOptionsError('bus', 'expected an options object')
+  // The Bus allows 'a..b' or '.a', which NATS refuses as a subject: every subscribe would fail, retried for ever.
+  if (typeof options.channel === 'string' && options.channel !== '') checkSubject(options.channel, 'bus.channel')
   const transport = natsTransport(options)
   try {
     return createBus({ ...pickBusSettings(options), transport })

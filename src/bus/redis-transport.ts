@@ -32,6 +32,7 @@ import { BusUnavailableError, ClosedError, InvalidOptionsError } from '../core/e
 import type { Random } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
 import { createBus, pickBusSettings, type Bus, type BusSettings } from './bus.js'
+import { checkChannel, checkPayload, checkSubscription } from './transport-input.js'
 import type { BusTransport } from './types.js'
 
 export interface RedisTransportOptions {
@@ -153,6 +154,8 @@ class RedisTransport implements BusTransport {
 
   async publish(channel: string, payload: Uint8Array): Promise<void> {
     if (this.#closed) throw new ClosedError('The redis bus transport is closed')
+    checkChannel(channel)
+    checkPayload(payload)
     // A copy: the caller may reuse its buffer before auto-pipelining writes the command.
     const data = Buffer.from(payload)
     const publisher = this.#publisher
@@ -181,7 +184,7 @@ class RedisTransport implements BusTransport {
 
   async subscribe(channel: string, onMessage: (payload: Uint8Array) => void, onState: (state: 'up' | 'down') => void): Promise<() => Promise<void>> {
     if (this.#closed) throw new ClosedError('The redis bus transport is closed')
-    if (typeof channel !== 'string' || channel === '') throw new InvalidOptionsError('channel', 'expected a non-empty string')
+    checkSubscription(channel, onMessage, onState)
     // Always SUBSCRIBE (idempotent in Redis): it proves the connection is up now.
     await this.#bounded(this.#subscriber.subscribe(channel), this.#connectTimeoutMs, 'subscribe')
     if (this.#closed) throw new ClosedError('The redis bus transport is closed')
