@@ -318,13 +318,15 @@ class RedisStore implements Store {
     }
     this.#scripts = this.#client as unknown as ScriptCommands
     this.locks = {
-      acquire: (key, token, leaseMs) => this.#acquire(key, token, leaseMs),
-      extend: (key, token, leaseMs) => this.#extend(key, token, leaseMs),
-      release: (key, token) => this.#release(key, token),
-      drawFence: (key) => this.#drawFence(key),
-      setFenced: (key, value, ttlMs, fence) => this.#setFenced(key, value, ttlMs, fence),
-      setAbove: (key, value, ttlMs) => this.#setAbove(key, value, ttlMs),
-      deleteAbove: (key) => this.#deleteAbove(key),
+      // Explained as the data commands are: with Redis down they rejected with ioredis's raw
+      // MaxRetriesPerRequestError, which the cache's guard did not take for an unavailable store.
+      acquire: (key, token, leaseMs) => this.#explained(this.#acquire(key, token, leaseMs)),
+      extend: (key, token, leaseMs) => this.#explained(this.#extend(key, token, leaseMs)),
+      release: (key, token) => this.#explained(this.#release(key, token)),
+      drawFence: (key) => this.#explained(this.#drawFence(key)),
+      setFenced: (key, value, ttlMs, fence) => this.#explained(this.#setFenced(key, value, ttlMs, fence)),
+      setAbove: (key, value, ttlMs) => this.#explained(this.#setAbove(key, value, ttlMs)),
+      deleteAbove: (key) => this.#explained(this.#deleteAbove(key)),
       waitForRelease: (key, timeoutMs, signal) => this.#waitForRelease(key, timeoutMs, signal),
     }
   }
@@ -360,6 +362,13 @@ class RedisStore implements Store {
     const message = err instanceof Error ? err.message : String(err)
     const reason = down === undefined || down.message === message ? message : `${down.message} (${message})`
     return new StoreUnavailableError(`redis at ${this.location} is unreachable: ${reason}`, { cause: down ?? err })
+  }
+
+  /** `promise`, its failure explained (see #explain). */
+  #explained<T>(promise: Promise<T>): Promise<T> {
+    return promise.catch((err: unknown) => {
+      throw this.#explain(err)
+    })
   }
 
   async get(key: string): Promise<Uint8Array | undefined> {

@@ -316,6 +316,14 @@ describe('redisStore: an unreachable server (bad input: the conformance suite)',
         ['clear', () => store.clear('')],
         ['scan', () => store.scan()],
         ['scan(prefix)', () => store.scan({ prefix: 'p', limit: 10 })],
+        // The lock scripts rejected with ioredis's raw MaxRetriesPerRequestError.
+        ['acquire', () => store.locks.acquire('k', 't', 1000)],
+        ['extend', () => store.locks.extend('k', 't', 1000)],
+        ['release', () => store.locks.release('k', 't')],
+        ['drawFence', () => store.locks.drawFence('k')],
+        ['setFenced', () => store.locks.setFenced('k', bytes('v'), 1000, 1)],
+        ['setAbove', () => store.locks.setAbove('k', bytes('v'), 1000)],
+        ['deleteAbove', () => store.locks.deleteAbove('k')],
       ]
       for (const [name, call] of calls) {
         await assert.rejects(withDeadline(call(), 5_000), (err: unknown) => {
