@@ -301,7 +301,7 @@ class EtcdStoreImpl implements Store {
     this.#retentionMs = retention
     const timeoutMs = toMs(options.timeout ?? '5s', 'etcd.timeout')
     // 0 would be a deadline every call misses before it is sent.
-    if (!(timeoutMs > 0)) throw new InvalidOptionsError('etcd.timeout', `expected a duration > 0, got ${String(options.timeout)}`)
+    if (!(timeoutMs > 0 && Number.isFinite(timeoutMs))) throw new InvalidOptionsError('etcd.timeout', `expected a finite duration > 0, got ${String(options.timeout)}`)
     this.location = options.endpoints.join(',')
     const clientOptions: IOptions = {
       hosts: [...options.endpoints],

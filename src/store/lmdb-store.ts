@@ -312,6 +312,7 @@ function validate(options: LmdbStoreOptions): void {
   }
   if (sweepBatch !== undefined && (!Number.isSafeInteger(sweepBatch) || sweepBatch < 1)) throw new InvalidOptionsError('lmdb.sweepBatch', `expected an integer >= 1, got ${String(sweepBatch)}`)
   if (maxReaders !== undefined && (!Number.isSafeInteger(maxReaders) || maxReaders < 1)) throw new InvalidOptionsError('lmdb.maxReaders', `expected an integer >= 1, got ${String(maxReaders)}`)
+  if (options.random !== undefined && typeof (options.random as { next?: unknown } | null)?.next !== 'function') throw new InvalidOptionsError('lmdb.random', 'expected a Random')
   if (options.exclusive !== undefined && typeof options.exclusive !== 'boolean') throw new InvalidOptionsError('lmdb.exclusive', `expected a boolean, got ${typeof options.exclusive}`)
 }
 
