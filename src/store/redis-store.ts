@@ -235,7 +235,10 @@ function validate(options: RedisStoreOptions): void {
   if (options.onError !== undefined && typeof options.onError !== 'function') throw new InvalidOptionsError('redis.onError', 'expected a function')
   clockOption(options.clock, systemClock, 'redis.clock')
   const extra: unknown = options.redisOptions
-  if (extra !== undefined && (typeof extra !== 'object' || extra === null)) throw new InvalidOptionsError('redis.redisOptions', 'expected an object of ioredis options')
+  if (extra !== undefined && (typeof extra !== 'object' || extra === null || Array.isArray(extra))) throw new InvalidOptionsError('redis.redisOptions', 'expected an object of ioredis options')
+  const clusterOptions: unknown = options.cluster?.options
+  if (clusterOptions !== undefined && (typeof clusterOptions !== 'object' || clusterOptions === null || Array.isArray(clusterOptions))) throw new InvalidOptionsError('redis.cluster.options', 'expected an object of ioredis ClusterOptions')
+  if (options.random !== undefined && typeof (options.random as { next?: unknown } | null)?.next !== 'function') throw new InvalidOptionsError('redis.random', 'expected a Random')
   const isAddress = (n: unknown): boolean => typeof n === 'object' && n !== null && (typeof (n as { host?: unknown }).host === 'string' || typeof (n as { port?: unknown }).port === 'number')
   if (options.cluster !== undefined && !options.cluster.nodes.every(isAddress)) throw new InvalidOptionsError('redis.cluster.nodes', 'expected a non-empty array of { host, port }')
   if (options.sentinels !== undefined && !options.sentinels.every(isAddress)) throw new InvalidOptionsError('redis.sentinels', 'expected a non-empty array of { host, port }')

@@ -293,6 +293,10 @@ describe('redisStore: Redis specifics', () => {
     expectOption('redis.onError', () => redisStore({ url: server.url, onError: 5 as unknown as () => void }))
     expectOption('redis.clock', () => redisStore({ url: server.url, clock: 5 as unknown as ManualClock }))
     expectOption('redis.redisOptions', () => redisStore({ url: server.url, redisOptions: 5 as unknown as object }))
+    // Were spread and ignored ([], 5), or named an option that does not exist (redis.reconnect.random).
+    expectOption('redis.redisOptions', () => redisStore({ url: server.url, redisOptions: [] as unknown as object }))
+    expectOption('redis.cluster.options', () => redisStore({ cluster: { nodes: [{ host: '127.0.0.1', port: server.port }], options: 5 as unknown as object } }))
+    expectOption('redis.random', () => redisStore({ url: server.url, random: {} as unknown as ManualClock as never }))
     expectOption('redis.cluster.nodes', () => redisStore({ cluster: { nodes: [5 as unknown as { host: string; port: number }] } }))
     expectOption('redis.sentinels', () => redisStore({ sentinels: [5 as unknown as { host: string; port: number }], name: 'm' }))
     expectOption('redis.reconnect.initial', () => redisStore({ url: server.url, reconnect: { initial: 0 } }))
