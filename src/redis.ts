@@ -11,7 +11,7 @@ requireDependency('ioredis', 'stratacache/redis')
 const store = await import('./store/redis-store.js')
 const bus = await import('./bus/redis-transport.js')
 
-/** See `redisStore` in src/store/redis-store.ts (docs/guide/stores.md). */
+/** See `redisStore` in src/store/redis-store.ts (docs/guide/tiers-and-stores.md). */
 export const redisStore: typeof import('./store/redis-store.js').redisStore = store.redisStore
 /** See `redisBus` in src/bus/redis-transport.ts (docs/guide/bus.md). */
 export const redisBus: typeof import('./bus/redis-transport.js').redisBus = bus.redisBus

@@ -15,6 +15,7 @@ import { BusUnavailableError, ClosedError, InvalidOptionsError } from '../core/e
 import { AmqpLink } from './amqp-link.js'
 import type { ReconnectOptions } from '../core/backoff.js'
 import type { Random } from '../core/random.js'
+import { checkChannel, checkPayload, checkSubscription, deliverTo } from './transport-input.js'
 import type { BusTransport } from './types.js'
 import { createBus, pickBusSettings, type Bus, type BusSettings } from './bus.js'
 
@@ -60,11 +61,14 @@ export class AmqpTransport implements BusTransport {
   }
 
   async publish(channel: string, payload: Uint8Array): Promise<void> {
+    checkChannel(channel)
+    checkPayload(payload)
     await this.#ready()
     await this.#link.publish(this.#exchange, channel, payload, this.#timeoutMs)
   }
 
   async subscribe(channel: string, onMessage: (payload: Uint8Array) => void, onState: (state: 'up' | 'down') => void): Promise<() => Promise<void>> {
+    checkSubscription(channel, onMessage, onState)
     await this.#ready()
     // Topic bindings treat '*' and '#' as wildcards: a channel is a literal routing key.
     if (/[*#]/.test(channel)) throw new InvalidOptionsError('channel', `expected no AMQP wildcards, got ${JSON.stringify(channel)}`)
@@ -73,7 +77,7 @@ export class AmqpTransport implements BusTransport {
       exchange: { name: this.#exchange, durable: this.#durable },
       bindings: [channel],
       onMessage: (routingKey, content) => {
-        if (routingKey === channel) onMessage(content)
+        if (routingKey === channel) deliverTo(onMessage, content)
       },
       onState: (state) => {
         // The first 'up' is the subscription becoming active, not a reconnect.

@@ -268,6 +268,60 @@ export function busTransportConformance(target: BusTransportTarget): void {
       if (!s.ok) assert.ok(s.error instanceof Error)
     })
 
+    test('a subscriber whose onMessage throws harms nobody: the others and later payloads still arrive', async () => {
+      // NATS: the throw closed the client's reader and every later publish timed out, for ever;
+      // the in-process transport threw it from a microtask (an uncaught exception).
+      const a = await transport()
+      const b = await transport()
+      const ch = channel()
+      let thrown = 0
+      await b.subscribe(
+        ch,
+        () => {
+          thrown++
+          throw new Error('a buggy subscriber')
+        },
+        () => {},
+      )
+      const rb = await subscribe(b, ch)
+      await a.publish(ch, bytes('one'))
+      await waitFor('delivery beside a throwing subscriber', deliverWithin, () => rb.messages.length === 1 && thrown === 1)
+      const p = await settlesWithin('publish after a subscriber threw', failWithin, a.publish(ch, bytes('two')))
+      assert.equal(p.ok, true, `publish after a subscriber threw: ${p.ok ? '' : String(p.error)}`)
+      const q = await settlesWithin('publish by the transport whose subscriber threw', failWithin, b.publish(ch, bytes('three')))
+      assert.equal(q.ok, true, `publish by the transport whose subscriber threw: ${q.ok ? '' : String(q.error)}`)
+      await waitFor('later payloads', deliverWithin, () => rb.messages.length === 3)
+      assert.deepEqual(
+        rb.messages.map((m) => text.decode(m)),
+        ['one', 'two', 'three'],
+      )
+    })
+
+    test('bad input: a channel that is not a non-empty string, a payload that is not bytes, callbacks that are not functions are ERR_INVALID_OPTIONS; the transport still works', async () => {
+      const a = await transport()
+      const ch = channel()
+      const invalid = (what: string, r: { ok: true } | { ok: false; error: unknown }): void => {
+        assert.ok(!r.ok && isCacheError(r.error, 'ERR_INVALID_OPTIONS'), `${target.name}: ${what}: ${r.ok ? 'accepted' : String(r.error)}`)
+      }
+      const noop = (): void => {}
+      for (const bad of ['', 5, null, undefined]) {
+        const c = bad as unknown as string
+        invalid(`subscribe(${String(bad)})`, await settlesWithin('subscribe to a bad channel', failWithin, a.subscribe(c, noop, noop)))
+        invalid(`publish(${String(bad)})`, await settlesWithin('publish to a bad channel', failWithin, a.publish(c, bytes('x'))))
+      }
+      for (const bad of ['text', null, undefined, 5, [1, 2]]) {
+        invalid(`publish(ch, ${String(bad)})`, await settlesWithin('publish of a bad payload', failWithin, a.publish(ch, bad as unknown as Uint8Array)))
+      }
+      for (const bad of [5, null, undefined]) {
+        const f = bad as unknown as () => void
+        invalid('subscribe(ch, <not a function>, onState)', await settlesWithin('subscribe with a bad onMessage', failWithin, a.subscribe(ch, f, noop)))
+        invalid('subscribe(ch, onMessage, <not a function>)', await settlesWithin('subscribe with a bad onState', failWithin, a.subscribe(ch, noop, f)))
+      }
+      const r = await subscribe(a, ch)
+      await a.publish(ch, bytes('still fine'))
+      await waitFor('delivery after bad input', deliverWithin, () => r.messages.length === 1)
+    })
+
     test("resubscribe(), where offered: 'down', then 'up' once receiving again, then delivery", async (t) => {
       const a = await transport()
       if (a.resubscribe === undefined) {

@@ -12,6 +12,7 @@
  */
 import { BusUnavailableError, ClosedError, InvalidOptionsError } from '../core/errors.js'
 import { createBus, pickBusSettings, type Bus, type BusSettings } from './bus.js'
+import { checkChannel, checkPayload, checkSubscription, deliverTo } from './transport-input.js'
 import type { BusTransport } from './types.js'
 
 interface Subscription {
@@ -53,7 +54,8 @@ export class MemoryBusHub {
     for (const s of set) {
       const copy = payload.slice()
       queueMicrotask(() => {
-        if (s.active && !this.#down) s.onMessage(copy)
+        // A throw from a microtask would be an uncaught exception.
+        if (s.active && !this.#down) deliverTo(s.onMessage, copy)
       })
     }
   }
@@ -105,11 +107,14 @@ class MemoryTransport implements BusTransport {
 
   async publish(channel: string, payload: Uint8Array): Promise<void> {
     if (this.#closed) throw new ClosedError('The bus transport is closed')
+    checkChannel(channel)
+    checkPayload(payload)
     this.#hub.publish(channel, payload)
   }
 
   async subscribe(channel: string, onMessage: (payload: Uint8Array) => void, onState: (state: 'up' | 'down') => void): Promise<() => Promise<void>> {
     if (this.#closed) throw new ClosedError('The bus transport is closed')
+    checkSubscription(channel, onMessage, onState)
     const s: Subscription = { channel, onMessage, onState, active: true }
     this.#hub.add(s)
     this.#subs.add(s)

@@ -14,6 +14,7 @@
  * - If the client ever closes by itself (fatal error), we open a new connection with the
  *   same backoff and subscribe everything again.
  */
+import { isIPv6 } from 'node:net'
 import { connect, type ConnectionOptions, type NatsConnection, type Subscription } from 'nats'
 import { clockOption, type Clock, type TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
@@ -22,6 +23,7 @@ import { systemClock } from '../core/system-clock.js'
 import { backoffPolicy, type Backoff, type ReconnectOptions } from '../core/backoff.js'
 import type { Random } from '../core/random.js'
 import { bounded } from './bounded.js'
+import { checkChannel, checkPayload, checkSubscription, deliverTo } from './transport-input.js'
 import type { BusTransport } from './types.js'
 import { createBus, pickBusSettings, type Bus, type BusSettings } from './bus.js'
 
@@ -55,6 +57,25 @@ interface Sub {
   active: boolean
 }
 
+/** A channel is a literal NATS subject: no wildcards (`*`, `>`), no whitespace, no empty token. */
+function checkSubject(channel: unknown, option = 'channel'): asserts channel is string {
+  checkChannel(channel)
+  if (!/^[^\s*>.]+(\.[^\s*>.]+)*$/.test(channel)) throw new InvalidOptionsError(option, `expected a NATS subject without wildcards or whitespace, got ${JSON.stringify(channel.slice(0, 100))}`)
+}
+
+/** A server address the `nats` client dials: `[nats|tls://]host[:port]` with a valid host and port. */
+function isNatsServer(server: string): boolean {
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(server)
+  if (scheme !== null && !/^(nats|tls)$/i.test(scheme[1] as string)) return false
+  const rest = scheme === null ? server : server.slice(scheme[0].length)
+  if (isIPv6(rest)) return true // the client brackets a bare IPv6 address itself
+  try {
+    return new URL(`nats://${rest}`).hostname !== ''
+  } catch {
+    return false
+  }
+}
+
 export class NatsTransport implements BusTransport {
   readonly name = 'nats'
   readonly #servers: string[]
@@ -76,6 +97,9 @@ export class NatsTransport implements BusTransport {
     if (typeof servers !== 'string' && !Array.isArray(servers)) throw new InvalidOptionsError('bus.servers', 'expected a URL or a non-empty list of URLs')
     this.#servers = typeof servers === 'string' ? [servers] : [...(servers as readonly string[])]
     if (this.#servers.length === 0 || this.#servers.some((s) => typeof s !== 'string' || s.length === 0)) throw new InvalidOptionsError('bus.servers', 'expected a URL or a non-empty list of URLs')
+    // The client strips any scheme and parses the rest when it dials: a bad URL was a retried ERR_BUS_UNAVAILABLE.
+    const bad = this.#servers.find((s) => !isNatsServer(s))
+    if (bad !== undefined) throw new InvalidOptionsError('bus.servers', `expected nats://host:port (or tls://, or host:port), got ${JSON.stringify(bad.slice(0, 100))}`)
     if (options.connection !== undefined && (options.connection === null || typeof options.connection !== 'object')) throw new InvalidOptionsError('bus.connection', 'expected an object')
     this.#connection = options.connection
     this.#timeoutMs = toMs(options.publishTimeout ?? '2s', 'bus.publishTimeout')
@@ -87,6 +111,8 @@ export class NatsTransport implements BusTransport {
   }
 
   async publish(channel: string, payload: Uint8Array): Promise<void> {
+    checkSubject(channel)
+    checkPayload(payload)
     const nc = await this.#connected()
     if (!this.#up) throw new BusUnavailableError('nats: not connected (reconnecting)')
     try {
@@ -103,6 +129,8 @@ export class NatsTransport implements BusTransport {
   }
 
   async subscribe(channel: string, onMessage: (payload: Uint8Array) => void, onState: (state: 'up' | 'down') => void): Promise<() => Promise<void>> {
+    checkSubscription(channel, onMessage, onState)
+    checkSubject(channel)
     const sub: Sub = { channel, onMessage, onState, nats: undefined, active: true }
     const nc = await this.#connected()
     this.#attach(nc, sub)
@@ -152,7 +180,8 @@ export class NatsTransport implements BusTransport {
   #attach(nc: NatsConnection, sub: Sub): void {
     sub.nats = nc.subscribe(sub.channel, {
       callback: (err, msg) => {
-        if (err === null && sub.active) sub.onMessage(msg.data)
+        // A throw here would close the client's reader: the connection would hang for ever.
+        if (err === null && sub.active) deliverTo(sub.onMessage, msg.data)
       },
     })
   }
@@ -292,6 +321,8 @@ export interface NatsBusOptions extends BusSettings, NatsTransportOptions {}
 /** `createCache({ bus: natsBus({ servers }) })`: a Bus on NATS core pub/sub. */
 export function natsBus(options: NatsBusOptions = {}): Bus {
   if (options === null || typeof options !== 'object') throw new InvalidOptionsError('bus', 'expected an options object')
+  // The Bus allows 'a..b' or '.a', which NATS refuses as a subject: every subscribe would fail, retried for ever.
+  if (typeof options.channel === 'string' && options.channel !== '') checkSubject(options.channel, 'bus.channel')
   const transport = natsTransport(options)
   try {
     return createBus({ ...pickBusSettings(options), transport })

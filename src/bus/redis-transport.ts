@@ -32,6 +32,7 @@ import { BusUnavailableError, ClosedError, InvalidOptionsError } from '../core/e
 import type { Random } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
 import { createBus, pickBusSettings, type Bus, type BusSettings } from './bus.js'
+import { checkChannel, checkPayload, checkSubscription } from './transport-input.js'
 import type { BusTransport } from './types.js'
 
 export interface RedisTransportOptions {
@@ -60,6 +61,17 @@ const QUIT_TIMEOUT_MS = 1_000
 interface Listener {
   readonly onMessage: (payload: Uint8Array) => void
   readonly onState: (state: 'up' | 'down') => void
+}
+
+/** Whether ioredis can parse `url` as it does (a socket path, `redis[s]://…`, `//host`, or `host:port`); as in redis-store.ts. */
+function parsesAsRedisUrl(url: string): boolean {
+  if (url.startsWith('/') && !url.startsWith('//')) return true
+  try {
+    new URL(/^rediss?:\/\//i.test(url) ? url : url.startsWith('//') ? `redis:${url}` : `redis://${url}`)
+    return true
+  } catch {
+    return false
+  }
 }
 
 function positiveMs(d: Duration | undefined, fallback: Duration, option: string): number {
@@ -93,6 +105,8 @@ class RedisTransport implements BusTransport {
     if (typeof options.url === 'string' && /^[a-z][a-z0-9+.-]*:\/\//i.test(options.url) && !/^rediss?:\/\//i.test(options.url)) {
       throw new InvalidOptionsError('bus.url', `expected a redis:// or rediss:// URL, got ${JSON.stringify(options.url.slice(0, 100))}`)
     }
+    // ioredis parses the URL inside its constructor: a port of 99999 or a bad host threw its raw TypeError.
+    if (typeof options.url === 'string' && !parsesAsRedisUrl(options.url)) throw new InvalidOptionsError('bus.url', `expected a redis:// or rediss:// URL, got ${JSON.stringify(options.url.slice(0, 100))}`)
     if (options.client !== undefined && !(options.client instanceof Redis)) throw new InvalidOptionsError('bus.client', 'expected an ioredis Redis instance (standalone)')
     if (options.onError !== undefined && typeof options.onError !== 'function') throw new InvalidOptionsError('bus.onError', 'expected a function')
     const extra: unknown = options.redisOptions
@@ -140,6 +154,8 @@ class RedisTransport implements BusTransport {
 
   async publish(channel: string, payload: Uint8Array): Promise<void> {
     if (this.#closed) throw new ClosedError('The redis bus transport is closed')
+    checkChannel(channel)
+    checkPayload(payload)
     // A copy: the caller may reuse its buffer before auto-pipelining writes the command.
     const data = Buffer.from(payload)
     const publisher = this.#publisher
@@ -168,7 +184,7 @@ class RedisTransport implements BusTransport {
 
   async subscribe(channel: string, onMessage: (payload: Uint8Array) => void, onState: (state: 'up' | 'down') => void): Promise<() => Promise<void>> {
     if (this.#closed) throw new ClosedError('The redis bus transport is closed')
-    if (typeof channel !== 'string' || channel === '') throw new InvalidOptionsError('channel', 'expected a non-empty string')
+    checkSubscription(channel, onMessage, onState)
     // Always SUBSCRIBE (idempotent in Redis): it proves the connection is up now.
     await this.#bounded(this.#subscriber.subscribe(channel), this.#connectTimeoutMs, 'subscribe')
     if (this.#closed) throw new ClosedError('The redis bus transport is closed')

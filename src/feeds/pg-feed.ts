@@ -66,6 +66,20 @@ export interface PgFeedOptions {
 
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/
 
+/** Whether pg can parse `url` as a connection string (as pg-connection-string does: spaces encoded, an empty host allowed). */
+function parsesAsPgUrl(url: string): boolean {
+  const text = / |%[^a-f0-9]|%[a-f0-9][^a-f0-9]/i.test(url) ? encodeURI(url).replace(/%25(\d\d)/g, '%$1') : url
+  for (const candidate of [text, text.replace('@/', '@___DUMMY___/')]) {
+    try {
+      new URL(candidate, 'postgres://base')
+      return true
+    } catch {
+      // try the next form
+    }
+  }
+  return false
+}
+
 export class PgFeed implements ChangeFeed {
   readonly name = 'postgres'
   readonly scope: readonly ChangeNotice[]
@@ -87,6 +101,8 @@ export class PgFeed implements ChangeFeed {
     if (options === null || typeof options !== 'object') throw new InvalidOptionsError('feed', 'expected an object')
     const url = options.url ?? 'postgres://127.0.0.1:5432/postgres'
     if (typeof url !== 'string' || !/^postgres(ql)?:\/\//.test(url)) throw new InvalidOptionsError('feed.url', `expected a postgres:// URL, got ${JSON.stringify(url)}`)
+    // pg parses it only when it connects: a port of 99999 or a bad host was a retried ERR_FEED_UNAVAILABLE.
+    if (!parsesAsPgUrl(url)) throw new InvalidOptionsError('feed.url', `expected a postgres:// URL, got one that does not parse (${JSON.stringify(url.replace(/\/\/[^@/]*@/, '//***@').slice(0, 100))})`)
     if (options.connection !== undefined && (options.connection === null || typeof options.connection !== 'object')) throw new InvalidOptionsError('feed.connection', 'expected an object')
     this.#channel = options.channel ?? 'stratacache_changes'
     if (typeof this.#channel !== 'string' || !IDENTIFIER.test(this.#channel)) throw new InvalidOptionsError('feed.channel', 'expected an SQL identifier ([A-Za-z_][A-Za-z0-9_]*, at most 63 characters)')

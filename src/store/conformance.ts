@@ -371,6 +371,20 @@ export function storeConformance(target: ConformanceTarget): void {
             await assert.rejects(store.deleteMany(list as unknown as string[]), refused('ERR_INVALID_OPTIONS'))
             await assert.rejects(store.setMany(list as unknown as []), refused('ERR_INVALID_OPTIONS'))
           }
+          // A token that is not a non-empty string: memory and etcd granted a lock to 5 or '',
+          // Redis sent 5 as '5' (so release('5') freed it), LMDB checked acquire only.
+          if (locks !== undefined) {
+            for (const token of ['', 5, null, undefined, {}]) {
+              const t = token as unknown as string
+              const named = (err: unknown): boolean => refused('ERR_INVALID_OPTIONS')(err) && (err as { option?: string }).option === 'token'
+              await assert.rejects(locks.acquire('tok', t, LONG_TTL), named)
+              await assert.rejects(locks.extend('tok', t, LONG_TTL), named)
+              await assert.rejects(locks.release('tok', t), named)
+            }
+            const grant = await locks.acquire('tok', 'ok', LONG_TTL)
+            assert.ok(grant !== undefined, 'a refused acquire took no lock')
+            assert.equal(await locks.release('tok', 'ok'), true)
+          }
           // NaN once set no timer: a wait on a held lock never ended.
           if (locks !== undefined) for (const timeoutMs of [Number.NaN, -1]) await assert.rejects(locks.waitForRelease('w', timeoutMs), refused('ERR_INVALID_OPTIONS'))
           assertBytes(await store.get('a'), bytes('kept a'))

@@ -53,7 +53,7 @@ import { AbortedError, CacheError, ClosedError, InvalidOptionsError, StoreUnavai
 import { neverAbortedSignal } from '../core/never-aborted-signal.js'
 import { systemClock } from '../core/system-clock.js'
 import { checkScanOptions, decodeCursor, encodeCursor } from './scan-options.js'
-import { checkStoreEntries, checkStoreKey, checkStoreList, checkStoreValue } from './store-input.js'
+import { checkStoreEntries, checkStoreKey, checkStoreList, checkStoreToken, checkStoreValue } from './store-input.js'
 import type { ConditionalWrites, LockGrant, RevisionedValue, ScanOptions, ScanPage, Store, StoreChange, StoreEntry, StoreLocks } from './types.js'
 
 export type EtcdConsistency = 'linearizable' | 'serializable'
@@ -301,7 +301,7 @@ class EtcdStoreImpl implements Store {
     this.#retentionMs = retention
     const timeoutMs = toMs(options.timeout ?? '5s', 'etcd.timeout')
     // 0 would be a deadline every call misses before it is sent.
-    if (!(timeoutMs > 0)) throw new InvalidOptionsError('etcd.timeout', `expected a duration > 0, got ${String(options.timeout)}`)
+    if (!(timeoutMs > 0 && Number.isFinite(timeoutMs))) throw new InvalidOptionsError('etcd.timeout', `expected a finite duration > 0, got ${String(options.timeout)}`)
     this.location = options.endpoints.join(',')
     const clientOptions: IOptions = {
       hosts: [...options.endpoints],
@@ -750,6 +750,7 @@ class EtcdStoreImpl implements Store {
   async #acquire(key: string, token: string, leaseMs: number): Promise<LockGrant | undefined> {
     checkTtl(leaseMs, 'leaseMs')
     const l = this.#key('l', key)
+    checkStoreToken(token)
     const g = this.#key('g', key)
     let sent = false
     for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
@@ -782,6 +783,7 @@ class EtcdStoreImpl implements Store {
   /** Read-then-CAS on the lock record held by `token` (unexpired); `change` gives the new record or undefined to delete. */
   async #withHeldLock(key: string, token: string, change: (now: number) => LockRecord | undefined): Promise<boolean> {
     const l = this.#key('l', key)
+    checkStoreToken(token)
     for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
       const kv = (await this.#read((c) => c.kv.range({ key: l }))).kvs[0]
       const held = decodeLock(kv)

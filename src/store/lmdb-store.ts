@@ -60,6 +60,7 @@ import { mathRandom, type Random } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
 import { isAlive, selfIdentity, type ProcessIdentity } from './process-identity.js'
 import { checkScanOptions, decodeCursor, encodeCursor } from './scan-options.js'
+import { checkStoreToken } from './store-input.js'
 import type { LockGrant, ScanOptions, ScanPage, Store, StoreEntry, StoreLocks } from './types.js'
 
 const isLmdbCursor = (state: unknown): state is { k: string } => typeof state === 'object' && state !== null && typeof (state as { k?: unknown }).k === 'string'
@@ -311,6 +312,7 @@ function validate(options: LmdbStoreOptions): void {
   }
   if (sweepBatch !== undefined && (!Number.isSafeInteger(sweepBatch) || sweepBatch < 1)) throw new InvalidOptionsError('lmdb.sweepBatch', `expected an integer >= 1, got ${String(sweepBatch)}`)
   if (maxReaders !== undefined && (!Number.isSafeInteger(maxReaders) || maxReaders < 1)) throw new InvalidOptionsError('lmdb.maxReaders', `expected an integer >= 1, got ${String(maxReaders)}`)
+  if (options.random !== undefined && typeof (options.random as { next?: unknown } | null)?.next !== 'function') throw new InvalidOptionsError('lmdb.random', 'expected a Random')
   if (options.exclusive !== undefined && typeof options.exclusive !== 'boolean') throw new InvalidOptionsError('lmdb.exclusive', `expected a boolean, got ${typeof options.exclusive}`)
 }
 
@@ -709,7 +711,7 @@ class LmdbStoreImpl implements LmdbStore {
   async #acquire(key: string, token: string, leaseMs: number): Promise<LockGrant | undefined> {
     this.#open()
     const k = encodeKey(utf8(key, 'key'))
-    checkToken(token)
+    checkStoreToken(token)
     checkTtl(leaseMs, 'leaseMs')
     return this.#mutate('acquire', (usage) => {
       const now = this.#clock.now()
@@ -728,6 +730,7 @@ class LmdbStoreImpl implements LmdbStore {
   async #extend(key: string, token: string, leaseMs: number): Promise<boolean> {
     this.#open()
     const k = encodeKey(utf8(key, 'key'))
+    checkStoreToken(token)
     checkTtl(leaseMs, 'leaseMs')
     return this.#mutate('extend', () => {
       const now = this.#clock.now()
@@ -741,6 +744,7 @@ class LmdbStoreImpl implements LmdbStore {
   async #release(key: string, token: string): Promise<boolean> {
     this.#open()
     const k = encodeKey(utf8(key, 'key'))
+    checkStoreToken(token)
     const released = await this.#mutate('release', () => {
       const now = this.#clock.now()
       const lock = decodeLock(this.#locks.getBinary(k))
@@ -1120,10 +1124,6 @@ class LmdbStoreImpl implements LmdbStore {
 
 function checkArray(list: unknown, name: string): void {
   if (!Array.isArray(list)) throw new InvalidOptionsError(name, `expected an array, got ${typeof list}`)
-}
-
-function checkToken(token: unknown): asserts token is string {
-  if (typeof token !== 'string' || token === '') throw new InvalidOptionsError('token', 'expected a non-empty string')
 }
 
 function isIdle(lock: LockRecord | undefined, now: number, retention: number): boolean {

@@ -19,7 +19,7 @@ import type { Clock, TimerHandle } from '../core/clock.js'
 import { AbortedError, ClosedError, InvalidOptionsError } from '../core/errors.js'
 import { systemClock } from '../core/system-clock.js'
 import { checkScanOptions, decodeCursor, encodeCursor } from './scan-options.js'
-import { checkStoreEntries, checkStoreKey, checkStoreKeys, checkStoreValue } from './store-input.js'
+import { checkStoreEntries, checkStoreKey, checkStoreKeys, checkStoreToken, checkStoreValue } from './store-input.js'
 import type { LockGrant, ScanOptions, ScanPage, Store, StoreEntry, StoreLocks } from './types.js'
 
 const isMemoryCursor = (state: unknown): state is { a: string } => typeof state === 'object' && state !== null && typeof (state as { a?: unknown }).a === 'string'
@@ -318,6 +318,7 @@ class MemoryLocks implements StoreLocks {
   async acquire(key: string, token: string, leaseMs: number): Promise<LockGrant | undefined> {
     this.#store.assertOpen()
     checkStoreKey(key)
+    checkStoreToken(token)
     checkTtl(leaseMs, 'leaseMs')
     const now = this.#store.clock.now()
     const state = this.#store.lockState(key)
@@ -332,6 +333,7 @@ class MemoryLocks implements StoreLocks {
   async extend(key: string, token: string, leaseMs: number): Promise<boolean> {
     this.#store.assertOpen()
     checkStoreKey(key)
+    checkStoreToken(token)
     checkTtl(leaseMs, 'leaseMs')
     const now = this.#store.clock.now()
     const state = this.#store.peekLockState(key)
@@ -343,6 +345,7 @@ class MemoryLocks implements StoreLocks {
   async release(key: string, token: string): Promise<boolean> {
     this.#store.assertOpen()
     checkStoreKey(key)
+    checkStoreToken(token)
     const state = this.#store.peekLockState(key)
     if (state === undefined || this.#heldBy(state, this.#store.clock.now()) !== token) return false
     state.token = undefined

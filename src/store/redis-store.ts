@@ -42,7 +42,7 @@ import type { Random } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
 import { SCRIPT_NAMES, SCRIPTS } from './redis-scripts.js'
 import { checkScanOptions, decodeCursor, encodeCursor } from './scan-options.js'
-import { checkStoreEntries, checkStoreKey, checkStoreList, checkStoreValue } from './store-input.js'
+import { checkStoreEntries, checkStoreKey, checkStoreList, checkStoreToken, checkStoreValue } from './store-input.js'
 import type { LockGrant, ScanOptions, ScanPage, Store, StoreEntry, StoreLocks } from './types.js'
 
 export interface RedisStoreOptions {
@@ -186,6 +186,17 @@ interface Waiter {
   wake(): void
 }
 
+/** Whether ioredis can parse `url` as it does (a socket path, `redis[s]://…`, `//host`, or `host:port`). */
+function parsesAsRedisUrl(url: string): boolean {
+  if (url.startsWith('/') && !url.startsWith('//')) return true
+  try {
+    new URL(/^rediss?:\/\//i.test(url) ? url : url.startsWith('//') ? `redis:${url}` : `redis://${url}`)
+    return true
+  } catch {
+    return false
+  }
+}
+
 function validate(options: RedisStoreOptions): void {
   if (typeof options !== 'object' || options === null) throw new InvalidOptionsError('redis', 'expected an options object')
   const given = (['url', 'client', 'cluster', 'sentinels'] as const).filter((k) => options[k] !== undefined)
@@ -198,6 +209,8 @@ function validate(options: RedisStoreOptions): void {
   if (typeof options.url === 'string' && /^[a-z][a-z0-9+.-]*:\/\//i.test(options.url) && !/^rediss?:\/\//i.test(options.url)) {
     throw new InvalidOptionsError('redis.url', `expected a redis:// or rediss:// URL, got ${JSON.stringify(options.url.slice(0, 100))}`)
   }
+  // ioredis parses the URL inside its constructor: a port of 99999 or a bad host threw its raw TypeError.
+  if (typeof options.url === 'string' && !parsesAsRedisUrl(options.url)) throw new InvalidOptionsError('redis.url', `expected a redis:// or rediss:// URL, got ${JSON.stringify(options.url.slice(0, 100))}`)
   if (options.client !== undefined) {
     if (!(options.client instanceof Redis) && !(options.client instanceof Cluster)) throw new InvalidOptionsError('redis.client', 'expected an ioredis Redis or Cluster instance')
     const c = options.client
@@ -222,7 +235,10 @@ function validate(options: RedisStoreOptions): void {
   if (options.onError !== undefined && typeof options.onError !== 'function') throw new InvalidOptionsError('redis.onError', 'expected a function')
   clockOption(options.clock, systemClock, 'redis.clock')
   const extra: unknown = options.redisOptions
-  if (extra !== undefined && (typeof extra !== 'object' || extra === null)) throw new InvalidOptionsError('redis.redisOptions', 'expected an object of ioredis options')
+  if (extra !== undefined && (typeof extra !== 'object' || extra === null || Array.isArray(extra))) throw new InvalidOptionsError('redis.redisOptions', 'expected an object of ioredis options')
+  const clusterOptions: unknown = options.cluster?.options
+  if (clusterOptions !== undefined && (typeof clusterOptions !== 'object' || clusterOptions === null || Array.isArray(clusterOptions))) throw new InvalidOptionsError('redis.cluster.options', 'expected an object of ioredis ClusterOptions')
+  if (options.random !== undefined && typeof (options.random as { next?: unknown } | null)?.next !== 'function') throw new InvalidOptionsError('redis.random', 'expected a Random')
   const isAddress = (n: unknown): boolean => typeof n === 'object' && n !== null && (typeof (n as { host?: unknown }).host === 'string' || typeof (n as { port?: unknown }).port === 'number')
   if (options.cluster !== undefined && !options.cluster.nodes.every(isAddress)) throw new InvalidOptionsError('redis.cluster.nodes', 'expected a non-empty array of { host, port }')
   if (options.sentinels !== undefined && !options.sentinels.every(isAddress)) throw new InvalidOptionsError('redis.sentinels', 'expected a non-empty array of { host, port }')
@@ -305,13 +321,15 @@ class RedisStore implements Store {
     }
     this.#scripts = this.#client as unknown as ScriptCommands
     this.locks = {
-      acquire: (key, token, leaseMs) => this.#acquire(key, token, leaseMs),
-      extend: (key, token, leaseMs) => this.#extend(key, token, leaseMs),
-      release: (key, token) => this.#release(key, token),
-      drawFence: (key) => this.#drawFence(key),
-      setFenced: (key, value, ttlMs, fence) => this.#setFenced(key, value, ttlMs, fence),
-      setAbove: (key, value, ttlMs) => this.#setAbove(key, value, ttlMs),
-      deleteAbove: (key) => this.#deleteAbove(key),
+      // Explained as the data commands are: with Redis down they rejected with ioredis's raw
+      // MaxRetriesPerRequestError, which the cache's guard did not take for an unavailable store.
+      acquire: (key, token, leaseMs) => this.#explained(this.#acquire(key, token, leaseMs)),
+      extend: (key, token, leaseMs) => this.#explained(this.#extend(key, token, leaseMs)),
+      release: (key, token) => this.#explained(this.#release(key, token)),
+      drawFence: (key) => this.#explained(this.#drawFence(key)),
+      setFenced: (key, value, ttlMs, fence) => this.#explained(this.#setFenced(key, value, ttlMs, fence)),
+      setAbove: (key, value, ttlMs) => this.#explained(this.#setAbove(key, value, ttlMs)),
+      deleteAbove: (key) => this.#explained(this.#deleteAbove(key)),
       waitForRelease: (key, timeoutMs, signal) => this.#waitForRelease(key, timeoutMs, signal),
     }
   }
@@ -347,6 +365,13 @@ class RedisStore implements Store {
     const message = err instanceof Error ? err.message : String(err)
     const reason = down === undefined || down.message === message ? message : `${down.message} (${message})`
     return new StoreUnavailableError(`redis at ${this.location} is unreachable: ${reason}`, { cause: down ?? err })
+  }
+
+  /** `promise`, its failure explained (see #explain). */
+  #explained<T>(promise: Promise<T>): Promise<T> {
+    return promise.catch((err: unknown) => {
+      throw this.#explain(err)
+    })
   }
 
   async get(key: string): Promise<Uint8Array | undefined> {
@@ -586,6 +611,7 @@ class RedisStore implements Store {
   async #acquire(key: string, token: string, leaseMs: number): Promise<LockGrant | undefined> {
     this.#open()
     const k = this.#keys(key)
+    checkStoreToken(token)
     const lease = px(leaseMs, 'leaseMs')
     // The fencing state outlives the lease it was granted with.
     const fence = await this.#scripts.stratacacheAcquire(k.lock, k.fence, token, lease, Math.max(this.#retentionMs, lease)).catch((err: unknown) => {
@@ -596,12 +622,16 @@ class RedisStore implements Store {
 
   async #extend(key: string, token: string, leaseMs: number): Promise<boolean> {
     this.#open()
-    return (await this.#scripts.stratacacheExtend(this.#keys(key).lock, token, px(leaseMs, 'leaseMs'))) === 1
+    const lock = this.#keys(key).lock
+    checkStoreToken(token)
+    return (await this.#scripts.stratacacheExtend(lock, token, px(leaseMs, 'leaseMs'))) === 1
   }
 
   async #release(key: string, token: string): Promise<boolean> {
     this.#open()
-    return (await this.#scripts.stratacacheRelease(this.#keys(key).lock, token, this.#channel, keyTag(key))) === 1
+    const lock = this.#keys(key).lock
+    checkStoreToken(token)
+    return (await this.#scripts.stratacacheRelease(lock, token, this.#channel, keyTag(key))) === 1
   }
 
   async #drawFence(key: string): Promise<number> {

@@ -36,3 +36,8 @@ export function checkStoreEntries(entries: unknown): void {
     checkStoreValue((e as { value?: unknown }).value)
   }
 }
+
+/** A lock token is a non-empty string (a number or '' would be granted, or, on Redis, sent as its text). */
+export function checkStoreToken(token: unknown): asserts token is string {
+  if (typeof token !== 'string' || token === '') throw new InvalidOptionsError('token', `expected a non-empty string, got ${token === '' ? "''" : token === null ? 'null' : typeof token}`)
+}

@@ -38,6 +38,10 @@ describe('natsTransport: NATS specifics', () => {
       [{ servers: '' }, /bus\.servers/],
       [{ servers: 5 }, /bus\.servers/],
       [{ servers: { url: 'nats://127.0.0.1:4222' } }, /bus\.servers/],
+      // Were accepted, then every connect failed (ERR_BUS_UNAVAILABLE 'Invalid URL', retried for ever).
+      [{ servers: 'nats://127.0.0.1:99999' }, /bus\.servers/],
+      [{ servers: ['nats://127.0.0.1:4222', 'nats://:x'] }, /bus\.servers/],
+      [{ servers: 'http://127.0.0.1:4222' }, /bus\.servers/],
       [{ publishTimeout: 0 }, /bus\.publishTimeout/],
       [{ connectTimeout: 'soon' }, /bus\.connectTimeout/],
       [{ reconnect: { initial: 0 } }, /bus\.reconnect\.initial/],
@@ -46,6 +50,35 @@ describe('natsTransport: NATS specifics', () => {
       [{ clock: 5 }, /bus\.clock/],
     ]
     assertRefusesOptions(natsTransport, bad)
+  })
+
+  test('a channel that is not a literal NATS subject is ERR_INVALID_OPTIONS (natsBus: bus.channel, at construction)', async () => {
+    // NATS refused these with its raw NatsError BAD_SUBJECT, or (wildcards) subscribed to other channels too.
+    const t = natsTransport({ servers: server.url })
+    try {
+      for (const channel of ['a.>', 'a.*', 'a b', 'a..b', '.a']) {
+        await assert.rejects(
+          t.subscribe(
+            channel,
+            () => {},
+            () => {},
+          ),
+          (err: unknown) => isCacheError(err, 'ERR_INVALID_OPTIONS') && (err as { option?: string }).option === 'channel',
+          channel,
+        )
+        await assert.rejects(t.publish(channel, new Uint8Array(1)), (err: unknown) => isCacheError(err, 'ERR_INVALID_OPTIONS'), channel)
+      }
+    } finally {
+      await t.close()
+    }
+    // The Bus allows these characters; NATS does not: every subscribe would have failed, retried for ever.
+    for (const channel of ['a..b', '.a', 'a.']) {
+      assert.throws(
+        () => natsBus({ servers: server.url, channel }),
+        (err: unknown) => isCacheError(err, 'ERR_INVALID_OPTIONS') && (err as { option?: string }).option === 'bus.channel',
+        channel,
+      )
+    }
   })
 
   test('a server that is not there: publish and subscribe reject with ERR_BUS_UNAVAILABLE within the connect timeout', async () => {

@@ -53,6 +53,10 @@ describe('redisTransport: Redis specifics', () => {
       [{ url: server.url, client: new Redis({ lazyConnect: true }) }, /bus\.url/],
       [{ url: '' }, /bus\.url/],
       [{ url: 'http://127.0.0.1:1' }, /bus\.url/],
+      // ioredis threw its raw TypeError 'Invalid URL' for these.
+      [{ url: 'redis://127.0.0.1:99999' }, /bus\.url/],
+      [{ url: 'redis://:notaport' }, /bus\.url/],
+      [{ url: ' redis://127.0.0.1:1' }, /bus\.url/],
       [{ client: {} }, /bus\.client/],
       [{ url: server.url, publishTimeout: 0 }, /bus\.publishTimeout/],
       [{ url: server.url, connectTimeout: 'soon' }, /bus\.connectTimeout/],

@@ -149,6 +149,9 @@ describe('pgFeed (real PostgreSQL)', () => {
     const bad: Array<[unknown, RegExp]> = [
       [null, /feed/],
       [{ url: 'mysql://x' }, /feed\.url/],
+      // Accepted, then every connect failed with ERR_FEED_UNAVAILABLE 'Invalid URL'.
+      [{ url: 'postgres://127.0.0.1:99999/x' }, /feed\.url/],
+      [{ url: 'postgres://[::1' }, /feed\.url/],
       [{ channel: 'has space' }, /feed\.channel/],
       [{ channel: '1abc' }, /feed\.channel/],
       [{ scope: [] }, /feed\.scope/],

@@ -97,6 +97,9 @@ describe('etcdStore: specific', () => {
     assert.throws(() => etcdStore({ endpoints: cluster.endpoints, tls: { ca: 5 } as unknown as { ca: string } }), named('etcd.tls'))
     // A deadline of 0 failed every call (DEADLINE_EXCEEDED before the request left).
     assert.throws(() => etcdStore({ endpoints: cluster.endpoints, timeout: 0 }), (err: unknown) => invalid(err) && (err as { option?: string }).option === 'etcd.timeout')
+    // Infinity was taken: no deadline at all, so a call to a member behind a partition could hang for ever.
+    assert.throws(() => etcdStore({ endpoints: cluster.endpoints, timeout: Infinity }), named('etcd.timeout'))
+    assert.throws(() => etcdStore({ endpoints: cluster.endpoints, timeout: 'Infinity' as '5s' }), named('etcd.timeout'))
   })
 
   test('etcdBus, like every Bus, closes with its last cache: a new cache on it throws ERR_CLOSED instead of running uncoordinated', async () => {

@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { after, describe, test } from 'node:test'
 import type { Clock } from '../../src/core/clock.js'
 import type { ByteSize, Duration } from '../../src/core/duration.js'
+import type { Random } from '../../src/core/random.js'
 import { InvalidOptionsError, isCacheError, StoreFullError } from '../../src/core/errors.js'
 import { ManualClock } from '../../src/core/manual-clock.js'
 // Through the public testing entry point (stratacache/testing), as a user's adapter would.
@@ -52,6 +53,8 @@ describe('lmdbStore specifics', () => {
       [{ path: dir(), fenceRetention: 'soon' as Duration }, 'lmdb.fenceRetention'],
       [{ path: dir(), maxReaders: 0 }, 'lmdb.maxReaders'],
       [{ path: dir(), clock: {} as Clock }, 'lmdb.clock'],
+      // Was named 'lmdb.lockPoll.random', an option that does not exist.
+      [{ path: dir(), random: {} as Random }, 'lmdb.random'],
     ]
     for (const [options, option] of bad) {
       assert.throws(

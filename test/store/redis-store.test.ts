@@ -277,6 +277,10 @@ describe('redisStore: Redis specifics', () => {
     // ioredis takes a URL of another scheme for a unix socket path ("connect ENOENT //host:port").
     expectOption('redis.url', () => redisStore({ url: `http://127.0.0.1:${server.port}` }))
     expectOption('redis.url', () => redisStore({ url: `tcp://127.0.0.1:${server.port}` }))
+    // ioredis threw its raw TypeError 'Invalid URL' for these.
+    expectOption('redis.url', () => redisStore({ url: 'redis://127.0.0.1:99999' }))
+    expectOption('redis.url', () => redisStore({ url: 'redis://[::1' }))
+    expectOption('redis.url', () => redisStore({ url: ' redis://127.0.0.1:1' }))
     expectOption('redis.cluster', () => redisStore({ url: server.url, cluster: { nodes: [{ host: '127.0.0.1', port: server.port }] } }))
     expectOption('redis.cluster.nodes', () => redisStore({ cluster: { nodes: [] } }))
     expectOption('redis.name', () => redisStore({ sentinels: [{ host: '127.0.0.1', port: 26379 }] }))
@@ -289,6 +293,10 @@ describe('redisStore: Redis specifics', () => {
     expectOption('redis.onError', () => redisStore({ url: server.url, onError: 5 as unknown as () => void }))
     expectOption('redis.clock', () => redisStore({ url: server.url, clock: 5 as unknown as ManualClock }))
     expectOption('redis.redisOptions', () => redisStore({ url: server.url, redisOptions: 5 as unknown as object }))
+    // Were spread and ignored ([], 5), or named an option that does not exist (redis.reconnect.random).
+    expectOption('redis.redisOptions', () => redisStore({ url: server.url, redisOptions: [] as unknown as object }))
+    expectOption('redis.cluster.options', () => redisStore({ cluster: { nodes: [{ host: '127.0.0.1', port: server.port }], options: 5 as unknown as object } }))
+    expectOption('redis.random', () => redisStore({ url: server.url, random: {} as unknown as ManualClock as never }))
     expectOption('redis.cluster.nodes', () => redisStore({ cluster: { nodes: [5 as unknown as { host: string; port: number }] } }))
     expectOption('redis.sentinels', () => redisStore({ sentinels: [5 as unknown as { host: string; port: number }], name: 'm' }))
     expectOption('redis.reconnect.initial', () => redisStore({ url: server.url, reconnect: { initial: 0 } }))
@@ -312,6 +320,14 @@ describe('redisStore: an unreachable server (bad input: the conformance suite)',
         ['clear', () => store.clear('')],
         ['scan', () => store.scan()],
         ['scan(prefix)', () => store.scan({ prefix: 'p', limit: 10 })],
+        // The lock scripts rejected with ioredis's raw MaxRetriesPerRequestError.
+        ['acquire', () => store.locks.acquire('k', 't', 1000)],
+        ['extend', () => store.locks.extend('k', 't', 1000)],
+        ['release', () => store.locks.release('k', 't')],
+        ['drawFence', () => store.locks.drawFence('k')],
+        ['setFenced', () => store.locks.setFenced('k', bytes('v'), 1000, 1)],
+        ['setAbove', () => store.locks.setAbove('k', bytes('v'), 1000)],
+        ['deleteAbove', () => store.locks.deleteAbove('k')],
       ]
       for (const [name, call] of calls) {
         await assert.rejects(withDeadline(call(), 5_000), (err: unknown) => {
