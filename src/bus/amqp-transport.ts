@@ -12,6 +12,7 @@
 import type { Clock } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { BusUnavailableError, ClosedError, InvalidOptionsError } from '../core/errors.js'
+import { optionNames, rejectUnknown } from '../core/known-options.js'
 import { AmqpLink } from './amqp-link.js'
 import type { ReconnectOptions } from '../core/backoff.js'
 import type { Random } from '../core/random.js'
@@ -40,6 +41,12 @@ export interface AmqpTransportOptions {
   random?: Random
 }
 
+/** amqpBus's option names (its transport's and the bus settings): another is refused, not ignored (core/known-options.ts). */
+const AMQP_BUS_OPTIONS = optionNames<AmqpBusOptions>({
+  channel: true, heartbeatInterval: true, deadAfter: true, queueSize: true, reconnect: true, clock: true, random: true,
+  url: true, exchange: true, durable: true, publishTimeout: true, heartbeat: true, connectTimeout: true,
+})
+
 export class AmqpTransport implements BusTransport {
   readonly name = 'amqp'
   readonly #link: AmqpLink
@@ -51,6 +58,7 @@ export class AmqpTransport implements BusTransport {
 
   constructor(options: AmqpTransportOptions = {}) {
     if (options === null || typeof options !== 'object') throw new InvalidOptionsError('bus', 'expected an object')
+    rejectUnknown(options, AMQP_BUS_OPTIONS, 'bus')
     this.#exchange = options.exchange ?? 'stratacache.bus'
     if (typeof this.#exchange !== 'string' || !/^[A-Za-z0-9_.:-]{1,200}$/.test(this.#exchange)) throw new InvalidOptionsError('bus.exchange', 'expected 1-200 characters of [A-Za-z0-9_.:-]')
     this.#durable = options.durable ?? false

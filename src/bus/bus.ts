@@ -49,6 +49,7 @@ import { backoffPolicy, type Backoff, type ReconnectOptions } from '../core/back
 import { clockOption, type Clock, type TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { BusUnavailableError, ClosedError, InvalidOptionsError, type CacheError, isCacheError } from '../core/errors.js'
+import { optionNames, rejectUnknown } from '../core/known-options.js'
 import { mathRandom, type Random } from '../core/random.js'
 import { PeerLiveness } from '../core/peer-liveness.js'
 import { systemClock } from '../core/system-clock.js'
@@ -92,6 +93,9 @@ export interface BusOptions extends BusSettings {
 const SETTING_NAMES = ['channel', 'heartbeatInterval', 'deadAfter', 'queueSize', 'reconnect', 'clock', 'random'] as const
 
 /** The `BusSettings` fields of an adapter's options (the rest belongs to its transport). */
+/** createBus's option names: another is refused, not ignored (core/known-options.ts). */
+const BUS_OPTIONS = optionNames<BusOptions>({ transport: true, channel: true, heartbeatInterval: true, deadAfter: true, queueSize: true, reconnect: true, clock: true, random: true })
+
 export function pickBusSettings(options: BusSettings): BusSettings {
   const out: Record<string, unknown> = {}
   for (const name of SETTING_NAMES) if (options[name] !== undefined) out[name] = options[name]
@@ -191,6 +195,7 @@ export class Bus {
 
   constructor(options: BusOptions) {
     if (options === null || typeof options !== 'object') throw new InvalidOptionsError('bus', 'expected an object')
+    rejectUnknown(options, BUS_OPTIONS, 'bus')
     const t = options.transport
     if (t === null || typeof t !== 'object' || typeof t.publish !== 'function' || typeof t.subscribe !== 'function' || typeof t.close !== 'function') {
       throw new InvalidOptionsError('bus.transport', 'expected a BusTransport')

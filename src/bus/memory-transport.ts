@@ -11,6 +11,7 @@
  * reconnect paths without a server.
  */
 import { BusUnavailableError, ClosedError, InvalidOptionsError } from '../core/errors.js'
+import { optionNames, rejectUnknown } from '../core/known-options.js'
 import { createBus, pickBusSettings, type Bus, type BusSettings } from './bus.js'
 import { checkChannel, checkPayload, checkSubscription, deliverTo } from './transport-input.js'
 import type { BusTransport } from './types.js'
@@ -143,8 +144,12 @@ class MemoryTransport implements BusTransport {
   }
 }
 
+/** memoryBus's option names (its transport's and the bus settings): another is refused, not ignored (core/known-options.ts). */
+const MEMORY_BUS_OPTIONS = optionNames<MemoryBusOptions>({ channel: true, heartbeatInterval: true, deadAfter: true, queueSize: true, reconnect: true, clock: true, random: true, hub: true })
+
 export function memoryTransport(options: MemoryTransportOptions = {}): BusTransport {
   if (options === null || typeof options !== 'object') throw new InvalidOptionsError('bus', 'expected an options object')
+  rejectUnknown(options, MEMORY_BUS_OPTIONS, 'bus')
   if (options.hub !== undefined && !(options.hub instanceof MemoryBusHub)) throw new InvalidOptionsError('bus.hub', 'expected a MemoryBusHub')
   return new MemoryTransport(options.hub ?? defaultMemoryHub)
 }

@@ -19,6 +19,7 @@ import { connect, type ConnectionOptions, type NatsConnection, type Subscription
 import { clockOption, type Clock, type TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { BusUnavailableError, ClosedError, InvalidOptionsError } from '../core/errors.js'
+import { optionNames, rejectUnknown } from '../core/known-options.js'
 import { systemClock } from '../core/system-clock.js'
 import { backoffPolicy, type Backoff, type ReconnectOptions } from '../core/backoff.js'
 import type { Random } from '../core/random.js'
@@ -76,6 +77,12 @@ function isNatsServer(server: string): boolean {
   }
 }
 
+/** natsBus's option names (its transport's and the bus settings): another is refused, not ignored (core/known-options.ts). */
+const NATS_BUS_OPTIONS = optionNames<NatsBusOptions>({
+  channel: true, heartbeatInterval: true, deadAfter: true, queueSize: true, reconnect: true, clock: true, random: true,
+  servers: true, connection: true, publishTimeout: true, connectTimeout: true,
+})
+
 export class NatsTransport implements BusTransport {
   readonly name = 'nats'
   readonly #servers: string[]
@@ -93,6 +100,7 @@ export class NatsTransport implements BusTransport {
 
   constructor(options: NatsTransportOptions = {}) {
     if (options === null || typeof options !== 'object') throw new InvalidOptionsError('bus', 'expected an object')
+    rejectUnknown(options, NATS_BUS_OPTIONS, 'bus')
     const servers = options.servers ?? 'nats://127.0.0.1:4222'
     if (typeof servers !== 'string' && !Array.isArray(servers)) throw new InvalidOptionsError('bus.servers', 'expected a URL or a non-empty list of URLs')
     this.#servers = typeof servers === 'string' ? [servers] : [...(servers as readonly string[])]

@@ -29,6 +29,7 @@ import { backoffPolicy, type ReconnectOptions } from '../core/backoff.js'
 import { clockOption, type Clock, type TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { BusUnavailableError, ClosedError, InvalidOptionsError } from '../core/errors.js'
+import { optionNames, rejectUnknown } from '../core/known-options.js'
 import type { Random } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
 import { createBus, pickBusSettings, type Bus, type BusSettings } from './bus.js'
@@ -57,6 +58,12 @@ export interface RedisTransportOptions {
 }
 
 const QUIT_TIMEOUT_MS = 1_000
+
+/** redisBus's option names (its transport's and the bus settings): another is refused, not ignored (core/known-options.ts). */
+const REDIS_BUS_OPTIONS = optionNames<RedisBusOptions>({
+  channel: true, heartbeatInterval: true, deadAfter: true, queueSize: true, reconnect: true, clock: true, random: true,
+  url: true, client: true, redisOptions: true, publishTimeout: true, connectTimeout: true, onError: true,
+})
 
 interface Listener {
   readonly onMessage: (payload: Uint8Array) => void
@@ -99,6 +106,7 @@ class RedisTransport implements BusTransport {
 
   constructor(options: RedisTransportOptions) {
     if (options === null || typeof options !== 'object') throw new InvalidOptionsError('bus', 'expected an options object')
+    rejectUnknown(options, REDIS_BUS_OPTIONS, 'bus')
     if ((options.url === undefined) === (options.client === undefined)) throw new InvalidOptionsError('bus.url', 'expected exactly one of url or client')
     if (options.url !== undefined && (typeof options.url !== 'string' || options.url === '')) throw new InvalidOptionsError('bus.url', 'expected a non-empty string')
     // ioredis would take another scheme's URL for a unix socket path ("connect ENOENT //host:port").

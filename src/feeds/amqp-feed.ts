@@ -9,6 +9,7 @@
 import type { Clock } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { ClosedError, FeedUnavailableError, InvalidOptionsError } from '../core/errors.js'
+import { optionNames, rejectUnknown } from '../core/known-options.js'
 import { AmqpLink, type AmqpConsumer } from '../bus/amqp-link.js'
 import type { ReconnectOptions } from '../core/backoff.js'
 import type { Random } from '../core/random.js'
@@ -44,6 +45,9 @@ export interface AmqpFeedOptions {
 const DEFAULT_BINDINGS = ['doc.#', 'doc_created.#', 'doc_edited.#', 'doc_deleted.#']
 const BINDING = /^(?:[^.*#\s]+|\*|#)(?:\.(?:[^.*#\s]+|\*|#))*$/
 
+/** amqpFeed's option names: another is refused, not ignored (core/known-options.ts). */
+const AMQP_FEED_OPTIONS = optionNames<AmqpFeedOptions>({ url: true, exchange: true, durable: true, bindings: true, heartbeat: true, connectTimeout: true, reconnect: true, clock: true, random: true })
+
 export class AmqpFeed implements ChangeFeed {
   readonly name = 'amqp'
   readonly scope: readonly ChangeNotice[]
@@ -58,6 +62,7 @@ export class AmqpFeed implements ChangeFeed {
 
   constructor(options: AmqpFeedOptions = {}) {
     if (options === null || typeof options !== 'object') throw new InvalidOptionsError('feed', 'expected an object')
+    rejectUnknown(options, AMQP_FEED_OPTIONS, 'feed')
     this.#exchange = options.exchange ?? 'configuration'
     if (typeof this.#exchange !== 'string' || !/^[A-Za-z0-9_.:-]{1,200}$/.test(this.#exchange)) throw new InvalidOptionsError('feed.exchange', 'expected 1-200 characters of [A-Za-z0-9_.:-]')
     this.#durable = options.durable ?? false

@@ -16,6 +16,7 @@ import type { ClientConfig } from 'pg'
 import { clockOption, type Clock, type TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { FeedUnavailableError, ClosedError, InvalidOptionsError } from '../core/errors.js'
+import { optionNames, rejectUnknown } from '../core/known-options.js'
 import { systemClock } from '../core/system-clock.js'
 import { backoffPolicy, type Backoff, type ReconnectOptions } from '../core/backoff.js'
 import type { Random } from '../core/random.js'
@@ -80,6 +81,9 @@ function parsesAsPgUrl(url: string): boolean {
   return false
 }
 
+/** pgFeed's option names: another is refused, not ignored (core/known-options.ts). */
+const PG_FEED_OPTIONS = optionNames<PgFeedOptions>({ url: true, connection: true, channel: true, scope: true, connectTimeout: true, pingInterval: true, reconnect: true, clock: true, random: true })
+
 export class PgFeed implements ChangeFeed {
   readonly name = 'postgres'
   readonly scope: readonly ChangeNotice[]
@@ -99,6 +103,7 @@ export class PgFeed implements ChangeFeed {
 
   constructor(options: PgFeedOptions = {}) {
     if (options === null || typeof options !== 'object') throw new InvalidOptionsError('feed', 'expected an object')
+    rejectUnknown(options, PG_FEED_OPTIONS, 'feed')
     const url = options.url ?? 'postgres://127.0.0.1:5432/postgres'
     if (typeof url !== 'string' || !/^postgres(ql)?:\/\//.test(url)) throw new InvalidOptionsError('feed.url', `expected a postgres:// URL, got ${JSON.stringify(url)}`)
     // pg parses it only when it connects: a port of 99999 or a bad host was a retried ERR_FEED_UNAVAILABLE.

@@ -50,6 +50,7 @@ import type { Etcd3, ICompare, IKeyValue, IOptions, IRequestOp, ITxnResponse } f
 import { clockOption, type Clock, type TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { AbortedError, CacheError, ClosedError, InvalidOptionsError, StoreUnavailableError, ValueTooLargeError } from '../core/errors.js'
+import { optionNames, rejectUnknown } from '../core/known-options.js'
 import { neverAbortedSignal } from '../core/never-aborted-signal.js'
 import { systemClock } from '../core/system-clock.js'
 import { checkScanOptions, decodeCursor, encodeCursor } from './scan-options.js'
@@ -242,8 +243,12 @@ const range = (key: Buffer, serializable = false): IRequestOp => ({ request_rang
 const put = (key: Buffer, value: Buffer, lease: string): IRequestOp => ({ request_put: { key, value, lease } })
 const modIs = (key: Buffer, rev: string | number, result: 'Equal' | 'Less' = 'Equal'): ICompare => ({ key, target: 'Mod', result, mod_revision: rev })
 
+/** etcdStore's option names: another is refused, not ignored (core/known-options.ts). */
+const ETCD_OPTIONS = optionNames<EtcdStoreOptions>({ endpoints: true, namespace: true, auth: true, tls: true, consistency: true, timeout: true, maxRequestBytes: true, fenceRetention: true, clock: true })
+
 function validate(options: EtcdStoreOptions): void {
   if (typeof options !== 'object' || options === null) throw new InvalidOptionsError('etcd', 'expected an options object')
+  rejectUnknown(options, ETCD_OPTIONS, 'etcd')
   const { endpoints, namespace, consistency } = options
   if (!Array.isArray(endpoints) || endpoints.length === 0 || !endpoints.every((e) => typeof e === 'string' && e !== '')) {
     throw new InvalidOptionsError('etcd.endpoints', 'expected a non-empty array of client URLs')

@@ -56,6 +56,7 @@ import { BackoffPolicy, type Backoff } from '../core/backoff.js'
 import type { Clock, TimerHandle } from '../core/clock.js'
 import { toBytes, toMs, type ByteSize, type Duration } from '../core/duration.js'
 import { AbortedError, CacheError, ClosedError, DataDirLockedError, InvalidKeyError, InvalidOptionsError, StoreFullError, StoreUnavailableError } from '../core/errors.js'
+import { optionNames, rejectUnknown } from '../core/known-options.js'
 import { mathRandom, type Random } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
 import { isAlive, selfIdentity, type ProcessIdentity } from './process-identity.js'
@@ -303,8 +304,12 @@ function storeError(err: unknown, operation: string): CacheError {
   return new StoreUnavailableError(`lmdb ${operation} failed: ${message}`, { cause: err })
 }
 
+/** lmdbStore's option names: another is refused, not ignored (core/known-options.ts). */
+const LMDB_OPTIONS = optionNames<LmdbStoreOptions>({ path: true, mapSize: true, clock: true, sweepInterval: true, sweepBatch: true, lockPollInterval: true, random: true, fenceRetention: true, maxReaders: true, exclusive: true })
+
 function validate(options: LmdbStoreOptions): void {
   if (typeof options !== 'object' || options === null) throw new InvalidOptionsError('lmdbStore', 'expected an options object with a path')
+  rejectUnknown(options, LMDB_OPTIONS, 'lmdb')
   if (typeof options.path !== 'string' || options.path.trim() === '') throw new InvalidOptionsError('lmdb.path', 'expected a directory path')
   const { clock, sweepBatch, maxReaders } = options
   if (clock !== undefined && (typeof clock?.now !== 'function' || typeof clock.setTimeout !== 'function' || typeof clock.clearTimeout !== 'function')) {

@@ -17,6 +17,7 @@
  */
 import type { Clock, TimerHandle } from '../core/clock.js'
 import { AbortedError, ClosedError, InvalidOptionsError } from '../core/errors.js'
+import { optionNames, rejectUnknown } from '../core/known-options.js'
 import { systemClock } from '../core/system-clock.js'
 import { checkScanOptions, decodeCursor, encodeCursor } from './scan-options.js'
 import { checkStoreEntries, checkStoreKey, checkStoreKeys, checkStoreToken, checkStoreValue } from './store-input.js'
@@ -49,6 +50,9 @@ const DEFAULT_MAX_ENTRIES = 100_000
 /** Entries examined per write by the expiry sweep: enough to outpace writes, cheap per call. */
 const SWEEP_STEP = 16
 
+/** memoryStore's option names: another is refused, not ignored (core/known-options.ts). */
+const MEMORY_STORE_OPTIONS = optionNames<MemoryStoreOptions>({ clock: true, maxEntries: true })
+
 export function memoryStore(options: MemoryStoreOptions = {}): Store {
   return new MemoryStore(options)
 }
@@ -72,6 +76,7 @@ class MemoryStore implements Store {
 
   constructor(options: MemoryStoreOptions) {
     if (typeof options !== 'object' || options === null) throw new InvalidOptionsError('memoryStore', 'expected an options object')
+    rejectUnknown(options, MEMORY_STORE_OPTIONS, 'memory')
     const { clock = systemClock, maxEntries = DEFAULT_MAX_ENTRIES } = options
     if (!Number.isInteger(maxEntries) || maxEntries < 1) throw new InvalidOptionsError('memory.maxEntries', `expected an integer >= 1, got ${String(maxEntries)}`)
     if (typeof clock?.now !== 'function' || typeof clock.setTimeout !== 'function') throw new InvalidOptionsError('memory.clock', 'expected a Clock')

@@ -38,6 +38,7 @@ import { backoffPolicy, type BackoffConfig, type BackoffPolicy, type ReconnectOp
 import { clockOption, type Clock, type TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { AbortedError, CacheError, ClosedError, InvalidOptionsError, StoreFullError, StoreUnavailableError } from '../core/errors.js'
+import { optionNames, rejectUnknown } from '../core/known-options.js'
 import type { Random } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
 import { SCRIPT_NAMES, SCRIPTS } from './redis-scripts.js'
@@ -197,8 +198,15 @@ function parsesAsRedisUrl(url: string): boolean {
   }
 }
 
+/** redisStore's option names: another is refused, not ignored (core/known-options.ts). */
+const REDIS_OPTIONS = optionNames<RedisStoreOptions>({
+  url: true, client: true, sentinels: true, name: true, cluster: true, prefix: true, commandTimeout: true, maxRetriesPerRequest: true,
+  redisOptions: true, reconnect: true, random: true, fenceRetention: true, scanCount: true, clock: true, onError: true,
+})
+
 function validate(options: RedisStoreOptions): void {
   if (typeof options !== 'object' || options === null) throw new InvalidOptionsError('redis', 'expected an options object')
+  rejectUnknown(options, REDIS_OPTIONS, 'redis')
   const given = (['url', 'client', 'cluster', 'sentinels'] as const).filter((k) => options[k] !== undefined)
   if (given.length !== 1) {
     const option = given.length === 0 ? 'redis.url' : `redis.${given[1]}`
