@@ -29,6 +29,7 @@ import { backoffPolicy, type ReconnectOptions } from '../core/backoff.js'
 import { clockOption, type Clock, type TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { BusUnavailableError, ClosedError, InvalidOptionsError } from '../core/errors.js'
+import { checkRedisUrl } from '../core/redis-url.js'
 import { optionNames, rejectUnknown } from '../core/known-options.js'
 import type { Random } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
@@ -70,16 +71,6 @@ interface Listener {
   readonly onState: (state: 'up' | 'down') => void
 }
 
-/** Whether ioredis can parse `url` as it does (a socket path, `redis[s]://…`, `//host`, or `host:port`); as in redis-store.ts. */
-function parsesAsRedisUrl(url: string): boolean {
-  if (url.startsWith('/') && !url.startsWith('//')) return true
-  try {
-    new URL(/^rediss?:\/\//i.test(url) ? url : url.startsWith('//') ? `redis:${url}` : `redis://${url}`)
-    return true
-  } catch {
-    return false
-  }
-}
 
 function positiveMs(d: Duration | undefined, fallback: Duration, option: string): number {
   const ms = toMs(d ?? fallback, option)
@@ -108,13 +99,7 @@ class RedisTransport implements BusTransport {
     if (options === null || typeof options !== 'object') throw new InvalidOptionsError('bus', 'expected an options object')
     rejectUnknown(options, REDIS_BUS_OPTIONS, 'bus')
     if ((options.url === undefined) === (options.client === undefined)) throw new InvalidOptionsError('bus.url', 'expected exactly one of url or client')
-    if (options.url !== undefined && (typeof options.url !== 'string' || options.url === '')) throw new InvalidOptionsError('bus.url', 'expected a non-empty string')
-    // ioredis would take another scheme's URL for a unix socket path ("connect ENOENT //host:port").
-    if (typeof options.url === 'string' && /^[a-z][a-z0-9+.-]*:\/\//i.test(options.url) && !/^rediss?:\/\//i.test(options.url)) {
-      throw new InvalidOptionsError('bus.url', `expected a redis:// or rediss:// URL, got ${JSON.stringify(options.url.slice(0, 100))}`)
-    }
-    // ioredis parses the URL inside its constructor: a port of 99999 or a bad host threw its raw TypeError.
-    if (typeof options.url === 'string' && !parsesAsRedisUrl(options.url)) throw new InvalidOptionsError('bus.url', `expected a redis:// or rediss:// URL, got ${JSON.stringify(options.url.slice(0, 100))}`)
+    if (options.url !== undefined) checkRedisUrl(options.url, 'bus.url')
     if (options.client !== undefined && !(options.client instanceof Redis)) throw new InvalidOptionsError('bus.client', 'expected an ioredis Redis instance (standalone)')
     if (options.onError !== undefined && typeof options.onError !== 'function') throw new InvalidOptionsError('bus.onError', 'expected a function')
     const extra: unknown = options.redisOptions

@@ -38,6 +38,7 @@ import { backoffPolicy, type BackoffConfig, type BackoffPolicy, type ReconnectOp
 import { clockOption, type Clock, type TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { AbortedError, CacheError, ClosedError, InvalidOptionsError, StoreFullError, StoreUnavailableError } from '../core/errors.js'
+import { checkRedisUrl } from '../core/redis-url.js'
 import { optionNames, rejectUnknown } from '../core/known-options.js'
 import type { Random } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
@@ -187,16 +188,6 @@ interface Waiter {
   wake(): void
 }
 
-/** Whether ioredis can parse `url` as it does (a socket path, `redis[s]://…`, `//host`, or `host:port`). */
-function parsesAsRedisUrl(url: string): boolean {
-  if (url.startsWith('/') && !url.startsWith('//')) return true
-  try {
-    new URL(/^rediss?:\/\//i.test(url) ? url : url.startsWith('//') ? `redis:${url}` : `redis://${url}`)
-    return true
-  } catch {
-    return false
-  }
-}
 
 /** redisStore's option names: another is refused, not ignored (core/known-options.ts). */
 const REDIS_OPTIONS = optionNames<RedisStoreOptions>({
@@ -212,13 +203,7 @@ function validate(options: RedisStoreOptions): void {
     const option = given.length === 0 ? 'redis.url' : `redis.${given[1]}`
     throw new InvalidOptionsError(option, `expected exactly one of url, client, cluster or sentinels, got ${given.length === 0 ? 'none' : given.join(' and ')}`)
   }
-  if (options.url !== undefined && (typeof options.url !== 'string' || options.url === '')) throw new InvalidOptionsError('redis.url', 'expected a non-empty string')
-  // ioredis would take another scheme's URL for a unix socket path ("connect ENOENT //host:port").
-  if (typeof options.url === 'string' && /^[a-z][a-z0-9+.-]*:\/\//i.test(options.url) && !/^rediss?:\/\//i.test(options.url)) {
-    throw new InvalidOptionsError('redis.url', `expected a redis:// or rediss:// URL, got ${JSON.stringify(options.url.slice(0, 100))}`)
-  }
-  // ioredis parses the URL inside its constructor: a port of 99999 or a bad host threw its raw TypeError.
-  if (typeof options.url === 'string' && !parsesAsRedisUrl(options.url)) throw new InvalidOptionsError('redis.url', `expected a redis:// or rediss:// URL, got ${JSON.stringify(options.url.slice(0, 100))}`)
+  if (options.url !== undefined) checkRedisUrl(options.url, 'redis.url')
   if (options.client !== undefined) {
     if (!(options.client instanceof Redis) && !(options.client instanceof Cluster)) throw new InvalidOptionsError('redis.client', 'expected an ioredis Redis or Cluster instance')
     const c = options.client
