@@ -1,8 +1,9 @@
 /**
  * Unknown option names: a misspelt option must not be silently ignored (`memroy` left the
  * default in-process tier, `defaults: { tll }` the default TTL, a misspelt `encryption`
- * would store plaintext). Checked where options are given once — a cache's, an engine's,
- * `wrap`'s and `@cached`'s, a codec's — never per call (a hot path).
+ * would store plaintext). Checked where options are given once — the factories (cache,
+ * engine, codec, stores, buses, feeds, node, client), `wrap` and `@cached` — never per call
+ * (a hot path).
  */
 import { InvalidOptionsError } from './errors.js'
 
