@@ -18,7 +18,7 @@ import type { ReconnectOptions } from '../core/backoff.js'
 import type { Random } from '../core/random.js'
 import { checkChannel, checkPayload, checkSubscription, deliverTo } from './transport-input.js'
 import type { BusTransport } from './types.js'
-import { createBus, pickBusSettings, type Bus, type BusSettings } from './bus.js'
+import { BUS_SETTING_NAMES, createBus, pickBusSettings, type Bus, type BusSettings } from './bus.js'
 
 export interface AmqpTransportOptions {
   /** Broker URL. @default 'amqp://guest:guest@127.0.0.1:5672' */
@@ -42,10 +42,10 @@ export interface AmqpTransportOptions {
 }
 
 /** amqpBus's option names (its transport's and the bus settings): another is refused, not ignored (core/known-options.ts). */
-const AMQP_BUS_OPTIONS = optionNames<AmqpBusOptions>({
-  channel: true, heartbeatInterval: true, deadAfter: true, queueSize: true, reconnect: true, clock: true, random: true,
-  url: true, exchange: true, durable: true, publishTimeout: true, heartbeat: true, connectTimeout: true,
-})
+const AMQP_BUS_OPTIONS = [
+  ...BUS_SETTING_NAMES,
+  ...optionNames<AmqpTransportOptions>({ url: true, exchange: true, durable: true, publishTimeout: true, heartbeat: true, connectTimeout: true, reconnect: true, clock: true, random: true }),
+]
 
 export class AmqpTransport implements BusTransport {
   readonly name = 'amqp'

@@ -90,15 +90,16 @@ export interface BusOptions extends BusSettings {
   transport: BusTransport
 }
 
-const SETTING_NAMES = ['channel', 'heartbeatInterval', 'deadAfter', 'queueSize', 'reconnect', 'clock', 'random'] as const
+/** The `BusSettings` names, held to the type: an adapter's options are these and its transport's. */
+export const BUS_SETTING_NAMES = optionNames<BusSettings>({ channel: true, heartbeatInterval: true, deadAfter: true, queueSize: true, reconnect: true, clock: true, random: true })
+/** createBus's option names: another is refused, not ignored (core/known-options.ts). */
+const BUS_OPTIONS = [...BUS_SETTING_NAMES, 'transport']
 
 /** The `BusSettings` fields of an adapter's options (the rest belongs to its transport). */
-/** createBus's option names: another is refused, not ignored (core/known-options.ts). */
-const BUS_OPTIONS = optionNames<BusOptions>({ transport: true, channel: true, heartbeatInterval: true, deadAfter: true, queueSize: true, reconnect: true, clock: true, random: true })
-
 export function pickBusSettings(options: BusSettings): BusSettings {
+  const given = options as Record<string, unknown>
   const out: Record<string, unknown> = {}
-  for (const name of SETTING_NAMES) if (options[name] !== undefined) out[name] = options[name]
+  for (const name of BUS_SETTING_NAMES) if (given[name] !== undefined) out[name] = given[name]
   return out as BusSettings
 }
 

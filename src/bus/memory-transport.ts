@@ -12,7 +12,7 @@
  */
 import { BusUnavailableError, ClosedError, InvalidOptionsError } from '../core/errors.js'
 import { optionNames, rejectUnknown } from '../core/known-options.js'
-import { createBus, pickBusSettings, type Bus, type BusSettings } from './bus.js'
+import { BUS_SETTING_NAMES, createBus, pickBusSettings, type Bus, type BusSettings } from './bus.js'
 import { checkChannel, checkPayload, checkSubscription, deliverTo } from './transport-input.js'
 import type { BusTransport } from './types.js'
 
@@ -145,7 +145,7 @@ class MemoryTransport implements BusTransport {
 }
 
 /** memoryBus's option names (its transport's and the bus settings): another is refused, not ignored (core/known-options.ts). */
-const MEMORY_BUS_OPTIONS = optionNames<MemoryBusOptions>({ channel: true, heartbeatInterval: true, deadAfter: true, queueSize: true, reconnect: true, clock: true, random: true, hub: true })
+const MEMORY_BUS_OPTIONS = [...BUS_SETTING_NAMES, ...optionNames<MemoryTransportOptions>({ hub: true })]
 
 export function memoryTransport(options: MemoryTransportOptions = {}): BusTransport {
   if (options === null || typeof options !== 'object') throw new InvalidOptionsError('bus', 'expected an options object')

@@ -26,7 +26,7 @@ import type { Random } from '../core/random.js'
 import { bounded } from './bounded.js'
 import { checkChannel, checkPayload, checkSubscription, deliverTo } from './transport-input.js'
 import type { BusTransport } from './types.js'
-import { createBus, pickBusSettings, type Bus, type BusSettings } from './bus.js'
+import { BUS_SETTING_NAMES, createBus, pickBusSettings, type Bus, type BusSettings } from './bus.js'
 
 export interface NatsTransportOptions {
   /** Server URL(s). @default 'nats://127.0.0.1:4222' */
@@ -78,10 +78,10 @@ function isNatsServer(server: string): boolean {
 }
 
 /** natsBus's option names (its transport's and the bus settings): another is refused, not ignored (core/known-options.ts). */
-const NATS_BUS_OPTIONS = optionNames<NatsBusOptions>({
-  channel: true, heartbeatInterval: true, deadAfter: true, queueSize: true, reconnect: true, clock: true, random: true,
-  servers: true, connection: true, publishTimeout: true, connectTimeout: true,
-})
+const NATS_BUS_OPTIONS = [
+  ...BUS_SETTING_NAMES,
+  ...optionNames<NatsTransportOptions>({ servers: true, connection: true, publishTimeout: true, connectTimeout: true, reconnect: true, clock: true, random: true }),
+]
 
 export class NatsTransport implements BusTransport {
   readonly name = 'nats'

@@ -33,7 +33,7 @@ import { checkRedisUrl } from '../core/redis-url.js'
 import { optionNames, rejectUnknown } from '../core/known-options.js'
 import type { Random } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
-import { createBus, pickBusSettings, type Bus, type BusSettings } from './bus.js'
+import { BUS_SETTING_NAMES, createBus, pickBusSettings, type Bus, type BusSettings } from './bus.js'
 import { checkChannel, checkPayload, checkSubscription } from './transport-input.js'
 import type { BusTransport } from './types.js'
 
@@ -61,16 +61,15 @@ export interface RedisTransportOptions {
 const QUIT_TIMEOUT_MS = 1_000
 
 /** redisBus's option names (its transport's and the bus settings): another is refused, not ignored (core/known-options.ts). */
-const REDIS_BUS_OPTIONS = optionNames<RedisBusOptions>({
-  channel: true, heartbeatInterval: true, deadAfter: true, queueSize: true, reconnect: true, clock: true, random: true,
-  url: true, client: true, redisOptions: true, publishTimeout: true, connectTimeout: true, onError: true,
-})
+const REDIS_BUS_OPTIONS = [
+  ...BUS_SETTING_NAMES,
+  ...optionNames<RedisTransportOptions>({ url: true, client: true, redisOptions: true, publishTimeout: true, connectTimeout: true, reconnect: true, clock: true, random: true, onError: true }),
+]
 
 interface Listener {
   readonly onMessage: (payload: Uint8Array) => void
   readonly onState: (state: 'up' | 'down') => void
 }
-
 
 function positiveMs(d: Duration | undefined, fallback: Duration, option: string): number {
   const ms = toMs(d ?? fallback, option)
