@@ -20,6 +20,7 @@ import { after, describe, test } from 'node:test'
 import type { Clock } from '../core/clock.js'
 import { isCacheError } from '../core/errors.js'
 import { systemClock } from '../core/system-clock.js'
+import { pollUntil, stalledNote } from '../core/poll-until.js'
 import type { BusTransport } from './types.js'
 
 export interface BusTransportTarget {
@@ -103,27 +104,22 @@ export function busTransportConformance(target: BusTransportTarget): void {
     return { a, ch1, ch2, r1, r2 }
   }
 
-  /** Polls `check` every 5 ms until it holds; fails naming `what` after `ms`. */
-  async function waitFor(what: string, ms: number, check: () => boolean): Promise<void> {
-    const deadline = clock.now() + ms
-    while (!check()) {
-      if (clock.now() > deadline) assert.fail(`${target.name}: ${what} did not happen within ${ms} ms`)
-      await sleep(5)
-    }
+  /** Waits until `check` holds; fails naming `what` (and `seen()`, what did happen) after `ms`. */
+  async function waitFor(what: string, ms: number, check: () => boolean, seen?: () => string): Promise<void> {
+    const r = await pollUntil(clock, ms, check)
+    if (!r.held) assert.fail(`${target.name}: ${what} did not happen within ${ms} ms${stalledNote(r)}${seen === undefined ? '' : `; seen: ${seen()}`}`)
   }
 
   /** Resolves with how `p` settled, failing if it stays pending longer than `ms`. */
   async function settlesWithin<T>(what: string, ms: number, p: Promise<T>): Promise<{ ok: true; value: T } | { ok: false; error: unknown }> {
-    let timer: ReturnType<Clock['setTimeout']> | undefined
-    const timeout = new Promise<'timeout'>((resolve) => (timer = clock.setTimeout(() => resolve('timeout'), ms)))
-    const settled = p.then(
-      (value) => ({ ok: true as const, value }),
-      (error: unknown) => ({ ok: false as const, error }),
+    let outcome: { ok: true; value: T } | { ok: false; error: unknown } | undefined
+    p.then(
+      (value) => (outcome = { ok: true, value }),
+      (error: unknown) => (outcome = { ok: false, error }),
     )
-    const r = await Promise.race([settled, timeout])
-    if (timer !== undefined) clock.clearTimeout(timer)
-    if (r === 'timeout') assert.fail(`${target.name}: ${what} still pending after ${ms} ms (it must settle, never hang)`)
-    return r
+    const r = await pollUntil(clock, ms, () => outcome !== undefined)
+    if (outcome === undefined) assert.fail(`${target.name}: ${what} still pending after ${ms} ms${stalledNote(r)} (it must settle, never hang)`)
+    return outcome
   }
 
   describe(`bus transport conformance: ${target.name}`, () => {
@@ -145,7 +141,12 @@ export function busTransportConformance(target: BusTransportTarget): void {
       const rb = await subscribe(b, ch)
       const payloads = [new Uint8Array([0]), pattern(256), Uint8Array.from({ length: 256 }, (_, i) => i), pattern(64 * 1024, 3), bytes('héllo ✓')]
       for (const p of payloads) await a.publish(ch, p)
-      await waitFor('delivery of 5 payloads to both subscribers', deliverWithin, () => ra.messages.length >= payloads.length && rb.messages.length >= payloads.length)
+      await waitFor(
+        'delivery of 5 payloads to both subscribers',
+        deliverWithin,
+        () => ra.messages.length >= payloads.length && rb.messages.length >= payloads.length,
+        () => `publisher's own subscription ${ra.messages.length} payloads, states [${ra.states.join()}]; other ${rb.messages.length}, states [${rb.states.join()}]`,
+      )
       for (const r of [ra, rb]) {
         assert.equal(r.messages.length, payloads.length, 'each payload exactly once')
         payloads.forEach((p, i) => assert.ok(sameBytes(r.messages[i] as Uint8Array, p), `payload ${i} arrives intact (${p.length} bytes)`))

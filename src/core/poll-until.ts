@@ -1,0 +1,44 @@
+/**
+ * `pollUntil`: the deadline-bounded wait of the conformance suites that run on real time.
+ *
+ * It polls `check` every 5 ms until it holds or `ms` of *running* time passed. A poll that
+ * wakes over 10 ms late means the process was not running (a loaded machine descheduled
+ * it, or a GC pause); that lateness is added to the deadline. The reason is the event
+ * loop's order: after a stall, the poll's timer fires before the poll phase reads the
+ * sockets, so a delivery or a settlement already waiting there would be reported missing
+ * (one CI run failed that way: 5 s without a single poll). A transport that hangs still
+ * fails, on a process that runs.
+ */
+import type { Clock } from './clock.js'
+
+/** The poll period, and the lateness of one poll that counts as a stall. */
+const POLL_MS = 5
+const STALL_MS = 10
+
+export interface PollOutcome {
+  /** Whether `check` held before the deadline. */
+  readonly held: boolean
+  /** Milliseconds the deadline was moved for stalls. */
+  readonly stalledMs: number
+}
+
+export async function pollUntil(clock: Clock, ms: number, check: () => boolean): Promise<PollOutcome> {
+  let deadline = clock.now() + ms
+  let stalledMs = 0
+  while (!check()) {
+    if (clock.now() > deadline) return { held: false, stalledMs }
+    const before = clock.now()
+    await new Promise<void>((resolve) => clock.setTimeout(resolve, POLL_MS))
+    const late = clock.now() - before - POLL_MS
+    if (late > STALL_MS) {
+      stalledMs += late
+      deadline += late
+    }
+  }
+  return { held: true, stalledMs }
+}
+
+/** `' (+N ms this process was stalled)'` for a failure message, or `''`. */
+export function stalledNote(outcome: PollOutcome): string {
+  return outcome.stalledMs > 0 ? ` (+${Math.round(outcome.stalledMs)} ms this process was stalled)` : ''
+}
