@@ -1,8 +1,8 @@
 /**
  * `pollUntil`: the deadline-bounded wait of the conformance suites that run on real time.
  *
- * It polls `check` every 5 ms until it holds or `ms` of *running* time passed. A poll that
- * wakes over 10 ms late means the process was not running (a loaded machine descheduled
+ * It polls `check` every `pollMs` (5 ms by default) until it holds or `ms` of *running*
+ * time passed. A poll that wakes over 10 ms late means the process was not running (a loaded machine descheduled
  * it, or a GC pause); that lateness is added to the deadline. The reason is the event
  * loop's order: after a stall, the poll's timer fires before the poll phase reads the
  * sockets, so a delivery or a settlement already waiting there would be reported missing
@@ -11,7 +11,7 @@
  */
 import type { Clock } from './clock.js'
 
-/** The poll period, and the lateness of one poll that counts as a stall. */
+/** The default poll period, and the lateness of one poll that counts as a stall. */
 const POLL_MS = 5
 const STALL_MS = 10
 
@@ -22,20 +22,22 @@ export interface PollOutcome {
   readonly stalledMs: number
 }
 
-export async function pollUntil(clock: Clock, ms: number, check: () => boolean): Promise<PollOutcome> {
+/** `check` may be async: the time it takes counts as running time, only the sleeps are checked for stalls. */
+export async function pollUntil(clock: Clock, ms: number, check: () => boolean | Promise<boolean>, pollMs = POLL_MS): Promise<PollOutcome> {
   let deadline = clock.now() + ms
   let stalledMs = 0
-  while (!check()) {
+  for (;;) {
+    const held = check()
+    if (typeof held === 'boolean' ? held : await held) return { held: true, stalledMs }
     if (clock.now() > deadline) return { held: false, stalledMs }
     const before = clock.now()
-    await new Promise<void>((resolve) => clock.setTimeout(resolve, POLL_MS))
-    const late = clock.now() - before - POLL_MS
+    await new Promise<void>((resolve) => clock.setTimeout(resolve, pollMs))
+    const late = clock.now() - before - pollMs
     if (late > STALL_MS) {
       stalledMs += late
       deadline += late
     }
   }
-  return { held: true, stalledMs }
 }
 
 /** `' (+N ms this process was stalled)'` for a failure message, or `''`. */

@@ -30,6 +30,7 @@ import type { BusTransport } from '../../src/bus/types.js'
 import { SeededRandom } from '../../src/core/random.js'
 import { NatsServer } from '../support/nats-server.js'
 import { RedisServer, startRedisServer } from '../support/redis-server.js'
+import { until } from '../support/until.js'
 
 const SUBSCRIBERS = 20
 /** How long the broker stays down: long enough for a few failed attempts each. */
@@ -39,13 +40,6 @@ const MIN_MIDDLE_SPREAD_MS = 150
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
-async function until(what: string, ms: number, check: () => boolean): Promise<void> {
-  const deadline = performance.now() + ms
-  while (!check()) {
-    if (performance.now() > deadline) assert.fail(`${what} within ${ms} ms`)
-    await sleep(5)
-  }
-}
 
 interface Broker {
   kill(): Promise<void>

@@ -12,8 +12,8 @@ import { redisBus, redisTransport } from '../../src/bus/redis-transport.js'
 import { isCacheError } from '../../src/core/errors.js'
 import { RedisServer, startRedisServer } from '../support/redis-server.js'
 import { stallMeter } from '../support/stall-meter.js'
+import { until } from '../support/until.js'
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
 let server: RedisServer
 
@@ -38,13 +38,6 @@ busTransportConformance({
   failWithinMs: 5_000,
 })
 
-async function until(what: string, ms: number, check: () => boolean): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!check()) {
-    if (Date.now() > deadline) assert.fail(`${what} within ${ms} ms`)
-    await sleep(5)
-  }
-}
 
 describe('redisTransport: Redis specifics', () => {
   test('options are validated with ERR_INVALID_OPTIONS naming the option', () => {

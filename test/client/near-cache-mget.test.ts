@@ -11,6 +11,7 @@ import { undiciTransport } from '../../src/client/undici-transport.js'
 import type { HttpRequest, HttpResponse, Transport } from '../../src/client/transport.js'
 import type { WatchMessage } from '../../src/protocol/watch.js'
 import { startTestNode, type TestNode } from '../support/node-fixture.js'
+import { until as untilWithin } from '../support/until.js'
 
 let n: TestNode
 
@@ -21,13 +22,7 @@ after(async () => {
   await n.stop()
 })
 
-async function until(what: string, ok: () => boolean, ms = 5000): Promise<void> {
-  const end = performance.now() + ms
-  while (!ok()) {
-    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 5))
-  }
-}
+const until = (what: string, ok: () => boolean, ms = 5000): Promise<void> => untilWithin(what, ms, ok)
 
 /** A real transport that records every request and lets a test hold an answer back. */
 function recording(hold?: (req: HttpRequest, res: HttpResponse) => Promise<void>): Transport & { sent: Array<{ method: string; path: string; body?: string }> } {

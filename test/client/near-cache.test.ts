@@ -7,6 +7,7 @@ import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import { createClient } from '../../src/client/index.js'
 import { startTestNode, type TestNode } from '../support/node-fixture.js'
+import { until as untilWithin } from '../support/until.js'
 
 const TOKEN = 'near-cache-token'
 let n: TestNode
@@ -18,13 +19,7 @@ after(async () => {
   await n.stop()
 })
 
-async function until(what: string, ok: () => boolean, ms = 3000): Promise<void> {
-  const end = performance.now() + ms
-  while (!ok()) {
-    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 5))
-  }
-}
+const until = (what: string, ok: () => boolean, ms = 3000): Promise<void> => untilWithin(what, ms, ok)
 
 test('GET /v1/watch needs the token like any read', async () => {
   const denied = await fetch(`${n.url}/v1/watch`)

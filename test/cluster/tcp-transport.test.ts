@@ -14,6 +14,7 @@ import { TcpTransport, type TcpTransportOptions } from '../../src/cluster/index.
 import { type CacheError, isCacheError, type PeerUnreachableError } from '../../src/core/errors.js'
 import { SeededRandom } from '../../src/core/random.js'
 import { makeClusterPki, readClusterPki } from '../support/cluster-pki.js'
+import { until as untilWithin } from '../support/until.js'
 
 const SECRET = 'test-cluster-secret-0123456789ab'
 const HOST = '127.0.0.1'
@@ -47,13 +48,7 @@ function link(...nodes: Node[]): void {
   for (const a of nodes) for (const b of nodes) if (a !== b) a.t.setPeer(b.t.self, b.t.advertised)
 }
 
-async function until(check: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 10))
-  }
-}
+const until = (check: () => boolean, what: string, ms = 10_000): Promise<void> => untilWithin(what, ms, check)
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 

@@ -23,6 +23,7 @@ import type { Store } from '../../src/store/types.js'
 import { RedisServer, startRedisServer } from '../support/redis-server.js'
 import { stallMeter } from '../support/stall-meter.js'
 import { TcpProxy } from '../support/tcp-proxy.js'
+import { until } from '../support/until.js'
 
 const HEARTBEAT_MS = 200
 const DEAD_AFTER_MS = 800
@@ -78,13 +79,6 @@ async function warm(a: Proc, b: Proc, key: string, value: string): Promise<void>
   await until('B holds the value', 5_000, async () => (await b.cache.get(key)) === value)
 }
 
-async function until(what: string, ms: number, check: () => boolean | Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!(await check())) {
-    if (Date.now() > deadline) assert.fail(`${what} within ${ms} ms`)
-    await sleep(10)
-  }
-}
 
 /** Milliseconds until `check` holds, polled on every turn of the event loop; Infinity past `limitMs`. */
 async function msUntil(check: () => boolean, limitMs: number): Promise<number> {

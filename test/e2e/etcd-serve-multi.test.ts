@@ -13,6 +13,7 @@ import { after, before, describe, test } from 'node:test'
 import { createClient } from '../../src/client/index.js'
 import { startEtcdCluster, waitForLeader, type EtcdCluster } from '../support/etcd-server.js'
 import { startChildNode, type ChildNode } from '../support/node-fixture.js'
+import { until as untilWithin } from '../support/until.js'
 
 let cluster: EtcdCluster
 let nodes: ChildNode[] = []
@@ -27,13 +28,7 @@ after(async () => {
   await cluster?.stop()
 })
 
-async function until(what: string | (() => string), ok: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
-  const end = performance.now() + ms
-  while (!(await ok())) {
-    if (performance.now() > end) throw new Error(`timed out waiting for ${typeof what === 'string' ? what : what()}`)
-    await new Promise((r) => setTimeout(r, 20))
-  }
-}
+const until = (what: string | (() => string), ok: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> => untilWithin(what, ms, ok, 20)
 
 /** One increment through `node`: GET, then PUT value+1 with If-Match; retried on 412. Returns 'ok', or 'unknown' (a 503: the write may or may not have landed). */
 async function increment(node: ChildNode, key: string): Promise<'ok' | 'unknown'> {

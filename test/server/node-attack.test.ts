@@ -12,6 +12,7 @@ import { after, describe, test } from 'node:test'
 import { createClient } from '../../src/client/index.js'
 import type { NodeHandle } from '../../src/server/index.js'
 import { bodyOf, errorCode, headerOf, nodeTestbed, raw, send, statusOf, type RawConnection } from '../support/node-fixtures.js'
+import { until as untilWithin } from '../support/until.js'
 
 const testbed = nodeTestbed()
 after(() => testbed.close())
@@ -73,13 +74,7 @@ async function slowPut(n: NodeHandle, from: string, key: string, length = 100, s
   return c
 }
 
-async function until(what: string, check: () => boolean, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await sleep(10)
-  }
-}
+const until = (what: string, check: () => boolean, ms = 5000): Promise<void> => untilWithin(`timed out waiting for ${what}`, ms, check)
 
 describe('node under attack: slow uploads (item 10)', () => {
   test('8 addresses x 32 slow uploads (the default bounds) do not lock other clients out', async () => {

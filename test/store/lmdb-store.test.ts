@@ -12,6 +12,7 @@ import { ManualClock } from '../../src/core/manual-clock.js'
 import { storeConformance } from '../../src/testing/index.js'
 import { lmdbStore, type LmdbStoreOptions } from '../../src/store/lmdb-store.js'
 import type { StoreEntry } from '../../src/store/types.js'
+import { until as untilWithin } from '../support/until.js'
 
 const root = mkdtempSync(join(tmpdir(), 'stratacache-lmdb-'))
 after(() => rmSync(root, { recursive: true, force: true }))
@@ -30,13 +31,7 @@ const bytes = (s: string): Uint8Array => new TextEncoder().encode(s)
 const text = (b: Uint8Array | undefined): string | undefined => (b === undefined ? undefined : new TextDecoder().decode(b))
 const flush = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
 /** Waits (real time, bounded) for work LMDB commits on its write thread. */
-async function until(cond: () => boolean, what: string, limitMs = 5_000): Promise<void> {
-  const end = performance.now() + limitMs
-  while (!cond()) {
-    if (performance.now() > end) assert.fail(`still waiting after ${limitMs} ms for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 2))
-  }
-}
+const until = (cond: () => boolean, what: string, limitMs = 5_000): Promise<void> => untilWithin(what, limitMs, cond, 2)
 const code = (c: string) => (err: unknown): boolean => isCacheError(err, c as Parameters<typeof isCacheError>[1])
 
 describe('lmdbStore specifics', () => {

@@ -9,6 +9,8 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { existsSync, readdirSync } from 'node:fs'
 import { createConnection, createServer } from 'node:net'
+import { pollUntil, stalledNote } from '../../src/core/poll-until.js'
+import { systemClock } from '../../src/core/system-clock.js'
 
 export const HOST = '127.0.0.1'
 
@@ -135,22 +137,29 @@ export function spawnServer(command: string, args: readonly string[], options: {
   return { child, exited, exit: () => code, logTail: (lines = 20) => log.slice(-lines).join('\n') }
 }
 
-/** Polls `check` until it returns true; throws `describe()` after `timeoutMs`. */
+/**
+ * Polls `check` until it returns true; throws `describe()` after `timeoutMs` of time this
+ * process ran (a stall moves the deadline: core/poll-until.ts). A `check` that throws
+ * counts as false; the last error is named.
+ */
 export async function waitUntil(check: () => Promise<boolean> | boolean, timeoutMs: number, describe: () => string, pollMs = 50): Promise<void> {
-  const deadline = Date.now() + timeoutMs
   let lastError: unknown
-  for (;;) {
-    try {
-      if (await check()) return
-    } catch (err) {
-      lastError = err
-    }
-    if (Date.now() >= deadline) {
-      const why = lastError instanceof Error ? ` (last error: ${lastError.message})` : ''
-      throw new Error(`${describe()} after ${timeoutMs} ms${why}`)
-    }
-    await sleep(pollMs)
-  }
+  const r = await pollUntil(
+    systemClock,
+    timeoutMs,
+    async () => {
+      try {
+        return await check()
+      } catch (err) {
+        lastError = err
+        return false
+      }
+    },
+    pollMs,
+  )
+  if (r.held) return
+  const why = lastError instanceof Error ? ` (last error: ${lastError.message})` : ''
+  throw new Error(`${describe()} after ${timeoutMs} ms${stalledNote(r)}${why}`)
 }
 
 /**

@@ -12,17 +12,11 @@ import { createCache } from '../../src/cache/cache.js'
 import { isCacheError } from '../../src/core/errors.js'
 import type { ChangeFeed } from '../../src/feeds/types.js'
 import { memoryStore } from '../../src/store/memory-store.js'
+import { until } from './until.js'
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
-/** Polls `check` until it holds; fails the test naming `what` after `ms`. */
-export async function until(what: string, ms: number, check: () => boolean | Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!(await check())) {
-    if (Date.now() > deadline) assert.fail(`${what} within ${ms} ms`)
-    await sleep(5)
-  }
-}
+export { until }
 
 /** Each of `bad` is refused by `factory` with ERR_INVALID_OPTIONS whose message matches its pattern (the option's name). */
 export function assertRefusesOptions(factory: (options: never) => unknown, bad: ReadonlyArray<readonly [unknown, RegExp]>): void {
