@@ -245,6 +245,7 @@ export class Bus {
    * returned promise waits. Idempotent. Never rejects, except `ERR_CLOSED` after `close()`.
    */
   start(): Promise<void> {
+    if (this.#closed) return Promise.reject(new ClosedError('The bus is closed'))
     this.#started ??= new Promise<void>((resolve, reject) => this.#subscribe(resolve, reject))
     return this.#started
   }

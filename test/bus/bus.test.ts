@@ -557,6 +557,15 @@ describe('Bus: the publish queue', () => {
     await assert.rejects(a.bus.publish({ kind: 'delete', namespace: 'app', keys: ['k'] }), (err: unknown) => isCacheError(err, 'ERR_CLOSED'))
     await close()
   })
+
+  test('start() after close rejects with ERR_CLOSED, as documented, also when it had resolved before', async () => {
+    const { a, close } = await pair()
+    await a.bus.start()
+    await a.bus.close()
+    // It returned the earlier, resolved start: a caller was told a closed bus was running.
+    await assert.rejects(a.bus.start(), (err: unknown) => isCacheError(err, 'ERR_CLOSED'))
+    await close()
+  })
 })
 
 describe('Bus: options and wire format', () => {
