@@ -16,18 +16,13 @@ import {
   CompositeDiscovery, DiscoveryHealthChecker, DnsDiscovery, EnvDiscovery, FileDiscovery, MdnsDiscovery, StaticDiscovery,
   parseAddress, tcpProbe, type Discovery, type DiscoveryCandidate, type DnsResolverLike,
 } from '../../src/cluster/index.js'
+import { until as untilWithin } from '../support/until.js'
 
 const addrs = (cs: readonly DiscoveryCandidate[]): string[] => cs.map((c) => c.address)
 const invalid = (option: RegExp) => (e: unknown): boolean => isCacheError(e) && e.code === 'ERR_INVALID_OPTIONS' && option.test(e.message)
 
 /** Waits (real time, bounded) until `cond` holds; the real-file and real-socket tests only. */
-async function until(cond: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
-  const deadline = systemClock.now() + ms
-  while (!(await cond())) {
-    if (systemClock.now() > deadline) assert.fail(`timed out after ${ms} ms waiting for ${what}`)
-    await new Promise<void>((resolve) => { systemClock.setTimeout(resolve, 20) })
-  }
-}
+const until = (cond: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> => untilWithin(what, ms, cond, 20)
 
 describe('address parsing and static / env strategies', () => {
   test('host:port, [v6]:port and id@host:port parse; duplicates collapse', async () => {
@@ -158,6 +153,13 @@ describe('FileDiscovery (real temp file)', () => {
       await writeFile(path, '127.0.0.1:7701, 127.0.0.1\n')
       assert.deepEqual(addrs(await fd.discover()), ['127.0.0.1:7701', '127.0.0.1:7702'], 'a bad edit keeps the last good list')
       assert.ok(isCacheError(fd.lastError) && fd.lastError.code === 'ERR_INVALID_OPTIONS', 'and says why')
+      // Rewritten in place: between the truncation and the write the file has zero bytes;
+      // a re-read then (fs.watch reports the truncation) took it for a list of no seeds.
+      await writeFile(path, '')
+      assert.deepEqual(addrs(await fd.discover()), ['127.0.0.1:7701', '127.0.0.1:7702'], 'a zero-byte file keeps the last good list')
+      assert.ok(isCacheError(fd.lastError) && /empty/.test(fd.lastError.message), 'and says why')
+      await writeFile(path, '# no seeds\n')
+      assert.deepEqual(await fd.discover(), [], 'a file of comments only is a list of no seeds')
       await writeFile(join(dir, 'seeds.tmp'), '127.0.0.1:7703\n')
       await rename(join(dir, 'seeds.tmp'), path)
       await until(async () => addrs(await fd.discover()).join() === '127.0.0.1:7703', 10_000, 'the renamed-over file')

@@ -42,7 +42,7 @@ export class FileDiscovery implements Discovery {
 
   get lastError(): Error | undefined { return this.#lastError }
 
-  /** Re-reads the file if its size or mtime changed. A bad or missing file keeps the last good list. */
+  /** Re-reads the file if its size or mtime changed. A bad, empty (zero-byte) or missing file keeps the last good list. */
   async discover(): Promise<readonly DiscoveryCandidate[]> {
     await this.#refresh()
     return this.#candidates
@@ -76,6 +76,10 @@ export class FileDiscovery implements Discovery {
     if (stamp === this.#stamp) return false
     try {
       const text = await readFile(this.#path, 'utf8')
+      // Zero bytes is a file being rewritten in place (truncated, not yet written: what
+      // `echo ... > seeds` and most writers do), not a list of no seeds; a list of none is
+      // written as a comment line.
+      if (text === '') throw new InvalidOptionsError('path', `${this.#path} is empty (being written?); a file of no seeds holds a comment line`)
       const next = parseAddressList(text, this.#path)
       this.#stamp = stamp
       this.#lastError = undefined
