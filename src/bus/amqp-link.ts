@@ -21,7 +21,7 @@ import { toMs, type Duration } from '../core/duration.js'
 import { type CacheError, ClosedError, InvalidOptionsError } from '../core/errors.js'
 import { systemClock } from '../core/system-clock.js'
 import { backoffPolicy, type Backoff, type ReconnectOptions } from '../core/backoff.js'
-import type { Random } from '../core/random.js'
+import { mathRandom, type Random, randomOption } from '../core/random.js'
 import { bounded } from './bounded.js'
 
 export interface AmqpLinkOptions {
@@ -116,7 +116,7 @@ export class AmqpLink {
     this.#url = parsed.toString()
     this.#connectTimeoutMs = toMs(options.connectTimeout ?? '5s', `${prefix}.connectTimeout`)
     if (!(this.#connectTimeoutMs > 0 && Number.isFinite(this.#connectTimeoutMs))) throw new InvalidOptionsError(`${prefix}.connectTimeout`, 'expected a finite duration > 0')
-    this.#backoff = backoffPolicy(options.reconnect, `${prefix}.reconnect`, options.random).attempts()
+    this.#backoff = backoffPolicy(options.reconnect, `${prefix}.reconnect`, randomOption(options.random, `${prefix}.random`, mathRandom)).attempts()
     this.#clock = clockOption(options.clock, systemClock, `${prefix}.clock`)
   }
 

@@ -50,7 +50,7 @@ import { clockOption, type Clock, type TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { BusUnavailableError, ClosedError, InvalidOptionsError, type CacheError, isCacheError } from '../core/errors.js'
 import { optionNames, rejectUnknown } from '../core/known-options.js'
-import { mathRandom, type Random } from '../core/random.js'
+import { mathRandom, type Random, randomOption } from '../core/random.js'
 import { PeerLiveness } from '../core/peer-liveness.js'
 import { systemClock } from '../core/system-clock.js'
 import { decodeMessage, encodeMessage, type BusBody, type BusMessage, type TagVersion } from './message.js'
@@ -213,8 +213,7 @@ export class Bus {
     if (!Number.isSafeInteger(queueSize) || queueSize < 1) throw new InvalidOptionsError('bus.queueSize', `expected a positive integer, got ${String(queueSize)}`)
     this.#queueSize = queueSize
     this.#senders = new PeerLiveness(this.#deadAfterMs)
-    const random = options.random ?? mathRandom
-    if (typeof random?.next !== 'function') throw new InvalidOptionsError('bus.random', 'expected a Random')
+    const random = randomOption(options.random, 'bus.random', mathRandom)
     // Start time plus a random fraction: a restarted process has a larger epoch, and two
     // processes started in the same millisecond still differ.
     this.#epoch = Math.floor(this.#clock.now()) + random.next()

@@ -22,7 +22,7 @@ import { BusUnavailableError, ClosedError, InvalidOptionsError } from '../core/e
 import { optionNames, rejectUnknown } from '../core/known-options.js'
 import { systemClock } from '../core/system-clock.js'
 import { backoffPolicy, type Backoff, type ReconnectOptions } from '../core/backoff.js'
-import type { Random } from '../core/random.js'
+import { mathRandom, type Random, randomOption } from '../core/random.js'
 import { bounded } from './bounded.js'
 import { checkChannel, checkPayload, checkSubscription, deliverTo } from './transport-input.js'
 import type { BusTransport } from './types.js'
@@ -114,7 +114,7 @@ export class NatsTransport implements BusTransport {
     if (!(this.#timeoutMs > 0 && Number.isFinite(this.#timeoutMs))) throw new InvalidOptionsError('bus.publishTimeout', 'expected a finite duration > 0')
     this.#connectTimeoutMs = toMs(options.connectTimeout ?? '5s', 'bus.connectTimeout')
     if (!(this.#connectTimeoutMs > 0 && Number.isFinite(this.#connectTimeoutMs))) throw new InvalidOptionsError('bus.connectTimeout', 'expected a finite duration > 0')
-    this.#backoff = backoffPolicy(options.reconnect, 'bus.reconnect', options.random).attempts()
+    this.#backoff = backoffPolicy(options.reconnect, 'bus.reconnect', randomOption(options.random, 'bus.random', mathRandom)).attempts()
     this.#clock = clockOption(options.clock, systemClock, 'bus.clock')
   }
 

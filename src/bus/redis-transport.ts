@@ -31,7 +31,7 @@ import { toMs, type Duration } from '../core/duration.js'
 import { BusUnavailableError, ClosedError, InvalidOptionsError } from '../core/errors.js'
 import { checkRedisUrl } from '../core/redis-url.js'
 import { optionNames, rejectUnknown } from '../core/known-options.js'
-import type { Random } from '../core/random.js'
+import { mathRandom, type Random, randomOption } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
 import { BUS_SETTING_NAMES, createBus, pickBusSettings, type Bus, type BusSettings } from './bus.js'
 import { checkChannel, checkPayload, checkSubscription } from './transport-input.js'
@@ -107,7 +107,7 @@ class RedisTransport implements BusTransport {
     this.#publishTimeoutMs = positiveMs(options.publishTimeout, '2s', 'bus.publishTimeout')
     this.#connectTimeoutMs = positiveMs(options.connectTimeout, '5s', 'bus.connectTimeout')
     this.#onError = options.onError ?? (() => {})
-    const policy = backoffPolicy(options.reconnect, 'bus.reconnect', options.random)
+    const policy = backoffPolicy(options.reconnect, 'bus.reconnect', randomOption(options.random, 'bus.random', mathRandom))
     const ours: RedisOptions = {
       // ioredis counts attempts from 1 and resets them on a successful connection; never gives up.
       retryStrategy: (attempt: number) => policy.delay(attempt - 1),

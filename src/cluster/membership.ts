@@ -56,7 +56,7 @@
  * steady history; lossy links make phi (deliberately) more patient.
  */
 import { InvalidOptionsError } from '../core/errors.js'
-import type { Random } from '../core/random.js'
+import { randomOption, type Random } from '../core/random.js'
 import { BroadcastQueue } from './broadcast-queue.js'
 import type { KernelAction, KernelEvent, StateMachine } from './kernel.js'
 import { type PhiAccrualOptions, PhiAccrualDetector, phiCrossingMs, type ResolvedPhiOptions, resolvePhiOptions } from './phi-accrual.js'
@@ -298,7 +298,7 @@ export class Membership implements StateMachine<MembershipMessage> {
     const seeds = options.seeds ?? []
     if (!Array.isArray(seeds)) throw new InvalidOptionsError('seeds', 'expected an array of node ids')
     seeds.forEach((s, i) => validateNodeId(s, `seeds[${i}]`))
-    if (typeof options.random?.next !== 'function') throw new InvalidOptionsError('random', 'expected a Random')
+    randomOption(options.random, 'random')
     this.#o = resolve(options)
     this.#id = options.id
     this.#region = region

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import { InvalidOptionsError } from './errors.js'
 
 /**
  * Randomness comes in through `Random`, so that jitter and admission decisions are
@@ -10,6 +11,16 @@ export interface Random {
 }
 
 export const mathRandom: Random = { next: () => Math.random() }
+
+/**
+ * A `random` option checked once where it is given: `fallback` when undefined (required
+ * when there is none), else an object with `next()`; ERR_INVALID_OPTIONS naming `option`.
+ */
+export function randomOption(value: unknown, option: string, fallback?: Random): Random {
+  if (value === undefined && fallback !== undefined) return fallback
+  if (typeof (value as { next?: unknown } | null | undefined)?.next !== 'function') throw new InvalidOptionsError(option, 'expected a Random (an object with next())')
+  return value as Random
+}
 
 /**
  * A 32-bit secret for hashing (the key index's seed against hash flooding), drawn from

@@ -19,7 +19,7 @@ import { FeedUnavailableError, ClosedError, InvalidOptionsError } from '../core/
 import { optionNames, rejectUnknown } from '../core/known-options.js'
 import { systemClock } from '../core/system-clock.js'
 import { backoffPolicy, type Backoff, type ReconnectOptions } from '../core/backoff.js'
-import type { Random } from '../core/random.js'
+import { mathRandom, type Random, randomOption } from '../core/random.js'
 import { descriptorList } from './origin-index.js'
 import { FeedCounters } from './feed-counters.js'
 import { parseJsonNotice } from './notice.js'
@@ -117,7 +117,7 @@ export class PgFeed implements ChangeFeed {
     this.scope = [...scope]
     this.#connectTimeoutMs = positive(options.connectTimeout ?? '5s', 'feed.connectTimeout')
     this.#pingMs = positive(options.pingInterval ?? '5s', 'feed.pingInterval')
-    this.#backoff = backoffPolicy(options.reconnect, 'feed.reconnect', options.random).attempts()
+    this.#backoff = backoffPolicy(options.reconnect, 'feed.reconnect', randomOption(options.random, 'feed.random', mathRandom)).attempts()
     this.#clock = clockOption(options.clock, systemClock, 'feed.clock')
     this.#config = { ...(options.connection as ClientConfig | undefined), connectionString: url, connectionTimeoutMillis: this.#connectTimeoutMs }
   }

@@ -24,7 +24,7 @@ import type { Clock, TimerHandle } from '../core/clock.js'
 import { toBytes, toMs } from '../core/duration.js'
 import { AbortedError, ClosedError, InvalidOptionsError, InvalidValueError, WaitTimeoutError } from '../core/errors.js'
 import { optionNames, rejectUnknown } from '../core/known-options.js'
-import { mathRandom, type Random, secretSeed } from '../core/random.js'
+import { mathRandom, type Random, randomOption, secretSeed } from '../core/random.js'
 import { SystemClock, systemClock } from '../core/system-clock.js'
 import { ExpiryWheel } from '../expiry/expiry-wheel.js'
 import type { EvictionPolicy } from '../policies/eviction-policy.js'
@@ -179,8 +179,7 @@ export class MemoryCache<K = string, V = unknown> {
     }
     this.#clock = clock
     this.#system = clock instanceof SystemClock ? clock : undefined
-    const random = options.random ?? mathRandom
-    if (typeof random?.next !== 'function') throw new InvalidOptionsError('random', 'expected a Random with next()')
+    const random = randomOption(options.random, 'random', mathRandom)
     this.#random = random
 
     // The policy works in entries when maxEntries is set, else in bytes.

@@ -57,7 +57,7 @@ import type { Clock, TimerHandle } from '../core/clock.js'
 import { toBytes, toMs, type ByteSize, type Duration } from '../core/duration.js'
 import { AbortedError, CacheError, ClosedError, DataDirLockedError, InvalidKeyError, InvalidOptionsError, StoreFullError, StoreUnavailableError } from '../core/errors.js'
 import { optionNames, rejectUnknown } from '../core/known-options.js'
-import { mathRandom, type Random } from '../core/random.js'
+import { mathRandom, type Random, randomOption } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
 import { isAlive, selfIdentity, type ProcessIdentity } from './process-identity.js'
 import { checkScanOptions, decodeCursor, encodeCursor } from './scan-options.js'
@@ -317,7 +317,7 @@ function validate(options: LmdbStoreOptions): void {
   }
   if (sweepBatch !== undefined && (!Number.isSafeInteger(sweepBatch) || sweepBatch < 1)) throw new InvalidOptionsError('lmdb.sweepBatch', `expected an integer >= 1, got ${String(sweepBatch)}`)
   if (maxReaders !== undefined && (!Number.isSafeInteger(maxReaders) || maxReaders < 1)) throw new InvalidOptionsError('lmdb.maxReaders', `expected an integer >= 1, got ${String(maxReaders)}`)
-  if (options.random !== undefined && typeof (options.random as { next?: unknown } | null)?.next !== 'function') throw new InvalidOptionsError('lmdb.random', 'expected a Random')
+  randomOption(options.random, 'lmdb.random', mathRandom)
   if (options.exclusive !== undefined && typeof options.exclusive !== 'boolean') throw new InvalidOptionsError('lmdb.exclusive', `expected a boolean, got ${typeof options.exclusive}`)
 }
 

@@ -40,7 +40,7 @@ import { toMs, type Duration } from '../core/duration.js'
 import { AbortedError, CacheError, ClosedError, InvalidOptionsError, StoreFullError, StoreUnavailableError } from '../core/errors.js'
 import { checkRedisUrl } from '../core/redis-url.js'
 import { optionNames, rejectUnknown } from '../core/known-options.js'
-import type { Random } from '../core/random.js'
+import { mathRandom, type Random, randomOption } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
 import { SCRIPT_NAMES, SCRIPTS } from './redis-scripts.js'
 import { checkScanOptions, decodeCursor, encodeCursor } from './scan-options.js'
@@ -231,7 +231,7 @@ function validate(options: RedisStoreOptions): void {
   if (extra !== undefined && (typeof extra !== 'object' || extra === null || Array.isArray(extra))) throw new InvalidOptionsError('redis.redisOptions', 'expected an object of ioredis options')
   const clusterOptions: unknown = options.cluster?.options
   if (clusterOptions !== undefined && (typeof clusterOptions !== 'object' || clusterOptions === null || Array.isArray(clusterOptions))) throw new InvalidOptionsError('redis.cluster.options', 'expected an object of ioredis ClusterOptions')
-  if (options.random !== undefined && typeof (options.random as { next?: unknown } | null)?.next !== 'function') throw new InvalidOptionsError('redis.random', 'expected a Random')
+  randomOption(options.random, 'redis.random', mathRandom)
   const isAddress = (n: unknown): boolean => typeof n === 'object' && n !== null && (typeof (n as { host?: unknown }).host === 'string' || typeof (n as { port?: unknown }).port === 'number')
   if (options.cluster !== undefined && !options.cluster.nodes.every(isAddress)) throw new InvalidOptionsError('redis.cluster.nodes', 'expected a non-empty array of { host, port }')
   if (options.sentinels !== undefined && !options.sentinels.every(isAddress)) throw new InvalidOptionsError('redis.sentinels', 'expected a non-empty array of { host, port }')
@@ -297,7 +297,7 @@ class RedisStore implements Store {
     this.#scanCount = options.scanCount ?? 1000
     this.#onError = options.onError ?? (() => {})
     this.#owned = options.client === undefined
-    this.#client = options.client ?? createClient(options, backoffPolicy(options.reconnect, 'redis.reconnect', options.random, RECONNECT_DEFAULTS))
+    this.#client = options.client ?? createClient(options, backoffPolicy(options.reconnect, 'redis.reconnect', randomOption(options.random, 'redis.random', mathRandom), RECONNECT_DEFAULTS))
     this.location = describeClient(this.#client, options)
     // Without a listener ioredis logs every reconnect failure; commands still reject on their own.
     // (A client you own keeps its own listeners: we only watch how its connection fares.)

@@ -48,6 +48,7 @@ describe('natsTransport: NATS specifics', () => {
       [{ reconnect: { initial: '1s', max: '10ms' } }, /bus\.reconnect\.max/],
       [{ connection: 5 }, /bus\.connection/],
       [{ clock: 5 }, /bus\.clock/],
+      [{ random: {} }, /bus\.random/],
     ]
     assertRefusesOptions(natsTransport, bad)
   })

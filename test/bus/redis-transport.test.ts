@@ -55,6 +55,7 @@ describe('redisTransport: Redis specifics', () => {
       [{ url: server.url, connectTimeout: 'soon' }, /bus\.connectTimeout/],
       [{ url: server.url, onError: 3 }, /bus\.onError/],
       [{ url: server.url, clock: 5 }, /bus\.clock/],
+      [{ url: server.url, random: {} }, /bus\.random/],
       [{ url: server.url, reconnect: { initial: 0 } }, /bus\.reconnect\.initial/],
       [{ url: server.url, reconnect: { jitter: 2 } }, /bus\.reconnect\.jitter/],
       [{ url: server.url, redisOptions: 5 }, /bus\.redisOptions/],

@@ -161,6 +161,7 @@ describe('pgFeed (real PostgreSQL)', () => {
       [{ reconnect: { max: 0 } }, /feed\.reconnect/],
       [{ connection: 'x' }, /feed\.connection/],
       [{ clock: 5 }, /feed\.clock/],
+      [{ random: {} }, /feed\.random/],
       [{ clock: { now: () => 0 } }, /feed\.clock/],
     ]
     assertRefusesOptions(pgFeed, bad)

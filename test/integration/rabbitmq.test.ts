@@ -49,6 +49,7 @@ describe('amqpTransport: AMQP specifics', () => {
       [{ heartbeat: '10ms' }, /bus\.heartbeat/],
       [{ reconnect: { initial: 0 } }, /bus\.reconnect\.initial/],
       [{ clock: 5 }, /bus\.clock/],
+      [{ random: {} }, /bus\.random/],
     ]
     assertRefusesOptions(amqpTransport, bad)
   })
@@ -213,6 +214,7 @@ describe('amqpFeed (real RabbitMQ)', () => {
       [{ connectTimeout: 0 }, /feed\.connectTimeout/],
       [{ heartbeat: 0 }, /feed\.heartbeat/],
       [{ clock: 5 }, /feed\.clock/],
+      [{ random: {} }, /feed\.random/],
     ]
     assertRefusesOptions(amqpFeed, bad)
   })

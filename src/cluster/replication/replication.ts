@@ -47,7 +47,7 @@
 import type { Clock } from '../../core/clock.js'
 import { InvalidOptionsError } from '../../core/errors.js'
 import { compareVersions, HybridLogicalClock, msOfVersion, type Version } from '../../core/hlc.js'
-import type { Random } from '../../core/random.js'
+import { randomOption, type Random } from '../../core/random.js'
 import type { KernelAction, KernelEvent, StateMachine } from '../kernel.js'
 import { type NodeId, validateNodeId } from '../transport.js'
 import { BUCKET_DEPTH, childrenOf, FANOUT, keyHash, MAX_DEPTH, packRange, recordHash, type TreeRange, unpackRange } from './digest.js'
@@ -327,7 +327,7 @@ export class Replication implements StateMachine<ReplicationMessage> {
     validateNodeId(options.id, 'id')
     if (typeof options.store?.apply !== 'function') throw new InvalidOptionsError('store', 'expected a ReplicaStore')
     if (typeof options.topology !== 'function') throw new InvalidOptionsError('topology', 'expected a function returning the membership topology')
-    if (typeof options.random?.next !== 'function') throw new InvalidOptionsError('random', 'expected a Random')
+    randomOption(options.random, 'random')
     if (options.onApply !== undefined && typeof options.onApply !== 'function') throw new InvalidOptionsError('onApply', 'expected a function')
     this.#o = resolve(options)
     this.#id = options.id
