@@ -100,6 +100,10 @@ describe('etcdStore: specific', () => {
     // Infinity was taken: no deadline at all, so a call to a member behind a partition could hang for ever.
     assert.throws(() => etcdStore({ endpoints: cluster.endpoints, timeout: Infinity }), named('etcd.timeout'))
     assert.throws(() => etcdStore({ endpoints: cluster.endpoints, timeout: 'Infinity' as '5s' }), named('etcd.timeout'))
+    // etcdBus takes `store` only: a bus setting of createBus (which does not apply to it) was silently ignored.
+    const store = etcdStore({ endpoints: cluster.endpoints })
+    assert.throws(() => etcdBus({ store, channel: 'app' } as unknown as { store: typeof store }), named('bus.channel'))
+    assert.throws(() => etcdBus({ store, heartbeatInterval: '1s' } as unknown as { store: typeof store }), named('bus.heartbeatInterval'))
   })
 
   test('etcdBus, like every Bus, closes with its last cache: a new cache on it throws ERR_CLOSED instead of running uncoordinated', async () => {
