@@ -100,7 +100,12 @@ export interface EtcdStoreOptions {
    * a few ms, or more behind a partition). Writes always go through Raft. @default 'linearizable'
    */
   consistency?: EtcdConsistency
-  /** Deadline of each etcd call; past it the call rejects with ERR_STORE_UNAVAILABLE. @default '5s' */
+  /**
+   * Deadline of each request to etcd; past it the request fails (ERR_STORE_UNAVAILABLE). A store
+   * call may make several requests (a read asked again: READ_ATTEMPTS; a request that never left
+   * sent to the next member: SEND_ATTEMPTS; a lease grant before a write), so it can take a few
+   * times this; bound whole calls above (the cache's `l2.timeout`, the node's `storeTimeout`). @default '5s'
+   */
   timeout?: Duration
   /** etcd's `--max-request-bytes` (values that cannot fit are refused with ERR_VALUE_TOO_LARGE). @default 1.5 MiB */
   maxRequestBytes?: number
