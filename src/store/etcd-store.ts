@@ -487,6 +487,7 @@ class EtcdStoreImpl implements Store {
   }
 
   #isSerializable(options: EtcdReadOptions | undefined): boolean {
+    if (options !== undefined && (typeof options !== 'object' || options === null)) throw new InvalidOptionsError('options', `expected { consistency } or nothing, got ${options === null ? 'null' : typeof options}`)
     const c = options?.consistency
     if (c === undefined) return this.#serializable
     if (c !== 'linearizable' && c !== 'serializable') throw new InvalidOptionsError('consistency', `expected 'linearizable' or 'serializable', got ${String(c)}`)

@@ -151,6 +151,11 @@ describe('etcdStore: specific', () => {
         if (seen === undefined) await sleep(20)
       }
       assert.equal(seen, 'v')
+      // Per-read options are an object: a bare string (or null) was read as no options (linearizable), silently.
+      for (const bad of ['serializable', null, 5]) {
+        await assert.rejects(reader.get('k', bad as never), (err: unknown) => isCacheError(err, 'ERR_INVALID_OPTIONS') && (err as { option?: string }).option === 'options', String(bad))
+        await assert.rejects(reader.getMany(['k'], bad as never), (err: unknown) => isCacheError(err, 'ERR_INVALID_OPTIONS'), String(bad))
+      }
     } finally {
       await writer.close()
       await reader.close()
