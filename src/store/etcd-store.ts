@@ -127,6 +127,8 @@ const MAX_LEASE_TTL_S = 9_000_000_000
 const CAS_ATTEMPTS = 16
 const POLL_MS = 15
 const FENCE_DIGITS = 20
+/** Longest `timeout`: Node's longest timer (2^31 - 1 ms, ~24.8 days). */
+const MAX_TIMEOUT_MS = 2_147_483_647
 
 /** How many times a call that never left this process is tried (each time on the next member). */
 const SEND_ATTEMPTS = 3
@@ -310,8 +312,9 @@ class EtcdStoreImpl implements Store {
     if (!(retention > 0)) throw new InvalidOptionsError('etcd.fenceRetention', 'expected a duration > 0')
     this.#retentionMs = retention
     const timeoutMs = toMs(options.timeout ?? '5s', 'etcd.timeout')
-    // 0 would be a deadline every call misses before it is sent.
-    if (!(timeoutMs > 0 && Number.isFinite(timeoutMs))) throw new InvalidOptionsError('etcd.timeout', `expected a finite duration > 0, got ${String(options.timeout)}`)
+    // 0 would be a deadline every call misses before it is sent; past grpc-js's range (1e8 hours) a
+    // call throws outside any promise (a crash): bounded by Node's longest timer, ~24.8 days.
+    if (!(timeoutMs > 0 && timeoutMs <= MAX_TIMEOUT_MS)) throw new InvalidOptionsError('etcd.timeout', `expected a duration > 0 and at most ${MAX_TIMEOUT_MS} ms (~24.8 days), got ${String(options.timeout)}`)
     this.location = options.endpoints.join(',')
     const clientOptions: IOptions = {
       hosts: [...options.endpoints],

@@ -100,6 +100,11 @@ describe('etcdStore: specific', () => {
     // Infinity was taken: no deadline at all, so a call to a member behind a partition could hang for ever.
     assert.throws(() => etcdStore({ endpoints: cluster.endpoints, timeout: Infinity }), named('etcd.timeout'))
     assert.throws(() => etcdStore({ endpoints: cluster.endpoints, timeout: 'Infinity' as '5s' }), named('etcd.timeout'))
+    // A finite deadline past grpc-js's range (1e8 hours) crashed the process at the first call
+    // ("Deadline is too far in the future", thrown outside any promise); the bound is Node's longest timer.
+    assert.throws(() => etcdStore({ endpoints: cluster.endpoints, timeout: 1e20 }), named('etcd.timeout'))
+    assert.throws(() => etcdStore({ endpoints: cluster.endpoints, timeout: 2_147_483_648 }), named('etcd.timeout'))
+    etcdStore({ endpoints: cluster.endpoints, timeout: 2_147_483_647 }).close().catch(() => undefined)
     // etcdBus takes `store` only: a bus setting of createBus (which does not apply to it) was silently ignored.
     const store = etcdStore({ endpoints: cluster.endpoints })
     assert.throws(() => etcdBus({ store, channel: 'app' } as unknown as { store: typeof store }), named('bus.channel'))
