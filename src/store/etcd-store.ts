@@ -429,7 +429,11 @@ class EtcdStoreImpl implements Store {
     } catch (err) {
       if (err instanceof CacheError) throw err
       const message = err instanceof Error ? err.message : String(err)
-      if (/request is too large|message larger than max/i.test(message)) throw new ValueTooLargeError(0, this.#maxRequestBytes, `etcd request (${message})`)
+      if (/request is too large|message larger than max/i.test(message)) {
+        // grpc's refusal names the request's size and the server's limit: "(4194347 vs. 2097152)".
+        const sizes = /\((\d+) vs\. (\d+)\)/.exec(message)
+        throw sizes === null ? new ValueTooLargeError(0, this.#maxRequestBytes, `etcd request (${message})`) : new ValueTooLargeError(Number(sizes[1]), Number(sizes[2]), `etcd request (refused by etcd: ${message})`)
+      }
       throw new StoreUnavailableError(`etcd ${this.location}: ${message}`, { cause: err })
     }
   }

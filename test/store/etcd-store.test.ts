@@ -65,6 +65,17 @@ describe('etcdStore: specific', () => {
     } finally {
       await store.close()
     }
+    // maxRequestBytes set above the cluster's limit: etcd refuses it, and the error's size and
+    // limit are the request's and etcd's (they were 0 and the option's: "is 0 bytes, over the limit of 16777216").
+    const loose = etcdStore({ endpoints: cluster.endpoints, namespace: freshNamespace(), maxRequestBytes: 16 * 1024 * 1024 })
+    try {
+      await assert.rejects(loose.set('big', new Uint8Array(4 * 1024 * 1024), 60_000), (err: unknown) => {
+        const e = err as { size: number; limit: number }
+        return isCacheError(err, 'ERR_VALUE_TOO_LARGE') && e.size > 4 * 1024 * 1024 && e.limit > 0 && e.limit < 4 * 1024 * 1024
+      })
+    } finally {
+      await loose.close()
+    }
   })
 
   test('importing stratacache/etcd does not load etcd3 (nor grpc-js); the first etcd operation does', async () => {
