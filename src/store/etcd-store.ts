@@ -574,6 +574,7 @@ class EtcdStoreImpl implements Store {
   }
 
   async #getRevisions(keys: readonly string[]): Promise<RevisionedValue[]> {
+    checkStoreList(keys, 'keys')
     if (keys.length > MAX_TXN_OPS) throw new InvalidOptionsError('keys', `expected at most ${MAX_TXN_OPS} keys`)
     const { kvs } = await this.#readMany(keys.map((k) => this.#key('d', k)))
     return kvs.map((kv) => ({ value: this.#live(kv), revision: kv === undefined ? 0 : Number(kv.mod_revision) }))
@@ -581,6 +582,12 @@ class EtcdStoreImpl implements Store {
 
   /** One transaction: compares on every expected key's mod revision, then puts and deletes (sent once, like every write). */
   async #commitIf(expect: readonly { readonly key: string; readonly revision: number }[], set: readonly StoreEntry[], remove: readonly string[]): Promise<boolean> {
+    checkStoreList(expect, 'expect')
+    checkStoreEntries(set)
+    checkStoreList(remove, 'remove')
+    for (const x of expect) {
+      if (typeof x !== 'object' || x === null || !Number.isSafeInteger(x.revision) || x.revision < 0) throw new InvalidOptionsError('expect', `expected { key, revision } with a revision >= 0 (0: absent), got ${x === null ? 'null' : typeof x === 'object' ? String(x.revision) : typeof x}`)
+    }
     if (expect.length + set.length + remove.length > MAX_TXN_OPS) throw new InvalidOptionsError('commitIf', `expected at most ${MAX_TXN_OPS} operations`)
     const now = this.#clock.now()
     const prepared = set.map((e) => {

@@ -231,6 +231,14 @@ describe('etcdStore: specific', () => {
       assert.match(text(await a.get('k')) ?? '', /^w[01]$/)
       assert.equal(await a.get('other'), undefined, 'deleted by the winning transaction')
       await assert.rejects(a.conditional.getRevisions(Array.from({ length: 65 }, (_, i) => `k${i}`)), { code: 'ERR_INVALID_OPTIONS' })
+      // Malformed arguments are the caller's: ERR_INVALID_OPTIONS (they were TypeErrors wrapped as ERR_STORE_UNAVAILABLE,
+      // or, for a revision that is not a number, a compare etcd took as "no such revision": false).
+      await assert.rejects(a.conditional.getRevisions('k' as never), { code: 'ERR_INVALID_OPTIONS' })
+      await assert.rejects(a.conditional.commitIf(null as never, [], []), { code: 'ERR_INVALID_OPTIONS' })
+      await assert.rejects(a.conditional.commitIf([], null as never, []), { code: 'ERR_INVALID_OPTIONS' })
+      await assert.rejects(a.conditional.commitIf([], [], 'k' as never), { code: 'ERR_INVALID_OPTIONS' })
+      await assert.rejects(a.conditional.commitIf([{ key: 'k', revision: 'x' as never }], [], []), { code: 'ERR_INVALID_OPTIONS' })
+      await assert.rejects(a.conditional.commitIf([null as never], [], []), { code: 'ERR_INVALID_OPTIONS' })
     } finally {
       await a.close()
       await b.close()
