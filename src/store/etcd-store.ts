@@ -660,6 +660,7 @@ class EtcdStoreImpl implements Store {
    */
   watchChanges(listener: (change: EtcdChange) => void): EtcdWatch {
     this.#open()
+    if (typeof listener !== 'function') throw new InvalidOptionsError('listener', `expected a function, got ${listener === null ? 'null' : typeof listener}`)
     const prefix = Buffer.from(`${this.#root}d/`, 'utf8')
     const dataRoot = prefix.toString('utf8')
     let closed = false

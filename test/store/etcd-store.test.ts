@@ -239,6 +239,9 @@ describe('etcdStore: specific', () => {
       await assert.rejects(a.conditional.commitIf([], [], 'k' as never), { code: 'ERR_INVALID_OPTIONS' })
       await assert.rejects(a.conditional.commitIf([{ key: 'k', revision: 'x' as never }], [], []), { code: 'ERR_INVALID_OPTIONS' })
       await assert.rejects(a.conditional.commitIf([null as never], [], []), { code: 'ERR_INVALID_OPTIONS' })
+      // A watch without a listener function was started and reported nothing (every call threw, swallowed).
+      assert.throws(() => a.watchChanges(5 as never), { code: 'ERR_INVALID_OPTIONS' })
+      assert.throws(() => a.conditional.watch(undefined as never), { code: 'ERR_INVALID_OPTIONS' })
     } finally {
       await a.close()
       await b.close()
