@@ -28,12 +28,16 @@ import { Bus, type BusChange, type BusListener, type BusStats, type FlushReason 
 import type { TagVersion } from '../bus/message.js'
 import { memoryTransport } from '../bus/memory-transport.js'
 import { ClosedError, InvalidOptionsError } from '../core/errors.js'
+import { optionNames, rejectUnknown } from '../core/known-options.js'
 import type { EtcdChange, EtcdStore, EtcdWatch } from '../store/etcd-store.js'
 
 export interface EtcdBusOptions {
   /** The etcd store the caches use as L2: its watch stream drives the invalidations. Not closed by the bus. */
   store: EtcdStore
 }
+
+/** etcdBus's one option: another (a setting of createBus, which does not apply here) is refused, not ignored. */
+const ETCD_BUS_OPTIONS = optionNames<EtcdBusOptions>({ store: true })
 
 const TAG_KEY = /^([^:#]+)#([hs]):(.*)$/s
 const DATA_KEY = /^([^:#]+):(.*)$/s
@@ -59,6 +63,7 @@ export class EtcdBus extends Bus {
     if (options === null || typeof options !== 'object' || options.store === null || typeof options.store !== 'object' || typeof options.store.watchChanges !== 'function') {
       throw new InvalidOptionsError('bus.store', 'expected an etcdStore(...)')
     }
+    rejectUnknown(options, ETCD_BUS_OPTIONS, 'bus')
     this.#store = options.store
   }
 

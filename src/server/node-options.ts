@@ -272,6 +272,16 @@ function positiveMs(value: unknown, name: string): number {
   return ms
 }
 
+/** Longest timeout node:http can arm (Node's longest timer, 2^31 - 1 ms, ~24.8 days). */
+const MAX_SERVER_TIMEOUT_MS = 2_147_483_647
+
+/** A timeout handed to node:http: past its range it throws a raw RangeError at start, or cuts the timer short. */
+function serverTimeoutMs(value: unknown, name: string): number {
+  const ms = positiveMs(value, name)
+  if (ms > MAX_SERVER_TIMEOUT_MS) throw new InvalidOptionsError(name, `expected a duration of at most ${MAX_SERVER_TIMEOUT_MS} ms (~24.8 days), got ${ms}`)
+  return ms
+}
+
 /** A duration the membership times with (>= 1 ms, finite): a sub-millisecond interval would be refused later under its internal name. */
 function membershipMs(value: unknown, name: string): number {
   const ms = toMs(value, name)
@@ -439,9 +449,9 @@ export function resolveNodeOptions(options: NodeOptions = {}): ResolvedNodeOptio
     maxBufferedBodyBytes,
     bodyTimeoutMs: positiveMs(o.bodyTimeout ?? '5s', 'bodyTimeout'),
     minBodyRate,
-    headersTimeoutMs: positiveMs(o.headersTimeout ?? '10s', 'headersTimeout'),
-    requestTimeoutMs: positiveMs(o.requestTimeout ?? '30s', 'requestTimeout'),
-    keepAliveTimeoutMs: positiveMs(o.keepAliveTimeout ?? '5s', 'keepAliveTimeout'),
+    headersTimeoutMs: serverTimeoutMs(o.headersTimeout ?? '10s', 'headersTimeout'),
+    requestTimeoutMs: serverTimeoutMs(o.requestTimeout ?? '30s', 'requestTimeout'),
+    keepAliveTimeoutMs: serverTimeoutMs(o.keepAliveTimeout ?? '5s', 'keepAliveTimeout'),
     drainTimeoutMs: positiveMs(o.drainTimeout ?? '10s', 'drainTimeout'),
     storeTimeoutMs: positiveMs(o.storeTimeout ?? '5s', 'storeTimeout'),
     tombstoneTtlMs: positiveMs(o.tombstoneTtl ?? '24h', 'tombstoneTtl'),

@@ -566,7 +566,7 @@ class Node implements NodeHandle {
       this.#active++
     }
     try {
-      if (isDashboardPath(path)) return this.#count(await this.#dashboardAnswer(method, path))
+      if (isDashboardPath(path)) return this.#count(await this.#dashboardAnswer(method, path, splitUrl(request.url).query))
       if (body.byteLength > this.#api.bodyLimit(method, path)) {
         const e = new TooLargeError(`Body of ${body.byteLength} bytes is over the limit of ${this.#api.bodyLimit(method, path)}`)
         return this.#count(errorResponse(e.code, e.message))
@@ -682,7 +682,7 @@ class Node implements NodeHandle {
       this.#send(req, res, this.#count(denied), true, started)
       return
     }
-    if (isDashboardPath(path)) return this.#serveDashboard(req, res, method, path, started)
+    if (isDashboardPath(path)) return this.#serveDashboard(req, res, method, path, q === -1 ? '' : url.slice(q + 1), started)
     // A bodiless GET of a key the in-process tier holds is answered here, synchronously: no
     // body to read, no promise, and an in-flight slot would be taken and given back within
     // this call, so only the bound is checked (a full node refuses it below, as any other).
@@ -769,11 +769,13 @@ class Node implements NodeHandle {
   }
 
   /** The page, a snapshot, or (without a socket, for `inject`) one event of the stream. */
-  async #dashboardAnswer(method: string, path: string): Promise<ApiResponse> {
+  async #dashboardAnswer(method: string, path: string, query: string): Promise<ApiResponse> {
     if (method !== 'GET') {
       const e = new MethodNotAllowedError(method, ['GET'])
       return errorResponse(e.code, e.message, 405, { allow: 'GET' })
     }
+    // No dashboard route takes a parameter: refused, as an unknown one is on every route.
+    if (query !== '') return errorResponse('ERR_BAD_REQUEST', `GET ${path} takes no query parameters`)
     if (path === DASHBOARD_PATH) return this.#dashboard.page()
     const snapshot = await this.#dashboard.snapshot()
     if (path === DASHBOARD_SNAPSHOT_PATH) return { status: 200, headers: { 'content-type': 'application/json', 'cache-control': 'no-store' }, body: JSON.stringify(snapshot) }
@@ -785,10 +787,10 @@ class Node implements NodeHandle {
    * no in-flight slot; the event stream stays open until its client leaves or the node
    * drains (Dashboard.close).
    */
-  async #serveDashboard(req: IncomingMessage, res: ServerResponse, method: string, path: string, started: number): Promise<void> {
+  async #serveDashboard(req: IncomingMessage, res: ServerResponse, method: string, path: string, query: string, started: number): Promise<void> {
     req.resume() // a body on a GET is read and ignored
-    if (path !== DASHBOARD_EVENTS_PATH || method !== 'GET') {
-      this.#send(req, res, this.#count(await this.#dashboardAnswer(method, path)), this.#draining, started)
+    if (path !== DASHBOARD_EVENTS_PATH || method !== 'GET' || query !== '') {
+      this.#send(req, res, this.#count(await this.#dashboardAnswer(method, path, query)), this.#draining, started)
       return
     }
     if (res.destroyed) return

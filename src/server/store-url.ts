@@ -27,7 +27,12 @@ export function storeFromUrl(url: string, timeout: Duration): Store {
     if (parts === null || Number(parts[2]) < 1 || Number(parts[2]) > 65535) throw new InvalidOptionsError('store', `expected host:port in ${JSON.stringify(url)}, got ${JSON.stringify(hp)}`)
     return `http://${hp}`
   })
-  const path = decodeURIComponent(m[2] ?? '')
+  let path: string
+  try {
+    path = decodeURIComponent(m[2] ?? '')
+  } catch {
+    throw new InvalidOptionsError('store', `malformed %-escape in the namespace of ${JSON.stringify(url)}`)
+  }
   const namespace = path === '' ? 'stratacache/' : path.endsWith('/') ? path : `${path}/`
   let consistency: EtcdConsistency | undefined
   for (const [name, value] of new URLSearchParams(m[3] ?? '')) {

@@ -100,7 +100,12 @@ export interface EtcdStoreOptions {
    * a few ms, or more behind a partition). Writes always go through Raft. @default 'linearizable'
    */
   consistency?: EtcdConsistency
-  /** Deadline of each etcd call; past it the call rejects with ERR_STORE_UNAVAILABLE. @default '5s' */
+  /**
+   * Deadline of each request to etcd; past it the request fails (ERR_STORE_UNAVAILABLE). A store
+   * call may make several requests (a read asked again: READ_ATTEMPTS; a request that never left
+   * sent to the next member: SEND_ATTEMPTS; a lease grant before a write), so it can take a few
+   * times this; bound whole calls above (the cache's `l2.timeout`, the node's `storeTimeout`). @default '5s'
+   */
   timeout?: Duration
   /** etcd's `--max-request-bytes` (values that cannot fit are refused with ERR_VALUE_TOO_LARGE). @default 1.5 MiB */
   maxRequestBytes?: number
@@ -122,6 +127,8 @@ const MAX_LEASE_TTL_S = 9_000_000_000
 const CAS_ATTEMPTS = 16
 const POLL_MS = 15
 const FENCE_DIGITS = 20
+/** Longest `timeout`: Node's longest timer (2^31 - 1 ms, ~24.8 days). */
+const MAX_TIMEOUT_MS = 2_147_483_647
 
 /** How many times a call that never left this process is tried (each time on the next member). */
 const SEND_ATTEMPTS = 3
@@ -305,8 +312,9 @@ class EtcdStoreImpl implements Store {
     if (!(retention > 0)) throw new InvalidOptionsError('etcd.fenceRetention', 'expected a duration > 0')
     this.#retentionMs = retention
     const timeoutMs = toMs(options.timeout ?? '5s', 'etcd.timeout')
-    // 0 would be a deadline every call misses before it is sent.
-    if (!(timeoutMs > 0 && Number.isFinite(timeoutMs))) throw new InvalidOptionsError('etcd.timeout', `expected a finite duration > 0, got ${String(options.timeout)}`)
+    // 0 would be a deadline every call misses before it is sent; past grpc-js's range (1e8 hours) a
+    // call throws outside any promise (a crash): bounded by Node's longest timer, ~24.8 days.
+    if (!(timeoutMs > 0 && timeoutMs <= MAX_TIMEOUT_MS)) throw new InvalidOptionsError('etcd.timeout', `expected a duration > 0 and at most ${MAX_TIMEOUT_MS} ms (~24.8 days), got ${String(options.timeout)}`)
     this.location = options.endpoints.join(',')
     const clientOptions: IOptions = {
       hosts: [...options.endpoints],
@@ -421,7 +429,11 @@ class EtcdStoreImpl implements Store {
     } catch (err) {
       if (err instanceof CacheError) throw err
       const message = err instanceof Error ? err.message : String(err)
-      if (/request is too large|message larger than max/i.test(message)) throw new ValueTooLargeError(0, this.#maxRequestBytes, `etcd request (${message})`)
+      if (/request is too large|message larger than max/i.test(message)) {
+        // grpc's refusal names the request's size and the server's limit: "(4194347 vs. 2097152)".
+        const sizes = /\((\d+) vs\. (\d+)\)/.exec(message)
+        throw sizes === null ? new ValueTooLargeError(0, this.#maxRequestBytes, `etcd request (${message})`) : new ValueTooLargeError(Number(sizes[1]), Number(sizes[2]), `etcd request (refused by etcd: ${message})`)
+      }
       throw new StoreUnavailableError(`etcd ${this.location}: ${message}`, { cause: err })
     }
   }
@@ -482,6 +494,7 @@ class EtcdStoreImpl implements Store {
   }
 
   #isSerializable(options: EtcdReadOptions | undefined): boolean {
+    if (options !== undefined && (typeof options !== 'object' || options === null)) throw new InvalidOptionsError('options', `expected { consistency } or nothing, got ${options === null ? 'null' : typeof options}`)
     const c = options?.consistency
     if (c === undefined) return this.#serializable
     if (c !== 'linearizable' && c !== 'serializable') throw new InvalidOptionsError('consistency', `expected 'linearizable' or 'serializable', got ${String(c)}`)
@@ -561,6 +574,7 @@ class EtcdStoreImpl implements Store {
   }
 
   async #getRevisions(keys: readonly string[]): Promise<RevisionedValue[]> {
+    checkStoreList(keys, 'keys')
     if (keys.length > MAX_TXN_OPS) throw new InvalidOptionsError('keys', `expected at most ${MAX_TXN_OPS} keys`)
     const { kvs } = await this.#readMany(keys.map((k) => this.#key('d', k)))
     return kvs.map((kv) => ({ value: this.#live(kv), revision: kv === undefined ? 0 : Number(kv.mod_revision) }))
@@ -568,6 +582,12 @@ class EtcdStoreImpl implements Store {
 
   /** One transaction: compares on every expected key's mod revision, then puts and deletes (sent once, like every write). */
   async #commitIf(expect: readonly { readonly key: string; readonly revision: number }[], set: readonly StoreEntry[], remove: readonly string[]): Promise<boolean> {
+    checkStoreList(expect, 'expect')
+    checkStoreEntries(set)
+    checkStoreList(remove, 'remove')
+    for (const x of expect) {
+      if (typeof x !== 'object' || x === null || !Number.isSafeInteger(x.revision) || x.revision < 0) throw new InvalidOptionsError('expect', `expected { key, revision } with a revision >= 0 (0: absent), got ${x === null ? 'null' : typeof x === 'object' ? String(x.revision) : typeof x}`)
+    }
     if (expect.length + set.length + remove.length > MAX_TXN_OPS) throw new InvalidOptionsError('commitIf', `expected at most ${MAX_TXN_OPS} operations`)
     const now = this.#clock.now()
     const prepared = set.map((e) => {
@@ -640,6 +660,7 @@ class EtcdStoreImpl implements Store {
    */
   watchChanges(listener: (change: EtcdChange) => void): EtcdWatch {
     this.#open()
+    if (typeof listener !== 'function') throw new InvalidOptionsError('listener', `expected a function, got ${listener === null ? 'null' : typeof listener}`)
     const prefix = Buffer.from(`${this.#root}d/`, 'utf8')
     const dataRoot = prefix.toString('utf8')
     let closed = false

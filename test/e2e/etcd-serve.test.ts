@@ -62,5 +62,9 @@ describe('serve --store etcd://: stateless nodes in front of etcd', () => {
     const res = spawnSync(process.execPath, [CLI, 'serve', '--port', '0', '--store', 'etcd:/nope'], { encoding: 'utf8', timeout: 30_000 })
     assert.equal(res.status, 2)
     assert.match(res.stderr, /etcd:\/\/host:port/)
+    // A malformed percent-escape in the namespace is a malformed URL too (it was a URIError: exit 1).
+    const escape = spawnSync(process.execPath, [CLI, 'serve', '--port', '0', '--store', 'etcd://127.0.0.1:2379/my%zzapp'], { encoding: 'utf8', timeout: 30_000 })
+    assert.equal(escape.status, 2, escape.stderr)
+    assert.match(escape.stderr, /ERR_INVALID_OPTIONS|Invalid option "store"/)
   })
 })

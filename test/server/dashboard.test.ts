@@ -279,6 +279,16 @@ describe('dashboard routes on a node (inject)', () => {
     assert.equal(post.status, 405)
     assert.equal(post.headers.allow, 'GET')
     assert.equal((await n.inject({ method: 'GET', url: '/dashboard/' })).status, 404)
+    // No route of the dashboard takes a query parameter: one is refused, as on the rest of the API.
+    for (const url of ['/dashboard?x=1', '/v1/dashboard/snapshot?x=%zz', '/v1/dashboard/events?since=3']) {
+      const bad = await n.inject({ method: 'GET', url })
+      assert.equal(bad.status, 400, url)
+      assert.equal((JSON.parse(text(bad)) as { code: string }).code, 'ERR_BAD_REQUEST', url)
+      // The same over a socket (the event stream is served there, not by inject).
+      const res = await fetch(n.url + url)
+      assert.equal(res.status, 400, `${url} over a socket`)
+      assert.equal(((await res.json()) as { code: string }).code, 'ERR_BAD_REQUEST', url)
+    }
   })
 
   test('with a token: 401 without it (a Basic challenge on the dashboard), Bearer or Basic with the token as password admitted', async () => {

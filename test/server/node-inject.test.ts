@@ -480,6 +480,11 @@ describe('node API (injected)', () => {
       [{ authToken: 't\u00f8ken' }, 'authToken'],
       [{ authToken: 'token ' }, 'authToken'],
       [{ tombstoneTtl: '0s' }, 'tombstoneTtl'],
+      // Past Node's longest timer: node:http's raw RangeError ERR_OUT_OF_RANGE at start (keepAliveTimeout,
+      // requestTimeout past 2^53), or a timer silently cut to ~24.8 days.
+      [{ keepAliveTimeout: 1e20 }, 'keepAliveTimeout'],
+      [{ requestTimeout: 1e20 }, 'requestTimeout'],
+      [{ headersTimeout: '30d' }, 'headersTimeout'],
       // A name the node does not know was ignored (prot: 7701 served on 7700, maxInflight left the default bound).
       [{ prot: 7701 }, 'prot'],
       [{ maxInflight: 5 }, 'maxInflight'],

@@ -65,6 +65,17 @@ describe('etcdStore: specific', () => {
     } finally {
       await store.close()
     }
+    // maxRequestBytes set above the cluster's limit: etcd refuses it, and the error's size and
+    // limit are the request's and etcd's (they were 0 and the option's: "is 0 bytes, over the limit of 16777216").
+    const loose = etcdStore({ endpoints: cluster.endpoints, namespace: freshNamespace(), maxRequestBytes: 16 * 1024 * 1024 })
+    try {
+      await assert.rejects(loose.set('big', new Uint8Array(4 * 1024 * 1024), 60_000), (err: unknown) => {
+        const e = err as { size: number; limit: number }
+        return isCacheError(err, 'ERR_VALUE_TOO_LARGE') && e.size > 4 * 1024 * 1024 && e.limit > 0 && e.limit < 4 * 1024 * 1024
+      })
+    } finally {
+      await loose.close()
+    }
   })
 
   test('importing stratacache/etcd does not load etcd3 (nor grpc-js); the first etcd operation does', async () => {
@@ -100,6 +111,15 @@ describe('etcdStore: specific', () => {
     // Infinity was taken: no deadline at all, so a call to a member behind a partition could hang for ever.
     assert.throws(() => etcdStore({ endpoints: cluster.endpoints, timeout: Infinity }), named('etcd.timeout'))
     assert.throws(() => etcdStore({ endpoints: cluster.endpoints, timeout: 'Infinity' as '5s' }), named('etcd.timeout'))
+    // A finite deadline past grpc-js's range (1e8 hours) crashed the process at the first call
+    // ("Deadline is too far in the future", thrown outside any promise); the bound is Node's longest timer.
+    assert.throws(() => etcdStore({ endpoints: cluster.endpoints, timeout: 1e20 }), named('etcd.timeout'))
+    assert.throws(() => etcdStore({ endpoints: cluster.endpoints, timeout: 2_147_483_648 }), named('etcd.timeout'))
+    etcdStore({ endpoints: cluster.endpoints, timeout: 2_147_483_647 }).close().catch(() => undefined)
+    // etcdBus takes `store` only: a bus setting of createBus (which does not apply to it) was silently ignored.
+    const store = etcdStore({ endpoints: cluster.endpoints })
+    assert.throws(() => etcdBus({ store, channel: 'app' } as unknown as { store: typeof store }), named('bus.channel'))
+    assert.throws(() => etcdBus({ store, heartbeatInterval: '1s' } as unknown as { store: typeof store }), named('bus.heartbeatInterval'))
   })
 
   test('etcdBus, like every Bus, closes with its last cache: a new cache on it throws ERR_CLOSED instead of running uncoordinated', async () => {
@@ -147,6 +167,11 @@ describe('etcdStore: specific', () => {
         if (seen === undefined) await sleep(20)
       }
       assert.equal(seen, 'v')
+      // Per-read options are an object: a bare string (or null) was read as no options (linearizable), silently.
+      for (const bad of ['serializable', null, 5]) {
+        await assert.rejects(reader.get('k', bad as never), (err: unknown) => isCacheError(err, 'ERR_INVALID_OPTIONS') && (err as { option?: string }).option === 'options', String(bad))
+        await assert.rejects(reader.getMany(['k'], bad as never), (err: unknown) => isCacheError(err, 'ERR_INVALID_OPTIONS'), String(bad))
+      }
     } finally {
       await writer.close()
       await reader.close()
@@ -206,6 +231,17 @@ describe('etcdStore: specific', () => {
       assert.match(text(await a.get('k')) ?? '', /^w[01]$/)
       assert.equal(await a.get('other'), undefined, 'deleted by the winning transaction')
       await assert.rejects(a.conditional.getRevisions(Array.from({ length: 65 }, (_, i) => `k${i}`)), { code: 'ERR_INVALID_OPTIONS' })
+      // Malformed arguments are the caller's: ERR_INVALID_OPTIONS (they were TypeErrors wrapped as ERR_STORE_UNAVAILABLE,
+      // or, for a revision that is not a number, a compare etcd took as "no such revision": false).
+      await assert.rejects(a.conditional.getRevisions('k' as never), { code: 'ERR_INVALID_OPTIONS' })
+      await assert.rejects(a.conditional.commitIf(null as never, [], []), { code: 'ERR_INVALID_OPTIONS' })
+      await assert.rejects(a.conditional.commitIf([], null as never, []), { code: 'ERR_INVALID_OPTIONS' })
+      await assert.rejects(a.conditional.commitIf([], [], 'k' as never), { code: 'ERR_INVALID_OPTIONS' })
+      await assert.rejects(a.conditional.commitIf([{ key: 'k', revision: 'x' as never }], [], []), { code: 'ERR_INVALID_OPTIONS' })
+      await assert.rejects(a.conditional.commitIf([null as never], [], []), { code: 'ERR_INVALID_OPTIONS' })
+      // A watch without a listener function was started and reported nothing (every call threw, swallowed).
+      assert.throws(() => a.watchChanges(5 as never), { code: 'ERR_INVALID_OPTIONS' })
+      assert.throws(() => a.conditional.watch(undefined as never), { code: 'ERR_INVALID_OPTIONS' })
     } finally {
       await a.close()
       await b.close()
