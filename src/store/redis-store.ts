@@ -595,7 +595,9 @@ class RedisStore implements Store {
       // Already closed or unreachable: disconnect below is all there is to do.
     } finally {
       if (timer !== undefined) this.#clock.clearTimeout(timer)
-      client.disconnect()
+      // Only when QUIT did not end it: ioredis' disconnect() on an ended client arms a ref'd
+      // 2 s timer for a socket already closed, which keeps the process alive after close().
+      if ((client.status as string) !== 'end') client.disconnect()
     }
   }
 

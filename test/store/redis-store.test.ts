@@ -6,6 +6,7 @@
  * restarted server).
  */
 import assert from 'node:assert/strict'
+import { createHook } from 'node:async_hooks'
 import { after, before, describe, test } from 'node:test'
 import fc from 'fast-check'
 import { Redis } from 'ioredis'
@@ -252,6 +253,29 @@ describe('redisStore: Redis specifics', () => {
     assert.ok(performance.now() - t0 < 2_000)
     assert.equal(store.client.status, 'end')
     await assert.rejects(store.get('w'), (err: unknown) => isCacheError(err, 'ERR_CLOSED'))
+  })
+
+  test('close() leaves no timer behind that keeps the process alive (no ioredis disconnect timer after QUIT)', async () => {
+    const store = redisStore({ url: server.url, prefix: freshPrefix() })
+    await store.set('k', bytes('v'), 60_000)
+    // Every timer created during close() and still pending after it: a ref'd one holds the process up.
+    const pending = new Map<number, { timer: NodeJS.Timeout; stack: string }>()
+    const hook = createHook({
+      init(id, type, _trigger, resource) {
+        if (type === 'Timeout') pending.set(id, { timer: resource as NodeJS.Timeout, stack: new Error().stack ?? '' })
+      },
+      destroy(id) {
+        pending.delete(id)
+      },
+    }).enable()
+    try {
+      await store.close()
+      await new Promise((resolve) => setImmediate(resolve))
+    } finally {
+      hook.disable()
+    }
+    const held = [...pending.values()].filter((p) => p.timer.hasRef())
+    assert.deepEqual(held.map((p) => p.stack), [], 'a ref\'d timer outlives close()')
   })
 
   test('a user-supplied client is used as is and left open by close()', async () => {
