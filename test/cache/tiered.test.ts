@@ -241,6 +241,24 @@ describe('batches and limits', () => {
     const c = make<unknown>({ codec: { serializer: 'json' } })
     await assert.rejects(c.set('n', { big: 1n }), (e: unknown) => isCacheError(e, 'ERR_INVALID_VALUE') && e.message.includes('"n"'))
   })
+
+  test('a function, anywhere in the value, is refused for L2 (msgpack wrote it as undefined: another process read a decode error or a value without it)', async () => {
+    const { make } = world()
+    const a = make<unknown>()
+    const b = make<unknown>()
+    const seenByB = errorsOf(b)
+    await assert.rejects(a.set('f', () => 1), (e: unknown) => isCacheError(e, 'ERR_INVALID_VALUE') && e.message.includes('"f"'))
+    await assert.rejects(a.set('o', { id: 1, load: () => 2 }), (e: unknown) => isCacheError(e, 'ERR_INVALID_VALUE') && e.message.includes('"o"'))
+    // A factory's result that L2 refuses is kept in L1 (the caller gets it) and reported; nothing reaches L2.
+    const seenByA = errorsOf(a)
+    const got = (await a.getOrSet('g', () => ({ id: 2, load: () => 3 }))) as { load: () => number }
+    assert.equal(got.load(), 3)
+    assert.deepEqual(seenByA.map((e) => [e.error.code, e.key]), [['ERR_INVALID_VALUE', 'g']])
+    assert.equal(await b.getOrSet('g', () => 'computed by b'), 'computed by b')
+    assert.equal(await b.get('o'), undefined)
+    assert.equal(await b.get('f'), undefined)
+    assert.deepEqual(seenByB.map((e) => e.error.code), [], 'no ERR_DECODE: nothing undecodable was written')
+  })
 })
 
 describe('tags across processes (passive resync)', () => {
