@@ -576,8 +576,10 @@ class RedisStore implements Store {
     for (const set of this.#waiters.values()) for (const w of [...set]) w.wake()
     const subscriber = this.#subscriber
     this.#subscriber = undefined
-    subscriber?.disconnect()
-    if (this.#owned) await this.#quit(this.#client)
+    // QUIT too, not disconnect(): a disconnect() while the connection is still being set up
+    // fails its ready check and its SUBSCRIBE, and ioredis disconnects again for each, arming a
+    // ref'd 2 s timer for a socket already closed that kept the process alive after close().
+    await Promise.all([subscriber === undefined ? undefined : this.#quit(subscriber), this.#owned ? this.#quit(this.#client) : undefined])
   }
 
   /** QUIT (lets in-flight replies arrive), bounded: a frozen server must not hold close() up. */
@@ -776,8 +778,11 @@ class RedisStore implements Store {
       (err: unknown) => {
         // Start over on the next wait.
         this.#subscribed = undefined
-        if (this.#subscriber === sub) this.#subscriber = undefined
-        sub.disconnect()
+        // After close() took the subscriber, its QUIT ends it (see #close).
+        if (this.#subscriber === sub) {
+          this.#subscriber = undefined
+          sub.disconnect()
+        }
         throw err
       },
     )

@@ -278,6 +278,41 @@ describe('redisStore: Redis specifics', () => {
     assert.deepEqual(held.map((p) => p.stack), [], 'a ref\'d timer outlives close()')
   })
 
+  test('close() while the wake-up subscriber is still connecting leaves no timer behind either', async () => {
+    const prefix = freshPrefix()
+    const holder = redisStore({ url: server.url, prefix })
+    const store = redisStore({ url: server.url, prefix })
+    try {
+      assert.ok((await holder.locks.acquire('w', 't', 30_000)) !== undefined)
+      await store.get('x')
+      const pending = new Map<number, { timer: NodeJS.Timeout; stack: string }>()
+      const hook = createHook({
+        init(id, type, _trigger, resource) {
+          if (type === 'Timeout') pending.set(id, { timer: resource as NodeJS.Timeout, stack: new Error().stack ?? '' })
+        },
+        destroy(id) {
+          pending.delete(id)
+        },
+      }).enable()
+      try {
+        // The wait opens the subscriber connection; close() comes while it connects.
+        const waiting = store.locks.waitForRelease('w', 30_000)
+        await new Promise((resolve) => setImmediate(resolve))
+        await store.close()
+        await waiting
+        // The connection's own failure handling (ready check, subscribe) runs after close().
+        await sleep(30)
+      } finally {
+        hook.disable()
+      }
+      const held = [...pending.values()].filter((p) => p.timer.hasRef() && !p.stack.includes('at sleep '))
+      assert.deepEqual(held.map((p) => p.stack), [], 'a ref\'d timer outlives close()')
+    } finally {
+      await holder.close()
+      await store.close()
+    }
+  })
+
   test('a user-supplied client is used as is and left open by close()', async () => {
     const client = new Redis(server.url)
     try {
