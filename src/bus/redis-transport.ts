@@ -315,15 +315,33 @@ class RedisTransport implements BusTransport {
 /** QUIT, or a hard disconnect when the server does not answer in time. */
 async function quit(client: Redis, clock: Clock): Promise<void> {
   if (client.status === 'end') return
-  if (client.status !== 'ready') {
-    client.disconnect()
-    return
-  }
   let timer: TimerHandle | undefined
   const timeout = new Promise<void>((resolve) => (timer = clock.setTimeout(resolve, QUIT_TIMEOUT_MS, { unref: true })))
-  await Promise.race([client.quit().then(() => {}, () => {}), timeout])
-  if (timer !== undefined) clock.clearTimeout(timer)
-  client.disconnect()
+  try {
+    if (client.status === 'connecting' || client.status === 'connect') {
+      // Still setting up: a disconnect() now fails its ready check, and ioredis disconnects
+      // again, arming a ref'd 2 s timer for a socket already closed (the process lived 2 s
+      // past close()). Wait until it is up or its attempt failed, within the same bound.
+      let settle = (): void => {}
+      const settled = new Promise<void>((resolve) => {
+        settle = resolve
+        client.once('ready', settle)
+        client.once('close', settle)
+      })
+      await Promise.race([settled, timeout])
+      client.off('ready', settle)
+      client.off('close', settle)
+    }
+    if (client.status !== 'ready') {
+      client.disconnect()
+      return
+    }
+    await Promise.race([client.quit().then(() => {}, () => {}), timeout])
+    // Not on an ended client: disconnect() would then arm the same never-cleared timer.
+    if ((client.status as string) !== 'end') client.disconnect()
+  } finally {
+    if (timer !== undefined) clock.clearTimeout(timer)
+  }
 }
 
 /** A `BusTransport` on Redis pub/sub (see the top of this file). */

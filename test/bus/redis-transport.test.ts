@@ -4,6 +4,7 @@
  * Redis: options, the user's own client, reconnect backoff, resubscribe().
  */
 import assert from 'node:assert/strict'
+import { createHook } from 'node:async_hooks'
 import { createServer, type Socket } from 'node:net'
 import { after, before, describe, test } from 'node:test'
 import { Redis } from 'ioredis'
@@ -92,6 +93,35 @@ describe('redisTransport: Redis specifics', () => {
     assert.equal(await client.ping(), 'PONG', 'the user’s client is not closed')
     await client.quit()
     await other.close()
+  })
+
+  test('close() while the connections are still being set up leaves no ref\'d timer behind (the process exits at once)', async () => {
+    // Each delay lands close() in another phase of the set-up (connecting, ready check, subscribe).
+    for (const delay of [0, 1, 2, 5]) {
+      const pending = new Map<number, { timer: NodeJS.Timeout; stack: string }>()
+      const hook = createHook({
+        init(id, type, _trigger, resource) {
+          if (type === 'Timeout') pending.set(id, { timer: resource as NodeJS.Timeout, stack: new Error().stack ?? '' })
+        },
+        destroy(id) {
+          pending.delete(id)
+        },
+      }).enable()
+      try {
+        const t = redisTransport({ url: server.url })
+        const subscribed = t.subscribe('setup.close', () => {}, () => {}).catch(() => {})
+        if (delay === 0) await new Promise((resolve) => setImmediate(resolve))
+        else await new Promise((resolve) => setTimeout(resolve, delay))
+        await t.close()
+        await subscribed
+        // ioredis handles the failed set-up (ready check, SUBSCRIBE) after close() resolved.
+        await new Promise((resolve) => setTimeout(resolve, 30))
+      } finally {
+        hook.disable()
+      }
+      const held = [...pending.values()].filter((p) => p.timer.hasRef() && p.stack.includes('ioredis'))
+      assert.deepEqual(held.map((p) => p.stack), [], `delay ${delay} ms: a ref'd timer outlives close()`)
+    }
   })
 
   test("resubscribe() drops the subscriber connection: 'down', then 'up' once subscribed again, then delivery", async () => {
