@@ -592,6 +592,20 @@ class RedisStore implements Store {
     // QUIT's reply comes before the socket closes: wait for 'end' so close() returns a closed client.
     const ended = new Promise<void>((resolve) => client.once('end', () => resolve()))
     try {
+      if (client.status === 'connecting' || client.status === 'connect') {
+        // Still setting up: ioredis turns a QUIT with nothing queued into a disconnect(), which
+        // fails the ready check, and ioredis disconnects again, arming a ref'd 2 s timer for a
+        // socket already closed. Wait until it is up or its attempt failed, within the bound.
+        let settle = (): void => {}
+        const settled = new Promise<void>((resolve) => {
+          settle = resolve
+          client.once('ready', settle)
+          client.once('close', settle)
+        })
+        await Promise.race([settled, bound])
+        client.off('ready', settle)
+        client.off('close', settle)
+      }
       await Promise.race([Promise.all([client.quit(), ended]), bound])
     } catch {
       // Already closed or unreachable: disconnect below is all there is to do.

@@ -313,6 +313,36 @@ describe('redisStore: Redis specifics', () => {
     }
   })
 
+  test('close() while the client itself is still connecting answers the queued call and leaves no timer behind', async () => {
+    // Each delay lands close() in another phase of the set-up (connecting, ready check).
+    for (const delay of [0, 1, 2, 5]) {
+      const pending = new Map<number, { timer: NodeJS.Timeout; stack: string }>()
+      const hook = createHook({
+        init(id, type, _trigger, resource) {
+          if (type === 'Timeout') pending.set(id, { timer: resource as NodeJS.Timeout, stack: new Error().stack ?? '' })
+        },
+        destroy(id) {
+          pending.delete(id)
+        },
+      }).enable()
+      let got: unknown
+      try {
+        const store = redisStore({ url: server.url, prefix: freshPrefix() })
+        const read = store.get('k').then(text, (err: unknown) => err)
+        if (delay === 0) await new Promise((resolve) => setImmediate(resolve))
+        else await sleep(delay)
+        await store.close()
+        got = await read
+        await sleep(30)
+      } finally {
+        hook.disable()
+      }
+      assert.equal(got, undefined, `delay ${delay} ms: the read queued before close() is answered (a miss), not failed`)
+      const held = [...pending.values()].filter((p) => p.timer.hasRef() && p.stack.includes('ioredis'))
+      assert.deepEqual(held.map((p) => p.stack), [], `delay ${delay} ms: a ref'd timer outlives close()`)
+    }
+  })
+
   test('a user-supplied client is used as is and left open by close()', async () => {
     const client = new Redis(server.url)
     try {
