@@ -139,6 +139,23 @@ describe('closing: the store closes with the last cache that uses it', () => {
     await assert.rejects(store.get('cache:k'), (e: unknown) => isCacheError(e, 'ERR_CLOSED'))
   })
 
+  test('a fill that finishes after close() returns its value and reports nothing (the closed store is not trouble to warn about)', async () => {
+    const clock = new ManualClock(0)
+    // Under the distributed lock the fill's fenced write and its release reach the closed store.
+    const cache = createCache<string>({ clock, store: memoryStore({ clock }), lock: 'distributed' })
+    const seen = errorsOf(cache as Cache<unknown>)
+    const gate = deferred<string>()
+    const many = deferred<Record<string, string>>()
+    const one = cache.getOrSet('k', () => gate.promise)
+    const batch = cache.getOrSetMany(['a', 'b'], () => many.promise)
+    await cache.close()
+    gate.resolve('late')
+    many.resolve({ a: 'A', b: 'B' })
+    assert.equal(await one, 'late')
+    assert.deepEqual(await batch, ['A', 'B'])
+    assert.deepEqual(seen.map((e) => [e.error.code, e.key]), [], 'no error event for a write the close itself refused')
+  })
+
   test('closeStore: false leaves the store to its owner, whichever cache closes last', async () => {
     const clock = new ManualClock(0)
     const store = memoryStore({ clock })
