@@ -193,7 +193,10 @@ class RedisTransport implements BusTransport {
       current.delete(listener)
       if (current.size > 0) return
       this.#channels.delete(channel)
-      if (!this.#closed) await this.#bounded(this.#subscriber.unsubscribe(channel), this.#connectTimeoutMs, 'unsubscribe').catch(() => {})
+      // Only on a live connection: a lost one took the subscription with it, and a reconnect
+      // subscribes to the channels still listened to; queued, it waited connectTimeout (5 s)
+      // for a server that is down, and so did every cache's close() then.
+      if (!this.#closed && this.#subscriber.status === 'ready') await this.#bounded(this.#subscriber.unsubscribe(channel), this.#connectTimeoutMs, 'unsubscribe').catch(() => {})
     }
   }
 

@@ -173,6 +173,27 @@ describe('redisTransport: Redis specifics', () => {
     }
   })
 
+  test('with the server down, unsubscribe (and so a Bus close) does not wait connectTimeout for an UNSUBSCRIBE nobody can answer', async () => {
+    const own = await startRedisServer()
+    const t = redisTransport({ url: own.url, connectTimeout: '5s' })
+    try {
+      const states: string[] = []
+      const unsubscribe = await t.subscribe('down.unsub', () => {}, (state) => states.push(state))
+      await own.kill()
+      await until("'down'", 10_000, () => states.includes('down'))
+      const meter = stallMeter()
+      const started = performance.now()
+      await unsubscribe()
+      meter.stop()
+      const spent = performance.now() - started
+      // The subscription died with the connection, and a reconnect subscribes only to the channels still listened to.
+      assert.ok(spent < 1_000 + meter.stalledMs, `unsubscribe took ${spent.toFixed(0)} ms (${meter.stalledMs.toFixed(0)} ms of it this process stalled)`)
+    } finally {
+      await t.close()
+      await own.stop()
+    }
+  })
+
   test('a frozen server: publish rejects with ERR_BUS_UNAVAILABLE within publishTimeout, never hangs', async () => {
     const t = redisTransport({ url: server.url, publishTimeout: '300ms' })
     try {
