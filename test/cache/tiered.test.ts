@@ -276,6 +276,14 @@ describe('batches and limits', () => {
     assert.equal(await b.get('f'), undefined)
     assert.deepEqual(seenByB.map((e) => e.error.code), [], 'no ERR_DECODE: nothing undecodable was written')
   })
+
+  test('a Promise given to set (a forgotten await) is refused for L2, not written as {} for other processes', async () => {
+    const { make } = world()
+    const a = make<unknown>()
+    const b = make<unknown>()
+    await assert.rejects(a.set('p', Promise.resolve({ id: 1 })), (e: unknown) => isCacheError(e, 'ERR_INVALID_VALUE') && e.message.includes('"p"'))
+    assert.equal(await b.get('p'), undefined)
+  })
 })
 
 describe('tags across processes (passive resync)', () => {
