@@ -96,6 +96,8 @@ const GLOB = /[*?[\]\\]/g
 /** Longest finite TTL sent to Redis (~4,460 years); longer ones would overflow its clock arithmetic. */
 const MAX_PX = 2 ** 47
 const QUIT_TIMEOUT_MS = 1_000
+/** ioredis' `disconnectTimeout` for the connections we create (see createClient). */
+const DISCONNECT_TIMEOUT_MS = 100
 /** SCAN calls one `scan` page may make (a sparse prefix gives empty SCAN replies). */
 const MAX_SCAN_ROUNDS = 16
 
@@ -249,6 +251,10 @@ function createClient(options: RedisStoreOptions, reconnect: BackoffPolicy): Red
   const perConnection: RedisOptions = {
     maxRetriesPerRequest: options.maxRetriesPerRequest ?? 1,
     retryStrategy,
+    // ioredis' disconnect() of a connection whose socket is already closed (Redis down when
+    // close() comes) arms a ref'd timer of this length that nothing clears: 2 s by default,
+    // which the process then lived past close(). Only ever used once QUIT is done or moot.
+    disconnectTimeout: DISCONNECT_TIMEOUT_MS,
     ...options.redisOptions,
     ...(commandTimeout === undefined ? {} : { commandTimeout: Math.ceil(commandTimeout) }),
     ...(options.maxRetriesPerRequest === undefined ? {} : { maxRetriesPerRequest: options.maxRetriesPerRequest }),
@@ -606,6 +612,9 @@ class RedisStore implements Store {
         client.off('ready', settle)
         client.off('close', settle)
       }
+      // Down (reconnecting): there is nothing to QUIT, and no 'end' would come; the bound is
+      // unref'd, so with nothing else running close() never resolved (the process just exited).
+      if (client.status !== 'ready') return
       await Promise.race([Promise.all([client.quit(), ended]), bound])
     } catch {
       // Already closed or unreachable: disconnect below is all there is to do.

@@ -343,6 +343,45 @@ describe('redisStore: Redis specifics', () => {
     }
   })
 
+  test('close() with Redis down resolves at once and leaves no long timer behind (the process exits)', async () => {
+    const own = await startRedisServer()
+    const store = redisStore({ url: own.url, prefix: freshPrefix() })
+    try {
+      await store.set('k', bytes('v'), 60_000)
+      await own.kill()
+      const deadline = Date.now() + 10_000
+      while (store.client.status !== 'reconnecting' && Date.now() < deadline) await sleep(10)
+      assert.equal(store.client.status, 'reconnecting')
+      const pending = new Map<number, { timer: NodeJS.Timeout; stack: string }>()
+      const hook = createHook({
+        init(id, type, _trigger, resource) {
+          if (type === 'Timeout') pending.set(id, { timer: resource as NodeJS.Timeout, stack: new Error().stack ?? '' })
+        },
+        destroy(id) {
+          pending.delete(id)
+        },
+      }).enable()
+      const meter = stallMeter()
+      const started = performance.now()
+      try {
+        // Before: QUIT raced an unref'd 1 s bound and no 'end' ever came, so with nothing else
+        // running close() never resolved; here the test's own handles let it end after 1 s.
+        await store.close()
+      } finally {
+        hook.disable()
+        meter.stop()
+      }
+      const spent = performance.now() - started
+      assert.ok(spent < 500 + meter.stalledMs, `close() took ${spent.toFixed(0)} ms (${meter.stalledMs.toFixed(0)} ms of it this process stalled)`)
+      // ioredis' disconnect() of a closed socket arms a ref'd timer nothing clears: 2 s by default.
+      const held = [...pending.values()].filter((p) => p.timer.hasRef() && p.stack.includes('ioredis') && (p.timer as unknown as { _idleTimeout: number })._idleTimeout > 100)
+      assert.deepEqual(held.map((p) => p.stack), [], 'a long ref\'d timer outlives close()')
+    } finally {
+      await store.close()
+      await own.stop()
+    }
+  })
+
   test('a user-supplied client is used as is and left open by close()', async () => {
     const client = new Redis(server.url)
     try {
