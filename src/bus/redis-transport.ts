@@ -115,6 +115,10 @@ class RedisTransport implements BusTransport {
       maxRetriesPerRequest: null,
       enableOfflineQueue: true,
       lazyConnect: false,
+      // ioredis' disconnect() of a connection whose socket is already closed (Redis down at
+      // close()) arms a ref'd timer of this length that nothing clears: 2 s by default, which
+      // the process then lived past close().
+      disconnectTimeout: 100,
     }
     if (options.client !== undefined) {
       this.#publisher = options.client

@@ -194,6 +194,37 @@ describe('redisTransport: Redis specifics', () => {
     }
   })
 
+  test('close() with the server down leaves no long ref\'d timer behind (the process exits)', async () => {
+    const own = await startRedisServer()
+    const t = redisTransport({ url: own.url })
+    try {
+      const states: string[] = []
+      await t.subscribe('down.close', () => {}, (state) => states.push(state))
+      await own.kill()
+      await until("'down'", 10_000, () => states.includes('down'))
+      const pending = new Map<number, { timer: NodeJS.Timeout; stack: string }>()
+      const hook = createHook({
+        init(id, type, _trigger, resource) {
+          if (type === 'Timeout') pending.set(id, { timer: resource as NodeJS.Timeout, stack: new Error().stack ?? '' })
+        },
+        destroy(id) {
+          pending.delete(id)
+        },
+      }).enable()
+      try {
+        await t.close()
+      } finally {
+        hook.disable()
+      }
+      // ioredis' disconnect() of a closed socket arms a ref'd timer nothing clears: 2 s by default.
+      const held = [...pending.values()].filter((p) => p.timer.hasRef() && p.stack.includes('ioredis') && (p.timer as unknown as { _idleTimeout: number })._idleTimeout > 100)
+      assert.deepEqual(held.map((p) => p.stack), [], 'a long ref\'d timer outlives close()')
+    } finally {
+      await t.close()
+      await own.stop()
+    }
+  })
+
   test('a frozen server: publish rejects with ERR_BUS_UNAVAILABLE within publishTimeout, never hangs', async () => {
     const t = redisTransport({ url: server.url, publishTimeout: '300ms' })
     try {
