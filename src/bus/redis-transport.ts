@@ -115,6 +115,10 @@ class RedisTransport implements BusTransport {
       maxRetriesPerRequest: null,
       enableOfflineQueue: true,
       lazyConnect: false,
+      // ioredis' disconnect() of a connection whose socket is already closed (Redis down at
+      // close()) arms a ref'd timer of this length that nothing clears: 2 s by default, which
+      // the process then lived past close().
+      disconnectTimeout: 100,
     }
     if (options.client !== undefined) {
       this.#publisher = options.client
@@ -193,7 +197,10 @@ class RedisTransport implements BusTransport {
       current.delete(listener)
       if (current.size > 0) return
       this.#channels.delete(channel)
-      if (!this.#closed) await this.#bounded(this.#subscriber.unsubscribe(channel), this.#connectTimeoutMs, 'unsubscribe').catch(() => {})
+      // Only on a live connection: a lost one took the subscription with it, and a reconnect
+      // subscribes to the channels still listened to; queued, it waited connectTimeout (5 s)
+      // for a server that is down, and so did every cache's close() then.
+      if (!this.#closed && this.#subscriber.status === 'ready') await this.#bounded(this.#subscriber.unsubscribe(channel), this.#connectTimeoutMs, 'unsubscribe').catch(() => {})
     }
   }
 
@@ -315,15 +322,33 @@ class RedisTransport implements BusTransport {
 /** QUIT, or a hard disconnect when the server does not answer in time. */
 async function quit(client: Redis, clock: Clock): Promise<void> {
   if (client.status === 'end') return
-  if (client.status !== 'ready') {
-    client.disconnect()
-    return
-  }
   let timer: TimerHandle | undefined
   const timeout = new Promise<void>((resolve) => (timer = clock.setTimeout(resolve, QUIT_TIMEOUT_MS, { unref: true })))
-  await Promise.race([client.quit().then(() => {}, () => {}), timeout])
-  if (timer !== undefined) clock.clearTimeout(timer)
-  client.disconnect()
+  try {
+    if (client.status === 'connecting' || client.status === 'connect') {
+      // Still setting up: a disconnect() now fails its ready check, and ioredis disconnects
+      // again, arming a ref'd 2 s timer for a socket already closed (the process lived 2 s
+      // past close()). Wait until it is up or its attempt failed, within the same bound.
+      let settle = (): void => {}
+      const settled = new Promise<void>((resolve) => {
+        settle = resolve
+        client.once('ready', settle)
+        client.once('close', settle)
+      })
+      await Promise.race([settled, timeout])
+      client.off('ready', settle)
+      client.off('close', settle)
+    }
+    if (client.status !== 'ready') {
+      client.disconnect()
+      return
+    }
+    await Promise.race([client.quit().then(() => {}, () => {}), timeout])
+    // Not on an ended client: disconnect() would then arm the same never-cleared timer.
+    if ((client.status as string) !== 'end') client.disconnect()
+  } finally {
+    if (timer !== undefined) clock.clearTimeout(timer)
+  }
 }
 
 /** A `BusTransport` on Redis pub/sub (see the top of this file). */

@@ -698,6 +698,7 @@ export class Cache<V = unknown> {
     if (this.#closed) return
     this.#closed = true
     this.#plainHits = false
+    this.#errors.close()
     await this.#origins.close()
     this.#l1.close()
     this.#tags.close()

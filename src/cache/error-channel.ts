@@ -10,6 +10,8 @@ export class ErrorChannel {
   readonly #listeners = new Set<(event: CacheErrorEvent) => void>()
   /** Kinds of failure already warned about for want of an 'error' listener (see #warnUnheard). */
   #warned: Set<string> | undefined
+  /** Set by the cache's close(): from then on ERR_CLOSED is what the close asked for, not trouble. */
+  #closed = false
 
   /** Adds a listener; returns `off`. */
   listen(listener: (event: CacheErrorEvent) => void): () => void {
@@ -19,7 +21,16 @@ export class ErrorChannel {
     }
   }
 
+  /**
+   * The cache closed: a fill that was running finishes after it, and its L2 write or lock
+   * release finds the store closed (ERR_CLOSED). That is not reported: nothing went wrong.
+   */
+  close(): void {
+    this.#closed = true
+  }
+
   emit(error: CacheError, key: string | undefined): void {
+    if (this.#closed && error.code === 'ERR_CLOSED') return
     if (this.#listeners.size === 0) return this.#warnUnheard(error)
     for (const listener of this.#listeners) {
       try {

@@ -23,7 +23,7 @@
 import { createCodec, type Codec, type CodecOptions } from '../codec/index.js'
 import { stableKey } from '../cache/stable-key.js'
 import { toMsOr, type Duration } from '../core/duration.js'
-import { InvalidOptionsError } from '../core/errors.js'
+import { InvalidOptionsError, InvalidValueError, isCacheError } from '../core/errors.js'
 import type { Client } from './client.js'
 
 export interface AutoCacheOptions<A extends unknown[] = unknown[]> {
@@ -141,7 +141,13 @@ function build<A extends unknown[], R>(r: Resolved<A>, name: string | (() => str
     const result = await run(self, args)
     if (result !== undefined && !nodesFailed) {
       try {
-        const bytes = r.codec.encode(result, key)
+        let bytes: Uint8Array
+        try {
+          bytes = r.codec.encode(result, key)
+        } catch (err) {
+          // What the serializer throws (a symbol, a cycle, a function) is a raw error: typed here, as the facade does.
+          throw isCacheError(err) ? err : new InvalidValueError(`The result for key ${JSON.stringify(key)} cannot be encoded: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
+        }
         await r.client.set(key, bytes, { ttl: r.expiryMs, tags: [...r.tags, tagOf()] })
       } catch (err) {
         r.onError(err)

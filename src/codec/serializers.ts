@@ -28,14 +28,26 @@ export interface Serializer {
 //
 // Not structuredClone: it tracks object identity on every encode (about 30% slower in our
 // measurement) to support cycles and shared references, which cached data rarely has.
-const packr = new Packr({ moreTypes: true, copyBuffers: true })
+//
+// writeFunction: msgpackr writes a function (the value itself, or one inside it) as
+// undefined, so another process would read a decode error or the value without it; throwing
+// here makes the codec refuse it (ERR_INVALID_VALUE) before anything is written. It is called
+// for functions only: other values pay nothing.
+const packr = new Packr({
+  moreTypes: true,
+  copyBuffers: true,
+  writeFunction: (): never => {
+    throw new TypeError('a function cannot be encoded')
+  },
+})
 
 /**
  * MessagePack via msgpackr, the default (id 1). Round-trips Date, BigInt of any size, Map,
  * Set, RegExp, Error, typed arrays, Buffer, null, and undefined inside objects and arrays.
  * Known losses: -0 becomes 0, lone UTF-16 surrogates become U+FFFD, an own `__proto__` key
  * is renamed `__proto_` (msgpackr's guard against prototype pollution), class instances
- * come back as plain objects and cycles are not supported (encode throws).
+ * come back as plain objects. Cycles, symbols and functions (anywhere in the value) are not
+ * supported (encode throws).
  */
 export const msgpackSerializer: Serializer = {
   id: 1,

@@ -96,6 +96,8 @@ const GLOB = /[*?[\]\\]/g
 /** Longest finite TTL sent to Redis (~4,460 years); longer ones would overflow its clock arithmetic. */
 const MAX_PX = 2 ** 47
 const QUIT_TIMEOUT_MS = 1_000
+/** ioredis' `disconnectTimeout` for the connections we create (see createClient). */
+const DISCONNECT_TIMEOUT_MS = 100
 /** SCAN calls one `scan` page may make (a sparse prefix gives empty SCAN replies). */
 const MAX_SCAN_ROUNDS = 16
 
@@ -249,6 +251,10 @@ function createClient(options: RedisStoreOptions, reconnect: BackoffPolicy): Red
   const perConnection: RedisOptions = {
     maxRetriesPerRequest: options.maxRetriesPerRequest ?? 1,
     retryStrategy,
+    // ioredis' disconnect() of a connection whose socket is already closed (Redis down when
+    // close() comes) arms a ref'd timer of this length that nothing clears: 2 s by default,
+    // which the process then lived past close(). Only ever used once QUIT is done or moot.
+    disconnectTimeout: DISCONNECT_TIMEOUT_MS,
     ...options.redisOptions,
     ...(commandTimeout === undefined ? {} : { commandTimeout: Math.ceil(commandTimeout) }),
     ...(options.maxRetriesPerRequest === undefined ? {} : { maxRetriesPerRequest: options.maxRetriesPerRequest }),
@@ -576,8 +582,10 @@ class RedisStore implements Store {
     for (const set of this.#waiters.values()) for (const w of [...set]) w.wake()
     const subscriber = this.#subscriber
     this.#subscriber = undefined
-    subscriber?.disconnect()
-    if (this.#owned) await this.#quit(this.#client)
+    // QUIT too, not disconnect(): a disconnect() while the connection is still being set up
+    // fails its ready check and its SUBSCRIBE, and ioredis disconnects again for each, arming a
+    // ref'd 2 s timer for a socket already closed that kept the process alive after close().
+    await Promise.all([subscriber === undefined ? undefined : this.#quit(subscriber), this.#owned ? this.#quit(this.#client) : undefined])
   }
 
   /** QUIT (lets in-flight replies arrive), bounded: a frozen server must not hold close() up. */
@@ -590,12 +598,31 @@ class RedisStore implements Store {
     // QUIT's reply comes before the socket closes: wait for 'end' so close() returns a closed client.
     const ended = new Promise<void>((resolve) => client.once('end', () => resolve()))
     try {
+      if (client.status === 'connecting' || client.status === 'connect') {
+        // Still setting up: ioredis turns a QUIT with nothing queued into a disconnect(), which
+        // fails the ready check, and ioredis disconnects again, arming a ref'd 2 s timer for a
+        // socket already closed. Wait until it is up or its attempt failed, within the bound.
+        let settle = (): void => {}
+        const settled = new Promise<void>((resolve) => {
+          settle = resolve
+          client.once('ready', settle)
+          client.once('close', settle)
+        })
+        await Promise.race([settled, bound])
+        client.off('ready', settle)
+        client.off('close', settle)
+      }
+      // Down (reconnecting): there is nothing to QUIT, and no 'end' would come; the bound is
+      // unref'd, so with nothing else running close() never resolved (the process just exited).
+      if (client.status !== 'ready') return
       await Promise.race([Promise.all([client.quit(), ended]), bound])
     } catch {
       // Already closed or unreachable: disconnect below is all there is to do.
     } finally {
       if (timer !== undefined) this.#clock.clearTimeout(timer)
-      client.disconnect()
+      // Only when QUIT did not end it: ioredis' disconnect() on an ended client arms a ref'd
+      // 2 s timer for a socket already closed, which keeps the process alive after close().
+      if ((client.status as string) !== 'end') client.disconnect()
     }
   }
 
@@ -774,8 +801,11 @@ class RedisStore implements Store {
       (err: unknown) => {
         // Start over on the next wait.
         this.#subscribed = undefined
-        if (this.#subscriber === sub) this.#subscriber = undefined
-        sub.disconnect()
+        // After close() took the subscriber, its QUIT ends it (see #close).
+        if (this.#subscriber === sub) {
+          this.#subscriber = undefined
+          sub.disconnect()
+        }
         throw err
       },
     )

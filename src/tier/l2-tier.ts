@@ -183,6 +183,9 @@ export class L2Tier<V> {
    * a serializer's error for a value it cannot represent).
    */
   encode(key: string, env: Envelope<V>): Uint8Array {
+    // A serializer writes a Promise as {} (msgpack, JSON): a set(key, load()) that forgot its
+    // await would give other processes an empty object. Refused like any value it cannot represent.
+    if (env.value instanceof Promise) throw new TypeError('a Promise cannot be encoded (await it first)')
     const snap = env.tags as TagSnapshot | undefined
     const record = [RECORD_V1, env.value, env.createdAt, fin(env.freshUntil), fin(env.keepUntil), fin(env.ttl), fin(env.tti), snap?.tags ?? null, snap?.version ?? null, env.tagSig]
     return this.#codec.encode(record, key)

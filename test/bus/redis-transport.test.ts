@@ -4,6 +4,7 @@
  * Redis: options, the user's own client, reconnect backoff, resubscribe().
  */
 import assert from 'node:assert/strict'
+import { createHook } from 'node:async_hooks'
 import { createServer, type Socket } from 'node:net'
 import { after, before, describe, test } from 'node:test'
 import { Redis } from 'ioredis'
@@ -94,6 +95,35 @@ describe('redisTransport: Redis specifics', () => {
     await other.close()
   })
 
+  test('close() while the connections are still being set up leaves no ref\'d timer behind (the process exits at once)', async () => {
+    // Each delay lands close() in another phase of the set-up (connecting, ready check, subscribe).
+    for (const delay of [0, 1, 2, 5]) {
+      const pending = new Map<number, { timer: NodeJS.Timeout; stack: string }>()
+      const hook = createHook({
+        init(id, type, _trigger, resource) {
+          if (type === 'Timeout') pending.set(id, { timer: resource as NodeJS.Timeout, stack: new Error().stack ?? '' })
+        },
+        destroy(id) {
+          pending.delete(id)
+        },
+      }).enable()
+      try {
+        const t = redisTransport({ url: server.url })
+        const subscribed = t.subscribe('setup.close', () => {}, () => {}).catch(() => {})
+        if (delay === 0) await new Promise((resolve) => setImmediate(resolve))
+        else await new Promise((resolve) => setTimeout(resolve, delay))
+        await t.close()
+        await subscribed
+        // ioredis handles the failed set-up (ready check, SUBSCRIBE) after close() resolved.
+        await new Promise((resolve) => setTimeout(resolve, 30))
+      } finally {
+        hook.disable()
+      }
+      const held = [...pending.values()].filter((p) => p.timer.hasRef() && p.stack.includes('ioredis'))
+      assert.deepEqual(held.map((p) => p.stack), [], `delay ${delay} ms: a ref'd timer outlives close()`)
+    }
+  })
+
   test("resubscribe() drops the subscriber connection: 'down', then 'up' once subscribed again, then delivery", async () => {
     const t = redisTransport({ url: server.url })
     const states: string[] = []
@@ -140,6 +170,58 @@ describe('redisTransport: Redis specifics', () => {
       await t.close()
       for (const socket of sockets) socket.destroy()
       await new Promise((resolve) => mute.close(resolve))
+    }
+  })
+
+  test('with the server down, unsubscribe (and so a Bus close) does not wait connectTimeout for an UNSUBSCRIBE nobody can answer', async () => {
+    const own = await startRedisServer()
+    const t = redisTransport({ url: own.url, connectTimeout: '5s' })
+    try {
+      const states: string[] = []
+      const unsubscribe = await t.subscribe('down.unsub', () => {}, (state) => states.push(state))
+      await own.kill()
+      await until("'down'", 10_000, () => states.includes('down'))
+      const meter = stallMeter()
+      const started = performance.now()
+      await unsubscribe()
+      meter.stop()
+      const spent = performance.now() - started
+      // The subscription died with the connection, and a reconnect subscribes only to the channels still listened to.
+      assert.ok(spent < 1_000 + meter.stalledMs, `unsubscribe took ${spent.toFixed(0)} ms (${meter.stalledMs.toFixed(0)} ms of it this process stalled)`)
+    } finally {
+      await t.close()
+      await own.stop()
+    }
+  })
+
+  test('close() with the server down leaves no long ref\'d timer behind (the process exits)', async () => {
+    const own = await startRedisServer()
+    const t = redisTransport({ url: own.url })
+    try {
+      const states: string[] = []
+      await t.subscribe('down.close', () => {}, (state) => states.push(state))
+      await own.kill()
+      await until("'down'", 10_000, () => states.includes('down'))
+      const pending = new Map<number, { timer: NodeJS.Timeout; stack: string }>()
+      const hook = createHook({
+        init(id, type, _trigger, resource) {
+          if (type === 'Timeout') pending.set(id, { timer: resource as NodeJS.Timeout, stack: new Error().stack ?? '' })
+        },
+        destroy(id) {
+          pending.delete(id)
+        },
+      }).enable()
+      try {
+        await t.close()
+      } finally {
+        hook.disable()
+      }
+      // ioredis' disconnect() of a closed socket arms a ref'd timer nothing clears: 2 s by default.
+      const held = [...pending.values()].filter((p) => p.timer.hasRef() && p.stack.includes('ioredis') && (p.timer as unknown as { _idleTimeout: number })._idleTimeout > 100)
+      assert.deepEqual(held.map((p) => p.stack), [], 'a long ref\'d timer outlives close()')
+    } finally {
+      await t.close()
+      await own.stop()
     }
   })
 

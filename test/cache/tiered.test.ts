@@ -139,6 +139,23 @@ describe('closing: the store closes with the last cache that uses it', () => {
     await assert.rejects(store.get('cache:k'), (e: unknown) => isCacheError(e, 'ERR_CLOSED'))
   })
 
+  test('a fill that finishes after close() returns its value and reports nothing (the closed store is not trouble to warn about)', async () => {
+    const clock = new ManualClock(0)
+    // Under the distributed lock the fill's fenced write and its release reach the closed store.
+    const cache = createCache<string>({ clock, store: memoryStore({ clock }), lock: 'distributed' })
+    const seen = errorsOf(cache as Cache<unknown>)
+    const gate = deferred<string>()
+    const many = deferred<Record<string, string>>()
+    const one = cache.getOrSet('k', () => gate.promise)
+    const batch = cache.getOrSetMany(['a', 'b'], () => many.promise)
+    await cache.close()
+    gate.resolve('late')
+    many.resolve({ a: 'A', b: 'B' })
+    assert.equal(await one, 'late')
+    assert.deepEqual(await batch, ['A', 'B'])
+    assert.deepEqual(seen.map((e) => [e.error.code, e.key]), [], 'no error event for a write the close itself refused')
+  })
+
   test('closeStore: false leaves the store to its owner, whichever cache closes last', async () => {
     const clock = new ManualClock(0)
     const store = memoryStore({ clock })
@@ -240,6 +257,32 @@ describe('batches and limits', () => {
     const { make } = world()
     const c = make<unknown>({ codec: { serializer: 'json' } })
     await assert.rejects(c.set('n', { big: 1n }), (e: unknown) => isCacheError(e, 'ERR_INVALID_VALUE') && e.message.includes('"n"'))
+  })
+
+  test('a function, anywhere in the value, is refused for L2 (msgpack wrote it as undefined: another process read a decode error or a value without it)', async () => {
+    const { make } = world()
+    const a = make<unknown>()
+    const b = make<unknown>()
+    const seenByB = errorsOf(b)
+    await assert.rejects(a.set('f', () => 1), (e: unknown) => isCacheError(e, 'ERR_INVALID_VALUE') && e.message.includes('"f"'))
+    await assert.rejects(a.set('o', { id: 1, load: () => 2 }), (e: unknown) => isCacheError(e, 'ERR_INVALID_VALUE') && e.message.includes('"o"'))
+    // A factory's result that L2 refuses is kept in L1 (the caller gets it) and reported; nothing reaches L2.
+    const seenByA = errorsOf(a)
+    const got = (await a.getOrSet('g', () => ({ id: 2, load: () => 3 }))) as { load: () => number }
+    assert.equal(got.load(), 3)
+    assert.deepEqual(seenByA.map((e) => [e.error.code, e.key]), [['ERR_INVALID_VALUE', 'g']])
+    assert.equal(await b.getOrSet('g', () => 'computed by b'), 'computed by b')
+    assert.equal(await b.get('o'), undefined)
+    assert.equal(await b.get('f'), undefined)
+    assert.deepEqual(seenByB.map((e) => e.error.code), [], 'no ERR_DECODE: nothing undecodable was written')
+  })
+
+  test('a Promise given to set (a forgotten await) is refused for L2, not written as {} for other processes', async () => {
+    const { make } = world()
+    const a = make<unknown>()
+    const b = make<unknown>()
+    await assert.rejects(a.set('p', Promise.resolve({ id: 1 })), (e: unknown) => isCacheError(e, 'ERR_INVALID_VALUE') && e.message.includes('"p"'))
+    assert.equal(await b.get('p'), undefined)
   })
 })
 

@@ -105,6 +105,18 @@ describe('autoCache against a real node', () => {
     assert.equal(errors.length, 1)
   })
 
+  test('a result the codec cannot encode is returned, not stored, and reported as ERR_INVALID_VALUE naming the key (was a raw TypeError)', async () => {
+    const errors: unknown[] = []
+    let calls = 0
+    const f = autoCache(async () => ({ n: ++calls, tag: Symbol('s') }), { client, region: 'r', name: 'unencodable', onError: (e) => errors.push(e) })
+    assert.equal((await f()).n, 1)
+    assert.equal((await f()).n, 2, 'nothing was stored')
+    assert.equal(await client.get(f.keyOf()), undefined)
+    assert.equal(errors.length, 2)
+    assert.ok(isCacheError(errors[0], 'ERR_INVALID_VALUE'), String(errors[0]))
+    assert.ok((errors[0] as Error).message.includes('"r/unencodable()"'), (errors[0] as Error).message)
+  })
+
   test('the decorator form on a class method', async () => {
     let calls = 0
     class Users {

@@ -74,6 +74,13 @@ describe('msgpackSerializer', () => {
     assert.deepStrictEqual(Object.keys(out), ['__proto_'])
   })
 
+  test('refuses a function anywhere in the value (msgpackr would write it as undefined)', () => {
+    assert.throws(() => msgpackSerializer.serialize(() => 1), TypeError)
+    assert.throws(() => msgpackSerializer.serialize({ id: 1, load() {} }), TypeError)
+    assert.throws(() => msgpackSerializer.serialize([1, [async () => 2]]), TypeError)
+    assert.throws(() => msgpackSerializer.serialize(new Map([['k', () => 3]])), TypeError)
+  })
+
   test('throws on empty, truncated and trailing-garbage input', () => {
     const bytes = Buffer.from(msgpackSerializer.serialize({ a: [1, 2, 3] }))
     assert.throws(() => msgpackSerializer.deserialize(new Uint8Array(0)))

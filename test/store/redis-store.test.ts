@@ -6,6 +6,7 @@
  * restarted server).
  */
 import assert from 'node:assert/strict'
+import { createHook } from 'node:async_hooks'
 import { after, before, describe, test } from 'node:test'
 import fc from 'fast-check'
 import { Redis } from 'ioredis'
@@ -252,6 +253,133 @@ describe('redisStore: Redis specifics', () => {
     assert.ok(performance.now() - t0 < 2_000)
     assert.equal(store.client.status, 'end')
     await assert.rejects(store.get('w'), (err: unknown) => isCacheError(err, 'ERR_CLOSED'))
+  })
+
+  test('close() leaves no timer behind that keeps the process alive (no ioredis disconnect timer after QUIT)', async () => {
+    const store = redisStore({ url: server.url, prefix: freshPrefix() })
+    await store.set('k', bytes('v'), 60_000)
+    // Every timer created during close() and still pending after it: a ref'd one holds the process up.
+    const pending = new Map<number, { timer: NodeJS.Timeout; stack: string }>()
+    const hook = createHook({
+      init(id, type, _trigger, resource) {
+        if (type === 'Timeout') pending.set(id, { timer: resource as NodeJS.Timeout, stack: new Error().stack ?? '' })
+      },
+      destroy(id) {
+        pending.delete(id)
+      },
+    }).enable()
+    try {
+      await store.close()
+      await new Promise((resolve) => setImmediate(resolve))
+    } finally {
+      hook.disable()
+    }
+    const held = [...pending.values()].filter((p) => p.timer.hasRef())
+    assert.deepEqual(held.map((p) => p.stack), [], 'a ref\'d timer outlives close()')
+  })
+
+  test('close() while the wake-up subscriber is still connecting leaves no timer behind either', async () => {
+    const prefix = freshPrefix()
+    const holder = redisStore({ url: server.url, prefix })
+    const store = redisStore({ url: server.url, prefix })
+    try {
+      assert.ok((await holder.locks.acquire('w', 't', 30_000)) !== undefined)
+      await store.get('x')
+      const pending = new Map<number, { timer: NodeJS.Timeout; stack: string }>()
+      const hook = createHook({
+        init(id, type, _trigger, resource) {
+          if (type === 'Timeout') pending.set(id, { timer: resource as NodeJS.Timeout, stack: new Error().stack ?? '' })
+        },
+        destroy(id) {
+          pending.delete(id)
+        },
+      }).enable()
+      try {
+        // The wait opens the subscriber connection; close() comes while it connects.
+        const waiting = store.locks.waitForRelease('w', 30_000)
+        await new Promise((resolve) => setImmediate(resolve))
+        await store.close()
+        await waiting
+        // The connection's own failure handling (ready check, subscribe) runs after close().
+        await sleep(30)
+      } finally {
+        hook.disable()
+      }
+      const held = [...pending.values()].filter((p) => p.timer.hasRef() && !p.stack.includes('at sleep '))
+      assert.deepEqual(held.map((p) => p.stack), [], 'a ref\'d timer outlives close()')
+    } finally {
+      await holder.close()
+      await store.close()
+    }
+  })
+
+  test('close() while the client itself is still connecting answers the queued call and leaves no timer behind', async () => {
+    // Each delay lands close() in another phase of the set-up (connecting, ready check).
+    for (const delay of [0, 1, 2, 5]) {
+      const pending = new Map<number, { timer: NodeJS.Timeout; stack: string }>()
+      const hook = createHook({
+        init(id, type, _trigger, resource) {
+          if (type === 'Timeout') pending.set(id, { timer: resource as NodeJS.Timeout, stack: new Error().stack ?? '' })
+        },
+        destroy(id) {
+          pending.delete(id)
+        },
+      }).enable()
+      let got: unknown
+      try {
+        const store = redisStore({ url: server.url, prefix: freshPrefix() })
+        const read = store.get('k').then(text, (err: unknown) => err)
+        if (delay === 0) await new Promise((resolve) => setImmediate(resolve))
+        else await sleep(delay)
+        await store.close()
+        got = await read
+        await sleep(30)
+      } finally {
+        hook.disable()
+      }
+      assert.equal(got, undefined, `delay ${delay} ms: the read queued before close() is answered (a miss), not failed`)
+      const held = [...pending.values()].filter((p) => p.timer.hasRef() && p.stack.includes('ioredis'))
+      assert.deepEqual(held.map((p) => p.stack), [], `delay ${delay} ms: a ref'd timer outlives close()`)
+    }
+  })
+
+  test('close() with Redis down resolves at once and leaves no long timer behind (the process exits)', async () => {
+    const own = await startRedisServer()
+    const store = redisStore({ url: own.url, prefix: freshPrefix() })
+    try {
+      await store.set('k', bytes('v'), 60_000)
+      await own.kill()
+      const deadline = Date.now() + 10_000
+      while (store.client.status !== 'reconnecting' && Date.now() < deadline) await sleep(10)
+      assert.equal(store.client.status, 'reconnecting')
+      const pending = new Map<number, { timer: NodeJS.Timeout; stack: string }>()
+      const hook = createHook({
+        init(id, type, _trigger, resource) {
+          if (type === 'Timeout') pending.set(id, { timer: resource as NodeJS.Timeout, stack: new Error().stack ?? '' })
+        },
+        destroy(id) {
+          pending.delete(id)
+        },
+      }).enable()
+      const meter = stallMeter()
+      const started = performance.now()
+      try {
+        // Before: QUIT raced an unref'd 1 s bound and no 'end' ever came, so with nothing else
+        // running close() never resolved; here the test's own handles let it end after 1 s.
+        await store.close()
+      } finally {
+        hook.disable()
+        meter.stop()
+      }
+      const spent = performance.now() - started
+      assert.ok(spent < 500 + meter.stalledMs, `close() took ${spent.toFixed(0)} ms (${meter.stalledMs.toFixed(0)} ms of it this process stalled)`)
+      // ioredis' disconnect() of a closed socket arms a ref'd timer nothing clears: 2 s by default.
+      const held = [...pending.values()].filter((p) => p.timer.hasRef() && p.stack.includes('ioredis') && (p.timer as unknown as { _idleTimeout: number })._idleTimeout > 100)
+      assert.deepEqual(held.map((p) => p.stack), [], 'a long ref\'d timer outlives close()')
+    } finally {
+      await store.close()
+      await own.stop()
+    }
   })
 
   test('a user-supplied client is used as is and left open by close()', async () => {
