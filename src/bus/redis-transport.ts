@@ -29,6 +29,7 @@ import { backoffPolicy, type ReconnectOptions } from '../core/backoff.js'
 import { clockOption, type Clock, type TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { BusUnavailableError, ClosedError, InvalidOptionsError } from '../core/errors.js'
+import { quitRedis } from '../core/redis-quit.js'
 import { checkRedisUrl } from '../core/redis-url.js'
 import { optionNames, rejectUnknown } from '../core/known-options.js'
 import { mathRandom, type Random, randomOption } from '../core/random.js'
@@ -242,7 +243,7 @@ class RedisTransport implements BusTransport {
     if (this.#closed) return
     this.#closed = true
     this.#channels.clear()
-    await Promise.all([quit(this.#subscriber, this.#clock), this.#ownsPublisher ? quit(this.#publisher, this.#clock) : undefined])
+    await Promise.all([quitRedis(this.#subscriber, this.#clock, QUIT_TIMEOUT_MS), this.#ownsPublisher ? quitRedis(this.#publisher, this.#clock, QUIT_TIMEOUT_MS) : undefined])
   }
 
   #deliver(channel: string, message: Buffer): void {
@@ -316,38 +317,6 @@ class RedisTransport implements BusTransport {
         },
       )
     })
-  }
-}
-
-/** QUIT, or a hard disconnect when the server does not answer in time. */
-async function quit(client: Redis, clock: Clock): Promise<void> {
-  if (client.status === 'end') return
-  let timer: TimerHandle | undefined
-  const timeout = new Promise<void>((resolve) => (timer = clock.setTimeout(resolve, QUIT_TIMEOUT_MS, { unref: true })))
-  try {
-    if (client.status === 'connecting' || client.status === 'connect') {
-      // Still setting up: a disconnect() now fails its ready check, and ioredis disconnects
-      // again, arming a ref'd 2 s timer for a socket already closed (the process lived 2 s
-      // past close()). Wait until it is up or its attempt failed, within the same bound.
-      let settle = (): void => {}
-      const settled = new Promise<void>((resolve) => {
-        settle = resolve
-        client.once('ready', settle)
-        client.once('close', settle)
-      })
-      await Promise.race([settled, timeout])
-      client.off('ready', settle)
-      client.off('close', settle)
-    }
-    if (client.status !== 'ready') {
-      client.disconnect()
-      return
-    }
-    await Promise.race([client.quit().then(() => {}, () => {}), timeout])
-    // Not on an ended client: disconnect() would then arm the same never-cleared timer.
-    if ((client.status as string) !== 'end') client.disconnect()
-  } finally {
-    if (timer !== undefined) clock.clearTimeout(timer)
   }
 }
 

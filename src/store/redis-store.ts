@@ -38,6 +38,7 @@ import { backoffPolicy, type BackoffConfig, type BackoffPolicy, type ReconnectOp
 import { clockOption, type Clock, type TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { AbortedError, CacheError, ClosedError, InvalidOptionsError, StoreFullError, StoreUnavailableError } from '../core/errors.js'
+import { quitRedis } from '../core/redis-quit.js'
 import { checkRedisUrl } from '../core/redis-url.js'
 import { optionNames, rejectUnknown } from '../core/known-options.js'
 import { mathRandom, type Random, randomOption } from '../core/random.js'
@@ -588,42 +589,9 @@ class RedisStore implements Store {
     await Promise.all([subscriber === undefined ? undefined : this.#quit(subscriber), this.#owned ? this.#quit(this.#client) : undefined])
   }
 
-  /** QUIT (lets in-flight replies arrive), bounded: a frozen server must not hold close() up. */
-  async #quit(client: Redis | Cluster): Promise<void> {
-    if (client.status === 'end') return
-    let timer: TimerHandle | undefined
-    const bound = new Promise<void>((resolve) => {
-      timer = this.#clock.setTimeout(resolve, QUIT_TIMEOUT_MS, { unref: true })
-    })
-    // QUIT's reply comes before the socket closes: wait for 'end' so close() returns a closed client.
-    const ended = new Promise<void>((resolve) => client.once('end', () => resolve()))
-    try {
-      if (client.status === 'connecting' || client.status === 'connect') {
-        // Still setting up: ioredis turns a QUIT with nothing queued into a disconnect(), which
-        // fails the ready check, and ioredis disconnects again, arming a ref'd 2 s timer for a
-        // socket already closed. Wait until it is up or its attempt failed, within the bound.
-        let settle = (): void => {}
-        const settled = new Promise<void>((resolve) => {
-          settle = resolve
-          client.once('ready', settle)
-          client.once('close', settle)
-        })
-        await Promise.race([settled, bound])
-        client.off('ready', settle)
-        client.off('close', settle)
-      }
-      // Down (reconnecting): there is nothing to QUIT, and no 'end' would come; the bound is
-      // unref'd, so with nothing else running close() never resolved (the process just exited).
-      if (client.status !== 'ready') return
-      await Promise.race([Promise.all([client.quit(), ended]), bound])
-    } catch {
-      // Already closed or unreachable: disconnect below is all there is to do.
-    } finally {
-      if (timer !== undefined) this.#clock.clearTimeout(timer)
-      // Only when QUIT did not end it: ioredis' disconnect() on an ended client arms a ref'd
-      // 2 s timer for a socket already closed, which keeps the process alive after close().
-      if ((client.status as string) !== 'end') client.disconnect()
-    }
+  /** QUIT, bounded, leaving no timer behind (core/redis-quit.ts). */
+  #quit(client: Redis | Cluster): Promise<void> {
+    return quitRedis(client, this.#clock, QUIT_TIMEOUT_MS)
   }
 
   // Locks

@@ -4,13 +4,13 @@
  * Redis: options, the user's own client, reconnect backoff, resubscribe().
  */
 import assert from 'node:assert/strict'
-import { createHook } from 'node:async_hooks'
 import { createServer, type Socket } from 'node:net'
 import { after, before, describe, test } from 'node:test'
 import { Redis } from 'ioredis'
 import { busTransportConformance } from '../../src/bus/conformance.js'
 import { redisBus, redisTransport } from '../../src/bus/redis-transport.js'
 import { isCacheError } from '../../src/core/errors.js'
+import { watchTimers } from '../support/held-timers.js'
 import { RedisServer, startRedisServer } from '../support/redis-server.js'
 import { stallMeter } from '../support/stall-meter.js'
 import { until } from '../support/until.js'
@@ -41,6 +41,21 @@ busTransportConformance({
 
 
 describe('redisTransport: Redis specifics', () => {
+  test('close() leaves no ref\'d timer behind (ioredis arms a 2 s disconnect timer when an ended client is disconnected)', async () => {
+    const t = redisTransport({ url: server.url })
+    await t.subscribe('held-timers', () => {}, () => {})
+    await t.publish('held-timers', new Uint8Array([1]))
+    const timers = watchTimers()
+    try {
+      await t.close()
+      await new Promise((resolve) => setImmediate(resolve))
+    } finally {
+      timers.stop()
+    }
+    const held = timers.pending().filter((p) => p.timer.hasRef())
+    assert.deepEqual(held.map((p) => p.stack), [], "a ref'd timer outlives close(): the process would live 2 s more")
+  })
+
   test('options are validated with ERR_INVALID_OPTIONS naming the option', () => {
     const bad: Array<[unknown, RegExp]> = [
       [{}, /bus\.url/],
@@ -98,15 +113,7 @@ describe('redisTransport: Redis specifics', () => {
   test('close() while the connections are still being set up leaves no ref\'d timer behind (the process exits at once)', async () => {
     // Each delay lands close() in another phase of the set-up (connecting, ready check, subscribe).
     for (const delay of [0, 1, 2, 5]) {
-      const pending = new Map<number, { timer: NodeJS.Timeout; stack: string }>()
-      const hook = createHook({
-        init(id, type, _trigger, resource) {
-          if (type === 'Timeout') pending.set(id, { timer: resource as NodeJS.Timeout, stack: new Error().stack ?? '' })
-        },
-        destroy(id) {
-          pending.delete(id)
-        },
-      }).enable()
+      const timers = watchTimers()
       try {
         const t = redisTransport({ url: server.url })
         const subscribed = t.subscribe('setup.close', () => {}, () => {}).catch(() => {})
@@ -117,9 +124,9 @@ describe('redisTransport: Redis specifics', () => {
         // ioredis handles the failed set-up (ready check, SUBSCRIBE) after close() resolved.
         await new Promise((resolve) => setTimeout(resolve, 30))
       } finally {
-        hook.disable()
+        timers.stop()
       }
-      const held = [...pending.values()].filter((p) => p.timer.hasRef() && p.stack.includes('ioredis'))
+      const held = timers.pending().filter((p) => p.timer.hasRef() && p.stack.includes('ioredis'))
       assert.deepEqual(held.map((p) => p.stack), [], `delay ${delay} ms: a ref'd timer outlives close()`)
     }
   })
@@ -202,22 +209,14 @@ describe('redisTransport: Redis specifics', () => {
       await t.subscribe('down.close', () => {}, (state) => states.push(state))
       await own.kill()
       await until("'down'", 10_000, () => states.includes('down'))
-      const pending = new Map<number, { timer: NodeJS.Timeout; stack: string }>()
-      const hook = createHook({
-        init(id, type, _trigger, resource) {
-          if (type === 'Timeout') pending.set(id, { timer: resource as NodeJS.Timeout, stack: new Error().stack ?? '' })
-        },
-        destroy(id) {
-          pending.delete(id)
-        },
-      }).enable()
+      const timers = watchTimers()
       try {
         await t.close()
       } finally {
-        hook.disable()
+        timers.stop()
       }
       // ioredis' disconnect() of a closed socket arms a ref'd timer nothing clears: 2 s by default.
-      const held = [...pending.values()].filter((p) => p.timer.hasRef() && p.stack.includes('ioredis') && (p.timer as unknown as { _idleTimeout: number })._idleTimeout > 100)
+      const held = timers.pending().filter((p) => p.timer.hasRef() && p.stack.includes('ioredis') && p.ms > 100)
       assert.deepEqual(held.map((p) => p.stack), [], 'a long ref\'d timer outlives close()')
     } finally {
       await t.close()

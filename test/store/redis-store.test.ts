@@ -6,7 +6,6 @@
  * restarted server).
  */
 import assert from 'node:assert/strict'
-import { createHook } from 'node:async_hooks'
 import { after, before, describe, test } from 'node:test'
 import fc from 'fast-check'
 import { Redis } from 'ioredis'
@@ -14,6 +13,7 @@ import { isCacheError } from '../../src/core/errors.js'
 import type { ManualClock } from '../../src/core/manual-clock.js'
 import { storeConformance } from '../../src/store/conformance.js'
 import { keyTag, redisKeys, redisStore } from '../../src/store/redis-store.js'
+import { watchTimers } from '../support/held-timers.js'
 import { freePort, RedisServer, startRedisSentinel, startRedisServer } from '../support/redis-server.js'
 import { REAL_TIME_UNIT_MS, stallMeter } from '../support/stall-meter.js'
 
@@ -259,22 +259,14 @@ describe('redisStore: Redis specifics', () => {
     const store = redisStore({ url: server.url, prefix: freshPrefix() })
     await store.set('k', bytes('v'), 60_000)
     // Every timer created during close() and still pending after it: a ref'd one holds the process up.
-    const pending = new Map<number, { timer: NodeJS.Timeout; stack: string }>()
-    const hook = createHook({
-      init(id, type, _trigger, resource) {
-        if (type === 'Timeout') pending.set(id, { timer: resource as NodeJS.Timeout, stack: new Error().stack ?? '' })
-      },
-      destroy(id) {
-        pending.delete(id)
-      },
-    }).enable()
+    const timers = watchTimers()
     try {
       await store.close()
       await new Promise((resolve) => setImmediate(resolve))
     } finally {
-      hook.disable()
+      timers.stop()
     }
-    const held = [...pending.values()].filter((p) => p.timer.hasRef())
+    const held = timers.pending().filter((p) => p.timer.hasRef())
     assert.deepEqual(held.map((p) => p.stack), [], 'a ref\'d timer outlives close()')
   })
 
@@ -285,15 +277,7 @@ describe('redisStore: Redis specifics', () => {
     try {
       assert.ok((await holder.locks.acquire('w', 't', 30_000)) !== undefined)
       await store.get('x')
-      const pending = new Map<number, { timer: NodeJS.Timeout; stack: string }>()
-      const hook = createHook({
-        init(id, type, _trigger, resource) {
-          if (type === 'Timeout') pending.set(id, { timer: resource as NodeJS.Timeout, stack: new Error().stack ?? '' })
-        },
-        destroy(id) {
-          pending.delete(id)
-        },
-      }).enable()
+      const timers = watchTimers()
       try {
         // The wait opens the subscriber connection; close() comes while it connects.
         const waiting = store.locks.waitForRelease('w', 30_000)
@@ -303,9 +287,9 @@ describe('redisStore: Redis specifics', () => {
         // The connection's own failure handling (ready check, subscribe) runs after close().
         await sleep(30)
       } finally {
-        hook.disable()
+        timers.stop()
       }
-      const held = [...pending.values()].filter((p) => p.timer.hasRef() && !p.stack.includes('at sleep '))
+      const held = timers.pending().filter((p) => p.timer.hasRef() && !p.stack.includes('at sleep '))
       assert.deepEqual(held.map((p) => p.stack), [], 'a ref\'d timer outlives close()')
     } finally {
       await holder.close()
@@ -316,15 +300,7 @@ describe('redisStore: Redis specifics', () => {
   test('close() while the client itself is still connecting answers the queued call and leaves no timer behind', async () => {
     // Each delay lands close() in another phase of the set-up (connecting, ready check).
     for (const delay of [0, 1, 2, 5]) {
-      const pending = new Map<number, { timer: NodeJS.Timeout; stack: string }>()
-      const hook = createHook({
-        init(id, type, _trigger, resource) {
-          if (type === 'Timeout') pending.set(id, { timer: resource as NodeJS.Timeout, stack: new Error().stack ?? '' })
-        },
-        destroy(id) {
-          pending.delete(id)
-        },
-      }).enable()
+      const timers = watchTimers()
       let got: unknown
       try {
         const store = redisStore({ url: server.url, prefix: freshPrefix() })
@@ -335,10 +311,10 @@ describe('redisStore: Redis specifics', () => {
         got = await read
         await sleep(30)
       } finally {
-        hook.disable()
+        timers.stop()
       }
       assert.equal(got, undefined, `delay ${delay} ms: the read queued before close() is answered (a miss), not failed`)
-      const held = [...pending.values()].filter((p) => p.timer.hasRef() && p.stack.includes('ioredis'))
+      const held = timers.pending().filter((p) => p.timer.hasRef() && p.stack.includes('ioredis'))
       assert.deepEqual(held.map((p) => p.stack), [], `delay ${delay} ms: a ref'd timer outlives close()`)
     }
   })
@@ -352,15 +328,7 @@ describe('redisStore: Redis specifics', () => {
       const deadline = Date.now() + 10_000
       while (store.client.status !== 'reconnecting' && Date.now() < deadline) await sleep(10)
       assert.equal(store.client.status, 'reconnecting')
-      const pending = new Map<number, { timer: NodeJS.Timeout; stack: string }>()
-      const hook = createHook({
-        init(id, type, _trigger, resource) {
-          if (type === 'Timeout') pending.set(id, { timer: resource as NodeJS.Timeout, stack: new Error().stack ?? '' })
-        },
-        destroy(id) {
-          pending.delete(id)
-        },
-      }).enable()
+      const timers = watchTimers()
       const meter = stallMeter()
       const started = performance.now()
       try {
@@ -368,13 +336,13 @@ describe('redisStore: Redis specifics', () => {
         // running close() never resolved; here the test's own handles let it end after 1 s.
         await store.close()
       } finally {
-        hook.disable()
+        timers.stop()
         meter.stop()
       }
       const spent = performance.now() - started
       assert.ok(spent < 500 + meter.stalledMs, `close() took ${spent.toFixed(0)} ms (${meter.stalledMs.toFixed(0)} ms of it this process stalled)`)
       // ioredis' disconnect() of a closed socket arms a ref'd timer nothing clears: 2 s by default.
-      const held = [...pending.values()].filter((p) => p.timer.hasRef() && p.stack.includes('ioredis') && (p.timer as unknown as { _idleTimeout: number })._idleTimeout > 100)
+      const held = timers.pending().filter((p) => p.timer.hasRef() && p.stack.includes('ioredis') && p.ms > 100)
       assert.deepEqual(held.map((p) => p.stack), [], 'a long ref\'d timer outlives close()')
     } finally {
       await store.close()
