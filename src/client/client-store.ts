@@ -32,6 +32,7 @@
  * own retries stay on: they handle a failing node among several (round-robin failover).
  */
 import { InvalidOptionsError, StoreUnavailableError, isCacheError } from '../core/errors.js'
+import { optionNames, rejectUnknown } from '../core/known-options.js'
 import { checkScanOptions } from '../store/scan-options.js'
 import { checkStoreEntries, checkStoreKey, checkStoreKeys, checkStoreValue } from '../store/store-input.js'
 import type { ScanOptions, ScanPage, Store, StoreEntry } from '../store/types.js'
@@ -49,6 +50,9 @@ export interface ClientStoreOptions {
    */
   prefixFallback?: 'all' | 'error'
 }
+
+/** clientStore's option names: another is refused, not ignored (core/known-options.ts). */
+const CLIENT_STORE_OPTIONS = optionNames<ClientStoreOptions>({ name: true, closeClient: true, prefixFallback: true })
 
 /** DELETEs in flight at once for `deleteMany`. */
 const DELETE_CONCURRENCY = 16
@@ -78,6 +82,8 @@ class ClientStore implements Store {
   #closed = false
 
   constructor(client: Client, options: ClientStoreOptions) {
+    if (options === null || typeof options !== 'object') throw new InvalidOptionsError('clientStore', 'expected an options object')
+    rejectUnknown(options, CLIENT_STORE_OPTIONS, 'clientStore')
     this.#client = client
     this.name = options.name ?? 'stratacache'
     this.#closeClient = options.closeClient ?? false

@@ -251,6 +251,8 @@ const put = (key: Buffer, value: Buffer, lease: string): IRequestOp => ({ reques
 const modIs = (key: Buffer, rev: string | number, result: 'Equal' | 'Less' = 'Equal'): ICompare => ({ key, target: 'Mod', result, mod_revision: rev })
 
 /** etcdStore's option names: another is refused, not ignored (core/known-options.ts). */
+const ETCD_AUTH_OPTIONS = optionNames<NonNullable<EtcdStoreOptions['auth']>>({ username: true, password: true })
+const ETCD_TLS_OPTIONS = optionNames<NonNullable<EtcdStoreOptions['tls']>>({ ca: true, cert: true, key: true })
 const ETCD_OPTIONS = optionNames<EtcdStoreOptions>({ endpoints: true, namespace: true, auth: true, tls: true, consistency: true, timeout: true, maxRequestBytes: true, fenceRetention: true, clock: true })
 
 function validate(options: EtcdStoreOptions): void {
@@ -271,6 +273,7 @@ function validate(options: EtcdStoreOptions): void {
   if (auth !== undefined && (typeof auth !== 'object' || auth === null || typeof (auth as { username?: unknown }).username !== 'string' || typeof (auth as { password?: unknown }).password !== 'string')) {
     throw new InvalidOptionsError('etcd.auth', 'expected { username, password } (strings)')
   }
+  if (auth !== undefined) rejectUnknown(auth as object, ETCD_AUTH_OPTIONS, 'etcd.auth')
   const tls: unknown = options.tls
   const pem = (v: unknown): boolean => typeof v === 'string' || v instanceof Uint8Array
   if (tls !== undefined) {
@@ -278,6 +281,8 @@ function validate(options: EtcdStoreOptions): void {
     if (typeof tls !== 'object' || tls === null || !pem(t.ca) || (t.cert !== undefined && !pem(t.cert)) || (t.key !== undefined && !pem(t.key))) {
       throw new InvalidOptionsError('etcd.tls', 'expected { ca, cert?, key? } as PEM strings or Buffers')
     }
+    // A misspelt `key` or `cert` would dial without the client certificate, and fail as a handshake error.
+    rejectUnknown(tls, ETCD_TLS_OPTIONS, 'etcd.tls')
   }
 }
 

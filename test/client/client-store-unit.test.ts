@@ -57,6 +57,9 @@ describe('clientStore.touch', () => {
     await forever.store.touch('k', Infinity)
     assert.match(forever.transport.requests[1].path, /\?ttl=none&/)
     assert.throws(() => clientStore(forever.client, { prefixFallback: 'maybe' as 'all' }), (e: unknown) => (e as { code?: string }).code === 'ERR_INVALID_OPTIONS')
+    // A misspelt name was ignored: closeclient left the client open after close().
+    assert.throws(() => clientStore(forever.client, { closeclient: true } as never), (e: unknown) => (e as { code?: string }).code === 'ERR_INVALID_OPTIONS' && /clientStore\.closeclient.*closeClient/.test((e as Error).message))
+    assert.throws(() => clientStore(forever.client, null as never), (e: unknown) => (e as { code?: string }).code === 'ERR_INVALID_OPTIONS')
     await forever.client.close()
   })
 })

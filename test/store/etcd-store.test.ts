@@ -106,6 +106,9 @@ describe('etcdStore: specific', () => {
     assert.throws(() => etcdStore({ endpoints: cluster.endpoints, auth: { username: 'u' } as unknown as { username: string; password: string } }), named('etcd.auth'))
     assert.throws(() => etcdStore({ endpoints: cluster.endpoints, tls: 5 as unknown as { ca: string } }), named('etcd.tls'))
     assert.throws(() => etcdStore({ endpoints: cluster.endpoints, tls: { ca: 5 } as unknown as { ca: string } }), named('etcd.tls'))
+    // Misspelt fields were ignored: a client key under `kye` dialled without the certificate.
+    assert.throws(() => etcdStore({ endpoints: cluster.endpoints, tls: { ca: 'x', cert: 'y', kye: 'z' } as unknown as { ca: string } }), named('etcd.tls.kye'))
+    assert.throws(() => etcdStore({ endpoints: cluster.endpoints, auth: { username: 'u', password: 'p', pasword: 'q' } as unknown as { username: string; password: string } }), named('etcd.auth.pasword'))
     // A deadline of 0 failed every call (DEADLINE_EXCEEDED before the request left).
     assert.throws(() => etcdStore({ endpoints: cluster.endpoints, timeout: 0 }), (err: unknown) => invalid(err) && (err as { option?: string }).option === 'etcd.timeout')
     // Infinity was taken: no deadline at all, so a call to a member behind a partition could hang for ever.
