@@ -1,13 +1,14 @@
 /**
- * `pollUntil`: the deadline-bounded wait of the conformance suites that run on real time.
+ * `pollUntil`: the deadline-bounded wait of the real-time conformance suites and tests.
  *
  * It polls `check` every `pollMs` (5 ms by default) until it holds or `ms` of *running*
- * time passed. A poll that wakes over 10 ms late means the process was not running (a loaded machine descheduled
- * it, or a GC pause); that lateness is added to the deadline. The reason is the event
- * loop's order: after a stall, the poll's timer fires before the poll phase reads the
- * sockets, so a delivery or a settlement already waiting there would be reported missing
- * (one CI run failed that way: 5 s without a single poll). A transport that hangs still
- * fails, on a process that runs.
+ * time passed. A poll that wakes over 10 ms late means the process was not running (a
+ * loaded machine descheduled it, or a GC pause); that lateness is added to the deadline.
+ * The reason is the event loop's order: after a stall, the poll's timer fires before the
+ * poll phase reads the sockets, so a delivery or a settlement already waiting there would
+ * be reported missing. A transport that hangs still fails, on a process that runs; code
+ * that keeps blocking the loop stretches the wait (each late poll adds its lateness), up
+ * to the test's own timeout.
  */
 import type { Clock } from './clock.js'
 
