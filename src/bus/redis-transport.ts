@@ -29,7 +29,7 @@ import { backoffPolicy, type ReconnectOptions } from '../core/backoff.js'
 import { clockOption, type Clock, type TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { BusUnavailableError, ClosedError, InvalidOptionsError } from '../core/errors.js'
-import { quitRedis } from '../core/redis-quit.js'
+import { DISCONNECT_TIMEOUT_MS, quitRedis } from '../core/redis-quit.js'
 import { checkRedisUrl } from '../core/redis-url.js'
 import { optionNames, rejectUnknown } from '../core/known-options.js'
 import { mathRandom, type Random, randomOption } from '../core/random.js'
@@ -59,7 +59,6 @@ export interface RedisTransportOptions {
   onError?: (error: Error) => void
 }
 
-const QUIT_TIMEOUT_MS = 1_000
 
 /** redisBus's option names (its transport's and the bus settings): another is refused, not ignored (core/known-options.ts). */
 const REDIS_BUS_OPTIONS = [
@@ -116,10 +115,8 @@ class RedisTransport implements BusTransport {
       maxRetriesPerRequest: null,
       enableOfflineQueue: true,
       lazyConnect: false,
-      // ioredis' disconnect() of a connection whose socket is already closed (Redis down at
-      // close()) arms a ref'd timer of this length that nothing clears: 2 s by default, which
-      // the process then lived past close().
-      disconnectTimeout: 100,
+      // The timer ioredis leaves behind a disconnect of a closed socket (core/redis-quit.ts).
+      disconnectTimeout: DISCONNECT_TIMEOUT_MS,
     }
     if (options.client !== undefined) {
       this.#publisher = options.client
@@ -243,7 +240,7 @@ class RedisTransport implements BusTransport {
     if (this.#closed) return
     this.#closed = true
     this.#channels.clear()
-    await Promise.all([quitRedis(this.#subscriber, this.#clock, QUIT_TIMEOUT_MS), this.#ownsPublisher ? quitRedis(this.#publisher, this.#clock, QUIT_TIMEOUT_MS) : undefined])
+    await Promise.all([quitRedis(this.#subscriber, this.#clock), this.#ownsPublisher ? quitRedis(this.#publisher, this.#clock) : undefined])
   }
 
   #deliver(channel: string, message: Buffer): void {

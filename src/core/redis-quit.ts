@@ -9,14 +9,20 @@
  * the socket closes, so we wait for 'end'); during set-up (ioredis turns a QUIT with nothing
  * queued into a disconnect, which fails the ready check, and ioredis disconnects again: we
  * wait until the connection is up or its attempt failed); and with the server down (nothing
- * to QUIT and no 'end' to come: one disconnect, and the callers set `disconnectTimeout` to
- * 100 ms for that one).
+ * to QUIT and no 'end' to come: one disconnect, whose timer the callers shorten by giving
+ * their connections `disconnectTimeout: DISCONNECT_TIMEOUT_MS`).
  */
 import type { Cluster, Redis } from 'ioredis'
 import type { Clock, TimerHandle } from './clock.js'
 
+/** ioredis' `disconnectTimeout` for the connections the store and transport create (2 s by default): see above. */
+export const DISCONNECT_TIMEOUT_MS = 100
+
+/** How long QUIT may take before the connection is dropped: a frozen server must not hold close() up. */
+const QUIT_BOUND_MS = 1_000
+
 /** Ends `client` (see above) within about `boundMs`. */
-export async function quitRedis(client: Redis | Cluster, clock: Clock, boundMs: number): Promise<void> {
+export async function quitRedis(client: Redis | Cluster, clock: Clock, boundMs = QUIT_BOUND_MS): Promise<void> {
   if (client.status === 'end') return
   let timer: TimerHandle | undefined
   const bound = new Promise<void>((resolve) => {

@@ -38,7 +38,7 @@ import { backoffPolicy, type BackoffConfig, type BackoffPolicy, type ReconnectOp
 import { clockOption, type Clock, type TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { AbortedError, CacheError, ClosedError, InvalidOptionsError, StoreFullError, StoreUnavailableError } from '../core/errors.js'
-import { quitRedis } from '../core/redis-quit.js'
+import { DISCONNECT_TIMEOUT_MS, quitRedis } from '../core/redis-quit.js'
 import { checkRedisUrl } from '../core/redis-url.js'
 import { optionNames, rejectUnknown } from '../core/known-options.js'
 import { mathRandom, type Random, randomOption } from '../core/random.js'
@@ -96,9 +96,6 @@ const ESCAPED = /[%{}\uD800-\uDFFF]/g
 const GLOB = /[*?[\]\\]/g
 /** Longest finite TTL sent to Redis (~4,460 years); longer ones would overflow its clock arithmetic. */
 const MAX_PX = 2 ** 47
-const QUIT_TIMEOUT_MS = 1_000
-/** ioredis' `disconnectTimeout` for the connections we create (see createClient). */
-const DISCONNECT_TIMEOUT_MS = 100
 /** SCAN calls one `scan` page may make (a sparse prefix gives empty SCAN replies). */
 const MAX_SCAN_ROUNDS = 16
 
@@ -252,9 +249,7 @@ function createClient(options: RedisStoreOptions, reconnect: BackoffPolicy): Red
   const perConnection: RedisOptions = {
     maxRetriesPerRequest: options.maxRetriesPerRequest ?? 1,
     retryStrategy,
-    // ioredis' disconnect() of a connection whose socket is already closed (Redis down when
-    // close() comes) arms a ref'd timer of this length that nothing clears: 2 s by default,
-    // which the process then lived past close(). Only ever used once QUIT is done or moot.
+    // The timer ioredis leaves behind a disconnect of a closed socket (core/redis-quit.ts).
     disconnectTimeout: DISCONNECT_TIMEOUT_MS,
     ...options.redisOptions,
     ...(commandTimeout === undefined ? {} : { commandTimeout: Math.ceil(commandTimeout) }),
@@ -304,7 +299,7 @@ class RedisStore implements Store {
     this.#scanCount = options.scanCount ?? 1000
     this.#onError = options.onError ?? (() => {})
     this.#owned = options.client === undefined
-    this.#client = options.client ?? createClient(options, backoffPolicy(options.reconnect, 'redis.reconnect', randomOption(options.random, 'redis.random', mathRandom), RECONNECT_DEFAULTS))
+    this.#client = options.client ?? createClient(options, backoffPolicy(options.reconnect, 'redis.reconnect', options.random ?? mathRandom, RECONNECT_DEFAULTS))
     this.location = describeClient(this.#client, options)
     // Without a listener ioredis logs every reconnect failure; commands still reject on their own.
     // (A client you own keeps its own listeners: we only watch how its connection fares.)
@@ -591,7 +586,7 @@ class RedisStore implements Store {
 
   /** QUIT, bounded, leaving no timer behind (core/redis-quit.ts). */
   #quit(client: Redis | Cluster): Promise<void> {
-    return quitRedis(client, this.#clock, QUIT_TIMEOUT_MS)
+    return quitRedis(client, this.#clock)
   }
 
   // Locks

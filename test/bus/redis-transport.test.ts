@@ -10,7 +10,7 @@ import { Redis } from 'ioredis'
 import { busTransportConformance } from '../../src/bus/conformance.js'
 import { redisBus, redisTransport } from '../../src/bus/redis-transport.js'
 import { isCacheError } from '../../src/core/errors.js'
-import { watchTimers } from '../support/held-timers.js'
+import { refTimersAfter, watchTimers } from '../support/held-timers.js'
 import { RedisServer, startRedisServer } from '../support/redis-server.js'
 import { stallMeter } from '../support/stall-meter.js'
 import { until } from '../support/until.js'
@@ -45,15 +45,7 @@ describe('redisTransport: Redis specifics', () => {
     const t = redisTransport({ url: server.url })
     await t.subscribe('held-timers', () => {}, () => {})
     await t.publish('held-timers', new Uint8Array([1]))
-    const timers = watchTimers()
-    try {
-      await t.close()
-      await new Promise((resolve) => setImmediate(resolve))
-    } finally {
-      timers.stop()
-    }
-    const held = timers.pending().filter((p) => p.timer.hasRef())
-    assert.deepEqual(held.map((p) => p.stack), [], "a ref'd timer outlives close(): the process would live 2 s more")
+    assert.deepEqual(await refTimersAfter(() => t.close()), [], "a ref'd timer outlives close(): the process would live 2 s more")
   })
 
   test('options are validated with ERR_INVALID_OPTIONS naming the option', () => {

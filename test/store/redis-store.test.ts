@@ -13,7 +13,7 @@ import { isCacheError } from '../../src/core/errors.js'
 import type { ManualClock } from '../../src/core/manual-clock.js'
 import { storeConformance } from '../../src/store/conformance.js'
 import { keyTag, redisKeys, redisStore } from '../../src/store/redis-store.js'
-import { watchTimers } from '../support/held-timers.js'
+import { refTimersAfter, watchTimers } from '../support/held-timers.js'
 import { freePort, RedisServer, startRedisSentinel, startRedisServer } from '../support/redis-server.js'
 import { REAL_TIME_UNIT_MS, stallMeter } from '../support/stall-meter.js'
 
@@ -259,15 +259,7 @@ describe('redisStore: Redis specifics', () => {
     const store = redisStore({ url: server.url, prefix: freshPrefix() })
     await store.set('k', bytes('v'), 60_000)
     // Every timer created during close() and still pending after it: a ref'd one holds the process up.
-    const timers = watchTimers()
-    try {
-      await store.close()
-      await new Promise((resolve) => setImmediate(resolve))
-    } finally {
-      timers.stop()
-    }
-    const held = timers.pending().filter((p) => p.timer.hasRef())
-    assert.deepEqual(held.map((p) => p.stack), [], 'a ref\'d timer outlives close()')
+    assert.deepEqual(await refTimersAfter(() => store.close()), [], 'a ref\'d timer outlives close()')
   })
 
   test('close() while the wake-up subscriber is still connecting leaves no timer behind either', async () => {

@@ -13,6 +13,18 @@ export interface PendingTimer {
   readonly ms: number
 }
 
+/** The stacks of the ref'd timers `close` leaves pending once it resolved (and one turn later). */
+export async function refTimersAfter(close: () => Promise<unknown>): Promise<string[]> {
+  const timers = watchTimers()
+  try {
+    await close()
+    await new Promise((resolve) => setImmediate(resolve))
+  } finally {
+    timers.stop()
+  }
+  return timers.pending().filter((p) => p.timer.hasRef()).map((p) => p.stack)
+}
+
 export function watchTimers(): { stop(): void; pending(): PendingTimer[] } {
   const pending = new Map<number, { timer: NodeJS.Timeout; stack: string }>()
   const hook = createHook({
