@@ -7,8 +7,8 @@
  * opens `etcdStore({ endpoints: ['http://host:port', ...], namespace: 'namespace/', timeout })`
  * (the namespace gets a trailing '/' when it has none; default 'stratacache/'). The node is
  * then stateless: its data, tombstones, tag versions and clock high-water mark live in etcd,
- * and any number of nodes can be started in front of the cluster. Anything else is refused
- * with ERR_INVALID_OPTIONS (`serve` exits 2).
+ * and any number of nodes can be started in front of the cluster. Anything else (a parameter
+ * given twice included) is refused with ERR_INVALID_OPTIONS (`serve` exits 2).
  */
 import type { Duration } from '../core/duration.js'
 import { InvalidOptionsError } from '../core/errors.js'
@@ -36,6 +36,7 @@ export function storeFromUrl(url: string, timeout: Duration): Store {
   const namespace = path === '' ? 'stratacache/' : path.endsWith('/') ? path : `${path}/`
   let consistency: EtcdConsistency | undefined
   for (const [name, value] of new URLSearchParams(m[3] ?? '')) {
+    if (name === 'consistency' && consistency !== undefined) throw new InvalidOptionsError('store', `parameter consistency given more than once in ${JSON.stringify(url)}`)
     if (name === 'consistency' && (value === 'linearizable' || value === 'serializable')) consistency = value
     else throw new InvalidOptionsError('store', `unknown parameter ${name}=${value} in ${JSON.stringify(url)} (known: consistency=linearizable|serializable)`)
   }

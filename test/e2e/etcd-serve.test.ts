@@ -66,5 +66,10 @@ describe('serve --store etcd://: stateless nodes in front of etcd', () => {
     const escape = spawnSync(process.execPath, [CLI, 'serve', '--port', '0', '--store', 'etcd://127.0.0.1:2379/my%zzapp'], { encoding: 'utf8', timeout: 30_000 })
     assert.equal(escape.status, 2, escape.stderr)
     assert.match(escape.stderr, /ERR_INVALID_OPTIONS|Invalid option "store"/)
+    // A parameter given twice is refused: the last one silently won, so a URL built by
+    // appending to a template could read serializable while it said linearizable first.
+    const twice = spawnSync(process.execPath, [CLI, 'serve', '--port', '0', '--store', 'etcd://127.0.0.1:2379/app?consistency=linearizable&consistency=serializable'], { encoding: 'utf8', timeout: 30_000 })
+    assert.equal(twice.status, 2, twice.stderr)
+    assert.match(twice.stderr, /consistency.*more than once/)
   })
 })
