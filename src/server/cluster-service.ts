@@ -34,11 +34,12 @@
  * and closes the transport and discovery.
  */
 import { randomBytes } from 'node:crypto'
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Registry } from 'prom-client'
 import type { Clock } from '../core/clock.js'
 import { BadRequestError, ClusterPassiveError, InvalidOptionsError, type CacheError } from '../core/errors.js'
+import { makeDirectory } from '../core/make-dir.js'
 import { mathRandom } from '../core/random.js'
 import { CompositeDiscovery } from '../cluster/discovery/composite-discovery.js'
 import { DiscoveryHealthChecker } from '../cluster/discovery/discovery-health-checker.js'
@@ -159,7 +160,7 @@ export function resolveClusterNodeId(dataDir: string, given: string | undefined)
     validateNodeId(given, 'nodeId')
     return given
   }
-  mkdirSync(dataDir, { recursive: true })
+  makeDirectory(dataDir)
   const path = join(dataDir, NODE_ID_FILE)
   if (existsSync(path)) {
     const id = readFileSync(path, 'utf8').trim()
@@ -762,7 +763,7 @@ function sameTopology(a: ReplicaTopology, b: ReplicaTopology): boolean {
 }
 
 function mkdir(dir: string): string {
-  mkdirSync(dir, { recursive: true })
+  makeDirectory(dir)
   return dir
 }
 

@@ -57,6 +57,7 @@ import type { Clock, TimerHandle } from '../core/clock.js'
 import { toBytes, toMs, type ByteSize, type Duration } from '../core/duration.js'
 import { AbortedError, CacheError, ClosedError, DataDirLockedError, InvalidKeyError, InvalidOptionsError, StoreFullError, StoreUnavailableError } from '../core/errors.js'
 import { optionNames, rejectUnknown } from '../core/known-options.js'
+import { makeDirectory } from '../core/make-dir.js'
 import { mathRandom, type Random, randomOption } from '../core/random.js'
 import { systemClock } from '../core/system-clock.js'
 import { isAlive, selfIdentity, type ProcessIdentity } from './process-identity.js'
@@ -384,6 +385,8 @@ class LmdbStoreImpl implements LmdbStore {
     this.#retention = positiveMs(options.fenceRetention, '1d', 'lmdb.fenceRetention')
     let root: RootDatabase | undefined
     try {
+      // Made here first: lmdb-js's own recursive mkdir never ends under /proc (core/make-dir.ts).
+      makeDirectory(options.path)
       // noSubdir false: `path` is always a directory, whatever it looks like.
       root = open({ path: options.path, noSubdir: false, maxDbs: 4, maxReaders: options.maxReaders ?? 126 })
       const binary = { encoding: 'binary', keyEncoding: 'binary' } as const

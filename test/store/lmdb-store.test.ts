@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, describe, test } from 'node:test'
@@ -65,6 +66,23 @@ describe('lmdbStore specifics', () => {
     const file = join(root, `plain-file-${++n}`)
     writeFileSync(file, 'not a directory')
     assert.throws(() => lmdbStore({ path: join(file, 'below') }), code('ERR_STORE_UNAVAILABLE'))
+  })
+
+  test('a path under a parent that cannot hold it (a dangling symlink, /proc) fails at once, not in an endless mkdir loop', () => {
+    // node's mkdirSync(path, { recursive: true }), which lmdb-js calls, spins forever at full
+    // CPU there (the child's mkdir says ENOENT, the parent's EEXIST), and a spinning process
+    // ignores SIGTERM: the open runs in a child, killed outright if it has not answered.
+    const dangling = join(root, `dangling-${++n}`)
+    symlinkSync(join(root, 'nowhere'), dangling)
+    const paths = [join(dangling, 'data'), join(dangling, 'a', 'b')]
+    if (process.platform === 'linux') paths.push('/proc/stratacache-test-no-such-dir')
+    const lmdbModule = new URL('../../src/store/lmdb-store.js', import.meta.url).href
+    for (const path of paths) {
+      const script = `import(${JSON.stringify(lmdbModule)}).then(({ lmdbStore }) => { try { lmdbStore({ path: ${JSON.stringify(path)} }); console.log('opened') } catch (err) { console.log(err.code) } })`
+      const res = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000, killSignal: 'SIGKILL' })
+      assert.equal(res.signal, null, `opening ${path} did not end within 20 s (killed)`)
+      assert.equal(res.stdout.trim(), 'ERR_STORE_UNAVAILABLE', `${path}: ${res.stdout}${res.stderr}`)
+    }
   })
 
   test('bad keys, TTLs, values and fences get typed errors and write nothing', async () => {
