@@ -35,6 +35,8 @@
  */
 import { randomBytes } from 'node:crypto'
 import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { get as httpGet } from 'node:http'
+import { get as httpsGet } from 'node:https'
 import { join } from 'node:path'
 import type { Registry } from 'prom-client'
 import type { Clock } from '../core/clock.js'
@@ -711,9 +713,9 @@ export class ClusterService {
     const token = this.#ctx.options.authToken
     if (token !== undefined) headers.authorization = `Bearer ${token}`
     try {
-      const res = await fetch(`${this.#ctx.scheme}://${c.address}${CLUSTER_PATH}`, { headers, signal: AbortSignal.timeout(RESOLVE_TIMEOUT_MS) })
+      const res = await getText(`${this.#ctx.scheme}://${c.address}${CLUSTER_PATH}`, headers, AbortSignal.timeout(RESOLVE_TIMEOUT_MS))
       if (res.status !== 200) throw new Error(`HTTP ${res.status}`)
-      const view = (await res.json()) as Partial<ClusterView>
+      const view = JSON.parse(res.text) as Partial<ClusterView>
       const id = view.self
       validateNodeId(id, 'self')
       this.#resolvedIds.set(c.address, id)
@@ -760,6 +762,32 @@ function sameTopology(a: ReplicaTopology, b: ReplicaTopology): boolean {
     if (x.id !== y.id || x.region !== y.region || x.status !== y.status) return false
   }
   return true
+}
+
+/** Largest answer a candidate's `GET /v1/cluster` may send (a view of thousands of members fits). */
+const MAX_VIEW_BYTES = 8 * 1024 * 1024
+
+/**
+ * One GET over node:http(s), on a connection of its own. Not fetch(): it refuses the WHATWG
+ * "bad ports" (6000, 6665-6669, 10080, …) without dialling, so a seed listening on one was
+ * never reached.
+ */
+function getText(url: string, headers: Record<string, string>, signal: AbortSignal): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const get = url.startsWith('https:') ? httpsGet : httpGet
+    const req = get(url, { headers, signal, agent: false }, (res) => {
+      const chunks: Buffer[] = []
+      let size = 0
+      res.on('data', (chunk: Buffer) => {
+        size += chunk.byteLength
+        if (size > MAX_VIEW_BYTES) req.destroy(new Error(`an answer over ${MAX_VIEW_BYTES} bytes`))
+        else chunks.push(chunk)
+      })
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }))
+      res.on('error', reject)
+    })
+    req.on('error', reject)
+  })
 }
 
 function mkdir(dir: string): string {

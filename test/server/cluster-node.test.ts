@@ -221,6 +221,25 @@ describe('the cluster in a node', () => {
     await node.close()
   })
 
+  test('a seed on a port that fetch() refuses (WHATWG "bad ports": 6000, 6665-6669, 10080…) is reached and joined', async () => {
+    // fetch() fails such a port before dialling; the seed's id was asked with it, so a node
+    // listening on 6000 could never be joined. The first of these ports free here is used.
+    let a: NodeHandle | undefined
+    for (const port of [6000, 6665, 6666, 6667, 6668, 6669, 10080, 6697, 4190, 5060, 5061]) {
+      try {
+        a = await bed.start({ ...FAST, port, clusterPort: 0, dataDir: bed.dir().path, clusterSecret: SECRET, nodeId: 'bad-port-a' })
+        break
+      } catch (err) {
+        if (!/EADDRINUSE|ERR_ADDRESS_IN_USE|in use/i.test(String((err as Error).message ?? err))) throw err
+      }
+    }
+    assert.ok(a !== undefined, 'no bad port free on this machine')
+    const b = await bed.start({ ...FAST, dataDir: bed.dir().path, clusterSecret: SECRET, nodeId: 'bad-port-b', seeds: `127.0.0.1:${a.port}` })
+    await allSee([a, b], ['bad-port-a', 'bad-port-b'], 'alive')
+    await b.close()
+    await a.close()
+  })
+
   test('nodes join through HTTP seeds, with generated ids kept in the data dir; a restart keeps the id and bumps the incarnation; close announces the leave', async () => {
     const dirs = [bed.dir(), bed.dir(), bed.dir()]
     const a = await bed.start({ ...FAST, dataDir: dirs[0].path, clusterSecret: SECRET, region: 'london' })
