@@ -115,6 +115,19 @@ function isMain(): boolean {
 }
 
 if (isMain()) {
+  // A reader that stops early (`stratacache keys --all | head`) closes the pipe: the next
+  // write fails with EPIPE, an 'error' event that would otherwise crash the process with a
+  // stack trace and exit 1 ("not found"). The reader has what it wanted: end quietly, 0.
+  // Any other failure to write stdout (a full disk) is one line on stderr and exit 3.
+  // Not for serve: its stdout is its log, and a node must not stop without its drain.
+  if (process.argv[2] !== 'serve') {
+    process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') process.stderr.write(`stratacache: cannot write to stdout: ${err.message}\n`)
+      process.exit(err.code === 'EPIPE' ? EXIT.OK : EXIT.UNAVAILABLE)
+    })
+    // Nothing can be reported once stderr itself is gone; the exit code still tells.
+    process.stderr.on('error', () => undefined)
+  }
   const code = await runCli(process.argv.slice(2), processIo())
   process.exitCode = code
   if (process.argv[2] === 'serve') {

@@ -37,6 +37,24 @@ function cli(args: string[], { stdin, env = {} }: { stdin?: Buffer | string; env
   })
 }
 
+/** Runs the CLI and closes its stdout after the first chunk, as `| head -c 1` does. */
+function cliClosingStdout(args: string[]): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const env: NodeJS.ProcessEnv = { ...process.env, STRATACACHE_NO_TICKER: '1' }
+    for (const name of Object.keys(env)) if (name.startsWith('STRATACACHE_') && name !== 'STRATACACHE_NO_TICKER') delete env[name]
+    const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+    let err = ''
+    child.stdout.once('data', () => child.stdout.destroy())
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()))
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000)
+    child.on('error', reject)
+    child.on('close', (code) => {
+      clearTimeout(timer)
+      resolve({ code, stderr: err })
+    })
+  })
+}
+
 let node: TestNode
 let n: string[]
 before(async () => {
@@ -166,6 +184,19 @@ describe('stratacache CLI', () => {
       assert.equal((await cli(['get', 'k', '--node', secured.url], { env: { STRATACACHE_AUTH_TOKEN: 'cli-secret' } })).stdout.toString(), 'v')
     } finally {
       await secured.stop()
+    }
+  })
+
+  test('a reader that closes stdout early (| head) ends the command quietly: exit 0, no stack trace', async () => {
+    // EPIPE on stdout crashed the process with an unhandled 'error' event: a raw stack on
+    // stderr and exit 1, which the docs give to "not found".
+    const big = Buffer.alloc(4 << 20, 0x61)
+    assert.equal((await cli(['set', 'epipe:big', ...n], { stdin: big })).code, 0)
+    for (let i = 0; i < 30; i++) assert.equal((await cli(['set', `epipe:k${i}`, 'v', ...n])).code, 0)
+    for (const args of [['get', 'epipe:big'], ['keys', '--all', '--limit', '1', '--prefix', 'epipe:k']]) {
+      const r = await cliClosingStdout([...args, ...n])
+      assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`)
+      assert.doesNotMatch(r.stderr, /EPIPE|\n\s+at /, args.join(' '))
     }
   })
 
