@@ -63,12 +63,13 @@ export const KEYS_HELP = `Usage: stratacache keys [options]
 
 Lists live keys (no deleted or expired ones), one per line, in pages: one page by default,
 every page with --all. When more keys remain, the cursor of the next page is printed on
-stderr (pass it back with --cursor). With --json: { keys: [...], cursor: string | null }
+stderr (pass it back with --cursor and the same --prefix). With --json: { keys: [...], cursor: string | null }
 (--all: { keys: [...], cursor: null }).
 
 Options:
   --prefix <p>         Only keys starting with <p> [default: every key]
   --cursor <c>         Continue a listing from the cursor a previous page printed
+                       (with the same --prefix)
   --limit <n>          Keys per page, 1..1000 [default 100]
   --all                Follow the cursor to the end of the listing (pages of --limit)
 ${COMMON_HELP}`

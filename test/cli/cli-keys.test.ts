@@ -67,6 +67,11 @@ describe('stratacache keys', () => {
     const rest = await run(['keys', '--prefix', 'k:', '--cursor', page.cursor!, '--node', a.url])
     assert.deepEqual(rest.out.trimEnd().split('\n'), names.slice(20))
     assert.equal(rest.err, '', 'no cursor left')
+    // The cursor goes back with the same --prefix (cli.md): without it the node refuses it, exit 4.
+    const alone = await run(['keys', '--cursor', m[1], '--node', a.url])
+    assert.equal(alone.code, EXIT.REFUSED)
+    assert.equal(alone.out, '')
+    assert.match(alone.err, /ERR_BAD_REQUEST.*prefix/)
   })
 
   test('--all follows the cursor to the end; default prefix lists every key', async () => {
