@@ -10,6 +10,10 @@ import type { ClusterStateRecord, ClusterView, MemberView } from '../server/inde
 import { parseClusterState } from '../server/cluster-service.js'
 import { EXIT, parse, UsageError, type CliIo } from './cli-io.js'
 import { normalizeNode } from '../client/client.js'
+import { undiciTransport } from '../client/undici-transport.js'
+
+/** The largest answer read (a cluster view of many members is far below it). */
+const MAX_ANSWER_BYTES = 64 * 1024 * 1024
 
 export const CLUSTER_HELP = `Usage: stratacache cluster status [options]
        stratacache cluster state passive|no-migration|active [options]
@@ -57,16 +61,20 @@ interface Answer {
   readonly body: unknown
 }
 
-async function request(io: CliIo, method: string, url: string, token: string | undefined, timeoutMs: number, body?: unknown): Promise<Answer | string> {
+async function request(io: CliIo, method: 'GET' | 'POST', url: string, token: string | undefined, timeoutMs: number, body?: unknown): Promise<Answer | string> {
   const headers: Record<string, string> = { accept: 'application/json' }
   if (token !== undefined) headers.authorization = `Bearer ${token}`
   if (body !== undefined) headers['content-type'] = 'application/json'
   const controller = new AbortController()
   const clock: Clock = io.clock
   const timer = clock.setTimeout(() => controller.abort(), timeoutMs)
+  // The client's transport, not fetch(): fetch refuses the WHATWG "bad ports" (6000, 6665,
+  // 10080, …) without dialling, so a node every other command reaches was "unreachable".
+  const transport = undiciTransport({ connections: 1, maxResponseBytes: MAX_ANSWER_BYTES, keepAliveMs: 1000 })
+  const { origin, pathname } = new URL(url)
   try {
-    const res = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: controller.signal })
-    const text = await res.text()
+    const res = await transport.request(origin, { method, path: pathname, headers, body: body === undefined ? undefined : Buffer.from(JSON.stringify(body)), signal: controller.signal })
+    const text = res.body.toString('utf8')
     let parsed: unknown
     try {
       parsed = JSON.parse(text)
@@ -75,9 +83,11 @@ async function request(io: CliIo, method: string, url: string, token: string | u
     }
     return { status: res.status, body: parsed }
   } catch (err) {
-    return controller.signal.aborted ? `no answer within ${timeoutMs} ms` : `unreachable: ${err instanceof Error ? ((err.cause as Error | undefined)?.message ?? err.message) : String(err)}`
+    if (controller.signal.aborted) return `no answer within ${timeoutMs} ms`
+    return `unreachable: ${err instanceof Error ? ((err.cause as Error | undefined)?.message ?? err.message) : String(err)}`
   } finally {
     clock.clearTimeout(timer)
+    await transport.close()
   }
 }
 

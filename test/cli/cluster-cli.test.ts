@@ -149,6 +149,38 @@ describe('cluster CLI', () => {
     }
   })
 
+  test('a node on a port fetch() calls unsafe (6000, 6665, 10080, …) is reached as by every other command', async (t) => {
+    // The cluster commands used fetch(), which refuses WHATWG "bad ports" before dialling:
+    // a node serving on 6000 answered get/set but `cluster status` said "unreachable: bad port".
+    const server: Server = createServer((req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.end(req.method === 'POST' && req.url === '/v1/cluster/state' ? '{"state":"ACTIVE","version":1}' : '{}')
+    })
+    let port: number | undefined
+    for (const candidate of [6000, 6665, 6666, 6667, 6668, 6669, 10080, 5060, 5061, 6697, 4045]) {
+      const bound = await new Promise<boolean>((resolve) => {
+        server.once('error', () => resolve(false))
+        server.listen(candidate, '127.0.0.1', () => resolve(true))
+      })
+      if (bound) {
+        port = candidate
+        break
+      }
+    }
+    if (port === undefined) {
+      t.skip('none of the unsafe ports is free here')
+      return
+    }
+    try {
+      const x = io()
+      assert.equal(await runCli(['cluster', 'state', 'active', '--node', `127.0.0.1:${port}`], x), EXIT.OK, x.err_)
+      assert.match(x.out_, /cluster state ACTIVE \(version 1\)/)
+    } finally {
+      server.closeAllConnections()
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+    }
+  })
+
   test('an answer that is not the protocol (a 200 from something else) is ERR_BAD_RESPONSE, exit 3: never a TypeError nor "undefined" printed with exit 0', async () => {
     let body = ''
     const server: Server = createServer((_req, res) => {
