@@ -27,7 +27,7 @@ Options:
   --ttl <ttl>          A bare number is SECONDS (as in the HTTP API); or a duration with
                        its unit ('90s', '5m', '1d'), or 'none' [default: the node's
                        default, 3600 s]
-  --tags <a,b>         Comma-separated dependency tags (org:1:user:42)
+  --tags <a,b>         Comma-separated dependency tags (org:1:user:42); repeat to add more
   --if-version <n|*>   Write only if the current version is n ('*': only if it exists);
                        exit code 4 when it is not
   --file <path>        Read the value from a file
@@ -137,7 +137,7 @@ export async function getCommand(argv: string[], io: CliIo): Promise<number> {
 }
 
 export async function setCommand(argv: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parse(argv, { ...COMMON_OPTIONS, ttl: { type: 'string' }, tags: { type: 'string' }, 'if-version': { type: 'string' }, file: { type: 'string' } })
+  const { values, positionals } = parse(argv, { ...COMMON_OPTIONS, ttl: { type: 'string' }, tags: { type: 'string', multiple: true }, 'if-version': { type: 'string' }, file: { type: 'string' } })
   if (values.help === true) {
     io.out.write(`${SET_HELP}\n`)
     return EXIT.OK
@@ -158,8 +158,9 @@ export async function setCommand(argv: string[], io: CliIo): Promise<number> {
     if (stdin === undefined) throw new UsageError('no value: give it as an argument, with --file, or on stdin')
     value = stdin
   }
-  // `--tags ''` is no tags; an empty tag within a list (a,,b) is refused by the client's tag check, as the node would.
-  const tags = values.tags === undefined ? undefined : values.tags === '' ? [] : values.tags.split(',').map((t) => t.trim())
+  // --tags adds up when repeated (as --node does). `--tags ''` is no tags; an empty tag within
+  // a list (a,,b) is refused by the client's tag check, as the node would.
+  const tags = values.tags?.flatMap((list) => (list === '' ? [] : list.split(',').map((t) => t.trim())))
   const ifVersion = versionArg(values['if-version'])
   const ttl = ttlArg(values.ttl)
   return withClient(clientFrom(values, io), async (client) => {

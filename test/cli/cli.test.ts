@@ -108,6 +108,18 @@ describe('stratacache CLI', () => {
     assert.deepEqual(JSON.parse(forever.stdout.toString()), { version: JSON.parse(forever.stdout.toString()).version, ttl: null })
   })
 
+  test('--tags repeated adds up, as --node does: no tag is dropped', async () => {
+    // The last --tags silently won: the entry lost its other tags, and an invalidation of
+    // them left it served.
+    assert.equal((await cli(['set', 'multi', 'x', '--tags', 'rep:1', '--tags', 'rep:2,rep:3', ...n])).code, 0)
+    const got = JSON.parse((await cli(['get', 'multi', '--json', ...n])).stdout.toString()) as { tags: string[] }
+    assert.deepEqual(got.tags, ['rep:1', 'rep:2', 'rep:3'])
+    assert.equal((await cli(['set', 'multi', 'x', '--tags', 'rep:1', '--tags', '', ...n])).code, 0, "an empty --tags adds none")
+    assert.deepEqual((JSON.parse((await cli(['get', 'multi', '--json', ...n])).stdout.toString()) as { tags: string[] }).tags, ['rep:1'])
+    assert.equal((await cli(['invalidate', 'rep:1', ...n])).code, 0)
+    assert.equal((await cli(['get', 'multi', ...n])).code, 1, 'invalidating the first tag reaches the entry')
+  })
+
   test('binary values through stdin and --file come back byte for byte', async () => {
     const bytes = Buffer.from(Array.from({ length: 256 }, (_, i) => i))
     assert.equal((await cli(['set', 'bin', ...n], { stdin: bytes })).code, 0)
