@@ -156,6 +156,7 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv):
       help = true
       continue
     }
+    if (/^-[^-]/.test(arg)) throw new UsageError(`Unknown option ${arg} (serve takes long options such as --port; see --help)`)
     if (!arg.startsWith('--')) throw new UsageError(`Unexpected argument ${JSON.stringify(arg)}`)
     const eq = arg.indexOf('=')
     const flag = eq === -1 ? arg : arg.slice(0, eq)

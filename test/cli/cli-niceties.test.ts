@@ -55,6 +55,12 @@ describe('did you mean', () => {
     assert.equal(await serveCommand(['--prot', '0'], {}, { out: () => undefined, err: (t) => void (err += t) }), EXIT.USAGE)
     assert.match(err, /Unknown option --prot \(did you mean --port\?\)/)
   })
+
+  test('a short option serve does not take is an unknown option, not an "unexpected argument"', async () => {
+    let err = ''
+    assert.equal(await serveCommand(['-p', '7700'], {}, { out: () => undefined, err: (t) => void (err += t) }), EXIT.USAGE)
+    assert.match(err, /Unknown option -p \(serve takes long options such as --port; see --help\)/)
+  })
 })
 
 describe('help', () => {
