@@ -98,7 +98,10 @@ export function parse<O extends NonNullable<ParseArgsConfig['options']>>(argv: r
     const message = err instanceof Error ? err.message : String(err)
     const unknown = (err as { code?: unknown }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? /'(--?[^'\s=]+)/.exec(message)?.[1] : undefined
     const guess = unknown === undefined ? undefined : didYouMean(unknown, Object.keys(options).map((o) => `--${o}`))
-    throw new UsageError(guess === undefined ? message : `${message.split('.')[0]}. Did you mean ${guess}?`)
+    if (guess !== undefined) throw new UsageError(`${message.split('.')[0]}. Did you mean ${guess}?`)
+    // Node's own text for an unknown option runs on and ends on an unbalanced quote: one line instead.
+    if (unknown !== undefined) throw new UsageError(`${message.split('.')[0]} (see --help; a value that starts with - goes after --: -- ${JSON.stringify(unknown)})`)
+    throw new UsageError(message)
   }
 }
 

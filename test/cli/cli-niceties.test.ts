@@ -50,6 +50,13 @@ describe('did you mean', () => {
     assert.match(y.err_, /Did you mean --json\?/)
   })
 
+  test('an unknown option with no near name says so in one line, with --help and the -- way for a value starting with a dash', async () => {
+    // Node's own text ran on and ended with an unbalanced quote: as in '-- "--bogus"
+    const x = io()
+    assert.equal(await runCli(['get', 'k', '--bogus'], x), EXIT.USAGE)
+    assert.equal(x.err_, 'stratacache get: Unknown option \'--bogus\' (see --help; a value that starts with - goes after --: -- "--bogus")\n')
+  })
+
   test('an unknown option of serve suggests the known one', async () => {
     let err = ''
     assert.equal(await serveCommand(['--prot', '0'], {}, { out: () => undefined, err: (t) => void (err += t) }), EXIT.USAGE)
