@@ -462,10 +462,13 @@ export function normalizeNode(address: unknown, option = 'nodes'): string {
   try {
     url = new URL(text)
   } catch (err) {
-    throw new InvalidOptionsError(option, `not a node address: ${JSON.stringify(address)}`, { cause: err })
+    // An unparsable address may still hold credentials: everything before an '@' is not echoed.
+    throw new InvalidOptionsError(option, `not a node address: ${JSON.stringify(address.replace(/^(.*:\/\/)?[^/]*@/, (_m, scheme: string | undefined) => `${scheme ?? ''}***@`))}`, { cause: err })
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InvalidOptionsError(option, `nodes speak http or https, got ${url.protocol}`)
-  if (url.pathname !== '/' || url.search !== '' || url.hash !== '' || url.username !== '') throw new InvalidOptionsError(option, `a node address is scheme://host:port only, got ${JSON.stringify(address)}`)
+  // Credentials are refused (the node takes a bearer token) and never echoed: the error may be logged.
+  if (url.username !== '' || url.password !== '') throw new InvalidOptionsError(option, `a node address takes no credentials (user:password@); give the node's token as the token option, got ${JSON.stringify(`${url.protocol}//***@${url.host}`)}`)
+  if (url.pathname !== '/' || url.search !== '' || url.hash !== '') throw new InvalidOptionsError(option, `a node address is scheme://host:port only, got ${JSON.stringify(address)}`)
   // A bare host with no port at all (not ':80', which URL also reports as no port).
   if (bare && url.port === '' && !/:\d+$/.test(address.trim())) url.port = String(DEFAULT_PORT)
   return url.origin

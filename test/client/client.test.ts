@@ -3,7 +3,7 @@ import { describe, test } from 'node:test'
 import { createClient, errorFromResponse, isNodeAnswer, normalizeNode, type ClientOptions } from '../../src/client/client.js'
 import { RetryPolicy } from '../../src/client/retry-policy.js'
 import { isNotSent } from '../../src/client/transport.js'
-import { AckTimeoutError, isCacheError, type ErrorCode } from '../../src/core/errors.js'
+import { AckTimeoutError, InvalidOptionsError, isCacheError, type ErrorCode } from '../../src/core/errors.js'
 import { ManualClock } from '../../src/core/manual-clock.js'
 import { SeededRandom } from '../../src/core/random.js'
 import { drive, tick } from '../support/drive.js'
@@ -487,6 +487,16 @@ describe('answers, errors and options', () => {
     assert.equal(normalizeNode('127.0.0.1:80'), 'http://127.0.0.1')
     assert.equal(normalizeNode('http://cache.example'), 'http://cache.example')
     assert.equal(normalizeNode('https://cache.example'), 'https://cache.example')
+  })
+
+  test('a node address with credentials is refused without echoing them (a password given alone included)', () => {
+    for (const address of ['http://user:s3cret@127.0.0.1:7700', 'http://:s3cret@127.0.0.1:7700', 'https://s3cret@cache.example', 'user:s3cret@127.0.0.1:7700']) {
+      assert.throws(
+        () => normalizeNode(address),
+        (err: unknown) => err instanceof InvalidOptionsError && !err.message.includes('s3cret') && /credentials/.test(err.message),
+        address,
+      )
+    }
   })
 
   test('mget splits batches over 1000 keys and keeps order; mset likewise', async () => {
