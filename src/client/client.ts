@@ -616,7 +616,7 @@ class NodeClient implements Client {
     if (r === undefined) return this.#get(key, options)
     let entry: ClientEntry | undefined
     try {
-      entry = await this.#get(key, options, watched)
+      entry = await this.#get(key, options, watched, true)
     } catch (err) {
       near.publish(r, undefined)
       if (isNodeAnswer(err) || err instanceof ClosedError) throw err
@@ -627,7 +627,8 @@ class NodeClient implements Client {
     return entry
   }
 
-  async #get(key: string, options: ClientCallOptions | undefined, pin?: string): Promise<ClientEntry | undefined> {
+  /** `once`: a fill pinned to the watched node makes one attempt; a failure goes the usual way (the caller's fallback). */
+  async #get(key: string, options: ClientCallOptions | undefined, pin?: string, once = false): Promise<ClientEntry | undefined> {
     checkKey(key)
     const parse = (res: HttpResponse, node: string): ClientEntry | undefined => {
       if (isMiss(res)) return undefined
@@ -646,7 +647,7 @@ class NodeClient implements Client {
     const headers: Record<string, string> = need === undefined ? {} : { [HEADER_MIN_VERSION]: String(need) }
     const stale = need === undefined ? undefined : key
     if (pin === undefined && this.#ladder !== undefined) return this.#climb({ method: 'GET', path: keyPath(key), headers }, parse, stale)
-    return this.#call({ method: 'GET', path: keyPath(key), headers }, true, options, parse, pin, stale)
+    return this.#call({ method: 'GET', path: keyPath(key), headers }, true, options, parse, pin, stale, once)
   }
 
   /** The current topology (what the ladder reads from). */
@@ -873,8 +874,8 @@ class NodeClient implements Client {
     return this.#mgetAll(keys, options)
   }
 
-  async #mgetAll(keys: readonly string[], options: ClientCallOptions | undefined, pin?: string): Promise<(ClientEntry | undefined)[]> {
-    const parts = await Promise.all(chunks(keys, MAX_BATCH).map((part) => this.#mgetPart(part, options, pin)))
+  async #mgetAll(keys: readonly string[], options: ClientCallOptions | undefined, pin?: string, once = false): Promise<(ClientEntry | undefined)[]> {
+    const parts = await Promise.all(chunks(keys, MAX_BATCH).map((part) => this.#mgetPart(part, options, pin, once)))
     return parts.flat()
   }
 
@@ -906,7 +907,7 @@ class NodeClient implements Client {
     else {
       const claims = misses.map((key) => near.reserve(key))
       try {
-        fetched = await this.#mgetAll(misses, options, watched)
+        fetched = await this.#mgetAll(misses, options, watched, true)
       } catch (err) {
         for (const r of claims) if (r !== undefined) near.publish(r, undefined)
         if (isNodeAnswer(err) || err instanceof ClosedError) throw err
@@ -931,7 +932,7 @@ class NodeClient implements Client {
     return out
   }
 
-  #mgetPart(keys: readonly string[], options: ClientCallOptions | undefined, pin?: string): Promise<(ClientEntry | undefined)[]> {
+  #mgetPart(keys: readonly string[], options: ClientCallOptions | undefined, pin?: string, once = false): Promise<(ClientEntry | undefined)[]> {
     const body = jsonBody({ keys })
     return this.#call({ method: 'POST', path: '/v1/mget', headers: { 'content-type': 'application/json' }, body }, true, options, (res, node) => {
       if (res.status !== 200) throw errorFromResponse(res, node)
@@ -947,7 +948,7 @@ class NodeClient implements Client {
         })
       }
       return out
-    }, pin)
+    }, pin, undefined, once)
   }
 
   async mset(entries: readonly ClientMsetEntry[], options: ClientMsetOptions = {}): Promise<number[]> {
@@ -1149,6 +1150,8 @@ class NodeClient implements Client {
     parse: (res: HttpResponse, node: string) => T,
     pin?: string,
     staleKey?: string,
+    /** One attempt: a failure (network, timeout, 5xx) is thrown at once (a near-cache fill, which has a fallback). Busy and stale answers still wait. */
+    once = false,
   ): Promise<T> {
     this.#checkOpen()
     const timeoutMs = options?.timeout === undefined ? this.#r.timeoutMs : finiteMs(options.timeout, this.#r.timeoutMs, 'timeout', 1)
@@ -1208,7 +1211,7 @@ class NodeClient implements Client {
         retriable = outcome.kind === 'network' && outcome.notSent ? true : idempotent
       }
       this.#rotation.failure(node)
-      if (!retriable || retries >= this.#policy.retries) throw failure
+      if (!retriable || once || retries >= this.#policy.retries) throw failure
       const wait = this.#policy.delay(retries++)
       if (clock.now() + wait >= deadline) throw failure
       await this.#sleep(wait)

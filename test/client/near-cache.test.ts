@@ -6,7 +6,10 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import { createClient } from '../../src/client/index.js'
+import type { HttpRequest, Transport } from '../../src/client/transport.js'
+import { undiciTransport } from '../../src/client/undici-transport.js'
 import { startTestNode, type TestNode } from '../support/node-fixture.js'
+import { TcpProxy } from '../support/tcp-proxy.js'
 import { until as untilWithin } from '../support/until.js'
 
 const TOKEN = 'near-cache-token'
@@ -82,5 +85,42 @@ test('writes never wait on a watcher that does not read; a client that keeps up 
   } finally {
     await client.close()
     await small.stop()
+  }
+})
+
+test('a fill from a watched node that hangs is tried once, then the read goes the usual way', async () => {
+  // Two lone nodes holding the same key; the near cache watches the first, through a proxy that then stops forwarding (a hung node).
+  const other = await startTestNode({ authToken: TOKEN, watchMetaInterval: 100 })
+  const proxy = await TcpProxy.start(Number(new URL(n.url).port))
+  const watched = `http://127.0.0.1:${proxy.port}`
+  const inner = undiciTransport({ connections: 4, maxResponseBytes: 1 << 20, keepAliveMs: 4000 })
+  const reads = new Map<string, number>()
+  const counting: Transport = {
+    request(origin: string, req: HttpRequest) {
+      if (req.path === '/v1/keys/nc%3Ahung') reads.set(origin, (reads.get(origin) ?? 0) + 1)
+      return inner.request(origin, req)
+    },
+    stream: (origin, req) => inner.stream!(origin, req),
+    close: () => inner.close(),
+  }
+  const writer = createClient({ nodes: [n.url, other.url], token: TOKEN })
+  const client = createClient({ nodes: [watched, other.url], token: TOKEN, timeout: '300ms', transport: counting, nearCache: { maxEntries: 10 } })
+  try {
+    await writer.set('nc:hung', 'v')
+    await writer.set('nc:hung', 'v')
+    await until('the stream to be live', () => client.nearCacheStats()!.state === 'live' && client.nodes().length === 2)
+    proxy.pause()
+    const t0 = performance.now()
+    assert.equal((await client.get('nc:hung'))?.value.toString(), 'v')
+    const ms = performance.now() - t0
+    // Before: the fill was retried on the hung node (4 x 300 ms and the backoffs) before going elsewhere.
+    assert.ok((reads.get(watched) ?? 0) <= 2, `reads sent to the hung watched node: ${JSON.stringify([...reads])}`)
+    assert.ok(ms < 1200, `the read took ${ms.toFixed(0)} ms`)
+  } finally {
+    proxy.resume()
+    await client.close()
+    await writer.close()
+    await proxy.close()
+    await other.stop()
   }
 })
