@@ -623,7 +623,7 @@ class NodeClient implements Client {
       return this.#get(key, options)
     }
     if (entry === undefined) near.publish(r, undefined)
-    else near.publish(r, entry, entry.tags, entry.ttlMs)
+    else near.publish(r, entry, entry.tags, nearTtlMs(entry))
     return entry
   }
 
@@ -923,7 +923,7 @@ class NodeClient implements Client {
         const entry = fetched[k]
         const need = entry === undefined ? undefined : session?.minVersion(misses[k]!, now)
         if (entry === undefined || (need !== undefined && entry.version < need)) near.publish(r, undefined)
-        else near.publish(r, entry, entry.tags, entry.ttlMs)
+        else near.publish(r, entry, entry.tags, nearTtlMs(entry))
       })
     }
     misses.forEach((key, k) => {
@@ -1363,6 +1363,16 @@ function ifMatch(version: number | '*'): string {
   if (version === '*') return '*'
   if (typeof version !== 'number' || !Number.isSafeInteger(version) || version < 1) throw new InvalidOptionsError('ifVersion', `expected a positive integer version or '*', got ${String(version)}`)
   return `"${version}"`
+}
+
+/**
+ * How long the near cache may keep a fetched entry. The node answers the remaining TTL in whole
+ * seconds rounded up, so as little as `ttlMs - 1000` may be left: keeping it for `ttlMs` served
+ * it up to 1 s after the node expired it (and an expiry sends no invalidation). An entry answered
+ * with 1 s left is not cached.
+ */
+function nearTtlMs(entry: ClientEntry): number {
+  return entry.ttlMs === Infinity ? Infinity : entry.ttlMs - 1000
 }
 
 const keyPath = (key: string): string => `/v1/keys/${encodeURIComponent(key)}`

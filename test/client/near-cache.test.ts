@@ -124,3 +124,23 @@ test('a fill from a watched node that hangs is tried once, then the read goes th
     await other.stop()
   }
 })
+
+test('an entry the node expires is not served from the near cache after the node dropped it', async () => {
+  const writer = createClient({ nodes: [n.url], token: TOKEN })
+  const client = createClient({ nodes: [n.url], token: TOKEN, nearCache: { maxEntries: 10, ttl: '30s' } })
+  try {
+    await until('the stream to be live', () => client.nearCacheStats()!.state === 'live')
+    await writer.set('nc:expiring', 'x', { ttl: '2s' })
+    // The node answers the remaining TTL in whole seconds, rounded up: '1' while up to 1 s is left.
+    await untilWithin('the entry to have at most 1 s left', 3000, async () => (await writer.get('nc:expiring'))?.ttlMs === 1000)
+    // Most of that second gone (a real node on its real clock: no clock to move), then the fill.
+    await new Promise((resolve) => setTimeout(resolve, 700))
+    assert.equal((await client.get('nc:expiring'))?.value.toString(), 'x')
+    await untilWithin('the node to expire the entry', 3000, async () => (await writer.get('nc:expiring')) === undefined)
+    // Before: the near cache kept it for the answered 1 s from the fill, up to ~1 s past the node's expiry.
+    assert.equal(await client.get('nc:expiring'), undefined, 'served from the near cache after the node expired it')
+  } finally {
+    await client.close()
+    await writer.close()
+  }
+})
