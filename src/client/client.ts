@@ -547,14 +547,16 @@ class NodeClient implements Client {
       this.#session = new Session(session === true ? DEFAULT_SESSION_KEYS : positiveInt(session.maxKeys, DEFAULT_SESSION_KEYS, 'session.maxKeys'), monotonic)
     }
     if (options.region !== undefined || options.ladder !== undefined) {
-      const region = options.region ?? 'default'
+      // null is a bad value, not a default: it turned the ladder on where leaving the option out keeps it off.
+      const region = options.region === undefined ? 'default' : options.region
       // The node's rule for a region name: another one matches no node, and every read would go to other regions.
       if (typeof region !== 'string' || !REGION_NAME.test(region)) throw new InvalidOptionsError('region', `expected a region name, 1-64 characters of [A-Za-z0-9_.-], got ${JSON.stringify(String(region).slice(0, 70))}`)
-      const l = options.ladder ?? {}
+      const l = options.ladder === undefined ? {} : options.ladder
       if (l === null || typeof l !== 'object' || Array.isArray(l)) throw new InvalidOptionsError('ladder', 'expected an object')
       const given = l.timeouts ?? [500, 500, 750, 1000]
       if (!Array.isArray(given) || given.length === 0) throw new InvalidOptionsError('ladder.timeouts', 'expected a non-empty array of durations')
-      const timeoutsMs = given.map((t, i) => finiteMs(t, 0, `ladder.timeouts[${i}]`, 1))
+      // Array.from visits holes too (map skipped them: a NaN timeout).
+      const timeoutsMs = Array.from(given, (t, i) => finiteMs(t, 0, `ladder.timeouts[${i}]`, 1))
       const deadlineMs = finiteMs(l.deadline, timeoutsMs.reduce((a, b) => a + b, 0), 'ladder.deadline', 1)
       const refreshMs = finiteMs(l.topologyRefresh, 5000, 'ladder.topologyRefresh', 1)
       this.#ladder = { region, timeoutsMs, deadlineMs, refreshMs, ejectOnTimeout }
@@ -562,7 +564,7 @@ class NodeClient implements Client {
     }
     if (options.nearCache !== undefined) {
       const nc = options.nearCache
-      if (nc === null || typeof nc !== 'object') throw new InvalidOptionsError('nearCache', 'expected { maxEntries, ttl? }')
+      if (nc === null || typeof nc !== 'object' || Array.isArray(nc)) throw new InvalidOptionsError('nearCache', 'expected { maxEntries, ttl? }')
       if (nc.maxEntries === undefined) throw new InvalidOptionsError('nearCache.maxEntries', 'required: the most entries the near cache holds')
       const maxEntries = positiveInt(nc.maxEntries, 0, 'nearCache.maxEntries')
       const ttlMs = toMsOr(nc.ttl, 30_000, 'nearCache.ttl')

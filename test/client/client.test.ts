@@ -424,6 +424,13 @@ describe('answers, errors and options', () => {
       [{ nodes: [A], region: 'lon don' }, 'region'],
       [{ nodes: [A], region: 'r'.repeat(65) }, 'region'],
       [{ nodes: [A], ladder: [] }, 'ladder'],
+      // null turned the ladder on (region 'default'), where leaving the option out keeps it off.
+      [{ nodes: [A], ladder: null }, 'ladder'],
+      [{ nodes: [A], region: null }, 'region'],
+      // A hole was skipped by the check and became a NaN timeout (a try that timed out at once).
+      // eslint-disable-next-line no-sparse-arrays
+      [{ nodes: [A], ladder: { timeouts: [, '100ms'] } }, 'ladder.timeouts[0]'],
+      [{ nodes: [A], nearCache: [] }, 'nearCache'],
       [{ nodes: [A], eject: 5 }, 'eject'],
       [{ nodes: [A], eject: 'off' }, 'eject'],
       // Names the client does not know were ignored (timout left 2 s, retries at the top level 3).
