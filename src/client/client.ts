@@ -621,7 +621,8 @@ class NodeClient implements Client {
       entry = await this.#get(key, options, watched, true)
     } catch (err) {
       near.publish(r, undefined)
-      if (isNodeAnswer(err) || err instanceof ClosedError) throw err
+      // ERR_STALE_READ: the watched node has not caught up with this session; another node may have (the usual path moves on at once).
+      if ((isNodeAnswer(err) && !(err instanceof StaleReadError)) || err instanceof ClosedError) throw err
       return this.#get(key, options)
     }
     if (entry === undefined) near.publish(r, undefined)
@@ -1188,6 +1189,8 @@ class NodeClient implements Client {
           // Healthy but behind: the next node of the rotation at once, no retry spent; after
           // a round of stale nodes (or on a pinned one) a short wait, within the budget.
           this.#rotation.success(node)
+          // A near-cache fill does not wait on its one node: the caller goes the usual way.
+          if (once) throw staleError(res, staleKey)
           stale++
           const round = pin === undefined ? this.#r.nodes.length : 1
           if (stale % round === 0) {

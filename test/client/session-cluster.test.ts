@@ -106,6 +106,39 @@ describe('session tokens against clustered nodes', () => {
     }
   })
 
+  test('near cache: a watched node that stays behind the session (ERR_STALE_READ) sends the read to another node at once', async () => {
+    // B far behind, simulated: every key GET to B asks for a version no node has, so B answers ERR_STALE_READ (have > 0) until the end.
+    const inner = undiciTransport({ connections: 4, maxResponseBytes: 1 << 20, keepAliveMs: 4000 })
+    let toB = 0
+    const transport: Transport = {
+      request(origin: string, req: HttpRequest) {
+        if (origin === b.url && req.method === 'GET' && req.path.startsWith('/v1/keys/') && req.headers['x-stratacache-min-version'] !== undefined) {
+          toB++
+          return inner.request(origin, { ...req, headers: { ...req.headers, 'x-stratacache-min-version': String(Number.MAX_SAFE_INTEGER) } })
+        }
+        return inner.request(origin, req)
+      },
+      stream: (origin, req) => inner.stream!(origin, req),
+      close: () => inner.close(),
+    }
+    const client = createClient({ nodes: [b.url, a.url], transport, retry: { maxElapsed: '1s' }, nearCache: { maxEntries: 100, ttl: '30s' } })
+    try {
+      const end = performance.now() + 5000
+      while (client.nearCacheStats()?.state !== 'live') {
+        assert.ok(performance.now() < end, 'the near cache goes live')
+        await new Promise((r) => setTimeout(r, 10))
+      }
+      await client.set('behind', 'v1', { ack: 'all' })
+      const t0 = performance.now()
+      // Before: the fill waited on B alone until retry.maxElapsed, then threw ERR_STALE_READ.
+      assert.equal((await client.get('behind'))?.value.toString(), 'v1')
+      const ms = performance.now() - t0
+      assert.ok(ms < 500, `the read took ${ms.toFixed(0)} ms (${toB} GETs to B)`)
+    } finally {
+      await client.close()
+    }
+  })
+
   test('session: false: no least version is sent, and B answers what it has (stale)', async () => {
     const transport = routing(b.url)
     const client = createClient({ nodes: [a.url], transport, session: false })
