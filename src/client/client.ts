@@ -778,8 +778,13 @@ class NodeClient implements Client {
   /** Reads the topology from the first node that answers `GET /v1/cluster`; again every `topologyRefresh`. */
   async #refreshTopology(): Promise<void> {
     const ladder = this.#ladder!
-    const candidates = [...new Set([...this.#topology.local, ...this.#topology.remote.flat(), ...this.#r.nodes])]
-    for (const node of candidates) {
+    const queue = [...new Set([...this.#topology.local, ...this.#topology.remote.flat(), ...this.#r.nodes])]
+    const tried = new Set<string>()
+    let foreign = false
+    while (queue.length > 0) {
+      const node = queue.shift()!
+      if (tried.has(node)) continue
+      tried.add(node)
       if (this.#closed) return
       if (!this.#rotation.inRotation(node)) continue
       const outcome = await this.#attempt(node, { method: 'GET', path: '/v1/cluster' }, ladder.timeoutsMs[0]!)
@@ -806,7 +811,12 @@ class NodeClient implements Client {
       for (const n of [...topology.local, ...topology.remote.flat()]) this.#rotation.add(n)
       this.#cursor.clear()
       this.#topology = topology
-      break
+      if (foreign || (view as { region?: unknown }).region === ladder.region || topology.local.length === 0) break
+      // A node of another region ranks the regions by its own distance to them (itself first):
+      // ask a node of the client's region for its view now, not a topologyRefresh later.
+      foreign = true
+      queue.length = 0
+      queue.push(...topology.local)
     }
     if (!this.#closed) this.#topologyTimer = this.#clock.setTimeout(() => void this.#refreshTopology(), ladder.refreshMs, { unref: true })
   }

@@ -198,3 +198,23 @@ test('nodes served over https: the topology keeps the scheme of the node that an
   assert.ok(transport.requests.every((q) => q.origin.startsWith('https://')), 'nothing dialled over plain http')
   await client.close()
 })
+
+test("a client of another region than the node it knows ranks the regions from its own region's view, at once", async () => {
+  // Its nodes name a london node; the client is in paris. London's view ranks paris, then tokyo; paris's own view ranks tokyo, then london.
+  const PARIS_VIEW = {
+    self: 'n11',
+    region: 'paris',
+    regions: [
+      { region: 'paris', rank: 0, members: [member('paris', 11)] },
+      { region: 'tokyo', rank: 1, members: [member('tokyo', 21)] },
+      { region: 'london', rank: 2, members: [member('london', 1), member('london', 2)] },
+    ],
+  }
+  const clock = new ManualClock()
+  const transport = new ScriptedTransport(clock, (origin, req) => (req.path === '/v1/cluster' ? respond(200, origin === url(11) ? PARIS_VIEW : VIEW) : 'hang'))
+  const client = createClient({ nodes: [url(1)], region: 'paris', clock, transport })
+  for (let i = 0; i < 6; i++) await tick()
+  // Before: london's ranking (london nearest) until the next topologyRefresh, 5 s later.
+  assert.deepEqual(client.topology(), { local: [url(11)], remote: [[url(21)], [url(1), url(2)]], source: 'cluster' })
+  await client.close()
+})
