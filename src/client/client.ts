@@ -649,7 +649,7 @@ class NodeClient implements Client {
     const need = this.#session?.minVersion(key, this.#clock.now())
     const headers: Record<string, string> = need === undefined ? {} : { [HEADER_MIN_VERSION]: String(need) }
     const stale = need === undefined ? undefined : key
-    if (pin === undefined && this.#ladder !== undefined) return this.#climb({ method: 'GET', path: keyPath(key), headers }, parse, stale)
+    if (pin === undefined && this.#ladder !== undefined) return this.#climb({ method: 'GET', path: keyPath(key), headers }, parse, stale, options)
     return this.#call({ method: 'GET', path: keyPath(key), headers }, true, options, parse, pin, stale, once)
   }
 
@@ -668,9 +668,11 @@ class NodeClient implements Client {
    * starts at once. A busy answer waits (Retry-After or backoff) and repeats the try without
    * using a rung. Nothing outlives the ladder's deadline.
    */
-  async #climb<T>(req: Omit<HttpRequest, 'signal' | 'headers'> & { headers?: Record<string, string> }, parse: (res: HttpResponse, node: string) => T, staleKey?: string): Promise<T> {
+  async #climb<T>(req: Omit<HttpRequest, 'signal' | 'headers'> & { headers?: Record<string, string> }, parse: (res: HttpResponse, node: string) => T, staleKey?: string, options?: ClientCallOptions): Promise<T> {
     this.#checkOpen()
     const ladder = this.#ladder!
+    // A per-call timeout is the timeout of each try, instead of the rungs' (it was ignored, a bad one unchecked).
+    const perTryMs = options?.timeout === undefined ? undefined : finiteMs(options.timeout, 0, 'timeout', 1)
     const clock = this.#clock
     const deadline = clock.now() + ladder.deadlineMs
     let plan = this.#plan(ladder.timeoutsMs.length)
@@ -694,7 +696,7 @@ class NodeClient implements Client {
       const node = plan[i]!
       const left = deadline - clock.now()
       if (left <= 0) break
-      const timeoutMs = Math.min(ladder.timeoutsMs[i]!, left)
+      const timeoutMs = Math.min(perTryMs ?? ladder.timeoutsMs[i]!, left)
       const outcome = await this.#attempt(node, req, timeoutMs)
       this.#checkOpen()
       if (outcome.kind === 'response') {
@@ -1080,7 +1082,7 @@ class NodeClient implements Client {
       if (cursor !== null && (typeof cursor !== 'string' || cursor === '')) throw new BadResponseError('keys answer with a cursor that is neither a string nor null', { node })
       return { keys: keys as string[], cursor: cursor === null ? undefined : encodeKeysCursor(node, cursor) }
     }
-    if (pin === undefined && this.#ladder !== undefined) return this.#climb({ method: 'GET', path }, parse)
+    if (pin === undefined && this.#ladder !== undefined) return this.#climb({ method: 'GET', path }, parse, undefined, options)
     return this.#call({ method: 'GET', path }, true, options, parse, pin)
   }
 

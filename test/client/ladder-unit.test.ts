@@ -218,3 +218,16 @@ test("a client of another region than the node it knows ranks the regions from i
   assert.deepEqual(client.topology(), { local: [url(11)], remote: [[url(21)], [url(1), url(2)]], source: 'cluster' })
   await client.close()
 })
+
+test('a per-call timeout is the timeout of each ladder try (it was ignored), and a bad one is ERR_INVALID_OPTIONS', async () => {
+  const { clock, transport, client } = await ladderClient((origin) => (origin === url(2) ? ok() : 'hang'))
+  const r = await drive(clock, client.get('k', { timeout: '100ms' }), { step: 5 })
+  assert.equal(r.ok, true, String(r.error))
+  const tries = keyTries(transport)
+  assert.deepEqual(tries.map((q) => [q.origin, q.at - tries[0]!.at]), [[url(1), 0], [url(2), 100]])
+  // A try shorter than its rung is not the hung-node signal: a failure, not a quarantine.
+  assert.equal(stateOf(client, url(1)).inRotation, true)
+  await assert.rejects(client.get('k', { timeout: 'soon' as never }), (e: unknown) => (e as { code?: string; option?: string }).code === 'ERR_INVALID_OPTIONS' && (e as { option?: string }).option === 'timeout')
+  await assert.rejects(client.keys({ timeout: 0 }), (e: unknown) => (e as { code?: string; option?: string }).code === 'ERR_INVALID_OPTIONS' && (e as { option?: string }).option === 'timeout')
+  await client.close()
+})
