@@ -600,7 +600,8 @@ class NodeClient implements Client {
     if (near === undefined) return this.#get(key, options)
     // Only valid keys are ever cached, so a hit needs no key check (a miss gets it in #get);
     // after close() the near cache is empty and bypassed, so a closed client never hits.
-    const hit = near.get(key)
+    // A stream not heard from within its silence bound serves no hits (the staleness bound), even before its timer ran.
+    const hit = this.#link!.heard ? near.get(key) : undefined
     if (hit !== undefined) return Promise.resolve(hit)
     return this.#nearMiss(near, key, options)
   }
@@ -904,13 +905,14 @@ class NodeClient implements Client {
     this.#checkOpen()
     const out: (ClientEntry | undefined)[] = new Array(keys.length)
     const missing = new Map<string, number[]>()
+    const heard = this.#link!.heard
     keys.forEach((key, i) => {
       const at = missing.get(key)
       if (at !== undefined) {
         at.push(i)
         return
       }
-      const hit = near.get(key)
+      const hit = heard ? near.get(key) : undefined
       if (hit !== undefined) out[i] = hit
       else missing.set(key, [i])
     })

@@ -58,6 +58,15 @@ export class NearCacheLink<V> {
     return this.#o.near.live ? this.#watched : undefined
   }
 
+  /**
+   * False once no message was read for longer than the silence bound (3 intervals). The timer
+   * that declares the stream lost needs a turn of the event loop; a reader awaiting only hits
+   * runs on microtasks and never gives it one, nor the stream's bytes: its hits must stop here.
+   */
+  get heard(): boolean {
+    return this.#o.clock.now() - this.#lastMessage <= this.#silenceMs
+  }
+
   /** Streams opened so far. */
   get streams(): number {
     return this.#streams

@@ -144,3 +144,25 @@ test('an entry the node expires is not served from the near cache after the node
     await writer.close()
   }
 })
+
+test('hits stop once the stream has not been heard for 3 intervals, even when the reader never yields to I/O', async () => {
+  // A reader awaiting only near-cache hits runs on microtasks: the stream's bytes and the silence timer never get a turn.
+  let dropK = false
+  const writer = createClient({ nodes: [n.url], token: TOKEN })
+  const client = createClient({ nodes: [n.url], token: TOKEN, nearCache: { maxEntries: 10, ttl: '30s', filter: (m) => !(dropK && m.t === 'key' && m.k === 'nc:busy') } })
+  try {
+    await writer.set('nc:busy', 'v1')
+    await until('the stream to be live', () => client.nearCacheStats()!.state === 'live')
+    await untilWithin('a hit', 3000, async () => (await client.get('nc:busy'))?.value.toString() === 'v1' && client.nearCacheStats()!.hits > 0)
+    dropK = true // its invalidation is lost: the next meta (100 ms) would repair it, if it were read
+    await writer.set('nc:busy', 'v2')
+    const t0 = performance.now()
+    let last: string | undefined
+    while (performance.now() - t0 < 800) last = (await client.get('nc:busy'))?.value.toString()
+    // Before: v1 for the whole 800 ms (and up to the near cache's 30 s ttl), 3 intervals being 300 ms.
+    assert.equal(last, 'v2', JSON.stringify(client.nearCacheStats()))
+  } finally {
+    await client.close()
+    await writer.close()
+  }
+})
