@@ -146,7 +146,8 @@ export class NearCacheLink<V> {
           hello = true
           this.#silenceMs = SILENT_INTERVALS * m.interval
         }
-        if (this.#o.filter !== undefined && !this.#o.filter(m)) continue
+        // Only `false` drops (the documented seam): a filter that returns nothing kept nothing.
+        if (this.#o.filter !== undefined && this.#o.filter(m) === false) continue
         this.#dispatch(m)
       }
       if (this.#closed) break

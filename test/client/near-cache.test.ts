@@ -166,3 +166,14 @@ test('hits stop once the stream has not been heard for 3 intervals, even when th
     await writer.close()
   }
 })
+
+test('nearCache.filter drops a message only when it returns false, as documented (undefined dropped every one)', async () => {
+  const seen: string[] = []
+  const client = createClient({ nodes: [n.url], token: TOKEN, nearCache: { maxEntries: 10, filter: ((m: { t: string }) => void seen.push(m.t)) as never } })
+  try {
+    await until('the stream to be live through a filter that returns nothing', () => client.nearCacheStats()!.state === 'live')
+    assert.equal(seen[0], 'hello')
+  } finally {
+    await client.close()
+  }
+})
