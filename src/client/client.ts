@@ -128,6 +128,9 @@ function checkIdempotent(idempotent: unknown): void {
 /** Per-call options must be an object when given (as the library's calls require): `null` was a TypeError, a string no options. */
 function checkCallOptions(options: unknown): void {
   if (options !== undefined && (options === null || typeof options !== 'object' || Array.isArray(options))) throw new InvalidOptionsError('options', 'expected an object')
+  // Checked here too, not only when an attempt is made: a near-cache hit makes none, and took a bad one.
+  const timeout = (options as { timeout?: unknown } | undefined)?.timeout
+  if (timeout !== undefined) finiteMs(timeout, 0, 'timeout', 1)
 }
 
 export interface ClientRetryOptions {

@@ -177,3 +177,19 @@ test('nearCache.filter drops a message only when it returns false, as documented
     await client.close()
   }
 })
+
+test('a bad per-call timeout is ERR_INVALID_OPTIONS on a near-cache hit too (it was answered from the cache)', async () => {
+  const writer = createClient({ nodes: [n.url], token: TOKEN })
+  const client = createClient({ nodes: [n.url], token: TOKEN, nearCache: { maxEntries: 10 } })
+  try {
+    await writer.set('nc:opt', 'v')
+    await until('the stream to be live', () => client.nearCacheStats()!.state === 'live')
+    await untilWithin('a hit', 3000, async () => (await client.get('nc:opt')) !== undefined && client.nearCacheStats()!.hits > 0)
+    const invalid = (e: unknown): boolean => (e as { code?: string }).code === 'ERR_INVALID_OPTIONS' && (e as { option?: string }).option === 'timeout'
+    await assert.rejects(client.get('nc:opt', { timeout: 'soon' as never }), invalid)
+    await assert.rejects(client.mget(['nc:opt'], { timeout: -1 }), invalid)
+  } finally {
+    await client.close()
+    await writer.close()
+  }
+})
