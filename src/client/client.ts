@@ -617,7 +617,7 @@ class NodeClient implements Client {
   async #nearMiss(near: NearCache<ClientEntry>, key: string, options: ClientCallOptions | undefined): Promise<ClientEntry | undefined> {
     checkKey(key)
     this.#checkOpen()
-    const watched = this.#link?.watched
+    const watched = this.#fillNode()
     const r = watched === undefined ? undefined : near.reserve(key)
     if (r === undefined) return this.#get(key, options)
     let entry: ClientEntry | undefined
@@ -635,6 +635,16 @@ class NodeClient implements Client {
   }
 
   /** `once`: a fill pinned to the watched node makes one attempt; a failure goes the usual way (the caller's fallback). */
+  /**
+   * Where a near-cache miss is read and filled from: the watched node, unless the rotation has
+   * quarantined it (its stream can be live while its reads hang or fail: each fill would cost a
+   * timeout, forever). Then the read goes the usual way and fills nothing.
+   */
+  #fillNode(): string | undefined {
+    const watched = this.#link?.watched
+    return watched !== undefined && this.#rotation.inRotation(watched) ? watched : undefined
+  }
+
   async #get(key: string, options: ClientCallOptions | undefined, pin?: string, once = false): Promise<ClientEntry | undefined> {
     checkKey(key)
     const parse = (res: HttpResponse, node: string): ClientEntry | undefined => {
@@ -921,7 +931,7 @@ class NodeClient implements Client {
     })
     if (missing.size === 0) return out
     const misses = [...missing.keys()]
-    const watched = this.#link?.watched
+    const watched = this.#fillNode()
     let fetched: (ClientEntry | undefined)[]
     if (watched === undefined) fetched = await this.#mgetAll(misses, options)
     else {

@@ -193,3 +193,39 @@ test('a bad per-call timeout is ERR_INVALID_OPTIONS on a near-cache hit too (it 
     await writer.close()
   }
 })
+
+test('fills skip a watched node the rotation has quarantined: its stream is live, its reads hang', async () => {
+  const other = await startTestNode({ authToken: TOKEN, watchMetaInterval: 100 })
+  const inner = undiciTransport({ connections: 4, maxResponseBytes: 1 << 20, keepAliveMs: 4000 })
+  let hungReads = 0
+  const transport: Transport = {
+    request(origin: string, req: HttpRequest) {
+      if (origin === n.url && req.method === 'GET' && req.path.startsWith('/v1/keys/nc%3Aq')) {
+        hungReads++
+        return new Promise((_resolve, reject) => req.signal?.addEventListener('abort', () => reject(new Error('aborted'))))
+      }
+      return inner.request(origin, req)
+    },
+    stream: (origin, req) => inner.stream!(origin, req),
+    close: () => inner.close(),
+  }
+  const writer = createClient({ nodes: [n.url], token: TOKEN })
+  const writer2 = createClient({ nodes: [other.url], token: TOKEN })
+  const client = createClient({ nodes: [n.url, other.url], token: TOKEN, timeout: '200ms', transport, nearCache: { maxEntries: 10 } })
+  try {
+    // Two lone nodes, each written: both hold every key.
+    for (let i = 0; i < 8; i++) await writer.set(`nc:q${i}`, `v${i}`)
+    for (let i = 0; i < 8; i++) await writer2.set(`nc:q${i}`, `v${i}`)
+    await until('the stream to be live', () => client.nearCacheStats()!.state === 'live')
+    for (let i = 0; i < 8; i++) assert.equal((await client.get(`nc:q${i}`))?.value.toString(), `v${i}`)
+    assert.equal(client.nodes().find((s) => s.node === n.url)!.inRotation, false, 'the hung node is quarantined')
+    assert.equal(client.nearCacheStats()!.state, 'live', 'its stream is still live')
+    // Before: every miss was pinned to it (8 hung reads, 200 ms each).
+    assert.ok(hungReads <= 4, `reads sent to the quarantined watched node: ${hungReads}`)
+  } finally {
+    await client.close()
+    await writer.close()
+    await writer2.close()
+    await other.stop()
+  }
+})
