@@ -11,6 +11,7 @@ import { after, describe, test } from 'node:test'
 import type { NodeHandle } from '../../src/server/index.js'
 import { startSlowReplicaCluster } from '../support/cluster-process.js'
 import { nodeTestbed } from '../support/node-fixtures.js'
+import { until } from '../support/until.js'
 import { createClient } from '../../src/client/client.js'
 import { undiciTransport } from '../../src/client/undici-transport.js'
 import type { HttpRequest, Transport } from '../../src/client/transport.js'
@@ -86,11 +87,7 @@ describe('session tokens against clustered nodes', () => {
     const client = createClient({ nodes: [b.url], transport, nearCache: { maxEntries: 100, ttl: '30s' } })
     let olderAnswers = 0
     try {
-      const end = performance.now() + 5000
-      while (client.nearCacheStats()?.state !== 'live') {
-        assert.ok(performance.now() < end, 'the near cache goes live')
-        await new Promise((r) => setTimeout(r, 10))
-      }
+      await until('the near cache goes live', 5000, () => client.nearCacheStats()?.state === 'live', 10)
       await client.set('nm', 'initial', { ack: 'all' })
       for (let i = 0; i < ROUNDS; i++) {
         const w = await client.set('nm', `v${i}`)
@@ -123,11 +120,7 @@ describe('session tokens against clustered nodes', () => {
     }
     const client = createClient({ nodes: [b.url, a.url], transport, retry: { maxElapsed: '1s' }, nearCache: { maxEntries: 100, ttl: '30s' } })
     try {
-      const end = performance.now() + 5000
-      while (client.nearCacheStats()?.state !== 'live') {
-        assert.ok(performance.now() < end, 'the near cache goes live')
-        await new Promise((r) => setTimeout(r, 10))
-      }
+      await until('the near cache goes live', 5000, () => client.nearCacheStats()?.state === 'live', 10)
       await client.set('behind', 'v1', { ack: 'all' })
       const t0 = performance.now()
       // Before: the fill waited on B alone until retry.maxElapsed, then threw ERR_STALE_READ.
