@@ -634,7 +634,6 @@ class NodeClient implements Client {
     return entry
   }
 
-  /** `once`: a fill pinned to the watched node makes one attempt; a failure goes the usual way (the caller's fallback). */
   /**
    * Where a near-cache miss is read and filled from: the watched node, unless the rotation has
    * quarantined it (its stream can be live while its reads hang or fail: each fill would cost a
@@ -645,6 +644,7 @@ class NodeClient implements Client {
     return watched !== undefined && this.#rotation.inRotation(watched) ? watched : undefined
   }
 
+  /** `once`: a fill pinned to the watched node makes one attempt; a failure goes the usual way (the caller's fallback). */
   async #get(key: string, options: ClientCallOptions | undefined, pin?: string, once = false): Promise<ClientEntry | undefined> {
     checkKey(key)
     const parse = (res: HttpResponse, node: string): ClientEntry | undefined => {

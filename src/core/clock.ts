@@ -5,6 +5,9 @@
  */
 import { InvalidOptionsError } from './errors.js'
 
+/** Node's longest timer, 2^31 - 1 ms (~24.8 days): a longer delay fires after 1 ms. The bound of every timeout option. */
+export const MAX_TIMER_MS = 2_147_483_647
+
 /** An opaque handle returned by `Clock.setTimeout`. */
 export type TimerHandle = { readonly __timer: unique symbol } | object
 

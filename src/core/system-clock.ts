@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads'
-import type { Clock, TimerHandle, TimerOptions } from './clock.js'
+import { MAX_TIMER_MS, type Clock, type TimerHandle, type TimerOptions } from './clock.js'
 import { InvalidOptionsError } from './errors.js'
 
 /**
@@ -96,7 +96,7 @@ export class SystemClock implements Clock {
 
   setTimeout(fn: () => void, ms: number, options?: TimerOptions): TimerHandle {
     // Node clamps delays above 2^31-1 ms to 1 ms; clamp ourselves so long timers stay long.
-    const t = setTimeout(fn, Math.min(Math.max(0, ms), 2_147_483_647))
+    const t = setTimeout(fn, Math.min(Math.max(0, ms), MAX_TIMER_MS))
     if (options?.unref === true) t.unref()
     return t
   }

@@ -4,7 +4,7 @@
  * flags, `STRATACACHE_*` variables and a config file onto these same names.
  */
 import { isIP } from 'node:net'
-import type { Clock } from '../core/clock.js'
+import { MAX_TIMER_MS, type Clock } from '../core/clock.js'
 import { toBytes, toMs, type ByteSize, type Duration } from '../core/duration.js'
 import { InvalidOptionsError } from '../core/errors.js'
 import { optionNames, rejectUnknown } from '../core/known-options.js'
@@ -272,13 +272,10 @@ function positiveMs(value: unknown, name: string): number {
   return ms
 }
 
-/** Longest timeout node:http can arm (Node's longest timer, 2^31 - 1 ms, ~24.8 days). */
-const MAX_SERVER_TIMEOUT_MS = 2_147_483_647
-
 /** A timeout handed to node:http: past its range it throws a raw RangeError at start, or cuts the timer short. */
 function serverTimeoutMs(value: unknown, name: string): number {
   const ms = positiveMs(value, name)
-  if (ms > MAX_SERVER_TIMEOUT_MS) throw new InvalidOptionsError(name, `expected a duration of at most ${MAX_SERVER_TIMEOUT_MS} ms (~24.8 days), got ${ms}`)
+  if (ms > MAX_TIMER_MS) throw new InvalidOptionsError(name, `expected a duration of at most ${MAX_TIMER_MS} ms (~24.8 days), got ${ms}`)
   return ms
 }
 

@@ -47,7 +47,7 @@
 // Types only here: the package is loaded on first use (see #etcd), so that importing stratacache
 // neither needs etcd3 installed nor pays for loading grpc-js (~0.6 s) unless an etcd store is used.
 import type { Etcd3, ICompare, IKeyValue, IOptions, IRequestOp, ITxnResponse } from 'etcd3'
-import { clockOption, type Clock, type TimerHandle } from '../core/clock.js'
+import { clockOption, MAX_TIMER_MS, type Clock, type TimerHandle } from '../core/clock.js'
 import { toMs, type Duration } from '../core/duration.js'
 import { AbortedError, CacheError, ClosedError, InvalidOptionsError, StoreUnavailableError, ValueTooLargeError } from '../core/errors.js'
 import { optionNames, rejectUnknown } from '../core/known-options.js'
@@ -127,8 +127,6 @@ const MAX_LEASE_TTL_S = 9_000_000_000
 const CAS_ATTEMPTS = 16
 const POLL_MS = 15
 const FENCE_DIGITS = 20
-/** Longest `timeout`: Node's longest timer (2^31 - 1 ms, ~24.8 days). */
-const MAX_TIMEOUT_MS = 2_147_483_647
 
 /** How many times a call that never left this process is tried (each time on the next member). */
 const SEND_ATTEMPTS = 3
@@ -319,7 +317,7 @@ class EtcdStoreImpl implements Store {
     const timeoutMs = toMs(options.timeout ?? '5s', 'etcd.timeout')
     // 0 would be a deadline every call misses before it is sent; past grpc-js's range (1e8 hours) a
     // call throws outside any promise (a crash): bounded by Node's longest timer, ~24.8 days.
-    if (!(timeoutMs > 0 && timeoutMs <= MAX_TIMEOUT_MS)) throw new InvalidOptionsError('etcd.timeout', `expected a duration > 0 and at most ${MAX_TIMEOUT_MS} ms (~24.8 days), got ${String(options.timeout)}`)
+    if (!(timeoutMs > 0 && timeoutMs <= MAX_TIMER_MS)) throw new InvalidOptionsError('etcd.timeout', `expected a duration > 0 and at most ${MAX_TIMER_MS} ms (~24.8 days), got ${String(options.timeout)}`)
     this.location = options.endpoints.join(',')
     const clientOptions: IOptions = {
       hosts: [...options.endpoints],
