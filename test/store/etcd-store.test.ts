@@ -314,14 +314,23 @@ describe('etcdStore: faults', () => {
         for (let i = 0; i < 12; i++) await store.get('k')
         await store.set('k', bytes('v0'), 600_000)
         await store.locks.setFenced('k', bytes('v0'), 600_000, 1)
-        const before = Number((await direct.kv.range({ key: Buffer.from(`${namespace}d/k`) })).header.revision)
+        const key = Buffer.from(`${namespace}d/k`)
+        const before = Number((await direct.kv.range({ key })).header.revision)
         for (const p of proxies) p.holdAnswers()
         const call = op === 'set' ? store.set('k', bytes('v1'), 600_000) : op === 'setFenced' ? store.locks.setFenced('k', bytes('v1'), 600_000, 5) : store.delete('k')
         const outcome = await call.then(() => 'answered', (err: unknown) => (isCacheError(err) ? err.code : String(err)))
         for (const p of proxies) p.resume()
-        // Every revision etcd made since: one per transaction that landed.
-        const landed = Number((await direct.kv.range({ key: Buffer.from(`${namespace}d/k`) })).header.revision) - before
-        assert.equal(landed, 1, `the ${op} landed once (etcd made ${landed} revisions; the call ${outcome})`)
+        // The changes to this key since: one per transaction that landed. (Not the cluster's
+        // revision count: the cluster is shared, and other tests' leases expire meanwhile.)
+        const now = Number((await direct.kv.range({ key })).header.revision)
+        let landed = 0
+        let prev = (await direct.kv.range({ key, revision: String(before) })).kvs[0]
+        for (let r = before + 1; r <= now; r++) {
+          const kv = (await direct.kv.range({ key, revision: String(r) })).kvs[0]
+          if (kv === undefined ? prev !== undefined : Number(kv.mod_revision) === r) landed++
+          prev = kv
+        }
+        assert.equal(landed, 1, `the ${op} landed once (the key changed ${landed} times in ${now - before} revisions; the call ${outcome})`)
         assert.equal(outcome, 'ERR_STORE_UNAVAILABLE', 'a lost answer is an unknown outcome')
       } finally {
         for (const p of proxies) p.resume()
