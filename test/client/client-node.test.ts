@@ -7,6 +7,8 @@ import { isCacheError } from '../../src/core/errors.js'
 import { memoryStore } from '../../src/store/memory-store.js'
 import { startChildNode, startTestNode, type TestNode } from '../support/node-fixture.js'
 import { slowStore } from '../support/node-fixtures.js'
+import { stallMeter } from '../support/stall-meter.js'
+import { until } from '../support/until.js'
 
 const allBytes = Buffer.from(Array.from({ length: 256 }, (_, i) => i))
 
@@ -167,10 +169,13 @@ describe('client against protected nodes', () => {
     const client = createClient({ nodes: [node.url], retry: { maxElapsed: '1200ms' } })
     try {
       const holding = hog.set('hog', 'x').catch(() => undefined)
-      await new Promise((r) => setTimeout(r, 100))
+      // The hog's PUT holds the node's one slot (for the slow store's 1.8 s) before the call starts.
+      await until('the hog to hold the slot', 5000, () => node.node.stats().node.inFlight === 1)
+      const meter = stallMeter()
       const t0 = Date.now()
       await assert.rejects(client.get('k'), (e) => isCacheError(e, 'ERR_BUSY'))
-      assert.ok(Date.now() - t0 < 3500, `gave up after ${Date.now() - t0} ms`)
+      meter.stop()
+      assert.ok(Date.now() - t0 < 3500 + meter.stalledMs, `gave up after ${Date.now() - t0} ms (stalled ${meter.stalledMs.toFixed(0)})`)
       await holding
     } finally {
       await client.close()

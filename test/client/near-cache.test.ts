@@ -11,6 +11,7 @@ import { undiciTransport } from '../../src/client/undici-transport.js'
 import { startTestNode, type TestNode } from '../support/node-fixture.js'
 import { TcpProxy } from '../support/tcp-proxy.js'
 import { until as untilWithin } from '../support/until.js'
+import { stallMeter } from '../support/stall-meter.js'
 
 const TOKEN = 'near-cache-token'
 let n: TestNode
@@ -110,12 +111,15 @@ test('a fill from a watched node that hangs is tried once, then the read goes th
     await writer.set('nc:hung', 'v')
     await until('the stream to be live', () => client.nearCacheStats()!.state === 'live' && client.nodes().length === 2)
     proxy.pause()
+    const meter = stallMeter()
     const t0 = performance.now()
     assert.equal((await client.get('nc:hung'))?.value.toString(), 'v')
     const ms = performance.now() - t0
+    meter.stop()
     // Before: the fill was retried on the hung node (4 x 300 ms and the backoffs) before going elsewhere.
     assert.ok((reads.get(watched) ?? 0) <= 2, `reads sent to the hung watched node: ${JSON.stringify([...reads])}`)
-    assert.ok(ms < 1200, `the read took ${ms.toFixed(0)} ms`)
+    // One 300 ms try and the way elsewhere; plus what this process (and the nodes in it) was stalled.
+    assert.ok(ms < 1200 + meter.stalledMs, `the read took ${ms.toFixed(0)} ms (stalled ${meter.stalledMs.toFixed(0)})`)
   } finally {
     proxy.resume()
     await client.close()
@@ -130,15 +134,26 @@ test('an entry the node expires is not served from the near cache after the node
   const client = createClient({ nodes: [n.url], token: TOKEN, nearCache: { maxEntries: 10, ttl: '30s' } })
   try {
     await until('the stream to be live', () => client.nearCacheStats()!.state === 'live')
-    await writer.set('nc:expiring', 'x', { ttl: '2s' })
-    // The node answers the remaining TTL in whole seconds, rounded up: '1' while up to 1 s is left.
-    await untilWithin('the entry to have at most 1 s left', 3000, async () => (await writer.get('nc:expiring'))?.ttlMs === 1000)
-    // Most of that second gone (a real node on its real clock: no clock to move), then the fill.
-    await new Promise((resolve) => setTimeout(resolve, 700))
-    assert.equal((await client.get('nc:expiring'))?.value.toString(), 'x')
-    await untilWithin('the node to expire the entry', 3000, async () => (await writer.get('nc:expiring')) === undefined)
-    // Before: the near cache kept it for the answered 1 s from the fill, up to ~1 s past the node's expiry.
-    assert.equal(await client.get('nc:expiring'), undefined, 'served from the near cache after the node expired it')
+    // A real node on its real clock (no clock to move). The fill must land in the entry's
+    // last second; on a starved machine the node may expire it first, and then the setup
+    // is tried again with a fresh key (at most 3 times).
+    let checked = false
+    for (let attempt = 0; attempt < 3 && !checked; attempt++) {
+      const key = `nc:expiring-${attempt}`
+      await writer.set(key, 'x', { ttl: '2s' })
+      // The node answers the remaining TTL in whole seconds, rounded up: '1' while up to 1 s is left.
+      await untilWithin('the entry to have at most 1 s left', 3000, async () => (await writer.get(key))?.ttlMs === 1000)
+      // Part of that second gone, then the fill.
+      await new Promise((resolve) => setTimeout(resolve, 400))
+      const filled = await client.get(key)
+      if (filled === undefined) continue
+      assert.equal(filled.value.toString(), 'x')
+      await untilWithin('the node to expire the entry', 3000, async () => (await writer.get(key)) === undefined)
+      // Before: the near cache kept it for the answered 1 s from the fill, ~400 ms or more past the node's expiry.
+      assert.equal(await client.get(key), undefined, 'served from the near cache after the node expired it')
+      checked = true
+    }
+    assert.ok(checked, 'a fill landed before the node expired the entry (3 tries)')
   } finally {
     await client.close()
     await writer.close()
@@ -211,7 +226,8 @@ test('fills skip a watched node the rotation has quarantined: its stream is live
   }
   const writer = createClient({ nodes: [n.url], token: TOKEN })
   const writer2 = createClient({ nodes: [other.url], token: TOKEN })
-  const client = createClient({ nodes: [n.url, other.url], token: TOKEN, timeout: '200ms', transport, nearCache: { maxEntries: 10 } })
+  // A timeout long enough that a healthy read on a loaded machine does not count against the healthy node (the checks are counts, not times).
+  const client = createClient({ nodes: [n.url, other.url], token: TOKEN, timeout: '1s', transport, nearCache: { maxEntries: 10 } })
   try {
     // Two lone nodes, each written: both hold every key.
     for (let i = 0; i < 8; i++) await writer.set(`nc:q${i}`, `v${i}`)
@@ -220,7 +236,7 @@ test('fills skip a watched node the rotation has quarantined: its stream is live
     for (let i = 0; i < 8; i++) assert.equal((await client.get(`nc:q${i}`))?.value.toString(), `v${i}`)
     assert.equal(client.nodes().find((s) => s.node === n.url)!.inRotation, false, 'the hung node is quarantined')
     assert.equal(client.nearCacheStats()!.state, 'live', 'its stream is still live')
-    // Before: every miss was pinned to it (8 hung reads, 200 ms each).
+    // Before: every miss was pinned to it (8 hung reads, a timeout each).
     assert.ok(hungReads <= 4, `reads sent to the quarantined watched node: ${hungReads}`)
   } finally {
     await client.close()

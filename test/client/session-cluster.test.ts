@@ -12,6 +12,7 @@ import type { NodeHandle } from '../../src/server/index.js'
 import { startSlowReplicaCluster } from '../support/cluster-process.js'
 import { nodeTestbed } from '../support/node-fixtures.js'
 import { until } from '../support/until.js'
+import { stallMeter } from '../support/stall-meter.js'
 import { createClient } from '../../src/client/client.js'
 import { undiciTransport } from '../../src/client/undici-transport.js'
 import type { HttpRequest, Transport } from '../../src/client/transport.js'
@@ -122,11 +123,16 @@ describe('session tokens against clustered nodes', () => {
     try {
       await until('the near cache goes live', 5000, () => client.nearCacheStats()?.state === 'live', 10)
       await client.set('behind', 'v1', { ack: 'all' })
+      const toBBefore = toB
+      const meter = stallMeter()
       const t0 = performance.now()
       // Before: the fill waited on B alone until retry.maxElapsed, then threw ERR_STALE_READ.
       assert.equal((await client.get('behind'))?.value.toString(), 'v1')
       const ms = performance.now() - t0
-      assert.ok(ms < 500, `the read took ${ms.toFixed(0)} ms (${toB} GETs to B)`)
+      meter.stop()
+      // The nodes run in this process: a stall of it (a loaded machine) delays them all alike.
+      assert.ok(ms < 500 + meter.stalledMs, `the read took ${ms.toFixed(0)} ms, stalled ${meter.stalledMs.toFixed(0)} (${toB - toBBefore} GETs to B)`)
+      assert.ok(toB - toBBefore <= 1, `B was asked once, then another node (${toB - toBBefore} GETs to B)`)
     } finally {
       await client.close()
     }

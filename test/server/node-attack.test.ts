@@ -33,7 +33,8 @@ describe('node under attack: admission details (item 15)', () => {
   })
 
   test('the Bearer scheme is case-insensitive (RFC 7235), and wrong tokens are rate-limited', async () => {
-    const n = await start({ authToken: 'tok-1', rateLimit: 1, rateBurst: 3 })
+    // One token per 4 s: the four requests below must not see a refill, even on a machine that stalls for a second.
+    const n = await start({ authToken: 'tok-1', rateLimit: 0.25, rateBurst: 3 })
     assert.equal((await send(n.url, 'PUT', '/v1/keys/a', 'v', { authorization: 'bearer tok-1' })).status, 200)
     assert.equal((await send(n.url, 'GET', '/v1/keys/a', undefined, { authorization: 'BEARER tok-1' })).status, 200)
     // One token left in the bucket: a guess spends it, the next guess is refused before auth runs.
@@ -43,7 +44,7 @@ describe('node under attack: admission details (item 15)', () => {
     assert.equal(limited.status, 429)
     assert.equal(errorCode(limited.body), 'ERR_RATE_LIMITED')
     // Other schemes and a missing token are still refused.
-    await sleep(1100)
+    await sleep(4100)
     assert.equal((await send(n.url, 'GET', '/v1/keys/a', undefined, { authorization: 'Basic dG9rLTE=' })).status, 401)
   })
 

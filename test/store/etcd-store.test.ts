@@ -17,6 +17,7 @@ import { createCache } from '../../src/cache/cache.js'
 import { startEtcdCluster, waitForLeader, type EtcdCluster } from '../support/etcd-server.js'
 import { REAL_TIME_UNIT_MS } from '../support/stall-meter.js'
 import { TcpProxy } from '../support/tcp-proxy.js'
+import { until } from '../support/until.js'
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 const bytes = (text: string): Uint8Array => new TextEncoder().encode(text)
@@ -164,11 +165,9 @@ describe('etcdStore: specific', () => {
       assert.equal(reader.consistency, 'serializable')
       assert.equal(writer.consistency, 'linearizable')
       await writer.set('k', bytes('v'), 60_000)
+      // The member it reads may apply the write a little later (up to 10 s on a loaded machine).
       let seen: string | undefined
-      for (let i = 0; i < 50 && seen === undefined; i++) {
-        seen = text(await reader.get('k'))
-        if (seen === undefined) await sleep(20)
-      }
+      await until('the serializable read to see the write', 10_000, async () => (seen = text(await reader.get('k'))) !== undefined, 20)
       assert.equal(seen, 'v')
       // Per-read options are an object: a bare string (or null) was read as no options (linearizable), silently.
       for (const bad of ['serializable', null, 5]) {
@@ -265,7 +264,7 @@ describe('etcdStore: faults', () => {
       assert.equal(text(await onM2.get('k')), 'v')
       await assert.rejects(onM2.get('k', { consistency: 'eventual' as never }), (err: unknown) => isCacheError(err, 'ERR_INVALID_OPTIONS'))
       // Wait until m2 has applied it locally, then cut it off: m0 down, m1 paused.
-      for (let i = 0; i < 50 && text(await onM2.get('k', { consistency: 'serializable' })) !== 'v'; i++) await sleep(20)
+      await until('m2 to have applied the write', 10_000, async () => text(await onM2.get('k', { consistency: 'serializable' })) === 'v', 20)
       await m0.kill()
       m1.pause()
       assert.equal(text(await onM2.get('k', { consistency: 'serializable' })), 'v', 'serializable: the member answers from its own state')

@@ -36,6 +36,8 @@ export function stallMeter(): StallMeter {
     stalled += late(now)
     last = now
   }, PERIOD_MS)
+  // A meter a failed assertion left running must not keep the test file's process alive.
+  timer.unref()
   return {
     get stalledMs() {
       return stopped ? stalled : stalled + late(performance.now())
