@@ -102,6 +102,41 @@ describe('Replication with real Membership', () => {
     })
   })
 
+  test('a member killed for good: once membership prunes it, the hints held for it (and its owed round) are dropped, not kept forever', async () => {
+    // Soak finding: hints were dropped only for members that left; a member killed -9 and
+    // never restarted is pruned from the view (dead + pruneAfterMs) instead, and every write
+    // made in between stayed queued for it (up to maxHints changes, values included) for the
+    // rest of the process — one more such queue per member lost. If it ever comes back, the
+    // rejoin owes it a full anti-entropy round anyway (#rejoined).
+    await runSeeds(Number(process.env.REPLICATION_MEMBERSHIP_SEEDS ?? 2), (seed) => {
+      const net = new SimNetwork<NodeMsg>({ seed, link: { latency: { min: 1, max: 5 } } })
+      const ids = ['n1', 'n2', 'n3']
+      const stores = new Map(ids.map((id) => [id, new MemoryReplicaStore()]))
+      for (const id of ids) {
+        net.addNode(id, (me) => {
+          const membership = new Membership({ id: me, region: 'eu', seeds: ['n1'], pruneAfterMs: 20_000, random: new SeededRandom(Math.floor(net.random.next() * 2 ** 32)) })
+          return new ClusterNode(membership, (m) => new Replication({ id: me, store: stores.get(me)!, topology: () => topologyFromView(m.view()), random: new SeededRandom(Math.floor(net.random.next() * 2 ** 32)) }))
+        })
+      }
+      const node = (id: string): ClusterNode => net.machine(id) as ClusterNode
+      assert.ok(net.runUntil(() => ids.every((a) => ids.every((b) => node(a).membership.status(b) === 'alive')), 10_000, 50), 'joined')
+      const client = new SessionClient({ nodes: ['n1', 'n2'], random: new SeededRandom(seed), ops: 400, intervalMs: 50, next: (r) => randomOp(r, 12, ['one']) })
+      net.addNode('c1', () => new WrappedClient(client))
+      net.run(1_000)
+      net.crash('n3', { keepDisk: false })
+      assert.ok(net.runUntil(() => ['n1', 'n2'].every((x) => node(x).membership.status('n3') === 'dead'), 15_000, 50), 'n3 dead in every view')
+      net.run(2_000)
+      const held = ['n1', 'n2'].reduce((n, id) => n + (node(id).replication.stats.hints.perPeer.n3 ?? 0), 0)
+      assert.ok(held > 0, 'writes while n3 was dead were hinted for it')
+      assert.ok(net.runUntil(() => ['n1', 'n2'].every((x) => node(x).membership.status('n3') === undefined), 40_000, 50), 'n3 pruned from every view')
+      net.run(1_000)
+      for (const id of ['n1', 'n2']) {
+        assert.equal(node(id).replication.stats.hints.perPeer.n3, undefined, `${id} still holds hints for the pruned n3`)
+        assert.equal(node(id).replication.stats.hints.depth, 0, `${id}: hint depth`)
+      }
+    })
+  })
+
   test('a region cut off (connections refused) and healed: replication resumes as soon as membership sees the other side alive again, not downMs later', async () => {
     // The TCP transport reports a cut peer unreachable on every attempt (membership pings one
     // dead member each tick), so replication's down marks stay fresh through the cut. Found by

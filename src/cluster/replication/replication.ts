@@ -435,6 +435,18 @@ export class Replication implements StateMachine<ReplicationMessage> {
       this.#hints.drop(m.id)
       this.#owed.delete(m.id)
     }
+    // A member pruned from the view (dead for pruneAfterMs: killed and never back) is
+    // forgotten as a left one is: its hints would otherwise be held for the rest of the
+    // process, one queue per member lost. Should it come back, it rejoins the live set and
+    // is owed a full round (#rejoined), which brings it everything the hints held.
+    const { byId } = this.#view()
+    for (const peer of [...this.#hints.peers(), ...this.#owed]) {
+      if (byId.has(peer) || peer === this.#id) continue
+      this.#hints.drop(peer)
+      this.#owed.delete(peer)
+    }
+    for (const peer of this.#myRounds.keys()) if (!byId.has(peer)) this.#myRounds.delete(peer)
+    for (const peer of this.#shipped.keys()) if (!byId.has(peer)) this.#shipped.delete(peer)
     this.#live = live
     for (const [peer, until] of this.#down) if (until <= this.#now) this.#down.delete(peer)
     this.#checkPending(actions)
