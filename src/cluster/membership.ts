@@ -34,7 +34,11 @@
  *
  * Runtime join (`join(ids)`): the node learned peers' ids after start (discovery resolved
  * an address to an id); they become seeds, pinged for the full list at once and, like
- * every seed, again every `syncEveryTicks` while not seen alive.
+ * every seed, again every `syncEveryTicks` while not seen alive. Unlike a configured seed,
+ * an id joined at runtime is forgotten once it has not been in the view (never seen, or
+ * pruned) for `pruneAfterMs` since its join: a node killed for good, or replaced under a
+ * fresh id, is not pinged for the rest of the process. Discovery joins it again if it is
+ * back at an address it lists.
  *
  * Each record carries two addresses: `address` (where clients reach the node, its HTTP
  * API) and `clusterAddress` (what peers dial for this protocol); the node's transport
@@ -278,6 +282,8 @@ export class Membership implements StateMachine<MembershipMessage> {
   readonly #indirect = new Map<NodeId, number>()
   readonly #queue: BroadcastQueue<MemberRecord>
   readonly #commands: Command[] = []
+  /** Seeds added by `join` (not configured), with when they were joined: forgotten once out of the view for pruneAfterMs. */
+  readonly #joined = new Map<NodeId, number>()
   #incarnation = 0
   #left = false
   #started = false
@@ -348,6 +354,11 @@ export class Membership implements StateMachine<MembershipMessage> {
     if (!Array.isArray(ids)) throw new InvalidOptionsError('ids', 'expected an array of node ids')
     ids.forEach((id, i) => validateNodeId(id, `ids[${i}]`))
     this.#commands.push({ type: 'join', ids: [...ids] })
+  }
+
+  /** Whether `id` is a seed: configured, joined (a queued join included), and not forgotten since. */
+  isSeed(id: NodeId): boolean {
+    return this.#seeds.includes(id) || this.#commands.some((c) => c.type === 'join' && c.ids.includes(id) && id !== this.#id)
   }
 
   /** Every member in this view but self, with its cluster address and status (what the transport dials). */
@@ -441,6 +452,7 @@ export class Membership implements StateMachine<MembershipMessage> {
         for (const id of c.ids) {
           if (id === this.#id || this.#seeds.includes(id)) continue
           this.#seeds.push(id)
+          this.#joined.set(id, this.#now)
           actions.push(this.#message(id, 'ping', { wantFull: true }))
         }
       } else if (c.type === 'state') {
@@ -523,6 +535,11 @@ export class Membership implements StateMachine<MembershipMessage> {
         this.#members.delete(m.id)
         this.#tomb(m.id, m.incarnation, m.status)
       }
+    }
+    for (const [id, at] of this.#joined) {
+      if (this.#members.has(id) || now - at < this.#o.pruneAfterMs) continue
+      this.#joined.delete(id)
+      this.#seeds.splice(this.#seeds.indexOf(id), 1)
     }
     const stale = now - 10 * this.#o.heartbeatIntervalMs
     for (const [seq, p] of this.#pending) {

@@ -662,9 +662,13 @@ export class ClusterService {
     for (const id of [...this.#status.keys()]) if (!seen.has(id)) this.#status.delete(id)
     if (this.#tcp !== undefined) {
       for (const id of [...this.#known.keys()]) {
-        if (seen.has(id) || this.#seedIds.has(id)) continue
+        // A discovered id is dialled while the membership keeps it as a seed; once it forgot
+        // it (out of the view for pruneAfterMs), so does the transport.
+        if (seen.has(id) || (this.#seedIds.has(id) && this.#membership.isSeed(id))) continue
         this.#tcp.removePeer(id)
         this.#known.delete(id)
+        this.#seedIds.delete(id)
+        for (const [address, resolved] of this.#resolvedIds) if (resolved === id) this.#resolvedIds.delete(address)
       }
     }
   }
@@ -680,7 +684,7 @@ export class ClusterService {
     const todo = candidates.filter((c) => c.address !== this.#httpAddress && !this.#isLive(c))
     const ids = (await Promise.all(todo.map((c) => this.#resolve(c)))).filter((id): id is NodeId => id !== undefined)
     if (ids.length === 0 || this.#closed || this.#left) return
-    this.#membership.join(ids)
+    // #resolve queued each id's join: applied now.
     this.#runner.step({ type: 'timer', name: 'command' })
   }
 
@@ -726,6 +730,9 @@ export class ClusterService {
       this.#tcp?.setPeer(id, address)
       this.#known.set(id, me?.clusterAddress as string)
       this.#seedIds.add(id)
+      // Queued at once (applied with the round's other joins): a step in between would find a
+      // dialled id the membership does not count as a seed yet, and forget it.
+      if (!this.#closed && !this.#left) this.#membership.join([id])
       this.#resolved++
       return id
     } catch (err) {

@@ -218,6 +218,49 @@ describe('Membership on SimNetwork', () => {
     })
   })
 
+  test('runtime join: an id joined at runtime is forgotten once it is pruned (or never seen) for pruneAfterMs; configured seeds stay; a later join adds it again', async () => {
+    // Soak finding: a node's seeds all come from discovery (join); every id ever resolved
+    // stayed a seed for the life of the process and was pinged while not alive — every tick
+    // while the node was alone, every syncEveryTicks otherwise — one more per node replaced
+    // with a fresh id (a wiped data dir, a new pod). Discovery joins a live candidate again.
+    await runSeeds(SEEDS, (seed) => {
+      const net: Net = new SimNetwork<MembershipMessage>({ seed, link: { latency: { min: 1, max: 30 } } })
+      const ids = ['n1', 'n2', 'n3']
+      for (const id of ids) net.addNode(id, (me) => new Membership({ id: me, seeds: me === 'n1' ? ['n9'] : [], pruneAfterMs: 3_000, random: new SeededRandom(Math.floor(net.random.next() * 2 ** 32)) }))
+      net.run(500)
+      m(net, 'n1').join(['n2', 'n3', 'ghost'])
+      assert.ok(m(net, 'n1').isSeed('n2') && m(net, 'n1').isSeed('ghost'), 'a queued join counts as a seed')
+      joined(net, 10_000)
+      net.crash('n3')
+      assert.ok(net.runUntil(() => m(net, 'n1').status('n3') === undefined, 30_000, 50), 'n3 pruned from n1\'s view')
+      net.run(4_000)
+      const n1 = m(net, 'n1')
+      assert.equal(n1.isSeed('n3'), false, 'the pruned n3 is no seed any more')
+      assert.equal(n1.isSeed('ghost'), false, 'a joined id never seen is forgotten after pruneAfterMs')
+      assert.equal(n1.isSeed('n2'), true, 'a live joined member stays')
+      assert.equal(n1.isSeed('n9'), true, 'a configured seed stays')
+      // Nothing more is sent to the forgotten ids (n9, a configured seed, is still pinged).
+      const sent = new Map<string, number>()
+      const t0 = net.clock.now()
+      const step = n1.step.bind(n1)
+      n1.step = (event, now) => {
+        const actions = step(event, now)
+        for (const a of actions) if (a.type === 'send') sent.set(a.to, (sent.get(a.to) ?? 0) + 1)
+        return actions
+      }
+      net.run(20_000)
+      assert.ok(net.clock.now() - t0 >= 20_000)
+      assert.equal(sent.get('n3') ?? 0, 0, 'no ping to the pruned n3')
+      assert.equal(sent.get('ghost') ?? 0, 0, 'no ping to the forgotten ghost')
+      assert.ok((sent.get('n9') ?? 0) > 0, 'the configured seed is still pinged')
+      // Discovery finds n3 again: a join makes it a seed again and it rejoins.
+      net.restart('n3')
+      n1.join(['n3'])
+      assert.equal(n1.isSeed('n3'), true)
+      assert.ok(net.runUntil(() => n1.status('n3') === 'alive', 10_000, 50), 'n3 rejoined through the new join')
+    })
+  })
+
   test('graceful leave is `left` in every view at once, stays so, and is pruned later', async () => {
     await runSeeds(SEEDS, (seed) => {
       const net = build(seed, 5, { extra: { pruneAfterMs: 5_000 } })
