@@ -824,7 +824,12 @@ class NodeClient implements Client {
       const scheme = node.slice(0, node.indexOf('://') + 3)
       const topology = parseClusterView(view, ladder.region, (a) => normalizeNode(/^[a-z][a-z0-9+.-]*:\/\//i.test(a) ? a : scheme + a))
       if (topology === undefined) continue
-      for (const n of [...topology.local, ...topology.remote.flat()]) this.#rotation.add(n)
+      const listed = new Set([...topology.local, ...topology.remote.flat(), ...this.#r.nodes])
+      for (const n of listed) this.#rotation.add(n)
+      // A node the cluster no longer lists (pruned: killed for good, or replaced under another
+      // address) leaves the rotation, so an ejected one is not probed for the client's life;
+      // the configured nodes stay. Listed again, it comes back as a new node.
+      for (const s of this.#rotation.states()) if (!listed.has(s.node)) this.#rotation.remove(s.node)
       this.#cursor.clear()
       this.#topology = topology
       if (foreign || (view as { region?: unknown }).region === ladder.region || topology.local.length === 0) break

@@ -98,6 +98,21 @@ export class NodeRotation {
     this.#byNode.set(node, s)
   }
 
+  /** Forgets a node (it left the topology): its probe stops. Unknown nodes are ignored. */
+  remove(node: string): void {
+    const s = this.#byNode.get(node)
+    if (s === undefined) return
+    if (s.timer !== undefined) this.#clock.clearTimeout(s.timer)
+    s.timer = undefined
+    // A probe in flight finds its slot no longer ejected and stops there (#probed).
+    s.ejected = false
+    this.#byNode.delete(node)
+    const i = this.#slots.indexOf(s)
+    this.#slots.splice(i, 1)
+    if (this.#next > i) this.#next--
+    if (this.#slots.length > 0) this.#next %= this.#slots.length
+  }
+
   /** False while `node` is ejected (quarantined until a probe brings it back). Unknown nodes are in rotation. */
   inRotation(node: string): boolean {
     return this.#byNode.get(node)?.ejected !== true

@@ -11,7 +11,7 @@ import { createClient } from '../../src/client/index.js'
 import { parseClusterView } from '../../src/client/topology.js'
 import { normalizeNode } from '../../src/client/client.js'
 import { drive, tick } from '../support/drive.js'
-import { respond, ScriptedTransport, wireError, type RecordedRequest } from '../support/scripted-transport.js'
+import { NetworkFailure, respond, ScriptedTransport, wireError, type RecordedRequest } from '../support/scripted-transport.js'
 
 const member = (region: string, port: number, status = 'alive'): Record<string, unknown> => ({ id: `n${port}`, region, address: `127.0.0.1:${port}`, status, phi: 0, rttMs: 1 })
 const VIEW = {
@@ -229,5 +229,48 @@ test('a per-call timeout is the timeout of each ladder try (it was ignored), and
   assert.equal(stateOf(client, url(1)).inRotation, true)
   await assert.rejects(client.get('k', { timeout: 'soon' as never }), (e: unknown) => (e as { code?: string; option?: string }).code === 'ERR_INVALID_OPTIONS' && (e as { option?: string }).option === 'timeout')
   await assert.rejects(client.keys({ timeout: 0 }), (e: unknown) => (e as { code?: string; option?: string }).code === 'ERR_INVALID_OPTIONS' && (e as { option?: string }).option === 'timeout')
+  await client.close()
+})
+
+test('a member gone from the topology (pruned: killed for good, or replaced under a new address) leaves the rotation: it is no longer probed', async () => {
+  // Soak finding: every node a topology ever listed kept its rotation slot for the life of the
+  // client; one that died ejected was probed (GET /healthz, every probe interval up to 30 s)
+  // forever, a timer and a connection attempt each, one more per cluster node replaced.
+  const clock = new ManualClock()
+  let view: Record<string, unknown> = { self: 'n1', region: 'london', regions: [{ region: 'london', rank: 0, members: [member('london', 1), member('london', 2)] }] }
+  const transport = new ScriptedTransport(clock, (origin, req) => {
+    if (req.path === '/v1/cluster') return respond(200, view)
+    if (origin === url(2)) return new NetworkFailure('ECONNREFUSED')
+    return respond(200, 'v', { etag: '"7"', 'x-ttl': '60' })
+  })
+  const client = createClient({ nodes: [url(1)], region: 'london', clock, transport, eject: { after: 1 } })
+  await tick()
+  await tick()
+  assert.deepEqual(client.topology().local, [url(1), url(2)])
+  for (let i = 0; i < 4; i++) assert.equal((await drive(clock, client.get(`k${i}`), { step: 10 })).ok, true)
+  assert.equal(client.nodes().find((n) => n.node === url(2))?.inRotation, false, 'n2 ejected')
+  // n2 is pruned from the cluster; a replacement n4 joins.
+  view = { self: 'n1', region: 'london', regions: [{ region: 'london', rank: 0, members: [member('london', 1), member('london', 4)] }] }
+  await drive(clock, new Promise((resolve) => setTimeout(resolve, 0)).then(async () => {
+    for (let t = 0; t < 6_000; t += 100) {
+      clock.advance(100)
+      await tick()
+    }
+  }), { step: 10 })
+  assert.deepEqual(client.topology().local, [url(1), url(4)])
+  assert.deepEqual(client.nodes().map((n) => n.node).sort(), [url(1), url(4)], 'the rotation holds the configured node and the current members')
+  const before = transport.to(url(2)).length
+  for (let t = 0; t < 300_000; t += 1_000) {
+    clock.advance(1_000)
+    await tick()
+  }
+  assert.equal(transport.to(url(2)).length - before, 0, 'no probe of the pruned n2 in 5 minutes')
+  // The configured node stays whatever the topology says.
+  view = { self: 'n4', region: 'london', regions: [{ region: 'london', rank: 0, members: [member('london', 4)] }] }
+  for (let t = 0; t < 6_000; t += 100) {
+    clock.advance(100)
+    await tick()
+  }
+  assert.ok(client.nodes().some((n) => n.node === url(1)), 'a configured node is never dropped')
   await client.close()
 })
