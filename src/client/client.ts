@@ -68,7 +68,7 @@ import { NodeRotation, type NodeState } from './node-rotation.js'
 import { flatTopology, isLoneView, parseClusterView, type Topology } from './topology.js'
 import { parseRetryAfter, RetryPolicy } from './retry-policy.js'
 import { isNotSent, type HttpRequest, type HttpResponse, type Transport } from './transport.js'
-import { undiciTransport } from './undici-transport.js'
+import { releaseOrigin, undiciTransport } from './undici-transport.js'
 import { DEFAULT_SESSION_KEYS, Session } from './session.js'
 
 /** Most keys in one page of `keys` (the node's `GET /v1/keys` bound). */
@@ -791,6 +791,22 @@ class NodeClient implements Client {
     return out
   }
 
+  /**
+   * Takes a topology read from the cluster. A node it no longer lists (pruned: killed for
+   * good, or replaced under another address) leaves the rotation and its pool is closed, so
+   * an ejected one is not probed for the client's life; the configured nodes stay. Listed
+   * again, it comes back as a new node.
+   */
+  #setTopology(topology: Topology): void {
+    this.#topology = topology
+    const listed = new Set([...topology.local, ...topology.remote.flat(), ...this.#r.nodes])
+    for (const s of this.#rotation.states()) {
+      if (listed.has(s.node)) continue
+      this.#rotation.remove(s.node)
+      releaseOrigin(this.#transport, s.node)
+    }
+  }
+
   /** Reads the topology from the first node that answers `GET /v1/cluster`; again every `topologyRefresh`. */
   async #refreshTopology(): Promise<void> {
     const ladder = this.#ladder!
@@ -806,7 +822,7 @@ class NodeClient implements Client {
       const outcome = await this.#attempt(node, { method: 'GET', path: '/v1/cluster' }, ladder.timeoutsMs[0]!)
       if (outcome.kind !== 'response') continue
       if (outcome.res.status === 404) {
-        this.#topology = flatTopology(this.#r.nodes)
+        this.#setTopology(flatTopology(this.#r.nodes))
         break
       }
       if (outcome.res.status !== 200) continue
@@ -817,21 +833,16 @@ class NodeClient implements Client {
         continue
       }
       if (isLoneView(view)) {
-        this.#topology = flatTopology(this.#r.nodes)
+        this.#setTopology(flatTopology(this.#r.nodes))
         break
       }
       // Members are listed as host:port: they speak the scheme of the node that answered (a TLS cluster is https throughout).
       const scheme = node.slice(0, node.indexOf('://') + 3)
       const topology = parseClusterView(view, ladder.region, (a) => normalizeNode(/^[a-z][a-z0-9+.-]*:\/\//i.test(a) ? a : scheme + a))
       if (topology === undefined) continue
-      const listed = new Set([...topology.local, ...topology.remote.flat(), ...this.#r.nodes])
-      for (const n of listed) this.#rotation.add(n)
-      // A node the cluster no longer lists (pruned: killed for good, or replaced under another
-      // address) leaves the rotation, so an ejected one is not probed for the client's life;
-      // the configured nodes stay. Listed again, it comes back as a new node.
-      for (const s of this.#rotation.states()) if (!listed.has(s.node)) this.#rotation.remove(s.node)
+      for (const n of [...topology.local, ...topology.remote.flat()]) this.#rotation.add(n)
       this.#cursor.clear()
-      this.#topology = topology
+      this.#setTopology(topology)
       if (foreign || (view as { region?: unknown }).region === ladder.region || topology.local.length === 0) break
       // A node of another region ranks the regions by its own distance to them (itself first):
       // ask a node of the client's region for its view now, not a topologyRefresh later.

@@ -37,6 +37,21 @@ export function undiciTransport(options: UndiciTransportOptions): Transport {
   return new UndiciTransport(options)
 }
 
+/**
+ * Closes the pool of `origin` when `transport` is the built-in one (a node the client no
+ * longer lists): its idle pool (about 19 KB) was kept for the client's life, one per node
+ * ever reached. Requests in flight on it finish first; a later request opens a new pool.
+ * Another transport is left alone. Returns whether a pool was closed.
+ */
+export function releaseOrigin(transport: Transport, origin: string): boolean {
+  return transport instanceof UndiciTransport && transport.release(origin)
+}
+
+/** Pools the built-in transport holds (tests); undefined for another transport. */
+export function poolCount(transport: Transport): number | undefined {
+  return transport instanceof UndiciTransport ? transport.pools : undefined
+}
+
 class UndiciTransport implements Transport {
   readonly #options: UndiciTransportOptions
   readonly #pools = new Map<string, Pool>()
@@ -64,6 +79,18 @@ class UndiciTransport implements Transport {
       this.#pools.set(origin, pool)
     }
     return pool
+  }
+
+  get pools(): number {
+    return this.#pools.size
+  }
+
+  release(origin: string): boolean {
+    const pool = this.#pools.get(origin)
+    if (pool === undefined) return false
+    this.#pools.delete(origin)
+    pool.close().catch(() => undefined)
+    return true
   }
 
   async request(origin: string, req: HttpRequest): Promise<HttpResponse> {
