@@ -182,6 +182,11 @@ export class ChannelMux {
     return { bulkQueuedFrames: frames, bulkQueuedBytes: bytes, bulkDropped: this.#dropped, unrouted: this.#unrouted, inboundDropped: { ...this.#inboundDropped } }
   }
 
+  /** Peers whose inbound buckets are held (those heard from within about the last second). */
+  get inboundPeers(): number {
+    return this.#inbound.size
+  }
+
   /** Bulk bytes waiting in the mux for `peer`. */
   bulkQueuedBytes(peer: NodeId): number {
     return this.#bulk.get(peer)?.bytes ?? 0
@@ -271,7 +276,10 @@ export class ChannelMux {
     const now = this.#clock.now()
     let buckets = this.#inbound.get(peer)
     if (buckets === undefined) {
-      // Bounded by the peers the transport authenticated (members); forgotten on close.
+      // Peers heard from within the last second: a pair left idle a second has refilled
+      // whole, the state a new pair starts in, so it is forgotten (peers gone for good leave
+      // nothing behind) without changing any answer.
+      for (const [p, b] of this.#inbound) if (now - Math.max(b.control.at, b.bulk.at) >= 1_000) this.#inbound.delete(p)
       buckets = { control: { tokens: this.#controlRate, at: now }, bulk: { tokens: this.#bulkRate, at: now } }
       this.#inbound.set(peer, buckets)
     }

@@ -160,6 +160,27 @@ describe('ChannelMux inbound limits per peer', () => {
     mux.close()
   })
 
+  test('a peer\'s buckets are forgotten once full again (a second idle): peers gone for good leave nothing behind, and limits are unchanged', () => {
+    // Soak finding: the buckets of every peer that ever sent a frame were kept until close,
+    // one more pair per cluster node replaced. A bucket idle for a second is full, the state
+    // a new one starts in, so forgetting it changes no answer.
+    const t = new StuckTransport('a')
+    const clock = new ManualClock(0)
+    const mux = new ChannelMux({ transport: t, clock, inboundControlFramesPerSec: 100 })
+    const got = new Map<string, number>()
+    mux.channel(0).onReceive((from) => got.set(from, (got.get(from) ?? 0) + 1))
+    for (let p = 0; p < 200; p++) t.receive!(`gone-${p}`, frame(0, 40))
+    assert.equal(mux.inboundPeers, 200)
+    clock.advance(1_000)
+    for (let i = 0; i < 1000; i++) t.receive!('flooder', frame(0, 40))
+    assert.equal(mux.inboundPeers, 1, 'only the peer heard within the last second is held')
+    assert.equal(got.get('flooder'), 100, 'the new peer starts with a full bucket, as before')
+    clock.advance(999)
+    for (let i = 0; i < 1000; i++) t.receive!('flooder', frame(0, 40))
+    assert.equal(got.get('flooder'), 199, 'a bucket not yet full is kept: 99 frames refilled in 999 ms')
+    mux.close()
+  })
+
   test('options are validated', () => {
     const t = new StuckTransport('a')
     assert.throws(() => new ChannelMux({ transport: t, clock: new ManualClock(0), inboundControlFramesPerSec: 0 }), (e: unknown) => isCacheError(e) && e.code === 'ERR_INVALID_OPTIONS')
