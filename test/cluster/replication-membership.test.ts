@@ -122,17 +122,22 @@ describe('Replication with real Membership', () => {
       assert.ok(net.runUntil(() => ids.every((a) => ids.every((b) => node(a).membership.status(b) === 'alive')), 10_000, 50), 'joined')
       const client = new SessionClient({ nodes: ['n1', 'n2'], random: new SeededRandom(seed), ops: 400, intervalMs: 50, next: (r) => randomOp(r, 12, ['one']) })
       net.addNode('c1', () => new WrappedClient(client))
+      // A few writes through n3 too, done before its crash: the others observe their lag.
+      const viaN3 = new SessionClient({ nodes: ['n3'], random: new SeededRandom(seed + 1), ops: 10, intervalMs: 50, next: (r) => randomOp(r, 12, ['one']) })
+      net.addNode('c2', () => new WrappedClient(viaN3))
       net.run(1_000)
       net.crash('n3', { keepDisk: false })
       assert.ok(net.runUntil(() => ['n1', 'n2'].every((x) => node(x).membership.status('n3') === 'dead'), 15_000, 50), 'n3 dead in every view')
       net.run(2_000)
       const held = ['n1', 'n2'].reduce((n, id) => n + (node(id).replication.stats.hints.perPeer.n3 ?? 0), 0)
       assert.ok(held > 0, 'writes while n3 was dead were hinted for it')
+      assert.ok(['n1', 'n2'].some((id) => node(id).replication.stats.lag.n3 !== undefined), "n3's writes before its crash were observed (a lag histogram for it)")
       assert.ok(net.runUntil(() => ['n1', 'n2'].every((x) => node(x).membership.status('n3') === undefined), 40_000, 50), 'n3 pruned from every view')
       net.run(1_000)
       for (const id of ['n1', 'n2']) {
         assert.equal(node(id).replication.stats.hints.perPeer.n3, undefined, `${id} still holds hints for the pruned n3`)
         assert.equal(node(id).replication.stats.hints.depth, 0, `${id}: hint depth`)
+        assert.equal(node(id).replication.stats.lag.n3, undefined, `${id} still keeps a lag histogram (a /metrics series) for the pruned n3`)
       }
     })
   })

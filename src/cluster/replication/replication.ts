@@ -447,6 +447,8 @@ export class Replication implements StateMachine<ReplicationMessage> {
     }
     for (const peer of this.#myRounds.keys()) if (!byId.has(peer)) this.#myRounds.delete(peer)
     for (const peer of this.#shipped.keys()) if (!byId.has(peer)) this.#shipped.delete(peer)
+    // Its lag histogram too (one /metrics series per node ever seen otherwise); back, it starts a new one.
+    for (const origin of this.#lag.keys()) if (!byId.has(origin) && origin !== this.#id) this.#lag.delete(origin)
     this.#live = live
     for (const [peer, until] of this.#down) if (until <= this.#now) this.#down.delete(peer)
     this.#checkPending(actions)
