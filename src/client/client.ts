@@ -792,10 +792,12 @@ class NodeClient implements Client {
   }
 
   /**
-   * Takes a topology read from the cluster. A node it no longer lists (pruned: killed for
-   * good, or replaced under another address) leaves the rotation and its pool is closed, so
-   * an ejected one is not probed for the client's life; the configured nodes stay. Listed
-   * again, it comes back as a new node.
+   * Takes a topology read from a cluster view of members. A node it no longer lists (dead or
+   * left in that view: killed for good, or replaced under another address) leaves the
+   * rotation and its pool is closed, so an ejected one is not probed for the client's life;
+   * the configured nodes stay. Listed again, it comes back as a new node. (A lone view or a
+   * 404 only flattens the ladder's topology and forgets no node: a node answering its lone
+   * view may be one restarting or cut off, and the others may be the cluster.)
    */
   #setTopology(topology: Topology): void {
     this.#topology = topology
@@ -822,7 +824,7 @@ class NodeClient implements Client {
       const outcome = await this.#attempt(node, { method: 'GET', path: '/v1/cluster' }, ladder.timeoutsMs[0]!)
       if (outcome.kind !== 'response') continue
       if (outcome.res.status === 404) {
-        this.#setTopology(flatTopology(this.#r.nodes))
+        this.#topology = flatTopology(this.#r.nodes)
         break
       }
       if (outcome.res.status !== 200) continue
@@ -833,7 +835,7 @@ class NodeClient implements Client {
         continue
       }
       if (isLoneView(view)) {
-        this.#setTopology(flatTopology(this.#r.nodes))
+        this.#topology = flatTopology(this.#r.nodes)
         break
       }
       // Members are listed as host:port: they speak the scheme of the node that answered (a TLS cluster is https throughout).
@@ -1303,6 +1305,9 @@ class NodeClient implements Client {
       return await Promise.race([sent, timedOut])
     } finally {
       if (timer !== undefined) this.#clock.clearTimeout(timer)
+      // A node a topology read dropped while this call had it planned: the attempt opened a
+      // pool for it again, which no later read would release (it is in no rotation).
+      if (!this.#rotation.has(node)) releaseOrigin(this.#transport, node)
     }
   }
 

@@ -98,6 +98,11 @@ export class NodeRotation {
     this.#byNode.set(node, s)
   }
 
+  /** Whether `node` is in this rotation (configured, or added from a topology and not removed since). */
+  has(node: string): boolean {
+    return this.#byNode.has(node)
+  }
+
   /** Forgets a node (it left the topology): its probe stops. Unknown nodes are ignored. */
   remove(node: string): void {
     const s = this.#byNode.get(node)

@@ -305,4 +305,17 @@ describe('Replication: write path, hints, anti-entropy, states', () => {
     assert.equal(s2.lag.n1!.buckets.reduce((a, b) => a + b, 0), 3)
     assert.doesNotThrow(() => JSON.stringify(s1))
   })
+
+  test("a tag invalidation's lag (origin '?', never a member) is kept across ticks, while a member leaving the view takes its histogram along", () => {
+    const c = new SimCluster({ seed: 12, nodes: 2, regions: 1 })
+    c.addClient('c0', { ops: 2, intervalMs: 5, pick: () => 'n1', next: (_r, i) => ({ op: i === 0 ? { op: 'put', key: 'k0', value: 'v' } : { op: 'inv', tags: ['red'] }, ack: 'one' }) })
+    c.net.run(200)
+    const lag = c.machine('n2').stats.lag
+    assert.equal(lag.n1?.count, 1, 'the put, by its origin')
+    assert.equal(lag['?']?.count, 1, 'the invalidation, under ?')
+    // Many ticks later (the view unchanged), both are still there.
+    c.net.run(5_000)
+    assert.equal(c.machine('n2').stats.lag['?']?.count, 1)
+    assert.equal(c.machine('n2').stats.lag.n1?.count, 1)
+  })
 })

@@ -321,6 +321,8 @@ export class Replication implements StateMachine<ReplicationMessage> {
   #recordsRepaired = 0
   #throttled = 0
   readonly #lag = new Map<string, { buckets: number[]; count: number; sumMs: number }>()
+  /** The view's members as of the last tick: a member that leaves it takes its lag histogram along. */
+  #prevById: ReadonlyMap<NodeId, unknown> | undefined
 
   constructor(options: ReplicationOptions) {
     if (options === null || typeof options !== 'object') throw new InvalidOptionsError('options', 'expected an object')
@@ -447,8 +449,14 @@ export class Replication implements StateMachine<ReplicationMessage> {
     }
     for (const peer of this.#myRounds.keys()) if (!byId.has(peer)) this.#myRounds.delete(peer)
     for (const peer of this.#shipped.keys()) if (!byId.has(peer)) this.#shipped.delete(peer)
-    // Its lag histogram too (one /metrics series per node ever seen otherwise); back, it starts a new one.
-    for (const origin of this.#lag.keys()) if (!byId.has(origin) && origin !== this.#id) this.#lag.delete(origin)
+    // Its lag histogram too (one /metrics series per node ever seen otherwise); back, it
+    // starts a new one. Only on leaving the view: histograms of origins never in it (tag
+    // invalidations' '?', records of long-gone nodes repaired here) are kept as before.
+    const prev = this.#prevById
+    if (prev !== byId) {
+      if (prev !== undefined) for (const id of prev.keys()) if (!byId.has(id)) this.#lag.delete(id)
+      this.#prevById = byId
+    }
     this.#live = live
     for (const [peer, until] of this.#down) if (until <= this.#now) this.#down.delete(peer)
     this.#checkPending(actions)
