@@ -17,6 +17,10 @@
  *   a lockstep herd still nearly full.
  * - The middle 80 % of reconnect times (10th to 90th percentile) spans at least 150 ms,
  *   which one straggler cannot produce either.
+ * - The other way round, a stall can fake lockstep: timers that came due during it fire
+ *   together. A run that shows lockstep while this process stalled 100 ms or more between
+ *   the restart and the last reconnect proves nothing; it is run again (at most 3 runs).
+ *   Lockstep with no such stall fails at once.
  * The jitter is drawn from a SeededRandom per subscriber, so the spread does not depend
  * on luck: the draws are the same on every run; only which attempt meets the returning
  * broker depends on the machine, and any attempt number gives a spread well past the
@@ -31,6 +35,7 @@ import { SeededRandom } from '../../src/core/random.js'
 import { NatsServer } from '../support/nats-server.js'
 import { RedisServer, startRedisServer } from '../support/redis-server.js'
 import { until } from '../support/until.js'
+import { stallMeter } from '../support/stall-meter.js'
 
 const SUBSCRIBERS = 20
 /** How long the broker stays down: long enough for a few failed attempts each. */
@@ -51,6 +56,8 @@ interface Spread {
   readonly times: number[]
   readonly busiestWindow: number
   readonly middleSpread: number
+  /** Milliseconds this process was stalled between the restart and the last reconnect. */
+  readonly stalledMs: number
 }
 
 /** Subscribes 20 transports, kills the broker, restarts it after DOWN_MS, and measures when each is back. */
@@ -75,9 +82,11 @@ async function restartUnder(broker: Broker, open: (i: number) => BusTransport): 
     await broker.kill()
     await until("every subscriber 'down'", 10_000, () => state.every((s) => s === 'down'))
     await sleep(Math.max(0, killedAt + DOWN_MS - performance.now()))
+    const meter = stallMeter()
     await broker.restart()
     const restartedAt = performance.now()
     await until("every subscriber 'up' again", 20_000, () => state.every((s) => s === 'up'))
+    meter.stop()
     const times = upAt.map((t) => t - restartedAt).sort((a, b) => a - b)
     let busiestWindow = 0
     for (let i = 0; i < times.length; i++) {
@@ -86,18 +95,33 @@ async function restartUnder(broker: Broker, open: (i: number) => BusTransport): 
       busiestWindow = Math.max(busiestWindow, j - i)
     }
     const middleSpread = times[Math.floor(0.9 * (times.length - 1))] - times[Math.ceil(0.1 * (times.length - 1))]
-    return { times, busiestWindow, middleSpread }
+    return { times, busiestWindow, middleSpread, stalledMs: meter.stalledMs }
   } finally {
     await Promise.all(transports.map((t) => t.close().catch(() => {})))
   }
 }
 
-/** Asserts the spread; returns the measurement as text (a test diagnostic). */
-function assertSpread(name: string, spread: Spread): string {
-  const shown = `${name}: reconnects at ${JSON.stringify(spread.times.map(Math.round))} ms after the restart; busiest ${WINDOW_MS} ms window ${spread.busiestWindow}, middle 80 % over ${Math.round(spread.middleSpread)} ms`
-  assert.ok(spread.busiestWindow <= SUBSCRIBERS / 2, `lockstep: ${shown}`)
-  assert.ok(spread.middleSpread >= MIN_MIDDLE_SPREAD_MS, `lockstep: ${shown}`)
-  return shown
+/** A stall of this process at least this long during a run can fake lockstep (see the file comment). */
+const STALL_VOIDS_RUN_MS = 100
+const RUNS = 3
+
+/**
+ * Runs `restartUnder` until a run spreads (at most RUNS); asserts the spread of the last run.
+ * Returns the measurements as text (a test diagnostic).
+ */
+async function assertSpreads(name: string, run: (attempt: number) => Promise<Spread>): Promise<string> {
+  const shown: string[] = []
+  for (let attempt = 0; ; attempt++) {
+    const spread = await run(attempt)
+    const text = `${name}: reconnects at ${JSON.stringify(spread.times.map(Math.round))} ms after the restart; busiest ${WINDOW_MS} ms window ${spread.busiestWindow}, middle 80 % over ${Math.round(spread.middleSpread)} ms; stalled ${Math.round(spread.stalledMs)} ms`
+    shown.push(text)
+    const spreads = spread.busiestWindow <= SUBSCRIBERS / 2 && spread.middleSpread >= MIN_MIDDLE_SPREAD_MS
+    if (spreads || spread.stalledMs < STALL_VOIDS_RUN_MS || attempt === RUNS - 1) {
+      assert.ok(spread.busiestWindow <= SUBSCRIBERS / 2, `lockstep: ${shown.join(' | ')}`)
+      assert.ok(spread.middleSpread >= MIN_MIDDLE_SPREAD_MS, `lockstep: ${shown.join(' | ')}`)
+      return shown.join(' | ')
+    }
+  }
 }
 
 describe('a broker restart under 20 subscribers: reconnects spread out (jittered backoff)', () => {
@@ -114,13 +138,11 @@ describe('a broker restart under 20 subscribers: reconnects spread out (jittered
 
   test('redis', async (t) => {
     const server = redis as RedisServer
-    const spread = await restartUnder(server, (i) => redisTransport({ url: server.url, random: new SeededRandom(1_000 + i) }))
-    t.diagnostic(assertSpread('redis', spread))
+    t.diagnostic(await assertSpreads('redis', () => restartUnder(server, (i) => redisTransport({ url: server.url, random: new SeededRandom(1_000 + i) }))))
   })
 
   test('nats', async (t) => {
     const server = nats as NatsServer
-    const spread = await restartUnder(server, (i) => natsTransport({ servers: server.url, random: new SeededRandom(2_000 + i) }))
-    t.diagnostic(assertSpread('nats', spread))
+    t.diagnostic(await assertSpreads('nats', () => restartUnder(server, (i) => natsTransport({ servers: server.url, random: new SeededRandom(2_000 + i) }))))
   })
 })
