@@ -14,6 +14,18 @@ import type { HttpRequest, Transport } from '../../src/client/transport.js'
 import { startChildNode, type ChildNode } from '../support/node-fixture.js'
 import { stallMeter, type StallMeter } from '../support/stall-meter.js'
 
+/** The built-in transport, recording the path of every request sent to `origin` into `paths`. */
+function recordingTransport(origin: string, paths: string[]): Transport {
+  const inner = undiciTransport({ connections: 4, maxResponseBytes: 1 << 20, keepAliveMs: 4000 })
+  return {
+    request(to: string, req: HttpRequest) {
+      if (to === origin) paths.push(req.path)
+      return inner.request(to, req)
+    },
+    close: () => inner.close(),
+  }
+}
+
 /**
  * One read, timed: its milliseconds, and those of them this process was stalled (a loaded
  * 2-core machine starves it now and then; test/support/stall-meter.ts). A bound that says
@@ -96,14 +108,7 @@ test('a hung node (SIGSTOP) costs the first timeout until quarantined, then noth
   children.push(...nodes)
   const [a, b] = nodes as [ChildNode, ChildNode]
   const toA: string[] = []
-  const inner = undiciTransport({ connections: 4, maxResponseBytes: 1 << 20, keepAliveMs: 4000 })
-  const counting: Transport = {
-    request(origin: string, req: HttpRequest) {
-      if (origin === a.url) toA.push(req.path)
-      return inner.request(origin, req)
-    },
-    close: () => inner.close(),
-  }
+  const counting = recordingTransport(a.url, toA)
   const client = createClient({ nodes: [a.url, b.url], region: 'here', transport: counting, eject: { after: 2, probeInterval: '5s' } })
   const meter = stallMeter()
   try {
@@ -132,14 +137,7 @@ test('default eject: a hung node (SIGSTOP) costs one 0.5 s try, once; after SIGC
   children.push(...nodes)
   const [a, b] = nodes as [ChildNode, ChildNode]
   const toA: string[] = []
-  const inner = undiciTransport({ connections: 4, maxResponseBytes: 1 << 20, keepAliveMs: 4000 })
-  const counting: Transport = {
-    request(origin: string, req: HttpRequest) {
-      if (origin === a.url) toA.push(req.path)
-      return inner.request(origin, req)
-    },
-    close: () => inner.close(),
-  }
+  const counting = recordingTransport(a.url, toA)
   const client = createClient({ nodes: [a.url, b.url], region: 'here', transport: counting })
   try {
     for (let i = 0; i < 4; i++) await client.get('warm')

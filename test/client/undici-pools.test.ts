@@ -4,7 +4,7 @@
  * node ever reached, for the client's life — one more per cluster node replaced).
  */
 import assert from 'node:assert/strict'
-import { createServer, type Server } from 'node:http'
+import { createServer, type RequestListener, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after, test } from 'node:test'
 import { createClient } from '../../src/client/index.js'
@@ -23,14 +23,19 @@ async function listen(handler: Parameters<typeof createServer>[1]): Promise<stri
   return `127.0.0.1:${(server.address() as AddressInfo).port}`
 }
 
-test('a member the topology drops has its pool closed; the configured node keeps its own', async () => {
-  let members: string[] = []
-  const answer: Parameters<typeof createServer>[1] = (req, res) => {
+/** A node of a cluster whose view lists `members()` (alive, all in london); any other request is answered 200. */
+function clusterAnswer(members: () => readonly string[]): RequestListener {
+  return (req, res) => {
     if (req.url === '/v1/cluster') {
-      const view = { self: 'a', region: 'london', regions: [{ region: 'london', rank: 0, members: members.map((address, i) => ({ id: `n${i}`, region: 'london', address, status: 'alive', phi: 0, rttMs: 1 })) }] }
+      const view = { self: 'a', region: 'london', regions: [{ region: 'london', rank: 0, members: members().map((address, i) => ({ id: `n${i}`, region: 'london', address, status: 'alive', phi: 0, rttMs: 1 })) }] }
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(view))
     } else res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}')
   }
+}
+
+test('a member the topology drops has its pool closed; the configured node keeps its own', async () => {
+  let members: string[] = []
+  const answer = clusterAnswer(() => members)
   const a = await listen(answer)
   const b = await listen(answer)
   const c = await listen(answer)
@@ -57,12 +62,7 @@ test('a lone view (a node restarting, or cut off from its cluster) forgets no no
   // Review finding: a lone view pruned every learned node, so writes and every call off the
   // ladder went to the one node that had not joined, and the client never asked the others again.
   let members: string[] = []
-  const answer: Parameters<typeof createServer>[1] = (req, res) => {
-    if (req.url === '/v1/cluster') {
-      const view = { self: 'a', region: 'london', regions: [{ region: 'london', rank: 0, members: members.map((address, i) => ({ id: `n${i}`, region: 'london', address, status: 'alive', phi: 0, rttMs: 1 })) }] }
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(view))
-    } else res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}')
-  }
+  const answer = clusterAnswer(() => members)
   let toB = 0
   const a = await listen(answer)
   const b = await listen((req, res) => {
