@@ -68,6 +68,7 @@
  * exchanged whole). Not cryptographic: it detects divergence, it does not authenticate.
  */
 import { keyHash, recordHash } from '../cluster/replication/digest.js'
+import { PrefixTombstones } from '../cluster/replication/prefix-tombstones.js'
 import { KeyFilter } from './key-filter.js'
 import type { Clock } from '../core/clock.js'
 import { CacheError, InvalidOptionsError, StoreUnavailableError } from '../core/errors.js'
@@ -302,7 +303,7 @@ export class Keyspace {
   /** Writes waiting for their key's next group (group commit), by key. */
   readonly #queues = new Map<string, PendingWrite[]>()
   /** Live prefix tombstones by prefix. */
-  readonly #prefixes = new Map<string, Version>()
+  readonly #prefixes = new PrefixTombstones()
   /** Store writes under way (a clear waits for them before it walks the store). */
   readonly #inflight = new Set<Promise<unknown>>()
   readonly #digestA = new Uint32Array(DIGEST_BUCKETS)
@@ -457,7 +458,7 @@ export class Keyspace {
     checkVersion(v)
     if (version !== undefined) this.#hlc.observe(v.hlc)
     if (this.#graceOver(v)) return false
-    for (const [p, pv] of this.#prefixes) if (prefix.startsWith(p) && compareVersions(pv, v) >= 0) return false
+    if (this.#prefixes.covers(prefix, v, -Infinity)) return false
     this.#clearing++
     let finished = false
     try {
@@ -479,8 +480,8 @@ export class Keyspace {
     // and after its store write, so none older lands once this line has run.
     this.#prefixes.set(prefix, v)
     const folded: string[] = []
-    for (const [p, pv] of this.#prefixes) {
-      if (p !== prefix && p.startsWith(prefix) && compareVersions(pv, v) < 0) {
+    for (const [p, pv] of this.#prefixes.under(prefix)) {
+      if (compareVersions(pv, v) < 0) {
         this.#prefixes.delete(p)
         folded.push(p)
       }
@@ -1069,15 +1070,11 @@ export class Keyspace {
 
   /** True when a live prefix tombstone covers `key` at `version` or newer. */
   #covered(key: string, version: Version): boolean {
-    if (this.#prefixes.size === 0) return false
-    for (const [prefix, pv] of this.#prefixes) {
-      if (key.startsWith(prefix) && compareVersions(pv, version) >= 0 && !this.#graceOver(pv)) return true
-    }
-    return false
+    return this.#prefixes.size !== 0 && this.#prefixes.covers(key, version, this.#clock.now() - this.#tombstoneTtl)
   }
 
   #dropExpiredPrefixes(): void {
-    for (const [prefix, v] of this.#prefixes) if (this.#graceOver(v)) this.#prefixes.delete(prefix)
+    this.#prefixes.dropUntil(this.#clock.now() - this.#tombstoneTtl)
   }
 
   #digestXor(record: KeyspaceRecord): void {

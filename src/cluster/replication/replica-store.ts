@@ -20,6 +20,7 @@
  */
 import { compareVersions, msOfVersion, type Version } from '../../core/hlc.js'
 import { BUCKET_DEPTH, bucketOf, deepDigest, keyHash, MerkleTree, rangeBounds, type RangeSummary, type TreeRange } from './digest.js'
+import { PrefixTombstones } from './prefix-tombstones.js'
 
 /** A live record. `value`: the bytes as the node encodes them (base64 on the node's wire); `expiresAt`: absolute ms, 0 = none. */
 export interface ReplicaEntry {
@@ -111,7 +112,7 @@ export class MemoryReplicaStore implements ReplicaStore {
   /** Per bucket: its keys sorted by position, rebuilt on demand after a change. */
   readonly #sorted: Array<{ keys: string[]; pos: number[] } | undefined> = new Array(4 ** BUCKET_DEPTH).fill(undefined)
   readonly #bucketKeys: Array<Set<string> | undefined> = new Array(4 ** BUCKET_DEPTH).fill(undefined)
-  readonly #prefixes = new Map<string, Version>()
+  readonly #prefixes = new PrefixTombstones()
   readonly #tags = new Map<string, number>()
   #maxHlc = 0
 
@@ -139,9 +140,9 @@ export class MemoryReplicaStore implements ReplicaStore {
   clear(prefix: string, version: Version, now: number): boolean {
     if (graceOver(version, this.tombstoneTtlMs, now)) return false
     this.#observe(version.hlc)
-    for (const [p, pv] of this.#prefixes) if (prefix.startsWith(p) && compareVersions(pv, version) >= 0 && !graceOver(pv, this.tombstoneTtlMs, now)) return false
+    if (this.#prefixes.covers(prefix, version, now - this.tombstoneTtlMs)) return false
     this.#prefixes.set(prefix, version)
-    for (const [p, pv] of this.#prefixes) if (p !== prefix && p.startsWith(prefix) && compareVersions(pv, version) < 0) this.#prefixes.delete(p)
+    for (const [p, pv] of this.#prefixes.under(prefix)) if (compareVersions(pv, version) < 0) this.#prefixes.delete(p)
     for (const [key, r] of this.#records) if (key.startsWith(prefix) && compareVersions(r.version, version) < 0) this.#remove(r)
     return true
   }
@@ -170,10 +171,16 @@ export class MemoryReplicaStore implements ReplicaStore {
   hidden(record: ReplicaEntry, now: number): boolean {
     if (this.#covered(record.key, record.version, now)) return true
     if (record.tags.length === 0 || this.#tags.size === 0) return false
-    for (const [id, hlc] of this.#tags) {
-      if (hlc <= record.version.hlc) continue
-      const inv = id.slice(id.indexOf(':') + 1)
-      for (const tag of record.tags) if (tagCovers(inv, tag)) return true
+    // An invalidation hides the record when it is newer and names one of its tags or an
+    // ancestor (tagCovers): those are looked up, in both modes, rather than every
+    // invalidation held scanned.
+    const hlc = record.version.hlc
+    for (const tag of record.tags) {
+      for (let end = tag.indexOf(':'); ; end = tag.indexOf(':', end + 1)) {
+        const path = end === -1 ? tag : tag.slice(0, end)
+        if ((this.#tags.get(`hard:${path}`) ?? -1) > hlc || (this.#tags.get(`soft:${path}`) ?? -1) > hlc) return true
+        if (end === -1) break
+      }
     }
     return false
   }
@@ -214,7 +221,7 @@ export class MemoryReplicaStore implements ReplicaStore {
         n++
       }
     }
-    for (const [p, v] of this.#prefixes) if (graceOver(v, this.tombstoneTtlMs, now)) this.#prefixes.delete(p)
+    this.#prefixes.dropUntil(now - this.tombstoneTtlMs)
     return n
   }
 
@@ -234,9 +241,7 @@ export class MemoryReplicaStore implements ReplicaStore {
   }
 
   #covered(key: string, version: Version, now: number): boolean {
-    if (this.#prefixes.size === 0) return false
-    for (const [p, pv] of this.#prefixes) if (key.startsWith(p) && compareVersions(pv, version) >= 0 && !graceOver(pv, this.tombstoneTtlMs, now)) return true
-    return false
+    return this.#prefixes.size !== 0 && this.#prefixes.covers(key, version, now - this.tombstoneTtlMs)
   }
 
   #set(record: ReplicaRecord, current: ReplicaRecord | undefined): void {
