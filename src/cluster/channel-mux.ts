@@ -74,7 +74,9 @@ interface Bucket {
 }
 
 interface BulkQueue {
-  frames: Uint8Array[]
+  /** Waiting frames from `head` on (a head index, not `shift`: shifting a long array copies it). */
+  frames: Array<Uint8Array | undefined>
+  head: number
   bytes: number
   overflowReported: boolean
 }
@@ -176,7 +178,7 @@ export class ChannelMux {
     let frames = 0
     let bytes = 0
     for (const q of this.#bulk.values()) {
-      frames += q.frames.length
+      frames += q.frames.length - q.head
       bytes += q.bytes
     }
     return { bulkQueuedFrames: frames, bulkQueuedBytes: bytes, bulkDropped: this.#dropped, unrouted: this.#unrouted, inboundDropped: { ...this.#inboundDropped } }
@@ -199,7 +201,7 @@ export class ChannelMux {
       return
     }
     let q = this.#bulk.get(to)
-    if (q === undefined) this.#bulk.set(to, (q = { frames: [], bytes: 0, overflowReported: false }))
+    if (q === undefined) this.#bulk.set(to, (q = { frames: [], head: 0, bytes: 0, overflowReported: false }))
     if (q.bytes + frame.byteLength > this.#maxQueued) {
       this.#dropped++
       if (!q.overflowReported) {
@@ -228,10 +230,11 @@ export class ChannelMux {
   #pump(peer: NodeId, q: BulkQueue): void {
     const reporting = typeof this.#transport.queuedBytes === 'function'
     let released = 0
-    while (q.frames.length > 0) {
+    while (q.head < q.frames.length) {
       const held = reporting ? this.#transport.queuedBytes!(peer) : released
       if (held >= this.#highWater) break
-      const frame = q.frames.shift()!
+      const frame = q.frames[q.head]!
+      q.frames[q.head++] = undefined
       q.bytes -= frame.byteLength
       released += frame.byteLength
       try {
@@ -240,7 +243,12 @@ export class ChannelMux {
         // The transport is closed or the id malformed: the frame is gone, as a send that failed.
       }
     }
-    if (q.frames.length === 0) this.#bulk.delete(peer)
+    if (q.head === q.frames.length) this.#bulk.delete(peer)
+    else if (q.head >= 1024 && q.head * 2 >= q.frames.length) {
+      // Compacted once the sent part is half the array: amortised O(1) per frame.
+      q.frames = q.frames.slice(q.head)
+      q.head = 0
+    }
     else if (q.bytes <= this.#maxQueued / 2) q.overflowReported = false
   }
 

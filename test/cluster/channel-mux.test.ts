@@ -97,6 +97,35 @@ describe('ChannelMux on a scripted transport', () => {
     assert.equal(mux.stats.bulkDropped, 0)
   })
 
+  test('a long bulk queue drains in order with exact counts while more frames join it (head index, compacted as it drains)', () => {
+    const t = new StuckTransport('a')
+    const clock = new ManualClock(0)
+    const mux = new ChannelMux({ transport: t, clock, bulkHighWaterBytes: 4 * KiB, pumpMs: 5 })
+    const r = mux.channel(1, { kind: 'bulk' })
+    const frame = (i: number): Uint8Array => {
+      const b = Buffer.alloc(100)
+      b.writeUInt32BE(i, 0)
+      return b
+    }
+    let sent = 0
+    const received: number[] = []
+    for (; sent < 3000; sent++) r.send('b', frame(sent))
+    for (let round = 0; round < 2000 && received.length < 6000; round++) {
+      for (const q of t.drain()) received.push(Buffer.from(q.frame.subarray(1)).readUInt32BE(0))
+      // More join while the queue is being drained (past the compaction point too).
+      if (round % 3 === 0 && sent < 6000) for (let j = 0; j < 50; j++) r.send('b', frame(sent++))
+      const waiting = sent - received.length - t.queue.length
+      assert.equal(mux.stats.bulkQueuedFrames, waiting, `round ${round}: frames counted`)
+      assert.equal(mux.stats.bulkQueuedBytes, waiting * 101, `round ${round}: bytes counted`)
+      assert.equal(mux.bulkQueuedBytes('b'), waiting * 101)
+      clock.advance(5)
+    }
+    assert.equal(sent, 6000)
+    assert.deepEqual(received, Array.from({ length: 6000 }, (_, i) => i), 'every frame once, in order')
+    assert.equal(mux.stats.bulkQueuedFrames, 0)
+    assert.equal(mux.stats.bulkDropped, 0)
+  })
+
   test('a full bulk queue drops new frames, counted, and reports the peer unreachable to the bulk channel once', async () => {
     const t = new StuckTransport('a')
     const mux = new ChannelMux({ transport: t, clock: new ManualClock(0), bulkHighWaterBytes: 1 * KiB, maxBulkQueuedBytes: 8 * KiB })
