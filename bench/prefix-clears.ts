@@ -2,14 +2,17 @@
  * What kept prefix clears cost later writes: µs per write on the node's keyspace (memory
  * store) and per apply on the replica store, with 0, 1,000 and 20,000 prefix tombstones
  * kept (clears of distinct `user:<id>:` prefixes, within the grace), and per `hidden` check
- * of a tagged record with 0 and 1,000 tag invalidations held. Rounds alternate the sizes in
- * one process; the figure is the median of 5 rounds. Run: `node dist/bench/prefix-clears.js`.
+ * of a tagged record with 0 and 1,000 tag invalidations held, and per anti-entropy meta
+ * digest (`metaDigest`, every round) with 0, 10,000 and 100,000 tag invalidations and
+ * 20,000 prefix tombstones held. Rounds alternate the sizes in one process; the figure is
+ * the median of 5 rounds. Run: `node dist/bench/prefix-clears.js`.
  * Recorded in docs/decisions/0407-prefix-tombstones-looked-up-by-length.md.
  */
 import { Buffer } from 'node:buffer'
 import { HybridLogicalClock } from '../src/core/hlc.js'
 import { systemClock } from '../src/core/system-clock.js'
 import { MemoryReplicaStore } from '../src/cluster/replication/replica-store.js'
+import { metaDigest } from '../src/cluster/replication/replication.js'
 import { Keyspace } from '../src/server/keyspace.js'
 import { memoryStore } from '../src/store/memory-store.js'
 import { median } from './harness.js'
@@ -42,6 +45,8 @@ async function main(): Promise<void> {
   const ks = new Map<number, number[]>(SIZES.map((n) => [n, []]))
   const rs = new Map<number, number[]>(SIZES.map((n) => [n, []]))
   const hs = new Map<number, number[]>([0, 1_000].map((n) => [n, []]))
+  const metas = new Map([0, 10_000, 100_000].map((n) => [n, replicaWith(20_000, n)] as const))
+  const ms = new Map<number, number[]>([...metas.keys()].map((n) => [n, []]))
   let round = 0
   for (let r = 0; r < ROUNDS; r++) {
     for (const n of SIZES) {
@@ -68,6 +73,12 @@ async function main(): Promise<void> {
       if (hidden !== 0) throw new Error('a record newer than every invalidation was hidden')
       hs.get(n)!.push(((performance.now() - t) * 1000) / WRITES)
     }
+    for (const [n, { store }] of metas) {
+      const now = Date.now()
+      const t = performance.now()
+      for (let i = 0; i < 20; i++) metaDigest(store, now)
+      ms.get(n)!.push(((performance.now() - t) * 1000) / 20)
+    }
     round++
   }
   console.log(`Measured ${new Date().toISOString()}, node ${process.version}; median of ${ROUNDS} rounds of ${WRITES}`)
@@ -77,6 +88,9 @@ async function main(): Promise<void> {
   console.log('| tag invalidations held | replica store hidden (2 tags) |')
   console.log('|---:|---:|')
   for (const [n, xs] of hs) console.log(`| ${n} | ${median(xs).toFixed(2)} µs |`)
+  console.log('| tag invalidations held (and 20,000 prefix tombstones) | metaDigest |')
+  console.log('|---:|---:|')
+  for (const [n, xs] of ms) console.log(`| ${n} | ${median(xs).toFixed(2)} µs |`)
   for (const k of keyspaces.values()) await k.close()
 }
 

@@ -1,13 +1,14 @@
 // PrefixTombstones (cluster/replication/prefix-tombstones.ts) answers as the scan over every
 // kept tombstone that it replaced, on seeded random sequences of sets, deletes, grace drops
-// and lookups; and the replica store's tag check, now a lookup per tag ancestor, answers as
-// the scan over every invalidation held.
+// and lookups; the replica store's tag check, now a lookup per tag ancestor, answers as
+// the scan over every invalidation held; and its meta digest, kept as its meta changes,
+// equals the one hashed from every prefix tombstone and invalidation held.
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { compareVersions, msOfVersion, type Version } from '../../src/core/hlc.js'
 import { SeededRandom } from '../../src/core/random.js'
 import { PrefixTombstones } from '../../src/cluster/replication/prefix-tombstones.js'
-import { MemoryReplicaStore, tagCovers } from '../../src/cluster/replication/index.js'
+import { MemoryReplicaStore, metaDigest, tagCovers } from '../../src/cluster/replication/index.js'
 
 const SPAN = 2048 // 2^LOGICAL_BITS: a version's hlc is ms * SPAN + logical
 const NOW = 1_800_000_000_000
@@ -124,6 +125,34 @@ describe('MemoryReplicaStore.hidden with many tag invalidations', () => {
         const record = { key: `k${i}`, value: 'v', expiresAt: Infinity, tags, version: { hlc: (NOW + Math.floor(r.next() * 50)) * SPAN + 1, nodeId: 'n1' } }
         const expected = [...newest].some(([id, hlc]) => hlc > record.version.hlc && tags.some((t) => tagCovers(id.slice(id.indexOf(':') + 1), t)))
         assert.equal(store.hidden(record, NOW), expected, `seed ${seed}, record ${i}: tags ${JSON.stringify(tags)}`)
+      }
+    }
+  })
+})
+
+describe('MemoryReplicaStore.metaDigest', () => {
+  test('kept as clears, invalidations and grace drops happen, it equals the digest hashed from the lists (seeded)', () => {
+    const TTL = 1_000
+    for (let seed = 1; seed <= 30; seed++) {
+      const r = new SeededRandom(seed)
+      const store = new MemoryReplicaStore({ tombstoneTtlMs: TTL })
+      // The same store seen without its own metaDigest: the free function hashes the lists.
+      const lists = { prefixTombstones: (now: number) => store.prefixTombstones(now), tagInvalidations: () => store.tagInvalidations() }
+      let now = NOW
+      for (let step = 0; step < 300; step++) {
+        const at = `seed ${seed}, step ${step}`
+        const op = r.next()
+        if (op < 0.45) {
+          const ms = now - Math.floor(r.next() * 1_200)
+          store.clear(word(r), { hlc: ms * SPAN + Math.floor(r.next() * 3), nodeId: r.next() < 0.5 ? 'n1' : 'n2' }, now)
+        } else if (op < 0.8) {
+          store.invalidate({ mode: r.next() < 0.5 ? 'hard' : 'soft', tag: word(r) || 'a', hlc: (now - Math.floor(r.next() * 1_200)) * SPAN })
+        } else if (op < 0.9) {
+          now += Math.floor(r.next() * 300)
+        } else store.purge(now)
+        const expected = metaDigest(lists, now)
+        assert.equal(store.metaDigest(now), expected, at)
+        assert.equal(metaDigest(store, now), expected, `${at}: the free function uses the store's`)
       }
     }
   })

@@ -20,6 +20,8 @@ export class PrefixTombstones {
   readonly #perLength = new Map<number, number>()
   /** The lengths with at least one prefix, ascending. */
   #lengths: number[] = []
+  /** No tombstone held is older than this physical time, ms (a lower bound; exact after a `dropUntil` that scanned). */
+  #oldestMs = Infinity
 
   get size(): number {
     return this.#byPrefix.size
@@ -42,6 +44,8 @@ export class PrefixTombstones {
       }
     }
     this.#byPrefix.set(prefix, version)
+    const ms = msOfVersion(version.hlc)
+    if (ms < this.#oldestMs) this.#oldestMs = ms
   }
 
   delete(prefix: string): boolean {
@@ -80,9 +84,23 @@ export class PrefixTombstones {
     return out
   }
 
-  /** Deletes the tombstones whose version's physical time is at or before `cutoffMs` (past their grace). */
-  dropUntil(cutoffMs: number): void {
-    for (const [prefix, version] of this.#byPrefix) if (msOfVersion(version.hlc) <= cutoffMs) this.delete(prefix)
+  /**
+   * Deletes the tombstones whose version's physical time is at or before `cutoffMs` (past
+   * their grace) and returns them. Costs nothing while none held is that old.
+   */
+  dropUntil(cutoffMs: number): Array<[string, Version]> {
+    const dropped: Array<[string, Version]> = []
+    if (cutoffMs < this.#oldestMs) return dropped
+    let oldest = Infinity
+    for (const entry of this.#byPrefix) {
+      const ms = msOfVersion(entry[1].hlc)
+      if (ms <= cutoffMs) {
+        this.delete(entry[0])
+        dropped.push(entry)
+      } else if (ms < oldest) oldest = ms
+    }
+    this.#oldestMs = oldest
+    return dropped
   }
 
   entries(): IterableIterator<[string, Version]> {

@@ -19,7 +19,7 @@
  *   an invalidated tag (`:`-separated paths) and an older version is hidden from reads.
  */
 import { compareVersions, msOfVersion, type Version } from '../../core/hlc.js'
-import { BUCKET_DEPTH, bucketOf, deepDigest, keyHash, MerkleTree, rangeBounds, type RangeSummary, type TreeRange } from './digest.js'
+import { BUCKET_DEPTH, bucketOf, deepDigest, keyHash, MerkleTree, rangeBounds, type RangeSummary, recordHash, type TreeRange } from './digest.js'
 import { PrefixTombstones } from './prefix-tombstones.js'
 
 /** A live record. `value`: the bytes as the node encodes them (base64 on the node's wire); `expiresAt`: absolute ms, 0 = none. */
@@ -78,6 +78,11 @@ export interface ReplicaStore {
   purge(now: number): number
   /** The greatest hlc held (the machine's clock starts past it). */
   maxHlc(): number
+  /**
+   * The meta digest, when the store keeps it as its meta changes; without it `metaDigest`
+   * hashes every prefix tombstone and tag invalidation held at each call.
+   */
+  metaDigest?(now: number): string
   /** Counts for stats. */
   counts(now: number): { readonly records: number; readonly tombstones: number; readonly prefixTombstones: number; readonly tags: number }
   /** How long tombstones are kept after their version's physical time, ms. */
@@ -92,6 +97,21 @@ export function isDead(record: ReplicaRecord, now: number): boolean {
 /** True when a dead record's grace (tombstone time + ttl) is over at `now`. */
 export function graceOver(version: Version, ttlMs: number, now: number): boolean {
   return msOfVersion(version.hlc) + ttlMs <= now
+}
+
+/** A prefix tombstone's share of the meta digest (replication.ts `metaDigest`). */
+export function prefixMetaHash(prefix: string, version: Version): [number, number] {
+  return recordHash(`p\u0000${prefix}`, version)
+}
+
+/** A tag invalidation's share of the meta digest; `id` is `mode:tag`. */
+export function tagMetaHash(id: string, hlc: number): [number, number] {
+  return recordHash(`t\u0000${id}`, { hlc, nodeId: '' })
+}
+
+/** The meta digest's text: the two 32-bit halves of the XOR, 16 hex digits. */
+export function metaHex(a: number, b: number): string {
+  return (a >>> 0).toString(16).padStart(8, '0') + (b >>> 0).toString(16).padStart(8, '0')
 }
 
 /** True when tag `tag` is `inv` or lies below it (segment-wise `:` paths, the tag trie's rule). */
@@ -114,6 +134,9 @@ export class MemoryReplicaStore implements ReplicaStore {
   readonly #bucketKeys: Array<Set<string> | undefined> = new Array(4 ** BUCKET_DEPTH).fill(undefined)
   readonly #prefixes = new PrefixTombstones()
   readonly #tags = new Map<string, number>()
+  /** XOR of the meta hashes of the prefix tombstones and tag invalidations held, kept as they change (`metaDigest`). */
+  #metaA = 0
+  #metaB = 0
   #maxHlc = 0
 
   constructor(options: MemoryReplicaStoreOptions = {}) {
@@ -141,8 +164,16 @@ export class MemoryReplicaStore implements ReplicaStore {
     if (graceOver(version, this.tombstoneTtlMs, now)) return false
     this.#observe(version.hlc)
     if (this.#prefixes.covers(prefix, version, now - this.tombstoneTtlMs)) return false
+    const replaced = this.#prefixes.get(prefix)
+    if (replaced !== undefined) this.#metaXor(prefixMetaHash(prefix, replaced))
     this.#prefixes.set(prefix, version)
-    for (const [p, pv] of this.#prefixes.under(prefix)) if (compareVersions(pv, version) < 0) this.#prefixes.delete(p)
+    this.#metaXor(prefixMetaHash(prefix, version))
+    for (const [p, pv] of this.#prefixes.under(prefix)) {
+      if (compareVersions(pv, version) < 0) {
+        this.#prefixes.delete(p)
+        this.#metaXor(prefixMetaHash(p, pv))
+      }
+    }
     for (const [key, r] of this.#records) if (key.startsWith(prefix) && compareVersions(r.version, version) < 0) this.#remove(r)
     return true
   }
@@ -150,8 +181,11 @@ export class MemoryReplicaStore implements ReplicaStore {
   invalidate(inv: TagInvalidation): boolean {
     const id = `${inv.mode}:${inv.tag}`
     this.#observe(inv.hlc)
-    if ((this.#tags.get(id) ?? -1) >= inv.hlc) return false
+    const held = this.#tags.get(id)
+    if (held !== undefined && held >= inv.hlc) return false
+    if (held !== undefined) this.#metaXor(tagMetaHash(id, held))
     this.#tags.set(id, inv.hlc)
+    this.#metaXor(tagMetaHash(id, inv.hlc))
     return true
   }
 
@@ -221,8 +255,27 @@ export class MemoryReplicaStore implements ReplicaStore {
         n++
       }
     }
-    this.#prefixes.dropUntil(now - this.tombstoneTtlMs)
+    this.#dropExpiredPrefixes(now)
     return n
+  }
+
+  /**
+   * The meta digest (`metaDigest` in replication.ts) of the kept prefix tombstones and tag
+   * invalidations, without walking them: the XOR is kept as they change, and the prefix
+   * tombstones past their grace are dropped first (which costs nothing while none is).
+   */
+  metaDigest(now: number): string {
+    this.#dropExpiredPrefixes(now)
+    return metaHex(this.#metaA, this.#metaB)
+  }
+
+  #dropExpiredPrefixes(now: number): void {
+    for (const [p, v] of this.#prefixes.dropUntil(now - this.tombstoneTtlMs)) this.#metaXor(prefixMetaHash(p, v))
+  }
+
+  #metaXor(h: readonly [number, number]): void {
+    this.#metaA ^= h[0]
+    this.#metaB ^= h[1]
   }
 
   maxHlc(): number {
