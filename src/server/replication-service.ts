@@ -189,7 +189,17 @@ export class ReplicationService {
    * records repaired, tombstones held, writes, ack timeouts, stale reads, store write failures.
    */
   registerMetrics(registry: Registry): void {
-    const stats = (): ReplicationStats => this.#machine.stats
+    // One reading of the machine's figures serves a whole scrape: reading them walks the
+    // store's records (tombstone counts), and a scrape reads them once per metric, all in
+    // one synchronous pass (prom-client calls every collect before it awaits any).
+    let memo: ReplicationStats | undefined
+    const stats = (): ReplicationStats => {
+      if (memo === undefined) {
+        memo = this.#machine.stats
+        queueMicrotask(() => (memo = undefined))
+      }
+      return memo
+    }
     registry.registerMetric(lagHistogram(() => stats().lag) as never)
     registerReadings(registry, [
       { name: 'stratacache_replication_writes_total', help: 'Writes this node versioned and replicated (puts, deletes, clears, invalidations).', type: 'counter', read: () => stats().writes },

@@ -16,6 +16,8 @@ import type { MessageTransport, NodeId } from '../../src/cluster/transport.js'
 import { jsonCodec } from '../../src/cluster/kernel.js'
 import type { ClientOp, ReplicationMessage } from '../../src/cluster/replication/messages.js'
 import { slowSets } from '../support/gated-store.js'
+import { Registry } from 'prom-client'
+import { MemoryReplicaStore } from '../../src/cluster/replication/replica-store.js'
 
 const NOW = 1_800_000_000_000
 const b64 = (s: string): string => Buffer.from(s).toString('base64')
@@ -73,6 +75,30 @@ async function cluster(ids: NodeId[], regionOf: (id: NodeId) => string = () => '
 }
 
 describe('ReplicationService', () => {
+  test("a metrics scrape reads the machine's figures once (they walk the store's records), and the next scrape reads them afresh", async () => {
+    const c = await cluster(['a', 'b'])
+    const counts = MemoryReplicaStore.prototype.counts
+    let calls = 0
+    MemoryReplicaStore.prototype.counts = function (this: MemoryReplicaStore, now: number) {
+      calls++
+      return counts.call(this, now)
+    }
+    try {
+      const a = c.nodes.get('a')!
+      const registry = new Registry()
+      a.svc.registerMetrics(registry)
+      const writes = async (): Promise<number> => Number(/^stratacache_replication_writes_total (\d+)$/m.exec(await registry.metrics())?.[1])
+      assert.equal(await writes(), 0)
+      assert.equal(calls, 1, 'one reading for the whole scrape')
+      await a.svc.request({ op: 'put', key: 'k', value: b64('v') }, { ack: 'all' })
+      assert.equal(await writes(), 1, 'the next scrape sees the write')
+      assert.equal(calls, 2)
+    } finally {
+      MemoryReplicaStore.prototype.counts = counts
+      await c.close()
+    }
+  })
+
   test('a put at ack=all answers with every replica and is in every keyspace; delete, clear and invalidate replicate', async () => {
     const c = await cluster(['a', 'b', 'c'])
     const a = c.nodes.get('a')!
