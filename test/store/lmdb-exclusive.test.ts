@@ -148,6 +148,16 @@ describe('lmdbStore count', () => {
       assert.equal(store.count('b'), 1)
       assert.equal(store.count('z:'), 5000)
       assert.equal(store.count(), 5005)
+      // A prefix holding most keys with thousands outside it (a node's records beside its
+      // tombstones and tag invalidations): counted as the total minus those outside.
+      await store.setMany(Array.from({ length: 6000 }, (_, i) => ({ key: `node:${i}`, value: bytes('x'), ttlMs: Infinity })))
+      assert.equal(store.count('node:'), 6000)
+      assert.equal(store.count('z:'), 5000)
+      assert.equal(store.count('a:'), 1)
+      await store.deleteMany(Array.from({ length: 1000 }, (_, i) => `z:${i}`))
+      assert.equal(store.count('node:'), 6000)
+      assert.equal(store.count('z:'), 4000)
+      assert.equal(store.count(), 10005)
     } finally {
       await store.close()
     }
