@@ -12,18 +12,26 @@
  * - a key message drops that key; a gap in its partition marks the partition stale:
  *   `stale[p] = the sequence now known`, and every record of p stamped with an older
  *   sequence is dropped lazily when read (O(1) per gap, no walk);
- * - a clear drops the keys under its prefix, a tag invalidation the entries carrying a tag
- *   at or below it; a gap of the global sequence, or a new source, flushes everything;
+ * - a clear hides the keys under its prefix, a tag invalidation the entries carrying a tag
+ *   at or below it, lazily too (lazy-invalidations.ts): the event is remembered with an
+ *   epoch, each entry with the epoch it was last known good at, and a read that finds an
+ *   entry older than the latest event checks it (a lookup per tag and ancestor, and per
+ *   distinct prefix length remembered) and drops it if covered. No walk of the entries: an
+ *   event costs O(1), where the walk cost ~60 ms with 100,000 entries (decision 0408).
+ *   Past `MAX_LAZY_INVALIDATIONS` distinct tags or prefixes remembered, everything is
+ *   flushed and forgotten; a clear of '' drops everything at once;
+ * - a gap of the global sequence, or a new source, flushes everything;
  * - late and duplicate messages are discarded.
  *
  * A read racing an invalidation (Hazelcast's reservation): a miss `reserve`s the key,
- * stamped with the partition's sequence, the cache's generation and the tag epoch; the value
+ * stamped with the partition's sequence, the cache's generation and the epoch; the value
  * fetched is `publish`ed only if the reservation is still the key's (a key message deletes
- * it, and so does a clear whose prefix covers the key), no gap of its partition came since
- * (its stamp is not below `stale[p]`), no flush or stream loss came since (the generation),
- * no tag invalidation since covers a tag the fetched entry carries (the tag log), and the
- * cache is live. So a value read before an invalidation and answered after it is never
- * cached.
+ * it), no clear since covers the key (the remembered prefixes, as for entries), no gap of
+ * its partition came since (its stamp is not below `stale[p]`), no flush or stream loss
+ * came since (the generation), no tag invalidation since covers a tag the fetched entry
+ * carries (the tag log), and the cache is live. So a value read before an invalidation and
+ * answered after it is never cached; one that is cached is stamped with the epoch of its
+ * publication.
  *
  * Why a tag invalidation may spare the other claims: it changes only the entries that carry
  * a covered tag when it is applied. The fetched entry's tags are those it had when the node
@@ -34,15 +42,19 @@
  * cancelled (the old rule).
  *
  * Staleness bound of a hit (with the node's `meta` interval I): a delivered invalidation
- * drops the entry on arrival; a lost one is found by the next message of its partition or
- * the next meta, within I + transit; a stream that goes silent is declared lost after
- * 3 I (the link's rule) and the cache bypassed. So a hit is at most about 3 I + one
- * network delay older than the node's truth, and never older than the near cache's ttl.
+ * drops or hides the entry on arrival (no read returns it after); a lost one is found by
+ * the next message of its partition or the next meta, within I + transit; a stream that
+ * goes silent is declared lost after 3 I (the link's rule) and the cache bypassed. So a
+ * hit is at most about 3 I + one network delay older than the node's truth, and never
+ * older than the near cache's ttl.
  */
 import type { Clock } from '../core/clock.js'
 import { MemoryCache } from '../memory/memory-cache.js'
 import { TAG_SEPARATOR } from '../tags/validate-tag.js'
 import { InvalidationSequenceTracker, type SequenceRepair } from './invalidation-tracker.js'
+import { LazyInvalidations } from './lazy-invalidations.js'
+
+export { MAX_LAZY_INVALIDATIONS } from './lazy-invalidations.js'
 
 export interface NearCacheOptions {
   /** Most entries held. */
@@ -65,6 +77,11 @@ export interface NearCacheOptions {
 /** Counters of a near cache (client.nearCacheStats()). */
 export interface NearCacheStats {
   readonly state: 'live' | 'bypass'
+  /**
+   * Entries held, including some no read may return any more: those of a partition found
+   * stale by a gap, and those covered by a tag invalidation or clear (both are checked
+   * lazily, and dropped when next read, evicted, expired, or flushed).
+   */
   readonly size: number
   readonly hits: number
   readonly misses: number
@@ -74,7 +91,7 @@ export interface NearCacheStats {
   readonly invalidations: number
   /** Lost messages found (a partition dropped, or the global sequence moved). */
   readonly gaps: number
-  /** Whole flushes (new source, global gap). */
+  /** Whole flushes (new source, global gap, more than `MAX_LAZY_INVALIDATIONS` tags or prefixes remembered). */
   readonly flushes: number
   /** Late or duplicate messages discarded. */
   readonly discarded: number
@@ -91,8 +108,8 @@ export interface NearReservation {
   readonly partition: number
   readonly seq: number
   readonly gen: number
-  /** Tag invalidations seen when it was made. */
-  readonly tagEpoch: number
+  /** Tag invalidations and clears seen when it was made (the cache's epoch). */
+  readonly epoch: number
 }
 
 /** Most tag invalidations remembered for pending claims; past it, every claim is cancelled. */
@@ -108,6 +125,8 @@ interface NearRecord<V> {
   readonly tags: readonly string[]
   readonly p: number
   readonly seq: number
+  /** The epoch it was last known good at (no tag invalidation or clear up to it covers it). */
+  epoch: number
 }
 
 export class NearCache<V> {
@@ -119,9 +138,10 @@ export class NearCache<V> {
   readonly #track: boolean
   readonly #ttlMs: number
   readonly #reservations = new Map<string, NearReservation>()
-  /** Tag invalidations newer than some pending claim, oldest first (epoch: the count after it). */
+  /** Tag invalidations newer than some pending claim, oldest first (epoch: the cache's epoch after it). */
   #tagLog: Array<{ readonly epoch: number; readonly tags: readonly string[] }> = []
-  #tagEpoch = 0
+  /** Tag invalidations and clears not yet applied to every entry, and the epoch. */
+  readonly #lazy = new LazyInvalidations()
   #live = false
   #closed = false
   #gen = 0
@@ -164,7 +184,7 @@ export class NearCache<V> {
       this.#misses++
       return undefined
     }
-    if (r.seq < this.#stale[r.p]!) {
+    if (r.seq < this.#stale[r.p]! || (r.epoch !== this.#lazy.epoch && this.#covered(key, r))) {
       this.#memory.delete(key)
       this.#misses++
       return undefined
@@ -177,7 +197,7 @@ export class NearCache<V> {
   reserve(key: string): NearReservation | undefined {
     if (!this.#live) return undefined
     const partition = this.#partitionOf(key)
-    const r = { key, token: ++this.#token, partition, seq: this.#tracker.seen(partition), gen: this.#gen, tagEpoch: this.#tagEpoch }
+    const r = { key, token: ++this.#token, partition, seq: this.#tracker.seen(partition), gen: this.#gen, epoch: this.#lazy.epoch }
     this.#reservations.set(key, r)
     return r
   }
@@ -189,7 +209,7 @@ export class NearCache<V> {
    */
   publish(r: NearReservation, value: V | undefined, tags: readonly string[] = [], ttlMs = Infinity): boolean {
     const mine = this.#reservations.get(r.key)?.token === r.token
-    const refused = value !== undefined && (!mine || !this.#live || r.gen !== this.#gen || r.seq < this.#stale[r.partition]! || this.#tagged(r, tags))
+    const refused = value !== undefined && (!mine || !this.#live || r.gen !== this.#gen || r.seq < this.#stale[r.partition]! || this.#lazy.cleared(r.key, r.epoch) || this.#tagged(r, tags))
     if (mine) {
       this.#reservations.delete(r.key)
       if (this.#reservations.size === 0) this.#tagLog = []
@@ -201,7 +221,7 @@ export class NearCache<V> {
     }
     const ttl = Math.min(this.#ttlMs, ttlMs)
     if (!(ttl > 0)) return false
-    return this.#memory.set(r.key, { value, tags, p: r.partition, seq: r.seq }, { ttl })
+    return this.#memory.set(r.key, { value, tags, p: r.partition, seq: r.seq, epoch: this.#lazy.epoch }, { ttl })
   }
 
   /** Drops `key` and its claim (the client wrote or deleted it itself). */
@@ -212,8 +232,7 @@ export class NearCache<V> {
 
   /** Drops everything (the client cleared itself). */
   forgetAll(): void {
-    this.#memory.clear()
-    this.#cancelAll()
+    this.#dropAll()
     this.#gen++
   }
 
@@ -281,17 +300,12 @@ export class NearCache<V> {
     }
     if (why === 'clear') {
       const pre = prefix ?? ''
-      if (pre === '') {
-        this.#memory.clear()
-        this.#cancelAll()
-      } else {
-        this.#memory.filterErase((k) => k.startsWith(pre))
-        for (const k of [...this.#reservations.keys()]) if (k.startsWith(pre)) this.#reservations.delete(k)
-      }
+      if (pre === '') this.#dropAll()
+      // Hidden lazily (see `get`), and the claims under it are refused at `publish`.
+      else if (!this.#lazy.prefix(pre)) this.#flush()
     } else if (tags === undefined) {
       // No list (an older node): which entries it touched is unknown.
-      this.#memory.clear()
-      this.#cancelAll()
+      this.#dropAll()
     } else this.#invalidateTags(tags)
   }
 
@@ -341,8 +355,25 @@ export class NearCache<V> {
   #flush(): void {
     this.#flushes++
     this.#gen++
+    this.#dropAll()
+  }
+
+  /** Every entry, claim and remembered invalidation goes. */
+  #dropAll(): void {
     this.#cancelAll()
     this.#memory.clear()
+    this.#lazy.reset()
+  }
+
+  /**
+   * Whether a tag invalidation or clear remembered since `r` was last known good covers it
+   * (then the caller drops it); if none does, `r` is good as of now.
+   */
+  #covered(key: string, r: NearRecord<V>): boolean {
+    const lazy = this.#lazy
+    if (lazy.cleared(key, r.epoch) || (r.tags.length > 0 && lazy.tagged(r.tags, r.epoch))) return true
+    r.epoch = lazy.epoch
+    return false
   }
 
   #cancelAll(): void {
@@ -350,24 +381,26 @@ export class NearCache<V> {
     this.#tagLog = []
   }
 
-  /** Drops the entries `tags` cover and logs the invalidation for the pending claims. */
+  /** Hides the entries `tags` cover (lazily, see `get`) and logs the invalidation for the pending claims. */
   #invalidateTags(tags: readonly string[]): void {
-    this.#memory.filterErase((_k, r) => covered(r.tags, tags))
-    this.#tagEpoch++
+    if (!this.#lazy.tags(tags)) {
+      this.#flush()
+      return
+    }
     if (this.#reservations.size === 0) return
-    this.#tagLog.push({ epoch: this.#tagEpoch, tags })
+    this.#tagLog.push({ epoch: this.#lazy.epoch, tags })
     if (this.#tagLog.length <= MAX_TAG_LOG) return
     // Keep only what the oldest pending claim needs; if that is still too much, cancel them all.
     let oldest = Infinity
-    for (const r of this.#reservations.values()) oldest = Math.min(oldest, r.tagEpoch)
+    for (const r of this.#reservations.values()) oldest = Math.min(oldest, r.epoch)
     this.#tagLog = this.#tagLog.filter((e) => e.epoch > oldest)
     if (this.#tagLog.length > MAX_TAG_LOG) this.#cancelAll()
   }
 
   /** Whether a tag invalidation since `r` was made covers one of the fetched entry's `tags`. */
   #tagged(r: NearReservation, tags: readonly string[]): boolean {
-    if (r.tagEpoch === this.#tagEpoch) return false
-    for (const e of this.#tagLog) if (e.epoch > r.tagEpoch && covered(tags, e.tags)) return true
+    if (r.epoch === this.#lazy.epoch) return false
+    for (const e of this.#tagLog) if (e.epoch > r.epoch && covered(tags, e.tags)) return true
     return false
   }
 }
