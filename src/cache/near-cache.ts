@@ -72,6 +72,12 @@ export interface NearCacheOptions {
    * @default true
    */
   readonly trackSequences?: boolean
+  /**
+   * Most distinct tags, and most distinct prefixes, remembered for the lazy checks; past
+   * either, the near cache flushes. Small values are for tests.
+   * @default MAX_LAZY_INVALIDATIONS
+   */
+  readonly maxRemembered?: number
 }
 
 /** Counters of a near cache (client.nearCacheStats()). */
@@ -141,7 +147,7 @@ export class NearCache<V> {
   /** Tag invalidations newer than some pending claim, oldest first (epoch: the cache's epoch after it). */
   #tagLog: Array<{ readonly epoch: number; readonly tags: readonly string[] }> = []
   /** Tag invalidations and clears not yet applied to every entry, and the epoch. */
-  readonly #lazy = new LazyInvalidations()
+  readonly #lazy: LazyInvalidations
   #live = false
   #closed = false
   #gen = 0
@@ -165,6 +171,7 @@ export class NearCache<V> {
     this.#partitionOf = options.partitionOf
     this.#track = options.trackSequences ?? true
     this.#ttlMs = options.ttlMs
+    this.#lazy = new LazyInvalidations(options.maxRemembered)
     this.#bypassSince = options.clock.now()
   }
 

@@ -1,13 +1,15 @@
 /**
  * NearCache and InvalidationSequenceTracker (src/cache/near-cache.ts,
  * invalidation-tracker.ts) as pure state machines on a ManualClock: gaps, sources, late
- * messages, reservations racing invalidations, bypass.
+ * messages, reservations racing invalidations, bypass; tag invalidations and clears checked
+ * lazily, against a model that applies them eagerly.
  */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { ManualClock } from '../../src/core/manual-clock.js'
-import { MAX_TAG_LOG, NearCache } from '../../src/cache/near-cache.js'
+import { MAX_LAZY_INVALIDATIONS, MAX_TAG_LOG, NearCache, type NearReservation } from '../../src/cache/near-cache.js'
 import { InvalidationSequenceTracker } from '../../src/cache/invalidation-tracker.js'
+import { SeededRandom } from '../../src/core/random.js'
 
 const P = 4
 const partitionOf = (key: string): number => key.charCodeAt(0) % P
@@ -214,4 +216,270 @@ test('without sequence tracking a lost message goes unnoticed (what tracking buy
   seqs[partitionOf('a')] = 5
   c.meta('s1', seqs)
   assert.equal(c.get('a'), 'A')
+})
+
+test('lazy tags: an entry stored after an invalidation of its tag is served, one stored before is not', () => {
+  const { c } = near()
+  c.up('s1', zeros())
+  c.publish(c.reserve('a')!, 'A1', ['org:1'])
+  c.all('s1', 1, 'tags', undefined, ['org:1'])
+  c.publish(c.reserve('b')!, 'B', ['org:1'])
+  assert.equal(c.get('a'), undefined, 'stored before the invalidation')
+  assert.equal(c.get('b'), 'B', 'stored after it')
+  c.publish(c.reserve('a')!, 'A2', ['org:1'])
+  assert.equal(c.get('a'), 'A2')
+  c.all('s1', 2, 'tags', undefined, ['org:1'])
+  assert.deepEqual([c.get('a'), c.get('b')], [undefined, undefined], 'a second invalidation of the same tag covers what came after the first')
+  assert.equal(c.stats().size, 0, 'read, so dropped')
+})
+
+test('lazy tags: an ancestor invalidation hides the entries tagged below it, and only those', () => {
+  const { c } = near()
+  c.up('s1', zeros())
+  const tags: Record<string, string> = { k1: 'a', k2: 'a:b', k3: 'a:b:c', k4: 'a:bc', k5: 'ab', k6: 'b:a' }
+  const fillAll = (): void => {
+    for (const [k, t] of Object.entries(tags)) c.publish(c.reserve(k)!, `${k}=${t}`, ['z', t])
+  }
+  const served = (): string[] => Object.keys(tags).filter((k) => c.get(k) !== undefined)
+  let q = 0
+  fillAll()
+  c.all('s1', ++q, 'tags', undefined, ['a:b:c'])
+  assert.deepEqual(served(), ['k1', 'k2', 'k4', 'k5', 'k6'])
+  fillAll()
+  c.all('s1', ++q, 'tags', undefined, ['a:b'])
+  assert.deepEqual(served(), ['k1', 'k4', 'k5', 'k6'], 'a:b covers a:b:c, not a:bc')
+  fillAll()
+  c.all('s1', ++q, 'tags', undefined, ['a'])
+  assert.deepEqual(served(), ['k5', 'k6'], 'a covers a:*, not ab nor b:a')
+  fillAll()
+  c.forgetTags(['a:b:c:d', 'b:a:x'])
+  assert.deepEqual(served(), Object.keys(tags), 'a tag below hides nothing above it')
+  c.forgetTags(['b'])
+  assert.deepEqual(served(), ['k1', 'k2', 'k3', 'k4', 'k5'])
+  fillAll()
+  c.forgetTags(['z'])
+  assert.deepEqual(served(), [], 'a second tag of the entry')
+})
+
+test('lazy clears: nested prefixes hide what was stored before them; a claim under a cleared prefix is refused', () => {
+  const { c } = near()
+  c.up('s1', zeros())
+  const keys = ['user:1', 'user:1:x', 'user:10', 'user:2', 'use', 'post:1']
+  const fillAll = (): void => keys.forEach((k) => fill(c, k, k.toUpperCase()))
+  const served = (): string[] => keys.filter((k) => c.get(k) !== undefined)
+  let q = 0
+  fillAll()
+  c.all('s1', ++q, 'clear', 'user:1:', undefined)
+  assert.deepEqual(served(), ['user:1', 'user:10', 'user:2', 'use', 'post:1'])
+  fillAll()
+  c.all('s1', ++q, 'clear', 'user:1', undefined)
+  assert.deepEqual(served(), ['user:2', 'use', 'post:1'], 'a string prefix: user:1 covers user:10 and itself')
+  fillAll()
+  const before = c.reserve('user:7')!
+  c.all('s1', ++q, 'clear', 'user:', undefined)
+  const after = c.reserve('user:8')!
+  assert.deepEqual(served(), ['use', 'post:1'])
+  assert.equal(c.publish(before, 'U7'), false)
+  assert.equal(c.publish(after, 'U8'), true)
+  assert.deepEqual([c.get('user:7'), c.get('user:8')], [undefined, 'U8'])
+  fillAll()
+  assert.deepEqual(served(), keys, 'stored after every clear: served')
+})
+
+test('lazy invalidations are bounded: one distinct tag or prefix too many flushes, and the record starts over', () => {
+  for (const kind of ['tags', 'clear'] as const) {
+    const { c } = near()
+    c.up('s1', zeros())
+    fill(c, 'keep', 'K')
+    let q = 0
+    const send = (i: number): void => (kind === 'tags' ? c.all('s1', ++q, 'tags', undefined, [`t:${i}`]) : c.all('s1', ++q, 'clear', `p:${i}:`, undefined))
+    for (let i = 0; i < MAX_LAZY_INVALIDATIONS; i++) send(i)
+    send(0) // the same tag or prefix again: no new one to remember
+    assert.equal(c.stats().flushes, 0, kind)
+    assert.equal(c.get('keep'), 'K', kind)
+    send(MAX_LAZY_INVALIDATIONS)
+    assert.equal(c.stats().flushes, 1, `${kind}: past the bound`)
+    assert.equal(c.get('keep'), undefined, kind)
+    fill(c, 'keep', 'K2')
+    for (let i = 0; i < MAX_LAZY_INVALIDATIONS; i++) send(i)
+    assert.equal(c.stats().flushes, 1, `${kind}: the record was reset by the flush`)
+    assert.equal(c.get('keep'), 'K2', kind)
+  }
+})
+
+/**
+ * The model: what an eager near cache holds, applying every invalidation to every entry
+ * and claim on arrival. Its entries and claims are `lossy` once a bound flush came after
+ * them (the lazy cache may then hold less, never more).
+ */
+interface ModelEntry {
+  readonly value: string
+  readonly tags: readonly string[]
+  readonly deadline: number
+  lossy: boolean
+}
+interface ModelClaim {
+  readonly r: NearReservation
+  valid: boolean
+  lossy: boolean
+  readonly tagLog: Array<readonly string[]>
+}
+
+const coveredBy = (tag: string, inv: string): boolean => tag === inv || tag.startsWith(inv + ':')
+
+test('lazy invalidations against an eager model: seeded random fills, reads, tags, clears, keys, claims, gaps', () => {
+  const KEYS = ['a', 'a:1', 'a:1:x', 'a:1:y', 'a:10', 'a:2', 'a:2:x', 'ab', 'b', 'b:1', 'b:1:z']
+  const PREFIXES = ['a', 'a:', 'a:1', 'a:1:', 'a:1:x', 'a:2', 'ab', 'b', 'b:1', 'b:1:z', 'c']
+  const TAGS = ['a', 'a:b', 'a:b:c', 'a:bc', 'ab', 'x', 'x:y', 'x:y:z']
+  const TTL = 1000
+  const seeds = Number(process.env.NEAR_SEEDS ?? 300)
+  const seen = { served: 0, hidden: 0, boundFlushes: 0, refused: 0 }
+  for (let seed = 1; seed <= seeds; seed++) {
+    const rnd = new SeededRandom(seed)
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd.next() * xs.length)]!
+    const clock = new ManualClock()
+    // Half the runs with a bound small enough to flush often, half with one never reached.
+    const maxRemembered = rnd.next() < 0.5 ? 1 + Math.floor(rnd.next() * 8) : 1000
+    const c = new NearCache<string>({ maxEntries: 1000, ttlMs: TTL, partitions: P, partitionOf, clock, maxRemembered })
+    const model = new Map<string, ModelEntry>()
+    const claims = new Map<string, ModelClaim>()
+    const seqs = zeros()
+    let live = false
+    let n = 0
+    const log: string[] = []
+    /** Keys whose entry a tag invalidation or clear removed from the model, not read since. */
+    const hidden = new Set<string>()
+    const fail = (what: string): never => assert.fail(`seed ${seed} (maxRemembered ${maxRemembered}), step ${log.length}: ${what}\n${log.slice(-25).join('\n')}`)
+    const dropAll = (): void => {
+      model.clear()
+      hidden.clear()
+      for (const cl of claims.values()) cl.valid = false
+    }
+    const lossyAll = (): void => {
+      for (const e of model.values()) e.lossy = true
+      for (const cl of claims.values()) cl.lossy = true
+    }
+    /** Runs a stream message; a bound flush it caused makes everything lossy. */
+    const stream = (run: () => void): void => {
+      const flushes = c.stats().flushes
+      run()
+      if (c.stats().flushes !== flushes) {
+        seen.boundFlushes++
+        lossyAll()
+      }
+    }
+    for (let step = 0; step < 300; step++) {
+      const x = rnd.next()
+      if (!live || x < 0.01) {
+        const same = live || seqs[P] > 0 ? rnd.next() < 0.8 : true
+        log.push(`up ${same ? 'same' : 'new'} source`)
+        for (const cl of claims.values()) cl.valid = false // every hello starts a new generation
+        if (!same) {
+          seqs.fill(0)
+          dropAll()
+        }
+        c.up(same ? 's1' : `s${seed}-${step}`, seqs)
+        if (!same) c.up('s1', seqs) // back to s1: a flush of everything, as a new source
+        live = true
+      } else if (x < 0.02) {
+        log.push('down')
+        c.down()
+        for (const cl of claims.values()) cl.valid = false
+        live = false
+      } else if (x < 0.35) {
+        const k = pick(KEYS)
+        const got = c.get(k)
+        const m = model.get(k)
+        if (m !== undefined && m.deadline <= clock.now()) model.delete(k)
+        const want = model.get(k)
+        log.push(`get ${k} -> ${got} (model ${want?.value}${want?.lossy ? ', lossy' : ''})`)
+        if (got !== undefined && got !== want?.value) fail(`served ${got}, the model holds ${want?.value}`)
+        if (got === undefined && want !== undefined && !want.lossy) fail(`lost ${want.value} without a bound flush`)
+        if (got !== undefined) seen.served++
+        else if (hidden.has(k)) seen.hidden++
+        hidden.delete(k)
+      } else if (x < 0.47) {
+        const k = pick(KEYS)
+        const r = c.reserve(k)!
+        log.push(`reserve ${k} #${r.token}`)
+        const old = claims.get(k)
+        if (old !== undefined) old.valid = false
+        claims.set(k, { r, valid: true, lossy: false, tagLog: [] })
+      } else if (x < 0.66 && claims.size > 0) {
+        const cl = pick([...claims.values()])
+        const tags = TAGS.filter(() => rnd.next() < 0.2)
+        const value = rnd.next() < 0.1 ? undefined : `v${++n}`
+        const ok = cl.valid && !cl.tagLog.some((inv) => tags.some((t) => inv.some((i) => coveredBy(t, i))))
+        const got = c.publish(cl.r, value, tags)
+        log.push(`publish ${cl.r.key} #${cl.r.token} ${value} [${tags.join(',')}] -> ${got} (model ${ok}${cl.lossy ? ', lossy' : ''})`)
+        claims.delete(cl.r.key)
+        if (value === undefined) continue
+        if (got && !ok) fail('cached a value an invalidation since its claim covers')
+        if (!got && ok && !cl.lossy) fail('refused a value nothing invalidated')
+        if (!got && !ok) seen.refused++
+        if (ok) {
+          model.set(cl.r.key, { value, tags, deadline: clock.now() + TTL, lossy: !got })
+          hidden.delete(cl.r.key)
+        }
+      } else if (x < 0.74) {
+        const tags = TAGS.filter(() => rnd.next() < 0.25)
+        log.push(`tags [${tags.join(',')}]`)
+        stream(() => c.all('s1', ++seqs[P], 'tags', undefined, tags))
+        for (const [k, e] of model) {
+          if (e.tags.some((t) => tags.some((i) => coveredBy(t, i))) && e.deadline > clock.now()) {
+            model.delete(k)
+            hidden.add(k)
+          }
+        }
+        for (const cl of claims.values()) cl.tagLog.push(tags)
+      } else if (x < 0.8) {
+        const pre = rnd.next() < 0.05 ? '' : pick(PREFIXES)
+        log.push(`clear '${pre}'`)
+        stream(() => c.all('s1', ++seqs[P], 'clear', pre, undefined))
+        for (const [k, e] of model) {
+          if (k.startsWith(pre) && e.deadline > clock.now()) {
+            model.delete(k)
+            hidden.add(k)
+          }
+        }
+        for (const [k, cl] of claims) if (k.startsWith(pre)) cl.valid = false
+      } else if (x < 0.88) {
+        const k = pick(KEYS)
+        const p = partitionOf(k)
+        const gap = rnd.next() < 0.1
+        seqs[p] += gap ? 2 : 1
+        log.push(`key ${k}${gap ? ' (after a lost one: partition dropped)' : ''}`)
+        stream(() => c.key('s1', p, seqs[p], k))
+        for (const mk of model.keys()) if (mk === k || (gap && partitionOf(mk) === p)) model.delete(mk)
+        for (const hk of hidden) if (hk === k || (gap && partitionOf(hk) === p)) hidden.delete(hk)
+        for (const [ck, cl] of claims) if (ck === k || (gap && partitionOf(ck) === p)) cl.valid = false
+      } else if (x < 0.89) {
+        seqs[P] += 2
+        log.push('global gap: flush')
+        c.all('s1', seqs[P], 'tags', undefined, ['x'])
+        dropAll()
+      } else if (x < 0.92) {
+        const k = pick(KEYS)
+        log.push(`forget ${k}`)
+        c.forget(k)
+        model.delete(k)
+        hidden.delete(k)
+        const cl = claims.get(k)
+        if (cl !== undefined) cl.valid = false
+      } else if (x < 0.96) {
+        const tags = [pick(TAGS)]
+        log.push(`forgetTags [${tags.join(',')}]`)
+        stream(() => c.forgetTags(tags))
+        for (const [k, e] of model) if (e.tags.some((t) => coveredBy(t, tags[0]!))) model.delete(k)
+        for (const cl of claims.values()) cl.tagLog.push(tags)
+      } else {
+        const ms = Math.floor(rnd.next() * 400)
+        log.push(`advance ${ms} ms`)
+        clock.advance(ms)
+      }
+    }
+  }
+  // Not vacuous: hits, reads of entries an invalidation hid, bound flushes and refused claims all happened.
+  if (process.env.NEAR_SEEDS !== undefined) console.log(seen)
+  assert.ok(Object.values(seen).every((v) => v > 50), JSON.stringify(seen))
 })
