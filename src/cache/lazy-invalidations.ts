@@ -13,55 +13,86 @@
  *   (`tagged`): `org:1` covers `org:1:user:42`, not `org:10`, the rule of the stream
  *   (the tag or one below it). One lookup per tag and per separator in it.
  *
- * Each map keeps the latest epoch of its key: a later event of the same tag or prefix
- * replaces the earlier one (it covers everything the earlier one did, and more). Both are
- * bounded by `max` distinct keys; `tags` and `prefix` return false past it, and the near
- * cache then flushes and `reset`s (forgetting is safe for a cache; serving what an
- * invalidation covers is not).
+ * Each map keeps the latest event of its key: a later event of the same tag or prefix
+ * replaces the earlier one (it covers everything the earlier one did, and more), and moves
+ * it to the end, so that a map's first key is the one whose latest event is oldest.
+ *
+ * Forgotten by age: with a finite ttl, an event older than the ttl covers nothing left,
+ * since every entry stored before it has expired (an entry lives at most the ttl, on the
+ * same monotonic clock), so it is dropped when the next event is recorded. A claim made
+ * before an event forgotten this way cannot tell whether it covered its key: `floor` is
+ * the newest epoch forgotten, and the near cache refuses claims older than it.
+ *
+ * Bounded: at most `max` distinct tags, and `max` distinct prefixes, younger than the ttl;
+ * `tags` and `prefix` return false past it, and the near cache then flushes and `reset`s
+ * (forgetting is safe for a cache; serving what an invalidation covers is not).
  */
+import type { Clock } from '../core/clock.js'
 import { TAG_SEPARATOR } from '../tags/validate-tag.js'
 
 /** Most distinct tags, and most distinct prefixes, remembered; past either, the near cache flushes. */
 export const MAX_LAZY_INVALIDATIONS = 4096
 
+/** An event: its epoch, and when it was recorded (ms of the near cache's clock). */
+interface Stamp {
+  readonly epoch: number
+  readonly at: number
+}
+
 export class LazyInvalidations {
   /** Events recorded so far: an entry stamped with it is covered by none of them. */
   epoch = 0
+  /** The newest epoch forgotten by age (claims older than it are refused). */
+  floor = 0
   readonly #max: number
-  /** Tag → epoch of its latest invalidation. */
-  readonly #tags = new Map<string, number>()
-  /** Prefix ('' excluded) → epoch of its latest clear. */
-  readonly #prefixes = new Map<string, number>()
+  readonly #ttlMs: number
+  readonly #clock: Clock
+  /** Tag → its latest invalidation; oldest first. */
+  readonly #tags = new Map<string, Stamp>()
+  /** Prefix ('' excluded) → its latest clear; oldest first. */
+  readonly #prefixes = new Map<string, Stamp>()
+  /** How many prefixes of each length are held. */
+  readonly #perLength = new Map<number, number>()
   /** The distinct lengths of the prefixes held, ascending. */
   #lengths: number[] = []
 
-  constructor(max = MAX_LAZY_INVALIDATIONS) {
+  /** `ttlMs`: the longest an entry lives (`Infinity`: events are forgotten only by `reset`). */
+  constructor(clock: Clock, ttlMs: number, max = MAX_LAZY_INVALIDATIONS) {
+    this.#clock = clock
+    this.#ttlMs = ttlMs
     this.#max = max
   }
 
-  /** True when nothing is remembered (then no entry can be covered). */
-  get empty(): boolean {
-    return this.#tags.size === 0 && this.#prefixes.size === 0
+  /** Distinct tags and prefixes remembered. */
+  get size(): number {
+    return this.#tags.size + this.#prefixes.size
   }
 
   /** Records an invalidation of `tags` (each covers itself and the tags below it); false past the bound. */
   tags(tags: readonly string[]): boolean {
-    const e = ++this.epoch
-    for (const t of tags) this.#tags.set(t, e)
+    const stamp = this.#next()
+    for (const t of tags) {
+      this.#tags.delete(t)
+      this.#tags.set(t, stamp)
+    }
     return this.#tags.size <= this.#max
   }
 
   /** Records a clear of `prefix` (not ''); false past the bound. */
   prefix(prefix: string): boolean {
-    const e = ++this.epoch
-    if (!this.#prefixes.has(prefix)) {
+    const stamp = this.#next()
+    if (!this.#prefixes.delete(prefix)) {
       const n = prefix.length
-      const lengths = this.#lengths
-      let i = lengths.length
-      while (i > 0 && lengths[i - 1]! > n) i--
-      if (lengths[i - 1] !== n) lengths.splice(i, 0, n)
+      const count = this.#perLength.get(n) ?? 0
+      this.#perLength.set(n, count + 1)
+      if (count === 0) {
+        const lengths = this.#lengths
+        let i = lengths.length
+        while (i > 0 && lengths[i - 1]! > n) i--
+        lengths.splice(i, 0, n)
+      }
     }
-    this.#prefixes.set(prefix, e)
+    this.#prefixes.set(prefix, stamp)
     return this.#prefixes.size <= this.#max
   }
 
@@ -71,8 +102,8 @@ export class LazyInvalidations {
     for (let i = 0; i < lengths.length; i++) {
       const n = lengths[i]!
       if (n > key.length) return false
-      const e = this.#prefixes.get(n === key.length ? key : key.slice(0, n))
-      if (e !== undefined && e > since) return true
+      const s = this.#prefixes.get(n === key.length ? key : key.slice(0, n))
+      if (s !== undefined && s.epoch > since) return true
     }
     return false
   }
@@ -81,11 +112,11 @@ export class LazyInvalidations {
   tagged(tags: readonly string[], since: number): boolean {
     if (this.#tags.size === 0) return false
     for (const t of tags) {
-      let e = this.#tags.get(t)
-      if (e !== undefined && e > since) return true
+      let s = this.#tags.get(t)
+      if (s !== undefined && s.epoch > since) return true
       for (let i = t.indexOf(TAG_SEPARATOR); i !== -1; i = t.indexOf(TAG_SEPARATOR, i + 1)) {
-        e = this.#tags.get(t.slice(0, i))
-        if (e !== undefined && e > since) return true
+        s = this.#tags.get(t.slice(0, i))
+        if (s !== undefined && s.epoch > since) return true
       }
     }
     return false
@@ -95,6 +126,37 @@ export class LazyInvalidations {
   reset(): void {
     this.#tags.clear()
     this.#prefixes.clear()
+    this.#perLength.clear()
     this.#lengths = []
+  }
+
+  /** The next event's stamp, after forgetting the events older than the ttl. */
+  #next(): Stamp {
+    const at = this.#clock.now()
+    if (this.#ttlMs < Infinity) {
+      // Strictly older: an entry stored at `s` expires at `s + ttl`, before `now` here.
+      const cutoff = at - this.#ttlMs
+      for (const [t, s] of this.#tags) {
+        if (s.at >= cutoff) break
+        this.#tags.delete(t)
+        if (s.epoch > this.floor) this.floor = s.epoch
+      }
+      for (const [p, s] of this.#prefixes) {
+        if (s.at >= cutoff) break
+        this.#prefixes.delete(p)
+        this.#dropLength(p.length)
+        if (s.epoch > this.floor) this.floor = s.epoch
+      }
+    }
+    return { epoch: ++this.epoch, at }
+  }
+
+  #dropLength(n: number): void {
+    const count = this.#perLength.get(n)! - 1
+    if (count > 0) this.#perLength.set(n, count)
+    else {
+      this.#perLength.delete(n)
+      this.#lengths.splice(this.#lengths.indexOf(n), 1)
+    }
   }
 }

@@ -18,20 +18,21 @@
  *   entry older than the latest event checks it (a lookup per tag and ancestor, and per
  *   distinct prefix length remembered) and drops it if covered. No walk of the entries: an
  *   event costs O(1), where the walk cost ~60 ms with 100,000 entries (decision 0408).
- *   Past `MAX_LAZY_INVALIDATIONS` distinct tags or prefixes remembered, everything is
- *   flushed and forgotten; a clear of '' drops everything at once;
+ *   An event older than the ttl is forgotten (every entry it could cover has expired);
+ *   past `MAX_LAZY_INVALIDATIONS` distinct tags or prefixes younger than that, everything
+ *   is flushed and forgotten; a clear of '' drops everything at once;
  * - a gap of the global sequence, or a new source, flushes everything;
  * - late and duplicate messages are discarded.
  *
  * A read racing an invalidation (Hazelcast's reservation): a miss `reserve`s the key,
  * stamped with the partition's sequence, the cache's generation and the epoch; the value
  * fetched is `publish`ed only if the reservation is still the key's (a key message deletes
- * it), no clear since covers the key (the remembered prefixes, as for entries), no gap of
- * its partition came since (its stamp is not below `stale[p]`), no flush or stream loss
- * came since (the generation), no tag invalidation since covers a tag the fetched entry
- * carries (the tag log), and the cache is live. So a value read before an invalidation and
- * answered after it is never cached; one that is cached is stamped with the epoch of its
- * publication.
+ * it), no clear since covers the key (the remembered prefixes, as for entries; a claim
+ * older than an event forgotten by age is refused), no gap of its partition came since
+ * (its stamp is not below `stale[p]`), no flush or stream loss came since (the
+ * generation), no tag invalidation since covers a tag the fetched entry carries (the tag
+ * log), and the cache is live. So a value read before an invalidation and answered after
+ * it is never cached; one that is cached is stamped with the epoch of its publication.
  *
  * Why a tag invalidation may spare the other claims: it changes only the entries that carry
  * a covered tag when it is applied. The fetched entry's tags are those it had when the node
@@ -73,8 +74,8 @@ export interface NearCacheOptions {
    */
   readonly trackSequences?: boolean
   /**
-   * Most distinct tags, and most distinct prefixes, remembered for the lazy checks; past
-   * either, the near cache flushes. Small values are for tests.
+   * Most distinct tags, and most distinct prefixes, remembered for the lazy checks (those
+   * younger than `ttlMs`); past either, the near cache flushes. Small values are for tests.
    * @default MAX_LAZY_INVALIDATIONS
    */
   readonly maxRemembered?: number
@@ -171,7 +172,7 @@ export class NearCache<V> {
     this.#partitionOf = options.partitionOf
     this.#track = options.trackSequences ?? true
     this.#ttlMs = options.ttlMs
-    this.#lazy = new LazyInvalidations(options.maxRemembered)
+    this.#lazy = new LazyInvalidations(options.clock, options.ttlMs, options.maxRemembered)
     this.#bypassSince = options.clock.now()
   }
 
@@ -216,7 +217,7 @@ export class NearCache<V> {
    */
   publish(r: NearReservation, value: V | undefined, tags: readonly string[] = [], ttlMs = Infinity): boolean {
     const mine = this.#reservations.get(r.key)?.token === r.token
-    const refused = value !== undefined && (!mine || !this.#live || r.gen !== this.#gen || r.seq < this.#stale[r.partition]! || this.#lazy.cleared(r.key, r.epoch) || this.#tagged(r, tags))
+    const refused = value !== undefined && (!mine || !this.#live || r.gen !== this.#gen || r.seq < this.#stale[r.partition]! || this.#clearedSince(r) || this.#tagged(r, tags))
     if (mine) {
       this.#reservations.delete(r.key)
       if (this.#reservations.size === 0) this.#tagLog = []
@@ -402,6 +403,11 @@ export class NearCache<V> {
     for (const r of this.#reservations.values()) oldest = Math.min(oldest, r.epoch)
     this.#tagLog = this.#tagLog.filter((e) => e.epoch > oldest)
     if (this.#tagLog.length > MAX_TAG_LOG) this.#cancelAll()
+  }
+
+  /** Whether a clear since `r` was made covers its key (or was forgotten by age: then it may have). */
+  #clearedSince(r: NearReservation): boolean {
+    return r.epoch < this.#lazy.floor || this.#lazy.cleared(r.key, r.epoch)
   }
 
   /** Whether a tag invalidation since `r` was made covers one of the fetched entry's `tags`. */

@@ -307,10 +307,37 @@ test('lazy invalidations are bounded: one distinct tag or prefix too many flushe
   }
 })
 
+test('lazy invalidations older than the ttl are forgotten: no flush; a claim older than a forgotten clear is refused', () => {
+  const { c, clock } = near() // ttl 60 s
+  c.up('s1', zeros())
+  let q = 0
+  for (let i = 0; i < MAX_LAZY_INVALIDATIONS; i++) c.all('s1', ++q, 'tags', undefined, [`t:${i}`])
+  clock.advance(30_000)
+  fill(c, 'keep', 'K')
+  c.publish(c.reserve('tagged')!, 'T', ['t:1'])
+  clock.advance(30_001)
+  // The first batch is now older than the ttl: what it covered has expired.
+  for (let i = 0; i < MAX_LAZY_INVALIDATIONS; i++) c.all('s1', ++q, 'tags', undefined, [`u:${i}`])
+  assert.equal(c.stats().flushes, 0)
+  assert.deepEqual([c.get('keep'), c.get('tagged')], ['K', 'T'], 'stored after the forgotten events')
+  c.all('s1', ++q, 'tags', undefined, ['t:1'])
+  assert.equal(c.get('tagged'), undefined)
+  c.all('s1', ++q, 'tags', undefined, ['u:extra'])
+  assert.equal(c.stats().flushes, 1, 'one too many younger than the ttl')
+
+  const old = c.reserve('p:1:a')!
+  c.all('s1', ++q, 'clear', 'p:1:', undefined)
+  clock.advance(60_001)
+  c.all('s1', ++q, 'clear', 'other:', undefined) // forgets the clear of p:1:
+  assert.equal(c.publish(old, 'A'), false, 'the clear since its claim was forgotten: refused')
+  fill(c, 'p:1:a', 'A2')
+  assert.equal(c.get('p:1:a'), 'A2')
+})
+
 /**
  * The model: what an eager near cache holds, applying every invalidation to every entry
  * and claim on arrival. Its entries and claims are `lossy` once a bound flush came after
- * them (the lazy cache may then hold less, never more).
+ * them, and claims once older than the ttl (the lazy cache may then hold less, never more).
  */
 interface ModelEntry {
   readonly value: string
@@ -320,6 +347,7 @@ interface ModelEntry {
 }
 interface ModelClaim {
   readonly r: NearReservation
+  readonly at: number
   valid: boolean
   lossy: boolean
   readonly tagLog: Array<readonly string[]>
@@ -404,12 +432,14 @@ test('lazy invalidations against an eager model: seeded random fills, reads, tag
         log.push(`reserve ${k} #${r.token}`)
         const old = claims.get(k)
         if (old !== undefined) old.valid = false
-        claims.set(k, { r, valid: true, lossy: false, tagLog: [] })
+        claims.set(k, { r, at: clock.now(), valid: true, lossy: false, tagLog: [] })
       } else if (x < 0.66 && claims.size > 0) {
         const cl = pick([...claims.values()])
         const tags = TAGS.filter(() => rnd.next() < 0.2)
         const value = rnd.next() < 0.1 ? undefined : `v${++n}`
         const ok = cl.valid && !cl.tagLog.some((inv) => tags.some((t) => inv.some((i) => coveredBy(t, i))))
+        // Older than the ttl: an event since it may have been forgotten by age (then refused).
+        if (clock.now() - cl.at > TTL) cl.lossy = true
         const got = c.publish(cl.r, value, tags)
         log.push(`publish ${cl.r.key} #${cl.r.token} ${value} [${tags.join(',')}] -> ${got} (model ${ok}${cl.lossy ? ', lossy' : ''})`)
         claims.delete(cl.r.key)
