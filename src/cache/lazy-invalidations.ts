@@ -19,7 +19,8 @@
  *
  * Forgotten by age: with a finite ttl, an event older than the ttl covers nothing left,
  * since every entry stored before it has expired (an entry lives at most the ttl, on the
- * same monotonic clock), so it is dropped when the next event is recorded. A claim made
+ * same clock, which never goes backwards: the `Clock` contract), so it is dropped when the
+ * next event is recorded. A claim made
  * before an event forgotten this way cannot tell whether it covered its key: `floor` is
  * the newest epoch forgotten, and the near cache refuses claims older than it.
  *
@@ -61,11 +62,6 @@ export class LazyInvalidations {
     this.#clock = clock
     this.#ttlMs = ttlMs
     this.#max = max
-  }
-
-  /** Distinct tags and prefixes remembered. */
-  get size(): number {
-    return this.#tags.size + this.#prefixes.size
   }
 
   /** Records an invalidation of `tags` (each covers itself and the tags below it); false past the bound. */
