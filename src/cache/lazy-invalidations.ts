@@ -7,8 +7,8 @@
  * Every event bumps `epoch` (never goes back, resets included); an entry remembers the
  * epoch at which it was last known good. An entry stamped `since` is covered when:
  * - a clear recorded after `since` has a prefix of its key (`cleared`): one `Map` lookup
- *   per distinct prefix length held, as `PrefixTombstones` (a clear covering `key` is keyed
- *   by one of `key`'s prefixes);
+ *   per distinct prefix length held (a `PrefixMap`, core/prefix-map.ts: a clear covering
+ *   `key` is keyed by one of `key`'s prefixes);
  * - a tag invalidation recorded after `since` names one of its tags or an ancestor of one
  *   (`tagged`): `org:1` covers `org:1:user:42`, not `org:10`, the rule of the stream
  *   (the tag or one below it). One lookup per tag and per separator in it.
@@ -29,6 +29,7 @@
  * (forgetting is safe for a cache; serving what an invalidation covers is not).
  */
 import type { Clock } from '../core/clock.js'
+import { PrefixMap } from '../core/prefix-map.js'
 import { TAG_SEPARATOR } from '../tags/validate-tag.js'
 
 /** Most distinct tags, and most distinct prefixes, remembered; past either, the near cache flushes. */
@@ -51,11 +52,7 @@ export class LazyInvalidations {
   /** Tag → its latest invalidation; oldest first. */
   readonly #tags = new Map<string, Stamp>()
   /** Prefix ('' excluded) → its latest clear; oldest first. */
-  readonly #prefixes = new Map<string, Stamp>()
-  /** How many prefixes of each length are held. */
-  readonly #perLength = new Map<number, number>()
-  /** The distinct lengths of the prefixes held, ascending. */
-  #lengths: number[] = []
+  readonly #prefixes = new PrefixMap<Stamp>()
 
   /** `ttlMs`: the longest an entry lives (`Infinity`: events are forgotten only by `reset`). */
   constructor(clock: Clock, ttlMs: number, max = MAX_LAZY_INVALIDATIONS) {
@@ -77,24 +74,15 @@ export class LazyInvalidations {
   /** Records a clear of `prefix` (not ''); false past the bound. */
   prefix(prefix: string): boolean {
     const stamp = this.#next()
-    if (!this.#prefixes.delete(prefix)) {
-      const n = prefix.length
-      const count = this.#perLength.get(n) ?? 0
-      this.#perLength.set(n, count + 1)
-      if (count === 0) {
-        const lengths = this.#lengths
-        let i = lengths.length
-        while (i > 0 && lengths[i - 1]! > n) i--
-        lengths.splice(i, 0, n)
-      }
-    }
+    // Deleted first: the latest clear of a prefix moves to the end (oldest first).
+    this.#prefixes.delete(prefix)
     this.#prefixes.set(prefix, stamp)
     return this.#prefixes.size <= this.#max
   }
 
   /** Whether a clear recorded after epoch `since` covers `key`. */
   cleared(key: string, since: number): boolean {
-    const lengths = this.#lengths
+    const lengths = this.#prefixes.lengths
     for (let i = 0; i < lengths.length; i++) {
       const n = lengths[i]!
       if (n > key.length) return false
@@ -122,8 +110,6 @@ export class LazyInvalidations {
   reset(): void {
     this.#tags.clear()
     this.#prefixes.clear()
-    this.#perLength.clear()
-    this.#lengths = []
   }
 
   /** The next event's stamp, after forgetting the events older than the ttl. */
@@ -140,19 +126,9 @@ export class LazyInvalidations {
       for (const [p, s] of this.#prefixes) {
         if (s.at >= cutoff) break
         this.#prefixes.delete(p)
-        this.#dropLength(p.length)
         if (s.epoch > this.floor) this.floor = s.epoch
       }
     }
     return { epoch: ++this.epoch, at }
-  }
-
-  #dropLength(n: number): void {
-    const count = this.#perLength.get(n)! - 1
-    if (count > 0) this.#perLength.set(n, count)
-    else {
-      this.#perLength.delete(n)
-      this.#lengths.splice(this.#lengths.indexOf(n), 1)
-    }
   }
 }

@@ -5,7 +5,8 @@
  * Every write asks whether a kept tombstone covers its key (`covers`). Scanning them all
  * made that cost grow with every clear of the last 24 h: 20,000 kept clears took a
  * keyspace write from 35 µs to 1.1 ms. Here it costs one `Map` lookup per distinct prefix
- * length held (a tombstone covering `key` is keyed by one of `key`'s own prefixes), so
+ * length held (a tombstone covering `key` is keyed by one of `key`'s own prefixes: a
+ * `PrefixMap`, core/prefix-map.ts), so
  * clears of `user:<id>:` keep writes cheap however many there are. Clears themselves still
  * walk the tombstones once (`under`), to fold the older ones a new clear covers.
  *
@@ -13,51 +14,17 @@
  * place).
  */
 import { compareVersions, msOfVersion, type Version } from '../../core/hlc.js'
+import { PrefixMap } from '../../core/prefix-map.js'
 
-export class PrefixTombstones {
-  readonly #byPrefix = new Map<string, Version>()
-  /** How many prefixes of each length are held. */
-  readonly #perLength = new Map<number, number>()
-  /** The lengths with at least one prefix, ascending. */
-  #lengths: number[] = []
+export class PrefixTombstones extends PrefixMap<Version> {
   /** No tombstone held is older than this physical time, ms (a lower bound; exact after a `dropUntil` that scanned). */
   #oldestMs = Infinity
 
-  get size(): number {
-    return this.#byPrefix.size
-  }
-
-  get(prefix: string): Version | undefined {
-    return this.#byPrefix.get(prefix)
-  }
-
   /** Sets (or replaces) the tombstone of `prefix`. */
-  set(prefix: string, version: Version): void {
-    if (!this.#byPrefix.has(prefix)) {
-      const n = prefix.length
-      const count = this.#perLength.get(n) ?? 0
-      this.#perLength.set(n, count + 1)
-      if (count === 0) {
-        let i = this.#lengths.length
-        while (i > 0 && this.#lengths[i - 1]! > n) i--
-        this.#lengths.splice(i, 0, n)
-      }
-    }
-    this.#byPrefix.set(prefix, version)
+  override set(prefix: string, version: Version): void {
+    super.set(prefix, version)
     const ms = msOfVersion(version.hlc)
     if (ms < this.#oldestMs) this.#oldestMs = ms
-  }
-
-  delete(prefix: string): boolean {
-    if (!this.#byPrefix.delete(prefix)) return false
-    const n = prefix.length
-    const count = this.#perLength.get(n)! - 1
-    if (count > 0) this.#perLength.set(n, count)
-    else {
-      this.#perLength.delete(n)
-      this.#lengths.splice(this.#lengths.indexOf(n), 1)
-    }
-    return true
   }
 
   /**
@@ -66,11 +33,11 @@ export class PrefixTombstones {
    * grace and covers nothing; `-Infinity` counts every one held).
    */
   covers(key: string, version: Version, keptAfterMs: number): boolean {
-    const lengths = this.#lengths
+    const lengths = this.lengths
     for (let i = 0; i < lengths.length; i++) {
       const n = lengths[i]!
       if (n > key.length) return false
-      const pv = this.#byPrefix.get(n === key.length ? key : key.slice(0, n))
+      const pv = this.get(n === key.length ? key : key.slice(0, n))
       if (pv !== undefined && compareVersions(pv, version) >= 0 && msOfVersion(pv.hlc) > keptAfterMs) return true
     }
     return false
@@ -79,8 +46,9 @@ export class PrefixTombstones {
   /** The prefixes held that extend `prefix` (start with it and are longer), with their versions. */
   under(prefix: string): Array<[string, Version]> {
     const out: Array<[string, Version]> = []
-    if (this.#lengths.length === 0 || this.#lengths[this.#lengths.length - 1]! <= prefix.length) return out
-    for (const entry of this.#byPrefix) if (entry[0].length > prefix.length && entry[0].startsWith(prefix)) out.push(entry)
+    const lengths = this.lengths
+    if (lengths.length === 0 || lengths[lengths.length - 1]! <= prefix.length) return out
+    for (const entry of this) if (entry[0].length > prefix.length && entry[0].startsWith(prefix)) out.push(entry)
     return out
   }
 
@@ -92,7 +60,7 @@ export class PrefixTombstones {
     const dropped: Array<[string, Version]> = []
     if (cutoffMs < this.#oldestMs) return dropped
     let oldest = Infinity
-    for (const entry of this.#byPrefix) {
+    for (const entry of this) {
       const ms = msOfVersion(entry[1].hlc)
       if (ms <= cutoffMs) {
         this.delete(entry[0])
@@ -101,13 +69,5 @@ export class PrefixTombstones {
     }
     this.#oldestMs = oldest
     return dropped
-  }
-
-  entries(): IterableIterator<[string, Version]> {
-    return this.#byPrefix.entries()
-  }
-
-  [Symbol.iterator](): IterableIterator<[string, Version]> {
-    return this.#byPrefix.entries()
   }
 }
