@@ -27,13 +27,43 @@ export interface CliIo {
   readonly out: { write(chunk: string | Uint8Array): unknown; readonly isTTY?: boolean }
   /** Standard error: messages and the bench's progress line. */
   readonly err: { write(chunk: string): unknown; readonly isTTY?: boolean }
-  /** All of standard input (a value for `set`), or undefined when stdin is a terminal. */
-  readStdin(): Promise<Buffer | undefined>
+  /**
+   * All of standard input (a value for `set`), or undefined when stdin is a terminal.
+   * Past `maxBytes` it stops reading and rejects with a UsageError (`readBounded`).
+   */
+  readStdin(maxBytes: number): Promise<Buffer | undefined>
   readonly env: NodeJS.ProcessEnv
   /** Timers and coarse time. */
   readonly clock: Clock
   /** High-resolution monotonic milliseconds, for latency measurements. */
   readonly now: () => number
+}
+
+/** The largest value any node accepts (`maxValueBytes` is at most 1gb): `set` reads no more of a file or stdin. */
+export const MAX_CLI_VALUE_BYTES = 1024 ** 3
+
+/**
+ * All of `source`, joined; past `maxBytes` it stops reading (`set k < /dev/zero` ends at
+ * the bound instead of filling memory), drops what it read and throws a UsageError.
+ */
+export async function readBounded(source: AsyncIterable<Uint8Array | string>, maxBytes: number): Promise<Buffer> {
+  let chunks: Buffer[] = []
+  let total = 0
+  for await (const chunk of source) {
+    const b = typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
+    total += b.byteLength
+    if (total > maxBytes) {
+      chunks = []
+      throw new UsageError(tooLargeMessage(maxBytes))
+    }
+    chunks.push(b)
+  }
+  return Buffer.concat(chunks, total)
+}
+
+/** The refusal of a value over `maxBytes` that `set` will not send. */
+export function tooLargeMessage(maxBytes: number): string {
+  return `the value is over ${maxBytes} bytes, more than ${maxBytes === MAX_CLI_VALUE_BYTES ? 'any node accepts (maxValueBytes is at most 1gb)' : 'allowed'}: not sent`
 }
 
 /** A usage error: exit code 2, message on stderr. */

@@ -4,11 +4,11 @@
  * `--region`), output for people by default and `--json` for
  * scripts, exit codes from `EXIT` (cli-io.ts).
  */
-import { readFileSync } from 'node:fs'
+import { createReadStream } from 'node:fs'
 import { MAX_TTL_SECONDS, type Client, type ClientEntry } from '../client/client.js'
 import type { Duration } from '../core/duration.js'
 import { CacheError } from '../core/errors.js'
-import { clientFrom, COMMON_HELP, COMMON_OPTIONS, describeError, EXIT, parse, UsageError, type CliIo } from './cli-io.js'
+import { clientFrom, COMMON_HELP, COMMON_OPTIONS, describeError, EXIT, MAX_CLI_VALUE_BYTES, parse, readBounded, tooLargeMessage, UsageError, type CliIo } from './cli-io.js'
 
 export const GET_HELP = `Usage: stratacache get <key> [options]
 
@@ -21,7 +21,8 @@ ${COMMON_HELP}`
 export const SET_HELP = `Usage: stratacache set <key> [value] [options]
 
 Stores [value] under <key>; without [value] (or with "-") the value is read from stdin, with
---file from a file. Prints the new version (--json: { version, ttl }).
+--file from a file (at most 1 GiB, the most any node accepts). Prints the new version
+(--json: { version, ttl }).
 
 Options:
   --ttl <ttl>          A bare number is SECONDS (as in the HTTP API); or a duration with
@@ -147,17 +148,19 @@ export async function setCommand(argv: string[], io: CliIo): Promise<number> {
   if (values.file !== undefined) {
     if (positionals.length > 1) throw new UsageError('give the value either as an argument or with --file, not both')
     try {
-      value = readFileSync(values.file)
+      value = await readBounded(createReadStream(values.file, { highWaterMark: 1024 * 1024 }), MAX_CLI_VALUE_BYTES)
     } catch (err) {
+      if (err instanceof UsageError) throw err
       throw new UsageError(`cannot read ${values.file}: ${err instanceof Error ? err.message : String(err)}`)
     }
   } else if (positionals.length > 1 && positionals[1] !== '-') {
     value = Buffer.from(positionals[1], 'utf8')
   } else {
-    const stdin = await io.readStdin()
+    const stdin = await io.readStdin(MAX_CLI_VALUE_BYTES)
     if (stdin === undefined) throw new UsageError('no value: give it as an argument, with --file, or on stdin')
     value = stdin
   }
+  if (value.byteLength > MAX_CLI_VALUE_BYTES) throw new UsageError(tooLargeMessage(MAX_CLI_VALUE_BYTES))
   // --tags adds up when repeated (as --node does). `--tags ''` is no tags; an empty tag within
   // a list (a,,b) is refused by the client's tag check, as the node would.
   const tags = values.tags?.flatMap((list) => (list === '' ? [] : list.split(',').map((t) => t.trim())))

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url'
 import { systemClock } from '../core/system-clock.js'
 import { benchCommand } from './bench-command.js'
 import { delCommand, getCommand, invalidateCommand, keysCommand, setCommand, statsCommand } from './client-commands.js'
-import { describeError, didYouMean, EXIT, exitCodeOf, type CliIo } from './cli-io.js'
+import { describeError, didYouMean, EXIT, exitCodeOf, readBounded, type CliIo } from './cli-io.js'
 
 export const MAIN_HELP = `Usage: stratacache <command> [options]
 
@@ -95,11 +95,9 @@ export function processIo(): CliIo {
     clock: systemClock,
     // The bench measures request latencies below the clock's 1 ms resolution.
     now: () => performance.now(),
-    async readStdin() {
+    async readStdin(maxBytes: number) {
       if (process.stdin.isTTY === true) return undefined
-      const chunks: Buffer[] = []
-      for await (const chunk of process.stdin) chunks.push(chunk as Buffer)
-      return Buffer.concat(chunks)
+      return readBounded(process.stdin, maxBytes)
     },
   }
 }

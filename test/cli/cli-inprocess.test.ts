@@ -2,7 +2,9 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { runCli } from '../../src/cli/main.js'
-import { EXIT, exitCodeOf, type CliIo } from '../../src/cli/cli-io.js'
+import { createReadStream } from 'node:fs'
+import { Readable } from 'node:stream'
+import { EXIT, exitCodeOf, MAX_CLI_VALUE_BYTES, readBounded, UsageError, type CliIo } from '../../src/cli/cli-io.js'
 import { BadRequestError, InvalidKeyError, RequestTimeoutError } from '../../src/core/errors.js'
 import { errorFromResponse } from '../../src/client/client.js'
 import { ManualClock } from '../../src/core/manual-clock.js'
@@ -26,6 +28,28 @@ describe('CLI argument handling in process', () => {
     const x = io(undefined)
     assert.equal(await runCli(['set', 'k'], x), EXIT.USAGE)
     assert.match(x.err_, /no value/)
+  })
+
+  test('a value is read up to a bound: an endless stream is refused at the bound (UsageError), a short one is returned whole', async () => {
+    const zero = createReadStream('/dev/zero', { highWaterMark: 16 * 1024 })
+    await assert.rejects(readBounded(zero, 100_000), (e: unknown) => e instanceof UsageError && /over 100000 bytes/.test(e.message))
+    assert.equal(zero.destroyed, true, 'the source is no longer read')
+    const joined = await readBounded(Readable.from([Buffer.from('ab'), 'cd', new Uint8Array([101])]), 5)
+    assert.equal(joined.toString(), 'abcde', 'exactly at the bound: whole')
+    await assert.rejects(readBounded(Readable.from([Buffer.from('abc'), Buffer.from('def')]), 5), UsageError)
+  })
+
+  test('set refuses a value over 1 GiB (more than any node accepts) from stdin or --file, without sending it', async () => {
+    const x = io(Buffer.allocUnsafe(MAX_CLI_VALUE_BYTES + 1))
+    assert.equal(await runCli(['set', 'k'], x), EXIT.USAGE)
+    assert.match(x.err_, /over 1073741824 bytes, more than any node accepts/)
+    // An endless file: read up to the bound, then refused (it used to be read until memory ran out).
+    const y = io()
+    assert.equal(await runCli(['set', 'k', '--file', '/dev/zero'], y), EXIT.USAGE)
+    assert.match(y.err_, /over 1073741824 bytes/)
+    const z = io()
+    assert.equal(await runCli(['set', 'k', '--file', '/nonexistent/value'], z), EXIT.USAGE)
+    assert.match(z.err_, /cannot read \/nonexistent\/value/)
   })
 
   test('set with both a value and --file is a usage error', async () => {
