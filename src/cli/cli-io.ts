@@ -142,13 +142,25 @@ export interface CommonValues {
   timeout?: string
 }
 
+/**
+ * The node addresses in STRATACACHE_NODES (comma-separated), or undefined when it is unset
+ * or empty. Set to blanks and commas only, it names no node: a usage error, rather than the
+ * default node a typo would silently reach.
+ */
+export function nodesFromEnv(env: NodeJS.ProcessEnv): string[] | undefined {
+  const raw = env.STRATACACHE_NODES
+  if (raw === undefined || raw === '') return undefined
+  const nodes = raw.split(',').map((s) => s.trim()).filter((s) => s !== '')
+  if (nodes.length === 0) throw new UsageError(`STRATACACHE_NODES names no node address (${JSON.stringify(raw)}); expected e.g. http://127.0.0.1:7700, or unset it`)
+  return nodes
+}
+
 /** The client the common flags describe. Options the client refuses are usage errors. */
 export function clientFrom(values: CommonValues, io: CliIo, extra: { retry?: false; connections?: number } = {}): Client {
   const split = (list: readonly string[]): string[] => list.flatMap((s) => s.split(',')).map((s) => s.trim()).filter((s) => s !== '')
   const fromFlags = values.node === undefined ? undefined : split(values.node)
   if (fromFlags !== undefined && fromFlags.length === 0) throw new UsageError('--node expects a node address like http://127.0.0.1:7700')
-  const fromEnv = split([io.env.STRATACACHE_NODES ?? ''])
-  const nodes = fromFlags ?? (fromEnv.length > 0 ? fromEnv : ['http://127.0.0.1:7700'])
+  const nodes = fromFlags ?? nodesFromEnv(io.env) ?? ['http://127.0.0.1:7700']
   const token = values.token ?? (io.env.STRATACACHE_AUTH_TOKEN === '' ? undefined : io.env.STRATACACHE_AUTH_TOKEN)
   const region = values.region ?? (io.env.STRATACACHE_REGION === '' ? undefined : io.env.STRATACACHE_REGION)
   if (region !== undefined && region.trim() === '') throw new UsageError('--region expects a region name')

@@ -8,7 +8,7 @@
 import type { Clock } from '../core/clock.js'
 import type { ClusterStateRecord, ClusterView, MemberView } from '../server/index.js'
 import { parseClusterState } from '../server/cluster-service.js'
-import { EXIT, parse, UsageError, type CliIo } from './cli-io.js'
+import { EXIT, nodesFromEnv, parse, UsageError, type CliIo } from './cli-io.js'
 import { normalizeNode } from '../client/client.js'
 import { undiciTransport } from '../client/undici-transport.js'
 
@@ -155,8 +155,7 @@ export async function clusterCommand(argv: string[], io: CliIo): Promise<number>
     io.out.write(`${CLUSTER_HELP}\n`)
     return EXIT.OK
   }
-  const fromEnv = io.env.STRATACACHE_NODES?.split(',').map((s) => s.trim()).find((s) => s !== '')
-  const node = baseUrl(values.node ?? fromEnv ?? 'http://127.0.0.1:7700')
+  const node = baseUrl(values.node ?? nodesFromEnv(io.env)?.[0] ?? 'http://127.0.0.1:7700')
   const token = values.token ?? (io.env.STRATACACHE_AUTH_TOKEN === '' ? undefined : io.env.STRATACACHE_AUTH_TOKEN)
   // A bare decimal number of ms (not '0x10', '5s' or ' 5').
   const timeoutMs = values.timeout === undefined ? 5000 : /^\d+(\.\d+)?$/.test(values.timeout) ? Number(values.timeout) : NaN

@@ -4,18 +4,18 @@ import { describe, test } from 'node:test'
 import { runCli } from '../../src/cli/main.js'
 import { createReadStream } from 'node:fs'
 import { Readable } from 'node:stream'
-import { EXIT, exitCodeOf, MAX_CLI_VALUE_BYTES, readBounded, UsageError, type CliIo } from '../../src/cli/cli-io.js'
+import { EXIT, exitCodeOf, MAX_CLI_VALUE_BYTES, nodesFromEnv, readBounded, UsageError, type CliIo } from '../../src/cli/cli-io.js'
 import { BadRequestError, InvalidKeyError, RequestTimeoutError } from '../../src/core/errors.js'
 import { errorFromResponse } from '../../src/client/client.js'
 import { ManualClock } from '../../src/core/manual-clock.js'
 
-function io(stdin?: Buffer): CliIo & { out_: string; err_: string } {
+function io(stdin?: Buffer, env: NodeJS.ProcessEnv = {}): CliIo & { out_: string; err_: string } {
   const o = {
     out_: '',
     err_: '',
     out: { write: (c: string | Uint8Array) => (o.out_ += c.toString()) },
     err: { write: (c: string) => (o.err_ += c) },
-    env: {},
+    env,
     clock: new ManualClock(0),
     now: () => 0,
     readStdin: async () => stdin,
@@ -50,6 +50,21 @@ describe('CLI argument handling in process', () => {
     const z = io()
     assert.equal(await runCli(['set', 'k', '--file', '/nonexistent/value'], z), EXIT.USAGE)
     assert.match(z.err_, /cannot read \/nonexistent\/value/)
+  })
+
+  test('STRATACACHE_NODES set to blanks and commas only is a usage error, not the default node; empty is unset; --node overrides it', async () => {
+    for (const argv of [['get', 'k'], ['cluster', 'status']]) {
+      const x = io(undefined, { STRATACACHE_NODES: ' , ' })
+      assert.equal(await runCli(argv, x), EXIT.USAGE, argv.join(' '))
+      assert.match(x.err_, /STRATACACHE_NODES names no node address/, argv.join(' '))
+    }
+    const y = io(undefined, { STRATACACHE_NODES: ' , ' })
+    assert.equal(await runCli(['get', 'k', '--node', 'ftp://x:1'], y), EXIT.USAGE)
+    assert.doesNotMatch(y.err_, /STRATACACHE_NODES/, 'the flag wins: the env is not read')
+    assert.match(y.err_, /ERR_INVALID_OPTIONS/)
+    assert.equal(nodesFromEnv({ STRATACACHE_NODES: '' }), undefined, 'empty: unset')
+    assert.equal(nodesFromEnv({}), undefined)
+    assert.deepEqual(nodesFromEnv({ STRATACACHE_NODES: ' http://a:1 ,, http://b:2 ' }), ['http://a:1', 'http://b:2'])
   })
 
   test('set with both a value and --file is a usage error', async () => {
