@@ -124,6 +124,20 @@ export function formatEtag(version: number): string {
   return `"${version}"`
 }
 
+/**
+ * Whether an `If-None-Match` list names the entry of `version`: `*` (any entry), or its
+ * entity tag, weak (`W/"12"`) or strong (`"12"`): RFC 9110's weak comparison, as a GET's
+ * If-None-Match uses. Entries of the list that are not tags of ours match nothing.
+ */
+export function noneMatchNames(raw: string, version: number): boolean {
+  const tag = formatEtag(version)
+  for (const part of raw.split(',')) {
+    const t = part.trim()
+    if (t === '*' || t === tag || t === `W/${tag}`) return true
+  }
+  return false
+}
+
 /** Reads an `ETag` header back into a version (`undefined` when absent or malformed). */
 export function parseEtag(raw: string | null | undefined): number | undefined {
   if (raw === null || raw === undefined) return undefined

@@ -20,7 +20,7 @@ import {
   type MgetResult,
   type WireEntry,
 } from '../protocol/wire.js'
-import { checkKey, decodeBase64, formatEtag, parseIfMatch, parseJsonObject, parseKeySegment, parseTagsJson, parseTagsParam, parseTtlJson, parseTtlParam } from '../protocol/validate.js'
+import { checkKey, decodeBase64, formatEtag, noneMatchNames, parseIfMatch, parseJsonObject, parseKeySegment, parseTagsJson, parseTagsParam, parseTtlJson, parseTtlParam } from '../protocol/validate.js'
 import type { EngineWrite, EntryView, NodeEngine } from './node-engine.js'
 import { checkMinVersion, sessionHeaders, writeOptions } from './replication-http.js'
 
@@ -99,6 +99,9 @@ function json(value: unknown, extra?: Record<string, string>): ApiResponse {
 function text(body: string, status = 200): ApiResponse {
   return { status, headers: { 'content-type': TEXT_TYPE }, body }
 }
+
+/** The body of a 304. */
+const NO_BODY = new Uint8Array(0)
 
 function header(headers: Headers, name: string): string | undefined {
   const v = headers[name]
@@ -437,7 +440,14 @@ export class HttpApi {
     // A replica that landed after the read above is read again rather than answered 404.
     if (await checkMinVersion(request.headers, key, e?.version, this.#host.engine.keyspace)) e = await this.#host.engine.get(key)
     if (e === undefined) throw new NotFoundError('No live entry under this key')
-    return { status: 200, headers: entryHeaders(e, BYTES_TYPE), body: e.value }
+    const headers = entryHeaders(e, BYTES_TYPE)
+    // The caller holds this version already: 304 with the entry's metadata, no body.
+    const noneMatch = header(request.headers, 'if-none-match')
+    if (noneMatch !== undefined && noneMatchNames(noneMatch, e.version)) {
+      delete headers['content-type']
+      return { status: 304, headers, body: NO_BODY }
+    }
+    return { status: 200, headers, body: e.value }
   }
 
   async #zerocache(key: string, method: string, query: string, request: ApiRequest): Promise<ApiResponse> {

@@ -687,7 +687,7 @@ class Node implements NodeHandle {
     // body to read, no promise, and an in-flight slot would be taken and given back within
     // this call, so only the bound is checked (a full node refuses it below, as any other).
     // Anything getHit does not answer takes the general path (decision 0240).
-    if (method === 'GET' && req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined && this.#inFlight < this.options.maxInFlight && !hasMinVersion(req.headers)) {
+    if (method === 'GET' && req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined && this.#inFlight < this.options.maxInFlight && !hasMinVersion(req.headers) && req.headers['if-none-match'] === undefined) {
       const hit = this.#api.getHit(url)
       if (hit !== undefined) {
         // A request with neither Content-Length nor Transfer-Encoding has no body: it is
@@ -1001,7 +1001,9 @@ class Node implements NodeHandle {
       if (name === 'content-length' || name === HEADER_NODE || (closing && name === 'connection')) continue
       headers.push(name, given[name]!)
     }
-    headers.push('content-length', body.byteLength, HEADER_NODE, this.#id)
+    // A 304 has no body, and a Content-Length there would state the 200's (RFC 9110): none.
+    if (response.status !== 304) headers.push('content-length', body.byteLength)
+    headers.push(HEADER_NODE, this.#id)
     if (closing) headers.push('connection', 'close')
     if (!complete) {
       lingerOnClose(req.socket)

@@ -55,6 +55,41 @@ describe('node over sockets', () => {
     assert.equal(errorCode(long.body), 'ERR_TOO_LARGE')
   })
 
+  test('GET with If-None-Match naming the current version (strong, weak, or *) answers 304 with its metadata and no body; any other answers 200', async () => {
+    const n = await start()
+    const put = await send(n.url, 'PUT', '/v1/keys/cond?ttl=none&tags=a', 'value-1')
+    const etag = String(put.headers.etag)
+    for (const inm of [etag, `W/${etag}`, '*', `"1", ${etag}`]) {
+      const r = await send(n.url, 'GET', '/v1/keys/cond', undefined, { 'if-none-match': inm })
+      assert.equal(r.status, 304, inm)
+      assert.equal(r.body.byteLength, 0, inm)
+      assert.equal(r.headers.etag, etag, inm)
+      assert.equal(r.headers['x-ttl'], 'none', inm)
+      assert.equal(r.headers['x-tags'], 'a', inm)
+      assert.equal(r.headers['content-length'], undefined, `${inm}: no Content-Length stating an empty body`)
+      assert.equal(r.headers['content-type'], undefined, inm)
+    }
+    for (const inm of ['"1"', 'W/"1"', '"not-a-version"', '']) {
+      const r = await send(n.url, 'GET', '/v1/keys/cond', undefined, { 'if-none-match': inm })
+      assert.equal(r.status, 200, JSON.stringify(inm))
+      assert.equal(r.body.toString(), 'value-1')
+    }
+    // A new version: the old tag no longer matches. Keep-alive: the 304 leaves the connection usable.
+    await send(n.url, 'PUT', '/v1/keys/cond?ttl=none', 'value-2')
+    const first = await fetch(`${n.url}/v1/keys/cond`, { headers: { 'if-none-match': etag } })
+    assert.equal(first.status, 200)
+    const current = first.headers.get('etag')!
+    assert.equal(await first.text(), 'value-2')
+    const second = await fetch(`${n.url}/v1/keys/cond`, { headers: { 'if-none-match': current } })
+    assert.equal(second.status, 304)
+    assert.equal((await second.arrayBuffer()).byteLength, 0)
+    const third = await fetch(`${n.url}/v1/keys/cond`)
+    assert.equal(await third.text(), 'value-2', 'the same connection answers the next request')
+    const absent = await send(n.url, 'GET', '/v1/keys/nothing-here', undefined, { 'if-none-match': '*' })
+    assert.equal(absent.status, 404)
+    assert.equal(errorCode(absent.body), 'ERR_NOT_FOUND')
+  })
+
   test('restart on the same data directory: everything stored reads back, versions keep increasing', async () => {
     const d = testbed.dir()
     const first = await startNode({ port: 0, logger: silentLogger, dataDir: d.path, disk: '64mb' })
