@@ -243,13 +243,16 @@ export class ChannelMux {
         // The transport is closed or the id malformed: the frame is gone, as a send that failed.
       }
     }
-    if (q.head === q.frames.length) this.#bulk.delete(peer)
-    else if (q.head >= 1024 && q.head * 2 >= q.frames.length) {
+    if (q.head === q.frames.length) {
+      this.#bulk.delete(peer)
+      return
+    }
+    if (q.head >= 1024 && q.head * 2 >= q.frames.length) {
       // Compacted once the sent part is half the array: amortised O(1) per frame.
       q.frames = q.frames.slice(q.head)
       q.head = 0
     }
-    else if (q.bytes <= this.#maxQueued / 2) q.overflowReported = false
+    if (q.bytes <= this.#maxQueued / 2) q.overflowReported = false
   }
 
   #schedule(): void {
