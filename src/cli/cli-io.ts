@@ -47,15 +47,12 @@ export const MAX_CLI_VALUE_BYTES = 1024 ** 3
  * the bound instead of filling memory), drops what it read and throws a UsageError.
  */
 export async function readBounded(source: AsyncIterable<Uint8Array | string>, maxBytes: number): Promise<Buffer> {
-  let chunks: Buffer[] = []
+  const chunks: Buffer[] = []
   let total = 0
   for await (const chunk of source) {
     const b = typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
     total += b.byteLength
-    if (total > maxBytes) {
-      chunks = []
-      throw new UsageError(tooLargeMessage(maxBytes))
-    }
+    if (total > maxBytes) throw new UsageError(tooLargeMessage(maxBytes))
     chunks.push(b)
   }
   return Buffer.concat(chunks, total)

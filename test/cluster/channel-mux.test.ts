@@ -150,12 +150,18 @@ describe('ChannelMux inbound limits per peer', () => {
     return f
   }
 
-  test('a peer flooding control frames past its rate is cut to the rate, counted; another peer and a later second are unaffected', () => {
+  /** A mux that takes 100 control frames a second per peer, and the frames each peer got through. */
+  const controlLimited = (): { t: StuckTransport; clock: ManualClock; mux: ChannelMux; got: Map<string, number> } => {
     const t = new StuckTransport('a')
     const clock = new ManualClock(0)
     const mux = new ChannelMux({ transport: t, clock, inboundControlFramesPerSec: 100 })
     const got = new Map<string, number>()
     mux.channel(0).onReceive((from) => got.set(from, (got.get(from) ?? 0) + 1))
+    return { t, clock, mux, got }
+  }
+
+  test('a peer flooding control frames past its rate is cut to the rate, counted; another peer and a later second are unaffected', () => {
+    const { t, clock, mux, got } = controlLimited()
     for (let i = 0; i < 1000; i++) t.receive!('flooder', frame(0, 40))
     for (let i = 0; i < 10; i++) t.receive!('calm', frame(0, 40))
     assert.equal(got.get('flooder'), 100, 'one second of burst, then nothing')
@@ -193,11 +199,7 @@ describe('ChannelMux inbound limits per peer', () => {
     // Soak finding: the buckets of every peer that ever sent a frame were kept until close,
     // one more pair per cluster node replaced. A bucket idle for a second is full, the state
     // a new one starts in, so forgetting it changes no answer.
-    const t = new StuckTransport('a')
-    const clock = new ManualClock(0)
-    const mux = new ChannelMux({ transport: t, clock, inboundControlFramesPerSec: 100 })
-    const got = new Map<string, number>()
-    mux.channel(0).onReceive((from) => got.set(from, (got.get(from) ?? 0) + 1))
+    const { t, clock, mux, got } = controlLimited()
     for (let p = 0; p < 200; p++) t.receive!(`gone-${p}`, frame(0, 40))
     assert.equal(mux.inboundPeers, 200)
     clock.advance(1_000)
